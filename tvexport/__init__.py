@@ -1,0 +1,46 @@
+"""tvexport: take trained TVConv networks to deployment.
+
+Public API (everything else is internal)::
+
+    model = tvexport.load_checkpoint("model.ckpt")          # reference checkpoint -> nn.Module
+    result = tvexport.bake(model)                             # generators -> constant kernels
+    tvexport.save_baked(result, "model.baked.pt")
+    baked = tvexport.load_baked("model.baked.pt")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .bake import BakeReport, BakeResult, ErrorStats, fold_batchnorms, load_baked, save_baked  # noqa: E402
+from .bake import bake_model as bake  # noqa: E402
+from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint  # noqa: E402
+from .errors import MismatchError, MissingDependencyError, TvexportError  # noqa: E402
+from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold  # noqa: E402
+from .models import ArchConfig, TVSettings, create_model, list_models  # noqa: E402
+
+__all__ = [
+    "ArchConfig",
+    "BakeReport",
+    "BakeResult",
+    "BakedTVConv",
+    "Checkpoint",
+    "ErrorStats",
+    "MismatchError",
+    "MissingDependencyError",
+    "TVConv",
+    "TVGeometry",
+    "TVSettings",
+    "TvexportError",
+    "__version__",
+    "bake",
+    "create_model",
+    "fold_batchnorms",
+    "list_models",
+    "load_baked",
+    "load_checkpoint",
+    "read_checkpoint",
+    "save_baked",
+    "tv_depthwise",
+    "tv_depthwise_unfold",
+]

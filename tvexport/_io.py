@@ -1,0 +1,52 @@
+"""Atomic output files: write beside the target, rename into place on success."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import TvexportError
+
+
+def check_output_path(path: Path, *, force: bool) -> Path:
+    """Fail early (before any work) when ``path`` cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise TvexportError(f"output {path} is a directory", hint="give a file name")
+    if path.exists() and not force:
+        raise TvexportError(f"output {path} already exists", hint="pass --force to overwrite it")
+    if not parent.is_dir():
+        raise TvexportError(f"output directory {parent} does not exist", hint="create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TvexportError(f"output directory {parent} is not writable", hint="choose another output path")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, *, force: bool) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s directory; rename it to ``path`` if the block succeeds.
+
+    If the block raises (or the process is interrupted), the temporary file is removed and any
+    previous ``path`` stays untouched.
+    """
+    path = check_output_path(Path(path), force=force)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(path: Path, text: str, *, force: bool = True) -> None:
+    """Write a small text file (report, sidecar) atomically."""
+    with atomic_output(path, force=force) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,270 @@
+"""Reading checkpoints safely: format detection, prefix stripping, clear errors.
+
+Every file goes through ``torch.load(weights_only=True)``: tensors and plain containers only,
+plus a short allow-list of harmless names that real checkpoints contain (Lightning 1.x keys its
+``callbacks`` by the ModelCheckpoint *class*; hyper-parameters may be an AttributeDict;
+metrics may be numpy scalars). Nothing in a checkpoint is ever executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .errors import TvexportError
+from .models.registry import ArchConfig, _first_tv_prefix, _tv_settings, create_model, detect_arch, resolve_arch
+
+CheckpointFormat = Literal["lightning", "pth.tar", "state_dict", "baked"]
+BAKED_FORMAT = "tvexport.baked"
+
+
+def _stand_in(module: str, name: str, base: type = object) -> type:
+    """A class that unpickles in place of ``module.name`` without importing it (used as a dict key)."""
+    cls = type(name, (base,), {"__module__": module, "__doc__": f"Stand-in for {module}.{name}; holds no code."})
+    cls.__qualname__ = name
+    return cls
+
+
+def _safe_globals() -> list[Any]:
+    import argparse
+
+    names: list[Any] = [
+        _stand_in("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"),
+        _stand_in("pytorch_lightning.callbacks.early_stopping", "EarlyStopping"),
+        _stand_in("pytorch_lightning.callbacks.lr_monitor", "LearningRateMonitor"),
+        _stand_in("lightning.pytorch.callbacks.model_checkpoint", "ModelCheckpoint"),
+        _stand_in("pytorch_lightning.utilities.parsing", "AttributeDict", dict),
+        _stand_in("lightning.fabric.utilities.data", "AttributeDict", dict),
+        argparse.Namespace,
+    ]
+    try:
+        import numpy as np
+
+        scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar  # type: ignore[attr-defined]
+        names += [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+        names += [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "bool")]
+    except ImportError:  # numpy is optional for torch
+        pass
+    return names
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A checkpoint read from disk: its deployable state dict and what was around it."""
+
+    path: Path
+    format: CheckpointFormat
+    state_dict: dict[str, torch.Tensor]
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dropped: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    payload: dict[str, Any] | None = None  # the whole file, for baked files
+
+    @property
+    def nonfinite(self) -> list[str]:
+        """Names of floating tensors holding NaN or Inf."""
+        return [k for k, v in self.state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+    @property
+    def num_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise TvexportError(f"{path}: no such file", hint="check the path")
+    if path.is_dir():
+        raise TvexportError(f"{path} is a directory, not a checkpoint file", hint="give the checkpoint file inside it")
+    if path.stat().st_size == 0:
+        raise TvexportError(f"{path} is empty (0 bytes)", hint="the copy or download did not finish; fetch it again")
+
+
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+}
+
+
+def _describe_non_checkpoint(path: Path) -> str | None:
+    head = path.read_bytes()[:64] if path.stat().st_size < 1 << 16 else path.open("rb").read(64)
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            return what
+    if path.suffix == ".onnx" or b"onnx" in head.lower() or head[:1] == b"\x08":
+        return "an ONNX model or other protobuf file"
+    try:
+        head.decode("utf-8")
+        if not zipfile.is_zipfile(path) and head[:1] not in (b"\x80",):
+            return "a text file"
+    except UnicodeDecodeError:
+        pass
+    return None
+
+
+def _torch_load(path: Path) -> Any:
+    _check_file(path)
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported global: ([\w. ]+)", text)
+        if "Weights only load failed" in text and m:
+            raise TvexportError(
+                f"refused to load {path}: it would execute pickled code ({m.group(1).split()[-1]}); "
+                "tvexport loads tensors only and never runs code from a checkpoint",
+                hint="if you trust the file, re-save just its state_dict with torch.save",
+            ) from None
+        what = _describe_non_checkpoint(path)
+        if what:
+            raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
+        raise TvexportError(f"{path} is not a readable PyTorch checkpoint ({text.splitlines()[0][:120]})", hint="the file may be corrupt; fetch it again") from None
+    except (EOFError, zipfile.BadZipFile) as err:
+        raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__})", hint="the copy or download did not finish; fetch it again") from None
+    except RuntimeError as err:
+        text = str(err)
+        if "zip" in text.lower() or "archive" in text.lower() or "PytorchStreamReader" in text:
+            raise TvexportError(f"{path} is truncated or corrupt (its zip archive is damaged)", hint="the copy or download did not finish; fetch it again") from None
+        raise TvexportError(f"{path} could not be read as a PyTorch checkpoint ({text.splitlines()[0][:120]})", hint="the file may be corrupt; fetch it again") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError, UnicodeDecodeError, OSError) as err:
+        what = _describe_non_checkpoint(path)
+        if what:
+            raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
+        first = (str(err).splitlines() or [""])[0][:120]
+        raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__}: {first})", hint="fetch the file again") from None
+
+
+def _strip(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+
+
+def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
+    if not isinstance(sd, Mapping) or not sd:
+        raise TvexportError(f"{path}: {where} is not a non-empty state dict", hint="is this a model checkpoint?")
+    bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise TvexportError(f"{path}: {where} holds non-tensor entries ({', '.join(map(str, bad[:3]))})", hint="is this a model checkpoint?")
+    return dict(sd)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Load ``path`` safely and normalise it to a deployable state dict.
+
+    Formats: PyTorch Lightning ``.ckpt`` (``state_dict`` with ``model.`` keys; training-only keys
+    such as the AM-Softmax ``head.weight`` are dropped and listed in ``dropped``), ``.pth.tar``
+    with ``model_state_dict`` (``module.`` prefix removed), a plain state dict, and tvexport's
+    baked files.
+    """
+    path = Path(path)
+    obj = _torch_load(path)
+    if not isinstance(obj, Mapping):
+        raise TvexportError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict", hint="save a state_dict (a dict of tensors)")
+
+    if obj.get("format") == BAKED_FORMAT:
+        sd = _tensor_dict(path, obj.get("state_dict"), "baked state_dict")
+        return Checkpoint(path, "baked", sd, hparams={}, meta=dict(obj.get("bake", {})), payload=dict(obj))
+
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        raw = _tensor_dict(path, obj["state_dict"], "state_dict")
+        hparams = obj.get("hyper_parameters") or {}
+        hparams = dict(vars(hparams)) if not isinstance(hparams, Mapping) else dict(hparams)
+        if any(k.startswith("model.") for k in raw):
+            sd = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
+            dropped = {k: tuple(v.shape) for k, v in raw.items() if not k.startswith("model.")}
+        else:
+            sd, dropped = _strip(raw, "module."), {}
+        meta = {k: obj[k] for k in ("epoch", "global_step", "pytorch-lightning_version") if k in obj}
+        return Checkpoint(path, "lightning", sd, hparams=hparams, dropped=dropped, meta=meta)
+
+    if "model_state_dict" in obj:
+        sd = _strip(_tensor_dict(path, obj["model_state_dict"], "model_state_dict"), "module.")
+        meta = {k: obj[k] for k in ("epoch", "iteration", "arch", "best_mean_dice") if k in obj and not isinstance(obj[k], torch.Tensor)}
+        return Checkpoint(path, "pth.tar", sd, meta=meta)
+
+    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+        sd = _tensor_dict(path, obj, "file")
+        for prefix in ("module.", "model."):
+            if all(k.startswith(prefix) for k in sd):
+                sd = _strip(sd, prefix)
+        return Checkpoint(path, "state_dict", sd)
+
+    keys = ", ".join(map(str, list(obj)[:5]))
+    raise TvexportError(f"{path}: no model state dict found (top-level keys: {keys})", hint="expected a Lightning .ckpt, a .pth.tar with model_state_dict, or a state dict")
+
+
+def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
+    """The architecture of ``ckpt``: detected from its keys, or ``arch`` if given."""
+    if ckpt.format == "baked":
+        assert ckpt.payload is not None
+        return ArchConfig.from_dict(ckpt.payload["arch"])
+    sd = ckpt.state_dict
+    if arch is None:
+        try:
+            return detect_arch(sd, ckpt.hparams)
+        except TvexportError as err:
+            raise TvexportError(f"{ckpt.path}: {err.message}", hint=err.hint) from None
+    cfg = resolve_arch(arch)
+    try:
+        detected = detect_arch(sd, ckpt.hparams)
+        if detected.family == cfg.family:
+            return dataclasses.replace(detected, width=cfg.width)
+    except TvexportError:
+        pass
+    tv_prefix = _first_tv_prefix(sd)
+    if tv_prefix is not None:
+        return dataclasses.replace(cfg, atom="tvconv", tv=_tv_settings(sd, tv_prefix))
+    return dataclasses.replace(cfg, atom="dwconv")
+
+
+def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], *, source: Path, arch_name: str) -> None:
+    """Raise one clear line when ``sd`` does not fit ``model`` (missing, unexpected, mis-shaped keys)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({', '.join(missing[:3])}{', ...' * (len(missing) > 3)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) > 1)} ({', '.join(unexpected[:3])}{', ...' * (len(unexpected) > 3)})")
+        raise TvexportError(f"{source}: state dict does not match {arch_name}: {'; '.join(parts)}", hint="check --arch, or that the file is complete")
+    for k, v in expected.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise TvexportError(
+                f"{source}: shape mismatch for {k}: checkpoint {tuple(sd[k].shape)}, {arch_name} expects {tuple(v.shape)}",
+                hint="check --arch (width, TV settings), or that the file is not corrupt",
+            )
+
+
+def build_from_state_dict(cfg: ArchConfig, sd: Mapping[str, torch.Tensor], *, source: Path) -> nn.Module:
+    """Build ``cfg``'s network without initialising weights, then load ``sd`` into it (strict)."""
+    with torch.device("meta"):
+        model = create_model(cfg)
+    check_state_dict(model, sd, source=source, arch_name=cfg.name)
+    model.load_state_dict(sd, strict=True, assign=True)
+    model.float()
+    stale = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if stale:  # a tensor the constructor made that is not in the state dict
+        raise RuntimeError(f"tensors left uninitialised after loading: {stale[:3]}")
+    model.tvexport_config = cfg  # type: ignore[assignment]
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path, *, arch: str | None = None) -> nn.Module:
+    """Load any supported checkpoint as an eval-mode ``nn.Module`` (baked files load baked)."""
+    ckpt = read_checkpoint(path)
+    if ckpt.format == "baked":
+        from .bake import model_from_baked  # baked files rebuild through the bake stage's format
+
+        return model_from_baked(ckpt)
+    return build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)

@@ -1,0 +1,81 @@
+"""The ``tvexport`` command line: a thin typer layer over the Python API.
+
+User mistakes surface as one red line on stderr and exit code 2 (1 for a numerical mismatch);
+``--verbose`` adds the traceback. Each command group lives in its own module and registers on
+``app``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, TvexportError
+from ._console import err_console
+
+app = typer.Typer(
+    name="tvexport",
+    help="Bake, export, compile and profile TVConv networks for deployment.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_state = {"verbose": False}
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and extra detail.")] = False,
+) -> None:
+    _state["verbose"] = verbose
+
+
+def _register() -> None:
+    from . import _core  # noqa: F401  (inspect, bake)
+
+    for name in ("_export", "_build", "_bench"):
+        try:
+            __import__(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:  # a command group not present in this build
+            if err.name != f"{__name__}.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tvexport`` script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["verbose"] = "--verbose" in args or "-v" in args
+    _register()
+    try:
+        app(args=args, prog_name="tvexport")  # standalone mode: usage errors print and exit 2
+        return 0
+    except SystemExit as ex:
+        code = ex.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_BAD_INPUT)
+    except TvexportError as ex:
+        if _state["verbose"]:
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/bold red] {ex}", highlight=False, soft_wrap=True)
+        return ex.exit_code
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]")
+        return 130
+    except Exception as ex:  # noqa: BLE001 - the one place that turns bugs into a clean line
+        if _state["verbose"]:
+            traceback.print_exc()
+        first = (str(ex).splitlines() or [""])[0][:200]
+        err_console.print(
+            f"[bold red]internal error:[/bold red] {type(ex).__name__}: {first} (run with --verbose for the traceback and report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_INTERNAL
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Options shared by several commands, defined once (Polygraphy-style argument groups)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+    @property
+    def torch(self) -> torch.dtype:
+        return getattr(torch, self.value)
+
+
+Source = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint (.ckpt, .pth.tar, state dict) or a .baked.pt file.", show_default=False)]
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output file.", show_default=False)]
+Arch = Annotated[str | None, typer.Option("--arch", help="Architecture name; detected from the checkpoint when omitted.", show_default=False)]
+Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
+DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Storage / compute precision.", case_sensitive=False)]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Accept checkpoints whose weights hold NaN/Inf.")]

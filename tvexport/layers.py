@@ -1,0 +1,273 @@
+"""TVConv as the reference defines it, its baked form, and the translation-variant depthwise math.
+
+The math, for input ``x`` (N, C, H, W), kernels ``weight`` (C, k*k, h, w), stride ``s`` and
+padding ``k // 2``::
+
+    out[n, c, i, j] = sum_{ky, kx} weight[c, ky*k + kx, i, j] * xpad[n, c, i*s + ky, j*s + kx]
+                      (+ bias[c, i, j])
+
+Tap order ``ky*k + kx`` is the order of ``F.unfold``, which is also the channel order of the
+reference generator's last conv (``c*k*k + ky*k + kx``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "BakedTVConv",
+    "TVConv",
+    "TVGeometry",
+    "tv_depthwise",
+    "tv_depthwise_unfold",
+    "tv_output_size",
+]
+
+BiasKind = Literal["map", "channel"]
+
+
+def tv_output_size(size: int, k: int, stride: int) -> int:
+    """Output length of a TV layer along one axis (padding ``k // 2``)."""
+    return (size + 2 * (k // 2) - k) // stride + 1
+
+
+def _check_input(x: torch.Tensor, weight: torch.Tensor, stride: int) -> int:
+    if x.dim() != 4:
+        raise ValueError(f"TV depthwise expects NCHW input, got shape {tuple(x.shape)}")
+    c, kk, h, w = weight.shape
+    k = int(round(kk**0.5))
+    if k * k != kk or k % 2 == 0:
+        raise ValueError(f"TV kernels must hold k*k taps for odd k, got {kk}")
+    if x.shape[1] != c:
+        raise ValueError(f"TV layer has {c} channels, input has {x.shape[1]}")
+    oh, ow = tv_output_size(x.shape[2], k, stride), tv_output_size(x.shape[3], k, stride)
+    if (oh, ow) != (h, w):
+        raise ValueError(
+            f"TV layer was trained for output {h}x{w} (stride {stride}); input {x.shape[2]}x{x.shape[3]} "
+            f"gives {oh}x{ow}: TVConv only runs at its trained input size"
+        )
+    return k
+
+
+def tv_depthwise(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, stride: int = 1
+) -> torch.Tensor:
+    """Translation-variant depthwise conv as shift-and-accumulate over the k*k taps.
+
+    This form never materialises the unfolded (N, C, k*k, h, w) tensor; compilers
+    (torch.compile, AOTInductor) fuse it into a single loop. ``bias`` broadcasts against
+    (C, h, w): a full map or a per-channel (C, 1, 1) bias.
+    """
+    k = _check_input(x, weight, stride)
+    h, w = weight.shape[-2:]
+    p = k // 2
+    xp = F.pad(x, (p, p, p, p))
+    span_h, span_w = stride * (h - 1) + 1, stride * (w - 1) + 1
+    out: torch.Tensor | None = None
+    for ky in range(k):
+        for kx in range(k):
+            tap = xp[:, :, ky : ky + span_h : stride, kx : kx + span_w : stride]
+            w_t = weight[:, ky * k + kx]
+            out = tap * w_t if out is None else torch.addcmul(out, tap, w_t)
+    assert out is not None
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def tv_depthwise_unfold(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, stride: int = 1
+) -> torch.Tensor:
+    """The reference's formulation: ``F.unfold`` then multiply and sum over taps."""
+    k = _check_input(x, weight, stride)
+    c, kk, h, w = weight.shape
+    cols = F.unfold(x, k, dilation=1, padding=k // 2, stride=stride).view(x.shape[0], c, kk, h, w)
+    out = (cols * weight.unsqueeze(0)).sum(dim=2)
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TVGeometry:
+    """Shape facts of one TV layer; ``h``, ``w`` are its OUTPUT size."""
+
+    channels: int
+    k: int
+    stride: int
+    h: int
+    w: int
+    bias: bool
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The input (H, W) the layer sees in its network: output size times stride."""
+        return (self.h * self.stride, self.w * self.stride)
+
+    @property
+    def kernel_numel(self) -> int:
+        return self.channels * self.k * self.k * self.h * self.w
+
+    def macs(self, batch: int = 1) -> int:
+        """Multiply-accumulates of the TV op for one call."""
+        return batch * self.kernel_numel
+
+
+class _GeneratorBlock(nn.Sequential):
+    """conv3x3 (no bias) -> LayerNorm over (C, h, w) -> ReLU, as in the reference."""
+
+    def __init__(self, in_chans: int, out_chans: int, h: int, w: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_chans, out_chans, 3, 1, 1, bias=False),
+            nn.LayerNorm([out_chans, h, w]),
+            nn.ReLU(inplace=True),
+        )
+
+
+def _generator(in_chans: int, inter_chans: int, out_chans: int, inter_layers: int, h: int, w: int) -> nn.Sequential:
+    blocks: list[nn.Module] = [_GeneratorBlock(in_chans, inter_chans, h, w)]
+    blocks += [_GeneratorBlock(inter_chans, inter_chans, h, w) for _ in range(inter_layers)]
+    blocks.append(nn.Conv2d(inter_chans, out_chans, 3, 1, 1, bias=False))
+    return nn.Sequential(*blocks)
+
+
+class TVConv(nn.Module):
+    """Translation-variant depthwise conv with a generator, state-dict compatible with the reference.
+
+    ``h``, ``w`` are the layer's OUTPUT size. Argument names follow the reference so that
+    checkpoints load with ``strict=True``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        TVConv_k: int = 3,
+        stride: int = 1,
+        TVConv_posi_chans: int = 4,
+        TVConv_inter_chans: int = 64,
+        TVConv_inter_layers: int = 3,
+        TVConv_Bias: bool = False,
+        h: int = 3,
+        w: int = 3,
+        **kwargs: object,
+    ) -> None:
+        super().__init__()
+        if TVConv_k % 2 != 1:
+            raise ValueError(f"TVConv_k must be odd, got {TVConv_k}")
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        self.register_buffer("TVConv_k", torch.as_tensor(TVConv_k))
+        self.register_buffer("TVConv_k_square", torch.as_tensor(TVConv_k**2))
+        self.register_buffer("stride", torch.as_tensor(stride))
+        self.register_buffer("channels", torch.as_tensor(channels))
+        self.register_buffer("h", torch.as_tensor(h))
+        self.register_buffer("w", torch.as_tensor(w))
+        self.posi_map = nn.Parameter(torch.ones(1, TVConv_posi_chans, h, w))
+        self.weight_layers = _generator(
+            TVConv_posi_chans, TVConv_inter_chans, channels * TVConv_k**2, TVConv_inter_layers, h, w
+        )
+        self.bias_layers = (
+            _generator(TVConv_posi_chans, TVConv_inter_chans, channels, TVConv_inter_layers, h, w)
+            if TVConv_Bias
+            else None
+        )
+        self.unfold = nn.Unfold(TVConv_k, 1, (TVConv_k - 1) // 2, stride)
+        # Python copies of the geometry: cheap to read and safe under tracing.
+        self._geometry = TVGeometry(channels, TVConv_k, stride, h, w, bool(TVConv_Bias))
+
+    @property
+    def geometry(self) -> TVGeometry:
+        return self._geometry
+
+    def generate(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the generator: kernels (C, k*k, h, w) and the bias map (C, h, w) or None."""
+        g = self._geometry
+        weight = self.weight_layers(self.posi_map).view(g.channels, g.k * g.k, g.h, g.w)
+        bias = self.bias_layers(self.posi_map).view(g.channels, g.h, g.w) if self.bias_layers is not None else None
+        return weight, bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.generate()
+        return tv_depthwise_unfold(x, weight, bias, stride=self._geometry.stride)
+
+    def extra_repr(self) -> str:
+        g = self._geometry
+        return f"channels={g.channels}, k={g.k}, stride={g.stride}, h={g.h}, w={g.w}, bias={g.bias}"
+
+
+class BakedTVConv(nn.Module):
+    """A TVConv whose generator has been run once: constant kernels (+ bias) only.
+
+    ``bias`` is ``None``, ``"map"`` (C, h, w: the TV bias map, maybe with BN folded in) or
+    ``"channel"`` (C, 1, 1: a folded BatchNorm's shift without a TV bias map).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(
+        self,
+        channels: int,
+        k: int,
+        stride: int,
+        h: int,
+        w: int,
+        *,
+        bias: BiasKind | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.k = k
+        self.stride = stride
+        self.register_buffer("weight", torch.zeros(channels, k * k, h, w, dtype=dtype, device=device))
+        bias_shape = {"map": (channels, h, w), "channel": (channels, 1, 1), None: None}[bias]
+        self.register_buffer(
+            "bias", torch.zeros(bias_shape, dtype=dtype, device=device) if bias_shape is not None else None
+        )
+
+    @property
+    def geometry(self) -> TVGeometry:
+        c, kk, h, w = self.weight.shape
+        return TVGeometry(c, self.k, self.stride, h, w, self.bias is not None)
+
+    @property
+    def bias_kind(self) -> BiasKind | None:
+        if self.bias is None:
+            return None
+        return "channel" if self.bias.shape[-2:] == (1, 1) and self.weight.shape[-2:] != (1, 1) else "map"
+
+    @classmethod
+    @torch.no_grad()
+    def from_tvconv(cls, layer: TVConv) -> BakedTVConv:
+        """Run ``layer``'s generator once (eval mode) and keep its output."""
+        was_training = layer.training
+        layer.eval()
+        try:
+            weight, bias = layer.generate()
+        finally:
+            layer.train(was_training)
+        g = layer.geometry
+        baked = cls(g.channels, g.k, g.stride, g.h, g.w, bias="map" if bias is not None else None,
+                    dtype=weight.dtype, device=weight.device)
+        baked.weight.copy_(weight)
+        if bias is not None:
+            assert baked.bias is not None
+            baked.bias.copy_(bias)
+        return baked
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if weight.dtype != x.dtype:
+            weight = weight.to(x.dtype)
+            bias = bias.to(x.dtype) if bias is not None else None
+        return tv_depthwise(x, weight, bias, stride=self.stride)
+
+    def extra_repr(self) -> str:
+        c, _, h, w = self.weight.shape
+        return f"channels={c}, k={self.k}, stride={self.stride}, h={h}, w={w}, bias={self.bias_kind}"

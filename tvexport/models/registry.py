@@ -1,0 +1,290 @@
+"""The model zoo: architecture configs, ``create_model`` and detection from a state dict."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..errors import TvexportError
+from .deeplab import SEG_INPUT, DeepLabV3PlusMobileNetV2
+from .face import FACE_INPUT, SHUFFLENETV2_STAGES, FaceMobileNetV2, FaceShuffleNetV2, mobilenetv2_channels
+
+Atom = Literal["tvconv", "dwconv", "dense"]
+
+MOBILENETV2_WIDTHS = (0.1, 0.2, 0.3, 0.5, 1.0)  # the reference's named variants; any width in [0.1, 1] builds
+SHUFFLENETV2_WIDTHS = tuple(sorted(SHUFFLENETV2_STAGES))
+
+
+@dataclasses.dataclass(frozen=True)
+class TVSettings:
+    """TVConv hyper-parameters shared by all TV layers of a network (reference argument names in ``kwargs``)."""
+
+    k: int = 3
+    posi_chans: int = 4
+    inter_chans: int = 64
+    inter_layers: int = 3
+    bias: bool = False
+
+    def kwargs(self) -> dict[str, object]:
+        return {
+            "TVConv_k": self.k,
+            "TVConv_posi_chans": self.posi_chans,
+            "TVConv_inter_chans": self.inter_chans,
+            "TVConv_inter_layers": self.inter_layers,
+            "TVConv_Bias": self.bias,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchConfig:
+    """Everything needed to rebuild a network of the zoo (stored in baked files)."""
+
+    family: str
+    width: float = 1.0
+    atom: Atom = "tvconv"
+    tv: TVSettings = TVSettings()
+    drop_ratio: float = 0.0
+    num_classes: int = 2
+
+    @property
+    def spec(self) -> ArchSpec:
+        return FAMILIES[self.family]
+
+    @property
+    def name(self) -> str:
+        """Registry name, e.g. ``face_mobilenetv2_x0_1``."""
+        return self.spec.name_of(self)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.spec.input_size
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, *self.spec.input_size)
+
+    def with_atom(self, atom: Atom) -> ArchConfig:
+        return dataclasses.replace(self, atom=atom)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["name"] = self.name
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ArchConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in fields}
+        kw["tv"] = TVSettings(**kw.get("tv", {}))
+        return cls(**kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSpec:
+    """One architecture family of the zoo."""
+
+    family: str
+    task: str
+    input_size: tuple[int, int]
+    widths: tuple[float, ...]
+    atoms: tuple[Atom, ...]
+    builder: Callable[[ArchConfig], nn.Module]
+    reference_names: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def name_of(self, cfg: ArchConfig) -> str:
+        if len(self.widths) <= 1:
+            return self.family
+        return f"{self.family}_x{_width_tag(cfg.width)}"
+
+
+def _width_tag(width: float) -> str:
+    return f"{width:g}".replace(".", "_") if "." in f"{width:g}" else f"{width:g}_0"
+
+
+def _build_face_mnv2(cfg: ArchConfig) -> nn.Module:
+    if not 0.1 <= cfg.width <= 1.0:
+        raise TvexportError(f"face_mobilenetv2 width must be in [0.1, 1.0], got {cfg.width}")
+    return FaceMobileNetV2(cfg.width, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, drop_ratio=cfg.drop_ratio)
+
+
+def _build_face_snv2(cfg: ArchConfig) -> nn.Module:
+    if cfg.width not in SHUFFLENETV2_STAGES:
+        raise TvexportError(f"face_shufflenetv2 width must be one of {list(SHUFFLENETV2_WIDTHS)}, got {cfg.width}")
+    return FaceShuffleNetV2(cfg.width, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, drop_ratio=cfg.drop_ratio)
+
+
+def _build_deeplab(cfg: ArchConfig) -> nn.Module:
+    return DeepLabV3PlusMobileNetV2(atom=cfg.atom, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, num_classes=cfg.num_classes)
+
+
+FAMILIES: dict[str, ArchSpec] = {
+    spec.family: spec
+    for spec in (
+        ArchSpec(
+            "face_mobilenetv2", "face", (FACE_INPUT, FACE_INPUT), MOBILENETV2_WIDTHS, ("tvconv", "dwconv"), _build_face_mnv2,
+            {f"mobilenet_v2_x{_width_tag(w)}": w for w in MOBILENETV2_WIDTHS},
+        ),
+        ArchSpec(
+            "face_shufflenetv2", "face", (FACE_INPUT, FACE_INPUT), SHUFFLENETV2_WIDTHS, ("tvconv", "dwconv"), _build_face_snv2,
+            {f"shufflenet_v2_x{_width_tag(w)}": w for w in SHUFFLENETV2_WIDTHS},
+        ),
+        ArchSpec(
+            "deeplabv3plus_mobilenetv2", "segmentation", (SEG_INPUT, SEG_INPUT), (1.0,), ("tvconv", "dwconv", "dense"), _build_deeplab,
+            {"deeplabv3plus_mobilenet": 1.0},
+        ),
+    )
+}
+
+
+def list_models() -> list[str]:
+    """Registry names of the zoo (each accepts ``atom=``)."""
+    return [FAMILIES[f].name_of(ArchConfig(f, width=w)) for f in FAMILIES for w in FAMILIES[f].widths]
+
+
+def resolve_arch(name: str) -> ArchConfig:
+    """Parse a registry name (``face_mobilenetv2_x0_5``), a family name, or a reference model name
+    (``mobilenet_v2_x0_1``, ``deeplabv3plus_mobilenet``) into a config with default settings."""
+    key = name.strip().lower().replace("-", "_")
+    for spec in FAMILIES.values():
+        if key in spec.reference_names:
+            return ArchConfig(spec.family, width=spec.reference_names[key])
+        if key == spec.family:
+            return ArchConfig(spec.family, width=spec.widths[-1] if len(spec.widths) > 1 else 1.0)
+        m = re.fullmatch(re.escape(spec.family) + r"_x(\d+)_(\d+)", key)
+        if m:
+            return ArchConfig(spec.family, width=float(f"{m.group(1)}.{m.group(2)}"))
+    raise TvexportError(f"unknown architecture {name!r}", hint=f"known: {', '.join(list_models())}")
+
+
+def create_model(
+    arch: str | ArchConfig,
+    *,
+    atom: Atom | None = None,
+    tv: TVSettings | None = None,
+    pretrained_state: Mapping[str, torch.Tensor] | None = None,
+) -> nn.Module:
+    """Build a zoo network (random weights unless ``pretrained_state``), in eval mode.
+
+    The returned module carries its config as ``model.tvexport_config``.
+    """
+    cfg = resolve_arch(arch) if isinstance(arch, str) else arch
+    if atom is not None:
+        cfg = dataclasses.replace(cfg, atom=atom)
+    if tv is not None:
+        cfg = dataclasses.replace(cfg, tv=tv)
+    if cfg.atom not in cfg.spec.atoms:
+        raise TvexportError(f"{cfg.family} has no atom {cfg.atom!r}", hint=f"choose one of {list(cfg.spec.atoms)}")
+    model = cfg.spec.builder(cfg)
+    if pretrained_state is not None:
+        model.load_state_dict(pretrained_state, strict=True)
+    model.tvexport_config = cfg  # type: ignore[assignment]
+    return model.eval()
+
+
+def config_of(model: nn.Module) -> ArchConfig:
+    cfg = getattr(model, "tvexport_config", None)
+    if not isinstance(cfg, ArchConfig):
+        raise TvexportError("model was not built by tvexport (no tvexport_config)", hint="build it with tvexport.create_model or load_checkpoint")
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Detection from a state dict
+# --------------------------------------------------------------------------------------------
+
+def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
+    """Read TVConv hyper-parameters from the keys and shapes of one TV layer at ``prefix``."""
+    gen = sorted({int(k[len(prefix) + len("weight_layers."):].split(".")[0]) for k in sd if k.startswith(prefix + "weight_layers.")})
+    channels = int(sd[prefix + "channels"]) if prefix + "channels" in sd else None
+    k_buf = sd.get(prefix + "TVConv_k")
+    last = sd[f"{prefix}weight_layers.{gen[-1]}.weight"]
+    if k_buf is not None:
+        k = int(k_buf)
+    else:
+        k = int(round((last.shape[0] / (channels or 1)) ** 0.5))
+    return TVSettings(
+        k=k,
+        posi_chans=int(sd[prefix + "posi_map"].shape[1]),
+        inter_chans=int(sd[prefix + "weight_layers.0.0.weight"].shape[0]),
+        inter_layers=len(gen) - 2,
+        bias=any(key.startswith(prefix + "bias_layers.") for key in sd),
+    )
+
+
+def _first_tv_prefix(sd: Mapping[str, torch.Tensor]) -> str | None:
+    for key in sd:
+        if key.endswith("posi_map"):
+            return key[: -len("posi_map")]
+    return None
+
+
+def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | None = None) -> ArchConfig:
+    """Infer the architecture and its settings from a (prefix-stripped) state dict.
+
+    Raises ``TvexportError`` listing the known architectures when nothing matches.
+    """
+    hparams = hparams or {}
+    tv_prefix = _first_tv_prefix(sd)
+    tv = _tv_settings(sd, tv_prefix) if tv_prefix is not None else TVSettings()
+    drop = float(hparams.get("drop_ratio", 0.0) or 0.0)
+
+    if "classifier.aspp.project.0.weight" in sd:
+        if "classifier.aspp.convs.1.0.conv.1.0.posi_map" in sd:
+            atom: Atom = "tvconv"
+        elif "classifier.aspp.convs.1.0.conv.1.0.weight" in sd:
+            atom = "dwconv"
+        else:
+            atom = "dense"
+        num_classes = int(sd["classifier.classifier.3.weight"].shape[0]) if "classifier.classifier.3.weight" in sd else 2
+        return ArchConfig("deeplabv3plus_mobilenetv2", 1.0, atom, tv, num_classes=num_classes)
+
+    atom = "tvconv" if tv_prefix is not None else "dwconv"
+    has_dropout = "output_layer.layer1.0.weight" in sd
+    if has_dropout and drop == 0.0:
+        drop = 0.5  # inert at inference; only its presence changes the key layout
+    if not has_dropout:
+        drop = 0.0
+
+    if "features.0.0.weight" in sd and "output_layer.layer2.0.weight" in sd:
+        stem = int(sd["features.0.0.weight"].shape[0])
+        outs = [int(sd[k].shape[0]) for k in _block_out_keys(sd)]
+        named = hparams.get("model_name")
+        candidates = []
+        if isinstance(named, str) and named in FAMILIES["face_mobilenetv2"].reference_names:
+            candidates.append(FAMILIES["face_mobilenetv2"].reference_names[named])
+        candidates += list(MOBILENETV2_WIDTHS) + [round(0.1 + 0.05 * i, 2) for i in range(19)]
+        for width in candidates:
+            if mobilenetv2_channels(width) == (stem, outs):
+                return ArchConfig("face_mobilenetv2", width, atom, tv, drop_ratio=drop)
+        raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {outs[:3]}...) match no width in [0.1, 1.0]")
+
+    if "conv1.0.weight" in sd and "stage2.0.branch1.2.weight" in sd:
+        branch = int(sd["stage2.0.branch1.2.weight"].shape[0])
+        for width, chans in SHUFFLENETV2_STAGES.items():
+            if chans[1] // 2 == branch:
+                return ArchConfig("face_shufflenetv2", width, atom, tv, drop_ratio=drop)
+        raise TvexportError(f"state dict looks like a face ShuffleNetV2 but its stage-2 width {branch * 2} matches no known width ({list(SHUFFLENETV2_WIDTHS)})")
+
+    some = ", ".join(list(sd)[:3])
+    raise TvexportError(
+        f"unknown architecture (keys start {some})",
+        hint=f"known: {', '.join(list_models())}; pass --arch if it is one of them",
+    )
+
+
+def _block_out_keys(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """Keys of the pw-linear BN weight of each MobileNetV2 block, in order."""
+    keys = []
+    i = 1
+    while True:
+        found = [k for k in (f"features.{i}.conv.2.weight", f"features.{i}.conv.3.weight") if k in sd and sd[k].dim() == 1]
+        if not found:
+            break
+        keys.append(found[-1])
+        i += 1
+    return keys

@@ -1,0 +1,135 @@
+"""What is inside a checkpoint: format, architecture, TV layers, parameter counts, FLOPs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoint import Checkpoint, arch_config_for, build_from_state_dict, read_checkpoint
+from .layers import BakedTVConv, TVConv
+
+
+@dataclasses.dataclass(frozen=True)
+class TVLayerInfo:
+    name: str
+    channels: int
+    k: int
+    stride: int
+    h: int
+    w: int
+    bias: bool
+    kernel_numel: int  # values the baked layer stores (kernels + bias)
+    flops: int  # TV op, one image: 2 * C * k*k * h * w (+ bias adds)
+    generator_params: int
+    generator_flops: int  # what the unbaked layer spends per call to make its kernels
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSummary:
+    path: str
+    format: str
+    file_bytes: int
+    arch: str
+    config: dict[str, Any]
+    input_shape: tuple[int, int, int]
+    tv_layers: tuple[TVLayerInfo, ...]
+    total_params: int
+    generator_params: int
+    baked_params: int
+    baked_dtype: str
+    dropped_keys: dict[str, tuple[int, ...]]
+    notes: tuple[str, ...]
+
+    @property
+    def baked_bytes(self) -> int:
+        per = 2 if self.baked_dtype == "float16" else 4
+        return self.baked_params * per
+
+    @property
+    def deployable_params(self) -> int:
+        """Parameters after baking: the network without generators, plus the baked kernels."""
+        return self.total_params - self.generator_params + self.baked_params
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["baked_bytes"] = self.baked_bytes
+        d["deployable_params"] = self.deployable_params
+        d["tv_flops"] = sum(layer.flops for layer in self.tv_layers)
+        d["generator_flops"] = sum(layer.generator_flops for layer in self.tv_layers)
+        return d
+
+
+def _generator_cost(layer: TVConv) -> tuple[int, int]:
+    g = layer.geometry
+    params = sum(p.numel() for n, p in layer.named_parameters() if n != "posi_map")
+    flops = sum(
+        2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * g.h * g.w
+        for m in layer.modules()
+        if isinstance(m, nn.Conv2d)
+    )
+    return params + layer.posi_map.numel(), flops
+
+
+def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
+    """Describe a loaded zoo model (unbaked or baked) read from ``ckpt``."""
+    from .models.registry import config_of
+
+    cfg = config_of(model)
+    layers = []
+    generator_total = 0
+    baked_total = 0
+    baked_dtype = "float32"
+    for name, m in model.named_modules():
+        if isinstance(m, TVConv):
+            gen_params, gen_flops = _generator_cost(m)
+            g = m.geometry
+            baked = g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
+        elif isinstance(m, BakedTVConv):
+            gen_params, gen_flops = 0, 0
+            g = m.geometry
+            baked = m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+            baked_dtype = str(ckpt.state_dict[f"{name}.weight"].dtype).removeprefix("torch.")
+        else:
+            continue
+        flops = 2 * g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
+        layers.append(TVLayerInfo(name, g.channels, g.k, g.stride, g.h, g.w, g.bias, baked, flops, gen_params, gen_flops))
+        generator_total += gen_params
+        baked_total += baked
+    total = sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for n, b in model.named_buffers() if n.endswith((".weight", ".bias"))
+    )
+    notes = []
+    if ckpt.dropped:
+        notes.append("dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in ckpt.dropped.items()))
+    if ckpt.nonfinite:
+        notes.append(f"{len(ckpt.nonfinite)} tensors hold NaN/Inf: {', '.join(ckpt.nonfinite[:3])}")
+    return ModelSummary(
+        path=str(ckpt.path),
+        format=ckpt.format,
+        file_bytes=ckpt.num_bytes,
+        arch=cfg.name,
+        config=cfg.to_dict(),
+        input_shape=cfg.input_shape,
+        tv_layers=tuple(layers),
+        total_params=total,
+        generator_params=generator_total,
+        baked_params=baked_total,
+        baked_dtype=baked_dtype,
+        dropped_keys=dict(ckpt.dropped),
+        notes=tuple(notes),
+    )
+
+
+def inspect_checkpoint(path: str | Path, *, arch: str | None = None) -> ModelSummary:
+    """Read ``path`` and summarise it (see ``tvexport inspect``)."""
+    ckpt = read_checkpoint(path)
+    if ckpt.format == "baked":
+        from .bake import model_from_baked
+
+        model = model_from_baked(ckpt)
+    else:
+        model = build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)
+    return summarize_model(model, ckpt)
