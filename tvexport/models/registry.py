@@ -177,6 +177,8 @@ def create_model(
         cfg = dataclasses.replace(cfg, atom=atom)
     if tv is not None:
         cfg = dataclasses.replace(cfg, tv=tv)
+    if cfg.atom != "tvconv":
+        cfg = dataclasses.replace(cfg, tv=TVSettings())  # baselines have no TV settings
     if cfg.atom not in cfg.spec.atoms:
         raise TvexportError(f"{cfg.family} has no atom {cfg.atom!r}", hint=f"choose one of {list(cfg.spec.atoms)}")
     model = cfg.spec.builder(cfg)

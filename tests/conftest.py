@@ -1,0 +1,77 @@
+"""Shared fixtures: small zoo models with random weights, checkpoints in every reference layout,
+and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tvexport.models import TVSettings, create_model
+from tvexport.testing import lightning_checkpoint, randomize_, save_lightning, save_pth_tar
+
+# Small generators keep the suite fast; geometry (channels, k, stride, h, w) is the real one.
+SMALL_TV = TVSettings(inter_chans=8, inter_layers=1)
+
+
+def make_model(name: str = "face_mobilenetv2_x0_1", *, atom: str = "tvconv", tv: TVSettings = SMALL_TV, seed: int = 0) -> torch.nn.Module:
+    """A zoo model with random posi_map, LayerNorm and (calibrated) BatchNorm values."""
+    torch.manual_seed(seed)
+    return randomize_(create_model(name, atom=atom, tv=tv), seed=seed)  # type: ignore[arg-type]
+
+
+def write_checkpoint(model: torch.nn.Module, path: Path, fmt: str) -> Path:
+    """Save ``model`` the way the reference training code would (fmt: lightning, pth.tar,
+    pth.tar-dp (DataParallel keys), state_dict)."""
+    if fmt == "lightning":
+        cfg = model.tvexport_config
+        save_lightning(lightning_checkpoint(model, hparams={"model_name": cfg.name, "atom": "TVConv", "drop_ratio": cfg.drop_ratio}), path)
+    elif fmt in ("pth.tar", "pth.tar-dp"):
+        save_pth_tar(model, path, data_parallel=fmt.endswith("-dp"))
+    elif fmt == "state_dict":
+        torch.save(model.state_dict(), path)
+    else:
+        raise ValueError(fmt)
+    return path
+
+
+@pytest.fixture
+def face_ckpt(tmp_path: Path) -> Path:
+    """A Lightning-layout face MobileNetV2 x0.1 checkpoint with small generators."""
+    return write_checkpoint(make_model(), tmp_path / "face.ckpt", "lightning")
+
+
+@pytest.fixture(scope="session")
+def demo_ckpt() -> Path:
+    path = Path(__file__).resolve().parents[1] / "models" / "demo_face_mobilenetv2_x0_1.ckpt"
+    if not path.exists():
+        pytest.fail(f"shipped demo checkpoint missing: {path}")
+    return path
+
+
+@dataclasses.dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``tvexport ARGS...`` in-process; returns exit code and captured output."""
+    from tvexport.cli import main
+
+    def run(*args: object) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return CliResult(code, out.out, out.err)
+
+    return run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))

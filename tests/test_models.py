@@ -1,0 +1,81 @@
+"""The zoo: reference key layout, detection from state dicts, registry names."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvexport.errors import TvexportError
+from tvexport.layers import TVConv
+from tvexport.models import FAMILIES, TVSettings, create_model, detect_arch, list_models, resolve_arch
+
+ALL = [(name, atom) for name in list_models() for atom in FAMILIES[resolve_arch(name).family].atoms]
+
+
+@pytest.mark.parametrize("name,atom", ALL)
+def test_detection_round_trip(name: str, atom: str) -> None:
+    tv = TVSettings(k=5, inter_chans=8, inter_layers=2, bias=True, posi_chans=3)
+    model = create_model(name, atom=atom, tv=tv)  # type: ignore[arg-type]
+    assert detect_arch(model.state_dict()) == model.tvexport_config
+
+
+def test_reference_layer_placement_and_counts() -> None:
+    with torch.device("meta"):
+        mnv2 = create_model("face_mobilenetv2_x0_1")
+        snv2 = create_model("face_shufflenetv2_x0_5")
+        seg = create_model("deeplabv3plus_mobilenetv2")
+    tv = lambda m: {n: l for n, l in m.named_modules() if isinstance(l, TVConv)}  # noqa: E731
+    m_tv, s_tv, d_tv = tv(mnv2), tv(snv2), tv(seg)
+    assert len(m_tv) == 17 and sum(l.geometry.stride == 2 for l in m_tv.values()) == 4
+    assert "features.1.conv.0.0" in m_tv and "features.2.conv.1.0" in m_tv
+    assert m_tv["features.1.conv.0.0"].geometry.h == 96  # first conv has stride 1
+    assert len(s_tv) == 19 and sum(l.geometry.stride == 2 for l in s_tv.values()) == 6
+    assert "stage2.0.branch1.0" in s_tv and "stage4.3.branch2.3" in s_tv
+    assert list(d_tv) == [f"classifier.aspp.convs.{i}.0.conv.1.0" for i in (1, 2, 3)]
+    assert all(l.geometry.channels == 1920 and l.geometry.h == 16 for l in d_tv.values())
+    # parameter counts quoted from the reference (REFERENCE.md)
+    assert round(sum(p.numel() for p in mnv2.parameters()) / 1e6, 1) == 16.4
+    assert round(sum(p.numel() for p in seg.parameters()) / 1e6, 1) == 36.9
+    baked = lambda d: sum(l.geometry.kernel_numel for l in d.values())  # noqa: E731
+    assert round(baked(m_tv) / 1e6, 2) == 4.08 and round(baked(s_tv) / 1e6, 2) == 1.34 and round(baked(d_tv) / 1e6, 1) == 13.3
+
+
+def test_segmentation_keys_match_reference_names() -> None:
+    with torch.device("meta"):
+        sd = create_model("deeplabv3plus_mobilenetv2").state_dict()
+    for key in (
+        "backbone.low_level_features.0.0.weight",
+        "backbone.high_level_features.4.conv.0.0.weight",
+        "backbone.high_level_features.17.conv.3.weight",
+        "classifier.project.0.weight",
+        "classifier.aspp.convs.0.0.weight",
+        "classifier.aspp.convs.1.0.conv.0.0.weight",
+        "classifier.aspp.convs.1.0.conv.1.0.posi_map",
+        "classifier.aspp.convs.4.1.weight",
+        "classifier.aspp.project.0.weight",
+        "classifier.classifier.3.bias",
+    ):
+        assert key in sd, key
+
+
+@pytest.mark.parametrize("name", ["face_mobilenetv2_x0_1", "face_shufflenetv2_x0_5", "deeplabv3plus_mobilenetv2"])
+def test_forward_shapes(name: str) -> None:
+    model = create_model(name, tv=TVSettings(inter_chans=4, inter_layers=0))
+    cfg = model.tvexport_config
+    with torch.no_grad():
+        y = model(torch.zeros(2, *cfg.input_shape))
+    assert y.shape == ((2, 512) if cfg.spec.task == "face" else (2, 2, 256, 256))
+
+
+def test_names() -> None:
+    assert resolve_arch("mobilenet_v2_x0_1").name == "face_mobilenetv2_x0_1"
+    assert resolve_arch("face_mobilenetv2_x0_25").width == 0.25
+    assert resolve_arch("shufflenet_v2_x1_5").name == "face_shufflenetv2_x1_5"
+    assert resolve_arch("deeplabv3plus_mobilenet").family == "deeplabv3plus_mobilenetv2"
+    with pytest.raises(TvexportError, match="known: face_mobilenetv2_x0_1"):
+        resolve_arch("resnet50")
+
+
+def test_unknown_state_dict() -> None:
+    with pytest.raises(TvexportError, match="unknown architecture"):
+        detect_arch({"fc.weight": torch.zeros(3, 3)})

@@ -1,0 +1,6 @@
+"""Export stage: baked model -> deployable artefact (ONNX graph, AOTInductor package), and
+validation of an artefact against the torch baked model."""
+
+from ._common import BACKENDS, Comparison, ExportResult, compare_outputs, load_runner, load_source
+
+__all__ = ["BACKENDS", "Comparison", "ExportResult", "compare_outputs", "load_runner", "load_source"]
