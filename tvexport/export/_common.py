@@ -44,13 +44,13 @@ class Comparison:
     max_rel: float
     p99_abs: float
     cosine: float
+    ref_max: float  # max|ref|, the scale of max_rel
     rtol: float
     atol: float
 
     @property
     def ok(self) -> bool:
-        scale = self.max_abs / self.max_rel if self.max_rel > 0 else 0.0
-        return self.max_abs <= self.atol + self.rtol * scale or self.max_abs == 0.0
+        return self.max_abs <= self.atol + self.rtol * self.ref_max
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -76,6 +76,7 @@ def compare_outputs(name: str, got: np.ndarray | torch.Tensor, ref: np.ndarray |
         max_rel=max_abs / scale if scale > 0 else max_abs,
         p99_abs=float(torch.quantile(diff.float()[: 1 << 24], 0.99)) if diff.numel() else 0.0,
         cosine=cos,
+        ref_max=scale,
         rtol=rtol,
         atol=atol,
     )
