@@ -26,9 +26,17 @@ CheckpointFormat = Literal["lightning", "pth.tar", "state_dict", "baked"]
 BAKED_FORMAT = "tvexport.baked"
 
 
-def _stand_in(module: str, name: str, base: type = object) -> type:
-    """A class that unpickles in place of ``module.name`` without importing it (used as a dict key)."""
-    cls = type(name, (base,), {"__module__": module, "__doc__": f"Stand-in for {module}.{name}; holds no code."})
+def _stand_in(module: str, name: str, *, as_dict: bool = False) -> type:
+    """A class that unpickles in place of ``module.name`` without importing it.
+
+    Plain stand-ins only ever serve as dict keys (Lightning keys ``callbacks`` by class).
+    ``as_dict`` stand-ins are for dict subclasses (AttributeDict): creating one yields a plain
+    ``dict``, the only mapping type the weights-only unpickler lets fill with items.
+    """
+    attrs: dict[str, Any] = {"__module__": module, "__doc__": f"Stand-in for {module}.{name}; holds no code."}
+    if as_dict:
+        attrs["__new__"] = staticmethod(lambda cls, *args, **kwargs: {})
+    cls = type(name, (), attrs)
     cls.__qualname__ = name
     return cls
 
@@ -41,8 +49,8 @@ def _safe_globals() -> list[Any]:
         _stand_in("pytorch_lightning.callbacks.early_stopping", "EarlyStopping"),
         _stand_in("pytorch_lightning.callbacks.lr_monitor", "LearningRateMonitor"),
         _stand_in("lightning.pytorch.callbacks.model_checkpoint", "ModelCheckpoint"),
-        _stand_in("pytorch_lightning.utilities.parsing", "AttributeDict", dict),
-        _stand_in("lightning.fabric.utilities.data", "AttributeDict", dict),
+        _stand_in("pytorch_lightning.utilities.parsing", "AttributeDict", as_dict=True),
+        _stand_in("lightning.fabric.utilities.data", "AttributeDict", as_dict=True),
         argparse.Namespace,
     ]
     try:
