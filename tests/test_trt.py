@@ -175,7 +175,7 @@ def _tv_model(path: Path | None, nodes: list[dict], *, dtype: str = "float32", b
         if spec.get("bias") is not None:
             inits.append(numpy_helper.from_array(spec["bias"].astype(dtype), f"b{i}"))
             inputs.append(f"b{i}")
-        k = int(round(wt.shape[1] ** 0.5))
+        k = round(wt.shape[1] ** 0.5)
         attrs = {"k": k, "stride": spec["stride"], "padding": k // 2, "plugin_namespace": "tvexport", "plugin_version": "1"}
         attrs.update(spec.get("attrs", {}))
         out = f"y{i}"
@@ -337,3 +337,141 @@ def test_build_cli_writes_engine_and_sidecar(cli, tmp_path: Path) -> None:  # ty
     assert Path(info["engine"]).is_file() and Path(info["sidecar"]).is_file() and info["profile"]["max"][0] == 8
     res = cli("build", onnx_path)  # exists: refused without --force
     assert res.exit_code == 2 and "--force" in res.stderr
+
+
+# --------------------------------------------------------------------------- plugin wiring (stub TensorRT)
+
+
+class _Expr:
+    """Stand-in for tensorrt.plugin.ShapeExpr: an int, or a symbolic expression kept as a tuple."""
+
+    def __init__(self, v: object) -> None:
+        self.v = v
+
+    is_fake = False
+
+    @property
+    def is_constant(self) -> bool:
+        return isinstance(self.v, int)
+
+    def constant_value(self) -> int:
+        assert isinstance(self.v, int)
+        return self.v
+
+
+def _stub_tensorrt() -> tuple[types.ModuleType, types.ModuleType, dict]:
+    """Just enough of ``tensorrt`` / ``tensorrt.plugin`` to import tvexport.trt.plugin and call what it
+    registers the way TensorRT does. Checks the decorated signatures like tensorrt.plugin does:
+    tensors first, then attributes, then outputs[, tactic]; annotations must be real types."""
+    import inspect
+
+    reg: dict = {}
+    trt = types.ModuleType("tensorrt")
+    trt.float32, trt.float16, trt.int8 = "FLOAT", "HALF", "INT8"  # type: ignore[attr-defined]
+    trtp = types.ModuleType("tensorrt.plugin")
+
+    class TensorDesc:
+        def __init__(self, shape: tuple, dtype: str) -> None:
+            self.shape_expr, self.dtype = tuple(s if isinstance(s, _Expr) else _Expr(s) for s in shape), dtype
+
+    class KernelLaunchParams:
+        grid_x = grid_y = grid_z = block_x = 1
+        shared_mem = 0
+
+    class SymIntExprs(list):
+        @classmethod
+        def from_tuple(cls, items):  # type: ignore[no-untyped-def]
+            return cls(items)
+
+    def signature_names(fn):  # type: ignore[no-untyped-def]
+        sig = inspect.signature(fn)
+        assert not any(isinstance(p.annotation, str) for p in sig.parameters.values()), "string annotations"
+        return list(sig.parameters)
+
+    def register(pid):  # type: ignore[no-untyped-def]
+        def deco(fn):  # type: ignore[no-untyped-def]
+            sig = inspect.signature(fn)
+            tensors = [n for n, p in sig.parameters.items() if p.annotation is TensorDesc]
+            attrs = [n for n, p in sig.parameters.items() if p.annotation is not TensorDesc]
+            assert signature_names(fn) == tensors + attrs and all(sig.parameters[a].annotation in (int, float, str, bool, bytes) for a in attrs)
+            reg[pid] = {"desc": fn, "tensors": tensors, "attrs": attrs}
+            return fn
+        return deco
+
+    def later(kind, tail):  # type: ignore[no-untyped-def]
+        def dec(pid):  # type: ignore[no-untyped-def]
+            def deco(fn):  # type: ignore[no-untyped-def]
+                names, r = signature_names(fn), reg[pid]
+                assert names[: len(r["tensors"])] == r["tensors"] and names[-len(tail):] == tail, (kind, names)
+                assert set(names[len(r["tensors"]): -len(tail)]) <= set(r["attrs"]), (kind, names)
+                r[kind] = fn
+                return fn
+            return deco
+        return dec
+
+    trtp.TensorDesc, trtp.KernelLaunchParams, trtp.SymIntExprs = TensorDesc, KernelLaunchParams, SymIntExprs  # type: ignore[attr-defined]
+    trtp.AutoTuneCombination = lambda *a: ("combination", *a)  # type: ignore[attr-defined]
+    trtp.SymInt32 = lambda v: ("i32", v.v if isinstance(v, _Expr) else v)  # type: ignore[attr-defined]
+    trtp.cdiv = lambda a, b: _Expr(("cdiv", a.v, b))  # type: ignore[attr-defined]
+    trtp.from_shape_expr = lambda shape, dtype: TensorDesc(shape, dtype)  # type: ignore[attr-defined]
+    trtp.register = register  # type: ignore[attr-defined]
+    trtp.autotune = later("autotune", ["outputs"])  # type: ignore[attr-defined]
+    trtp.aot_impl = later("aot_impl", ["outputs", "tactic"])  # type: ignore[attr-defined]
+    trtp.impl = later("impl", ["outputs", "stream"])  # type: ignore[attr-defined]
+    trt.plugin = trtp  # type: ignore[attr-defined]
+    return trt, trtp, reg
+
+
+def test_plugin_wiring_with_stub_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tvexport.kernels._config import BIAS_CHANNEL, SCALAR_ARGS
+
+    trt, trtp, reg = _stub_tensorrt()
+    compiled: list[dict] = []
+    fake_triton = types.ModuleType("tvexport.kernels._triton")  # no triton in this process: record the request
+    fake_triton.driver_ptx_version = lambda: 85  # type: ignore[attr-defined]
+
+    def compile_tv_kernel(**kw):  # type: ignore[no-untyped-def]
+        compiled.append(kw)
+        return types.SimpleNamespace(name="tv_dwconv_kernel", ptx=".version 8.5", block_threads=32 * kw["config"].num_warps, shared_mem=0)
+
+    fake_triton.compile_tv_kernel = compile_tv_kernel  # type: ignore[attr-defined]
+    for name, mod in {"tensorrt": trt, "tensorrt.plugin": trtp, "tvexport.kernels._triton": fake_triton}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    import importlib
+
+    import tvexport.trt as trt_pkg
+
+    saved = trt_pkg.__dict__.get("plugin")
+    monkeypatch.delitem(sys.modules, "tvexport.trt.plugin", raising=False)  # restored after the test
+    try:
+        importlib.import_module("tvexport.trt.plugin")  # registers into the stub
+    finally:  # leave no stub-bound plugin module behind for real TensorRT tests
+        sys.modules.pop("tvexport.trt.plugin", None)
+        if saved is None:
+            trt_pkg.__dict__.pop("plugin", None)
+        else:
+            trt_pkg.plugin = saved  # type: ignore[attr-defined]
+    r = reg[PLUGIN_ID]
+    assert r["tensors"] == ["x", "weight", "bias"] and r["attrs"] == ["k", "stride", "padding"]
+    assert "aot_impl" in r and "autotune" in r and "impl" not in r  # AOT only: engines never call Python
+
+    TD = trtp.TensorDesc
+    x, w, b = TD(("N", 6, 12, 10), "HALF"), TD((6, 9, 6, 5), "HALF"), TD((6, 1, 1), "HALF")
+    out = r["desc"](x, w, b, k=3, stride=2, padding=1)
+    assert [e.v for e in out.shape_expr] == ["N", 6, 6, 5] and out.dtype == "HALF"
+    with pytest.raises(ValueError, match="trained size"):
+        r["desc"](TD(("N", 6, 14, 10), "HALF"), w, b, k=3, stride=2, padding=1)
+
+    name, ptx, launch, extra = r["aot_impl"](x, w, b, 3, 2, 1, (out,), 0)
+    req = compiled[-1]
+    assert (name, ptx) == ("tv_dwconv_kernel", ".version 8.5")
+    assert (req["dtype"], req["k"], req["stride"], req["bias"], req["ptx_version"]) == ("fp16", 3, 2, BIAS_CHANNEL, 85)
+    cfg = req["config"]
+    assert launch.grid_x == -(-6 * 6 * 5 // cfg.block) and launch.grid_y.v == ("cdiv", "N", cfg.batch_per_program)
+    assert launch.block_x == 32 * cfg.num_warps and launch.shared_mem == 0
+    assert len(extra) == len(SCALAR_ARGS) and all(e[0] == "i32" for e in extra)
+    assert [e[1] for e in extra] == ["N", 6, 12, 10, 6, 5, cfg.batch_per_program]  # N, C, H, W, OH, OW, BATCH_PER
+    with pytest.raises(ValueError, match="one dtype"):
+        r["aot_impl"](x, TD((6, 9, 6, 5), "FLOAT"), b, 3, 2, 1, (out,), 0)
+    with pytest.raises(ValueError, match="constant shape"):
+        r["aot_impl"](x, TD(("C", 9, 6, 5), "HALF"), b, 3, 2, 1, (out,), 0)

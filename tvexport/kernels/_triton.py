@@ -7,6 +7,7 @@ Only this package imports triton. Importing this module decorates the kernel, so
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import Any
 
@@ -85,9 +86,14 @@ def tv_dwconv_kernel(
 _DTYPES = {torch.float32: "fp32", torch.float16: "fp16"}
 
 
+@functools.lru_cache(maxsize=16)
+def _cuda_sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
 def _sm_count(device: torch.device) -> int | None:
     if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
+        return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
     return None
 
 

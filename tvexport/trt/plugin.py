@@ -10,9 +10,11 @@ Inputs: x (N, C, H, W), weight (C, k*k, OH, OW), bias (C, OH, OW) or (C, 1, 1), 
 from ``tvexport.trt._onnx.prepare_onnx`` before parsing (plugins have a fixed input count).
 """
 
-# No ``from __future__ import annotations``: tensorrt.plugin inspects these annotations at runtime.
+# No ``from __future__ import annotations``: tensorrt.plugin inspects these annotations at runtime,
+# and its validation is written for the typing-module forms (Tuple, List, Union) used below.
+# ruff: noqa: UP006, UP007, UP035
 
-from typing import List, Optional, Tuple, Union
+from typing import List, Tuple, Union
 
 import tensorrt as trt
 import tensorrt.plugin as trtp
@@ -23,9 +25,9 @@ from ._spec import PLUGIN_ID, infer_output_dims, parse_attrs
 _TRT_DTYPES = {trt.float32: "fp32", trt.float16: "fp16"}
 
 
-def _dims(desc: trtp.TensorDesc) -> Tuple[Optional[int], ...]:
+def _dims(desc: trtp.TensorDesc) -> tuple[int | None, ...]:
     """Known dims of a tensor descriptor as ints, None where symbolic or not yet available."""
-    out: List[Optional[int]] = []
+    out: list[int | None] = []
     for e in desc.shape_expr:
         try:
             known = not getattr(e, "is_fake", False) and e.is_constant
@@ -33,6 +35,13 @@ def _dims(desc: trtp.TensorDesc) -> Tuple[Optional[int], ...]:
             known = False
         out.append(int(e.constant_value()) if known else None)
     return tuple(out)
+
+
+def _constant(dims: tuple[int | None, ...], what: str) -> tuple[int, ...]:
+    known = tuple(d for d in dims if d is not None)
+    if len(known) != len(dims):
+        raise ValueError(f"tv_dwconv {what} must have a constant shape (baked kernels), got {dims}")
+    return known
 
 
 @trtp.register(PLUGIN_ID)
@@ -54,16 +63,14 @@ def tv_dwconv_autotune(
 
 
 def _sm_count() -> int:
-    try:
-        import torch
+    """SMs of the GPU the engine is built on (TensorRT builds for the current device)."""
+    import torch
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-    except Exception:  # noqa: BLE001 - fall back to the default tile choice
-        pass
     from ..kernels._config import DEFAULT_SM_COUNT
 
-    return DEFAULT_SM_COUNT
+    if not torch.cuda.is_available():
+        return DEFAULT_SM_COUNT
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
 
 
 @trtp.aot_impl(PLUGIN_ID)
@@ -82,16 +89,16 @@ def tv_dwconv_aot_impl(
     attrs = parse_attrs(k, stride, padding)
     xd, wd, bd = _dims(x), _dims(weight), _dims(bias)
     infer_output_dims(xd, wd, bd, attrs)
-    if None in wd or None in bd:
-        raise ValueError(f"tv_dwconv weight {wd} and bias {bd} must have constant shapes (they are baked kernels)")
+    w_shape, b_shape = _constant(wd, "weight"), _constant(bd, "bias")
     dtypes = {_TRT_DTYPES.get(t.dtype) for t in (x, weight, bias, outputs[0])}
-    if len(dtypes) != 1 or None in dtypes:
+    dtype = dtypes.pop() if len(dtypes) == 1 else None
+    if dtype is None:
         raise ValueError(f"tv_dwconv runs float32 or float16 with one dtype for all tensors, got {[str(t.dtype) for t in (x, weight, bias, outputs[0])]}")
-    c, _, oh, ow = wd
+    c, _, oh, ow = w_shape
     positions = c * oh * ow
     config = aot_launch_config(positions, sm_count=_sm_count())
     kernel = compile_tv_kernel(
-        dtype=dtypes.pop(), k=attrs.k, stride=attrs.stride, bias=bias_mode(bd, c, oh, ow), config=config,
+        dtype=dtype, k=attrs.k, stride=attrs.stride, bias=bias_mode(b_shape, c, oh, ow), config=config,
         ptx_version=driver_ptx_version(),
     )
     n = x.shape_expr[0]
