@@ -46,7 +46,7 @@ run_step() {
   "$PY" - <<'PY'
 import importlib, platform
 print("python", platform.python_version())
-for mod in ("torch", "triton", "tensorrt", "onnx"):
+for mod in ("torch", "triton", "tensorrt", "onnx", "numpy", "pytest", "typer", "rich"):
     try:
         m = importlib.import_module(mod)
         print(mod, getattr(m, "__version__", "?"))

@@ -30,10 +30,10 @@ def require_cuda(what: str) -> Any:
 
 def load_plugin(what: str) -> None:
     """Register the tv_dwconv plugin (compiles its kernel with triton at build time)."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        raise missing("triton", what=what, extra="triton") from None
+    from ..kernels import triton_available
+
+    if not triton_available():
+        raise missing("triton", what=what, extra="triton")
     from . import plugin  # noqa: F401
 
 
