@@ -49,7 +49,6 @@ from tvexport.profile.harness import round_order, torch_threads
 from tvexport.profile.machine import machine_info, versions
 from tvexport.profile.subject import Network, Subject
 
-
 _MODELS: dict[str, Any] = {}
 
 
@@ -244,7 +243,7 @@ def test_cuda_timer_records_events_on_its_stream() -> None:
         def synchronize(self) -> None:
             trace.append(("sync", None))
 
-        def elapsed_time(self, end: "Event") -> float:
+        def elapsed_time(self, end: Event) -> float:
             return (end.t - self.t) * 1e3  # milliseconds, like torch.cuda.Event
 
     @contextlib.contextmanager
@@ -274,9 +273,8 @@ def test_torch_threads_sets_and_restores() -> None:
     with torch_threads(1) as n:
         assert n == 1 == torch.get_num_threads()
     assert torch.get_num_threads() == before
-    with pytest.raises(TvexportError):
-        with torch_threads(0):
-            pass
+    with pytest.raises(TvexportError), torch_threads(0):
+        pass
 
 
 # --------------------------------------------------------------------------------------------

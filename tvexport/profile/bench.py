@@ -6,14 +6,15 @@ import datetime
 import gc
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from ..bake import tv_layer_names
 from ..errors import TvexportError
-from .backends import Backend, select_backends
+from ..layers import BakedTVConv, TVConv
+from .backends import Backend, LayerBackend, select_backends
 from .floor import copy_bandwidth, layer_floor_bytes
 from .harness import CaseTiming, Clock, MeasureSettings, Timer, make_timer, measure_case, torch_threads
 from .machine import load_average, machine_info, versions
@@ -35,26 +36,33 @@ def _dtype_name(dtype: torch.dtype | str) -> str:
     return name
 
 
-def _case_results(timing: CaseTiming, *, batch: int, cv_warn: float, where: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """Stats per network, paired ratios of the first label against the others, and warnings."""
-    results, ratios, warnings = [], [], []
-    first = timing.labels[0]
-    noisy = []
+def _summarize(timing: CaseTiming, *, batch: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stats per network, and paired ratios of the first label (the TV network) against the others."""
+    results = []
     for label in timing.labels:
         st = Stats.of(timing.samples[label])
         results.append({"network": label, "stats": st.to_dict(), "throughput_ips": st.throughput(batch)})
-        if st.cv > cv_warn:
-            noisy.append(f"{label} {st.cv:.0%}")
+    first = timing.labels[0]
+    ratios = [paired_ratio(timing.samples[first], timing.samples[label], names=(first, label)).to_dict() for label in timing.labels[1:]]
+    return results, ratios
+
+
+def _noisy(results: list[dict[str, Any]], cv_warn: float) -> list[str]:
+    """``"label CV%"`` for every network whose coefficient of variation exceeds ``cv_warn``."""
+    return [f"{r['network']} {r['stats']['cv']:.0%}" for r in results if r["stats"]["cv"] > cv_warn]
+
+
+def _case_warnings(timing: CaseTiming, results: list[dict[str, Any]], *, cv_warn: float, where: str) -> list[str]:
+    warnings = []
+    noisy = _noisy(results, cv_warn)
     if noisy:
         warnings.append(
             f"{where}: CV {', '.join(noisy)} > {cv_warn:.0%}: noisy timings (other load, frequency scaling?); "
             "the paired ratio is more robust than single latencies; raise --min-seconds or quiet the machine"
         )
-    for label in timing.labels[1:]:
-        ratios.append(paired_ratio(timing.samples[first], timing.samples[label], names=(first, label)).to_dict())
     if timing.truncated:
         warnings.append(f"{where}: stopped by --max-seconds after {timing.rounds} rounds ({timing.measure_seconds:.1f} s), before the minimum iterations/seconds")
-    return results, ratios, warnings
+    return warnings
 
 
 def _resolve(subject: Subject, requested: Sequence[str] | None, device: str) -> tuple[list[Backend], list[tuple[str, str]]]:
@@ -96,26 +104,29 @@ def _layer_cases(
     dw_model = dw_net.form(backend.form) if dw_net is not None else None
     dw_baked = dw_net.form("baked") if dw_net is not None else None
     elem = torch.finfo(dtype).bits // 8
-    prepare_layer = getattr(backend, "prepare_layer")
+    prepare_layer = cast(LayerBackend, backend).prepare_layer
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     noisy: list[str] = []
     for name in tv_layer_names(tv_model):
-        g = tv_model.get_submodule(name).geometry
+        layer = tv_model.get_submodule(name)
+        assert isinstance(layer, (TVConv, BakedTVConv))
+        g = layer.geometry
         in_shape = (batch, g.channels, g.h * g.stride, g.w * g.stride)
         out_shape = (batch, g.channels, g.h, g.w)
-        kw = {"input_shape": in_shape, "threads": threads, "device": device, "dtype": dtype}
-        variants = {"tvconv": prepare_layer(tv_model.get_submodule(name), **kw)}
+        variants = {"tvconv": prepare_layer(layer, input_shape=in_shape, threads=threads, device=device, dtype=dtype)}
         dw = _depthwise_twin(dw_model, name, g.channels) if dw_model is not None else None
         if dw is not None:
-            variants["dwconv"] = prepare_layer(dw, **kw)
+            variants["dwconv"] = prepare_layer(dw, input_shape=in_shape, threads=threads, device=device, dtype=dtype)
         timing = measure_case(variants, settings, timer=timer, clock=clock)
-        results, ratios, warns = _case_results(timing, batch=batch, cv_warn=cv_warn, where=name)
-        noisy += [w.split(": CV ")[0] for w in warns if ": CV " in w]
-        warnings += [w for w in warns if ": CV " not in w]
+        results, ratios = _summarize(timing, batch=batch)
+        if _noisy(results, cv_warn):
+            noisy.append(name)
+        if timing.truncated:
+            warnings.append(f"{backend.name} batch {batch} layer {name}: stopped by --max-seconds after {timing.rounds} rounds")
 
-        def floor(layer: nn.Module, stats: dict[str, Any]) -> dict[str, Any]:
-            nbytes = layer_floor_bytes(layer, input_shape=in_shape, output_shape=out_shape, elem_size=elem)
+        def floor(module: nn.Module, stats: dict[str, Any], in_shape: tuple[int, ...] = in_shape, out_shape: tuple[int, ...] = out_shape) -> dict[str, Any]:
+            nbytes = layer_floor_bytes(module, input_shape=in_shape, output_shape=out_shape, elem_size=elem)
             floor_s = nbytes / bandwidth if bandwidth > 0 else None
             return {"stats": stats, "floor_bytes": nbytes, "floor_s": floor_s, "x_floor": stats["median_s"] / floor_s if floor_s else None}
 
@@ -144,7 +155,7 @@ def run_bench(
     threads: int | None = None,
     device: str = "cpu",
     dtype: torch.dtype | str = torch.float32,
-    settings: MeasureSettings = MeasureSettings(),
+    settings: MeasureSettings | None = None,
     per_layer: bool = False,
     layer_seconds: float = 0.2,
     cv_warn: float = 0.10,
@@ -160,6 +171,7 @@ def run_bench(
     named backends must be available. ``threads`` None keeps torch's current count (recorded).
     Returns the report dict described in ``tvexport.profile.report``.
     """
+    settings = settings if settings is not None else MeasureSettings()
     batches = list(dict.fromkeys(int(b) for b in batches))
     if not batches or min(batches) < 1:
         raise TvexportError(f"batch sizes must be >= 1, got {batches}")
@@ -196,12 +208,13 @@ def run_bench(
                     assert model is not None
                     variants[net.label] = backend.prepare(model, batch=batch, threads=n_threads, device=device, dtype=tdtype)
 
-                def on_round(phase: str, r: int, where: str = where) -> None:
+                def on_round(phase: str, r: int, where: str = where, done: int = done) -> None:
                     if progress:
                         progress(f"{where}: {phase} round {r}", done, total)
 
                 timing = measure_case(variants, settings, timer=timer, clock=clock, on_round=on_round)
-                results, ratios, warns = _case_results(timing, batch=batch, cv_warn=cv_warn, where=where)
+                results, ratios = _summarize(timing, batch=batch)
+                warns = _case_warnings(timing, results, cv_warn=cv_warn, where=where)
                 cases.append({
                     "backend": backend.name, "batch": batch, "rounds": timing.rounds, "warmup_rounds": timing.warmup_rounds,
                     "warmup_s": timing.warmup_seconds, "measure_s": timing.measure_seconds, "truncated": timing.truncated,

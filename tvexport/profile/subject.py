@@ -12,7 +12,7 @@ from torch import nn
 from ..bake import bake_model, check_report, model_from_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, load_checkpoint, read_checkpoint
 from ..errors import TvexportError
-from ..models.registry import ArchConfig, config_of, create_model, list_models, resolve_arch
+from ..models.registry import ArchConfig, Atom, config_of, create_model, list_models, resolve_arch
 from .backends import Form
 
 __all__ = ["Network", "Subject", "load_subject", "parse_input_size"]
@@ -171,7 +171,8 @@ def load_subject(
             hint="only deeplabv3plus_mobilenetv2 has one (its original ASPP); a face-net dense baseline would replace each depthwise conv by a full 3x3 conv, which the reference never trained",
         )
     networks = [tv]
-    for i, atom in enumerate(("dwconv", "dense")):
+    baseline_atoms: tuple[Atom, ...] = ("dwconv", "dense")
+    for i, atom in enumerate(baseline_atoms):
         if atom == "dense" and not dense and not (given is not None and given.label == "dense"):
             continue
         if given is not None and given.label == atom:

@@ -35,7 +35,7 @@ from torch import nn
 
 from ...errors import TvexportError
 
-__all__ = ["REGISTRY", "Backend", "Form", "RunOnce", "get_backend", "select_backends"]
+__all__ = ["REGISTRY", "Backend", "Form", "LayerBackend", "RunOnce", "get_backend", "select_backends"]
 
 Form = Literal["unbaked", "baked"]
 RunOnce = Callable[[], object]
@@ -55,6 +55,17 @@ class Backend(Protocol):
 
     def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
         """Get ``model`` ready for ``batch`` inputs; return a closure running one inference."""
+        ...
+
+
+@runtime_checkable
+class LayerBackend(Backend, Protocol):
+    """A backend that can also time one module on its own (``per_layer = True``)."""
+
+    def prepare_layer(
+        self, layer: nn.Module, *, input_shape: tuple[int, ...], threads: int, device: str, dtype: torch.dtype
+    ) -> RunOnce:
+        """Like ``prepare`` for a single module fed inputs of ``input_shape``."""
         ...
 
 
