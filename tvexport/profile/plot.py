@@ -36,15 +36,20 @@ def _save(fig: Any, path: Path, *, force: bool) -> Path:
     return Path(path)
 
 
-def _log_ratio_axis(ax: Any) -> None:
-    """Log scale (2x faster and 2x slower equally far from 1) with plain-number ticks."""
-    from matplotlib.ticker import FuncFormatter
+def _plain_log_axis(ax: Any, *, minor_labels: bool = False) -> None:
+    """Log y scale with plain-number tick labels."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     ax.set_yscale("log")
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
     ax.yaxis.set_major_formatter(fmt)
-    ax.yaxis.set_minor_formatter(fmt)
+    ax.yaxis.set_minor_formatter(fmt if minor_labels else NullFormatter())
     ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def _log_ratio_axis(ax: Any) -> None:
+    """Log scale (2x faster and 2x slower equally far from 1) with plain-number ticks."""
+    _plain_log_axis(ax, minor_labels=True)
 
 
 def _latency_panel(ax: Any, report: Mapping[str, Any]) -> None:
@@ -64,7 +69,7 @@ def _latency_panel(ax: Any, report: Mapping[str, Any]) -> None:
             hi.append((st["p90_s"] - st["median_s"]) * 1e3)
         ax.bar(xs, med, width, yerr=[lo, hi], capsize=2, label=label, color=COLORS.get(label), alpha=0.85)
     ax.set_xticks(range(len(cases)), [f"{c['backend']}\nbatch {c['batch']}" for c in cases], fontsize=8)
-    ax.set_yscale("log")
+    _plain_log_axis(ax)
     ax.set_ylabel("latency, ms (median, p10-p90)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3, which="both")
@@ -101,7 +106,7 @@ def _layer_panel(ax: Any, report: Mapping[str, Any]) -> None:
     if any(r["dw"] for r in rows):
         ax.plot(xs, [r["dw"]["stats"]["median_s"] * 1e6 if r["dw"] else float("nan") for r in rows], "s-", color=COLORS["dwconv"], label="DW layer")
         ax.plot(xs, [r["dw"]["floor_s"] * 1e6 if r["dw"] and r["dw"]["floor_s"] else float("nan") for r in rows], "--", color=COLORS["dwconv"], alpha=0.6, label="DW memory floor")
-    ax.set_yscale("log")
+    _plain_log_axis(ax)
     ax.set_xticks(list(xs), [f"{r['channels']}c {r['h']}x{r['w']} s{r['stride']}" for r in rows], rotation=60, fontsize=7)
     ax.set_ylabel("us")
     ax.set_title(f"per layer, {first['backend']} batch {first['batch']}", fontsize=9)
