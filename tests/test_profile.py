@@ -634,3 +634,30 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     with pytest.raises(TvexportError, match="already exists"):
         plot_report(fake_report, out, force=False)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_run_bench_float16_floors_and_settings(fake_bench: FakeClock) -> None:
+    report = run_bench(_subject(), backends=["fake-timed"], dtype=torch.float16, settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
+    assert report["settings"]["dtype"] == "float16"
+    assert report["layers"][0]["tv"]["floor_bytes"] == 2 * (8 * 9 * 96 * 96 + 8 + 2 * 8 * 96 * 96)  # 2-byte elements
+
+
+def test_run_bench_default_backend_that_fails_to_prepare_is_skipped(fake_bench: FakeClock, fake_registry) -> None:
+    module, registry = fake_registry
+
+    class Broken(_FakeTimed):
+        name = "fake-broken"
+
+        def prepare(self, model, *, batch, threads, device, dtype):
+            raise TvexportError("exporter says no")
+
+    module.Broken = Broken  # type: ignore[attr-defined]
+    registry["fake-broken"] = "_fake:Broken"
+    registry.pop("torch-unbaked"), registry.pop("torch-baked")
+    report = run_bench(_subject(), batches=[1, 2], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       clock=fake_bench, timer=CpuTimer(fake_bench))
+    assert [c["backend"] for c in report["cases"]] == ["fake-timed", "fake-timed"]
+    assert {"backend": "fake-broken", "reason": "failed to prepare at batch 1: exporter says no"} in report["skipped"]
+    with pytest.raises(TvexportError, match="exporter says no"):
+        run_bench(_subject(), backends=["fake-broken"], clock=fake_bench, timer=CpuTimer(fake_bench))

@@ -203,10 +203,17 @@ def run_bench(
                 if progress:
                     progress(f"{where}: preparing", done, total)
                 variants = {}
-                for net in subject.networks:
-                    model = net.form(backend.form)
-                    assert model is not None
-                    variants[net.label] = backend.prepare(model, batch=batch, threads=n_threads, device=device, dtype=tdtype)
+                try:
+                    for net in subject.networks:
+                        model = net.form(backend.form)
+                        assert model is not None
+                        variants[net.label] = backend.prepare(model, batch=batch, threads=n_threads, device=device, dtype=tdtype)
+                except TvexportError as err:
+                    if backends:  # asked for by name: its failure is the answer
+                        raise
+                    skipped.append((backend.name, f"failed to prepare at batch {batch}: {err}"))
+                    done += len(batches) - batches.index(batch)
+                    break
 
                 def on_round(phase: str, r: int, where: str = where, done: int = done) -> None:
                     if progress:

@@ -78,6 +78,7 @@ class CudaTimer:
         event_factory: Callable[[], Any] | None = None,
         stream_context: Callable[[Any], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
+        self._origin: Any = None
         if stream is None or event_factory is None or stream_context is None:
             import torch
 
@@ -85,7 +86,7 @@ class CudaTimer:
                 raise TvexportError("CUDA timing needs a CUDA device, and torch.cuda.is_available() is False", hint="use --device cpu")
             if stream is None:
                 stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())  # inputs were written on the default stream
+                self._origin = torch.cuda.current_stream()  # where prepare() wrote the inputs
             event_factory = event_factory or (lambda: torch.cuda.Event(enable_timing=True))
             stream_context = stream_context or torch.cuda.stream
         self.stream = stream
@@ -94,6 +95,8 @@ class CudaTimer:
 
     def measure(self, fn: RunOnce) -> float:
         start, end = self._event(), self._event()
+        if self._origin is not None:
+            self.stream.wait_stream(self._origin)  # order after input writes; before `start`, so not timed
         with self._context(self.stream):
             start.record(self.stream)
             fn()

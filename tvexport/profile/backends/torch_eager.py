@@ -44,6 +44,8 @@ class _TorchEager:
         for p in module.parameters():
             p.requires_grad_(False)
         x = random_inputs(tuple(input_shape), seed=0).to(device=device, dtype=dtype)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()  # weights and inputs are in place before anything is timed
 
         def run() -> torch.Tensor:
             with torch.inference_mode():
