@@ -102,7 +102,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         "# Baked vs unbaked TVConv networks (PyTorch eager, CPU)",
         "",
         (f"Machine: {machine['cpu']} ({machine['logical_cores']} cores), {machine['os']}; python {v['python']}, torch {v['torch']}, "
-         f"tvexport {v['tvexport']}; {s['threads']} threads, float32; {load}."),
+         f"tvexport {v['tvexport']}; {s['threads']} thread{'s' * (s['threads'] != 1)}, float32; {load}."),
         "",
         (f"Command: `{result['command']}` ({result['elapsed_s'] / 60:.1f} min). Random weights (registry, reference TV settings: "
          "generators 4 -> 64 channels, 3 intermediate layers). Per case: "

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .._io import check_output_path
 from ..errors import TvexportError
+from ..profile.backends import REGISTRY
 from . import app
 from ._console import console, err_console
 from ._options import Arch, DType, DTypeOpt, Force
@@ -98,13 +99,13 @@ def _print_report(report: dict[str, Any], *, to_stderr: bool) -> None:
 def bench_cmd(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="SRC", help="A checkpoint, a .baked.pt file, or an architecture name (random weights, reference TV settings).", show_default=False)],
-    backend: Annotated[list[str] | None, typer.Option("--backend", "-b", help="Backend to run (repeatable); default: every available one.", show_default=False)] = None,
-    batch: Annotated[list[str] | None, typer.Option("--batch", help="Batch sizes, comma-separated and/or repeated (default 1).", show_default=False)] = None,
+    backend: Annotated[list[str] | None, typer.Option("--backend", "-b", metavar="NAME", help=f"Backend to run (repeatable): {', '.join(REGISTRY)}; default: every available one.", show_default=False)] = None,
+    batch: Annotated[list[str] | None, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated and/or repeated (default 1).", show_default=False)] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Intra-op CPU threads (default: torch's current count); recorded in the report.", show_default=False)] = None,
     device: Annotated[Device, typer.Option("--device", case_sensitive=False, help="Where to run.")] = Device.cpu,
     dtype: DTypeOpt = DType.float32,
     arch: Arch = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False)] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", metavar="CKPT", help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False)] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Add the dense-conv baseline (only deeplabv3plus_mobilenetv2 has one).")] = False,
     input_size: Annotated[str | None, typer.Option("--input-size", metavar="HxW", help="Checked against the trained input size (TVConv runs only there).", show_default=False)] = None,
     warmup_seconds: Annotated[float, typer.Option("--warmup-seconds", min=0, help="Time-based warm-up per case.")] = 0.5,
@@ -115,10 +116,10 @@ def bench_cmd(
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Also time each TV layer in isolation against its memory floor.")] = False,
     layer_seconds: Annotated[float, typer.Option("--layer-seconds", min=0, help="Minimum timed seconds per layer with --per-layer.")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of random weights (registry SRC, baselines).")] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON ('-': stdout).", show_default=False)] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the latencies and ratios as CSV.", show_default=False)] = None,
-    md_out: Annotated[Path | None, typer.Option("--markdown", help="Write the report as Markdown.", show_default=False)] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG: latency per backend and batch, ratios, per-layer view.", show_default=False)] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-': stdout).", show_default=False)] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write the latencies and ratios as CSV.", show_default=False)] = None,
+    md_out: Annotated[Path | None, typer.Option("--markdown", metavar="FILE", help="Write the report as Markdown.", show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE.png", help="Write a PNG: latency per backend and batch, ratios, per-layer view.", show_default=False)] = None,
     force: Force = False,
 ) -> None:
     """Is the TV network faster than its DWConv baseline? Time both, interleaved, on each backend and batch.
