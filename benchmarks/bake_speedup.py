@@ -117,7 +117,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / f"{name}.md", md)
     write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
-    plot(rows, out / f"{name}.png", f"baking speed-up, torch eager, {machine['cpu']}, {s['threads']} threads")
+    plot(rows, out / f"{name}.png", f"baking speed-up, torch eager, {machine['cpu']}, {s['threads']} thread{'s' * (s['threads'] != 1)}")
 
 
 def main() -> int:

@@ -48,6 +48,7 @@ def summary(reports: list[dict]) -> str:
 def render(result: dict, out: Path, name: str) -> None:
     """Write ``name``.md/.png/.json from a result ({command, elapsed_s, reports})."""
     reports = result["reports"]
+    threads = reports[0]["settings"]["threads"]
     md = [
         "# TVConv vs DWConv latency (headline)",
         "",
@@ -66,7 +67,7 @@ def render(result: dict, out: Path, name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / f"{name}.md", "\n".join(md))
     write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
-    plot_ratio_grid(reports, out / f"{name}.png", title=f"TV / DWConv latency, {reports[0]['machine']['cpu']}, {reports[0]['settings']['threads']} threads")
+    plot_ratio_grid(reports, out / f"{name}.png", title=f"TV / DWConv latency, {reports[0]['machine']['cpu']}, {threads} thread{'s' * (threads != 1)}")
 
 
 def main() -> int:
