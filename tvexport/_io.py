@@ -40,6 +40,9 @@ def atomic_output(path: Path, *, force: bool) -> Iterator[Path]:
         raise TvexportError(f"cannot write in {path.parent} ({err.strerror})", hint="choose another output path") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get ordinary file permissions
     try:
         yield tmp
         os.replace(tmp, path)
