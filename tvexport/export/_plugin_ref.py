@@ -87,6 +87,14 @@ def reference_ops() -> list[type]:
 
 _ORT_ATTRS = ("k", "stride", "padding", "plugin_namespace", "plugin_version")
 _registered = False
+_errors: list[str] = []  # a Python exception inside an onnxruntime Python op aborts the process
+
+
+def pop_ort_errors() -> list[str]:
+    """Errors the onnxruntime kernel met since the last call (it returns NaN instead of raising)."""
+    errors = list(_errors)
+    _errors.clear()
+    return errors
 
 
 def register_ort_op() -> str:
@@ -100,8 +108,12 @@ def register_ort_op() -> str:
 
         @onnx_op(op_type=f"{PLUGIN_DOMAIN}::{PLUGIN_OP}", inputs=[f32, f32, f32], outputs=[f32], attrs={a: s for a in _ORT_ATTRS})
         def _tv_dwconv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, **attrs: str) -> np.ndarray:
-            _check_plugin_attrs(attrs["plugin_namespace"], attrs["plugin_version"])
-            return tv_dwconv_reference(x, weight, bias, k=int(attrs["k"]), stride=int(attrs["stride"]), padding=int(attrs["padding"]))
+            try:
+                _check_plugin_attrs(attrs["plugin_namespace"], attrs["plugin_version"])
+                return tv_dwconv_reference(x, weight, bias, k=int(attrs["k"]), stride=int(attrs["stride"]), padding=int(attrs["padding"]))
+            except Exception as err:  # noqa: BLE001 - must not propagate into onnxruntime (abort)
+                _errors.append(str(err))
+                return np.full((x.shape[0], *weight.shape[:1], *weight.shape[2:]), np.nan, dtype=np.float32)
 
         _registered = True
     return get_library_path()

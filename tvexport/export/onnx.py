@@ -174,7 +174,7 @@ def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> tuple[nn
 @contextlib.contextmanager
 def _quiet_export() -> Iterator[None]:
     """torch.onnx logs optional-dependency notes and warnings that are not the user's business."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "torch.__trace", "torch.fx", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -195,10 +195,14 @@ def _io_names(cfg: ArchConfig) -> tuple[str, str]:
     return INPUT_NAME, OUTPUT_NAMES[cfg.spec.task]
 
 
-def _check_options(tv_op: str, opset: int, batch: int, dtype: str, decomposition: str) -> None:
+def check_options(*, tv_op: str = "portable", opset: int = DEFAULT_OPSET, batch: int = 1, dtype: str = "float32", decomposition: str | None = None) -> None:
+    """Reject bad export options before any work (TvexportError)."""
+    _require_onnx()
     import onnx
 
-    from ._onnx_tv import DECOMPOSITIONS
+    from ._onnx_tv import DECOMPOSITIONS, DEFAULT_DECOMPOSITION
+
+    decomposition = decomposition or DEFAULT_DECOMPOSITION
 
     if tv_op not in TV_OPS:
         raise TvexportError(f"unknown --tv-op {tv_op!r}", hint=f"choose one of {', '.join(TV_OPS)}")
@@ -231,7 +235,7 @@ def onnx_graph(
     from ._onnx_tv import DEFAULT_DECOMPOSITION
 
     decomposition = decomposition or DEFAULT_DECOMPOSITION
-    _check_options(tv_op, opset, batch, dtype, decomposition)
+    check_options(tv_op=tv_op, opset=opset, batch=batch, dtype=dtype, decomposition=decomposition)
     cfg = config_of(model)
     _register_placeholder()
     prepared, _ = _prepare(model, dtype=getattr(torch, dtype), fp16_io=fp16_io)
@@ -483,7 +487,16 @@ class OrtRunner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         self.check_input(x)
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
+        try:
+            out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
+        except Exception as err:  # onnxruntime's own exception types
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise TvexportError(f"onnxruntime failed to run {self.what}: {first}") from err
+        from ._plugin_ref import pop_ort_errors
+
+        errors = pop_ort_errors()
+        if errors:
+            raise TvexportError(f"tv_dwconv node of {self.what} is invalid: {errors[0]}")
         return np.asarray(out, dtype=np.float32)
 
 
@@ -613,14 +626,30 @@ def _write(proto: Any, output: Path, *, force: bool, external: bool) -> list[Pat
     if not external:
         with atomic_output(output, force=force) as tmp:
             onnx.save(proto, str(tmp))
+            _chmod_like_umask(tmp)
         return []
     data = output.with_name(output.name + ".data")
     check_output_path(data, force=force)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        onnx.save(proto, str(tmpdir / output.name), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name, size_threshold=1024)
+        # onnx moves the tensors out of the proto it saves: give it a copy
+        onnx.save(copy.deepcopy(proto), str(tmpdir / output.name), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=data.name, size_threshold=1024)
+        for name in (output.name, data.name):
+            _chmod_like_umask(tmpdir / name)
         os.replace(tmpdir / data.name, data)
-        os.replace(tmpdir / output.name, output)
+        try:
+            os.replace(tmpdir / output.name, output)
+        except BaseException:
+            data.unlink(missing_ok=True)
+            raise
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return [data]
+
+
+def _chmod_like_umask(path: Path) -> None:
+    """Temporary files are created 0600; a deployable artefact gets the usual 0666 & ~umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
