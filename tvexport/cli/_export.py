@@ -74,7 +74,7 @@ def export_cmd(
     rtol: Rtol = None,
     atol: Atol = None,
     external_data: Annotated[bool, typer.Option("--external-data", help="Weights in <output>.data beside the graph (automatic above 2 GB).")] = False,
-    decomposition: Annotated[str | None, typer.Option("--decomposition", help="Portable TV subgraph: shift_add (default), shift_sum, slice_concat, gather, onehot_conv.", show_default=False)] = None,
+    decomposition: Annotated[str | None, typer.Option("--decomposition", help="Portable TV subgraph: auto (default: per layer, the fastest on onnxruntime CPU), shift_add, shift_sum, shift_hwnc, slice_concat, gather, onehot_conv.", show_default=False)] = None,
     device: Annotated[Device, typer.Option("--device", help="AOTInductor target device (aoti only).", case_sensitive=False)] = Device.cpu,
     max_batch: Annotated[int | None, typer.Option("--max-batch", min=1, help="Largest batch of a dynamic AOTInductor package (aoti only; default 64).", show_default=False)] = None,
     force: Force = False,
@@ -135,7 +135,7 @@ def export_cmd(
     size = info.get("file_bytes") or sum(p.stat().st_size for p in [result.path, *result.extra_files])
     details = [result.arch, _mb(size)]
     if fmt == "onnx":
-        details += [f"opset {info['opset']}", f"{info['nodes']} nodes", f"TV as {info['tv_op']}" + (f" ({info['decomposition']})" if info.get("decomposition") else ""),
+        details += [f"opset {info['opset']}", f"{info['nodes']} nodes", (f"{info['tv_layers']} TV layers as {info['tv_op']}" + (f" ({info['decomposition']})" if info.get("decomposition") else "")) if info.get("tv_layers") else "no TV layers",
                     f"{info['dtype']} weights", f"input {info['input']['name']} {info['input']['shape']}", f"output {info['output']['name']} {info['output']['shape']}"]
     extra = f" + {', '.join(str(p) for p in result.extra_files)}" if result.extra_files else ""
     console.print(f"[green]wrote[/green] {result.path}{extra}: {', '.join(details)}; {result.seconds:.1f} s" + ("" if result.comparisons else " (not validated)"))

@@ -26,9 +26,12 @@ PLUGIN_OP = "tv_dwconv"
 PLUGIN_NAMESPACE = "tvexport"
 PLUGIN_VERSION = "1"
 
-Decomposition = Literal["shift_add", "shift_sum", "slice_concat", "gather", "onehot_conv"]
-DECOMPOSITIONS: tuple[str, ...] = ("shift_add", "shift_sum", "slice_concat", "gather", "onehot_conv")
-DEFAULT_DECOMPOSITION: Decomposition = "shift_add"  # fastest on ORT CPU, see benchmarks/onnx_decompositions.py
+Decomposition = Literal["shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv"]
+DECOMPOSITIONS: tuple[str, ...] = ("shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv")
+AUTO = "auto"
+DEFAULT_DECOMPOSITION = AUTO  # per layer, from benchmarks/onnx_decompositions.py (see auto_decomposition)
+LARGE_ACTIVATION = 1 << 21  # N*C*h*w above which the im2col form beats the shift form (stride 1)
+DYNAMIC_BATCH_HINT = 16  # the batch "auto" plans a dynamic-batch graph for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +154,35 @@ def shift_products(g: GraphParts, spec: TVLayerSpec, *, use_sum: bool) -> None:
         acc = _emit_to(g, spec, "Add", [acc, term], name=f"{spec.name}/add{i}", final=i == len(inputs) - 1)
 
 
+def shift_hwnc(g: GraphParts, spec: TVLayerSpec) -> None:
+    """shift_add in a spatial-major layout: Transpose to (H, W, N, C), Pad and slice the two OUTER
+    axes (each tap is a few long contiguous copies instead of h rows of w floats per channel),
+    multiply by kernel planes stored as (h, w, 1, C), accumulate, Transpose back to NCHW."""
+    c, k, h, w = spec.geometry
+    _, p, s, span_h, span_w = _spans(spec)
+    xt = g.node("Transpose", [spec.x], name=f"{spec.name}/to_hwnc", perm=[2, 3, 0, 1])[0]
+    if p:
+        xt = g.node("Pad", [xt, g.const(f"tv_pads_hwnc_{p}", _i64([p, p, 0, 0, p, p, 0, 0]))], name=f"{spec.name}/pad", mode="constant")[0]
+    axes = g.const("tv_axes_01", _i64([0, 1]))
+    steps = g.const(f"tv_steps_{s}", _i64([s, s]))
+    acc = None
+    for ky in range(k):
+        for kx in range(k):
+            t = ky * k + kx
+            starts = g.const(f"tv_start_{ky}_{kx}", _i64([ky, kx]))
+            ends = g.const(f"tv_end_{ky + span_h}_{kx + span_w}", _i64([ky + span_h, kx + span_w]))
+            tap = g.node("Slice", [xt, starts, ends, axes, steps], name=f"{spec.name}/slice{t}")[0]
+            wt = g.tensor(f"{spec.name}.weight_tap{t}", np.ascontiguousarray(spec.weight[:, t].transpose(1, 2, 0)[:, :, None, :]))
+            prod = g.node("Mul", [tap, wt], name=f"{spec.name}/mul{t}")[0]
+            acc = prod if acc is None else g.node("Add", [acc, prod], name=f"{spec.name}/add{t}")[0]
+    bias = _bias(spec)
+    if bias is not None:  # (C, 1, 1) broadcasts as (C,) over (h, w, N, C); a map becomes (h, w, 1, C)
+        b = bias.reshape(c) if bias.shape[-2:] == (1, 1) else np.ascontiguousarray(bias.transpose(1, 2, 0)[:, :, None, :])
+        acc = g.node("Add", [acc, g.tensor(f"{spec.name}.bias", b)], name=f"{spec.name}/bias")[0]
+    assert acc is not None
+    g.node("Transpose", [acc], [spec.y], name=f"{spec.name}/to_nchw", perm=[2, 3, 0, 1])
+
+
 def slice_concat(g: GraphParts, spec: TVLayerSpec) -> None:
     """im2col by k*k Slices concatenated tap-major, then Mul with (k*k, C, h, w) kernels and ReduceSum."""
     c, k, h, w = spec.geometry
@@ -214,17 +246,37 @@ def _reduce_and_bias(g: GraphParts, spec: TVLayerSpec, prod: str, *, axis: int) 
 BUILDERS: dict[str, Callable[[GraphParts, TVLayerSpec], None]] = {
     "shift_add": lambda g, s: shift_products(g, s, use_sum=False),
     "shift_sum": lambda g, s: shift_products(g, s, use_sum=True),
+    "shift_hwnc": shift_hwnc,
     "slice_concat": slice_concat,
     "gather": gather,
     "onehot_conv": onehot_conv,
 }
 
 
-def emit_portable(g: GraphParts, spec: TVLayerSpec, method: str = DEFAULT_DECOMPOSITION) -> None:
-    """Standard-op subgraph computing ``spec.y`` from ``spec.x``."""
+def auto_decomposition(spec: TVLayerSpec, batch: int | None) -> str:
+    """The decomposition ``"auto"`` picks for one layer (``batch`` None: dynamic, planned as 16).
+
+    On onnxruntime CPU (benchmarks/results/onnx_decompositions.md): the one-hot grouped-Conv
+    im2col + Mul + ReduceSum (4 nodes) wins on stride-2 layers, whose strided Slices copy in
+    short runs, and on stride-1 layers with large activations (N*C*h*w >= 2**21); the shift form
+    (Pad, k*k Slices, Mul, Add) wins on the other stride-1 layers, where the kernel planes
+    dominate the traffic and the im2col's k*k-fold arithmetic does not pay off.
+    """
+    c, _, h, w = spec.geometry
+    n = DYNAMIC_BATCH_HINT if batch is None else batch
+    if spec.stride == 1 and n * c * h * w < LARGE_ACTIVATION:
+        return "shift_add"
+    return "onehot_conv"
+
+
+def emit_portable(g: GraphParts, spec: TVLayerSpec, method: str = DEFAULT_DECOMPOSITION, *, batch: int | None = 1) -> str:
+    """Standard-op subgraph computing ``spec.y`` from ``spec.x``; returns the decomposition used."""
+    if method == AUTO:
+        method = auto_decomposition(spec, batch)
     if method not in BUILDERS:
-        raise ValueError(f"unknown TV decomposition {method!r}; choose one of {', '.join(BUILDERS)}")
+        raise ValueError(f"unknown TV decomposition {method!r}; choose one of {AUTO}, {', '.join(BUILDERS)}")
     BUILDERS[method](g, spec)
+    return method
 
 
 def plugin_bias(spec: TVLayerSpec) -> np.ndarray | None:
@@ -267,7 +319,7 @@ def layer_model(
     if method == "plugin":
         emit_plugin(g, spec)
     else:
-        emit_portable(g, spec, method)
+        emit_portable(g, spec, method, batch=batch if isinstance(batch, int) else None)
     graph = helper.make_graph(
         g.nodes,
         f"tv_{method}",

@@ -39,7 +39,7 @@ from torch import nn
 
 from .. import __version__
 from .._io import atomic_output, check_output_path
-from ..bake import fold_batchnorms, random_inputs
+from ..bake import fold_batchnorms, random_inputs, tv_layer_names
 from ..errors import TvexportError, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
@@ -152,7 +152,7 @@ class _Float32IO(nn.Module):
         return self.inner(x.to(torch.float16)).to(torch.float32)
 
 
-def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> tuple[nn.Module, dict[str, BakedTVConv]]:
+def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> nn.Module:
     """A copy of ``model`` ready to trace: BatchNorms folded, TV layers as placeholders, cast."""
     if any(isinstance(m, TVConv) for m in model.modules()):
         raise TvexportError("the model still has TVConv generators", hint="bake it first (tvexport.bake_model or load_source)")
@@ -168,7 +168,7 @@ def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> tuple[nn
         p.requires_grad_(False)
     if dtype == torch.float16 and not fp16_io:
         prepared = _Float32IO(prepared)
-    return prepared, tv_layers
+    return prepared
 
 
 @contextlib.contextmanager
@@ -200,7 +200,7 @@ def check_options(*, tv_op: str = "portable", opset: int = DEFAULT_OPSET, batch:
     _require_onnx()
     import onnx
 
-    from ._onnx_tv import DECOMPOSITIONS, DEFAULT_DECOMPOSITION
+    from ._onnx_tv import AUTO, DECOMPOSITIONS, DEFAULT_DECOMPOSITION
 
     decomposition = decomposition or DEFAULT_DECOMPOSITION
 
@@ -213,8 +213,8 @@ def check_options(*, tv_op: str = "portable", opset: int = DEFAULT_OPSET, batch:
         raise TvexportError(f"batch must be >= 1, got {batch}")
     if dtype not in DEFAULT_TOLERANCES:
         raise TvexportError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(DEFAULT_TOLERANCES)}")
-    if decomposition not in DECOMPOSITIONS:
-        raise TvexportError(f"unknown TV decomposition {decomposition!r}", hint=f"choose one of {', '.join(DECOMPOSITIONS)}")
+    if decomposition != AUTO and decomposition not in DECOMPOSITIONS:
+        raise TvexportError(f"unknown TV decomposition {decomposition!r}", hint=f"choose one of {AUTO}, {', '.join(DECOMPOSITIONS)}")
 
 
 def onnx_graph(
@@ -236,16 +236,18 @@ def onnx_graph(
 
     decomposition = decomposition or DEFAULT_DECOMPOSITION
     check_options(tv_op=tv_op, opset=opset, batch=batch, dtype=dtype, decomposition=decomposition)
+    if dynamic_batch and batch != 1:
+        raise TvexportError(f"batch {batch} and a dynamic batch were both asked for", hint="give --batch N or --dynamic-batch, not both")
+    if fp16_io and dtype != "float16":
+        raise TvexportError("float16 I/O needs float16 weights", hint="add --dtype float16")
     cfg = config_of(model)
     _register_placeholder()
-    prepared, _ = _prepare(model, dtype=getattr(torch, dtype), fp16_io=fp16_io)
+    prepared = _prepare(model, dtype=getattr(torch, dtype), fp16_io=fp16_io)
     in_name, out_name = _io_names(cfg)
     example_batch = _TRACE_BATCH if dynamic_batch else batch
     in_dtype = torch.float16 if (dtype == "float16" and fp16_io) else torch.float32
     example = torch.zeros((example_batch, *cfg.input_shape), dtype=in_dtype)
-    dynamic_shapes = {"x": {0: torch.export.Dim(BATCH_DIM, min=1, max=4096)}} if dynamic_batch else None
-    if isinstance(prepared, _Float32IO):
-        dynamic_shapes = {"x": dynamic_shapes["x"]} if dynamic_shapes else None
+    dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1, max=4096)},) if dynamic_batch else None
     with _quiet_export():
         try:
             program = torch.onnx.export(
@@ -257,10 +259,12 @@ def onnx_graph(
             raise TvexportError(f"torch.onnx.export failed for {cfg.name}: {first}", hint="run with --verbose for the traceback") from err
     proto = program.model_proto
     _clean(proto, cfg)
-    _splice_tv_layers(proto, tv_op=tv_op, decomposition=decomposition)
+    used = _splice_tv_layers(proto, tv_op=tv_op, decomposition=decomposition, batch=None if dynamic_batch else batch)
     if dynamic_batch:
         _name_batch_dim(proto)
-    _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, fp16_io=fp16_io, opset=opset, decomposition=decomposition if tv_op == "portable" else None)
+    _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, fp16_io=fp16_io, opset=opset, decomposition=_describe(used) if tv_op == "portable" and used else None)
+    if _graph_bytes(proto) >= EXTERNAL_DATA_LIMIT:
+        return proto  # shape inference needs a serialised model; onnxruntime infers at load time
     return onnx.shape_inference.infer_shapes(proto, data_prop=True)
 
 
@@ -280,7 +284,13 @@ def _clean(proto: Any, cfg: ArchConfig) -> None:
     proto.producer_version = __version__
 
 
-def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str) -> None:
+def _describe(used: dict[str, int]) -> str:
+    """``{"shift_add": 13, "onehot_conv": 4}`` -> ``"shift_add x13, onehot_conv x4"``."""
+    return ", ".join(f"{m} x{n}" for m, n in sorted(used.items(), key=lambda kv: -kv[1]))
+
+
+def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str, batch: int | None) -> dict[str, int]:
+    """Replace each placeholder node by the TV subgraph; returns how many layers used which form."""
     from onnx import helper, numpy_helper
 
     from ._onnx_tv import GraphParts, TVLayerSpec, emit_plugin, emit_portable
@@ -299,6 +309,7 @@ def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str) -> None:
     parts = GraphParts()
     parts.add_existing_names({t.name for t in graph.initializer if t.name not in replaced} | {n.name for n in graph.node} | {o for n in graph.node for o in n.output} | {i.name for i in graph.input})
     new_nodes = []
+    used: dict[str, int] = {}
     for node in graph.node:
         if node.domain != _PLACEHOLDER_DOMAIN:
             new_nodes.append(node)
@@ -317,8 +328,10 @@ def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str) -> None:
         start = len(parts.nodes)
         if tv_op == "plugin":
             emit_plugin(parts, spec)
+            form = "plugin"
         else:
-            emit_portable(parts, spec, decomposition)
+            form = emit_portable(parts, spec, decomposition, batch=batch)
+        used[form] = used.get(form, 0) + 1
         new_nodes.extend(parts.nodes[start:])
     kept = [t for t in graph.initializer if t.name not in replaced]
     del graph.node[:]
@@ -337,6 +350,7 @@ def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str) -> None:
     kept_info = [vi for vi in graph.value_info if vi.name not in replaced]
     del graph.value_info[:]
     graph.value_info.extend(kept_info)
+    return used
 
 
 def _name_batch_dim(proto: Any) -> None:
@@ -592,7 +606,8 @@ def export_onnx(
     in_name, out_name = _io_names(cfg)
     info = {
         "tv_op": tv_op,
-        "decomposition": (decomposition or _default_decomposition()) if tv_op == "portable" else None,
+        "decomposition": _metadata(final).get("tvexport.decomposition"),
+        "tv_layers": len(tv_layer_names(model)),
         "opset": opset,
         "dtype": dtype,
         "io_dtype": "float16" if dtype == "float16" and fp16_io else "float32",
@@ -609,10 +624,8 @@ def export_onnx(
     return ExportResult(output, "onnx", cfg.name, comparisons, time.perf_counter() - start, extra, info)
 
 
-def _default_decomposition() -> str:
-    from ._onnx_tv import DEFAULT_DECOMPOSITION
-
-    return DEFAULT_DECOMPOSITION
+def _metadata(proto: Any) -> dict[str, str]:
+    return {p.key: p.value for p in proto.metadata_props}
 
 
 def _shape_of(vi: Any) -> list[int | str]:
