@@ -4,6 +4,7 @@ node spec, graph hygiene (BN folded, no dropout, no generator), CLI and its erro
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import types
 from pathlib import Path
@@ -96,6 +97,16 @@ def test_plugin_node_on_onnx_reference(case: tuple) -> None:  # type: ignore[typ
         assert len(node.input) == 2
     got = ReferenceEvaluator(model, new_ops=reference_ops()).run(None, {"x": x})[0]
     assert _rel_err(got, ref) < 1e-6
+
+
+@pytest.mark.parametrize("method", ["plugin", "shift_add", "onehot_conv"])
+def test_float16_layer_graph(method: str) -> None:
+    """float16 kernels and activations (the plugin node runs on the float32 numpy kernel between Casts)."""
+    weight, bias, x, ref = _layer_case(5, 3, 2, 4, 5, "channel")
+    model = layer_model(weight.astype(np.float16), bias.astype(np.float16), stride=2, method=method, batch=3)
+    runner = tvonnx.OrtRunner(model, what="layer")
+    assert runner.input_dtype == np.float16
+    assert _rel_err(runner(x), ref) < 1e-2
 
 
 def test_plugin_reference_checks_its_inputs() -> None:
@@ -278,6 +289,7 @@ def test_mismatch_raises_and_writes_nothing(exports: dict[str, Exported], tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("TVEXPORT_SLOW"), reason="every zoo network in both forms takes minutes: set TVEXPORT_SLOW=1")
 @pytest.mark.parametrize("tv_op", ["portable", "plugin"])
 @pytest.mark.parametrize("name", list_models())
 def test_every_zoo_network_exports(tmp_path: Path, name: str, tv_op: str) -> None:

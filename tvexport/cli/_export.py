@@ -138,6 +138,8 @@ def export_cmd(
         details += [f"opset {info['opset']}", f"{info['nodes']} nodes", (f"{info['tv_layers']} TV layers as {info['tv_op']}" + (f" ({info['decomposition']})" if info.get("decomposition") else "")) if info.get("tv_layers") else "no TV layers",
                     f"{info['dtype']} weights", f"input {info['input']['name']} {info['input']['shape']}", f"output {info['output']['name']} {info['output']['shape']}"]
     extra = f" + {', '.join(str(p) for p in result.extra_files)}" if result.extra_files else ""
+    for note in info.get("notes", []):
+        console.print(f"note: {note}")
     console.print(f"[green]wrote[/green] {result.path}{extra}: {', '.join(details)}; {result.seconds:.1f} s" + ("" if result.comparisons else " (not validated)"))
 
 
@@ -164,6 +166,9 @@ def validate_cmd(
         console.print(_comparison_table(report.comparisons, f"{artifact.name} ({backend}) vs torch {report.arch}, input {report.input_source} {list(report.input_shape)}"))
     if not report.ok:
         worst = max(report.comparisons, key=lambda c: c.max_rel)
-        raise ValidationMismatch(f"{artifact.name} differs from {against.name}: max rel error {worst.max_rel:.3g} > tolerance", comparisons=report.comparisons)
+        raise ValidationMismatch(
+            f"{artifact.name} differs from {against.name}: max abs {worst.max_abs:.3g} > {worst.atol:g} + {worst.rtol:g} * {worst.ref_max:.3g}",
+            comparisons=report.comparisons, hint="loosen with --rtol/--atol if this precision is expected",
+        )
     if not as_json:
         console.print(f"[green]ok[/green]: {artifact.name} matches {against.name} within tolerance")

@@ -580,6 +580,10 @@ def export_onnx(
     check_graph(raw, what="exported")
     graphs = {"onnxruntime (raw)": raw}
     final = raw
+    notes = []
+    if simplify and _graph_bytes(raw) >= EXTERNAL_DATA_LIMIT:
+        simplify = False
+        notes.append("onnxsim skipped: a graph over 2 GB cannot be simplified in memory")
     if simplify:
         final = simplify_graph(raw)
         graphs["onnxruntime (simplified)"] = final
@@ -620,6 +624,7 @@ def export_onnx(
         "file_bytes": output.stat().st_size + sum(p.stat().st_size for p in extra),
         "input": {"name": in_name, "shape": _shape_of(final.graph.input[0])},
         "output": {"name": out_name, "shape": _shape_of(final.graph.output[0])},
+        "notes": notes,
     }
     return ExportResult(output, "onnx", cfg.name, comparisons, time.perf_counter() - start, extra, info)
 
