@@ -644,7 +644,6 @@ def _write(proto: Any, output: Path, *, force: bool, external: bool) -> list[Pat
     if not external:
         with atomic_output(output, force=force) as tmp:
             onnx.save(proto, str(tmp))
-            _chmod_like_umask(tmp)
         return []
     data = output.with_name(output.name + ".data")
     check_output_path(data, force=force)
