@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -90,9 +91,9 @@ def _print_report(report: dict[str, Any], *, to_stderr: bool) -> None:
         bw = report["bandwidth"]
         out.print(_table(f"per TV layer: median us vs memory floor at {bw['bytes_per_s'] / 1e9:.2f} GB/s copy bandwidth", *layer_rows(report)))
     for item in report["skipped"]:
-        err_console.print(f"skipped {item['backend']}: {item['reason']}")
+        err_console.print(f"skipped {item['backend']}: {escape(item['reason'])}")
     for w in report["warnings"] + [w for c in report["cases"] for w in c["warnings"]]:
-        err_console.print(f"[yellow]warning:[/yellow] {w}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(w)}")
 
 
 @app.command("bench")

@@ -69,12 +69,13 @@ class LayerBackend(Backend, Protocol):
         ...
 
 
-# name -> "module:Class", module relative to this package. Adapters of runtimes that other
-# parts of tvexport provide (ONNX Runtime, torch.compile, AOTInductor, TensorRT, the Triton op)
-# are added beside these when those parts are merged.
+# name -> "module:Class", module relative to this package.
 REGISTRY: dict[str, str] = {
     "torch-unbaked": "torch_eager:TorchUnbaked",
     "torch-baked": "torch_eager:TorchBaked",
+    "onnxruntime": "ort:OnnxRuntime",
+    "triton": "torch_eager:TritonOp",
+    "tensorrt": "tensorrt:TensorRT",
 }
 
 

@@ -66,3 +66,22 @@ class TorchBaked(_TorchEager):
 
     name = "torch-baked"
     form: Form = "baked"
+
+
+class TritonOp(TorchBaked):
+    """The baked network on CUDA, its TV layers on the fused Triton kernel (``tvexport.kernels``).
+
+    ``torch-baked`` on a CUDA device runs the same kernel; this name makes the choice explicit
+    and is unavailable (instead of silently falling back) without triton.
+    """
+
+    name = "triton"
+
+    def available(self, *, device: str) -> str | None:
+        from ...kernels import triton_available
+
+        if not device.startswith("cuda"):
+            return "the Triton op runs on CUDA devices (--device cuda)"
+        if not triton_available():
+            return "needs triton (pip install 'tvexport[triton]')"
+        return torch_device_reason(device)
