@@ -661,3 +661,29 @@ def test_run_bench_default_backend_that_fails_to_prepare_is_skipped(fake_bench: 
     assert {"backend": "fake-broken", "reason": "failed to prepare at batch 1: exporter says no"} in report["skipped"]
     with pytest.raises(TvexportError, match="exporter says no"):
         run_bench(_subject(), backends=["fake-broken"], clock=fake_bench, timer=CpuTimer(fake_bench))
+
+
+def test_onnxruntime_backend_runs_the_exported_graph() -> None:
+    """The adapter times the real portable graph: its output equals the baked torch model's."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from tvexport.bake import random_inputs
+    from tvexport.profile.backends import get_backend
+
+    baked = bake_model(make_model(), verify=False).model
+    backend = get_backend("onnxruntime")
+    assert backend.available(device="cpu") is None and backend.available(device="cuda") is not None
+    run = backend.prepare(baked, batch=2, threads=1, device="cpu", dtype=torch.float32)
+    out = run()[0]
+    with torch.no_grad():
+        ref = baked(random_inputs((2, 3, 96, 96), seed=0))
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["triton", "tensorrt"])
+def test_gpu_backends_say_why_they_are_unavailable(name: str) -> None:
+    from tvexport.profile.backends import get_backend
+
+    reason = get_backend(name).available(device="cpu")
+    assert reason and ("CUDA" in reason or "needs" in reason)
