@@ -157,7 +157,11 @@ def export_aoti(
         package = Path(work) / "model.pt2"  # AOTInductor insists on the .pt2 suffix
         t0 = time.perf_counter()
         with torch.no_grad(), _quiet():
-            torch._inductor.aoti_compile_and_package(program, package_path=str(package), inductor_configs=dict(inductor_configs))
+            try:
+                torch._inductor.aoti_compile_and_package(program, package_path=str(package), inductor_configs=dict(inductor_configs))
+            except Exception as err:  # noqa: BLE001 - C++ compiler and Inductor errors: report one line
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                raise TvexportError(f"AOTInductor compilation failed: {first}", hint="run with --verbose for the traceback") from err
         compile_seconds = time.perf_counter() - t0
 
         comparisons: list[Comparison] = []
