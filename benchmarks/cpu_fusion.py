@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import Timing, interleaved  # noqa: E402
+from _timing import Foreign, Timing, interleaved, wait_quiet  # noqa: E402
 
 from tvexport import bake, compile_model, create_model  # noqa: E402
 from tvexport.layers import BakedTVConv, TVConv, tv_depthwise, tv_depthwise_unfold  # noqa: E402
@@ -114,8 +114,24 @@ def copy_bandwidth(nbytes: int, rounds: int) -> tuple[float, Timing]:
     """STREAM-style copy bandwidth (2 x bytes / time) for a tensor of ``nbytes``, bytes/s (min)."""
     src = torch.rand(max(1, nbytes // 4))
     dst = torch.empty_like(src)
-    t = interleaved({"copy": lambda: dst.copy_(src)}, rounds=rounds)["copy"]
+    t = timed({"copy": lambda: dst.copy_(src)}, rounds)["copy"]
     return 2 * src.numel() * 4 / (t.min * 1e-6), t
+
+
+ARGS: argparse.Namespace | None = None
+FOREIGN: list[float] = []
+
+
+def timed(candidates: dict[str, Any], rounds: int) -> dict[str, Timing]:
+    """Wait (bounded by --wait-quiet) for the other processes to calm down, then time."""
+    assert ARGS is not None
+    if ARGS.wait_quiet > 0:
+        wait_quiet(timeout_s=ARGS.wait_quiet, max_foreign=ARGS.max_foreign)
+    probe = Foreign()
+    probe.start()
+    out = interleaved(candidates, rounds=rounds, max_foreign=ARGS.max_foreign)
+    FOREIGN.append(probe.stop())
+    return out
 
 
 def reset_dynamo() -> None:
@@ -147,14 +163,14 @@ def section_eager(args: argparse.Namespace) -> None:
         w, b = layer.weight, layer.bias
         with torch.no_grad():
             torch.testing.assert_close(layer(x), tv_depthwise_unfold(x, w, b, stride=s), rtol=1e-5, atol=1e-4)
-            t = interleaved(
+            t = timed(
                 {
                     "inplace": lambda: layer(x),
                     "functional": lambda: tv_shift_functional(x, w, b, s),
                     "unfold": lambda: tv_depthwise_unfold(x, w, b, stride=s),
                     "dwconv": lambda: conv(x),
                 },
-                rounds=args.rounds,
+                args.rounds,
             )
         ratio = t["unfold"].min / t["inplace"].min
         log(f"{c:>5} {h:>3} {n:>3} {s:>2} | {cell(t['inplace']):>22} | {cell(t['functional']):>22} | {cell(t['unfold']):>22} | {cell(t['dwconv']):>22} | {ratio:.1f}x")
@@ -178,7 +194,7 @@ def section_forms(args: argparse.Namespace) -> None:
         torch.testing.assert_close(used(x), ref, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(plain(x), ref, rtol=1e-5, atol=1e-4)
         conv(x)
-        t = interleaved({"used": lambda: used(x), "plain": lambda: plain(x), "dwconv": lambda: conv(x)}, rounds=args.rounds)
+        t = timed({"used": lambda: used(x), "plain": lambda: plain(x), "dwconv": lambda: conv(x)}, args.rounds)
         log(f"{c:>5} {h:>3} {n:>3} {s:>2} | {cell(t['used']):>24} | {cell(t['plain']):>22} | {cell(t['dwconv']):>22} | {t['plain'].min / t['used'].min:.2f}x")
         rows.append({"C": c, "h": h, "batch": n, "stride": s, **{k: v.to_dict() for k, v in t.items()}})
     RESULTS["forms"] = rows
@@ -193,7 +209,7 @@ def section_layers(args: argparse.Namespace) -> None:
     bw, bw_t = copy_bandwidth(256 << 20, args.rounds)
     log(f"\n== layers: {args.layers_model} TV layers compiled vs memory floor ==")
     log(f"copy bandwidth (256 MiB tensor, 2 x bytes / min time): {bw / 1e9:.1f} GB/s (copy min {fmt_us(bw_t.min)}, p50 {fmt_us(bw_t.median)})")
-    log(f"{'layer':<22} {'C':>4} {'h':>3} {'s':>2} {'N':>3} | {'MB':>6} | {'TV compiled':>22} | {'floor':>8} | {'TV/floor':>8} | {'hot copy':>8} | {'TV/hot':>6} | {'DWConv compiled':>22}")
+    log(f"{'layer':<22} {'C':>4} {'h':>3} {'s':>2} {'N':>3} | {'MB':>6} | {'TV compiled':>22} | {'floor':>8} | {'TV/floor':>8} | {'hot copy':>8} | {'TV/hot':>6} | {'DWConv compiled':>22} | others")
     rows = []
     worst: dict[int, float] = {}
     for name, g in tv_geometries(args.layers_model):
@@ -208,12 +224,12 @@ def section_layers(args: argparse.Namespace) -> None:
             nbytes = 4 * (layer.weight.numel() + g.channels + x.numel() + out.numel())
             hot_src = torch.rand(nbytes // 8)
             hot_dst = torch.empty_like(hot_src)
-            t = interleaved({"tv": lambda: tv(x), "dwconv": lambda: conv(x), "hot": lambda: hot_dst.copy_(hot_src)}, rounds=args.rounds)
+            t = timed({"tv": lambda: tv(x), "dwconv": lambda: conv(x), "hot": lambda: hot_dst.copy_(hot_src)}, args.rounds)
             floor = nbytes / bw * 1e6
             r = t["tv"].min / floor
             worst[n] = max(worst.get(n, 0.0), r)
-            log(f"{name:<22} {g.channels:>4} {g.h:>3} {g.stride:>2} {n:>3} | {nbytes / 1e6:6.2f} | {cell(t['tv']):>22} | {fmt_us(floor):>8} | {r:8.2f} | {fmt_us(t['hot'].min):>8} | {t['tv'].min / t['hot'].min:6.2f} | {cell(t['dwconv']):>22}")
-            rows.append({"layer": name, "C": g.channels, "h": g.h, "stride": g.stride, "batch": n, "bytes": nbytes, "floor_us": floor,
+            log(f"{name:<22} {g.channels:>4} {g.h:>3} {g.stride:>2} {n:>3} | {nbytes / 1e6:6.2f} | {cell(t['tv']):>22} | {fmt_us(floor):>8} | {r:8.2f} | {fmt_us(t['hot'].min):>8} | {t['tv'].min / t['hot'].min:6.2f} | {cell(t['dwconv']):>22} | {FOREIGN[-1]:.2f}")
+            rows.append({"foreign_cpu_share": FOREIGN[-1], "layer": name, "C": g.channels, "h": g.h, "stride": g.stride, "batch": n, "bytes": nbytes, "floor_us": floor,
                          "tv": t["tv"].to_dict(), "dwconv": t["dwconv"].to_dict(), "hot_copy": t["hot"].to_dict(), "tv_over_floor": r})
     for n, r in worst.items():
         log(f"worst TV/floor at batch {n}: {r:.2f} (target <= 1.5)")
@@ -243,9 +259,9 @@ def section_network(args: argparse.Namespace) -> None:
             compile_s[f"{label}_batch{n}"] = time.perf_counter() - t0
         with torch.no_grad():
             torch.testing.assert_close(ctv(x), tv(x), rtol=1e-4, atol=1e-4)
-            t = interleaved(
+            t = timed(
                 {"tv_compiled": lambda: ctv(x), "dw_compiled": lambda: cdw(x), "tv_eager": lambda: tv(x), "dw_eager": lambda: dw(x)},
-                rounds=args.rounds,
+                args.rounds,
             )
         rmin = t["tv_compiled"].min / t["dw_compiled"].min
         rp50 = t["tv_compiled"].median / t["dw_compiled"].median
@@ -275,7 +291,7 @@ def section_aoti(args: argparse.Namespace) -> None:
         for n in args.batches:
             x = torch.randn(n, 3, 96, 96)
             with torch.no_grad():
-                t = interleaved({"tv": lambda: runners["tv"](x), "dw": lambda: runners["dw"](x)}, rounds=args.rounds)
+                t = timed({"tv": lambda: runners["tv"](x), "dw": lambda: runners["dw"](x)}, args.rounds)
             log(f"batch {n:>2}: TV package {cell(t['tv'])}, DW package {cell(t['dw'])} -> TV/DW {t['tv'].min / t['dw'].min:.2f} (min) {t['tv'].median / t['dw'].median:.2f} (p50)")
             timings.append({"batch": n, "tv": t["tv"].to_dict(), "dw": t["dw"].to_dict()})
     RESULTS["aoti"] = {"model": args.net, "packages": rows, "timings": timings}
@@ -290,7 +306,11 @@ def main() -> None:
     ap.add_argument("--layers-model", default="face_mobilenetv2_x1_0")
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--wait-quiet", type=float, default=60.0, help="before each comparison, wait up to this many seconds for other processes to leave the CPUs")
+    ap.add_argument("--max-foreign", type=float, default=0.1, help="CPU share of other processes that counts as quiet (rounds above it are dropped)")
     args = ap.parse_args()
+    global ARGS
+    ARGS = args
     args.batches = [int(b) for b in args.batches.split(",")]
     torch.set_num_threads(args.threads)
     RESULTS["meta"] = {
@@ -305,6 +325,9 @@ def main() -> None:
         globals()[f"section_{s}"](args)
         log(f"({s}: {time.perf_counter() - start:.0f} s, load average {os.getloadavg()[0]:.2f})")
     RESULTS["meta"]["loadavg_end"] = os.getloadavg()
+    RESULTS["meta"]["foreign_cpu_share"] = FOREIGN
+    if FOREIGN:
+        log(f"other processes' CPU share during the timed comparisons: median {sorted(FOREIGN)[len(FOREIGN) // 2]:.2f}, max {max(FOREIGN):.2f}")
     if args.json:
         args.json.write_text(json.dumps(RESULTS, indent=2))
 

@@ -60,6 +60,13 @@ def default_inductor_configs(device: str) -> dict[str, Any]:
     return configs
 
 
+def _cpu_isa() -> str:
+    """The vector ISA the CPU kernels are compiled for (Inductor builds with -march=native)."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    return str(pick_vec_isa()) or "scalar"
+
+
 def _check_compiler() -> None:
     from torch._inductor import config as inductor_config
 
@@ -204,6 +211,7 @@ def export_aoti(
             "compile_seconds": round(compile_seconds, 3),
             "package_bytes": package_bytes,
             "compile_threads": torch.get_num_threads(),
+            "cpu_isa": _cpu_isa() if device == "cpu" else None,
             "inductor_configs": inductor_configs,
             "torch_version": str(torch.__version__),
             "tvexport_version": __version__,
