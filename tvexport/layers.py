@@ -77,7 +77,7 @@ def tv_depthwise(
     (C, h, w): a full map or a per-channel (C, 1, 1) bias.
 
     Eager calls accumulate in place into one output buffer. Traced CPU calls (torch.compile,
-    torch.export) read the kernels through a (k*k, h, w, C) copy, which constant folding makes
+    torch.export) read each tap's kernel through an (h, w, C) copy, which constant folding makes
     free for frozen weights: Inductor runs CPU networks channels-last, and this layout gives its
     loop contiguous vector loads along C instead of strided gathers.
     """
@@ -90,8 +90,9 @@ def tv_depthwise(
             out.addcmul_(taps[t], weight[:, t])
         return out.add_(bias) if bias is not None else out
     if x.device.type == "cpu":
-        w_hwc = weight.permute(1, 2, 3, 0).contiguous()  # (k*k, h, w, C)
-        kernels = [w_hwc[t].permute(2, 0, 1) for t in range(k * k)]
+        # one (h, w, C) tensor per tap, viewed as (C, h, w): separate constants after folding
+        # (slices of one permuted tensor would each drag the whole storage into a package)
+        kernels = [weight[:, t].permute(1, 2, 0).contiguous().permute(2, 0, 1) for t in range(k * k)]
         if bias is not None and bias.shape[-2:] != (1, 1):
             bias = bias.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (C, h, w) view, C fastest
     else:

@@ -172,10 +172,8 @@ def export_aoti(
         compile_seconds = time.perf_counter() - t0
 
         comparisons: list[Comparison] = []
-        output_shape: list[int] | None = None
         with torch.no_grad():
-            ref_out = model(example)
-        output_shape = list(ref_out.shape)
+            output_shape = list(model(example).shape)
         if validate:
             loaded = _load_package(package, device)
             for b in _validation_batches(example_batch, dynamic_batch and max_batch >= 2, max_batch):
