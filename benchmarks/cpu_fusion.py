@@ -273,7 +273,7 @@ def section_network(args: argparse.Namespace) -> None:
 
 
 def section_aoti(args: argparse.Namespace) -> None:
-    from tvexport.export.aoti import export_aoti
+    from tvexport.export.aoti import export_aoti, load_runner
 
     log(f"\n== aoti: {args.net} AOTInductor packages (dynamic batch 1..64) ==")
     tv, dw = _nets(args.net)
@@ -286,7 +286,7 @@ def section_aoti(args: argparse.Namespace) -> None:
             log(f"{label}: export {info['export_seconds']:.1f} s, compile {info['compile_seconds']:.1f} s, package {info['package_bytes'] / 1e6:.1f} MB, "
                 f"validation max rel {max(c.max_rel for c in res.comparisons):.2g}")
             rows[label] = {k: info[k] for k in ("export_seconds", "compile_seconds", "package_bytes")}
-            runners[label] = torch._inductor.aoti_load_package(str(res.path))
+            runners[label] = load_runner(res.path).compiled  # tensors in/out: no numpy conversion in the timed call
         timings = []
         for n in args.batches:
             x = torch.randn(n, 3, 96, 96)

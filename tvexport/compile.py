@@ -34,24 +34,27 @@ class CompiledModel(nn.Module):
     """
 
     def __init__(self, original: nn.Module, compiled: Any, options: dict[str, Any]) -> None:
+        from torch._dynamo import config as dynamo_config
+        from torch._inductor import config as inductor_config
+
         super().__init__()
         self.original = original
         self._compiled = compiled
         self.options = options  # Inductor config, patched in around every call (see forward)
+        # Compilation happens inside a call (the first one, and recompiles), and Dynamo reads
+        # settings such as `freezing` while it traces, so the options are patched in around
+        # every call; torch.compile(options=...) would not reach Dynamo. Dynamo also keys its
+        # cache on the forward's code object, shared by every instance of a model class, and
+        # frozen weights make each instance one more entry: allow many compiled models.
+        # The patch objects are built once (re-entering one costs microseconds).
+        limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
+        self._patches = (inductor_config.patch(options), dynamo_config.patch(recompile_limit=limit))
         cfg = getattr(original, "tvexport_config", None)
         if isinstance(cfg, ArchConfig):
             self.tvexport_config = cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Compilation happens inside the call (first call, recompiles), so the Inductor options are
-        # patched in here: torch.compile(options=...) does not reach every setting (freezing).
-        # Dynamo keys its cache on the forward's code object, shared by every instance of a
-        # model class, and frozen weights make each instance one more entry: allow many models.
-        from torch._dynamo import config as dynamo_config
-        from torch._inductor import config as inductor_config
-
-        limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
-        with torch.no_grad(), inductor_config.patch(self.options), dynamo_config.patch(recompile_limit=limit):
+        with torch.no_grad(), self._patches[0], self._patches[1]:
             return self._compiled(x)
 
 

@@ -252,7 +252,11 @@ def _load_package(path: Path, device: str) -> Any:
 
 
 class AotiRunner:
-    """A loaded ``.pt2`` package as a Runner: NCHW float32 numpy in -> numpy out."""
+    """A loaded ``.pt2`` package as a Runner: NCHW float32 numpy in -> numpy out.
+
+    ``compiled`` is the loaded package itself (torch tensors in and out, no checks), for
+    benchmarks that want no numpy conversion in the timed call; ``info`` is the sidecar or None.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -262,7 +266,7 @@ class AotiRunner:
         self.device = str(self.info.get("device", "cpu")) if self.info else "cpu"
         if self.device == "cuda" and not torch.cuda.is_available():
             raise TvexportError(f"{self.path} was compiled for CUDA, and torch sees no CUDA device", hint="run it on a CUDA machine or export with --device cpu")
-        self._model = _load_package(self.path, self.device)
+        self.compiled = _load_package(self.path, self.device)
 
     def _check(self, x: np.ndarray) -> None:
         if self.info is None:
@@ -283,7 +287,7 @@ class AotiRunner:
         if self.device != "cpu":
             t = t.to(self.device)
         with torch.no_grad():
-            out = self._model(t)
+            out = self.compiled(t)
         if isinstance(out, (list, tuple)):
             out = out[0]
         return out.detach().cpu().numpy()
