@@ -8,8 +8,9 @@ memory floor, and whole networks against their DWConv baselines.
 Sections:
   eager    eager TV forms (in-place shift-accumulate = BakedTVConv eager, functional shift,
            unfold = the reference) and eager DWConv of the same shape.
-  forms    compiled TV layer: the kernel layout BakedTVConv uses under tracing ((k*k, h, w, C),
-           bias first) against the plain (C, k*k, h, w) slices; channels-last input as in networks.
+  forms    compiled TV layer: the form BakedTVConv uses under tracing (one (h, w, C) kernel
+           tensor per tap, bias first) against the plain (C, k*k, h, w) slices (addcmul, bias
+           last); channels-last input as in networks.
   layers   every TV layer of face MobileNetV2 x1.0, compiled, against its memory floor:
            (kernel + bias + input + output bytes) / copy bandwidth of a large tensor (256 MiB,
            STREAM convention: 2 x bytes / time) measured in the same run; also against the
@@ -27,7 +28,6 @@ machine's load average is recorded: on a shared box, min is the stable statistic
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import Foreign, Timing, interleaved, wait_quiet  # noqa: E402
 
 from tvexport import bake, compile_model, create_model  # noqa: E402
-from tvexport.layers import BakedTVConv, TVConv, tv_depthwise, tv_depthwise_unfold  # noqa: E402
+from tvexport.layers import BakedTVConv, TVConv, tv_depthwise_unfold  # noqa: E402
 from tvexport.testing import randomize_  # noqa: E402
 
 SECTIONS = ("eager", "forms", "layers", "network", "aoti")
@@ -183,7 +183,7 @@ FORM_CASES = [(48, 48, 1, 1), (48, 48, 16, 1), (144, 48, 16, 1), (96, 48, 16, 2)
 
 def section_forms(args: argparse.Namespace) -> None:
     log("\n== forms: compiled TV layer, channels-last input (min / p50 per call) ==")
-    log(f"{'C':>5} {'h':>3} {'N':>3} {'s':>2} | {'(k*k,h,w,C) bias first':>24} | {'plain (C,k*k,h,w)':>22} | {'compiled DWConv':>22} | plain/used")
+    log(f"{'C':>5} {'h':>3} {'N':>3} {'s':>2} | {'per-tap (h,w,C), bias 1st':>24} | {'plain (C,k*k,h,w)':>22} | {'compiled DWConv':>22} | plain/used")
     rows = []
     for c, h, n, s in FORM_CASES:
         reset_dynamo()
