@@ -3,7 +3,9 @@ and an in-process CLI runner."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -17,10 +19,15 @@ from tvexport.testing import lightning_checkpoint, randomize_, save_lightning, s
 SMALL_TV = TVSettings(inter_chans=8, inter_layers=1)
 
 
-def make_model(name: str = "face_mobilenetv2_x0_1", *, atom: str = "tvconv", tv: TVSettings = SMALL_TV, seed: int = 0) -> torch.nn.Module:
-    """A zoo model with random posi_map, LayerNorm and (calibrated) BatchNorm values."""
+@functools.lru_cache(maxsize=16)
+def _cached_model(name: str, atom: str, tv: TVSettings, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return randomize_(create_model(name, atom=atom, tv=tv), seed=seed)  # type: ignore[arg-type]
+
+
+def make_model(name: str = "face_mobilenetv2_x0_1", *, atom: str = "tvconv", tv: TVSettings = SMALL_TV, seed: int = 0) -> torch.nn.Module:
+    """A zoo model with random posi_map, LayerNorm and (calibrated) BatchNorm values (a fresh copy)."""
+    return copy.deepcopy(_cached_model(name, atom, tv, seed))
 
 
 def write_checkpoint(model: torch.nn.Module, path: Path, fmt: str) -> Path:

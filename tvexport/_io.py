@@ -34,12 +34,22 @@ def atomic_output(path: Path, *, force: bool) -> Iterator[Path]:
     previous ``path`` stays untouched.
     """
     path = check_output_path(Path(path), force=force)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise TvexportError(f"cannot write in {path.parent} ({err.strerror})", hint="choose another output path") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get ordinary file permissions
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise TvexportError(f"could not write {path} ({err.strerror or err})", hint="check free disk space and permissions") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

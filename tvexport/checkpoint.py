@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,9 +27,17 @@ CheckpointFormat = Literal["lightning", "pth.tar", "state_dict", "baked"]
 BAKED_FORMAT = "tvexport.baked"
 
 
-def _stand_in(module: str, name: str, base: type = object) -> type:
-    """A class that unpickles in place of ``module.name`` without importing it (used as a dict key)."""
-    cls = type(name, (base,), {"__module__": module, "__doc__": f"Stand-in for {module}.{name}; holds no code."})
+def _stand_in(module: str, name: str, *, as_dict: bool = False) -> type:
+    """A class that unpickles in place of ``module.name`` without importing it.
+
+    Plain stand-ins only ever serve as dict keys (Lightning keys ``callbacks`` by class).
+    ``as_dict`` stand-ins are for dict subclasses (AttributeDict): creating one yields a plain
+    ``dict``, the only mapping type the weights-only unpickler lets fill with items.
+    """
+    attrs: dict[str, Any] = {"__module__": module, "__doc__": f"Stand-in for {module}.{name}; holds no code."}
+    if as_dict:
+        attrs["__new__"] = staticmethod(lambda cls, *args, **kwargs: {})
+    cls = type(name, (), attrs)
     cls.__qualname__ = name
     return cls
 
@@ -41,8 +50,8 @@ def _safe_globals() -> list[Any]:
         _stand_in("pytorch_lightning.callbacks.early_stopping", "EarlyStopping"),
         _stand_in("pytorch_lightning.callbacks.lr_monitor", "LearningRateMonitor"),
         _stand_in("lightning.pytorch.callbacks.model_checkpoint", "ModelCheckpoint"),
-        _stand_in("pytorch_lightning.utilities.parsing", "AttributeDict", dict),
-        _stand_in("lightning.fabric.utilities.data", "AttributeDict", dict),
+        _stand_in("pytorch_lightning.utilities.parsing", "AttributeDict", as_dict=True),
+        _stand_in("lightning.fabric.utilities.data", "AttributeDict", as_dict=True),
         argparse.Namespace,
     ]
     try:
@@ -111,10 +120,26 @@ def _describe_non_checkpoint(path: Path) -> str | None:
     return None
 
 
+def _check_zip_integrity(path: Path) -> None:
+    """torch's zip reader does not verify CRCs: a flipped byte would load as a silently different
+    weight or hyper-parameter. Check every record's CRC first (about 1 GB/s)."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise TvexportError(f"{path} is truncated or corrupt ({err})", hint="the copy or download did not finish; fetch it again") from None
+    if bad is not None:
+        raise TvexportError(f"{path} is corrupt (checksum mismatch in {bad})", hint="the file was damaged in transfer or on disk; fetch it again")
+
+
 def _torch_load(path: Path) -> Any:
     _check_file(path)
+    _check_zip_integrity(path)
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": our errors say what matters
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)

@@ -291,6 +291,14 @@ class BakedTVConv(nn.Module):
         if weight.dtype != x.dtype:
             weight = weight.to(x.dtype)
             bias = bias.to(x.dtype) if bias is not None else None
+        if x.is_cuda and not torch.compiler.is_compiling() and not (x.requires_grad and torch.is_grad_enabled()):
+            # Eager CUDA inference: the fused Triton kernel (tvexport.kernels). Under torch.compile/export
+            # the plain form below is traced instead, so compilers can fuse it and artefacts need no
+            # custom op; it also serves autograd, which the kernel does not implement.
+            from .kernels import triton_available, tv_dwconv
+
+            if triton_available():
+                return tv_dwconv(x, weight, bias, self.stride)
         return tv_depthwise(x, weight, bias, stride=self.stride)
 
     def extra_repr(self) -> str:

@@ -56,8 +56,7 @@ def randomize_(model: nn.Module, *, seed: int = 0, calibrate: bool = True) -> nn
             m.momentum = None  # cumulative average over the calibration batches
         model.train()
         shape = config_of(model).input_shape
-        for _ in range(2):
-            model(torch.rand((4, *shape), generator=gen) * 2 - 1)
+        model(torch.rand((4, *shape), generator=gen) * 2 - 1)
         for m, mom in zip(bns, momenta):
             m.momentum = mom
             m.running_var.add_(m.running_mean.square())

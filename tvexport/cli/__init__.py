@@ -12,6 +12,7 @@ import traceback
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, TvexportError
 from ._console import err_console
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except TvexportError as ex:
         if _state["verbose"]:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/bold red] {ex}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(ex))}", highlight=False, soft_wrap=True)
         return ex.exit_code
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         first = (str(ex).splitlines() or [""])[0][:200]
         err_console.print(
-            f"[bold red]internal error:[/bold red] {type(ex).__name__}: {first} (run with --verbose for the traceback and report it)",
+            f"[bold red]internal error:[/bold red] {type(ex).__name__}: {escape(first)} (run with --verbose for the traceback and report it)",
             highlight=False,
             soft_wrap=True,
         )

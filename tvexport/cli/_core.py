@@ -119,8 +119,10 @@ def bake_cmd(
             "tv_layers": len(result.tv_layers), "report": result.report.to_dict() if result.report else None,
         }, indent=2))
         return
+    ratio = size_in / max(size_out, 1)
+    change = f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger: its generators are smaller than their kernels"
     console.print(
-        f"[green]wrote[/green] {out} ({_mb(size_out)}; source {_mb(size_in)}, {size_in / max(size_out, 1):.1f}x smaller): "
+        f"[green]wrote[/green] {out} ({_mb(size_out)}; source {_mb(size_in)}, {change}): "
         f"{cfg.name}, {len(result.tv_layers)} TV layers baked, {len(result.folded)} BatchNorms folded, "
         f"kernels {dtype.value}; bake {result.bake_seconds:.2f} s, verify {result.verify_seconds:.2f} s, total {elapsed:.2f} s"
     )

@@ -2,5 +2,6 @@
 validation of an artefact against the torch baked model."""
 
 from ._common import BACKENDS, Comparison, ExportResult, compare_outputs, load_runner, load_source
+from ._dispatch import export_model
 
-__all__ = ["BACKENDS", "Comparison", "ExportResult", "compare_outputs", "load_runner", "load_source"]
+__all__ = ["BACKENDS", "Comparison", "ExportResult", "compare_outputs", "export_model", "load_runner", "load_source"]

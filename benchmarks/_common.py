@@ -1,0 +1,59 @@
+"""Shared by the benchmark scripts: options, output locations, waiting for a quiet machine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from tvexport.profile import MeasureSettings
+from tvexport.profile.machine import load_average
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ARCHS = ["face_mobilenetv2_x0_1", "face_mobilenetv2_x1_0", "face_shufflenetv2_x1_0", "deeplabv3plus_mobilenetv2"]
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--arch", action="append", help="architecture (repeatable); default: the four headline ones")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads")
+    p.add_argument("--warmup-seconds", type=float, default=0.5)
+    p.add_argument("--min-iters", type=int, default=10)
+    p.add_argument("--min-seconds", type=float, default=2.0)
+    p.add_argument("--max-seconds", type=float, default=60.0, help="cap per case (marked truncated)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="directory for the .md, .png and .json")
+    p.add_argument("--name", help="file stem of the outputs (default: the script's)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, no warm-up (numbers meaningless)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each architecture, wait up to this long for the 1-min load average to drop below --quiet-load")
+    p.add_argument("--quiet-load", type=float, default=1.0)
+    return p
+
+
+def settings(args: argparse.Namespace) -> MeasureSettings:
+    if args.quick:
+        return MeasureSettings(warmup_seconds=0, min_iters=2, min_seconds=0)
+    return MeasureSettings(warmup_seconds=args.warmup_seconds, min_iters=args.min_iters, min_seconds=args.min_seconds, max_seconds=args.max_seconds)
+
+
+def wait_quiet(args: argparse.Namespace) -> None:
+    """Wait (at most ``--wait-quiet`` s) for other processes to stop competing for the CPU."""
+    deadline = time.monotonic() + args.wait_quiet
+    while time.monotonic() < deadline:
+        load = load_average()
+        if not load or load[0] < args.quiet_load:
+            return
+        print(f"  load average {load[0]:.2f} >= {args.quiet_load:g}; waiting", file=sys.stderr)
+        time.sleep(15)
+
+
+def command_line() -> str:
+    return shlex.join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+
+
+def progress(description: str, done: int, total: int) -> None:
+    if "round" not in description:
+        print(f"  [{done}/{total}] {description}", file=sys.stderr, flush=True)

@@ -1,0 +1,135 @@
+"""Train the shipped demo checkpoint: a TVConv face MobileNetV2 x0.1 on scikit-learn's digits.
+
+The reference face recipe, scaled down to what a 2-core CPU trains in minutes: the digits
+(8x8 grey, 10 classes) are upsampled to the network's 96x96 RGB input in [-1, 1]; the 512-d
+embedding feeds an AM-Softmax head (s=32, m=0.35) as in the reference; SGD with momentum.
+TVConv generators are shrunk (inter_chans 4, inter_layers 0) so the checkpoint stays a few MB;
+every other shape (17 TV layers, 4 of them stride 2, h/w from 96 down to 6) is the real one.
+The file is saved in the PyTorch Lightning 1.4.6 ``.ckpt`` layout the reference writes.
+
+    python models/train_demo.py            # writes models/demo_face_mobilenetv2_x0_1.ckpt (+ .json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from tvexport.layers import TVConv
+from tvexport.models import TVSettings, create_model
+from tvexport.testing import lightning_checkpoint, save_lightning
+
+HERE = Path(__file__).resolve().parent
+TV = TVSettings(k=3, posi_chans=4, inter_chans=4, inter_layers=0, bias=False)
+
+
+class AMSoftmax(torch.nn.Module):
+    """Additive-margin softmax head, weight (feat_dim, classes) as the reference stores it."""
+
+    def __init__(self, feat_dim: int, classes: int, margin: float = 0.35, scale: float = 32.0) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.empty(feat_dim, classes).uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5))
+        self.margin, self.scale = margin, scale
+
+    def cosine(self, feats: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(feats) @ F.normalize(self.weight, dim=0)).clamp(-1, 1)
+
+    def forward(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = self.cosine(feats)
+        return self.scale * (cos - self.margin * F.one_hot(labels, cos.shape[1]))
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """(N, 8, 8) digits in 0..16 -> (N, 3, 96, 96) in [-1, 1]."""
+    x = torch.from_numpy(images.astype(np.float32) / 16.0).unsqueeze(1)
+    x = F.interpolate(x, size=(96, 96), mode="bilinear", align_corners=False)
+    return (x * 2 - 1).repeat(1, 3, 1, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=HERE / "demo_face_mobilenetv2_x0_1.ckpt")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+
+    digits = load_digits()
+    x_tr, x_te, y_tr, y_te = train_test_split(digits.images, digits.target, test_size=0.2, random_state=0, stratify=digits.target)
+    x_tr, x_te = to_input(x_tr), to_input(x_te)
+    y_tr, y_te = torch.from_numpy(y_tr).long(), torch.from_numpy(y_te).long()
+
+    model = create_model("face_mobilenetv2_x0_1", tv=TV).train()
+    head = AMSoftmax(512, 10)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    steps = args.epochs * ((len(x_tr) + 63) // 64)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=steps)
+    start = time.time()
+    for epoch in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(x_tr))
+        total = 0.0
+        for i in range(0, len(x_tr), 64):
+            idx = perm[i : i + 64]
+            if len(idx) < 2:
+                continue
+            loss = F.cross_entropy(head(model(x_tr[idx]), y_tr[idx]), y_tr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        acc = evaluate(model, head, x_te, y_te)
+        print(f"epoch {epoch + 1}/{args.epochs}: train loss {total / len(x_tr):.3f}, test accuracy {acc:.4f} ({time.time() - start:.0f} s)", flush=True)
+
+    model.eval()
+    acc = evaluate(model, head, x_te, y_te)
+    posi_std = float(torch.stack([m.posi_map.std() for m in model.modules() if isinstance(m, TVConv)]).mean())
+    hparams = {
+        "model_name": "mobilenet_v2_x0_1", "atom": "TVConv", "input_size": [96, 96], "drop_ratio": 0.0,
+        "TVConv_posi_chans": TV.posi_chans, "TVConv_inter_chans": TV.inter_chans, "TVConv_inter_layers": TV.inter_layers,
+        "TVConv_Bias": int(TV.bias), "lr": 0.05, "weight_decay": 5e-4, "max_epochs": args.epochs, "batch_size": 64,
+        "dataset_name": "sklearn_digits_upsampled_96",
+    }
+    ckpt = lightning_checkpoint(model, num_classes=10, hparams=hparams, head_weight=head.weight.detach().clone(), epoch=args.epochs - 1)
+    save_lightning(ckpt, args.out)
+    record = {
+        "file": args.out.name,
+        "sha256": hashlib.sha256(args.out.read_bytes()).hexdigest(),
+        "bytes": args.out.stat().st_size,
+        "arch": "face_mobilenetv2_x0_1",
+        "tv_settings": {"k": TV.k, "posi_chans": TV.posi_chans, "inter_chans": TV.inter_chans, "inter_layers": TV.inter_layers, "bias": TV.bias},
+        "data": "sklearn.datasets.load_digits, 80/20 stratified split (random_state=0), 8x8 -> 96x96 bilinear, grey -> RGB, [-1, 1]",
+        "epochs": args.epochs,
+        "test_accuracy": round(acc, 4),
+        "test_images": len(x_te),
+        "mean_posi_map_std": round(posi_std, 4),
+        "train_seconds": round(time.time() - start, 1),
+        "torch": str(torch.__version__),
+        "command": " ".join(["python", "models/train_demo.py", *sys.argv[1:]]),
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, head: AMSoftmax, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    pred = torch.cat([head.cosine(model(x[i : i + 256])).argmax(1) for i in range(0, len(x), 256)])
+    return float((pred == y).float().mean())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""``tvexport bench`` end to end on tiny settings: outputs, one-line errors, nothing half-written.
+
+The numbers are not checked (see benchmarks/ for measurements); the report structure is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import write_checkpoint
+from tests.test_profile import _bake_result, _model, _weights_only
+from tvexport.bake import save_baked
+from tvexport.profile import validate_report
+
+FAST = ["--min-iters", "2", "--min-seconds", "0", "--warmup-seconds", "0", "--threads", "1"]
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path) -> Path:
+    return write_checkpoint(_model("tvconv"), tmp_path / "face.ckpt", "lightning")
+
+
+@pytest.fixture
+def baked(tmp_path: Path) -> Path:
+    """A baked file: loads without re-baking (and re-verifying), which keeps these tests fast."""
+    path = tmp_path / "face.baked.pt"
+    save_baked(_bake_result(), path)
+    return path
+
+
+def _one_line_error(result, exit_code: int = 2) -> str:
+    assert result.exit_code == exit_code, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_bench_checkpoint_writes_every_report(cli, ckpt: Path, tmp_path: Path) -> None:
+    out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "md", "png")}
+    threads = torch.get_num_threads()
+    r = cli("bench", ckpt, "--batch", "1,2", *FAST, "--json", out["json"], "--csv", out["csv"], "--markdown", out["md"], "--plot", out["png"])
+    assert r.exit_code == 0, r.stderr
+    assert torch.get_num_threads() == threads  # --threads applies to the run only
+    assert "torch-unbaked" in r.stdout and "torch-baked" in r.stdout and "tvconv/dwconv" in r.stdout
+    report = json.loads(out["json"].read_text())
+    assert validate_report(report) == []
+    assert [(c["backend"], c["batch"]) for c in report["cases"]] == [("torch-unbaked", 1), ("torch-unbaked", 2), ("torch-baked", 1), ("torch-baked", 2)]
+    assert report["settings"]["threads"] == 1 and report["settings"]["min_iters"] == 2
+    assert report["source"]["kind"] == "checkpoint" and report["source"]["path"] == str(ckpt)
+    assert report["command"].startswith("tvexport bench ") and "--batch 1,2" in report["command"] and "--threads 1" in report["command"]
+    assert all(r["stats"]["n"] == 2 for c in report["cases"] for r in c["results"])
+    rows = list(csv.DictReader(out["csv"].open()))
+    assert len(rows) == 4 * 3
+    md = out["md"].read_text()
+    assert md.startswith("## face_mobilenetv2_x0_1") and "| torch-baked | 2 |" in md
+    assert out["png"].read_bytes()[:4] == b"\x89PNG"
+    for path in out.values():
+        assert f"wrote {path}" in r.stderr.replace("\n", "")
+
+
+def test_bench_registry_name_json_to_stdout(cli) -> None:
+    r = cli("bench", "face_mobilenetv2_x0_1", "-b", "torch-baked", *FAST, "--json", "-")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)  # stdout holds only the JSON; the table went to stderr
+    assert validate_report(report) == []
+    assert report["source"] == {"kind": "registry", "arch": "face_mobilenetv2_x0_1"}
+    assert report["arch"]["tv"]["inter_chans"] == 64 and report["arch"]["tv"]["inter_layers"] == 3  # reference TV settings
+    assert [n["origin"] for n in report["networks"]] == ["random weights (registry, reference TV settings)", "random weights (registry)"]
+    assert "torch-baked" in r.stderr
+
+
+def test_bench_per_layer(cli, baked: Path, tmp_path: Path) -> None:
+    md = tmp_path / "r.md"
+    r = cli("bench", baked, "-b", "torch-baked", *FAST, "--per-layer", "--layer-seconds", "0", "--markdown", md)
+    assert r.exit_code == 0, r.stderr
+    assert "per TV layer" in r.stdout and "features.17.conv.1.0" in r.stdout
+    assert "### Per layer" in md.read_text() and "GB/s" in md.read_text()
+
+
+def test_bench_baked_file_skips_unbaked(cli, baked: Path) -> None:
+    path = baked
+    r = cli("bench", path, *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert "skipped torch-unbaked: SRC is a baked file" in r.stderr
+    line = _one_line_error(cli("bench", path, "-b", "torch-unbaked", *FAST))
+    assert "torch-unbaked cannot run: SRC is a baked file" in line
+
+
+def test_bench_user_errors_are_one_line(cli, ckpt: Path, tmp_path: Path) -> None:
+    assert "unknown backend 'tensorflow'" in _one_line_error(cli("bench", ckpt, "-b", "tensorflow"))
+    assert "runs only at its trained input size 96x96, not 112x112" in _one_line_error(cli("bench", ckpt, "--input-size", "112x112"))
+    assert "cannot read input size" in _one_line_error(cli("bench", ckpt, "--input-size", "big"))
+    assert "no dense baseline for face_mobilenetv2" in _one_line_error(cli("bench", ckpt, "--dense"))
+    assert "neither an existing file nor a known architecture" in _one_line_error(cli("bench", tmp_path / "nope.ckpt"))
+    assert "batch sizes are positive integers" in _one_line_error(cli("bench", ckpt, "--batch", "1,0"))
+    assert "batch sizes are positive integers" in _one_line_error(cli("bench", ckpt, "--batch", "eight"))
+    other = write_checkpoint(_weights_only("face_mobilenetv2_x0_2", "dwconv"), tmp_path / "dw.pth.tar", "pth.tar")
+    assert "is a face_mobilenetv2_x0_2, but the TV network is a face_mobilenetv2_x0_1" in _one_line_error(cli("bench", ckpt, "--baseline", other))
+    if not torch.cuda.is_available():
+        assert "--device cuda: CUDA is not available" in _one_line_error(cli("bench", ckpt, "--device", "cuda"))
+
+
+def test_bench_refuses_to_overwrite_before_running(cli, baked: Path, tmp_path: Path) -> None:
+    ckpt = baked
+    existing = tmp_path / "r.json"
+    existing.write_text("keep me")
+    line = _one_line_error(cli("bench", ckpt, "--json", existing))
+    assert "already exists" in line and "--force" in line
+    assert existing.read_text() == "keep me"
+    assert "does not exist" in _one_line_error(cli("bench", ckpt, "--csv", tmp_path / "missing-dir" / "r.csv"))
+    r = cli("bench", ckpt, "-b", "torch-baked", *FAST, "--json", existing, "--force")
+    assert r.exit_code == 0 and validate_report(json.loads(existing.read_text())) == []
+    assert not list(tmp_path.glob(".*.tmp"))

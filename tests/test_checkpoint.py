@@ -1,0 +1,175 @@
+"""Checkpoint formats of the reference, safe loading, and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_model, write_checkpoint
+from tvexport.checkpoint import load_checkpoint, read_checkpoint
+from tvexport.errors import TvexportError
+from tvexport.models import TVSettings, create_model, list_models, resolve_arch
+from tvexport.testing import lightning_checkpoint, randomize_, save_lightning
+
+FACE = [n for n in list_models() if n.startswith("face_")]
+
+
+def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    x = torch.rand(2, *a.tvexport_config.input_shape) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("name", FACE)
+@pytest.mark.parametrize("atom", ["tvconv", "dwconv"])
+def test_face_lightning_round_trip(tmp_path: Path, name: str, atom: str) -> None:
+    model = randomize_(create_model(name, atom=atom, tv=TVSettings(inter_chans=4, inter_layers=0)), calibrate=False)  # type: ignore[arg-type]
+    ckpt = read_checkpoint(write_checkpoint(model, tmp_path / "m.ckpt", "lightning"))
+    assert ckpt.format == "lightning" and ckpt.dropped == {"head.weight": (512, 10)}
+    loaded = load_checkpoint(ckpt.path)
+    assert loaded.tvexport_config == model.tvexport_config
+    _same_weights(model, loaded)
+    _same_outputs(model, loaded)
+
+
+@pytest.mark.parametrize(
+    "fmt,atom",
+    [("pth.tar", "tvconv"), ("pth.tar-dp", "tvconv"), ("state_dict", "tvconv"), ("pth.tar-dp", "dwconv"), ("pth.tar", "dense")],
+)
+def test_segmentation_round_trip(tmp_path: Path, fmt: str, atom: str) -> None:
+    model = create_model("deeplabv3plus_mobilenetv2", atom=atom, tv=TVSettings(inter_chans=4, inter_layers=0))  # type: ignore[arg-type]
+    randomize_(model, calibrate=False)
+    path = write_checkpoint(model, tmp_path / "checkpoint_best.pth.tar", fmt)
+    assert read_checkpoint(path).format == ("state_dict" if fmt == "state_dict" else "pth.tar")
+    loaded = load_checkpoint(path)
+    assert loaded.tvexport_config == model.tvexport_config
+    _same_weights(model, loaded)
+    if fmt == "pth.tar-dp" and atom == "tvconv":
+        _same_outputs(model, loaded)
+
+
+def test_reference_tv_settings_and_other_formats(tmp_path: Path) -> None:
+    """Full-size generators (4/64/3) and the remaining format/family pairs."""
+    model = make_model("face_shufflenetv2_x0_5", tv=TVSettings())
+    for fmt in ("pth.tar-dp", "state_dict"):
+        _same_outputs(model, load_checkpoint(write_checkpoint(model, tmp_path / f"m.{fmt}", fmt)))
+
+
+def test_lightning_file_as_written_by_lightning_1_4(tmp_path: Path) -> None:
+    """CUDA tensors, the ModelCheckpoint class as a dict key, AttributeDict/Namespace hparams,
+    numpy metrics: all load with weights_only=True and without Lightning installed."""
+    model = make_model()
+    attr_cls = type("AttributeDict", (dict,), {"__module__": "pytorch_lightning.utilities.parsing"})
+    ckpt = lightning_checkpoint(model, hparams={"model_name": "mobilenet_v2_x0_1"})
+    ckpt["hyper_parameters"] = attr_cls(model_name="mobilenet_v2_x0_1", lr=0.1, input_size=[96, 96])
+    ckpt["args"] = argparse.Namespace(atom="TVConv")
+    ckpt["best_metric"] = np.float64(91.25)
+    from tvexport.testing import _importable
+
+    path = tmp_path / "last.ckpt"
+    with mock.patch("torch.serialization.location_tag", lambda storage: "cuda:0"), _importable("pytorch_lightning.utilities.parsing", "AttributeDict", attr_cls):
+        save_lightning(ckpt, path)
+    assert b"cuda:0" in path.read_bytes()  # really recorded as CUDA storage
+    assert "pytorch_lightning" not in __import__("sys").modules
+    loaded = read_checkpoint(path)
+    assert loaded.hparams["model_name"] == "mobilenet_v2_x0_1"
+    _same_outputs(model, load_checkpoint(path))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (__import__("os").system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"model.x": torch.zeros(1)}, "payload": Evil()}, path)
+    with pytest.raises(TvexportError, match="refused to load .*never runs code"):
+        read_checkpoint(path)
+    assert not marker.exists()
+    raw = tmp_path / "evil.pkl"
+    raw.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(TvexportError):
+        read_checkpoint(raw)
+    assert not marker.exists()
+
+
+def test_key_and_shape_errors(tmp_path: Path) -> None:
+    model = make_model()
+    sd = model.state_dict()
+    missing = dict(sd)
+    del missing["features.1.conv.0.0.posi_map"]
+    torch.save(missing, tmp_path / "missing.pt")
+    with pytest.raises(TvexportError, match=r"1 missing key \(features\.1\.conv\.0\.0\.posi_map\)"):
+        load_checkpoint(tmp_path / "missing.pt")
+    extra = dict(sd, **{"extra.weight": torch.zeros(1)})
+    torch.save(extra, tmp_path / "extra.pt")
+    with pytest.raises(TvexportError, match=r"unexpected key \(extra\.weight\)"):
+        load_checkpoint(tmp_path / "extra.pt")
+    bad = dict(sd)
+    bad["features.18.0.weight"] = torch.zeros(512, 3, 1, 1)
+    torch.save(bad, tmp_path / "shape.pt")
+    with pytest.raises(TvexportError, match=r"shape mismatch for features\.18\.0\.weight"):
+        load_checkpoint(tmp_path / "shape.pt")
+
+
+def test_explicit_arch(tmp_path: Path) -> None:
+    model = make_model("face_mobilenetv2_x0_5")
+    path = write_checkpoint(model, tmp_path / "m.ckpt", "lightning")
+    _same_outputs(model, load_checkpoint(path, arch="mobilenet_v2_x0_5"))
+    with pytest.raises(TvexportError, match="does not match face_mobilenetv2_x1_0|shape mismatch"):
+        load_checkpoint(path, arch="face_mobilenetv2_x1_0")
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "empty"),
+        (b"hello, I am a text file\n", "not a PyTorch checkpoint"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "PNG image"),
+    ],
+)
+def test_not_a_checkpoint(tmp_path: Path, content: bytes, match: str) -> None:
+    path = tmp_path / "x.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(TvexportError, match=match):
+        read_checkpoint(path)
+
+
+def test_truncated_and_missing(tmp_path: Path, face_ckpt: Path) -> None:
+    data = face_ckpt.read_bytes()
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TvexportError, match="truncated or corrupt"):
+        read_checkpoint(cut)
+    with pytest.raises(TvexportError, match="no such file"):
+        read_checkpoint(tmp_path / "nope.ckpt")
+    with pytest.raises(TvexportError, match="is a directory"):
+        read_checkpoint(tmp_path)
+
+
+def test_nonfinite_weights_are_reported(tmp_path: Path) -> None:
+    model = make_model()
+    with torch.no_grad():
+        model.features[2].conv[1][0].posi_map[0, 0, 0, 0] = float("nan")
+    ckpt = read_checkpoint(write_checkpoint(model, tmp_path / "nan.ckpt", "lightning"))
+    assert ckpt.nonfinite == ["features.2.conv.1.0.posi_map"]
+
+
+def test_all_registry_names_resolve() -> None:
+    for name in list_models():
+        assert resolve_arch(name).name == name

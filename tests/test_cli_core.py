@@ -1,0 +1,88 @@
+"""``tvexport inspect`` and ``tvexport bake`` end to end (in-process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_model, write_checkpoint
+from tvexport.layers import BakedTVConv
+
+
+def test_inspect_table_and_json(cli, face_ckpt: Path) -> None:
+    r = cli("inspect", face_ckpt)
+    assert r.exit_code == 0, r.stderr
+    assert "face_mobilenetv2_x0_1" in r.stdout and "17 TV layers" in r.stdout
+    assert "features.2.conv.1.0" in r.stdout and "head.weight 512x10" in r.stdout
+    r = cli("inspect", face_ckpt, "--json")
+    data = json.loads(r.stdout)
+    assert data["format"] == "lightning" and data["arch"] == "face_mobilenetv2_x0_1"
+    assert len(data["tv_layers"]) == 17 and sum(layer["stride"] == 2 for layer in data["tv_layers"]) == 4
+    first = data["tv_layers"][0]
+    assert (first["channels"], first["k"], first["h"], first["w"]) == (8, 3, 96, 96)
+    assert data["baked_params"] == 4_084_992 and data["baked_bytes"] == 4 * 4_084_992
+    assert data["generator_params"] > 0 and data["total_params"] > data["generator_params"]
+    assert first["flops"] == 2 * 8 * 9 * 96 * 96
+
+
+def test_bake_default_output_and_force(cli, face_ckpt: Path) -> None:
+    r = cli("bake", face_ckpt)
+    out = face_ckpt.with_name("face.baked.pt")
+    assert r.exit_code == 0, r.stderr
+    assert out.exists() and "wrote" in r.stdout and "network" in r.stdout
+    again = cli("bake", face_ckpt)
+    assert again.exit_code == 2 and "already exists" in again.stderr and "--force" in again.stderr
+    assert cli("bake", face_ckpt, "--force").exit_code == 0
+    inspected = json.loads(cli("inspect", out, "--json").stdout)
+    assert inspected["format"] == "baked" and inspected["generator_params"] == 0
+
+
+def test_bake_options(cli, tmp_path: Path, face_ckpt: Path) -> None:
+    out = tmp_path / "half.pt"
+    r = cli("bake", face_ckpt, "-o", out, "--dtype", "float16", "--no-fold-bn", "--json")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["dtype"] == "float16" and report["folded_batchnorms"] == 0 and report["report"]["ok"]
+    assert report["report"]["rtol"] == 1e-3
+    sd = torch.load(out, weights_only=True)["state_dict"]
+    assert sd["features.1.conv.0.0.weight"].dtype == torch.float16
+    assert "features.1.conv.0.1.running_mean" in sd  # BatchNorm kept
+
+
+def test_bake_mismatch_exits_1_and_writes_nothing(cli, tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = BakedTVConv.from_tvconv.__func__
+
+    def broken(cls, layer):  # type: ignore[no-untyped-def]
+        baked = original(cls, layer)
+        baked.weight.mul_(1.01)
+        return baked
+
+    monkeypatch.setattr(BakedTVConv, "from_tvconv", classmethod(broken))
+    out = tmp_path / "bad.baked.pt"
+    r = cli("bake", face_ckpt, "-o", out)
+    assert r.exit_code == 1
+    assert "FAIL" in r.stdout and r.stderr.strip().startswith("error: baked model differs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
+
+
+def test_bake_refuses_baselines_and_baked_files(cli, tmp_path: Path) -> None:
+    dw = write_checkpoint(make_model(atom="dwconv"), tmp_path / "dw.ckpt", "lightning")
+    r = cli("bake", dw)
+    assert r.exit_code == 2 and "nothing to bake" in r.stderr
+    tv = write_checkpoint(make_model(), tmp_path / "tv.ckpt", "lightning")
+    assert cli("bake", tv).exit_code == 0
+    r = cli("bake", tmp_path / "tv.baked.pt")
+    assert r.exit_code == 2 and "already baked" in r.stderr
+
+
+def test_bake_nonfinite(cli, tmp_path: Path) -> None:
+    model = make_model()
+    with torch.no_grad():
+        model.features[1].conv[0][0].posi_map[0, 0, 0, 0] = float("nan")
+    src = write_checkpoint(model, tmp_path / "nan.ckpt", "lightning")
+    r = cli("bake", src)
+    assert r.exit_code == 2 and "NaN/Inf" in r.stderr and "--allow-nonfinite" in r.stderr
+    assert not (tmp_path / "nan.baked.pt").exists()

@@ -1,0 +1,381 @@
+"""ONNX export: TV-layer subgraphs, whole networks against the UNBAKED torch model, the plugin
+node spec, graph hygiene (BN folded, no dropout, no generator), CLI and its error paths."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime_extensions")
+
+from conftest import SMALL_TV, make_model, write_checkpoint  # noqa: E402
+
+from tvexport.bake import bake_model, random_inputs, save_baked  # noqa: E402
+from tvexport.errors import TvexportError  # noqa: E402
+from tvexport.export import onnx as tvonnx  # noqa: E402
+from tvexport.export._onnx_tv import DECOMPOSITIONS, PLUGIN_DOMAIN, PLUGIN_OP, layer_model  # noqa: E402
+from tvexport.export._plugin_ref import reference_ops, tv_dwconv_reference  # noqa: E402
+from tvexport.export.validate import ValidationMismatch  # noqa: E402
+from tvexport.layers import BakedTVConv, TVConv, tv_depthwise_unfold  # noqa: E402
+from tvexport.models import TVSettings, list_models  # noqa: E402
+
+STANDARD_DOMAINS = {"", "ai.onnx"}
+
+
+def _unbaked_out(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(x)).numpy()
+
+
+def _rel_err(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(got.astype(np.float64) - ref).max() / np.abs(ref).max())
+
+
+def _weights_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values() if t.is_floating_point())
+
+
+# --------------------------------------------------------------------------------------------
+# One TV layer
+# --------------------------------------------------------------------------------------------
+
+LAYERS = [  # (channels, k, stride, h, w, bias kind)
+    (4, 3, 1, 6, 7, None),
+    (5, 3, 2, 4, 5, "map"),
+    (3, 5, 1, 7, 6, "channel"),
+    (3, 5, 2, 5, 4, "map"),
+]
+
+
+def _layer_case(c: int, k: int, s: int, h: int, w: int, bias: str | None, seed: int = 0):  # type: ignore[no-untyped-def]
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(c, k * k, h, w, generator=gen)
+    b = None if bias is None else torch.randn((c, h, w) if bias == "map" else (c, 1, 1), generator=gen)
+    x = torch.randn(3, c, s * h, s * w, generator=gen)
+    ref = tv_depthwise_unfold(x, weight, b, stride=s).numpy()  # the reference's unfold form
+    return weight.numpy(), None if b is None else b.numpy(), x.numpy(), ref
+
+
+@pytest.mark.parametrize("method", [*DECOMPOSITIONS, "plugin"])
+@pytest.mark.parametrize("case", LAYERS, ids=lambda c: f"C{c[0]}k{c[1]}s{c[2]}{c[5] or ''}")
+def test_layer_graph_matches_torch_unfold(method: str, case: tuple) -> None:  # type: ignore[type-arg]
+    weight, bias, x, ref = _layer_case(*case)
+    model = layer_model(weight, bias, stride=case[2], method=method, batch="N")
+    onnx.checker.check_model(model, full_check=True)
+    if method != "plugin":
+        assert {n.domain for n in model.graph.node} <= STANDARD_DOMAINS
+    runner = tvonnx.OrtRunner(model, what="layer")
+    assert _rel_err(runner(x), ref) < 1e-6
+
+
+@pytest.mark.parametrize("case", LAYERS, ids=lambda c: f"C{c[0]}k{c[1]}s{c[2]}{c[5] or ''}")
+def test_plugin_node_on_onnx_reference(case: tuple) -> None:  # type: ignore[type-arg]
+    from onnx.reference import ReferenceEvaluator
+
+    weight, bias, x, ref = _layer_case(*case)
+    model = layer_model(weight, bias, stride=case[2], method="plugin", batch="N")
+    (node,) = model.graph.node
+    assert (node.op_type, node.domain) == ("tv_dwconv", "tvexport")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs == {"k": case[1], "stride": case[2], "padding": case[1] // 2, "plugin_namespace": b"tvexport", "plugin_version": b"1"}
+    assert {a.name: a.type for a in node.attribute}["k"] == onnx.AttributeProto.INT
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert inits[node.input[1]].shape == weight.shape
+    if bias is not None:  # a per-channel bias (BN folding) is expanded to the full (C, h, w) map
+        assert inits[node.input[2]].shape == (case[0], case[3], case[4])
+    else:
+        assert len(node.input) == 2
+    got = ReferenceEvaluator(model, new_ops=reference_ops()).run(None, {"x": x})[0]
+    assert _rel_err(got, ref) < 1e-6
+
+
+@pytest.mark.parametrize("method", ["plugin", "shift_add", "onehot_conv"])
+def test_float16_layer_graph(method: str) -> None:
+    """float16 kernels and activations (the plugin node runs on the float32 numpy kernel between Casts)."""
+    weight, bias, x, ref = _layer_case(5, 3, 2, 4, 5, "channel")
+    model = layer_model(weight.astype(np.float16), bias.astype(np.float16), stride=2, method=method, batch=3)
+    runner = tvonnx.OrtRunner(model, what="layer")
+    assert runner.input_dtype == np.float16
+    assert _rel_err(runner(x), ref) < 1e-2
+
+
+def test_plugin_reference_checks_its_inputs() -> None:
+    weight, _, x, _ = _layer_case(4, 3, 1, 6, 7, None)
+    with pytest.raises(ValueError, match="does not give"):
+        tv_dwconv_reference(x, weight, k=3, stride=2, padding=1)
+    model = layer_model(weight, None, stride=1, method="plugin")
+    for a in model.graph.node[0].attribute:
+        if a.name == "plugin_namespace":
+            a.s = b"other"
+    with pytest.raises(TvexportError, match="plugin_namespace"):
+        tvonnx.OrtRunner(model, what="layer")(x[:1])
+
+
+# --------------------------------------------------------------------------------------------
+# Whole networks, against the unbaked model
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Exported:
+    unbaked: torch.nn.Module
+    baked: torch.nn.Module
+    path: Path
+    result: Any
+    graph: Any
+    _refs: dict[tuple[int, int], np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def reference(self, batch: int, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+        """(input, UNBAKED torch output), cached per (batch, seed)."""
+        x = random_inputs((batch, *self.baked.tvexport_config.input_shape), seed=seed).numpy()
+        if (batch, seed) not in self._refs:
+            self._refs[(batch, seed)] = _unbaked_out(self.unbaked, x)
+        return x, self._refs[(batch, seed)]
+
+
+def _models(name: str, *, tv: TVSettings = SMALL_TV, atom: str = "tvconv", seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    unbaked = make_model(name, atom=atom, tv=tv, seed=seed)
+    # bake verification is test_bake's subject; here the exported graphs are compared with `unbaked`
+    return unbaked, (bake_model(unbaked, verify=False).model if atom == "tvconv" else unbaked)
+
+
+def _export(tmp: Path, key: str, models: tuple[torch.nn.Module, torch.nn.Module], **options: Any) -> Exported:
+    unbaked, baked = models
+    path = tmp / f"{key}.onnx"
+    result = tvonnx.export_onnx(baked, path, **options)
+    return Exported(unbaked, baked, path, result, onnx.load(str(path)))
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Exported]:
+    """The network exports shared by the tests below (building, baking and exporting take seconds)."""
+    tmp = tmp_path_factory.mktemp("onnx")
+    mnv2 = _models("face_mobilenetv2_x0_1")
+    snv2 = _models("face_shufflenetv2_x0_5", tv=dataclasses.replace(SMALL_TV, k=5, bias=True), seed=2)  # k=5, TV bias maps
+    return {
+        "mnv2_portable": _export(tmp, "mnv2_portable", mnv2, batch=2),
+        "mnv2_plugin_dynamic": _export(tmp, "mnv2_plugin_dynamic", mnv2, tv_op="plugin", dynamic_batch=True),
+        "mnv2_fp16": _export(tmp, "mnv2_fp16", mnv2, dtype="float16"),
+        # stride-2 layers in both ShuffleNet branches
+        "snv2_k5_bias": _export(tmp, "snv2_k5_bias", snv2, batch=2),
+        "snv2_k5_bias_plugin": _export(tmp, "snv2_k5_bias_plugin", snv2, tv_op="plugin", simplify=False),
+        "deeplab": _export(tmp, "deeplab", _models("deeplabv3plus_mobilenetv2", seed=3), simplify=False),
+        "mnv2_dwconv": _export(tmp, "mnv2_dwconv", _models("face_mobilenetv2_x0_1", atom="dwconv", seed=5), batch=2),
+    }
+
+
+NETWORKS = ["mnv2_portable", "mnv2_plugin_dynamic", "snv2_k5_bias", "snv2_k5_bias_plugin", "deeplab", "mnv2_fp16", "mnv2_dwconv"]
+
+
+@pytest.mark.parametrize("key", NETWORKS)
+def test_network_matches_unbaked_torch(exports: dict[str, Exported], key: str) -> None:
+    e = exports[key]
+    fp16 = e.result.info["dtype"] == "float16"
+    assert e.result.ok and len(e.result.comparisons) == (1 if key in ("snv2_k5_bias_plugin", "deeplab") else 2)
+    runner = tvonnx.load_runner(e.path)
+    batches = [1, 3] if e.result.info["batch"] is None else [e.result.info["batch"]]
+    for n in batches:
+        x, ref = e.reference(n)
+        got = runner(x)
+        assert got.shape == ref.shape
+        assert _rel_err(got, ref) < (1e-2 if fp16 else 2e-5), (key, n)
+    onnx.checker.check_model(e.graph, full_check=True)
+
+
+@pytest.mark.parametrize("key", NETWORKS)
+def test_graph_interface_and_hygiene(exports: dict[str, Exported], key: str) -> None:
+    e = exports[key]
+    g = e.graph.graph
+    cfg = e.baked.tvexport_config
+    face = cfg.spec.task == "face"
+    (inp,), (out,) = g.input, g.output
+    assert inp.name == "input" and out.name == ("embedding" if face else "logits")
+    n = "batch" if e.result.info["batch"] is None else e.result.info["batch"]
+    assert tvonnx._shape_of(inp) == [n, 3, *cfg.input_size]
+    assert tvonnx._shape_of(out) == ([n, 512] if face else [n, 2, *cfg.input_size])
+    io_type = onnx.TensorProto.FLOAT16 if e.result.info["io_dtype"] == "float16" else onnx.TensorProto.FLOAT
+    assert inp.type.tensor_type.elem_type == io_type == out.type.tensor_type.elem_type
+    ops = [(node.domain, node.op_type) for node in g.node]
+    assert not any(op in ("Dropout", "TVLayer") for _, op in ops)
+    n_bn = sum(op == "BatchNormalization" for _, op in ops)
+    assert n_bn == (1 if face else 0)  # only the face output BN (after a ReLU6) cannot be folded
+    tv_layers = [m for m in e.baked.modules() if isinstance(m, BakedTVConv)]
+    plugin_nodes = [node for node in g.node if (node.domain, node.op_type) == (PLUGIN_DOMAIN, PLUGIN_OP)]
+    if e.result.info["tv_op"] == "plugin":
+        assert len(plugin_nodes) == len(tv_layers) > 0
+        assert {o.domain: o.version for o in e.graph.opset_import}[PLUGIN_DOMAIN] == 1
+    else:
+        assert not plugin_nodes and {d for d, _ in ops} <= STANDARD_DOMAINS
+        assert {o.domain for o in e.graph.opset_import} <= STANDARD_DOMAINS
+    meta = {p.key: p.value for p in e.graph.metadata_props}
+    assert meta["tvexport.arch"] == cfg.name and meta["tvexport.tv_op"] == e.result.info["tv_op"]
+
+
+@pytest.mark.parametrize("key", ["mnv2_portable", "mnv2_plugin_dynamic", "snv2_k5_bias", "deeplab", "mnv2_fp16"])
+def test_file_holds_baked_kernels_not_generators(exports: dict[str, Exported], key: str) -> None:
+    e = exports[key]
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in e.graph.graph.initializer}
+    half = e.result.info["dtype"] == "float16"
+    baked_bytes = _weights_bytes(e.baked) // (2 if half else 1)
+    total = sum(a.nbytes for a in inits.values())
+    if e.result.info["tv_op"] == "plugin":  # per-channel biases are expanded to (C, h, w) maps
+        tv = [m for m in e.baked.modules() if isinstance(m, BakedTVConv)]
+        baked_bytes += sum(m.weight[:, 0].numel() * (2 if half else 4) for m in tv if m.bias_kind == "channel")
+    assert baked_bytes * 0.97 < total < baked_bytes * 1.02 + 50_000
+    assert e.path.stat().st_size < total * 1.02 + 200_000
+    # nothing from a generator (posi_map, generator convs, LayerNorms) is in the graph
+    generator = {t.to(torch.float16 if half else torch.float32).numpy().tobytes() for n, t in e.unbaked.state_dict().items()
+                 if ("weight_layers" in n or "bias_layers" in n or "posi_map" in n) and t.numel() > 16}
+    assert generator and not [n for n, a in inits.items() if a.tobytes() in generator]
+    assert any(isinstance(m, TVConv) for m in e.unbaked.modules())
+
+
+def test_dynamic_batch_graph_runs_any_batch(exports: dict[str, Exported]) -> None:
+    e = exports["mnv2_plugin_dynamic"]
+    assert e.result.info["batch"] is None and e.result.info["tv_nodes"] == 17
+    runner = tvonnx.load_runner(e.path)
+    assert runner(random_inputs((5, 3, 96, 96), seed=1).numpy()).shape == (5, 512)
+    with pytest.raises(TvexportError, match=r"expects \(N, 3, 96, 96\)"):
+        runner(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_fixed_batch_graph_rejects_other_batch(exports: dict[str, Exported]) -> None:
+    runner = tvonnx.load_runner(exports["mnv2_portable"].path)
+    with pytest.raises(TvexportError, match=r"expects \(2, 3, 96, 96\)"):
+        runner(np.zeros((3, 3, 96, 96), np.float32))
+
+
+def test_float16_weights_and_float32_io(exports: dict[str, Exported]) -> None:
+    e = exports["mnv2_fp16"]
+    floats = [t for t in e.graph.graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    assert all(t.data_type == onnx.TensorProto.FLOAT16 for t in floats)
+    assert e.result.comparisons[0].rtol == 1e-2
+
+
+def test_external_data_and_atomic_write(exports: dict[str, Exported], tmp_path: Path) -> None:
+    e = exports["mnv2_portable"]
+    out = tmp_path / "ext.onnx"
+    extra = tvonnx._write(e.graph, out, force=False, external=True)
+    assert extra == [tmp_path / "ext.onnx.data"] and out.stat().st_size < 1_000_000 < extra[0].stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ext.onnx", "ext.onnx.data"]
+    x = random_inputs((2, 3, 96, 96), seed=3).numpy()
+    np.testing.assert_array_equal(tvonnx.load_runner(out)(x), tvonnx.load_runner(e.path)(x))
+    with pytest.raises(TvexportError, match="already exists"):
+        tvonnx._write(e.graph, out, force=False, external=True)
+
+
+def test_mismatch_raises_and_writes_nothing(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = tvonnx._splice_tv_layers
+
+    def corrupt(proto: Any, **kw: Any) -> None:
+        original(proto, **kw)
+        t = next(t for t in proto.graph.initializer if t.name.endswith("weight_tap4"))
+        t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t) * 1.01, t.name))  # one kernel plane 1% off
+
+    monkeypatch.setattr(tvonnx, "_splice_tv_layers", corrupt)
+    with pytest.raises(ValidationMismatch) as info:
+        tvonnx.export_onnx(exports["mnv2_portable"].baked, tmp_path / "bad.onnx", simplify=False)
+    assert not info.value.comparisons[0].ok
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("TVEXPORT_SLOW"), reason="every zoo network in both forms takes minutes: set TVEXPORT_SLOW=1")
+@pytest.mark.parametrize("tv_op", ["portable", "plugin"])
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_network_exports(tmp_path: Path, name: str, tv_op: str) -> None:
+    e = _export(tmp_path, "net", _models(name), tv_op=tv_op, batch=2)
+    x, ref = e.reference(2)
+    assert _rel_err(tvonnx.load_runner(e.path)(x), ref) < 2e-5
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def face_ckpt_module(exports: dict[str, Exported], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoint ``exports["mnv2_portable"]`` was exported from."""
+    return write_checkpoint(exports["mnv2_portable"].unbaked, tmp_path_factory.mktemp("ckpt") / "face.ckpt", "lightning")
+
+
+@pytest.fixture(scope="module")
+def face_baked_module(exports: dict[str, Exported], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Its baked file (loads without re-baking)."""
+    path = tmp_path_factory.mktemp("baked") / "face.baked.pt"
+    save_baked(bake_model(exports["mnv2_portable"].unbaked, verify=False), path)
+    return path
+
+
+def test_cli_export_then_validate(cli: Any, face_ckpt_module: Path, face_baked_module: Path, tmp_path: Path) -> None:
+    out = tmp_path / "face.onnx"
+    r = cli("export", face_ckpt_module, "-o", out, "--tv-op", "plugin", "--no-simplify")
+    assert r.exit_code == 0, r.stderr
+    assert "onnxruntime (raw)" in r.stdout and "wrote" in r.stdout and "tv_dwconv" not in r.stderr
+    r = cli("validate", out, "--against", face_baked_module, "--json")
+    assert r.exit_code == 0, r.stderr
+    import json
+
+    report = json.loads(r.stdout)
+    assert report["ok"] and report["input_shape"] == [1, 3, 96, 96] and report["comparisons"][0]["max_rel"] < 1e-5
+    # existing output without --force: one line, exit 2, file untouched
+    before = out.stat().st_mtime_ns
+    r = cli("export", face_ckpt_module, "-o", out)
+    assert r.exit_code == 2 and "already exists" in r.stderr and "--force" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and out.stat().st_mtime_ns == before
+
+
+def test_cli_export_mismatch_exit_1_no_file(cli: Any, face_baked_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def off_by_one(model: Any, graphs: dict[str, Any], *, x: torch.Tensor, rtol: float, atol: float) -> Any:
+        from tvexport.export._common import compare_outputs
+
+        ref = model(x).detach().numpy()
+        return [compare_outputs(label, ref + 1e-3 * np.abs(ref).max(), ref, rtol=rtol, atol=atol) for label in graphs]
+
+    monkeypatch.setattr(tvonnx, "validate_graphs", off_by_one)
+    out = tmp_path / "face.onnx"
+    r = cli("export", face_baked_module, "-o", out, "--no-simplify")
+    assert r.exit_code == 1 and "FAIL" in r.stdout and "nothing written" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_option_errors(cli: Any, face_ckpt_module: Path, tmp_path: Path) -> None:
+    r = cli("export", face_ckpt_module, "-o", tmp_path / "a.onnx", "--opset", "9")
+    assert r.exit_code == 2 and "opset 9" in r.stderr
+    r = cli("export", face_ckpt_module, "-o", tmp_path / "a.onnx", "--fp16-io")
+    assert r.exit_code == 2 and "--dtype float16" in r.stderr
+    r = cli("export", face_ckpt_module, "-o", tmp_path / "a.pt2", "--format", "aoti", "--tv-op", "plugin")
+    assert r.exit_code == 2 and "--tv-op plugin" in r.stderr
+    r = cli("validate", tmp_path / "missing.onnx", "--against", face_ckpt_module)
+    assert r.exit_code == 2 and "no such file" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_aoti_dispatch(cli: Any, face_baked_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tvexport.export.aoti", None)  # not part of this build
+    r = cli("export", face_baked_module, "-o", tmp_path / "m.pt2", "--format", "aoti")
+    assert r.exit_code == 2 and "AOTInductor export is not part of this build" in r.stderr
+    calls: list[dict[str, Any]] = []
+
+    def export_aoti(model: torch.nn.Module, output: Path, **kw: Any) -> Any:
+        from tvexport.export._common import ExportResult
+
+        calls.append(kw)
+        output.write_bytes(b"pt2")
+        return ExportResult(output, "aoti", model.tvexport_config.name, [], 0.1)
+
+    fake = types.ModuleType("tvexport.export.aoti")
+    fake.export_aoti = export_aoti  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tvexport.export.aoti", fake)
+    r = cli("export", face_baked_module, "--format", "aoti", "-o", tmp_path / "m.pt2", "--dynamic-batch", "--max-batch", "8", "--rtol", "1e-4")
+    assert r.exit_code == 0, r.stderr
+    assert calls == [{"device": "cpu", "dynamic_batch": True, "batch": 1, "max_batch": 8, "force": False, "validate": True, "rtol": 1e-4, "atol": None}]

@@ -1,0 +1,663 @@
+"""The profiling harness's logic: statistics, interleaving, stopping rules, backends, reports.
+
+Nothing here checks how fast anything is; timings come from a fake clock wherever the numbers
+matter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import io
+import json
+import math
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.conftest import make_model, write_checkpoint
+from tvexport.bake import bake_model, save_baked
+from tvexport.errors import TvexportError
+from tvexport.layers import BakedTVConv, TVConv
+from tvexport.profile import (
+    REPORT_SCHEMA,
+    CpuTimer,
+    CudaTimer,
+    MeasureSettings,
+    Stats,
+    load_report,
+    load_subject,
+    measure_case,
+    paired_ratio,
+    parse_input_size,
+    run_bench,
+    select_backends,
+    to_csv,
+    to_json,
+    to_markdown,
+    validate_report,
+)
+from tvexport.profile import backends as backends_pkg
+from tvexport.profile.backends.torch_eager import TorchBaked, TorchUnbaked
+from tvexport.profile.floor import copy_bandwidth, layer_floor_bytes
+from tvexport.profile.harness import round_order, torch_threads
+from tvexport.profile.machine import machine_info, versions
+from tvexport.profile.subject import Network, Subject
+
+_MODELS: dict[str, Any] = {}
+
+
+def _model(atom: str) -> torch.nn.Module:
+    """Small face MobileNetV2 x0.1 models, built once per session (calibration takes seconds)."""
+    if atom not in _MODELS:
+        _MODELS[atom] = make_model(atom=atom, seed=0 if atom == "tvconv" else 1)
+    return copy.deepcopy(_MODELS[atom])
+
+
+def _bake_result():
+    if "result" not in _MODELS:
+        _MODELS["result"] = bake_model(_model("tvconv"))
+    return _MODELS["result"]
+
+
+def _network(atom: str) -> Network:
+    """A Network with its baked form cached for the session (baking verifies: seconds on 2 cores)."""
+    key = f"{atom}-baked"
+    if key not in _MODELS:
+        _MODELS[key] = _bake_result().model if atom == "tvconv" else bake_model(_model(atom), verify=False).model
+    return Network(atom, "test", _model(atom), copy.deepcopy(_MODELS[key]))
+
+
+def _subject() -> Subject:
+    tv = _network("tvconv")
+    return Subject(tv.config, {"kind": "registry", "arch": "face_mobilenetv2_x0_1"}, [tv, _network("dwconv")])
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path) -> Path:
+    """A Lightning checkpoint of the session's small TV model."""
+    return write_checkpoint(_model("tvconv"), tmp_path / "face.ckpt", "lightning")
+
+
+def _weights_only(name: str, atom: str) -> torch.nn.Module:
+    """Random weights without BatchNorm calibration: enough for checkpoints whose outputs are not compared."""
+    from tvexport.models import create_model
+    from tvexport.testing import randomize_
+
+    return randomize_(create_model(name, atom=atom), calibrate=False)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------
+
+def test_stats_of_known_samples() -> None:
+    st = Stats.of([float(i) for i in range(10, 0, -1)])  # 10..1, unordered on purpose
+    assert st.n == 10
+    assert st.median == pytest.approx(5.5)
+    assert st.mean == pytest.approx(5.5)
+    assert (st.min, st.max) == (1.0, 10.0)
+    assert st.p10 == pytest.approx(1.9)
+    assert st.p90 == pytest.approx(9.1)
+    assert st.p99 == pytest.approx(9.91)
+    assert st.std == pytest.approx(math.sqrt(82.5 / 9))
+    assert st.cv == pytest.approx(math.sqrt(82.5 / 9) / 5.5)
+    assert st.throughput(8) == pytest.approx(8 / 5.5)
+    d = st.to_dict()
+    assert d["median_s"] == st.median and d["cv"] == st.cv and set(d) == set(REPORT_SCHEMA["properties"]["cases"]["items"]["properties"]["results"]["items"]["properties"]["stats"]["properties"])
+
+
+def test_stats_edge_cases() -> None:
+    one = Stats.of([0.25])
+    assert (one.median, one.p10, one.p99, one.std, one.cv) == (0.25, 0.25, 0.25, 0.0, 0.0)
+    with pytest.raises(TvexportError):
+        Stats.of([])
+    with pytest.raises(ValueError):
+        Stats.of([1.0, -1.0])
+    with pytest.raises(ValueError):
+        Stats.of([1.0, float("nan")])
+
+
+def test_paired_ratio_constant_ratio_despite_drift() -> None:
+    # The machine slows down 10x half way; each round's pair is hit alike, so the paired ratio is exact.
+    base = [1.0, 1.0, 10.0, 10.0, 1.0, 10.0]
+    tv = [1.5 * b for b in base]
+    r = paired_ratio(tv, base)
+    assert (r.numerator, r.denominator, r.n) == ("tvconv", "dwconv", 6)
+    assert r.median == pytest.approx(1.5)
+    assert (r.p10, r.p90) == (pytest.approx(1.5), pytest.approx(1.5))
+    assert (r.ci_low, r.ci_high) == (pytest.approx(1.5), pytest.approx(1.5))
+    # Unpaired spreads would suggest anything between 0.15 and 15.
+    assert Stats.of(tv).p90 / Stats.of(base).p10 > 10
+
+
+def test_paired_ratio_spread_and_bootstrap() -> None:
+    base = [2.0] * 5
+    tv = [1.0, 2.0, 3.0, 4.0, 5.0]  # per-round ratios 0.5, 1, 1.5, 2, 2.5
+    r = paired_ratio(tv, base, names=("tvconv", "dense"))
+    assert r.denominator == "dense"
+    assert r.median == pytest.approx(1.5)
+    assert r.p10 == pytest.approx(0.7)
+    assert r.p90 == pytest.approx(2.3)
+    assert r.of_medians == pytest.approx(1.5)
+    assert 0.5 <= r.ci_low <= 1.5 <= r.ci_high <= 2.5
+    assert r.ci_low < r.ci_high
+    assert paired_ratio(tv, base) == paired_ratio(tv, base)  # seeded bootstrap
+    assert r.to_dict()["ci95"] == [r.ci_low, r.ci_high]
+    with pytest.raises(ValueError):
+        paired_ratio([1.0, 2.0], [1.0])
+
+
+# --------------------------------------------------------------------------------------------
+# Harness: interleaving, warm-up and stopping rules on a fake clock
+# --------------------------------------------------------------------------------------------
+
+def test_round_order_rotates() -> None:
+    labels = ["a", "b", "c"]
+    assert [round_order(labels, r) for r in range(4)] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+
+
+def _fake_variants(clock: FakeClock, durations: dict[str, float], log: list[str]) -> dict[str, object]:
+    def make(label: str, dt: float):
+        def run() -> None:
+            log.append(label)
+            clock.advance(dt)
+
+        return run
+
+    return {label: make(label, dt) for label, dt in durations.items()}
+
+
+def test_measure_case_warmup_interleaving_and_minimums() -> None:
+    clock, log, events = FakeClock(), [], []
+    variants = _fake_variants(clock, {"tv": 1.0, "dw": 2.0}, log)
+    settings = MeasureSettings(warmup_seconds=5.0, min_iters=3, min_seconds=10.0)
+    timing = measure_case(variants, settings, clock=clock, on_round=lambda phase, r: events.append((phase, r)))
+    # warm-up: rounds of 3 s until >= 5 s -> 2 rounds; measuring: 3 rounds give 9 s < 10 s -> 4 rounds
+    assert (timing.warmup_rounds, timing.warmup_seconds) == (2, 6.0)
+    assert (timing.rounds, timing.measure_seconds, timing.truncated) == (4, 12.0, False)
+    assert timing.samples == {"tv": [1.0] * 4, "dw": [2.0] * 4}
+    assert log == ["tv", "dw", "dw", "tv"] + ["tv", "dw", "dw", "tv"] * 2
+    assert events == [("warmup", 1), ("warmup", 2), ("measure", 1), ("measure", 2), ("measure", 3), ("measure", 4)]
+
+
+def test_measure_case_min_iters_dominates_and_max_seconds_truncates() -> None:
+    clock = FakeClock()
+    timing = measure_case(_fake_variants(clock, {"a": 1.0}, []), MeasureSettings(warmup_seconds=0, min_iters=7, min_seconds=0), clock=clock)
+    assert (timing.warmup_rounds, timing.rounds, timing.truncated) == (1, 7, False)  # one warm-up round at least
+
+    clock = FakeClock()
+    timing = measure_case(
+        _fake_variants(clock, {"a": 1.0, "b": 1.0}, []),
+        MeasureSettings(warmup_seconds=0, min_iters=100, min_seconds=0, max_seconds=5.0, min_warmup_rounds=0),
+        clock=clock,
+    )
+    assert timing.warmup_rounds == 0
+    assert (timing.rounds, timing.truncated) == (3, True)  # 2 s per round: stops once 6 s >= 5 s
+
+    clock = FakeClock()
+    timing = measure_case(_fake_variants(clock, {"slow": 50.0}, []), MeasureSettings(warmup_seconds=0, min_iters=5, min_seconds=0, max_seconds=1.0), clock=clock)
+    assert (timing.rounds, timing.truncated) == (1, True)  # at least one round even past the cap
+
+
+@pytest.mark.parametrize("kwargs", [{"min_iters": 0}, {"min_seconds": -1.0}, {"warmup_seconds": -0.1}, {"max_seconds": 0.0}])
+def test_measure_settings_reject_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(TvexportError):
+        MeasureSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_cpu_timer_uses_its_clock() -> None:
+    clock = FakeClock()
+    assert CpuTimer(clock).measure(lambda: clock.advance(0.25)) == 0.25
+
+
+def test_cuda_timer_records_events_on_its_stream() -> None:
+    clock, trace = FakeClock(), []
+    inside = {"now": False}
+
+    class Event:
+        def __init__(self) -> None:
+            self.t: float | None = None
+
+        def record(self, stream: object) -> None:
+            assert inside["now"], "events must be recorded inside the stream context"
+            trace.append(("record", stream))
+            self.t = clock()
+
+        def synchronize(self) -> None:
+            trace.append(("sync", None))
+
+        def elapsed_time(self, end: Event) -> float:
+            return (end.t - self.t) * 1e3  # milliseconds, like torch.cuda.Event
+
+    @contextlib.contextmanager
+    def stream_context(stream: object):
+        trace.append(("enter", stream))
+        inside["now"] = True
+        yield
+        inside["now"] = False
+
+    def work() -> None:
+        assert inside["now"], "the closure must run on the timing stream"
+        clock.advance(0.004)
+
+    timer = CudaTimer(stream="S", event_factory=Event, stream_context=stream_context)
+    assert timer.measure(work) == pytest.approx(0.004)
+    assert trace == [("enter", "S"), ("record", "S"), ("record", "S"), ("sync", None)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_timer_without_cuda_is_a_clear_error() -> None:
+    with pytest.raises(TvexportError, match="CUDA"):
+        CudaTimer()
+
+
+def test_torch_threads_sets_and_restores() -> None:
+    before = torch.get_num_threads()
+    with torch_threads(1) as n:
+        assert n == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+    with pytest.raises(TvexportError), torch_threads(0):
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+
+class _Unavailable:
+    name = "fake-missing"
+    form = "baked"
+    per_layer = False
+
+    def available(self, *, device: str) -> str | None:
+        return "fakeruntime is not installed"
+
+    def prepare(self, model, **kw):  # pragma: no cover - never prepared
+        raise AssertionError
+
+
+@pytest.fixture
+def fake_registry(monkeypatch: pytest.MonkeyPatch):
+    """Register adapters from a throw-away module; yields (module, registry)."""
+    module = types.ModuleType("tvexport.profile.backends._fake")
+    module.Unavailable = _Unavailable  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    registry = dict(backends_pkg.REGISTRY)
+    registry["fake-missing"] = "_fake:Unavailable"
+    monkeypatch.setattr(backends_pkg, "REGISTRY", registry)
+    return module, registry
+
+
+def test_select_backends_rules(fake_registry) -> None:
+    chosen, skipped = select_backends(None, device="cpu")
+    assert [b.name for b in chosen] == ["torch-unbaked", "torch-baked"]
+    assert skipped == [("fake-missing", "fakeruntime is not installed")]
+    chosen, skipped = select_backends(["torch-baked", "torch-baked"], device="cpu")
+    assert [b.name for b in chosen] == ["torch-baked"] and skipped == []
+    with pytest.raises(TvexportError, match="fake-missing is not available on cpu: fakeruntime is not installed"):
+        select_backends(["torch-baked", "fake-missing"], device="cpu")
+    with pytest.raises(TvexportError, match="unknown backend 'tensorrtt'"):
+        select_backends(["tensorrtt"], device="cpu")
+
+
+def test_torch_backends_conform_and_check_devices() -> None:
+    for backend in (TorchUnbaked(), TorchBaked()):
+        assert isinstance(backend, backends_pkg.Backend)
+        assert backend.available(device="cpu") is None
+        assert backend.available(device="tpu")
+        if not torch.cuda.is_available():
+            assert "CUDA" in backend.available(device="cuda")
+
+
+def test_torch_backends_run_the_right_network() -> None:
+    from tvexport.bake import random_inputs
+
+    model = _model("tvconv")
+    baked = _network("tvconv").baked_model
+    x = random_inputs((2, 3, 96, 96), seed=0)  # what prepare() allocates
+    with torch.no_grad():
+        ref = model(x)
+    before = torch.get_num_threads()
+    try:
+        run_unbaked = TorchUnbaked().prepare(model, batch=2, threads=1, device="cpu", dtype=torch.float32)
+        assert torch.get_num_threads() == 1
+        run_baked = TorchBaked().prepare(baked, batch=2, threads=1, device="cpu", dtype=torch.float32)
+        out_unbaked, out_baked = run_unbaked(), run_baked()
+    finally:
+        torch.set_num_threads(before)
+    assert out_unbaked.shape == (2, 512)
+    scale = float(ref.abs().max())
+    torch.testing.assert_close(out_unbaked, ref, rtol=0, atol=1e-5 * scale)  # same network, other thread count
+    torch.testing.assert_close(out_baked, ref, rtol=0, atol=1e-4 * scale)
+    # prepare works on a copy: the caller's model is untouched by dtype changes
+    TorchBaked().prepare(baked, batch=1, threads=before, device="cpu", dtype=torch.float16)
+    assert next(iter(baked.buffers())).dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------------
+# Subject: what is compared
+# --------------------------------------------------------------------------------------------
+
+def test_load_subject_from_checkpoint_builds_matching_baselines(ckpt: Path) -> None:
+    subject = load_subject(ckpt)
+    assert [n.label for n in subject.networks] == ["tvconv", "dwconv"]
+    assert subject.source["kind"] == "checkpoint"
+    assert subject.baselines[0].config.name == subject.config.name == "face_mobilenetv2_x0_1"
+    tv_baked = subject.tv.form("baked")
+    assert not any(isinstance(m, TVConv) for m in tv_baked.modules())
+    assert any(isinstance(m, BakedTVConv) for m in tv_baked.modules())
+    assert any(isinstance(m, TVConv) for m in subject.tv.form("unbaked").modules())
+    dw_baked = subject.baselines[0].form("baked")  # deployment form: BatchNorm folded
+    def bns(m: torch.nn.Module) -> int:
+        return sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+
+    assert bns(subject.baselines[0].form("unbaked")) > 40
+    assert bns(dw_baked) == bns(tv_baked) == 1  # the output layer's BatchNorm has no conv before it
+    assert subject.tv.form("baked") is tv_baked  # baked once
+
+
+def test_load_subject_errors(tmp_path: Path, ckpt: Path) -> None:
+    with pytest.raises(TvexportError, match="runs only at its trained input size 96x96, not 112x112"):
+        load_subject(ckpt, input_size=(112, 112))
+    with pytest.raises(TvexportError, match="no dense baseline for face_mobilenetv2"):
+        load_subject(ckpt, dense=True)
+    with pytest.raises(TvexportError, match="neither an existing file nor a known architecture"):
+        load_subject(tmp_path / "missing.ckpt")
+    dw_ckpt = write_checkpoint(_weights_only("face_mobilenetv2_x0_1", "dwconv"), tmp_path / "dw.pth.tar", "pth.tar")
+    with pytest.raises(TvexportError, match="baseline without TVConv layers"):
+        load_subject(dw_ckpt)
+    other = write_checkpoint(_weights_only("face_mobilenetv2_x0_2", "dwconv"), tmp_path / "dw2.pth.tar", "pth.tar")
+    with pytest.raises(TvexportError, match="is a face_mobilenetv2_x0_2, but the TV network is a face_mobilenetv2_x0_1"):
+        load_subject(ckpt, baseline=other)
+    with pytest.raises(TvexportError, match="is a TVConv network"):
+        load_subject(ckpt, baseline=ckpt)
+    subject = load_subject(ckpt, baseline=dw_ckpt)
+    assert subject.baselines[0].origin == "checkpoint dw.pth.tar"
+
+
+def test_load_subject_from_baked_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.baked.pt"
+    save_baked(_bake_result(), path)
+    subject = load_subject(path)
+    assert subject.source["kind"] == "baked" and subject.tv.unbaked is None and subject.tv.form("unbaked") is None
+    assert subject.tv.origin == "baked file m.baked.pt" and subject.tv.config.name == "face_mobilenetv2_x0_1"
+    # (a registry name as SRC is exercised end to end in test_bench_cli)
+
+
+@pytest.mark.parametrize(("text", "size"), [("96", (96, 96)), ("96x80", (96, 80)), ("256,256", (256, 256))])
+def test_parse_input_size(text: str, size: tuple[int, int]) -> None:
+    assert parse_input_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "axb", "1x2x3", "0x5"])
+def test_parse_input_size_rejects(text: str) -> None:
+    with pytest.raises(TvexportError):
+        parse_input_size(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Memory floor
+# --------------------------------------------------------------------------------------------
+
+def test_layer_floor_bytes_counts_kernels_and_activations() -> None:
+    layer = BakedTVConv(4, 3, 2, 5, 5, bias="channel")
+    # kernels 4*9*25 + bias 4, input 2*4*10*10, output 2*4*5*5
+    assert layer_floor_bytes(layer, input_shape=(2, 4, 10, 10), output_shape=(2, 4, 5, 5), elem_size=4) == 4 * (900 + 4 + 800 + 200)
+    dw = torch.nn.Conv2d(4, 4, 3, groups=4, bias=True)
+    assert layer_floor_bytes(dw, input_shape=(1, 4, 5, 5), output_shape=(1, 4, 5, 5), elem_size=2) == 2 * (36 + 4 + 100 + 100)
+
+
+def test_copy_bandwidth_is_positive() -> None:
+    bw = copy_bandwidth(nbytes=1 << 20, settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0))
+    assert bw["bytes_per_s"] > 0 and bw["buffer_bytes"] == 1 << 20 and bw["stats"]["n"] == 3
+
+
+def test_machine_and_versions() -> None:
+    m = machine_info()
+    assert m["logical_cores"] >= 1 and isinstance(m["cpu"], str) and m["cpu"]
+    v = versions()
+    assert v["torch"] == str(torch.__version__) and v["python"].count(".") == 2
+
+
+# --------------------------------------------------------------------------------------------
+# run_bench with fake backends on a fake clock: exact numbers through to every report format
+# --------------------------------------------------------------------------------------------
+
+class _FakeTimed:
+    """A backend whose TV network 'takes' 3 s, its baselines 2 s (per image: x batch)."""
+
+    name = "fake-timed"
+    form = "baked"
+    per_layer = True
+    clock: FakeClock
+
+    def available(self, *, device: str) -> str | None:
+        return None
+
+    def _run(self, model: torch.nn.Module, batch: int):
+        is_tv = any(isinstance(m, (TVConv, BakedTVConv)) for m in model.modules())
+        dt = (3.0 if is_tv else 2.0) * batch
+        return lambda: type(self).clock.advance(dt)
+
+    def prepare(self, model, *, batch, threads, device, dtype):
+        return self._run(model, batch)
+
+    def prepare_layer(self, layer, *, input_shape, threads, device, dtype):
+        return self._run(layer, input_shape[0])
+
+
+@pytest.fixture
+def fake_bench(fake_registry):
+    module, registry = fake_registry
+    clock = FakeClock()
+    _FakeTimed.clock = clock
+    module.FakeTimed = _FakeTimed  # type: ignore[attr-defined]
+    registry["fake-timed"] = "_fake:FakeTimed"
+    return clock
+
+
+def test_run_bench_report_with_fake_timings(fake_bench: FakeClock, tmp_path: Path) -> None:
+    calls = []
+    report = run_bench(
+        _subject(), backends=["fake-timed"], batches=[1, 4], threads=1, dtype="float32",
+        settings=MeasureSettings(warmup_seconds=0, min_iters=5, min_seconds=0), per_layer=True, layer_seconds=0,
+        clock=fake_bench, timer=CpuTimer(fake_bench), command="tvexport bench x", progress=lambda d, a, b: calls.append((a, b)),
+    )
+    assert validate_report(report) == []
+    assert report["settings"]["threads"] == 1 and report["settings"]["batches"] == [1, 4]
+    assert report["skipped"] == []  # named backends only
+    assert [(c["backend"], c["batch"], c["rounds"]) for c in report["cases"]] == [("fake-timed", 1, 5), ("fake-timed", 4, 5)]
+    case = report["cases"][1]
+    tv, dw = case["results"]
+    assert (tv["network"], tv["stats"]["median_s"], tv["throughput_ips"]) == ("tvconv", 12.0, pytest.approx(4 / 12))
+    assert (dw["network"], dw["stats"]["median_s"], dw["stats"]["cv"]) == ("dwconv", 8.0, 0.0)
+    assert case["ratios"][0]["median"] == pytest.approx(1.5) and case["ratios"][0]["ci95"] == [pytest.approx(1.5)] * 2
+    assert case["warnings"] == []
+    # per-layer: 17 TV layers per batch, each with its depthwise twin, floors from a real copy bandwidth
+    assert len(report["layers"]) == 34
+    layer = report["layers"][0]
+    assert layer["name"] == "features.1.conv.0.0" and layer["input_shape"] == [1, 8, 96, 96]
+    assert layer["tv"]["stats"]["median_s"] == 3.0 and layer["dw"]["stats"]["median_s"] == 2.0
+    assert layer["tv"]["floor_bytes"] == 4 * (8 * 9 * 96 * 96 + 8 + 2 * 8 * 96 * 96)  # kernels + folded BN bias + in + out
+    assert layer["tv"]["floor_s"] == pytest.approx(layer["tv"]["floor_bytes"] / report["bandwidth"]["bytes_per_s"])
+    assert layer["tv"]["x_floor"] == pytest.approx(3.0 / layer["tv"]["floor_s"])
+    assert calls[-1] == (2 + 34, 2 + 34)
+    # the report round-trips through every format
+    md = to_markdown(report)
+    assert "| fake-timed | 4 | 12000 (0%) | 0.3333 | 8000 (0%) | 0.5 | 1.50 [1.50-1.50] |" in md
+    assert "features.17.conv.1.0" in md and "`tvexport bench x`" in md and report["machine"]["cpu"] in md
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert [r["kind"] for r in rows] == ["latency", "latency", "ratio"] * 2
+    assert float(rows[3]["median_s"]) == 12.0 and rows[5]["network"] == "tvconv/dwconv" and float(rows[5]["ratio_median"]) == 1.5
+    path = tmp_path / "r.json"
+    path.write_text(to_json(report))
+    assert load_report(path) == json.loads(json.dumps(report))
+
+
+def test_run_bench_warns_on_noise_and_truncation(fake_bench: FakeClock) -> None:
+    durations = iter([1.0, 1.0, 5.0, 1.0] * 10)
+
+    class Noisy(_FakeTimed):
+        name = "fake-timed"
+
+        def prepare(self, model, *, batch, threads, device, dtype):
+            return lambda: fake_bench.advance(next(durations))
+
+    sys.modules["tvexport.profile.backends._fake"].FakeTimed = Noisy  # type: ignore[attr-defined]
+    report = run_bench(
+        _subject(), backends=["fake-timed"], settings=MeasureSettings(warmup_seconds=0, min_iters=10, min_seconds=0, max_seconds=3.0, min_warmup_rounds=0),
+        clock=fake_bench, timer=CpuTimer(fake_bench),
+    )
+    warnings = report["cases"][0]["warnings"]
+    assert report["cases"][0]["truncated"] is True
+    assert any("CV" in w and "> 10%" in w for w in warnings)
+    assert any("stopped by --max-seconds after 2 rounds" in w for w in warnings)
+    assert validate_report(report) == []
+
+
+def test_run_bench_errors_and_skips(fake_registry, tmp_path: Path) -> None:
+    path = tmp_path / "m.baked.pt"
+    save_baked(_bake_result(), path)
+    baked_subject = load_subject(path)
+    with pytest.raises(TvexportError, match="torch-unbaked cannot run: SRC is a baked file"):
+        run_bench(baked_subject, backends=["torch-unbaked"])
+    with pytest.raises(TvexportError, match="batch sizes must be >= 1"):
+        run_bench(baked_subject, backends=["torch-baked"], batches=[0])
+    with pytest.raises(TvexportError, match="unsupported dtype 'int8'"):
+        run_bench(baked_subject, backends=["torch-baked"], dtype="int8")
+    report = run_bench(baked_subject, settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0), threads=1)
+    skipped = {s["backend"]: s["reason"] for s in report["skipped"]}
+    assert set(skipped) == {"torch-unbaked", "fake-missing"} and "baked file" in skipped["torch-unbaked"]
+    assert [c["backend"] for c in report["cases"]] == ["torch-baked"]
+    assert "fake-missing (fakeruntime is not installed)" in to_markdown(report)
+
+
+def test_run_bench_real_torch_backends_per_layer() -> None:
+    """Both torch backends, both networks, per layer, end to end (tiny settings; numbers unchecked)."""
+    report = run_bench(
+        _subject(), backends=["torch-unbaked", "torch-baked"], batches=[2], threads=1,
+        settings=MeasureSettings(warmup_seconds=0, min_iters=2, min_seconds=0), per_layer=True, layer_seconds=0,
+    )
+    assert validate_report(report) == []
+    assert [c["backend"] for c in report["cases"]] == ["torch-unbaked", "torch-baked"]
+    assert all(r["stats"]["n"] == 2 and r["stats"]["median_s"] > 0 for c in report["cases"] for r in c["results"])
+    assert len(report["layers"]) == 2 * 17
+    assert all(row["dw"] is not None and row["tv"]["x_floor"] > 0 and row["ratio"]["n"] == 2 for row in report["layers"])
+    assert "speed-up vs unbaked" in to_markdown(report)
+
+
+def test_run_bench_deeplab_dense_baseline() -> None:
+    from tests.conftest import SMALL_TV
+    from tvexport.models import create_model
+    from tvexport.testing import randomize_
+
+    subject = Subject(
+        create_model("deeplabv3plus_mobilenetv2", tv=SMALL_TV).tvexport_config, {"kind": "registry", "arch": "deeplabv3plus_mobilenetv2"},
+        [Network(a, "test", m, bake_model(m, verify=False).model) for a in ("tvconv", "dwconv", "dense")
+         for m in [randomize_(create_model("deeplabv3plus_mobilenetv2", atom=a, tv=SMALL_TV), calibrate=False)]],
+    )
+    report = run_bench(subject, backends=["torch-baked"], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0), threads=1)
+    assert [r["denominator"] for r in report["cases"][0]["ratios"]] == ["dwconv", "dense"]
+    assert "tvconv/dense" in to_markdown(report)
+    assert validate_report(report) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Schema and plot
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def fake_report(fake_bench: FakeClock) -> dict:
+    return run_bench(_subject(), backends=["fake-timed"], batches=[1, 2],
+                     settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0), clock=fake_bench, timer=CpuTimer(fake_bench))
+
+
+def test_validate_report_catches_departures(fake_report: dict) -> None:
+    assert validate_report(fake_report) == []
+    bad = copy.deepcopy(fake_report)
+    del bad["machine"]["cpu"]
+    bad["cases"][0]["results"][0]["stats"]["median_s"] = "fast"
+    bad["settings"]["dtype"] = "int8"
+    bad["surprise"] = 1
+    bad["cases"][1]["ratios"][0]["ci95"] = [1.0]
+    problems = validate_report(bad)
+    assert any("machine: missing key 'cpu'" in p for p in problems)
+    assert any("median_s: expected number, got str" in p for p in problems)
+    assert any("dtype: 'int8' is not one of" in p for p in problems)
+    assert any("unexpected key 'surprise'" in p for p in problems)
+    assert any("ci95: 1 items < 2" in p for p in problems)
+    assert validate_report({**fake_report, "schema_version": 2})
+
+
+def test_schema_is_valid_json_schema(fake_report: dict) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(REPORT_SCHEMA)
+    jsonschema.validate(json.loads(to_json(fake_report)), REPORT_SCHEMA)
+
+
+def test_load_report_rejects_other_json(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('{"schema": "something else"}')
+    with pytest.raises(TvexportError, match="is not a tvexport bench report"):
+        load_report(path)
+    path.write_text("{not json")
+    with pytest.raises(TvexportError, match="cannot read bench report"):
+        load_report(path)
+
+
+def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from tvexport.profile.plot import plot_ratio_grid, plot_report
+
+    out = plot_report(fake_report, tmp_path / "r.png")
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    grid = plot_ratio_grid([fake_report, fake_report], tmp_path / "g.png", title="t")
+    assert grid.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(TvexportError, match="already exists"):
+        plot_report(fake_report, out, force=False)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_run_bench_float16_floors_and_settings(fake_bench: FakeClock) -> None:
+    report = run_bench(_subject(), backends=["fake-timed"], dtype=torch.float16, settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
+    assert report["settings"]["dtype"] == "float16"
+    assert report["layers"][0]["tv"]["floor_bytes"] == 2 * (8 * 9 * 96 * 96 + 8 + 2 * 8 * 96 * 96)  # 2-byte elements
+
+
+def test_run_bench_default_backend_that_fails_to_prepare_is_skipped(fake_bench: FakeClock, fake_registry) -> None:
+    module, registry = fake_registry
+
+    class Broken(_FakeTimed):
+        name = "fake-broken"
+
+        def prepare(self, model, *, batch, threads, device, dtype):
+            raise TvexportError("exporter says no")
+
+    module.Broken = Broken  # type: ignore[attr-defined]
+    registry["fake-broken"] = "_fake:Broken"
+    registry.pop("torch-unbaked"), registry.pop("torch-baked")
+    report = run_bench(_subject(), batches=[1, 2], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       clock=fake_bench, timer=CpuTimer(fake_bench))
+    assert [c["backend"] for c in report["cases"]] == ["fake-timed", "fake-timed"]
+    assert {"backend": "fake-broken", "reason": "failed to prepare at batch 1: exporter says no"} in report["skipped"]
+    with pytest.raises(TvexportError, match="exporter says no"):
+        run_bench(_subject(), backends=["fake-broken"], clock=fake_bench, timer=CpuTimer(fake_bench))

@@ -1,0 +1,206 @@
+"""Bad inputs of every kind, through every command: one line, non-zero exit, no traceback,
+no code executed, no output file. Plus interrupted writes leave the previous output intact."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_model, write_checkpoint
+from tvexport.models import TVSettings
+
+MARKER_NAME = "CODE_WAS_EXECUTED"
+
+
+class _Evil:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _flip(data: bytes, offset: int) -> bytes:
+    b = bytearray(data)
+    b[offset] ^= 0xFF
+    return bytes(b)
+
+
+def _pickle_region(data: bytes) -> tuple[int, int]:
+    """Byte range of data.pkl inside a torch zip checkpoint (from its local file header)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("data.pkl"))
+    h = info.header_offset
+    name_len = int.from_bytes(data[h + 26 : h + 28], "little")
+    extra_len = int.from_bytes(data[h + 28 : h + 30], "little")
+    start = h + 30 + name_len + extra_len
+    return start, start + info.compress_size
+
+
+def _central_directory(data: bytes) -> int:
+    eocd = data.rfind(b"PK\x05\x06")
+    return int.from_bytes(data[eocd + 16 : eocd + 20], "little")
+
+
+def build_corpus(root: Path) -> dict[str, Path]:
+    """At least 30 bad inputs, each a path (some do not exist or are directories)."""
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / MARKER_NAME
+    corpus: dict[str, Path] = {}
+
+    def put(name: str, data: bytes) -> None:
+        corpus[name] = root / name
+        corpus[name].write_bytes(data)
+
+    good = write_checkpoint(make_model(tv=TVSettings(inter_chans=4, inter_layers=0)), root / "good.ckpt.src", "lightning").read_bytes()
+    (root / "good.ckpt.src").unlink()
+    n = len(good)
+    corpus["missing"] = root / "does_not_exist.ckpt"
+    corpus["directory"] = root / "a_directory"
+    corpus["directory"].mkdir()
+    put("empty.ckpt", b"")
+    for frac in (0.0001, 0.01, 0.1, 0.5, 0.9):
+        put(f"truncated_{frac}.ckpt", good[: max(1, int(n * frac))])
+    put("truncated_last_byte.ckpt", good[:-1])
+    put("truncated_22.ckpt", good[:-22])  # loses the end-of-central-directory record
+    lo, hi = _pickle_region(good)
+    for k, off in enumerate((lo, lo + 1, lo + (hi - lo) // 2, hi - 1)):
+        put(f"flipped_pickle_{k}.ckpt", _flip(good, off))
+    put("flipped_zip_magic.ckpt", _flip(good, 0))
+    put("flipped_central_dir.ckpt", _flip(good, _central_directory(good)))
+    buf = io.BytesIO()
+    torch.save({"state_dict": {"model.x": torch.zeros(1)}, "evil": _Evil(marker)}, buf)
+    put("malicious_torch.ckpt", buf.getvalue())
+    put("malicious_plain.pkl", pickle.dumps(_Evil(marker)))
+    put("malicious_protocol0.pkl", pickle.dumps(_Evil(marker), protocol=0))
+    put("image.png", b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    put("image.jpg", b"\xff\xd8\xff\xe0" + os.urandom(200))
+    put("notes.txt", b"this is not a checkpoint\n" * 10)
+    put("config.json", json.dumps({"state_dict": {"a": 1}}).encode())
+    put("model.onnx", b"\x08\x08\x12\x07pytorch" + os.urandom(100))
+    put("random.bin", os.urandom(4096))
+    put("data.gz", gzip.compress(b"x" * 1000))
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as zf:
+        zf.writestr("readme.txt", "a zip that is not a torch file")
+    put("plain.zip", zbuf.getvalue())
+    import numpy as np
+
+    nbuf = io.BytesIO()
+    np.save(nbuf, np.zeros((3, 3), dtype=np.float32))
+    put("array.npy", nbuf.getvalue())
+
+    def save(name: str, obj: object) -> None:
+        b = io.BytesIO()
+        torch.save(obj, b)
+        put(name, b.getvalue())
+
+    save("a_tensor.pt", torch.zeros(3))
+    save("a_list.pt", [torch.zeros(3)])
+    save("empty_dict.pt", {})
+    save("empty_state_dict.ckpt", {"state_dict": {}})
+    save("non_tensor_values.ckpt", {"state_dict": {"model.a": 1, "model.b": "x"}})
+    save("unknown_arch.pt", {"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1000, 512)})
+    model = make_model(tv=TVSettings(inter_chans=4, inter_layers=0))
+    sd = model.state_dict()
+    save("missing_keys.pt", {k: v for k, v in sd.items() if "features.5." not in k})
+    save("extra_keys.pt", {**sd, "bogus.weight": torch.zeros(2)})
+    save("misshaped.pt", {**sd, "features.0.0.weight": torch.zeros(8, 3, 5, 5)})
+    save("nan_weights.pt", {**sd, "features.2.conv.1.0.posi_map": torch.full_like(sd["features.2.conv.1.0.posi_map"], float("nan"))})
+    save("inf_weights.pt", {**sd, "features.3.conv.0.0.weight": torch.full_like(sd["features.3.conv.0.0.weight"], float("inf"))})
+    huge = {k: (v * 1e6 if k.endswith("weight_layers.1.weight") else v) for k, v in sd.items()}
+    huge = {k: (v * 1e6 if k.endswith("weight_layers.2.weight") else v) for k, v in huge.items()}
+    corpus["fp16_overflow.pt"] = root / "fp16_overflow.pt"
+    torch.save(huge, corpus["fp16_overflow.pt"])
+    return corpus
+
+
+# command name -> (argv builder, inputs it must reject). fp16_overflow is bad only for --dtype float16.
+COMMANDS: dict[str, Callable[[Path, Path], list[str]]] = {
+    "inspect": lambda src, out: ["inspect", str(src)],
+    "inspect --json": lambda src, out: ["inspect", str(src), "--json"],
+    "bake": lambda src, out: ["bake", str(src), "-o", str(out / "out.baked.pt")],
+    "bake float16": lambda src, out: ["bake", str(src), "-o", str(out / "out16.baked.pt"), "--dtype", "float16"],
+}
+ONLY_FOR = {"fp16_overflow.pt": {"bake float16"}, "nan_weights.pt": {"bake", "bake float16"}, "inf_weights.pt": {"bake", "bake float16"}}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_corpus_is_large_enough(corpus: dict[str, Path]) -> None:
+    assert len(corpus) >= 30
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_bad_input_is_refused_cleanly(command: str, corpus: dict[str, Path], tmp_path: Path, cli) -> None:
+    marker = next(iter(corpus.values())).parent / MARKER_NAME
+    failures = []
+    for name, path in corpus.items():
+        if name in ONLY_FOR and command not in ONLY_FOR[name]:
+            continue
+        out = tmp_path / name.replace(".", "_")
+        out.mkdir()
+        r = cli(*COMMANDS[command](path, out))
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        problems = []
+        if r.exit_code == 0:
+            problems.append("exit 0")
+        if len(lines) != 1 or not lines[0].startswith("error:"):
+            problems.append(f"stderr not one 'error:' line: {r.stderr!r}")
+        if "Traceback" in r.stderr + r.stdout:
+            problems.append("traceback")
+        if any(out.iterdir()):
+            problems.append(f"left files {[p.name for p in out.iterdir()]}")
+        if marker.exists():
+            problems.append("CODE EXECUTED")
+        if problems:
+            failures.append(f"{name}: {'; '.join(problems)}")
+    assert not failures, "\n".join(failures)
+    assert not marker.exists()
+
+
+def test_interrupted_save_keeps_previous_output(tmp_path: Path, face_ckpt: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "model.baked.pt"
+    assert cli("bake", face_ckpt, "-o", out).exit_code == 0
+    before = out.read_bytes()
+    real_save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_save({"partial": torch.zeros(10)}, f)
+        raise KeyboardInterrupt  # as if Ctrl-C arrived mid-write
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    r = cli("bake", face_ckpt, "-o", out, "--force")
+    assert r.exit_code == 130
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["face.ckpt", "model.baked.pt"])
+
+
+def test_verbose_shows_the_traceback(tmp_path: Path, cli) -> None:
+    r = cli("--verbose", "inspect", tmp_path / "nope.ckpt")
+    assert r.exit_code == 2 and "Traceback" in r.stderr and "no such file" in r.stderr
+
+
+def test_output_directory_problems(face_ckpt: Path, tmp_path: Path, cli) -> None:
+    r = cli("bake", face_ckpt, "-o", tmp_path / "missing_dir" / "x.pt")
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = cli("bake", face_ckpt, "-o", blocker / "x.pt")
+    assert r.exit_code == 2 and r.stderr.startswith("error:")
+    r = cli("bake", face_ckpt, "-o", tmp_path)
+    assert r.exit_code == 2 and "is a directory" in r.stderr

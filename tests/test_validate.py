@@ -1,0 +1,105 @@
+"""``tvexport validate`` / ``validate_artifact``: artefact vs torch, backend dispatch, input checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from conftest import make_model, write_checkpoint  # noqa: E402
+
+from tvexport.bake import random_inputs  # noqa: E402
+from tvexport.errors import TvexportError  # noqa: E402
+from tvexport.export import _common  # noqa: E402
+from tvexport.export.onnx import export_onnx  # noqa: E402
+from tvexport.export.validate import validate_artifact  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A DWConv-baseline checkpoint (cheap to build), its ONNX export (dynamic batch), and a
+    second checkpoint with other weights."""
+    tmp = tmp_path_factory.mktemp("validate")
+    model = make_model("face_mobilenetv2_x0_1", atom="dwconv", seed=21)
+    ckpt = write_checkpoint(model, tmp / "face_dw.ckpt", "lightning")
+    other = write_checkpoint(make_model("face_mobilenetv2_x0_1", atom="dwconv", seed=22), tmp / "other.ckpt", "lightning")
+    onnx_path = export_onnx(model, tmp / "face_dw.onnx", dynamic_batch=True, simplify=False).path
+    return {"ckpt": ckpt, "other": other, "onnx": onnx_path}
+
+
+def test_validate_api_random_and_file_inputs(artefacts: dict[str, Path], tmp_path: Path) -> None:
+    report = validate_artifact(artefacts["onnx"], artefacts["ckpt"])
+    assert report.ok and report.input_shape == (2, 3, 96, 96) and report.comparisons[0].name == "onnxruntime"
+    assert report.comparisons[0].rtol == 1e-5 and report.comparisons[0].max_rel < 1e-5
+    x = random_inputs((3, 3, 96, 96), seed=5).numpy()
+    np.save(tmp_path / "x.npy", x)
+    report = validate_artifact(artefacts["onnx"], artefacts["ckpt"], input_path=tmp_path / "x.npy")
+    assert report.ok and report.input_shape == (3, 3, 96, 96) and report.input_source.endswith("x.npy")
+    np.save(tmp_path / "one.npy", x[0])  # a single CHW image is accepted as batch 1
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], input_path=tmp_path / "one.npy").input_shape == (1, 3, 96, 96)
+
+
+def test_validate_reports_mismatch(artefacts: dict[str, Path]) -> None:
+    report = validate_artifact(artefacts["onnx"], artefacts["other"])
+    assert not report.ok and report.comparisons[0].cosine < 0.999
+
+
+def test_validate_dispatches_through_backends(artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other backends (aoti, tensorrt) are someone else's: validate only goes through load_runner."""
+    seen: list[Any] = []
+
+    def fake_load_runner(backend: str, path: Path) -> Any:
+        seen.append((backend, Path(path).name))
+        real = _common.load_runner("onnxruntime", path)
+        return lambda x: real(x) * 1.5 if backend == "tensorrt" else real(x)
+
+    monkeypatch.setattr("tvexport.export.validate.load_runner", fake_load_runner)
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="aoti").ok
+    bad = validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="tensorrt")
+    assert not bad.ok and bad.comparisons[0].name == "tensorrt"
+    assert seen == [("aoti", "face_dw.onnx"), ("tensorrt", "face_dw.onnx")]
+    with pytest.raises(TvexportError, match="unknown backend"):
+        _common.load_runner("tflite", artefacts["onnx"])
+
+
+def test_cli_validate_json_and_exit_codes(cli: Any, artefacts: dict[str, Path]) -> None:
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--json", "--batch", "4")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] and report["input_shape"] == [4, 3, 96, 96]
+    assert set(report["comparisons"][0]) >= {"max_abs", "max_rel", "p99_abs", "cosine", "ok"}
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["other"])
+    assert r.exit_code == 1 and "FAIL" in r.stdout and "differs" in r.stderr
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["other"], "--rtol", "10")
+    assert r.exit_code == 0 and "ok" in r.stdout
+
+
+def test_cli_validate_bad_inputs(cli: Any, artefacts: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "x.npy"
+    np.save(bad, np.zeros((1, 3, 64, 64), np.float32))
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--input", bad)
+    assert r.exit_code == 2 and "x.npy" in r.stderr and "(N, 3, 96, 96)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr + r.stdout
+    (tmp_path / "junk.npy").write_text("not numpy")
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--input", tmp_path / "junk.npy")
+    assert r.exit_code == 2 and "not a .npy array" in r.stderr
+    r = cli("validate", tmp_path / "missing.onnx", "--against", artefacts["ckpt"])
+    assert r.exit_code == 2 and "no such file" in r.stderr
+    r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"])  # not an ONNX file
+    assert r.exit_code == 2 and "not a readable ONNX file" in r.stderr
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--backend", "tflite")
+    assert r.exit_code == 2 and "unknown backend" in r.stderr
+
+
+def test_cli_validate_fixed_batch_mismatch(cli: Any, artefacts: dict[str, Path], tmp_path: Path) -> None:
+    fixed = export_onnx(make_model("face_mobilenetv2_x0_1", atom="dwconv", seed=21), tmp_path / "b2.onnx", batch=2, simplify=False, validate=False).path
+    np.save(tmp_path / "x.npy", np.zeros((3, 3, 96, 96), np.float32))
+    r = cli("validate", fixed, "--against", artefacts["ckpt"], "--input", tmp_path / "x.npy")
+    assert r.exit_code == 2 and "batch 2" in r.stderr and "--dynamic-batch" in r.stderr
+    r = cli("validate", fixed, "--against", artefacts["ckpt"])
+    assert r.exit_code == 0 and "[2, 3, 96, 96]" in r.stdout

@@ -1,0 +1,174 @@
+"""``tvexport export`` (ONNX, AOTInductor) and ``tvexport validate``."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..errors import MismatchError, TvexportError
+from . import app
+from ._console import console, err_console
+from ._options import Arch, DType, DTypeOpt, Force, Json, Output, Source
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+    aoti = "aoti"
+
+
+class TVOpChoice(str, Enum):
+    portable = "portable"
+    plugin = "plugin"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+Rtol = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (of max|reference|); default 1e-5 float32, 1e-2 float16.", show_default=False)]
+Atol = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance; default 0.", show_default=False)]
+
+
+def _comparison_table(comparisons: list[Any], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("output", "max abs", "max rel", "p99 abs", "cosine", "tolerance", ""):
+        table.add_column(col, justify="left" if col == "output" else "right")
+    for c in comparisons:
+        table.add_row(
+            c.name, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", f"{c.p99_abs:.3g}", f"{c.cosine:.9f}",
+            f"{c.atol:g} + {c.rtol:g}*{c.ref_max:.3g}", "[green]ok[/green]" if c.ok else "[red]FAIL[/red]",
+        )
+    return table
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def _reject(format: str, **given: bool) -> None:
+    bad = [name for name, is_set in given.items() if is_set]
+    if bad:
+        raise TvexportError(f"{', '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to --format {format}")
+
+
+@app.command("export")
+def export_cmd(
+    source: Source,
+    output: Output = None,
+    arch: Arch = None,
+    format: Annotated[Format, typer.Option("--format", help="Artefact format: ONNX graph or AOTInductor package.", case_sensitive=False)] = Format.onnx,
+    tv_op: Annotated[TVOpChoice, typer.Option("--tv-op", help="TV layers as standard ONNX ops (portable) or one tvexport::tv_dwconv plugin node each.", case_sensitive=False)] = TVOpChoice.portable,
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).", show_default=False)] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Fixed batch size of the graph.")] = 1,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Symbolic batch dimension instead of --batch.")] = False,
+    dtype: DTypeOpt = DType.float32,
+    fp16_io: Annotated[bool, typer.Option("--fp16-io", help="With --dtype float16: float16 input and output too (default float32 I/O).")] = False,
+    no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim.")] = False,
+    validate: Annotated[bool, typer.Option("--validate/--no-validate", help="Compare with the torch model on random inputs (default on).")] = True,
+    rtol: Rtol = None,
+    atol: Atol = None,
+    external_data: Annotated[bool, typer.Option("--external-data", help="Weights in <output>.data beside the graph (automatic above 2 GB).")] = False,
+    decomposition: Annotated[str | None, typer.Option("--decomposition", help="Portable TV subgraph: auto (default: per layer, the fastest on onnxruntime CPU), shift_add, shift_sum, shift_hwnc, slice_concat, gather, onehot_conv.", show_default=False)] = None,
+    device: Annotated[Device, typer.Option("--device", help="AOTInductor target device (aoti only).", case_sensitive=False)] = Device.cpu,
+    max_batch: Annotated[int | None, typer.Option("--max-batch", min=1, help="Largest batch of a dynamic AOTInductor package (aoti only; default 64).", show_default=False)] = None,
+    force: Force = False,
+    as_json: Json = False,
+) -> None:
+    """Export a checkpoint or baked file to a deployable artefact, validated against torch.
+
+    Writes <stem>.onnx (or .pt2) beside the input unless -o is given. Input 'input' (N,3,H,W)
+    float32; output 'embedding' (N,512) for face networks, 'logits' (N,C,H,W) for DeepLabV3+.
+    """
+    from .._io import check_output_path
+    from ..export._common import load_source
+    from ..export._dispatch import default_output, export_model
+
+    fmt = format.value
+    out = output if output is not None else default_output(source, fmt)
+    check_output_path(out, force=force)
+    if fmt == "onnx":
+        _reject(fmt, **{"--device": device != Device.cpu, "--max-batch": max_batch is not None})
+        if fp16_io and dtype != DType.float16:
+            raise TvexportError("--fp16-io needs --dtype float16")
+        options: dict[str, Any] = {
+            "tv_op": tv_op.value, "opset": opset if opset is not None else 18, "batch": batch, "dynamic_batch": dynamic_batch,
+            "dtype": dtype.value, "fp16_io": fp16_io, "simplify": not no_simplify, "external_data": external_data or None,
+            "decomposition": decomposition,
+        }
+        from ..export.onnx import check_options
+
+        check_options(tv_op=options["tv_op"], opset=options["opset"], batch=batch, dtype=options["dtype"], decomposition=decomposition)
+    else:
+        _reject(fmt, **{
+            "--tv-op plugin": tv_op != TVOpChoice.portable, "--opset": opset is not None, "--dtype float16": dtype != DType.float32,
+            "--fp16-io": fp16_io, "--no-simplify": no_simplify, "--external-data": external_data, "--decomposition": decomposition is not None,
+        })
+        options = {"device": device.value, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch if max_batch is not None else 64}
+    model = load_source(source, arch=arch)
+    try:
+        with err_console.status(f"exporting {source.name} to {fmt}..."):
+            result = export_model(model, out, format=fmt, validate=validate, rtol=rtol, atol=atol, force=force, **options)
+    except MismatchError as err:
+        comparisons = getattr(err, "comparisons", None)
+        if comparisons:
+            if as_json:
+                typer.echo(json.dumps({"ok": False, "output": None, "comparisons": [c.to_dict() for c in comparisons]}, indent=2))
+            else:
+                console.print(_comparison_table(comparisons, f"{fmt} vs torch: validation failed"))
+        raise
+    if as_json:
+        typer.echo(json.dumps({
+            "ok": result.ok, "output": str(result.path), "format": result.format, "arch": result.arch,
+            "extra_files": [str(p) for p in result.extra_files], "seconds": result.seconds, "info": result.info,
+            "comparisons": [c.to_dict() for c in result.comparisons],
+        }, indent=2, default=str))
+        return
+    if result.comparisons:
+        console.print(_comparison_table(result.comparisons, f"{fmt} vs torch ({'batch ' + str(batch) if not dynamic_batch else 'dynamic batch'}, seed 0)"))
+    info = result.info
+    size = info.get("file_bytes") or sum(p.stat().st_size for p in [result.path, *result.extra_files])
+    details = [result.arch, _mb(size)]
+    if fmt == "onnx":
+        details += [f"opset {info['opset']}", f"{info['nodes']} nodes", (f"{info['tv_layers']} TV layers as {info['tv_op']}" + (f" ({info['decomposition']})" if info.get("decomposition") else "")) if info.get("tv_layers") else "no TV layers",
+                    f"{info['dtype']} weights", f"input {info['input']['name']} {info['input']['shape']}", f"output {info['output']['name']} {info['output']['shape']}"]
+    extra = f" + {', '.join(str(p) for p in result.extra_files)}" if result.extra_files else ""
+    for note in info.get("notes", []):
+        console.print(f"note: {note}")
+    console.print(f"[green]wrote[/green] {result.path}{extra}: {', '.join(details)}; {result.seconds:.1f} s" + ("" if result.comparisons else " (not validated)"))
+
+
+@app.command("validate")
+def validate_cmd(
+    artifact: Annotated[Path, typer.Argument(metavar="MODEL", help="The exported artefact (.onnx, AOTInductor .pt2, TensorRT engine).", show_default=False)],
+    against: Annotated[Path, typer.Option("--against", help="The checkpoint or baked file it was exported from.", show_default=False)],
+    backend: Annotated[str, typer.Option("--backend", help="Runtime: onnxruntime, aoti or tensorrt.")] = "onnxruntime",
+    input_path: Annotated[Path | None, typer.Option("--input", help="Input as .npy, (N,3,H,W) float; default seeded random.", show_default=False)] = None,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Rows of the random input (default: the artefact's batch, else 2).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random input.")] = 0,
+    rtol: Rtol = None,
+    atol: Atol = None,
+    arch: Arch = None,
+    as_json: Json = False,
+) -> None:
+    """Run an exported artefact and the torch model on the same input; exit 1 on mismatch."""
+    from ..export.validate import ValidationMismatch, validate_artifact
+
+    report = validate_artifact(artifact, against, backend=backend, input_path=input_path, batch=batch, seed=seed, rtol=rtol, atol=atol, arch=arch)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        console.print(_comparison_table(report.comparisons, f"{artifact.name} ({backend}) vs torch {report.arch}, input {report.input_source} {list(report.input_shape)}"))
+    if not report.ok:
+        worst = max(report.comparisons, key=lambda c: c.max_rel)
+        raise ValidationMismatch(
+            f"{artifact.name} differs from {against.name}: max abs {worst.max_abs:.3g} > {worst.atol:g} + {worst.rtol:g} * {worst.ref_max:.3g}",
+            comparisons=report.comparisons, hint="loosen with --rtol/--atol if this precision is expected",
+        )
+    if not as_json:
+        console.print(f"[green]ok[/green]: {artifact.name} matches {against.name} within tolerance")

@@ -1,0 +1,331 @@
+"""ONNX subgraphs for one baked TV layer: the portable decompositions and the plugin node.
+
+Every builder takes the layer's constants as numpy arrays and returns plain ``onnx`` nodes and
+initializers, so the same code serves the exporter (splicing into a torch-exported graph) and
+the decomposition benchmark (single-layer graphs). Conventions:
+
+* ``x`` is (N, C, H, W), ``weight`` (C, k*k, h, w), ``bias`` None, (C, h, w) or (C, 1, 1);
+  ``h, w`` are the OUTPUT size, padding is ``k // 2``, tap ``t = ky*k + kx``.
+* Portable forms use standard ONNX ops (opset >= 18) only and keep every constant as an
+  initializer; the plugin form is one ``tvexport::tv_dwconv`` node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+PLUGIN_DOMAIN = "tvexport"
+PLUGIN_OP = "tv_dwconv"
+PLUGIN_NAMESPACE = "tvexport"
+PLUGIN_VERSION = "1"
+
+Decomposition = Literal["shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv"]
+DECOMPOSITIONS: tuple[str, ...] = ("shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv")
+AUTO = "auto"
+DEFAULT_DECOMPOSITION = AUTO  # per layer, from benchmarks/onnx_decompositions.py (see auto_decomposition)
+LARGE_ACTIVATION = 1 << 21  # N*C*h*w above which the im2col form beats the shift form (stride 1)
+DYNAMIC_BATCH_HINT = 16  # the batch "auto" plans a dynamic-batch graph for
+
+
+@dataclasses.dataclass(frozen=True)
+class TVLayerSpec:
+    """One TV layer to emit: graph value names and its constants."""
+
+    name: str  # prefix for node and initializer names (the module path)
+    x: str  # input value name
+    y: str  # output value name
+    weight: np.ndarray  # (C, k*k, h, w)
+    bias: np.ndarray | None  # (C, h, w), (C, 1, 1) or None
+    stride: int
+
+    @property
+    def k(self) -> int:
+        return int(round(self.weight.shape[1] ** 0.5))
+
+    @property
+    def geometry(self) -> tuple[int, int, int, int]:
+        c, _, h, w = self.weight.shape
+        return c, self.k, h, w
+
+
+class GraphParts:
+    """Nodes and initializers being collected; small constants are shared by value."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._shared: dict[bytes, str] = {}
+        self._names: set[str] = set()
+
+    def unique(self, name: str) -> str:
+        base, i = name, 1
+        while name in self._names:
+            name = f"{base}_{i}"
+            i += 1
+        self._names.add(name)
+        return name
+
+    def tensor(self, name: str, array: np.ndarray) -> str:
+        """A layer-owned initializer (weights)."""
+        name = self.unique(name)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        """A shared constant (indices, shapes): one initializer per distinct value."""
+        array = np.ascontiguousarray(array)
+        key = hashlib.sha1(str((array.dtype, array.shape)).encode() + array.tobytes()).digest()
+        if key not in self._shared:
+            self._shared[key] = self.tensor(name, array)
+        return self._shared[key]
+
+    def node(self, op: str, inputs: list[str], outputs: list[str] | int = 1, *, name: str, domain: str = "", **attrs: object) -> list[str]:
+        name = self.unique(name)
+        if isinstance(outputs, int):
+            outputs = [f"{name}_out{i}" if outputs > 1 else f"{name}_out" for i in range(outputs)]
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain, **attrs))
+        return outputs
+
+    def add_existing_names(self, names: set[str]) -> None:
+        self._names |= names
+
+
+def _i64(values: list[int] | tuple[int, ...]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+def _spans(spec: TVLayerSpec) -> tuple[int, int, int, int, int]:
+    c, k, h, w = spec.geometry
+    s = spec.stride
+    return k, k // 2, s, s * (h - 1) + 1, s * (w - 1) + 1
+
+
+def _pad(g: GraphParts, spec: TVLayerSpec) -> str:
+    p = spec.k // 2
+    if p == 0:
+        return spec.x
+    pads = g.const("tv_pads_" + str(p), _i64([0, 0, p, p, 0, 0, p, p]))
+    return g.node("Pad", [spec.x, pads], name=f"{spec.name}/pad", mode="constant")[0]
+
+
+def _bias(spec: TVLayerSpec) -> np.ndarray | None:
+    return None if spec.bias is None else np.asarray(spec.bias)
+
+
+def _tap_slices(g: GraphParts, spec: TVLayerSpec, xp: str) -> list[str]:
+    k, _, s, span_h, span_w = _spans(spec)
+    axes = g.const("tv_axes_hw", _i64([2, 3]))
+    steps = g.const(f"tv_steps_{s}", _i64([s, s]))
+    taps = []
+    for ky in range(k):
+        for kx in range(k):
+            starts = g.const(f"tv_start_{ky}_{kx}", _i64([ky, kx]))
+            ends = g.const(f"tv_end_{ky + span_h}_{kx + span_w}", _i64([ky + span_h, kx + span_w]))
+            taps.append(g.node("Slice", [xp, starts, ends, axes, steps], name=f"{spec.name}/slice{ky * k + kx}")[0])
+    return taps
+
+
+def _emit_to(g: GraphParts, spec: TVLayerSpec, op: str, inputs: list[str], *, name: str, final: bool, **attrs: object) -> str:
+    return g.node(op, inputs, [spec.y] if final else 1, name=name, **attrs)[0]
+
+
+def shift_products(g: GraphParts, spec: TVLayerSpec, *, use_sum: bool) -> None:
+    """Pad, then per tap a strided Slice times that tap's kernel plane; accumulate with Add (or one Sum)."""
+    xp = _pad(g, spec)
+    taps = _tap_slices(g, spec, xp)
+    products = []
+    bias = _bias(spec)
+    for t, tap in enumerate(taps):
+        wt = g.tensor(f"{spec.name}.weight_tap{t}", spec.weight[:, t])
+        products.append(g.node("Mul", [tap, wt], name=f"{spec.name}/mul{t}")[0])
+    inputs = products + ([g.tensor(f"{spec.name}.bias", bias)] if bias is not None else [])
+    if use_sum:
+        _emit_to(g, spec, "Sum", inputs, name=f"{spec.name}/sum", final=True)
+        return
+    acc = inputs[0]
+    for i, term in enumerate(inputs[1:], start=1):
+        acc = _emit_to(g, spec, "Add", [acc, term], name=f"{spec.name}/add{i}", final=i == len(inputs) - 1)
+
+
+def shift_hwnc(g: GraphParts, spec: TVLayerSpec) -> None:
+    """shift_add in a spatial-major layout: Transpose to (H, W, N, C), Pad and slice the two OUTER
+    axes (each tap is a few long contiguous copies instead of h rows of w floats per channel),
+    multiply by kernel planes stored as (h, w, 1, C), accumulate, Transpose back to NCHW."""
+    c, k, h, w = spec.geometry
+    _, p, s, span_h, span_w = _spans(spec)
+    xt = g.node("Transpose", [spec.x], name=f"{spec.name}/to_hwnc", perm=[2, 3, 0, 1])[0]
+    if p:
+        xt = g.node("Pad", [xt, g.const(f"tv_pads_hwnc_{p}", _i64([p, p, 0, 0, p, p, 0, 0]))], name=f"{spec.name}/pad", mode="constant")[0]
+    axes = g.const("tv_axes_01", _i64([0, 1]))
+    steps = g.const(f"tv_steps_{s}", _i64([s, s]))
+    acc = None
+    for ky in range(k):
+        for kx in range(k):
+            t = ky * k + kx
+            starts = g.const(f"tv_start_{ky}_{kx}", _i64([ky, kx]))
+            ends = g.const(f"tv_end_{ky + span_h}_{kx + span_w}", _i64([ky + span_h, kx + span_w]))
+            tap = g.node("Slice", [xt, starts, ends, axes, steps], name=f"{spec.name}/slice{t}")[0]
+            wt = g.tensor(f"{spec.name}.weight_tap{t}", np.ascontiguousarray(spec.weight[:, t].transpose(1, 2, 0)[:, :, None, :]))
+            prod = g.node("Mul", [tap, wt], name=f"{spec.name}/mul{t}")[0]
+            acc = prod if acc is None else g.node("Add", [acc, prod], name=f"{spec.name}/add{t}")[0]
+    bias = _bias(spec)
+    if bias is not None:  # (C, 1, 1) broadcasts as (C,) over (h, w, N, C); a map becomes (h, w, 1, C)
+        b = bias.reshape(c) if bias.shape[-2:] == (1, 1) else np.ascontiguousarray(bias.transpose(1, 2, 0)[:, :, None, :])
+        acc = g.node("Add", [acc, g.tensor(f"{spec.name}.bias", b)], name=f"{spec.name}/bias")[0]
+    assert acc is not None
+    g.node("Transpose", [acc], [spec.y], name=f"{spec.name}/to_nchw", perm=[2, 3, 0, 1])
+
+
+def slice_concat(g: GraphParts, spec: TVLayerSpec) -> None:
+    """im2col by k*k Slices concatenated tap-major, then Mul with (k*k, C, h, w) kernels and ReduceSum."""
+    c, k, h, w = spec.geometry
+    xp = _pad(g, spec)
+    taps = _tap_slices(g, spec, xp)
+    cols = g.node("Concat", taps, name=f"{spec.name}/im2col", axis=1)[0]
+    cols = g.node("Reshape", [cols, g.const(f"tv_shape_{k * k}x{c}x{h}x{w}", _i64([0, k * k, c, h, w]))], name=f"{spec.name}/cols")[0]
+    wt = g.tensor(f"{spec.name}.weight_tcp", np.ascontiguousarray(spec.weight.transpose(1, 0, 2, 3)))
+    prod = g.node("Mul", [cols, wt], name=f"{spec.name}/mul")[0]
+    _reduce_and_bias(g, spec, prod, axis=1)
+
+
+def gather(g: GraphParts, spec: TVLayerSpec) -> None:
+    """im2col by one Gather of precomputed flat indices into the padded plane, then Mul and ReduceSum."""
+    c, k, h, w = spec.geometry
+    _, p, s, _, _ = _spans(spec)
+    xp = _pad(g, spec)
+    # padded input size: H + 2p with H = s*h (TVConv only runs at its trained size)
+    H, W = s * h + 2 * p, s * w + 2 * p
+    flat = g.node("Reshape", [xp, g.const(f"tv_shape_flat{c}x{H * W}", _i64([0, c, H * W]))], name=f"{spec.name}/flatten")[0]
+    ky, kx = np.divmod(np.arange(k * k), k)
+    rows = ky[:, None, None] + s * np.arange(h)[None, :, None]
+    cols = kx[:, None, None] + s * np.arange(w)[None, None, :]
+    idx = (rows * W + cols).reshape(k * k, h * w).astype(np.int64)
+    gathered = g.node("Gather", [flat, g.const(f"tv_gather_{k}_{s}_{h}x{w}", idx)], name=f"{spec.name}/im2col", axis=2)[0]  # (N, C, kk, hw)
+    wt = g.tensor(f"{spec.name}.weight_flat", spec.weight.reshape(c, k * k, h * w))
+    prod = g.node("Mul", [gathered, wt], name=f"{spec.name}/mul")[0]
+    red = g.node("ReduceSum", [prod, g.const("tv_axis_2", _i64([2]))], name=f"{spec.name}/reduce", keepdims=0)[0]
+    bias = _bias(spec)
+    shape = g.const(f"tv_shape_{c}x{h}x{w}", _i64([0, c, h, w]))
+    if bias is None:
+        g.node("Reshape", [red, shape], [spec.y], name=f"{spec.name}/unflatten")
+        return
+    out = g.node("Reshape", [red, shape], name=f"{spec.name}/unflatten")[0]
+    g.node("Add", [out, g.tensor(f"{spec.name}.bias", bias)], [spec.y], name=f"{spec.name}/bias")
+
+
+def onehot_conv(g: GraphParts, spec: TVLayerSpec) -> None:
+    """im2col by a grouped Conv with one-hot k x k kernels (C*k*k outputs), then Mul and ReduceSum."""
+    c, k, h, w = spec.geometry
+    s, p = spec.stride, k // 2
+    onehot = np.zeros((c * k * k, 1, k, k), dtype=spec.weight.dtype)
+    t = np.arange(c * k * k) % (k * k)
+    onehot[np.arange(c * k * k), 0, t // k, t % k] = 1
+    cols = g.node("Conv", [spec.x, g.const(f"tv_onehot_{c}_{k}", onehot)], name=f"{spec.name}/im2col", group=c, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])[0]
+    cols = g.node("Reshape", [cols, g.const(f"tv_shape_{c}x{k * k}x{h}x{w}", _i64([0, c, k * k, h, w]))], name=f"{spec.name}/cols")[0]
+    prod = g.node("Mul", [cols, g.tensor(f"{spec.name}.weight", spec.weight)], name=f"{spec.name}/mul")[0]
+    _reduce_and_bias(g, spec, prod, axis=2)
+
+
+def _reduce_and_bias(g: GraphParts, spec: TVLayerSpec, prod: str, *, axis: int) -> None:
+    bias = _bias(spec)
+    axes = g.const(f"tv_axis_{axis}", _i64([axis]))
+    if bias is None:
+        g.node("ReduceSum", [prod, axes], [spec.y], name=f"{spec.name}/reduce", keepdims=0)
+        return
+    red = g.node("ReduceSum", [prod, axes], name=f"{spec.name}/reduce", keepdims=0)[0]
+    g.node("Add", [red, g.tensor(f"{spec.name}.bias", bias)], [spec.y], name=f"{spec.name}/bias")
+
+
+BUILDERS: dict[str, Callable[[GraphParts, TVLayerSpec], None]] = {
+    "shift_add": lambda g, s: shift_products(g, s, use_sum=False),
+    "shift_sum": lambda g, s: shift_products(g, s, use_sum=True),
+    "shift_hwnc": shift_hwnc,
+    "slice_concat": slice_concat,
+    "gather": gather,
+    "onehot_conv": onehot_conv,
+}
+
+
+def auto_decomposition(spec: TVLayerSpec, batch: int | None) -> str:
+    """The decomposition ``"auto"`` picks for one layer (``batch`` None: dynamic, planned as 16).
+
+    On onnxruntime CPU (benchmarks/results/onnx_decompositions.md): the one-hot grouped-Conv
+    im2col + Mul + ReduceSum (4 nodes) wins on stride-2 layers, whose strided Slices copy in
+    short runs, and on stride-1 layers with large activations (N*C*h*w >= 2**21); the shift form
+    (Pad, k*k Slices, Mul, Add) wins on the other stride-1 layers, where the kernel planes
+    dominate the traffic and the im2col's k*k-fold arithmetic does not pay off.
+    """
+    c, _, h, w = spec.geometry
+    n = DYNAMIC_BATCH_HINT if batch is None else batch
+    if spec.stride == 1 and n * c * h * w < LARGE_ACTIVATION:
+        return "shift_add"
+    return "onehot_conv"
+
+
+def emit_portable(g: GraphParts, spec: TVLayerSpec, method: str = DEFAULT_DECOMPOSITION, *, batch: int | None = 1) -> str:
+    """Standard-op subgraph computing ``spec.y`` from ``spec.x``; returns the decomposition used."""
+    if method == AUTO:
+        method = auto_decomposition(spec, batch)
+    if method not in BUILDERS:
+        raise ValueError(f"unknown TV decomposition {method!r}; choose one of {AUTO}, {', '.join(BUILDERS)}")
+    BUILDERS[method](g, spec)
+    return method
+
+
+def plugin_bias(spec: TVLayerSpec) -> np.ndarray | None:
+    """The bias as the plugin node takes it: a full (C, h, w) map (per-channel biases expanded)."""
+    if spec.bias is None:
+        return None
+    c, _, h, w = spec.weight.shape
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(spec.bias).reshape(c, -1, 1) if np.asarray(spec.bias).shape[-2:] == (1, 1) else spec.bias, (c, h, w)))
+
+
+def emit_plugin(g: GraphParts, spec: TVLayerSpec) -> None:
+    """One ``tvexport::tv_dwconv`` node: inputs (x, weight (C, k*k, h, w)[, bias (C, h, w)])."""
+    inputs = [spec.x, g.tensor(f"{spec.name}.weight", spec.weight)]
+    bias = plugin_bias(spec)
+    if bias is not None:
+        inputs.append(g.tensor(f"{spec.name}.bias", bias))
+    g.node(
+        PLUGIN_OP, inputs, [spec.y], name=spec.name or "tv_dwconv", domain=PLUGIN_DOMAIN,
+        k=spec.k, stride=spec.stride, padding=spec.k // 2,
+        plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION,
+    )
+
+
+def layer_model(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    stride: int,
+    method: str,
+    batch: int | str = 1,
+    opset: int = 18,
+) -> onnx.ModelProto:
+    """A one-layer model ``x -> y`` (method: a decomposition name or ``"plugin"``); for tests and benchmarks."""
+    c, kk, h, w = weight.shape
+    k = int(round(kk**0.5))
+    elem = helper.np_dtype_to_tensor_dtype(weight.dtype)
+    spec = TVLayerSpec("tv", "x", "y", weight, bias, stride)
+    g = GraphParts()
+    g.add_existing_names({"x", "y"})
+    if method == "plugin":
+        emit_plugin(g, spec)
+    else:
+        emit_portable(g, spec, method, batch=batch if isinstance(batch, int) else None)
+    graph = helper.make_graph(
+        g.nodes,
+        f"tv_{method}",
+        [helper.make_tensor_value_info("x", elem, [batch, c, stride * h, stride * w])],
+        [helper.make_tensor_value_info("y", elem, [batch, c, h, w])],
+        g.initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(PLUGIN_DOMAIN, 1)] if method == "plugin" else [])
+    return helper.make_model(graph, opset_imports=opsets, producer_name="tvexport")

@@ -1,0 +1,150 @@
+"""Validation of a deployable artefact against the torch model it came from (Polygraphy style).
+
+The same comparison ``tvexport export`` runs after writing, as its own step: load the artefact
+with a backend (``BACKENDS``: onnxruntime, aoti, tensorrt), run it and the baked torch model on
+the same input, and report max abs / max rel / p99 abs / cosine per output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..bake import random_inputs
+from ..errors import MismatchError, TvexportError
+from ..models.registry import config_of
+from ._common import DEFAULT_TOLERANCES, Comparison, compare_outputs, load_runner, load_source
+
+
+class ValidationMismatch(MismatchError):
+    """A validation failed its tolerance; carries every comparison made (for the report)."""
+
+    def __init__(self, message: str, *, comparisons: list[Comparison], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.comparisons = comparisons
+
+
+@dataclasses.dataclass
+class ValidationReport:
+    """The outcome of ``validate_artifact``."""
+
+    artifact: Path
+    backend: str
+    source: Path
+    arch: str
+    input_shape: tuple[int, ...]
+    input_source: str  # "random (seed N)" or the .npy path
+    comparisons: list[Comparison]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.comparisons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "artifact": str(self.artifact),
+            "backend": self.backend,
+            "source": str(self.source),
+            "arch": self.arch,
+            "input_shape": list(self.input_shape),
+            "input": self.input_source,
+            "seconds": self.seconds,
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
+
+
+def artifact_dtype(path: Path) -> str:
+    """The precision an artefact was exported at (ONNX metadata; float32 when unknown)."""
+    if Path(path).suffix != ".onnx":
+        return "float32"
+    try:
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the runner
+        return "float32"
+    dtype = meta.get("tvexport.dtype", "float32")
+    return dtype if dtype in DEFAULT_TOLERANCES else "float32"
+
+
+def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarray:
+    """Read an NCHW input from ``.npy`` and check it against the model's (3, H, W)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TvexportError(f"{path}: no such file", hint="give a .npy array of shape (N, 3, H, W)")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise TvexportError(f"{path} is not a .npy array ({err})", hint="save the input with numpy.save") from None
+    if x.dtype.kind != "f":
+        raise TvexportError(f"{path}: input dtype is {x.dtype}, expected floating point", hint="save it as float32")
+    if x.ndim == len(expected):
+        x = x[None]
+    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
+        raise TvexportError(
+            f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
+            hint="TVConv networks only run at their trained input size",
+        )
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def compare_with_torch(model: torch.nn.Module, runners: dict[str, Any], x: np.ndarray, *, rtol: float, atol: float) -> list[Comparison]:
+    """Run ``x`` through ``model`` (float32) and each runner; one ``Comparison`` per runner."""
+    with torch.no_grad():
+        ref = model.eval().float()(torch.from_numpy(x)).numpy()
+    return [compare_outputs(label, run(x), ref, rtol=rtol, atol=atol) for label, run in runners.items()]
+
+
+def validate_artifact(
+    artifact: str | Path,
+    against: str | Path,
+    *,
+    backend: str = "onnxruntime",
+    input_path: str | Path | None = None,
+    batch: int | None = None,
+    seed: int = 0,
+    rtol: float | None = None,
+    atol: float | None = None,
+    arch: str | None = None,
+) -> ValidationReport:
+    """Compare ``artifact`` (run with ``backend``) with the baked torch model of ``against``.
+
+    Input: ``input_path`` (.npy, (N, 3, H, W) or (3, H, W)) or seeded random values with
+    ``batch`` rows (default: the artefact's fixed batch, else 2). Tolerances default to
+    ``DEFAULT_TOLERANCES`` of the artefact's precision. Does not raise on mismatch: check ``.ok``.
+    """
+    start = time.perf_counter()
+    artifact, against = Path(artifact), Path(against)
+    if not artifact.exists():
+        raise TvexportError(f"{artifact}: no such file", hint="check the path")
+    model = load_source(against, arch=arch)
+    cfg = config_of(model)
+    runner = load_runner(backend, artifact)
+    fixed_batch = getattr(runner, "batch", None)
+    if input_path is not None:
+        x = load_input(Path(input_path), expected=cfg.input_shape, arch=cfg.name)
+        input_source = str(input_path)
+    else:
+        n = batch or fixed_batch or 2
+        x = random_inputs((n, *cfg.input_shape), seed=seed).numpy()
+        input_source = f"random (seed {seed})"
+    if fixed_batch is not None and x.shape[0] != fixed_batch:
+        raise TvexportError(
+            f"{artifact.name} was exported for batch {fixed_batch}, the input has {x.shape[0]}",
+            hint=f"give {fixed_batch} input rows, or export with --dynamic-batch",
+        )
+    check = getattr(runner, "check_input", None)
+    if check is not None:
+        check(x)
+    d_rtol, d_atol = DEFAULT_TOLERANCES[artifact_dtype(artifact)]
+    comparisons = compare_with_torch(
+        model, {backend: runner}, x, rtol=d_rtol if rtol is None else rtol, atol=d_atol if atol is None else atol
+    )
+    return ValidationReport(artifact, backend, against, cfg.name, tuple(x.shape), input_source, comparisons, time.perf_counter() - start)

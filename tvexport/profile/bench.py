@@ -1,0 +1,283 @@
+"""``run_bench``: every backend and batch, TV network against its baselines, into one report."""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from ..bake import tv_layer_names
+from ..errors import TvexportError
+from ..layers import BakedTVConv, TVConv
+from .backends import Backend, LayerBackend, select_backends
+from .floor import copy_bandwidth, layer_floor_bytes
+from .harness import CaseTiming, Clock, MeasureSettings, Timer, make_timer, measure_case, torch_threads
+from .machine import load_average, machine_info, versions
+from .report import SCHEMA_NAME, SCHEMA_VERSION, validate_report
+from .stats import Stats, paired_ratio
+from .subject import Subject
+
+__all__ = ["DTYPES", "Progress", "run_bench"]
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
+Progress = Callable[[str, int, int], None]
+"""``progress(description, cases_done, cases_total)``, called as cases start and finish."""
+
+
+def _dtype_name(dtype: torch.dtype | str) -> str:
+    name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise TvexportError(f"unsupported dtype {name!r}", hint=f"choose one of {', '.join(DTYPES)}")
+    return name
+
+
+def _summarize(timing: CaseTiming, *, batch: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stats per network, and paired ratios of the first label (the TV network) against the others."""
+    results = []
+    for label in timing.labels:
+        st = Stats.of(timing.samples[label])
+        results.append({"network": label, "stats": st.to_dict(), "throughput_ips": st.throughput(batch)})
+    first = timing.labels[0]
+    ratios = [paired_ratio(timing.samples[first], timing.samples[label], names=(first, label)).to_dict() for label in timing.labels[1:]]
+    return results, ratios
+
+
+def _noisy(results: list[dict[str, Any]], cv_warn: float) -> list[str]:
+    """``"label CV%"`` for every network whose coefficient of variation exceeds ``cv_warn``."""
+    return [f"{r['network']} {r['stats']['cv']:.0%}" for r in results if r["stats"]["cv"] > cv_warn]
+
+
+def _case_warnings(timing: CaseTiming, results: list[dict[str, Any]], *, cv_warn: float, where: str) -> list[str]:
+    warnings = []
+    noisy = _noisy(results, cv_warn)
+    if noisy:
+        warnings.append(
+            f"{where}: CV {', '.join(noisy)} > {cv_warn:.0%}: noisy timings (other load, frequency scaling?); "
+            "the paired ratio is more robust than single latencies; raise --min-seconds or quiet the machine"
+        )
+    if timing.truncated:
+        warnings.append(f"{where}: stopped by --max-seconds after {timing.rounds} rounds ({timing.measure_seconds:.1f} s), before the minimum iterations/seconds")
+    return warnings
+
+
+def _resolve(subject: Subject, requested: Sequence[str] | None, device: str) -> tuple[list[Backend], list[tuple[str, str]]]:
+    chosen, skipped = select_backends(requested, device=device)
+    usable = []
+    for backend in chosen:
+        if backend.form == "unbaked" and subject.tv.unbaked is None:
+            reason = "SRC is a baked file; the unbaked network needs the checkpoint with its generators"
+            if requested:
+                raise TvexportError(f"backend {backend.name} cannot run: {reason}", hint="pass the original checkpoint, or choose another --backend")
+            skipped.append((backend.name, reason))
+        else:
+            usable.append(backend)
+    if not usable:
+        why = "; ".join(f"{n}: {r}" for n, r in skipped) or "none registered"
+        raise TvexportError(f"no backend can run on {device} ({why})")
+    return usable, skipped
+
+
+def _depthwise_twin(model: nn.Module, name: str, channels: int) -> nn.Module | None:
+    """The baseline's module at the TV layer's path, if it is the depthwise conv it replaced."""
+    try:
+        mod = model.get_submodule(name)
+    except AttributeError:
+        return None
+    if isinstance(mod, nn.Conv2d) and mod.groups == mod.in_channels == mod.out_channels == channels:
+        return mod
+    return None
+
+
+def _layer_cases(
+    subject: Subject, backend: Backend, batch: int, *, threads: int, device: str, dtype: torch.dtype,
+    settings: MeasureSettings, bandwidth: float, timer: Timer, clock: Clock, cv_warn: float,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    tv_model = subject.tv.form(backend.form)
+    tv_baked = subject.tv.form("baked")
+    assert tv_model is not None and tv_baked is not None
+    dw_net = next((n for n in subject.baselines if n.label == "dwconv"), None)
+    dw_model = dw_net.form(backend.form) if dw_net is not None else None
+    dw_baked = dw_net.form("baked") if dw_net is not None else None
+    elem = torch.finfo(dtype).bits // 8
+    prepare_layer = cast(LayerBackend, backend).prepare_layer
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    noisy: list[str] = []
+    for name in tv_layer_names(tv_model):
+        layer = tv_model.get_submodule(name)
+        assert isinstance(layer, (TVConv, BakedTVConv))
+        g = layer.geometry
+        in_shape = (batch, g.channels, g.h * g.stride, g.w * g.stride)
+        out_shape = (batch, g.channels, g.h, g.w)
+        variants = {"tvconv": prepare_layer(layer, input_shape=in_shape, threads=threads, device=device, dtype=dtype)}
+        dw = _depthwise_twin(dw_model, name, g.channels) if dw_model is not None else None
+        if dw is not None:
+            variants["dwconv"] = prepare_layer(dw, input_shape=in_shape, threads=threads, device=device, dtype=dtype)
+        timing = measure_case(variants, settings, timer=timer, clock=clock)
+        results, ratios = _summarize(timing, batch=batch)
+        if _noisy(results, cv_warn):
+            noisy.append(name)
+        if timing.truncated:
+            warnings.append(f"{backend.name} batch {batch} layer {name}: stopped by --max-seconds after {timing.rounds} rounds")
+
+        def floor(module: nn.Module, stats: dict[str, Any], in_shape: tuple[int, ...] = in_shape, out_shape: tuple[int, ...] = out_shape) -> dict[str, Any]:
+            nbytes = layer_floor_bytes(module, input_shape=in_shape, output_shape=out_shape, elem_size=elem)
+            floor_s = nbytes / bandwidth if bandwidth > 0 else None
+            return {"stats": stats, "floor_bytes": nbytes, "floor_s": floor_s, "x_floor": stats["median_s"] / floor_s if floor_s else None}
+
+        dw_floor = None
+        if dw is not None:
+            assert dw_baked is not None
+            dw_floor = floor(dw_baked.get_submodule(name), results[1]["stats"])
+        rows.append({
+            "backend": backend.name, "batch": batch, "name": name, "channels": g.channels, "k": g.k, "stride": g.stride,
+            "h": g.h, "w": g.w, "input_shape": list(in_shape),
+            "tv": floor(tv_baked.get_submodule(name), results[0]["stats"]), "dw": dw_floor, "ratio": ratios[0] if ratios else None,
+        })
+    if noisy:
+        warnings.append(
+            f"{backend.name} batch {batch} per-layer: {len(noisy)} of {len(rows)} layers have CV > {cv_warn:.0%} "
+            f"({', '.join(noisy[:3])}{', ...' if len(noisy) > 3 else ''}); raise --layer-seconds or quiet the machine"
+        )
+    return rows, warnings
+
+
+def run_bench(
+    subject: Subject,
+    *,
+    backends: Sequence[str] | None = None,
+    batches: Sequence[int] = (1,),
+    threads: int | None = None,
+    device: str = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    settings: MeasureSettings | None = None,
+    per_layer: bool = False,
+    layer_seconds: float = 0.2,
+    cv_warn: float = 0.10,
+    seed: int = 0,
+    command: str | None = None,
+    progress: Progress | None = None,
+    timer: Timer | None = None,
+    clock: Clock = time.perf_counter,
+) -> dict[str, Any]:
+    """Time the TV network of ``subject`` against its baselines on each backend and batch.
+
+    ``backends`` None runs every available backend (the others are listed under ``skipped``);
+    named backends must be available. ``threads`` None keeps torch's current count (recorded).
+    Returns the report dict described in ``tvexport.profile.report``.
+    """
+    settings = settings if settings is not None else MeasureSettings()
+    batches = list(dict.fromkeys(int(b) for b in batches))
+    if not batches or min(batches) < 1:
+        raise TvexportError(f"batch sizes must be >= 1, got {batches}")
+    dtype_name = _dtype_name(dtype)
+    tdtype = DTYPES[dtype_name]
+    if cv_warn <= 0 or layer_seconds < 0:
+        raise TvexportError("--cv-warn must be > 0 and --layer-seconds >= 0")
+    chosen, skipped = _resolve(subject, backends, device)
+    timer = timer if timer is not None else make_timer(device)
+    machine = machine_info(device=device)
+    warnings: list[str] = []
+    load = machine["load_average"]
+    if load and machine["logical_cores"] and load[0] > machine["logical_cores"]:
+        warnings.append(f"load average {load[0]:g} exceeds the {machine['logical_cores']} cores: other processes compete for the CPU, expect noisy latencies")
+    layer_backends = [b for b in chosen if getattr(b, "per_layer", False)] if per_layer else []
+    if per_layer:
+        warnings += [f"{b.name} has no per-layer timing" for b in chosen if b not in layer_backends]
+    n_layers = len(tv_layer_names(subject.tv.form(layer_backends[0].form))) if layer_backends else 0  # type: ignore[arg-type]
+    total = len(chosen) * len(batches) + len(layer_backends) * len(batches) * n_layers
+    done = 0
+    cases: list[dict[str, Any]] = []
+    layers: list[dict[str, Any]] = []
+    bandwidth = None
+
+    with torch_threads(threads) as n_threads:
+        for backend in chosen:
+            for batch in batches:
+                where = f"{backend.name} batch {batch}"
+                if progress:
+                    progress(f"{where}: preparing", done, total)
+                variants = {}
+                try:
+                    for net in subject.networks:
+                        model = net.form(backend.form)
+                        assert model is not None
+                        variants[net.label] = backend.prepare(model, batch=batch, threads=n_threads, device=device, dtype=tdtype)
+                except TvexportError as err:
+                    if backends:  # asked for by name: its failure is the answer
+                        raise
+                    skipped.append((backend.name, f"failed to prepare at batch {batch}: {err}"))
+                    done += len(batches) - batches.index(batch)
+                    break
+
+                def on_round(phase: str, r: int, where: str = where, done: int = done) -> None:
+                    if progress:
+                        progress(f"{where}: {phase} round {r}", done, total)
+
+                timing = measure_case(variants, settings, timer=timer, clock=clock, on_round=on_round)
+                results, ratios = _summarize(timing, batch=batch)
+                warns = _case_warnings(timing, results, cv_warn=cv_warn, where=where)
+                cases.append({
+                    "backend": backend.name, "batch": batch, "rounds": timing.rounds, "warmup_rounds": timing.warmup_rounds,
+                    "warmup_s": timing.warmup_seconds, "measure_s": timing.measure_seconds, "truncated": timing.truncated,
+                    "results": results, "ratios": ratios, "warnings": warns,
+                })
+                del variants
+                gc.collect()
+                done += 1
+                if progress:
+                    progress(f"{where}: done", done, total)
+
+        if layer_backends:
+            if progress:
+                progress("measuring copy bandwidth", done, total)
+            bandwidth = copy_bandwidth(device=device)  # always a real timer: the floor is physical
+            layer_settings = MeasureSettings(
+                warmup_seconds=min(settings.warmup_seconds, 0.1), min_iters=settings.min_iters,
+                min_seconds=layer_seconds, max_seconds=settings.max_seconds,
+            )
+            for backend in layer_backends:
+                for batch in batches:
+                    if progress:
+                        progress(f"{backend.name} batch {batch}: per-layer", done, total)
+                    rows, warns = _layer_cases(
+                        subject, backend, batch, threads=n_threads, device=device, dtype=tdtype, settings=layer_settings,
+                        bandwidth=bandwidth["bytes_per_s"], timer=timer, clock=clock, cv_warn=cv_warn,
+                    )
+                    layers += rows
+                    warnings += warns
+                    done += len(rows)
+                    if progress:
+                        progress(f"{backend.name} batch {batch}: per-layer done", done, total)
+
+    machine["load_average_end"] = load_average()
+    cfg = subject.config
+    report: dict[str, Any] = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "source": subject.source,
+        "arch": {"name": cfg.name, "family": cfg.family, "width": cfg.width, "atom": cfg.atom,
+                 "input_shape": list(cfg.input_shape), "tv": cfg.to_dict()["tv"]},
+        "networks": [n.to_dict() for n in subject.networks],
+        "settings": {
+            "backends": [b.name for b in chosen], "batches": batches, "threads": n_threads, "device": device, "dtype": dtype_name,
+            **settings.to_dict(), "cv_warn": cv_warn, "per_layer": per_layer, "layer_seconds": layer_seconds, "seed": seed,
+        },
+        "machine": machine,
+        "versions": versions(),
+        "skipped": [{"backend": n, "reason": r} for n, r in skipped],
+        "cases": cases,
+        "bandwidth": bandwidth,
+        "layers": layers,
+        "warnings": warnings,
+    }
+    problems = validate_report(report)
+    assert not problems, problems[:3]
+    return report

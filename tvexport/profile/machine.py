@@ -1,0 +1,92 @@
+"""Where a benchmark ran: CPU, cores, memory, OS, GPU, load, and library versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+__all__ = ["machine_info", "versions"]
+
+OPTIONAL_PACKAGES = ("numpy", "onnxruntime", "onnx", "tensorrt", "triton", "matplotlib")
+
+
+def _cpuinfo() -> tuple[str | None, int | None]:
+    """(model name, physical cores) from /proc/cpuinfo (Linux), else (None, None)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None, None
+    model = None
+    cores: set[tuple[str, str]] = set()
+    phys = core = None
+    for line in text.splitlines() + [""]:
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name" and model is None:
+            model = value
+        elif key == "physical id":
+            phys = value
+        elif key == "core id":
+            core = value
+        elif not line.strip():
+            if phys is not None and core is not None:
+                cores.add((phys, core))
+            phys = core = None
+    return model, (len(cores) or None)
+
+
+def _memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def machine_info(*, device: str = "cpu") -> dict[str, Any]:
+    """CPU model, logical/physical cores, memory, OS, GPU (for cuda) and the 1/5/15-min load."""
+    model, physical = _cpuinfo()
+    gpu = None
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name()
+    return {
+        "cpu": model or platform.processor() or platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": physical,
+        "memory_bytes": _memory_bytes(),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "gpu": gpu,
+        "load_average": load_average(),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    """python, torch, tvexport and the optional runtimes (None when not installed; not imported)."""
+    import torch
+
+    from .. import __version__
+
+    out: dict[str, str | None] = {"python": platform.python_version(), "torch": str(torch.__version__), "tvexport": __version__}
+    for name in OPTIONAL_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    out["cuda"] = torch.version.cuda
+    return out

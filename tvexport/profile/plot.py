@@ -1,0 +1,158 @@
+"""PNG figures of bench reports (matplotlib, Agg backend; ``pip install 'tvexport[bench]'``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_output
+from ..errors import missing
+
+__all__ = ["plot_ratio_grid", "plot_report", "require_matplotlib"]
+
+COLORS = {"tvconv": "#d62728", "dwconv": "#1f77b4", "dense": "#7f7f7f"}
+
+
+def require_matplotlib() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend, or the standard install hint."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise missing("matplotlib", what="--plot", extra="bench") from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path, *, force: bool) -> Path:
+    plt = require_matplotlib()
+    try:
+        with atomic_output(path, force=force) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def _plain_log_axis(ax: Any, *, minor_labels: bool = False) -> None:
+    """Log y scale with plain-number tick labels."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(fmt if minor_labels else NullFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def _log_ratio_axis(ax: Any) -> None:
+    """Log scale (2x faster and 2x slower equally far from 1) with plain-number ticks."""
+    _plain_log_axis(ax, minor_labels=True)
+
+
+def _latency_panel(ax: Any, report: Mapping[str, Any]) -> None:
+    labels = [n["label"] for n in report["networks"]]
+    cases = report["cases"]
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        xs, med, lo, hi = [], [], [], []
+        for i, case in enumerate(cases):
+            r = next((r for r in case["results"] if r["network"] == label), None)
+            if r is None:
+                continue
+            st = r["stats"]
+            xs.append(i + (j - (len(labels) - 1) / 2) * width)
+            med.append(st["median_s"] * 1e3)
+            lo.append((st["median_s"] - st["p10_s"]) * 1e3)
+            hi.append((st["p90_s"] - st["median_s"]) * 1e3)
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=2, label=label, color=COLORS.get(label), alpha=0.85)
+    ax.set_xticks(range(len(cases)), [f"{c['backend']}\nbatch {c['batch']}" for c in cases], fontsize=8)
+    _plain_log_axis(ax)
+    ax.set_ylabel("latency, ms (median, p10-p90)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3, which="both")
+
+
+def _ratio_panel(ax: Any, report: Mapping[str, Any]) -> None:
+    cases = report["cases"]
+    labels = [n["label"] for n in report["networks"]]
+    for j, base in enumerate(labels[1:]):
+        xs, med, lo, hi = [], [], [], []
+        for i, case in enumerate(cases):
+            q = next((q for q in case["ratios"] if q["denominator"] == base), None)
+            if q is None:
+                continue
+            xs.append(i + 0.1 * j)
+            med.append(q["median"])
+            lo.append(q["median"] - q["p10"])
+            hi.append(q["p90"] - q["median"])
+        ax.errorbar(xs, med, yerr=[lo, hi], fmt="o", capsize=3, color=COLORS.get(base), label=f"{labels[0]} / {base}")
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    _log_ratio_axis(ax)
+    ax.set_xticks(range(len(cases)), [f"{c['backend']}\nbatch {c['batch']}" for c in cases], fontsize=8)
+    ax.set_ylabel("latency ratio (median, p10-p90 of rounds)\n< 1: TV faster")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _layer_panel(ax: Any, report: Mapping[str, Any]) -> None:
+    first = report["layers"][0]
+    rows = [r for r in report["layers"] if r["backend"] == first["backend"] and r["batch"] == first["batch"]]
+    xs = range(len(rows))
+    ax.plot(xs, [r["tv"]["stats"]["median_s"] * 1e6 for r in rows], "o-", color=COLORS["tvconv"], label="TV layer")
+    ax.plot(xs, [r["tv"]["floor_s"] * 1e6 if r["tv"]["floor_s"] else float("nan") for r in rows], "--", color=COLORS["tvconv"], alpha=0.6, label="TV memory floor")
+    if any(r["dw"] for r in rows):
+        ax.plot(xs, [r["dw"]["stats"]["median_s"] * 1e6 if r["dw"] else float("nan") for r in rows], "s-", color=COLORS["dwconv"], label="DW layer")
+        ax.plot(xs, [r["dw"]["floor_s"] * 1e6 if r["dw"] and r["dw"]["floor_s"] else float("nan") for r in rows], "--", color=COLORS["dwconv"], alpha=0.6, label="DW memory floor")
+    _plain_log_axis(ax)
+    ax.set_xticks(list(xs), [f"{r['channels']}c {r['h']}x{r['w']} s{r['stride']}" for r in rows], rotation=60, fontsize=7)
+    ax.set_ylabel("us")
+    ax.set_title(f"per layer, {first['backend']} batch {first['batch']}", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3, which="both")
+
+
+def plot_report(report: Mapping[str, Any], path: str | Path, *, force: bool = True) -> Path:
+    """Latency per backend and batch (TV vs baselines, p10-p90 whiskers), the paired TV/baseline
+    ratios, and the per-layer view (time vs memory floor) when the report has one."""
+    plt = require_matplotlib()
+    panels = 3 if report["layers"] else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + max(0, len(report["cases"]) - 4) * 0.8, 4.8))
+    _latency_panel(axes[0], report)
+    _ratio_panel(axes[1], report)
+    if panels == 3:
+        _layer_panel(axes[2], report)
+    s = report["settings"]
+    fig.suptitle(f"{report['arch']['name']}: {s['device']} {s['dtype']}, {s['threads']} threads, {report['machine']['cpu']}", fontsize=10)
+    return _save(fig, Path(path), force=force)
+
+
+def plot_ratio_grid(reports: Sequence[Mapping[str, Any]], path: str | Path, *, force: bool = True, title: str | None = None) -> Path:
+    """One panel per report (architecture): paired TV/DWConv ratio against batch, a line per backend."""
+    plt = require_matplotlib()
+    n = len(reports)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False, sharey=True)
+    for ax, report in zip(axes[0], reports):
+        backends = list(dict.fromkeys(c["backend"] for c in report["cases"]))
+        for b in backends:
+            pts = [(c["batch"], q) for c in report["cases"] if c["backend"] == b for q in c["ratios"] if q["denominator"] == "dwconv"]
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            med = [p[1]["median"] for p in pts]
+            ax.errorbar(xs, med, yerr=[[m - p[1]["p10"] for m, p in zip(med, pts)], [p[1]["p90"] - m for m, p in zip(med, pts)]],
+                        fmt="o-", capsize=3, label=b)
+        ax.axhline(1.0, color="black", lw=0.8, ls="--")
+        _log_ratio_axis(ax)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([c["batch"] for c in report["cases"]], [str(c["batch"]) for c in report["cases"]])
+        ax.set_xlabel("batch")
+        ax.set_title(report["arch"]["name"], fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("TV / DWConv latency (median, p10-p90)\n< 1: TV faster")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(path), force=force)

@@ -1,0 +1,182 @@
+"""What is benchmarked: the TV network from SRC and its baselines of the same architecture."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..bake import bake_model, check_report, model_from_baked
+from ..checkpoint import arch_config_for, build_from_state_dict, load_checkpoint, read_checkpoint
+from ..errors import TvexportError
+from ..models.registry import ArchConfig, Atom, config_of, create_model, list_models, resolve_arch
+from .backends import Form
+
+__all__ = ["Network", "Subject", "load_subject", "parse_input_size"]
+
+
+@dataclasses.dataclass
+class Network:
+    """One network of a comparison, in the forms backends ask for.
+
+    ``unbaked`` is the trainable network (TVConv generators run per call; BatchNorm unfolded), or
+    None when only a baked file was given. ``baked`` is made on first use: TVConv generators
+    replaced by their constant kernels and BatchNorm folded -- for a baseline only the folding,
+    so that every baked comparison is deployment form against deployment form.
+    """
+
+    label: str  # "tvconv", "dwconv", "dense"
+    origin: str  # where the weights came from, for the report
+    unbaked: nn.Module | None
+    baked_model: nn.Module | None = None
+
+    @property
+    def atom(self) -> str:
+        return self.config.atom
+
+    @property
+    def config(self) -> ArchConfig:
+        model = self.unbaked if self.unbaked is not None else self.baked_model
+        assert model is not None
+        return config_of(model)
+
+    def form(self, form: Form) -> nn.Module | None:
+        if form == "unbaked":
+            return self.unbaked
+        if self.baked_model is None:
+            assert self.unbaked is not None
+            # The TV bake is verified against the unbaked network (timing a wrong network would be
+            # meaningless); a baseline's bake is plain BatchNorm folding.
+            result = bake_model(self.unbaked, verify=self.label == "tvconv")
+            check_report(result.report)
+            self.baked_model = result.model
+        return self.baked_model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "atom": self.atom, "origin": self.origin}
+
+
+@dataclasses.dataclass
+class Subject:
+    """The TV network (``networks[0]``) and its baselines, all of architecture ``config``."""
+
+    config: ArchConfig
+    source: dict[str, Any]
+    networks: list[Network]
+
+    @property
+    def tv(self) -> Network:
+        return self.networks[0]
+
+    @property
+    def baselines(self) -> list[Network]:
+        return self.networks[1:]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.config.input_shape
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``96``, ``96x96`` or ``96,96`` -> (H, W)."""
+    parts = [p for p in text.lower().replace(",", "x").split("x") if p.strip()]
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96")
+    return sizes[0], sizes[1]
+
+
+def _random(cfg: ArchConfig, *, seed: int) -> nn.Module:
+    from ..testing import randomize_
+
+    torch.manual_seed(seed)
+    return randomize_(create_model(cfg), seed=seed)
+
+
+def _load_tv(src: str | Path, *, arch: str | None, seed: int) -> tuple[Network, dict[str, Any]]:
+    path = Path(src)
+    if path.exists():
+        ckpt = read_checkpoint(path)
+        if ckpt.format == "baked":
+            model = model_from_baked(ckpt)
+            return Network("tvconv", f"baked file {path.name}", None, model), {"kind": "baked", "path": str(path)}
+        cfg = arch_config_for(ckpt, arch)
+        if cfg.atom != "tvconv":
+            raise TvexportError(
+                f"{path} is a {cfg.name} {cfg.atom} baseline without TVConv layers",
+                hint=f"benchmark the TVConv checkpoint and pass this file as --baseline {path}",
+            )
+        model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
+        return Network("tvconv", f"checkpoint {path.name}", model), {"kind": "checkpoint", "path": str(path), "format": ckpt.format}
+    try:
+        cfg = resolve_arch(str(src))
+    except TvexportError:
+        raise TvexportError(
+            f"{src} is neither an existing file nor a known architecture",
+            hint=f"give a checkpoint, a .baked.pt file or one of: {', '.join(list_models())}",
+        ) from None
+    if arch is not None and resolve_arch(arch).name != cfg.name:
+        raise TvexportError(f"--arch {arch} contradicts SRC {src}", hint="give the architecture once")
+    model = _random(cfg, seed=seed)
+    return Network("tvconv", "random weights (registry, reference TV settings)", model), {"kind": "registry", "arch": cfg.name}
+
+
+def _baseline_from_file(path: Path, cfg: ArchConfig) -> Network:
+    if not path.exists():
+        raise TvexportError(f"baseline {path} does not exist")
+    model = load_checkpoint(path)
+    bcfg = config_of(model)
+    if bcfg.atom == "tvconv":
+        raise TvexportError(f"baseline {path} is a TVConv network", hint="--baseline takes a DWConv (or dense) checkpoint of the same architecture")
+    if (bcfg.family, bcfg.width) != (cfg.family, cfg.width):
+        raise TvexportError(f"baseline {path} is a {bcfg.name}, but the TV network is a {cfg.name}", hint="compare networks of the same architecture and width")
+    return Network(bcfg.atom, f"checkpoint {path.name}", model)
+
+
+def load_subject(
+    src: str | Path,
+    *,
+    arch: str | None = None,
+    baseline: str | Path | None = None,
+    dense: bool = False,
+    input_size: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> Subject:
+    """Load SRC (checkpoint, baked file, or registry name with random weights) and its baselines.
+
+    The DWConv baseline is ``create_model(name, atom="dwconv")`` with random weights unless
+    ``baseline`` names a checkpoint; ``dense`` adds the dense-conv baseline where the zoo has one
+    (DeepLabV3+ only). ``input_size`` must be the trained size: TVConv only runs there.
+    """
+    tv, source = _load_tv(src, arch=arch, seed=seed)
+    cfg = tv.config
+    if input_size is not None and tuple(input_size) != tuple(cfg.input_size):
+        h, w = cfg.input_size
+        raise TvexportError(
+            f"{cfg.name} runs only at its trained input size {h}x{w}, not {input_size[0]}x{input_size[1]}",
+            hint="TVConv kernels are per position, so the input size is fixed; omit --input-size",
+        )
+    given = _baseline_from_file(Path(baseline), cfg) if baseline is not None else None
+    if (dense or (given is not None and given.label == "dense")) and "dense" not in cfg.spec.atoms:
+        raise TvexportError(
+            f"the zoo has no dense baseline for {cfg.family}",
+            hint="only deeplabv3plus_mobilenetv2 has one (its original ASPP); a face-net dense baseline would replace each depthwise conv by a full 3x3 conv, which the reference never trained",
+        )
+    networks = [tv]
+    baseline_atoms: tuple[Atom, ...] = ("dwconv", "dense")
+    for i, atom in enumerate(baseline_atoms):
+        if atom == "dense" and not dense and not (given is not None and given.label == "dense"):
+            continue
+        if given is not None and given.label == atom:
+            networks.append(given)
+        else:
+            networks.append(Network(atom, "random weights (registry)", _random(cfg.with_atom(atom), seed=seed + 1 + i)))
+    return Subject(cfg, source, networks)

@@ -1,0 +1,58 @@
+"""Import TensorRT / check for a CUDA GPU, turning absence into one clear line."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from ..errors import TvexportError, missing
+from ._spec import check_tensorrt
+
+
+def require_tensorrt(what: str) -> ModuleType:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise missing("tensorrt", what=what, extra="trt") from None
+    check_tensorrt(trt.__version__, has_aot=hasattr(trt, "QuickPluginCreationRequest"))
+    return trt
+
+
+def require_cuda(what: str) -> Any:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        raise missing("torch", what=what) from None
+    if not torch.cuda.is_available():
+        raise TvexportError(f"{what} needs a CUDA GPU, and none is available", hint="run it on a machine with an NVIDIA GPU and a CUDA build of torch")
+    return torch
+
+
+def load_plugin(what: str) -> None:
+    """Register the tv_dwconv plugin (compiles its kernel with triton at build time)."""
+    from ..kernels import triton_available
+
+    if not triton_available():
+        raise missing("triton", what=what, extra="triton")
+    from . import plugin  # noqa: F401
+
+
+class Logger:
+    """A TensorRT logger that keeps errors for the one-line message and prints nothing else
+    unless ``verbose``."""
+
+    def __new__(cls, trt: ModuleType, verbose: bool = False) -> Any:
+        class _Logger(trt.ILogger):  # type: ignore[name-defined, misc]
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+                self.errors: list[str] = []
+
+            def log(self, severity: Any, msg: str) -> None:
+                if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                    self.errors.append(msg)
+                if verbose or severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                    import sys
+
+                    print(f"[TensorRT] {msg}", file=sys.stderr)
+
+        return _Logger()

@@ -1,0 +1,122 @@
+"""Read the ``tv_dwconv`` nodes of an ONNX model and put them in the form the plugin takes.
+
+TensorRT's Python plugins have a fixed number of inputs, while the exporter's node has an
+optional bias; a node without one gets a zero per-channel bias (exact: adding 0 changes nothing).
+The plugin namespace/version attributes are checked and filled in where missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ..errors import TvexportError, missing
+from ..kernels._config import BIAS_MAP, bias_mode
+from ._spec import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, parse_attrs
+
+
+@dataclasses.dataclass(frozen=True)
+class TVNode:
+    """One ``tv_dwconv`` node as the engine will run it."""
+
+    name: str
+    channels: int
+    k: int
+    stride: int
+    oh: int
+    ow: int
+    bias: str  # "map", "channel" or "zero" (added here)
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _constant_tensors(graph: Any) -> dict[str, Any]:
+    tensors = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for a in node.attribute:
+                if a.name == "value":
+                    tensors[node.output[0]] = a.t
+    return tensors
+
+
+def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
+    """Check and complete every ``tv_dwconv`` node of ``model`` (an ``onnx.ModelProto``) in place."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    consts = _constant_tensors(graph)
+    names = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
+    nodes: list[TVNode] = []
+    for idx, node in enumerate(graph.node):
+        if node.op_type != PLUGIN_NAME:
+            continue
+        label = node.name or f"#{idx}"
+        where = f"{source}: tv_dwconv node {label}"
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        for key in ("k", "stride", "padding"):
+            if not isinstance(attrs.get(key), int):
+                raise TvexportError(f"{where} lacks the integer attribute {key!r}", hint="re-export the model with tvexport export")
+        try:
+            tv = parse_attrs(attrs["k"], attrs["stride"], attrs["padding"])
+        except ValueError as err:
+            raise TvexportError(f"{where}: {err}") from None
+        for key, want in (("plugin_namespace", PLUGIN_NAMESPACE), ("plugin_version", PLUGIN_VERSION)):
+            got = attrs.get(key)
+            if got is None:
+                node.attribute.append(helper.make_attribute(key, want))
+            elif (got.decode() if isinstance(got, bytes) else got) != want:
+                raise TvexportError(f"{where} has {key}={got!r}; tvexport's plugin is {want!r}")
+        inputs = list(node.input)
+        if len(inputs) not in (2, 3) or not inputs[0] or not inputs[1]:
+            raise TvexportError(f"{where} has inputs {inputs}; expected (x, weight[, bias])")
+        weight = consts.get(inputs[1])
+        if weight is None:
+            raise TvexportError(f"{where}: its weight {inputs[1]!r} is not a constant", hint="the TV kernels must be baked into the model")
+        dims = list(weight.dims)
+        if len(dims) != 4 or dims[1] != tv.k * tv.k:
+            raise TvexportError(f"{where}: weight has shape {dims}; expected (C, {tv.k * tv.k}, OH, OW) for k={tv.k}")
+        c, _, oh, ow = dims
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(weight.data_type)
+        if len(inputs) == 3 and inputs[2]:
+            bias = consts.get(inputs[2])
+            if bias is None:
+                raise TvexportError(f"{where}: its bias {inputs[2]!r} is not a constant", hint="the TV bias must be baked into the model")
+            try:
+                mode = bias_mode(tuple(bias.dims), c, oh, ow)
+            except ValueError as err:
+                raise TvexportError(f"{where}: {err}") from None
+            bias_kind = "map" if mode == BIAS_MAP else "channel"
+        else:
+            zero_name = f"{node.name or 'tv_dwconv'}_{idx}_zero_bias"
+            while zero_name in names:
+                zero_name += "_"
+            names.add(zero_name)
+            graph.initializer.append(numpy_helper.from_array(np.zeros((c, 1, 1), dtype=np_dtype), zero_name))
+            if len(inputs) == 3:
+                node.input[2] = zero_name
+            else:
+                node.input.append(zero_name)
+            bias_kind = "zero"
+        nodes.append(TVNode(label, c, tv.k, tv.stride, oh, ow, bias_kind, str(np_dtype)))
+    return nodes
+
+
+def prepare_onnx(path: Path) -> tuple[bytes, list[TVNode]]:
+    """The model's bytes ready for TensorRT's parser, and its TV nodes."""
+    try:
+        import onnx
+    except ImportError:
+        raise missing("onnx", what="tvexport build", extra="onnx") from None
+    path = Path(path)
+    try:
+        model = onnx.load(str(path))
+    except Exception as err:  # noqa: BLE001 - protobuf raises several types for damaged files
+        raise TvexportError(f"{path} is not a readable ONNX model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    nodes = prepare_tv_nodes(model, source=str(path))
+    return model.SerializeToString(), nodes
