@@ -75,6 +75,7 @@ def test_runner_matches_unbaked_network(tiny_package, batch: int) -> None:
 def test_runner_refuses_wrong_inputs(tiny_package) -> None:
     path, _, _ = tiny_package
     run = aoti.load_runner(path)
+    assert run.batch is None  # dynamic: `tvexport validate` picks its own batch
     with pytest.raises(TvexportError, match=r"accepts batch 1\.\.6, got batch 7"):
         run(_inputs(7, seed=0))
     with pytest.raises(TvexportError, match=r"takes input \(N, 3, 96, 96\)"):
@@ -133,9 +134,10 @@ def test_mismatch_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", fake_compile)
     monkeypatch.setattr(aoti, "_load_package", perturbed)
     out = tmp_path / "m.pt2"
-    with pytest.raises(MismatchError, match="differs from the torch model"):
+    with pytest.raises(MismatchError, match="differs from the torch model") as err:
         export_aoti(model, out)
     assert list(tmp_path.iterdir()) == []
+    assert [c.ok for c in err.value.comparisons] == [False]  # type: ignore[attr-defined]  (the CLI prints them)
 
 
 def test_dwconv_baseline_exports_the_same_way(tmp_path: Path) -> None:
@@ -143,7 +145,9 @@ def test_dwconv_baseline_exports_the_same_way(tmp_path: Path) -> None:
     result = export_aoti(model, tmp_path / "dw.pt2", batch=2)
     assert result.ok and result.info["atom"] == "dwconv" and result.info["batch"] == 2 and result.info["dynamic_batch"] is None
     x = _inputs(2, seed=5)
-    assert compare_outputs("dw", aoti.load_runner(result.path)(x), _reference(model, x), rtol=1e-5).ok
+    run = aoti.load_runner(result.path)
+    assert run.batch == 2
+    assert compare_outputs("dw", run(x), _reference(model, x), rtol=1e-5).ok
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,3 +201,16 @@ def test_cpp_runner_matches_python(tiny_package, tmp_path: Path) -> None:
 
     bad = subprocess.run([str(exe), str(path), "--shape", "3,3,96,96", "--input", str(tmp_path / "y.f32")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "bytes" in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli_export_and_validate_aoti(cli, face_ckpt: Path, tmp_path: Path) -> None:
+    """`tvexport export --format aoti` and `tvexport validate --backend aoti` with the real exporter."""
+    out = tmp_path / "face.pt2"
+    r = cli("export", face_ckpt, "--format", "aoti", "-o", out, "--dynamic-batch", "--max-batch", "8")
+    assert r.exit_code == 0, r.stderr
+    assert out.is_file() and sidecar_path(out).is_file()
+    r = cli("validate", out, "--against", face_ckpt, "--backend", "aoti", "--batch", "5")
+    assert r.exit_code == 0, r.stderr
+    r = cli("validate", out, "--against", face_ckpt, "--backend", "aoti", "--batch", "9")
+    assert r.exit_code == 2 and "accepts batch 1..8" in r.stderr

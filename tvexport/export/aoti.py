@@ -30,7 +30,7 @@ from torch import nn
 from .. import __version__
 from .._io import atomic_output, check_output_path
 from ..bake import random_inputs
-from ..errors import MismatchError, TvexportError
+from ..errors import TvexportError
 from ..models.registry import config_of
 from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
 
@@ -185,10 +185,13 @@ def export_aoti(
             del loaded
             bad = [c for c in comparisons if not c.ok]
             if bad:
+                from .validate import ValidationMismatch  # a MismatchError that carries the comparisons
+
                 c = bad[0]
-                raise MismatchError(
+                raise ValidationMismatch(
                     f"AOTInductor package differs from the torch model: {c.name} max abs error {c.max_abs:.3g} "
-                    f"> {c.atol:g} + {c.rtol:g} * {c.ref_max:.3g} (max rel {c.max_rel:.3g}); nothing was written"
+                    f"> {c.atol:g} + {c.rtol:g} * {c.ref_max:.3g} (max rel {c.max_rel:.3g}); nothing was written",
+                    comparisons=comparisons,
                 )
         os.replace(package, tmp)
         package_bytes = tmp.stat().st_size
@@ -267,6 +270,13 @@ class AotiRunner:
         if self.device == "cuda" and not torch.cuda.is_available():
             raise TvexportError(f"{self.path} was compiled for CUDA, and torch sees no CUDA device", hint="run it on a CUDA machine or export with --device cpu")
         self.compiled = _load_package(self.path, self.device)
+
+    @property
+    def batch(self) -> int | None:
+        """The fixed batch size, or None when the package takes a dynamic batch (or is undescribed)."""
+        if self.info is None or self.info.get("dynamic_batch"):
+            return None
+        return int(self.info["input_shape"][0])
 
     def _check(self, x: np.ndarray) -> None:
         if self.info is None:
