@@ -6,6 +6,7 @@ Public API (everything else is internal)::
     result = tvexport.bake(model)                             # generators -> constant kernels
     tvexport.save_baked(result, "model.baked.pt")
     baked = tvexport.load_baked("model.baked.pt")
+    fast = tvexport.compile_model(baked)                      # torch.compile (Inductor), fused TV loops
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 from .bake import BakeReport, BakeResult, ErrorStats, fold_batchnorms, load_baked, save_baked  # noqa: E402
 from .bake import bake_model as bake  # noqa: E402
 from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint  # noqa: E402
+from .compile import CompiledModel, compile_model  # noqa: E402
 from .errors import MismatchError, MissingDependencyError, TvexportError  # noqa: E402
 from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold  # noqa: E402
 from .models import ArchConfig, TVSettings, create_model, list_models  # noqa: E402
@@ -25,6 +27,7 @@ __all__ = [
     "BakeResult",
     "BakedTVConv",
     "Checkpoint",
+    "CompiledModel",
     "ErrorStats",
     "MismatchError",
     "MissingDependencyError",
@@ -34,6 +37,7 @@ __all__ = [
     "TvexportError",
     "__version__",
     "bake",
+    "compile_model",
     "create_model",
     "fold_batchnorms",
     "list_models",

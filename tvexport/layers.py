@@ -54,6 +54,19 @@ def _check_input(x: torch.Tensor, weight: torch.Tensor, stride: int) -> int:
     return k
 
 
+def _is_eager(x: torch.Tensor) -> bool:
+    """True when ``x`` is a real tensor run op by op (not traced by dynamo, export, jit or fx)."""
+    return type(x) is torch.Tensor and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+
+
+def _taps(x: torch.Tensor, k: int, stride: int, h: int, w: int) -> list[torch.Tensor]:
+    """The k*k shifted views ``xpad[:, :, ky + s*i, kx + s*j]`` in tap order ``ky*k + kx``."""
+    p = k // 2
+    xp = F.pad(x, (p, p, p, p))
+    span_h, span_w = stride * (h - 1) + 1, stride * (w - 1) + 1
+    return [xp[:, :, ky : ky + span_h : stride, kx : kx + span_w : stride] for ky in range(k) for kx in range(k)]
+
+
 def tv_depthwise(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, stride: int = 1
 ) -> torch.Tensor:
@@ -62,21 +75,33 @@ def tv_depthwise(
     This form never materialises the unfolded (N, C, k*k, h, w) tensor; compilers
     (torch.compile, AOTInductor) fuse it into a single loop. ``bias`` broadcasts against
     (C, h, w): a full map or a per-channel (C, 1, 1) bias.
+
+    Eager calls accumulate in place into one output buffer. Traced CPU calls (torch.compile,
+    torch.export) read each tap's kernel through an (h, w, C) copy, which constant folding makes
+    free for frozen weights: Inductor runs CPU networks channels-last, and this layout gives its
+    loop contiguous vector loads along C instead of strided gathers.
     """
     k = _check_input(x, weight, stride)
     h, w = weight.shape[-2:]
-    p = k // 2
-    xp = F.pad(x, (p, p, p, p))
-    span_h, span_w = stride * (h - 1) + 1, stride * (w - 1) + 1
-    out: torch.Tensor | None = None
-    for ky in range(k):
-        for kx in range(k):
-            tap = xp[:, :, ky : ky + span_h : stride, kx : kx + span_w : stride]
-            w_t = weight[:, ky * k + kx]
-            out = tap * w_t if out is None else torch.addcmul(out, tap, w_t)
-    assert out is not None
-    if bias is not None:
-        out = out + bias
+    taps = _taps(x, k, stride, h, w)
+    if _is_eager(x):
+        out = torch.mul(taps[0], weight[:, 0])
+        for t in range(1, k * k):
+            out.addcmul_(taps[t], weight[:, t])
+        return out.add_(bias) if bias is not None else out
+    if x.device.type == "cpu":
+        # one (h, w, C) tensor per tap, viewed as (C, h, w): separate constants after folding
+        # (slices of one permuted tensor would each drag the whole storage into a package)
+        kernels = [weight[:, t].permute(1, 2, 0).contiguous().permute(2, 0, 1) for t in range(k * k)]
+        if bias is not None and bias.shape[-2:] != (1, 1):
+            bias = bias.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (C, h, w) view, C fastest
+    else:
+        kernels = [weight[:, t] for t in range(k * k)]
+    # One expression, bias first: Inductor emits a single loop, and with the bias (and a
+    # following activation) in the same loop the output is written once.
+    out = taps[0] * kernels[0] if bias is None else bias + taps[0] * kernels[0]
+    for t in range(1, k * k):
+        out = out + taps[t] * kernels[t]
     return out
 
 

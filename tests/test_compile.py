@@ -1,0 +1,114 @@
+"""torch.compile of baked models (tvexport.compile_model) and the traced form of the TV op.
+
+References are independent of the code under test: the unbaked TVConv (generator + unfold, run
+on every call) with random posi_map, stride 1 and 2, k 3 and 5, with and without bias, batch > 1.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_model
+from tinynet import tiny_tvnet
+from tvexport import CompiledModel, TvexportError, bake, compile_model
+from tvexport.layers import BakedTVConv, TVConv
+
+# Inductor's FMA contraction and summation order differ from eager by a few float32 ulps.
+RTOL, ATOL = 1e-5, 1e-5
+
+
+def _tvconv(channels: int, k: int, stride: int, h: int, w: int, bias: bool, seed: int = 0) -> TVConv:
+    torch.manual_seed(seed)
+    layer = TVConv(channels, TVConv_k=k, stride=stride, TVConv_inter_chans=8, TVConv_inter_layers=1, TVConv_Bias=bias, h=h, w=w)
+    with torch.no_grad():
+        layer.posi_map.normal_()
+        for m in layer.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_(0.0, 0.1)
+    return layer.eval()
+
+
+def _close(got: torch.Tensor, ref: torch.Tensor) -> None:
+    torch.testing.assert_close(got, ref, rtol=RTOL, atol=ATOL * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("bias", [None, "map", "channel"])
+def test_traced_form_equals_unbaked(k: int, stride: int, bias: str | None) -> None:
+    """The branch BakedTVConv takes under torch.export / torch.compile ((k*k, h, w, C) kernels,
+    bias first), run as an exported graph, against the unbaked layer."""
+    layer = _tvconv(6, k, stride, 5, 7, bias == "map")
+    baked = BakedTVConv.from_tvconv(layer)
+    if bias == "channel":
+        baked.bias = torch.randn(6, 1, 1)
+    x = torch.randn(3, 6, 5 * stride, 7 * stride)
+    with torch.no_grad():
+        ref = layer(x) + (baked.bias if bias == "channel" else 0)
+        program = torch.export.export(baked, (x,))
+        targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+        assert not any("im2col" in t or "unfold" in t for t in targets), targets  # shift form, nothing unfolded
+        _close(program.module()(x), ref)
+        _close(program.module()(x.contiguous(memory_format=torch.channels_last)), ref)
+        _close(baked(x), ref)  # the eager (in-place) branch
+
+
+@pytest.mark.parametrize(("k", "stride", "bias", "channels_last"), [(3, 2, "map", True), (5, 1, "channel", False)])
+def test_compiled_layer_equals_unbaked(k: int, stride: int, bias: str, channels_last: bool) -> None:
+    layer = _tvconv(16, k, stride, 6, 8, bias == "map", seed=1)
+    baked = BakedTVConv.from_tvconv(layer)
+    if bias == "channel":
+        baked.bias = torch.randn(16, 1, 1)
+    x = torch.randn(2, 16, 6 * stride, 8 * stride)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = layer(x) + (baked.bias if bias == "channel" else 0)
+    fast = compile_model(baked)
+    _close(fast(x), ref)
+    assert not fast(x).requires_grad
+
+
+def test_compiled_small_network_equals_unbaked() -> None:
+    model = tiny_tvnet(k=5)
+    baked = bake(model).model
+    fast = compile_model(baked)
+    assert isinstance(fast, CompiledModel) and fast.tvexport_config == baked.tvexport_config
+    x = torch.rand((3, 3, 96, 96), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        _close(fast(x), model(x))  # against the unbaked network (generator, unfold)
+
+
+@pytest.mark.slow
+def test_compiled_network_equals_eager_dynamic_batch() -> None:
+    """A zoo network (BN folded into TV layers, residuals) compiled once for any batch."""
+    model = make_model("face_mobilenetv2_x0_1", seed=3)
+    baked = bake(model).model
+    fast = compile_model(baked, dynamic=True)
+    gen = torch.Generator().manual_seed(0)
+    for batch in (2, 3):
+        x = torch.rand((batch, 3, 96, 96), generator=gen) * 2 - 1
+        with torch.no_grad():
+            _close(fast(x), model(x))  # against the unbaked network (generators, unfold)
+            _close(fast(x), baked(x))
+
+
+def test_compile_model_leaves_model_alone() -> None:
+    baked = BakedTVConv.from_tvconv(_tvconv(4, 3, 1, 4, 4, False))
+    before = baked.weight.clone()
+    fast = compile_model(baked)
+    assert fast.original is not baked
+    fast(torch.randn(2, 4, 4, 4))
+    assert torch.equal(baked.weight, before)
+
+
+def test_compile_model_rejects_bad_options() -> None:
+    layer = nn.Identity()
+    with pytest.raises(TvexportError, match="unknown torch.compile mode"):
+        compile_model(layer, mode="fastest")  # type: ignore[arg-type]
+    with pytest.raises(TvexportError, match="unknown Inductor option"):
+        compile_model(layer, options={"no_such_option": 1})
+    assert compile_model(layer, mode="max-autotune-no-cudagraphs").options["max_autotune"] is True

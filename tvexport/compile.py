@@ -1,0 +1,97 @@
+"""torch.compile for baked models: Inductor fuses each TV layer into one loop over its output.
+
+    fast = tvexport.compile_model(tvexport.load_baked("model.baked.pt"))
+    y = fast(x)            # first call compiles (seconds to a minute), later calls are fast
+
+The first call compiles for the input's shape; ``dynamic=True`` compiles one kernel set for any
+batch size. Weights are frozen into the compiled code (``freezing``): changing the wrapped
+module's tensors after the first call has no effect -- compile again instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .errors import TvexportError
+from .models.registry import ArchConfig
+
+__all__ = ["COMPILE_MODES", "CompiledModel", "compile_model"]
+
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+_RECOMPILE_LIMIT = 64
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+class CompiledModel(nn.Module):
+    """A torch.compile'd inference copy of a model; calls run without autograd.
+
+    ``original`` is the eager module (a private copy, with ``requires_grad`` off), ``compiled``
+    the ``torch.compile`` wrapper around it; ``tvexport_config`` is carried over.
+    """
+
+    def __init__(self, original: nn.Module, compiled: Any, options: dict[str, Any]) -> None:
+        from torch._dynamo import config as dynamo_config
+        from torch._inductor import config as inductor_config
+
+        super().__init__()
+        self.original = original
+        self._compiled = compiled
+        self.options = options  # Inductor config, patched in around every call (see forward)
+        # Compilation happens inside a call (the first one, and recompiles), and Dynamo reads
+        # settings such as `freezing` while it traces, so the options are patched in around
+        # every call; torch.compile(options=...) would not reach Dynamo. Dynamo also keys its
+        # cache on the forward's code object, shared by every instance of a model class, and
+        # frozen weights make each instance one more entry: allow many compiled models.
+        # The patch objects are built once (re-entering one costs microseconds).
+        limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
+        self._patches = (inductor_config.patch(options), dynamo_config.patch(recompile_limit=limit))
+        cfg = getattr(original, "tvexport_config", None)
+        if isinstance(cfg, ArchConfig):
+            self.tvexport_config = cfg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), self._patches[0], self._patches[1]:
+            return self._compiled(x)
+
+
+def compile_model(
+    model: nn.Module,
+    *,
+    dynamic: bool | None = None,
+    mode: CompileMode | None = None,
+    freezing: bool = True,
+    fullgraph: bool = True,
+    options: dict[str, Any] | None = None,
+) -> CompiledModel:
+    """A torch.compile'd (Inductor) copy of ``model`` for inference; ``model`` is not modified.
+
+    ``dynamic``: None (torch's default: recompile once with a symbolic batch if the batch
+    changes), True (symbolic shapes from the first call) or False (one compile per shape).
+    ``mode``: a torch.compile mode (``max-autotune`` benchmarks alternative kernels at compile
+    time). ``freezing`` inlines the weights as constants, so that conv weights are prepacked
+    and the TV kernels' re-layout is folded away at compile time. ``options`` are extra
+    Inductor options (e.g. ``{"cpp.simdlen": 512}``).
+    """
+    if mode is not None and mode not in COMPILE_MODES:
+        raise TvexportError(f"unknown torch.compile mode {mode!r}", hint=f"choose one of {', '.join(COMPILE_MODES)}")
+    original = copy.deepcopy(model).eval()
+    for p in original.parameters():
+        p.requires_grad_(False)
+    inductor_options: dict[str, Any] = {"freezing": freezing}
+    inductor_options.update(options or {})
+    kwargs: dict[str, Any] = {"dynamic": dynamic, "fullgraph": fullgraph}
+    from torch._inductor import config as inductor_config
+    from torch._inductor import list_mode_options
+
+    if mode is not None and mode != "default":
+        inductor_options = {**list_mode_options(mode, dynamic), **inductor_options}  # a mode is a set of options
+    known = inductor_config.get_config_copy()
+    unknown = sorted(k for k in inductor_options if k not in known)
+    if unknown:
+        raise TvexportError(f"unknown Inductor option{'s' * (len(unknown) > 1)} {', '.join(unknown)}", hint="see torch/_inductor/config.py for the names")
+    compiled = torch.compile(original, **kwargs)
+    return CompiledModel(original, compiled, inductor_options)

@@ -1,0 +1,308 @@
+"""AOTInductor export: baked model -> ``.pt2`` package (compiled C++/OpenMP kernels + weights).
+
+The package runs without Python: load it with ``torch::inductor::AOTIModelPackageLoader`` in C++
+(see ``examples/aoti_runner``) or with ``torch._inductor.aoti_load_package`` (``load_runner``).
+Inductor fuses the TV op (sum over taps of ``W_t * shift_t(x)``) into one loop; the unfolded
+(N, C, k*k, h, w) tensor that ONNX decompositions materialise never exists.
+
+A JSON sidecar ``<output>.json`` records how the package was built (torch version, device,
+shapes, batch range, compile time, size) and how it validated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from .._io import atomic_output, check_output_path
+from ..bake import random_inputs
+from ..errors import TvexportError
+from ..models.registry import config_of
+from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
+
+__all__ = ["SIDECAR_FORMAT", "AotiRunner", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
+
+SIDECAR_FORMAT = "tvexport-aoti"
+SIDECAR_VERSION = 1
+_DEVICES = ("cpu", "cuda")
+
+
+def sidecar_path(package: Path) -> Path:
+    """``model.pt2`` -> ``model.pt2.json``."""
+    package = Path(package)
+    return package.with_name(package.name + ".json")
+
+
+def default_inductor_configs(device: str) -> dict[str, Any]:
+    """Inductor options used for packages.
+
+    ``freezing`` lets Inductor treat weights as constants (constant folding, prepacked oneDNN
+    conv weights); ``cpp.dynamic_threads`` makes the CPU kernels use the OpenMP thread count of
+    the process that runs the package (``OMP_NUM_THREADS``) instead of the compiling machine's.
+    """
+    configs: dict[str, Any] = {"freezing": True}
+    if device == "cpu":
+        configs["cpp.dynamic_threads"] = True
+    return configs
+
+
+def _cpu_isa() -> str:
+    """The vector ISA the CPU kernels are compiled for (Inductor builds with -march=native)."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    return str(pick_vec_isa()) or "scalar"
+
+
+def _check_compiler() -> None:
+    from torch._inductor import config as inductor_config
+
+    cxx = inductor_config.cpp.cxx[1] or "g++"
+    if shutil.which(cxx) is None:
+        raise TvexportError(
+            f"AOTInductor needs a C++ compiler, and {cxx!r} was not found",
+            hint="install g++ (e.g. apt-get install g++) or point the CXX environment variable at one",
+        )
+
+
+def _check_device(device: str) -> torch.device:
+    if device not in _DEVICES:
+        raise TvexportError(f"unknown device {device!r}", hint=f"choose one of {', '.join(_DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TvexportError("--device cuda was asked for, but torch sees no CUDA device", hint="export with --device cpu, or run on a machine with a CUDA GPU and a CUDA build of torch")
+    return torch.device(device)
+
+
+def _validation_batches(batch: int, dynamic_batch: bool, max_batch: int) -> list[int]:
+    if not dynamic_batch:
+        return [batch]
+    # the example batch, the smallest and the largest allowed batch (capped: the point is to
+    # exercise the symbolic batch dimension, not to spend minutes on batch 64)
+    return sorted({1, batch, min(max_batch, max(batch, 2) + 1)})
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def _export_program(model: nn.Module, example: torch.Tensor, *, dynamic_batch: bool, max_batch: int) -> torch.export.ExportedProgram:
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=max_batch)},)
+    with torch.no_grad(), _quiet():
+        try:
+            return torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False)
+        except Exception as err:  # noqa: BLE001 - torch.export raises many types; report one line
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise TvexportError(f"torch.export failed: {first}", hint="run with --verbose for the traceback") from err
+
+
+def export_aoti(
+    model: nn.Module,
+    output: Path,
+    *,
+    device: str = "cpu",
+    dynamic_batch: bool = False,
+    batch: int = 1,
+    max_batch: int = 64,
+    force: bool = False,
+    validate: bool = True,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> ExportResult:
+    """Export a baked model (or a DWConv/dense baseline) to an AOTInductor ``.pt2`` package.
+
+    ``batch`` is the batch the package is built for (``dynamic_batch=False``) or the example
+    batch of the export; with ``dynamic_batch`` the package accepts any batch in
+    ``[1, max_batch]``. With ``validate`` the package is loaded and compared with ``model`` on
+    seeded inputs; a mismatch raises ``MismatchError`` and writes nothing.
+    """
+    start = time.perf_counter()
+    output = check_output_path(Path(output), force=force)
+    side = check_output_path(sidecar_path(output), force=force)
+    if batch < 1 or max_batch < 1:
+        raise TvexportError(f"batch sizes must be >= 1 (batch {batch}, max batch {max_batch})")
+    if dynamic_batch and batch > max_batch:
+        raise TvexportError(f"batch {batch} is larger than --max-batch {max_batch}", hint="raise --max-batch or lower --batch")
+    dev = _check_device(device)
+    _check_compiler()
+    cfg = config_of(model)
+    default_rtol, default_atol = DEFAULT_TOLERANCES["float32"]
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
+
+    model = copy.deepcopy(model).to(device=dev, dtype=torch.float32).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    # Export at batch >= 2 when the batch is dynamic: torch.export specialises a dimension of size 1.
+    example_batch = max(batch, 2) if dynamic_batch and max_batch >= 2 else batch
+    example = random_inputs((example_batch, *cfg.input_shape), seed=0).to(dev)
+
+    t0 = time.perf_counter()
+    program = _export_program(model, example, dynamic_batch=dynamic_batch and max_batch >= 2, max_batch=max_batch)
+    export_seconds = time.perf_counter() - t0
+
+    inductor_configs = default_inductor_configs(device)
+    with atomic_output(output, force=force) as tmp, tempfile.TemporaryDirectory(prefix=".aoti-", dir=output.parent) as work:
+        package = Path(work) / "model.pt2"  # AOTInductor insists on the .pt2 suffix
+        t0 = time.perf_counter()
+        with torch.no_grad(), _quiet():
+            try:
+                torch._inductor.aoti_compile_and_package(program, package_path=str(package), inductor_configs=dict(inductor_configs))
+            except Exception as err:  # noqa: BLE001 - C++ compiler and Inductor errors: report one line
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                raise TvexportError(f"AOTInductor compilation failed: {first}", hint="run with --verbose for the traceback") from err
+        compile_seconds = time.perf_counter() - t0
+
+        comparisons: list[Comparison] = []
+        with torch.no_grad():
+            output_shape = list(model(example).shape)
+        if validate:
+            loaded = _load_package(package, device)
+            for b in _validation_batches(example_batch, dynamic_batch and max_batch >= 2, max_batch):
+                x = random_inputs((b, *cfg.input_shape), seed=b).to(dev)
+                with torch.no_grad():
+                    ref = model(x)
+                    got = loaded(x)
+                comparisons.append(compare_outputs(f"{cfg.name} batch {b}", got.detach().cpu(), ref.detach().cpu(), rtol=rtol, atol=atol))
+            del loaded
+            bad = [c for c in comparisons if not c.ok]
+            if bad:
+                from .validate import ValidationMismatch  # a MismatchError that carries the comparisons
+
+                c = bad[0]
+                raise ValidationMismatch(
+                    f"AOTInductor package differs from the torch model: {c.name} max abs error {c.max_abs:.3g} "
+                    f"> {c.atol:g} + {c.rtol:g} * {c.ref_max:.3g} (max rel {c.max_rel:.3g}); nothing was written",
+                    comparisons=comparisons,
+                )
+        os.replace(package, tmp)
+        package_bytes = tmp.stat().st_size
+
+        info: dict[str, Any] = {
+            "format": SIDECAR_FORMAT,
+            "format_version": SIDECAR_VERSION,
+            "package": output.name,
+            "arch": cfg.name,
+            "atom": cfg.atom,
+            "device": device,
+            "dtype": "float32",
+            "input_shape": [example_batch, *cfg.input_shape],
+            "output_shape": output_shape,
+            "dynamic_batch": {"min": 1, "max": max_batch} if dynamic_batch and max_batch >= 2 else None,
+            "batch": None if dynamic_batch and max_batch >= 2 else example_batch,
+            "export_seconds": round(export_seconds, 3),
+            "compile_seconds": round(compile_seconds, 3),
+            "package_bytes": package_bytes,
+            "compile_threads": torch.get_num_threads(),
+            "cpu_isa": _cpu_isa() if device == "cpu" else None,
+            "inductor_configs": inductor_configs,
+            "torch_version": str(torch.__version__),
+            "tvexport_version": __version__,
+            "validation": [c.to_dict() for c in comparisons],
+        }
+        with atomic_output(side, force=force) as side_tmp:
+            side_tmp.write_text(json.dumps(info, indent=2) + "\n")
+    return ExportResult(
+        path=output,
+        format="aoti",
+        arch=cfg.name,
+        comparisons=comparisons,
+        seconds=time.perf_counter() - start,
+        extra_files=[side],
+        info=info,
+    )
+
+
+def read_sidecar(package: Path) -> dict[str, Any] | None:
+    """The JSON written beside ``package`` by ``export_aoti``, or None if there is none."""
+    side = sidecar_path(Path(package))
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text())
+    except (OSError, ValueError) as err:
+        raise TvexportError(f"{side}: cannot read the package description ({err})", hint="re-export the package or delete the .json file") from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise TvexportError(f"{side} is not a tvexport AOTInductor description", hint="re-export the package or delete the .json file")
+    return data
+
+
+def _load_package(path: Path, device: str) -> Any:
+    with _quiet():
+        try:
+            return torch._inductor.aoti_load_package(str(path))
+        except Exception as err:  # noqa: BLE001 - the loader raises RuntimeError with C++ text
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise TvexportError(f"{path} could not be loaded as an AOTInductor package ({first})", hint="export it again with this torch version: tvexport export SRC --format aoti") from None
+
+
+class AotiRunner:
+    """A loaded ``.pt2`` package as a Runner: NCHW float32 numpy in -> numpy out.
+
+    ``compiled`` is the loaded package itself (torch tensors in and out, no checks), for
+    benchmarks that want no numpy conversion in the timed call; ``info`` is the sidecar or None.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TvexportError(f"AOTInductor package {self.path} does not exist", hint="check the path")
+        self.info = read_sidecar(self.path)
+        self.device = str(self.info.get("device", "cpu")) if self.info else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise TvexportError(f"{self.path} was compiled for CUDA, and torch sees no CUDA device", hint="run it on a CUDA machine or export with --device cpu")
+        self.compiled = _load_package(self.path, self.device)
+
+    @property
+    def batch(self) -> int | None:
+        """The fixed batch size, or None when the package takes a dynamic batch (or is undescribed)."""
+        if self.info is None or self.info.get("dynamic_batch"):
+            return None
+        return int(self.info["input_shape"][0])
+
+    def _check(self, x: np.ndarray) -> None:
+        if self.info is None:
+            return
+        want = self.info["input_shape"]
+        rng = self.info.get("dynamic_batch")
+        if x.ndim != len(want) or list(x.shape[1:]) != list(want[1:]):
+            raise TvexportError(f"{self.path} takes input (N, {', '.join(map(str, want[1:]))}), got {tuple(x.shape)}")
+        lo, hi = (rng["min"], rng["max"]) if rng else (want[0], want[0])
+        if not lo <= x.shape[0] <= hi:
+            allowed = f"batch {lo}..{hi}" if rng else f"batch {lo} only (exported without --dynamic-batch)"
+            raise TvexportError(f"{self.path} accepts {allowed}, got batch {x.shape[0]}")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self._check(x)
+        t = torch.from_numpy(x)
+        if self.device != "cpu":
+            t = t.to(self.device)
+        with torch.no_grad():
+            out = self.compiled(t)
+        if isinstance(out, (list, tuple)):
+            out = out[0]
+        return out.detach().cpu().numpy()
+
+
+def load_runner(path: Path) -> Runner:
+    """Load a ``.pt2`` package for ``tvexport validate --backend aoti`` / ``bench``."""
+    return AotiRunner(Path(path))
