@@ -44,7 +44,7 @@ def _one_line_error(result, exit_code: int = 2) -> str:
 def test_bench_checkpoint_writes_every_report(cli, ckpt: Path, tmp_path: Path) -> None:
     out = {ext: tmp_path / f"r.{ext}" for ext in ("json", "csv", "md", "png")}
     threads = torch.get_num_threads()
-    r = cli("bench", ckpt, "--batch", "1,2", *FAST, "--json", out["json"], "--csv", out["csv"], "--markdown", out["md"], "--plot", out["png"])
+    r = cli("bench", ckpt, "--batch", "1,2", *FAST, "-b", "torch-unbaked", "-b", "torch-baked", "--json", out["json"], "--csv", out["csv"], "--markdown", out["md"], "--plot", out["png"])
     assert r.exit_code == 0, r.stderr
     assert torch.get_num_threads() == threads  # --threads applies to the run only
     assert "torch-unbaked" in r.stdout and "torch-baked" in r.stdout and "tvconv/dwconv" in r.stdout

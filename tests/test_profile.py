@@ -299,7 +299,9 @@ def fake_registry(monkeypatch: pytest.MonkeyPatch):
     module = types.ModuleType("tvexport.profile.backends._fake")
     module.Unavailable = _Unavailable  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    registry = dict(backends_pkg.REGISTRY)
+    # Only the torch backends plus the fakes: the rules under test must not depend on which
+    # optional runtimes (onnxruntime, tensorrt, ...) this machine has.
+    registry = {name: backends_pkg.REGISTRY[name] for name in ("torch-unbaked", "torch-baked")}
     registry["fake-missing"] = "_fake:Unavailable"
     monkeypatch.setattr(backends_pkg, "REGISTRY", registry)
     return module, registry
