@@ -689,3 +689,22 @@ def test_gpu_backends_say_why_they_are_unavailable(name: str) -> None:
 
     reason = get_backend(name).available(device="cpu")
     assert reason and ("CUDA" in reason or "needs" in reason)
+
+
+@pytest.mark.parametrize("name", ["torch-compile", "aoti"])
+def test_compiled_backends_run_the_compiled_network(name: str) -> None:
+    """torch.compile / AOTInductor adapters: compiled once in prepare, output equals eager."""
+    from tests.tinynet import tiny_tvnet
+    from tvexport.bake import random_inputs
+    from tvexport.profile.backends import get_backend
+
+    backend = get_backend(name)
+    if backend.available(device="cpu"):
+        pytest.skip(backend.available(device="cpu"))
+    baked = bake_model(tiny_tvnet(), verify=False).model
+    run = backend.prepare(baked, batch=2, threads=1, device="cpu", dtype=torch.float32)
+    out = run()
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    with torch.no_grad():
+        ref = baked(random_inputs((2, 3, 96, 96), seed=0))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)

@@ -74,6 +74,8 @@ REGISTRY: dict[str, str] = {
     "torch-unbaked": "torch_eager:TorchUnbaked",
     "torch-baked": "torch_eager:TorchBaked",
     "onnxruntime": "ort:OnnxRuntime",
+    "torch-compile": "compiled:TorchCompile",
+    "aoti": "compiled:Aoti",
     "triton": "torch_eager:TritonOp",
     "tensorrt": "tensorrt:TensorRT",
 }

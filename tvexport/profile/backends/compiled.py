@@ -1,0 +1,83 @@
+"""Compiled PyTorch: ``torch.compile`` (Inductor) and AOTInductor ``.pt2`` packages.
+
+Both fuse each TV layer's shift-and-accumulate into one loop; the DWConv baseline is compiled
+the same way, so the comparison stays fair. Compilation happens in ``prepare`` (not timed) and
+takes tens of seconds per network and batch size on a small CPU.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...bake import random_inputs
+from ...models.registry import config_of
+from . import Form, RunOnce
+from .torch_eager import torch_device_reason
+
+
+def _compiler_reason() -> str | None:
+    if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        return "Inductor needs a C++ compiler (g++ or clang++) on PATH"
+    return None
+
+
+class TorchCompile:
+    """``tvexport.compile_model``: torch.compile with freezing, static shapes per batch."""
+
+    name = "torch-compile"
+    form: Form = "baked"
+    per_layer = False
+
+    def available(self, *, device: str) -> str | None:
+        return torch_device_reason(device) or (_compiler_reason() if device == "cpu" else None)
+
+    def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
+        from ...compile import compile_model
+
+        torch.set_num_threads(threads)
+        compiled = compile_model(model.to(device=device, dtype=dtype), dynamic=False)
+        x = random_inputs((batch, *config_of(model).input_shape), seed=0).to(device=device, dtype=dtype)
+        compiled(x)  # compile now, outside the timed region
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return lambda: compiled(x)
+
+
+class Aoti:
+    """``tvexport export --format aoti``: an AOTInductor package at a fixed batch, loaded in-process."""
+
+    name = "aoti"
+    form: Form = "baked"
+    per_layer = False
+
+    def available(self, *, device: str) -> str | None:
+        return torch_device_reason(device) or (_compiler_reason() if device == "cpu" else None)
+
+    def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
+        from ...export.aoti import AotiRunner, export_aoti
+
+        if dtype != torch.float32:
+            raise torch_dtype_error(dtype)
+        torch.set_num_threads(threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            package = Path(tmp) / "model.pt2"
+            export_aoti(model, package, device="cuda" if device.startswith("cuda") else "cpu", batch=batch, validate=False)
+            compiled = AotiRunner(package).compiled
+        x = random_inputs((batch, *config_of(model).input_shape), seed=0).to(device)
+
+        def run() -> object:
+            with torch.inference_mode():
+                return compiled(x)
+
+        return run
+
+
+def torch_dtype_error(dtype: torch.dtype) -> Exception:
+    from ...errors import TvexportError
+
+    return TvexportError(f"the aoti backend exports float32 packages, not {dtype}", hint="drop --dtype or choose another backend")
