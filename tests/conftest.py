@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -82,3 +83,14 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
 def pytest_configure(config: pytest.Config) -> None:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``slow`` tests (whole zoo networks through a compiler: minutes on 2 cores) run only with
+    TVEXPORT_SLOW=1; the default suite covers the same code paths on small networks."""
+    if os.environ.get("TVEXPORT_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set TVEXPORT_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

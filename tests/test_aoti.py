@@ -174,7 +174,6 @@ def _cxx_available() -> bool:
     return shutil.which("cmake") is not None and shutil.which(os.environ.get("CXX", "c++")) is not None
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not _cxx_available(), reason="needs cmake and a C++ compiler")
 def test_cpp_runner_matches_python(tiny_package, tmp_path: Path) -> None:
     """Build examples/aoti_runner against the torch wheel's libtorch; run the package without Python."""

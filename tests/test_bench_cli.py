@@ -83,7 +83,11 @@ def test_bench_per_layer(cli, baked: Path, tmp_path: Path) -> None:
     assert "### Per layer" in md.read_text() and "GB/s" in md.read_text()
 
 
-def test_bench_baked_file_skips_unbaked(cli, baked: Path) -> None:
+def test_bench_baked_file_skips_unbaked(cli, baked: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tvexport.profile import backends
+
+    # the default run (every registered backend), without the compiling ones that take minutes
+    monkeypatch.setattr(backends, "REGISTRY", {k: backends.REGISTRY[k] for k in ("torch-unbaked", "torch-baked")})
     path = baked
     r = cli("bench", path, *FAST)
     assert r.exit_code == 0, r.stderr
