@@ -126,14 +126,54 @@ def build_corpus(root: Path) -> dict[str, Path]:
     return corpus
 
 
-# command name -> (argv builder, inputs it must reject). fp16_overflow is bad only for --dtype float16.
-COMMANDS: dict[str, Callable[[Path, Path], list[str]]] = {
-    "inspect": lambda src, out: ["inspect", str(src)],
-    "inspect --json": lambda src, out: ["inspect", str(src), "--json"],
-    "bake": lambda src, out: ["bake", str(src), "-o", str(out / "out.baked.pt")],
-    "bake float16": lambda src, out: ["bake", str(src), "-o", str(out / "out16.baked.pt"), "--dtype", "float16"],
+FAST_BENCH = ["-b", "torch-baked", "--min-iters", "1", "--min-seconds", "0", "--warmup-seconds", "0"]
+
+# command -> argv for a bad checkpoint ``src`` (outputs go to ``out``; ``good`` holds valid artefacts).
+COMMANDS: dict[str, Callable[[Path, Path, dict[str, Path]], list[str]]] = {
+    "inspect": lambda src, out, good: ["inspect", str(src)],
+    "inspect --json": lambda src, out, good: ["inspect", str(src), "--json"],
+    "bake": lambda src, out, good: ["bake", str(src), "-o", str(out / "out.baked.pt")],
+    "bake float16": lambda src, out, good: ["bake", str(src), "-o", str(out / "out16.baked.pt"), "--dtype", "float16"],
+    "export onnx": lambda src, out, good: ["export", str(src), "-o", str(out / "m.onnx")],
+    "export plugin": lambda src, out, good: ["export", str(src), "-o", str(out / "p.onnx"), "--tv-op", "plugin"],
+    "validate --against": lambda src, out, good: ["validate", str(good["onnx"]), "--against", str(src)],
+    "bench": lambda src, out, good: ["bench", str(src), *FAST_BENCH, "--json", str(out / "r.json")],
 }
-ONLY_FOR = {"fp16_overflow.pt": {"bake float16"}, "nan_weights.pt": {"bake", "bake float16"}, "inf_weights.pt": {"bake", "bake float16"}}
+# Inputs that are well-formed checkpoints whose weights are the problem: only commands that use
+# the weights must refuse them (inspect reports them instead).
+ONLY_FOR = {
+    "fp16_overflow.pt": {"bake float16"},
+    "nan_weights.pt": {"bake", "bake float16", "export onnx", "export plugin", "validate --against"},
+    "inf_weights.pt": {"bake", "bake float16", "export onnx", "export plugin", "validate --against"},
+}
+
+# command -> argv for a bad artefact (ONNX file or engine) ``model``.
+ARTEFACT_COMMANDS: dict[str, Callable[[Path, Path, dict[str, Path]], list[str]]] = {
+    "validate onnxruntime": lambda model, out, good: ["validate", str(model), "--against", str(good["ckpt"])],
+    "validate aoti": lambda model, out, good: ["validate", str(model), "--against", str(good["ckpt"]), "--backend", "aoti"],
+    "build": lambda model, out, good: ["build", str(model), "-o", str(out / "e.engine")],
+}
+
+
+def build_artefact_corpus(root: Path, good_onnx: Path, good_ckpt: Path) -> dict[str, Path]:
+    """Bad exported artefacts: damaged ONNX graphs and files that are not graphs at all."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = good_onnx.read_bytes()
+    corpus: dict[str, Path] = {"missing": root / "missing.onnx", "directory": root / "dir.onnx"}
+    corpus["directory"].mkdir()
+
+    def put(name: str, content: bytes) -> None:
+        corpus[name] = root / name
+        corpus[name].write_bytes(content)
+
+    put("empty.onnx", b"")
+    for frac in (0.01, 0.5, 0.99):
+        put(f"truncated_{frac}.onnx", data[: int(len(data) * frac)])
+    put("text.onnx", b"not a graph\n" * 20)
+    put("image.onnx", b"\x89PNG\r\n\x1a\n" + os.urandom(300))
+    put("checkpoint.onnx", good_ckpt.read_bytes())
+    put("random.onnx", os.urandom(2048))
+    return corpus
 
 
 @pytest.fixture(scope="module")
@@ -141,20 +181,24 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def test_corpus_is_large_enough(corpus: dict[str, Path]) -> None:
-    assert len(corpus) >= 30
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A valid checkpoint and its exported ONNX graph (for commands that take two files)."""
+    from tvexport.export import load_source
+    from tvexport.export.onnx import export_onnx
+
+    root = tmp_path_factory.mktemp("good")
+    ckpt = write_checkpoint(make_model(tv=TVSettings(inter_chans=4, inter_layers=0)), root / "good.ckpt", "lightning")
+    onnx_path = root / "good.onnx"
+    export_onnx(load_source(ckpt), onnx_path, simplify=False)
+    return {"ckpt": ckpt, "onnx": onnx_path}
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
-def test_every_bad_input_is_refused_cleanly(command: str, corpus: dict[str, Path], tmp_path: Path, cli) -> None:
-    marker = next(iter(corpus.values())).parent / MARKER_NAME
+def _check_refusals(cli, cases: list[tuple[str, list[str], Path]], marker: Path) -> list[str]:
+    """Run each (name, argv, output dir); collect every way a refusal was not clean."""
     failures = []
-    for name, path in corpus.items():
-        if name in ONLY_FOR and command not in ONLY_FOR[name]:
-            continue
-        out = tmp_path / name.replace(".", "_")
-        out.mkdir()
-        r = cli(*COMMANDS[command](path, out))
+    for name, argv, out in cases:
+        r = cli(*argv)
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         problems = []
         if r.exit_code == 0:
@@ -169,8 +213,38 @@ def test_every_bad_input_is_refused_cleanly(command: str, corpus: dict[str, Path
             problems.append("CODE EXECUTED")
         if problems:
             failures.append(f"{name}: {'; '.join(problems)}")
+    return failures
+
+
+def test_corpus_is_large_enough(corpus: dict[str, Path]) -> None:
+    assert len(corpus) >= 30
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_bad_input_is_refused_cleanly(command: str, corpus: dict[str, Path], good: dict[str, Path], tmp_path: Path, cli) -> None:
+    marker = next(iter(corpus.values())).parent / MARKER_NAME
+    cases = []
+    for name, path in corpus.items():
+        if name in ONLY_FOR and command not in ONLY_FOR[name]:
+            continue
+        out = tmp_path / name.replace(".", "_")
+        out.mkdir()
+        cases.append((name, COMMANDS[command](path, out, good), out))
+    failures = _check_refusals(cli, cases, marker)
     assert not failures, "\n".join(failures)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", list(ARTEFACT_COMMANDS))
+def test_every_bad_artefact_is_refused_cleanly(command: str, good: dict[str, Path], tmp_path: Path, cli) -> None:
+    artefacts = build_artefact_corpus(tmp_path / "artefacts", good["onnx"], good["ckpt"])
+    cases = []
+    for name, path in artefacts.items():
+        out = tmp_path / f"out_{name.replace('.', '_')}"
+        out.mkdir()
+        cases.append((name, ARTEFACT_COMMANDS[command](path, out, good), out))
+    failures = _check_refusals(cli, cases, tmp_path / MARKER_NAME)
+    assert not failures, "\n".join(failures)
 
 
 def test_interrupted_save_keeps_previous_output(tmp_path: Path, face_ckpt: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,3 +278,49 @@ def test_output_directory_problems(face_ckpt: Path, tmp_path: Path, cli) -> None
     assert r.exit_code == 2 and r.stderr.startswith("error:")
     r = cli("bake", face_ckpt, "-o", tmp_path)
     assert r.exit_code == 2 and "is a directory" in r.stderr
+
+
+def test_missing_optional_backends_are_one_line(cli, good: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What to install is said in one line, for every optional piece."""
+    import importlib.util
+
+    def one_line(r) -> str:  # type: ignore[no-untyped-def]
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        return lines[0]
+
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "tensorrt" in one_line(cli("build", good["onnx"], "-o", tmp_path / "e.engine"))
+        (tmp_path / "some.engine").write_bytes(b"engine bytes")
+        assert "tensorrt" in one_line(cli("validate", tmp_path / "some.engine", "--against", good["ckpt"], "--backend", "tensorrt"))
+        assert "pip install 'tvexport[trt" in one_line(cli("build", good["onnx"]))  # the extra survives the terminal markup
+    if not torch.cuda.is_available():
+        assert "CUDA" in one_line(cli("export", good["ckpt"], "--format", "aoti", "--device", "cuda", "-o", tmp_path / "m.pt2"))
+        assert "CUDA" in one_line(cli("bench", good["ckpt"], "-b", "triton", "--device", "cuda", *FAST_BENCH[2:]))
+        assert "cuda" in one_line(cli("bench", good["ckpt"], "-b", "triton", *FAST_BENCH[2:])).lower()
+    plugin = tmp_path / "plugin.onnx"
+    assert cli("export", good["ckpt"], "--tv-op", "plugin", "-o", plugin, "--no-validate").exit_code == 0
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime_extensions", None)  # as if not installed
+    assert "onnxruntime-extensions" in one_line(cli("validate", plugin, "--against", good["ckpt"]))
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
+    assert "onnxruntime" in one_line(cli("export", good["ckpt"], "-o", tmp_path / "x.onnx"))
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "m.pt2").exists() and not (tmp_path / "e.engine").exists()
+
+
+def test_interrupted_onnx_write_keeps_previous_file(cli, good: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"previous")
+    real_save = onnx.save
+
+    def dying_save(proto, f, *args, **kwargs):  # type: ignore[no-untyped-def]
+        Path(f).write_bytes(proto.SerializeToString()[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx, "save", dying_save)
+    r = cli("export", good["ckpt"], "-o", out, "--force", "--no-validate")
+    assert r.exit_code == 130
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    monkeypatch.setattr(onnx, "save", real_save)
