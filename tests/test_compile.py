@@ -72,9 +72,17 @@ def test_compiled_layer_equals_unbaked(k: int, stride: int, bias: str, channels_
     assert not fast(x).requires_grad
 
 
-def test_compiled_small_network_equals_unbaked() -> None:
-    model = tiny_tvnet(k=5)
-    baked = bake(model).model
+@pytest.mark.parametrize(
+    ("k", "stride", "bias", "fold_bn"),
+    [(5, 2, True, True), (3, 1, False, True), (5, 1, False, False), (3, 2, True, False)],
+    ids=["k5s2-map", "k3s1-channel", "k5s1-none", "k3s2-map-bn"],
+)
+def test_compiled_small_network_equals_unbaked(k: int, stride: int, bias: bool, fold_bn: bool) -> None:
+    """Bias kinds reaching the compiler: TV map (+ folded BN), folded BN only, none (BN kept)."""
+    model = tiny_tvnet(k=k, stride=stride, bias=bias)
+    baked = bake(model, fold_bn=fold_bn).model
+    (tv,) = [m for m in baked.modules() if isinstance(m, BakedTVConv)]
+    assert tv.bias_kind == ("map" if bias else "channel" if fold_bn else None)
     fast = compile_model(baked)
     assert isinstance(fast, CompiledModel) and fast.tvexport_config == baked.tvexport_config
     x = torch.rand((3, 3, 96, 96), generator=torch.Generator().manual_seed(0)) * 2 - 1

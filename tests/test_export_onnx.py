@@ -106,7 +106,7 @@ def test_float16_layer_graph(method: str) -> None:
     model = layer_model(weight.astype(np.float16), bias.astype(np.float16), stride=2, method=method, batch=3)
     runner = tvonnx.OrtRunner(model, what="layer")
     assert runner.input_dtype == np.float16
-    assert _rel_err(runner(x), ref) < 1e-2
+    assert _rel_err(runner(x), ref) < 2e-3  # float16 output rounding is ~5e-4
 
 
 def test_plugin_reference_checks_its_inputs() -> None:
@@ -187,7 +187,7 @@ def test_network_matches_unbaked_torch(exports: dict[str, Exported], key: str) -
         x, ref = e.reference(n)
         got = runner(x)
         assert got.shape == ref.shape
-        assert _rel_err(got, ref) < (1e-2 if fp16 else 2e-5), (key, n)
+        assert _rel_err(got, ref) < (2e-3 if fp16 else 2e-5), (key, n)
     onnx.checker.check_model(e.graph, full_check=True)
 
 
@@ -338,8 +338,8 @@ def test_cli_export_mismatch_exit_1_no_file(cli: Any, face_baked_module: Path, t
     def off_by_one(model: Any, graphs: dict[str, Any], *, x: torch.Tensor, rtol: float, atol: float) -> Any:
         from tvexport.export._common import compare_outputs
 
-        ref = model(x).detach().numpy()
-        return [compare_outputs(label, ref + 1e-3 * np.abs(ref).max(), ref, rtol=rtol, atol=atol) for label in graphs]
+        ref = model(x).detach().numpy()  # 3e-5 relative: just above the default 1e-5 gate
+        return [compare_outputs(label, ref + 3e-5 * np.abs(ref).max(), ref, rtol=rtol, atol=atol) for label in graphs]
 
     monkeypatch.setattr(tvonnx, "validate_graphs", off_by_one)
     out = tmp_path / "face.onnx"

@@ -55,6 +55,26 @@ def test_baked_layer_equals_unbaked(k: int, stride: int, bias: bool) -> None:
     torch.testing.assert_close(ref.double(), direct, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("storage", [torch.float32, torch.float16], ids=["fp32-kernels", "fp16-kernels"])
+def test_baked_layer_float16_activations(k: int, stride: int, bias: bool, storage: torch.dtype) -> None:
+    """float16 in, float16 out, float32 accumulation: only the output rounding (2**-11) is lost."""
+    h = 7
+    layer = _random_tvconv(6, k, stride, h, bias)
+    baked = BakedTVConv.from_tvconv(layer).to(storage)
+    x = torch.randn(3, 6, h * stride, (h + 2) * stride).half()
+    with torch.no_grad():
+        got = baked(x)
+        ref = _independent_reference(x.double(), baked.weight.double(), None if baked.bias is None else baked.bias.double(), stride)
+    assert got.dtype == torch.float16 and got.shape == ref.shape
+    scale = float(ref.abs().max())
+    assert scale > 0.1
+    err = float((got.double() - ref).abs().max())
+    assert err <= 2 ** -11 * scale * 1.01, err / scale
+
+
 def test_positions_really_differ() -> None:
     """Guard against a vacuous test: with random posi_map the kernels vary across positions."""
     weight, _ = _random_tvconv(4, 3, 1, 6, False).generate()

@@ -42,8 +42,10 @@ needs_trt_gpu = pytest.mark.skipif(
 
 
 def test_parse_attrs() -> None:
-    assert parse_attrs(3, 2, 1) == parse_attrs(3, 2, 1)
-    assert parse_attrs(7, 1, 3).k == 7
+    a = parse_attrs(3, 2, 1)
+    assert (a.k, a.stride, a.padding) == (3, 2, 1)
+    b = parse_attrs(7, 1, 3)
+    assert (b.k, b.stride, b.padding) == (7, 1, 3)
     for bad, match in [((4, 1, 2), "odd"), ((3, 3, 1), "stride"), ((3, 1, 0), "padding"), ((5, 1, 1), "padding")]:
         with pytest.raises(ValueError, match=match):
             parse_attrs(*bad)

@@ -103,3 +103,18 @@ def test_cli_validate_fixed_batch_mismatch(cli: Any, artefacts: dict[str, Path],
     assert r.exit_code == 2 and "batch 2" in r.stderr and "--dynamic-batch" in r.stderr
     r = cli("validate", fixed, "--against", artefacts["ckpt"])
     assert r.exit_code == 0 and "[2, 3, 96, 96]" in r.stdout
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_default_tolerance_boundary(dtype: str) -> None:
+    """Pass iff max|got - ref| <= atol + rtol * max|ref|, at the documented defaults."""
+    rtol, atol = _common.DEFAULT_TOLERANCES[dtype]
+    assert (rtol, atol) == ({"float32": 1e-5, "float16": 1e-2}[dtype], 0.0)
+    ref = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float64)
+    scale = float(np.abs(ref).max())
+    for frac, ok in ((0.5, True), (0.99, True), (1.5, False), (3.0, False)):
+        got = ref.copy()
+        got[1, 7] += frac * rtol * scale
+        c = _common.compare_outputs("out", got, ref, rtol=rtol, atol=atol)
+        assert c.ok is ok, (frac, c)
+        assert c.max_rel == pytest.approx(frac * rtol, rel=1e-6)

@@ -1,5 +1,5 @@
 """A tiny TVConv network with a zoo config (face 3x96x96 input) for tests that compile code:
-one TV layer (k, stride 2, optional bias map) between convs, BatchNorms to fold, random posi_map.
+one TV layer (k, stride 1 or 2, optional bias map) between convs, BatchNorms to fold, random posi_map.
 Inductor and AOTInductor compile it in seconds, where a zoo network takes a minute."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from tvexport.models import ArchConfig
 from tvexport.testing import randomize_
 
 
-def tiny_tvnet(*, k: int = 3, bias: bool = True, atom: str = "tvconv", seed: int = 0) -> nn.Module:
+def tiny_tvnet(*, k: int = 3, stride: int = 2, bias: bool = True, atom: str = "tvconv", seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     if atom == "tvconv":
-        mid: nn.Module = TVConv(4, TVConv_k=k, stride=2, TVConv_inter_chans=8, TVConv_inter_layers=1, TVConv_Bias=bias, h=24, w=24)
+        mid: nn.Module = TVConv(4, TVConv_k=k, stride=stride, TVConv_inter_chans=8, TVConv_inter_layers=1, TVConv_Bias=bias, h=48 // stride, w=48 // stride)
     else:
-        mid = nn.Conv2d(4, 4, k, 2, k // 2, groups=4, bias=False)
+        mid = nn.Conv2d(4, 4, k, stride, k // 2, groups=4, bias=False)
     model = nn.Sequential(
         nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1, bias=False), nn.BatchNorm2d(4), nn.ReLU6()),
         nn.Sequential(mid, nn.BatchNorm2d(4), nn.ReLU6()),

@@ -13,7 +13,7 @@ reference generator's last conv (``c*k*k + ky*k + kx``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -225,6 +225,13 @@ class TVConv(nn.Module):
         return f"channels={g.channels}, k={g.k}, stride={g.stride}, h={g.h}, w={g.w}, bias={g.bias}"
 
 
+_MaybeTensor = TypeVar("_MaybeTensor", torch.Tensor, None)
+
+
+def _cast(t: _MaybeTensor, dtype: torch.dtype) -> _MaybeTensor:
+    return t.to(dtype) if t is not None and t.dtype != dtype else t
+
+
 class BakedTVConv(nn.Module):
     """A TVConv whose generator has been run once: constant kernels (+ bias) only.
 
@@ -288,18 +295,20 @@ class BakedTVConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
-        if weight.dtype != x.dtype:
-            weight = weight.to(x.dtype)
-            bias = bias.to(x.dtype) if bias is not None else None
         if x.is_cuda and not torch.compiler.is_compiling() and not (x.requires_grad and torch.is_grad_enabled()):
-            # Eager CUDA inference: the fused Triton kernel (tvexport.kernels). Under torch.compile/export
-            # the plain form below is traced instead, so compilers can fuse it and artefacts need no
-            # custom op; it also serves autograd, which the kernel does not implement.
+            # Eager CUDA inference: the fused Triton kernel (tvexport.kernels; float32 accumulation).
+            # Under torch.compile/export the plain form below is traced instead, so compilers can
+            # fuse it and artefacts need no custom op; it also serves autograd, which the kernel
+            # does not implement.
             from .kernels import triton_available, tv_dwconv
 
             if triton_available():
-                return tv_dwconv(x, weight, bias, self.stride)
-        return tv_depthwise(x, weight, bias, stride=self.stride)
+                return tv_dwconv(x, _cast(weight, x.dtype), _cast(bias, x.dtype), self.stride)
+        # Half-precision activations accumulate in float32 (as the Triton kernel does): k*k
+        # rounded partial sums would cost several float16 ulps.
+        compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        out = tv_depthwise(_cast(x, compute), _cast(weight, compute), _cast(bias, compute), stride=self.stride)
+        return _cast(out, x.dtype)
 
     def extra_repr(self) -> str:
         c, _, h, w = self.weight.shape
