@@ -38,6 +38,10 @@ def test_bake_default_output_and_force(cli, face_ckpt: Path) -> None:
     assert cli("bake", face_ckpt, "--force").exit_code == 0
     inspected = json.loads(cli("inspect", out, "--json").stdout)
     assert inspected["format"] == "baked" and inspected["generator_params"] == 0
+    # what the checkpoint would deploy as is what the baked file holds (BN folding removes a few)
+    source = json.loads(cli("inspect", face_ckpt, "--json").stdout)
+    assert inspected["deployable_params"] == inspected["total_params"]
+    assert 0 <= source["deployable_params"] - inspected["deployable_params"] < 0.01 * source["deployable_params"]
 
 
 def test_bake_options(cli, tmp_path: Path, face_ckpt: Path) -> None:

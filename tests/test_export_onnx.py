@@ -273,6 +273,39 @@ def test_external_data_and_atomic_write(exports: dict[str, Exported], tmp_path: 
         tvonnx._write(e.graph, out, force=False, external=True)
 
 
+def test_external_data_ignores_the_working_directory(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnx's own location check looks in the cwd: a same-named file there must not matter."""
+    (tmp_path / "ext.onnx.data").write_bytes(b"unrelated")
+    monkeypatch.chdir(tmp_path)
+    out_dir = tmp_path / "sub"
+    out_dir.mkdir()
+    tvonnx._write(exports["mnv2_portable"].graph, out_dir / "ext.onnx", force=False, external=True)
+    tvonnx._write(exports["mnv2_portable"].graph, out_dir / "ext.onnx", force=True, external=True)
+    assert (tmp_path / "ext.onnx.data").read_bytes() == b"unrelated"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["ext.onnx", "ext.onnx.data"]
+
+
+def test_external_data_interrupted_between_renames(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after the new weights are in place but before the graph: the previous pair stays intact."""
+    out = tmp_path / "ext.onnx"
+    tvonnx._write(exports["mnv2_portable"].graph, out, force=False, external=True)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_replace = os.replace
+    calls = []
+
+    def dying_replace(src: Any, dst: Any) -> None:
+        calls.append(Path(dst).name)
+        if Path(dst) == out:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(tvonnx.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        tvonnx._write(exports["mnv2_plugin_dynamic"].graph, out, force=True, external=True)
+    assert calls[:2] == ["ext.onnx.data", "ext.onnx"]  # the window the test is about was reached
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_mismatch_raises_and_writes_nothing(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = tvonnx._splice_tv_layers
 

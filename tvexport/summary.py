@@ -51,6 +51,8 @@ class ModelSummary:
     @property
     def deployable_params(self) -> int:
         """Parameters after baking: the network without generators, plus the baked kernels."""
+        if self.format == "baked":
+            return self.total_params  # already baked: the kernels are part of the total
         return self.total_params - self.generator_params + self.baked_params
 
     def to_dict(self) -> dict[str, Any]:

@@ -645,21 +645,44 @@ def _write(proto: Any, output: Path, *, force: bool, external: bool) -> list[Pat
         with atomic_output(output, force=force) as tmp:
             onnx.save(proto, str(tmp))
         return []
+    from onnx.external_data_helper import convert_model_to_external_data
+
     data = output.with_name(output.name + ".data")
     check_output_path(data, force=force)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        # onnx moves the tensors out of the proto it saves: give it a copy
-        onnx.save(copy.deepcopy(proto), str(tmpdir / output.name), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=data.name, size_threshold=1024)
+        # onnx moves the tensors out of the proto it saves: give it a copy. The location is set
+        # by hand: onnx's own `location=` refuses a name that exists in the *working* directory.
+        proto = copy.deepcopy(proto)
+        convert_model_to_external_data(proto, all_tensors_to_one_file=True, location=None, size_threshold=1024)
+        for tensor in proto.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data.name
+        onnx.save_model(proto, str(tmpdir / output.name))
+        if not (tmpdir / data.name).exists():  # every tensor under the threshold
+            (tmpdir / data.name).write_bytes(b"")
         for name in (output.name, data.name):
             _chmod_like_umask(tmpdir / name)
+        # Two renames cannot be one atomic step: keep the previous weights until the graph is in
+        # place, and put them back if anything (Ctrl-C included) stops us in between.
+        backup = tmpdir / "previous.data"
+        if data.exists():
+            try:
+                os.link(data, backup)
+            except OSError:
+                shutil.copy2(data, backup)
         os.replace(tmpdir / data.name, data)
         try:
             os.replace(tmpdir / output.name, output)
         except BaseException:
-            data.unlink(missing_ok=True)
+            if backup.exists():
+                os.replace(backup, data)
+            else:
+                data.unlink(missing_ok=True)
             raise
+    except OSError as err:
+        raise TvexportError(f"could not write {output} ({err.strerror or err})", hint="check free disk space and permissions") from None
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return [data]
