@@ -3,6 +3,7 @@ no code executed, no output file. Plus interrupted writes leave the previous out
 
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import json
@@ -123,6 +124,24 @@ def build_corpus(root: Path) -> dict[str, Path]:
     huge = {k: (v * 1e6 if k.endswith("weight_layers.2.weight") else v) for k, v in huge.items()}
     corpus["fp16_overflow.pt"] = root / "fp16_overflow.pt"
     torch.save(huge, corpus["fp16_overflow.pt"])
+    # baked files whose description is damaged (what a hand-edited or foreign file might hold)
+    from tvexport.bake import bake_model, save_baked
+
+    baked = torch.load(save_baked(bake_model(model, verify=False), root / "good.baked.src"), weights_only=True)
+    (root / "good.baked.src").unlink()
+    first = next(iter(baked["bake"]["tv_layers"]))
+    damage: dict[str, Callable[[dict], None]] = {
+        "baked_unknown_family.pt": lambda b: b["arch"].update(family="resnet"),
+        "baked_bad_width.pt": lambda b: b["arch"].update(width="abc"),
+        "baked_layer_without_k.pt": lambda b: b["bake"]["tv_layers"][first].pop("k"),
+        "baked_bad_dtype.pt": lambda b: b["bake"].update(dtype="int8"),
+        "baked_bad_folded.pt": lambda b: b["bake"].update(folded=[["nope.x", "nope.y"]]),
+        "baked_tv_not_a_dict.pt": lambda b: b["arch"].update(tv="zzz"),
+    }
+    for name, hurt in damage.items():
+        b = copy.deepcopy(baked)
+        hurt(b)
+        save(name, b)
     return corpus
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from . import __version__
 from ._io import atomic_output
-from .checkpoint import BAKED_FORMAT, Checkpoint, check_state_dict, read_checkpoint
+from .checkpoint import BAKED_FORMAT, Checkpoint, arch_config_for, check_state_dict, damaged_metadata, read_checkpoint
 from .errors import MismatchError, TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
@@ -322,22 +322,22 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32) ->
     assert payload is not None
     if payload.get("format_version") != FORMAT_VERSION:
         raise TvexportError(f"{ckpt.path}: baked format version {payload.get('format_version')} is not supported by tvexport {__version__}", hint="re-bake it from the original checkpoint")
+    cfg = arch_config_for(ckpt)
     try:
-        cfg = ArchConfig.from_dict(payload["arch"])
         tv_layers = payload["bake"]["tv_layers"]
         folded = payload["bake"]["folded"]
-        storage = getattr(torch, payload["bake"]["dtype"])
-    except (KeyError, TypeError, AttributeError) as err:
-        raise TvexportError(f"{ckpt.path}: baked file metadata is incomplete ({err})", hint="re-bake it from the original checkpoint") from None
-    with torch.device("meta"):
-        model = create_model(cfg)
-        for name, g in tv_layers.items():
-            _set_module(model, name, BakedTVConv(g["channels"], g["k"], g["stride"], g["h"], g["w"], bias=g["bias"], dtype=storage))
-        for layer_name, bn_name in folded:
-            _set_module(model, bn_name, nn.Identity())
-            layer = model.get_submodule(layer_name)
-            if isinstance(layer, (nn.Conv2d, nn.Linear)) and layer.bias is None:
-                layer.bias = nn.Parameter(torch.empty(layer.weight.shape[0]), requires_grad=False)
+        storage = {"float32": torch.float32, "float16": torch.float16}[payload["bake"]["dtype"]]
+        with torch.device("meta"):
+            model = create_model(cfg)
+            for name, g in tv_layers.items():
+                _set_module(model, name, BakedTVConv(int(g["channels"]), int(g["k"]), int(g["stride"]), int(g["h"]), int(g["w"]), bias=g["bias"], dtype=storage))
+            for layer_name, bn_name in folded:
+                _set_module(model, bn_name, nn.Identity())
+                layer = model.get_submodule(layer_name)
+                if isinstance(layer, (nn.Conv2d, nn.Linear)) and layer.bias is None:
+                    layer.bias = nn.Parameter(torch.empty(layer.weight.shape[0]), requires_grad=False)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as err:
+        raise damaged_metadata(ckpt.path, err) from None
     check_state_dict(model, ckpt.state_dict, source=ckpt.path, arch_name=f"baked {cfg.name}")
     model.load_state_dict(ckpt.state_dict, strict=True, assign=True)
     model.to(dtype)

@@ -227,11 +227,20 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     raise TvexportError(f"{path}: no model state dict found (top-level keys: {keys})", hint="expected a Lightning .ckpt, a .pth.tar with model_state_dict, or a state dict")
 
 
+def damaged_metadata(path: Path, err: BaseException) -> TvexportError:
+    """The one error for a baked file whose description cannot be used."""
+    detail = err.message if isinstance(err, TvexportError) else f"{type(err).__name__}: {err}"
+    return TvexportError(f"{path}: baked file metadata is damaged ({detail})", hint="re-bake it from the original checkpoint")
+
+
 def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
     """The architecture of ``ckpt``: detected from its keys, or ``arch`` if given."""
     if ckpt.format == "baked":
         assert ckpt.payload is not None
-        return ArchConfig.from_dict(ckpt.payload["arch"])
+        try:
+            return ArchConfig.from_dict(ckpt.payload["arch"])
+        except (KeyError, TypeError, ValueError, AttributeError, TvexportError) as err:
+            raise damaged_metadata(ckpt.path, err) from None
     sd = ckpt.state_dict
     if arch is None:
         try:
