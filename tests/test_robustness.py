@@ -266,6 +266,20 @@ def test_every_bad_artefact_is_refused_cleanly(command: str, good: dict[str, Pat
     assert not failures, "\n".join(failures)
 
 
+def test_export_float16_refuses_overflowing_weights(corpus: dict[str, Path], tmp_path: Path, cli) -> None:
+    """Kernels beyond float16's range: one line naming the tensor, before any graph is written."""
+    from tvexport import load_checkpoint
+    from tvexport.bake import bake_model, save_baked
+
+    model = load_checkpoint(corpus["fp16_overflow.pt"])
+    baked = save_baked(bake_model(model, rtol=1e-2), tmp_path / "big.baked.pt")  # fine in float32
+    for extra in ([], ["--no-validate"], ["--tv-op", "plugin"]):
+        r = cli("export", baked, "-o", tmp_path / "h.onnx", "--dtype", "float16", *extra)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and "overflows float16" in lines[0] and "--dtype float32" in lines[0], r.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["big.baked.pt"]
+
+
 def test_interrupted_save_keeps_previous_output(tmp_path: Path, face_ckpt: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "model.baked.pt"
     assert cli("bake", face_ckpt, "-o", out).exit_code == 0

@@ -158,6 +158,8 @@ def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> nn.Modul
         raise TvexportError("the model still has TVConv generators", hint="bake it first (tvexport.bake_model or load_source)")
     prepared = copy.deepcopy(model).eval()
     fold_batchnorms(prepared)  # a no-op for baked models; folds the DWConv/dense baselines too
+    if dtype != torch.float32:
+        _check_fits(prepared, dtype)
     tv_layers = {n: m for n, m in prepared.named_modules() if isinstance(m, BakedTVConv)}
     for name, layer in tv_layers.items():
         parent_name, _, child = name.rpartition(".")
@@ -169,6 +171,18 @@ def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> nn.Modul
     if dtype == torch.float16 and not fp16_io:
         prepared = _Float32IO(prepared)
     return prepared
+
+
+def _check_fits(model: nn.Module, dtype: torch.dtype) -> None:
+    """Refuse weights that would turn into inf when cast to ``dtype`` (before any export work)."""
+    limit = torch.finfo(dtype).max
+    name = str(dtype).removeprefix("torch.")
+    for key, t in model.state_dict().items():
+        if t.is_floating_point() and t.numel() and float(t.abs().max()) > limit:
+            raise TvexportError(
+                f"weight {key} overflows {name} (max |value| {float(t.abs().max()):.3g} > {limit:.3g})",
+                hint="export with --dtype float32",
+            )
 
 
 @contextlib.contextmanager
