@@ -68,8 +68,12 @@ def test_bake_mismatch_exits_1_and_writes_nothing(cli, tmp_path: Path, face_ckpt
     out = tmp_path / "bad.baked.pt"
     r = cli("bake", face_ckpt, "-o", out)
     assert r.exit_code == 1
-    assert "FAIL" in r.stdout and r.stderr.strip().startswith("error: baked model differs")
+    assert "FAIL" in r.stdout and r.stderr.strip().startswith(f"error: {face_ckpt}: baked model differs")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
+    r = cli("bake", face_ckpt, "-o", out, "--json")  # --json still reports, as JSON on stdout
+    assert r.exit_code == 1 and not out.exists()
+    data = json.loads(r.stdout)
+    assert data["ok"] is False and data["output"] is None and not data["report"]["ok"]
 
 
 def test_bake_refuses_baselines_and_baked_files(cli, tmp_path: Path) -> None:
@@ -88,5 +92,10 @@ def test_bake_nonfinite(cli, tmp_path: Path) -> None:
         model.features[1].conv[0][0].posi_map[0, 0, 0, 0] = float("nan")
     src = write_checkpoint(model, tmp_path / "nan.ckpt", "lightning")
     r = cli("bake", src)
-    assert r.exit_code == 2 and "NaN/Inf" in r.stderr and "--allow-nonfinite" in r.stderr
+    assert r.exit_code == 2 and "1 weight tensor holds NaN/Inf" in r.stderr and str(src) in r.stderr and "pass --allow-nonfinite" in r.stderr
     assert not (tmp_path / "nan.baked.pt").exists()
+    # commands without the flag name the file and point to `tvexport bake --allow-nonfinite`
+    for argv in (["export", src, "-o", tmp_path / "m.onnx"], ["bench", src, "-b", "torch-baked", "--min-iters", "1", "--min-seconds", "0"]):
+        r = cli(*argv)
+        assert r.exit_code == 2 and str(src) in r.stderr and "NaN/Inf" in r.stderr, r.stderr
+        assert "pass --allow-nonfinite" not in r.stderr and "tvexport bake --allow-nonfinite" in r.stderr

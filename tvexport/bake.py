@@ -230,7 +230,7 @@ def bake_model(
     bad = _nonfinite(model)
     if bad and not allow_nonfinite:
         raise TvexportError(
-            f"{len(bad)} weight tensor{'s' * (len(bad) > 1)} hold NaN/Inf ({', '.join(bad[:3])})",
+            f"{len(bad)} weight tensor{'s' * (len(bad) > 1)} hold{'s' * (len(bad) == 1)} NaN/Inf ({', '.join(bad[:3])})",
             hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway",
         )
     start = time.perf_counter()
@@ -275,11 +275,15 @@ def _to_storage_dtype(layer: BakedTVConv, name: str, dtype: torch.dtype) -> None
         setattr(layer, tensor_name, t.to(dtype))
 
 
-def check_report(report: BakeReport | None) -> None:
-    """Raise ``MismatchError`` if verification failed."""
+def check_report(report: BakeReport | None, *, source: str | Path | None = None) -> None:
+    """Raise ``MismatchError`` if verification failed (naming ``source`` when given)."""
     if report is not None and not report.ok:
         w = report.worst
-        raise MismatchError(f"baked model differs from the unbaked one: {w.name} max rel error {w.max_rel:.3g} > {report.rtol:g}")
+        where = f"{source}: " if source is not None else ""
+        raise MismatchError(
+            f"{where}baked model differs from the unbaked one: {w.name} max rel error {w.max_rel:.3g} > {report.rtol:g}",
+            hint="if the checkpoint is sound and this precision is expected, loosen the tolerance (tvexport bake --rtol)",
+        )
 
 
 # --------------------------------------------------------------------------------------------

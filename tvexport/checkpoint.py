@@ -227,6 +227,19 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     raise TvexportError(f"{path}: no model state dict found (top-level keys: {keys})", hint="expected a Lightning .ckpt, a .pth.tar with model_state_dict, or a state dict")
 
 
+NONFINITE_HINT = "the checkpoint is damaged or diverged; fix or retrain it (tvexport bake --allow-nonfinite bakes it anyway)"
+
+
+def refuse_nonfinite(ckpt: Checkpoint, *, hint: str = NONFINITE_HINT) -> None:
+    """One line naming the file and the first tensors that hold NaN/Inf."""
+    n = len(ckpt.nonfinite)
+    if n:
+        raise TvexportError(
+            f"{ckpt.path}: {n} weight tensor{'s' * (n > 1)} hold{'s' * (n == 1)} NaN/Inf ({', '.join(ckpt.nonfinite[:3])}{', ...' * (n > 3)})",
+            hint=hint,
+        )
+
+
 def damaged_metadata(path: Path, err: BaseException) -> TvexportError:
     """The one error for a baked file whose description cannot be used."""
     detail = err.message if isinstance(err, TvexportError) else f"{type(err).__name__}: {err}"

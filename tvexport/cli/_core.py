@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..bake import BakeReport, bake_model, check_report, default_output, save_baked
-from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint
+from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
 from ..summary import ModelSummary, inspect_checkpoint
 from . import app
@@ -92,22 +92,25 @@ def bake_cmd(
     if ckpt.format == "baked":
         raise TvexportError(f"{source} is already baked", hint="export it directly: tvexport export")
     check_output_path(out, force=force)
-    if ckpt.nonfinite and not allow_nonfinite:
-        raise TvexportError(
-            f"{source}: {len(ckpt.nonfinite)} weight tensor{'s' * (len(ckpt.nonfinite) > 1)} hold NaN/Inf ({', '.join(ckpt.nonfinite[:3])})",
-            hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway",
-        )
+    if not allow_nonfinite:
+        refuse_nonfinite(ckpt, hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway")
     cfg = arch_config_for(ckpt, arch)
     if cfg.atom != "tvconv":
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
     t0 = time.perf_counter()
     with err_console.status(f"baking {cfg.name}..."):
         model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
-        result = bake_model(model, fold_bn=not no_fold_bn, dtype=dtype.torch, verify=verify, rtol=rtol, batch=batch, allow_nonfinite=allow_nonfinite)
+        try:
+            result = bake_model(model, fold_bn=not no_fold_bn, dtype=dtype.torch, verify=verify, rtol=rtol, batch=batch, allow_nonfinite=allow_nonfinite)
+        except TvexportError as err:  # e.g. float16 overflow: say which file
+            raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
     if result.report is not None and not as_json:
         _print_report(result.report)
     if result.report is not None and not result.report.ok:
-        check_report(result.report)  # raises MismatchError: nothing is written
+        if as_json:
+            typer.echo(json.dumps({"source": str(source), "output": None, "arch": cfg.name, "dtype": dtype.value, "ok": False,
+                                   "report": result.report.to_dict()}, indent=2))
+        check_report(result.report, source=source)  # raises MismatchError: nothing is written
     save_baked(result, out, force=force, source=source)
     elapsed = time.perf_counter() - t0
     size_in, size_out = source.stat().st_size, out.stat().st_size

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..bake import bake_model, check_report, model_from_baked
-from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint
+from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
 from ..models.registry import ArchConfig, config_of
 
@@ -104,12 +104,13 @@ def load_source(source: str | Path, *, arch: str | None = None, verify_bake: boo
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
         return model_from_baked(ckpt)
+    refuse_nonfinite(ckpt)
     cfg: ArchConfig = arch_config_for(ckpt, arch)
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     if cfg.atom != "tvconv":
         return model  # a DWConv / dense baseline: exported as is, for fair comparisons
     result = bake_model(model, verify=verify_bake)
-    check_report(result.report)
+    check_report(result.report, source=ckpt.path)
     return result.model
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..bake import bake_model, check_report, model_from_baked
-from ..checkpoint import arch_config_for, build_from_state_dict, load_checkpoint, read_checkpoint
+from ..checkpoint import arch_config_for, build_from_state_dict, load_checkpoint, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
 from ..models.registry import ArchConfig, Atom, config_of, create_model, list_models, resolve_arch
 from .backends import Form
@@ -108,6 +108,7 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int) -> tuple[Network, 
         if ckpt.format == "baked":
             model = model_from_baked(ckpt)
             return Network("tvconv", f"baked file {path.name}", None, model), {"kind": "baked", "path": str(path)}
+        refuse_nonfinite(ckpt)
         cfg = arch_config_for(ckpt, arch)
         if cfg.atom != "tvconv":
             raise TvexportError(
