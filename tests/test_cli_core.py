@@ -33,6 +33,7 @@ def test_bake_default_output_and_force(cli, face_ckpt: Path) -> None:
     out = face_ckpt.with_name("face.baked.pt")
     assert r.exit_code == 0, r.stderr
     assert out.exists() and "wrote" in r.stdout and "network" in r.stdout
+    assert "dropped training-only keys: head.weight 512x10" in r.stdout  # the Lightning training head
     again = cli("bake", face_ckpt)
     assert again.exit_code == 2 and "already exists" in again.stderr and "--force" in again.stderr
     assert cli("bake", face_ckpt, "--force").exit_code == 0

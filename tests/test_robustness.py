@@ -292,13 +292,16 @@ def test_interrupted_save_keeps_previous_output(tmp_path: Path, face_ckpt: Path,
 
     monkeypatch.setattr(torch, "save", dying_save)
     r = cli("bake", face_ckpt, "-o", out, "--force")
-    assert r.exit_code == 130
+    assert r.exit_code == 130 and r.stderr.strip().startswith("interrupted")
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["face.ckpt", "model.baked.pt"])
 
 
-def test_verbose_shows_the_traceback(tmp_path: Path, cli) -> None:
-    r = cli("--verbose", "inspect", tmp_path / "nope.ckpt")
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_shows_the_traceback(tmp_path: Path, cli, where: str) -> None:
+    """Accepted before or after the command (the error line says "run with --verbose")."""
+    argv = ["inspect", tmp_path / "nope.ckpt"]
+    r = cli("--verbose", *argv) if where == "before" else cli(*argv, "--verbose")
     assert r.exit_code == 2 and "Traceback" in r.stderr and "no such file" in r.stderr
 
 

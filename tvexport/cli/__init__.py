@@ -51,12 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tvexport`` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["verbose"] = "--verbose" in args or "-v" in args
+    if _state["verbose"]:  # accepted anywhere, as the error lines suggest: `tvexport bake X --verbose`
+        args = ["--verbose", *(a for a in args if a not in ("--verbose", "-v"))]
     _register()
     try:
         app(args=args, prog_name="tvexport")  # standalone mode: usage errors print and exit 2
         return 0
     except SystemExit as ex:
         code = ex.code
+        if code == 130:  # typer turned Ctrl-C into exit 130
+            err_console.print("[red]interrupted[/red] (no partial output was written)")
         return code if isinstance(code, int) else (0 if code is None else EXIT_BAD_INPUT)
     except TvexportError as ex:
         if _state["verbose"]:
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error:[/bold red] {escape(str(ex))}", highlight=False, soft_wrap=True)
         return ex.exit_code
     except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/red]")
+        err_console.print("[red]interrupted[/red] (no partial output was written)")
         return 130
     except Exception as ex:  # noqa: BLE001 - the one place that turns bugs into a clean line
         if _state["verbose"]:

@@ -104,6 +104,9 @@ def bake_cmd(
             result = bake_model(model, fold_bn=not no_fold_bn, dtype=dtype.torch, verify=verify, rtol=rtol, batch=batch, allow_nonfinite=allow_nonfinite)
         except TvexportError as err:  # e.g. float16 overflow: say which file
             raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
+    dropped = {k: list(v) for k, v in ckpt.dropped.items()}
+    if dropped and not as_json:
+        console.print("note: dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in dropped.items()), highlight=False)
     if result.report is not None and not as_json:
         _print_report(result.report)
     if result.report is not None and not result.report.ok:
@@ -119,7 +122,7 @@ def bake_cmd(
             "source": str(source), "output": str(out), "arch": cfg.name, "dtype": dtype.value,
             "source_bytes": size_in, "output_bytes": size_out, "bake_seconds": result.bake_seconds,
             "verify_seconds": result.verify_seconds, "folded_batchnorms": len(result.folded),
-            "tv_layers": len(result.tv_layers), "report": result.report.to_dict() if result.report else None,
+            "tv_layers": len(result.tv_layers), "dropped_keys": dropped, "report": result.report.to_dict() if result.report else None,
         }, indent=2))
         return
     ratio = size_in / max(size_out, 1)
