@@ -85,6 +85,7 @@ def build_corpus(root: Path) -> dict[str, Path]:
     put("malicious_torch.ckpt", buf.getvalue())
     put("malicious_plain.pkl", pickle.dumps(_Evil(marker)))
     put("malicious_protocol0.pkl", pickle.dumps(_Evil(marker), protocol=0))
+    put("malicious_protocol4.pkl", pickle.dumps(_Evil(marker), protocol=4))  # FRAME opcode: torch's unpickler stops early
     put("image.png", b"\x89PNG\r\n\x1a\n" + os.urandom(200))
     put("image.jpg", b"\xff\xd8\xff\xe0" + os.urandom(200))
     put("notes.txt", b"this is not a checkpoint\n" * 10)
@@ -237,6 +238,15 @@ def _check_refusals(cli, cases: list[tuple[str, list[str], Path]], marker: Path)
 
 def test_corpus_is_large_enough(corpus: dict[str, Path]) -> None:
     assert len(corpus) >= 30
+
+
+def test_malicious_pickles_are_named_as_such(corpus: dict[str, Path], cli) -> None:
+    """Every malicious file is refused *as code*, whatever protocol hides the global."""
+    for name, path in corpus.items():
+        if name.startswith("malicious"):
+            r = cli("inspect", path)
+            assert r.exit_code == 2 and "would execute pickled code (posix.system)" in r.stderr, (name, r.stderr)
+    assert not (next(iter(corpus.values())).parent / MARKER_NAME).exists()
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))

@@ -101,6 +101,9 @@ _MAGIC = {
     b"\xff\xd8\xff": "a JPEG image",
     b"GIF8": "a GIF image",
     b"%PDF": "a PDF document",
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"\x1f\x8b": "a gzip archive",
+    b"\x89HDF": "an HDF5 file (Keras?)",
 }
 
 
@@ -134,6 +137,37 @@ def _check_zip_integrity(path: Path) -> None:
         raise TvexportError(f"{path} is corrupt (checksum mismatch in {bad})", hint="the file was damaged in transfer or on disk; fetch it again")
 
 
+def _pickled_callables(path: Path, *, max_ops: int = 1_000_000) -> list[str]:
+    """Callables a raw (non-zip) pickle names, found by reading its opcodes (nothing executes).
+
+    torch's safe unpickler stops at the first opcode it does not support (e.g. protocol 4's
+    FRAME) before it sees a malicious global; this finds the global anyway, to say so.
+    """
+    import pickletools
+
+    if zipfile.is_zipfile(path):
+        return []
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            for i, (op, arg, _) in enumerate(pickletools.genops(f)):
+                if i >= max_ops:
+                    break
+                if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                    found.append(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+                if op.name == "STOP":
+                    break
+    except Exception:  # noqa: BLE001 - a damaged pickle: report what was found before the damage
+        pass
+    allowed = ("torch.", "collections.OrderedDict", "builtins.set", "_codecs.encode")
+    return [name for name in found if not name.startswith(allowed)]
+
+
 def _torch_load(path: Path) -> Any:
     _check_file(path)
     _check_zip_integrity(path)
@@ -150,10 +184,19 @@ def _torch_load(path: Path) -> Any:
                 "tvexport loads tensors only and never runs code from a checkpoint",
                 hint="if you trust the file, re-save just its state_dict with torch.save",
             ) from None
+        called = _pickled_callables(path)
+        if called:
+            raise TvexportError(
+                f"refused to load {path}: it would execute pickled code ({called[0]}); "
+                "tvexport loads tensors only and never runs code from a checkpoint",
+                hint="if you trust the file, re-save just its state_dict with torch.save",
+            ) from None
         what = _describe_non_checkpoint(path)
         if what:
             raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
-        raise TvexportError(f"{path} is not a readable PyTorch checkpoint ({text.splitlines()[0][:120]})", hint="the file may be corrupt; fetch it again") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        reason = detail.group(1).strip()[:120] if detail else text.splitlines()[0][:120]
+        raise TvexportError(f"{path} is not a readable PyTorch checkpoint (unpickling failed: {reason})", hint="the file may be corrupt; fetch it again") from None
     except (EOFError, zipfile.BadZipFile) as err:
         raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__})", hint="the copy or download did not finish; fetch it again") from None
     except RuntimeError as err:
