@@ -178,13 +178,8 @@ def _torch_load(path: Path) -> Any:
     except pickle.UnpicklingError as err:
         text = str(err)
         m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported global: ([\w. ]+)", text)
-        if "Weights only load failed" in text and m:
-            raise TvexportError(
-                f"refused to load {path}: it would execute pickled code ({m.group(1).split()[-1]}); "
-                "tvexport loads tensors only and never runs code from a checkpoint",
-                hint="if you trust the file, re-save just its state_dict with torch.save",
-            ) from None
-        called = _pickled_callables(path)
+        # torch names the global it refused; where its unpickler stopped earlier, read the opcodes
+        called = [m.group(1).split()[-1]] if "Weights only load failed" in text and m else _pickled_callables(path)
         if called:
             raise TvexportError(
                 f"refused to load {path}: it would execute pickled code ({called[0]}); "
