@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tvexport.profile import MeasureSettings
 from tvexport.profile.machine import load_average
@@ -16,8 +19,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ARCHS = ["face_mobilenetv2_x0_1", "face_mobilenetv2_x1_0", "face_shufflenetv2_x1_0", "deeplabv3plus_mobilenetv2"]
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, *, render: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark script shares; ``render`` adds ``--render JSON``."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if render:
+        p.add_argument("--render", type=Path, metavar="JSON", help="only re-render the outputs from a JSON this script wrote")
     p.add_argument("--arch", action="append", help="architecture (repeatable); default: the four headline ones")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads")
     p.add_argument("--warmup-seconds", type=float, default=0.5)
@@ -31,6 +37,15 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="before each architecture, wait up to this long for the 1-min load average to drop below --quiet-load")
     p.add_argument("--quiet-load", type=float, default=1.0)
     return p
+
+
+def rerender(args: argparse.Namespace, name: str, render: Callable[[dict[str, Any], Path, str], None]) -> dict[str, Any] | None:
+    """With ``--render JSON``: rewrite the .md/.json/.png from a previous run and return its result."""
+    if not args.render:
+        return None
+    result: dict[str, Any] = json.loads(args.render.read_text())
+    render(result, args.out, name)
+    return result
 
 
 def settings(args: argparse.Namespace) -> MeasureSettings:

@@ -121,15 +121,12 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 
 
 def main() -> int:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = _common.parser(__doc__.splitlines()[0], render=True)
     p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1, 8")
-    p.add_argument("--render", type=Path, metavar="JSON", help="only re-render the outputs from a JSON this script wrote")
     args = p.parse_args()
     name = args.name or "bake_speedup"
-    if args.render:
-        result = json.loads(args.render.read_text())
-        render(result, args.out, name)
-        print(table(result["rows"]))
+    if (previous := _common.rerender(args, name, render)) is not None:
+        print(table(previous["rows"]))
         return 0
     machine = machine_info()
     rows: list[dict[str, Any]] = []

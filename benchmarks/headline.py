@@ -71,16 +71,13 @@ def render(result: dict, out: Path, name: str) -> None:
 
 
 def main() -> int:
-    p = _common.parser(__doc__.splitlines()[0])
+    p = _common.parser(__doc__.splitlines()[0], render=True)
     p.add_argument("--backend", action="append", help="backend (repeatable); default: every available one but torch-unbaked")
     p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1, 8, 32 (deeplab 1, 4)")
-    p.add_argument("--render", type=Path, metavar="JSON", help="only re-render the outputs from a JSON this script wrote")
     args = p.parse_args()
     name = args.name or "headline"
-    if args.render:
-        result = json.loads(args.render.read_text())
-        render(result, args.out, name)
-        print(summary(result["reports"]))
+    if (previous := _common.rerender(args, name, render)) is not None:
+        print(summary(previous["reports"]))
         return 0
     backends = args.backend or [b for b in REGISTRY if b != "torch-unbaked"]
     reports = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,32 +60,25 @@ def test_verification_catches_a_wrong_bake(monkeypatch: pytest.MonkeyPatch) -> N
     assert report.worst.max_rel > 1e-3
 
 
-def _scaled_bake(monkeypatch: pytest.MonkeyPatch, layer_name: str, factor: float) -> Callable[[nn.Module], None]:
+def _scale_kernels_when_baked(monkeypatch: pytest.MonkeyPatch, model: nn.Module, layer_name: str, factor: float) -> None:
     """Make the bake scale one TV layer's kernels by ``factor`` (a controlled, tiny error)."""
     original = BakedTVConv.from_tvconv.__func__
+    posi_map = model.get_submodule(layer_name).posi_map  # random per layer; bake works on a copy
 
     def scaled(cls, layer):  # type: ignore[no-untyped-def]
         baked = original(cls, layer)
-        if target is not None and torch.equal(layer.posi_map, target.posi_map):  # bake works on a copy
+        if torch.equal(layer.posi_map, posi_map):
             baked.weight.mul_(factor)
         return baked
 
-    target = None
-
-    def pick(model: nn.Module) -> None:
-        nonlocal target
-        target = dict(model.named_modules())[layer_name]
-
     monkeypatch.setattr(BakedTVConv, "from_tvconv", classmethod(scaled))
-    return pick
 
 
 @pytest.mark.parametrize("factor,ok", [(1 + 2e-6, True), (1 + 3e-5, False)])
 def test_float32_gate_is_1e_5(monkeypatch: pytest.MonkeyPatch, factor: float, ok: bool) -> None:
     """The default float32 gate sits at 1e-5 relative: 2e-6 passes, 3e-5 fails."""
     model = make_model()
-    pick = _scaled_bake(monkeypatch, "features.3.conv.1.0", factor)
-    pick(model)
+    _scale_kernels_when_baked(monkeypatch, model, "features.3.conv.1.0", factor)
     report = bake_model(model).report
     assert report is not None and report.rtol == 1e-5
     assert report.ok is ok, report.worst
@@ -95,8 +87,7 @@ def test_float32_gate_is_1e_5(monkeypatch: pytest.MonkeyPatch, factor: float, ok
 def test_per_layer_report_names_the_wrong_layer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each TV layer is checked on its own: only the corrupted one exceeds the tolerance."""
     model = make_model()
-    pick = _scaled_bake(monkeypatch, "features.5.conv.1.0", 1.01)
-    pick(model)
+    _scale_kernels_when_baked(monkeypatch, model, "features.5.conv.1.0", 1.01)
     report = bake_model(model).report
     assert report is not None and not report.ok
     by_name = {e.name: e for e in report.layers}

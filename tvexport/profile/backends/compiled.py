@@ -20,8 +20,11 @@ from . import Form, RunOnce
 from .torch_eager import torch_device_reason
 
 
-def _compiler_reason() -> str | None:
-    if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+def _inductor_reason(device: str) -> str | None:
+    """Why Inductor cannot run on ``device`` here (CPU code needs a C++ compiler), or None."""
+    if reason := torch_device_reason(device):
+        return reason
+    if device == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
         return "Inductor needs a C++ compiler (g++ or clang++) on PATH"
     return None
 
@@ -34,7 +37,7 @@ class TorchCompile:
     per_layer = False
 
     def available(self, *, device: str) -> str | None:
-        return torch_device_reason(device) or (_compiler_reason() if device == "cpu" else None)
+        return _inductor_reason(device)
 
     def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
         from ...compile import compile_model
@@ -56,7 +59,7 @@ class Aoti:
     per_layer = False
 
     def available(self, *, device: str) -> str | None:
-        return torch_device_reason(device) or (_compiler_reason() if device == "cpu" else None)
+        return _inductor_reason(device)
 
     def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
         from ...export.aoti import AotiRunner, export_aoti
