@@ -71,7 +71,7 @@ def test_bench_registry_name_json_to_stdout(cli) -> None:
     assert validate_report(report) == []
     assert report["source"] == {"kind": "registry", "arch": "face_mobilenetv2_x0_1"}
     assert report["arch"]["tv"]["inter_chans"] == 64 and report["arch"]["tv"]["inter_layers"] == 3  # reference TV settings
-    assert [n["origin"] for n in report["networks"]] == ["random weights (registry, reference TV settings)", "random weights (registry)"]
+    assert [n["origin"] for n in report["networks"]] == ["random weights, reference TV settings", "random weights"]
     assert "torch-baked" in r.stderr
 
 

@@ -59,6 +59,7 @@ def test_validate_dispatches_through_backends(artefacts: dict[str, Path], monkey
         return lambda x: real(x) * 1.5 if backend == "tensorrt" else real(x)
 
     monkeypatch.setattr("tvexport.export.validate.load_runner", fake_load_runner)
+    monkeypatch.setattr("tvexport.export.validate.identify", lambda path: None)  # a file of unknown kind: --backend decides
     assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="aoti").ok
     bad = validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="tensorrt")
     assert not bad.ok and bad.comparisons[0].name == "tensorrt"
@@ -90,7 +91,9 @@ def test_cli_validate_bad_inputs(cli: Any, artefacts: dict[str, Path], tmp_path:
     assert r.exit_code == 2 and "not a .npy array" in r.stderr
     r = cli("validate", tmp_path / "missing.onnx", "--against", artefacts["ckpt"])
     assert r.exit_code == 2 and "no such file" in r.stderr
-    r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"])  # not an ONNX file
+    r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"])  # a checkpoint, not an artefact
+    assert r.exit_code == 2 and "looks like a checkpoint" in r.stderr and "tvexport export" in r.stderr
+    r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"], "--backend", "onnxruntime")
     assert r.exit_code == 2 and "not a readable ONNX file" in r.stderr
     r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--backend", "tflite")
     assert r.exit_code == 2 and "unknown backend" in r.stderr
