@@ -45,9 +45,28 @@ def test_quick_start_bake_command_runs(tmp_path: Path, cli, demo_ckpt: Path) -> 
     out = tmp_path / "demo.baked.pt"
     args[args.index("-o") + 1] = str(out)
     args[1] = str(ROOT / args[1])
-    r = cli(*args)
-    assert r.exit_code == 0, r.stderr
-    assert out.exists() and "network" in r.stdout
+    for run in ("first", "again"):  # rerunning the quick start must work too
+        r = cli(*args)
+        assert r.exit_code == 0, f"{run}: {r.stderr}"
+        assert out.exists() and "network" in r.stdout
+
+
+def test_cpu_torch_note_precedes_the_quick_start_commands() -> None:
+    """Read after the commands, the note comes when CUDA torch is already downloading; and it
+    must install into the venv the commands then use."""
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    note = section.find("download.pytorch.org/whl/cpu")
+    assert 0 <= note < section.find("```bash"), "the CPU-torch note must come before the commands"
+    line = next(line for line in section.splitlines() if "download.pytorch.org/whl/cpu" in line)
+    assert line.index(". .venv/bin/activate") < line.index("pip install torch"), "install CPU torch inside the activated venv"
+
+
+def test_readme_says_why_test_extra_has_triton() -> None:
+    test_extra = re.search(r"^test = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M)
+    assert test_extra is not None
+    test_has_triton = "triton" in test_extra.group(1)
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert test_has_triton == ("'.[test]'` includes" in section and "triton" in section.split("'.[test]'` includes", 1)[1])
 
 
 def _requirements(preceding: str) -> list[str]:
