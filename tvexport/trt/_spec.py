@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import TvexportError
 from ..kernels._config import bias_mode
-from ..layers import tv_output_size
+from .._depthwise import tv_output_size
 
 PLUGIN_NAME = "tv_dwconv"
 PLUGIN_NAMESPACE = "tvexport"
