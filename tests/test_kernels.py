@@ -260,7 +260,7 @@ def test_aot_ptx_entry_is_exactly_what_tensorrt_passes(aot_results: dict) -> Non
         inputs = ["u64"] * (4 if "int8" in key else 3)
         assert r["params"] == [*inputs, "u32", "u64"], (key, r)
         assert len(r["dropped"]) == aot_results["hidden_params"], (key, r)  # what this triton appends
-        assert r["block_threads"] == 32 * r["num_warps"] and r["shared_mem"] == 0
+        assert r["block_threads"] == 32 * r["num_warps"] and r["shared_mem"] <= 4096  # 0 on triton 3.9; older ones shuffle a little
         assert r["target"].startswith(f"sm_{r['arch']}")
         assert len(r["name"]) <= KERNEL_NAME_MAX and r["ptxas_ok"], r
 
@@ -442,7 +442,8 @@ def _aot_worker() -> dict:
         with tempfile.TemporaryDirectory() as tmp:  # the stripped PTX still assembles
             src = Path(tmp) / "k.ptx"
             src.write_text(ak.ptx)
-            ptxas = nv.get_ptxas(arch) if "arch" in inspect.signature(nv.get_ptxas).parameters else nv.get_ptxas()
+            get = getattr(nv, "get_ptxas", None)  # triton 3.2: _path_to_binary; 3.3: (path, version); 3.4+: a tool
+            ptxas = nv._path_to_binary("ptxas") if get is None else get(arch) if inspect.signature(get).parameters else get()
             path = ptxas[0] if isinstance(ptxas, tuple) else ptxas.path
             ok = subprocess.run([path, f"-arch=sm_{arch}{'a' if arch >= 90 else ''}", str(src), "-o", str(Path(tmp) / "k.o")],
                                 capture_output=True, text=True).returncode == 0

@@ -558,7 +558,7 @@ def test_strongly_typed_build_through_the_real_package(real_trt, net: str) -> No
         for n in (1, 5, 32):
             launch = kern["launch"](n)
             assert launch["grid_x"] == 6 * cdiv(48, cfg.block) * cdiv(n, cfg.batch_tile) and launch["grid_y"] == launch["grid_z"] == 1
-            assert launch["block_x"] == 32 * cfg.num_warps and launch["shared_mem"] == 0
+            assert launch["block_x"] == 32 * cfg.num_warps and launch["shared_mem"] <= 4096
             assert kern["extra"](n) == [n]
 
 

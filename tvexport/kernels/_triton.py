@@ -209,11 +209,11 @@ def compile_tv_kernel(
     if "constexprs" in inspect.signature(triton.compiler.ASTSource).parameters:
         attrs: Any = {(i,): [["tt.divisibility", 16]] for i in aligned}
         src = triton.compiler.ASTSource(fn=tv_dw_kernel, signature=sig, constexprs=consts, attrs=attrs)
-    else:  # triton 3.2 keys constants by parameter index and describes alignment with AttrsDescriptor
+    else:  # triton 3.2: ``constants`` by name, alignment as an AttrsDescriptor
         from triton.backends.compiler import AttrsDescriptor
 
         attrs = AttrsDescriptor.from_dict({"arg_properties": {"tt.divisibility": aligned}, "cls": AttrsDescriptor.__name__})
-        src = triton.compiler.ASTSource(fn=tv_dw_kernel, signature=sig, constants={(names.index(n),): v for n, v in consts.items()}, attrs=attrs)
+        src = triton.compiler.ASTSource(fn=tv_dw_kernel, signature=sig, constants=consts, attrs=attrs)
     options: dict[str, Any] = {"num_warps": config.num_warps, "enable_fp_fusion": True}
     if ptx_version is not None:
         options["ptx_version"] = ptx_version
