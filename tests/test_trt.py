@@ -352,41 +352,63 @@ def test_tensorrt_without_aot_plugins_is_refused(monkeypatch: pytest.MonkeyPatch
 # --------------------------------------------------------------------------- with TensorRT and a GPU
 
 
-def _reference(x: np.ndarray, specs: list[dict]) -> np.ndarray:
+def _stored_weight(spec: dict, dtype: str) -> np.ndarray:
+    """The kernels as the ONNX model stores them, in float64 (int8: dequantized)."""
+    wdtype = spec.get("wdtype", dtype)
+    if wdtype == "int8":
+        q, scale = _quantize(spec["weight"])
+        return q.astype(np.float64) * scale.astype(np.float64)
+    return spec["weight"].astype(wdtype).astype(np.float64)
+
+
+def _reference(x: np.ndarray, specs: list[dict], dtype: str = "float32") -> np.ndarray:
     from tvexport.layers import tv_depthwise_unfold
 
     t = torch.from_numpy(x).double()
-    for s in specs:
-        b = None if s["bias"] is None else torch.from_numpy(s["bias"]).double()
-        t = tv_depthwise_unfold(t, torch.from_numpy(s["weight"]).double(), b, stride=s["stride"])
+    for s in specs:  # the engine casts nothing: the reference reads what the model stores
+        b = None if s["bias"] is None else torch.from_numpy(s["bias"].astype(dtype).astype(np.float64))
+        t = tv_depthwise_unfold(t, torch.from_numpy(_stored_weight(s, dtype)), b, stride=s["stride"])
     return t.numpy()
 
 
 @needs_trt_gpu
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("dtype, wdtype", [("float32", None), ("float16", None), ("float32", "float16"), ("float32", "int8"), ("float16", "int8")])
 @pytest.mark.parametrize("k", [3, 5])
-def test_engine_matches_reference(tmp_path: Path, dtype: str, k: int) -> None:
+def test_engine_matches_reference(tmp_path: Path, dtype: str, wdtype: str | None, k: int) -> None:
     from tvexport.export._common import load_runner
     from tvexport.trt.build import build_engine
 
-    specs = [_spec(6, k, 2, 6, 5, "map", 1), _spec(6, k, 1, 6, 5, None, 2), _spec(6, k, 1, 6, 5, "channel", 3)]
-    # The engine casts nothing: quantise the reference's inputs like the model's.
-    specs = [dict(s, weight=s["weight"].astype(dtype).astype(np.float64),
-                  bias=None if s["bias"] is None else s["bias"].astype(dtype).astype(np.float64)) for s in specs]
+    specs = [_spec(6, k, 2, 6, 5, "map", 1, wdtype), _spec(6, k, 1, 6, 5, None, 2, wdtype), _spec(6, k, 1, 6, 5, "channel", 3, wdtype)]
     onnx_path = tmp_path / "tv.onnx"
     _tv_model(onnx_path, specs, dtype=dtype)
     result = build_engine(onnx_path, tmp_path / "tv.engine", max_batch=4)
     info = json.loads(result.sidecar.read_text())
     assert info["plugin"]["layers"] == 3 and info["precision"] == dtype and [t["bias"] for t in info["tv_layers"]] == ["map", "zero", "channel"]
+    assert {t["dtype"] for t in info["tv_layers"]} == {wdtype or dtype}
     run = load_runner("tensorrt", result.engine)  # the path `tvexport validate --backend tensorrt` takes
     for batch in (1, 3):
         x = np.random.default_rng(batch).standard_normal((batch, 6, 12, 10)).astype(dtype).astype(np.float32)
         got = run(x)
-        ref = _reference(x.astype(np.float64), specs)
+        ref = _reference(x.astype(np.float64), specs, dtype)
         tol = 1e-5 if dtype == "float32" else 2e-2  # three chained float16 layers
         assert np.abs(got - ref).max() <= tol * np.abs(ref).max(), (batch, np.abs(got - ref).max())
     with pytest.raises(TvexportError, match="outside the engine's profile"):
         run(np.zeros((5, 6, 12, 10), np.float32))
+
+
+@needs_trt_gpu
+def test_fp16_flag_refuses_int8_kernels(tmp_path: Path) -> None:
+    import tensorrt
+
+    from tvexport.trt.build import build_engine
+
+    if not tensorrt.__version__.startswith("10."):
+        pytest.skip("--fp16 only exists with TensorRT 10")
+    onnx_path = tmp_path / "tv.onnx"
+    _tv_model(onnx_path, [_spec(4, 3, 1, 8, 8, None, wdtype="int8")])
+    with pytest.raises(TvexportError, match="int8 TV kernels"):
+        build_engine(onnx_path, tmp_path / "tv.engine", fp16=True)
+    assert not (tmp_path / "tv.engine").exists()
 
 
 @needs_trt_gpu
