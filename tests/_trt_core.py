@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import enum
 import importlib
-import math
 import sys
 import types
 import warnings
@@ -288,7 +287,3 @@ class Builder:
                 "extra": lambda n, extra=extra: [e.expr.evaluate({"N": n}) for e in extra],
             })
         return out
-
-
-def ceil_div(a: int, b: int) -> int:
-    return math.ceil(a / b)

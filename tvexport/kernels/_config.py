@@ -145,7 +145,6 @@ def bias_mode(bias_shape: tuple[int, ...] | None, channels: int, oh: int, ow: in
 POINTER_INPUTS = ("x_ptr", "w_ptr", "b_ptr", "s_ptr")
 SCALAR_ARGS = ("N",)
 POINTER_OUTPUTS = ("out_ptr",)
-CONSTEXPRS = ("C", "H", "W", "OH", "OW", "K", "STRIDE", "BIAS_MODE", "BLOCK", "BATCH_TILE")
 
 
 def scalar_args(n):  # type: ignore[no-untyped-def]

@@ -36,7 +36,6 @@ PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
 PLUGIN_NAME_I8 = "tv_dwconv_i8"  # the int8-kernel form: (x, weight, bias, scale); plugins have fixed inputs
 PLUGIN_ID_I8 = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME_I8}"
 MIN_TENSORRT = (10, 9)  # first release with ahead-of-time Python plugins (tensorrt.plugin.aot_impl)
-RECOMMENDED_TENSORRT = (10, 14)  # keeps the AOT kernel name alive (pyPlugin.cpp getKernel)
 STRONG_TYPING_ONLY = 11  # TensorRT 11 removed weak typing: precision comes from the network's dtypes
 DEFAULT_BATCH = (1, 1, 32)  # min, opt, max of a dynamic batch when none is given (opt defaults to min)
 SIDECAR_FORMAT = "tvexport-tensorrt-engine"
