@@ -11,21 +11,13 @@ import torch
 import triton
 import triton.language as tl
 
-from tvexport.kernels._config import bias_mode
+from tvexport.kernels._config import bias_mode, cdiv, next_pow2
 
 MAX_TILE = 4096  # fp32 accumulators per program (batch_tile * block)
 BLOCKS = (1024, 512, 256, 128, 64)
 MAX_BATCH_TILE = 16
 WAVES = 4  # programs per SM to aim for: enough loads in flight to saturate DRAM
 DEFAULT_SM_COUNT = 132
-
-
-def cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -213,7 +213,10 @@ class BakedTVConv(nn.Module):
             from .kernels import triton_available, tv_dwconv
 
             if triton_available():
-                return tv_dwconv(x, weight, bias, self.stride)
+                stored = (torch.float32, torch.float16)  # read as stored; other dtypes as before, cast to x's
+                w = weight if weight.dtype in stored else _cast(weight, x.dtype)
+                b = bias if bias is None or bias.dtype in stored else _cast(bias, x.dtype)
+                return tv_dwconv(x, w, b, self.stride)
         # Half-precision activations accumulate in float32 (as the Triton kernel does): k*k
         # rounded partial sums would cost several float16 ulps.
         compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
