@@ -44,9 +44,9 @@ _DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
 
 # The INT attributes k, stride, padding are declared as int32 arrays, not ``int``: the ONNX parser
 # hands them over as 1-element INT32 fields, and tensorrt.plugin (10.9 to at least 11.1; the 11.4
-# wheel has the fix) turns a field into an
-# ``int`` with ``int(field.data)``, which NumPy >= 2.4 refuses for 1-element arrays (TypeError), while
-# its array path (``field.data.astype(int32)``) works with every NumPy.
+# wheel has the fix) turns a field into an ``int`` with ``int(field.data)``, which NumPy >= 2.4
+# refuses for 1-element arrays (TypeError), while its array path (``field.data.astype(int32)``)
+# works with every NumPy.
 Int = npt.NDArray[np.int32]
 
 
