@@ -100,6 +100,11 @@ def build_engine(
 
     model_bytes, tv_nodes = prepare_onnx(onnx_path)
     plan = plan_build(trt.__version__, fp16=fp16)
+    if plan.fp16_flag and any(n.dtype == "int8" for n in tv_nodes):
+        raise TvexportError(
+            f"{onnx_path} has int8 TV kernels, which only strongly typed networks keep as int8, and --fp16 builds a weakly typed one",
+            hint="build without --fp16 (export the model in float16 for half-precision activations)",
+        )
     logger = Logger(trt, verbose=verbose)
     builder = trt.Builder(logger)
     flags = 0
