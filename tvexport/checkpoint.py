@@ -294,7 +294,9 @@ def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
     if ckpt.format == "baked":
         assert ckpt.payload is not None
         try:
-            return ArchConfig.from_dict(ckpt.payload["arch"])
+            cfg = ArchConfig.from_dict(ckpt.payload["arch"])
+            _ = (cfg.name, cfg.input_shape)  # an unknown family or a bad width fails here, not in a later message
+            return cfg
         except (KeyError, TypeError, ValueError, AttributeError, TvexportError) as err:
             raise damaged_metadata(ckpt.path, err) from None
     sd = ckpt.state_dict
