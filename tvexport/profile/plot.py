@@ -71,8 +71,12 @@ def _latency_panel(ax: Any, report: Mapping[str, Any]) -> None:
         bars = ax.bar(xs, med, width, yerr=[lo, hi], capsize=2, label=label, color=COLORS.get(label), alpha=0.85,
                       error_kw={"elinewidth": 0.8, "alpha": 0.6})
         # Bars start at zero on a linear axis (a log axis makes bar lengths meaningless); each
-        # carries its value, so bars too short to see next to slower backends still read.
-        ax.bar_label(bars, [f"{m:.3g}" for m in med], padding=2, fontsize=7, rotation=90 if len(cases) * len(labels) > 8 else 0)
+        # carries its value at its top, so bars too short to see next to slower ones still read.
+        vertical = len(cases) * len(labels) > 8
+        for bar, m in zip(bars, med):
+            ax.annotate(f"{m:.3g}", (bar.get_x() + bar.get_width() / 2, m), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7, rotation=90 if vertical else 0,
+                        bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     ax.set_xticks(range(len(cases)), [f"{c['backend']}\nbatch {c['batch']}" for c in cases], fontsize=8)
     ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room for the labels
     ax.set_ylabel("latency, ms (median, p10-p90)")
