@@ -318,3 +318,20 @@ def test_tolerance_callback_accepts_zero_and_refuses_the_rest() -> None:
     for bad in (-1e-9, math.nan, math.inf):
         with pytest.raises(typer.BadParameter):
             tolerance(bad)
+
+
+def test_export_cli_passes_the_phases_to_its_spinner(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_export(model: Any, output: Path, *, format: str, **options: Any) -> Any:
+        seen.update(options, format=format)
+        options["progress"]("compiling C++ kernels and packaging (AOTInductor)")
+        raise TvexportError("stopped after the first phase")
+
+    monkeypatch.setattr("tvexport.export._common.load_source", lambda *a, **k: object())
+    monkeypatch.setattr("tvexport.export.aoti.check_options", lambda **k: None)
+    monkeypatch.setattr("tvexport.export._dispatch.export_model", fake_export)
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.write_bytes(b"unread")
+    assert "stopped after the first phase" in _one_line(cli("export", ckpt, "--format", "aoti", "-o", tmp_path / "m.pt2"))
+    assert seen["format"] == "aoti" and callable(seen["progress"])
