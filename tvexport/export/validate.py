@@ -19,6 +19,7 @@ from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..bake import random_inputs
 from ..checkpoint import arch_config_for, describe_file, read_checkpoint
 from ..errors import MismatchError, TvexportError
+from ..models.registry import ArchConfig
 from ._common import BACKENDS, DEFAULT_TOLERANCES, Comparison, compare_outputs, load_runner, load_source
 
 
@@ -78,10 +79,9 @@ def artifact_dtype(path: Path) -> str:
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
 
 
-def resolve_backend(artifact: Path, backend: str | None, found: Artifact | None = None) -> str:
-    """The backend that runs ``artifact``: ``backend`` when given (refused when the file is plainly
-    another kind of artefact), else the one its content calls for."""
-    found = identify(artifact) if found is None else found
+def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None) -> str:
+    """The backend that runs ``artifact`` (``found = identify(artifact)``): ``backend`` when given
+    (refused when the file is plainly another kind of artefact), else the one its content calls for."""
     if found is not None and found.describes is not None:
         raise TvexportError(f"{found.describe()}, not the model itself", hint=f"validate {found.describes} instead")
     if backend is None:
@@ -110,6 +110,19 @@ def recorded_arch(found: Artifact) -> tuple[str | None, str | None]:
             return None, None
         return meta.get("tvexport.arch"), meta.get("tvexport.atom")
     return found.arch, found.atom
+
+
+def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -> None:
+    """Refuse, by name, an artefact that records another architecture (or atom) than ``cfg``."""
+    arch, atom = recorded_arch(found) if found is not None else (None, None)
+    if found is None or arch is None:
+        return
+    atom = atom or cfg.atom
+    if (arch, atom) != (cfg.name, cfg.atom):
+        raise TvexportError(
+            f"{found.path} was exported from a {arch} ({atom}) network, but {against} is a {cfg.name} ({cfg.atom})",
+            hint="validate it against the checkpoint or baked file it was exported from",
+        )
 
 
 def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarray:
@@ -175,20 +188,13 @@ def validate_artifact(
     if not artifact.exists():
         raise TvexportError(f"{artifact}: no such file", hint="check the path")
     found = identify(artifact)
-    backend = resolve_backend(artifact, backend, found)
+    backend = resolve_backend(artifact, found, backend)
     cfg = arch_config_for(read_checkpoint(against), arch)
-    made_from = recorded_arch(found) if found is not None else (None, None)
-    if made_from[0] is not None and (made_from[0], made_from[1] or cfg.atom) != (cfg.name, cfg.atom):
-        raise TvexportError(
-            f"{artifact} was exported from a {made_from[0]} ({made_from[1] or cfg.atom}) network, but {against} is a {cfg.name} ({cfg.atom})",
-            hint="validate it against the checkpoint or baked file it was exported from",
-        )
-    x_file = load_input(Path(input_path), expected=cfg.input_shape, arch=cfg.name) if input_path is not None else None
+    check_same_network(found, cfg, against)
     runner = load_runner(backend, artifact)
-    model = load_source(against, arch=arch)
     fixed_batch = getattr(runner, "batch", None)
-    if x_file is not None:
-        x = x_file
+    if input_path is not None:
+        x = load_input(Path(input_path), expected=cfg.input_shape, arch=cfg.name)
         input_source = str(input_path)
     else:
         n = batch or fixed_batch or 2
@@ -202,6 +208,7 @@ def validate_artifact(
     check = getattr(runner, "check_input", None)
     if check is not None:
         check(x)
+    model = load_source(against, arch=arch)  # bakes a checkpoint: only once the inputs are known to fit
     d_rtol, d_atol = DEFAULT_TOLERANCES[artifact_dtype(artifact)]
     comparisons = compare_with_torch(
         model, {backend: runner}, x, rtol=d_rtol if rtol is None else rtol, atol=d_atol if atol is None else atol
