@@ -87,7 +87,7 @@ def export_cmd(
     """
     from .._io import check_output_path
     from ..export._common import load_source
-    from ..export._dispatch import default_output, export_model
+    from ..export._dispatch import check_options, default_output, export_model
 
     fmt = format.value
     out = output if output is not None else default_output(source, fmt)
@@ -107,9 +107,7 @@ def export_cmd(
             "dtype": dtype.value, "fp16_io": fp16_io, "simplify": not no_simplify, "external_data": external_data or None,
             "decomposition": decomposition,
         }
-        from ..export.onnx import check_options
-
-        check_options(tv_op=options["tv_op"], opset=options["opset"], batch=batch, dtype=options["dtype"], decomposition=decomposition)
+        check_options(fmt, tv_op=options["tv_op"], opset=options["opset"], batch=batch, dtype=options["dtype"], decomposition=decomposition)
     else:
         _reject(fmt, **{
             "--tv-op plugin": tv_op != TVOpChoice.portable, "--opset": opset is not None, "--dtype float16": dtype != DType.float32,
@@ -118,9 +116,7 @@ def export_cmd(
         if max_batch is not None and not dynamic_batch:
             raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
         options = {"device": device.value, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch if max_batch is not None else 64}
-        from ..export.aoti import check_options as check_aoti_options
-
-        check_aoti_options(device=device.value)
+        check_options(fmt, device=device.value)
     model = load_source(source, arch=arch)
     try:
         with err_console.status(f"exporting {source.name} to {fmt}...") as status:
