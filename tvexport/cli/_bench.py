@@ -138,6 +138,10 @@ def bench_cmd(
 
         require_matplotlib()
     batches = _batches(batch or ["1"])
+    if cv_warn <= 0:
+        raise TvexportError(f"--cv-warn {cv_warn:g}: the warning threshold is a coefficient of variation > 0", hint="e.g. --cv-warn 0.1")
+    if not per_layer and getattr(ctx.get_parameter_source("layer_seconds"), "name", None) == "COMMANDLINE":
+        raise TvexportError("--layer-seconds applies with --per-layer only", hint="add --per-layer or drop --layer-seconds")
     settings = MeasureSettings(warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=min_seconds, max_seconds=max_seconds)
     size = parse_input_size(input_size) if input_size is not None else None
     if device is Device.cuda:

@@ -16,7 +16,7 @@ from ..errors import TvexportError
 from ..summary import ModelSummary, inspect_checkpoint
 from . import app
 from ._console import console, err_console
-from ._options import AllowNonfinite, Arch, DType, DTypeOpt, Force, Json, Output, Source
+from ._options import AllowNonfinite, Arch, DType, DTypeOpt, Force, Json, Output, Source, tolerance
 
 
 def _mb(n: int) -> str:
@@ -75,8 +75,8 @@ def bake_cmd(
     dtype: DTypeOpt = DType.float32,
     no_fold_bn: Annotated[bool, typer.Option("--no-fold-bn", help="Keep BatchNorm layers instead of folding them.")] = False,
     force: Force = False,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare baked and unbaked outputs (default on).")] = True,
-    rtol: Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default 1e-5 float32, 1e-3 float16).", show_default=False)] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare baked and unbaked outputs.")] = True,
+    rtol: Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default 1e-5 float32, 1e-3 float16).", show_default=False, callback=tolerance)] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the verification inputs.")] = 2,
     allow_nonfinite: AllowNonfinite = False,
     as_json: Json = False,
@@ -87,6 +87,8 @@ def bake_cmd(
     """
     from .._io import check_output_path
 
+    if not verify and rtol is not None:
+        raise TvexportError("--rtol does not apply with --no-verify", hint="drop one of them")
     out = output if output is not None else default_output(source)
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -26,3 +27,10 @@ Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existin
 DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Storage / compute precision.", case_sensitive=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Accept checkpoints whose weights hold NaN/Inf.")]
+
+
+def tolerance(value: float | None) -> float | None:
+    """Option callback of --rtol/--atol: a finite number >= 0, refused before any work."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value:g} is not a tolerance; give a finite number >= 0")
+    return value

@@ -66,6 +66,7 @@ __all__ = [
     "export_onnx",
     "load_runner",
     "onnx_graph",
+    "read_metadata",
 ]
 
 
@@ -475,6 +476,17 @@ def _session(source: Any, *, threads: int | None = None, what: str) -> Any:
     except Exception as err:  # onnxruntime raises its own exception types
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise TvexportError(f"onnxruntime {ort.__version__} cannot load {what}: {first}") from err
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata of an ONNX file (``tvexport.arch``, ``tvexport.atom``, ``tvexport.dtype``, ...),
+    without loading external weights."""
+    import onnx
+
+    try:
+        return _metadata(onnx.load(str(path), load_external_data=False))
+    except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
+        raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__})", hint="export it again with tvexport export") from None
 
 
 def _file_has_plugin_nodes(path: Path) -> bool:

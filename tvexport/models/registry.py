@@ -72,7 +72,13 @@ class ArchConfig:
         return dataclasses.replace(self, atom=atom)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings that shape this network: ``tv`` is None without TVConv layers, and only
+        segmentation networks have ``num_classes`` (face networks output an embedding)."""
         d = dataclasses.asdict(self)
+        if self.atom != "tvconv":
+            d["tv"] = None
+        if self.spec.task != "segmentation":
+            del d["num_classes"]
         d["name"] = self.name
         return d
 
@@ -80,7 +86,7 @@ class ArchConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> ArchConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in fields}
-        kw["tv"] = TVSettings(**kw.get("tv", {}))
+        kw["tv"] = TVSettings(**(kw.get("tv") or {}))
         return cls(**kw)
 
 

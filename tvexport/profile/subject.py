@@ -127,7 +127,7 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int) -> tuple[Network, 
     if arch is not None and resolve_arch(arch).name != cfg.name:
         raise TvexportError(f"--arch {arch} contradicts SRC {src}", hint="give the architecture once")
     model = _random(cfg, seed=seed)
-    return Network("tvconv", "random weights (registry, reference TV settings)", model), {"kind": "registry", "arch": cfg.name}
+    return Network("tvconv", "random weights, reference TV settings", model), {"kind": "registry", "arch": cfg.name}
 
 
 def _baseline_from_file(path: Path, cfg: ArchConfig) -> Network:
@@ -179,5 +179,5 @@ def load_subject(
         if given is not None and given.label == atom:
             networks.append(given)
         else:
-            networks.append(Network(atom, "random weights (registry)", _random(cfg.with_atom(atom), seed=seed + 1 + i)))
+            networks.append(Network(atom, "random weights", _random(cfg.with_atom(atom), seed=seed + 1 + i)))
     return Subject(cfg, source, networks)

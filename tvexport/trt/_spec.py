@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import ENGINE_SIDECAR_FORMAT as SIDECAR_FORMAT
+from ..artifacts import sidecar_path
 from ..errors import TvexportError
 from ..kernels._config import bias_mode
 from .._depthwise import tv_output_size
@@ -38,7 +40,6 @@ PLUGIN_ID_I8 = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME_I8}"
 MIN_TENSORRT = (10, 9)  # first release with ahead-of-time Python plugins (tensorrt.plugin.aot_impl)
 STRONG_TYPING_ONLY = 11  # TensorRT 11 removed weak typing: precision comes from the network's dtypes
 DEFAULT_BATCH = (1, 1, 32)  # min, opt, max of a dynamic batch when none is given (opt defaults to min)
-SIDECAR_FORMAT = "tvexport-tensorrt-engine"
 
 Dim = int | None  # None: unknown at this point (dynamic, or TensorRT's placeholder shapes)
 
@@ -196,12 +197,6 @@ def profile_shapes(
     return Profile(name, (lo, *rest), (opt, *rest), (hi, *rest))
 
 
-def sidecar_path(engine: Path) -> Path:
-    """``model.engine`` -> ``model.engine.json``."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
 def default_engine_path(onnx_path: Path) -> Path:
     onnx_path = Path(onnx_path)
     return onnx_path.with_name(onnx_path.stem + ".engine")
@@ -223,12 +218,17 @@ def sidecar_contents(
     workspace_mb: int | None,
     build_seconds: float,
     tvexport_version: str,
+    arch: str | None = None,
+    atom: str | None = None,
 ) -> dict[str, Any]:
-    """JSON-ready facts about an engine: what built it, for which GPU, with which shapes."""
+    """JSON-ready facts about an engine: what built it, for which GPU, with which shapes, and the
+    network it runs (``arch``/``atom`` from the ONNX metadata; ``tvexport validate`` checks them)."""
     return {
         "format": SIDECAR_FORMAT,
         "format_version": 1,
         "tvexport": tvexport_version,
+        "arch": arch,
+        "atom": atom,
         "tensorrt": tensorrt_version,
         "gpu": dict(gpu),
         "precision": precision,

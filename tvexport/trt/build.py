@@ -144,7 +144,9 @@ def build_engine(
         raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
 
     from .. import __version__
+    from ..export.onnx import read_metadata
 
+    meta = read_metadata(onnx_path)
     info = sidecar_contents(
         tensorrt_version=trt.__version__,
         gpu=_gpu(torch),
@@ -160,6 +162,8 @@ def build_engine(
         workspace_mb=workspace_mb,
         build_seconds=seconds,
         tvexport_version=__version__,
+        arch=meta.get("tvexport.arch"),
+        atom=meta.get("tvexport.atom"),
     )
     with contextlib.ExitStack() as stack:  # both files appear together, or neither
         tmp_engine = stack.enter_context(atomic_output(out, force=force))
