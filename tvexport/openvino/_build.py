@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -154,7 +155,8 @@ def _run(cmd: list[str], *, log: list[str], cwd: Path) -> None:
     log += [f"$ {' '.join(cmd)}", proc.stdout, proc.stderr]
     if proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
-        first = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else f"exit code {proc.returncode}")
+        # a compiler diagnostic ("file:line: error: ..."), else CMake's, else the last line
+        first = next((ln for ln in lines if re.search(r"\berror:|CMake Error", ln)), lines[-1] if lines else f"exit code {proc.returncode}")
         raise TvexportError(f"building the OpenVINO extension failed: {first[:300]}", hint="the full compiler output is in LOG")
 
 
@@ -208,7 +210,7 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     It is built into the cache (``cache_dir()/<key>/``), where runners look for it. With
     ``output_dir`` it is then copied there too, with a ``.json`` sidecar (key, openvino,
     compiler); a library already there from other sources or another openvino is replaced only
-    with ``force``. ``force`` also rebuilds an up-to-date cache entry.
+    with ``force``. Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
     """
     _, version, _, cxx, _ = _requirements()
     key = _key(version, _compiler_id(cxx))
@@ -222,7 +224,7 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
         if out_lib.exists() and not force:
             raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
     with _lock(root):
-        cached = None if force else _up_to_date(root / key / LIBRARY, key)
+        cached = None if force and output_dir is None else _up_to_date(root / key / LIBRARY, key)
         result = cached or _compile(root / key / LIBRARY, root=root, key=key, jobs=jobs)
     if output_dir is None:
         return result

@@ -23,6 +23,7 @@
 #include <openvino/op/reshape.hpp>
 #include <openvino/op/transpose.hpp>
 
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -50,14 +51,21 @@ std::string dims(const ov::PartialShape& s, const std::vector<int64_t>& order = 
     return os.str() + ")";
 }
 
+// The widest variant this CPU runs; TVEXPORT_OV_KERNEL=generic|avx2|avx512 asks for a narrower one
+// (tests use it to check every variant on one machine; a variant the CPU lacks is never chosen).
 KernelFn select_kernel() {
+    const char* env = std::getenv("TVEXPORT_OV_KERNEL");
+    const std::string want = env ? env : "";
 #if defined(TVX_MULTI_ISA)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd"))
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512cd");
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+                      __builtin_cpu_supports("bmi2");
+    if (avx512 && (want.empty() || want == "avx512"))
         return kernel_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-        __builtin_cpu_supports("bmi2"))
+    if (avx2 && (want.empty() || want == "avx512" || want == "avx2"))
         return kernel_avx2;
 #endif
     return kernel_generic;
