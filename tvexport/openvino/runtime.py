@@ -132,6 +132,12 @@ class OpenVinoRunner:
             want = "(" + ", ".join(str(e) if e is not None else "N" for e in expected) + ")"
             raise TvexportError(f"input has shape {tuple(x.shape)}, but {self.what} expects {want}", hint="give an input of that shape")
 
+    def input_tensor(self, x: np.ndarray) -> object:
+        """A copy of ``x`` as an ``ov.Tensor`` (for ``request.set_input_tensor``)."""
+        import openvino as ov
+
+        return ov.Tensor(np.ascontiguousarray(x, dtype=self.input_dtype))
+
     def describe(self) -> str:
         """``"OpenVINO 2026.4 CPU, f32, fused (extension kernel x86-64-v4)"``-style summary."""
         import openvino

@@ -2,37 +2,43 @@
 //
 // CMake compiles this file several times on x86-64 (-march=x86-64-v4, x86-64-v3, and the
 // compiler's baseline) with TVX_KERNEL_NAME naming the entry point; tv_dwconv.cpp picks the best
-// one the running CPU supports. Vectorisation is the compiler's: the innermost loops run over a
-// fixed-size block of TVX_BLOCK channels with unit stride, which GCC and Clang turn into vector
-// FMAs of the target width (accumulators stay in registers across the taps).
+// one the running CPU supports. Vectorisation uses the GCC/Clang vector extension (16 floats),
+// which the compiler maps to the target's registers; TVX_CHUNK floats of accumulators stay in
+// registers across all taps.
 //
-// Loop order, chosen for memory traffic: output position (one thread owns a contiguous range)
-// -> channel block -> batch row -> tap. The position's kernels (k*k x block) are read from memory
-// once per call and reused from L1 for every batch row; compressed kernels (float16, int8 with a
-// per (tap, channel) scale) are dequantized into that small tile in the same loop, never into a
-// float32 copy of the whole kernel tensor.
+// A thread owns a range of output rows and walks it in blocks of rows whose kernels (h, k*k, w, C
+// layout: one contiguous run per row and tap) fit in L2; every image of the batch is computed
+// with a block before the next block is read, so the kernels come from memory once per call.
+// Compressed kernels (float16, int8 with a per (tap, channel) scale) are dequantized block by
+// block into that L2-sized buffer, never into a float32 copy of the whole kernel tensor.
+// Within a row, segments of up to kSegment floats of (position, channel): the k input rows a
+// segment needs are copied to float32 buffers, zero-padded and split by phase (column mod
+// stride), so that every tap is one contiguous run over (position, channel) of kernels, input
+// and output alike: the vector loops stay full however few channels a layer has, and no bounds
+// are checked inside them.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <vector>
+
+#if defined(__F16C__)
+#    include <immintrin.h>
+#endif
 
 #include "kernel.hpp"
 
 #ifndef TVX_KERNEL_NAME
 #    define TVX_KERNEL_NAME kernel_generic
 #endif
-#ifndef TVX_BLOCK
-#    define TVX_BLOCK 16
+#ifndef TVX_CHUNK
+#    define TVX_CHUNK 16  // floats per register-held accumulator block: 16, 32 or 64
 #endif
 
 namespace tvx {
 namespace {
 
-constexpr int64_t kBlock = TVX_BLOCK;
-
 #if defined(__FLT16_MAX__)
-// The compiler's _Float16 (GCC >= 12 on x86-64 and AArch64, Clang >= 15): one vcvtph2ps / fcvtl
-// per vector where the target has it (F16C is part of x86-64-v3).
+// The compiler's _Float16 (GCC >= 12 on x86-64 and AArch64, Clang >= 15).
 using half = _Float16;
 inline float to_float(half v) {
     return static_cast<float>(v);
@@ -41,7 +47,7 @@ inline half from_float(float v) {
     return static_cast<half>(v);
 }
 #else
-// Portable IEEE binary16 <-> float32 on the bit patterns (branch-free, so it still vectorises).
+// Portable IEEE binary16 <-> float32 on the bit patterns (branch-free).
 struct half {
     uint16_t bits;
 };
@@ -86,98 +92,194 @@ inline half from_float(float f) {  // round to nearest even; overflow to inf
 inline float to_float(float v) {
     return v;
 }
-inline float to_float(int8_t v) {
-    return static_cast<float>(v);
-}
 
-template <typename T>
-inline T store_as(float v) {
-    if constexpr (std::is_same_v<T, float>)
-        return v;
-    else
-        return from_float(v);
-}
-
-// One channel block of one output position for every batch row. `cn` is kBlock (fixed trip
-// count: the compiler keeps `acc` in vector registers) or the remainder of C.
-template <typename XT, int64_t CN>
-inline void block(const KernelArgs& a, const XT* x, XT* y, const float* const* taps_w, const int64_t* taps_off,
-                  int nt, const float* bias, int64_t cn_dyn) {
-    const int64_t cn = CN > 0 ? CN : cn_dyn;
-    const int64_t x_img = a.in_h * a.in_w * a.c;
-    const int64_t y_img = a.out_h * a.out_w * a.c;
-    for (int64_t n = 0; n < a.n; ++n) {
-        float acc[kBlock];
-        for (int64_t u = 0; u < cn; ++u)
-            acc[u] = bias ? bias[u] : 0.0f;
-        const XT* xn = x + n * x_img;
-        for (int t = 0; t < nt; ++t) {
-            const XT* __restrict xp = xn + taps_off[t];
-            const float* __restrict wp = taps_w[t];
-            for (int64_t u = 0; u < cn; ++u)
-                acc[u] += wp[u] * to_float(xp[u]);
-        }
-        XT* __restrict yp = y + n * y_img;
-        for (int64_t u = 0; u < cn; ++u)
-            yp[u] = store_as<XT>(acc[u]);
+// dst[u] = float(src[u]) (* scale[u] for int8), u < n
+template <typename WT>
+inline void dequantize(float* __restrict dst, const WT* __restrict src, const float* __restrict scale, int64_t n) {
+    if constexpr (std::is_same_v<WT, int8_t>) {
+        for (int64_t u = 0; u < n; ++u)
+            dst[u] = static_cast<float>(src[u]) * scale[u];
+    } else {
+        int64_t u = 0;
+#if defined(__F16C__) && defined(__FLT16_MAX__)
+        for (; u + 8 <= n; u += 8)  // GCC 12 does not vectorise _Float16 -> float on its own
+            _mm256_storeu_ps(dst + u, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + u))));
+#endif
+        for (; u < n; ++u)
+            dst[u] = to_float(src[u]);
     }
 }
 
+// GCC/Clang vector extension: 16 floats, split by the compiler into what the target has
+// (one zmm, two ymm, four xmm or NEON q registers).
+typedef float v16 __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+constexpr int64_t kVectors = TVX_CHUNK / kLanes;  // accumulators held in registers per chunk
+
+inline v16 load(const float* p) {
+    v16 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline void store_v(float* p, v16 v) {
+    std::memcpy(p, &v, sizeof v);
+}
+
+template <typename XT>
+inline void convert(float* __restrict dst, const XT* __restrict src, int64_t n) {
+    if constexpr (std::is_same_v<XT, float>) {
+        std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    } else {
+        for (int64_t u = 0; u < n; ++u)
+            dst[u] = to_float(src[u]);
+    }
+}
+
+template <typename XT>
+inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
+    if constexpr (std::is_same_v<XT, float>) {
+        std::memcpy(y, acc, static_cast<size_t>(n) * sizeof(float));
+    } else {
+        for (int64_t u = 0; u < n; ++u)
+            y[u] = from_float(acc[u]);
+    }
+}
+
+// Software prefetch of bytes [offset, offset + n) of a region: the loops below read several short
+// runs at once (k input rows, k*k kernel runs), which the hardware prefetchers track poorly.
+inline void prefetch(const void* base, int64_t offset, int64_t n) {
+    const char* p = static_cast<const char*>(base);
+    for (int64_t o = offset; o < offset + n; o += 64)
+        __builtin_prefetch(p + o, 0, 3);
+}
+
 template <typename XT, typename WT>
-void run(const KernelArgs& a, int64_t begin, int64_t end) {
-    const int64_t C = a.c, k = a.k, kk = k * k;
+void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
+    constexpr bool kF32 = std::is_same_v<WT, float>;
+    const int64_t C = a.c, k = a.k, kk = k * k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
+    const Segments g = segments(a);
+    const int64_t seg = g.positions * C;
+    const int64_t row_kernels = kk * ow * C;  // kernel values of one output row
+    const int64_t block = rows_per_block(a);
     const auto* X = static_cast<const XT*>(a.x);
     const auto* Wt = static_cast<const WT*>(a.weight);
     auto* Y = static_cast<XT*>(a.y);
-    std::vector<int64_t> tap_index(kk), tap_off(kk);
-    std::vector<const float*> tap_w(kk);
-    // float32 tile of the position's kernels for one channel block (compressed weights only)
-    std::vector<float> tile(std::is_same_v<WT, float> ? 0 : kk * kBlock);
+    // Input rows of a segment, zero-padded and split by phase (ix mod s): the tap (ky, kx) of
+    // output position j reads phase kx % s at position j + kx / s, so for every stride a tap is
+    // one contiguous run over (position, channel), like the kernels and the output.
+    const int64_t span = g.positions + (k - 1) / s + 1;  // positions per phase buffer
+    std::vector<float> rows(k * s * span * C);
+    std::vector<float> out(seg);
+    std::vector<float> tile(kF32 ? 0 : block * row_kernels);  // a block of rows' kernels, dequantized
+    std::vector<float> scale_row;                              // int8: scale[t, c] repeated over positions
+    if constexpr (std::is_same_v<WT, int8_t>) {
+        scale_row.resize(kk * ow * C);
+        for (int64_t t = 0; t < kk; ++t)
+            for (int64_t u = 0; u < ow * C; ++u)
+                scale_row[t * ow * C + u] = a.scale[t * C + u % C];
+    }
+    std::vector<float> bias_row;  // per-channel bias repeated over positions
+    if (a.bias && !a.bias_map) {
+        bias_row.resize(seg);
+        for (int64_t u = 0; u < seg; ++u)
+            bias_row[u] = a.bias[u % C];
+    }
+    std::vector<const float*> tap_w(kk), tap_x(kk);
 
-    for (int64_t p = begin; p < end; ++p) {
-        const int64_t i = p / a.out_w, j = p % a.out_w;
-        int nt = 0;  // taps inside the input (the others read zero padding)
-        for (int64_t ky = 0; ky < k; ++ky) {
-            const int64_t iy = i * a.stride + ky - a.pad;
-            if (iy < 0 || iy >= a.in_h)
-                continue;
-            for (int64_t kx = 0; kx < k; ++kx) {
-                const int64_t ix = j * a.stride + kx - a.pad;
-                if (ix < 0 || ix >= a.in_w)
-                    continue;
-                tap_index[nt] = ky * k + kx;
-                tap_off[nt] = (iy * a.in_w + ix) * C;
-                ++nt;
-            }
+    for (int64_t rb = row_begin; rb < row_end; rb += block) {
+        const int64_t re = std::min(row_end, rb + block);
+        const float* kernels;  // rows [rb, re) of kernels as float32, (row, tap, position, channel)
+        if constexpr (kF32) {
+            kernels = Wt + rb * row_kernels;
+        } else {
+            for (int64_t i = rb; i < re; ++i)
+                dequantize(tile.data() + (i - rb) * row_kernels, Wt + i * row_kernels, scale_row.empty() ? nullptr : scale_row.data(), row_kernels);
+            kernels = tile.data();
         }
-        const WT* wpos = Wt + p * kk * C;
-        const float* bpos = a.bias ? (a.bias_map ? a.bias + p * C : a.bias) : nullptr;
-        for (int64_t cb = 0; cb < C; cb += kBlock) {
-            const int64_t cn = std::min<int64_t>(kBlock, C - cb);
-            for (int t = 0; t < nt; ++t) {
-                const WT* w = wpos + tap_index[t] * C + cb;
-                if constexpr (std::is_same_v<WT, float>) {
-                    tap_w[t] = w;
-                } else {
-                    float* dst = tile.data() + t * kBlock;
-                    if constexpr (std::is_same_v<WT, int8_t>) {
-                        const float* s = a.scale + tap_index[t] * C + cb;
-                        for (int64_t u = 0; u < cn; ++u)
-                            dst[u] = to_float(w[u]) * s[u];
-                    } else {
-                        for (int64_t u = 0; u < cn; ++u)
-                            dst[u] = to_float(w[u]);
+        // batch rows inside the block: the block's kernels (sized for L2) serve every image
+        for (int64_t n = 0; n < a.n; ++n) {
+            for (int64_t i = rb; i < re; ++i) {
+                // what the next row needs from memory, fetched a slice per segment while this
+                // row computes: its new input rows (this image, or the next one at the block's
+                // end) and, on first use, its kernels
+                const bool last = i + 1 == re;
+                const int64_t next_n = last ? n + 1 : n, next_i = last ? rb : i + 1;
+                const int64_t first_new = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
+                const int64_t last_row = std::min<int64_t>(H, next_i * s - p + k);
+                const int64_t x_bytes = next_n < a.n && last_row > first_new ? (last_row - first_new) * W * C * int64_t(sizeof(XT)) : 0;
+                const XT* x_next = X + (next_n * H + first_new) * W * C;
+                const int64_t w_bytes = kF32 && n == 0 && !last ? row_kernels * int64_t(sizeof(float)) : 0;
+                const float* w_next = kernels + (i + 1 - rb) * row_kernels;
+                for (int64_t j0 = 0, q = 0; j0 < ow; j0 += g.positions, ++q) {
+                    prefetch(x_next, x_bytes * q / g.per_row, x_bytes / g.per_row + 64);
+                    prefetch(w_next, w_bytes * q / g.per_row, w_bytes / g.per_row + 64);
+                    const int64_t j1 = std::min(ow, j0 + g.positions);
+                    const int64_t len = (j1 - j0) * C;
+                    const int64_t n_span = (j1 - j0) + (k - 1) / s + 1;
+                    int nt = 0;  // taps whose input row exists (the others read zero padding)
+                    for (int64_t ky = 0; ky < k; ++ky) {
+                        const int64_t iy = i * s + ky - p;
+                        if (iy < 0 || iy >= H)
+                            continue;
+                        const XT* xrow = X + (n * H + iy) * W * C;
+                        for (int64_t r = 0; r < s; ++r) {
+                            float* dst = rows.data() + (ky * s + r) * span * C;
+                            // positions m whose column ix = (j0 + m) * s + r - p lies in the row
+                            const int64_t lo_num = p - r - j0 * s, hi_num = W - 1 + p - r - j0 * s;
+                            const int64_t ml = std::min(n_span, lo_num <= 0 ? int64_t{0} : (lo_num + s - 1) / s);
+                            const int64_t mh = std::max(ml, std::min(n_span, hi_num < 0 ? int64_t{0} : hi_num / s + 1));
+                            std::fill(dst, dst + ml * C, 0.0f);
+                            std::fill(dst + mh * C, dst + n_span * C, 0.0f);
+                            if (s == 1) {
+                                convert(dst + ml * C, xrow + (j0 + ml - p) * C, (mh - ml) * C);
+                            } else {
+                                for (int64_t m = ml; m < mh; ++m)
+                                    convert(dst + m * C, xrow + ((j0 + m) * s + r - p) * C, C);
+                            }
+                        }
+                        for (int64_t kx = 0; kx < k; ++kx) {
+                            tap_w[nt] = kernels + ((i - rb) * kk + ky * k + kx) * ow * C + j0 * C;
+                            tap_x[nt] = rows.data() + ((ky * s + kx % s) * span + kx / s) * C;
+                            ++nt;
+                        }
                     }
-                    tap_w[t] = dst;
+                    const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j0) * C : bias_row.data();
+                    // chunks of TVX_CHUNK floats, accumulators in registers across the taps
+                    int64_t u = 0;
+                    for (; u + TVX_CHUNK <= len; u += TVX_CHUNK) {
+                        v16 acc[kVectors];
+                        for (int64_t v = 0; v < kVectors; ++v)
+                            acc[v] = bias ? load(bias + u + v * kLanes) : v16{};
+                        for (int t = 0; t < nt; ++t) {
+                            const float* wp = tap_w[t] + u;
+                            const float* xp = tap_x[t] + u;
+                            for (int64_t v = 0; v < kVectors; ++v)
+                                acc[v] += load(wp + v * kLanes) * load(xp + v * kLanes);
+                        }
+                        for (int64_t v = 0; v < kVectors; ++v)
+                            store_v(out.data() + u + v * kLanes, acc[v]);
+                    }
+                    for (; u + kLanes <= len; u += kLanes) {  // then single vectors
+                        v16 acc = bias ? load(bias + u) : v16{};
+                        for (int t = 0; t < nt; ++t)
+                            acc += load(tap_w[t] + u) * load(tap_x[t] + u);
+                        store_v(out.data() + u, acc);
+                    }
+                    if (u < len) {  // fewer than 16 floats left
+                        const int64_t rest = len - u;
+                        float* __restrict o = out.data() + u;
+                        for (int64_t q = 0; q < rest; ++q)
+                            o[q] = bias ? bias[u + q] : 0.0f;
+                        for (int t = 0; t < nt; ++t) {
+                            const float* __restrict wp = tap_w[t] + u;
+                            const float* __restrict xp = tap_x[t] + u;
+                            for (int64_t q = 0; q < rest; ++q)
+                                o[q] += wp[q] * xp[q];
+                        }
+                    }
+                    store(Y + ((n * a.out_h + i) * ow + j0) * C, out.data(), len);
                 }
             }
-            const float* b = bpos ? bpos + cb : nullptr;
-            XT* y = Y + p * C + cb;
-            const XT* x = X + cb;
-            if (cn == kBlock)
-                block<XT, kBlock>(a, x, y, tap_w.data(), tap_off.data(), nt, b, cn);
-            else
-                block<XT, 0>(a, x, y, tap_w.data(), tap_off.data(), nt, b, cn);
         }
     }
 }
@@ -196,11 +298,11 @@ void run_x(const KernelArgs& a, int64_t begin, int64_t end) {
 
 }  // namespace
 
-void TVX_KERNEL_NAME(const KernelArgs& a, int64_t begin, int64_t end) {
+void TVX_KERNEL_NAME(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     if (a.x_type == DType::f16)
-        run_x<half>(a, begin, end);
+        run_x<half>(a, row_begin, row_end);
     else
-        run_x<float>(a, begin, end);
+        run_x<float>(a, row_begin, row_end);
 }
 
 }  // namespace tvx

@@ -6,11 +6,11 @@
 //   float32 is the 4th input: w_real = weight * scale); output dtype = x dtype.
 //
 // The ONNX frontend converts each node into
-//   Transpose(x -> NHWC) -> TVDWConvNHWC(x, weight (h, w, k*k, C), bias, scale (k*k, C)) -> Transpose(-> NCHW)
+//   Transpose(x -> NHWC) -> TVDWConvNHWC(x, weight (h, k*k, w, C), bias, scale (k*k, C)) -> Transpose(-> NCHW)
 // The Transposes of the constant weights, bias and scale are constant-folded when the model is
 // compiled; those of the activations meet the CPU plugin's own channels-last layout, where they
 // cost a cheap reorder instead of the two generic reorders an NCHW custom op gets.
-// TVDWConvNHWC runs as a CPU-plugin reference node: evaluate() splits the output positions over
+// TVDWConvNHWC runs as a CPU-plugin reference node: evaluate() splits the output rows over
 // OpenVINO's own thread pool (ov::parallel_nt, oneTBB in the wheel) and calls the kernel variant
 // (kernel.cpp) for the best instruction set of the running CPU.
 #include <openvino/core/extension.hpp>
@@ -86,8 +86,8 @@ const KernelFn kKernel = select_kernel();
 
 }  // namespace
 
-// Channels-last TV depthwise op: x (N, H, W, C), weight (h, w, k*k, C) float32 | float16 | int8
-// (or float16 as uint8 bytes (h, w, k*k, 2*C), see half_kernel_bytes), optional bias (h, w, C) or
+// Channels-last TV depthwise op: x (N, H, W, C), weight (h, k*k, w, C) float32 | float16 | int8
+// (or float16 as uint8 bytes (h, k*k, w, 2*C), see half_kernel_bytes), optional bias (h, w, C) or
 // (1, 1, C) float32, scale (k*k, C) float32 iff weight is int8; output (N, h, w, C) of x's type.
 class TVDWConvNHWC : public ov::op::Op {
 public:
@@ -146,7 +146,7 @@ public:
         const bool half_bytes = wt == ov::element::u8;  // float16 kernels as bytes: last dim 2*C
         if (half_bytes && w.rank().is_static() && w.rank().get_length() == 4 && w[3].is_static())
             w[3] = w[3].get_length() / 2;
-        const std::vector<int64_t> nchw{0, 3, 1, 2}, ckkhw{3, 2, 0, 1};
+        const std::vector<int64_t> nchw{0, 3, 1, 2}, ckkhw{3, 1, 0, 2};
         if (x.rank().is_static() && x.rank().get_length() != 4)
             refuse(name, "x must be 4-D (N, C, H, W), got rank ", x.rank().get_length());
         if (w.rank().is_static() && w.rank().get_length() != 4)
@@ -157,9 +157,9 @@ public:
             out[0] = x[0];
         if (w.rank().is_static()) {
             out[1] = w[0];
-            out[2] = w[1];
+            out[2] = w[2];
             out[3] = w[3];
-            if (w[2].is_static() && w[2].get_length() != m_k * m_k)
+            if (w[1].is_static() && w[1].get_length() != m_k * m_k)
                 refuse(name, "weight ", dims(w, ckkhw), " must hold k*k = ", m_k * m_k, " taps per channel (k=", m_k, ")");
         }
         if (x.rank().is_static() && w.rank().is_static()) {
@@ -168,7 +168,7 @@ public:
                        w[3].get_length());
             for (int axis = 0; axis < 2; ++axis) {
                 const auto& in = x[1 + axis];
-                const auto& o = w[axis];
+                const auto& o = w[axis * 2];
                 if (in.is_static() && o.is_static()) {
                     const int64_t got = (in.get_length() + 2 * m_padding - m_k) / m_stride + 1;
                     if (got != o.get_length())
@@ -185,7 +185,7 @@ public:
             const bool ok_rank = b.rank().is_static() && b.rank().get_length() == 3;
             bool ok = ok_rank;
             if (ok_rank && w.rank().is_static()) {
-                const bool map = b[0].compatible(w[0]) && b[1].compatible(w[1]);
+                const bool map = b[0].compatible(w[0]) && b[1].compatible(w[2]);
                 const bool channel = b[0].compatible(1) && b[1].compatible(1);
                 ok = (map || channel) && b[2].compatible(w[3]);
             }
@@ -198,7 +198,7 @@ public:
             if (get_input_element_type(get_input_size() - 1) != ov::element::f32)
                 refuse(name, "scale must be float32, got ", get_input_element_type(get_input_size() - 1));
             if (s.rank().is_dynamic() || s.rank().get_length() != 2 ||
-                (w.rank().is_static() && !(s[0].compatible(w[2]) && s[1].compatible(w[3]))))
+                (w.rank().is_static() && !(s[0].compatible(w[1]) && s[1].compatible(w[3]))))
                 refuse(name, "scale must be (C, k*k, 1, 1) for weight ", dims(w, ckkhw));
         }
         set_output_type(0, xt, out);
@@ -239,14 +239,14 @@ public:
         a.in_w = static_cast<int64_t>(xs[2]);
         a.c = static_cast<int64_t>(xs[3]);
         a.out_h = static_cast<int64_t>(ws[0]);
-        a.out_w = static_cast<int64_t>(ws[1]);
+        a.out_w = static_cast<int64_t>(ws[2]);
         a.k = m_k;
         a.stride = m_stride;
         a.pad = m_padding;
         if ((a.in_h + 2 * a.pad - a.k) / a.stride + 1 != a.out_h || (a.in_w + 2 * a.pad - a.k) / a.stride + 1 != a.out_w ||
             a.c != static_cast<int64_t>(ws[3]))
             refuse(get_friendly_name(), "input ", xs, " does not fit weight ", ws, " (NHWC)");
-        outputs[0].set_shape({xs[0], ws[0], ws[1], xs[3]});
+        outputs[0].set_shape({xs[0], ws[0], ws[2], xs[3]});
         a.x = x.data();
         a.weight = w.data();
         a.y = outputs[0].data();
@@ -260,10 +260,9 @@ public:
         }
         if (has_scale())
             a.scale = inputs.back().data<const float>();
-        const int64_t positions = a.out_h * a.out_w;
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
-            ov::splitter(positions, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
+            ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
             if (begin < end)
                 kKernel(a, begin, end);
         });
@@ -293,8 +292,8 @@ bool is_absent(const ov::Output<ov::Node>& v) {
 
 // The CPU plugin converts float16 constants to float32 when it compiles a float32 model, which
 // would double the kernel bytes the op streams; it keeps uint8 constants as they are. So constant
-// float16 kernels are handed over as their bytes, already in the op's (h, w, k*k, C) order:
-// uint8 (h, w, k*k, 2*C), two little-endian bytes per float16 value. nullptr if not applicable.
+// float16 kernels are handed over as their bytes, already in the op's (h, k*k, w, C) order:
+// uint8 (h, k*k, w, 2*C), two little-endian bytes per float16 value. nullptr if not applicable.
 std::shared_ptr<ov::Node> half_kernel_bytes(const ov::Output<ov::Node>& w) {
     auto c = ov::as_type_ptr<ov::op::v0::Constant>(w.get_node_shared_ptr());
     if (!c || c->get_element_type() != ov::element::f16 || c->get_shape().size() != 4)
@@ -307,8 +306,8 @@ std::shared_ptr<ov::Node> half_kernel_bytes(const ov::Output<ov::Node>& w) {
         for (size_t t = 0; t < kk; ++t)
             for (size_t i = 0; i < h; ++i)
                 for (size_t j = 0; j < wd; ++j)
-                    dst[((i * wd + j) * kk + t) * C + ch] = src[((ch * kk + t) * h + i) * wd + j];
-    return std::make_shared<ov::op::v0::Constant>(ov::element::u8, ov::Shape{h, wd, kk, 2 * C}, dst.data());
+                    dst[((i * kk + t) * wd + j) * C + ch] = src[((ch * kk + t) * h + i) * wd + j];
+    return std::make_shared<ov::op::v0::Constant>(ov::element::u8, ov::Shape{h, kk, wd, 2 * C}, dst.data());
 }
 
 ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
@@ -330,7 +329,7 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
             refuse(name, what, " must be 4-D, got shape ", dims(v.get_partial_shape()));
     }
     const auto half_bytes = half_kernel_bytes(w);
-    ov::OutputVector args{transpose(x, {0, 2, 3, 1}), half_bytes ? half_bytes : transpose(w, {2, 3, 1, 0})};
+    ov::OutputVector args{transpose(x, {0, 2, 3, 1}), half_bytes ? half_bytes : transpose(w, {2, 1, 3, 0})};
     if (n_in >= 3 && !is_absent(ctx.get_input(2))) {
         auto b = ctx.get_input(2);
         if (b.get_partial_shape().rank().is_static() && b.get_partial_shape().rank().get_length() != 3)
