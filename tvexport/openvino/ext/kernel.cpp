@@ -33,6 +33,9 @@
 #ifndef TVX_CHUNK
 #    define TVX_CHUNK 16  // floats per register-held accumulator block: 16, 32 or 64
 #endif
+#ifndef TVX_BATCH_TILE
+#    define TVX_BATCH_TILE 1  // images sharing each kernel load (accumulators: TILE x CHUNK floats)
+#endif
 
 namespace tvx {
 namespace {
@@ -153,23 +156,135 @@ inline void prefetch(const void* base, int64_t offset, int64_t n) {
         __builtin_prefetch(p + o, 0, 3);
 }
 
+// Everything one thread needs for a call, and the segment step for NB images at a time (their
+// accumulators share each kernel load: NB x TVX_CHUNK floats of accumulators in registers).
+template <typename XT>
+struct Pass {
+    const KernelArgs& a;
+    Segments g;
+    int64_t span;           // positions per phase buffer
+    int64_t image_rows;     // floats of one image's phase buffers
+    std::vector<float> rows;  // TVX_BATCH_TILE images x k rows x s phases x span x C
+    std::vector<float> out;   // TVX_BATCH_TILE x segment
+    std::vector<const float*> tap_w, tap_x;
+    const float* zeros;       // a zero row for taps above or below the input
+
+    Pass(const KernelArgs& args) : a(args), g(segments(args)) {
+        span = g.positions + (a.k - 1) / a.stride + 1;
+        image_rows = a.k * a.stride * span * a.c;
+        rows.resize(TVX_BATCH_TILE * image_rows + span * a.c);
+        out.resize(TVX_BATCH_TILE * g.positions * a.c);
+        tap_w.resize(a.k * a.k);
+        tap_x.resize(a.k * a.k);
+        zeros = rows.data() + TVX_BATCH_TILE * image_rows;
+    }
+
+    // Copies the input rows of output row i, positions [j0, j0 + positions), of image n into
+    // buffer slot b: zero-padded, split by phase.
+    void load_rows(int b, int64_t n, int64_t i, int64_t j0, int64_t positions) {
+        const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h;
+        const int64_t n_span = positions + (k - 1) / s + 1;
+        const auto* X = static_cast<const XT*>(a.x);
+        for (int64_t ky = 0; ky < k; ++ky) {
+            const int64_t iy = i * s + ky - p;
+            if (iy < 0 || iy >= H)
+                continue;
+            const XT* xrow = X + (n * H + iy) * W * C;
+            for (int64_t r = 0; r < s; ++r) {
+                float* dst = rows.data() + b * image_rows + (ky * s + r) * span * C;
+                // positions m whose column ix = (j0 + m) * s + r - p lies in the row
+                const int64_t lo_num = p - r - j0 * s, hi_num = W - 1 + p - r - j0 * s;
+                const int64_t ml = std::min(n_span, lo_num <= 0 ? int64_t{0} : (lo_num + s - 1) / s);
+                const int64_t mh = std::max(ml, std::min(n_span, hi_num < 0 ? int64_t{0} : hi_num / s + 1));
+                std::fill(dst, dst + ml * C, 0.0f);
+                std::fill(dst + mh * C, dst + n_span * C, 0.0f);
+                if (s == 1) {
+                    convert(dst + ml * C, xrow + (j0 + ml - p) * C, (mh - ml) * C);
+                } else {
+                    for (int64_t m = ml; m < mh; ++m)
+                        convert(dst + m * C, xrow + ((j0 + m) * s + r - p) * C, C);
+                }
+            }
+        }
+    }
+
+    // Output row i, positions [j0, j0 + positions), images [n0, n0 + NB); `kernels` points at
+    // the row's float32 kernels (tap, position, channel); bias at the segment's bias or nullptr.
+    template <int NB>
+    void segment(int64_t n0, int64_t i, int64_t j0, int64_t positions, const float* kernels, const float* bias) {
+        const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, ow = a.out_w;
+        const int64_t len = positions * C;
+        for (int b = 0; b < NB; ++b)
+            load_rows(b, n0 + b, i, j0, positions);
+        int nt = 0;
+        for (int64_t ky = 0; ky < k; ++ky) {
+            const int64_t iy = i * s + ky - p;
+            if (iy < 0 || iy >= a.in_h)
+                continue;  // the tap reads zero padding: skipped
+            for (int64_t kx = 0; kx < k; ++kx) {
+                tap_w[nt] = kernels + (ky * k + kx) * ow * C + j0 * C;
+                tap_x[nt] = rows.data() + ((ky * s + kx % s) * span + kx / s) * C;
+                ++nt;
+            }
+        }
+        const int64_t img = image_rows;
+        int64_t u = 0;
+        for (; u + TVX_CHUNK <= len; u += TVX_CHUNK) {
+            v16 acc[NB][kVectors];
+            for (int b = 0; b < NB; ++b)
+                for (int64_t v = 0; v < kVectors; ++v)
+                    acc[b][v] = bias ? load(bias + u + v * kLanes) : v16{};
+            for (int t = 0; t < nt; ++t) {
+                const float* wp = tap_w[t] + u;
+                const float* xp = tap_x[t] + u;
+                for (int64_t v = 0; v < kVectors; ++v) {
+                    const v16 w = load(wp + v * kLanes);
+                    for (int b = 0; b < NB; ++b)
+                        acc[b][v] += w * load(xp + b * img + v * kLanes);
+                }
+            }
+            for (int b = 0; b < NB; ++b)
+                for (int64_t v = 0; v < kVectors; ++v)
+                    store_v(out.data() + b * len + u + v * kLanes, acc[b][v]);
+        }
+        for (; u + kLanes <= len; u += kLanes) {  // then single vectors
+            v16 acc[NB];
+            for (int b = 0; b < NB; ++b)
+                acc[b] = bias ? load(bias + u) : v16{};
+            for (int t = 0; t < nt; ++t) {
+                const v16 w = load(tap_w[t] + u);
+                for (int b = 0; b < NB; ++b)
+                    acc[b] += w * load(tap_x[t] + b * img + u);
+            }
+            for (int b = 0; b < NB; ++b)
+                store_v(out.data() + b * len + u, acc[b]);
+        }
+        for (int b = 0; b < NB; ++b) {
+            float* __restrict o = out.data() + b * len;
+            for (int64_t q = u; q < len; ++q)  // fewer than 16 floats left
+                o[q] = bias ? bias[q] : 0.0f;
+            for (int t = 0; t < nt; ++t) {
+                const float* __restrict wp = tap_w[t];
+                const float* __restrict xp = tap_x[t] + b * img;
+                for (int64_t q = u; q < len; ++q)
+                    o[q] += wp[q] * xp[q];
+            }
+            store(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C, o, len);
+        }
+    }
+};
+
 template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     constexpr bool kF32 = std::is_same_v<WT, float>;
     const int64_t C = a.c, k = a.k, kk = k * k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
-    const Segments g = segments(a);
+    Pass<XT> pass(a);
+    const Segments g = pass.g;
     const int64_t seg = g.positions * C;
     const int64_t row_kernels = kk * ow * C;  // kernel values of one output row
     const int64_t block = rows_per_block(a);
     const auto* X = static_cast<const XT*>(a.x);
     const auto* Wt = static_cast<const WT*>(a.weight);
-    auto* Y = static_cast<XT*>(a.y);
-    // Input rows of a segment, zero-padded and split by phase (ix mod s): the tap (ky, kx) of
-    // output position j reads phase kx % s at position j + kx / s, so for every stride a tap is
-    // one contiguous run over (position, channel), like the kernels and the output.
-    const int64_t span = g.positions + (k - 1) / s + 1;  // positions per phase buffer
-    std::vector<float> rows(k * s * span * C);
-    std::vector<float> out(seg);
     std::vector<float> tile(kF32 ? 0 : block * row_kernels);  // a block of rows' kernels, dequantized
     std::vector<float> scale_row;                              // int8: scale[t, c] repeated over positions
     if constexpr (std::is_same_v<WT, int8_t>) {
@@ -184,7 +299,6 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
         for (int64_t u = 0; u < seg; ++u)
             bias_row[u] = a.bias[u % C];
     }
-    std::vector<const float*> tap_w(kk), tap_x(kk);
 
     for (int64_t rb = row_begin; rb < row_end; rb += block) {
         const int64_t re = std::min(row_end, rb + block);
@@ -196,90 +310,34 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                 dequantize(tile.data() + (i - rb) * row_kernels, Wt + i * row_kernels, scale_row.empty() ? nullptr : scale_row.data(), row_kernels);
             kernels = tile.data();
         }
-        // batch rows inside the block: the block's kernels (sized for L2) serve every image
-        for (int64_t n = 0; n < a.n; ++n) {
+        // the block's kernels (sized for L2) serve every image, TVX_BATCH_TILE images at a time
+        for (int64_t n0 = 0; n0 < a.n;) {
+            const int64_t nb = a.n - n0 >= TVX_BATCH_TILE ? TVX_BATCH_TILE : 1;
             for (int64_t i = rb; i < re; ++i) {
                 // what the next row needs from memory, fetched a slice per segment while this
-                // row computes: its new input rows (this image, or the next one at the block's
-                // end) and, on first use, its kernels
+                // row computes: its new input rows (these images, or the next ones at the
+                // block's end) and, on first use, its kernels
                 const bool last = i + 1 == re;
-                const int64_t next_n = last ? n + 1 : n, next_i = last ? rb : i + 1;
+                const int64_t next_n = last ? n0 + nb : n0, next_i = last ? rb : i + 1;
                 const int64_t first_new = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
                 const int64_t last_row = std::min<int64_t>(H, next_i * s - p + k);
                 const int64_t x_bytes = next_n < a.n && last_row > first_new ? (last_row - first_new) * W * C * int64_t(sizeof(XT)) : 0;
-                const XT* x_next = X + (next_n * H + first_new) * W * C;
-                const int64_t w_bytes = kF32 && n == 0 && !last ? row_kernels * int64_t(sizeof(float)) : 0;
+                const int64_t w_bytes = kF32 && n0 == 0 && !last ? row_kernels * int64_t(sizeof(float)) : 0;
                 const float* w_next = kernels + (i + 1 - rb) * row_kernels;
+                const float* row_k = kernels + (i - rb) * row_kernels;
                 for (int64_t j0 = 0, q = 0; j0 < ow; j0 += g.positions, ++q) {
-                    prefetch(x_next, x_bytes * q / g.per_row, x_bytes / g.per_row + 64);
+                    for (int64_t b = 0; b < nb && next_n + b < a.n; ++b)
+                        prefetch(X + ((next_n + b) * H + first_new) * W * C, x_bytes * q / g.per_row, x_bytes / g.per_row + 64);
                     prefetch(w_next, w_bytes * q / g.per_row, w_bytes / g.per_row + 64);
-                    const int64_t j1 = std::min(ow, j0 + g.positions);
-                    const int64_t len = (j1 - j0) * C;
-                    const int64_t n_span = (j1 - j0) + (k - 1) / s + 1;
-                    int nt = 0;  // taps whose input row exists (the others read zero padding)
-                    for (int64_t ky = 0; ky < k; ++ky) {
-                        const int64_t iy = i * s + ky - p;
-                        if (iy < 0 || iy >= H)
-                            continue;
-                        const XT* xrow = X + (n * H + iy) * W * C;
-                        for (int64_t r = 0; r < s; ++r) {
-                            float* dst = rows.data() + (ky * s + r) * span * C;
-                            // positions m whose column ix = (j0 + m) * s + r - p lies in the row
-                            const int64_t lo_num = p - r - j0 * s, hi_num = W - 1 + p - r - j0 * s;
-                            const int64_t ml = std::min(n_span, lo_num <= 0 ? int64_t{0} : (lo_num + s - 1) / s);
-                            const int64_t mh = std::max(ml, std::min(n_span, hi_num < 0 ? int64_t{0} : hi_num / s + 1));
-                            std::fill(dst, dst + ml * C, 0.0f);
-                            std::fill(dst + mh * C, dst + n_span * C, 0.0f);
-                            if (s == 1) {
-                                convert(dst + ml * C, xrow + (j0 + ml - p) * C, (mh - ml) * C);
-                            } else {
-                                for (int64_t m = ml; m < mh; ++m)
-                                    convert(dst + m * C, xrow + ((j0 + m) * s + r - p) * C, C);
-                            }
-                        }
-                        for (int64_t kx = 0; kx < k; ++kx) {
-                            tap_w[nt] = kernels + ((i - rb) * kk + ky * k + kx) * ow * C + j0 * C;
-                            tap_x[nt] = rows.data() + ((ky * s + kx % s) * span + kx / s) * C;
-                            ++nt;
-                        }
-                    }
+                    const int64_t positions = std::min(ow, j0 + g.positions) - j0;
                     const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j0) * C : bias_row.data();
-                    // chunks of TVX_CHUNK floats, accumulators in registers across the taps
-                    int64_t u = 0;
-                    for (; u + TVX_CHUNK <= len; u += TVX_CHUNK) {
-                        v16 acc[kVectors];
-                        for (int64_t v = 0; v < kVectors; ++v)
-                            acc[v] = bias ? load(bias + u + v * kLanes) : v16{};
-                        for (int t = 0; t < nt; ++t) {
-                            const float* wp = tap_w[t] + u;
-                            const float* xp = tap_x[t] + u;
-                            for (int64_t v = 0; v < kVectors; ++v)
-                                acc[v] += load(wp + v * kLanes) * load(xp + v * kLanes);
-                        }
-                        for (int64_t v = 0; v < kVectors; ++v)
-                            store_v(out.data() + u + v * kLanes, acc[v]);
-                    }
-                    for (; u + kLanes <= len; u += kLanes) {  // then single vectors
-                        v16 acc = bias ? load(bias + u) : v16{};
-                        for (int t = 0; t < nt; ++t)
-                            acc += load(tap_w[t] + u) * load(tap_x[t] + u);
-                        store_v(out.data() + u, acc);
-                    }
-                    if (u < len) {  // fewer than 16 floats left
-                        const int64_t rest = len - u;
-                        float* __restrict o = out.data() + u;
-                        for (int64_t q = 0; q < rest; ++q)
-                            o[q] = bias ? bias[u + q] : 0.0f;
-                        for (int t = 0; t < nt; ++t) {
-                            const float* __restrict wp = tap_w[t] + u;
-                            const float* __restrict xp = tap_x[t] + u;
-                            for (int64_t q = 0; q < rest; ++q)
-                                o[q] += wp[q] * xp[q];
-                        }
-                    }
-                    store(Y + ((n * a.out_h + i) * ow + j0) * C, out.data(), len);
+                    if (nb == TVX_BATCH_TILE)
+                        pass.template segment<TVX_BATCH_TILE>(n0, i, j0, positions, row_k, bias);
+                    else
+                        pass.template segment<1>(n0, i, j0, positions, row_k, bias);
                 }
             }
+            n0 += nb;
         }
     }
 }
