@@ -7,6 +7,7 @@ sessions reuse it); tests skip when openvino, CMake or a C++ compiler is missing
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
@@ -266,21 +267,29 @@ def test_cli_validate_bad_plugin_graph_one_line(cli: Any, extension: Path, tmp_p
 # Whole networks (plugin form) against the float64 unbaked torch model
 # --------------------------------------------------------------------------------------------
 
-def _network_errors(name: str, *, tv: Any = SMALL_TV, seed: int = 0, batches: tuple[int, ...] = (1, 3), dynamic: bool = True, dtype: str = "float32") -> list[tuple[float, float]]:
-    """(OpenVINO error, torch float32 error) against the float64 unbaked model, per batch."""
+@dataclasses.dataclass
+class Network:
+    unbaked: torch.nn.Module
+    graph: Any  # plugin-form onnx.ModelProto
+
+    def errors(self, runner: Any, batches: tuple[int, ...]) -> list[tuple[float, float]]:
+        """(runner error, torch float32 error) against the float64 unbaked model, per batch."""
+        out = []
+        for n in batches:
+            x = random_inputs((n, *self.unbaked.tvexport_config.input_shape), seed=7 + n)
+            with torch.no_grad():
+                truth = copy.deepcopy(self.unbaked).double()(x.double()).numpy()
+                f32 = self.unbaked.float()(x).numpy()
+            out.append((rel_err(runner(x.numpy()), truth), rel_err(f32, truth)))
+        return out
+
+
+def _network(name: str, *, tv: Any = SMALL_TV, seed: int = 0, batch: int | None = None, dtype: str = "float32") -> Network:
+    """``name`` with random weights, its plugin graph (dynamic batch unless ``batch``)."""
     unbaked = make_model(name, tv=tv, seed=seed)
     baked = bake_model(unbaked, verify=False).model
-    graph = onnx_graph(baked, tv_op="plugin", dynamic_batch=dynamic, batch=1 if dynamic else batches[0], dtype=dtype)
-    runner = OpenVinoRunner(graph, what=name)
-    assert runner.fused and runner.batch == (None if dynamic else batches[0])
-    out = []
-    for n in batches:
-        x = random_inputs((n, *baked.tvexport_config.input_shape), seed=7 + n)
-        with torch.no_grad():
-            truth = unbaked.double()(x.double()).numpy()
-            f32 = unbaked.float()(x).numpy()
-        out.append((rel_err(runner(x.numpy()), truth), rel_err(f32, truth)))
-    return out
+    graph = onnx_graph(baked, tv_op="plugin", dynamic_batch=batch is None, batch=batch or 1, dtype=dtype)
+    return Network(unbaked, graph)
 
 
 def _within(errors: list[tuple[float, float]], floor: float = 1e-5) -> bool:
@@ -288,26 +297,38 @@ def _within(errors: list[tuple[float, float]], floor: float = 1e-5) -> bool:
     return all(ov <= 2 * f32 + floor for ov, f32 in errors)
 
 
-def test_face_mobilenetv2_dynamic_batch(extension: Path) -> None:
-    errors = _network_errors("face_mobilenetv2_x0_1")
+@pytest.fixture(scope="module")
+def mnv2() -> Network:
+    return _network("face_mobilenetv2_x0_1")
+
+
+def test_face_mobilenetv2_dynamic_batch(mnv2: Network, extension: Path) -> None:
+    runner = OpenVinoRunner(mnv2.graph, what="mnv2")
+    assert runner.fused and runner.batch is None and runner.extension == extension
+    errors = mnv2.errors(runner, (1, 3))
     assert _within(errors), errors
 
 
 def test_shufflenet_k5_bias_maps_static_batch(extension: Path) -> None:
-    errors = _network_errors("face_shufflenetv2_x0_5", tv=dataclasses.replace(SMALL_TV, k=5, bias=True), seed=2, batches=(2,), dynamic=False)
+    net = _network("face_shufflenetv2_x0_5", tv=dataclasses.replace(SMALL_TV, k=5, bias=True), seed=2, batch=2)
+    runner = OpenVinoRunner(net.graph)
+    assert runner.batch == 2
+    errors = net.errors(runner, (2,))
     assert _within(errors), errors
 
 
 @pytest.mark.slow
 def test_float16_weights_graph(extension: Path) -> None:
-    errors = _network_errors("face_mobilenetv2_x0_1", batches=(2,), dtype="float16")
+    net = _network("face_mobilenetv2_x0_1", dtype="float16")
+    errors = net.errors(OpenVinoRunner(net.graph), (2,))
     assert _within(errors, floor=1e-2), errors
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_every_zoo_network_plugin_form(name: str, extension: Path) -> None:
-    assert _within(_network_errors(name, batches=(1, 2))), name
+    net = _network(name)
+    assert _within(net.errors(OpenVinoRunner(net.graph), (1, 2))), name
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,3 +398,35 @@ def test_import_tvexport_does_not_import_openvino() -> None:
     code = "import sys, tvexport, tvexport.cli, tvexport.openvino; tvexport.cli._register(); print('openvino' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# examples/openvino_runner: the plugin graph and the extension from C++, without Python
+# --------------------------------------------------------------------------------------------
+
+def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Path) -> None:
+    """Build examples/openvino_runner against the wheel's OpenVINO, run the plugin graph with the
+    extension on a file input, and compare with the Python runner and the float64 truth."""
+    build = tmp_path / "build"
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "examples" / "openvino_runner" / "build.sh"), str(build)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    exe = build / "openvino_runner"
+    model = tmp_path / "mnv2_plugin.onnx"
+    onnx.save(mnv2.graph, str(model))
+    x = random_inputs((3, 3, 96, 96), seed=5).numpy()
+    (tmp_path / "x.f32").write_bytes(x.astype("<f4").tobytes())
+    run = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96", "--extension", str(extension), "--input", str(tmp_path / "x.f32"),
+                          "--output", str(tmp_path / "y.f32"), "--threads", "2", "--iters", "3"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "output shape [3, 512]" in run.stdout and "precision f32" in run.stdout and "latency_ms" in run.stdout
+    got = np.frombuffer((tmp_path / "y.f32").read_bytes(), dtype="<f4").reshape(3, 512)
+    np.testing.assert_allclose(got, OpenVinoRunner(mnv2.graph)(x), rtol=0, atol=1e-5 * float(np.abs(got).max()))
+    with torch.no_grad():
+        truth = copy.deepcopy(mnv2.unbaked).double()(torch.from_numpy(x).double()).numpy()
+    assert rel_err(got, truth) < 2e-5
+    # without the extension: one line saying what is missing, and what to pass
+    bare = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96"], capture_output=True, text=True, timeout=300)
+    assert bare.returncode == 1 and "tvexport.tv_dwconv" in bare.stderr and "--extension" in bare.stderr
+    bad = subprocess.run([str(exe), str(model), "--shape", "3,x"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --shape")
