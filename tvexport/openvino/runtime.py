@@ -56,10 +56,14 @@ class OpenVinoRunner:
 
     NCHW float32 in, float32 out. ``threads`` sets ``INFERENCE_NUM_THREADS`` (default: OpenVINO's
     choice); ``precision`` sets ``INFERENCE_PRECISION_HINT``; ``extension`` overrides the
-    library loaded for plugin nodes (default: the cached build, built if missing).
+    library loaded for plugin nodes (default: the cached build, built if missing); ``profile``
+    turns on OpenVINO's per-node counters (``request.profiling_info``).
     """
 
-    def __init__(self, source: str | Path | Any, *, what: str | None = None, threads: int | None = None, precision: str = "f32", extension: str | Path | None = None) -> None:
+    def __init__(
+        self, source: str | Path | Any, *, what: str | None = None, threads: int | None = None, precision: str = "f32",
+        extension: str | Path | None = None, profile: bool = False,
+    ) -> None:
         ov = _require_openvino()
         import onnx
 
@@ -91,6 +95,8 @@ class OpenVinoRunner:
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        if profile:
+            config["PERF_COUNT"] = True
         self.threads = threads
         try:
             if path is not None:
