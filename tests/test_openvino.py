@@ -430,3 +430,49 @@ def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Pat
     assert bare.returncode == 1 and "tvexport.tv_dwconv" in bare.stderr and "--extension" in bare.stderr
     bad = subprocess.run([str(exe), str(model), "--shape", "3,x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --shape")
+
+
+# --------------------------------------------------------------------------------------------
+# tvexport bench -b openvino-fused
+# --------------------------------------------------------------------------------------------
+
+def test_bench_openvino_fused(cli: Any, extension: Path, tmp_path: Path) -> None:
+    from tvexport.bake import save_baked
+    from tvexport.profile.backends import get_backend
+
+    assert get_backend("openvino").available(device="cuda") is not None  # CPU plugin only
+    baked = tmp_path / "mnv2.baked.pt"
+    save_baked(bake_model(make_model("face_mobilenetv2_x0_1"), verify=False), baked)
+    out = tmp_path / "bench.json"
+    r = cli("bench", baked, "-b", "openvino-fused", "--batch", "2", "--threads", "2", "--min-iters", "2", "--min-seconds", "0",
+            "--warmup-seconds", "0", "--json", out)
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(out.read_text())
+    (case,) = report["cases"]
+    assert case["backend"] == "openvino-fused" and case["batch"] == 2
+    assert [res["network"] for res in case["results"]] == ["tvconv", "dwconv"] and case["ratios"][0]["median"] > 0
+
+
+def test_portable_float16_conversion(tmp_path: Path) -> None:
+    """The kernel's fallback float16 <-> float32 conversion (for compilers without _Float16)
+    agrees with numpy on every float16 bit pattern, and rounds float32 like numpy."""
+    cxx = shutil.which("c++") or shutil.which("g++")
+    harness = tmp_path / "half.cpp"
+    harness.write_text(
+        '#define TVX_PORTABLE_HALF 1\n#include "kernel.cpp"\n#include <cstdio>\n'
+        "int main() { for (uint32_t b = 0; b < 65536; ++b) { float f = tvx::to_float(tvx::half{uint16_t(b)}); fwrite(&f, 4, 1, stdout); }\n"
+        "  for (uint32_t i = 0; i < 200000; ++i) { uint32_t u = i * 21473u + 12345u * (i & 7u); float f; std::memcpy(&f, &u, 4); uint16_t h = tvx::from_float(f).bits; fwrite(&h, 2, 1, stdout); } }\n"
+    )
+    exe = tmp_path / "half"
+    subprocess.run([cxx, "-O1", "-std=c++17", f"-I{_build.SOURCE_DIR}", str(harness), "-o", str(exe)], check=True, capture_output=True, text=True)
+    raw = subprocess.run([str(exe)], check=True, capture_output=True).stdout
+    widened = np.frombuffer(raw[: 65536 * 4], dtype="<f4")
+    expected = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    assert np.array_equal(widened, expected, equal_nan=True)
+    i = np.arange(200000, dtype=np.uint64)
+    floats = ((i * 21473 + 12345 * (i & 7)) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+    narrowed = np.frombuffer(raw[65536 * 4 :], dtype="<u2")
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = floats.astype(np.float16)
+    nan = np.isnan(floats)
+    assert np.array_equal(narrowed[~nan], want[~nan].view(np.uint16)) and np.isnan(narrowed[nan].view(np.float16)).all()

@@ -40,7 +40,7 @@
 namespace tvx {
 namespace {
 
-#if defined(__FLT16_MAX__)
+#if defined(__FLT16_MAX__) && !defined(TVX_PORTABLE_HALF)
 // The compiler's _Float16 (GCC >= 12 on x86-64 and AArch64, Clang >= 15).
 using half = _Float16;
 inline float to_float(half v) {
@@ -50,7 +50,8 @@ inline half from_float(float v) {
     return static_cast<half>(v);
 }
 #else
-// Portable IEEE binary16 <-> float32 on the bit patterns (branch-free).
+// Portable IEEE binary16 <-> float32 on the bit patterns, for older compilers (tested against
+// numpy for all 65536 values by tests/test_openvino.py).
 struct half {
     uint16_t bits;
 };
@@ -104,7 +105,7 @@ inline void dequantize(float* __restrict dst, const WT* __restrict src, const fl
             dst[u] = static_cast<float>(src[u]) * scale[u];
     } else {
         int64_t u = 0;
-#if defined(__F16C__) && defined(__FLT16_MAX__)
+#if defined(__F16C__) && defined(__FLT16_MAX__) && !defined(TVX_PORTABLE_HALF)
         for (; u + 8 <= n; u += 8)  // GCC 12 does not vectorise _Float16 -> float on its own
             _mm256_storeu_ps(dst + u, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + u))));
 #endif
@@ -167,16 +168,14 @@ struct Pass {
     std::vector<float> rows;  // TVX_BATCH_TILE images x k rows x s phases x span x C
     std::vector<float> out;   // TVX_BATCH_TILE x segment
     std::vector<const float*> tap_w, tap_x;
-    const float* zeros;       // a zero row for taps above or below the input
 
     Pass(const KernelArgs& args) : a(args), g(segments(args)) {
         span = g.positions + (a.k - 1) / a.stride + 1;
         image_rows = a.k * a.stride * span * a.c;
-        rows.resize(TVX_BATCH_TILE * image_rows + span * a.c);
+        rows.resize(TVX_BATCH_TILE * image_rows);
         out.resize(TVX_BATCH_TILE * g.positions * a.c);
         tap_w.resize(a.k * a.k);
         tap_x.resize(a.k * a.k);
-        zeros = rows.data() + TVX_BATCH_TILE * image_rows;
     }
 
     // Copies the input rows of output row i, positions [j0, j0 + positions), of image n into
