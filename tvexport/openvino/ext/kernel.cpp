@@ -11,11 +11,11 @@
 // with a block before the next block is read, so the kernels come from memory once per call.
 // Compressed kernels (float16, int8 with a per (tap, channel) scale) are dequantized block by
 // block into that L2-sized buffer, never into a float32 copy of the whole kernel tensor.
-// Within a row, segments of up to kSegment floats of (position, channel): the k input rows a
-// segment needs are copied to float32 buffers, zero-padded and split by phase (column mod
-// stride), so that every tap is one contiguous run over (position, channel) of kernels, input
-// and output alike: the vector loops stay full however few channels a layer has, and no bounds
-// are checked inside them.
+// Within a row, segments of up to kSegment floats of (position, channel). Input rows are
+// converted once into float32 buffers, zero-padded and split by phase (column mod stride), so
+// that every tap is one contiguous run over (position, channel) of kernels, input and output
+// alike: the vector loops stay full however few channels a layer has, and no bounds are checked
+// inside them (see Pass).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -159,50 +159,60 @@ inline void prefetch(const void* base, int64_t offset, int64_t n) {
 
 // Everything one thread needs for a call, and the segment step for NB images at a time (their
 // accumulators share each kernel load: NB x TVX_CHUNK floats of accumulators in registers).
+//
+// Input rows live in a ring of k slots per image (row iy in slot iy mod k: k consecutive rows
+// never share a slot), each a whole row converted to float32, zero-padded and split by phase:
+// padded column q = ix + p goes to phase q mod s, position q / s. The tap (ky, kx) of output
+// position j then reads phase kx mod s at position j + kx / s, so a tap is one contiguous run
+// over (position, channel) for every stride, and each input row is converted once per image
+// and row block, not once per output row that reads it.
 template <typename XT>
 struct Pass {
     const KernelArgs& a;
     Segments g;
-    int64_t span;           // positions per phase buffer
-    int64_t image_rows;     // floats of one image's phase buffers
-    std::vector<float> rows;  // TVX_BATCH_TILE images x k rows x s phases x span x C
-    std::vector<float> out;   // TVX_BATCH_TILE x segment
+    int64_t span;        // positions per phase
+    int64_t slot;        // floats of one row slot: s phases x span x C
+    int64_t image_rows;  // floats of one image's k slots
+    std::vector<float> rows;     // TVX_BATCH_TILE images x k slots
+    std::vector<int64_t> held;   // input row held by each (image, slot), -1: none
+    std::vector<float> out;      // TVX_BATCH_TILE x segment
     std::vector<const float*> tap_w, tap_x;
 
     Pass(const KernelArgs& args) : a(args), g(segments(args)) {
-        span = g.positions + (a.k - 1) / a.stride + 1;
-        image_rows = a.k * a.stride * span * a.c;
+        span = a.out_w + (a.k - 1) / a.stride + 1;
+        slot = a.stride * span * a.c;
+        image_rows = a.k * slot;
         rows.resize(TVX_BATCH_TILE * image_rows);
+        held.assign(TVX_BATCH_TILE * a.k, -1);
         out.resize(TVX_BATCH_TILE * g.positions * a.c);
         tap_w.resize(a.k * a.k);
         tap_x.resize(a.k * a.k);
     }
 
-    // Copies the input rows of output row i, positions [j0, j0 + positions), of image n into
-    // buffer slot b: zero-padded, split by phase.
-    void load_rows(int b, int64_t n, int64_t i, int64_t j0, int64_t positions) {
-        const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h;
-        const int64_t n_span = positions + (k - 1) / s + 1;
-        const auto* X = static_cast<const XT*>(a.x);
-        for (int64_t ky = 0; ky < k; ++ky) {
-            const int64_t iy = i * s + ky - p;
-            if (iy < 0 || iy >= H)
-                continue;
-            const XT* xrow = X + (n * H + iy) * W * C;
-            for (int64_t r = 0; r < s; ++r) {
-                float* dst = rows.data() + b * image_rows + (ky * s + r) * span * C;
-                // positions m whose column ix = (j0 + m) * s + r - p lies in the row
-                const int64_t lo_num = p - r - j0 * s, hi_num = W - 1 + p - r - j0 * s;
-                const int64_t ml = std::min(n_span, lo_num <= 0 ? int64_t{0} : (lo_num + s - 1) / s);
-                const int64_t mh = std::max(ml, std::min(n_span, hi_num < 0 ? int64_t{0} : hi_num / s + 1));
-                std::fill(dst, dst + ml * C, 0.0f);
-                std::fill(dst + mh * C, dst + n_span * C, 0.0f);
-                if (s == 1) {
-                    convert(dst + ml * C, xrow + (j0 + ml - p) * C, (mh - ml) * C);
-                } else {
-                    for (int64_t m = ml; m < mh; ++m)
-                        convert(dst + m * C, xrow + ((j0 + m) * s + r - p) * C, C);
-                }
+    void forget_rows() {
+        std::fill(held.begin(), held.end(), -1);
+    }
+
+    // Row iy of image n into image slot b (unless it is there already).
+    void load_row(int b, int64_t n, int64_t iy) {
+        const int64_t C = a.c, s = a.stride, p = a.pad, W = a.in_w;
+        int64_t& h = held[b * a.k + iy % a.k];
+        if (h == iy)
+            return;
+        h = iy;
+        const XT* xrow = static_cast<const XT*>(a.x) + (n * a.in_h + iy) * W * C;
+        for (int64_t r = 0; r < s; ++r) {
+            float* dst = rows.data() + b * image_rows + (iy % a.k) * slot + r * span * C;
+            // positions m whose column ix = m * s + r - p lies in the row
+            const int64_t ml = std::min(span, p - r <= 0 ? int64_t{0} : (p - r + s - 1) / s);
+            const int64_t mh = std::max(ml, std::min(span, W - 1 + p - r < 0 ? int64_t{0} : (W - 1 + p - r) / s + 1));
+            std::fill(dst, dst + ml * C, 0.0f);
+            std::fill(dst + mh * C, dst + span * C, 0.0f);
+            if (s == 1) {
+                convert(dst + ml * C, xrow + (ml - p) * C, (mh - ml) * C);
+            } else {
+                for (int64_t m = ml; m < mh; ++m)
+                    convert(dst + m * C, xrow + (m * s + r - p) * C, C);
             }
         }
     }
@@ -213,20 +223,26 @@ struct Pass {
     void segment(int64_t n0, int64_t i, int64_t j0, int64_t positions, const float* kernels, const float* bias) {
         const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, ow = a.out_w;
         const int64_t len = positions * C;
-        for (int b = 0; b < NB; ++b)
-            load_rows(b, n0 + b, i, j0, positions);
         int nt = 0;
         for (int64_t ky = 0; ky < k; ++ky) {
             const int64_t iy = i * s + ky - p;
             if (iy < 0 || iy >= a.in_h)
                 continue;  // the tap reads zero padding: skipped
+            for (int b = 0; b < NB; ++b)
+                load_row(b, n0 + b, iy);
             for (int64_t kx = 0; kx < k; ++kx) {
                 tap_w[nt] = kernels + (ky * k + kx) * ow * C + j0 * C;
-                tap_x[nt] = rows.data() + ((ky * s + kx % s) * span + kx / s) * C;
+                tap_x[nt] = rows.data() + (iy % k) * slot + ((kx % s) * span + j0 + kx / s) * C;
                 ++nt;
             }
         }
         const int64_t img = image_rows;
+        // float32 outputs are written in place; float16 ones go through `out` and are converted
+        constexpr bool kDirect = std::is_same_v<XT, float>;
+        float* dst[NB];
+        for (int b = 0; b < NB; ++b)
+            dst[b] = kDirect ? reinterpret_cast<float*>(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C)
+                             : out.data() + b * len;
         int64_t u = 0;
         for (; u + TVX_CHUNK <= len; u += TVX_CHUNK) {
             v16 acc[NB][kVectors];
@@ -244,7 +260,7 @@ struct Pass {
             }
             for (int b = 0; b < NB; ++b)
                 for (int64_t v = 0; v < kVectors; ++v)
-                    store_v(out.data() + b * len + u + v * kLanes, acc[b][v]);
+                    store_v(dst[b] + u + v * kLanes, acc[b][v]);
         }
         for (; u + kLanes <= len; u += kLanes) {  // then single vectors
             v16 acc[NB];
@@ -256,10 +272,10 @@ struct Pass {
                     acc[b] += w * load(tap_x[t] + b * img + u);
             }
             for (int b = 0; b < NB; ++b)
-                store_v(out.data() + b * len + u, acc[b]);
+                store_v(dst[b] + u, acc[b]);
         }
         for (int b = 0; b < NB; ++b) {
-            float* __restrict o = out.data() + b * len;
+            float* __restrict o = dst[b];
             for (int64_t q = u; q < len; ++q)  // fewer than 16 floats left
                 o[q] = bias ? bias[q] : 0.0f;
             for (int t = 0; t < nt; ++t) {
@@ -268,7 +284,8 @@ struct Pass {
                 for (int64_t q = u; q < len; ++q)
                     o[q] += wp[q] * xp[q];
             }
-            store(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C, o, len);
+            if constexpr (!kDirect)
+                store(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C, o, len);
         }
     }
 };
@@ -312,6 +329,7 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
         // the block's kernels (sized for L2) serve every image, TVX_BATCH_TILE images at a time
         for (int64_t n0 = 0; n0 < a.n;) {
             const int64_t nb = a.n - n0 >= TVX_BATCH_TILE ? TVX_BATCH_TILE : 1;
+            pass.forget_rows();
             for (int64_t i = rb; i < re; ++i) {
                 // what the next row needs from memory, fetched a slice per segment while this
                 // row computes: its new input rows (these images, or the next ones at the
