@@ -6,19 +6,20 @@ onnxruntime and compressed kernels; per TV layer against its memory floor; a wid
     python benchmarks/openvino_fused.py --sweep-only                 # only the width sweep
     python benchmarks/openvino_fused.py --render benchmarks/results/openvino_fused.json
 
-Per network and batch, one interleaved case (benchmarks' usual rounds, order rotated) times:
+Per network and batch, back to back in one process, one interleaved case (rounds, order rotated,
+paired ratios) per TV variant and the DWConv network of its runtime, as `tvexport bench` does:
   ov-fused        plugin graph + tvexport extension (float32 kernels)
   ov-fused-f16    the same graph with its tv_dwconv weights converted to float16 HERE (issue 14's
   ov-fused-int8   exporter does not exist yet): int8 with one float32 scale per (channel, tap)
   ov-portable     the portable (standard-op) graph on OpenVINO
   ort-portable    the portable graph on onnxruntime
   ov-dw, ort-dw   the DWConv baseline network on each runtime
-Ratios are paired per round against ov-dw (ort-portable also against ort-dw). All OpenVINO runs
+Ratios are paired per round against ov-dw (ort-portable against ort-dw). All OpenVINO runs
 use INFERENCE_PRECISION_HINT f32. Per TV layer: OpenVINO's per-node counters (PERF_COUNT) in
 the fused network, median over runs, against the layer's memory floor (stored kernel bytes +
 input + output bytes) / copy bandwidth measured in the same run; the reorders around TV ops are
 summed separately. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
-(best of ov-dw and ort-dw per width) interleaved in one case at batch 1; the matrix gives
+(best of ov-dw and ort-dw per width) interleaved per width at batch 1; the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
 """
 
@@ -165,14 +166,20 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
         ref = tv_model(torch.from_numpy(x)).double().numpy()
     scale = float(np.abs(ref).max())
     errors = {name: float(np.abs(r(x) - ref).max() / scale) for name, r in {**runners, **ort}.items() if name != "ov-dw" and name != "ort-dw"}
-    variants = {name: ov_closure(r, x) for name, r in runners.items()} | {name: ort_closure(r, x) for name, r in ort.items()}
+    closures = {name: ov_closure(r, x) for name, r in runners.items()} | {name: ort_closure(r, x) for name, r in ort.items()}
+    # one interleaved case per (TV variant, its runtime's DW network), like `tvexport bench`:
+    # all cases of a (network, batch) run back to back in one process
+    pairs = [("ov-fused", "ov-dw"), ("ov-fused-f16", "ov-dw"), ("ov-fused-int8", "ov-dw"), ("ov-portable", "ov-dw"), ("ort-portable", "ort-dw")]
     _common.wait_quiet(args)
     load_before = load_average()
-    timing = measure_case(variants, _common.settings(args))
-    stats = {name: Stats.of(timing.samples[name]).to_dict() for name in variants}
-    ratios = {name: paired_ratio(timing.samples[name], timing.samples["ov-dw"], names=(name, "ov-dw")).to_dict()
-              for name in variants if name != "ov-dw"}
-    ratios["ort-portable/ort-dw"] = paired_ratio(timing.samples["ort-portable"], timing.samples["ort-dw"], names=("ort-portable", "ort-dw")).to_dict()
+    stats, ratios, rounds, truncated = {}, {}, {}, False
+    for tv_name, dw_name in pairs:
+        timing = measure_case({tv_name: closures[tv_name], dw_name: closures[dw_name]}, _common.settings(args))
+        stats[tv_name] = Stats.of(timing.samples[tv_name]).to_dict()
+        stats.setdefault(dw_name, Stats.of(timing.samples[dw_name]).to_dict())
+        ratios[tv_name if dw_name == "ov-dw" else f"{tv_name}/{dw_name}"] = paired_ratio(timing.samples[tv_name], timing.samples[dw_name], names=(tv_name, dw_name)).to_dict()
+        rounds[tv_name] = timing.rounds
+        truncated |= timing.truncated
     layers = {}
     for name, key in (("ov-fused", "plugin"), ("ov-fused-f16", "plugin_f16"), ("ov-fused-int8", "plugin_int8")):
         prof = layer_profile(g_tv[key], x, threads=t, runs=args.layer_runs)
@@ -182,29 +189,35 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
         del prof["tv_us"]
         layers[name] = prof
     dw_prof = layer_profile(g_dw["portable"], x, threads=t, runs=args.layer_runs)
-    return {"arch": arch, "batch": batch, "rounds": timing.rounds, "truncated": timing.truncated, "stats": stats, "ratios": ratios,
+    return {"arch": arch, "batch": batch, "rounds": rounds, "truncated": truncated, "stats": stats, "ratios": ratios,
             "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"],
             "kernel": runners["ov-fused"].kernel, "load_average": [load_before, load_average()]}
 
 
 def width_sweep(args: Any) -> dict[str, Any]:
-    variants: dict[str, Any] = {}
+    """Per width, one interleaved case of TV (ov-fused) and DW on both runtimes at batch 1; the
+    matrix divides medians of different cases (one process, back to back), not paired rounds."""
+    med: dict[str, float] = {}
+    rounds = {}
     for arch in WIDTHS:
         subject = load_subject(arch)
         tv_model, dw_model = subject.networks[0].form("baked"), subject.networks[1].form("baked")
         x = np.ascontiguousarray(random_inputs((1, *config_of(tv_model).input_shape), seed=0).numpy())
         plugin = simplify_graph(onnx_graph(tv_model, tv_op="plugin", batch=1))
         dw = simplify_graph(onnx_graph(dw_model, batch=1))
-        variants[f"tv {arch}"] = ov_closure(OpenVinoRunner(plugin, threads=args.threads), x)
-        variants[f"dw-ov {arch}"] = ov_closure(OpenVinoRunner(dw, threads=args.threads), x)
-        variants[f"dw-ort {arch}"] = ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x)
-    _common.wait_quiet(args)
-    timing = measure_case(variants, _common.settings(args))
-    med = {name: statistics.median(v) for name, v in timing.samples.items()}
+        variants = {
+            f"tv {arch}": ov_closure(OpenVinoRunner(plugin, threads=args.threads), x),
+            f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x),
+            f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x),
+        }
+        _common.wait_quiet(args)
+        timing = measure_case(variants, _common.settings(args))
+        med |= {name: statistics.median(v) for name, v in timing.samples.items()}
+        rounds[arch] = timing.rounds
     tv = {arch: med[f"tv {arch}"] for arch in WIDTHS}
     dw_best = {arch: min((med[f"dw-ov {arch}"], "openvino"), (med[f"dw-ort {arch}"], "onnxruntime")) for arch in WIDTHS}
     matrix = [[tv[a] / dw_best[b][0] for b in WIDTHS] for a in WIDTHS]
-    return {"batch": 1, "rounds": timing.rounds, "tv_s": tv, "dw_best_s": {a: v[0] for a, v in dw_best.items()},
+    return {"batch": 1, "rounds": rounds, "tv_s": tv, "dw_best_s": {a: v[0] for a, v in dw_best.items()},
             "dw_best_backend": {a: v[1] for a, v in dw_best.items()}, "medians_s": med, "matrix_tv_over_dw": matrix}
 
 
@@ -222,7 +235,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           f"Command(s): {'; '.join('`' + c + '`' for c in result['commands'])}. Random weights (registry, reference TV settings); "
           "TV = baked TVConv network, DW = its DWConv baseline, BatchNorm folded. OpenVINO "
           f"{result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, {result['threads']} threads; "
-          "each (network, batch) is ONE interleaved case of every variant; ratios are medians of per-round paired ratios "
+          "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process; "
+          "ratios are medians of per-round paired ratios "
           "[p10-p90]. float16/int8 kernels were converted from the plugin graph by this script (issue 14's exporter comes later): "
           "int8 is symmetric with one float32 scale per (channel, tap); their error is max|out - torch| / max|torch|.", ""]
     md += ["| network | batch | ov-fused / ov-dw | f16 kernels | int8 kernels | ov-portable / ov-dw | ort-portable / ort-dw | ov-dw ms | ov-fused ms | ort-dw ms | err f32 | err f16 | err int8 | kernel |",
@@ -251,7 +265,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     if result.get("sweep"):
         sw = result["sweep"]
         md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
-               f"TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; {sw['rounds']} interleaved rounds. "
+               "TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; per width one interleaved case "
+               "(TV, DW on both runtimes), medians; cells divide medians of different cases run back to back. "
                "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "
                "tables are not reachable here, so no pair is marked.", "",
                "| TV \\ DW | " + " | ".join(f"x{_width(b)} ({sw['dw_best_s'][b] * 1e3:.3g} ms, {sw['dw_best_backend'][b]})" for b in WIDTHS) + " |",
