@@ -266,7 +266,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         sw = result["sweep"]
         md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
                "TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; per width one interleaved case "
-               "(TV, DW on both runtimes), medians; cells divide medians of different cases run back to back. "
+               "(TV, DW on both runtimes), medians; cells divide medians of different cases run back to back. Each round also runs "
+               "the two DW networks, which evict the TV kernels from the caches, so TV latencies here are higher than in the paired "
+               "table above (x0.1: TV/DW 2.23 here, 1.86 there). "
                "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "
                "tables are not reachable here, so no pair is marked.", "",
                "| TV \\ DW | " + " | ".join(f"x{_width(b)} ({sw['dw_best_s'][b] * 1e3:.3g} ms, {sw['dw_best_backend'][b]})" for b in WIDTHS) + " |",
