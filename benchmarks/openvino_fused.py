@@ -1,7 +1,7 @@
 """OpenVINO: the fused tv_dwconv extension against the DWConv network, beside portable OpenVINO,
 onnxruntime and compressed kernels; per TV layer against its memory floor; a width sweep.
 
-    python benchmarks/openvino_fused.py                              # everything (~15 min on 2 cores)
+    python benchmarks/openvino_fused.py                              # everything (about 4-5 min on 2 cores)
     python benchmarks/openvino_fused.py --arch face_mobilenetv2_x0_1 --no-sweep   # one network, merged into the results
     python benchmarks/openvino_fused.py --sweep-only                 # only the width sweep
     python benchmarks/openvino_fused.py --render benchmarks/results/openvino_fused.json
@@ -161,7 +161,7 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
         "ov-dw": OpenVinoRunner(g_dw["portable"], threads=t),
     }
     ort = {"ort-portable": OrtRunner(g_tv["portable"], what="tv", threads=t), "ort-dw": OrtRunner(g_dw["portable"], what="dw", threads=t)}
-    # errors against the fused float32 network (what compressing the kernels costs) and torch
+    # error of each TV variant against the float32 torch model (what compressing the kernels costs)
     with torch.no_grad():
         ref = tv_model(torch.from_numpy(x)).double().numpy()
     scale = float(np.abs(ref).max())
