@@ -93,7 +93,7 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
             f"cannot tell which runtime runs {artifact}: it is not an ONNX model, an AOTInductor package or a TensorRT engine with its sidecar",
             hint=f"pass --backend ({', '.join(BACKENDS)})",
         )
-    runs = BACKEND_KINDS.get(backend)  # backends beyond these three are not second-guessed
+    runs = BACKEND_KINDS.get(backend)
     if found is not None and runs is not None and runs != found.kind:
         raise TvexportError(f"{found.describe()}, which --backend {backend} does not run", hint=f"use --backend {found.backend}, or leave --backend out: it is inferred from the file")
     return backend
