@@ -13,6 +13,7 @@ from ..bake import bake_model, check_report, model_from_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, load_checkpoint, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
 from ..models.registry import ArchConfig, Atom, config_of, create_model, list_models, resolve_arch
+from ..resize import parse_input_size
 from .backends import Form
 
 __all__ = ["Network", "Subject", "load_subject", "parse_input_size"]
@@ -80,20 +81,6 @@ class Subject:
         return self.config.input_shape
 
 
-def parse_input_size(text: str) -> tuple[int, int]:
-    """``96``, ``96x96`` or ``96,96`` -> (H, W)."""
-    parts = [p for p in text.lower().replace(",", "x").split("x") if p.strip()]
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96")
-    return sizes[0], sizes[1]
-
-
 def _random(cfg: ArchConfig, *, seed: int) -> nn.Module:
     from ..testing import randomize_
 
@@ -155,15 +142,17 @@ def load_subject(
 
     The DWConv baseline is ``create_model(name, atom="dwconv")`` with random weights unless
     ``baseline`` names a checkpoint; ``dense`` adds the dense-conv baseline where the zoo has one
-    (DeepLabV3+ only). ``input_size`` must be the trained size: TVConv only runs there.
+    (DeepLabV3+ only). ``input_size`` must be the network's size (the trained one unless SRC was
+    re-baked for another): TVConv only runs there. Baselines are built at the same size.
     """
     tv, source = _load_tv(src, arch=arch, seed=seed)
     cfg = tv.config
     if input_size is not None and tuple(input_size) != tuple(cfg.input_size):
         h, w = cfg.input_size
+        trained = "trained" if cfg.input_hw is None else "re-baked"
         raise TvexportError(
-            f"{cfg.name} runs only at its trained input size {h}x{w}, not {input_size[0]}x{input_size[1]}",
-            hint="TVConv kernels are per position, so the input size is fixed; omit --input-size",
+            f"{cfg.name} runs only at its {trained} input size {h}x{w}, not {input_size[0]}x{input_size[1]}",
+            hint=f"TVConv kernels are per position: re-bake it for that size (tvexport bake CKPT --input-size {input_size[0]}x{input_size[1]}), or omit --input-size",
         )
     given = _baseline_from_file(Path(baseline), cfg) if baseline is not None else None
     if (dense or (given is not None and given.label == "dense")) and "dense" not in cfg.spec.atoms:
