@@ -327,6 +327,11 @@ def test_cli_bench_rebaked(cli, rebaked: Path, tmp_path: Path) -> None:
     assert report["arch"]["input_shape"] == [3, 72, 100] and {n["label"] for n in report["networks"]} == {"tvconv", "dwconv"}
     r = cli("bench", rebaked, *fast, "--input-size", "96x96")
     assert r.exit_code == 2 and "runs only at its re-baked input size 72x100, not 96x96" in r.stderr
+    # a DWConv baseline checkpoint (trained size) is rebuilt at the TV network's size
+    dw = write_checkpoint(make_model(atom="dwconv"), tmp_path / "dw.pth.tar", "pth.tar")
+    r = cli("bench", rebaked, *fast, "--baseline", dw, "--json", tmp_path / "b2.json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((tmp_path / "b2.json").read_text())["networks"][1]["origin"] == "checkpoint dw.pth.tar"
 
 
 def test_aoti_package_at_a_rebaked_size(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from ..bake import bake_model, check_report, model_from_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, load_checkpoint, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
 from ..models.registry import ArchConfig, Atom, config_of, create_model, list_models, resolve_arch
-from ..resize import parse_input_size
+from ..resize import parse_input_size, resize_unbaked
 from .backends import Form
 
 __all__ = ["Network", "Subject", "load_subject", "parse_input_size"]
@@ -126,6 +126,8 @@ def _baseline_from_file(path: Path, cfg: ArchConfig) -> Network:
         raise TvexportError(f"baseline {path} is a TVConv network", hint="--baseline takes a DWConv (or dense) checkpoint of the same architecture")
     if (bcfg.family, bcfg.width) != (cfg.family, cfg.width):
         raise TvexportError(f"baseline {path} is a {bcfg.name}, but the TV network is a {cfg.name}", hint="compare networks of the same architecture and width")
+    if bcfg.input_size != cfg.input_size:  # a TV network re-baked for another size: the baseline runs there too
+        model = resize_unbaked(model, cfg.input_size)
     return Network(bcfg.atom, f"checkpoint {path.name}", model)
 
 
