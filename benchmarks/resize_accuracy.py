@@ -16,7 +16,9 @@ bilinear from 8x8) at 0.75x, 1x, 1.25x, 1.5x and 2x the trained size. At each si
 
 Accuracy is the nearest class by cosine to the checkpoint's AM-Softmax class weights (as in
 training), with a 95% Wilson interval; ``cos to 96`` is the mean cosine between each digit's
-embedding and the ordinary bake's embedding of the same digit rendered at 96x96.
+embedding and the same network's embedding of the same digit rendered at 96x96. For each size and
+interpolation it also reports how far the generator's kernels are from the resampled ones
+(relative L2 difference per TV layer).
 
     python benchmarks/resize_accuracy.py     # writes benchmarks/results/resize_accuracy.{md,json,png}
 """
@@ -83,8 +85,14 @@ def row(condition: str, scale: float, size: int, emb: torch.Tensor, ref_emb: tor
             "ci95": [lo, hi], "cos_to_trained": cos, **extra}
 
 
-def measure(checkpoint: Path, dwconv: Path | None, scales: list[float]) -> tuple[int, list[dict[str, Any]]]:
-    """(trained size, one row per size and condition)."""
+def kernel_gap(generated: nn.Module, resampled: nn.Module) -> list[float]:
+    """|generated - resampled| / |resampled| (L2) of each TV layer's baked kernels."""
+    return [float((m.weight - resampled.get_submodule(n).weight).norm() / resampled.get_submodule(n).weight.norm())
+            for n, m in generated.named_modules() if isinstance(m, BakedTVConv)]
+
+
+def measure(checkpoint: Path, dwconv: Path | None, scales: list[float]) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(trained size, one row per size and condition, generator-vs-resampled kernel gaps)."""
     _, images, _, labels_np = train_demo.digits_split()
     labels = torch.as_tensor(labels_np)
     weight = train_demo.head_weight(checkpoint)
@@ -96,13 +104,14 @@ def measure(checkpoint: Path, dwconv: Path | None, scales: list[float]) -> tuple
     if dwconv is not None:
         dw, dw_weight = tvexport.load_checkpoint(dwconv), train_demo.head_weight(dwconv)
         dw_ref = train_demo.embed(dw, train_demo.to_input(images, trained_size))
-    rows = []
+    rows, gaps = [], []
     for scale in scales:
         size = round(trained_size * scale)
         x = train_demo.to_input(images, size)
         print(f"  {size}x{size}", file=sys.stderr, flush=True)
         resized = F.interpolate(x, size=(trained_size, trained_size), mode="bilinear", antialias=True, align_corners=False)
         rows.append(row("resize input", scale, size, train_demo.embed(plain.model, resized), ref_emb, weight, labels))
+        baked = {}
         for method, interpolation in METHODS:
             t0 = time.perf_counter()
             result = tvexport.bake(model, input_size=(size, size), resample=method, interpolation=interpolation)  # type: ignore[arg-type]
@@ -112,11 +121,23 @@ def measure(checkpoint: Path, dwconv: Path | None, scales: list[float]) -> tuple
             rows.append(row(f"{method} {interpolation}", scale, size, train_demo.embed(result.model, x), ref_emb, weight, labels,
                             bake_seconds=seconds, verified_at=result.resize["verified_at"] if result.resize else None,
                             max_rel_error=report.worst.max_rel))
+            baked[method, interpolation] = result.model
+        for interpolation in ("bilinear", "bicubic"):
+            gap = kernel_gap(baked["generator", interpolation], baked["kernels", interpolation])
+            gaps.append({"scale": scale, "size": size, "interpolation": interpolation, "mean": sum(gap) / len(gap), "max": max(gap), "layers": gap})
         if dwconv is not None:
             rows.append(row("DWConv baseline", scale, size, train_demo.embed(resize_unbaked(dw, (size, size)), x), dw_ref, dw_weight, labels))
-        control = position_averaged(tvexport.bake(model, input_size=(size, size), resample="kernels", verify=False).model, plain.model)
+        control = position_averaged(baked["kernels", "bilinear"], plain.model)
         rows.append(row("position-averaged", scale, size, train_demo.embed(control, x), ref_emb, weight, labels))
-    return trained_size, rows
+    return trained_size, rows, gaps
+
+
+def gap_table(gaps: list[dict[str, Any]]) -> str:
+    lines = ["| size | bilinear: mean / max over TV layers | bicubic: mean / max |", "|---|---|---|"]
+    for size in dict.fromkeys(g["size"] for g in gaps):
+        cells = [f"{g['mean']:.3f} / {g['max']:.3f}" for i in ("bilinear", "bicubic") for g in gaps if g["size"] == size and g["interpolation"] == i]
+        lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict[str, Any]], key: str) -> str:
@@ -192,6 +213,10 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         "",
         table(rows, "cos"),
         "",
+        "## Generator-made vs resampled kernels: relative L2 difference |generator - kernels| / |kernels| per TV layer",
+        "",
+        gap_table(result["kernel_gaps"]),
+        "",
     ])
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / f"{name}.md", md)
@@ -217,14 +242,14 @@ def main() -> int:
     machine = machine_info()
     t0 = time.perf_counter()
     with torch_threads(args.threads) as threads:
-        trained_size, rows = measure(args.checkpoint, dwconv, args.scale or list(SCALES))
+        trained_size, rows, gaps = measure(args.checkpoint, dwconv, args.scale or list(SCALES))
     machine["load_average_end"] = load_average()
     result = {
         "schema": "tvexport.bench.resize_accuracy", "schema_version": 1,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": _common.command_line(), "elapsed_s": time.perf_counter() - t0, "machine": machine, "versions": versions(),
         "threads": threads, "checkpoint": os.path.relpath(args.checkpoint), "dwconv": os.path.relpath(dwconv) if dwconv else None,
-        "trained_size": trained_size, "rows": rows,
+        "trained_size": trained_size, "rows": rows, "kernel_gaps": gaps,
     }
     render(result, args.out, args.name)
     print(table(rows, "accuracy"))

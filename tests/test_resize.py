@@ -175,7 +175,7 @@ def test_generator_method_resamples_posi_map_and_layernorm_and_is_verified() -> 
         for n, norm in norms:
             assert torch.equal(new.get_submodule(n).weight, resample_map(norm.weight, size, interpolation="bicubic"))
             assert torch.equal(new.get_submodule(n).bias, resample_map(norm.bias, size, interpolation="bicubic"))
-    result = bake_model(model, input_size=(112, 80), interpolation="bicubic")
+    result = bake_model(model, input_size=(112, 80), resample="generator", interpolation="bicubic")
     assert result.report is not None and result.report.ok, result.report.worst
     assert result.resize is not None and result.resize["verified_at"] == [112, 80] and result.resize["resample"] == "generator"
     # independently of the report: the resized unbaked network, another input and batch
@@ -253,7 +253,7 @@ def test_rebaked_file_records_sizes_and_round_trips(tmp_path: Path) -> None:
     path = save_baked(result, tmp_path / "r.baked.pt")
     payload = torch.load(path, weights_only=True)
     assert payload["arch"]["input_hw"] == [80, 112] and payload["arch"]["trained_input_size"] == [96, 96]
-    assert payload["bake"]["resize"]["resample"] == "kernels" and payload["bake"]["resize"]["interpolation"] == "bilinear"
+    assert payload["bake"]["resize"]["resample"] == "kernels" and payload["bake"]["resize"]["interpolation"] == "bicubic"  # the defaults
     loaded = load_baked(path)
     assert loaded.tvexport_config == result.config and loaded.tvexport_config.input_shape == (3, 80, 112)
     x = torch.rand(2, 3, 80, 112) * 2 - 1
@@ -297,11 +297,11 @@ def test_cli_bake_and_inspect(cli, rebaked: Path) -> None:
 
 
 def test_cli_bake_json_reports_the_resize(cli, face_ckpt: Path, tmp_path: Path) -> None:
-    r = cli("bake", face_ckpt, "--input-size", "128", "-o", tmp_path / "r.baked.pt", "--json")
+    r = cli("bake", face_ckpt, "--input-size", "128", "-o", tmp_path / "r.baked.pt", "--json", "--resample", "generator")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["input_size"] == [128, 128] and out["resize"]["resample"] == "generator" and out["resize"]["verified_at"] == [128, 128]
-    assert out["report"]["ok"]
+    assert out["input_size"] == [128, 128] and out["resize"]["resample"] == "generator" and out["resize"]["interpolation"] == "bicubic"
+    assert out["resize"]["verified_at"] == [128, 128] and out["report"]["ok"]
 
 
 @pytest.mark.parametrize("tv_op", ["portable", "plugin"])

@@ -230,8 +230,8 @@ def bake_model(
 
     ``dtype`` is the storage type of the baked kernels (float32 or float16); computation stays
     float32. With ``verify`` the result carries a ``BakeReport``; check ``report.ok``.
-    ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"generator"`` (default)
-    or ``"kernels"``, ``interpolation`` ``"bilinear"`` (default) or ``"bicubic"``: see
+    ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
+    ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
     ``tvexport.resize``.
     """
     if input_size is not None:

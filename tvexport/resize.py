@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # bake imports this module lazily, from bake_model
     from .bake import BakeResult
 
 __all__ = [
+    "DEFAULT_INTERPOLATION",
+    "DEFAULT_RESAMPLE",
     "INTERPOLATIONS",
     "RESAMPLE_METHODS",
     "Interpolation",
@@ -51,6 +53,10 @@ Resample = Literal["generator", "kernels"]
 Interpolation = Literal["bilinear", "bicubic"]
 RESAMPLE_METHODS: tuple[str, ...] = get_args(Resample)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+# The defaults are what benchmarks/results/resize_accuracy.md measured best (or equal within its
+# intervals) at every size: resampled kernels, bicubic.
+DEFAULT_RESAMPLE: Resample = "kernels"
+DEFAULT_INTERPOLATION: Interpolation = "bicubic"
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -73,7 +79,7 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 @torch.no_grad()
-def resample_map(t: torch.Tensor, size: tuple[int, int], *, interpolation: Interpolation = "bilinear") -> torch.Tensor:
+def resample_map(t: torch.Tensor, size: tuple[int, int], *, interpolation: Interpolation = DEFAULT_INTERPOLATION) -> torch.Tensor:
     """``t`` (..., h, w) resampled to (..., *size): each leading index is one plane, computed in float64."""
     _check_choice("interpolation", interpolation, INTERPOLATIONS)
     planes = t.detach().to(torch.float64).reshape(1, -1, *t.shape[-2:])
@@ -98,7 +104,7 @@ def _rebuilt(cfg: ArchConfig, model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def resize_unbaked(model: nn.Module, input_size: tuple[int, int], *, interpolation: Interpolation = "bilinear") -> nn.Module:
+def resize_unbaked(model: nn.Module, input_size: tuple[int, int], *, interpolation: Interpolation = DEFAULT_INTERPOLATION) -> nn.Module:
     """The unbaked network rebuilt for input ``input_size`` (H, W): a new module, ``model`` untouched.
 
     Each TVConv gets the output size its stride chain gives at that input (its ``h``/``w``
@@ -146,8 +152,8 @@ def bake_resized(
 ) -> BakeResult:
     """Bake ``model`` for input ``input_size`` (see the module docstring); ``bake`` is ``bake_model``
     with the caller's options bound. The result's ``resize`` records sizes, method and what was verified."""
-    resample = resample or "generator"
-    interpolation = interpolation or "bilinear"
+    resample = resample or DEFAULT_RESAMPLE
+    interpolation = interpolation or DEFAULT_INTERPOLATION
     _check_choice("resample method", resample, RESAMPLE_METHODS)
     _check_choice("interpolation", interpolation, INTERPOLATIONS)
     cfg = config_of(model)

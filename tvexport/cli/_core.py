@@ -81,8 +81,8 @@ def bake_cmd(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the verification inputs.")] = 2,
     allow_nonfinite: AllowNonfinite = False,
     input_size: InputSize = None,
-    resample: Annotated[ResampleMethod | None, typer.Option("--resample", case_sensitive=False, show_default=False, help="With --input-size: resample posi_map and generator LayerNorm maps, then generate (generator, the default), or resample the baked kernels (kernels).")] = None,
-    interpolation: Annotated[InterpolationMode | None, typer.Option("--interpolation", case_sensitive=False, show_default=False, help="With --input-size: bilinear (default) or bicubic.")] = None,
+    resample: Annotated[ResampleMethod | None, typer.Option("--resample", case_sensitive=False, show_default=False, help="With --input-size: resample the baked kernels (kernels, the default), or resample posi_map and generator LayerNorm maps, then generate (generator).")] = None,
+    interpolation: Annotated[InterpolationMode | None, typer.Option("--interpolation", case_sensitive=False, show_default=False, help="With --input-size: bicubic (default) or bilinear.")] = None,
     as_json: Json = False,
 ) -> None:
     """Replace every TVConv generator by its constant kernels, fold BatchNorm, verify, save.
