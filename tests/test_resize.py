@@ -327,6 +327,10 @@ def test_cli_bench_rebaked(cli, rebaked: Path, tmp_path: Path) -> None:
     assert report["arch"]["input_shape"] == [3, 72, 100] and {n["label"] for n in report["networks"]} == {"tvconv", "dwconv"}
     r = cli("bench", rebaked, *fast, "--input-size", "96x96")
     assert r.exit_code == 2 and "runs only at its re-baked input size 72x100, not 96x96" in r.stderr
+    # an architecture name (random weights) is built at the size asked for
+    r = cli("bench", "face_mobilenetv2_x0_1", *fast, "--input-size", "64x80", "--json", tmp_path / "b1.json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((tmp_path / "b1.json").read_text())["arch"]["input_shape"] == [3, 64, 80]
     # a DWConv baseline checkpoint (trained size) is rebuilt at the TV network's size
     dw = write_checkpoint(make_model(atom="dwconv"), tmp_path / "dw.pth.tar", "pth.tar")
     r = cli("bench", rebaked, *fast, "--baseline", dw, "--json", tmp_path / "b2.json")

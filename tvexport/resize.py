@@ -5,12 +5,12 @@ output size follows from H'xW' and the strides before it (``ArchConfig.with_inpu
 network is rebuilt by ``create_model`` at that size, so everything else that depends on the size,
 such as the face networks' pooling head, follows too). Two ways to fill the new maps:
 
+* ``kernels`` (default): bake at the trained size (verified as usual), then resample the baked
+  kernels (C, k*k, h, w) and bias maps (C, h, w) themselves. No unbaked network exists at the new
+  size, so nothing there can be checked against one: the report is the trained-size bake's.
 * ``generator``: resample the layer's only size-bound parameters, ``posi_map`` (1, P, h, w) and
   its generator's LayerNorm affine maps (C', h, w), then bake as usual: the generator makes the
   kernels at the new size. The bake is verified against this resized unbaked network.
-* ``kernels``: bake at the trained size (verified as usual), then resample the baked kernels
-  (C, k*k, h, w) and bias maps (C, h, w) themselves. No unbaked network exists at the new size,
-  so nothing there can be checked against one: the report is the trained-size bake's.
 
 Resampling is ``F.interpolate`` (``bilinear`` or ``bicubic``, half-pixel centres, edges clamped)
 over the trailing (h, w), computed in float64 and rounded once to the tensor's dtype. At the

@@ -88,7 +88,7 @@ def _random(cfg: ArchConfig, *, seed: int) -> nn.Module:
     return randomize_(create_model(cfg), seed=seed)
 
 
-def _load_tv(src: str | Path, *, arch: str | None, seed: int) -> tuple[Network, dict[str, Any]]:
+def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[int, int] | None) -> tuple[Network, dict[str, Any]]:
     path = Path(src)
     if path.exists():
         ckpt = read_checkpoint(path)
@@ -113,6 +113,8 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int) -> tuple[Network, 
         ) from None
     if arch is not None and resolve_arch(arch).name != cfg.name:
         raise TvexportError(f"--arch {arch} contradicts SRC {src}", hint="give the architecture once")
+    if input_size is not None:  # random weights can be made at any size
+        cfg = cfg.with_input_size(input_size)
     model = _random(cfg, seed=seed)
     return Network("tvconv", "random weights (registry, reference TV settings)", model), {"kind": "registry", "arch": cfg.name}
 
@@ -145,15 +147,16 @@ def load_subject(
     The DWConv baseline is ``create_model(name, atom="dwconv")`` with random weights unless
     ``baseline`` names a checkpoint; ``dense`` adds the dense-conv baseline where the zoo has one
     (DeepLabV3+ only). ``input_size`` must be the network's size (the trained one unless SRC was
-    re-baked for another): TVConv only runs there. Baselines are built at the same size.
+    re-baked for another): TVConv only runs there; an architecture name is built at that size.
+    Baselines are built at the network's size.
     """
-    tv, source = _load_tv(src, arch=arch, seed=seed)
+    tv, source = _load_tv(src, arch=arch, seed=seed, input_size=input_size)
     cfg = tv.config
     if input_size is not None and tuple(input_size) != tuple(cfg.input_size):
         h, w = cfg.input_size
-        trained = "trained" if cfg.input_hw is None else "re-baked"
+        kind = "trained" if cfg.input_hw is None else "re-baked"
         raise TvexportError(
-            f"{cfg.name} runs only at its {trained} input size {h}x{w}, not {input_size[0]}x{input_size[1]}",
+            f"{cfg.name} runs only at its {kind} input size {h}x{w}, not {input_size[0]}x{input_size[1]}",
             hint=f"TVConv kernels are per position: re-bake it for that size (tvexport bake CKPT --input-size {input_size[0]}x{input_size[1]}), or omit --input-size",
         )
     given = _baseline_from_file(Path(baseline), cfg) if baseline is not None else None
