@@ -149,7 +149,7 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
         raise TvexportError(
             f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
-            hint="TVConv networks only run at their trained input size",
+            hint="TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)",
         )
     return np.ascontiguousarray(x, dtype=np.float32)
 
