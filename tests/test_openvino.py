@@ -203,6 +203,31 @@ def test_float16_kernels_stay_float16(extension: Path) -> None:
     assert [str(i.get_element_type()) for i in op.inputs()][1] in ("<Type: 'uint8_t'>", "u8")
 
 
+@pytest.mark.parametrize("last", [False, True], ids=["clip-relu-add", "clip-is-output"])
+def test_following_clip_and_relu_fold_into_the_op(last: bool, extension: Path) -> None:
+    """Clip and Relu after a TV op fold into it (the kernel clamps before storing: no pass over
+    the output); clamped bounds intersect. A Clip that is the model's output stays (its name)."""
+    case = Case(3, 2, "map", "int8", "N")
+    model, weight, bias = layer_graph(case)
+    graph = model.graph
+    graph.node[0].output[0] = "t"
+    graph.initializer.extend([numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", -0.5), ("hi", 0.7), ("shift", 0.25))])
+    graph.node.append(helper.make_node("Clip", ["t", "lo", "hi"], ["y" if last else "c"]))
+    if not last:
+        graph.node.extend([helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Add", ["r", "shift"], ["y"])])
+    runner = OpenVinoRunner(model, extension=extension)
+    x = np.random.default_rng(1).standard_normal((3, case.channels, 2 * case.h, 2 * case.w)).astype(np.float32)
+    got = runner(x)
+    truth = truth_of(x.astype(np.float64), weight, bias, 2)
+    expected = np.clip(truth, -0.5, 0.7) if last else np.clip(truth, 0.0, 0.7) + 0.25
+    assert rel_err(got, expected) < LAYER_RTOL
+    # ONNX Clip reads as Maximum + Minimum (or one Clamp): the node that writes the output stays
+    assert (runner.folded <= 1) if last else (runner.folded >= 2), runner.folded
+    if not last:  # a clamp dropped, or only Clip's or only Relu's bound applied, is far off
+        for wrong in (truth + 0.25, np.clip(truth, -0.5, 0.7) + 0.25, np.maximum(truth, 0.0) + 0.25):
+            assert rel_err(got, wrong) > 100 * LAYER_RTOL
+
+
 # --------------------------------------------------------------------------------------------
 # Bad nodes: one clear line at compile time
 # --------------------------------------------------------------------------------------------

@@ -216,6 +216,9 @@ public:
         op->m_k = m_k;
         op->m_stride = m_stride;
         op->m_padding = m_padding;
+        op->m_clamp = m_clamp;
+        op->m_lo = m_lo;
+        op->m_hi = m_hi;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
         op->constructor_validate_and_infer_types();
@@ -226,6 +229,9 @@ public:
         visitor.on_attribute("k", m_k);
         visitor.on_attribute("stride", m_stride);
         visitor.on_attribute("padding", m_padding);
+        visitor.on_attribute("clamp", m_clamp);
+        visitor.on_attribute("clamp_lo", m_lo);
+        visitor.on_attribute("clamp_hi", m_hi);
         return true;
     }
 
@@ -268,6 +274,9 @@ public:
         }
         if (has_scale())
             a.scale = inputs.back().data<const float>();
+        a.clamp = m_clamp;
+        a.lo = m_lo;
+        a.hi = m_hi;
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
             ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
@@ -281,6 +290,10 @@ private:
     int64_t m_k = 3;
     int64_t m_stride = 1;
     int64_t m_padding = 1;
+    // the output is clamped to [clamp_lo, clamp_hi] when `clamp` is set: a following Clamp/Relu
+    // folded into the op after the model is read (tvexport/openvino/runtime.py: fuse_clamps)
+    bool m_clamp = false;
+    float m_lo = 0.0f, m_hi = 0.0f;
 };
 
 namespace {
