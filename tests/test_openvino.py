@@ -147,6 +147,15 @@ def test_layer_matches_float64_truth(case: Case, extension: Path) -> None:
     assert run_case(case, extension) < LAYER_RTOL
 
 
+@pytest.mark.parametrize("case", [Case(3, s, b, d, 5, channels=64, h=40, w=40) for s, b, d in
+                                  [(1, "channel", "float32"), (2, "map", "float32"), (1, "map", "float16"), (2, "channel", "int8")]],
+                         ids=lambda c: c.id)
+def test_wide_layer_tiles(case: Case, extension: Path) -> None:
+    """A layer big enough for the kernel's tiling: several row blocks per thread, float32 rows
+    split into column tiles (their halo columns), 5 images = a full batch tile + a narrower one."""
+    assert run_case(case, extension) < LAYER_RTOL
+
+
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
     choice is made when the library loads) pass part of the grid; the widest one this CPU runs is
