@@ -35,6 +35,7 @@ from ..artifacts import sidecar_path
 from ..bake import random_inputs
 from ..errors import TvexportError
 from ..models.registry import config_of
+from ..quantize import cast_model_
 from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
 
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
@@ -153,7 +154,7 @@ def export_aoti(
     rtol = default_rtol if rtol is None else rtol
     atol = default_atol if atol is None else atol
 
-    model = copy.deepcopy(model).to(device=dev, dtype=torch.float32).eval()
+    model = cast_model_(copy.deepcopy(model), torch.float32, device=dev).eval()  # compressed TV kernels stay compressed
     for p in model.parameters():
         p.requires_grad_(False)
     # Export at batch >= 2 when the batch is dynamic: torch.export specialises a dimension of size 1.
