@@ -114,6 +114,8 @@ def test_validate_infers_the_backend_or_names_the_flag(tmp_path: Path, face_file
         validate.validate_artifact(unknown, face_files["x0_1"])
     with pytest.raises(TvexportError, match=r"AOTInductor package.*--backend onnxruntime does not run; use --backend aoti"):
         validate.validate_artifact(package, face_files["x0_1"], backend="onnxruntime")
+    with pytest.raises(TvexportError, match=r"AOTInductor package.*--backend openvino does not run; use --backend aoti"):
+        validate.validate_artifact(package, face_files["x0_1"], backend="openvino")
     with pytest.raises(TvexportError, match=r"JSON description .*validate .*demo\.pt2 instead"):
         validate.validate_artifact(sidecar_path(package), face_files["x0_1"])
     assert seen == ["aoti", "tensorrt"]

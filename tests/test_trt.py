@@ -434,14 +434,20 @@ TRT_BINDINGS = ("10.9.0.34", "11.4.0.106")
 
 
 @pytest.fixture(scope="session")
-def trt_wheels(request: pytest.FixtureRequest) -> dict[str, Path]:
+def trt_wheels(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import os
     import subprocess
 
     from _trt_core import unpack_plugin_package
 
     given = os.environ.get("TVEXPORT_TRT_WHEELS")
-    cache = Path(given) if given else Path(request.config.cache.mkdir("tensorrt-bindings"))
+    pytest_cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    if given:
+        cache = Path(given)
+    elif pytest_cache is not None:
+        cache = Path(pytest_cache.mkdir("tensorrt-bindings"))
+    else:
+        cache = tmp_path_factory.mktemp("tensorrt-bindings")
     out = {}
     for version in TRT_BINDINGS:
         wheels = sorted(cache.glob(f"tensorrt_cu12_bindings-{version}-*.whl"))

@@ -35,7 +35,7 @@ def _check_input(x: torch.Tensor, weight: torch.Tensor, stride: int) -> int:
     if (oh, ow) != (h, w):
         raise ValueError(
             f"TV layer was trained for output {h}x{w} (stride {stride}); input {x.shape[2]}x{x.shape[3]} "
-            f"gives {oh}x{ow}: TVConv only runs at its trained input size"
+            f"gives {oh}x{ow}: TVConv only runs at its trained input size (re-bake for another: tvexport bake --input-size)"
         )
     return k
 

@@ -29,7 +29,9 @@ _KINDS: dict[ArtifactKind, tuple[str, str, str]] = {
     "aoti": ("an AOTInductor package", "tvexport export --format aoti", "aoti"),
     "tensorrt": ("a TensorRT engine", "tvexport build", "tensorrt"),
 }
+# validate backend -> the kind of artefact it runs (the default backend of each kind, and the others)
 BACKEND_KINDS: dict[str, ArtifactKind] = {backend: kind for kind, (_, _, backend) in _KINDS.items()}
+BACKEND_KINDS.update({"openvino": "onnx", "openvino-bf16": "onnx"})
 
 
 def sidecar_path(path: Path) -> Path:

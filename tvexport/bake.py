@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,6 +25,9 @@ from .checkpoint import BAKED_FORMAT, Checkpoint, arch_config_for, check_state_d
 from .errors import MismatchError, TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
+
+if TYPE_CHECKING:
+    from .resize import Interpolation, Resample
 
 FORMAT_VERSION = 1
 DEFAULT_RTOL = {torch.float32: 1e-5, torch.float16: 1e-3}
@@ -92,6 +96,7 @@ class BakeResult:
     report: BakeReport | None
     bake_seconds: float
     verify_seconds: float = 0.0
+    resize: dict[str, Any] | None = None  # re-baked for another input size: sizes, method, what was verified (resize.py)
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,12 +222,25 @@ def bake_model(
     batch: int = 2,
     seed: int = 0,
     allow_nonfinite: bool = False,
+    input_size: tuple[int, int] | None = None,
+    resample: Resample | None = None,
+    interpolation: Interpolation | None = None,
 ) -> BakeResult:
     """Bake a zoo model (from ``load_checkpoint`` or ``create_model``); ``model`` is not modified.
 
     ``dtype`` is the storage type of the baked kernels (float32 or float16); computation stays
     float32. With ``verify`` the result carries a ``BakeReport``; check ``report.ok``.
+    ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
+    ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
+    ``tvexport.resize``.
     """
+    if input_size is not None:
+        from .resize import bake_resized
+
+        options = dict(fold_bn=fold_bn, dtype=dtype, verify=verify, rtol=rtol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
+        return bake_resized(model, input_size, resample=resample, interpolation=interpolation, bake=functools.partial(bake_model, **options))
+    if resample is not None or interpolation is not None:
+        raise TvexportError("resample and interpolation choose how to re-bake for another input size, which needs an input size", hint="add --input-size HxW")
     if dtype not in DEFAULT_RTOL:
         raise TvexportError(f"baked kernels can be stored as float32 or float16, not {dtype}")
     cfg = config_of(model)
@@ -304,6 +322,7 @@ def baked_payload(result: BakeResult, *, source: Path | None = None) -> dict[str
             "report": result.report.to_dict() if result.report is not None else None,
             "bake_seconds": result.bake_seconds,
             "verify_seconds": result.verify_seconds,
+            "resize": result.resize,
             "source": source.name if source is not None else None,
             "tvexport_version": __version__,
             "torch_version": str(torch.__version__),

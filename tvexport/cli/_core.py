@@ -13,10 +13,11 @@ from rich.table import Table
 from ..bake import BakeReport, bake_model, check_report, default_output, save_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
+from ..resize import describe_resize
 from ..summary import ModelSummary, inspect_checkpoint
 from . import app
 from ._console import console, err_console
-from ._options import AllowNonfinite, Arch, DType, DTypeOpt, Force, Json, Output, Source, tolerance
+from ._options import AllowNonfinite, Arch, DType, DTypeOpt, Force, InputSize, InterpolationMode, Json, Output, ResampleMethod, Source, tolerance
 
 
 def _mb(n: int) -> str:
@@ -79,16 +80,22 @@ def bake_cmd(
     rtol: Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default 1e-5 float32, 1e-3 float16).", show_default=False, callback=tolerance)] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the verification inputs.")] = 2,
     allow_nonfinite: AllowNonfinite = False,
+    input_size: InputSize = None,
+    resample: Annotated[ResampleMethod | None, typer.Option("--resample", case_sensitive=False, show_default=False, help="With --input-size: resample the baked kernels (kernels, the default), or resample posi_map and generator LayerNorm maps, then generate (generator).")] = None,
+    interpolation: Annotated[InterpolationMode | None, typer.Option("--interpolation", case_sensitive=False, show_default=False, help="With --input-size: bicubic (default) or bilinear.")] = None,
     as_json: Json = False,
 ) -> None:
     """Replace every TVConv generator by its constant kernels, fold BatchNorm, verify, save.
 
-    Writes <stem>.baked.pt beside the input unless -o is given.
+    Writes <stem>.baked.pt beside the input unless -o is given. --input-size HxW re-bakes every TV
+    layer for another input size.
     """
     from .._io import check_output_path
+    from ..resize import parse_input_size
 
     if not verify and rtol is not None:
         raise TvexportError("--rtol does not apply with --no-verify", hint="drop one of them")
+    size = parse_input_size(input_size) if input_size is not None else None
     out = output if output is not None else default_output(source)
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
@@ -103,12 +110,17 @@ def bake_cmd(
     with err_console.status(f"baking {cfg.name}..."):
         model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
         try:
-            result = bake_model(model, fold_bn=not no_fold_bn, dtype=dtype.torch, verify=verify, rtol=rtol, batch=batch, allow_nonfinite=allow_nonfinite)
+            result = bake_model(
+                model, fold_bn=not no_fold_bn, dtype=dtype.torch, verify=verify, rtol=rtol, batch=batch, allow_nonfinite=allow_nonfinite,
+                input_size=size, resample=resample.value if resample else None, interpolation=interpolation.value if interpolation else None,
+            )
         except TvexportError as err:  # e.g. float16 overflow: say which file
             raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
     dropped = {k: list(v) for k, v in ckpt.dropped.items()}
     if dropped and not as_json:
         console.print("note: dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in dropped.items()), highlight=False)
+    if result.resize is not None and not as_json:
+        console.print("note: " + describe_resize(result.resize), highlight=False)
     if result.report is not None and not as_json:
         _print_report(result.report)
     if result.report is not None and not result.report.ok:
@@ -125,12 +137,13 @@ def bake_cmd(
             "source_bytes": size_in, "output_bytes": size_out, "bake_seconds": result.bake_seconds,
             "verify_seconds": result.verify_seconds, "folded_batchnorms": len(result.folded),
             "tv_layers": len(result.tv_layers), "dropped_keys": dropped, "report": result.report.to_dict() if result.report else None,
+            "input_size": list(result.config.input_size), "resize": result.resize,
         }, indent=2))
         return
     ratio = size_in / max(size_out, 1)
     change = f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger: its generators are smaller than their kernels"
     console.print(
         f"[green]wrote[/green] {out} ({_mb(size_out)}; source {_mb(size_in)}, {change}): "
-        f"{cfg.name}, {len(result.tv_layers)} TV layers baked, {len(result.folded)} BatchNorms folded, "
+        f"{cfg.name}, {len(result.tv_layers)} TV layers baked for {'x'.join(map(str, result.config.input_size))}, {len(result.folded)} BatchNorms folded, "
         f"kernels {dtype.value}; bake {result.bake_seconds:.2f} s, verify {result.verify_seconds:.2f} s, total {elapsed:.2f} s"
     )

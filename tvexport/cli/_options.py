@@ -20,6 +20,16 @@ class DType(str, Enum):
         return getattr(torch, self.value)
 
 
+class ResampleMethod(str, Enum):  # tvexport.resize.RESAMPLE_METHODS
+    generator = "generator"
+    kernels = "kernels"
+
+
+class InterpolationMode(str, Enum):  # tvexport.resize.INTERPOLATIONS
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+
+
 Source = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint (.ckpt, .pth.tar, state dict) or a .baked.pt file.", show_default=False)]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output file.", show_default=False)]
 Arch = Annotated[str | None, typer.Option("--arch", help="Architecture name; detected from the checkpoint when omitted.", show_default=False)]
@@ -27,6 +37,10 @@ Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existin
 DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Storage / compute precision.", case_sensitive=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Accept checkpoints whose weights hold NaN/Inf.")]
+InputSize = Annotated[str | None, typer.Option(
+    "--input-size", metavar="HxW", show_default=False,
+    help="Input size. bake: re-bake every TV layer for it (--resample, --interpolation); bench: checked against the size the network was baked for.",
+)]
 
 
 def tolerance(value: float | None) -> float | None:

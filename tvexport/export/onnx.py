@@ -3,7 +3,8 @@
 Graph interface (stable):
 
 * input ``input``: (N, 3, H, W) float32 (float16 with ``fp16_io``), N fixed (``batch``) or the
-  symbolic dim ``batch`` (``dynamic_batch``); H, W are the trained size (96 face, 256 segmentation);
+  symbolic dim ``batch`` (``dynamic_batch``); H, W are the network's input size (the trained 96 face,
+  256 segmentation, or the size it was re-baked for: ``tvexport bake --input-size``);
 * output ``embedding`` (N, 512) for the face networks, ``logits`` (N, num_classes, H, W) for
   DeepLabV3+; same dtype as the input.
 

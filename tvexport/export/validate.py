@@ -93,7 +93,7 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
             f"cannot tell which runtime runs {artifact}: it is not an ONNX model, an AOTInductor package or a TensorRT engine with its sidecar",
             hint=f"pass --backend ({', '.join(BACKENDS)})",
         )
-    runs = BACKEND_KINDS.get(backend)  # backends beyond these three are not second-guessed
+    runs = BACKEND_KINDS.get(backend)
     if found is not None and runs is not None and runs != found.kind:
         raise TvexportError(f"{found.describe()}, which --backend {backend} does not run", hint=f"use --backend {found.backend}, or leave --backend out: it is inferred from the file")
     return backend
@@ -149,7 +149,7 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
         raise TvexportError(
             f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
-            hint="TVConv networks only run at their trained input size",
+            hint="TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)",
         )
     return np.ascontiguousarray(x, dtype=np.float32)
 
