@@ -31,17 +31,20 @@ from .errors import TvexportError
 from .layers import BakedTVConv
 
 __all__ = [
-    "KERNEL_DTYPES",
     "INT8_MAX",
+    "KERNEL_DTYPES",
     "KernelDType",
     "KernelError",
+    "cast_model_",
     "compress_kernels",
+    "compress_layer",
     "compress_model",
     "dequantize",
     "kernel_dtype",
     "kernel_dtype_name",
     "quantize_int8",
     "stored_bytes",
+    "stored_kernel_dtype",
 ]
 
 KernelDType = Literal["float32", "float16", "int8"]
@@ -201,3 +204,14 @@ def cast_model_(model: nn.Module, dtype: torch.dtype, *, device: torch.device | 
         m.bias = bias.to(device=device) if bias is not None else None
         m.scale = scale.to(device=device) if scale is not None else None
     return model
+
+
+def stored_kernel_dtype(model: nn.Module, dtype: str = "float32") -> str | None:
+    """How a graph of ``model`` at precision ``dtype`` stores its TV kernels (None: no TV layers)."""
+    stored = {kernel_dtype_name(m.weight.dtype) for m in model.modules() if isinstance(m, BakedTVConv)}
+    if not stored:
+        return None
+    if len(stored) > 1:
+        return "mixed"
+    (name,) = stored
+    return dtype if name == "float32" else name  # float32 kernels follow the graph's precision

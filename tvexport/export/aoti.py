@@ -16,10 +16,12 @@ import copy
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from ..artifacts import sidecar_path
 from ..bake import random_inputs
 from ..errors import TvexportError
 from ..models.registry import config_of
-from ..quantize import cast_model_
+from ..quantize import cast_model_, stored_kernel_dtype
 from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
 
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
@@ -215,6 +217,8 @@ def export_aoti(
             "atom": cfg.atom,
             "device": device,
             "dtype": "float32",
+            "kernel_dtype": stored_kernel_dtype(model),
+            "constant_bytes": package_constant_bytes(tmp),
             "input_shape": [example_batch, *cfg.input_shape],
             "output_shape": output_shape,
             "dynamic_batch": {"min": 1, "max": max_batch} if dynamic_batch and max_batch >= 2 else None,
@@ -240,6 +244,30 @@ def export_aoti(
         extra_files=[side],
         info=info,
     )
+
+
+_CONSTANT_INFO = re.compile(r"constants_info_\[(\d+)\]\.(dtype|data_size) = ([^;]+);")
+
+
+def package_constant_bytes(package: Path) -> dict[str, int] | None:
+    """Bytes of the constants (weights) an AOTInductor package stores, by dtype, as its generated
+    wrapper declares them (None if the package's layout is not the one this torch writes)."""
+    sizes: dict[str, int] = {}
+    try:
+        with zipfile.ZipFile(package) as z:
+            wrapper = next((n for n in z.namelist() if n.endswith(".wrapper.cpp")), None)
+            if wrapper is None:
+                return None
+            entries: dict[str, dict[str, str]] = {}
+            for index, field, value in _CONSTANT_INFO.findall(z.read(wrapper).decode(errors="replace")):
+                entries.setdefault(index, {})[field] = value.strip()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    for entry in entries.values():
+        dtype = entry.get("dtype", "").removeprefix("cached_torch_dtype_")
+        if dtype and entry.get("data_size", "").isdigit():
+            sizes[dtype] = sizes.get(dtype, 0) + int(entry["data_size"])
+    return sizes or None
 
 
 def read_sidecar(package: Path) -> dict[str, Any] | None:

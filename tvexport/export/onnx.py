@@ -47,7 +47,7 @@ from ..bake import fold_batchnorms, random_inputs, tv_layer_names
 from ..errors import TvexportError, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
-from ..quantize import cast_model_, kernel_dtype_name
+from ..quantize import cast_model_, stored_kernel_dtype
 from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
 
 TVOp = Literal["portable", "plugin"]
@@ -389,17 +389,6 @@ def _name_batch_dim(proto: Any) -> None:
         dim = vi.type.tensor_type.shape.dim[0]
         dim.Clear()
         dim.dim_param = BATCH_DIM
-
-
-def stored_kernel_dtype(model: nn.Module, dtype: str = "float32") -> str | None:
-    """How a graph of ``model`` at precision ``dtype`` stores its TV kernels (None: no TV layers)."""
-    stored = {kernel_dtype_name(m.weight.dtype) for m in model.modules() if isinstance(m, BakedTVConv)}
-    if not stored:
-        return None
-    if len(stored) > 1:
-        return "mixed"
-    (name,) = stored
-    return dtype if name == "float32" else name  # float32 kernels follow the graph's precision
 
 
 def _set_metadata(proto: Any, cfg: ArchConfig, *, tv_op: str, dtype: str, kernel_dtype: str | None, fp16_io: bool, opset: int, decomposition: str | None) -> None:
