@@ -133,11 +133,21 @@ def _dequantize_traced(plane: torch.Tensor, scale: torch.Tensor) -> torch.Tensor
     ``quantized_decomposed.dequantize_per_channel`` is the op Inductor's constant folding leaves
     in the graph (a plain ``to(float32) * scale`` of two constants would be folded into a float32
     copy of the kernels) and lowers to a pointwise expression that fuses into the TV loop.
+    Inductor inlines 1-D constants of <= 8 values as literal select trees, which splits a narrow
+    layer's fused loop into one buffer per tap; so a channels-last tap of <= 8 channels is
+    dequantized as (h, w*C) rows with its scales repeated along w (a few hundred floats).
     """
     import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers quantized_decomposed)
 
     if scale.dtype != torch.float32:  # a float64 reference run: exact products, no special op
         return plane.to(scale.dtype) * scale[:, None, None]
+    c, h, w = plane.shape
+    if c <= 8 and plane.permute(1, 2, 0).is_contiguous() and w > 1:
+        rows = plane.permute(1, 2, 0).reshape(h, w * c)
+        scale = scale.repeat(w)
+        zero = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
+        out = torch.ops.quantized_decomposed.dequantize_per_channel(rows, scale, zero, 1, -128, 127, torch.int8)
+        return out.reshape(h, w, c).permute(2, 0, 1)
     zero = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
     return torch.ops.quantized_decomposed.dequantize_per_channel(plane, scale, zero, 0, -128, 127, torch.int8)
 
