@@ -26,3 +26,9 @@ Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existin
 DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Storage / compute precision.", case_sensitive=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Accept checkpoints whose weights hold NaN/Inf.")]
+Rtol = Annotated[float | None, typer.Option(
+    "--rtol", show_default=False,
+    help="Floor of the acceptance rule, relative to max|float64 truth|: pass iff error vs float64 <= 2 x the float32 original's error + atol + rtol x max|truth| "
+         "(default 1e-5; float16 kernels 5e-3; float16 export 1e-2).",
+)]
+Atol = Annotated[float | None, typer.Option("--atol", help="Absolute floor of the acceptance rule (default 0).", show_default=False)]
