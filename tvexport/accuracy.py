@@ -214,7 +214,7 @@ class GeneratedTVConv(nn.Module):
     weight: torch.Tensor
     bias: torch.Tensor | None
 
-    def __init__(self, layer: TVConv, dtype: torch.dtype) -> None:
+    def __init__(self, layer: TVConv, dtype: torch.dtype, *, kernels: torch.dtype | None = None) -> None:
         super().__init__()
         gen = layer if _float_dtype(layer) == dtype else copy.deepcopy(layer).to(dtype)
         was_training = gen.training
@@ -222,6 +222,8 @@ class GeneratedTVConv(nn.Module):
         with torch.no_grad():
             weight, bias = gen.generate()
         gen.train(was_training)
+        if kernels is not None and kernels != dtype:  # held as that dtype would store them
+            weight, bias = weight.to(kernels).to(dtype), bias.to(kernels).to(dtype) if bias is not None else None
         self.stride = layer.geometry.stride
         self.register_buffer("weight", weight.detach())
         self.register_buffer("bias", bias.detach() if bias is not None else None)
@@ -267,11 +269,12 @@ def _float_dtype(module: nn.Module) -> torch.dtype | None:
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
 
 
-def _copy_in(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+def _copy_in(model: nn.Module, dtype: torch.dtype, *, kernels: torch.dtype | None = None) -> nn.Module:
     """``model`` in ``dtype``, each TVConv replaced by its ``GeneratedTVConv`` (run in ``dtype``,
-    on a ``dtype`` copy of the layer); generator weights are never copied whole. In float64,
-    depthwise convolutions are computed by their definition (``DepthwiseByDefinition``)."""
-    memo: dict[int, Any] = {id(m): GeneratedTVConv(m, dtype) for m in model.modules() if isinstance(m, TVConv)}
+    on a ``dtype`` copy of the layer, its output rounded to ``kernels``); generator weights are
+    never copied whole. In float64, depthwise convolutions are computed by their definition
+    (``DepthwiseByDefinition``)."""
+    memo: dict[int, Any] = {id(m): GeneratedTVConv(m, dtype, kernels=kernels) for m in model.modules() if isinstance(m, TVConv)}
     out = copy.deepcopy(model, memo).to(dtype)
     if dtype == torch.float64:
         for name, m in list(out.named_modules()):
@@ -291,11 +294,17 @@ class Reference:
     kernels are reused: the generator output does not depend on the input (``GeneratedTVConv``).
     ``model`` is unbaked (for checkpoints) or baked (for baked files: the truth then holds its
     kernels as stored, e.g. float16 values, exactly).
+
+    ``kernels`` is the dtype the candidate stores TV kernels in: for float16 the float32 original
+    holds its generator outputs rounded to float16 too, so that the yardstick of a float16 bake
+    is what the unbaked network achieves with the same kernel precision (the float16 analogue of
+    the float32 rule), and the allowance follows the network's conditioning in both cases.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, kernels: torch.dtype = torch.float32) -> None:
         model.eval()
         self.model = model
+        self.kernels = kernels
         self.config = config_of(model)
         self.kind = "unbaked" if any(isinstance(m, TVConv) for m in model.modules()) else (
             "baked" if any(isinstance(m, BakedTVConv) for m in model.modules()) else self.config.atom
@@ -307,7 +316,7 @@ class Reference:
     def float32_model(self) -> nn.Module:
         """The float32 original, with generators hoisted (made on first use)."""
         if self._float32_model is None:
-            self._float32_model = _copy_in(self.model, torch.float32)
+            self._float32_model = _copy_in(self.model, torch.float32, kernels=self.kernels)
         return self._float32_model
 
     @property
@@ -316,7 +325,8 @@ class Reference:
 
     @property
     def baseline_label(self) -> str:
-        return f"{self.kind} float32"
+        kernels = str(self.kernels).removeprefix("torch.")
+        return f"{self.kind} float32" + (f" ({kernels} kernels)" if self.kind == "unbaked" and self.kernels != torch.float32 else "")
 
     @torch.no_grad()
     def truth(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -335,10 +335,10 @@ def bake_model(
             f"{len(bad)} weight tensor{'s' * (len(bad) > 1)} hold{'s' * (len(bad) == 1)} NaN/Inf ({', '.join(bad[:3])})",
             hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway",
         )
-    if reference is not None and reference.model is not model:
-        raise TvexportError("the reference was built from another model", hint="pass Reference(model) for this model, or none")
+    if reference is not None and (reference.model is not model or reference.kernels != dtype):
+        raise TvexportError("the reference was built for another model or kernel dtype", hint="pass Reference(model, kernels=dtype), or none")
     start = time.perf_counter()
-    reference = reference or Reference(model)
+    reference = reference or Reference(model, kernels=dtype)
     baked64, folded = _bake_float64(model, reference, fold_bn=fold_bn)
     baked = _stored(baked64, dtype)
     tv_layers: dict[str, dict[str, Any]] = {}
