@@ -58,7 +58,7 @@ def test_baked_equals_unbaked(name: str, tv: TVSettings, dtype: torch.dtype) -> 
     assert not any(isinstance(m, TVConv) for m in baked.modules())
     assert all(m.weight.dtype == dtype for m in baked.modules() if isinstance(m, BakedTVConv))
     # Independent of the report: another input, the plain float64 copy as the truth, the same rule.
-    x = random_inputs((3, *model.tvexport_config.input_shape), seed=11)
+    x = random_inputs((1 if "deeplab" in name else 3, *model.tvexport_config.input_shape), seed=11)  # torch's float64 depthwise is slow
     truth = _float64_copy_output(model, x)
     with torch.no_grad():
         got, original = baked(x), model(x)

@@ -269,18 +269,28 @@ def _float_dtype(module: nn.Module) -> torch.dtype | None:
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
 
 
-def _copy_in(model: nn.Module, dtype: torch.dtype, *, kernels: torch.dtype | None = None) -> nn.Module:
-    """``model`` in ``dtype``, each TVConv replaced by its ``GeneratedTVConv`` (run in ``dtype``,
-    on a ``dtype`` copy of the layer, its output rounded to ``kernels``); generator weights are
-    never copied whole. In float64, depthwise convolutions are computed by their definition
-    (``DepthwiseByDefinition``)."""
-    memo: dict[int, Any] = {id(m): GeneratedTVConv(m, dtype, kernels=kernels) for m in model.modules() if isinstance(m, TVConv)}
-    out = copy.deepcopy(model, memo).to(dtype)
-    if dtype == torch.float64:
-        for name, m in list(out.named_modules()):
-            if DepthwiseByDefinition.applies_to(m):
-                parent, _, child = name.rpartition(".")
-                setattr(out.get_submodule(parent) if parent else out, child, DepthwiseByDefinition(m))  # type: ignore[arg-type]
+def _generated(model: nn.Module, dtype: torch.dtype, *, kernels: torch.dtype | None = None) -> dict[int, Any]:
+    """A ``copy.deepcopy`` memo that replaces each TVConv of ``model`` by its ``GeneratedTVConv``
+    (run in ``dtype`` on a ``dtype`` copy of the layer, output rounded to ``kernels``)."""
+    return {id(m): GeneratedTVConv(m, dtype, kernels=kernels) for m in model.modules() if isinstance(m, TVConv)}
+
+
+def depthwise_by_definition_(model: nn.Module) -> nn.Module:
+    """Replace ``model``'s depthwise convs by ``DepthwiseByDefinition`` (in place): the same
+    function, 5x faster in float64. For evaluation only: the result is not for export."""
+    for name, m in list(model.named_modules()):
+        if DepthwiseByDefinition.applies_to(m):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, DepthwiseByDefinition(m))  # type: ignore[arg-type]
+    return model
+
+
+def _copy_in(model: nn.Module, dtype: torch.dtype, memo: dict[int, Any], *, by_definition: bool = False) -> nn.Module:
+    """``model`` in ``dtype`` with the TVConvs replaced as ``memo`` says (generator weights are
+    never copied whole); with ``by_definition``, depthwise convs as ``DepthwiseByDefinition``."""
+    out = copy.deepcopy(model, dict(memo)).to(dtype)
+    if by_definition:
+        depthwise_by_definition_(out)
     for p in out.parameters():
         p.requires_grad_(False)
     return out.eval()
@@ -292,6 +302,9 @@ class Reference:
     ``truth(x)`` runs ``model`` in float64; ``float32(x)`` runs it in float32, as torch would.
     TVConv generators run once per precision (float64 on a float64 copy of each layer) and their
     kernels are reused: the generator output does not depend on the input (``GeneratedTVConv``).
+    ``float64_model`` is the network in float64 with torch's own layers (what the bake folds);
+    ``truth_model`` the same function with depthwise convs by definition (``DepthwiseByDefinition``,
+    5x faster in float64); both share the float64 generator outputs.
     ``model`` is unbaked (for checkpoints) or baked (for baked files: the truth then holds its
     kernels as stored, e.g. float16 values, exactly).
 
@@ -309,14 +322,16 @@ class Reference:
         self.kind = "unbaked" if any(isinstance(m, TVConv) for m in model.modules()) else (
             "baked" if any(isinstance(m, BakedTVConv) for m in model.modules()) else self.config.atom
         )
-        self.truth_model = _copy_in(model, torch.float64)
+        generated = _generated(model, torch.float64)
+        self.float64_model = _copy_in(model, torch.float64, generated)
+        self.truth_model = _copy_in(model, torch.float64, generated, by_definition=True)
         self._float32_model: nn.Module | None = None
 
     @property
     def float32_model(self) -> nn.Module:
         """The float32 original, with generators hoisted (made on first use)."""
         if self._float32_model is None:
-            self._float32_model = _copy_in(self.model, torch.float32, kernels=self.kernels)
+            self._float32_model = _copy_in(self.model, torch.float32, _generated(self.model, torch.float32, kernels=self.kernels))
         return self._float32_model
 
     @property

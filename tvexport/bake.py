@@ -23,7 +23,7 @@ from torch import nn
 
 from . import __version__
 from ._io import atomic_output, check_output_path
-from .accuracy import Comparison, GeneratedTVConv, Precision, Reference, Tolerance, compare_outputs, random_inputs
+from .accuracy import Comparison, GeneratedTVConv, Precision, Reference, Tolerance, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import (
     BAKED_FORMAT,
     Checkpoint,
@@ -208,7 +208,7 @@ def _nonfinite(model: nn.Module) -> list[str]:
 
 def _bake_float64(model: nn.Module, reference: Reference, *, fold_bn: bool) -> tuple[nn.Module, list[tuple[str, str]]]:
     """The baked network in float64: ``reference``'s float64 generator outputs as kernels, folded."""
-    baked = copy.deepcopy(reference.truth_model)
+    baked = copy.deepcopy(reference.float64_model)
     for name in tv_layer_names(model):
         generated = baked.get_submodule(name)
         assert isinstance(generated, GeneratedTVConv)
@@ -268,8 +268,10 @@ def verify_bake(
     batch: int = 2,
     seed: int = 0,
 ) -> BakeReport:
-    """Compare ``baked`` (as stored) and ``baked64`` (before the cast) with ``reference``'s float64
-    truth, per TV layer (each fed the truth's own input to it) and end to end."""
+    """Compare ``baked`` (as stored) and ``baked64`` (before the cast; its depthwise convs are
+    replaced by ``DepthwiseByDefinition``, in place) with ``reference``'s float64 truth, per TV
+    layer (each fed the truth's own input to it) and end to end."""
+    depthwise_by_definition_(baked64)
     truth_model, float32_model = reference.truth_model, reference.float32_model
     x = random_inputs((batch, *reference.config.input_shape), seed=seed)
     captured: dict[str, torch.Tensor] = {}
