@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..accuracy import DEFAULT_RTOL, Comparison, Reference, compare_outputs
+from ..accuracy import Comparison, Reference, compare_outputs
 from ..bake import BakeResult, bake_model, check_bake, model_from_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
 from ..models.registry import ArchConfig, config_of
 
-__all__ = ["BACKENDS", "DEFAULT_RTOL", "Comparison", "ExportResult", "ExportSource", "Runner", "compare_outputs", "load_runner", "load_source"]
+__all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "compare_outputs", "load_runner", "load_source"]
 
 Runner = Callable[[np.ndarray], np.ndarray]
 """A loaded artefact: NCHW float32 input -> output array."""

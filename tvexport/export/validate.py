@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..errors import MismatchError, TvexportError
