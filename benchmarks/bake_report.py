@@ -8,9 +8,12 @@ verification separately). Reports, against the unbaked network in float64: the f
 error, the unbaked float32 network's error, and the baked model's error for float32 and float16
 kernels (the float16 yardstick: the float32 network with float16-rounded kernels), end to end and
 per TV layer. Results accumulate per architecture in ``<out>/<name>.json`` (run one architecture
-at a time on a busy machine); ``<name>.md`` is rendered from all of them.
+at a time on a busy machine); ``<name>.md`` is rendered from all of them. The JSON may also hold,
+added by hand, ``before`` (arch -> bake and verify seconds of an earlier version, measured the
+same way) and ``notes`` (lines rendered at the end).
 
     python benchmarks/bake_report.py --arch face_mobilenetv2_x1_0
+    python benchmarks/bake_report.py --arch face_mobilenetv2_x1_0 --bn measured --name bake_report_bn_measured
     python benchmarks/bake_report.py --render benchmarks/results/bake_report.json
 """
 
@@ -44,9 +47,15 @@ def _errors(report: Any) -> dict[str, Any]:
     }
 
 
-def measure(name: str, *, repeats: int, tmp: Path) -> dict[str, Any]:
+# BatchNorm statistics (tvexport.testing.randomize_): measured on random inputs and kept well
+# conditioned (as training leaves them), random, or measured as is (BN outputs small relative to
+# their inputs: the noisiest float32 networks)
+BN_STATS: dict[str, dict[str, bool]] = {"calibrated": {}, "random": {"calibrate": False}, "measured": {"conditioned": False}}
+
+
+def measure(name: str, *, repeats: int, tmp: Path, bn: str) -> dict[str, Any]:
     torch.manual_seed(0)
-    model = randomize_(tvexport.create_model(name), seed=0)
+    model = randomize_(tvexport.create_model(name), seed=0, **BN_STATS[bn])
     seg = "deeplab" in name
     src = tmp / ("checkpoint_best.pth.tar" if seg else f"{name}.ckpt")
     if seg:
@@ -82,6 +91,10 @@ def _e(x: float | None) -> str:
     return "-" if x is None else f"{x:.2g}"
 
 
+def _before(before: dict[str, Any], arch: str, key: str) -> str:
+    return f" ({before[arch][key]:.2f})" if arch in before else ""
+
+
 def render(result: dict[str, Any], out: Path, name: str) -> None:
     nets = list(result["networks"].values())
     m, v = result["machine"], result["versions"]
@@ -91,8 +104,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         f"- machine: {m['cpu']} ({m['logical_cores']} logical cores), {m['os']}; python {v['python']}, torch {v['torch']}, tvexport {v['tvexport']}",
         f"- command: `{result['command']}` (one run per architecture, results merged); threads {nets[0]['threads'] if nets else '-'}; "
         "1-min load average at each architecture's end: " + ", ".join(f"{n['arch']} {n['load_average'][0]:.1f}" for n in nets if n.get("load_average")),
-        "- networks: reference TV settings (generator 4 -> 64 x 3), random weights (random posi_map and LayerNorm, calibrated BatchNorm), "
-        "saved in the reference checkpoint layout and loaded back",
+        "- networks: reference TV settings (generator 4 -> 64 x 3), random weights (random posi_map and LayerNorm; BatchNorm statistics: "
+        f"{result.get('bn', 'calibrated')}), saved in the reference checkpoint layout and loaded back",
         "- bake s: generator run in float64, BatchNorm folded in float64, cast (median of the repeats); verify s: the float64 truth, "
         "the float32 original and the baked model, per TV layer and end to end (batch 2)",
         "- errors: max|out - truth| / max|truth| end to end, truth = the unbaked network in float64. *float64 bake*: the baked model "
@@ -103,6 +116,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         "| float64 bake | float32 original | baked fp32 | worst layer/allowed fp32 | float16 yardstick | baked fp16 | worst layer/allowed fp16 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    before = result.get("before", {})
+    if before:
+        lines[-2] = lines[-2].replace("| bake s | verify s ", "| bake s (before) | verify s (before) ")
     for n in nets:
         f32, f16 = n["float32"], n["float16"]
 
@@ -114,10 +130,13 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             f"| {n['arch']} | {n['checkpoint']} | {n['checkpoint_bytes'] / 1e6:.1f} | {len(n['tv_layers'])} "
             f"| {n['total_params'] / 1e6:.2f}M ({n['generator_params'] / 1e6:.2f}M) | {n['baked_params'] / 1e6:.2f}M "
             f"| {n['baked_bytes']['float32'] / 1e6:.1f} / {n['baked_bytes']['float16'] / 1e6:.1f} "
-            f"| {statistics.median(n['bake_seconds']):.2f} | {statistics.median(n['verify_seconds']):.2f} "
+            f"| {statistics.median(n['bake_seconds']):.2f}{_before(before, n['arch'], 'bake_seconds')} "
+            f"| {statistics.median(n['verify_seconds']):.2f}{_before(before, n['arch'], 'verify_seconds')} "
             f"| {_e(f32['float64_bake_max_rel'])} | {_e(f32['network']['baseline_max_rel'])} | {_e(f32['network']['max_rel'])} | {worst(f32)} "
             f"| {_e(f16['network']['baseline_max_rel'])} | {_e(f16['network']['max_rel'])} | {worst(f16)} |"
         )
+    if result.get("notes"):
+        lines += ["", *(f"- {note}" for note in result["notes"])]
     for n in nets:
         lines += ["", f"## {n['arch']}", "",
                   "| layer | C | k | stride | h x w | baked values | MFLOPs | generator MFLOPs | float64 bake | float32 original | baked fp32 | baked fp16 |",
@@ -138,6 +157,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="bake_report")
+    parser.add_argument("--bn", choices=list(BN_STATS), default="calibrated", help="BatchNorm statistics of the random networks")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only re-render the Markdown from a JSON this script wrote")
     args = parser.parse_args()
     path = args.out / f"{args.name}.json"
@@ -146,10 +166,11 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     result = json.loads(path.read_text()) if path.exists() else {"networks": {}}
-    result.update(command="python benchmarks/bake_report.py --arch NAME", machine=machine_info(), versions=versions())
+    bn = f" --bn {args.bn}" if args.bn != "calibrated" else ""
+    result.update(command=f"python benchmarks/bake_report.py --arch NAME{bn} --name {args.name}", machine=machine_info(), versions=versions(), bn=args.bn)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.arch or tvexport.list_models():
-            result["networks"][name] = measure(name, repeats=args.repeats, tmp=Path(tmp))
+            result["networks"][name] = measure(name, repeats=args.repeats, tmp=Path(tmp), bn=args.bn)
             n = result["networks"][name]
             print(f"{name}: bake {statistics.median(n['bake_seconds']):.2f} s, verify {statistics.median(n['verify_seconds']):.2f} s, "
                   f"float64 bake {_e(n['float32']['float64_bake_max_rel'])}, float32 original {_e(n['float32']['network']['baseline_max_rel'])}, "
