@@ -396,12 +396,20 @@ def test_cli_aoti_dispatch(cli: Any, face_baked_module: Path, tmp_path: Path, mo
     monkeypatch.setitem(sys.modules, "tvexport.export.aoti", None)  # not part of this build
     r = cli("export", face_baked_module, "-o", tmp_path / "m.pt2", "--format", "aoti")
     assert r.exit_code == 2 and "AOTInductor export is not part of this build" in r.stderr
+    calls = _fake_aoti(monkeypatch)
+    r = cli("export", face_baked_module, "--format", "aoti", "-o", tmp_path / "m.pt2", "--dynamic-batch", "--max-batch", "8", "--rtol", "1e-4")
+    assert r.exit_code == 0, r.stderr
+    assert calls[0].pop("reference").truth_label == "baked float64"  # a baked file is checked against itself in float64
+    assert calls == [{"device": "cpu", "dynamic_batch": True, "batch": 1, "max_batch": 8, "force": False, "validate": True, "rtol": 1e-4, "atol": None}]
+
+
+def _fake_aoti(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Stand in for the AOTInductor exporter (no compile); returns the options it is called with."""
     calls: list[dict[str, Any]] = []
 
     def export_aoti(model: torch.nn.Module, output: Path, **kw: Any) -> Any:
         from tvexport.export._common import ExportResult
 
-        assert kw.pop("reference").truth_label == "baked float64"  # a baked file is checked against itself in float64
         calls.append(kw)
         output.write_bytes(b"pt2")
         return ExportResult(output, "aoti", model.tvexport_config.name, [], 0.1)
@@ -409,9 +417,7 @@ def test_cli_aoti_dispatch(cli: Any, face_baked_module: Path, tmp_path: Path, mo
     fake = types.ModuleType("tvexport.export.aoti")
     fake.export_aoti = export_aoti  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tvexport.export.aoti", fake)
-    r = cli("export", face_baked_module, "--format", "aoti", "-o", tmp_path / "m.pt2", "--dynamic-batch", "--max-batch", "8", "--rtol", "1e-4")
-    assert r.exit_code == 0, r.stderr
-    assert calls == [{"device": "cpu", "dynamic_batch": True, "batch": 1, "max_batch": 8, "force": False, "validate": True, "rtol": 1e-4, "atol": None}]
+    return calls
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,18 +482,7 @@ def test_export_rtol_reaches_the_bake_on_the_fly(cli: Any, face_ckpt_module: Pat
         return baked
 
     monkeypatch.setattr(BakedTVConv, "from_tvconv", classmethod(off))
-    calls: list[dict[str, Any]] = []
-
-    def export_aoti(model: torch.nn.Module, output: Path, **kw: Any) -> Any:
-        from tvexport.export._common import ExportResult
-
-        calls.append(kw)
-        output.write_bytes(b"pt2")
-        return ExportResult(output, "aoti", model.tvexport_config.name, [], 0.1)
-
-    fake = types.ModuleType("tvexport.export.aoti")
-    fake.export_aoti = export_aoti  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tvexport.export.aoti", fake)
+    calls = _fake_aoti(monkeypatch)
     r = cli("export", face_ckpt_module, "--format", "aoti", "-o", tmp_path / "a.pt2")
     assert r.exit_code == 1 and "baked model differs from the unbaked one" in r.stderr and "--rtol" in r.stderr and not calls
     r = cli("export", face_ckpt_module, "--format", "aoti", "-o", tmp_path / "b.pt2", "--rtol", "1e-3")
