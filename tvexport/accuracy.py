@@ -31,10 +31,13 @@ from .models.registry import config_of
 __all__ = [
     "DEFAULT_RTOL",
     "Comparison",
+    "DepthwiseByDefinition",
+    "GeneratedTVConv",
     "Precision",
     "Reference",
     "Tolerance",
     "compare_outputs",
+    "depthwise_by_definition_",
     "random_inputs",
 ]
 
