@@ -6,8 +6,12 @@
 # Steps (each runs even if an earlier one failed; each is recorded as ok / FAILED / not run + why):
 #   1. environment: GPU, driver, torch/CUDA/triton/tensorrt versions
 #   2. kernel tests on CUDA, compiled (TRITON_INTERPRET unset): tests/test_kernels.py
-#   3. bandwidth benchmark: benchmarks/kernel_bandwidth.py (face MobileNetV2 x1.0 TV layers)
-#   4. TensorRT tests (if tensorrt imports): tests/test_trt.py
+#   3. bandwidth benchmark: benchmarks/kernel_bandwidth.py (face MobileNetV2 x1.0 TV layers), the
+#      current kernel and the one before issue 16 side by side (before/after in one run)
+#   4. TensorRT tests (if tensorrt imports): tests/test_trt.py: engines of float32, float16, and
+#      float16/int8-compressed kernels against a float64 reference (this is where the stripped
+#      PTX, the driver-capped ISA, the 12-character kernel name on TensorRT 10.9-10.13, int8
+#      constants feeding a plugin and the node-name/op-type parser reading meet real TensorRT)
 #   5. trtexec runs an engine built by `tvexport build` without Python (if trtexec is on PATH)
 # Environment: PYTHON (default python3), STEP_TIMEOUT seconds per step (default 420).
 set -u
@@ -58,8 +62,9 @@ if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     print("device", p.name, f"sm_{p.major}{p.minor}", p.multi_processor_count, "SMs")
 try:
-    from tvexport.kernels._triton import driver_ptx_version
-    print("PTX ISA for the AOT plugin (driver/ptxas cap):", driver_ptx_version())
+    from tvexport.kernels._triton import driver_cuda_version, driver_ptx_version, triton_ptx_version
+    print("driver CUDA", driver_cuda_version(), "| triton's PTX ISA (sm_90)", triton_ptx_version(90),
+          "| ISA for AOT plugins", driver_ptx_version())
 except Exception as e:  # noqa: BLE001
     print("driver_ptx_version: n/a", e)
 PY

@@ -4,7 +4,8 @@
 For every TV layer shape of ``face_mobilenetv2_x1_0`` (from the zoo), batch 1 and 32, float32 and
 float16, this times side by side, in one run, on one non-default CUDA stream:
 
-* the Triton TV kernel (``tvexport.kernels``),
+* the Triton TV kernel (``tvexport.kernels``), and unless ``--no-legacy``, the kernel as it
+  was before issue 16 (``benchmarks/_legacy_tv_kernel.py``) for a before/after in one run,
 * a device-to-device copy moving the same number of bytes (read + write),
 * torch's depthwise conv (``F.conv2d(groups=C)``, cuDNN autotuned) of the same shape.
 
@@ -13,7 +14,7 @@ tiny k*k weights, bias and output for the depthwise conv. The L2 cache is flushe
 write) before every timed call, so the numbers are DRAM bandwidth; CUDA events bracket each call;
 after warm-up, many iterations give p10/p50/p90. Target: TV kernel >= 80 % of copy bandwidth.
 
-    python benchmarks/kernel_bandwidth.py [--iters 200] [--json out.json] [--markdown out.md]
+    python benchmarks/kernel_bandwidth.py [--no-legacy] [--iters 200] [--json out.json] [--markdown out.md]
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def run(args: argparse.Namespace) -> dict:
     from tvexport.kernels._triton import tv_dwconv_triton
     from tvexport.layers import tv_depthwise
 
+    if args.legacy:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _legacy_tv_kernel import legacy_launch_config, tv_dwconv_legacy
+
     torch.set_num_threads(1)
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
@@ -128,12 +133,18 @@ def run(args: argparse.Namespace) -> dict:
                 dw_bytes = (x.numel() + w_dw.numel() + (0 if b_dw is None else c) + out_elems) * size
                 src = torch.empty(tv_bytes // 2, dtype=torch.uint8, device=dev)
                 dst = torch.empty_like(src)
-                cfg = launch_config(c * oh * ow, batch, sm_count=props.multi_processor_count)
+                cfg = launch_config(c, oh * ow, batch, sm_count=props.multi_processor_count, x_bytes=size)
                 fns = {
                     "tv": lambda x=x, w=w, b=b, st=st, cfg=cfg: tv_dwconv_triton(x, w, b, stride=st, config=cfg),
                     "copy": lambda dst=dst, src=src: dst.copy_(src),
                     "dwconv": lambda x=x, w=w_dw, b=b_dw, st=st, k=k, c=c: F.conv2d(x, w, b, stride=st, padding=k // 2, groups=c),
                 }
+                if args.legacy:
+                    lcfg = legacy_launch_config(c * oh * ow, batch, sm_count=props.multi_processor_count)
+                    lerr = float((tv_dwconv_legacy(x, w, b, stride=st, config=lcfg).float() - ref).abs().max() / ref.abs().max())
+                    if lerr > (1e-5 if dtype == torch.float32 else 2e-3):
+                        raise SystemExit(f"kernel_bandwidth: legacy kernel wrong for {s.label} batch {batch} {dtype_name} (rel err {lerr:.2e})")
+                    fns["legacy"] = lambda x=x, w=w, b=b, st=st, lcfg=lcfg: tv_dwconv_legacy(x, w, b, stride=st, config=lcfg)
                 times = {name: bench(fn, torch=torch, stream=stream, flush=flush, warmup=args.warmup, iters=args.iters) for name, fn in fns.items()}
                 p = {name: percentiles(t) for name, t in times.items()}
                 row = {
@@ -147,6 +158,9 @@ def run(args: argparse.Namespace) -> dict:
                     "dwconv_gbps": gbps(dw_bytes, p["dwconv"]["p50"]),
                 }
                 row["tv_vs_copy"] = row["tv_gbps"] / row["copy_gbps"]
+                if "legacy" in p:
+                    row["legacy_gbps"] = gbps(tv_bytes, p["legacy"]["p50"])
+                    row["speedup_vs_legacy"] = p["legacy"]["p50"] / p["tv"]["p50"]
                 row["tv_vs_dwconv_time"] = p["tv"]["p50"] / p["dwconv"]["p50"]
                 rows.append(row)
                 print(_row_line(row), flush=True)
@@ -168,7 +182,8 @@ def _row_line(r: dict) -> str:
     p = r["ms"]
     return (f"{r['dtype']:>7} b{r['batch']:<3} {r['layer']:<22} {r['tv_bytes'] / 1e6:8.2f} MB  "
             f"tv {p['tv']['p50'] * 1e3:8.1f} us {r['tv_gbps']:7.0f} GB/s | copy {r['copy_gbps']:7.0f} GB/s "
-            f"({100 * r['tv_vs_copy']:5.1f} %) | dwconv {p['dwconv']['p50'] * 1e3:8.1f} us {r['dwconv_gbps']:7.0f} GB/s")
+            f"({100 * r['tv_vs_copy']:5.1f} %) | dwconv {p['dwconv']['p50'] * 1e3:8.1f} us {r['dwconv_gbps']:7.0f} GB/s"
+            + (f" | legacy {p['legacy']['p50'] * 1e3:8.1f} us (x{r['speedup_vs_legacy']:.2f})" if "legacy" in p else ""))
 
 
 def _summarise(rows: list[dict]) -> list[dict]:
@@ -187,6 +202,9 @@ def _summarise(rows: list[dict]) -> list[dict]:
             "layers_meeting_target": sum(r["count"] for r in rs if r["tv_vs_copy"] >= TARGET),
             "layers": sum(r["count"] for r in rs),
         })
+        if all("legacy" in r["ms"] for r in rs):
+            out[-1]["legacy_ms"] = sum(r["ms"]["legacy"]["p50"] * r["count"] for r in rs)
+            out[-1]["speedup_vs_legacy"] = out[-1]["legacy_ms"] / t_tv
     return out
 
 
@@ -199,22 +217,24 @@ def markdown(result: dict) -> str:
          f"{result['settings']['iters']} iterations after {result['settings']['warmup']} warm-up, L2 flushed before each call, "
          f"p50 shown; bias {result['settings']['bias']}. Target: TV >= {100 * result['target_fraction_of_copy']:.0f} % of copy bandwidth."),
         "",
-        "| dtype | batch | layer (xN) | MB | TV us | TV GB/s | copy GB/s | TV/copy | dwconv us | dwconv GB/s | TV time / dwconv |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dtype | batch | layer (xN) | MB | TV us | TV GB/s | copy GB/s | TV/copy | dwconv us | dwconv GB/s | TV time / dwconv | legacy us | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         p = r["ms"]
         lines.append(
             f"| {r['dtype']} | {r['batch']} | {r['layer']} (x{r['count']}) | {r['tv_bytes'] / 1e6:.2f} | {p['tv']['p50'] * 1e3:.1f} | "
             f"{r['tv_gbps']:.0f} | {r['copy_gbps']:.0f} | {100 * r['tv_vs_copy']:.0f} % | {p['dwconv']['p50'] * 1e3:.1f} | "
-            f"{r['dwconv_gbps']:.0f} | {r['tv_vs_dwconv_time']:.2f} |"
+            f"{r['dwconv_gbps']:.0f} | {r['tv_vs_dwconv_time']:.2f} | "
+            + (f"{p['legacy']['p50'] * 1e3:.1f} | {r['speedup_vs_legacy']:.2f} |" if "legacy" in p else "- | - |")
         )
-    lines += ["", "| dtype | batch | all TV layers: TV ms | copy ms | dwconv ms | TV GB/s | TV/copy | TV/dwconv time | layers >= target |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| dtype | batch | all TV layers: TV ms | copy ms | dwconv ms | TV GB/s | TV/copy | TV/dwconv time | layers >= target | legacy ms | speed-up |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["summary"]:
         lines.append(
             f"| {s['dtype']} | {s['batch']} | {s['tv_ms']:.3f} | {s['copy_ms']:.3f} | {s['dwconv_ms']:.3f} | {s['tv_gbps']:.0f} | "
-            f"{100 * s['tv_vs_copy']:.0f} % | {s['tv_vs_dwconv_time']:.2f} | {s['layers_meeting_target']}/{s['layers']} |"
+            f"{100 * s['tv_vs_copy']:.0f} % | {s['tv_vs_dwconv_time']:.2f} | {s['layers_meeting_target']}/{s['layers']} | "
+            + (f"{s['legacy_ms']:.3f} | {s['speedup_vs_legacy']:.2f} |" if "legacy_ms" in s else "- | - |")
         )
     return "\n".join(lines) + "\n"
 
@@ -226,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float16"], choices=["float32", "float16"])
     ap.add_argument("--bias", default="channel", choices=["none", "channel", "map"],
                     help="bias of the timed layers (baked face models carry a folded per-channel bias)")
+    ap.add_argument("--no-legacy", dest="legacy", action="store_false",
+                    help="skip the kernel as it was before issue 16 (timed side by side by default)")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--json", type=Path, help="write all figures as JSON")

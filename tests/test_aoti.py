@@ -62,6 +62,18 @@ def test_export_writes_package_and_sidecar(tiny_package) -> None:
     assert result.ok and all(c["ok"] for c in info["validation"])
 
 
+def test_package_is_recognised_where_a_checkpoint_belongs(tiny_package) -> None:
+    """A real package (not only the zip layout the fast tests fake) is named as what it is."""
+    from tvexport.artifacts import identify
+    from tvexport.checkpoint import read_checkpoint
+
+    path, _, _ = tiny_package
+    found = identify(path)
+    assert found is not None and found.kind == "aoti" and found.backend == "aoti" and found.arch == "face_mobilenetv2_x0_1"
+    with pytest.raises(TvexportError, match="is an AOTInductor package .*not a checkpoint"):
+        read_checkpoint(path)
+
+
 @pytest.mark.parametrize("batch", [1, 4, 6])
 def test_runner_matches_unbaked_network(tiny_package, batch: int) -> None:
     path, unbaked, _ = tiny_package

@@ -71,7 +71,11 @@ def test_bench_registry_name_json_to_stdout(cli) -> None:
     assert validate_report(report) == []
     assert report["source"] == {"kind": "registry", "arch": "face_mobilenetv2_x0_1"}
     assert report["arch"]["tv"]["inter_chans"] == 64 and report["arch"]["tv"]["inter_layers"] == 3  # reference TV settings
-    assert [n["origin"] for n in report["networks"]] == ["random weights (registry, reference TV settings)", "random weights (registry)"]
+    assert [n["origin"] for n in report["networks"]] == ["random weights, reference TV settings", "random weights"]
+    # "arch input 3x96x96: tvconv (origin), dwconv (origin)", without brackets within brackets
+    header = next(line for line in r.stderr.splitlines() if line.startswith("face_mobilenetv2_x0_1 input"))
+    depth = [header[: i + 1].count("(") - header[: i + 1].count(")") for i in range(len(header))]
+    assert max(depth) == 1 and depth[-1] == 0, header
     assert "torch-baked" in r.stderr
 
 

@@ -400,6 +400,7 @@ def test_cli_aoti_dispatch(cli: Any, face_baked_module: Path, tmp_path: Path, mo
     r = cli("export", face_baked_module, "--format", "aoti", "-o", tmp_path / "m.pt2", "--dynamic-batch", "--max-batch", "8", "--rtol", "1e-4")
     assert r.exit_code == 0, r.stderr
     assert calls[0].pop("reference").truth_label == "baked float64"  # a baked file is checked against itself in float64
+    assert callable(calls[0].pop("progress"))  # the spinner's phase reports
     assert calls == [{"device": "cpu", "dynamic_batch": True, "batch": 1, "max_batch": 8, "force": False, "validate": True, "rtol": 1e-4, "atol": None}]
 
 

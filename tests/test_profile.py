@@ -638,6 +638,25 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_latency_panel_is_linear_with_labelled_bars(fake_report: dict) -> None:
+    """Bars on a log axis have meaningless lengths (and its ticks hid the values): linear from 0,
+    every bar labelled with its median; the ratio points carry their value too."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from tvexport.profile.plot import report_figure
+
+    fig = report_figure(fake_report)
+    try:
+        latency, ratio = fig.axes[0], fig.axes[1]
+        medians = [r["stats"]["median_s"] * 1e3 for c in fake_report["cases"] for r in c["results"]]
+        assert latency.get_yscale() == "linear" and latency.get_ylim()[0] == 0
+        assert sorted(p.get_height() for p in latency.patches) == pytest.approx(sorted(medians))
+        assert sorted(t.get_text() for t in latency.texts) == sorted(f"{m:.3g}" for m in medians)
+        ratios = [q["median"] for c in fake_report["cases"] for q in c["ratios"]]
+        assert sorted(t.get_text() for t in ratio.texts) == sorted(f"{q:.2f}" for q in ratios)
+    finally:
+        plt.close(fig)
+
+
 def test_run_bench_float16_floors_and_settings(fake_bench: FakeClock) -> None:
     report = run_bench(_subject(), backends=["fake-timed"], dtype=torch.float16, settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
                        per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))

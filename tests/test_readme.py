@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import shlex
@@ -45,9 +46,37 @@ def test_quick_start_bake_command_runs(tmp_path: Path, cli, demo_ckpt: Path) -> 
     out = tmp_path / "demo.baked.pt"
     args[args.index("-o") + 1] = str(out)
     args[1] = str(ROOT / args[1])
-    r = cli(*args)
-    assert r.exit_code == 0, r.stderr
-    assert out.exists() and "network" in r.stdout
+    for run in ("first", "again"):  # rerunning the quick start must work too
+        r = cli(*args)
+        assert r.exit_code == 0, f"{run}: {r.stderr}"
+        assert out.exists() and "network" in r.stdout
+
+
+def test_cpu_torch_note_precedes_the_quick_start_commands() -> None:
+    """Read after the commands, the note comes when CUDA torch is already downloading; and it
+    must install into the venv the commands then use."""
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    note = section.find("download.pytorch.org/whl/cpu")
+    assert 0 <= note < section.find("```bash"), "the CPU-torch note must come before the commands"
+    line = next(line for line in section.splitlines() if "download.pytorch.org/whl/cpu" in line)
+    assert line.index(". .venv/bin/activate") < line.index("pip install torch"), "install CPU torch inside the activated venv"
+
+
+def test_readme_says_why_test_extra_has_triton() -> None:
+    """`.[test]` pulls triton (1 GB) on CPU machines too: the README says so, and why, with the
+    number of tests that need it there (the interpreted kernel cases and the ahead-of-time builds)."""
+    import test_kernels
+
+    test_extra = re.search(r"^test = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M)
+    assert test_extra is not None and "triton" in test_extra.group(1)
+    on_cpu = 0  # tests that skip without triton and run without a GPU, parametrizations counted
+    for name, func in vars(test_kernels).items():
+        marks = getattr(func, "pytestmark", []) if name.startswith("test_") else []
+        if any(m.name == "skipif" and str(m.kwargs.get("reason", "")).startswith("triton is not installed") for m in marks):
+            on_cpu += math.prod(len(m.args[1]) for m in marks if m.name == "parametrize")
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "'.[test]'` includes" in section and "triton" in section.split("'.[test]'` includes", 1)[1]
+    assert f"{on_cpu} tests" in " ".join(section.split()), f"say how many tests run triton on a CPU machine ({on_cpu})"
 
 
 def _requirements(preceding: str) -> list[str]:
@@ -56,9 +85,12 @@ def _requirements(preceding: str) -> list[str]:
 
 
 def test_console_examples_run(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ``$ tvexport ...`` line, in README order, in a scratch directory with ``models/``."""
+    """Every ``$ tvexport ...`` line, in README order, in a scratch directory with ``models/``,
+    after the quick start's bake (as a newcomer reads it: its output must not block them)."""
     shutil.copytree(ROOT / "models", tmp_path / "models", ignore=shutil.ignore_patterns("*.py", "*.json", "*.md"))
     monkeypatch.chdir(tmp_path)
+    quick_bake = shlex.split(_quick_start()[0].split("&& ")[-1])[1:]
+    assert cli(*quick_bake).exit_code == 0
     ran = 0
     for preceding, body in _blocks("console"):
         missing = [r for r in _requirements(preceding) if importlib.util.find_spec(r) is None]

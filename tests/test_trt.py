@@ -162,7 +162,9 @@ def test_plugin_module_keeps_runtime_annotations() -> None:
 
 
 def _tv_model(path: Path | None, nodes: list[dict], *, dtype: str = "float32", batch: int | str = "N"):  # type: ignore[no-untyped-def]
-    """A hand-written ONNX graph of chained tv_dwconv nodes (independent of tvexport's exporter)."""
+    """A hand-written ONNX graph of chained tv_dwconv nodes (independent of tvexport's exporter),
+    in the shared compressed-kernel form: ``spec["wdtype"]`` float32, float16 or int8 (then with a
+    float32 scale (C, k*k, 1, 1) as 4th input and the empty name for a missing bias)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -171,13 +173,19 @@ def _tv_model(path: Path | None, nodes: list[dict], *, dtype: str = "float32", b
     cur, (c, h, w) = "x", nodes[0]["in_chw"]
     x_info = helper.make_tensor_value_info("x", elem, [batch, c, h, w])
     for i, spec in enumerate(nodes):
-        wt = spec["weight"].astype(dtype)
-        inits.append(numpy_helper.from_array(wt, f"w{i}"))
+        wdtype = spec.get("wdtype", dtype)
+        if wdtype == "int8":
+            q, scale = _quantize(spec["weight"])
+            inits += [numpy_helper.from_array(q, f"w{i}"), numpy_helper.from_array(scale, f"s{i}")]
+        else:
+            inits.append(numpy_helper.from_array(spec["weight"].astype(wdtype), f"w{i}"))
         inputs = [cur, f"w{i}"]
         if spec.get("bias") is not None:
             inits.append(numpy_helper.from_array(spec["bias"].astype(dtype), f"b{i}"))
             inputs.append(f"b{i}")
-        k = round(wt.shape[1] ** 0.5)
+        if wdtype == "int8":
+            inputs += [""] * (3 - len(inputs)) + [f"s{i}"]
+        k = round(spec["weight"].shape[1] ** 0.5)
         attrs = {"k": k, "stride": spec["stride"], "padding": k // 2, "plugin_namespace": "tvexport", "plugin_version": "1"}
         attrs.update(spec.get("attrs", {}))
         out = f"y{i}"
@@ -192,10 +200,17 @@ def _tv_model(path: Path | None, nodes: list[dict], *, dtype: str = "float32", b
     return model
 
 
-def _spec(c: int, k: int, stride: int, oh: int, ow: int, bias: str | None, seed: int = 0) -> dict:
+def _quantize(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per (channel, tap): ``weight ~ q * scale``."""
+    scale = (np.abs(weight).max(axis=(2, 3), keepdims=True) / 127).astype(np.float32)
+    return np.clip(np.rint(weight / scale), -127, 127).astype(np.int8), scale
+
+
+def _spec(c: int, k: int, stride: int, oh: int, ow: int, bias: str | None, seed: int = 0, wdtype: str | None = None) -> dict:
     rng = np.random.default_rng(seed)
     b = {None: None, "map": rng.standard_normal((c, oh, ow)), "channel": rng.standard_normal((c, 1, 1))}[bias]
-    return {"in_chw": (c, oh * stride, ow * stride), "weight": rng.standard_normal((c, k * k, oh, ow)), "bias": b, "stride": stride}
+    spec = {"in_chw": (c, oh * stride, ow * stride), "weight": rng.standard_normal((c, k * k, oh, ow)), "bias": b, "stride": stride}
+    return spec if wdtype is None else dict(spec, wdtype=wdtype)
 
 
 @needs_onnx
@@ -219,6 +234,51 @@ def test_prepare_adds_a_zero_bias_where_missing(dtype: str) -> None:
     attrs = {a.name: a for a in first.attribute}
     assert attrs["plugin_namespace"].s == b"tvexport" and attrs["plugin_version"].s == b"1"
     assert len(model.graph.node[1].input) == 3 and model.graph.node[1].input[2] == "b1"  # untouched
+    assert [(n.name, n.op_type) for n in model.graph.node] == [("tv_dwconv", "tv_dwconv")] * 2  # both parser readings
+    assert [n.name for n in nodes] == ["tv0", "tv1"]  # the sidecar keeps the exported names
+
+
+@needs_onnx
+def test_prepare_rewrites_int8_nodes_to_their_own_plugin() -> None:
+    from onnx import numpy_helper
+
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    model = _tv_model(None, [_spec(4, 3, 2, 5, 6, None, wdtype="int8"), _spec(4, 3, 1, 5, 6, "map", 1, wdtype="int8"),
+                             _spec(4, 3, 1, 5, 6, "channel", 2, wdtype="float16")])
+    nodes = prepare_tv_nodes(model)
+    assert [(n.plugin, n.dtype, n.bias) for n in nodes] == [("tv_dwconv_i8", "int8", "zero"), ("tv_dwconv_i8", "int8", "map"),
+                                                             ("tv_dwconv", "float16", "channel")]
+    first, second, third = model.graph.node
+    assert (first.op_type, first.name, len(first.input), first.input[3]) == ("tv_dwconv_i8", "tv_dwconv_i8", 4, "s0")
+    zero = numpy_helper.to_array({t.name: t for t in model.graph.initializer}[first.input[2]])
+    assert zero.dtype == np.float32 and not zero.any()  # int8 kernels: a float bias
+    assert list(second.input) == ["y0", "w1", "b1", "s1"] and list(third.input) == ["y1", "w2", "b2"]
+
+
+@needs_onnx
+@pytest.mark.parametrize("case, match", [("no-scale", "needs a constant float32 scale"), ("scale-shape", "needs a constant float32 scale"),
+                                         ("float-scale", "only goes with int8"), ("int32", "takes float32, float16 or int8")])
+def test_prepare_rejects_bad_compressed_kernels(case: str, match: str) -> None:
+    from onnx import numpy_helper
+
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    model = _tv_model(None, [_spec(4, 3, 1, 5, 6, "map", wdtype="float32" if case in ("float-scale", "int32") else "int8")])
+    node, inits = model.graph.node[0], model.graph.initializer
+    if case == "no-scale":
+        del node.input[3]
+    elif case == "scale-shape":
+        inits.append(numpy_helper.from_array(np.ones((4, 9, 2, 1), np.float32), "bad_scale"))
+        node.input[3] = "bad_scale"
+    elif case == "float-scale":
+        inits.append(numpy_helper.from_array(np.ones((4, 9, 1, 1), np.float32), "s0"))
+        node.input.append("s0")
+    else:
+        inits.remove(next(t for t in inits if t.name == "w0"))
+        inits.append(numpy_helper.from_array(np.ones((4, 9, 5, 6), np.int32), "w0"))
+    with pytest.raises(TvexportError, match=match):
+        prepare_tv_nodes(model, source="m.onnx")
 
 
 @needs_onnx
@@ -292,41 +352,63 @@ def test_tensorrt_without_aot_plugins_is_refused(monkeypatch: pytest.MonkeyPatch
 # --------------------------------------------------------------------------- with TensorRT and a GPU
 
 
-def _reference(x: np.ndarray, specs: list[dict]) -> np.ndarray:
+def _stored_weight(spec: dict, dtype: str) -> np.ndarray:
+    """The kernels as the ONNX model stores them, in float64 (int8: dequantized)."""
+    wdtype = spec.get("wdtype", dtype)
+    if wdtype == "int8":
+        q, scale = _quantize(spec["weight"])
+        return q.astype(np.float64) * scale.astype(np.float64)
+    return spec["weight"].astype(wdtype).astype(np.float64)
+
+
+def _reference(x: np.ndarray, specs: list[dict], dtype: str = "float32") -> np.ndarray:
     from tvexport.layers import tv_depthwise_unfold
 
     t = torch.from_numpy(x).double()
-    for s in specs:
-        b = None if s["bias"] is None else torch.from_numpy(s["bias"]).double()
-        t = tv_depthwise_unfold(t, torch.from_numpy(s["weight"]).double(), b, stride=s["stride"])
+    for s in specs:  # the engine casts nothing: the reference reads what the model stores
+        b = None if s["bias"] is None else torch.from_numpy(s["bias"].astype(dtype).astype(np.float64))
+        t = tv_depthwise_unfold(t, torch.from_numpy(_stored_weight(s, dtype)), b, stride=s["stride"])
     return t.numpy()
 
 
 @needs_trt_gpu
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("dtype, wdtype", [("float32", None), ("float16", None), ("float32", "float16"), ("float32", "int8"), ("float16", "int8")])
 @pytest.mark.parametrize("k", [3, 5])
-def test_engine_matches_reference(tmp_path: Path, dtype: str, k: int) -> None:
+def test_engine_matches_reference(tmp_path: Path, dtype: str, wdtype: str | None, k: int) -> None:
     from tvexport.export._common import load_runner
     from tvexport.trt.build import build_engine
 
-    specs = [_spec(6, k, 2, 6, 5, "map", 1), _spec(6, k, 1, 6, 5, None, 2), _spec(6, k, 1, 6, 5, "channel", 3)]
-    # The engine casts nothing: quantise the reference's inputs like the model's.
-    specs = [dict(s, weight=s["weight"].astype(dtype).astype(np.float64),
-                  bias=None if s["bias"] is None else s["bias"].astype(dtype).astype(np.float64)) for s in specs]
+    specs = [_spec(6, k, 2, 6, 5, "map", 1, wdtype), _spec(6, k, 1, 6, 5, None, 2, wdtype), _spec(6, k, 1, 6, 5, "channel", 3, wdtype)]
     onnx_path = tmp_path / "tv.onnx"
     _tv_model(onnx_path, specs, dtype=dtype)
     result = build_engine(onnx_path, tmp_path / "tv.engine", max_batch=4)
     info = json.loads(result.sidecar.read_text())
     assert info["plugin"]["layers"] == 3 and info["precision"] == dtype and [t["bias"] for t in info["tv_layers"]] == ["map", "zero", "channel"]
+    assert {t["dtype"] for t in info["tv_layers"]} == {wdtype or dtype}
     run = load_runner("tensorrt", result.engine)  # the path `tvexport validate --backend tensorrt` takes
     for batch in (1, 3):
         x = np.random.default_rng(batch).standard_normal((batch, 6, 12, 10)).astype(dtype).astype(np.float32)
         got = run(x)
-        ref = _reference(x.astype(np.float64), specs)
+        ref = _reference(x.astype(np.float64), specs, dtype)
         tol = 1e-5 if dtype == "float32" else 2e-2  # three chained float16 layers
         assert np.abs(got - ref).max() <= tol * np.abs(ref).max(), (batch, np.abs(got - ref).max())
     with pytest.raises(TvexportError, match="outside the engine's profile"):
         run(np.zeros((5, 6, 12, 10), np.float32))
+
+
+@needs_trt_gpu
+def test_fp16_flag_refuses_int8_kernels(tmp_path: Path) -> None:
+    import tensorrt
+
+    from tvexport.trt.build import build_engine
+
+    if not tensorrt.__version__.startswith("10."):
+        pytest.skip("--fp16 only exists with TensorRT 10")
+    onnx_path = tmp_path / "tv.onnx"
+    _tv_model(onnx_path, [_spec(4, 3, 1, 8, 8, None, wdtype="int8")])
+    with pytest.raises(TvexportError, match="int8 TV kernels"):
+        build_engine(onnx_path, tmp_path / "tv.engine", fp16=True)
+    assert not (tmp_path / "tv.engine").exists()
 
 
 @needs_trt_gpu
@@ -341,139 +423,196 @@ def test_build_cli_writes_engine_and_sidecar(cli, tmp_path: Path) -> None:  # ty
     assert res.exit_code == 2 and "--force" in res.stderr
 
 
-# --------------------------------------------------------------------------- plugin wiring (stub TensorRT)
+# --------------------------------------------------------------------------- the real tensorrt.plugin package
+
+# NVIDIA's bindings wheels whose ``tensorrt.plugin`` (pure Python) the plugins are tested against:
+# the first release with AOT plugins and the newest 11.x. The wheel's compiled core needs
+# libnvinfer, so tests/_trt_core.py stands in for it; two versions cannot be installed side by
+# side, so the tests fetch the wheels with pip (cached in .pytest_cache, or from a directory in
+# $TVEXPORT_TRT_WHEELS) and import from the unpacked files.
+TRT_BINDINGS = ("10.9.0.34", "11.4.0.106")
 
 
-class _Expr:
-    """Stand-in for tensorrt.plugin.ShapeExpr: an int, or a symbolic expression kept as a tuple."""
+@pytest.fixture(scope="session")
+def trt_wheels(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import os
+    import subprocess
 
-    def __init__(self, v: object) -> None:
-        self.v = v
+    from _trt_core import unpack_plugin_package
 
-    is_fake = False
-
-    @property
-    def is_constant(self) -> bool:
-        return isinstance(self.v, int)
-
-    def constant_value(self) -> int:
-        assert isinstance(self.v, int)
-        return self.v
-
-
-def _stub_tensorrt() -> tuple[types.ModuleType, types.ModuleType, dict]:
-    """Just enough of ``tensorrt`` / ``tensorrt.plugin`` to import tvexport.trt.plugin and call what it
-    registers the way TensorRT does. Checks the decorated signatures like tensorrt.plugin does:
-    tensors first, then attributes, then outputs[, tactic]; annotations must be real types."""
-    import inspect
-
-    reg: dict = {}
-    trt = types.ModuleType("tensorrt")
-    trt.float32, trt.float16, trt.int8 = "FLOAT", "HALF", "INT8"  # type: ignore[attr-defined]
-    trtp = types.ModuleType("tensorrt.plugin")
-
-    class TensorDesc:
-        def __init__(self, shape: tuple, dtype: str) -> None:
-            self.shape_expr, self.dtype = tuple(s if isinstance(s, _Expr) else _Expr(s) for s in shape), dtype
-
-    class KernelLaunchParams:
-        grid_x = grid_y = grid_z = block_x = 1
-        shared_mem = 0
-
-    class SymIntExprs(list):
-        @classmethod
-        def from_tuple(cls, items):  # type: ignore[no-untyped-def]
-            return cls(items)
-
-    def signature_names(fn):  # type: ignore[no-untyped-def]
-        sig = inspect.signature(fn)
-        assert not any(isinstance(p.annotation, str) for p in sig.parameters.values()), "string annotations"
-        return list(sig.parameters)
-
-    def register(pid):  # type: ignore[no-untyped-def]
-        def deco(fn):  # type: ignore[no-untyped-def]
-            sig = inspect.signature(fn)
-            tensors = [n for n, p in sig.parameters.items() if p.annotation is TensorDesc]
-            attrs = [n for n, p in sig.parameters.items() if p.annotation is not TensorDesc]
-            assert signature_names(fn) == tensors + attrs and all(sig.parameters[a].annotation in (int, float, str, bool, bytes) for a in attrs)
-            reg[pid] = {"desc": fn, "tensors": tensors, "attrs": attrs}
-            return fn
-        return deco
-
-    def later(kind, tail):  # type: ignore[no-untyped-def]
-        def dec(pid):  # type: ignore[no-untyped-def]
-            def deco(fn):  # type: ignore[no-untyped-def]
-                names, r = signature_names(fn), reg[pid]
-                assert names[: len(r["tensors"])] == r["tensors"] and names[-len(tail):] == tail, (kind, names)
-                assert set(names[len(r["tensors"]): -len(tail)]) <= set(r["attrs"]), (kind, names)
-                r[kind] = fn
-                return fn
-            return deco
-        return dec
-
-    trtp.TensorDesc, trtp.KernelLaunchParams, trtp.SymIntExprs = TensorDesc, KernelLaunchParams, SymIntExprs  # type: ignore[attr-defined]
-    trtp.AutoTuneCombination = lambda *a: ("combination", *a)  # type: ignore[attr-defined]
-    trtp.SymInt32 = lambda v: ("i32", v.v if isinstance(v, _Expr) else v)  # type: ignore[attr-defined]
-    trtp.cdiv = lambda a, b: _Expr(("cdiv", a.v, b))  # type: ignore[attr-defined]
-    trtp.from_shape_expr = lambda shape, dtype: TensorDesc(shape, dtype)  # type: ignore[attr-defined]
-    trtp.register = register  # type: ignore[attr-defined]
-    trtp.autotune = later("autotune", ["outputs"])  # type: ignore[attr-defined]
-    trtp.aot_impl = later("aot_impl", ["outputs", "tactic"])  # type: ignore[attr-defined]
-    trtp.impl = later("impl", ["outputs", "stream"])  # type: ignore[attr-defined]
-    trt.plugin = trtp  # type: ignore[attr-defined]
-    return trt, trtp, reg
+    given = os.environ.get("TVEXPORT_TRT_WHEELS")
+    pytest_cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    if given:
+        cache = Path(given)
+    elif pytest_cache is not None:
+        cache = Path(pytest_cache.mkdir("tensorrt-bindings"))
+    else:
+        cache = tmp_path_factory.mktemp("tensorrt-bindings")
+    out = {}
+    for version in TRT_BINDINGS:
+        wheels = sorted(cache.glob(f"tensorrt_cu12_bindings-{version}-*.whl"))
+        if not wheels:
+            cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--platform", "manylinux_2_28_x86_64",
+                   "--python-version", "3.11", "--implementation", "cp", "-d", str(cache), f"tensorrt-cu12-bindings=={version}"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+            wheels = sorted(cache.glob(f"tensorrt_cu12_bindings-{version}-*.whl"))
+            if not wheels:
+                msg = f"could not fetch tensorrt-cu12-bindings=={version}: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
+                if os.environ.get("CI"):
+                    pytest.fail(msg)
+                pytest.skip(msg + " (offline? set TVEXPORT_TRT_WHEELS to a directory holding the wheels)")
+        out[version] = unpack_plugin_package(wheels[0], cache / f"unpacked-{version}")
+    return out
 
 
-def test_plugin_wiring_with_stub_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tvexport.kernels._config import BIAS_CHANNEL, SCALAR_ARGS
-
-    trt, trtp, reg = _stub_tensorrt()
-    compiled: list[dict] = []
-    fake_triton = types.ModuleType("tvexport.kernels._triton")  # no triton in this process: record the request
-    fake_triton.driver_ptx_version = lambda: 85  # type: ignore[attr-defined]
-
-    def compile_tv_kernel(**kw):  # type: ignore[no-untyped-def]
-        compiled.append(kw)
-        return types.SimpleNamespace(name="tv_dwconv_kernel", ptx=".version 8.5", block_threads=32 * kw["config"].num_warps, shared_mem=0)
-
-    fake_triton.compile_tv_kernel = compile_tv_kernel  # type: ignore[attr-defined]
-    for name, mod in {"tensorrt": trt, "tensorrt.plugin": trtp, "tvexport.kernels._triton": fake_triton}.items():
-        monkeypatch.setitem(sys.modules, name, mod)
+@pytest.fixture(params=TRT_BINDINGS)
+def real_trt(request: pytest.FixtureRequest, trt_wheels: dict[str, Path], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """NVIDIA's ``tensorrt.plugin`` of one release with tvexport's plugins registered into it."""
     import importlib
+
+    from _trt_core import load_real_plugin_package
 
     import tvexport.trt as trt_pkg
 
-    saved = trt_pkg.__dict__.get("plugin")
-    monkeypatch.delitem(sys.modules, "tvexport.trt.plugin", raising=False)  # restored after the test
+    version = request.param
+    saved = {k: v for k, v in sys.modules.items() if k == "tensorrt" or k.startswith("tensorrt.") or k == "tvexport.trt.plugin"}
     try:
-        importlib.import_module("tvexport.trt.plugin")  # registers into the stub
-    finally:  # leave no stub-bound plugin module behind for real TensorRT tests
+        core, trtp = load_real_plugin_package(trt_wheels[version], version)
         sys.modules.pop("tvexport.trt.plugin", None)
-        if saved is None:
-            trt_pkg.__dict__.pop("plugin", None)
-        else:
-            trt_pkg.plugin = saved  # type: ignore[attr-defined]
-    r = reg[PLUGIN_ID]
-    assert r["tensors"] == ["x", "weight", "bias"] and r["attrs"] == ["k", "stride", "padding"]
-    assert "aot_impl" in r and "autotune" in r and "impl" not in r  # AOT only: engines never call Python
+        plugin = importlib.import_module("tvexport.trt.plugin")
+        monkeypatch.setattr(plugin, "_build_arch", lambda: 90)  # compile for sm_90 without a GPU
+        yield version, core, trtp, plugin
+    finally:
+        for k in [k for k in sys.modules if k == "tensorrt" or k.startswith("tensorrt.") or k == "tvexport.trt.plugin"]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        if "tvexport.trt.plugin" in saved:
+            trt_pkg.plugin = saved["tvexport.trt.plugin"]  # type: ignore[attr-defined]
 
-    TD = trtp.TensorDesc
-    x, w, b = TD(("N", 6, 12, 10), "HALF"), TD((6, 9, 6, 5), "HALF"), TD((6, 1, 1), "HALF")
-    out = r["desc"](x, w, b, k=3, stride=2, padding=1)
-    assert [e.v for e in out.shape_expr] == ["N", 6, 6, 5] and out.dtype == "HALF"
-    with pytest.raises(ValueError, match="trained size"):
-        r["desc"](TD(("N", 6, 14, 10), "HALF"), w, b, k=3, stride=2, padding=1)
 
-    name, ptx, launch, extra = r["aot_impl"](x, w, b, 3, 2, 1, (out,), 0)
-    req = compiled[-1]
-    assert (name, ptx) == ("tv_dwconv_kernel", ".version 8.5")
-    assert (req["dtype"], req["k"], req["stride"], req["bias"], req["ptx_version"]) == ("fp16", 3, 2, BIAS_CHANNEL, 85)
-    cfg = req["config"]
-    assert launch.grid_x == -(-6 * 6 * 5 // cfg.block) and launch.grid_y.v == ("cdiv", "N", cfg.batch_per_program)
-    assert launch.block_x == 32 * cfg.num_warps and launch.shared_mem == 0
-    assert len(extra) == len(SCALAR_ARGS) and all(e[0] == "i32" for e in extra)
-    assert [e[1] for e in extra] == ["N", 6, 12, 10, 6, 5, cfg.batch_per_program]  # N, C, H, W, OH, OW, BATCH_PER
-    with pytest.raises(ValueError, match="one dtype"):
-        r["aot_impl"](x, TD((6, 9, 6, 5), "FLOAT"), b, 3, 2, 1, (out,), 0)
-    with pytest.raises(ValueError, match="constant shape"):
-        r["aot_impl"](x, TD(("C", 9, 6, 5), "HALF"), b, 3, 2, 1, (out,), 0)
+def _prepared_nodes(specs: list[dict], dtype: str = "float32") -> list:
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    model = _tv_model(None, specs, dtype=dtype)
+    prepare_tv_nodes(model)
+    return list(model.graph.node)
+
+
+def test_real_package_validates_and_registers_both_plugins(real_trt) -> None:  # type: ignore[no-untyped-def]
+    from tvexport.trt._spec import PLUGIN_ID_I8
+
+    version, core, trtp, _ = real_trt
+    from tensorrt.plugin import _lib
+
+    for pid, tensors in ((PLUGIN_ID, ["x", "weight", "bias"]), (PLUGIN_ID_I8, ["x", "weight", "bias", "scale"])):
+        d = _lib.QDP_REGISTRY[pid]
+        assert d.input_tensor_names == tensors and list(d.input_attrs) == ["k", "stride", "padding"]
+        assert d.aot_impl_func is not None and d.impl_func is None and d.autotune_func is not None  # AOT only: engines never call Python
+        assert d.aot_impl_attr_names == ["k", "stride", "padding"]  # get_launch_params passes every attribute, in this order
+        ns, name = pid.split("::")
+        creator = core.get_plugin_registry().get_creator(name, "1", ns)
+        assert [f.name for f in creator.field_names] == ["k", "stride", "padding"]
+        assert {f.type for f in creator.field_names} == {core.PluginFieldType.INT32}  # array attributes (see plugin.Int)
+
+
+@pytest.mark.parametrize("pass_node_name", [False, True], ids=["op-type", "node-name"])
+def test_parsers_find_the_plugin_by_either_name(real_trt, pass_node_name: bool) -> None:  # type: ignore[no-untyped-def]
+    """Prepared nodes are named after their op type, so parsers that hand the node name to the
+    creator find the plugin too; an unprepared node name ('tv0') would not be found."""
+    from _trt_core import parse_node
+
+    _, core, _, _ = real_trt
+    nodes = _prepared_nodes([_spec(4, 3, 2, 5, 6, None), _spec(4, 3, 1, 5, 6, "map", 1, wdtype="int8")])
+    for node in nodes:
+        plugin = parse_node(core, node, pass_node_name=pass_node_name)
+        attrs = {name: v.tolist() for name, v in plugin.attrs.items()}
+        assert plugin.plugin_name == node.op_type and attrs == {"k": [3], "stride": [2 if node.op_type == "tv_dwconv" else 1], "padding": [1]}
+    if pass_node_name:
+        nodes[0].name = "tv0"
+        with pytest.raises(KeyError):
+            parse_node(core, nodes[0], pass_node_name=True)
+
+
+# (input types, the types a strongly typed network hands the plugin) per kernel form
+_NETWORKS = {
+    "fp32": ("float32", "float32"),
+    "fp16": ("float16", "float16"),
+    "fp32-x-fp16-w": ("float32", "float16"),
+    "fp16-x-int8-w": ("float16", "int8"),
+    "fp32-x-int8-w": ("float32", "int8"),
+}
+
+
+def _builder(core, plugin_mod, version: str, net: str, stride: int = 2, bias: str | None = "channel", profile=(1, 4, 32)):  # type: ignore[no-untyped-def]
+    from _trt_core import Builder, parse_node
+
+    xdt, wdt = _NETWORKS[net]
+    spec = _spec(6, 3, stride, 8, 6, bias, wdtype=wdt)
+    node = _prepared_nodes([spec], dtype=xdt)[0]
+    t = {"float32": core.float32, "float16": core.float16, "int8": core.int8}
+    c, h, w = spec["in_chw"]
+    inputs = [((-1, c, h, w), t[xdt]), ((6, 9, 8, 6), t[wdt]), ((6, 1, 1) if bias != "map" else (6, 8, 6), t[xdt] if wdt != "int8" else core.float32)]
+    if wdt == "int8":
+        inputs.append(((6, 9, 1, 1), core.float32))
+    return Builder(version, parse_node(core, node, pass_node_name=False), inputs, profile), inputs
+
+
+@pytest.mark.parametrize("net", list(_NETWORKS))
+def test_strongly_typed_build_through_the_real_package(real_trt, net: str) -> None:  # type: ignore[no-untyped-def]
+    """The builder's whole conversation with the AOT plugin, for every kernel form: output type and
+    shape, a type combination matching the network's types, one kernel per tactic whose PTX takes
+    exactly (inputs, N, output), and launch dimensions covering every output."""
+    from tvexport.kernels._config import aot_configs, cdiv
+    from tvexport.kernels._ptx import entry_params
+
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, net)
+    out_type, out_dims = b.output()
+    assert out_type == inputs[0][1]  # the output has x's type
+    assert [d.evaluate({"N": 5}) for d in out_dims] == [5, 6, 8, 6]
+    want = tuple(t for _, t in inputs) + (out_type,)
+    combos = b.combinations()
+    assert want in combos, (want, combos)
+    assert all(cb[-1] == cb[0] for cb in combos)  # every advertised combination: output type == x type
+    kernels = b.kernels(want)
+    x_bytes = 2 if inputs[0][1] == core.float16 else 4
+    configs = aot_configs(6, 48, 4, x_bytes=x_bytes)  # opt batch 4 of the profile
+    assert sorted(k["tactic"] for k in kernels) == list(range(1, len(configs) + 1))
+    for kern in kernels:
+        cfg = configs[kern["tactic"] - 1]
+        assert len(kern["name"]) <= 15
+        params = [t for t, _ in entry_params(kern["ptx"])]
+        assert params == ["u64"] * len(inputs) + ["u32", "u64"], params  # no hidden triton parameters
+        for n in (1, 5, 32):
+            launch = kern["launch"](n)
+            assert launch["grid_x"] == 6 * cdiv(48, cfg.block) * cdiv(n, cfg.batch_tile) and launch["grid_y"] == launch["grid_z"] == 1
+            assert launch["block_x"] == 32 * cfg.num_warps and launch["shared_mem"] <= 4096
+            assert kern["extra"](n) == [n]
+
+
+def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignore[no-untyped-def]
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32", profile=(1, 1, 8))
+    b.output()
+    combo = tuple(t for _, t in inputs) + (inputs[0][1],)
+    assert combo in b.combinations()
+    kernels = b.kernels(combo)
+    assert kernels
+    for kern in kernels:
+        assert kern["launch"](3)["grid_x"] == 3 * kern["launch"](1)["grid_x"]  # one sample per program
+
+
+def test_weakly_typed_fp16_build_is_consistent(real_trt) -> None:  # type: ignore[no-untyped-def]
+    """TensorRT 10 --fp16: the network is float32 and TensorRT reports FLOAT inputs; the plugin
+    declares a FLOAT output, that all-FLOAT combination is advertised, every advertised combination
+    keeps output == x, and the all-HALF one TensorRT may pick compiles and launches too."""
+    version, core, _, plugin_mod = real_trt
+    if not version.startswith("10."):
+        pytest.skip("TensorRT 11 has no weak typing")
+    b, _ = _builder(core, plugin_mod, version, "fp32")
+    out_type, _ = b.output()
+    combos = b.combinations()
+    f, h = core.float32, core.float16
+    assert out_type == f and (f, f, f, f) in combos and (h, h, h, h) in combos
+    assert all(cb[-1] == cb[0] for cb in combos)
+    assert all(k["launch"](2)["grid_x"] > 0 for k in b.kernels((h, h, h, h)))

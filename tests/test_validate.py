@@ -62,6 +62,7 @@ def test_validate_dispatches_through_backends(artefacts: dict[str, Path], monkey
         return lambda x: real(x) * 1.5 if backend == "tensorrt" else real(x)
 
     monkeypatch.setattr("tvexport.export.validate.load_runner", fake_load_runner)
+    monkeypatch.setattr("tvexport.export.validate.identify", lambda path: None)  # a file of unknown kind: --backend decides
     assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="aoti").ok
     bad = validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="tensorrt")
     assert not bad.ok and bad.comparisons[0].name == "tensorrt"
@@ -94,7 +95,9 @@ def test_cli_validate_bad_inputs(cli: Any, artefacts: dict[str, Path], tmp_path:
     assert r.exit_code == 2 and "not a .npy array" in r.stderr
     r = cli("validate", tmp_path / "missing.onnx", "--against", artefacts["ckpt"])
     assert r.exit_code == 2 and "no such file" in r.stderr
-    r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"])  # not an ONNX file
+    r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"])  # a checkpoint, not an artefact
+    assert r.exit_code == 2 and "looks like a checkpoint" in r.stderr and "tvexport export" in r.stderr
+    r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"], "--backend", "onnxruntime")
     assert r.exit_code == 2 and "not a readable ONNX file" in r.stderr
     r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--backend", "tflite")
     assert r.exit_code == 2 and "unknown backend" in r.stderr
@@ -137,3 +140,18 @@ def test_tolerance_refuses_bad_floors() -> None:
         Tolerance(1e-5, atol=float("nan"))
     with pytest.raises(TvexportError, match="unknown precision"):
         Tolerance.default("int4")  # type: ignore[arg-type]
+
+
+def test_validate_refuses_an_onnx_of_another_architecture(cli: Any, artefacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ONNX metadata names the network (``tvexport.arch``, ``tvexport.atom``): another width,
+    or the TV network of a DWConv-baseline graph, is refused by name before anything runs."""
+    from tvexport.export import validate
+
+    monkeypatch.setattr(validate, "load_source", lambda *a, **k: pytest.fail("the checkpoint was baked"))
+    monkeypatch.setattr(validate, "load_runner", lambda *a: pytest.fail("the graph was loaded"))
+    wider = write_checkpoint(make_model("face_mobilenetv2_x0_2", atom="dwconv", seed=3), tmp_path / "x0_2.ckpt", "lightning")
+    tv = write_checkpoint(make_model("face_mobilenetv2_x0_1", seed=3), tmp_path / "tv.ckpt", "lightning")
+    for against, names in ((wider, "is a face_mobilenetv2_x0_2 (dwconv)"), (tv, "is a face_mobilenetv2_x0_1 (tvconv)")):
+        r = cli("validate", artefacts["onnx"], "--against", against)
+        assert r.exit_code == 2 and "exported from a face_mobilenetv2_x0_1 (dwconv) network" in r.stderr and names in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""

@@ -7,15 +7,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tvexport.layers import TVConv
+from tvexport.layers import TVConv, tv_output_size
 from tvexport.models import ArchConfig
 from tvexport.testing import randomize_
 
 
-def tiny_tvnet(*, k: int = 3, stride: int = 2, bias: bool = True, atom: str = "tvconv", seed: int = 0) -> nn.Module:
+def tiny_tvnet(*, k: int = 3, stride: int = 2, bias: bool = True, atom: str = "tvconv", seed: int = 0, input_size: tuple[int, int] = (96, 96)) -> nn.Module:
+    """``input_size`` other than 96x96: the network as re-baked for that size (TV layer sized for it)."""
     torch.manual_seed(seed)
+    h, w = (tv_output_size(tv_output_size(n, 3, 2), k, stride) for n in input_size)
     if atom == "tvconv":
-        mid: nn.Module = TVConv(4, TVConv_k=k, stride=stride, TVConv_inter_chans=8, TVConv_inter_layers=1, TVConv_Bias=bias, h=48 // stride, w=48 // stride)
+        mid: nn.Module = TVConv(4, TVConv_k=k, stride=stride, TVConv_inter_chans=8, TVConv_inter_layers=1, TVConv_Bias=bias, h=h, w=w)
     else:
         mid = nn.Conv2d(4, 4, k, stride, k // 2, groups=4, bias=False)
     model = nn.Sequential(
@@ -26,5 +28,6 @@ def tiny_tvnet(*, k: int = 3, stride: int = 2, bias: bool = True, atom: str = "t
         nn.Flatten(),
         nn.Linear(6, 5),
     )
-    model.tvexport_config = ArchConfig("face_mobilenetv2", width=0.1, atom="tvconv" if atom == "tvconv" else "dwconv")  # type: ignore[assignment]
+    cfg = ArchConfig("face_mobilenetv2", width=0.1, atom="tvconv" if atom == "tvconv" else "dwconv").with_input_size(input_size)
+    model.tvexport_config = cfg  # type: ignore[assignment]
     return randomize_(model, seed=seed).eval()

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -52,6 +53,9 @@ __all__ = [
     "random_inputs",
     "save_baked",
 ]
+
+if TYPE_CHECKING:
+    from .resize import Interpolation, Resample
 
 FORMAT_VERSION = 1
 # storage dtype of the baked kernels -> the precision whose default tolerance applies
@@ -131,6 +135,7 @@ class BakeResult:
     report: BakeReport | None
     bake_seconds: float
     verify_seconds: float = 0.0
+    resize: dict[str, Any] | None = None  # re-baked for another input size: sizes, method, what was verified (resize.py)
 
 
 class BakeMismatch(MismatchError):
@@ -318,6 +323,9 @@ def bake_model(
     seed: int = 0,
     allow_nonfinite: bool = False,
     reference: Reference | None = None,
+    input_size: tuple[int, int] | None = None,
+    resample: Resample | None = None,
+    interpolation: Interpolation | None = None,
 ) -> BakeResult:
     """Bake a zoo model (from ``load_checkpoint`` or ``create_model``); ``model`` is not modified.
 
@@ -325,7 +333,19 @@ def bake_model(
     float32. With ``verify`` the result carries a ``BakeReport`` (``Tolerance`` with floors
     ``rtol``/``atol``, default by ``dtype``); check ``report.ok`` or call ``check_bake``.
     ``reference`` (``Reference(model)``) may be passed to share its float64 run with a later check.
+    ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
+    ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
+    ``tvexport.resize``.
     """
+    if input_size is not None:
+        from .resize import bake_resized
+
+        if reference is not None:
+            raise TvexportError("a reference of the trained-size network cannot check a re-bake for another input size", hint="pass no reference with input_size")
+        options = dict(fold_bn=fold_bn, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
+        return bake_resized(model, input_size, resample=resample, interpolation=interpolation, bake=functools.partial(bake_model, **options))
+    if resample is not None or interpolation is not None:
+        raise TvexportError("resample and interpolation choose how to re-bake for another input size, which needs an input size", hint="add --input-size HxW")
     if dtype not in STORAGE:
         raise TvexportError(f"baked kernels can be stored as float32 or float16, not {dtype}")
     tolerance = Tolerance.default(STORAGE[dtype], rtol=rtol, atol=atol)
@@ -395,6 +415,7 @@ def baked_payload(result: BakeResult, *, source: Path | None = None) -> dict[str
             "report": result.report.to_dict() if result.report is not None else None,
             "bake_seconds": result.bake_seconds,
             "verify_seconds": result.verify_seconds,
+            "resize": result.resize,
             "source": source.name if source is not None else None,
             "tvexport_version": __version__,
             "torch_version": str(torch.__version__),
@@ -498,15 +519,21 @@ def bake_checkpoint(
     batch: int = 2,
     seed: int = 0,
     allow_nonfinite: bool = False,
+    input_size: tuple[int, int] | None = None,
+    resample: Resample | None = None,
+    interpolation: Interpolation | None = None,
     force: bool = False,
 ) -> BakedCheckpoint:
     """``tvexport bake`` as one call: read ``source``, bake, verify, write ``<stem>.baked.pt``
     beside it (or ``output``).
 
-    Raises ``BakeMismatch`` (carrying the result and its report; nothing is written) when the
-    baked model fails verification, ``TvexportError`` on bad input before any work.
+    ``input_size``, ``resample`` and ``interpolation`` re-bake for another input size (see
+    ``bake_model``). Raises ``BakeMismatch`` (carrying the result and its report; nothing is
+    written) when the baked model fails verification, ``TvexportError`` on bad input before any work.
     """
     start = time.perf_counter()
+    if not verify and (rtol is not None or atol is not None):
+        raise TvexportError("--rtol/--atol do not apply with --no-verify", hint="drop one of them")
     if dtype in STORAGE:
         Tolerance.default(STORAGE[dtype], rtol=rtol, atol=atol)  # refuse a bad --rtol/--atol before any work
     source = Path(source)
@@ -514,7 +541,7 @@ def bake_checkpoint(
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
         raise TvexportError(f"{source} is already baked", hint="export it directly: tvexport export")
-    check_output_path(out, force=force)
+    check_output_path(out, force=force, source=source)
     if not allow_nonfinite:
         refuse_nonfinite(ckpt, hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway")
     cfg = arch_config_for(ckpt, arch)
@@ -522,7 +549,8 @@ def bake_checkpoint(
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     try:
-        result = bake_model(model, fold_bn=fold_bn, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
+        result = bake_model(model, fold_bn=fold_bn, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
+                            allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)
     except TvexportError as err:  # e.g. float16 overflow: say which file
         raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
     check_bake(result, source=source)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .artifacts import identify
 from .errors import TvexportError
 from .models.registry import ArchConfig, _first_tv_prefix, _tv_settings, create_model, detect_arch, resolve_arch
 
@@ -107,7 +108,8 @@ _MAGIC = {
 }
 
 
-def _describe_non_checkpoint(path: Path) -> str | None:
+def describe_file(path: Path) -> str | None:
+    """What a file that is not what was expected looks like (``a text file``, ``a PNG image``), if known."""
     head = path.read_bytes()[:64] if path.stat().st_size < 1 << 16 else path.open("rb").read(64)
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
@@ -170,6 +172,9 @@ def _pickled_callables(path: Path, *, max_ops: int = 1_000_000) -> list[str]:
 
 def _torch_load(path: Path) -> Any:
     _check_file(path)
+    artifact = identify(path)  # an exported model where a checkpoint belongs: say what it is
+    if artifact is not None:
+        raise artifact.not_a_checkpoint()
     _check_zip_integrity(path)
     try:
         with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
@@ -186,7 +191,7 @@ def _torch_load(path: Path) -> Any:
                 "tvexport loads tensors only and never runs code from a checkpoint",
                 hint="if you trust the file, re-save just its state_dict with torch.save",
             ) from None
-        what = _describe_non_checkpoint(path)
+        what = describe_file(path)
         if what:
             raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
@@ -200,7 +205,7 @@ def _torch_load(path: Path) -> Any:
             raise TvexportError(f"{path} is truncated or corrupt (its zip archive is damaged)", hint="the copy or download did not finish; fetch it again") from None
         raise TvexportError(f"{path} could not be read as a PyTorch checkpoint ({text.splitlines()[0][:120]})", hint="the file may be corrupt; fetch it again") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError, UnicodeDecodeError, OSError) as err:
-        what = _describe_non_checkpoint(path)
+        what = describe_file(path)
         if what:
             raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
         first = (str(err).splitlines() or [""])[0][:120]
@@ -289,7 +294,9 @@ def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
     if ckpt.format == "baked":
         assert ckpt.payload is not None
         try:
-            return ArchConfig.from_dict(ckpt.payload["arch"])
+            cfg = ArchConfig.from_dict(ckpt.payload["arch"])
+            _ = (cfg.name, cfg.input_shape)  # an unknown family or a bad width fails here, not in a later message
+            return cfg
         except (KeyError, TypeError, ValueError, AttributeError, TvexportError) as err:
             raise damaged_metadata(ckpt.path, err) from None
     sd = ckpt.state_dict

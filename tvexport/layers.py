@@ -1,13 +1,9 @@
-"""TVConv as the reference defines it, its baked form, and the translation-variant depthwise math.
+"""TVConv as the reference defines it and its baked form.
 
-The math, for input ``x`` (N, C, H, W), kernels ``weight`` (C, k*k, h, w), stride ``s`` and
-padding ``k // 2``::
-
-    out[n, c, i, j] = sum_{ky, kx} weight[c, ky*k + kx, i, j] * xpad[n, c, i*s + ky, j*s + kx]
-                      (+ bias[c, i, j])
-
-Tap order ``ky*k + kx`` is the order of ``F.unfold``, which is also the channel order of the
-reference generator's last conv (``c*k*k + ky*k + kx``).
+The translation-variant depthwise math they run (``tv_depthwise``, ``tv_depthwise_unfold``,
+``tv_output_size``) lives in the leaf module ``tvexport._depthwise`` and is re-exported here;
+``BakedTVConv`` runs the fused Triton kernel (``tvexport.kernels``) for eager CUDA inference, so
+data flows one way: ``_depthwise`` <- ``kernels`` <- ``layers``.
 """
 
 from __future__ import annotations
@@ -16,8 +12,9 @@ import dataclasses
 from typing import Literal, TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ._depthwise import tv_depthwise, tv_depthwise_unfold, tv_output_size
 
 __all__ = [
     "BakedTVConv",
@@ -29,93 +26,6 @@ __all__ = [
 ]
 
 BiasKind = Literal["map", "channel"]
-
-
-def tv_output_size(size: int, k: int, stride: int) -> int:
-    """Output length of a TV layer along one axis (padding ``k // 2``)."""
-    return (size + 2 * (k // 2) - k) // stride + 1
-
-
-def _check_input(x: torch.Tensor, weight: torch.Tensor, stride: int) -> int:
-    if x.dim() != 4:
-        raise ValueError(f"TV depthwise expects NCHW input, got shape {tuple(x.shape)}")
-    c, kk, h, w = weight.shape
-    k = int(round(kk**0.5))
-    if k * k != kk or k % 2 == 0:
-        raise ValueError(f"TV kernels must hold k*k taps for odd k, got {kk}")
-    if x.shape[1] != c:
-        raise ValueError(f"TV layer has {c} channels, input has {x.shape[1]}")
-    oh, ow = tv_output_size(x.shape[2], k, stride), tv_output_size(x.shape[3], k, stride)
-    if (oh, ow) != (h, w):
-        raise ValueError(
-            f"TV layer was trained for output {h}x{w} (stride {stride}); input {x.shape[2]}x{x.shape[3]} "
-            f"gives {oh}x{ow}: TVConv only runs at its trained input size"
-        )
-    return k
-
-
-def _is_eager(x: torch.Tensor) -> bool:
-    """True when ``x`` is a real tensor run op by op (not traced by dynamo, export, jit or fx)."""
-    return type(x) is torch.Tensor and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
-
-
-def _taps(x: torch.Tensor, k: int, stride: int, h: int, w: int) -> list[torch.Tensor]:
-    """The k*k shifted views ``xpad[:, :, ky + s*i, kx + s*j]`` in tap order ``ky*k + kx``."""
-    p = k // 2
-    xp = F.pad(x, (p, p, p, p))
-    span_h, span_w = stride * (h - 1) + 1, stride * (w - 1) + 1
-    return [xp[:, :, ky : ky + span_h : stride, kx : kx + span_w : stride] for ky in range(k) for kx in range(k)]
-
-
-def tv_depthwise(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, stride: int = 1
-) -> torch.Tensor:
-    """Translation-variant depthwise conv as shift-and-accumulate over the k*k taps.
-
-    This form never materialises the unfolded (N, C, k*k, h, w) tensor; compilers
-    (torch.compile, AOTInductor) fuse it into a single loop. ``bias`` broadcasts against
-    (C, h, w): a full map or a per-channel (C, 1, 1) bias.
-
-    Eager calls accumulate in place into one output buffer. Traced CPU calls (torch.compile,
-    torch.export) read each tap's kernel through an (h, w, C) copy, which constant folding makes
-    free for frozen weights: Inductor runs CPU networks channels-last, and this layout gives its
-    loop contiguous vector loads along C instead of strided gathers.
-    """
-    k = _check_input(x, weight, stride)
-    h, w = weight.shape[-2:]
-    taps = _taps(x, k, stride, h, w)
-    if _is_eager(x):
-        out = torch.mul(taps[0], weight[:, 0])
-        for t in range(1, k * k):
-            out.addcmul_(taps[t], weight[:, t])
-        return out.add_(bias) if bias is not None else out
-    if x.device.type == "cpu":
-        # one (h, w, C) tensor per tap, viewed as (C, h, w): separate constants after folding
-        # (slices of one permuted tensor would each drag the whole storage into a package)
-        kernels = [weight[:, t].permute(1, 2, 0).contiguous().permute(2, 0, 1) for t in range(k * k)]
-        if bias is not None and bias.shape[-2:] != (1, 1):
-            bias = bias.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (C, h, w) view, C fastest
-    else:
-        kernels = [weight[:, t] for t in range(k * k)]
-    # One expression, bias first: Inductor emits a single loop, and with the bias (and a
-    # following activation) in the same loop the output is written once.
-    out = taps[0] * kernels[0] if bias is None else bias + taps[0] * kernels[0]
-    for t in range(1, k * k):
-        out = out + taps[t] * kernels[t]
-    return out
-
-
-def tv_depthwise_unfold(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, stride: int = 1
-) -> torch.Tensor:
-    """The reference's formulation: ``F.unfold`` then multiply and sum over taps."""
-    k = _check_input(x, weight, stride)
-    c, kk, h, w = weight.shape
-    cols = F.unfold(x, k, dilation=1, padding=k // 2, stride=stride).view(x.shape[0], c, kk, h, w)
-    out = (cols * weight.unsqueeze(0)).sum(dim=2)
-    if bias is not None:
-        out = out + bias
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,14 +213,17 @@ class BakedTVConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
         if x.is_cuda and not torch.compiler.is_compiling() and not (x.requires_grad and torch.is_grad_enabled()):
-            # Eager CUDA inference: the fused Triton kernel (tvexport.kernels; float32 accumulation).
-            # Under torch.compile/export the plain form below is traced instead, so compilers can
-            # fuse it and artefacts need no custom op; it also serves autograd, which the kernel
-            # does not implement.
+            # Eager CUDA inference: the fused Triton kernel (tvexport.kernels; float32 accumulation,
+            # kernels read in their stored dtype). Under torch.compile/export the plain form below
+            # is traced instead, so compilers can fuse it and artefacts need no custom op; it also
+            # serves autograd, which the kernel does not implement.
             from .kernels import triton_available, tv_dwconv
 
             if triton_available():
-                return tv_dwconv(x, _cast(weight, x.dtype), _cast(bias, x.dtype), self.stride)
+                stored = (torch.float32, torch.float16)  # read as stored; other dtypes as before, cast to x's
+                w = weight if weight.dtype in stored else _cast(weight, x.dtype)
+                b = bias if bias is None or bias.dtype in stored else _cast(bias, x.dtype)
+                return tv_dwconv(x, w, b, self.stride)
         # Half-precision activations accumulate in float32 (as the Triton kernel does): k*k
         # rounded partial sums would cost several float16 ulps.
         compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype

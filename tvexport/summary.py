@@ -9,8 +9,9 @@ from typing import Any
 from torch import nn
 
 from .bake import model_from_baked
-from .checkpoint import Checkpoint, arch_config_for, build_from_state_dict, read_checkpoint
+from .checkpoint import Checkpoint, arch_config_for, build_from_state_dict, damaged_metadata, read_checkpoint
 from .layers import BakedTVConv, TVConv
+from .resize import describe_resize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,11 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
         notes.append("dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in ckpt.dropped.items()))
     if ckpt.nonfinite:
         notes.append(f"{len(ckpt.nonfinite)} tensors hold NaN/Inf: {', '.join(ckpt.nonfinite[:3])}")
+    if ckpt.meta.get("resize") is not None:
+        try:
+            notes.append(describe_resize(ckpt.meta["resize"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise damaged_metadata(ckpt.path, err) from None
     return ModelSummary(
         path=str(ckpt.path),
         format=ckpt.format,

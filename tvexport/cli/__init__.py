@@ -39,7 +39,7 @@ def _root(
 def _register() -> None:
     from . import _core  # noqa: F401  (inspect, bake)
 
-    for name in ("_export", "_build", "_bench"):
+    for name in ("_export", "_build", "_bench", "_extension"):
         try:
             __import__(f"{__name__}.{name}")
         except ModuleNotFoundError as err:  # a command group not present in this build

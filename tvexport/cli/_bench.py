@@ -17,7 +17,7 @@ from ..errors import TvexportError
 from ..profile.backends import REGISTRY
 from . import app
 from ._console import console, err_console
-from ._options import Arch, DType, DTypeOpt, Force
+from ._options import Arch, DType, DTypeOpt, Force, InputSize
 
 
 class Device(str, Enum):
@@ -108,7 +108,7 @@ def bench_cmd(
     arch: Arch = None,
     baseline: Annotated[Path | None, typer.Option("--baseline", metavar="CKPT", help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False)] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Add the dense-conv baseline (only deeplabv3plus_mobilenetv2 has one).")] = False,
-    input_size: Annotated[str | None, typer.Option("--input-size", metavar="HxW", help="Checked against the trained input size (TVConv runs only there).", show_default=False)] = None,
+    input_size: InputSize = None,
     warmup_seconds: Annotated[float, typer.Option("--warmup-seconds", min=0, help="Time-based warm-up per case.")] = 0.5,
     min_iters: Annotated[int, typer.Option("--min-iters", min=1, help="Minimum timed rounds per case.")] = 20,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Minimum timed seconds per case.")] = 2.0,
@@ -138,6 +138,10 @@ def bench_cmd(
 
         require_matplotlib()
     batches = _batches(batch or ["1"])
+    if cv_warn <= 0:
+        raise TvexportError(f"--cv-warn {cv_warn:g}: the warning threshold is a coefficient of variation > 0", hint="e.g. --cv-warn 0.1")
+    if not per_layer and getattr(ctx.get_parameter_source("layer_seconds"), "name", None) == "COMMANDLINE":
+        raise TvexportError("--layer-seconds applies with --per-layer only", hint="add --per-layer or drop --layer-seconds")
     settings = MeasureSettings(warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=min_seconds, max_seconds=max_seconds)
     size = parse_input_size(input_size) if input_size is not None else None
     if device is Device.cuda:

@@ -9,10 +9,11 @@ import typer
 from rich.table import Table
 
 from ..bake import BakeMismatch, BakeReport, bake_checkpoint
+from ..resize import describe_resize, parse_input_size
 from ..summary import ModelSummary, inspect_checkpoint
 from . import app
 from ._console import comparison_table, console, err_console
-from ._options import AllowNonfinite, Arch, Atol, DType, DTypeOpt, Force, Json, Output, Rtol, Source
+from ._options import AllowNonfinite, Arch, Atol, DType, DTypeOpt, Force, InputSize, InterpolationMode, Json, Output, ResampleMethod, Rtol, Source
 
 
 def _mb(n: int) -> str:
@@ -72,16 +73,23 @@ def bake_cmd(
     atol: Atol = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the verification inputs.")] = 2,
     allow_nonfinite: AllowNonfinite = False,
+    input_size: InputSize = None,
+    resample: Annotated[ResampleMethod | None, typer.Option("--resample", case_sensitive=False, show_default=False, help="With --input-size: resample the baked kernels (kernels, the default), or resample posi_map and generator LayerNorm maps, then generate (generator).")] = None,
+    interpolation: Annotated[InterpolationMode | None, typer.Option("--interpolation", case_sensitive=False, show_default=False, help="With --input-size: bicubic (default) or bilinear.")] = None,
     as_json: Json = False,
 ) -> None:
     """Replace every TVConv generator by its constant kernels, fold BatchNorm, verify, save.
 
-    Writes <stem>.baked.pt beside the input unless -o is given.
+    Writes <stem>.baked.pt beside the input unless -o is given. --input-size HxW re-bakes every TV
+    layer for another input size.
     """
+    size = parse_input_size(input_size) if input_size is not None else None
     try:
         with err_console.status(f"baking {source.name}..."):
             done = bake_checkpoint(source, output, arch=arch, dtype=dtype.torch, fold_bn=not no_fold_bn, verify=verify, rtol=rtol, atol=atol,
-                                   batch=batch, allow_nonfinite=allow_nonfinite, force=force)
+                                   batch=batch, allow_nonfinite=allow_nonfinite, input_size=size,
+                                   resample=resample.value if resample else None,
+                                   interpolation=interpolation.value if interpolation else None, force=force)
     except BakeMismatch as err:  # nothing was written: show the report, then the error line
         report = err.result.report
         assert report is not None
@@ -99,16 +107,20 @@ def bake_cmd(
             "source_bytes": done.source_bytes, "output_bytes": done.output_bytes, "bake_seconds": result.bake_seconds,
             "verify_seconds": result.verify_seconds, "folded_batchnorms": len(result.folded),
             "tv_layers": len(result.tv_layers), "dropped_keys": dropped, "report": result.report.to_dict() if result.report else None,
+            "input_size": list(result.config.input_size), "resize": result.resize,
         }, indent=2))
         return
     if dropped:
         console.print("note: dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in dropped.items()), highlight=False)
+    if result.resize is not None:
+        console.print("note: " + describe_resize(result.resize), highlight=False)
     if result.report is not None:
         _print_report(result.report)
     ratio = done.source_bytes / max(done.output_bytes, 1)
     change = f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger: its generators are smaller than their kernels"
     console.print(
         f"[green]wrote[/green] {done.output} ({_mb(done.output_bytes)}; source {_mb(done.source_bytes)}, {change}): "
-        f"{result.config.name}, {len(result.tv_layers)} TV layers baked, {len(result.folded)} BatchNorms folded, "
+        f"{result.config.name}, {len(result.tv_layers)} TV layers baked for {'x'.join(map(str, result.config.input_size))}, "
+        f"{len(result.folded)} BatchNorms folded, "
         f"kernels {dtype.value}; bake {result.bake_seconds:.2f} s, verify {result.verify_seconds:.2f} s, total {done.seconds:.2f} s"
     )

@@ -59,7 +59,7 @@ def export_cmd(
     dtype: DTypeOpt = DType.float32,
     fp16_io: Annotated[bool, typer.Option("--fp16-io", help="With --dtype float16: float16 input and output too (default float32 I/O).")] = False,
     no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim.")] = False,
-    validate: Annotated[bool, typer.Option("--validate/--no-validate", help="Compare with the torch model on random inputs (default on).")] = True,
+    validate: Annotated[bool, typer.Option("--validate/--no-validate", help="Compare with the torch model on random inputs.")] = True,
     rtol: Rtol = None,
     atol: Atol = None,
     external_data: Annotated[bool, typer.Option("--external-data", help="Weights in <output>.data beside the graph (automatic above 2 GB).")] = False,
@@ -76,33 +76,42 @@ def export_cmd(
     """
     from .._io import check_output_path
     from ..export._common import load_source
-    from ..export._dispatch import default_output, export_model
+    from ..export._dispatch import check_options, default_output, export_model
 
     fmt = format.value
     out = output if output is not None else default_output(source, fmt)
-    check_output_path(out, force=force)
+    check_output_path(out, force=force, source=source)
+    if dynamic_batch and batch != 1:
+        raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
+    if not validate and (rtol is not None or atol is not None):
+        raise TvexportError("--rtol/--atol do not apply with --no-validate", hint="drop one of them")
     if fmt == "onnx":
         _reject(fmt, **{"--device": device != Device.cpu, "--max-batch": max_batch is not None})
         if fp16_io and dtype != DType.float16:
             raise TvexportError("--fp16-io needs --dtype float16")
+        if decomposition is not None and tv_op == TVOpChoice.plugin:
+            raise TvexportError("--decomposition applies to --tv-op portable only", hint="a plugin node is one tv_dwconv op, not a decomposition")
         options: dict[str, Any] = {
             "tv_op": tv_op.value, "opset": opset if opset is not None else 18, "batch": batch, "dynamic_batch": dynamic_batch,
             "dtype": dtype.value, "fp16_io": fp16_io, "simplify": not no_simplify, "external_data": external_data or None,
             "decomposition": decomposition,
         }
-        from ..export.onnx import check_options
-
-        check_options(tv_op=options["tv_op"], opset=options["opset"], batch=batch, dtype=options["dtype"], decomposition=decomposition)
+        check_options(fmt, tv_op=options["tv_op"], opset=options["opset"], batch=batch, dtype=options["dtype"], decomposition=decomposition)
     else:
         _reject(fmt, **{
             "--tv-op plugin": tv_op != TVOpChoice.portable, "--opset": opset is not None, "--dtype float16": dtype != DType.float32,
             "--fp16-io": fp16_io, "--no-simplify": no_simplify, "--external-data": external_data, "--decomposition": decomposition is not None,
         })
+        if max_batch is not None and not dynamic_batch:
+            raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
         options = {"device": device.value, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch if max_batch is not None else 64}
+        check_options(fmt, device=device.value)
     src = load_source(source, arch=arch, rtol=rtol, atol=atol)  # a checkpoint is baked (and verified) with the same floors
     ref = src.reference
     try:
-        with err_console.status(f"exporting {source.name} to {fmt}..."):
+        with err_console.status(f"exporting {source.name} to {fmt}...") as status:
+            if fmt == "aoti":  # a minute of compiling: say which phase it is in
+                options["progress"] = lambda phase: status.update(f"{source.name} to {fmt}: {phase}...")
             result = export_model(src.model, out, format=fmt, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
     except MismatchError as err:
         comparisons = getattr(err, "comparisons", None)
@@ -139,7 +148,7 @@ def export_cmd(
 def validate_cmd(
     artifact: Annotated[Path, typer.Argument(metavar="MODEL", help="The exported artefact (.onnx, AOTInductor .pt2, TensorRT engine).", show_default=False)],
     against: Annotated[Path, typer.Option("--against", help="The checkpoint or baked file it was exported from.", show_default=False)],
-    backend: Annotated[str, typer.Option("--backend", help="Runtime: onnxruntime, aoti or tensorrt.")] = "onnxruntime",
+    backend: Annotated[str | None, typer.Option("--backend", help="Runtime: onnxruntime, aoti, tensorrt, openvino (float32) or openvino-bf16 (default: the one the file's content calls for).", show_default=False)] = None,
     input_path: Annotated[Path | None, typer.Option("--input", help="Input as .npy, (N,3,H,W) float; default seeded random.", show_default=False)] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Rows of the random input (default: the artefact's batch, else 2).", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random input.")] = 0,
@@ -155,7 +164,7 @@ def validate_cmd(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        what = f"{artifact.name} ({backend}, input {report.input_source} {list(report.input_shape)})"
+        what = f"{artifact.name} ({report.backend}, input {report.input_source} {list(report.input_shape)})"
         console.print(comparison_table(report.comparisons, _title(what, f"{report.truth} {report.arch}", report.comparisons), baseline=report.baseline))
     check_comparisons(report.comparisons, prefix=f"{artifact.name} vs {against.name}: ")
     if not as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,16 @@ class DType(str, Enum):
         return getattr(torch, self.value)
 
 
+class ResampleMethod(str, Enum):  # tvexport.resize.RESAMPLE_METHODS
+    generator = "generator"
+    kernels = "kernels"
+
+
+class InterpolationMode(str, Enum):  # tvexport.resize.INTERPOLATIONS
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+
+
 Source = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint (.ckpt, .pth.tar, state dict) or a .baked.pt file.", show_default=False)]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output file.", show_default=False)]
 Arch = Annotated[str | None, typer.Option("--arch", help="Architecture name; detected from the checkpoint when omitted.", show_default=False)]
@@ -26,9 +37,22 @@ Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existin
 DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Storage / compute precision.", case_sensitive=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Accept checkpoints whose weights hold NaN/Inf.")]
+InputSize = Annotated[str | None, typer.Option(
+    "--input-size", metavar="HxW", show_default=False,
+    help="Input size. bake: re-bake every TV layer for it (--resample, --interpolation); bench: checked against the size the network was baked for.",
+)]
+
+
+def tolerance(value: float | None) -> float | None:
+    """Option callback of --rtol/--atol: a finite number >= 0, refused before any work."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value:g} is not a tolerance; give a finite number >= 0")
+    return value
+
+
 Rtol = Annotated[float | None, typer.Option(
-    "--rtol", show_default=False,
+    "--rtol", show_default=False, callback=tolerance,
     help="Floor of the acceptance rule, relative to max|float64 truth|: pass iff error vs float64 <= 2 x the float32 original's error + atol + rtol x max|truth| "
          "(default 1e-5; float16 kernels 5e-3; float16 export 1e-2).",
 )]
-Atol = Annotated[float | None, typer.Option("--atol", help="Absolute floor of the acceptance rule (default 0).", show_default=False)]
+Atol = Annotated[float | None, typer.Option("--atol", help="Absolute floor of the acceptance rule (default 0).", show_default=False, callback=tolerance)]

@@ -28,6 +28,8 @@ BACKENDS: dict[str, str] = {
     "onnxruntime": "tvexport.export.onnx:load_runner",
     "aoti": "tvexport.export.aoti:load_runner",
     "tensorrt": "tvexport.trt.runner:load_runner",
+    "openvino": "tvexport.openvino.runtime:load_runner",
+    "openvino-bf16": "tvexport.openvino.runtime:load_runner_bf16",
 }
 
 

@@ -20,18 +20,28 @@ FORMATS: dict[str, tuple[str, str, str]] = {
 _NAMES = {"onnx": "ONNX", "aoti": "AOTInductor"}
 
 
-def exporter(format: str) -> Callable[..., ExportResult]:
-    """The ``export_<format>(model, output, **options)`` function, imported lazily."""
+def _module(format: str) -> Any:
     if format not in FORMATS:
         raise TvexportError(f"unknown export format {format!r}", hint=f"choose one of {', '.join(FORMATS)}")
-    module_name, func, _ = FORMATS[format]
+    module_name = FORMATS[format][0]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name == module_name:
             raise TvexportError(f"{_NAMES[format]} export is not part of this build") from None
         raise
-    return getattr(module, func)
+
+
+def exporter(format: str) -> Callable[..., ExportResult]:
+    """The ``export_<format>(model, output, **options)`` function, imported lazily."""
+    return getattr(_module(format), FORMATS[format][1])
+
+
+def check_options(format: str, **options: Any) -> None:
+    """The exporter's own ``check_options(**options)`` where it has one: refusals before any work."""
+    check = getattr(_module(format), "check_options", None)
+    if check is not None:
+        check(**options)
 
 
 def export_model(model: nn.Module, output: Path, *, format: str = "onnx", **options: Any) -> ExportResult:

@@ -198,10 +198,14 @@ def slice_concat(g: GraphParts, spec: TVLayerSpec) -> None:
 def gather(g: GraphParts, spec: TVLayerSpec) -> None:
     """im2col by one Gather of precomputed flat indices into the padded plane, then Mul and ReduceSum."""
     c, k, h, w = spec.geometry
-    _, p, s, _, _ = _spans(spec)
+    _, p, s, span_h, span_w = _spans(spec)
     xp = _pad(g, spec)
-    # padded input size: H + 2p with H = s*h (TVConv only runs at its trained size)
-    H, W = s * h + 2 * p, s * w + 2 * p
+    # The taps read a (s*(h-1) + k) x (s*(w-1) + k) window of the padded input. With stride 1 that
+    # is all of it; with stride 2 the input is 2h or 2h - 1 rows (a re-baked network at a size its
+    # stride chain does not divide), so cut the window out to know the row pitch.
+    H, W = span_h + k - 1, span_w + k - 1
+    if s > 1:
+        xp = g.node("Slice", [xp, g.const("tv_zeros_2", _i64([0, 0])), g.const(f"tv_end_{H}_{W}", _i64([H, W])), g.const("tv_axes_hw", _i64([2, 3]))], name=f"{spec.name}/window")[0]
     flat = g.node("Reshape", [xp, g.const(f"tv_shape_flat{c}x{H * W}", _i64([0, c, H * W]))], name=f"{spec.name}/flatten")[0]
     ky, kx = np.divmod(np.arange(k * k), k)
     rows = ky[:, None, None] + s * np.arange(h)[None, :, None]

@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +31,16 @@ from torch import nn
 from .. import __version__
 from .._io import atomic_output, check_output_path
 from ..accuracy import Reference, Tolerance, random_inputs
+from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
+from ..artifacts import sidecar_path
 from ..errors import TvexportError
 from ..models.registry import config_of
 from ._common import Comparison, ExportResult, Runner
 
-__all__ = ["SIDECAR_FORMAT", "AotiRunner", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
+__all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
-SIDECAR_FORMAT = "tvexport-aoti"
 SIDECAR_VERSION = 1
 _DEVICES = ("cpu", "cuda")
-
-
-def sidecar_path(package: Path) -> Path:
-    """``model.pt2`` -> ``model.pt2.json``."""
-    package = Path(package)
-    return package.with_name(package.name + ".json")
 
 
 def default_inductor_configs(device: str) -> dict[str, Any]:
@@ -84,6 +80,12 @@ def _check_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise TvexportError("--device cuda was asked for, but torch sees no CUDA device", hint="export with --device cpu, or run on a machine with a CUDA GPU and a CUDA build of torch")
     return torch.device(device)
+
+
+def check_options(*, device: str = "cpu") -> None:
+    """Refuse what cannot work (unknown or absent device, no C++ compiler) before any work."""
+    _check_device(device)
+    _check_compiler()
 
 
 def _validation_batches(batch: int, dynamic_batch: bool, max_batch: int) -> list[int]:
@@ -127,6 +129,7 @@ def export_aoti(
     rtol: float | None = None,
     atol: float | None = None,
     reference: Reference | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export a baked model (or a DWConv/dense baseline) to an AOTInductor ``.pt2`` package.
 
@@ -135,8 +138,10 @@ def export_aoti(
     ``[1, max_batch]``. With ``validate`` the package is loaded and checked on seeded inputs
     against ``reference`` (default ``Reference(model)``): no worse than torch float32 vs the
     float64 truth, by ``Tolerance`` with floors ``rtol``/``atol``; a mismatch raises
-    ``ValidationMismatch`` and writes nothing.
+    ``ValidationMismatch`` and writes nothing. ``progress`` is told each phase as it starts
+    (export, compile and package, validate, write): compiling takes a minute.
     """
+    report = progress if progress is not None else (lambda phase: None)
     start = time.perf_counter()
     output = check_output_path(Path(output), force=force)
     side = check_output_path(sidecar_path(output), force=force)
@@ -144,8 +149,8 @@ def export_aoti(
         raise TvexportError(f"batch sizes must be >= 1 (batch {batch}, max batch {max_batch})")
     if dynamic_batch and batch > max_batch:
         raise TvexportError(f"batch {batch} is larger than --max-batch {max_batch}", hint="raise --max-batch or lower --batch")
-    dev = _check_device(device)
-    _check_compiler()
+    check_options(device=device)
+    dev = torch.device(device)
     cfg = config_of(model)
     tolerance = Tolerance.default("float32", rtol=rtol, atol=atol)
     if validate and reference is None:
@@ -158,6 +163,7 @@ def export_aoti(
     example_batch = max(batch, 2) if dynamic_batch and max_batch >= 2 else batch
     example = random_inputs((example_batch, *cfg.input_shape), seed=0).to(dev)
 
+    report("exporting the graph (torch.export)")
     t0 = time.perf_counter()
     program = _export_program(model, example, dynamic_batch=dynamic_batch and max_batch >= 2, max_batch=max_batch)
     export_seconds = time.perf_counter() - t0
@@ -165,6 +171,7 @@ def export_aoti(
     inductor_configs = default_inductor_configs(device)
     with atomic_output(output, force=force) as tmp, tempfile.TemporaryDirectory(prefix=".aoti-", dir=output.parent) as work:
         package = Path(work) / "model.pt2"  # AOTInductor insists on the .pt2 suffix
+        report("compiling C++ kernels and packaging (AOTInductor)")
         t0 = time.perf_counter()
         with torch.no_grad(), _quiet():
             try:
@@ -179,8 +186,10 @@ def export_aoti(
             output_shape = list(model(example).shape)
         if validate:
             assert reference is not None
+            batches = _validation_batches(example_batch, dynamic_batch and max_batch >= 2, max_batch)
+            report(f"validating the package against torch (batch {', '.join(map(str, batches))})")
             loaded = _load_package(package, device)
-            for b in _validation_batches(example_batch, dynamic_batch and max_batch >= 2, max_batch):
+            for b in batches:
                 x = random_inputs((b, *cfg.input_shape), seed=b)
                 with torch.no_grad():
                     got = loaded(x.to(dev))
@@ -189,6 +198,7 @@ def export_aoti(
             from .validate import check_comparisons
 
             check_comparisons(comparisons, prefix="AOTInductor package: ", suffix="; nothing was written")
+        report(f"writing {output.name}")
         os.replace(package, tmp)
         package_bytes = tmp.stat().st_size
 
@@ -241,8 +251,23 @@ def read_sidecar(package: Path) -> dict[str, Any] | None:
     return data
 
 
+@contextlib.contextmanager
+def _loader_logs_muted() -> Iterator[None]:
+    """torch's package loaders log ``W...`` lines (file name checks, "outdated pt2 file") before
+    raising on a file that is not a package; the error tvexport raises says it in one line."""
+    loggers = [logging.getLogger(name) for name in ("torch.export.pt2_archive._package", "torch._inductor.package.package")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _load_package(path: Path, device: str) -> Any:
-    with _quiet():
+    with _quiet(), _loader_logs_muted():
         try:
             return torch._inductor.aoti_load_package(str(path))
         except Exception as err:  # noqa: BLE001 - the loader raises RuntimeError with C++ text

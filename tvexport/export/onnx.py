@@ -3,7 +3,8 @@
 Graph interface (stable):
 
 * input ``input``: (N, 3, H, W) float32 (float16 with ``fp16_io``), N fixed (``batch``) or the
-  symbolic dim ``batch`` (``dynamic_batch``); H, W are the trained size (96 face, 256 segmentation);
+  symbolic dim ``batch`` (``dynamic_batch``); H, W are the network's input size (the trained 96 face,
+  256 segmentation, or the size it was re-baked for: ``tvexport bake --input-size``);
 * output ``embedding`` (N, 512) for the face networks, ``logits`` (N, num_classes, H, W) for
   DeepLabV3+; same dtype as the input.
 
@@ -68,6 +69,7 @@ __all__ = [
     "export_onnx",
     "load_runner",
     "onnx_graph",
+    "read_metadata",
 ]
 
 
@@ -477,6 +479,17 @@ def _session(source: Any, *, threads: int | None = None, what: str) -> Any:
     except Exception as err:  # onnxruntime raises its own exception types
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise TvexportError(f"onnxruntime {ort.__version__} cannot load {what}: {first}") from err
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata of an ONNX file (``tvexport.arch``, ``tvexport.atom``, ``tvexport.dtype``, ...),
+    without loading external weights."""
+    import onnx
+
+    try:
+        return _metadata(onnx.load(str(path), load_external_data=False))
+    except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
+        raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__})", hint="export it again with tvexport export") from None
 
 
 def _file_has_plugin_nodes(path: Path) -> bool:

@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..accuracy import Reference, Tolerance, random_inputs
+from ..artifacts import BACKEND_KINDS, Artifact, identify
+from ..checkpoint import arch_config_for, describe_file, read_checkpoint
 from ..errors import MismatchError, TvexportError
-from ._common import Comparison, load_runner, load_source
+from ..models.registry import ArchConfig
+from ._common import BACKENDS, Comparison, load_runner, load_source
 
 
 class ValidationMismatch(MismatchError):
@@ -90,15 +93,72 @@ def artifact_dtype(path: Path) -> str:
     return dtype if dtype in ("float32", "float16") else "float32"
 
 
+_CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
+
+
+def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None) -> str:
+    """The backend that runs ``artifact`` (``found = identify(artifact)``): ``backend`` when given
+    (refused when the file is plainly another kind of artefact), else the one its content calls for."""
+    if found is not None and found.describes is not None:
+        raise TvexportError(f"{found.describe()}, not the model itself", hint=f"validate {found.describes} instead")
+    if backend is None:
+        if found is not None:
+            return found.backend
+        if Path(artifact).suffix.lower() in _CHECKPOINT_SUFFIXES:
+            raise TvexportError(f"{artifact} looks like a checkpoint, not an exported model", hint=f"export it first (tvexport export {artifact}) and validate the result")
+        raise TvexportError(
+            f"cannot tell which runtime runs {artifact}: it is not an ONNX model, an AOTInductor package or a TensorRT engine with its sidecar",
+            hint=f"pass --backend ({', '.join(BACKENDS)})",
+        )
+    runs = BACKEND_KINDS.get(backend)
+    if found is not None and runs is not None and runs != found.kind:
+        raise TvexportError(f"{found.describe()}, which --backend {backend} does not run", hint=f"use --backend {found.backend}, or leave --backend out: it is inferred from the file")
+    return backend
+
+
+def recorded_arch(found: Artifact) -> tuple[str | None, str | None]:
+    """(architecture, atom) an artefact records: ONNX metadata, else its JSON sidecar."""
+    if found.kind == "onnx":
+        try:
+            from .onnx import read_metadata
+
+            meta = read_metadata(found.path)
+        except ImportError:  # no onnx: the runner says what to install
+            return None, None
+        return meta.get("tvexport.arch"), meta.get("tvexport.atom")
+    return found.arch, found.atom
+
+
+def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -> None:
+    """Refuse, by name, an artefact that records another architecture (or atom) than ``cfg``."""
+    arch, atom = recorded_arch(found) if found is not None else (None, None)
+    if found is None or arch is None:
+        return
+    atom = atom or cfg.atom
+    if (arch, atom) != (cfg.name, cfg.atom):
+        raise TvexportError(
+            f"{found.path} was exported from a {arch} ({atom}) network, but {against} is a {cfg.name} ({cfg.atom})",
+            hint="validate it against the checkpoint or baked file it was exported from",
+        )
+
+
 def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarray:
     """Read an NCHW input from ``.npy`` and check it against the model's (3, H, W)."""
     path = Path(path)
     if not path.is_file():
         raise TvexportError(f"{path}: no such file", hint="give a .npy array of shape (N, 3, H, W)")
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        what = "a .npz archive" if magic.startswith(b"PK") else describe_file(path)
+        raise TvexportError(f"{path} is not a .npy array" + (f" (it looks like {what})" if what else ""), hint="save one array with numpy.save")
     try:
         x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise TvexportError(f"{path} is not a .npy array ({err})", hint="save the input with numpy.save") from None
+    except (ValueError, EOFError) as err:  # numpy's text suggests allow_pickle=True, which tvexport never uses
+        what = "holds Python objects, not numbers" if "pickle" in str(err) else "is damaged"
+        raise TvexportError(f"{path} {what}", hint="save a float32 array with numpy.save") from None
+    except OSError as err:
+        raise TvexportError(f"{path} could not be read ({err.strerror or err})", hint="check the file") from None
     if x.dtype.kind != "f":
         raise TvexportError(f"{path}: input dtype is {x.dtype}, expected floating point", hint="save it as float32")
     if x.ndim == len(expected):
@@ -106,7 +166,7 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
         raise TvexportError(
             f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
-            hint="TVConv networks only run at their trained input size",
+            hint="TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)",
         )
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -115,7 +175,7 @@ def validate_artifact(
     artifact: str | Path,
     against: str | Path,
     *,
-    backend: str = "onnxruntime",
+    backend: str | None = None,
     input_path: str | Path | None = None,
     batch: int | None = None,
     seed: int = 0,
@@ -123,7 +183,9 @@ def validate_artifact(
     atol: float | None = None,
     arch: str | None = None,
 ) -> ValidationReport:
-    """Check ``artifact`` (run with ``backend``) against the float64 truth of ``against``.
+    """Check ``artifact`` (run with ``backend``, by default the one its content calls for) against
+    the float64 truth of ``against``; an artefact recording another architecture is refused before
+    anything runs.
 
     ``against`` is the checkpoint (baked on the fly, verified with the same floors) or baked file
     the artefact came from. Input: ``input_path`` (.npy, (N, 3, H, W) or (3, H, W)) or seeded
@@ -133,11 +195,15 @@ def validate_artifact(
     """
     start = time.perf_counter()
     artifact, against = Path(artifact), Path(against)
+    if input_path is not None and batch is not None:
+        raise TvexportError("--batch sizes the random input; with --input the file gives the batch", hint="drop --batch")
     if not artifact.exists():
         raise TvexportError(f"{artifact}: no such file", hint="check the path")
     tolerance = Tolerance.default(artifact_dtype(artifact), rtol=rtol, atol=atol)
-    source = load_source(against, arch=arch, rtol=rtol, atol=atol)
-    cfg = source.config
+    found = identify(artifact)
+    backend = resolve_backend(artifact, found, backend)
+    cfg = arch_config_for(read_checkpoint(against), arch)
+    check_same_network(found, cfg, against)
     runner = load_runner(backend, artifact)
     fixed_batch = getattr(runner, "batch", None)
     if input_path is not None:
@@ -155,6 +221,7 @@ def validate_artifact(
     check = getattr(runner, "check_input", None)
     if check is not None:
         check(x)
+    source = load_source(against, arch=arch, rtol=rtol, atol=atol)  # bakes a checkpoint: only once the inputs are known to fit
     reference: Reference = source.reference
     comparisons = reference.compare({backend: runner(x)}, x, tolerance=tolerance)
     return ValidationReport(artifact, backend, against, cfg.name, tuple(x.shape), input_source, comparisons, time.perf_counter() - start,

@@ -1,7 +1,8 @@
 """GPU kernels for the TV op: a fused, memory-bound Triton kernel and the torch op that runs it.
 
-``tv_dwconv(x, weight, bias, stride)`` is ``torch.ops.tvexport.tv_dwconv``: the Triton kernel
-on CUDA tensors, the plain torch implementation elsewhere. Importing this package registers
+``tv_dwconv(x, weight, bias, stride, scale=None)`` is ``torch.ops.tvexport.tv_dwconv``: the Triton
+kernel on CUDA tensors, the plain torch implementation elsewhere. Kernels may be float32, float16
+or int8 with float32 scales (C, k*k, 1, 1); sums are float32, the output has x's dtype. Importing this package registers
 the op but does not import triton (the CUDA kernel imports it on first use); launch-geometry
 helpers live in ``tvexport.kernels._config`` and need neither triton nor a GPU.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 
-from ._config import BIAS_CHANNEL, BIAS_MAP, BIAS_NONE, LaunchConfig, aot_launch_config, bias_mode, launch_config
+from ._config import BIAS_CHANNEL, BIAS_MAP, BIAS_NONE, LaunchConfig, aot_configs, bias_mode, launch_config
 from ._op import tv_dwconv
 
 __all__ = [
@@ -19,7 +20,7 @@ __all__ = [
     "BIAS_MAP",
     "BIAS_NONE",
     "LaunchConfig",
-    "aot_launch_config",
+    "aot_configs",
     "bias_mode",
     "launch_config",
     "triton_available",

@@ -1,11 +1,14 @@
 """Launch geometry of the fused TV-depthwise kernel: pure Python, no triton, testable anywhere.
 
-The kernel flattens the output positions of one sample, ``p = (c * OH + i) * OW + j``, into
-tiles of ``block`` positions; a program owns one tile and loops over a range of samples,
-``batch_tile`` at a time, so the k*k kernel values of its tile are read from DRAM once and
-re-read from cache for the other samples of its range. The batch range is split across
-programs (grid axis 1) only when the tiles alone are too few to keep the GPU's memory
-system busy.
+A program owns one channel ``c``, one tile of ``block`` consecutive positions of that channel's
+OH*OW output plane, and one tile of ``batch_tile`` samples. It loads each of its k*k kernel vectors
+once (contiguous, so 128-bit vector loads), applies it to all ``batch_tile`` samples held in
+registers, and writes contiguous output rows. Programs are numbered batch tile fastest, so the
+programs that read the same kernel tile run side by side and all but the first find it in L2.
+
+The layer geometry (C, H, W, OH, OW, k, stride) is compile-time constant: a TV layer only runs at
+its trained size, so each layer gets its own specialisation with exact divisibility facts, and the
+only run-time scalar is the batch ``N``.
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ BIAS_MAP: BiasMode = 1  # bias (C, OH, OW): one value per output position
 BIAS_CHANNEL: BiasMode = 2  # bias (C, 1, 1) or (C,): one value per channel
 
 MAX_TILE = 4096  # fp32 accumulators per program (batch_tile * block)
-BLOCKS = (1024, 512, 256, 128, 64)
-MAX_BATCH_TILE = 16
+BLOCKS = (1024, 512, 256, 128, 64, 32)
+MAX_BATCH_TILE = 8
 WAVES = 4  # programs per SM to aim for: enough loads in flight to saturate DRAM
 DEFAULT_SM_COUNT = 132  # H100 SXM; only used when the device cannot be asked
-AOT_BATCH_TILE = 2  # TensorRT engines have a dynamic batch: fixed, small batch tiles
-AOT_BATCH_PER_PROGRAM = 8
+KERNEL_NAME_MAX = 15  # TensorRT 10.9-10.13 keep the kernel name only in a std::string's inline buffer (see trt/plugin.py)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -37,11 +39,10 @@ def next_pow2(n: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class LaunchConfig:
-    """Tile sizes of one launch (all compile-time constants but ``batch_per_program``)."""
+    """Tile sizes of one launch (compile-time constants of the kernel)."""
 
-    block: int  # output positions per program (power of two)
-    batch_tile: int  # samples accumulated together, a [batch_tile, block] register tile
-    batch_per_program: int  # samples one program handles, a multiple of batch_tile
+    block: int  # output positions of one channel plane per program (power of two)
+    batch_tile: int  # samples per program, a [batch_tile, block] register tile (power of two)
     num_warps: int
 
     def __post_init__(self) -> None:
@@ -49,54 +50,78 @@ class LaunchConfig:
             v = getattr(self, name)
             if v < 1 or v & (v - 1):
                 raise ValueError(f"{name} must be a power of two, got {v}")
-        if self.batch_per_program < self.batch_tile or self.batch_per_program % self.batch_tile:
-            raise ValueError(f"batch_per_program ({self.batch_per_program}) must be a multiple of batch_tile ({self.batch_tile})")
         if self.num_warps not in (1, 2, 4, 8, 16):
             raise ValueError(f"num_warps must be a power of two <= 16, got {self.num_warps}")
 
-    def grid(self, positions: int, batch: int) -> tuple[int, int]:
-        """Programs along (output tiles, batch ranges)."""
-        return (cdiv(positions, self.block), max(1, cdiv(batch, self.batch_per_program)))
+    def tiles(self, plane: int) -> int:
+        """Tiles of one channel's OH*OW plane."""
+        return cdiv(plane, self.block)
+
+    def grid(self, channels: int, plane: int, batch: int) -> tuple[int]:
+        """Programs: (channel, plane tile, batch tile), batch tile fastest."""
+        return (channels * self.tiles(plane) * max(1, cdiv(batch, self.batch_tile)),)
 
     def weight_reads(self, batch: int) -> int:
-        """How many programs read each kernel value (1 = once per output tile across the batch)."""
-        return max(1, cdiv(batch, self.batch_per_program))
+        """Programs that read each kernel value (adjacent in launch order: one DRAM read, the rest L2)."""
+        return max(1, cdiv(batch, self.batch_tile))
 
 
-def _warps(tile: int) -> int:
-    return max(1, min(8, tile // 256))
+def _per_thread(x_bytes: int) -> int:
+    """Consecutive positions per thread for 16-byte activation rows (4 fp32, 8 fp16)."""
+    return max(1, 16 // x_bytes)
 
 
-def _pick_block(positions: int, batch_tile: int, want_programs: int) -> int:
-    cap = max(BLOCKS[-1], next_pow2(positions))
-    allowed = [b for b in BLOCKS if b * batch_tile <= MAX_TILE and b <= cap] or [BLOCKS[-1]]
-    for b in allowed:  # largest tile that still gives enough programs
-        if cdiv(positions, b) >= want_programs:
-            return b
-    return allowed[-1]
+def _warps(block: int, x_bytes: int) -> int:
+    """Warps such that each thread owns 16 bytes of every activation row: 128-bit loads and
+    stores, and kernel rows in the same register layout (no shuffles through shared memory)."""
+    return max(1, min(8, block // (32 * _per_thread(x_bytes))))
 
 
-def launch_config(positions: int, batch: int, *, sm_count: int = DEFAULT_SM_COUNT) -> LaunchConfig:
-    """Tile sizes for ``positions = C * OH * OW`` outputs per sample and a known ``batch``."""
-    if positions < 1 or batch < 1 or sm_count < 1:
-        raise ValueError(f"positions, batch and sm_count must be positive, got {positions}, {batch}, {sm_count}")
+def _blocks(plane: int, batch_tile: int, x_bytes: int) -> list[int]:
+    """Blocks that fit the register tile and the plane; at least one warp of 16-byte rows unless
+    the whole plane is smaller, as narrower rows mean narrower vector loads."""
+    cap = max(BLOCKS[-1], next_pow2(plane))
+    floor = min(32 * _per_thread(x_bytes), cap)
+    return [b for b in BLOCKS if b * batch_tile <= MAX_TILE and floor <= b <= cap] or [floor]
+
+
+def batch_tile_for(batch: int) -> int:
+    """Samples per program: 1 for batch-1 latency, else the batch up to ``MAX_BATCH_TILE``."""
+    return min(next_pow2(max(1, batch)), MAX_BATCH_TILE)
+
+
+def launch_config(channels: int, plane: int, batch: int, *, sm_count: int = DEFAULT_SM_COUNT, x_bytes: int = 4) -> LaunchConfig:
+    """Tile sizes for ``channels`` planes of ``plane = OH * OW`` outputs, a known ``batch`` and
+    activations of ``x_bytes`` bytes (4 float32, 2 float16):
+    the largest block that still gives ``WAVES`` programs per SM, then smaller batch tiles if the
+    layer is too small for that."""
+    if channels < 1 or plane < 1 or batch < 1 or sm_count < 1:
+        raise ValueError(f"channels, plane, batch and sm_count must be positive, got {channels}, {plane}, {batch}, {sm_count}")
     want = WAVES * sm_count
-    bt = min(next_pow2(batch), MAX_BATCH_TILE)
-    block = _pick_block(positions, bt, want)
-    tiles = cdiv(positions, block)
-    chunks = cdiv(batch, bt)
-    groups = min(chunks, max(1, cdiv(want, tiles)))  # split the batch only if the tiles are too few
-    per = bt * cdiv(chunks, groups)
-    return LaunchConfig(block=block, batch_tile=bt, batch_per_program=per, num_warps=_warps(block * bt))
+    bt = batch_tile_for(batch)
+
+    def programs(block: int, tile: int) -> int:
+        return channels * cdiv(plane, block) * cdiv(batch, tile)
+
+    allowed = _blocks(plane, bt, x_bytes)
+    block = next((b for b in allowed if programs(b, bt) >= want), allowed[-1])
+    while bt > 1 and programs(block, bt) < want:
+        bt //= 2
+    return LaunchConfig(block=block, batch_tile=bt, num_warps=_warps(block, x_bytes))
 
 
-def aot_launch_config(positions: int, *, sm_count: int = DEFAULT_SM_COUNT) -> LaunchConfig:
-    """Tile sizes for an engine whose batch is only known at run time."""
-    if positions < 1:
-        raise ValueError(f"positions must be positive, got {positions}")
-    bt = AOT_BATCH_TILE
-    block = _pick_block(positions, bt, WAVES * sm_count)
-    return LaunchConfig(block=block, batch_tile=bt, batch_per_program=AOT_BATCH_PER_PROGRAM, num_warps=_warps(block * bt))
+def aot_configs(
+    channels: int, plane: int, opt_batch: int, *, sm_count: int = DEFAULT_SM_COUNT, x_bytes: int = 4
+) -> tuple[LaunchConfig, ...]:
+    """Candidate tile sizes for a TensorRT engine, one custom tactic each (TensorRT times them and
+    keeps the fastest per layer): the heuristic choice for the profile's opt batch, then half and
+    twice its block. The batch tile follows the opt batch (1 for a batch-1 latency profile)."""
+    best = launch_config(channels, plane, opt_batch, sm_count=sm_count, x_bytes=x_bytes)
+    out = [best]
+    for block in (best.block // 2, best.block * 2):
+        if block in _blocks(plane, best.batch_tile, x_bytes):
+            out.append(LaunchConfig(block=block, batch_tile=best.batch_tile, num_warps=_warps(block, x_bytes)))
+    return tuple(out)
 
 
 def bias_mode(bias_shape: tuple[int, ...] | None, channels: int, oh: int, ow: int) -> BiasMode:
@@ -113,19 +138,22 @@ def bias_mode(bias_shape: tuple[int, ...] | None, channels: int, oh: int, ow: in
     raise ValueError(f"bias of shape {tuple(bias_shape)} fits neither ({channels}, {oh}, {ow}) nor ({channels}, 1, 1)")
 
 
-# Order of the kernel's runtime arguments: input pointers, int32 scalars, output pointer. TensorRT's
-# ahead-of-time plugins pass exactly (inputs..., extra int32 args..., outputs...), so the launcher
-# and the plugin share this order.
-POINTER_INPUTS = ("x_ptr", "w_ptr", "b_ptr")
-SCALAR_ARGS = ("N", "C", "H", "W", "OH", "OW", "BATCH_PER")
+# The kernel's run-time parameters in order: input pointers, int32 scalars, output pointer.
+# TensorRT's ahead-of-time plugins pass exactly (inputs..., extra int32 args..., outputs...), so
+# the launcher and the plugin share this order; ``s_ptr`` (the int8 scales) exists only in the
+# quantized form and is a compile-time None otherwise.
+POINTER_INPUTS = ("x_ptr", "w_ptr", "b_ptr", "s_ptr")
+SCALAR_ARGS = ("N",)
 POINTER_OUTPUTS = ("out_ptr",)
-CONSTEXPRS = ("K", "STRIDE", "PAD", "BIAS_MODE", "BLOCK", "BATCH_TILE")
 
 
-def scalar_args(n, c, h, w, oh, ow, config: LaunchConfig) -> tuple:  # type: ignore[no-untyped-def]
-    """The int32 kernel arguments in ``SCALAR_ARGS`` order (ints, or TensorRT shape expressions)."""
-    return (n, c, h, w, oh, ow, config.batch_per_program)
+def scalar_args(n):  # type: ignore[no-untyped-def]
+    """The int32 kernel arguments in ``SCALAR_ARGS`` order (an int, or a TensorRT shape expression)."""
+    return (n,)
 
 
-def constexprs(*, k: int, stride: int, bias: BiasMode, config: LaunchConfig) -> dict[str, int]:
-    return {"K": k, "STRIDE": stride, "PAD": k // 2, "BIAS_MODE": bias, "BLOCK": config.block, "BATCH_TILE": config.batch_tile}
+def constexprs(*, geometry: tuple[int, int, int, int, int], k: int, stride: int, bias: BiasMode, config: LaunchConfig) -> dict[str, int]:
+    """Compile-time constants of one launch; ``geometry`` is (C, H, W, OH, OW)."""
+    c, h, w, oh, ow = geometry
+    return {"C": c, "H": h, "W": w, "OH": oh, "OW": ow, "K": k, "STRIDE": stride, "BIAS_MODE": bias,
+            "BLOCK": config.block, "BATCH_TILE": config.batch_tile}

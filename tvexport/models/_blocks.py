@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import TVConv
+from ..layers import TVConv, tv_output_size
+
+Size = tuple[int, int]
+
+
+def strided(hw: Size, stride: int) -> Size:
+    """Output (h, w) of a padded odd-kernel conv or pool (padding k // 2) with ``stride``: ceil(n / stride)."""
+    return (tv_output_size(hw[0], 3, stride), tv_output_size(hw[1], 3, stride))
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -35,19 +42,22 @@ class ConvBNReLU(nn.Sequential):
 class TVConvBNReLU(nn.Sequential):
     """TVConv -> BN -> ReLU6: the TV replacement of a depthwise ConvBNReLU."""
 
-    def __init__(self, planes: int, h_w: int, stride: int = 1, **tv_kwargs: object):
+    def __init__(self, planes: int, hw: Size, stride: int = 1, **tv_kwargs: object):
         super().__init__(
-            TVConv(planes, h=h_w, w=h_w, stride=stride, **tv_kwargs),  # type: ignore[arg-type]
+            TVConv(planes, h=hw[0], w=hw[1], stride=stride, **tv_kwargs),  # type: ignore[arg-type]
             nn.BatchNorm2d(planes),
             nn.ReLU6(inplace=True),
         )
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: [pw expand] -> depthwise (plain conv, or TVConv when ``tv`` is given) -> pw-linear."""
+    """MobileNetV2 block: [pw expand] -> depthwise (plain conv, or TVConv when ``tv`` is given) -> pw-linear.
+
+    ``hw`` is the block's output size (the TVConv's h, w).
+    """
 
     def __init__(
-        self, inp: int, oup: int, stride: int, h_w: int, expand_ratio: float, tv: dict[str, object] | None = None
+        self, inp: int, oup: int, stride: int, hw: Size, expand_ratio: float, tv: dict[str, object] | None = None
     ):
         super().__init__()
         if stride not in (1, 2):
@@ -60,7 +70,7 @@ class InvertedResidual(nn.Module):
         if tv is None:
             layers.append(ConvBNReLU(hidden, hidden, stride=stride, groups=hidden))
         else:
-            layers.append(TVConvBNReLU(hidden, h_w, stride=stride, **tv))
+            layers.append(TVConvBNReLU(hidden, hw, stride=stride, **tv))
         layers += [nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
         self.conv = nn.Sequential(*layers)
 

@@ -4,6 +4,10 @@ optic disc/cup segmentation: 256x256 RGB in [-1, 1] -> logits (N, num_classes, 2
 ASPP atoms: ``tvconv`` (each atrous branch becomes an inverted residual 320 -> 1920 -> TVConv at
 16x16 -> 256), ``dwconv`` (same with a plain depthwise conv, the reference's ``DW``) and
 ``dense`` (the original dilated 3x3 convs, the reference's ``base``).
+
+Everything but the TV layers is size-agnostic (ASPP image pooling is global and upsampled back,
+the decoder upsamples to the low-level map, the logits to the input). ``input_size`` (256x256
+unless re-baked for another) sets the TV layers' (h, w): the backbone's output size.
 """
 
 from __future__ import annotations
@@ -12,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._blocks import InvertedResidual
+from ._blocks import InvertedResidual, Size, strided
 
 SEG_INPUT = 256
-ASPP_HW = 16
 ASPP_RATES = (6, 12, 18)
 _BACKBONE_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
@@ -57,16 +60,18 @@ class _Backbone(nn.Module):
     """MobileNetV2 features split at block 4: ``low_level_features`` (stride 4) and
     ``high_level_features`` (stride 16, dilated). Indices of the original ``features`` are kept."""
 
-    def __init__(self, output_stride: int = 16):
+    def __init__(self, output_stride: int = 16, input_size: Size = (SEG_INPUT, SEG_INPUT)):
         super().__init__()
         features: list[nn.Module] = [_DilatedConvBNReLU(3, 32, stride=2)]
         current_stride, dilation, inp = 2, 1, 32
+        hw = ((input_size[0] - 3) // 2 + 1, (input_size[1] - 3) // 2 + 1)  # the first conv is unpadded
         for t, c, n, s in _BACKBONE_SETTING:
             previous_dilation = dilation
             if current_stride == output_stride:
                 stride, dilation = 1, dilation * s
             else:
                 stride, current_stride = s, current_stride * s
+            hw = strided(hw, stride)  # the blocks pad their input (2 * dilation in all)
             for i in range(n):
                 features.append(_DilatedInvertedResidual(inp, c, stride if i == 0 else 1, previous_dilation if i == 0 else dilation, t))
                 inp = c
@@ -74,6 +79,7 @@ class _Backbone(nn.Module):
         self.high_level_features = nn.Sequential()
         for idx in range(4, len(features)):
             self.high_level_features.add_module(str(idx), features[idx])
+        self.output_size = hw  # of the high-level features, which the ASPP's TV layers see
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low = self.low_level_features(x)
@@ -81,7 +87,7 @@ class _Backbone(nn.Module):
 
 
 class _ASPPBranch(nn.Sequential):
-    def __init__(self, atom: str, in_channels: int, out_channels: int, dilation: int, tv: dict[str, object] | None):
+    def __init__(self, atom: str, in_channels: int, out_channels: int, dilation: int, tv: dict[str, object] | None, hw: Size):
         if atom == "dense":
             super().__init__(
                 nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False),
@@ -89,7 +95,7 @@ class _ASPPBranch(nn.Sequential):
                 nn.ReLU(inplace=True),
             )
         else:
-            super().__init__(InvertedResidual(in_channels, out_channels, 1, ASPP_HW, 6, tv=tv if atom == "tvconv" else None))
+            super().__init__(InvertedResidual(in_channels, out_channels, 1, hw, 6, tv=tv if atom == "tvconv" else None))
 
 
 class _ASPPPooling(nn.Sequential):
@@ -101,11 +107,11 @@ class _ASPPPooling(nn.Sequential):
 
 
 class _ASPP(nn.Module):
-    def __init__(self, atom: str, in_channels: int, tv: dict[str, object] | None, out_channels: int = 256):
+    def __init__(self, atom: str, in_channels: int, tv: dict[str, object] | None, hw: Size, out_channels: int = 256):
         super().__init__()
         self.convs = nn.ModuleList(
             [nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))]
-            + [_ASPPBranch(atom, in_channels, out_channels, rate, tv) for rate in ASPP_RATES]
+            + [_ASPPBranch(atom, in_channels, out_channels, rate, tv, hw) for rate in ASPP_RATES]
             + [_ASPPPooling(in_channels, out_channels)]
         )
         self.project = nn.Sequential(
@@ -117,10 +123,10 @@ class _ASPP(nn.Module):
 
 
 class _HeadV3Plus(nn.Module):
-    def __init__(self, atom: str, num_classes: int, tv: dict[str, object] | None, in_channels: int = 320, low_level_channels: int = 24):
+    def __init__(self, atom: str, num_classes: int, tv: dict[str, object] | None, aspp_hw: Size, in_channels: int = 320, low_level_channels: int = 24):
         super().__init__()
         self.project = nn.Sequential(nn.Conv2d(low_level_channels, 48, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU(inplace=True))
-        self.aspp = _ASPP(atom, in_channels, tv)
+        self.aspp = _ASPP(atom, in_channels, tv, aspp_hw)
         self.classifier = nn.Sequential(
             nn.Conv2d(304, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(inplace=True), nn.Conv2d(256, num_classes, 1)
         )
@@ -132,12 +138,12 @@ class _HeadV3Plus(nn.Module):
 
 
 class DeepLabV3PlusMobileNetV2(nn.Module):
-    def __init__(self, *, atom: str = "tvconv", tv: dict[str, object] | None = None, num_classes: int = 2):
+    def __init__(self, *, atom: str = "tvconv", tv: dict[str, object] | None = None, num_classes: int = 2, input_size: Size = (SEG_INPUT, SEG_INPUT)):
         super().__init__()
         if atom not in ("tvconv", "dwconv", "dense"):
             raise ValueError(f"unknown ASPP atom {atom!r}")
-        self.backbone = _Backbone()
-        self.classifier = _HeadV3Plus(atom, num_classes, tv)
+        self.backbone = _Backbone(input_size=input_size)
+        self.classifier = _HeadV3Plus(atom, num_classes, tv, self.backbone.output_size)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)

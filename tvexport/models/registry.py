@@ -18,6 +18,7 @@ Atom = Literal["tvconv", "dwconv", "dense"]
 
 MOBILENETV2_WIDTHS = (0.1, 0.2, 0.3, 0.5, 1.0)  # the reference's named variants; any width in [0.1, 1] builds
 SHUFFLENETV2_WIDTHS = tuple(sorted(SHUFFLENETV2_STAGES))
+MIN_INPUT_SIZE = 16  # every zoo network's total stride: below it the deepest TV layers keep a single position anyway
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,12 @@ class TVSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ArchConfig:
-    """Everything needed to rebuild a network of the zoo (stored in baked files)."""
+    """Everything needed to rebuild a network of the zoo (stored in baked files).
+
+    ``input_hw`` is the (H, W) the network is built for when it is not the trained size (a
+    network re-baked for another input size); None means the trained size. Set it with
+    ``with_input_size``, which checks the size.
+    """
 
     family: str
     width: float = 1.0
@@ -50,6 +56,7 @@ class ArchConfig:
     tv: TVSettings = TVSettings()
     drop_ratio: float = 0.0
     num_classes: int = 2
+    input_hw: tuple[int, int] | None = None
 
     @property
     def spec(self) -> ArchSpec:
@@ -61,27 +68,59 @@ class ArchConfig:
         return self.spec.name_of(self)
 
     @property
-    def input_size(self) -> tuple[int, int]:
+    def trained_input_size(self) -> tuple[int, int]:
+        """The (H, W) the family is trained at (96x96 face, 256x256 segmentation)."""
         return self.spec.input_size
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        """The (H, W) this network runs at."""
+        return self.input_hw if self.input_hw is not None else self.spec.input_size
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (3, *self.spec.input_size)
+        return (3, *self.input_size)
 
     def with_atom(self, atom: Atom) -> ArchConfig:
         return dataclasses.replace(self, atom=atom)
 
+    def with_input_size(self, size: tuple[int, int]) -> ArchConfig:
+        """This architecture at input (H, W); every TV layer's (h, w) follows from its stride chain.
+
+        Any H, W >= ``MIN_INPUT_SIZE`` works: strided convs round up (ceil(n / 2)) as at the
+        trained size. Raises ``TvexportError`` (one line) otherwise.
+        """
+        h, w = (int(n) for n in size)
+        if min(h, w) < MIN_INPUT_SIZE:
+            raise TvexportError(
+                f"input size {h}x{w} is too small for {self.name}: valid sizes are HxW with H, W >= {MIN_INPUT_SIZE} (its total stride)",
+                hint=f"its trained size is {'x'.join(map(str, self.trained_input_size))}",
+            )
+        return dataclasses.replace(self, input_hw=None if (h, w) == self.trained_input_size else (h, w))
+
     def to_dict(self) -> dict[str, Any]:
+        """The settings that shape this network: ``tv`` is None without TVConv layers, and only
+        segmentation networks have ``num_classes`` (face networks output an embedding)."""
         d = dataclasses.asdict(self)
+        if self.atom != "tvconv":
+            d["tv"] = None
+        if self.spec.task != "segmentation":
+            del d["num_classes"]
+        d["input_hw"] = list(self.input_hw) if self.input_hw is not None else None
         d["name"] = self.name
+        d["input_size"] = list(self.input_size)
+        d["trained_input_size"] = list(self.trained_input_size)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ArchConfig:
+        """Inverse of ``to_dict``; dicts written before ``input_hw`` existed mean the trained size."""
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in fields}
-        kw["tv"] = TVSettings(**kw.get("tv", {}))
-        return cls(**kw)
+        kw["tv"] = TVSettings(**(kw.get("tv") or {}))
+        input_hw = kw.pop("input_hw", None)
+        cfg = cls(**kw)
+        return cfg.with_input_size(input_hw) if input_hw is not None else cfg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,17 +148,19 @@ def _width_tag(width: float) -> str:
 def _build_face_mnv2(cfg: ArchConfig) -> nn.Module:
     if not 0.1 <= cfg.width <= 1.0:
         raise TvexportError(f"face_mobilenetv2 width must be in [0.1, 1.0], got {cfg.width}")
-    return FaceMobileNetV2(cfg.width, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, drop_ratio=cfg.drop_ratio)
+    return FaceMobileNetV2(cfg.width, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, drop_ratio=cfg.drop_ratio, input_size=cfg.input_size)
 
 
 def _build_face_snv2(cfg: ArchConfig) -> nn.Module:
     if cfg.width not in SHUFFLENETV2_STAGES:
         raise TvexportError(f"face_shufflenetv2 width must be one of {list(SHUFFLENETV2_WIDTHS)}, got {cfg.width}")
-    return FaceShuffleNetV2(cfg.width, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, drop_ratio=cfg.drop_ratio)
+    return FaceShuffleNetV2(cfg.width, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, drop_ratio=cfg.drop_ratio, input_size=cfg.input_size)
 
 
 def _build_deeplab(cfg: ArchConfig) -> nn.Module:
-    return DeepLabV3PlusMobileNetV2(atom=cfg.atom, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, num_classes=cfg.num_classes)
+    return DeepLabV3PlusMobileNetV2(
+        atom=cfg.atom, tv=cfg.tv.kwargs() if cfg.atom == "tvconv" else None, num_classes=cfg.num_classes, input_size=cfg.input_size
+    )
 
 
 FAMILIES: dict[str, ArchSpec] = {
@@ -166,17 +207,21 @@ def create_model(
     *,
     atom: Atom | None = None,
     tv: TVSettings | None = None,
+    input_size: tuple[int, int] | None = None,
     pretrained_state: Mapping[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     """Build a zoo network (random weights unless ``pretrained_state``), in eval mode.
 
-    The returned module carries its config as ``model.tvexport_config``.
+    ``input_size`` (H, W) builds it for another input than the trained one (TV layers sized
+    for it). The returned module carries its config as ``model.tvexport_config``.
     """
     cfg = resolve_arch(arch) if isinstance(arch, str) else arch
     if atom is not None:
         cfg = dataclasses.replace(cfg, atom=atom)
     if tv is not None:
         cfg = dataclasses.replace(cfg, tv=tv)
+    if input_size is not None:
+        cfg = cfg.with_input_size(input_size)
     if cfg.atom != "tvconv":
         cfg = dataclasses.replace(cfg, tv=TVSettings())  # baselines have no TV settings
     if cfg.atom not in cfg.spec.atoms:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from .._io import atomic_output
 from ..errors import missing
 
-__all__ = ["plot_ratio_grid", "plot_report", "require_matplotlib"]
+__all__ = ["plot_ratio_grid", "plot_report", "report_figure", "require_matplotlib"]
 
 COLORS = {"tvconv": "#d62728", "dwconv": "#1f77b4", "dense": "#7f7f7f"}
 
@@ -37,13 +38,13 @@ def _save(fig: Any, path: Path, *, force: bool) -> Path:
 
 
 def _plain_log_axis(ax: Any, *, minor_labels: bool = False) -> None:
-    """Log y scale with plain-number tick labels."""
+    """Log y scale with plain-number tick labels (minor ones only where they do not crowd a decade)."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     ax.set_yscale("log")
-    fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(fmt)
-    ax.yaxis.set_minor_formatter(fmt if minor_labels else NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    clear = FuncFormatter(lambda v, _: "" if v <= 0 or abs(math.log10(v) - round(math.log10(v))) < 0.06 else f"{v:g}")
+    ax.yaxis.set_minor_formatter(clear if minor_labels else NullFormatter())
     ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
@@ -67,12 +68,20 @@ def _latency_panel(ax: Any, report: Mapping[str, Any]) -> None:
             med.append(st["median_s"] * 1e3)
             lo.append((st["median_s"] - st["p10_s"]) * 1e3)
             hi.append((st["p90_s"] - st["median_s"]) * 1e3)
-        ax.bar(xs, med, width, yerr=[lo, hi], capsize=2, label=label, color=COLORS.get(label), alpha=0.85)
+        bars = ax.bar(xs, med, width, yerr=[lo, hi], capsize=2, label=label, color=COLORS.get(label), alpha=0.85,
+                      error_kw={"elinewidth": 0.8, "alpha": 0.6})
+        # Bars start at zero on a linear axis (a log axis makes bar lengths meaningless); each
+        # carries its value at its top, so bars too short to see next to slower ones still read.
+        vertical = len(cases) * len(labels) > 8
+        for bar, m in zip(bars, med):
+            ax.annotate(f"{m:.3g}", (bar.get_x() + bar.get_width() / 2, m), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7, rotation=90 if vertical else 0,
+                        bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     ax.set_xticks(range(len(cases)), [f"{c['backend']}\nbatch {c['batch']}" for c in cases], fontsize=8)
-    _plain_log_axis(ax)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room for the labels
     ax.set_ylabel("latency, ms (median, p10-p90)")
     ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.grid(axis="y", alpha=0.3)
 
 
 def _ratio_panel(ax: Any, report: Mapping[str, Any]) -> None:
@@ -89,6 +98,8 @@ def _ratio_panel(ax: Any, report: Mapping[str, Any]) -> None:
             lo.append(q["median"] - q["p10"])
             hi.append(q["p90"] - q["median"])
         ax.errorbar(xs, med, yerr=[lo, hi], fmt="o", capsize=3, color=COLORS.get(base), label=f"{labels[0]} / {base}")
+        for x, m in zip(xs, med):
+            ax.annotate(f"{m:.2f}", (x, m), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7)
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     _log_ratio_axis(ax)
     ax.set_xticks(range(len(cases)), [f"{c['backend']}\nbatch {c['batch']}" for c in cases], fontsize=8)
@@ -117,6 +128,11 @@ def _layer_panel(ax: Any, report: Mapping[str, Any]) -> None:
 def plot_report(report: Mapping[str, Any], path: str | Path, *, force: bool = True) -> Path:
     """Latency per backend and batch (TV vs baselines, p10-p90 whiskers), the paired TV/baseline
     ratios, and the per-layer view (time vs memory floor) when the report has one."""
+    return _save(report_figure(report), Path(path), force=force)
+
+
+def report_figure(report: Mapping[str, Any]) -> Any:
+    """The matplotlib figure ``plot_report`` writes (close it with ``plt.close``)."""
     plt = require_matplotlib()
     panels = 3 if report["layers"] else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + max(0, len(report["cases"]) - 4) * 0.8, 4.8))
@@ -126,7 +142,7 @@ def plot_report(report: Mapping[str, Any], path: str | Path, *, force: bool = Tr
         _layer_panel(axes[2], report)
     s = report["settings"]
     fig.suptitle(f"{report['arch']['name']}: {s['device']} {s['dtype']}, {s['threads']} threads, {report['machine']['cpu']}", fontsize=10)
-    return _save(fig, Path(path), force=force)
+    return fig
 
 
 def plot_ratio_grid(reports: Sequence[Mapping[str, Any]], path: str | Path, *, force: bool = True, title: str | None = None) -> Path:

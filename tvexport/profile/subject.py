@@ -13,6 +13,7 @@ from ..bake import bake_model, check_bake, load_checkpoint, model_from_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
 from ..models.registry import ArchConfig, Atom, config_of, create_model, list_models, resolve_arch
+from ..resize import parse_input_size, resize_unbaked
 from .backends import Form
 
 __all__ = ["Network", "Subject", "load_subject", "parse_input_size"]
@@ -80,20 +81,6 @@ class Subject:
         return self.config.input_shape
 
 
-def parse_input_size(text: str) -> tuple[int, int]:
-    """``96``, ``96x96`` or ``96,96`` -> (H, W)."""
-    parts = [p for p in text.lower().replace(",", "x").split("x") if p.strip()]
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96")
-    return sizes[0], sizes[1]
-
-
 def _random(cfg: ArchConfig, *, seed: int) -> nn.Module:
     from ..testing import randomize_
 
@@ -101,7 +88,7 @@ def _random(cfg: ArchConfig, *, seed: int) -> nn.Module:
     return randomize_(create_model(cfg), seed=seed)
 
 
-def _load_tv(src: str | Path, *, arch: str | None, seed: int) -> tuple[Network, dict[str, Any]]:
+def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[int, int] | None) -> tuple[Network, dict[str, Any]]:
     path = Path(src)
     if path.exists():
         ckpt = read_checkpoint(path)
@@ -126,8 +113,10 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int) -> tuple[Network, 
         ) from None
     if arch is not None and resolve_arch(arch).name != cfg.name:
         raise TvexportError(f"--arch {arch} contradicts SRC {src}", hint="give the architecture once")
+    if input_size is not None:  # random weights can be made at any size
+        cfg = cfg.with_input_size(input_size)
     model = _random(cfg, seed=seed)
-    return Network("tvconv", "random weights (registry, reference TV settings)", model), {"kind": "registry", "arch": cfg.name}
+    return Network("tvconv", "random weights, reference TV settings", model), {"kind": "registry", "arch": cfg.name}
 
 
 def _baseline_from_file(path: Path, cfg: ArchConfig) -> Network:
@@ -139,6 +128,8 @@ def _baseline_from_file(path: Path, cfg: ArchConfig) -> Network:
         raise TvexportError(f"baseline {path} is a TVConv network", hint="--baseline takes a DWConv (or dense) checkpoint of the same architecture")
     if (bcfg.family, bcfg.width) != (cfg.family, cfg.width):
         raise TvexportError(f"baseline {path} is a {bcfg.name}, but the TV network is a {cfg.name}", hint="compare networks of the same architecture and width")
+    if bcfg.input_size != cfg.input_size:  # a TV network re-baked for another size: the baseline runs there too
+        model = resize_unbaked(model, cfg.input_size)
     return Network(bcfg.atom, f"checkpoint {path.name}", model)
 
 
@@ -155,15 +146,18 @@ def load_subject(
 
     The DWConv baseline is ``create_model(name, atom="dwconv")`` with random weights unless
     ``baseline`` names a checkpoint; ``dense`` adds the dense-conv baseline where the zoo has one
-    (DeepLabV3+ only). ``input_size`` must be the trained size: TVConv only runs there.
+    (DeepLabV3+ only). ``input_size`` must be the network's size (the trained one unless SRC was
+    re-baked for another): TVConv only runs there; an architecture name is built at that size.
+    Baselines are built at the network's size.
     """
-    tv, source = _load_tv(src, arch=arch, seed=seed)
+    tv, source = _load_tv(src, arch=arch, seed=seed, input_size=input_size)
     cfg = tv.config
     if input_size is not None and tuple(input_size) != tuple(cfg.input_size):
         h, w = cfg.input_size
+        kind = "trained" if cfg.input_hw is None else "re-baked"
         raise TvexportError(
-            f"{cfg.name} runs only at its trained input size {h}x{w}, not {input_size[0]}x{input_size[1]}",
-            hint="TVConv kernels are per position, so the input size is fixed; omit --input-size",
+            f"{cfg.name} runs only at its {kind} input size {h}x{w}, not {input_size[0]}x{input_size[1]}",
+            hint=f"TVConv kernels are per position: re-bake it for that size (tvexport bake CKPT --input-size {input_size[0]}x{input_size[1]}), or omit --input-size",
         )
     given = _baseline_from_file(Path(baseline), cfg) if baseline is not None else None
     if (dense or (given is not None and given.label == "dense")) and "dense" not in cfg.spec.atoms:
@@ -179,5 +173,5 @@ def load_subject(
         if given is not None and given.label == atom:
             networks.append(given)
         else:
-            networks.append(Network(atom, "random weights (registry)", _random(cfg.with_atom(atom), seed=seed + 1 + i)))
+            networks.append(Network(atom, "random weights", _random(cfg.with_atom(atom), seed=seed + 1 + i)))
     return Subject(cfg, source, networks)

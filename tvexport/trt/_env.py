@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from ..errors import TvexportError, missing
+from ..errors import MissingDependencyError, TvexportError, missing
 from ._spec import check_tensorrt
 
 
@@ -13,7 +13,10 @@ def require_tensorrt(what: str) -> ModuleType:
     try:
         import tensorrt as trt
     except ImportError:
-        raise missing("tensorrt", what=what, extra="trt") from None
+        raise MissingDependencyError(
+            f"{what} needs TensorRT and an NVIDIA GPU with CUDA; tensorrt is not installed",
+            hint="on a machine with an NVIDIA GPU, CUDA drivers and a CUDA build of torch: pip install 'tvexport[trt]'",
+        ) from None
     check_tensorrt(trt.__version__, has_aot=hasattr(trt, "QuickPluginCreationRequest"))
     return trt
 

@@ -1,8 +1,15 @@
-"""Read the ``tv_dwconv`` nodes of an ONNX model and put them in the form the plugin takes.
+"""Read the ``tv_dwconv`` nodes of an ONNX model and put them in the form the plugins take.
 
-TensorRT's Python plugins have a fixed number of inputs, while the exporter's node has an
-optional bias; a node without one gets a zero per-channel bias (exact: adding 0 changes nothing).
-The plugin namespace/version attributes are checked and filled in where missing.
+The exporter's node is ``tvexport::tv_dwconv(x, weight, bias, scale)`` with ``bias`` optional
+(the empty name when absent) and ``scale`` present iff ``weight`` is int8. TensorRT's Python plugins
+have a fixed number of inputs, so here
+
+* a node without a bias gets a zero per-channel bias (exact: adding 0 changes nothing);
+* an int8 node becomes ``tv_dwconv_i8(x, weight, bias, scale)``, a plugin of its own;
+* every node is named after its op type: older onnx-tensorrt parsers pass the node name, newer ones
+  the op type, to the plugin creator, and ``tensorrt.plugin`` looks the plugin up by that name
+  (TensorRT keeps layer names unique by itself);
+* the plugin namespace/version attributes are checked and filled in where missing.
 """
 
 from __future__ import annotations
@@ -13,21 +20,22 @@ from typing import Any
 
 from ..errors import TvexportError, missing
 from ..kernels._config import BIAS_MAP, bias_mode
-from ._spec import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, parse_attrs
+from ._spec import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, parse_attrs
 
 
 @dataclasses.dataclass(frozen=True)
 class TVNode:
     """One ``tv_dwconv`` node as the engine will run it."""
 
-    name: str
+    name: str  # the node's name in the exported model
     channels: int
     k: int
     stride: int
     oh: int
     ow: int
     bias: str  # "map", "channel" or "zero" (added here)
-    dtype: str
+    dtype: str  # of the kernels: float32, float16 or int8
+    plugin: str  # the plugin's op type: tv_dwconv or tv_dwconv_i8
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,37 +81,50 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             elif (got.decode() if isinstance(got, bytes) else got) != want:
                 raise TvexportError(f"{where} has {key}={got!r}; tvexport's plugin is {want!r}")
         inputs = list(node.input)
-        if len(inputs) not in (2, 3) or not inputs[0] or not inputs[1]:
-            raise TvexportError(f"{where} has inputs {inputs}; expected (x, weight[, bias])")
+        if len(inputs) not in (2, 3, 4) or not inputs[0] or not inputs[1]:
+            raise TvexportError(f"{where} has inputs {inputs}; expected (x, weight[, bias[, scale]])")
         weight = consts.get(inputs[1])
         if weight is None:
             raise TvexportError(f"{where}: its weight {inputs[1]!r} is not a constant", hint="the TV kernels must be baked into the model")
         dims = list(weight.dims)
         if len(dims) != 4 or dims[1] != tv.k * tv.k:
             raise TvexportError(f"{where}: weight has shape {dims}; expected (C, {tv.k * tv.k}, OH, OW) for k={tv.k}")
-        c, _, oh, ow = dims
-        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(weight.data_type)
-        if len(inputs) == 3 and inputs[2]:
-            bias = consts.get(inputs[2])
+        c, kk, oh, ow = dims
+        np_dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(weight.data_type))
+        if np_dtype not in (np.float32, np.float16, np.int8):
+            raise TvexportError(f"{where}: weight is {np_dtype}; tvexport's plugin takes float32, float16 or int8 (with a scale)")
+        scale_name = inputs[3] if len(inputs) == 4 else ""
+        if np_dtype == np.int8:
+            scale = consts.get(scale_name) if scale_name else None
+            if scale is None or scale.data_type != onnx.TensorProto.FLOAT or list(scale.dims) not in ([c, kk, 1, 1], [c, kk]):
+                got = "none" if scale is None else f"{list(scale.dims)} of type {onnx.helper.tensor_dtype_to_np_dtype(scale.data_type)}"
+                raise TvexportError(f"{where}: int8 weight needs a constant float32 scale of shape [{c}, {kk}, 1, 1] as 4th input, got {got}")
+        elif scale_name:
+            raise TvexportError(f"{where}: a scale input only goes with int8 weights, this weight is {np_dtype}")
+        bias_name = inputs[2] if len(inputs) >= 3 else ""
+        if bias_name:
+            bias = consts.get(bias_name)
             if bias is None:
-                raise TvexportError(f"{where}: its bias {inputs[2]!r} is not a constant", hint="the TV bias must be baked into the model")
+                raise TvexportError(f"{where}: its bias {bias_name!r} is not a constant", hint="the TV bias must be baked into the model")
             try:
                 mode = bias_mode(tuple(bias.dims), c, oh, ow)
             except ValueError as err:
                 raise TvexportError(f"{where}: {err}") from None
             bias_kind = "map" if mode == BIAS_MAP else "channel"
         else:
-            zero_name = f"{node.name or 'tv_dwconv'}_{idx}_zero_bias"
-            while zero_name in names:
-                zero_name += "_"
-            names.add(zero_name)
-            graph.initializer.append(numpy_helper.from_array(np.zeros((c, 1, 1), dtype=np_dtype), zero_name))
-            if len(inputs) == 3:
-                node.input[2] = zero_name
-            else:
-                node.input.append(zero_name)
+            bias_name = f"{node.name or 'tv_dwconv'}_{idx}_zero_bias"
+            while bias_name in names:
+                bias_name += "_"
+            names.add(bias_name)
+            zero_dtype = np.float32 if np_dtype == np.int8 else np_dtype
+            graph.initializer.append(numpy_helper.from_array(np.zeros((c, 1, 1), dtype=zero_dtype), bias_name))
             bias_kind = "zero"
-        nodes.append(TVNode(label, c, tv.k, tv.stride, oh, ow, bias_kind, str(np_dtype)))
+        op_type = PLUGIN_NAME_I8 if np_dtype == np.int8 else PLUGIN_NAME
+        del node.input[:]
+        node.input.extend([inputs[0], inputs[1], bias_name] + ([scale_name] if np_dtype == np.int8 else []))
+        node.op_type = op_type
+        node.name = op_type  # what older parsers hand to the plugin creator instead of the op type
+        nodes.append(TVNode(label, c, tv.k, tv.stride, oh, ow, bias_kind, str(np_dtype), op_type))
     return nodes
 
 

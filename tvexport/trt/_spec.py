@@ -1,5 +1,21 @@
 """Everything about the TensorRT path that needs neither TensorRT nor a GPU: plugin attributes and
-shape inference, the version-dependent build plan, optimization-profile shapes, the sidecar."""
+shape inference, type combinations, the version-dependent build plan, optimization-profile shapes,
+the sidecar.
+
+Supported versions, and why:
+
+* TensorRT >= 10.9: the first release with ahead-of-time Python plugins (``tensorrt.plugin.aot_impl``,
+  ``QuickPluginCreationRequest``); checked by ``check_tensorrt``. TensorRT >= 10.14 is recommended:
+  10.9-10.13 hand the kernel name to the builder from a std::string that is already destroyed
+  (see ``tvexport.trt.plugin``). Tested on CPU through the real ``tensorrt.plugin`` package of the
+  10.9 and 11.4 bindings wheels (tests/test_trt.py); engines themselves are only built on a GPU.
+* TensorRT 11 removed weak typing: precision comes from the ONNX dtypes (``STRONG_TYPING_ONLY``).
+* ONNX parsers that pass the node name instead of the op type to ``createPlugin`` (older
+  onnx-tensorrt releases) find the plugin too, because ``tvexport.trt._onnx`` names every plugin
+  node after its op type.
+* Triton >= 3.2 (3.2-3.9 checked): ``kernels._triton`` handles the per-version differences (constant
+  keys, alignment attributes, hidden scratch parameters, the default PTX ISA).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +25,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import ENGINE_SIDECAR_FORMAT as SIDECAR_FORMAT
+from ..artifacts import sidecar_path
 from ..errors import TvexportError
 from ..kernels._config import bias_mode
-from ..layers import tv_output_size
+from .._depthwise import tv_output_size
 
 PLUGIN_NAME = "tv_dwconv"
 PLUGIN_NAMESPACE = "tvexport"
 PLUGIN_VERSION = "1"
 PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
+PLUGIN_NAME_I8 = "tv_dwconv_i8"  # the int8-kernel form: (x, weight, bias, scale); plugins have fixed inputs
+PLUGIN_ID_I8 = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME_I8}"
 MIN_TENSORRT = (10, 9)  # first release with ahead-of-time Python plugins (tensorrt.plugin.aot_impl)
 STRONG_TYPING_ONLY = 11  # TensorRT 11 removed weak typing: precision comes from the network's dtypes
 DEFAULT_BATCH = (1, 1, 32)  # min, opt, max of a dynamic batch when none is given (opt defaults to min)
-SIDECAR_FORMAT = "tvexport-tensorrt-engine"
 
 Dim = int | None  # None: unknown at this point (dynamic, or TensorRT's placeholder shapes)
+
+# Type combinations the plugins advertise (tensorrt.plugin.AutoTuneCombination syntax: "|" options
+# move together, "*" options are independent). The output always has x's type, which is the type
+# the register function declares; kernels and bias keep their stored type.
+FLOAT_TYPES = "FP32|FP16, FP32*FP16, FP32*FP16, FP32|FP16"  # x, weight, bias, out
+INT8_TYPES = "FP32|FP16, INT8, FP32*FP16, FP32, FP32|FP16"  # x, weight, bias, scale, out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,12 +197,6 @@ def profile_shapes(
     return Profile(name, (lo, *rest), (opt, *rest), (hi, *rest))
 
 
-def sidecar_path(engine: Path) -> Path:
-    """``model.engine`` -> ``model.engine.json``."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
 def default_engine_path(onnx_path: Path) -> Path:
     onnx_path = Path(onnx_path)
     return onnx_path.with_name(onnx_path.stem + ".engine")
@@ -199,12 +218,17 @@ def sidecar_contents(
     workspace_mb: int | None,
     build_seconds: float,
     tvexport_version: str,
+    arch: str | None = None,
+    atom: str | None = None,
 ) -> dict[str, Any]:
-    """JSON-ready facts about an engine: what built it, for which GPU, with which shapes."""
+    """JSON-ready facts about an engine: what built it, for which GPU, with which shapes, and the
+    network it runs (``arch``/``atom`` from the ONNX metadata; ``tvexport validate`` checks them)."""
     return {
         "format": SIDECAR_FORMAT,
         "format_version": 1,
         "tvexport": tvexport_version,
+        "arch": arch,
+        "atom": atom,
         "tensorrt": tensorrt_version,
         "gpu": dict(gpu),
         "precision": precision,

@@ -100,6 +100,11 @@ def build_engine(
 
     model_bytes, tv_nodes = prepare_onnx(onnx_path)
     plan = plan_build(trt.__version__, fp16=fp16)
+    if plan.fp16_flag and any(n.dtype == "int8" for n in tv_nodes):
+        raise TvexportError(
+            f"{onnx_path} has int8 TV kernels, which only strongly typed networks keep as int8, and --fp16 builds a weakly typed one",
+            hint="build without --fp16 (export the model in float16 for half-precision activations)",
+        )
     logger = Logger(trt, verbose=verbose)
     builder = trt.Builder(logger)
     flags = 0
@@ -139,7 +144,9 @@ def build_engine(
         raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
 
     from .. import __version__
+    from ..export.onnx import read_metadata
 
+    meta = read_metadata(onnx_path)
     info = sidecar_contents(
         tensorrt_version=trt.__version__,
         gpu=_gpu(torch),
@@ -155,6 +162,8 @@ def build_engine(
         workspace_mb=workspace_mb,
         build_seconds=seconds,
         tvexport_version=__version__,
+        arch=meta.get("tvexport.arch"),
+        atom=meta.get("tvexport.atom"),
     )
     with contextlib.ExitStack() as stack:  # both files appear together, or neither
         tmp_engine = stack.enter_context(atomic_output(out, force=force))

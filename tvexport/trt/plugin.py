@@ -1,76 +1,177 @@
-"""TensorRT plugin for the ``tv_dwconv`` ONNX node (``tvexport::tv_dwconv``, version 1).
+"""TensorRT plugins for the ``tv_dwconv`` ONNX node (``tvexport::tv_dwconv``, version 1).
 
-Importing this module registers the plugin with TensorRT's Python plugin API: a shape
-descriptor, the supported type/format combinations, and an ahead-of-time implementation that
-compiles the fused Triton kernel to PTX and hands it to TensorRT with its launch parameters.
-The engine therefore carries the kernel and runs without Python (e.g. under ``trtexec``).
+Importing this module registers two plugins with TensorRT's Python plugin API (``tensorrt.plugin``,
+TensorRT >= 10.9): a shape descriptor, the supported type/format combinations with one custom
+tactic per candidate tile size, and an ahead-of-time implementation that compiles the fused Triton
+kernel to PTX and hands it to TensorRT with its launch parameters. The engine therefore carries
+the kernel and runs without Python (e.g. under ``trtexec``).
 
-Inputs: x (N, C, H, W), weight (C, k*k, OH, OW), bias (C, OH, OW) or (C, 1, 1), all one dtype
-(float32 or float16); INT attributes k, stride, padding. Nodes without a bias get a zero one
-from ``tvexport.trt._onnx.prepare_onnx`` before parsing (plugins have a fixed input count).
+* ``tvexport::tv_dwconv``: x (N, C, H, W) float32|float16, weight (C, k*k, OH, OW) float32|float16,
+  bias (C, OH, OW) or (C, 1, 1) float32|float16; output (N, C, OH, OW) in x's dtype.
+* ``tvexport::tv_dwconv_i8``: the same with an int8 weight and a float32 ``scale`` (C, k*k, 1, 1)
+  after the bias (``w = weight * scale``, dequantized in the kernel's registers).
+
+Python plugins have a fixed input count, so ``tvexport.trt._onnx.prepare_onnx`` gives bias-less
+nodes a zero bias and renames int8 nodes to ``tv_dwconv_i8`` before parsing. Supported versions
+and why: see ``tvexport.trt._spec``.
+
+Kernel name: TensorRT 10.9-10.13 return the kernel name to the builder as ``c_str()`` of a
+std::string that dies when ``getKernel`` returns (``python/src/infer/pyPlugin.cpp``; 10.14 keeps it
+in a member). The name is ``tv_dw_kernel``, 12 characters: libstdc++ stores strings of up to 15
+characters inside the std::string object, so the bytes stay in ``getKernel``'s dead frame instead of
+a freed heap block (whose first 16 bytes the allocator overwrites at once). That is how NVIDIA's
+own AOT sample (``circ_pad_kernel``, 15 characters) runs on those releases; it is still a read of a
+dead frame, so TensorRT >= 10.14 is the recommended minimum and ``compile_tv_kernel`` refuses names
+over 15 characters.
 """
 
 # No ``from __future__ import annotations``: tensorrt.plugin inspects these annotations at runtime,
 # and its validation is written for the typing-module forms (Tuple, List, Union) used below.
 # ruff: noqa: UP006, UP007, UP035
 
+import functools
 from typing import List, Tuple, Union
 
+import numpy as np
+import numpy.typing as npt
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
-from ..kernels._config import aot_launch_config, bias_mode, cdiv, scalar_args
-from ._spec import PLUGIN_ID, infer_output_dims, parse_attrs
+from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, scalar_args
+from ._spec import FLOAT_TYPES, INT8_TYPES, PLUGIN_ID, PLUGIN_ID_I8, infer_output_dims, parse_attrs
 
-_TRT_DTYPES = {trt.float32: "fp32", trt.float16: "fp16"}
+_DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
+
+# The INT attributes k, stride, padding are declared as int32 arrays, not ``int``: the ONNX parser
+# hands them over as 1-element INT32 fields, and tensorrt.plugin (10.9 to at least 11.1; the 11.4
+# wheel has the fix) turns a field into an ``int`` with ``int(field.data)``, which NumPy >= 2.4
+# refuses for 1-element arrays (TypeError), while its array path (``field.data.astype(int32)``)
+# works with every NumPy.
+Int = npt.NDArray[np.int32]
 
 
-def _dims(desc: trtp.TensorDesc) -> tuple[int | None, ...]:
-    """Known dims of a tensor descriptor as ints, None where symbolic or not yet available."""
-    out: list[int | None] = []
+def _attrs(k: Int, stride: Int, padding: Int):  # type: ignore[no-untyped-def]
+    return parse_attrs(*(int(np.asarray(v).reshape(-1)[0]) for v in (k, stride, padding)))
+
+
+def _dims(desc: trtp.TensorDesc) -> Tuple[Union[int, None], ...]:
+    """Known dims of a tensor descriptor as ints, None where symbolic or fake (output-type pass)."""
+    out: List[Union[int, None]] = []
     for e in desc.shape_expr:
-        try:
-            known = not getattr(e, "is_fake", False) and e.is_constant
-        except RuntimeError:  # placeholder expressions (output-type queries) have no value
-            known = False
+        known = not e.is_fake and e.is_constant
         out.append(int(e.constant_value()) if known else None)
     return tuple(out)
 
 
-def _constant(dims: tuple[int | None, ...], what: str) -> tuple[int, ...]:
+def _constant(dims: Tuple[Union[int, None], ...], what: str) -> Tuple[int, ...]:
     known = tuple(d for d in dims if d is not None)
     if len(known) != len(dims):
         raise ValueError(f"tv_dwconv {what} must have a constant shape (baked kernels), got {dims}")
     return known
 
 
-@trtp.register(PLUGIN_ID)
-def tv_dwconv_desc(
-    x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, k: int, stride: int, padding: int
-) -> trtp.TensorDesc:
-    attrs = parse_attrs(k, stride, padding)
+def _out_desc(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, k: Int, stride: Int, padding: Int) -> trtp.TensorDesc:
+    attrs = _attrs(k, stride, padding)
     infer_output_dims(_dims(x), _dims(weight), _dims(bias), attrs)  # raises ValueError on a bad node
     se, we = x.shape_expr, weight.shape_expr
+    # The output takes x's type: in strongly typed networks x's ONNX dtype; in TensorRT 10's weakly
+    # typed --fp16 build TensorRT reports every input as FLOAT here and picks the precision among
+    # the combinations below, in all of which the output has x's type.
     return trtp.from_shape_expr((se[0], we[0], we[2], we[3]), dtype=x.dtype)
 
 
-@trtp.autotune(PLUGIN_ID)
-def tv_dwconv_autotune(
-    x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]
-) -> List[trtp.AutoTuneCombination]:
-    # All four tensors float32, or all float16; dense NCHW.
-    return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR")]
+@trtp.register(PLUGIN_ID)
+def tv_dwconv_desc(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, k: Int, stride: Int, padding: Int) -> trtp.TensorDesc:
+    return _out_desc(x, weight, bias, k, stride, padding)
+
+
+@trtp.register(PLUGIN_ID_I8)
+def tv_dwconv_i8_desc(
+    x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, scale: trtp.TensorDesc, k: Int, stride: Int, padding: Int
+) -> trtp.TensorDesc:
+    return _out_desc(x, weight, bias, k, stride, padding)
 
 
 def _sm_count() -> int:
     """SMs of the GPU the engine is built on (TensorRT builds for the current device)."""
     import torch
 
-    from ..kernels._config import DEFAULT_SM_COUNT
-
     if not torch.cuda.is_available():
         return DEFAULT_SM_COUNT
     return torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+
+
+def _build_arch() -> Union[int, None]:
+    """Compute capability of the build GPU as an int (90 for sm_90), None to let triton ask."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+def _configs(x: trtp.TensorDesc, weight: trtp.TensorDesc):  # type: ignore[no-untyped-def]
+    """Candidate tile sizes (one per custom tactic) for the profile's opt batch."""
+    shape = x.shape
+    opt_batch = int(shape.opt[0]) if shape.is_dynamic else int(shape[0])
+    c, _, oh, ow = (int(d) for d in weight.shape)
+    x_bytes = 2 if x.dtype == trt.float16 else 4
+    return aot_configs(c, oh * ow, max(1, opt_batch), sm_count=_sm_count(), x_bytes=x_bytes)
+
+
+def _tactics(x: trtp.TensorDesc, weight: trtp.TensorDesc) -> List[int]:
+    return list(range(1, len(_configs(x, weight)) + 1))
+
+
+@trtp.autotune(PLUGIN_ID)
+def tv_dwconv_autotune(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
+    return [trtp.AutoTuneCombination(FLOAT_TYPES, "LINEAR", _tactics(x, weight))]
+
+
+@trtp.autotune(PLUGIN_ID_I8)
+def tv_dwconv_i8_autotune(
+    x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, scale: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]
+) -> List[trtp.AutoTuneCombination]:
+    return [trtp.AutoTuneCombination(INT8_TYPES, "LINEAR", _tactics(x, weight))]
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(x: str, weight: str, bias: str, geometry: Tuple[int, ...], k: int, stride: int, mode: int, config, arch):  # type: ignore[no-untyped-def]
+    """Layers of one geometry, dtype combination and tactic share one compiled kernel."""
+    from ..kernels._triton import compile_tv_kernel, driver_ptx_version
+
+    target = None
+    if arch is not None:
+        from triton.backends.compiler import GPUTarget
+
+        target = GPUTarget("cuda", arch, 32)
+    return compile_tv_kernel(x=x, weight=weight, bias=bias, geometry=geometry, k=k, stride=stride, bias_mode=mode, config=config,
+                             target=target, ptx_version=driver_ptx_version(arch or 90))
+
+
+def _aot(tensors: Tuple[trtp.TensorDesc, ...], out: trtp.TensorDesc, k: Int, stride: Int, padding: Int, tactic: int):  # type: ignore[no-untyped-def]
+    x, weight, bias = tensors[:3]
+    attrs = _attrs(k, stride, padding)
+    xd, wd, bd = _dims(x), _dims(weight), _dims(bias)
+    infer_output_dims(xd, wd, bd, attrs)
+    w_shape, b_shape = _constant(wd, "weight"), _constant(bd, "bias")
+    names = [_DTYPES.get(t.dtype) for t in (*tensors, out)]
+    if names[0] not in ("fp32", "fp16") or names[-1] != names[0]:
+        raise ValueError(f"tv_dwconv runs float32 or float16 activations with an output of the same type, got {names}")
+    c, _, oh, ow = w_shape
+    configs = _configs(x, weight)
+    config = configs[min(max(tactic, 1), len(configs)) - 1]  # tactic 0: TensorRT's default, the heuristic choice
+    _, h, w = _constant(xd[1:], "input C, H, W")  # only the batch is dynamic
+    geometry = (c, h, w, oh, ow)
+    kernel = _compile(names[0], names[1], names[2], geometry, attrs.k, attrs.stride, bias_mode(b_shape, c, oh, ow), config, _build_arch())
+    n = x.shape_expr[0]
+    launch = trtp.KernelLaunchParams()
+    launch.grid_x = trtp.cdiv(n, config.batch_tile) * (c * config.tiles(oh * ow))  # batch tile fastest (see kernels/_config.py)
+    launch.block_x = kernel.block_threads
+    launch.shared_mem = kernel.shared_mem
+    extra = trtp.SymIntExprs.from_tuple([trtp.SymInt32(v) for v in scalar_args(n)])
+    return kernel.name, kernel.ptx, launch, extra
 
 
 @trtp.aot_impl(PLUGIN_ID)
@@ -78,35 +179,29 @@ def tv_dwconv_aot_impl(
     x: trtp.TensorDesc,
     weight: trtp.TensorDesc,
     bias: trtp.TensorDesc,
-    k: int,
-    stride: int,
-    padding: int,
+    k: Int,
+    stride: Int,
+    padding: Int,
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    from ..kernels._triton import compile_tv_kernel, driver_ptx_version
+    if _DTYPES.get(weight.dtype) not in ("fp32", "fp16"):
+        raise ValueError(f"tvexport::tv_dwconv takes float32 or float16 kernels, got {weight.dtype}; int8 kernels use tv_dwconv_i8")
+    return _aot((x, weight, bias), outputs[0], k, stride, padding, tactic)
 
-    attrs = parse_attrs(k, stride, padding)
-    xd, wd, bd = _dims(x), _dims(weight), _dims(bias)
-    infer_output_dims(xd, wd, bd, attrs)
-    w_shape, b_shape = _constant(wd, "weight"), _constant(bd, "bias")
-    dtypes = {_TRT_DTYPES.get(t.dtype) for t in (x, weight, bias, outputs[0])}
-    dtype = dtypes.pop() if len(dtypes) == 1 else None
-    if dtype is None:
-        raise ValueError(f"tv_dwconv runs float32 or float16 with one dtype for all tensors, got {[str(t.dtype) for t in (x, weight, bias, outputs[0])]}")
-    c, _, oh, ow = w_shape
-    positions = c * oh * ow
-    config = aot_launch_config(positions, sm_count=_sm_count())
-    kernel = compile_tv_kernel(
-        dtype=dtype, k=attrs.k, stride=attrs.stride, bias=bias_mode(b_shape, c, oh, ow), config=config,
-        ptx_version=driver_ptx_version(),
-    )
-    n = x.shape_expr[0]
-    launch = trtp.KernelLaunchParams()
-    launch.grid_x = cdiv(positions, config.block)
-    launch.grid_y = trtp.cdiv(n, config.batch_per_program)
-    launch.block_x = kernel.block_threads
-    launch.shared_mem = kernel.shared_mem
-    scalars = scalar_args(n, c, x.shape_expr[2], x.shape_expr[3], oh, ow, config)
-    extra = trtp.SymIntExprs.from_tuple([trtp.SymInt32(v) for v in scalars])
-    return kernel.name, kernel.ptx, launch, extra
+
+@trtp.aot_impl(PLUGIN_ID_I8)
+def tv_dwconv_i8_aot_impl(
+    x: trtp.TensorDesc,
+    weight: trtp.TensorDesc,
+    bias: trtp.TensorDesc,
+    scale: trtp.TensorDesc,
+    k: Int,
+    stride: Int,
+    padding: Int,
+    outputs: Tuple[trtp.TensorDesc],
+    tactic: int,
+) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
+    if _DTYPES.get(weight.dtype) != "int8" or scale.dtype != trt.float32:
+        raise ValueError(f"tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales, got {weight.dtype}, {scale.dtype}")
+    return _aot((x, weight, bias, scale), outputs[0], k, stride, padding, tactic)

@@ -78,6 +78,8 @@ REGISTRY: dict[str, str] = {
     "aoti": "compiled:Aoti",
     "triton": "torch_eager:TritonOp",
     "tensorrt": "tensorrt:TensorRT",
+    "openvino": "openvino:OpenVino",
+    "openvino-fused": "openvino:OpenVinoFused",
 }
 
 

@@ -1,0 +1,349 @@
+"""OpenVINO: the fused tv_dwconv extension against the DWConv network, beside portable OpenVINO,
+onnxruntime and compressed kernels; per TV layer against its memory floor; a width sweep.
+
+    python benchmarks/openvino_fused.py                              # everything (about 4-5 min on 2 cores)
+    python benchmarks/openvino_fused.py --arch face_mobilenetv2_x0_1 --no-sweep   # one network, merged into the results
+    python benchmarks/openvino_fused.py --sweep-only                 # only the width sweep
+    python benchmarks/openvino_fused.py --render benchmarks/results/openvino_fused.json
+
+Per network and batch, back to back in one process, one interleaved case (rounds, order rotated,
+paired ratios) per TV variant and the DWConv network of its runtime, as `tvexport bench` does:
+  ov-fused        plugin graph + tvexport extension (float32 kernels)
+  ov-fused-f16    the same graph with its tv_dwconv weights converted to float16 HERE (issue 14's
+  ov-fused-int8   exporter does not exist yet): int8 with one float32 scale per (channel, tap)
+  ov-portable     the portable (standard-op) graph on OpenVINO
+  ort-portable    the portable graph on onnxruntime
+  ov-dw, ort-dw   the DWConv baseline network on each runtime
+Ratios are paired per round against ov-dw (ort-portable against ort-dw). All OpenVINO runs
+use INFERENCE_PRECISION_HINT f32. Per TV layer: OpenVINO's per-node counters (PERF_COUNT) in
+the fused network, median over runs, against the layer's memory floor (stored kernel bytes +
+input + output bytes) / copy bandwidth measured in the same run; the reorders around TV ops are
+summed separately. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
+(best of ov-dw and ort-dw per width) interleaved per width at batch 1; the matrix gives
+TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import _common
+import numpy as np
+import torch
+
+from tvexport._io import write_text_atomic
+from tvexport.bake import random_inputs
+from tvexport.export._onnx_tv import PLUGIN_DOMAIN, PLUGIN_OP
+from tvexport.export.onnx import OrtRunner, onnx_graph, simplify_graph
+from tvexport.models.registry import config_of
+from tvexport.openvino import OpenVinoRunner
+from tvexport.profile import load_subject, measure_case
+from tvexport.profile.floor import copy_bandwidth
+from tvexport.profile.machine import load_average, machine_info, versions
+from tvexport.profile.stats import Stats, paired_ratio
+
+BATCHES = [1, 16]
+WIDTHS = ["face_mobilenetv2_x0_1", "face_mobilenetv2_x0_2", "face_mobilenetv2_x0_3", "face_mobilenetv2_x0_5", "face_mobilenetv2_x1_0"]
+TARGETS = {"b16": 1.2, "b1_f32": 2.0, "b1_compressed": 1.3, "layer_floor": 1.5}
+
+
+# --------------------------------------------------------------------------------------------
+# Graphs
+# --------------------------------------------------------------------------------------------
+
+def compress(graph: Any, kind: str) -> Any:
+    """The plugin graph with its tv_dwconv weights as float16, or int8 + float32 scale (C, k*k, 1, 1)."""
+    from onnx import numpy_helper
+
+    graph = copy.deepcopy(graph)
+    inits = {t.name: t for t in graph.graph.initializer}
+    for node in graph.graph.node:
+        if node.domain != PLUGIN_DOMAIN or node.op_type != PLUGIN_OP:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        if kind == "f16":
+            inits[node.input[1]].CopyFrom(numpy_helper.from_array(w.astype(np.float16), node.input[1]))
+            continue
+        scale = (np.abs(w).max(axis=(2, 3), keepdims=True) / 127.0).astype(np.float32)
+        scale[scale == 0] = 1.0
+        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(q, node.input[1]))
+        name = node.input[1] + ".scale"
+        graph.graph.initializer.append(numpy_helper.from_array(scale, name))
+        if len(node.input) == 2:
+            node.input.append("")
+        node.input.append(name)
+    return graph
+
+
+def graphs(model: torch.nn.Module, batch: int, *, tv: bool) -> dict[str, Any]:
+    portable = simplify_graph(onnx_graph(model, batch=batch))
+    if not tv:
+        return {"portable": portable}
+    plugin = simplify_graph(onnx_graph(model, tv_op="plugin", batch=batch))
+    return {"portable": portable, "plugin": plugin, "plugin_f16": compress(plugin, "f16"), "plugin_int8": compress(plugin, "int8")}
+
+
+def ov_closure(runner: OpenVinoRunner, x: np.ndarray) -> Any:
+    runner.request.set_input_tensor(0, runner.input_tensor(x))
+    return runner.request.infer
+
+
+def ort_closure(runner: OrtRunner, x: np.ndarray) -> Any:
+    feed = {runner.input_name: x}
+    session = runner.session
+    return lambda: session.run(None, feed)
+
+
+# --------------------------------------------------------------------------------------------
+# Per TV layer, from OpenVINO's counters
+# --------------------------------------------------------------------------------------------
+
+def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int) -> dict[str, Any]:
+    """Median per-node time (us) of the fused network's TV ops, and the reorders' total."""
+    runner = OpenVinoRunner(graph, threads=threads, profile=True)
+    infer = ov_closure(runner, x)
+    for _ in range(3):
+        infer()
+    per: dict[str, list[float]] = {}
+    kinds: dict[str, str] = {}
+    for _ in range(runs):
+        infer()
+        for info in runner.request.profiling_info:
+            per.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e6)
+            kinds[info.node_name] = info.node_type
+    tv_names = [n.name for n in graph.graph.node if n.op_type == PLUGIN_OP]
+    med = {name: statistics.median(v) for name, v in per.items()}
+    reorders = sum(v for name, v in med.items() if kinds[name] in ("Reorder", "Transpose"))
+    return {"tv_us": {name: med.get(name, float("nan")) for name in tv_names}, "reorders_us": reorders, "kernel": runner.kernel}
+
+
+def floor_bytes(graph: Any, batch: int) -> dict[str, int]:
+    """Bytes each TV node must move once: stored kernels (+ bias, scale) + input + output (float32)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in graph.graph.initializer}
+    out = {}
+    for node in graph.graph.node:
+        if node.op_type != PLUGIN_OP:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        stored = sum(numpy_helper.to_array(inits[i]).nbytes for i in node.input[1:] if i)
+        c, kk, h, wd = w.shape
+        attrs = {a.name: a.i for a in node.attribute}
+        s = attrs["stride"]
+        out[node.name] = stored + 4 * batch * c * (h * s * wd * s + h * wd)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------------------------
+
+def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str, Any]:
+    subject = load_subject(arch)
+    tv_model, dw_model = subject.networks[0].form("baked"), subject.networks[1].form("baked")
+    assert tv_model is not None and dw_model is not None
+    x = np.ascontiguousarray(random_inputs((batch, *config_of(tv_model).input_shape), seed=0).numpy())
+    g_tv, g_dw = graphs(tv_model, batch, tv=True), graphs(dw_model, batch, tv=False)
+    t = args.threads
+    runners = {
+        "ov-fused": OpenVinoRunner(g_tv["plugin"], threads=t),
+        "ov-fused-f16": OpenVinoRunner(g_tv["plugin_f16"], threads=t),
+        "ov-fused-int8": OpenVinoRunner(g_tv["plugin_int8"], threads=t),
+        "ov-portable": OpenVinoRunner(g_tv["portable"], threads=t),
+        "ov-dw": OpenVinoRunner(g_dw["portable"], threads=t),
+    }
+    ort = {"ort-portable": OrtRunner(g_tv["portable"], what="tv", threads=t), "ort-dw": OrtRunner(g_dw["portable"], what="dw", threads=t)}
+    # error of each TV variant against the float32 torch model (what compressing the kernels costs)
+    with torch.no_grad():
+        ref = tv_model(torch.from_numpy(x)).double().numpy()
+    scale = float(np.abs(ref).max())
+    errors = {name: float(np.abs(r(x) - ref).max() / scale) for name, r in {**runners, **ort}.items() if name != "ov-dw" and name != "ort-dw"}
+    closures = {name: ov_closure(r, x) for name, r in runners.items()} | {name: ort_closure(r, x) for name, r in ort.items()}
+    # one interleaved case per (TV variant, its runtime's DW network), like `tvexport bench`:
+    # all cases of a (network, batch) run back to back in one process
+    pairs = [("ov-fused", "ov-dw"), ("ov-fused-f16", "ov-dw"), ("ov-fused-int8", "ov-dw"), ("ov-portable", "ov-dw"), ("ort-portable", "ort-dw")]
+    _common.wait_quiet(args)
+    load_before = load_average()
+    stats, ratios, rounds, truncated = {}, {}, {}, False
+    for tv_name, dw_name in pairs:
+        timing = measure_case({tv_name: closures[tv_name], dw_name: closures[dw_name]}, _common.settings(args))
+        stats[tv_name] = Stats.of(timing.samples[tv_name]).to_dict()
+        stats.setdefault(dw_name, Stats.of(timing.samples[dw_name]).to_dict())
+        ratios[tv_name if dw_name == "ov-dw" else f"{tv_name}/{dw_name}"] = paired_ratio(timing.samples[tv_name], timing.samples[dw_name], names=(tv_name, dw_name)).to_dict()
+        rounds[tv_name] = timing.rounds
+        truncated |= timing.truncated
+    layers = {}
+    for name, key in (("ov-fused", "plugin"), ("ov-fused-f16", "plugin_f16"), ("ov-fused-int8", "plugin_int8")):
+        prof = layer_profile(g_tv[key], x, threads=t, runs=args.layer_runs)
+        floors = floor_bytes(g_tv[key], batch)
+        prof["layers"] = [{"name": n, "us": us, "floor_bytes": floors[n], "floor_us": floors[n] / bandwidth * 1e6,
+                           "x_floor": us / (floors[n] / bandwidth * 1e6)} for n, us in prof["tv_us"].items()]
+        del prof["tv_us"]
+        layers[name] = prof
+    dw_prof = layer_profile(g_dw["portable"], x, threads=t, runs=args.layer_runs)
+    return {"arch": arch, "batch": batch, "rounds": rounds, "truncated": truncated, "stats": stats, "ratios": ratios,
+            "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"],
+            "kernel": runners["ov-fused"].kernel, "load_average": [load_before, load_average()]}
+
+
+def width_sweep(args: Any) -> dict[str, Any]:
+    """Per width, one interleaved case of TV (ov-fused) and DW on both runtimes at batch 1; the
+    matrix divides medians of different cases (one process, back to back), not paired rounds."""
+    med: dict[str, float] = {}
+    rounds = {}
+    for arch in WIDTHS:
+        subject = load_subject(arch)
+        tv_model, dw_model = subject.networks[0].form("baked"), subject.networks[1].form("baked")
+        x = np.ascontiguousarray(random_inputs((1, *config_of(tv_model).input_shape), seed=0).numpy())
+        plugin = simplify_graph(onnx_graph(tv_model, tv_op="plugin", batch=1))
+        dw = simplify_graph(onnx_graph(dw_model, batch=1))
+        variants = {
+            f"tv {arch}": ov_closure(OpenVinoRunner(plugin, threads=args.threads), x),
+            f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x),
+            f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x),
+        }
+        _common.wait_quiet(args)
+        timing = measure_case(variants, _common.settings(args))
+        med |= {name: statistics.median(v) for name, v in timing.samples.items()}
+        rounds[arch] = timing.rounds
+    tv = {arch: med[f"tv {arch}"] for arch in WIDTHS}
+    dw_best = {arch: min((med[f"dw-ov {arch}"], "openvino"), (med[f"dw-ort {arch}"], "onnxruntime")) for arch in WIDTHS}
+    matrix = [[tv[a] / dw_best[b][0] for b in WIDTHS] for a in WIDTHS]
+    return {"batch": 1, "rounds": rounds, "tv_s": tv, "dw_best_s": {a: v[0] for a, v in dw_best.items()},
+            "dw_best_backend": {a: v[1] for a, v in dw_best.items()}, "medians_s": med, "matrix_tv_over_dw": matrix}
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+
+def _width(arch: str) -> str:
+    return arch.rsplit("_x", 1)[1].replace("_", ".")
+
+
+def render(result: dict[str, Any], out: Path, name: str) -> None:
+    md = ["# OpenVINO: fused tv_dwconv extension vs DWConv, portable graphs, compressed kernels", "",
+          f"Machine: {result['machine_text']}.", "",
+          f"Command(s): {'; '.join('`' + c + '`' for c in result['commands'])}. Random weights (registry, reference TV settings); "
+          "TV = baked TVConv network, DW = its DWConv baseline, BatchNorm folded. OpenVINO "
+          f"{result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, {result['threads']} threads; "
+          "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process; "
+          "ratios are medians of per-round paired ratios "
+          "[p10-p90]. float16/int8 kernels were converted from the plugin graph by this script (issue 14's exporter comes later): "
+          "int8 is symmetric with one float32 scale per (channel, tap); their error is max|out - torch| / max|torch|.", ""]
+    md += ["| network | batch | ov-fused / ov-dw | f16 kernels | int8 kernels | ov-portable / ov-dw | ort-portable / ort-dw | ov-dw ms | ov-fused ms | ort-dw ms | err f32 | err f16 | err int8 | kernel |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in result["cases"]:
+        r, s, e = c["ratios"], c["stats"], c["errors_vs_torch"]
+
+        def q(key: str) -> str:
+            return f"{r[key]['median']:.2f} [{r[key]['p10']:.2f}-{r[key]['p90']:.2f}]"
+        md.append(f"| {c['arch']} | {c['batch']} | {q('ov-fused')} | {q('ov-fused-f16')} | {q('ov-fused-int8')} | {q('ov-portable')} | "
+                  f"{q('ort-portable/ort-dw')} | {s['ov-dw']['median_s'] * 1e3:.3g} | {s['ov-fused']['median_s'] * 1e3:.3g} | "
+                  f"{s['ort-dw']['median_s'] * 1e3:.3g} | {e['ov-fused']:.1e} | {e['ov-fused-f16']:.1e} | {e['ov-fused-int8']:.1e} | {c['kernel']} |")
+    md += ["", f"Targets (issue 17): fused/DW <= {TARGETS['b16']} at batch 16; batch 1 <= {TARGETS['b1_f32']} (float32 kernels), "
+           f"<= {TARGETS['b1_compressed']} (compressed); per TV layer <= {TARGETS['layer_floor']}x its memory floor.", ""]
+    bw = result["bandwidth"]["bytes_per_s"]
+    md += [f"## Per TV layer (OpenVINO per-node counters, median of runs; floor at {bw / 1e9:.1f} GB/s copy bandwidth)", "",
+           "| network | batch | kernels | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | reorders ms (fused / DW net) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for c in result["cases"]:
+        for kind, prof in c["layers"].items():
+            ls = prof["layers"]
+            tot, fl = sum(x["us"] for x in ls) / 1e3, sum(x["floor_us"] for x in ls) / 1e3
+            xs = sorted(x["x_floor"] for x in ls)
+            md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
+                      f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} |")
+    if result.get("sweep"):
+        sw = result["sweep"]
+        md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
+               "TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; per width one interleaved case "
+               "(TV, DW on both runtimes), medians; cells divide medians of different cases run back to back. Each round also runs "
+               "the two DW networks, which evict the TV kernels from the caches, so TV latencies here are higher than in the paired "
+               "table above (x0.1: TV/DW 2.23 here, 1.86 there). "
+               "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "
+               "tables are not reachable here, so no pair is marked.", "",
+               "| TV \\ DW | " + " | ".join(f"x{_width(b)} ({sw['dw_best_s'][b] * 1e3:.3g} ms, {sw['dw_best_backend'][b]})" for b in WIDTHS) + " |",
+               "|---|" + "---|" * len(WIDTHS)]
+        for a, row in zip(WIDTHS, sw["matrix_tv_over_dw"]):
+            md.append(f"| x{_width(a)} ({sw['tv_s'][a] * 1e3:.3g} ms) | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / f"{name}.md", "\n".join(md) + "\n")
+    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    if result.get("sweep"):
+        plot_sweep(result["sweep"], out / f"{name}_width_sweep.png")
+
+
+def plot_sweep(sw: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    widths = [float(_width(a)) for a in WIDTHS]
+    ax1.plot(widths, [sw["tv_s"][a] * 1e3 for a in WIDTHS], "o-", label="TV (OpenVINO fused)")
+    ax1.plot(widths, [sw["dw_best_s"][a] * 1e3 for a in WIDTHS], "s-", label="DW (best backend)")
+    ax1.set(xlabel="width multiplier", ylabel="latency, ms (batch 1)", title="latency by width")
+    ax1.legend()
+    m = np.array(sw["matrix_tv_over_dw"])
+    im = ax2.imshow(m, cmap="RdYlGn_r", vmin=0, vmax=max(2.0, float(m.max())))
+    ax2.set_xticks(range(len(WIDTHS)), [f"x{_width(a)}" for a in WIDTHS])
+    ax2.set_yticks(range(len(WIDTHS)), [f"x{_width(a)}" for a in WIDTHS])
+    ax2.set(xlabel="DW width", ylabel="TV width", title="TV / DW latency")
+    for i in range(len(WIDTHS)):
+        for j in range(len(WIDTHS)):
+            ax2.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=ax2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = _common.parser(__doc__.splitlines()[0], render=True)
+    p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1 and 16")
+    p.add_argument("--layer-runs", type=int, default=20, help="profiled runs per network for the per-layer table")
+    p.add_argument("--no-sweep", action="store_true", help="skip the width sweep")
+    p.add_argument("--sweep-only", action="store_true", help="only the width sweep")
+    args = p.parse_args()
+    name = args.name or "openvino_fused"
+    if _common.rerender(args, name, render) is not None:
+        return 0
+    previous = args.out / f"{name}.json"
+    result: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {"cases": [], "commands": []}
+    machine = machine_info(device="cpu")
+    from tvexport.profile.report import describe_machine
+
+    result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine, "versions": {**versions(), "openvino": __import__("openvino").__version__},
+                   "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})})
+    result["commands"] = [*result.get("commands", []), _common.command_line()]
+    t0 = time.perf_counter()
+    result["bandwidth"] = copy_bandwidth()
+    if not args.sweep_only:
+        for arch in args.arch or _common.ARCHS:
+            for batch in args.batch or BATCHES:
+                print(f"{arch} batch {batch}", file=sys.stderr, flush=True)
+                case = network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"])
+                result["cases"] = [c for c in result["cases"] if (c["arch"], c["batch"]) != (arch, batch)] + [case]
+                render(result, args.out, name)  # keep what is done if a later case fails
+    if not args.no_sweep:
+        print("width sweep", file=sys.stderr, flush=True)
+        result["sweep"] = width_sweep(args)
+    result["cases"].sort(key=lambda c: (_common.ARCHS.index(c["arch"]) if c["arch"] in _common.ARCHS else 99, c["batch"]))
+    result["elapsed_s"] = result.get("elapsed_s", 0.0) + time.perf_counter() - t0
+    render(result, args.out, name)
+    print(f"wrote {args.out / name}.md/.json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,478 @@
+"""The OpenVINO extension (tvexport/openvino): the fused tv_dwconv op against a float64 torch truth,
+refusals at compile time, zoo networks in plugin form, the build command and its failures.
+
+The extension is built once per session with the machine's compiler (into the cache, so later
+sessions reuse it); tests skip when openvino, CMake or a C++ compiler is missing.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("openvino")
+onnx = pytest.importorskip("onnx")
+from onnx import helper, numpy_helper  # noqa: E402
+
+from conftest import SMALL_TV, make_model  # noqa: E402
+from tvexport.bake import bake_model, random_inputs  # noqa: E402
+from tvexport.errors import MissingDependencyError, TvexportError  # noqa: E402
+from tvexport.export._onnx_tv import layer_model  # noqa: E402
+from tvexport.export.onnx import onnx_graph  # noqa: E402
+from tvexport.layers import tv_depthwise_unfold  # noqa: E402
+from tvexport.models import list_models  # noqa: E402
+from tvexport.openvino import OpenVinoRunner, build_extension  # noqa: E402
+from tvexport.openvino import _build  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_TOOLS = shutil.which("cmake") is not None and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+pytestmark = pytest.mark.skipif(not HAVE_TOOLS, reason="needs cmake and a C++ compiler to build the OpenVINO extension")
+
+
+@pytest.fixture(scope="session")
+def extension() -> Path:
+    """The extension library, built once (cached by source hash across sessions)."""
+    return build_extension().path
+
+
+# --------------------------------------------------------------------------------------------
+# One layer: the op against float64 torch
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    k: int
+    stride: int
+    bias: str | None  # "map", "channel" or None
+    wdtype: str  # "float32", "float16", "int8"
+    batch: int | str  # int: static; "N": dynamic (run at 3)
+    channels: int = 70  # one full 64-channel block plus a remainder in every kernel variant
+    h: int = 5
+    w: int = 7  # h != w: a swapped axis shows
+
+    @property
+    def id(self) -> str:
+        return f"k{self.k}s{self.stride}-{self.bias or 'nobias'}-{self.wdtype}-b{self.batch}"
+
+
+def _cases() -> list[Case]:
+    grid = itertools.product((3, 5, 7), (1, 2), ("map", "channel", None), ("float32", "float16", "int8"))
+    # alternate static batch 1 and a dynamic batch (run at 3) over the grid
+    return [Case(k, s, b, d, 1 if i % 2 else "N") for i, (k, s, b, d) in enumerate(grid)]
+
+
+CASES = _cases()
+
+
+def quantize(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 with one float32 scale per (channel, tap): (int8 weight, scale (C, k*k, 1, 1))."""
+    scale = (np.abs(weight).max(axis=(2, 3), keepdims=True) / 127.0).astype(np.float32)
+    scale[scale == 0] = 1.0
+    return np.clip(np.round(weight / scale), -127, 127).astype(np.int8), scale
+
+
+def layer_graph(case: Case, seed: int = 0) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """A one-node plugin graph for ``case``; returns (model, float64 weight it means, float64 bias)."""
+    rng = np.random.default_rng(seed)
+    c, kk = case.channels, case.k * case.k
+    weight = rng.standard_normal((c, kk, case.h, case.w)).astype(np.float32)
+    bias = None
+    if case.bias == "map":
+        bias = rng.standard_normal((c, case.h, case.w)).astype(np.float32)
+    elif case.bias == "channel":
+        bias = rng.standard_normal((c, 1, 1)).astype(np.float32)
+    model = layer_model(weight, bias, stride=case.stride, method="plugin", batch=case.batch)
+    w_init = model.graph.initializer[0]
+    if case.wdtype == "float16":
+        w16 = weight.astype(np.float16)
+        w_init.CopyFrom(numpy_helper.from_array(w16, w_init.name))
+        truth = w16.astype(np.float64)
+    elif case.wdtype == "int8":
+        q, scale = quantize(weight)
+        w_init.CopyFrom(numpy_helper.from_array(q, w_init.name))
+        model.graph.initializer.append(numpy_helper.from_array(scale, "tv.scale"))
+        node = model.graph.node[0]
+        if len(node.input) == 2:
+            node.input.append("")  # no bias: the empty name keeps scale in 4th place
+        node.input.append("tv.scale")
+        truth = q.astype(np.float64) * scale.astype(np.float64)
+    else:
+        truth = weight.astype(np.float64)
+    if case.bias == "channel":  # the plugin exporter writes full maps; the node also takes (C, 1, 1)
+        b_init = next(t for t in model.graph.initializer if t.name.endswith("bias"))
+        b_init.CopyFrom(numpy_helper.from_array(bias, b_init.name))
+    return model, truth, None if bias is None else bias.astype(np.float64)
+
+
+def truth_of(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: int) -> np.ndarray:
+    """The float64 truth: the reference's unfold formulation in torch."""
+    with torch.no_grad():
+        out = tv_depthwise_unfold(torch.from_numpy(x).double(), torch.from_numpy(weight), None if bias is None else torch.from_numpy(bias), stride=stride)
+    return out.numpy()
+
+
+def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(got.astype(np.float64) - ref).max() / np.abs(ref).max())
+
+
+def run_case(case: Case, extension: Path, seed: int = 0) -> float:
+    model, weight, bias = layer_graph(case, seed)
+    runner = OpenVinoRunner(model, what=case.id, extension=extension)
+    n = 3 if case.batch == "N" else int(case.batch)
+    x = np.random.default_rng(seed + 1).standard_normal((n, case.channels, case.stride * case.h, case.stride * case.w)).astype(np.float32)
+    got = runner(x)
+    assert got.shape == (n, case.channels, case.h, case.w)
+    return rel_err(got, truth_of(x.astype(np.float64), weight, bias, case.stride))
+
+
+# float32 accumulation of <= 49 taps (+ bias) against float64: ~1e-7; a wrong tap, offset, bias
+# or scale is O(1)
+LAYER_RTOL = 2e-6
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_layer_matches_float64_truth(case: Case, extension: Path) -> None:
+    assert run_case(case, extension) < LAYER_RTOL
+
+
+def test_every_kernel_variant(extension: Path) -> None:
+    """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
+    choice is made when the library loads) pass part of the grid; the widest one this CPU runs is
+    the default, which the grid above tests. A variant the CPU lacks falls back."""
+    script = (
+        "import sys, test_openvino as t\n"
+        "from tvexport.openvino import OpenVinoRunner\n"
+        "from pathlib import Path\n"
+        "cases = [c for c in t.CASES if c.k == 5 and c.batch == 'N']\n"
+        "errs = [t.run_case(c, Path(sys.argv[1])) for c in cases]\n"
+        "r = OpenVinoRunner(t.layer_graph(cases[0])[0], extension=Path(sys.argv[1]))\n"
+        "print(r.kernel, max(errs), len(errs))\n"
+    )
+    env_base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    seen = set()
+    for variant in ("generic", "avx2"):
+        proc = subprocess.run([sys.executable, "-c", script, str(extension)], env={**env_base, "TVEXPORT_OV_KERNEL": variant},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        kernel, err, n = proc.stdout.strip().rsplit(" ", 2)
+        assert float(err) < LAYER_RTOL and int(n) == 9, (variant, proc.stdout)
+        seen.add(kernel)
+    assert "baseline" in seen
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " avx2 " in flags and " f16c " in flags:  # this CPU runs both: each must have run
+        assert len(seen) == 2, seen
+
+
+def test_deliberate_bugs_fail_the_layer_test(extension: Path) -> None:
+    """The comparison is sharp: a graph whose constants are wrong in the ways a kernel bug would be
+    (taps in the wrong order, stride-2 offset, bias dropped, int8 scale off) fails it."""
+    case = Case(3, 2, "map", "int8", "N")
+    model, weight, bias = layer_graph(case)
+    x = np.random.default_rng(1).standard_normal((3, case.channels, 2 * case.h, 2 * case.w)).astype(np.float32)
+    got = OpenVinoRunner(model, extension=extension)(x)
+    truth = truth_of(x.astype(np.float64), weight, bias, 2)
+    assert rel_err(got, truth) < LAYER_RTOL
+    bugs = {
+        "tap order": truth_of(x.astype(np.float64), weight[:, ::-1].copy(), bias, 2),
+        "stride-2 offset": truth_of(np.roll(x, 1, axis=2).astype(np.float64), weight, bias, 2),
+        "dropped bias": truth_of(x.astype(np.float64), weight, None, 2),
+        "scale": truth_of(x.astype(np.float64), weight * 1.01, bias, 2),
+    }
+    for name, wrong in bugs.items():
+        assert rel_err(got, wrong) > 100 * LAYER_RTOL, name
+
+
+def test_float16_kernels_stay_float16(extension: Path) -> None:
+    """The CPU plugin would widen float16 constants to float32 (double the bytes the op streams);
+    the conversion hands them over as bytes, so the compiled op reads 2 bytes per kernel value."""
+    model, _, _ = layer_graph(Case(3, 1, None, "float16", 1))
+    runner = OpenVinoRunner(model, extension=extension)
+    op = next(o for o in runner.compiled.get_runtime_model().get_ordered_ops() if o.get_friendly_name() == "tv")
+    assert [str(i.get_element_type()) for i in op.inputs()][1] in ("<Type: 'uint8_t'>", "u8")
+
+
+# --------------------------------------------------------------------------------------------
+# Bad nodes: one clear line at compile time
+# --------------------------------------------------------------------------------------------
+
+def _bad(mutate: str) -> Any:
+    model, _, _ = layer_graph(Case(3, 1, "map", "float32", 2, channels=8, h=6, w=6))
+    node = model.graph.node[0]
+    graph = model.graph
+    if mutate == "rank":
+        graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8, 6]))
+    elif mutate == "channels":
+        graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 5, 6, 6]))
+    elif mutate == "spatial":
+        graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8, 9, 6]))
+    elif mutate == "even_k":
+        w = graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(np.zeros((8, 4, 6, 6), np.float32), w.name))
+        for a in node.attribute:
+            if a.name in ("k", "padding"):
+                a.i = 2 if a.name == "k" else 1
+    elif mutate.startswith("missing_"):
+        keep = [a for a in node.attribute if a.name != mutate.removeprefix("missing_")]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+    elif mutate == "int8_no_scale":
+        w = graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
+    elif mutate == "bias_shape":
+        b = graph.initializer[1]
+        b.CopyFrom(numpy_helper.from_array(np.zeros((8, 3, 6), np.float32), b.name))
+    return model
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    ("rank", "x (N, C, H, W) must be 4-D"),
+    ("channels", "has 5 channels, weight (8, 9, 6, 6) has 8"),
+    ("spatial", "gives height 9, but weight (8, 9, 6, 6) is for 6"),
+    ("even_k", "k must be a positive odd number, got 2"),
+    ("missing_k", "lacks the INT attribute 'k'"),
+    ("missing_stride", "lacks the INT attribute 'stride'"),
+    ("missing_padding", "lacks the INT attribute 'padding'"),
+    ("int8_no_scale", "int8 weight needs a float32 scale"),
+    ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
+])
+def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: Path) -> None:
+    with pytest.raises(TvexportError) as info:
+        OpenVinoRunner(_bad(mutate), what="bad.onnx", extension=extension)
+    text = str(info.value)
+    assert message in text and "tv_dwconv node 'tv'" in text
+    assert "\n" not in text, text
+
+
+def test_cli_validate_bad_plugin_graph_one_line(cli: Any, extension: Path, tmp_path: Path, demo_ckpt: Path) -> None:
+    path = tmp_path / "bad.onnx"
+    onnx.save(_bad("spatial"), str(path))
+    r = cli("validate", path, "--against", demo_ckpt, "--backend", "openvino")
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and "tv_dwconv node 'tv'" in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Whole networks (plugin form) against the float64 unbaked torch model
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Network:
+    unbaked: torch.nn.Module
+    graph: Any  # plugin-form onnx.ModelProto
+
+    def errors(self, runner: Any, batches: tuple[int, ...]) -> list[tuple[float, float]]:
+        """(runner error, torch float32 error) against the float64 unbaked model, per batch."""
+        out = []
+        for n in batches:
+            x = random_inputs((n, *self.unbaked.tvexport_config.input_shape), seed=7 + n)
+            with torch.no_grad():
+                truth = copy.deepcopy(self.unbaked).double()(x.double()).numpy()
+                f32 = self.unbaked.float()(x).numpy()
+            out.append((rel_err(runner(x.numpy()), truth), rel_err(f32, truth)))
+        return out
+
+
+def _network(name: str, *, tv: Any = SMALL_TV, seed: int = 0, batch: int | None = None, dtype: str = "float32") -> Network:
+    """``name`` with random weights, its plugin graph (dynamic batch unless ``batch``)."""
+    unbaked = make_model(name, tv=tv, seed=seed)
+    baked = bake_model(unbaked, verify=False).model
+    graph = onnx_graph(baked, tv_op="plugin", dynamic_batch=batch is None, batch=batch or 1, dtype=dtype)
+    return Network(unbaked, graph)
+
+
+def _within(errors: list[tuple[float, float]], floor: float = 1e-5) -> bool:
+    """No worse than torch float32 by more than 2x, plus a floor (the float32 validation rule)."""
+    return all(ov <= 2 * f32 + floor for ov, f32 in errors)
+
+
+@pytest.fixture(scope="module")
+def mnv2() -> Network:
+    return _network("face_mobilenetv2_x0_1")
+
+
+def test_face_mobilenetv2_dynamic_batch(mnv2: Network, extension: Path) -> None:
+    runner = OpenVinoRunner(mnv2.graph, what="mnv2")
+    assert runner.fused and runner.batch is None and runner.extension == extension
+    errors = mnv2.errors(runner, (1, 3))
+    assert _within(errors), errors
+
+
+def test_shufflenet_k5_bias_maps_static_batch(extension: Path) -> None:
+    net = _network("face_shufflenetv2_x0_5", tv=dataclasses.replace(SMALL_TV, k=5, bias=True), seed=2, batch=2)
+    runner = OpenVinoRunner(net.graph)
+    assert runner.batch == 2
+    errors = net.errors(runner, (2,))
+    assert _within(errors), errors
+
+
+@pytest.mark.slow
+def test_float16_weights_graph(extension: Path) -> None:
+    net = _network("face_mobilenetv2_x0_1", dtype="float16")
+    errors = net.errors(OpenVinoRunner(net.graph), (2,))
+    assert _within(errors, floor=1e-2), errors
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_network_plugin_form(name: str, extension: Path) -> None:
+    net = _network(name)
+    assert _within(net.errors(OpenVinoRunner(net.graph), (1, 2))), name
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
+
+def test_build_is_cached_and_keyed_by_sources(extension: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    again = build_extension()
+    assert again.cached and again.path == extension and again.seconds == 0.0
+    key = again.key
+    edited = tmp_path / "ext"
+    shutil.copytree(_build.SOURCE_DIR, edited)
+    (edited / "kernel.cpp").write_text((edited / "kernel.cpp").read_text() + "\n// edited\n")
+    monkeypatch.setattr(_build, "SOURCE_DIR", edited)
+    assert _build._key(again.info["openvino"], again.info["compiler"]) != key
+
+
+def test_build_to_directory(cli: Any, extension: Path, tmp_path: Path) -> None:
+    r = cli("extension", "build", "openvino", "-o", tmp_path, "--json")
+    assert r.exit_code == 0, r.stderr
+    info = json.loads(r.stdout)
+    lib = tmp_path / _build.LIBRARY
+    assert Path(info["path"]) == lib and lib.read_bytes() == extension.read_bytes()
+    assert json.loads((tmp_path / (_build.LIBRARY + ".json")).read_text())["key"] == info["key"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([lib.name, lib.name + ".json"])  # nothing half-written
+    (tmp_path / (_build.LIBRARY + ".json")).write_text("{}")  # a library from elsewhere
+    r = cli("extension", "build", "openvino", "-o", tmp_path)
+    assert r.exit_code == 2 and "--force" in r.stderr
+    assert cli("extension", "build", "openvino", "-o", tmp_path, "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("what", ["openvino", "cmake", "compiler"])
+def test_missing_build_tool_one_line(what: str, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    if what == "openvino":
+        monkeypatch.setitem(sys.modules, "openvino", None)
+        expected = "pip install 'tvexport[openvino]'"
+    elif what == "cmake":
+        monkeypatch.setattr(_build, "_tool", lambda name: None)
+        expected = "apt-get install cmake"
+    else:
+        monkeypatch.setenv("CXX", "")
+        which = shutil.which
+        monkeypatch.setattr(_build.shutil, "which", lambda name: None if name in ("c++", "g++", "clang++") else which(name))
+        expected = "apt-get install g++"
+    with pytest.raises(MissingDependencyError, match="install"):
+        build_extension()
+    r = cli("extension", "build", "openvino")
+    assert r.exit_code == 2 and expected in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not list(tmp_path.glob("openvino/*/" + _build.LIBRARY))
+
+
+def test_compile_error_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    broken = tmp_path / "ext"
+    shutil.copytree(_build.SOURCE_DIR, broken)
+    for source in ("kernel.cpp", "tv_dwconv.cpp"):  # every compile job fails at once
+        (broken / source).write_text("#error deliberately broken\n")
+    monkeypatch.setattr(_build, "SOURCE_DIR", broken)
+    with pytest.raises(TvexportError, match="deliberately broken") as info:
+        build_extension()
+    assert "last-build.log" in str(info.value)
+    assert not list((tmp_path / "openvino").glob("*/" + _build.LIBRARY))
+
+
+def test_import_tvexport_does_not_import_openvino() -> None:
+    code = "import sys, tvexport, tvexport.cli, tvexport.openvino; tvexport.cli._register(); print('openvino' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------
+# examples/openvino_runner: the plugin graph and the extension from C++, without Python
+# --------------------------------------------------------------------------------------------
+
+def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Path) -> None:
+    """Build examples/openvino_runner against the wheel's OpenVINO, run the plugin graph with the
+    extension on a file input, and compare with the Python runner and the float64 truth."""
+    build = tmp_path / "build"
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "examples" / "openvino_runner" / "build.sh"), str(build)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    exe = build / "openvino_runner"
+    model = tmp_path / "mnv2_plugin.onnx"
+    onnx.save(mnv2.graph, str(model))
+    x = random_inputs((3, 3, 96, 96), seed=5).numpy()
+    (tmp_path / "x.f32").write_bytes(x.astype("<f4").tobytes())
+    run = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96", "--extension", str(extension), "--input", str(tmp_path / "x.f32"),
+                          "--output", str(tmp_path / "y.f32"), "--threads", "2", "--iters", "3"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "output shape [3, 512]" in run.stdout and "precision f32" in run.stdout and "latency_ms" in run.stdout
+    got = np.frombuffer((tmp_path / "y.f32").read_bytes(), dtype="<f4").reshape(3, 512)
+    np.testing.assert_allclose(got, OpenVinoRunner(mnv2.graph)(x), rtol=0, atol=1e-5 * float(np.abs(got).max()))
+    with torch.no_grad():
+        truth = copy.deepcopy(mnv2.unbaked).double()(torch.from_numpy(x).double()).numpy()
+    assert rel_err(got, truth) < 2e-5
+    # without the extension: one line saying what is missing, and what to pass
+    bare = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96"], capture_output=True, text=True, timeout=300)
+    assert bare.returncode == 1 and "tvexport.tv_dwconv" in bare.stderr and "--extension" in bare.stderr
+    bad = subprocess.run([str(exe), str(model), "--shape", "3,x"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --shape")
+
+
+# --------------------------------------------------------------------------------------------
+# tvexport bench -b openvino-fused
+# --------------------------------------------------------------------------------------------
+
+def test_bench_openvino_fused(cli: Any, extension: Path, tmp_path: Path) -> None:
+    from tvexport.bake import save_baked
+    from tvexport.profile.backends import get_backend
+
+    assert get_backend("openvino").available(device="cuda") is not None  # CPU plugin only
+    baked = tmp_path / "mnv2.baked.pt"
+    save_baked(bake_model(make_model("face_mobilenetv2_x0_1"), verify=False), baked)
+    out = tmp_path / "bench.json"
+    r = cli("bench", baked, "-b", "openvino-fused", "--batch", "2", "--threads", "2", "--min-iters", "2", "--min-seconds", "0",
+            "--warmup-seconds", "0", "--json", out)
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(out.read_text())
+    (case,) = report["cases"]
+    assert case["backend"] == "openvino-fused" and case["batch"] == 2
+    assert [res["network"] for res in case["results"]] == ["tvconv", "dwconv"] and case["ratios"][0]["median"] > 0
+
+
+def test_portable_float16_conversion(tmp_path: Path) -> None:
+    """The kernel's fallback float16 <-> float32 conversion (for compilers without _Float16)
+    agrees with numpy on every float16 bit pattern, and rounds float32 like numpy."""
+    cxx = shutil.which("c++") or shutil.which("g++")
+    harness = tmp_path / "half.cpp"
+    harness.write_text(
+        '#define TVX_PORTABLE_HALF 1\n#include "kernel.cpp"\n#include <cstdio>\n'
+        "int main() { for (uint32_t b = 0; b < 65536; ++b) { float f = tvx::to_float(tvx::half{uint16_t(b)}); fwrite(&f, 4, 1, stdout); }\n"
+        "  for (uint32_t i = 0; i < 200000; ++i) { uint32_t u = i * 21473u + 12345u * (i & 7u); float f; std::memcpy(&f, &u, 4); uint16_t h = tvx::from_float(f).bits; fwrite(&h, 2, 1, stdout); } }\n"
+    )
+    exe = tmp_path / "half"
+    subprocess.run([cxx, "-O1", "-std=c++17", f"-I{_build.SOURCE_DIR}", str(harness), "-o", str(exe)], check=True, capture_output=True, text=True)
+    raw = subprocess.run([str(exe)], check=True, capture_output=True).stdout
+    widened = np.frombuffer(raw[: 65536 * 4], dtype="<f4")
+    expected = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    assert np.array_equal(widened, expected, equal_nan=True)
+    i = np.arange(200000, dtype=np.uint64)
+    floats = ((i * 21473 + 12345 * (i & 7)) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+    narrowed = np.frombuffer(raw[65536 * 4 :], dtype="<u2")
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = floats.astype(np.float16)
+    nan = np.isnan(floats)
+    assert np.array_equal(narrowed[~nan], want[~nan].view(np.uint16)) and np.isnan(narrowed[nan].view(np.float16)).all()

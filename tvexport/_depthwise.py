@@ -1,0 +1,130 @@
+"""The translation-variant depthwise math: output size, input checks and the two torch forms.
+
+A leaf module (torch only): ``tvexport.layers`` builds its modules on it and ``tvexport.kernels``
+checks inputs with it, so neither imports the other's internals. For input ``x`` (N, C, H, W),
+kernels ``weight`` (C, k*k, h, w), stride ``s`` and padding ``k // 2``::
+
+    out[n, c, i, j] = sum_{ky, kx} weight[c, ky*k + kx, i, j] * xpad[n, c, i*s + ky, j*s + kx]
+                      (+ bias[c, i, j])
+
+Tap order ``ky*k + kx`` is the order of ``F.unfold``, which is also the channel order of the
+reference generator's last conv (``c*k*k + ky*k + kx``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def tv_output_size(size: int, k: int, stride: int) -> int:
+    """Output length of a TV layer along one axis (padding ``k // 2``)."""
+    return (size + 2 * (k // 2) - k) // stride + 1
+
+
+def _check_input(x: torch.Tensor, weight: torch.Tensor, stride: int) -> int:
+    if x.dim() != 4:
+        raise ValueError(f"TV depthwise expects NCHW input, got shape {tuple(x.shape)}")
+    c, kk, h, w = weight.shape
+    k = int(round(kk**0.5))
+    if k * k != kk or k % 2 == 0:
+        raise ValueError(f"TV kernels must hold k*k taps for odd k, got {kk}")
+    if x.shape[1] != c:
+        raise ValueError(f"TV layer has {c} channels, input has {x.shape[1]}")
+    oh, ow = tv_output_size(x.shape[2], k, stride), tv_output_size(x.shape[3], k, stride)
+    if (oh, ow) != (h, w):
+        raise ValueError(
+            f"TV layer was trained for output {h}x{w} (stride {stride}); input {x.shape[2]}x{x.shape[3]} "
+            f"gives {oh}x{ow}: TVConv only runs at its trained input size (re-bake for another: tvexport bake --input-size)"
+        )
+    return k
+
+
+def _is_eager(x: torch.Tensor) -> bool:
+    """True when ``x`` is a real tensor run op by op (not traced by dynamo, export, jit or fx)."""
+    return type(x) is torch.Tensor and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+
+
+def _taps(x: torch.Tensor, k: int, stride: int, h: int, w: int) -> list[torch.Tensor]:
+    """The k*k shifted views ``xpad[:, :, ky + s*i, kx + s*j]`` in tap order ``ky*k + kx``."""
+    p = k // 2
+    xp = F.pad(x, (p, p, p, p))
+    span_h, span_w = stride * (h - 1) + 1, stride * (w - 1) + 1
+    return [xp[:, :, ky : ky + span_h : stride, kx : kx + span_w : stride] for ky in range(k) for kx in range(k)]
+
+
+def check_scale(weight: torch.Tensor, scale: torch.Tensor | None) -> None:
+    """int8 kernels come with a float32 ``scale`` (C, k*k, 1, 1) (``w = weight * scale``), others without."""
+    if weight.dtype == torch.int8:
+        c, kk = weight.shape[:2]
+        if scale is None or scale.dtype != torch.float32 or tuple(scale.shape) not in ((c, kk, 1, 1), (c, kk)):
+            got = "none" if scale is None else f"{scale.dtype} {tuple(scale.shape)}"
+            raise ValueError(f"int8 TV kernels need a float32 scale of shape ({c}, {kk}, 1, 1), got {got}")
+    elif weight.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        raise ValueError(f"TV kernels must be float32, float16 or int8 (with a scale), got {weight.dtype}")
+    elif scale is not None:
+        raise ValueError(f"a scale only goes with int8 kernels, not {weight.dtype}")
+
+
+def tv_depthwise(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: int = 1,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Translation-variant depthwise conv as shift-and-accumulate over the k*k taps.
+
+    This form never materialises the unfolded (N, C, k*k, h, w) tensor; compilers
+    (torch.compile, AOTInductor) fuse it into a single loop. ``bias`` broadcasts against
+    (C, h, w): a full map or a per-channel (C, 1, 1) bias.
+
+    Eager calls accumulate in place into one output buffer. Traced CPU calls (torch.compile,
+    torch.export) read each tap's kernel through an (h, w, C) copy, which constant folding makes
+    free for frozen weights: Inductor runs CPU networks channels-last, and this layout gives its
+    loop contiguous vector loads along C instead of strided gathers.
+
+    int8 ``weight`` takes a float32 ``scale`` (C, k*k, 1, 1); each tap is dequantized as it is
+    used (one (C, h, w) tap at a time, never the whole float copy).
+    """
+    k = _check_input(x, weight, stride)
+    check_scale(weight, scale)
+    h, w = weight.shape[-2:]
+    taps = _taps(x, k, stride, h, w)
+
+    def tap(t: int) -> torch.Tensor:
+        return weight[:, t] if scale is None else weight[:, t].to(scale.dtype) * scale.reshape(scale.shape[0], -1)[:, t, None, None]
+
+    if _is_eager(x):
+        out = torch.mul(taps[0], tap(0))
+        for t in range(1, k * k):
+            out.addcmul_(taps[t], tap(t))
+        return out.add_(bias) if bias is not None else out
+    if x.device.type == "cpu":
+        # one (h, w, C) tensor per tap, viewed as (C, h, w): separate constants after folding
+        # (slices of one permuted tensor would each drag the whole storage into a package)
+        kernels = [tap(t).permute(1, 2, 0).contiguous().permute(2, 0, 1) for t in range(k * k)]
+        if bias is not None and bias.shape[-2:] != (1, 1):
+            bias = bias.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (C, h, w) view, C fastest
+    else:
+        kernels = [tap(t) for t in range(k * k)]
+    # One expression, bias first: Inductor emits a single loop, and with the bias (and a
+    # following activation) in the same loop the output is written once.
+    out = taps[0] * kernels[0] if bias is None else bias + taps[0] * kernels[0]
+    for t in range(1, k * k):
+        out = out + taps[t] * kernels[t]
+    return out
+
+
+def tv_depthwise_unfold(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, stride: int = 1
+) -> torch.Tensor:
+    """The reference's formulation: ``F.unfold`` then multiply and sum over taps."""
+    k = _check_input(x, weight, stride)
+    c, kk, h, w = weight.shape
+    cols = F.unfold(x, k, dilation=1, padding=k // 2, stride=stride).view(x.shape[0], c, kk, h, w)
+    out = (cols * weight.unsqueeze(0)).sum(dim=2)
+    if bias is not None:
+        out = out + bias
+    return out

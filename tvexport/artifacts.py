@@ -1,0 +1,151 @@
+"""Recognise tvexport's own artefacts (ONNX graphs, AOTInductor packages, TensorRT engines, and
+the JSON sidecars beside the last two) by their content, to say what a file is and which command
+takes it where something else was expected.
+
+Standard library only: nothing here loads a model, so checkpoint reading can ask first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import TvexportError
+
+ArtifactKind = Literal["onnx", "aoti", "tensorrt"]
+
+AOTI_SIDECAR_FORMAT = "tvexport-aoti"
+ENGINE_SIDECAR_FORMAT = "tvexport-tensorrt-engine"
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+_SIDECAR_KINDS: dict[str, ArtifactKind] = {AOTI_SIDECAR_FORMAT: "aoti", ENGINE_SIDECAR_FORMAT: "tensorrt"}
+_MAX_SIDECAR_BYTES = 1 << 20
+
+# kind -> (what it is, the command that makes it, the validate backend that runs it)
+_KINDS: dict[ArtifactKind, tuple[str, str, str]] = {
+    "onnx": ("an ONNX model", "tvexport export", "onnxruntime"),
+    "aoti": ("an AOTInductor package", "tvexport export --format aoti", "aoti"),
+    "tensorrt": ("a TensorRT engine", "tvexport build", "tensorrt"),
+}
+# validate backend -> the kind of artefact it runs (the default backend of each kind, and the others)
+BACKEND_KINDS: dict[str, ArtifactKind] = {backend: kind for kind, (_, _, backend) in _KINDS.items()}
+BACKEND_KINDS.update({"openvino": "onnx", "openvino-bf16": "onnx"})
+
+
+def sidecar_path(path: Path) -> Path:
+    """``model.pt2`` -> ``model.pt2.json``, ``model.engine`` -> ``model.engine.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A file tvexport made: ``path`` itself, or (``describes`` set) the JSON sidecar of one."""
+
+    path: Path
+    kind: ArtifactKind
+    sidecar: dict[str, Any] | None = None  # the JSON description, where there is one
+    describes: Path | None = None  # when ``path`` is a sidecar: the artefact it describes
+    by_tvexport: bool = True
+
+    @property
+    def what(self) -> str:
+        return _KINDS[self.kind][0]
+
+    @property
+    def made_by(self) -> str:
+        return _KINDS[self.kind][1]
+
+    @property
+    def backend(self) -> str:
+        """The ``tvexport validate --backend`` that runs it."""
+        return _KINDS[self.kind][2]
+
+    @property
+    def arch(self) -> str | None:
+        """The architecture recorded in the sidecar (ONNX graphs record theirs in metadata)."""
+        arch = (self.sidecar or {}).get("arch")
+        return arch if isinstance(arch, str) else None
+
+    @property
+    def atom(self) -> str | None:
+        atom = (self.sidecar or {}).get("atom")
+        return atom if isinstance(atom, str) else None
+
+    def describe(self) -> str:
+        """``demo.pt2 is an AOTInductor package (made by tvexport export --format aoti)``."""
+        if self.describes is not None:
+            return f"{self.path} is the JSON description of {self.what} ({self.describes.name}), written by {self.made_by}"
+        made = f" (made by {self.made_by})" if self.by_tvexport else ""
+        return f"{self.path} is {self.what}{made}"
+
+    def usage(self) -> str:
+        """Which commands take it."""
+        target = self.describes or self.path
+        run = f"tvexport validate {target} --against CHECKPOINT"
+        if self.kind == "onnx":
+            return f"check it with: {run}; build a TensorRT engine from a plugin graph with: tvexport build {target}"
+        return f"check it with: {run}"
+
+    def not_a_checkpoint(self) -> TvexportError:
+        """The error for a command that wanted a checkpoint (inspect, bake, export, --against)."""
+        return TvexportError(
+            f"{self.describe()}, not a checkpoint",
+            hint=f"give the checkpoint (.ckpt, .pth.tar) or .baked.pt it came from; {self.usage()}",
+        )
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    try:
+        if path.stat().st_size > _MAX_SIDECAR_BYTES:
+            return None
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") in _SIDECAR_KINDS else None
+
+
+def _is_aoti_package(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any("/data/aotinductor/" in f"/{name}" for name in zf.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+
+
+def _looks_like_onnx(path: Path, head: bytes) -> tuple[bool, bool]:
+    """(is ONNX, made by tvexport): a ModelProto opens with ir_version (field 1, a small varint)
+    and producer_name (field 2); tvexport writes producer 'tvexport'."""
+    proto = len(head) >= 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] == 0x12
+    ours = proto and head[3:4] == bytes([len(b"tvexport")]) and head[4:12] == b"tvexport"
+    return proto or path.suffix.lower() == ".onnx", ours
+
+
+def identify(path: str | Path) -> Artifact | None:
+    """What tvexport artefact ``path`` is, or None (a checkpoint, or something else)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.lstrip()[:1] == b"{":
+        data = _read_sidecar(path)
+        if data is not None:
+            described = path.with_name(path.name[: -len(".json")]) if path.name.endswith(".json") else path
+            return Artifact(path, _SIDECAR_KINDS[data["format"]], data, described)
+        return None
+    if head.startswith(b"PK"):
+        if _is_aoti_package(path):
+            return Artifact(path, "aoti", _read_sidecar(sidecar_path(path)))
+        return None
+    is_onnx, ours = _looks_like_onnx(path, head)
+    if is_onnx:
+        return Artifact(path, "onnx", by_tvexport=ours)
+    side = _read_sidecar(sidecar_path(path))
+    if side is not None and side["format"] == ENGINE_SIDECAR_FORMAT:
+        return Artifact(path, "tensorrt", side)
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        return Artifact(path, "tensorrt", by_tvexport=False)
+    return None

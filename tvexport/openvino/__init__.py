@@ -1,0 +1,18 @@
+"""OpenVINO: a C++ extension that runs ``tvexport::tv_dwconv`` nodes fused on the CPU plugin, and
+a runner for tvexport's ONNX graphs (portable or plugin form).
+
+The extension's sources ship in ``ext/`` (package data) and are built with the machine's
+compiler against the installed openvino wheel (``build_extension``, or
+``tvexport extension build openvino``); runners build it into the cache on first use. Importing
+this package does not import openvino.
+
+    from tvexport.openvino import OpenVinoRunner, build_extension
+    lib = build_extension().path                 # cached by source hash
+    run = OpenVinoRunner("model_plugin.onnx", threads=2)
+    y = run(x)                                   # NCHW float32 in, float32 out
+"""
+
+from ._build import ExtensionBuild, build_extension, cache_dir, extension_path
+from .runtime import PRECISIONS, OpenVinoRunner
+
+__all__ = ["PRECISIONS", "ExtensionBuild", "OpenVinoRunner", "build_extension", "cache_dir", "extension_path"]

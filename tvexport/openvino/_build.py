@@ -1,0 +1,238 @@
+"""Building the C++ extension (``ext/``) against the installed openvino wheel, cached by source hash.
+
+The wheel ships OpenVINO's headers and CMake config (``openvino/cmake``), so the extension builds
+with the machine's own compiler: CMake (Ninja when present, else Make), Release, into a temporary
+directory; the library is then renamed into place, so a cache entry is either complete or absent.
+The cache key hashes the sources, the openvino version, the compiler and the platform: a new
+openvino wheel or an edited source gives a new build, anything else reuses the cached one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .._io import write_text_atomic
+from ..errors import MissingDependencyError, TvexportError, missing
+
+SOURCE_DIR = Path(__file__).resolve().parent / "ext"
+LIBRARY = {"darwin": "libtvexport_openvino.dylib", "win32": "tvexport_openvino.dll"}.get(sys.platform, "libtvexport_openvino.so")
+CACHE_ENV = "TVEXPORT_CACHE_DIR"
+
+__all__ = ["ExtensionBuild", "build_extension", "cache_dir", "extension_path", "openvino_cmake_dir"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtensionBuild:
+    """A built (or cached) extension library."""
+
+    path: Path
+    key: str  # hash of sources, openvino version, compiler, platform
+    cached: bool  # True: found up to date, nothing compiled
+    seconds: float  # build time (0 when cached)
+    info: dict[str, Any]  # openvino version, compiler, generator, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "key": self.key, "cached": self.cached, "seconds": self.seconds, **self.info}
+
+
+def cache_dir() -> Path:
+    """Where built extensions are kept: ``$TVEXPORT_CACHE_DIR`` or ``~/.cache/tvexport`` (XDG), ``/openvino``."""
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tvexport")
+    return Path(root) / "openvino"
+
+
+def openvino_cmake_dir() -> tuple[Path, str]:
+    """The installed wheel's CMake config directory and its version (MissingDependencyError if absent)."""
+    try:
+        import openvino
+    except ImportError:
+        raise missing("openvino", what="the OpenVINO extension", extra="openvino") from None
+    cmake = Path(openvino.__file__).resolve().parent / "cmake"
+    if not (cmake / "OpenVINOConfig.cmake").is_file():
+        raise MissingDependencyError(
+            f"the installed openvino {openvino.__version__} has no CMake config (expected {cmake})",
+            hint="install the PyPI wheel: pip install 'tvexport[openvino]'",
+        )
+    return cmake, str(openvino.__version__)
+
+
+def _tool(name: str) -> str | None:
+    """``name`` on PATH or beside the running interpreter (pip's cmake/ninja wheels put it there)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    local = Path(sys.executable).parent / name
+    return str(local) if local.is_file() and os.access(local, os.X_OK) else None
+
+
+def _compiler() -> str:
+    for name in [os.environ.get("CXX") or "", "c++", "g++", "clang++"]:
+        if name and (found := shutil.which(name)):
+            return found
+    raise MissingDependencyError(
+        "building the OpenVINO extension needs a C++17 compiler (g++ >= 9 or clang++ >= 10), and none was found",
+        hint="install one, e.g. apt-get install g++ (or set CXX)",
+    )
+
+
+def _compiler_id(cxx: str) -> str:
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return cxx
+    return (out.splitlines() or [cxx])[0].strip()
+
+
+def _sources() -> list[Path]:
+    return sorted(p for p in SOURCE_DIR.iterdir() if p.is_file() and p.suffix in (".cpp", ".hpp", ".txt"))
+
+
+def _key(openvino_version: str, compiler: str) -> str:
+    h = hashlib.sha256()
+    for path in _sources():
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(f"{openvino_version}|{compiler}|{sys.platform}|{platform.machine()}".encode())
+    return h.hexdigest()[:16]
+
+
+def _requirements() -> tuple[Path, str, str, str, str | None]:
+    """(cmake dir, openvino version, cmake, compiler, ninja); one-line errors for what is missing."""
+    cmake_dir, version = openvino_cmake_dir()
+    cmake = _tool("cmake")
+    if cmake is None:
+        raise MissingDependencyError(
+            "building the OpenVINO extension needs CMake >= 3.18, which was not found",
+            hint="install it, e.g. apt-get install cmake (or pip install cmake)",
+        )
+    return cmake_dir, version, cmake, _compiler(), _tool("ninja")
+
+
+@contextlib.contextmanager
+def _lock(directory: Path) -> Iterator[None]:
+    """One build at a time per cache directory (other processes wait)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock; builds still land atomically
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sidecar(lib: Path) -> Path:
+    return lib.with_name(lib.name + ".json")
+
+
+def _read_sidecar(lib: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(_sidecar(lib).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _run(cmd: list[str], *, log: list[str], cwd: Path) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    log += [f"$ {' '.join(cmd)}", proc.stdout, proc.stderr]
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
+        # a compiler diagnostic ("file:line: error: ..."), else CMake's, else the last line
+        first = next((ln for ln in lines if re.search(r"\berror:|CMake Error", ln)), lines[-1] if lines else f"exit code {proc.returncode}")
+        raise TvexportError(f"building the OpenVINO extension failed: {first[:300]}", hint="the full compiler output is in LOG")
+
+
+def _compile(lib: Path, *, root: Path, key: str, jobs: int | None) -> ExtensionBuild:
+    """Configure and build in a temporary directory; rename the library to ``lib``."""
+    cmake_dir, version, cmake, cxx, ninja = _requirements()
+    start = time.perf_counter()
+    log: list[str] = []
+    generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=root) as tmp:
+        build = Path(tmp)
+        try:
+            _run([cmake, "-S", str(SOURCE_DIR), "-B", str(build), *generator, "-DCMAKE_BUILD_TYPE=Release",
+                  f"-DCMAKE_CXX_COMPILER={cxx}", f"-DOpenVINO_DIR={cmake_dir}", f"-DTBB_DIR={cmake_dir}"], log=log, cwd=build)
+            _run([cmake, "--build", str(build), "--parallel", str(jobs or os.cpu_count() or 2)], log=log, cwd=build)
+        except TvexportError as err:
+            log_path = root / "last-build.log"
+            log_path.write_text("\n".join(log))
+            raise TvexportError(err.message, hint=f"the full compiler output is in {log_path}") from None
+        built = build / LIBRARY
+        if not built.is_file():
+            raise TvexportError(f"the OpenVINO extension build produced no {LIBRARY}", hint="this is a tvexport bug; please report it")
+        _install(built, lib)
+    info = {"openvino": version, "compiler": _compiler_id(cxx), "generator": "Ninja" if ninja else "default", "platform": f"{sys.platform}-{platform.machine()}"}
+    seconds = time.perf_counter() - start
+    write_text_atomic(_sidecar(lib), json.dumps({"key": key, "seconds": round(seconds, 2), **info}, indent=1) + "\n")
+    return ExtensionBuild(lib, key, False, seconds, info)
+
+
+def _install(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` atomically (a loaded library may be replaced, never half-written)."""
+    staged = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copy2(src, staged)
+        os.replace(staged, dst)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _up_to_date(lib: Path, key: str) -> ExtensionBuild | None:
+    meta = _read_sidecar(lib) if lib.is_file() else None
+    if meta is None or meta.get("key") != key:
+        return None
+    return ExtensionBuild(lib, key, True, 0.0, {k: v for k, v in meta.items() if k not in ("key", "seconds")})
+
+
+def build_extension(*, output_dir: str | Path | None = None, force: bool = False, jobs: int | None = None) -> ExtensionBuild:
+    """Build ``libtvexport_openvino`` (or find it up to date) and return where it is.
+
+    It is built into the cache (``cache_dir()/<key>/``), where runners look for it. With
+    ``output_dir`` it is then copied there too, with a ``.json`` sidecar (key, openvino,
+    compiler); a library already there from other sources or another openvino is replaced only
+    with ``force``. Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
+    """
+    _, version, _, cxx, _ = _requirements()
+    key = _key(version, _compiler_id(cxx))
+    root = cache_dir()
+    if output_dir is not None:
+        out_lib = Path(output_dir) / LIBRARY
+        if not out_lib.parent.is_dir():
+            raise TvexportError(f"output directory {out_lib.parent} does not exist", hint="create it first")
+        if (done := _up_to_date(out_lib, key)) is not None and not force:
+            return done
+        if out_lib.exists() and not force:
+            raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
+    with _lock(root):
+        cached = None if force and output_dir is None else _up_to_date(root / key / LIBRARY, key)
+        result = cached or _compile(root / key / LIBRARY, root=root, key=key, jobs=jobs)
+    if output_dir is None:
+        return result
+    _install(result.path, out_lib)
+    _install(_sidecar(result.path), _sidecar(out_lib))
+    return dataclasses.replace(result, path=out_lib)
+
+
+def extension_path() -> Path:
+    """The extension library for this openvino and these sources, built into the cache if needed."""
+    return build_extension().path

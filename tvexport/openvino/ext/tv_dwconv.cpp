@@ -1,0 +1,372 @@
+// OpenVINO extension for tvexport's plugin-form ONNX graphs: the `tvexport::tv_dwconv` node.
+//
+// ONNX node (see tvexport/export/_onnx_tv.py: emit_plugin):
+//   y = tv_dwconv(x (N, C, H, W), weight (C, k*k, h, w) [, bias (C, h, w) | (C, 1, 1) | ''] [, scale])
+//   INT attributes k, stride, padding; weight float32 | float16 | int8 (then scale (C, k*k, 1, 1)
+//   float32 is the 4th input: w_real = weight * scale); output dtype = x dtype.
+//
+// The ONNX frontend converts each node into
+//   Transpose(x -> NHWC) -> TVDWConvNHWC(x, weight (h, k*k, w, C), bias, scale (k*k, C)) -> Transpose(-> NCHW)
+// The Transposes of the constant weights, bias and scale are constant-folded when the model is
+// compiled; those of the activations meet the CPU plugin's own channels-last layout, where they
+// cost a cheap reorder instead of the two generic reorders an NCHW custom op gets.
+// TVDWConvNHWC runs as a CPU-plugin reference node: evaluate() splits the output rows over
+// OpenVINO's own thread pool (ov::parallel_nt, oneTBB in the wheel) and calls the kernel variant
+// (kernel.cpp) for the best instruction set of the running CPU.
+#include <openvino/core/extension.hpp>
+#include <openvino/core/op_extension.hpp>
+#include <openvino/core/parallel.hpp>
+#include <openvino/frontend/onnx/extension/conversion.hpp>
+#include <openvino/op/constant.hpp>
+#include <openvino/op/convert.hpp>
+#include <openvino/op/op.hpp>
+#include <openvino/op/reshape.hpp>
+#include <openvino/op/transpose.hpp>
+
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernel.hpp"
+
+namespace tvx {
+namespace {
+
+template <typename... Parts>
+[[noreturn]] void refuse(const std::string& node, const Parts&... parts) {
+    std::ostringstream os;
+    os << "tv_dwconv node '" << node << "': ";
+    (os << ... << parts);
+    OPENVINO_THROW(os.str());
+}
+
+std::string dims(const ov::PartialShape& s, const std::vector<int64_t>& order = {}) {
+    std::ostringstream os;
+    os << "(";
+    for (size_t d = 0; d < s.size(); ++d) {
+        const auto& dim = s[order.empty() ? d : static_cast<size_t>(order[d])];
+        os << (d ? ", " : "") << (dim.is_static() ? std::to_string(dim.get_length()) : std::string("?"));
+    }
+    return os.str() + ")";
+}
+
+// The widest variant this CPU runs; TVEXPORT_OV_KERNEL=generic|avx2|avx512 asks for a narrower one
+// (tests use it to check every variant on one machine; a variant the CPU lacks is never chosen).
+KernelFn select_kernel() {
+    const char* env = std::getenv("TVEXPORT_OV_KERNEL");
+    const std::string want = env ? env : "";
+#if defined(TVX_MULTI_ISA)
+    __builtin_cpu_init();
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512cd");
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+                      __builtin_cpu_supports("bmi2");
+    if (avx512 && (want.empty() || want == "avx512"))
+        return kernel_avx512;
+    if (avx2 && (want.empty() || want == "avx512" || want == "avx2"))
+        return kernel_avx2;
+#endif
+    return kernel_generic;
+}
+
+const char* kernel_name(KernelFn fn) {
+#if defined(TVX_MULTI_ISA)
+    if (fn == kernel_avx512)
+        return "x86-64-v4 (AVX-512)";
+    if (fn == kernel_avx2)
+        return "x86-64-v3 (AVX2, FMA, F16C)";
+#endif
+    (void)fn;
+    return "baseline";
+}
+
+const KernelFn kKernel = select_kernel();
+
+}  // namespace
+
+// Channels-last TV depthwise op: x (N, H, W, C), weight (h, k*k, w, C) float32 | float16 | int8
+// (or float16 as uint8 bytes (h, k*k, w, 2*C), see half_kernel_bytes), optional bias (h, w, C) or
+// (1, 1, C) float32, scale (k*k, C) float32 iff weight is int8; output (N, h, w, C) of x's type.
+class TVDWConvNHWC : public ov::op::Op {
+public:
+    OPENVINO_OP("TVDWConvNHWC", "tvexport");
+
+    TVDWConvNHWC() = default;
+    TVDWConvNHWC(const ov::OutputVector& args, int64_t k, int64_t stride, int64_t padding)
+        : Op(args), m_k(k), m_stride(stride), m_padding(padding) {
+        constructor_validate_and_infer_types();
+    }
+
+    // Named before validation, so that every refusal names the ONNX node.
+    static std::shared_ptr<TVDWConvNHWC> make(const std::string& name, const ov::OutputVector& args, int64_t k,
+                                              int64_t stride, int64_t padding) {
+        auto op = std::make_shared<TVDWConvNHWC>();
+        op->m_k = k;
+        op->m_stride = stride;
+        op->m_padding = padding;
+        op->set_friendly_name(name);
+        op->set_arguments(args);
+        op->constructor_validate_and_infer_types();
+        return op;
+    }
+
+    bool has_bias() const {
+        return get_input_size() == (has_scale() ? 4u : 3u);
+    }
+    bool has_scale() const {
+        return get_input_element_type(1) == ov::element::i8;
+    }
+
+    void validate_and_infer_types() override {
+        const std::string& name = get_friendly_name();
+        const auto n_in = get_input_size();
+        if (n_in < 2 || n_in > 4)
+            refuse(name, "takes 2 to 4 inputs (x, weight, bias, scale), got ", n_in);
+        if (m_k < 1 || m_k % 2 == 0)
+            refuse(name, "k must be a positive odd number, got ", m_k);
+        if (m_stride < 1)
+            refuse(name, "stride must be >= 1, got ", m_stride);
+        if (m_padding < 0)
+            refuse(name, "padding must be >= 0, got ", m_padding);
+        const auto xt = get_input_element_type(0), wt = get_input_element_type(1);
+        if (xt != ov::element::f32 && xt != ov::element::f16 && xt.is_static())
+            refuse(name, "x must be float32 or float16, got ", xt);
+        if (wt != ov::element::f32 && wt != ov::element::f16 && wt != ov::element::u8 && wt != ov::element::i8 &&
+            wt.is_static())
+            refuse(name, "weight must be float32, float16 or int8, got ", wt);
+        if (has_scale() && n_in < 3)
+            refuse(name, "int8 weight needs a float32 scale (C, k*k, 1, 1) as 4th input");
+        if (!has_scale() && n_in == 4)
+            refuse(name, "a scale input is only allowed with int8 weight, got weight ", wt);
+
+        const auto& x = get_input_partial_shape(0);
+        auto w = get_input_partial_shape(1);
+        const bool half_bytes = wt == ov::element::u8;  // float16 kernels as bytes: last dim 2*C
+        if (half_bytes && w.rank().is_static() && w.rank().get_length() == 4 && w[3].is_static())
+            w[3] = w[3].get_length() / 2;
+        const std::vector<int64_t> nchw{0, 3, 1, 2}, ckkhw{3, 1, 0, 2};
+        if (x.rank().is_static() && x.rank().get_length() != 4)
+            refuse(name, "x must be 4-D (N, C, H, W), got rank ", x.rank().get_length());
+        if (w.rank().is_static() && w.rank().get_length() != 4)
+            refuse(name, "weight must be 4-D (C, k*k, h, w), got rank ", w.rank().get_length());
+        ov::PartialShape out{ov::Dimension::dynamic(), ov::Dimension::dynamic(), ov::Dimension::dynamic(),
+                             ov::Dimension::dynamic()};
+        if (x.rank().is_static())
+            out[0] = x[0];
+        if (w.rank().is_static()) {
+            out[1] = w[0];
+            out[2] = w[2];
+            out[3] = w[3];
+            if (w[1].is_static() && w[1].get_length() != m_k * m_k)
+                refuse(name, "weight ", dims(w, ckkhw), " must hold k*k = ", m_k * m_k, " taps per channel (k=", m_k, ")");
+        }
+        if (x.rank().is_static() && w.rank().is_static()) {
+            if (x[3].is_static() && w[3].is_static() && x[3].get_length() != w[3].get_length())
+                refuse(name, "x ", dims(x, nchw), " has ", x[3].get_length(), " channels, weight ", dims(w, ckkhw), " has ",
+                       w[3].get_length());
+            for (int axis = 0; axis < 2; ++axis) {
+                const auto& in = x[1 + axis];
+                const auto& o = w[axis * 2];
+                if (in.is_static() && o.is_static()) {
+                    const int64_t got = (in.get_length() + 2 * m_padding - m_k) / m_stride + 1;
+                    if (got != o.get_length())
+                        refuse(name, "x ", dims(x, nchw), " with k=", m_k, " stride=", m_stride, " padding=", m_padding,
+                               " gives ", (axis ? "width " : "height "), got, ", but weight ", dims(w, ckkhw), " is for ",
+                               o.get_length(), " (TVConv runs only at its trained input size)");
+                }
+            }
+        }
+        if (has_bias()) {
+            const auto& b = get_input_partial_shape(2);
+            if (get_input_element_type(2) != ov::element::f32)
+                refuse(name, "bias must be float32 here, got ", get_input_element_type(2));
+            const bool ok_rank = b.rank().is_static() && b.rank().get_length() == 3;
+            bool ok = ok_rank;
+            if (ok_rank && w.rank().is_static()) {
+                const bool map = b[0].compatible(w[0]) && b[1].compatible(w[2]);
+                const bool channel = b[0].compatible(1) && b[1].compatible(1);
+                ok = (map || channel) && b[2].compatible(w[3]);
+            }
+            if (!ok)
+                refuse(name, "bias ", b.rank().is_static() ? dims(b, {2, 0, 1}) : std::string("of unknown rank"),
+                       " must be (C, h, w) or (C, 1, 1) for weight ", dims(w, ckkhw));
+        }
+        if (has_scale()) {
+            const auto& s = get_input_partial_shape(get_input_size() - 1);
+            if (get_input_element_type(get_input_size() - 1) != ov::element::f32)
+                refuse(name, "scale must be float32, got ", get_input_element_type(get_input_size() - 1));
+            if (s.rank().is_dynamic() || s.rank().get_length() != 2 ||
+                (w.rank().is_static() && !(s[0].compatible(w[1]) && s[1].compatible(w[3]))))
+                refuse(name, "scale must be (C, k*k, 1, 1) for weight ", dims(w, ckkhw));
+        }
+        set_output_type(0, xt, out);
+    }
+
+    std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& args) const override {
+        auto op = std::make_shared<TVDWConvNHWC>();
+        op->m_k = m_k;
+        op->m_stride = m_stride;
+        op->m_padding = m_padding;
+        op->set_friendly_name(get_friendly_name());
+        op->set_arguments(args);
+        op->constructor_validate_and_infer_types();
+        return op;
+    }
+
+    bool visit_attributes(ov::AttributeVisitor& visitor) override {
+        visitor.on_attribute("k", m_k);
+        visitor.on_attribute("stride", m_stride);
+        visitor.on_attribute("padding", m_padding);
+        return true;
+    }
+
+    bool has_evaluate() const override {
+        return true;
+    }
+
+    bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
+        const auto& x = inputs[0];
+        const auto& w = inputs[1];
+        const ov::Shape xs = x.get_shape();
+        ov::Shape ws = w.get_shape();
+        if (w.get_element_type() == ov::element::u8)
+            ws[3] /= 2;
+        KernelArgs a{};
+        a.n = static_cast<int64_t>(xs[0]);
+        a.in_h = static_cast<int64_t>(xs[1]);
+        a.in_w = static_cast<int64_t>(xs[2]);
+        a.c = static_cast<int64_t>(xs[3]);
+        a.out_h = static_cast<int64_t>(ws[0]);
+        a.out_w = static_cast<int64_t>(ws[2]);
+        a.k = m_k;
+        a.stride = m_stride;
+        a.pad = m_padding;
+        if ((a.in_h + 2 * a.pad - a.k) / a.stride + 1 != a.out_h || (a.in_w + 2 * a.pad - a.k) / a.stride + 1 != a.out_w ||
+            a.c != static_cast<int64_t>(ws[3]))
+            refuse(get_friendly_name(), "input ", xs, " does not fit weight ", ws, " (NHWC)");
+        outputs[0].set_shape({xs[0], ws[0], ws[2], xs[3]});
+        a.x = x.data();
+        a.weight = w.data();
+        a.y = outputs[0].data();
+        a.x_type = x.get_element_type() == ov::element::f16 ? DType::f16 : DType::f32;
+        a.w_type = w.get_element_type() == ov::element::i8 ? DType::i8
+                   : w.get_element_type() == ov::element::f32 ? DType::f32
+                                                              : DType::f16;  // f16, or its bytes as u8
+        if (has_bias()) {
+            a.bias = inputs[2].data<const float>();
+            a.bias_map = inputs[2].get_shape()[0] * inputs[2].get_shape()[1] > 1;  // else (1, 1, C)
+        }
+        if (has_scale())
+            a.scale = inputs.back().data<const float>();
+        ov::parallel_nt(0, [&](int ithr, int nthr) {
+            int64_t begin = 0, end = 0;
+            ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
+            if (begin < end)
+                kKernel(a, begin, end);
+        });
+        return true;
+    }
+
+private:
+    int64_t m_k = 3;
+    int64_t m_stride = 1;
+    int64_t m_padding = 1;
+};
+
+namespace {
+
+std::shared_ptr<ov::Node> i64_const(const std::vector<int64_t>& v) {
+    return ov::op::v0::Constant::create(ov::element::i64, ov::Shape{v.size()}, v);
+}
+
+ov::Output<ov::Node> transpose(const ov::Output<ov::Node>& v, const std::vector<int64_t>& perm) {
+    return std::make_shared<ov::op::v1::Transpose>(v, i64_const(perm));
+}
+
+bool is_absent(const ov::Output<ov::Node>& v) {
+    const std::string type = v.get_node()->get_type_name();
+    return type == "NullNode" || type == "Null";
+}
+
+// The CPU plugin converts float16 constants to float32 when it compiles a float32 model, which
+// would double the kernel bytes the op streams; it keeps uint8 constants as they are. So constant
+// float16 kernels are handed over as their bytes, already in the op's (h, k*k, w, C) order:
+// uint8 (h, k*k, w, 2*C), two little-endian bytes per float16 value. nullptr if not applicable.
+std::shared_ptr<ov::Node> half_kernel_bytes(const ov::Output<ov::Node>& w) {
+    auto c = ov::as_type_ptr<ov::op::v0::Constant>(w.get_node_shared_ptr());
+    if (!c || c->get_element_type() != ov::element::f16 || c->get_shape().size() != 4)
+        return nullptr;
+    const ov::Shape s = c->get_shape();  // (C, k*k, h, w)
+    const size_t C = s[0], kk = s[1], h = s[2], wd = s[3];
+    const auto* src = static_cast<const uint16_t*>(c->get_data_ptr());
+    std::vector<uint16_t> dst(C * kk * h * wd);
+    for (size_t ch = 0; ch < C; ++ch)
+        for (size_t t = 0; t < kk; ++t)
+            for (size_t i = 0; i < h; ++i)
+                for (size_t j = 0; j < wd; ++j)
+                    dst[((i * kk + t) * wd + j) * C + ch] = src[((ch * kk + t) * h + i) * wd + j];
+    return std::make_shared<ov::op::v0::Constant>(ov::element::u8, ov::Shape{h, kk, wd, 2 * C}, dst.data());
+}
+
+ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
+    const std::string name = ctx.get_name().empty() ? std::string("tv_dwconv") : ctx.get_name();
+    for (const char* attr : {"k", "stride", "padding"})
+        if (!ctx.has_attribute(attr))
+            refuse(name, "lacks the INT attribute '", attr, "' (export it again with tvexport export --tv-op plugin)");
+    const auto k = ctx.get_attribute<int64_t>("k");
+    const auto stride = ctx.get_attribute<int64_t>("stride");
+    const auto padding = ctx.get_attribute<int64_t>("padding");
+    const size_t n_in = ctx.get_input_size();
+    if (n_in < 2 || n_in > 4)
+        refuse(name, "takes inputs (x, weight[, bias][, scale]), got ", n_in);
+    const auto x = ctx.get_input(0), w = ctx.get_input(1);
+    for (const auto& [what, v] : {std::pair<const char*, ov::Output<ov::Node>>{"x (N, C, H, W)", x}, {"weight (C, k*k, h, w)", w}}) {
+        if (is_absent(v))
+            refuse(name, "input ", what, " is missing");
+        if (v.get_partial_shape().rank().is_static() && v.get_partial_shape().rank().get_length() != 4)
+            refuse(name, what, " must be 4-D, got shape ", dims(v.get_partial_shape()));
+    }
+    const auto half_bytes = half_kernel_bytes(w);
+    ov::OutputVector args{transpose(x, {0, 2, 3, 1}), half_bytes ? half_bytes : transpose(w, {2, 1, 3, 0})};
+    if (n_in >= 3 && !is_absent(ctx.get_input(2))) {
+        auto b = ctx.get_input(2);
+        if (b.get_partial_shape().rank().is_static() && b.get_partial_shape().rank().get_length() != 3)
+            refuse(name, "bias must be (C, h, w) or (C, 1, 1), got shape ", dims(b.get_partial_shape()));
+        if (b.get_element_type() != ov::element::f32)
+            b = std::make_shared<ov::op::v0::Convert>(b, ov::element::f32);
+        args.push_back(transpose(b, {1, 2, 0}));
+    }
+    const bool int8 = w.get_element_type() == ov::element::i8;
+    if (int8) {
+        if (n_in < 4 || is_absent(ctx.get_input(3)))
+            refuse(name, "int8 weight needs a float32 scale (C, k*k, 1, 1) as 4th input");
+        const auto s = ctx.get_input(3);
+        const auto& ss = s.get_partial_shape();
+        if (ss.rank().is_dynamic() || ss.rank().get_length() != 4 || !ss[2].compatible(1) || !ss[3].compatible(1))
+            refuse(name, "scale must be (C, k*k, 1, 1), got shape ", ss.rank().is_static() ? dims(ss) : std::string("of unknown rank"));
+        auto flat = std::make_shared<ov::op::v1::Reshape>(s, i64_const({0, 0}), true);
+        args.push_back(transpose(flat, {1, 0}));
+    } else if (n_in == 4 && !is_absent(ctx.get_input(3))) {
+        refuse(name, "a scale input is only allowed with int8 weight, got weight ", w.get_element_type());
+    }
+    auto op = TVDWConvNHWC::make(name, args, k, stride, padding);
+    auto y = transpose(op, {0, 3, 1, 2});
+    y.get_node()->set_friendly_name(name + "/to_nchw");
+    return {y};
+}
+
+}  // namespace
+
+// Which kernel variant this process uses (for reports): exported as a plain C symbol.
+extern "C" OPENVINO_CORE_EXPORTS const char* tvexport_openvino_kernel() {
+    return kernel_name(kKernel);
+}
+
+}  // namespace tvx
+
+OPENVINO_CREATE_EXTENSIONS(std::vector<ov::Extension::Ptr>({
+    std::make_shared<ov::OpExtension<tvx::TVDWConvNHWC>>(),
+    std::make_shared<ov::frontend::onnx::ConversionExtension>("tv_dwconv", "tvexport", tvx::convert_onnx),
+}));

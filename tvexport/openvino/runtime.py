@@ -1,0 +1,165 @@
+"""Running tvexport's ONNX graphs on OpenVINO's CPU plugin.
+
+Portable graphs (standard ops) run as they are. Plugin graphs (``--tv-op plugin``, one
+``tvexport::tv_dwconv`` node per TV layer) need the extension: it is built from ``ext/`` into the
+cache on first use (``_build``) and added to the ``ov.Core`` before the graph is read. Only the
+CPU plugin runs extension ops (they execute through ``evaluate`` on the host).
+
+Precision: OpenVINO's CPU plugin runs float32 graphs in bfloat16 on CPUs with AMX or AVX512-BF16
+unless told otherwise (5e-3 max relative error on the demo network here, far above float32
+validation tolerances). tvexport sets ``INFERENCE_PRECISION_HINT`` to ``f32`` unless
+``precision="bf16"`` is asked for (backend ``openvino-bf16``).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import TvexportError, missing
+
+PRECISIONS: tuple[str, ...] = ("f32", "bf16")
+DEVICE = "CPU"
+
+__all__ = ["DEVICE", "PRECISIONS", "OpenVinoRunner", "load_runner", "load_runner_bf16"]
+
+
+def _require_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise missing("openvino", what="the OpenVINO backend", extra="openvino") from None
+    return openvino
+
+
+def _first_line(err: BaseException) -> str:
+    """The useful line of an OpenVINO exception: ours (``tv_dwconv node ...``) or its last line."""
+    text = str(err)
+    ours = re.search(r"tv_dwconv node [^\n]*", text) or re.search(r"[^\n]*tv_dwconv[^\n]*", text)
+    if ours:
+        return ours.group(0).strip().lstrip("- ")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("Exception from")]
+    return (lines[-1] if lines else type(err).__name__)[:300]
+
+
+def _has_plugin_nodes(model: Any) -> bool:
+    from ..export._plugin_ref import has_plugin_nodes
+
+    return bool(has_plugin_nodes(model))
+
+
+class OpenVinoRunner:
+    """An ONNX graph (path or ``onnx.ModelProto``) compiled for OpenVINO's CPU plugin.
+
+    NCHW float32 in, float32 out. ``threads`` sets ``INFERENCE_NUM_THREADS`` (default: OpenVINO's
+    choice); ``precision`` sets ``INFERENCE_PRECISION_HINT``; ``extension`` overrides the
+    library loaded for plugin nodes (default: the cached build, built if missing); ``profile``
+    turns on OpenVINO's per-node counters (``request.profiling_info``).
+    """
+
+    def __init__(
+        self, source: str | Path | Any, *, what: str | None = None, threads: int | None = None, precision: str = "f32",
+        extension: str | Path | None = None, profile: bool = False,
+    ) -> None:
+        ov = _require_openvino()
+        import onnx
+
+        if precision not in PRECISIONS:
+            raise TvexportError(f"unknown OpenVINO precision {precision!r}", hint=f"choose one of {', '.join(PRECISIONS)}")
+        if isinstance(source, onnx.ModelProto):
+            proto, path = source, None
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise TvexportError(f"{path}: no such file", hint="check the path")
+            try:
+                proto = onnx.load(str(path), load_external_data=False)
+            except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
+                raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__})", hint="export it again with tvexport export") from err
+        self.what = what or (path.name if path is not None else "the ONNX graph")
+        self.precision = precision
+        self.fused = _has_plugin_nodes(proto)
+        core = ov.Core()
+        self.extension: Path | None = None
+        if self.fused:
+            from ._build import extension_path
+
+            self.extension = Path(extension) if extension is not None else extension_path()
+            try:
+                core.add_extension(str(self.extension))
+            except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+                raise TvexportError(f"OpenVINO cannot load the extension {self.extension}: {_first_line(err)}", hint="rebuild it: tvexport extension build openvino --force") from err
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if profile:
+            config["PERF_COUNT"] = True
+        self.threads = threads
+        try:
+            if path is not None:
+                model = core.read_model(str(path))
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    tmp_path = Path(tmp) / "model.onnx"
+                    onnx.save(proto, str(tmp_path))
+                    model = core.read_model(str(tmp_path))
+            self.compiled = core.compile_model(model, DEVICE, config)
+        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+            raise TvexportError(f"OpenVINO {ov.__version__} cannot compile {self.what}: {_first_line(err)}") from err
+        self.request = self.compiled.create_infer_request()
+        inp = self.compiled.inputs[0]
+        shape = inp.get_partial_shape()
+        self.input_shape: tuple[int | None, ...] = tuple(d.get_length() if d.is_static else None for d in shape)
+        self.input_dtype = np.float16 if inp.get_element_type() == ov.Type.f16 else np.float32
+        self.kernel = self._kernel_variant() if self.fused else None
+
+    def _kernel_variant(self) -> str | None:
+        """The instruction-set variant the extension picked on this CPU (for reports)."""
+        import ctypes
+
+        try:
+            fn = ctypes.CDLL(str(self.extension)).tvexport_openvino_kernel
+        except (OSError, AttributeError):
+            return None
+        fn.restype = ctypes.c_char_p
+        return str(fn().decode())
+
+    @property
+    def batch(self) -> int | None:
+        """The fixed batch size, or None when the batch dimension is dynamic."""
+        return self.input_shape[0] if self.input_shape else None
+
+    def check_input(self, x: np.ndarray) -> None:
+        expected = self.input_shape
+        if x.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, x.shape)):
+            want = "(" + ", ".join(str(e) if e is not None else "N" for e in expected) + ")"
+            raise TvexportError(f"input has shape {tuple(x.shape)}, but {self.what} expects {want}", hint="give an input of that shape")
+
+    def input_tensor(self, x: np.ndarray) -> object:
+        """A copy of ``x`` as an ``ov.Tensor`` (for ``request.set_input_tensor``)."""
+        import openvino as ov
+
+        return ov.Tensor(np.ascontiguousarray(x, dtype=self.input_dtype))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        self.check_input(x)
+        try:
+            out = self.request.infer({0: np.ascontiguousarray(x, dtype=self.input_dtype)})
+        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+            raise TvexportError(f"OpenVINO failed to run {self.what}: {_first_line(err)}") from err
+        return np.asarray(out[self.compiled.outputs[0]], dtype=np.float32)
+
+
+def load_runner(path: Path) -> OpenVinoRunner:
+    """The ``openvino`` validation backend: float32 inference (``INFERENCE_PRECISION_HINT`` f32)."""
+    return OpenVinoRunner(path)
+
+
+def load_runner_bf16(path: Path) -> OpenVinoRunner:
+    """The ``openvino-bf16`` validation backend: the CPU plugin's bfloat16 inference."""
+    return OpenVinoRunner(path, precision="bf16")

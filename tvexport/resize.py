@@ -1,0 +1,195 @@
+"""Re-baking for another input size: per-position maps resampled to the sizes a new input gives them.
+
+A TV layer only runs at the (h, w) its maps were made for. For an input (H', W'), each layer's new
+output size follows from H'xW' and the strides before it (``ArchConfig.with_input_size``; the
+network is rebuilt by ``create_model`` at that size, so everything else that depends on the size,
+such as the face networks' pooling head, follows too). Two ways to fill the new maps:
+
+* ``kernels`` (default): bake at the trained size (verified as usual), then resample the baked
+  kernels (C, k*k, h, w) and bias maps (C, h, w) themselves. No unbaked network exists at the new
+  size, so nothing there can be checked against one: the report is the trained-size bake's.
+* ``generator``: resample the layer's only size-bound parameters, ``posi_map`` (1, P, h, w) and
+  its generator's LayerNorm affine maps (C', h, w), then bake as usual: the generator makes the
+  kernels at the new size. The bake is verified against this resized unbaked network.
+
+Resampling is ``F.interpolate`` (``bilinear`` or ``bicubic``, half-pixel centres, edges clamped)
+over the trailing (h, w), computed in float64 and rounded once to the tensor's dtype. At the
+trained size it is the identity, so either method then reproduces the ordinary bake exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import TvexportError
+from .layers import BakedTVConv, TVConv
+from .models.registry import ArchConfig, config_of, create_model
+
+if TYPE_CHECKING:  # bake imports this module lazily, from bake_model
+    from .bake import BakeResult
+
+__all__ = [
+    "DEFAULT_INTERPOLATION",
+    "DEFAULT_RESAMPLE",
+    "INTERPOLATIONS",
+    "RESAMPLE_METHODS",
+    "Interpolation",
+    "Resample",
+    "bake_resized",
+    "describe_resize",
+    "parse_input_size",
+    "resample_map",
+    "resize_unbaked",
+]
+
+Resample = Literal["generator", "kernels"]
+Interpolation = Literal["bilinear", "bicubic"]
+RESAMPLE_METHODS: tuple[str, ...] = get_args(Resample)
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+# The defaults are what benchmarks/results/resize_accuracy.md measured best (or equal within its
+# intervals) at every size: resampled kernels, bicubic.
+DEFAULT_RESAMPLE: Resample = "kernels"
+DEFAULT_INTERPOLATION: Interpolation = "bicubic"
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``96``, ``96x96`` or ``96,96`` -> (H, W)."""
+    parts = [p for p in text.lower().replace(",", "x").split("x") if p.strip()]
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96")
+    return sizes[0], sizes[1]
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise TvexportError(f"unknown {what} {value!r}", hint=f"choose one of {', '.join(choices)}")
+
+
+@torch.no_grad()
+def resample_map(t: torch.Tensor, size: tuple[int, int], *, interpolation: Interpolation = DEFAULT_INTERPOLATION) -> torch.Tensor:
+    """``t`` (..., h, w) resampled to (..., *size): each leading index is one plane, computed in float64."""
+    _check_choice("interpolation", interpolation, INTERPOLATIONS)
+    planes = t.detach().to(torch.float64).reshape(1, -1, *t.shape[-2:])
+    out = F.interpolate(planes, size=tuple(size), mode=interpolation, align_corners=False)
+    return out.reshape(*t.shape[:-2], *size).to(t.dtype)
+
+
+def _tv_layers(model: nn.Module, kind: type[nn.Module]) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, kind)}
+
+
+def _rebuilt(cfg: ArchConfig, model: nn.Module) -> nn.Module:
+    """``cfg``'s network on the meta device (shapes only), checked to be ``model``'s architecture."""
+    with torch.device("meta"):
+        template = create_model(cfg)
+    if type(template) is not type(model):
+        raise TvexportError(
+            f"only zoo networks can be re-baked for another input size; this is a {type(model).__name__}, not a {cfg.name}",
+            hint="build it with tvexport.create_model or load_checkpoint",
+        )
+    return template
+
+
+@torch.no_grad()
+def resize_unbaked(model: nn.Module, input_size: tuple[int, int], *, interpolation: Interpolation = DEFAULT_INTERPOLATION) -> nn.Module:
+    """The unbaked network rebuilt for input ``input_size`` (H, W): a new module, ``model`` untouched.
+
+    Each TVConv gets the output size its stride chain gives at that input (its ``h``/``w``
+    buffers and generator LayerNorm shapes follow); its ``posi_map`` and LayerNorm affine maps
+    are resampled to it; every other tensor is copied.
+    """
+    cfg = config_of(model)
+    resized = _rebuilt(cfg.with_input_size(input_size), model)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for name, layer in _tv_layers(resized, TVConv).items():
+        old = model.get_submodule(name)
+        assert isinstance(layer, TVConv) and isinstance(old, TVConv)
+        g = layer.geometry
+        size = (g.h, g.w)
+        state[f"{name}.posi_map"] = resample_map(old.posi_map, size, interpolation=interpolation)
+        state[f"{name}.h"], state[f"{name}.w"] = torch.tensor(g.h), torch.tensor(g.w)
+        for sub, norm in old.named_modules():
+            if isinstance(norm, nn.LayerNorm):
+                for p in ("weight", "bias"):
+                    if getattr(norm, p) is not None:
+                        state[f"{name}.{sub}.{p}"] = resample_map(getattr(norm, p), size, interpolation=interpolation)
+    resized.load_state_dict(state, strict=True, assign=True)
+    return resized.eval()
+
+
+@torch.no_grad()
+def _resample_kernels(trained: nn.Module, target: nn.Module, *, interpolation: Interpolation) -> None:
+    """Replace ``target``'s baked kernels (and bias maps) by ``trained``'s, resampled to ``target``'s sizes."""
+    for name, dst in _tv_layers(target, BakedTVConv).items():
+        src = trained.get_submodule(name)
+        assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind
+        size = tuple(dst.weight.shape[-2:])
+        dst.weight = resample_map(src.weight, size, interpolation=interpolation)  # type: ignore[arg-type]
+        if src.bias is not None:
+            dst.bias = resample_map(src.bias, size, interpolation=interpolation) if src.bias_kind == "map" else src.bias.clone()  # type: ignore[arg-type]
+
+
+def bake_resized(
+    model: nn.Module,
+    input_size: tuple[int, int],
+    *,
+    resample: Resample | None = None,
+    interpolation: Interpolation | None = None,
+    bake: Callable[..., BakeResult],
+) -> BakeResult:
+    """Bake ``model`` for input ``input_size`` (see the module docstring); ``bake`` is ``bake_model``
+    with the caller's options bound. The result's ``resize`` records sizes, method and what was verified."""
+    resample = resample or DEFAULT_RESAMPLE
+    interpolation = interpolation or DEFAULT_INTERPOLATION
+    _check_choice("resample method", resample, RESAMPLE_METHODS)
+    _check_choice("interpolation", interpolation, INTERPOLATIONS)
+    cfg = config_of(model)
+    target_cfg = cfg.with_input_size(input_size)
+    size = target_cfg.input_size
+    start = time.perf_counter()
+    if resample == "generator":
+        result = bake(resize_unbaked(model, size, interpolation=interpolation))
+        verified_at, reference = size, "the unbaked network with posi_map and generator LayerNorm maps resampled to the input size"
+    else:
+        trained = bake(model)
+        # The resized unbaked network baked unverified gives the structure at the new size (TV
+        # geometry, folded BatchNorms, size-dependent heads); its kernels are then replaced.
+        result = bake(resize_unbaked(model, size, interpolation=interpolation), verify=False)
+        _resample_kernels(trained.model, result.model, interpolation=interpolation)
+        result = dataclasses.replace(result, report=trained.report, verify_seconds=trained.verify_seconds)
+        verified_at = cfg.trained_input_size
+        reference = "none at the input size (kernels resampled after baking); the report checks the trained-size bake they come from"
+    resize: dict[str, Any] = {
+        "trained_input_size": list(cfg.trained_input_size),
+        "input_size": list(size),
+        "resample": resample,
+        "interpolation": interpolation,
+        "verified_at": list(verified_at),
+        "reference": reference,
+    }
+    bake_seconds = time.perf_counter() - start - result.verify_seconds
+    return dataclasses.replace(result, resize=resize, bake_seconds=bake_seconds)
+
+
+def describe_resize(resize: Mapping[str, Any]) -> str:
+    """One line for a ``resize`` record (``BakeResult.resize``, a baked file's ``bake.resize``)."""
+    size, trained = ("x".join(str(int(n)) for n in resize[key]) for key in ("input_size", "trained_input_size"))
+    if resize["resample"] == "generator":
+        how = f"posi_map and generator LayerNorm maps resampled ({resize['interpolation']}), kernels generated at {size}; verified against that unbaked network"
+    else:
+        how = (f"baked kernels resampled ({resize['interpolation']}); no unbaked network exists at {size} to verify against: "
+               f"verification covers the {trained} bake they come from")
+    return f"re-baked for input {size} (trained {trained}): {how}"
