@@ -310,12 +310,15 @@ def compressed_package(request: pytest.FixtureRequest, tmp_path_factory: pytest.
     from tvexport.export.aoti import export_aoti
 
     dtype, k, stride, bias = request.param
-    baked = bake(tiny_tvnet(k=k, stride=stride, bias=bias)).model
+    baked32 = bake(tiny_tvnet(k=k, stride=stride, bias=bias)).model
+    baked = copy.deepcopy(baked32)
     from tvexport.quantize import compress_model
 
     compress_model(baked, getattr(torch, dtype))
     path = tmp_path_factory.mktemp("aoti") / f"tiny_{dtype}.pt2"
-    result = export_aoti(baked, path, dynamic_batch=True, batch=2, max_batch=4)
+    # export --kernel-dtype on a float32 baked model: compressed there, validated against its
+    # float64 truth with the float32 model's kernels rounded the same way as the yardstick
+    result = export_aoti(baked32, path, dynamic_batch=True, batch=2, max_batch=4, kernel_dtype=dtype)
     return path, baked, result, dtype
 
 
