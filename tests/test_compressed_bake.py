@@ -258,3 +258,10 @@ def test_export_checkpoint_with_kernel_dtype(cli, baked_files: dict[str, Path], 
     assert r.exit_code == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["info"]["kernel_dtype"] == "int8" and d["truth"] == "unbaked float64" and "int8 kernels" in d["baseline"]
+
+
+def test_kernel_dtype_refused_for_a_baseline_without_tv_layers(cli, tmp_path: Path) -> None:
+    src = write_checkpoint(make_model(atom="dwconv"), tmp_path / "dw.ckpt", "lightning")
+    r = cli("export", src, "-o", tmp_path / "dw.onnx", "--kernel-dtype", "int8")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "without TV layers" in lines[0] and not (tmp_path / "dw.onnx").exists(), r.stderr

@@ -98,9 +98,11 @@ def load_source(
     refuse_nonfinite(ckpt)
     cfg: ArchConfig = arch_config_for(ckpt, arch)
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
-    if cfg.atom != "tvconv":
-        return ExportSource(ckpt.path, model, Reference(model))  # a DWConv / dense baseline: exported as is, for fair comparisons
     kernels = quantize_dtype(kernel_dtype if kernel_dtype is not None else torch.float32)
+    if cfg.atom != "tvconv":
+        if kernels != torch.float32:
+            raise TvexportError(f"{ckpt.path} is a {cfg.name} {cfg.atom} baseline without TV layers; --kernel-dtype stores TV kernels", hint="drop --kernel-dtype")
+        return ExportSource(ckpt.path, model, Reference(model))  # a DWConv / dense baseline: exported as is, for fair comparisons
     reference = Reference(model, kernels=kernels)
     result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=reference)
     check_bake(result, source=ckpt.path)
