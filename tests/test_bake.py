@@ -14,7 +14,7 @@ from torch import nn
 
 import tvexport
 from conftest import SMALL_TV, make_model, write_checkpoint
-from tvexport import layers as layers_module
+from tvexport import _depthwise as depthwise_module
 from tvexport.accuracy import DEFAULT_RTOL, Reference, random_inputs
 from tvexport.bake import BakeMismatch, bake_checkpoint, bake_model, check_bake, fold_batchnorms, load_baked, save_baked
 from tvexport.errors import TvexportError
@@ -139,7 +139,7 @@ def test_bake_bugs_fail_the_gate(monkeypatch: pytest.MonkeyPatch, bug, dtype: to
 def test_stride2_offsets_fail_the_gate(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
     """The reference repo's own bug: a stride-2 layer reading every row instead of every other."""
     model = make_model()
-    original = layers_module._taps
+    original = depthwise_module._taps
 
     def unstrided_rows(x, k, stride, h, w):  # type: ignore[no-untyped-def]
         taps = original(x, k, stride, h, w)
@@ -149,7 +149,7 @@ def test_stride2_offsets_fail_the_gate(monkeypatch: pytest.MonkeyPatch, dtype: t
         xp = torch.nn.functional.pad(x, (p, p, p, p))
         return [xp[:, :, ky : ky + h, kx : kx + stride * (w - 1) + 1 : stride] for ky in range(k) for kx in range(k)]
 
-    monkeypatch.setattr(layers_module, "_taps", unstrided_rows)
+    monkeypatch.setattr(depthwise_module, "_taps", unstrided_rows)
     report = bake_model(model, dtype=dtype).report
     assert report is not None and not report.ok
     failed = {c.name for c in report.layers if not c.ok}
