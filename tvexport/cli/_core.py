@@ -68,7 +68,7 @@ def bake_cmd(
     dtype: DTypeOpt = DType.float32,
     no_fold_bn: Annotated[bool, typer.Option("--no-fold-bn", help="Keep BatchNorm layers instead of folding them.")] = False,
     force: Force = False,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the baked model with the unbaked one in float64 (default on).")] = True,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the baked model with the unbaked one in float64.")] = True,
     rtol: Rtol = None,
     atol: Atol = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the verification inputs.")] = 2,
