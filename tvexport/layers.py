@@ -186,14 +186,21 @@ class BakedTVConv(nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def from_tvconv(cls, layer: TVConv) -> BakedTVConv:
-        """Run ``layer``'s generator once (eval mode) and keep its output."""
-        was_training = layer.training
-        layer.eval()
-        try:
-            weight, bias = layer.generate()
-        finally:
-            layer.train(was_training)
+    def from_tvconv(cls, layer: TVConv, *, generated: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> BakedTVConv:
+        """Run ``layer``'s generator once (eval mode) and keep its output (copied, in its dtype).
+
+        ``generated`` is that output when it was already computed (the bake runs each generator
+        in float64 and passes the result here).
+        """
+        if generated is not None:
+            weight, bias = generated
+        else:
+            was_training = layer.training
+            layer.eval()
+            try:
+                weight, bias = layer.generate()
+            finally:
+                layer.train(was_training)
         g = layer.geometry
         baked = cls(g.channels, g.k, g.stride, g.h, g.w, bias="map" if bias is not None else None,
                     dtype=weight.dtype, device=weight.device)

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from .bake import model_from_baked
 from .checkpoint import Checkpoint, arch_config_for, build_from_state_dict, damaged_metadata, read_checkpoint
 from .layers import BakedTVConv, TVConv
 from .resize import describe_resize
@@ -21,7 +22,7 @@ class TVLayerInfo:
     stride: int
     h: int
     w: int
-    bias: bool
+    bias: str  # "map" (C, h, w: a TV bias map, maybe with BatchNorm folded in), "channel" (C: a folded BatchNorm's shift), "none"
     kernel_numel: int  # values the baked layer stores (kernels + bias)
     flops: int  # TV op, one image: 2 * C * k*k * h * w (+ bias adds)
     generator_params: int
@@ -90,15 +91,17 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
             gen_params, gen_flops = _generator_cost(m)
             g = m.geometry
             baked = g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
+            bias = "map" if g.bias else "none"
         elif isinstance(m, BakedTVConv):
             gen_params, gen_flops = 0, 0
             g = m.geometry
             baked = m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+            bias = m.bias_kind or "none"
             baked_dtype = str(ckpt.state_dict[f"{name}.weight"].dtype).removeprefix("torch.")
         else:
             continue
         flops = 2 * g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
-        layers.append(TVLayerInfo(name, g.channels, g.k, g.stride, g.h, g.w, g.bias, baked, flops, gen_params, gen_flops))
+        layers.append(TVLayerInfo(name, g.channels, g.k, g.stride, g.h, g.w, bias, baked, flops, gen_params, gen_flops))
         generator_total += gen_params
         baked_total += baked
     total = sum(p.numel() for p in model.parameters()) + sum(
@@ -135,8 +138,6 @@ def inspect_checkpoint(path: str | Path, *, arch: str | None = None) -> ModelSum
     """Read ``path`` and summarise it (see ``tvexport inspect``)."""
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
-        from .bake import model_from_baked
-
         model = model_from_baked(ckpt)
     else:
         model = build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)

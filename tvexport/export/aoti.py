@@ -30,12 +30,12 @@ from torch import nn
 
 from .. import __version__
 from .._io import atomic_output, check_output_path
+from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
-from ..bake import random_inputs
 from ..errors import TvexportError
 from ..models.registry import config_of
-from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
+from ._common import Comparison, ExportResult, Runner
 
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
@@ -128,15 +128,18 @@ def export_aoti(
     validate: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
+    reference: Reference | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export a baked model (or a DWConv/dense baseline) to an AOTInductor ``.pt2`` package.
 
     ``batch`` is the batch the package is built for (``dynamic_batch=False``) or the example
     batch of the export; with ``dynamic_batch`` the package accepts any batch in
-    ``[1, max_batch]``. With ``validate`` the package is loaded and compared with ``model`` on
-    seeded inputs; a mismatch raises ``MismatchError`` and writes nothing. ``progress`` is told
-    each phase as it starts (export, compile and package, validate, write): compiling takes a minute.
+    ``[1, max_batch]``. With ``validate`` the package is loaded and checked on seeded inputs
+    against ``reference`` (default ``Reference(model)``): no worse than torch float32 vs the
+    float64 truth, by ``Tolerance`` with floors ``rtol``/``atol``; a mismatch raises
+    ``ValidationMismatch`` and writes nothing. ``progress`` is told each phase as it starts
+    (export, compile and package, validate, write): compiling takes a minute.
     """
     report = progress if progress is not None else (lambda phase: None)
     start = time.perf_counter()
@@ -149,9 +152,9 @@ def export_aoti(
     check_options(device=device)
     dev = torch.device(device)
     cfg = config_of(model)
-    default_rtol, default_atol = DEFAULT_TOLERANCES["float32"]
-    rtol = default_rtol if rtol is None else rtol
-    atol = default_atol if atol is None else atol
+    tolerance = Tolerance.default("float32", rtol=rtol, atol=atol)
+    if validate and reference is None:
+        reference = Reference(model)
 
     model = copy.deepcopy(model).to(device=dev, dtype=torch.float32).eval()
     for p in model.parameters():
@@ -182,26 +185,19 @@ def export_aoti(
         with torch.no_grad():
             output_shape = list(model(example).shape)
         if validate:
+            assert reference is not None
             batches = _validation_batches(example_batch, dynamic_batch and max_batch >= 2, max_batch)
             report(f"validating the package against torch (batch {', '.join(map(str, batches))})")
             loaded = _load_package(package, device)
             for b in batches:
-                x = random_inputs((b, *cfg.input_shape), seed=b).to(dev)
+                x = random_inputs((b, *cfg.input_shape), seed=b)
                 with torch.no_grad():
-                    ref = model(x)
-                    got = loaded(x)
-                comparisons.append(compare_outputs(f"{cfg.name} batch {b}", got.detach().cpu(), ref.detach().cpu(), rtol=rtol, atol=atol))
+                    got = loaded(x.to(dev))
+                comparisons += reference.compare({f"{cfg.name} batch {b}": got.detach().cpu()}, x, tolerance=tolerance)
             del loaded
-            bad = [c for c in comparisons if not c.ok]
-            if bad:
-                from .validate import ValidationMismatch  # a MismatchError that carries the comparisons
+            from .validate import check_comparisons
 
-                c = bad[0]
-                raise ValidationMismatch(
-                    f"AOTInductor package differs from the torch model: {c.name} max abs error {c.max_abs:.3g} "
-                    f"> {c.atol:g} + {c.rtol:g} * {c.ref_max:.3g} (max rel {c.max_rel:.3g}); nothing was written",
-                    comparisons=comparisons,
-                )
+            check_comparisons(comparisons, prefix="AOTInductor package: ", suffix="; nothing was written")
         report(f"writing {output.name}")
         os.replace(package, tmp)
         package_bytes = tmp.stat().st_size

@@ -40,14 +40,16 @@ from torch import nn
 
 from .. import __version__
 from .._io import atomic_output, check_output_path
-from ..bake import fold_batchnorms, random_inputs, tv_layer_names
+from ..accuracy import Reference, Tolerance, random_inputs
+from ..bake import fold_batchnorms, tv_layer_names
 from ..errors import TvexportError, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
-from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
+from ._common import Comparison, ExportResult, Runner
 
 TVOp = Literal["portable", "plugin"]
 TV_OPS: tuple[str, ...] = ("portable", "plugin")
+DTYPES: tuple[str, ...] = ("float32", "float16")  # weights (and compute) of the graph
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
 INPUT_NAME = "input"
@@ -227,8 +229,8 @@ def check_options(*, tv_op: str = "portable", opset: int = DEFAULT_OPSET, batch:
         raise TvexportError(f"opset {opset} is not supported", hint=f"choose an opset from {MIN_OPSET} to {newest} (default {DEFAULT_OPSET})")
     if batch < 1:
         raise TvexportError(f"batch must be >= 1, got {batch}")
-    if dtype not in DEFAULT_TOLERANCES:
-        raise TvexportError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(DEFAULT_TOLERANCES)}")
+    if dtype not in DTYPES:
+        raise TvexportError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(DTYPES)}")
     if decomposition != AUTO and decomposition not in DECOMPOSITIONS:
         raise TvexportError(f"unknown TV decomposition {decomposition!r}", hint=f"choose one of {AUTO}, {', '.join(DECOMPOSITIONS)}")
 
@@ -554,17 +556,11 @@ def load_runner(path: Path) -> Runner:
 # Export
 # --------------------------------------------------------------------------------------------
 
-def validate_graphs(
-    model: nn.Module, graphs: dict[str, Any], *, x: torch.Tensor, rtol: float, atol: float
-) -> list[Comparison]:
-    """Compare each ONNX graph (label -> ModelProto) run on onnxruntime with the torch model."""
-    with torch.no_grad():
-        ref = model.eval()(x.to(torch.float32)).numpy()
-    comparisons = []
-    for label, proto in graphs.items():
-        runner = OrtRunner(proto, what=f"the {label} graph")
-        comparisons.append(compare_outputs(label, runner(x.numpy()), ref, rtol=rtol, atol=atol))
-    return comparisons
+def validate_graphs(reference: Reference, graphs: dict[str, Any], *, x: torch.Tensor, tolerance: Tolerance) -> list[Comparison]:
+    """Check each ONNX graph (label -> ModelProto) run on onnxruntime against ``reference``
+    (float64 truth; no worse than torch float32 by ``tolerance``)."""
+    outputs = {label: OrtRunner(proto, what=f"the {label} graph")(x.numpy()) for label, proto in graphs.items()}
+    return reference.compare(outputs, x, tolerance=tolerance)
 
 
 def _node_count(proto: Any) -> int:
@@ -589,19 +585,23 @@ def export_onnx(
     external_data: bool | None = None,
     decomposition: str | None = None,
     seed: int = 0,
+    reference: Reference | None = None,
 ) -> ExportResult:
     """Export a baked zoo network (or a DWConv/dense baseline) to ``output`` (.onnx).
 
-    Validates by default: seeded random inputs through ``model`` (torch) and onnxruntime, for the
-    raw graph and, unless ``simplify=False``, the onnxsim-simplified one (which is what gets
-    written). Raises ``ValidationMismatch`` (nothing written) beyond ``atol + rtol * max|ref|``
-    (defaults: ``DEFAULT_TOLERANCES[dtype]``). ``external_data`` (default: only above 2 GB)
-    writes the weights to ``<output>.data`` beside the graph.
+    Validates by default: seeded random inputs through onnxruntime, for the raw graph and, unless
+    ``simplify=False``, the onnxsim-simplified one (which is what gets written), checked against
+    ``reference`` (default ``Reference(model)``; ``load_source`` gives the unbaked network of a
+    checkpoint): no worse than torch float32 vs the float64 truth, by ``Tolerance`` with floors
+    ``rtol``/``atol`` (defaults by ``dtype``). Raises ``ValidationMismatch`` (nothing written)
+    otherwise. ``external_data`` (default: only above 2 GB) writes the weights to
+    ``<output>.data`` beside the graph.
     """
-    from .validate import ValidationMismatch
+    from .validate import check_comparisons
 
     start = time.perf_counter()
     output = check_output_path(Path(output), force=force)
+    tolerance = Tolerance.default("float16" if dtype == "float16" else "float32", rtol=rtol, atol=atol)
     cfg = config_of(model)
     raw = onnx_graph(model, tv_op=tv_op, opset=opset, batch=batch, dynamic_batch=dynamic_batch, dtype=dtype, fp16_io=fp16_io, decomposition=decomposition)
     check_graph(raw, what="exported")
@@ -616,20 +616,10 @@ def export_onnx(
         graphs["onnxruntime (simplified)"] = final
     comparisons: list[Comparison] = []
     if validate:
-        d_rtol, d_atol = DEFAULT_TOLERANCES[dtype]
-        rtol = d_rtol if rtol is None else rtol
-        atol = d_atol if atol is None else atol
         n = _DYNAMIC_CHECK_BATCH if dynamic_batch else batch
         x = random_inputs((n, *cfg.input_shape), seed=seed)
-        comparisons = validate_graphs(model, graphs, x=x, rtol=rtol, atol=atol)
-        bad = [c for c in comparisons if not c.ok]
-        if bad:
-            worst = max(bad, key=lambda c: c.max_rel)
-            raise ValidationMismatch(
-                f"{cfg.name}: {worst.name} differs from torch: max abs {worst.max_abs:.3g} > {worst.atol:g} + {worst.rtol:g} * {worst.ref_max:.3g}; nothing written",
-                comparisons=comparisons,
-                hint="loosen with --rtol/--atol if this precision is expected",
-            )
+        comparisons = validate_graphs(reference or Reference(model), graphs, x=x, tolerance=tolerance)
+        check_comparisons(comparisons, prefix=f"{cfg.name}: ", suffix="; nothing written")
     use_external = external_data if external_data is not None else _graph_bytes(final) >= EXTERNAL_DATA_LIMIT
     extra = _write(final, output, force=force, external=use_external)
     from ._onnx_tv import PLUGIN_OP
