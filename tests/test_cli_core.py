@@ -45,6 +45,15 @@ def test_bake_default_output_and_force(cli, face_ckpt: Path) -> None:
     assert 0 <= source["deployable_params"] - inspected["deployable_params"] < 0.01 * source["deployable_params"]
 
 
+def test_output_may_not_be_the_source(cli, face_ckpt: Path) -> None:
+    """Before: `bake CKPT -o CKPT --force` replaced the checkpoint by its baked file."""
+    before = face_ckpt.read_bytes()
+    for command in (["bake"], ["export", "--no-validate"]):
+        r = cli(*command, face_ckpt, "-o", face_ckpt, "--force")
+        assert r.exit_code == 2 and "is the input file" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert face_ckpt.read_bytes() == before
+
+
 def test_bake_options(cli, tmp_path: Path, face_ckpt: Path) -> None:
     out = tmp_path / "half.pt"
     r = cli("bake", face_ckpt, "-o", out, "--dtype", "float16", "--no-fold-bn", "--json")
