@@ -76,7 +76,7 @@ def bake_cmd(
     dtype: Annotated[DType | None, typer.Option("--dtype", hidden=True, case_sensitive=False, help="Older name of --kernel-dtype.")] = None,
     no_fold_bn: Annotated[bool, typer.Option("--no-fold-bn", help="Keep BatchNorm layers instead of folding them.")] = False,
     force: Force = False,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the baked model with the unbaked one in float64 (default on).")] = True,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the baked model with the unbaked one in float64.")] = True,
     rtol: Rtol = None,
     atol: Atol = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the verification inputs.")] = 2,
