@@ -142,7 +142,7 @@ class BakeResult:
 
     @property
     def kernel_bytes(self) -> tuple[int, int]:
-        """(bytes the TV layers store: kernels, scales, bias; the same as float32)."""
+        """(bytes the TV layers store: kernels, int8 scales, bias; the bytes of the same layers as float32)."""
         layers = [layer_summary(m) for m in self.model.modules() if isinstance(m, BakedTVConv)]
         return sum(s["bytes"] for s in layers), sum(s["float32_bytes"] for s in layers)
 
