@@ -5,6 +5,7 @@ Public API (everything else is internal)::
     tvexport.bake_checkpoint("model.ckpt")                    # `tvexport bake`: -> model.baked.pt, verified
     model = tvexport.load_checkpoint("model.ckpt")          # any checkpoint (baked too) -> nn.Module
     result = tvexport.bake(model)                             # generators -> constant kernels, verified
+    small = tvexport.bake(model, kernel_dtype="int8")         # kernels stored int8 + per-(channel, tap) scales
     tvexport.save_baked(result, "model.baked.pt")
     baked = tvexport.load_baked("model.baked.pt")
     fast = tvexport.compile_model(baked)                      # torch.compile (Inductor), fused TV loops

@@ -27,6 +27,7 @@ from torch import nn
 from .errors import TvexportError
 from .layers import BakedTVConv, TVConv, tv_depthwise_unfold
 from .models.registry import config_of
+from .quantize import bias_dtype, compress_kernels, compress_layer, dequantize
 
 __all__ = [
     "DEFAULT_RTOL",
@@ -41,7 +42,7 @@ __all__ = [
     "random_inputs",
 ]
 
-Precision = Literal["float32", "float16_kernels", "float16"]
+Precision = Literal["float32", "float16_kernels", "int8_kernels", "float16"]
 
 # The floor (``rtol``) of the rule by the precision of the candidate, from measurements on every
 # zoo network at reference size with three kinds of BatchNorm statistics
@@ -56,8 +57,17 @@ Precision = Literal["float32", "float16_kernels", "float16"]
 #   rounded to float16 (``Reference(kernels=torch.float16)``): baked 5e-5..1.0e-2, yardstick
 #   1e-5..1.0e-2, ratio up to 6.3 where the yardstick is tiny; a floor of 5e-3 (10 roundoffs) keeps
 #   every network within 0.7 of its allowance.
+# * int8_kernels: TV kernels stored as int8 with one float32 scale per (channel, tap)
+#   (``--kernel-dtype int8``), float32 arithmetic, against the float32 original with its generator
+#   outputs quantized the same way (``Reference(kernels=torch.int8)``; folding BatchNorm scales a
+#   plane and its scale alike, so both hold the same codes): on every zoo network with three kinds
+#   of BatchNorm statistics each row is within 1.007x of its yardstick (no floor needed), and the
+#   yardstick is never small (int8 steps are 1/127 of a plane's peak: 2.5e-4..2.8e-1 at the
+#   output). A floor of 1e-3 (a quarter of the largest per-value error, half a step, 1/254) keeps
+#   the rule meaningful where quantization happens to cancel, far below what bugs cost (a wrong
+#   tap order: 4e-2 on a one-layer network). benchmarks/results/compressed_kernels.md.
 # * float16: float16 weights and activations (``export --dtype float16``).
-DEFAULT_RTOL: dict[str, float] = {"float32": 1e-5, "float16_kernels": 5e-3, "float16": 1e-2}
+DEFAULT_RTOL: dict[str, float] = {"float32": 1e-5, "float16_kernels": 5e-3, "int8_kernels": 1e-3, "float16": 1e-2}
 DEFAULT_FACTOR = 2.0
 
 
@@ -231,7 +241,7 @@ class GeneratedTVConv(nn.Module):
             weight, bias = gen.generate()
         gen.train(was_training)
         if kernels is not None and kernels != dtype:  # held as that dtype would store them
-            weight, bias = weight.to(kernels).to(dtype), bias.to(kernels).to(dtype) if bias is not None else None
+            weight, bias = _rounded(weight, bias, kernels, dtype)
         self.stride = layer.geometry.stride
         self.register_buffer("weight", weight.detach())
         self.register_buffer("bias", bias.detach() if bias is not None else None)
@@ -271,6 +281,13 @@ class DepthwiseByDefinition(nn.Module):
                 tap = xp[:, :, ky * dh : ky * dh + sh * (oh - 1) + 1 : sh, kx * dw : kx * dw + sw * (ow - 1) + 1 : sw]
                 out.addcmul_(tap, self.weight[:, 0, ky, kx].view(1, c, 1, 1))
         return out if self.bias is None else out + self.bias.view(1, c, 1, 1)
+
+
+def _rounded(weight: torch.Tensor, bias: torch.Tensor | None, kernels: torch.dtype, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Kernels (and bias) as a layer storing ``kernels`` would hold them, as ``dtype`` values
+    (int8: quantized per (channel, tap) as ``tvexport.quantize`` does)."""
+    stored, scale = compress_kernels(weight, kernels)
+    return dequantize(stored, scale, dtype=dtype), bias.to(bias_dtype(kernels)).to(dtype) if bias is not None else None
 
 
 def _float_dtype(module: nn.Module) -> torch.dtype | None:
@@ -316,10 +333,11 @@ class Reference:
     ``model`` is unbaked (for checkpoints) or baked (for baked files: the truth then holds its
     kernels as stored, e.g. float16 values, exactly).
 
-    ``kernels`` is the dtype the candidate stores TV kernels in: for float16 the float32 original
-    holds its generator outputs rounded to float16 too, so that the yardstick of a float16 bake
-    is what the unbaked network achieves with the same kernel precision (the float16 analogue of
-    the float32 rule), and the allowance follows the network's conditioning in both cases.
+    ``kernels`` is the dtype the candidate stores TV kernels in: for float16 (int8) the float32
+    original holds its generator outputs (a baked model its float32 kernels) rounded to float16
+    (quantized per (channel, tap) as ``tvexport.quantize`` does) too, so that the yardstick of a
+    compressed bake is what the unbaked network achieves with the same kernel precision (the
+    analogue of the float32 rule), and the allowance follows the network's conditioning in every case.
     """
 
     def __init__(self, model: nn.Module, *, kernels: torch.dtype = torch.float32) -> None:
@@ -339,8 +357,20 @@ class Reference:
     def float32_model(self) -> nn.Module:
         """The float32 original, with generators hoisted (made on first use)."""
         if self._float32_model is None:
-            self._float32_model = _copy_in(self.model, torch.float32, _generated(self.model, torch.float32, kernels=self.kernels))
+            model = _copy_in(self.model, torch.float32, _generated(self.model, torch.float32, kernels=self.kernels))
+            if self.kernels != torch.float32:  # a baked model's float32 kernels, stored as the candidate stores them
+                for name, m in model.named_modules():
+                    if isinstance(m, BakedTVConv) and m.weight.dtype == torch.float32:
+                        compress_layer(m, self.kernels, name=name)
+            self._float32_model = model
         return self._float32_model
+
+    def precision(self, dtype: str = "float32") -> Precision:
+        """The ``Tolerance.default`` precision of a candidate computing in ``dtype`` with the kernels
+        this reference was built for."""
+        if dtype == "float16":
+            return "float16"
+        return {torch.float16: "float16_kernels", torch.int8: "int8_kernels"}.get(self.kernels, "float32")  # type: ignore[return-value]
 
     @property
     def truth_label(self) -> str:
@@ -349,7 +379,7 @@ class Reference:
     @property
     def baseline_label(self) -> str:
         kernels = str(self.kernels).removeprefix("torch.")
-        return f"{self.kind} float32" + (f" ({kernels} kernels)" if self.kind == "unbaked" and self.kernels != torch.float32 else "")
+        return f"{self.kind} float32" + (f" ({kernels} kernels)" if self.kernels != torch.float32 else "")
 
     @torch.no_grad()
     def truth(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:

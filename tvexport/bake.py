@@ -38,6 +38,8 @@ from .checkpoint import (
 from .errors import MismatchError, TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
+from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, compress_layer, layer_summary
+from .quantize import kernel_dtype as quantize_dtype
 
 __all__ = [
     "BakeMismatch",
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 # storage dtype of the baked kernels -> the precision whose default tolerance applies
-STORAGE: dict[torch.dtype, Precision] = {torch.float32: "float32", torch.float16: "float16_kernels"}
+STORAGE: dict[torch.dtype, Precision] = {torch.float32: "float32", torch.float16: "float16_kernels", torch.int8: "int8_kernels"}
 _FOLDABLE = (nn.Conv2d, nn.Linear, BakedTVConv)
 
 
@@ -131,11 +133,18 @@ class BakeResult:
     config: ArchConfig
     tv_layers: dict[str, dict[str, Any]]
     folded: list[tuple[str, str]]
-    dtype: torch.dtype
+    dtype: torch.dtype  # storage dtype of the TV kernels (float32, float16, int8)
     report: BakeReport | None
     bake_seconds: float
     verify_seconds: float = 0.0
     resize: dict[str, Any] | None = None  # re-baked for another input size: sizes, method, what was verified (resize.py)
+    kernel_errors: dict[str, KernelError] = dataclasses.field(default_factory=dict)  # per TV layer: storage rounding vs the float64 bake
+
+    @property
+    def kernel_bytes(self) -> tuple[int, int]:
+        """(bytes the TV layers store: kernels, int8 scales, bias; the bytes of the same layers as float32)."""
+        layers = [layer_summary(m) for m in self.model.modules() if isinstance(m, BakedTVConv)]
+        return sum(s["bytes"] for s in layers), sum(s["float32_bytes"] for s in layers)
 
 
 class BakeMismatch(MismatchError):
@@ -223,39 +232,13 @@ def _bake_float64(model: nn.Module, reference: Reference, *, fold_bn: bool) -> t
     return baked.eval(), folded
 
 
-def _storage(layer: BakedTVConv, name: str, dtype: torch.dtype) -> dict[str, torch.Tensor | None]:
-    """``layer``'s float64 kernels (and bias) rounded once to the storage ``dtype``.
-
-    Returns the tensors to store by attribute name, so that other encodings (e.g. int8 kernels
-    with per-tap scales) can add their own entries.
-    """
-    limit = torch.finfo(dtype).max
-    stored: dict[str, torch.Tensor | None] = {}
-    for tensor_name in ("weight", "bias"):
-        t = getattr(layer, tensor_name)
-        if t is None:
-            stored[tensor_name] = None
-            continue
-        peak = float(t.abs().max())
-        if peak > limit:
-            raise TvexportError(
-                f"baked {tensor_name} of {name} overflows {str(dtype).removeprefix('torch.')} (max |value| {peak:.3g} > {limit:.3g})",
-                hint="bake with --dtype float32",
-            )
-        stored[tensor_name] = t.detach().to(dtype)
-    return stored
-
-
-def _stored(baked64: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """The deployable copy of ``baked64``: TV kernels in ``dtype`` (rounded once from float64),
-    every other weight float32."""
-    kernels = {name: _storage(layer, name, dtype) for name, layer in baked64.named_modules() if isinstance(layer, BakedTVConv)}
-    stored = copy.deepcopy(baked64).float()
-    for name, tensors in kernels.items():
-        layer = stored.get_submodule(name)
-        for tensor_name, t in tensors.items():
-            setattr(layer, tensor_name, t)
-    return stored.eval()
+def _stored(baked64: nn.Module, dtype: torch.dtype) -> tuple[nn.Module, dict[str, KernelError]]:
+    """The deployable copy of ``baked64``: TV kernels in ``dtype`` (rounded once from float64:
+    float32, float16, or int8 with per-(channel, tap) scales, ``tvexport.quantize``), every other
+    weight float32; with the error the rounding introduced in each layer's kernels."""
+    stored = copy.deepcopy(baked64)
+    errors = {name: compress_layer(layer, dtype, name=name) for name, layer in stored.named_modules() if isinstance(layer, BakedTVConv)}
+    return cast_model_(stored, torch.float32).eval(), errors
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,11 +294,19 @@ def verify_bake(
 # The bake
 # --------------------------------------------------------------------------------------------
 
+def _kernel_dtype(kernel_dtype: KernelDType | torch.dtype | None, dtype: torch.dtype | None) -> torch.dtype:
+    """``kernel_dtype`` (or its older name ``dtype``) as a torch dtype; float32 by default."""
+    if kernel_dtype is not None and dtype is not None and quantize_dtype(kernel_dtype) != quantize_dtype(dtype):
+        raise TvexportError(f"kernel_dtype {kernel_dtype} and dtype {dtype} disagree", hint="give kernel_dtype only (dtype is its older name)")
+    return quantize_dtype(kernel_dtype if kernel_dtype is not None else dtype if dtype is not None else torch.float32)
+
+
 def bake_model(
     model: nn.Module,
     *,
     fold_bn: bool = True,
-    dtype: torch.dtype = torch.float32,
+    kernel_dtype: KernelDType | torch.dtype | None = None,
+    dtype: torch.dtype | None = None,
     verify: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
@@ -329,9 +320,11 @@ def bake_model(
 ) -> BakeResult:
     """Bake a zoo model (from ``load_checkpoint`` or ``create_model``); ``model`` is not modified.
 
-    ``dtype`` is the storage type of the baked kernels (float32 or float16); computation stays
-    float32. With ``verify`` the result carries a ``BakeReport`` (``Tolerance`` with floors
-    ``rtol``/``atol``, default by ``dtype``); check ``report.ok`` or call ``check_bake``.
+    ``kernel_dtype`` is the storage type of the baked kernels: float32 (default), float16, or int8
+    with one float32 scale per (channel, tap) (``tvexport.quantize``); ``dtype`` is its older
+    name. The bake is done in float64 and rounded once to it; computation stays float32. With
+    ``verify`` the result carries a ``BakeReport`` (``Tolerance`` with floors ``rtol``/``atol``,
+    default by kernel dtype); check ``report.ok`` or call ``check_bake``.
     ``reference`` (``Reference(model)``) may be passed to share its float64 run with a later check.
     ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
     ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
@@ -342,12 +335,11 @@ def bake_model(
 
         if reference is not None:
             raise TvexportError("a reference of the trained-size network cannot check a re-bake for another input size", hint="pass no reference with input_size")
-        options = dict(fold_bn=fold_bn, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
+        options = dict(fold_bn=fold_bn, kernel_dtype=kernel_dtype, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
         return bake_resized(model, input_size, resample=resample, interpolation=interpolation, bake=functools.partial(bake_model, **options))
     if resample is not None or interpolation is not None:
         raise TvexportError("resample and interpolation choose how to re-bake for another input size, which needs an input size", hint="add --input-size HxW")
-    if dtype not in STORAGE:
-        raise TvexportError(f"baked kernels can be stored as float32 or float16, not {dtype}")
+    dtype = _kernel_dtype(kernel_dtype, dtype)
     tolerance = Tolerance.default(STORAGE[dtype], rtol=rtol, atol=atol)
     cfg = config_of(model)
     model = model.eval()
@@ -362,13 +354,14 @@ def bake_model(
     start = time.perf_counter()
     reference = reference or Reference(model, kernels=dtype)
     baked64, folded = _bake_float64(model, reference, fold_bn=fold_bn)
-    baked = _stored(baked64, dtype)
+    baked, kernel_errors = _stored(baked64, dtype)
     tv_layers: dict[str, dict[str, Any]] = {}
     for name in tv_layer_names(baked):
         layer = baked.get_submodule(name)
         assert isinstance(layer, BakedTVConv)
         g = layer.geometry
-        tv_layers[name] = {"channels": g.channels, "k": g.k, "stride": g.stride, "h": g.h, "w": g.w, "bias": layer.bias_kind}
+        tv_layers[name] = {"channels": g.channels, "k": g.k, "stride": g.stride, "h": g.h, "w": g.w, "bias": layer.bias_kind,
+                           "kernels": {**layer_summary(layer), "error": kernel_errors[name].to_dict()}}
     baked.tvexport_config = cfg  # type: ignore[assignment]
     bake_seconds = time.perf_counter() - start
 
@@ -379,10 +372,10 @@ def bake_model(
         report = verify_bake(reference, baked64, baked, folded=folded, tolerance=tolerance, batch=batch, seed=seed)
         if not report.ok and folded:  # is BatchNorm folding the cause? the same bake, unfolded
             unfolded64, _ = _bake_float64(model, reference, fold_bn=False)
-            alt = verify_bake(reference, unfolded64, _stored(unfolded64, dtype), folded=[], tolerance=tolerance, batch=batch, seed=seed)
+            alt = verify_bake(reference, unfolded64, _stored(unfolded64, dtype)[0], folded=[], tolerance=tolerance, batch=batch, seed=seed)
             report = dataclasses.replace(report, bn_folding_cause=alt.ok)
         verify_seconds = time.perf_counter() - t0
-    return BakeResult(baked, cfg, tv_layers, folded, dtype, report, bake_seconds, verify_seconds)
+    return BakeResult(baked, cfg, tv_layers, folded, dtype, report, bake_seconds, verify_seconds, kernel_errors=kernel_errors)
 
 
 def check_bake(result: BakeResult, *, source: str | Path | None = None) -> None:
@@ -442,7 +435,7 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32) ->
     try:
         tv_layers = payload["bake"]["tv_layers"]
         folded = payload["bake"]["folded"]
-        storage = {"float32": torch.float32, "float16": torch.float16}[payload["bake"]["dtype"]]
+        storage = KERNEL_DTYPES[payload["bake"]["dtype"]]
         with torch.device("meta"):
             model = create_model(cfg)
             for name, g in tv_layers.items():
@@ -456,7 +449,7 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32) ->
         raise damaged_metadata(ckpt.path, err) from None
     check_state_dict(model, ckpt.state_dict, source=ckpt.path, arch_name=f"baked {cfg.name}")
     model.load_state_dict(ckpt.state_dict, strict=True, assign=True)
-    model.to(dtype)
+    cast_model_(model, dtype)  # float16/int8 kernels stay as stored
     model.tvexport_config = cfg  # type: ignore[assignment]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -464,7 +457,8 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32) ->
 
 
 def load_baked(path: str | Path, *, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """Load a ``.baked.pt`` file as an eval-mode module; kernels stored as float16 are cast to ``dtype``."""
+    """Load a ``.baked.pt`` file as an eval-mode module computing in ``dtype``; TV kernels stay as
+    stored (float16, or int8 with their scales: converted tap by tap in ``forward``)."""
     ckpt = read_checkpoint(path)
     if ckpt.format != "baked":
         raise TvexportError(f"{ckpt.path} is a {ckpt.format} checkpoint, not a baked file", hint=f"bake it first: tvexport bake {ckpt.path}")
@@ -511,7 +505,8 @@ def bake_checkpoint(
     output: str | Path | None = None,
     *,
     arch: str | None = None,
-    dtype: torch.dtype = torch.float32,
+    kernel_dtype: KernelDType | torch.dtype | None = None,
+    dtype: torch.dtype | None = None,
     fold_bn: bool = True,
     verify: bool = True,
     rtol: float | None = None,
@@ -527,15 +522,15 @@ def bake_checkpoint(
     """``tvexport bake`` as one call: read ``source``, bake, verify, write ``<stem>.baked.pt``
     beside it (or ``output``).
 
-    ``input_size``, ``resample`` and ``interpolation`` re-bake for another input size (see
-    ``bake_model``). Raises ``BakeMismatch`` (carrying the result and its report; nothing is
+    ``kernel_dtype`` (float32, float16, int8; ``dtype`` is its older name), ``input_size``,
+    ``resample`` and ``interpolation`` are as in ``bake_model``. Raises ``BakeMismatch`` (carrying the result and its report; nothing is
     written) when the baked model fails verification, ``TvexportError`` on bad input before any work.
     """
     start = time.perf_counter()
     if not verify and (rtol is not None or atol is not None):
         raise TvexportError("--rtol/--atol do not apply with --no-verify", hint="drop one of them")
-    if dtype in STORAGE:
-        Tolerance.default(STORAGE[dtype], rtol=rtol, atol=atol)  # refuse a bad --rtol/--atol before any work
+    kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
+    Tolerance.default(STORAGE[kernels], rtol=rtol, atol=atol)
     source = Path(source)
     out = Path(output) if output is not None else default_output(source)
     ckpt = read_checkpoint(source)
@@ -549,7 +544,7 @@ def bake_checkpoint(
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     try:
-        result = bake_model(model, fold_bn=fold_bn, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
+        result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
                             allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)
     except TvexportError as err:  # e.g. float16 overflow: say which file
         raise type(err)(f"{source}: {err.message}", hint=err.hint) from None

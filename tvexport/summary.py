@@ -11,6 +11,7 @@ from torch import nn
 from .bake import model_from_baked
 from .checkpoint import Checkpoint, arch_config_for, build_from_state_dict, damaged_metadata, read_checkpoint
 from .layers import BakedTVConv, TVConv
+from .quantize import stored_bytes
 from .resize import describe_resize
 
 
@@ -27,6 +28,9 @@ class TVLayerInfo:
     flops: int  # TV op, one image: 2 * C * k*k * h * w (+ bias adds)
     generator_params: int
     generator_flops: int  # what the unbaked layer spends per call to make its kernels
+    kernel_dtype: str = "float32"  # how the kernels are stored (baked files: float32, float16, int8)
+    kernel_bytes: int = 0  # bytes stored: kernels (+ int8 scales) + bias; unbaked: as float32
+    kernel_error: dict[str, float] | None = None  # baked files: what storing the kernels in kernel_dtype changed (max_rel, rms_rel vs the float64 bake)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +51,7 @@ class ModelSummary:
 
     @property
     def baked_bytes(self) -> int:
-        per = 2 if self.baked_dtype == "float16" else 4
-        return self.baked_params * per
+        return sum(layer.kernel_bytes for layer in self.tv_layers)
 
     @property
     def deployable_params(self) -> int:
@@ -92,16 +95,19 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
             g = m.geometry
             baked = g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
             bias = "map" if g.bias else "none"
+            kernels: dict[str, Any] = {"kernel_bytes": 4 * baked}
         elif isinstance(m, BakedTVConv):
             gen_params, gen_flops = 0, 0
             g = m.geometry
             baked = m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
             bias = m.bias_kind or "none"
             baked_dtype = str(ckpt.state_dict[f"{name}.weight"].dtype).removeprefix("torch.")
+            stored = ckpt.meta.get("tv_layers", {}).get(name, {}).get("kernels", {})  # files baked before compressed kernels have none
+            kernels = {"kernel_dtype": baked_dtype, "kernel_bytes": stored_bytes(m), "kernel_error": stored.get("error")}
         else:
             continue
         flops = 2 * g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
-        layers.append(TVLayerInfo(name, g.channels, g.k, g.stride, g.h, g.w, bias, baked, flops, gen_params, gen_flops))
+        layers.append(TVLayerInfo(name, g.channels, g.k, g.stride, g.h, g.w, bias, baked, flops, gen_params, gen_flops, **kernels))
         generator_total += gen_params
         baked_total += baked
     total = sum(p.numel() for p in model.parameters()) + sum(

@@ -12,7 +12,7 @@ import typer
 from ..errors import MismatchError, TvexportError
 from . import app
 from ._console import comparison_table, console, err_console
-from ._options import Arch, Atol, DType, DTypeOpt, Force, Json, Output, Rtol, Source
+from ._options import Arch, Atol, DType, DTypeOpt, Force, Json, KernelDTypeOpt, Output, Rtol, Source
 
 
 class Format(str, Enum):
@@ -57,6 +57,7 @@ def export_cmd(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Fixed batch size of the graph.")] = 1,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Symbolic batch dimension instead of --batch.")] = False,
     dtype: DTypeOpt = DType.float32,
+    kernel_dtype: KernelDTypeOpt = None,
     fp16_io: Annotated[bool, typer.Option("--fp16-io", help="With --dtype float16: float16 input and output too (default float32 I/O).")] = False,
     no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim.")] = False,
     validate: Annotated[bool, typer.Option("--validate/--no-validate", help="Compare with the torch model on random inputs.")] = True,
@@ -106,7 +107,8 @@ def export_cmd(
             raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
         options = {"device": device.value, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch if max_batch is not None else 64}
         check_options(fmt, device=device.value)
-    src = load_source(source, arch=arch, rtol=rtol, atol=atol)  # a checkpoint is baked (and verified) with the same floors
+    # a checkpoint is baked (and verified) with the same floors, its kernels stored as --kernel-dtype
+    src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype.value if kernel_dtype else None)
     ref = src.reference
     try:
         with err_console.status(f"exporting {source.name} to {fmt}...") as status:
@@ -134,7 +136,7 @@ def export_cmd(
         console.print(comparison_table(result.comparisons, _title(f"{fmt} ({inputs})", ref.truth_label, result.comparisons), baseline=ref.baseline_label))
     info = result.info
     size = info.get("file_bytes") or sum(p.stat().st_size for p in [result.path, *result.extra_files])
-    details = [result.arch, _mb(size)]
+    details = [result.arch, _mb(size)] + ([f"TV kernels {info['kernel_dtype']}"] if info.get("kernel_dtype") else [])
     if fmt == "onnx":
         details += [f"opset {info['opset']}", f"{info['nodes']} nodes", (f"{info['tv_layers']} TV layers as {info['tv_op']}" + (f" ({info['decomposition']})" if info.get("decomposition") else "")) if info.get("tv_layers") else "no TV layers",
                     f"{info['dtype']} weights", f"input {info['input']['name']} {info['input']['shape']}", f"output {info['output']['name']} {info['output']['shape']}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 from collections.abc import Callable
@@ -9,15 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..accuracy import Comparison, Reference, compare_outputs
 from ..bake import BakeResult, bake_model, check_bake, model_from_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
+from ..layers import BakedTVConv
 from ..models.registry import ArchConfig, config_of
+from ..quantize import KernelDType, compress_model, kernel_dtype_name
+from ..quantize import kernel_dtype as quantize_dtype
 
-__all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "compare_outputs", "load_runner", "load_source"]
+__all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype"]
 
 Runner = Callable[[np.ndarray], np.ndarray]
 """A loaded artefact: NCHW float32 input -> output array."""
@@ -70,22 +75,73 @@ class ExportSource:
         return config_of(self.model)
 
 
-def load_source(source: str | Path, *, arch: str | None = None, rtol: float | None = None, atol: float | None = None, verify_bake: bool = True) -> ExportSource:
+def load_source(
+    source: str | Path,
+    *,
+    arch: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    verify_bake: bool = True,
+    kernel_dtype: KernelDType | torch.dtype | None = None,
+) -> ExportSource:
     """Read ``source`` for export: a baked file as is, a checkpoint baked on the fly and verified
-    with the same tolerance floors (``rtol``, ``atol``) its artefact will be validated with."""
+    with the same tolerance floors (``rtol``, ``atol``) its artefact will be validated with.
+
+    ``kernel_dtype`` (float32, float16, int8; default: as stored, float32 for a checkpoint) is how
+    the TV kernels are stored: a checkpoint is baked straight to it, a baked file's float32 kernels
+    are compressed (``with_kernel_dtype``).
+    """
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
         model = model_from_baked(ckpt)
-        return ExportSource(ckpt.path, model, Reference(model))
+        return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, source=ckpt.path))
     refuse_nonfinite(ckpt)
     cfg: ArchConfig = arch_config_for(ckpt, arch)
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
-    reference = Reference(model)
+    kernels = quantize_dtype(kernel_dtype if kernel_dtype is not None else torch.float32)
     if cfg.atom != "tvconv":
-        return ExportSource(ckpt.path, model, reference)  # a DWConv / dense baseline: exported as is, for fair comparisons
-    result = bake_model(model, verify=verify_bake, rtol=rtol, atol=atol, reference=reference)
+        if kernels != torch.float32:
+            raise TvexportError(f"{ckpt.path} is a {cfg.name} {cfg.atom} baseline without TV layers; --kernel-dtype stores TV kernels", hint="drop --kernel-dtype")
+        return ExportSource(ckpt.path, model, Reference(model))  # a DWConv / dense baseline: exported as is, for fair comparisons
+    reference = Reference(model, kernels=kernels)
+    result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=reference)
     check_bake(result, source=ckpt.path)
     return ExportSource(ckpt.path, result.model, reference, result)
+
+
+def with_kernel_dtype(
+    model: nn.Module,
+    kernel_dtype: KernelDType | torch.dtype | None,
+    *,
+    reference: Reference | None = None,
+    source: str | Path | None = None,
+) -> tuple[nn.Module, Reference]:
+    """``model`` with its TV kernels stored as ``kernel_dtype`` (None: as stored), and the
+    ``Reference`` to check an artefact of it against (``reference``, rebuilt for those kernels).
+
+    float32 kernels are compressed in a copy (rounded once; the reference's float32 original holds
+    its kernels rounded the same way, its truth keeps them exact). Kernels stored compressed are
+    never converted again: that would round twice (or inflate the artefact for nothing).
+    """
+    reference = reference if reference is not None else Reference(model)
+    stored = {m.weight.dtype for m in model.modules() if isinstance(m, BakedTVConv)}
+    if kernel_dtype is None or not stored:
+        return model, reference
+    target = quantize_dtype(kernel_dtype)
+    if stored == {target}:
+        return model, reference
+    if stored != {torch.float32}:
+        where = f"{source}: " if source is not None else ""
+        have = ", ".join(sorted(kernel_dtype_name(d) for d in stored))
+        raise TvexportError(
+            f"{where}TV kernels are stored as {have}; converting them to {kernel_dtype_name(target)} would round stored values again",
+            hint=f"export with --kernel-dtype {have} (or none), or bake the checkpoint again with --kernel-dtype {kernel_dtype_name(target)}",
+        )
+    compressed = copy.deepcopy(model)
+    compress_model(compressed, target)
+    if reference.kernels != target:
+        reference = Reference(reference.model, kernels=target)
+    return compressed, reference
 
 
 def load_runner(backend: str, path: str | Path) -> Runner:

@@ -16,10 +16,12 @@ import copy
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,8 @@ from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
 from ..errors import TvexportError
 from ..models.registry import config_of
-from ._common import Comparison, ExportResult, Runner
+from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, with_kernel_dtype
 
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
@@ -129,6 +132,7 @@ def export_aoti(
     rtol: float | None = None,
     atol: float | None = None,
     reference: Reference | None = None,
+    kernel_dtype: KernelDType | torch.dtype | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export a baked model (or a DWConv/dense baseline) to an AOTInductor ``.pt2`` package.
@@ -137,9 +141,12 @@ def export_aoti(
     batch of the export; with ``dynamic_batch`` the package accepts any batch in
     ``[1, max_batch]``. With ``validate`` the package is loaded and checked on seeded inputs
     against ``reference`` (default ``Reference(model)``): no worse than torch float32 vs the
-    float64 truth, by ``Tolerance`` with floors ``rtol``/``atol``; a mismatch raises
+    float64 truth, by ``Tolerance`` with floors ``rtol``/``atol`` (defaults by kernel dtype); a
+    mismatch raises
     ``ValidationMismatch`` and writes nothing. ``progress`` is told each phase as it starts
-    (export, compile and package, validate, write): compiling takes a minute.
+    (export, compile and package, validate, write): compiling takes a minute. ``kernel_dtype``
+    (float32, float16, int8; default as stored) stores float32 TV kernels compressed
+    (``with_kernel_dtype``); Inductor keeps them compressed and dequantizes in the fused loop.
     """
     report = progress if progress is not None else (lambda phase: None)
     start = time.perf_counter()
@@ -152,11 +159,13 @@ def export_aoti(
     check_options(device=device)
     dev = torch.device(device)
     cfg = config_of(model)
-    tolerance = Tolerance.default("float32", rtol=rtol, atol=atol)
+    if kernel_dtype is not None:
+        model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
     if validate and reference is None:
         reference = Reference(model)
+    tolerance = Tolerance.default(reference.precision() if reference is not None else "float32", rtol=rtol, atol=atol)
 
-    model = copy.deepcopy(model).to(device=dev, dtype=torch.float32).eval()
+    model = cast_model_(copy.deepcopy(model), torch.float32, device=dev).eval()  # compressed TV kernels stay compressed
     for p in model.parameters():
         p.requires_grad_(False)
     # Export at batch >= 2 when the batch is dynamic: torch.export specialises a dimension of size 1.
@@ -210,6 +219,8 @@ def export_aoti(
             "atom": cfg.atom,
             "device": device,
             "dtype": "float32",
+            "kernel_dtype": stored_kernel_dtype(model),
+            "constant_bytes": package_constant_bytes(tmp),
             "input_shape": [example_batch, *cfg.input_shape],
             "output_shape": output_shape,
             "dynamic_batch": {"min": 1, "max": max_batch} if dynamic_batch and max_batch >= 2 else None,
@@ -235,6 +246,30 @@ def export_aoti(
         extra_files=[side],
         info=info,
     )
+
+
+_CONSTANT_INFO = re.compile(r"constants_info_\[(\d+)\]\.(dtype|data_size) = ([^;]+);")
+
+
+def package_constant_bytes(package: Path) -> dict[str, int] | None:
+    """Bytes of the constants (weights) an AOTInductor package stores, by dtype, as its generated
+    wrapper declares them (None if the package's layout is not the one this torch writes)."""
+    sizes: dict[str, int] = {}
+    try:
+        with zipfile.ZipFile(package) as z:
+            wrapper = next((n for n in z.namelist() if n.endswith(".wrapper.cpp")), None)
+            if wrapper is None:
+                return None
+            entries: dict[str, dict[str, str]] = {}
+            for index, field, value in _CONSTANT_INFO.findall(z.read(wrapper).decode(errors="replace")):
+                entries.setdefault(index, {})[field] = value.strip()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    for entry in entries.values():
+        dtype = entry.get("dtype", "").removeprefix("cached_torch_dtype_")
+        if dtype and entry.get("data_size", "").isdigit():
+            sizes[dtype] = sizes.get(dtype, 0) + int(entry["data_size"])
+    return sizes or None
 
 
 def read_sidecar(package: Path) -> dict[str, Any] | None:

@@ -79,18 +79,26 @@ class ValidationReport:
         }
 
 
-def artifact_dtype(path: Path) -> str:
-    """The precision an artefact was exported at (ONNX metadata; float32 when unknown)."""
+def artifact_precision(path: Path, found: Artifact | None = None) -> tuple[str, str | None]:
+    """(precision the artefact computes in, how it stores TV kernels where that differs: "int8",
+    "float16" or None) from its ONNX metadata or JSON sidecar; float32 and None when unknown."""
+    if found is not None and found.sidecar is not None:
+        sidecar = found.sidecar
+        kernels = {str(t.get("dtype")) for t in sidecar.get("tv_layers", []) if isinstance(t, dict)} if found.kind == "tensorrt" else {str(sidecar.get("kernel_dtype"))}
+        kernel = kernels.pop() if len(kernels) == 1 else None
+        return "float32", kernel if kernel in ("int8", "float16") else None
     if Path(path).suffix != ".onnx":
-        return "float32"
+        return "float32", None
     try:
         import onnx
 
         meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     except Exception:  # noqa: BLE001 - unreadable files are reported by the runner
-        return "float32"
+        return "float32", None
     dtype = meta.get("tvexport.dtype", "float32")
-    return dtype if dtype in ("float32", "float16") else "float32"
+    dtype = dtype if dtype in ("float32", "float16") else "float32"
+    kernel = meta.get("tvexport.kernel_dtype")
+    return dtype, kernel if kernel in ("int8", "float16") and kernel != dtype else None
 
 
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
@@ -199,8 +207,9 @@ def validate_artifact(
         raise TvexportError("--batch sizes the random input; with --input the file gives the batch", hint="drop --batch")
     if not artifact.exists():
         raise TvexportError(f"{artifact}: no such file", hint="check the path")
-    tolerance = Tolerance.default(artifact_dtype(artifact), rtol=rtol, atol=atol)
     found = identify(artifact)
+    dtype, kernel_dtype = artifact_precision(artifact, found)
+    Tolerance.default(dtype, rtol=rtol, atol=atol)  # a bad --rtol/--atol is refused before any work
     backend = resolve_backend(artifact, found, backend)
     cfg = arch_config_for(read_checkpoint(against), arch)
     check_same_network(found, cfg, against)
@@ -221,8 +230,10 @@ def validate_artifact(
     check = getattr(runner, "check_input", None)
     if check is not None:
         check(x)
-    source = load_source(against, arch=arch, rtol=rtol, atol=atol)  # bakes a checkpoint: only once the inputs are known to fit
+    # bakes a checkpoint (kernels stored as the artefact stores them): only once the inputs are known to fit
+    source = load_source(against, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype)
     reference: Reference = source.reference
+    tolerance = Tolerance.default(reference.precision(dtype), rtol=rtol, atol=atol)
     comparisons = reference.compare({backend: runner(x)}, x, tolerance=tolerance)
     return ValidationReport(artifact, backend, against, cfg.name, tuple(x.shape), input_source, comparisons, time.perf_counter() - start,
                             reference.truth_label, reference.baseline_label)
