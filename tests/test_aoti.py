@@ -1,7 +1,7 @@
 """AOTInductor export (.pt2 package + JSON sidecar), its Python runner, and the C++ runner.
 
-Packages are checked against the unbaked network (generator + unfold on every call), not only
-against the baked model that export validation itself uses.
+Packages are checked against the unbaked network in float64 (``accuracy.Reference``), by the same
+rule as export validation: no worse than the unbaked float32 network.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 
 from conftest import make_model, write_checkpoint
 from tinynet import tiny_tvnet
-from tvexport import MismatchError, TvexportError, bake
-from tvexport.export import compare_outputs, load_runner, load_source
+from tvexport import MismatchError, Reference, Tolerance, TvexportError, bake
+from tvexport.export import load_runner, load_source
 from tvexport.export import aoti
 from tvexport.export.aoti import export_aoti, read_sidecar, sidecar_path
 
@@ -31,9 +31,9 @@ def _inputs(batch: int, seed: int) -> np.ndarray:
     return (gen.random((batch, 3, 96, 96), dtype=np.float32) * 2 - 1).astype(np.float32)
 
 
-def _reference(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
+def _matches(got: np.ndarray, unbaked: torch.nn.Module, x: np.ndarray) -> bool:
+    """``got`` is no worse than ``unbaked`` in float32, against ``unbaked`` in float64."""
+    return Reference(unbaked).compare({"aoti": got}, x, tolerance=Tolerance.default())[0].ok
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_runner_matches_unbaked_network(tiny_package, batch: int) -> None:
     x = _inputs(batch, seed=batch)
     got = run(x)
     assert got.shape == (batch, 5) and got.dtype == np.float32
-    assert compare_outputs("tiny", got, _reference(unbaked, x), rtol=1e-5).ok
+    assert _matches(got, unbaked, x)
 
 
 def test_package_k5_stride1_without_bias(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_package_k5_stride1_without_bias(tmp_path: Path) -> None:
     result = export_aoti(baked, tmp_path / "k5.pt2", batch=3)
     assert result.ok and result.info["batch"] == 3
     x = _inputs(3, seed=5)
-    assert compare_outputs("k5", load_runner("aoti", result.path)(x), _reference(unbaked, x), rtol=1e-5).ok
+    assert _matches(load_runner("aoti", result.path)(x), unbaked, x)
 
 
 def test_runner_refuses_wrong_inputs(tiny_package) -> None:
@@ -170,7 +170,7 @@ def test_dwconv_baseline_exports_the_same_way(tmp_path: Path) -> None:
     x = _inputs(2, seed=5)
     run = aoti.load_runner(result.path)
     assert run.batch == 2
-    assert compare_outputs("dw", run(x), _reference(model, x), rtol=1e-5).ok
+    assert _matches(run(x), model, x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,14 +183,15 @@ def test_zoo_network_packages(tmp_path: Path, atom: str) -> None:
     """A face MobileNetV2 x0.1 checkpoint (TV: baked on the fly; DWConv baseline: as is)."""
     unbaked = make_model("face_mobilenetv2_x0_1", atom=atom, seed=2)
     ckpt = write_checkpoint(unbaked, tmp_path / f"{atom}.ckpt", "lightning" if atom == "tvconv" else "pth.tar")
-    model = load_source(ckpt)
-    result = export_aoti(model, tmp_path / f"{atom}.pt2", dynamic_batch=True, batch=2, max_batch=16)
+    source = load_source(ckpt)
+    model = source.model
+    result = export_aoti(model, tmp_path / f"{atom}.pt2", dynamic_batch=True, batch=2, max_batch=16, reference=source.reference)
     assert result.ok
     # the weights are stored once: folded per-tap kernel layouts must not each keep a full copy
     weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     assert result.info["package_bytes"] < 1.2 * weight_bytes + 5e6
     x = _inputs(16, seed=1)
-    assert compare_outputs(atom, aoti.load_runner(result.path)(x), _reference(unbaked, x), rtol=1e-5).ok
+    assert _matches(aoti.load_runner(result.path)(x), unbaked, x)
 
 
 def _cxx_available() -> bool:
@@ -219,7 +220,7 @@ def test_cpp_runner_matches_python(tiny_package, tmp_path: Path) -> None:
     assert "output shape [3, 5]" in proc.stdout
     got = np.fromfile(tmp_path / "y.f32", dtype="<f4").reshape(3, 5)
     np.testing.assert_allclose(got, aoti.load_runner(path)(x), rtol=1e-6, atol=1e-7)
-    assert compare_outputs("cpp", got, _reference(unbaked, x), rtol=1e-5).ok
+    assert _matches(got, unbaked, x)
 
     bad = subprocess.run([str(exe), str(path), "--shape", "3,3,96,96", "--input", str(tmp_path / "y.f32")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "bytes" in bad.stderr

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import make_model, write_checkpoint
-from tvexport.checkpoint import load_checkpoint, read_checkpoint
+from tvexport.bake import load_checkpoint
+from tvexport.checkpoint import read_checkpoint
 from tvexport.errors import TvexportError
 from tvexport.models import TVSettings, create_model, list_models, resolve_arch
 from tvexport.testing import lightning_checkpoint, randomize_, save_lightning

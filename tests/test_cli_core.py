@@ -45,13 +45,23 @@ def test_bake_default_output_and_force(cli, face_ckpt: Path) -> None:
     assert 0 <= source["deployable_params"] - inspected["deployable_params"] < 0.01 * source["deployable_params"]
 
 
+def test_output_may_not_be_the_source(cli, face_ckpt: Path) -> None:
+    """Before: `bake CKPT -o CKPT --force` replaced the checkpoint by its baked file."""
+    before = face_ckpt.read_bytes()
+    for command in (["bake"], ["export", "--no-validate"]):
+        r = cli(*command, face_ckpt, "-o", face_ckpt, "--force")
+        assert r.exit_code == 2 and "is the input file" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert face_ckpt.read_bytes() == before
+
+
 def test_bake_options(cli, tmp_path: Path, face_ckpt: Path) -> None:
     out = tmp_path / "half.pt"
     r = cli("bake", face_ckpt, "-o", out, "--dtype", "float16", "--no-fold-bn", "--json")
     assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["dtype"] == "float16" and report["folded_batchnorms"] == 0 and report["report"]["ok"]
-    assert report["report"]["rtol"] == 1e-3
+    assert report["report"]["tolerance"] == {"rtol": 5e-3, "atol": 0.0, "factor": 2.0}
+    assert report["report"]["baseline"] == "unbaked float32 (float16 kernels)" and report["report"]["float64_bake_max_rel"] < 1e-12
     sd = torch.load(out, weights_only=True)["state_dict"]
     assert sd["features.1.conv.0.0.weight"].dtype == torch.float16
     assert "features.1.conv.0.1.running_mean" in sd  # BatchNorm kept
@@ -60,8 +70,8 @@ def test_bake_options(cli, tmp_path: Path, face_ckpt: Path) -> None:
 def test_bake_mismatch_exits_1_and_writes_nothing(cli, tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = BakedTVConv.from_tvconv.__func__
 
-    def broken(cls, layer):  # type: ignore[no-untyped-def]
-        baked = original(cls, layer)
+    def broken(cls, layer, **kw):  # type: ignore[no-untyped-def]
+        baked = original(cls, layer, **kw)
         baked.weight.mul_(1.01)
         return baked
 
@@ -70,6 +80,7 @@ def test_bake_mismatch_exits_1_and_writes_nothing(cli, tmp_path: Path, face_ckpt
     r = cli("bake", face_ckpt, "-o", out)
     assert r.exit_code == 1
     assert "FAIL" in r.stdout and r.stderr.strip().startswith(f"error: {face_ckpt}: baked model differs")
+    assert "vs float64 (float32 original" in r.stderr and "--rtol" in r.stderr and "--no-fold-bn" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
     r = cli("bake", face_ckpt, "-o", out, "--json")  # --json still reports, as JSON on stdout
     assert r.exit_code == 1 and not out.exists()
@@ -100,3 +111,43 @@ def test_bake_nonfinite(cli, tmp_path: Path) -> None:
         r = cli(*argv)
         assert r.exit_code == 2 and str(src) in r.stderr and "NaN/Inf" in r.stderr, r.stderr
         assert "pass --allow-nonfinite" not in r.stderr and "tvexport bake --allow-nonfinite" in r.stderr
+
+
+def test_bake_table_and_json_report_the_float64_truth(cli, tmp_path: Path, face_ckpt: Path) -> None:
+    """Both numbers per row (baked and float32 original, vs float64), the allowance, the float64
+    bake's own error; --rtol/--atol set the rule's floors."""
+    r = cli("bake", face_ckpt, "-o", tmp_path / "a.baked.pt")
+    assert r.exit_code == 0, r.stderr
+    assert "baked vs unbaked float64" in r.stdout and "pass: 2 x float32 + 1e-05 rel" in r.stdout
+    for column in ("float64 bake", "unbaked float32 max rel", "allowed rel"):
+        assert column in r.stdout
+    r = cli("bake", face_ckpt, "-o", tmp_path / "b.baked.pt", "--rtol", "2e-5", "--atol", "1e-9", "--json")
+    report = json.loads(r.stdout)["report"]
+    assert report["tolerance"] == {"rtol": 2e-5, "atol": 1e-9, "factor": 2.0}
+    net = report["network"]
+    assert net["max_rel"] < 1e-5 and 0 < net["baseline_max_rel"] < 1e-5 and net["float64_bake_max_rel"] < 1e-12
+    assert net["allowed"] == pytest.approx(2 * net["baseline_max_abs"] + 1e-9 + 2e-5 * net["ref_max"])
+    r = cli("bake", face_ckpt, "-o", tmp_path / "c.baked.pt", "--rtol", "-1")
+    assert r.exit_code == 2 and "--rtol" in r.stderr and "not a tolerance" in r.stderr and not (tmp_path / "c.baked.pt").exists()
+
+
+def test_inspect_says_what_the_bias_is(cli, tmp_path: Path) -> None:
+    """A TV bias map, a folded BatchNorm's per-channel shift, or none."""
+    from tvexport.models import TVSettings
+
+    src = write_checkpoint(make_model(tv=TVSettings(bias=True, inter_chans=8, inter_layers=1)), tmp_path / "b.ckpt", "lightning")
+    plain = write_checkpoint(make_model(), tmp_path / "p.ckpt", "lightning")
+    cases = [
+        (src, [], "map"),  # unbaked, with a TV bias generator
+        (plain, [], "none"),
+        (tmp_path / "map.baked.pt", [src, "-o", tmp_path / "map.baked.pt"], "map"),  # TV bias map (+ BN folded in)
+        (tmp_path / "chan.baked.pt", [plain, "-o", tmp_path / "chan.baked.pt"], "channel"),  # BN shift only
+        (tmp_path / "none.baked.pt", [plain, "-o", tmp_path / "none.baked.pt", "--no-fold-bn"], "none"),
+    ]
+    for path, bake_args, kind in cases:
+        if bake_args:
+            assert cli("bake", *bake_args).exit_code == 0
+        data = json.loads(cli("inspect", path, "--json").stdout)
+        assert {layer["bias"] for layer in data["tv_layers"]} == {kind}, path
+        row = next(line for line in cli("inspect", path).stdout.splitlines() if "features.2.conv.1.0" in line)
+        assert f" {kind} " in row, row

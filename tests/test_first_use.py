@@ -4,11 +4,13 @@ work, help text, inspect's JSON, the AOTInductor progress, and the files tvexpor
 
 from __future__ import annotations
 
+import importlib
 import fnmatch
 import json
 import logging
 import math
 import sys
+import types
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -186,9 +188,10 @@ def _no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def work(*args: Any, **kwargs: Any) -> Any:
         pytest.fail("work started before the options were checked")
 
-    for target in ("tvexport.cli._core.read_checkpoint", "tvexport.export._common.load_source", "tvexport.export.validate.load_source",
+    for target in ("tvexport.bake.read_checkpoint", "tvexport.export._common.load_source", "tvexport.export.validate.load_source",
                    "tvexport.export.validate.read_checkpoint", "tvexport.export.validate.load_runner", "tvexport.profile.load_subject"):
-        monkeypatch.setattr(target, work)
+        module, name = target.rsplit(".", 1)
+        monkeypatch.setattr(importlib.import_module(module), name, work)  # tvexport.bake the module, not the function
 
 
 BAD_OPTIONS = [
@@ -330,7 +333,8 @@ def test_export_cli_passes_the_phases_to_its_spinner(cli, tmp_path: Path, monkey
         options["progress"]("compiling C++ kernels and packaging (AOTInductor)")
         raise TvexportError("stopped after the first phase")
 
-    monkeypatch.setattr("tvexport.export._common.load_source", lambda *a, **k: object())
+    source = types.SimpleNamespace(model=object(), reference=object())  # an ExportSource stand-in
+    monkeypatch.setattr("tvexport.export._common.load_source", lambda *a, **k: source)
     monkeypatch.setattr("tvexport.export.aoti.check_options", lambda **k: None)
     monkeypatch.setattr("tvexport.export._dispatch.export_model", fake_export)
     ckpt = tmp_path / "m.ckpt"

@@ -351,6 +351,28 @@ def test_shufflenet_k5_bias_maps_static_batch(extension: Path) -> None:
     assert _within(errors), errors
 
 
+def test_exported_int8_plugin_graph(extension: Path) -> None:
+    """The exporter's int8 plugin node (x, weight int8, bias, scale float32 (C, k*k, 1, 1)) runs
+    fused: the same function as onnxruntime's reference op on the same graph, and within the int8
+    rule of the unbaked network's float64 truth."""
+    from tvexport.accuracy import Reference, Tolerance
+    from tvexport.export.onnx import OrtRunner
+
+    unbaked = make_model("face_mobilenetv2_x0_1", tv=dataclasses.replace(SMALL_TV, bias=True), seed=3)
+    graph = onnx_graph(bake_model(unbaked, kernel_dtype="int8", verify=False).model, tv_op="plugin", batch=2)
+    nodes = [n for n in graph.graph.node if n.op_type == "tv_dwconv"]
+    inits = {t.name: t for t in graph.graph.initializer}
+    assert nodes and all(len(n.input) == 4 and inits[n.input[1]].data_type == onnx.TensorProto.INT8 for n in nodes)
+    runner = OpenVinoRunner(graph, what="int8 plugin graph")
+    assert runner.fused
+    x = random_inputs((2, 3, 96, 96), seed=4).numpy()
+    got = runner(x)
+    assert rel_err(got, OrtRunner(graph, what="int8 plugin graph")(x).astype(np.float64)) < 1e-5  # same stored kernels
+    reference = Reference(unbaked, kernels=torch.int8)
+    (comparison,) = reference.compare({"openvino": got}, x, tolerance=Tolerance.default(reference.precision()))
+    assert comparison.ok, comparison.verdict()
+
+
 @pytest.mark.slow
 def test_float16_weights_graph(extension: Path) -> None:
     net = _network("face_mobilenetv2_x0_1", dtype="float16")

@@ -210,7 +210,7 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("good")
     ckpt = write_checkpoint(make_model(tv=TVSettings(inter_chans=4, inter_layers=0)), root / "good.ckpt", "lightning")
     onnx_path = root / "good.onnx"
-    export_onnx(load_source(ckpt), onnx_path, simplify=False)
+    export_onnx(load_source(ckpt).model, onnx_path, simplify=False)
     return {"ckpt": ckpt, "onnx": onnx_path}
 
 

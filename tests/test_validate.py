@@ -13,6 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from conftest import make_model, write_checkpoint  # noqa: E402
 
+from tvexport.accuracy import DEFAULT_RTOL, Tolerance, compare_outputs  # noqa: E402
 from tvexport.bake import random_inputs  # noqa: E402
 from tvexport.errors import TvexportError  # noqa: E402
 from tvexport.export import _common  # noqa: E402
@@ -35,7 +36,9 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_validate_api_random_and_file_inputs(artefacts: dict[str, Path], tmp_path: Path) -> None:
     report = validate_artifact(artefacts["onnx"], artefacts["ckpt"])
     assert report.ok and report.input_shape == (2, 3, 96, 96) and report.comparisons[0].name == "onnxruntime"
-    assert report.comparisons[0].rtol == 1e-5 and report.comparisons[0].max_rel < 1e-5
+    c = report.comparisons[0]
+    assert c.tolerance == Tolerance(1e-5) and c.max_rel < 1e-5 and c.baseline_max_rel is not None and c.baseline_max_rel < 1e-5
+    assert (report.truth, report.baseline) == ("dwconv float64", "dwconv float32")
     x = random_inputs((3, 3, 96, 96), seed=5).numpy()
     np.save(tmp_path / "x.npy", x)
     report = validate_artifact(artefacts["onnx"], artefacts["ckpt"], input_path=tmp_path / "x.npy")
@@ -73,7 +76,8 @@ def test_cli_validate_json_and_exit_codes(cli: Any, artefacts: dict[str, Path]) 
     assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["ok"] and report["input_shape"] == [4, 3, 96, 96]
-    assert set(report["comparisons"][0]) >= {"max_abs", "max_rel", "p99_abs", "cosine", "ok"}
+    assert set(report["comparisons"][0]) >= {"max_abs", "max_rel", "p99_abs", "cosine", "baseline_max_rel", "allowed", "tolerance", "ok"}
+    assert report["truth"] == "dwconv float64"
     r = cli("validate", artefacts["onnx"], "--against", artefacts["other"])
     assert r.exit_code == 1 and "FAIL" in r.stdout and "differs" in r.stderr
     r = cli("validate", artefacts["onnx"], "--against", artefacts["other"], "--rtol", "10")
@@ -108,19 +112,34 @@ def test_cli_validate_fixed_batch_mismatch(cli: Any, artefacts: dict[str, Path],
     assert r.exit_code == 0 and "[2, 3, 96, 96]" in r.stdout
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_default_tolerance_boundary(dtype: str) -> None:
-    """Pass iff max|got - ref| <= atol + rtol * max|ref|, at the documented defaults."""
-    rtol, atol = _common.DEFAULT_TOLERANCES[dtype]
-    assert (rtol, atol) == ({"float32": 1e-5, "float16": 1e-2}[dtype], 0.0)
-    ref = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float64)
-    scale = float(np.abs(ref).max())
-    for frac, ok in ((0.5, True), (0.99, True), (1.5, False), (3.0, False)):
-        got = ref.copy()
-        got[1, 7] += frac * rtol * scale
-        c = _common.compare_outputs("out", got, ref, rtol=rtol, atol=atol)
-        assert c.ok is ok, (frac, c)
-        assert c.max_rel == pytest.approx(frac * rtol, rel=1e-6)
+@pytest.mark.parametrize("precision", ["float32", "float16_kernels", "float16"])
+def test_tolerance_rule_boundary(precision: str) -> None:
+    """Pass iff max|got - truth| <= factor * max|float32 - truth| + atol + rtol * max|truth|."""
+    tol = Tolerance.default(precision)  # type: ignore[arg-type]
+    assert (tol.rtol, tol.atol, tol.factor) == ({"float32": 1e-5, "float16_kernels": 5e-3, "float16": 1e-2}[precision], 0.0, 2.0)
+    assert DEFAULT_RTOL[precision] == tol.rtol
+    truth = np.random.default_rng(0).standard_normal((3, 512)).astype(np.float64)
+    scale = float(np.abs(truth).max())
+    for base_rel in (0.0, 3 * tol.rtol):  # float32 exact, or float32 noise above the floor
+        baseline = truth.copy()
+        baseline[0, 3] += base_rel * scale
+        allowed_rel = 2 * base_rel + tol.rtol
+        for frac, ok in ((0.5, True), (0.99, True), (1.01, False), (3.0, False)):
+            got = truth.copy()
+            got[1, 7] += frac * allowed_rel * scale
+            c = compare_outputs("out", got, truth, tolerance=tol, baseline=baseline)
+            assert c.ok is ok, (base_rel, frac, c)
+            assert c.max_rel == pytest.approx(frac * allowed_rel, rel=1e-6) and c.allowed_rel == pytest.approx(allowed_rel)
+    assert not compare_outputs("nan", truth * np.nan, truth, tolerance=tol).ok
+
+
+def test_tolerance_refuses_bad_floors() -> None:
+    with pytest.raises(TvexportError, match="rtol must be a finite number >= 0"):
+        Tolerance.default(rtol=-1)
+    with pytest.raises(TvexportError, match="atol must be"):
+        Tolerance(1e-5, atol=float("nan"))
+    with pytest.raises(TvexportError, match="unknown precision"):
+        Tolerance.default("int4")  # type: ignore[arg-type]
 
 
 def test_validate_refuses_an_onnx_of_another_architecture(cli: Any, artefacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,8 +2,10 @@
 
 Public API (everything else is internal)::
 
-    model = tvexport.load_checkpoint("model.ckpt")          # reference checkpoint -> nn.Module
-    result = tvexport.bake(model)                             # generators -> constant kernels
+    tvexport.bake_checkpoint("model.ckpt")                    # `tvexport bake`: -> model.baked.pt, verified
+    model = tvexport.load_checkpoint("model.ckpt")          # any checkpoint (baked too) -> nn.Module
+    result = tvexport.bake(model)                             # generators -> constant kernels, verified
+    small = tvexport.bake(model, kernel_dtype="int8")         # kernels stored int8 + per-(channel, tap) scales
     tvexport.save_baked(result, "model.baked.pt")
     baked = tvexport.load_baked("model.baked.pt")
     fast = tvexport.compile_model(baked)                      # torch.compile (Inductor), fused TV loops
@@ -13,9 +15,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .bake import BakeReport, BakeResult, ErrorStats, fold_batchnorms, load_baked, save_baked  # noqa: E402
+from .accuracy import Comparison, Reference, Tolerance  # noqa: E402
+from .bake import (  # noqa: E402
+    BakedCheckpoint,
+    BakeMismatch,
+    BakeReport,
+    BakeResult,
+    bake_checkpoint,
+    check_bake,
+    fold_batchnorms,
+    load_baked,
+    load_checkpoint,
+    save_baked,
+)
 from .bake import bake_model as bake  # noqa: E402
-from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint  # noqa: E402
+from .checkpoint import Checkpoint, read_checkpoint  # noqa: E402
 from .compile import CompiledModel, compile_model  # noqa: E402
 from .errors import MismatchError, MissingDependencyError, TvexportError  # noqa: E402
 from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold  # noqa: E402
@@ -23,20 +37,26 @@ from .models import ArchConfig, TVSettings, create_model, list_models  # noqa: E
 
 __all__ = [
     "ArchConfig",
+    "BakeMismatch",
     "BakeReport",
     "BakeResult",
+    "BakedCheckpoint",
     "BakedTVConv",
     "Checkpoint",
+    "Comparison",
     "CompiledModel",
-    "ErrorStats",
     "MismatchError",
     "MissingDependencyError",
+    "Reference",
     "TVConv",
     "TVGeometry",
     "TVSettings",
+    "Tolerance",
     "TvexportError",
     "__version__",
     "bake",
+    "bake_checkpoint",
+    "check_bake",
     "compile_model",
     "create_model",
     "fold_batchnorms",

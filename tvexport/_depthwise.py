@@ -53,11 +53,14 @@ def _taps(x: torch.Tensor, k: int, stride: int, h: int, w: int) -> list[torch.Te
     return [xp[:, :, ky : ky + span_h : stride, kx : kx + span_w : stride] for ky in range(k) for kx in range(k)]
 
 
-def check_scale(weight: torch.Tensor, scale: torch.Tensor | None) -> None:
-    """int8 kernels come with a float32 ``scale`` (C, k*k, 1, 1) (``w = weight * scale``), others without."""
+def check_scale(weight: torch.Tensor, scale: torch.Tensor | None, *, scale_dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> None:
+    """int8 kernels come with a float32 ``scale`` (C, k*k, 1, 1) (``w = weight * scale``), others without.
+
+    ``scale_dtypes`` widens what the torch forms accept (float64 scales for a float64 reference run).
+    """
     if weight.dtype == torch.int8:
         c, kk = weight.shape[:2]
-        if scale is None or scale.dtype != torch.float32 or tuple(scale.shape) not in ((c, kk, 1, 1), (c, kk)):
+        if scale is None or scale.dtype not in scale_dtypes or tuple(scale.shape) not in ((c, kk, 1, 1), (c, kk)):
             got = "none" if scale is None else f"{scale.dtype} {tuple(scale.shape)}"
             raise ValueError(f"int8 TV kernels need a float32 scale of shape ({c}, {kk}, 1, 1), got {got}")
     elif weight.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
@@ -85,36 +88,68 @@ def tv_depthwise(
     free for frozen weights: Inductor runs CPU networks channels-last, and this layout gives its
     loop contiguous vector loads along C instead of strided gathers.
 
-    int8 ``weight`` takes a float32 ``scale`` (C, k*k, 1, 1); each tap is dequantized as it is
-    used (one (C, h, w) tap at a time, never the whole float copy).
+    Compressed kernels are converted one (C, h, w) tap at a time, never as a whole float copy:
+    float16 ``weight`` is read as is (the products are in ``x``'s dtype), int8 ``weight`` takes a
+    float32 ``scale`` (C, k*k, 1, 1) (float64 for a float64 run) and each tap is dequantized
+    (``weight[:, t] * scale[:, t]``) where it is used. Traced, the dequantization stays an op of
+    the loop: Inductor's freezing folds the layout copy of the int8 tap into an int8 constant and
+    keeps ``dequantize_per_channel`` in the fused loop (``_dequantize_traced``).
     """
     k = _check_input(x, weight, stride)
-    check_scale(weight, scale)
+    check_scale(weight, scale, scale_dtypes=(torch.float32, torch.float64))
     h, w = weight.shape[-2:]
     taps = _taps(x, k, stride, h, w)
-
-    def tap(t: int) -> torch.Tensor:
-        return weight[:, t] if scale is None else weight[:, t].to(scale.dtype) * scale.reshape(scale.shape[0], -1)[:, t, None, None]
+    scales = None if scale is None else scale.reshape(scale.shape[0], -1)
 
     if _is_eager(x):
+
+        def tap(t: int) -> torch.Tensor:
+            return weight[:, t] if scales is None else weight[:, t].to(scales.dtype) * scales[:, t, None, None]
+
         out = torch.mul(taps[0], tap(0))
         for t in range(1, k * k):
             out.addcmul_(taps[t], tap(t))
         return out.add_(bias) if bias is not None else out
-    if x.device.type == "cpu":
-        # one (h, w, C) tensor per tap, viewed as (C, h, w): separate constants after folding
-        # (slices of one permuted tensor would each drag the whole storage into a package)
-        kernels = [tap(t).permute(1, 2, 0).contiguous().permute(2, 0, 1) for t in range(k * k)]
-        if bias is not None and bias.shape[-2:] != (1, 1):
-            bias = bias.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (C, h, w) view, C fastest
-    else:
-        kernels = [tap(t) for t in range(k * k)]
+    channels_last = x.device.type == "cpu"
+    kernels = []
+    for t in range(k * k):
+        # (h, w, C) per tap on CPU, viewed as (C, h, w): separate constants after folding (slices
+        # of one permuted tensor would each drag the whole storage into a package)
+        plane = weight[:, t].permute(1, 2, 0).contiguous().permute(2, 0, 1) if channels_last else weight[:, t]
+        kernels.append(plane if scales is None else _dequantize_traced(plane, scales[:, t].contiguous()))  # one (C,) constant per tap
+    if channels_last and bias is not None and bias.shape[-2:] != (1, 1):
+        bias = bias.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (C, h, w) view, C fastest
     # One expression, bias first: Inductor emits a single loop, and with the bias (and a
     # following activation) in the same loop the output is written once.
     out = taps[0] * kernels[0] if bias is None else bias + taps[0] * kernels[0]
     for t in range(1, k * k):
         out = out + taps[t] * kernels[t]
     return out
+
+
+def _dequantize_traced(plane: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int8 (C, h, w) tap times its per-channel ``scale`` (C,), as traced for compilers.
+
+    ``quantized_decomposed.dequantize_per_channel`` is the op Inductor's constant folding leaves
+    in the graph (a plain ``to(float32) * scale`` of two constants would be folded into a float32
+    copy of the kernels) and lowers to a pointwise expression that fuses into the TV loop.
+    Inductor inlines 1-D constants of <= 8 values as literal select trees, which splits a narrow
+    layer's fused loop into one buffer per tap; so a channels-last tap of <= 8 channels is
+    dequantized as (h, w*C) rows with its scales repeated along w (a few hundred floats).
+    """
+    import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers quantized_decomposed)
+
+    if scale.dtype != torch.float32:  # a float64 reference run: exact products, no special op
+        return plane.to(scale.dtype) * scale[:, None, None]
+    c, h, w = plane.shape
+    if c <= 8 and plane.permute(1, 2, 0).is_contiguous() and w > 1:
+        rows = plane.permute(1, 2, 0).reshape(h, w * c)
+        scale = scale.repeat(w)
+        zero = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
+        out = torch.ops.quantized_decomposed.dequantize_per_channel(rows, scale, zero, 1, -128, 127, torch.int8)
+        return out.reshape(h, w, c).permute(2, 0, 1)
+    zero = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
+    return torch.ops.quantized_decomposed.dequantize_per_channel(plane, scale, zero, 0, -128, 127, torch.int8)
 
 
 def tv_depthwise_unfold(

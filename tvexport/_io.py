@@ -11,9 +11,11 @@ from pathlib import Path
 from .errors import TvexportError
 
 
-def check_output_path(path: Path, *, force: bool) -> Path:
-    """Fail early (before any work) when ``path`` cannot be written."""
+def check_output_path(path: Path, *, force: bool, source: Path | None = None) -> Path:
+    """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from)."""
     path = Path(path)
+    if source is not None and path.exists() and path.resolve() == Path(source).resolve():
+        raise TvexportError(f"output {path} is the input file", hint="give another output path with -o")
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise TvexportError(f"output {path} is a directory", hint="give a file name")

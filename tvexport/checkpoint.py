@@ -350,13 +350,3 @@ def build_from_state_dict(cfg: ArchConfig, sd: Mapping[str, torch.Tensor], *, so
         raise RuntimeError(f"tensors left uninitialised after loading: {stale[:3]}")
     model.tvexport_config = cfg  # type: ignore[assignment]
     return model.eval()
-
-
-def load_checkpoint(path: str | Path, *, arch: str | None = None) -> nn.Module:
-    """Load any supported checkpoint as an eval-mode ``nn.Module`` (baked files load baked)."""
-    ckpt = read_checkpoint(path)
-    if ckpt.format == "baked":
-        from .bake import model_from_baked  # baked files rebuild through the bake stage's format
-
-        return model_from_baked(ckpt)
-    return build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)

@@ -147,10 +147,15 @@ class BakedTVConv(nn.Module):
 
     ``bias`` is ``None``, ``"map"`` (C, h, w: the TV bias map, maybe with BN folded in) or
     ``"channel"`` (C, 1, 1: a folded BatchNorm's shift without a TV bias map).
+
+    ``dtype`` is how the kernels are stored: float32, float16, or int8 with a float32 ``scale``
+    (C, k*k, 1, 1) (``w = weight * scale``, see ``tvexport.quantize``; the bias is then float32).
+    Computation is float32 whatever the storage: kernels are converted one tap at a time.
     """
 
     weight: torch.Tensor
     bias: torch.Tensor | None
+    scale: torch.Tensor | None
 
     def __init__(
         self,
@@ -169,9 +174,12 @@ class BakedTVConv(nn.Module):
         self.stride = stride
         self.register_buffer("weight", torch.zeros(channels, k * k, h, w, dtype=dtype, device=device))
         bias_shape = {"map": (channels, h, w), "channel": (channels, 1, 1), None: None}[bias]
+        bias_dtype = torch.float32 if dtype == torch.int8 else dtype
         self.register_buffer(
-            "bias", torch.zeros(bias_shape, dtype=dtype, device=device) if bias_shape is not None else None
+            "bias", torch.zeros(bias_shape, dtype=bias_dtype, device=device) if bias_shape is not None else None
         )
+        quantized = dtype == torch.int8
+        self.register_buffer("scale", torch.ones(channels, k * k, 1, 1, device=device) if quantized else None)
 
     @property
     def geometry(self) -> TVGeometry:
@@ -184,16 +192,45 @@ class BakedTVConv(nn.Module):
             return None
         return "channel" if self.bias.shape[-2:] == (1, 1) and self.weight.shape[-2:] != (1, 1) else "map"
 
+    @property
+    def kernel_dtype(self) -> torch.dtype:
+        """How the kernels are stored: float32, float16 or int8 (then with ``scale``)."""
+        return self.weight.dtype
+
+    def set_kernels(self, weight: torch.Tensor, bias: torch.Tensor | None, *, scale: torch.Tensor | None = None) -> None:
+        """Replace the stored kernels (e.g. by compressed ones); ``scale`` iff ``weight`` is int8."""
+        from ._depthwise import check_scale
+
+        check_scale(weight, scale)
+        if tuple(weight.shape) != tuple(self.weight.shape):
+            raise ValueError(f"kernels of shape {tuple(weight.shape)} do not fit a layer of {tuple(self.weight.shape)}")
+        self.weight = weight
+        self.bias = bias
+        self.scale = None if scale is None else scale.reshape(weight.shape[0], weight.shape[1], 1, 1)
+
+    def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The kernels as ``dtype`` values (a full copy: for references and exporters, not for ``forward``)."""
+        if self.scale is None:
+            return self.weight.to(dtype)
+        return (self.weight.double() * self.scale.double()).to(dtype)
+
     @classmethod
     @torch.no_grad()
-    def from_tvconv(cls, layer: TVConv) -> BakedTVConv:
-        """Run ``layer``'s generator once (eval mode) and keep its output."""
-        was_training = layer.training
-        layer.eval()
-        try:
-            weight, bias = layer.generate()
-        finally:
-            layer.train(was_training)
+    def from_tvconv(cls, layer: TVConv, *, generated: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> BakedTVConv:
+        """Run ``layer``'s generator once (eval mode) and keep its output (copied, in its dtype).
+
+        ``generated`` is that output when it was already computed (the bake runs each generator
+        in float64 and passes the result here).
+        """
+        if generated is not None:
+            weight, bias = generated
+        else:
+            was_training = layer.training
+            layer.eval()
+            try:
+                weight, bias = layer.generate()
+            finally:
+                layer.train(was_training)
         g = layer.geometry
         baked = cls(g.channels, g.k, g.stride, g.h, g.w, bias="map" if bias is not None else None,
                     dtype=weight.dtype, device=weight.device)
@@ -204,25 +241,33 @@ class BakedTVConv(nn.Module):
         return baked
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.weight, self.bias
-        if x.is_cuda and not torch.compiler.is_compiling() and not (x.requires_grad and torch.is_grad_enabled()):
-            # Eager CUDA inference: the fused Triton kernel (tvexport.kernels; float32 accumulation,
-            # kernels read in their stored dtype). Under torch.compile/export the plain form below
-            # is traced instead, so compilers can fuse it and artefacts need no custom op; it also
-            # serves autograd, which the kernel does not implement.
-            from .kernels import triton_available, tv_dwconv
-
-            if triton_available():
-                stored = (torch.float32, torch.float16)  # read as stored; other dtypes as before, cast to x's
-                w = weight if weight.dtype in stored else _cast(weight, x.dtype)
-                b = bias if bias is None or bias.dtype in stored else _cast(bias, x.dtype)
-                return tv_dwconv(x, w, b, self.stride)
+        weight, bias, scale = self.weight, self.bias, self.scale
         # Half-precision activations accumulate in float32 (as the Triton kernel does): k*k
         # rounded partial sums would cost several float16 ulps.
         compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        out = tv_depthwise(_cast(x, compute), _cast(weight, compute), _cast(bias, compute), stride=self.stride)
+        if scale is not None:  # float32 scales (also in a model cast with .to()); float64 ones for a float64 run
+            scale = _cast(scale, torch.float64 if compute == torch.float64 else torch.float32)
+        if x.is_cuda and not torch.compiler.is_compiling() and not (x.requires_grad and torch.is_grad_enabled()):
+            # Eager CUDA inference: the fused Triton kernel (tvexport.kernels; float32 accumulation,
+            # kernels read in their stored dtype, int8 dequantized in registers). Under
+            # torch.compile/export the plain form below is traced instead, so compilers can fuse it
+            # and artefacts need no custom op; it also serves autograd, which the kernel does not
+            # implement.
+            from .kernels import triton_available, tv_dwconv
+
+            if triton_available():
+                stored = (torch.float32, torch.float16, torch.int8)  # read as stored; other dtypes as before, cast to x's
+                w = weight if weight.dtype in stored else _cast(weight, x.dtype)
+                b = bias if bias is None or bias.dtype in stored[:2] else _cast(bias, x.dtype)
+                return tv_dwconv(x, w, b, self.stride, scale)
+        # Compressed kernels (int8, float16 under float32 compute) are converted tap by tap inside
+        # tv_depthwise: never a float32 copy of all kernels per call.
+        if weight.dtype != torch.int8 and not (weight.dtype == torch.float16 and compute == torch.float32):
+            weight = _cast(weight, compute)
+        out = tv_depthwise(_cast(x, compute), weight, _cast(bias, compute), stride=self.stride, scale=scale)
         return _cast(out, x.dtype)
 
     def extra_repr(self) -> str:
         c, _, h, w = self.weight.shape
-        return f"channels={c}, k={self.k}, stride={self.stride}, h={h}, w={w}, bias={self.bias_kind}"
+        stored = "" if self.weight.dtype == torch.float32 else f", kernels={str(self.weight.dtype).removeprefix('torch.')}"
+        return f"channels={c}, k={self.k}, stride={self.stride}, h={h}, w={w}, bias={self.bias_kind}{stored}"

@@ -31,6 +31,7 @@ from torch import nn
 from .errors import TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
+from .quantize import compress_kernels, layer_summary
 
 if TYPE_CHECKING:  # bake imports this module lazily, from bake_model
     from .bake import BakeResult
@@ -132,14 +133,19 @@ def resize_unbaked(model: nn.Module, input_size: tuple[int, int], *, interpolati
 
 @torch.no_grad()
 def _resample_kernels(trained: nn.Module, target: nn.Module, *, interpolation: Interpolation) -> None:
-    """Replace ``target``'s baked kernels (and bias maps) by ``trained``'s, resampled to ``target``'s sizes."""
+    """Replace ``target``'s baked kernels (and bias maps) by ``trained``'s, resampled to ``target``'s
+    sizes, stored as ``target`` stores them (int8 kernels: resampled from their float64 meaning,
+    then quantized again)."""
     for name, dst in _tv_layers(target, BakedTVConv).items():
         src = trained.get_submodule(name)
         assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind
         size = tuple(dst.weight.shape[-2:])
-        dst.weight = resample_map(src.weight, size, interpolation=interpolation)  # type: ignore[arg-type]
-        if src.bias is not None:
-            dst.bias = resample_map(src.bias, size, interpolation=interpolation) if src.bias_kind == "map" else src.bias.clone()  # type: ignore[arg-type]
+        exact = resample_map(src.dequantized_weight(torch.float64), size, interpolation=interpolation)  # type: ignore[arg-type]
+        weight, scale = compress_kernels(exact, dst.weight.dtype, name=f"baked weight of {name}")
+        bias = src.bias
+        if bias is not None and src.bias_kind == "map":
+            bias = resample_map(bias, size, interpolation=interpolation)  # type: ignore[arg-type]
+        dst.set_kernels(weight, bias.clone() if bias is not None else None, scale=scale)
 
 
 def bake_resized(
@@ -169,7 +175,9 @@ def bake_resized(
         # geometry, folded BatchNorms, size-dependent heads); its kernels are then replaced.
         result = bake(resize_unbaked(model, size, interpolation=interpolation), verify=False)
         _resample_kernels(trained.model, result.model, interpolation=interpolation)
-        result = dataclasses.replace(result, report=trained.report, verify_seconds=trained.verify_seconds)
+        for name, layer in result.tv_layers.items():  # storage errors: those of the trained-size bake (what was verified)
+            layer["kernels"] = {**layer_summary(result.model.get_submodule(name)), "error": trained.tv_layers[name]["kernels"]["error"]}  # type: ignore[arg-type]
+        result = dataclasses.replace(result, report=trained.report, verify_seconds=trained.verify_seconds, kernel_errors=trained.kernel_errors)
         verified_at = cfg.trained_input_size
         reference = "none at the input size (kernels resampled after baking); the report checks the trained-size bake they come from"
     resize: dict[str, Any] = {

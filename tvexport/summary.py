@@ -8,8 +8,10 @@ from typing import Any
 
 from torch import nn
 
+from .bake import model_from_baked
 from .checkpoint import Checkpoint, arch_config_for, build_from_state_dict, damaged_metadata, read_checkpoint
 from .layers import BakedTVConv, TVConv
+from .quantize import stored_bytes
 from .resize import describe_resize
 
 
@@ -21,11 +23,14 @@ class TVLayerInfo:
     stride: int
     h: int
     w: int
-    bias: bool
+    bias: str  # "map" (C, h, w: a TV bias map, maybe with BatchNorm folded in), "channel" (C: a folded BatchNorm's shift), "none"
     kernel_numel: int  # values the baked layer stores (kernels + bias)
     flops: int  # TV op, one image: 2 * C * k*k * h * w (+ bias adds)
     generator_params: int
     generator_flops: int  # what the unbaked layer spends per call to make its kernels
+    kernel_dtype: str = "float32"  # how the kernels are stored (baked files: float32, float16, int8)
+    kernel_bytes: int = 0  # bytes stored: kernels (+ int8 scales) + bias; unbaked: as float32
+    kernel_error: dict[str, float] | None = None  # baked files: what storing the kernels in kernel_dtype changed (max_rel, rms_rel vs the float64 bake)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +51,7 @@ class ModelSummary:
 
     @property
     def baked_bytes(self) -> int:
-        per = 2 if self.baked_dtype == "float16" else 4
-        return self.baked_params * per
+        return sum(layer.kernel_bytes for layer in self.tv_layers)
 
     @property
     def deployable_params(self) -> int:
@@ -90,15 +94,20 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
             gen_params, gen_flops = _generator_cost(m)
             g = m.geometry
             baked = g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
+            bias = "map" if g.bias else "none"
+            kernels: dict[str, Any] = {"kernel_bytes": 4 * baked}
         elif isinstance(m, BakedTVConv):
             gen_params, gen_flops = 0, 0
             g = m.geometry
             baked = m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+            bias = m.bias_kind or "none"
             baked_dtype = str(ckpt.state_dict[f"{name}.weight"].dtype).removeprefix("torch.")
+            stored = ckpt.meta.get("tv_layers", {}).get(name, {}).get("kernels", {})  # files baked before compressed kernels have none
+            kernels = {"kernel_dtype": baked_dtype, "kernel_bytes": stored_bytes(m), "kernel_error": stored.get("error")}
         else:
             continue
         flops = 2 * g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
-        layers.append(TVLayerInfo(name, g.channels, g.k, g.stride, g.h, g.w, g.bias, baked, flops, gen_params, gen_flops))
+        layers.append(TVLayerInfo(name, g.channels, g.k, g.stride, g.h, g.w, bias, baked, flops, gen_params, gen_flops, **kernels))
         generator_total += gen_params
         baked_total += baked
     total = sum(p.numel() for p in model.parameters()) + sum(
@@ -135,8 +144,6 @@ def inspect_checkpoint(path: str | Path, *, arch: str | None = None) -> ModelSum
     """Read ``path`` and summarise it (see ``tvexport inspect``)."""
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
-        from .bake import model_from_baked
-
         model = model_from_baked(ckpt)
     else:
         model = build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)

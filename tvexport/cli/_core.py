@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..bake import BakeReport, bake_model, check_report, default_output, save_baked
-from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
-from ..errors import TvexportError
-from ..resize import describe_resize
+from ..bake import BakeMismatch, BakeReport, bake_checkpoint
+from ..quantize import kernel_dtype_name
+from ..resize import describe_resize, parse_input_size
 from ..summary import ModelSummary, inspect_checkpoint
 from . import app
-from ._console import console, err_console
-from ._options import AllowNonfinite, Arch, DType, DTypeOpt, Force, InputSize, InterpolationMode, Json, Output, ResampleMethod, Source, tolerance
+from ._console import comparison_table, console, err_console
+from ._options import AllowNonfinite, Arch, Atol, DType, Force, InputSize, InterpolationMode, Json, KernelDTypeOpt, Output, ResampleMethod, Rtol, Source
 
 
 def _mb(n: int) -> str:
@@ -36,11 +33,17 @@ def _print_summary(s: ModelSummary) -> None:
         console.print(f"note: {note}")
     if s.tv_layers:
         table = Table(title=f"{len(s.tv_layers)} TV layers", show_lines=False)
-        for col in ("layer", "C", "k", "stride", "h x w", "bias", "baked values", "MFLOPs", "generator MFLOPs"):
-            table.add_column(col, justify="left" if col == "layer" else "right")
+        baked = s.format == "baked"  # kernels as stored, and what storing them changed (vs the float64 bake)
+        columns = ["C", "k", "stride", "h x w", "bias", "baked values"]
+        columns += ["kernels", "bytes", "storage max rel", "MFLOPs"] if baked else ["bytes (float32)", "MFLOPs", "generator MFLOPs"]
+        table.add_column("layer", no_wrap=True)
+        for col in columns:
+            table.add_column(col, justify="right")
         for t in s.tv_layers:
-            table.add_row(t.name, str(t.channels), str(t.k), str(t.stride), f"{t.h}x{t.w}", "yes" if t.bias else "no",
-                          f"{t.kernel_numel:,}", f"{t.flops / 1e6:.2f}", f"{t.generator_flops / 1e6:.1f}")
+            err = t.kernel_error or {}
+            cells = [t.kernel_dtype, f"{t.kernel_bytes:,}", f"{err['max_rel']:.2g}" if "max_rel" in err else "-", f"{t.flops / 1e6:.2f}"] if baked else [
+                f"{t.kernel_bytes:,}", f"{t.flops / 1e6:.2f}", f"{t.generator_flops / 1e6:.1f}"]
+            table.add_row(t.name, str(t.channels), str(t.k), str(t.stride), f"{t.h}x{t.w}", t.bias, f"{t.kernel_numel:,}", *cells)
         console.print(table)
     console.print(
         f"parameters: total {s.total_params:,}, generator {s.generator_params:,}, baked kernels {s.baked_params:,} "
@@ -59,13 +62,9 @@ def inspect_cmd(source: Source, arch: Arch = None, as_json: Json = False) -> Non
 
 
 def _print_report(report: BakeReport) -> None:
-    table = Table(title=f"baked vs unbaked (batch {report.batch}, seed {report.seed}, rel tolerance {report.rtol:g})")
-    for col in ("", "max abs", "max rel", "mean abs", ""):
-        table.add_column(col, justify="right" if col else "left")
-    for e in (*report.layers, report.network):
-        ok = e.max_rel <= report.rtol
-        table.add_row(e.name, f"{e.max_abs:.3g}", f"{e.max_rel:.3g}", f"{e.mean_abs:.3g}", "[green]ok[/green]" if ok else "[red]FAIL[/red]")
-    console.print(table)
+    title = (f"baked vs {report.truth} (batch {report.batch}, seed {report.seed}; pass: {report.tolerance.describe()}); "
+             f"float64 bake {report.float64_bake_max_rel:.2g}")
+    console.print(comparison_table(report.rows, title, baseline=report.baseline, float64_bake=report.float64_bake))
 
 
 @app.command("bake")
@@ -73,11 +72,13 @@ def bake_cmd(
     source: Source,
     output: Output = None,
     arch: Arch = None,
-    dtype: DTypeOpt = DType.float32,
+    kernel_dtype: KernelDTypeOpt = None,
+    dtype: Annotated[DType | None, typer.Option("--dtype", hidden=True, case_sensitive=False, help="Older name of --kernel-dtype.")] = None,
     no_fold_bn: Annotated[bool, typer.Option("--no-fold-bn", help="Keep BatchNorm layers instead of folding them.")] = False,
     force: Force = False,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare baked and unbaked outputs.")] = True,
-    rtol: Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default 1e-5 float32, 1e-3 float16).", show_default=False, callback=tolerance)] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the baked model with the unbaked one in float64.")] = True,
+    rtol: Rtol = None,
+    atol: Atol = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the verification inputs.")] = 2,
     allow_nonfinite: AllowNonfinite = False,
     input_size: InputSize = None,
@@ -90,60 +91,54 @@ def bake_cmd(
     Writes <stem>.baked.pt beside the input unless -o is given. --input-size HxW re-bakes every TV
     layer for another input size.
     """
-    from .._io import check_output_path
-    from ..resize import parse_input_size
-
-    if not verify and rtol is not None:
-        raise TvexportError("--rtol does not apply with --no-verify", hint="drop one of them")
     size = parse_input_size(input_size) if input_size is not None else None
-    out = output if output is not None else default_output(source)
-    ckpt = read_checkpoint(source)
-    if ckpt.format == "baked":
-        raise TvexportError(f"{source} is already baked", hint="export it directly: tvexport export")
-    check_output_path(out, force=force)
-    if not allow_nonfinite:
-        refuse_nonfinite(ckpt, hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway")
-    cfg = arch_config_for(ckpt, arch)
-    if cfg.atom != "tvconv":
-        raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
-    t0 = time.perf_counter()
-    with err_console.status(f"baking {cfg.name}..."):
-        model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
-        try:
-            result = bake_model(
-                model, fold_bn=not no_fold_bn, dtype=dtype.torch, verify=verify, rtol=rtol, batch=batch, allow_nonfinite=allow_nonfinite,
-                input_size=size, resample=resample.value if resample else None, interpolation=interpolation.value if interpolation else None,
-            )
-        except TvexportError as err:  # e.g. float16 overflow: say which file
-            raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
-    dropped = {k: list(v) for k, v in ckpt.dropped.items()}
-    if dropped and not as_json:
-        console.print("note: dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in dropped.items()), highlight=False)
-    if result.resize is not None and not as_json:
-        console.print("note: " + describe_resize(result.resize), highlight=False)
-    if result.report is not None and not as_json:
-        _print_report(result.report)
-    if result.report is not None and not result.report.ok:
+    try:
+        with err_console.status(f"baking {source.name}..."):
+            done = bake_checkpoint(source, output, arch=arch, kernel_dtype=kernel_dtype.value if kernel_dtype else None,
+                                   dtype=dtype.torch if dtype else None, fold_bn=not no_fold_bn, verify=verify, rtol=rtol, atol=atol,
+                                   batch=batch, allow_nonfinite=allow_nonfinite, input_size=size,
+                                   resample=resample.value if resample else None,
+                                   interpolation=interpolation.value if interpolation else None, force=force)
+    except BakeMismatch as err:  # nothing was written: show the report, then the error line
+        report = err.result.report
+        assert report is not None
         if as_json:
-            typer.echo(json.dumps({"source": str(source), "output": None, "arch": cfg.name, "dtype": dtype.value, "ok": False,
-                                   "report": result.report.to_dict()}, indent=2))
-        check_report(result.report, source=source)  # raises MismatchError: nothing is written
-    save_baked(result, out, force=force, source=source)
-    elapsed = time.perf_counter() - t0
-    size_in, size_out = source.stat().st_size, out.stat().st_size
+            kernels = kernel_dtype_name(err.result.dtype)
+            typer.echo(json.dumps({"source": str(source), "output": None, "arch": err.result.config.name, "dtype": kernels, "kernel_dtype": kernels, "ok": False,
+                                   "report": report.to_dict()}, indent=2))
+        else:
+            _print_report(report)
+        raise
+    result = done.result
+    kernels = kernel_dtype_name(result.dtype)
+    dropped = {k: list(v) for k, v in done.dropped.items()}
+    stored, float32 = result.kernel_bytes
+    worst = max(result.kernel_errors.items(), key=lambda item: item[1].max_rel, default=None)
     if as_json:
         typer.echo(json.dumps({
-            "source": str(source), "output": str(out), "arch": cfg.name, "dtype": dtype.value,
-            "source_bytes": size_in, "output_bytes": size_out, "bake_seconds": result.bake_seconds,
+            "source": str(source), "output": str(done.output), "arch": result.config.name, "dtype": kernels, "kernel_dtype": kernels,
+            "kernel_bytes": stored, "kernel_float32_bytes": float32,
+            "kernel_errors": {name: e.to_dict() for name, e in result.kernel_errors.items()},
+            "source_bytes": done.source_bytes, "output_bytes": done.output_bytes, "bake_seconds": result.bake_seconds,
             "verify_seconds": result.verify_seconds, "folded_batchnorms": len(result.folded),
             "tv_layers": len(result.tv_layers), "dropped_keys": dropped, "report": result.report.to_dict() if result.report else None,
             "input_size": list(result.config.input_size), "resize": result.resize,
         }, indent=2))
         return
-    ratio = size_in / max(size_out, 1)
+    if dropped:
+        console.print("note: dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in dropped.items()), highlight=False)
+    if result.resize is not None:
+        console.print("note: " + describe_resize(result.resize), highlight=False)
+    if result.report is not None:
+        _print_report(result.report)
+    if worst is not None:
+        console.print(f"TV kernels {kernels}: {_mb(stored)} ({stored / max(float32, 1):.2f}x float32); storage error vs the float64 bake: "
+                      f"max rel {worst[1].max_rel:.2g} (worst layer {worst[0]}), rms rel up to {max(e.rms_rel for e in result.kernel_errors.values()):.2g}", highlight=False)
+    ratio = done.source_bytes / max(done.output_bytes, 1)
     change = f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger: its generators are smaller than their kernels"
     console.print(
-        f"[green]wrote[/green] {out} ({_mb(size_out)}; source {_mb(size_in)}, {change}): "
-        f"{cfg.name}, {len(result.tv_layers)} TV layers baked for {'x'.join(map(str, result.config.input_size))}, {len(result.folded)} BatchNorms folded, "
-        f"kernels {dtype.value}; bake {result.bake_seconds:.2f} s, verify {result.verify_seconds:.2f} s, total {elapsed:.2f} s"
+        f"[green]wrote[/green] {done.output} ({_mb(done.output_bytes)}; source {_mb(done.source_bytes)}, {change}): "
+        f"{result.config.name}, {len(result.tv_layers)} TV layers baked for {'x'.join(map(str, result.config.input_size))}, "
+        f"{len(result.folded)} BatchNorms folded, "
+        f"kernels {kernels}; bake {result.bake_seconds:.2f} s, verify {result.verify_seconds:.2f} s, total {done.seconds:.2f} s"
     )

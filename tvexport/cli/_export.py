@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..errors import MismatchError, TvexportError
 from . import app
-from ._console import console, err_console
-from ._options import Arch, DType, DTypeOpt, Force, Json, Output, Source, tolerance
+from ._console import comparison_table, console, err_console
+from ._options import Arch, Atol, DType, DTypeOpt, Force, Json, KernelDTypeOpt, Output, Rtol, Source
 
 
 class Format(str, Enum):
@@ -31,20 +30,10 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-Rtol = Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (of max|reference|); default 1e-5 float32, 1e-2 float16.", show_default=False, callback=tolerance)]
-Atol = Annotated[float | None, typer.Option("--atol", help="Absolute tolerance; default 0.", show_default=False, callback=tolerance)]
-
-
-def _comparison_table(comparisons: list[Any], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("output", "max abs", "max rel", "p99 abs", "cosine", "tolerance", ""):
-        table.add_column(col, justify="left" if col == "output" else "right")
-    for c in comparisons:
-        table.add_row(
-            c.name, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", f"{c.p99_abs:.3g}", f"{c.cosine:.9f}",
-            f"{c.atol:g} + {c.rtol:g}*{c.ref_max:.3g}", "[green]ok[/green]" if c.ok else "[red]FAIL[/red]",
-        )
-    return table
+def _title(what: str, truth: str, comparisons: list[Any]) -> str:
+    """``onnx (batch 1) vs unbaked float64 torch (pass: 2 x float32 + 1e-05 rel)``."""
+    rule = comparisons[0].tolerance.describe() if comparisons else "-"
+    return f"{what} vs {truth} torch (pass: {rule})"
 
 
 def _mb(n: int) -> str:
@@ -68,6 +57,7 @@ def export_cmd(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Fixed batch size of the graph.")] = 1,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Symbolic batch dimension instead of --batch.")] = False,
     dtype: DTypeOpt = DType.float32,
+    kernel_dtype: KernelDTypeOpt = None,
     fp16_io: Annotated[bool, typer.Option("--fp16-io", help="With --dtype float16: float16 input and output too (default float32 I/O).")] = False,
     no_simplify: Annotated[bool, typer.Option("--no-simplify", help="Skip onnxsim.")] = False,
     validate: Annotated[bool, typer.Option("--validate/--no-validate", help="Compare with the torch model on random inputs.")] = True,
@@ -91,7 +81,7 @@ def export_cmd(
 
     fmt = format.value
     out = output if output is not None else default_output(source, fmt)
-    check_output_path(out, force=force)
+    check_output_path(out, force=force, source=source)
     if dynamic_batch and batch != 1:
         raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
     if not validate and (rtol is not None or atol is not None):
@@ -117,32 +107,36 @@ def export_cmd(
             raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
         options = {"device": device.value, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch if max_batch is not None else 64}
         check_options(fmt, device=device.value)
-    model = load_source(source, arch=arch)
+    # a checkpoint is baked (and verified) with the same floors, its kernels stored as --kernel-dtype
+    src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype.value if kernel_dtype else None)
+    ref = src.reference
     try:
         with err_console.status(f"exporting {source.name} to {fmt}...") as status:
             if fmt == "aoti":  # a minute of compiling: say which phase it is in
                 options["progress"] = lambda phase: status.update(f"{source.name} to {fmt}: {phase}...")
-            result = export_model(model, out, format=fmt, validate=validate, rtol=rtol, atol=atol, force=force, **options)
+            result = export_model(src.model, out, format=fmt, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
     except MismatchError as err:
         comparisons = getattr(err, "comparisons", None)
         if comparisons:
             if as_json:
-                typer.echo(json.dumps({"ok": False, "output": None, "comparisons": [c.to_dict() for c in comparisons]}, indent=2))
+                typer.echo(json.dumps({"ok": False, "output": None, "truth": ref.truth_label, "baseline": ref.baseline_label,
+                                       "comparisons": [c.to_dict() for c in comparisons]}, indent=2))
             else:
-                console.print(_comparison_table(comparisons, f"{fmt} vs torch: validation failed"))
+                console.print(comparison_table(comparisons, _title(f"{fmt} validation failed:", ref.truth_label, comparisons), baseline=ref.baseline_label))
         raise
     if as_json:
         typer.echo(json.dumps({
             "ok": result.ok, "output": str(result.path), "format": result.format, "arch": result.arch,
             "extra_files": [str(p) for p in result.extra_files], "seconds": result.seconds, "info": result.info,
-            "comparisons": [c.to_dict() for c in result.comparisons],
+            "truth": ref.truth_label, "baseline": ref.baseline_label, "comparisons": [c.to_dict() for c in result.comparisons],
         }, indent=2, default=str))
         return
     if result.comparisons:
-        console.print(_comparison_table(result.comparisons, f"{fmt} vs torch ({'batch ' + str(batch) if not dynamic_batch else 'dynamic batch'}, seed 0)"))
+        inputs = f"{'batch ' + str(batch) if not dynamic_batch else 'dynamic batch'}, seed 0"
+        console.print(comparison_table(result.comparisons, _title(f"{fmt} ({inputs})", ref.truth_label, result.comparisons), baseline=ref.baseline_label))
     info = result.info
     size = info.get("file_bytes") or sum(p.stat().st_size for p in [result.path, *result.extra_files])
-    details = [result.arch, _mb(size)]
+    details = [result.arch, _mb(size)] + ([f"TV kernels {info['kernel_dtype']}"] if info.get("kernel_dtype") else [])
     if fmt == "onnx":
         details += [f"opset {info['opset']}", f"{info['nodes']} nodes", (f"{info['tv_layers']} TV layers as {info['tv_op']}" + (f" ({info['decomposition']})" if info.get("decomposition") else "")) if info.get("tv_layers") else "no TV layers",
                     f"{info['dtype']} weights", f"input {info['input']['name']} {info['input']['shape']}", f"output {info['output']['name']} {info['output']['shape']}"]
@@ -166,18 +160,14 @@ def validate_cmd(
     as_json: Json = False,
 ) -> None:
     """Run an exported artefact and the torch model on the same input; exit 1 on mismatch."""
-    from ..export.validate import ValidationMismatch, validate_artifact
+    from ..export.validate import check_comparisons, validate_artifact
 
     report = validate_artifact(artifact, against, backend=backend, input_path=input_path, batch=batch, seed=seed, rtol=rtol, atol=atol, arch=arch)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        console.print(_comparison_table(report.comparisons, f"{artifact.name} ({report.backend}) vs torch {report.arch}, input {report.input_source} {list(report.input_shape)}"))
-    if not report.ok:
-        worst = max(report.comparisons, key=lambda c: c.max_rel)
-        raise ValidationMismatch(
-            f"{artifact.name} differs from {against.name}: max abs {worst.max_abs:.3g} > {worst.atol:g} + {worst.rtol:g} * {worst.ref_max:.3g}",
-            comparisons=report.comparisons, hint="loosen with --rtol/--atol if this precision is expected",
-        )
+        what = f"{artifact.name} ({report.backend}, input {report.input_source} {list(report.input_shape)})"
+        console.print(comparison_table(report.comparisons, _title(what, f"{report.truth} {report.arch}", report.comparisons), baseline=report.baseline))
+    check_comparisons(report.comparisons, prefix=f"{artifact.name} vs {against.name}: ")
     if not as_json:
         console.print(f"[green]ok[/green]: {artifact.name} matches {against.name} within tolerance")

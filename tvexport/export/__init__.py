@@ -1,7 +1,7 @@
 """Export stage: baked model -> deployable artefact (ONNX graph, AOTInductor package), and
-validation of an artefact against the torch baked model."""
+validation of an artefact against the float64 truth of the checkpoint or baked file it came from."""
 
-from ._common import BACKENDS, Comparison, ExportResult, compare_outputs, load_runner, load_source
+from ._common import BACKENDS, Comparison, ExportResult, ExportSource, compare_outputs, load_runner, load_source
 from ._dispatch import export_model
 
-__all__ = ["BACKENDS", "Comparison", "ExportResult", "compare_outputs", "export_model", "load_runner", "load_source"]
+__all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "compare_outputs", "export_model", "load_runner", "load_source"]

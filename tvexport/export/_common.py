@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 from collections.abc import Callable
@@ -12,13 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bake import bake_model, check_report, model_from_baked
+from ..accuracy import Comparison, Reference, compare_outputs
+from ..bake import BakeResult, bake_model, check_bake, model_from_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
+from ..layers import BakedTVConv
 from ..models.registry import ArchConfig, config_of
+from ..quantize import KernelDType, compress_model, kernel_dtype_name
+from ..quantize import kernel_dtype as quantize_dtype
 
-# Default (rtol, atol) of validation by precision. Pass iff max|got - ref| <= atol + rtol * max|ref|.
-DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {"float32": (1e-5, 0.0), "float16": (1e-2, 0.0)}
+__all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype"]
 
 Runner = Callable[[np.ndarray], np.ndarray]
 """A loaded artefact: NCHW float32 input -> output array."""
@@ -32,56 +36,6 @@ BACKENDS: dict[str, str] = {
     "openvino": "tvexport.openvino.runtime:load_runner",
     "openvino-bf16": "tvexport.openvino.runtime:load_runner_bf16",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """How far an output is from its reference (Polygraphy-style statistics).
-
-    ``max_rel`` is max|d| / max|ref| (norm-wise: robust to reference values near zero).
-    """
-
-    name: str
-    max_abs: float
-    max_rel: float
-    p99_abs: float
-    cosine: float
-    ref_max: float  # max|ref|, the scale of max_rel
-    rtol: float
-    atol: float
-
-    @property
-    def ok(self) -> bool:
-        return self.max_abs <= self.atol + self.rtol * self.ref_max
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["ok"] = self.ok
-        return d
-
-
-def compare_outputs(name: str, got: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, *, rtol: float, atol: float = 0.0) -> Comparison:
-    g = torch.as_tensor(np.asarray(got) if not isinstance(got, torch.Tensor) else got).double().flatten()
-    r = torch.as_tensor(np.asarray(ref) if not isinstance(ref, torch.Tensor) else ref).double().flatten()
-    if g.shape != r.shape:
-        raise TvexportError(f"{name}: output has {g.numel()} values, reference has {r.numel()}", hint="input or output shapes differ between the artefact and the model")
-    diff = (g - r).abs()
-    scale = float(r.abs().max()) if r.numel() else 0.0
-    max_abs = float(diff.max()) if diff.numel() else 0.0
-    nonfinite = not bool(torch.isfinite(g).all())
-    if nonfinite:
-        max_abs = float("inf")
-    cos = float(torch.nn.functional.cosine_similarity(g, r, dim=0)) if g.numel() else 1.0
-    return Comparison(
-        name=name,
-        max_abs=max_abs,
-        max_rel=max_abs / scale if scale > 0 else max_abs,
-        p99_abs=float(torch.quantile(diff.float()[: 1 << 24], 0.99)) if diff.numel() else 0.0,
-        cosine=cos,
-        ref_max=scale,
-        rtol=rtol,
-        atol=atol,
-    )
 
 
 @dataclasses.dataclass
@@ -101,19 +55,93 @@ class ExportResult:
         return all(c.ok for c in self.comparisons)
 
 
-def load_source(source: str | Path, *, arch: str | None = None, verify_bake: bool = True) -> nn.Module:
-    """The baked torch model to export: a baked file as is, a checkpoint baked on the fly."""
+@dataclasses.dataclass
+class ExportSource:
+    """What ``export`` and ``validate`` work from.
+
+    ``model`` is what gets exported: a baked file as stored, a checkpoint baked on the fly (its
+    verification in ``bake``), or a DWConv/dense baseline as is. ``reference`` is what artefacts
+    are checked against (``accuracy.Reference``): the unbaked network for a checkpoint, the baked
+    model with its kernels as stored for a baked file.
+    """
+
+    path: Path
+    model: nn.Module
+    reference: Reference
+    bake: BakeResult | None = None
+
+    @property
+    def config(self) -> ArchConfig:
+        return config_of(self.model)
+
+
+def load_source(
+    source: str | Path,
+    *,
+    arch: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    verify_bake: bool = True,
+    kernel_dtype: KernelDType | torch.dtype | None = None,
+) -> ExportSource:
+    """Read ``source`` for export: a baked file as is, a checkpoint baked on the fly and verified
+    with the same tolerance floors (``rtol``, ``atol``) its artefact will be validated with.
+
+    ``kernel_dtype`` (float32, float16, int8; default: as stored, float32 for a checkpoint) is how
+    the TV kernels are stored: a checkpoint is baked straight to it, a baked file's float32 kernels
+    are compressed (``with_kernel_dtype``).
+    """
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
-        return model_from_baked(ckpt)
+        model = model_from_baked(ckpt)
+        return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, source=ckpt.path))
     refuse_nonfinite(ckpt)
     cfg: ArchConfig = arch_config_for(ckpt, arch)
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
+    kernels = quantize_dtype(kernel_dtype if kernel_dtype is not None else torch.float32)
     if cfg.atom != "tvconv":
-        return model  # a DWConv / dense baseline: exported as is, for fair comparisons
-    result = bake_model(model, verify=verify_bake)
-    check_report(result.report, source=ckpt.path)
-    return result.model
+        if kernels != torch.float32:
+            raise TvexportError(f"{ckpt.path} is a {cfg.name} {cfg.atom} baseline without TV layers; --kernel-dtype stores TV kernels", hint="drop --kernel-dtype")
+        return ExportSource(ckpt.path, model, Reference(model))  # a DWConv / dense baseline: exported as is, for fair comparisons
+    reference = Reference(model, kernels=kernels)
+    result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=reference)
+    check_bake(result, source=ckpt.path)
+    return ExportSource(ckpt.path, result.model, reference, result)
+
+
+def with_kernel_dtype(
+    model: nn.Module,
+    kernel_dtype: KernelDType | torch.dtype | None,
+    *,
+    reference: Reference | None = None,
+    source: str | Path | None = None,
+) -> tuple[nn.Module, Reference]:
+    """``model`` with its TV kernels stored as ``kernel_dtype`` (None: as stored), and the
+    ``Reference`` to check an artefact of it against (``reference``, rebuilt for those kernels).
+
+    float32 kernels are compressed in a copy (rounded once; the reference's float32 original holds
+    its kernels rounded the same way, its truth keeps them exact). Kernels stored compressed are
+    never converted again: that would round twice (or inflate the artefact for nothing).
+    """
+    reference = reference if reference is not None else Reference(model)
+    stored = {m.weight.dtype for m in model.modules() if isinstance(m, BakedTVConv)}
+    if kernel_dtype is None or not stored:
+        return model, reference
+    target = quantize_dtype(kernel_dtype)
+    if stored == {target}:
+        return model, reference
+    if stored != {torch.float32}:
+        where = f"{source}: " if source is not None else ""
+        have = ", ".join(sorted(kernel_dtype_name(d) for d in stored))
+        raise TvexportError(
+            f"{where}TV kernels are stored as {have}; converting them to {kernel_dtype_name(target)} would round stored values again",
+            hint=f"export with --kernel-dtype {have} (or none), or bake the checkpoint again with --kernel-dtype {kernel_dtype_name(target)}",
+        )
+    compressed = copy.deepcopy(model)
+    compress_model(compressed, target)
+    if reference.kernels != target:
+        reference = Reference(reference.model, kernels=target)
+    return compressed, reference
 
 
 def load_runner(backend: str, path: str | Path) -> Runner:
@@ -130,6 +158,3 @@ def load_runner(backend: str, path: str | Path) -> Runner:
     loader: Callable[[Path], Runner] = getattr(module, func)
     return loader(Path(path))
 
-
-def model_input_shape(model: nn.Module, batch: int) -> tuple[int, ...]:
-    return (batch, *config_of(model).input_shape)

@@ -8,6 +8,10 @@ the decomposition benchmark (single-layer graphs). Conventions:
   ``h, w`` are the OUTPUT size, padding is ``k // 2``, tap ``t = ky*k + kx``.
 * Portable forms use standard ONNX ops (opset >= 18) only and keep every constant as an
   initializer; the plugin form is one ``tvexport::tv_dwconv`` node.
+* Kernels stay in their stored dtype (``tvexport.quantize``): float16 kernels in a float32 graph
+  are initializers + ``Cast``, int8 kernels are initializers + ``DequantizeLinear`` with their
+  float32 per-(channel, tap) scales, in whatever layout a form needs (``kernel_value``); the
+  plugin node takes them as they are, with the scale as 4th input.
 """
 
 from __future__ import annotations
@@ -41,13 +45,28 @@ class TVLayerSpec:
     name: str  # prefix for node and initializer names (the module path)
     x: str  # input value name
     y: str  # output value name
-    weight: np.ndarray  # (C, k*k, h, w)
+    weight: np.ndarray  # (C, k*k, h, w): float32, float16, or int8 with ``scale``
     bias: np.ndarray | None  # (C, h, w), (C, 1, 1) or None
     stride: int
+    scale: np.ndarray | None = None  # (C, k*k, 1, 1) float32 iff weight is int8: w = weight * scale
+    compute: np.dtype | None = None  # the graph's float type (x, y); default: the weight's (float32 for int8)
+
+    def __post_init__(self) -> None:
+        if (self.weight.dtype == np.int8) != (self.scale is not None):
+            raise ValueError(f"{self.name}: int8 kernels need a scale and other kernels none (weight {self.weight.dtype}, scale {'given' if self.scale is not None else 'none'})")
+        if self.scale is not None and (self.scale.dtype != np.float32 or self.scale.shape != (*self.weight.shape[:2], 1, 1)):
+            raise ValueError(f"{self.name}: scale must be float32 {(*self.weight.shape[:2], 1, 1)}, got {self.scale.dtype} {self.scale.shape}")
 
     @property
     def k(self) -> int:
         return int(round(self.weight.shape[1] ** 0.5))
+
+    @property
+    def float_type(self) -> np.dtype:
+        """The float type of the layer's input and output (and of its kernels once converted)."""
+        if self.compute is not None:
+            return np.dtype(self.compute)
+        return np.dtype(np.float32) if self.weight.dtype == np.int8 else self.weight.dtype
 
     @property
     def geometry(self) -> tuple[int, int, int, int]:
@@ -116,7 +135,45 @@ def _pad(g: GraphParts, spec: TVLayerSpec) -> str:
 
 
 def _bias(spec: TVLayerSpec) -> np.ndarray | None:
-    return None if spec.bias is None else np.asarray(spec.bias)
+    """The bias in the graph's float type (it is small: no Cast node for it)."""
+    return None if spec.bias is None else np.asarray(spec.bias).astype(spec.float_type, copy=False)
+
+
+def kernel_value(g: GraphParts, spec: TVLayerSpec, name: str, layout: Callable[[np.ndarray], np.ndarray] = lambda a: a) -> str:
+    """The layer's kernels rearranged by ``layout``, as a value of the graph's float type.
+
+    ``layout`` (an indexing/transposition/reshape of the (C, k*k, h, w) array) is applied to the
+    stored kernels, which stay in their dtype: float32 as a plain initializer; float16 under a
+    float32 graph as an initializer + ``Cast``; int8 as an initializer + ``DequantizeLinear``,
+    whose 1-D scale runs along the axis that carries (channel, tap) after ``layout`` (the same
+    ``layout`` applied to the (C, k*k, 1, 1) scales tells which; two such axes are merged for the
+    dequantization and split again by a ``Reshape``). onnxsim does not fold ``DequantizeLinear``;
+    it folds ``Cast``, which ``keep_kernels_compressed`` undoes.
+    """
+    target = spec.float_type
+    stored = np.ascontiguousarray(layout(spec.weight))
+    if spec.scale is None:
+        if stored.dtype == target:
+            return g.tensor(name, stored)
+        return g.node("Cast", [g.tensor(name, stored)], [g.unique(f"{name}.{target.name}")], name=f"{name}/cast", to=helper.np_dtype_to_tensor_dtype(target))[0]
+    scale = np.asarray(layout(spec.scale))
+    varying = [i for i, n in enumerate(scale.shape) if n > 1]
+    q = g.tensor(f"{name}.int8", stored)
+    if not varying:  # one channel and one tap: a per-tensor scale
+        value = g.node("DequantizeLinear", [q, g.tensor(f"{name}.scale", scale.reshape(()))], name=f"{name}/dequantize")[0]
+    elif len(varying) == 1:
+        value = g.node("DequantizeLinear", [q, g.tensor(f"{name}.scale", scale.reshape(-1))], name=f"{name}/dequantize", axis=varying[0])[0]
+    else:
+        a, b = varying
+        if b != a + 1:
+            raise AssertionError(f"{name}: the layout separates the channel and tap axes {varying}")
+        merged = (*stored.shape[:a], stored.shape[a] * stored.shape[b], *stored.shape[b + 1 :])
+        q = g.node("Reshape", [q, g.const("tv_shape_" + "x".join(map(str, merged)), _i64(merged))], name=f"{name}/merge")[0]
+        value = g.node("DequantizeLinear", [q, g.tensor(f"{name}.scale", scale.reshape(-1))], name=f"{name}/dequantize", axis=a)[0]
+        value = g.node("Reshape", [value, g.const("tv_shape_" + "x".join(map(str, stored.shape)), _i64(stored.shape))], name=f"{name}/split")[0]
+    if target != np.float32:
+        value = g.node("Cast", [value], name=f"{name}/cast", to=helper.np_dtype_to_tensor_dtype(target))[0]
+    return value
 
 
 def _tap_slices(g: GraphParts, spec: TVLayerSpec, xp: str) -> list[str]:
@@ -143,7 +200,7 @@ def shift_products(g: GraphParts, spec: TVLayerSpec, *, use_sum: bool) -> None:
     products = []
     bias = _bias(spec)
     for t, tap in enumerate(taps):
-        wt = g.tensor(f"{spec.name}.weight_tap{t}", spec.weight[:, t])
+        wt = kernel_value(g, spec, f"{spec.name}.weight_tap{t}", lambda a, t=t: a[:, t])
         products.append(g.node("Mul", [tap, wt], name=f"{spec.name}/mul{t}")[0])
     inputs = products + ([g.tensor(f"{spec.name}.bias", bias)] if bias is not None else [])
     if use_sum:
@@ -172,7 +229,7 @@ def shift_hwnc(g: GraphParts, spec: TVLayerSpec) -> None:
             starts = g.const(f"tv_start_{ky}_{kx}", _i64([ky, kx]))
             ends = g.const(f"tv_end_{ky + span_h}_{kx + span_w}", _i64([ky + span_h, kx + span_w]))
             tap = g.node("Slice", [xt, starts, ends, axes, steps], name=f"{spec.name}/slice{t}")[0]
-            wt = g.tensor(f"{spec.name}.weight_tap{t}", np.ascontiguousarray(spec.weight[:, t].transpose(1, 2, 0)[:, :, None, :]))
+            wt = kernel_value(g, spec, f"{spec.name}.weight_tap{t}", lambda a, t=t: a[:, t].transpose(1, 2, 0)[:, :, None, :])
             prod = g.node("Mul", [tap, wt], name=f"{spec.name}/mul{t}")[0]
             acc = prod if acc is None else g.node("Add", [acc, prod], name=f"{spec.name}/add{t}")[0]
     bias = _bias(spec)
@@ -190,7 +247,7 @@ def slice_concat(g: GraphParts, spec: TVLayerSpec) -> None:
     taps = _tap_slices(g, spec, xp)
     cols = g.node("Concat", taps, name=f"{spec.name}/im2col", axis=1)[0]
     cols = g.node("Reshape", [cols, g.const(f"tv_shape_{k * k}x{c}x{h}x{w}", _i64([0, k * k, c, h, w]))], name=f"{spec.name}/cols")[0]
-    wt = g.tensor(f"{spec.name}.weight_tcp", np.ascontiguousarray(spec.weight.transpose(1, 0, 2, 3)))
+    wt = kernel_value(g, spec, f"{spec.name}.weight_tcp", lambda a: a.transpose(1, 0, 2, 3))
     prod = g.node("Mul", [cols, wt], name=f"{spec.name}/mul")[0]
     _reduce_and_bias(g, spec, prod, axis=1)
 
@@ -212,7 +269,7 @@ def gather(g: GraphParts, spec: TVLayerSpec) -> None:
     cols = kx[:, None, None] + s * np.arange(w)[None, None, :]
     idx = (rows * W + cols).reshape(k * k, h * w).astype(np.int64)
     gathered = g.node("Gather", [flat, g.const(f"tv_gather_{k}_{s}_{h}x{w}", idx)], name=f"{spec.name}/im2col", axis=2)[0]  # (N, C, kk, hw)
-    wt = g.tensor(f"{spec.name}.weight_flat", spec.weight.reshape(c, k * k, h * w))
+    wt = kernel_value(g, spec, f"{spec.name}.weight_flat", lambda a: a.reshape(a.shape[0], a.shape[1], -1))
     prod = g.node("Mul", [gathered, wt], name=f"{spec.name}/mul")[0]
     red = g.node("ReduceSum", [prod, g.const("tv_axis_2", _i64([2]))], name=f"{spec.name}/reduce", keepdims=0)[0]
     bias = _bias(spec)
@@ -228,12 +285,12 @@ def onehot_conv(g: GraphParts, spec: TVLayerSpec) -> None:
     """im2col by a grouped Conv with one-hot k x k kernels (C*k*k outputs), then Mul and ReduceSum."""
     c, k, h, w = spec.geometry
     s, p = spec.stride, k // 2
-    onehot = np.zeros((c * k * k, 1, k, k), dtype=spec.weight.dtype)
+    onehot = np.zeros((c * k * k, 1, k, k), dtype=spec.float_type)
     t = np.arange(c * k * k) % (k * k)
     onehot[np.arange(c * k * k), 0, t // k, t % k] = 1
     cols = g.node("Conv", [spec.x, g.const(f"tv_onehot_{c}_{k}", onehot)], name=f"{spec.name}/im2col", group=c, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])[0]
     cols = g.node("Reshape", [cols, g.const(f"tv_shape_{c}x{k * k}x{h}x{w}", _i64([0, c, k * k, h, w]))], name=f"{spec.name}/cols")[0]
-    prod = g.node("Mul", [cols, g.tensor(f"{spec.name}.weight", spec.weight)], name=f"{spec.name}/mul")[0]
+    prod = g.node("Mul", [cols, kernel_value(g, spec, f"{spec.name}.weight")], name=f"{spec.name}/mul")[0]
     _reduce_and_bias(g, spec, prod, axis=2)
 
 
@@ -283,25 +340,54 @@ def emit_portable(g: GraphParts, spec: TVLayerSpec, method: str = DEFAULT_DECOMP
     return method
 
 
-def plugin_bias(spec: TVLayerSpec) -> np.ndarray | None:
-    """The bias as the plugin node takes it: a full (C, h, w) map (per-channel biases expanded)."""
-    if spec.bias is None:
-        return None
-    c, _, h, w = spec.weight.shape
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(spec.bias).reshape(c, -1, 1) if np.asarray(spec.bias).shape[-2:] == (1, 1) else spec.bias, (c, h, w)))
-
-
 def emit_plugin(g: GraphParts, spec: TVLayerSpec) -> None:
-    """One ``tvexport::tv_dwconv`` node: inputs (x, weight (C, k*k, h, w)[, bias (C, h, w)])."""
+    """One ``tvexport::tv_dwconv`` node: inputs (x, weight (C, k*k, h, w) as stored, bias (C, h, w) /
+    (C, 1, 1) in the graph's float type or '' when absent, scale (C, k*k, 1, 1) iff weight is int8)."""
     inputs = [spec.x, g.tensor(f"{spec.name}.weight", spec.weight)]
-    bias = plugin_bias(spec)
-    if bias is not None:
-        inputs.append(g.tensor(f"{spec.name}.bias", bias))
+    bias = _bias(spec)
+    inputs.append(g.tensor(f"{spec.name}.bias", bias) if bias is not None else "")
+    if spec.scale is not None:
+        inputs.append(g.tensor(f"{spec.name}.scale", spec.scale))
+    while inputs[-1] == "":  # trailing absent inputs are left out
+        inputs.pop()
     g.node(
         PLUGIN_OP, inputs, [spec.y], name=spec.name or "tv_dwconv", domain=PLUGIN_DOMAIN,
         k=spec.k, stride=spec.stride, padding=spec.k // 2,
         plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION,
     )
+
+
+def keep_kernels_compressed(simplified: onnx.ModelProto, original: onnx.ModelProto) -> int:
+    """Undo a simplifier's folding of ``Cast(float16 kernels)`` into float32 initializers, in place.
+
+    For every ``Cast`` of a float16 initializer in ``original`` whose output became an initializer
+    of ``simplified`` holding exactly the cast values, put back the float16 initializer and the
+    ``Cast``. Returns how many were restored.
+    """
+    inits = {t.name: t for t in original.graph.initializer}
+    folded = {t.name: t for t in simplified.graph.initializer}
+    restored = []
+    for node in original.graph.node:
+        if node.op_type != "Cast" or node.domain not in ("", "ai.onnx") or node.input[0] not in inits:
+            continue
+        src, out = inits[node.input[0]], node.output[0]
+        if src.data_type != onnx.TensorProto.FLOAT16 or out not in folded:
+            continue
+        half = numpy_helper.to_array(src)
+        value = numpy_helper.to_array(folded[out])
+        if value.dtype != np.float32 or value.shape != half.shape or not np.array_equal(value, half.astype(np.float32)):
+            continue
+        restored.append((node, src, out))
+    if not restored:
+        return 0
+    gone = {out for _, _, out in restored}
+    kept = [t for t in simplified.graph.initializer if t.name not in gone]
+    del simplified.graph.initializer[:]
+    simplified.graph.initializer.extend(kept + [src for _, src, _ in restored])
+    nodes = [node for node, _, _ in restored] + list(simplified.graph.node)
+    del simplified.graph.node[:]
+    simplified.graph.node.extend(nodes)
+    return len(restored)
 
 
 def layer_model(
@@ -312,12 +398,17 @@ def layer_model(
     method: str,
     batch: int | str = 1,
     opset: int = 18,
+    scale: np.ndarray | None = None,
+    compute: np.dtype | None = None,
 ) -> onnx.ModelProto:
-    """A one-layer model ``x -> y`` (method: a decomposition name or ``"plugin"``); for tests and benchmarks."""
+    """A one-layer model ``x -> y`` (method: a decomposition name or ``"plugin"``); for tests and benchmarks.
+
+    ``weight`` float32/float16/int8 (with ``scale``); ``compute`` is the float type of x and y
+    (default: the weight's, float32 for int8)."""
     c, kk, h, w = weight.shape
     k = int(round(kk**0.5))
-    elem = helper.np_dtype_to_tensor_dtype(weight.dtype)
-    spec = TVLayerSpec("tv", "x", "y", weight, bias, stride)
+    spec = TVLayerSpec("tv", "x", "y", weight, bias, stride, scale=scale, compute=compute)
+    elem = helper.np_dtype_to_tensor_dtype(spec.float_type)
     g = GraphParts()
     g.add_existing_names({"x", "y"})
     if method == "plugin":

@@ -3,18 +3,23 @@
 Node spec (shared with the TensorRT plugin):
 
 * op_type ``tv_dwconv``, domain ``tvexport``;
-* inputs ``x`` (N, C, H, W), ``weight`` (C, k*k, h, w), optional ``bias`` (C, h, w);
+* inputs ``x`` (N, C, H, W) float32/float16; ``weight`` (C, k*k, h, w) float32, float16 or int8;
+  ``bias`` (C, h, w) or (C, 1, 1) float, or the empty name when absent; ``scale`` (C, k*k, 1, 1)
+  float32 iff ``weight`` is int8 (``w = weight * scale``);
 * INT attributes ``k``, ``stride``, ``padding``; STRING attributes ``plugin_namespace`` =
   "tvexport" and ``plugin_version`` = "1" (what TensorRT's ONNX parser uses to find the plugin);
 * output (N, C, h, w)::
 
-    out[n, c, i, j] = sum_{ky, kx} weight[c, ky*k + kx, i, j] * xpad[n, c, i*stride + ky, j*stride + kx] (+ bias[c, i, j])
+    out[n, c, i, j] = sum_{ky, kx} w[c, ky*k + kx, i, j] * xpad[n, c, i*stride + ky, j*stride + kx] (+ bias[c, i, j])
+
+  in x's dtype.
 
 Two ways to run it: ``reference_ops()`` for ``onnx.reference.ReferenceEvaluator`` (the node as
 is), and ``ort_session_model()`` + ``register_ort_op()`` for onnxruntime through
 onnxruntime-extensions' Python ops. The Python-op bridge only passes string attributes and
 fixed float32 signatures, so the ORT model is adapted in memory (integer attributes written as
-strings, an absent bias given as zeros, float16 nodes wrapped in Casts); the file is not changed.
+strings, every node given four float32 inputs: int8 codes as floats, an absent bias as zeros, an
+absent scale as ones; x cast to float32 and the output back to x's type); the file is not changed.
 """
 
 from __future__ import annotations
@@ -30,9 +35,16 @@ from ._onnx_tv import PLUGIN_DOMAIN, PLUGIN_NAMESPACE, PLUGIN_OP, PLUGIN_VERSION
 
 
 def tv_dwconv_reference(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *, k: int, stride: int, padding: int
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    *,
+    k: int,
+    stride: int,
+    padding: int,
 ) -> np.ndarray:
-    """The node's math, accumulated in float64; returns ``x.dtype``."""
+    """The node's math, accumulated in float64 (int8 kernels dequantized exactly); returns ``x.dtype``."""
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"tv_dwconv: expected 4-D x and weight, got {x.shape} and {weight.shape}")
     n, c, hin, win = x.shape
@@ -41,11 +53,17 @@ def tv_dwconv_reference(
         raise ValueError(f"tv_dwconv: weight {weight.shape} does not match C={c}, k={k}")
     if (hin + 2 * padding - k) // stride + 1 != h or (win + 2 * padding - k) // stride + 1 != w:
         raise ValueError(f"tv_dwconv: input {x.shape} with k={k} stride={stride} padding={padding} does not give {h}x{w}")
-    if bias is not None and bias.shape != (c, h, w):
-        raise ValueError(f"tv_dwconv: bias must be (C, h, w) = {(c, h, w)}, got {bias.shape}")
+    if bias is not None and bias.shape not in ((c, h, w), (c, 1, 1)):
+        raise ValueError(f"tv_dwconv: bias must be (C, h, w) = {(c, h, w)} or (C, 1, 1), got {bias.shape}")
+    wd = weight.astype(np.float64)
+    if weight.dtype == np.int8:
+        if scale is None or scale.shape != (c, kk, 1, 1):
+            raise ValueError(f"tv_dwconv: int8 weight needs a scale of shape {(c, kk, 1, 1)}, got {None if scale is None else scale.shape}")
+        wd = wd * scale.astype(np.float64)
+    elif scale is not None:
+        raise ValueError(f"tv_dwconv: a scale only goes with int8 weight, not {weight.dtype}")
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     out = np.zeros((n, c, h, w), dtype=np.float64)
-    wd = weight.astype(np.float64)
     for ky in range(k):
         for kx in range(k):
             window = xp[:, :, ky : ky + stride * (h - 1) + 1 : stride, kx : kx + stride * (w - 1) + 1 : stride]
@@ -74,9 +92,9 @@ def reference_ops() -> list[type]:
     class tv_dwconv(OpRun):  # noqa: N801 (the class name is the op_type)
         op_domain = PLUGIN_DOMAIN
 
-        def _run(self, x, weight, bias=None, k=None, stride=None, padding=None, plugin_namespace=None, plugin_version=None):  # type: ignore[no-untyped-def]
+        def _run(self, x, weight, bias=None, scale=None, k=None, stride=None, padding=None, plugin_namespace=None, plugin_version=None):  # type: ignore[no-untyped-def]
             _check_plugin_attrs(plugin_namespace, plugin_version)
-            return (tv_dwconv_reference(x, weight, bias, k=int(k), stride=int(stride), padding=int(padding)),)
+            return (tv_dwconv_reference(x, weight, bias, scale, k=int(k), stride=int(stride), padding=int(padding)),)
 
     return [tv_dwconv]
 
@@ -106,11 +124,12 @@ def register_ort_op() -> str:
     if not _registered:
         f32, s = PyCustomOpDef.dt_float, PyCustomOpDef.dt_string
 
-        @onnx_op(op_type=f"{PLUGIN_DOMAIN}::{PLUGIN_OP}", inputs=[f32, f32, f32], outputs=[f32], attrs={a: s for a in _ORT_ATTRS})
-        def _tv_dwconv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, **attrs: str) -> np.ndarray:
+        @onnx_op(op_type=f"{PLUGIN_DOMAIN}::{PLUGIN_OP}", inputs=[f32, f32, f32, f32], outputs=[f32], attrs={a: s for a in _ORT_ATTRS})
+        def _tv_dwconv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, scale: np.ndarray, **attrs: str) -> np.ndarray:
             try:
                 _check_plugin_attrs(attrs["plugin_namespace"], attrs["plugin_version"])
-                return tv_dwconv_reference(x, weight, bias, k=int(attrs["k"]), stride=int(attrs["stride"]), padding=int(attrs["padding"]))
+                wd = weight.astype(np.float64) * scale.astype(np.float64)  # int8 codes (exact as float32) times their scales
+                return tv_dwconv_reference(x, wd, bias, k=int(attrs["k"]), stride=int(attrs["stride"]), padding=int(attrs["padding"])).astype(np.float32)
             except Exception as err:  # noqa: BLE001 - must not propagate into onnxruntime (abort)
                 _errors.append(str(err))
                 return np.full((x.shape[0], *weight.shape[:1], *weight.shape[2:]), np.nan, dtype=np.float32)
@@ -133,27 +152,31 @@ def ort_session_model(model: onnx.ModelProto) -> onnx.ModelProto:
         if not (node.domain == PLUGIN_DOMAIN and node.op_type == PLUGIN_OP):
             new_nodes.append(node)
             continue
-        if len(node.input) not in (2, 3) or node.input[1] not in inits or (len(node.input) == 3 and node.input[2] not in inits):
-            raise ValueError(f"tv_dwconv node {node.name!r}: inputs must be (x, weight[, bias]) with constant weight and bias")
+        inputs = list(node.input) + [""] * (4 - len(node.input))
+        if len(node.input) not in (2, 3, 4) or any(name and name not in inits for name in inputs[1:]) or not inputs[1]:
+            raise ValueError(f"tv_dwconv node {node.name!r}: inputs must be (x, weight[, bias[, scale]]) with constant weight, bias and scale")
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         missing = [a for a in _ORT_ATTRS if a not in attrs]
         if missing:
             raise ValueError(f"tv_dwconv node {node.name!r} lacks attribute(s) {', '.join(missing)}")
-        weight = numpy_helper.to_array(inits[node.input[1]])
-        half = weight.dtype == np.float16
-        c, _, h, w = weight.shape
-        bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) == 3 else np.zeros((c, h, w), np.float32)
+        weight = numpy_helper.to_array(inits[inputs[1]])
+        c, kk, h, w = weight.shape
+        bias = numpy_helper.to_array(inits[inputs[2]]) if inputs[2] else np.zeros((c, 1, 1), np.float32)
+        scale = numpy_helper.to_array(inits[inputs[3]]) if inputs[3] else None
+        if (weight.dtype == np.int8) != (scale is not None) or (scale is not None and scale.shape != (c, kk, 1, 1)):
+            raise ValueError(f"tv_dwconv node {node.name!r}: {weight.dtype} weight with scale {None if scale is None else scale.shape}: "
+                             f"int8 weight needs a scale (C, k*k, 1, 1), other weights none")
         tag = node.name or node.output[0]
-        w_name, b_name = f"{tag}.ort_weight", f"{tag}.ort_bias"
-        graph.initializer.extend([numpy_helper.from_array(weight.astype(np.float32), w_name), numpy_helper.from_array(bias.astype(np.float32), b_name)])
-        x, y = node.input[0], node.output[0]
-        if half:
-            new_nodes.append(helper.make_node("Cast", [x], [f"{tag}.ort_x"], to=onnx.TensorProto.FLOAT))
-            x, y = f"{tag}.ort_x", f"{tag}.ort_y"
+        names = [f"{tag}.ort_{part}" for part in ("x", "weight", "bias", "scale", "y")]
+        graph.initializer.extend([
+            numpy_helper.from_array(weight.astype(np.float32), names[1]),
+            numpy_helper.from_array(bias.astype(np.float32), names[2]),
+            numpy_helper.from_array((scale if scale is not None else np.ones((c, kk, 1, 1))).astype(np.float32), names[3]),
+        ])
         str_attrs = {a: (v.decode() if isinstance(v, bytes) else str(v)) for a, v in attrs.items() if a in _ORT_ATTRS}
-        new_nodes.append(helper.make_node(PLUGIN_OP, [x, w_name, b_name], [y], name=node.name, domain=PLUGIN_DOMAIN, **str_attrs))
-        if half:
-            new_nodes.append(helper.make_node("Cast", [y], [node.output[0]], to=onnx.TensorProto.FLOAT16))
+        new_nodes.append(helper.make_node("Cast", [node.input[0]], [names[0]], to=onnx.TensorProto.FLOAT))
+        new_nodes.append(helper.make_node(PLUGIN_OP, names[:4], [names[4]], name=node.name, domain=PLUGIN_DOMAIN, **str_attrs))
+        new_nodes.append(helper.make_node("CastLike", [names[4], node.input[0]], [node.output[0]]))  # back to x's type
     del graph.node[:]
     graph.node.extend(new_nodes)
     used = {i for n in graph.node for i in n.input}

@@ -16,10 +16,12 @@ import copy
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,13 @@ from torch import nn
 
 from .. import __version__
 from .._io import atomic_output, check_output_path
+from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
-from ..bake import random_inputs
 from ..errors import TvexportError
 from ..models.registry import config_of
-from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
+from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, with_kernel_dtype
 
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
@@ -128,15 +131,22 @@ def export_aoti(
     validate: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
+    reference: Reference | None = None,
+    kernel_dtype: KernelDType | torch.dtype | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export a baked model (or a DWConv/dense baseline) to an AOTInductor ``.pt2`` package.
 
     ``batch`` is the batch the package is built for (``dynamic_batch=False``) or the example
     batch of the export; with ``dynamic_batch`` the package accepts any batch in
-    ``[1, max_batch]``. With ``validate`` the package is loaded and compared with ``model`` on
-    seeded inputs; a mismatch raises ``MismatchError`` and writes nothing. ``progress`` is told
-    each phase as it starts (export, compile and package, validate, write): compiling takes a minute.
+    ``[1, max_batch]``. With ``validate`` the package is loaded and checked on seeded inputs
+    against ``reference`` (default ``Reference(model)``): no worse than torch float32 vs the
+    float64 truth, by ``Tolerance`` with floors ``rtol``/``atol`` (defaults by kernel dtype); a
+    mismatch raises
+    ``ValidationMismatch`` and writes nothing. ``progress`` is told each phase as it starts
+    (export, compile and package, validate, write): compiling takes a minute. ``kernel_dtype``
+    (float32, float16, int8; default as stored) stores float32 TV kernels compressed
+    (``with_kernel_dtype``); Inductor keeps them compressed and dequantizes in the fused loop.
     """
     report = progress if progress is not None else (lambda phase: None)
     start = time.perf_counter()
@@ -149,11 +159,13 @@ def export_aoti(
     check_options(device=device)
     dev = torch.device(device)
     cfg = config_of(model)
-    default_rtol, default_atol = DEFAULT_TOLERANCES["float32"]
-    rtol = default_rtol if rtol is None else rtol
-    atol = default_atol if atol is None else atol
+    if kernel_dtype is not None:
+        model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
+    if validate and reference is None:
+        reference = Reference(model)
+    tolerance = Tolerance.default(reference.precision() if reference is not None else "float32", rtol=rtol, atol=atol)
 
-    model = copy.deepcopy(model).to(device=dev, dtype=torch.float32).eval()
+    model = cast_model_(copy.deepcopy(model), torch.float32, device=dev).eval()  # compressed TV kernels stay compressed
     for p in model.parameters():
         p.requires_grad_(False)
     # Export at batch >= 2 when the batch is dynamic: torch.export specialises a dimension of size 1.
@@ -182,26 +194,19 @@ def export_aoti(
         with torch.no_grad():
             output_shape = list(model(example).shape)
         if validate:
+            assert reference is not None
             batches = _validation_batches(example_batch, dynamic_batch and max_batch >= 2, max_batch)
             report(f"validating the package against torch (batch {', '.join(map(str, batches))})")
             loaded = _load_package(package, device)
             for b in batches:
-                x = random_inputs((b, *cfg.input_shape), seed=b).to(dev)
+                x = random_inputs((b, *cfg.input_shape), seed=b)
                 with torch.no_grad():
-                    ref = model(x)
-                    got = loaded(x)
-                comparisons.append(compare_outputs(f"{cfg.name} batch {b}", got.detach().cpu(), ref.detach().cpu(), rtol=rtol, atol=atol))
+                    got = loaded(x.to(dev))
+                comparisons += reference.compare({f"{cfg.name} batch {b}": got.detach().cpu()}, x, tolerance=tolerance)
             del loaded
-            bad = [c for c in comparisons if not c.ok]
-            if bad:
-                from .validate import ValidationMismatch  # a MismatchError that carries the comparisons
+            from .validate import check_comparisons
 
-                c = bad[0]
-                raise ValidationMismatch(
-                    f"AOTInductor package differs from the torch model: {c.name} max abs error {c.max_abs:.3g} "
-                    f"> {c.atol:g} + {c.rtol:g} * {c.ref_max:.3g} (max rel {c.max_rel:.3g}); nothing was written",
-                    comparisons=comparisons,
-                )
+            check_comparisons(comparisons, prefix="AOTInductor package: ", suffix="; nothing was written")
         report(f"writing {output.name}")
         os.replace(package, tmp)
         package_bytes = tmp.stat().st_size
@@ -214,6 +219,8 @@ def export_aoti(
             "atom": cfg.atom,
             "device": device,
             "dtype": "float32",
+            "kernel_dtype": stored_kernel_dtype(model),
+            "constant_bytes": package_constant_bytes(tmp),
             "input_shape": [example_batch, *cfg.input_shape],
             "output_shape": output_shape,
             "dynamic_batch": {"min": 1, "max": max_batch} if dynamic_batch and max_batch >= 2 else None,
@@ -239,6 +246,30 @@ def export_aoti(
         extra_files=[side],
         info=info,
     )
+
+
+_CONSTANT_INFO = re.compile(r"constants_info_\[(\d+)\]\.(dtype|data_size) = ([^;]+);")
+
+
+def package_constant_bytes(package: Path) -> dict[str, int] | None:
+    """Bytes of the constants (weights) an AOTInductor package stores, by dtype, as its generated
+    wrapper declares them (None if the package's layout is not the one this torch writes)."""
+    sizes: dict[str, int] = {}
+    try:
+        with zipfile.ZipFile(package) as z:
+            wrapper = next((n for n in z.namelist() if n.endswith(".wrapper.cpp")), None)
+            if wrapper is None:
+                return None
+            entries: dict[str, dict[str, str]] = {}
+            for index, field, value in _CONSTANT_INFO.findall(z.read(wrapper).decode(errors="replace")):
+                entries.setdefault(index, {})[field] = value.strip()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    for entry in entries.values():
+        dtype = entry.get("dtype", "").removeprefix("cached_torch_dtype_")
+        if dtype and entry.get("data_size", "").isdigit():
+            sizes[dtype] = sizes.get(dtype, 0) + int(entry["data_size"])
+    return sizes or None
 
 
 def read_sidecar(package: Path) -> dict[str, Any] | None:

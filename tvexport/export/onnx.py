@@ -10,10 +10,13 @@ Graph interface (stable):
 
 TV layers become, with ``tv_op="portable"``, a subgraph of standard ONNX ops whose constants are
 initializers (no custom domain, no generator); with ``tv_op="plugin"``, one node
-``tvexport::tv_dwconv(x, weight (C, k*k, h, w)[, bias (C, h, w)])`` with INT attributes ``k``,
-``stride``, ``padding`` and STRING attributes ``plugin_namespace="tvexport"``,
+``tvexport::tv_dwconv(x, weight (C, k*k, h, w), bias (C, h, w) | (C, 1, 1) | '', scale)`` with
+INT attributes ``k``, ``stride``, ``padding`` and STRING attributes ``plugin_namespace="tvexport"``,
 ``plugin_version="1"`` (how TensorRT's ONNX parser finds a plugin; its CPU reference is in
-``_plugin_ref``). BatchNorms are folded, dropout and training heads are gone.
+``_plugin_ref``). BatchNorms are folded, dropout and training heads are gone. TV kernels keep the
+dtype the baked model stores them in (float32, float16, or int8 with per-(channel, tap) scales:
+``tvexport.quantize``); ``DequantizeLinear``/``Cast`` nodes (portable) or the plugin op
+(plugin) expand them where they are used, so the file stays compressed.
 
 How: the network is exported with ``torch.onnx.export`` (dynamo) while each ``BakedTVConv``
 calls a placeholder custom op; its node is then replaced by the subgraph built from the layer's
@@ -40,14 +43,17 @@ from torch import nn
 
 from .. import __version__
 from .._io import atomic_output, check_output_path
-from ..bake import fold_batchnorms, random_inputs, tv_layer_names
+from ..accuracy import Reference, Tolerance, random_inputs
+from ..bake import fold_batchnorms, tv_layer_names
 from ..errors import TvexportError, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
-from ._common import DEFAULT_TOLERANCES, Comparison, ExportResult, Runner, compare_outputs
+from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, with_kernel_dtype
 
 TVOp = Literal["portable", "plugin"]
 TV_OPS: tuple[str, ...] = ("portable", "plugin")
+DTYPES: tuple[str, ...] = ("float32", "float16")  # weights (and compute) of the graph
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
 INPUT_NAME = "input"
@@ -95,13 +101,13 @@ def _register_placeholder() -> None:
     from onnx.defs import OpSchema
 
     @torch.library.custom_op("tvexport_onnx::tv_layer", mutates_args=())
-    def tv_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
+    def tv_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor | None, stride: int) -> torch.Tensor:
         from ..layers import tv_depthwise
 
-        return tv_depthwise(x, weight, bias, stride=stride)
+        return tv_depthwise(x, weight, bias, stride=stride, scale=scale).to(x.dtype)
 
     @tv_layer.register_fake
-    def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
+    def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor | None, stride: int) -> torch.Tensor:
         c, _, h, w = weight.shape
         return x.new_empty((x.shape[0], c, h, w))
 
@@ -110,9 +116,13 @@ def _register_placeholder() -> None:
         onnx.defs.register_schema(
             OpSchema(
                 _PLACEHOLDER_OP, _PLACEHOLDER_DOMAIN, 1,
-                inputs=[param("x", "T"), param("weight", "T"), param("bias", "T", param_option=OpSchema.FormalParameterOption.Optional)],
+                inputs=[
+                    param("x", "T"), param("weight", "W"),
+                    param("bias", "T", param_option=OpSchema.FormalParameterOption.Optional),
+                    param("scale", "S", param_option=OpSchema.FormalParameterOption.Optional),
+                ],
                 outputs=[param("y", "T")],
-                type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "")],
+                type_constraints=[("T", ["tensor(float)", "tensor(float16)"], ""), ("W", ["tensor(float)", "tensor(float16)", "tensor(int8)"], ""), ("S", ["tensor(float)"], "")],
                 attributes=[OpSchema.Attribute("stride", OpSchema.AttrType.INT, "")],
             )
         )
@@ -124,23 +134,24 @@ def _translation_table() -> dict[Any, Any]:
 
     opset = onnxscript.values.Opset(_PLACEHOLDER_DOMAIN, 1)
 
-    def tv_layer(x: Any, weight: Any, bias: Any = None, stride: int = 1) -> Any:
-        if bias is None:
-            return opset.TVLayer(x, weight, stride=stride)
-        return opset.TVLayer(x, weight, bias, stride=stride)
+    def tv_layer(x: Any, weight: Any, bias: Any = None, scale: Any = None, stride: int = 1) -> Any:
+        return opset.TVLayer(x, weight, bias, scale, stride=stride)
 
     return {torch.ops.tvexport_onnx.tv_layer.default: tv_layer}
 
 
 class _TVPlaceholder(nn.Module):
+    """A baked layer's constants as stored (kernels in their dtype, int8 scales), bias in ``dtype``."""
+
     def __init__(self, layer: BakedTVConv, dtype: torch.dtype) -> None:
         super().__init__()
         self.stride = int(layer.stride)
-        self.register_buffer("weight", layer.weight.detach().to(dtype).clone())
+        self.register_buffer("weight", layer.weight.detach().clone())
         self.register_buffer("bias", layer.bias.detach().to(dtype).clone() if layer.bias is not None else None)
+        self.register_buffer("scale", layer.scale.detach().float().clone() if layer.scale is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.tvexport_onnx.tv_layer(x, self.weight, self.bias, self.stride)
+        return torch.ops.tvexport_onnx.tv_layer(x, self.weight, self.bias, self.scale, self.stride)
 
 
 class _Float32IO(nn.Module):
@@ -162,12 +173,12 @@ def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> nn.Modul
     fold_batchnorms(prepared)  # a no-op for baked models; folds the DWConv/dense baselines too
     if dtype != torch.float32:
         _check_fits(prepared, dtype)
+    cast_model_(prepared, dtype)  # float16/int8 TV kernels stay as stored
     tv_layers = {n: m for n, m in prepared.named_modules() if isinstance(m, BakedTVConv)}
     for name, layer in tv_layers.items():
         parent_name, _, child = name.rpartition(".")
         parent = prepared.get_submodule(parent_name) if parent_name else prepared
         setattr(parent, child, _TVPlaceholder(layer, dtype))
-    prepared = prepared.to(dtype)
     for p in prepared.parameters():
         p.requires_grad_(False)
     if dtype == torch.float16 and not fp16_io:
@@ -180,6 +191,8 @@ def _check_fits(model: nn.Module, dtype: torch.dtype) -> None:
     limit = torch.finfo(dtype).max
     name = str(dtype).removeprefix("torch.")
     for key, t in model.state_dict().items():
+        if key.endswith(".scale") or (t.dtype == dtype):  # int8 scales stay float32; stored float16 fits
+            continue
         if t.is_floating_point() and t.numel() and float(t.abs().max()) > limit:
             raise TvexportError(
                 f"weight {key} overflows {name} (max |value| {float(t.abs().max()):.3g} > {limit:.3g})",
@@ -227,8 +240,8 @@ def check_options(*, tv_op: str = "portable", opset: int = DEFAULT_OPSET, batch:
         raise TvexportError(f"opset {opset} is not supported", hint=f"choose an opset from {MIN_OPSET} to {newest} (default {DEFAULT_OPSET})")
     if batch < 1:
         raise TvexportError(f"batch must be >= 1, got {batch}")
-    if dtype not in DEFAULT_TOLERANCES:
-        raise TvexportError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(DEFAULT_TOLERANCES)}")
+    if dtype not in DTYPES:
+        raise TvexportError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(DTYPES)}")
     if decomposition != AUTO and decomposition not in DECOMPOSITIONS:
         raise TvexportError(f"unknown TV decomposition {decomposition!r}", hint=f"choose one of {AUTO}, {', '.join(DECOMPOSITIONS)}")
 
@@ -275,10 +288,11 @@ def onnx_graph(
             raise TvexportError(f"torch.onnx.export failed for {cfg.name}: {first}", hint="run with --verbose for the traceback") from err
     proto = program.model_proto
     _clean(proto, cfg)
-    used = _splice_tv_layers(proto, tv_op=tv_op, decomposition=decomposition, batch=None if dynamic_batch else batch)
+    used = _splice_tv_layers(proto, tv_op=tv_op, decomposition=decomposition, batch=None if dynamic_batch else batch, compute=dtype)
     if dynamic_batch:
         _name_batch_dim(proto)
-    _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, fp16_io=fp16_io, opset=opset, decomposition=_describe(used) if tv_op == "portable" and used else None)
+    _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, kernel_dtype=stored_kernel_dtype(model, dtype), fp16_io=fp16_io, opset=opset,
+                  decomposition=_describe(used) if tv_op == "portable" and used else None)
     if _graph_bytes(proto) >= EXTERNAL_DATA_LIMIT:
         return proto  # shape inference needs a serialised model; onnxruntime infers at load time
     return onnx.shape_inference.infer_shapes(proto, data_prop=True)
@@ -305,7 +319,7 @@ def _describe(used: dict[str, int]) -> str:
     return ", ".join(f"{m} x{n}" for m, n in sorted(used.items(), key=lambda kv: -kv[1]))
 
 
-def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str, batch: int | None) -> dict[str, int]:
+def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str, batch: int | None, compute: str = "float32") -> dict[str, int]:
     """Replace each placeholder node by the TV subgraph; returns how many layers used which form."""
     from onnx import helper, numpy_helper
 
@@ -317,7 +331,7 @@ def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str, batch: int 
     used_elsewhere = {i for n in graph.node if n.domain != _PLACEHOLDER_DOMAIN for i in n.input}
     replaced: set[str] = set()
     for node in placeholders:
-        for name in node.input[1:]:
+        for name in filter(None, node.input[1:]):
             if name not in inits:
                 raise AssertionError(f"TV layer constant {name} is not an initializer")
             if name not in used_elsewhere:
@@ -333,13 +347,16 @@ def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str, batch: int 
         weight_name = node.input[1]
         layer = weight_name[: -len(".weight")] if weight_name.endswith(".weight") else weight_name
         stride = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "stride")
+        inputs = list(node.input) + [""] * (4 - len(node.input))
         spec = TVLayerSpec(
             name=layer,
             x=node.input[0],
             y=node.output[0],
             weight=numpy_helper.to_array(inits[weight_name]),
-            bias=numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else None,
+            bias=numpy_helper.to_array(inits[inputs[2]]) if inputs[2] else None,
             stride=int(stride),
+            scale=numpy_helper.to_array(inits[inputs[3]]) if inputs[3] else None,
+            compute=np.dtype(compute),
         )
         start = len(parts.nodes)
         if tv_op == "plugin":
@@ -376,7 +393,7 @@ def _name_batch_dim(proto: Any) -> None:
         dim.dim_param = BATCH_DIM
 
 
-def _set_metadata(proto: Any, cfg: ArchConfig, *, tv_op: str, dtype: str, fp16_io: bool, opset: int, decomposition: str | None) -> None:
+def _set_metadata(proto: Any, cfg: ArchConfig, *, tv_op: str, dtype: str, kernel_dtype: str | None, fp16_io: bool, opset: int, decomposition: str | None) -> None:
     from onnx import helper
 
     in_name, out_name = _io_names(cfg)
@@ -388,6 +405,7 @@ def _set_metadata(proto: Any, cfg: ArchConfig, *, tv_op: str, dtype: str, fp16_i
         "tvexport.tv_op": tv_op,
         "tvexport.dtype": dtype,
         "tvexport.io_dtype": io_type,
+        **({"tvexport.kernel_dtype": kernel_dtype} if kernel_dtype else {}),
         "tvexport.input": in_name,
         "tvexport.output": out_name,
     }
@@ -397,7 +415,8 @@ def _set_metadata(proto: Any, cfg: ArchConfig, *, tv_op: str, dtype: str, fp16_i
     c, h, w = cfg.input_shape
     proto.doc_string = (
         f"{cfg.name} ({cfg.atom}) exported by tvexport {__version__}: input '{in_name}' (N, {c}, {h}, {w}) {io_type} in [-1, 1], "
-        f"output '{out_name}'; TV layers as {tv_op}" + (f" ({decomposition})" if decomposition else "") + f"; weights {dtype}."
+        f"output '{out_name}'; TV layers as {tv_op}" + (f" ({decomposition})" if decomposition else "") + f"; weights {dtype}"
+        + (f", TV kernels {kernel_dtype}." if kernel_dtype else ".")
     )
 
 
@@ -436,6 +455,9 @@ def simplify_graph(proto: Any) -> Any:
             raise TvexportError(f"onnxsim failed: {first}", hint="export with --no-simplify") from err
     if not ok:
         raise TvexportError("onnxsim could not validate the simplified graph", hint="export with --no-simplify")
+    from ._onnx_tv import keep_kernels_compressed
+
+    keep_kernels_compressed(simplified, proto)  # onnxsim folds Cast(float16 kernels) into float32 ones
     check_graph(simplified, what="simplified")
     return simplified
 
@@ -554,17 +576,11 @@ def load_runner(path: Path) -> Runner:
 # Export
 # --------------------------------------------------------------------------------------------
 
-def validate_graphs(
-    model: nn.Module, graphs: dict[str, Any], *, x: torch.Tensor, rtol: float, atol: float
-) -> list[Comparison]:
-    """Compare each ONNX graph (label -> ModelProto) run on onnxruntime with the torch model."""
-    with torch.no_grad():
-        ref = model.eval()(x.to(torch.float32)).numpy()
-    comparisons = []
-    for label, proto in graphs.items():
-        runner = OrtRunner(proto, what=f"the {label} graph")
-        comparisons.append(compare_outputs(label, runner(x.numpy()), ref, rtol=rtol, atol=atol))
-    return comparisons
+def validate_graphs(reference: Reference, graphs: dict[str, Any], *, x: torch.Tensor, tolerance: Tolerance) -> list[Comparison]:
+    """Check each ONNX graph (label -> ModelProto) run on onnxruntime against ``reference``
+    (float64 truth; no worse than torch float32 by ``tolerance``)."""
+    outputs = {label: OrtRunner(proto, what=f"the {label} graph")(x.numpy()) for label, proto in graphs.items()}
+    return reference.compare(outputs, x, tolerance=tolerance)
 
 
 def _node_count(proto: Any) -> int:
@@ -589,19 +605,30 @@ def export_onnx(
     external_data: bool | None = None,
     decomposition: str | None = None,
     seed: int = 0,
+    reference: Reference | None = None,
+    kernel_dtype: KernelDType | torch.dtype | None = None,
 ) -> ExportResult:
     """Export a baked zoo network (or a DWConv/dense baseline) to ``output`` (.onnx).
 
-    Validates by default: seeded random inputs through ``model`` (torch) and onnxruntime, for the
-    raw graph and, unless ``simplify=False``, the onnxsim-simplified one (which is what gets
-    written). Raises ``ValidationMismatch`` (nothing written) beyond ``atol + rtol * max|ref|``
-    (defaults: ``DEFAULT_TOLERANCES[dtype]``). ``external_data`` (default: only above 2 GB)
-    writes the weights to ``<output>.data`` beside the graph.
+    Validates by default: seeded random inputs through onnxruntime, for the raw graph and, unless
+    ``simplify=False``, the onnxsim-simplified one (which is what gets written), checked against
+    ``reference`` (default ``Reference(model)``; ``load_source`` gives the unbaked network of a
+    checkpoint): no worse than torch float32 vs the float64 truth, by ``Tolerance`` with floors
+    ``rtol``/``atol`` (defaults by ``dtype`` and kernel dtype). ``kernel_dtype`` (float32,
+    float16, int8; default as stored) stores float32 TV kernels compressed (``with_kernel_dtype``:
+    the reference's float32 original then holds the same rounded kernels). Raises ``ValidationMismatch`` (nothing written)
+    otherwise. ``external_data`` (default: only above 2 GB) writes the weights to
+    ``<output>.data`` beside the graph.
     """
-    from .validate import ValidationMismatch
+    from .validate import check_comparisons
 
     start = time.perf_counter()
     output = check_output_path(Path(output), force=force)
+    if kernel_dtype is not None:
+        model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
+    if validate and reference is None:
+        reference = Reference(model)
+    tolerance = Tolerance.default(reference.precision(dtype) if reference is not None else "float32", rtol=rtol, atol=atol)
     cfg = config_of(model)
     raw = onnx_graph(model, tv_op=tv_op, opset=opset, batch=batch, dynamic_batch=dynamic_batch, dtype=dtype, fp16_io=fp16_io, decomposition=decomposition)
     check_graph(raw, what="exported")
@@ -616,20 +643,11 @@ def export_onnx(
         graphs["onnxruntime (simplified)"] = final
     comparisons: list[Comparison] = []
     if validate:
-        d_rtol, d_atol = DEFAULT_TOLERANCES[dtype]
-        rtol = d_rtol if rtol is None else rtol
-        atol = d_atol if atol is None else atol
         n = _DYNAMIC_CHECK_BATCH if dynamic_batch else batch
         x = random_inputs((n, *cfg.input_shape), seed=seed)
-        comparisons = validate_graphs(model, graphs, x=x, rtol=rtol, atol=atol)
-        bad = [c for c in comparisons if not c.ok]
-        if bad:
-            worst = max(bad, key=lambda c: c.max_rel)
-            raise ValidationMismatch(
-                f"{cfg.name}: {worst.name} differs from torch: max abs {worst.max_abs:.3g} > {worst.atol:g} + {worst.rtol:g} * {worst.ref_max:.3g}; nothing written",
-                comparisons=comparisons,
-                hint="loosen with --rtol/--atol if this precision is expected",
-            )
+        assert reference is not None
+        comparisons = validate_graphs(reference, graphs, x=x, tolerance=tolerance)
+        check_comparisons(comparisons, prefix=f"{cfg.name}: ", suffix="; nothing written")
     use_external = external_data if external_data is not None else _graph_bytes(final) >= EXTERNAL_DATA_LIMIT
     extra = _write(final, output, force=force, external=use_external)
     from ._onnx_tv import PLUGIN_OP
@@ -641,6 +659,7 @@ def export_onnx(
         "tv_layers": len(tv_layer_names(model)),
         "opset": opset,
         "dtype": dtype,
+        "kernel_dtype": stored_kernel_dtype(model, dtype),
         "io_dtype": "float16" if dtype == "float16" and fp16_io else "float32",
         "batch": None if dynamic_batch else batch,
         "simplified": simplify,

@@ -1,8 +1,10 @@
 """Validation of a deployable artefact against the torch model it came from (Polygraphy style).
 
-The same comparison ``tvexport export`` runs after writing, as its own step: load the artefact
-with a backend (``BACKENDS``: onnxruntime, aoti, tensorrt), run it and the baked torch model on
-the same input, and report max abs / max rel / p99 abs / cosine per output.
+The same check ``tvexport export`` runs after writing, as its own step: load the artefact with a
+backend (``BACKENDS``: onnxruntime, aoti, tensorrt), run it on an input, and compare it with the
+float64 truth of the source (the unbaked network for a checkpoint, the baked model with its
+kernels as stored for a baked file) next to torch float32's own error (``accuracy.Tolerance``);
+max abs / max rel / p99 abs / cosine per output.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
-from ..bake import random_inputs
 from ..checkpoint import arch_config_for, describe_file, read_checkpoint
 from ..errors import MismatchError, TvexportError
 from ..models.registry import ArchConfig
-from ._common import BACKENDS, DEFAULT_TOLERANCES, Comparison, compare_outputs, load_runner, load_source
+from ._common import BACKENDS, Comparison, load_runner, load_source
 
 
 class ValidationMismatch(MismatchError):
@@ -29,6 +30,18 @@ class ValidationMismatch(MismatchError):
     def __init__(self, message: str, *, comparisons: list[Comparison], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.comparisons = comparisons
+
+
+def check_comparisons(comparisons: list[Comparison], *, prefix: str = "", suffix: str = "") -> None:
+    """Raise ``ValidationMismatch`` naming the worst failing comparison, if any failed."""
+    bad = [c for c in comparisons if not c.ok]
+    if bad:
+        worst = max(bad, key=lambda c: c.excess)
+        raise ValidationMismatch(
+            f"{prefix}{worst.name} differs from the torch model: {worst.verdict()}{suffix}",
+            comparisons=comparisons,
+            hint="if this precision is expected, raise the floor with --rtol/--atol",
+        )
 
 
 @dataclasses.dataclass
@@ -43,6 +56,8 @@ class ValidationReport:
     input_source: str  # "random (seed N)" or the .npy path
     comparisons: list[Comparison]
     seconds: float
+    truth: str = "unbaked float64"  # what the artefact was compared with
+    baseline: str = "unbaked float32"  # the torch float32 run whose error sets the allowance
 
     @property
     def ok(self) -> bool:
@@ -57,23 +72,33 @@ class ValidationReport:
             "arch": self.arch,
             "input_shape": list(self.input_shape),
             "input": self.input_source,
+            "truth": self.truth,
+            "baseline": self.baseline,
             "seconds": self.seconds,
             "comparisons": [c.to_dict() for c in self.comparisons],
         }
 
 
-def artifact_dtype(path: Path) -> str:
-    """The precision an artefact was exported at (ONNX metadata; float32 when unknown)."""
+def artifact_precision(path: Path, found: Artifact | None = None) -> tuple[str, str | None]:
+    """(precision the artefact computes in, how it stores TV kernels where that differs: "int8",
+    "float16" or None) from its ONNX metadata or JSON sidecar; float32 and None when unknown."""
+    if found is not None and found.sidecar is not None:
+        sidecar = found.sidecar
+        kernels = {str(t.get("dtype")) for t in sidecar.get("tv_layers", []) if isinstance(t, dict)} if found.kind == "tensorrt" else {str(sidecar.get("kernel_dtype"))}
+        kernel = kernels.pop() if len(kernels) == 1 else None
+        return "float32", kernel if kernel in ("int8", "float16") else None
     if Path(path).suffix != ".onnx":
-        return "float32"
+        return "float32", None
     try:
         import onnx
 
         meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     except Exception:  # noqa: BLE001 - unreadable files are reported by the runner
-        return "float32"
+        return "float32", None
     dtype = meta.get("tvexport.dtype", "float32")
-    return dtype if dtype in DEFAULT_TOLERANCES else "float32"
+    dtype = dtype if dtype in ("float32", "float16") else "float32"
+    kernel = meta.get("tvexport.kernel_dtype")
+    return dtype, kernel if kernel in ("int8", "float16") and kernel != dtype else None
 
 
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
@@ -154,13 +179,6 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def compare_with_torch(model: torch.nn.Module, runners: dict[str, Any], x: np.ndarray, *, rtol: float, atol: float) -> list[Comparison]:
-    """Run ``x`` through ``model`` (float32) and each runner; one ``Comparison`` per runner."""
-    with torch.no_grad():
-        ref = model.eval().float()(torch.from_numpy(x)).numpy()
-    return [compare_outputs(label, run(x), ref, rtol=rtol, atol=atol) for label, run in runners.items()]
-
-
 def validate_artifact(
     artifact: str | Path,
     against: str | Path,
@@ -173,13 +191,15 @@ def validate_artifact(
     atol: float | None = None,
     arch: str | None = None,
 ) -> ValidationReport:
-    """Compare ``artifact`` (run with ``backend``, by default the one its content calls for) with
-    the baked torch model of ``against``; an artefact recording another architecture is refused
-    before anything runs.
+    """Check ``artifact`` (run with ``backend``, by default the one its content calls for) against
+    the float64 truth of ``against``; an artefact recording another architecture is refused before
+    anything runs.
 
-    Input: ``input_path`` (.npy, (N, 3, H, W) or (3, H, W)) or seeded random values with
-    ``batch`` rows (default: the artefact's fixed batch, else 2). Tolerances default to
-    ``DEFAULT_TOLERANCES`` of the artefact's precision. Does not raise on mismatch: check ``.ok``.
+    ``against`` is the checkpoint (baked on the fly, verified with the same floors) or baked file
+    the artefact came from. Input: ``input_path`` (.npy, (N, 3, H, W) or (3, H, W)) or seeded
+    random values with ``batch`` rows (default: the artefact's fixed batch, else 2). The rule is
+    ``Tolerance`` of the artefact's precision, floors ``rtol``/``atol``. Does not raise on
+    mismatch: check ``.ok``.
     """
     start = time.perf_counter()
     artifact, against = Path(artifact), Path(against)
@@ -188,6 +208,8 @@ def validate_artifact(
     if not artifact.exists():
         raise TvexportError(f"{artifact}: no such file", hint="check the path")
     found = identify(artifact)
+    dtype, kernel_dtype = artifact_precision(artifact, found)
+    Tolerance.default(dtype, rtol=rtol, atol=atol)  # a bad --rtol/--atol is refused before any work
     backend = resolve_backend(artifact, found, backend)
     cfg = arch_config_for(read_checkpoint(against), arch)
     check_same_network(found, cfg, against)
@@ -208,9 +230,10 @@ def validate_artifact(
     check = getattr(runner, "check_input", None)
     if check is not None:
         check(x)
-    model = load_source(against, arch=arch)  # bakes a checkpoint: only once the inputs are known to fit
-    d_rtol, d_atol = DEFAULT_TOLERANCES[artifact_dtype(artifact)]
-    comparisons = compare_with_torch(
-        model, {backend: runner}, x, rtol=d_rtol if rtol is None else rtol, atol=d_atol if atol is None else atol
-    )
-    return ValidationReport(artifact, backend, against, cfg.name, tuple(x.shape), input_source, comparisons, time.perf_counter() - start)
+    # bakes a checkpoint (kernels stored as the artefact stores them): only once the inputs are known to fit
+    source = load_source(against, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype)
+    reference: Reference = source.reference
+    tolerance = Tolerance.default(reference.precision(dtype), rtol=rtol, atol=atol)
+    comparisons = reference.compare({backend: runner(x)}, x, tolerance=tolerance)
+    return ValidationReport(artifact, backend, against, cfg.name, tuple(x.shape), input_source, comparisons, time.perf_counter() - start,
+                            reference.truth_label, reference.baseline_label)

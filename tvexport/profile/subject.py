@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..bake import bake_model, check_report, model_from_baked
-from ..checkpoint import arch_config_for, build_from_state_dict, load_checkpoint, read_checkpoint, refuse_nonfinite
+from ..bake import bake_model, check_bake, load_checkpoint, model_from_baked
+from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
 from ..models.registry import ArchConfig, Atom, config_of, create_model, list_models, resolve_arch
 from ..resize import parse_input_size, resize_unbaked
@@ -52,7 +52,7 @@ class Network:
             # The TV bake is verified against the unbaked network (timing a wrong network would be
             # meaningless); a baseline's bake is plain BatchNorm folding.
             result = bake_model(self.unbaked, verify=self.label == "tvconv")
-            check_report(result.report)
+            check_bake(result)
             self.baked_model = result.model
         return self.baked_model
 

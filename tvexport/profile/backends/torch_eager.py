@@ -9,6 +9,7 @@ from torch import nn
 
 from ...bake import random_inputs
 from ...models.registry import config_of
+from ...quantize import cast_model_
 from . import Form, RunOnce
 
 
@@ -40,7 +41,7 @@ class _TorchEager:
     ) -> RunOnce:
         """Run ``layer`` (a whole network or one of its modules) on seeded inputs of ``input_shape``."""
         torch.set_num_threads(threads)
-        module = copy.deepcopy(layer).to(device=device, dtype=dtype).eval()
+        module = cast_model_(copy.deepcopy(layer), dtype, device=device).eval()  # float16/int8 TV kernels run as stored
         for p in module.parameters():
             p.requires_grad_(False)
         x = random_inputs(tuple(input_shape), seed=0).to(device=device, dtype=dtype)
