@@ -191,7 +191,8 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
     dw_prof = layer_profile(g_dw["portable"], x, threads=t, runs=args.layer_runs)
     return {"arch": arch, "batch": batch, "rounds": rounds, "truncated": truncated, "stats": stats, "ratios": ratios,
             "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"],
-            "kernel": runners["ov-fused"].kernel, "load_average": [load_before, load_average()]}
+            "kernel": runners["ov-fused"].kernel, "extension": runners["ov-fused"].extension.parent.name,  # its cache key
+            "load_average": [load_before, load_average()]}
 
 
 def width_sweep(args: Any) -> dict[str, Any]:
@@ -239,7 +240,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           "ratios are medians of per-round paired ratios "
           "[p10-p90]. float16/int8 kernels were converted from the plugin graph by this script (issue 14's exporter comes later): "
           "int8 is symmetric with one float32 scale per (channel, tap); their error is max|out - torch| / max|torch|.", ""]
-    md += ["| network | batch | ov-fused / ov-dw | f16 kernels | int8 kernels | ov-portable / ov-dw | ort-portable / ort-dw | ov-dw ms | ov-fused ms | ort-dw ms | err f32 | err f16 | err int8 | kernel |",
+    md += ["| network | batch | ov-fused / ov-dw | f16 kernels | int8 kernels | ov-portable / ov-dw | ort-portable / ort-dw | ov-dw ms | ov-fused ms | ort-dw ms | err f32 | err f16 | err int8 | kernel, extension build |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cases"]:
         r, s, e = c["ratios"], c["stats"], c["errors_vs_torch"]
@@ -248,27 +249,28 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             return f"{r[key]['median']:.2f} [{r[key]['p10']:.2f}-{r[key]['p90']:.2f}]"
         md.append(f"| {c['arch']} | {c['batch']} | {q('ov-fused')} | {q('ov-fused-f16')} | {q('ov-fused-int8')} | {q('ov-portable')} | "
                   f"{q('ort-portable/ort-dw')} | {s['ov-dw']['median_s'] * 1e3:.3g} | {s['ov-fused']['median_s'] * 1e3:.3g} | "
-                  f"{s['ort-dw']['median_s'] * 1e3:.3g} | {e['ov-fused']:.1e} | {e['ov-fused-f16']:.1e} | {e['ov-fused-int8']:.1e} | {c['kernel']} |")
+                  f"{s['ort-dw']['median_s'] * 1e3:.3g} | {e['ov-fused']:.1e} | {e['ov-fused-f16']:.1e} | {e['ov-fused-int8']:.1e} | {c['kernel']} "
+                  f"{c.get('extension', '(first kernel)')} |")
     md += ["", f"Targets (issue 17): fused/DW <= {TARGETS['b16']} at batch 16; batch 1 <= {TARGETS['b1_f32']} (float32 kernels), "
            f"<= {TARGETS['b1_compressed']} (compressed); per TV layer <= {TARGETS['layer_floor']}x its memory floor.", ""]
-    bw = result["bandwidth"]["bytes_per_s"]
-    md += [f"## Per TV layer (OpenVINO per-node counters, median of runs; floor at {bw / 1e9:.1f} GB/s copy bandwidth)", "",
-           "| network | batch | kernels | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | reorders ms (fused / DW net) |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    md += ["## Per TV layer (OpenVINO per-node counters, median of runs; floor at the copy bandwidth measured in the run of the row)", "",
+           "| network | batch | kernels | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | reorders ms (fused / DW net) | copy GB/s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cases"]:
         for kind, prof in c["layers"].items():
             ls = prof["layers"]
             tot, fl = sum(x["us"] for x in ls) / 1e3, sum(x["floor_us"] for x in ls) / 1e3
             xs = sorted(x["x_floor"] for x in ls)
             md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
-                      f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} |")
+                      f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
+                      f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} |")
     if result.get("sweep"):
         sw = result["sweep"]
         md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
                "TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; per width one interleaved case "
                "(TV, DW on both runtimes), medians; cells divide medians of different cases run back to back. Each round also runs "
                "the two DW networks, which evict the TV kernels from the caches, so TV latencies here are higher than in the paired "
-               "table above (x0.1: TV/DW 2.23 here, 1.86 there). "
+               f"table above{_sweep_vs_paired(result)}. "
                "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "
                "tables are not reachable here, so no pair is marked.", "",
                "| TV \\ DW | " + " | ".join(f"x{_width(b)} ({sw['dw_best_s'][b] * 1e3:.3g} ms, {sw['dw_best_backend'][b]})" for b in WIDTHS) + " |",
@@ -280,6 +282,14 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
     if result.get("sweep"):
         plot_sweep(result["sweep"], out / f"{name}_width_sweep.png")
+
+
+def _sweep_vs_paired(result: dict[str, Any]) -> str:
+    """' (x0.1: TV/DW a here, b there)' when the paired table has x0.1 at batch 1."""
+    case = next((c for c in result["cases"] if c["arch"] == WIDTHS[0] and c["batch"] == 1), None)
+    if case is None:
+        return ""
+    return f" (x0.1: TV/DW {result['sweep']['matrix_tv_over_dw'][0][0]:.2f} here, {case['ratios']['ov-fused']['median']:.2f} there)"
 
 
 def plot_sweep(sw: dict[str, Any], path: Path) -> None:

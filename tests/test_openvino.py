@@ -147,6 +147,15 @@ def test_layer_matches_float64_truth(case: Case, extension: Path) -> None:
     assert run_case(case, extension) < LAYER_RTOL
 
 
+@pytest.mark.parametrize("case", [Case(3, s, b, d, 5, channels=64, h=40, w=40) for s, b, d in
+                                  [(1, "channel", "float32"), (2, "map", "float32"), (1, "map", "float16"), (2, "channel", "int8")]],
+                         ids=lambda c: c.id)
+def test_wide_layer_tiles(case: Case, extension: Path) -> None:
+    """A layer big enough for the kernel's tiling: several row blocks per thread, float32 rows
+    split into column tiles (their halo columns), 5 images = a full batch tile + a narrower one."""
+    assert run_case(case, extension) < LAYER_RTOL
+
+
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
     choice is made when the library loads) pass part of the grid; the widest one this CPU runs is
@@ -201,6 +210,31 @@ def test_float16_kernels_stay_float16(extension: Path) -> None:
     runner = OpenVinoRunner(model, extension=extension)
     op = next(o for o in runner.compiled.get_runtime_model().get_ordered_ops() if o.get_friendly_name() == "tv")
     assert [str(i.get_element_type()) for i in op.inputs()][1] in ("<Type: 'uint8_t'>", "u8")
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["clip-relu-add", "clip-is-output"])
+def test_following_clip_and_relu_fold_into_the_op(last: bool, extension: Path) -> None:
+    """Clip and Relu after a TV op fold into it (the kernel clamps before storing: no pass over
+    the output); clamped bounds intersect. A Clip that is the model's output stays (its name)."""
+    case = Case(3, 2, "map", "int8", "N")
+    model, weight, bias = layer_graph(case)
+    graph = model.graph
+    graph.node[0].output[0] = "t"
+    graph.initializer.extend([numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", -0.5), ("hi", 0.7), ("shift", 0.25))])
+    graph.node.append(helper.make_node("Clip", ["t", "lo", "hi"], ["y" if last else "c"]))
+    if not last:
+        graph.node.extend([helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Add", ["r", "shift"], ["y"])])
+    runner = OpenVinoRunner(model, extension=extension)
+    x = np.random.default_rng(1).standard_normal((3, case.channels, 2 * case.h, 2 * case.w)).astype(np.float32)
+    got = runner(x)
+    truth = truth_of(x.astype(np.float64), weight, bias, 2)
+    expected = np.clip(truth, -0.5, 0.7) if last else np.clip(truth, 0.0, 0.7) + 0.25
+    assert rel_err(got, expected) < LAYER_RTOL
+    # ONNX Clip reads as Maximum + Minimum (or one Clamp): the node that writes the output stays
+    assert (runner.folded <= 1) if last else (runner.folded >= 2), runner.folded
+    if not last:  # a clamp dropped, or only Clip's or only Relu's bound applied, is far off
+        for wrong in (truth + 0.25, np.clip(truth, -0.5, 0.7) + 0.25, np.maximum(truth, 0.0) + 0.25):
+            assert rel_err(got, wrong) > 100 * LAYER_RTOL
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ validation tolerances). tvexport sets ``INFERENCE_PRECISION_HINT`` to ``f32`` un
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -50,6 +51,66 @@ def _has_plugin_nodes(model: Any) -> bool:
     from ..export._plugin_ref import has_plugin_nodes
 
     return bool(has_plugin_nodes(model))
+
+
+def _bound(node: Any) -> tuple[int, float, float] | None:
+    """(data input index, lo, hi) of a Clamp, Relu, or Maximum/Minimum with one scalar constant."""
+    kind = node.get_type_name()
+    if kind == "Clamp":
+        attrs = node.get_attributes()
+        return 0, float(attrs["min"]), float(attrs["max"])
+    if kind == "Relu":
+        return 0, 0.0, math.inf
+    if kind not in ("Maximum", "Minimum"):
+        return None
+    for data, const in ((0, 1), (1, 0)):
+        c = node.input_value(const).get_node()
+        if c.get_type_name() == "Constant":
+            values = np.asarray(c.get_data()).ravel()
+            if values.size == 0 or not np.all(values == values[0]):
+                return None
+            v = float(values[0])
+            return (data, v, math.inf) if kind == "Maximum" else (data, -math.inf, v)
+    return None
+
+
+def _consumers(output: Any) -> list[Any]:
+    """The inputs that read ``output``, less those of nodes folded away (no consumers left)."""
+    return [t for t in output.get_target_inputs()
+            if t.get_node().get_type_name() == "Result" or any(o.get_target_inputs() for o in t.get_node().outputs())]
+
+
+def fuse_clamps(model: Any) -> int:
+    """Fold the Clamp/Relu/Maximum/Minimum (ONNX Clip) that follow a TV op, through its Transpose
+    back to NCHW, into the op: it clamps its accumulators before storing them, one pass of the CPU
+    plugin over the output fewer (ReLU6 follows every depthwise layer of MobileNetV2). Returns how
+    many nodes were folded."""
+    folded = 0
+    for node in model.get_ordered_ops():
+        bound = _bound(node)
+        if bound is None:
+            continue
+        data, lo, hi = bound
+        transpose = node.input_value(data)
+        if transpose.get_node().get_type_name() != "Transpose" or len(_consumers(transpose)) != 1:
+            continue
+        out = transpose.get_node().input_value(0)
+        op = out.get_node()
+        if op.get_type_name() != "TVDWConvNHWC" or len(_consumers(out)) != 1:
+            continue
+        targets = node.output(0).get_target_inputs()
+        if any(t.get_node().get_type_name() == "Result" for t in targets):
+            continue  # keep the model output's name
+        attrs = op.get_attributes()
+        if attrs["clamp"]:  # ranges of successive clamps intersect
+            lo, hi = max(lo, attrs["clamp_lo"]), min(hi, attrs["clamp_hi"])
+        op.set_attribute("clamp", True)
+        op.set_attribute("clamp_lo", lo)
+        op.set_attribute("clamp_hi", hi)
+        for target in targets:
+            target.replace_source_output(transpose)
+        folded += 1
+    return folded
 
 
 class OpenVinoRunner:
@@ -107,6 +168,7 @@ class OpenVinoRunner:
                     tmp_path = Path(tmp) / "model.onnx"
                     onnx.save(proto, str(tmp_path))
                     model = core.read_model(str(tmp_path))
+            self.folded = fuse_clamps(model) if self.fused else 0  # Clamp/Relu/Min/Max nodes folded into TV ops
             self.compiled = core.compile_model(model, DEVICE, config)
         except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
             raise TvexportError(f"OpenVINO {ov.__version__} cannot compile {self.what}: {_first_line(err)}") from err

@@ -3,25 +3,35 @@
 // CMake compiles this file several times on x86-64 (-march=x86-64-v4, x86-64-v3, and the
 // compiler's baseline) with TVX_KERNEL_NAME naming the entry point; tv_dwconv.cpp picks the best
 // one the running CPU supports. Vectorisation uses the GCC/Clang vector extension (16 floats),
-// which the compiler maps to the target's registers; TVX_CHUNK floats of accumulators stay in
-// registers across all taps.
+// which the compiler maps to the target's registers, plus the target's conversion instructions
+// for compressed kernels (vcvtph2ps; int8 via vpmovsxbd + vcvtdq2ps).
 //
-// A thread owns a range of output rows and walks it in blocks of rows whose kernels (h, k*k, w, C
-// layout: one contiguous run per row and tap) fit in L2; every image of the batch is computed
-// with a block before the next block is read, so the kernels come from memory once per call.
-// Compressed kernels (float16, int8 with a per (tap, channel) scale) are dequantized block by
-// block into that L2-sized buffer, never into a float32 copy of the whole kernel tensor.
+// Register blocking: TVX_CHUNK floats of (position, channel) x TVX_BATCH_TILE images of
+// accumulators stay in registers across all k*k taps; each kernel vector is loaded (and
+// dequantized: float16 converted, int8 converted and multiplied by its (tap, channel) scale) once
+// and feeds TVX_BATCH_TILE multiply-adds, one per image. Batches that are not a multiple of the
+// tile end with a narrower tile of the remaining images (same code, fewer accumulators).
+//
+// Memory: a thread owns a range of output rows and walks it in blocks of rows whose stored
+// kernels fit in L2 (float16 and int8 kernels give blocks 2x and 4x taller); every image of the
+// batch is computed with a block before the next block is read, so the kernels come from memory
+// once per call, in their stored (compressed) form: no float32 copy of any kernel is made. While
+// the first image tile of a block runs, each tap's kernel run is prefetched a fixed distance ahead
+// (the loop reads k*k runs at once, which hardware prefetchers track poorly), and the input rows
+// the next row or tile needs are prefetched a slice per segment.
 // Within a row, segments of up to kSegment floats of (position, channel). Input rows are
-// converted once into float32 buffers, zero-padded and split by phase (column mod stride), so
-// that every tap is one contiguous run over (position, channel) of kernels, input and output
-// alike: the vector loops stay full however few channels a layer has, and no bounds are checked
-// inside them (see Pass).
+// converted once per image and block into float32 buffers, zero-padded and split by phase
+// (column mod stride), so that every tap is one contiguous run over (position, channel) of
+// kernels, input and output alike: the vector loops stay full however few channels a layer has,
+// and no bounds are checked inside them (see Pass). Scratch buffers are per thread and reused
+// across calls (the pool's threads persist), so a warm call allocates nothing.
 #include <algorithm>
+#include <new>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
 #    include <immintrin.h>
 #endif
 
@@ -35,6 +45,12 @@
 #endif
 #ifndef TVX_BATCH_TILE
 #    define TVX_BATCH_TILE 1  // images sharing each kernel load (accumulators: TILE x CHUNK floats)
+#endif
+#ifndef TVX_BLOCK_BYTES
+#    define TVX_BLOCK_BYTES (384 * 1024)  // stored kernel bytes of a row block (L2-resident)
+#endif
+#ifndef TVX_PREFETCH_BYTES
+#    define TVX_PREFETCH_BYTES 1024  // how far ahead each tap's kernel run is prefetched
 #endif
 
 namespace tvx {
@@ -97,28 +113,11 @@ inline float to_float(float v) {
     return v;
 }
 
-// dst[u] = float(src[u]) (* scale[u] for int8), u < n
-template <typename WT>
-inline void dequantize(float* __restrict dst, const WT* __restrict src, const float* __restrict scale, int64_t n) {
-    if constexpr (std::is_same_v<WT, int8_t>) {
-        for (int64_t u = 0; u < n; ++u)
-            dst[u] = static_cast<float>(src[u]) * scale[u];
-    } else {
-        int64_t u = 0;
-#if defined(__F16C__) && defined(__FLT16_MAX__) && !defined(TVX_PORTABLE_HALF)
-        for (; u + 8 <= n; u += 8)  // GCC 12 does not vectorise _Float16 -> float on its own
-            _mm256_storeu_ps(dst + u, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + u))));
-#endif
-        for (; u < n; ++u)
-            dst[u] = to_float(src[u]);
-    }
-}
-
 // GCC/Clang vector extension: 16 floats, split by the compiler into what the target has
 // (one zmm, two ymm, four xmm or NEON q registers).
 typedef float v16 __attribute__((vector_size(64)));
 constexpr int64_t kLanes = 16;
-constexpr int64_t kVectors = TVX_CHUNK / kLanes;  // accumulators held in registers per chunk
+constexpr int64_t kVectors = TVX_CHUNK / kLanes;  // accumulators held in registers per chunk and image
 
 inline v16 load(const float* p) {
     v16 v;
@@ -128,6 +127,70 @@ inline v16 load(const float* p) {
 inline void store_v(float* p, v16 v) {
     std::memcpy(p, &v, sizeof v);
 }
+
+// 16 kernel values at w as float32, dequantized in registers; `s` (int8 only) points at their
+// 16 scales.
+inline v16 kernel_vector(const float* w, const float*) {
+    return load(w);
+}
+inline v16 kernel_vector(const half* w, const float*) {
+#if defined(__AVX512F__)
+    return reinterpret_cast<v16>(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w))));
+#elif defined(__F16C__)
+    const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w) + 1));
+    v16 v;
+    std::memcpy(&v, &lo, sizeof lo);
+    std::memcpy(reinterpret_cast<char*>(&v) + sizeof lo, &hi, sizeof hi);
+    return v;
+#elif defined(__aarch64__) && defined(__FLT16_MAX__) && !defined(TVX_PORTABLE_HALF)
+    typedef _Float16 h16 __attribute__((vector_size(32)));
+    h16 h;
+    std::memcpy(&h, w, sizeof h);
+    return __builtin_convertvector(h, v16);  // fcvtl/fcvtl2
+#else
+    v16 v;
+    for (int l = 0; l < kLanes; ++l)
+        v[l] = to_float(w[l]);
+    return v;
+#endif
+}
+inline v16 kernel_vector(const int8_t* w, const float* s) {
+    // GCC 12 scalarises __builtin_convertvector from int8 vectors: intrinsics where they exist,
+    // elsewhere a lane loop the compiler does vectorise (SSE2, NEON)
+#if defined(__AVX512F__)
+    const v16 q = reinterpret_cast<v16>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)))));
+#elif defined(__AVX2__)
+    const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w))));
+    const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 8))));
+    v16 q;
+    std::memcpy(&q, &lo, sizeof lo);
+    std::memcpy(reinterpret_cast<char*>(&q) + sizeof lo, &hi, sizeof hi);
+#else
+    float lanes[kLanes];
+    for (int l = 0; l < kLanes; ++l)
+        lanes[l] = static_cast<float>(w[l]);
+    const v16 q = load(lanes);
+#endif
+    return q * load(s);
+}
+
+// The output range: [lo, hi] when a clamp is fused, else everything (infinities pass).
+struct Range {
+    bool on;
+    v16 lo, hi;
+    float lo1, hi1;
+    explicit Range(const KernelArgs& a) : on(a.clamp), lo(v16{} + a.lo), hi(v16{} + a.hi), lo1(a.lo), hi1(a.hi) {}
+    v16 operator()(v16 v) const {
+        if (!on)
+            return v;
+        v = v < lo ? lo : v;
+        return v > hi ? hi : v;
+    }
+    float operator()(float v) const {
+        return !on ? v : v < lo1 ? lo1 : v > hi1 ? hi1 : v;
+    }
+};
 
 template <typename XT>
 inline void convert(float* __restrict dst, const XT* __restrict src, int64_t n) {
@@ -149,51 +212,108 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
     }
 }
 
-// Software prefetch of bytes [offset, offset + n) of a region: the loops below read several short
-// runs at once (k input rows, k*k kernel runs), which the hardware prefetchers track poorly.
+// Software prefetch of bytes [offset, offset + n) of a region, one line at a time.
 inline void prefetch(const void* base, int64_t offset, int64_t n) {
     const char* p = static_cast<const char*>(base);
     for (int64_t o = offset; o < offset + n; o += 64)
         __builtin_prefetch(p + o, 0, 3);
 }
 
+// A thread's buffers, kept across calls: the pool's threads persist, so a warm call allocates
+// nothing.
+template <typename T>
+struct Aligned {  // 64-byte aligned allocations: vector loads do not straddle cache lines
+    using value_type = T;
+    Aligned() = default;
+    template <typename U>
+    Aligned(const Aligned<U>&) {}
+    T* allocate(size_t n) {
+        return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+    }
+    void deallocate(T* p, size_t) {
+        ::operator delete(p, std::align_val_t(64));
+    }
+    template <typename U>
+    bool operator==(const Aligned<U>&) const {
+        return true;
+    }
+    template <typename U>
+    bool operator!=(const Aligned<U>&) const {
+        return false;
+    }
+};
+struct Scratch {
+    std::vector<float, Aligned<float>> rows, out;
+    std::vector<int64_t> held;
+    std::vector<const void*> taps;
+};
+thread_local Scratch scratch;
+
+template <typename V>
+typename V::value_type* sized(V& v, size_t n) {
+    if (v.size() < n)
+        v.resize(n);
+    return v.data();
+}
+
 // Everything one thread needs for a call, and the segment step for NB images at a time (their
 // accumulators share each kernel load: NB x TVX_CHUNK floats of accumulators in registers).
 //
-// Input rows live in a ring of k slots per image (row iy in slot iy mod k: k consecutive rows
-// never share a slot), each a whole row converted to float32, zero-padded and split by phase:
-// padded column q = ix + p goes to phase q mod s, position q / s. The tap (ky, kx) of output
-// position j then reads phase kx mod s at position j + kx / s, so a tap is one contiguous run
-// over (position, channel) for every stride, and each input row is converted once per image
-// and row block, not once per output row that reads it.
-template <typename XT>
+// Work is cut into tiles of output rows x positions whose stored kernels fit in L2. Input rows of
+// a tile live in a ring of k slots per image (row iy in slot iy mod k: k consecutive rows never
+// share a slot), each the tile's columns of a row converted to float32, zero-padded and split by
+// phase: padded column q = ix + p goes to phase q mod s, position q / s. The tap (ky, kx) of
+// output position j then reads phase kx mod s at position j + kx / s, so a tap is one contiguous
+// run over (position, channel) for every stride, and each input row is converted once per image
+// and tile, not once per output row that reads it.
+template <typename XT, typename WT>
 struct Pass {
+    static constexpr bool kInt8 = std::is_same_v<WT, int8_t>;
     const KernelArgs& a;
-    Segments g;
-    int64_t span;        // positions per phase
-    int64_t slot;        // floats of one row slot: s phases x span x C
+    int64_t seg;         // floats of a full segment (the tiled scale and bias rows)
+    int64_t span;        // positions per phase (the widest tile's, + (k - 1) / s + 1)
+    int64_t phase;       // floats of one phase, rounded up to whole vectors (aligned rows)
+    int64_t slot;        // floats of one row slot: s phases
     int64_t image_rows;  // floats of one image's k slots
-    std::vector<float> rows;     // TVX_BATCH_TILE images x k slots
-    std::vector<int64_t> held;   // input row held by each (image, slot), -1: none
-    std::vector<float> out;      // TVX_BATCH_TILE x segment
-    std::vector<const float*> tap_w, tap_x;
+    int64_t jb = 0;      // the tile's first output position
+    int64_t je = 0;      // and its end
+    float* rows;         // TVX_BATCH_TILE images x k slots
+    int64_t* held;       // input row held by each (image, slot), -1: none
+    float* out;          // TVX_BATCH_TILE x segment (float16 outputs)
+    const WT** tap_w;    // per tap of the segment: kernels, scales, input
+    const float** tap_s;
+    const float** tap_x;
 
-    Pass(const KernelArgs& args) : a(args), g(segments(args)) {
-        span = a.out_w + (a.k - 1) / a.stride + 1;
-        slot = a.stride * span * a.c;
+    Pass(const KernelArgs& args, int64_t tile_positions) : a(args), seg(segment_floats(args.c)) {
+        span = tile_positions + (a.k - 1) / a.stride + 1;
+        phase = (span * a.c + kLanes - 1) / kLanes * kLanes;
+        slot = a.stride * phase;
         image_rows = a.k * slot;
-        rows.resize(TVX_BATCH_TILE * image_rows);
-        held.assign(TVX_BATCH_TILE * a.k, -1);
-        out.resize(TVX_BATCH_TILE * g.positions * a.c);
-        tap_w.resize(a.k * a.k);
-        tap_x.resize(a.k * a.k);
+        rows = sized(scratch.rows, TVX_BATCH_TILE * image_rows);
+        held = sized(scratch.held, TVX_BATCH_TILE * a.k);
+        out = sized(scratch.out, TVX_BATCH_TILE * seg);
+        const void** taps = sized(scratch.taps, 3 * a.k * a.k);
+        tap_w = reinterpret_cast<const WT**>(taps);
+        tap_s = reinterpret_cast<const float**>(taps + a.k * a.k);
+        tap_x = reinterpret_cast<const float**>(taps + 2 * a.k * a.k);
     }
 
-    void forget_rows() {
-        std::fill(held.begin(), held.end(), -1);
+    // Start output positions [begin, end) with empty rings.
+    void start_tile(int64_t begin, int64_t end) {
+        jb = begin;
+        je = end;
+        std::fill(held, held + TVX_BATCH_TILE * a.k, int64_t{-1});
     }
 
-    // Row iy of image n into image slot b (unless it is there already).
+    // Input columns [first, last) that the tile reads (clipped to the row).
+    int64_t first_column() const {
+        return std::max<int64_t>(0, jb * a.stride - a.pad);
+    }
+    int64_t last_column() const {
+        return std::min<int64_t>(a.in_w, (je - 1) * a.stride - a.pad + a.k);
+    }
+
+    // The tile's columns of row iy of image n into image slot b (unless it is there already).
     void load_row(int b, int64_t n, int64_t iy) {
         const int64_t C = a.c, s = a.stride, p = a.pad, W = a.in_w;
         int64_t& h = held[b * a.k + iy % a.k];
@@ -201,26 +321,29 @@ struct Pass {
             return;
         h = iy;
         const XT* xrow = static_cast<const XT*>(a.x) + (n * a.in_h + iy) * W * C;
+        const int64_t m0 = jb, m1 = std::min(jb + span, je + (a.k - 1) / s + 1);  // phase positions held
         for (int64_t r = 0; r < s; ++r) {
-            float* dst = rows.data() + b * image_rows + (iy % a.k) * slot + r * span * C;
+            float* dst = rows + b * image_rows + (iy % a.k) * slot + r * phase;  // position m0
             // positions m whose column ix = m * s + r - p lies in the row
-            const int64_t ml = std::min(span, p - r <= 0 ? int64_t{0} : (p - r + s - 1) / s);
-            const int64_t mh = std::max(ml, std::min(span, W - 1 + p - r < 0 ? int64_t{0} : (W - 1 + p - r) / s + 1));
-            std::fill(dst, dst + ml * C, 0.0f);
-            std::fill(dst + mh * C, dst + span * C, 0.0f);
+            const int64_t lo = std::clamp<int64_t>(p - r <= 0 ? 0 : (p - r + s - 1) / s, m0, m1);
+            const int64_t hi = std::clamp<int64_t>(W - 1 + p - r < 0 ? 0 : (W - 1 + p - r) / s + 1, lo, m1);
+            std::fill(dst, dst + (lo - m0) * C, 0.0f);
+            std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);
             if (s == 1) {
-                convert(dst + ml * C, xrow + (ml - p) * C, (mh - ml) * C);
+                convert(dst + (lo - m0) * C, xrow + (lo - p) * C, (hi - lo) * C);
             } else {
-                for (int64_t m = ml; m < mh; ++m)
-                    convert(dst + m * C, xrow + (m * s + r - p) * C, C);
+                for (int64_t m = lo; m < hi; ++m)
+                    convert(dst + (m - m0) * C, xrow + (m * s + r - p) * C, C);
             }
         }
     }
 
-    // Output row i, positions [j0, j0 + positions), images [n0, n0 + NB); `kernels` points at
-    // the row's float32 kernels (tap, position, channel); bias at the segment's bias or nullptr.
+    // Output row i, positions [j0, j0 + positions) of the tile, images [n0, n0 + NB); `kernels`
+    // points at the row's stored kernels (tap, position, channel); `bias` at the segment's bias
+    // or nullptr. `fetch`: the kernels come from memory (first images of a tile): prefetch each
+    // tap's run a fixed distance ahead.
     template <int NB>
-    void segment(int64_t n0, int64_t i, int64_t j0, int64_t positions, const float* kernels, const float* bias) {
+    void segment(int64_t n0, int64_t i, int64_t j0, int64_t positions, const WT* kernels, const float* bias, bool fetch) {
         const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, ow = a.out_w;
         const int64_t len = positions * C;
         int nt = 0;
@@ -232,7 +355,9 @@ struct Pass {
                 load_row(b, n0 + b, iy);
             for (int64_t kx = 0; kx < k; ++kx) {
                 tap_w[nt] = kernels + (ky * k + kx) * ow * C + j0 * C;
-                tap_x[nt] = rows.data() + (iy % k) * slot + ((kx % s) * span + j0 + kx / s) * C;
+                if constexpr (kInt8)
+                    tap_s[nt] = a.scale + (ky * k + kx) * seg;
+                tap_x[nt] = rows + (iy % k) * slot + (kx % s) * phase + (j0 - jb + kx / s) * C;
                 ++nt;
             }
         }
@@ -242,7 +367,10 @@ struct Pass {
         float* dst[NB];
         for (int b = 0; b < NB; ++b)
             dst[b] = kDirect ? reinterpret_cast<float*>(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C)
-                             : out.data() + b * len;
+                             : out + b * len;
+        const Range range(a);
+        constexpr int64_t kAhead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements
+        constexpr int64_t kChunkBytes = TVX_CHUNK * int64_t(sizeof(WT));
         int64_t u = 0;
         for (; u + TVX_CHUNK <= len; u += TVX_CHUNK) {
             v16 acc[NB][kVectors];
@@ -250,111 +378,140 @@ struct Pass {
                 for (int64_t v = 0; v < kVectors; ++v)
                     acc[b][v] = bias ? load(bias + u + v * kLanes) : v16{};
             for (int t = 0; t < nt; ++t) {
-                const float* wp = tap_w[t] + u;
+                const WT* wp = tap_w[t] + u;
                 const float* xp = tap_x[t] + u;
+                if (fetch)
+                    for (int64_t o = 0; o < kChunkBytes; o += 64)
+                        __builtin_prefetch(reinterpret_cast<const char*>(wp + kAhead) + o, 0, 3);
+                const float* xb[NB];  // one base register per image, vectors at fixed offsets
+                for (int b = 0; b < NB; ++b)
+                    xb[b] = xp + b * img;
                 for (int64_t v = 0; v < kVectors; ++v) {
-                    const v16 w = load(wp + v * kLanes);
+                    const v16 w = kernel_vector(wp + v * kLanes, kInt8 ? tap_s[t] + u + v * kLanes : nullptr);
                     for (int b = 0; b < NB; ++b)
-                        acc[b][v] += w * load(xp + b * img + v * kLanes);
+                        acc[b][v] += w * load(xb[b] + v * kLanes);
                 }
             }
             for (int b = 0; b < NB; ++b)
                 for (int64_t v = 0; v < kVectors; ++v)
-                    store_v(dst[b] + u + v * kLanes, acc[b][v]);
+                    store_v(dst[b] + u + v * kLanes, range(acc[b][v]));
         }
         for (; u + kLanes <= len; u += kLanes) {  // then single vectors
             v16 acc[NB];
             for (int b = 0; b < NB; ++b)
                 acc[b] = bias ? load(bias + u) : v16{};
             for (int t = 0; t < nt; ++t) {
-                const v16 w = load(tap_w[t] + u);
+                const v16 w = kernel_vector(tap_w[t] + u, kInt8 ? tap_s[t] + u : nullptr);
                 for (int b = 0; b < NB; ++b)
                     acc[b] += w * load(tap_x[t] + b * img + u);
             }
             for (int b = 0; b < NB; ++b)
-                store_v(dst[b] + u, acc[b]);
+                store_v(dst[b] + u, range(acc[b]));
         }
         for (int b = 0; b < NB; ++b) {
             float* __restrict o = dst[b];
             for (int64_t q = u; q < len; ++q)  // fewer than 16 floats left
                 o[q] = bias ? bias[q] : 0.0f;
             for (int t = 0; t < nt; ++t) {
-                const float* __restrict wp = tap_w[t];
+                const WT* __restrict wp = tap_w[t];
                 const float* __restrict xp = tap_x[t] + b * img;
-                for (int64_t q = u; q < len; ++q)
-                    o[q] += wp[q] * xp[q];
+                for (int64_t q = u; q < len; ++q) {
+                    if constexpr (kInt8)
+                        o[q] += static_cast<float>(wp[q]) * tap_s[t][q] * xp[q];
+                    else
+                        o[q] += to_float(wp[q]) * xp[q];
+                }
             }
+            for (int64_t q = u; q < len; ++q)
+                o[q] = range(o[q]);
             if constexpr (!kDirect)
                 store(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C, o, len);
         }
     }
+
+    // segment<nb> for a run-time nb <= NB (the last, narrower tile of a batch)
+    template <int NB>
+    void segment_tile(int nb, int64_t n0, int64_t i, int64_t j0, int64_t positions, const WT* kernels, const float* bias, bool fetch) {
+        if constexpr (NB > 1) {
+            if (nb < NB)
+                return segment_tile<NB - 1>(nb, n0, i, j0, positions, kernels, bias, fetch);
+        }
+        segment<NB>(n0, i, j0, positions, kernels, bias, fetch);
+    }
 };
+
+// Prefetches bytes [from, to) of `count` runs of `run` bytes each, run r starting at `base(r)`.
+template <typename Base>
+void prefetch_runs(Base base, int64_t run, int64_t from, int64_t to) {
+    for (int64_t o = from / 64 * 64; o < to; o += 64)
+        __builtin_prefetch(base(o / run) + o % run, 0, 3);
+}
+
+// Output tile (rows x positions) of a thread's row range: with one image every kernel is used
+// once, so whole rows; otherwise the tile's stored kernels fit TVX_BLOCK_BYTES, preferring whole
+// rows, but at least kMinRows rows (narrower tiles, whole segments wide) so that the input rows a
+// tile re-reads at its top and bottom edges stay a small part of what it reads.
+struct Tile {
+    int64_t rows, positions;
+};
+constexpr int64_t kMinRows = 8;
+
+inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) {
+    if (a.n == 1)
+        return {row_count, a.out_w};
+    const int64_t position_bytes = a.k * a.k * a.c * elem_bytes;  // one position's kernels, every tap
+    const int64_t rows = std::max<int64_t>(1, TVX_BLOCK_BYTES / (position_bytes * a.out_w));
+    if (rows >= std::min(kMinRows, row_count))
+        return {rows, a.out_w};
+    const int64_t per_seg = segment_positions(a.c);
+    const int64_t r = std::min(kMinRows, row_count);
+    const int64_t q = std::max<int64_t>(1, TVX_BLOCK_BYTES / (position_bytes * r * per_seg)) * per_seg;
+    return {r, std::min(q, a.out_w)};
+}
 
 template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
-    constexpr bool kF32 = std::is_same_v<WT, float>;
-    const int64_t C = a.c, k = a.k, kk = k * k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
-    Pass<XT> pass(a);
-    const Segments g = pass.g;
-    const int64_t seg = g.positions * C;
-    const int64_t row_kernels = kk * ow * C;  // kernel values of one output row
-    const int64_t block = rows_per_block(a);
+    const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
+    const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
+    Pass<XT, WT> pass(a, tile.positions);
+    const int64_t per_seg = segment_positions(C);
+    const int64_t row_kernels = k * k * ow * C;  // kernel values of one output row
     const auto* X = static_cast<const XT*>(a.x);
     const auto* Wt = static_cast<const WT*>(a.weight);
-    std::vector<float> tile(kF32 ? 0 : block * row_kernels);  // a block of rows' kernels, dequantized
-    std::vector<float> scale_row;                              // int8: scale[t, c] repeated over positions
-    if constexpr (std::is_same_v<WT, int8_t>) {
-        scale_row.resize(kk * ow * C);
-        for (int64_t t = 0; t < kk; ++t)
-            for (int64_t u = 0; u < ow * C; ++u)
-                scale_row[t * ow * C + u] = a.scale[t * C + u % C];
-    }
-    std::vector<float> bias_row;  // per-channel bias repeated over positions
-    if (a.bias && !a.bias_map) {
-        bias_row.resize(seg);
-        for (int64_t u = 0; u < seg; ++u)
-            bias_row[u] = a.bias[u % C];
-    }
 
-    for (int64_t rb = row_begin; rb < row_end; rb += block) {
-        const int64_t re = std::min(row_end, rb + block);
-        const float* kernels;  // rows [rb, re) of kernels as float32, (row, tap, position, channel)
-        if constexpr (kF32) {
-            kernels = Wt + rb * row_kernels;
-        } else {
-            for (int64_t i = rb; i < re; ++i)
-                dequantize(tile.data() + (i - rb) * row_kernels, Wt + i * row_kernels, scale_row.empty() ? nullptr : scale_row.data(), row_kernels);
-            kernels = tile.data();
-        }
-        // the block's kernels (sized for L2) serve every image, TVX_BATCH_TILE images at a time
-        for (int64_t n0 = 0; n0 < a.n;) {
-            const int64_t nb = a.n - n0 >= TVX_BATCH_TILE ? TVX_BATCH_TILE : 1;
-            pass.forget_rows();
-            for (int64_t i = rb; i < re; ++i) {
-                // what the next row needs from memory, fetched a slice per segment while this
-                // row computes: its new input rows (these images, or the next ones at the
-                // block's end) and, on first use, its kernels
-                const bool last = i + 1 == re;
-                const int64_t next_n = last ? n0 + nb : n0, next_i = last ? rb : i + 1;
-                const int64_t first_new = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
-                const int64_t last_row = std::min<int64_t>(H, next_i * s - p + k);
-                const int64_t x_bytes = next_n < a.n && last_row > first_new ? (last_row - first_new) * W * C * int64_t(sizeof(XT)) : 0;
-                const int64_t w_bytes = kF32 && n0 == 0 && !last ? row_kernels * int64_t(sizeof(float)) : 0;
-                const float* w_next = kernels + (i + 1 - rb) * row_kernels;
-                const float* row_k = kernels + (i - rb) * row_kernels;
-                for (int64_t j0 = 0, q = 0; j0 < ow; j0 += g.positions, ++q) {
-                    for (int64_t b = 0; b < nb && next_n + b < a.n; ++b)
-                        prefetch(X + ((next_n + b) * H + first_new) * W * C, x_bytes * q / g.per_row, x_bytes / g.per_row + 64);
-                    prefetch(w_next, w_bytes * q / g.per_row, w_bytes / g.per_row + 64);
-                    const int64_t positions = std::min(ow, j0 + g.positions) - j0;
-                    const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j0) * C : bias_row.data();
-                    if (nb == TVX_BATCH_TILE)
-                        pass.template segment<TVX_BATCH_TILE>(n0, i, j0, positions, row_k, bias);
-                    else
-                        pass.template segment<1>(n0, i, j0, positions, row_k, bias);
+    for (int64_t rb = row_begin; rb < row_end; rb += tile.rows) {
+        const int64_t re = std::min(row_end, rb + tile.rows);
+        for (int64_t jb = 0; jb < ow; jb += tile.positions) {
+            const int64_t je = std::min(ow, jb + tile.positions);
+            const int64_t segments = (je - jb + per_seg - 1) / per_seg;
+            // the tile's kernels (sized for L2) serve every image, TVX_BATCH_TILE images at a time
+            for (int64_t n0 = 0; n0 < a.n;) {
+                const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
+                pass.start_tile(jb, je);
+                const int64_t c0 = pass.first_column(), run = (pass.last_column() - c0) * C * int64_t(sizeof(XT));
+                for (int64_t i = rb; i < re; ++i) {
+                    // the input rows the next row needs (these images, or the next ones at the
+                    // tile's end), fetched a slice per segment while this row computes
+                    const bool last = i + 1 == re;
+                    const int64_t next_n = last ? n0 + nb : n0, next_i = last ? rb : i + 1;
+                    const int64_t first_new = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
+                    const int64_t new_rows = std::max<int64_t>(0, std::min<int64_t>(H, next_i * s - p + k) - first_new);
+                    const int64_t images = std::min<int64_t>(nb, a.n - next_n);
+                    const int64_t x_bytes = images > 0 ? images * new_rows * run : 0;
+                    const auto row_start = [&](int64_t r) {  // run r: image r / new_rows, row r % new_rows
+                        return reinterpret_cast<const char*>(X + ((next_n + r / new_rows) * H + first_new + r % new_rows) * W * C + c0 * C);
+                    };
+                    const WT* row_k = Wt + i * row_kernels;
+                    for (int64_t j0 = jb, q = 0; j0 < je; j0 += per_seg, ++q) {
+                        if (x_bytes > 0)
+                            prefetch_runs(row_start, run, x_bytes * q / segments, x_bytes * (q + 1) / segments);
+                        const int64_t positions = std::min(je, j0 + per_seg) - j0;
+                        const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j0) * C : a.bias;
+                        pass.template segment_tile<TVX_BATCH_TILE>(nb, n0, i, j0, positions, row_k, bias, n0 == 0);
+                    }
                 }
+                n0 += nb;
             }
-            n0 += nb;
         }
     }
 }

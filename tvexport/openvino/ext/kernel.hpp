@@ -5,13 +5,18 @@
 //   x      (N, H, W, C)   float32 | float16
 //   weight (h, k*k, w, C) float32 | float16 | int8      (one kernel per output position;
 //                                                        a tap's kernels for a row are one run)
-//   scale  (k*k, C)       float32, int8 weights only    (w_real = float(w) * scale)
-//   bias   (h, w, C) or (C)  float32, optional
+//   scale  (k*k, S)       float32, int8 weights only    (w_real = float(w) * scale; S =
+//                                                        segment_floats(C): the (k*k, C) scale
+//                                                        repeated over a segment's positions)
+//   bias   (h, w, C) map, or (1, P, C) per channel repeated like scale (P * C = S); float32,
+//          optional
 //   y      (N, h, w, C)   same type as x
 //
-//   y[n, i, j, c] = bias + sum_{ky, kx} w[i, ky*k + kx, j, c] * x[n, i*s + ky - p, j*s + kx - p, c]
+//   y[n, i, j, c] = clamp(bias + sum_{ky, kx} w[i, ky*k + kx, j, c] * x[n, i*s + ky - p, j*s + kx - p, c])
 //
-// taps outside the input are zero (padding p). Accumulation is float32.
+// taps outside the input are zero (padding p); clamp to [lo, hi] only when `clamp` is set (a
+// following Clip/Relu fused into the op). Accumulation is float32; compressed kernels are
+// dequantized in registers, inside the multiply-add loop.
 #pragma once
 
 #include <cstdint>
@@ -29,29 +34,27 @@ struct KernelArgs {
     int64_t n, in_h, in_w, c;  // input (N, H, W, C)
     int64_t out_h, out_w;      // output positions
     int64_t k, stride, pad;
-    bool bias_map;  // bias is (h, w, C) rather than (C)
+    bool bias_map;  // bias is (h, w, C) rather than (1, P, C)
     DType x_type, w_type;
+    bool clamp;  // clamp the output to [lo, hi]
+    float lo, hi;
 };
 
 // Output rows are processed in segments of up to kSegment floats of (position, channel).
 constexpr int64_t kSegment = 512;
-// Rows are grouped in blocks whose float32 kernels take about this many bytes (L2-resident while
-// every image of the batch is computed).
-constexpr int64_t kBlockBytes = 256 * 1024;
 
-struct Segments {
-    int64_t positions;  // output positions per segment
-    int64_t per_row;    // segments per output row
-};
-
-inline Segments segments(const KernelArgs& a) {
-    const int64_t per = a.c >= kSegment ? 1 : kSegment / a.c;
-    return {per, (a.out_w + per - 1) / per};
+// Positions per segment: whole positions, at least one.
+constexpr int64_t segment_positions(int64_t c) {
+    return c >= kSegment ? 1 : kSegment / c;
 }
 
-inline int64_t rows_per_block(const KernelArgs& a) {
-    const int64_t row_bytes = a.k * a.k * a.out_w * a.c * static_cast<int64_t>(sizeof(float));
-    return row_bytes >= kBlockBytes ? 1 : kBlockBytes / row_bytes;
+// Floats of (position, channel) in a full segment: the length S of the tiled scale and bias rows.
+constexpr int64_t segment_floats(int64_t c) {
+    return segment_positions(c) * c;
+}
+
+inline int64_t element_bytes(DType t) {
+    return t == DType::f32 ? 4 : t == DType::f16 ? 2 : 1;
 }
 
 // Computes output rows [row_begin, row_end) of every image.

@@ -21,6 +21,7 @@
 #include <openvino/op/convert.hpp>
 #include <openvino/op/op.hpp>
 #include <openvino/op/reshape.hpp>
+#include <openvino/op/tile.hpp>
 #include <openvino/op/transpose.hpp>
 
 #include <cstdlib>
@@ -87,8 +88,11 @@ const KernelFn kKernel = select_kernel();
 }  // namespace
 
 // Channels-last TV depthwise op: x (N, H, W, C), weight (h, k*k, w, C) float32 | float16 | int8
-// (or float16 as uint8 bytes (h, k*k, w, 2*C), see half_kernel_bytes), optional bias (h, w, C) or
-// (1, 1, C) float32, scale (k*k, C) float32 iff weight is int8; output (N, h, w, C) of x's type.
+// (or float16 as uint8 bytes (h, k*k, w, 2*C), see half_kernel_bytes), optional bias (h, w, C) map
+// or per channel (1, P, C) float32, scale (k*k, P*C) float32 iff weight is int8, where P =
+// segment_positions(C): per-channel values come repeated over a kernel segment's positions (see
+// kernel.hpp), built by the ONNX conversion as constant-folded Tile nodes, so that the kernel
+// reads them at the same offsets as the kernels; output (N, h, w, C) of x's type.
 class TVDWConvNHWC : public ov::op::Op {
 public:
     OPENVINO_OP("TVDWConvNHWC", "tvexport");
@@ -178,6 +182,9 @@ public:
                 }
             }
         }
+        // per-channel values come repeated over P = segment_positions(C) positions
+        const ov::Dimension per_seg = w.rank().is_static() && w[3].is_static() ? ov::Dimension(segment_positions(w[3].get_length()))
+                                                                               : ov::Dimension::dynamic();
         if (has_bias()) {
             const auto& b = get_input_partial_shape(2);
             if (get_input_element_type(2) != ov::element::f32)
@@ -186,7 +193,7 @@ public:
             bool ok = ok_rank;
             if (ok_rank && w.rank().is_static()) {
                 const bool map = b[0].compatible(w[0]) && b[1].compatible(w[2]);
-                const bool channel = b[0].compatible(1) && b[1].compatible(1);
+                const bool channel = b[0].compatible(1) && b[1].compatible(per_seg);
                 ok = (map || channel) && b[2].compatible(w[3]);
             }
             if (!ok)
@@ -198,7 +205,7 @@ public:
             if (get_input_element_type(get_input_size() - 1) != ov::element::f32)
                 refuse(name, "scale must be float32, got ", get_input_element_type(get_input_size() - 1));
             if (s.rank().is_dynamic() || s.rank().get_length() != 2 ||
-                (w.rank().is_static() && !(s[0].compatible(w[1]) && s[1].compatible(w[3]))))
+                (w.rank().is_static() && !(s[0].compatible(w[1]) && s[1].compatible(per_seg * w[3]))))
                 refuse(name, "scale must be (C, k*k, 1, 1) for weight ", dims(w, ckkhw));
         }
         set_output_type(0, xt, out);
@@ -209,6 +216,9 @@ public:
         op->m_k = m_k;
         op->m_stride = m_stride;
         op->m_padding = m_padding;
+        op->m_clamp = m_clamp;
+        op->m_lo = m_lo;
+        op->m_hi = m_hi;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
         op->constructor_validate_and_infer_types();
@@ -219,6 +229,9 @@ public:
         visitor.on_attribute("k", m_k);
         visitor.on_attribute("stride", m_stride);
         visitor.on_attribute("padding", m_padding);
+        visitor.on_attribute("clamp", m_clamp);
+        visitor.on_attribute("clamp_lo", m_lo);
+        visitor.on_attribute("clamp_hi", m_hi);
         return true;
     }
 
@@ -255,11 +268,15 @@ public:
                    : w.get_element_type() == ov::element::f32 ? DType::f32
                                                               : DType::f16;  // f16, or its bytes as u8
         if (has_bias()) {
+            const ov::Shape bs = inputs[2].get_shape();
             a.bias = inputs[2].data<const float>();
-            a.bias_map = inputs[2].get_shape()[0] * inputs[2].get_shape()[1] > 1;  // else (1, 1, C)
+            a.bias_map = static_cast<int64_t>(bs[0]) == a.out_h && static_cast<int64_t>(bs[1]) == a.out_w;  // else (1, P, C)
         }
         if (has_scale())
             a.scale = inputs.back().data<const float>();
+        a.clamp = m_clamp;
+        a.lo = m_lo;
+        a.hi = m_hi;
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
             ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
@@ -273,6 +290,10 @@ private:
     int64_t m_k = 3;
     int64_t m_stride = 1;
     int64_t m_padding = 1;
+    // the output is clamped to [clamp_lo, clamp_hi] when `clamp` is set: a following Clamp/Relu
+    // folded into the op after the model is read (tvexport/openvino/runtime.py: fuse_clamps)
+    bool m_clamp = false;
+    float m_lo = 0.0f, m_hi = 0.0f;
 };
 
 namespace {
@@ -330,13 +351,22 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
     }
     const auto half_bytes = half_kernel_bytes(w);
     ov::OutputVector args{transpose(x, {0, 2, 3, 1}), half_bytes ? half_bytes : transpose(w, {2, 1, 3, 0})};
+    // per-channel bias and scale are repeated over a kernel segment's positions (kernel.hpp)
+    const auto& ws = w.get_partial_shape();
+    if (ws.rank().is_dynamic() || ws[0].is_dynamic())
+        refuse(name, "weight ", dims(ws), " needs a static channel count");
+    const int64_t channels = ws[0].get_length(), per_seg = segment_positions(channels);
     if (n_in >= 3 && !is_absent(ctx.get_input(2))) {
         auto b = ctx.get_input(2);
-        if (b.get_partial_shape().rank().is_static() && b.get_partial_shape().rank().get_length() != 3)
-            refuse(name, "bias must be (C, h, w) or (C, 1, 1), got shape ", dims(b.get_partial_shape()));
+        const auto& bs = b.get_partial_shape();
+        if (bs.rank().is_static() && bs.rank().get_length() != 3)
+            refuse(name, "bias must be (C, h, w) or (C, 1, 1), got shape ", dims(bs));
         if (b.get_element_type() != ov::element::f32)
             b = std::make_shared<ov::op::v0::Convert>(b, ov::element::f32);
-        args.push_back(transpose(b, {1, 2, 0}));
+        auto hwc = transpose(b, {1, 2, 0});
+        const bool per_channel = bs.rank().is_static() && bs[1].compatible(1) && bs[2].compatible(1) &&
+                                 !(ws[2].compatible(1) && ws[3].compatible(1));
+        args.push_back(per_channel ? std::make_shared<ov::op::v0::Tile>(hwc, i64_const({1, per_seg, 1}))->output(0) : hwc);
     }
     const bool int8 = w.get_element_type() == ov::element::i8;
     if (int8) {
@@ -346,8 +376,10 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
         const auto& ss = s.get_partial_shape();
         if (ss.rank().is_dynamic() || ss.rank().get_length() != 4 || !ss[2].compatible(1) || !ss[3].compatible(1))
             refuse(name, "scale must be (C, k*k, 1, 1), got shape ", ss.rank().is_static() ? dims(ss) : std::string("of unknown rank"));
-        auto flat = std::make_shared<ov::op::v1::Reshape>(s, i64_const({0, 0}), true);
-        args.push_back(transpose(flat, {1, 0}));
+        auto flat = std::make_shared<ov::op::v1::Reshape>(s, i64_const({channels, -1}), false);  // (C, k*k)
+        auto taps = std::make_shared<ov::op::v1::Reshape>(transpose(flat, {1, 0}), i64_const({-1, 1, channels}), false);
+        auto tiled = std::make_shared<ov::op::v0::Tile>(taps, i64_const({1, per_seg, 1}));
+        args.push_back(std::make_shared<ov::op::v1::Reshape>(tiled, i64_const({-1, per_seg * channels}), false));
     } else if (n_in == 4 && !is_absent(ctx.get_input(3))) {
         refuse(name, "a scale input is only allowed with int8 weight, got weight ", w.get_element_type());
     }
