@@ -24,7 +24,8 @@
 // (column mod stride), so that every tap is one contiguous run over (position, channel) of
 // kernels, input and output alike: the vector loops stay full however few channels a layer has,
 // and no bounds are checked inside them (see Pass). float32 inputs are read in place instead
-// where that is faster (stride 1, and stride > 1 with >= 64 channels; see Pass::direct).
+// where that is faster (batch > 1: stride 1, and stride > 1 with >= 48 channels; see
+// Pass::direct).
 // Scratch buffers are per thread and reused across calls (the pool's threads persist), so a warm
 // call allocates nothing.
 #include <algorithm>
@@ -385,15 +386,18 @@ struct Pass {
     // left out. Not when an input row is a multiple of 4 KiB: then the k rows (and images) a
     // segment reads at once map to the same L1 sets and evict each other (C=32 at 96x96 ran
     // slower in place); the ring's slots are laid out without that conflict. Stride > 1: one
-    // position at a time (its taps' channels are contiguous), when whole vectors of at least 64
+    // position at a time (its taps' channels are contiguous), when whole vectors of at least 48
     // channels make a position worth its tap setup; this replaces the per-position phase-split
-    // copy, which cost more than the multiply-adds (C=96 at 96x96, batch 16: 6.3 -> 5.0 ms).
+    // copy, which cost more than the multiply-adds (one thread, batch 16, 96x96 input: C=96
+    // 6.3 -> 5.0 ms, C=48 3.8 -> 2.4 ms; C=16 and 32 gained nothing).
+    // One image keeps the ring: there every kernel is used once and the kernel stream dominates;
+    // in place was slower there (face MobileNetV2 at batch 1, TV ops +3-50%).
     bool direct() const {
-        if (!kDirectOut)
+        if (!kDirectOut || a.n == 1)
             return false;
         if (a.stride == 1)
             return (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
-        return a.c % kLanes == 0 && a.c >= 64;
+        return a.c % kLanes == 0 && a.c >= 48;
     }
 
     template <int NB>
