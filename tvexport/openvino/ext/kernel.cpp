@@ -391,7 +391,7 @@ struct Pass {
     // copy, which cost more than the multiply-adds (one thread, batch 16, 96x96 input: C=96
     // 6.3 -> 5.0 ms, C=48 3.8 -> 2.4 ms; C=16 and 32 gained nothing).
     // One image keeps the ring: there every kernel is used once and the kernel stream dominates;
-    // in place was slower there (face MobileNetV2 at batch 1, TV ops +3-50%).
+    // in place was slower there (face MobileNetV2 at batch 1, TV ops +1-50%).
     bool direct() const {
         if (!kDirectOut || a.n == 1)
             return false;
@@ -419,8 +419,8 @@ struct Pass {
             positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
     }
 
-    // Positions [j, j + count) of segment j0 (stride 1, float32 input), taps with a column
-    // outside the row left out (only ever for count == 1).
+    // Positions [j, j + count) of segment j0 read in place (float32 input; count > 1 only at
+    // stride 1), taps with a column outside the row left out (only ever for count == 1).
     template <int NB>
     void positions_direct(int64_t n0, int64_t i, int64_t j0, int64_t j, int64_t count, const WT* kernels, const float* bias, bool fetch) {
         const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, ow = a.out_w, W = a.in_w, H = a.in_h;
