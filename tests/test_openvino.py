@@ -156,6 +156,17 @@ def test_wide_layer_tiles(case: Case, extension: Path) -> None:
     assert run_case(case, extension) < LAYER_RTOL
 
 
+@pytest.mark.parametrize("case", [Case(5, 2, "map", "float16", 4, channels=80, h=6, w=9),
+                                  Case(7, 2, "channel", "float32", "N", channels=48, h=5, w=8),
+                                  Case(3, 1, "map", "int8", 3, channels=32, h=8, w=32)],
+                         ids=lambda c: f"{c.id}-c{c.channels}")
+def test_input_read_paths(case: Case, extension: Path) -> None:
+    """float32 inputs are read in place at stride 2 with >= 48 channels in whole vectors (one
+    position at a time, k5/k7 padding columns at both edges); an input row of exactly 4 KiB
+    (32 channels x 32 columns) goes through the ring copy at stride 1."""
+    assert run_case(case, extension) < LAYER_RTOL
+
+
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
     choice is made when the library loads) pass part of the grid; the widest one this CPU runs is

@@ -23,8 +23,11 @@
 // converted once per image and block into float32 buffers, zero-padded and split by phase
 // (column mod stride), so that every tap is one contiguous run over (position, channel) of
 // kernels, input and output alike: the vector loops stay full however few channels a layer has,
-// and no bounds are checked inside them (see Pass). Scratch buffers are per thread and reused
-// across calls (the pool's threads persist), so a warm call allocates nothing.
+// and no bounds are checked inside them (see Pass). float32 inputs are read in place instead
+// where that is faster (batch > 1: stride 1, and stride > 1 with >= 48 channels; see
+// Pass::direct).
+// Scratch buffers are per thread and reused across calls (the pool's threads persist), so a warm
+// call allocates nothing.
 #include <algorithm>
 #include <new>
 #include <cstring>
@@ -344,8 +347,11 @@ struct Pass {
     // tap's run a fixed distance ahead.
     template <int NB>
     void segment(int64_t n0, int64_t i, int64_t j0, int64_t positions, const WT* kernels, const float* bias, bool fetch) {
+        if (direct()) {
+            segment_direct<NB>(n0, i, j0, positions, kernels, bias, fetch);
+            return;
+        }
         const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, ow = a.out_w;
-        const int64_t len = positions * C;
         int nt = 0;
         for (int64_t ky = 0; ky < k; ++ky) {
             const int64_t iy = i * s + ky - p;
@@ -361,13 +367,91 @@ struct Pass {
                 ++nt;
             }
         }
-        const int64_t img = image_rows;
         // float32 outputs are written in place; float16 ones go through `out` and are converted
-        constexpr bool kDirect = std::is_same_v<XT, float>;
         float* dst[NB];
         for (int b = 0; b < NB; ++b)
-            dst[b] = kDirect ? reinterpret_cast<float*>(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C)
-                             : out + b * len;
+            dst[b] = kDirectOut ? reinterpret_cast<float*>(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C)
+                                : out + b * positions * C;
+        body<NB>(nt, positions * C, dst, bias, image_rows, fetch);
+        if constexpr (!kDirectOut)
+            for (int b = 0; b < NB; ++b)
+                store(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C, dst[b], positions * C);
+    }
+
+    static constexpr bool kDirectOut = std::is_same_v<XT, float>;
+
+    // float32 activations, read in place (no ring copy) where that is faster. Stride 1: a tap of
+    // consecutive positions is one contiguous run of the channels-last input; positions whose
+    // taps would read a padding column (the first and last p of a row) run alone with those taps
+    // left out. Not when an input row is a multiple of 4 KiB: then the k rows (and images) a
+    // segment reads at once map to the same L1 sets and evict each other (C=32 at 96x96 ran
+    // slower in place); the ring's slots are laid out without that conflict. Stride > 1: one
+    // position at a time (its taps' channels are contiguous), when whole vectors of at least 48
+    // channels make a position worth its tap setup; this replaces the per-position phase-split
+    // copy, which cost more than the multiply-adds (one thread, batch 16, 96x96 input: C=96
+    // 6.3 -> 5.0 ms, C=48 3.8 -> 2.4 ms; C=16 and 32 gained nothing).
+    // One image keeps the ring: there every kernel is used once and the kernel stream dominates;
+    // in place was slower there (face MobileNetV2 at batch 1, TV ops +1-50%).
+    bool direct() const {
+        if (!kDirectOut || a.n == 1)
+            return false;
+        if (a.stride == 1)
+            return (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
+        return a.c % kLanes == 0 && a.c >= 48;
+    }
+
+    template <int NB>
+    void segment_direct(int64_t n0, int64_t i, int64_t j0, int64_t positions, const WT* kernels, const float* bias, bool fetch) {
+        const int64_t p = a.pad, k = a.k;
+        if (a.stride != 1) {
+            for (int64_t j = j0; j < j0 + positions; ++j)
+                positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
+            return;
+        }
+        // positions whose every tap column j - p + kx (kx < k) lies in [0, W)
+        const int64_t lo = std::clamp<int64_t>(p, j0, j0 + positions);
+        const int64_t hi = std::clamp<int64_t>(a.in_w - k + p + 1, lo, j0 + positions);
+        for (int64_t j = j0; j < lo; ++j)
+            positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
+        if (hi > lo)
+            positions_direct<NB>(n0, i, j0, lo, hi - lo, kernels, bias, fetch);
+        for (int64_t j = hi; j < j0 + positions; ++j)
+            positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
+    }
+
+    // Positions [j, j + count) of segment j0 read in place (float32 input; count > 1 only at
+    // stride 1), taps with a column outside the row left out (only ever for count == 1).
+    template <int NB>
+    void positions_direct(int64_t n0, int64_t i, int64_t j0, int64_t j, int64_t count, const WT* kernels, const float* bias, bool fetch) {
+        const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, ow = a.out_w, W = a.in_w, H = a.in_h;
+        const float* X = static_cast<const float*>(a.x);
+        const int64_t off = (j - j0) * C;  // into the segment's tiled bias / scale rows
+        int nt = 0;
+        for (int64_t ky = 0; ky < k; ++ky) {
+            const int64_t iy = i * s + ky - p;
+            if (iy < 0 || iy >= H)
+                continue;
+            for (int64_t kx = 0; kx < k; ++kx) {
+                const int64_t ix = j * s - p + kx;
+                if (ix < 0 || ix + (count - 1) * s >= W)
+                    continue;  // only for a lone edge position
+                tap_w[nt] = kernels + (ky * k + kx) * ow * C + j * C;
+                if constexpr (kInt8)
+                    tap_s[nt] = a.scale + (ky * k + kx) * seg + off;
+                tap_x[nt] = X + ((n0 * H + iy) * W + ix) * C;
+                ++nt;
+            }
+        }
+        float* dst[NB];
+        for (int b = 0; b < NB; ++b)
+            dst[b] = static_cast<float*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j) * C;
+        body<NB>(nt, count * C, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+    }
+
+    // dst[b][0, len) = clamp(bias + sum over the nt taps of tap_w * tap_x (+ b * img)) for the
+    // NB images; tap_s: int8 scales.
+    template <int NB>
+    void body(int nt, int64_t len, float* const* dst, const float* bias, int64_t img, bool fetch) {
         const Range range(a);
         constexpr int64_t kAhead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements
         constexpr int64_t kChunkBytes = TVX_CHUNK * int64_t(sizeof(WT));
@@ -424,8 +508,6 @@ struct Pass {
             }
             for (int64_t q = u; q < len; ++q)
                 o[q] = range(o[q]);
-            if constexpr (!kDirect)
-                store(static_cast<XT*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j0) * C, o, len);
         }
     }
 
