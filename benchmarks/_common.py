@@ -39,6 +39,15 @@ def parser(description: str, *, render: bool = False) -> argparse.ArgumentParser
     return p
 
 
+def write_results(out: Path, name: str, markdown: str, result: dict[str, Any]) -> None:
+    """Write ``<out>/<name>.md`` and ``<name>.json`` (each atomically), creating ``out``."""
+    from tvexport._io import write_text_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / f"{name}.md", markdown)
+    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+
+
 def rerender(args: argparse.Namespace, name: str, render: Callable[[dict[str, Any], Path, str], None]) -> dict[str, Any] | None:
     """With ``--render JSON``: rewrite the .md/.json/.png from a previous run and return its result."""
     if not args.render:

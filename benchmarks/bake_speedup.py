@@ -11,7 +11,6 @@ architecture and batch, so the speed-up unbaked/baked is a paired ratio (median,
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import _common
 import torch
 
-from tvexport._io import atomic_output, write_text_atomic
+from tvexport._io import atomic_output
 from tvexport.profile import Stats, load_subject, measure_case, paired_ratio
 from tvexport.profile.backends.torch_eager import TorchBaked, TorchUnbaked
 from tvexport.profile.harness import torch_threads
@@ -114,9 +113,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         table(rows),
         "",
     ])
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / f"{name}.md", md)
-    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    _common.write_results(out, name, md, result)
     plot(rows, out / f"{name}.png", f"baking speed-up, torch eager, {machine['cpu']}, {s['threads']} thread{'s' * (s['threads'] != 1)}")
 
 

@@ -22,7 +22,6 @@ so that the slow parts run as short separate invocations on a shared machine):
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime
 import json
@@ -40,7 +39,6 @@ from _timing import interleaved
 from torch import nn
 
 import tvexport
-from tvexport._io import write_text_atomic
 from tvexport.bake import random_inputs
 from tvexport.layers import BakedTVConv
 from tvexport.profile.machine import load_average, machine_info, versions
@@ -331,9 +329,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     for run in result.get("runs", []):
         lines.append(f"* {run['date']} `{run['command']}` ({run['phase']}, {run['seconds']:.0f} s): {run['machine']}; load average {run['load_before']} -> {run['load_after']}")
     lines.append("")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / f"{name}.md", "\n".join(lines))
-    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    _common.write_results(out, name, "\n".join(lines), result)
     plot(result, out / f"{name}.png")
 
 

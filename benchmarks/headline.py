@@ -11,14 +11,12 @@ paired ratios (p10-p90 spread). ``torch-unbaked`` is left to ``bake_speedup.py``
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import _common
 
-from tvexport._io import write_text_atomic
 from tvexport.profile import REGISTRY, load_subject, run_bench, select_backends, to_markdown
 from tvexport.profile.plot import plot_ratio_grid
 from tvexport.profile.report import describe_machine
@@ -64,9 +62,7 @@ def render(result: dict, out: Path, name: str) -> None:
         "",
     ]
     md += [to_markdown(r) for r in reports]
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / f"{name}.md", "\n".join(md))
-    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    _common.write_results(out, name, "\n".join(md), result)
     plot_ratio_grid(reports, out / f"{name}.png", title=f"TV / DWConv latency, {reports[0]['machine']['cpu']}, {threads} thread{'s' * (threads != 1)}")
 
 

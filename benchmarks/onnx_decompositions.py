@@ -44,7 +44,6 @@ from onnx import helper, numpy_helper  # noqa: E402
 
 from tvexport.bake import bake_model, random_inputs  # noqa: E402
 from tvexport.export._onnx_tv import DECOMPOSITIONS, layer_model  # noqa: E402
-from tvexport.layers import BakedTVConv  # noqa: E402
 from tvexport.models import TVSettings, create_model  # noqa: E402
 from tvexport.testing import randomize_  # noqa: E402
 

@@ -37,7 +37,6 @@ import _common
 import numpy as np
 import torch
 
-from tvexport._io import write_text_atomic
 from tvexport.bake import random_inputs
 from tvexport.export._onnx_tv import PLUGIN_DOMAIN, PLUGIN_OP
 from tvexport.export.onnx import OrtRunner, onnx_graph, simplify_graph
@@ -277,9 +276,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
                "|---|" + "---|" * len(WIDTHS)]
         for a, row in zip(WIDTHS, sw["matrix_tv_over_dw"]):
             md.append(f"| x{_width(a)} ({sw['tv_s'][a] * 1e3:.3g} ms) | " + " | ".join(f"{v:.2f}" for v in row) + " |")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / f"{name}.md", "\n".join(md) + "\n")
-    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    _common.write_results(out, name, "\n".join(md) + "\n", result)
     if result.get("sweep"):
         plot_sweep(result["sweep"], out / f"{name}_width_sweep.png")
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 import sys
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import tvexport
-from tvexport._io import atomic_output, write_text_atomic
+from tvexport._io import atomic_output
 from tvexport.layers import BakedTVConv
 from tvexport.profile.harness import torch_threads
 from tvexport.profile.machine import load_average, machine_info, versions
@@ -218,9 +217,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         gap_table(result["kernel_gaps"]),
         "",
     ])
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / f"{name}.md", md)
-    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    _common.write_results(out, name, md, result)
     plot(rows, out / f"{name}.png", f"demo face MobileNetV2 x0.1 (TVConv) on digits at other sizes, {machine['cpu']}")
 
 
