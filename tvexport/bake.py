@@ -511,7 +511,7 @@ def bake_checkpoint(
     verify: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
-    batch: int = 2,
+    batch: int | None = None,
     seed: int = 0,
     allow_nonfinite: bool = False,
     input_size: tuple[int, int] | None = None,
@@ -523,12 +523,15 @@ def bake_checkpoint(
     beside it (or ``output``).
 
     ``kernel_dtype`` (float32, float16, int8; ``dtype`` is its older name), ``input_size``,
-    ``resample`` and ``interpolation`` are as in ``bake_model``. Raises ``BakeMismatch`` (carrying the result and its report; nothing is
+    ``resample`` and ``interpolation`` are as in ``bake_model``; ``batch`` rows of verification
+    input (default 2). Raises ``BakeMismatch`` (carrying the result and its report; nothing is
     written) when the baked model fails verification, ``TvexportError`` on bad input before any work.
     """
     start = time.perf_counter()
     if not verify and (rtol is not None or atol is not None):
         raise TvexportError("--rtol/--atol do not apply with --no-verify", hint="drop one of them")
+    if not verify and batch is not None:
+        raise TvexportError("--batch sizes the verification inputs; it does not apply with --no-verify", hint="drop one of them")
     kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
     Tolerance.default(STORAGE[kernels], rtol=rtol, atol=atol)
     source = Path(source)
@@ -544,7 +547,7 @@ def bake_checkpoint(
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     try:
-        result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
+        result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=2 if batch is None else batch, seed=seed,
                             allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)
     except TvexportError as err:  # e.g. float16 overflow: say which file
         raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
