@@ -206,7 +206,7 @@ def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
     The BatchNorm becomes ``nn.Identity``. Returns the (layer, batchnorm) name pairs folded.
     """
     pairs = [(a_name, a, b_name, b) for a_name, a, b_name, b in _consecutive_pairs(model) if b.track_running_stats and b.running_var is not None]
-    for a_name, a, b_name, b in pairs:
+    for _, a, b_name, b in pairs:
         _fold_into(a, b)
         _set_module(model, b_name, nn.Identity())
     return [(a_name, b_name) for a_name, _, b_name, _ in pairs]
