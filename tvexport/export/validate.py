@@ -84,9 +84,14 @@ def artifact_precision(path: Path, found: Artifact | None = None) -> tuple[str, 
     "float16" or None) from its ONNX metadata or JSON sidecar; float32 and None when unknown."""
     if found is not None and found.sidecar is not None:
         sidecar = found.sidecar
-        kernels = {str(t.get("dtype")) for t in sidecar.get("tv_layers", []) if isinstance(t, dict)} if found.kind == "tensorrt" else {str(sidecar.get("kernel_dtype"))}
+        if found.kind == "tensorrt":
+            kernels = {str(t.get("dtype")) for t in sidecar.get("tv_layers", []) if isinstance(t, dict)}
+            # built from a float16 ONNX ("float16"), or from a float32 one with --fp16 ("mixed-fp16", TensorRT 10)
+            dtype = "float16" if sidecar.get("precision") in ("float16", "mixed-fp16") else "float32"
+        else:  # AOTInductor: float32 activations
+            kernels, dtype = {str(sidecar.get("kernel_dtype"))}, "float32"
         kernel = kernels.pop() if len(kernels) == 1 else None
-        return "float32", kernel if kernel in ("int8", "float16") else None
+        return dtype, kernel if kernel in ("int8", "float16") and kernel != dtype else None
     if Path(path).suffix != ".onnx":
         return "float32", None
     try:
