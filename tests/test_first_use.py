@@ -161,6 +161,22 @@ def test_validate_holds_a_float16_engine_to_the_float16_floor(tmp_path: Path, fa
     assert report.backend == "tensorrt" and report.comparisons[0].tolerance.rtol == rtol
     assert report.ok == (rtol == 1e-2)
 
+
+def test_an_arch_that_contradicts_a_baked_file_is_refused(cli, tmp_path: Path, face_files: dict[str, Path]) -> None:
+    """Before: --arch was silently ignored for a baked file (inspect, export, validate --against, bench)."""
+    from tvexport import bake_checkpoint, load_checkpoint
+
+    baked = bake_checkpoint(face_files["x0_1"], tmp_path / "x.baked.pt").output
+    package = _fake_package(tmp_path / "m.pt2", arch="face_mobilenetv2_x0_1")
+    wrong = ["--arch", "deeplabv3plus_mobilenetv2"]
+    for args in (["inspect", baked], ["export", baked, "-o", tmp_path / "m.onnx"], ["validate", package, "--against", baked], ["bench", baked, "-b", "torch-baked"]):
+        line = _one_line(cli(*args, *wrong))
+        assert f"--arch deeplabv3plus_mobilenetv2 contradicts {baked}, a baked face_mobilenetv2_x0_1" in line and "drop --arch" in line, line
+    assert not (tmp_path / "m.onnx").exists()
+    assert cli("inspect", baked, "--arch", "face_mobilenetv2_x0_1").exit_code == 0  # the architecture it records
+    with pytest.raises(TvexportError, match="contradicts"):
+        load_checkpoint(baked, arch="face_mobilenetv2_x0_2")
+
 def test_aoti_loader_logs_are_silenced_at_their_source(tmp_path: Path) -> None:
     """Before: `validate x.onnx --backend aoti` printed two torch `W...` lines above the error."""
     from tvexport.export import aoti

@@ -425,13 +425,14 @@ def save_baked(result: BakeResult, path: str | Path, *, force: bool = False, sou
     return path
 
 
-def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """Rebuild the baked network stored in ``ckpt`` (a checkpoint of format ``baked``)."""
+def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32, arch: str | None = None) -> nn.Module:
+    """Rebuild the baked network stored in ``ckpt`` (a checkpoint of format ``baked``); an ``arch``
+    the caller was given must be the one the file records."""
     payload = ckpt.payload
     assert payload is not None
     if payload.get("format_version") != FORMAT_VERSION:
         raise TvexportError(f"{ckpt.path}: baked format version {payload.get('format_version')} is not supported by tvexport {__version__}", hint="re-bake it from the original checkpoint")
-    cfg = arch_config_for(ckpt)
+    cfg = arch_config_for(ckpt, arch)
     try:
         tv_layers = payload["bake"]["tv_layers"]
         folded = payload["bake"]["folded"]
@@ -483,7 +484,7 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None) -> nn.Module:
     """Load any supported checkpoint as an eval-mode ``nn.Module``; baked files load baked."""
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
-        return model_from_baked(ckpt)
+        return model_from_baked(ckpt, arch=arch)
     return build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)
 
 
