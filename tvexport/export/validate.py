@@ -227,7 +227,7 @@ def validate_artifact(
         input_source = str(input_path)
     else:
         n = batch or fixed_batch or 2
-        seed = seed or 0
+        seed = 0 if seed is None else seed
         x = random_inputs((n, *cfg.input_shape), seed=seed).numpy()
         input_source = f"random (seed {seed})"
     if fixed_batch is not None and x.shape[0] != fixed_batch:
