@@ -6,6 +6,7 @@ The numbers are not checked (see benchmarks/ for measurements); the report struc
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -78,6 +79,29 @@ def test_bench_registry_name_json_to_stdout(cli) -> None:
     assert max(depth) == 1 and depth[-1] == 0, header
     assert "torch-baked" in r.stderr
 
+
+
+@pytest.mark.parametrize("option", ["--csv", "--markdown"])
+def test_bench_dash_writes_the_report_to_stdout(cli, baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str) -> None:
+    """Before: `--csv -` and `--markdown -` wrote a file named '-' (only `--json -` meant stdout)."""
+    monkeypatch.chdir(tmp_path)
+    r = cli("bench", baked, "-b", "torch-baked", *FAST, option, "-")
+    assert r.exit_code == 0, r.stderr
+    assert not (tmp_path / "-").exists()
+    if option == "--csv":  # stdout holds only the report; the table went to stderr
+        rows = list(csv.DictReader(io.StringIO(r.stdout)))
+        assert [(row["kind"], row["network"]) for row in rows] == [("latency", "tvconv"), ("latency", "dwconv"), ("ratio", "tvconv/dwconv")]
+    else:
+        assert r.stdout.startswith("## face_mobilenetv2_x0_1") and "| torch-baked | 1 |" in r.stdout
+    assert "torch-baked" in r.stderr and "wrote" not in r.stderr
+
+
+def test_bench_dash_is_refused_where_stdout_cannot_take_it(cli, baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(cli("bench", baked, "--json", "-", "--csv", "-"))
+    assert "--json and --csv are all '-': only one report can go to stdout" in line
+    assert "--plot -: a PNG is not written to stdout" in _one_line_error(cli("bench", baked, "--plot", "-"))
+    assert not (tmp_path / "-").exists()
 
 def test_bench_per_layer(cli, baked: Path, tmp_path: Path) -> None:
     md = tmp_path / "r.md"

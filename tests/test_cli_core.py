@@ -67,6 +67,19 @@ def test_bake_options(cli, tmp_path: Path, face_ckpt: Path) -> None:
     assert "features.1.conv.0.1.running_mean" in sd  # BatchNorm kept
 
 
+
+def test_bake_refuses_verification_options_without_verification(cli, tmp_path: Path, face_ckpt: Path) -> None:
+    """Before: `--no-verify --batch 4` was accepted and the batch silently ignored."""
+    out = tmp_path / "b.baked.pt"
+    for options, given in ((["--batch", "4"], "--batch"), (["--rtol", "1e-3"], "--rtol/--atol")):
+        r = cli("bake", face_ckpt, "-o", out, "--no-verify", *options)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert lines[0].startswith(f"error: {given}") and "does not apply with --no-verify" in lines[0].replace("do not", "does not")
+    assert not out.exists()
+    r = cli("bake", face_ckpt, "-o", out, "--batch", "3", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["report"]["batch"] == 3, r.stderr
+
 def test_bake_mismatch_exits_1_and_writes_nothing(cli, tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = BakedTVConv.from_tvconv.__func__
 

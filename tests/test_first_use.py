@@ -44,9 +44,9 @@ def _fake_package(path: Path, *, arch: str | None = None, atom: str = "tvconv") 
     return path
 
 
-def _fake_engine(path: Path, *, arch: str) -> Path:
+def _fake_engine(path: Path, *, arch: str, precision: str | None = None) -> Path:
     path.write_bytes(b"serialized engine")
-    sidecar_path(path).write_text(json.dumps({"format": ENGINE_SIDECAR_FORMAT, "arch": arch, "atom": "tvconv"}))
+    sidecar_path(path).write_text(json.dumps({"format": ENGINE_SIDECAR_FORMAT, "arch": arch, "atom": "tvconv", "precision": precision}))
     return path
 
 
@@ -134,6 +134,48 @@ def test_validate_refuses_another_architecture_before_running(cli, tmp_path: Pat
     line = _one_line(cli("validate", artefact, "--against", face_files["x0_1"]))
     assert "exported from a face_mobilenetv2_x0_2 (tvconv) network" in line and "is a face_mobilenetv2_x0_1 (tvconv)" in line
 
+
+
+@pytest.mark.parametrize(("precision", "rtol"), [("float32", 1e-5), ("float16", 1e-2), ("mixed-fp16", 1e-2), (None, 1e-5)])
+def test_validate_holds_a_float16_engine_to_the_float16_floor(tmp_path: Path, face_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, precision: str | None, rtol: float) -> None:
+    """Before: every engine was held to the float32 floor (1e-5), the sidecar's precision unread, so a
+    correct engine built from a float16 ONNX or with --fp16 failed validate. TensorRT is stubbed: the
+    runner is the float32 network plus an error of 1e-3 x max|y|, which float16 arithmetic may make."""
+    import numpy as np
+
+    from tvexport import load_checkpoint
+    from tvexport.export import validate
+
+    model = load_checkpoint(face_files["x0_1"])
+
+    def fake_runner(backend: str, path: Path) -> Any:
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                y = model(torch.from_numpy(x)).numpy()
+            return y + 1e-3 * np.abs(y).max()
+        return run
+
+    monkeypatch.setattr(validate, "load_runner", fake_runner)
+    engine = _fake_engine(tmp_path / "m.engine", arch="face_mobilenetv2_x0_1", precision=precision)
+    report = validate.validate_artifact(engine, face_files["x0_1"], batch=1)
+    assert report.backend == "tensorrt" and report.comparisons[0].tolerance.rtol == rtol
+    assert report.ok == (rtol == 1e-2)
+
+
+def test_an_arch_that_contradicts_a_baked_file_is_refused(cli, tmp_path: Path, face_files: dict[str, Path]) -> None:
+    """Before: --arch was silently ignored for a baked file (inspect, export, validate --against, bench)."""
+    from tvexport import bake_checkpoint, load_checkpoint
+
+    baked = bake_checkpoint(face_files["x0_1"], tmp_path / "x.baked.pt").output
+    package = _fake_package(tmp_path / "m.pt2", arch="face_mobilenetv2_x0_1")
+    wrong = ["--arch", "deeplabv3plus_mobilenetv2"]
+    for args in (["inspect", baked], ["export", baked, "-o", tmp_path / "m.onnx"], ["validate", package, "--against", baked], ["bench", baked, "-b", "torch-baked"]):
+        line = _one_line(cli(*args, *wrong))
+        assert f"--arch deeplabv3plus_mobilenetv2 contradicts {baked}, a baked face_mobilenetv2_x0_1" in line and "drop --arch" in line, line
+    assert not (tmp_path / "m.onnx").exists()
+    assert cli("inspect", baked, "--arch", "face_mobilenetv2_x0_1").exit_code == 0  # the architecture it records
+    with pytest.raises(TvexportError, match="contradicts"):
+        load_checkpoint(baked, arch="face_mobilenetv2_x0_2")
 
 def test_aoti_loader_logs_are_silenced_at_their_source(tmp_path: Path) -> None:
     """Before: `validate x.onnx --backend aoti` printed two torch `W...` lines above the error."""

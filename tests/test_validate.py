@@ -103,6 +103,24 @@ def test_cli_validate_bad_inputs(cli: Any, artefacts: dict[str, Path], tmp_path:
     assert r.exit_code == 2 and "unknown backend" in r.stderr
 
 
+
+def test_cli_validate_refuses_random_input_options_with_input(cli: Any, artefacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `--input x.npy --seed 3` was accepted and the seed silently ignored."""
+    monkeypatch.setattr("tvexport.export.validate.load_runner", lambda *a: pytest.fail("the artefact was loaded"))
+    x = tmp_path / "x.npy"
+    np.save(x, random_inputs((2, 3, 96, 96), seed=5).numpy())
+    for option, value in (("--seed", "3"), ("--seed", "0"), ("--batch", "2")):
+        r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--input", x, option, value)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert lines[0].startswith(f"error: {option} ") and "with --input" in lines[0] and f"drop {option}" in lines[0]
+
+
+def test_validate_seed_chooses_the_random_input(artefacts: dict[str, Path]) -> None:
+    report = validate_artifact(artefacts["onnx"], artefacts["ckpt"], seed=7, batch=1)
+    assert report.ok and report.input_source == "random (seed 7)"
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], batch=1).input_source == "random (seed 0)"
+
 def test_cli_validate_fixed_batch_mismatch(cli: Any, artefacts: dict[str, Path], tmp_path: Path) -> None:
     fixed = export_onnx(make_model("face_mobilenetv2_x0_1", atom="dwconv", seed=21), tmp_path / "b2.onnx", batch=2, simplify=False, validate=False).path
     np.save(tmp_path / "x.npy", np.zeros((3, 3, 96, 96), np.float32))

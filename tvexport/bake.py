@@ -206,7 +206,7 @@ def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
     The BatchNorm becomes ``nn.Identity``. Returns the (layer, batchnorm) name pairs folded.
     """
     pairs = [(a_name, a, b_name, b) for a_name, a, b_name, b in _consecutive_pairs(model) if b.track_running_stats and b.running_var is not None]
-    for a_name, a, b_name, b in pairs:
+    for _, a, b_name, b in pairs:
         _fold_into(a, b)
         _set_module(model, b_name, nn.Identity())
     return [(a_name, b_name) for a_name, _, b_name, _ in pairs]
@@ -425,13 +425,14 @@ def save_baked(result: BakeResult, path: str | Path, *, force: bool = False, sou
     return path
 
 
-def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """Rebuild the baked network stored in ``ckpt`` (a checkpoint of format ``baked``)."""
+def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32, arch: str | None = None) -> nn.Module:
+    """Rebuild the baked network stored in ``ckpt`` (a checkpoint of format ``baked``); an ``arch``
+    the caller was given must be the one the file records."""
     payload = ckpt.payload
     assert payload is not None
     if payload.get("format_version") != FORMAT_VERSION:
         raise TvexportError(f"{ckpt.path}: baked format version {payload.get('format_version')} is not supported by tvexport {__version__}", hint="re-bake it from the original checkpoint")
-    cfg = arch_config_for(ckpt)
+    cfg = arch_config_for(ckpt, arch)
     try:
         tv_layers = payload["bake"]["tv_layers"]
         folded = payload["bake"]["folded"]
@@ -483,7 +484,7 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None) -> nn.Module:
     """Load any supported checkpoint as an eval-mode ``nn.Module``; baked files load baked."""
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
-        return model_from_baked(ckpt)
+        return model_from_baked(ckpt, arch=arch)
     return build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)
 
 
@@ -511,7 +512,7 @@ def bake_checkpoint(
     verify: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
-    batch: int = 2,
+    batch: int | None = None,
     seed: int = 0,
     allow_nonfinite: bool = False,
     input_size: tuple[int, int] | None = None,
@@ -523,12 +524,15 @@ def bake_checkpoint(
     beside it (or ``output``).
 
     ``kernel_dtype`` (float32, float16, int8; ``dtype`` is its older name), ``input_size``,
-    ``resample`` and ``interpolation`` are as in ``bake_model``. Raises ``BakeMismatch`` (carrying the result and its report; nothing is
+    ``resample`` and ``interpolation`` are as in ``bake_model``; ``batch`` rows of verification
+    input (default 2). Raises ``BakeMismatch`` (carrying the result and its report; nothing is
     written) when the baked model fails verification, ``TvexportError`` on bad input before any work.
     """
     start = time.perf_counter()
     if not verify and (rtol is not None or atol is not None):
         raise TvexportError("--rtol/--atol do not apply with --no-verify", hint="drop one of them")
+    if not verify and batch is not None:
+        raise TvexportError("--batch sizes the verification inputs; it does not apply with --no-verify", hint="drop one of them")
     kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
     Tolerance.default(STORAGE[kernels], rtol=rtol, atol=atol)
     source = Path(source)
@@ -544,7 +548,7 @@ def bake_checkpoint(
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     try:
-        result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
+        result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=2 if batch is None else batch, seed=seed,
                             allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)
     except TvexportError as err:  # e.g. float16 overflow: say which file
         raise type(err)(f"{source}: {err.message}", hint=err.hint) from None

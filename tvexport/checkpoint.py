@@ -290,15 +290,18 @@ def damaged_metadata(path: Path, err: BaseException) -> TvexportError:
 
 
 def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
-    """The architecture of ``ckpt``: detected from its keys, or ``arch`` if given."""
+    """The architecture of ``ckpt``: detected from its keys, or ``arch`` if given (a baked file
+    records its own: another ``arch`` is refused)."""
     if ckpt.format == "baked":
         assert ckpt.payload is not None
         try:
             cfg = ArchConfig.from_dict(ckpt.payload["arch"])
             _ = (cfg.name, cfg.input_shape)  # an unknown family or a bad width fails here, not in a later message
-            return cfg
         except (KeyError, TypeError, ValueError, AttributeError, TvexportError) as err:
             raise damaged_metadata(ckpt.path, err) from None
+        if arch is not None and resolve_arch(arch).name != cfg.name:  # it would be ignored
+            raise TvexportError(f"--arch {arch} contradicts {ckpt.path}, a baked {cfg.name} (a baked file records its architecture)", hint="drop --arch")
+        return cfg
     sd = ckpt.state_dict
     if arch is None:
         try:

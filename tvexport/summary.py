@@ -144,7 +144,7 @@ def inspect_checkpoint(path: str | Path, *, arch: str | None = None) -> ModelSum
     """Read ``path`` and summarise it (see ``tvexport inspect``)."""
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
-        model = model_from_baked(ckpt)
+        model = model_from_baked(ckpt, arch=arch)
     else:
         model = build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)
     return summarize_model(model, ckpt)

@@ -118,8 +118,8 @@ def bench_cmd(
     layer_seconds: Annotated[float, typer.Option("--layer-seconds", min=0, help="Minimum timed seconds per layer with --per-layer.")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of random weights (registry SRC, baselines).")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-': stdout).", show_default=False)] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write the latencies and ratios as CSV.", show_default=False)] = None,
-    md_out: Annotated[Path | None, typer.Option("--markdown", metavar="FILE", help="Write the report as Markdown.", show_default=False)] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write the latencies and ratios as CSV ('-': stdout).", show_default=False)] = None,
+    md_out: Annotated[Path | None, typer.Option("--markdown", metavar="FILE", help="Write the report as Markdown ('-': stdout).", show_default=False)] = None,
     plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE.png", help="Write a PNG: latency per backend and batch, ratios, per-layer view.", show_default=False)] = None,
     force: Force = False,
 ) -> None:
@@ -127,10 +127,17 @@ def bench_cmd(
 
     By default every available backend runs and the unavailable ones are listed with the reason.
     """
-    from ..profile import MeasureSettings, load_subject, parse_input_size, run_bench, to_json, write_reports
+    from ..profile import MeasureSettings, load_subject, parse_input_size, run_bench, to_csv, to_json, to_markdown, write_reports
 
-    json_stdout = json_out is not None and str(json_out) == "-"
-    for path in (None if json_stdout else json_out, csv_out, md_out, plot):
+    reports = {"--json": json_out, "--csv": csv_out, "--markdown": md_out}
+    to_stdout = [opt for opt, path in reports.items() if path is not None and str(path) == "-"]
+    if len(to_stdout) > 1:
+        raise TvexportError(f"{' and '.join(to_stdout)} are all '-': only one report can go to stdout", hint="write the others to files")
+    if plot is not None and str(plot) == "-":
+        raise TvexportError("--plot -: a PNG is not written to stdout", hint="give a file name, e.g. --plot bench.png")
+    stdout_opt = to_stdout[0] if to_stdout else None
+    files = {opt: None if opt == stdout_opt else path for opt, path in reports.items()}
+    for path in (*files.values(), plot):
         if path is not None:
             check_output_path(path, force=force)
     if plot is not None:
@@ -171,10 +178,10 @@ def bench_cmd(
             settings=settings, per_layer=per_layer, layer_seconds=layer_seconds, cv_warn=cv_warn, seed=seed,
             command=_command_line(ctx), progress=progress,
         )
-    _print_report(report, to_stderr=json_stdout)
-    if json_stdout:
-        typer.echo(to_json(report), nl=False)
-    written = write_reports(report, json_path=None if json_stdout else json_out, csv_path=csv_out, markdown_path=md_out, force=force)
+    _print_report(report, to_stderr=stdout_opt is not None)  # stdout holds only the report asked for
+    if stdout_opt is not None:
+        typer.echo({"--json": to_json, "--csv": to_csv, "--markdown": to_markdown}[stdout_opt](report), nl=False)
+    written = write_reports(report, json_path=files["--json"], csv_path=files["--csv"], markdown_path=files["--markdown"], force=force)
     if plot is not None:
         from ..profile.plot import plot_report
 

@@ -79,7 +79,7 @@ def bake_cmd(
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the baked model with the unbaked one in float64.")] = True,
     rtol: Rtol = None,
     atol: Atol = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the verification inputs.")] = 2,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Batch size of the verification inputs (default 2).", show_default=False)] = None,
     allow_nonfinite: AllowNonfinite = False,
     input_size: InputSize = None,
     resample: Annotated[ResampleMethod | None, typer.Option("--resample", case_sensitive=False, show_default=False, help="With --input-size: resample the baked kernels (kernels, the default), or resample posi_map and generator LayerNorm maps, then generate (generator).")] = None,

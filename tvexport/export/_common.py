@@ -93,7 +93,7 @@ def load_source(
     """
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
-        model = model_from_baked(ckpt)
+        model = model_from_baked(ckpt, arch=arch)
         return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, source=ckpt.path))
     refuse_nonfinite(ckpt)
     cfg: ArchConfig = arch_config_for(ckpt, arch)

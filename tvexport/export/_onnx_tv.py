@@ -405,8 +405,7 @@ def layer_model(
 
     ``weight`` float32/float16/int8 (with ``scale``); ``compute`` is the float type of x and y
     (default: the weight's, float32 for int8)."""
-    c, kk, h, w = weight.shape
-    k = int(round(kk**0.5))
+    c, _, h, w = weight.shape
     spec = TVLayerSpec("tv", "x", "y", weight, bias, stride, scale=scale, compute=compute)
     elem = helper.np_dtype_to_tensor_dtype(spec.float_type)
     g = GraphParts()

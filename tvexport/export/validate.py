@@ -84,9 +84,14 @@ def artifact_precision(path: Path, found: Artifact | None = None) -> tuple[str, 
     "float16" or None) from its ONNX metadata or JSON sidecar; float32 and None when unknown."""
     if found is not None and found.sidecar is not None:
         sidecar = found.sidecar
-        kernels = {str(t.get("dtype")) for t in sidecar.get("tv_layers", []) if isinstance(t, dict)} if found.kind == "tensorrt" else {str(sidecar.get("kernel_dtype"))}
+        if found.kind == "tensorrt":
+            kernels = {str(t.get("dtype")) for t in sidecar.get("tv_layers", []) if isinstance(t, dict)}
+            # built from a float16 ONNX ("float16"), or from a float32 one with --fp16 ("mixed-fp16", TensorRT 10)
+            dtype = "float16" if sidecar.get("precision") in ("float16", "mixed-fp16") else "float32"
+        else:  # AOTInductor: float32 activations
+            kernels, dtype = {str(sidecar.get("kernel_dtype"))}, "float32"
         kernel = kernels.pop() if len(kernels) == 1 else None
-        return "float32", kernel if kernel in ("int8", "float16") else None
+        return dtype, kernel if kernel in ("int8", "float16") and kernel != dtype else None
     if Path(path).suffix != ".onnx":
         return "float32", None
     try:
@@ -186,7 +191,7 @@ def validate_artifact(
     backend: str | None = None,
     input_path: str | Path | None = None,
     batch: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     arch: str | None = None,
@@ -196,15 +201,17 @@ def validate_artifact(
     anything runs.
 
     ``against`` is the checkpoint (baked on the fly, verified with the same floors) or baked file
-    the artefact came from. Input: ``input_path`` (.npy, (N, 3, H, W) or (3, H, W)) or seeded
-    random values with ``batch`` rows (default: the artefact's fixed batch, else 2). The rule is
-    ``Tolerance`` of the artefact's precision, floors ``rtol``/``atol``. Does not raise on
-    mismatch: check ``.ok``.
+    the artefact came from. Input: ``input_path`` (.npy, (N, 3, H, W) or (3, H, W)) or random
+    values (``seed``, default 0) with ``batch`` rows (default: the artefact's fixed batch, else 2).
+    The rule is ``Tolerance`` of the artefact's precision, floors ``rtol``/``atol``. Does not raise
+    on mismatch: check ``.ok``.
     """
     start = time.perf_counter()
     artifact, against = Path(artifact), Path(against)
     if input_path is not None and batch is not None:
         raise TvexportError("--batch sizes the random input; with --input the file gives the batch", hint="drop --batch")
+    if input_path is not None and seed is not None:
+        raise TvexportError("--seed seeds the random input; with --input it does not apply", hint="drop --seed")
     if not artifact.exists():
         raise TvexportError(f"{artifact}: no such file", hint="check the path")
     found = identify(artifact)
@@ -220,6 +227,7 @@ def validate_artifact(
         input_source = str(input_path)
     else:
         n = batch or fixed_batch or 2
+        seed = 0 if seed is None else seed
         x = random_inputs((n, *cfg.input_shape), seed=seed).numpy()
         input_source = f"random (seed {seed})"
     if fixed_batch is not None and x.shape[0] != fixed_batch:

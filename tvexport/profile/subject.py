@@ -93,7 +93,7 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[
     if path.exists():
         ckpt = read_checkpoint(path)
         if ckpt.format == "baked":
-            model = model_from_baked(ckpt)
+            model = model_from_baked(ckpt, arch=arch)
             return Network("tvconv", f"baked file {path.name}", None, model), {"kind": "baked", "path": str(path)}
         refuse_nonfinite(ckpt)
         cfg = arch_config_for(ckpt, arch)
