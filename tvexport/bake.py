@@ -38,7 +38,7 @@ from .checkpoint import (
 from .errors import MismatchError, TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
-from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, compress_layer, layer_summary
+from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, compress_layer, kernel_dtype_name, layer_summary
 from .quantize import kernel_dtype as quantize_dtype
 
 __all__ = [
@@ -185,6 +185,11 @@ def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     shift = bn.bias.double() - bn.running_mean.double() * scale
     if isinstance(layer, BakedTVConv):
+        if layer.weight.dtype not in (torch.float32, torch.float64):
+            raise TvexportError(
+                f"cannot fold a BatchNorm into {kernel_dtype_name(layer.weight.dtype)} TV kernels: they would be rounded again",
+                hint="fold at bake time (tvexport bake without --no-fold-bn), where the float64 kernels are folded before rounding",
+            )
         layer.weight.copy_(layer.weight.double() * scale.view(-1, 1, 1, 1))
         if layer.bias is None:
             layer.bias = shift.view(-1, 1, 1).to(layer.weight.dtype)
@@ -204,6 +209,7 @@ def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
     """Fold every eval-mode BatchNorm that directly follows a conv, linear or baked TV layer.
 
     The BatchNorm becomes ``nn.Identity``. Returns the (layer, batchnorm) name pairs folded.
+    Baked TV kernels stored float16 or int8 are refused (folding would round them again).
     """
     pairs = [(a_name, a, b_name, b) for a_name, a, b_name, b in _consecutive_pairs(model) if b.track_running_stats and b.running_var is not None]
     for _, a, b_name, b in pairs:
