@@ -331,6 +331,26 @@ def test_bake_checkpoint_is_the_cli_pipeline(tmp_path: Path, face_ckpt: Path) ->
         bake_checkpoint(tmp_path / "missing.ckpt", rtol=-1)  # checked before the file is even read
 
 
+def test_verification_options_are_refused_without_verification(tmp_path: Path) -> None:
+    """Before: bake_model(batch=..., seed=...) and bake_checkpoint(seed=...) with verify=False
+    silently ignored them (the CLI refused --batch with --no-verify)."""
+    model = make_model()
+    for option, match in (({"seed": 1}, "^seed seeds"), ({"seed": 0}, "^seed seeds"), ({"batch": 3}, "^--batch sizes"), ({"rtol": 1e-3}, "^--rtol/--atol")):
+        with pytest.raises(TvexportError, match=match + ".*(does|do) not apply with --no-verify"):
+            bake_model(model, verify=False, **option)  # type: ignore[arg-type]
+        with pytest.raises(TvexportError, match=match):
+            bake_model(model, verify=False, input_size=(80, 80), **option)  # type: ignore[arg-type]
+        with pytest.raises(TvexportError, match=match):
+            bake_checkpoint(tmp_path / "missing.ckpt", verify=False, **option)  # type: ignore[arg-type]  # before the file is read
+    assert bake_model(model, verify=False).report is None
+    report = bake_model(model, batch=3, seed=5).report
+    assert report is not None and (report.batch, report.seed) == (3, 5)
+    report = bake_model(model).report
+    assert report is not None and (report.batch, report.seed) == (2, 0)
+    resized = bake_model(model, input_size=(80, 80), batch=3, seed=5)  # re-bake by kernels: the options reach the trained-size check
+    assert resized.report is not None and (resized.report.batch, resized.report.seed) == (3, 5)
+
+
 def test_float16_overflow_is_refused() -> None:
     model = make_model()
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -52,6 +53,32 @@ def test_output_may_not_be_the_source(cli, face_ckpt: Path) -> None:
         r = cli(*command, face_ckpt, "-o", face_ckpt, "--force")
         assert r.exit_code == 2 and "is the input file" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert face_ckpt.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [
+    ["bake"], ["export"], ["export", "--format", "aoti"], ["export", "--tv-op", "plugin"], ["build"], ["extension", "build", "openvino"],
+])
+def test_output_dash_is_refused_before_any_work(cli, tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """Before: `-o -` wrote the artefact to a file named '-' (extension build: 'create directory - first')."""
+    import tvexport.openvino._build as ov_build
+    import tvexport.trt.build as trt_build
+    from tvexport.export import _common
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before -o - was refused")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(importlib.import_module("tvexport.bake"), "bake_model", no_work)
+    monkeypatch.setattr(_common, "load_source", no_work)
+    monkeypatch.setattr(trt_build, "require_tensorrt", lambda what: object())  # as if TensorRT were installed
+    monkeypatch.setattr(trt_build, "require_cuda", no_work)
+    monkeypatch.setattr(ov_build, "_requirements", no_work)
+    source = [] if command[0] == "extension" else [face_ckpt]
+    r = cli(*command, *source, "-o", "-")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("error: -o -: the output is a ") and "cannot go to stdout" in lines[0] and "give a path" in lines[0]
+    assert not (tmp_path / "-").exists() and not (tmp_path / "-.json").exists()
 
 
 def test_bake_options(cli, tmp_path: Path, face_ckpt: Path) -> None:

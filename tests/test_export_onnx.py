@@ -470,6 +470,32 @@ def test_float16_baked_file_is_its_own_truth(tmp_path: Path, face_ckpt_module: P
             assert torch.equal(layer.weight, stored[f"{name}.weight"].double())
 
 
+@pytest.mark.parametrize("tv_op", ["portable", "plugin"])
+@pytest.mark.parametrize("kernels", ["float32", "float16", "int8"])
+def test_batchnorms_kept_by_the_bake_stay_in_the_graph(tmp_path: Path, kernels: str, tv_op: str) -> None:
+    """`bake --no-fold-bn`, then `export`: before, the exporter folded the BatchNorms again, into
+    the stored kernels (float16: rounded again; int8: bias cast to int8, demo cosine -0.34), so the
+    export failed validation (and with --no-validate wrote a wrong graph)."""
+    from tinynet import tiny_tvnet
+
+    from tvexport.accuracy import Reference
+    from tvexport.bake import fold_batchnorms
+    from tvexport.quantize import kernel_dtype
+
+    unbaked = tiny_tvnet(k=3, stride=2, bias=True)
+    baked = bake_model(unbaked, fold_bn=False, kernel_dtype=kernels, verify=False).model
+    kept = sum(isinstance(m, torch.nn.BatchNorm2d) for m in baked.modules())
+    assert kept == 2  # after the stem conv and after the TV layer
+    # the truth: the unbaked network in float64 (its float32 yardstick with the kernels rounded alike)
+    result = tvonnx.export_onnx(baked, tmp_path / "m.onnx", tv_op=tv_op, batch=2, simplify=False, reference=Reference(unbaked, kernels=kernel_dtype(kernels)))
+    assert result.ok
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    assert ops.count("BatchNormalization") >= 1  # the TV layer's (torch.onnx may fuse the stem conv's into its Conv)
+    if kernels != "float32":  # the public fold refuses compressed kernels instead of rounding them again
+        with pytest.raises(TvexportError, match=f"cannot fold a BatchNorm into {kernels} TV kernels"):
+            fold_batchnorms(baked)
+
+
 def test_export_rtol_reaches_the_bake_on_the_fly(cli: Any, face_ckpt_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`export CKPT --rtol X` verifies the on-the-fly bake with X, as `bake --rtol X` would."""
     original = BakedTVConv.from_tvconv.__func__

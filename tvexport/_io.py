@@ -11,8 +11,16 @@ from pathlib import Path
 from .errors import TvexportError
 
 
+def refuse_stdout(path: str | Path, *, what: str = "a binary file") -> None:
+    """Refuse ``-`` (stdout by convention) where the output is a file or directory: without this
+    check a binary artefact would land in a file named ``-``."""
+    if str(path) == "-":
+        raise TvexportError(f"-o -: the output is {what}, which cannot go to stdout", hint="give a path instead of -")
+
+
 def check_output_path(path: Path, *, force: bool, source: Path | None = None) -> Path:
-    """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from)."""
+    """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``)."""
+    refuse_stdout(path)
     path = Path(path)
     if source is not None and path.exists() and path.resolve() == Path(source).resolve():
         raise TvexportError(f"output {path} is the input file", hint="give another output path with -o")

@@ -38,7 +38,7 @@ from .checkpoint import (
 from .errors import MismatchError, TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
-from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, compress_layer, layer_summary
+from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, compress_layer, kernel_dtype_name, layer_summary
 from .quantize import kernel_dtype as quantize_dtype
 
 __all__ = [
@@ -185,6 +185,11 @@ def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     shift = bn.bias.double() - bn.running_mean.double() * scale
     if isinstance(layer, BakedTVConv):
+        if layer.weight.dtype not in (torch.float32, torch.float64):
+            raise TvexportError(
+                f"cannot fold a BatchNorm into {kernel_dtype_name(layer.weight.dtype)} TV kernels: they would be rounded again",
+                hint="fold at bake time (tvexport bake without --no-fold-bn), where the float64 kernels are folded before rounding",
+            )
         layer.weight.copy_(layer.weight.double() * scale.view(-1, 1, 1, 1))
         if layer.bias is None:
             layer.bias = shift.view(-1, 1, 1).to(layer.weight.dtype)
@@ -204,6 +209,7 @@ def fold_batchnorms(model: nn.Module) -> list[tuple[str, str]]:
     """Fold every eval-mode BatchNorm that directly follows a conv, linear or baked TV layer.
 
     The BatchNorm becomes ``nn.Identity``. Returns the (layer, batchnorm) name pairs folded.
+    Baked TV kernels stored float16 or int8 are refused (folding would round them again).
     """
     pairs = [(a_name, a, b_name, b) for a_name, a, b_name, b in _consecutive_pairs(model) if b.track_running_stats and b.running_var is not None]
     for _, a, b_name, b in pairs:
@@ -301,6 +307,18 @@ def _kernel_dtype(kernel_dtype: KernelDType | torch.dtype | None, dtype: torch.d
     return quantize_dtype(kernel_dtype if kernel_dtype is not None else dtype if dtype is not None else torch.float32)
 
 
+def _verification_inputs(verify: bool, *, rtol: float | None, atol: float | None, batch: int | None, seed: int | None) -> tuple[int, int]:
+    """The (batch, seed) of the verification inputs (default 2, 0); options of the verification
+    given without it are refused (they would do nothing)."""
+    if not verify:
+        if rtol is not None or atol is not None:
+            raise TvexportError("--rtol/--atol do not apply with --no-verify", hint="drop one of them")
+        for name, value, what in (("--batch", batch, "sizes"), ("seed", seed, "seeds")):
+            if value is not None:
+                raise TvexportError(f"{name} {what} the verification inputs; it does not apply with --no-verify (verify=False)", hint="drop one of them")
+    return (2 if batch is None else batch), (0 if seed is None else seed)
+
+
 def bake_model(
     model: nn.Module,
     *,
@@ -310,8 +328,8 @@ def bake_model(
     verify: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
-    batch: int = 2,
-    seed: int = 0,
+    batch: int | None = None,
+    seed: int | None = None,
     allow_nonfinite: bool = False,
     reference: Reference | None = None,
     input_size: tuple[int, int] | None = None,
@@ -324,12 +342,14 @@ def bake_model(
     with one float32 scale per (channel, tap) (``tvexport.quantize``); ``dtype`` is its older
     name. The bake is done in float64 and rounded once to it; computation stays float32. With
     ``verify`` the result carries a ``BakeReport`` (``Tolerance`` with floors ``rtol``/``atol``,
-    default by kernel dtype); check ``report.ok`` or call ``check_bake``.
+    default by kernel dtype) on ``batch`` (default 2) random inputs seeded with ``seed`` (default 0);
+    check ``report.ok`` or call ``check_bake``. Without ``verify``, these four are refused.
     ``reference`` (``Reference(model)``) may be passed to share its float64 run with a later check.
     ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
     ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
     ``tvexport.resize``.
     """
+    inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
     if input_size is not None:
         from .resize import bake_resized
 
@@ -339,6 +359,7 @@ def bake_model(
         return bake_resized(model, input_size, resample=resample, interpolation=interpolation, bake=functools.partial(bake_model, **options))
     if resample is not None or interpolation is not None:
         raise TvexportError("resample and interpolation choose how to re-bake for another input size, which needs an input size", hint="add --input-size HxW")
+    batch, seed = inputs
     dtype = _kernel_dtype(kernel_dtype, dtype)
     tolerance = Tolerance.default(STORAGE[dtype], rtol=rtol, atol=atol)
     cfg = config_of(model)
@@ -513,7 +534,7 @@ def bake_checkpoint(
     rtol: float | None = None,
     atol: float | None = None,
     batch: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     allow_nonfinite: bool = False,
     input_size: tuple[int, int] | None = None,
     resample: Resample | None = None,
@@ -525,14 +546,12 @@ def bake_checkpoint(
 
     ``kernel_dtype`` (float32, float16, int8; ``dtype`` is its older name), ``input_size``,
     ``resample`` and ``interpolation`` are as in ``bake_model``; ``batch`` rows of verification
-    input (default 2). Raises ``BakeMismatch`` (carrying the result and its report; nothing is
-    written) when the baked model fails verification, ``TvexportError`` on bad input before any work.
+    input (default 2) seeded with ``seed`` (default 0), refused without ``verify``. Raises
+    ``BakeMismatch`` (carrying the result and its report; nothing is written) when the baked model
+    fails verification, ``TvexportError`` on bad input before any work.
     """
     start = time.perf_counter()
-    if not verify and (rtol is not None or atol is not None):
-        raise TvexportError("--rtol/--atol do not apply with --no-verify", hint="drop one of them")
-    if not verify and batch is not None:
-        raise TvexportError("--batch sizes the verification inputs; it does not apply with --no-verify", hint="drop one of them")
+    _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)  # before any work
     kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
     Tolerance.default(STORAGE[kernels], rtol=rtol, atol=atol)
     source = Path(source)
@@ -548,7 +567,7 @@ def bake_checkpoint(
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     try:
-        result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=2 if batch is None else batch, seed=seed,
+        result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
                             allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)
     except TvexportError as err:  # e.g. float16 overflow: say which file
         raise type(err)(f"{source}: {err.message}", hint=err.hint) from None

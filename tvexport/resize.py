@@ -172,8 +172,9 @@ def bake_resized(
     else:
         trained = bake(model)
         # The resized unbaked network baked unverified gives the structure at the new size (TV
-        # geometry, folded BatchNorms, size-dependent heads); its kernels are then replaced.
-        result = bake(resize_unbaked(model, size, interpolation=interpolation), verify=False)
+        # geometry, folded BatchNorms, size-dependent heads); its kernels are then replaced. The
+        # caller's verification options are the trained-size bake's: not given to this one.
+        result = bake(resize_unbaked(model, size, interpolation=interpolation), verify=False, rtol=None, atol=None, batch=None, seed=None)
         _resample_kernels(trained.model, result.model, interpolation=interpolation)
         for name, layer in result.tv_layers.items():  # storage errors: those of the trained-size bake (what was verified)
             layer["kernels"] = {**layer_summary(result.model.get_submodule(name)), "error": trained.tv_layers[name]["kernels"]["error"]}  # type: ignore[arg-type]

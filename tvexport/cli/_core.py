@@ -74,7 +74,7 @@ def bake_cmd(
     arch: Arch = None,
     kernel_dtype: KernelDTypeOpt = None,
     dtype: Annotated[DType | None, typer.Option("--dtype", hidden=True, case_sensitive=False, help="Older name of --kernel-dtype.")] = None,
-    no_fold_bn: Annotated[bool, typer.Option("--no-fold-bn", help="Keep BatchNorm layers instead of folding them.")] = False,
+    no_fold_bn: Annotated[bool, typer.Option("--no-fold-bn", help="Keep BatchNorm layers instead of folding them (export keeps them too).")] = False,
     force: Force = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Compare the baked model with the unbaked one in float64.")] = True,
     rtol: Rtol = None,

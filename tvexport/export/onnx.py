@@ -13,7 +13,8 @@ initializers (no custom domain, no generator); with ``tv_op="plugin"``, one node
 ``tvexport::tv_dwconv(x, weight (C, k*k, h, w), bias (C, h, w) | (C, 1, 1) | '', scale)`` with
 INT attributes ``k``, ``stride``, ``padding`` and STRING attributes ``plugin_namespace="tvexport"``,
 ``plugin_version="1"`` (how TensorRT's ONNX parser finds a plugin; its CPU reference is in
-``_plugin_ref``). BatchNorms are folded, dropout and training heads are gone. TV kernels keep the
+``_plugin_ref``). BatchNorms are folded as the bake folded them (``bake --no-fold-bn`` keeps them:
+``BatchNormalization`` nodes; a DWConv/dense baseline's are folded), dropout and training heads are gone. TV kernels keep the
 dtype the baked model stores them in (float32, float16, or int8 with per-(channel, tap) scales:
 ``tvexport.quantize``); ``DequantizeLinear``/``Cast`` nodes (portable) or the plugin op
 (plugin) expand them where they are used, so the file stays compressed.
@@ -170,7 +171,10 @@ def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> nn.Modul
     if any(isinstance(m, TVConv) for m in model.modules()):
         raise TvexportError("the model still has TVConv generators", hint="bake it first (tvexport.bake_model or load_source)")
     prepared = copy.deepcopy(model).eval()
-    fold_batchnorms(prepared)  # a no-op for baked models; folds the DWConv/dense baselines too
+    if not any(isinstance(m, BakedTVConv) for m in prepared.modules()):
+        fold_batchnorms(prepared)  # a DWConv/dense baseline, folded as a bake would
+    # A baked model is exported as baked: BatchNorms that bake --no-fold-bn kept stay (folding them
+    # here would round the stored kernels again, and int8 ones cannot take a scale).
     if dtype != torch.float32:
         _check_fits(prepared, dtype)
     cast_model_(prepared, dtype)  # float16/int8 TV kernels stay as stored

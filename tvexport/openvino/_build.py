@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._io import write_text_atomic
+from .._io import refuse_stdout, write_text_atomic
 from ..errors import MissingDependencyError, TvexportError, missing
 
 SOURCE_DIR = Path(__file__).resolve().parent / "ext"
@@ -212,6 +212,8 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     compiler); a library already there from other sources or another openvino is replaced only
     with ``force``. Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
     """
+    if output_dir is not None:
+        refuse_stdout(output_dir, what="a directory (for the library)")
     _, version, _, cxx, _ = _requirements()
     key = _key(version, _compiler_id(cxx))
     root = cache_dir()
