@@ -24,7 +24,7 @@
 // (column mod stride), so that every tap is one contiguous run over (position, channel) of
 // kernels, input and output alike: the vector loops stay full however few channels a layer has,
 // and no bounds are checked inside them (see Pass). float32 inputs are read in place instead
-// where that is faster (batch > 1: stride 1, and stride > 1 with >= 48 channels; see
+// where that is faster (stride 1 at batch > 1; stride > 1 with channels in whole vectors; see
 // Pass::direct).
 // Scratch buffers are per thread and reused across calls (the pool's threads persist), so a warm
 // call allocates nothing.
@@ -385,32 +385,28 @@ struct Pass {
     // taps would read a padding column (the first and last p of a row) run alone with those taps
     // left out. Not when an input row is a multiple of 4 KiB: then the k rows (and images) a
     // segment reads at once map to the same L1 sets and evict each other (C=32 at 96x96 ran
-    // slower in place); the ring's slots are laid out without that conflict. Stride > 1: one
-    // position at a time (its taps' channels are contiguous), when whole vectors of at least 48
-    // channels make a position worth its tap setup; this replaces the per-position phase-split
-    // copy, which cost more than the multiply-adds (one thread, batch 16, 96x96 input: C=96
-    // 6.3 -> 5.0 ms, C=48 3.8 -> 2.4 ms; C=16 and 32 gained nothing).
-    // One image keeps the ring: there every kernel is used once and the kernel stream dominates;
-    // in place was slower there (face MobileNetV2 at batch 1, TV ops +1-50%).
+    // slower in place); the ring's slots are laid out without that conflict. Nor at batch 1,
+    // where every kernel is used once and the kernel stream dominates: in place was slower there
+    // (face MobileNetV2, TV ops +1-50%). Stride > 1, at any batch, when C is whole vectors: the
+    // same split into edge positions and one run of the rest, the run's input strided (s * C
+    // floats per position; see body); this replaces the per-position phase-split copy (one
+    // thread, 96x96 input, batch 16: C=16 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0,
+    // C=96 5.3 -> 4.9; batch 1: 10-25 % faster).
     bool direct() const {
-        if (!kDirectOut || a.n == 1)
+        if (!kDirectOut)
             return false;
         if (a.stride == 1)
-            return (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
-        return a.c % kLanes == 0 && a.c >= 48;
+            return a.n > 1 && (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
+        return a.c % kLanes == 0;
     }
 
     template <int NB>
     void segment_direct(int64_t n0, int64_t i, int64_t j0, int64_t positions, const WT* kernels, const float* bias, bool fetch) {
-        const int64_t p = a.pad, k = a.k;
-        if (a.stride != 1) {
-            for (int64_t j = j0; j < j0 + positions; ++j)
-                positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
-            return;
-        }
-        // positions whose every tap column j - p + kx (kx < k) lies in [0, W)
-        const int64_t lo = std::clamp<int64_t>(p, j0, j0 + positions);
-        const int64_t hi = std::clamp<int64_t>(a.in_w - k + p + 1, lo, j0 + positions);
+        const int64_t p = a.pad, k = a.k, s = a.stride;
+        // positions whose every tap column j * s - p + kx (kx < k) lies in [0, W)
+        const int64_t lo = std::clamp<int64_t>((p + s - 1) / s, j0, j0 + positions);
+        const int64_t last = a.in_w - k + p;  // the last such j * s
+        const int64_t hi = std::clamp<int64_t>(last < 0 ? 0 : last / s + 1, lo, j0 + positions);
         for (int64_t j = j0; j < lo; ++j)
             positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
         if (hi > lo)
@@ -419,8 +415,8 @@ struct Pass {
             positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
     }
 
-    // Positions [j, j + count) of segment j0 read in place (float32 input; count > 1 only at
-    // stride 1), taps with a column outside the row left out (only ever for count == 1).
+    // Positions [j, j + count) of segment j0 read in place (float32 input), taps with a column
+    // outside the row left out (only ever for count == 1).
     template <int NB>
     void positions_direct(int64_t n0, int64_t i, int64_t j0, int64_t j, int64_t count, const WT* kernels, const float* bias, bool fetch) {
         const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, ow = a.out_w, W = a.in_w, H = a.in_h;
@@ -445,14 +441,21 @@ struct Pass {
         float* dst[NB];
         for (int b = 0; b < NB; ++b)
             dst[b] = static_cast<float*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j) * C;
-        body<NB>(nt, count * C, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+        if (s == 1)
+            body<NB>(nt, count * C, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+        else
+            body<NB, true>(nt, count * C, dst, bias ? bias + off : nullptr, H * W * C, fetch);
     }
 
     // dst[b][0, len) = clamp(bias + sum over the nt taps of tap_w * tap_x (+ b * img)) for the
-    // NB images; tap_s: int8 scales.
-    template <int NB>
+    // NB images; tap_s: int8 scales. kStrided: the input of consecutive positions lies stride * C
+    // floats apart (in place at stride > 1; C a multiple of kLanes, so a vector never straddles
+    // two positions), float q of (position, channel) at xoff(q); else contiguous like the kernels.
+    template <int NB, bool kStrided = false>
     void body(int nt, int64_t len, float* const* dst, const float* bias, int64_t img, bool fetch) {
         const Range range(a);
+        const int64_t C = a.c, sC = a.stride * a.c;
+        const auto xoff = [C, sC](int64_t q) { return kStrided ? q / C * sC + q % C : q; };
         constexpr int64_t kAhead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements
         constexpr int64_t kChunkBytes = TVX_CHUNK * int64_t(sizeof(WT));
         int64_t u = 0;
@@ -461,9 +464,13 @@ struct Pass {
             for (int b = 0; b < NB; ++b)
                 for (int64_t v = 0; v < kVectors; ++v)
                     acc[b][v] = bias ? load(bias + u + v * kLanes) : v16{};
+            const int64_t xu = xoff(u);
+            int64_t xo[kVectors];  // the chunk's vectors in the input, from xu
+            for (int64_t v = 0; v < kVectors; ++v)
+                xo[v] = xoff(u + v * kLanes) - xu;
             for (int t = 0; t < nt; ++t) {
                 const WT* wp = tap_w[t] + u;
-                const float* xp = tap_x[t] + u;
+                const float* xp = tap_x[t] + xu;
                 if (fetch)
                     for (int64_t o = 0; o < kChunkBytes; o += 64)
                         __builtin_prefetch(reinterpret_cast<const char*>(wp + kAhead) + o, 0, 3);
@@ -473,7 +480,7 @@ struct Pass {
                 for (int64_t v = 0; v < kVectors; ++v) {
                     const v16 w = kernel_vector(wp + v * kLanes, kInt8 ? tap_s[t] + u + v * kLanes : nullptr);
                     for (int b = 0; b < NB; ++b)
-                        acc[b][v] += w * load(xb[b] + v * kLanes);
+                        acc[b][v] += w * load(xb[b] + (kStrided ? xo[v] : v * kLanes));
                 }
             }
             for (int b = 0; b < NB; ++b)
@@ -487,7 +494,7 @@ struct Pass {
             for (int t = 0; t < nt; ++t) {
                 const v16 w = kernel_vector(tap_w[t] + u, kInt8 ? tap_s[t] + u : nullptr);
                 for (int b = 0; b < NB; ++b)
-                    acc[b] += w * load(tap_x[t] + b * img + u);
+                    acc[b] += w * load(tap_x[t] + b * img + xoff(u));
             }
             for (int b = 0; b < NB; ++b)
                 store_v(dst[b] + u, range(acc[b]));
@@ -501,9 +508,9 @@ struct Pass {
                 const float* __restrict xp = tap_x[t] + b * img;
                 for (int64_t q = u; q < len; ++q) {
                     if constexpr (kInt8)
-                        o[q] += static_cast<float>(wp[q]) * tap_s[t][q] * xp[q];
+                        o[q] += static_cast<float>(wp[q]) * tap_s[t][q] * xp[xoff(q)];
                     else
-                        o[q] += to_float(wp[q]) * xp[q];
+                        o[q] += to_float(wp[q]) * xp[xoff(q)];
                 }
             }
             for (int64_t q = u; q < len; ++q)
