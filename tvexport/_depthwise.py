@@ -142,14 +142,12 @@ def _dequantize_traced(plane: torch.Tensor, scale: torch.Tensor) -> torch.Tensor
     if scale.dtype != torch.float32:  # a float64 reference run: exact products, no special op
         return plane.to(scale.dtype) * scale[:, None, None]
     c, h, w = plane.shape
-    if c <= 8 and plane.permute(1, 2, 0).is_contiguous() and w > 1:
-        rows = plane.permute(1, 2, 0).reshape(h, w * c)
-        scale = scale.repeat(w)
-        zero = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
-        out = torch.ops.quantized_decomposed.dequantize_per_channel(rows, scale, zero, 1, -128, 127, torch.int8)
-        return out.reshape(h, w, c).permute(2, 0, 1)
+    rows = c <= 8 and plane.permute(1, 2, 0).is_contiguous() and w > 1
+    if rows:
+        plane, scale = plane.permute(1, 2, 0).reshape(h, w * c), scale.repeat(w)
     zero = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
-    return torch.ops.quantized_decomposed.dequantize_per_channel(plane, scale, zero, 0, -128, 127, torch.int8)
+    out = torch.ops.quantized_decomposed.dequantize_per_channel(plane, scale, zero, 1 if rows else 0, -128, 127, torch.int8)
+    return out.reshape(h, w, c).permute(2, 0, 1) if rows else out
 
 
 def tv_depthwise_unfold(

@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 Precision = Literal["float32", "float16_kernels", "int8_kernels", "float16"]
+# The precision of a network computing in float32 with TV kernels stored as the key dtype.
+KERNEL_PRECISION: dict[torch.dtype, Precision] = {torch.float32: "float32", torch.float16: "float16_kernels", torch.int8: "int8_kernels"}
 
 # The floor (``rtol``) of the rule by the precision of the candidate, from measurements on every
 # zoo network at reference size with three kinds of BatchNorm statistics
@@ -365,12 +367,21 @@ class Reference:
             self._float32_model = model
         return self._float32_model
 
+    def with_kernels(self, kernels: torch.dtype) -> Reference:
+        """This reference for a candidate storing its TV kernels as ``kernels``: the same float64
+        truth (shared, not rebuilt), a float32 original with its kernels rounded that way."""
+        if kernels == self.kernels:
+            return self
+        other = copy.copy(self)
+        other.kernels, other._float32_model = kernels, None
+        return other
+
     def precision(self, dtype: str = "float32") -> Precision:
         """The ``Tolerance.default`` precision of a candidate computing in ``dtype`` with the kernels
         this reference was built for."""
         if dtype == "float16":
             return "float16"
-        return {torch.float16: "float16_kernels", torch.int8: "int8_kernels"}.get(self.kernels, "float32")  # type: ignore[return-value]
+        return KERNEL_PRECISION.get(self.kernels, "float32")
 
     @property
     def truth_label(self) -> str:

@@ -24,7 +24,7 @@ from torch import nn
 
 from . import __version__
 from ._io import atomic_output, check_output_path
-from .accuracy import Comparison, GeneratedTVConv, Precision, Reference, Tolerance, compare_outputs, depthwise_by_definition_, random_inputs
+from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import (
     BAKED_FORMAT,
     Checkpoint,
@@ -60,8 +60,6 @@ if TYPE_CHECKING:
     from .resize import Interpolation, Resample
 
 FORMAT_VERSION = 1
-# storage dtype of the baked kernels -> the precision whose default tolerance applies
-STORAGE: dict[torch.dtype, Precision] = {torch.float32: "float32", torch.float16: "float16_kernels", torch.int8: "int8_kernels"}
 _FOLDABLE = (nn.Conv2d, nn.Linear, BakedTVConv)
 
 
@@ -143,7 +141,7 @@ class BakeResult:
     @property
     def kernel_bytes(self) -> tuple[int, int]:
         """(bytes the TV layers store: kernels, int8 scales, bias; the bytes of the same layers as float32)."""
-        layers = [layer_summary(m) for m in self.model.modules() if isinstance(m, BakedTVConv)]
+        layers = [t["kernels"] for t in self.tv_layers.values()]
         return sum(s["bytes"] for s in layers), sum(s["float32_bytes"] for s in layers)
 
 
@@ -361,7 +359,7 @@ def bake_model(
         raise TvexportError("resample and interpolation choose how to re-bake for another input size, which needs an input size", hint="add --input-size HxW")
     batch, seed = inputs
     dtype = _kernel_dtype(kernel_dtype, dtype)
-    tolerance = Tolerance.default(STORAGE[dtype], rtol=rtol, atol=atol)
+    tolerance = Tolerance.default(KERNEL_PRECISION[dtype], rtol=rtol, atol=atol)
     cfg = config_of(model)
     model = model.eval()
     bad = _nonfinite(model)
@@ -553,7 +551,7 @@ def bake_checkpoint(
     start = time.perf_counter()
     _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)  # before any work
     kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
-    Tolerance.default(STORAGE[kernels], rtol=rtol, atol=atol)
+    Tolerance.default(KERNEL_PRECISION[kernels], rtol=rtol, atol=atol)
     source = Path(source)
     out = Path(output) if output is not None else default_output(source)
     ckpt = read_checkpoint(source)

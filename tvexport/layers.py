@@ -192,11 +192,6 @@ class BakedTVConv(nn.Module):
             return None
         return "channel" if self.bias.shape[-2:] == (1, 1) and self.weight.shape[-2:] != (1, 1) else "map"
 
-    @property
-    def kernel_dtype(self) -> torch.dtype:
-        """How the kernels are stored: float32, float16 or int8 (then with ``scale``)."""
-        return self.weight.dtype
-
     def set_kernels(self, weight: torch.Tensor, bias: torch.Tensor | None, *, scale: torch.Tensor | None = None) -> None:
         """Replace the stored kernels (e.g. by compressed ones); ``scale`` iff ``weight`` is int8."""
         from ._depthwise import check_scale
@@ -207,12 +202,6 @@ class BakedTVConv(nn.Module):
         self.weight = weight
         self.bias = bias
         self.scale = None if scale is None else scale.reshape(weight.shape[0], weight.shape[1], 1, 1)
-
-    def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The kernels as ``dtype`` values (a full copy: for references and exporters, not for ``forward``)."""
-        if self.scale is None:
-            return self.weight.to(dtype)
-        return (self.weight.double() * self.scale.double()).to(dtype)
 
     @classmethod
     @torch.no_grad()

@@ -31,7 +31,7 @@ from torch import nn
 from .errors import TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
-from .quantize import compress_kernels, layer_summary
+from .quantize import compress_kernels, dequantize, layer_summary
 
 if TYPE_CHECKING:  # bake imports this module lazily, from bake_model
     from .bake import BakeResult
@@ -140,7 +140,7 @@ def _resample_kernels(trained: nn.Module, target: nn.Module, *, interpolation: I
         src = trained.get_submodule(name)
         assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind
         size = tuple(dst.weight.shape[-2:])
-        exact = resample_map(src.dequantized_weight(torch.float64), size, interpolation=interpolation)  # type: ignore[arg-type]
+        exact = resample_map(dequantize(src.weight, src.scale, dtype=torch.float64), size, interpolation=interpolation)  # type: ignore[arg-type]
         weight, scale = compress_kernels(exact, dst.weight.dtype, name=f"baked weight of {name}")
         bias = src.bias
         if bias is not None and src.bias_kind == "map":

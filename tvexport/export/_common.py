@@ -123,13 +123,10 @@ def with_kernel_dtype(
     its kernels rounded the same way, its truth keeps them exact). Kernels stored compressed are
     never converted again: that would round twice (or inflate the artefact for nothing).
     """
-    reference = reference if reference is not None else Reference(model)
     stored = {m.weight.dtype for m in model.modules() if isinstance(m, BakedTVConv)}
-    if kernel_dtype is None or not stored:
-        return model, reference
-    target = quantize_dtype(kernel_dtype)
-    if stored == {target}:
-        return model, reference
+    target = quantize_dtype(kernel_dtype) if kernel_dtype is not None and stored else None
+    if target is None or stored == {target}:
+        return model, reference if reference is not None else Reference(model)
     if stored != {torch.float32}:
         where = f"{source}: " if source is not None else ""
         have = ", ".join(sorted(kernel_dtype_name(d) for d in stored))
@@ -139,9 +136,7 @@ def with_kernel_dtype(
         )
     compressed = copy.deepcopy(model)
     compress_model(compressed, target)
-    if reference.kernels != target:
-        reference = Reference(reference.model, kernels=target)
-    return compressed, reference
+    return compressed, (reference if reference is not None else Reference(model)).with_kernels(target)
 
 
 def load_runner(backend: str, path: str | Path) -> Runner:
