@@ -9,8 +9,8 @@ onnxruntime and compressed kernels; per TV layer against its memory floor; a wid
 Per network and batch, back to back in one process, one interleaved case (rounds, order rotated,
 paired ratios) per TV variant and the DWConv network of its runtime, as `tvexport bench` does:
   ov-fused        plugin graph + tvexport extension (float32 kernels)
-  ov-fused-f16    the same graph with its tv_dwconv weights converted to float16 HERE (issue 14's
-  ov-fused-int8   exporter does not exist yet): int8 with one float32 scale per (channel, tap)
+  ov-fused-f16    the same graph with its tv_dwconv weights converted to float16 HERE
+  ov-fused-int8   (the contract of tvexport.quantize): int8 with one float32 scale per (channel, tap)
   ov-portable     the portable (standard-op) graph on OpenVINO
   ort-portable    the portable graph on onnxruntime
   ov-dw, ort-dw   the DWConv baseline network on each runtime
@@ -237,7 +237,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           f"{result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, {result['threads']} threads; "
           "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process; "
           "ratios are medians of per-round paired ratios "
-          "[p10-p90]. float16/int8 kernels were converted from the plugin graph by this script (issue 14's exporter comes later): "
+          "[p10-p90]. float16/int8 kernels were converted from the plugin graph by this script: "
           "int8 is symmetric with one float32 scale per (channel, tap); their error is max|out - torch| / max|torch|.", ""]
     md += ["| network | batch | ov-fused / ov-dw | f16 kernels | int8 kernels | ov-portable / ov-dw | ort-portable / ort-dw | ov-dw ms | ov-fused ms | ort-dw ms | err f32 | err f16 | err int8 | kernel, extension build |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -267,9 +267,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         sw = result["sweep"]
         md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
                "TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; per width one interleaved case "
-               "(TV, DW on both runtimes), medians; cells divide medians of different cases run back to back. Each round also runs "
-               "the two DW networks, which evict the TV kernels from the caches, so TV latencies here are higher than in the paired "
-               f"table above{_sweep_vs_paired(result)}. "
+               "(TV, DW on both runtimes), medians; cells divide medians of different cases run back to back. The sweep is its own "
+               "run (its command is listed above; it may be older than the paired rows) and divides by the faster DW runtime, so its "
+               f"ratios differ from the paired table's{_sweep_vs_paired(result)}. "
                "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "
                "tables are not reachable here, so no pair is marked.", "",
                "| TV \\ DW | " + " | ".join(f"x{_width(b)} ({sw['dw_best_s'][b] * 1e3:.3g} ms, {sw['dw_best_backend'][b]})" for b in WIDTHS) + " |",
