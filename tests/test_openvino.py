@@ -147,12 +147,15 @@ def test_layer_matches_float64_truth(case: Case, extension: Path) -> None:
     assert run_case(case, extension) < LAYER_RTOL
 
 
-@pytest.mark.parametrize("case", [Case(3, s, b, d, 5, channels=64, h=40, w=40) for s, b, d in
-                                  [(1, "channel", "float32"), (2, "map", "float32"), (1, "map", "float16"), (2, "channel", "int8")]],
-                         ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [Case(3, s, b, d, 5, channels=c, h=40, w=40) for s, b, d, c in
+                                  [(1, "channel", "float32", 64), (2, "map", "float32", 64), (1, "map", "float16", 64), (2, "channel", "int8", 64),
+                                   # input through the ring copy (C not whole vectors at stride 2; 4 KiB-multiple rows at stride 1)
+                                   (2, "map", "float32", 72), (1, "channel", "float32", 128)]],
+                         ids=lambda c: f"{c.id}-c{c.channels}")
 def test_wide_layer_tiles(case: Case, extension: Path) -> None:
     """A layer big enough for the kernel's tiling: several row blocks per thread, float32 rows
-    split into column tiles (their halo columns), 5 images = a full batch tile + a narrower one."""
+    split into column tiles (their halo columns: in place, or in the ring copy for C=72 and C=128),
+    5 images = a full batch tile + a narrower one."""
     assert run_case(case, extension) < LAYER_RTOL
 
 

@@ -12,15 +12,16 @@
 // and feeds TVX_BATCH_TILE multiply-adds, one per image. Batches that are not a multiple of the
 // tile end with a narrower tile of the remaining images (same code, fewer accumulators).
 //
-// Memory: a thread owns a range of output rows and walks it in blocks of rows whose stored
-// kernels fit in L2 (float16 and int8 kernels give blocks 2x and 4x taller); every image of the
-// batch is computed with a block before the next block is read, so the kernels come from memory
+// Memory: a thread owns a range of output rows and walks it in tiles (rows x positions, see
+// tile_of) whose stored kernels fit in L2 (float16 and int8 kernels give tiles 2x and 4x larger;
+// one image: whole rows, every kernel is used once); every image of the batch is computed with a
+// tile before the next tile is read, so the kernels come from memory
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. While
 // the first image tile of a block runs, each tap's kernel run is prefetched a fixed distance ahead
 // (the loop reads k*k runs at once, which hardware prefetchers track poorly), and the input rows
 // the next row or tile needs are prefetched a slice per segment.
 // Within a row, segments of up to kSegment floats of (position, channel). Input rows are
-// converted once per image and block into float32 buffers, zero-padded and split by phase
+// converted once per image and tile into float32 buffers, zero-padded and split by phase
 // (column mod stride), so that every tap is one contiguous run over (position, channel) of
 // kernels, input and output alike: the vector loops stay full however few channels a layer has,
 // and no bounds are checked inside them (see Pass). float32 inputs are read in place instead
@@ -50,7 +51,7 @@
 #    define TVX_BATCH_TILE 1  // images sharing each kernel load (accumulators: TILE x CHUNK floats)
 #endif
 #ifndef TVX_BLOCK_BYTES
-#    define TVX_BLOCK_BYTES (384 * 1024)  // stored kernel bytes of a row block (L2-resident)
+#    define TVX_BLOCK_BYTES (384 * 1024)  // stored kernel bytes of a tile (L2-resident)
 #endif
 #ifndef TVX_PREFETCH_BYTES
 #    define TVX_PREFETCH_BYTES 1024  // how far ahead each tap's kernel run is prefetched
@@ -213,13 +214,6 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
         for (int64_t u = 0; u < n; ++u)
             y[u] = from_float(acc[u]);
     }
-}
-
-// Software prefetch of bytes [offset, offset + n) of a region, one line at a time.
-inline void prefetch(const void* base, int64_t offset, int64_t n) {
-    const char* p = static_cast<const char*>(base);
-    for (int64_t o = offset; o < offset + n; o += 64)
-        __builtin_prefetch(p + o, 0, 3);
 }
 
 // A thread's buffers, kept across calls: the pool's threads persist, so a warm call allocates

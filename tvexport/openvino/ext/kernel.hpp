@@ -53,10 +53,6 @@ constexpr int64_t segment_floats(int64_t c) {
     return segment_positions(c) * c;
 }
 
-inline int64_t element_bytes(DType t) {
-    return t == DType::f32 ? 4 : t == DType::f16 ? 2 : 1;
-}
-
 // Computes output rows [row_begin, row_end) of every image.
 using KernelFn = void (*)(const KernelArgs&, int64_t row_begin, int64_t row_end);
 

@@ -6,8 +6,9 @@
 //   float32 is the 4th input: w_real = weight * scale); output dtype = x dtype.
 //
 // The ONNX frontend converts each node into
-//   Transpose(x -> NHWC) -> TVDWConvNHWC(x, weight (h, k*k, w, C), bias, scale (k*k, C)) -> Transpose(-> NCHW)
-// The Transposes of the constant weights, bias and scale are constant-folded when the model is
+//   Transpose(x -> NHWC) -> TVDWConvNHWC(x, weight (h, k*k, w, C), bias, scale) -> Transpose(-> NCHW)
+// with bias (h, w, C) or per channel (1, P, C) and scale (k*k, P*C) (see TVDWConvNHWC below).
+// The Transposes, Reshapes and Tiles of the constant weights, bias and scale are constant-folded when the model is
 // compiled; those of the activations meet the CPU plugin's own channels-last layout, where they
 // cost a cheap reorder instead of the two generic reorders an NCHW custom op gets.
 // TVDWConvNHWC runs as a CPU-plugin reference node: evaluate() splits the output rows over
