@@ -61,14 +61,9 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# BatchNorm statistics of the random networks (as benchmarks/bake_report.py): calibrated (as
-# training leaves them), random, measured as is (the noisiest float32 networks)
-BN_STATS: dict[str, dict[str, bool]] = {"calibrated": {}, "random": {"calibrate": False}, "measured": {"conditioned": False}}
-
-
 def random_model(arch: str, *, atom: str = "tvconv", bn: str = "calibrated") -> nn.Module:
     torch.manual_seed(0)
-    return randomize_(tvexport.create_model(arch, atom=atom), seed=0, **BN_STATS[bn])  # type: ignore[arg-type]
+    return randomize_(tvexport.create_model(arch, atom=atom), seed=0, **_common.BN_STATS[bn])  # type: ignore[arg-type]
 
 
 def floor_needed(report: Any) -> dict[str, float]:
