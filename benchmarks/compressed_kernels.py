@@ -172,14 +172,14 @@ def accuracy_demo(*, tmp: Path) -> dict[str, Any]:
         assert result.report is not None
         emb = train_demo.embed(result.model, x)
         cmin, cmean = _cosines(emb, truth)
-        accuracy = train_demo.evaluate(result.model, weight, x, torch.as_tensor(labels))
+        accuracy = train_demo.accuracy(emb, weight, torch.as_tensor(labels))
         rows[dtype] = {
             "ok": result.report.ok, "accuracy": accuracy, "correct": round(accuracy * len(labels)), "n": len(labels),
             "max_rel": float((emb.double() - truth).abs().max() / truth.abs().max()), "cosine_min": cmin, "cosine_mean": cmean,
             "sizes": file_sizes(result, tmp, f"demo_{dtype}"),
         }
         log(f"  demo {dtype}: accuracy {accuracy:.4f}, cosine min {cmin:.6f}")
-    truth_accuracy = float((train_demo.class_cosine(truth.float(), weight).argmax(1) == torch.as_tensor(labels)).float().mean())
+    truth_accuracy = train_demo.accuracy(truth.float(), weight, torch.as_tensor(labels))
     return {"checkpoint": checkpoint.name, "truth_accuracy": truth_accuracy, "kernels": rows}
 
 
