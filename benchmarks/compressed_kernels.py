@@ -26,7 +26,6 @@ import copy
 import datetime
 import json
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ import tvexport
 from tvexport.bake import random_inputs
 from tvexport.layers import BakedTVConv
 from tvexport.profile.machine import load_average, machine_info, versions
+from tvexport.profile.stats import paired_ratio
 from tvexport.quantize import compress_model, stored_bytes
 from tvexport.testing import randomize_
 
@@ -232,17 +232,13 @@ def time_packages(arch: str, cache: Path, batches: tuple[int, ...], *, threads: 
         dw = timings["dw_float32"].samples_us
         row: dict[str, Any] = {v: timings[v].to_dict() for v in VARIANTS}
         for v in VARIANTS[:3]:
-            ratios = sorted(a / b for a, b in zip(timings[v].samples_us, dw))
-            row[f"{v}/dw"] = {"median": statistics.median(ratios), "p10": _pct(ratios, 10), "p90": _pct(ratios, 90), "of_min": timings[v].min / timings["dw_float32"].min}
+            ratio = paired_ratio(timings[v].samples_us, dw, names=(v, "dw_float32")).to_dict()
+            row[f"{v}/dw"] = ratio | {"of_min": timings[v].min / timings["dw_float32"].min}
         out[f"b{batch}"] = row
         log(f"  {arch} batch {batch}: " + ", ".join(f"{v} {row[v]['p50_us'] / 1e3:.2f} ms" for v in VARIANTS)
             + " | TV/DW " + ", ".join(f"{v[3:]} {row[f'{v}/dw']['median']:.2f}" for v in VARIANTS[:3]))
         del runners
     return out
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(round(q / 100 * (len(sorted_values) - 1))))]
 
 
 # --------------------------------------------------------------------------------------------
