@@ -18,6 +18,11 @@ from tvexport.profile.machine import load_average
 RESULTS = Path(__file__).resolve().parent / "results"
 ARCHS = ["face_mobilenetv2_x0_1", "face_mobilenetv2_x1_0", "face_shufflenetv2_x1_0", "deeplabv3plus_mobilenetv2"]
 
+# BatchNorm statistics of random networks (tvexport.testing.randomize_ keywords): measured on random
+# inputs and kept well conditioned (as training leaves them), random, or measured as is (BN outputs
+# small relative to their inputs: the noisiest float32 networks)
+BN_STATS: dict[str, dict[str, bool]] = {"calibrated": {}, "random": {"calibrate": False}, "measured": {"conditioned": False}}
+
 
 def parser(description: str, *, render: bool = False) -> argparse.ArgumentParser:
     """The options every benchmark script shares; ``render`` adds ``--render JSON``."""

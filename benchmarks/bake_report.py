@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 import tvexport
-from _common import RESULTS, command_line
+from _common import BN_STATS, RESULTS, command_line
 from tvexport.bake import bake_model, save_baked
 from tvexport.profile.machine import load_average, machine_info, versions
 from tvexport.summary import inspect_checkpoint
@@ -45,12 +45,6 @@ def _errors(report: Any) -> dict[str, Any]:
         "network": row(report.network),
         "layers": {c.name: {**row(c), "float64_bake_max_rel": report.float64_bake[c.name]} for c in report.layers},
     }
-
-
-# BatchNorm statistics (tvexport.testing.randomize_): measured on random inputs and kept well
-# conditioned (as training leaves them), random, or measured as is (BN outputs small relative to
-# their inputs: the noisiest float32 networks)
-BN_STATS: dict[str, dict[str, bool]] = {"calibrated": {}, "random": {"calibrate": False}, "measured": {"conditioned": False}}
 
 
 def measure(name: str, *, repeats: int, tmp: Path, bn: str) -> dict[str, Any]:

@@ -26,7 +26,6 @@ import copy
 import datetime
 import json
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ import tvexport
 from tvexport.bake import random_inputs
 from tvexport.layers import BakedTVConv
 from tvexport.profile.machine import load_average, machine_info, versions
+from tvexport.profile.stats import paired_ratio
 from tvexport.quantize import compress_model, stored_bytes
 from tvexport.testing import randomize_
 
@@ -61,14 +61,9 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# BatchNorm statistics of the random networks (as benchmarks/bake_report.py): calibrated (as
-# training leaves them), random, measured as is (the noisiest float32 networks)
-BN_STATS: dict[str, dict[str, bool]] = {"calibrated": {}, "random": {"calibrate": False}, "measured": {"conditioned": False}}
-
-
 def random_model(arch: str, *, atom: str = "tvconv", bn: str = "calibrated") -> nn.Module:
     torch.manual_seed(0)
-    return randomize_(tvexport.create_model(arch, atom=atom), seed=0, **BN_STATS[bn])  # type: ignore[arg-type]
+    return randomize_(tvexport.create_model(arch, atom=atom), seed=0, **_common.BN_STATS[bn])  # type: ignore[arg-type]
 
 
 def floor_needed(report: Any) -> dict[str, float]:
@@ -147,12 +142,13 @@ def accuracy_network(arch: str, *, batch: int, tmp: Path) -> dict[str, Any]:
             "seconds": time.perf_counter() - t0,
         }
         log(f"  {arch} {dtype}: max rel {rows[dtype]['max_rel']:.2e}, cosine min {cmin:.6f}, sizes {rows[dtype]['sizes']}")
+        if dtype == "float32":
+            base = result.model.double()  # the float32 bake, for the granularity study
     bn_variants = {}
     for bn in ("random", "measured"):  # the floor of the int8 rule, on badly conditioned networks too
         other = random_model(arch, bn=bn)
         bn_variants[bn] = {dtype: floor_needed(tvexport.bake(other, kernel_dtype=dtype).report) for dtype in ("float16", "int8")}
         log(f"  {arch} BN {bn}: {bn_variants[bn]}")
-    base = tvexport.bake(model, verify=False).model.double()
     study = {}
     for label, dims in GRANULARITY.items():
         with torch.no_grad():
@@ -177,14 +173,14 @@ def accuracy_demo(*, tmp: Path) -> dict[str, Any]:
         assert result.report is not None
         emb = train_demo.embed(result.model, x)
         cmin, cmean = _cosines(emb, truth)
-        accuracy = train_demo.evaluate(result.model, weight, x, torch.as_tensor(labels))
+        accuracy = train_demo.accuracy(emb, weight, torch.as_tensor(labels))
         rows[dtype] = {
             "ok": result.report.ok, "accuracy": accuracy, "correct": round(accuracy * len(labels)), "n": len(labels),
             "max_rel": float((emb.double() - truth).abs().max() / truth.abs().max()), "cosine_min": cmin, "cosine_mean": cmean,
             "sizes": file_sizes(result, tmp, f"demo_{dtype}"),
         }
         log(f"  demo {dtype}: accuracy {accuracy:.4f}, cosine min {cmin:.6f}")
-    truth_accuracy = float((train_demo.class_cosine(truth.float(), weight).argmax(1) == torch.as_tensor(labels)).float().mean())
+    truth_accuracy = train_demo.accuracy(truth.float(), weight, torch.as_tensor(labels))
     return {"checkpoint": checkpoint.name, "truth_accuracy": truth_accuracy, "kernels": rows}
 
 
@@ -236,17 +232,13 @@ def time_packages(arch: str, cache: Path, batches: tuple[int, ...], *, threads: 
         dw = timings["dw_float32"].samples_us
         row: dict[str, Any] = {v: timings[v].to_dict() for v in VARIANTS}
         for v in VARIANTS[:3]:
-            ratios = sorted(a / b for a, b in zip(timings[v].samples_us, dw))
-            row[f"{v}/dw"] = {"median": statistics.median(ratios), "p10": _pct(ratios, 10), "p90": _pct(ratios, 90), "of_min": timings[v].min / timings["dw_float32"].min}
+            ratio = paired_ratio(timings[v].samples_us, dw, names=(v, "dw_float32")).to_dict()
+            row[f"{v}/dw"] = ratio | {"of_min": timings[v].min / timings["dw_float32"].min}
         out[f"b{batch}"] = row
         log(f"  {arch} batch {batch}: " + ", ".join(f"{v} {row[v]['p50_us'] / 1e3:.2f} ms" for v in VARIANTS)
             + " | TV/DW " + ", ".join(f"{v[3:]} {row[f'{v}/dw']['median']:.2f}" for v in VARIANTS[:3]))
         del runners
     return out
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(round(q / 100 * (len(sorted_values) - 1))))]
 
 
 # --------------------------------------------------------------------------------------------

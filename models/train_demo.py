@@ -9,8 +9,8 @@ The file is saved in the PyTorch Lightning 1.4.6 ``.ckpt`` layout the reference 
 
     python models/train_demo.py            # writes models/demo_face_mobilenetv2_x0_1.ckpt (+ .json)
 
-``digits_split``, ``to_input``, ``head_weight`` and ``evaluate`` are also how other scripts
-(benchmarks/resize_accuracy.py) measure the demo's accuracy.
+``digits_split``, ``to_input``, ``head_weight``, ``embed``, ``accuracy`` and ``evaluate`` are also how
+other scripts (benchmarks/resize_accuracy.py, benchmarks/compressed_kernels.py) measure the demo's accuracy.
 """
 
 from __future__ import annotations
@@ -154,11 +154,16 @@ def embed(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model(x[i : i + 256]) for i in range(0, len(x), 256)])
 
 
+def accuracy(feats: torch.Tensor, weight: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of embeddings ``feats`` whose nearest class by cosine to the head's class weights is ``y``."""
+    pred = class_cosine(feats, weight.detach()).argmax(1)
+    return float((pred == torch.as_tensor(y)).float().mean())
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, weight: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy: the nearest class by cosine to the head's class weights."""
-    pred = class_cosine(embed(model, x), weight.detach()).argmax(1)
-    return float((pred == torch.as_tensor(y)).float().mean())
+    """Accuracy of ``model`` on ``x`` (``accuracy`` of its embeddings)."""
+    return accuracy(embed(model, x), weight, y)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,40 @@ def test_output_dash_is_refused_before_any_work(cli, tmp_path: Path, face_ckpt: 
     assert not (tmp_path / "-").exists() and not (tmp_path / "-.json").exists()
 
 
+@pytest.mark.parametrize("command", [
+    ["inspect", "-"],
+    ["bake", "-", "-o", "out.baked.pt"],
+    ["export", "-", "-o", "out.onnx"],
+    ["validate", "-", "--against", "face.ckpt"],
+    ["validate", "out.onnx", "--against", "-"],
+    ["validate", "out.onnx", "--against", "face.ckpt", "--input", "-"],
+    ["bench", "-"],
+    ["bench", "face.ckpt", "--baseline", "-"],
+    ["build", "-", "-o", "out.engine"],
+], ids=lambda c: " ".join(c))
+def test_input_dash_is_refused_before_any_work(cli, tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """Before: an input '-' was read as a file named '-' (here a valid checkpoint: `inspect -` showed it) or reported
+    missing; stdin is not read anywhere, so '-' is refused like `-o -`, in one line."""
+    import tvexport.profile.subject as subject
+    import tvexport.trt.build as trt_build
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the input - was refused")
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_bytes(face_ckpt.read_bytes())
+    monkeypatch.setattr(importlib.import_module("tvexport.bake"), "bake_model", no_work)
+    monkeypatch.setattr(subject, "_load_tv", no_work)
+    monkeypatch.setattr(trt_build, "require_tensorrt", lambda what: object())  # as if TensorRT were installed
+    monkeypatch.setattr(trt_build, "require_cuda", no_work)
+    files = sorted(tmp_path.iterdir())
+    r = cli(*command)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("error: ") and lines[0].endswith(" -: reading from stdin is not supported; give a path instead of -"), lines[0]
+    assert sorted(tmp_path.iterdir()) == files
+
+
 def test_bake_options(cli, tmp_path: Path, face_ckpt: Path) -> None:
     out = tmp_path / "half.pt"
     r = cli("bake", face_ckpt, "-o", out, "--dtype", "float16", "--no-fold-bn", "--json")

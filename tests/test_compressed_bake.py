@@ -252,6 +252,36 @@ def test_export_compresses_float32_kernels_and_refuses_to_round_twice(cli, baked
     assert not (tmp_path / "b.onnx").exists()
 
 
+def test_export_without_validation_builds_no_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: ``export_onnx``/``export_aoti`` with ``kernel_dtype`` and ``validate=False`` built a
+    ``Reference`` (float64 copies of the network) they never used. With validation, the reference
+    is still the float32 model's, made for the compressed kernels (its int8 tolerance)."""
+    from tvexport.export import aoti
+    from tvexport.export.onnx import export_onnx
+
+    baked = bake(tiny_tvnet(k=3, stride=2, bias=True), verify=False).model
+    checked = export_onnx(baked, tmp_path / "v.onnx", tv_op="plugin", batch=2, simplify=False, kernel_dtype="int8")
+    assert checked.ok and checked.info["kernel_dtype"] == "int8"
+    assert {c.tolerance.rtol for c in checked.comparisons} == {Tolerance.default("int8_kernels").rtol}
+
+    def no_reference(self: Reference, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a Reference was built for an export without validation")
+
+    monkeypatch.setattr(Reference, "__init__", no_reference)
+    result = export_onnx(baked, tmp_path / "n.onnx", tv_op="plugin", batch=2, simplify=False, kernel_dtype="int8", validate=False)
+    assert result.comparisons == [] and result.info["kernel_dtype"] == "int8"
+
+    class Compiling(Exception):
+        pass
+
+    def stop(*args: object, **kwargs: object) -> None:  # AOTInductor: stop where the (minute-long) compile would start
+        raise Compiling
+
+    monkeypatch.setattr(aoti, "_export_program", stop)
+    with pytest.raises(Compiling):
+        aoti.export_aoti(baked, tmp_path / "n.pt2", kernel_dtype="int8", validate=False)
+
+
 def test_export_checkpoint_with_kernel_dtype(cli, baked_files: dict[str, Path], tmp_path: Path) -> None:
     """A checkpoint is baked straight to int8 (from float64) and checked against its unbaked float64 truth."""
     r = cli("export", baked_files["ckpt"], "-o", tmp_path / "c.onnx", "--kernel-dtype", "int8", "--tv-op", "plugin", "--json")

@@ -18,6 +18,13 @@ def refuse_stdout(path: str | Path, *, what: str = "a binary file") -> None:
         raise TvexportError(f"-o -: the output is {what}, which cannot go to stdout", hint="give a path instead of -")
 
 
+def refuse_stdin(path: str | Path | None, *, what: str) -> None:
+    """Refuse ``-`` (stdin by convention) where an input file is read (``what``: which one): without
+    this check a file named ``-`` would be read, or reported missing. None (no such input) passes."""
+    if path is not None and str(path) == "-":
+        raise TvexportError(f"{what} -: reading from stdin is not supported", hint="give a path instead of -")
+
+
 def check_output_path(path: Path, *, force: bool, source: Path | None = None) -> Path:
     """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``)."""
     refuse_stdout(path)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ._io import refuse_stdin
 from .artifacts import identify
 from .errors import TvexportError
 from .models.registry import ArchConfig, _first_tv_prefix, _tv_settings, create_model, detect_arch, resolve_arch
@@ -89,6 +90,7 @@ class Checkpoint:
 
 
 def _check_file(path: Path) -> None:
+    refuse_stdin(path, what="checkpoint")
     if not path.exists():
         raise TvexportError(f"{path}: no such file", hint="check the path")
     if path.is_dir():

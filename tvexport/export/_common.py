@@ -7,7 +7,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ __all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "
 
 Runner = Callable[[np.ndarray], np.ndarray]
 """A loaded artefact: NCHW float32 input -> output array."""
+
+_MaybeReference = TypeVar("_MaybeReference", Reference, None)
 
 # backend name -> "module:function" returning a Runner for an artefact path. Imported lazily so
 # that ``import tvexport`` never pulls onnxruntime, torch._inductor or tensorrt.
@@ -94,7 +96,7 @@ def load_source(
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
         model = model_from_baked(ckpt, arch=arch)
-        return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, source=ckpt.path))
+        return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, reference=Reference(model), source=ckpt.path))
     refuse_nonfinite(ckpt)
     cfg: ArchConfig = arch_config_for(ckpt, arch)
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
@@ -113,11 +115,12 @@ def with_kernel_dtype(
     model: nn.Module,
     kernel_dtype: KernelDType | torch.dtype | None,
     *,
-    reference: Reference | None = None,
+    reference: _MaybeReference,
     source: str | Path | None = None,
-) -> tuple[nn.Module, Reference]:
+) -> tuple[nn.Module, _MaybeReference]:
     """``model`` with its TV kernels stored as ``kernel_dtype`` (None: as stored), and the
-    ``Reference`` to check an artefact of it against (``reference``, rebuilt for those kernels).
+    ``Reference`` to check an artefact of it against: ``reference`` (of ``model``) made for those
+    kernels, or None if None was given (an export without validation builds no reference).
 
     float32 kernels are compressed in a copy (rounded once; the reference's float32 original holds
     its kernels rounded the same way, its truth keeps them exact). Kernels stored compressed are
@@ -126,7 +129,7 @@ def with_kernel_dtype(
     stored = {m.weight.dtype for m in model.modules() if isinstance(m, BakedTVConv)}
     target = quantize_dtype(kernel_dtype) if kernel_dtype is not None and stored else None
     if target is None or stored == {target}:
-        return model, reference if reference is not None else Reference(model)
+        return model, reference
     if stored != {torch.float32}:
         where = f"{source}: " if source is not None else ""
         have = ", ".join(sorted(kernel_dtype_name(d) for d in stored))
@@ -136,7 +139,7 @@ def with_kernel_dtype(
         )
     compressed = copy.deepcopy(model)
     compress_model(compressed, target)
-    return compressed, (reference if reference is not None else Reference(model)).with_kernels(target)
+    return compressed, None if reference is None else reference.with_kernels(target)
 
 
 def load_runner(backend: str, path: str | Path) -> Runner:

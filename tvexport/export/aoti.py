@@ -159,10 +159,10 @@ def export_aoti(
     check_options(device=device)
     dev = torch.device(device)
     cfg = config_of(model)
+    if validate and reference is None:
+        reference = Reference(model)  # of the model as given: with_kernel_dtype makes it one for compressed kernels
     if kernel_dtype is not None:
         model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
-    if validate and reference is None:
-        reference = Reference(model)
     tolerance = Tolerance.default(reference.precision() if reference is not None else "float32", rtol=rtol, atol=atol)
 
     model = cast_model_(copy.deepcopy(model), torch.float32, device=dev).eval()  # compressed TV kernels stay compressed

@@ -628,10 +628,10 @@ def export_onnx(
 
     start = time.perf_counter()
     output = check_output_path(Path(output), force=force)
+    if validate and reference is None:
+        reference = Reference(model)  # of the model as given: with_kernel_dtype makes it one for compressed kernels
     if kernel_dtype is not None:
         model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
-    if validate and reference is None:
-        reference = Reference(model)
     tolerance = Tolerance.default(reference.precision(dtype) if reference is not None else "float32", rtol=rtol, atol=atol)
     cfg = config_of(model)
     raw = onnx_graph(model, tv_op=tv_op, opset=opset, batch=batch, dynamic_batch=dynamic_batch, dtype=dtype, fp16_io=fp16_io, decomposition=decomposition)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import refuse_stdin
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..checkpoint import arch_config_for, describe_file, read_checkpoint
@@ -207,6 +208,8 @@ def validate_artifact(
     on mismatch: check ``.ok``.
     """
     start = time.perf_counter()
+    for what, path in (("MODEL", artifact), ("--against", against), ("--input", input_path)):
+        refuse_stdin(path, what=what)
     artifact, against = Path(artifact), Path(against)
     if input_path is not None and batch is not None:
         raise TvexportError("--batch sizes the random input; with --input the file gives the batch", hint="drop --batch")

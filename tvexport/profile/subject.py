@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import refuse_stdin
 from ..bake import bake_model, check_bake, load_checkpoint, model_from_baked
 from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError
@@ -150,6 +151,8 @@ def load_subject(
     re-baked for another): TVConv only runs there; an architecture name is built at that size.
     Baselines are built at the network's size.
     """
+    refuse_stdin(src, what="SRC")
+    refuse_stdin(baseline, what="--baseline")
     tv, source = _load_tv(src, arch=arch, seed=seed, input_size=input_size)
     cfg = tv.config
     if input_size is not None and tuple(input_size) != tuple(cfg.input_size):

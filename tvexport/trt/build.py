@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_output, check_output_path
+from .._io import atomic_output, check_output_path, refuse_stdin
 from ..errors import TvexportError
 from ._env import Logger, load_plugin, require_cuda, require_tensorrt
 from ._spec import (
@@ -87,6 +87,7 @@ def build_engine(
     """Parse ``onnx_path`` (tv_dwconv nodes become the AOT Triton plugin), build for the current
     GPU with a dynamic-batch profile, and write the engine and its JSON sidecar atomically."""
     trt = require_tensorrt(WHAT)  # before anything else: without TensorRT nothing is read or written
+    refuse_stdin(onnx_path, what="ONNX model")
     onnx_path = Path(onnx_path)
     out = Path(output) if output is not None else default_engine_path(onnx_path)
     side = sidecar_path(out)
