@@ -108,8 +108,8 @@ def export_checkpoint(
     ones those of ``export_aoti`` (``max_batch`` default 64, only with ``dynamic_batch``; ``progress``
     is told each phase). Options of the other format or that contradict each other raise
     ``TvexportError`` (naming them as the CLI does) before any work. A failed validation raises
-    ``ValidationMismatch`` (its ``truth``/``baseline`` name the reference) and writes nothing; the
-    result's ``truth``/``baseline`` name the reference too.
+    ``ValidationMismatch`` and writes nothing; its ``truth``/``baseline``, as the result's, label the
+    reference.
     """
     from ._common import load_source  # looked up at call time (tests stand in for it)
     from .validate import ValidationMismatch
