@@ -3,6 +3,7 @@
 Public API (everything else is internal)::
 
     tvexport.bake_checkpoint("model.ckpt")                    # `tvexport bake`: -> model.baked.pt, verified
+    tvexport.export_checkpoint("model.ckpt")                  # `tvexport export`: -> model.onnx (or format="aoti"), validated
     model = tvexport.load_checkpoint("model.ckpt")          # any checkpoint (baked too) -> nn.Module
     result = tvexport.bake(model)                             # generators -> constant kernels, verified
     small = tvexport.bake(model, kernel_dtype="int8")         # kernels stored int8 + per-(channel, tap) scales
@@ -32,6 +33,7 @@ from .bake import bake_model as bake  # noqa: E402
 from .checkpoint import Checkpoint, read_checkpoint  # noqa: E402
 from .compile import CompiledModel, compile_model  # noqa: E402
 from .errors import MismatchError, MissingDependencyError, TvexportError  # noqa: E402
+from .export import ExportResult, export_checkpoint  # noqa: E402  (onnx, onnxruntime, Inductor imported only when used)
 from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold  # noqa: E402
 from .models import ArchConfig, TVSettings, create_model, list_models  # noqa: E402
 
@@ -45,6 +47,7 @@ __all__ = [
     "Checkpoint",
     "Comparison",
     "CompiledModel",
+    "ExportResult",
     "MismatchError",
     "MissingDependencyError",
     "Reference",
@@ -59,6 +62,7 @@ __all__ = [
     "check_bake",
     "compile_model",
     "create_model",
+    "export_checkpoint",
     "fold_batchnorms",
     "list_models",
     "load_baked",

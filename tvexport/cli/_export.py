@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import MismatchError, TvexportError
 from . import app
 from ._console import comparison_table, console, err_console
 from ._options import Arch, Atol, DType, DTypeOpt, Force, Json, KernelDTypeOpt, Output, Rtol, Source
@@ -38,12 +37,6 @@ def _title(what: str, truth: str, comparisons: list[Any]) -> str:
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
-
-
-def _reject(format: str, **given: bool) -> None:
-    bad = [name for name, is_set in given.items() if is_set]
-    if bad:
-        raise TvexportError(f"{', '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to --format {format}")
 
 
 @app.command("export")
@@ -75,65 +68,38 @@ def export_cmd(
     Writes <stem>.onnx (or .pt2) beside the input unless -o is given. Input 'input' (N,3,H,W)
     float32; output 'embedding' (N,512) for face networks, 'logits' (N,C,H,W) for DeepLabV3+.
     """
-    from .._io import check_output_path
-    from ..export._common import load_source
-    from ..export._dispatch import check_options, default_output, export_model
+    from ..export import export_checkpoint
+    from ..export.validate import ValidationMismatch
 
     fmt = format.value
-    out = output if output is not None else default_output(source, fmt)
-    check_output_path(out, force=force, source=source)
-    if dynamic_batch and batch != 1:
-        raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
-    if not validate and (rtol is not None or atol is not None):
-        raise TvexportError("--rtol/--atol do not apply with --no-validate", hint="drop one of them")
-    if fmt == "onnx":
-        _reject(fmt, **{"--device": device != Device.cpu, "--max-batch": max_batch is not None})
-        if fp16_io and dtype != DType.float16:
-            raise TvexportError("--fp16-io needs --dtype float16")
-        if decomposition is not None and tv_op == TVOpChoice.plugin:
-            raise TvexportError("--decomposition applies to --tv-op portable only", hint="a plugin node is one tv_dwconv op, not a decomposition")
-        options: dict[str, Any] = {
-            "tv_op": tv_op.value, "opset": opset if opset is not None else 18, "batch": batch, "dynamic_batch": dynamic_batch,
-            "dtype": dtype.value, "fp16_io": fp16_io, "simplify": not no_simplify, "external_data": external_data or None,
-            "decomposition": decomposition,
-        }
-        check_options(fmt, tv_op=options["tv_op"], opset=options["opset"], batch=batch, dtype=options["dtype"], decomposition=decomposition)
-    else:
-        _reject(fmt, **{
-            "--tv-op plugin": tv_op != TVOpChoice.portable, "--opset": opset is not None, "--dtype float16": dtype != DType.float32,
-            "--fp16-io": fp16_io, "--no-simplify": no_simplify, "--external-data": external_data, "--decomposition": decomposition is not None,
-        })
-        if max_batch is not None and not dynamic_batch:
-            raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
-        options = {"device": device.value, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch if max_batch is not None else 64}
-        check_options(fmt, device=device.value)
-    # a checkpoint is baked (and verified) with the same floors, its kernels stored as --kernel-dtype
-    src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype.value if kernel_dtype else None)
-    ref = src.reference
     try:
         with err_console.status(f"exporting {source.name} to {fmt}...") as status:
-            if fmt == "aoti":  # a minute of compiling: say which phase it is in
-                options["progress"] = lambda phase: status.update(f"{source.name} to {fmt}: {phase}...")
-            result = export_model(src.model, out, format=fmt, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
-    except MismatchError as err:
-        comparisons = getattr(err, "comparisons", None)
-        if comparisons:
+            result = export_checkpoint(
+                source, output, format=fmt, arch=arch, kernel_dtype=kernel_dtype.value if kernel_dtype else None, validate=validate,
+                rtol=rtol, atol=atol, force=force, batch=batch, dynamic_batch=dynamic_batch, tv_op=tv_op.value, opset=opset,
+                dtype=dtype.value, fp16_io=fp16_io, simplify=not no_simplify, external_data=external_data or None,
+                decomposition=decomposition, device=device.value, max_batch=max_batch,
+                # an AOTInductor export compiles for a minute: say which phase it is in
+                progress=(lambda phase: status.update(f"{source.name} to {fmt}: {phase}...")) if fmt == "aoti" else None,
+            )
+    except ValidationMismatch as err:
+        if err.comparisons:
             if as_json:
-                typer.echo(json.dumps({"ok": False, "output": None, "truth": ref.truth_label, "baseline": ref.baseline_label,
-                                       "comparisons": [c.to_dict() for c in comparisons]}, indent=2))
+                typer.echo(json.dumps({"ok": False, "output": None, "truth": err.truth, "baseline": err.baseline,
+                                       "comparisons": [c.to_dict() for c in err.comparisons]}, indent=2))
             else:
-                console.print(comparison_table(comparisons, _title(f"{fmt} validation failed:", ref.truth_label, comparisons), baseline=ref.baseline_label))
+                console.print(comparison_table(err.comparisons, _title(f"{fmt} validation failed:", err.truth, err.comparisons), baseline=err.baseline))
         raise
     if as_json:
         typer.echo(json.dumps({
             "ok": result.ok, "output": str(result.path), "format": result.format, "arch": result.arch,
             "extra_files": [str(p) for p in result.extra_files], "seconds": result.seconds, "info": result.info,
-            "truth": ref.truth_label, "baseline": ref.baseline_label, "comparisons": [c.to_dict() for c in result.comparisons],
+            "truth": result.truth, "baseline": result.baseline, "comparisons": [c.to_dict() for c in result.comparisons],
         }, indent=2, default=str))
         return
     if result.comparisons:
         inputs = f"{'batch ' + str(batch) if not dynamic_batch else 'dynamic batch'}, seed 0"
-        console.print(comparison_table(result.comparisons, _title(f"{fmt} ({inputs})", ref.truth_label, result.comparisons), baseline=ref.baseline_label))
+        console.print(comparison_table(result.comparisons, _title(f"{fmt} ({inputs})", result.truth, result.comparisons), baseline=result.baseline))
     info = result.info
     size = info.get("file_bytes") or sum(p.stat().st_size for p in [result.path, *result.extra_files])
     details = [result.arch, _mb(size)] + ([f"TV kernels {info['kernel_dtype']}"] if info.get("kernel_dtype") else [])

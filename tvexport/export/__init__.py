@@ -2,6 +2,6 @@
 validation of an artefact against the float64 truth of the checkpoint or baked file it came from."""
 
 from ._common import BACKENDS, Comparison, ExportResult, ExportSource, compare_outputs, load_runner, load_source
-from ._dispatch import export_model
+from ._dispatch import export_checkpoint, export_model
 
-__all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "compare_outputs", "export_model", "load_runner", "load_source"]
+__all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "compare_outputs", "export_checkpoint", "export_model", "load_runner", "load_source"]

@@ -42,7 +42,8 @@ BACKENDS: dict[str, str] = {
 
 @dataclasses.dataclass
 class ExportResult:
-    """What an exporter wrote and how it validated."""
+    """What an exporter wrote and how it validated; ``truth``/``baseline`` are the labels of the
+    ``Reference`` it is checked against (``export_checkpoint`` sets them)."""
 
     path: Path
     format: str  # "onnx" | "aoti"
@@ -51,6 +52,8 @@ class ExportResult:
     seconds: float
     extra_files: list[Path] = dataclasses.field(default_factory=list)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    truth: str | None = None  # e.g. "unbaked float64"
+    baseline: str | None = None  # e.g. "unbaked float32 (int8 kernels)"
 
     @property
     def ok(self) -> bool:

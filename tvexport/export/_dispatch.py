@@ -7,9 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from .._io import check_output_path
 from ..errors import TvexportError
+from ..quantize import KernelDType
 from ._common import ExportResult
 
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -20,9 +23,13 @@ FORMATS: dict[str, tuple[str, str, str]] = {
 _NAMES = {"onnx": "ONNX", "aoti": "AOTInductor"}
 
 
-def _module(format: str) -> Any:
+def _check_format(format: str) -> None:
     if format not in FORMATS:
         raise TvexportError(f"unknown export format {format!r}", hint=f"choose one of {', '.join(FORMATS)}")
+
+
+def _module(format: str) -> Any:
+    _check_format(format)
     module_name = FORMATS[format][0]
     try:
         return importlib.import_module(module_name)
@@ -57,3 +64,94 @@ def default_output(source: Path, format: str) -> Path:
             name = name[: -len(suffix)]
             break
     return Path(source).with_name(name + FORMATS[format][2])
+
+
+def _reject(format: str, **given: bool) -> None:
+    """Refuse the options (named as on the command line) that do not apply to ``format``."""
+    bad = [name for name, is_set in given.items() if is_set]
+    if bad:
+        raise TvexportError(f"{', '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to --format {format}")
+
+
+def export_checkpoint(
+    source: str | Path,
+    output: str | Path | None = None,
+    *,
+    format: str = "onnx",
+    arch: str | None = None,
+    kernel_dtype: KernelDType | torch.dtype | None = None,
+    validate: bool = True,
+    rtol: float | None = None,
+    atol: float | None = None,
+    force: bool = False,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    tv_op: str = "portable",
+    opset: int | None = None,
+    dtype: str = "float32",
+    fp16_io: bool = False,
+    simplify: bool = True,
+    external_data: bool | None = None,
+    decomposition: str | None = None,
+    device: str = "cpu",
+    max_batch: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """``tvexport export`` as one call: read ``source`` (a checkpoint, baked on the fly and verified
+    with the same ``rtol``/``atol`` floors, or a baked file), export it as ``format`` ("onnx",
+    "aoti") to ``output`` (default ``<stem>.onnx`` / ``<stem>.pt2`` beside it), validated against
+    the float64 truth of the source (``load_source``: the unbaked network of a checkpoint, a baked
+    file's model with its kernels as stored).
+
+    ``kernel_dtype`` (float32, float16, int8; default as stored, a checkpoint float32) is how the
+    TV kernels are stored. ONNX options are those of ``export_onnx`` (``opset`` default 18); AOTInductor
+    ones those of ``export_aoti`` (``max_batch`` default 64, only with ``dynamic_batch``; ``progress``
+    is told each phase). Options of the other format or that contradict each other raise
+    ``TvexportError`` (naming them as the CLI does) before any work. A failed validation raises
+    ``ValidationMismatch`` and writes nothing; its ``truth``/``baseline``, as the result's, label the
+    reference.
+    """
+    from ._common import load_source  # looked up at call time (tests stand in for it)
+    from .validate import ValidationMismatch
+
+    _check_format(format)
+    source = Path(source)
+    out = check_output_path(Path(output) if output is not None else default_output(source, format), force=force, source=source)
+    if dynamic_batch and batch != 1:
+        raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
+    if not validate and (rtol is not None or atol is not None):
+        raise TvexportError("--rtol/--atol do not apply with --no-validate", hint="drop one of them")
+    options: dict[str, Any]
+    if format == "onnx":
+        _reject(format, **{"--device": device != "cpu", "--max-batch": max_batch is not None})
+        if fp16_io and dtype != "float16":
+            raise TvexportError("--fp16-io needs --dtype float16")
+        if decomposition is not None and tv_op == "plugin":
+            raise TvexportError("--decomposition applies to --tv-op portable only", hint="a plugin node is one tv_dwconv op, not a decomposition")
+        options = {
+            "tv_op": tv_op, "opset": opset if opset is not None else 18, "batch": batch, "dynamic_batch": dynamic_batch,
+            "dtype": dtype, "fp16_io": fp16_io, "simplify": simplify, "external_data": external_data, "decomposition": decomposition,
+        }
+        check_options(format, tv_op=tv_op, opset=options["opset"], batch=batch, dtype=dtype, decomposition=decomposition)
+    else:
+        _reject(format, **{
+            "--tv-op plugin": tv_op != "portable", "--opset": opset is not None, "--dtype float16": dtype != "float32",
+            "--fp16-io": fp16_io, "--no-simplify": not simplify, "--external-data": external_data is not None,
+            "--decomposition": decomposition is not None,
+        })
+        if max_batch is not None and not dynamic_batch:
+            raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
+        options = {"device": device, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch if max_batch is not None else 64}
+        if progress is not None:
+            options["progress"] = progress
+        check_options(format, device=device)
+    # a checkpoint is baked (and verified) with the same floors, its kernels stored as kernel_dtype
+    src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype)
+    ref = src.reference
+    try:
+        result = export_model(src.model, out, format=format, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
+    except ValidationMismatch as err:
+        err.truth, err.baseline = ref.truth_label, ref.baseline_label
+        raise
+    result.truth, result.baseline = ref.truth_label, ref.baseline_label
+    return result

@@ -26,11 +26,14 @@ from ._common import BACKENDS, Comparison, load_runner, load_source
 
 
 class ValidationMismatch(MismatchError):
-    """A validation failed its tolerance; carries every comparison made (for the report)."""
+    """A validation failed its tolerance; carries every comparison made (for the report) and, where
+    the caller knows them (``export_checkpoint``), the labels of the reference compared against."""
 
     def __init__(self, message: str, *, comparisons: list[Comparison], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.comparisons = comparisons
+        self.truth: str | None = None
+        self.baseline: str | None = None
 
 
 def check_comparisons(comparisons: list[Comparison], *, prefix: str = "", suffix: str = "") -> None:

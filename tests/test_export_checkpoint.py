@@ -1,0 +1,126 @@
+"""``tvexport.export_checkpoint``: ``tvexport export`` as one Python call (the CLI's own tests cover
+its printing): checkpoint or baked file -> validated artefact, refusals before any work."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import make_model, write_checkpoint
+
+import tvexport
+from tvexport.errors import TvexportError
+from tvexport.export import onnx as tvonnx
+from tvexport.export.validate import ValidationMismatch
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A face MobileNetV2 x0.1 checkpoint (random posi_map; TV layers of stride 1 and 2, with bias)."""
+    return write_checkpoint(make_model(), tmp_path_factory.mktemp("ckpt") / "face.ckpt", "lightning")
+
+
+@pytest.fixture
+def references(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The ``Reference`` each ONNX validation actually compares against."""
+    seen: list[Any] = []
+    original = tvonnx.validate_graphs
+
+    def spy(reference: Any, graphs: dict[str, Any], **kw: Any) -> Any:
+        seen.append(reference)
+        return original(reference, graphs, **kw)
+
+    monkeypatch.setattr(tvonnx, "validate_graphs", spy)
+    return seen
+
+
+def test_checkpoint_exports_beside_it_validated_against_the_unbaked_float64_truth(ckpt: Path, references: list[Any]) -> None:
+    result = tvexport.export_checkpoint(ckpt, batch=2, simplify=False)
+    assert result.path == ckpt.with_suffix(".onnx") and result.path.exists()  # <stem>.onnx beside the checkpoint
+    try:
+        assert result.ok and [c.name for c in result.comparisons] == ["onnxruntime (raw)"]
+        assert (result.truth, result.baseline, result.info["kernel_dtype"]) == ("unbaked float64", "unbaked float32", "float32")
+        assert [r.kind for r in references] == ["unbaked"]  # the generators' network, not the bake it checks
+        # independently of Reference: the graph against the unbaked network run in float64
+        x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        truth = make_model().double()(x.double()).detach().numpy()
+        got = tvonnx.load_runner(result.path)(x.numpy())
+        assert got.shape == (2, 512) and np.abs(got - truth).max() / np.abs(truth).max() < 1e-5
+    finally:
+        result.path.unlink()
+
+
+def test_kernel_dtype_stores_the_kernels_and_rounds_the_yardstick_alike(ckpt: Path, tmp_path: Path, references: list[Any]) -> None:
+    result = tvexport.export_checkpoint(ckpt, tmp_path / "m8.onnx", kernel_dtype="int8", tv_op="plugin", simplify=False)
+    assert result.ok and result.info["kernel_dtype"] == "int8"
+    assert (result.truth, result.baseline) == ("unbaked float64", "unbaked float32 (int8 kernels)")
+    assert [(r.kind, r.kernels) for r in references] == [("unbaked", torch.int8)]
+    weights = {t.name: t.data_type for t in onnx.load(str(result.path)).graph.initializer}
+    assert result.info["tv_layers"] > 0 and sum(d == onnx.TensorProto.INT8 for d in weights.values()) == result.info["tv_layers"]
+
+
+def test_baked_file_is_checked_against_itself_in_float64(ckpt: Path, tmp_path: Path, references: list[Any]) -> None:
+    baked = tvexport.bake_checkpoint(ckpt, tmp_path / "face.baked.pt", kernel_dtype="float16").output
+    result = tvexport.export_checkpoint(baked, simplify=False)
+    assert result.path == tmp_path / "face.onnx"  # `.baked.pt` dropped from the stem
+    assert result.ok and result.info["kernel_dtype"] == "float16"
+    assert (result.truth, result.baseline) == ("baked float64", "baked float32")  # its float16 kernels, exact in both
+    assert [r.kind for r in references] == ["baked"]
+
+
+def test_mismatch_raises_with_the_reference_labels_and_writes_nothing(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def off(reference: Any, graphs: dict[str, Any], *, x: torch.Tensor, tolerance: Any) -> Any:
+        truth = reference.truth(x)  # 1e-4 relative: far above float32 noise and the 1e-5 floor
+        return reference.compare({label: truth + 1e-4 * truth.abs().max() for label in graphs}, x, tolerance=tolerance)
+
+    monkeypatch.setattr(tvonnx, "validate_graphs", off)
+    with pytest.raises(ValidationMismatch) as info:
+        tvexport.export_checkpoint(ckpt, tmp_path / "m.onnx", simplify=False)
+    err = info.value
+    assert "nothing written" in str(err) and err.comparisons and not err.comparisons[0].ok
+    assert (err.truth, err.baseline) == ("unbaked float64", "unbaked float32")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_refused_and_kept(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"mine")
+    with pytest.raises(TvexportError, match="already exists; pass --force"):
+        tvexport.export_checkpoint(ckpt, out)
+    assert out.read_bytes() == b"mine"
+
+
+REFUSED = [
+    ({"format": "tflite"}, "unknown export format 'tflite'"),
+    ({"batch": 2, "dynamic_batch": True}, "--batch 2 and --dynamic-batch were both given"),
+    ({"validate": False, "atol": 1e-6}, "--rtol/--atol do not apply with --no-validate"),
+    ({"device": "cuda"}, "--device does not apply to --format onnx"),
+    ({"max_batch": 8, "dynamic_batch": True}, "--max-batch does not apply to --format onnx"),
+    ({"fp16_io": True}, "--fp16-io needs --dtype float16"),
+    ({"tv_op": "plugin", "decomposition": "gather"}, "--decomposition applies to --tv-op portable only"),
+    ({"opset": 9}, "opset 9 is not supported"),
+    ({"decomposition": "fft"}, "unknown TV decomposition 'fft'"),
+    ({"format": "aoti", "tv_op": "plugin", "simplify": False}, "--tv-op plugin, --no-simplify do not apply to --format aoti"),
+    ({"format": "aoti", "opset": 18, "external_data": True}, "--opset, --external-data do not apply to --format aoti"),
+    ({"format": "aoti", "max_batch": 8}, "--max-batch needs --dynamic-batch"),
+]
+
+
+@pytest.mark.parametrize(("options", "says"), REFUSED, ids=[says for _, says in REFUSED])
+def test_options_are_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], says: str) -> None:
+    def work(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("work started before the options were checked")
+
+    for module, name in (("tvexport.export._common", "load_source"), ("tvexport.export._dispatch", "export_model"), ("tvexport.bake", "read_checkpoint")):
+        monkeypatch.setattr(importlib.import_module(module), name, work)
+    source = tmp_path / "m.ckpt"
+    source.write_bytes(b"unread")
+    with pytest.raises(TvexportError) as info:
+        tvexport.export_checkpoint(source, **options)
+    assert says in str(info.value) and "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == [source]
