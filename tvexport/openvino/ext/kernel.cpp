@@ -381,7 +381,11 @@ struct Pass {
     // segment reads at once map to the same L1 sets and evict each other (C=32 at 96x96 ran
     // slower in place); the ring's slots are laid out without that conflict. Nor at batch 1,
     // where every kernel is used once and the kernel stream dominates: in place was slower there
-    // (face MobileNetV2, TV ops +1-50%). Stride > 1, at any batch, when C is whole vectors: the
+    // (face MobileNetV2, TV ops +1-50%). Nor with fewer than 2 vectors of channels and float16 or
+    // int8 kernels: a lone edge position is then mostly or wholly scalar tail, which the ring's
+    // zero padding avoids (C=8 at 96x96, batch 16: one thread 0.60 -> 0.42-0.51 ms; in face
+    // MobileNetV2 x0.1, 7-15 % on that layer); with float32 kernels in place stayed faster there
+    // (4-19 %, cause not measured). Stride > 1, at any batch, when C is whole vectors: the
     // same split into edge positions and one run of the rest, the run's input strided (s * C
     // floats per position; see body); this replaces the per-position phase-split copy (one
     // thread, 96x96 input, batch 16: C=16 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0,
@@ -390,7 +394,7 @@ struct Pass {
         if (!kDirectOut)
             return false;
         if (a.stride == 1)
-            return a.n > 1 && (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
+            return a.n > 1 && (a.c >= 2 * kLanes || std::is_same_v<WT, float>) && (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
         return a.c % kLanes == 0;
     }
 
