@@ -109,8 +109,8 @@ def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int) -> dict
     reorders' total. The CPU plugin reports each node's mean since the model was compiled, not the
     last run's time (total / count, in whole microseconds): the mean of the measured runs is taken
     from the counters before and after them, so the warm-up runs (the first one several times a
-    warm run, and the next few still slower) are left out. The whole microseconds make a node's
-    figure up to about (2 * warm + runs) / runs us off."""
+    warm run, and the next few still slower) are left out. The counters are whole microseconds
+    (each run's time truncated, the mean rounded down), so a node's figure can be 1-2 us off."""
     runner = OpenVinoRunner(graph, threads=threads, profile=True)
     infer = ov_closure(runner, x)
     warm = 10
