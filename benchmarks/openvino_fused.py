@@ -16,7 +16,7 @@ paired ratios) per TV variant and the DWConv network of its runtime, as `tvexpor
   ov-dw, ort-dw   the DWConv baseline network on each runtime
 Ratios are paired per round against ov-dw (ort-portable against ort-dw). All OpenVINO runs
 use INFERENCE_PRECISION_HINT f32. Per TV layer: OpenVINO's per-node counters (PERF_COUNT) in
-the fused network, median over runs, against the layer's memory floor (stored kernel bytes +
+the fused network, mean of the warm runs, against the layer's memory floor (stored kernel bytes +
 input + output bytes) / copy bandwidth measured in the same run; the reorders around TV ops are
 summed separately. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
 (best of ov-dw and ort-dw per width) interleaved per width at batch 1; the matrix gives
@@ -105,22 +105,29 @@ def ort_closure(runner: OrtRunner, x: np.ndarray) -> Any:
 # --------------------------------------------------------------------------------------------
 
 def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int) -> dict[str, Any]:
-    """Median per-node time (us) of the fused network's TV ops, and the reorders' total."""
+    """Mean per-node time (us) of the fused network's TV ops over ``runs`` warm runs, and the
+    reorders' total. The CPU plugin reports each node's mean since the model was compiled, not the
+    last run's time (total / count, in whole microseconds): the mean of the measured runs is taken
+    from the counters before and after them, so the warm-up runs (the first one several times a
+    warm run, and the next few still slower) are left out. The counters are whole microseconds
+    (each run's time truncated, the mean rounded down), so a node's figure can be 1-2 us off."""
     runner = OpenVinoRunner(graph, threads=threads, profile=True)
     infer = ov_closure(runner, x)
-    for _ in range(3):
+    warm = 10
+    for _ in range(warm):
         infer()
-    per: dict[str, list[float]] = {}
-    kinds: dict[str, str] = {}
+    before = {info.node_name: info.real_time.total_seconds() * 1e6 for info in runner.request.profiling_info}
     for _ in range(runs):
         infer()
-        for info in runner.request.profiling_info:
-            per.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e6)
-            kinds[info.node_name] = info.node_type
+    mean: dict[str, float] = {}
+    kinds: dict[str, str] = {}
+    for info in runner.request.profiling_info:
+        total = info.real_time.total_seconds() * 1e6 * (warm + runs)
+        mean[info.node_name] = max(0.0, (total - before.get(info.node_name, 0.0) * warm) / runs)
+        kinds[info.node_name] = info.node_type
     tv_names = [n.name for n in graph.graph.node if n.op_type == PLUGIN_OP]
-    med = {name: statistics.median(v) for name, v in per.items()}
-    reorders = sum(v for name, v in med.items() if kinds[name] in ("Reorder", "Transpose"))
-    return {"tv_us": {name: med.get(name, float("nan")) for name in tv_names}, "reorders_us": reorders, "kernel": runner.kernel}
+    reorders = sum(v for name, v in mean.items() if kinds[name] in ("Reorder", "Transpose"))
+    return {"tv_us": {name: mean.get(name, float("nan")) for name in tv_names}, "reorders_us": reorders, "kernel": runner.kernel}
 
 
 def floor_bytes(graph: Any, batch: int) -> dict[str, int]:
@@ -252,7 +259,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
                   f"{c.get('extension', '(first kernel)')} |")
     md += ["", f"Targets (issue 17): fused/DW <= {TARGETS['b16']} at batch 16; batch 1 <= {TARGETS['b1_f32']} (float32 kernels), "
            f"<= {TARGETS['b1_compressed']} (compressed); per TV layer <= {TARGETS['layer_floor']}x its memory floor.", ""]
-    md += ["## Per TV layer (OpenVINO per-node counters, median of runs; floor at the copy bandwidth measured in the run of the row)", "",
+    md += ["## Per TV layer (OpenVINO per-node counters, mean of warm runs; floor at the copy bandwidth measured in the run of the row)", "",
            "| network | batch | kernels | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | reorders ms (fused / DW net) | copy GB/s |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cases"]:

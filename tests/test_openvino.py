@@ -164,14 +164,28 @@ def test_wide_layer_tiles(case: Case, extension: Path) -> None:
                                   Case(3, 2, "map", "float32", 1, channels=16, h=7, w=10),
                                   Case(5, 2, None, "int8", 1, channels=32, h=5, w=11),
                                   Case(7, 2, "channel", "float16", 2, channels=16, h=4, w=12),
-                                  Case(3, 1, "map", "int8", 3, channels=32, h=8, w=32)],
+                                  Case(3, 1, "map", "int8", 3, channels=32, h=8, w=32),
+                                  # int8 with channels in whole vectors: scales read at q % C
+                                  Case(5, 1, "channel", "int8", 1, channels=48, h=6, w=7),
+                                  Case(3, 2, "map", "int8", 2, channels=96, h=5, w=9),
+                                  Case(7, 1, None, "int8", "N", channels=48, h=4, w=9),
+                                  # stride 1, batch > 1, fewer than 32 channels: float16 / int8
+                                  # kernels through the ring, float32 in place (scalar edges)
+                                  Case(5, 1, "map", "float16", 3, channels=8, h=6, w=13),
+                                  Case(3, 1, "channel", "int8", "N", channels=24, h=5, w=11),
+                                  Case(7, 1, None, "float32", 2, channels=8, h=5, w=12)],
                          ids=lambda c: f"{c.id}-c{c.channels}")
 def test_input_read_paths(case: Case, extension: Path) -> None:
     """float32 inputs are read in place at stride 2 with channels in whole vectors, at any batch:
     the positions whose taps are all inside the row run together (strided input: 48 and 80
     channels put a vector boundary inside a 64-float chunk's positions; runs that end in single
     vectors), the k3/k5/k7 edge positions alone with their padding taps left out; an input row of
-    exactly 4 KiB (32 channels x 32 columns) goes through the ring copy at stride 1."""
+    exactly 4 KiB (32 channels x 32 columns) goes through the ring copy at stride 1. int8 kernels
+    with C a multiple of 16 read each vector's scales at its channel offset in the tap's first
+    position (48 and 96 channels: chunks that start mid-position, single vectors after the chunks,
+    lone edge positions; through the ring at batch 1, in place at stride 2 and at batch 3). At
+    stride 1 and batch > 1, fewer than 32 channels go through the ring with float16 / int8 kernels
+    and in place with float32 ones."""
     assert run_case(case, extension) < LAYER_RTOL
 
 

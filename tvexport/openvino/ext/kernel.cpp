@@ -381,7 +381,11 @@ struct Pass {
     // segment reads at once map to the same L1 sets and evict each other (C=32 at 96x96 ran
     // slower in place); the ring's slots are laid out without that conflict. Nor at batch 1,
     // where every kernel is used once and the kernel stream dominates: in place was slower there
-    // (face MobileNetV2, TV ops +1-50%). Stride > 1, at any batch, when C is whole vectors: the
+    // (face MobileNetV2, TV ops +1-50%). Nor with fewer than 2 vectors of channels and float16 or
+    // int8 kernels: a lone edge position is then mostly or wholly scalar tail, which the ring's
+    // zero padding avoids (C=8 at 96x96, batch 16: one thread 0.60 -> 0.42-0.51 ms; in face
+    // MobileNetV2 x0.1, 7-15 % on that layer); with float32 kernels in place stayed faster there
+    // (4-19 %, cause not measured). Stride > 1, at any batch, when C is whole vectors: the
     // same split into edge positions and one run of the rest, the run's input strided (s * C
     // floats per position; see body); this replaces the per-position phase-split copy (one
     // thread, 96x96 input, batch 16: C=16 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0,
@@ -390,7 +394,7 @@ struct Pass {
         if (!kDirectOut)
             return false;
         if (a.stride == 1)
-            return a.n > 1 && (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
+            return a.n > 1 && (a.c >= 2 * kLanes || std::is_same_v<WT, float>) && (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
         return a.c % kLanes == 0;
     }
 
@@ -450,6 +454,14 @@ struct Pass {
         const Range range(a);
         const int64_t C = a.c, sC = a.stride * a.c;
         const auto xoff = [C, sC](int64_t q) { return kStrided ? q / C * sC + q % C : q; };
+        // int8 scales: tap_s[t] points at a position's start in the tap's tiled scale row (kernel.hpp:
+        // the tap's C scales repeated over a segment's positions). With channels in whole vectors a
+        // vector never straddles two positions, so the scales of float q are also those at q % C:
+        // only the first C floats of each row are read, which stay in L1 beside the kernel and input
+        // streams (a segment's rows of 9 taps are 18 KiB; face MobileNetV2 x0.1 batch 1, int8 TV ops
+        // 3-9 % faster)
+        const bool short_scale = kInt8 && C % kLanes == 0;
+        const auto soff = [C, short_scale](int64_t q) { return short_scale ? q % C : q; };
         constexpr int64_t kAhead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements
         constexpr int64_t kChunkBytes = TVX_CHUNK * int64_t(sizeof(WT));
         int64_t u = 0;
@@ -460,8 +472,11 @@ struct Pass {
                     acc[b][v] = bias ? load(bias + u + v * kLanes) : v16{};
             const int64_t xu = xoff(u);
             int64_t xo[kVectors];  // the chunk's vectors in the input, from xu
-            for (int64_t v = 0; v < kVectors; ++v)
+            int64_t so[kVectors];  // and their int8 scales, from tap_s
+            for (int64_t v = 0; v < kVectors; ++v) {
                 xo[v] = xoff(u + v * kLanes) - xu;
+                so[v] = soff(u + v * kLanes);
+            }
             for (int t = 0; t < nt; ++t) {
                 const WT* wp = tap_w[t] + u;
                 const float* xp = tap_x[t] + xu;
@@ -472,7 +487,7 @@ struct Pass {
                 for (int b = 0; b < NB; ++b)
                     xb[b] = xp + b * img;
                 for (int64_t v = 0; v < kVectors; ++v) {
-                    const v16 w = kernel_vector(wp + v * kLanes, kInt8 ? tap_s[t] + u + v * kLanes : nullptr);
+                    const v16 w = kernel_vector(wp + v * kLanes, kInt8 ? tap_s[t] + so[v] : nullptr);
                     for (int b = 0; b < NB; ++b)
                         acc[b][v] += w * load(xb[b] + (kStrided ? xo[v] : v * kLanes));
                 }
@@ -485,10 +500,11 @@ struct Pass {
             v16 acc[NB];
             for (int b = 0; b < NB; ++b)
                 acc[b] = bias ? load(bias + u) : v16{};
+            const int64_t xu = xoff(u), su = soff(u);
             for (int t = 0; t < nt; ++t) {
-                const v16 w = kernel_vector(tap_w[t] + u, kInt8 ? tap_s[t] + u : nullptr);
+                const v16 w = kernel_vector(tap_w[t] + u, kInt8 ? tap_s[t] + su : nullptr);
                 for (int b = 0; b < NB; ++b)
-                    acc[b] += w * load(tap_x[t] + b * img + xoff(u));
+                    acc[b] += w * load(tap_x[t] + b * img + xu);
             }
             for (int b = 0; b < NB; ++b)
                 store_v(dst[b] + u, range(acc[b]));
