@@ -298,6 +298,14 @@ def plot_sweep(sw: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _commands(result: dict[str, Any]) -> list[str]:
+    """The commands that made the rows now in ``result`` (each case and the sweep keep theirs;
+    rows from before they did keep the whole list of earlier commands)."""
+    rows = [*result["cases"], *([result["sweep"]] if "sweep" in result else [])]
+    legacy = result.get("commands", []) if any("command" not in r for r in rows) else []
+    return list(dict.fromkeys([*legacy, *(r["command"] for r in rows if "command" in r)]))
+
+
 def main() -> int:
     p = _common.parser(__doc__.splitlines()[0], render=True)
     p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1 and 16")
@@ -315,20 +323,22 @@ def main() -> int:
 
     result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine, "versions": {**versions(), "openvino": __import__("openvino").__version__},
                    "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})})
-    result["commands"] = [*result.get("commands", []), _common.command_line()]
+    command = _common.command_line()
     t0 = time.perf_counter()
     result["bandwidth"] = copy_bandwidth()
     if not args.sweep_only:
         for arch in args.arch or _common.ARCHS:
             for batch in args.batch or BATCHES:
                 print(f"{arch} batch {batch}", file=sys.stderr, flush=True)
-                case = network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"])
+                case = {**network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"]), "command": command}
                 result["cases"] = [c for c in result["cases"] if (c["arch"], c["batch"]) != (arch, batch)] + [case]
+                result["commands"] = _commands(result)
                 render(result, args.out, name)  # keep what is done if a later case fails
     if not args.no_sweep:
         print("width sweep", file=sys.stderr, flush=True)
-        result["sweep"] = width_sweep(args)
+        result["sweep"] = {**width_sweep(args), "command": command}
     result["cases"].sort(key=lambda c: (_common.ARCHS.index(c["arch"]) if c["arch"] in _common.ARCHS else 99, c["batch"]))
+    result["commands"] = _commands(result)
     result["elapsed_s"] = result.get("elapsed_s", 0.0) + time.perf_counter() - t0
     render(result, args.out, name)
     print(f"wrote {args.out / name}.md/.json", file=sys.stderr)
