@@ -9,8 +9,8 @@ onnxruntime and compressed kernels; per TV layer against its memory floor; a wid
 Per network and batch, back to back in one process, one interleaved case (rounds, order rotated,
 paired ratios) per TV variant and the DWConv network of its runtime, as `tvexport bench` does:
   ov-fused        plugin graph + tvexport extension (float32 kernels)
-  ov-fused-f16    the same graph with its tv_dwconv weights converted to float16 HERE
-  ov-fused-int8   (the contract of tvexport.quantize): int8 with one float32 scale per (channel, tap)
+  ov-fused-f16    the same network with its TV kernels compressed by tvexport.quantize, as
+  ov-fused-int8   `export --kernel-dtype float16|int8` stores them (int8: one float32 scale per (channel, tap))
   ov-portable     the portable (standard-op) graph on OpenVINO
   ort-portable    the portable graph on onnxruntime
   ov-dw, ort-dw   the DWConv baseline network on each runtime
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from tvexport.bake import random_inputs
-from tvexport.export._onnx_tv import PLUGIN_DOMAIN, PLUGIN_OP
+from tvexport.export._onnx_tv import PLUGIN_OP
 from tvexport.export.onnx import OrtRunner, onnx_graph, simplify_graph
 from tvexport.models.registry import config_of
 from tvexport.openvino import OpenVinoRunner
@@ -46,6 +46,7 @@ from tvexport.profile import load_subject, measure_case
 from tvexport.profile.floor import copy_bandwidth
 from tvexport.profile.machine import load_average, machine_info, versions
 from tvexport.profile.stats import Stats, paired_ratio
+from tvexport.quantize import compress_model
 
 BATCHES = [1, 16]
 WIDTHS = ["face_mobilenetv2_x0_1", "face_mobilenetv2_x0_2", "face_mobilenetv2_x0_3", "face_mobilenetv2_x0_5", "face_mobilenetv2_x1_0"]
@@ -56,37 +57,18 @@ TARGETS = {"b16": 1.2, "b1_f32": 2.0, "b1_compressed": 1.3, "layer_floor": 1.5}
 # Graphs
 # --------------------------------------------------------------------------------------------
 
-def compress(graph: Any, kind: str) -> Any:
-    """The plugin graph with its tv_dwconv weights as float16, or int8 + float32 scale (C, k*k, 1, 1)."""
-    from onnx import numpy_helper
-
-    graph = copy.deepcopy(graph)
-    inits = {t.name: t for t in graph.graph.initializer}
-    for node in graph.graph.node:
-        if node.domain != PLUGIN_DOMAIN or node.op_type != PLUGIN_OP:
-            continue
-        w = numpy_helper.to_array(inits[node.input[1]])
-        if kind == "f16":
-            inits[node.input[1]].CopyFrom(numpy_helper.from_array(w.astype(np.float16), node.input[1]))
-            continue
-        scale = (np.abs(w).max(axis=(2, 3), keepdims=True) / 127.0).astype(np.float32)
-        scale[scale == 0] = 1.0
-        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-        inits[node.input[1]].CopyFrom(numpy_helper.from_array(q, node.input[1]))
-        name = node.input[1] + ".scale"
-        graph.graph.initializer.append(numpy_helper.from_array(scale, name))
-        if len(node.input) == 2:
-            node.input.append("")
-        node.input.append(name)
-    return graph
-
-
 def graphs(model: torch.nn.Module, batch: int, *, tv: bool) -> dict[str, Any]:
+    """The portable graph, and for a TV network the plugin graph with its kernels as baked
+    (float32) and compressed by tvexport.quantize as `export --kernel-dtype` stores them."""
     portable = simplify_graph(onnx_graph(model, batch=batch))
     if not tv:
         return {"portable": portable}
-    plugin = simplify_graph(onnx_graph(model, tv_op="plugin", batch=batch))
-    return {"portable": portable, "plugin": plugin, "plugin_f16": compress(plugin, "f16"), "plugin_int8": compress(plugin, "int8")}
+    out = {"portable": portable, "plugin": simplify_graph(onnx_graph(model, tv_op="plugin", batch=batch))}
+    for key, dtype in (("plugin_f16", "float16"), ("plugin_int8", "int8")):
+        compressed = copy.deepcopy(model)
+        compress_model(compressed, dtype)
+        out[key] = simplify_graph(onnx_graph(compressed, tv_op="plugin", batch=batch))
+    return out
 
 
 def ov_closure(runner: OpenVinoRunner, x: np.ndarray) -> Any:
@@ -244,8 +226,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           f"{result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, {result['threads']} threads; "
           "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process; "
           "ratios are medians of per-round paired ratios "
-          "[p10-p90]. float16/int8 kernels were converted from the plugin graph by this script: "
-          "int8 is symmetric with one float32 scale per (channel, tap); their error is max|out - torch| / max|torch|.", ""]
+          "[p10-p90]. float16/int8 kernels are compressed by tvexport.quantize as `export --kernel-dtype` stores them "
+          "(float16: kernels and bias; int8: symmetric, one float32 scale per (channel, tap)); "
+          "their error is max|out - torch| / max|torch| against the float32 network.", ""]
     md += ["| network | batch | ov-fused / ov-dw | f16 kernels | int8 kernels | ov-portable / ov-dw | ort-portable / ort-dw | ov-dw ms | ov-fused ms | ort-dw ms | err f32 | err f16 | err int8 | kernel, extension build |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cases"]:
@@ -322,6 +305,14 @@ def plot_sweep(sw: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _commands(result: dict[str, Any]) -> list[str]:
+    """The commands that made the rows now in ``result`` (each case and the sweep keep theirs;
+    rows from before they did keep the whole list of earlier commands)."""
+    rows = [*result["cases"], *([result["sweep"]] if "sweep" in result else [])]
+    legacy = result.get("commands", []) if any("command" not in r for r in rows) else []
+    return list(dict.fromkeys([*legacy, *(r["command"] for r in rows if "command" in r)]))
+
+
 def main() -> int:
     p = _common.parser(__doc__.splitlines()[0], render=True)
     p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1 and 16")
@@ -339,20 +330,22 @@ def main() -> int:
 
     result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine, "versions": {**versions(), "openvino": __import__("openvino").__version__},
                    "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})})
-    result["commands"] = [*result.get("commands", []), _common.command_line()]
+    command = _common.command_line()
     t0 = time.perf_counter()
     result["bandwidth"] = copy_bandwidth()
     if not args.sweep_only:
         for arch in args.arch or _common.ARCHS:
             for batch in args.batch or BATCHES:
                 print(f"{arch} batch {batch}", file=sys.stderr, flush=True)
-                case = network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"])
+                case = {**network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"]), "command": command}
                 result["cases"] = [c for c in result["cases"] if (c["arch"], c["batch"]) != (arch, batch)] + [case]
+                result["commands"] = _commands(result)
                 render(result, args.out, name)  # keep what is done if a later case fails
     if not args.no_sweep:
         print("width sweep", file=sys.stderr, flush=True)
-        result["sweep"] = width_sweep(args)
+        result["sweep"] = {**width_sweep(args), "command": command}
     result["cases"].sort(key=lambda c: (_common.ARCHS.index(c["arch"]) if c["arch"] in _common.ARCHS else 99, c["batch"]))
+    result["commands"] = _commands(result)
     result["elapsed_s"] = result.get("elapsed_s", 0.0) + time.perf_counter() - t0
     render(result, args.out, name)
     print(f"wrote {args.out / name}.md/.json", file=sys.stderr)
