@@ -19,7 +19,8 @@ use INFERENCE_PRECISION_HINT f32. Per TV layer: OpenVINO's per-node counters (PE
 the fused network, mean of the warm runs, against the layer's memory floor (stored kernel bytes +
 input + output bytes) / copy bandwidth measured in the same run; the reorders around TV ops are
 summed separately. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
-(best of ov-dw and ort-dw per width) interleaved per width at batch 1; the matrix gives
+(best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
+of its own (onnxruntime's spinning threads slow an OpenVINO run right after it); the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
 """
 
@@ -184,8 +185,11 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
 
 
 def width_sweep(args: Any) -> dict[str, Any]:
-    """Per width, one interleaved case of TV (ov-fused) and DW on both runtimes at batch 1; the
-    matrix divides medians of different cases (one process, back to back), not paired rounds."""
+    """Per width at batch 1, one interleaved case of TV (ov-fused) and DW on OpenVINO, then one of
+    DW on onnxruntime alone: onnxruntime's threads keep spinning after each run, and on a small
+    machine an OpenVINO run right after one is slowed by them (in one mixed case both OpenVINO
+    networks ran ~2.5x slower than in the paired rows). The matrix divides medians of different
+    cases (one process, back to back), not paired rounds."""
     med: dict[str, float] = {}
     rounds = {}
     for arch in WIDTHS:
@@ -194,15 +198,16 @@ def width_sweep(args: Any) -> dict[str, Any]:
         x = np.ascontiguousarray(random_inputs((1, *config_of(tv_model).input_shape), seed=0).numpy())
         plugin = simplify_graph(onnx_graph(tv_model, tv_op="plugin", batch=1))
         dw = simplify_graph(onnx_graph(dw_model, batch=1))
-        variants = {
-            f"tv {arch}": ov_closure(OpenVinoRunner(plugin, threads=args.threads), x),
-            f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x),
-            f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x),
-        }
+        cases = (
+            {f"tv {arch}": ov_closure(OpenVinoRunner(plugin, threads=args.threads), x),
+             f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x)},
+            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x)},
+        )
         _common.wait_quiet(args)
-        timing = measure_case(variants, _common.settings(args))
-        med |= {name: statistics.median(v) for name, v in timing.samples.items()}
-        rounds[arch] = timing.rounds
+        for variants in cases:
+            timing = measure_case(variants, _common.settings(args))
+            med |= {name: statistics.median(v) for name, v in timing.samples.items()}
+            rounds.setdefault(arch, timing.rounds)
     tv = {arch: med[f"tv {arch}"] for arch in WIDTHS}
     dw_best = {arch: min((med[f"dw-ov {arch}"], "openvino"), (med[f"dw-ort {arch}"], "onnxruntime")) for arch in WIDTHS}
     matrix = [[tv[a] / dw_best[b][0] for b in WIDTHS] for a in WIDTHS]
@@ -257,7 +262,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         sw = result["sweep"]
         md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
                "TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; per width one interleaved case "
-               "(TV, DW on both runtimes), medians; cells divide medians of different cases run back to back. The sweep is its own "
+               "of TV and DW on OpenVINO, then DW on onnxruntime in a case of its own, medians; cells divide medians of different cases "
+               "run back to back. The sweep is its own "
                "run (its command is listed above; it may be older than the paired rows) and divides by the faster DW runtime, so its "
                f"ratios differ from the paired table's{_sweep_vs_paired(result)}. "
                "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "
