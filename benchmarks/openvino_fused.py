@@ -20,7 +20,7 @@ the fused network, mean of the warm runs, against the layer's memory floor (stor
 input + output bytes) / copy bandwidth measured in the same run; the reorders around TV ops are
 summed separately. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
 (best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
-of its own (onnxruntime's spinning threads slow an OpenVINO run right after it); the matrix gives
+of its own (a runtime's spinning threads slow the other's next run); the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
 """
 
@@ -149,7 +149,8 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
         "ov-portable": OpenVinoRunner(g_tv["portable"], threads=t),
         "ov-dw": OpenVinoRunner(g_dw["portable"], threads=t),
     }
-    ort = {"ort-portable": OrtRunner(g_tv["portable"], what="tv", threads=t), "ort-dw": OrtRunner(g_dw["portable"], what="dw", threads=t)}
+    ort = {"ort-portable": OrtRunner(g_tv["portable"], what="tv", threads=t, spin=False),
+           "ort-dw": OrtRunner(g_dw["portable"], what="dw", threads=t, spin=False)}
     # error of each TV variant against the float32 torch model (what compressing the kernels costs)
     with torch.no_grad():
         ref = tv_model(torch.from_numpy(x)).double().numpy()
@@ -186,10 +187,10 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
 
 def width_sweep(args: Any) -> dict[str, Any]:
     """Per width at batch 1, one interleaved case of TV (ov-fused) and DW on OpenVINO, then one of
-    DW on onnxruntime alone: onnxruntime's threads keep spinning after each run, and on a small
-    machine an OpenVINO run right after one is slowed by them (in one mixed case both OpenVINO
-    networks ran ~2.5x slower than in the paired rows). The matrix divides medians of different
-    cases (one process, back to back), not paired rounds."""
+    DW on onnxruntime alone: a runtime's threads may spin after its run and slow the other's
+    next run (one mixed case, onnxruntime spinning: both OpenVINO networks ran ~2.5x their
+    paired-row times). The matrix divides medians of different cases (one process, back to
+    back), not paired rounds."""
     med: dict[str, float] = {}
     rounds = {}
     for arch in WIDTHS:
@@ -201,7 +202,7 @@ def width_sweep(args: Any) -> dict[str, Any]:
         cases = (
             {f"tv {arch}": ov_closure(OpenVinoRunner(plugin, threads=args.threads), x),
              f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x)},
-            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x)},
+            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads, spin=False), x)},
         )
         _common.wait_quiet(args)
         for variants in cases:

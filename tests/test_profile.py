@@ -684,18 +684,30 @@ def test_run_bench_default_backend_that_fails_to_prepare_is_skipped(fake_bench: 
         run_bench(_subject(), backends=["fake-broken"], clock=fake_bench, timer=CpuTimer(fake_bench))
 
 
-def test_onnxruntime_backend_runs_the_exported_graph() -> None:
-    """The adapter times the real portable graph: its output equals the baked torch model's."""
+def test_onnxruntime_backend_runs_the_exported_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter times the real portable graph: its output equals the baked torch model's. Its
+    session's threads do not spin after a run (they would slow the case's other session)."""
     pytest.importorskip("onnxruntime")
     import numpy as np
 
+    import tvexport.export.onnx as tvonnx
     from tvexport.bake import random_inputs
     from tvexport.profile.backends import get_backend
 
+    sessions = []
+
+    class Spy(tvonnx.OrtRunner):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            sessions.append(self.session)
+
+    monkeypatch.setattr(tvonnx, "OrtRunner", Spy)
     baked = bake_model(make_model(), verify=False).model
     backend = get_backend("onnxruntime")
     assert backend.available(device="cpu") is None and backend.available(device="cuda") is not None
     run = backend.prepare(baked, batch=2, threads=1, device="cpu", dtype=torch.float32)
+    [session] = sessions
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     out = run()[0]
     with torch.no_grad():
         ref = baked(random_inputs((2, 3, 96, 96), seed=0))

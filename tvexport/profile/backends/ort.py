@@ -32,7 +32,8 @@ class OnnxRuntime:
         from ...export.onnx import OrtRunner, onnx_graph, simplify_graph
 
         graph = simplify_graph(onnx_graph(model, batch=batch, dtype="float16" if dtype == torch.float16 else "float32"))
-        runner = OrtRunner(graph, what=f"{config_of(model).name} (portable ONNX)", threads=threads)
+        # cases interleave sessions (TV, DW): spinning threads of one would slow the other's runs
+        runner = OrtRunner(graph, what=f"{config_of(model).name} (portable ONNX)", threads=threads, spin=False)
         feed = {runner.input_name: np.ascontiguousarray(random_inputs((batch, *config_of(model).input_shape), seed=0).numpy(), dtype=runner.input_dtype)}
         session = runner.session
 
