@@ -202,7 +202,7 @@ def width_sweep(args: Any) -> dict[str, Any]:
         cases = (
             {f"tv {arch}": ov_closure(OpenVinoRunner(plugin, threads=args.threads), x),
              f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x)},
-            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads, spin=False), x)},
+            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x)},
         )
         _common.wait_quiet(args)
         for variants in cases:
