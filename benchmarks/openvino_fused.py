@@ -313,11 +313,9 @@ def plot_sweep(sw: dict[str, Any], path: Path) -> None:
 
 
 def _commands(result: dict[str, Any]) -> list[str]:
-    """The commands that made the rows now in ``result`` (each case and the sweep keep theirs;
-    rows from before they did keep the whole list of earlier commands)."""
+    """The commands that made the rows now in ``result`` (each case and the sweep keep theirs)."""
     rows = [*result["cases"], *([result["sweep"]] if "sweep" in result else [])]
-    legacy = result.get("commands", []) if any("command" not in r for r in rows) else []
-    return list(dict.fromkeys([*legacy, *(r["command"] for r in rows if "command" in r)]))
+    return list(dict.fromkeys(r["command"] for r in rows))
 
 
 def main() -> int:
