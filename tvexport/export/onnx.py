@@ -536,8 +536,8 @@ class OrtRunner:
     def __init__(self, source: Any, *, what: str, threads: int | None = None, spin: bool = True) -> None:
         """``spin=False`` for timing sessions side by side: each session's threads otherwise spin
         after its run, and take the cores the next session's run needs (2-core VM, face
-        MobileNetV2 x1.0 DWConv: 3.1 ms alone, 6.6 ms interleaved with the TV session; 3.2 ms
-        without spinning)."""
+        MobileNetV2 x1.0 DWConv: 1.77 ms alone, 7.09 ms interleaved with the TV session; 3.70 ms
+        interleaved without spinning; benchmarks/results/ort_spinning.md)."""
         self.what = what
         self.session = _session(source, threads=threads, spin=spin, what=what)
         inp = self.session.get_inputs()[0]
