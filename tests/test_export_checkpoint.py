@@ -14,6 +14,7 @@ import torch
 from conftest import make_model, write_checkpoint
 
 import tvexport
+from tvexport.accuracy import Reference
 from tvexport.errors import TvexportError
 from tvexport.export import onnx as tvonnx
 from tvexport.export.validate import ValidationMismatch
@@ -71,6 +72,30 @@ def test_baked_file_is_checked_against_itself_in_float64(ckpt: Path, tmp_path: P
     assert result.ok and result.info["kernel_dtype"] == "float16"
     assert (result.truth, result.baseline) == ("baked float64", "baked float32")  # its float16 kernels, exact in both
     assert [r.kind for r in references] == ["baked"]
+
+
+def test_export_without_validation_builds_no_reference_for_a_baked_file(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, references: list[Any]) -> None:
+    """Before: ``load_source`` built ``Reference(model)`` (a float64 copy of the network) for a
+    baked file or a baseline even when the export did not validate. With validation it still
+    does; a checkpoint builds its own either way (it verifies the bake)."""
+    baked = tvexport.bake_checkpoint(ckpt, tmp_path / "face.baked.pt").output
+    dw = write_checkpoint(make_model(atom="dwconv"), tmp_path / "dw.ckpt", "lightning")
+    checked = tvexport.export_checkpoint(baked, tmp_path / "checked.onnx", batch=2, simplify=False)
+    assert checked.ok and [r.kind for r in references] == ["baked"] and checked.truth == "baked float64"
+
+    def no_reference(self: Reference, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a Reference was built for an export without validation")
+
+    monkeypatch.setattr(Reference, "__init__", no_reference)
+    result = tvexport.export_checkpoint(baked, tmp_path / "unchecked.onnx", batch=2, simplify=False, validate=False)
+    assert result.comparisons == [] and (result.truth, result.baseline) == (None, None)
+    onnx.checker.check_model(str(result.path), full_check=True)
+    assert result.path.read_bytes() == checked.path.read_bytes()  # the graph the validated export checked and wrote
+    onnx.checker.check_model(str(tvexport.export_checkpoint(dw, tmp_path / "dw.onnx", simplify=False, validate=False).path), full_check=True)
+    with pytest.raises(AssertionError, match="a Reference was built"):
+        tvexport.export_checkpoint(ckpt, tmp_path / "ckpt.onnx", validate=False)
+    assert not (tmp_path / "ckpt.onnx").exists()
+    assert [r.kind for r in references] == ["baked"]  # nothing validated without validation
 
 
 def test_mismatch_raises_with_the_reference_labels_and_writes_nothing(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

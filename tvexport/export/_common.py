@@ -67,12 +67,13 @@ class ExportSource:
     ``model`` is what gets exported: a baked file as stored, a checkpoint baked on the fly (its
     verification in ``bake``), or a DWConv/dense baseline as is. ``reference`` is what artefacts
     are checked against (``accuracy.Reference``): the unbaked network for a checkpoint, the baked
-    model with its kernels as stored for a baked file.
+    model with its kernels as stored for a baked file; None where ``load_source`` was told no
+    artefact will be validated and no bake needs it.
     """
 
     path: Path
     model: nn.Module
-    reference: Reference
+    reference: Reference | None
     bake: BakeResult | None = None
 
     @property
@@ -88,18 +89,21 @@ def load_source(
     atol: float | None = None,
     verify_bake: bool = True,
     kernel_dtype: KernelDType | torch.dtype | None = None,
+    reference: bool = True,
 ) -> ExportSource:
     """Read ``source`` for export: a baked file as is, a checkpoint baked on the fly and verified
     with the same tolerance floors (``rtol``, ``atol``) its artefact will be validated with.
 
     ``kernel_dtype`` (float32, float16, int8; default: as stored, float32 for a checkpoint) is how
     the TV kernels are stored: a checkpoint is baked straight to it, a baked file's float32 kernels
-    are compressed (``with_kernel_dtype``).
+    are compressed (``with_kernel_dtype``). ``reference=False`` (an export without validation):
+    a baked file or a baseline gets no ``Reference`` (a float64 copy of the network) and
+    ``ExportSource.reference`` is None; a TV checkpoint keeps its own, which verifies the bake.
     """
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
         model = model_from_baked(ckpt, arch=arch)
-        return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, reference=Reference(model), source=ckpt.path))
+        return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, reference=Reference(model) if reference else None, source=ckpt.path))
     refuse_nonfinite(ckpt)
     cfg: ArchConfig = arch_config_for(ckpt, arch)
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
@@ -107,11 +111,11 @@ def load_source(
     if cfg.atom != "tvconv":
         if kernels != torch.float32:
             raise TvexportError(f"{ckpt.path} is a {cfg.name} {cfg.atom} baseline without TV layers; --kernel-dtype stores TV kernels", hint="drop --kernel-dtype")
-        return ExportSource(ckpt.path, model, Reference(model))  # a DWConv / dense baseline: exported as is, for fair comparisons
-    reference = Reference(model, kernels=kernels)
-    result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=reference)
+        return ExportSource(ckpt.path, model, Reference(model) if reference else None)  # a DWConv / dense baseline: exported as is, for fair comparisons
+    unbaked = Reference(model, kernels=kernels)  # built even without validation: the bake is verified against it
+    result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=unbaked)
     check_bake(result, source=ckpt.path)
-    return ExportSource(ckpt.path, result.model, reference, result)
+    return ExportSource(ckpt.path, result.model, unbaked, result)
 
 
 def with_kernel_dtype(

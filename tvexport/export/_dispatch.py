@@ -101,7 +101,8 @@ def export_checkpoint(
     with the same ``rtol``/``atol`` floors, or a baked file), export it as ``format`` ("onnx",
     "aoti") to ``output`` (default ``<stem>.onnx`` / ``<stem>.pt2`` beside it), validated against
     the float64 truth of the source (``load_source``: the unbaked network of a checkpoint, a baked
-    file's model with its kernels as stored).
+    file's model with its kernels as stored). Without validation a baked file builds no float64
+    reference and the result's ``truth``/``baseline`` stay None.
 
     ``kernel_dtype`` (float32, float16, int8; default as stored, a checkpoint float32) is how the
     TV kernels are stored. ONNX options are those of ``export_onnx`` (``opset`` default 18); AOTInductor
@@ -146,12 +147,14 @@ def export_checkpoint(
             options["progress"] = progress
         check_options(format, device=device)
     # a checkpoint is baked (and verified) with the same floors, its kernels stored as kernel_dtype
-    src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype)
+    src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype, reference=validate)
     ref = src.reference
     try:
         result = export_model(src.model, out, format=format, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
     except ValidationMismatch as err:
+        assert ref is not None  # only a validating export mismatches, and it has its reference
         err.truth, err.baseline = ref.truth_label, ref.baseline_label
         raise
-    result.truth, result.baseline = ref.truth_label, ref.baseline_label
+    if ref is not None:
+        result.truth, result.baseline = ref.truth_label, ref.baseline_label
     return result

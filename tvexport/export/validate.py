@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._io import refuse_stdin
-from ..accuracy import Reference, Tolerance, random_inputs
+from ..accuracy import Tolerance, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..checkpoint import arch_config_for, describe_file, read_checkpoint
 from ..errors import MismatchError, TvexportError
@@ -246,7 +246,8 @@ def validate_artifact(
         check(x)
     # bakes a checkpoint (kernels stored as the artefact stores them): only once the inputs are known to fit
     source = load_source(against, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype)
-    reference: Reference = source.reference
+    reference = source.reference
+    assert reference is not None  # load_source builds one unless told otherwise
     tolerance = Tolerance.default(reference.precision(dtype), rtol=rtol, atol=atol)
     comparisons = reference.compare({backend: runner(x)}, x, tolerance=tolerance)
     return ValidationReport(artifact, backend, against, cfg.name, tuple(x.shape), input_source, comparisons, time.perf_counter() - start,
