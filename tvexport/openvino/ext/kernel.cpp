@@ -531,7 +531,6 @@ struct Pass {
                 o[q] = range(o[q]);
         }
     }
-
 };
 
 // f(std::integral_constant<int, nb>) for a run-time nb <= NB (the last, narrower tile of a batch)
@@ -576,14 +575,16 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // Channel blocks, for batch > 1, stride 1 and float32 activations when a segment is one position
 // (C >= kSegment) and tile_of's tiles would be narrower than k positions (one position's kernels
 // for all taps are k*k*C values: 69 KB at C=1920, k=3, so a tile of 8 rows is 1 position wide).
-// Such tiles re-read each image's input columns for every neighbouring tile (k times at stride
-// 1, k = 3: 1-position tiles). Instead a thread walks its rows in blocks of channels: a block's
-// kernels for every position of `rows` rows fit TVX_BLOCK_BYTES and serve every image, each
-// image's input is read in place once per block, and each (position, block) is one call of the
-// multiply-add loop. Blocks are at least kMinBlock floats (fewer rows instead): with 64-float
-// blocks the per-call cost outweighed the saved reads (two threads, C=1920 16x16 batch 16,
-// float32 kernels: 1.2-1.3x slower than the narrow tiles; 256-320 floats: 12-16 % faster, float16
-// kernels 22-27 %, int8 13-14 %).
+// Such tiles re-read each image's input columns in every neighbouring tile (a 1-position tile of
+// 8 rows converts 3 columns x 10 rows: the input ~3.75x at k = 3). Instead a thread walks its rows
+// in tiles of `rows` rows x blocks of channels: a block's kernels for those rows fit
+// TVX_BLOCK_BYTES and serve every image; each image's input is read in place once per block and
+// row tile (plus the k - 1 halo rows: ~2x with DeepLabV3+'s float32 2-row tiles, 1.25-1.4x with
+// compressed kernels); each (position, block) is one call of the multiply-add loop. Blocks are
+// at least kMinBlock floats (fewer rows instead): with 64-float blocks the per-call cost
+// outweighed the saved reads (two threads, C=1920 16x16 batch 16, float32 kernels: 1.2-1.3x
+// slower than the narrow tiles; 256-320 floats: 12-16 % faster, float16 kernels 22-27 %, int8
+// 13-14 %; in the network, DeepLabV3+ batch 16, TV ops 19-25 % faster).
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
