@@ -189,6 +189,19 @@ def test_input_read_paths(case: Case, extension: Path) -> None:
     assert run_case(case, extension) < LAYER_RTOL
 
 
+@pytest.mark.parametrize("case", [Case(3, 1, "map", "float32", 5, channels=1920, h=16, w=6),
+                                  Case(7, 1, "channel", "int8", 5, channels=1400, h=16, w=5),
+                                  Case(5, 1, None, "float16", "N", channels=1344, h=16, w=6)],
+                         ids=lambda c: f"cblock-{c.id}-c{c.channels}")
+def test_channel_blocks(case: Case, extension: Path) -> None:
+    """Batch > 1, stride 1, one position's kernels too big for a tile of k positions (C >= 512 and
+    k*k*C stored values over 64 KiB, as in DeepLabV3+'s ASPP layers): threads walk their rows in
+    blocks of channels, read in place (the last block narrower; 1400 channels: a scalar tail; a
+    full batch tile of 4 images and a narrower one; edge positions with their padding taps left
+    out). The 16 rows keep the path for up to 8 threads (2 rows each)."""
+    assert run_case(case, extension) < LAYER_RTOL
+
+
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
     choice is made when the library loads) pass part of the grid; the widest one this CPU runs is

@@ -16,7 +16,9 @@
 // tile_of) whose stored kernels fit in L2 (float16 and int8 kernels give tiles 2x and 4x larger;
 // one image: whole rows, every kernel is used once); every image of the batch is computed with a
 // tile before the next tile is read, so the kernels come from memory
-// once per call, in their stored (compressed) form: no float32 copy of any kernel is made. While
+// once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
+// whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
+// e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While
 // the first image tile of a block runs, each tap's kernel run is prefetched a fixed distance ahead
 // (the loop reads k*k runs at once, which hardware prefetchers track poorly), and the input rows
 // the next row or tile needs are prefetched a slice per segment.
@@ -26,7 +28,7 @@
 // kernels, input and output alike: the vector loops stay full however few channels a layer has,
 // and no bounds are checked inside them (see Pass). float32 inputs are read in place instead
 // where that is faster (stride 1 at batch > 1; stride > 1 with channels in whole vectors; see
-// Pass::direct).
+// Pass::direct; channel blocks always).
 // Scratch buffers are per thread and reused across calls (the pool's threads persist), so a warm
 // call allocates nothing.
 #include <algorithm>
@@ -280,6 +282,7 @@ struct Pass {
     const WT** tap_w;    // per tap of the segment: kernels, scales, input
     const float** tap_s;
     const float** tap_x;
+    int64_t ahead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements each tap's kernels are prefetched ahead
 
     Pass(const KernelArgs& args, int64_t tile_positions) : a(args), seg(segment_floats(args.c)) {
         span = tile_positions + (a.k - 1) / a.stride + 1;
@@ -400,26 +403,28 @@ struct Pass {
 
     template <int NB>
     void segment_direct(int64_t n0, int64_t i, int64_t j0, int64_t positions, const WT* kernels, const float* bias, bool fetch) {
-        const int64_t p = a.pad, k = a.k, s = a.stride;
+        const int64_t C = a.c, p = a.pad, k = a.k, s = a.stride;
         // positions whose every tap column j * s - p + kx (kx < k) lies in [0, W)
         const int64_t lo = std::clamp<int64_t>((p + s - 1) / s, j0, j0 + positions);
         const int64_t last = a.in_w - k + p;  // the last such j * s
         const int64_t hi = std::clamp<int64_t>(last < 0 ? 0 : last / s + 1, lo, j0 + positions);
         for (int64_t j = j0; j < lo; ++j)
-            positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
+            positions_direct<NB>(n0, i, j0, j, 1, 0, C, kernels, bias, fetch);
         if (hi > lo)
-            positions_direct<NB>(n0, i, j0, lo, hi - lo, kernels, bias, fetch);
+            positions_direct<NB>(n0, i, j0, lo, hi - lo, 0, (hi - lo) * C, kernels, bias, fetch);
         for (int64_t j = hi; j < j0 + positions; ++j)
-            positions_direct<NB>(n0, i, j0, j, 1, kernels, bias, fetch);
+            positions_direct<NB>(n0, i, j0, j, 1, 0, C, kernels, bias, fetch);
     }
 
     // Positions [j, j + count) of segment j0 read in place (float32 input), taps with a column
-    // outside the row left out (only ever for count == 1).
+    // outside the row left out (only ever for count == 1); floats [c0, c0 + len) of the run's
+    // (position, channel) (a channel block of one position, or all of them).
     template <int NB>
-    void positions_direct(int64_t n0, int64_t i, int64_t j0, int64_t j, int64_t count, const WT* kernels, const float* bias, bool fetch) {
+    void positions_direct(int64_t n0, int64_t i, int64_t j0, int64_t j, int64_t count, int64_t c0, int64_t len, const WT* kernels,
+                          const float* bias, bool fetch) {
         const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, ow = a.out_w, W = a.in_w, H = a.in_h;
         const float* X = static_cast<const float*>(a.x);
-        const int64_t off = (j - j0) * C;  // into the segment's tiled bias / scale rows
+        const int64_t off = (j - j0) * C + c0;  // into the segment's tiled bias / scale rows
         int nt = 0;
         for (int64_t ky = 0; ky < k; ++ky) {
             const int64_t iy = i * s + ky - p;
@@ -429,20 +434,20 @@ struct Pass {
                 const int64_t ix = j * s - p + kx;
                 if (ix < 0 || ix + (count - 1) * s >= W)
                     continue;  // only for a lone edge position
-                tap_w[nt] = kernels + (ky * k + kx) * ow * C + j * C;
+                tap_w[nt] = kernels + (ky * k + kx) * ow * C + j * C + c0;
                 if constexpr (kInt8)
                     tap_s[nt] = a.scale + (ky * k + kx) * seg + off;
-                tap_x[nt] = X + ((n0 * H + iy) * W + ix) * C;
+                tap_x[nt] = X + ((n0 * H + iy) * W + ix) * C + c0;
                 ++nt;
             }
         }
         float* dst[NB];
         for (int b = 0; b < NB; ++b)
-            dst[b] = static_cast<float*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j) * C;
+            dst[b] = static_cast<float*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j) * C + c0;
         if (s == 1)
-            body<NB>(nt, count * C, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+            body<NB>(nt, len, dst, bias ? bias + off : nullptr, H * W * C, fetch);
         else
-            body<NB, true>(nt, count * C, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+            body<NB, true>(nt, len, dst, bias ? bias + off : nullptr, H * W * C, fetch);
     }
 
     // dst[b][0, len) = clamp(bias + sum over the nt taps of tap_w * tap_x (+ b * img)) for the
@@ -462,7 +467,6 @@ struct Pass {
         // 3-9 % faster)
         const bool short_scale = kInt8 && C % kLanes == 0;
         const auto soff = [C, short_scale](int64_t q) { return short_scale ? q % C : q; };
-        constexpr int64_t kAhead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements
         constexpr int64_t kChunkBytes = TVX_CHUNK * int64_t(sizeof(WT));
         int64_t u = 0;
         for (; u + TVX_CHUNK <= len; u += TVX_CHUNK) {
@@ -482,7 +486,7 @@ struct Pass {
                 const float* xp = tap_x[t] + xu;
                 if (fetch)
                     for (int64_t o = 0; o < kChunkBytes; o += 64)
-                        __builtin_prefetch(reinterpret_cast<const char*>(wp + kAhead) + o, 0, 3);
+                        __builtin_prefetch(reinterpret_cast<const char*>(wp + ahead) + o, 0, 3);
                 const float* xb[NB];  // one base register per image, vectors at fixed offsets
                 for (int b = 0; b < NB; ++b)
                     xb[b] = xp + b * img;
@@ -527,17 +531,17 @@ struct Pass {
                 o[q] = range(o[q]);
         }
     }
-
-    // segment<nb> for a run-time nb <= NB (the last, narrower tile of a batch)
-    template <int NB>
-    void segment_tile(int nb, int64_t n0, int64_t i, int64_t j0, int64_t positions, const WT* kernels, const float* bias, bool fetch) {
-        if constexpr (NB > 1) {
-            if (nb < NB)
-                return segment_tile<NB - 1>(nb, n0, i, j0, positions, kernels, bias, fetch);
-        }
-        segment<NB>(n0, i, j0, positions, kernels, bias, fetch);
-    }
 };
+
+// f(std::integral_constant<int, nb>) for a run-time nb <= NB (the last, narrower tile of a batch)
+template <int NB, typename F>
+void with_tile(int nb, F&& f) {
+    if constexpr (NB > 1) {
+        if (nb < NB)
+            return with_tile<NB - 1>(nb, f);
+    }
+    f(std::integral_constant<int, NB>{});
+}
 
 // Prefetches bytes [from, to) of `count` runs of `run` bytes each, run r starting at `base(r)`.
 template <typename Base>
@@ -568,10 +572,74 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
     return {r, std::min(q, a.out_w)};
 }
 
+// Channel blocks, for batch > 1, stride 1 and float32 activations when a segment is one position
+// (C >= kSegment) and tile_of's tiles would be narrower than k positions (one position's kernels
+// for all taps are k*k*C values: 69 KB at C=1920, k=3, so a tile of 8 rows is 1 position wide).
+// Such tiles re-read each image's input columns in every neighbouring tile (a 1-position tile of
+// 8 rows converts 3 columns x 10 rows: the input ~3.75x at k = 3). Instead a thread walks its rows
+// in tiles of `rows` rows x blocks of channels: a block's kernels for those rows fit
+// TVX_BLOCK_BYTES and serve every image; each image's input is read in place once per block and
+// row tile (plus the k - 1 halo rows: ~2x with DeepLabV3+'s float32 2-row tiles, 1.25-1.4x with
+// compressed kernels); each (position, block) is one call of the multiply-add loop. Blocks are
+// at least kMinBlock floats (fewer rows instead): with 64-float blocks the per-call cost
+// outweighed the saved reads (two threads, C=1920 16x16 batch 16, float32 kernels: 1.2-1.3x
+// slower than the narrow tiles; 256-320 floats: 12-16 % faster, float16 kernels 22-27 %, int8
+// 13-14 %; in the network, DeepLabV3+ batch 16, TV ops 19-25 % faster).
+constexpr int64_t kMinBlock = 256;
+
+template <typename XT, typename WT>
+void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
+    const int64_t C = a.c, ow = a.out_w, k = a.k, s = a.stride, p = a.pad, H = a.in_h, W = a.in_w;
+    const int64_t channel_row = k * k * ow * int64_t(sizeof(WT));  // stored kernel bytes of one channel of a row
+    const int64_t rows = std::clamp<int64_t>(TVX_BLOCK_BYTES / (channel_row * kMinBlock), 1, row_end - row_begin);
+    const int64_t widest = std::max<int64_t>(1, TVX_BLOCK_BYTES / (channel_row * rows) / TVX_CHUNK) * TVX_CHUNK;
+    const int64_t blocks = (C + widest - 1) / widest;
+    const int64_t block = ((C + blocks - 1) / blocks + TVX_CHUNK - 1) / TVX_CHUNK * TVX_CHUNK;  // even blocks, whole chunks
+    Pass<XT, WT> pass(a, 1);
+    pass.ahead = C;  // a tap's kernels of the next position, same channels
+    const auto* Wt = static_cast<const WT*>(a.weight);
+    const auto* X = static_cast<const float*>(a.x);
+    for (int64_t rb = row_begin; rb < row_end; rb += rows) {
+        const int64_t re = std::min(row_end, rb + rows);
+        for (int64_t c0 = 0; c0 < C; c0 += block) {
+            const int64_t len = std::min(block, C - c0);
+            for (int64_t n0 = 0; n0 < a.n;) {
+                const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
+                for (int64_t i = rb; i < re; ++i) {
+                    const WT* row_k = Wt + i * k * k * ow * C;
+                    // the block's channels of the input rows the next row needs (these images, or
+                    // the next ones after the last row), s columns per position
+                    const bool last = i + 1 == re;
+                    const int64_t next_n = last ? n0 + nb : n0, next_i = last ? rb : i + 1;
+                    const int64_t r0 = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
+                    const int64_t r1 = std::min<int64_t>(H, next_i * s - p + k);
+                    const int64_t images = std::min<int64_t>(nb, a.n - next_n);
+                    for (int64_t j = 0; j < ow; ++j) {
+                        for (int64_t b = 0; b < images; ++b)
+                            for (int64_t r = r0; r < r1; ++r)
+                                for (int64_t ix = j * s; ix < std::min(W, j * s + s); ++ix) {
+                                    const char* src = reinterpret_cast<const char*>(X + (((next_n + b) * H + r) * W + ix) * C + c0);
+                                    for (int64_t o = 0; o < len * int64_t(sizeof(float)); o += 64)
+                                        __builtin_prefetch(src + o, 0, 3);
+                                }
+                        const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j) * C : a.bias;
+                        with_tile<TVX_BATCH_TILE>(nb, [&](auto t) { pass.template positions_direct<t()>(n0, i, j, j, 1, c0, len, row_k, bias, n0 == 0); });
+                    }
+                }
+                n0 += nb;
+            }
+        }
+    }
+}
+
 template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
-    const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
+    if constexpr (std::is_same_v<XT, float>) {
+        if (a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < a.k)
+            return run_channel_blocks<XT, WT>(a, row_begin, row_end);
+    }
+    const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
     Pass<XT, WT> pass(a, tile.positions);
     const int64_t per_seg = segment_positions(C);
     const int64_t row_kernels = k * k * ow * C;  // kernel values of one output row
@@ -606,7 +674,7 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                             prefetch_runs(row_start, run, x_bytes * q / segments, x_bytes * (q + 1) / segments);
                         const int64_t positions = std::min(je, j0 + per_seg) - j0;
                         const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j0) * C : a.bias;
-                        pass.template segment_tile<TVX_BATCH_TILE>(nb, n0, i, j0, positions, row_k, bias, n0 == 0);
+                        with_tile<TVX_BATCH_TILE>(nb, [&](auto t) { pass.template segment<t()>(n0, i, j0, positions, row_k, bias, n0 == 0); });
                     }
                 }
                 n0 += nb;
