@@ -573,18 +573,21 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 }
 
 // Channel blocks, for batch > 1, stride 1 and float32 activations when a segment is one position
-// (C >= kSegment) and tile_of's tiles would be narrower than k positions (one position's kernels
-// for all taps are k*k*C values: 69 KB at C=1920, k=3, so a tile of 8 rows is 1 position wide).
+// (C >= kSegment) and tile_of's tiles would be narrower than k positions and than the row (one
+// position's kernels for all taps are k*k*C values: 69 KB at C=1920, k=3, so a tile of 8 rows is
+// 1 position wide).
 // Such tiles re-read each image's input columns in every neighbouring tile (a 1-position tile of
 // 8 rows converts 3 columns x 10 rows: the input ~3.75x at k = 3). Instead a thread walks its rows
 // in tiles of `rows` rows x blocks of channels: a block's kernels for those rows fit
 // TVX_BLOCK_BYTES and serve every image; each image's input is read in place once per block and
 // row tile (plus the k - 1 halo rows: ~2x with DeepLabV3+'s float32 2-row tiles, 1.25-1.4x with
 // compressed kernels); each (position, block) is one call of the multiply-add loop. Blocks are
-// at least kMinBlock floats (fewer rows instead): with 64-float blocks the per-call cost
-// outweighed the saved reads (two threads, C=1920 16x16 batch 16, float32 kernels: 1.2-1.3x
-// slower than the narrow tiles; 256-320 floats: 12-16 % faster, float16 kernels 22-27 %, int8
-// 13-14 %; in the network, DeepLabV3+ batch 16, TV ops 19-25 % faster).
+// at least kMinBlock floats where one row's kernels allow it (fewer rows instead; a row whose
+// k*k*ow*kMinBlock stored values exceed TVX_BLOCK_BYTES, e.g. float32 k=3 with ow > 42, gets
+// narrower blocks: no zoo layer, not measured): in issue 17f's harness runs (scratch, not in
+// benchmarks/) 64-float blocks were slower than the narrow tiles, the per-call cost outweighing
+// the saved reads, and 256-320-float blocks faster; benchmarks/results/openvino_fused.md has the
+// network rows measured with this path.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
@@ -636,7 +639,7 @@ template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
     if constexpr (std::is_same_v<XT, float>) {
-        if (a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < a.k)
+        if (a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
             return run_channel_blocks<XT, WT>(a, row_begin, row_end);
     }
     const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
