@@ -82,6 +82,8 @@ def test_export_without_validation_builds_no_reference_for_a_baked_file(ckpt: Pa
     dw = write_checkpoint(make_model(atom="dwconv"), tmp_path / "dw.ckpt", "lightning")
     checked = tvexport.export_checkpoint(baked, tmp_path / "checked.onnx", batch=2, simplify=False)
     assert checked.ok and [r.kind for r in references] == ["baked"] and checked.truth == "baked float64"
+    unchecked = tvexport.export_checkpoint(ckpt, tmp_path / "unchecked_ckpt.onnx", batch=2, simplify=False, validate=False)
+    assert (unchecked.truth, unchecked.baseline) == (None, None)  # its reference verified the bake; nothing was compared
 
     def no_reference(self: Reference, *args: object, **kwargs: object) -> None:
         raise AssertionError("a Reference was built for an export without validation")

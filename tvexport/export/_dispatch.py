@@ -101,8 +101,8 @@ def export_checkpoint(
     with the same ``rtol``/``atol`` floors, or a baked file), export it as ``format`` ("onnx",
     "aoti") to ``output`` (default ``<stem>.onnx`` / ``<stem>.pt2`` beside it), validated against
     the float64 truth of the source (``load_source``: the unbaked network of a checkpoint, a baked
-    file's model with its kernels as stored). Without validation a baked file builds no float64
-    reference and the result's ``truth``/``baseline`` stay None.
+    file's model with its kernels as stored). Without validation a baked file or a baseline builds
+    no float64 reference, and the result's ``truth``/``baseline`` stay None (nothing was compared).
 
     ``kernel_dtype`` (float32, float16, int8; default as stored, a checkpoint float32) is how the
     TV kernels are stored. ONNX options are those of ``export_onnx`` (``opset`` default 18); AOTInductor
@@ -155,6 +155,7 @@ def export_checkpoint(
         assert ref is not None  # only a validating export mismatches, and it has its reference
         err.truth, err.baseline = ref.truth_label, ref.baseline_label
         raise
-    if ref is not None:
+    if validate:  # a checkpoint has its reference without validation too (it verified the bake), but nothing was compared with it
+        assert ref is not None
         result.truth, result.baseline = ref.truth_label, ref.baseline_label
     return result
