@@ -587,7 +587,8 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // narrower blocks: no zoo layer, not measured): in issue 17f's harness runs (scratch, not in
 // benchmarks/) 64-float blocks were slower than the narrow tiles, the per-call cost outweighing
 // the saved reads, and 256-320-float blocks faster; benchmarks/results/openvino_fused.md has the
-// network rows measured with this path.
+// network rows measured with this path, benchmarks/openvino_ab.py times it against the tile path
+// (TVEXPORT_OV_CHANNEL_BLOCKS=0, see tv_dwconv.cpp) in one process.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
