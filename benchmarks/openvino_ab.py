@@ -172,7 +172,9 @@ def main() -> int:
     name = args.name or "openvino_channel_blocks"
     if _common.rerender(args, name, render) is not None:
         return 0
-    (arch,) = args.arch or ["deeplabv3plus_mobilenetv2"]
+    if args.arch and len(args.arch) > 1:
+        p.error("one --arch per run")
+    arch = args.arch[0] if args.arch else "deeplabv3plus_mobilenetv2"
     model = load_subject(arch).networks[0].form("baked")
     assert model is not None
     x = np.ascontiguousarray(random_inputs((args.batch, *config_of(model).input_shape), seed=0).numpy())
