@@ -162,13 +162,15 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 
 
 def main() -> int:
-    p = _common.parser(__doc__.splitlines()[0], render=True)
+    p = _common.parser(__doc__.splitlines()[0], render=True, timing=False)  # --rounds and --block set the work
     p.add_argument("--batch", type=int, default=16, help="batch size (channel blocks need batch > 1)")
     p.add_argument("--kernel-dtype", action="append", choices=("float32", "float16", "int8"),
                    help="stored TV kernels (repeatable); default float32")
     p.add_argument("--rounds", type=int, default=10, help="rounds of one block per copy")
     p.add_argument("--block", type=int, default=5, help="runs per copy and round")
     args = p.parse_args()
+    if args.quick:  # smoke run: numbers meaningless
+        args.rounds, args.block = 2, 1
     name = args.name or "openvino_channel_blocks"
     if _common.rerender(args, name, render) is not None:
         return 0
