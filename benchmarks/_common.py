@@ -24,17 +24,20 @@ ARCHS = ["face_mobilenetv2_x0_1", "face_mobilenetv2_x1_0", "face_shufflenetv2_x1
 BN_STATS: dict[str, dict[str, bool]] = {"calibrated": {}, "random": {"calibrate": False}, "measured": {"conditioned": False}}
 
 
-def parser(description: str, *, render: bool = False) -> argparse.ArgumentParser:
-    """The options every benchmark script shares; ``render`` adds ``--render JSON``."""
+def parser(description: str, *, render: bool = False, timing: bool = True) -> argparse.ArgumentParser:
+    """The options every benchmark script shares; ``render`` adds ``--render JSON``; ``timing=False``
+    leaves out the ``settings()`` options (warm-up, iterations, seconds) for a script that sets its
+    own amount of work."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     if render:
         p.add_argument("--render", type=Path, metavar="JSON", help="only re-render the outputs from a JSON this script wrote")
     p.add_argument("--arch", action="append", help="architecture (repeatable); default: the four headline ones")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads")
-    p.add_argument("--warmup-seconds", type=float, default=0.5)
-    p.add_argument("--min-iters", type=int, default=10)
-    p.add_argument("--min-seconds", type=float, default=2.0)
-    p.add_argument("--max-seconds", type=float, default=60.0, help="cap per case (marked truncated)")
+    if timing:
+        p.add_argument("--warmup-seconds", type=float, default=0.5)
+        p.add_argument("--min-iters", type=int, default=10)
+        p.add_argument("--min-seconds", type=float, default=2.0)
+        p.add_argument("--max-seconds", type=float, default=60.0, help="cap per case (marked truncated)")
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the .md, .png and .json")
     p.add_argument("--name", help="file stem of the outputs (default: the script's)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, no warm-up (numbers meaningless)")

@@ -64,12 +64,17 @@ def graphs(model: torch.nn.Module, batch: int, *, tv: bool) -> dict[str, Any]:
     portable = simplify_graph(onnx_graph(model, batch=batch))
     if not tv:
         return {"portable": portable}
-    out = {"portable": portable, "plugin": simplify_graph(onnx_graph(model, tv_op="plugin", batch=batch))}
-    for key, dtype in (("plugin_f16", "float16"), ("plugin_int8", "int8")):
-        compressed = copy.deepcopy(model)
-        compress_model(compressed, dtype)
-        out[key] = simplify_graph(onnx_graph(compressed, tv_op="plugin", batch=batch))
-    return out
+    return {"portable": portable, "plugin": plugin_graph(model, batch), "plugin_f16": plugin_graph(model, batch, "float16"),
+            "plugin_int8": plugin_graph(model, batch, "int8")}
+
+
+def plugin_graph(model: torch.nn.Module, batch: int, kernel_dtype: str = "float32") -> Any:
+    """The plugin graph of a baked TV network, its kernels compressed to ``kernel_dtype`` by
+    tvexport.quantize as `export --kernel-dtype` stores them (float32: as baked)."""
+    if kernel_dtype != "float32":
+        model = copy.deepcopy(model)
+        compress_model(model, kernel_dtype)
+    return simplify_graph(onnx_graph(model, tv_op="plugin", batch=batch))
 
 
 def ov_closure(runner: OpenVinoRunner, x: np.ndarray) -> Any:
@@ -99,18 +104,32 @@ def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int) -> dict
     warm = 10
     for _ in range(warm):
         infer()
-    before = {info.node_name: info.real_time.total_seconds() * 1e6 for info in runner.request.profiling_info}
+    before, _ = node_counters(runner)
     for _ in range(runs):
         infer()
-    mean: dict[str, float] = {}
-    kinds: dict[str, str] = {}
-    for info in runner.request.profiling_info:
-        total = info.real_time.total_seconds() * 1e6 * (warm + runs)
-        mean[info.node_name] = max(0.0, (total - before.get(info.node_name, 0.0) * warm) / runs)
-        kinds[info.node_name] = info.node_type
-    tv_names = [n.name for n in graph.graph.node if n.op_type == PLUGIN_OP]
+    after, kinds = node_counters(runner)
+    mean = mean_between(before, warm, after, warm + runs)
+    tv_names = tv_nodes(graph)
     reorders = sum(v for name, v in mean.items() if kinds[name] in ("Reorder", "Transpose"))
     return {"tv_us": {name: mean.get(name, float("nan")) for name in tv_names}, "reorders_us": reorders, "kernel": runner.kernel}
+
+
+def node_counters(runner: OpenVinoRunner) -> tuple[dict[str, float], dict[str, str]]:
+    """Each node's counter (us: its mean over every run since the model was compiled, see
+    layer_profile) and its type, from a runner compiled with ``profile=True``."""
+    infos = runner.request.profiling_info
+    return {i.node_name: i.real_time.total_seconds() * 1e6 for i in infos}, {i.node_name: i.node_type for i in infos}
+
+
+def mean_between(before: dict[str, float], runs_before: int, after: dict[str, float], runs_after: int) -> dict[str, float]:
+    """Per-node mean (us) of the runs between two node_counters snapshots, taken after
+    ``runs_before`` and ``runs_after`` runs since the model was compiled."""
+    return {name: max(0.0, (us * runs_after - before.get(name, 0.0) * runs_before) / (runs_after - runs_before)) for name, us in after.items()}
+
+
+def tv_nodes(graph: Any) -> list[str]:
+    """Names of the graph's tv_dwconv nodes (their counters' names)."""
+    return [n.name for n in graph.graph.node if n.op_type == PLUGIN_OP]
 
 
 def floor_bytes(graph: Any, batch: int) -> dict[str, int]:

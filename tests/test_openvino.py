@@ -189,10 +189,12 @@ def test_input_read_paths(case: Case, extension: Path) -> None:
     assert run_case(case, extension) < LAYER_RTOL
 
 
-@pytest.mark.parametrize("case", [Case(3, 1, "map", "float32", 5, channels=1920, h=16, w=6),
-                                  Case(7, 1, "channel", "int8", 5, channels=1400, h=16, w=5),
-                                  Case(5, 1, None, "float16", "N", channels=1344, h=16, w=6)],
-                         ids=lambda c: f"cblock-{c.id}-c{c.channels}")
+CHANNEL_BLOCK_CASES = [Case(3, 1, "map", "float32", 5, channels=1920, h=16, w=6),
+                       Case(7, 1, "channel", "int8", 5, channels=1400, h=16, w=5),
+                       Case(5, 1, None, "float16", "N", channels=1344, h=16, w=6)]
+
+
+@pytest.mark.parametrize("case", CHANNEL_BLOCK_CASES, ids=lambda c: f"cblock-{c.id}-c{c.channels}")
 def test_channel_blocks(case: Case, extension: Path) -> None:
     """Batch > 1, stride 1, one position's kernels too big for a tile of k positions (C >= 512 and
     k*k*C stored values over 64 KiB, as in DeepLabV3+'s ASPP layers): threads walk their rows in
@@ -201,6 +203,14 @@ def test_channel_blocks(case: Case, extension: Path) -> None:
     out). Two threads (8 rows each), so that the path is taken whatever the machine's core count
     (with 1 row per thread the tiles are wide enough for the tile path)."""
     assert run_case(case, extension, threads=2) < LAYER_RTOL
+
+
+def test_channel_blocks_switched_off(extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_CHANNEL_BLOCKS=0 (read as the op is constructed: benchmarks/openvino_ab.py
+    compiles one model with it, one without) sends a channel-block layer down the tile path,
+    which matches the truth too."""
+    monkeypatch.setenv("TVEXPORT_OV_CHANNEL_BLOCKS", "0")
+    assert run_case(CHANNEL_BLOCK_CASES[0], extension, threads=2) < LAYER_RTOL
 
 
 def test_every_kernel_variant(extension: Path) -> None:

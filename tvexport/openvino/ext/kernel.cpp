@@ -587,7 +587,8 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // narrower blocks: no zoo layer, not measured): in issue 17f's harness runs (scratch, not in
 // benchmarks/) 64-float blocks were slower than the narrow tiles, the per-call cost outweighing
 // the saved reads, and 256-320-float blocks faster; benchmarks/results/openvino_fused.md has the
-// network rows measured with this path.
+// network rows measured with this path, benchmarks/openvino_ab.py times it against the tile path
+// (TVEXPORT_OV_CHANNEL_BLOCKS=0, see tv_dwconv.cpp) in one process.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
@@ -639,7 +640,7 @@ template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
     if constexpr (std::is_same_v<XT, float>) {
-        if (a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
+        if (a.channel_blocks && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
             return run_channel_blocks<XT, WT>(a, row_begin, row_end);
     }
     const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;

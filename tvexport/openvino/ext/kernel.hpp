@@ -38,6 +38,7 @@ struct KernelArgs {
     DType x_type, w_type;
     bool clamp;  // clamp the output to [lo, hi]
     float lo, hi;
+    bool channel_blocks;  // run_channel_blocks may be chosen (kernel.cpp: run); off: the tile path
 };
 
 // Output rows are processed in segments of up to kSegment floats of (position, channel).

@@ -86,6 +86,15 @@ const char* kernel_name(KernelFn fn) {
 
 const KernelFn kKernel = select_kernel();
 
+// TVEXPORT_OV_CHANNEL_BLOCKS=0 turns the kernel's channel-block path off (kernel.cpp:
+// run_channel_blocks; such layers take the tile path), for A/B runs (benchmarks/openvino_ab.py).
+// Unlike TVEXPORT_OV_KERNEL it is read when an op is constructed (as the model is read) and kept
+// by its clones, so two models read in one process may differ. Default: on.
+bool channel_blocks_from_env() {
+    const char* env = std::getenv("TVEXPORT_OV_CHANNEL_BLOCKS");
+    return !(env && std::string(env) == "0");
+}
+
 }  // namespace
 
 // Channels-last TV depthwise op: x (N, H, W, C), weight (h, k*k, w, C) float32 | float16 | int8
@@ -220,6 +229,7 @@ public:
         op->m_clamp = m_clamp;
         op->m_lo = m_lo;
         op->m_hi = m_hi;
+        op->m_channel_blocks = m_channel_blocks;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
         op->constructor_validate_and_infer_types();
@@ -278,6 +288,7 @@ public:
         a.clamp = m_clamp;
         a.lo = m_lo;
         a.hi = m_hi;
+        a.channel_blocks = m_channel_blocks;
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
             ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
@@ -295,6 +306,7 @@ private:
     // folded into the op after the model is read (tvexport/openvino/runtime.py: fuse_clamps)
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
+    bool m_channel_blocks = channel_blocks_from_env();  // copied by clone_with_new_inputs, not re-read
 };
 
 namespace {
