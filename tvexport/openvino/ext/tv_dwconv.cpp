@@ -98,8 +98,9 @@ bool channel_blocks_from_env() {
 // TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
 // output) run on the calling thread, all rows in one kernel call, instead of being split over the
 // pool; read like TVEXPORT_OV_CHANNEL_BLOCKS, for A/B runs (benchmarks/openvino_ab.py --switch
-// serial). Default 0, every layer on the pool: in those runs no zoo layer was faster on the
-// calling thread, not even 3-4 us ones (benchmarks/results/openvino_serial_*.md).
+// serial). Default 0, every layer on the pool: in those runs (face MobileNetV2 x0.1, ShuffleNetV2
+// x1.0) no layer was faster on the calling thread; the 3-5 us ones took the same time either way
+// (benchmarks/results/openvino_serial_*.md).
 int64_t serial_bytes_from_env() {
     const char* env = std::getenv("TVEXPORT_OV_SERIAL_BYTES");
     return env && *env ? std::strtoll(env, nullptr, 10) : 0;
