@@ -1,17 +1,23 @@
-"""OpenVINO extension: the kernel's channel-block path against the tile path it replaces, A/B in one process.
+"""OpenVINO extension: one of the op's switches on one side, off on the other, A/B in one process.
 
-    python benchmarks/openvino_ab.py                                 # DeepLabV3+ batch 16, float32 kernels
+    python benchmarks/openvino_ab.py                                 # channel blocks: DeepLabV3+ batch 16, float32 kernels
     python benchmarks/openvino_ab.py --kernel-dtype float32 --kernel-dtype float16 --kernel-dtype int8 --rounds 6 --block 5
+    python benchmarks/openvino_ab.py --switch serial --arch face_shufflenetv2_x1_0 --batch 16
     python benchmarks/openvino_ab.py --render benchmarks/results/openvino_channel_blocks.json
 
+--switch picks what differs between the copies (see SWITCHES; each is an environment variable
+that the extension reads when an op is constructed, as the model is read, so each copy keeps its
+setting):
+  channel-blocks  TVEXPORT_OV_CHANNEL_BLOCKS: A channel blocks on (the default), B off (those
+                  layers take the tile path)
+  serial          TVEXPORT_OV_SERIAL_BYTES: A every TV layer's rows split over the thread pool (the
+                  default), B every layer run on the calling thread (per layer: whether one that
+                  moves few bytes is faster without the pool's fork and join)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
 as `export --kernel-dtype` stores them) is compiled three times in this process, each with
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
-  A   channel blocks on (the default)
-  B   TVEXPORT_OV_CHANNEL_BLOCKS=0: layers that would take the channel blocks take the tile path
-  A'  on again: the null test, identical to A, so A'/A shows what noise alone gives
-The extension reads the switch when an op is constructed (as the model is read), so each copy
-keeps its setting. Each copy runs 10 warm-up runs, then every round runs a block of --block runs of
+A, B, and A' (the same setting as A: the null test, so A'/A shows what noise alone gives).
+Each copy runs 10 warm-up runs, then every round runs a block of --block runs of
 each copy, in the order A, B, A' and reversed the next round. Reported per copy: the median
 wall time of single runs; per round, the block means' ratios B/A and A'/A (median [p10-p90]); per
 TV layer, the mean time of the measured runs from the counters (openvino_fused.layer_profile's
@@ -21,11 +27,13 @@ method: whole microseconds) and its ratio to A's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,41 +49,68 @@ from tvexport.profile.machine import load_average, machine_info, versions
 from tvexport.profile.report import describe_machine
 from tvexport.profile.stats import Stats, paired_ratio
 
-SWITCH = "TVEXPORT_OV_CHANNEL_BLOCKS"
-COPIES = {"A": True, "B": False, "A'": True}  # copy -> channel blocks on
 ALT, NULL = "A'", "A'/A"  # the null-test copy and its ratio
 WARM = 10
 SEGMENT = 512  # kernel.hpp kSegment: channel blocks need C >= this (and stride 1, batch > 1)
 
 
-@contextlib.contextmanager
-def channel_blocks(on: bool) -> Iterator[None]:
-    """The switch as the extension reads it while a model is read, restored afterwards."""
-    old = os.environ.get(SWITCH)
-    os.environ[SWITCH] = "1" if on else "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[SWITCH]
-        else:
-            os.environ[SWITCH] = old
-
-
-def candidates(graph: Any) -> list[str]:
-    """TV nodes the switch can reach: stride 1 and at least kSegment channels (run() also needs
-    tiles narrower than k positions; the per-layer table shows which changed)."""
+def channel_block_candidates(graph: Any) -> list[str]:
+    """TV nodes the channel-block switch can reach: stride 1 and at least kSegment channels (run()
+    also needs tiles narrower than k positions; the per-layer table shows which changed)."""
     inits = {t.name: t for t in graph.graph.initializer}
     tv = set(tv_nodes(graph))
     return [node.name for node in graph.graph.node if node.name in tv
             and next(a.i for a in node.attribute if a.name == "stride") == 1 and inits[node.input[1]].dims[0] >= SEGMENT]
 
 
+@dataclasses.dataclass(frozen=True)
+class Switch:
+    env: str
+    values: dict[str, str]  # copy -> the variable's value
+    title: str  # what A and B are
+    b_means: str  # the B copy, for the text
+    reach: Callable[[Any], list[str]]  # the TV layers the switch can change
+    reach_means: str
+    name: str  # default file stem
+    arch: str  # default --arch
+    batch: int  # default --batch
+
+
+SWITCHES = {
+    "channel-blocks": Switch(
+        "TVEXPORT_OV_CHANNEL_BLOCKS", {"A": "1", "B": "0", ALT: "1"}, "channel blocks on (A) vs off (B)",
+        "A channel blocks on, B off (`TVEXPORT_OV_CHANNEL_BLOCKS=0` while it was read: those layers take the tile path), A' on",
+        channel_block_candidates, f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change)",
+        "openvino_channel_blocks", "deeplabv3plus_mobilenetv2", 16),
+    "serial": Switch(
+        "TVEXPORT_OV_SERIAL_BYTES", {"A": "0", "B": str(2**62), ALT: "0"}, "every TV layer on the thread pool (A) vs on the calling thread (B)",
+        "A every TV layer split over the pool (`TVEXPORT_OV_SERIAL_BYTES=0`), B every one on the calling thread "
+        "(`TVEXPORT_OV_SERIAL_BYTES=2**62`), A' as A",
+        tv_nodes, "(all of them)", "openvino_serial", "face_mobilenetv2_x0_1", 1),
+}
+COPIES = list(SWITCHES["channel-blocks"].values)
+
+
+@contextlib.contextmanager
+def switched(env: str, value: str) -> Iterator[None]:
+    """The switch as the extension reads it while a model is read, restored afterwards."""
+    old = os.environ.get(env)
+    os.environ[env] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[env]
+        else:
+            os.environ[env] = old
+
+
 def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str, Any]:
     graph = plugin_graph(model, x.shape[0], kernel_dtype)
+    switch = SWITCHES[args.switch]
     runners = {}
-    for name, on in COPIES.items():
-        with channel_blocks(on):
+    for name, value in switch.values.items():
+        with switched(switch.env, value):
             runners[name] = OpenVinoRunner(graph, what=f"{kernel_dtype} copy {name}", threads=args.threads, profile=True)
     infer = {name: ov_closure(r, x) for name, r in runners.items()}
     for fn in infer.values():
@@ -103,7 +138,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     for name, r in runners.items():
         mean = mean_between(before[name], WARM, node_counters(r)[0], WARM + measured)
         layers[name] = {n: mean.get(n, float("nan")) for n in tv}
-    reach = candidates(graph)
+    reach = switch.reach(graph)
     return {
         "kernel_dtype": kernel_dtype, "kernel": runners["A"].kernel, "extension": runners["A"].extension.parent.name,
         "wall": {name: Stats.of(v).to_dict() for name, v in runs.items()},
@@ -120,16 +155,17 @@ def _ratio(num: float, den: float, digits: int = 3) -> str:
 
 
 def render(result: dict[str, Any], out: Path, name: str) -> None:
-    md = ["# OpenVINO extension: channel blocks on (A) vs off (B), with a null test (A')", "",
+    switch = SWITCHES[result.get("switch", "channel-blocks")]  # results before --switch: channel blocks
+    md = [f"# OpenVINO extension: {switch.title}, with a null test (A')", "",
           f"Machine: {result['machine_text']}.", "",
           f"Command: `{result['command']}`. {result['arch']} (random weights, reference TV settings, BatchNorm folded), plugin graph, "
           f"batch {result['batch']}; OpenVINO {result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, "
           f"{result['threads']} threads, PERF_COUNT on in every copy. Per kernel dtype three copies of one graph compiled in one process: "
-          f"A channel blocks on, B off (`{SWITCH}=0` while it was read: those layers take the tile path), A' on (null test). "
+          f"{switch.b_means} (null test). "
           f"{WARM} warm-up runs each, then {result['rounds']} rounds of a {result['block']}-run block per copy, order A, B, A' "
           "reversed every other round. Wall: median of single runs; B/A and A'/A: per-round ratios of block means, median "
           "[p10-p90]. TV ops: mean of the measured runs from OpenVINO's counters (whole us); 'reachable' sums the TV layers "
-          f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change).", "",
+          f"{switch.reach_means}.", "",
           "| kernels | wall A ms | wall B ms | wall A' ms | wall B/A | wall A'/A | TV ops A / B / A' ms | TV B/A | TV A'/A | "
           "reachable A / B / A' ms | reachable B/A | reachable A'/A | load before -> after |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -163,7 +199,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 
 def main() -> int:
     p = _common.parser(__doc__.splitlines()[0], render=True, timing=False)  # --rounds and --block set the work
-    p.add_argument("--batch", type=int, default=16, help="batch size (channel blocks need batch > 1)")
+    p.add_argument("--switch", choices=list(SWITCHES), default="channel-blocks", help="what differs between A and B")
+    p.add_argument("--batch", type=int, help="batch size (default: the switch's; channel blocks need batch > 1)")
     p.add_argument("--kernel-dtype", action="append", choices=("float32", "float16", "int8"),
                    help="stored TV kernels (repeatable); default float32")
     p.add_argument("--rounds", type=int, default=10, help="rounds of one block per copy")
@@ -171,18 +208,22 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:  # smoke run: numbers meaningless
         args.rounds, args.block = 2, 1
-    name = args.name or "openvino_channel_blocks"
+    if args.render:  # the switch the JSON was measured with names its outputs
+        args.switch = json.loads(args.render.read_text()).get("switch", "channel-blocks")
+    switch = SWITCHES[args.switch]
+    name = args.name or switch.name
     if _common.rerender(args, name, render) is not None:
         return 0
     if args.arch and len(args.arch) > 1:
         p.error("one --arch per run")
-    arch = args.arch[0] if args.arch else "deeplabv3plus_mobilenetv2"
+    arch = args.arch[0] if args.arch else switch.arch
+    args.batch = args.batch or switch.batch
     model = load_subject(arch).networks[0].form("baked")
     assert model is not None
     x = np.ascontiguousarray(random_inputs((args.batch, *config_of(model).input_shape), seed=0).numpy())
     machine = machine_info(device="cpu")
     result: dict[str, Any] = {
-        "schema": "tvexport.bench.openvino_ab", "command": _common.command_line(), "arch": arch, "batch": args.batch,
+        "schema": "tvexport.bench.openvino_ab", "command": _common.command_line(), "switch": args.switch, "arch": arch, "batch": args.batch,
         "threads": args.threads, "rounds": args.rounds, "block": args.block, "machine": machine,
         "versions": {**versions(), "openvino": __import__("openvino").__version__},
         "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}}),

@@ -213,6 +213,22 @@ def test_channel_blocks_switched_off(extension: Path, monkeypatch: pytest.Monkey
     assert run_case(CHANNEL_BLOCK_CASES[0], extension, threads=2) < LAYER_RTOL
 
 
+SERIAL_CASES = [Case(3, 1, "map", "float32", 1), Case(5, 2, None, "int8", 3), Case(7, 1, "channel", "float16", "N", channels=24),
+                Case(3, 2, "map", "float16", 1, channels=64, h=40, w=40), Case(3, 1, None, "float32", 5, channels=64, h=40, w=40)]
+
+
+@pytest.mark.parametrize("serial_bytes", ["0", "1000000", str(2**62)], ids=["pool", "small-serial", "all-serial"])
+@pytest.mark.parametrize("case", SERIAL_CASES, ids=lambda c: f"{c.id}-c{c.channels}-{c.h}x{c.w}")
+def test_layers_on_the_calling_thread(case: Case, serial_bytes: str, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_SERIAL_BYTES=N (read as the op is constructed, like TVEXPORT_OV_CHANNEL_BLOCKS;
+    benchmarks/openvino_ab.py --switch serial) runs the layers that move fewer than N bytes on the
+    calling thread, all rows in one kernel call, instead of splitting the rows over the pool: with
+    1 MB the 5x7 layers (0.1-0.21 MB) run there and the 40x40 ones (> 3 MB) on the pool; 0 (the
+    default) and 2**62 put every layer on one side."""
+    monkeypatch.setenv("TVEXPORT_OV_SERIAL_BYTES", serial_bytes)
+    assert run_case(case, extension, threads=2) < LAYER_RTOL
+
+
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
     choice is made when the library loads) pass part of the grid and one channel-block case; the widest one this CPU runs is

@@ -95,6 +95,17 @@ bool channel_blocks_from_env() {
     return !(env && std::string(env) == "0");
 }
 
+// TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
+// output) run on the calling thread, all rows in one kernel call, instead of being split over the
+// pool; read like TVEXPORT_OV_CHANNEL_BLOCKS, for A/B runs (benchmarks/openvino_ab.py --switch
+// serial). Default 0, every layer on the pool: in those runs (face MobileNetV2 x0.1, ShuffleNetV2
+// x1.0) no layer was faster on the calling thread; the 3-5 us ones took the same time either way
+// (benchmarks/results/openvino_serial_*.md).
+int64_t serial_bytes_from_env() {
+    const char* env = std::getenv("TVEXPORT_OV_SERIAL_BYTES");
+    return env && *env ? std::strtoll(env, nullptr, 10) : 0;
+}
+
 }  // namespace
 
 // Channels-last TV depthwise op: x (N, H, W, C), weight (h, k*k, w, C) float32 | float16 | int8
@@ -230,6 +241,7 @@ public:
         op->m_lo = m_lo;
         op->m_hi = m_hi;
         op->m_channel_blocks = m_channel_blocks;
+        op->m_serial_bytes = m_serial_bytes;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
         op->constructor_validate_and_infer_types();
@@ -289,6 +301,10 @@ public:
         a.lo = m_lo;
         a.hi = m_hi;
         a.channel_blocks = m_channel_blocks;
+        if (static_cast<int64_t>(x.get_byte_size() + w.get_byte_size() + outputs[0].get_byte_size()) < m_serial_bytes) {
+            kKernel(a, 0, a.out_h);
+            return true;
+        }
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
             ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
@@ -307,6 +323,7 @@ private:
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
     bool m_channel_blocks = channel_blocks_from_env();  // copied by clone_with_new_inputs, not re-read
+    int64_t m_serial_bytes = serial_bytes_from_env();   // likewise
 };
 
 namespace {
