@@ -589,6 +589,16 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // the saved reads, and 256-320-float blocks faster; benchmarks/results/openvino_fused.md has the
 // network rows measured with this path, benchmarks/openvino_ab.py times it against the tile path
 // (TVEXPORT_OV_CHANNEL_BLOCKS=0, see tv_dwconv.cpp) in one process.
+// Tried and dropped (issue 17h; scratch harnesses and a scratch copy of openvino_ab.py, AVX-512
+// Zen 5 VM, whose register-only peak is ~37 GFMA/s per core): register blocking over 4 adjacent
+// output positions x 4 images per 16 channels (each input vector feeds the k outputs that read
+// it), reading a ring of input rows packed per 16 channels, ran 32-37 GFMA/s per core with its
+// data in L2 against ~20 for `body`, yet the DeepLabV3+ batch-16 ASPP TV ops took 1.4-1.5x longer
+// (float32 11.5 -> 16.8 ms, int8 11.1 -> 15.6 ms, 2 threads, A/B in one process): with its data in
+// memory the layer is bound by traffic (input read ~2x through the 2-row tiles' halo rows, output
+// written with read-for-ownership: roughly 140 MB at float32 against the floor's 80 MB), which the
+// packed loop overlaps worse. Non-temporal output stores and 64-128-float blocks with 8-row tiles
+// (input read ~1.25x) were not faster in the harness either.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
