@@ -613,35 +613,41 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     pass.ahead = C;  // a tap's kernels of the next position, same channels
     const auto* Wt = static_cast<const WT*>(a.weight);
     const auto* X = static_cast<const float*>(a.x);
-    for (int64_t rb = row_begin; rb < row_end; rb += rows) {
-        const int64_t re = std::min(row_end, rb + rows);
-        for (int64_t c0 = 0; c0 < C; c0 += block) {
-            const int64_t len = std::min(block, C - c0);
-            for (int64_t n0 = 0; n0 < a.n;) {
-                const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
-                for (int64_t i = rb; i < re; ++i) {
-                    const WT* row_k = Wt + i * k * k * ow * C;
-                    // the block's channels of the input rows the next row needs (these images, or
-                    // the next ones after the last row), s columns per position
-                    const bool last = i + 1 == re;
-                    const int64_t next_n = last ? n0 + nb : n0, next_i = last ? rb : i + 1;
-                    const int64_t r0 = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
-                    const int64_t r1 = std::min<int64_t>(H, next_i * s - p + k);
-                    const int64_t images = std::min<int64_t>(nb, a.n - next_n);
-                    for (int64_t j = 0; j < ow; ++j) {
-                        for (int64_t b = 0; b < images; ++b)
-                            for (int64_t r = r0; r < r1; ++r)
-                                for (int64_t ix = j * s; ix < std::min(W, j * s + s); ++ix) {
-                                    const char* src = reinterpret_cast<const char*>(X + (((next_n + b) * H + r) * W + ix) * C + c0);
-                                    for (int64_t o = 0; o < len * int64_t(sizeof(float)); o += 64)
-                                        __builtin_prefetch(src + o, 0, 3);
-                                }
-                        const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j) * C : a.bias;
-                        with_tile<TVX_BATCH_TILE>(nb, [&](auto t) { pass.template positions_direct<t()>(n0, i, j, j, 1, c0, len, row_k, bias, n0 == 0); });
-                    }
+    // (row tile, block) pairs. blocks_outer: each block walks all the thread's row tiles, so the
+    // halo rows a tile shares with the previous one were read about 1.3 MB of reads ago (the
+    // block's other images, at DeepLabV3+'s C=1920, batch 16) rather than about 10 MB (every other
+    // block), more likely still in cache (the likely cause, not measured directly): DeepLabV3+
+    // batch 16 ASPP TV ops with float32 kernels 10-18 % faster, float16 / int8 and face
+    // MobileNetV2 x1.0 unchanged (benchmarks/results/openvino_blocks_outer.md). Off: each row tile
+    // walks all the blocks (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
+    const int64_t tiles = (row_end - row_begin + rows - 1) / rows, nblocks = (C + block - 1) / block;
+    for (int64_t q = 0; q < tiles * nblocks; ++q) {
+        const int64_t rb = row_begin + (a.blocks_outer ? q % tiles : q / nblocks) * rows, re = std::min(row_end, rb + rows);
+        const int64_t c0 = (a.blocks_outer ? q / tiles : q % nblocks) * block, len = std::min(block, C - c0);
+        for (int64_t n0 = 0; n0 < a.n;) {
+            const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
+            for (int64_t i = rb; i < re; ++i) {
+                const WT* row_k = Wt + i * k * k * ow * C;
+                // the block's channels of the input rows the next row needs (these images, or
+                // the next ones after the last row), s columns per position
+                const bool last = i + 1 == re;
+                const int64_t next_n = last ? n0 + nb : n0, next_i = last ? rb : i + 1;
+                const int64_t r0 = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
+                const int64_t r1 = std::min<int64_t>(H, next_i * s - p + k);
+                const int64_t images = std::min<int64_t>(nb, a.n - next_n);
+                for (int64_t j = 0; j < ow; ++j) {
+                    for (int64_t b = 0; b < images; ++b)
+                        for (int64_t r = r0; r < r1; ++r)
+                            for (int64_t ix = j * s; ix < std::min(W, j * s + s); ++ix) {
+                                const char* src = reinterpret_cast<const char*>(X + (((next_n + b) * H + r) * W + ix) * C + c0);
+                                for (int64_t o = 0; o < len * int64_t(sizeof(float)); o += 64)
+                                    __builtin_prefetch(src + o, 0, 3);
+                            }
+                    const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j) * C : a.bias;
+                    with_tile<TVX_BATCH_TILE>(nb, [&](auto t) { pass.template positions_direct<t()>(n0, i, j, j, 1, c0, len, row_k, bias, n0 == 0); });
                 }
-                n0 += nb;
             }
+            n0 += nb;
         }
     }
 }

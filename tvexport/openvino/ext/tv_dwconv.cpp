@@ -95,6 +95,14 @@ bool channel_blocks_from_env() {
     return !(env && std::string(env) == "0");
 }
 
+// TVEXPORT_OV_BLOCKS_OUTER=0: the channel-block path walks each row tile through all channel blocks
+// (the order before issue 17h) instead of each block through all row tiles; read like
+// TVEXPORT_OV_CHANNEL_BLOCKS. Default: on.
+bool blocks_outer_from_env() {
+    const char* env = std::getenv("TVEXPORT_OV_BLOCKS_OUTER");
+    return !(env && std::string(env) == "0");
+}
+
 }  // namespace
 
 // Channels-last TV depthwise op: x (N, H, W, C), weight (h, k*k, w, C) float32 | float16 | int8
@@ -230,6 +238,7 @@ public:
         op->m_lo = m_lo;
         op->m_hi = m_hi;
         op->m_channel_blocks = m_channel_blocks;
+        op->m_blocks_outer = m_blocks_outer;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
         op->constructor_validate_and_infer_types();
@@ -289,6 +298,7 @@ public:
         a.lo = m_lo;
         a.hi = m_hi;
         a.channel_blocks = m_channel_blocks;
+        a.blocks_outer = m_blocks_outer;
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
             ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
@@ -307,6 +317,7 @@ private:
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
     bool m_channel_blocks = channel_blocks_from_env();  // copied by clone_with_new_inputs, not re-read
+    bool m_blocks_outer = blocks_outer_from_env();      // likewise
 };
 
 namespace {
