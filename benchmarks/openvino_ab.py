@@ -1,14 +1,20 @@
-"""OpenVINO extension: the kernel's channel-block path against the tile path it replaces, A/B in one process.
+"""OpenVINO extension: one of the kernel's switches on (A) and off (B), A/B in one process.
 
     python benchmarks/openvino_ab.py                                 # DeepLabV3+ batch 16, float32 kernels
     python benchmarks/openvino_ab.py --kernel-dtype float32 --kernel-dtype float16 --kernel-dtype int8 --rounds 6 --block 5
+    python benchmarks/openvino_ab.py --switch blocks-outer --kernel-dtype float32 --rounds 6 --block 5
     python benchmarks/openvino_ab.py --render benchmarks/results/openvino_channel_blocks.json
+
+--switch (SWITCHES below) picks the environment variable B sets to 0: channel-blocks (default),
+the channel-block path against the tile path it replaces; blocks-outer, that path's loop order
+(each channel block through all row tiles) against row tiles outermost.
 
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
 as `export --kernel-dtype` stores them) is compiled three times in this process, each with
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
-  A   channel blocks on (the default)
-  B   TVEXPORT_OV_CHANNEL_BLOCKS=0: layers that would take the channel blocks take the tile path
+  A   the switch on (the default)
+  B   the switch's variable set to 0 (channel-blocks: layers that would take the channel blocks
+      take the tile path)
   A'  on again: the null test, identical to A, so A'/A shows what noise alone gives
 The extension reads the switch when an op is constructed (as the model is read), so each copy
 keeps its setting. Each copy runs 10 warm-up runs, then every round runs a block of --block runs of
@@ -41,7 +47,12 @@ from tvexport.profile.machine import load_average, machine_info, versions
 from tvexport.profile.report import describe_machine
 from tvexport.profile.stats import Stats, paired_ratio
 
-SWITCH = "TVEXPORT_OV_CHANNEL_BLOCKS"
+# --switch name -> (environment variable, what A has on, what B does instead, default result name)
+SWITCHES = {
+    "channel-blocks": ("TVEXPORT_OV_CHANNEL_BLOCKS", "channel blocks", "those layers take the tile path", "openvino_channel_blocks"),
+    "blocks-outer": ("TVEXPORT_OV_BLOCKS_OUTER", "channel blocks outermost (each block through all row tiles)",
+                     "row tiles outermost (each row tile through all blocks)", "openvino_blocks_outer"),
+}
 COPIES = {"A": True, "B": False, "A'": True}  # copy -> channel blocks on
 ALT, NULL = "A'", "A'/A"  # the null-test copy and its ratio
 WARM = 10
@@ -49,17 +60,17 @@ SEGMENT = 512  # kernel.hpp kSegment: channel blocks need C >= this (and stride 
 
 
 @contextlib.contextmanager
-def channel_blocks(on: bool) -> Iterator[None]:
+def switched(variable: str, on: bool) -> Iterator[None]:
     """The switch as the extension reads it while a model is read, restored afterwards."""
-    old = os.environ.get(SWITCH)
-    os.environ[SWITCH] = "1" if on else "0"
+    old = os.environ.get(variable)
+    os.environ[variable] = "1" if on else "0"
     try:
         yield
     finally:
         if old is None:
-            del os.environ[SWITCH]
+            del os.environ[variable]
         else:
-            os.environ[SWITCH] = old
+            os.environ[variable] = old
 
 
 def candidates(graph: Any) -> list[str]:
@@ -75,7 +86,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     graph = plugin_graph(model, x.shape[0], kernel_dtype)
     runners = {}
     for name, on in COPIES.items():
-        with channel_blocks(on):
+        with switched(SWITCHES[args.switch][0], on):
             runners[name] = OpenVinoRunner(graph, what=f"{kernel_dtype} copy {name}", threads=args.threads, profile=True)
     infer = {name: ov_closure(r, x) for name, r in runners.items()}
     for fn in infer.values():
@@ -120,12 +131,13 @@ def _ratio(num: float, den: float, digits: int = 3) -> str:
 
 
 def render(result: dict[str, Any], out: Path, name: str) -> None:
-    md = ["# OpenVINO extension: channel blocks on (A) vs off (B), with a null test (A')", "",
+    variable, what, instead, _ = SWITCHES[result.get("switch", "channel-blocks")]
+    md = [f"# OpenVINO extension: {what} on (A) vs off (B), with a null test (A')", "",
           f"Machine: {result['machine_text']}.", "",
           f"Command: `{result['command']}`. {result['arch']} (random weights, reference TV settings, BatchNorm folded), plugin graph, "
           f"batch {result['batch']}; OpenVINO {result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, "
           f"{result['threads']} threads, PERF_COUNT on in every copy. Per kernel dtype three copies of one graph compiled in one process: "
-          f"A channel blocks on, B off (`{SWITCH}=0` while it was read: those layers take the tile path), A' on (null test). "
+          f"A {what} on, B off (`{variable}=0` while it was read: {instead}), A' on (null test). "
           f"{WARM} warm-up runs each, then {result['rounds']} rounds of a {result['block']}-run block per copy, order A, B, A' "
           "reversed every other round. Wall: median of single runs; B/A and A'/A: per-round ratios of block means, median "
           "[p10-p90]. TV ops: mean of the measured runs from OpenVINO's counters (whole us); 'reachable' sums the TV layers "
@@ -166,12 +178,13 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=16, help="batch size (channel blocks need batch > 1)")
     p.add_argument("--kernel-dtype", action="append", choices=("float32", "float16", "int8"),
                    help="stored TV kernels (repeatable); default float32")
+    p.add_argument("--switch", choices=tuple(SWITCHES), default="channel-blocks", help="the extension switch B turns off")
     p.add_argument("--rounds", type=int, default=10, help="rounds of one block per copy")
     p.add_argument("--block", type=int, default=5, help="runs per copy and round")
     args = p.parse_args()
     if args.quick:  # smoke run: numbers meaningless
         args.rounds, args.block = 2, 1
-    name = args.name or "openvino_channel_blocks"
+    name = args.name or SWITCHES[args.switch][3]
     if _common.rerender(args, name, render) is not None:
         return 0
     if args.arch and len(args.arch) > 1:
@@ -182,7 +195,7 @@ def main() -> int:
     x = np.ascontiguousarray(random_inputs((args.batch, *config_of(model).input_shape), seed=0).numpy())
     machine = machine_info(device="cpu")
     result: dict[str, Any] = {
-        "schema": "tvexport.bench.openvino_ab", "command": _common.command_line(), "arch": arch, "batch": args.batch,
+        "schema": "tvexport.bench.openvino_ab", "command": _common.command_line(), "switch": args.switch, "arch": arch, "batch": args.batch,
         "threads": args.threads, "rounds": args.rounds, "block": args.block, "machine": machine,
         "versions": {**versions(), "openvino": __import__("openvino").__version__},
         "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}}),
