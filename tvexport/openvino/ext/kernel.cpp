@@ -616,10 +616,12 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     // (row tile, block) pairs. blocks_outer: each block walks all the thread's row tiles, so the
     // halo rows a tile shares with the previous one were read about 1.3 MB of reads ago (the
     // block's other images, at DeepLabV3+'s C=1920, batch 16) rather than about 10 MB (every other
-    // block), more likely still in cache (the likely cause, not measured directly): DeepLabV3+
-    // batch 16 ASPP TV ops with float32 kernels 10-18 % faster, float16 / int8 and face
-    // MobileNetV2 x1.0 unchanged (benchmarks/results/openvino_blocks_outer.md). Off: each row tile
-    // walks all the blocks (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
+    // block), more likely still in cache (the likely cause, not measured directly). A small gain,
+    // near the noise: DeepLabV3+ batch 16 ASPP TV ops, off / on in four in-process A/B runs,
+    // float32 kernels 1.02-1.18x (null tests 0.98-1.01), float16 1.02-1.09x (three runs; nulls
+    // 0.96-1.04), int8 1.00-1.02x (nulls 1.00-1.02); face MobileNetV2 x1.0 unchanged
+    // (benchmarks/results/openvino_blocks_outer*.md). Off: each row tile walks all the blocks
+    // (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
     const int64_t tiles = (row_end - row_begin + rows - 1) / rows, nblocks = (C + block - 1) / block;
     for (int64_t q = 0; q < tiles * nblocks; ++q) {
         const int64_t rb = row_begin + (a.blocks_outer ? q % tiles : q / nblocks) * rows, re = std::min(row_end, rb + rows);
