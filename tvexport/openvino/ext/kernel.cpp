@@ -597,8 +597,8 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // (float32 11.5 -> 16.8 ms, int8 11.1 -> 15.6 ms, 2 threads, A/B in one process): with its data in
 // memory the layer is bound by traffic (input read ~2x through the 2-row tiles' halo rows, output
 // written with read-for-ownership: roughly 140 MB at float32 against the floor's 80 MB), which the
-// packed loop overlaps worse. Non-temporal output stores and 64-128-float blocks with 8-row tiles
-// (input read ~1.25x) were not faster in the harness either.
+// packed loop overlaps worse. Non-temporal output stores and 64-128-float blocks with 5-8-row
+// tiles (input read 1.25-1.5x) were not faster in the harness either.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
