@@ -3,6 +3,7 @@
     python benchmarks/openvino_ab.py                                 # channel blocks: DeepLabV3+ batch 16, float32 kernels
     python benchmarks/openvino_ab.py --kernel-dtype float32 --kernel-dtype float16 --kernel-dtype int8 --rounds 6 --block 5
     python benchmarks/openvino_ab.py --switch serial --arch face_shufflenetv2_x1_0 --batch 16
+    python benchmarks/openvino_ab.py --switch blocks-outer --kernel-dtype float32 --rounds 6 --block 5
     python benchmarks/openvino_ab.py --render benchmarks/results/openvino_channel_blocks.json
 
 --switch picks what differs between the copies (see SWITCHES; each is an environment variable
@@ -13,6 +14,9 @@ setting):
   serial          TVEXPORT_OV_SERIAL_BYTES: A every TV layer's rows split over the thread pool (the
                   default), B every layer run on the calling thread (per layer: whether one that
                   moves few bytes is faster without the pool's fork and join)
+  blocks-outer    TVEXPORT_OV_BLOCKS_OUTER: A the channel-block path walks each channel block
+                  through all of a thread's row tiles (the default), B each row tile through all
+                  the blocks (the order before)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
 as `export --kernel-dtype` stores them) is compiled three times in this process, each with
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
@@ -87,6 +91,13 @@ SWITCHES = {
         "A every TV layer split over the pool (`TVEXPORT_OV_SERIAL_BYTES=0`), B every one on the calling thread "
         "(`TVEXPORT_OV_SERIAL_BYTES=2**62`), A' as A",
         tv_nodes, "(all of them)", "openvino_serial", "face_mobilenetv2_x0_1", 1),
+    "blocks-outer": Switch(
+        "TVEXPORT_OV_BLOCKS_OUTER", {"A": "1", "B": "0", ALT: "1"},
+        "channel blocks outermost (A) vs row tiles outermost (B) in the channel-block path",
+        "A each channel block walks all of a thread's row tiles (the default), B each row tile walks all the blocks "
+        "(`TVEXPORT_OV_BLOCKS_OUTER=0` while it was read), A' as A",
+        channel_block_candidates, f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change)",
+        "openvino_blocks_outer", "deeplabv3plus_mobilenetv2", 16),
 }
 COPIES = list(SWITCHES["channel-blocks"].values)
 

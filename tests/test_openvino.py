@@ -229,6 +229,16 @@ def test_layers_on_the_calling_thread(case: Case, serial_bytes: str, extension: 
     assert run_case(case, extension, threads=2) < LAYER_RTOL
 
 
+def test_channel_blocks_row_tiles_outer(extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_BLOCKS_OUTER=0 (read like the switch above) walks each row tile through all the
+    channel blocks instead of each block through all the row tiles (test_channel_blocks: the
+    default); every case has 2 row tiles and 6-8 blocks per thread, so either order that skipped or
+    repeated a (tile, block) pair would fail."""
+    monkeypatch.setenv("TVEXPORT_OV_BLOCKS_OUTER", "0")
+    for case in CHANNEL_BLOCK_CASES:
+        assert run_case(case, extension, threads=2) < LAYER_RTOL, case.id
+
+
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
     choice is made when the library loads) pass part of the grid and one channel-block case; the widest one this CPU runs is

@@ -589,6 +589,16 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // the saved reads, and 256-320-float blocks faster; benchmarks/results/openvino_fused.md has the
 // network rows measured with this path, benchmarks/openvino_ab.py times it against the tile path
 // (TVEXPORT_OV_CHANNEL_BLOCKS=0, see tv_dwconv.cpp) in one process.
+// Tried and dropped (issue 17h; scratch harnesses and a scratch copy of openvino_ab.py, AVX-512
+// Zen 5 VM, whose register-only peak is ~37 GFMA/s per core): register blocking over 4 adjacent
+// output positions x 4 images per 16 channels (each input vector feeds the k outputs that read
+// it), reading a ring of input rows packed per 16 channels, ran 32-37 GFMA/s per core with its
+// data in L2 against ~20 for `body`, yet the DeepLabV3+ batch-16 ASPP TV ops took 1.4-1.5x longer
+// (float32 11.5 -> 16.8 ms, int8 11.1 -> 15.6 ms, 2 threads, A/B in one process): with its data in
+// memory the layer is bound by traffic (input read ~2x through the 2-row tiles' halo rows, output
+// written with read-for-ownership: roughly 140 MB at float32 against the floor's 80 MB), which the
+// packed loop overlaps worse. Non-temporal output stores and 64-128-float blocks with 5-8-row
+// tiles (input read 1.25-1.5x) were not faster in the harness either.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
@@ -603,35 +613,43 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     pass.ahead = C;  // a tap's kernels of the next position, same channels
     const auto* Wt = static_cast<const WT*>(a.weight);
     const auto* X = static_cast<const float*>(a.x);
-    for (int64_t rb = row_begin; rb < row_end; rb += rows) {
-        const int64_t re = std::min(row_end, rb + rows);
-        for (int64_t c0 = 0; c0 < C; c0 += block) {
-            const int64_t len = std::min(block, C - c0);
-            for (int64_t n0 = 0; n0 < a.n;) {
-                const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
-                for (int64_t i = rb; i < re; ++i) {
-                    const WT* row_k = Wt + i * k * k * ow * C;
-                    // the block's channels of the input rows the next row needs (these images, or
-                    // the next ones after the last row), s columns per position
-                    const bool last = i + 1 == re;
-                    const int64_t next_n = last ? n0 + nb : n0, next_i = last ? rb : i + 1;
-                    const int64_t r0 = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
-                    const int64_t r1 = std::min<int64_t>(H, next_i * s - p + k);
-                    const int64_t images = std::min<int64_t>(nb, a.n - next_n);
-                    for (int64_t j = 0; j < ow; ++j) {
-                        for (int64_t b = 0; b < images; ++b)
-                            for (int64_t r = r0; r < r1; ++r)
-                                for (int64_t ix = j * s; ix < std::min(W, j * s + s); ++ix) {
-                                    const char* src = reinterpret_cast<const char*>(X + (((next_n + b) * H + r) * W + ix) * C + c0);
-                                    for (int64_t o = 0; o < len * int64_t(sizeof(float)); o += 64)
-                                        __builtin_prefetch(src + o, 0, 3);
-                                }
-                        const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j) * C : a.bias;
-                        with_tile<TVX_BATCH_TILE>(nb, [&](auto t) { pass.template positions_direct<t()>(n0, i, j, j, 1, c0, len, row_k, bias, n0 == 0); });
-                    }
+    // (row tile, block) pairs. blocks_outer: each block walks all the thread's row tiles, so the
+    // halo rows a tile shares with the previous one were read about 1.3 MB of reads ago (the
+    // block's other images, at DeepLabV3+'s C=1920, batch 16) rather than about 10 MB (every other
+    // block), more likely still in cache (the likely cause, not measured directly). A small gain,
+    // near the noise: DeepLabV3+ batch 16 ASPP TV ops, off / on in four in-process A/B runs,
+    // float32 kernels 1.02-1.18x (null tests 0.98-1.01), float16 1.02-1.09x (three runs; nulls
+    // 0.96-1.04), int8 1.00-1.02x (nulls 1.00-1.02); face MobileNetV2 x1.0 unchanged
+    // (benchmarks/results/openvino_blocks_outer*.md). Off: each row tile walks all the blocks
+    // (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
+    const int64_t tiles = (row_end - row_begin + rows - 1) / rows, nblocks = (C + block - 1) / block;
+    for (int64_t q = 0; q < tiles * nblocks; ++q) {
+        const int64_t rb = row_begin + (a.blocks_outer ? q % tiles : q / nblocks) * rows, re = std::min(row_end, rb + rows);
+        const int64_t c0 = (a.blocks_outer ? q / tiles : q % nblocks) * block, len = std::min(block, C - c0);
+        for (int64_t n0 = 0; n0 < a.n;) {
+            const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
+            for (int64_t i = rb; i < re; ++i) {
+                const WT* row_k = Wt + i * k * k * ow * C;
+                // the block's channels of the input rows the next row needs (these images, or
+                // the next ones after the last row), s columns per position
+                const bool last = i + 1 == re;
+                const int64_t next_n = last ? n0 + nb : n0, next_i = last ? rb : i + 1;
+                const int64_t r0 = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
+                const int64_t r1 = std::min<int64_t>(H, next_i * s - p + k);
+                const int64_t images = std::min<int64_t>(nb, a.n - next_n);
+                for (int64_t j = 0; j < ow; ++j) {
+                    for (int64_t b = 0; b < images; ++b)
+                        for (int64_t r = r0; r < r1; ++r)
+                            for (int64_t ix = j * s; ix < std::min(W, j * s + s); ++ix) {
+                                const char* src = reinterpret_cast<const char*>(X + (((next_n + b) * H + r) * W + ix) * C + c0);
+                                for (int64_t o = 0; o < len * int64_t(sizeof(float)); o += 64)
+                                    __builtin_prefetch(src + o, 0, 3);
+                            }
+                    const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j) * C : a.bias;
+                    with_tile<TVX_BATCH_TILE>(nb, [&](auto t) { pass.template positions_direct<t()>(n0, i, j, j, 1, c0, len, row_k, bias, n0 == 0); });
                 }
-                n0 += nb;
             }
+            n0 += nb;
         }
     }
 }

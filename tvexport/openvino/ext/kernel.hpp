@@ -39,6 +39,7 @@ struct KernelArgs {
     bool clamp;  // clamp the output to [lo, hi]
     float lo, hi;
     bool channel_blocks;  // run_channel_blocks may be chosen (kernel.cpp: run); off: the tile path
+    bool blocks_outer;    // run_channel_blocks: each channel block walks all the rows; off: each row tile all the blocks
 };
 
 // Output rows are processed in segments of up to kSegment floats of (position, channel).

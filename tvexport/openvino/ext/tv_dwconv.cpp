@@ -86,25 +86,29 @@ const char* kernel_name(KernelFn fn) {
 
 const KernelFn kKernel = select_kernel();
 
+// The op's switches for A/B runs (benchmarks/openvino_ab.py --switch). Unlike TVEXPORT_OV_KERNEL
+// they are read when an op is constructed (as the model is read) and kept by its clones, so two
+// models read in one process may differ.
 // TVEXPORT_OV_CHANNEL_BLOCKS=0 turns the kernel's channel-block path off (kernel.cpp:
-// run_channel_blocks; such layers take the tile path), for A/B runs (benchmarks/openvino_ab.py).
-// Unlike TVEXPORT_OV_KERNEL it is read when an op is constructed (as the model is read) and kept
-// by its clones, so two models read in one process may differ. Default: on.
-bool channel_blocks_from_env() {
-    const char* env = std::getenv("TVEXPORT_OV_CHANNEL_BLOCKS");
+// run_channel_blocks; such layers take the tile path). Default: on (any value but 0).
+bool switch_from_env(const char* name) {
+    const char* env = std::getenv(name);
     return !(env && std::string(env) == "0");
 }
 
 // TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
 // output) run on the calling thread, all rows in one kernel call, instead of being split over the
-// pool; read like TVEXPORT_OV_CHANNEL_BLOCKS, for A/B runs (benchmarks/openvino_ab.py --switch
-// serial). Default 0, every layer on the pool: in those runs (face MobileNetV2 x0.1, ShuffleNetV2
-// x1.0) no layer was faster on the calling thread; the 3-5 us ones took the same time either way
-// (benchmarks/results/openvino_serial_*.md).
+// pool (--switch serial). Default 0, every layer on the pool: in those runs (face MobileNetV2
+// x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us ones took the
+// same time either way (benchmarks/results/openvino_serial_*.md).
 int64_t serial_bytes_from_env() {
     const char* env = std::getenv("TVEXPORT_OV_SERIAL_BYTES");
     return env && *env ? std::strtoll(env, nullptr, 10) : 0;
 }
+
+// TVEXPORT_OV_BLOCKS_OUTER=0 (switch_from_env): the channel-block path walks each row tile through
+// all channel blocks (the order before issue 17h) instead of each block through all row tiles
+// (--switch blocks-outer). Default: on.
 
 }  // namespace
 
@@ -242,6 +246,7 @@ public:
         op->m_hi = m_hi;
         op->m_channel_blocks = m_channel_blocks;
         op->m_serial_bytes = m_serial_bytes;
+        op->m_blocks_outer = m_blocks_outer;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
         op->constructor_validate_and_infer_types();
@@ -305,6 +310,7 @@ public:
             kKernel(a, 0, a.out_h);
             return true;
         }
+        a.blocks_outer = m_blocks_outer;
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
             ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
@@ -322,8 +328,9 @@ private:
     // folded into the op after the model is read (tvexport/openvino/runtime.py: fuse_clamps)
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
-    bool m_channel_blocks = channel_blocks_from_env();  // copied by clone_with_new_inputs, not re-read
+    bool m_channel_blocks = switch_from_env("TVEXPORT_OV_CHANNEL_BLOCKS");  // copied by clone_with_new_inputs, not re-read
     int64_t m_serial_bytes = serial_bytes_from_env();   // likewise
+    bool m_blocks_outer = switch_from_env("TVEXPORT_OV_BLOCKS_OUTER");      // likewise
 };
 
 namespace {
