@@ -2,7 +2,7 @@
 
     python benchmarks/openvino_ab.py                                 # channel blocks: DeepLabV3+ batch 16, float32 kernels
     python benchmarks/openvino_ab.py --kernel-dtype float32 --kernel-dtype float16 --kernel-dtype int8 --rounds 6 --block 5
-    python benchmarks/openvino_ab.py --switch serial --arch face_shufflenetv2_x1_0 --batch 16
+    python benchmarks/openvino_ab.py --switch serial --arch face_shufflenetv2_x1_0 --batch 16 --name openvino_serial_shufflenetv2_b16
     python benchmarks/openvino_ab.py --switch blocks-outer --kernel-dtype float32 --rounds 6 --block 5
     python benchmarks/openvino_ab.py --render benchmarks/results/openvino_channel_blocks.json
 
@@ -70,7 +70,8 @@ def channel_block_candidates(graph: Any) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class Switch:
     env: str
-    values: dict[str, str]  # copy -> the variable's value
+    a: str  # the variable's value in copies A and A'
+    b: str  # and in copy B
     title: str  # what A and B are
     b_means: str  # the B copy, for the text
     reach: Callable[[Any], list[str]]  # the TV layers the switch can change
@@ -79,27 +80,32 @@ class Switch:
     arch: str  # default --arch
     batch: int  # default --batch
 
+    def value(self, copy: str) -> str:
+        return self.b if copy == "B" else self.a
 
+
+CHANNEL_BLOCK_REACH = (f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change; they take the channel-block path "
+                       "only where L2-sized tiles would be narrower than min(k, out_w) positions, which the per-layer table shows)")
 SWITCHES = {
     "channel-blocks": Switch(
-        "TVEXPORT_OV_CHANNEL_BLOCKS", {"A": "1", "B": "0", ALT: "1"}, "channel blocks on (A) vs off (B)",
+        "TVEXPORT_OV_CHANNEL_BLOCKS", "1", "0", "channel blocks on (A) vs off (B)",
         "A channel blocks on, B off (`TVEXPORT_OV_CHANNEL_BLOCKS=0` while it was read: those layers take the tile path), A' on",
-        channel_block_candidates, f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change)",
+        channel_block_candidates, CHANNEL_BLOCK_REACH,
         "openvino_channel_blocks", "deeplabv3plus_mobilenetv2", 16),
     "serial": Switch(
-        "TVEXPORT_OV_SERIAL_BYTES", {"A": "0", "B": str(2**62), ALT: "0"}, "every TV layer on the thread pool (A) vs on the calling thread (B)",
+        "TVEXPORT_OV_SERIAL_BYTES", "0", str(2**62), "every TV layer on the thread pool (A) vs on the calling thread (B)",
         "A every TV layer split over the pool (`TVEXPORT_OV_SERIAL_BYTES=0`), B every one on the calling thread "
-        "(`TVEXPORT_OV_SERIAL_BYTES=2**62`), A' as A",
+        f"(`TVEXPORT_OV_SERIAL_BYTES={2**62}`), A' as A",
         tv_nodes, "(all of them)", "openvino_serial", "face_mobilenetv2_x0_1", 1),
     "blocks-outer": Switch(
-        "TVEXPORT_OV_BLOCKS_OUTER", {"A": "1", "B": "0", ALT: "1"},
+        "TVEXPORT_OV_BLOCKS_OUTER", "1", "0",
         "channel blocks outermost (A) vs row tiles outermost (B) in the channel-block path",
         "A each channel block walks all of a thread's row tiles (the default), B each row tile walks all the blocks "
         "(`TVEXPORT_OV_BLOCKS_OUTER=0` while it was read), A' as A",
-        channel_block_candidates, f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change)",
+        channel_block_candidates, CHANNEL_BLOCK_REACH,
         "openvino_blocks_outer", "deeplabv3plus_mobilenetv2", 16),
 }
-COPIES = list(SWITCHES["channel-blocks"].values)
+COPIES = ("A", "B", ALT)
 
 
 @contextlib.contextmanager
@@ -120,8 +126,8 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     graph = plugin_graph(model, x.shape[0], kernel_dtype)
     switch = SWITCHES[args.switch]
     runners = {}
-    for name, value in switch.values.items():
-        with switched(switch.env, value):
+    for name in COPIES:
+        with switched(switch.env, switch.value(name)):
             runners[name] = OpenVinoRunner(graph, what=f"{kernel_dtype} copy {name}", threads=args.threads, profile=True)
     infer = {name: ov_closure(r, x) for name, r in runners.items()}
     for fn in infer.values():
@@ -190,7 +196,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             return " / ".join(f"{d[n] / 1e3:.2f}" for n in COPIES)
         lb, la = c["load_average"]
         wa, wb, wn = (w[n]["median_s"] * 1e3 for n in COPIES)
-        md.append(f"| {c['kernel_dtype']} | {wa:.1f} | {wb:.1f} | {wn:.1f} | {q('B/A')} | {q(NULL)} | {ms(s)} | "
+        md.append(f"| {c['kernel_dtype']} | {wa:.4g} | {wb:.4g} | {wn:.4g} | {q('B/A')} | {q(NULL)} | {ms(s)} | "
                   f"{_ratio(s['B'], s['A'])} | {_ratio(s[ALT], s['A'])} | {ms(cs)} | {_ratio(cs['B'], cs['A'])} | {_ratio(cs[ALT], cs['A'])} | "
                   f"{lb[0] if lb else '?'} -> {la[0] if la else '?'} |")
     md += ["", "## Per TV layer: mean us of the measured runs (B/A, A'/A)", "",
@@ -219,12 +225,12 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:  # smoke run: numbers meaningless
         args.rounds, args.block = 2, 1
-    if args.render:  # the switch the JSON was measured with names its outputs
-        args.switch = json.loads(args.render.read_text()).get("switch", "channel-blocks")
+    if args.render:  # the switch the JSON was measured with (not --switch) names its outputs
+        old = json.loads(args.render.read_text())
+        render(old, args.out, args.name or SWITCHES[old.get("switch", "channel-blocks")].name)
+        return 0
     switch = SWITCHES[args.switch]
     name = args.name or switch.name
-    if _common.rerender(args, name, render) is not None:
-        return 0
     if args.arch and len(args.arch) > 1:
         p.error("one --arch per run")
     arch = args.arch[0] if args.arch else switch.arch

@@ -224,16 +224,26 @@ def test_layers_on_the_calling_thread(case: Case, serial_bytes: str, extension: 
     benchmarks/openvino_ab.py --switch serial) runs the layers that move fewer than N bytes on the
     calling thread, all rows in one kernel call, instead of splitting the rows over the pool: with
     1 MB the 5x7 layers (0.1-0.21 MB) run there and the 40x40 ones (> 3 MB) on the pool; 0 (the
-    default) and 2**62 put every layer on one side."""
+    default) and 2**62 (written out in decimal) put every layer on one side."""
     monkeypatch.setenv("TVEXPORT_OV_SERIAL_BYTES", serial_bytes)
     assert run_case(case, extension, threads=2) < LAYER_RTOL
+
+
+def test_serial_bytes_not_a_number_refused(extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value strtoll would read only in part (2**62 -> 2) is refused in one line, not taken silently."""
+    monkeypatch.setenv("TVEXPORT_OV_SERIAL_BYTES", "2**62")
+    with pytest.raises(TvexportError) as info:
+        run_case(SERIAL_CASES[0], extension)
+    text = str(info.value)
+    assert "TVEXPORT_OV_SERIAL_BYTES=2**62 is not a whole number of bytes" in text and "\n" not in text, text
 
 
 def test_channel_blocks_row_tiles_outer(extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TVEXPORT_OV_BLOCKS_OUTER=0 (read like the switch above) walks each row tile through all the
     channel blocks instead of each block through all the row tiles (test_channel_blocks: the
     default); every case has 2 row tiles and 6-8 blocks per thread, so either order that skipped or
-    repeated a (tile, block) pair would fail."""
+    repeated a (tile, block) pair would fail (a row tile from q % tiles in this order only failed this
+    test alone)."""
     monkeypatch.setenv("TVEXPORT_OV_BLOCKS_OUTER", "0")
     for case in CHANNEL_BLOCK_CASES:
         assert run_case(case, extension, threads=2) < LAYER_RTOL, case.id

@@ -38,9 +38,9 @@ def _require_openvino() -> Any:
 
 
 def _first_line(err: BaseException) -> str:
-    """The useful line of an OpenVINO exception: ours (``tv_dwconv node ...``) or its last line."""
+    """The useful line of an OpenVINO exception: ours (``tv_dwconv node 'name': ...``, ``tv_dwconv: ...``) or its last line."""
     text = str(err)
-    ours = re.search(r"tv_dwconv node [^\n]*", text) or re.search(r"[^\n]*tv_dwconv[^\n]*", text)
+    ours = re.search(r"tv_dwconv(?: node '[^'\n]*')?: [^\n]*", text) or re.search(r"[^\n]*tv_dwconv[^\n]*", text)
     if ours:
         return ours.group(0).strip().lstrip("- ")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("Exception from")]

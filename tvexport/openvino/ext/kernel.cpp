@@ -594,10 +594,11 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // output positions x 4 images per 16 channels (each input vector feeds the k outputs that read
 // it), reading a ring of input rows packed per 16 channels, ran 32-37 GFMA/s per core with its
 // data in L2 against ~20 for `body`, yet the DeepLabV3+ batch-16 ASPP TV ops took 1.4-1.5x longer
-// (float32 11.5 -> 16.8 ms, int8 11.1 -> 15.6 ms, 2 threads, A/B in one process): with its data in
-// memory the layer is bound by traffic (input read ~2x through the 2-row tiles' halo rows, output
-// written with read-for-ownership: roughly 140 MB at float32 against the floor's 80 MB), which the
-// packed loop overlaps worse. Non-temporal output stores and 64-128-float blocks with 5-8-row
+// (float32 11.5 -> 16.8 ms, int8 11.1 -> 15.6 ms, 2 threads, a scratch A/B in one process, not in
+// benchmarks/results): with its data in memory the layer is likely bound by traffic (estimated
+// from the layout, the VM has no hardware counters: input read ~2x through the 2-row tiles' halo
+// rows, output written with read-for-ownership: roughly 140 MB at float32 against the floor's
+// 80 MB, ~3.8 ms at 36.7 GB/s against 3.5-4.2 ms measured), which the packed loop overlaps worse. Non-temporal output stores and 64-128-float blocks with 5-8-row
 // tiles (input read 1.25-1.5x) were not faster in the harness either.
 constexpr int64_t kMinBlock = 256;
 
@@ -617,11 +618,13 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     // halo rows a tile shares with the previous one were read about 1.3 MB of reads ago (the
     // block's other images, at DeepLabV3+'s C=1920, batch 16) rather than about 10 MB (every other
     // block), more likely still in cache (the likely cause, not measured directly). A small gain,
-    // near the noise: DeepLabV3+ batch 16 ASPP TV ops, off / on in four in-process A/B runs,
-    // float32 kernels 1.02-1.18x (null tests 0.98-1.01), float16 1.02-1.09x (three runs; nulls
-    // 0.96-1.04), int8 1.00-1.02x (nulls 1.00-1.02); face MobileNetV2 x1.0 unchanged
-    // (benchmarks/results/openvino_blocks_outer*.md). Off: each row tile walks all the blocks
-    // (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
+    // near the noise: DeepLabV3+ batch 16 ASPP TV ops, off / on
+    // (benchmarks/results/openvino_blocks_outer.md, 12 rounds): float32 / float16 / int8 kernels
+    // 1.035 / 1.089 / 1.020x, null tests 0.977 / 1.044 / 1.020; three shorter runs, not kept, read
+    // float32 1.02-1.18x, float16 (two) 1.02-1.09x, int8 (two) 1.00x (nulls 0.96-1.02). Face
+    // MobileNetV2's C >= kSegment layers take the tile path at 96x96 (whole-row tiles at least k
+    // positions wide), so openvino_blocks_outer_face.md is a null test. Off: each row tile walks
+    // all the blocks (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
     const int64_t tiles = (row_end - row_begin + rows - 1) / rows, nblocks = (C + block - 1) / block;
     for (int64_t q = 0; q < tiles * nblocks; ++q) {
         const int64_t rb = row_begin + (a.blocks_outer ? q % tiles : q / nblocks) * rows, re = std::min(row_end, rb + rows);

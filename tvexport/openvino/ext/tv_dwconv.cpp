@@ -86,29 +86,26 @@ const char* kernel_name(KernelFn fn) {
 
 const KernelFn kKernel = select_kernel();
 
-// The op's switches for A/B runs (benchmarks/openvino_ab.py --switch). Unlike TVEXPORT_OV_KERNEL
-// they are read when an op is constructed (as the model is read) and kept by its clones, so two
-// models read in one process may differ.
-// TVEXPORT_OV_CHANNEL_BLOCKS=0 turns the kernel's channel-block path off (kernel.cpp:
-// run_channel_blocks; such layers take the tile path). Default: on (any value but 0).
+// The op's switches for A/B runs (benchmarks/openvino_ab.py --switch; each is described at its
+// member of TVDWConvNHWC). Unlike TVEXPORT_OV_KERNEL they are read when an op is constructed (as
+// the model is read) and kept by its clones, so two models read in one process may differ.
+// An on/off switch: on unless set to 0.
 bool switch_from_env(const char* name) {
     const char* env = std::getenv(name);
     return !(env && std::string(env) == "0");
 }
 
-// TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
-// output) run on the calling thread, all rows in one kernel call, instead of being split over the
-// pool (--switch serial). Default 0, every layer on the pool: in those runs (face MobileNetV2
-// x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us ones took the
-// same time either way (benchmarks/results/openvino_serial_*.md).
-int64_t serial_bytes_from_env() {
-    const char* env = std::getenv("TVEXPORT_OV_SERIAL_BYTES");
-    return env && *env ? std::strtoll(env, nullptr, 10) : 0;
+// A byte count: 0 unless set; anything but a whole decimal number is refused.
+int64_t bytes_from_env(const char* name) {
+    const char* env = std::getenv(name);
+    if (!env || !*env)
+        return 0;
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    if (*end != '\0' || v < 0)
+        OPENVINO_THROW("tv_dwconv: ", name, "=", env, " is not a whole number of bytes (e.g. 4611686018427387904 for every layer)");
+    return v;
 }
-
-// TVEXPORT_OV_BLOCKS_OUTER=0 (switch_from_env): the channel-block path walks each row tile through
-// all channel blocks (the order before issue 17h) instead of each block through all row tiles
-// (--switch blocks-outer). Default: on.
 
 }  // namespace
 
@@ -306,11 +303,11 @@ public:
         a.lo = m_lo;
         a.hi = m_hi;
         a.channel_blocks = m_channel_blocks;
+        a.blocks_outer = m_blocks_outer;
         if (static_cast<int64_t>(x.get_byte_size() + w.get_byte_size() + outputs[0].get_byte_size()) < m_serial_bytes) {
             kKernel(a, 0, a.out_h);
             return true;
         }
-        a.blocks_outer = m_blocks_outer;
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
             ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
@@ -328,9 +325,20 @@ private:
     // folded into the op after the model is read (tvexport/openvino/runtime.py: fuse_clamps)
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
-    bool m_channel_blocks = switch_from_env("TVEXPORT_OV_CHANNEL_BLOCKS");  // copied by clone_with_new_inputs, not re-read
-    int64_t m_serial_bytes = serial_bytes_from_env();   // likewise
-    bool m_blocks_outer = switch_from_env("TVEXPORT_OV_BLOCKS_OUTER");      // likewise
+    // The A/B switches (see switch_from_env), copied by clone_with_new_inputs, not re-read.
+    // TVEXPORT_OV_CHANNEL_BLOCKS=0 turns the kernel's channel-block path off (kernel.cpp:
+    // run_channel_blocks; such layers take the tile path; --switch channel-blocks).
+    bool m_channel_blocks = switch_from_env("TVEXPORT_OV_CHANNEL_BLOCKS");
+    // TVEXPORT_OV_BLOCKS_OUTER=0: the channel-block path walks each row tile through all channel
+    // blocks (the order before issue 17h) instead of each block through all row tiles (--switch
+    // blocks-outer).
+    bool m_blocks_outer = switch_from_env("TVEXPORT_OV_BLOCKS_OUTER");
+    // TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
+    // output) run on the calling thread, all rows in one kernel call, instead of being split over
+    // the pool (--switch serial). Default 0, every layer on the pool: in those runs (face
+    // MobileNetV2 x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us
+    // ones took the same time either way (benchmarks/results/openvino_serial_*.md).
+    int64_t m_serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES");
 };
 
 namespace {
