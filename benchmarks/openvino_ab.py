@@ -22,7 +22,10 @@ as `export --kernel-dtype` stores them) is compiled three times in this process,
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
 A, B, and A' (the same setting as A: the null test, so A'/A shows what noise alone gives).
 Each copy runs 10 warm-up runs, then every round runs a block of --block runs of
-each copy, in the order A, B, A' and reversed the next round. Reported per copy: the median
+each copy, the rounds cycling through the 6 orders of A, B, A' (so each copy runs first, in the
+middle and last equally often when --rounds is a multiple of 6: with A, B, A' and its reverse
+only, as until issue 17i, B always ran in the middle, where identical code measured 4-17 % slower
+on face MobileNetV2 x0.1 at batch 1, a bias the null test A'/A does not show). Reported per copy: the median
 wall time of single runs; per round, the block means' ratios B/A and A'/A (median [p10-p90]); per
 TV layer, the mean time of the measured runs from the counters (openvino_fused.layer_profile's
 method: whole microseconds) and its ratio to A's.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import statistics
@@ -106,6 +110,7 @@ SWITCHES = {
         "openvino_blocks_outer", "deeplabv3plus_mobilenetv2", 16),
 }
 COPIES = ("A", "B", ALT)
+ORDERS = list(itertools.permutations(COPIES))  # round r runs the copies in ORDERS[r % 6]
 
 
 @contextlib.contextmanager
@@ -139,8 +144,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     runs: dict[str, list[float]] = {name: [] for name in COPIES}
     blocks: dict[str, list[float]] = {name: [] for name in COPIES}
     for r in range(args.rounds):
-        order = list(COPIES) if r % 2 == 0 else list(reversed(COPIES))
-        for name in order:
+        for name in ORDERS[r % len(ORDERS)]:
             fn, times = infer[name], []
             for _ in range(args.block):
                 t = time.perf_counter()
@@ -167,6 +171,15 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     }
 
 
+ORDER_TEXT = {
+    "permutations": "the rounds cycling through the 6 orders of A, B, A' (each copy first, in the middle and last equally often "
+                    "when the rounds are a multiple of 6).",
+    "reversed": "order A, B, A' reversed every other round (B always in the middle: in issue 17i's runs identical code measured "
+                "4-17 % slower there, on face MobileNetV2 x0.1 at batch 1, a bias the null test A'/A does not show; "
+                "the script now cycles through all 6 orders).",
+}
+
+
 def _ratio(num: float, den: float, digits: int = 3) -> str:
     return f"{num / den:.{digits}f}" if den > 0 else "-"
 
@@ -179,8 +192,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           f"batch {result['batch']}; OpenVINO {result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, "
           f"{result['threads']} threads, PERF_COUNT on in every copy. Per kernel dtype three copies of one graph compiled in one process: "
           f"{switch.b_means} (null test). "
-          f"{WARM} warm-up runs each, then {result['rounds']} rounds of a {result['block']}-run block per copy, order A, B, A' "
-          "reversed every other round. Wall: median of single runs; B/A and A'/A: per-round ratios of block means, median "
+          f"{WARM} warm-up runs each, then {result['rounds']} rounds of a {result['block']}-run block per copy, "
+          f"{ORDER_TEXT[result.get('order', 'reversed')]} Wall: median of single runs; B/A and A'/A: per-round ratios of block means, median "
           "[p10-p90]. TV ops: mean of the measured runs from OpenVINO's counters (whole us); 'reachable' sums the TV layers "
           f"{switch.reach_means}.", "",
           "| kernels | wall A ms | wall B ms | wall A' ms | wall B/A | wall A'/A | TV ops A / B / A' ms | TV B/A | TV A'/A | "
@@ -220,7 +233,7 @@ def main() -> int:
     p.add_argument("--batch", type=int, help="batch size (default: the switch's; channel blocks need batch > 1)")
     p.add_argument("--kernel-dtype", action="append", choices=("float32", "float16", "int8"),
                    help="stored TV kernels (repeatable); default float32")
-    p.add_argument("--rounds", type=int, default=10, help="rounds of one block per copy")
+    p.add_argument("--rounds", type=int, default=12, help="rounds of one block per copy (a multiple of 6 balances the orders)")
     p.add_argument("--block", type=int, default=5, help="runs per copy and round")
     args = p.parse_args()
     if args.quick:  # smoke run: numbers meaningless
@@ -240,7 +253,7 @@ def main() -> int:
     x = np.ascontiguousarray(random_inputs((args.batch, *config_of(model).input_shape), seed=0).numpy())
     machine = machine_info(device="cpu")
     result: dict[str, Any] = {
-        "schema": "tvexport.bench.openvino_ab", "command": _common.command_line(), "switch": args.switch, "arch": arch, "batch": args.batch,
+        "schema": "tvexport.bench.openvino_ab", "command": _common.command_line(), "switch": args.switch, "order": "permutations", "arch": arch, "batch": args.batch,
         "threads": args.threads, "rounds": args.rounds, "block": args.block, "machine": machine,
         "versions": {**versions(), "openvino": __import__("openvino").__version__},
         "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}}),

@@ -617,14 +617,13 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     // (row tile, block) pairs. blocks_outer: each block walks all the thread's row tiles, so the
     // halo rows a tile shares with the previous one were read about 1.3 MB of reads ago (the
     // block's other images, at DeepLabV3+'s C=1920, batch 16) rather than about 10 MB (every other
-    // block), more likely still in cache (the likely cause, not measured directly). A small gain,
-    // near the noise: DeepLabV3+ batch 16 ASPP TV ops, off / on
-    // (benchmarks/results/openvino_blocks_outer.md, 12 rounds): float32 / float16 / int8 kernels
-    // 1.035 / 1.089 / 1.020x, null tests 0.977 / 1.044 / 1.020; three shorter runs, not kept, read
-    // float32 1.02-1.18x, float16 (two) 1.02-1.09x, int8 (two) 1.00x (nulls 0.96-1.02). Face
-    // MobileNetV2's C >= kSegment layers take the tile path at 96x96 (whole-row tiles at least k
-    // positions wide), so openvino_blocks_outer_face.md is a null test. Off: each row tile walks
-    // all the blocks (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
+    // block), more likely still in cache. No gain resolved: DeepLabV3+ batch 16 ASPP TV ops, off / on
+    // (benchmarks/results/openvino_blocks_outer.md, runs in all 6 orders of the copies): float32 /
+    // float16 / int8 kernels 1.037 / 1.039 / 1.006x, null tests 0.940 / 1.018 / 0.988; earlier runs
+    // with the off copy always in the middle (a position that read identical code 4-17 % slower)
+    // read 1.00-1.18x. It never measured slower, so it stays. Face MobileNetV2's C >= kSegment
+    // layers take the tile path at 96x96 (whole-row tiles at least k positions wide). Off: each
+    // row tile walks all the blocks (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
     const int64_t tiles = (row_end - row_begin + rows - 1) / rows, nblocks = (C + block - 1) / block;
     for (int64_t q = 0; q < tiles * nblocks; ++q) {
         const int64_t rb = row_begin + (a.blocks_outer ? q % tiles : q / nblocks) * rows, re = std::min(row_end, rb + rows);
