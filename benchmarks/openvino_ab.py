@@ -33,7 +33,6 @@ method: whole microseconds) and its ratio to A's.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -41,9 +40,10 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import _common
 import numpy as np
@@ -113,26 +113,12 @@ COPIES = ("A", "B", ALT)
 ORDERS = list(itertools.permutations(COPIES))  # round r runs the copies in ORDERS[r % 6]
 
 
-@contextlib.contextmanager
-def switched(env: str, value: str) -> Iterator[None]:
-    """The switch as the extension reads it while a model is read, restored afterwards."""
-    old = os.environ.get(env)
-    os.environ[env] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[env]
-        else:
-            os.environ[env] = old
-
-
 def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str, Any]:
     graph = plugin_graph(model, x.shape[0], kernel_dtype)
     switch = SWITCHES[args.switch]
     runners = {}
     for name in COPIES:
-        with switched(switch.env, switch.value(name)):
+        with mock.patch.dict(os.environ, {switch.env: switch.value(name)}):  # read as the model is read
             runners[name] = OpenVinoRunner(graph, what=f"{kernel_dtype} copy {name}", threads=args.threads, profile=True)
     infer = {name: ov_closure(r, x) for name, r in runners.items()}
     for fn in infer.values():

@@ -598,8 +598,9 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // benchmarks/results): with its data in memory the layer is likely bound by traffic (estimated
 // from the layout, the VM has no hardware counters: input read ~2x through the 2-row tiles' halo
 // rows, output written with read-for-ownership: roughly 140 MB at float32 against the floor's
-// 80 MB, ~3.8 ms at 36.7 GB/s against 3.5-4.2 ms measured), which the packed loop overlaps worse. Non-temporal output stores and 64-128-float blocks with 5-8-row
-// tiles (input read 1.25-1.5x) were not faster in the harness either.
+// 80 MB, ~3.8 ms at 36.7 GB/s against 3.5-4.2 ms measured), which the packed loop overlaps worse.
+// Non-temporal output stores and 64-128-float blocks with 5-8-row tiles (input read 1.25-1.5x)
+// were not faster in the harness either.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
