@@ -602,12 +602,13 @@ struct Pass {
     // tap_s[t][q % (P * kLanes)], tap_s[t] being a position's start. The chunk loop loads a scale
     // vector beside every kernel vector, which at one image (no other image shares the load)
     // costs time: face MobileNetV2 x0.1, batch 1, 2 threads, int8 TV ops 1.07-1.23x and wall
-    // 1.07-1.12x with the scales loaded (TVEXPORT_OV_SCALE_REGISTERS=0; null tests 0.93-1.03; 4
+    // 1.04-1.12x with the scales loaded (TVEXPORT_OV_SCALE_REGISTERS=0; null tests 0.93-1.05; 8
     // runs of `openvino_ab.py --switch scale-registers --kernel-dtype int8 --rounds 36 --block 20`,
-    // one of them benchmarks/results/openvino_scale_registers.md; a 5th, at load average 2,
+    // one of them benchmarks/results/openvino_scale_registers.md; a 9th, at load average 2,
     // resolved nothing: 1.015, null 0.963); 11 of its 17 TV layers are reached (C = 8, 48), the
-    // C = 8 one most (1.27-1.46x). Face MobileNetV2 x1.0 (only its C = 32 layer reached, whose
-    // 2.7 MB of kernels come from memory): 1.02x, null 0.98 (openvino_scale_registers_x1_0.md).
+    // C = 8 one most (1.14-1.46x). Face MobileNetV2 x1.0 (only its C = 32 layer reached, whose
+    // 2.7 MB of kernels come from memory): that layer 0.97-1.16x over 6 runs (nulls 0.93-1.05),
+    // TV ops 1.05x, null 1.00, in openvino_scale_registers_x1_0.md: no loss, a gain not resolved.
     // Returns the floats done (whole chunks from 0); the chunk loop takes the rest.
     // Tried and dropped with it (issue 17j; scratch switches in a copy of openvino_ab.py, same
     // command and model, TV ops candidate / current loop, null tests beside): 8 accumulators per
