@@ -21,6 +21,8 @@ setting):
   scale-registers TVEXPORT_OV_SCALE_REGISTERS: A int8 kernels at batch 1 with each layer's scales
                   held in registers where they fit (the default: k = 3, C dividing 16, 32 or 48;
                   AVX-512), B each scale vector loaded beside its kernel vector (the loop before)
+  nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched with locality 3 (the
+                  default), B with the non-temporal hint (prefetchnta; batch 1 only)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
 as `export --kernel-dtype` stores them) is compiled three times in this process, each with
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
@@ -32,7 +34,8 @@ only, as until issue 17i, B always ran in the middle, where identical code measu
 on face MobileNetV2 x0.1 at batch 1, a bias the null test A'/A does not show). Reported per copy: the median
 wall time of single runs; per round, the block means' ratios B/A and A'/A (median [p10-p90]); per
 TV layer, the mean time of the measured runs from the counters (openvino_fused.layer_profile's
-method: whole microseconds) and its ratio to A's.
+method: whole microseconds) and its ratio to A's; beside the TV ops' sum, the other ops' sum (every
+other node of the network: what a switch changes outside the TV ops, e.g. through the caches).
 """
 
 from __future__ import annotations
@@ -127,6 +130,11 @@ SWITCHES = {
         "(`TVEXPORT_OV_SCALE_REGISTERS=0` while it was read), A' as A",
         scale_register_candidates, "with k = 3 and C dividing 16, 32 or 48 (the only ones the switch can change, int8 kernels only)",
         "openvino_scale_registers", "face_mobilenetv2_x0_1", 1),
+    "nta": Switch(
+        "TVEXPORT_OV_KERNEL_NTA", "0", "1", "kernel stream prefetched into every cache level (A) vs non-temporally (B)",
+        "A each tap's kernel run prefetched with locality 3 (prefetcht0, the default), B with the non-temporal hint "
+        "(prefetchnta; `TVEXPORT_OV_KERNEL_NTA=1` while it was read; batch 1 only), A' as A",
+        tv_nodes, "(all of them)", "openvino_nta", "face_mobilenetv2_x0_1", 1),
 }
 COPIES = ("A", "B", ALT)
 ORDERS = list(itertools.permutations(COPIES))  # round r runs the copies in ORDERS[r % 6]
@@ -161,16 +169,18 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     measured = args.rounds * args.block
     tv = tv_nodes(graph)
     layers: dict[str, dict[str, float]] = {}
+    other: dict[str, float] = {}
     for name, r in runners.items():
         mean = mean_between(before[name], WARM, node_counters(r)[0], WARM + measured)
         layers[name] = {n: mean.get(n, float("nan")) for n in tv}
+        other[name] = sum(v for n, v in mean.items() if n not in layers[name])
     reach = switch.reach(graph)
     return {
         "kernel_dtype": kernel_dtype, "kernel": runners["A"].kernel, "extension": runners["A"].extension.parent.name,
         "wall": {name: Stats.of(v).to_dict() for name, v in runs.items()},
         "ratios": {f"{n}/A": paired_ratio(blocks[n], blocks["A"], names=(n, "A")).to_dict() for n in ("B", ALT)},
         "tv_us": layers, "candidates": reach,
-        "tv_sum_us": {name: sum(v.values()) for name, v in layers.items()},
+        "tv_sum_us": {name: sum(v.values()) for name, v in layers.items()}, "other_sum_us": other,
         "candidates_sum_us": {name: sum(v[n] for n in reach) for name, v in layers.items()},
         "load_average": [load_before, load_after],
     }
@@ -191,6 +201,7 @@ def _ratio(num: float, den: float, digits: int = 3) -> str:
 
 def render(result: dict[str, Any], out: Path, name: str) -> None:
     switch = SWITCHES[result.get("switch", "channel-blocks")]  # results before --switch: channel blocks
+    other = all("other_sum_us" in c for c in result["cases"])  # results before the other ops' sum: no such columns
     md = [f"# OpenVINO extension: {switch.title}, with a null test (A')", "",
           f"Machine: {result['machine_text']}.", "",
           f"Command: `{result['command']}`. {result['arch']} (random weights, reference TV settings, BatchNorm folded), plugin graph, "
@@ -202,8 +213,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           "[p10-p90]. TV ops: mean of the measured runs from OpenVINO's counters (whole us); 'reachable' sums the TV layers "
           f"{switch.reach_means}.", "",
           "| kernels | wall A ms | wall B ms | wall A' ms | wall B/A | wall A'/A | TV ops A / B / A' ms | TV B/A | TV A'/A | "
-          "reachable A / B / A' ms | reachable B/A | reachable A'/A | load before -> after |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "reachable A / B / A' ms | reachable B/A | reachable A'/A | " + ("other ops A / B / A' ms | other B/A | other A'/A | " if other else "")
+          + "load before -> after |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if other else "")]
     for c in result["cases"]:
         w, r, s, cs = c["wall"], c["ratios"], c["tv_sum_us"], c["candidates_sum_us"]
 
@@ -214,9 +226,11 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             return " / ".join(f"{d[n] / 1e3:.2f}" for n in COPIES)
         lb, la = c["load_average"]
         wa, wb, wn = (w[n]["median_s"] * 1e3 for n in COPIES)
+        o = c.get("other_sum_us")
+        others = f"{ms(o)} | {_ratio(o['B'], o['A'])} | {_ratio(o[ALT], o['A'])} | " if other else ""
         md.append(f"| {c['kernel_dtype']} | {wa:.4g} | {wb:.4g} | {wn:.4g} | {q('B/A')} | {q(NULL)} | {ms(s)} | "
                   f"{_ratio(s['B'], s['A'])} | {_ratio(s[ALT], s['A'])} | {ms(cs)} | {_ratio(cs['B'], cs['A'])} | {_ratio(cs[ALT], cs['A'])} | "
-                  f"{lb[0] if lb else '?'} -> {la[0] if la else '?'} |")
+                  f"{others}{lb[0] if lb else '?'} -> {la[0] if la else '?'} |")
     md += ["", "## Per TV layer: mean us of the measured runs (B/A, A'/A)", "",
            "| layer | " + " | ".join(c["kernel_dtype"] for c in result["cases"]) + " |",
            "|---|" + "---|" * len(result["cases"])]

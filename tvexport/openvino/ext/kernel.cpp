@@ -296,6 +296,17 @@ struct Pass {
     const float** tap_s;
     const float** tap_x;
     int64_t ahead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements each tap's kernels are prefetched ahead
+    // TVEXPORT_OV_KERNEL_NTA=1 (see tv_dwconv.cpp; off by default): at batch 1, where every kernel
+    // is used once, each tap's kernel run is prefetched with the non-temporal hint (prefetchnta)
+    // instead of locality 3, meant to keep the kernel stream from evicting what the next ops read
+    // (in face MobileNetV2 at batch 1 the ops other than the TV ops took 21-38 % longer in the TV
+    // network with float32 kernels than the same ops in the DW network, 0-16 % with float16/int8
+    // ones, most on the op that reads a TV op's output: issue 17k's scratch runs, both networks in
+    // one process). Not faster (issue 17k; benchmarks/results/openvino_nta_*.md):
+    // no wall or other-ops gain beyond the null test at x0.1 or x1.0, any kernel dtype; the L2
+    // stream prefetcher presumably fetches the runs anyway. Prefetched 2-4 KiB ahead instead of
+    // TVX_PREFETCH_BYTES it made float32 TV ops 12-17 % slower (scratch runs).
+    bool nta = a.kernel_nta && a.n == 1;
 
     Pass(const KernelArgs& args, int64_t tile_positions) : a(args), seg(segment_floats(args.c)) {
         span = tile_positions + (a.k - 1) / a.stride + 1;
@@ -562,9 +573,15 @@ struct Pass {
             const auto tap = [&](int t) {
                 const WT* wp = tap_w[t] + u;
                 const float* xp = tap_x[t] + xu;
-                if (fetch)
-                    for (int64_t o = 0; o < kChunkBytes; o += 64)
-                        __builtin_prefetch(reinterpret_cast<const char*>(wp + ahead) + o, 0, 3);
+                if (fetch) {
+                    const char* ahead_p = reinterpret_cast<const char*>(wp + ahead);
+                    for (int64_t o = 0; o < kChunkBytes; o += 64) {
+                        if (nta)
+                            __builtin_prefetch(ahead_p + o, 0, 0);
+                        else
+                            __builtin_prefetch(ahead_p + o, 0, 3);
+                    }
+                }
                 const float* xb[NB];  // one base register per image, vectors at fixed offsets
                 for (int b = 0; b < NB; ++b)
                     xb[b] = xp + b * img;

@@ -89,10 +89,12 @@ const KernelFn kKernel = select_kernel();
 // The op's switches for A/B runs (benchmarks/openvino_ab.py --switch; each is described at its
 // member of TVDWConvNHWC). Unlike TVEXPORT_OV_KERNEL they are read when an op is constructed (as
 // the model is read) and kept by its clones, so two models read in one process may differ.
-// An on/off switch: on unless set to 0.
-bool switch_from_env(const char* name) {
+// An on/off switch: `fallback` when unset or empty, off when set to 0, else on.
+bool switch_from_env(const char* name, bool fallback = true) {
     const char* env = std::getenv(name);
-    return !(env && std::string(env) == "0");
+    if (!env || !*env)
+        return fallback;
+    return std::string(env) != "0";
 }
 
 // A byte count: 0 unless set; anything but a whole decimal number is refused.
@@ -245,6 +247,7 @@ public:
         op->m_serial_bytes = m_serial_bytes;
         op->m_blocks_outer = m_blocks_outer;
         op->m_scale_registers = m_scale_registers;
+        op->m_kernel_nta = m_kernel_nta;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
         op->constructor_validate_and_infer_types();
@@ -306,6 +309,7 @@ public:
         a.channel_blocks = m_channel_blocks;
         a.blocks_outer = m_blocks_outer;
         a.scale_registers = m_scale_registers;
+        a.kernel_nta = m_kernel_nta;
         if (static_cast<int64_t>(x.get_byte_size() + w.get_byte_size() + outputs[0].get_byte_size()) < m_serial_bytes) {
             kKernel(a, 0, a.out_h);
             return true;
@@ -345,6 +349,10 @@ private:
     // kernel vector instead of holding a layer's scales in registers where they fit (kernel.cpp:
     // Pass::scale_register_chunks; --switch scale-registers).
     bool m_scale_registers = switch_from_env("TVEXPORT_OV_SCALE_REGISTERS");
+    // TVEXPORT_OV_KERNEL_NTA=1: at batch 1 (every kernel used once) the kernel stream is prefetched
+    // with the non-temporal hint (prefetchnta) instead of locality 3 (--switch nta). Off by default:
+    // it was not faster (kernel.cpp: Pass::nta).
+    bool m_kernel_nta = switch_from_env("TVEXPORT_OV_KERNEL_NTA", false);
 };
 
 namespace {
