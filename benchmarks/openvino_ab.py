@@ -4,6 +4,7 @@
     python benchmarks/openvino_ab.py --kernel-dtype float32 --kernel-dtype float16 --kernel-dtype int8 --rounds 6 --block 5
     python benchmarks/openvino_ab.py --switch serial --arch face_shufflenetv2_x1_0 --batch 16 --name openvino_serial_shufflenetv2_b16
     python benchmarks/openvino_ab.py --switch blocks-outer --kernel-dtype float32 --rounds 6 --block 5
+    python benchmarks/openvino_ab.py --switch scale-registers --kernel-dtype int8 --rounds 36 --block 20
     python benchmarks/openvino_ab.py --render benchmarks/results/openvino_channel_blocks.json
 
 --switch picks what differs between the copies (see SWITCHES; each is an environment variable
@@ -17,6 +18,9 @@ setting):
   blocks-outer    TVEXPORT_OV_BLOCKS_OUTER: A the channel-block path walks each channel block
                   through all of a thread's row tiles (the default), B each row tile through all
                   the blocks (the order before)
+  scale-registers TVEXPORT_OV_SCALE_REGISTERS: A int8 kernels at batch 1 with each layer's scales
+                  held in registers where they fit (the default: k = 3, C dividing 16, 32 or 48;
+                  AVX-512), B each scale vector loaded beside its kernel vector (the loop before)
   nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched with locality 3 (the
                   default), B with the non-temporal hint (prefetchnta; batch 1 only)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
@@ -74,6 +78,15 @@ def channel_block_candidates(graph: Any) -> list[str]:
             and next(a.i for a in node.attribute if a.name == "stride") == 1 and inits[node.input[1]].dims[0] >= SEGMENT]
 
 
+def scale_register_candidates(graph: Any) -> list[str]:
+    """TV nodes the scale-register switch can reach (with int8 kernels, one image at a time): k = 3
+    and a scale row that repeats every 1, 2 or 3 vectors of 16 floats (C divides 16, 32 or 48)."""
+    inits = {t.name: t for t in graph.graph.initializer}
+    tv = set(tv_nodes(graph))
+    return [node.name for node in graph.graph.node if node.name in tv
+            and next(a.i for a in node.attribute if a.name == "k") == 3 and any(m % inits[node.input[1]].dims[0] == 0 for m in (16, 32, 48))]
+
+
 @dataclasses.dataclass(frozen=True)
 class Switch:
     env: str
@@ -111,6 +124,12 @@ SWITCHES = {
         "(`TVEXPORT_OV_BLOCKS_OUTER=0` while it was read), A' as A",
         channel_block_candidates, CHANNEL_BLOCK_REACH,
         "openvino_blocks_outer", "deeplabv3plus_mobilenetv2", 16),
+    "scale-registers": Switch(
+        "TVEXPORT_OV_SCALE_REGISTERS", "1", "0", "int8 scales in registers (A) vs loaded beside each kernel vector (B) at batch 1",
+        "A int8 scales held in registers where they fit (the default), B each scale vector loaded beside its kernel vector "
+        "(`TVEXPORT_OV_SCALE_REGISTERS=0` while it was read), A' as A",
+        scale_register_candidates, "with k = 3 and C dividing 16, 32 or 48 (the only ones the switch can change, int8 kernels only)",
+        "openvino_scale_registers", "face_mobilenetv2_x0_1", 1),
     "nta": Switch(
         "TVEXPORT_OV_KERNEL_NTA", "0", "1", "kernel stream prefetched into every cache level (A) vs non-temporally (B)",
         "A each tap's kernel run prefetched with locality 3 (prefetcht0, the default), B with the non-temporal hint "

@@ -10,7 +10,9 @@
 // accumulators stay in registers across all k*k taps; each kernel vector is loaded (and
 // dequantized: float16 converted, int8 converted and multiplied by its (tap, channel) scale) once
 // and feeds TVX_BATCH_TILE multiply-adds, one per image. Batches that are not a multiple of the
-// tile end with a narrower tile of the remaining images (same code, fewer accumulators).
+// tile end with a narrower tile of the remaining images (same code, fewer accumulators). int8
+// kernels one image at a time hold their scales in registers where they fit (AVX-512; see
+// Pass::scale_register_chunks).
 //
 // Memory: a thread owns a range of output rows and walks it in tiles (rows x positions, see
 // tile_of) whose stored kernels fit in L2 (float16 and int8 kernels give tiles 2x and 4x larger;
@@ -124,6 +126,13 @@ inline float to_float(float v) {
 typedef float v16 __attribute__((vector_size(64)));
 constexpr int64_t kLanes = 16;
 constexpr int64_t kVectors = TVX_CHUNK / kLanes;  // accumulators held in registers per chunk and image
+// int8 scales held in registers at batch 1 (Pass::scale_register_chunks): up to 27 vectors beside
+// the accumulators, which only AVX-512's 32 registers hold
+#if defined(__AVX512F__)
+constexpr bool kScaleRegisters = true;
+#else
+constexpr bool kScaleRegisters = false;
+#endif
 
 inline v16 load(const float* p) {
     v16 v;
@@ -161,7 +170,8 @@ inline v16 kernel_vector(const half* w, const float*) {
     return v;
 #endif
 }
-inline v16 kernel_vector(const int8_t* w, const float* s) {
+// 16 int8 kernel values at w as float32, not yet scaled
+inline v16 int8_vector(const int8_t* w) {
     // GCC 12 scalarises __builtin_convertvector from int8 vectors: intrinsics where they exist,
     // elsewhere a lane loop the compiler does vectorise (SSE2, NEON)
 #if defined(__AVX512F__)
@@ -178,7 +188,10 @@ inline v16 kernel_vector(const int8_t* w, const float* s) {
         lanes[l] = static_cast<float>(w[l]);
     const v16 q = load(lanes);
 #endif
-    return q * load(s);
+    return q;
+}
+inline v16 kernel_vector(const int8_t* w, const float* s) {
+    return int8_vector(w) * load(s);
 }
 
 // The output range: [lo, hi] when a clamp is fused, else everything (infinities pass).
@@ -468,55 +481,14 @@ struct Pass {
     template <int NB, bool kStrided = false>
     void body(int nt, int64_t len, float* const* dst, const float* bias, int64_t img, bool fetch) {
         const Range range(a);
-        const int64_t C = a.c, sC = a.stride * a.c;
-        const auto xoff = [C, sC](int64_t q) { return kStrided ? q / C * sC + q % C : q; };
-        // int8 scales: tap_s[t] points at a position's start in the tap's tiled scale row (kernel.hpp:
-        // the tap's C scales repeated over a segment's positions). With channels in whole vectors a
-        // vector never straddles two positions, so the scales of float q are also those at q % C:
-        // only the first C floats of each row are read, which stay in L1 beside the kernel and input
-        // streams (a segment's rows of 9 taps are 18 KiB; face MobileNetV2 x0.1 batch 1, int8 TV ops
-        // 3-9 % faster)
-        const bool short_scale = kInt8 && C % kLanes == 0;
-        const auto soff = [C, short_scale](int64_t q) { return short_scale ? q % C : q; };
-        constexpr int64_t kChunkBytes = TVX_CHUNK * int64_t(sizeof(WT));
         int64_t u = 0;
-        for (; u + TVX_CHUNK <= len; u += TVX_CHUNK) {
-            v16 acc[NB][kVectors];
-            for (int b = 0; b < NB; ++b)
-                for (int64_t v = 0; v < kVectors; ++v)
-                    acc[b][v] = bias ? load(bias + u + v * kLanes) : v16{};
-            const int64_t xu = xoff(u);
-            int64_t xo[kVectors];  // the chunk's vectors in the input, from xu
-            int64_t so[kVectors];  // and their int8 scales, from tap_s
-            for (int64_t v = 0; v < kVectors; ++v) {
-                xo[v] = xoff(u + v * kLanes) - xu;
-                so[v] = soff(u + v * kLanes);
-            }
-            for (int t = 0; t < nt; ++t) {
-                const WT* wp = tap_w[t] + u;
-                const float* xp = tap_x[t] + xu;
-                if (fetch) {
-                    const char* ahead_p = reinterpret_cast<const char*>(wp + ahead);
-                    for (int64_t o = 0; o < kChunkBytes; o += 64) {
-                        if (nta)
-                            __builtin_prefetch(ahead_p + o, 0, 0);
-                        else
-                            __builtin_prefetch(ahead_p + o, 0, 3);
-                    }
-                }
-                const float* xb[NB];  // one base register per image, vectors at fixed offsets
-                for (int b = 0; b < NB; ++b)
-                    xb[b] = xp + b * img;
-                for (int64_t v = 0; v < kVectors; ++v) {
-                    const v16 w = kernel_vector(wp + v * kLanes, kInt8 ? tap_s[t] + so[v] : nullptr);
-                    for (int b = 0; b < NB; ++b)
-                        acc[b][v] += w * load(xb[b] + (kStrided ? xo[v] : v * kLanes));
-                }
-            }
-            for (int b = 0; b < NB; ++b)
-                for (int64_t v = 0; v < kVectors; ++v)
-                    store_v(dst[b] + u + v * kLanes, range(acc[b][v]));
+        if constexpr (NB == 1 && kInt8 && kScaleRegisters) {
+            if (a.scale_registers)
+                u = scale_register_chunks<kStrided>(nt, len, dst, bias, fetch);
         }
+        u = chunks<NB, kStrided, kVectors>(nt, u, len, dst, bias, img, fetch);
+        const auto xoff = input_offset<kStrided>();
+        const auto soff = scale_offset();
         for (; u + kLanes <= len; u += kLanes) {  // then single vectors
             v16 acc[NB];
             for (int b = 0; b < NB; ++b)
@@ -546,6 +518,144 @@ struct Pass {
             }
             for (int64_t q = u; q < len; ++q)
                 o[q] = range(o[q]);
+        }
+    }
+
+    // int8 scales: tap_s[t] points at a position's start in the tap's tiled scale row (kernel.hpp:
+    // the tap's C scales repeated over a segment's positions). With channels in whole vectors a
+    // vector never straddles two positions, so the scales of float q are also those at q % C:
+    // only the first C floats of each row are read, which stay in L1 beside the kernel and input
+    // streams (a segment's rows of 9 taps are 18 KiB; face MobileNetV2 x0.1 batch 1, int8 TV ops
+    // 3-9 % faster)
+    auto scale_offset() const {
+        const int64_t C = a.c;
+        const bool short_scale = kInt8 && C % kLanes == 0;
+        return [C, short_scale](int64_t q) { return short_scale ? q % C : q; };
+    }
+
+    // float q of (position, channel) in the input, from the start of a run (see body: kStrided)
+    template <bool kStrided>
+    auto input_offset() const {
+        const int64_t C = a.c, sC = a.stride * a.c;
+        return [C, sC](int64_t q) { return kStrided ? q / C * sC + q % C : q; };
+    }
+
+    // The multiply-add loop from float u in chunks of KV vectors x NB images of accumulators (held
+    // in registers across the taps); returns where it stopped (fewer than KV vectors left). NT > 0:
+    // exactly NT taps, int8, one image, and the tap's scale row repeats every P vectors from u
+    // (P * kLanes a multiple of C, u of P * kLanes): each tap's P scale vectors are loaded once,
+    // before the loop, and stay in registers (see scale_register_chunks).
+    template <int NB, bool kStrided, int64_t KV, int NT = 0, int P = 0>
+    int64_t chunks(int nt, int64_t u, int64_t len, float* const* dst, const float* bias, int64_t img, bool fetch) {
+        static_assert(NT == 0 || (kInt8 && NB == 1 && KV % P == 0));
+        const Range range(a);
+        const auto xoff = input_offset<kStrided>();
+        const auto soff = scale_offset();
+        constexpr int64_t kFloats = KV * kLanes;
+        constexpr int64_t kChunkBytes = kFloats * int64_t(sizeof(WT));
+        v16 scales[NT > 0 ? NT : 1][P > 0 ? P : 1];
+        if constexpr (NT > 0)
+            for (int t = 0; t < NT; ++t)
+                for (int r = 0; r < P; ++r)
+                    scales[t][r] = load(tap_s[t] + r * kLanes);
+        for (; u + kFloats <= len; u += kFloats) {
+            v16 acc[NB][KV];
+            for (int b = 0; b < NB; ++b)
+                for (int64_t v = 0; v < KV; ++v)
+                    acc[b][v] = bias ? load(bias + u + v * kLanes) : v16{};
+            const int64_t xu = xoff(u);
+            int64_t xo[KV];  // the chunk's vectors in the input, from xu
+            int64_t so[KV];  // and their int8 scales, from tap_s
+            for (int64_t v = 0; v < KV; ++v) {
+                xo[v] = xoff(u + v * kLanes) - xu;
+                so[v] = soff(u + v * kLanes);
+            }
+            const auto tap = [&](int t) {
+                const WT* wp = tap_w[t] + u;
+                const float* xp = tap_x[t] + xu;
+                if (fetch) {
+                    const char* ahead_p = reinterpret_cast<const char*>(wp + ahead);
+                    for (int64_t o = 0; o < kChunkBytes; o += 64) {
+                        if (nta)
+                            __builtin_prefetch(ahead_p + o, 0, 0);
+                        else
+                            __builtin_prefetch(ahead_p + o, 0, 3);
+                    }
+                }
+                const float* xb[NB];  // one base register per image, vectors at fixed offsets
+                for (int b = 0; b < NB; ++b)
+                    xb[b] = xp + b * img;
+                for (int64_t v = 0; v < KV; ++v) {
+                    v16 w;
+                    if constexpr (NT > 0)
+                        w = int8_vector(reinterpret_cast<const int8_t*>(wp) + v * kLanes) * scales[t][v % P];
+                    else
+                        w = kernel_vector(wp + v * kLanes, kInt8 ? tap_s[t] + so[v] : nullptr);
+                    for (int b = 0; b < NB; ++b)
+                        acc[b][v] += w * load(xb[b] + (kStrided ? xo[v] : v * kLanes));
+                }
+            };
+            if constexpr (NT > 0) {
+#pragma GCC unroll 9  // whole, so that scales[t] are registers (a runtime nt stays rolled)
+                for (int t = 0; t < NT; ++t)
+                    tap(t);
+            } else {
+                for (int t = 0; t < nt; ++t)
+                    tap(t);
+            }
+            for (int b = 0; b < NB; ++b)
+                for (int64_t v = 0; v < KV; ++v)
+                    store_v(dst[b] + u + v * kLanes, range(acc[b][v]));
+        }
+        return u;
+    }
+
+    // int8 kernels, one image (batch 1, or a batch's last narrower tile), 9 or 6 taps (k = 3; 6 in
+    // an edge row or at a lone edge position), and a tap's tiled scale row that repeats every P =
+    // 1, 2 or 3 vectors (C divides 16, 32 or 48: C = 8, 16, 24, 32, 48 in the zoo): chunks of
+    // kVectors (P = 1, 2) or 3 (P = 3) vectors, whose P x nt scale vectors are loaded once per call
+    // and stay in registers (up to 27 of AVX-512's 32 beside 3 accumulators; g++ 12 -O3
+    // -march=x86-64-v4 spills one of them at P = 3 with 9 taps); float q's scales are at
+    // tap_s[t][q % (P * kLanes)], tap_s[t] being a position's start. The chunk loop loads a scale
+    // vector beside every kernel vector, which at one image (no other image shares the load)
+    // costs time: face MobileNetV2 x0.1, batch 1, 2 threads, int8 TV ops 1.07-1.23x and wall
+    // 1.04-1.12x with the scales loaded (TVEXPORT_OV_SCALE_REGISTERS=0; null tests 0.93-1.05; 8
+    // runs of `openvino_ab.py --switch scale-registers --kernel-dtype int8 --rounds 36 --block 20`,
+    // one of them benchmarks/results/openvino_scale_registers.md; a 9th, at load average 2,
+    // resolved nothing: 1.015, null 0.963); 11 of its 17 TV layers are reached (C = 8, 48), the
+    // C = 8 one most (1.14-1.46x). Face MobileNetV2 x1.0 (only its C = 32 layer reached, whose
+    // 2.7 MB of kernels come from memory): that layer 0.97-1.16x over 6 runs (nulls 0.93-1.05),
+    // TV ops 1.05x, null 1.00, in openvino_scale_registers_x1_0.md: no loss, a gain not resolved.
+    // Returns the floats done (whole chunks from 0); the chunk loop takes the rest.
+    // Tried and dropped with it (issue 17j; scratch switches in a copy of openvino_ab.py, same
+    // command and model, TV ops candidate / current loop, null tests beside): 8 accumulators per
+    // chunk at one image (two chunks: the FMA dependency chain), every dtype: int8 1.08-1.19,
+    // float16 0.99-1.05, float32 1.01-1.04 (nulls 1.005-1.11), no gain; C % 16 == 0: chunks of 4
+    // positions x one 16-channel group (issue 17i's layout) with the group's 9 scales in
+    // registers, int8 0.92-1.05 over 4 runs (nulls 0.98-1.09), not resolved, while the period-3
+    // chunks above alone gave 0.88, 0.89 (nulls 0.98, 0.98).
+    template <bool kStrided>
+    int64_t scale_register_chunks(int nt, int64_t len, float* const* dst, const float* bias, bool fetch) {
+        const int64_t C = a.c;
+        const int period = kLanes % C == 0 ? 1 : 2 * kLanes % C == 0 ? 2 : 3 * kLanes % C == 0 ? 3 : 0;
+        const auto with_period = [&](auto p) -> int64_t {
+            constexpr int P = decltype(p)::value;
+            constexpr int64_t KV = P == 3 ? 3 : kVectors % P == 0 ? kVectors : P * kVectors;  // whole periods
+            if (nt == 9)
+                return chunks<1, kStrided, KV, 9, P>(nt, 0, len, dst, bias, 0, fetch);
+            if (nt == 6)
+                return chunks<1, kStrided, KV, 6, P>(nt, 0, len, dst, bias, 0, fetch);
+            return 0;
+        };
+        switch (period) {
+        case 1:
+            return with_period(std::integral_constant<int, 1>{});
+        case 2:
+            return with_period(std::integral_constant<int, 2>{});
+        case 3:
+            return with_period(std::integral_constant<int, 3>{});
+        default:
+            return 0;
         }
     }
 };

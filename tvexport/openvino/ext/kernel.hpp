@@ -40,6 +40,7 @@ struct KernelArgs {
     float lo, hi;
     bool channel_blocks;  // run_channel_blocks may be chosen (kernel.cpp: run); off: the tile path
     bool blocks_outer;    // run_channel_blocks: each channel block walks all the rows; off: each row tile all the blocks
+    bool scale_registers;  // int8, one image: scales held in registers where they fit (kernel.cpp: Pass::scale_register_chunks)
     bool kernel_nta;      // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta) instead of into every level
 };
 

@@ -246,6 +246,7 @@ public:
         op->m_channel_blocks = m_channel_blocks;
         op->m_serial_bytes = m_serial_bytes;
         op->m_blocks_outer = m_blocks_outer;
+        op->m_scale_registers = m_scale_registers;
         op->m_kernel_nta = m_kernel_nta;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
@@ -307,6 +308,7 @@ public:
         a.hi = m_hi;
         a.channel_blocks = m_channel_blocks;
         a.blocks_outer = m_blocks_outer;
+        a.scale_registers = m_scale_registers;
         a.kernel_nta = m_kernel_nta;
         if (static_cast<int64_t>(x.get_byte_size() + w.get_byte_size() + outputs[0].get_byte_size()) < m_serial_bytes) {
             kKernel(a, 0, a.out_h);
@@ -343,6 +345,10 @@ private:
     // MobileNetV2 x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us
     // ones took the same time either way (benchmarks/results/openvino_serial_*.md).
     int64_t m_serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES");
+    // TVEXPORT_OV_SCALE_REGISTERS=0: int8 kernels at batch 1 load each scale vector beside its
+    // kernel vector instead of holding a layer's scales in registers where they fit (kernel.cpp:
+    // Pass::scale_register_chunks; --switch scale-registers).
+    bool m_scale_registers = switch_from_env("TVEXPORT_OV_SCALE_REGISTERS");
     // TVEXPORT_OV_KERNEL_NTA=1: at batch 1 (every kernel used once) the kernel stream is prefetched
     // with the non-temporal hint (prefetchnta) instead of locality 3 (--switch nta). Off by default:
     // it was not faster (kernel.cpp: Pass::nta).
