@@ -18,9 +18,10 @@ setting):
   blocks-outer    TVEXPORT_OV_BLOCKS_OUTER: A the channel-block path walks each channel block
                   through all of a thread's row tiles (the default), B each row tile through all
                   the blocks (the order before)
-  scale-registers TVEXPORT_OV_SCALE_REGISTERS: A int8 kernels at batch 1 with each layer's scales
-                  held in registers where they fit (the default: k = 3, C dividing 16, 32 or 48;
-                  AVX-512), B each scale vector loaded beside its kernel vector (the loop before)
+  scale-registers TVEXPORT_OV_SCALE_REGISTERS: A int8 kernels one image at a time (batch 1, or a
+                  batch's last single-image tile) with each layer's scales held in registers where
+                  they fit (the default: k = 3, C dividing 16, 32 or 48; AVX-512), B each scale
+                  vector loaded beside its kernel vector (the loop before)
   nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched with locality 3 (the
                   default), B with the non-temporal hint (prefetchnta; batch 1 only)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
@@ -54,6 +55,7 @@ from unittest import mock
 
 import _common
 import numpy as np
+import onnx
 from openvino_fused import mean_between, node_counters, ov_closure, plugin_graph, tv_nodes
 
 from tvexport.bake import random_inputs
@@ -79,11 +81,12 @@ def channel_block_candidates(graph: Any) -> list[str]:
 
 
 def scale_register_candidates(graph: Any) -> list[str]:
-    """TV nodes the scale-register switch can reach (with int8 kernels, one image at a time): k = 3
-    and a scale row that repeats every 1, 2 or 3 vectors of 16 floats (C divides 16, 32 or 48)."""
+    """TV nodes the scale-register switch can reach (one image at a time): int8 kernels, k = 3 and a
+    scale row that repeats every 1, 2 or 3 vectors of 16 floats (C divides 16, 32 or 48); none in a
+    graph with float kernels, where A and B run the same code."""
     inits = {t.name: t for t in graph.graph.initializer}
     tv = set(tv_nodes(graph))
-    return [node.name for node in graph.graph.node if node.name in tv
+    return [node.name for node in graph.graph.node if node.name in tv and inits[node.input[1]].data_type == onnx.TensorProto.INT8
             and next(a.i for a in node.attribute if a.name == "k") == 3 and any(m % inits[node.input[1]].dims[0] == 0 for m in (16, 32, 48))]
 
 

@@ -526,7 +526,7 @@ struct Pass {
     // vector never straddles two positions, so the scales of float q are also those at q % C:
     // only the first C floats of each row are read, which stay in L1 beside the kernel and input
     // streams (a segment's rows of 9 taps are 18 KiB; face MobileNetV2 x0.1 batch 1, int8 TV ops
-    // 3-9 % faster)
+    // 3-9 % faster, measured before scale_register_chunks took most of those layers)
     auto scale_offset() const {
         const int64_t C = a.c;
         const bool short_scale = kInt8 && C % kLanes == 0;
@@ -565,10 +565,11 @@ struct Pass {
                     acc[b][v] = bias ? load(bias + u + v * kLanes) : v16{};
             const int64_t xu = xoff(u);
             int64_t xo[KV];  // the chunk's vectors in the input, from xu
-            int64_t so[KV];  // and their int8 scales, from tap_s
+            int64_t so[KV] = {};  // and their int8 scales, from tap_s (NT > 0: in registers instead)
             for (int64_t v = 0; v < KV; ++v) {
                 xo[v] = xoff(u + v * kLanes) - xu;
-                so[v] = soff(u + v * kLanes);
+                if constexpr (NT == 0)
+                    so[v] = soff(u + v * kLanes);
             }
             const auto tap = [&](int t) {
                 const WT* wp = tap_w[t] + u;
@@ -588,7 +589,7 @@ struct Pass {
                 for (int64_t v = 0; v < KV; ++v) {
                     v16 w;
                     if constexpr (NT > 0)
-                        w = int8_vector(reinterpret_cast<const int8_t*>(wp) + v * kLanes) * scales[t][v % P];
+                        w = int8_vector(wp + v * kLanes) * scales[t][v % P];
                     else
                         w = kernel_vector(wp + v * kLanes, kInt8 ? tap_s[t] + so[v] : nullptr);
                     for (int b = 0; b < NB; ++b)
@@ -610,8 +611,9 @@ struct Pass {
         return u;
     }
 
-    // int8 kernels, one image (batch 1, or a batch's last narrower tile), 9 or 6 taps (k = 3; 6 in
-    // an edge row or at a lone edge position), and a tap's tiled scale row that repeats every P =
+    // int8 kernels, one image (batch 1, or a batch's last narrower tile), 9 or 6 taps present (k =
+    // 3; 6 in an edge row or at a lone edge position; also a k = 5 position with 9 or 6 taps inside
+    // the image, e.g. a corner at stride 2), and a tap's tiled scale row that repeats every P =
     // 1, 2 or 3 vectors (C divides 16, 32 or 48: C = 8, 16, 24, 32, 48 in the zoo): chunks of
     // kVectors (P = 1, 2) or 3 (P = 3) vectors, whose P x nt scale vectors are loaded once per call
     // and stay in registers (up to 27 of AVX-512's 32 beside 3 accumulators; g++ 12 -O3
@@ -641,6 +643,8 @@ struct Pass {
         const auto with_period = [&](auto p) -> int64_t {
             constexpr int P = decltype(p)::value;
             constexpr int64_t KV = P == 3 ? 3 : kVectors % P == 0 ? kVectors : P * kVectors;  // whole periods
+            if (len < KV * kLanes)
+                return 0;  // not one chunk (a lone position of few channels): nothing to hold
             if (nt == 9)
                 return chunks<1, kStrided, KV, 9, P>(nt, 0, len, dst, bias, 0, fetch);
             if (nt == 6)

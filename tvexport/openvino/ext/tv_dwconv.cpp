@@ -345,7 +345,8 @@ private:
     // MobileNetV2 x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us
     // ones took the same time either way (benchmarks/results/openvino_serial_*.md).
     int64_t m_serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES");
-    // TVEXPORT_OV_SCALE_REGISTERS=0: int8 kernels at batch 1 load each scale vector beside its
+    // TVEXPORT_OV_SCALE_REGISTERS=0: int8 kernels one image at a time (batch 1, or a batch's last
+    // single-image tile) load each scale vector beside its
     // kernel vector instead of holding a layer's scales in registers where they fit (kernel.cpp:
     // Pass::scale_register_chunks; --switch scale-registers).
     bool m_scale_registers = switch_from_env("TVEXPORT_OV_SCALE_REGISTERS");
