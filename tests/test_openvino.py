@@ -277,8 +277,8 @@ def test_int8_scales_in_registers(case: Case, switch: str, extension: Path, kern
     whole chunks, then single vectors and a scalar tail. k = 5 takes the loop that loads them,
     except positions with 9 or 6 taps inside the image (at stride 2 with batch 1: the corner
     output (0, 0) holds 9). TVEXPORT_OV_SCALE_REGISTERS=0 (read like the switches above) loads them
-    in every case. A scale of the wrong tap fails every k = 3 case with registers, the wrong vector
-    of a period those with C = 24, 32, 48. The path is built for AVX-512 only: elsewhere the
+    in every case. A scale of the wrong tap fails every registers case (16: the k = 3 ones and the
+    k = 5 corner), the wrong vector of a period those with C = 24, 32, 48. The path is built for AVX-512 only: elsewhere the
     registers cases are skipped (they would run the loading loop)."""
     if switch == "1" and "AVX-512" not in kernel_variant:
         pytest.skip(f"scale registers are built for AVX-512 only; this CPU runs {kernel_variant}")
