@@ -306,7 +306,7 @@ struct Pass {
     // no wall or other-ops gain beyond the null test at x0.1 or x1.0, any kernel dtype; the L2
     // stream prefetcher presumably fetches the runs anyway. Prefetched 2-4 KiB ahead instead of
     // TVX_PREFETCH_BYTES it made float32 TV ops 12-17 % slower (scratch runs).
-    bool nta = a.kernel_nta && a.n == 1;
+    bool nta = a.sw.kernel_nta && a.n == 1;
 
     Pass(const KernelArgs& args, int64_t tile_positions) : a(args), seg(segment_floats(args.c)) {
         span = tile_positions + (a.k - 1) / a.stride + 1;
@@ -483,7 +483,7 @@ struct Pass {
         const Range range(a);
         int64_t u = 0;
         if constexpr (NB == 1 && kInt8 && kScaleRegisters) {
-            if (a.scale_registers)
+            if (a.sw.scale_registers)
                 u = scale_register_chunks<kStrided>(nt, len, dst, bias, fetch);
         }
         u = chunks<NB, kStrided, kVectors>(nt, u, len, dst, bias, img, fetch);
@@ -758,8 +758,8 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     // row tile walks all the blocks (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
     const int64_t tiles = (row_end - row_begin + rows - 1) / rows, nblocks = (C + block - 1) / block;
     for (int64_t q = 0; q < tiles * nblocks; ++q) {
-        const int64_t rb = row_begin + (a.blocks_outer ? q % tiles : q / nblocks) * rows, re = std::min(row_end, rb + rows);
-        const int64_t c0 = (a.blocks_outer ? q / tiles : q % nblocks) * block, len = std::min(block, C - c0);
+        const int64_t rb = row_begin + (a.sw.blocks_outer ? q % tiles : q / nblocks) * rows, re = std::min(row_end, rb + rows);
+        const int64_t c0 = (a.sw.blocks_outer ? q / tiles : q % nblocks) * block, len = std::min(block, C - c0);
         for (int64_t n0 = 0; n0 < a.n;) {
             const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
             for (int64_t i = rb; i < re; ++i) {
@@ -792,7 +792,7 @@ template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
     if constexpr (std::is_same_v<XT, float>) {
-        if (a.channel_blocks && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
+        if (a.sw.channel_blocks && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
             return run_channel_blocks<XT, WT>(a, row_begin, row_end);
     }
     const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;

@@ -25,6 +25,17 @@ namespace tvx {
 
 enum class DType : int { f32 = 0, f16 = 1, i8 = 2 };
 
+// The op's switches for A/B runs (benchmarks/openvino_ab.py --switch), each from an environment
+// variable read when an op is constructed and kept by its clones (tv_dwconv.cpp: switches_from_env,
+// which says what each measured).
+struct Switches {
+    bool channel_blocks = true;   // run_channel_blocks may be chosen (kernel.cpp: run); off: the tile path
+    bool blocks_outer = true;     // run_channel_blocks: each channel block walks all the rows; off: each row tile all the blocks
+    bool scale_registers = true;  // int8, one image: scales held in registers where they fit (kernel.cpp: Pass::scale_register_chunks)
+    bool kernel_nta = false;      // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta) instead of into every level
+    int64_t serial_bytes = 0;     // the op: layers moving fewer bytes run on the calling thread, not split over the pool
+};
+
 struct KernelArgs {
     const void* x;
     const void* weight;
@@ -38,10 +49,7 @@ struct KernelArgs {
     DType x_type, w_type;
     bool clamp;  // clamp the output to [lo, hi]
     float lo, hi;
-    bool channel_blocks;  // run_channel_blocks may be chosen (kernel.cpp: run); off: the tile path
-    bool blocks_outer;    // run_channel_blocks: each channel block walks all the rows; off: each row tile all the blocks
-    bool scale_registers;  // int8, one image: scales held in registers where they fit (kernel.cpp: Pass::scale_register_chunks)
-    bool kernel_nta;      // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta) instead of into every level
+    Switches sw;
 };
 
 // Output rows are processed in segments of up to kSegment floats of (position, channel).

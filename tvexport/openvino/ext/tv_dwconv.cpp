@@ -86,8 +86,8 @@ const char* kernel_name(KernelFn fn) {
 
 const KernelFn kKernel = select_kernel();
 
-// The op's switches for A/B runs (benchmarks/openvino_ab.py --switch; each is described at its
-// member of TVDWConvNHWC). Unlike TVEXPORT_OV_KERNEL they are read when an op is constructed (as
+// The op's switches for A/B runs (benchmarks/openvino_ab.py --switch; each is described in
+// switches_from_env below). Unlike TVEXPORT_OV_KERNEL they are read when an op is constructed (as
 // the model is read) and kept by its clones, so two models read in one process may differ.
 // An on/off switch: `fallback` when unset or empty, off when set to 0, else on.
 bool switch_from_env(const char* name, bool fallback = true) {
@@ -107,6 +107,33 @@ int64_t bytes_from_env(const char* name) {
     if (*end != '\0' || v < 0)
         OPENVINO_THROW("tv_dwconv: ", name, "=", env, " is not a whole number of bytes (e.g. 4611686018427387904 for every layer)");
     return v;
+}
+
+Switches switches_from_env() {
+    Switches s;
+    // TVEXPORT_OV_CHANNEL_BLOCKS=0 turns the kernel's channel-block path off (kernel.cpp:
+    // run_channel_blocks; such layers take the tile path; --switch channel-blocks).
+    s.channel_blocks = switch_from_env("TVEXPORT_OV_CHANNEL_BLOCKS");
+    // TVEXPORT_OV_BLOCKS_OUTER=0: the channel-block path walks each row tile through all channel
+    // blocks (the order before issue 17h) instead of each block through all row tiles (--switch
+    // blocks-outer).
+    s.blocks_outer = switch_from_env("TVEXPORT_OV_BLOCKS_OUTER");
+    // TVEXPORT_OV_SCALE_REGISTERS=0: int8 kernels one image at a time (batch 1, or a batch's last
+    // single-image tile) load each scale vector beside its kernel vector instead of holding a
+    // layer's scales in registers where they fit (kernel.cpp: Pass::scale_register_chunks;
+    // --switch scale-registers).
+    s.scale_registers = switch_from_env("TVEXPORT_OV_SCALE_REGISTERS");
+    // TVEXPORT_OV_KERNEL_NTA=1: at batch 1 (every kernel used once) the kernel stream is prefetched
+    // with the non-temporal hint (prefetchnta) instead of locality 3 (--switch nta). Off by default:
+    // it was not faster (kernel.cpp: Pass::nta).
+    s.kernel_nta = switch_from_env("TVEXPORT_OV_KERNEL_NTA", false);
+    // TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
+    // output) run on the calling thread, all rows in one kernel call, instead of being split over
+    // the pool (--switch serial). Default 0, every layer on the pool: in those runs (face
+    // MobileNetV2 x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us
+    // ones took the same time either way (benchmarks/results/openvino_serial_*.md).
+    s.serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES");
+    return s;
 }
 
 }  // namespace
@@ -243,11 +270,7 @@ public:
         op->m_clamp = m_clamp;
         op->m_lo = m_lo;
         op->m_hi = m_hi;
-        op->m_channel_blocks = m_channel_blocks;
-        op->m_serial_bytes = m_serial_bytes;
-        op->m_blocks_outer = m_blocks_outer;
-        op->m_scale_registers = m_scale_registers;
-        op->m_kernel_nta = m_kernel_nta;
+        op->m_switches = m_switches;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
         op->constructor_validate_and_infer_types();
@@ -306,11 +329,8 @@ public:
         a.clamp = m_clamp;
         a.lo = m_lo;
         a.hi = m_hi;
-        a.channel_blocks = m_channel_blocks;
-        a.blocks_outer = m_blocks_outer;
-        a.scale_registers = m_scale_registers;
-        a.kernel_nta = m_kernel_nta;
-        if (static_cast<int64_t>(x.get_byte_size() + w.get_byte_size() + outputs[0].get_byte_size()) < m_serial_bytes) {
+        a.sw = m_switches;
+        if (static_cast<int64_t>(x.get_byte_size() + w.get_byte_size() + outputs[0].get_byte_size()) < a.sw.serial_bytes) {
             kKernel(a, 0, a.out_h);
             return true;
         }
@@ -331,29 +351,7 @@ private:
     // folded into the op after the model is read (tvexport/openvino/runtime.py: fuse_clamps)
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
-    // The A/B switches (see switch_from_env), copied by clone_with_new_inputs, not re-read.
-    // TVEXPORT_OV_CHANNEL_BLOCKS=0 turns the kernel's channel-block path off (kernel.cpp:
-    // run_channel_blocks; such layers take the tile path; --switch channel-blocks).
-    bool m_channel_blocks = switch_from_env("TVEXPORT_OV_CHANNEL_BLOCKS");
-    // TVEXPORT_OV_BLOCKS_OUTER=0: the channel-block path walks each row tile through all channel
-    // blocks (the order before issue 17h) instead of each block through all row tiles (--switch
-    // blocks-outer).
-    bool m_blocks_outer = switch_from_env("TVEXPORT_OV_BLOCKS_OUTER");
-    // TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
-    // output) run on the calling thread, all rows in one kernel call, instead of being split over
-    // the pool (--switch serial). Default 0, every layer on the pool: in those runs (face
-    // MobileNetV2 x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us
-    // ones took the same time either way (benchmarks/results/openvino_serial_*.md).
-    int64_t m_serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES");
-    // TVEXPORT_OV_SCALE_REGISTERS=0: int8 kernels one image at a time (batch 1, or a batch's last
-    // single-image tile) load each scale vector beside its
-    // kernel vector instead of holding a layer's scales in registers where they fit (kernel.cpp:
-    // Pass::scale_register_chunks; --switch scale-registers).
-    bool m_scale_registers = switch_from_env("TVEXPORT_OV_SCALE_REGISTERS");
-    // TVEXPORT_OV_KERNEL_NTA=1: at batch 1 (every kernel used once) the kernel stream is prefetched
-    // with the non-temporal hint (prefetchnta) instead of locality 3 (--switch nta). Off by default:
-    // it was not faster (kernel.cpp: Pass::nta).
-    bool m_kernel_nta = switch_from_env("TVEXPORT_OV_KERNEL_NTA", false);
+    Switches m_switches = switches_from_env();  // copied by clone_with_new_inputs, not re-read
 };
 
 namespace {
