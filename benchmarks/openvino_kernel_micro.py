@@ -18,8 +18,8 @@ by default), each kernel dtype, each in two memory states:
 Beside them the same run measures one thread's streaming read bandwidth (a vector sum over a
 256 MiB buffer) and memcpy bandwidth, so ratios to the memory floor are made side by side.
 Reported per case: median / p10 / p90 of per-call times, ns per 16-float kernel vector
-(C * k*k * h * w / 16 of them), GB/s of stored kernel bytes, and the time over the floor
-(kernel bytes / the read bandwidth). Rounds (``--rounds``) run the whole set again; with several
+(C * k*k * h * w / 16 of them; also in cycles, the clock estimated by a chain of dependent adds),
+GB/s of stored kernel bytes, and the time over the floor (kernel bytes / the read bandwidth). Rounds (``--rounds``) run the whole set again; with several
 ``--variant`` builds the rounds alternate between them (order reversed every round) and each
 variant's per-round medians are paired with the first variant's (B/A per case).
 
@@ -152,11 +152,11 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-def summarize(samples_ns: list[int], kernel_bytes: int, vectors: int, read_gbs: float) -> dict[str, float]:
+def summarize(samples_ns: list[int], kernel_bytes: int, vectors: int, read_gbs: float, ghz: float) -> dict[str, float]:
     med = statistics.median(samples_ns)
     return {
         "median_ns": med, "p10_ns": pct(samples_ns, 10), "p90_ns": pct(samples_ns, 90), "n": len(samples_ns),
-        "ns_per_vector": med / vectors, "kernel_gbs": kernel_bytes / med, "x_floor": med / (kernel_bytes / read_gbs),
+        "ns_per_vector": med / vectors, "cycles_per_vector": med / vectors * ghz, "kernel_gbs": kernel_bytes / med, "x_floor": med / (kernel_bytes / read_gbs),
     }
 
 
@@ -178,6 +178,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     load_before = load_average()
     raw: dict[str, dict[tuple[str, str], list[list[int]]]] = {v.name: {} for v in variants}
     streams: dict[str, list[list[int]]] = {"read": [], "copy": []}
+    clocks: list[float] = []
     order = [v.name for v in variants]
     t0 = time.perf_counter()
     for r in range(args.rounds):
@@ -190,6 +191,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 raw[name].setdefault((line["case"], line["state"]), []).append(line["ns"])
         for line in run_json([str(binaries[order[0]]), "stream", str(STREAM_BYTES), str(args.stream_iters)]):
             streams[line["stream"]].append(line["ns"])
+        clocks.append(run_json([str(binaries[order[0]]), "clock"])[0]["clock_ghz"])
     seconds = time.perf_counter() - t0
     stream = {}
     for what, rounds in streams.items():
@@ -198,31 +200,35 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         stream[what] = {"bytes_per_iter": moved, "median_gbs": moved / statistics.median(ns), "p10_gbs": moved / pct(ns, 90),
                         "p90_gbs": moved / pct(ns, 10), "n": len(ns)}
     read_gbs = stream["read"]["median_gbs"]
+    ghz = statistics.median(clocks)
     rows = []
     for v in variants:
         for c in cases:
             for state in ("hot", "cold"):
                 rounds = raw[v.name][(c["spec"], state)]
                 row = {"variant": v.name, "layer": c["label"], "dtype": c["dtype"], "state": state, "count": c["count"],
-                       "kernel_bytes": c["kernel_bytes"], **summarize([x for r in rounds for x in r], c["kernel_bytes"], c["vectors"], read_gbs),
+                       "kernel_bytes": c["kernel_bytes"], **summarize([x for r in rounds for x in r], c["kernel_bytes"], c["vectors"], read_gbs, ghz),
                        "round_medians_ns": [statistics.median(r) for r in rounds]}
                 rows.append(row)
     return {
         "command": command_line(), "machine": machine_info(), "load_average_before": load_before, "load_average_after": load_average(),
         "threads": 1, "seconds": seconds, "rounds": args.rounds, "min_iters": args.min_iters, "min_ms": args.min_ms, "warmup": args.warmup,
         "cold_bytes": args.cold_mib << 20, "compile_flags": kernel_flags(),
-        "variants": [{"name": v.name, "kernel": str(v.kernel), "flags": list(v.flags), "binary": str(binaries[v.name])} for v in variants],
-        "stream": stream, "rows": rows,
+        "variants": [{"name": v.name, "kernel": os.path.relpath(v.kernel, HERE.parent), "flags": list(v.flags)} for v in variants],
+        "stream": stream, "clock_ghz": ghz, "clock_ghz_rounds": clocks, "rows": rows,
     }
 
 
-def network_totals(rows: list[dict[str, Any]], variant: str) -> dict[tuple[str, str], float]:
-    """Sum over the network's TV layers (each geometry times its count) of the median, in ms."""
+def network_totals(rows: list[dict[str, Any]], variant: str, read_gbs: float = 0.0) -> dict[tuple[str, str], float]:
+    """Sum over the network's TV layers (each geometry times its count) of the median, in ms; with
+    ``read_gbs`` also (dtype, "floor"): the kernel bytes at that bandwidth."""
     tot: dict[tuple[str, str], float] = {}
     for r in rows:
         if r["variant"] == variant:
             key = (r["dtype"], r["state"])
             tot[key] = tot.get(key, 0.0) + r["count"] * r["median_ns"] / 1e6
+            if read_gbs and r["state"] == "hot":
+                tot[(r["dtype"], "floor")] = tot.get((r["dtype"], "floor"), 0.0) + r["count"] * r["kernel_bytes"] / read_gbs / 1e6
     return tot
 
 
@@ -239,14 +245,16 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         f"after {result['warmup']} warm-up calls.", "",
         f"One thread's streaming bandwidth (256 MiB): read {st['read']['median_gbs']:.1f} GB/s (p10-p90 {st['read']['p10_gbs']:.1f}-{st['read']['p90_gbs']:.1f}), "
         f"memcpy {st['copy']['median_gbs']:.1f} GB/s counting bytes read + written (p10-p90 {st['copy']['p10_gbs']:.1f}-{st['copy']['p90_gbs']:.1f}). "
-        "x floor = time / (kernel bytes / read bandwidth).", "",
+        "x floor = time / (kernel bytes / read bandwidth). "
+        f"Core clock ~{result['clock_ghz']:.2f} GHz (a chain of dependent adds), for cycles per vector.", "",
     ]
     for v in variants:
-        tot = network_totals(rows, v)
+        tot = network_totals(rows, v, st["read"]["median_gbs"])
         lines += [f"## Variant `{v}`", "",
-                  "Network sums (each geometry's median times its count, ms, one thread): " + "; ".join(
-                      f"{d} hot {tot[(d, 'hot')]:.3f} / cold {tot[(d, 'cold')]:.3f}" for d in DTYPES if (d, "hot") in tot), "",
-                  "| layer | n | dtype | kernel MB | hot us (p10-p90) | cold us (p10-p90) | cold/hot | hot ns/vec | cold ns/vec | cold GB/s | cold x floor |",
+                  "Network sums (each geometry's median times its count, ms, one thread; floor: kernel bytes at the read bandwidth): " + "; ".join(
+                      f"{d} hot {tot[(d, 'hot')]:.3f} / cold {tot[(d, 'cold')]:.3f} / floor {tot[(d, 'floor')]:.3f} "
+                      f"(cold - hot = {(tot[(d, 'cold')] - tot[(d, 'hot')]) / tot[(d, 'floor')]:.2f} x floor)" for d in DTYPES if (d, "hot") in tot), "",
+                  "| layer | n | dtype | kernel MB | hot us (p10-p90) | cold us (p10-p90) | cold/hot | hot ns/vec (cycles) | cold ns/vec (cycles) | cold GB/s | cold x floor |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         sel = {(r["layer"], r["dtype"], r["state"]): r for r in rows if r["variant"] == v}
         for (layer, dtype, state), h in sel.items():
@@ -256,7 +264,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             lines.append(
                 f"| {layer} | {h['count']} | {dtype} | {h['kernel_bytes'] / 1e6:.2f} | {h['median_ns'] / 1e3:.1f} ({h['p10_ns'] / 1e3:.1f}-{h['p90_ns'] / 1e3:.1f}) "
                 f"| {c['median_ns'] / 1e3:.1f} ({c['p10_ns'] / 1e3:.1f}-{c['p90_ns'] / 1e3:.1f}) | {c['median_ns'] / h['median_ns']:.2f} "
-                f"| {h['ns_per_vector']:.2f} | {c['ns_per_vector']:.2f} | {c['kernel_gbs']:.1f} | {c['x_floor']:.2f} |")
+                f"| {h['ns_per_vector']:.2f} ({h['cycles_per_vector']:.1f}) | {c['ns_per_vector']:.2f} ({c['cycles_per_vector']:.1f}) "
+                f"| {c['kernel_gbs']:.1f} | {c['x_floor']:.2f} |")
         lines.append("")
     if len(variants) > 1:
         base = variants[0]

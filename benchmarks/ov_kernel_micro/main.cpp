@@ -13,6 +13,8 @@
 //       calls and MIN_MS milliseconds; per-call nanoseconds, all samples
 //   main stream BYTES ITERS     one thread's read bandwidth (sum of a float buffer) and copy
 //       bandwidth (memcpy), one JSON line each, per-iteration nanoseconds
+//   main clock        the core's clock estimated from a chain of dependent adds (one per cycle),
+//       one JSON line: GHz, for cycles per kernel vector
 //   main check DIR C k stride out_h out_w dtype N
 //       writes x, weight, scale, bias (untiled) and y of one call to DIR/*.bin (raw, little
 //       endian) for a float64 reference in numpy (tests/test_openvino.py)
@@ -256,6 +258,17 @@ int stream(int argc, char** argv) {
     return 0;
 }
 
+int clock_ghz() {
+    uint64_t x = 1;
+    const int64_t n = 400000000;
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < n; ++i)
+        __asm__ volatile("add $1, %0" : "+r"(x));  // a 1-cycle dependency chain; the loop overhead runs beside it
+    const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+    std::printf("{\"clock_ghz\":%.4f,\"sink\":%llu}\n", n / ns, static_cast<unsigned long long>(x & 1));
+    return 0;
+}
+
 void write(const std::string& path, const void* p, size_t bytes) {
     FILE* f = std::fopen(path.c_str(), "wb");
     if (!f || std::fwrite(p, 1, bytes, f) != bytes) {
@@ -290,8 +303,10 @@ int main(int argc, char** argv) {
         return bench(argc, argv);
     if (mode == "stream")
         return stream(argc, argv);
+    if (mode == "clock")
+        return clock_ghz();
     if (mode == "check")
         return check(argc, argv);
-    std::fprintf(stderr, "usage: main bench|stream|check ... (see main.cpp)\n");
+    std::fprintf(stderr, "usage: main bench|stream|clock|check ... (see main.cpp)\n");
     return 2;
 }
