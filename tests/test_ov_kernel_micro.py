@@ -4,6 +4,7 @@ output against a float64 numpy reference, so the microbenchmark cannot silently 
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,6 @@ def test_driver_matches_float64_reference(micro: ModuleType, case: tuple, tmp_pa
 def test_bench_mode_reports_each_state(micro: ModuleType) -> None:
     binary = micro.build(log=False)
     out = subprocess.run([str(binary), "bench", "2", "0", "1", str(1 << 20), "16,3,1,4,4,i8"], check=True, capture_output=True, text=True).stdout
-    import json
-
     lines = [json.loads(line) for line in out.splitlines()]
     assert [(r["state"], len(r["ns"])) for r in lines] == [("hot", 2), ("cold", 2)]
     assert lines[1]["copies"] * lines[1]["kernel_bytes"] >= 1 << 20
