@@ -1,0 +1,314 @@
+#!/usr/bin/env python
+"""The OpenVINO extension's TV kernel alone, one thread, no OpenVINO: hot and cold, per layer and dtype.
+
+Inside OpenVINO networks the per-node counters move up to 2x between runs; this times the kernel
+itself. ``ov_kernel_micro/main.cpp`` is linked with ``tvexport/openvino/ext/kernel.cpp`` compiled
+as ``CMakeLists.txt`` compiles its AVX-512 variant (its defines and flags are read from the
+``tvx_kernel(avx512 ...)`` line, plus Release's ``-O3 -DNDEBUG``), built with the machine's g++ into
+the cache (``<tvexport cache>/ov_kernel_micro/<source hash>``), and calls
+``tvx::kernel_avx512(args, 0, out_h)`` on one thread with synthetic data in kernel.hpp's layouts
+(batch 1, float32 activations, per-channel bias, output clamped to [0, 6] as in the baked face
+MobileNetV2 layers). Cases: every distinct TV layer geometry of ``--arch`` (face MobileNetV2 x1.0
+by default), each kernel dtype, each in two memory states:
+
+* hot: one copy of the kernels, called again and again (they stay in L2/L3 where they fit);
+* cold: rotating over copies of the kernels totalling more than ``--cold-mib`` (default 128 MiB,
+  4x the L3 here), so every call streams its kernels from DRAM, as in the network.
+
+Beside them the same run measures one thread's streaming read bandwidth (a vector sum over a
+256 MiB buffer) and memcpy bandwidth, so ratios to the memory floor are made side by side.
+Reported per case: median / p10 / p90 of per-call times, ns per 16-float kernel vector
+(C * k*k * h * w / 16 of them; also in cycles, the clock estimated by a chain of dependent adds),
+GB/s of stored kernel bytes, and the time over the floor (kernel bytes / the read bandwidth). Rounds (``--rounds``) run the whole set again; with several
+``--variant`` builds the rounds alternate between them (order reversed every round) and each
+variant's per-round medians are paired with the first variant's (B/A per case).
+
+    python benchmarks/openvino_kernel_micro.py [--rounds 3] [--min-ms 150] \\
+        [--variant NAME[@KERNEL_CPP][:FLAG ...]] ...
+
+A variant is a scratch build: ``--variant pf2k:-DTVX_PREFETCH_BYTES=2048`` adds compiler flags,
+``--variant direct@/tmp/kernel_direct.cpp`` compiles another copy of kernel.cpp (the ext/ headers
+still apply). Without ``--variant`` one build of the sources as they are (named ``base``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import command_line, write_results
+from kernel_bandwidth import tv_shapes
+
+HERE = Path(__file__).resolve().parent
+DRIVER = HERE / "ov_kernel_micro" / "main.cpp"
+EXT = HERE.parent / "tvexport" / "openvino" / "ext"
+DTYPES = {"float32": ("f32", 4), "float16": ("f16", 2), "int8": ("i8", 1)}
+STREAM_BYTES = 256 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    kernel: Path  # the kernel.cpp to compile
+    flags: tuple[str, ...]  # extra compiler flags
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        head, _, flags = spec.partition(":")
+        name, _, path = head.partition("@")
+        if not name:
+            raise SystemExit(f"--variant {spec!r}: give NAME[@KERNEL_CPP][:FLAG ...]")
+        kernel = Path(path).resolve() if path else EXT / "kernel.cpp"
+        if not kernel.is_file():
+            raise SystemExit(f"--variant {spec!r}: no file {kernel}")
+        return cls(name, kernel, tuple(flags.split()))
+
+
+def kernel_flags() -> list[str]:
+    """The compiler flags CMakeLists.txt gives the AVX-512 kernel variant (Release build)."""
+    text = (EXT / "CMakeLists.txt").read_text()
+    m = re.search(r"tvx_kernel\(avx512\s+(\w+)\s+(\d+)\s+(\d+)\s+([^)]*)\)", text)
+    if not m:
+        raise RuntimeError(f"no tvx_kernel(avx512 ...) line in {EXT / 'CMakeLists.txt'}")
+    name, chunk, tile, extra = m.groups()
+    return ["-O3", "-DNDEBUG", "-std=c++17", f"-DTVX_KERNEL_NAME={name}", f"-DTVX_CHUNK={chunk}", f"-DTVX_BATCH_TILE={tile}", *extra.split()]
+
+
+def compiler() -> str | None:
+    return next((shutil.which(c) for c in [os.environ.get("CXX") or "", "g++"] if c and shutil.which(c)), None)
+
+
+def has_avx512() -> bool:
+    """x86-64-v4's AVX-512 subsets, from /proc/cpuinfo (False where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= set(flags)
+
+
+def cache_root() -> Path:
+    from tvexport.openvino import cache_dir
+
+    return cache_dir().parent / "ov_kernel_micro"
+
+
+def build(variant: Variant | None = None, *, log: bool = True) -> Path:
+    """The driver linked with ``variant``'s kernel, compiled into the cache unless there already."""
+    variant = variant or Variant("base", EXT / "kernel.cpp", ())
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler (g++ or $CXX) on PATH: apt-get install g++")
+    kflags = [*kernel_flags(), *variant.flags]
+    h = hashlib.sha256()
+    for p in [variant.kernel, EXT / "kernel.hpp", DRIVER]:
+        h.update(p.read_bytes() + b"\0")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    h.update(" ".join([cxx, version, *kflags]).encode())
+    out = cache_root() / h.hexdigest()[:16] / "ov_kernel_micro"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        t = Path(tmp)
+        # kernel.cpp includes "kernel.hpp" from its own directory: a scratch copy elsewhere gets -I ext/
+        steps = [
+            [cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", str(t / "kernel.o")],
+            [cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", f"-I{EXT}", "-c", str(DRIVER), "-o", str(t / "main.o")],
+            [cxx, str(t / "main.o"), str(t / "kernel.o"), "-o", str(t / "bin")],
+        ]
+        for cmd in steps:
+            if log:
+                print("  " + " ".join(cmd), file=sys.stderr)
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                raise RuntimeError(f"build failed: {' '.join(cmd)}\n{r.stderr[-4000:]}")
+        (t / "bin").rename(out)
+    return out
+
+
+def run_json(cmd: list[str]) -> list[dict[str, Any]]:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed ({r.returncode}): {r.stderr[-2000:]}")
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def summarize(samples_ns: list[int], kernel_bytes: int, vectors: int, read_gbs: float, ghz: float) -> dict[str, float]:
+    med = statistics.median(samples_ns)
+    return {
+        "median_ns": med, "p10_ns": pct(samples_ns, 10), "p90_ns": pct(samples_ns, 90), "n": len(samples_ns),
+        "ns_per_vector": med / vectors, "cycles_per_vector": med / vectors * ghz, "kernel_gbs": kernel_bytes / med, "x_floor": med / (kernel_bytes / read_gbs),
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from tvexport.profile.machine import load_average, machine_info
+
+    variants = [Variant.parse(v) for v in args.variant] or [Variant("base", EXT / "kernel.cpp", ())]
+    if len({v.name for v in variants}) != len(variants):
+        raise SystemExit("--variant names must differ")
+    binaries = {v.name: build(v) for v in variants}
+    shapes = [s for arch in args.arch or ["face_mobilenetv2_x1_0"] for s in tv_shapes(arch)]
+    cases = []
+    for s in shapes:
+        for dtype in args.dtype or list(DTYPES):
+            code, size = DTYPES[dtype]
+            numel = s.channels * s.k * s.k * s.oh * s.ow
+            cases.append({"spec": f"{s.channels},{s.k},{s.stride},{s.oh},{s.ow},{code}", "label": s.label, "dtype": dtype,
+                          "count": s.count, "kernel_bytes": numel * size, "vectors": numel // 16})
+    load_before = load_average()
+    raw: dict[str, dict[tuple[str, str], list[list[int]]]] = {v.name: {} for v in variants}
+    streams: dict[str, list[list[int]]] = {"read": [], "copy": []}
+    clocks: list[float] = []
+    order = [v.name for v in variants]
+    t0 = time.perf_counter()
+    for r in range(args.rounds):
+        names = order if r % 2 == 0 else order[::-1]
+        if len(order) > 1 and args.rounds > 1:
+            print(f"  round {r + 1}/{args.rounds}: {' '.join(names)}", file=sys.stderr)
+        for name in names:
+            bench = [str(binaries[name]), "bench", str(args.min_iters), str(args.min_ms), str(args.warmup), str(args.cold_mib << 20)]
+            for line in run_json(bench + [c["spec"] for c in cases]):
+                raw[name].setdefault((line["case"], line["state"]), []).append(line["ns"])
+        for line in run_json([str(binaries[order[0]]), "stream", str(STREAM_BYTES), str(args.stream_iters)]):
+            streams[line["stream"]].append(line["ns"])
+        clocks.append(run_json([str(binaries[order[0]]), "clock"])[0]["clock_ghz"])
+    seconds = time.perf_counter() - t0
+    stream = {}
+    for what, rounds in streams.items():
+        ns = [x for r in rounds for x in r]
+        moved = STREAM_BYTES * (2 if what == "copy" else 1)  # copy: bytes read + bytes written
+        stream[what] = {"bytes_per_iter": moved, "median_gbs": moved / statistics.median(ns), "p10_gbs": moved / pct(ns, 90),
+                        "p90_gbs": moved / pct(ns, 10), "n": len(ns)}
+    read_gbs = stream["read"]["median_gbs"]
+    ghz = statistics.median(clocks)
+    rows = []
+    for v in variants:
+        for c in cases:
+            for state in ("hot", "cold"):
+                rounds = raw[v.name][(c["spec"], state)]
+                row = {"variant": v.name, "layer": c["label"], "dtype": c["dtype"], "state": state, "count": c["count"],
+                       "kernel_bytes": c["kernel_bytes"], **summarize([x for r in rounds for x in r], c["kernel_bytes"], c["vectors"], read_gbs, ghz),
+                       "round_medians_ns": [statistics.median(r) for r in rounds]}
+                rows.append(row)
+    return {
+        "command": command_line(), "machine": machine_info(), "load_average_before": load_before, "load_average_after": load_average(),
+        "threads": 1, "seconds": seconds, "rounds": args.rounds, "min_iters": args.min_iters, "min_ms": args.min_ms, "warmup": args.warmup,
+        "cold_bytes": args.cold_mib << 20, "compile_flags": kernel_flags(),
+        "variants": [{"name": v.name, "kernel": os.path.relpath(v.kernel, HERE.parent), "flags": list(v.flags)} for v in variants],
+        "stream": stream, "clock_ghz": ghz, "clock_ghz_rounds": clocks, "rows": rows,
+    }
+
+
+def network_totals(rows: list[dict[str, Any]], variant: str, read_gbs: float = 0.0) -> dict[tuple[str, str], float]:
+    """Sum over the network's TV layers (each geometry times its count) of the median, in ms; with
+    ``read_gbs`` also (dtype, "floor"): the kernel bytes at that bandwidth."""
+    tot: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r["variant"] == variant:
+            key = (r["dtype"], r["state"])
+            tot[key] = tot.get(key, 0.0) + r["count"] * r["median_ns"] / 1e6
+            if read_gbs and r["state"] == "hot":
+                tot[(r["dtype"], "floor")] = tot.get((r["dtype"], "floor"), 0.0) + r["count"] * r["kernel_bytes"] / read_gbs / 1e6
+    return tot
+
+
+def render(result: dict[str, Any], out: Path, name: str) -> None:
+    rows, variants = result["rows"], [v["name"] for v in result["variants"]]
+    st = result["stream"]
+    lines = [
+        "# The OpenVINO extension's TV kernel alone: one thread, batch 1, hot and cold", "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine'].get('cpu')}, {result['machine'].get('logical_cores', '?')} cores; 1 thread; "
+        f"load average before {result['load_average_before']}, after {result['load_average_after']}; run {result['seconds']:.0f} s  ",
+        f"Kernel compiled as CMakeLists.txt's AVX-512 variant: `{' '.join(result['compile_flags'])}`; cold: > {result['cold_bytes'] >> 20} MiB of "
+        f"kernel copies in rotation; {result['rounds']} rounds of >= {result['min_iters']} calls and {result['min_ms']} ms per case and state "
+        f"after {result['warmup']} warm-up calls.", "",
+        f"One thread's streaming bandwidth (256 MiB): read {st['read']['median_gbs']:.1f} GB/s (p10-p90 {st['read']['p10_gbs']:.1f}-{st['read']['p90_gbs']:.1f}), "
+        f"memcpy {st['copy']['median_gbs']:.1f} GB/s counting bytes read + written (p10-p90 {st['copy']['p10_gbs']:.1f}-{st['copy']['p90_gbs']:.1f}). "
+        "x floor = time / (kernel bytes / read bandwidth). "
+        f"Core clock ~{result['clock_ghz']:.2f} GHz (a chain of dependent adds), for cycles per vector.", "",
+    ]
+    for v in variants:
+        tot = network_totals(rows, v, st["read"]["median_gbs"])
+        lines += [f"## Variant `{v}`", "",
+                  "Network sums (each geometry's median times its count, ms, one thread; floor: kernel bytes at the read bandwidth): " + "; ".join(
+                      f"{d} hot {tot[(d, 'hot')]:.3f} / cold {tot[(d, 'cold')]:.3f} / floor {tot[(d, 'floor')]:.3f} "
+                      f"(cold - hot = {(tot[(d, 'cold')] - tot[(d, 'hot')]) / tot[(d, 'floor')]:.2f} x floor)" for d in DTYPES if (d, "hot") in tot), "",
+                  "| layer | n | dtype | kernel MB | hot us (p10-p90) | cold us (p10-p90) | cold/hot | hot ns/vec (cycles) | cold ns/vec (cycles) | cold GB/s | cold x floor |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        sel = {(r["layer"], r["dtype"], r["state"]): r for r in rows if r["variant"] == v}
+        for (layer, dtype, state), h in sel.items():
+            if state != "hot":
+                continue
+            c = sel[(layer, dtype, "cold")]
+            lines.append(
+                f"| {layer} | {h['count']} | {dtype} | {h['kernel_bytes'] / 1e6:.2f} | {h['median_ns'] / 1e3:.1f} ({h['p10_ns'] / 1e3:.1f}-{h['p90_ns'] / 1e3:.1f}) "
+                f"| {c['median_ns'] / 1e3:.1f} ({c['p10_ns'] / 1e3:.1f}-{c['p90_ns'] / 1e3:.1f}) | {c['median_ns'] / h['median_ns']:.2f} "
+                f"| {h['ns_per_vector']:.2f} ({h['cycles_per_vector']:.1f}) | {c['ns_per_vector']:.2f} ({c['cycles_per_vector']:.1f}) "
+                f"| {c['kernel_gbs']:.1f} | {c['x_floor']:.2f} |")
+        lines.append("")
+    if len(variants) > 1:
+        base = variants[0]
+        lines += [f"## Variants against `{base}` (median over rounds of the per-round median ratio, B/A; < 1: faster)", "",
+                  "| layer | dtype | state | " + " | ".join(variants[1:]) + " |", "|---|---|---|" + "---|" * (len(variants) - 1)]
+        sel = {(r["variant"], r["layer"], r["dtype"], r["state"]): r for r in rows}
+        for (v, layer, dtype, state), a in sel.items():
+            if v != base:
+                continue
+            cells = []
+            for b in variants[1:]:
+                rb = sel[(b, layer, dtype, state)]["round_medians_ns"]
+                cells.append(f"{statistics.median(x / y for x, y in zip(rb, a['round_medians_ns'], strict=True)):.3f}")
+            lines.append(f"| {layer} | {dtype} | {state} | " + " | ".join(cells) + " |")
+        lines += ["", "Network sums, B/A: " + "; ".join(
+            f"`{b}` " + ", ".join(f"{d} {s} {network_totals(rows, b)[(d, s)] / network_totals(rows, base)[(d, s)]:.3f}"
+                                  for d in DTYPES for s in ("hot", "cold") if (d, s) in network_totals(rows, base)) for b in variants[1:]), ""]
+    write_results(out, name, "\n".join(lines), result)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--arch", action="append", help="zoo network whose TV layer geometries are the cases (default face_mobilenetv2_x1_0)")
+    p.add_argument("--dtype", action="append", choices=list(DTYPES), help="kernel dtype (repeatable; default all)")
+    p.add_argument("--variant", action="append", default=[], help="NAME[@KERNEL_CPP][:FLAG ...], repeatable; the first is the baseline")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--min-iters", type=int, default=30, help="timed calls per case and state and round, at least")
+    p.add_argument("--min-ms", type=int, default=150, help="and at least this long")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls before each case and state")
+    p.add_argument("--cold-mib", type=int, default=128, help="kernel copies in rotation for the cold state, at least this much")
+    p.add_argument("--stream-iters", type=int, default=5, help="passes over the 256 MiB buffer per round")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--name", default="openvino_kernel_micro")
+    p.add_argument("--render", type=Path, metavar="JSON", help="only re-render the outputs from a JSON this script wrote")
+    args = p.parse_args()
+    if args.render:
+        return render(json.loads(args.render.read_text()), args.out, args.name)
+    if not has_avx512():
+        raise SystemExit("this CPU lacks AVX-512 (x86-64-v4): the microbenchmark times the kernel's AVX-512 variant only")
+    result = measure(args)
+    render(result, args.out, args.name)
+    print((args.out / f"{args.name}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

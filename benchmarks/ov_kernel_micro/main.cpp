@@ -1,0 +1,312 @@
+// Microbenchmark driver for the OpenVINO extension's TV kernel (tvexport/openvino/ext/kernel.cpp),
+// without OpenVINO: benchmarks/openvino_kernel_micro.py compiles kernel.cpp as CMakeLists.txt
+// compiles its AVX-512 variant, links it with this file, and runs it. The kernel runs on the
+// calling thread over every output row (tvx::kernel_avx512(args, 0, out_h)), with synthetic data in
+// kernel.hpp's layouts: x (1, H, W, C) float32, weight (h, k*k, w, C), int8 scales (k*k, S) tiled
+// over a segment, a per-channel bias (1, P, C) tiled likewise, output clamped to [0, 6] (the
+// baked face MobileNetV2 layers: BatchNorm folded into a per-channel bias, ReLU6 fused).
+//
+//   main bench MIN_ITERS MIN_MS WARMUP COLD_BYTES CASE...   CASE = C,k,stride,out_h,out_w,dtype
+//       (dtype f32|f16|i8): per case and memory state one JSON line: hot (one copy of the kernels,
+//       called again and again) and cold (rotating over copies totalling more than COLD_BYTES, so
+//       every call streams its kernels from DRAM); WARMUP calls, then at least MIN_ITERS timed
+//       calls and MIN_MS milliseconds; per-call nanoseconds, all samples
+//   main stream BYTES ITERS     one thread's read bandwidth (sum of a float buffer) and copy
+//       bandwidth (memcpy), one JSON line each, per-iteration nanoseconds
+//   main clock        the core's clock estimated from a chain of dependent adds (one per cycle),
+//       one JSON line: GHz, for cycles per kernel vector
+//   main check DIR C k stride out_h out_w dtype N
+//       writes x, weight, scale, bias (untiled) and y of one call to DIR/*.bin (raw, little
+//       endian) for a float64 reference in numpy (tests/test_openvino.py)
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "kernel.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Case {
+    int64_t c, k, stride, oh, ow;
+    tvx::DType w_type;
+    std::string dtype;
+};
+
+int64_t elem_bytes(tvx::DType t) {
+    return t == tvx::DType::f32 ? 4 : t == tvx::DType::f16 ? 2 : 1;
+}
+
+Case parse_case(const char* spec) {
+    Case cs{};
+    char dt[8] = {};
+    long long c, k, s, oh, ow;
+    if (std::sscanf(spec, "%lld,%lld,%lld,%lld,%lld,%7s", &c, &k, &s, &oh, &ow, dt) != 6) {
+        std::fprintf(stderr, "bad case %s (want C,k,stride,out_h,out_w,f32|f16|i8)\n", spec);
+        std::exit(2);
+    }
+    cs.c = c, cs.k = k, cs.stride = s, cs.oh = oh, cs.ow = ow, cs.dtype = dt;
+    if (cs.dtype == "f32")
+        cs.w_type = tvx::DType::f32;
+    else if (cs.dtype == "f16")
+        cs.w_type = tvx::DType::f16;
+    else if (cs.dtype == "i8")
+        cs.w_type = tvx::DType::i8;
+    else {
+        std::fprintf(stderr, "bad dtype %s\n", dt);
+        std::exit(2);
+    }
+    return cs;
+}
+
+// Deterministic pseudo-random numbers (xorshift64*), floats in [-1, 1).
+struct Rng {
+    uint64_t s;
+    explicit Rng(uint64_t seed) : s(seed * 2654435761u + 1) {}
+    uint64_t next() {
+        s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
+        return s * 2685821657736338717ull;
+    }
+    float uniform() {
+        return static_cast<float>(next() >> 40) / 8388608.0f - 1.0f;
+    }
+};
+
+void* aligned(size_t bytes) {
+    return ::operator new((bytes + 4095) / 4096 * 4096, std::align_val_t(4096));
+}
+void release(void* p) {
+    ::operator delete(p, std::align_val_t(4096));
+}
+
+// n kernel values of dtype t from the generator (float16 and int8 always finite and normal)
+void fill_weight(void* dst, tvx::DType t, int64_t n, Rng& rng) {
+    if (t == tvx::DType::f32) {
+        auto* p = static_cast<float*>(dst);
+        for (int64_t i = 0; i < n; ++i)
+            p[i] = rng.uniform();
+    } else if (t == tvx::DType::f16) {
+        auto* p = static_cast<_Float16*>(dst);
+        for (int64_t i = 0; i < n; ++i)
+            p[i] = static_cast<_Float16>(rng.uniform());
+    } else {
+        auto* p = static_cast<int8_t*>(dst);
+        for (int64_t i = 0; i < n; ++i)
+            p[i] = static_cast<int8_t>(std::lround(rng.uniform() * 127.0f));
+    }
+}
+
+// The layer's data: input, one or more copies of the kernels, tiled scale and bias, output.
+struct Layer {
+    Case cs;
+    int64_t in_h, in_w, pad, n;
+    int64_t kernel_bytes, copy_stride, copies;
+    std::vector<float> x, y, scale_tiled, bias_tiled, scale_raw, bias_raw;
+    char* kernels = nullptr;
+
+    Layer(const Case& c, int64_t batch, int64_t min_total_bytes, uint64_t seed) : cs(c), n(batch) {
+        in_h = cs.oh * cs.stride, in_w = cs.ow * cs.stride, pad = cs.k / 2;
+        const int64_t kk = cs.k * cs.k, C = cs.c;
+        kernel_bytes = cs.oh * kk * cs.ow * C * elem_bytes(cs.w_type);
+        copy_stride = (kernel_bytes + 4095) / 4096 * 4096;
+        copies = std::max<int64_t>(1, (min_total_bytes + kernel_bytes - 1) / kernel_bytes);
+        Rng rng(seed);
+        x.resize(n * in_h * in_w * C);
+        for (auto& v : x)
+            v = rng.uniform();
+        y.assign(n * cs.oh * cs.ow * C, 0.0f);
+        kernels = static_cast<char*>(aligned(copy_stride * copies));
+        fill_weight(kernels, cs.w_type, kernel_bytes / elem_bytes(cs.w_type), rng);
+        for (int64_t i = 1; i < copies; ++i)  // copies of the same values: only their addresses differ
+            std::memcpy(kernels + i * copy_stride, kernels, kernel_bytes);
+        const int64_t P = tvx::segment_positions(C), S = tvx::segment_floats(C);
+        scale_raw.resize(kk * C);
+        for (auto& v : scale_raw)
+            v = (rng.uniform() + 1.5f) / 127.0f;
+        bias_raw.resize(C);
+        for (auto& v : bias_raw)
+            v = rng.uniform();
+        scale_tiled.resize(kk * S);
+        for (int64_t t = 0; t < kk; ++t)
+            for (int64_t q = 0; q < P; ++q)
+                std::memcpy(&scale_tiled[t * S + q * C], &scale_raw[t * C], C * sizeof(float));
+        bias_tiled.resize(S);
+        for (int64_t q = 0; q < P; ++q)
+            std::memcpy(&bias_tiled[q * C], bias_raw.data(), C * sizeof(float));
+    }
+    ~Layer() {
+        release(kernels);
+    }
+    Layer(const Layer&) = delete;
+    Layer& operator=(const Layer&) = delete;
+
+    tvx::KernelArgs args(int64_t copy) {
+        tvx::KernelArgs a{};
+        a.x = x.data();
+        a.weight = kernels + copy * copy_stride;
+        a.scale = cs.w_type == tvx::DType::i8 ? scale_tiled.data() : nullptr;
+        a.bias = bias_tiled.data();
+        a.y = y.data();
+        a.n = n, a.in_h = in_h, a.in_w = in_w, a.c = cs.c;
+        a.out_h = cs.oh, a.out_w = cs.ow;
+        a.k = cs.k, a.stride = cs.stride, a.pad = pad;
+        a.bias_map = false;
+        a.x_type = tvx::DType::f32, a.w_type = cs.w_type;
+        a.clamp = true, a.lo = 0.0f, a.hi = 6.0f;
+        return a;
+    }
+};
+
+void print_samples(const std::vector<int64_t>& ns) {
+    std::printf("[");
+    for (size_t i = 0; i < ns.size(); ++i)
+        std::printf(i ? ",%lld" : "%lld", static_cast<long long>(ns[i]));
+    std::printf("]");
+}
+
+int bench(int argc, char** argv) {
+    if (argc < 7)
+        return std::fprintf(stderr, "bench MIN_ITERS MIN_MS WARMUP COLD_BYTES CASE...\n"), 2;
+    const int64_t iters = std::atoll(argv[2]), min_ns = std::atoll(argv[3]) * 1000000, warmup = std::atoll(argv[4]);
+    const int64_t cold_bytes = std::atoll(argv[5]);
+    for (int i = 6; i < argc; ++i) {
+        const Case cs = parse_case(argv[i]);
+        Layer layer(cs, 1, cold_bytes, 1000 + i);
+        for (const char* state : {"hot", "cold"}) {
+            const bool cold = state[0] == 'c';
+            const int64_t copies = cold ? layer.copies : 1;
+            std::vector<tvx::KernelArgs> args;
+            for (int64_t q = 0; q < copies; ++q)
+                args.push_back(layer.args(q));
+            std::vector<int64_t> ns;
+            ns.reserve(iters);
+            int64_t next = 0, total = 0;
+            for (int64_t it = -warmup; it < iters || total < min_ns; ++it) {
+                const tvx::KernelArgs& a = args[next];
+                next = next + 1 == copies ? 0 : next + 1;
+                const auto t0 = Clock::now();
+                tvx::kernel_avx512(a, 0, a.out_h);
+                const auto t1 = Clock::now();
+                if (it >= 0) {
+                    ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+                    total += ns.back();
+                }
+            }
+            std::printf("{\"case\":\"%s\",\"state\":\"%s\",\"kernel_bytes\":%lld,\"copies\":%lld,\"ns\":", argv[i], state,
+                        static_cast<long long>(layer.kernel_bytes), static_cast<long long>(copies));
+            print_samples(ns);
+            std::printf("}\n");
+            std::fflush(stdout);
+        }
+    }
+    return 0;
+}
+
+typedef float v16 __attribute__((vector_size(64)));
+
+int stream(int argc, char** argv) {
+    if (argc < 4)
+        return std::fprintf(stderr, "stream BYTES ITERS\n"), 2;
+    const int64_t bytes = std::atoll(argv[2]) / 256 * 256, iters = std::atoll(argv[3]);
+    auto* a = static_cast<float*>(aligned(bytes));
+    auto* b = static_cast<float*>(aligned(bytes));
+    const int64_t n = bytes / 4;
+    Rng rng(7);
+    for (int64_t i = 0; i < n; ++i)
+        a[i] = rng.uniform();
+    std::memset(b, 0, bytes);
+    float sink = 0.0f;
+    for (const char* what : {"read", "copy"}) {
+        std::vector<int64_t> ns;
+        for (int64_t it = -1; it < iters; ++it) {
+            const auto t0 = Clock::now();
+            if (what[0] == 'r') {
+                v16 s[4] = {};
+                for (int64_t i = 0; i < n; i += 64) {
+                    for (int v = 0; v < 4; ++v) {
+                        v16 w;
+                        std::memcpy(&w, a + i + 16 * v, sizeof w);
+                        s[v] += w;
+                    }
+                }
+                const v16 t = (s[0] + s[1]) + (s[2] + s[3]);
+                for (int l = 0; l < 16; ++l)
+                    sink += t[l];
+            } else {
+                std::memcpy(b, a, bytes);
+                sink += b[it & 1023];
+            }
+            const auto t1 = Clock::now();
+            if (it >= 0)
+                ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+        }
+        std::printf("{\"stream\":\"%s\",\"bytes\":%lld,\"ns\":", what, static_cast<long long>(bytes));
+        print_samples(ns);
+        std::printf(",\"sink\":%g}\n", static_cast<double>(sink));
+        std::fflush(stdout);
+    }
+    release(a);
+    release(b);
+    return 0;
+}
+
+int clock_ghz() {
+    uint64_t x = 1;
+    const int64_t n = 400000000;
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < n; ++i)
+        __asm__ volatile("add $1, %0" : "+r"(x));  // a 1-cycle dependency chain; the loop overhead runs beside it
+    const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+    std::printf("{\"clock_ghz\":%.4f,\"sink\":%llu}\n", n / ns, static_cast<unsigned long long>(x & 1));
+    return 0;
+}
+
+void write(const std::string& path, const void* p, size_t bytes) {
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f || std::fwrite(p, 1, bytes, f) != bytes) {
+        std::fprintf(stderr, "cannot write %s\n", path.c_str());
+        std::exit(1);
+    }
+    std::fclose(f);
+}
+
+int check(int argc, char** argv) {
+    if (argc < 10)
+        return std::fprintf(stderr, "check DIR C k stride out_h out_w dtype N\n"), 2;
+    const std::string dir = argv[2];
+    const std::string spec = std::string(argv[3]) + "," + argv[4] + "," + argv[5] + "," + argv[6] + "," + argv[7] + "," + argv[8];
+    const Case cs = parse_case(spec.c_str());
+    Layer layer(cs, std::atoll(argv[9]), 0, 42);
+    const tvx::KernelArgs a = layer.args(0);
+    tvx::kernel_avx512(a, 0, a.out_h);
+    write(dir + "/x.bin", layer.x.data(), layer.x.size() * 4);
+    write(dir + "/weight.bin", layer.kernels, layer.kernel_bytes);
+    write(dir + "/scale.bin", layer.scale_raw.data(), layer.scale_raw.size() * 4);
+    write(dir + "/bias.bin", layer.bias_raw.data(), layer.bias_raw.size() * 4);
+    write(dir + "/y.bin", layer.y.data(), layer.y.size() * 4);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string mode = argc > 1 ? argv[1] : "";
+    if (mode == "bench")
+        return bench(argc, argv);
+    if (mode == "stream")
+        return stream(argc, argv);
+    if (mode == "clock")
+        return clock_ghz();
+    if (mode == "check")
+        return check(argc, argv);
+    std::fprintf(stderr, "usage: main bench|stream|clock|check ... (see main.cpp)\n");
+    return 2;
+}

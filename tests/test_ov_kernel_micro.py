@@ -1,0 +1,71 @@
+"""benchmarks/openvino_kernel_micro.py's driver computes what the extension's kernel should: its
+output against a float64 numpy reference, so the microbenchmark cannot silently time a wrong kernel."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def micro() -> ModuleType:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        mod = importlib.import_module("openvino_kernel_micro")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    if mod.compiler() is None:
+        pytest.skip("no C++ compiler (g++ or $CXX) to build the microbenchmark driver")
+    if not mod.has_avx512():
+        pytest.skip("the microbenchmark times the kernel's AVX-512 variant, and this CPU lacks AVX-512")
+    return mod
+
+
+def reference(d: Path, c: int, k: int, stride: int, oh: int, ow: int, dtype: str, n: int) -> np.ndarray:
+    """The float64 truth of what the driver ran (its layouts: main.cpp, kernel.hpp), clamped to [0, 6]."""
+    kk, pad = k * k, k // 2
+    x = np.fromfile(d / "x.bin", np.float32).reshape(n, oh * stride, ow * stride, c).astype(np.float64)
+    w = np.fromfile(d / "weight.bin", {"f32": np.float32, "f16": np.float16, "i8": np.int8}[dtype]).reshape(oh, kk, ow, c).astype(np.float64)
+    if dtype == "i8":
+        w = w * np.fromfile(d / "scale.bin", np.float32).reshape(1, kk, 1, c)
+    bias = np.fromfile(d / "bias.bin", np.float32).astype(np.float64)
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    y = np.broadcast_to(bias, (n, oh, ow, c)).copy()
+    for ky in range(k):
+        for kx in range(k):
+            window = xp[:, ky : ky + stride * oh : stride, kx : kx + stride * ow : stride, :]
+            y += w[None, :, ky * k + kx, :, :] * window
+    return np.clip(y, 0.0, 6.0)
+
+
+# (C, k, stride, out_h, out_w, dtype, batch): int8 with scales in registers (C = 48) and loaded
+# (C = 40), the ring and in-place input paths, a k = 5 layer, a batch of 2
+CASES = [(48, 3, 1, 6, 21, "i8", 1), (40, 3, 2, 5, 9, "i8", 1), (32, 3, 2, 4, 7, "f16", 1), (24, 5, 1, 5, 6, "f32", 2)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
+def test_driver_matches_float64_reference(micro: ModuleType, case: tuple, tmp_path: Path) -> None:
+    binary = micro.build(log=False)
+    subprocess.run([str(binary), "check", str(tmp_path), *map(str, case)], check=True)
+    c, k, stride, oh, ow, dtype, n = case
+    got = np.fromfile(tmp_path / "y.bin", np.float32).reshape(n, oh, ow, c)
+    ref = reference(tmp_path, *case)
+    assert (ref > 0).mean() > 0.2  # enough outputs above the clamp for the check to mean something
+    assert np.abs(got - ref).max() <= 2e-6 * np.abs(ref).max()
+
+
+def test_bench_mode_reports_each_state(micro: ModuleType) -> None:
+    binary = micro.build(log=False)
+    out = subprocess.run([str(binary), "bench", "2", "0", "1", str(1 << 20), "16,3,1,4,4,i8"], check=True, capture_output=True, text=True).stdout
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(r["state"], len(r["ns"])) for r in lines] == [("hot", 2), ("cold", 2)]
+    assert lines[1]["copies"] * lines[1]["kernel_bytes"] >= 1 << 20
