@@ -4,9 +4,10 @@
 Inside OpenVINO networks the per-node counters move up to 2x between runs; this times the kernel
 itself. ``ov_kernel_micro/main.cpp`` is linked with ``tvexport/openvino/ext/kernel.cpp`` compiled
 as ``CMakeLists.txt`` compiles its AVX-512 variant (its defines and flags are read from the
-``tvx_kernel(avx512 ...)`` line, plus Release's ``-O3 -DNDEBUG``), built with the machine's g++ into
-the cache (``<tvexport cache>/ov_kernel_micro/<source hash>``), and calls
-``tvx::kernel_avx512(args, 0, out_h)`` on one thread with synthetic data in kernel.hpp's layouts
+``tvx_kernel(avx512 ...)`` line, plus Release's ``-O3 -DNDEBUG`` and the objects' ``-fPIC
+-fvisibility=hidden``), built with the compiler the extension build uses into the cache
+(``<tvexport cache>/ov_kernel_micro/<hash>``), and calls ``tvx::kernel_avx512(args, 0, out_h)``
+on one thread (the process is pinned to one CPU) with synthetic data in kernel.hpp's layouts
 (batch 1, float32 activations, per-channel bias, output clamped to [0, 6] as in the baked face
 MobileNetV2 layers). Cases: every distinct TV layer geometry of ``--arch`` (face MobileNetV2 x1.0
 by default), each kernel dtype, each in two memory states:
@@ -20,10 +21,11 @@ Beside them the same run measures one thread's streaming read bandwidth (a vecto
 Reported per case: median / p10 / p90 of per-call times, ns per 16-float kernel vector
 (C * k*k * h * w / 16 of them; also in cycles, the clock estimated by a chain of dependent adds),
 GB/s of stored kernel bytes, and the time over the floor (kernel bytes / the read bandwidth). Rounds (``--rounds``) run the whole set again; with several
-``--variant`` builds the rounds alternate between them (order reversed every round) and each
+``--variant`` builds the rounds alternate between them (the order rotated every second round and
+reversed every other one, so over 2 x builds rounds each runs first equally often) and each
 variant's per-round medians are paired with the first variant's (B/A per case).
 
-    python benchmarks/openvino_kernel_micro.py [--rounds 3] [--min-ms 150] \\
+    python benchmarks/openvino_kernel_micro.py [--rounds 4] [--min-ms 150] \\
         [--variant NAME[@KERNEL_CPP][:FLAG ...]] ...
 
 A variant is a scratch build: ``--variant pf2k:-DTVX_PREFETCH_BYTES=2048`` adds compiler flags,
@@ -39,7 +41,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -48,8 +49,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import command_line, write_results
+from _common import command_line, rerender, write_results
+from _timing import pct
 from kernel_bandwidth import tv_shapes
+
+from tvexport.errors import MissingDependencyError
+from tvexport.openvino import _build
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ov_kernel_micro" / "main.cpp"
@@ -81,13 +86,19 @@ def kernel_flags() -> list[str]:
     text = (EXT / "CMakeLists.txt").read_text()
     m = re.search(r"tvx_kernel\(avx512\s+(\w+)\s+(\d+)\s+(\d+)\s+([^)]*)\)", text)
     if not m:
-        raise RuntimeError(f"no tvx_kernel(avx512 ...) line in {EXT / 'CMakeLists.txt'}")
+        raise SystemExit(f"no tvx_kernel(avx512 ...) line in {EXT / 'CMakeLists.txt'}: update kernel_flags() in {Path(__file__).name}")
     name, chunk, tile, extra = m.groups()
-    return ["-O3", "-DNDEBUG", "-std=c++17", f"-DTVX_KERNEL_NAME={name}", f"-DTVX_CHUNK={chunk}", f"-DTVX_BATCH_TILE={tile}", *extra.split()]
+    # CMake also builds the kernel objects position-independent with hidden visibility
+    return ["-O3", "-DNDEBUG", "-std=c++17", "-fPIC", "-fvisibility=hidden", f"-DTVX_KERNEL_NAME={name}", f"-DTVX_CHUNK={chunk}",
+            f"-DTVX_BATCH_TILE={tile}", *extra.split()]
 
 
 def compiler() -> str | None:
-    return next((shutil.which(c) for c in [os.environ.get("CXX") or "", "g++"] if c and shutil.which(c)), None)
+    """The C++ compiler the extension build would use ($CXX, c++, g++, clang++), or None."""
+    try:
+        return _build._compiler()
+    except MissingDependencyError:
+        return None
 
 
 def has_avx512() -> bool:
@@ -100,56 +111,65 @@ def has_avx512() -> bool:
     return {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= set(flags)
 
 
+def pin_to_one_cpu() -> int | None:
+    """Pin this process (and the driver runs it starts) to one CPU, so a case cannot migrate and
+    lose its core's L2 mid-run; returns the CPU (None where affinity cannot be set)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
 def cache_root() -> Path:
     from tvexport.openvino import cache_dir
 
     return cache_dir().parent / "ov_kernel_micro"
 
 
-def build(variant: Variant | None = None, *, log: bool = True) -> Path:
-    """The driver linked with ``variant``'s kernel, compiled into the cache unless there already."""
-    variant = variant or Variant("base", EXT / "kernel.cpp", ())
-    cxx = compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler (g++ or $CXX) on PATH: apt-get install g++")
+BASE = Variant("base", EXT / "kernel.cpp", ())
+
+
+def build(variant: Variant = BASE, *, log: bool = True) -> Path:
+    """The driver linked with ``variant``'s kernel, compiled into the cache unless there already.
+
+    The cache key covers the sources (and a ``kernel.hpp`` beside a scratch kernel, which its
+    ``#include`` would pick first), the compiler's identity and every compile and link line.
+    """
+    cxx = _build._compiler()  # MissingDependencyError with what to install
     kflags = [*kernel_flags(), *variant.flags]
+    # a scratch copy elsewhere includes "kernel.hpp" from its own directory if there is one, else from ext/
+    steps = [
+        [cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", "{tmp}/kernel.o"],
+        [cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
+        [cxx, "{tmp}/main.o", "{tmp}/kernel.o", "-o", "{tmp}/bin"],
+    ]
     h = hashlib.sha256()
-    for p in [variant.kernel, EXT / "kernel.hpp", DRIVER]:
-        h.update(p.read_bytes() + b"\0")
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    h.update(" ".join([cxx, version, *kflags]).encode())
+    for path in dict.fromkeys([variant.kernel, variant.kernel.parent / "kernel.hpp", EXT / "kernel.hpp", DRIVER]):
+        if path.is_file():
+            h.update(path.read_bytes() + b"\0")
+    h.update("\n".join([_build._compiler_id(cxx), *(" ".join(cmd) for cmd in steps)]).encode())
     out = cache_root() / h.hexdigest()[:16] / "ov_kernel_micro"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        t = Path(tmp)
-        # kernel.cpp includes "kernel.hpp" from its own directory: a scratch copy elsewhere gets -I ext/
-        steps = [
-            [cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", str(t / "kernel.o")],
-            [cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", f"-I{EXT}", "-c", str(DRIVER), "-o", str(t / "main.o")],
-            [cxx, str(t / "main.o"), str(t / "kernel.o"), "-o", str(t / "bin")],
-        ]
-        for cmd in steps:
+        for step in steps:
+            cmd = [a.replace("{tmp}", tmp) for a in step]
             if log:
                 print("  " + " ".join(cmd), file=sys.stderr)
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode:
-                raise RuntimeError(f"build failed: {' '.join(cmd)}\n{r.stderr[-4000:]}")
-        (t / "bin").rename(out)
+                raise SystemExit(f"build of variant {variant.name!r} failed: {' '.join(cmd)}\n{r.stderr[-4000:]}")
+        Path(tmp, "bin").rename(out)
     return out
 
 
 def run_json(cmd: list[str]) -> list[dict[str, Any]]:
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed ({r.returncode}): {r.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(cmd[:3])} ... failed ({r.returncode}): {r.stderr[-2000:]}")
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
 def summarize(samples_ns: list[int], kernel_bytes: int, vectors: int, read_gbs: float, ghz: float) -> dict[str, float]:
@@ -163,7 +183,7 @@ def summarize(samples_ns: list[int], kernel_bytes: int, vectors: int, read_gbs: 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     from tvexport.profile.machine import load_average, machine_info
 
-    variants = [Variant.parse(v) for v in args.variant] or [Variant("base", EXT / "kernel.cpp", ())]
+    variants = [Variant.parse(v) for v in args.variant] or [BASE]
     if len({v.name for v in variants}) != len(variants):
         raise SystemExit("--variant names must differ")
     binaries = {v.name: build(v) for v in variants}
@@ -180,15 +200,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     streams: dict[str, list[list[int]]] = {"read": [], "copy": []}
     clocks: list[float] = []
     order = [v.name for v in variants]
+    cpu = pin_to_one_cpu()
+    cold_copies: dict[str, int] = {}
     t0 = time.perf_counter()
     for r in range(args.rounds):
-        names = order if r % 2 == 0 else order[::-1]
+        # each build first (and last) equally often over 2 x len(order) rounds: rotate every
+        # second round, reverse every other one (the position bias openvino_ab.py measured)
+        shift = (r // 2) % len(order)
+        names = order[shift:] + order[:shift]
+        names = names if r % 2 == 0 else names[::-1]
         if len(order) > 1 and args.rounds > 1:
             print(f"  round {r + 1}/{args.rounds}: {' '.join(names)}", file=sys.stderr)
         for name in names:
             bench = [str(binaries[name]), "bench", str(args.min_iters), str(args.min_ms), str(args.warmup), str(args.cold_mib << 20)]
             for line in run_json(bench + [c["spec"] for c in cases]):
                 raw[name].setdefault((line["case"], line["state"]), []).append(line["ns"])
+                if "copies" in line:
+                    cold_copies[line["case"]] = line["copies"]
         for line in run_json([str(binaries[order[0]]), "stream", str(STREAM_BYTES), str(args.stream_iters)]):
             streams[line["stream"]].append(line["ns"])
         clocks.append(run_json([str(binaries[order[0]]), "clock"])[0]["clock_ghz"])
@@ -209,10 +237,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 row = {"variant": v.name, "layer": c["label"], "dtype": c["dtype"], "state": state, "count": c["count"],
                        "kernel_bytes": c["kernel_bytes"], **summarize([x for r in rounds for x in r], c["kernel_bytes"], c["vectors"], read_gbs, ghz),
                        "round_medians_ns": [statistics.median(r) for r in rounds]}
+                if state == "cold":
+                    row["copies"] = cold_copies.get(c["spec"])
                 rows.append(row)
     return {
         "command": command_line(), "machine": machine_info(), "load_average_before": load_before, "load_average_after": load_average(),
-        "threads": 1, "seconds": seconds, "rounds": args.rounds, "min_iters": args.min_iters, "min_ms": args.min_ms, "warmup": args.warmup,
+        "threads": 1, "cpu": cpu, "seconds": seconds, "rounds": args.rounds, "min_iters": args.min_iters, "min_ms": args.min_ms, "warmup": args.warmup,
         "cold_bytes": args.cold_mib << 20, "compile_flags": kernel_flags(),
         "variants": [{"name": v.name, "kernel": os.path.relpath(v.kernel, HERE.parent), "flags": list(v.flags)} for v in variants],
         "stream": stream, "clock_ghz": ghz, "clock_ghz_rounds": clocks, "rows": rows,
@@ -243,7 +273,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         f"Kernel compiled as CMakeLists.txt's AVX-512 variant: `{' '.join(result['compile_flags'])}`; cold: > {result['cold_bytes'] >> 20} MiB of "
         f"kernel copies in rotation; {result['rounds']} rounds of >= {result['min_iters']} calls and {result['min_ms']} ms per case and state "
         f"after {result['warmup']} warm-up calls.", "",
-        f"One thread's streaming bandwidth (256 MiB): read {st['read']['median_gbs']:.1f} GB/s (p10-p90 {st['read']['p10_gbs']:.1f}-{st['read']['p90_gbs']:.1f}), "
+        f"One thread's streaming bandwidth ({st['read']['bytes_per_iter'] >> 20} MiB): read {st['read']['median_gbs']:.1f} GB/s (p10-p90 {st['read']['p10_gbs']:.1f}-{st['read']['p90_gbs']:.1f}), "
         f"memcpy {st['copy']['median_gbs']:.1f} GB/s counting bytes read + written (p10-p90 {st['copy']['p10_gbs']:.1f}-{st['copy']['p90_gbs']:.1f}). "
         "x floor = time / (kernel bytes / read bandwidth). "
         f"Core clock ~{result['clock_ghz']:.2f} GHz (a chain of dependent adds), for cycles per vector.", "",
@@ -291,7 +321,7 @@ def main() -> None:
     p.add_argument("--arch", action="append", help="zoo network whose TV layer geometries are the cases (default face_mobilenetv2_x1_0)")
     p.add_argument("--dtype", action="append", choices=list(DTYPES), help="kernel dtype (repeatable; default all)")
     p.add_argument("--variant", action="append", default=[], help="NAME[@KERNEL_CPP][:FLAG ...], repeatable; the first is the baseline")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4, help="with several builds, a multiple of 2 x their number balances their order")
     p.add_argument("--min-iters", type=int, default=30, help="timed calls per case and state and round, at least")
     p.add_argument("--min-ms", type=int, default=150, help="and at least this long")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls before each case and state")
@@ -301,10 +331,12 @@ def main() -> None:
     p.add_argument("--name", default="openvino_kernel_micro")
     p.add_argument("--render", type=Path, metavar="JSON", help="only re-render the outputs from a JSON this script wrote")
     args = p.parse_args()
-    if args.render:
-        return render(json.loads(args.render.read_text()), args.out, args.name)
+    if rerender(args, args.name, render) is not None:
+        return
     if not has_avx512():
         raise SystemExit("this CPU lacks AVX-512 (x86-64-v4): the microbenchmark times the kernel's AVX-512 variant only")
+    if compiler() is None:
+        raise SystemExit("no C++ compiler found ($CXX, c++, g++ or clang++): install one, e.g. apt-get install g++")
     result = measure(args)
     render(result, args.out, args.name)
     print((args.out / f"{args.name}.md").read_text())

@@ -17,7 +17,7 @@
 //       one JSON line: GHz, for cycles per kernel vector
 //   main check DIR C k stride out_h out_w dtype N
 //       writes x, weight, scale, bias (untiled) and y of one call to DIR/*.bin (raw, little
-//       endian) for a float64 reference in numpy (tests/test_openvino.py)
+//       endian) for a float64 reference in numpy (tests/test_ov_kernel_micro.py)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <immintrin.h>
 #include <new>
 #include <string>
 #include <vector>
@@ -94,9 +95,9 @@ void fill_weight(void* dst, tvx::DType t, int64_t n, Rng& rng) {
         for (int64_t i = 0; i < n; ++i)
             p[i] = rng.uniform();
     } else if (t == tvx::DType::f16) {
-        auto* p = static_cast<_Float16*>(dst);
+        auto* p = static_cast<uint16_t*>(dst);  // IEEE binary16 bits (F16C, part of x86-64-v4)
         for (int64_t i = 0; i < n; ++i)
-            p[i] = static_cast<_Float16>(rng.uniform());
+            p[i] = _cvtss_sh(rng.uniform(), _MM_FROUND_TO_NEAREST_INT);
     } else {
         auto* p = static_cast<int8_t*>(dst);
         for (int64_t i = 0; i < n; ++i)
