@@ -1,6 +1,8 @@
 """Which standard-ONNX decomposition of a TV layer runs fastest on onnxruntime CPU?
 
-Measures, in one run and with a fixed thread count (default 2):
+Measures, in one run and with a fixed thread count (default 2; onnxruntime sessions without
+spinning threads, as everywhere in the project: interleaved sessions' spinning threads slow each
+other, benchmarks/results/ort_spinning.md):
 
 1. streaming bandwidth: numpy copy (1 thread) and an onnxruntime ``Add(x, 0)`` graph at several
    sizes ((read + write bytes) / time): the memory floor of a layer is
@@ -44,6 +46,7 @@ from onnx import helper, numpy_helper  # noqa: E402
 
 from tvexport.bake import bake_model, random_inputs  # noqa: E402
 from tvexport.export._onnx_tv import DECOMPOSITIONS, layer_model  # noqa: E402
+from tvexport.export.onnx import _session  # noqa: E402
 from tvexport.models import TVSettings, create_model  # noqa: E402
 from tvexport.testing import randomize_  # noqa: E402
 
@@ -69,20 +72,15 @@ class Stats:
 
 
 def session(model: onnx.ModelProto | str, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    """A timing session from the project's helper: ``threads`` intra-op threads, one inter-op,
+    spinning off (sessions timed side by side otherwise slow each other: benchmarks/results/ort_spinning.md)."""
+    return _session(model, threads=threads, spin=False, what="the benchmark graph")
 
 
 def interleaved(calls: dict[str, Callable[[], Any]], *, budget_s: float, min_rounds: int = 5, warmup: int = 2, block_s: float = 0.05, seed: int = 0) -> dict[str, Stats]:
     """Time the calls side by side: rounds in shuffled order, each call a block of back-to-back
-    runs (~``block_s``), until the budget is spent. The first run of a block is not counted: the
-    previous session's onnxruntime threads may still be spinning then (each session owns a pool)."""
+    runs (~``block_s``), until the budget is spent. The first run of a block is not counted (it
+    follows another session's runs; each session owns a thread pool)."""
     per_call = {}
     for k, fn in calls.items():
         t0 = time.perf_counter()
@@ -234,7 +232,7 @@ def environment(threads: int) -> list[str]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     return [
         f"- machine: {cpu}, {os.cpu_count()} logical CPUs; load average at start {os.getloadavg()[0]:.1f}",
-        f"- onnxruntime {ort.__version__} (CPUExecutionProvider, intra-op threads {threads}, inter-op 1, sequential, ORT_ENABLE_ALL), onnx {onnx.__version__}, torch {torch.__version__}, numpy {np.__version__}",
+        f"- onnxruntime {ort.__version__} (CPUExecutionProvider, intra-op threads {threads}, inter-op 1, sequential, ORT_ENABLE_ALL, spinning off), onnx {onnx.__version__}, torch {torch.__version__}, numpy {np.__version__}",
     ]
 
 

@@ -4,7 +4,9 @@ the portable graph against the same architecture's DWConv baseline.
 For each architecture: export (``tvexport.export.onnx.export_onnx``, default options, validation
 on) the TV network as a portable graph (batch 1 and 16) and as a plugin graph (batch 1), and the
 DWConv baseline (batch 1 and 16); record node count, file size and validation errors; time the
-portable graph and the baseline side by side (interleaved rounds, fixed intra-op threads).
+portable graph and the baseline side by side (interleaved rounds, fixed intra-op threads, sessions
+without spinning threads: interleaved sessions' spinning threads slow each other,
+benchmarks/results/ort_spinning.md).
 Weights are random (``randomize_``: random posi_map, calibrated BatchNorm); generators are small
 because only the baked kernels reach the graph. Usage::
 
