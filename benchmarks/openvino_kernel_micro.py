@@ -8,7 +8,7 @@ as ``CMakeLists.txt`` compiles its AVX-512 variant (its defines and flags are re
 -fvisibility=hidden``), built with the compiler the extension build uses into the cache
 (``<tvexport cache>/ov_kernel_micro/<hash>``), and calls ``tvx::kernel_avx512(args, 0, out_h)``
 on one thread (the process is pinned to one CPU) with synthetic data in kernel.hpp's layouts
-(batch 1, float32 activations, per-channel bias, output clamped to [0, 6] as in the baked face
+(``--batch`` images, default 1, float32 activations, per-channel bias, output clamped to [0, 6] as in the baked face
 MobileNetV2 layers). Cases: every distinct TV layer geometry of ``--arch`` (face MobileNetV2 x1.0
 by default), each kernel dtype, each in two memory states:
 
@@ -18,15 +18,16 @@ by default), each kernel dtype, each in two memory states:
 
 Beside them the same run measures one thread's streaming read bandwidth (a vector sum over a
 256 MiB buffer) and memcpy bandwidth, so ratios to the memory floor are made side by side.
-Reported per case: median / p10 / p90 of per-call times, ns per 16-float kernel vector
-(C * k*k * h * w / 16 of them; also in cycles, the clock estimated by a chain of dependent adds),
-GB/s of stored kernel bytes, and the time over the floor (kernel bytes / the read bandwidth). Rounds (``--rounds``) run the whole set again; with several
+Reported per case: median / p10 / p90 of per-call times, ns per vector of 16 multiply-adds
+(C * k*k * h * w * batch / 16 of them; also in cycles, the clock estimated by a chain of dependent
+adds), GB/s of stored kernel bytes, and the time over the floor (the kernel bytes, plus at batch > 1
+the float32 input and output bytes, over the read bandwidth). Rounds (``--rounds``) run the whole set again; with several
 ``--variant`` builds the rounds alternate between them (the order rotated every second round and
 reversed every other one, so over 2 x builds rounds each runs first equally often) and each
 variant's per-round medians are paired with the first variant's (B/A per case).
 
-    python benchmarks/openvino_kernel_micro.py [--rounds 4] [--min-ms 150] \\
-        [--variant NAME[@KERNEL_CPP][:FLAG ...]] ...
+    python benchmarks/openvino_kernel_micro.py [--rounds 4] [--min-ms 150] [--batch N] \\
+        [--arch ARCH] [--variant NAME[@KERNEL_CPP][:FLAG ...]] ...
 
 A variant is a scratch build: ``--variant pf2k:-DTVX_PREFETCH_BYTES=2048`` adds compiler flags,
 ``--variant direct@/tmp/kernel_direct.cpp`` compiles another copy of kernel.cpp (the ext/ headers
@@ -165,18 +166,18 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     return out
 
 
-def run_json(cmd: list[str]) -> list[dict[str, Any]]:
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def run_json(cmd: list[str], *, const_offset: int = 0) -> list[dict[str, Any]]:
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TVX_MICRO_CONST_OFFSET": str(const_offset)})
     if r.returncode:
         raise SystemExit(f"{' '.join(cmd[:3])} ... failed ({r.returncode}): {r.stderr[-2000:]}")
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
 
-def summarize(samples_ns: list[int], kernel_bytes: int, vectors: int, read_gbs: float, ghz: float) -> dict[str, float]:
+def summarize(samples_ns: list[int], kernel_bytes: int, floor_bytes: int, vectors: int, read_gbs: float, ghz: float) -> dict[str, float]:
     med = statistics.median(samples_ns)
     return {
         "median_ns": med, "p10_ns": pct(samples_ns, 10), "p90_ns": pct(samples_ns, 90), "n": len(samples_ns),
-        "ns_per_vector": med / vectors, "cycles_per_vector": med / vectors * ghz, "kernel_gbs": kernel_bytes / med, "x_floor": med / (kernel_bytes / read_gbs),
+        "ns_per_vector": med / vectors, "cycles_per_vector": med / vectors * ghz, "kernel_gbs": kernel_bytes / med, "x_floor": med / (floor_bytes / read_gbs),
     }
 
 
@@ -193,8 +194,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for dtype in args.dtype or list(DTYPES):
             code, size = DTYPES[dtype]
             numel = s.channels * s.k * s.k * s.oh * s.ow
-            cases.append({"spec": f"{s.channels},{s.k},{s.stride},{s.oh},{s.ow},{code}", "label": s.label, "dtype": dtype,
-                          "count": s.count, "kernel_bytes": numel * size, "vectors": numel // 16})
+            # activations (float32 input and output) count in the floor only at batch > 1: at batch 1
+            # the kernels are what streams from memory (the cold state), activations stay in cache
+            acts = 0 if args.batch == 1 else args.batch * 4 * s.channels * (s.oh * s.stride * s.ow * s.stride + s.oh * s.ow)
+            cases.append({"spec": f"{s.channels},{s.k},{s.stride},{s.oh},{s.ow},{code},{args.batch}", "label": s.label, "dtype": dtype,
+                          "count": s.count, "kernel_bytes": numel * size, "floor_bytes": numel * size + acts,
+                          "vectors": numel * args.batch // 16})
     load_before = load_average()
     raw: dict[str, dict[tuple[str, str], list[list[int]]]] = {v.name: {} for v in variants}
     streams: dict[str, list[list[int]]] = {"read": [], "copy": []}
@@ -213,7 +218,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  round {r + 1}/{args.rounds}: {' '.join(names)}", file=sys.stderr)
         for name in names:
             bench = [str(binaries[name]), "bench", str(args.min_iters), str(args.min_ms), str(args.warmup), str(args.cold_mib << 20)]
-            for line in run_json(bench + [c["spec"] for c in cases]):
+            for line in run_json(bench + [c["spec"] for c in cases], const_offset=args.const_offset):
                 raw[name].setdefault((line["case"], line["state"]), []).append(line["ns"])
                 if "copies" in line:
                     cold_copies[line["case"]] = line["copies"]
@@ -235,14 +240,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for state in ("hot", "cold"):
                 rounds = raw[v.name][(c["spec"], state)]
                 row = {"variant": v.name, "layer": c["label"], "dtype": c["dtype"], "state": state, "count": c["count"],
-                       "kernel_bytes": c["kernel_bytes"], **summarize([x for r in rounds for x in r], c["kernel_bytes"], c["vectors"], read_gbs, ghz),
+                       "kernel_bytes": c["kernel_bytes"], "floor_bytes": c["floor_bytes"], **summarize([x for r in rounds for x in r], c["kernel_bytes"], c["floor_bytes"], c["vectors"], read_gbs, ghz),
                        "round_medians_ns": [statistics.median(r) for r in rounds]}
                 if state == "cold":
                     row["copies"] = cold_copies.get(c["spec"])
                 rows.append(row)
     return {
         "command": command_line(), "machine": machine_info(), "load_average_before": load_before, "load_average_after": load_average(),
-        "threads": 1, "cpu": cpu, "seconds": seconds, "rounds": args.rounds, "min_iters": args.min_iters, "min_ms": args.min_ms, "warmup": args.warmup,
+        "threads": 1, "batch": args.batch, "const_offset": args.const_offset, "cpu": cpu, "seconds": seconds, "rounds": args.rounds, "min_iters": args.min_iters, "min_ms": args.min_ms, "warmup": args.warmup,
         "cold_bytes": args.cold_mib << 20, "compile_flags": kernel_flags(),
         "variants": [{"name": v.name, "kernel": os.path.relpath(v.kernel, HERE.parent), "flags": list(v.flags)} for v in variants],
         "stream": stream, "clock_ghz": ghz, "clock_ghz_rounds": clocks, "rows": rows,
@@ -258,7 +263,7 @@ def network_totals(rows: list[dict[str, Any]], variant: str, read_gbs: float = 0
             key = (r["dtype"], r["state"])
             tot[key] = tot.get(key, 0.0) + r["count"] * r["median_ns"] / 1e6
             if read_gbs and r["state"] == "hot":
-                tot[(r["dtype"], "floor")] = tot.get((r["dtype"], "floor"), 0.0) + r["count"] * r["kernel_bytes"] / read_gbs / 1e6
+                tot[(r["dtype"], "floor")] = tot.get((r["dtype"], "floor"), 0.0) + r["count"] * r.get("floor_bytes", r["kernel_bytes"]) / read_gbs / 1e6
     return tot
 
 
@@ -266,22 +271,26 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     rows, variants = result["rows"], [v["name"] for v in result["variants"]]
     st = result["stream"]
     lines = [
-        "# The OpenVINO extension's TV kernel alone: one thread, batch 1, hot and cold", "",
+        f"# The OpenVINO extension's TV kernel alone: one thread, batch {result.get('batch', 1)}, hot and cold", "",
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine'].get('cpu')}, {result['machine'].get('logical_cores', '?')} cores; 1 thread; "
         f"load average before {result['load_average_before']}, after {result['load_average_after']}; run {result['seconds']:.0f} s  ",
         f"Kernel compiled as CMakeLists.txt's AVX-512 variant: `{' '.join(result['compile_flags'])}`; cold: > {result['cold_bytes'] >> 20} MiB of "
         f"kernel copies in rotation; {result['rounds']} rounds of >= {result['min_iters']} calls and {result['min_ms']} ms per case and state "
-        f"after {result['warmup']} warm-up calls.", "",
+        f"after {result['warmup']} warm-up calls; " + (
+            f"kernels, scales and bias {result['const_offset']} bytes past a 64-byte boundary, activations 64-byte aligned." if "const_offset" in result
+            else "kernels 4 KiB aligned, scales, bias and activations where malloc put them (16-byte aligned)."), "",
         f"One thread's streaming bandwidth ({st['read']['bytes_per_iter'] >> 20} MiB): read {st['read']['median_gbs']:.1f} GB/s (p10-p90 {st['read']['p10_gbs']:.1f}-{st['read']['p90_gbs']:.1f}), "
-        f"memcpy {st['copy']['median_gbs']:.1f} GB/s counting bytes read + written (p10-p90 {st['copy']['p10_gbs']:.1f}-{st['copy']['p90_gbs']:.1f}). "
-        "x floor = time / (kernel bytes / read bandwidth). "
+        f"memcpy {st['copy']['median_gbs']:.1f} GB/s counting bytes read + written (p10-p90 {st['copy']['p10_gbs']:.1f}-{st['copy']['p90_gbs']:.1f}). " +
+        ("x floor = time / (kernel bytes / read bandwidth). " if result.get("batch", 1) == 1 else
+         "x floor = time / ((kernel bytes + float32 input and output bytes) / read bandwidth). ") +
+        "A vector is 16 multiply-adds (kernel values x images). "
         f"Core clock ~{result['clock_ghz']:.2f} GHz (a chain of dependent adds), for cycles per vector.", "",
     ]
     for v in variants:
         tot = network_totals(rows, v, st["read"]["median_gbs"])
         lines += [f"## Variant `{v}`", "",
-                  "Network sums (each geometry's median times its count, ms, one thread; floor: kernel bytes at the read bandwidth): " + "; ".join(
+                  "Network sums (each geometry's median times its count, ms, one thread; floor: the x floor bytes at the read bandwidth): " + "; ".join(
                       f"{d} hot {tot[(d, 'hot')]:.3f} / cold {tot[(d, 'cold')]:.3f} / floor {tot[(d, 'floor')]:.3f} "
                       f"(cold - hot = {(tot[(d, 'cold')] - tot[(d, 'hot')]) / tot[(d, 'floor')]:.2f} x floor)" for d in DTYPES if (d, "hot") in tot), "",
                   "| layer | n | dtype | kernel MB | hot us (p10-p90) | cold us (p10-p90) | cold/hot | hot ns/vec (cycles) | cold ns/vec (cycles) | cold GB/s | cold x floor |",
@@ -319,6 +328,10 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--arch", action="append", help="zoo network whose TV layer geometries are the cases (default face_mobilenetv2_x1_0)")
+    p.add_argument("--const-offset", type=int, default=16, choices=range(0, 64, 4), metavar="BYTES",
+                   help="the kernels, scales and bias start this many bytes past a 64-byte boundary, as OpenVINO's CPU plugin "
+                        "hands an op its constants (16-byte aligned: 0/16/32/48 mod 64 seen); activations stay 64-byte aligned")
+    p.add_argument("--batch", type=int, default=1, help="images per call (> 1: the floor counts the float32 activations too)")
     p.add_argument("--dtype", action="append", choices=list(DTYPES), help="kernel dtype (repeatable; default all)")
     p.add_argument("--variant", action="append", default=[], help="NAME[@KERNEL_CPP][:FLAG ...], repeatable; the first is the baseline")
     p.add_argument("--rounds", type=int, default=4, help="with several builds, a multiple of 2 x their number balances their order")
@@ -333,6 +346,8 @@ def main() -> None:
     args = p.parse_args()
     if rerender(args, args.name, render) is not None:
         return
+    if args.batch < 1:
+        raise SystemExit(f"--batch must be at least 1, not {args.batch}")
     if not has_avx512():
         raise SystemExit("this CPU lacks AVX-512 (x86-64-v4): the microbenchmark times the kernel's AVX-512 variant only")
     if compiler() is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,10 +56,16 @@ CASES = [(48, 3, 1, 6, 21, "i8", 1), (40, 3, 2, 5, 9, "i8", 1), (32, 3, 2, 4, 7,
          (576, 3, 2, 2, 3, "i8", 1), (960, 3, 1, 2, 3, "f16", 1)]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
-def test_driver_matches_float64_reference(micro: ModuleType, case: tuple, tmp_path: Path) -> None:
+# the constants (kernels, int8 scales, bias) 16 or 48 bytes past a 64-byte boundary, as OpenVINO
+# hands them to the op: the kernel copies misaligned scale and bias rows into aligned scratch
+OFFSET_CASES = [(case, 0) for case in CASES] + [(case, off) for case in CASES if case[5] == "i8" for off in (16, 48)] + [(CASES[3], 16)]
+
+
+@pytest.mark.parametrize(("case", "offset"), OFFSET_CASES, ids=lambda c: "-".join(map(str, c)) if isinstance(c, tuple) else f"offset{c}")
+def test_driver_matches_float64_reference(micro: ModuleType, case: tuple, offset: int, tmp_path: Path) -> None:
     binary = micro.build(log=False)
-    subprocess.run([str(binary), "check", str(tmp_path), *map(str, case)], check=True)
+    env = {**os.environ, "TVX_MICRO_CONST_OFFSET": str(offset)}
+    subprocess.run([str(binary), "check", str(tmp_path), *map(str, case)], check=True, env=env)
     c, k, stride, oh, ow, dtype, n = case
     got = np.fromfile(tmp_path / "y.bin", np.float32).reshape(n, oh, ow, c)
     ref = reference(tmp_path, *case)
@@ -72,3 +79,12 @@ def test_bench_mode_reports_each_state(micro: ModuleType) -> None:
     lines = [json.loads(line) for line in out.splitlines()]
     assert [(r["state"], len(r["ns"])) for r in lines] == [("hot", 2), ("cold", 2)]
     assert lines[1]["copies"] * lines[1]["kernel_bytes"] >= 1 << 20
+
+
+def test_bench_mode_takes_a_batch_and_refuses_a_bad_offset(micro: ModuleType) -> None:
+    binary = micro.build(log=False)
+    out = subprocess.run([str(binary), "bench", "1", "0", "0", "0", "16,3,1,4,4,f32,3"], check=True, capture_output=True, text=True).stdout
+    assert [json.loads(line)["case"] for line in out.splitlines()] == ["16,3,1,4,4,f32,3"] * 2
+    bad = subprocess.run([str(binary), "bench", "1", "0", "0", "0", "16,3,1,4,4,f32"], capture_output=True, text=True,
+                         env={**os.environ, "TVX_MICRO_CONST_OFFSET": "6"})
+    assert bad.returncode == 2 and "multiple of 4" in bad.stderr

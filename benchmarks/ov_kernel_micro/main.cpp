@@ -6,8 +6,8 @@
 // over a segment, a per-channel bias (1, P, C) tiled likewise, output clamped to [0, 6] (the
 // baked face MobileNetV2 layers: BatchNorm folded into a per-channel bias, ReLU6 fused).
 //
-//   main bench MIN_ITERS MIN_MS WARMUP COLD_BYTES CASE...   CASE = C,k,stride,out_h,out_w,dtype
-//       (dtype f32|f16|i8): per case and memory state one JSON line: hot (one copy of the kernels,
+//   main bench MIN_ITERS MIN_MS WARMUP COLD_BYTES CASE...   CASE = C,k,stride,out_h,out_w,dtype[,N]
+//       (dtype f32|f16|i8; N images, default 1): per case and memory state one JSON line: hot (one copy of the kernels,
 //       called again and again) and cold (rotating over copies totalling more than COLD_BYTES, so
 //       every call streams its kernels from DRAM); WARMUP calls, then at least MIN_ITERS timed
 //       calls and MIN_MS milliseconds; per-call nanoseconds, all samples
@@ -37,7 +37,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Case {
-    int64_t c, k, stride, oh, ow;
+    int64_t c, k, stride, oh, ow, n;
     tvx::DType w_type;
     std::string dtype;
 };
@@ -49,12 +49,13 @@ int64_t elem_bytes(tvx::DType t) {
 Case parse_case(const char* spec) {
     Case cs{};
     char dt[8] = {};
-    long long c, k, s, oh, ow;
-    if (std::sscanf(spec, "%lld,%lld,%lld,%lld,%lld,%7s", &c, &k, &s, &oh, &ow, dt) != 6) {
-        std::fprintf(stderr, "bad case %s (want C,k,stride,out_h,out_w,f32|f16|i8)\n", spec);
+    long long c, k, s, oh, ow, n = 1;
+    const int got = std::sscanf(spec, "%lld,%lld,%lld,%lld,%lld,%7[a-z0-9],%lld", &c, &k, &s, &oh, &ow, dt, &n);
+    if (got < 6 || n < 1) {
+        std::fprintf(stderr, "bad case %s (want C,k,stride,out_h,out_w,f32|f16|i8[,N])\n", spec);
         std::exit(2);
     }
-    cs.c = c, cs.k = k, cs.stride = s, cs.oh = oh, cs.ow = ow, cs.dtype = dt;
+    cs.c = c, cs.k = k, cs.stride = s, cs.oh = oh, cs.ow = ow, cs.n = n, cs.dtype = dt;
     if (cs.dtype == "f32")
         cs.w_type = tvx::DType::f32;
     else if (cs.dtype == "f16")
@@ -105,13 +106,54 @@ void fill_weight(void* dst, tvx::DType t, int64_t n, Rng& rng) {
     }
 }
 
+// 64-byte aligned float buffers, as OpenVINO's CPU plugin gives an op its tensors (malloc's
+// 16-byte alignment made every vector load of the scales, and of the input read in place, split
+// two cache lines)
+template <typename T>
+struct Aligned64 {
+    using value_type = T;
+    Aligned64() = default;
+    template <typename U>
+    Aligned64(const Aligned64<U>&) {}
+    T* allocate(size_t n) {
+        return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+    }
+    void deallocate(T* p, size_t) {
+        ::operator delete(p, std::align_val_t(64));
+    }
+    template <typename U>
+    bool operator==(const Aligned64<U>&) const {
+        return true;
+    }
+    template <typename U>
+    bool operator!=(const Aligned64<U>&) const {
+        return false;
+    }
+};
+using Floats = std::vector<float, Aligned64<float>>;
+
+// Bytes past a 64-byte boundary at which the constants (kernel copies, tiled scale and bias)
+// start: $TVX_MICRO_CONST_OFFSET, a multiple of 4 below 64 (default 0). OpenVINO's CPU plugin
+// hands an op its constants 16-byte aligned (0, 16, 32 or 48 mod 64), its activations 64-byte
+// aligned.
+int64_t const_offset() {
+    const char* v = std::getenv("TVX_MICRO_CONST_OFFSET");
+    const long long off = v ? std::atoll(v) : 0;
+    if (off < 0 || off >= 64 || off % 4) {
+        std::fprintf(stderr, "TVX_MICRO_CONST_OFFSET must be a multiple of 4 in [0, 64), not %s\n", v);
+        std::exit(2);
+    }
+    return off;
+}
+
 // The layer's data: input, one or more copies of the kernels, tiled scale and bias, output.
 struct Layer {
     Case cs;
     int64_t in_h, in_w, pad, n;
-    int64_t kernel_bytes, copy_stride, copies;
-    std::vector<float> x, y, scale_tiled, bias_tiled, scale_raw, bias_raw;
-    char* kernels = nullptr;
+    int64_t kernel_bytes, copy_stride, copies, off = const_offset();
+    Floats x, y, scale_tiled, bias_tiled, scale_raw, bias_raw;
+    char* kernel_block = nullptr;
+    char* kernels = nullptr;  // kernel_block + off
 
     Layer(const Case& c, int64_t batch, int64_t min_total_bytes, uint64_t seed) : cs(c), n(batch) {
         in_h = cs.oh * cs.stride, in_w = cs.ow * cs.stride, pad = cs.k / 2;
@@ -124,7 +166,8 @@ struct Layer {
         for (auto& v : x)
             v = rng.uniform();
         y.assign(n * cs.oh * cs.ow * C, 0.0f);
-        kernels = static_cast<char*>(aligned(copy_stride * copies));
+        kernel_block = static_cast<char*>(aligned(copy_stride * copies + 64));
+        kernels = kernel_block + off;
         fill_weight(kernels, cs.w_type, kernel_bytes / elem_bytes(cs.w_type), rng);
         for (int64_t i = 1; i < copies; ++i)  // copies of the same values: only their addresses differ
             std::memcpy(kernels + i * copy_stride, kernels, kernel_bytes);
@@ -135,16 +178,22 @@ struct Layer {
         bias_raw.resize(C);
         for (auto& v : bias_raw)
             v = rng.uniform();
-        scale_tiled.resize(kk * S);
+        scale_tiled.resize(kk * S + 16);
         for (int64_t t = 0; t < kk; ++t)
             for (int64_t q = 0; q < P; ++q)
-                std::memcpy(&scale_tiled[t * S + q * C], &scale_raw[t * C], C * sizeof(float));
-        bias_tiled.resize(S);
+                std::memcpy(scale() + t * S + q * C, &scale_raw[t * C], C * sizeof(float));
+        bias_tiled.resize(S + 16);
         for (int64_t q = 0; q < P; ++q)
-            std::memcpy(&bias_tiled[q * C], bias_raw.data(), C * sizeof(float));
+            std::memcpy(bias() + q * C, bias_raw.data(), C * sizeof(float));
     }
     ~Layer() {
-        release(kernels);
+        release(kernel_block);
+    }
+    float* scale() {
+        return scale_tiled.data() + off / 4;
+    }
+    float* bias() {
+        return bias_tiled.data() + off / 4;
     }
     Layer(const Layer&) = delete;
     Layer& operator=(const Layer&) = delete;
@@ -153,8 +202,8 @@ struct Layer {
         tvx::KernelArgs a{};
         a.x = x.data();
         a.weight = kernels + copy * copy_stride;
-        a.scale = cs.w_type == tvx::DType::i8 ? scale_tiled.data() : nullptr;
-        a.bias = bias_tiled.data();
+        a.scale = cs.w_type == tvx::DType::i8 ? scale() : nullptr;
+        a.bias = bias();
         a.y = y.data();
         a.n = n, a.in_h = in_h, a.in_w = in_w, a.c = cs.c;
         a.out_h = cs.oh, a.out_w = cs.ow;
@@ -180,7 +229,7 @@ int bench(int argc, char** argv) {
     const int64_t cold_bytes = std::atoll(argv[5]);
     for (int i = 6; i < argc; ++i) {
         const Case cs = parse_case(argv[i]);
-        Layer layer(cs, 1, cold_bytes, 1000 + i);
+        Layer layer(cs, cs.n, cold_bytes, 1000 + i);
         for (const char* state : {"hot", "cold"}) {
             const bool cold = state[0] == 'c';
             const int64_t copies = cold ? layer.copies : 1;
