@@ -26,7 +26,7 @@ the float32 input and output bytes, over the read bandwidth). Rounds (``--rounds
 reversed every other one, so over 2 x builds rounds each runs first equally often) and each
 variant's per-round medians are paired with the first variant's (B/A per case).
 
-    python benchmarks/openvino_kernel_micro.py [--rounds 4] [--min-ms 150] [--batch N] \\
+    python benchmarks/openvino_kernel_micro.py [--rounds 4] [--min-ms 150] [--batch N] [--const-offset 16] \\
         [--arch ARCH] [--variant NAME[@KERNEL_CPP][:FLAG ...]] ...
 
 A variant is a scratch build: ``--variant pf2k:-DTVX_PREFETCH_BYTES=2048`` adds compiler flags,
@@ -189,8 +189,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--variant names must differ")
     binaries = {v.name: build(v) for v in variants}
     shapes = [s for arch in args.arch or ["face_mobilenetv2_x1_0"] for s in tv_shapes(arch)]
-    cases = []
+    # a geometry shared by several --arch is one case (its samples would otherwise merge), counted
+    # as often as the networks have it together; the network sums add every --arch's layers
+    merged: dict[tuple, Any] = {}
     for s in shapes:
+        key = (s.channels, s.k, s.stride, s.oh, s.ow)
+        merged[key] = dataclasses.replace(merged[key], count=merged[key].count + s.count) if key in merged else s
+    cases = []
+    for s in merged.values():
         for dtype in args.dtype or list(DTYPES):
             code, size = DTYPES[dtype]
             numel = s.channels * s.k * s.k * s.oh * s.ow

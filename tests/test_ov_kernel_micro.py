@@ -58,7 +58,9 @@ CASES = [(48, 3, 1, 6, 21, "i8", 1), (40, 3, 2, 5, 9, "i8", 1), (32, 3, 2, 4, 7,
 
 # the constants (kernels, int8 scales, bias) 16 or 48 bytes past a 64-byte boundary, as OpenVINO
 # hands them to the op: the kernel copies misaligned scale and bias rows into aligned scratch
-OFFSET_CASES = [(case, 0) for case in CASES] + [(case, off) for case in CASES if case[5] == "i8" for off in (16, 48)] + [(CASES[3], 16)]
+# (C = 1400 at k = 7, batch 2: the channel-block path; k = 5 and batch 5 int8 with loaded scales)
+OFFSET_CASES = [(case, 0) for case in CASES] + [(case, off) for case in CASES if case[5] == "i8" for off in (16, 48)] + [(CASES[3], 16)] + [
+    ((1400, 7, 1, 16, 5, "i8", 2), 16), ((24, 5, 1, 5, 6, "i8", 2), 48), ((96, 3, 1, 5, 9, "i8", 5), 16)]
 
 
 @pytest.mark.parametrize(("case", "offset"), OFFSET_CASES, ids=lambda c: "-".join(map(str, c)) if isinstance(c, tuple) else f"offset{c}")
@@ -85,6 +87,10 @@ def test_bench_mode_takes_a_batch_and_refuses_a_bad_offset(micro: ModuleType) ->
     binary = micro.build(log=False)
     out = subprocess.run([str(binary), "bench", "1", "0", "0", "0", "16,3,1,4,4,f32,3"], check=True, capture_output=True, text=True).stdout
     assert [json.loads(line)["case"] for line in out.splitlines()] == ["16,3,1,4,4,f32,3"] * 2
-    bad = subprocess.run([str(binary), "bench", "1", "0", "0", "0", "16,3,1,4,4,f32"], capture_output=True, text=True,
-                         env={**os.environ, "TVX_MICRO_CONST_OFFSET": "6"})
-    assert bad.returncode == 2 and "multiple of 4" in bad.stderr
+    for offset in ("6", "abc", "16x"):
+        bad = subprocess.run([str(binary), "bench", "1", "0", "0", "0", "16,3,1,4,4,f32"], capture_output=True, text=True,
+                             env={**os.environ, "TVX_MICRO_CONST_OFFSET": offset})
+        assert bad.returncode == 2 and "multiple of 4" in bad.stderr
+    for spec in ("16,3,1,4,4,f32,abc", "16,3,1,4,4,f32,", "16,3,1,4,4,f32,2junk", "16,3,1,4,4,f32,0", "16,4,1,4,4,f32"):
+        bad = subprocess.run([str(binary), "bench", "1", "0", "0", "0", spec], capture_output=True, text=True)
+        assert bad.returncode == 2 and "bad case" in bad.stderr, spec

@@ -2,7 +2,7 @@
 // without OpenVINO: benchmarks/openvino_kernel_micro.py compiles kernel.cpp as CMakeLists.txt
 // compiles its AVX-512 variant, links it with this file, and runs it. The kernel runs on the
 // calling thread over every output row (tvx::kernel_avx512(args, 0, out_h)), with synthetic data in
-// kernel.hpp's layouts: x (1, H, W, C) float32, weight (h, k*k, w, C), int8 scales (k*k, S) tiled
+// kernel.hpp's layouts: x (N, H, W, C) float32, weight (h, k*k, w, C), int8 scales (k*k, S) tiled
 // over a segment, a per-channel bias (1, P, C) tiled likewise, output clamped to [0, 6] (the
 // baked face MobileNetV2 layers: BatchNorm folded into a per-channel bias, ReLU6 fused).
 //
@@ -50,8 +50,11 @@ Case parse_case(const char* spec) {
     Case cs{};
     char dt[8] = {};
     long long c, k, s, oh, ow, n = 1;
-    const int got = std::sscanf(spec, "%lld,%lld,%lld,%lld,%lld,%7[a-z0-9],%lld", &c, &k, &s, &oh, &ow, dt, &n);
-    if (got < 6 || n < 1) {
+    int end6 = -1, end7 = -1;  // characters consumed: the whole spec must be read, nothing after
+    const int got = std::sscanf(spec, "%lld,%lld,%lld,%lld,%lld,%7[a-z0-9]%n,%lld%n", &c, &k, &s, &oh, &ow, dt, &end6, &n, &end7);
+    const size_t len = std::strlen(spec);
+    const bool whole = (got == 6 && end6 >= 0 && static_cast<size_t>(end6) == len) || (got == 7 && end7 >= 0 && static_cast<size_t>(end7) == len);
+    if (!whole || n < 1 || c < 1 || k < 1 || k % 2 == 0 || s < 1 || oh < 1 || ow < 1) {
         std::fprintf(stderr, "bad case %s (want C,k,stride,out_h,out_w,f32|f16|i8[,N])\n", spec);
         std::exit(2);
     }
@@ -138,8 +141,9 @@ using Floats = std::vector<float, Aligned64<float>>;
 // aligned.
 int64_t const_offset() {
     const char* v = std::getenv("TVX_MICRO_CONST_OFFSET");
-    const long long off = v ? std::atoll(v) : 0;
-    if (off < 0 || off >= 64 || off % 4) {
+    char* end = nullptr;
+    const long long off = v && *v ? std::strtoll(v, &end, 10) : 0;
+    if ((v && *v && *end) || off < 0 || off >= 64 || off % 4) {
         std::fprintf(stderr, "TVX_MICRO_CONST_OFFSET must be a multiple of 4 in [0, 64), not %s\n", v);
         std::exit(2);
     }

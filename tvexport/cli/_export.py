@@ -57,7 +57,7 @@ def export_cmd(
     rtol: Rtol = None,
     atol: Atol = None,
     external_data: Annotated[bool, typer.Option("--external-data", help="Weights in <output>.data beside the graph (automatic above 2 GB).")] = False,
-    decomposition: Annotated[str | None, typer.Option("--decomposition", help="Portable TV subgraph: auto (default: per layer, the fastest on onnxruntime CPU), shift_add, shift_sum, shift_hwnc, slice_concat, gather, onehot_conv.", show_default=False)] = None,
+    decomposition: Annotated[str | None, typer.Option("--decomposition", help="Portable TV subgraph: auto (default: per layer, by a rule fitted to onnxruntime CPU timings), shift_add, shift_sum, shift_hwnc, slice_concat, gather, onehot_conv.", show_default=False)] = None,
     device: Annotated[Device, typer.Option("--device", help="AOTInductor target device (aoti only).", case_sensitive=False)] = Device.cpu,
     max_batch: Annotated[int | None, typer.Option("--max-batch", min=1, help="Largest batch of a dynamic AOTInductor package (aoti only; default 64).", show_default=False)] = None,
     force: Force = False,

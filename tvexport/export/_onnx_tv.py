@@ -317,11 +317,13 @@ BUILDERS: dict[str, Callable[[GraphParts, TVLayerSpec], None]] = {
 def auto_decomposition(spec: TVLayerSpec, batch: int | None) -> str:
     """The decomposition ``"auto"`` picks for one layer (``batch`` None: dynamic, planned as 16).
 
-    On onnxruntime CPU (benchmarks/results/onnx_decompositions.md): the one-hot grouped-Conv
-    im2col + Mul + ReduceSum (4 nodes) wins on stride-2 layers, whose strided Slices copy in
-    short runs, and on stride-1 layers with large activations (N*C*h*w >= 2**21); the shift form
-    (Pad, k*k Slices, Mul, Add) wins on the other stride-1 layers, where the kernel planes
-    dominate the traffic and the im2col's k*k-fold arithmetic does not pay off.
+    Fitted to onnxruntime CPU timings on an Intel Xeon (the Zen 4 re-run in
+    benchmarks/results/onnx_decompositions.md favours one-hot on more stride-1 layers at batch
+    1): the one-hot grouped-Conv im2col + Mul + ReduceSum (4 nodes) wins on stride-2 layers,
+    whose strided Slices copy in short runs, and on stride-1 layers with large activations
+    (N*C*h*w >= 2**21); the shift form (Pad, k*k Slices, Mul, Add) wins on the other stride-1
+    layers, where the kernel planes dominate the traffic and the im2col's k*k-fold arithmetic
+    does not pay off.
     """
     c, _, h, w = spec.geometry
     n = DYNAMIC_BATCH_HINT if batch is None else batch

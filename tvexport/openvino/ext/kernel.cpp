@@ -37,9 +37,9 @@
 // Scratch buffers are per thread and reused across calls (the pool's threads persist), so a warm
 // call allocates nothing.
 #include <algorithm>
-#include <new>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -860,8 +860,11 @@ void run_x(const KernelArgs& a, int64_t begin, int64_t end) {
 // OpenVINO's CPU plugin hands an op its constant inputs 16-byte aligned (weight, scale and bias
 // were seen at 0, 16, 32 and 48 bytes mod 64; activations at 0), so every vector load of a
 // misaligned int8 scale row (one per kernel vector where the scales are not in registers) or
-// per-channel bias row straddles two cache lines. Those rows are small (k*k x S and S floats,
-// S <= 2 * kSegment): a misaligned one is copied into this thread's aligned scratch first.
+// per-channel bias row straddles two cache lines. Those rows are small next to the kernels
+// (k*k x S and S floats, S = segment_floats(C) <= max(kSegment, C): at most 376 KB of scales,
+// C = 1920 at k = 7): a misaligned one is copied into this thread's aligned scratch first. Only
+// the table's start is aligned: where S is not a multiple of 16 floats (C = 24: 504) some tap
+// rows still straddle lines (at batch 1 such layers hold their scales in registers).
 // Bias maps (h, w, C) and the kernels are as large as a layer's stream and are read in place
 // (misaligned kernels cost float32 11 % with the kernels in cache, 1-3 % streamed from memory).
 // One thread, face MobileNetV2 x1.0, int8, Zen 4 VM: hot 0.876x, cold 0.937x (issue 17o;
