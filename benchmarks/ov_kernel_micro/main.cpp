@@ -109,31 +109,9 @@ void fill_weight(void* dst, tvx::DType t, int64_t n, Rng& rng) {
     }
 }
 
-// 64-byte aligned float buffers, as OpenVINO's CPU plugin gives an op its tensors (malloc's
-// 16-byte alignment made every vector load of the scales, and of the input read in place, split
-// two cache lines)
-template <typename T>
-struct Aligned64 {
-    using value_type = T;
-    Aligned64() = default;
-    template <typename U>
-    Aligned64(const Aligned64<U>&) {}
-    T* allocate(size_t n) {
-        return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
-    }
-    void deallocate(T* p, size_t) {
-        ::operator delete(p, std::align_val_t(64));
-    }
-    template <typename U>
-    bool operator==(const Aligned64<U>&) const {
-        return true;
-    }
-    template <typename U>
-    bool operator!=(const Aligned64<U>&) const {
-        return false;
-    }
-};
-using Floats = std::vector<float, Aligned64<float>>;
+// 64-byte aligned float buffers, as OpenVINO's CPU plugin gives an op its activations (malloc's
+// 16-byte alignment made every vector load of the input read in place split two cache lines)
+using Floats = std::vector<float, tvx::Aligned<float>>;
 
 // Bytes past a 64-byte boundary at which the constants (kernel copies, tiled scale and bias)
 // start: $TVX_MICRO_CONST_OFFSET, a multiple of 4 below 64 (default 0). OpenVINO's CPU plugin

@@ -237,29 +237,8 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
 
 // A thread's buffers, kept across calls: the pool's threads persist, so a warm call allocates
 // nothing.
-template <typename T>
-struct Aligned {  // 64-byte aligned allocations: vector loads do not straddle cache lines
-    using value_type = T;
-    Aligned() = default;
-    template <typename U>
-    Aligned(const Aligned<U>&) {}
-    T* allocate(size_t n) {
-        return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
-    }
-    void deallocate(T* p, size_t) {
-        ::operator delete(p, std::align_val_t(64));
-    }
-    template <typename U>
-    bool operator==(const Aligned<U>&) const {
-        return true;
-    }
-    template <typename U>
-    bool operator!=(const Aligned<U>&) const {
-        return false;
-    }
-};
 struct Scratch {
-    std::vector<float, Aligned<float>> rows, out, scale, bias;
+    std::vector<float, Aligned<float>> rows, out, scale, bias;  // Aligned: kernel.hpp
     std::vector<int64_t> held;
     std::vector<const void*> taps;
 };

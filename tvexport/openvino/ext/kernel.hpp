@@ -19,9 +19,35 @@
 // dequantized in registers, inside the multiply-add loop.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 
 namespace tvx {
+
+// Allocator of 64-byte aligned storage, so that vector loads do not straddle cache lines (the
+// kernel's scratch buffers; benchmarks/ov_kernel_micro's data).
+template <typename T>
+struct Aligned {
+    using value_type = T;
+    Aligned() = default;
+    template <typename U>
+    Aligned(const Aligned<U>&) {}
+    T* allocate(std::size_t n) {
+        return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+    }
+    void deallocate(T* p, std::size_t) {
+        ::operator delete(p, std::align_val_t(64));
+    }
+    template <typename U>
+    bool operator==(const Aligned<U>&) const {
+        return true;
+    }
+    template <typename U>
+    bool operator!=(const Aligned<U>&) const {
+        return false;
+    }
+};
 
 enum class DType : int { f32 = 0, f16 = 1, i8 = 2 };
 
