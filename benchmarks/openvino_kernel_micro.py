@@ -262,7 +262,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def network_totals(rows: list[dict[str, Any]], variant: str, read_gbs: float = 0.0) -> dict[tuple[str, str], float]:
     """Sum over the network's TV layers (each geometry times its count) of the median, in ms; with
-    ``read_gbs`` also (dtype, "floor"): the kernel bytes at that bandwidth."""
+    ``read_gbs`` also (dtype, "floor"): each row's floor bytes (kernel bytes in results written
+    before ``--batch``) at that bandwidth."""
     tot: dict[tuple[str, str], float] = {}
     for r in rows:
         if r["variant"] == variant:
