@@ -21,8 +21,7 @@
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
 // e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
-// tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead (see
-// Pass::l2; without it batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
+// tile of a block runs, each tap's kernel run is prefetched a fixed distance ahead (without it batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
 // benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware prefetchers do not
 // keep up with the kernel stream, and a position-major layout, one contiguous stream per row, did
 // not help them: issues 17l and 17m, benchmarks/results/README.md), and the input rows the next
@@ -281,7 +280,7 @@ struct Pass {
     int64_t ahead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements each tap's kernels are prefetched ahead
     // TVEXPORT_OV_KERNEL_NTA=1 (see tv_dwconv.cpp; off by default): at batch 1, where every kernel
     // is used once, each tap's kernel run is prefetched with the non-temporal hint (prefetchnta)
-    // instead of the default (then locality 3, prefetcht0), meant to keep the kernel stream from evicting what the next ops read
+    // instead of locality 3 (prefetcht0), meant to keep the kernel stream from evicting what the next ops read
     // (in face MobileNetV2 at batch 1 the ops other than the TV ops took 21-38 % longer in the TV
     // network with float32 kernels than the same ops in the DW network, 0-16 % with float16/int8
     // ones, most on the op that reads a TV op's output: issue 17k's scratch runs, both networks in
@@ -290,12 +289,13 @@ struct Pass {
     // stream prefetcher presumably fetches the runs anyway. Prefetched 2-4 KiB ahead instead of
     // TVX_PREFETCH_BYTES it made float32 TV ops 12-17 % slower (scratch runs).
     bool nta = a.sw.kernel_nta && a.n == 1;
-    // Each tap's kernel run is prefetched into L2 (prefetcht1), not into L1 as well (prefetcht0,
-    // TVEXPORT_OV_KERNEL_L2=0): one thread, kernels from DRAM, face MobileNetV2 x1.0's layers at
-    // batch 1 ran float32 0.76x, float16 0.81x and int8 0.91x as long (Zen 4 VM; issue 17p,
-    // benchmarks/results/openvino_kernel_micro_prefetch_l2.md). Presumably the L1's few miss
-    // buffers, held by the prefetches of the 9 tap streams, throttled the stream; the L2 tracks
-    // many more misses.
+    // TVEXPORT_OV_KERNEL_L2=1 (see tv_dwconv.cpp; off by default): each tap's kernel run is
+    // prefetched into L2 only (prefetcht1) instead of into L1 too (prefetcht0). The kernel alone
+    // (benchmarks/openvino_kernel_micro.py, one thread, kernels from DRAM) ran face MobileNetV2
+    // x1.0's layers at batch 1 in 0.76x (float32), 0.81x (float16) and 0.91x (int8) the time with
+    // it, yet inside OpenVINO nothing changed, at 1 or 2 threads, batch 1 or 16, in the network
+    // or a lone layer (issue 17p; benchmarks/results/openvino_kernel_l2_*.md and
+    // openvino_kernel_micro_prefetch_l2.md; cause not found). Kept to re-measure on other CPUs.
     bool l2 = a.sw.kernel_l2;
 
     void prefetch_kernels(const char* p) const {
