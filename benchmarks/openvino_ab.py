@@ -24,6 +24,8 @@ setting):
                   vector loaded beside its kernel vector (the loop before)
   nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched with locality 3 (the
                   default), B with the non-temporal hint (prefetchnta; batch 1 only)
+  kernel-l2       TVEXPORT_OV_KERNEL_L2: A the kernel stream prefetched into L1 too (prefetcht0,
+                  the default), B into L2 only (prefetcht1)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
 as `export --kernel-dtype` stores them) is compiled three times in this process, each with
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
@@ -138,6 +140,11 @@ SWITCHES = {
         "A each tap's kernel run prefetched with locality 3 (prefetcht0, the default), B with the non-temporal hint "
         "(prefetchnta; `TVEXPORT_OV_KERNEL_NTA=1` while it was read; batch 1 only), A' as A",
         tv_nodes, "(all of them)", "openvino_nta", "face_mobilenetv2_x0_1", 1),
+    "kernel-l2": Switch(
+        "TVEXPORT_OV_KERNEL_L2", "0", "1", "kernel stream prefetched into L1 too (A) vs into L2 only (B)",
+        "A each tap's kernel run prefetched into every cache level (prefetcht0, the default), B into L2 only "
+        "(prefetcht1; `TVEXPORT_OV_KERNEL_L2=1` while it was read), A' as A",
+        tv_nodes, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1),
 }
 COPIES = ("A", "B", ALT)
 ORDERS = list(itertools.permutations(COPIES))  # round r runs the copies in ORDERS[r % 6]

@@ -238,6 +238,21 @@ def test_serial_bytes_not_a_number_refused(extension: Path, monkeypatch: pytest.
     assert "TVEXPORT_OV_SERIAL_BYTES=2**62 is not a whole number of bytes" in text and "\n" not in text, text
 
 
+@pytest.mark.parametrize("env", [{"TVEXPORT_OV_KERNEL_L2": "1"}, {"TVEXPORT_OV_KERNEL_NTA": "1"}, {"TVEXPORT_OV_KERNEL_L2": "1", "TVEXPORT_OV_KERNEL_NTA": "1"}],
+                         ids=["l2", "nta", "l2-nta"])
+def test_kernel_prefetch_hints(env: dict[str, str], extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel stream's prefetch hint (TVEXPORT_OV_KERNEL_L2=1: into L2 only;
+    TVEXPORT_OV_KERNEL_NTA=1: non-temporal at batch 1, taking precedence; benchmarks/openvino_ab.py
+    --switch kernel-l2 / nta) is read as the op is constructed and leaves every dtype's results as
+    they were: batch 1 and a batch of 3, stride 1 and 2, and a channel-block layer."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cases = [Case(3, 1, "map", "float32", 1), Case(5, 2, None, "int8", 1, channels=48, h=5, w=11),
+             Case(3, 1, "channel", "float16", 3), CHANNEL_BLOCK_CASES[0]]
+    for case in cases:
+        assert run_case(case, extension, threads=2) < LAYER_RTOL, case.id
+
+
 def test_channel_blocks_row_tiles_outer(extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TVEXPORT_OV_BLOCKS_OUTER=0 (read like the switch above) walks each row tile through all the
     channel blocks instead of each block through all the row tiles (test_channel_blocks: the

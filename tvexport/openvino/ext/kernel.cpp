@@ -20,9 +20,8 @@
 // tile before the next tile is read, so the kernels come from memory
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
-// e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While
-// the first image tile of a block runs, each tap's kernel run is prefetched a fixed distance ahead
-// (without it batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
+// e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
+// tile of a block runs, each tap's kernel run is prefetched a fixed distance ahead (without it batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
 // benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware prefetchers do not
 // keep up with the kernel stream, and a position-major layout, one contiguous stream per row, did
 // not help them: issues 17l and 17m, benchmarks/results/README.md), and the input rows the next
@@ -281,7 +280,7 @@ struct Pass {
     int64_t ahead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements each tap's kernels are prefetched ahead
     // TVEXPORT_OV_KERNEL_NTA=1 (see tv_dwconv.cpp; off by default): at batch 1, where every kernel
     // is used once, each tap's kernel run is prefetched with the non-temporal hint (prefetchnta)
-    // instead of locality 3, meant to keep the kernel stream from evicting what the next ops read
+    // instead of locality 3 (prefetcht0), meant to keep the kernel stream from evicting what the next ops read
     // (in face MobileNetV2 at batch 1 the ops other than the TV ops took 21-38 % longer in the TV
     // network with float32 kernels than the same ops in the DW network, 0-16 % with float16/int8
     // ones, most on the op that reads a TV op's output: issue 17k's scratch runs, both networks in
@@ -290,6 +289,23 @@ struct Pass {
     // stream prefetcher presumably fetches the runs anyway. Prefetched 2-4 KiB ahead instead of
     // TVX_PREFETCH_BYTES it made float32 TV ops 12-17 % slower (scratch runs).
     bool nta = a.sw.kernel_nta && a.n == 1;
+    // TVEXPORT_OV_KERNEL_L2=1 (see tv_dwconv.cpp; off by default): each tap's kernel run is
+    // prefetched into L2 only (prefetcht1) instead of into L1 too (prefetcht0). The kernel alone
+    // (benchmarks/openvino_kernel_micro.py, one thread, kernels from DRAM) ran face MobileNetV2
+    // x1.0's layers at batch 1 in 0.76x (float32), 0.81x (float16) and 0.91x (int8) the time with
+    // it, yet inside OpenVINO nothing changed, at 1 or 2 threads, batch 1 or 16, in the network
+    // or a lone layer (issue 17p; benchmarks/results/openvino_kernel_l2_*.md and
+    // openvino_kernel_micro_prefetch_l2.md; cause not found). Kept to re-measure on other CPUs.
+    bool l2 = a.sw.kernel_l2;
+
+    void prefetch_kernels(const char* p) const {
+        if (nta)
+            __builtin_prefetch(p, 0, 0);
+        else if (l2)
+            __builtin_prefetch(p, 0, 2);
+        else
+            __builtin_prefetch(p, 0, 3);
+    }
 
     Pass(const KernelArgs& args, int64_t tile_positions) : a(args), seg(segment_floats(args.c)) {
         span = tile_positions + (a.k - 1) / a.stride + 1;
@@ -559,12 +575,8 @@ struct Pass {
                 const float* xp = tap_x[t] + xu;
                 if (fetch) {
                     const char* ahead_p = reinterpret_cast<const char*>(wp + ahead);
-                    for (int64_t o = 0; o < kChunkBytes; o += 64) {
-                        if (nta)
-                            __builtin_prefetch(ahead_p + o, 0, 0);
-                        else
-                            __builtin_prefetch(ahead_p + o, 0, 3);
-                    }
+                    for (int64_t o = 0; o < kChunkBytes; o += 64)
+                        prefetch_kernels(ahead_p + o);
                 }
                 const float* xb[NB];  // one base register per image, vectors at fixed offsets
                 for (int b = 0; b < NB; ++b)
