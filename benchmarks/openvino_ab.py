@@ -22,10 +22,11 @@ setting):
                   batch's last single-image tile) with each layer's scales held in registers where
                   they fit (the default: k = 3, C dividing 16, 32 or 48; AVX-512), B each scale
                   vector loaded beside its kernel vector (the loop before)
-  nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched with locality 3 (the
-                  default), B with the non-temporal hint (prefetchnta; batch 1 only)
+  nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched as by default (locality
+                  3 until issue 17q, L2 only since), B with the non-temporal hint (prefetchnta;
+                  batch 1 only)
   kernel-l2       TVEXPORT_OV_KERNEL_L2: A the kernel stream prefetched into L1 too (prefetcht0,
-                  the default), B into L2 only (prefetcht1)
+                  the default until issue 17q), B into L2 only (prefetcht1, the default since)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
 as `export --kernel-dtype` stores them) is compiled three times in this process, each with
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
@@ -136,14 +137,16 @@ SWITCHES = {
         scale_register_candidates, "with k = 3 and C dividing 16, 32 or 48 (the only ones the switch can change, int8 kernels only)",
         "openvino_scale_registers", "face_mobilenetv2_x0_1", 1),
     "nta": Switch(
-        "TVEXPORT_OV_KERNEL_NTA", "0", "1", "kernel stream prefetched into every cache level (A) vs non-temporally (B)",
-        "A each tap's kernel run prefetched with locality 3 (prefetcht0, the default), B with the non-temporal hint "
+        "TVEXPORT_OV_KERNEL_NTA", "0", "1", "kernel stream prefetched as by default (A) vs non-temporally (B)",
+        "A each tap's kernel run prefetched as by default (locality 3, prefetcht0, until issue 17q, when openvino_nta_* "
+        "were measured; prefetcht1 since), B with the non-temporal hint "
         "(prefetchnta; `TVEXPORT_OV_KERNEL_NTA=1` while it was read; batch 1 only), A' as A",
         tv_nodes, "(all of them)", "openvino_nta", "face_mobilenetv2_x0_1", 1),
     "kernel-l2": Switch(
         "TVEXPORT_OV_KERNEL_L2", "0", "1", "kernel stream prefetched into L1 too (A) vs into L2 only (B)",
-        "A each tap's kernel run prefetched into every cache level (prefetcht0, the default), B into L2 only "
-        "(prefetcht1; `TVEXPORT_OV_KERNEL_L2=1` while it was read), A' as A",
+        "A each tap's kernel run prefetched into every cache level (prefetcht0, `TVEXPORT_OV_KERNEL_L2=0` while it "
+        "was read; the default until issue 17q), B into L2 only (prefetcht1, `TVEXPORT_OV_KERNEL_L2=1`; the default "
+        "since), A' as A",
         tv_nodes, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1),
 }
 COPIES = ("A", "B", ALT)

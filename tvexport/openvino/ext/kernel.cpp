@@ -21,7 +21,8 @@
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
 // e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
-// tile of a block runs, each tap's kernel run is prefetched a fixed distance ahead (without it batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
+// tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead (see
+// Pass::hint; without it batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
 // benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware prefetchers do not
 // keep up with the kernel stream, and a position-major layout, one contiguous stream per row, did
 // not help them: issues 17l and 17m, benchmarks/results/README.md), and the input rows the next
@@ -280,7 +281,8 @@ struct Pass {
     int64_t ahead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements each tap's kernels are prefetched ahead
     // TVEXPORT_OV_KERNEL_NTA=1 (see tv_dwconv.cpp; off by default): at batch 1, where every kernel
     // is used once, each tap's kernel run is prefetched with the non-temporal hint (prefetchnta)
-    // instead of locality 3 (prefetcht0), meant to keep the kernel stream from evicting what the next ops read
+    // instead of locality 3 (prefetcht0, the default until issue 17q), meant to keep the kernel
+    // stream from evicting what the next ops read
     // (in face MobileNetV2 at batch 1 the ops other than the TV ops took 21-38 % longer in the TV
     // network with float32 kernels than the same ops in the DW network, 0-16 % with float16/int8
     // ones, most on the op that reads a TV op's output: issue 17k's scratch runs, both networks in
@@ -288,23 +290,30 @@ struct Pass {
     // no wall or other-ops gain beyond the null test at x0.1 or x1.0, any kernel dtype; the L2
     // stream prefetcher presumably fetches the runs anyway. Prefetched 2-4 KiB ahead instead of
     // TVX_PREFETCH_BYTES it made float32 TV ops 12-17 % slower (scratch runs).
-    bool nta = a.sw.kernel_nta && a.n == 1;
-    // TVEXPORT_OV_KERNEL_L2=1 (see tv_dwconv.cpp; off by default): each tap's kernel run is
-    // prefetched into L2 only (prefetcht1) instead of into L1 too (prefetcht0). The kernel alone
-    // (benchmarks/openvino_kernel_micro.py, one thread, kernels from DRAM) ran face MobileNetV2
-    // x1.0's layers at batch 1 in 0.76x (float32), 0.81x (float16) and 0.91x (int8) the time with
-    // it, yet inside OpenVINO nothing changed, at 1 or 2 threads, batch 1 or 16, in the network
-    // or a lone layer (issue 17p; benchmarks/results/openvino_kernel_l2_*.md and
-    // openvino_kernel_micro_prefetch_l2.md; cause not found). Kept to re-measure on other CPUs.
-    bool l2 = a.sw.kernel_l2;
+    // Each tap's kernel run is prefetched into L2 only (prefetcht1), not into L1 too (prefetcht0,
+    // TVEXPORT_OV_KERNEL_L2=0, the kernel before issue 17q; Zen 4 VM, face MobileNetV2 x1.0 at
+    // batch 1, whose kernels come from DRAM): the kernel alone (one thread) cold 0.77x / 0.81x /
+    // 0.92x as long (float32 / float16 / int8; benchmarks/results/openvino_kernel_micro_prefetch_l2.md);
+    // in OpenVINO the TV ops 0.83x / 0.80x / 0.97x with one thread and 0.92x / 0.89x / 0.98x with
+    // two (benchmarks/results/openvino_kernel_l2_*.md); x0.1, ShuffleNetV2 x1.0 and batch 16
+    // unchanged. Presumably the prefetches of 9 tap streams into L1 held its few miss buffers.
+    // The hint: 0 (nta), 2 (L2) or 3. A switch, not an if-else chain: g++ 12 -O3 compiled `if (nta)
+    // ... else if (l2) ... else ...` here into the prefetchnta alone, leaving no prefetch at all
+    // unless nta was set (tests/test_openvino.py: test_prefetch_hints_compiled).
+    int hint = a.sw.kernel_nta && a.n == 1 ? 0 : a.sw.kernel_l2 ? 2 : 3;
 
     void prefetch_kernels(const char* p) const {
-        if (nta)
+        switch (hint) {
+        case 0:
             __builtin_prefetch(p, 0, 0);
-        else if (l2)
+            break;
+        case 2:
             __builtin_prefetch(p, 0, 2);
-        else
+            break;
+        default:
             __builtin_prefetch(p, 0, 3);
+            break;
+        }
     }
 
     Pass(const KernelArgs& args, int64_t tile_positions) : a(args), seg(segment_floats(args.c)) {

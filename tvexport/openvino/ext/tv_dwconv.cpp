@@ -124,13 +124,13 @@ Switches switches_from_env() {
     // --switch scale-registers).
     s.scale_registers = switch_from_env("TVEXPORT_OV_SCALE_REGISTERS");
     // TVEXPORT_OV_KERNEL_NTA=1: at batch 1 (every kernel used once) the kernel stream is prefetched
-    // with the non-temporal hint (prefetchnta) instead of locality 3 (--switch nta). Off by default:
-    // it was not faster (kernel.cpp: Pass::nta).
+    // with the non-temporal hint (prefetchnta) instead of the default (--switch nta). Off by
+    // default: it was not faster than locality 3 (kernel.cpp: Pass::hint).
     s.kernel_nta = switch_from_env("TVEXPORT_OV_KERNEL_NTA", false);
-    // TVEXPORT_OV_KERNEL_L2=1: the kernel stream is prefetched into L2 only (prefetcht1) instead
-    // of into L1 too (prefetcht0; --switch kernel-l2). Off by default: faster for the kernel
-    // alone, not inside OpenVINO (kernel.cpp: Pass::l2).
-    s.kernel_l2 = switch_from_env("TVEXPORT_OV_KERNEL_L2", false);
+    // TVEXPORT_OV_KERNEL_L2=0: the kernel stream is prefetched into L1 too (prefetcht0, the
+    // kernel before issue 17q) instead of into L2 only (prefetcht1; --switch kernel-l2;
+    // kernel.cpp: Pass::hint).
+    s.kernel_l2 = switch_from_env("TVEXPORT_OV_KERNEL_L2");
     // TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
     // output) run on the calling thread, all rows in one kernel call, instead of being split over
     // the pool (--switch serial). Default 0, every layer on the pool: in those runs (face
