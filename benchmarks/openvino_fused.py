@@ -212,14 +212,17 @@ def width_sweep(args: Any) -> dict[str, Any]:
     back), not paired rounds."""
     med: dict[str, float] = {}
     rounds = {}
+    build: dict[str, str] = {}
     for arch in WIDTHS:
         subject = load_subject(arch)
         tv_model, dw_model = subject.networks[0].form("baked"), subject.networks[1].form("baked")
         x = np.ascontiguousarray(random_inputs((1, *config_of(tv_model).input_shape), seed=0).numpy())
         plugin = simplify_graph(onnx_graph(tv_model, tv_op="plugin", batch=1))
         dw = simplify_graph(onnx_graph(dw_model, batch=1))
+        tv_runner = OpenVinoRunner(plugin, threads=args.threads)
+        build = {"kernel": tv_runner.kernel, "extension": tv_runner.extension.parent.name}  # its cache key
         cases = (
-            {f"tv {arch}": ov_closure(OpenVinoRunner(plugin, threads=args.threads), x),
+            {f"tv {arch}": ov_closure(tv_runner, x),
              f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x)},
             {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x)},
         )
@@ -232,7 +235,7 @@ def width_sweep(args: Any) -> dict[str, Any]:
     dw_best = {arch: min((med[f"dw-ov {arch}"], "openvino"), (med[f"dw-ort {arch}"], "onnxruntime")) for arch in WIDTHS}
     matrix = [[tv[a] / dw_best[b][0] for b in WIDTHS] for a in WIDTHS]
     return {"batch": 1, "rounds": rounds, "tv_s": tv, "dw_best_s": {a: v[0] for a, v in dw_best.items()},
-            "dw_best_backend": {a: v[1] for a, v in dw_best.items()}, "medians_s": med, "matrix_tv_over_dw": matrix}
+            "dw_best_backend": {a: v[1] for a, v in dw_best.items()}, "medians_s": med, "matrix_tv_over_dw": matrix, **build}
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,7 +290,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
                "run (its command is listed above; it may be older than the paired rows) and divides by the faster DW runtime, so its "
                f"ratios differ from the paired table's{_sweep_vs_paired(result)}. "
                "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "
-               "tables are not reachable here, so no pair is marked.", "",
+               "tables are not reachable here, so no pair is marked." + _sweep_run(sw), "",
                "| TV \\ DW | " + " | ".join(f"x{_width(b)} ({sw['dw_best_s'][b] * 1e3:.3g} ms, {sw['dw_best_backend'][b]})" for b in WIDTHS) + " |",
                "|---|" + "---|" * len(WIDTHS)]
         for a, row in zip(WIDTHS, sw["matrix_tv_over_dw"]):
@@ -295,6 +298,13 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     _common.write_results(out, name, "\n".join(md) + "\n", result)
     if result.get("sweep"):
         plot_sweep(result["sweep"], out / f"{name}_width_sweep.png")
+
+
+def _sweep_run(sw: dict[str, Any]) -> str:
+    """The sweep's own machine line and build, where it recorded them (sweeps before issue 17q did not)."""
+    parts = ([f"Sweep machine: {sw['machine_text']}."] if sw.get("machine_text") else []) + (
+        [f"TV kernel, extension build: {sw['kernel']} {sw['extension']}."] if sw.get("extension") else [])
+    return "".join(" " + p for p in parts)
 
 
 def _sweep_vs_paired(result: dict[str, Any]) -> str:
@@ -352,11 +362,15 @@ def main() -> int:
     machine = machine_info(device="cpu")
     from tvexport.profile.report import describe_machine
 
-    result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine, "versions": {**versions(), "openvino": __import__("openvino").__version__},
-                   "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})})
+    machine_text = describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})
     command = _common.command_line()
     t0 = time.perf_counter()
-    result["bandwidth"] = copy_bandwidth()
+    # a sweep merged into a file that has paired rows keeps their machine, load and bandwidth (the
+    # sweep records its own machine line and build)
+    if not (args.sweep_only and result["cases"]):
+        result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine,
+                       "versions": {**versions(), "openvino": __import__("openvino").__version__}, "machine_text": machine_text})
+        result["bandwidth"] = copy_bandwidth()
     if not args.sweep_only:
         for arch in args.arch or _common.ARCHS:
             for batch in args.batch or BATCHES:
@@ -367,7 +381,7 @@ def main() -> int:
                 render(result, args.out, name)  # keep what is done if a later case fails
     if not args.no_sweep:
         print("width sweep", file=sys.stderr, flush=True)
-        result["sweep"] = {**width_sweep(args), "command": command}
+        result["sweep"] = {**width_sweep(args), "command": command, "machine_text": machine_text}
     result["cases"].sort(key=lambda c: (_common.ARCHS.index(c["arch"]) if c["arch"] in _common.ARCHS else 99, c["batch"]))
     result["commands"] = _commands(result)
     result["elapsed_s"] = result.get("elapsed_s", 0.0) + time.perf_counter() - t0

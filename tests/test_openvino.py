@@ -257,11 +257,13 @@ def test_kernel_prefetch_hints(env: dict[str, str], extension: Path, monkeypatch
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 prefetch instructions")
 def test_prefetch_hints_compiled(extension: Path) -> None:
-    """Each kernel-stream prefetch site holds all three hints (prefetcht1 by default, prefetcht0
-    for TVEXPORT_OV_KERNEL_L2=0, prefetchnta for TVEXPORT_OV_KERNEL_NTA=1), so the switches reach
-    the machine code. Results cannot show a lost hint (test_kernel_prefetch_hints): g++ 12 -O3 once
-    compiled an if-else chain over the hints into the prefetchnta alone, leaving the default path
-    with no prefetch at all, while every result stayed right."""
+    """The built library holds the three kernel-stream hints in comparable numbers (each prefetch
+    site compiles one of each: prefetcht1 by default, prefetcht0 for TVEXPORT_OV_KERNEL_L2=0,
+    prefetchnta for TVEXPORT_OV_KERNEL_NTA=1), so the switches reach the machine code. Results
+    cannot show a lost hint (test_kernel_prefetch_hints): g++ 12 -O3 once compiled an if-else
+    chain over the hints into the prefetchnta alone (284 of them, 21 prefetcht0 from the other
+    prefetches, no prefetcht1), leaving the default path with no kernel prefetch, while every
+    result stayed right."""
     objdump = shutil.which("objdump")
     if objdump is None:
         pytest.skip("objdump (binutils) is not installed")

@@ -22,7 +22,8 @@
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
 // e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
 // tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead (see
-// Pass::hint; without it batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
+// Pass::hint; without it, against prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread,
+// kernels from DRAM, in
 // benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware prefetchers do not
 // keep up with the kernel stream, and a position-major layout, one contiguous stream per row, did
 // not help them: issues 17l and 17m, benchmarks/results/README.md), and the input rows the next
@@ -282,8 +283,7 @@ struct Pass {
     // TVEXPORT_OV_KERNEL_NTA=1 (see tv_dwconv.cpp; off by default): at batch 1, where every kernel
     // is used once, each tap's kernel run is prefetched with the non-temporal hint (prefetchnta)
     // instead of locality 3 (prefetcht0, the default until issue 17q), meant to keep the kernel
-    // stream from evicting what the next ops read
-    // (in face MobileNetV2 at batch 1 the ops other than the TV ops took 21-38 % longer in the TV
+    // stream from evicting what the next ops read (in face MobileNetV2 at batch 1 the ops other than the TV ops took 21-38 % longer in the TV
     // network with float32 kernels than the same ops in the DW network, 0-16 % with float16/int8
     // ones, most on the op that reads a TV op's output: issue 17k's scratch runs, both networks in
     // one process). Not faster (issue 17k; benchmarks/results/openvino_nta_*.md):
@@ -296,10 +296,10 @@ struct Pass {
     // 0.92x as long (float32 / float16 / int8; benchmarks/results/openvino_kernel_micro_prefetch_l2.md);
     // in OpenVINO the TV ops 0.83x / 0.80x / 0.97x with one thread and 0.92x / 0.89x / 0.98x with
     // two (benchmarks/results/openvino_kernel_l2_*.md); x0.1, ShuffleNetV2 x1.0 and batch 16
-    // unchanged. Presumably the prefetches of 9 tap streams into L1 held its few miss buffers.
-    // The hint: 0 (nta), 2 (L2) or 3. A switch, not an if-else chain: g++ 12 -O3 compiled `if (nta)
-    // ... else if (l2) ... else ...` here into the prefetchnta alone, leaving no prefetch at all
-    // unless nta was set (tests/test_openvino.py: test_prefetch_hints_compiled).
+    // unchanged. Presumably the prefetches of k*k tap streams into L1 held its few miss buffers.
+    // The hint: 0 (nta), 2 (L2) or 3 (L1 too). A switch, not an if-else chain: g++ 12 -O3 compiled
+    // `if (nta) ... else if (l2) ... else ...` here into the prefetchnta alone, skipping every
+    // kernel prefetch unless nta was set (tests/test_openvino.py: test_prefetch_hints_compiled).
     int hint = a.sw.kernel_nta && a.n == 1 ? 0 : a.sw.kernel_l2 ? 2 : 3;
 
     void prefetch_kernels(const char* p) const {

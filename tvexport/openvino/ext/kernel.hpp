@@ -58,7 +58,7 @@ struct Switches {
     bool channel_blocks = true;   // run_channel_blocks may be chosen (kernel.cpp: run); off: the tile path
     bool blocks_outer = true;     // run_channel_blocks: each channel block walks all the rows; off: each row tile all the blocks
     bool scale_registers = true;  // int8, one image: scales held in registers where they fit (kernel.cpp: Pass::scale_register_chunks)
-    bool kernel_nta = false;      // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta) instead of into every level
+    bool kernel_nta = false;      // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta) instead of the default
     bool kernel_l2 = true;        // prefetch the kernel stream into L2 only (prefetcht1); off: into L1 too (prefetcht0)
     int64_t serial_bytes = 0;     // the op: layers moving fewer bytes run on the calling thread, not split over the pool
 };
