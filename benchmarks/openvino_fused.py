@@ -17,8 +17,10 @@ paired ratios) per TV variant and the DWConv network of its runtime, as `tvexpor
 Ratios are paired per round against ov-dw (ort-portable against ort-dw). All OpenVINO runs
 use INFERENCE_PRECISION_HINT f32. Per TV layer: OpenVINO's per-node counters (PERF_COUNT) in
 the fused network, mean of the warm runs, against the layer's memory floor (stored kernel bytes +
-input + output bytes) / copy bandwidth measured in the same run; the reorders around TV ops are
-summed separately. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
+input + output bytes) / copy bandwidth measured in the same run with as many threads as the
+counters (--layer-threads, default --threads; on the Zen 4 VM two threads' counters swung 2.4x
+within minutes while one thread's held within ~10 %); the reorders around TV ops are summed
+separately. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
 (best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
 of its own (a runtime's spinning threads slow the other's next run); the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
@@ -92,6 +94,21 @@ def ort_closure(runner: OrtRunner, x: np.ndarray) -> Any:
 # Per TV layer, from OpenVINO's counters
 # --------------------------------------------------------------------------------------------
 
+def layer_threads(args: Any) -> int:
+    """Threads of the per-layer counters and of their floor's copy bandwidth."""
+    return args.layer_threads or args.threads
+
+
+def bandwidth_with(threads: int) -> dict[str, Any]:
+    """copy_bandwidth with ``threads`` torch threads (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return {**copy_bandwidth(), "threads": threads}
+    finally:
+        torch.set_num_threads(before)
+
+
 def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int) -> dict[str, Any]:
     """Mean per-node time (us) of the fused network's TV ops over ``runs`` warm runs, and the
     reorders' total. The CPU plugin reports each node's mean since the model was compiled, not the
@@ -155,6 +172,8 @@ def floor_bytes(graph: Any, batch: int) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------
 
 def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str, Any]:
+    """One (network, batch): paired TV/DW timings of every variant, errors against torch, and the
+    per-TV-layer counters (with ``args.layer_threads`` threads) against ``bandwidth``."""
     subject = load_subject(arch)
     tv_model, dw_model = subject.networks[0].form("baked"), subject.networks[1].form("baked")
     assert tv_model is not None and dw_model is not None
@@ -191,15 +210,16 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
         truncated |= timing.truncated
     layers = {}
     for name, key in (("ov-fused", "plugin"), ("ov-fused-f16", "plugin_f16"), ("ov-fused-int8", "plugin_int8")):
-        prof = layer_profile(g_tv[key], x, threads=t, runs=args.layer_runs)
+        prof = layer_profile(g_tv[key], x, threads=layer_threads(args), runs=args.layer_runs)
         floors = floor_bytes(g_tv[key], batch)
         prof["layers"] = [{"name": n, "us": us, "floor_bytes": floors[n], "floor_us": floors[n] / bandwidth * 1e6,
                            "x_floor": us / (floors[n] / bandwidth * 1e6)} for n, us in prof["tv_us"].items()]
         del prof["tv_us"]
         layers[name] = prof
-    dw_prof = layer_profile(g_dw["portable"], x, threads=t, runs=args.layer_runs)
+    dw_prof = layer_profile(g_dw["portable"], x, threads=layer_threads(args), runs=args.layer_runs)
     return {"arch": arch, "batch": batch, "rounds": rounds, "truncated": truncated, "stats": stats, "ratios": ratios,
             "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"],
+            "layer_threads": layer_threads(args),
             "kernel": runners["ov-fused"].kernel, "extension": runners["ov-fused"].extension.parent.name,  # its cache key
             "load_average": [load_before, load_average()]}
 
@@ -270,15 +290,16 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
                   f"{c.get('extension', '(first kernel)')} |")
     md += ["", f"Targets (issue 17): fused/DW <= {TARGETS['b16']} at batch 16; batch 1 <= {TARGETS['b1_f32']} (float32 kernels), "
            f"<= {TARGETS['b1_compressed']} (compressed); per TV layer <= {TARGETS['layer_floor']}x its memory floor.", ""]
-    md += ["## Per TV layer (OpenVINO per-node counters, mean of warm runs; floor at the copy bandwidth measured in the run of the row)", "",
-           "| network | batch | kernels | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | reorders ms (fused / DW net) | copy GB/s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    md += ["## Per TV layer (OpenVINO per-node counters, mean of warm runs; floor at the copy bandwidth measured in the run of the row with the counters' threads)", "",
+           "| network | batch | kernels | counter threads | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | reorders ms (fused / DW net) | copy GB/s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cases"]:
         for kind, prof in c["layers"].items():
             ls = prof["layers"]
             tot, fl = sum(x["us"] for x in ls) / 1e3, sum(x["floor_us"] for x in ls) / 1e3
             xs = sorted(x["x_floor"] for x in ls)
-            md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
+            md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {c.get('layer_threads', result['threads'])} | "
+                      f"{tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
                       f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
                       f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} |")
     if result.get("sweep"):
@@ -351,6 +372,7 @@ def main() -> int:
     p = _common.parser(__doc__.splitlines()[0], render=True)
     p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1 and 16")
     p.add_argument("--layer-runs", type=int, default=20, help="profiled runs per network for the per-layer table")
+    p.add_argument("--layer-threads", type=int, help="threads of the per-layer counters and their floor's copy bandwidth (default --threads)")
     p.add_argument("--no-sweep", action="store_true", help="skip the width sweep")
     p.add_argument("--sweep-only", action="store_true", help="only the width sweep")
     args = p.parse_args()
@@ -370,7 +392,7 @@ def main() -> int:
     if not (args.sweep_only and result["cases"]):
         result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine,
                        "versions": {**versions(), "openvino": __import__("openvino").__version__}, "machine_text": machine_text})
-        result["bandwidth"] = copy_bandwidth()
+        result["bandwidth"] = bandwidth_with(layer_threads(args))
     if not args.sweep_only:
         for arch in args.arch or _common.ARCHS:
             for batch in args.batch or BATCHES:
