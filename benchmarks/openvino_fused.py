@@ -179,7 +179,7 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
     assert tv_model is not None and dw_model is not None
     x = np.ascontiguousarray(random_inputs((batch, *config_of(tv_model).input_shape), seed=0).numpy())
     g_tv, g_dw = graphs(tv_model, batch, tv=True), graphs(dw_model, batch, tv=False)
-    t = args.threads
+    t, lt = args.threads, layer_threads(args)
     runners = {
         "ov-fused": OpenVinoRunner(g_tv["plugin"], threads=t),
         "ov-fused-f16": OpenVinoRunner(g_tv["plugin_f16"], threads=t),
@@ -210,16 +210,16 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
         truncated |= timing.truncated
     layers = {}
     for name, key in (("ov-fused", "plugin"), ("ov-fused-f16", "plugin_f16"), ("ov-fused-int8", "plugin_int8")):
-        prof = layer_profile(g_tv[key], x, threads=layer_threads(args), runs=args.layer_runs)
+        prof = layer_profile(g_tv[key], x, threads=lt, runs=args.layer_runs)
         floors = floor_bytes(g_tv[key], batch)
         prof["layers"] = [{"name": n, "us": us, "floor_bytes": floors[n], "floor_us": floors[n] / bandwidth * 1e6,
                            "x_floor": us / (floors[n] / bandwidth * 1e6)} for n, us in prof["tv_us"].items()]
         del prof["tv_us"]
         layers[name] = prof
-    dw_prof = layer_profile(g_dw["portable"], x, threads=layer_threads(args), runs=args.layer_runs)
+    dw_prof = layer_profile(g_dw["portable"], x, threads=lt, runs=args.layer_runs)
     return {"arch": arch, "batch": batch, "rounds": rounds, "truncated": truncated, "stats": stats, "ratios": ratios,
             "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"],
-            "layer_threads": layer_threads(args),
+            "layer_threads": lt,
             "kernel": runners["ov-fused"].kernel, "extension": runners["ov-fused"].extension.parent.name,  # its cache key
             "load_average": [load_before, load_average()]}
 

@@ -23,10 +23,10 @@
 // e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
 // tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead (see
 // Pass::hint; without it, against prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread,
-// kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware prefetchers do not
-// keep up with the kernel stream, and a position-major layout, one contiguous stream per row, did
-// not help them: issues 17l and 17m, benchmarks/results/README.md), and the input rows the next
-// row or tile needs are prefetched a slice per segment.
+// kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
+// prefetchers do not keep up with the kernel stream, and a position-major layout, one contiguous
+// stream per row, did not help them: issues 17l and 17m, benchmarks/results/README.md), and the
+// input rows the next row or tile needs are prefetched a slice per segment.
 // Within a row, segments of up to kSegment floats of (position, channel). Input rows are
 // converted once per image and tile into float32 buffers, zero-padded and split by phase
 // (column mod stride), so that every tap is one contiguous run over (position, channel) of
@@ -285,8 +285,9 @@ struct Pass {
     // stream from evicting what the next ops read (in face MobileNetV2 at batch 1 the ops other
     // than the TV ops took 21-38 % longer in the TV network with float32 kernels than the same ops
     // in the DW network, 0-16 % with float16/int8 ones, most on the op that reads a TV op's
-    // output: issue 17k's scratch runs, both networks in one process). Not faster (issue 17k; benchmarks/results/openvino_nta_*.md):
-    // no wall or other-ops gain beyond the null test at x0.1 or x1.0, any kernel dtype; the L2
+    // output: issue 17k's scratch runs, both networks in one process). Not faster (issue 17k;
+    // benchmarks/results/openvino_nta_*.md): no wall or other-ops gain beyond the null test at
+    // x0.1 or x1.0, any kernel dtype; the L2
     // stream prefetcher presumably fetches the runs anyway. Prefetched 2-4 KiB ahead instead of
     // TVX_PREFETCH_BYTES it made float32 TV ops 12-17 % slower (scratch runs).
     // Each tap's kernel run is prefetched into L2 only (prefetcht1), not into L1 too (prefetcht0,
