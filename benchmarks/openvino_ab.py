@@ -22,10 +22,6 @@ setting):
                   batch's last single-image tile) with each layer's scales held in registers where
                   they fit (the default: k = 3, C dividing 16, 32 or 48; AVX-512), B each scale
                   vector loaded beside its kernel vector (the loop before)
-  position-blocks TVEXPORT_OV_POSITION_BLOCKS: A int8 kernels one image at a time through the chunk
-                  loop, each scale vector loaded beside its kernel vector (the loop before issue
-                  17t), B blocks of 3 positions sharing each tap's scale loads (the default since;
-                  C >= 64 channels in whole vectors; AVX-512)
   nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched as by default (locality
                   3 until issue 17q, L2 only since), B with the non-temporal hint (prefetchnta;
                   batch 1 only)
@@ -75,16 +71,16 @@ from tvexport.profile.stats import Stats, paired_ratio
 
 ALT, NULL = "A'", "A'/A"  # the null-test copy and its ratio
 WARM = 10
-CHANNEL_BLOCK_MIN = 512  # kernel.hpp kChannelBlockMin: channel blocks need C >= this (and stride 1, batch > 1)
+SEGMENT = 512  # kernel.hpp kSegment: channel blocks need C >= this (and stride 1, batch > 1)
 
 
 def channel_block_candidates(graph: Any) -> list[str]:
-    """TV nodes the channel-block switch can reach: stride 1 and at least kChannelBlockMin channels (run()
+    """TV nodes the channel-block switch can reach: stride 1 and at least kSegment channels (run()
     also needs tiles narrower than k positions; the per-layer table shows which changed)."""
     inits = {t.name: t for t in graph.graph.initializer}
     tv = set(tv_nodes(graph))
     return [node.name for node in graph.graph.node if node.name in tv
-            and next(a.i for a in node.attribute if a.name == "stride") == 1 and inits[node.input[1]].dims[0] >= CHANNEL_BLOCK_MIN]
+            and next(a.i for a in node.attribute if a.name == "stride") == 1 and inits[node.input[1]].dims[0] >= SEGMENT]
 
 
 def scale_register_candidates(graph: Any) -> list[str]:
@@ -95,16 +91,6 @@ def scale_register_candidates(graph: Any) -> list[str]:
     tv = set(tv_nodes(graph))
     return [node.name for node in graph.graph.node if node.name in tv and inits[node.input[1]].data_type == onnx.TensorProto.INT8
             and next(a.i for a in node.attribute if a.name == "k") == 3 and any(m % inits[node.input[1]].dims[0] == 0 for m in (16, 32, 48))]
-
-
-def position_block_candidates(graph: Any) -> list[str]:
-    """TV nodes the position-block switch can reach (one image at a time): int8 kernels and C >= 64
-    channels in whole vectors of 16 (Pass::position_blocks; runs of one position stay in the chunk
-    loop: the per-layer table shows which changed)."""
-    inits = {t.name: t for t in graph.graph.initializer}
-    tv = set(tv_nodes(graph))
-    return [node.name for node in graph.graph.node if node.name in tv and inits[node.input[1]].data_type == onnx.TensorProto.INT8
-            and inits[node.input[1]].dims[0] >= 64 and inits[node.input[1]].dims[0] % 16 == 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +110,7 @@ class Switch:
         return self.b if copy == "B" else self.a
 
 
-CHANNEL_BLOCK_REACH = (f"with stride 1 and C >= {CHANNEL_BLOCK_MIN} (the only ones the switch can change; they take the channel-block path "
+CHANNEL_BLOCK_REACH = (f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change; they take the channel-block path "
                        "only where L2-sized tiles would be narrower than min(k, out_w) positions, which the per-layer table shows)")
 SWITCHES = {
     "channel-blocks": Switch(
@@ -150,13 +136,6 @@ SWITCHES = {
         "(`TVEXPORT_OV_SCALE_REGISTERS=0` while it was read), A' as A",
         scale_register_candidates, "with k = 3 and C dividing 16, 32 or 48 (the only ones the switch can change, int8 kernels only)",
         "openvino_scale_registers", "face_mobilenetv2_x0_1", 1),
-    "position-blocks": Switch(
-        "TVEXPORT_OV_POSITION_BLOCKS", "0", "1", "int8 chunk loop (A) vs blocks of positions sharing scale loads (B) at batch 1",
-        "A int8 kernels through the chunk loop, a scale vector loaded beside each kernel vector "
-        "(`TVEXPORT_OV_POSITION_BLOCKS=0` while it was read; the loop before issue 17t), B blocks of 3 positions sharing "
-        "each tap's scale loads (the default since), A' as A",
-        position_block_candidates, "with C >= 64 channels in whole vectors (the only ones the switch can change, int8 kernels only)",
-        "openvino_position_blocks", "face_mobilenetv2_x1_0", 1),
     "nta": Switch(
         "TVEXPORT_OV_KERNEL_NTA", "0", "1", "kernel stream prefetched as by default (A) vs non-temporally (B)",
         "A each tap's kernel run prefetched as by default (locality 3, prefetcht0, until issue 17q, when openvino_nta_* "

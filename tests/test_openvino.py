@@ -321,32 +321,6 @@ def test_int8_scales_in_registers(case: Case, switch: str, extension: Path, kern
     assert run_case(case, extension, threads=2) < LAYER_RTOL
 
 
-# int8, one image, C >= 64 in whole vectors: blocks of 3 (or 2) positions x up to 4 vectors of
-# channels share each tap's scale loads (kernel.cpp: Pass::position_blocks; AVX-512 only)
-POSITION_BLOCK_CASES = [Case(3, 1, "map", "int8", 1, channels=64, h=6, w=11), Case(3, 2, "channel", "int8", 1, channels=80, h=5, w=13),
-                        Case(5, 1, None, "int8", 1, channels=144, h=5, w=8), Case(3, 1, "channel", "int8", 1, channels=768, h=4, w=5),
-                        Case(7, 2, "map", "int8", 1, channels=96, h=4, w=9), Case(3, 1, "map", "int8", 5, channels=112, h=4, w=9)]
-
-
-@pytest.mark.parametrize("switch", ["1", "0"], ids=["blocks", "chunks"])
-@pytest.mark.parametrize("case", POSITION_BLOCK_CASES, ids=lambda c: f"{c.id}-c{c.channels}-{c.h}x{c.w}")
-def test_int8_position_blocks(case: Case, switch: str, extension: Path, kernel_variant: str,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """int8 kernels one image at a time with C >= 64 channels in whole vectors run in blocks of 3
-    positions (2 where a segment holds 2: C = 768) x 4, 3, 2 or 1 vectors of channels (64: 4; 80:
-    4 + 1; 96: 4 + 2; 112: 4 + 3; 144: 4 + 4 + 1; 768: 12 x 4), the positions left over by the chunk
-    loop: stride 1 through the ring (rows of 11 and 8 positions in one segment, 5 in segments of 2, 2
-    and 1), stride 2 in
-    place with strided input (k = 3, 7), and the last image of batch 5 in place at stride 1.
-    TVEXPORT_OV_POSITION_BLOCKS=0 sends them all through the chunk loop. A scale of the wrong
-    channel or tap, or the wrong input stride between positions, is O(1) off. Built for AVX-512
-    only: elsewhere the blocks cases are skipped (they would run the chunk loop)."""
-    if switch == "1" and "AVX-512" not in kernel_variant:
-        pytest.skip(f"position blocks are built for AVX-512 only; this CPU runs {kernel_variant}")
-    monkeypatch.setenv("TVEXPORT_OV_POSITION_BLOCKS", switch)
-    assert run_case(case, extension, threads=2) < LAYER_RTOL
-
-
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
     choice is made when the library loads) pass part of the grid and one channel-block case; the widest one this CPU runs is

@@ -19,8 +19,8 @@
 // one image: whole rows, every kernel is used once); every image of the batch is computed with a
 // tile before the next tile is read, so the kernels come from memory
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
-// whose one position's kernels are too big for such tiles to be k positions wide (C >=
-// kChannelBlockMin, e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
+// whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
+// e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
 // tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead (see
 // Pass::hint; without it, against prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread,
 // kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
@@ -493,8 +493,6 @@ struct Pass {
         if constexpr (NB == 1 && kInt8 && kScaleRegisters) {
             if (a.sw.scale_registers)
                 u = scale_register_chunks<kStrided>(nt, len, dst, bias, fetch);
-            if (u == 0 && a.sw.position_blocks)
-                u = position_blocks<kStrided>(nt, len, dst[0], bias, fetch);
         }
         u = chunks<NB, kStrided, kVectors>(nt, u, len, dst, bias, img, fetch);
         const auto xoff = input_offset<kStrided>();
@@ -535,9 +533,8 @@ struct Pass {
     // the tap's C scales repeated over a segment's positions). With channels in whole vectors a
     // vector never straddles two positions, so the scales of float q are also those at q % C:
     // only the first C floats of each row are read, which stay in L1 beside the kernel and input
-    // streams (a segment's rows of 9 taps were 18 KiB with 512-float segments, 72 KiB now; face
-    // MobileNetV2 x0.1 batch 1, int8 TV ops 3-9 % faster, measured before scale_register_chunks
-    // took most of those layers)
+    // streams (a segment's rows of 9 taps are 18 KiB; face MobileNetV2 x0.1 batch 1, int8 TV ops
+    // 3-9 % faster, measured before scale_register_chunks took most of those layers)
     auto scale_offset() const {
         const int64_t C = a.c;
         const bool short_scale = kInt8 && C % kLanes == 0;
@@ -669,92 +666,6 @@ struct Pass {
             return 0;
         }
     }
-
-    // int8 kernels, one image, channels in whole vectors that scale_register_chunks does not hold
-    // (C >= 64, a multiple of 16), a run of whole positions: blocks of P = 3 (2 where the run has
-    // only 2) positions x up to 4 vectors of channels, each tap's scale vectors loaded once per block
-    // and shared by its P positions. The chunk loop loads a scale vector beside every kernel vector,
-    // and at one image the loads bound the loop: a standalone probe (AVX-512 Zen 4 VM, one thread,
-    // data in cache) took 1.10 / 1.13 / 1.41 / 1.42 ns per kernel vector that way at C = 144 / 192 /
-    // 576 / 960, 0.99 / 0.99 / 1.03 / 1.03 in blocks of 3 positions (4: 1.03-1.17), 0.78-0.82 with
-    // the scales in registers. Returns the floats done (whole groups of P positions from 0); the
-    // chunk loop takes the rest. Off: TVEXPORT_OV_POSITION_BLOCKS=0 (see tv_dwconv.cpp).
-    template <bool kStrided>
-    int64_t position_blocks(int nt, int64_t len, float* dst, const float* bias, bool fetch) {
-        const int64_t C = a.c;
-        if (C % kLanes != 0 || C <= 3 * kLanes || len % C != 0)
-            return 0;
-        const int64_t positions = len / C;
-        if (positions >= 3)
-            return position_groups<kStrided, 3>(nt, positions, dst, bias, fetch);
-        if (positions == 2)
-            return position_groups<kStrided, 2>(nt, positions, dst, bias, fetch);
-        return 0;
-    }
-
-    template <bool kStrided, int P>
-    int64_t position_groups(int nt, int64_t positions, float* dst, const float* bias, bool fetch) {
-        const Range range(a);
-        const int64_t C = a.c;
-        int64_t j = 0;
-        for (; j + P <= positions; j += P) {
-            int64_t c = 0;
-            for (; c + 4 * kLanes <= C; c += 4 * kLanes)
-                position_block<kStrided, P, 4>(nt, j, c, dst, bias, fetch, range);
-            switch ((C - c) / kLanes) {
-            case 1:
-                position_block<kStrided, P, 1>(nt, j, c, dst, bias, fetch, range);
-                break;
-            case 2:
-                position_block<kStrided, P, 2>(nt, j, c, dst, bias, fetch, range);
-                break;
-            case 3:
-                position_block<kStrided, P, 3>(nt, j, c, dst, bias, fetch, range);
-                break;
-            default:
-                break;
-            }
-        }
-        return j * C;
-    }
-
-    // Positions [j, j + P) of the run, channels [c, c + V * kLanes): see position_blocks.
-    template <bool kStrided, int P, int V>
-    void position_block(int nt, int64_t j, int64_t c, float* dst, const float* bias, bool fetch, const Range& range) {
-        const int64_t C = a.c, xs = kStrided ? a.stride * C : C;  // floats from one position's input to the next
-        v16 acc[P][V];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p)
-#pragma GCC unroll 4
-            for (int v = 0; v < V; ++v)
-                acc[p][v] = bias ? load(bias + (j + p) * C + c + v * kLanes) : v16{};
-        for (int t = 0; t < nt; ++t) {
-            const WT* wp = tap_w[t] + j * C + c;
-            const float* xp = tap_x[t] + j * xs + c;
-            if (fetch) {
-                // each position's runs ahead as the chunk loop fetches them: together the group's
-                // blocks cover the same bytes
-#pragma GCC unroll 4
-                for (int p = 0; p < P; ++p)
-                    for (int64_t o = 0; o < V * kLanes * int64_t(sizeof(WT)); o += 64)
-                        prefetch_kernels(reinterpret_cast<const char*>(wp + p * C + ahead) + o);
-            }
-            v16 scales[V];
-#pragma GCC unroll 4
-            for (int v = 0; v < V; ++v)
-                scales[v] = load(tap_s[t] + c + v * kLanes);  // tap_s[t]: the position's start (C % 16 == 0)
-#pragma GCC unroll 4
-            for (int p = 0; p < P; ++p)
-#pragma GCC unroll 4
-                for (int v = 0; v < V; ++v)
-                    acc[p][v] += int8_vector(wp + p * C + v * kLanes) * scales[v] * load(xp + p * xs + v * kLanes);
-        }
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p)
-#pragma GCC unroll 4
-            for (int v = 0; v < V; ++v)
-                store_v(dst + (j + p) * C + c + v * kLanes, range(acc[p][v]));
-    }
 };
 
 // f(std::integral_constant<int, nb>) for a run-time nb <= NB (the last, narrower tile of a batch)
@@ -796,7 +707,8 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
     return {r, std::min(q, a.out_w)};
 }
 
-// Channel blocks, for batch > 1, stride 1 and float32 activations when C >= kChannelBlockMin and tile_of's tiles would be narrower than k positions and than the row (one
+// Channel blocks, for batch > 1, stride 1 and float32 activations when a segment is one position
+// (C >= kSegment) and tile_of's tiles would be narrower than k positions and than the row (one
 // position's kernels for all taps are k*k*C values: 69 KB at C=1920, k=3, so a tile of 8 rows is
 // 1 position wide).
 // Such tiles re-read each image's input columns in every neighbouring tile (a 1-position tile of
@@ -845,7 +757,7 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     // (benchmarks/results/openvino_blocks_outer.md, runs in all 6 orders of the copies): float32 /
     // float16 / int8 kernels 1.037 / 1.039 / 1.006x, null tests 0.940 / 1.018 / 0.988; earlier runs
     // with the off copy always in the middle (a position that read identical code 4-17 % slower)
-    // read 1.00-1.18x. It never measured slower, so it stays. Face MobileNetV2's C >= kChannelBlockMin
+    // read 1.00-1.18x. It never measured slower, so it stays. Face MobileNetV2's C >= kSegment
     // layers take the tile path at 96x96 (whole-row tiles at least k positions wide). Off: each
     // row tile walks all the blocks (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
     const int64_t tiles = (row_end - row_begin + rows - 1) / rows, nblocks = (C + block - 1) / block;
@@ -884,7 +796,7 @@ template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
     if constexpr (std::is_same_v<XT, float>) {
-        if (a.sw.channel_blocks && a.n > 1 && a.stride == 1 && a.c >= kChannelBlockMin && tile.positions < std::min(a.k, a.out_w))
+        if (a.sw.channel_blocks && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
             return run_channel_blocks<XT, WT>(a, row_begin, row_end);
     }
     const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
@@ -949,8 +861,8 @@ void run_x(const KernelArgs& a, int64_t begin, int64_t end) {
 // were seen at 0, 16, 32 and 48 bytes mod 64; activations at 0), so every vector load of a
 // misaligned int8 scale row (one per kernel vector where the scales are not in registers) or
 // per-channel bias row straddles two cache lines. Those rows are small next to the kernels
-// (k*k x S and S floats, S = segment_floats(C) <= max(kSegment, C): at most 401 KB of scales,
-// S = 2048 at k = 7): a misaligned one is copied into this thread's aligned scratch first. Only
+// (k*k x S and S floats, S = segment_floats(C) <= max(kSegment, C): at most 376 KB of scales,
+// C = 1920 at k = 7): a misaligned one is copied into this thread's aligned scratch first. Only
 // the table's start is aligned: where S is not a multiple of 16 floats (C = 24: 504) some tap
 // rows still straddle lines (at batch 1 such layers hold their scales in registers).
 // Bias maps (h, w, C) and the kernels are as large as a layer's stream and are read in place

@@ -58,7 +58,6 @@ struct Switches {
     bool channel_blocks = true;   // run_channel_blocks may be chosen (kernel.cpp: run); off: the tile path
     bool blocks_outer = true;     // run_channel_blocks: each channel block walks all the rows; off: each row tile all the blocks
     bool scale_registers = true;  // int8, one image: scales held in registers where they fit (kernel.cpp: Pass::scale_register_chunks)
-    bool position_blocks = true;  // int8, one image, C >= 64: blocks of positions share each tap's scale loads (kernel.cpp: Pass::position_blocks)
     bool kernel_nta = false;      // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta) instead of the default
     bool kernel_l2 = true;        // prefetch the kernel stream into L2 only (prefetcht1); off: into L1 too (prefetcht0)
     int64_t serial_bytes = 0;     // the op: layers moving fewer bytes run on the calling thread, not split over the pool
@@ -80,16 +79,8 @@ struct KernelArgs {
     Switches sw;
 };
 
-// Output rows are processed in segments of up to kSegment floats of (position, channel). 2048
-// rather than 512 (issue 17t): several positions per segment up to C = 1023, as int8's position
-// blocks need (kernel.cpp: Pass::position_blocks), and fewer calls; alone, in the kernel micro
-// (benchmarks/openvino_kernel_micro.py, one thread, face MobileNetV2 x1.0, Zen 4 VM, network sums
-// per kernel dtype) batch 1 hot 0.93-0.94x and cold 0.94-0.97x as long, batch 16 hot 0.97-0.99x
-// and cold 0.96-0.98x; x0.1 at batch 1 hot 0.93-0.99x, cold 0.95-1.01x.
-constexpr int64_t kSegment = 2048;
-
-// Channel blocks (kernel.cpp: run_channel_blocks) are considered from this many channels on.
-constexpr int64_t kChannelBlockMin = 512;
+// Output rows are processed in segments of up to kSegment floats of (position, channel).
+constexpr int64_t kSegment = 512;
 
 // Positions per segment: whole positions, at least one.
 constexpr int64_t segment_positions(int64_t c) {

@@ -123,11 +123,6 @@ Switches switches_from_env() {
     // layer's scales in registers where they fit (kernel.cpp: Pass::scale_register_chunks;
     // --switch scale-registers).
     s.scale_registers = switch_from_env("TVEXPORT_OV_SCALE_REGISTERS");
-    // TVEXPORT_OV_POSITION_BLOCKS=0: int8 kernels one image at a time with C >= 64 channels in
-    // whole vectors walk the chunk loop, a scale vector loaded beside each kernel vector, instead
-    // of blocks of positions sharing each tap's scale loads (kernel.cpp: Pass::position_blocks;
-    // --switch position-blocks).
-    s.position_blocks = switch_from_env("TVEXPORT_OV_POSITION_BLOCKS");
     // TVEXPORT_OV_KERNEL_NTA=1: at batch 1 (every kernel used once) the kernel stream is prefetched
     // with the non-temporal hint (prefetchnta) instead of the default (--switch nta). Off by
     // default: it was not faster than locality 3 (kernel.cpp: Pass::hint).
