@@ -30,8 +30,10 @@ variant's per-round medians are paired with the first variant's (B/A per case).
         [--arch ARCH] [--variant NAME[@KERNEL_CPP][:FLAG ...]] ...
 
 A variant is a scratch build: ``--variant pf2k:-DTVX_PREFETCH_BYTES=2048`` adds compiler flags,
-``--variant direct@/tmp/kernel_direct.cpp`` compiles another copy of kernel.cpp (the ext/ headers
-still apply). Without ``--variant`` one build of the sources as they are (named ``base``).
+``--variant direct@/tmp/kernel_direct.cpp`` compiles another copy of kernel.cpp (with the ext/
+headers, or with a ``kernel.hpp`` beside the copy, which then lays out the driver's data too: a
+scratch ``kSegment``, say). Without ``--variant`` one build of the sources as they are (named
+``base``).
 """
 
 from __future__ import annotations
