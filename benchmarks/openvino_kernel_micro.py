@@ -30,8 +30,10 @@ variant's per-round medians are paired with the first variant's (B/A per case).
         [--arch ARCH] [--variant NAME[@KERNEL_CPP][:FLAG ...]] ...
 
 A variant is a scratch build: ``--variant pf2k:-DTVX_PREFETCH_BYTES=2048`` adds compiler flags,
-``--variant direct@/tmp/kernel_direct.cpp`` compiles another copy of kernel.cpp (the ext/ headers
-still apply). Without ``--variant`` one build of the sources as they are (named ``base``).
+``--variant direct@/tmp/kernel_direct.cpp`` compiles another copy of kernel.cpp (with the ext/
+headers, or with a ``kernel.hpp`` beside the copy, which then lays out the driver's data too: a
+scratch ``kSegment``, say). Without ``--variant`` one build of the sources as they are (named
+``base``).
 """
 
 from __future__ import annotations
@@ -139,10 +141,12 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     """
     cxx = _build._compiler()  # MissingDependencyError with what to install
     kflags = [*kernel_flags(), *variant.flags]
-    # a scratch copy elsewhere includes "kernel.hpp" from its own directory if there is one, else from ext/
+    # a scratch copy elsewhere includes "kernel.hpp" from its own directory if there is one, else from ext/;
+    # the driver then lays its data out by that header too (a scratch kSegment, say)
+    hpp_dir = [f"-I{variant.kernel.parent}"] if (variant.kernel.parent / "kernel.hpp").is_file() else []
     steps = [
         [cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", "{tmp}/kernel.o"],
-        [cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
+        [cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", *hpp_dir, f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
         [cxx, "{tmp}/main.o", "{tmp}/kernel.o", "-o", "{tmp}/bin"],
     ]
     h = hashlib.sha256()

@@ -94,3 +94,25 @@ def test_bench_mode_takes_a_batch_and_refuses_a_bad_offset(micro: ModuleType) ->
     for spec in ("16,3,1,4,4,f32,abc", "16,3,1,4,4,f32,", "16,3,1,4,4,f32,2junk", "16,3,1,4,4,f32,0", "16,4,1,4,4,f32"):
         bad = subprocess.run([str(binary), "bench", "1", "0", "0", "0", spec], capture_output=True, text=True)
         assert bad.returncode == 2 and "bad case" in bad.stderr, spec
+
+
+def test_scratch_header_lays_out_the_driver_data_too(micro: ModuleType, tmp_path: Path) -> None:
+    """A scratch kernel.cpp with its own kernel.hpp (here 1024-float segments) builds the driver
+    against that header as well, so the tiled int8 scale and bias rows match what the kernel reads
+    (C = 40: scales read across the segment; with the driver on ext/'s header the taps' rows would
+    be 480 floats apart for a kernel that reads them 1000 apart)."""
+    ext = micro.EXT
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "kernel.cpp").write_bytes((ext / "kernel.cpp").read_bytes())
+    header = (ext / "kernel.hpp").read_text()
+    assert "constexpr int64_t kSegment = 512;" in header
+    (scratch / "kernel.hpp").write_text(header.replace("constexpr int64_t kSegment = 512;", "constexpr int64_t kSegment = 1024;"))
+    binary = micro.build(micro.Variant("seg1024", scratch / "kernel.cpp", ()), log=False)
+    case = (40, 3, 2, 5, 9, "i8", 1)
+    run = tmp_path / "run"
+    run.mkdir()
+    subprocess.run([str(binary), "check", str(run), *map(str, case)], check=True)
+    got = np.fromfile(run / "y.bin", np.float32).reshape(1, 5, 9, 40)
+    ref = reference(run, *case)
+    assert np.abs(got - ref).max() <= 2e-6 * np.abs(ref).max()

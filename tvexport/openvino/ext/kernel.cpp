@@ -639,7 +639,10 @@ struct Pass {
     // float16 0.99-1.05, float32 1.01-1.04 (nulls 1.005-1.11), no gain; C % 16 == 0: chunks of 4
     // positions x one 16-channel group (issue 17i's layout) with the group's 9 scales in
     // registers, int8 0.92-1.05 over 4 runs (nulls 0.98-1.09), not resolved, while the period-3
-    // chunks above alone gave 0.88, 0.89 (nulls 0.98, 0.98).
+    // chunks above alone gave 0.88, 0.89 (nulls 0.98, 0.98). Issue 17t: for C >= 64 (scales loaded
+    // beside each kernel vector, which bound the loop at one image), blocks of 3 positions sharing
+    // each tap's scale loads, with 2048-float segments: kernel alone int8 hot 0.87x, cold 0.94x,
+    // in OpenVINO not resolved (benchmarks/results/README.md; commit 55e35de, reverted).
     template <bool kStrided>
     int64_t scale_register_chunks(int nt, int64_t len, float* const* dst, const float* bias, bool fetch) {
         const int64_t C = a.c;
