@@ -76,16 +76,16 @@ from tvexport.profile.stats import Stats, paired_ratio
 
 ALT, NULL = "A'", "A'/A"  # the null-test copy and its ratio
 WARM = 10
-CHANNEL_BLOCK_MIN = 512  # kernel.hpp kChannelBlockMin: channel blocks need C >= this (and stride 1, batch > 1)
+SEGMENT = 512  # kernel.hpp kSegment: channel blocks need C >= this (and stride 1, batch > 1)
 
 
 def channel_block_candidates(graph: Any) -> list[str]:
-    """TV nodes the channel-block switch can reach: stride 1 and at least kChannelBlockMin channels (run()
+    """TV nodes the channel-block switch can reach: stride 1 and at least kSegment channels (run()
     also needs tiles narrower than k positions; the per-layer table shows which changed)."""
     inits = {t.name: t for t in graph.graph.initializer}
     tv = set(tv_nodes(graph))
     return [node.name for node in graph.graph.node if node.name in tv
-            and next(a.i for a in node.attribute if a.name == "stride") == 1 and inits[node.input[1]].dims[0] >= CHANNEL_BLOCK_MIN]
+            and next(a.i for a in node.attribute if a.name == "stride") == 1 and inits[node.input[1]].dims[0] >= SEGMENT]
 
 
 def scale_register_candidates(graph: Any) -> list[str]:
@@ -115,7 +115,7 @@ class Switch:
         return self.b if copy == "B" else self.a
 
 
-CHANNEL_BLOCK_REACH = (f"with stride 1 and C >= {CHANNEL_BLOCK_MIN} (the only ones the switch can change; they take the channel-block path "
+CHANNEL_BLOCK_REACH = (f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change; they take the channel-block path "
                        "only where L2-sized tiles would be narrower than min(k, out_w) positions, which the per-layer table shows)")
 SWITCHES = {
     "channel-blocks": Switch(

@@ -51,8 +51,8 @@ def reference(d: Path, c: int, k: int, stride: int, oh: int, ow: int, dtype: str
 
 
 # (C, k, stride, out_h, out_w, dtype, batch): int8 with scales in registers (C = 48) and loaded
-# (C = 40), the ring and in-place input paths, a k = 5 layer, a batch of 2, and C >= 512 (3 and 2
-# positions per segment, as the benchmark's largest face MobileNetV2 x1.0 layers)
+# (C = 40), the ring and in-place input paths, a k = 5 layer, a batch of 2, and C >= 512 (one
+# position per segment, as the benchmark's largest face MobileNetV2 x1.0 layers)
 CASES = [(48, 3, 1, 6, 21, "i8", 1), (40, 3, 2, 5, 9, "i8", 1), (32, 3, 2, 4, 7, "f16", 1), (24, 5, 1, 5, 6, "f32", 2),
          (576, 3, 2, 2, 3, "i8", 1), (960, 3, 1, 2, 3, "f16", 1)]
 

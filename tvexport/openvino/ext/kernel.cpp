@@ -19,14 +19,14 @@
 // one image: whole rows, every kernel is used once); every image of the batch is computed with a
 // tile before the next tile is read, so the kernels come from memory
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
-// whose one position's kernels are too big for such tiles to be k positions wide (C >=
-// kChannelBlockMin, e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While
-// the first image tile of a block runs, each tap's kernel run is prefetched into L2 a fixed
-// distance ahead (see Pass::hint; without it, against prefetcht0 then, batch 1 ran 1.08-1.46x
-// slower, one thread, kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM
-// the hardware prefetchers do not keep up with the kernel stream, and a position-major layout, one
-// contiguous stream per row, did not help them: issues 17l and 17m, benchmarks/results/README.md),
-// and the input rows the next row or tile needs are prefetched a slice per segment.
+// whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
+// e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
+// tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead (see
+// Pass::hint; without it, against prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread,
+// kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
+// prefetchers do not keep up with the kernel stream, and a position-major layout, one contiguous
+// stream per row, did not help them: issues 17l and 17m, benchmarks/results/README.md), and the
+// input rows the next row or tile needs are prefetched a slice per segment.
 // Within a row, segments of up to kSegment floats of (position, channel). Input rows are
 // converted once per image and tile into float32 buffers, zero-padded and split by phase
 // (column mod stride), so that every tap is one contiguous run over (position, channel) of
@@ -533,9 +533,8 @@ struct Pass {
     // the tap's C scales repeated over a segment's positions). With channels in whole vectors a
     // vector never straddles two positions, so the scales of float q are also those at q % C:
     // only the first C floats of each row are read, which stay in L1 beside the kernel and input
-    // streams (a segment's rows of 9 taps were 18 KiB with 512-float segments, 72 KiB now; face
-    // MobileNetV2 x0.1 batch 1, int8 TV ops 3-9 % faster, measured before scale_register_chunks
-    // took most of those layers)
+    // streams (a segment's rows of 9 taps are 18 KiB; face MobileNetV2 x0.1 batch 1, int8 TV ops
+    // 3-9 % faster, measured before scale_register_chunks took most of those layers)
     auto scale_offset() const {
         const int64_t C = a.c;
         const bool short_scale = kInt8 && C % kLanes == 0;
@@ -711,8 +710,8 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
     return {r, std::min(q, a.out_w)};
 }
 
-// Channel blocks, for batch > 1, stride 1 and float32 activations when C >= kChannelBlockMin and
-// tile_of's tiles would be narrower than k positions and than the row (one
+// Channel blocks, for batch > 1, stride 1 and float32 activations when a segment is one position
+// (C >= kSegment) and tile_of's tiles would be narrower than k positions and than the row (one
 // position's kernels for all taps are k*k*C values: 69 KB at C=1920, k=3, so a tile of 8 rows is
 // 1 position wide).
 // Such tiles re-read each image's input columns in every neighbouring tile (a 1-position tile of
@@ -761,8 +760,8 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     // (benchmarks/results/openvino_blocks_outer.md, runs in all 6 orders of the copies): float32 /
     // float16 / int8 kernels 1.037 / 1.039 / 1.006x, null tests 0.940 / 1.018 / 0.988; earlier runs
     // with the off copy always in the middle (a position that read identical code 4-17 % slower)
-    // read 1.00-1.18x. It never measured slower, so it stays. Face MobileNetV2's C >=
-    // kChannelBlockMin layers take the tile path at 96x96 (whole-row tiles at least k positions wide). Off: each
+    // read 1.00-1.18x. It never measured slower, so it stays. Face MobileNetV2's C >= kSegment
+    // layers take the tile path at 96x96 (whole-row tiles at least k positions wide). Off: each
     // row tile walks all the blocks (TVEXPORT_OV_BLOCKS_OUTER=0, see tv_dwconv.cpp).
     const int64_t tiles = (row_end - row_begin + rows - 1) / rows, nblocks = (C + block - 1) / block;
     for (int64_t q = 0; q < tiles * nblocks; ++q) {
@@ -800,7 +799,7 @@ template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
     if constexpr (std::is_same_v<XT, float>) {
-        if (a.sw.channel_blocks && a.n > 1 && a.stride == 1 && a.c >= kChannelBlockMin && tile.positions < std::min(a.k, a.out_w))
+        if (a.sw.channel_blocks && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
             return run_channel_blocks<XT, WT>(a, row_begin, row_end);
     }
     const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
@@ -865,8 +864,8 @@ void run_x(const KernelArgs& a, int64_t begin, int64_t end) {
 // were seen at 0, 16, 32 and 48 bytes mod 64; activations at 0), so every vector load of a
 // misaligned int8 scale row (one per kernel vector where the scales are not in registers) or
 // per-channel bias row straddles two cache lines. Those rows are small next to the kernels
-// (k*k x S and S floats, S = segment_floats(C) <= max(kSegment, C): at most 401 KB of scales,
-// S = 2048 at k = 7): a misaligned one is copied into this thread's aligned scratch first. Only
+// (k*k x S and S floats, S = segment_floats(C) <= max(kSegment, C): at most 376 KB of scales,
+// C = 1920 at k = 7): a misaligned one is copied into this thread's aligned scratch first. Only
 // the table's start is aligned: where S is not a multiple of 16 floats (C = 24: 504) some tap
 // rows still straddle lines (at batch 1 such layers hold their scales in registers).
 // Bias maps (h, w, C) and the kernels are as large as a layer's stream and are read in place

@@ -79,15 +79,8 @@ struct KernelArgs {
     Switches sw;
 };
 
-// Output rows are processed in segments of up to kSegment floats of (position, channel). 2048
-// rather than 512 (issue 17u): fewer, longer calls of the multiply-add loop; in the kernel micro
-// (benchmarks/openvino_kernel_micro.py, one thread, face MobileNetV2 x1.0, Zen 4 VM, network sums
-// per kernel dtype) batch 1 hot 0.92-0.94x and cold 0.94-0.97x as long, batch 16 hot 0.97-0.99x
-// and cold 0.96-0.98x; x0.1 at batch 1 hot 0.93-0.99x, cold 0.95-1.01x.
-constexpr int64_t kSegment = 2048;
-
-// Channel blocks (kernel.cpp: run_channel_blocks) are considered from this many channels on.
-constexpr int64_t kChannelBlockMin = 512;
+// Output rows are processed in segments of up to kSegment floats of (position, channel).
+constexpr int64_t kSegment = 512;
 
 // Positions per segment: whole positions, at least one.
 constexpr int64_t segment_positions(int64_t c) {
