@@ -5,6 +5,7 @@
     python benchmarks/openvino_ab.py --switch serial --arch face_shufflenetv2_x1_0 --batch 16 --name openvino_serial_shufflenetv2_b16
     python benchmarks/openvino_ab.py --switch blocks-outer --kernel-dtype float32 --rounds 6 --block 5
     python benchmarks/openvino_ab.py --switch scale-registers --kernel-dtype int8 --rounds 36 --block 20
+    python benchmarks/openvino_ab.py --switch build --extension-b /tmp/other/libtvexport_openvino.so --kernel-dtype int8
     python benchmarks/openvino_ab.py --render benchmarks/results/openvino_channel_blocks.json
 
 --switch picks what differs between the copies (see SWITCHES; each is an environment variable
@@ -27,6 +28,10 @@ setting):
                   batch 1 only)
   kernel-l2       TVEXPORT_OV_KERNEL_L2: A the kernel stream prefetched into L1 too (prefetcht0,
                   the default until issue 17q), B into L2 only (prefetcht1, the default since)
+  build           no variable: A this checkout's extension (built from its ext/), B the library
+                  --extension-b names, built from other sources (a compile-time change: run
+                  `tvexport extension build openvino -o DIR` in the other checkout and pass
+                  DIR/libtvexport_openvino.so); B must compute what A does (checked before timing)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
 as `export --kernel-dtype` stores them) is compiled three times in this process, each with
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
@@ -148,6 +153,11 @@ SWITCHES = {
         "was read; the default until issue 17q), B into L2 only (prefetcht1, `TVEXPORT_OV_KERNEL_L2=1`; the default "
         "since), A' as A",
         tv_nodes, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1),
+    "build": Switch(
+        "", "", "", "this checkout's extension build (A) vs another build (B)",
+        "A this checkout's extension (built from its ext/), B the library given by --extension-b (built from other sources), "
+        "A' as A",
+        tv_nodes, "(all of them)", "openvino_build_ab", "face_mobilenetv2_x1_0", 1),
 }
 COPIES = ("A", "B", ALT)
 ORDERS = list(itertools.permutations(COPIES))  # round r runs the copies in ORDERS[r % 6]
@@ -158,8 +168,14 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     switch = SWITCHES[args.switch]
     runners = {}
     for name in COPIES:
-        with mock.patch.dict(os.environ, {switch.env: switch.value(name)}):  # read as the model is read
-            runners[name] = OpenVinoRunner(graph, what=f"{kernel_dtype} copy {name}", threads=args.threads, profile=True)
+        env = {switch.env: switch.value(name)} if switch.env else {}
+        extension = args.extension_b if switch.env == "" and name == "B" else None  # None: this checkout's build
+        with mock.patch.dict(os.environ, env):  # read as the model is read
+            runners[name] = OpenVinoRunner(graph, what=f"{kernel_dtype} copy {name}", threads=args.threads, profile=True,
+                                           extension=extension)
+    if extension_differs := [n for n in ("B", ALT) if not _same_result(runners["A"], runners[n], x)]:
+        raise SystemExit(f"copy {extension_differs[0]} computes something else than copy A ({kernel_dtype} kernels): "
+                         "not a timing comparison; check the --extension-b build")
     infer = {name: ov_closure(r, x) for name, r in runners.items()}
     for fn in infer.values():
         for _ in range(WARM):
@@ -190,6 +206,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     reach = switch.reach(graph)
     return {
         "kernel_dtype": kernel_dtype, "kernel": runners["A"].kernel, "extension": runners["A"].extension.parent.name,
+        "extension_b": str(runners["B"].extension), "kernel_b": runners["B"].kernel,
         "wall": {name: Stats.of(v).to_dict() for name, v in runs.items()},
         "ratios": {f"{n}/A": paired_ratio(blocks[n], blocks["A"], names=(n, "A")).to_dict() for n in ("B", ALT)},
         "tv_us": layers, "candidates": reach,
@@ -197,6 +214,12 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
         "candidates_sum_us": {name: sum(v[n] for n in reach) for name, v in layers.items()},
         "load_average": [load_before, load_after],
     }
+
+
+def _same_result(a: OpenVinoRunner, b: OpenVinoRunner, x: np.ndarray) -> bool:
+    """Whether two copies give the same output (float32 summation order aside)."""
+    ya, yb = np.asarray(a(x), np.float64), np.asarray(b(x), np.float64)
+    return ya.shape == yb.shape and float(np.abs(ya - yb).max()) <= 1e-4 * max(float(np.abs(ya).max()), 1e-30)
 
 
 ORDER_TEXT = {
@@ -255,7 +278,10 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             a, b, n = (t[k][layer] for k in COPIES)
             cells.append(f"{a:.0f} / {b:.0f} / {n:.0f} ({_ratio(b, a, 2)}, {_ratio(n, a, 2)}){mark}")
         md.append(f"| {layer} | " + " | ".join(cells) + " |")
-    md += ["", f"Kernel variant, extension build: {result['cases'][0]['kernel']} {result['cases'][0]['extension']}."]
+    first = result["cases"][0]
+    md += ["", f"Kernel variant, extension build: {first['kernel']} {first['extension']}."]
+    if result.get("switch") == "build":
+        md[-1] += f" B: {first['kernel_b']} {first['extension_b']}."
     _common.write_results(out, name, "\n".join(md) + "\n", result)
 
 
@@ -267,6 +293,7 @@ def main() -> int:
                    help="stored TV kernels (repeatable); default float32")
     p.add_argument("--rounds", type=int, default=12, help="rounds of one block per copy (a multiple of 6 balances the orders)")
     p.add_argument("--block", type=int, default=5, help="runs per copy and round")
+    p.add_argument("--extension-b", type=Path, metavar="LIB", help="--switch build: copy B's extension library")
     args = p.parse_args()
     if args.quick:  # smoke run: numbers meaningless
         args.rounds, args.block = 2, 1
@@ -275,6 +302,12 @@ def main() -> int:
         render(old, args.out, args.name or SWITCHES[old.get("switch", "channel-blocks")].name)
         return 0
     switch = SWITCHES[args.switch]
+    if (args.switch == "build") != (args.extension_b is not None):
+        p.error("--switch build takes --extension-b LIB (another checkout's `tvexport extension build openvino -o DIR`), "
+                "and --extension-b goes with --switch build only")
+    if args.extension_b is not None and not args.extension_b.is_file():
+        p.error(f"--extension-b {args.extension_b}: no such file; build it with `tvexport extension build openvino -o DIR` "
+                "in the other checkout")
     name = args.name or switch.name
     if args.arch and len(args.arch) > 1:
         p.error("one --arch per run")

@@ -143,7 +143,9 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     kflags = [*kernel_flags(), *variant.flags]
     # a scratch copy elsewhere includes "kernel.hpp" from its own directory if there is one, else from ext/;
     # the driver then lays its data out by that header too (a scratch kSegment, say)
-    hpp_dir = [f"-I{variant.kernel.parent}"] if (variant.kernel.parent / "kernel.hpp").is_file() else []
+    # (-iquote: only for "kernel.hpp", not for <...> headers that a scratch directory might shadow)
+    own_hpp = variant.kernel.parent != EXT and (variant.kernel.parent / "kernel.hpp").is_file()
+    hpp_dir = ["-iquote", str(variant.kernel.parent)] if own_hpp else []
     steps = [
         [cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", "{tmp}/kernel.o"],
         [cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", *hpp_dir, f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],

@@ -79,7 +79,9 @@ struct KernelArgs {
     Switches sw;
 };
 
-// Output rows are processed in segments of up to kSegment floats of (position, channel).
+// Output rows are processed in segments of up to kSegment floats of (position, channel). 2048 was
+// tried (issue 17u; benchmarks/results/README.md): TV ops 0.91-0.96x at batch 16 on face
+// MobileNetV2 x1.0, but int8 1.05-1.09x at batch 1 on x0.1 and ShuffleNetV2 x1.0; not kept.
 constexpr int64_t kSegment = 512;
 
 // Positions per segment: whole positions, at least one.

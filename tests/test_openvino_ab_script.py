@@ -1,0 +1,60 @@
+"""benchmarks/openvino_ab.py --switch build: this checkout's extension against another build of it,
+both loaded in one process; and its refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("openvino")
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "openvino_ab.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def extension() -> Path:
+    from tvexport.openvino import extension_path
+
+    try:
+        return extension_path()
+    except Exception as err:  # noqa: BLE001 - no compiler / cmake here: the extension tests skip alike
+        pytest.skip(f"the extension cannot be built here: {err}")
+
+
+def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None:
+    """A copy of the library at another path is loaded for copy B beside this checkout's build
+    for A and A', checked to compute the same, timed, and named in the report."""
+    other = tmp_path / "other" / extension.name
+    other.parent.mkdir()
+    shutil.copy2(extension, other)
+    run = _run("--switch", "build", "--extension-b", str(other), "--quick", "--arch", "face_mobilenetv2_x0_1",
+               "--kernel-dtype", "int8", "--out", str(tmp_path), "--name", "ab")
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "ab.json").read_text())
+    assert result["switch"] == "build"
+    case = result["cases"][0]
+    assert case["extension_b"] == str(other) and case["kernel_b"] == case["kernel"]
+    assert f"B: {case['kernel_b']} {other}." in (tmp_path / "ab.md").read_text()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--switch", "build"], "--switch build takes --extension-b LIB"),
+    (["--switch", "nta", "--extension-b", "/dev/null"], "--extension-b goes with --switch build only"),
+    (["--switch", "build", "--extension-b", "/nonexistent/lib.so"], "--extension-b /nonexistent/lib.so: no such file"),
+], ids=["missing", "wrong-switch", "no-file"])
+def test_build_ab_refusals(args: list[str], says: str, tmp_path: Path) -> None:
+    run = _run(*args, "--quick", "--out", str(tmp_path))
+    assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert not list(tmp_path.iterdir())
