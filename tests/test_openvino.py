@@ -175,7 +175,12 @@ def test_wide_layer_tiles(case: Case, extension: Path) -> None:
                                   # kernels through the ring, float32 in place (scalar edges)
                                   Case(5, 1, "map", "float16", 3, channels=8, h=6, w=13),
                                   Case(3, 1, "channel", "int8", "N", channels=24, h=5, w=11),
-                                  Case(7, 1, None, "float32", 2, channels=8, h=5, w=12)],
+                                  Case(7, 1, None, "float32", 2, channels=8, h=5, w=12),
+                                  # stride 1, batch 1, channels in whole vectors: in place too
+                                  Case(3, 1, "map", "float32", 1, channels=64, h=6, w=9),
+                                  Case(7, 1, None, "float16", 1, channels=96, h=5, w=11),
+                                  Case(5, 1, "channel", "float32", 1, channels=16, h=6, w=13),
+                                  Case(3, 1, "channel", "int8", 1, channels=32, h=5, w=10)],
                          ids=lambda c: f"{c.id}-c{c.channels}")
 def test_input_read_paths(case: Case, extension: Path) -> None:
     """float32 inputs are read in place at stride 2 with channels in whole vectors, at any batch:
@@ -187,7 +192,8 @@ def test_input_read_paths(case: Case, extension: Path) -> None:
     position (48 and 96 channels: chunks that start mid-position, single vectors after the chunks,
     lone edge positions; through the ring at batch 1, in place at stride 2 and at batch 3). At
     stride 1 and batch > 1, fewer than 32 channels go through the ring with float16 / int8 kernels
-    and in place with float32 ones."""
+    and in place with float32 ones; at batch 1 the same holds where the channels are whole vectors
+    (16 with float32 kernels, 32, 48, 64, 96), other channel counts take the ring."""
     assert run_case(case, extension) < LAYER_RTOL
 
 
