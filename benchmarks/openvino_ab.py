@@ -69,6 +69,7 @@ from openvino_fused import mean_between, node_counters, ov_closure, plugin_graph
 from tvexport.bake import random_inputs
 from tvexport.models.registry import config_of
 from tvexport.openvino import OpenVinoRunner
+from tvexport.openvino._build import _read_sidecar
 from tvexport.profile import load_subject
 from tvexport.profile.machine import load_average, machine_info, versions
 from tvexport.profile.report import describe_machine
@@ -169,16 +170,19 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     runners = {}
     for name in COPIES:
         env = {switch.env: switch.value(name)} if switch.env else {}
-        extension = args.extension_b if switch.env == "" and name == "B" else None  # None: this checkout's build
+        extension = args.extension_b if args.switch == "build" and name == "B" else None  # None: this checkout's build
         with mock.patch.dict(os.environ, env):  # read as the model is read
             runners[name] = OpenVinoRunner(graph, what=f"{kernel_dtype} copy {name}", threads=args.threads, profile=True,
                                            extension=extension)
-    if extension_differs := [n for n in ("B", ALT) if not _same_result(runners["A"], runners[n], x)]:
-        raise SystemExit(f"copy {extension_differs[0]} computes something else than copy A ({kernel_dtype} kernels): "
-                         "not a timing comparison; check the --extension-b build")
+    # one checked run per copy, counted with the warm-up (the counters are running means since compile)
+    outputs = {name: r(x) for name, r in runners.items()}
+    if differs := [n for n in ("B", ALT) if not same_result(outputs["A"], outputs[n])]:
+        hint = "; check the --extension-b build" if args.switch == "build" else ""
+        raise SystemExit(f"copy {differs[0]} computes something else than copy A ({kernel_dtype} kernels): "
+                         f"not a timing comparison{hint}")
     infer = {name: ov_closure(r, x) for name, r in runners.items()}
     for fn in infer.values():
-        for _ in range(WARM):
+        for _ in range(WARM - 1):
             fn()
     before = {name: node_counters(r)[0] for name, r in runners.items()}
     _common.wait_quiet(args)
@@ -207,6 +211,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     return {
         "kernel_dtype": kernel_dtype, "kernel": runners["A"].kernel, "extension": runners["A"].extension.parent.name,
         "extension_b": str(runners["B"].extension), "kernel_b": runners["B"].kernel,
+        "extension_b_key": (_read_sidecar(runners["B"].extension) or {}).get("key"),
         "wall": {name: Stats.of(v).to_dict() for name, v in runs.items()},
         "ratios": {f"{n}/A": paired_ratio(blocks[n], blocks["A"], names=(n, "A")).to_dict() for n in ("B", ALT)},
         "tv_us": layers, "candidates": reach,
@@ -216,9 +221,9 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     }
 
 
-def _same_result(a: OpenVinoRunner, b: OpenVinoRunner, x: np.ndarray) -> bool:
-    """Whether two copies give the same output (float32 summation order aside)."""
-    ya, yb = np.asarray(a(x), np.float64), np.asarray(b(x), np.float64)
+def same_result(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two copies' outputs agree (float32 summation order aside)."""
+    ya, yb = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return ya.shape == yb.shape and float(np.abs(ya - yb).max()) <= 1e-4 * max(float(np.abs(ya).max()), 1e-30)
 
 
@@ -281,7 +286,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     first = result["cases"][0]
     md += ["", f"Kernel variant, extension build: {first['kernel']} {first['extension']}."]
     if result.get("switch") == "build":
-        md[-1] += f" B: {first['kernel_b']} {first['extension_b']}."
+        key = f" (build key {first['extension_b_key']})" if first.get("extension_b_key") else ""
+        md[-1] += f" B: {first['kernel_b']} {first['extension_b']}{key}."
     _common.write_results(out, name, "\n".join(md) + "\n", result)
 
 
@@ -299,7 +305,11 @@ def main() -> int:
         args.rounds, args.block = 2, 1
     if args.render:  # the switch the JSON was measured with (not --switch) names its outputs
         old = json.loads(args.render.read_text())
-        render(old, args.out, args.name or SWITCHES[old.get("switch", "channel-blocks")].name)
+        measured = old.get("switch", "channel-blocks")
+        if measured not in SWITCHES:
+            p.error(f"{args.render} was measured with --switch {measured}, which this checkout no longer has: re-render it "
+                    "from the commit its results row in benchmarks/results/README.md names")
+        render(old, args.out, args.name or SWITCHES[measured].name)
         return 0
     switch = SWITCHES[args.switch]
     if (args.switch == "build") != (args.extension_b is not None):
@@ -308,6 +318,12 @@ def main() -> int:
     if args.extension_b is not None and not args.extension_b.is_file():
         p.error(f"--extension-b {args.extension_b}: no such file; build it with `tvexport extension build openvino -o DIR` "
                 "in the other checkout")
+    if args.extension_b is not None:
+        try:
+            __import__("openvino").Core().add_extension(str(args.extension_b))
+        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+            p.error(f"--extension-b {args.extension_b}: OpenVINO cannot load it ({str(err).strip().splitlines()[0]}); "
+                    "build it with `tvexport extension build openvino -o DIR`")
     name = args.name or switch.name
     if args.arch and len(args.arch) > 1:
         p.error("one --arch per run")

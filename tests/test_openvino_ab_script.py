@@ -3,13 +3,16 @@ both loaded in one process; and its refusals."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
+import numpy as np
 import pytest
 
 pytest.importorskip("openvino")
@@ -25,12 +28,22 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def extension() -> Path:
+    from tvexport.errors import MissingDependencyError
     from tvexport.openvino import extension_path
 
     try:
         return extension_path()
-    except Exception as err:  # noqa: BLE001 - no compiler / cmake here: the extension tests skip alike
+    except MissingDependencyError as err:  # no compiler / cmake: a build error still fails
         pytest.skip(f"the extension cannot be built here: {err}")
+
+
+@pytest.fixture(scope="module")
+def ab() -> ModuleType:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        return importlib.import_module("openvino_ab")
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
 
 
 def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None:
@@ -53,8 +66,26 @@ def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None
     (["--switch", "build"], "--switch build takes --extension-b LIB"),
     (["--switch", "nta", "--extension-b", "/dev/null"], "--extension-b goes with --switch build only"),
     (["--switch", "build", "--extension-b", "/nonexistent/lib.so"], "--extension-b /nonexistent/lib.so: no such file"),
-], ids=["missing", "wrong-switch", "no-file"])
+    (["--switch", "build", "--extension-b", str(ROOT / "README.md")], "OpenVINO cannot load it"),
+], ids=["missing", "wrong-switch", "no-file", "not-a-library"])
 def test_build_ab_refusals(args: list[str], says: str, tmp_path: Path) -> None:
     run = _run(*args, "--quick", "--out", str(tmp_path))
     assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not list(tmp_path.iterdir())
+
+
+def test_render_of_a_removed_switch_refused(tmp_path: Path) -> None:
+    """A results JSON measured with a switch this checkout no longer has is refused in one line."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"switch": "no-such-switch", "cases": []}))
+    run = _run("--render", str(old), "--out", str(tmp_path / "out"))
+    assert run.returncode == 2 and "--switch no-such-switch, which this checkout no longer has" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+
+
+def test_same_result(ab: ModuleType) -> None:
+    """The check before timing: equal up to float32 summation order, else not."""
+    y = np.linspace(-3.0, 3.0, 60, dtype=np.float32).reshape(3, 20)
+    assert ab.same_result(y, y + 1e-6 * np.abs(y).max())
+    assert not ab.same_result(y, y.reshape(20, 3))
+    assert not ab.same_result(y, y * 1.01)

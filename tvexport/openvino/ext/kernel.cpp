@@ -419,7 +419,7 @@ struct Pass {
     // 0.90-0.94x with 2 threads and 0.90-0.95x with one, every kernel dtype,
     // benchmarks/results/openvino_direct_b1_*.md; the kernel alone cold 0.92-0.94x). Other channel
     // counts keep the ring (in place, ShuffleNetV2 x1.0's 58, 116 and 232 channels measured
-    // 1.03-1.07x, presumably the lone edge positions' scalar tails). Before issue 17w batch 1 always
+    // 1.03-1.07x, nulls 0.99-1.03, presumably the lone edge positions' scalar tails). Before issue 17w batch 1 always
     // took the ring: in place had measured slower while the kernel stream was prefetched into L1
     // (face MobileNetV2, TV ops +1-50%). Nor with fewer than 2 vectors of channels and float16 or
     // int8 kernels: a lone edge position is then mostly or wholly scalar tail, which the ring's zero
