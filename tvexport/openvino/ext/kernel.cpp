@@ -411,24 +411,25 @@ struct Pass {
 
     // float32 activations, read in place (no ring copy) where that is faster. Stride 1: a tap of
     // consecutive positions is one contiguous run of the channels-last input; positions whose taps
-    // would read a padding column (the first and last p of a row) run alone with those taps left out.
-    // Not when an input row is a multiple of 4 KiB: then the k rows (and images) a segment reads at
-    // once map to the same L1 sets and evict each other (C=32 at 96x96 ran slower in place); the
-    // ring's slots are laid out without that conflict. At batch 1 only with channels in whole vectors
-    // (issue 17w; face MobileNetV2 x1.0, whose stride-1 layers all qualify but C=32 at 96x96: TV ops
-    // 0.90-0.94x with 2 threads and 0.90-0.95x with one, every kernel dtype,
+    // would read a padding column (the first and last p of a row) run alone with those taps left
+    // out. Not when an input row is a multiple of 4 KiB: then the k rows (and images) a segment
+    // reads at once map to the same L1 sets and evict each other (C=32 at 96x96 ran slower in
+    // place); the ring's slots are laid out without that conflict. At batch 1 only with channels
+    // in whole vectors (issue 17w; face MobileNetV2 x1.0, whose stride-1 layers all qualify but
+    // C=32 at 96x96: TV ops 0.90-0.94x with 2 threads and 0.90-0.95x with one, every kernel dtype,
     // benchmarks/results/openvino_direct_b1_*.md; the kernel alone cold 0.92-0.94x). Other channel
     // counts keep the ring (in place, ShuffleNetV2 x1.0's 58, 116 and 232 channels measured
-    // 1.03-1.07x, nulls 0.99-1.03, presumably the lone edge positions' scalar tails). Before issue 17w batch 1 always
-    // took the ring: in place had measured slower while the kernel stream was prefetched into L1
-    // (face MobileNetV2, TV ops +1-50%). Nor with fewer than 2 vectors of channels and float16 or
-    // int8 kernels: a lone edge position is then mostly or wholly scalar tail, which the ring's zero
-    // padding avoids (C=8 at 96x96, batch 16: one thread 0.60 -> 0.42-0.51 ms; in face MobileNetV2
-    // x0.1, 7-15 % on that layer); with float32 kernels in place stayed faster there (4-19 %, cause
-    // not measured). Stride > 1, at any batch, when C is whole vectors: the same split into edge
-    // positions and one run of the rest, the run's input strided (s * C floats per position; see
-    // body); this replaces the per-position phase-split copy (one thread, 96x96 input, batch 16: C=16
-    // 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0, C=96 5.3 -> 4.9; batch 1: 10-25 % faster).
+    // 1.03-1.07x, nulls 0.99-1.03, presumably the lone edge positions' scalar tails). Before issue
+    // 17w batch 1 always took the ring: in place had measured slower while the kernel stream was
+    // prefetched into L1 (face MobileNetV2, TV ops +1-50%). Nor with fewer than 2 vectors of
+    // channels and float16 or int8 kernels: a lone edge position is then mostly or wholly scalar
+    // tail, which the ring's zero padding avoids (C=8 at 96x96, batch 16: one thread 0.60 ->
+    // 0.42-0.51 ms; in face MobileNetV2 x0.1, 7-15 % on that layer); with float32 kernels in place
+    // stayed faster there (4-19 %, cause not measured). Stride > 1, at any batch, when C is whole
+    // vectors: the same split into edge positions and one run of the rest, the run's input strided
+    // (s * C floats per position; see body); this replaces the per-position phase-split copy (one
+    // thread, 96x96 input, batch 16: C=16 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0, C=96
+    // 5.3 -> 4.9; batch 1: 10-25 % faster).
     bool direct() const {
         if (!kDirectOut)
             return false;
