@@ -210,8 +210,8 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     reach = switch.reach(graph)
     return {
         "kernel_dtype": kernel_dtype, "kernel": runners["A"].kernel, "extension": runners["A"].extension.parent.name,
-        "extension_b": str(runners["B"].extension), "kernel_b": runners["B"].kernel,
-        "extension_b_key": (_read_sidecar(runners["B"].extension) or {}).get("key"),
+        **({"extension_b": str(runners["B"].extension), "kernel_b": runners["B"].kernel,
+            "extension_b_key": (_read_sidecar(runners["B"].extension) or {}).get("key")} if args.switch == "build" else {}),
         "wall": {name: Stats.of(v).to_dict() for name, v in runs.items()},
         "ratios": {f"{n}/A": paired_ratio(blocks[n], blocks["A"], names=(n, "A")).to_dict() for n in ("B", ALT)},
         "tv_us": layers, "candidates": reach,
@@ -315,10 +315,10 @@ def main() -> int:
     if (args.switch == "build") != (args.extension_b is not None):
         p.error("--switch build takes --extension-b LIB (another checkout's `tvexport extension build openvino -o DIR`), "
                 "and --extension-b goes with --switch build only")
-    if args.extension_b is not None and not args.extension_b.is_file():
-        p.error(f"--extension-b {args.extension_b}: no such file; build it with `tvexport extension build openvino -o DIR` "
-                "in the other checkout")
     if args.extension_b is not None:
+        if not args.extension_b.is_file():
+            p.error(f"--extension-b {args.extension_b}: no such file; build it with `tvexport extension build openvino -o DIR` "
+                    "in the other checkout")
         try:
             __import__("openvino").Core().add_extension(str(args.extension_b))
         except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
