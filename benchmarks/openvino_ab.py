@@ -28,8 +28,8 @@ setting):
                   batch 1 only)
   kernel-l2       TVEXPORT_OV_KERNEL_L2: A the kernel stream prefetched into L1 too (prefetcht0,
                   the default until issue 17q), B into L2 only (prefetcht1, the default since)
-  kernel-rows     TVEXPORT_OV_KERNEL_ROWS: A each tap's kernel run prefetched only within its row
-                  (the default until issue 17aa), B the head of each tap's run in the next row
+  kernel-rows     TVEXPORT_OV_KERNEL_ROWS: A the next row's kernel runs fetched on demand at their
+                  heads (the default until issue 17aa), B the head of each tap's run in the next row
                   prefetched while a row runs (the default since; batch 1 only)
   build           no variable: A this checkout's extension (built from its ext/), B the library
                   --extension-b names, built from other sources (a compile-time change: run
@@ -158,9 +158,9 @@ SWITCHES = {
         "since), A' as A",
         tv_nodes, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1),
     "kernel-rows": Switch(
-        "TVEXPORT_OV_KERNEL_ROWS", "0", "1", "next row's kernel runs not prefetched (A) vs their heads prefetched (B)",
-        "A each tap's kernel run prefetched only within its row (`TVEXPORT_OV_KERNEL_ROWS=0` while it was read; the "
-        "kernel before issue 17aa), B the head of each tap's run in the next row prefetched while a row runs "
+        "TVEXPORT_OV_KERNEL_ROWS", "0", "1", "next row's kernel-run heads on demand (A) vs prefetched (B)",
+        "A the next row's kernel runs fetched on demand at their heads (`TVEXPORT_OV_KERNEL_ROWS=0` while it was "
+        "read; the kernel before issue 17aa), B the head of each tap's run in the next row prefetched while a row runs "
         "(`TVEXPORT_OV_KERNEL_ROWS=1`; the default since; batch 1 only), A' as A",
         tv_nodes, "(all of them)", "openvino_kernel_rows", "face_mobilenetv2_x0_1", 1),
     "build": Switch(

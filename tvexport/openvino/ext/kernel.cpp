@@ -26,8 +26,8 @@
 // kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
 // prefetchers do not keep up with the kernel stream, and a position-major layout, one contiguous
 // stream per row, did not help them: issues 17l and 17m, benchmarks/results/README.md), and the
-// input rows the next row or tile needs are prefetched a slice per segment, at one image with the
-// heads of the next row's tap runs (see above run).
+// input rows the next row or tile needs are prefetched a slice per segment; at one image, so are
+// the heads of the next row's kernel runs (see the comment before run).
 // Within a row, segments of up to kSegment floats of (position, channel). Input rows are
 // converted once per image and tile into float32 buffers, zero-padded and split by phase
 // (column mod stride), so that every tap is one contiguous run over (position, channel) of
@@ -803,19 +803,16 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
 }
 
 // Next row's kernel heads: at one image, while a row runs, the first `ahead` values of each of the
-// next row's k*k tap runs are prefetched (TVEXPORT_OV_KERNEL_ROWS=0 turns it off; --switch
-// kernel-rows). The multiply-add loop prefetches each tap's run `ahead` values on in memory, which
-// at a run's end is the row's next tap (already being read), so every row used to start with k*k
-// runs whose heads came from memory on demand: most of the run where a row of a tap is short (C *
-// ow values of 1-4 KiB). Issue 17aa, Zen 4 VM: the kernel alone, one thread, two runs, cold
-// (kernels from DRAM) int8 / float16 / float32 network sums 0.88-0.89 / 0.94-0.97 / 0.98-1.03x
-// (layers with short runs int8 0.45-0.72x, float16 0.53-0.90x; float32 layers with long runs up to
-// 1.10x in one run), hot 1.01-1.04x (benchmarks/results/openvino_kernel_micro_kernel_rows*.md); in
-// OpenVINO, batch 1, TV ops int8 0.65-0.78x on ShuffleNetV2 x1.0, 0.85-0.92x on face MobileNetV2
-// x0.1 and 0.91-0.93x on x1.0 (nulls 0.96-1.07), float16 / float32 0.86-1.05x (nulls 0.96-1.05),
-// one and two threads (benchmarks/results/openvino_kernel_rows_*.md). Not at batch > 1, where a
-// tile's kernels serve every image: on at every batch in a scratch version, batch 16 read
-// 0.99-1.06x (nulls 0.98-1.10) on face MobileNetV2 x1.0 and ShuffleNetV2 x1.0.
+// next row's k*k tap runs are prefetched, a share of the taps per segment
+// (TVEXPORT_OV_KERNEL_ROWS=0 turns it off; --switch kernel-rows). The multiply-add loop prefetches
+// each tap's run `ahead` values on in memory: at the end of a run that is the row's next tap, whose
+// head was read at the row's start, and only the last tap's reaches the next row (its tap 0). So
+// k*k - 1 heads per row came from memory on demand, most of a run where runs are short (ow * C
+// values: 0.5-2.3 KiB at int8 in face MobileNetV2 x0.1 and ShuffleNetV2 x1.0). Issue 17aa (Zen 4
+// VM): in OpenVINO at batch 1 TV ops int8 0.65-0.93x, float16/float32 0.86-1.05x
+// (benchmarks/results/README.md, 'The next row's kernel heads'). Not done at batch > 1, where a
+// tile's kernels serve every image (a scratch version that did read 0.99-1.06x at batch 16). Not
+// prefetched: a thread's first row, and nothing is skipped for taps that read only padding.
 template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
@@ -854,7 +851,7 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                     };
                     const WT* row_k = Wt + i * row_kernels;
                     // one image: the head of each tap's kernel run in the next row, a share of the
-                    // taps per segment like the input rows (see above run)
+                    // taps per segment like the input rows (see the comment before run)
                     const int64_t k_head = std::min((je - jb) * C, pass.ahead) * int64_t(sizeof(WT));
                     const int64_t k_taps = a.sw.kernel_rows && a.n == 1 && i + 1 < re ? k * k : 0;
                     const char* next_k = reinterpret_cast<const char*>(row_k + row_kernels + jb * C);
