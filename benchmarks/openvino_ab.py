@@ -28,6 +28,9 @@ setting):
                   batch 1 only)
   kernel-l2       TVEXPORT_OV_KERNEL_L2: A the kernel stream prefetched into L1 too (prefetcht0,
                   the default until issue 17q), B into L2 only (prefetcht1, the default since)
+  kernel-rows     TVEXPORT_OV_KERNEL_ROWS: A the next row's kernel runs fetched on demand at their
+                  heads (the default until issue 17aa), B the head of each tap's run in the next row
+                  prefetched while a row runs (the default since; batch 1 only)
   build           no variable: A this checkout's extension (built from its ext/), B the library
                   --extension-b names, built from other sources (a compile-time change: run
                   `tvexport extension build openvino -o DIR` in the other checkout and pass
@@ -154,6 +157,12 @@ SWITCHES = {
         "was read; the default until issue 17q), B into L2 only (prefetcht1, `TVEXPORT_OV_KERNEL_L2=1`; the default "
         "since), A' as A",
         tv_nodes, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1),
+    "kernel-rows": Switch(
+        "TVEXPORT_OV_KERNEL_ROWS", "0", "1", "next row's kernel-run heads on demand (A) vs prefetched (B)",
+        "A the next row's kernel runs fetched on demand at their heads (`TVEXPORT_OV_KERNEL_ROWS=0` while it was "
+        "read; the kernel before issue 17aa), B the head of each tap's run in the next row prefetched while a row runs "
+        "(`TVEXPORT_OV_KERNEL_ROWS=1`; the default since; batch 1 only), A' as A",
+        tv_nodes, "(all of them)", "openvino_kernel_rows", "face_mobilenetv2_x0_1", 1),
     "build": Switch(
         "", "", "", "this checkout's extension build (A) vs another build (B)",
         "A this checkout's extension (built from its ext/), B the library given by --extension-b (built from other sources), "

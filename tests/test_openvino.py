@@ -249,12 +249,14 @@ def test_serial_bytes_not_a_number_refused(extension: Path, monkeypatch: pytest.
     assert "TVEXPORT_OV_SERIAL_BYTES=2**62 is not a whole number of bytes" in text and "\n" not in text, text
 
 
-@pytest.mark.parametrize("env", [{"TVEXPORT_OV_KERNEL_L2": "0"}, {"TVEXPORT_OV_KERNEL_NTA": "1"}, {"TVEXPORT_OV_KERNEL_L2": "0", "TVEXPORT_OV_KERNEL_NTA": "1"}],
-                         ids=["l1", "nta", "l1-nta"])
+@pytest.mark.parametrize("env", [{"TVEXPORT_OV_KERNEL_L2": "0"}, {"TVEXPORT_OV_KERNEL_NTA": "1"}, {"TVEXPORT_OV_KERNEL_L2": "0", "TVEXPORT_OV_KERNEL_NTA": "1"},
+                                 {"TVEXPORT_OV_KERNEL_ROWS": "0"}],
+                         ids=["l1", "nta", "l1-nta", "rows-off"])
 def test_kernel_prefetch_hints(env: dict[str, str], extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel stream's prefetch hint (TVEXPORT_OV_KERNEL_L2=0: into L1 too, as before issue 17q;
     TVEXPORT_OV_KERNEL_NTA=1: non-temporal at batch 1, taking precedence; benchmarks/openvino_ab.py
-    --switch kernel-l2 / nta) is read as the op is constructed and leaves every dtype's results as
+    --switch kernel-l2 / nta) and the next row's kernel prefetch turned off (TVEXPORT_OV_KERNEL_ROWS=0,
+    --switch kernel-rows) are read as the op is constructed and leave every dtype's results as
     they were: batch 1 and a batch of 3, stride 1 and 2, and a channel-block layer."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)

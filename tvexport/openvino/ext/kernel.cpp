@@ -26,7 +26,8 @@
 // kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
 // prefetchers do not keep up with the kernel stream, and a position-major layout, one contiguous
 // stream per row, did not help them: issues 17l and 17m, benchmarks/results/README.md), and the
-// input rows the next row or tile needs are prefetched a slice per segment.
+// input rows the next row or tile needs are prefetched a slice per segment; at one image, so are
+// the heads of the next row's kernel runs (see the comment before run).
 // Within a row, segments of up to kSegment floats of (position, channel). Input rows are
 // converted once per image and tile into float32 buffers, zero-padded and split by phase
 // (column mod stride), so that every tap is one contiguous run over (position, channel) of
@@ -801,6 +802,17 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
     }
 }
 
+// Next row's kernel heads: at one image, while a row runs, the first `ahead` values of each of the
+// next row's k*k tap runs are prefetched, a share of the taps per segment
+// (TVEXPORT_OV_KERNEL_ROWS=0 turns it off; --switch kernel-rows). The multiply-add loop prefetches
+// each tap's run `ahead` values on in memory: at the end of a run that is the row's next tap, whose
+// head was read at the row's start, and only the last tap's reaches the next row (its tap 0). So
+// k*k - 1 heads per row came from memory on demand, most of a run where runs are short (ow * C
+// values: 0.5-2.3 KiB at int8 in face MobileNetV2 x0.1 and ShuffleNetV2 x1.0). Issue 17aa (Zen 4
+// VM): in OpenVINO at batch 1 TV ops int8 0.65-0.93x, float16/float32 0.86-1.05x
+// (benchmarks/results/README.md, 'The next row's kernel heads'). Not done at batch > 1, where a
+// tile's kernels serve every image (a scratch version that did read 0.99-1.06x at batch 16). Not
+// prefetched: a thread's first row, and nothing is skipped for taps that read only padding.
 template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
@@ -838,9 +850,17 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                         return reinterpret_cast<const char*>(X + ((next_n + r / new_rows) * H + first_new + r % new_rows) * W * C + c0 * C);
                     };
                     const WT* row_k = Wt + i * row_kernels;
+                    // one image: the head of each tap's kernel run in the next row, a share of the
+                    // taps per segment like the input rows (see the comment before run)
+                    const int64_t k_head = std::min((je - jb) * C, pass.ahead) * int64_t(sizeof(WT));
+                    const int64_t k_taps = a.sw.kernel_rows && a.n == 1 && i + 1 < re ? k * k : 0;
+                    const char* next_k = reinterpret_cast<const char*>(row_k + row_kernels + jb * C);
                     for (int64_t j0 = jb, q = 0; j0 < je; j0 += per_seg, ++q) {
                         if (x_bytes > 0)
                             prefetch_runs(row_start, run, x_bytes * q / segments, x_bytes * (q + 1) / segments);
+                        for (int64_t r = k_taps * q / segments; r < k_taps * (q + 1) / segments; ++r)
+                            for (int64_t o = 0; o < k_head; o += 64)
+                                pass.prefetch_kernels(next_k + r * ow * C * int64_t(sizeof(WT)) + o);
                         const int64_t positions = std::min(je, j0 + per_seg) - j0;
                         const float* bias = !a.bias ? nullptr : a.bias_map ? a.bias + (i * ow + j0) * C : a.bias;
                         with_tile<TVX_BATCH_TILE>(nb, [&](auto t) { pass.template segment<t()>(n0, i, j0, positions, row_k, bias, n0 == 0); });

@@ -60,6 +60,7 @@ struct Switches {
     bool scale_registers = true;  // int8, one image: scales held in registers where they fit (kernel.cpp: Pass::scale_register_chunks)
     bool kernel_nta = false;      // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta) instead of the default
     bool kernel_l2 = true;        // prefetch the kernel stream into L2 only (prefetcht1); off: into L1 too (prefetcht0)
+    bool kernel_rows = true;      // one image: prefetch the head of each tap's kernel run in the next row (kernel.cpp: the comment before run)
     int64_t serial_bytes = 0;     // the op: layers moving fewer bytes run on the calling thread, not split over the pool
 };
 

@@ -131,6 +131,10 @@ Switches switches_from_env() {
     // kernel before issue 17q) instead of into L2 only (prefetcht1; --switch kernel-l2;
     // kernel.cpp: Pass::hint).
     s.kernel_l2 = switch_from_env("TVEXPORT_OV_KERNEL_L2");
+    // TVEXPORT_OV_KERNEL_ROWS=0: at batch 1 the heads of the next row's kernel runs are not
+    // prefetched while a row runs; they come from memory on demand, as before issue 17aa
+    // (--switch kernel-rows; kernel.cpp: the comment before run).
+    s.kernel_rows = switch_from_env("TVEXPORT_OV_KERNEL_ROWS");
     // TVEXPORT_OV_SERIAL_BYTES=N: layers that move fewer than N bytes (stored kernels + input +
     // output) run on the calling thread, all rows in one kernel call, instead of being split over
     // the pool (--switch serial). Default 0, every layer on the pool: in those runs (face
