@@ -811,8 +811,8 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
 // values: 0.5-2.3 KiB at int8 in face MobileNetV2 x0.1 and ShuffleNetV2 x1.0). Issue 17aa (Zen 4
 // VM): in OpenVINO at batch 1 TV ops int8 0.65-0.93x, float16/float32 0.86-1.05x
 // (benchmarks/results/README.md, 'The next row's kernel heads'). Not done at batch > 1, where a
-// tile's kernels serve every image (a scratch version that did read 0.99-1.06x at batch 16). Not
-// prefetched: a thread's first row, and nothing is skipped for taps that read only padding.
+// tile's kernels serve every image (a scratch version that did read 0.99-1.06x at batch 16). A
+// thread's first row gets no such prefetch; taps that read only padding are prefetched all the same.
 template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
