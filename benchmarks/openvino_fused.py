@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import statistics
 import sys
 import time
@@ -208,7 +209,9 @@ def dw_layers(g_dw: Any, g_tv: Any, batch: int) -> dict[str, int]:
             continue
         c, kk, h, w = numpy_helper.to_array(inits_tv[node.input[1]]).shape
         key = (c, round(kk ** 0.5), {a.name: a.i for a in node.attribute}["stride"], h, w)
-        i = next(i for i, cand in enumerate(candidates) if cand[0] == key)  # the first unmatched one
+        i = next((i for i, cand in enumerate(candidates) if cand[0] == key), None)  # the first unmatched one
+        if i is None:
+            raise ValueError(f"TV layer {node.name} {key}: no depthwise convolution of that (channels, k, stride, h, w) left in the DW network")
         _, name, floor = candidates.pop(i)
         out[name] = floor
     return out
@@ -379,7 +382,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 
 def _dw_columns(case: dict[str, Any]) -> str:
     """'total / floor | worst / median' of the DW layers, '- | -' for results recorded without them."""
-    ls = [x for x in case.get("dw_layers", []) if x["us"] == x["us"]]  # NaN: fused into another node
+    ls = [x for x in case.get("dw_layers", []) if not math.isnan(x["us"])]  # NaN: fused into another node
     if not ls:
         return "- | -"
     xs = sorted(x["x_floor"] for x in ls)
