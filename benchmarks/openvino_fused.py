@@ -20,7 +20,9 @@ the fused network, mean of the warm runs, against the layer's memory floor (stor
 input + output bytes) / copy bandwidth measured in the same run with as many threads as the
 counters (--layer-threads, default --threads; on the Zen 4 VM two threads' counters swung 2.4x
 within minutes while one thread's held within ~10 %); the reorders around TV ops are summed
-separately. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
+separately. Beside them the DW network's depthwise convolutions in the TV layers' places, timed
+the same way against the same kind of floor (weights + input + output bytes): how close OpenVINO's
+own depthwise kernel comes to its floor on those geometries. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
 (best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
 of its own (a runtime's spinning threads slow the other's next run); the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import statistics
 import sys
 import time
@@ -109,8 +112,9 @@ def bandwidth_with(threads: int) -> dict[str, Any]:
         torch.set_num_threads(before)
 
 
-def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int) -> dict[str, Any]:
-    """Mean per-node time (us) of the fused network's TV ops over ``runs`` warm runs, and the
+def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int, nodes: list[str] | None = None) -> dict[str, Any]:
+    """Mean per-node time (us) of the fused network's TV ops (or of ``nodes``: ONNX node names,
+    each the sum of the counters named after it, see node_time) over ``runs`` warm runs, and the
     reorders' total. The CPU plugin reports each node's mean since the model was compiled, not the
     last run's time (total / count, in whole microseconds): the mean of the measured runs is taken
     from the counters before and after them, so the warm-up runs (the first one several times a
@@ -126,9 +130,16 @@ def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int) -> dict
         infer()
     after, kinds = node_counters(runner)
     mean = mean_between(before, warm, after, warm + runs)
-    tv_names = tv_nodes(graph)
+    names = tv_nodes(graph) if nodes is None else nodes
     reorders = sum(v for name, v in mean.items() if kinds[name] in ("Reorder", "Transpose"))
-    return {"tv_us": {name: mean.get(name, float("nan")) for name in tv_names}, "reorders_us": reorders, "kernel": runner.kernel}
+    return {"tv_us": {name: node_time(mean, name) for name in names}, "reorders_us": reorders, "kernel": runner.kernel}
+
+
+def node_time(mean: dict[str, float], onnx_name: str) -> float:
+    """An ONNX node's time (us) from the per-node means: the counters named after it (the CPU plugin
+    names a Conv with bias ``<name>/WithoutBiases``); NaN where none is (fused into another node)."""
+    times = [us for name, us in mean.items() if name == onnx_name or name.startswith(onnx_name + "/")]
+    return sum(times) if times else float("nan")
 
 
 def node_counters(runner: OpenVinoRunner) -> tuple[dict[str, float], dict[str, str]]:
@@ -164,6 +175,45 @@ def floor_bytes(graph: Any, batch: int) -> dict[str, int]:
         attrs = {a.name: a.i for a in node.attribute}
         s = attrs["stride"]
         out[node.name] = stored + 4 * batch * c * (h * s * wd * s + h * wd)
+    return out
+
+
+def dw_layers(g_dw: Any, g_tv: Any, batch: int) -> dict[str, int]:
+    """The DW network's depthwise convolutions that stand where the TV network has its TV layers,
+    each with its floor bytes (weights + bias + input + output, float32, as floor_bytes counts a TV
+    layer's): matched in network order by (channels, k, stride, output size), so DeepLabV3+'s
+    backbone depthwise convolutions, depthwise in both networks, are left out."""
+    import onnx
+    from onnx import numpy_helper
+
+    def dims(vi: Any) -> list[int]:
+        return [d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+    inferred = onnx.shape_inference.infer_shapes(g_dw)
+    shapes = {vi.name: dims(vi) for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    inits = {t.name: t for t in g_dw.graph.initializer}
+    candidates = []
+    for node in g_dw.graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type != "Conv" or "group" not in attrs or attrs["group"].i == 1:
+            continue
+        c, (k, _), s = attrs["group"].i, attrs["kernel_shape"].ints, attrs["strides"].ints[0] if "strides" in attrs else 1
+        _, _, oh, ow = shapes[node.output[0]]
+        _, _, ih, iw = shapes[node.input[0]]
+        stored = sum(numpy_helper.to_array(inits[i]).nbytes for i in node.input[1:] if i)
+        candidates.append(((c, k, s, oh, ow), node.name, stored + 4 * batch * c * (ih * iw + oh * ow)))
+    inits_tv = {t.name: t for t in g_tv.graph.initializer}
+    out: dict[str, int] = {}
+    for node in g_tv.graph.node:
+        if node.op_type != PLUGIN_OP:
+            continue
+        c, kk, h, w = numpy_helper.to_array(inits_tv[node.input[1]]).shape
+        key = (c, round(kk ** 0.5), {a.name: a.i for a in node.attribute}["stride"], h, w)
+        i = next((i for i, cand in enumerate(candidates) if cand[0] == key), None)  # the first unmatched one
+        if i is None:
+            raise ValueError(f"TV layer {node.name} {key}: no depthwise convolution of that (channels, k, stride, h, w) left in the DW network")
+        _, name, floor = candidates.pop(i)
+        out[name] = floor
     return out
 
 
@@ -216,9 +266,14 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
                            "x_floor": us / (floors[n] / bandwidth * 1e6)} for n, us in prof["tv_us"].items()]
         del prof["tv_us"]
         layers[name] = prof
-    dw_prof = layer_profile(g_dw["portable"], x, threads=lt, runs=args.layer_runs)
+    dw_floors = dw_layers(g_dw["portable"], g_tv["plugin"], batch)
+    dw_prof = layer_profile(g_dw["portable"], x, threads=lt, runs=args.layer_runs, nodes=list(dw_floors))
+    # the DW network's depthwise convolutions in the TV layers' places, against the same kind of floor:
+    # what OpenVINO's own kernel reaches on those geometries on this machine
+    dw_layer_rows = [{"name": n, "us": us, "floor_bytes": dw_floors[n], "floor_us": dw_floors[n] / bandwidth * 1e6,
+                      "x_floor": us / (dw_floors[n] / bandwidth * 1e6)} for n, us in dw_prof["tv_us"].items()]
     return {"arch": arch, "batch": batch, "rounds": rounds, "truncated": truncated, "stats": stats, "ratios": ratios,
-            "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"],
+            "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"], "dw_layers": dw_layer_rows,
             "layer_threads": lt,
             "kernel": runners["ov-fused"].kernel, "extension": runners["ov-fused"].extension.parent.name,  # its cache key
             "load_average": [load_before, load_average()]}
@@ -291,8 +346,12 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     md += ["", f"Targets (issue 17): fused/DW <= {TARGETS['b16']} at batch 16; batch 1 <= {TARGETS['b1_f32']} (float32 kernels), "
            f"<= {TARGETS['b1_compressed']} (compressed); per TV layer <= {TARGETS['layer_floor']}x its memory floor.", ""]
     md += ["## Per TV layer (OpenVINO per-node counters, mean of warm runs; floor at the copy bandwidth measured in the run of the row with the counters' threads)", "",
-           "| network | batch | kernels | counter threads | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | reorders ms (fused / DW net) | copy GB/s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "The DW columns: the DW network's depthwise convolutions in the TV layers' places (OpenVINO's own kernel), timed the same "
+           "way against the same kind of floor (their weights + input + output bytes), where the run recorded them: how close the "
+           "runtime's own depthwise kernel comes to its floor on these geometries on this machine.", "",
+           "| network | batch | kernels | counter threads | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | "
+           "DW ops total / floor | DW worst / median layer x floor | reorders ms (fused / DW net) | copy GB/s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cases"]:
         for kind, prof in c["layers"].items():
             ls = prof["layers"]
@@ -300,7 +359,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             xs = sorted(x["x_floor"] for x in ls)
             md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {c.get('layer_threads', result['threads'])} | "
                       f"{tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
-                      f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
+                      f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {_dw_columns(c)} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
                       f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} |")
     if result.get("sweep"):
         sw = result["sweep"]
@@ -319,6 +378,17 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     _common.write_results(out, name, "\n".join(md) + "\n", result)
     if result.get("sweep"):
         plot_sweep(result["sweep"], out / f"{name}_width_sweep.png")
+
+
+def _dw_columns(case: dict[str, Any]) -> str:
+    """'total / floor | worst / median' of the DW layers, '- | -' for results recorded without them."""
+    ls = [x for x in case.get("dw_layers", []) if not math.isnan(x["us"])]  # NaN: fused into another node
+    if not ls:
+        return "- | -"
+    xs = sorted(x["x_floor"] for x in ls)
+    missing = len(case["dw_layers"]) - len(ls)
+    note = f" ({missing} fused away)" if missing else ""
+    return f"{sum(x['us'] for x in ls) / sum(x['floor_us'] for x in ls):.2f}{note} | {xs[-1]:.2f} / {statistics.median(xs):.2f}"
 
 
 def _sweep_run(sw: dict[str, Any]) -> str:

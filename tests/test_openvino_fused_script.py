@@ -48,3 +48,34 @@ def test_sweep_only_keeps_the_paired_rows_machine(fused: ModuleType, tmp_path: P
     assert f"Machine: {previous['machine_text']}." in text
     assert "Sweep machine: " in text and "TV kernel, extension build: K E." in text
     assert (tmp_path / "merged_width_sweep.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("arch", ["face_shufflenetv2_x1_0", "deeplabv3plus_mobilenetv2"])
+def test_dw_layers_stand_where_the_tv_layers_do(fused: ModuleType, arch: str) -> None:
+    """Each TV layer gets the DW network's depthwise convolution of its geometry, in network order,
+    whose floor moves the same activation bytes; depthwise convolutions the TV network keeps
+    (DeepLabV3+'s backbone) are left out."""
+    from onnx import numpy_helper
+
+    from tvexport.profile import load_subject
+
+    subject = load_subject(arch)
+    tv, dw = subject.networks[0].form("baked"), subject.networks[1].form("baked")
+    g_tv, g_dw = fused.graphs(tv, 2, tv=True)["plugin"], fused.graphs(dw, 2, tv=False)["portable"]
+    tv_floors, dw_floors = fused.floor_bytes(g_tv, 2), fused.dw_layers(g_dw, g_tv, 2)
+    depthwise = [n for n in g_dw.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    assert len(dw_floors) == len(tv_floors) == len(fused.tv_nodes(g_tv))
+    if arch.startswith("deeplab"):
+        assert len(depthwise) > len(dw_floors)  # the backbone's stay depthwise in both networks
+    # the two graphs' node and initializer names overlap: one table each
+    inits = [{t.name: numpy_helper.to_array(t) for t in g.graph.initializer} for g in (g_tv, g_dw)]
+    nodes = [{n.name: n for n in g.graph.node} for g in (g_tv, g_dw)]
+    order = [n.name for n in depthwise]
+    assert [order.index(n) for n in dw_floors] == sorted(order.index(n) for n in dw_floors)  # network order
+    for (tv_name, tv_bytes), (dw_name, dw_bytes) in zip(tv_floors.items(), dw_floors.items()):
+        tv_node, dw_node = nodes[0][tv_name], nodes[1][dw_name]
+        c = inits[0][tv_node.input[1]].shape[0]
+        assert inits[1][dw_node.input[1]].shape[:2] == (c, 1)
+        stored_tv = sum(inits[0][i].nbytes for i in tv_node.input[1:] if i)
+        stored_dw = sum(inits[1][i].nbytes for i in dw_node.input[1:] if i)
+        assert tv_bytes - stored_tv == dw_bytes - stored_dw > 0  # the same input and output bytes
