@@ -55,7 +55,7 @@ KERNEL_PRECISION: dict[torch.dtype, Precision] = {torch.float32: "float32", torc
 #   noise of a well-conditioned network ends; real bugs (tap order, stride-2 offsets, a dropped
 #   bias, a wrong BatchNorm fold) land orders of magnitude above it.
 # * float16_kernels: TV kernels stored as float16 (unit roundoff 2**-11 = 4.9e-4), float32
-#   arithmetic (``bake --dtype float16``), measured against the float32 original with its kernels
+#   arithmetic (``bake --kernel-dtype float16``), measured against the float32 original with its kernels
 #   rounded to float16 (``Reference(kernels=torch.float16)``): baked 5e-5..1.0e-2, yardstick
 #   1e-5..1.0e-2, ratio up to 6.3 where the yardstick is tiny; a floor of 5e-3 (10 roundoffs) keeps
 #   every network within 0.7 of its allowance.

@@ -345,7 +345,8 @@ def bake_model(
     ``reference`` (``Reference(model)``) may be passed to share its float64 run with a later check.
     ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
     ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
-    ``tvexport.resize``.
+    ``tvexport.resize``. ``fold_bn`` (default True) folds each BatchNorm into the layer before it
+    (``fold_batchnorms``); ``allow_nonfinite`` bakes weights holding NaN/Inf instead of refusing them.
     """
     inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
     if input_size is not None:
@@ -436,7 +437,11 @@ def baked_payload(result: BakeResult, *, source: Path | None = None) -> dict[str
 
 
 def save_baked(result: BakeResult, path: str | Path, *, force: bool = False, source: Path | None = None) -> Path:
-    """Write ``result`` atomically (temporary file in the same directory, then rename)."""
+    """Write ``result`` to ``path`` atomically (temporary file in the same directory, then rename).
+
+    An existing ``path`` is refused unless ``force``; ``source``, the checkpoint baked, is recorded
+    by name in the file's metadata.
+    """
     path = Path(path)
     payload = baked_payload(result, source=source)
     with atomic_output(path, force=force) as tmp:
@@ -500,7 +505,8 @@ def default_output(source: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 def load_checkpoint(path: str | Path, *, arch: str | None = None) -> nn.Module:
-    """Load any supported checkpoint as an eval-mode ``nn.Module``; baked files load baked."""
+    """Load the checkpoint at ``path`` (any supported format) as an eval-mode ``nn.Module``; baked
+    files load baked. ``arch`` overrides the detected architecture (a baked file's must match it)."""
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
         return model_from_baked(ckpt, arch=arch)
@@ -540,11 +546,13 @@ def bake_checkpoint(
     force: bool = False,
 ) -> BakedCheckpoint:
     """``tvexport bake`` as one call: read ``source``, bake, verify, write ``<stem>.baked.pt``
-    beside it (or ``output``).
+    beside it (or ``output``; an existing file only with ``force``).
 
-    ``kernel_dtype`` (float32, float16, int8; ``dtype`` is its older name), ``input_size``,
-    ``resample`` and ``interpolation`` are as in ``bake_model``; ``batch`` rows of verification
-    input (default 2) seeded with ``seed`` (default 0), refused without ``verify``. Raises
+    ``arch`` overrides the architecture detected from the checkpoint. ``kernel_dtype`` (float32,
+    float16, int8; ``dtype`` is its older name), ``fold_bn``, ``allow_nonfinite``, ``input_size``,
+    ``resample`` and ``interpolation`` are as in ``tvexport.bake`` (``bake_model``); the floors
+    ``rtol``/``atol`` (default by kernel dtype) and ``batch`` rows of verification input (default 2)
+    seeded with ``seed`` (default 0) are refused without ``verify``. Raises
     ``BakeMismatch`` (carrying the result and its report; nothing is written) when the baked model
     fails verification, ``TvexportError`` on bad input before any work.
     """

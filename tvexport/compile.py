@@ -73,7 +73,8 @@ def compile_model(
     changes), True (symbolic shapes from the first call) or False (one compile per shape).
     ``mode``: a torch.compile mode (``max-autotune`` benchmarks alternative kernels at compile
     time). ``freezing`` inlines the weights as constants, so that conv weights are prepacked
-    and the TV kernels' re-layout is folded away at compile time. ``options`` are extra
+    and the TV kernels' re-layout is folded away at compile time. ``fullgraph`` (default True)
+    makes a graph break an error instead of a silent fallback to eager. ``options`` are extra
     Inductor options (e.g. ``{"cpp.simdlen": 512}``).
     """
     if mode is not None and mode not in COMPILE_MODES:

@@ -104,11 +104,14 @@ def export_checkpoint(
     file's model with its kernels as stored). Without validation a baked file or a baseline builds
     no float64 reference, and the result's ``truth``/``baseline`` stay None (nothing was compared).
 
-    ``kernel_dtype`` (float32, float16, int8; default as stored, a checkpoint float32) is how the
-    TV kernels are stored. ONNX options are those of ``export_onnx`` (``opset`` default 18); AOTInductor
-    ones those of ``export_aoti`` (``max_batch`` default 64, only with ``dynamic_batch``; ``progress``
-    is told each phase). Options of the other format or that contradict each other raise
-    ``TvexportError`` (naming them as the CLI does) before any work. A failed validation raises
+    ``arch`` overrides the detected architecture; ``validate`` (default True) and ``force`` (overwrite
+    an existing ``output``) as on the command line. ``kernel_dtype`` (float32, float16, int8; default
+    as stored, a checkpoint float32) is how the TV kernels are stored. ONNX options are those of
+    ``export_onnx``: ``batch``, ``dynamic_batch``, ``tv_op``, ``opset`` (default 18), ``dtype``,
+    ``fp16_io``, ``simplify``, ``external_data``, ``decomposition``; AOTInductor ones those of
+    ``export_aoti``: ``device``, ``batch``, ``dynamic_batch``, ``max_batch`` (default 64, only with
+    ``dynamic_batch``), ``progress`` (told each phase). Options of the other format or that
+    contradict each other raise ``TvexportError`` (naming them as the CLI does) before any work. A failed validation raises
     ``ValidationMismatch`` and writes nothing; its ``truth``/``baseline``, as the result's, label the
     reference.
     """

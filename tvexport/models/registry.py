@@ -212,8 +212,11 @@ def create_model(
 ) -> nn.Module:
     """Build a zoo network (random weights unless ``pretrained_state``), in eval mode.
 
-    ``input_size`` (H, W) builds it for another input than the trained one (TV layers sized
-    for it). The returned module carries its config as ``model.tvexport_config``.
+    ``arch`` is a registry name (``list_models()``), a reference model name or an ``ArchConfig``;
+    ``atom`` (``"tvconv"``, ``"dwconv"``, or ``"dense"`` for DeepLabV3+) and ``tv``
+    (``TVSettings``) replace the config's. ``input_size`` (H, W) builds it for another input than
+    the trained one (TV layers sized for it). The returned module carries its config as
+    ``model.tvexport_config``.
     """
     cfg = resolve_arch(arch) if isinstance(arch, str) else arch
     if atom is not None:
