@@ -423,7 +423,6 @@ def _aot_worker() -> dict:
     import re
     import tempfile
 
-    from triton.backends.compiler import GPUTarget
     from triton.backends.nvidia import compiler as nv
 
     from tvexport.kernels import _triton as kt
@@ -438,7 +437,7 @@ def _aot_worker() -> dict:
         oh, ow = h // stride, w // stride
         cfg = launch_config(c, oh * ow, 8, x_bytes=2 if x == "fp16" else 4)
         ak = kt.compile_tv_kernel(x=x, weight=wt, bias=x, geometry=(c, h, w, oh, ow), k=k, stride=stride, bias_mode=bias, config=cfg,
-                                  target=GPUTarget("cuda", arch, 32))
+                                  target=kt.gpu_target(arch))
         with tempfile.TemporaryDirectory() as tmp:  # the stripped PTX still assembles
             src = Path(tmp) / "k.ptx"
             src.write_text(ak.ptx)
@@ -460,7 +459,7 @@ def _aot_worker() -> dict:
         }
     cfg = launch_config(c, h * w, 1)
     args = {"x": "fp32", "weight": "fp32", "bias": "fp32", "geometry": (c, h, w, h, w), "k": 3, "stride": 1, "bias_mode": BIAS_NONE,
-            "config": cfg, "target": GPUTarget("cuda", 90, 32)}
+            "config": cfg, "target": kt.gpu_target(90)}
     default = kt.compile_tv_kernel(**args)
     capped = kt.compile_tv_kernel(**args, ptx_version=kt.ptx_version_for_driver((12, 4), 90))
     isa = kt.triton_ptx_version(90)

@@ -25,18 +25,10 @@ from torch import nn
 from . import __version__
 from ._io import atomic_output, check_output_path
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, compare_outputs, depthwise_by_definition_, random_inputs
-from .checkpoint import (
-    BAKED_FORMAT,
-    Checkpoint,
-    arch_config_for,
-    build_from_state_dict,
-    check_state_dict,
-    damaged_metadata,
-    read_checkpoint,
-    refuse_nonfinite,
-)
+from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError
 from .layers import BakedTVConv, TVConv
+from .models.loading import arch_config_for, build_from_state_dict, check_state_dict
 from .models.registry import ArchConfig, config_of, create_model
 from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, compress_layer, kernel_dtype_name, layer_summary
 from .quantize import kernel_dtype as quantize_dtype

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
 from ._io import refuse_stdin
 from .artifacts import identify
 from .errors import TvexportError
-from .models.registry import ArchConfig, _first_tv_prefix, _tv_settings, create_model, detect_arch, resolve_arch
 
 CheckpointFormat = Literal["lightning", "pth.tar", "state_dict", "baked"]
 BAKED_FORMAT = "tvexport.baked"
@@ -289,69 +287,3 @@ def damaged_metadata(path: Path, err: BaseException) -> TvexportError:
     """The one error for a baked file whose description cannot be used."""
     detail = err.message if isinstance(err, TvexportError) else f"{type(err).__name__}: {err}"
     return TvexportError(f"{path}: baked file metadata is damaged ({detail})", hint="re-bake it from the original checkpoint")
-
-
-def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
-    """The architecture of ``ckpt``: detected from its keys, or ``arch`` if given (a baked file
-    records its own: another ``arch`` is refused)."""
-    if ckpt.format == "baked":
-        assert ckpt.payload is not None
-        try:
-            cfg = ArchConfig.from_dict(ckpt.payload["arch"])
-            _ = (cfg.name, cfg.input_shape)  # an unknown family or a bad width fails here, not in a later message
-        except (KeyError, TypeError, ValueError, AttributeError, TvexportError) as err:
-            raise damaged_metadata(ckpt.path, err) from None
-        if arch is not None and resolve_arch(arch).name != cfg.name:  # it would be ignored
-            raise TvexportError(f"--arch {arch} contradicts {ckpt.path}, a baked {cfg.name} (a baked file records its architecture)", hint="drop --arch")
-        return cfg
-    sd = ckpt.state_dict
-    if arch is None:
-        try:
-            return detect_arch(sd, ckpt.hparams)
-        except TvexportError as err:
-            raise TvexportError(f"{ckpt.path}: {err.message}", hint=err.hint) from None
-    cfg = resolve_arch(arch)
-    try:
-        detected = detect_arch(sd, ckpt.hparams)
-        if detected.family == cfg.family:
-            return dataclasses.replace(detected, width=cfg.width)
-    except TvexportError:
-        pass
-    tv_prefix = _first_tv_prefix(sd)
-    if tv_prefix is not None:
-        return dataclasses.replace(cfg, atom="tvconv", tv=_tv_settings(sd, tv_prefix))
-    return dataclasses.replace(cfg, atom="dwconv")
-
-
-def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], *, source: Path, arch_name: str) -> None:
-    """Raise one clear line when ``sd`` does not fit ``model`` (missing, unexpected, mis-shaped keys)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key{'s' * (len(missing) > 1)} ({', '.join(missing[:3])}{', ...' * (len(missing) > 3)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) > 1)} ({', '.join(unexpected[:3])}{', ...' * (len(unexpected) > 3)})")
-        raise TvexportError(f"{source}: state dict does not match {arch_name}: {'; '.join(parts)}", hint="check --arch, or that the file is complete")
-    for k, v in expected.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise TvexportError(
-                f"{source}: shape mismatch for {k}: checkpoint {tuple(sd[k].shape)}, {arch_name} expects {tuple(v.shape)}",
-                hint="check --arch (width, TV settings), or that the file is not corrupt",
-            )
-
-
-def build_from_state_dict(cfg: ArchConfig, sd: Mapping[str, torch.Tensor], *, source: Path) -> nn.Module:
-    """Build ``cfg``'s network without initialising weights, then load ``sd`` into it (strict)."""
-    with torch.device("meta"):
-        model = create_model(cfg)
-    check_state_dict(model, sd, source=source, arch_name=cfg.name)
-    model.load_state_dict(sd, strict=True, assign=True)
-    model.float()
-    stale = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if stale:  # a tensor the constructor made that is not in the state dict
-        raise RuntimeError(f"tensors left uninitialised after loading: {stale[:3]}")
-    model.tvexport_config = cfg  # type: ignore[assignment]
-    return model.eval()

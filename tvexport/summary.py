@@ -9,8 +9,9 @@ from typing import Any
 from torch import nn
 
 from .bake import model_from_baked
-from .checkpoint import Checkpoint, arch_config_for, build_from_state_dict, damaged_metadata, read_checkpoint
+from .checkpoint import Checkpoint, damaged_metadata, read_checkpoint
 from .layers import BakedTVConv, TVConv
+from .models.loading import arch_config_for, build_from_state_dict
 from .quantize import stored_bytes
 from .resize import describe_resize
 

@@ -15,7 +15,8 @@ from torch import nn
 
 from ..accuracy import Comparison, Reference, compare_outputs
 from ..bake import BakeResult, bake_model, check_bake, model_from_baked
-from ..checkpoint import arch_config_for, build_from_state_dict, read_checkpoint, refuse_nonfinite
+from ..checkpoint import read_checkpoint, refuse_nonfinite
+from ..models.loading import arch_config_for, build_from_state_dict
 from ..errors import TvexportError
 from ..layers import BakedTVConv
 from ..models.registry import ArchConfig, config_of

@@ -181,6 +181,13 @@ def aot_signature(*, x: str, weight: str, bias: str) -> dict[str, str]:
     return sig
 
 
+def gpu_target(arch: int) -> Any:
+    """triton's compile target for CUDA compute capability ``arch`` (e.g. 90): compiles without a GPU."""
+    from triton.backends.compiler import GPUTarget
+
+    return GPUTarget("cuda", arch, 32)
+
+
 def compile_tv_kernel(
     *,
     x: str,

@@ -139,13 +139,9 @@ def tv_dwconv_i8_autotune(
 @functools.lru_cache(maxsize=256)
 def _compile(x: str, weight: str, bias: str, geometry: Tuple[int, ...], k: int, stride: int, mode: int, config, arch):  # type: ignore[no-untyped-def]
     """Layers of one geometry, dtype combination and tactic share one compiled kernel."""
-    from ..kernels._triton import compile_tv_kernel, driver_ptx_version
+    from ..kernels._triton import compile_tv_kernel, driver_ptx_version, gpu_target
 
-    target = None
-    if arch is not None:
-        from triton.backends.compiler import GPUTarget
-
-        target = GPUTarget("cuda", arch, 32)
+    target = None if arch is None else gpu_target(arch)
     return compile_tv_kernel(x=x, weight=weight, bias=bias, geometry=geometry, k=k, stride=stride, bias_mode=mode, config=config,
                              target=target, ptx_version=driver_ptx_version(arch or 90))
 

@@ -68,6 +68,10 @@ class TensorRTRunner:
         lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
         return int(lo[0]), int(hi[0])
 
+    def tensor_dtype(self, name: str) -> Any:
+        """The torch dtype of the engine's I/O tensor ``name`` (float16 inputs take float16 images)."""
+        return _torch_dtype(self._trt, self._torch, self.engine.get_tensor_dtype(name))
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         trt, torch = self._trt, self._torch
         name = self.inputs[0]

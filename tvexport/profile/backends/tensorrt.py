@@ -31,8 +31,6 @@ class TensorRT:
         return None
 
     def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
-        import tensorrt as trt
-
         from ...export.onnx import export_onnx
         from ...trt.build import build_engine
         from ...trt.runner import TensorRTRunner
@@ -45,7 +43,7 @@ class TensorRT:
             runner = TensorRTRunner(engine.engine)
         context, name = runner.context, runner.inputs[0]
         x = random_inputs((batch, *config_of(model).input_shape), seed=0).to(device)
-        x = x.to(torch.float16 if runner.engine.get_tensor_dtype(name) == trt.float16 else torch.float32).contiguous()
+        x = x.to(torch.float16 if runner.tensor_dtype(name) == torch.float16 else torch.float32).contiguous()
         context.set_input_shape(name, tuple(x.shape))
         context.set_tensor_address(name, x.data_ptr())
         buffers = [x]

@@ -1,0 +1,97 @@
+"""Each runtime's imports stay in its own room: tensorrt only in tvexport/trt/, triton only in
+tvexport/kernels/, openvino only in tvexport/openvino/ and the profile backends, at module level
+and inside functions alike (an import inside a function breaks the rule as much as one at the top:
+a user without that package gets a raw ImportError from the wrong module)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "tvexport"
+ROOMS = {
+    "tensorrt": ("trt/",),
+    "triton": ("kernels/",),
+    "openvino": ("openvino/", "profile/backends/"),
+    "onnxruntime": ("export/", "profile/backends/"),
+}
+
+
+def imported_packages(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, top-level package) of every absolute import in ``tree``, however deeply nested."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name.split(".")[0]) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.append((node.lineno, node.module.split(".")[0]))
+    return found
+
+
+def test_the_scan_sees_imports_inside_functions() -> None:
+    tree = ast.parse("def f():\n    if True:\n        from tensorrt import Logger\n    import triton.language as tl\n")
+    assert sorted(imported_packages(tree)) == [(3, "tensorrt"), (4, "triton")]
+
+
+@pytest.mark.parametrize("package", sorted(ROOMS))
+def test_runtime_imports_stay_in_their_room(package: str) -> None:
+    outside = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith(ROOMS[package]):
+            continue
+        outside += [f"tvexport/{rel}:{line}" for line, top in imported_packages(ast.parse(path.read_text())) if top == package]
+    assert not outside, f"{package} imported outside {', '.join('tvexport/' + r for r in ROOMS[package])}: {outside}"
+
+
+# Data flows one way (the project guide): checkpoint -> models -> bake -> export -> trt / kernels /
+# openvino -> profile -> cli. A module may import its own stage and earlier ones only.
+STAGES = {
+    "errors": 0, "_io": 0, "artifacts": 0, "_depthwise": 0,
+    "checkpoint": 1,
+    "models": 2, "layers": 2, "quantize": 2, "testing": 2,
+    "bake": 3, "accuracy": 3, "resize": 3, "compile": 3, "summary": 3,
+    "export": 4,
+    "trt": 5, "kernels": 5, "openvino": 5,
+    "profile": 6,
+    "cli": 7, "__main__": 7,
+}
+# The one sanctioned exception: a TV layer's eager CUDA forward runs the fused Triton kernel,
+# imported inside that method (tvexport.kernels never imports tvexport.layers).
+SANCTIONED = {("layers", "kernels")}
+
+
+def internal_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, first component under tvexport) of every import of a tvexport module in ``path``."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    package = parts[:-1]  # the importing module's package, below tvexport
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = list(package[: len(package) - (node.level - 1)])
+            target = base + (node.module.split(".") if node.module else [])
+            names = [target + [a.name] for a in node.names] if not target else [target]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tvexport":
+            names = [node.module.split(".")[1:] + [a.name] for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".")[1:] for a in node.names if a.name.split(".")[0] == "tvexport"]
+        else:
+            continue
+        found += [(node.lineno, n[0]) for n in names if n and n[0] in STAGES]
+    return found
+
+
+def test_imports_flow_one_way() -> None:
+    against = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts == ("__init__",):
+            continue  # the public facade re-exports every stage
+        own = parts[0]
+        assert own in STAGES, f"tvexport/{path.relative_to(PACKAGE)}: give its stage in STAGES"
+        for line, target in internal_imports(path):
+            if STAGES[target] > STAGES[own] and (own, target) not in SANCTIONED:
+                against.append(f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{line} ({own} imports {target})")
+    assert not against, f"imports against checkpoint -> models -> bake -> export -> trt/kernels/openvino -> profile -> cli: {against}"
