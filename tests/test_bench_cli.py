@@ -138,6 +138,20 @@ def test_bench_user_errors_are_one_line(cli, ckpt: Path, tmp_path: Path) -> None
         assert "--device cuda: CUDA is not available" in _one_line_error(cli("bench", ckpt, "--device", "cuda"))
 
 
+@pytest.mark.parametrize(("option", "value"), [("--max-seconds", "nan"), ("--cv-warn", "nan"), ("--min-seconds", "inf"), ("--max-seconds", "-1")])
+def test_bench_refuses_nan_and_nonsense_seconds(cli, baked: Path, tmp_path: Path, option: str, value: str) -> None:
+    """Before: NaN passed every `x <= 0` check, so `--max-seconds nan` (no limit) and `--cv-warn nan`
+    (never warns) ran and exited 0, and `--min-seconds inf` timed its first case forever."""
+    report = tmp_path / "r.json"
+    args = ["-b", "torch-baked", *FAST]
+    if option in args:  # FAST sets --min-seconds and --warmup-seconds: the value under test replaces it
+        i = args.index(option)
+        del args[i : i + 2]
+    line = _one_line_error(cli("bench", baked, *args, option, value, "--json", report))
+    assert line.startswith(f"error: {option} {value}"), line
+    assert not report.exists()
+
+
 def test_bench_refuses_to_overwrite_before_running(cli, baked: Path, tmp_path: Path) -> None:
     ckpt = baked
     existing = tmp_path / "r.json"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +228,39 @@ def test_inspect_says_what_the_bias_is(cli, tmp_path: Path) -> None:
         assert {layer["bias"] for layer in data["tv_layers"]} == {kind}, path
         row = next(line for line in cli("inspect", path).stdout.splitlines() if "features.2.conv.1.0" in line)
         assert f" {kind} " in row, row
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="caps the address space with RLIMIT_AS")
+@pytest.mark.parametrize(("command", "options", "expected"), [
+    ("bake", ["--input-size", "100000x100000"], "bake {src} at input size 100000x100000 with a verification batch of 2"),
+    ("bake", ["--batch", "1000000"], "bake {src} at input size 96x96 with a verification batch of 1000000"),
+    ("export", ["--batch", "1000000000", "--no-simplify"], "export {src} with a batch of 1000000000"),
+])
+def test_sizes_too_large_for_memory_are_a_user_error(tmp_path: Path, face_ckpt: Path, command: str, options: list[str], expected: str) -> None:
+    """Before: `bake --input-size 100000x100000`, `bake --batch 1000000` and `export --batch 1000000000`
+    died as "internal error: RuntimeError ... can't allocate memory" (exit 3, "report it"); the user
+    chose the size, so say so in one line, exit 2, and write nothing."""
+    import resource
+
+    def cap() -> None:  # 8 GB of address space: the 100+ GB request fails at once, whatever the machine has
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    out = tmp_path / ("huge.baked.pt" if command == "bake" else "huge.onnx")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "tvexport", command, str(face_ckpt), "-o", str(out), *options],
+                       capture_output=True, text=True, env=env, preexec_fn=cap, timeout=300)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith("error: not enough memory to " + expected.format(src=face_ckpt)), lines[0]
+    assert "GB was refused" in lines[0] and "smaller --" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
+
+
+def test_only_allocation_failures_count_as_out_of_memory() -> None:
+    from tvexport.errors import is_out_of_memory
+
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes."))
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))  # a bug stays an internal error
+    assert not is_out_of_memory(ValueError("out of memory"))

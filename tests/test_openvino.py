@@ -595,6 +595,19 @@ def test_build_to_directory(cli: Any, extension: Path, tmp_path: Path) -> None:
     assert cli("extension", "build", "openvino", "-o", tmp_path, "--force").exit_code == 0
 
 
+def test_build_to_a_file_is_refused_as_such(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `-o some_file` said "output directory some_file does not exist; create it first"."""
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))
+    target = tmp_path / "lib.so"
+    target.write_bytes(b"x")
+    r = cli("extension", "build", "openvino", "-o", target)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"error: output directory {target} is a file, not a directory"), lines[0]
+    assert target.read_bytes() == b"x"
+
+
 @pytest.mark.parametrize("what", ["openvino", "cmake", "compiler"])
 def test_missing_build_tool_one_line(what: str, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))

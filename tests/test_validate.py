@@ -95,6 +95,9 @@ def test_cli_validate_bad_inputs(cli: Any, artefacts: dict[str, Path], tmp_path:
     assert r.exit_code == 2 and "not a .npy array" in r.stderr
     r = cli("validate", tmp_path / "missing.onnx", "--against", artefacts["ckpt"])
     assert r.exit_code == 2 and "no such file" in r.stderr
+    (tmp_path / "inputs.npy").mkdir()  # before: "no such file", though it exists
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--input", tmp_path / "inputs.npy")
+    assert r.exit_code == 2 and "inputs.npy is a directory, not a .npy array" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"])  # a checkpoint, not an artefact
     assert r.exit_code == 2 and "looks like a checkpoint" in r.stderr and "tvexport export" in r.stderr
     r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"], "--backend", "onnxruntime")
@@ -102,6 +105,19 @@ def test_cli_validate_bad_inputs(cli: Any, artefacts: dict[str, Path], tmp_path:
     r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--backend", "tflite")
     assert r.exit_code == 2 and "unknown backend" in r.stderr
 
+
+@pytest.mark.parametrize("name", ["model.ckpt", "model.onnx", "model.pt2"])
+def test_cli_validate_names_a_directory_or_empty_model_as_such(cli: Any, artefacts: dict[str, Path], tmp_path: Path, name: str) -> None:
+    """Before: a directory or empty file named *.ckpt was called "a checkpoint" (export it first), and
+    one named *.onnx "not an ONNX model ... pass --backend": neither helps; say what the file is."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / name).mkdir()
+    (tmp_path / name).write_bytes(b"")
+    for path, what in ((tmp_path / "dir" / name, "is a directory, not an exported model"), (tmp_path / name, "is empty (0 bytes)")):
+        r = cli("validate", path, "--against", artefacts["ckpt"])
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+        assert lines[0].startswith(f"error: {path} {what}"), lines[0]
 
 
 def test_cli_validate_refuses_random_input_options_with_input(cli: Any, artefacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,3 +36,23 @@ def missing(package: str, *, what: str, extra: str | None = None) -> MissingDepe
     """Build the standard "install X" error for an optional dependency."""
     how = f"pip install 'tvexport[{extra}]'" if extra else f"pip install {package}"
     return MissingDependencyError(f"{what} needs {package}, which is not installed", hint=f"install it with: {how}")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocator refusing a request (host or CUDA memory), not a bug."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError (CUDA)
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def out_of_memory(err: BaseException, *, what: str, hint: str) -> TvexportError:
+    """The one-line error for an allocation that failed: ``what`` was being done, ``hint`` what to make smaller."""
+    text = str(err)
+    asked = ""
+    marker = "you tried to allocate "
+    if marker in text:  # torch's CPU allocator: "... you tried to allocate 320000000000 bytes."
+        count = text.split(marker, 1)[1].split(" ", 1)[0]
+        if count.isdigit():
+            asked = f" (one allocation of {int(count) / 1e9:.1f} GB was refused)"
+    return TvexportError(f"not enough memory to {what}{asked}", hint=hint)

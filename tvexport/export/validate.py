@@ -163,6 +163,8 @@ def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -
 def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarray:
     """Read an NCHW input from ``.npy`` and check it against the model's (3, H, W)."""
     path = Path(path)
+    if path.is_dir():
+        raise TvexportError(f"{path} is a directory, not a .npy array", hint="give a .npy array of shape (N, 3, H, W)")
     if not path.is_file():
         raise TvexportError(f"{path}: no such file", hint="give a .npy array of shape (N, 3, H, W)")
     with path.open("rb") as f:
@@ -221,6 +223,11 @@ def validate_artifact(
         raise TvexportError("--seed seeds the random input; with --input it does not apply", hint="drop --seed")
     if not artifact.exists():
         raise TvexportError(f"{artifact}: no such file", hint="check the path")
+    # said before the file's name is used to guess what it is (a directory or empty file named .ckpt is no checkpoint)
+    if artifact.is_dir():
+        raise TvexportError(f"{artifact} is a directory, not an exported model", hint="give the .onnx, .pt2 or engine file inside it")
+    if artifact.stat().st_size == 0:
+        raise TvexportError(f"{artifact} is empty (0 bytes)", hint="the export or copy did not finish; export it again")
     found = identify(artifact)
     dtype, kernel_dtype = artifact_precision(artifact, found)
     Tolerance.default(dtype, rtol=rtol, atol=atol)  # a bad --rtol/--atol is refused before any work

@@ -219,6 +219,8 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     root = cache_dir()
     if output_dir is not None:
         out_lib = Path(output_dir) / LIBRARY
+        if out_lib.parent.exists() and not out_lib.parent.is_dir():
+            raise TvexportError(f"output directory {out_lib.parent} is a file, not a directory", hint="give a directory for the library with -o")
         if not out_lib.parent.is_dir():
             raise TvexportError(f"output directory {out_lib.parent} does not exist", hint="create it first")
         if (done := _up_to_date(out_lib, key)) is not None and not force:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -125,12 +126,14 @@ class MeasureSettings:
     min_warmup_rounds: int = 1
 
     def __post_init__(self) -> None:
-        if self.warmup_seconds < 0 or self.min_seconds < 0:
-            raise TvexportError("warm-up and minimum seconds must be >= 0")
+        # written as `not (x >= 0)` so that NaN, which fails every comparison, is refused too
+        for option, value in (("--warmup-seconds", self.warmup_seconds), ("--min-seconds", self.min_seconds)):
+            if not (math.isfinite(value) and value >= 0):
+                raise TvexportError(f"{option} {value:g}: seconds must be a finite number >= 0", hint=f"e.g. {option} 1")
         if self.min_iters < 1:
             raise TvexportError(f"--min-iters must be >= 1, got {self.min_iters}")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise TvexportError(f"--max-seconds must be > 0, got {self.max_seconds}")
+        if self.max_seconds is not None and not (self.max_seconds > 0):  # inf: no limit, as if not given
+            raise TvexportError(f"--max-seconds {self.max_seconds:g}: the time limit must be a number > 0", hint="e.g. --max-seconds 30, or leave it out")
         if self.min_warmup_rounds < 0:
             raise TvexportError("min_warmup_rounds must be >= 0")
 
