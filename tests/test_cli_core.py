@@ -235,19 +235,20 @@ def test_inspect_says_what_the_bias_is(cli, tmp_path: Path) -> None:
     ("bake", ["--input-size", "100000x100000"], "bake {src} at input size 100000x100000 with a verification batch of 2"),
     ("bake", ["--batch", "1000000"], "bake {src} at input size 96x96 with a verification batch of 1000000"),
     ("export", ["--batch", "1000000000", "--no-simplify"], "export {src} with a batch of 1000000000"),
+    ("bench", ["--batch", "1000000000", "-b", "torch-baked"], "bench torch-baked at batch 1000000000"),
 ])
 def test_sizes_too_large_for_memory_are_a_user_error(tmp_path: Path, face_ckpt: Path, command: str, options: list[str], expected: str) -> None:
-    """Before: `bake --input-size 100000x100000`, `bake --batch 1000000` and `export --batch 1000000000`
-    died as "internal error: RuntimeError ... can't allocate memory" (exit 3, "report it"); the user
+    """Before: `bake --input-size 100000x100000`, `bake --batch 1000000`, `export --batch 1000000000`
+    and `bench --batch 1000000000` died as "internal error: RuntimeError ... can't allocate memory" (exit 3, "report it"); the user
     chose the size, so say so in one line, exit 2, and write nothing."""
     import resource
 
     def cap() -> None:  # 8 GB of address space: the 100+ GB request fails at once, whatever the machine has
         resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 
-    out = tmp_path / ("huge.baked.pt" if command == "bake" else "huge.onnx")
+    out = tmp_path / {"bake": "huge.baked.pt", "export": "huge.onnx", "bench": "huge.json"}[command]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-m", "tvexport", command, str(face_ckpt), "-o", str(out), *options],
+    r = subprocess.run([sys.executable, "-m", "tvexport", command, str(face_ckpt), "--json" if command == "bench" else "-o", str(out), *options],
                        capture_output=True, text=True, env=env, preexec_fn=cap, timeout=300)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr

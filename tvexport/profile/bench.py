@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import torch
 from torch import nn
 
 from ..bake import tv_layer_names
-from ..errors import TvexportError
+from ..errors import TvexportError, is_out_of_memory, out_of_memory
 from ..layers import BakedTVConv, TVConv
 from .backends import Backend, LayerBackend, select_backends
 from .floor import copy_bandwidth, layer_floor_bytes
@@ -148,6 +149,17 @@ def _layer_cases(
     return rows, warnings
 
 
+@contextlib.contextmanager
+def _sized_by_user(what: str) -> Iterator[None]:
+    """An allocation refused while ``what`` runs: the user's --batch (or input size) to change, not a bug."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        raise out_of_memory(err, what=what, hint="choose a smaller --batch or --input-size") from None
+
+
 def run_bench(
     subject: Subject,
     *,
@@ -206,10 +218,11 @@ def run_bench(
                     progress(f"{where}: preparing", done, total)
                 variants = {}
                 try:
-                    for net in subject.networks:
-                        model = net.form(backend.form)
-                        assert model is not None
-                        variants[net.label] = backend.prepare(model, batch=batch, threads=n_threads, device=device, dtype=tdtype)
+                    with _sized_by_user(f"bench {backend.name} at batch {batch}"):
+                        for net in subject.networks:
+                            model = net.form(backend.form)
+                            assert model is not None
+                            variants[net.label] = backend.prepare(model, batch=batch, threads=n_threads, device=device, dtype=tdtype)
                 except TvexportError as err:
                     if backends:  # asked for by name: its failure is the answer
                         raise
@@ -221,7 +234,8 @@ def run_bench(
                     if progress:
                         progress(f"{where}: {phase} round {r}", done, total)
 
-                timing = measure_case(variants, settings, timer=timer, clock=clock, on_round=on_round)
+                with _sized_by_user(f"bench {backend.name} at batch {batch}"):
+                    timing = measure_case(variants, settings, timer=timer, clock=clock, on_round=on_round)
                 results, ratios = _summarize(timing, batch=batch)
                 warns = _case_warnings(timing, results, cv_warn=cv_warn, where=where)
                 cases.append({
@@ -247,10 +261,11 @@ def run_bench(
                 for batch in batches:
                     if progress:
                         progress(f"{backend.name} batch {batch}: per-layer", done, total)
-                    rows, warns = _layer_cases(
-                        subject, backend, batch, threads=n_threads, device=device, dtype=tdtype, settings=layer_settings,
-                        bandwidth=bandwidth["bytes_per_s"], timer=timer, clock=clock, cv_warn=cv_warn,
-                    )
+                    with _sized_by_user(f"bench {backend.name} per layer at batch {batch}"):
+                        rows, warns = _layer_cases(
+                            subject, backend, batch, threads=n_threads, device=device, dtype=tdtype, settings=layer_settings,
+                            bandwidth=bandwidth["bytes_per_s"], timer=timer, clock=clock, cv_warn=cv_warn,
+                        )
                     layers += rows
                     warnings += warns
                     done += len(rows)
