@@ -195,8 +195,8 @@ def dw_layers(g_dw: Any, g_tv: Any, batch: int) -> dict[str, int]:
     candidates = []
     for node in g_dw.graph.node:
         attrs = {a.name: a for a in node.attribute}
-        if node.op_type != "Conv" or "group" not in attrs or attrs["group"].i == 1:
-            continue
+        if node.op_type != "Conv" or "group" not in attrs or attrs["group"].i == 1 or numpy_helper.to_array(inits[node.input[1]]).shape[1] != 1:
+            continue  # not depthwise (grouped convolutions with several channels per group are not)
         c, (k, _), s = attrs["group"].i, attrs["kernel_shape"].ints, attrs["strides"].ints[0] if "strides" in attrs else 1
         _, _, oh, ow = shapes[node.output[0]]
         _, _, ih, iw = shapes[node.input[0]]
@@ -211,7 +211,7 @@ def dw_layers(g_dw: Any, g_tv: Any, batch: int) -> dict[str, int]:
         key = (c, round(kk ** 0.5), {a.name: a.i for a in node.attribute}["stride"], h, w)
         i = next((i for i, cand in enumerate(candidates) if cand[0] == key), None)  # the first unmatched one
         if i is None:
-            raise ValueError(f"TV layer {node.name} {key}: no depthwise convolution of that (channels, k, stride, h, w) left in the DW network")
+            raise SystemExit(f"TV layer {node.name} {key}: no depthwise convolution of that (channels, k, stride, h, w) left in the DW network")
         _, name, floor = candidates.pop(i)
         out[name] = floor
     return out
@@ -229,6 +229,7 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
     assert tv_model is not None and dw_model is not None
     x = np.ascontiguousarray(random_inputs((batch, *config_of(tv_model).input_shape), seed=0).numpy())
     g_tv, g_dw = graphs(tv_model, batch, tv=True), graphs(dw_model, batch, tv=False)
+    dw_floors = dw_layers(g_dw["portable"], g_tv["plugin"], batch)  # before any timing: a mismatch stops at once
     t, lt = args.threads, layer_threads(args)
     runners = {
         "ov-fused": OpenVinoRunner(g_tv["plugin"], threads=t),
@@ -266,7 +267,6 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
                            "x_floor": us / (floors[n] / bandwidth * 1e6)} for n, us in prof["tv_us"].items()]
         del prof["tv_us"]
         layers[name] = prof
-    dw_floors = dw_layers(g_dw["portable"], g_tv["plugin"], batch)
     dw_prof = layer_profile(g_dw["portable"], x, threads=lt, runs=args.layer_runs, nodes=list(dw_floors))
     # the DW network's depthwise convolutions in the TV layers' places, against the same kind of floor:
     # what OpenVINO's own kernel reaches on those geometries on this machine

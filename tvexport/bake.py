@@ -337,8 +337,8 @@ def bake_model(
     ``reference`` (``Reference(model)``) may be passed to share its float64 run with a later check.
     ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
     ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
-    ``tvexport.resize``. ``fold_bn`` (default True) folds each BatchNorm into the layer before it
-    (``fold_batchnorms``); ``allow_nonfinite`` bakes weights holding NaN/Inf instead of refusing them.
+    ``tvexport.resize``. ``fold_bn`` (default True) folds each eval-mode BatchNorm that directly
+    follows a conv, linear or TV layer into it (``fold_batchnorms``); ``allow_nonfinite`` bakes weights holding NaN/Inf instead of refusing them.
     """
     inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
     if input_size is not None:

@@ -214,7 +214,7 @@ def create_model(
 
     ``arch`` is a registry name (``list_models()``), a reference model name or an ``ArchConfig``;
     ``atom`` (``"tvconv"``, ``"dwconv"``, or ``"dense"`` for DeepLabV3+) and ``tv``
-    (``TVSettings``) replace the config's. ``input_size`` (H, W) builds it for another input than
+    (``TVSettings``; only TV networks keep them, baselines have none) replace the config's. ``input_size`` (H, W) builds it for another input than
     the trained one (TV layers sized for it). The returned module carries its config as
     ``model.tvexport_config``.
     """
