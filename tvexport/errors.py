@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_BAD_INPUT = 2
@@ -44,6 +47,18 @@ def is_out_of_memory(err: BaseException) -> bool:
         return True
     text = str(err)
     return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+@contextlib.contextmanager
+def sized_by_user(what: str, *, hint: str) -> Iterator[None]:
+    """Turn an allocation refused while ``what`` runs into the one-line user error (``hint``: what
+    to make smaller): the size was the user's choice (``--batch``, ``--input-size``), not a bug."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        raise out_of_memory(err, what=what, hint=hint) from None
 
 
 def out_of_memory(err: BaseException, *, what: str, hint: str) -> TvexportError:

@@ -16,9 +16,9 @@ from torch import nn
 from ..accuracy import Comparison, Reference, compare_outputs
 from ..bake import BakeResult, bake_model, check_bake, model_from_baked
 from ..checkpoint import read_checkpoint, refuse_nonfinite
-from ..models.loading import arch_config_for, build_from_state_dict
 from ..errors import TvexportError
 from ..layers import BakedTVConv
+from ..models.loading import arch_config_for, build_from_state_dict
 from ..models.registry import ArchConfig, config_of
 from ..quantize import KernelDType, compress_model, kernel_dtype_name
 from ..quantize import kernel_dtype as quantize_dtype

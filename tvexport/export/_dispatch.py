@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._io import check_output_path
-from ..errors import TvexportError, is_out_of_memory, out_of_memory
+from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
 from ._common import ExportResult
 
@@ -152,16 +152,13 @@ def export_checkpoint(
     # a checkpoint is baked (and verified) with the same floors, its kernels stored as kernel_dtype
     src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype, reference=validate)
     ref = src.reference
-    try:
-        result = export_model(src.model, out, format=format, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
-    except ValidationMismatch as err:
-        assert ref is not None  # only a validating export mismatches, and it has its reference
-        err.truth, err.baseline = ref.truth_label, ref.baseline_label
-        raise
-    except (RuntimeError, MemoryError) as err:  # an absurd --batch is the user's to change, not a bug
-        if not is_out_of_memory(err):
+    with sized_by_user(f"export {source} with a batch of {batch}", hint="choose a smaller --batch (or --dynamic-batch)"):
+        try:
+            result = export_model(src.model, out, format=format, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
+        except ValidationMismatch as err:
+            assert ref is not None  # only a validating export mismatches, and it has its reference
+            err.truth, err.baseline = ref.truth_label, ref.baseline_label
             raise
-        raise out_of_memory(err, what=f"export {source} with a batch of {batch}", hint="choose a smaller --batch (or --dynamic-batch)") from None
     if validate:  # a checkpoint has its reference without validation too (it verified the bake), but nothing was compared with it
         assert ref is not None
         result.truth, result.baseline = ref.truth_label, ref.baseline_label

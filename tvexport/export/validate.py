@@ -20,8 +20,8 @@ from .._io import refuse_stdin
 from ..accuracy import Tolerance, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..checkpoint import describe_file, read_checkpoint
-from ..models.loading import arch_config_for
 from ..errors import MismatchError, TvexportError
+from ..models.loading import arch_config_for
 from ..models.registry import ArchConfig
 from ._common import BACKENDS, Comparison, load_runner, load_source
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import gc
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
 from torch import nn
 
 from ..bake import tv_layer_names
-from ..errors import TvexportError, is_out_of_memory, out_of_memory
+from ..errors import TvexportError, sized_by_user
 from ..layers import BakedTVConv, TVConv
 from .backends import Backend, LayerBackend, select_backends
 from .floor import copy_bandwidth, layer_floor_bytes
@@ -149,15 +148,7 @@ def _layer_cases(
     return rows, warnings
 
 
-@contextlib.contextmanager
-def _sized_by_user(what: str) -> Iterator[None]:
-    """An allocation refused while ``what`` runs: the user's --batch (or input size) to change, not a bug."""
-    try:
-        yield
-    except (RuntimeError, MemoryError) as err:
-        if not is_out_of_memory(err):
-            raise
-        raise out_of_memory(err, what=what, hint="choose a smaller --batch or --input-size") from None
+_SMALLER = "choose a smaller --batch or --input-size"  # what to change when an allocation is refused
 
 
 def run_bench(
@@ -218,7 +209,7 @@ def run_bench(
                     progress(f"{where}: preparing", done, total)
                 variants = {}
                 try:
-                    with _sized_by_user(f"bench {backend.name} at batch {batch}"):
+                    with sized_by_user(f"bench {backend.name} at batch {batch}", hint=_SMALLER):
                         for net in subject.networks:
                             model = net.form(backend.form)
                             assert model is not None
@@ -234,7 +225,7 @@ def run_bench(
                     if progress:
                         progress(f"{where}: {phase} round {r}", done, total)
 
-                with _sized_by_user(f"bench {backend.name} at batch {batch}"):
+                with sized_by_user(f"bench {backend.name} at batch {batch}", hint=_SMALLER):
                     timing = measure_case(variants, settings, timer=timer, clock=clock, on_round=on_round)
                 results, ratios = _summarize(timing, batch=batch)
                 warns = _case_warnings(timing, results, cv_warn=cv_warn, where=where)
@@ -261,7 +252,7 @@ def run_bench(
                 for batch in batches:
                     if progress:
                         progress(f"{backend.name} batch {batch}: per-layer", done, total)
-                    with _sized_by_user(f"bench {backend.name} per layer at batch {batch}"):
+                    with sized_by_user(f"bench {backend.name} per layer at batch {batch}", hint=_SMALLER):
                         rows, warns = _layer_cases(
                             subject, backend, batch, threads=n_threads, device=device, dtype=tdtype, settings=layer_settings,
                             bandwidth=bandwidth["bytes_per_s"], timer=timer, clock=clock, cv_warn=cv_warn,

@@ -12,8 +12,8 @@ from torch import nn
 from .._io import refuse_stdin
 from ..bake import bake_model, check_bake, load_checkpoint, model_from_baked
 from ..checkpoint import read_checkpoint, refuse_nonfinite
-from ..models.loading import arch_config_for, build_from_state_dict
 from ..errors import TvexportError
+from ..models.loading import arch_config_for, build_from_state_dict
 from ..models.registry import ArchConfig, Atom, config_of, create_model, list_models, resolve_arch
 from ..resize import parse_input_size, resize_unbaked
 from .backends import Form
