@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -79,3 +81,21 @@ def test_names() -> None:
 def test_unknown_state_dict() -> None:
     with pytest.raises(TvexportError, match="unknown architecture"):
         detect_arch({"fc.weight": torch.zeros(3, 3)})
+
+
+def test_unknown_mobilenetv2_width_is_one_line_with_a_hint() -> None:
+    """A face MobileNetV2 state dict whose channels match no reference width: what, and how to fix."""
+    sd = dict(create_model("face_mobilenetv2_x0_1").state_dict())
+    sd["features.0.0.weight"] = torch.zeros(7, *sd["features.0.0.weight"].shape[1:])  # a stem no width has
+    with pytest.raises(TvexportError) as info:
+        detect_arch(sd)
+    assert "match no width" in info.value.message and "stem 7" in info.value.message
+    assert info.value.hint and "reference widths" in info.value.hint and "\n" not in str(info.value)
+
+
+def test_missing_baseline_is_one_line_with_a_hint(tmp_path: Path) -> None:
+    from tvexport.profile import load_subject
+
+    with pytest.raises(TvexportError) as info:
+        load_subject("face_mobilenetv2_x0_1", baseline=tmp_path / "missing.ckpt")
+    assert "does not exist" in info.value.message and info.value.hint and "--baseline takes" in info.value.hint

@@ -311,7 +311,8 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
         for width in candidates:
             if mobilenetv2_channels(width) == (stem, outs):
                 return ArchConfig("face_mobilenetv2", width, atom, tv, drop_ratio=drop)
-        raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {outs[:3]}...) match no width in [0.1, 1.0]")
+        raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {outs[:3]}...) match no width in [0.1, 1.0]",
+                            hint="tvexport reads the reference widths 0.1-1.0 (steps of 0.05): check that the file is a complete reference checkpoint")
 
     if "conv1.0.weight" in sd and "stage2.0.branch1.2.weight" in sd:
         branch = int(sd["stage2.0.branch1.2.weight"].shape[0])

@@ -123,7 +123,7 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[
 
 def _baseline_from_file(path: Path, cfg: ArchConfig) -> Network:
     if not path.exists():
-        raise TvexportError(f"baseline {path} does not exist")
+        raise TvexportError(f"baseline {path} does not exist", hint="--baseline takes a DWConv (or dense) checkpoint of the same architecture; check the path")
     model = load_checkpoint(path)
     bcfg = config_of(model)
     if bcfg.atom == "tvconv":
