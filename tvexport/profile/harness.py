@@ -126,7 +126,7 @@ class MeasureSettings:
     min_warmup_rounds: int = 1
 
     def __post_init__(self) -> None:
-        # written as `not (x >= 0)` so that NaN, which fails every comparison, is refused too
+        # isfinite refuses NaN (which fails every comparison, so `x < 0` let it through) and inf
         for option, value in (("--warmup-seconds", self.warmup_seconds), ("--min-seconds", self.min_seconds)):
             if not (math.isfinite(value) and value >= 0):
                 raise TvexportError(f"{option} {value:g}: seconds must be a finite number >= 0", hint=f"e.g. {option} 1")
