@@ -295,6 +295,24 @@ def test_channel_blocks_row_tiles_outer(extension: Path, monkeypatch: pytest.Mon
         assert run_case(case, extension, threads=2) < LAYER_RTOL, case.id
 
 
+@pytest.mark.parametrize("wide", ["0", "1"], ids=["narrow", "wide"])
+def test_int8_tiles_either_width(wide: str, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_INT8_WIDE_TILES=0|1 (read as the op is constructed; on by default where a core
+    has >= 2 MiB of L2, so a machine runs only one of them unless told) sizes int8 kernel tiles at
+    batch > 1 as TVX_BLOCK_BYTES (384 KiB) or twice that. Every case is tiled differently by the
+    two (two threads): 384 channels at 24x24, 8 rows x 14 positions against 9 whole rows; stride 2,
+    480 channels, 6 rows x 15 positions against 7 whole rows; 4 KiB input rows through the ring
+    (64 channels x 64 columns), 10 against 16 rows; channel blocks of 320 against 640 channels
+    (1920 channels, k = 5) and 6 against 8 rows (1400 channels, k = 7). Both match the truth,
+    with a narrower last batch tile where the batch is 5 or 3."""
+    monkeypatch.setenv("TVEXPORT_OV_INT8_WIDE_TILES", wide)
+    cases = [Case(3, 1, "map", "int8", 5, channels=384, h=24, w=24), Case(3, 2, None, "int8", 3, channels=480, h=12, w=24),
+             Case(3, 1, "channel", "int8", 5, channels=64, h=32, w=64), Case(5, 1, None, "int8", "N", channels=1920, h=16, w=6),
+             CHANNEL_BLOCK_CASES[1]]
+    for case in cases:
+        assert run_case(case, extension, threads=2) < LAYER_RTOL, (case.id, case.channels)
+
+
 # int8, k = 3, C dividing 16, 32 or 48: one image's scales held in registers (kernel.cpp:
 # scale_register_chunks; AVX-512 only, elsewhere these take the loop that loads them)
 SCALE_REGISTER_CASES = [case for c in (8, 16, 24, 32, 48) for case in (
