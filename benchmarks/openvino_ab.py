@@ -96,6 +96,14 @@ def channel_block_candidates(graph: Any) -> list[str]:
             and next(a.i for a in node.attribute if a.name == "stride") == 1 and inits[node.input[1]].dims[0] >= SEGMENT]
 
 
+def int8_candidates(graph: Any) -> list[str]:
+    """TV nodes with int8 kernels (what the int8-wide-tiles switch can reach, at batch > 1 and only
+    where the wider budget changes a layer's tiles); none in a graph with float kernels."""
+    inits = {t.name: t for t in graph.graph.initializer}
+    tv = set(tv_nodes(graph))
+    return [node.name for node in graph.graph.node if node.name in tv and inits[node.input[1]].data_type == onnx.TensorProto.INT8]
+
+
 def scale_register_candidates(graph: Any) -> list[str]:
     """TV nodes the scale-register switch can reach (one image at a time): int8 kernels, k = 3 and a
     scale row that repeats every 1, 2 or 3 vectors of 16 floats (C divides 16, 32 or 48); none in a
@@ -172,7 +180,8 @@ SWITCHES = {
         "A int8 kernel tiles of TVX_BLOCK_BYTES (`TVEXPORT_OV_INT8_WIDE_TILES=0` while it was read; the kernel before issue 17ac, "
         "and the default on cores with less than 2 MiB of L2), B twice that (`TVEXPORT_OV_INT8_WIDE_TILES=1`; the default on "
         "cores with >= 2 MiB of L2), A' as A",
-        tv_nodes, "(all of them; int8 kernels at batch > 1 only)", "openvino_int8_wide_tiles", "deeplabv3plus_mobilenetv2", 16),
+        int8_candidates, "with int8 kernels (at batch > 1, where the wider budget changes their tiles)", "openvino_int8_wide_tiles",
+        "deeplabv3plus_mobilenetv2", 16),
     "build": Switch(
         "", "", "", "this checkout's extension build (A) vs another build (B)",
         "A this checkout's extension (built from its ext/), B the library given by --extension-b (built from other sources), "

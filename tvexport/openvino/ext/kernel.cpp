@@ -16,7 +16,8 @@
 //
 // Memory: a thread owns a range of output rows and walks it in tiles (rows x positions, see
 // tile_of) whose stored kernels fit in L2 (float16 and int8 kernels give tiles 2x and 4x larger,
-// int8 8x on cores with 2 MiB of L2, see block_bytes; one image: whole rows, every kernel is used once); every image of the batch is computed with a
+// int8 8x on cores with >= 2 MiB of L2, see block_bytes; one image: whole rows, every kernel is
+// used once); every image of the batch is computed with a
 // tile before the next tile is read, so the kernels come from memory
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
@@ -705,15 +706,20 @@ struct Tile {
 constexpr int64_t kMinRows = 8;
 
 // Stored kernel bytes of a tile or channel block at batch > 1: TVX_BLOCK_BYTES, twice that for
-// int8 kernels where Switches::int8_wide_tiles (by default on cores with >= 2 MiB of L2;
+// int8 kernels where Switches::int8_wide_tiles (by default on x86-64 cores with >= 2 MiB of L2;
 // TVEXPORT_OV_INT8_WIDE_TILES=0|1 in tv_dwconv.cpp; benchmarks/openvino_ab.py --switch
-// int8-wide-tiles). Issue 17ac, on the second Xeon VM (48 KiB L1d, 2 MiB L2), the kernel alone,
-// one thread, batch 16, DeepLabV3+, face MobileNetV2 x1.0 and ShuffleNetV2 x1.0 geometries: int8
-// network sums cold 0.79x, hot 0.85x (DeepLabV3+'s C = 1920 layer cold 0.67-0.73x: its 16 rows in
-// one block of rows, so no halo rows are read twice; C = 144 at 48x48 0.76-0.79x); 768 KiB tiles
-// for float32 made that network sum 1.11x slower cold and float16 gained nothing resolved
-// (benchmarks/results/openvino_kernel_micro_xeon_b16_block.md, _int8_wide_tiles.md). Not measured
-// on a 1 MiB-L2 core, where it stays off.
+// int8-wide-tiles). Issue 17ac, on the second Xeon VM (48 KiB L1d, 2 MiB L2), batch 16. The kernel
+// alone, one thread, DeepLabV3+, face MobileNetV2 x1.0 and ShuffleNetV2 x1.0 geometries: int8
+// network sums cold 0.79x (hot 0.85x, not resolved: float16, unchanged, read 0.86x in the same
+// run); DeepLabV3+'s C = 1920 layer cold 0.67-0.73x (one thread: its 16 rows in one row tile
+// instead of two, so no halo rows are read twice; with two threads' 8 rows each, 3 channel blocks
+// of 640 instead of 6 of 320), C = 144 at 48x48 0.76-0.79x. 768 KiB tiles for float32 made that
+// network sum 1.11x slower cold, and float16 gained nothing resolved
+// (benchmarks/results/openvino_kernel_micro_xeon_b16_block.md, _int8_wide_tiles.md). In OpenVINO,
+// two threads, int8 TV ops (null test in brackets): DeepLabV3+ 0.764x (0.959), face MobileNetV2
+// x1.0 0.962x (0.969), x0.1 and ShuffleNetV2 x1.0 unchanged
+// (benchmarks/results/openvino_int8_wide_tiles_xeon_*.md). Not measured on a core with less L2
+// (the Zen 4 VM's 1 MiB), where it stays off.
 inline int64_t block_bytes(const KernelArgs& a, int64_t elem_bytes) {
     return elem_bytes == 1 && a.sw.int8_wide_tiles ? 2 * int64_t(TVX_BLOCK_BYTES) : int64_t(TVX_BLOCK_BYTES);
 }

@@ -54,10 +54,11 @@ struct Aligned {
 
 enum class DType : int { f32 = 0, f16 = 1, i8 = 2 };
 
-// Whether a core has at least 2 MiB of L2 (glibc's sysconf, read once; false where it is not
-// known): the default of Switches::int8_wide_tiles.
+// Whether an x86-64 core has at least 2 MiB of L2 (glibc's sysconf, read once; false where it is
+// not known, and on other architectures, where wide int8 tiles were not measured): the default of
+// Switches::int8_wide_tiles.
 inline bool l2_at_least_2mib() {
-#if defined(_SC_LEVEL2_CACHE_SIZE)
+#if defined(_SC_LEVEL2_CACHE_SIZE) && (defined(__x86_64__) || defined(_M_X64))
     static const bool wide = sysconf(_SC_LEVEL2_CACHE_SIZE) >= (2L << 20);
     return wide;
 #else
