@@ -5,6 +5,7 @@
     python benchmarks/openvino_ab.py --switch serial --arch face_shufflenetv2_x1_0 --batch 16 --name openvino_serial_shufflenetv2_b16
     python benchmarks/openvino_ab.py --switch blocks-outer --kernel-dtype float32 --rounds 6 --block 5
     python benchmarks/openvino_ab.py --switch scale-registers --kernel-dtype int8 --rounds 36 --block 20
+    python benchmarks/openvino_ab.py --switch int8-wide-tiles --kernel-dtype int8
     python benchmarks/openvino_ab.py --switch build --extension-b /tmp/other/libtvexport_openvino.so --kernel-dtype int8
     python benchmarks/openvino_ab.py --render benchmarks/results/openvino_channel_blocks.json
 
@@ -31,6 +32,9 @@ setting):
   kernel-rows     TVEXPORT_OV_KERNEL_ROWS: A the next row's kernel runs fetched on demand at their
                   heads (the default until issue 17aa), B the head of each tap's run in the next row
                   prefetched while a row runs (the default since; batch 1 only)
+  int8-wide-tiles TVEXPORT_OV_INT8_WIDE_TILES: A int8 kernel tiles of TVX_BLOCK_BYTES at batch > 1
+                  (as on cores with less than 2 MiB of L2, and everywhere before issue 17ac), B twice
+                  that (the default on cores with >= 2 MiB of L2; int8 kernels, batch > 1 only)
   build           no variable: A this checkout's extension (built from its ext/), B the library
                   --extension-b names, built from other sources (a compile-time change: run
                   `tvexport extension build openvino -o DIR` in the other checkout and pass
@@ -90,6 +94,14 @@ def channel_block_candidates(graph: Any) -> list[str]:
     tv = set(tv_nodes(graph))
     return [node.name for node in graph.graph.node if node.name in tv
             and next(a.i for a in node.attribute if a.name == "stride") == 1 and inits[node.input[1]].dims[0] >= SEGMENT]
+
+
+def int8_candidates(graph: Any) -> list[str]:
+    """TV nodes with int8 kernels (what the int8-wide-tiles switch can reach, at batch > 1 and only
+    where the wider budget changes a layer's tiles); none in a graph with float kernels."""
+    inits = {t.name: t for t in graph.graph.initializer}
+    tv = set(tv_nodes(graph))
+    return [node.name for node in graph.graph.node if node.name in tv and inits[node.input[1]].data_type == onnx.TensorProto.INT8]
 
 
 def scale_register_candidates(graph: Any) -> list[str]:
@@ -163,6 +175,13 @@ SWITCHES = {
         "read; the kernel before issue 17aa), B the head of each tap's run in the next row prefetched while a row runs "
         "(`TVEXPORT_OV_KERNEL_ROWS=1`; the default since; batch 1 only), A' as A",
         tv_nodes, "(all of them)", "openvino_kernel_rows", "face_mobilenetv2_x0_1", 1),
+    "int8-wide-tiles": Switch(
+        "TVEXPORT_OV_INT8_WIDE_TILES", "0", "1", "int8 kernel tiles of TVX_BLOCK_BYTES (A) vs twice that (B) at batch > 1",
+        "A int8 kernel tiles of TVX_BLOCK_BYTES (`TVEXPORT_OV_INT8_WIDE_TILES=0` while it was read; the kernel before issue 17ac, "
+        "and the default on cores with less than 2 MiB of L2), B twice that (`TVEXPORT_OV_INT8_WIDE_TILES=1`; the default on "
+        "cores with >= 2 MiB of L2), A' as A",
+        int8_candidates, "with int8 kernels (at batch > 1, where the wider budget changes their tiles)", "openvino_int8_wide_tiles",
+        "deeplabv3plus_mobilenetv2", 16),
     "build": Switch(
         "", "", "", "this checkout's extension build (A) vs another build (B)",
         "A this checkout's extension (built from its ext/), B the library given by --extension-b (built from other sources), "

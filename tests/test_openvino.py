@@ -154,10 +154,12 @@ def test_layer_matches_float64_truth(case: Case, extension: Path) -> None:
                                    # input through the ring copy (C not whole vectors at stride 2; 4 KiB-multiple rows at stride 1)
                                    (2, "map", "float32", 72), (1, "channel", "float32", 128)]],
                          ids=lambda c: f"{c.id}-c{c.channels}")
-def test_wide_layer_tiles(case: Case, extension: Path) -> None:
+def test_wide_layer_tiles(case: Case, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A layer big enough for the kernel's tiling: several row blocks per thread, float32 rows
     split into column tiles (their halo columns: in place, or in the ring copy for C=72 and C=128),
-    5 images = a full batch tile + a narrower one."""
+    5 images = a full batch tile + a narrower one. int8 tiles at TVX_BLOCK_BYTES
+    (TVEXPORT_OV_INT8_WIDE_TILES=0), whatever the machine's L2 (test_int8_tiles_either_width: both)."""
+    monkeypatch.setenv("TVEXPORT_OV_INT8_WIDE_TILES", "0")
     assert run_case(case, extension) < LAYER_RTOL
 
 
@@ -289,10 +291,30 @@ def test_channel_blocks_row_tiles_outer(extension: Path, monkeypatch: pytest.Mon
     channel blocks instead of each block through all the row tiles (test_channel_blocks: the
     default); every case has 2 row tiles and 6-8 blocks per thread, so either order that skipped or
     repeated a (tile, block) pair would fail (a row tile from q % tiles in this order only failed this
-    test alone)."""
+    test alone). int8 tiles are kept at TVX_BLOCK_BYTES (TVEXPORT_OV_INT8_WIDE_TILES=0): twice that,
+    the default on cores with >= 2 MiB of L2, gives the int8 case one row tile."""
     monkeypatch.setenv("TVEXPORT_OV_BLOCKS_OUTER", "0")
+    monkeypatch.setenv("TVEXPORT_OV_INT8_WIDE_TILES", "0")
     for case in CHANNEL_BLOCK_CASES:
         assert run_case(case, extension, threads=2) < LAYER_RTOL, case.id
+
+
+@pytest.mark.parametrize("wide", ["0", "1"], ids=["narrow", "wide"])
+def test_int8_tiles_either_width(wide: str, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_INT8_WIDE_TILES=0|1 (read as the op is constructed; on by default where a core
+    has >= 2 MiB of L2, so a machine runs only one of them unless told) sizes int8 kernel tiles at
+    batch > 1 as TVX_BLOCK_BYTES (384 KiB) or twice that. Every case is tiled differently by the
+    two (two threads): 384 channels at 24x24, 8 rows x 14 positions against 9 whole rows; stride 2,
+    480 channels, 6 rows x 15 positions against a thread's 6 whole rows; input rows a multiple of
+    4 KiB (64 channels x 64 columns: 16 KiB) through the ring, 10 against 16 rows; channel blocks of
+    320 against 640 channels (1920 channels, k = 5) and 6 against 8 rows (1400 channels, k = 7).
+    Both match the truth, with a narrower last batch tile where the batch is 5 or 3."""
+    monkeypatch.setenv("TVEXPORT_OV_INT8_WIDE_TILES", wide)
+    cases = [Case(3, 1, "map", "int8", 5, channels=384, h=24, w=24), Case(3, 2, None, "int8", 3, channels=480, h=12, w=24),
+             Case(3, 1, "channel", "int8", 5, channels=64, h=32, w=64), Case(5, 1, None, "int8", "N", channels=1920, h=16, w=6),
+             CHANNEL_BLOCK_CASES[1]]
+    for case in cases:
+        assert run_case(case, extension, threads=2) < LAYER_RTOL, (case.id, case.channels)
 
 
 # int8, k = 3, C dividing 16, 32 or 48: one image's scales held in registers (kernel.cpp:

@@ -15,8 +15,9 @@
 // Pass::scale_register_chunks).
 //
 // Memory: a thread owns a range of output rows and walks it in tiles (rows x positions, see
-// tile_of) whose stored kernels fit in L2 (float16 and int8 kernels give tiles 2x and 4x larger;
-// one image: whole rows, every kernel is used once); every image of the batch is computed with a
+// tile_of) whose stored kernels fit in L2 (float16 and int8 kernels give tiles 2x and 4x larger,
+// int8 8x on cores with >= 2 MiB of L2, see block_bytes; one image: whole rows, every kernel is
+// used once); every image of the batch is computed with a
 // tile before the next tile is read, so the kernels come from memory
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
@@ -696,7 +697,7 @@ void prefetch_runs(Base base, int64_t run, int64_t from, int64_t to) {
 }
 
 // Output tile (rows x positions) of a thread's row range: with one image every kernel is used
-// once, so whole rows; otherwise the tile's stored kernels fit TVX_BLOCK_BYTES, preferring whole
+// once, so whole rows; otherwise the tile's stored kernels fit block_bytes, preferring whole
 // rows, but at least kMinRows rows (narrower tiles, whole segments wide) so that the input rows a
 // tile re-reads at its top and bottom edges stay a small part of what it reads.
 struct Tile {
@@ -704,16 +705,36 @@ struct Tile {
 };
 constexpr int64_t kMinRows = 8;
 
+// Stored kernel bytes of a tile or channel block at batch > 1: TVX_BLOCK_BYTES, twice that for
+// int8 kernels where Switches::int8_wide_tiles (by default on x86-64 cores with >= 2 MiB of L2;
+// TVEXPORT_OV_INT8_WIDE_TILES=0|1 in tv_dwconv.cpp; benchmarks/openvino_ab.py --switch
+// int8-wide-tiles). Issue 17ac, on the second Xeon VM (48 KiB L1d, 2 MiB L2), batch 16. The kernel
+// alone, one thread, DeepLabV3+, face MobileNetV2 x1.0 and ShuffleNetV2 x1.0 geometries: int8
+// network sums cold 0.79x (hot 0.85x, not resolved: float16, unchanged, read 0.86x in the same
+// run); DeepLabV3+'s C = 1920 layer cold 0.67-0.73x (one thread: its 16 rows in one row tile
+// instead of two, so no halo rows are read twice; with two threads' 8 rows each, 3 channel blocks
+// of 640 instead of 6 of 320), C = 144 at 48x48 0.76-0.79x. 768 KiB tiles for float32 made that
+// network sum 1.11x slower cold, and float16 gained nothing resolved
+// (benchmarks/results/openvino_kernel_micro_xeon_b16_block.md, _int8_wide_tiles.md). In OpenVINO,
+// two threads, int8 TV ops (null test in brackets): DeepLabV3+ 0.764x (0.959), face MobileNetV2
+// x1.0 0.962x (0.969), x0.1 and ShuffleNetV2 x1.0 unchanged
+// (benchmarks/results/openvino_int8_wide_tiles_xeon_*.md). Not measured on a core with less L2
+// (the Zen 4 VM's 1 MiB), where it stays off.
+inline int64_t block_bytes(const KernelArgs& a, int64_t elem_bytes) {
+    return elem_bytes == 1 && a.sw.int8_wide_tiles ? 2 * int64_t(TVX_BLOCK_BYTES) : int64_t(TVX_BLOCK_BYTES);
+}
+
 inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) {
     if (a.n == 1)
         return {row_count, a.out_w};
     const int64_t position_bytes = a.k * a.k * a.c * elem_bytes;  // one position's kernels, every tap
-    const int64_t rows = std::max<int64_t>(1, TVX_BLOCK_BYTES / (position_bytes * a.out_w));
+    const int64_t budget = block_bytes(a, elem_bytes);
+    const int64_t rows = std::max<int64_t>(1, budget / (position_bytes * a.out_w));
     if (rows >= std::min(kMinRows, row_count))
         return {rows, a.out_w};
     const int64_t per_seg = segment_positions(a.c);
     const int64_t r = std::min(kMinRows, row_count);
-    const int64_t q = std::max<int64_t>(1, TVX_BLOCK_BYTES / (position_bytes * r * per_seg)) * per_seg;
+    const int64_t q = std::max<int64_t>(1, budget / (position_bytes * r * per_seg)) * per_seg;
     return {r, std::min(q, a.out_w)};
 }
 
@@ -724,11 +745,11 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // Such tiles re-read each image's input columns in every neighbouring tile (a 1-position tile of
 // 8 rows converts 3 columns x 10 rows: the input ~3.75x at k = 3). Instead a thread walks its rows
 // in tiles of `rows` rows x blocks of channels: a block's kernels for those rows fit
-// TVX_BLOCK_BYTES and serve every image; each image's input is read in place once per block and
+// block_bytes and serve every image; each image's input is read in place once per block and
 // row tile (plus the k - 1 halo rows: ~2x with DeepLabV3+'s float32 2-row tiles, 1.25-1.4x with
 // compressed kernels); each (position, block) is one call of the multiply-add loop. Blocks are
 // at least kMinBlock floats where one row's kernels allow it (fewer rows instead; a row whose
-// k*k*ow*kMinBlock stored values exceed TVX_BLOCK_BYTES, e.g. float32 k=3 with ow > 42, gets
+// k*k*ow*kMinBlock stored values exceed block_bytes, e.g. float32 k=3 with ow > 42, gets
 // narrower blocks: no zoo layer, not measured): in issue 17f's harness runs (scratch, not in
 // benchmarks/) 64-float blocks were slower than the narrow tiles, the per-call cost outweighing
 // the saved reads, and 256-320-float blocks faster; benchmarks/results/openvino_fused.md has the
@@ -752,8 +773,9 @@ template <typename XT, typename WT>
 void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const int64_t C = a.c, ow = a.out_w, k = a.k, s = a.stride, p = a.pad, H = a.in_h, W = a.in_w;
     const int64_t channel_row = k * k * ow * int64_t(sizeof(WT));  // stored kernel bytes of one channel of a row
-    const int64_t rows = std::clamp<int64_t>(TVX_BLOCK_BYTES / (channel_row * kMinBlock), 1, row_end - row_begin);
-    const int64_t widest = std::max<int64_t>(1, TVX_BLOCK_BYTES / (channel_row * rows) / TVX_CHUNK) * TVX_CHUNK;
+    const int64_t budget = block_bytes(a, sizeof(WT));
+    const int64_t rows = std::clamp<int64_t>(budget / (channel_row * kMinBlock), 1, row_end - row_begin);
+    const int64_t widest = std::max<int64_t>(1, budget / (channel_row * rows) / TVX_CHUNK) * TVX_CHUNK;
     const int64_t blocks = (C + widest - 1) / widest;
     const int64_t block = ((C + blocks - 1) / blocks + TVX_CHUNK - 1) / TVX_CHUNK * TVX_CHUNK;  // even blocks, whole chunks
     Pass<XT, WT> pass(a, 1);

@@ -22,6 +22,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#if defined(__unix__) || defined(__APPLE__)
+#    include <unistd.h>
+#endif
 
 namespace tvx {
 
@@ -51,6 +54,18 @@ struct Aligned {
 
 enum class DType : int { f32 = 0, f16 = 1, i8 = 2 };
 
+// Whether an x86-64 core has at least 2 MiB of L2 (glibc's sysconf, read once; false where it is
+// not known, and on other architectures, where wide int8 tiles were not measured): the default of
+// Switches::int8_wide_tiles.
+inline bool l2_at_least_2mib() {
+#if defined(_SC_LEVEL2_CACHE_SIZE) && (defined(__x86_64__) || defined(_M_X64))
+    static const bool wide = sysconf(_SC_LEVEL2_CACHE_SIZE) >= (2L << 20);
+    return wide;
+#else
+    return false;
+#endif
+}
+
 // The op's switches for A/B runs (benchmarks/openvino_ab.py --switch), each from an environment
 // variable read when an op is constructed and kept by its clones (tv_dwconv.cpp: switches_from_env,
 // which says what each measured).
@@ -62,6 +77,7 @@ struct Switches {
     bool kernel_l2 = true;        // prefetch the kernel stream into L2 only (prefetcht1); off: into L1 too (prefetcht0)
     bool kernel_rows = true;      // one image: prefetch the head of each tap's kernel run in the next row (kernel.cpp: the comment before run)
     int64_t serial_bytes = 0;     // the op: layers moving fewer bytes run on the calling thread, not split over the pool
+    bool int8_wide_tiles = l2_at_least_2mib();  // batch > 1: int8 kernel tiles of 2 x TVX_BLOCK_BYTES (kernel.cpp: block_bytes)
 };
 
 struct KernelArgs {

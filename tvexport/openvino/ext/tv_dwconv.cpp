@@ -141,6 +141,10 @@ Switches switches_from_env() {
     // MobileNetV2 x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us
     // ones took the same time either way (benchmarks/results/openvino_serial_*.md).
     s.serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES");
+    // TVEXPORT_OV_INT8_WIDE_TILES=0|1: at batch > 1, int8 kernel tiles of TVX_BLOCK_BYTES (0) or
+    // twice that (1) instead of the default, wide on cores with >= 2 MiB of L2 (kernel.cpp:
+    // block_bytes; --switch int8-wide-tiles).
+    s.int8_wide_tiles = switch_from_env("TVEXPORT_OV_INT8_WIDE_TILES", s.int8_wide_tiles);
     return s;
 }
 
