@@ -121,3 +121,11 @@ def test_scratch_header_lays_out_the_driver_data_too(micro: ModuleType, tmp_path
     ref = reference(run, *case)
     assert (ref > 0).mean() > 0.2
     assert np.abs(got - ref).max() <= 2e-6 * np.abs(ref).max()
+
+
+def test_variant_flags_joined_by_a_colon_refused(micro: ModuleType) -> None:
+    """Flags are separated by spaces; "-UX:-DX=2" would reach the compiler as one flag that
+    undefines X and defines nothing (a scratch run once measured such a build as "X=2")."""
+    assert micro.Variant.parse("two:-DA=1 -DB=2").flags == ("-DA=1", "-DB=2")
+    with pytest.raises(SystemExit, match="flag '-UX:-DX=2' holds a ':'; flags are separated by spaces"):
+        micro.Variant.parse("x:-UX:-DX=2")
