@@ -33,8 +33,8 @@ setting):
                   heads (the default until issue 17aa), B the head of each tap's run in the next row
                   prefetched while a row runs (the default since; batch 1 only)
   int8-wide-tiles TVEXPORT_OV_INT8_WIDE_TILES: A int8 kernel tiles of TVX_BLOCK_BYTES at batch > 1
-                  (as on cores with less than 2 MiB of L2, and everywhere before issue 17ac), B twice
-                  that (the default on cores with >= 2 MiB of L2; int8 kernels, batch > 1 only)
+                  (the default elsewhere, and everywhere before issue 17ac), B twice that (the
+                  default on x86-64 cores with >= 2 MiB of L2; int8 kernels, batch > 1 only)
   build           no variable: A this checkout's extension (built from its ext/), B the library
                   --extension-b names, built from other sources (a compile-time change: run
                   `tvexport extension build openvino -o DIR` in the other checkout and pass
@@ -109,8 +109,8 @@ def scale_register_candidates(graph: Any) -> list[str]:
     scale row that repeats every 1, 2 or 3 vectors of 16 floats (C divides 16, 32 or 48); none in a
     graph with float kernels, where A and B run the same code."""
     inits = {t.name: t for t in graph.graph.initializer}
-    tv = set(tv_nodes(graph))
-    return [node.name for node in graph.graph.node if node.name in tv and inits[node.input[1]].data_type == onnx.TensorProto.INT8
+    int8 = set(int8_candidates(graph))
+    return [node.name for node in graph.graph.node if node.name in int8
             and next(a.i for a in node.attribute if a.name == "k") == 3 and any(m % inits[node.input[1]].dims[0] == 0 for m in (16, 32, 48))]
 
 
@@ -178,7 +178,7 @@ SWITCHES = {
     "int8-wide-tiles": Switch(
         "TVEXPORT_OV_INT8_WIDE_TILES", "0", "1", "int8 kernel tiles of TVX_BLOCK_BYTES (A) vs twice that (B) at batch > 1",
         "A int8 kernel tiles of TVX_BLOCK_BYTES (`TVEXPORT_OV_INT8_WIDE_TILES=0` while it was read; the kernel before issue 17ac, "
-        "and the default on cores with less than 2 MiB of L2), B twice that (`TVEXPORT_OV_INT8_WIDE_TILES=1`; the default on "
+        "and the default elsewhere), B twice that (`TVEXPORT_OV_INT8_WIDE_TILES=1`; the default on x86-64 "
         "cores with >= 2 MiB of L2), A' as A",
         int8_candidates, "with int8 kernels (at batch > 1, where the wider budget changes their tiles)", "openvino_int8_wide_tiles",
         "deeplabv3plus_mobilenetv2", 16),

@@ -83,11 +83,12 @@ class Variant:
         kernel = Path(path).resolve() if path else EXT / "kernel.cpp"
         if not kernel.is_file():
             raise SystemExit(f"--variant {spec!r}: no file {kernel}")
-        joined = [f for f in flags.split() if ":" in f]
+        parts = tuple(flags.split())
+        joined = [f for f in parts if ":" in f]
         if joined:  # "-UX:-DX=2" reaches the compiler as one flag: it undefines X and says nothing
             raise SystemExit(f"--variant {spec!r}: flag {joined[0]!r} holds a ':'; flags are separated by spaces "
                              "(quote the whole --variant: 'NAME:-DA=1 -DB=2')")
-        return cls(name, kernel, tuple(flags.split()))
+        return cls(name, kernel, parts)
 
 
 def kernel_flags() -> list[str]:
