@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import random
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,13 @@ import torch
 
 from conftest import make_model, write_checkpoint
 from tvexport.models import TVSettings
+
+
+def _noise(name: str, n: int) -> bytes:
+    """n random bytes for the corpus file `name`, the same on every run and in any test order
+    (os.urandom made each run refuse other files)."""
+    return random.Random(name).randbytes(n)
+
 
 MARKER_NAME = "CODE_WAS_EXECUTED"
 
@@ -86,12 +94,12 @@ def build_corpus(root: Path) -> dict[str, Path]:
     put("malicious_plain.pkl", pickle.dumps(_Evil(marker)))
     put("malicious_protocol0.pkl", pickle.dumps(_Evil(marker), protocol=0))
     put("malicious_protocol4.pkl", pickle.dumps(_Evil(marker), protocol=4))  # FRAME opcode: torch's unpickler stops early
-    put("image.png", b"\x89PNG\r\n\x1a\n" + os.urandom(200))
-    put("image.jpg", b"\xff\xd8\xff\xe0" + os.urandom(200))
+    put("image.png", b"\x89PNG\r\n\x1a\n" + _noise("image.png", 200))
+    put("image.jpg", b"\xff\xd8\xff\xe0" + _noise("image.jpg", 200))
     put("notes.txt", b"this is not a checkpoint\n" * 10)
     put("config.json", json.dumps({"state_dict": {"a": 1}}).encode())
-    put("model.onnx", b"\x08\x08\x12\x07pytorch" + os.urandom(100))
-    put("random.bin", os.urandom(4096))
+    put("model.onnx", b"\x08\x08\x12\x07pytorch" + _noise("model.onnx", 100))
+    put("random.bin", _noise("random.bin", 4096))
     put("data.gz", gzip.compress(b"x" * 1000))
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w") as zf:
@@ -190,9 +198,9 @@ def build_artefact_corpus(root: Path, good_onnx: Path, good_ckpt: Path) -> dict[
     for frac in (0.01, 0.5, 0.99):
         put(f"truncated_{frac}.onnx", data[: int(len(data) * frac)])
     put("text.onnx", b"not a graph\n" * 20)
-    put("image.onnx", b"\x89PNG\r\n\x1a\n" + os.urandom(300))
+    put("image.onnx", b"\x89PNG\r\n\x1a\n" + _noise("image.onnx", 300))
     put("checkpoint.onnx", good_ckpt.read_bytes())
-    put("random.onnx", os.urandom(2048))
+    put("random.onnx", _noise("random.onnx", 2048))
     return corpus
 
 
