@@ -195,7 +195,7 @@ def dw_layers(g_dw: Any, g_tv: Any, batch: int) -> dict[str, int]:
     candidates = []
     for node in g_dw.graph.node:
         attrs = {a.name: a for a in node.attribute}
-        if node.op_type != "Conv" or "group" not in attrs or attrs["group"].i == 1 or numpy_helper.to_array(inits[node.input[1]]).shape[1] != 1:
+        if node.op_type != "Conv" or "group" not in attrs or attrs["group"].i == 1 or inits[node.input[1]].dims[1] != 1:
             continue  # not depthwise (grouped convolutions with several channels per group are not)
         c, (k, _), s = attrs["group"].i, attrs["kernel_shape"].ints, attrs["strides"].ints[0] if "strides" in attrs else 1
         _, _, oh, ow = shapes[node.output[0]]

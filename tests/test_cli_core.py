@@ -263,5 +263,6 @@ def test_only_allocation_failures_count_as_out_of_memory() -> None:
     assert is_out_of_memory(MemoryError())
     assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes."))
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA error: an illegal request"))  # by its type, whatever it says
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))  # a bug stays an internal error
     assert not is_out_of_memory(ValueError("out of memory"))

@@ -297,6 +297,9 @@ def _kernel_dtype(kernel_dtype: KernelDType | torch.dtype | None, dtype: torch.d
     return quantize_dtype(kernel_dtype if kernel_dtype is not None else dtype if dtype is not None else torch.float32)
 
 
+VERIFY_BATCH = 2  # images of the verification inputs unless --batch says otherwise
+
+
 def _verification_inputs(verify: bool, *, rtol: float | None, atol: float | None, batch: int | None, seed: int | None) -> tuple[int, int]:
     """The (batch, seed) of the verification inputs (default 2, 0); options of the verification
     given without it are refused (they would do nothing)."""
@@ -306,7 +309,7 @@ def _verification_inputs(verify: bool, *, rtol: float | None, atol: float | None
         for name, value, what in (("--batch", batch, "sizes"), ("seed", seed, "seeds")):
             if value is not None:
                 raise TvexportError(f"{name} {what} the verification inputs; it does not apply with --no-verify (verify=False)", hint="drop one of them")
-    return (2 if batch is None else batch), (0 if seed is None else seed)
+    return (VERIFY_BATCH if batch is None else batch), (0 if seed is None else seed)
 
 
 def bake_model(
@@ -565,7 +568,7 @@ def bake_checkpoint(
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     size = "x".join(map(str, input_size or cfg.input_size))
-    with sized_by_user(f"bake {source} at input size {size} with a verification batch of {batch or 2}", hint="choose a smaller --input-size or --batch"):
+    with sized_by_user(f"bake {source} at input size {size} with a verification batch of {VERIFY_BATCH if batch is None else batch}", hint="choose a smaller --input-size or --batch"):
         try:
             result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
                                 allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)

@@ -73,7 +73,7 @@ class TensorRTRunner:
         return _torch_dtype(self._trt, self._torch, self.engine.get_tensor_dtype(name))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        trt, torch = self._trt, self._torch
+        torch = self._torch
         name = self.inputs[0]
         want = tuple(self.engine.get_tensor_shape(name))
         x = np.asarray(x)
@@ -85,13 +85,13 @@ class TensorRTRunner:
         stream = self._stream
         with torch.cuda.stream(stream):
             xt = torch.from_numpy(np.ascontiguousarray(x)).to("cuda", non_blocking=False)
-            xt = xt.to(_torch_dtype(trt, torch, self.engine.get_tensor_dtype(name))).contiguous()
+            xt = xt.to(self.tensor_dtype(name)).contiguous()
             self.context.set_input_shape(name, tuple(xt.shape))
             self.context.set_tensor_address(name, xt.data_ptr())
             outs = {}
             for out_name in self.outputs:
                 shape = tuple(self.context.get_tensor_shape(out_name))
-                t = torch.empty(shape, dtype=_torch_dtype(trt, torch, self.engine.get_tensor_dtype(out_name)), device="cuda")
+                t = torch.empty(shape, dtype=self.tensor_dtype(out_name), device="cuda")
                 self.context.set_tensor_address(out_name, t.data_ptr())
                 outs[out_name] = t
             if not self.context.execute_async_v3(stream.cuda_stream):
