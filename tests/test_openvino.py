@@ -630,6 +630,16 @@ def test_build_to_a_file_is_refused_as_such(cli: Any, tmp_path: Path, monkeypatc
     assert target.read_bytes() == b"x"
 
 
+def test_runner_names_a_missing_directory_or_empty_model(tmp_path: Path) -> None:
+    """Before: a directory given as the model was "no such file", and an empty one reached onnx.load."""
+    (tmp_path / "dir.onnx").mkdir()
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for path, said in (("nope.onnx", ": no such file"), ("dir.onnx", " is a directory, not an ONNX model"), ("empty.onnx", " is empty (0 bytes)")):
+        with pytest.raises(TvexportError) as info:
+            OpenVinoRunner(tmp_path / path)
+        assert info.value.message == f"{tmp_path / path}{said}" and info.value.hint, info.value.message
+
+
 @pytest.mark.parametrize("what", ["openvino", "cmake", "compiler"])
 def test_missing_build_tool_one_line(what: str, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))

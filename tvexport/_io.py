@@ -1,4 +1,4 @@
-"""Atomic output files: write beside the target, rename into place on success."""
+"""Checks on input and output paths; atomic output files (written beside the target, renamed into place on success)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ def refuse_stdin(path: str | Path | None, *, what: str) -> None:
     this check a file named ``-`` would be read, or reported missing. None (no such input) passes."""
     if path is not None and str(path) == "-":
         raise TvexportError(f"{what} -: reading from stdin is not supported", hint="give a path instead of -")
+
+
+def check_input_file(path: str | Path, *, what: str, dir_hint: str, empty_hint: str, missing_hint: str = "check the path") -> Path:
+    """Fail with one line when the input ``path`` is missing, a directory (``what``: what it should
+    be instead, e.g. "a checkpoint file") or empty; each ``*_hint`` says how to fix that case."""
+    path = Path(path)
+    if not path.exists():
+        raise TvexportError(f"{path}: no such file", hint=missing_hint)
+    if path.is_dir():
+        raise TvexportError(f"{path} is a directory, not {what}", hint=dir_hint)
+    if path.stat().st_size == 0:
+        raise TvexportError(f"{path} is empty (0 bytes)", hint=empty_hint)
+    return path
 
 
 def check_output_path(path: Path, *, force: bool, source: Path | None = None) -> Path:
