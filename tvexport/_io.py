@@ -44,15 +44,24 @@ def check_output_path(path: Path, *, force: bool, source: Path | None = None) ->
     path = Path(path)
     if source is not None and path.exists() and path.resolve() == Path(source).resolve():
         raise TvexportError(f"output {path} is the input file", hint="give another output path with -o")
-    parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise TvexportError(f"output {path} is a directory", hint="give a file name")
     if path.exists() and not force:
         raise TvexportError(f"output {path} already exists", hint="pass --force to overwrite it")
-    if not parent.is_dir():
-        raise TvexportError(f"output directory {parent} does not exist", hint="create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise TvexportError(f"output directory {parent} is not writable", hint="choose another output path")
+    check_output_dir(path.parent)
+    return path
+
+
+def check_output_dir(path: str | Path, *, file_hint: str = "choose another output path") -> Path:
+    """Fail early when the directory ``path`` that outputs go into is a file (``file_hint``: how to
+    fix that), missing or not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise TvexportError(f"output directory {path} is a file, not a directory", hint=file_hint)
+    if not path.is_dir():
+        raise TvexportError(f"output directory {path} does not exist", hint="create it first")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise TvexportError(f"output directory {path} is not writable", hint="choose another output path")
     return path
 
 
