@@ -99,7 +99,9 @@ def test_bench_dash_writes_the_report_to_stdout(cli, baked: Path, tmp_path: Path
 def test_bench_dash_is_refused_where_stdout_cannot_take_it(cli, baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     line = _one_line_error(cli("bench", baked, "--json", "-", "--csv", "-"))
-    assert "--json and --csv are all '-': only one report can go to stdout" in line
+    assert line == "error: --json and --csv are both '-': only one report can go to stdout; keep '-' for --json and write the other to a file, e.g. --csv bench.csv"
+    line = _one_line_error(cli("bench", baked, "--json", "-", "--csv", "-", "--markdown", "-"))
+    assert line.startswith("error: --json, --csv and --markdown are all '-': ") and line.endswith("write the others to files, e.g. --csv bench.csv --markdown bench.md")
     assert "--plot -: a PNG is not written to stdout" in _one_line_error(cli("bench", baked, "--plot", "-"))
     assert not (tmp_path / "-").exists()
 

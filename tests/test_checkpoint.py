@@ -159,8 +159,11 @@ def test_truncated_and_missing(tmp_path: Path, face_ckpt: Path) -> None:
         read_checkpoint(cut)
     with pytest.raises(TvexportError, match="no such file"):
         read_checkpoint(tmp_path / "nope.ckpt")
-    with pytest.raises(TvexportError, match="is a directory"):
+    with pytest.raises(TvexportError, match="is a directory, not a checkpoint file"):
         read_checkpoint(tmp_path)
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(TvexportError, match=r"empty\.ckpt is empty \(0 bytes\); the copy or download did not finish"):
+        read_checkpoint(tmp_path / "empty.ckpt")
 
 
 def test_nonfinite_weights_are_reported(tmp_path: Path) -> None:

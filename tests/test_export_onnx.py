@@ -389,6 +389,16 @@ def test_cli_option_errors(cli: Any, face_ckpt_module: Path, tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_runner_names_a_missing_directory_or_empty_model(tmp_path: Path) -> None:
+    """Before: a directory given as the model was "no such file", and an empty one reached onnxruntime."""
+    (tmp_path / "dir.onnx").mkdir()
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for path, said in (("nope.onnx", ": no such file"), ("dir.onnx", " is a directory, not an ONNX model"), ("empty.onnx", " is empty (0 bytes)")):
+        with pytest.raises(TvexportError) as info:
+            tvonnx.load_runner(tmp_path / path)
+        assert info.value.message == f"{tmp_path / path}{said}" and info.value.hint, info.value.message
+
+
 def test_cli_aoti_dispatch(cli: Any, face_baked_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tvexport.export.aoti", None)  # not part of this build
     r = cli("export", face_baked_module, "-o", tmp_path / "m.pt2", "--format", "aoti")

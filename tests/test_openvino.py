@@ -626,8 +626,34 @@ def test_build_to_a_file_is_refused_as_such(cli: Any, tmp_path: Path, monkeypatc
     r = cli("extension", "build", "openvino", "-o", target)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert lines[0].startswith(f"error: output directory {target} is a file, not a directory"), lines[0]
+    assert lines[0].startswith(f"error: output directory {target} is a file, not a directory; give a directory for the library with -o"), lines[0]
     assert target.read_bytes() == b"x"
+
+
+def test_build_to_a_missing_or_unwritable_directory_is_refused_before_compiling(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same checks as every other output (tvexport._io); before, an unwritable directory was
+    found only after the compile, when the library was copied there."""
+    import tvexport._io
+
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))
+    r = cli("extension", "build", "openvino", "-o", tmp_path / "missing")
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: output directory {tmp_path / 'missing'} does not exist; create it first", r.stderr
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(tvexport._io.os, "access", lambda path, mode: not (mode & os.W_OK and Path(path) == tmp_path / "ro"))  # tests may run as root
+    r = cli("extension", "build", "openvino", "-o", tmp_path / "ro")
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: output directory {tmp_path / 'ro'} is not writable; choose another output path", r.stderr
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+def test_runner_names_a_missing_directory_or_empty_model(tmp_path: Path) -> None:
+    """Before: a directory given as the model was "no such file", and an empty one reached onnx.load."""
+    (tmp_path / "dir.onnx").mkdir()
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    for path, said in (("nope.onnx", ": no such file"), ("dir.onnx", " is a directory, not an ONNX model"), ("empty.onnx", " is empty (0 bytes)")):
+        with pytest.raises(TvexportError) as info:
+            OpenVinoRunner(tmp_path / path)
+        assert info.value.message == f"{tmp_path / path}{said}" and info.value.hint, info.value.message
 
 
 @pytest.mark.parametrize("what", ["openvino", "cmake", "compiler"])

@@ -328,8 +328,9 @@ def test_output_directory_problems(face_ckpt: Path, tmp_path: Path, cli) -> None
     assert r.exit_code == 2 and "does not exist" in r.stderr
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = cli("bake", face_ckpt, "-o", blocker / "x.pt")
-    assert r.exit_code == 2 and r.stderr.startswith("error:")
+    r = cli("bake", face_ckpt, "-o", blocker / "x.pt")  # before: "output directory .../file does not exist"
+    assert r.exit_code == 2 and r.stderr.startswith(f"error: output directory {blocker} is a file, not a directory; ")
+    assert len(r.stderr.strip().splitlines()) == 1 and blocker.read_text() == "x"
     r = cli("bake", face_ckpt, "-o", tmp_path)
     assert r.exit_code == 2 and "is a directory" in r.stderr
 

@@ -120,6 +120,22 @@ def test_cli_validate_names_a_directory_or_empty_model_as_such(cli: Any, artefac
         assert lines[0].startswith(f"error: {path} {what}"), lines[0]
 
 
+@pytest.mark.parametrize("option", ["--against", "--input"])
+def test_cli_validate_names_a_directory_or_empty_against_or_input_as_such(cli: Any, artefacts: dict[str, Path], tmp_path: Path, option: str) -> None:
+    """The same checks (one shared helper) on the other two files validate reads: one line each,
+    saying what the file is, and what it should have been; before, an empty --input was "not a .npy array"."""
+    name, what = {"--against": ("model.ckpt", "a checkpoint file"), "--input": ("x.npy", "a .npy array")}[option]
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / name).mkdir()
+    (tmp_path / name).write_bytes(b"")
+    for path, said in ((tmp_path / "dir" / name, f"is a directory, not {what}"), (tmp_path / name, "is empty (0 bytes)")):
+        against, input_ = (path, []) if option == "--against" else (artefacts["ckpt"], ["--input", path])
+        r = cli("validate", artefacts["onnx"], "--against", against, *input_)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+        assert lines[0].startswith(f"error: {path} {said}; "), lines[0]
+
+
 def test_cli_validate_refuses_random_input_options_with_input(cli: Any, artefacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: `--input x.npy --seed 3` was accepted and the seed silently ignored."""
     monkeypatch.setattr("tvexport.export.validate.load_runner", lambda *a: pytest.fail("the artefact was loaded"))

@@ -1,4 +1,4 @@
-"""Atomic output files: write beside the target, rename into place on success."""
+"""Checks on input and output paths; atomic output files (written beside the target, renamed into place on success)."""
 
 from __future__ import annotations
 
@@ -25,21 +25,43 @@ def refuse_stdin(path: str | Path | None, *, what: str) -> None:
         raise TvexportError(f"{what} -: reading from stdin is not supported", hint="give a path instead of -")
 
 
+def check_input_file(path: str | Path, *, what: str, dir_hint: str, empty_hint: str, missing_hint: str = "check the path") -> Path:
+    """Fail with one line when the input ``path`` is missing, a directory (``what``: what it should
+    be instead, e.g. "a checkpoint file") or empty; each ``*_hint`` says how to fix that case."""
+    path = Path(path)
+    if not path.exists():
+        raise TvexportError(f"{path}: no such file", hint=missing_hint)
+    if path.is_dir():
+        raise TvexportError(f"{path} is a directory, not {what}", hint=dir_hint)
+    if path.stat().st_size == 0:
+        raise TvexportError(f"{path} is empty (0 bytes)", hint=empty_hint)
+    return path
+
+
 def check_output_path(path: Path, *, force: bool, source: Path | None = None) -> Path:
     """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``)."""
     refuse_stdout(path)
     path = Path(path)
     if source is not None and path.exists() and path.resolve() == Path(source).resolve():
         raise TvexportError(f"output {path} is the input file", hint="give another output path with -o")
-    parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise TvexportError(f"output {path} is a directory", hint="give a file name")
     if path.exists() and not force:
         raise TvexportError(f"output {path} already exists", hint="pass --force to overwrite it")
-    if not parent.is_dir():
-        raise TvexportError(f"output directory {parent} does not exist", hint="create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise TvexportError(f"output directory {parent} is not writable", hint="choose another output path")
+    check_output_dir(path.parent)
+    return path
+
+
+def check_output_dir(path: str | Path, *, file_hint: str = "choose another output path") -> Path:
+    """Fail early when the directory ``path`` that outputs go into is a file (``file_hint``: how to
+    fix that), missing or not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise TvexportError(f"output directory {path} is a file, not a directory", hint=file_hint)
+    if not path.is_dir():
+        raise TvexportError(f"output directory {path} does not exist", hint="create it first")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise TvexportError(f"output directory {path} is not writable", hint="choose another output path")
     return path
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 
-from ._io import refuse_stdin
+from ._io import check_input_file, refuse_stdin
 from .artifacts import identify
 from .errors import TvexportError
 
@@ -89,12 +89,9 @@ class Checkpoint:
 
 def _check_file(path: Path) -> None:
     refuse_stdin(path, what="checkpoint")
-    if not path.exists():
-        raise TvexportError(f"{path}: no such file", hint="check the path")
-    if path.is_dir():
-        raise TvexportError(f"{path} is a directory, not a checkpoint file", hint="give the checkpoint file inside it")
-    if path.stat().st_size == 0:
-        raise TvexportError(f"{path} is empty (0 bytes)", hint="the copy or download did not finish; fetch it again")
+    check_input_file(
+        path, what="a checkpoint file", dir_hint="give the checkpoint file inside it", empty_hint="the copy or download did not finish; fetch it again"
+    )
 
 
 _MAGIC = {

@@ -25,6 +25,9 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+_SUFFIX = {"--json": "json", "--csv": "csv", "--markdown": "md"}
+
+
 def _batches(values: list[str]) -> list[int]:
     out: list[int] = []
     for value in values:
@@ -132,7 +135,12 @@ def bench_cmd(
     reports = {"--json": json_out, "--csv": csv_out, "--markdown": md_out}
     to_stdout = [opt for opt, path in reports.items() if path is not None and str(path) == "-"]
     if len(to_stdout) > 1:
-        raise TvexportError(f"{' and '.join(to_stdout)} are all '-': only one report can go to stdout", hint="write the others to files")
+        named = ", ".join(to_stdout[:-1]) + f" and {to_stdout[-1]}"
+        example = " ".join(f"{opt} bench.{_SUFFIX[opt]}" for opt in to_stdout[1:])
+        raise TvexportError(
+            f"{named} are {'both' if len(to_stdout) == 2 else 'all'} '-': only one report can go to stdout",
+            hint=f"keep '-' for {to_stdout[0]} and write {'the other' if len(to_stdout) == 2 else 'the others'} to {'a file' if len(to_stdout) == 2 else 'files'}, e.g. {example}",
+        )
     if plot is not None and str(plot) == "-":
         raise TvexportError("--plot -: a PNG is not written to stdout", hint="give a file name, e.g. --plot bench.png")
     stdout_opt = to_stdout[0] if to_stdout else None

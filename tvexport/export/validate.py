@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import refuse_stdin
+from .._io import check_input_file, refuse_stdin
 from ..accuracy import Tolerance, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..checkpoint import describe_file, read_checkpoint
@@ -162,11 +162,8 @@ def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -
 
 def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarray:
     """Read an NCHW input from ``.npy`` and check it against the model's (3, H, W)."""
-    path = Path(path)
-    if path.is_dir():
-        raise TvexportError(f"{path} is a directory, not a .npy array", hint="give a .npy array of shape (N, 3, H, W)")
-    if not path.is_file():
-        raise TvexportError(f"{path}: no such file", hint="give a .npy array of shape (N, 3, H, W)")
+    hint = "give a .npy array of shape (N, 3, H, W)"
+    path = check_input_file(path, what="a .npy array", dir_hint=hint, missing_hint=hint, empty_hint="save it again with numpy.save")
     with path.open("rb") as f:
         magic = f.read(6)
     if magic != b"\x93NUMPY":
@@ -221,13 +218,11 @@ def validate_artifact(
         raise TvexportError("--batch sizes the random input; with --input the file gives the batch", hint="drop --batch")
     if input_path is not None and seed is not None:
         raise TvexportError("--seed seeds the random input; with --input it does not apply", hint="drop --seed")
-    if not artifact.exists():
-        raise TvexportError(f"{artifact}: no such file", hint="check the path")
     # said before the file's name is used to guess what it is (a directory or empty file named .ckpt is no checkpoint)
-    if artifact.is_dir():
-        raise TvexportError(f"{artifact} is a directory, not an exported model", hint="give the .onnx, .pt2 or engine file inside it")
-    if artifact.stat().st_size == 0:
-        raise TvexportError(f"{artifact} is empty (0 bytes)", hint="the export or copy did not finish; export it again")
+    check_input_file(
+        artifact, what="an exported model", dir_hint="give the .onnx, .pt2 or engine file inside it",
+        empty_hint="the export or copy did not finish; export it again",
+    )
     found = identify(artifact)
     dtype, kernel_dtype = artifact_precision(artifact, found)
     Tolerance.default(dtype, rtol=rtol, atol=atol)  # a bad --rtol/--atol is refused before any work

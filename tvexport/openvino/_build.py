@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._io import refuse_stdout, write_text_atomic
+from .._io import check_output_dir, refuse_stdout, write_text_atomic
 from ..errors import MissingDependencyError, TvexportError, missing
 
 SOURCE_DIR = Path(__file__).resolve().parent / "ext"
@@ -219,12 +219,9 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     root = cache_dir()
     if output_dir is not None:
         out_lib = Path(output_dir) / LIBRARY
-        if out_lib.parent.exists() and not out_lib.parent.is_dir():
-            raise TvexportError(f"output directory {out_lib.parent} is a file, not a directory", hint="give a directory for the library with -o")
-        if not out_lib.parent.is_dir():
-            raise TvexportError(f"output directory {out_lib.parent} does not exist", hint="create it first")
         if (done := _up_to_date(out_lib, key)) is not None and not force:
-            return done
+            return done  # nothing to write: a read-only directory holding it up to date is fine
+        check_output_dir(out_lib.parent, file_hint="give a directory for the library with -o")
         if out_lib.exists() and not force:
             raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
     with _lock(root):

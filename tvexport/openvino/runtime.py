@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import check_input_file
 from ..errors import TvexportError, missing
 
 PRECISIONS: tuple[str, ...] = ("f32", "bf16")
@@ -134,9 +135,9 @@ class OpenVinoRunner:
         if isinstance(source, onnx.ModelProto):
             proto, path = source, None
         else:
-            path = Path(source)
-            if not path.is_file():
-                raise TvexportError(f"{path}: no such file", hint="check the path")
+            path = check_input_file(
+                source, what="an ONNX model", dir_hint="give the .onnx file inside it", empty_hint="the export or copy did not finish; export it again"
+            )
             try:
                 proto = onnx.load(str(path), load_external_data=False)
             except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
