@@ -160,10 +160,13 @@ def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -
         )
 
 
+_NPY_HINT = "give a .npy array of shape (N, 3, H, W)"
+_NPY_CHECKS = {"what": "a .npy array", "dir_hint": _NPY_HINT, "missing_hint": _NPY_HINT, "empty_hint": "save it again with numpy.save"}
+
+
 def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarray:
     """Read an NCHW input from ``.npy`` and check it against the model's (3, H, W)."""
-    hint = "give a .npy array of shape (N, 3, H, W)"
-    path = check_input_file(path, what="a .npy array", dir_hint=hint, missing_hint=hint, empty_hint="save it again with numpy.save")
+    path = check_input_file(path, **_NPY_CHECKS)
     with path.open("rb") as f:
         magic = f.read(6)
     if magic != b"\x93NUMPY":
@@ -223,6 +226,8 @@ def validate_artifact(
         artifact, what="an exported model", dir_hint="give the .onnx, .pt2 or engine file inside it",
         empty_hint="the export or copy did not finish; export it again",
     )
+    if input_path is not None:  # before the checkpoint is read and the model compiled
+        check_input_file(input_path, **_NPY_CHECKS)
     found = identify(artifact)
     dtype, kernel_dtype = artifact_precision(artifact, found)
     Tolerance.default(dtype, rtol=rtol, atol=atol)  # a bad --rtol/--atol is refused before any work
