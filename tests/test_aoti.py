@@ -106,8 +106,14 @@ def test_runner_refuses_wrong_inputs(tiny_package) -> None:
 
 
 def test_runner_refuses_missing_and_broken_files(tmp_path: Path) -> None:
-    with pytest.raises(TvexportError, match="does not exist"):
+    with pytest.raises(TvexportError, match="nope.pt2: no such file"):
         aoti.load_runner(tmp_path / "nope.pt2")
+    (tmp_path / "dir.pt2").mkdir()
+    with pytest.raises(TvexportError, match=r"dir.pt2 is a directory, not an AOTInductor package"):  # before: "does not exist"
+        aoti.load_runner(tmp_path / "dir.pt2")
+    (tmp_path / "empty.pt2").write_bytes(b"")
+    with pytest.raises(TvexportError, match=r"empty.pt2 is empty \(0 bytes\)"):  # before: "could not be loaded as an AOTInductor package"
+        aoti.load_runner(tmp_path / "empty.pt2")
     junk = tmp_path / "junk.pt2"
     junk.write_bytes(b"not a zip archive")
     with pytest.raises(TvexportError, match="could not be loaded as an AOTInductor package"):
