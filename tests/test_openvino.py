@@ -640,7 +640,8 @@ def test_build_to_a_missing_or_unwritable_directory_is_refused_before_compiling(
     r = cli("extension", "build", "openvino", "-o", tmp_path / "missing")
     assert r.exit_code == 2 and r.stderr.strip() == f"error: output directory {tmp_path / 'missing'} does not exist; create it first", r.stderr
     (tmp_path / "ro").mkdir()
-    monkeypatch.setattr(tvexport._io.os, "access", lambda path, mode: not (mode & os.W_OK and Path(path) == tmp_path / "ro"))  # tests may run as root
+    real_access = os.access
+    monkeypatch.setattr(tvexport._io.os, "access", lambda path, mode: False if mode & os.W_OK and Path(path) == tmp_path / "ro" else real_access(path, mode))  # tests may run as root
     r = cli("extension", "build", "openvino", "-o", tmp_path / "ro")
     assert r.exit_code == 2 and r.stderr.strip() == f"error: output directory {tmp_path / 'ro'} is not writable; choose another output path", r.stderr
     assert list((tmp_path / "ro").iterdir()) == []

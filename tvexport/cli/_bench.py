@@ -137,9 +137,10 @@ def bench_cmd(
     if len(to_stdout) > 1:
         named = ", ".join(to_stdout[:-1]) + f" and {to_stdout[-1]}"
         example = " ".join(f"{opt} bench.{_SUFFIX[opt]}" for opt in to_stdout[1:])
+        two = len(to_stdout) == 2
         raise TvexportError(
-            f"{named} are {'both' if len(to_stdout) == 2 else 'all'} '-': only one report can go to stdout",
-            hint=f"keep '-' for {to_stdout[0]} and write {'the other' if len(to_stdout) == 2 else 'the others'} to {'a file' if len(to_stdout) == 2 else 'files'}, e.g. {example}",
+            f"{named} are {'both' if two else 'all'} '-': only one report can go to stdout",
+            hint=f"keep '-' for {to_stdout[0]} and write {'the other' if two else 'the others'} to {'a file' if two else 'files'}, e.g. {example}",
         )
     if plot is not None and str(plot) == "-":
         raise TvexportError("--plot -: a PNG is not written to stdout", hint="give a file name, e.g. --plot bench.png")
