@@ -766,7 +766,12 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // rows, output written with read-for-ownership: roughly 140 MB at float32 against the floor's
 // 80 MB, ~3.8 ms at 36.7 GB/s against 3.5-4.2 ms measured), which the packed loop overlaps worse.
 // Non-temporal output stores and 64-128-float blocks with 5-8-row tiles (input read 1.25-1.5x)
-// were not faster in the harness either.
+// were not faster in the harness either. Issue 17ad tried such blocks again without the packed
+// ring, on the input read in place (3 or 4 positions x 16 channels x 4 images, k = 3, C % 16 ==
+// 0, both this path and the tile path; benchmarks/results/openvino_kernel_micro_position_regs_b16_*
+// and its .patch): the kernel alone at batch 16, one thread, Zen 5 VM, face MobileNetV2 x1.0
+// network sums 1.01-1.19x and this C = 1920 layer 0.92-1.32x as long as the loop here (g++ 12
+// kept neither the accumulators nor the kernel vectors of a 4-position block in registers).
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
