@@ -22,9 +22,10 @@
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
 // e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
-// tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead (see
-// Pass::hint; without it, against prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread,
-// kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
+// tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead
+// (non-temporally at batch 1 on AMD Zen 5 and later; see Pass::hint; without it, against
+// prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
+// benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
 // prefetchers do not keep up with the kernel stream, and a position-major layout, one contiguous
 // stream per row, did not help them: issues 17l and 17m, benchmarks/results/README.md), and the
 // input rows the next row or tile needs are prefetched a slice per segment; at one image, so are
