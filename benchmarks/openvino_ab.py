@@ -24,9 +24,10 @@ setting):
                   batch's last single-image tile) with each layer's scales held in registers where
                   they fit (the default: k = 3, C dividing 16, 32 or 48; AVX-512), B each scale
                   vector loaded beside its kernel vector (the loop before)
-  nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched as by default (locality
-                  3 until issue 17q, L2 only since), B with the non-temporal hint (prefetchnta;
-                  batch 1 only)
+  nta             TVEXPORT_OV_KERNEL_NTA: A the kernel stream prefetched with locality (locality
+                  3 until issue 17q, L2 only since; the default but on AMD Zen 5 and later), B with
+                  the non-temporal hint (prefetchnta; batch 1 only; the default on AMD Zen 5 and
+                  later since issue 17ae)
   kernel-l2       TVEXPORT_OV_KERNEL_L2: A the kernel stream prefetched into L1 too (prefetcht0,
                   the default until issue 17q), B into L2 only (prefetcht1, the default since)
   kernel-rows     TVEXPORT_OV_KERNEL_ROWS: A the next row's kernel runs fetched on demand at their
@@ -158,10 +159,11 @@ SWITCHES = {
         scale_register_candidates, "with k = 3 and C dividing 16, 32 or 48 (the only ones the switch can change, int8 kernels only)",
         "openvino_scale_registers", "face_mobilenetv2_x0_1", 1),
     "nta": Switch(
-        "TVEXPORT_OV_KERNEL_NTA", "0", "1", "kernel stream prefetched as by default (A) vs non-temporally (B)",
-        "A each tap's kernel run prefetched as by default (locality 3, prefetcht0, until issue 17q, when openvino_nta_* "
-        "were measured; prefetcht1 since), B with the non-temporal hint "
-        "(prefetchnta; `TVEXPORT_OV_KERNEL_NTA=1` while it was read; batch 1 only), A' as A",
+        "TVEXPORT_OV_KERNEL_NTA", "0", "1", "kernel stream prefetched with locality (A) vs non-temporally (B)",
+        "A each tap's kernel run prefetched with locality (`TVEXPORT_OV_KERNEL_NTA=0` while it was read: prefetcht0 "
+        "until issue 17q, when openvino_nta_mnv2_* were measured, prefetcht1 since; the default but on AMD Zen 5 and later), "
+        "B with the non-temporal hint (prefetchnta; `TVEXPORT_OV_KERNEL_NTA=1`; the default on AMD Zen 5 and later "
+        "since issue 17ae; batch 1 only), A' as A",
         tv_nodes, "(all of them)", "openvino_nta", "face_mobilenetv2_x0_1", 1),
     "kernel-l2": Switch(
         "TVEXPORT_OV_KERNEL_L2", "0", "1", "kernel stream prefetched into L1 too (A) vs into L2 only (B)",

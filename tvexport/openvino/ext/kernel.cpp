@@ -22,9 +22,10 @@
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
 // e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
-// tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead (see
-// Pass::hint; without it, against prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread,
-// kernels from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
+// tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead
+// (non-temporally at batch 1 on AMD Zen 5 and later; see Pass::hint; without it, against
+// prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
+// benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
 // prefetchers do not keep up with the kernel stream, and a position-major layout, one contiguous
 // stream per row, did not help them: issues 17l and 17m, benchmarks/results/README.md), and the
 // input rows the next row or tile needs are prefetched a slice per segment; at one image, so are
@@ -281,15 +282,23 @@ struct Pass {
     const float** tap_s;
     const float** tap_x;
     int64_t ahead = TVX_PREFETCH_BYTES / int64_t(sizeof(WT));  // elements each tap's kernels are prefetched ahead
-    // TVEXPORT_OV_KERNEL_NTA=1 (see tv_dwconv.cpp; off by default): at batch 1, where every kernel
-    // is used once, each tap's kernel run is prefetched with the non-temporal hint (prefetchnta)
-    // instead of locality 3 (prefetcht0, the default until issue 17q), meant to keep the kernel
+    // Switches::kernel_nta (TVEXPORT_OV_KERNEL_NTA=0|1, see tv_dwconv.cpp; on by default on AMD
+    // Zen 5 and later only): at batch 1, where every kernel is used once, each tap's kernel run
+    // is prefetched with the non-temporal hint (prefetchnta) instead of with locality. Issue 17ae,
+    // Zen 5 VM, against prefetcht1 (below), `openvino_ab.py --switch nta`, 2 threads, 36 rounds:
+    // TV ops 0.90-0.99x with float32 and float16 kernels on all four zoo networks, int8 0.95-1.00x
+    // (null tests 0.99-1.03), wall 0.95-1.00x, mostly within the runs' spread
+    // (benchmarks/results/openvino_nta_zen5_*.md). Elsewhere it stays off: on the second Xeon it
+    // made the TV ops 2.16-2.81x slower (Intel's prefetchnta fills L1, not L2), and on the Zen 4 it
+    // was measured only against prefetcht0 (below). Before issue 17q (prefetcht0 the default) it
+    // was meant to keep the kernel
     // stream from evicting what the next ops read (in face MobileNetV2 at batch 1 the ops other
     // than the TV ops took 21-38 % longer in the TV network with float32 kernels than the same ops
     // in the DW network, 0-16 % with float16/int8 ones, most on the op that reads a TV op's
-    // output: issue 17k's scratch runs, both networks in one process). Not faster (issue 17k;
-    // benchmarks/results/openvino_nta_*.md): no wall or other-ops gain beyond the null test at
-    // x0.1 or x1.0, any kernel dtype; the L2
+    // output: issue 17k's scratch runs, both networks in one process). Not faster then (issue 17k,
+    // the Zen 5 VM's first visit, against prefetcht0; benchmarks/results/openvino_nta_mnv2_*.md): no
+    // wall or other-ops gain beyond the null test at x0.1 or x1.0, any kernel dtype (nor did the
+    // other ops gain in issue 17ae); the L2
     // stream prefetcher presumably fetches the runs anyway. Prefetched 2-4 KiB ahead instead of
     // TVX_PREFETCH_BYTES it made float32 TV ops 12-17 % slower (scratch runs).
     // Each tap's kernel run is prefetched into L2 only (prefetcht1), not into L1 too (prefetcht0,

@@ -25,6 +25,9 @@
 #if defined(__unix__) || defined(__APPLE__)
 #    include <unistd.h>
 #endif
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#    include <cpuid.h>
+#endif
 
 namespace tvx {
 
@@ -66,6 +69,27 @@ inline bool l2_at_least_2mib() {
 #endif
 }
 
+// Whether the CPU is an AMD Zen 5 or later (CPUID vendor AuthenticAMD, family >= 0x1A; read
+// once; false elsewhere and with compilers without <cpuid.h>): the default of
+// Switches::kernel_nta, measured faster only there (kernel.cpp: Pass::hint).
+inline bool amd_zen5_or_later() {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    static const bool zen5 = [] {
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx) || ebx != 0x68747541u || edx != 0x69746e65u || ecx != 0x444d4163u)
+            return false;  // "Auth" "enti" "cAMD"
+        if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx))
+            return false;
+        const unsigned base = (eax >> 8) & 0xfu;
+        const unsigned family = base == 0xfu ? base + ((eax >> 20) & 0xffu) : base;
+        return family >= 0x1au;
+    }();
+    return zen5;
+#else
+    return false;
+#endif
+}
+
 // The op's switches for A/B runs (benchmarks/openvino_ab.py --switch), each from an environment
 // variable read when an op is constructed and kept by its clones (tv_dwconv.cpp: switches_from_env,
 // which says what each measured).
@@ -73,7 +97,7 @@ struct Switches {
     bool channel_blocks = true;   // run_channel_blocks may be chosen (kernel.cpp: run); off: the tile path
     bool blocks_outer = true;     // run_channel_blocks: each channel block walks all the rows; off: each row tile all the blocks
     bool scale_registers = true;  // int8, one image: scales held in registers where they fit (kernel.cpp: Pass::scale_register_chunks)
-    bool kernel_nta = false;      // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta) instead of the default
+    bool kernel_nta = amd_zen5_or_later();  // batch 1: prefetch the kernel stream with the non-temporal hint (prefetchnta), not into L2 / L1
     bool kernel_l2 = true;        // prefetch the kernel stream into L2 only (prefetcht1); off: into L1 too (prefetcht0)
     bool kernel_rows = true;      // one image: prefetch the head of each tap's kernel run in the next row (kernel.cpp: the comment before run)
     int64_t serial_bytes = 0;     // the op: layers moving fewer bytes run on the calling thread, not split over the pool

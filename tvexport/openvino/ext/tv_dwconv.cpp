@@ -123,10 +123,11 @@ Switches switches_from_env() {
     // layer's scales in registers where they fit (kernel.cpp: Pass::scale_register_chunks;
     // --switch scale-registers).
     s.scale_registers = switch_from_env("TVEXPORT_OV_SCALE_REGISTERS");
-    // TVEXPORT_OV_KERNEL_NTA=1: at batch 1 (every kernel used once) the kernel stream is prefetched
-    // with the non-temporal hint (prefetchnta) instead of the default (--switch nta). Off by
-    // default: it was not faster than locality 3 (kernel.cpp: Pass::hint).
-    s.kernel_nta = switch_from_env("TVEXPORT_OV_KERNEL_NTA", false);
+    // TVEXPORT_OV_KERNEL_NTA=0|1: at batch 1 (every kernel used once) the kernel stream is
+    // prefetched with the non-temporal hint (prefetchnta, 1) or with locality (0; see
+    // TVEXPORT_OV_KERNEL_L2) instead of the default, non-temporal on AMD Zen 5 and later only
+    // (kernel.cpp: Pass::hint; --switch nta).
+    s.kernel_nta = switch_from_env("TVEXPORT_OV_KERNEL_NTA", s.kernel_nta);
     // TVEXPORT_OV_KERNEL_L2=0: the kernel stream is prefetched into L1 too (prefetcht0, the
     // kernel before issue 17q) instead of into L2 only (prefetcht1; --switch kernel-l2;
     // kernel.cpp: Pass::hint).
