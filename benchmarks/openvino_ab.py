@@ -29,7 +29,8 @@ setting):
                   the non-temporal hint (prefetchnta; batch 1 only; the default on AMD Zen 5 and
                   later since issue 17ae)
   kernel-l2       TVEXPORT_OV_KERNEL_L2: A the kernel stream prefetched into L1 too (prefetcht0,
-                  the default until issue 17q), B into L2 only (prefetcht1, the default since)
+                  the default until issue 17q), B into L2 only (prefetcht1, the default since);
+                  TVEXPORT_OV_KERNEL_NTA=0 in every copy
   kernel-rows     TVEXPORT_OV_KERNEL_ROWS: A the next row's kernel runs fetched on demand at their
                   heads (the default until issue 17aa), B the head of each tap's run in the next row
                   prefetched while a row runs (the default since; batch 1 only)
@@ -127,6 +128,7 @@ class Switch:
     name: str  # default file stem
     arch: str  # default --arch
     batch: int  # default --batch
+    fixed: tuple[tuple[str, str], ...] = ()  # variables set alike in every copy (so that a default elsewhere cannot mask the switch)
 
     def value(self, copy: str) -> str:
         return self.b if copy == "B" else self.a
@@ -169,8 +171,9 @@ SWITCHES = {
         "TVEXPORT_OV_KERNEL_L2", "0", "1", "kernel stream prefetched into L1 too (A) vs into L2 only (B)",
         "A each tap's kernel run prefetched into every cache level (prefetcht0, `TVEXPORT_OV_KERNEL_L2=0` while it "
         "was read; the default until issue 17q), B into L2 only (prefetcht1, `TVEXPORT_OV_KERNEL_L2=1`; the default "
-        "since), A' as A",
-        tv_nodes, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1),
+        "since), A' as A; `TVEXPORT_OV_KERNEL_NTA=0` in every copy (at batch 1 the non-temporal hint, the default on "
+        "AMD Zen 5 and later, would take precedence over both)",
+        tv_nodes, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1, (("TVEXPORT_OV_KERNEL_NTA", "0"),)),
     "kernel-rows": Switch(
         "TVEXPORT_OV_KERNEL_ROWS", "0", "1", "next row's kernel-run heads on demand (A) vs prefetched (B)",
         "A the next row's kernel runs fetched on demand at their heads (`TVEXPORT_OV_KERNEL_ROWS=0` while it was "
@@ -199,7 +202,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     switch = SWITCHES[args.switch]
     runners = {}
     for name in COPIES:
-        env = {switch.env: switch.value(name)} if switch.env else {}
+        env = dict(switch.fixed) | ({switch.env: switch.value(name)} if switch.env else {})
         extension = args.extension_b if args.switch == "build" and name == "B" else None  # None: this checkout's build
         with mock.patch.dict(os.environ, env):  # read as the model is read
             runners[name] = OpenVinoRunner(graph, what=f"{kernel_dtype} copy {name}", threads=args.threads, profile=True,

@@ -11,7 +11,7 @@ on one thread (the process is pinned to one CPU) with synthetic data in kernel.h
 (``--batch`` images, default 1, float32 activations; at batch > 1 int8 tiles are sized as the op
 sizes them on this machine, twice as large on x86-64 cores with >= 2 MiB of L2, see kernel.cpp's
 block_bytes; at batch 1 the kernel stream is prefetched non-temporally on AMD Zen 5 and later, as
-the op does, see kernel.hpp's Switches; per-channel bias, output clamped to [0, 6] as in the baked face
+the op does (kernel.hpp's Switches; ``TVEXPORT_OV_KERNEL_NTA=0|1`` overrides it here too); per-channel bias, output clamped to [0, 6] as in the baked face
 MobileNetV2 layers). Cases: every distinct TV layer geometry of ``--arch`` (face MobileNetV2 x1.0
 by default), each kernel dtype, each in two memory states:
 

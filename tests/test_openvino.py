@@ -273,8 +273,9 @@ def test_kernel_prefetch_hints(env: dict[str, str], extension: Path, monkeypatch
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 prefetch instructions")
 def test_prefetch_hints_compiled(extension: Path) -> None:
     """The built library holds the three kernel-stream hints in comparable numbers (each prefetch
-    site compiles one of each: prefetcht1 by default, prefetcht0 for TVEXPORT_OV_KERNEL_L2=0,
-    prefetchnta for TVEXPORT_OV_KERNEL_NTA=1, the default on AMD Zen 5 and later), so the switches reach the machine code. Results
+    site compiles one of each: prefetcht1 for TVEXPORT_OV_KERNEL_NTA=0, prefetcht0 with
+    TVEXPORT_OV_KERNEL_L2=0 too, prefetchnta for TVEXPORT_OV_KERNEL_NTA=1; at batch 1 the default
+    is prefetchnta on AMD Zen 5 and later, prefetcht1 elsewhere), so the switches reach the machine code. Results
     cannot show a lost hint (test_kernel_prefetch_hints): g++ 12 -O3 once compiled an if-else
     chain over the hints into the prefetchnta alone (284 of them, 21 prefetcht0 from the other
     prefetches, no prefetcht1), leaving the default path with no kernel prefetch, while every

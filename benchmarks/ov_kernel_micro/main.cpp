@@ -193,6 +193,8 @@ struct Layer {
         a.bias_map = false;
         a.x_type = tvx::DType::f32, a.w_type = cs.w_type;
         a.clamp = true, a.lo = 0.0f, a.hi = 6.0f;
+        if (const char* nta = std::getenv("TVEXPORT_OV_KERNEL_NTA"); nta && *nta)  // as the op reads it (tv_dwconv.cpp)
+            a.sw.kernel_nta = std::string(nta) != "0";
         return a;
     }
 };

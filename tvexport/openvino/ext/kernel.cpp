@@ -22,11 +22,11 @@
 // once per call, in their stored (compressed) form: no float32 copy of any kernel is made. Layers
 // whose one position's kernels are too big for such tiles to be k positions wide (C >= kSegment,
 // e.g. C=1920) walk blocks of channels instead (see run_channel_blocks). While the first image
-// tile of a block runs, each tap's kernel run is prefetched into L2 a fixed distance ahead
-// (non-temporally at batch 1 on AMD Zen 5 and later; see Pass::hint; without it, against
-// prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread, kernels from DRAM, in
-// benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware
-// prefetchers do not keep up with the kernel stream, and a position-major layout, one contiguous
+// tile of a block runs, each tap's kernel run is prefetched a fixed distance ahead, into L2
+// (non-temporally instead at batch 1 on AMD Zen 5 and later; see Pass::hint; without any
+// kernel prefetch, against prefetcht0 then, batch 1 ran 1.08-1.46x slower, one thread, kernels
+// from DRAM, in benchmarks/openvino_kernel_micro.py: on the AMD EPYC VM the hardware prefetchers
+// do not keep up with the kernel stream, and a position-major layout, one contiguous
 // stream per row, did not help them: issues 17l and 17m, benchmarks/results/README.md), and the
 // input rows the next row or tile needs are prefetched a slice per segment; at one image, so are
 // the heads of the next row's kernel runs (see the comment before run).
@@ -286,11 +286,11 @@ struct Pass {
     // Zen 5 and later only): at batch 1, where every kernel is used once, each tap's kernel run
     // is prefetched with the non-temporal hint (prefetchnta) instead of with locality. Issue 17ae,
     // Zen 5 VM, against prefetcht1 (below), `openvino_ab.py --switch nta`, 2 threads, 36 rounds:
-    // TV ops 0.90-0.99x with float32 and float16 kernels on all four zoo networks, int8 0.95-1.00x
-    // (null tests 0.99-1.03), wall 0.95-1.00x, mostly within the runs' spread
+    // TV ops 0.90-0.99x with float32 and float16 kernels on all four zoo networks, int8 0.94-1.00x
+    // (null tests 0.99-1.03); wall 0.96-1.00x, each within its rounds' p10-p90
     // (benchmarks/results/openvino_nta_zen5_*.md). Elsewhere it stays off: on the second Xeon it
-    // made the TV ops 2.16-2.81x slower (Intel's prefetchnta fills L1, not L2), and on the Zen 4 it
-    // was measured only against prefetcht0 (below). Before issue 17q (prefetcht0 the default) it
+    // made the TV ops 2.16-2.81x slower (presumably because Intel's prefetchnta fills L1, not L2),
+    // and the Zen 4 was never measured with it. Before issue 17q (prefetcht0 the default) it
     // was meant to keep the kernel
     // stream from evicting what the next ops read (in face MobileNetV2 at batch 1 the ops other
     // than the TV ops took 21-38 % longer in the TV network with float32 kernels than the same ops

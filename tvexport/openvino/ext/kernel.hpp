@@ -76,8 +76,8 @@ inline bool amd_zen5_or_later() {
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     static const bool zen5 = [] {
         unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-        if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx) || ebx != 0x68747541u || edx != 0x69746e65u || ecx != 0x444d4163u)
-            return false;  // "Auth" "enti" "cAMD"
+        if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx) || ebx != signature_AMD_ebx || edx != signature_AMD_edx || ecx != signature_AMD_ecx)
+            return false;  // not "AuthenticAMD"
         if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx))
             return false;
         const unsigned base = (eax >> 8) & 0xfu;

@@ -130,7 +130,7 @@ Switches switches_from_env() {
     s.kernel_nta = switch_from_env("TVEXPORT_OV_KERNEL_NTA", s.kernel_nta);
     // TVEXPORT_OV_KERNEL_L2=0: the kernel stream is prefetched into L1 too (prefetcht0, the
     // kernel before issue 17q) instead of into L2 only (prefetcht1; --switch kernel-l2;
-    // kernel.cpp: Pass::hint).
+    // kernel.cpp: Pass::hint); at batch 1 only where the non-temporal hint is off.
     s.kernel_l2 = switch_from_env("TVEXPORT_OV_KERNEL_L2");
     // TVEXPORT_OV_KERNEL_ROWS=0: at batch 1 the heads of the next row's kernel runs are not
     // prefetched while a row runs; they come from memory on demand, as before issue 17aa
