@@ -38,6 +38,12 @@ def check_input_file(path: str | Path, *, what: str, dir_hint: str, empty_hint: 
     return path
 
 
+def check_exported_file(path: str | Path, *, what: str, dir_hint: str) -> Path:
+    """``check_input_file`` for a file tvexport exported (``what``: e.g. "an ONNX model"): an empty
+    one is an export or copy that did not finish."""
+    return check_input_file(path, what=what, dir_hint=dir_hint, empty_hint="the export or copy did not finish; export it again")
+
+
 def check_output_path(path: Path, *, force: bool, source: Path | None = None) -> Path:
     """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``)."""
     refuse_stdout(path)

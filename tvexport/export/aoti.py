@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .._io import atomic_output, check_input_file, check_output_path
+from .._io import atomic_output, check_exported_file, check_output_path
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
@@ -318,9 +318,7 @@ class AotiRunner:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = check_input_file(
-            path, what="an AOTInductor package", dir_hint="give the .pt2 file inside it", empty_hint="the export or copy did not finish; export it again"
-        )
+        self.path = check_exported_file(path, what="an AOTInductor package", dir_hint="give the .pt2 file inside it")
         self.info = read_sidecar(self.path)
         self.device = str(self.info.get("device", "cpu")) if self.info else "cpu"
         if self.device == "cuda" and not torch.cuda.is_available():

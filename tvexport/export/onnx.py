@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .._io import atomic_output, check_input_file, check_output_path
+from .._io import atomic_output, check_exported_file, check_output_path
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..bake import fold_batchnorms, tv_layer_names
 from ..errors import TvexportError, missing
@@ -577,9 +577,7 @@ class OrtRunner:
 def load_runner(path: Path) -> Runner:
     """The ``onnxruntime`` backend: run an exported ``.onnx`` file (plugin nodes on the numpy reference)."""
     _require_onnx()
-    path = check_input_file(
-        path, what="an ONNX model", dir_hint="give the .onnx file inside it", empty_hint="the export or copy did not finish; export it again"
-    )
+    path = check_exported_file(path, what="an ONNX model", dir_hint="give the .onnx file inside it")
     return OrtRunner(path, what=path.name)
 
 

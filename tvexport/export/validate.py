@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import check_input_file, refuse_stdin
+from .._io import check_exported_file, check_input_file, refuse_stdin
 from ..accuracy import Tolerance, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..checkpoint import describe_file, read_checkpoint
@@ -222,10 +222,7 @@ def validate_artifact(
     if input_path is not None and seed is not None:
         raise TvexportError("--seed seeds the random input; with --input it does not apply", hint="drop --seed")
     # said before the file's name is used to guess what it is (a directory or empty file named .ckpt is no checkpoint)
-    check_input_file(
-        artifact, what="an exported model", dir_hint="give the .onnx, .pt2 or engine file inside it",
-        empty_hint="the export or copy did not finish; export it again",
-    )
+    check_exported_file(artifact, what="an exported model", dir_hint="give the .onnx, .pt2 or engine file inside it")
     if input_path is not None:  # before the checkpoint is read and the model compiled
         check_input_file(input_path, **_NPY_CHECKS)
     found = identify(artifact)

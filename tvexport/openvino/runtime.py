@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import check_input_file
+from .._io import check_exported_file
 from ..errors import TvexportError, missing
 
 PRECISIONS: tuple[str, ...] = ("f32", "bf16")
@@ -135,9 +135,7 @@ class OpenVinoRunner:
         if isinstance(source, onnx.ModelProto):
             proto, path = source, None
         else:
-            path = check_input_file(
-                source, what="an ONNX model", dir_hint="give the .onnx file inside it", empty_hint="the export or copy did not finish; export it again"
-            )
+            path = check_exported_file(source, what="an ONNX model", dir_hint="give the .onnx file inside it")
             try:
                 proto = onnx.load(str(path), load_external_data=False)
             except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
