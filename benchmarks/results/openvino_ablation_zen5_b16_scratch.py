@@ -1,13 +1,16 @@
 """Scratch (issue 17, stop 34): the TV ops of one network in OpenVINO under several extension builds.
 
-Not a benchmark of record: each build is a copy of the checkout with
-openvino_ablation_zen5_b16_scratch.patch applied and its TVX_ABLATE default set to 0-5, built with
-`tvexport extension build openvino -o DIR`; all builds are loaded into this one process (one
+Not a benchmark of record: each build is a copy of the checkout (COPY/) with
+openvino_ablation_zen5_b16_scratch.patch applied and its TVX_ABLATE default set to 0-5, built in
+that copy with `PYTHONPATH=COPY python -m tvexport extension build openvino -o COPY/lib` (without
+PYTHONPATH an editable install builds its own checkout's source); all builds are loaded into this one process (one
 runner each) and run in interleaved rounds (order reversed every other round) of 10 runs, after 10
 warm-up runs each. Per TV layer: the median over rounds of the round's mean from OpenVINO's
 per-node counters (openvino_fused.layer_profile's method).
 
-    ROUNDS=12 python openvino_ablation_zen5_b16_scratch.py face_mobilenetv2_x0_1 16 2 LIB0 LIB1 ...
+    ROUNDS=12 python openvino_ablation_zen5_b16_scratch.py face_mobilenetv2_x0_1 16 2 COPY0/lib/LIB COPY1/lib/LIB ...
+
+Each column is named after its copy's directory.
 """
 import os
 import statistics
@@ -43,7 +46,7 @@ for rnd in range(int(os.environ.get("ROUNDS", "6"))):
         after, _ = of.node_counters(runners[i])
         mean = of.mean_between(before, 10 + rnd * 10, after, 20 + rnd * 10)
         per[i].append({n: of.node_time(mean, n) for n in names})
-print("%-22s" % "layer" + "".join("%10s" % Path(lib).parts[2] for lib in libs))
+print("%-22s" % "layer" + "".join("%10s" % Path(lib).parent.parent.name for lib in libs))
 total = [0.0] * len(libs)
 for n in names:
     vals = [statistics.median(p[n] for p in per[i]) for i in range(len(libs))]
