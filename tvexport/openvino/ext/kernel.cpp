@@ -781,6 +781,11 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // and its .patch): the kernel alone at batch 16, one thread, Zen 5 VM, face MobileNetV2 x1.0
 // network sums 1.01-1.19x and this C = 1920 layer 0.92-1.32x as long as the loop here (g++ 12
 // kept neither the accumulators nor the kernel vectors of a 4-position block in registers).
+// Issue 17 (stop 34) repeated 17ad's 3-position blocks inside `body` (each input vector loaded
+// once per tap row): the kernel alone at batch 16, one thread, cold, face MobileNetV2 x0.1
+// network sums 1.04x, its stride-1 C = 48 layer at 48x48 1.18x, g++ folding the input loads back
+// into the multiply-adds. That and other batch-16 variants that were not faster, and an ablation
+// of the loop's memory streams: benchmarks/results/README.md ('Batch 16 on the Zen 5').
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
