@@ -138,14 +138,14 @@ def _resample_kernels(trained: nn.Module, target: nn.Module, *, interpolation: I
     then quantized again)."""
     for name, dst in _tv_layers(target, BakedTVConv).items():
         src = trained.get_submodule(name)
-        assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind
+        assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind, (name, src.bias_kind, dst.bias_kind)
         size = tuple(dst.weight.shape[-2:])
         exact = resample_map(dequantize(src.weight, src.scale, dtype=torch.float64), size, interpolation=interpolation)  # type: ignore[arg-type]
         weight, scale = compress_kernels(exact, dst.weight.dtype, name=f"baked weight of {name}")
         bias = src.bias
         if bias is not None and src.bias_kind == "map":
             bias = resample_map(bias, size, interpolation=interpolation)  # type: ignore[arg-type]
-        dst.set_kernels(weight, bias.clone() if bias is not None else None, scale=scale)
+        dst.set_kernels(weight, bias.clone() if bias is not None else None, scale=scale, bias_kind=src.bias_kind)
 
 
 def bake_resized(
