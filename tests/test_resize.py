@@ -282,6 +282,44 @@ def test_set_kernels_checks_the_bias_kind() -> None:
         layer.set_kernels(torch.zeros(4, 9, 2, 3), torch.ones(4, 2, 3), bias_kind="channel")
 
 
+@pytest.mark.parametrize("method", ["kernels", "generator"])
+def test_unverified_rebake_says_so(method: str) -> None:
+    result = bake_model(make_model(), input_size=(72, 72), resample=method, verify=False)  # type: ignore[arg-type]
+    assert result.report is None and result.resize is not None
+    assert result.resize["verified_at"] is None and result.resize["reference"] == "not verified (--no-verify)"
+    note = resize.describe_resize(result.resize)
+    assert "not verified" in note and "verification covers" not in note and "verified against" not in note
+
+
+def test_rebake_of_a_network_built_at_another_size_records_that_size() -> None:
+    """A network built at 112x112 (trained 96x96) and re-baked for 80x80: its maps, and the bake
+    that is verified, are at 112x112."""
+    from tvexport.testing import randomize_
+
+    model = randomize_(create_model("face_mobilenetv2_x0_1", tv=TVSettings(inter_chans=4, inter_layers=0), input_size=(112, 112)))
+    for method in ("kernels", "generator"):
+        result = bake_model(model, input_size=(80, 80), resample=method)  # type: ignore[arg-type]
+        assert result.resize is not None and result.report is not None and result.report.ok
+        assert result.resize["source_input_size"] == [112, 112] and result.resize["trained_input_size"] == [96, 96]
+        assert result.resize["verified_at"] == ([112, 112] if method == "kernels" else [80, 80])
+        note = resize.describe_resize(result.resize)
+        assert note.startswith("re-baked for input 80x80 from 112x112 (trained 96x96): ")
+        assert ("covers the 112x112 bake" in note) == (method == "kernels")
+    # records written before source_input_size: the trained size
+    old = {k: v for k, v in result.resize.items() if k != "source_input_size"}
+    assert resize.describe_resize(old).startswith("re-baked for input 80x80 (trained 96x96): ")
+
+
+def test_cli_no_verify_rebake_notes(cli, face_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nv.baked.pt"
+    r = cli("bake", face_ckpt, "--input-size", "72", "--no-verify", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    assert "not verified" in r.stdout and "verification covers" not in r.stdout
+    r = cli("inspect", out)
+    assert r.exit_code == 0 and "not verified" in r.stdout and "verification covers" not in r.stdout
+    assert torch.load(out, weights_only=True)["bake"]["resize"]["verified_at"] is None
+
+
 # --------------------------------------------------------------------------------------------
 # The face networks' head
 # --------------------------------------------------------------------------------------------
