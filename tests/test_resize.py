@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,26 @@ def test_cli_no_verify_rebake_notes(cli, face_ckpt: Path, tmp_path: Path) -> Non
     r = cli("inspect", out)
     assert r.exit_code == 0 and "not verified" in r.stdout and "verification covers" not in r.stdout
     assert torch.load(out, weights_only=True)["bake"]["resize"]["verified_at"] is None
+
+
+@pytest.mark.parametrize(("text", "size"), [("96", (96, 96)), ("96x80", (96, 80)), (" 96 X 80 ", (96, 80)), ("72,100", (72, 100))])
+def test_parse_input_size(text: str, size: tuple[int, int]) -> None:
+    assert resize.parse_input_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["96x", "x96", "96xx80", "96,", "96x80,", "1x2x3", "", "axb", "-5", "9 6"])
+def test_parse_input_size_reads_the_whole_text(text: str) -> None:
+    with pytest.raises(TvexportError, match=f"cannot read input size {re.escape(repr(text))}; write HxW"):
+        resize.parse_input_size(text)
+
+
+def test_parse_input_size_calls_zero_too_small(cli, face_ckpt: Path, tmp_path: Path) -> None:
+    with pytest.raises(TvexportError, match="input size 0x96 is too small"):
+        resize.parse_input_size("0x96")
+    for text, what in (("0x96", "input size 0x96 is too small"), ("96x", "cannot read input size '96x'")):
+        r = cli("bake", face_ckpt, "--input-size", text, "-o", tmp_path / "x.baked.pt")
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1 and what in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "x.baked.pt").exists()
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ trained size it is the identity, so either method then reproduces the ordinary b
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -66,17 +67,15 @@ DEFAULT_INTERPOLATION: Interpolation = "bicubic"
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
-    """``96``, ``96x96`` or ``96,96`` -> (H, W)."""
-    parts = [p for p in text.lower().replace(",", "x").split("x") if p.strip()]
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96")
-    return sizes[0], sizes[1]
+    """``96``, ``96x96`` or ``96,96`` -> (H, W); anything else is refused in one line."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", text.lower())
+    if match is None:
+        raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96 (or one number for a square)")
+    h = int(match.group(1))
+    w = int(match.group(2)) if match.group(2) is not None else h
+    if min(h, w) < 1:
+        raise TvexportError(f"input size {h}x{w} is too small", hint="H and W must be positive, e.g. 96x96")
+    return h, w
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
