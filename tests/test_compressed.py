@@ -150,6 +150,10 @@ def test_dequantize_and_compress() -> None:
     assert half.dtype == torch.float16 and none is None
     err = KernelError.between(exact, w)
     assert err.rms_rel > 0 and 0 < err.max_rel <= 0.5 / 127 * 1.0001  # max over the largest plane: half its step
+    e, d = w.numpy().astype(np.float64), exact.numpy() - w.numpy().astype(np.float64)  # by the definitions, in numpy
+    assert err.max_abs == pytest.approx(np.abs(d).max(), rel=1e-12)
+    assert err.max_rel == pytest.approx(np.abs(d).max() / np.abs(e).max(), rel=1e-12)
+    assert err.rms_rel == pytest.approx(np.sqrt(np.mean(d**2)) / np.sqrt(np.mean(e**2)), rel=1e-12)
     with pytest.raises(ValueError, match="need their scale"):
         dequantize(q)
     from tvexport.errors import TvexportError
