@@ -32,6 +32,33 @@ def test_inspect_table_and_json(cli, face_ckpt: Path) -> None:
     assert first["flops"] == 2 * 8 * 9 * 96 * 96
 
 
+def test_summary_flops_hand_counted(tmp_path: Path) -> None:
+    """One TV layer (C 4, k 3, 48x48 output) of the tiny network, counted by hand: the TV op is
+    2 * C*k*k*h*w plus C*h*w bias adds (a bias map, or a folded BatchNorm's shift, added at
+    every position); the generators are their 3x3 convs, 2 * in * out * 9 per position (posi 4
+    -> 8 -> 8 -> 36 kernels, 4 -> 8 -> 8 -> 4 bias map)."""
+    from tinynet import tiny_tvnet
+    from tvexport.bake import bake_model
+    from tvexport.checkpoint import Checkpoint
+    from tvexport.summary import summarize_model
+
+    path = tmp_path / "t.pt"
+    path.touch()
+    c, hw = 4, 48 * 48
+    tv = 2 * c * 9 * hw
+    generator = 2 * 9 * hw * ((4 * 8 + 8 * 8 + 8 * 36) + (4 * 8 + 8 * 8 + 8 * 4))
+    for bias, fold_bn in ((True, None), (False, None), (False, True), (False, False)):
+        model = tiny_tvnet(k=3, stride=1, bias=bias)
+        if fold_bn is not None:
+            model = bake_model(model, fold_bn=fold_bn, verify=False).model
+        (layer,) = summarize_model(model, Checkpoint(path, "baked" if fold_bn is not None else "state_dict", model.state_dict())).tv_layers
+        assert (layer.channels, layer.k, layer.h * layer.w) == (c, 3, hw)
+        with_bias = bias or bool(fold_bn)
+        assert layer.bias == ("map" if bias else "channel" if fold_bn else "none")
+        assert layer.flops == tv + (c * hw if with_bias else 0), (bias, fold_bn)
+        assert layer.generator_flops == (0 if fold_bn is not None else generator if bias else 2 * 9 * hw * (4 * 8 + 8 * 8 + 8 * 36))
+
+
 def test_bake_default_output_and_force(cli, face_ckpt: Path) -> None:
     r = cli("bake", face_ckpt)
     out = face_ckpt.with_name("face.baked.pt")

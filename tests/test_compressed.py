@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_model
+from tvexport.bake import bake_model
+from tvexport.errors import TvexportError
 from tvexport.layers import BakedTVConv
 from tvexport.quantize import INT8_MAX, KernelError, cast_model_, compress_layer, compress_kernels, dequantize, kernel_dtype, quantize_int8
 
@@ -87,6 +90,46 @@ def test_int8_one_scale_per_channel_and_tap() -> None:
     assert _half_step_ok(w, _meaning(q, scale))
 
 
+def test_nonfinite_planes_stay_nonfinite() -> None:
+    """NaN/Inf kernels (only baked with --allow-nonfinite): int8 cannot hold them, so their
+    planes read NaN (scale NaN, codes 0) and every other plane is quantized as alone; float16
+    keeps them as they are and refuses only finite values beyond its range."""
+    w = _planes(2, 9, 3, 3)
+    bad = w.copy()
+    bad[0, 1, 1, 1], bad[1, 2, 0, 0], bad[1, 3, 2, 2] = np.nan, np.inf, -np.inf
+    q, scale = (t.numpy() for t in quantize_int8(torch.from_numpy(bad)))
+    q_ok, scale_ok = (t.numpy() for t in quantize_int8(torch.from_numpy(w)))
+    planes = [(0, 1), (1, 2), (1, 3)]
+    mask = np.zeros((2, 9), bool)
+    for c, t in planes:
+        mask[c, t] = True
+        assert np.isnan(scale[c, t]).all() and (q[c, t] == 0).all() and np.isnan(_meaning(q[c, t], scale[c, t])).all()
+    np.testing.assert_array_equal(scale[~mask], scale_ok[~mask])
+    np.testing.assert_array_equal(q[~mask], q_ok[~mask])
+    half, _ = compress_kernels(torch.from_numpy(bad), torch.float16)
+    np.testing.assert_array_equal(half.numpy(), bad.astype(np.float16))  # NaN, +Inf, -Inf where they were
+    with pytest.raises(TvexportError, match=r"overflows float16 \(max \|value\| [0-9.e+]+ > 6.55e\+04\)"):
+        compress_kernels(torch.from_numpy(bad) * 1e5, torch.float16)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_allow_nonfinite_bakes_compressed_kernels(dtype: str) -> None:
+    """What --allow-nonfinite promises (bake anyway) holds for compressed kernels too: the damaged
+    layer's kernels stay non-finite, the others are as in a bake of finite weights."""
+    model = make_model()
+    clean = bake_model(model, kernel_dtype=dtype, verify=False).model  # type: ignore[arg-type]
+    with torch.no_grad():
+        model.features[3].conv[1][0].posi_map[0, 0, 1, 1] = float("nan")
+    baked = bake_model(model, kernel_dtype=dtype, verify=False, allow_nonfinite=True).model  # type: ignore[arg-type]
+    for name, layer in baked.named_modules():
+        if isinstance(layer, BakedTVConv):
+            meaning = dequantize(layer.weight, layer.scale, dtype=torch.float64)
+            if name == "features.3.conv.1.0":
+                assert not torch.isfinite(meaning).any()
+            else:
+                assert torch.equal(layer.weight, clean.get_submodule(name).weight)
+
+
 def test_coarser_or_misplaced_scales_fail_the_half_step_check() -> None:
     """The check above is what catches a quantizer with one scale per channel only, or scales on the wrong axis."""
     w = _planes(6, 9, 5, 7)
@@ -107,6 +150,10 @@ def test_dequantize_and_compress() -> None:
     assert half.dtype == torch.float16 and none is None
     err = KernelError.between(exact, w)
     assert err.rms_rel > 0 and 0 < err.max_rel <= 0.5 / 127 * 1.0001  # max over the largest plane: half its step
+    e, d = w.numpy().astype(np.float64), exact.numpy() - w.numpy().astype(np.float64)  # by the definitions, in numpy
+    assert err.max_abs == pytest.approx(np.abs(d).max(), rel=1e-12)
+    assert err.max_rel == pytest.approx(np.abs(d).max() / np.abs(e).max(), rel=1e-12)
+    assert err.rms_rel == pytest.approx(np.sqrt(np.mean(d**2)) / np.sqrt(np.mean(e**2)), rel=1e-12)
     with pytest.raises(ValueError, match="need their scale"):
         dequantize(q)
     from tvexport.errors import TvexportError

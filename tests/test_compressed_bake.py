@@ -295,3 +295,22 @@ def test_kernel_dtype_refused_for_a_baseline_without_tv_layers(cli, tmp_path: Pa
     r = cli("export", src, "-o", tmp_path / "dw.onnx", "--kernel-dtype", "int8")
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1 and "without TV layers" in lines[0] and not (tmp_path / "dw.onnx").exists(), r.stderr
+
+
+def test_export_float16_overflow_names_the_file(cli, tmp_path: Path) -> None:
+    """Kernels beyond float16's range, from a checkpoint (baked on the fly) or a float32 baked file
+    compressed by export: one line naming the file and the layer, as bake says it; nothing written."""
+    from tvexport.bake import save_baked
+
+    model = make_model()
+    with torch.no_grad():
+        model.features[1].conv[0][0].weight_layers[-1].weight.mul_(1e6)
+    ckpt = write_checkpoint(model, tmp_path / "big.ckpt", "lightning")
+    baked = save_baked(bake(model, verify=False), tmp_path / "big.baked.pt")
+    for source in (ckpt, baked):
+        r = cli("export", source, "-o", tmp_path / "h.onnx", "--kernel-dtype", "float16")
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"error: {source}: baked weight of features.1.conv.0.0 overflows float16"), lines[0]
+        assert "--kernel-dtype float32" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.baked.pt", "big.ckpt"]

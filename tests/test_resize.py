@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from tvexport.errors import TvexportError
 from tvexport.layers import BakedTVConv, TVConv
 from tvexport.models import TVSettings, create_model
 from tvexport.models.face import OutputLayer
+from tvexport.quantize import compress_kernels, dequantize
 from tvexport.resize import resample_map, resize_unbaked
 
 K5_BIAS = TVSettings(k=5, bias=True, inter_chans=8, inter_layers=1)
@@ -210,6 +212,133 @@ def test_deeplab_rebake() -> None:
     assert {(g["h"], g["w"]) for g in result.tv_layers.values()} == {(8, 12)}
     with torch.no_grad():
         assert result.model(torch.zeros(1, 3, 128, 192)).shape == (1, 2, 128, 192)
+
+
+REBAKE_1X1 = [  # the smallest sizes leave the last TV layers 1x1, where a folded BatchNorm's shift and a bias map look alike
+    ("face_mobilenetv2_x0_1", TVSettings(inter_chans=8, inter_layers=1), (16, 16), torch.float32),
+    ("face_mobilenetv2_x0_1", TVSettings(inter_chans=8, inter_layers=1), (16, 16), torch.int8),
+    ("deeplabv3plus_mobilenetv2", TVSettings(inter_chans=4, inter_layers=0), (17, 17), torch.float32),
+]
+
+
+@pytest.mark.parametrize("name,tv,size,dtype", REBAKE_1X1, ids=[f"{c[0]}-{c[2][0]}x{c[2][1]}-{str(c[3])[6:]}" for c in REBAKE_1X1])
+def test_rebake_to_1x1_layers_with_folded_batchnorm(name: str, tv: TVSettings, size: tuple[int, int], dtype: torch.dtype) -> None:
+    """Resampled kernels (the default) with BatchNorm folded (the default) where TV layers end up
+    1x1: each folded shift stays a per-channel bias, recorded as such; the kernels are the
+    trained bake's resampled, that bake is verified against the float64 truth, and the generator
+    method at the same size is verified against its own float64 truth."""
+    model = make_model(name, tv=tv)
+    trained = bake_model(model, kernel_dtype=dtype, verify=False)
+    result = bake_model(model, kernel_dtype=dtype, input_size=size)
+    assert result.report is not None and result.report.ok, result.report.worst
+    layers = _tv(result.model)
+    assert any(tuple(m.weight.shape[-2:]) == (1, 1) for m in layers.values())
+    for lname, layer in layers.items():
+        src = trained.model.get_submodule(lname)
+        assert isinstance(layer, BakedTVConv) and isinstance(src, BakedTVConv)
+        assert layer.bias_kind == src.bias_kind == result.tv_layers[lname]["bias"] == "channel"
+        exact = resample_map(dequantize(src.weight, src.scale, dtype=torch.float64), tuple(layer.weight.shape[-2:]))
+        want, scale = compress_kernels(exact, dtype)
+        assert torch.equal(layer.weight, want) and (scale is None or torch.equal(layer.scale, scale))
+        assert torch.equal(layer.bias, src.bias)  # a per-channel shift holds at any size
+    with torch.no_grad():
+        assert torch.isfinite(result.model(torch.zeros(1, 3, *size))).all()
+    gen = bake_model(model, kernel_dtype=dtype, input_size=size, resample="generator")
+    assert gen.report is not None and gen.report.ok, gen.report.worst
+    assert {g["bias"] for g in gen.tv_layers.values()} == {"channel"}
+
+
+def test_cli_inspect_shows_a_folded_shift_at_1x1_as_channel(cli, face_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f16.baked.pt"
+    r = cli("bake", face_ckpt, "--input-size", "16x16", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    rows = json.loads(cli("inspect", out, "--json").stdout)["tv_layers"]
+    assert any((t["h"], t["w"]) == (1, 1) for t in rows) and {t["bias"] for t in rows} == {"channel"}
+    # files baked before the kind was layer state recorded such a shift as "map": read as "channel"
+    payload = torch.load(out, weights_only=True)
+    for g in payload["bake"]["tv_layers"].values():
+        if (g["h"], g["w"]) == (1, 1):
+            g["bias"] = "map"
+    torch.save(payload, out)
+    rows = json.loads(cli("inspect", out, "--json").stdout)["tv_layers"]
+    assert {t["bias"] for t in rows} == {"channel"}
+    assert all(m.bias_kind == "channel" for m in _tv(load_baked(out)).values())
+
+
+def test_bias_map_at_1x1_stays_a_map() -> None:
+    """The other kind at 1x1: a TV bias map (BatchNorm folded into it) keeps its kind."""
+    model = make_model("deeplabv3plus_mobilenetv2", tv=TVSettings(bias=True, inter_chans=4, inter_layers=0))
+    result = bake_model(model, input_size=(16, 16), verify=False)
+    assert {(g["h"], g["w"], g["bias"]) for g in result.tv_layers.values()} == {(1, 1, "map")}
+
+
+def test_set_kernels_checks_the_bias_kind() -> None:
+    layer = BakedTVConv(4, 3, 1, 1, 1)
+    layer.set_kernels(torch.zeros(4, 9, 1, 1), torch.ones(4, 1, 1), bias_kind="channel")
+    assert layer.bias_kind == "channel"
+    layer.set_kernels(torch.zeros(4, 9, 1, 1), torch.ones(4, 1, 1))  # keeps it
+    assert layer.bias_kind == "channel"
+    layer = BakedTVConv(4, 3, 1, 2, 3, bias="map")
+    with pytest.raises(ValueError, match="channel bias of shape"):
+        layer.set_kernels(torch.zeros(4, 9, 2, 3), torch.ones(4, 2, 3), bias_kind="channel")
+
+
+@pytest.mark.parametrize("method", ["kernels", "generator"])
+def test_unverified_rebake_says_so(method: str) -> None:
+    result = bake_model(make_model(), input_size=(72, 72), resample=method, verify=False)  # type: ignore[arg-type]
+    assert result.report is None and result.resize is not None
+    assert result.resize["verified_at"] is None and result.resize["reference"] == "not verified (--no-verify)"
+    note = resize.describe_resize(result.resize)
+    assert "not verified" in note and "verification covers" not in note and "verified against" not in note
+
+
+def test_rebake_of_a_network_built_at_another_size_records_that_size() -> None:
+    """A network built at 112x112 (trained 96x96) and re-baked for 80x80: its maps, and the bake
+    that is verified, are at 112x112."""
+    from tvexport.testing import randomize_
+
+    model = randomize_(create_model("face_mobilenetv2_x0_1", tv=TVSettings(inter_chans=4, inter_layers=0), input_size=(112, 112)))
+    for method in ("kernels", "generator"):
+        result = bake_model(model, input_size=(80, 80), resample=method)  # type: ignore[arg-type]
+        assert result.resize is not None and result.report is not None and result.report.ok
+        assert result.resize["source_input_size"] == [112, 112] and result.resize["trained_input_size"] == [96, 96]
+        assert result.resize["verified_at"] == ([112, 112] if method == "kernels" else [80, 80])
+        note = resize.describe_resize(result.resize)
+        assert note.startswith("re-baked for input 80x80 from 112x112 (trained 96x96): ")
+        assert ("covers the 112x112 bake" in note) == (method == "kernels")
+    # records written before source_input_size: the trained size
+    old = {k: v for k, v in result.resize.items() if k != "source_input_size"}
+    assert resize.describe_resize(old).startswith("re-baked for input 80x80 (trained 96x96): ")
+
+
+def test_cli_no_verify_rebake_notes(cli, face_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nv.baked.pt"
+    r = cli("bake", face_ckpt, "--input-size", "72", "--no-verify", "-o", out)
+    assert r.exit_code == 0, r.stderr
+    assert "not verified" in r.stdout and "verification covers" not in r.stdout
+    r = cli("inspect", out)
+    assert r.exit_code == 0 and "not verified" in r.stdout and "verification covers" not in r.stdout
+    assert torch.load(out, weights_only=True)["bake"]["resize"]["verified_at"] is None
+
+
+@pytest.mark.parametrize(("text", "size"), [("96", (96, 96)), ("96x80", (96, 80)), (" 96 X 80 ", (96, 80)), ("72,100", (72, 100))])
+def test_parse_input_size(text: str, size: tuple[int, int]) -> None:
+    assert resize.parse_input_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["96x", "x96", "96xx80", "96,", "96x80,", "1x2x3", "", "axb", "-5", "9 6"])
+def test_parse_input_size_reads_the_whole_text(text: str) -> None:
+    with pytest.raises(TvexportError, match=f"cannot read input size {re.escape(repr(text))}; write HxW"):
+        resize.parse_input_size(text)
+
+
+def test_parse_input_size_calls_zero_too_small(cli, face_ckpt: Path, tmp_path: Path) -> None:
+    with pytest.raises(TvexportError, match="input size 0x96 is too small"):
+        resize.parse_input_size("0x96")
+    for text, what in (("0x96", "input size 0x96 is too small"), ("96x", "cannot read input size '96x'")):
+        r = cli("bake", face_ckpt, "--input-size", text, "-o", tmp_path / "x.baked.pt")
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1 and what in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "x.baked.pt").exists()
 
 
 # --------------------------------------------------------------------------------------------

@@ -181,10 +181,11 @@ def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
                 hint="fold at bake time (tvexport bake without --no-fold-bn), where the float64 kernels are folded before rounding",
             )
         layer.weight.copy_(layer.weight.double() * scale.view(-1, 1, 1, 1))
-        if layer.bias is None:
-            layer.bias = shift.view(-1, 1, 1).to(layer.weight.dtype)
-        else:
-            layer.bias = (layer.bias.double() * scale.view(-1, 1, 1) + shift.view(-1, 1, 1)).to(layer.weight.dtype)
+        if layer.bias is None:  # the shift alone: one value per channel
+            layer.set_kernels(layer.weight, shift.view(-1, 1, 1).to(layer.weight.dtype), bias_kind="channel")
+        else:  # a TV bias map (or an earlier shift) scaled and shifted: keeps its kind
+            bias = (layer.bias.double() * scale.view(-1, 1, 1) + shift.view(-1, 1, 1)).to(layer.weight.dtype)
+            layer.set_kernels(layer.weight, bias, bias_kind=layer.bias_kind)
         return
     assert isinstance(layer, (nn.Conv2d, nn.Linear))
     if isinstance(layer, nn.Conv2d) and layer.groups != 1 and layer.out_channels != scale.numel():
@@ -459,7 +460,13 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32, ar
         with torch.device("meta"):
             model = create_model(cfg)
             for name, g in tv_layers.items():
-                _set_module(model, name, BakedTVConv(int(g["channels"]), int(g["k"]), int(g["stride"]), int(g["h"]), int(g["w"]), bias=g["bias"], dtype=storage))
+                bias = g["bias"]
+                if bias == "map" and not model.get_submodule(name).geometry.bias:
+                    # Files baked before the bias kind was layer state recorded a folded BatchNorm
+                    # shift in a 1x1 layer as "map" (read off shapes, ambiguous there). Without a
+                    # TV bias map in the architecture, a bias can only be that shift.
+                    bias = "channel"
+                _set_module(model, name, BakedTVConv(int(g["channels"]), int(g["k"]), int(g["stride"]), int(g["h"]), int(g["w"]), bias=bias, dtype=storage))
             for layer_name, bn_name in folded:
                 _set_module(model, bn_name, nn.Identity())
                 layer = model.get_submodule(layer_name)

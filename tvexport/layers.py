@@ -146,7 +146,8 @@ class BakedTVConv(nn.Module):
     """A TVConv whose generator has been run once: constant kernels (+ bias) only.
 
     ``bias`` is ``None``, ``"map"`` (C, h, w: the TV bias map, maybe with BN folded in) or
-    ``"channel"`` (C, 1, 1: a folded BatchNorm's shift without a TV bias map).
+    ``"channel"`` (C, 1, 1: a folded BatchNorm's shift without a TV bias map). The kind is state
+    of the layer (``bias_kind``), not read off shapes: at h = w = 1 both are (C, 1, 1).
 
     ``dtype`` is how the kernels are stored: float32, float16, or int8 with a float32 ``scale``
     (C, k*k, 1, 1) (``w = weight * scale``, see ``tvexport.quantize``; the bias is then float32).
@@ -180,27 +181,59 @@ class BakedTVConv(nn.Module):
         )
         quantized = dtype == torch.int8
         self.register_buffer("scale", torch.ones(channels, k * k, 1, 1, device=device) if quantized else None)
+        self._bias_kind: BiasKind | None = bias
 
     @property
     def geometry(self) -> TVGeometry:
         c, kk, h, w = self.weight.shape
         return TVGeometry(c, self.k, self.stride, h, w, self.bias is not None)
 
+    def _bias_shape(self, kind: BiasKind) -> tuple[int, int, int]:
+        c, _, h, w = self.weight.shape
+        return (c, h, w) if kind == "map" else (c, 1, 1)
+
     @property
     def bias_kind(self) -> BiasKind | None:
+        """``"map"``, ``"channel"`` or None (no bias), as set by the constructor or ``set_kernels``."""
         if self.bias is None:
             return None
-        return "channel" if self.bias.shape[-2:] == (1, 1) and self.weight.shape[-2:] != (1, 1) else "map"
+        kind = self._bias_kind
+        if kind is None or tuple(self.bias.shape) != self._bias_shape(kind):
+            # A bias assigned directly (``layer.bias = t``) carries no kind: its shape says, which
+            # is unambiguous unless h = w = 1 (then both kinds are (C, 1, 1) and act the same).
+            kind = "channel" if self.bias.shape[-2:] == (1, 1) and self.weight.shape[-2:] != (1, 1) else "map"
+        return kind
 
-    def set_kernels(self, weight: torch.Tensor, bias: torch.Tensor | None, *, scale: torch.Tensor | None = None) -> None:
-        """Replace the stored kernels (e.g. by compressed ones); ``scale`` iff ``weight`` is int8."""
+    def set_kernels(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        *,
+        scale: torch.Tensor | None = None,
+        bias_kind: BiasKind | None = None,
+    ) -> None:
+        """Replace the stored kernels (e.g. by compressed ones); ``scale`` iff ``weight`` is int8.
+
+        ``bias_kind`` says what ``bias`` is (default: the layer's current kind, or ``"map"`` /
+        ``"channel"`` by shape for a layer that had none); its shape must fit it.
+        """
         from ._depthwise import check_scale
 
         check_scale(weight, scale)
         if tuple(weight.shape) != tuple(self.weight.shape):
             raise ValueError(f"kernels of shape {tuple(weight.shape)} do not fit a layer of {tuple(self.weight.shape)}")
+        kind: BiasKind | None = None
+        if bias is not None:
+            kind = bias_kind or self._bias_kind
+            if kind is None:
+                kind = "channel" if tuple(bias.shape[-2:]) == (1, 1) and tuple(weight.shape[-2:]) != (1, 1) else "map"
+            if tuple(bias.shape) != self._bias_shape(kind):
+                raise ValueError(f"a {kind} bias of shape {tuple(bias.shape)} does not fit a layer of {tuple(weight.shape)}")
+        elif bias_kind is not None:
+            raise ValueError(f"bias_kind {bias_kind!r} given without a bias")
         self.weight = weight
         self.bias = bias
+        self._bias_kind = kind
         self.scale = None if scale is None else scale.reshape(weight.shape[0], weight.shape[1], 1, 1)
 
     @classmethod

@@ -75,14 +75,18 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 with one scale per (channel, tap): ``(q (C, k*k, h, w) int8, scale (C, k*k, 1, 1) float32)``.
 
     ``scale = max|w[c, t]| / 127`` (rounded to float32 first, so that ``q * scale`` is what every
-    runtime computes); ``q = round(w / scale)``. An all-zero plane gets scale 1 and codes 0.
+    runtime computes); ``q = round(w / scale)``. An all-zero plane gets scale 1 and codes 0. A
+    plane holding NaN/Inf (weights baked with ``allow_nonfinite``) gets scale NaN and codes 0: int8
+    codes cannot hold them, so the whole plane reads NaN, non-finite as the kernels it stands for.
     """
     if weight.dim() != 4 or not weight.is_floating_point():
         raise ValueError(f"expected float kernels (C, k*k, h, w), got {weight.dtype} {tuple(weight.shape)}")
     w = weight.detach().double()
+    nonfinite = ~torch.isfinite(w).all(dim=(2, 3), keepdim=True)
     scale = (w.abs().amax(dim=(2, 3), keepdim=True) / INT8_MAX).float()
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.round(w / scale.double()).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
+    scale = torch.where(nonfinite, torch.full_like(scale, math.nan), scale)
+    q = torch.where(nonfinite, 0.0, torch.round(w / scale.double())).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8)
     return q, scale
 
 
@@ -127,7 +131,11 @@ class KernelError:
 
 def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "kernels") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float kernels (any float dtype, e.g. a float64 bake) rounded once to storage ``dtype``:
-    ``(stored, scale)``, ``scale`` None unless int8. float16 refuses values beyond its range."""
+    ``(stored, scale)``, ``scale`` None unless int8. float16 refuses finite values beyond its range.
+
+    NaN/Inf (only in weights baked with ``allow_nonfinite``) stay non-finite: float16 keeps them
+    as they are, int8 reads their planes as NaN (``quantize_int8``).
+    """
     dtype = kernel_dtype(dtype)
     if dtype == torch.int8:
         return quantize_int8(weight)
@@ -137,9 +145,10 @@ def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "k
 
 
 def _check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str) -> None:
+    """Refuse finite values of ``t`` that would become Inf in ``dtype`` (NaN/Inf stay what they are)."""
     limit = torch.finfo(dtype).max
-    peak = float(t.detach().abs().max()) if t.numel() else 0.0
-    if peak > limit or not math.isfinite(peak):
+    peak = float(t.detach().abs().nan_to_num_(nan=0.0, posinf=0.0).max()) if t.numel() else 0.0
+    if peak > limit:
         label = kernel_dtype_name(dtype) if dtype in KERNEL_DTYPES.values() else str(dtype).removeprefix("torch.")
         raise TvexportError(
             f"{name} overflows {label} (max |value| {peak:.3g} > {limit:.3g})",

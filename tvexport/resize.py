@@ -8,9 +8,14 @@ such as the face networks' pooling head, follows too). Two ways to fill the new 
 * ``kernels`` (default): bake at the trained size (verified as usual), then resample the baked
   kernels (C, k*k, h, w) and bias maps (C, h, w) themselves. No unbaked network exists at the new
   size, so nothing there can be checked against one: the report is the trained-size bake's.
+  Compressed kernels are resampled from what that bake stores and rounded again.
 * ``generator``: resample the layer's only size-bound parameters, ``posi_map`` (1, P, h, w) and
   its generator's LayerNorm affine maps (C', h, w), then bake as usual: the generator makes the
   kernels at the new size. The bake is verified against this resized unbaked network.
+
+"Trained size" above is the size ``model`` is built at (``create_model(..., input_size=)`` may
+build it at another); the result's ``resize`` record keeps both, and ``verified_at`` is None when
+nothing was verified (``verify=False``).
 
 Resampling is ``F.interpolate`` (``bilinear`` or ``bicubic``, half-pixel centres, edges clamped)
 over the trailing (h, w), computed in float64 and rounded once to the tensor's dtype. At the
@@ -20,6 +25,7 @@ trained size it is the identity, so either method then reproduces the ordinary b
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -61,17 +67,15 @@ DEFAULT_INTERPOLATION: Interpolation = "bicubic"
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
-    """``96``, ``96x96`` or ``96,96`` -> (H, W)."""
-    parts = [p for p in text.lower().replace(",", "x").split("x") if p.strip()]
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96")
-    return sizes[0], sizes[1]
+    """``96``, ``96x96`` or ``96,96`` -> (H, W); anything else is refused in one line."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", text.lower())
+    if match is None:
+        raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96 (or one number for a square)")
+    h = int(match.group(1))
+    w = int(match.group(2)) if match.group(2) is not None else h
+    if min(h, w) < 1:
+        raise TvexportError(f"input size {h}x{w} is too small", hint="H and W must be positive, e.g. 96x96")
+    return h, w
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
@@ -138,14 +142,14 @@ def _resample_kernels(trained: nn.Module, target: nn.Module, *, interpolation: I
     then quantized again)."""
     for name, dst in _tv_layers(target, BakedTVConv).items():
         src = trained.get_submodule(name)
-        assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind
+        assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind, (name, src.bias_kind, dst.bias_kind)
         size = tuple(dst.weight.shape[-2:])
         exact = resample_map(dequantize(src.weight, src.scale, dtype=torch.float64), size, interpolation=interpolation)  # type: ignore[arg-type]
         weight, scale = compress_kernels(exact, dst.weight.dtype, name=f"baked weight of {name}")
         bias = src.bias
         if bias is not None and src.bias_kind == "map":
             bias = resample_map(bias, size, interpolation=interpolation)  # type: ignore[arg-type]
-        dst.set_kernels(weight, bias.clone() if bias is not None else None, scale=scale)
+        dst.set_kernels(weight, bias.clone() if bias is not None else None, scale=scale, bias_kind=src.bias_kind)
 
 
 def bake_resized(
@@ -165,6 +169,7 @@ def bake_resized(
     cfg = config_of(model)
     target_cfg = cfg.with_input_size(input_size)
     size = target_cfg.input_size
+    source = cfg.input_size  # the size ``model`` is built at: its maps are what gets resampled (the trained size unless built otherwise)
     start = time.perf_counter()
     if resample == "generator":
         result = bake(resize_unbaked(model, size, interpolation=interpolation))
@@ -179,26 +184,37 @@ def bake_resized(
         for name, layer in result.tv_layers.items():  # storage errors: those of the trained-size bake (what was verified)
             layer["kernels"] = {**layer_summary(result.model.get_submodule(name)), "error": trained.tv_layers[name]["kernels"]["error"]}  # type: ignore[arg-type]
         result = dataclasses.replace(result, report=trained.report, verify_seconds=trained.verify_seconds, kernel_errors=trained.kernel_errors)
-        verified_at = cfg.trained_input_size
-        reference = "none at the input size (kernels resampled after baking); the report checks the trained-size bake they come from"
+        verified_at = source
+        reference = f"none at the input size (kernels resampled after baking); the report checks the {_hw(source)} bake they come from"
+    if result.report is None:
+        verified_at, reference = None, "not verified (--no-verify)"
     resize: dict[str, Any] = {
         "trained_input_size": list(cfg.trained_input_size),
+        "source_input_size": list(source),
         "input_size": list(size),
         "resample": resample,
         "interpolation": interpolation,
-        "verified_at": list(verified_at),
+        "verified_at": list(verified_at) if verified_at is not None else None,
         "reference": reference,
     }
     bake_seconds = time.perf_counter() - start - result.verify_seconds
     return dataclasses.replace(result, resize=resize, bake_seconds=bake_seconds)
 
 
+def _hw(size: Any) -> str:
+    return "x".join(str(int(n)) for n in size)
+
+
 def describe_resize(resize: Mapping[str, Any]) -> str:
     """One line for a ``resize`` record (``BakeResult.resize``, a baked file's ``bake.resize``)."""
-    size, trained = ("x".join(str(int(n)) for n in resize[key]) for key in ("input_size", "trained_input_size"))
+    size, trained = _hw(resize["input_size"]), _hw(resize["trained_input_size"])
+    source = _hw(resize.get("source_input_size") or resize["trained_input_size"])  # records before it: the trained size
+    verified = resize.get("verified_at") is not None
     if resize["resample"] == "generator":
-        how = f"posi_map and generator LayerNorm maps resampled ({resize['interpolation']}), kernels generated at {size}; verified against that unbaked network"
+        how = f"posi_map and generator LayerNorm maps resampled ({resize['interpolation']}), kernels generated at {size}; "
+        how += "verified against that unbaked network" if verified else "not verified (--no-verify)"
     else:
-        how = (f"baked kernels resampled ({resize['interpolation']}); no unbaked network exists at {size} to verify against: "
-               f"verification covers the {trained} bake they come from")
-    return f"re-baked for input {size} (trained {trained}): {how}"
+        how = f"baked kernels resampled ({resize['interpolation']}); no unbaked network exists at {size} to verify against: "
+        how += f"verification covers the {source} bake they come from" if verified else f"not verified, nor was the {source} bake they come from (--no-verify)"
+    origin = f"from {source} (trained {trained})" if source != trained else f"(trained {trained})"
+    return f"re-baked for input {size} {origin}: {how}"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,9 +115,21 @@ def load_source(
             raise TvexportError(f"{ckpt.path} is a {cfg.name} {cfg.atom} baseline without TV layers; --kernel-dtype stores TV kernels", hint="drop --kernel-dtype")
         return ExportSource(ckpt.path, model, Reference(model) if reference else None)  # a DWConv / dense baseline: exported as is, for fair comparisons
     unbaked = Reference(model, kernels=kernels)  # built even without validation: the bake is verified against it
-    result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=unbaked)
+    with _naming(ckpt.path):  # e.g. float16 overflow: say which file
+        result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=unbaked)
     check_bake(result, source=ckpt.path)
     return ExportSource(ckpt.path, result.model, unbaked, result)
+
+
+@contextlib.contextmanager
+def _naming(source: str | Path | None) -> Iterator[None]:
+    """Prefix ``source`` to a ``TvexportError`` raised inside (the file its input came from)."""
+    try:
+        yield
+    except TvexportError as err:
+        if source is None:
+            raise
+        raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
 
 
 def with_kernel_dtype(
@@ -146,7 +159,8 @@ def with_kernel_dtype(
             hint=f"export with --kernel-dtype {have} (or none), or bake the checkpoint again with --kernel-dtype {kernel_dtype_name(target)}",
         )
     compressed = copy.deepcopy(model)
-    compress_model(compressed, target)
+    with _naming(source):  # e.g. float16 overflow: say which file
+        compress_model(compressed, target)
     return compressed, None if reference is None else reference.with_kernels(target)
 
 
