@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_model, write_checkpoint
+from conftest import SMALL_TV, make_model, write_checkpoint
 from tvexport.bake import load_checkpoint
 from tvexport.checkpoint import read_checkpoint
 from tvexport.errors import TvexportError
@@ -177,3 +179,43 @@ def test_nonfinite_weights_are_reported(tmp_path: Path) -> None:
 def test_all_registry_names_resolve() -> None:
     for name in list_models():
         assert resolve_arch(name).name == name
+
+
+_LAYER = "features.1.conv.0.0."
+_GEOMETRY = ("TVConv_k", "TVConv_k_square", "stride", "channels", "h", "w")
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [
+        [_LAYER + "weight_layers.0.0.weight"],  # the generator's first conv
+        [_LAYER + "weight_layers.2.weight"],  # its final conv (the C*k*k outputs)
+        [_LAYER + "weight_layers.1.0.weight", _LAYER + "weight_layers.1.1.weight", _LAYER + "weight_layers.1.1.bias"],  # a whole block
+        [_LAYER + "TVConv_k", _LAYER + "channels"],  # k then comes from the bias generator's C
+        [k for k in make_model(tv=dataclasses.replace(SMALL_TV, k=5, bias=True)).state_dict() if k.endswith(_GEOMETRY)],  # every geometry buffer
+    ],
+    ids=["first-conv", "final-conv", "block", "k-and-channels", "all-geometry"],
+)
+@pytest.mark.parametrize("arch", [None, "face_mobilenetv2_x0_1"])
+def test_partly_missing_tv_layer_names_the_missing_keys(cli: Any, tmp_path: Path, removed: list[str], arch: str | None) -> None:
+    """Before: detection indexed the layer's keys directly (exit 3, KeyError) or guessed k from a
+    missing ``channels`` ("TVConv_k must be odd"); now the state-dict check lists what is missing."""
+    sd = make_model(tv=dataclasses.replace(SMALL_TV, k=5, bias=True)).state_dict()
+    path = tmp_path / "partial.pt"
+    torch.save({k: v for k, v in sd.items() if k not in removed}, path)
+    r = cli("inspect", path, *(["--arch", arch] if arch else []))
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    n = len(removed)
+    assert f"partial.pt: state dict does not match face_mobilenetv2_x0_1: {n} missing key{'s' * (n > 1)} ({removed[0]}" in lines[0], lines[0]
+    assert "unexpected" not in lines[0] and "shape mismatch" not in lines[0]
+
+
+def test_even_tv_kernel_size_is_refused(cli: Any, tmp_path: Path) -> None:
+    sd = make_model().state_dict()
+    sd[_LAYER + "TVConv_k"] = torch.tensor(4)
+    torch.save(sd, tmp_path / "k4.pt")
+    for arch in ([], ["--arch", "face_mobilenetv2_x0_1"]):
+        r = cli("inspect", tmp_path / "k4.pt", *arch)
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"k4.pt: TV layer {_LAYER[:-1]} records kernel size TVConv_k=4, not an odd number" in r.stderr
