@@ -219,3 +219,45 @@ def test_even_tv_kernel_size_is_refused(cli: Any, tmp_path: Path) -> None:
         r = cli("inspect", tmp_path / "k4.pt", *arch)
         assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert f"k4.pt: TV layer {_LAYER[:-1]} records kernel size TVConv_k=4, not an odd number" in r.stderr
+
+
+_HEAD = torch.zeros(512, 10)
+_PREFIX_CASES = {
+    # name: (how the saved keys are made from the network's, extra entries, what is dropped)
+    "dataparallel": (lambda k: f"module.{k}", {}, {}),
+    "lightning-module": (lambda k: f"model.{k}", {"head.weight": _HEAD}, {"head.weight": (512, 10)}),
+    "lightning-module-no-head": (lambda k: f"model.{k}", {}, {}),
+    "swa": (lambda k: f"module.{k}", {"n_averaged": torch.tensor(3)}, {"n_averaged": ()}),
+    "swa-of-lightning-module": (lambda k: f"module.model.{k}", {"module.head.weight": _HEAD, "n_averaged": torch.tensor(3)},
+                                {"n_averaged": (), "head.weight": (512, 10)}),
+    "lightning-module-with-dataparallel": (lambda k: f"model.module.{k}", {"head.weight": _HEAD}, {"head.weight": (512, 10)}),
+}
+
+
+@pytest.mark.parametrize("fmt", ["state_dict", "lightning"])
+@pytest.mark.parametrize("case", list(_PREFIX_CASES))
+def test_wrapper_prefixes_are_stripped_as_in_a_ckpt(tmp_path: Path, case: str, fmt: str) -> None:
+    """A plain state dict saved from a LightningModule (``model.*`` + ``head.weight``), an SWA
+    AveragedModel (``module.*`` + ``n_averaged``) or DataParallel loads like the same keys inside a .ckpt."""
+    model = make_model()
+    rename, extra, dropped = _PREFIX_CASES[case]
+    saved = {rename(k): v for k, v in model.state_dict().items()} | extra
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "lightning":
+        ckpt = lightning_checkpoint(model)
+        ckpt["state_dict"] = saved
+        save_lightning(ckpt, path)
+    else:
+        torch.save(saved, path)
+    loaded = read_checkpoint(path)
+    assert loaded.format == fmt and loaded.state_dict.keys() == model.state_dict().keys() and loaded.dropped == dropped
+    _same_outputs(model, load_checkpoint(path))
+
+
+def test_a_wrapper_prefix_with_unknown_entries_beside_it_is_kept(tmp_path: Path) -> None:
+    """Only known bookkeeping (SWA's n_averaged) may sit beside ``module.*``: anything else keeps the keys as saved."""
+    saved = {f"module.{k}": v for k, v in make_model().state_dict().items()} | {"step": torch.tensor(3)}
+    torch.save(saved, tmp_path / "m.pt")
+    assert read_checkpoint(tmp_path / "m.pt").state_dict.keys() == saved.keys()
+    with pytest.raises(TvexportError, match="unknown architecture"):
+        load_checkpoint(tmp_path / "m.pt")

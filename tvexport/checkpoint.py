@@ -213,6 +213,33 @@ def _strip(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
 
 
+# Entries a wrapper adds beside the wrapped network's ``module.*`` keys: torch.optim.swa_utils.AveragedModel's count
+_WRAPPER_BOOKKEEPING = ("n_averaged",)
+
+
+def _model_keys(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]]]:
+    """The network's own entries of a state dict saved through wrappers, and the dropped rest (key -> shape).
+
+    ``module.`` (DataParallel, or an SWA ``AveragedModel`` with its ``n_averaged``) is stripped when
+    it prefixes every other key; of a LightningModule's keys only ``model.*`` are kept (the training
+    head ``head.weight`` is dropped), stripped, and unwrapped again (a DataParallel model inside).
+    """
+    dropped: dict[str, tuple[int, ...]] = {}
+
+    def unwrap(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        rest = [k for k in d if not k.startswith("module.")]
+        if len(rest) == len(d) or not all(k in _WRAPPER_BOOKKEEPING for k in rest):
+            return d
+        dropped.update({k: tuple(d[k].shape) for k in rest})
+        return {k[len("module."):]: v for k, v in d.items() if k.startswith("module.")}
+
+    out = unwrap(dict(sd))
+    if any(k.startswith("model.") for k in out):
+        dropped.update({k: tuple(v.shape) for k, v in out.items() if not k.startswith("model.")})
+        out = unwrap({k[len("model."):]: v for k, v in out.items() if k.startswith("model.")})
+    return out, dropped
+
+
 def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
     if not isinstance(sd, Mapping) or not sd:
         raise TvexportError(f"{path}: {where} is not a non-empty state dict", hint="is this a model checkpoint?")
@@ -227,8 +254,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
     Formats: PyTorch Lightning ``.ckpt`` (``state_dict`` with ``model.`` keys; training-only keys
     such as the AM-Softmax ``head.weight`` are dropped and listed in ``dropped``), ``.pth.tar``
-    with ``model_state_dict`` (``module.`` prefix removed), a plain state dict, and tvexport's
-    baked files.
+    with ``model_state_dict`` (``module.`` prefix removed), a plain state dict (wrapper prefixes
+    handled as in a ``.ckpt``: a LightningModule's, DataParallel's, SWA's), and tvexport's baked files.
     """
     path = Path(path)
     obj = _torch_load(path)
@@ -243,11 +270,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raw = _tensor_dict(path, obj["state_dict"], "state_dict")
         hparams = obj.get("hyper_parameters") or {}
         hparams = dict(vars(hparams)) if not isinstance(hparams, Mapping) else dict(hparams)
-        if any(k.startswith("model.") for k in raw):
-            sd = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
-            dropped = {k: tuple(v.shape) for k, v in raw.items() if not k.startswith("model.")}
-        else:
-            sd, dropped = _strip(raw, "module."), {}
+        sd, dropped = _model_keys(raw)
         meta = {k: obj[k] for k in ("epoch", "global_step", "pytorch-lightning_version") if k in obj}
         return Checkpoint(path, "lightning", sd, hparams=hparams, dropped=dropped, meta=meta)
 
@@ -257,11 +280,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         return Checkpoint(path, "pth.tar", sd, meta=meta)
 
     if all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd = _tensor_dict(path, obj, "file")
-        for prefix in ("module.", "model."):
-            if all(k.startswith(prefix) for k in sd):
-                sd = _strip(sd, prefix)
-        return Checkpoint(path, "state_dict", sd)
+        sd, dropped = _model_keys(_tensor_dict(path, obj, "file"))  # as inside a .ckpt: saved from a LightningModule, SWA, DataParallel
+        return Checkpoint(path, "state_dict", sd, dropped=dropped)
 
     keys = ", ".join(map(str, list(obj)[:5]))
     raise TvexportError(f"{path}: no model state dict found (top-level keys: {keys})", hint="expected a Lightning .ckpt, a .pth.tar with model_state_dict, or a state dict")
