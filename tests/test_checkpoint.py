@@ -71,13 +71,15 @@ def test_reference_tv_settings_and_other_formats(tmp_path: Path) -> None:
         _same_outputs(model, load_checkpoint(write_checkpoint(model, tmp_path / f"m.{fmt}", fmt)))
 
 
-def test_lightning_file_as_written_by_lightning_1_4(tmp_path: Path) -> None:
-    """CUDA tensors, the ModelCheckpoint class as a dict key, AttributeDict/Namespace hparams,
-    numpy metrics: all load with weights_only=True and without Lightning installed."""
+@pytest.mark.parametrize("hparams_type", ["AttributeDict", "Namespace"])
+def test_lightning_file_as_written_by_lightning_1_4(tmp_path: Path, hparams_type: str) -> None:
+    """CUDA tensors, the ModelCheckpoint class as a dict key, AttributeDict or Namespace
+    hyper_parameters, numpy metrics: all load with weights_only=True and without Lightning installed."""
     model = make_model()
     attr_cls = type("AttributeDict", (dict,), {"__module__": "pytorch_lightning.utilities.parsing"})
     ckpt = lightning_checkpoint(model, hparams={"model_name": "mobilenet_v2_x0_1"})
-    ckpt["hyper_parameters"] = attr_cls(model_name="mobilenet_v2_x0_1", lr=0.1, input_size=[96, 96])
+    hparams = {"model_name": "mobilenet_v2_x0_1", "lr": 0.1, "input_size": [96, 96]}
+    ckpt["hyper_parameters"] = attr_cls(**hparams) if hparams_type == "AttributeDict" else argparse.Namespace(**hparams)
     ckpt["args"] = argparse.Namespace(atom="TVConv")
     ckpt["best_metric"] = np.float64(91.25)
     from tvexport.testing import _importable
@@ -88,8 +90,26 @@ def test_lightning_file_as_written_by_lightning_1_4(tmp_path: Path) -> None:
     assert b"cuda:0" in path.read_bytes()  # really recorded as CUDA storage
     assert "pytorch_lightning" not in __import__("sys").modules
     loaded = read_checkpoint(path)
-    assert loaded.hparams["model_name"] == "mobilenet_v2_x0_1"
+    assert loaded.hparams == hparams
     _same_outputs(model, load_checkpoint(path))
+
+
+@pytest.mark.parametrize("hparams", ["lr=0.1", [1, 2], 3, None, {"drop_ratio": "abc"}, {"drop_ratio": [0.2]}, {"drop_ratio": float("nan")}, {"drop_ratio": 2.0}, {"drop_ratio": -1}])
+def test_unusable_hyper_parameters_are_ignored(cli: Any, tmp_path: Path, hparams: object) -> None:
+    """Hyper-parameters are hints (the keys decide): before, a string or list crashed ``vars()``
+    and a non-numeric drop_ratio ``float()`` (exit 3); a drop_ratio outside (0, 1] built a wrong head."""
+    cfg = dataclasses.replace(make_model().tvexport_config, drop_ratio=0.2)  # a head with dropout
+    model = randomize_(create_model(cfg), calibrate=False)
+    ckpt = lightning_checkpoint(model)
+    ckpt["hyper_parameters"] = hparams
+    save_lightning(ckpt, tmp_path / "m.ckpt")
+    r = cli("inspect", tmp_path / "m.ckpt")
+    assert r.exit_code == 0 and r.stderr == "", r.stderr
+    assert load_checkpoint(tmp_path / "m.ckpt").tvexport_config.drop_ratio == 0.5  # the key rule's stand-in value
+    ckpt["hyper_parameters"] = {"drop_ratio": "0.2"}  # a usable value is still read
+    save_lightning(ckpt, tmp_path / "m.ckpt")
+    _same_outputs(model, loaded := load_checkpoint(tmp_path / "m.ckpt"))
+    assert loaded.tvexport_config.drop_ratio == 0.2
 
 
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:

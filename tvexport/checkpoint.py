@@ -8,6 +8,7 @@ metrics may be numpy scalars). Nothing in a checkpoint is ever executed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import pickle
 import re
@@ -43,8 +44,6 @@ def _stand_in(module: str, name: str, *, as_dict: bool = False) -> type:
 
 
 def _safe_globals() -> list[Any]:
-    import argparse
-
     names: list[Any] = [
         _stand_in("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"),
         _stand_in("pytorch_lightning.callbacks.early_stopping", "EarlyStopping"),
@@ -249,6 +248,17 @@ def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
+def _hparams(value: Any) -> dict[str, Any]:
+    """Lightning's ``hyper_parameters`` as a dict: a mapping (AttributeDict) or a Namespace.
+    Anything else (a string, a list) is ignored: hyper-parameters are hints only, like a
+    ``model_name`` that is not a string."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, argparse.Namespace):
+        return dict(vars(value))
+    return {}
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Load ``path`` safely and normalise it to a deployable state dict.
 
@@ -268,8 +278,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         raw = _tensor_dict(path, obj["state_dict"], "state_dict")
-        hparams = obj.get("hyper_parameters") or {}
-        hparams = dict(vars(hparams)) if not isinstance(hparams, Mapping) else dict(hparams)
+        hparams = _hparams(obj.get("hyper_parameters"))
         sd, dropped = _model_keys(raw)
         meta = {k: obj[k] for k in ("epoch", "global_step", "pytorch-lightning_version") if k in obj}
         return Checkpoint(path, "lightning", sd, hparams=hparams, dropped=dropped, meta=meta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -318,6 +319,18 @@ def _first_tv_prefix(sd: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
+def _drop_ratio(value: Any) -> float:
+    """A ``drop_ratio`` hyper-parameter that is a usable dropout probability in (0, 1], else 0:
+    the keys then decide (dropout is inert at inference; only its presence shapes the keys)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        return 0.0
+    try:
+        drop = float(value)
+    except ValueError:
+        return 0.0
+    return drop if 0.0 < drop <= 1.0 else 0.0  # NaN fails both
+
+
 def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | None = None) -> ArchConfig:
     """Infer the architecture and its settings from a (prefix-stripped) state dict.
 
@@ -326,7 +339,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     hparams = hparams or {}
     tv_prefix = _first_tv_prefix(sd)
     tv = _tv_settings(sd, tv_prefix) if tv_prefix is not None else TVSettings()
-    drop = float(hparams.get("drop_ratio", 0.0) or 0.0)
+    drop = _drop_ratio(hparams.get("drop_ratio"))
 
     if "classifier.aspp.project.0.weight" in sd:
         if "classifier.aspp.convs.1.0.conv.1.0.posi_map" in sd:
