@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -281,3 +282,36 @@ def test_a_wrapper_prefix_with_unknown_entries_beside_it_is_kept(tmp_path: Path)
     assert read_checkpoint(tmp_path / "m.pt").state_dict.keys() == saved.keys()
     with pytest.raises(TvexportError, match="unknown architecture"):
         load_checkpoint(tmp_path / "m.pt")
+
+
+def _safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """A safetensors file written by hand (the package is not a dependency): JSON header, then data."""
+    import json
+
+    header, data = {}, b""
+    for name, t in tensors.items():
+        raw = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "safetensors"])
+def test_other_model_formats_are_named_with_what_tvexport_needs(cli: Any, tmp_path: Path, kind: str) -> None:
+    """Before: a TorchScript archive was "truncated or corrupt ... fetch it again" (torch refuses it
+    for weights_only), and a safetensors file an unreadable checkpoint with torch's text cut mid-word."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    path = tmp_path / ("model.pt" if kind == "torchscript" else "model.safetensors")
+    if kind == "torchscript":
+        torch.jit.save(torch.jit.script(net), path)
+    else:
+        path.write_bytes(_safetensors_bytes({k: v.detach() for k, v in net.state_dict().items()}))
+    what = {"torchscript": "is a TorchScript model (torch.jit.save), not a checkpoint", "safetensors": "is a safetensors file, not a PyTorch checkpoint"}[kind]
+    with mock.patch("torch.jit.load", side_effect=AssertionError("loaded")), mock.patch("torch.load", side_effect=AssertionError("loaded")):
+        with pytest.raises(TvexportError, match=re.escape(f"{path.name} {what}; tvexport reads training checkpoints")):
+            read_checkpoint(path)
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert what in lines[0] and "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "state_dict()" in lines[0]

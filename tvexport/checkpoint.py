@@ -104,12 +104,61 @@ _MAGIC = {
 }
 
 
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then that many bytes of JSON."""
+    n = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
+    return 2 <= n <= size - 8 and head[8:9] == b"{"
+
+
+def _torchscript_entries(path: Path) -> bool:
+    """Whether a zip holds TorchScript's ``code/`` or ``constants.pkl`` (torch.jit.save), read from its directory only."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        return False
+    return any(name.partition("/")[2] == "constants.pkl" or name.partition("/")[2].startswith("code/") for name in names)
+
+
+_NEEDS = "tvexport reads training checkpoints (Lightning .ckpt, .pth.tar) and state dicts saved with torch.save(model.state_dict(), path)"
+
+
+def _other_format(path: Path) -> TvexportError | None:
+    """The error for a valid file of a format tvexport does not read (TorchScript, safetensors),
+    recognised from its header or zip directory: nothing in it is loaded."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    if _is_safetensors(head, path.stat().st_size):
+        return TvexportError(
+            f"{path} is a safetensors file, not a PyTorch checkpoint; {_NEEDS}",
+            hint=f"give the training checkpoint, or convert this file: torch.save(safetensors.torch.load_file('{path}'), 'model.pt')",
+        )
+    if zipfile.is_zipfile(path) and _torchscript_entries(path):
+        return TvexportError(
+            f"{path} is a TorchScript model (torch.jit.save), not a checkpoint; {_NEEDS}",
+            hint=f"give the training checkpoint, or, if you trust this file (loading it runs its code): torch.save(torch.jit.load('{path}').state_dict(), 'model.pt')",
+        )
+    return None
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
+    line = (text.strip().splitlines() or [""])[0]
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
 def describe_file(path: Path) -> str | None:
     """What a file that is not what was expected looks like (``a text file``, ``a PNG image``), if known."""
     head = path.read_bytes()[:64] if path.stat().st_size < 1 << 16 else path.open("rb").read(64)
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             return what
+    if _is_safetensors(head, path.stat().st_size):
+        return "a safetensors file"
+    if zipfile.is_zipfile(path) and _torchscript_entries(path):
+        return "a TorchScript model"
     if path.suffix == ".onnx" or b"onnx" in head.lower() or head[:1] == b"\x08":
         return "an ONNX model or other protobuf file"
     try:
@@ -171,6 +220,9 @@ def _torch_load(path: Path) -> Any:
     artifact = identify(path)  # an exported model where a checkpoint belongs: say what it is
     if artifact is not None:
         raise artifact.not_a_checkpoint()
+    other = _other_format(path)  # before torch reads it: torch calls a TorchScript archive "damaged" for weights_only
+    if other is not None:
+        raise other
     _check_zip_integrity(path)
     try:
         with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
@@ -191,7 +243,7 @@ def _torch_load(path: Path) -> Any:
         if what:
             raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        reason = detail.group(1).strip()[:120] if detail else text.splitlines()[0][:120]
+        reason = _clip(detail.group(1) if detail else text)
         raise TvexportError(f"{path} is not a readable PyTorch checkpoint (unpickling failed: {reason})", hint="the file may be corrupt; fetch it again") from None
     except (EOFError, zipfile.BadZipFile) as err:
         raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__})", hint="the copy or download did not finish; fetch it again") from None
@@ -199,12 +251,12 @@ def _torch_load(path: Path) -> Any:
         text = str(err)
         if "zip" in text.lower() or "archive" in text.lower() or "PytorchStreamReader" in text:
             raise TvexportError(f"{path} is truncated or corrupt (its zip archive is damaged)", hint="the copy or download did not finish; fetch it again") from None
-        raise TvexportError(f"{path} could not be read as a PyTorch checkpoint ({text.splitlines()[0][:120]})", hint="the file may be corrupt; fetch it again") from None
+        raise TvexportError(f"{path} could not be read as a PyTorch checkpoint ({_clip(text)})", hint="the file may be corrupt; fetch it again") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError, UnicodeDecodeError, OSError) as err:
         what = describe_file(path)
         if what:
             raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
-        first = (str(err).splitlines() or [""])[0][:120]
+        first = _clip(str(err))
         raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__}: {first})", hint="fetch the file again") from None
 
 
