@@ -205,3 +205,15 @@ def test_validate_refuses_an_onnx_of_another_architecture(cli: Any, artefacts: d
         r = cli("validate", artefacts["onnx"], "--against", against)
         assert r.exit_code == 2 and "exported from a face_mobilenetv2_x0_1 (dwconv) network" in r.stderr and names in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+
+
+@pytest.mark.parametrize("bad,said", [(np.nan, "1 NaN/Inf value"), (np.inf, "1 NaN/Inf value"), (1e300, "1 value beyond float32's range")])
+def test_cli_validate_refuses_a_nonfinite_input(cli: Any, artefacts: dict[str, Path], tmp_path: Path, bad: float, said: str) -> None:
+    """Before: the comparison failed (exit 1) and suggested raising --rtol, which cannot help."""
+    x = random_inputs((2, 3, 96, 96), seed=5).numpy().astype(np.float64)
+    x[1, 2, 3, 4] = bad
+    np.save(tmp_path / "x.npy", x)
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--input", tmp_path / "x.npy")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0] == f"error: {tmp_path / 'x.npy'}: input holds {said}; give finite input values"

@@ -188,7 +188,13 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
             f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
             hint="TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)",
         )
-    return np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+    for values, what in ((x, "NaN/Inf value{s}"), (x32, "value{s} beyond float32's range")):
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:  # every comparison would fail, whatever the tolerance
+            raise TvexportError(f"{path}: input holds {bad} {what.format(s='s' * (bad > 1))}", hint="give finite input values")
+    return x32
 
 
 def validate_artifact(
