@@ -328,6 +328,20 @@ def test_self_contained_rewrite_removes_the_stale_external_data(exports: dict[st
     np.testing.assert_array_equal(tvonnx.load_runner(out)(x), tvonnx.load_runner(exports["mnv2_portable"].path)(x))
 
 
+def test_cli_external_data_write_that_cannot_start_is_one_line(cli: Any, face_baked_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the external-data write made its temporary directory outside its error handling
+    (a directory that passes os.access but refuses new files: "internal error", exit 3)."""
+    def refused(*args: Any, **kwargs: Any) -> str:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(tvonnx.tempfile, "mkdtemp", refused)
+    r = cli("export", face_baked_module, "-o", tmp_path / "x.onnx", "--external-data", "--no-simplify", "--no-validate")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0] == f"error: cannot write in {tmp_path} (No such file or directory); choose another output path"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_mismatch_raises_and_writes_nothing(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = tvonnx._splice_tv_layers
 

@@ -715,7 +715,10 @@ def _write(proto: Any, output: Path, *, force: bool, external: bool, notes: list
     from onnx.external_data_helper import convert_model_to_external_data
 
     check_output_path(data, force=force)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    except OSError as err:  # as atomic_output says it for a self-contained graph
+        raise TvexportError(f"cannot write in {output.parent} ({err.strerror or err})", hint="choose another output path") from None
     try:
         # onnx moves the tensors out of the proto it saves: give it a copy. The location is set
         # by hand: onnx's own `location=` refuses a name that exists in the *working* directory.
