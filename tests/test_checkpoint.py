@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
+import re
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_model, write_checkpoint
+from conftest import SMALL_TV, make_model, write_checkpoint
 from tvexport.bake import load_checkpoint
 from tvexport.checkpoint import read_checkpoint
 from tvexport.errors import TvexportError
@@ -69,13 +72,15 @@ def test_reference_tv_settings_and_other_formats(tmp_path: Path) -> None:
         _same_outputs(model, load_checkpoint(write_checkpoint(model, tmp_path / f"m.{fmt}", fmt)))
 
 
-def test_lightning_file_as_written_by_lightning_1_4(tmp_path: Path) -> None:
-    """CUDA tensors, the ModelCheckpoint class as a dict key, AttributeDict/Namespace hparams,
-    numpy metrics: all load with weights_only=True and without Lightning installed."""
+@pytest.mark.parametrize("hparams_type", ["AttributeDict", "Namespace"])
+def test_lightning_file_as_written_by_lightning_1_4(tmp_path: Path, hparams_type: str) -> None:
+    """CUDA tensors, the ModelCheckpoint class as a dict key, AttributeDict or Namespace
+    hyper_parameters, numpy metrics: all load with weights_only=True and without Lightning installed."""
     model = make_model()
     attr_cls = type("AttributeDict", (dict,), {"__module__": "pytorch_lightning.utilities.parsing"})
     ckpt = lightning_checkpoint(model, hparams={"model_name": "mobilenet_v2_x0_1"})
-    ckpt["hyper_parameters"] = attr_cls(model_name="mobilenet_v2_x0_1", lr=0.1, input_size=[96, 96])
+    hparams = {"model_name": "mobilenet_v2_x0_1", "lr": 0.1, "input_size": [96, 96]}
+    ckpt["hyper_parameters"] = attr_cls(**hparams) if hparams_type == "AttributeDict" else argparse.Namespace(**hparams)
     ckpt["args"] = argparse.Namespace(atom="TVConv")
     ckpt["best_metric"] = np.float64(91.25)
     from tvexport.testing import _importable
@@ -86,8 +91,26 @@ def test_lightning_file_as_written_by_lightning_1_4(tmp_path: Path) -> None:
     assert b"cuda:0" in path.read_bytes()  # really recorded as CUDA storage
     assert "pytorch_lightning" not in __import__("sys").modules
     loaded = read_checkpoint(path)
-    assert loaded.hparams["model_name"] == "mobilenet_v2_x0_1"
+    assert loaded.hparams == hparams
     _same_outputs(model, load_checkpoint(path))
+
+
+@pytest.mark.parametrize("hparams", ["lr=0.1", [1, 2], 3, None, {"drop_ratio": "abc"}, {"drop_ratio": [0.2]}, {"drop_ratio": float("nan")}, {"drop_ratio": 2.0}, {"drop_ratio": -1}])
+def test_unusable_hyper_parameters_are_ignored(cli: Any, tmp_path: Path, hparams: object) -> None:
+    """Hyper-parameters are hints (the keys decide): before, a string or list crashed ``vars()``
+    and a non-numeric drop_ratio ``float()`` (exit 3); a drop_ratio outside (0, 1] built a wrong head."""
+    cfg = dataclasses.replace(make_model().tvexport_config, drop_ratio=0.2)  # a head with dropout
+    model = randomize_(create_model(cfg), calibrate=False)
+    ckpt = lightning_checkpoint(model)
+    ckpt["hyper_parameters"] = hparams
+    save_lightning(ckpt, tmp_path / "m.ckpt")
+    r = cli("inspect", tmp_path / "m.ckpt")
+    assert r.exit_code == 0 and r.stderr == "", r.stderr
+    assert load_checkpoint(tmp_path / "m.ckpt").tvexport_config.drop_ratio == 0.5  # the key rule's stand-in value
+    ckpt["hyper_parameters"] = {"drop_ratio": "0.2"}  # a usable value is still read
+    save_lightning(ckpt, tmp_path / "m.ckpt")
+    _same_outputs(model, loaded := load_checkpoint(tmp_path / "m.ckpt"))
+    assert loaded.tvexport_config.drop_ratio == 0.2
 
 
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path) -> None:
@@ -177,3 +200,118 @@ def test_nonfinite_weights_are_reported(tmp_path: Path) -> None:
 def test_all_registry_names_resolve() -> None:
     for name in list_models():
         assert resolve_arch(name).name == name
+
+
+_LAYER = "features.1.conv.0.0."
+_GEOMETRY = ("TVConv_k", "TVConv_k_square", "stride", "channels", "h", "w")
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [
+        [_LAYER + "weight_layers.0.0.weight"],  # the generator's first conv
+        [_LAYER + "weight_layers.2.weight"],  # its final conv (the C*k*k outputs)
+        [_LAYER + "weight_layers.1.0.weight", _LAYER + "weight_layers.1.1.weight", _LAYER + "weight_layers.1.1.bias"],  # a whole block
+        [_LAYER + "TVConv_k", _LAYER + "channels"],  # k then comes from the bias generator's C
+        [k for k in make_model(tv=dataclasses.replace(SMALL_TV, k=5, bias=True)).state_dict() if k.endswith(_GEOMETRY)],  # every geometry buffer
+    ],
+    ids=["first-conv", "final-conv", "block", "k-and-channels", "all-geometry"],
+)
+@pytest.mark.parametrize("arch", [None, "face_mobilenetv2_x0_1"])
+def test_partly_missing_tv_layer_names_the_missing_keys(cli: Any, tmp_path: Path, removed: list[str], arch: str | None) -> None:
+    """Before: detection indexed the layer's keys directly (exit 3, KeyError) or guessed k from a
+    missing ``channels`` ("TVConv_k must be odd"); now the state-dict check lists what is missing."""
+    sd = make_model(tv=dataclasses.replace(SMALL_TV, k=5, bias=True)).state_dict()
+    path = tmp_path / "partial.pt"
+    torch.save({k: v for k, v in sd.items() if k not in removed}, path)
+    r = cli("inspect", path, *(["--arch", arch] if arch else []))
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    n = len(removed)
+    assert f"partial.pt: state dict does not match face_mobilenetv2_x0_1: {n} missing key{'s' * (n > 1)} ({removed[0]}" in lines[0], lines[0]
+    assert "unexpected" not in lines[0] and "shape mismatch" not in lines[0]
+
+
+def test_even_tv_kernel_size_is_refused(cli: Any, tmp_path: Path) -> None:
+    sd = make_model().state_dict()
+    sd[_LAYER + "TVConv_k"] = torch.tensor(4)
+    torch.save(sd, tmp_path / "k4.pt")
+    for arch in ([], ["--arch", "face_mobilenetv2_x0_1"]):
+        r = cli("inspect", tmp_path / "k4.pt", *arch)
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"k4.pt: TV layer {_LAYER[:-1]} records kernel size TVConv_k=4, not an odd number" in r.stderr
+
+
+_HEAD = torch.zeros(512, 10)
+_PREFIX_CASES = {
+    # name: (how the saved keys are made from the network's, extra entries, what is dropped)
+    "dataparallel": (lambda k: f"module.{k}", {}, {}),
+    "lightning-module": (lambda k: f"model.{k}", {"head.weight": _HEAD}, {"head.weight": (512, 10)}),
+    "lightning-module-no-head": (lambda k: f"model.{k}", {}, {}),
+    "swa": (lambda k: f"module.{k}", {"n_averaged": torch.tensor(3)}, {"n_averaged": ()}),
+    "swa-of-lightning-module": (lambda k: f"module.model.{k}", {"module.head.weight": _HEAD, "n_averaged": torch.tensor(3)},
+                                {"n_averaged": (), "head.weight": (512, 10)}),
+    "lightning-module-with-dataparallel": (lambda k: f"model.module.{k}", {"head.weight": _HEAD}, {"head.weight": (512, 10)}),
+}
+
+
+@pytest.mark.parametrize("fmt", ["state_dict", "lightning"])
+@pytest.mark.parametrize("case", list(_PREFIX_CASES))
+def test_wrapper_prefixes_are_stripped_as_in_a_ckpt(tmp_path: Path, case: str, fmt: str) -> None:
+    """A plain state dict saved from a LightningModule (``model.*`` + ``head.weight``), an SWA
+    AveragedModel (``module.*`` + ``n_averaged``) or DataParallel loads like the same keys inside a .ckpt."""
+    model = make_model()
+    rename, extra, dropped = _PREFIX_CASES[case]
+    saved = {rename(k): v for k, v in model.state_dict().items()} | extra
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "lightning":
+        ckpt = lightning_checkpoint(model)
+        ckpt["state_dict"] = saved
+        save_lightning(ckpt, path)
+    else:
+        torch.save(saved, path)
+    loaded = read_checkpoint(path)
+    assert loaded.format == fmt and loaded.state_dict.keys() == model.state_dict().keys() and loaded.dropped == dropped
+    _same_outputs(model, load_checkpoint(path))
+
+
+def test_a_wrapper_prefix_with_unknown_entries_beside_it_is_kept(tmp_path: Path) -> None:
+    """Only known bookkeeping (SWA's n_averaged) may sit beside ``module.*``: anything else keeps the keys as saved."""
+    saved = {f"module.{k}": v for k, v in make_model().state_dict().items()} | {"step": torch.tensor(3)}
+    torch.save(saved, tmp_path / "m.pt")
+    assert read_checkpoint(tmp_path / "m.pt").state_dict.keys() == saved.keys()
+    with pytest.raises(TvexportError, match="unknown architecture"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+def _safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """A safetensors file written by hand (the package is not a dependency): JSON header, then data."""
+    import json
+
+    header, data = {}, b""
+    for name, t in tensors.items():
+        raw = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "safetensors"])
+def test_other_model_formats_are_named_with_what_tvexport_needs(cli: Any, tmp_path: Path, kind: str) -> None:
+    """Before: a TorchScript archive was "truncated or corrupt ... fetch it again" (torch refuses it
+    for weights_only), and a safetensors file an unreadable checkpoint with torch's text cut mid-word."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    path = tmp_path / ("model.pt" if kind == "torchscript" else "model.safetensors")
+    if kind == "torchscript":
+        torch.jit.save(torch.jit.script(net), path)
+    else:
+        path.write_bytes(_safetensors_bytes({k: v.detach() for k, v in net.state_dict().items()}))
+    what = {"torchscript": "is a TorchScript model (torch.jit.save), not a checkpoint", "safetensors": "is a safetensors file, not a PyTorch checkpoint"}[kind]
+    with mock.patch("torch.jit.load", side_effect=AssertionError("loaded")), mock.patch("torch.load", side_effect=AssertionError("loaded")):
+        with pytest.raises(TvexportError, match=re.escape(f"{path.name} {what}; tvexport reads training checkpoints")):
+            read_checkpoint(path)
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert what in lines[0] and "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "state_dict()" in lines[0]

@@ -303,6 +303,45 @@ def test_external_data_interrupted_between_renames(exports: dict[str, Exported],
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_self_contained_rewrite_removes_the_stale_external_data(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: --force without --external-data over an external-data export left the old
+    <out>.data beside the new self-contained graph. It goes once the new graph is in place: a
+    write that fails keeps the earlier pair intact."""
+    out = tmp_path / "ext.onnx"
+    tvonnx._write(exports["mnv2_portable"].graph, out, force=False, external=True)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["ext.onnx", "ext.onnx.data"]
+
+    def failing_save(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(onnx, "save", failing_save)
+        with pytest.raises(TvexportError, match="could not write .*No space left"):
+            tvonnx._write(exports["mnv2_portable"].graph, out, force=True, external=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    notes: list[str] = []
+    assert tvonnx._write(exports["mnv2_portable"].graph, out, force=True, external=False, notes=notes) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ext.onnx"]
+    assert notes == ["removed ext.onnx.data, the weights of an earlier --external-data export (the new graph holds its own)"]
+    x = random_inputs((2, 3, 96, 96), seed=3).numpy()
+    np.testing.assert_array_equal(tvonnx.load_runner(out)(x), tvonnx.load_runner(exports["mnv2_portable"].path)(x))
+
+
+def test_cli_external_data_write_that_cannot_start_is_one_line(cli: Any, face_baked_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the external-data write made its temporary directory outside its error handling
+    (a directory that passes os.access but refuses new files: "internal error", exit 3)."""
+    def refused(*args: Any, **kwargs: Any) -> str:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(tvonnx.tempfile, "mkdtemp", refused)
+    r = cli("export", face_baked_module, "-o", tmp_path / "x.onnx", "--external-data", "--no-simplify", "--no-validate")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0] == f"error: cannot write in {tmp_path} (No such file or directory); choose another output path"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_mismatch_raises_and_writes_nothing(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = tvonnx._splice_tv_layers
 

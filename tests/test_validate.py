@@ -221,3 +221,41 @@ def test_validate_refuses_an_onnx_of_another_architecture(cli: Any, artefacts: d
         r = cli("validate", artefacts["onnx"], "--against", against)
         assert r.exit_code == 2 and "exported from a face_mobilenetv2_x0_1 (dwconv) network" in r.stderr and names in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+
+
+@pytest.mark.parametrize("bad,said", [(np.nan, "1 NaN/Inf value"), (np.inf, "1 NaN/Inf value"), (1e300, "1 value beyond float32's range")])
+def test_cli_validate_refuses_a_nonfinite_input(cli: Any, artefacts: dict[str, Path], tmp_path: Path, bad: float, said: str) -> None:
+    """Before: the comparison failed (exit 1) and suggested raising --rtol, which cannot help."""
+    x = random_inputs((2, 3, 96, 96), seed=5).numpy().astype(np.float64)
+    x[1, 2, 3, 4] = bad
+    np.save(tmp_path / "x.npy", x)
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--input", tmp_path / "x.npy")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0] == f"error: {tmp_path / 'x.npy'}: input holds {said}; give finite input values"
+
+
+def test_validate_names_a_re_baked_input_size(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export of a network re-baked for another input size, validated against its trained-size
+    checkpoint (or the other way round), is refused by size before anything runs; before, the hint
+    was "give an input of that shape", which the checkpoint's network refuses."""
+    from tvexport.export import validate
+
+    ckpt = write_checkpoint(make_model(seed=4), tmp_path / "tv.ckpt", "lightning")
+    fast = ("--no-simplify", "--no-validate", "--batch", "2")
+    assert cli("bake", ckpt, "--input-size", "32x48", "--resample", "generator", "--no-verify", "-o", tmp_path / "s.pt").exit_code == 0
+    assert cli("export", tmp_path / "s.pt", "-o", tmp_path / "s.onnx", *fast).exit_code == 0
+    assert cli("export", ckpt, "-o", tmp_path / "t.onnx", *fast).exit_code == 0
+    assert cli("validate", tmp_path / "s.onnx", "--against", tmp_path / "s.pt").exit_code == 0  # its own source
+    monkeypatch.setattr(validate, "load_source", lambda *a, **k: pytest.fail("the checkpoint was baked"))
+    monkeypatch.setattr(validate, "load_runner", lambda *a: pytest.fail("the graph was loaded"))
+    cases = [
+        ("s.onnx", "tv.ckpt", "32x48", "96x96", "the re-baked file it was exported from (or re-bake"),
+        ("t.onnx", "s.pt", "96x96", "32x48", "the checkpoint or baked file it was exported from (at 96x96)"),
+    ]
+    for artefact, against, hw, want, hint in cases:
+        r = cli("validate", tmp_path / artefact, "--against", tmp_path / against)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and r.stdout == "", r.stderr
+        assert f"{artefact} was exported for input {hw}, but {tmp_path / against} is the face_mobilenetv2_x0_1 network at {want}" in lines[0]
+        assert f"validate it against {hint}" in lines[0] and "give an input of that shape" not in lines[0]

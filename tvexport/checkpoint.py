@@ -8,6 +8,7 @@ metrics may be numpy scalars). Nothing in a checkpoint is ever executed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import pickle
 import re
@@ -43,8 +44,6 @@ def _stand_in(module: str, name: str, *, as_dict: bool = False) -> type:
 
 
 def _safe_globals() -> list[Any]:
-    import argparse
-
     names: list[Any] = [
         _stand_in("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"),
         _stand_in("pytorch_lightning.callbacks.early_stopping", "EarlyStopping"),
@@ -105,12 +104,61 @@ _MAGIC = {
 }
 
 
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then that many bytes of JSON."""
+    n = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
+    return 2 <= n <= size - 8 and head[8:9] == b"{"
+
+
+def _torchscript_entries(path: Path) -> bool:
+    """Whether a zip holds TorchScript's ``code/`` or ``constants.pkl`` (torch.jit.save), read from its directory only."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        return False
+    return any(name.partition("/")[2] == "constants.pkl" or name.partition("/")[2].startswith("code/") for name in names)
+
+
+_NEEDS = "tvexport reads training checkpoints (Lightning .ckpt, .pth.tar) and state dicts saved with torch.save(model.state_dict(), path)"
+
+
+def _other_format(path: Path) -> TvexportError | None:
+    """The error for a valid file of a format tvexport does not read (TorchScript, safetensors),
+    recognised from its header or zip directory: nothing in it is loaded."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    if _is_safetensors(head, path.stat().st_size):
+        return TvexportError(
+            f"{path} is a safetensors file, not a PyTorch checkpoint; {_NEEDS}",
+            hint=f"give the training checkpoint, or convert this file: torch.save(safetensors.torch.load_file('{path}'), 'model.pt')",
+        )
+    if zipfile.is_zipfile(path) and _torchscript_entries(path):
+        return TvexportError(
+            f"{path} is a TorchScript model (torch.jit.save), not a checkpoint; {_NEEDS}",
+            hint=f"give the training checkpoint, or, if you trust this file (loading it runs its code): torch.save(torch.jit.load('{path}').state_dict(), 'model.pt')",
+        )
+    return None
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
+    line = (text.strip().splitlines() or [""])[0]
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
 def describe_file(path: Path) -> str | None:
     """What a file that is not what was expected looks like (``a text file``, ``a PNG image``), if known."""
     head = path.read_bytes()[:64] if path.stat().st_size < 1 << 16 else path.open("rb").read(64)
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             return what
+    if _is_safetensors(head, path.stat().st_size):
+        return "a safetensors file"
+    if zipfile.is_zipfile(path) and _torchscript_entries(path):
+        return "a TorchScript model"
     if path.suffix == ".onnx" or b"onnx" in head.lower() or head[:1] == b"\x08":
         return "an ONNX model or other protobuf file"
     try:
@@ -172,6 +220,9 @@ def _torch_load(path: Path) -> Any:
     artifact = identify(path)  # an exported model where a checkpoint belongs: say what it is
     if artifact is not None:
         raise artifact.not_a_checkpoint()
+    other = _other_format(path)  # before torch reads it: torch calls a TorchScript archive "damaged" for weights_only
+    if other is not None:
+        raise other
     _check_zip_integrity(path)
     try:
         with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
@@ -192,7 +243,7 @@ def _torch_load(path: Path) -> Any:
         if what:
             raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-        reason = detail.group(1).strip()[:120] if detail else text.splitlines()[0][:120]
+        reason = _clip(detail.group(1) if detail else text)
         raise TvexportError(f"{path} is not a readable PyTorch checkpoint (unpickling failed: {reason})", hint="the file may be corrupt; fetch it again") from None
     except (EOFError, zipfile.BadZipFile) as err:
         raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__})", hint="the copy or download did not finish; fetch it again") from None
@@ -200,17 +251,44 @@ def _torch_load(path: Path) -> Any:
         text = str(err)
         if "zip" in text.lower() or "archive" in text.lower() or "PytorchStreamReader" in text:
             raise TvexportError(f"{path} is truncated or corrupt (its zip archive is damaged)", hint="the copy or download did not finish; fetch it again") from None
-        raise TvexportError(f"{path} could not be read as a PyTorch checkpoint ({text.splitlines()[0][:120]})", hint="the file may be corrupt; fetch it again") from None
+        raise TvexportError(f"{path} could not be read as a PyTorch checkpoint ({_clip(text)})", hint="the file may be corrupt; fetch it again") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError, UnicodeDecodeError, OSError) as err:
         what = describe_file(path)
         if what:
             raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
-        first = (str(err).splitlines() or [""])[0][:120]
+        first = _clip(str(err))
         raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__}: {first})", hint="fetch the file again") from None
 
 
 def _strip(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+
+
+# Entries a wrapper adds beside the wrapped network's ``module.*`` keys: torch.optim.swa_utils.AveragedModel's count
+_WRAPPER_BOOKKEEPING = ("n_averaged",)
+
+
+def _model_keys(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]]]:
+    """The network's own entries of a state dict saved through wrappers, and the dropped rest (key -> shape).
+
+    ``module.`` (DataParallel, or an SWA ``AveragedModel`` with its ``n_averaged``) is stripped when
+    it prefixes every other key; of a LightningModule's keys only ``model.*`` are kept (the training
+    head ``head.weight`` is dropped), stripped, and unwrapped again (a DataParallel model inside).
+    """
+    dropped: dict[str, tuple[int, ...]] = {}
+
+    def unwrap(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        rest = [k for k in d if not k.startswith("module.")]
+        if len(rest) == len(d) or not all(k in _WRAPPER_BOOKKEEPING for k in rest):
+            return d
+        dropped.update({k: tuple(d[k].shape) for k in rest})
+        return {k[len("module."):]: v for k, v in d.items() if k.startswith("module.")}
+
+    out = unwrap(dict(sd))
+    if any(k.startswith("model.") for k in out):
+        dropped.update({k: tuple(v.shape) for k, v in out.items() if not k.startswith("model.")})
+        out = unwrap({k[len("model."):]: v for k, v in out.items() if k.startswith("model.")})
+    return out, dropped
 
 
 def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
@@ -222,13 +300,24 @@ def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
+def _hparams(value: Any) -> dict[str, Any]:
+    """Lightning's ``hyper_parameters`` as a dict: a mapping (AttributeDict) or a Namespace.
+    Anything else (a string, a list) is ignored: hyper-parameters are hints only, like a
+    ``model_name`` that is not a string."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, argparse.Namespace):
+        return dict(vars(value))
+    return {}
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Load ``path`` safely and normalise it to a deployable state dict.
 
     Formats: PyTorch Lightning ``.ckpt`` (``state_dict`` with ``model.`` keys; training-only keys
     such as the AM-Softmax ``head.weight`` are dropped and listed in ``dropped``), ``.pth.tar``
-    with ``model_state_dict`` (``module.`` prefix removed), a plain state dict, and tvexport's
-    baked files.
+    with ``model_state_dict`` (``module.`` prefix removed), a plain state dict (wrapper prefixes
+    handled as in a ``.ckpt``: a LightningModule's, DataParallel's, SWA's), and tvexport's baked files.
     """
     path = Path(path)
     obj = _torch_load(path)
@@ -241,13 +330,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         raw = _tensor_dict(path, obj["state_dict"], "state_dict")
-        hparams = obj.get("hyper_parameters") or {}
-        hparams = dict(vars(hparams)) if not isinstance(hparams, Mapping) else dict(hparams)
-        if any(k.startswith("model.") for k in raw):
-            sd = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
-            dropped = {k: tuple(v.shape) for k, v in raw.items() if not k.startswith("model.")}
-        else:
-            sd, dropped = _strip(raw, "module."), {}
+        hparams = _hparams(obj.get("hyper_parameters"))
+        sd, dropped = _model_keys(raw)
         meta = {k: obj[k] for k in ("epoch", "global_step", "pytorch-lightning_version") if k in obj}
         return Checkpoint(path, "lightning", sd, hparams=hparams, dropped=dropped, meta=meta)
 
@@ -257,11 +341,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         return Checkpoint(path, "pth.tar", sd, meta=meta)
 
     if all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd = _tensor_dict(path, obj, "file")
-        for prefix in ("module.", "model."):
-            if all(k.startswith(prefix) for k in sd):
-                sd = _strip(sd, prefix)
-        return Checkpoint(path, "state_dict", sd)
+        sd, dropped = _model_keys(_tensor_dict(path, obj, "file"))  # as inside a .ckpt: saved from a LightningModule, SWA, DataParallel
+        return Checkpoint(path, "state_dict", sd, dropped=dropped)
 
     keys = ", ".join(map(str, list(obj)[:5]))
     raise TvexportError(f"{path}: no model state dict found (top-level keys: {keys})", hint="expected a Lightning .ckpt, a .pth.tar with model_state_dict, or a state dict")

@@ -658,7 +658,7 @@ def export_onnx(
         comparisons = validate_graphs(reference, graphs, x=x, tolerance=tolerance)
         check_comparisons(comparisons, prefix=f"{cfg.name}: ", suffix="; nothing written")
     use_external = external_data if external_data is not None else _graph_bytes(final) >= EXTERNAL_DATA_LIMIT
-    extra = _write(final, output, force=force, external=use_external)
+    extra = _write(final, output, force=force, external=use_external, notes=notes)
     from ._onnx_tv import PLUGIN_OP
 
     in_name, out_name = _io_names(cfg)
@@ -692,19 +692,33 @@ def _shape_of(vi: Any) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
 
 
-def _write(proto: Any, output: Path, *, force: bool, external: bool) -> list[Path]:
-    """Write atomically; with ``external`` the weights go to ``<name>.data`` (both renamed into place)."""
+def _write(proto: Any, output: Path, *, force: bool, external: bool, notes: list[str] | None = None) -> list[Path]:
+    """Write atomically; with ``external`` the weights go to ``<name>.data`` (both renamed into place).
+
+    Without ``external``, ``force`` also removes a ``<name>.data`` an earlier external-data export
+    left, once the new self-contained graph is in place (said in ``notes``).
+    """
     import onnx
 
+    data = output.with_name(output.name + ".data")
     if not external:
         with atomic_output(output, force=force) as tmp:
             onnx.save(proto, str(tmp))
+        if force and (data.is_file() or data.is_symlink()):
+            try:
+                data.unlink()
+            except OSError as err:
+                raise TvexportError(f"wrote {output}, but could not remove the stale {data} beside it ({err.strerror or err})", hint="remove it by hand") from None
+            if notes is not None:
+                notes.append(f"removed {data.name}, the weights of an earlier --external-data export (the new graph holds its own)")
         return []
     from onnx.external_data_helper import convert_model_to_external_data
 
-    data = output.with_name(output.name + ".data")
     check_output_path(data, force=force)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    except OSError as err:  # as atomic_output says it for a self-contained graph
+        raise TvexportError(f"cannot write in {output.parent} ({err.strerror or err})", hint="choose another output path") from None
     try:
         # onnx moves the tensors out of the proto it saves: give it a copy. The location is set
         # by hand: onnx's own `location=` refuses a name that exists in the *working* directory.

@@ -147,8 +147,31 @@ def recorded_arch(found: Artifact) -> tuple[str | None, str | None]:
     return found.arch, found.atom
 
 
+def recorded_input_size(found: Artifact) -> tuple[int, int] | None:
+    """The (H, W) an artefact takes: its ONNX graph's NCHW input, else its JSON sidecar's input
+    shape; None when not recorded (or not readable: the runner reports unreadable files)."""
+    shape: list[Any] | None = None
+    if found.kind == "onnx":
+        try:
+            import onnx
+
+            dims = onnx.load(str(found.path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+            shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        except Exception:  # noqa: BLE001 - protobuf decode errors have no common base; no onnx: the runner says what to install
+            return None
+    elif found.sidecar is not None:
+        shape = found.sidecar.get("input_shape")  # AOTInductor
+        inputs = found.sidecar.get("inputs")
+        if shape is None and isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+            shape = inputs[0].get("shape")  # TensorRT
+    if not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape[2:]):
+        return None
+    return int(shape[2]), int(shape[3])
+
+
 def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -> None:
-    """Refuse, by name, an artefact that records another architecture (or atom) than ``cfg``."""
+    """Refuse, by name, an artefact that records another architecture (or atom) than ``cfg``, or
+    another input size (a network re-baked with ``tvexport bake --input-size``, or its source)."""
     arch, atom = recorded_arch(found) if found is not None else (None, None)
     if found is None or arch is None:
         return
@@ -158,6 +181,15 @@ def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -
             f"{found.path} was exported from a {arch} ({atom}) network, but {against} is a {cfg.name} ({cfg.atom})",
             hint="validate it against the checkpoint or baked file it was exported from",
         )
+    size = recorded_input_size(found)
+    if size is not None and size != cfg.input_size:
+        hw, want = "x".join(map(str, size)), "x".join(map(str, cfg.input_size))
+        hint = (
+            f"validate it against the re-baked file it was exported from (or re-bake {against} with tvexport bake --input-size {hw} and validate against that)"
+            if size != cfg.trained_input_size
+            else f"validate it against the checkpoint or baked file it was exported from (at {hw})"
+        )
+        raise TvexportError(f"{found.path} was exported for input {hw}, but {against} is the {cfg.name} network at {want}", hint=hint)
 
 
 _NPY_HINT = "give a .npy array of shape (N, 3, H, W)"
@@ -188,7 +220,13 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
             f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
             hint="TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)",
         )
-    return np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+    for values, what in ((x, "NaN/Inf value{s}"), (x32, "value{s} beyond float32's range")):
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:  # every comparison would fail, whatever the tolerance
+            raise TvexportError(f"{path}: input holds {bad} {what.format(s='s' * (bad > 1))}", hint="give finite input values")
+    return x32
 
 
 def validate_artifact(

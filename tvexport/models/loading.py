@@ -43,7 +43,11 @@ def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
         pass
     tv_prefix = _first_tv_prefix(sd)
     if tv_prefix is not None:
-        return dataclasses.replace(cfg, atom="tvconv", tv=_tv_settings(sd, tv_prefix))
+        try:
+            tv = _tv_settings(sd, tv_prefix)
+        except TvexportError as err:
+            raise TvexportError(f"{ckpt.path}: {err.message}", hint=err.hint) from None
+        return dataclasses.replace(cfg, atom="tvconv", tv=tv)
     return dataclasses.replace(cfg, atom="dwconv")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -247,22 +248,67 @@ def config_of(model: nn.Module) -> ArchConfig:
 # Detection from a state dict
 # --------------------------------------------------------------------------------------------
 
+def _size(sd: Mapping[str, torch.Tensor], key: str, dim: int) -> int | None:
+    """``sd[key].shape[dim]``, or None when the key (or that dimension) is absent."""
+    t = sd.get(key)
+    return int(t.shape[dim]) if isinstance(t, torch.Tensor) and t.dim() > dim else None
+
+
+def _scalar(sd: Mapping[str, torch.Tensor], key: str) -> int | None:
+    """The integer a one-element buffer holds, or None when it is absent or not one number."""
+    t = sd.get(key)
+    return int(t) if isinstance(t, torch.Tensor) and t.numel() == 1 and not t.is_floating_point() else None
+
+
+def _generator_depth(sd: Mapping[str, torch.Tensor], prefix: str) -> int | None:
+    """How many modules a generator at ``prefix`` (``...weight_layers.``) holds: blocks
+    (``i.0.weight``, ...) then one final conv (``i.weight``); None when none of its keys is there."""
+    final, blocks = None, []
+    for key in sd:
+        if key.startswith(prefix):
+            index, _, rest = key[len(prefix):].partition(".")
+            if index.isdigit():
+                if rest == "weight":
+                    final = int(index)
+                else:
+                    blocks.append(int(index))
+    if final is not None:
+        return final + 1
+    return max(blocks) + 2 if blocks else None
+
+
 def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
-    """Read TVConv hyper-parameters from the keys and shapes of one TV layer at ``prefix``."""
-    gen = sorted({int(k[len(prefix) + len("weight_layers."):].split(".")[0]) for k in sd if k.startswith(prefix + "weight_layers.")})
-    channels = int(sd[prefix + "channels"]) if prefix + "channels" in sd else None
-    k_buf = sd.get(prefix + "TVConv_k")
-    last = sd[f"{prefix}weight_layers.{gen[-1]}.weight"]
-    if k_buf is not None:
-        k = int(k_buf)
-    else:
-        k = int(round((last.shape[0] / (channels or 1)) ** 0.5))
+    """Read TVConv hyper-parameters from the keys and shapes of one TV layer at ``prefix``.
+
+    A layer missing some of its keys still gives settings (each read from whichever key holds
+    it, else the default): the state-dict check then names the missing keys.
+    """
+    gen, bias = prefix + "weight_layers.", prefix + "bias_layers."
+    depth = _generator_depth(sd, gen) or _generator_depth(sd, bias)
+    inter_layers = depth - 2 if depth is not None and depth >= 2 else TVSettings.inter_layers
+    final = inter_layers + 1
+    # the first conv's outputs, else the final conv's inputs, of either generator
+    widths = [_size(sd, f"{g}0.0.weight", 0) for g in (gen, bias)] + [_size(sd, f"{g}{final}.weight", 1) for g in (gen, bias)]
+    inter_chans = next((n for n in widths if n), TVSettings.inter_chans)
+    k = _scalar(sd, prefix + "TVConv_k")
+    if k is None:  # from the final conv's C*k*k outputs and C (the buffer, or the bias generator's C outputs)
+        channels = _scalar(sd, prefix + "channels") or _size(sd, f"{bias}{final}.weight", 0)
+        ckk = _size(sd, f"{gen}{final}.weight", 0)
+        root = round((ckk / channels) ** 0.5) if ckk and channels else 0
+        k = root if root * root * (channels or 0) == ckk else None
+    if k is None or k < 1 or k % 2 != 1:
+        if k is not None and prefix + "TVConv_k" in sd:
+            raise TvexportError(
+                f"TV layer {prefix.rstrip('.')} records kernel size TVConv_k={k}, not an odd number",
+                hint="the file is damaged or not a reference TVConv checkpoint; fetch it again",
+            )
+        k = TVSettings.k
     return TVSettings(
         k=k,
-        posi_chans=int(sd[prefix + "posi_map"].shape[1]),
-        inter_chans=int(sd[prefix + "weight_layers.0.0.weight"].shape[0]),
-        inter_layers=len(gen) - 2,
-        bias=any(key.startswith(prefix + "bias_layers.") for key in sd),
+        posi_chans=_size(sd, prefix + "posi_map", 1) or TVSettings.posi_chans,
+        inter_chans=inter_chans,
+        inter_layers=inter_layers,
+        bias=any(key.startswith(bias) for key in sd),
     )
 
 
@@ -273,6 +319,18 @@ def _first_tv_prefix(sd: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
+def _drop_ratio(value: Any) -> float:
+    """A ``drop_ratio`` hyper-parameter that is a usable dropout probability in (0, 1], else 0:
+    the keys then decide (dropout is inert at inference; only its presence shapes the keys)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        return 0.0
+    try:
+        drop = float(value)
+    except ValueError:
+        return 0.0
+    return drop if 0.0 < drop <= 1.0 else 0.0  # NaN fails both
+
+
 def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | None = None) -> ArchConfig:
     """Infer the architecture and its settings from a (prefix-stripped) state dict.
 
@@ -281,7 +339,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     hparams = hparams or {}
     tv_prefix = _first_tv_prefix(sd)
     tv = _tv_settings(sd, tv_prefix) if tv_prefix is not None else TVSettings()
-    drop = float(hparams.get("drop_ratio", 0.0) or 0.0)
+    drop = _drop_ratio(hparams.get("drop_ratio"))
 
     if "classifier.aspp.project.0.weight" in sd:
         if "classifier.aspp.convs.1.0.conv.1.0.posi_map" in sd:
