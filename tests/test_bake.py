@@ -367,3 +367,15 @@ def test_nonfinite_weights() -> None:
     with pytest.raises(TvexportError, match="NaN/Inf.*--allow-nonfinite"):
         bake_model(model)
     assert bake_model(model, allow_nonfinite=True, verify=False).model is not None
+
+
+@pytest.mark.parametrize("kernel_dtype", ["float32", "float16"])
+def test_nonfinite_kernels_from_finite_weights_are_refused(kernel_dtype: str) -> None:
+    """A BatchNorm with a negative running_var folds into NaN kernels although every weight is
+    finite: refused even without verification (which would catch it), unless allow_nonfinite."""
+    model = make_model()
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    bn.running_var[0] = -1.0
+    with pytest.raises(TvexportError, match="baking made NaN/Inf in .* from finite weights"):
+        bake_model(model, kernel_dtype=kernel_dtype, verify=False)  # type: ignore[arg-type]
+    assert bake_model(model, kernel_dtype=kernel_dtype, verify=False, allow_nonfinite=True).model is not None  # type: ignore[arg-type]

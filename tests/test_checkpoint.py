@@ -239,7 +239,7 @@ def test_even_tv_kernel_size_is_refused(cli: Any, tmp_path: Path) -> None:
     for arch in ([], ["--arch", "face_mobilenetv2_x0_1"]):
         r = cli("inspect", tmp_path / "k4.pt", *arch)
         assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert f"k4.pt: TV layer {_LAYER[:-1]} records kernel size TVConv_k=4, not an odd number" in r.stderr
+        assert f"k4.pt: TV layer {_LAYER[:-1]} records kernel size TVConv_k=4, not a positive odd number" in r.stderr
 
 
 _HEAD = torch.zeros(512, 10)

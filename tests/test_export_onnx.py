@@ -323,9 +323,19 @@ def test_self_contained_rewrite_removes_the_stale_external_data(exports: dict[st
     notes: list[str] = []
     assert tvonnx._write(exports["mnv2_portable"].graph, out, force=True, external=False, notes=notes) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ext.onnx"]
-    assert notes == ["removed ext.onnx.data, the weights of an earlier --external-data export (the new graph holds its own)"]
+    assert notes == ["removed ext.onnx.data, the weights of the --external-data export this one replaces (the new graph holds its own)"]
     x = random_inputs((2, 3, 96, 96), seed=3).numpy()
     np.testing.assert_array_equal(tvonnx.load_runner(out)(x), tvonnx.load_runner(exports["mnv2_portable"].path)(x))
+    # a <out>.data the replaced graph did not use (here: it held its own weights) is not ours: kept
+    (tmp_path / "ext.onnx.data").write_bytes(b"someone else's")
+    notes = []
+    tvonnx._write(exports["mnv2_portable"].graph, out, force=True, external=False, notes=notes)
+    assert (tmp_path / "ext.onnx.data").read_bytes() == b"someone else's" and notes == []
+    # nor without a replaced graph at all
+    fresh = tmp_path / "fresh.onnx"
+    (tmp_path / "fresh.onnx.data").write_bytes(b"unrelated")
+    tvonnx._write(exports["mnv2_portable"].graph, fresh, force=True, external=False, notes=notes)
+    assert (tmp_path / "fresh.onnx.data").read_bytes() == b"unrelated" and notes == []
 
 
 def test_cli_external_data_write_that_cannot_start_is_one_line(cli: Any, face_baked_module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

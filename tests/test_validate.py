@@ -250,7 +250,7 @@ def test_validate_names_a_re_baked_input_size(cli: Any, tmp_path: Path, monkeypa
     monkeypatch.setattr(validate, "load_source", lambda *a, **k: pytest.fail("the checkpoint was baked"))
     monkeypatch.setattr(validate, "load_runner", lambda *a: pytest.fail("the graph was loaded"))
     cases = [
-        ("s.onnx", "tv.ckpt", "32x48", "96x96", "the re-baked file it was exported from (or re-bake"),
+        ("s.onnx", "tv.ckpt", "32x48", "96x96", "the re-baked (32x48) file it was exported from"),
         ("t.onnx", "s.pt", "96x96", "32x48", "the checkpoint or baked file it was exported from (at 96x96)"),
     ]
     for artefact, against, hw, want, hint in cases:

@@ -370,6 +370,12 @@ def bake_model(
     start = time.perf_counter()
     reference = reference or Reference(model, kernels=dtype)
     baked64, folded = _bake_float64(model, reference, fold_bn=fold_bn)
+    bad = _nonfinite(baked64)  # from finite weights, e.g. a BatchNorm with a negative running_var
+    if bad and not allow_nonfinite:
+        raise TvexportError(
+            f"baking made NaN/Inf in {len(bad)} tensor{'s' * (len(bad) > 1)} ({', '.join(bad[:3])}) from finite weights",
+            hint="the checkpoint is damaged (e.g. a negative BatchNorm running_var); pass --allow-nonfinite to bake anyway",
+        )
     baked, kernel_errors = _stored(baked64, dtype)
     tv_layers: dict[str, dict[str, Any]] = {}
     for name in tv_layer_names(baked):
@@ -461,7 +467,7 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32, ar
             model = create_model(cfg)
             for name, g in tv_layers.items():
                 bias = g["bias"]
-                if bias == "map" and not model.get_submodule(name).geometry.bias:
+                if bias == "map" and int(g["h"]) == int(g["w"]) == 1 and not model.get_submodule(name).geometry.bias:
                     # Files baked before the bias kind was layer state recorded a folded BatchNorm
                     # shift in a 1x1 layer as "map" (read off shapes, ambiguous there). Without a
                     # TV bias map in the architecture, a bias can only be that shift.

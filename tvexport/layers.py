@@ -224,9 +224,11 @@ class BakedTVConv(nn.Module):
             raise ValueError(f"kernels of shape {tuple(weight.shape)} do not fit a layer of {tuple(self.weight.shape)}")
         kind: BiasKind | None = None
         if bias is not None:
-            kind = bias_kind or self._bias_kind
-            if kind is None:
-                kind = "channel" if tuple(bias.shape[-2:]) == (1, 1) and tuple(weight.shape[-2:]) != (1, 1) else "map"
+            kind = bias_kind
+            if kind is None:  # the layer's kind now (a directly assigned bias: by its shape) where the new bias fits it
+                current = self.bias_kind
+                fits = current is not None and tuple(bias.shape) == self._bias_shape(current)
+                kind = current if fits else "channel" if tuple(bias.shape[-2:]) == (1, 1) and tuple(weight.shape[-2:]) != (1, 1) else "map"
             if tuple(bias.shape) != self._bias_shape(kind):
                 raise ValueError(f"a {kind} bias of shape {tuple(bias.shape)} does not fit a layer of {tuple(weight.shape)}")
         elif bias_kind is not None:

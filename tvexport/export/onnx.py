@@ -692,25 +692,40 @@ def _shape_of(vi: Any) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
 
 
+def _keeps_weights_in(graph: Path, location: str) -> bool:
+    """Whether the ONNX file ``graph`` keeps initializers in the external file ``location`` (read
+    without its data; False for anything that is not a readable ONNX graph)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(graph), load_external_data=False)
+    except Exception:  # not ONNX, unreadable: not ours to clean up after
+        return False
+    return any(e.key == "location" and e.value == location for t in proto.graph.initializer for e in t.external_data)
+
+
 def _write(proto: Any, output: Path, *, force: bool, external: bool, notes: list[str] | None = None) -> list[Path]:
     """Write atomically; with ``external`` the weights go to ``<name>.data`` (both renamed into place).
 
-    Without ``external``, ``force`` also removes a ``<name>.data`` an earlier external-data export
-    left, once the new self-contained graph is in place (said in ``notes``).
+    Without ``external``, ``force`` also removes the ``<name>.data`` of the graph it replaces when
+    that graph kept its weights there (an earlier external-data export), once the new
+    self-contained graph is in place (said in ``notes``); any other file of that name stays.
     """
     import onnx
 
     data = output.with_name(output.name + ".data")
     if not external:
+        stale = force and data.is_file() and _keeps_weights_in(output, data.name)
         with atomic_output(output, force=force) as tmp:
             onnx.save(proto, str(tmp))
-        if force and (data.is_file() or data.is_symlink()):
+        if stale:
             try:
                 data.unlink()
-            except OSError as err:
-                raise TvexportError(f"wrote {output}, but could not remove the stale {data} beside it ({err.strerror or err})", hint="remove it by hand") from None
+                said = f"removed {data.name}, the weights of the --external-data export this one replaces (the new graph holds its own)"
+            except OSError as err:  # the new graph is complete: say so, do not fail
+                said = f"could not remove {data.name}, the weights of the export this one replaces ({err.strerror or err}): remove it by hand"
             if notes is not None:
-                notes.append(f"removed {data.name}, the weights of an earlier --external-data export (the new graph holds its own)")
+                notes.append(said)
         return []
     from onnx.external_data_helper import convert_model_to_external_data
 

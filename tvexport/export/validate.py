@@ -185,7 +185,7 @@ def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -
     if size is not None and size != cfg.input_size:
         hw, want = "x".join(map(str, size)), "x".join(map(str, cfg.input_size))
         hint = (
-            f"validate it against the re-baked file it was exported from (or re-bake {against} with tvexport bake --input-size {hw} and validate against that)"
+            f"validate it against the re-baked ({hw}) file it was exported from"
             if size != cfg.trained_input_size
             else f"validate it against the checkpoint or baked file it was exported from (at {hw})"
         )

@@ -299,7 +299,7 @@ def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
     if k is None or k < 1 or k % 2 != 1:
         if k is not None and prefix + "TVConv_k" in sd:
             raise TvexportError(
-                f"TV layer {prefix.rstrip('.')} records kernel size TVConv_k={k}, not an odd number",
+                f"TV layer {prefix.rstrip('.')} records kernel size TVConv_k={k}, not a positive odd number",
                 hint="the file is damaged or not a reference TVConv checkpoint; fetch it again",
             )
         k = TVSettings.k
