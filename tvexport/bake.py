@@ -26,7 +26,7 @@ from . import __version__
 from ._io import atomic_output, check_output_path
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
-from .errors import MismatchError, TvexportError, sized_by_user
+from .errors import MismatchError, TvexportError, about_file, sized_by_user
 from .layers import BakedTVConv, TVConv
 from .models.loading import arch_config_for, build_from_state_dict, check_state_dict
 from .models.registry import ArchConfig, config_of, create_model
@@ -582,11 +582,9 @@ def bake_checkpoint(
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     size = "x".join(map(str, input_size or cfg.input_size))
     with sized_by_user(f"bake {source} at input size {size} with a verification batch of {VERIFY_BATCH if batch is None else batch}", hint="choose a smaller --input-size or --batch"):
-        try:
+        with about_file(source):  # e.g. float16 overflow: say which file
             result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
                                 allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)
-        except TvexportError as err:  # e.g. float16 overflow: say which file
-            raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
     check_bake(result, source=source)
     save_baked(result, out, force=force, source=source)
     return BakedCheckpoint(source, out, result, dict(ckpt.dropped), source.stat().st_size, out.stat().st_size, time.perf_counter() - start)

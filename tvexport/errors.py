@@ -35,6 +35,18 @@ class MissingDependencyError(TvexportError):
     """An optional backend (onnxruntime, triton, tensorrt, CUDA) is not available."""
 
 
+@contextlib.contextmanager
+def about_file(path: object | None) -> Iterator[None]:
+    """Prefix ``path`` (the file the work inside reads; None: nothing) to a ``TvexportError``
+    raised inside, keeping its type and hint: the one line then says which file."""
+    try:
+        yield
+    except TvexportError as err:
+        if path is None:
+            raise
+        raise type(err)(f"{path}: {err.message}", hint=err.hint) from None
+
+
 def missing(package: str, *, what: str, extra: str | None = None) -> MissingDependencyError:
     """Build the standard "install X" error for an optional dependency."""
     how = f"pip install 'tvexport[{extra}]'" if extra else f"pip install {package}"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +16,7 @@ from torch import nn
 from ..accuracy import Comparison, Reference, compare_outputs
 from ..bake import BakeResult, bake_model, check_bake, model_from_baked
 from ..checkpoint import read_checkpoint, refuse_nonfinite
-from ..errors import TvexportError
+from ..errors import TvexportError, about_file
 from ..layers import BakedTVConv
 from ..models.loading import arch_config_for, build_from_state_dict
 from ..models.registry import ArchConfig, config_of
@@ -115,21 +114,10 @@ def load_source(
             raise TvexportError(f"{ckpt.path} is a {cfg.name} {cfg.atom} baseline without TV layers; --kernel-dtype stores TV kernels", hint="drop --kernel-dtype")
         return ExportSource(ckpt.path, model, Reference(model) if reference else None)  # a DWConv / dense baseline: exported as is, for fair comparisons
     unbaked = Reference(model, kernels=kernels)  # built even without validation: the bake is verified against it
-    with _naming(ckpt.path):  # e.g. float16 overflow: say which file
+    with about_file(ckpt.path):  # e.g. float16 overflow: say which file
         result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=unbaked)
     check_bake(result, source=ckpt.path)
     return ExportSource(ckpt.path, result.model, unbaked, result)
-
-
-@contextlib.contextmanager
-def _naming(source: str | Path | None) -> Iterator[None]:
-    """Prefix ``source`` to a ``TvexportError`` raised inside (the file its input came from)."""
-    try:
-        yield
-    except TvexportError as err:
-        if source is None:
-            raise
-        raise type(err)(f"{source}: {err.message}", hint=err.hint) from None
 
 
 def with_kernel_dtype(
@@ -159,7 +147,7 @@ def with_kernel_dtype(
             hint=f"export with --kernel-dtype {have} (or none), or bake the checkpoint again with --kernel-dtype {kernel_dtype_name(target)}",
         )
     compressed = copy.deepcopy(model)
-    with _naming(source):  # e.g. float16 overflow: say which file
+    with about_file(source):  # e.g. float16 overflow: say which file
         compress_model(compressed, target)
     return compressed, None if reference is None else reference.with_kernels(target)
 

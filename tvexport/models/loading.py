@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpoint, damaged_metadata
-from ..errors import TvexportError
+from ..errors import TvexportError, about_file
 from .registry import ArchConfig, _first_tv_prefix, _tv_settings, create_model, detect_arch, resolve_arch
 
 
@@ -30,10 +30,8 @@ def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
         return cfg
     sd = ckpt.state_dict
     if arch is None:
-        try:
+        with about_file(ckpt.path):
             return detect_arch(sd, ckpt.hparams)
-        except TvexportError as err:
-            raise TvexportError(f"{ckpt.path}: {err.message}", hint=err.hint) from None
     cfg = resolve_arch(arch)
     try:
         detected = detect_arch(sd, ckpt.hparams)
@@ -43,10 +41,8 @@ def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
         pass
     tv_prefix = _first_tv_prefix(sd)
     if tv_prefix is not None:
-        try:
+        with about_file(ckpt.path):
             tv = _tv_settings(sd, tv_prefix)
-        except TvexportError as err:
-            raise TvexportError(f"{ckpt.path}: {err.message}", hint=err.hint) from None
         return dataclasses.replace(cfg, atom="tvconv", tv=tv)
     return dataclasses.replace(cfg, atom="dwconv")
 
