@@ -134,45 +134,42 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
     return backend
 
 
-def recorded_arch(found: Artifact) -> tuple[str | None, str | None]:
-    """(architecture, atom) an artefact records: ONNX metadata, else its JSON sidecar."""
-    if found.kind == "onnx":
-        try:
-            from .onnx import read_metadata
-
-            meta = read_metadata(found.path)
-        except ImportError:  # no onnx: the runner says what to install
-            return None, None
-        return meta.get("tvexport.arch"), meta.get("tvexport.atom")
-    return found.arch, found.atom
-
-
-def recorded_input_size(found: Artifact) -> tuple[int, int] | None:
-    """The (H, W) an artefact takes: its ONNX graph's NCHW input, else its JSON sidecar's input
-    shape; None when not recorded (or not readable: the runner reports unreadable files)."""
-    shape: list[Any] | None = None
+def recorded_network(found: Artifact) -> tuple[str | None, str | None, tuple[int, int] | None]:
+    """(architecture, atom, (H, W)) an artefact records: its ONNX metadata and NCHW graph input
+    (the graph read once, without its external weights), else its JSON sidecar; None where not
+    recorded (or not readable: the runner reports unreadable files)."""
+    shape: Any = None
     if found.kind == "onnx":
         try:
             import onnx
 
-            dims = onnx.load(str(found.path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-            shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        except Exception:  # noqa: BLE001 - protobuf decode errors have no common base; no onnx: the runner says what to install
-            return None
-    elif found.sidecar is not None:
-        shape = found.sidecar.get("input_shape")  # AOTInductor
-        inputs = found.sidecar.get("inputs")
-        if shape is None and isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
-            shape = inputs[0].get("shape")  # TensorRT
+            from .onnx import _metadata
+
+            proto = onnx.load(str(found.path), load_external_data=False)
+        except ImportError:  # no onnx: the runner says what to install
+            return None, None, None
+        except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
+            raise TvexportError(f"{found.path} is not a readable ONNX file ({type(err).__name__})", hint="export it again with tvexport export") from None
+        meta = _metadata(proto)
+        arch, atom = meta.get("tvexport.arch"), meta.get("tvexport.atom")
+        if proto.graph.input:
+            shape = [d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    else:
+        arch, atom = found.arch, found.atom
+        if found.sidecar is not None:
+            shape = found.sidecar.get("input_shape")  # AOTInductor
+            inputs = found.sidecar.get("inputs")
+            if shape is None and isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+                shape = inputs[0].get("shape")  # TensorRT
     if not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape[2:]):
-        return None
-    return int(shape[2]), int(shape[3])
+        return arch, atom, None
+    return arch, atom, (int(shape[2]), int(shape[3]))
 
 
 def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -> None:
     """Refuse, by name, an artefact that records another architecture (or atom) than ``cfg``, or
     another input size (a network re-baked with ``tvexport bake --input-size``, or its source)."""
-    arch, atom = recorded_arch(found) if found is not None else (None, None)
+    arch, atom, size = recorded_network(found) if found is not None else (None, None, None)
     if found is None or arch is None:
         return
     atom = atom or cfg.atom
@@ -181,7 +178,6 @@ def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -
             f"{found.path} was exported from a {arch} ({atom}) network, but {against} is a {cfg.name} ({cfg.atom})",
             hint="validate it against the checkpoint or baked file it was exported from",
         )
-    size = recorded_input_size(found)
     if size is not None and size != cfg.input_size:
         hw, want = "x".join(map(str, size)), "x".join(map(str, cfg.input_size))
         hint = (
