@@ -125,6 +125,35 @@ def test_op_on_cpu_is_the_torch_implementation() -> None:
         tv_dwconv(x, q, b, 2)
 
 
+def test_cuda_op_runs_triton_only_for_the_dtypes_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The op's CUDA registration, called directly (no GPU here) with a stub Triton launcher: bfloat16
+    and float64 activations, which the CPU registration takes, get the same torch form on CUDA
+    instead of the kernel's TypeError; float32/float16 (int8 kernels too) still go to Triton."""
+    import types
+
+    from tvexport.kernels import _op
+
+    calls = []
+    stub = types.ModuleType("tvexport.kernels._triton")
+    stub.tv_dwconv_triton = lambda x, w, b, **kw: calls.append((x.dtype, w.dtype)) or x.new_zeros(())  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tvexport.kernels._triton", stub)
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 3, 8, 10), torch.randn(3, 9, 4, 5), torch.randn(3, 4, 5)
+    for xdt, wdt in ((torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32), (torch.float64, torch.float64),
+                     (torch.float32, torch.bfloat16), (torch.float32, torch.float64)):
+        args = (x.to(xdt), w.to(wdt), b.to(wdt), 2)
+        got = _op._tv_dwconv_cuda(*args)
+        assert not calls, f"{xdt} activations with {wdt} kernels went to the Triton kernel"
+        assert got.dtype == xdt
+        torch.testing.assert_close(got, torch.ops.tvexport.tv_dwconv(*args), rtol=0, atol=0)  # the CPU registration
+    assert calls == []
+    q, scale = torch.randint(-127, 128, w.shape, dtype=torch.int8), torch.rand(3, 9, 1, 1)
+    _op._tv_dwconv_cuda(x, w, b, 2)
+    _op._tv_dwconv_cuda(x.half(), w.half(), b.half(), 2)
+    _op._tv_dwconv_cuda(x.half(), q, b, 2, scale)
+    assert calls == [(torch.float32, torch.float32), (torch.float16, torch.float16), (torch.float16, torch.int8)]
+
+
 def test_op_passes_opcheck() -> None:
     """Schema, fake (meta) implementation and dispatch registrations are consistent."""
     from tvexport.kernels import tv_dwconv  # noqa: F401  (registers the op)
@@ -347,6 +376,25 @@ def test_baked_layer_on_cuda_runs_the_triton_kernel(monkeypatch: pytest.MonkeyPa
     assert got.dtype == dtype
     tol = 1e-5 if dtype == torch.float32 else 2 * 2**-11 * float(ref.float().abs().max())
     torch.testing.assert_close(got.float(), ref.float(), rtol=0, atol=tol)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64], ids=["bf16", "fp64"])
+def test_baked_layer_on_cuda_takes_dtypes_the_kernel_lacks(dtype: torch.dtype) -> None:
+    """bfloat16 and float64 activations run on CUDA (the torch form) as they do on CPU."""
+    if os.environ.get("TRITON_INTERPRET"):
+        pytest.skip("TRITON_INTERPRET is set in this process")
+    from tvexport.layers import BakedTVConv
+
+    torch.manual_seed(0)
+    layer = BakedTVConv(8, 3, 2, 6, 6, bias="map", dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    layer.weight.normal_()
+    layer.bias.normal_()  # type: ignore[union-attr]
+    x = torch.randn(4, 8, 12, 12).to(dtype)
+    ref = layer(x)
+    got = layer.cuda()(x.cuda()).cpu()
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), ref.double(), rtol=0, atol=1e-12 if dtype == torch.float64 else 2 * 2**-8 * float(ref.double().abs().max()))
 
 
 # --------------------------------------------------------------------------- worker side
