@@ -99,8 +99,7 @@ def test_bias_modes() -> None:
     assert bias_mode((4, 3, 5), 4, 3, 5) == BIAS_MAP
     assert bias_mode((1, 4, 3, 5), 4, 3, 5) == BIAS_MAP
     assert bias_mode((4, 1, 1), 4, 3, 5) == BIAS_CHANNEL
-    assert bias_mode((4,), 4, 3, 5) == BIAS_CHANNEL
-    for bad in [(3, 3, 5), (4, 5, 3), (4, 3), (60,)]:
+    for bad in [(3, 3, 5), (4, 5, 3), (4, 3), (60,), (4,)]:
         with pytest.raises(ValueError):
             bias_mode(bad, 4, 3, 5)
 
@@ -123,6 +122,36 @@ def test_op_on_cpu_is_the_torch_implementation() -> None:
     torch.testing.assert_close(got.double(), ref, rtol=0, atol=2 * 2**-11 * float(ref.abs().max()))
     with pytest.raises(ValueError, match="scale"):
         tv_dwconv(x, q, b, 2)
+
+
+def test_one_dimensional_bias_is_refused_on_every_path() -> None:
+    """A (C,) bias would be added along W by torch and per channel by the kernels, so every path
+    refuses it with one ValueError, here where C == OW and torch's broadcast would pass silently;
+    the per-channel bias is (C, 1, 1)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from tvexport.kernels import tv_dwconv
+    from tvexport.layers import tv_depthwise, tv_depthwise_unfold
+
+    torch.manual_seed(0)
+    c, oh, ow = 4, 5, 4
+    x, w, b = torch.randn(2, c, oh, ow), torch.randn(c, 9, oh, ow), torch.randn(c)
+    ref = tv_depthwise_unfold(x.double(), w.double(), b.double().view(c, 1, 1))
+    torch.testing.assert_close(tv_dwconv(x, w, b.view(c, 1, 1), 1).double(), ref, rtol=1e-6, atol=1e-6)
+    refused = r"\(4,\) fits neither \(4, 5, 4\) nor \(4, 1, 1\); a per-channel bias is \(C, 1, 1\), not \(C,\)"
+    for run in (lambda: tv_dwconv(x, w, b, 1),  # the op on CPU
+                lambda: torch.ops.tvexport.tv_dwconv.default(x.half(), w.half(), b.half(), 1),
+                lambda: tv_depthwise(x, w, b), lambda: tv_depthwise_unfold(x, w, b),
+                lambda: bias_mode((c,), c, oh, ow)):  # what the Triton launcher and the TensorRT plugin read
+        with pytest.raises(ValueError, match=refused):
+            run()
+    with FakeTensorMode(), pytest.raises(ValueError, match=refused):  # traced: torch.compile / torch.export
+        tv_dwconv(torch.empty(2, c, oh, ow), torch.empty(c, 9, oh, ow), torch.empty(c), 1)
+    if importlib.util.find_spec("onnx") is not None:  # the ONNX node's numpy reference (validate)
+        from tvexport.export._plugin_ref import tv_dwconv_reference
+
+        with pytest.raises(ValueError, match=r"bias must be .* or \(C, 1, 1\), got \(4,\)"):
+            tv_dwconv_reference(x.numpy(), w.numpy(), b.numpy(), k=3, stride=1, padding=1)
 
 
 def test_cuda_op_runs_triton_only_for_the_dtypes_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:

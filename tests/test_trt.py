@@ -362,6 +362,18 @@ def test_prepare_rejects_bad_nodes(attrs: dict, match: str) -> None:
 
 
 @needs_onnx
+def test_prepare_refuses_a_one_dimensional_bias() -> None:
+    """A (C,) bias initializer is refused before TensorRT sees it, as by the op's other paths
+    (its numpy reference cannot validate one either): a per-channel bias is (C, 1, 1)."""
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    spec = _spec(4, 3, 1, 5, 4, "channel")
+    spec["bias"] = spec["bias"].reshape(4)  # C == OW: torch would add it along W
+    with pytest.raises(TvexportError, match=r"m.onnx: tv_dwconv node tv0: .*\(4,\) fits neither .*per-channel bias is \(C, 1, 1\)"):
+        prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+
+
+@needs_onnx
 def test_prepare_rejects_non_constant_kernels_and_bad_files(tmp_path: Path) -> None:
     from tvexport.trt._onnx import prepare_onnx, prepare_tv_nodes
 

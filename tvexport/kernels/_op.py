@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._depthwise import _check_input, check_scale, tv_depthwise
+from .._depthwise import _check_input, bias_is_map, check_scale, tv_depthwise
 from ..errors import missing
 
 # The dtypes the Triton kernel reads (tv_dwconv_triton refuses others): activations and bias,
@@ -27,8 +27,10 @@ def tv_dwconv(
 ) -> torch.Tensor:
     """Translation-variant depthwise conv (see ``tvexport._depthwise``); the plain torch form off CUDA.
 
-    ``weight`` is float32, float16 or int8 with a float32 ``scale`` (C, k*k, 1, 1); the output has
-    ``x``'s dtype (float32 accumulation on both paths). On CUDA the Triton kernel runs when ``x``
+    ``weight`` is float32, float16 or int8 with a float32 ``scale`` (C, k*k, 1, 1); ``bias`` is
+    None, a (C, h, w) map or a per-channel (C, 1, 1) vector. A 1-D (C,) bias raises ValueError on
+    every path (CPU, CUDA, the TensorRT plugin): torch would add it along W, the kernels per
+    channel. The output has ``x``'s dtype (float32 accumulation on both paths). On CUDA the Triton kernel runs when ``x``
     and ``bias`` are float32/float16 and ``weight`` float32, float16 or int8; other dtypes
     (bfloat16, float64) take the torch form there too.
     """
@@ -55,4 +57,6 @@ def _tv_dwconv_fake(
     _check_input(x, weight, stride)
     check_scale(weight, scale)
     c, _, oh, ow = weight.shape
+    if bias is not None:
+        bias_is_map(bias.shape, c, oh, ow)
     return x.new_empty((x.shape[0], c, oh, ow))

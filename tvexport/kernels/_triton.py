@@ -109,7 +109,7 @@ def tv_dwconv_triton(
 
     ``x`` float32 or float16; ``weight`` float32, float16 or int8 with a float32 ``scale``
     (C, k*k, 1, 1), read in its own dtype and dequantized in registers; ``bias`` None, a
-    (C, OH, OW) map or a per-channel (C, 1, 1) / (C,) vector of either float dtype. Sums are
+    (C, OH, OW) map or a per-channel (C, 1, 1) vector of either float dtype (not (C,)). Sums are
     float32; the output has ``x``'s dtype.
     """
     k = _check_input(x, weight, stride)
