@@ -168,12 +168,17 @@ def test_cuda_op_runs_triton_only_for_the_dtypes_it_reads(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "tvexport.kernels._triton", stub)
     torch.manual_seed(0)
     x, w, b = torch.randn(2, 3, 8, 10), torch.randn(3, 9, 4, 5), torch.randn(3, 4, 5)
+    cases = []
     for xdt, wdt in ((torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32), (torch.float64, torch.float64),
                      (torch.float32, torch.bfloat16), (torch.float32, torch.float64)):
         args = (x.to(xdt), w.to(wdt), b.to(wdt), 2)
+        cases.append(args)
+    # a bias the kernel does not read, beside activations and kernels it does
+    cases += [(x, w, b.bfloat16(), 2), (x.half(), w.half(), b.double(), 2)]
+    for args in cases:
         got = _op._tv_dwconv_cuda(*args)
-        assert not calls, f"{xdt} activations with {wdt} kernels went to the Triton kernel"
-        assert got.dtype == xdt
+        assert not calls, f"{[t.dtype for t in args[:3]]} (x, kernels, bias) went to the Triton kernel"
+        assert got.dtype == args[0].dtype
         torch.testing.assert_close(got, torch.ops.tvexport.tv_dwconv(*args), rtol=0, atol=0)  # the CPU registration
     assert calls == []
     q, scale = torch.randint(-127, 128, w.shape, dtype=torch.int8), torch.rand(3, 9, 1, 1)
@@ -566,3 +571,23 @@ if __name__ == "__main__":  # worker: python tests/test_kernels.py interp|aot
     else:
         out = _aot_worker()
     print(json.dumps(out))
+
+
+def test_bias_with_leading_ones_means_the_same_on_both_torch_forms() -> None:
+    """bias_is_map lets (1, C, h, w) and (1, C, 1, 1) through as a map / per channel: both torch
+    forms (eager and traced) read them like (C, h, w) / (C, 1, 1), not broadcast into a 5-D output."""
+    from tvexport._depthwise import tv_depthwise, tv_depthwise_unfold
+
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 4, 5, 4), torch.randn(4, 9, 5, 4)
+    for b in (torch.randn(4, 5, 4), torch.randn(4, 1, 1)):
+        want = tv_depthwise(x, w, b)
+        for lead in (b[None], b[None, None]):
+            torch.testing.assert_close(tv_depthwise(x, w, lead), want)
+            torch.testing.assert_close(tv_depthwise_unfold(x, w, lead), want)
+
+            class M(torch.nn.Module):
+                def forward(self, x: torch.Tensor, bias: torch.Tensor = lead) -> torch.Tensor:
+                    return tv_depthwise(x, w, bias)
+
+            torch.testing.assert_close(torch.export.export(M(), (x,)).module()(x), want)

@@ -167,6 +167,11 @@ def test_precision_comes_from_activations_not_from_weights() -> None:
     assert _network_has_half(trt, _tv_network("HALF", "HALF", "HALF"))  # float16 I/O
     assert _network_has_half(trt, _tv_network("FLOAT", "HALF", "HALF"))  # float16 network, float32 I/O
     assert _network_has_half(trt, _tv_network("HALF", "HALF", "FLOAT"))
+    # half two layers after the input: activation status passes from layer to layer
+    inp, w = _Tensor("input", "FLOAT"), _Tensor("w", "FLOAT")
+    a, b = _Tensor("conv_out", "FLOAT"), _Tensor("conv_half", "HALF")
+    deep = _Network([inp], [_Layer([], [w]), _Layer([inp, w], [a]), _Layer([a], [b]), _Layer([b], [_Tensor("output", "FLOAT")])])
+    assert _network_has_half(trt, deep)
 
 
 # --------------------------------------------------------------------------- profiles and sidecar

@@ -121,6 +121,7 @@ def tv_depthwise(
     h, w = weight.shape[-2:]
     if bias is not None:
         bias_is_map(bias.shape, weight.shape[0], h, w)
+        bias = bias.reshape(bias.shape[-3:])  # leading 1s dropped: (C, h, w) or (C, 1, 1)
     taps = _taps(x, k, stride, h, w)
     scales = None if scale is None else scale.reshape(scale.shape[0], -1)
 
@@ -182,6 +183,7 @@ def tv_depthwise_unfold(
     c, kk, h, w = weight.shape
     if bias is not None:
         bias_is_map(bias.shape, c, h, w)
+        bias = bias.reshape(bias.shape[-3:])
     cols = F.unfold(x, k, dilation=1, padding=k // 2, stride=stride).view(x.shape[0], c, kk, h, w)
     out = (cols * weight.unsqueeze(0)).sum(dim=2)
     if bias is not None:
