@@ -99,8 +99,7 @@ def test_bias_modes() -> None:
     assert bias_mode((4, 3, 5), 4, 3, 5) == BIAS_MAP
     assert bias_mode((1, 4, 3, 5), 4, 3, 5) == BIAS_MAP
     assert bias_mode((4, 1, 1), 4, 3, 5) == BIAS_CHANNEL
-    assert bias_mode((4,), 4, 3, 5) == BIAS_CHANNEL
-    for bad in [(3, 3, 5), (4, 5, 3), (4, 3), (60,)]:
+    for bad in [(3, 3, 5), (4, 5, 3), (4, 3), (60,), (4,)]:
         with pytest.raises(ValueError):
             bias_mode(bad, 4, 3, 5)
 
@@ -123,6 +122,70 @@ def test_op_on_cpu_is_the_torch_implementation() -> None:
     torch.testing.assert_close(got.double(), ref, rtol=0, atol=2 * 2**-11 * float(ref.abs().max()))
     with pytest.raises(ValueError, match="scale"):
         tv_dwconv(x, q, b, 2)
+
+
+def test_one_dimensional_bias_is_refused_on_every_path() -> None:
+    """A (C,) bias would be added along W by torch and per channel by the kernels, so every path
+    refuses it with one ValueError, here where C == OW and torch's broadcast would pass silently;
+    the per-channel bias is (C, 1, 1)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from tvexport.kernels import tv_dwconv
+    from tvexport.layers import tv_depthwise, tv_depthwise_unfold
+
+    torch.manual_seed(0)
+    c, oh, ow = 4, 5, 4
+    x, w, b = torch.randn(2, c, oh, ow), torch.randn(c, 9, oh, ow), torch.randn(c)
+    ref = tv_depthwise_unfold(x.double(), w.double(), b.double().view(c, 1, 1))
+    torch.testing.assert_close(tv_dwconv(x, w, b.view(c, 1, 1), 1).double(), ref, rtol=1e-6, atol=1e-6)
+    refused = r"\(4,\) fits neither \(4, 5, 4\) nor \(4, 1, 1\); a per-channel bias is \(C, 1, 1\), not \(C,\)"
+    for run in (lambda: tv_dwconv(x, w, b, 1),  # the op on CPU
+                lambda: torch.ops.tvexport.tv_dwconv.default(x.half(), w.half(), b.half(), 1),
+                lambda: tv_depthwise(x, w, b), lambda: tv_depthwise_unfold(x, w, b),
+                lambda: bias_mode((c,), c, oh, ow)):  # what the Triton launcher and the TensorRT plugin read
+        with pytest.raises(ValueError, match=refused):
+            run()
+    with FakeTensorMode(), pytest.raises(ValueError, match=refused):  # traced: torch.compile / torch.export
+        tv_dwconv(torch.empty(2, c, oh, ow), torch.empty(c, 9, oh, ow), torch.empty(c), 1)
+    if importlib.util.find_spec("onnx") is not None:  # the ONNX node's numpy reference (validate)
+        from tvexport.export._plugin_ref import tv_dwconv_reference
+
+        with pytest.raises(ValueError, match=r"bias must be .* or \(C, 1, 1\), got \(4,\)"):
+            tv_dwconv_reference(x.numpy(), w.numpy(), b.numpy(), k=3, stride=1, padding=1)
+
+
+def test_cuda_op_runs_triton_only_for_the_dtypes_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The op's CUDA registration, called directly (no GPU here) with a stub Triton launcher: bfloat16
+    and float64 activations, which the CPU registration takes, get the same torch form on CUDA
+    instead of the kernel's TypeError; float32/float16 (int8 kernels too) still go to Triton."""
+    import types
+
+    from tvexport.kernels import _op
+
+    calls = []
+    stub = types.ModuleType("tvexport.kernels._triton")
+    stub.tv_dwconv_triton = lambda x, w, b, **kw: calls.append((x.dtype, w.dtype)) or x.new_zeros(())  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tvexport.kernels._triton", stub)
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 3, 8, 10), torch.randn(3, 9, 4, 5), torch.randn(3, 4, 5)
+    cases = []
+    for xdt, wdt in ((torch.bfloat16, torch.bfloat16), (torch.bfloat16, torch.float32), (torch.float64, torch.float64),
+                     (torch.float32, torch.bfloat16), (torch.float32, torch.float64)):
+        args = (x.to(xdt), w.to(wdt), b.to(wdt), 2)
+        cases.append(args)
+    # a bias the kernel does not read, beside activations and kernels it does
+    cases += [(x, w, b.bfloat16(), 2), (x.half(), w.half(), b.double(), 2)]
+    for args in cases:
+        got = _op._tv_dwconv_cuda(*args)
+        assert not calls, f"{[t.dtype for t in args[:3]]} (x, kernels, bias) went to the Triton kernel"
+        assert got.dtype == args[0].dtype
+        torch.testing.assert_close(got, torch.ops.tvexport.tv_dwconv(*args), rtol=0, atol=0)  # the CPU registration
+    assert calls == []
+    q, scale = torch.randint(-127, 128, w.shape, dtype=torch.int8), torch.rand(3, 9, 1, 1)
+    _op._tv_dwconv_cuda(x, w, b, 2)
+    _op._tv_dwconv_cuda(x.half(), w.half(), b.half(), 2)
+    _op._tv_dwconv_cuda(x.half(), q, b, 2, scale)
+    assert calls == [(torch.float32, torch.float32), (torch.float16, torch.float16), (torch.float16, torch.int8)]
 
 
 def test_op_passes_opcheck() -> None:
@@ -349,6 +412,25 @@ def test_baked_layer_on_cuda_runs_the_triton_kernel(monkeypatch: pytest.MonkeyPa
     torch.testing.assert_close(got.float(), ref.float(), rtol=0, atol=tol)
 
 
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64], ids=["bf16", "fp64"])
+def test_baked_layer_on_cuda_takes_dtypes_the_kernel_lacks(dtype: torch.dtype) -> None:
+    """bfloat16 and float64 activations run on CUDA (the torch form) as they do on CPU."""
+    if os.environ.get("TRITON_INTERPRET"):
+        pytest.skip("TRITON_INTERPRET is set in this process")
+    from tvexport.layers import BakedTVConv
+
+    torch.manual_seed(0)
+    layer = BakedTVConv(8, 3, 2, 6, 6, bias="map", dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    layer.weight.normal_()
+    layer.bias.normal_()  # type: ignore[union-attr]
+    x = torch.randn(4, 8, 12, 12).to(dtype)
+    ref = layer(x)
+    got = layer.cuda()(x.cuda()).cpu()
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), ref.double(), rtol=0, atol=1e-12 if dtype == torch.float64 else 2 * 2**-8 * float(ref.double().abs().max()))
+
+
 # --------------------------------------------------------------------------- worker side
 
 
@@ -489,3 +571,23 @@ if __name__ == "__main__":  # worker: python tests/test_kernels.py interp|aot
     else:
         out = _aot_worker()
     print(json.dumps(out))
+
+
+def test_bias_with_leading_ones_means_the_same_on_both_torch_forms() -> None:
+    """bias_is_map lets (1, C, h, w) and (1, C, 1, 1) through as a map / per channel: both torch
+    forms (eager and traced) read them like (C, h, w) / (C, 1, 1), not broadcast into a 5-D output."""
+    from tvexport._depthwise import tv_depthwise, tv_depthwise_unfold
+
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 4, 5, 4), torch.randn(4, 9, 5, 4)
+    for b in (torch.randn(4, 5, 4), torch.randn(4, 1, 1)):
+        want = tv_depthwise(x, w, b)
+        for lead in (b[None], b[None, None]):
+            torch.testing.assert_close(tv_depthwise(x, w, lead), want)
+            torch.testing.assert_close(tv_depthwise_unfold(x, w, lead), want)
+
+            class M(torch.nn.Module):
+                def forward(self, x: torch.Tensor, bias: torch.Tensor = lead) -> torch.Tensor:
+                    return tv_depthwise(x, w, bias)
+
+            torch.testing.assert_close(torch.export.export(M(), (x,)).module()(x), want)

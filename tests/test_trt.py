@@ -104,6 +104,76 @@ def test_build_plan_tensorrt11_is_always_strongly_typed() -> None:
         resolve_precision(p, fp16_requested=True, network_has_half=False)
 
 
+class _Tensor:  # the parts of tensorrt.ITensor that build.py reads
+    def __init__(self, name: str, dtype: str) -> None:
+        self.name, self.dtype = name, dtype
+
+
+class _Layer:  # tensorrt.ILayer: inputs (None for an absent optional one) and outputs
+    def __init__(self, inputs: list[_Tensor | None], outputs: list[_Tensor]) -> None:
+        self._inputs, self._outputs = inputs, outputs
+        self.num_inputs, self.num_outputs = len(inputs), len(outputs)
+
+    def get_input(self, j: int) -> _Tensor | None:
+        return self._inputs[j]
+
+    def get_output(self, j: int) -> _Tensor:
+        return self._outputs[j]
+
+
+class _Network:  # tensorrt.INetworkDefinition: inputs and layers in the parser's order
+    def __init__(self, inputs: list[_Tensor], layers: list[_Layer]) -> None:
+        self._inputs, self._layers = inputs, layers
+        self.num_inputs, self.num_layers = len(inputs), len(layers)
+
+    def get_input(self, i: int) -> _Tensor:
+        return self._inputs[i]
+
+    def get_layer(self, i: int) -> _Layer:
+        return self._layers[i]
+
+
+def _tv_network(x: str, compute: str, kernels: str) -> _Network:
+    """What onnx-tensorrt makes of input -> [Cast] -> tv_dwconv(x, weight, bias) -> [Cast] -> output:
+    each initializer the plugin reads becomes a constant layer of the initializer's type (the
+    kernels reshaped by a weights-only shuffle here, as an optimizer may leave them)."""
+    inp = _Tensor("input", x)
+    layers, a = [], inp
+    if compute != x:
+        a = _Tensor("input_cast", compute)
+        layers.append(_Layer([inp], [a]))
+    w, w2, b = _Tensor("weight", kernels), _Tensor("weight_shuffled", kernels), _Tensor("bias", compute)
+    layers += [_Layer([], [w]), _Layer([w, None], [w2]), _Layer([], [b])]
+    y = _Tensor("tv_out", compute)
+    layers.append(_Layer([a, w2, b], [y]))
+    if compute != x:
+        layers.append(_Layer([y], [_Tensor("output", x)]))
+    return _Network([inp], layers)
+
+
+def test_precision_comes_from_activations_not_from_weights() -> None:
+    """A float32 network with float16 TV kernels (HALF constants) is float32: TF32 off, sidecar and
+    validate say float32, TensorRT 11 refuses --fp16. Half activations make it float16."""
+    from tvexport.trt.build import _network_has_half
+
+    trt = types.SimpleNamespace(float32="FLOAT", float16="HALF")
+    half = _network_has_half(trt, _tv_network("FLOAT", "FLOAT", "HALF"))
+    assert not half
+    for version in ("10.9.0", "11.4.0"):
+        assert resolve_precision(plan_build(version, fp16=False), fp16_requested=False, network_has_half=half) == "float32"
+    with pytest.raises(TvexportError, match="strongly typed"):
+        resolve_precision(plan_build("11.4.0", fp16=True), fp16_requested=True, network_has_half=half)
+    assert not _network_has_half(trt, _tv_network("FLOAT", "FLOAT", "FLOAT"))
+    assert _network_has_half(trt, _tv_network("HALF", "HALF", "HALF"))  # float16 I/O
+    assert _network_has_half(trt, _tv_network("FLOAT", "HALF", "HALF"))  # float16 network, float32 I/O
+    assert _network_has_half(trt, _tv_network("HALF", "HALF", "FLOAT"))
+    # half two layers after the input: activation status passes from layer to layer
+    inp, w = _Tensor("input", "FLOAT"), _Tensor("w", "FLOAT")
+    a, b = _Tensor("conv_out", "FLOAT"), _Tensor("conv_half", "HALF")
+    deep = _Network([inp], [_Layer([], [w]), _Layer([inp, w], [a]), _Layer([a], [b]), _Layer([b], [_Tensor("output", "FLOAT")])])
+    assert _network_has_half(trt, deep)
+
+
 # --------------------------------------------------------------------------- profiles and sidecar
 
 
@@ -293,6 +363,18 @@ def test_prepare_rejects_bad_nodes(attrs: dict, match: str) -> None:
     spec = _spec(4, 3, 1, 5, 6, None)
     spec["attrs"] = attrs
     with pytest.raises(TvexportError, match=match):
+        prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+
+
+@needs_onnx
+def test_prepare_refuses_a_one_dimensional_bias() -> None:
+    """A (C,) bias initializer is refused before TensorRT sees it, as by the op's other paths
+    (its numpy reference cannot validate one either): a per-channel bias is (C, 1, 1)."""
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    spec = _spec(4, 3, 1, 5, 4, "channel")
+    spec["bias"] = spec["bias"].reshape(4)  # C == OW: torch would add it along W
+    with pytest.raises(TvexportError, match=r"m.onnx: tv_dwconv node tv0: .*\(4,\) fits neither .*per-channel bias is \(C, 1, 1\)"):
         prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
 
 

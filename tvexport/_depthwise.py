@@ -13,6 +13,8 @@ reference generator's last conv (``c*k*k + ky*k + kx``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -38,6 +40,25 @@ def _check_input(x: torch.Tensor, weight: torch.Tensor, stride: int) -> int:
             f"gives {oh}x{ow}: TVConv only runs at its trained input size (re-bake for another: tvexport bake --input-size)"
         )
     return k
+
+
+def bias_is_map(shape: Sequence[int], channels: int, h: int, w: int) -> bool:
+    """True for a (C, h, w) bias map, False for a per-channel (C, 1, 1) bias; ValueError otherwise.
+
+    Leading 1s broadcast away ((1, C, h, w) is a map). A 1-D bias is refused on every path (the
+    torch forms, the Triton kernel, the TensorRT plugin and the ONNX node's references): torch
+    would add a (C,) vector along W where a kernel reads it per channel, so a per-channel bias is
+    always written (C, 1, 1).
+    """
+    dims = [int(d) for d in shape]
+    while len(dims) > 3 and dims[0] == 1:
+        dims.pop(0)
+    if dims == [channels, h, w]:
+        return True
+    if dims == [channels, 1, 1]:
+        return False
+    hint = "; a per-channel bias is (C, 1, 1), not (C,)" if len(dims) == 1 else ""
+    raise ValueError(f"TV bias of shape {tuple(shape)} fits neither ({channels}, {h}, {w}) nor ({channels}, 1, 1){hint}")
 
 
 def _is_eager(x: torch.Tensor) -> bool:
@@ -80,8 +101,8 @@ def tv_depthwise(
     """Translation-variant depthwise conv as shift-and-accumulate over the k*k taps.
 
     This form never materialises the unfolded (N, C, k*k, h, w) tensor; compilers
-    (torch.compile, AOTInductor) fuse it into a single loop. ``bias`` broadcasts against
-    (C, h, w): a full map or a per-channel (C, 1, 1) bias.
+    (torch.compile, AOTInductor) fuse it into a single loop. ``bias`` is a full (C, h, w) map or
+    a per-channel (C, 1, 1) bias (``bias_is_map``: a 1-D bias is refused).
 
     Eager calls accumulate in place into one output buffer. Traced CPU calls (torch.compile,
     torch.export) read each tap's kernel through an (h, w, C) copy, which constant folding makes
@@ -98,6 +119,9 @@ def tv_depthwise(
     k = _check_input(x, weight, stride)
     check_scale(weight, scale, scale_dtypes=(torch.float32, torch.float64))
     h, w = weight.shape[-2:]
+    if bias is not None:
+        bias_is_map(bias.shape, weight.shape[0], h, w)
+        bias = bias.reshape(bias.shape[-3:])  # leading 1s dropped: (C, h, w) or (C, 1, 1)
     taps = _taps(x, k, stride, h, w)
     scales = None if scale is None else scale.reshape(scale.shape[0], -1)
 
@@ -153,9 +177,13 @@ def _dequantize_traced(plane: torch.Tensor, scale: torch.Tensor) -> torch.Tensor
 def tv_depthwise_unfold(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, stride: int = 1
 ) -> torch.Tensor:
-    """The reference's formulation: ``F.unfold`` then multiply and sum over taps."""
+    """The reference's formulation: ``F.unfold`` then multiply and sum over taps (``bias`` as in
+    ``tv_depthwise``)."""
     k = _check_input(x, weight, stride)
     c, kk, h, w = weight.shape
+    if bias is not None:
+        bias_is_map(bias.shape, c, h, w)
+        bias = bias.reshape(bias.shape[-3:])
     cols = F.unfold(x, k, dilation=1, padding=k // 2, stride=stride).view(x.shape[0], c, kk, h, w)
     out = (cols * weight.unsqueeze(0)).sum(dim=2)
     if bias is not None:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from .._depthwise import bias_is_map
+
 BiasMode = Literal[0, 1, 2]
 BIAS_NONE: BiasMode = 0
 BIAS_MAP: BiasMode = 1  # bias (C, OH, OW): one value per output position
-BIAS_CHANNEL: BiasMode = 2  # bias (C, 1, 1) or (C,): one value per channel
+BIAS_CHANNEL: BiasMode = 2  # bias (C, 1, 1): one value per channel
 
 MAX_TILE = 4096  # fp32 accumulators per program (batch_tile * block)
 BLOCKS = (1024, 512, 256, 128, 64, 32)
@@ -125,17 +127,11 @@ def aot_configs(
 
 
 def bias_mode(bias_shape: tuple[int, ...] | None, channels: int, oh: int, ow: int) -> BiasMode:
-    """How the kernel reads ``bias``: a (C, OH, OW) map, or one value per channel ((C, 1, 1) or (C,))."""
+    """How the kernel reads ``bias``: a (C, OH, OW) map, or one value per channel (C, 1, 1); a
+    1-D (C,) bias is refused, as on every path of the op (``tvexport._depthwise.bias_is_map``)."""
     if bias_shape is None:
         return BIAS_NONE
-    dims = [int(d) for d in bias_shape]
-    while len(dims) > 3 and dims[0] == 1:  # (1, C, OH, OW) broadcasts like (C, OH, OW)
-        dims.pop(0)
-    if dims == [channels, oh, ow]:
-        return BIAS_MAP
-    if dims in ([channels], [channels, 1, 1]):
-        return BIAS_CHANNEL
-    raise ValueError(f"bias of shape {tuple(bias_shape)} fits neither ({channels}, {oh}, {ow}) nor ({channels}, 1, 1)")
+    return BIAS_MAP if bias_is_map(bias_shape, channels, oh, ow) else BIAS_CHANNEL
 
 
 # The kernel's run-time parameters in order: input pointers, int32 scalars, output pointer.

@@ -29,6 +29,7 @@ from ._config import (
     launch_config,
     scalar_args,
 )
+from ._op import TRITON_ACTIVATIONS, TRITON_KERNELS
 from ._ptx import strip_unused_params
 
 _INT32_MAX = 2**31 - 1
@@ -84,10 +85,6 @@ def tv_dw_kernel(  # the name stays within KERNEL_NAME_MAX characters (TensorRT 
     tl.store(out_ptr + (o_rows + p), acc.to(out_ptr.dtype.element_ty), mask=nmask & pmask)
 
 
-_ACTIVATIONS = (torch.float32, torch.float16)
-_KERNELS = (torch.float32, torch.float16, torch.int8)
-
-
 @functools.lru_cache(maxsize=16)
 def _cuda_sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -112,14 +109,14 @@ def tv_dwconv_triton(
 
     ``x`` float32 or float16; ``weight`` float32, float16 or int8 with a float32 ``scale``
     (C, k*k, 1, 1), read in its own dtype and dequantized in registers; ``bias`` None, a
-    (C, OH, OW) map or a per-channel (C, 1, 1) / (C,) vector of either float dtype. Sums are
+    (C, OH, OW) map or a per-channel (C, 1, 1) vector of either float dtype (not (C,)). Sums are
     float32; the output has ``x``'s dtype.
     """
     k = _check_input(x, weight, stride)
     check_scale(weight, scale)
-    if x.dtype not in _ACTIVATIONS:
+    if x.dtype not in TRITON_ACTIVATIONS:
         raise TypeError(f"the TV kernel takes float32 or float16 activations, got {x.dtype}")
-    if weight.dtype not in _KERNELS or (bias is not None and bias.dtype not in _ACTIVATIONS):
+    if weight.dtype not in TRITON_KERNELS or (bias is not None and bias.dtype not in TRITON_ACTIVATIONS):
         raise TypeError(f"the TV kernel takes float32/float16/int8 kernels and a float bias, got {weight.dtype}, {None if bias is None else bias.dtype}")
     n, c, h, w = x.shape
     _, _, oh, ow = weight.shape

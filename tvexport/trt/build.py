@@ -44,14 +44,30 @@ def _tensor_info(trt: Any, tensor: Any) -> dict[str, Any]:
 
 
 def _network_has_half(trt: Any, network: Any) -> bool:
+    """Whether the network computes in float16: an input, or a tensor computed from one, is HALF.
+
+    Tensors computed from weights alone do not count: the ONNX parser turns each initializer a
+    plugin reads into a constant layer of the initializer's type, so a float32 network with
+    float16 TV kernels has HALF constants and still computes in float32. Layers come in the
+    parser's (topological) order; a layer with no activation input (a constant, or one that only
+    reads constants) produces weights.
+    """
+    activations: set[str] = set()  # names of the tensors computed from the network's inputs
     for i in range(network.num_inputs):
-        if network.get_input(i).dtype == trt.float16:
+        tensor = network.get_input(i)
+        if tensor.dtype == trt.float16:
             return True
+        activations.add(tensor.name)
     for i in range(network.num_layers):
         layer = network.get_layer(i)
+        inputs = (layer.get_input(j) for j in range(layer.num_inputs))
+        if not any(t is not None and t.name in activations for t in inputs):
+            continue  # weights only
         for j in range(layer.num_outputs):
-            if layer.get_output(j).dtype == trt.float16:
+            tensor = layer.get_output(j)
+            if tensor.dtype == trt.float16:
                 return True
+            activations.add(tensor.name)
     return False
 
 
