@@ -121,7 +121,10 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
         notes.append(f"{len(ckpt.nonfinite)} tensors hold NaN/Inf: {', '.join(ckpt.nonfinite[:3])}")
     if ckpt.meta.get("resize") is not None:
         try:
-            notes.append(describe_resize(ckpt.meta["resize"]))
+            # the file's report, not its resize record, says whether anything was verified (files
+            # re-baked with --no-verify before the record followed it claim a check); no "report"
+            # key at all: the record is all there is
+            notes.append(describe_resize(ckpt.meta["resize"], reported=ckpt.meta.get("report", True) is not None))
         except (KeyError, TypeError, ValueError) as err:
             raise damaged_metadata(ckpt.path, err) from None
     return ModelSummary(
