@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,11 @@ def _generator_cost(layer: TVConv) -> tuple[int, int]:
     return params + layer.posi_map.numel(), flops
 
 
+def dropped_keys_note(dropped: Mapping[str, Sequence[int]]) -> str:
+    """``dropped training-only keys: head.weight 512x10, n_averaged scalar`` (a 0-d tensor is a scalar)."""
+    return "dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, shape)) or 'scalar'}" for k, shape in dropped.items())
+
+
 def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
     """Describe a loaded zoo model (unbaked or baked) read from ``ckpt``."""
     from .models.registry import config_of
@@ -116,7 +122,7 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
     )
     notes = []
     if ckpt.dropped:
-        notes.append("dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in ckpt.dropped.items()))
+        notes.append(dropped_keys_note(ckpt.dropped))
     if ckpt.nonfinite:
         notes.append(f"{len(ckpt.nonfinite)} tensors hold NaN/Inf: {', '.join(ckpt.nonfinite[:3])}")
     if ckpt.meta.get("resize") is not None:
