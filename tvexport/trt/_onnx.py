@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TvexportError, missing
-from ..kernels._config import BIAS_CHANNEL, BIAS_MAP, bias_mode
+from ..kernels._config import BIAS_MAP, bias_mode
 from ._spec import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, parse_attrs
 
 
@@ -130,7 +130,7 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             except ValueError as err:
                 raise TvexportError(f"{where}: {err}") from None
             bias_kind = "map" if mode == BIAS_MAP else "channel"
-            if oh == ow == 1 and mode in (BIAS_MAP, BIAS_CHANNEL) and node.name in recorded:  # (C, 1, 1) either way
+            if oh == ow == 1 and node.name in recorded:  # (C, 1, 1) either way: the layer's kind as exported
                 bias_kind = recorded[node.name]
         else:
             bias_name = f"{node.name or 'tv_dwconv'}_{idx}_zero_bias"
