@@ -342,9 +342,10 @@ def test_prepare_labels_a_1x1_bias_by_the_layers_kind(cli, face_ckpt: Path, tmp_
     # files exported before the record: the shape alone, as before; a damaged record is refused
     proto = onnx_graph(load_baked(baked), tv_op="plugin")
     record = next(p for p in proto.metadata_props if p.key == "tvexport.tv_bias")
-    record.value = "[1"
-    with pytest.raises(TvexportError, match="m.onnx: its metadata tvexport.tv_bias is damaged"):
-        prepare_tv_nodes(proto, source="m.onnx")
+    for damaged in ("[1", "[" * 100_000 + "]" * 100_000):  # the second: a RecursionError in json
+        record.value = damaged
+        with pytest.raises(TvexportError, match="m.onnx: its metadata tvexport.tv_bias is damaged"):
+            prepare_tv_nodes(proto, source="m.onnx")
     proto.metadata_props.remove(record)
     assert {n.bias for n in prepare_tv_nodes(proto) if (n.oh, n.ow) == (1, 1)} == {"map"}
 

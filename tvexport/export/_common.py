@@ -26,8 +26,8 @@ from ..quantize import kernel_dtype as quantize_dtype
 __all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype"]
 
 NONFINITE_BAKED_HINT = (
-    "it was baked with --allow-nonfinite, so its outputs hold NaN/Inf and no artefact can be validated against it; "
-    "export with --no-validate to write one anyway (NaN/Inf kernels stay non-finite in every --kernel-dtype)"
+    "it was baked with --allow-nonfinite, so nothing can be checked against it; validate against a finite bake, or "
+    "export with --no-validate to write the artefact unchecked (NaN/Inf kernels stay non-finite in every --kernel-dtype)"
 )
 
 Runner = Callable[[np.ndarray], np.ndarray]

@@ -299,6 +299,11 @@ def onnx_graph(
     if dynamic_batch:
         _name_batch_dim(proto)
     tv_bias = {n: m.bias_kind for n, m in prepared.named_modules() if isinstance(m, _TVPlaceholder) and m.bias_kind} if tv_op == "plugin" else {}
+    # the record is read by node name (trt/_onnx.py): every key must name the layer's plugin node
+    from ._onnx_tv import PLUGIN_OP
+
+    unnamed = set(tv_bias) - {node.name for node in proto.graph.node if node.op_type == PLUGIN_OP}
+    assert not unnamed, f"tvexport.tv_bias names no plugin node: {sorted(unnamed)[:3]}"
     _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, kernel_dtype=stored_kernel_dtype(model, dtype), fp16_io=fp16_io, opset=opset,
                   decomposition=_describe(used) if tv_op == "portable" and used else None, tv_bias=tv_bias)
     if _graph_bytes(proto) >= EXTERNAL_DATA_LIMIT:
