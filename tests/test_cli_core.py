@@ -76,6 +76,19 @@ def test_bake_default_output_and_force(cli, face_ckpt: Path) -> None:
     assert 0 <= source["deployable_params"] - inspected["deployable_params"] < 0.01 * source["deployable_params"]
 
 
+def test_dropped_scalar_is_named_without_a_trailing_space(cli, tmp_path: Path) -> None:
+    """An SWA state dict's 0-d ``n_averaged`` is dropped; inspect and bake name it as a scalar
+    (the shape join gave "n_averaged " with a trailing space)."""
+    model = make_model()
+    src = tmp_path / "swa.pt"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()} | {"n_averaged": torch.tensor(3)}, src)
+    for argv in (["inspect", src], ["bake", src, "--no-verify", "-o", tmp_path / "swa.baked.pt"]):
+        r = cli(*argv)
+        assert r.exit_code == 0, r.stderr
+        (note,) = [line for line in r.stdout.splitlines() if "dropped training-only keys" in line]
+        assert note == "note: dropped training-only keys: n_averaged scalar", repr(note)
+
+
 def test_output_may_not_be_the_source(cli, face_ckpt: Path) -> None:
     """Before: `bake CKPT -o CKPT --force` replaced the checkpoint by its baked file."""
     before = face_ckpt.read_bytes()

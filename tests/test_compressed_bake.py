@@ -314,3 +314,51 @@ def test_export_float16_overflow_names_the_file(cli, tmp_path: Path) -> None:
         assert lines[0].startswith(f"error: {source}: baked weight of features.1.conv.0.0 overflows float16"), lines[0]
         assert "--kernel-dtype float32" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.baked.pt", "big.ckpt"]
+
+
+def test_export_of_nonfinite_kernels_keeps_them_nonfinite_and_refuses_to_validate(cli, tmp_path: Path) -> None:
+    """A baked file with a NaN (channel, tap) plane (``bake --allow-nonfinite``), exported with int8
+    kernels: as float16 kernels keep NaN/Inf, int8 keeps the plane non-finite (scale NaN, codes 0),
+    the artefact computes NaN where the torch model does. Validation cannot pass against NaN
+    outputs: refused up front in one line naming the file and --no-validate (it used to run the
+    export and then suggest raising --rtol/--atol)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from tvexport.bake import save_baked
+
+    model = make_model()
+    with torch.no_grad():
+        model.features[1].conv[0][0].weight_layers[-1].weight[4] = float("nan")  # generator output plane 4: channel 0, tap 4
+    baked = save_baked(bake(model, verify=False, allow_nonfinite=True), tmp_path / "nan.baked.pt")
+
+    def refused(*argv: object) -> None:
+        r = cli(*argv)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"error: {baked}: 1 weight tensor holds NaN/Inf (features.1.conv.0.0.weight)") and "--no-validate" in lines[0], lines[0]
+
+    refused("export", baked, "-o", tmp_path / "v.onnx", "--kernel-dtype", "int8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.baked.pt"]
+    x = random_inputs((1, 3, 96, 96)).numpy()
+    with torch.no_grad():
+        want = load_baked(baked)(torch.from_numpy(x)).numpy()
+    assert np.isnan(want).any()
+    for dtype in ("int8", "float16"):
+        plugin, out = tmp_path / f"{dtype}.plugin.onnx", tmp_path / f"{dtype}.onnx"
+        for path, tv_op in ((plugin, "plugin"), (out, "portable")):
+            r = cli("export", baked, "-o", path, "--kernel-dtype", dtype, "--tv-op", tv_op, "--no-validate")
+            assert r.exit_code == 0, r.stderr
+        inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(plugin)).graph.initializer}  # the plugin node's inputs: kernels as stored
+        weight = inits["features.1.conv.0.0.weight"].reshape(-1, 96 * 96)
+        if dtype == "int8":
+            scale = inits["features.1.conv.0.0.scale"].reshape(-1)
+            assert np.isnan(scale[4]) and (weight[4] == 0).all() and np.isfinite(np.delete(scale, 4)).all()
+        else:
+            assert np.isnan(weight[4]).all() and np.isfinite(np.delete(weight, 4, axis=0)).all()
+        sess = ort.InferenceSession(str(out))
+        got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        refused("validate", out, "--against", baked)

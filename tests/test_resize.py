@@ -325,6 +325,16 @@ def test_cli_no_verify_rebake_notes(cli, face_ckpt: Path, tmp_path: Path) -> Non
     r = cli("inspect", out)
     assert r.exit_code == 0 and "not verified" in r.stdout and "verification covers" not in r.stdout
     assert torch.load(out, weights_only=True)["bake"]["resize"]["verified_at"] is None
+    # files written before verified_at followed --no-verify recorded a verification that never ran;
+    # the file's missing report says otherwise, and the note follows the report
+    payload = torch.load(out, weights_only=True)
+    for method, claim in (("kernels", "the report checks the 96x96 bake they come from"), ("generator", "the unbaked network resampled")):
+        payload["bake"]["resize"].update(resample=method, verified_at=[96, 96] if method == "kernels" else [72, 72], reference=claim)
+        assert payload["bake"]["report"] is None
+        torch.save(payload, out)
+        r = cli("inspect", out)
+        assert r.exit_code == 0 and "not verified" in r.stdout, r.stdout
+        assert "verification covers" not in r.stdout and "verified against" not in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize(("text", "size"), [("96", (96, 96)), ("96x80", (96, 80)), (" 96 X 80 ", (96, 80)), ("72,100", (72, 100))])

@@ -396,6 +396,42 @@ def test_prepare_rejects_non_constant_kernels_and_bad_files(tmp_path: Path) -> N
     assert data and [n.bias for n in nodes] == ["channel"]
 
 
+@needs_onnx
+def test_prepare_labels_a_1x1_bias_by_the_layers_kind(cli, face_ckpt: Path, tmp_path: Path) -> None:
+    """At 1x1 a folded BatchNorm's shift and a TV bias map are both (C, 1, 1): the node list takes
+    the kind the baked layer carries (recorded by the exporter), not a guess from the shape."""
+    from conftest import make_model
+    from tvexport.bake import bake_model, load_baked
+    from tvexport.export.onnx import onnx_graph
+    from tvexport.layers import BakedTVConv
+    from tvexport.models import TVSettings
+    from tvexport.trt._onnx import prepare_onnx, prepare_tv_nodes
+
+    baked, out = tmp_path / "f16.baked.pt", tmp_path / "f16.onnx"
+    assert cli("bake", face_ckpt, "--input-size", "16x16", "--no-verify", "-o", baked).exit_code == 0
+    r = cli("export", baked, "--tv-op", "plugin", "--no-validate", "-o", out)  # simplified, as shipped
+    assert r.exit_code == 0, r.stderr
+    kinds = {n: m.bias_kind for n, m in load_baked(baked).named_modules() if isinstance(m, BakedTVConv)}
+    nodes = prepare_onnx(out)[1]
+    assert any((n.oh, n.ow) == (1, 1) for n in nodes) and set(kinds.values()) == {"channel"}
+    assert {n.name: n.bias for n in nodes} == kinds
+    # the other kind at 1x1: a TV bias map (BatchNorm folded into it), also with float32 I/O around float16
+    model = bake_model(make_model("deeplabv3plus_mobilenetv2", tv=TVSettings(bias=True, inter_chans=4, inter_layers=0)),
+                       input_size=(16, 16), verify=False).model
+    for dtype in ("float32", "float16"):
+        nodes = prepare_tv_nodes(onnx_graph(model, tv_op="plugin", dtype=dtype))
+        assert nodes and {(n.oh, n.ow, n.bias) for n in nodes} == {(1, 1, "map")}
+    # files exported before the record: the shape alone, as before; a damaged record is refused
+    proto = onnx_graph(load_baked(baked), tv_op="plugin")
+    record = next(p for p in proto.metadata_props if p.key == "tvexport.tv_bias")
+    for damaged in ("[1", "[" * 100_000 + "]" * 100_000):  # the second: a RecursionError in json
+        record.value = damaged
+        with pytest.raises(TvexportError, match="m.onnx: its metadata tvexport.tv_bias is damaged"):
+            prepare_tv_nodes(proto, source="m.onnx")
+    proto.metadata_props.remove(record)
+    assert {n.bias for n in prepare_tv_nodes(proto) if (n.oh, n.ow) == (1, 1)} == {"map"}
+
+
 # --------------------------------------------------------------------------- without TensorRT
 
 

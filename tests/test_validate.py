@@ -106,6 +106,25 @@ def test_cli_validate_bad_inputs(cli: Any, artefacts: dict[str, Path], tmp_path:
     assert r.exit_code == 2 and "unknown backend" in r.stderr
 
 
+def test_cli_validate_names_a_torchscript_model_as_such(cli: Any, artefacts: dict[str, Path], tmp_path: Path) -> None:
+    """Before: a torch.jit.save file given as the artefact 'looks like a checkpoint' (export it first);
+    it is TorchScript, which no backend runs: say so and what validate takes, with or without --backend."""
+    import warnings
+
+    import torch
+
+    ts = tmp_path / "ts_model.pt"
+    with warnings.catch_warnings():  # torch.jit is deprecated: what users still have, not what we do
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))), ts)
+    for extra in ([], ["--backend", "aoti"], ["--backend", "onnxruntime"]):
+        r = cli("validate", ts, "--against", artefacts["ckpt"], *extra)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+        assert lines[0].startswith(f"error: {ts} is a TorchScript model (torch.jit.save), not an exported model"), lines[0]
+        assert "looks like a checkpoint" not in lines[0] and "ONNX model" in lines[0] and "AOTInductor package" in lines[0], lines[0]
+
+
 @pytest.mark.parametrize("name", ["model.ckpt", "model.onnx", "model.pt2"])
 def test_cli_validate_names_a_directory_or_empty_model_as_such(cli: Any, artefacts: dict[str, Path], tmp_path: Path, name: str) -> None:
     """Before: a directory or empty file named *.ckpt was called "a checkpoint" (export it first), and

@@ -205,11 +205,15 @@ def _hw(size: Any) -> str:
     return "x".join(str(int(n)) for n in size)
 
 
-def describe_resize(resize: Mapping[str, Any]) -> str:
-    """One line for a ``resize`` record (``BakeResult.resize``, a baked file's ``bake.resize``)."""
+def describe_resize(resize: Mapping[str, Any], *, reported: bool = True) -> str:
+    """One line for a ``resize`` record (``BakeResult.resize``, a baked file's ``bake.resize``).
+
+    ``reported=False``: the file holds no verification report, so nothing was verified whatever
+    the record says (files written before ``verified_at`` followed ``--no-verify`` claim a check).
+    """
     size, trained = _hw(resize["input_size"]), _hw(resize["trained_input_size"])
     source = _hw(resize.get("source_input_size") or resize["trained_input_size"])  # records before it: the trained size
-    verified = resize.get("verified_at") is not None
+    verified = reported and resize.get("verified_at") is not None
     if resize["resample"] == "generator":
         how = f"posi_map and generator LayerNorm maps resampled ({resize['interpolation']}), kernels generated at {size}; "
         how += "verified against that unbaked network" if verified else "not verified (--no-verify)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,11 @@ def _generator_cost(layer: TVConv) -> tuple[int, int]:
     return params + layer.posi_map.numel(), flops
 
 
+def dropped_keys_note(dropped: Mapping[str, Sequence[int]]) -> str:
+    """``dropped training-only keys: head.weight 512x10, n_averaged scalar`` (a 0-d tensor is a scalar)."""
+    return "dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, shape)) or 'scalar'}" for k, shape in dropped.items())
+
+
 def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
     """Describe a loaded zoo model (unbaked or baked) read from ``ckpt``."""
     from .models.registry import config_of
@@ -116,12 +122,15 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
     )
     notes = []
     if ckpt.dropped:
-        notes.append("dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in ckpt.dropped.items()))
+        notes.append(dropped_keys_note(ckpt.dropped))
     if ckpt.nonfinite:
         notes.append(f"{len(ckpt.nonfinite)} tensors hold NaN/Inf: {', '.join(ckpt.nonfinite[:3])}")
     if ckpt.meta.get("resize") is not None:
         try:
-            notes.append(describe_resize(ckpt.meta["resize"]))
+            # the file's report, not its resize record, says whether anything was verified (files
+            # re-baked with --no-verify before the record followed it claim a check); no "report"
+            # key at all: the record is all there is
+            notes.append(describe_resize(ckpt.meta["resize"], reported=ckpt.meta.get("report", True) is not None))
         except (KeyError, TypeError, ValueError) as err:
             raise damaged_metadata(ckpt.path, err) from None
     return ModelSummary(

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..bake import BakeMismatch, BakeReport, bake_checkpoint
 from ..quantize import kernel_dtype_name
 from ..resize import describe_resize, parse_input_size
-from ..summary import ModelSummary, inspect_checkpoint
+from ..summary import ModelSummary, dropped_keys_note, inspect_checkpoint
 from . import app
 from ._console import comparison_table, console, err_console
 from ._options import AllowNonfinite, Arch, Atol, DType, Force, InputSize, InterpolationMode, Json, KernelDTypeOpt, Output, ResampleMethod, Rtol, Source
@@ -126,7 +126,7 @@ def bake_cmd(
         }, indent=2))
         return
     if dropped:
-        console.print("note: dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in dropped.items()), highlight=False)
+        console.print("note: " + dropped_keys_note(dropped), highlight=False)
     if result.resize is not None:
         console.print("note: " + describe_resize(result.resize), highlight=False)
     if result.report is not None:

@@ -25,6 +25,11 @@ from ..quantize import kernel_dtype as quantize_dtype
 
 __all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype"]
 
+NONFINITE_BAKED_HINT = (
+    "it was baked with --allow-nonfinite, so nothing can be checked against it; validate against a finite bake, or "
+    "export with --no-validate to write the artefact unchecked (NaN/Inf kernels stay non-finite in every --kernel-dtype)"
+)
+
 Runner = Callable[[np.ndarray], np.ndarray]
 """A loaded artefact: NCHW float32 input -> output array."""
 
@@ -97,12 +102,16 @@ def load_source(
 
     ``kernel_dtype`` (float32, float16, int8; default: as stored, float32 for a checkpoint) is how
     the TV kernels are stored: a checkpoint is baked straight to it, a baked file's float32 kernels
-    are compressed (``with_kernel_dtype``). ``reference=False`` (an export without validation):
+    are compressed (``with_kernel_dtype``). A baked file holding NaN/Inf (``--allow-nonfinite``)
+    is refused unless ``reference=False``: its outputs are non-finite, so nothing could pass.
+    ``reference=False`` (an export without validation):
     a baked file or a baseline gets no ``Reference`` (a float64 copy of the network) and
     ``ExportSource.reference`` is None; a TV checkpoint keeps its own, which verifies the bake.
     """
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
+        if reference:  # kept as stored (NaN/Inf stay non-finite in any kernel dtype), but nothing can be checked against them
+            refuse_nonfinite(ckpt, hint=NONFINITE_BAKED_HINT)
         model = model_from_baked(ckpt, arch=arch)
         return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, reference=Reference(model) if reference else None, source=ckpt.path))
     refuse_nonfinite(ckpt)

@@ -13,7 +13,8 @@ initializers (no custom domain, no generator); with ``tv_op="plugin"``, one node
 ``tvexport::tv_dwconv(x, weight (C, k*k, h, w), bias (C, h, w) | (C, 1, 1) | '', scale)`` with
 INT attributes ``k``, ``stride``, ``padding`` and STRING attributes ``plugin_namespace="tvexport"``,
 ``plugin_version="1"`` (how TensorRT's ONNX parser finds a plugin; its CPU reference is in
-``_plugin_ref``). BatchNorms are folded as the bake folded them (``bake --no-fold-bn`` keeps them:
+``_plugin_ref``), each node's bias kind ("map" or "channel") recorded by node name in the JSON
+metadata ``tvexport.tv_bias`` (at 1x1 both are (C, 1, 1)). BatchNorms are folded as the bake folded them (``bake --no-fold-bn`` keeps them:
 ``BatchNormalization`` nodes; a DWConv/dense baseline's are folded), dropout and training heads are gone. TV kernels keep the
 dtype the baked model stores them in (float32, float16, or int8 with per-(channel, tap) scales:
 ``tvexport.quantize``); ``DequantizeLinear``/``Cast`` nodes (portable) or the plugin op
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 import shutil
@@ -150,6 +152,7 @@ class _TVPlaceholder(nn.Module):
         self.register_buffer("weight", layer.weight.detach().clone())
         self.register_buffer("bias", layer.bias.detach().to(dtype).clone() if layer.bias is not None else None)
         self.register_buffer("scale", layer.scale.detach().float().clone() if layer.scale is not None else None)
+        self.bias_kind = layer.bias_kind  # at 1x1 a map and a per-channel shift have one shape: kept as state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.tvexport_onnx.tv_layer(x, self.weight, self.bias, self.scale, self.stride)
@@ -295,8 +298,14 @@ def onnx_graph(
     used = _splice_tv_layers(proto, tv_op=tv_op, decomposition=decomposition, batch=None if dynamic_batch else batch, compute=dtype)
     if dynamic_batch:
         _name_batch_dim(proto)
+    tv_bias = {n: m.bias_kind for n, m in prepared.named_modules() if isinstance(m, _TVPlaceholder) and m.bias_kind} if tv_op == "plugin" else {}
+    # the record is read by node name (trt/_onnx.py): every key must name the layer's plugin node
+    from ._onnx_tv import PLUGIN_OP
+
+    unnamed = set(tv_bias) - {node.name for node in proto.graph.node if node.op_type == PLUGIN_OP}
+    assert not unnamed, f"tvexport.tv_bias names no plugin node: {sorted(unnamed)[:3]}"
     _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, kernel_dtype=stored_kernel_dtype(model, dtype), fp16_io=fp16_io, opset=opset,
-                  decomposition=_describe(used) if tv_op == "portable" and used else None)
+                  decomposition=_describe(used) if tv_op == "portable" and used else None, tv_bias=tv_bias)
     if _graph_bytes(proto) >= EXTERNAL_DATA_LIMIT:
         return proto  # shape inference needs a serialised model; onnxruntime infers at load time
     return onnx.shape_inference.infer_shapes(proto, data_prop=True)
@@ -397,7 +406,12 @@ def _name_batch_dim(proto: Any) -> None:
         dim.dim_param = BATCH_DIM
 
 
-def _set_metadata(proto: Any, cfg: ArchConfig, *, tv_op: str, dtype: str, kernel_dtype: str | None, fp16_io: bool, opset: int, decomposition: str | None) -> None:
+def _set_metadata(
+    proto: Any, cfg: ArchConfig, *, tv_op: str, dtype: str, kernel_dtype: str | None, fp16_io: bool, opset: int, decomposition: str | None,
+    tv_bias: dict[str, str] | None = None,
+) -> None:
+    """``tv_bias``: each plugin node's bias kind by node name ("map" or "channel"), recorded as
+    ``tvexport.tv_bias`` (JSON) because a 1x1 layer's bias has the same shape either way."""
     from onnx import helper
 
     in_name, out_name = _io_names(cfg)
@@ -415,6 +429,8 @@ def _set_metadata(proto: Any, cfg: ArchConfig, *, tv_op: str, dtype: str, kernel
     }
     if decomposition is not None:
         meta["tvexport.decomposition"] = decomposition
+    if tv_bias:
+        meta["tvexport.tv_bias"] = json.dumps(tv_bias, separators=(",", ":"))
     helper.set_model_props(proto, meta)
     c, h, w = cfg.input_shape
     proto.doc_string = (

@@ -119,6 +119,12 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
     (refused when the file is plainly another kind of artefact), else the one its content calls for."""
     if found is not None and found.describes is not None:
         raise TvexportError(f"{found.describe()}, not the model itself", hint=f"validate {found.describes} instead")
+    if found is None and describe_file(Path(artifact)) == "a TorchScript model":  # no backend runs one, whatever --backend says
+        raise TvexportError(
+            f"{artifact} is a TorchScript model (torch.jit.save), not an exported model: validate runs an ONNX model, "
+            "an AOTInductor package (.pt2) or a TensorRT engine with its sidecar",
+            hint="export the checkpoint it was made from (tvexport export CKPT) and validate the result",
+        )
     if backend is None:
         if found is not None:
             return found.backend

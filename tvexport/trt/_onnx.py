@@ -10,11 +10,15 @@ have a fixed number of inputs, so here
   the op type, to the plugin creator, and ``tensorrt.plugin`` looks the plugin up by that name
   (TensorRT keeps layer names unique by itself);
 * the plugin namespace/version attributes are checked and filled in where missing.
+
+A node's bias kind is read off its shape, except at 1x1 where a map and a per-channel shift are
+both (C, 1, 1): there the exporter's record (metadata ``tvexport.tv_bias``) says which.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,20 @@ def _constant_tensors(graph: Any) -> dict[str, Any]:
     return tensors
 
 
+def _recorded_bias_kinds(model: Any, source: str) -> dict[str, str]:
+    """The exporter's ``tvexport.tv_bias`` record (node name -> "map"/"channel"); {} for older files."""
+    text = next((p.value for p in model.metadata_props if p.key == "tvexport.tv_bias"), None)
+    if text is None:
+        return {}
+    try:
+        kinds = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+        kinds = None
+    if not isinstance(kinds, dict) or not all(isinstance(k, str) and v in ("map", "channel") for k, v in kinds.items()):
+        raise TvexportError(f"{source}: its metadata tvexport.tv_bias is damaged ({text[:80]!r})", hint="re-export the model with tvexport export")
+    return kinds
+
+
 def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
     """Check and complete every ``tv_dwconv`` node of ``model`` (an ``onnx.ModelProto``) in place."""
     import numpy as np
@@ -59,6 +77,7 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
 
     graph = model.graph
     consts = _constant_tensors(graph)
+    recorded = _recorded_bias_kinds(model, source)
     names = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
     nodes: list[TVNode] = []
     for idx, node in enumerate(graph.node):
@@ -111,6 +130,8 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             except ValueError as err:
                 raise TvexportError(f"{where}: {err}") from None
             bias_kind = "map" if mode == BIAS_MAP else "channel"
+            if oh == ow == 1 and node.name in recorded:  # (C, 1, 1) either way: the layer's kind as exported
+                bias_kind = recorded[node.name]
         else:
             bias_name = f"{node.name or 'tv_dwconv'}_{idx}_zero_bias"
             while bias_name in names:
