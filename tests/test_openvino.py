@@ -441,6 +441,46 @@ def test_following_clip_and_relu_fold_into_the_op(last: bool, extension: Path) -
             assert rel_err(got, wrong) > 100 * LAYER_RTOL
 
 
+CLAMP_PAIRS = [((0.0, 6.0), (7.0, 8.0)), ((7.0, 8.0), (0.0, 6.0)), ((-0.5, 0.7), (0.0, np.inf)), ((-1.0, 1.0), (-0.25, 0.5)),
+               ((-0.25, 0.5), (-1.0, 1.0)), ((0.0, np.inf), (-np.inf, -0.5)), ((-0.5, -0.5), (-0.2, 0.3))]
+
+
+@pytest.mark.parametrize(("first", "then"), CLAMP_PAIRS)
+def test_compose_clamps_is_clamp_after_clamp(first: tuple[float, float], then: tuple[float, float]) -> None:
+    """One clamp standing for two in a row: overlapping ranges intersect, disjoint ones give the
+    endpoint of the second range nearest the first (before: always the intersection, so
+    Clip(0, 6) then Clip(7, 8) became lo 7 > hi 6, which the kernel's max-then-min made 6)."""
+    from tvexport.openvino.runtime import compose_clamps
+
+    x = np.concatenate([np.linspace(-10, 10, 2001), [-np.inf, np.inf]])
+    lo, hi = compose_clamps(first, then)
+    assert lo <= hi
+    np.testing.assert_array_equal(np.clip(x, lo, hi), np.clip(np.clip(x, *first), *then))
+
+
+@pytest.mark.parametrize(("first", "then"), CLAMP_PAIRS[:3], ids=["disjoint-up", "disjoint-down", "clip-relu"])
+def test_successive_clips_fold_as_composed(first: tuple[float, float], then: tuple[float, float], extension: Path) -> None:
+    """tv_dwconv -> Clip(first) -> Clip(then) -> Add: both clips fold into the op, and the output
+    is the second clip of the first (Clip(0, 6) then Clip(7, 8): 7 everywhere)."""
+    case = Case(3, 1, "map", "float32", 1)
+    model, weight, bias = layer_graph(case)
+    graph = model.graph
+    graph.node[0].output[0] = "t"
+    bounds = {"lo1": first[0], "hi1": first[1], "lo2": then[0], "hi2": then[1], "zero": 0.0}
+    graph.initializer.extend([numpy_helper.from_array(np.array(min(max(v, -3e38), 3e38), np.float32), n) for n, v in bounds.items()])
+    graph.node.extend([helper.make_node("Clip", ["t", "lo1", "hi1"], ["c1"]), helper.make_node("Clip", ["c1", "lo2", "hi2"], ["c2"]),
+                       helper.make_node("Add", ["c2", "zero"], ["y"])])
+    runner = OpenVinoRunner(model, extension=extension)
+    x = 4 * np.random.default_rng(1).standard_normal((1, case.channels, case.h, case.w)).astype(np.float32)
+    got = runner(x)
+    assert runner.folded >= 2, runner.folded
+    truth = truth_of(x.astype(np.float64), weight, bias, 1)
+    expected = np.clip(np.clip(truth, *first), *then)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=LAYER_RTOL * np.abs(truth).max())
+    if first == (0.0, 6.0):
+        assert np.all(got == 7.0)
+
+
 # --------------------------------------------------------------------------------------------
 # Bad nodes: one clear line at compile time
 # --------------------------------------------------------------------------------------------

@@ -75,6 +75,15 @@ def _bound(node: Any) -> tuple[int, float, float] | None:
     return None
 
 
+def compose_clamps(first: tuple[float, float], then: tuple[float, float]) -> tuple[float, float]:
+    """The one clamp equal to clamping to ``first`` and then to ``then`` (each ``(lo, hi)``, lo <= hi):
+    ``clamp(clamp(x, a, b), c, d) == clamp(x, lo, hi)`` with ``lo = clamp(a, c, d)`` and
+    ``hi = clamp(b, c, d)``. Overlapping ranges give their intersection; disjoint ones a single
+    value: ``(0, 6)`` then ``(7, 8)`` is ``(7, 7)``, ``(7, 8)`` then ``(0, 6)`` is ``(6, 6)``."""
+    (a, b), (c, d) = first, then
+    return min(max(a, c), d), min(max(b, c), d)
+
+
 def _consumers(output: Any) -> list[Any]:
     """The inputs that read ``output``, less those of nodes folded away (no consumers left)."""
     return [t for t in output.get_target_inputs()
@@ -103,8 +112,8 @@ def fuse_clamps(model: Any) -> int:
         if any(t.get_node().get_type_name() == "Result" for t in targets):
             continue  # keep the model output's name
         attrs = op.get_attributes()
-        if attrs["clamp"]:  # ranges of successive clamps intersect
-            lo, hi = max(lo, attrs["clamp_lo"]), min(hi, attrs["clamp_hi"])
+        if attrs["clamp"]:  # the op's clamp runs first, then this one
+            lo, hi = compose_clamps((attrs["clamp_lo"], attrs["clamp_hi"]), (lo, hi))
         op.set_attribute("clamp", True)
         op.set_attribute("clamp_lo", lo)
         op.set_attribute("clamp_hi", hi)
