@@ -511,6 +511,11 @@ def _bad(mutate: str) -> Any:
     elif mutate == "bias_shape":
         b = graph.initializer[1]
         b.CopyFrom(numpy_helper.from_array(np.zeros((8, 3, 6), np.float32), b.name))
+    elif mutate == "scale_shape":  # 3 scale rows for 8 channels: the Reshape to (C, k*k) cannot divide
+        w = graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
+        graph.initializer.append(numpy_helper.from_array(np.ones((3, 9, 1, 1), np.float32), "tv.scale"))
+        node.input.append("tv.scale")
     return model
 
 
@@ -524,6 +529,7 @@ def _bad(mutate: str) -> Any:
     ("missing_padding", "lacks the INT attribute 'padding'"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
+    ("scale_shape", "scale (3, 9, 1, 1) must be (C, k*k, 1, 1) = (8, 9, 1, 1)"),
 ])
 def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: Path) -> None:
     with pytest.raises(TvexportError) as info:
@@ -531,6 +537,34 @@ def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: 
     text = str(info.value)
     assert message in text and "tv_dwconv node 'tv'" in text
     assert "\n" not in text, text
+
+
+# What OpenVINO 2026.4 raised for the scale_shape graph before the conversion checked the scale
+FRONTEND_FAILURE = (
+    "Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'false' failed at src/frontends/common_translators/src/unconverted_ops_report.cpp:151:\n"
+    "FrontEnd API failed with OpConversionFailure:\nModel wasn't fully converted. Failed operations detailed log:\n"
+    "-- tvexport.tv_dwconv with a message:\nWhile validating ONNX node '<Node(tv_dwconv): y>': Check '!dim::is_empty(minus_one_dim)' failed at "
+    "src/core/shape_inference/include/reshape_shape_inference.hpp:345:\nWhile validating node 'opset1::Reshape Reshape_10 (opset1::Constant "
+    "s[0]:f32[3,9,1,1], opset1::Constant Constant_9[0]:i64[2]) -> (dynamic[...])' with friendly_name 'Reshape_10':\n"
+    "Non-'-1' output dimensions do not evenly divide the input dimensions\n\nSummary:\n-- Conversion is failed for: tvexport.tv_dwconv\n\n"
+)
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (FRONTEND_FAILURE, "Non-'-1' output dimensions do not evenly divide the input dimensions"),
+    ("Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'false' failed at x.cpp:1:\nFrontEnd API failed with OpConversionFailure:\n"
+     "Model wasn't fully converted.\nSummary:\n-- No conversion rule found for operations: tvexport.tv_dwconv\n\n",
+     "No conversion rule found for operations: tvexport.tv_dwconv"),
+    ("Exception from a.cpp:1:\n-- tvexport.tv_dwconv with a message:\ntv_dwconv node 'tv': k must be a positive odd number, got 2\n",
+     "tv_dwconv node 'tv': k must be a positive odd number, got 2"),
+    ("Exception from a.cpp:1:\nsomething else went wrong\n", "something else went wrong"),
+])
+def test_first_line_is_the_reason(text: str, line: str) -> None:
+    """Before: a frontend failure inside the conversion was reported as OpenVINO's header line
+    "tvexport.tv_dwconv with a message:", the reason left out."""
+    from tvexport.openvino.runtime import _first_line
+
+    assert _first_line(RuntimeError(text)) == line
 
 
 def test_cli_validate_bad_plugin_graph_one_line(cli: Any, extension: Path, tmp_path: Path, demo_ckpt: Path) -> None:

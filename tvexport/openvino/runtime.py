@@ -38,14 +38,23 @@ def _require_openvino() -> Any:
     return openvino
 
 
+# OpenVINO's framing around the reason: where it was raised, the frontend's report headers
+_FRAMING = re.compile(r"Exception from |Check '.*' failed at |FrontEnd API failed|Model wasn't fully converted|"
+                      r"Failed operations detailed log|Summary:|While validating |-- .* with a message:$|-- Conversion is failed for")
+
+
 def _first_line(err: BaseException) -> str:
-    """The useful line of an OpenVINO exception: ours (``tv_dwconv node 'name': ...``, ``tv_dwconv: ...``) or its last line."""
+    """The useful line of an OpenVINO exception: ours (``tv_dwconv node 'name': ...``, ``tv_dwconv: ...``),
+    else the first line of the reason that names tv_dwconv, else the reason's last line (OpenVINO's
+    framing such as ``-- tvexport.tv_dwconv with a message:`` skipped)."""
     text = str(err)
-    ours = re.search(r"tv_dwconv(?: node '[^'\n]*')?: [^\n]*", text) or re.search(r"[^\n]*tv_dwconv[^\n]*", text)
+    ours = re.search(r"tv_dwconv(?: node '[^'\n]*')?: [^\n]*", text)
     if ours:
-        return ours.group(0).strip().lstrip("- ")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("Exception from")]
-    return (lines[-1] if lines else type(err).__name__)[:300]
+        return ours.group(0).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reason = [ln for ln in lines if not _FRAMING.match(ln)]
+    named = [ln for ln in reason if "tv_dwconv" in ln]
+    return (named[0].lstrip("- ") if named else reason[-1] if reason else type(err).__name__)[:300]
 
 
 def _has_plugin_nodes(model: Any) -> bool:

@@ -447,6 +447,9 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
         const auto& ss = s.get_partial_shape();
         if (ss.rank().is_dynamic() || ss.rank().get_length() != 4 || !ss[2].compatible(1) || !ss[3].compatible(1))
             refuse(name, "scale must be (C, k*k, 1, 1), got shape ", ss.rank().is_static() ? dims(ss) : std::string("of unknown rank"));
+        // checked before the Reshape below, whose own failure would say only that it cannot divide
+        if ((ss[0].is_static() && ss[0].get_length() != channels) || (ss[1].is_static() && ss[1].get_length() != k * k))
+            refuse(name, "scale ", dims(ss), " must be (C, k*k, 1, 1) = (", channels, ", ", k * k, ", 1, 1) for weight ", dims(ws));
         auto flat = std::make_shared<ov::op::v1::Reshape>(s, i64_const({channels, -1}), false);  // (C, k*k)
         auto taps = std::make_shared<ov::op::v1::Reshape>(transpose(flat, {1, 0}), i64_const({-1, 1, channels}), false);
         auto tiled = std::make_shared<ov::op::v0::Tile>(taps, i64_const({1, per_seg, 1}));
