@@ -516,6 +516,9 @@ def _bad(mutate: str) -> Any:
         w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
         graph.initializer.append(numpy_helper.from_array(np.ones((3, 9, 1, 1), np.float32), "tv.scale"))
         node.input.append("tv.scale")
+    elif mutate == "short_input":  # a 3x3 window over 2x2 unpadded: no output position (torch refuses it)
+        model = layer_model(np.zeros((8, 9, 1, 1), np.float32), None, stride=2, method="plugin", batch=2)
+        next(a for a in model.graph.node[0].attribute if a.name == "padding").i = 0
     return model
 
 
@@ -530,6 +533,7 @@ def _bad(mutate: str) -> Any:
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
     ("scale_shape", "scale (3, 9, 1, 1) must be (C, k*k, 1, 1) = (8, 9, 1, 1)"),
+    ("short_input", "x (2, 8, 2, 2) is smaller than the k=3 window: height 2 + 2*padding 0 < 3"),
 ])
 def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: Path) -> None:
     with pytest.raises(TvexportError) as info:
