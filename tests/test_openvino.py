@@ -728,6 +728,39 @@ def test_build_to_a_missing_or_unwritable_directory_is_refused_before_compiling(
     assert list((tmp_path / "ro").iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_unusable_cache_dir_one_line(where: str, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: TVEXPORT_CACHE_DIR naming a file was an internal error (NotADirectoryError, exit 3)
+    in extension build, and in every runner of a plugin graph (validate, bench -b openvino-fused)."""
+    (tmp_path / "afile").write_text("x")
+    cache = tmp_path / "afile" if where == "file" else tmp_path / "afile" / "sub"
+    monkeypatch.setenv(_build.CACHE_ENV, str(cache))
+    monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))
+    r = cli("extension", "build", "openvino")
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"error: cannot use {cache / 'openvino'} as the OpenVINO extension cache: ") and _build.CACHE_ENV in lines[0], lines[0]
+    with pytest.raises(TvexportError, match="OpenVINO extension cache") as info:
+        OpenVinoRunner(layer_graph(Case(3, 1, None, "float32", 1))[0])
+    assert "\n" not in str(info.value)
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_read_only_cache_holding_the_build_is_used_as_it_is(extension: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An up-to-date entry is found without taking the lock (which writes .lock): a read-only cache
+    (a shared image) holding the build serves it; only a build needs the lock."""
+    key = build_extension().key
+    entry = tmp_path / "openvino" / key
+    entry.mkdir(parents=True)
+    for name in (_build.LIBRARY, _build.LIBRARY + ".json"):
+        shutil.copy2(extension.parent / name, entry / name)
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(_build, "_lock", lambda *a, **k: pytest.fail("took the lock"))
+    found = build_extension()
+    assert found.cached and found.path == entry / _build.LIBRARY
+    assert sorted(p.name for p in (tmp_path / "openvino").iterdir()) == [key]  # no .lock written
+
+
 def test_runner_names_a_missing_directory_or_empty_model(tmp_path: Path) -> None:
     """Before: a directory given as the model was "no such file", and an empty one reached onnx.load."""
     (tmp_path / "dir.onnx").mkdir()
