@@ -123,6 +123,43 @@ def test_runner_refuses_missing_and_broken_files(tmp_path: Path) -> None:
         aoti.load_runner(junk)
 
 
+_GOOD_SIDECAR = {"format": aoti.SIDECAR_FORMAT, "device": "cpu", "input_shape": [2, 3, 96, 96], "dynamic_batch": {"min": 1, "max": 6}}
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"input_shape": None}, "it has no 'input_shape'"),
+    ({"input_shape": "2x3x96x96"}, "'input_shape' \"2x3x96x96\" is not a list of positive integers"),
+    ({"input_shape": [0, 3, 96, 96]}, "'input_shape' [0, 3, 96, 96] is not a list of positive integers"),
+    ({"dynamic_batch": True}, "'dynamic_batch' true is neither null nor"),
+    ({"dynamic_batch": {"min": 1}}, "'dynamic_batch' {\"min\": 1} is neither null nor"),
+    ({"device": "tpu"}, "'device' \"tpu\" is not one of cpu, cuda"),
+], ids=["no-input-shape", "shape-text", "shape-zero", "dynamic-true", "dynamic-no-max", "device"])
+def test_runner_refuses_a_sidecar_without_what_it_needs(change: dict, said: str, tmp_path: Path) -> None:
+    """Before: a hand-edited or foreign sidecar without input_shape (or with dynamic_batch: true)
+    was an internal error (KeyError, TypeError) when the runner checked an input."""
+    package = tmp_path / "m.pt2"
+    package.write_bytes(b"PK not read: the sidecar is checked first")
+    info = {k: v for k, v in {**_GOOD_SIDECAR, **change}.items() if v is not None}
+    sidecar_path(package).write_text(json.dumps(info))
+    with pytest.raises(TvexportError) as err:
+        aoti.load_runner(package)
+    assert err.value.message.startswith(f"{sidecar_path(package)} is not a usable tvexport AOTInductor description: {said}"), err.value.message
+    assert "\n" not in str(err.value)
+
+
+def test_validate_with_a_sidecar_without_input_shape_one_line(tiny_package, cli, demo_ckpt: Path, tmp_path: Path) -> None:
+    path, _, _ = tiny_package
+    bad = tmp_path / "bad.pt2"
+    shutil.copy2(path, bad)
+    info = json.loads(sidecar_path(path).read_text())
+    del info["input_shape"]
+    sidecar_path(bad).write_text(json.dumps(info))
+    r = cli("validate", bad, "--against", demo_ckpt)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"error: {sidecar_path(bad)} is not a usable tvexport AOTInductor description: it has no 'input_shape'"), lines[0]
+
+
 def test_export_checks_arguments_before_work(tmp_path: Path) -> None:
     model = tiny_tvnet()
     existing = tmp_path / "m.pt2"

@@ -283,7 +283,29 @@ def read_sidecar(package: Path) -> dict[str, Any] | None:
         raise TvexportError(f"{side}: cannot read the package description ({err})", hint="re-export the package or delete the .json file") from None
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         raise TvexportError(f"{side} is not a tvexport AOTInductor description", hint="re-export the package or delete the .json file")
+    problem = _sidecar_problem(data)
+    if problem:
+        raise TvexportError(f"{side} is not a usable tvexport AOTInductor description: {problem}", hint="re-export the package or delete the .json file")
     return data
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _sidecar_problem(data: dict[str, Any]) -> str:
+    """What is wrong with the fields the runner relies on ("" if nothing)."""
+    if "input_shape" not in data:
+        return "it has no 'input_shape'"
+    shape = data["input_shape"]
+    if not (isinstance(shape, list) and len(shape) >= 2 and all(_count(d) for d in shape)):
+        return f"'input_shape' {json.dumps(shape)[:60]} is not a list of positive integers"
+    rng = data.get("dynamic_batch")
+    if rng is not None and not (isinstance(rng, dict) and _count(rng.get("min")) and _count(rng.get("max")) and rng["min"] <= rng["max"]):
+        return f"'dynamic_batch' {json.dumps(rng)[:60]} is neither null nor {{\"min\": N, \"max\": M}} with 1 <= N <= M"
+    if data.get("device", "cpu") not in _DEVICES:
+        return f"'device' {json.dumps(data['device'])[:60]} is not one of {', '.join(_DEVICES)}"
+    return ""
 
 
 @contextlib.contextmanager
