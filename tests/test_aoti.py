@@ -54,6 +54,7 @@ def test_export_writes_package_and_sidecar(tiny_package) -> None:
     info = json.loads(side.read_text())
     assert info == read_sidecar(path) == result.info
     assert info["device"] == "cpu" and info["dynamic_batch"] == {"min": 1, "max": 6} and info["batch"] is None
+    assert info["inductor_configs"] == {"freezing": True, "cpp.dynamic_threads": True}
     assert info["input_shape"] == [2, 3, 96, 96] and info["output_shape"] == [2, 5]
     assert info["package_bytes"] == path.stat().st_size > 0 and isinstance(info["compile_seconds"], float)
     assert info["torch_version"] == str(torch.__version__)
@@ -158,6 +159,53 @@ def test_validate_with_a_sidecar_without_input_shape_one_line(tiny_package, cli,
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[0].startswith(f"error: {sidecar_path(bad)} is not a usable tvexport AOTInductor description: it has no 'input_shape'"), lines[0]
+
+
+def _fake_compile(seen: dict) -> object:
+    def compile_(program, package_path, inductor_configs):  # noqa: ANN001, ANN202
+        seen.update(inductor_configs)
+        Path(package_path).write_bytes(b"compiled")
+        return package_path
+    return compile_
+
+
+def test_package_renamed_first_then_its_sidecar_with_the_inductor_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiler gets (and the sidecar records) freezing and, on CPU, cpp.dynamic_threads (the
+    package then runs with the OMP_NUM_THREADS of the process that loads it); the package is in
+    place before its sidecar (before: the sidecar was renamed first, so a failed or interrupted
+    package rename left a new sidecar beside an old package)."""
+    model = bake(tiny_tvnet()).model
+    seen: dict = {}
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", _fake_compile(seen))
+    renamed: list[Path] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(Path(dst)), real_replace(src, dst))[1])
+    out = tmp_path / "m.pt2"
+    result = export_aoti(model, out, validate=False)
+    expected = {"freezing": True, "cpp.dynamic_threads": True}
+    assert seen == expected and result.info["inductor_configs"] == expected and json.loads(sidecar_path(out).read_text())["inductor_configs"] == expected
+    assert renamed.index(out) < renamed.index(sidecar_path(out)), renamed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt2", "m.pt2.json"]
+
+
+def test_failed_package_rename_leaves_the_old_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = bake(tiny_tvnet()).model
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", _fake_compile({}))
+    out = tmp_path / "m.pt2"
+    out.write_bytes(b"old package")
+    sidecar_path(out).write_text("old sidecar")
+    real_replace = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(dst) == out:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(TvexportError, match="could not write"):
+        export_aoti(model, out, validate=False, force=True)
+    assert out.read_bytes() == b"old package" and sidecar_path(out).read_text() == "old sidecar"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt2", "m.pt2.json"]  # no temporaries
 
 
 def test_export_checks_arguments_before_work(tmp_path: Path) -> None:

@@ -178,7 +178,11 @@ def export_aoti(
     export_seconds = time.perf_counter() - t0
 
     inductor_configs = default_inductor_configs(device)
-    with atomic_output(output, force=force) as tmp, tempfile.TemporaryDirectory(prefix=".aoti-", dir=output.parent) as work:
+    # Both files are staged and renamed as the blocks exit, innermost first: the package, then
+    # its sidecar. An interruption between the two leaves the new package with the old sidecar
+    # or none, never a new sidecar describing an old package; a failure before leaves both as they were.
+    with (atomic_output(side, force=force) as side_tmp, atomic_output(output, force=force) as tmp,
+          tempfile.TemporaryDirectory(prefix=".aoti-", dir=output.parent) as work):
         package = Path(work) / "model.pt2"  # AOTInductor insists on the .pt2 suffix
         report("compiling C++ kernels and packaging (AOTInductor)")
         t0 = time.perf_counter()
@@ -235,8 +239,7 @@ def export_aoti(
             "tvexport_version": __version__,
             "validation": [c.to_dict() for c in comparisons],
         }
-        with atomic_output(side, force=force) as side_tmp:
-            side_tmp.write_text(json.dumps(info, indent=2) + "\n")
+        side_tmp.write_text(json.dumps(info, indent=2) + "\n")
     return ExportResult(
         path=output,
         format="aoti",
