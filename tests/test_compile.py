@@ -120,3 +120,19 @@ def test_compile_model_rejects_bad_options() -> None:
     with pytest.raises(TvexportError, match="unknown Inductor option"):
         compile_model(layer, options={"no_such_option": 1})
     assert compile_model(layer, mode="max-autotune-no-cudagraphs").options["max_autotune"] is True
+
+
+def test_compile_model_freezing_option_reaches_inductor() -> None:
+    """``freezing`` (default True) is among the options, and is what Inductor's config holds while
+    the compiled wrapper runs (when Dynamo traces and Inductor compiles); ``freezing=False`` too."""
+    from torch._inductor import config as inductor_config
+
+    seen = []
+    for freezing in (True, False):
+        fast = compile_model(nn.Identity(), freezing=freezing)
+        assert fast.options["freezing"] is freezing
+        object.__setattr__(fast, "_compiled", lambda x: (seen.append(inductor_config.freezing), x)[1])
+        fast(torch.zeros(1))
+    assert seen == [True, False]
+    assert compile_model(nn.Identity()).options["freezing"] is True
+
