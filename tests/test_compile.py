@@ -136,3 +136,14 @@ def test_compile_model_freezing_option_reaches_inductor() -> None:
     assert seen == [True, False]
     assert compile_model(nn.Identity()).options["freezing"] is True
 
+
+def test_compiled_model_lists_each_tensor_once() -> None:
+    """Before: the torch.compile wrapper was a submodule too, so state_dict held every tensor
+    twice (original.0.weight and _compiled._orig_mod.0.weight)."""
+    model = nn.Sequential(nn.Linear(2, 3))
+    fast = compile_model(model)
+    assert list(fast.state_dict()) == ["original.0.weight", "original.0.bias"]
+    assert [name for name, _ in fast.named_modules()] == ["", "original", "original.0"]
+    assert fast.compiled._orig_mod is fast.original
+    x = torch.randn(4, 2)
+    _close(fast(x), model(x))
