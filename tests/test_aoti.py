@@ -54,6 +54,7 @@ def test_export_writes_package_and_sidecar(tiny_package) -> None:
     info = json.loads(side.read_text())
     assert info == read_sidecar(path) == result.info
     assert info["device"] == "cpu" and info["dynamic_batch"] == {"min": 1, "max": 6} and info["batch"] is None
+    assert info["inductor_configs"] == {"freezing": True, "cpp.dynamic_threads": True}
     assert info["input_shape"] == [2, 3, 96, 96] and info["output_shape"] == [2, 5]
     assert info["package_bytes"] == path.stat().st_size > 0 and isinstance(info["compile_seconds"], float)
     assert info["torch_version"] == str(torch.__version__)
@@ -121,6 +122,90 @@ def test_runner_refuses_missing_and_broken_files(tmp_path: Path) -> None:
     sidecar_path(junk).write_text("{broken")
     with pytest.raises(TvexportError, match="cannot read the package description"):
         aoti.load_runner(junk)
+
+
+_GOOD_SIDECAR = {"format": aoti.SIDECAR_FORMAT, "device": "cpu", "input_shape": [2, 3, 96, 96], "dynamic_batch": {"min": 1, "max": 6}}
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"input_shape": None}, "it has no 'input_shape'"),
+    ({"input_shape": "2x3x96x96"}, "'input_shape' \"2x3x96x96\" is not a list of positive integers"),
+    ({"input_shape": [0, 3, 96, 96]}, "'input_shape' [0, 3, 96, 96] is not a list of positive integers"),
+    ({"dynamic_batch": True}, "'dynamic_batch' true is neither null nor"),
+    ({"dynamic_batch": {"min": 1}}, "'dynamic_batch' {\"min\": 1} is neither null nor"),
+    ({"device": "tpu"}, "'device' \"tpu\" is not one of cpu, cuda"),
+], ids=["no-input-shape", "shape-text", "shape-zero", "dynamic-true", "dynamic-no-max", "device"])
+def test_runner_refuses_a_sidecar_without_what_it_needs(change: dict, said: str, tmp_path: Path) -> None:
+    """Before: a hand-edited or foreign sidecar without input_shape (or with dynamic_batch: true)
+    was an internal error (KeyError, TypeError) when the runner checked an input."""
+    package = tmp_path / "m.pt2"
+    package.write_bytes(b"PK not read: the sidecar is checked first")
+    info = {k: v for k, v in {**_GOOD_SIDECAR, **change}.items() if v is not None}
+    sidecar_path(package).write_text(json.dumps(info))
+    with pytest.raises(TvexportError) as err:
+        aoti.load_runner(package)
+    assert err.value.message.startswith(f"{sidecar_path(package)} is not a usable tvexport AOTInductor description: {said}"), err.value.message
+    assert "\n" not in str(err.value)
+
+
+def test_validate_with_a_sidecar_without_input_shape_one_line(tiny_package, cli, demo_ckpt: Path, tmp_path: Path) -> None:
+    path, _, _ = tiny_package
+    bad = tmp_path / "bad.pt2"
+    shutil.copy2(path, bad)
+    info = json.loads(sidecar_path(path).read_text())
+    del info["input_shape"]
+    sidecar_path(bad).write_text(json.dumps(info))
+    r = cli("validate", bad, "--against", demo_ckpt)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"error: {sidecar_path(bad)} is not a usable tvexport AOTInductor description: it has no 'input_shape'"), lines[0]
+
+
+def _fake_compile(seen: dict) -> object:
+    def compile_(program, package_path, inductor_configs):  # noqa: ANN001, ANN202
+        seen.update(inductor_configs)
+        Path(package_path).write_bytes(b"compiled")
+        return package_path
+    return compile_
+
+
+def test_package_renamed_first_then_its_sidecar_with_the_inductor_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiler gets (and the sidecar records) freezing and, on CPU, cpp.dynamic_threads (the
+    package then runs with the OMP_NUM_THREADS of the process that loads it); the package is in
+    place before its sidecar (before: the sidecar was renamed first, so a failed or interrupted
+    package rename left a new sidecar beside an old package)."""
+    model = bake(tiny_tvnet()).model
+    seen: dict = {}
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", _fake_compile(seen))
+    renamed: list[Path] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(Path(dst)), real_replace(src, dst))[1])
+    out = tmp_path / "m.pt2"
+    result = export_aoti(model, out, validate=False)
+    expected = {"freezing": True, "cpp.dynamic_threads": True}
+    assert seen == expected and result.info["inductor_configs"] == expected and json.loads(sidecar_path(out).read_text())["inductor_configs"] == expected
+    assert renamed.index(out) < renamed.index(sidecar_path(out)), renamed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt2", "m.pt2.json"]
+
+
+def test_failed_package_rename_leaves_the_old_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = bake(tiny_tvnet()).model
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", _fake_compile({}))
+    out = tmp_path / "m.pt2"
+    out.write_bytes(b"old package")
+    sidecar_path(out).write_text("old sidecar")
+    real_replace = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(dst) == out:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(TvexportError, match="could not write"):
+        export_aoti(model, out, validate=False, force=True)
+    assert out.read_bytes() == b"old package" and sidecar_path(out).read_text() == "old sidecar"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt2", "m.pt2.json"]  # no temporaries
 
 
 def test_export_checks_arguments_before_work(tmp_path: Path) -> None:

@@ -120,3 +120,30 @@ def test_compile_model_rejects_bad_options() -> None:
     with pytest.raises(TvexportError, match="unknown Inductor option"):
         compile_model(layer, options={"no_such_option": 1})
     assert compile_model(layer, mode="max-autotune-no-cudagraphs").options["max_autotune"] is True
+
+
+def test_compile_model_freezing_option_reaches_inductor() -> None:
+    """``freezing`` (default True) is among the options, and is what Inductor's config holds while
+    the compiled wrapper runs (when Dynamo traces and Inductor compiles); ``freezing=False`` too."""
+    from torch._inductor import config as inductor_config
+
+    seen = []
+    for freezing in (True, False):
+        fast = compile_model(nn.Identity(), freezing=freezing)
+        assert fast.options["freezing"] is freezing
+        object.__setattr__(fast, "_compiled", lambda x: (seen.append(inductor_config.freezing), x)[1])
+        fast(torch.zeros(1))
+    assert seen == [True, False]
+    assert compile_model(nn.Identity()).options["freezing"] is True
+
+
+def test_compiled_model_lists_each_tensor_once() -> None:
+    """Before: the torch.compile wrapper was a submodule too, so state_dict held every tensor
+    twice (original.0.weight and _compiled._orig_mod.0.weight)."""
+    model = nn.Sequential(nn.Linear(2, 3))
+    fast = compile_model(model)
+    assert list(fast.state_dict()) == ["original.0.weight", "original.0.bias"]
+    assert [name for name, _ in fast.named_modules()] == ["", "original", "original.0"]
+    assert fast.compiled._orig_mod is fast.original
+    x = torch.randn(4, 2)
+    _close(fast(x), model(x))

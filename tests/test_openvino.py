@@ -441,6 +441,46 @@ def test_following_clip_and_relu_fold_into_the_op(last: bool, extension: Path) -
             assert rel_err(got, wrong) > 100 * LAYER_RTOL
 
 
+CLAMP_PAIRS = [((0.0, 6.0), (7.0, 8.0)), ((7.0, 8.0), (0.0, 6.0)), ((-0.5, 0.7), (0.0, np.inf)), ((-1.0, 1.0), (-0.25, 0.5)),
+               ((-0.25, 0.5), (-1.0, 1.0)), ((0.0, np.inf), (-np.inf, -0.5)), ((-0.5, -0.5), (-0.2, 0.3))]
+
+
+@pytest.mark.parametrize(("first", "then"), CLAMP_PAIRS)
+def test_compose_clamps_is_clamp_after_clamp(first: tuple[float, float], then: tuple[float, float]) -> None:
+    """One clamp standing for two in a row: overlapping ranges intersect, disjoint ones give the
+    endpoint of the second range nearest the first (before: always the intersection, so
+    Clip(0, 6) then Clip(7, 8) became lo 7 > hi 6, which the kernel's max-then-min made 6)."""
+    from tvexport.openvino.runtime import compose_clamps
+
+    x = np.concatenate([np.linspace(-10, 10, 2001), [-np.inf, np.inf]])
+    lo, hi = compose_clamps(first, then)
+    assert lo <= hi
+    np.testing.assert_array_equal(np.clip(x, lo, hi), np.clip(np.clip(x, *first), *then))
+
+
+@pytest.mark.parametrize(("first", "then"), CLAMP_PAIRS[:3], ids=["disjoint-up", "disjoint-down", "clip-relu"])
+def test_successive_clips_fold_as_composed(first: tuple[float, float], then: tuple[float, float], extension: Path) -> None:
+    """tv_dwconv -> Clip(first) -> Clip(then) -> Add: both clips fold into the op, and the output
+    is the second clip of the first (Clip(0, 6) then Clip(7, 8): 7 everywhere)."""
+    case = Case(3, 1, "map", "float32", 1)
+    model, weight, bias = layer_graph(case)
+    graph = model.graph
+    graph.node[0].output[0] = "t"
+    bounds = {"lo1": first[0], "hi1": first[1], "lo2": then[0], "hi2": then[1], "zero": 0.0}
+    graph.initializer.extend([numpy_helper.from_array(np.array(min(max(v, -3e38), 3e38), np.float32), n) for n, v in bounds.items()])
+    graph.node.extend([helper.make_node("Clip", ["t", "lo1", "hi1"], ["c1"]), helper.make_node("Clip", ["c1", "lo2", "hi2"], ["c2"]),
+                       helper.make_node("Add", ["c2", "zero"], ["y"])])
+    runner = OpenVinoRunner(model, extension=extension)
+    x = 4 * np.random.default_rng(1).standard_normal((1, case.channels, case.h, case.w)).astype(np.float32)
+    got = runner(x)
+    assert runner.folded >= 2, runner.folded
+    truth = truth_of(x.astype(np.float64), weight, bias, 1)
+    expected = np.clip(np.clip(truth, *first), *then)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=LAYER_RTOL * np.abs(truth).max())
+    if first == (0.0, 6.0):
+        assert np.all(got == 7.0)
+
+
 # --------------------------------------------------------------------------------------------
 # Bad nodes: one clear line at compile time
 # --------------------------------------------------------------------------------------------
@@ -471,6 +511,14 @@ def _bad(mutate: str) -> Any:
     elif mutate == "bias_shape":
         b = graph.initializer[1]
         b.CopyFrom(numpy_helper.from_array(np.zeros((8, 3, 6), np.float32), b.name))
+    elif mutate == "scale_shape":  # 3 scale rows for 8 channels: the Reshape to (C, k*k) cannot divide
+        w = graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
+        graph.initializer.append(numpy_helper.from_array(np.ones((3, 9, 1, 1), np.float32), "tv.scale"))
+        node.input.append("tv.scale")
+    elif mutate == "short_input":  # a 3x3 window over 2x2 unpadded: no output position (torch refuses it)
+        model = layer_model(np.zeros((8, 9, 1, 1), np.float32), None, stride=2, method="plugin", batch=2)
+        next(a for a in model.graph.node[0].attribute if a.name == "padding").i = 0
     return model
 
 
@@ -484,6 +532,8 @@ def _bad(mutate: str) -> Any:
     ("missing_padding", "lacks the INT attribute 'padding'"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
+    ("scale_shape", "scale (3, 9, 1, 1) must be (C, k*k, 1, 1) = (8, 9, 1, 1)"),
+    ("short_input", "x (2, 8, 2, 2) is smaller than the k=3 window: height 2 + 2*padding 0 < 3"),
 ])
 def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: Path) -> None:
     with pytest.raises(TvexportError) as info:
@@ -491,6 +541,34 @@ def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: 
     text = str(info.value)
     assert message in text and "tv_dwconv node 'tv'" in text
     assert "\n" not in text, text
+
+
+# What OpenVINO 2026.4 raised for the scale_shape graph before the conversion checked the scale
+FRONTEND_FAILURE = (
+    "Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'false' failed at src/frontends/common_translators/src/unconverted_ops_report.cpp:151:\n"
+    "FrontEnd API failed with OpConversionFailure:\nModel wasn't fully converted. Failed operations detailed log:\n"
+    "-- tvexport.tv_dwconv with a message:\nWhile validating ONNX node '<Node(tv_dwconv): y>': Check '!dim::is_empty(minus_one_dim)' failed at "
+    "src/core/shape_inference/include/reshape_shape_inference.hpp:345:\nWhile validating node 'opset1::Reshape Reshape_10 (opset1::Constant "
+    "s[0]:f32[3,9,1,1], opset1::Constant Constant_9[0]:i64[2]) -> (dynamic[...])' with friendly_name 'Reshape_10':\n"
+    "Non-'-1' output dimensions do not evenly divide the input dimensions\n\nSummary:\n-- Conversion is failed for: tvexport.tv_dwconv\n\n"
+)
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (FRONTEND_FAILURE, "Non-'-1' output dimensions do not evenly divide the input dimensions"),
+    ("Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'false' failed at x.cpp:1:\nFrontEnd API failed with OpConversionFailure:\n"
+     "Model wasn't fully converted.\nSummary:\n-- No conversion rule found for operations: tvexport.tv_dwconv\n\n",
+     "No conversion rule found for operations: tvexport.tv_dwconv"),
+    ("Exception from a.cpp:1:\n-- tvexport.tv_dwconv with a message:\ntv_dwconv node 'tv': k must be a positive odd number, got 2\n",
+     "tv_dwconv node 'tv': k must be a positive odd number, got 2"),
+    ("Exception from a.cpp:1:\nsomething else went wrong\n", "something else went wrong"),
+])
+def test_first_line_is_the_reason(text: str, line: str) -> None:
+    """Before: a frontend failure inside the conversion was reported as OpenVINO's header line
+    "tvexport.tv_dwconv with a message:", the reason left out."""
+    from tvexport.openvino.runtime import _first_line
+
+    assert _first_line(RuntimeError(text)) == line
 
 
 def test_cli_validate_bad_plugin_graph_one_line(cli: Any, extension: Path, tmp_path: Path, demo_ckpt: Path) -> None:
@@ -648,6 +726,39 @@ def test_build_to_a_missing_or_unwritable_directory_is_refused_before_compiling(
     r = cli("extension", "build", "openvino", "-o", tmp_path / "ro")
     assert r.exit_code == 2 and r.stderr.strip() == f"error: output directory {tmp_path / 'ro'} is not writable; choose another output path", r.stderr
     assert list((tmp_path / "ro").iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_unusable_cache_dir_one_line(where: str, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: TVEXPORT_CACHE_DIR naming a file was an internal error (NotADirectoryError, exit 3)
+    in extension build, and in every runner of a plugin graph (validate, bench -b openvino-fused)."""
+    (tmp_path / "afile").write_text("x")
+    cache = tmp_path / "afile" if where == "file" else tmp_path / "afile" / "sub"
+    monkeypatch.setenv(_build.CACHE_ENV, str(cache))
+    monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))
+    r = cli("extension", "build", "openvino")
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith(f"error: cannot use {cache / 'openvino'} as the OpenVINO extension cache: ") and _build.CACHE_ENV in lines[0], lines[0]
+    with pytest.raises(TvexportError, match="OpenVINO extension cache") as info:
+        OpenVinoRunner(layer_graph(Case(3, 1, None, "float32", 1))[0])
+    assert "\n" not in str(info.value)
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_read_only_cache_holding_the_build_is_used_as_it_is(extension: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An up-to-date entry is found without taking the lock (which writes .lock): a read-only cache
+    (a shared image) holding the build serves it; only a build needs the lock."""
+    key = build_extension().key
+    entry = tmp_path / "openvino" / key
+    entry.mkdir(parents=True)
+    for name in (_build.LIBRARY, _build.LIBRARY + ".json"):
+        shutil.copy2(extension.parent / name, entry / name)
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(_build, "_lock", lambda *a, **k: pytest.fail("took the lock"))
+    found = build_extension()
+    assert found.cached and found.path == entry / _build.LIBRARY
+    assert sorted(p.name for p in (tmp_path / "openvino").iterdir()) == [key]  # no .lock written
 
 
 def test_runner_names_a_missing_directory_or_empty_model(tmp_path: Path) -> None:

@@ -30,7 +30,9 @@ class CompiledModel(nn.Module):
     """A torch.compile'd inference copy of a model; calls run without autograd.
 
     ``original`` is the eager module (a private copy, with ``requires_grad`` off), ``compiled``
-    the ``torch.compile`` wrapper around it; ``tvexport_config`` is carried over.
+    the ``torch.compile`` wrapper around it; ``tvexport_config`` is carried over. Only
+    ``original`` is a submodule: the wrapper holds the same module, and registering it too would
+    list every tensor twice (``state_dict``, ``named_modules``).
     """
 
     def __init__(self, original: nn.Module, compiled: Any, options: dict[str, Any]) -> None:
@@ -39,7 +41,7 @@ class CompiledModel(nn.Module):
 
         super().__init__()
         self.original = original
-        self._compiled = compiled
+        object.__setattr__(self, "_compiled", compiled)  # not a submodule (see the class docstring)
         self.options = options  # Inductor config, patched in around every call (see forward)
         # Compilation happens inside a call (the first one, and recompiles), and Dynamo reads
         # settings such as `freezing` while it traces, so the options are patched in around
@@ -52,6 +54,11 @@ class CompiledModel(nn.Module):
         cfg = getattr(original, "tvexport_config", None)
         if isinstance(cfg, ArchConfig):
             self.tvexport_config = cfg
+
+    @property
+    def compiled(self) -> Any:
+        """The ``torch.compile`` wrapper around ``original``."""
+        return self._compiled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), self._patches[0], self._patches[1]:

@@ -37,22 +37,24 @@ def randomize_(model: nn.Module, *, seed: int = 0, calibrate: bool = True, condi
     """
     gen = torch.Generator().manual_seed(seed)
 
-    def rnd(t: torch.Tensor, scale: float, offset: float = 0.0) -> None:
-        t.copy_(offset + scale * torch.randn(t.shape, generator=gen))
+    def rnd(t: torch.Tensor | None, scale: float, offset: float = 0.0) -> None:
+        if t is not None:  # norms without affine parameters or running statistics have None
+            t.copy_(offset + scale * torch.randn(t.shape, generator=gen))
 
     for m in model.modules():
         if isinstance(m, TVConv):
             rnd(m.posi_map, 1.0)
-        elif isinstance(m, nn.LayerNorm) and m.weight is not None:
+        elif isinstance(m, nn.LayerNorm):
             rnd(m.weight, 0.2, 1.0)
             rnd(m.bias, 0.1)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             rnd(m.weight, 0.2, 1.0)
             rnd(m.bias, 0.1)
             rnd(m.running_mean, 0.1)
-            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+            if m.running_var is not None:
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
     if calibrate:
-        bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+        bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.running_var is not None]
         momenta = [m.momentum for m in bns]
         for m in bns:
             m.reset_running_stats()
@@ -69,7 +71,9 @@ def randomize_(model: nn.Module, *, seed: int = 0, calibrate: bool = True, condi
 
 @contextlib.contextmanager
 def _importable(module: str, name: str, obj: Any) -> Iterator[None]:
-    """Make ``module.name`` resolve to ``obj`` while pickling (so pickle writes that GLOBAL)."""
+    """Make ``module.name`` resolve to ``obj`` while pickling (so pickle writes that GLOBAL); afterwards
+    modules added for it are removed, and a module that was there (Lightning installed) gets its
+    own ``name`` back."""
     parts = module.split(".")
     added = []
     for i in range(1, len(parts) + 1):
@@ -77,10 +81,17 @@ def _importable(module: str, name: str, obj: Any) -> Iterator[None]:
         if mod_name not in sys.modules:
             sys.modules[mod_name] = types.ModuleType(mod_name)
             added.append(mod_name)
-    setattr(sys.modules[module], name, obj)
+    target = sys.modules[module]
+    missing = object()
+    before = getattr(target, name, missing)
+    setattr(target, name, obj)
     try:
         yield
     finally:
+        if before is missing:
+            delattr(target, name)
+        else:
+            setattr(target, name, before)
         for mod_name in added:
             del sys.modules[mod_name]
 

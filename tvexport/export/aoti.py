@@ -178,7 +178,11 @@ def export_aoti(
     export_seconds = time.perf_counter() - t0
 
     inductor_configs = default_inductor_configs(device)
-    with atomic_output(output, force=force) as tmp, tempfile.TemporaryDirectory(prefix=".aoti-", dir=output.parent) as work:
+    # Both files are staged and renamed as the blocks exit, innermost first: the package, then
+    # its sidecar. An interruption between the two leaves the new package with the old sidecar
+    # or none, never a new sidecar describing an old package; a failure before leaves both as they were.
+    with (atomic_output(side, force=force) as side_tmp, atomic_output(output, force=force) as tmp,
+          tempfile.TemporaryDirectory(prefix=".aoti-", dir=output.parent) as work):
         package = Path(work) / "model.pt2"  # AOTInductor insists on the .pt2 suffix
         report("compiling C++ kernels and packaging (AOTInductor)")
         t0 = time.perf_counter()
@@ -235,8 +239,7 @@ def export_aoti(
             "tvexport_version": __version__,
             "validation": [c.to_dict() for c in comparisons],
         }
-        with atomic_output(side, force=force) as side_tmp:
-            side_tmp.write_text(json.dumps(info, indent=2) + "\n")
+        side_tmp.write_text(json.dumps(info, indent=2) + "\n")
     return ExportResult(
         path=output,
         format="aoti",
@@ -283,7 +286,29 @@ def read_sidecar(package: Path) -> dict[str, Any] | None:
         raise TvexportError(f"{side}: cannot read the package description ({err})", hint="re-export the package or delete the .json file") from None
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         raise TvexportError(f"{side} is not a tvexport AOTInductor description", hint="re-export the package or delete the .json file")
+    problem = _sidecar_problem(data)
+    if problem:
+        raise TvexportError(f"{side} is not a usable tvexport AOTInductor description: {problem}", hint="re-export the package or delete the .json file")
     return data
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _sidecar_problem(data: dict[str, Any]) -> str:
+    """What is wrong with the fields the runner relies on ("" if nothing)."""
+    if "input_shape" not in data:
+        return "it has no 'input_shape'"
+    shape = data["input_shape"]
+    if not (isinstance(shape, list) and len(shape) >= 2 and all(_count(d) for d in shape)):
+        return f"'input_shape' {json.dumps(shape)[:60]} is not a list of positive integers"
+    rng = data.get("dynamic_batch")
+    if rng is not None and not (isinstance(rng, dict) and _count(rng.get("min")) and _count(rng.get("max")) and rng["min"] <= rng["max"]):
+        return f"'dynamic_batch' {json.dumps(rng)[:60]} is neither null nor {{\"min\": N, \"max\": M}} with 1 <= N <= M"
+    if data.get("device", "cpu") not in _DEVICES:
+        return f"'device' {json.dumps(data['device'])[:60]} is not one of {', '.join(_DEVICES)}"
+    return ""
 
 
 @contextlib.contextmanager

@@ -121,11 +121,21 @@ def _requirements() -> tuple[Path, str, str, str, str | None]:
     return cmake_dir, version, cmake, _compiler(), _tool("ninja")
 
 
+def _unusable_cache(directory: Path, err: OSError) -> TvexportError:
+    where = f" ({err.filename})" if err.filename and Path(err.filename) != directory else ""
+    return TvexportError(f"cannot use {directory} as the OpenVINO extension cache: {err.strerror or err}{where}",
+                         hint=f"set {CACHE_ENV} to a writable directory")
+
+
 @contextlib.contextmanager
 def _lock(directory: Path) -> Iterator[None]:
     """One build at a time per cache directory (other processes wait)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / ".lock", "w")
+    except OSError as err:  # a file, /proc, read-only: one line, not a traceback
+        raise _unusable_cache(directory, err) from None
+    with handle:
         try:
             import fcntl
         except ImportError:  # Windows: no advisory lock; builds still land atomically
@@ -224,9 +234,13 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
         check_output_dir(out_lib.parent, file_hint="give a directory for the library with -o")
         if out_lib.exists() and not force:
             raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
-    with _lock(root):
-        cached = None if force and output_dir is None else _up_to_date(root / key / LIBRARY, key)
-        result = cached or _compile(root / key / LIBRARY, root=root, key=key, jobs=jobs)
+    rebuild = force and output_dir is None
+    # an up-to-date entry is used without taking the lock: a read-only cache holding it is fine
+    result = None if rebuild else _up_to_date(root / key / LIBRARY, key)
+    if result is None:
+        with _lock(root):
+            cached = None if rebuild else _up_to_date(root / key / LIBRARY, key)  # built while we waited
+            result = cached or _compile(root / key / LIBRARY, root=root, key=key, jobs=jobs)
     if output_dir is None:
         return result
     _install(result.path, out_lib)

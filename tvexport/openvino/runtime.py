@@ -38,14 +38,23 @@ def _require_openvino() -> Any:
     return openvino
 
 
+# OpenVINO's framing around the reason: where it was raised, the frontend's report headers
+_FRAMING = re.compile(r"Exception from |Check '.*' failed at |FrontEnd API failed|Model wasn't fully converted|"
+                      r"Failed operations detailed log|Summary:|While validating |-- .* with a message:$|-- Conversion is failed for")
+
+
 def _first_line(err: BaseException) -> str:
-    """The useful line of an OpenVINO exception: ours (``tv_dwconv node 'name': ...``, ``tv_dwconv: ...``) or its last line."""
+    """The useful line of an OpenVINO exception: ours (``tv_dwconv node 'name': ...``, ``tv_dwconv: ...``),
+    else the first line of the reason that names tv_dwconv, else the reason's last line (OpenVINO's
+    framing such as ``-- tvexport.tv_dwconv with a message:`` skipped)."""
     text = str(err)
-    ours = re.search(r"tv_dwconv(?: node '[^'\n]*')?: [^\n]*", text) or re.search(r"[^\n]*tv_dwconv[^\n]*", text)
+    ours = re.search(r"tv_dwconv(?: node '[^'\n]*')?: [^\n]*", text)
     if ours:
-        return ours.group(0).strip().lstrip("- ")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("Exception from")]
-    return (lines[-1] if lines else type(err).__name__)[:300]
+        return ours.group(0).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reason = [ln for ln in lines if not _FRAMING.match(ln)]
+    named = [ln for ln in reason if "tv_dwconv" in ln]
+    return (named[0].lstrip("- ") if named else reason[-1] if reason else type(err).__name__)[:300]
 
 
 def _has_plugin_nodes(model: Any) -> bool:
@@ -73,6 +82,15 @@ def _bound(node: Any) -> tuple[int, float, float] | None:
             v = float(values[0])
             return (data, v, math.inf) if kind == "Maximum" else (data, -math.inf, v)
     return None
+
+
+def compose_clamps(first: tuple[float, float], then: tuple[float, float]) -> tuple[float, float]:
+    """The one clamp equal to clamping to ``first`` and then to ``then`` (each ``(lo, hi)``, lo <= hi):
+    ``clamp(clamp(x, a, b), c, d) == clamp(x, lo, hi)`` with ``lo = clamp(a, c, d)`` and
+    ``hi = clamp(b, c, d)``. Overlapping ranges give their intersection; disjoint ones a single
+    value: ``(0, 6)`` then ``(7, 8)`` is ``(7, 7)``, ``(7, 8)`` then ``(0, 6)`` is ``(6, 6)``."""
+    (a, b), (c, d) = first, then
+    return min(max(a, c), d), min(max(b, c), d)
 
 
 def _consumers(output: Any) -> list[Any]:
@@ -103,8 +121,8 @@ def fuse_clamps(model: Any) -> int:
         if any(t.get_node().get_type_name() == "Result" for t in targets):
             continue  # keep the model output's name
         attrs = op.get_attributes()
-        if attrs["clamp"]:  # ranges of successive clamps intersect
-            lo, hi = max(lo, attrs["clamp_lo"]), min(hi, attrs["clamp_hi"])
+        if attrs["clamp"]:  # the op's clamp runs first, then this one
+            lo, hi = compose_clamps((attrs["clamp_lo"], attrs["clamp_hi"]), (lo, hi))
         op.set_attribute("clamp", True)
         op.set_attribute("clamp_lo", lo)
         op.set_attribute("clamp_hi", hi)

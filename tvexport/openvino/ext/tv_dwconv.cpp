@@ -53,6 +53,15 @@ std::string dims(const ov::PartialShape& s, const std::vector<int64_t>& order = 
     return os.str() + ")";
 }
 
+// Output positions of a k-tap window at `stride` over `in` values padded by `pad` on each side;
+// -1 when the padded input is shorter than the window (no position at all: torch and ONNX Conv
+// refuse such a shape). The span is checked first, so the division is of a non-negative number
+// (exact floor, not C++'s truncation of a negative one towards 0, which gave 1 position).
+int64_t window_positions(int64_t in, int64_t k, int64_t stride, int64_t pad) {
+    const int64_t span = in + 2 * pad - k;
+    return span < 0 ? -1 : span / stride + 1;
+}
+
 // The widest variant this CPU runs; TVEXPORT_OV_KERNEL=generic|avx2|avx512 asks for a narrower one
 // (tests use it to check every variant on one machine; a variant the CPU lacks is never chosen).
 KernelFn select_kernel() {
@@ -237,8 +246,11 @@ public:
             for (int axis = 0; axis < 2; ++axis) {
                 const auto& in = x[1 + axis];
                 const auto& o = w[axis * 2];
+                if (in.is_static() && window_positions(in.get_length(), m_k, m_stride, m_padding) < 0)
+                    refuse(name, "x ", dims(x, nchw), " is smaller than the k=", m_k, " window: ", (axis ? "width " : "height "),
+                           in.get_length(), " + 2*padding ", m_padding, " < ", m_k);
                 if (in.is_static() && o.is_static()) {
-                    const int64_t got = (in.get_length() + 2 * m_padding - m_k) / m_stride + 1;
+                    const int64_t got = window_positions(in.get_length(), m_k, m_stride, m_padding);
                     if (got != o.get_length())
                         refuse(name, "x ", dims(x, nchw), " with k=", m_k, " stride=", m_stride, " padding=", m_padding,
                                " gives ", (axis ? "width " : "height "), got, ", but weight ", dims(w, ckkhw), " is for ",
@@ -321,7 +333,7 @@ public:
         a.k = m_k;
         a.stride = m_stride;
         a.pad = m_padding;
-        if ((a.in_h + 2 * a.pad - a.k) / a.stride + 1 != a.out_h || (a.in_w + 2 * a.pad - a.k) / a.stride + 1 != a.out_w ||
+        if (window_positions(a.in_h, a.k, a.stride, a.pad) != a.out_h || window_positions(a.in_w, a.k, a.stride, a.pad) != a.out_w ||
             a.c != static_cast<int64_t>(ws[3]))
             refuse(get_friendly_name(), "input ", xs, " does not fit weight ", ws, " (NHWC)");
         outputs[0].set_shape({xs[0], ws[0], ws[2], xs[3]});
@@ -447,6 +459,9 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
         const auto& ss = s.get_partial_shape();
         if (ss.rank().is_dynamic() || ss.rank().get_length() != 4 || !ss[2].compatible(1) || !ss[3].compatible(1))
             refuse(name, "scale must be (C, k*k, 1, 1), got shape ", ss.rank().is_static() ? dims(ss) : std::string("of unknown rank"));
+        // checked before the Reshape below, whose own failure would say only that it cannot divide
+        if ((ss[0].is_static() && ss[0].get_length() != channels) || (ss[1].is_static() && ss[1].get_length() != k * k))
+            refuse(name, "scale ", dims(ss), " must be (C, k*k, 1, 1) = (", channels, ", ", k * k, ", 1, 1) for weight ", dims(ws));
         auto flat = std::make_shared<ov::op::v1::Reshape>(s, i64_const({channels, -1}), false);  // (C, k*k)
         auto taps = std::make_shared<ov::op::v1::Reshape>(transpose(flat, {1, 0}), i64_const({-1, 1, channels}), false);
         auto tiled = std::make_shared<ov::op::v0::Tile>(taps, i64_const({1, per_seg, 1}));

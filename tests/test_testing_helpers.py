@@ -1,0 +1,57 @@
+"""tvexport.testing: the helpers tests and demos build models and checkpoints with."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from tvexport.testing import lightning_checkpoint, randomize_, save_lightning
+
+
+@pytest.mark.parametrize("norm", [nn.BatchNorm2d(3, affine=False), nn.BatchNorm1d(3, track_running_stats=False),
+                                  nn.LayerNorm(4, bias=False), nn.LayerNorm(4, elementwise_affine=False)],
+                         ids=["bn-no-affine", "bn-no-stats", "ln-no-bias", "ln-no-affine"])
+def test_randomize_norms_without_affine_or_stats(norm: nn.Module) -> None:
+    """Before: AttributeError ('NoneType' object has no attribute 'copy_') on each of these."""
+    randomize_(nn.Sequential(norm), calibrate=False)
+    for name in ("weight", "running_var"):
+        t = getattr(norm, name, None)
+        if t is not None:
+            assert not torch.all(t == 1.0), name  # randomised, not left at the initial ones
+
+
+def test_randomize_is_unchanged_for_full_norms() -> None:
+    """Skipping absent tensors draws nothing for them: full norms get the values they always got."""
+    bn, ln = nn.BatchNorm2d(3), nn.LayerNorm(4)
+    randomize_(nn.Sequential(bn, ln), seed=5, calibrate=False)
+    gen = torch.Generator().manual_seed(5)
+    expected = [1.0 + 0.2 * torch.randn(3, generator=gen), 0.1 * torch.randn(3, generator=gen), 0.1 * torch.randn(3, generator=gen),
+                0.5 + torch.rand(3, generator=gen), 1.0 + 0.2 * torch.randn(4, generator=gen), 0.1 * torch.randn(4, generator=gen)]
+    for got, want in zip([bn.weight, bn.bias, bn.running_mean, bn.running_var, ln.weight, ln.bias], expected):
+        torch.testing.assert_close(got.detach(), want, rtol=0, atol=0)
+
+
+def test_save_lightning_restores_an_existing_model_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With Lightning installed, pickling under its ModelCheckpoint name must not leave the fake
+    class in place of the real one (before: the process kept the fake afterwards)."""
+    names = ["pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint"]
+    modules = {name: types.ModuleType(name) for name in names}
+    real = type("ModelCheckpoint", (), {})
+    modules[names[-1]].ModelCheckpoint = real  # type: ignore[attr-defined]
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    save_lightning(lightning_checkpoint(nn.Linear(2, 2)), tmp_path / "l.ckpt")
+    assert sys.modules[names[-1]].ModelCheckpoint is real
+    assert (tmp_path / "l.ckpt").stat().st_size > 0
+
+
+def test_save_lightning_leaves_no_module_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ["pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint"]:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    save_lightning(lightning_checkpoint(nn.Linear(2, 2)), tmp_path / "l.ckpt")
+    assert "pytorch_lightning" not in sys.modules and "pytorch_lightning.callbacks.model_checkpoint" not in sys.modules
