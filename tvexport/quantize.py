@@ -140,20 +140,19 @@ def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "k
     if dtype == torch.int8:
         return quantize_int8(weight)
     if dtype == torch.float16:
-        _check_fits(weight, dtype, name=name)
+        check_fits(weight, dtype, name=name)
     return weight.detach().to(dtype), None
 
 
-def _check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str) -> None:
-    """Refuse finite values of ``t`` that would become Inf in ``dtype`` (NaN/Inf stay what they are)."""
+def check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, hint: str = "store the kernels as float32 (--kernel-dtype float32)") -> None:
+    """Refuse finite values of ``t`` that would become Inf in ``dtype``, naming ``name`` (``hint``:
+    how to fix). NaN/Inf are not an overflow: they stay what they are (only weights baked with
+    ``allow_nonfinite`` hold them), and ``max |value|`` is that of the finite values."""
     limit = torch.finfo(dtype).max
     peak = float(t.detach().abs().nan_to_num_(nan=0.0, posinf=0.0).max()) if t.numel() else 0.0
     if peak > limit:
         label = kernel_dtype_name(dtype) if dtype in KERNEL_DTYPES.values() else str(dtype).removeprefix("torch.")
-        raise TvexportError(
-            f"{name} overflows {label} (max |value| {peak:.3g} > {limit:.3g})",
-            hint="store the kernels as float32 (--kernel-dtype float32)",
-        )
+        raise TvexportError(f"{name} overflows {label} (max |value| {peak:.3g} > {limit:.3g})", hint=hint)
 
 
 def bias_dtype(kernels: torch.dtype) -> torch.dtype:
@@ -178,7 +177,7 @@ def compress_layer(layer: BakedTVConv, dtype: torch.dtype, *, name: str = "TV la
     if bias is not None:
         target = bias_dtype(dtype)
         if target == torch.float16:
-            _check_fits(bias, target, name=f"baked bias of {name}")
+            check_fits(bias, target, name=f"baked bias of {name}")
         bias = bias.detach().to(target)
     layer.set_kernels(stored, bias, scale=scale)
     return error
