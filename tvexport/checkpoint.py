@@ -260,35 +260,43 @@ def _torch_load(path: Path) -> Any:
         raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__}: {first})", hint="fetch the file again") from None
 
 
-def _strip(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
-
-
-# Entries a wrapper adds beside the wrapped network's ``module.*`` keys: torch.optim.swa_utils.AveragedModel's count
+# Prefixes a wrapper puts before every key of the network it wraps: DataParallel / DDP / SWA's
+# AveragedModel (``module.``), torch.compile (``_orig_mod.``); wrappers nest (``module.module.``).
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Entries a wrapper adds beside the wrapped network's keys: torch.optim.swa_utils.AveragedModel's count
 _WRAPPER_BOOKKEEPING = ("n_averaged",)
+# Training-only modules of the reference LightningModule beside its network (the AM-Softmax head);
+# no zoo network has a top-level ``head``
+_TRAINING_ONLY = ("head.",)
 
 
 def _model_keys(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]]]:
     """The network's own entries of a state dict saved through wrappers, and the dropped rest (key -> shape).
 
-    ``module.`` (DataParallel, or an SWA ``AveragedModel`` with its ``n_averaged``) is stripped when
-    it prefixes every other key; of a LightningModule's keys only ``model.*`` are kept (the training
-    head ``head.weight`` is dropped), stripped, and unwrapped again (a DataParallel model inside).
+    The one unwrapping of every format (``.ckpt``, ``.pth.tar``, plain state dict), applied until
+    nothing changes: a wrapper prefix (``_WRAPPER_PREFIXES``) is stripped when it prefixes every key
+    but a wrapper's bookkeeping (SWA's ``n_averaged``, dropped); of a LightningModule's keys only
+    ``model.*`` are kept and stripped; the training head ``head.*`` beside the network is dropped.
     """
+    out = dict(sd)
     dropped: dict[str, tuple[int, ...]] = {}
 
-    def unwrap(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        rest = [k for k in d if not k.startswith("module.")]
-        if len(rest) == len(d) or not all(k in _WRAPPER_BOOKKEEPING for k in rest):
-            return d
-        dropped.update({k: tuple(d[k].shape) for k in rest})
-        return {k[len("module."):]: v for k, v in d.items() if k.startswith("module.")}
+    def keep(inside: str | None, drop: list[str]) -> dict[str, torch.Tensor]:
+        dropped.update({k: tuple(out[k].shape) for k in drop})
+        kept = {k: v for k, v in out.items() if k not in drop}
+        return {k[len(inside):]: v for k, v in kept.items()} if inside else kept
 
-    out = unwrap(dict(sd))
-    if any(k.startswith("model.") for k in out):
-        dropped.update({k: tuple(v.shape) for k, v in out.items() if not k.startswith("model.")})
-        out = unwrap({k[len("model."):]: v for k, v in out.items() if k.startswith("model.")})
-    return out, dropped
+    while True:
+        wrapper = next((p for p in _WRAPPER_PREFIXES if any(k.startswith(p) for k in out)
+                        and all(k.startswith(p) or k in _WRAPPER_BOOKKEEPING for k in out)), None)
+        if wrapper is not None:
+            out = keep(wrapper, [k for k in out if not k.startswith(wrapper)])
+        elif any(k.startswith("model.") for k in out):
+            out = keep("model.", [k for k in out if not k.startswith("model.")])
+        elif (head := [k for k in out if k.startswith(_TRAINING_ONLY)]) and len(head) < len(out):
+            out = keep(None, head)
+        else:
+            return out, dropped
 
 
 def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
@@ -314,10 +322,11 @@ def _hparams(value: Any) -> dict[str, Any]:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Load ``path`` safely and normalise it to a deployable state dict.
 
-    Formats: PyTorch Lightning ``.ckpt`` (``state_dict`` with ``model.`` keys; training-only keys
-    such as the AM-Softmax ``head.weight`` are dropped and listed in ``dropped``), ``.pth.tar``
-    with ``model_state_dict`` (``module.`` prefix removed), a plain state dict (wrapper prefixes
-    handled as in a ``.ckpt``: a LightningModule's, DataParallel's, SWA's), and tvexport's baked files.
+    Formats: PyTorch Lightning ``.ckpt`` (``state_dict``), ``.pth.tar`` with ``model_state_dict``,
+    a plain state dict, and tvexport's baked files. The first three are unwrapped alike
+    (``_model_keys``): a LightningModule's ``model.``, DataParallel's / SWA's ``module.`` and
+    torch.compile's ``_orig_mod.`` prefixes are removed, however nested; training-only keys (the
+    AM-Softmax ``head.weight``, SWA's ``n_averaged``) are dropped and listed in ``dropped``.
     """
     path = Path(path)
     obj = _torch_load(path)
@@ -336,9 +345,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         return Checkpoint(path, "lightning", sd, hparams=hparams, dropped=dropped, meta=meta)
 
     if "model_state_dict" in obj:
-        sd = _strip(_tensor_dict(path, obj["model_state_dict"], "model_state_dict"), "module.")
+        sd, dropped = _model_keys(_tensor_dict(path, obj["model_state_dict"], "model_state_dict"))
         meta = {k: obj[k] for k in ("epoch", "iteration", "arch", "best_mean_dice") if k in obj and not isinstance(obj[k], torch.Tensor)}
-        return Checkpoint(path, "pth.tar", sd, meta=meta)
+        return Checkpoint(path, "pth.tar", sd, dropped=dropped, meta=meta)
 
     if all(isinstance(v, torch.Tensor) for v in obj.values()):
         sd, dropped = _model_keys(_tensor_dict(path, obj, "file"))  # as inside a .ckpt: saved from a LightningModule, SWA, DataParallel
