@@ -340,3 +340,22 @@ def test_other_model_formats_are_named_with_what_tvexport_needs(cli: Any, tmp_pa
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert what in lines[0] and "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "state_dict()" in lines[0]
+
+
+def test_the_zip_directory_is_read_once_before_torch_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The format check (TorchScript?) and the CRC check share one read of the zip directory."""
+    import sys
+    import zipfile
+
+    path = write_checkpoint(make_model(), tmp_path / "m.ckpt", "lightning")
+    opened: list[object] = []
+
+    class Counting(zipfile.ZipFile):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if Path(sys._getframe(1).f_code.co_filename).name == "checkpoint.py":  # opened by tvexport/checkpoint.py
+                opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", Counting)
+    assert read_checkpoint(path).format == "lightning"
+    assert opened == [path]

@@ -110,22 +110,27 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 2 <= n <= size - 8 and head[8:9] == b"{"
 
 
+def _is_torchscript(names: list[str]) -> bool:
+    """Whether zip member ``names`` hold TorchScript's ``code/`` or ``constants.pkl`` (torch.jit.save)."""
+    return any(name.partition("/")[2] == "constants.pkl" or name.partition("/")[2].startswith("code/") for name in names)
+
+
 def _torchscript_entries(path: Path) -> bool:
-    """Whether a zip holds TorchScript's ``code/`` or ``constants.pkl`` (torch.jit.save), read from its directory only."""
+    """``_is_torchscript`` of a zip file, read from its directory only (False: unreadable)."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
         return False
-    return any(name.partition("/")[2] == "constants.pkl" or name.partition("/")[2].startswith("code/") for name in names)
+    return _is_torchscript(names)
 
 
 _NEEDS = "tvexport reads training checkpoints (Lightning .ckpt, .pth.tar) and state dicts saved with torch.save(model.state_dict(), path)"
 
 
-def _other_format(path: Path) -> TvexportError | None:
+def _other_format(path: Path, zf: zipfile.ZipFile | None) -> TvexportError | None:
     """The error for a valid file of a format tvexport does not read (TorchScript, safetensors),
-    recognised from its header or zip directory: nothing in it is loaded."""
+    recognised from its header or its zip directory ``zf`` (None: not a zip): nothing in it is loaded."""
     with path.open("rb") as f:
         head = f.read(16)
     if _is_safetensors(head, path.stat().st_size):
@@ -133,7 +138,7 @@ def _other_format(path: Path) -> TvexportError | None:
             f"{path} is a safetensors file, not a PyTorch checkpoint; {_NEEDS}",
             hint=f"give the training checkpoint, or convert this file: torch.save(safetensors.torch.load_file('{path}'), 'model.pt')",
         )
-    if zipfile.is_zipfile(path) and _torchscript_entries(path):
+    if zf is not None and _is_torchscript(zf.namelist()):
         return TvexportError(
             f"{path} is a TorchScript model (torch.jit.save), not a checkpoint; {_NEEDS}",
             hint=f"give the training checkpoint, or, if you trust this file (loading it runs its code): torch.save(torch.jit.load('{path}').state_dict(), 'model.pt')",
@@ -170,16 +175,27 @@ def describe_file(path: Path) -> str | None:
     return None
 
 
-def _check_zip_integrity(path: Path) -> None:
+_CORRUPT_HINT = "the copy or download did not finish; fetch it again"
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile | None:
+    """``path``'s zip directory, read once for every check before torch loads it (None: not a
+    zip archive, e.g. a legacy pickle); a directory that cannot be read is refused as corrupt."""
+    if not zipfile.is_zipfile(path):  # the end record only
+        return None
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise TvexportError(f"{path} is truncated or corrupt ({err})", hint=_CORRUPT_HINT) from None
+
+
+def _check_zip_integrity(path: Path, zf: zipfile.ZipFile) -> None:
     """torch's zip reader does not verify CRCs: a flipped byte would load as a silently different
     weight or hyper-parameter. Check every record's CRC first (about 1 GB/s)."""
-    if not zipfile.is_zipfile(path):
-        return
     try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
+        bad = zf.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
-        raise TvexportError(f"{path} is truncated or corrupt ({err})", hint="the copy or download did not finish; fetch it again") from None
+        raise TvexportError(f"{path} is truncated or corrupt ({err})", hint=_CORRUPT_HINT) from None
     if bad is not None:
         raise TvexportError(f"{path} is corrupt (checksum mismatch in {bad})", hint="the file was damaged in transfer or on disk; fetch it again")
 
@@ -220,10 +236,16 @@ def _torch_load(path: Path) -> Any:
     artifact = identify(path)  # an exported model where a checkpoint belongs: say what it is
     if artifact is not None:
         raise artifact.not_a_checkpoint()
-    other = _other_format(path)  # before torch reads it: torch calls a TorchScript archive "damaged" for weights_only
-    if other is not None:
-        raise other
-    _check_zip_integrity(path)
+    zf = _open_zip(path)
+    try:
+        other = _other_format(path, zf)  # before torch reads it: torch calls a TorchScript archive "damaged" for weights_only
+        if other is not None:
+            raise other
+        if zf is not None:
+            _check_zip_integrity(path, zf)
+    finally:
+        if zf is not None:
+            zf.close()
     try:
         with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": our errors say what matters
