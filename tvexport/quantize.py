@@ -165,11 +165,11 @@ def compress_layer(layer: BakedTVConv, dtype: torch.dtype, *, name: str = "TV la
     """Store ``layer``'s kernels (and bias) in ``dtype``, in place; returns the kernel error introduced.
 
     The layer's float kernels (float32 or a float64 bake) are rounded once; the bias follows
-    ``bias_dtype``.
+    ``bias_dtype``. Kernels already stored compressed (float16, int8) raise ``ValueError``:
+    compressing them would round them a second time.
     """
     dtype = kernel_dtype(dtype)
-    if layer.weight.dtype == torch.int8:
-        raise TvexportError(f"{name} already stores int8 kernels", hint="compress the float kernels of the bake, not stored ones")
+    _refuse_compressed(layer, dtype, name=name)
     exact = layer.weight
     stored, scale = compress_kernels(exact, dtype, name=f"baked weight of {name}")
     error = KernelError.between(dequantize(stored, scale, dtype=torch.float64), exact)
@@ -183,9 +183,27 @@ def compress_layer(layer: BakedTVConv, dtype: torch.dtype, *, name: str = "TV la
     return error
 
 
+def _refuse_compressed(layer: BakedTVConv, dtype: torch.dtype, *, name: str) -> None:
+    stored = layer.weight.dtype
+    if stored not in (torch.float32, torch.float64):
+        raise ValueError(
+            f"{name} already stores {str(stored).removeprefix('torch.')} kernels; compressing them to {kernel_dtype_name(dtype)} "
+            "would round the stored values a second time: compress the float32/float64 kernels of the bake instead"
+        )
+
+
 def compress_model(model: nn.Module, dtype: torch.dtype) -> dict[str, KernelError]:
-    """``compress_layer`` on every ``BakedTVConv`` of ``model`` (in place); errors by layer name."""
-    return {name: compress_layer(m, dtype, name=name) for name, m in model.named_modules() if isinstance(m, BakedTVConv)}
+    """``compress_layer`` on every ``BakedTVConv`` of ``model`` (in place); errors by layer name.
+
+    Every layer must hold float kernels (float32, or a float64 bake): a model whose kernels are
+    already stored compressed (float16, int8) raises ``ValueError`` before any layer is changed
+    (it would round them twice; bake again with the wanted ``kernel_dtype`` instead).
+    """
+    dtype = kernel_dtype(dtype)
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, BakedTVConv)}
+    for name, m in layers.items():
+        _refuse_compressed(m, dtype, name=name)
+    return {name: compress_layer(m, dtype, name=name) for name, m in layers.items()}
 
 
 def stored_bytes(layer: BakedTVConv) -> int:
