@@ -433,3 +433,14 @@ def test_compress_model_refuses_kernels_already_compressed(stored: str) -> None:
         compress_model(mixed, torch.int8)
     after = mixed.state_dict()
     assert before.keys() == after.keys() and all(v.dtype == after[k].dtype and torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_stored_kernel_dtype_takes_the_graph_dtype_by_keyword_only() -> None:
+    from tvexport.quantize import stored_kernel_dtype
+
+    baked = bake_model(make_model(), verify=False).model
+    assert stored_kernel_dtype(baked) == "float32" and stored_kernel_dtype(baked, dtype="float16") == "float16"  # float32 kernels follow the graph
+    with pytest.raises(TypeError):
+        stored_kernel_dtype(baked, "float16")  # type: ignore[misc]
+    compress_layer(next(m for m in baked.modules() if isinstance(m, BakedTVConv)), torch.int8)
+    assert stored_kernel_dtype(baked, dtype="float16") == "mixed" and stored_kernel_dtype(torch.nn.Linear(2, 2)) is None

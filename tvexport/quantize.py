@@ -232,7 +232,7 @@ def cast_model_(model: nn.Module, dtype: torch.dtype, *, device: torch.device | 
     return model
 
 
-def stored_kernel_dtype(model: nn.Module, dtype: str = "float32") -> str | None:
+def stored_kernel_dtype(model: nn.Module, *, dtype: str = "float32") -> str | None:
     """How a graph of ``model`` at precision ``dtype`` stores its TV kernels (None: no TV layers)."""
     stored = {kernel_dtype_name(m.weight.dtype) for m in model.modules() if isinstance(m, BakedTVConv)}
     if not stored:

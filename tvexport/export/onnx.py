@@ -281,7 +281,7 @@ def onnx_graph(
     used = _splice_tv_layers(proto, tv_op=tv_op, decomposition=decomposition, batch=None if dynamic_batch else batch, compute=dtype)
     if dynamic_batch:
         _name_batch_dim(proto)
-    _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, kernel_dtype=stored_kernel_dtype(model, dtype), fp16_io=fp16_io, opset=opset,
+    _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, kernel_dtype=stored_kernel_dtype(model, dtype=dtype), fp16_io=fp16_io, opset=opset,
                   decomposition=_describe(used) if tv_op == "portable" and used else None)
     if _graph_bytes(proto) >= EXTERNAL_DATA_LIMIT:
         return proto  # shape inference needs a serialised model; onnxruntime infers at load time
@@ -654,7 +654,7 @@ def export_onnx(
         "tv_layers": len(tv_layer_names(model)),
         "opset": opset,
         "dtype": dtype,
-        "kernel_dtype": stored_kernel_dtype(model, dtype),
+        "kernel_dtype": stored_kernel_dtype(model, dtype=dtype),
         "io_dtype": "float16" if dtype == "float16" and fp16_io else "float32",
         "batch": None if dynamic_batch else batch,
         "simplified": simplify,
