@@ -395,3 +395,10 @@ def test_bake_model_keeps_the_callers_training_modes() -> None:
     with pytest.raises(TvexportError):  # restored when the bake refuses, too
         bake_model(model, verify=False, rtol=1e-3)
     assert {name: m.training for name, m in model.named_modules()} == modes
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    bn.running_var[0] = -1.0  # NaN kernels from finite weights: refused after the model ran in eval mode
+    with pytest.raises(TvexportError, match="baking made NaN/Inf"):
+        bake_model(model, verify=False)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    with pytest.raises(TvexportError, match="not built by tvexport"):  # not a module: bake's own refusal
+        bake_model("model.ckpt")  # type: ignore[arg-type]

@@ -321,7 +321,7 @@ def _keeps_training_modes(bake: Callable[Concatenate[nn.Module, _P], _R]) -> Cal
 
     @functools.wraps(bake)
     def run(model: nn.Module, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        modes = [(m, m.training) for m in model.modules()]
+        modes = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []  # else bake refuses it
         try:
             return bake(model, *args, **kwargs)
         finally:

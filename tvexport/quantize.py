@@ -187,8 +187,8 @@ def _refuse_compressed(layer: BakedTVConv, dtype: torch.dtype, *, name: str) -> 
     stored = layer.weight.dtype
     if stored not in (torch.float32, torch.float64):
         raise ValueError(
-            f"{name} already stores {str(stored).removeprefix('torch.')} kernels; compressing them to {kernel_dtype_name(dtype)} "
-            "would round the stored values a second time: compress the float32/float64 kernels of the bake instead"
+            f"{name} already stores {str(stored).removeprefix('torch.')} kernels; only float32/float64 kernels are compressed "
+            f"(to {kernel_dtype_name(dtype)}): compress the float32 kernels of the bake instead"
         )
 
 
