@@ -379,3 +379,26 @@ def test_nonfinite_kernels_from_finite_weights_are_refused(kernel_dtype: str) ->
     with pytest.raises(TvexportError, match="baking made NaN/Inf in .* from finite weights"):
         bake_model(model, kernel_dtype=kernel_dtype, verify=False)  # type: ignore[arg-type]
     assert bake_model(model, kernel_dtype=kernel_dtype, verify=False, allow_nonfinite=True).model is not None  # type: ignore[arg-type]
+
+
+def test_bake_model_keeps_the_callers_training_modes() -> None:
+    """The docstring's promise: the model is not modified, its modules' training modes included
+    (bake runs it in eval mode: a BatchNorm in training mode is not updated by the verification)."""
+    model = make_model().train()
+    model.features[0].eval()  # a mixed mode comes back as it was, not as one model.train(mode)
+    modes = {name: m.training for name, m in model.named_modules()}
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    result = bake_model(model)
+    assert result.report is not None and result.report.ok
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    with pytest.raises(TvexportError):  # restored when the bake refuses, too
+        bake_model(model, verify=False, rtol=1e-3)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    bn.running_var[0] = -1.0  # NaN kernels from finite weights: refused after the model ran in eval mode
+    with pytest.raises(TvexportError, match="baking made NaN/Inf"):
+        bake_model(model, verify=False)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    with pytest.raises(TvexportError, match="not built by tvexport"):  # not a module: bake's own refusal
+        bake_model("model.ckpt")  # type: ignore[arg-type]

@@ -252,27 +252,52 @@ _PREFIX_CASES = {
     "swa-of-lightning-module": (lambda k: f"module.model.{k}", {"module.head.weight": _HEAD, "n_averaged": torch.tensor(3)},
                                 {"n_averaged": (), "head.weight": (512, 10)}),
     "lightning-module-with-dataparallel": (lambda k: f"model.module.{k}", {"head.weight": _HEAD}, {"head.weight": (512, 10)}),
+    "dataparallel-twice": (lambda k: f"module.module.{k}", {}, {}),
+    "torch-compile": (lambda k: f"_orig_mod.{k}", {}, {}),
+    "compiled-dataparallel": (lambda k: f"_orig_mod.module.{k}", {}, {}),
+    "lightning-module-compiled": (lambda k: f"model._orig_mod.{k}", {"head.weight": _HEAD}, {"head.weight": (512, 10)}),
+    "swa-of-compiled": (lambda k: f"module._orig_mod.{k}", {"n_averaged": torch.tensor(3)}, {"n_averaged": ()}),
+    # the network under module. beside the training head (a LightningModule holding it as ``module``)
+    "module-beside-head": (lambda k: f"module.{k}", {"head.weight": _HEAD}, {"head.weight": (512, 10)}),
+    "no-prefix-beside-head": (lambda k: k, {"head.weight": _HEAD}, {"head.weight": (512, 10)}),
 }
 
 
-@pytest.mark.parametrize("fmt", ["state_dict", "lightning"])
-@pytest.mark.parametrize("case", list(_PREFIX_CASES))
-def test_wrapper_prefixes_are_stripped_as_in_a_ckpt(tmp_path: Path, case: str, fmt: str) -> None:
-    """A plain state dict saved from a LightningModule (``model.*`` + ``head.weight``), an SWA
-    AveragedModel (``module.*`` + ``n_averaged``) or DataParallel loads like the same keys inside a .ckpt."""
-    model = make_model()
-    rename, extra, dropped = _PREFIX_CASES[case]
-    saved = {rename(k): v for k, v in model.state_dict().items()} | extra
-    path = tmp_path / f"m.{fmt}"
+def _save_as(fmt: str, model: torch.nn.Module, saved: dict[str, torch.Tensor], path: Path) -> None:
     if fmt == "lightning":
         ckpt = lightning_checkpoint(model)
         ckpt["state_dict"] = saved
         save_lightning(ckpt, path)
+    elif fmt == "pth.tar":  # the reference segmentation trainer's layout
+        torch.save({"epoch": 39, "iteration": 12000, "arch": "DataParallel", "model_state_dict": saved, "best_mean_dice": 0.9}, path)
     else:
         torch.save(saved, path)
+
+
+@pytest.mark.parametrize("fmt", ["state_dict", "lightning", "pth.tar"])
+@pytest.mark.parametrize("case", list(_PREFIX_CASES))
+def test_wrapper_prefixes_are_stripped_as_in_a_ckpt(tmp_path: Path, case: str, fmt: str) -> None:
+    """A plain state dict or a .pth.tar's ``model_state_dict`` saved from a LightningModule
+    (``model.*`` + ``head.weight``), an SWA AveragedModel (``module.*`` + ``n_averaged``),
+    DataParallel (nested too) or torch.compile (``_orig_mod.*``) loads like the same keys inside a .ckpt."""
+    model = make_model()
+    rename, extra, dropped = _PREFIX_CASES[case]
+    saved = {rename(k): v for k, v in model.state_dict().items()} | extra
+    path = tmp_path / f"m.{fmt}"
+    _save_as(fmt, model, saved, path)
     loaded = read_checkpoint(path)
     assert loaded.format == fmt and loaded.state_dict.keys() == model.state_dict().keys() and loaded.dropped == dropped
     _same_outputs(model, load_checkpoint(path))
+
+
+def test_segmentation_pth_tar_is_unwrapped_as_a_state_dict(tmp_path: Path) -> None:
+    """The DeepLabV3+ ``.pth.tar`` (random posi_map) saved through SWA of a compiled DataParallel model."""
+    model = randomize_(create_model("deeplabv3plus_mobilenetv2", tv=TVSettings(inter_chans=4, inter_layers=0)), calibrate=False)
+    saved = {f"module._orig_mod.module.{k}": v for k, v in model.state_dict().items()} | {"n_averaged": torch.tensor(7)}
+    _save_as("pth.tar", model, saved, tmp_path / "checkpoint_best.pth.tar")
+    loaded = read_checkpoint(tmp_path / "checkpoint_best.pth.tar")
+    assert loaded.format == "pth.tar" and loaded.dropped == {"n_averaged": ()} and loaded.meta["best_mean_dice"] == 0.9
+    _same_weights(model, load_checkpoint(loaded.path))
 
 
 def test_a_wrapper_prefix_with_unknown_entries_beside_it_is_kept(tmp_path: Path) -> None:
@@ -315,3 +340,22 @@ def test_other_model_formats_are_named_with_what_tvexport_needs(cli: Any, tmp_pa
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert what in lines[0] and "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "state_dict()" in lines[0]
+
+
+def test_the_zip_directory_is_read_once_before_torch_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The format check (TorchScript?) and the CRC check share one read of the zip directory."""
+    import sys
+    import zipfile
+
+    path = write_checkpoint(make_model(), tmp_path / "m.ckpt", "lightning")
+    opened: list[object] = []
+
+    class Counting(zipfile.ZipFile):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if Path(sys._getframe(1).f_code.co_filename).name == "checkpoint.py":  # opened by tvexport/checkpoint.py
+                opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", Counting)
+    assert read_checkpoint(path).format == "lightning"
+    assert opened == [path]

@@ -413,3 +413,34 @@ def test_package_without_dequantization_fails_validation(monkeypatch: pytest.Mon
     monkeypatch.setattr(_depthwise, "_dequantize_traced", lambda plane, scale: plane.float())
     with pytest.raises(ValidationMismatch):
         export_aoti(baked, tmp_path / "bad.pt2", batch=2)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("stored", ["float16", "int8"])
+def test_compress_model_refuses_kernels_already_compressed(stored: str) -> None:
+    """Compressing float16/int8 kernels again would round them twice: ValueError, nothing changed
+    (not even the float32 layers before the compressed one)."""
+    from tvexport.quantize import compress_model
+
+    whole = bake_model(make_model(), kernel_dtype=stored, verify=False).model
+    for target in (torch.int8, torch.float16):
+        with pytest.raises(ValueError, match=rf"already stores {stored} kernels; only float32/float64 kernels are compressed \(to {str(target)[6:]}\)"):
+            compress_model(whole, target)
+    mixed = bake_model(make_model(), verify=False).model
+    layers = [m for m in mixed.modules() if isinstance(m, BakedTVConv)]
+    compress_layer(layers[-1], getattr(torch, stored))
+    before = {k: v.clone() for k, v in mixed.state_dict().items()}
+    with pytest.raises(ValueError, match="only float32/float64 kernels are compressed"):
+        compress_model(mixed, torch.int8)
+    after = mixed.state_dict()
+    assert before.keys() == after.keys() and all(v.dtype == after[k].dtype and torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_stored_kernel_dtype_takes_the_graph_dtype_by_keyword_only() -> None:
+    from tvexport.quantize import stored_kernel_dtype
+
+    baked = bake_model(make_model(), verify=False).model
+    assert stored_kernel_dtype(baked) == "float32" and stored_kernel_dtype(baked, dtype="float16") == "float16"  # float32 kernels follow the graph
+    with pytest.raises(TypeError):
+        stored_kernel_dtype(baked, "float16")  # type: ignore[misc]
+    compress_layer(next(m for m in baked.modules() if isinstance(m, BakedTVConv)), torch.int8)
+    assert stored_kernel_dtype(baked, dtype="float16") == "mixed" and stored_kernel_dtype(torch.nn.Linear(2, 2)) is None

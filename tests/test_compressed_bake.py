@@ -362,3 +362,50 @@ def test_export_of_nonfinite_kernels_keeps_them_nonfinite_and_refuses_to_validat
         got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         refused("validate", out, "--against", baked)
+
+
+def test_export_float16_graph_handles_nonfinite_and_overflow_as_kernel_dtype_does(cli, tmp_path: Path) -> None:
+    """``--dtype float16`` (the whole graph) as ``--kernel-dtype float16``: NaN/Inf kernels (a bake
+    with --allow-nonfinite) stay non-finite and are not called an overflow (Inf was, NaN passed
+    unseen); a finite value beyond float16 is, in one line naming the file, the tensor and the fix."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tvexport.bake import save_baked
+
+    result = bake(make_model(), verify=False)
+    first, second = [m for m in result.model.modules() if isinstance(m, BakedTVConv)][:2]
+    with torch.no_grad():
+        first.weight[0, 0, 0, 0] = float("inf")
+        second.weight[0, 0, 0, 0] = float("nan")
+    nonfinite = save_baked(result, tmp_path / "nonfinite.baked.pt")
+    for option in (["--kernel-dtype", "float16"], ["--dtype", "float16"]):
+        out = tmp_path / "n.onnx"
+        r = cli("export", nonfinite, "-o", out, "--no-validate", "--force", *option)
+        assert r.exit_code == 0 and "overflow" not in r.stderr, (option, r.stderr)
+        values = [numpy_helper.to_array(t).astype("float64") for t in onnx.load(str(out)).graph.initializer]
+        assert any(bool((v == float("inf")).any()) for v in values) and any(bool((v != v).any()) for v in values), option
+    with torch.no_grad():
+        first.weight[0, 0, 0, 1] = 1e6  # beside the Inf: the finite peak is what overflows
+    big = save_baked(result, tmp_path / "big.baked.pt")
+    for option, says in ((["--kernel-dtype", "float16"], "baked weight of features.1.conv.0.0"), (["--dtype", "float16"], "weight features.1.conv.0.0.weight")):
+        r = cli("export", big, "-o", tmp_path / "b.onnx", "--no-validate", *option)  # validation refuses its NaN/Inf first
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"error: {big}: {says} overflows float16 (max |value| 1e+06 > 6.55e+04)"), lines[0]
+        assert f"{option[0]} float32" in lines[0]
+    assert not (tmp_path / "b.onnx").exists()
+
+
+def test_check_weights_fit_ignores_nonfinite_and_names_the_source(tmp_path: Path) -> None:
+    from tvexport.errors import TvexportError
+    from tvexport.export._common import check_weights_fit
+
+    layer = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        layer.weight[0, 0], layer.weight[1, 1], layer.bias[0] = float("inf"), float("-inf"), float("nan")
+    check_weights_fit(layer, torch.float16)  # non-finite stays non-finite: no overflow
+    with torch.no_grad():
+        layer.weight[2, 2] = -7e4
+    with pytest.raises(TvexportError, match=r"^x\.pt: weight weight overflows float16 \(max \|value\| 7e\+04 > 6\.55e\+04\); export with --dtype float32$"):
+        check_weights_fit(layer, torch.float16, source="x.pt")

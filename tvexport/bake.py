@@ -15,9 +15,9 @@ import copy
 import dataclasses
 import functools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import torch
 from torch import nn
@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 _FOLDABLE = (nn.Conv2d, nn.Linear, BakedTVConv)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,6 +315,23 @@ def _verification_inputs(verify: bool, *, rtol: float | None, atol: float | None
     return (VERIFY_BATCH if batch is None else batch), (0 if seed is None else seed)
 
 
+def _keeps_training_modes(bake: Callable[Concatenate[nn.Module, _P], _R]) -> Callable[Concatenate[nn.Module, _P], _R]:
+    """``bake`` runs its model in eval mode; the caller's model gets back the training mode each of
+    its modules had, whatever happens (the model is the caller's, not ours to switch)."""
+
+    @functools.wraps(bake)
+    def run(model: nn.Module, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        modes = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []  # else bake refuses it
+        try:
+            return bake(model, *args, **kwargs)
+        finally:
+            for m, training in modes:
+                m.training = training
+
+    return run
+
+
+@_keeps_training_modes
 def bake_model(
     model: nn.Module,
     *,
@@ -330,7 +349,8 @@ def bake_model(
     resample: Resample | None = None,
     interpolation: Interpolation | None = None,
 ) -> BakeResult:
-    """Bake a zoo model (from ``load_checkpoint`` or ``create_model``); ``model`` is not modified.
+    """Bake a zoo model (from ``load_checkpoint`` or ``create_model``); ``model`` is not modified
+    (it runs in eval mode, and each module's training mode is restored afterwards).
 
     ``kernel_dtype`` is the storage type of the baked kernels: float32 (default), float16, or int8
     with one float32 scale per (channel, tap) (``tvexport.quantize``); ``dtype`` is its older

@@ -110,22 +110,27 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 2 <= n <= size - 8 and head[8:9] == b"{"
 
 
+def _is_torchscript(names: list[str]) -> bool:
+    """Whether zip member ``names`` hold TorchScript's ``code/`` or ``constants.pkl`` (torch.jit.save)."""
+    return any(name.partition("/")[2] == "constants.pkl" or name.partition("/")[2].startswith("code/") for name in names)
+
+
 def _torchscript_entries(path: Path) -> bool:
-    """Whether a zip holds TorchScript's ``code/`` or ``constants.pkl`` (torch.jit.save), read from its directory only."""
+    """``_is_torchscript`` of a zip file, read from its directory only (False: unreadable)."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
         return False
-    return any(name.partition("/")[2] == "constants.pkl" or name.partition("/")[2].startswith("code/") for name in names)
+    return _is_torchscript(names)
 
 
 _NEEDS = "tvexport reads training checkpoints (Lightning .ckpt, .pth.tar) and state dicts saved with torch.save(model.state_dict(), path)"
 
 
-def _other_format(path: Path) -> TvexportError | None:
+def _other_format(path: Path, zf: zipfile.ZipFile | None) -> TvexportError | None:
     """The error for a valid file of a format tvexport does not read (TorchScript, safetensors),
-    recognised from its header or zip directory: nothing in it is loaded."""
+    recognised from its header or its zip directory ``zf`` (None: not a zip): nothing in it is loaded."""
     with path.open("rb") as f:
         head = f.read(16)
     if _is_safetensors(head, path.stat().st_size):
@@ -133,7 +138,7 @@ def _other_format(path: Path) -> TvexportError | None:
             f"{path} is a safetensors file, not a PyTorch checkpoint; {_NEEDS}",
             hint=f"give the training checkpoint, or convert this file: torch.save(safetensors.torch.load_file('{path}'), 'model.pt')",
         )
-    if zipfile.is_zipfile(path) and _torchscript_entries(path):
+    if zf is not None and _is_torchscript(zf.namelist()):
         return TvexportError(
             f"{path} is a TorchScript model (torch.jit.save), not a checkpoint; {_NEEDS}",
             hint=f"give the training checkpoint, or, if you trust this file (loading it runs its code): torch.save(torch.jit.load('{path}').state_dict(), 'model.pt')",
@@ -170,16 +175,27 @@ def describe_file(path: Path) -> str | None:
     return None
 
 
-def _check_zip_integrity(path: Path) -> None:
+_CORRUPT_HINT = "the copy or download did not finish; fetch it again"
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile | None:
+    """``path``'s zip directory, read once for every check before torch loads it (None: not a
+    zip archive, e.g. a legacy pickle); a directory that cannot be read is refused as corrupt."""
+    if not zipfile.is_zipfile(path):  # the end record only
+        return None
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise TvexportError(f"{path} is truncated or corrupt ({err})", hint=_CORRUPT_HINT) from None
+
+
+def _check_zip_integrity(path: Path, zf: zipfile.ZipFile) -> None:
     """torch's zip reader does not verify CRCs: a flipped byte would load as a silently different
     weight or hyper-parameter. Check every record's CRC first (about 1 GB/s)."""
-    if not zipfile.is_zipfile(path):
-        return
     try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
+        bad = zf.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
-        raise TvexportError(f"{path} is truncated or corrupt ({err})", hint="the copy or download did not finish; fetch it again") from None
+        raise TvexportError(f"{path} is truncated or corrupt ({err})", hint=_CORRUPT_HINT) from None
     if bad is not None:
         raise TvexportError(f"{path} is corrupt (checksum mismatch in {bad})", hint="the file was damaged in transfer or on disk; fetch it again")
 
@@ -220,10 +236,16 @@ def _torch_load(path: Path) -> Any:
     artifact = identify(path)  # an exported model where a checkpoint belongs: say what it is
     if artifact is not None:
         raise artifact.not_a_checkpoint()
-    other = _other_format(path)  # before torch reads it: torch calls a TorchScript archive "damaged" for weights_only
-    if other is not None:
-        raise other
-    _check_zip_integrity(path)
+    zf = _open_zip(path)
+    try:
+        other = _other_format(path, zf)  # before torch reads it: torch calls a TorchScript archive "damaged" for weights_only
+        if other is not None:
+            raise other
+        if zf is not None:
+            _check_zip_integrity(path, zf)
+    finally:
+        if zf is not None:
+            zf.close()
     try:
         with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": our errors say what matters
@@ -260,35 +282,43 @@ def _torch_load(path: Path) -> Any:
         raise TvexportError(f"{path} is truncated or corrupt ({type(err).__name__}: {first})", hint="fetch the file again") from None
 
 
-def _strip(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
-
-
-# Entries a wrapper adds beside the wrapped network's ``module.*`` keys: torch.optim.swa_utils.AveragedModel's count
+# Prefixes a wrapper puts before every key of the network it wraps: DataParallel / DDP / SWA's
+# AveragedModel (``module.``), torch.compile (``_orig_mod.``); wrappers nest (``module.module.``).
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Entries a wrapper adds beside the wrapped network's keys: torch.optim.swa_utils.AveragedModel's count
 _WRAPPER_BOOKKEEPING = ("n_averaged",)
+# Training-only modules of the reference LightningModule beside its network (the AM-Softmax head);
+# no zoo network has a top-level ``head``
+_TRAINING_ONLY = ("head.",)
 
 
 def _model_keys(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]]]:
     """The network's own entries of a state dict saved through wrappers, and the dropped rest (key -> shape).
 
-    ``module.`` (DataParallel, or an SWA ``AveragedModel`` with its ``n_averaged``) is stripped when
-    it prefixes every other key; of a LightningModule's keys only ``model.*`` are kept (the training
-    head ``head.weight`` is dropped), stripped, and unwrapped again (a DataParallel model inside).
+    The one unwrapping of every format (``.ckpt``, ``.pth.tar``, plain state dict), applied until
+    nothing changes: a wrapper prefix (``_WRAPPER_PREFIXES``) is stripped when it prefixes every key
+    but a wrapper's bookkeeping (SWA's ``n_averaged``, dropped); of a LightningModule's keys only
+    ``model.*`` are kept and stripped; the training head ``head.*`` beside the network is dropped.
     """
+    out = dict(sd)
     dropped: dict[str, tuple[int, ...]] = {}
 
-    def unwrap(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        rest = [k for k in d if not k.startswith("module.")]
-        if len(rest) == len(d) or not all(k in _WRAPPER_BOOKKEEPING for k in rest):
-            return d
-        dropped.update({k: tuple(d[k].shape) for k in rest})
-        return {k[len("module."):]: v for k, v in d.items() if k.startswith("module.")}
+    def keep(inside: str | None, drop: list[str]) -> dict[str, torch.Tensor]:
+        dropped.update({k: tuple(out[k].shape) for k in drop})
+        kept = {k: v for k, v in out.items() if k not in drop}
+        return {k[len(inside):]: v for k, v in kept.items()} if inside else kept
 
-    out = unwrap(dict(sd))
-    if any(k.startswith("model.") for k in out):
-        dropped.update({k: tuple(v.shape) for k, v in out.items() if not k.startswith("model.")})
-        out = unwrap({k[len("model."):]: v for k, v in out.items() if k.startswith("model.")})
-    return out, dropped
+    while True:
+        wrapper = next((p for p in _WRAPPER_PREFIXES if any(k.startswith(p) for k in out)
+                        and all(k.startswith(p) or k in _WRAPPER_BOOKKEEPING for k in out)), None)
+        if wrapper is not None:
+            out = keep(wrapper, [k for k in out if not k.startswith(wrapper)])
+        elif any(k.startswith("model.") for k in out):
+            out = keep("model.", [k for k in out if not k.startswith("model.")])
+        elif (head := [k for k in out if k.startswith(_TRAINING_ONLY)]) and len(head) < len(out):
+            out = keep(None, head)
+        else:
+            return out, dropped
 
 
 def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
@@ -314,10 +344,11 @@ def _hparams(value: Any) -> dict[str, Any]:
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Load ``path`` safely and normalise it to a deployable state dict.
 
-    Formats: PyTorch Lightning ``.ckpt`` (``state_dict`` with ``model.`` keys; training-only keys
-    such as the AM-Softmax ``head.weight`` are dropped and listed in ``dropped``), ``.pth.tar``
-    with ``model_state_dict`` (``module.`` prefix removed), a plain state dict (wrapper prefixes
-    handled as in a ``.ckpt``: a LightningModule's, DataParallel's, SWA's), and tvexport's baked files.
+    Formats: PyTorch Lightning ``.ckpt`` (``state_dict``), ``.pth.tar`` with ``model_state_dict``,
+    a plain state dict, and tvexport's baked files. The first three are unwrapped alike
+    (``_model_keys``): a LightningModule's ``model.``, DataParallel's / SWA's ``module.`` and
+    torch.compile's ``_orig_mod.`` prefixes are removed, however nested; training-only keys (the
+    AM-Softmax ``head.weight``, SWA's ``n_averaged``) are dropped and listed in ``dropped``.
     """
     path = Path(path)
     obj = _torch_load(path)
@@ -336,9 +367,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         return Checkpoint(path, "lightning", sd, hparams=hparams, dropped=dropped, meta=meta)
 
     if "model_state_dict" in obj:
-        sd = _strip(_tensor_dict(path, obj["model_state_dict"], "model_state_dict"), "module.")
+        sd, dropped = _model_keys(_tensor_dict(path, obj["model_state_dict"], "model_state_dict"))
         meta = {k: obj[k] for k in ("epoch", "iteration", "arch", "best_mean_dice") if k in obj and not isinstance(obj[k], torch.Tensor)}
-        return Checkpoint(path, "pth.tar", sd, meta=meta)
+        return Checkpoint(path, "pth.tar", sd, dropped=dropped, meta=meta)
 
     if all(isinstance(v, torch.Tensor) for v in obj.values()):
         sd, dropped = _model_keys(_tensor_dict(path, obj, "file"))  # as inside a .ckpt: saved from a LightningModule, SWA, DataParallel

@@ -140,20 +140,19 @@ def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "k
     if dtype == torch.int8:
         return quantize_int8(weight)
     if dtype == torch.float16:
-        _check_fits(weight, dtype, name=name)
+        check_fits(weight, dtype, name=name)
     return weight.detach().to(dtype), None
 
 
-def _check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str) -> None:
-    """Refuse finite values of ``t`` that would become Inf in ``dtype`` (NaN/Inf stay what they are)."""
+def check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, hint: str = "store the kernels as float32 (--kernel-dtype float32)") -> None:
+    """Refuse finite values of ``t`` that would become Inf in ``dtype``, naming ``name`` (``hint``:
+    how to fix). NaN/Inf are not an overflow: they stay what they are (only weights baked with
+    ``allow_nonfinite`` hold them), and ``max |value|`` is that of the finite values."""
     limit = torch.finfo(dtype).max
     peak = float(t.detach().abs().nan_to_num_(nan=0.0, posinf=0.0).max()) if t.numel() else 0.0
     if peak > limit:
         label = kernel_dtype_name(dtype) if dtype in KERNEL_DTYPES.values() else str(dtype).removeprefix("torch.")
-        raise TvexportError(
-            f"{name} overflows {label} (max |value| {peak:.3g} > {limit:.3g})",
-            hint="store the kernels as float32 (--kernel-dtype float32)",
-        )
+        raise TvexportError(f"{name} overflows {label} (max |value| {peak:.3g} > {limit:.3g})", hint=hint)
 
 
 def bias_dtype(kernels: torch.dtype) -> torch.dtype:
@@ -166,11 +165,11 @@ def compress_layer(layer: BakedTVConv, dtype: torch.dtype, *, name: str = "TV la
     """Store ``layer``'s kernels (and bias) in ``dtype``, in place; returns the kernel error introduced.
 
     The layer's float kernels (float32 or a float64 bake) are rounded once; the bias follows
-    ``bias_dtype``.
+    ``bias_dtype``. Kernels already stored compressed (float16, int8) raise ``ValueError``:
+    compressing them would round them a second time.
     """
     dtype = kernel_dtype(dtype)
-    if layer.weight.dtype == torch.int8:
-        raise TvexportError(f"{name} already stores int8 kernels", hint="compress the float kernels of the bake, not stored ones")
+    _refuse_compressed(layer, dtype, name=name)
     exact = layer.weight
     stored, scale = compress_kernels(exact, dtype, name=f"baked weight of {name}")
     error = KernelError.between(dequantize(stored, scale, dtype=torch.float64), exact)
@@ -178,15 +177,33 @@ def compress_layer(layer: BakedTVConv, dtype: torch.dtype, *, name: str = "TV la
     if bias is not None:
         target = bias_dtype(dtype)
         if target == torch.float16:
-            _check_fits(bias, target, name=f"baked bias of {name}")
+            check_fits(bias, target, name=f"baked bias of {name}")
         bias = bias.detach().to(target)
     layer.set_kernels(stored, bias, scale=scale)
     return error
 
 
+def _refuse_compressed(layer: BakedTVConv, dtype: torch.dtype, *, name: str) -> None:
+    stored = layer.weight.dtype
+    if stored not in (torch.float32, torch.float64):
+        raise ValueError(
+            f"{name} already stores {str(stored).removeprefix('torch.')} kernels; only float32/float64 kernels are compressed "
+            f"(to {kernel_dtype_name(dtype)}): compress the float32 kernels of the bake instead"
+        )
+
+
 def compress_model(model: nn.Module, dtype: torch.dtype) -> dict[str, KernelError]:
-    """``compress_layer`` on every ``BakedTVConv`` of ``model`` (in place); errors by layer name."""
-    return {name: compress_layer(m, dtype, name=name) for name, m in model.named_modules() if isinstance(m, BakedTVConv)}
+    """``compress_layer`` on every ``BakedTVConv`` of ``model`` (in place); errors by layer name.
+
+    Every layer must hold float kernels (float32, or a float64 bake): a model whose kernels are
+    already stored compressed (float16, int8) raises ``ValueError`` before any layer is changed
+    (it would round them twice; bake again with the wanted ``kernel_dtype`` instead).
+    """
+    dtype = kernel_dtype(dtype)
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, BakedTVConv)}
+    for name, m in layers.items():
+        _refuse_compressed(m, dtype, name=name)
+    return {name: compress_layer(m, dtype, name=name) for name, m in layers.items()}
 
 
 def stored_bytes(layer: BakedTVConv) -> int:
@@ -215,7 +232,7 @@ def cast_model_(model: nn.Module, dtype: torch.dtype, *, device: torch.device | 
     return model
 
 
-def stored_kernel_dtype(model: nn.Module, dtype: str = "float32") -> str | None:
+def stored_kernel_dtype(model: nn.Module, *, dtype: str = "float32") -> str | None:
     """How a graph of ``model`` at precision ``dtype`` stores its TV kernels (None: no TV layers)."""
     stored = {kernel_dtype_name(m.weight.dtype) for m in model.modules() if isinstance(m, BakedTVConv)}
     if not stored:

@@ -20,10 +20,12 @@ from ..errors import TvexportError, about_file
 from ..layers import BakedTVConv
 from ..models.loading import arch_config_for, build_from_state_dict
 from ..models.registry import ArchConfig, config_of
-from ..quantize import KernelDType, compress_model, kernel_dtype_name
+from ..quantize import KernelDType, check_fits, compress_model, kernel_dtype_name
 from ..quantize import kernel_dtype as quantize_dtype
 
-__all__ = ["BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype"]
+__all__ = [
+    "BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "check_weights_fit", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype",
+]
 
 NONFINITE_BAKED_HINT = (
     "it was baked with --allow-nonfinite, so nothing can be checked against it; validate against a finite bake, or "
@@ -159,6 +161,18 @@ def with_kernel_dtype(
     with about_file(source):  # e.g. float16 overflow: say which file
         compress_model(compressed, target)
     return compressed, None if reference is None else reference.with_kernels(target)
+
+
+def check_weights_fit(model: nn.Module, dtype: torch.dtype, *, source: str | Path | None = None) -> None:
+    """Refuse finite weights of ``model`` that would become Inf cast to ``dtype`` (a float16 graph),
+    naming ``source`` (the file read) if given, before any export work. As for ``--kernel-dtype
+    float16`` (``quantize.check_fits``), NaN/Inf are not an overflow: they stay what they are.
+    int8 kernels, their float32 scales and tensors already stored as ``dtype`` are kept as stored."""
+    with about_file(source):
+        for key, t in model.state_dict().items():
+            if key.endswith(".scale") or t.dtype == dtype or not t.is_floating_point():
+                continue
+            check_fits(t, dtype, name=f"weight {key}", hint="export with --dtype float32")
 
 
 def load_runner(backend: str, path: str | Path) -> Runner:

@@ -13,7 +13,7 @@ from torch import nn
 from .._io import check_output_path
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
-from ._common import ExportResult
+from ._common import ExportResult, check_weights_fit
 
 FORMATS: dict[str, tuple[str, str, str]] = {
     # format -> (module, function, file suffix)
@@ -151,6 +151,8 @@ def export_checkpoint(
         check_options(format, device=device)
     # a checkpoint is baked (and verified) with the same floors, its kernels stored as kernel_dtype
     src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype, reference=validate)
+    if format == "onnx" and dtype != "float32":  # a float16 graph: weights it cannot hold are refused now, naming the file
+        check_weights_fit(src.model, getattr(torch, dtype), source=src.path)
     ref = src.reference
     with sized_by_user(f"export {source} with a batch of {batch}", hint="choose a smaller --batch (or --dynamic-batch)"):
         try:

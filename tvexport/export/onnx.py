@@ -52,7 +52,7 @@ from ..errors import TvexportError, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
-from ._common import Comparison, ExportResult, Runner, with_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, check_weights_fit, with_kernel_dtype
 
 TVOp = Literal["portable", "plugin"]
 TV_OPS: tuple[str, ...] = ("portable", "plugin")
@@ -179,7 +179,7 @@ def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> nn.Modul
     # A baked model is exported as baked: BatchNorms that bake --no-fold-bn kept stay (folding them
     # here would round the stored kernels again, and int8 ones cannot take a scale).
     if dtype != torch.float32:
-        _check_fits(prepared, dtype)
+        check_weights_fit(prepared, dtype)
     cast_model_(prepared, dtype)  # float16/int8 TV kernels stay as stored
     tv_layers = {n: m for n, m in prepared.named_modules() if isinstance(m, BakedTVConv)}
     for name, layer in tv_layers.items():
@@ -191,20 +191,6 @@ def _prepare(model: nn.Module, *, dtype: torch.dtype, fp16_io: bool) -> nn.Modul
     if dtype == torch.float16 and not fp16_io:
         prepared = _Float32IO(prepared)
     return prepared
-
-
-def _check_fits(model: nn.Module, dtype: torch.dtype) -> None:
-    """Refuse weights that would turn into inf when cast to ``dtype`` (before any export work)."""
-    limit = torch.finfo(dtype).max
-    name = str(dtype).removeprefix("torch.")
-    for key, t in model.state_dict().items():
-        if key.endswith(".scale") or (t.dtype == dtype):  # int8 scales stay float32; stored float16 fits
-            continue
-        if t.is_floating_point() and t.numel() and float(t.abs().max()) > limit:
-            raise TvexportError(
-                f"weight {key} overflows {name} (max |value| {float(t.abs().max()):.3g} > {limit:.3g})",
-                hint="export with --dtype float32",
-            )
 
 
 @contextlib.contextmanager
@@ -304,7 +290,7 @@ def onnx_graph(
 
     unnamed = set(tv_bias) - {node.name for node in proto.graph.node if node.op_type == PLUGIN_OP}
     assert not unnamed, f"tvexport.tv_bias names no plugin node: {sorted(unnamed)[:3]}"
-    _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, kernel_dtype=stored_kernel_dtype(model, dtype), fp16_io=fp16_io, opset=opset,
+    _set_metadata(proto, cfg, tv_op=tv_op, dtype=dtype, kernel_dtype=stored_kernel_dtype(model, dtype=dtype), fp16_io=fp16_io, opset=opset,
                   decomposition=_describe(used) if tv_op == "portable" and used else None, tv_bias=tv_bias)
     if _graph_bytes(proto) >= EXTERNAL_DATA_LIMIT:
         return proto  # shape inference needs a serialised model; onnxruntime infers at load time
@@ -684,7 +670,7 @@ def export_onnx(
         "tv_layers": len(tv_layer_names(model)),
         "opset": opset,
         "dtype": dtype,
-        "kernel_dtype": stored_kernel_dtype(model, dtype),
+        "kernel_dtype": stored_kernel_dtype(model, dtype=dtype),
         "io_dtype": "float16" if dtype == "float16" and fp16_io else "float32",
         "batch": None if dynamic_batch else batch,
         "simplified": simplify,
