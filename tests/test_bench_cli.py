@@ -165,3 +165,42 @@ def test_bench_refuses_to_overwrite_before_running(cli, baked: Path, tmp_path: P
     r = cli("bench", ckpt, "-b", "torch-baked", *FAST, "--json", existing, "--force")
     assert r.exit_code == 0 and validate_report(json.loads(existing.read_text())) == []
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.fixture
+def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refusals must come before any work: loading or timing fails the test."""
+    import tvexport.profile as profile
+
+    def never(*args, **kwargs):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(profile, "load_subject", never)
+    monkeypatch.setattr(profile, "run_bench", never)
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--markdown", "--plot"])
+def test_bench_never_overwrites_src_or_baseline(cli, baked: Path, tmp_path: Path, no_run, option: str) -> None:
+    """Before: `bench X.baked.pt --markdown X.baked.pt --force` ran, then replaced the benchmarked
+    file by the report (same for --baseline)."""
+    before = baked.read_bytes()
+    line = _one_line_error(cli("bench", baked, "-b", "torch-baked", *FAST, option, baked, "--force"))
+    assert line.startswith(f"error: {option} {baked} is the input file (SRC)"), line
+    assert baked.read_bytes() == before
+    dw = write_checkpoint(_weights_only("face_mobilenetv2_x0_1", "dwconv"), tmp_path / "dw.pth.tar", "pth.tar")
+    before = dw.read_bytes()
+    line = _one_line_error(cli("bench", baked, "--baseline", dw, option, tmp_path / "." / "dw.pth.tar", "--force"))
+    assert "is the input file (--baseline)" in line
+    assert dw.read_bytes() == before
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_bench_refuses_two_reports_in_one_file(cli, baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_run, force: list[str]) -> None:
+    """Before: `--json same.out --csv same.out` ran the whole benchmark, wrote the JSON, then failed
+    on the CSV ("already exists"); with --force the later report silently replaced the earlier one."""
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(cli("bench", baked, "--json", "same.out", "--csv", tmp_path / "same.out", *force))
+    assert line.startswith("error: --json and --csv both name ") and "give each report its own file" in line, line
+    line = _one_line_error(cli("bench", baked, "--plot", "p.png", "--markdown", "x.md", "--json", "./p.png", *force))
+    assert line.startswith("error: --json and --plot both name p.png"), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.baked.pt"]

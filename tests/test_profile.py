@@ -624,6 +624,23 @@ def test_load_report_rejects_other_json(tmp_path: Path) -> None:
         load_report(path)
 
 
+def test_write_reports_honours_force_and_refuses_one_file_twice(fake_report: dict, tmp_path: Path) -> None:
+    """The API contract (the CLI checks before running, which hid it): an existing file is kept
+    without ``force``; two reports naming one file are refused before either is written."""
+    from tvexport.profile.report import write_reports
+
+    existing = tmp_path / "r.json"
+    existing.write_text("keep me")
+    with pytest.raises(TvexportError, match="already exists"):
+        write_reports(fake_report, json_path=existing)
+    assert existing.read_text() == "keep me"
+    assert write_reports(fake_report, json_path=existing, force=True) == [existing]
+    assert load_report(existing) == json.loads(to_json(fake_report))
+    with pytest.raises(TvexportError, match="two reports name the same file"):
+        write_reports(fake_report, csv_path=tmp_path / "same.out", markdown_path=tmp_path / "." / "same.out")
+    assert not (tmp_path / "same.out").exists()
+
+
 def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from tvexport.profile.plot import plot_ratio_grid, plot_report

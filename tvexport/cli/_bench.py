@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from enum import Enum
 from pathlib import Path
@@ -45,6 +46,23 @@ def _batches(values: list[str]) -> list[int]:
     if not out:
         raise TvexportError("--batch is empty", hint="e.g. --batch 1,8,32")
     return out
+
+
+def _check_report_paths(paths: dict[str, Path | None], *, inputs: dict[str, Path | None], force: bool) -> None:
+    """Before any work: each report file can be written, is none of the ``inputs`` (--force
+    overwrites reports, never what is benchmarked), and no two reports name the same file."""
+    seen: dict[Path, str] = {}
+    for opt, path in paths.items():
+        if path is None:
+            continue
+        for what, source in inputs.items():
+            if source is not None and path.exists() and source.exists() and os.path.samefile(path, source):
+                raise TvexportError(f"{opt} {path} is the input file ({what})", hint=f"give {opt} another file name; --force overwrites reports, never inputs")
+        where = path.resolve()
+        if where in seen:
+            raise TvexportError(f"{seen[where]} and {opt} both name {path}", hint="give each report its own file")
+        seen[where] = opt
+        check_output_path(path, force=force)
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -146,9 +164,7 @@ def bench_cmd(
         raise TvexportError("--plot -: a PNG is not written to stdout", hint="give a file name, e.g. --plot bench.png")
     stdout_opt = to_stdout[0] if to_stdout else None
     files = {opt: None if opt == stdout_opt else path for opt, path in reports.items()}
-    for path in (*files.values(), plot):
-        if path is not None:
-            check_output_path(path, force=force)
+    _check_report_paths({**files, "--plot": plot}, inputs={"SRC": Path(source), "--baseline": baseline}, force=force)
     if plot is not None:
         from ..profile.plot import require_matplotlib
 
