@@ -421,9 +421,23 @@ def test_parse_input_size_rejects(text: str) -> None:
 def test_layer_floor_bytes_counts_kernels_and_activations() -> None:
     layer = BakedTVConv(4, 3, 2, 5, 5, bias="channel")
     # kernels 4*9*25 + bias 4, input 2*4*10*10, output 2*4*5*5
-    assert layer_floor_bytes(layer, input_shape=(2, 4, 10, 10), output_shape=(2, 4, 5, 5), elem_size=4) == 4 * (900 + 4 + 800 + 200)
+    assert layer_floor_bytes(layer, input_shape=(2, 4, 10, 10), output_shape=(2, 4, 5, 5), dtype=torch.float32) == 4 * (900 + 4 + 800 + 200)
     dw = torch.nn.Conv2d(4, 4, 3, groups=4, bias=True)
-    assert layer_floor_bytes(dw, input_shape=(1, 4, 5, 5), output_shape=(1, 4, 5, 5), elem_size=2) == 2 * (36 + 4 + 100 + 100)
+    assert layer_floor_bytes(dw, input_shape=(1, 4, 5, 5), output_shape=(1, 4, 5, 5), dtype=torch.float16) == 2 * (36 + 4 + 100 + 100)
+    assert dw.weight.dtype == torch.float32  # the layer itself is not cast
+
+
+@pytest.mark.parametrize("run", [torch.float32, torch.float16])
+def test_layer_floor_bytes_counts_compressed_kernels_as_stored(run: torch.dtype) -> None:
+    """Before: int8 kernels were left out (only floating tensors counted) and float16 kernels
+    counted at the run dtype's 4 bytes. Compressed kernels run as stored (``cast_model_``):
+    int8 1 byte + float32 scales and bias; float16 2 bytes + float16 bias; activations at the run dtype."""
+    act = (2 * 4 * 10 * 10 + 2 * 4 * 5 * 5) * (4 if run == torch.float32 else 2)
+    shapes = {"input_shape": (2, 4, 10, 10), "output_shape": (2, 4, 5, 5), "dtype": run}
+    int8 = BakedTVConv(4, 3, 2, 5, 5, bias="channel", dtype=torch.int8)
+    assert layer_floor_bytes(int8, **shapes) == 900 * 1 + 4 * 36 + 4 * 4 + act  # kernels, scales (C, k*k), bias
+    half = BakedTVConv(4, 3, 2, 5, 5, bias="channel", dtype=torch.float16)
+    assert layer_floor_bytes(half, **shapes) == 900 * 2 + 4 * 2 + act
 
 
 def test_copy_bandwidth_is_positive() -> None:
@@ -679,6 +693,18 @@ def test_run_bench_float16_floors_and_settings(fake_bench: FakeClock) -> None:
                        per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
     assert report["settings"]["dtype"] == "float16"
     assert report["layers"][0]["tv"]["floor_bytes"] == 2 * (8 * 9 * 96 * 96 + 8 + 2 * 8 * 96 * 96)  # 2-byte elements
+
+
+def test_run_bench_per_layer_floor_of_int8_kernels(fake_bench: FakeClock) -> None:
+    """Before: the int8 kernels, the dominant traffic of a TV layer, were missing from the floor."""
+    from tvexport.quantize import compress_model
+
+    subject = _subject()
+    compress_model(subject.tv.form("baked"), torch.int8)
+    report = run_bench(subject, backends=["fake-timed"], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
+    # int8 kernels + float32 scales (C, k*k) + float32 bias, float32 input and output
+    assert report["layers"][0]["tv"]["floor_bytes"] == 8 * 9 * 96 * 96 + 4 * (8 * 9 + 8) + 4 * 2 * 8 * 96 * 96
 
 
 def test_run_bench_default_backend_that_fails_to_prepare_is_skipped(fake_bench: FakeClock, fake_registry) -> None:

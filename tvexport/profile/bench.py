@@ -104,7 +104,6 @@ def _layer_cases(
     dw_net = next((n for n in subject.baselines if n.label == "dwconv"), None)
     dw_model = dw_net.form(backend.form) if dw_net is not None else None
     dw_baked = dw_net.form("baked") if dw_net is not None else None
-    elem = torch.finfo(dtype).bits // 8
     prepare_layer = cast(LayerBackend, backend).prepare_layer
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
@@ -127,7 +126,7 @@ def _layer_cases(
             warnings.append(f"{backend.name} batch {batch} layer {name}: stopped by --max-seconds after {timing.rounds} rounds")
 
         def floor(module: nn.Module, stats: dict[str, Any], in_shape: tuple[int, ...] = in_shape, out_shape: tuple[int, ...] = out_shape) -> dict[str, Any]:
-            nbytes = layer_floor_bytes(module, input_shape=in_shape, output_shape=out_shape, elem_size=elem)
+            nbytes = layer_floor_bytes(module, input_shape=in_shape, output_shape=out_shape, dtype=dtype)
             floor_s = nbytes / bandwidth if bandwidth > 0 else None
             return {"stats": stats, "floor_bytes": nbytes, "floor_s": floor_s, "x_floor": stats["median_s"] / floor_s if floor_s else None}
 
