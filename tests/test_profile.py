@@ -695,6 +695,27 @@ def test_run_bench_float16_floors_and_settings(fake_bench: FakeClock) -> None:
     assert report["layers"][0]["tv"]["floor_bytes"] == 2 * (8 * 9 * 96 * 96 + 8 + 2 * 8 * 96 * 96)  # 2-byte elements
 
 
+def test_run_bench_per_layer_input_is_the_real_one_after_odd_maps(fake_bench: FakeClock) -> None:
+    """Before: a stride-2 layer was timed on its output size times 2; at 100x100 the maps go
+    100 -> 50 -> 25 -> 13 -> 7, so the layers making 13x13 and 7x7 were given 26x26 and 14x14."""
+    subject = load_subject("face_mobilenetv2_x0_1", input_size=(100, 100))
+    model = subject.tv.form("baked")
+    seen = {}
+    hooks = [m.register_forward_pre_hook(lambda m, args, n=n: seen.update({n: list(args[0].shape[1:])}))
+             for n, m in model.named_modules() if isinstance(m, BakedTVConv)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 100, 100))
+    for h in hooks:
+        h.remove()
+    report = run_bench(subject, backends=["fake-timed"], batches=[2], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
+    assert {row["name"]: row["input_shape"] for row in report["layers"]} == {n: [2, *shape] for n, shape in seen.items()}
+    odd = [row for row in report["layers"] if row["stride"] == 2 and row["h"] in (13, 7)]
+    assert [row["input_shape"][2:] for row in odd] == [[25, 25], [13, 13]]
+    row = odd[0]  # the floor is that of the real input
+    assert row["tv"]["floor_bytes"] == 4 * (row["channels"] * 9 * 13 * 13 + row["channels"] + 2 * row["channels"] * (25 * 25 + 13 * 13))
+
+
 def test_run_bench_per_layer_floor_of_int8_kernels(fake_bench: FakeClock) -> None:
     """Before: the int8 kernels, the dominant traffic of a TV layer, were missing from the floor."""
     from tvexport.quantize import compress_model

@@ -94,9 +94,28 @@ def _depthwise_twin(model: nn.Module, name: str, channels: int) -> nn.Module | N
     return None
 
 
+def _layer_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """(C, H, W) of the input each TV layer of ``model`` sees, recorded in one forward pass at batch 1:
+    a stride-2 layer after an odd map sees 2*h - 1 rows, not 2*h (its output size times its stride)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        return lambda _module, args: shapes.__setitem__(name, tuple(args[0].shape[1:]))
+
+    hooks = [model.get_submodule(name).register_forward_pre_hook(record(name)) for name in tv_layer_names(model)]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
 def _layer_cases(
     subject: Subject, backend: Backend, batch: int, *, threads: int, device: str, dtype: torch.dtype,
     settings: MeasureSettings, bandwidth: float, timer: Timer, clock: Clock, cv_warn: float,
+    inputs: dict[str, tuple[int, ...]],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     tv_model = subject.tv.form(backend.form)
     tv_baked = subject.tv.form("baked")
@@ -112,7 +131,7 @@ def _layer_cases(
         layer = tv_model.get_submodule(name)
         assert isinstance(layer, (TVConv, BakedTVConv))
         g = layer.geometry
-        in_shape = (batch, g.channels, g.h * g.stride, g.w * g.stride)
+        in_shape = (batch, *inputs[name])
         out_shape = (batch, g.channels, g.h, g.w)
         variants = {"tvconv": prepare_layer(layer, input_shape=in_shape, threads=threads, device=device, dtype=dtype)}
         dw = _depthwise_twin(dw_model, name, g.channels) if dw_model is not None else None
@@ -243,6 +262,7 @@ def run_bench(
             if progress:
                 progress("measuring copy bandwidth", done, total)
             bandwidth = copy_bandwidth(device=device)  # always a real timer: the floor is physical
+            inputs = _layer_inputs(cast(nn.Module, subject.tv.form("baked")), subject.input_shape)
             layer_settings = MeasureSettings(
                 warmup_seconds=min(settings.warmup_seconds, 0.1), min_iters=settings.min_iters,
                 min_seconds=layer_seconds, max_seconds=settings.max_seconds,
@@ -254,7 +274,7 @@ def run_bench(
                     with sized_by_user(f"bench {backend.name} per layer at batch {batch}", hint=_SMALLER):
                         rows, warns = _layer_cases(
                             subject, backend, batch, threads=n_threads, device=device, dtype=tdtype, settings=layer_settings,
-                            bandwidth=bandwidth["bytes_per_s"], timer=timer, clock=clock, cv_warn=cv_warn,
+                            bandwidth=bandwidth["bytes_per_s"], timer=timer, clock=clock, cv_warn=cv_warn, inputs=inputs,
                         )
                     layers += rows
                     warnings += warns
