@@ -140,7 +140,7 @@ def test_bench_user_errors_are_one_line(cli, ckpt: Path, tmp_path: Path) -> None
         assert "--device cuda: CUDA is not available" in _one_line_error(cli("bench", ckpt, "--device", "cuda"))
 
 
-@pytest.mark.parametrize(("option", "value"), [("--max-seconds", "nan"), ("--cv-warn", "nan"), ("--min-seconds", "inf"), ("--max-seconds", "-1")])
+@pytest.mark.parametrize(("option", "value"), [("--max-seconds", "nan"), ("--cv-warn", "nan"), ("--cv-warn", "inf"), ("--min-seconds", "inf"), ("--max-seconds", "-1")])
 def test_bench_refuses_nan_and_nonsense_seconds(cli, baked: Path, tmp_path: Path, option: str, value: str) -> None:
     """Before: NaN passed every `x <= 0` check, so `--max-seconds nan` (no limit) and `--cv-warn nan`
     (never warns) ran and exited 0, and `--min-seconds inf` timed its first case forever."""
@@ -204,3 +204,11 @@ def test_bench_refuses_two_reports_in_one_file(cli, baked: Path, tmp_path: Path,
     line = _one_line_error(cli("bench", baked, "--plot", "p.png", "--markdown", "x.md", "--json", "./p.png", *force))
     assert line.startswith("error: --json and --plot both name p.png"), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.baked.pt"]
+
+
+def test_bench_max_seconds_inf_writes_valid_json(cli, baked: Path) -> None:
+    """Before: `--max-seconds inf` (no limit) put `Infinity`, which is not JSON, in the report."""
+    r = cli("bench", baked, "-b", "torch-baked", *FAST, "--max-seconds", "inf", "--json", "-")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON report"))
+    assert report["settings"]["max_seconds"] is None and validate_report(report) == []

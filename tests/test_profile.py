@@ -222,6 +222,21 @@ def test_measure_settings_reject_nonsense(kwargs: dict[str, float]) -> None:
         MeasureSettings(**kwargs)  # type: ignore[arg-type]
 
 
+def test_measure_settings_infinite_max_seconds_is_no_limit() -> None:
+    assert MeasureSettings(max_seconds=math.inf).max_seconds is None
+    assert MeasureSettings(max_seconds=math.inf) == MeasureSettings()
+
+
+def test_to_json_refuses_non_finite_numbers(fake_report: dict) -> None:
+    """A non-finite number would be written as `Infinity`/`NaN`, which JSON readers refuse."""
+    bad = copy.deepcopy(fake_report)
+    bad["settings"]["cv_warn"] = math.inf
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        to_json(bad)
+    with pytest.raises(TvexportError, match="--cv-warn must be a finite number > 0"):
+        run_bench(_subject(), backends=["torch-baked"], cv_warn=math.inf)
+
+
 def test_cpu_timer_uses_its_clock() -> None:
     clock = FakeClock()
     assert CpuTimer(clock).measure(lambda: clock.advance(0.25)) == 0.25

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from enum import Enum
@@ -170,8 +171,8 @@ def bench_cmd(
 
         require_matplotlib()
     batches = _batches(batch or ["1"])
-    if cv_warn <= 0:
-        raise TvexportError(f"--cv-warn {cv_warn:g}: the warning threshold is a coefficient of variation > 0", hint="e.g. --cv-warn 0.1")
+    if not (math.isfinite(cv_warn) and cv_warn > 0):  # NaN and inf too: they would never warn
+        raise TvexportError(f"--cv-warn {cv_warn:g}: the warning threshold is a coefficient of variation, a finite number > 0", hint="e.g. --cv-warn 0.1")
     if not per_layer and getattr(ctx.get_parameter_source("layer_seconds"), "name", None) == "COMMANDLINE":
         raise TvexportError("--layer-seconds applies with --per-layer only", hint="add --per-layer or drop --layer-seconds")
     settings = MeasureSettings(warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=min_seconds, max_seconds=max_seconds)

@@ -199,8 +199,8 @@ def run_bench(
         raise TvexportError(f"batch sizes must be >= 1, got {batches}")
     dtype_name = _dtype_name(dtype)
     tdtype = DTYPES[dtype_name]
-    if not (cv_warn > 0) or not (math.isfinite(layer_seconds) and layer_seconds >= 0):  # NaN fails every comparison: refused too
-        raise TvexportError(f"--cv-warn {cv_warn:g}, --layer-seconds {layer_seconds:g}: --cv-warn must be a number > 0 and --layer-seconds a finite number >= 0",
+    if not (math.isfinite(cv_warn) and cv_warn > 0) or not (math.isfinite(layer_seconds) and layer_seconds >= 0):  # isfinite refuses NaN and inf
+        raise TvexportError(f"--cv-warn {cv_warn:g}, --layer-seconds {layer_seconds:g}: --cv-warn must be a finite number > 0 and --layer-seconds a finite number >= 0",
                             hint="e.g. --cv-warn 0.1 --layer-seconds 0.2")
     chosen, skipped = _resolve(subject, backends, device)
     timer = timer if timer is not None else make_timer(device)

@@ -350,7 +350,8 @@ def to_csv(report: Mapping[str, Any]) -> str:
 
 
 def to_json(report: Mapping[str, Any]) -> str:
-    return json.dumps(report, indent=2) + "\n"
+    """The report as JSON (RFC 8259: a NaN or infinity is a bug, refused rather than written as ``Infinity``)."""
+    return json.dumps(report, indent=2, allow_nan=False) + "\n"
 
 
 def write_reports(
