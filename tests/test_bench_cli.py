@@ -212,3 +212,13 @@ def test_bench_max_seconds_inf_writes_valid_json(cli, baked: Path) -> None:
     assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON report"))
     assert report["settings"]["max_seconds"] is None and validate_report(report) == []
+
+
+def test_bench_seed_outside_64_bits_is_one_line(cli, baked: Path) -> None:
+    """Before: `--seed 2**70` reached torch.manual_seed: internal error (exit 3) after loading SRC."""
+    for seed in (2**70, 2**63, -(2**63) - 1):
+        line = _one_line_error(cli("bench", "face_mobilenetv2_x0_1", *FAST, "--seed", seed))
+        assert line.startswith(f"error: --seed {seed} is out of range"), line
+    for seed in (2**63 - 1, -(2**63)):  # the ends of the range work (baselines use seed + 1, seed + 2)
+        r = cli("bench", baked, "-b", "torch-baked", *FAST, "--seed", seed)
+        assert r.exit_code == 0, r.stderr

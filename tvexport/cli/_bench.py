@@ -19,7 +19,7 @@ from ..errors import TvexportError
 from ..profile.backends import REGISTRY
 from . import app
 from ._console import console, err_console
-from ._options import Arch, DType, DTypeOpt, Force, InputSize
+from ._options import Arch, DType, DTypeOpt, Force, InputSize, seed_in_range
 
 
 class Device(str, Enum):
@@ -138,7 +138,7 @@ def bench_cmd(
     cv_warn: Annotated[float, typer.Option("--cv-warn", help="Warn when a coefficient of variation exceeds this.")] = 0.10,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Also time each TV layer in isolation against its memory floor.")] = False,
     layer_seconds: Annotated[float, typer.Option("--layer-seconds", min=0, help="Minimum timed seconds per layer with --per-layer.")] = 0.2,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of random weights (registry SRC, baselines).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", callback=seed_in_range, help="Seed of random weights (registry SRC, baselines).")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-': stdout).", show_default=False)] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write the latencies and ratios as CSV ('-': stdout).", show_default=False)] = None,
     md_out: Annotated[Path | None, typer.Option("--markdown", metavar="FILE", help="Write the report as Markdown ('-': stdout).", show_default=False)] = None,

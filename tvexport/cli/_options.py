@@ -10,6 +10,8 @@ from typing import Annotated
 import torch
 import typer
 
+from ..errors import TvexportError
+
 
 class DType(str, Enum):
     float32 = "float32"
@@ -53,6 +55,13 @@ InputSize = Annotated[str | None, typer.Option(
     help="Input size. bake: re-bake every TV layer for it (--resample, --interpolation); bench: checked against the size the network was "
          "baked for (an architecture name SRC is built at it).",
 )]
+
+
+def seed_in_range(value: int | None) -> int | None:
+    """Option callback of --seed: a signed 64-bit integer (what torch's generators take), refused before any work."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise TvexportError(f"--seed {value} is out of range", hint="give an integer from -2**63 to 2**63 - 1, e.g. --seed 0")
+    return value
 
 
 def tolerance(value: float | None) -> float | None:
