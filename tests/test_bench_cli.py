@@ -222,3 +222,16 @@ def test_bench_seed_outside_64_bits_is_one_line(cli, baked: Path) -> None:
     for seed in (2**63 - 1, -(2**63)):  # the ends of the range work (baselines use seed + 1, seed + 2)
         r = cli("bench", baked, "-b", "torch-baked", *FAST, "--seed", seed)
         assert r.exit_code == 0, r.stderr
+
+
+def test_bench_help_describes_bench_options(cli) -> None:
+    """Before: bench's --input-size help was bake's ("re-bake every TV layer"), and --max-seconds
+    claimed to stop a case, while the warm-up it does not bound can take longer."""
+    r = cli("bench", "--help")
+    assert r.exit_code == 0
+    text = " ".join(r.stdout.replace("│", " ").split())
+    assert "re-bake every TV layer" not in text
+    assert "checked against the size SRC was trained or re-baked for" in text
+    assert "the warm-up (--warmup-seconds) is not counted" in text
+    text = " ".join(cli("bake", "--help").stdout.replace("│", " ").split())
+    assert "Input size to re-bake every TV layer for" in text and "bench:" not in text

@@ -19,7 +19,7 @@ from ..errors import TvexportError
 from ..profile.backends import REGISTRY
 from . import app
 from ._console import console, err_console
-from ._options import Arch, DType, DTypeOpt, Force, InputSize, seed_in_range
+from ._options import Arch, DType, DTypeOpt, Force, seed_in_range
 
 
 class Device(str, Enum):
@@ -130,11 +130,15 @@ def bench_cmd(
     arch: Arch = None,
     baseline: Annotated[Path | None, typer.Option("--baseline", metavar="CKPT", help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False)] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Add the dense-conv baseline (only deeplabv3plus_mobilenetv2 has one).")] = False,
-    input_size: InputSize = None,
+    input_size: Annotated[str | None, typer.Option(
+        "--input-size", metavar="HxW", show_default=False,
+        help="The input size the network runs at: checked against the size SRC was trained or re-baked for (TVConv runs only there); "
+             "an architecture-name SRC is built at it.",
+    )] = None,
     warmup_seconds: Annotated[float, typer.Option("--warmup-seconds", min=0, help="Time-based warm-up per case.")] = 0.5,
     min_iters: Annotated[int, typer.Option("--min-iters", min=1, help="Minimum timed rounds per case.")] = 20,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Minimum timed seconds per case.")] = 2.0,
-    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Stop a case after this many seconds even below the minimums (marked truncated).", show_default=False)] = None,
+    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Stop a case's timed rounds after this many seconds, even below the minimums (marked truncated); the warm-up (--warmup-seconds) is not counted.", show_default=False)] = None,
     cv_warn: Annotated[float, typer.Option("--cv-warn", help="Warn when a coefficient of variation exceeds this.")] = 0.10,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Also time each TV layer in isolation against its memory floor.")] = False,
     layer_seconds: Annotated[float, typer.Option("--layer-seconds", min=0, help="Minimum timed seconds per layer with --per-layer.")] = 0.2,

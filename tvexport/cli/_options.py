@@ -52,8 +52,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on 
 AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Accept checkpoints whose weights hold NaN/Inf.")]
 InputSize = Annotated[str | None, typer.Option(
     "--input-size", metavar="HxW", show_default=False,
-    help="Input size. bake: re-bake every TV layer for it (--resample, --interpolation); bench: checked against the size the network was "
-         "baked for (an architecture name SRC is built at it).",
+    help="Input size to re-bake every TV layer for (--resample, --interpolation); default: the trained size.",
 )]
 
 
