@@ -514,6 +514,7 @@ def test_run_bench_report_with_fake_timings(fake_bench: FakeClock, tmp_path: Pat
     assert validate_report(report) == []
     assert report["settings"]["threads"] == 1 and report["settings"]["batches"] == [1, 4]
     assert report["skipped"] == []  # named backends only
+    assert report["settings"]["backends"] == ["fake-timed"]
     assert [(c["backend"], c["batch"], c["rounds"]) for c in report["cases"]] == [("fake-timed", 1, 5), ("fake-timed", 4, 5)]
     case = report["cases"][1]
     tv, dw = case["results"]
@@ -561,6 +562,19 @@ def test_run_bench_warns_on_noise_and_truncation(fake_bench: FakeClock) -> None:
     assert any("CV" in w and "> 10%" in w for w in warnings)
     assert any("stopped by --max-seconds after 2 rounds" in w for w in warnings)
     assert validate_report(report) == []
+
+
+def test_cv_warnings_print_small_thresholds() -> None:
+    """Before: thresholds were printed with no decimals: `--cv-warn 0.004` read "CV tvconv 1% > 0%"."""
+    from tvexport.profile.bench import _case_warnings
+    from tvexport.profile.harness import CaseTiming
+
+    timing = CaseTiming(["tvconv"], {"tvconv": [1.0]}, 1, 0, 0.0, 1.0, False)
+    results = [{"network": "tvconv", "stats": {"cv": 0.005}}]
+    (warning,) = _case_warnings(timing, results, cv_warn=0.004, where="torch-baked batch 1")
+    assert warning.startswith("torch-baked batch 1: CV tvconv 0.5% > 0.4%: noisy timings")
+    results = [{"network": "tvconv", "stats": {"cv": 0.1234}}]
+    assert "CV tvconv 12.3% > 10%" in _case_warnings(timing, results, cv_warn=0.1, where="x")[0]
 
 
 def test_run_bench_errors_and_skips(fake_registry, tmp_path: Path) -> None:
@@ -759,6 +773,7 @@ def test_run_bench_default_backend_that_fails_to_prepare_is_skipped(fake_bench: 
                        clock=fake_bench, timer=CpuTimer(fake_bench))
     assert [c["backend"] for c in report["cases"]] == ["fake-timed", "fake-timed"]
     assert {"backend": "fake-broken", "reason": "failed to prepare at batch 1: exporter says no"} in report["skipped"]
+    assert report["settings"]["backends"] == ["fake-timed"]  # the backends that ran, not the skipped one
     with pytest.raises(TvexportError, match="exporter says no"):
         run_bench(_subject(), backends=["fake-broken"], clock=fake_bench, timer=CpuTimer(fake_bench))
 

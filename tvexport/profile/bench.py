@@ -48,9 +48,14 @@ def _summarize(timing: CaseTiming, *, batch: int) -> tuple[list[dict[str, Any]],
     return results, ratios
 
 
+def _percent(x: float) -> str:
+    """A fraction as a percentage with 3 significant digits: 0.004 is "0.4%", not "0%"."""
+    return f"{x * 100:.3g}%"
+
+
 def _noisy(results: list[dict[str, Any]], cv_warn: float) -> list[str]:
     """``"label CV%"`` for every network whose coefficient of variation exceeds ``cv_warn``."""
-    return [f"{r['network']} {r['stats']['cv']:.0%}" for r in results if r["stats"]["cv"] > cv_warn]
+    return [f"{r['network']} {_percent(r['stats']['cv'])}" for r in results if r["stats"]["cv"] > cv_warn]
 
 
 def _case_warnings(timing: CaseTiming, results: list[dict[str, Any]], *, cv_warn: float, where: str) -> list[str]:
@@ -58,7 +63,7 @@ def _case_warnings(timing: CaseTiming, results: list[dict[str, Any]], *, cv_warn
     noisy = _noisy(results, cv_warn)
     if noisy:
         warnings.append(
-            f"{where}: CV {', '.join(noisy)} > {cv_warn:.0%}: noisy timings (other load, frequency scaling?); "
+            f"{where}: CV {', '.join(noisy)} > {_percent(cv_warn)}: noisy timings (other load, frequency scaling?); "
             "the paired ratio is more robust than single latencies; raise --min-seconds or quiet the machine"
         )
     if timing.truncated:
@@ -160,7 +165,7 @@ def _layer_cases(
         })
     if noisy:
         warnings.append(
-            f"{backend.name} batch {batch} per-layer: {len(noisy)} of {len(rows)} layers have CV > {cv_warn:.0%} "
+            f"{backend.name} batch {batch} per-layer: {len(noisy)} of {len(rows)} layers have CV > {_percent(cv_warn)} "
             f"({', '.join(noisy[:3])}{', ...' if len(noisy) > 3 else ''}); raise --layer-seconds or quiet the machine"
         )
     return rows, warnings
@@ -294,7 +299,7 @@ def run_bench(
                  "input_shape": list(cfg.input_shape), "tv": cfg.to_dict()["tv"]},
         "networks": [n.to_dict() for n in subject.networks],
         "settings": {
-            "backends": [b.name for b in chosen], "batches": batches, "threads": n_threads, "device": device, "dtype": dtype_name,
+            "backends": list(dict.fromkeys(c["backend"] for c in cases)), "batches": batches, "threads": n_threads, "device": device, "dtype": dtype_name,
             **settings.to_dict(), "cv_warn": cv_warn, "per_layer": per_layer, "layer_seconds": layer_seconds, "seed": seed,
         },
         "machine": machine,
