@@ -693,8 +693,12 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     grid = plot_ratio_grid([fake_report, fake_report], tmp_path / "g.png", title="t")
     assert grid.read_bytes()[:4] == b"\x89PNG"
+    # like every other writer, the plots keep an existing file unless forced
     with pytest.raises(TvexportError, match="already exists"):
-        plot_report(fake_report, out, force=False)
+        plot_report(fake_report, out)
+    with pytest.raises(TvexportError, match="already exists"):
+        plot_ratio_grid([fake_report], grid)
+    assert plot_report(fake_report, out, force=True) == out and plot_ratio_grid([fake_report], grid, force=True) == grid
     assert not list(tmp_path.glob(".*.tmp"))
 
 
