@@ -837,3 +837,20 @@ def test_compiled_backends_run_the_compiled_network(name: str) -> None:
     with torch.no_grad():
         ref = baked(random_inputs((2, 3, 96, 96), seed=0))
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_compile_prepare_leaves_the_shared_model_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: prepare cast and moved the model in place, and the model is shared with the
+    backends that run after it (they would get it at whatever dtype torch-compile asked for)."""
+    import tvexport.compile
+    from tests.tinynet import tiny_tvnet
+    from tvexport.profile.backends.compiled import TorchCompile
+
+    monkeypatch.setattr(tvexport.compile, "compile_model", lambda model, **kw: model)  # no Inductor: the cast is under test
+    baked = bake_model(tiny_tvnet(), verify=False).model
+    before = {k: v.clone() for k, v in baked.state_dict().items()}
+    run = TorchCompile().prepare(baked, batch=1, threads=1, device="cpu", dtype=torch.float64)
+    assert run().dtype == torch.float64
+    after = baked.state_dict()
+    assert {k: v.dtype for k, v in after.items()} == {k: v.dtype for k, v in before.items()}
+    assert all(torch.equal(after[k], v) for k, v in before.items())
