@@ -47,6 +47,7 @@ from tvexport.profile.backends.torch_eager import TorchBaked, TorchUnbaked
 from tvexport.profile.floor import copy_bandwidth, layer_floor_bytes
 from tvexport.profile.harness import round_order, torch_threads
 from tvexport.profile.machine import machine_info, versions
+from tvexport.profile.report import layer_rows, summary_rows
 from tvexport.profile.subject import Network, Subject
 
 _MODELS: dict[str, Any] = {}
@@ -167,6 +168,14 @@ def test_paired_ratio_spread_and_bootstrap() -> None:
 # --------------------------------------------------------------------------------------------
 # Harness: interleaving, warm-up and stopping rules on a fake clock
 # --------------------------------------------------------------------------------------------
+
+def test_paired_ratio_bootstrap_interval_is_95_percent() -> None:
+    """The bootstrap interval of the median of ratios 1..20 is close to the distribution-free 95%
+    interval of a median of 20 samples, the 6th to 15th order statistics (a 50% one is ~[9, 12])."""
+    q = paired_ratio(list(range(1, 21)), [1.0] * 20)
+    assert q.median == 10.5
+    assert 6 <= q.ci_low <= 7 and 14 <= q.ci_high <= 15, (q.ci_low, q.ci_high)
+
 
 def test_round_order_rotates() -> None:
     labels = ["a", "b", "c"]
@@ -418,6 +427,22 @@ def test_load_subject_from_baked_file(tmp_path: Path) -> None:
     # (a registry name as SRC is exercised end to end in test_bench_cli)
 
 
+def test_load_subject_runs_a_trained_size_baseline_at_the_rebaked_size(tmp_path: Path) -> None:
+    """A TV file re-baked for 112x112 against a --baseline trained at 96x96: the baseline is
+    rebuilt for 112x112 (the comparison is at one size), its weights unchanged."""
+    rebaked = tmp_path / "m112.baked.pt"
+    save_baked(bake_model(_model("tvconv"), verify=False, input_size=(112, 112)), rebaked)
+    dw = _weights_only("face_mobilenetv2_x0_1", "dwconv")
+    path = write_checkpoint(dw, tmp_path / "dw.pth.tar", "pth.tar")
+    subject = load_subject(rebaked, baseline=path)
+    (baseline,) = subject.baselines
+    assert subject.config.input_size == baseline.config.input_size == (112, 112)
+    assert baseline.origin == "checkpoint dw.pth.tar"
+    model = baseline.form("baked")
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 112, 112)).shape[0] == 1
+
+
 @pytest.mark.parametrize(("text", "size"), [("96", (96, 96)), ("96x80", (96, 80)), ("256,256", (256, 256))])
 def test_parse_input_size(text: str, size: tuple[int, int]) -> None:
     assert parse_input_size(text) == size
@@ -458,6 +483,18 @@ def test_layer_floor_bytes_counts_compressed_kernels_as_stored(run: torch.dtype)
 def test_copy_bandwidth_is_positive() -> None:
     bw = copy_bandwidth(nbytes=1 << 20, settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0))
     assert bw["bytes_per_s"] > 0 and bw["buffer_bytes"] == 1 << 20 and bw["stats"]["n"] == 3
+
+
+def test_copy_bandwidth_counts_the_read_and_the_write() -> None:
+    """A copy of N bytes reads N and writes N: 2 N bytes per call."""
+
+    class Fixed:
+        def measure(self, fn) -> float:
+            fn()
+            return 0.01
+
+    bw = copy_bandwidth(nbytes=1 << 20, settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0), timer=Fixed())
+    assert bw["bytes_per_s"] == pytest.approx(2 * (1 << 20) / 0.01)
 
 
 def test_machine_and_versions() -> None:
@@ -719,6 +756,67 @@ def test_latency_panel_is_linear_with_labelled_bars(fake_report: dict) -> None:
         assert sorted(t.get_text() for t in ratio.texts) == sorted(f"{q:.2f}" for q in ratios)
     finally:
         plt.close(fig)
+
+
+@pytest.fixture
+def spread_report(fake_bench: FakeClock) -> dict:
+    """A report whose paired ratios spread unevenly (TV 1, 1, 1, 2, 5 s against DW 1 s per round):
+    median 1, p10 1, p90 3.8, so p10 and p90 (and the whiskers below and above) differ."""
+
+    class Spread(_FakeTimed):
+        def prepare(self, model, *, batch, threads, device, dtype):
+            if not any(isinstance(m, (TVConv, BakedTVConv)) for m in model.modules()):
+                return lambda: fake_bench.advance(1.0)
+            durations = iter([1.0, 1.0, 1.0, 2.0, 5.0])
+            return lambda: fake_bench.advance(next(durations))
+
+    sys.modules["tvexport.profile.backends._fake"].FakeTimed = Spread  # type: ignore[attr-defined]
+    report = run_bench(_subject(), backends=["fake-timed"], settings=MeasureSettings(warmup_seconds=0, min_iters=5, min_seconds=0, min_warmup_rounds=0),
+                       clock=fake_bench, timer=CpuTimer(fake_bench))
+    q = report["cases"][0]["ratios"][0]
+    assert (q["median"], q["p10"], q["p90"]) == (1.0, 1.0, pytest.approx(3.8))
+    return report
+
+
+def test_ratio_spread_in_csv_markdown_and_plot(spread_report: dict) -> None:
+    rows = list(csv.DictReader(io.StringIO(to_csv(spread_report))))
+    ratio = next(r for r in rows if r["kind"] == "ratio")
+    assert (float(ratio["ratio_p10"]), float(ratio["ratio_p90"])) == (1.0, pytest.approx(3.8))
+    assert "| 1.00 [1.00-3.80] |" in to_markdown(spread_report)
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from tvexport.profile.plot import report_figure
+
+    fig = report_figure(spread_report)
+    try:
+        (segment,) = fig.axes[1].collections[0].get_segments()  # the whisker of the one case: p10 to p90
+        assert segment[:, 1].tolist() == [1.0, pytest.approx(3.8)]
+    finally:
+        plt.close(fig)
+
+
+def test_speed_up_over_unbaked(fake_report: dict) -> None:
+    """The TV speed-up over torch-unbaked at the same batch: unbaked median / this median."""
+    report = copy.deepcopy(fake_report)
+    unbaked, baked = report["cases"][0], copy.deepcopy(report["cases"][0])
+    unbaked["backend"], baked["backend"] = "torch-unbaked", "torch-baked"
+    unbaked["results"][0]["stats"]["median_s"], baked["results"][0]["stats"]["median_s"] = 6.0, 1.5
+    report["cases"] = [unbaked, baked]
+    header, rows = summary_rows(report)
+    col = header.index("speed-up vs unbaked")
+    assert [row[col] for row in rows] == ["-", "4.00x"]
+
+
+def test_layer_rows_are_in_microseconds(fake_bench: FakeClock) -> None:
+    report = run_bench(_subject(), backends=["fake-timed"], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
+    report["layers"] = report["layers"][:1]
+    layer = report["layers"][0]
+    layer["tv"]["stats"]["median_s"], layer["tv"]["floor_s"], layer["tv"]["x_floor"] = 12.3e-6, 4.56e-6, 2.7
+    layer["dw"]["stats"]["median_s"], layer["dw"]["floor_s"] = 20e-6, 5e-6
+    header, (row,) = layer_rows(report)
+    cells = dict(zip(header, row))
+    assert (cells["TV us"], cells["TV floor us"], cells["TV x floor"], cells["DW us"], cells["DW floor us"]) == ("12.3", "4.56", "2.7", "20", "5")
+    assert cells["TV/DW"] == "1.50 [1.50-1.50]"
 
 
 def test_run_bench_float16_floors_and_settings(fake_bench: FakeClock) -> None:
