@@ -141,7 +141,7 @@ def test_bench_user_errors_are_one_line(cli, ckpt: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(("option", "value"), [("--max-seconds", "nan"), ("--cv-warn", "nan"), ("--cv-warn", "inf"), ("--min-seconds", "inf"), ("--max-seconds", "-1")])
-def test_bench_refuses_nan_and_nonsense_seconds(cli, baked: Path, tmp_path: Path, option: str, value: str) -> None:
+def test_bench_refuses_nan_and_nonsense_seconds(cli, baked: Path, tmp_path: Path, no_run, option: str, value: str) -> None:
     """Before: NaN passed every `x <= 0` check, so `--max-seconds nan` (no limit) and `--cv-warn nan`
     (never warns) ran and exited 0, and `--min-seconds inf` timed its first case forever."""
     report = tmp_path / "r.json"
@@ -192,6 +192,14 @@ def test_bench_never_overwrites_src_or_baseline(cli, baked: Path, tmp_path: Path
     line = _one_line_error(cli("bench", baked, "--baseline", dw, option, tmp_path / "." / "dw.pth.tar", "--force"))
     assert "is the input file (--baseline)" in line
     assert dw.read_bytes() == before
+    # other spellings of the same file: a symlink to it, a detour through a folder
+    (tmp_path / "sub").mkdir(exist_ok=True)
+    link, src_bytes = tmp_path / "link.pt", baked.read_bytes()
+    link.symlink_to(baked)
+    for spelling in (link, tmp_path / "sub" / ".." / baked.name):
+        line = _one_line_error(cli("bench", baked, "-b", "torch-baked", *FAST, option, spelling, "--force"))
+        assert "is the input file (SRC)" in line, line
+    assert baked.read_bytes() == src_bytes
 
 
 @pytest.mark.parametrize("force", [[], ["--force"]])

@@ -952,3 +952,16 @@ def test_torch_compile_prepare_leaves_the_shared_model_alone(monkeypatch: pytest
     after = baked.state_dict()
     assert {k: v.dtype for k, v in after.items()} == {k: v.dtype for k, v in before.items()}
     assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_layer_inputs_are_recorded_and_the_hooks_removed() -> None:
+    """bench --per-layer's input shapes come from one forward pass: the stride-2 layers after an odd
+    map see 2*h - 1 rows; no pre-hook is left on the model afterwards."""
+    from tvexport.bake import tv_layer_names
+    from tvexport.profile.bench import _layer_inputs
+
+    model = bake_model(make_model(), input_size=(100, 100), verify=False).model
+    shapes = _layer_inputs(model, (3, 100, 100))
+    assert set(shapes) == set(tv_layer_names(model))
+    assert any(s[1] % 2 == 1 for s in shapes.values())  # 25x25 before a stride-2 layer
+    assert all(not m._forward_pre_hooks for m in model.modules())
