@@ -217,7 +217,8 @@ def section_layers(args: argparse.Namespace) -> None:
         layer = random_layer(g.channels, g.h, g.stride, k=g.k)
         tv, conv = compile_model(layer), compile_model(dw_layer(g.channels, g.stride, g.k))
         for n in args.batches:
-            x = torch.randn(n, g.channels, *g.input_size).contiguous(memory_format=torch.channels_last)
+            # the layer alone: an input of output size x stride gives its h x w (padding k // 2)
+            x = torch.randn(n, g.channels, g.h * g.stride, g.w * g.stride).contiguous(memory_format=torch.channels_last)
             out = tv(x)
             torch.testing.assert_close(out, tv_depthwise_unfold(x, layer.weight, layer.bias, stride=g.stride), rtol=1e-5, atol=1e-4)
             conv(x)

@@ -63,7 +63,7 @@ def render(result: dict, out: Path, name: str) -> None:
     ]
     md += [to_markdown(r) for r in reports]
     _common.write_results(out, name, "\n".join(md), result)
-    plot_ratio_grid(reports, out / f"{name}.png", title=f"TV / DWConv latency, {reports[0]['machine']['cpu']}, {threads} thread{'s' * (threads != 1)}")
+    plot_ratio_grid(reports, out / f"{name}.png", title=f"TV / DWConv latency, {reports[0]['machine']['cpu']}, {threads} thread{'s' * (threads != 1)}", force=True)
 
 
 def main() -> int:

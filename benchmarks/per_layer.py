@@ -38,7 +38,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / f"{name}.md", md)
     write_text_atomic(args.out / f"{name}.json", to_json(report))
-    plot_report(report, args.out / f"{name}.png")
+    plot_report(report, args.out / f"{name}.png", force=True)
     print(md)
     print(f"wrote {args.out / name}.md/.json/.png", file=sys.stderr)
     return 0

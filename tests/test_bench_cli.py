@@ -140,8 +140,8 @@ def test_bench_user_errors_are_one_line(cli, ckpt: Path, tmp_path: Path) -> None
         assert "--device cuda: CUDA is not available" in _one_line_error(cli("bench", ckpt, "--device", "cuda"))
 
 
-@pytest.mark.parametrize(("option", "value"), [("--max-seconds", "nan"), ("--cv-warn", "nan"), ("--min-seconds", "inf"), ("--max-seconds", "-1")])
-def test_bench_refuses_nan_and_nonsense_seconds(cli, baked: Path, tmp_path: Path, option: str, value: str) -> None:
+@pytest.mark.parametrize(("option", "value"), [("--max-seconds", "nan"), ("--cv-warn", "nan"), ("--cv-warn", "inf"), ("--min-seconds", "inf"), ("--max-seconds", "-1")])
+def test_bench_refuses_nan_and_nonsense_seconds(cli, baked: Path, tmp_path: Path, no_run, option: str, value: str) -> None:
     """Before: NaN passed every `x <= 0` check, so `--max-seconds nan` (no limit) and `--cv-warn nan`
     (never warns) ran and exited 0, and `--min-seconds inf` timed its first case forever."""
     report = tmp_path / "r.json"
@@ -165,3 +165,81 @@ def test_bench_refuses_to_overwrite_before_running(cli, baked: Path, tmp_path: P
     r = cli("bench", ckpt, "-b", "torch-baked", *FAST, "--json", existing, "--force")
     assert r.exit_code == 0 and validate_report(json.loads(existing.read_text())) == []
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.fixture
+def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refusals must come before any work: loading or timing fails the test."""
+    import tvexport.profile as profile
+
+    def never(*args, **kwargs):
+        raise AssertionError("the benchmark started")
+
+    monkeypatch.setattr(profile, "load_subject", never)
+    monkeypatch.setattr(profile, "run_bench", never)
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--markdown", "--plot"])
+def test_bench_never_overwrites_src_or_baseline(cli, baked: Path, tmp_path: Path, no_run, option: str) -> None:
+    """Before: `bench X.baked.pt --markdown X.baked.pt --force` ran, then replaced the benchmarked
+    file by the report (same for --baseline)."""
+    before = baked.read_bytes()
+    line = _one_line_error(cli("bench", baked, "-b", "torch-baked", *FAST, option, baked, "--force"))
+    assert line.startswith(f"error: {option} {baked} is the input file (SRC)"), line
+    assert baked.read_bytes() == before
+    dw = write_checkpoint(_weights_only("face_mobilenetv2_x0_1", "dwconv"), tmp_path / "dw.pth.tar", "pth.tar")
+    before = dw.read_bytes()
+    line = _one_line_error(cli("bench", baked, "--baseline", dw, option, tmp_path / "." / "dw.pth.tar", "--force"))
+    assert "is the input file (--baseline)" in line
+    assert dw.read_bytes() == before
+    # other spellings of the same file: a symlink to it, a detour through a folder
+    (tmp_path / "sub").mkdir(exist_ok=True)
+    link, src_bytes = tmp_path / "link.pt", baked.read_bytes()
+    link.symlink_to(baked)
+    for spelling in (link, tmp_path / "sub" / ".." / baked.name):
+        line = _one_line_error(cli("bench", baked, "-b", "torch-baked", *FAST, option, spelling, "--force"))
+        assert "is the input file (SRC)" in line, line
+    assert baked.read_bytes() == src_bytes
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_bench_refuses_two_reports_in_one_file(cli, baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_run, force: list[str]) -> None:
+    """Before: `--json same.out --csv same.out` ran the whole benchmark, wrote the JSON, then failed
+    on the CSV ("already exists"); with --force the later report silently replaced the earlier one."""
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(cli("bench", baked, "--json", "same.out", "--csv", tmp_path / "same.out", *force))
+    assert line.startswith("error: --json and --csv both name ") and "give each report its own file" in line, line
+    line = _one_line_error(cli("bench", baked, "--plot", "p.png", "--markdown", "x.md", "--json", "./p.png", *force))
+    assert line.startswith("error: --json and --plot both name p.png"), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.baked.pt"]
+
+
+def test_bench_max_seconds_inf_writes_valid_json(cli, baked: Path) -> None:
+    """Before: `--max-seconds inf` (no limit) put `Infinity`, which is not JSON, in the report."""
+    r = cli("bench", baked, "-b", "torch-baked", *FAST, "--max-seconds", "inf", "--json", "-")
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON report"))
+    assert report["settings"]["max_seconds"] is None and validate_report(report) == []
+
+
+def test_bench_seed_outside_64_bits_is_one_line(cli, baked: Path) -> None:
+    """Before: `--seed 2**70` reached torch.manual_seed: internal error (exit 3) after loading SRC."""
+    for seed in (2**70, 2**63, -(2**63) - 1):
+        line = _one_line_error(cli("bench", "face_mobilenetv2_x0_1", *FAST, "--seed", seed))
+        assert line.startswith(f"error: --seed {seed} is out of range"), line
+    for seed in (2**63 - 1, -(2**63)):  # the ends of the range work (baselines use seed + 1, seed + 2)
+        r = cli("bench", baked, "-b", "torch-baked", *FAST, "--seed", seed)
+        assert r.exit_code == 0, r.stderr
+
+
+def test_bench_help_describes_bench_options(cli) -> None:
+    """Before: bench's --input-size help was bake's ("re-bake every TV layer"), and --max-seconds
+    claimed to stop a case, while the warm-up it does not bound can take longer."""
+    r = cli("bench", "--help")
+    assert r.exit_code == 0
+    text = " ".join(r.stdout.replace("│", " ").split())
+    assert "re-bake every TV layer" not in text
+    assert "checked against the size SRC was trained or re-baked for" in text
+    assert "the warm-up (--warmup-seconds) is not counted" in text
+    text = " ".join(cli("bake", "--help").stdout.replace("│", " ").split())
+    assert "Input size to re-bake every TV layer for" in text and "bench:" not in text

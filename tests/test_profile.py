@@ -47,6 +47,7 @@ from tvexport.profile.backends.torch_eager import TorchBaked, TorchUnbaked
 from tvexport.profile.floor import copy_bandwidth, layer_floor_bytes
 from tvexport.profile.harness import round_order, torch_threads
 from tvexport.profile.machine import machine_info, versions
+from tvexport.profile.report import layer_rows, summary_rows
 from tvexport.profile.subject import Network, Subject
 
 _MODELS: dict[str, Any] = {}
@@ -168,6 +169,14 @@ def test_paired_ratio_spread_and_bootstrap() -> None:
 # Harness: interleaving, warm-up and stopping rules on a fake clock
 # --------------------------------------------------------------------------------------------
 
+def test_paired_ratio_bootstrap_interval_is_95_percent() -> None:
+    """The bootstrap interval of the median of ratios 1..20 is close to the distribution-free 95%
+    interval of a median of 20 samples, the 6th to 15th order statistics (a 50% one is ~[9, 12])."""
+    q = paired_ratio(list(range(1, 21)), [1.0] * 20)
+    assert q.median == 10.5
+    assert 6 <= q.ci_low <= 7 and 14 <= q.ci_high <= 15, (q.ci_low, q.ci_high)
+
+
 def test_round_order_rotates() -> None:
     labels = ["a", "b", "c"]
     assert [round_order(labels, r) for r in range(4)] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
@@ -220,6 +229,21 @@ def test_measure_case_min_iters_dominates_and_max_seconds_truncates() -> None:
 def test_measure_settings_reject_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(TvexportError):
         MeasureSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_measure_settings_infinite_max_seconds_is_no_limit() -> None:
+    assert MeasureSettings(max_seconds=math.inf).max_seconds is None
+    assert MeasureSettings(max_seconds=math.inf) == MeasureSettings()
+
+
+def test_to_json_refuses_non_finite_numbers(fake_report: dict) -> None:
+    """A non-finite number would be written as `Infinity`/`NaN`, which JSON readers refuse."""
+    bad = copy.deepcopy(fake_report)
+    bad["settings"]["cv_warn"] = math.inf
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        to_json(bad)
+    with pytest.raises(TvexportError, match="--cv-warn must be a finite number > 0"):
+        run_bench(_subject(), backends=["torch-baked"], cv_warn=math.inf)
 
 
 def test_cpu_timer_uses_its_clock() -> None:
@@ -403,6 +427,22 @@ def test_load_subject_from_baked_file(tmp_path: Path) -> None:
     # (a registry name as SRC is exercised end to end in test_bench_cli)
 
 
+def test_load_subject_runs_a_trained_size_baseline_at_the_rebaked_size(tmp_path: Path) -> None:
+    """A TV file re-baked for 112x112 against a --baseline trained at 96x96: the baseline is
+    rebuilt for 112x112 (the comparison is at one size), its weights unchanged."""
+    rebaked = tmp_path / "m112.baked.pt"
+    save_baked(bake_model(_model("tvconv"), verify=False, input_size=(112, 112)), rebaked)
+    dw = _weights_only("face_mobilenetv2_x0_1", "dwconv")
+    path = write_checkpoint(dw, tmp_path / "dw.pth.tar", "pth.tar")
+    subject = load_subject(rebaked, baseline=path)
+    (baseline,) = subject.baselines
+    assert subject.config.input_size == baseline.config.input_size == (112, 112)
+    assert baseline.origin == "checkpoint dw.pth.tar"
+    model = baseline.form("baked")
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 112, 112)).shape[0] == 1
+
+
 @pytest.mark.parametrize(("text", "size"), [("96", (96, 96)), ("96x80", (96, 80)), ("256,256", (256, 256))])
 def test_parse_input_size(text: str, size: tuple[int, int]) -> None:
     assert parse_input_size(text) == size
@@ -421,14 +461,40 @@ def test_parse_input_size_rejects(text: str) -> None:
 def test_layer_floor_bytes_counts_kernels_and_activations() -> None:
     layer = BakedTVConv(4, 3, 2, 5, 5, bias="channel")
     # kernels 4*9*25 + bias 4, input 2*4*10*10, output 2*4*5*5
-    assert layer_floor_bytes(layer, input_shape=(2, 4, 10, 10), output_shape=(2, 4, 5, 5), elem_size=4) == 4 * (900 + 4 + 800 + 200)
+    assert layer_floor_bytes(layer, input_shape=(2, 4, 10, 10), output_shape=(2, 4, 5, 5), dtype=torch.float32) == 4 * (900 + 4 + 800 + 200)
     dw = torch.nn.Conv2d(4, 4, 3, groups=4, bias=True)
-    assert layer_floor_bytes(dw, input_shape=(1, 4, 5, 5), output_shape=(1, 4, 5, 5), elem_size=2) == 2 * (36 + 4 + 100 + 100)
+    assert layer_floor_bytes(dw, input_shape=(1, 4, 5, 5), output_shape=(1, 4, 5, 5), dtype=torch.float16) == 2 * (36 + 4 + 100 + 100)
+    assert dw.weight.dtype == torch.float32  # the layer itself is not cast
+
+
+@pytest.mark.parametrize("run", [torch.float32, torch.float16])
+def test_layer_floor_bytes_counts_compressed_kernels_as_stored(run: torch.dtype) -> None:
+    """Before: int8 kernels were left out (only floating tensors counted) and float16 kernels
+    counted at the run dtype's 4 bytes. Compressed kernels run as stored (``cast_model_``):
+    int8 1 byte + float32 scales and bias; float16 2 bytes + float16 bias; activations at the run dtype."""
+    act = (2 * 4 * 10 * 10 + 2 * 4 * 5 * 5) * (4 if run == torch.float32 else 2)
+    shapes = {"input_shape": (2, 4, 10, 10), "output_shape": (2, 4, 5, 5), "dtype": run}
+    int8 = BakedTVConv(4, 3, 2, 5, 5, bias="channel", dtype=torch.int8)
+    assert layer_floor_bytes(int8, **shapes) == 900 * 1 + 4 * 36 + 4 * 4 + act  # kernels, scales (C, k*k), bias
+    half = BakedTVConv(4, 3, 2, 5, 5, bias="channel", dtype=torch.float16)
+    assert layer_floor_bytes(half, **shapes) == 900 * 2 + 4 * 2 + act
 
 
 def test_copy_bandwidth_is_positive() -> None:
     bw = copy_bandwidth(nbytes=1 << 20, settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0))
     assert bw["bytes_per_s"] > 0 and bw["buffer_bytes"] == 1 << 20 and bw["stats"]["n"] == 3
+
+
+def test_copy_bandwidth_counts_the_read_and_the_write() -> None:
+    """A copy of N bytes reads N and writes N: 2 N bytes per call."""
+
+    class Fixed:
+        def measure(self, fn) -> float:
+            fn()
+            return 0.01
+
+    bw = copy_bandwidth(nbytes=1 << 20, settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0), timer=Fixed())
+    assert bw["bytes_per_s"] == pytest.approx(2 * (1 << 20) / 0.01)
 
 
 def test_machine_and_versions() -> None:
@@ -485,6 +551,7 @@ def test_run_bench_report_with_fake_timings(fake_bench: FakeClock, tmp_path: Pat
     assert validate_report(report) == []
     assert report["settings"]["threads"] == 1 and report["settings"]["batches"] == [1, 4]
     assert report["skipped"] == []  # named backends only
+    assert report["settings"]["backends"] == ["fake-timed"]
     assert [(c["backend"], c["batch"], c["rounds"]) for c in report["cases"]] == [("fake-timed", 1, 5), ("fake-timed", 4, 5)]
     case = report["cases"][1]
     tv, dw = case["results"]
@@ -532,6 +599,19 @@ def test_run_bench_warns_on_noise_and_truncation(fake_bench: FakeClock) -> None:
     assert any("CV" in w and "> 10%" in w for w in warnings)
     assert any("stopped by --max-seconds after 2 rounds" in w for w in warnings)
     assert validate_report(report) == []
+
+
+def test_cv_warnings_print_small_thresholds() -> None:
+    """Before: thresholds were printed with no decimals: `--cv-warn 0.004` read "CV tvconv 1% > 0%"."""
+    from tvexport.profile.bench import _case_warnings
+    from tvexport.profile.harness import CaseTiming
+
+    timing = CaseTiming(["tvconv"], {"tvconv": [1.0]}, 1, 0, 0.0, 1.0, False)
+    results = [{"network": "tvconv", "stats": {"cv": 0.005}}]
+    (warning,) = _case_warnings(timing, results, cv_warn=0.004, where="torch-baked batch 1")
+    assert warning.startswith("torch-baked batch 1: CV tvconv 0.5% > 0.4%: noisy timings")
+    results = [{"network": "tvconv", "stats": {"cv": 0.1234}}]
+    assert "CV tvconv 12.3% > 10%" in _case_warnings(timing, results, cv_warn=0.1, where="x")[0]
 
 
 def test_run_bench_errors_and_skips(fake_registry, tmp_path: Path) -> None:
@@ -624,6 +704,23 @@ def test_load_report_rejects_other_json(tmp_path: Path) -> None:
         load_report(path)
 
 
+def test_write_reports_honours_force_and_refuses_one_file_twice(fake_report: dict, tmp_path: Path) -> None:
+    """The API contract (the CLI checks before running, which hid it): an existing file is kept
+    without ``force``; two reports naming one file are refused before either is written."""
+    from tvexport.profile.report import write_reports
+
+    existing = tmp_path / "r.json"
+    existing.write_text("keep me")
+    with pytest.raises(TvexportError, match="already exists"):
+        write_reports(fake_report, json_path=existing)
+    assert existing.read_text() == "keep me"
+    assert write_reports(fake_report, json_path=existing, force=True) == [existing]
+    assert load_report(existing) == json.loads(to_json(fake_report))
+    with pytest.raises(TvexportError, match="two reports name the same file"):
+        write_reports(fake_report, csv_path=tmp_path / "same.out", markdown_path=tmp_path / "." / "same.out")
+    assert not (tmp_path / "same.out").exists()
+
+
 def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from tvexport.profile.plot import plot_ratio_grid, plot_report
@@ -633,8 +730,12 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     grid = plot_ratio_grid([fake_report, fake_report], tmp_path / "g.png", title="t")
     assert grid.read_bytes()[:4] == b"\x89PNG"
+    # like every other writer, the plots keep an existing file unless forced
     with pytest.raises(TvexportError, match="already exists"):
-        plot_report(fake_report, out, force=False)
+        plot_report(fake_report, out)
+    with pytest.raises(TvexportError, match="already exists"):
+        plot_ratio_grid([fake_report], grid)
+    assert plot_report(fake_report, out, force=True) == out and plot_ratio_grid([fake_report], grid, force=True) == grid
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -657,11 +758,105 @@ def test_latency_panel_is_linear_with_labelled_bars(fake_report: dict) -> None:
         plt.close(fig)
 
 
+@pytest.fixture
+def spread_report(fake_bench: FakeClock) -> dict:
+    """A report whose paired ratios spread unevenly (TV 1, 1, 1, 2, 5 s against DW 1 s per round):
+    median 1, p10 1, p90 3.8, so p10 and p90 (and the whiskers below and above) differ."""
+
+    class Spread(_FakeTimed):
+        def prepare(self, model, *, batch, threads, device, dtype):
+            if not any(isinstance(m, (TVConv, BakedTVConv)) for m in model.modules()):
+                return lambda: fake_bench.advance(1.0)
+            durations = iter([1.0, 1.0, 1.0, 2.0, 5.0])
+            return lambda: fake_bench.advance(next(durations))
+
+    sys.modules["tvexport.profile.backends._fake"].FakeTimed = Spread  # type: ignore[attr-defined]
+    report = run_bench(_subject(), backends=["fake-timed"], settings=MeasureSettings(warmup_seconds=0, min_iters=5, min_seconds=0, min_warmup_rounds=0),
+                       clock=fake_bench, timer=CpuTimer(fake_bench))
+    q = report["cases"][0]["ratios"][0]
+    assert (q["median"], q["p10"], q["p90"]) == (1.0, 1.0, pytest.approx(3.8))
+    return report
+
+
+def test_ratio_spread_in_csv_markdown_and_plot(spread_report: dict) -> None:
+    rows = list(csv.DictReader(io.StringIO(to_csv(spread_report))))
+    ratio = next(r for r in rows if r["kind"] == "ratio")
+    assert (float(ratio["ratio_p10"]), float(ratio["ratio_p90"])) == (1.0, pytest.approx(3.8))
+    assert "| 1.00 [1.00-3.80] |" in to_markdown(spread_report)
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from tvexport.profile.plot import report_figure
+
+    fig = report_figure(spread_report)
+    try:
+        (segment,) = fig.axes[1].collections[0].get_segments()  # the whisker of the one case: p10 to p90
+        assert segment[:, 1].tolist() == [1.0, pytest.approx(3.8)]
+    finally:
+        plt.close(fig)
+
+
+def test_speed_up_over_unbaked(fake_report: dict) -> None:
+    """The TV speed-up over torch-unbaked at the same batch: unbaked median / this median."""
+    report = copy.deepcopy(fake_report)
+    unbaked, baked = report["cases"][0], copy.deepcopy(report["cases"][0])
+    unbaked["backend"], baked["backend"] = "torch-unbaked", "torch-baked"
+    unbaked["results"][0]["stats"]["median_s"], baked["results"][0]["stats"]["median_s"] = 6.0, 1.5
+    report["cases"] = [unbaked, baked]
+    header, rows = summary_rows(report)
+    col = header.index("speed-up vs unbaked")
+    assert [row[col] for row in rows] == ["-", "4.00x"]
+
+
+def test_layer_rows_are_in_microseconds(fake_bench: FakeClock) -> None:
+    report = run_bench(_subject(), backends=["fake-timed"], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
+    report["layers"] = report["layers"][:1]
+    layer = report["layers"][0]
+    layer["tv"]["stats"]["median_s"], layer["tv"]["floor_s"], layer["tv"]["x_floor"] = 12.3e-6, 4.56e-6, 2.7
+    layer["dw"]["stats"]["median_s"], layer["dw"]["floor_s"] = 20e-6, 5e-6
+    header, (row,) = layer_rows(report)
+    cells = dict(zip(header, row))
+    assert (cells["TV us"], cells["TV floor us"], cells["TV x floor"], cells["DW us"], cells["DW floor us"]) == ("12.3", "4.56", "2.7", "20", "5")
+    assert cells["TV/DW"] == "1.50 [1.50-1.50]"
+
+
 def test_run_bench_float16_floors_and_settings(fake_bench: FakeClock) -> None:
     report = run_bench(_subject(), backends=["fake-timed"], dtype=torch.float16, settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
                        per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
     assert report["settings"]["dtype"] == "float16"
     assert report["layers"][0]["tv"]["floor_bytes"] == 2 * (8 * 9 * 96 * 96 + 8 + 2 * 8 * 96 * 96)  # 2-byte elements
+
+
+def test_run_bench_per_layer_input_is_the_real_one_after_odd_maps(fake_bench: FakeClock) -> None:
+    """Before: a stride-2 layer was timed on its output size times 2; at 100x100 the maps go
+    100 -> 50 -> 25 -> 13 -> 7, so the layers making 13x13 and 7x7 were given 26x26 and 14x14."""
+    subject = load_subject("face_mobilenetv2_x0_1", input_size=(100, 100))
+    model = subject.tv.form("baked")
+    seen = {}
+    hooks = [m.register_forward_pre_hook(lambda m, args, n=n: seen.update({n: list(args[0].shape[1:])}))
+             for n, m in model.named_modules() if isinstance(m, BakedTVConv)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 100, 100))
+    for h in hooks:
+        h.remove()
+    report = run_bench(subject, backends=["fake-timed"], batches=[2], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
+    assert {row["name"]: row["input_shape"] for row in report["layers"]} == {n: [2, *shape] for n, shape in seen.items()}
+    odd = [row for row in report["layers"] if row["stride"] == 2 and row["h"] in (13, 7)]
+    assert [row["input_shape"][2:] for row in odd] == [[25, 25], [13, 13]]
+    row = odd[0]  # the floor is that of the real input
+    assert row["tv"]["floor_bytes"] == 4 * (row["channels"] * 9 * 13 * 13 + row["channels"] + 2 * row["channels"] * (25 * 25 + 13 * 13))
+
+
+def test_run_bench_per_layer_floor_of_int8_kernels(fake_bench: FakeClock) -> None:
+    """Before: the int8 kernels, the dominant traffic of a TV layer, were missing from the floor."""
+    from tvexport.quantize import compress_model
+
+    subject = _subject()
+    compress_model(subject.tv.form("baked"), torch.int8)
+    report = run_bench(subject, backends=["fake-timed"], settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0),
+                       per_layer=True, layer_seconds=0, clock=fake_bench, timer=CpuTimer(fake_bench))
+    # int8 kernels + float32 scales (C, k*k) + float32 bias, float32 input and output
+    assert report["layers"][0]["tv"]["floor_bytes"] == 8 * 9 * 96 * 96 + 4 * (8 * 9 + 8) + 4 * 2 * 8 * 96 * 96
 
 
 def test_run_bench_default_backend_that_fails_to_prepare_is_skipped(fake_bench: FakeClock, fake_registry) -> None:
@@ -680,6 +875,7 @@ def test_run_bench_default_backend_that_fails_to_prepare_is_skipped(fake_bench: 
                        clock=fake_bench, timer=CpuTimer(fake_bench))
     assert [c["backend"] for c in report["cases"]] == ["fake-timed", "fake-timed"]
     assert {"backend": "fake-broken", "reason": "failed to prepare at batch 1: exporter says no"} in report["skipped"]
+    assert report["settings"]["backends"] == ["fake-timed"]  # the backends that ran, not the skipped one
     with pytest.raises(TvexportError, match="exporter says no"):
         run_bench(_subject(), backends=["fake-broken"], clock=fake_bench, timer=CpuTimer(fake_bench))
 
@@ -739,3 +935,33 @@ def test_compiled_backends_run_the_compiled_network(name: str) -> None:
     with torch.no_grad():
         ref = baked(random_inputs((2, 3, 96, 96), seed=0))
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_compile_prepare_leaves_the_shared_model_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: prepare cast and moved the model in place, and the model is shared with the
+    backends that run after it (they would get it at whatever dtype torch-compile asked for)."""
+    import tvexport.compile
+    from tests.tinynet import tiny_tvnet
+    from tvexport.profile.backends.compiled import TorchCompile
+
+    monkeypatch.setattr(tvexport.compile, "compile_model", lambda model, **kw: model)  # no Inductor: the cast is under test
+    baked = bake_model(tiny_tvnet(), verify=False).model
+    before = {k: v.clone() for k, v in baked.state_dict().items()}
+    run = TorchCompile().prepare(baked, batch=1, threads=1, device="cpu", dtype=torch.float64)
+    assert run().dtype == torch.float64
+    after = baked.state_dict()
+    assert {k: v.dtype for k, v in after.items()} == {k: v.dtype for k, v in before.items()}
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_layer_inputs_are_recorded_and_the_hooks_removed() -> None:
+    """bench --per-layer's input shapes come from one forward pass: the stride-2 layers after an odd
+    map see 2*h - 1 rows; no pre-hook is left on the model afterwards."""
+    from tvexport.bake import tv_layer_names
+    from tvexport.profile.bench import _layer_inputs
+
+    model = bake_model(make_model(), input_size=(100, 100), verify=False).model
+    shapes = _layer_inputs(model, (3, 100, 100))
+    assert set(shapes) == set(tv_layer_names(model))
+    assert any(s[1] % 2 == 1 for s in shapes.values())  # 25x25 before a stride-2 layer
+    assert all(not m._forward_pre_hooks for m in model.modules())

@@ -278,3 +278,11 @@ def test_validate_names_a_re_baked_input_size(cli: Any, tmp_path: Path, monkeypa
         assert r.exit_code == 2 and len(lines) == 1 and r.stdout == "", r.stderr
         assert f"{artefact} was exported for input {hw}, but {tmp_path / against} is the face_mobilenetv2_x0_1 network at {want}" in lines[0]
         assert f"validate it against {hint}" in lines[0] and "give an input of that shape" not in lines[0]
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**63, -(2**63) - 1])
+def test_validate_seed_outside_64_bits_is_one_line(cli, tmp_path: Path, seed: int) -> None:
+    """Before: torch's generator raised "Overflow when unpacking long long": internal error, exit 3."""
+    r = cli("validate", tmp_path / "m.onnx", "--against", tmp_path / "m.baked.pt", "--seed", seed)
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.strip() == f"error: --seed {seed} is out of range; give an integer from -2**63 to 2**63 - 1, e.g. --seed 0"

@@ -40,11 +40,6 @@ class TVGeometry:
     bias: bool
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        """The input (H, W) the layer sees in its network: output size times stride."""
-        return (self.h * self.stride, self.w * self.stride)
-
-    @property
     def kernel_numel(self) -> int:
         return self.channels * self.k * self.k * self.h * self.w
 

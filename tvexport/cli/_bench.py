@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import shlex
 from enum import Enum
 from pathlib import Path
@@ -17,7 +19,7 @@ from ..errors import TvexportError
 from ..profile.backends import REGISTRY
 from . import app
 from ._console import console, err_console
-from ._options import Arch, DType, DTypeOpt, Force, InputSize
+from ._options import Arch, DType, DTypeOpt, Force, seed_in_range
 
 
 class Device(str, Enum):
@@ -45,6 +47,23 @@ def _batches(values: list[str]) -> list[int]:
     if not out:
         raise TvexportError("--batch is empty", hint="e.g. --batch 1,8,32")
     return out
+
+
+def _check_report_paths(paths: dict[str, Path | None], *, inputs: dict[str, Path | None], force: bool) -> None:
+    """Before any work: each report file can be written, is none of the ``inputs`` (--force
+    overwrites reports, never what is benchmarked), and no two reports name the same file."""
+    seen: dict[Path, str] = {}
+    for opt, path in paths.items():
+        if path is None:
+            continue
+        for what, source in inputs.items():
+            if source is not None and path.exists() and source.exists() and os.path.samefile(path, source):
+                raise TvexportError(f"{opt} {path} is the input file ({what})", hint=f"give {opt} another file name; --force overwrites reports, never inputs")
+        where = path.resolve()
+        if where in seen:
+            raise TvexportError(f"{seen[where]} and {opt} both name {path}", hint="give each report its own file")
+        seen[where] = opt
+        check_output_path(path, force=force)
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -111,15 +130,19 @@ def bench_cmd(
     arch: Arch = None,
     baseline: Annotated[Path | None, typer.Option("--baseline", metavar="CKPT", help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False)] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Add the dense-conv baseline (only deeplabv3plus_mobilenetv2 has one).")] = False,
-    input_size: InputSize = None,
+    input_size: Annotated[str | None, typer.Option(
+        "--input-size", metavar="HxW", show_default=False,
+        help="The input size the network runs at: checked against the size SRC was trained or re-baked for (TVConv runs only there); "
+             "an architecture-name SRC is built at it.",
+    )] = None,
     warmup_seconds: Annotated[float, typer.Option("--warmup-seconds", min=0, help="Time-based warm-up per case.")] = 0.5,
     min_iters: Annotated[int, typer.Option("--min-iters", min=1, help="Minimum timed rounds per case.")] = 20,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Minimum timed seconds per case.")] = 2.0,
-    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Stop a case after this many seconds even below the minimums (marked truncated).", show_default=False)] = None,
+    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Stop a case's timed rounds after this many seconds, even below the minimums (marked truncated); the warm-up (--warmup-seconds) is not counted.", show_default=False)] = None,
     cv_warn: Annotated[float, typer.Option("--cv-warn", help="Warn when a coefficient of variation exceeds this.")] = 0.10,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Also time each TV layer in isolation against its memory floor.")] = False,
     layer_seconds: Annotated[float, typer.Option("--layer-seconds", min=0, help="Minimum timed seconds per layer with --per-layer.")] = 0.2,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of random weights (registry SRC, baselines).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", callback=seed_in_range, help="Seed of random weights (registry SRC, baselines).")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-': stdout).", show_default=False)] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write the latencies and ratios as CSV ('-': stdout).", show_default=False)] = None,
     md_out: Annotated[Path | None, typer.Option("--markdown", metavar="FILE", help="Write the report as Markdown ('-': stdout).", show_default=False)] = None,
@@ -146,16 +169,14 @@ def bench_cmd(
         raise TvexportError("--plot -: a PNG is not written to stdout", hint="give a file name, e.g. --plot bench.png")
     stdout_opt = to_stdout[0] if to_stdout else None
     files = {opt: None if opt == stdout_opt else path for opt, path in reports.items()}
-    for path in (*files.values(), plot):
-        if path is not None:
-            check_output_path(path, force=force)
+    _check_report_paths({**files, "--plot": plot}, inputs={"SRC": Path(source), "--baseline": baseline}, force=force)
     if plot is not None:
         from ..profile.plot import require_matplotlib
 
         require_matplotlib()
     batches = _batches(batch or ["1"])
-    if cv_warn <= 0:
-        raise TvexportError(f"--cv-warn {cv_warn:g}: the warning threshold is a coefficient of variation > 0", hint="e.g. --cv-warn 0.1")
+    if not (math.isfinite(cv_warn) and cv_warn > 0):  # NaN and inf too: they would never warn
+        raise TvexportError(f"--cv-warn {cv_warn:g}: the warning threshold is a coefficient of variation, a finite number > 0", hint="e.g. --cv-warn 0.1")
     if not per_layer and getattr(ctx.get_parameter_source("layer_seconds"), "name", None) == "COMMANDLINE":
         raise TvexportError("--layer-seconds applies with --per-layer only", hint="add --per-layer or drop --layer-seconds")
     settings = MeasureSettings(warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=min_seconds, max_seconds=max_seconds)

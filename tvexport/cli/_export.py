@@ -11,7 +11,7 @@ import typer
 
 from . import app
 from ._console import comparison_table, console, err_console
-from ._options import Arch, Atol, DType, DTypeOpt, Force, Json, KernelDTypeOpt, Output, Rtol, Source
+from ._options import Arch, Atol, DType, DTypeOpt, Force, Json, KernelDTypeOpt, Output, Rtol, Source, seed_in_range
 
 
 class Format(str, Enum):
@@ -119,7 +119,7 @@ def validate_cmd(
     backend: Annotated[str | None, typer.Option("--backend", help="Runtime: onnxruntime, aoti, tensorrt, openvino (float32) or openvino-bf16 (default: the one the file's content calls for).", show_default=False)] = None,
     input_path: Annotated[Path | None, typer.Option("--input", help="Input as .npy, (N,3,H,W) float; default seeded random.", show_default=False)] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Rows of the random input (default: the artefact's batch, else 2).", show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random input (default 0).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", callback=seed_in_range, help="Seed of the random input (default 0).", show_default=False)] = None,
     rtol: Rtol = None,
     atol: Atol = None,
     arch: Arch = None,

@@ -10,6 +10,8 @@ from typing import Annotated
 import torch
 import typer
 
+from ..errors import TvexportError
+
 
 class DType(str, Enum):
     float32 = "float32"
@@ -50,9 +52,15 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on 
 AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Accept checkpoints whose weights hold NaN/Inf.")]
 InputSize = Annotated[str | None, typer.Option(
     "--input-size", metavar="HxW", show_default=False,
-    help="Input size. bake: re-bake every TV layer for it (--resample, --interpolation); bench: checked against the size the network was "
-         "baked for (an architecture name SRC is built at it).",
+    help="Input size to re-bake every TV layer for (--resample, --interpolation); default: the trained size.",
 )]
+
+
+def seed_in_range(value: int | None) -> int | None:
+    """Option callback of --seed: a signed 64-bit integer (what torch's generators take), refused before any work."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise TvexportError(f"--seed {value} is out of range", hint="give an integer from -2**63 to 2**63 - 1, e.g. --seed 0")
+    return value
 
 
 def tolerance(value: float | None) -> float | None:

@@ -48,9 +48,14 @@ def _summarize(timing: CaseTiming, *, batch: int) -> tuple[list[dict[str, Any]],
     return results, ratios
 
 
+def _percent(x: float) -> str:
+    """A fraction as a percentage with 3 significant digits: 0.004 is "0.4%", not "0%"."""
+    return f"{x * 100:.3g}%"
+
+
 def _noisy(results: list[dict[str, Any]], cv_warn: float) -> list[str]:
     """``"label CV%"`` for every network whose coefficient of variation exceeds ``cv_warn``."""
-    return [f"{r['network']} {r['stats']['cv']:.0%}" for r in results if r["stats"]["cv"] > cv_warn]
+    return [f"{r['network']} {_percent(r['stats']['cv'])}" for r in results if r["stats"]["cv"] > cv_warn]
 
 
 def _case_warnings(timing: CaseTiming, results: list[dict[str, Any]], *, cv_warn: float, where: str) -> list[str]:
@@ -58,7 +63,7 @@ def _case_warnings(timing: CaseTiming, results: list[dict[str, Any]], *, cv_warn
     noisy = _noisy(results, cv_warn)
     if noisy:
         warnings.append(
-            f"{where}: CV {', '.join(noisy)} > {cv_warn:.0%}: noisy timings (other load, frequency scaling?); "
+            f"{where}: CV {', '.join(noisy)} > {_percent(cv_warn)}: noisy timings (other load, frequency scaling?); "
             "the paired ratio is more robust than single latencies; raise --min-seconds or quiet the machine"
         )
     if timing.truncated:
@@ -94,9 +99,28 @@ def _depthwise_twin(model: nn.Module, name: str, channels: int) -> nn.Module | N
     return None
 
 
+def _layer_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """(C, H, W) of the input each TV layer of ``model`` sees, recorded in one forward pass at batch 1:
+    a stride-2 layer after an odd map sees 2*h - 1 rows, not 2*h (its output size times its stride)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        return lambda _module, args: shapes.__setitem__(name, tuple(args[0].shape[1:]))
+
+    hooks = [model.get_submodule(name).register_forward_pre_hook(record(name)) for name in tv_layer_names(model)]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
 def _layer_cases(
     subject: Subject, backend: Backend, batch: int, *, threads: int, device: str, dtype: torch.dtype,
     settings: MeasureSettings, bandwidth: float, timer: Timer, clock: Clock, cv_warn: float,
+    inputs: dict[str, tuple[int, ...]],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     tv_model = subject.tv.form(backend.form)
     tv_baked = subject.tv.form("baked")
@@ -104,7 +128,6 @@ def _layer_cases(
     dw_net = next((n for n in subject.baselines if n.label == "dwconv"), None)
     dw_model = dw_net.form(backend.form) if dw_net is not None else None
     dw_baked = dw_net.form("baked") if dw_net is not None else None
-    elem = torch.finfo(dtype).bits // 8
     prepare_layer = cast(LayerBackend, backend).prepare_layer
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
@@ -113,7 +136,7 @@ def _layer_cases(
         layer = tv_model.get_submodule(name)
         assert isinstance(layer, (TVConv, BakedTVConv))
         g = layer.geometry
-        in_shape = (batch, g.channels, g.h * g.stride, g.w * g.stride)
+        in_shape = (batch, *inputs[name])
         out_shape = (batch, g.channels, g.h, g.w)
         variants = {"tvconv": prepare_layer(layer, input_shape=in_shape, threads=threads, device=device, dtype=dtype)}
         dw = _depthwise_twin(dw_model, name, g.channels) if dw_model is not None else None
@@ -127,7 +150,7 @@ def _layer_cases(
             warnings.append(f"{backend.name} batch {batch} layer {name}: stopped by --max-seconds after {timing.rounds} rounds")
 
         def floor(module: nn.Module, stats: dict[str, Any], in_shape: tuple[int, ...] = in_shape, out_shape: tuple[int, ...] = out_shape) -> dict[str, Any]:
-            nbytes = layer_floor_bytes(module, input_shape=in_shape, output_shape=out_shape, elem_size=elem)
+            nbytes = layer_floor_bytes(module, input_shape=in_shape, output_shape=out_shape, dtype=dtype)
             floor_s = nbytes / bandwidth if bandwidth > 0 else None
             return {"stats": stats, "floor_bytes": nbytes, "floor_s": floor_s, "x_floor": stats["median_s"] / floor_s if floor_s else None}
 
@@ -142,7 +165,7 @@ def _layer_cases(
         })
     if noisy:
         warnings.append(
-            f"{backend.name} batch {batch} per-layer: {len(noisy)} of {len(rows)} layers have CV > {cv_warn:.0%} "
+            f"{backend.name} batch {batch} per-layer: {len(noisy)} of {len(rows)} layers have CV > {_percent(cv_warn)} "
             f"({', '.join(noisy[:3])}{', ...' if len(noisy) > 3 else ''}); raise --layer-seconds or quiet the machine"
         )
     return rows, warnings
@@ -181,8 +204,8 @@ def run_bench(
         raise TvexportError(f"batch sizes must be >= 1, got {batches}")
     dtype_name = _dtype_name(dtype)
     tdtype = DTYPES[dtype_name]
-    if not (cv_warn > 0) or not (math.isfinite(layer_seconds) and layer_seconds >= 0):  # NaN fails every comparison: refused too
-        raise TvexportError(f"--cv-warn {cv_warn:g}, --layer-seconds {layer_seconds:g}: --cv-warn must be a number > 0 and --layer-seconds a finite number >= 0",
+    if not (math.isfinite(cv_warn) and cv_warn > 0) or not (math.isfinite(layer_seconds) and layer_seconds >= 0):  # isfinite refuses NaN and inf
+        raise TvexportError(f"--cv-warn {cv_warn:g}, --layer-seconds {layer_seconds:g}: --cv-warn must be a finite number > 0 and --layer-seconds a finite number >= 0",
                             hint="e.g. --cv-warn 0.1 --layer-seconds 0.2")
     chosen, skipped = _resolve(subject, backends, device)
     timer = timer if timer is not None else make_timer(device)
@@ -244,6 +267,7 @@ def run_bench(
             if progress:
                 progress("measuring copy bandwidth", done, total)
             bandwidth = copy_bandwidth(device=device)  # always a real timer: the floor is physical
+            inputs = _layer_inputs(cast(nn.Module, subject.tv.form("baked")), subject.input_shape)
             layer_settings = MeasureSettings(
                 warmup_seconds=min(settings.warmup_seconds, 0.1), min_iters=settings.min_iters,
                 min_seconds=layer_seconds, max_seconds=settings.max_seconds,
@@ -255,7 +279,7 @@ def run_bench(
                     with sized_by_user(f"bench {backend.name} per layer at batch {batch}", hint=_SMALLER):
                         rows, warns = _layer_cases(
                             subject, backend, batch, threads=n_threads, device=device, dtype=tdtype, settings=layer_settings,
-                            bandwidth=bandwidth["bytes_per_s"], timer=timer, clock=clock, cv_warn=cv_warn,
+                            bandwidth=bandwidth["bytes_per_s"], timer=timer, clock=clock, cv_warn=cv_warn, inputs=inputs,
                         )
                     layers += rows
                     warnings += warns
@@ -275,7 +299,7 @@ def run_bench(
                  "input_shape": list(cfg.input_shape), "tv": cfg.to_dict()["tv"]},
         "networks": [n.to_dict() for n in subject.networks],
         "settings": {
-            "backends": [b.name for b in chosen], "batches": batches, "threads": n_threads, "device": device, "dtype": dtype_name,
+            "backends": list(dict.fromkeys(c["backend"] for c in cases)), "batches": batches, "threads": n_threads, "device": device, "dtype": dtype_name,
             **settings.to_dict(), "cv_warn": cv_warn, "per_layer": per_layer, "layer_seconds": layer_seconds, "seed": seed,
         },
         "machine": machine,

@@ -10,12 +10,14 @@ whose data stay in cache can beat this floor (``x_floor`` < 1); large ones canno
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..quantize import cast_model_
 from .harness import MeasureSettings, Timer, make_timer, measure_case
 from .stats import Stats
 
@@ -25,11 +27,14 @@ BANDWIDTH_SETTINGS = MeasureSettings(warmup_seconds=0.1, min_iters=10, min_secon
 
 
 def layer_floor_bytes(
-    layer: nn.Module, *, input_shape: tuple[int, ...], output_shape: tuple[int, ...], elem_size: int
+    layer: nn.Module, *, input_shape: tuple[int, ...], output_shape: tuple[int, ...], dtype: torch.dtype
 ) -> int:
-    """Bytes ``layer`` must move once: its stored tensors (kernels, bias) + input + output."""
-    stored = sum(t.numel() for t in [*layer.parameters(), *layer.buffers()] if t.is_floating_point())
-    return elem_size * (stored + math.prod(input_shape) + math.prod(output_shape))
+    """Bytes ``layer`` must move once when run at ``dtype``: its stored tensors (kernels, scales,
+    bias) as the backends run them (``cast_model_``: float32 tensors follow ``dtype``, float16 and
+    int8 TV kernels keep their own size) + input + output at ``dtype``."""
+    run = cast_model_(copy.deepcopy(layer), dtype)
+    stored = sum(t.numel() * t.element_size() for t in [*run.parameters(), *run.buffers()])
+    return stored + torch.finfo(dtype).bits // 8 * (math.prod(input_shape) + math.prod(output_shape))
 
 
 def copy_bandwidth(

@@ -132,8 +132,10 @@ class MeasureSettings:
                 raise TvexportError(f"{option} {value:g}: seconds must be a finite number >= 0", hint=f"e.g. {option} 1")
         if self.min_iters < 1:
             raise TvexportError(f"--min-iters must be >= 1, got {self.min_iters}")
-        if self.max_seconds is not None and not (self.max_seconds > 0):  # inf: no limit, as if not given
+        if self.max_seconds is not None and not (self.max_seconds > 0):
             raise TvexportError(f"--max-seconds {self.max_seconds:g}: the time limit must be a number > 0", hint="e.g. --max-seconds 30, or leave it out")
+        if self.max_seconds == math.inf:  # no limit: as if not given (and no Infinity, which is not JSON, in reports)
+            object.__setattr__(self, "max_seconds", None)
         if self.min_warmup_rounds < 0:
             raise TvexportError("min_warmup_rounds must be >= 0")
 

@@ -125,7 +125,7 @@ def _layer_panel(ax: Any, report: Mapping[str, Any]) -> None:
     ax.grid(axis="y", alpha=0.3, which="both")
 
 
-def plot_report(report: Mapping[str, Any], path: str | Path, *, force: bool = True) -> Path:
+def plot_report(report: Mapping[str, Any], path: str | Path, *, force: bool = False) -> Path:
     """Latency per backend and batch (TV vs baselines, p10-p90 whiskers), the paired TV/baseline
     ratios, and the per-layer view (time vs memory floor) when the report has one."""
     return _save(report_figure(report), Path(path), force=force)
@@ -145,7 +145,7 @@ def report_figure(report: Mapping[str, Any]) -> Any:
     return fig
 
 
-def plot_ratio_grid(reports: Sequence[Mapping[str, Any]], path: str | Path, *, force: bool = True, title: str | None = None) -> Path:
+def plot_ratio_grid(reports: Sequence[Mapping[str, Any]], path: str | Path, *, force: bool = False, title: str | None = None) -> Path:
     """One panel per report (architecture): paired TV/DWConv ratio against batch, a line per backend."""
     plt = require_matplotlib()
     n = len(reports)

@@ -350,14 +350,19 @@ def to_csv(report: Mapping[str, Any]) -> str:
 
 
 def to_json(report: Mapping[str, Any]) -> str:
-    return json.dumps(report, indent=2) + "\n"
+    """The report as JSON (RFC 8259: a NaN or infinity is a bug, refused rather than written as ``Infinity``)."""
+    return json.dumps(report, indent=2, allow_nan=False) + "\n"
 
 
 def write_reports(
     report: Mapping[str, Any], *, json_path: Path | None = None, csv_path: Path | None = None,
     markdown_path: Path | None = None, force: bool = False,
 ) -> list[Path]:
-    """Write the requested report files atomically; returns the paths written."""
+    """Write the requested report files atomically; returns the paths written. Two reports
+    naming the same file are refused before anything is written."""
+    given = [Path(p) for p in (json_path, csv_path, markdown_path) if p is not None]
+    if len({p.resolve() for p in given}) < len(given):
+        raise TvexportError(f"two reports name the same file ({', '.join(map(str, given))})", hint="give each report its own file")
     written = []
     for path, render in ((json_path, to_json), (csv_path, to_csv), (markdown_path, to_markdown)):
         if path is not None:

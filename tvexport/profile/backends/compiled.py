@@ -7,6 +7,7 @@ takes tens of seconds per network and batch size on a small CPU.
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 from pathlib import Path
@@ -44,7 +45,8 @@ class TorchCompile:
         from ...compile import compile_model
 
         torch.set_num_threads(threads)
-        compiled = compile_model(cast_model_(model, dtype, device=device), dynamic=False)  # float16/int8 TV kernels stay as stored
+        # a copy: the model is shared with the other backends (float16/int8 TV kernels stay as stored)
+        compiled = compile_model(cast_model_(copy.deepcopy(model), dtype, device=device), dynamic=False)
         x = random_inputs((batch, *config_of(model).input_shape), seed=0).to(device=device, dtype=dtype)
         compiled(x)  # compile now, outside the timed region
         if device.startswith("cuda"):
