@@ -184,7 +184,12 @@ def test_wide_layer_tiles(case: Case, extension: Path, monkeypatch: pytest.Monke
                                   Case(5, 1, "channel", "float32", 1, channels=16, h=6, w=13),
                                   Case(3, 1, "channel", "int8", 1, channels=32, h=5, w=10),
                                   # ... but not with rows of 4 KiB: face MobileNetV2 x1.0's first TV layer's shape
-                                  Case(3, 1, "map", "int8", 1, channels=32, h=4, w=32)],
+                                  Case(3, 1, "map", "int8", 1, channels=32, h=4, w=32),
+                                  # stride 1, k 3, float32, whole batch tiles of 4 images, C whole
+                                  # vectors (runs of 9 and 4 positions: what issue 17ag's scratch
+                                  # position blocks of 3 or 4 took, with a rest)
+                                  Case(3, 1, "map", "float32", 8, channels=48, h=6, w=11),
+                                  Case(3, 1, None, "float32", 4, channels=96, h=3, w=6)],
                          ids=lambda c: f"{c.id}-c{c.channels}")
 def test_input_read_paths(case: Case, extension: Path) -> None:
     """float32 inputs are read in place at stride 2 with channels in whole vectors, at any batch:
@@ -416,11 +421,13 @@ def test_float16_kernels_stay_float16(extension: Path) -> None:
     assert [str(i.get_element_type()) for i in op.inputs()][1] in ("<Type: 'uint8_t'>", "u8")
 
 
+@pytest.mark.parametrize("case", [Case(3, 2, "map", "int8", "N"), Case(3, 1, "channel", "float32", 4, channels=48, h=5, w=10)],
+                         ids=lambda c: f"{c.id}-c{c.channels}")
 @pytest.mark.parametrize("last", [False, True], ids=["clip-relu-add", "clip-is-output"])
-def test_following_clip_and_relu_fold_into_the_op(last: bool, extension: Path) -> None:
+def test_following_clip_and_relu_fold_into_the_op(last: bool, case: Case, extension: Path) -> None:
     """Clip and Relu after a TV op fold into it (the kernel clamps before storing: no pass over
-    the output); clamped bounds intersect. A Clip that is the model's output stays (its name)."""
-    case = Case(3, 2, "map", "int8", "N")
+    the output); clamped bounds intersect. A Clip that is the model's output stays (its name).
+    Stride 2 int8, and stride 1 float32 in place with a batch tile of 4 and 48 channels."""
     model, weight, bias = layer_graph(case)
     graph = model.graph
     graph.node[0].output[0] = "t"
@@ -429,9 +436,10 @@ def test_following_clip_and_relu_fold_into_the_op(last: bool, extension: Path) -
     if not last:
         graph.node.extend([helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Add", ["r", "shift"], ["y"])])
     runner = OpenVinoRunner(model, extension=extension)
-    x = np.random.default_rng(1).standard_normal((3, case.channels, 2 * case.h, 2 * case.w)).astype(np.float32)
+    n, s = 3 if case.batch == "N" else int(case.batch), case.stride
+    x = np.random.default_rng(1).standard_normal((n, case.channels, s * case.h, s * case.w)).astype(np.float32)
     got = runner(x)
-    truth = truth_of(x.astype(np.float64), weight, bias, 2)
+    truth = truth_of(x.astype(np.float64), weight, bias, s)
     expected = np.clip(truth, -0.5, 0.7) if last else np.clip(truth, 0.0, 0.7) + 0.25
     assert rel_err(got, expected) < LAYER_RTOL
     # ONNX Clip reads as Maximum + Minimum (or one Clamp): the node that writes the output stays
