@@ -784,7 +784,11 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // Issue 17 (stop 34) repeated 17ad's 3-position blocks inside `body` (each input vector loaded
 // once per tap row): the kernel alone at batch 16, one thread, cold, face MobileNetV2 x0.1
 // network sums 1.04x, its stride-1 C = 48 layer at 48x48 1.18x, g++ folding the input loads back
-// into the multiply-adds. That and other batch-16 variants that were not faster, and an ablation
+// into the multiply-adds. Issue 17ag wrote such blocks by hand (AVX-512 intrinsics for the kernels,
+// inline asm per image so that each input vector is loaded once: 0.75 loads per multiply-add at 4
+// positions, bit-identical results): hot 0.98x, but cold (kernels from memory, as in a network)
+// 1.03x, the C = 48/96 layers up to 1.19x (benchmarks/results/openvino_position_blocks_zen5_17ag_scratch.md
+// and its .patch). That and other batch-16 variants that were not faster, and an ablation
 // of the loop's memory streams: benchmarks/results/README.md ('Batch 16 on the Zen 5').
 constexpr int64_t kMinBlock = 256;
 
