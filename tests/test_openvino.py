@@ -550,12 +550,12 @@ def _bad(mutate: str) -> Any:
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
     ("scale_shape", "scale (3, 9, 1, 1) must be (8, 9, 1, 1), one value per channel and tap of weight (8, 9, 6, 6)"),
     ("short_input", "x (2, 8, 2, 2) is smaller than the k=3 window: height 2 padded by 0 on each side is 2 < 3"),
-    # before: accepted (2*padding wrapped to -2), or "height 6 + 2*padding 4611686018427387904 < 3"
+    # before: 2*padding wrapped: "gives height 2" (a 10x10 input was accepted), "height 6 + 2*padding 4611686018427387904 < 3"
     ("padding=2**63-1", "padding must be between 0 and k-1 = 2 for k=3, got 9223372036854775807"),
     ("padding=2**62", "padding must be between 0 and k-1 = 2 for k=3, got 4611686018427387904"),
     ("padding=3", "padding must be between 0 and k-1 = 2 for k=3, got 3"),
     ("padding=-1", "padding must be between 0 and k-1 = 2 for k=3, got -1"),
-    ("k=2**32+1", "k must be at most 63, got 4294967297"),  # before: k*k wrapped
+    ("k=2**32+1", "k must be at most 63, got 4294967297"),  # before: k*k wrapped ("must hold k*k = 8589934593 taps")
     ("huge_input", "x (2, 8, 9223372036854775806, 6) with k=3 stride=1 padding=1 gives height 9223372036854775806, but weight"),
     # 2**63 positions; before: "gives height -9223372036854775808" (wrapped)
     ("huge_input_pad2", "x (2, 8, 9223372036854775806, 6) with k=3 stride=1 padding=2 gives height of at least 9223372036854775807, but"),

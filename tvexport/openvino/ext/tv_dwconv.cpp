@@ -2,7 +2,7 @@
 //
 // ONNX node (see tvexport/export/_onnx_tv.py: emit_plugin):
 //   y = tv_dwconv(x (N, C, H, W), weight (C, k*k, h, w) [, bias (C, h, w) | (C, 1, 1) | ''] [, scale])
-//   INT attributes k, stride, padding; weight float32 | float16 | int8 (then scale (C, k*k, 1, 1)
+//   INT attributes k (odd, <= 63), stride (>= 1), padding (0..k-1); weight float32 | float16 | int8 (then scale (C, k*k, 1, 1)
 //   float32 is the 4th input: w_real = weight * scale); output dtype = x dtype.
 //
 // The ONNX frontend converts each node into
