@@ -133,8 +133,10 @@ _GOOD_SIDECAR = {"format": aoti.SIDECAR_FORMAT, "device": "cpu", "input_shape": 
     ({"input_shape": [0, 3, 96, 96]}, "'input_shape' [0, 3, 96, 96] is not a list of positive integers"),
     ({"dynamic_batch": True}, "'dynamic_batch' true is neither null nor"),
     ({"dynamic_batch": {"min": 1}}, "'dynamic_batch' {\"min\": 1} is neither null nor"),
+    ({"dynamic_batch": {"min": 5, "max": 2}}, "'dynamic_batch' {\"min\": 5, \"max\": 2} is neither null nor"),
     ({"device": "tpu"}, "'device' \"tpu\" is not one of cpu, cuda"),
-], ids=["no-input-shape", "shape-text", "shape-zero", "dynamic-true", "dynamic-no-max", "device"])
+    ({"package_bytes": "41"}, "'package_bytes' \"41\" is not a whole number of bytes"),
+], ids=["no-input-shape", "shape-text", "shape-zero", "dynamic-true", "dynamic-no-max", "dynamic-min-above-max", "device", "bytes-text"])
 def test_runner_refuses_a_sidecar_without_what_it_needs(change: dict, said: str, tmp_path: Path) -> None:
     """Before: a hand-edited or foreign sidecar without input_shape (or with dynamic_batch: true)
     was an internal error (KeyError, TypeError) when the runner checked an input."""
@@ -146,6 +148,33 @@ def test_runner_refuses_a_sidecar_without_what_it_needs(change: dict, said: str,
         aoti.load_runner(package)
     assert err.value.message.startswith(f"{sidecar_path(package)} is not a usable tvexport AOTInductor description: {said}"), err.value.message
     assert "\n" not in str(err.value)
+
+
+def test_runner_refuses_a_sidecar_of_another_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export interrupted between its two renames leaves the new package beside the old
+    sidecar; the sidecar's package_bytes tells them apart (before: the runner trusted it)."""
+    model = bake(tiny_tvnet()).model
+    out = tmp_path / "m.pt2"
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", _fake_compile({}))
+    export_aoti(model, out, validate=False)
+    assert read_sidecar(out)["package_bytes"] == len(b"compiled")  # a pair from one export is accepted
+    real_replace = os.replace
+
+    def interrupted(src: object, dst: object) -> None:
+        if Path(dst) == sidecar_path(out):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", lambda program, package_path, inductor_configs: Path(package_path).write_bytes(b"compiled again"))
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_aoti(model, out, validate=False, force=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert out.read_bytes() == b"compiled again" and json.loads(sidecar_path(out).read_text())["package_bytes"] == len(b"compiled")
+    with pytest.raises(TvexportError) as err:
+        aoti.load_runner(out)
+    assert err.value.message == f"{sidecar_path(out)} describes another package than {out}: it records 8 bytes, m.pt2 has 14", err.value.message
+    assert "re-export" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_validate_with_a_sidecar_without_input_shape_one_line(tiny_package, cli, demo_ckpt: Path, tmp_path: Path) -> None:

@@ -493,6 +493,9 @@ def test_successive_clips_fold_as_composed(first: tuple[float, float], then: tup
 # Bad nodes: one clear line at compile time
 # --------------------------------------------------------------------------------------------
 
+_HUGE = {"2**63-1": 2**63 - 1, "2**62": 2**62, "2**32+1": 2**32 + 1}
+
+
 def _bad(mutate: str) -> Any:
     model, _, _ = layer_graph(Case(3, 1, "map", "float32", 2, channels=8, h=6, w=6))
     node = model.graph.node[0]
@@ -527,6 +530,19 @@ def _bad(mutate: str) -> Any:
     elif mutate == "short_input":  # a 3x3 window over 2x2 unpadded: no output position (torch refuses it)
         model = layer_model(np.zeros((8, 9, 1, 1), np.float32), None, stride=2, method="plugin", batch=2)
         next(a for a in model.graph.node[0].attribute if a.name == "padding").i = 0
+    elif mutate.startswith(("padding=", "k=")):  # e.g. padding=2**62: 2*padding wrapped in int64
+        name, value = mutate.split("=")
+        next(a for a in node.attribute if a.name == name).i = _HUGE.get(value) or int(value)
+    elif mutate.startswith("huge_input"):  # a declared height of 2**63 - 2: height + 2*padding past 2**63 - 1
+        graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8, 2**63 - 2, 6]))
+        next(a for a in node.attribute if a.name == "padding").i = 2 if mutate.endswith("pad2") else 1
+    elif mutate.startswith(("int8_k=", "int8_3_scale_rows_k=")):  # int8 weight (8, 9, 6, 6) and a scale (8 or 3, 9, 1, 1)
+        w = graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
+        rows = 3 if mutate.startswith("int8_3") else 8
+        graph.initializer.append(numpy_helper.from_array(np.ones((rows, 9, 1, 1), np.float32), "tv.scale"))
+        node.input.append("tv.scale")
+        next(a for a in node.attribute if a.name == "k").i = int(mutate.split("=")[1])
     return model
 
 
@@ -540,8 +556,22 @@ def _bad(mutate: str) -> Any:
     ("missing_padding", "lacks the INT attribute 'padding'"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
-    ("scale_shape", "scale (3, 9, 1, 1) must be (C, k*k, 1, 1) = (8, 9, 1, 1)"),
-    ("short_input", "x (2, 8, 2, 2) is smaller than the k=3 window: height 2 + 2*padding 0 < 3"),
+    ("scale_shape", "scale (3, 9, 1, 1) must be (8, 9, 1, 1), one value per channel and tap of weight (8, 9, 6, 6)"),
+    ("short_input", "x (2, 8, 2, 2) is smaller than the k=3 window: height 2 padded by 0 on each side is 2 < 3"),
+    # before: 2*padding wrapped: "gives height 2" (a 10x10 input was accepted), "height 6 + 2*padding 4611686018427387904 < 3"
+    ("padding=2**63-1", "padding must be between 0 and k-1 = 2 for k=3, got 9223372036854775807"),
+    ("padding=2**62", "padding must be between 0 and k-1 = 2 for k=3, got 4611686018427387904"),
+    ("padding=3", "padding must be between 0 and k-1 = 2 for k=3, got 3"),
+    ("padding=-1", "padding must be between 0 and k-1 = 2 for k=3, got -1"),
+    ("k=2**32+1", "k must be at most 63, got 4294967297"),  # before: k*k wrapped ("must hold k*k = 8589934593 taps")
+    ("huge_input", "x (2, 8, 9223372036854775806, 6) with k=3 stride=1 padding=1 gives height 9223372036854775806, but weight"),
+    # 2**63 positions; before: "gives height -9223372036854775808" (wrapped)
+    ("huge_input_pad2", "x (2, 8, 9223372036854775806, 6) with k=3 stride=1 padding=2 gives height of at least 9223372036854775807, but"),
+    # before: the scale, which agrees with the weight, was blamed for k ("must be (C, k*k, 1, 1) = (8, 4, 1, 1)")
+    ("int8_k=2", "k must be a positive odd number, got 2"),
+    ("int8_k=0", "k must be a positive odd number, got 0"),
+    ("int8_k=5", "weight (8, 9, 6, 6) must hold k*k = 25 taps per channel (k=5)"),
+    ("int8_3_scale_rows_k=2", "k must be a positive odd number, got 2"),  # k is checked before anything else of the node
 ])
 def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: Path) -> None:
     with pytest.raises(TvexportError) as info:
@@ -549,6 +579,21 @@ def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: 
     text = str(info.value)
     assert message in text and "tv_dwconv node 'tv'" in text
     assert "\n" not in text, text
+
+
+def test_input_smaller_than_the_window_refused_at_run_time(extension: Path) -> None:
+    """x with dynamic H and W compiles; run at 2x2 under a 3x3 unpadded window it has no output
+    position (before mend35e: accepted, output (1, 8, 1, 1) of the bias alone)."""
+    model = layer_model(np.ones((8, 9, 1, 1), np.float32), None, stride=2, method="plugin", batch=1)
+    next(a for a in model.graph.node[0].attribute if a.name == "padding").i = 0
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, "H", "W"]))
+    runner = OpenVinoRunner(model, what="dyn.onnx", extension=extension)
+    assert runner(np.ones((1, 8, 3, 3), np.float32)).shape == (1, 8, 1, 1)  # the size it is for runs
+    with pytest.raises(TvexportError) as info:
+        runner(np.ones((1, 8, 2, 2), np.float32))
+    text = str(info.value)
+    assert text.startswith("OpenVINO failed to run dyn.onnx: tv_dwconv node 'tv': ") and "\n" not in text, text
+    assert "is smaller than the k=3 window" in text or "does not fit weight" in text, text
 
 
 # What OpenVINO 2026.4 raised for the scale_shape graph before the conversion checked the scale
@@ -570,6 +615,11 @@ FRONTEND_FAILURE = (
     ("Exception from a.cpp:1:\n-- tvexport.tv_dwconv with a message:\ntv_dwconv node 'tv': k must be a positive odd number, got 2\n",
      "tv_dwconv node 'tv': k must be a positive odd number, got 2"),
     ("Exception from a.cpp:1:\nsomething else went wrong\n", "something else went wrong"),
+    # only framing (an assertion without a message): before mend35f the bare "RuntimeError"
+    ("Exception from src/core/src/node.cpp:7:\nCheck 'input_rank.is_static()' failed at src/core/shape.cpp:12:\n",
+     "Check 'input_rank.is_static()' failed at src/core/shape.cpp:12"),
+    ("Exception from a.cpp:1:\n-- something else went wrong\n", "something else went wrong"),
+    ("Exception from a.cpp:1:\n", "RuntimeError"),
 ])
 def test_first_line_is_the_reason(text: str, line: str) -> None:
     """Before: a frontend failure inside the conversion was reported as OpenVINO's header line

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from tvexport.models import create_model
 from tvexport.testing import lightning_checkpoint, randomize_, save_lightning
 
 
@@ -23,6 +24,18 @@ def test_randomize_norms_without_affine_or_stats(norm: nn.Module) -> None:
         t = getattr(norm, name, None)
         if t is not None:
             assert not torch.all(t == 1.0), name  # randomised, not left at the initial ones
+
+
+def test_calibrate_skips_a_batchnorm_without_running_stats() -> None:
+    """Calibration resets and measures only the BatchNorms that keep running statistics (without
+    the filter: AttributeError, 'NoneType' object has no attribute 'add_')."""
+    model = create_model("face_mobilenetv2_x0_1")
+    parent, name, bn = next((m, n, c) for m in model.modules() for n, c in m.named_children() if isinstance(c, nn.BatchNorm2d))
+    setattr(parent, name, nn.BatchNorm2d(bn.num_features, track_running_stats=False))
+    others = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.running_var is not None]
+    randomize_(model, calibrate=True)
+    assert getattr(parent, name).running_var is None
+    assert others and all(m.num_batches_tracked.item() == 1 for m in others)  # each measured on the one calibration batch
 
 
 def test_randomize_is_unchanged_for_full_norms() -> None:
@@ -55,3 +68,14 @@ def test_save_lightning_leaves_no_module_behind(tmp_path: Path, monkeypatch: pyt
         monkeypatch.delitem(sys.modules, name, raising=False)
     save_lightning(lightning_checkpoint(nn.Linear(2, 2)), tmp_path / "l.ckpt")
     assert "pytorch_lightning" not in sys.modules and "pytorch_lightning.callbacks.model_checkpoint" not in sys.modules
+
+
+def test_save_lightning_removes_the_class_it_added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module is there but has no ModelCheckpoint: the fake one is removed afterwards, not left
+    in the module (before mend35e: it stayed)."""
+    names = ["pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    save_lightning(lightning_checkpoint(nn.Linear(2, 2)), tmp_path / "l.ckpt")
+    assert not hasattr(sys.modules[names[-1]], "ModelCheckpoint")
+    assert all(name in sys.modules for name in names)  # modules that were there stay

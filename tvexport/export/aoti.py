@@ -276,7 +276,8 @@ def package_constant_bytes(package: Path) -> dict[str, int] | None:
 
 
 def read_sidecar(package: Path) -> dict[str, Any] | None:
-    """The JSON written beside ``package`` by ``export_aoti``, or None if there is none."""
+    """The JSON written beside ``package`` by ``export_aoti``, or None if there is none; refused when
+    it lacks what the runner needs or records another size than the package's (``package_bytes``)."""
     side = sidecar_path(Path(package))
     if not side.is_file():
         return None
@@ -289,6 +290,13 @@ def read_sidecar(package: Path) -> dict[str, Any] | None:
     problem = _sidecar_problem(data)
     if problem:
         raise TvexportError(f"{side} is not a usable tvexport AOTInductor description: {problem}", hint="re-export the package or delete the .json file")
+    package = Path(package)
+    recorded, size = data.get("package_bytes"), package.stat().st_size if package.is_file() else None
+    if recorded is not None and size is not None and recorded != size:  # e.g. an export interrupted between its two renames
+        raise TvexportError(
+            f"{side} describes another package than {package}: it records {recorded} bytes, {package.name} has {size}",
+            hint="re-export the package (tvexport export SRC --format aoti) so that both files come from one export",
+        )
     return data
 
 
@@ -306,6 +314,9 @@ def _sidecar_problem(data: dict[str, Any]) -> str:
     rng = data.get("dynamic_batch")
     if rng is not None and not (isinstance(rng, dict) and _count(rng.get("min")) and _count(rng.get("max")) and rng["min"] <= rng["max"]):
         return f"'dynamic_batch' {json.dumps(rng)[:60]} is neither null nor {{\"min\": N, \"max\": M}} with 1 <= N <= M"
+    size = data.get("package_bytes")
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+        return f"'package_bytes' {json.dumps(size)[:60]} is not a whole number of bytes"
     if data.get("device", "cpu") not in _DEVICES:
         return f"'device' {json.dumps(data['device'])[:60]} is not one of {', '.join(_DEVICES)}"
     return ""

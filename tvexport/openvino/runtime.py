@@ -46,7 +46,9 @@ _FRAMING = re.compile(r"Exception from |Check '.*' failed at |FrontEnd API faile
 def _first_line(err: BaseException) -> str:
     """The useful line of an OpenVINO exception: ours (``tv_dwconv node 'name': ...``, ``tv_dwconv: ...``),
     else the first line of the reason that names tv_dwconv, else the reason's last line (OpenVINO's
-    framing such as ``-- tvexport.tv_dwconv with a message:`` skipped)."""
+    framing such as ``-- tvexport.tv_dwconv with a message:`` skipped). Text that is only framing
+    (an assertion without a message) gives its last line but ``Exception from``: the ``Check '...'
+    failed at ...`` that says what failed; no text at all, the exception's type."""
     text = str(err)
     ours = re.search(r"tv_dwconv(?: node '[^'\n]*')?: [^\n]*", text)
     if ours:
@@ -54,7 +56,9 @@ def _first_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     reason = [ln for ln in lines if not _FRAMING.match(ln)]
     named = [ln for ln in reason if "tv_dwconv" in ln]
-    return (named[0].lstrip("- ") if named else reason[-1] if reason else type(err).__name__)[:300]
+    checks = [ln for ln in lines if not ln.startswith("Exception from")]
+    line = named[0] if named else reason[-1] if reason else checks[-1].rstrip(":") if checks else ""
+    return re.sub(r"^-+ +", "", line)[:300] or type(err).__name__  # without a list marker such as "-- "
 
 
 def _has_plugin_nodes(model: Any) -> bool:

@@ -2,7 +2,7 @@
 //
 // ONNX node (see tvexport/export/_onnx_tv.py: emit_plugin):
 //   y = tv_dwconv(x (N, C, H, W), weight (C, k*k, h, w) [, bias (C, h, w) | (C, 1, 1) | ''] [, scale])
-//   INT attributes k, stride, padding; weight float32 | float16 | int8 (then scale (C, k*k, 1, 1)
+//   INT attributes k (odd, <= 63), stride (>= 1), padding (0..k-1); weight float32 | float16 | int8 (then scale (C, k*k, 1, 1)
 //   float32 is the 4th input: w_real = weight * scale); output dtype = x dtype.
 //
 // The ONNX frontend converts each node into
@@ -25,7 +25,9 @@
 #include <openvino/op/tile.hpp>
 #include <openvino/op/transpose.hpp>
 
+#include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -53,13 +55,35 @@ std::string dims(const ov::PartialShape& s, const std::vector<int64_t>& order = 
     return os.str() + ")";
 }
 
-// Output positions of a k-tap window at `stride` over `in` values padded by `pad` on each side;
-// -1 when the padded input is shorter than the window (no position at all: torch and ONNX Conv
-// refuse such a shape). The span is checked first, so the division is of a non-negative number
-// (exact floor, not C++'s truncation of a negative one towards 0, which gave 1 position).
+// The largest k the op takes: TVConv layers use 3..7, and with k and padding this small neither
+// k*k nor a window's reach can overflow int64.
+constexpr int64_t kMaxK = 63;
+
+// The attribute checks, shared by the ONNX conversion (before anything there uses k) and the op.
+void check_attributes(const std::string& name, int64_t k, int64_t stride, int64_t padding) {
+    if (k < 1 || k % 2 == 0)
+        refuse(name, "k must be a positive odd number, got ", k);
+    if (k > kMaxK)
+        refuse(name, "k must be at most ", kMaxK, ", got ", k);
+    if (stride < 1)
+        refuse(name, "stride must be >= 1, got ", stride);
+    if (padding < 0 || padding >= k)
+        refuse(name, "padding must be between 0 and k-1 = ", k - 1, " for k=", k, ", got ", padding);
+}
+
+// Output positions of a k-tap window at `stride` over `in` >= 0 values padded by `pad` on each side
+// (attributes as check_attributes allows); 0 when the padded input is shorter than the window (no
+// position at all: torch and ONNX Conv refuse such a shape). Exact floor with no overflow for any
+// size: 2*pad - k lies in [-k, k-2], so the span fits in uint64 (a declared dimension may be up to
+// 2^63 - 2); a count above INT64_MAX (which no dimension holds) is returned as INT64_MAX.
 int64_t window_positions(int64_t in, int64_t k, int64_t stride, int64_t pad) {
-    const int64_t span = in + 2 * pad - k;
-    return span < 0 ? -1 : span / stride + 1;
+    const int64_t reach = 2 * pad - k;
+    if (reach < 0 && in < -reach)
+        return 0;
+    const uint64_t span = static_cast<uint64_t>(in) + static_cast<uint64_t>(reach);  // modulo 2^64: exact, as span >= 0
+    const uint64_t positions = span / static_cast<uint64_t>(stride) + 1;
+    constexpr int64_t most = std::numeric_limits<int64_t>::max();
+    return positions > static_cast<uint64_t>(most) ? most : static_cast<int64_t>(positions);
 }
 
 // The widest variant this CPU runs; TVEXPORT_OV_KERNEL=generic|avx2|avx512 asks for a narrower one
@@ -201,12 +225,7 @@ public:
         const auto n_in = get_input_size();
         if (n_in < 2 || n_in > 4)
             refuse(name, "takes 2 to 4 inputs (x, weight, bias, scale), got ", n_in);
-        if (m_k < 1 || m_k % 2 == 0)
-            refuse(name, "k must be a positive odd number, got ", m_k);
-        if (m_stride < 1)
-            refuse(name, "stride must be >= 1, got ", m_stride);
-        if (m_padding < 0)
-            refuse(name, "padding must be >= 0, got ", m_padding);
+        check_attributes(name, m_k, m_stride, m_padding);
         const auto xt = get_input_element_type(0), wt = get_input_element_type(1);
         if (xt != ov::element::f32 && xt != ov::element::f16 && xt.is_static())
             refuse(name, "x must be float32 or float16, got ", xt);
@@ -246,16 +265,17 @@ public:
             for (int axis = 0; axis < 2; ++axis) {
                 const auto& in = x[1 + axis];
                 const auto& o = w[axis * 2];
-                if (in.is_static() && window_positions(in.get_length(), m_k, m_stride, m_padding) < 0)
-                    refuse(name, "x ", dims(x, nchw), " is smaller than the k=", m_k, " window: ", (axis ? "width " : "height "),
-                           in.get_length(), " + 2*padding ", m_padding, " < ", m_k);
-                if (in.is_static() && o.is_static()) {
-                    const int64_t got = window_positions(in.get_length(), m_k, m_stride, m_padding);
-                    if (got != o.get_length())
-                        refuse(name, "x ", dims(x, nchw), " with k=", m_k, " stride=", m_stride, " padding=", m_padding,
-                               " gives ", (axis ? "width " : "height "), got, ", but weight ", dims(w, ckkhw), " is for ",
-                               o.get_length(), " (TVConv runs only at its trained input size)");
-                }
+                if (in.is_dynamic())
+                    continue;
+                const char* what = axis ? "width " : "height ";
+                const int64_t got = window_positions(in.get_length(), m_k, m_stride, m_padding);
+                if (got == 0)  // in + 2*padding < k here, so the sum fits
+                    refuse(name, "x ", dims(x, nchw), " is smaller than the k=", m_k, " window: ", what, in.get_length(),
+                           " padded by ", m_padding, " on each side is ", in.get_length() + 2 * m_padding, " < ", m_k);
+                if (o.is_static() && got != o.get_length())
+                    refuse(name, "x ", dims(x, nchw), " with k=", m_k, " stride=", m_stride, " padding=", m_padding, " gives ", what,
+                           got == std::numeric_limits<int64_t>::max() ? "of at least " : "", got, ", but weight ", dims(w, ckkhw),
+                           " is for ", o.get_length(), " (TVConv runs only at its trained input size)");
             }
         }
         // per-channel values come repeated over P = segment_positions(C) positions
@@ -333,8 +353,8 @@ public:
         a.k = m_k;
         a.stride = m_stride;
         a.pad = m_padding;
-        if (window_positions(a.in_h, a.k, a.stride, a.pad) != a.out_h || window_positions(a.in_w, a.k, a.stride, a.pad) != a.out_w ||
-            a.c != static_cast<int64_t>(ws[3]))
+        const int64_t oh = window_positions(a.in_h, a.k, a.stride, a.pad), ow = window_positions(a.in_w, a.k, a.stride, a.pad);
+        if (oh < 1 || ow < 1 || oh != a.out_h || ow != a.out_w || a.c != static_cast<int64_t>(ws[3]))
             refuse(get_friendly_name(), "input ", xs, " does not fit weight ", ws, " (NHWC)");
         outputs[0].set_shape({xs[0], ws[0], ws[2], xs[3]});
         a.x = x.data();
@@ -422,6 +442,7 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
     const auto k = ctx.get_attribute<int64_t>("k");
     const auto stride = ctx.get_attribute<int64_t>("stride");
     const auto padding = ctx.get_attribute<int64_t>("padding");
+    check_attributes(name, k, stride, padding);
     const size_t n_in = ctx.get_input_size();
     if (n_in < 2 || n_in > 4)
         refuse(name, "takes inputs (x, weight[, bias][, scale]), got ", n_in);
@@ -459,9 +480,11 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
         const auto& ss = s.get_partial_shape();
         if (ss.rank().is_dynamic() || ss.rank().get_length() != 4 || !ss[2].compatible(1) || !ss[3].compatible(1))
             refuse(name, "scale must be (C, k*k, 1, 1), got shape ", ss.rank().is_static() ? dims(ss) : std::string("of unknown rank"));
-        // checked before the Reshape below, whose own failure would say only that it cannot divide
-        if ((ss[0].is_static() && ss[0].get_length() != channels) || (ss[1].is_static() && ss[1].get_length() != k * k))
-            refuse(name, "scale ", dims(ss), " must be (C, k*k, 1, 1) = (", channels, ", ", k * k, ", 1, 1) for weight ", dims(ws));
+        // checked before the Reshape below, whose own failure would say only that it cannot divide; against
+        // the weight's taps, not k*k: whether the weight holds k*k taps is the op's own check (its message names k)
+        if ((ss[0].is_static() && ss[0].get_length() != channels) || !ss[1].compatible(ws[1]))
+            refuse(name, "scale ", dims(ss), " must be ", dims(ov::PartialShape{channels, ws[1], 1, 1}),
+                   ", one value per channel and tap of weight ", dims(ws));
         auto flat = std::make_shared<ov::op::v1::Reshape>(s, i64_const({channels, -1}), false);  // (C, k*k)
         auto taps = std::make_shared<ov::op::v1::Reshape>(transpose(flat, {1, 0}), i64_const({-1, 1, channels}), false);
         auto tiled = std::make_shared<ov::op::v0::Tile>(taps, i64_const({1, per_seg, 1}));
