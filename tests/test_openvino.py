@@ -625,6 +625,9 @@ FRONTEND_FAILURE = (
      "Check 'input_rank.is_static()' failed at src/core/shape.cpp:12"),
     ("Exception from a.cpp:1:\n-- something else went wrong\n", "something else went wrong"),
     ("Exception from a.cpp:1:\n", "RuntimeError"),
+    # an empty message: before, the header "tvexport.tv_dwconv with a message", which claims one
+    ("Exception from a.cpp:1:\n-- tvexport.tv_dwconv with a message:\n", "RuntimeError"),
+    ("Exception from a.cpp:1:\nCheck 'ok' failed at b.cpp:2:\n-- tvexport.tv_dwconv with a message:\n", "Check 'ok' failed at b.cpp:2"),
 ])
 def test_first_line_is_the_reason(text: str, line: str) -> None:
     """Before: a frontend failure inside the conversion was reported as OpenVINO's header line
