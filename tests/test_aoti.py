@@ -152,7 +152,8 @@ def test_runner_refuses_a_sidecar_without_what_it_needs(change: dict, said: str,
 
 def test_runner_refuses_a_sidecar_of_another_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An export interrupted between its two renames leaves the new package beside the old
-    sidecar; the sidecar's package_bytes tells them apart (before: the runner trusted it)."""
+    sidecar; the sidecar's package_bytes catches a new package of another size (one of the same
+    size, e.g. other weights, still passes; before: the runner trusted the sidecar)."""
     model = bake(tiny_tvnet()).model
     out = tmp_path / "m.pt2"
     monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", _fake_compile({}))

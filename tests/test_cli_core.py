@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import make_model, write_checkpoint
+from tvexport.errors import TvexportError
 from tvexport.layers import BakedTVConv
 
 
@@ -96,6 +97,18 @@ def test_output_may_not_be_the_source(cli, face_ckpt: Path) -> None:
         r = cli(*command, face_ckpt, "-o", face_ckpt, "--force")
         assert r.exit_code == 2 and "is the input file" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert face_ckpt.read_bytes() == before
+
+
+def test_output_path_may_not_be_a_hard_link_to_the_source(tmp_path: Path) -> None:
+    """Before: the source was compared by resolved path, which a hard link to it passes."""
+    from tvexport._io import check_output_path
+
+    src = tmp_path / "m.pt"
+    src.write_bytes(b"checkpoint")
+    (tmp_path / "hard.pt").hardlink_to(src)
+    with pytest.raises(TvexportError, match="is the input file"):
+        check_output_path(tmp_path / "hard.pt", force=True, source=src)
+    assert check_output_path(tmp_path / "other.pt", force=True, source=src) == tmp_path / "other.pt"
 
 
 @pytest.mark.parametrize("command", [

@@ -536,11 +536,13 @@ def _bad(mutate: str) -> Any:
     elif mutate.startswith("huge_input"):  # a declared height of 2**63 - 2: height + 2*padding past 2**63 - 1
         graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8, 2**63 - 2, 6]))
         next(a for a in node.attribute if a.name == "padding").i = 2 if mutate.endswith("pad2") else 1
-    elif mutate.startswith(("int8_k=", "int8_3_scale_rows_k=")):  # int8 weight (8, 9, 6, 6) and a scale (8 or 3, 9, 1, 1)
+    elif mutate.startswith(("int8_k=", "int8_3_scale_rows_k=", "int8_25_scale_taps_k=")):
+        # int8 weight (8, 9, 6, 6) and a scale (8, 9, 1, 1), (3, 9, 1, 1) or (8, 25, 1, 1)
         w = graph.initializer[0]
         w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
         rows = 3 if mutate.startswith("int8_3") else 8
-        graph.initializer.append(numpy_helper.from_array(np.ones((rows, 9, 1, 1), np.float32), "tv.scale"))
+        taps = 25 if mutate.startswith("int8_25") else 9
+        graph.initializer.append(numpy_helper.from_array(np.ones((rows, taps, 1, 1), np.float32), "tv.scale"))
         node.input.append("tv.scale")
         next(a for a in node.attribute if a.name == "k").i = int(mutate.split("=")[1])
     return model
@@ -572,6 +574,9 @@ def _bad(mutate: str) -> Any:
     ("int8_k=0", "k must be a positive odd number, got 0"),
     ("int8_k=5", "weight (8, 9, 6, 6) must hold k*k = 25 taps per channel (k=5)"),
     ("int8_3_scale_rows_k=2", "k must be a positive odd number, got 2"),  # k is checked before anything else of the node
+    # the scale agrees with k=5, the weight does not: before, the scale was blamed ("scale (8, 25, 1, 1) must be
+    # (8, 9, 1, 1)"), and "fixing" it gave this message only then
+    ("int8_25_scale_taps_k=5", "weight (8, 9, 6, 6) must hold k*k = 25 taps per channel (k=5)"),
 ])
 def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: Path) -> None:
     with pytest.raises(TvexportError) as info:
@@ -620,6 +625,9 @@ FRONTEND_FAILURE = (
      "Check 'input_rank.is_static()' failed at src/core/shape.cpp:12"),
     ("Exception from a.cpp:1:\n-- something else went wrong\n", "something else went wrong"),
     ("Exception from a.cpp:1:\n", "RuntimeError"),
+    # an empty message: before, the header "tvexport.tv_dwconv with a message", which claims one
+    ("Exception from a.cpp:1:\n-- tvexport.tv_dwconv with a message:\n", "RuntimeError"),
+    ("Exception from a.cpp:1:\nCheck 'ok' failed at b.cpp:2:\n-- tvexport.tv_dwconv with a message:\n", "Check 'ok' failed at b.cpp:2"),
 ])
 def test_first_line_is_the_reason(text: str, line: str) -> None:
     """Before: a frontend failure inside the conversion was reported as OpenVINO's header line

@@ -716,9 +716,36 @@ def test_write_reports_honours_force_and_refuses_one_file_twice(fake_report: dic
     assert existing.read_text() == "keep me"
     assert write_reports(fake_report, json_path=existing, force=True) == [existing]
     assert load_report(existing) == json.loads(to_json(fake_report))
-    with pytest.raises(TvexportError, match="two reports name the same file"):
+    with pytest.raises(TvexportError, match="csv_path and markdown_path both name "):
         write_reports(fake_report, csv_path=tmp_path / "same.out", markdown_path=tmp_path / "." / "same.out")
     assert not (tmp_path / "same.out").exists()
+
+
+def test_reports_never_overwrite_an_input(fake_report: dict, tmp_path: Path) -> None:
+    """Before: only the CLI kept reports off SRC and --baseline; `write_reports(..., force=True)`
+    (and `plot_report`) replaced the benchmarked checkpoint by the report. Every spelling of an
+    input is refused (a symlink, a hard link, a detour), before any report is written."""
+    from tvexport.profile import check_report_paths, write_reports
+    from tvexport.profile.plot import plot_report
+
+    src, base = tmp_path / "tv.pt", tmp_path / "dw.pt"
+    src.write_bytes(b"checkpoint")
+    base.write_bytes(b"baseline")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.pt").symlink_to(src)
+    (tmp_path / "hard.pt").hardlink_to(src)
+    for spelling in (src, tmp_path / "link.pt", tmp_path / "hard.pt", tmp_path / "sub" / ".." / "tv.pt"):
+        with pytest.raises(TvexportError) as err:
+            write_reports(fake_report, json_path=tmp_path / "r.json", markdown_path=spelling, force=True, inputs=[src, base])
+        assert err.value.message == f"markdown_path {spelling} is the input file ({src})", err.value.message
+        with pytest.raises(TvexportError, match=f"path {spelling} is the input file"):
+            plot_report(fake_report, spelling, force=True, inputs=[base, src])
+    with pytest.raises(TvexportError) as err:
+        check_report_paths({"--json": None, "--csv": tmp_path / "." / "dw.pt"}, inputs={"SRC": src, "--baseline": base}, force=True)
+    assert err.value.message == f"--csv {tmp_path / '.' / 'dw.pt'} is the input file (--baseline)", err.value.message
+    assert src.read_bytes() == b"checkpoint" and base.read_bytes() == b"baseline"
+    assert not (tmp_path / "r.json").exists()
+    assert write_reports(fake_report, json_path=tmp_path / "r.json", inputs=[src, base]) == [tmp_path / "r.json"]
 
 
 def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:

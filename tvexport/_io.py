@@ -44,11 +44,19 @@ def check_exported_file(path: str | Path, *, what: str, dir_hint: str) -> Path:
     return check_input_file(path, what=what, dir_hint=dir_hint, empty_hint="the export or copy did not finish; export it again")
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` are one existing file, however spelt (a symlink, ``..``, a hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is missing (or cannot be looked at)
+        return False
+
+
 def check_output_path(path: Path, *, force: bool, source: Path | None = None) -> Path:
     """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``)."""
     refuse_stdout(path)
     path = Path(path)
-    if source is not None and path.exists() and path.resolve() == Path(source).resolve():
+    if source is not None and same_file(path, source):
         raise TvexportError(f"output {path} is the input file", hint="give another output path with -o")
     if path.is_dir():
         raise TvexportError(f"output {path} is a directory", hint="give a file name")

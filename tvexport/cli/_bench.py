@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import shlex
 from enum import Enum
 from pathlib import Path
@@ -14,7 +13,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .._io import check_output_path
 from ..errors import TvexportError
 from ..profile.backends import REGISTRY
 from . import app
@@ -47,23 +45,6 @@ def _batches(values: list[str]) -> list[int]:
     if not out:
         raise TvexportError("--batch is empty", hint="e.g. --batch 1,8,32")
     return out
-
-
-def _check_report_paths(paths: dict[str, Path | None], *, inputs: dict[str, Path | None], force: bool) -> None:
-    """Before any work: each report file can be written, is none of the ``inputs`` (--force
-    overwrites reports, never what is benchmarked), and no two reports name the same file."""
-    seen: dict[Path, str] = {}
-    for opt, path in paths.items():
-        if path is None:
-            continue
-        for what, source in inputs.items():
-            if source is not None and path.exists() and source.exists() and os.path.samefile(path, source):
-                raise TvexportError(f"{opt} {path} is the input file ({what})", hint=f"give {opt} another file name; --force overwrites reports, never inputs")
-        where = path.resolve()
-        if where in seen:
-            raise TvexportError(f"{seen[where]} and {opt} both name {path}", hint="give each report its own file")
-        seen[where] = opt
-        check_output_path(path, force=force)
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -153,7 +134,7 @@ def bench_cmd(
 
     By default every available backend runs and the unavailable ones are listed with the reason.
     """
-    from ..profile import MeasureSettings, load_subject, parse_input_size, run_bench, to_csv, to_json, to_markdown, write_reports
+    from ..profile import MeasureSettings, check_report_paths, load_subject, parse_input_size, run_bench, to_csv, to_json, to_markdown, write_reports
 
     reports = {"--json": json_out, "--csv": csv_out, "--markdown": md_out}
     to_stdout = [opt for opt, path in reports.items() if path is not None and str(path) == "-"]
@@ -169,7 +150,8 @@ def bench_cmd(
         raise TvexportError("--plot -: a PNG is not written to stdout", hint="give a file name, e.g. --plot bench.png")
     stdout_opt = to_stdout[0] if to_stdout else None
     files = {opt: None if opt == stdout_opt else path for opt, path in reports.items()}
-    _check_report_paths({**files, "--plot": plot}, inputs={"SRC": Path(source), "--baseline": baseline}, force=force)
+    inputs = {"SRC": Path(source), "--baseline": baseline}  # --force overwrites reports, never these
+    check_report_paths({**files, "--plot": plot}, inputs=inputs, force=force)  # before any work
     if plot is not None:
         from ..profile.plot import require_matplotlib
 
@@ -211,10 +193,11 @@ def bench_cmd(
     _print_report(report, to_stderr=stdout_opt is not None)  # stdout holds only the report asked for
     if stdout_opt is not None:
         typer.echo({"--json": to_json, "--csv": to_csv, "--markdown": to_markdown}[stdout_opt](report), nl=False)
-    written = write_reports(report, json_path=files["--json"], csv_path=files["--csv"], markdown_path=files["--markdown"], force=force)
+    sources = [path for path in inputs.values() if path is not None]
+    written = write_reports(report, json_path=files["--json"], csv_path=files["--csv"], markdown_path=files["--markdown"], force=force, inputs=sources)
     if plot is not None:
         from ..profile.plot import plot_report
 
-        written.append(plot_report(report, plot, force=force))
+        written.append(plot_report(report, plot, force=force, inputs=sources))
     for path in written:
         err_console.print(f"[green]wrote[/green] {path}")

@@ -39,16 +39,17 @@ def _require_openvino() -> Any:
 
 
 # OpenVINO's framing around the reason: where it was raised, the frontend's report headers
-_FRAMING = re.compile(r"Exception from |Check '.*' failed at |FrontEnd API failed|Model wasn't fully converted|"
-                      r"Failed operations detailed log|Summary:|While validating |-- .* with a message:$|-- Conversion is failed for")
+_HEADER = re.compile(r"Exception from |-- .* with a message:$")  # say nothing of what failed: never the line returned
+_FRAMING = re.compile(_HEADER.pattern + r"|Check '.*' failed at |FrontEnd API failed|Model wasn't fully converted|"
+                      r"Failed operations detailed log|Summary:|While validating |-- Conversion is failed for")
 
 
 def _first_line(err: BaseException) -> str:
     """The useful line of an OpenVINO exception: ours (``tv_dwconv node 'name': ...``, ``tv_dwconv: ...``),
-    else the first line of the reason that names tv_dwconv, else the reason's last line (OpenVINO's
-    framing such as ``-- tvexport.tv_dwconv with a message:`` skipped). Text that is only framing
-    (an assertion without a message) gives its last line but ``Exception from``: the ``Check '...'
-    failed at ...`` that says what failed; no text at all, the exception's type."""
+    else the first line of the reason that names tv_dwconv, else the reason's last line, OpenVINO's
+    framing skipped. Text that is only framing (an assertion without a message) gives its last line
+    that is neither an ``Exception from`` line nor a ``-- ... with a message:`` header, e.g. the
+    ``Check '...' failed at ...`` that says what failed; without such a line, the exception's type."""
     text = str(err)
     ours = re.search(r"tv_dwconv(?: node '[^'\n]*')?: [^\n]*", text)
     if ours:
@@ -56,7 +57,7 @@ def _first_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     reason = [ln for ln in lines if not _FRAMING.match(ln)]
     named = [ln for ln in reason if "tv_dwconv" in ln]
-    checks = [ln for ln in lines if not ln.startswith("Exception from")]
+    checks = [ln for ln in lines if not _HEADER.match(ln)]
     line = named[0] if named else reason[-1] if reason else checks[-1].rstrip(":") if checks else ""
     return re.sub(r"^-+ +", "", line)[:300] or type(err).__name__  # without a list marker such as "-- "
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from .backends import REGISTRY, Backend, get_backend, select_backends
 from .bench import DTYPES, run_bench
 from .harness import CpuTimer, CudaTimer, MeasureSettings, measure_case
-from .report import REPORT_SCHEMA, load_report, to_csv, to_json, to_markdown, validate_report, write_reports
+from .report import REPORT_SCHEMA, check_report_paths, load_report, to_csv, to_json, to_markdown, validate_report, write_reports
 from .stats import RatioStats, Stats, paired_ratio
 from .subject import Network, Subject, load_subject, parse_input_size
 
@@ -34,6 +34,7 @@ __all__ = [
     "RatioStats",
     "Stats",
     "Subject",
+    "check_report_paths",
     "get_backend",
     "load_report",
     "load_subject",

@@ -125,9 +125,13 @@ def _layer_panel(ax: Any, report: Mapping[str, Any]) -> None:
     ax.grid(axis="y", alpha=0.3, which="both")
 
 
-def plot_report(report: Mapping[str, Any], path: str | Path, *, force: bool = False) -> Path:
+def plot_report(report: Mapping[str, Any], path: str | Path, *, force: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
     """Latency per backend and batch (TV vs baselines, p10-p90 whiskers), the paired TV/baseline
-    ratios, and the per-layer view (time vs memory floor) when the report has one."""
+    ratios, and the per-layer view (time vs memory floor) when the report has one. ``path`` is
+    refused as for ``write_reports``, e.g. when it is one of ``inputs``."""
+    from .report import check_report_paths
+
+    check_report_paths({"path": path}, inputs={str(p): p for p in inputs}, force=force)
     return _save(report_figure(report), Path(path), force=force)
 
 

@@ -40,19 +40,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import write_text_atomic
+from .._io import check_output_path, same_file, write_text_atomic
 from ..errors import TvexportError
 
 __all__ = [
     "REPORT_SCHEMA",
     "SCHEMA_NAME",
     "SCHEMA_VERSION",
+    "check_report_paths",
     "load_report",
     "summary_rows",
     "to_csv",
     "to_json",
     "to_markdown",
     "validate_report",
+    "write_reports",
 ]
 
 SCHEMA_NAME = "tvexport.bench"
@@ -354,15 +356,39 @@ def to_json(report: Mapping[str, Any]) -> str:
     return json.dumps(report, indent=2, allow_nan=False) + "\n"
 
 
+def check_report_paths(
+    paths: Mapping[str, str | Path | None], *, inputs: Mapping[str, str | Path | None] | None = None, force: bool = False,
+) -> None:
+    """Refuse, before any work, report files that cannot be written: ``paths`` maps what each report
+    is called in messages (e.g. ``"--json"``) to its file (``None``: not written), ``inputs`` the same
+    for the files the report is made from. A report must not be an input (``force`` overwrites
+    reports, never an input), nor share its file with another report, nor exist without ``force``."""
+    seen: dict[Path, str] = {}
+    for name, path in paths.items():
+        if path is None:
+            continue
+        path = Path(path)
+        for what, source in (inputs or {}).items():
+            if source is not None and same_file(path, source):
+                raise TvexportError(f"{name} {path} is the input file ({what})", hint=f"give {name} another file name: a report never overwrites an input, even when forced")
+        where = path.resolve()
+        if where in seen:
+            raise TvexportError(f"{seen[where]} and {name} both name {path}", hint="give each report its own file")
+        seen[where] = name
+        check_output_path(path, force=force)
+
+
 def write_reports(
-    report: Mapping[str, Any], *, json_path: Path | None = None, csv_path: Path | None = None,
-    markdown_path: Path | None = None, force: bool = False,
+    report: Mapping[str, Any], *, json_path: str | Path | None = None, csv_path: str | Path | None = None,
+    markdown_path: str | Path | None = None, force: bool = False, inputs: Sequence[str | Path] = (),
 ) -> list[Path]:
-    """Write the requested report files atomically; returns the paths written. Two reports
-    naming the same file are refused before anything is written."""
-    given = [Path(p) for p in (json_path, csv_path, markdown_path) if p is not None]
-    if len({p.resolve() for p in given}) < len(given):
-        raise TvexportError(f"two reports name the same file ({', '.join(map(str, given))})", hint="give each report its own file")
+    """Write the requested report files atomically; returns the paths written. Refused before
+    anything is written (``check_report_paths``): two reports naming one file, a report that is one
+    of ``inputs`` (e.g. the benchmarked checkpoint and its baseline), and without ``force`` a file
+    that exists."""
+    check_report_paths(
+        {"json_path": json_path, "csv_path": csv_path, "markdown_path": markdown_path}, inputs={str(p): p for p in inputs}, force=force,
+    )
     written = []
     for path, render in ((json_path, to_json), (csv_path, to_csv), (markdown_path, to_markdown)):
         if path is not None:

@@ -71,6 +71,15 @@ void check_attributes(const std::string& name, int64_t k, int64_t stride, int64_
         refuse(name, "padding must be between 0 and k-1 = ", k - 1, " for k=", k, ", got ", padding);
 }
 
+// The weight (C, k*k, h, w), its dimensions in `order` (as for dims), holds k*k taps per channel:
+// checked by the op and, before the scale is compared with the weight's taps, by the ONNX
+// conversion, so that a weight of the wrong k is blamed rather than a scale that agrees with k.
+void check_taps(const std::string& name, const ov::PartialShape& weight, const std::vector<int64_t>& order, int64_t k) {
+    const auto& taps = weight[order.empty() ? 1 : static_cast<size_t>(order[1])];
+    if (taps.is_static() && taps.get_length() != k * k)
+        refuse(name, "weight ", dims(weight, order), " must hold k*k = ", k * k, " taps per channel (k=", k, ")");
+}
+
 // Output positions of a k-tap window at `stride` over `in` >= 0 values padded by `pad` on each side
 // (attributes as check_attributes allows); 0 when the padded input is shorter than the window (no
 // position at all: torch and ONNX Conv refuse such a shape). Exact floor with no overflow for any
@@ -255,8 +264,7 @@ public:
             out[1] = w[0];
             out[2] = w[2];
             out[3] = w[3];
-            if (w[1].is_static() && w[1].get_length() != m_k * m_k)
-                refuse(name, "weight ", dims(w, ckkhw), " must hold k*k = ", m_k * m_k, " taps per channel (k=", m_k, ")");
+            check_taps(name, w, ckkhw, m_k);
         }
         if (x.rank().is_static() && w.rank().is_static()) {
             if (x[3].is_static() && w[3].is_static() && x[3].get_length() != w[3].get_length())
@@ -460,6 +468,7 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
     if (ws.rank().is_dynamic() || ws[0].is_dynamic())
         refuse(name, "weight ", dims(ws), " needs a static channel count");
     const int64_t channels = ws[0].get_length(), per_seg = segment_positions(channels);
+    check_taps(name, ws, {}, k);  // before the scale check below, which compares the scale with these taps
     if (n_in >= 3 && !is_absent(ctx.get_input(2))) {
         auto b = ctx.get_input(2);
         const auto& bs = b.get_partial_shape();
@@ -480,8 +489,8 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
         const auto& ss = s.get_partial_shape();
         if (ss.rank().is_dynamic() || ss.rank().get_length() != 4 || !ss[2].compatible(1) || !ss[3].compatible(1))
             refuse(name, "scale must be (C, k*k, 1, 1), got shape ", ss.rank().is_static() ? dims(ss) : std::string("of unknown rank"));
-        // checked before the Reshape below, whose own failure would say only that it cannot divide; against
-        // the weight's taps, not k*k: whether the weight holds k*k taps is the op's own check (its message names k)
+        // checked before the Reshape below, whose own failure would say only that it cannot divide; the
+        // weight's taps are k*k here (check_taps above), so a scale that disagrees with them is the odd one out
         if ((ss[0].is_static() && ss[0].get_length() != channels) || !ss[1].compatible(ws[1]))
             refuse(name, "scale ", dims(ss), " must be ", dims(ov::PartialShape{channels, ws[1], 1, 1}),
                    ", one value per channel and tap of weight ", dims(ws));
