@@ -736,16 +736,16 @@ def test_reports_never_overwrite_an_input(fake_report: dict, tmp_path: Path) -> 
     (tmp_path / "hard.pt").hardlink_to(src)
     for spelling in (src, tmp_path / "link.pt", tmp_path / "hard.pt", tmp_path / "sub" / ".." / "tv.pt"):
         with pytest.raises(TvexportError) as err:
-            write_reports(fake_report, json_path=tmp_path / "r.json", markdown_path=spelling, force=True, inputs=[src, base])
-        assert err.value.message == f"markdown_path {spelling} is the input file ({src})", err.value.message
+            write_reports(fake_report, json_path=tmp_path / "r.json", markdown_path=spelling, force=True, inputs={"SRC": src, "--baseline": base})
+        assert err.value.message == f"markdown_path {spelling} is the input file (SRC)", err.value.message
         with pytest.raises(TvexportError, match=f"path {spelling} is the input file"):
-            plot_report(fake_report, spelling, force=True, inputs=[base, src])
+            plot_report(fake_report, spelling, force=True, inputs={"--baseline": base, "SRC": src})
     with pytest.raises(TvexportError) as err:
         check_report_paths({"--json": None, "--csv": tmp_path / "." / "dw.pt"}, inputs={"SRC": src, "--baseline": base}, force=True)
     assert err.value.message == f"--csv {tmp_path / '.' / 'dw.pt'} is the input file (--baseline)", err.value.message
     assert src.read_bytes() == b"checkpoint" and base.read_bytes() == b"baseline"
     assert not (tmp_path / "r.json").exists()
-    assert write_reports(fake_report, json_path=tmp_path / "r.json", inputs=[src, base]) == [tmp_path / "r.json"]
+    assert write_reports(fake_report, json_path=tmp_path / "r.json", inputs={"SRC": src, "--baseline": base}) == [tmp_path / "r.json"]
 
 
 def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:

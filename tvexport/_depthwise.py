@@ -61,6 +61,14 @@ def bias_is_map(shape: Sequence[int], channels: int, h: int, w: int) -> bool:
     raise ValueError(f"TV bias of shape {tuple(shape)} fits neither ({channels}, {h}, {w}) nor ({channels}, 1, 1){hint}")
 
 
+def _bias_3d(bias: torch.Tensor | None, channels: int, h: int, w: int) -> torch.Tensor | None:
+    """``bias`` checked (``bias_is_map``) with its leading 1s dropped: (C, h, w) or (C, 1, 1)."""
+    if bias is None:
+        return None
+    bias_is_map(bias.shape, channels, h, w)
+    return bias.reshape(bias.shape[-3:])
+
+
 def _is_eager(x: torch.Tensor) -> bool:
     """True when ``x`` is a real tensor run op by op (not traced by dynamo, export, jit or fx)."""
     return type(x) is torch.Tensor and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
@@ -119,9 +127,7 @@ def tv_depthwise(
     k = _check_input(x, weight, stride)
     check_scale(weight, scale, scale_dtypes=(torch.float32, torch.float64))
     h, w = weight.shape[-2:]
-    if bias is not None:
-        bias_is_map(bias.shape, weight.shape[0], h, w)
-        bias = bias.reshape(bias.shape[-3:])  # leading 1s dropped: (C, h, w) or (C, 1, 1)
+    bias = _bias_3d(bias, weight.shape[0], h, w)
     taps = _taps(x, k, stride, h, w)
     scales = None if scale is None else scale.reshape(scale.shape[0], -1)
 
@@ -181,9 +187,7 @@ def tv_depthwise_unfold(
     ``tv_depthwise``)."""
     k = _check_input(x, weight, stride)
     c, kk, h, w = weight.shape
-    if bias is not None:
-        bias_is_map(bias.shape, c, h, w)
-        bias = bias.reshape(bias.shape[-3:])
+    bias = _bias_3d(bias, c, h, w)
     cols = F.unfold(x, k, dilation=1, padding=k // 2, stride=stride).view(x.shape[0], c, kk, h, w)
     out = (cols * weight.unsqueeze(0)).sum(dim=2)
     if bias is not None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .errors import TvexportError
-from .layers import BakedTVConv, TVConv, tv_depthwise_unfold
+from .layers import BakedTVConv, TVConv, training_modes_kept, tv_depthwise_unfold
 from .models.registry import config_of
 from .quantize import bias_dtype, compress_kernels, compress_layer, dequantize
 
@@ -237,11 +237,9 @@ class GeneratedTVConv(nn.Module):
     def __init__(self, layer: TVConv, dtype: torch.dtype, *, kernels: torch.dtype | None = None) -> None:
         super().__init__()
         gen = layer if _float_dtype(layer) == dtype else copy.deepcopy(layer).to(dtype)
-        was_training = gen.training
-        gen.eval()
-        with torch.no_grad():
+        with training_modes_kept(gen), torch.no_grad():
+            gen.eval()
             weight, bias = gen.generate()
-        gen.train(was_training)
         if kernels is not None and kernels != dtype:  # held as that dtype would store them
             weight, bias = _rounded(weight, bias, kernels, dtype)
         self.stride = layer.geometry.stride

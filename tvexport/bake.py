@@ -11,13 +11,14 @@ baked model as stored is no worse than the unbaked float32 network (``accuracy.T
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from ._io import atomic_output, check_output_path
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError, about_file, sized_by_user
-from .layers import BakedTVConv, TVConv
+from .layers import BakedTVConv, TVConv, training_modes_kept
 from .models.loading import arch_config_for, build_from_state_dict, check_state_dict
 from .models.registry import ArchConfig, config_of, create_model
 from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, compress_layer, kernel_dtype_name, layer_summary
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 _FOLDABLE = (nn.Conv2d, nn.Linear, BakedTVConv)
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,23 +314,6 @@ def _verification_inputs(verify: bool, *, rtol: float | None, atol: float | None
     return (VERIFY_BATCH if batch is None else batch), (0 if seed is None else seed)
 
 
-def _keeps_training_modes(bake: Callable[Concatenate[nn.Module, _P], _R]) -> Callable[Concatenate[nn.Module, _P], _R]:
-    """``bake`` runs its model in eval mode; the caller's model gets back the training mode each of
-    its modules had, whatever happens (the model is the caller's, not ours to switch)."""
-
-    @functools.wraps(bake)
-    def run(model: nn.Module, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        modes = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []  # else bake refuses it
-        try:
-            return bake(model, *args, **kwargs)
-        finally:
-            for m, training in modes:
-                m.training = training
-
-    return run
-
-
-@_keeps_training_modes
 def bake_model(
     model: nn.Module,
     *,
@@ -364,60 +346,62 @@ def bake_model(
     ``tvexport.resize``. ``fold_bn`` (default True) folds each eval-mode BatchNorm that directly
     follows a conv, linear or TV layer into it (``fold_batchnorms``); ``allow_nonfinite`` bakes weights holding NaN/Inf instead of refusing them.
     """
-    inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
-    if input_size is not None:
-        from .resize import bake_resized
+    # the model is the caller's, not ours to switch; anything else: config_of refuses it
+    with training_modes_kept(model) if isinstance(model, nn.Module) else contextlib.nullcontext():
+        inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
+        if input_size is not None:
+            from .resize import bake_resized
 
-        if reference is not None:
-            raise TvexportError("a reference of the trained-size network cannot check a re-bake for another input size", hint="pass no reference with input_size")
-        options = dict(fold_bn=fold_bn, kernel_dtype=kernel_dtype, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
-        return bake_resized(model, input_size, resample=resample, interpolation=interpolation, bake=functools.partial(bake_model, **options))
-    if resample is not None or interpolation is not None:
-        raise TvexportError("resample and interpolation choose how to re-bake for another input size, which needs an input size", hint="add --input-size HxW")
-    batch, seed = inputs
-    dtype = _kernel_dtype(kernel_dtype, dtype)
-    tolerance = Tolerance.default(KERNEL_PRECISION[dtype], rtol=rtol, atol=atol)
-    cfg = config_of(model)
-    model = model.eval()
-    bad = _nonfinite(model)
-    if bad and not allow_nonfinite:
-        raise TvexportError(
-            f"{len(bad)} weight tensor{'s' * (len(bad) > 1)} hold{'s' * (len(bad) == 1)} NaN/Inf ({', '.join(bad[:3])})",
-            hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway",
-        )
-    if reference is not None and (reference.model is not model or reference.kernels != dtype):
-        raise TvexportError("the reference was built for another model or kernel dtype", hint="pass Reference(model, kernels=dtype), or none")
-    start = time.perf_counter()
-    reference = reference or Reference(model, kernels=dtype)
-    baked64, folded = _bake_float64(model, reference, fold_bn=fold_bn)
-    bad = _nonfinite(baked64)  # from finite weights, e.g. a BatchNorm with a negative running_var
-    if bad and not allow_nonfinite:
-        raise TvexportError(
-            f"baking made NaN/Inf in {len(bad)} tensor{'s' * (len(bad) > 1)} ({', '.join(bad[:3])}) from finite weights",
-            hint="the checkpoint is damaged (e.g. a negative BatchNorm running_var); pass --allow-nonfinite to bake anyway",
-        )
-    baked, kernel_errors = _stored(baked64, dtype)
-    tv_layers: dict[str, dict[str, Any]] = {}
-    for name in tv_layer_names(baked):
-        layer = baked.get_submodule(name)
-        assert isinstance(layer, BakedTVConv)
-        g = layer.geometry
-        tv_layers[name] = {"channels": g.channels, "k": g.k, "stride": g.stride, "h": g.h, "w": g.w, "bias": layer.bias_kind,
-                           "kernels": {**layer_summary(layer), "error": kernel_errors[name].to_dict()}}
-    baked.tvexport_config = cfg  # type: ignore[assignment]
-    bake_seconds = time.perf_counter() - start
+            if reference is not None:
+                raise TvexportError("a reference of the trained-size network cannot check a re-bake for another input size", hint="pass no reference with input_size")
+            options = dict(fold_bn=fold_bn, kernel_dtype=kernel_dtype, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
+            return bake_resized(model, input_size, resample=resample, interpolation=interpolation, bake=functools.partial(bake_model, **options))
+        if resample is not None or interpolation is not None:
+            raise TvexportError("resample and interpolation choose how to re-bake for another input size, which needs an input size", hint="add --input-size HxW")
+        batch, seed = inputs
+        dtype = _kernel_dtype(kernel_dtype, dtype)
+        tolerance = Tolerance.default(KERNEL_PRECISION[dtype], rtol=rtol, atol=atol)
+        cfg = config_of(model)
+        model = model.eval()
+        bad = _nonfinite(model)
+        if bad and not allow_nonfinite:
+            raise TvexportError(
+                f"{len(bad)} weight tensor{'s' * (len(bad) > 1)} hold{'s' * (len(bad) == 1)} NaN/Inf ({', '.join(bad[:3])})",
+                hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway",
+            )
+        if reference is not None and (reference.model is not model or reference.kernels != dtype):
+            raise TvexportError("the reference was built for another model or kernel dtype", hint="pass Reference(model, kernels=dtype), or none")
+        start = time.perf_counter()
+        reference = reference or Reference(model, kernels=dtype)
+        baked64, folded = _bake_float64(model, reference, fold_bn=fold_bn)
+        bad = _nonfinite(baked64)  # from finite weights, e.g. a BatchNorm with a negative running_var
+        if bad and not allow_nonfinite:
+            raise TvexportError(
+                f"baking made NaN/Inf in {len(bad)} tensor{'s' * (len(bad) > 1)} ({', '.join(bad[:3])}) from finite weights",
+                hint="the checkpoint is damaged (e.g. a negative BatchNorm running_var); pass --allow-nonfinite to bake anyway",
+            )
+        baked, kernel_errors = _stored(baked64, dtype)
+        tv_layers: dict[str, dict[str, Any]] = {}
+        for name in tv_layer_names(baked):
+            layer = baked.get_submodule(name)
+            assert isinstance(layer, BakedTVConv)
+            g = layer.geometry
+            tv_layers[name] = {"channels": g.channels, "k": g.k, "stride": g.stride, "h": g.h, "w": g.w, "bias": layer.bias_kind,
+                               "kernels": {**layer_summary(layer), "error": kernel_errors[name].to_dict()}}
+        baked.tvexport_config = cfg  # type: ignore[assignment]
+        bake_seconds = time.perf_counter() - start
 
-    report = None
-    verify_seconds = 0.0
-    if verify:
-        t0 = time.perf_counter()
-        report = verify_bake(reference, baked64, baked, folded=folded, tolerance=tolerance, batch=batch, seed=seed)
-        if not report.ok and folded:  # is BatchNorm folding the cause? the same bake, unfolded
-            unfolded64, _ = _bake_float64(model, reference, fold_bn=False)
-            alt = verify_bake(reference, unfolded64, _stored(unfolded64, dtype)[0], folded=[], tolerance=tolerance, batch=batch, seed=seed)
-            report = dataclasses.replace(report, bn_folding_cause=alt.ok)
-        verify_seconds = time.perf_counter() - t0
-    return BakeResult(baked, cfg, tv_layers, folded, dtype, report, bake_seconds, verify_seconds, kernel_errors=kernel_errors)
+        report = None
+        verify_seconds = 0.0
+        if verify:
+            t0 = time.perf_counter()
+            report = verify_bake(reference, baked64, baked, folded=folded, tolerance=tolerance, batch=batch, seed=seed)
+            if not report.ok and folded:  # is BatchNorm folding the cause? the same bake, unfolded
+                unfolded64, _ = _bake_float64(model, reference, fold_bn=False)
+                alt = verify_bake(reference, unfolded64, _stored(unfolded64, dtype)[0], folded=[], tolerance=tolerance, batch=batch, seed=seed)
+                report = dataclasses.replace(report, bn_folding_cause=alt.ok)
+            verify_seconds = time.perf_counter() - t0
+        return BakeResult(baked, cfg, tv_layers, folded, dtype, report, bake_seconds, verify_seconds, kernel_errors=kernel_errors)
 
 
 def check_bake(result: BakeResult, *, source: str | Path | None = None) -> None:

@@ -115,8 +115,9 @@ def _is_torchscript(names: list[str]) -> bool:
     return any(name.partition("/")[2] == "constants.pkl" or name.partition("/")[2].startswith("code/") for name in names)
 
 
-def _torchscript_entries(path: Path) -> bool:
-    """``_is_torchscript`` of a zip file, read from its directory only (False: unreadable)."""
+def is_torchscript_file(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript model (torch.jit.save), read from its zip directory only
+    (False: not a zip archive, or unreadable)."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -162,7 +163,7 @@ def describe_file(path: Path) -> str | None:
             return what
     if _is_safetensors(head, path.stat().st_size):
         return "a safetensors file"
-    if zipfile.is_zipfile(path) and _torchscript_entries(path):
+    if zipfile.is_zipfile(path) and is_torchscript_file(path):
         return "a TorchScript model"
     if path.suffix == ".onnx" or b"onnx" in head.lower() or head[:1] == b"\x08":
         return "an ONNX model or other protobuf file"

@@ -8,7 +8,9 @@ data flows one way: ``_depthwise`` <- ``kernels`` <- ``layers``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Literal, TypeVar
 
 import torch
@@ -20,12 +22,25 @@ __all__ = [
     "BakedTVConv",
     "TVConv",
     "TVGeometry",
+    "training_modes_kept",
     "tv_depthwise",
     "tv_depthwise_unfold",
     "tv_output_size",
 ]
 
 BiasKind = Literal["map", "channel"]
+
+
+@contextlib.contextmanager
+def training_modes_kept(module: nn.Module) -> Iterator[None]:
+    """Inside, ``module`` may be switched (e.g. to eval mode); afterwards each of its modules has
+    the training mode it had before, whatever happens."""
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,12 +259,9 @@ class BakedTVConv(nn.Module):
         if generated is not None:
             weight, bias = generated
         else:
-            was_training = layer.training
-            layer.eval()
-            try:
+            with training_modes_kept(layer):
+                layer.eval()
                 weight, bias = layer.generate()
-            finally:
-                layer.train(was_training)
         g = layer.geometry
         baked = cls(g.channels, g.k, g.stride, g.h, g.w, bias="map" if bias is not None else None,
                     dtype=weight.dtype, device=weight.device)

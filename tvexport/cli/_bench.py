@@ -193,11 +193,10 @@ def bench_cmd(
     _print_report(report, to_stderr=stdout_opt is not None)  # stdout holds only the report asked for
     if stdout_opt is not None:
         typer.echo({"--json": to_json, "--csv": to_csv, "--markdown": to_markdown}[stdout_opt](report), nl=False)
-    sources = [path for path in inputs.values() if path is not None]
-    written = write_reports(report, json_path=files["--json"], csv_path=files["--csv"], markdown_path=files["--markdown"], force=force, inputs=sources)
+    written = write_reports(report, json_path=files["--json"], csv_path=files["--csv"], markdown_path=files["--markdown"], force=force, inputs=inputs)
     if plot is not None:
         from ..profile.plot import plot_report
 
-        written.append(plot_report(report, plot, force=force, inputs=sources))
+        written.append(plot_report(report, plot, force=force, inputs=inputs))
     for path in written:
         err_console.print(f"[green]wrote[/green] {path}")

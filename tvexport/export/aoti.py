@@ -300,8 +300,9 @@ def read_sidecar(package: Path) -> dict[str, Any] | None:
     return data
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _count(value: Any, *, least: int = 1) -> bool:
+    """Whether ``value`` is a whole number (not a bool) of at least ``least``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _sidecar_problem(data: dict[str, Any]) -> str:
@@ -315,7 +316,7 @@ def _sidecar_problem(data: dict[str, Any]) -> str:
     if rng is not None and not (isinstance(rng, dict) and _count(rng.get("min")) and _count(rng.get("max")) and rng["min"] <= rng["max"]):
         return f"'dynamic_batch' {json.dumps(rng)[:60]} is neither null nor {{\"min\": N, \"max\": M}} with 1 <= N <= M"
     size = data.get("package_bytes")
-    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+    if size is not None and not _count(size, least=0):
         return f"'package_bytes' {json.dumps(size)[:60]} is not a whole number of bytes"
     if data.get("device", "cpu") not in _DEVICES:
         return f"'device' {json.dumps(data['device'])[:60]} is not one of {', '.join(_DEVICES)}"

@@ -19,7 +19,7 @@ import numpy as np
 from .._io import check_exported_file, check_input_file, refuse_stdin
 from ..accuracy import Tolerance, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
-from ..checkpoint import describe_file, read_checkpoint
+from ..checkpoint import describe_file, is_torchscript_file, read_checkpoint
 from ..errors import MismatchError, TvexportError
 from ..models.loading import arch_config_for
 from ..models.registry import ArchConfig
@@ -119,7 +119,7 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
     (refused when the file is plainly another kind of artefact), else the one its content calls for."""
     if found is not None and found.describes is not None:
         raise TvexportError(f"{found.describe()}, not the model itself", hint=f"validate {found.describes} instead")
-    if found is None and describe_file(Path(artifact)) == "a TorchScript model":  # no backend runs one, whatever --backend says
+    if found is None and is_torchscript_file(Path(artifact)):  # no backend runs one, whatever --backend says
         raise TvexportError(
             f"{artifact} is a TorchScript model (torch.jit.save), not an exported model: validate runs an ONNX model, "
             "an AOTInductor package (.pt2) or a TensorRT engine with its sidecar",

@@ -9,6 +9,7 @@ from typing import Any
 
 from .._io import atomic_output
 from ..errors import missing
+from .report import check_report_paths
 
 __all__ = ["plot_ratio_grid", "plot_report", "report_figure", "require_matplotlib"]
 
@@ -125,13 +126,13 @@ def _layer_panel(ax: Any, report: Mapping[str, Any]) -> None:
     ax.grid(axis="y", alpha=0.3, which="both")
 
 
-def plot_report(report: Mapping[str, Any], path: str | Path, *, force: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+def plot_report(
+    report: Mapping[str, Any], path: str | Path, *, force: bool = False, inputs: Mapping[str, str | Path | None] | None = None,
+) -> Path:
     """Latency per backend and batch (TV vs baselines, p10-p90 whiskers), the paired TV/baseline
     ratios, and the per-layer view (time vs memory floor) when the report has one. ``path`` is
-    refused as for ``write_reports``, e.g. when it is one of ``inputs``."""
-    from .report import check_report_paths
-
-    check_report_paths({"path": path}, inputs={str(p): p for p in inputs}, force=force)
+    refused as for ``write_reports``, e.g. when it is one of ``inputs`` (name in messages -> file)."""
+    check_report_paths({"path": path}, inputs=inputs, force=force)
     return _save(report_figure(report), Path(path), force=force)
 
 

@@ -380,15 +380,13 @@ def check_report_paths(
 
 def write_reports(
     report: Mapping[str, Any], *, json_path: str | Path | None = None, csv_path: str | Path | None = None,
-    markdown_path: str | Path | None = None, force: bool = False, inputs: Sequence[str | Path] = (),
+    markdown_path: str | Path | None = None, force: bool = False, inputs: Mapping[str, str | Path | None] | None = None,
 ) -> list[Path]:
     """Write the requested report files atomically; returns the paths written. Refused before
     anything is written (``check_report_paths``): two reports naming one file, a report that is one
-    of ``inputs`` (e.g. the benchmarked checkpoint and its baseline), and without ``force`` a file
-    that exists."""
-    check_report_paths(
-        {"json_path": json_path, "csv_path": csv_path, "markdown_path": markdown_path}, inputs={str(p): p for p in inputs}, force=force,
-    )
+    of ``inputs`` (name in messages -> file, e.g. the benchmarked checkpoint and its baseline), and
+    without ``force`` a file that exists."""
+    check_report_paths({"json_path": json_path, "csv_path": csv_path, "markdown_path": markdown_path}, inputs=inputs, force=force)
     written = []
     for path, render in ((json_path, to_json), (csv_path, to_csv), (markdown_path, to_markdown)):
         if path is not None:

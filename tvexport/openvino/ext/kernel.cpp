@@ -787,9 +787,10 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // into the multiply-adds. Issue 17ag wrote such blocks by hand (AVX-512 intrinsics for the kernels,
 // inline asm per image so that each input vector is loaded once: 0.75 loads per multiply-add at 4
 // positions, bit-identical results): hot 0.98x, but cold (kernels from memory, as in a network)
-// 1.03x, the C = 48/96 layers up to 1.19x (benchmarks/results/openvino_position_blocks_zen5_17ag_scratch.md
-// and its .patch). That and other batch-16 variants that were not faster, and an ablation
-// of the loop's memory streams: benchmarks/results/README.md ('Batch 16 on the Zen 5').
+// 1.03x, the C = 48/96 layers up to 1.19x (benchmarks/results/openvino_position_blocks_zen5_17ag_scratch.md,
+// its patch benchmarks/results/openvino_kernel_micro_zen5_b16_17ag_scratch.patch). That and other
+// batch-16 variants that were not faster, and an ablation of the loop's memory streams:
+// benchmarks/results/README.md ('Batch 16 on the Zen 5').
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
