@@ -23,7 +23,8 @@ Beside them the same run measures one thread's streaming read bandwidth (a vecto
 256 MiB buffer) and memcpy bandwidth, so ratios to the memory floor are made side by side.
 Reported per case: median / p10 / p90 of per-call times, ns per vector of 16 multiply-adds
 (C * k*k * h * w * batch / 16 of them; also in cycles, the clock estimated by a chain of dependent
-adds), GB/s of stored kernel bytes, and the time over the floor (the kernel bytes, plus at batch > 1
+adds; beside it the core's register-only peak, 12 independent chains of 512-bit multiply-adds, whose
+time for the network's vectors is the compute floor of the network sums), GB/s of stored kernel bytes, and the time over the floor (the kernel bytes, plus at batch > 1
 the float32 input and output bytes, over the read bandwidth). Rounds (``--rounds``) run the whole set again; with several
 ``--variant`` builds the rounds alternate between them (the order rotated every second round and
 reversed every other one, so over 2 x builds rounds each runs first equally often) and each
@@ -224,6 +225,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, dict[tuple[str, str], list[list[int]]]] = {v.name: {} for v in variants}
     streams: dict[str, list[list[int]]] = {"read": [], "copy": []}
     clocks: list[float] = []
+    fmas: list[float] = []
     order = [v.name for v in variants]
     cpu = pin_to_one_cpu()
     cold_copies: dict[str, int] = {}
@@ -245,6 +247,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for line in run_json([str(binaries[order[0]]), "stream", str(STREAM_BYTES), str(args.stream_iters)]):
             streams[line["stream"]].append(line["ns"])
         clocks.append(run_json([str(binaries[order[0]]), "clock"])[0]["clock_ghz"])
+        fmas.append(run_json([str(binaries[order[0]]), "fma"])[0]["fma_vectors_per_ns"])
     seconds = time.perf_counter() - t0
     stream = {}
     for what, rounds in streams.items():
@@ -260,7 +263,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for state in ("hot", "cold"):
                 rounds = raw[v.name][(c["spec"], state)]
                 row = {"variant": v.name, "layer": c["label"], "dtype": c["dtype"], "state": state, "count": c["count"],
-                       "kernel_bytes": c["kernel_bytes"], "floor_bytes": c["floor_bytes"], **summarize([x for r in rounds for x in r], c["kernel_bytes"], c["floor_bytes"], c["vectors"], read_gbs, ghz),
+                       "kernel_bytes": c["kernel_bytes"], "floor_bytes": c["floor_bytes"], "vectors": c["vectors"], **summarize([x for r in rounds for x in r], c["kernel_bytes"], c["floor_bytes"], c["vectors"], read_gbs, ghz),
                        "round_medians_ns": [statistics.median(r) for r in rounds]}
                 if state == "cold":
                     row["copies"] = cold_copies.get(c["spec"])
@@ -270,14 +273,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "threads": 1, "batch": args.batch, "const_offset": args.const_offset, "cpu": cpu, "seconds": seconds, "rounds": args.rounds, "min_iters": args.min_iters, "min_ms": args.min_ms, "warmup": args.warmup,
         "cold_bytes": args.cold_mib << 20, "compile_flags": kernel_flags(),
         "variants": [{"name": v.name, "kernel": os.path.relpath(v.kernel, HERE.parent), "flags": list(v.flags)} for v in variants],
-        "stream": stream, "clock_ghz": ghz, "clock_ghz_rounds": clocks, "rows": rows,
+        "stream": stream, "clock_ghz": ghz, "clock_ghz_rounds": clocks,
+        "fma_vectors_per_ns": statistics.median(fmas), "fma_vectors_per_ns_rounds": fmas, "rows": rows,
     }
 
 
-def network_totals(rows: list[dict[str, Any]], variant: str, read_gbs: float = 0.0) -> dict[tuple[str, str], float]:
+def network_totals(rows: list[dict[str, Any]], variant: str, read_gbs: float = 0.0, fma_per_ns: float = 0.0) -> dict[tuple[str, str], float]:
     """Sum over the network's TV layers (each geometry times its count) of the median, in ms; with
     ``read_gbs`` also (dtype, "floor"): each row's floor bytes (kernel bytes in results written
-    before ``--batch``) at that bandwidth."""
+    before ``--batch``) at that bandwidth; with ``fma_per_ns`` (dtype, "compute"): each row's
+    vectors at that register-only peak (rows written before it carry no vectors: left out)."""
     tot: dict[tuple[str, str], float] = {}
     for r in rows:
         if r["variant"] == variant:
@@ -285,6 +290,8 @@ def network_totals(rows: list[dict[str, Any]], variant: str, read_gbs: float = 0
             tot[key] = tot.get(key, 0.0) + r["count"] * r["median_ns"] / 1e6
             if read_gbs and r["state"] == "hot":
                 tot[(r["dtype"], "floor")] = tot.get((r["dtype"], "floor"), 0.0) + r["count"] * r.get("floor_bytes", r["kernel_bytes"]) / read_gbs / 1e6
+            if fma_per_ns and r["state"] == "hot" and "vectors" in r:
+                tot[(r["dtype"], "compute")] = tot.get((r["dtype"], "compute"), 0.0) + r["count"] * r["vectors"] / fma_per_ns / 1e6
     return tot
 
 
@@ -306,14 +313,19 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         ("x floor = time / (kernel bytes / read bandwidth). " if result.get("batch", 1) == 1 else
          "x floor = time / ((kernel bytes + float32 input and output bytes) / read bandwidth). ") +
         "A vector is 16 multiply-adds (kernel values x images). "
-        f"Core clock ~{result['clock_ghz']:.2f} GHz (a chain of dependent adds), for cycles per vector.", "",
+        f"Core clock ~{result['clock_ghz']:.2f} GHz (a chain of dependent adds), for cycles per vector." + (
+            f" Register-only multiply-add peak {result['fma_vectors_per_ns']:.2f} vectors per ns "
+            f"({result['fma_vectors_per_ns'] / result['clock_ghz']:.2f} per cycle, {16 * result['fma_vectors_per_ns']:.0f} GFMA/s; "
+            "12 independent chains of 512-bit multiply-adds): compute floor = vectors / peak." if "fma_vectors_per_ns" in result else ""), "",
     ]
     for v in variants:
-        tot = network_totals(rows, v, st["read"]["median_gbs"])
+        tot = network_totals(rows, v, st["read"]["median_gbs"], result.get("fma_vectors_per_ns", 0.0))
         lines += [f"## Variant `{v}`", "",
-                  "Network sums (each geometry's median times its count, ms, one thread; floor: the x floor bytes at the read bandwidth): " + "; ".join(
+                  "Network sums (each geometry's median times its count, ms, one thread; floor: the x floor bytes at the read bandwidth"
+                  + ("; compute: the vectors at the register-only peak" if "fma_vectors_per_ns" in result else "") + "): " + "; ".join(
                       f"{d} hot {tot[(d, 'hot')]:.3f} / cold {tot[(d, 'cold')]:.3f} / floor {tot[(d, 'floor')]:.3f} "
-                      f"(cold - hot = {(tot[(d, 'cold')] - tot[(d, 'hot')]) / tot[(d, 'floor')]:.2f} x floor)" for d in DTYPES if (d, "hot") in tot), "",
+                      + (f"/ compute {tot[(d, 'compute')]:.3f} " if (d, "compute") in tot else "")
+                      + f"(cold - hot = {(tot[(d, 'cold')] - tot[(d, 'hot')]) / tot[(d, 'floor')]:.2f} x floor)" for d in DTYPES if (d, "hot") in tot), "",
                   "| layer | n | dtype | kernel MB | hot us (p10-p90) | cold us (p10-p90) | cold/hot | hot ns/vec (cycles) | cold ns/vec (cycles) | cold GB/s | cold x floor |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         sel = {(r["layer"], r["dtype"], r["state"]): r for r in rows if r["variant"] == v}

@@ -129,3 +129,19 @@ def test_variant_flags_joined_by_a_colon_refused(micro: ModuleType) -> None:
     assert micro.Variant.parse("two:-DA=1 -DB=2").flags == ("-DA=1", "-DB=2")
     with pytest.raises(SystemExit, match="flag '-UX:-DX=2' holds a ':'; flags are separated by spaces"):
         micro.Variant.parse("x:-UX:-DX=2")
+
+
+def test_fma_mode_and_compute_floor(micro: ModuleType) -> None:
+    """The register-only peak is a positive rate, and the network sums' compute floor is each
+    row's vectors (times its count) at that rate; rows without vectors (older JSON) are left out."""
+    binary = micro.build(log=False)
+    out = subprocess.run([str(binary), "fma"], check=True, capture_output=True, text=True).stdout
+    rate = json.loads(out)["fma_vectors_per_ns"]
+    assert 0.1 < rate < 100  # vectors of 16 multiply-adds per ns: 1.6-1600 GFMA/s
+    rows = [{"variant": "a", "dtype": "float32", "state": "hot", "count": 2, "median_ns": 1e6, "kernel_bytes": 10**6, "vectors": 4 * 10**6},
+            {"variant": "a", "dtype": "float32", "state": "hot", "count": 1, "median_ns": 1e6, "kernel_bytes": 10**6},
+            {"variant": "a", "dtype": "float32", "state": "cold", "count": 2, "median_ns": 2e6, "kernel_bytes": 10**6, "vectors": 4 * 10**6}]
+    tot = micro.network_totals(rows, "a", 10.0, 8.0)
+    assert tot[("float32", "compute")] == pytest.approx(2 * 4e6 / 8.0 / 1e6)  # 1 ms
+    assert tot[("float32", "hot")] == pytest.approx(3.0) and tot[("float32", "cold")] == pytest.approx(4.0)
+    assert ("float32", "compute") not in micro.network_totals(rows, "a", 10.0)

@@ -15,6 +15,9 @@
 //       bandwidth (memcpy), one JSON line each, per-iteration nanoseconds
 //   main clock        the core's clock estimated from a chain of dependent adds (one per cycle),
 //       one JSON line: GHz, for cycles per kernel vector
+//   main fma          the core's register-only multiply-add peak: 12 independent chains of 512-bit
+//       multiply-adds (enough to fill two pipes of latency 4), no memory operands; one JSON line:
+//       vectors of 16 multiply-adds per ns, the compute floor the kernel's times are set against
 //   main check DIR C k stride out_h out_w dtype N
 //       writes x, weight, scale, bias (untiled) and y of one call to DIR/*.bin (raw, little
 //       endian) for a float64 reference in numpy (tests/test_ov_kernel_micro.py)
@@ -303,6 +306,27 @@ int clock_ghz() {
     return 0;
 }
 
+int fma_peak() {
+    constexpr int kChains = 12;
+    __m512 acc[kChains];
+    for (int c = 0; c < kChains; ++c)
+        acc[c] = _mm512_set1_ps(static_cast<float>(c));
+    const __m512 m = _mm512_set1_ps(1.0000001f), add = _mm512_set1_ps(1e-7f);
+    const int64_t n = 40000000;
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < n; ++i) {
+#pragma GCC unroll 12
+        for (int c = 0; c < kChains; ++c)
+            acc[c] = _mm512_fmadd_ps(acc[c], m, add);
+    }
+    const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+    float sink = 0.0f;
+    for (int c = 0; c < kChains; ++c)
+        sink += _mm512_reduce_add_ps(acc[c]);
+    std::printf("{\"fma_vectors_per_ns\":%.4f,\"sink\":%g}\n", n * kChains / ns, static_cast<double>(sink));
+    return 0;
+}
+
 void write(const std::string& path, const void* p, size_t bytes) {
     FILE* f = std::fopen(path.c_str(), "wb");
     if (!f || std::fwrite(p, 1, bytes, f) != bytes) {
@@ -339,8 +363,10 @@ int main(int argc, char** argv) {
         return stream(argc, argv);
     if (mode == "clock")
         return clock_ghz();
+    if (mode == "fma")
+        return fma_peak();
     if (mode == "check")
         return check(argc, argv);
-    std::fprintf(stderr, "usage: main bench|stream|clock|check ... (see main.cpp)\n");
+    std::fprintf(stderr, "usage: main bench|stream|clock|fma|check ... (see main.cpp)\n");
     return 2;
 }

@@ -765,7 +765,8 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // network rows measured with this path, benchmarks/openvino_ab.py times it against the tile path
 // (TVEXPORT_OV_CHANNEL_BLOCKS=0, see tv_dwconv.cpp) in one process.
 // Tried and dropped (issue 17h; scratch harnesses and a scratch copy of openvino_ab.py, AVX-512
-// Zen 5 VM, whose register-only peak is ~37 GFMA/s per core): register blocking over 4 adjacent
+// Zen 5 VM, whose register-only multiply-add peak is ~128 GFMA/s per core, 2 vectors per cycle:
+// benchmarks/openvino_kernel_micro.py's `fma`): register blocking over 4 adjacent
 // output positions x 4 images per 16 channels (each input vector feeds the k outputs that read
 // it), reading a ring of input rows packed per 16 channels, ran 32-37 GFMA/s per core with its
 // data in L2 against ~20 for `body`, yet the DeepLabV3+ batch-16 ASPP TV ops took 1.4-1.5x longer
