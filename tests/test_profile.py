@@ -721,6 +721,22 @@ def test_write_reports_honours_force_and_refuses_one_file_twice(fake_report: dic
     assert not (tmp_path / "same.out").exists()
 
 
+def test_write_reports_writes_nothing_unless_every_report_can_be_written(fake_report: dict, tmp_path: Path) -> None:
+    """An existing later report (the CSV) refuses the whole set before the earlier one (the JSON) is
+    written; a report that fails to render (here the Markdown of a report without settings) leaves
+    no file either. Before: the JSON was written, then the Markdown raised."""
+    from tvexport.profile.report import write_reports
+
+    (tmp_path / "r.csv").write_text("keep me")
+    with pytest.raises(TvexportError, match="r.csv already exists"):
+        write_reports(fake_report, json_path=tmp_path / "r.json", csv_path=tmp_path / "r.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"] and (tmp_path / "r.csv").read_text() == "keep me"
+    broken = {k: v for k, v in fake_report.items() if k != "settings"}
+    with pytest.raises(KeyError, match="settings"):
+        write_reports(broken, json_path=tmp_path / "r.json", csv_path=tmp_path / "r.csv", markdown_path=tmp_path / "r.md", force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"] and (tmp_path / "r.csv").read_text() == "keep me"
+
+
 def test_reports_never_overwrite_an_input(fake_report: dict, tmp_path: Path) -> None:
     """Before: only the CLI kept reports off SRC and --baseline; `write_reports(..., force=True)`
     (and `plot_report`) replaced the benchmarked checkpoint by the report. Every spelling of an
