@@ -133,6 +133,9 @@ def test_stats_edge_cases() -> None:
         Stats.of([1.0, -1.0])
     with pytest.raises(ValueError):
         Stats.of([1.0, float("nan")])
+    zero = Stats.of([0.0, 0.0, 1e-6])  # a timer too coarse to resolve one run (a custom API timer)
+    with pytest.raises(TvexportError, match="median latency is 0 s over 3 timed runs"):  # before: inf, which to_json refuses
+        zero.throughput(1)
 
 
 def test_paired_ratio_constant_ratio_despite_drift() -> None:
