@@ -783,6 +783,12 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
         plot_ratio_grid([fake_report], grid)
     assert plot_report(fake_report, out, force=True) == out and plot_ratio_grid([fake_report], grid, force=True) == grid
     assert not list(tmp_path.glob(".*.tmp"))
+    # the grid takes inputs= as plot_report does: never written over a report it plots, even forced
+    saved = tmp_path / "r.json"
+    saved.write_text(to_json(fake_report))
+    with pytest.raises(TvexportError, match=f"path {saved} is the input file \\(--report\\)"):
+        plot_ratio_grid([load_report(saved)], saved, force=True, inputs={"--report": saved})
+    assert load_report(saved) == json.loads(to_json(fake_report))
 
 
 def test_latency_panel_is_linear_with_labelled_bars(fake_report: dict) -> None:
