@@ -222,6 +222,20 @@ def test_bench_max_seconds_inf_writes_valid_json(cli, baked: Path) -> None:
     assert report["settings"]["max_seconds"] is None and validate_report(report) == []
 
 
+def test_bench_zero_median_is_one_line(cli, baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timer that does not resolve a run (median 0 s): before, the throughput was infinite and the
+    run ended in "internal error: ValueError" (here from the paired ratio; with a baseline that the
+    timer resolved, from --json refusing the infinity)."""
+    import tvexport.profile.bench as bench
+    from tvexport.profile import CpuTimer
+
+    monkeypatch.setattr(bench, "make_timer", lambda device: CpuTimer(lambda: 0.0))
+    report = tmp_path / "r.json"
+    line = _one_line_error(cli("bench", baked, "-b", "torch-baked", *FAST, "--json", report))
+    assert line.startswith("error: median latency is 0 s over 2 timed runs: the timer does not resolve one run"), line
+    assert not report.exists()
+
+
 def test_bench_seed_outside_64_bits_is_one_line(cli, baked: Path) -> None:
     """Before: `--seed 2**70` reached torch.manual_seed: internal error (exit 3) after loading SRC."""
     for seed in (2**70, 2**63, -(2**63) - 1):

@@ -111,6 +111,23 @@ def test_output_path_may_not_be_a_hard_link_to_the_source(tmp_path: Path) -> Non
     assert check_output_path(tmp_path / "other.pt", force=True, source=src) == tmp_path / "other.pt"
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_input_that_is_not_a_regular_file_is_not_called_empty(tmp_path: Path) -> None:
+    """Before: a pipe or a device (0 bytes to stat, whatever it holds) was "empty (0 bytes)"; it is
+    refused by what it is, before anything opens it (a pipe with no writer would block)."""
+    from tvexport._io import check_input_file
+    from tvexport.checkpoint import read_checkpoint
+
+    fifo = tmp_path / "pipe.ckpt"
+    os.mkfifo(fifo)
+    for path in (fifo, Path(os.devnull)):
+        with pytest.raises(TvexportError) as err:
+            read_checkpoint(path)
+        assert str(err.value) == f"{path} is not a regular file (a pipe, socket or device?); copy what it holds into a file and give that path"
+        with pytest.raises(TvexportError, match="is not a regular file"):
+            check_input_file(path, what="an ONNX model", dir_hint="-", empty_hint="-")
+
+
 @pytest.mark.parametrize("command", [
     ["bake"], ["export"], ["export", "--format", "aoti"], ["export", "--tv-op", "plugin"], ["build"], ["extension", "build", "openvino"],
 ])

@@ -133,6 +133,9 @@ def test_stats_edge_cases() -> None:
         Stats.of([1.0, -1.0])
     with pytest.raises(ValueError):
         Stats.of([1.0, float("nan")])
+    zero = Stats.of([0.0, 0.0, 1e-6])  # a timer too coarse to resolve one run (a custom API timer)
+    with pytest.raises(TvexportError, match="median latency is 0 s over 3 timed runs"):  # before: inf, which to_json refuses
+        zero.throughput(1)
 
 
 def test_paired_ratio_constant_ratio_despite_drift() -> None:
@@ -721,6 +724,22 @@ def test_write_reports_honours_force_and_refuses_one_file_twice(fake_report: dic
     assert not (tmp_path / "same.out").exists()
 
 
+def test_write_reports_writes_nothing_unless_every_report_can_be_written(fake_report: dict, tmp_path: Path) -> None:
+    """An existing later report (the CSV) refuses the whole set before the earlier one (the JSON) is
+    written; a report that fails to render (here the Markdown of a report without settings) leaves
+    no file either. Before: the JSON was written, then the Markdown raised."""
+    from tvexport.profile.report import write_reports
+
+    (tmp_path / "r.csv").write_text("keep me")
+    with pytest.raises(TvexportError, match="r.csv already exists"):
+        write_reports(fake_report, json_path=tmp_path / "r.json", csv_path=tmp_path / "r.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"] and (tmp_path / "r.csv").read_text() == "keep me"
+    broken = {k: v for k, v in fake_report.items() if k != "settings"}
+    with pytest.raises(KeyError, match="settings"):
+        write_reports(broken, json_path=tmp_path / "r.json", csv_path=tmp_path / "r.csv", markdown_path=tmp_path / "r.md", force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"] and (tmp_path / "r.csv").read_text() == "keep me"
+
+
 def test_reports_never_overwrite_an_input(fake_report: dict, tmp_path: Path) -> None:
     """Before: only the CLI kept reports off SRC and --baseline; `write_reports(..., force=True)`
     (and `plot_report`) replaced the benchmarked checkpoint by the report. Every spelling of an
@@ -764,6 +783,12 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
         plot_ratio_grid([fake_report], grid)
     assert plot_report(fake_report, out, force=True) == out and plot_ratio_grid([fake_report], grid, force=True) == grid
     assert not list(tmp_path.glob(".*.tmp"))
+    # the grid takes inputs= as plot_report does: never written over a report it plots, even forced
+    saved = tmp_path / "r.json"
+    saved.write_text(to_json(fake_report))
+    with pytest.raises(TvexportError, match=f"path {saved} is the input file \\(--report\\)"):
+        plot_ratio_grid([load_report(saved)], saved, force=True, inputs={"--report": saved})
+    assert load_report(saved) == json.loads(to_json(fake_report))
 
 
 def test_latency_panel_is_linear_with_labelled_bars(fake_report: dict) -> None:

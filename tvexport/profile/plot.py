@@ -150,8 +150,14 @@ def report_figure(report: Mapping[str, Any]) -> Any:
     return fig
 
 
-def plot_ratio_grid(reports: Sequence[Mapping[str, Any]], path: str | Path, *, force: bool = False, title: str | None = None) -> Path:
-    """One panel per report (architecture): paired TV/DWConv ratio against batch, a line per backend."""
+def plot_ratio_grid(
+    reports: Sequence[Mapping[str, Any]], path: str | Path, *, force: bool = False, title: str | None = None,
+    inputs: Mapping[str, str | Path | None] | None = None,
+) -> Path:
+    """One panel per report (architecture): paired TV/DWConv ratio against batch, a line per backend.
+    ``path`` is refused as for ``write_reports``, e.g. when it is one of ``inputs`` (name in messages
+    -> file, e.g. the saved reports plotted)."""
+    check_report_paths({"path": path}, inputs=inputs, force=force)
     plt = require_matplotlib()
     n = len(reports)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False, sharey=True)

@@ -385,11 +385,10 @@ def write_reports(
     """Write the requested report files atomically; returns the paths written. Refused before
     anything is written (``check_report_paths``): two reports naming one file, a report that is one
     of ``inputs`` (name in messages -> file, e.g. the benchmarked checkpoint and its baseline), and
-    without ``force`` a file that exists."""
+    without ``force`` a file that exists. Every report is rendered before the first is written: one
+    that cannot be rendered leaves no file behind."""
     check_report_paths({"json_path": json_path, "csv_path": csv_path, "markdown_path": markdown_path}, inputs=inputs, force=force)
-    written = []
-    for path, render in ((json_path, to_json), (csv_path, to_csv), (markdown_path, to_markdown)):
-        if path is not None:
-            write_text_atomic(Path(path), render(report), force=force)
-            written.append(Path(path))
-    return written
+    texts = [(Path(path), render(report)) for path, render in ((json_path, to_json), (csv_path, to_csv), (markdown_path, to_markdown)) if path is not None]
+    for path, text in texts:
+        write_text_atomic(path, text, force=force)
+    return [path for path, _ in texts]

@@ -7,7 +7,6 @@ timings. Percentiles use linear interpolation (numpy's default).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,8 +55,14 @@ class Stats:
         )
 
     def throughput(self, batch: int) -> float:
-        """Images per second at the median latency."""
-        return batch / self.median if self.median > 0 else math.inf
+        """Images per second at the median latency; refused when the median is 0 (a timer too coarse
+        to resolve one run), where it would be infinite."""
+        if self.median <= 0:
+            raise TvexportError(
+                f"median latency is 0 s over {self.n} timed runs: the timer does not resolve one run, so throughput is undefined",
+                hint="time with a finer clock, or give each run more work (a larger batch)",
+            )
+        return batch / self.median
 
     def to_dict(self) -> dict[str, Any]:
         """Seconds, with a ``_s`` suffix on every time (the JSON report's ``stats`` object)."""
