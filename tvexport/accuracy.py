@@ -374,7 +374,7 @@ class Reference:
         other.kernels, other._float32_model = kernels, None
         return other
 
-    def precision(self, dtype: str = "float32") -> Precision:
+    def precision(self, *, dtype: str = "float32") -> Precision:
         """The ``Tolerance.default`` precision of a candidate computing in ``dtype`` with the kernels
         this reference was built for."""
         if dtype == "float16":
