@@ -1,4 +1,5 @@
-"""The translation-variant depthwise math: output size, input checks and the two torch forms.
+"""The translation-variant depthwise math: output size, input checks (the ONNX node's bounds too) and
+the two torch forms.
 
 A leaf module (torch only): ``tvexport.layers`` builds its modules on it and ``tvexport.kernels``
 checks inputs with it, so neither imports the other's internals. For input ``x`` (N, C, H, W),
@@ -59,6 +60,25 @@ def bias_is_map(shape: Sequence[int], channels: int, h: int, w: int) -> bool:
         return False
     hint = "; a per-channel bias is (C, 1, 1), not (C,)" if len(dims) == 1 else ""
     raise ValueError(f"TV bias of shape {tuple(shape)} fits neither ({channels}, {h}, {w}) nor ({channels}, 1, 1){hint}")
+
+
+# The largest k a ``tv_dwconv`` node takes (``kMaxK`` of the OpenVINO op): TVConv layers use 3..7.
+MAX_NODE_K = 63
+
+
+def check_node_attrs(k: int, stride: int, padding: int, *, node: str = "tv_dwconv") -> None:
+    """The bounds of a ``tv_dwconv`` node's INT attributes, those of the OpenVINO op
+    (``check_attributes`` in tvexport/openvino/ext/tv_dwconv.cpp), for the TensorRT preparation and
+    plugin and the numpy reference alike: k odd in 1..63, stride >= 1, padding 0..k-1. ValueError
+    ``"{node}: ..."`` names the attribute."""
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"{node}: k must be a positive odd number, got {k}")
+    if k > MAX_NODE_K:
+        raise ValueError(f"{node}: k must be at most {MAX_NODE_K}, got {k}")
+    if stride < 1:
+        raise ValueError(f"{node}: stride must be >= 1, got {stride}")
+    if not 0 <= padding < k:
+        raise ValueError(f"{node}: padding must be between 0 and k-1 = {k - 1} for k={k}, got {padding}")
 
 
 def _bias_3d(bias: torch.Tensor | None, channels: int, h: int, w: int) -> torch.Tensor | None:

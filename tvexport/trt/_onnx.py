@@ -90,9 +90,9 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             if not isinstance(attrs.get(key), int):
                 raise TvexportError(f"{where} lacks the integer attribute {key!r}", hint="re-export the model with tvexport export")
         try:
-            tv = parse_attrs(attrs["k"], attrs["stride"], attrs["padding"])
+            tv = parse_attrs(attrs["k"], attrs["stride"], attrs["padding"], node=where)
         except ValueError as err:
-            raise TvexportError(f"{where}: {err}") from None
+            raise TvexportError(str(err)) from None
         for key, want in (("plugin_namespace", PLUGIN_NAMESPACE), ("plugin_version", PLUGIN_VERSION)):
             got = attrs.get(key)
             if got is None:
