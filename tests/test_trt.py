@@ -439,6 +439,28 @@ def test_prepare_refuses_a_one_dimensional_bias() -> None:
 
 
 @needs_onnx
+@pytest.mark.parametrize("bias", ["map", "channel"])
+def test_prepare_refuses_a_bias_with_leading_ones(bias: str) -> None:
+    """Before: a (1, C, h, w) or (1, C, 1, 1) bias initializer was taken (the torch forms broadcast
+    leading 1s away), though the numpy reference and the OpenVINO op refuse it (rank 3 only);
+    tvexport never writes one. Refused now, with the numpy reference's message."""
+    from tvexport.export._plugin_ref import tv_dwconv_reference
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    spec = _spec(4, 3, 1, 5, 6, bias)
+    spec["bias"] = spec["bias"][None]
+    shape = (1, 4, 5, 6) if bias == "map" else (1, 4, 1, 1)
+    message = f"bias must be (C, h, w) = (4, 5, 6) or (C, 1, 1), got {shape}"
+    with pytest.raises(TvexportError) as info:
+        prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}"
+    x, weight = np.ones((1, 4, 5, 6), np.float32), np.ones((4, 9, 5, 6), np.float32)
+    with pytest.raises(ValueError) as refused:
+        tv_dwconv_reference(x, weight, spec["bias"].astype(np.float32), k=3, stride=1, padding=1)
+    assert str(refused.value) == f"tv_dwconv: {message}"
+
+
+@needs_onnx
 def test_prepare_rejects_non_constant_kernels_and_bad_files(tmp_path: Path) -> None:
     from tvexport.trt._onnx import prepare_onnx, prepare_tv_nodes
 

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .._depthwise import check_node_attrs
+from .._depthwise import check_node_attrs, check_node_bias
 from ._onnx_tv import PLUGIN_DOMAIN, PLUGIN_NAMESPACE, PLUGIN_OP, PLUGIN_VERSION
 
 
@@ -56,8 +56,8 @@ def tv_dwconv_reference(
         raise ValueError(f"tv_dwconv: weight {weight.shape} does not match C={c}, k={k}")
     if (hin + 2 * padding - k) // stride + 1 != h or (win + 2 * padding - k) // stride + 1 != w:
         raise ValueError(f"tv_dwconv: input {x.shape} with k={k} stride={stride} padding={padding} does not give {h}x{w}")
-    if bias is not None and bias.shape not in ((c, h, w), (c, 1, 1)):
-        raise ValueError(f"tv_dwconv: bias must be (C, h, w) = {(c, h, w)} or (C, 1, 1), got {bias.shape}")
+    if bias is not None:
+        check_node_bias(bias.shape, c, h, w)
     wd = weight.astype(np.float64)
     if weight.dtype == np.int8:
         if scale is None or scale.shape != (c, kk, 1, 1):
