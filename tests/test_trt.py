@@ -549,6 +549,44 @@ def test_tensorrt_without_aot_plugins_is_refused(monkeypatch: pytest.MonkeyPatch
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture
+def fake_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``tensorrt`` that passes the version gate (the input checks come before any TensorRT call)."""
+    fake = types.ModuleType("tensorrt")
+    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
+    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "empty"])
+def test_build_and_runner_check_their_input_file_as_other_commands(case: str, tmp_path: Path, fake_tensorrt: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: their own "does not exist" check, which called a directory missing and let an empty
+    file through (to "needs a CUDA GPU" here). Now ``_io.check_input_file``'s lines, as other inputs."""
+    from tvexport.trt import runner
+    from tvexport.trt.build import build_engine
+
+    monkeypatch.setattr(runner, "require_cuda", lambda what: torch)  # the engine is checked once a GPU is known
+    model, engine = tmp_path / "m.onnx", tmp_path / "m.engine"
+    if case == "directory":
+        model.mkdir()
+        engine.mkdir()
+    elif case == "empty":
+        model.touch()
+        engine.touch()
+    said = {"missing": (f"{model}: no such file; export one first: tvexport export", f"{engine}: no such file; build one with: tvexport build"),
+            "directory": (f"{model} is a directory, not an ONNX model; give the .onnx file inside it",
+                          f"{engine} is a directory, not a TensorRT engine; give the .engine file inside it"),
+            "empty": (f"{model} is empty (0 bytes); the export or copy did not finish", f"{engine} is empty (0 bytes); the build or copy did not finish")}[case]
+    with pytest.raises(TvexportError) as info:
+        build_engine(model, tmp_path / "out.engine")
+    assert str(info.value).startswith(said[0]), info.value
+    with pytest.raises(TvexportError) as info:
+        runner.load_runner(engine)
+    assert str(info.value).startswith(said[1]), info.value
+    assert not (tmp_path / "out.engine").exists()
+
+
 # --------------------------------------------------------------------------- with TensorRT and a GPU
 
 
