@@ -83,6 +83,22 @@ def test_truth_is_the_unbaked_network_in_float64(name: str, atom: str) -> None:
         assert torch.equal(ref.float32(x), model(x))  # the float32 original is the model itself
 
 
+def test_reference_keeps_the_callers_training_modes() -> None:
+    """Before: ``Reference(model)`` switched the caller's model to eval mode. It works on copies,
+    so each module keeps its mode, and the reference is the eval-mode network all the same."""
+    model = make_model(tv=TVSettings(bias=True, inter_chans=8, inter_layers=1)).train()
+    model.features[0].eval()  # a mixed mode comes back as it was
+    modes = {name: m.training for name, m in model.named_modules()}
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    x = random_inputs((2, *model.tvexport_config.input_shape), seed=5)
+    ref = Reference(model, kernels=torch.float16)
+    truth, float32 = ref.truth(x), ref.float32(x)  # the float32 original is made on first use
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())  # no BatchNorm statistics updated
+    evaluated = Reference(copy.deepcopy(model).eval(), kernels=torch.float16)
+    assert torch.equal(truth, evaluated.truth(x)) and torch.equal(float32, evaluated.float32(x))
+
+
 @pytest.mark.parametrize("stride,dilation,padding", [(1, 1, 1), (2, 1, 1), (1, 2, 0), (2, 3, 3)])
 def test_depthwise_by_definition(stride: int, dilation: int, padding: int) -> None:
     from tvexport.accuracy import DepthwiseByDefinition

@@ -46,9 +46,69 @@ def test_parse_attrs() -> None:
     assert (a.k, a.stride, a.padding) == (3, 2, 1)
     b = parse_attrs(7, 1, 3)
     assert (b.k, b.stride, b.padding) == (7, 1, 3)
-    for bad, match in [((4, 1, 2), "odd"), ((3, 3, 1), "stride"), ((3, 1, 0), "padding"), ((5, 1, 1), "padding")]:
+    assert parse_attrs(3, 3, 1).stride == 3  # the node's bounds (stride >= 1); the kernel takes any stride
+    for bad, match in [((4, 1, 2), "odd"), ((65, 1, 32), "at most 63"), ((3, 0, 1), "stride"), ((3, 1, 0), "TensorRT plugin"),
+                       ((5, 1, 1), "TensorRT plugin"), ((3, 1, 3), "between 0 and k-1")]:
         with pytest.raises(ValueError, match=match):
             parse_attrs(*bad)
+
+
+# The bounds of the node's attributes in the OpenVINO op's words (its check_attributes, see
+# test_openvino.py::test_bad_node_refused_at_compile_time): the Python sides share them.
+BAD_ATTRS = [
+    ({"k": 2}, "k must be a positive odd number, got 2"),
+    ({"k": 0, "padding": 0}, "k must be a positive odd number, got 0"),
+    ({"k": 65, "padding": 32}, "k must be at most 63, got 65"),
+    ({"stride": 0}, "stride must be >= 1, got 0"),
+    ({"stride": -2}, "stride must be >= 1, got -2"),
+    ({"padding": 3}, "padding must be between 0 and k-1 = 2 for k=3, got 3"),
+    ({"padding": -1}, "padding must be between 0 and k-1 = 2 for k=3, got -1"),
+]
+
+
+@needs_onnx
+@pytest.mark.parametrize("attrs, message", BAD_ATTRS, ids=[",".join(f"{k}={v}" for k, v in a.items()) for a, _ in BAD_ATTRS])
+def test_node_attribute_bounds_are_the_openvino_ops(attrs: dict, message: str) -> None:
+    """Before: the TensorRT preparation took an odd k of any size (65 too) but only stride 1 or 2, and
+    the numpy reference checked none (an even k ran, stride 0 divided by zero). Both now refuse
+    what the OpenVINO op refuses, with its words."""
+    from tvexport.export._plugin_ref import tv_dwconv_reference
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    spec = _spec(4, 3, 1, 5, 6, None)
+    spec["attrs"] = attrs
+    with pytest.raises(TvexportError) as info:
+        prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}"
+    full = {"k": 3, "stride": 1, "padding": 1, **attrs}
+    x, weight = np.ones((1, 4, 5, 6), np.float32), np.ones((4, full["k"] ** 2, 5, 6), np.float32)
+    with pytest.raises(ValueError) as refused:
+        tv_dwconv_reference(x, weight, **full)
+    assert str(refused.value) == f"tv_dwconv: {message}"
+
+
+@needs_onnx
+def test_node_attributes_within_the_bounds() -> None:
+    """What the bounds allow: the numpy reference runs any stride and padding (here stride 3, and
+    padding 0 against torch's conv); the TensorRT preparation takes stride 3 (before: refused) and
+    refuses only a padding its kernel does not apply (it pads by k // 2, as tvexport exports)."""
+    from tvexport.export._plugin_ref import tv_dwconv_reference
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    spec = _spec(4, 3, 3, 2, 3, "map")
+    assert [(n.k, n.stride, n.oh, n.ow) for n in prepare_tv_nodes(_tv_model(None, [spec]))] == [(3, 3, 2, 3)]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 7, 8))
+    for stride, padding, (h, w) in ((3, 1, (3, 3)), (1, 0, (5, 6))):
+        weight = np.broadcast_to(rng.standard_normal((4, 9, 1, 1)), (4, 9, h, w)).copy()  # one kernel per channel: a conv
+        got = tv_dwconv_reference(x, weight, k=3, stride=stride, padding=padding)
+        conv = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight[:, :, 0, 0].reshape(4, 1, 3, 3)),
+                                          stride=stride, padding=padding, groups=4)
+        np.testing.assert_allclose(got, conv.numpy(), rtol=1e-12, atol=1e-12)
+    spec = _spec(4, 3, 1, 5, 6, None)
+    spec["attrs"] = {"padding": 0}
+    with pytest.raises(TvexportError, match=r"m.onnx: tv_dwconv node tv0: padding must be k // 2 = 1 for tvexport's TensorRT plugin"):
+        prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
 
 
 def test_output_dims_known_and_symbolic() -> None:
@@ -354,7 +414,7 @@ def test_prepare_rejects_bad_compressed_kernels(case: str, match: str) -> None:
 @needs_onnx
 @pytest.mark.parametrize(
     "attrs, match",
-    [({"k": 4}, "odd"), ({"padding": 0}, "padding"), ({"stride": 3}, "stride"), ({"plugin_namespace": "other"}, "plugin_namespace"),
+    [({"k": 4}, "odd"), ({"padding": 0}, "padding"), ({"stride": 0}, "stride"), ({"plugin_namespace": "other"}, "plugin_namespace"),
      ({"plugin_version": "2"}, "plugin_version")],
 )
 def test_prepare_rejects_bad_nodes(attrs: dict, match: str) -> None:
@@ -376,6 +436,28 @@ def test_prepare_refuses_a_one_dimensional_bias() -> None:
     spec["bias"] = spec["bias"].reshape(4)  # C == OW: torch would add it along W
     with pytest.raises(TvexportError, match=r"m.onnx: tv_dwconv node tv0: .*\(4,\) fits neither .*per-channel bias is \(C, 1, 1\)"):
         prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+
+
+@needs_onnx
+@pytest.mark.parametrize("bias", ["map", "channel"])
+def test_prepare_refuses_a_bias_with_leading_ones(bias: str) -> None:
+    """Before: a (1, C, h, w) or (1, C, 1, 1) bias initializer was taken (the torch forms broadcast
+    leading 1s away), though the numpy reference and the OpenVINO op refuse it (rank 3 only);
+    tvexport never writes one. Refused now, with the numpy reference's message."""
+    from tvexport.export._plugin_ref import tv_dwconv_reference
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    spec = _spec(4, 3, 1, 5, 6, bias)
+    spec["bias"] = spec["bias"][None]
+    shape = (1, 4, 5, 6) if bias == "map" else (1, 4, 1, 1)
+    message = f"bias must be (C, h, w) = (4, 5, 6) or (C, 1, 1), got {shape}"
+    with pytest.raises(TvexportError) as info:
+        prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}"
+    x, weight = np.ones((1, 4, 5, 6), np.float32), np.ones((4, 9, 5, 6), np.float32)
+    with pytest.raises(ValueError) as refused:
+        tv_dwconv_reference(x, weight, spec["bias"].astype(np.float32), k=3, stride=1, padding=1)
+    assert str(refused.value) == f"tv_dwconv: {message}"
 
 
 @needs_onnx
@@ -465,6 +547,44 @@ def test_tensorrt_without_aot_plugins_is_refused(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(TvexportError, match=r">= 10\.9"):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``tensorrt`` that passes the version gate (the input checks come before any TensorRT call)."""
+    fake = types.ModuleType("tensorrt")
+    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
+    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "empty"])
+def test_build_and_runner_check_their_input_file_as_other_commands(case: str, tmp_path: Path, fake_tensorrt: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: their own "does not exist" check, which called a directory missing and let an empty
+    file through (to "needs a CUDA GPU" here). Now ``_io.check_input_file``'s lines, as other inputs."""
+    from tvexport.trt import runner
+    from tvexport.trt.build import build_engine
+
+    monkeypatch.setattr(runner, "require_cuda", lambda what: torch)  # the engine is checked once a GPU is known
+    model, engine = tmp_path / "m.onnx", tmp_path / "m.engine"
+    if case == "directory":
+        model.mkdir()
+        engine.mkdir()
+    elif case == "empty":
+        model.touch()
+        engine.touch()
+    said = {"missing": (f"{model}: no such file; export one first: tvexport export", f"{engine}: no such file; build one with: tvexport build"),
+            "directory": (f"{model} is a directory, not an ONNX model; give the .onnx file inside it",
+                          f"{engine} is a directory, not a TensorRT engine; give the .engine file inside it"),
+            "empty": (f"{model} is empty (0 bytes); the export or copy did not finish", f"{engine} is empty (0 bytes); the build or copy did not finish")}[case]
+    with pytest.raises(TvexportError) as info:
+        build_engine(model, tmp_path / "out.engine")
+    assert str(info.value).startswith(said[0]), info.value
+    with pytest.raises(TvexportError) as info:
+        runner.load_runner(engine)
+    assert str(info.value).startswith(said[1]), info.value
+    assert not (tmp_path / "out.engine").exists()
 
 
 # --------------------------------------------------------------------------- with TensorRT and a GPU

@@ -227,6 +227,32 @@ def test_tolerance_refuses_bad_floors() -> None:
         Tolerance.default("int4")  # type: ignore[arg-type]
 
 
+def test_precision_and_architecture_options_are_keyword_only(artefacts: dict[str, Path]) -> None:
+    """Before: ``Reference.precision``, ``arch_config_for``, ``artifact_precision`` and
+    ``TVGeometry.macs`` took their options positionally; only the subject may be positional."""
+    import inspect
+
+    import torch
+
+    from tvexport.accuracy import Reference
+    from tvexport.checkpoint import read_checkpoint
+    from tvexport.export.validate import artifact_precision
+    from tvexport.layers import TVGeometry
+    from tvexport.models.loading import arch_config_for
+
+    for f in (Reference.precision, arch_config_for, artifact_precision, TVGeometry.macs):
+        params = list(inspect.signature(f).parameters.values())
+        assert [p.name for p in params if p.kind != p.KEYWORD_ONLY] == [params[0].name], f.__qualname__
+    reference = Reference(make_model("face_mobilenetv2_x0_1", atom="dwconv"), kernels=torch.float16)
+    assert reference.precision(dtype="float32") == "float16_kernels" and reference.precision(dtype="float16") == "float16"
+    ckpt = read_checkpoint(artefacts["ckpt"])
+    assert arch_config_for(ckpt, arch="face_mobilenetv2_x0_1").name == arch_config_for(ckpt).name == "face_mobilenetv2_x0_1"
+    assert artifact_precision(artefacts["onnx"], found=None) == ("float32", None)
+    assert TVGeometry(channels=4, k=3, stride=1, h=5, w=5, bias=False).macs(batch=2) == 2 * 4 * 9 * 25
+    with pytest.raises(TypeError):
+        TVGeometry(channels=4, k=3, stride=1, h=5, w=5, bias=False).macs(2)  # type: ignore[misc]
+
+
 def test_validate_refuses_an_onnx_of_another_architecture(cli: Any, artefacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ONNX metadata names the network (``tvexport.arch``, ``tvexport.atom``): another width,
     or the TV network of a DWConv-baseline graph, is refused by name before anything runs."""

@@ -1,4 +1,5 @@
-"""The translation-variant depthwise math: output size, input checks and the two torch forms.
+"""The translation-variant depthwise math: output size, input checks (the ONNX node's bounds too) and
+the two torch forms.
 
 A leaf module (torch only): ``tvexport.layers`` builds its modules on it and ``tvexport.kernels``
 checks inputs with it, so neither imports the other's internals. For input ``x`` (N, C, H, W),
@@ -45,10 +46,11 @@ def _check_input(x: torch.Tensor, weight: torch.Tensor, stride: int) -> int:
 def bias_is_map(shape: Sequence[int], channels: int, h: int, w: int) -> bool:
     """True for a (C, h, w) bias map, False for a per-channel (C, 1, 1) bias; ValueError otherwise.
 
-    Leading 1s broadcast away ((1, C, h, w) is a map). A 1-D bias is refused on every path (the
-    torch forms, the Triton kernel, the TensorRT plugin and the ONNX node's references): torch
-    would add a (C,) vector along W where a kernel reads it per channel, so a per-channel bias is
-    always written (C, 1, 1).
+    Leading 1s broadcast away ((1, C, h, w) is a map) in the torch forms and the Triton kernel;
+    the ONNX node's bias is rank 3 on every path (``check_node_bias``). A 1-D bias is refused on
+    every path (the torch forms, the Triton kernel, the TensorRT plugin and the ONNX node's
+    references): torch would add a (C,) vector along W where a kernel reads it per channel, so a
+    per-channel bias is always written (C, 1, 1).
     """
     dims = [int(d) for d in shape]
     while len(dims) > 3 and dims[0] == 1:
@@ -59,6 +61,34 @@ def bias_is_map(shape: Sequence[int], channels: int, h: int, w: int) -> bool:
         return False
     hint = "; a per-channel bias is (C, 1, 1), not (C,)" if len(dims) == 1 else ""
     raise ValueError(f"TV bias of shape {tuple(shape)} fits neither ({channels}, {h}, {w}) nor ({channels}, 1, 1){hint}")
+
+
+# The largest k a ``tv_dwconv`` node takes (``kMaxK`` of the OpenVINO op): TVConv layers use 3..7.
+MAX_NODE_K = 63
+
+
+def check_node_attrs(k: int, stride: int, padding: int, *, node: str = "tv_dwconv") -> None:
+    """The bounds of a ``tv_dwconv`` node's INT attributes, those of the OpenVINO op
+    (``check_attributes`` in tvexport/openvino/ext/tv_dwconv.cpp), for the TensorRT preparation and
+    plugin and the numpy reference alike: k odd in 1..63, stride >= 1, padding 0..k-1. ValueError
+    ``"{node}: ..."`` names the attribute."""
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"{node}: k must be a positive odd number, got {k}")
+    if k > MAX_NODE_K:
+        raise ValueError(f"{node}: k must be at most {MAX_NODE_K}, got {k}")
+    if stride < 1:
+        raise ValueError(f"{node}: stride must be >= 1, got {stride}")
+    if not 0 <= padding < k:
+        raise ValueError(f"{node}: padding must be between 0 and k-1 = {k - 1} for k={k}, got {padding}")
+
+
+def check_node_bias(shape: Sequence[int], channels: int, h: int, w: int, *, node: str = "tv_dwconv") -> None:
+    """The bias input of a ``tv_dwconv`` node: exactly (C, h, w) or (C, 1, 1), as the OpenVINO op
+    takes it (rank 3), for the TensorRT preparation and the numpy reference alike; the torch forms
+    also take leading 1s (``bias_is_map``). ValueError ``"{node}: ..."`` otherwise."""
+    dims = tuple(int(d) for d in shape)
+    if dims not in ((channels, h, w), (channels, 1, 1)):
+        raise ValueError(f"{node}: bias must be (C, h, w) = {(channels, h, w)} or (C, 1, 1), got {dims}")
 
 
 def _bias_3d(bias: torch.Tensor | None, channels: int, h: int, w: int) -> torch.Tensor | None:

@@ -41,10 +41,10 @@ def check_input_file(path: str | Path, *, what: str, dir_hint: str, empty_hint: 
     return path
 
 
-def check_exported_file(path: str | Path, *, what: str, dir_hint: str) -> Path:
+def check_exported_file(path: str | Path, *, what: str, dir_hint: str, missing_hint: str = "check the path") -> Path:
     """``check_input_file`` for a file tvexport exported (``what``: e.g. "an ONNX model"): an empty
     one is an export or copy that did not finish."""
-    return check_input_file(path, what=what, dir_hint=dir_hint, empty_hint="the export or copy did not finish; export it again")
+    return check_input_file(path, what=what, dir_hint=dir_hint, empty_hint="the export or copy did not finish; export it again", missing_hint=missing_hint)
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

@@ -338,10 +338,10 @@ class Reference:
     (quantized per (channel, tap) as ``tvexport.quantize`` does) too, so that the yardstick of a
     compressed bake is what the unbaked network achieves with the same kernel precision (the
     analogue of the float32 rule), and the allowance follows the network's conditioning in every case.
+    ``model`` is not modified: the copies run in eval mode, its training modes stay as they are.
     """
 
     def __init__(self, model: nn.Module, *, kernels: torch.dtype = torch.float32) -> None:
-        model.eval()
         self.model = model
         self.kernels = kernels
         self.config = config_of(model)
@@ -374,7 +374,7 @@ class Reference:
         other.kernels, other._float32_model = kernels, None
         return other
 
-    def precision(self, dtype: str = "float32") -> Precision:
+    def precision(self, *, dtype: str = "float32") -> Precision:
         """The ``Tolerance.default`` precision of a candidate computing in ``dtype`` with the kernels
         this reference was built for."""
         if dtype == "float16":

@@ -462,7 +462,7 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32, ar
     assert payload is not None
     if payload.get("format_version") != FORMAT_VERSION:
         raise TvexportError(f"{ckpt.path}: baked format version {payload.get('format_version')} is not supported by tvexport {__version__}", hint="re-bake it from the original checkpoint")
-    cfg = arch_config_for(ckpt, arch)
+    cfg = arch_config_for(ckpt, arch=arch)
     try:
         tv_layers = payload["bake"]["tv_layers"]
         folded = payload["bake"]["folded"]
@@ -522,7 +522,7 @@ def load_checkpoint(path: str | Path, *, arch: str | None = None) -> nn.Module:
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
         return model_from_baked(ckpt, arch=arch)
-    return build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)
+    return build_from_state_dict(arch_config_for(ckpt, arch=arch), ckpt.state_dict, source=ckpt.path)
 
 
 @dataclasses.dataclass
@@ -580,7 +580,7 @@ def bake_checkpoint(
     check_output_path(out, force=force, source=source)
     if not allow_nonfinite:
         refuse_nonfinite(ckpt, hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway")
-    cfg = arch_config_for(ckpt, arch)
+    cfg = arch_config_for(ckpt, arch=arch)
     if cfg.atom != "tvconv":
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)

@@ -58,7 +58,7 @@ class TVGeometry:
     def kernel_numel(self) -> int:
         return self.channels * self.k * self.k * self.h * self.w
 
-    def macs(self, batch: int = 1) -> int:
+    def macs(self, *, batch: int = 1) -> int:
         """Multiply-accumulates of the TV op for one call."""
         return batch * self.kernel_numel
 

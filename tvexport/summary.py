@@ -156,5 +156,5 @@ def inspect_checkpoint(path: str | Path, *, arch: str | None = None) -> ModelSum
     if ckpt.format == "baked":
         model = model_from_baked(ckpt, arch=arch)
     else:
-        model = build_from_state_dict(arch_config_for(ckpt, arch), ckpt.state_dict, source=ckpt.path)
+        model = build_from_state_dict(arch_config_for(ckpt, arch=arch), ckpt.state_dict, source=ckpt.path)
     return summarize_model(model, ckpt)

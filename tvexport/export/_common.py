@@ -117,7 +117,7 @@ def load_source(
         model = model_from_baked(ckpt, arch=arch)
         return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, reference=Reference(model) if reference else None, source=ckpt.path))
     refuse_nonfinite(ckpt)
-    cfg: ArchConfig = arch_config_for(ckpt, arch)
+    cfg: ArchConfig = arch_config_for(ckpt, arch=arch)
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     kernels = quantize_dtype(kernel_dtype if kernel_dtype is not None else torch.float32)
     if cfg.atom != "tvconv":

@@ -6,7 +6,8 @@ Node spec (shared with the TensorRT plugin):
 * inputs ``x`` (N, C, H, W) float32/float16; ``weight`` (C, k*k, h, w) float32, float16 or int8;
   ``bias`` (C, h, w) or (C, 1, 1) float, or the empty name when absent; ``scale`` (C, k*k, 1, 1)
   float32 iff ``weight`` is int8 (``w = weight * scale``);
-* INT attributes ``k``, ``stride``, ``padding``; STRING attributes ``plugin_namespace`` =
+* INT attributes ``k`` (odd, <= 63), ``stride`` (>= 1), ``padding`` (0..k-1), as every path checks
+  them (``tvexport._depthwise.check_node_attrs``); STRING attributes ``plugin_namespace`` =
   "tvexport" and ``plugin_version`` = "1" (what TensorRT's ONNX parser uses to find the plugin);
 * output (N, C, h, w)::
 
@@ -31,6 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .._depthwise import check_node_attrs, check_node_bias
 from ._onnx_tv import PLUGIN_DOMAIN, PLUGIN_NAMESPACE, PLUGIN_OP, PLUGIN_VERSION
 
 
@@ -45,6 +47,7 @@ def tv_dwconv_reference(
     padding: int,
 ) -> np.ndarray:
     """The node's math, accumulated in float64 (int8 kernels dequantized exactly); returns ``x.dtype``."""
+    check_node_attrs(k, stride, padding)
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"tv_dwconv: expected 4-D x and weight, got {x.shape} and {weight.shape}")
     n, c, hin, win = x.shape
@@ -53,8 +56,8 @@ def tv_dwconv_reference(
         raise ValueError(f"tv_dwconv: weight {weight.shape} does not match C={c}, k={k}")
     if (hin + 2 * padding - k) // stride + 1 != h or (win + 2 * padding - k) // stride + 1 != w:
         raise ValueError(f"tv_dwconv: input {x.shape} with k={k} stride={stride} padding={padding} does not give {h}x{w}")
-    if bias is not None and bias.shape not in ((c, h, w), (c, 1, 1)):
-        raise ValueError(f"tv_dwconv: bias must be (C, h, w) = {(c, h, w)} or (C, 1, 1), got {bias.shape}")
+    if bias is not None:
+        check_node_bias(bias.shape, c, h, w)
     wd = weight.astype(np.float64)
     if weight.dtype == np.int8:
         if scale is None or scale.shape != (c, kk, 1, 1):

@@ -639,7 +639,7 @@ def export_onnx(
         reference = Reference(model)  # of the model as given: with_kernel_dtype makes it one for compressed kernels
     if kernel_dtype is not None:
         model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
-    tolerance = Tolerance.default(reference.precision(dtype) if reference is not None else "float32", rtol=rtol, atol=atol)
+    tolerance = Tolerance.default(reference.precision(dtype=dtype) if reference is not None else "float32", rtol=rtol, atol=atol)
     cfg = config_of(model)
     raw = onnx_graph(model, tv_op=tv_op, opset=opset, batch=batch, dynamic_batch=dynamic_batch, dtype=dtype, fp16_io=fp16_io, decomposition=decomposition)
     check_graph(raw, what="exported")

@@ -84,7 +84,7 @@ class ValidationReport:
         }
 
 
-def artifact_precision(path: Path, found: Artifact | None = None) -> tuple[str, str | None]:
+def artifact_precision(path: Path, *, found: Artifact | None = None) -> tuple[str, str | None]:
     """(precision the artefact computes in, how it stores TV kernels where that differs: "int8",
     "float16" or None) from its ONNX metadata or JSON sidecar; float32 and None when unknown."""
     if found is not None and found.sidecar is not None:
@@ -266,10 +266,10 @@ def validate_artifact(
     if input_path is not None:  # before the checkpoint is read and the model compiled
         check_input_file(input_path, **_NPY_CHECKS)
     found = identify(artifact)
-    dtype, kernel_dtype = artifact_precision(artifact, found)
+    dtype, kernel_dtype = artifact_precision(artifact, found=found)
     Tolerance.default(dtype, rtol=rtol, atol=atol)  # a bad --rtol/--atol is refused before any work
     backend = resolve_backend(artifact, found, backend)
-    cfg = arch_config_for(read_checkpoint(against), arch)
+    cfg = arch_config_for(read_checkpoint(against), arch=arch)
     check_same_network(found, cfg, against)
     runner = load_runner(backend, artifact)
     fixed_batch = getattr(runner, "batch", None)
@@ -293,7 +293,7 @@ def validate_artifact(
     source = load_source(against, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype)
     reference = source.reference
     assert reference is not None  # load_source builds one unless told otherwise
-    tolerance = Tolerance.default(reference.precision(dtype), rtol=rtol, atol=atol)
+    tolerance = Tolerance.default(reference.precision(dtype=dtype), rtol=rtol, atol=atol)
     comparisons = reference.compare({backend: runner(x)}, x, tolerance=tolerance)
     return ValidationReport(artifact, backend, against, cfg.name, tuple(x.shape), input_source, comparisons, time.perf_counter() - start,
                             reference.truth_label, reference.baseline_label)

@@ -15,7 +15,7 @@ from ..errors import TvexportError, about_file
 from .registry import ArchConfig, _first_tv_prefix, _tv_settings, create_model, detect_arch, resolve_arch
 
 
-def arch_config_for(ckpt: Checkpoint, arch: str | None = None) -> ArchConfig:
+def arch_config_for(ckpt: Checkpoint, *, arch: str | None = None) -> ArchConfig:
     """The architecture of ``ckpt``: detected from its keys, or ``arch`` if given (a baked file
     records its own: another ``arch`` is refused)."""
     if ckpt.format == "baked":

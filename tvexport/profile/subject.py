@@ -98,7 +98,7 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[
             model = model_from_baked(ckpt, arch=arch)
             return Network("tvconv", f"baked file {path.name}", None, model), {"kind": "baked", "path": str(path)}
         refuse_nonfinite(ckpt)
-        cfg = arch_config_for(ckpt, arch)
+        cfg = arch_config_for(ckpt, arch=arch)
         if cfg.atom != "tvconv":
             raise TvexportError(
                 f"{path} is a {cfg.name} {cfg.atom} baseline without TVConv layers",

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .._depthwise import check_node_bias
 from ..errors import TvexportError, missing
 from ..kernels._config import BIAS_MAP, bias_mode
 from ._spec import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, parse_attrs
@@ -90,9 +91,9 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             if not isinstance(attrs.get(key), int):
                 raise TvexportError(f"{where} lacks the integer attribute {key!r}", hint="re-export the model with tvexport export")
         try:
-            tv = parse_attrs(attrs["k"], attrs["stride"], attrs["padding"])
+            tv = parse_attrs(attrs["k"], attrs["stride"], attrs["padding"], node=where)
         except ValueError as err:
-            raise TvexportError(f"{where}: {err}") from None
+            raise TvexportError(str(err)) from None
         for key, want in (("plugin_namespace", PLUGIN_NAMESPACE), ("plugin_version", PLUGIN_VERSION)):
             got = attrs.get(key)
             if got is None:
@@ -129,6 +130,10 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
                 mode = bias_mode(tuple(bias.dims), c, oh, ow)
             except ValueError as err:
                 raise TvexportError(f"{where}: {err}") from None
+            try:  # bias_mode drops leading 1s, as the torch forms do; the node takes none, as on its other paths
+                check_node_bias(bias.dims, c, oh, ow, node=where)
+            except ValueError as err:
+                raise TvexportError(str(err)) from None
             bias_kind = "map" if mode == BIAS_MAP else "channel"
             if oh == ow == 1 and node.name in recorded:  # (C, 1, 1) either way: the layer's kind as exported
                 bias_kind = recorded[node.name]

@@ -29,7 +29,7 @@ from ..artifacts import ENGINE_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
 from ..errors import TvexportError
 from ..kernels._config import bias_mode
-from .._depthwise import tv_output_size
+from .._depthwise import check_node_attrs, tv_output_size
 
 PLUGIN_NAME = "tv_dwconv"
 PLUGIN_NAMESPACE = "tvexport"
@@ -59,15 +59,14 @@ class TVAttrs:
     padding: int
 
 
-def parse_attrs(k: int, stride: int, padding: int) -> TVAttrs:
-    """Validate a node's attributes; ValueError says which one is wrong."""
+def parse_attrs(k: int, stride: int, padding: int, *, node: str = "tv_dwconv") -> TVAttrs:
+    """Validate a node's attributes: the bounds every path shares (``check_node_attrs``), and the
+    padding the plugin's kernel applies, k // 2 (what tvexport exports); ValueError ``"{node}: ..."``
+    says which one is wrong."""
     k, stride, padding = int(k), int(stride), int(padding)
-    if k < 1 or k % 2 == 0:
-        raise ValueError(f"tv_dwconv attribute k must be a positive odd integer, got {k}")
-    if stride not in (1, 2):
-        raise ValueError(f"tv_dwconv attribute stride must be 1 or 2, got {stride}")
+    check_node_attrs(k, stride, padding, node=node)
     if padding != k // 2:
-        raise ValueError(f"tv_dwconv attribute padding must be k // 2 = {k // 2}, got {padding}")
+        raise ValueError(f"{node}: padding must be k // 2 = {k // 2} for tvexport's TensorRT plugin (its kernel pads by k // 2), got {padding}")
     return TVAttrs(k, stride, padding)
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_output, check_output_path, refuse_stdin
+from .._io import atomic_output, check_exported_file, check_output_path, refuse_stdin
 from ..errors import TvexportError
 from ._env import Logger, load_plugin, require_cuda, require_tensorrt
 from ._spec import (
@@ -104,11 +104,9 @@ def build_engine(
     GPU with a dynamic-batch profile, and write the engine and its JSON sidecar atomically."""
     trt = require_tensorrt(WHAT)  # before anything else: without TensorRT nothing is read or written
     refuse_stdin(onnx_path, what="ONNX model")
-    onnx_path = Path(onnx_path)
+    onnx_path = check_exported_file(onnx_path, what="an ONNX model", dir_hint="give the .onnx file inside it", missing_hint="export one first: tvexport export")
     out = Path(output) if output is not None else default_engine_path(onnx_path)
     side = sidecar_path(out)
-    if not onnx_path.is_file():
-        raise TvexportError(f"ONNX model {onnx_path} does not exist", hint="export one first: tvexport export")
     check_output_path(out, force=force)
     check_output_path(side, force=True)
     torch = require_cuda(WHAT)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import check_input_file
 from ..errors import TvexportError
 from ._env import Logger, require_cuda, require_tensorrt
 from ._spec import sidecar_path
@@ -29,8 +30,8 @@ class TensorRTRunner:
         self.path = Path(path)
         self._trt = trt = require_tensorrt(WHAT)
         self._torch = torch = require_cuda(WHAT)
-        if not self.path.is_file():
-            raise TvexportError(f"engine {self.path} does not exist", hint="build one with: tvexport build MODEL.onnx -o MODEL.engine")
+        check_input_file(self.path, what="a TensorRT engine", dir_hint="give the .engine file inside it",
+                         empty_hint="the build or copy did not finish; build it again", missing_hint="build one with: tvexport build MODEL.onnx -o MODEL.engine")
         try:  # AOT plugins need no Python at run time; registering does no harm if triton is there
             from . import plugin  # noqa: F401
         except ImportError:
