@@ -434,8 +434,27 @@ def test_prepare_refuses_a_one_dimensional_bias() -> None:
 
     spec = _spec(4, 3, 1, 5, 4, "channel")
     spec["bias"] = spec["bias"].reshape(4)  # C == OW: torch would add it along W
-    with pytest.raises(TvexportError, match=r"m.onnx: tv_dwconv node tv0: .*\(4,\) fits neither .*per-channel bias is \(C, 1, 1\)"):
+    with pytest.raises(TvexportError, match=r"m.onnx: tv_dwconv node tv0: bias must be .* got \(4,\); a per-channel bias is \(C, 1, 1\)"):
         prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+
+
+@needs_onnx
+@pytest.mark.parametrize("shape", [(4, 5, 1), (4, 1, 6), (2, 5, 6), (4, 6, 5)])
+def test_prepare_refuses_a_wrong_rank3_bias_as_the_numpy_reference_does(shape: tuple) -> None:
+    """Before: the TensorRT preparation said "TV bias of shape ... fits neither ..." for a wrong
+    rank-3 bias while the numpy reference said "bias must be (C, h, w) = ...": one message now."""
+    from tvexport.export._plugin_ref import tv_dwconv_reference
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    spec = _spec(4, 3, 1, 5, 6, "map")
+    spec["bias"] = np.ones(shape, np.float32)
+    message = f"bias must be (C, h, w) = (4, 5, 6) or (C, 1, 1), got {shape}"
+    with pytest.raises(TvexportError) as info:
+        prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}"
+    with pytest.raises(ValueError) as refused:
+        tv_dwconv_reference(np.ones((1, 4, 5, 6), np.float32), np.ones((4, 9, 5, 6), np.float32), spec["bias"], k=3, stride=1, padding=1)
+    assert str(refused.value) == f"tv_dwconv: {message}"
 
 
 @needs_onnx
@@ -566,7 +585,7 @@ def test_build_and_runner_check_their_input_file_as_other_commands(case: str, tm
     from tvexport.trt import runner
     from tvexport.trt.build import build_engine
 
-    monkeypatch.setattr(runner, "require_cuda", lambda what: torch)  # the engine is checked once a GPU is known
+    # no GPU here: the engine file is checked before CUDA is required (a missing file is not "needs a CUDA GPU")
     model, engine = tmp_path / "m.onnx", tmp_path / "m.engine"
     if case == "directory":
         model.mkdir()

@@ -1,7 +1,7 @@
 """The translation-variant depthwise math: output size, input checks (the ONNX node's bounds too) and
 the two torch forms.
 
-A leaf module (torch only): ``tvexport.layers`` builds its modules on it and ``tvexport.kernels``
+A leaf module (torch and the standard library only): ``tvexport.layers`` builds its modules on it and ``tvexport.kernels``
 checks inputs with it, so neither imports the other's internals. For input ``x`` (N, C, H, W),
 kernels ``weight`` (C, k*k, h, w), stride ``s`` and padding ``k // 2``::
 
@@ -63,7 +63,8 @@ def bias_is_map(shape: Sequence[int], channels: int, h: int, w: int) -> bool:
     raise ValueError(f"TV bias of shape {tuple(shape)} fits neither ({channels}, {h}, {w}) nor ({channels}, 1, 1){hint}")
 
 
-# The largest k a ``tv_dwconv`` node takes (``kMaxK`` of the OpenVINO op): TVConv layers use 3..7.
+# The largest k a ``tv_dwconv`` node takes: ``kMaxK`` of the OpenVINO op (tvexport/openvino/ext/tv_dwconv.cpp),
+# which names this constant too; TVConv layers use 3..7.
 MAX_NODE_K = 63
 
 
@@ -88,7 +89,8 @@ def check_node_bias(shape: Sequence[int], channels: int, h: int, w: int, *, node
     also take leading 1s (``bias_is_map``). ValueError ``"{node}: ..."`` otherwise."""
     dims = tuple(int(d) for d in shape)
     if dims not in ((channels, h, w), (channels, 1, 1)):
-        raise ValueError(f"{node}: bias must be (C, h, w) = {(channels, h, w)} or (C, 1, 1), got {dims}")
+        hint = "; a per-channel bias is (C, 1, 1), not (C,)" if len(dims) == 1 else ""
+        raise ValueError(f"{node}: bias must be (C, h, w) = {(channels, h, w)} or (C, 1, 1), got {dims}{hint}")
 
 
 def _bias_3d(bias: torch.Tensor | None, channels: int, h: int, w: int) -> torch.Tensor | None:

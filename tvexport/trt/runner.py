@@ -29,9 +29,9 @@ class TensorRTRunner:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._trt = trt = require_tensorrt(WHAT)
-        self._torch = torch = require_cuda(WHAT)
         check_input_file(self.path, what="a TensorRT engine", dir_hint="give the .engine file inside it",
                          empty_hint="the build or copy did not finish; build it again", missing_hint="build one with: tvexport build MODEL.onnx -o MODEL.engine")
+        self._torch = torch = require_cuda(WHAT)  # after the file check, as in build: a missing engine is not "needs a CUDA GPU"
         try:  # AOT plugins need no Python at run time; registering does no harm if triton is there
             from . import plugin  # noqa: F401
         except ImportError:

@@ -56,7 +56,8 @@ std::string dims(const ov::PartialShape& s, const std::vector<int64_t>& order = 
 }
 
 // The largest k the op takes: TVConv layers use 3..7, and with k and padding this small neither
-// k*k nor a window's reach can overflow int64.
+// k*k nor a window's reach can overflow int64. The Python sides' bound is tvexport/_depthwise.py's
+// MAX_NODE_K: keep the two equal.
 constexpr int64_t kMaxK = 63;
 
 // The attribute checks, shared by the ONNX conversion (before anything there uses k) and the op.
