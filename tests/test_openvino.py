@@ -530,6 +530,11 @@ def _bad(mutate: str) -> Any:
     elif mutate == "short_input":  # a 3x3 window over 2x2 unpadded: no output position (torch refuses it)
         model = layer_model(np.zeros((8, 9, 1, 1), np.float32), None, stride=2, method="plugin", batch=2)
         next(a for a in model.graph.node[0].attribute if a.name == "padding").i = 0
+    elif mutate.startswith("typed_"):  # e.g. typed_k=3.7 (a FLOAT attribute), typed_k='3' (a STRING one)
+        name, value = mutate.removeprefix("typed_").split("=")
+        keep = [a for a in node.attribute if a.name != name]
+        del node.attribute[:]
+        node.attribute.extend([*keep, helper.make_attribute(name, value.strip("'") if value.startswith("'") else float(value))])
     elif mutate.startswith(("padding=", "k=")):  # e.g. padding=2**62: 2*padding wrapped in int64
         name, value = mutate.split("=")
         next(a for a in node.attribute if a.name == name).i = _HUGE.get(value) or int(value)
@@ -556,6 +561,12 @@ def _bad(mutate: str) -> Any:
     ("missing_k", "lacks the INT attribute 'k'"),
     ("missing_stride", "lacks the INT attribute 'stride'"),
     ("missing_padding", "lacks the INT attribute 'padding'"),
+    # before: converted silently (k=3.7 ran as k=3, stride=1.9 as 1, '3' as 3), and 'abc' gave "Could not convert to: l from string"
+    ("typed_k=3.7", "attribute 'k' must be INT, got FLOAT"),
+    ("typed_stride=1.9", "attribute 'stride' must be INT, got FLOAT"),
+    ("typed_padding=1.0", "attribute 'padding' must be INT, got FLOAT"),
+    ("typed_k='3'", "attribute 'k' must be INT, got STRING"),
+    ("typed_k='abc'", "attribute 'k' must be INT, got STRING"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
     ("scale_shape", "scale (3, 9, 1, 1) must be (8, 9, 1, 1), one value per channel and tap of weight (8, 9, 6, 6)"),
