@@ -869,6 +869,47 @@ def test_missing_build_tool_one_line(what: str, cli: Any, tmp_path: Path, monkey
     assert not list(tmp_path.glob("openvino/*/" + _build.LIBRARY))
 
 
+def test_cxx_naming_no_compiler_one_line(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: CXX naming a missing compiler fell back to c++ silently."""
+    from tvexport.profile.backends import get_backend
+
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "nothere" / "g++"))
+    expected = f"CXX={tmp_path / 'nothere' / 'g++'} not found; unset it or point it at a compiler"
+    with pytest.raises(MissingDependencyError) as info:
+        build_extension()
+    assert str(info.value) == expected
+    r = cli("extension", "build", "openvino")
+    assert r.exit_code == 2 and expected in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert get_backend("openvino-fused").available(device="cpu") == expected
+
+
+def test_openvino_fused_available_agrees_with_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """available() finds what the build finds: a pip-installed cmake beside the interpreter and the
+    compiler CXX names (before: only cmake and c++/g++/clang++ on PATH, so it refused a working setup)."""
+    from tvexport.profile.backends import get_backend
+
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("needs a C++ compiler")
+    venv, path = tmp_path / "venv" / "bin", tmp_path / "path"
+    venv.mkdir(parents=True)
+    path.mkdir()
+    cmake = venv / "cmake"
+    cmake.write_text("#!/bin/sh\n")
+    cmake.chmod(0o755)
+    (path / "my-cxx").symlink_to(compiler)
+    monkeypatch.setattr(sys, "executable", str(venv / "python"))
+    monkeypatch.setenv("PATH", str(path))  # no cmake, c++, g++ or clang++ on it
+    monkeypatch.setenv("CXX", "my-cxx")
+    backend = get_backend("openvino-fused")
+    assert _build._requirements()[2:4] == (str(cmake), str(path / "my-cxx"))
+    assert backend.available(device="cpu") is None
+    monkeypatch.delenv("CXX")
+    reason = backend.available(device="cpu")
+    assert reason is not None and "needs a C++17 compiler" in reason
+
+
 def test_compile_error_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
     broken = tmp_path / "ext"
