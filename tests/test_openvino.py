@@ -28,7 +28,7 @@ pytest.importorskip("openvino")
 onnx = pytest.importorskip("onnx")
 from onnx import helper, numpy_helper  # noqa: E402
 
-from conftest import SMALL_TV, make_model  # noqa: E402
+from conftest import SMALL_TV, check_latency_line, make_model  # noqa: E402
 from tvexport.bake import bake_model, random_inputs  # noqa: E402
 from tvexport.errors import MissingDependencyError, TvexportError  # noqa: E402
 from tvexport.export._onnx_tv import layer_model  # noqa: E402
@@ -946,9 +946,11 @@ def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Pat
     x = random_inputs((3, 3, 96, 96), seed=5).numpy()
     (tmp_path / "x.f32").write_bytes(x.astype("<f4").tobytes())
     run = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96", "--extension", str(extension), "--input", str(tmp_path / "x.f32"),
-                          "--output", str(tmp_path / "y.f32"), "--threads", "2", "--iters", "3"], capture_output=True, text=True, timeout=300)
+                          "--output", str(tmp_path / "y.f32"), "--threads", "2", "--iters", "10", "--times", str(tmp_path / "times.txt")],
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "output shape [3, 512]" in run.stdout and "precision f32" in run.stdout and "latency_ms" in run.stdout
+    assert "output shape [3, 512]" in run.stdout and "precision f32" in run.stdout
+    check_latency_line(run.stdout, tmp_path / "times.txt", runs=10)  # before: p50 the 6th of 10, p90 the 10th (the max)
     got = np.frombuffer((tmp_path / "y.f32").read_bytes(), dtype="<f4").reshape(3, 512)
     np.testing.assert_allclose(got, OpenVinoRunner(mnv2.graph)(x), rtol=0, atol=1e-5 * float(np.abs(got).max()))
     with torch.no_grad():
