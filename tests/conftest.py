@@ -7,9 +7,11 @@ import copy
 import dataclasses
 import functools
 import os
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,6 +31,17 @@ def _cached_model(name: str, atom: str, tv: TVSettings, seed: int) -> torch.nn.M
 def make_model(name: str = "face_mobilenetv2_x0_1", *, atom: str = "tvconv", tv: TVSettings = SMALL_TV, seed: int = 0) -> torch.nn.Module:
     """A zoo model with random posi_map, LayerNorm and (calibrated) BatchNorm values (a fresh copy)."""
     return copy.deepcopy(_cached_model(name, atom, tv, seed))
+
+
+def check_latency_line(stdout: str, times: Path, *, runs: int) -> None:
+    """An example runner's "latency_ms min A p50 B p90 C" line (4 decimals) against the per-run
+    latencies it wrote with --times: min and numpy's (linear) percentiles, as tvexport/profile/stats.py."""
+    ms = np.loadtxt(times, ndmin=1)
+    assert ms.shape == (runs,), ms
+    found = re.search(r"latency_ms min (\S+) p50 (\S+) p90 (\S+) \((\d+) runs", stdout)
+    assert found and int(found.group(4)) == runs, stdout
+    printed = [float(v) for v in found.groups()[:3]]
+    np.testing.assert_allclose(printed, [ms.min(), *np.percentile(ms, [50, 90])], rtol=0, atol=6e-5)
 
 
 def write_checkpoint(model: torch.nn.Module, path: Path, fmt: str) -> Path:

@@ -10,13 +10,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_model, write_checkpoint
+from conftest import check_latency_line, make_model, write_checkpoint
 from tinynet import tiny_tvnet
 from tvexport import MismatchError, Reference, Tolerance, TvexportError, bake
 from tvexport.export import load_runner, load_source
@@ -321,13 +322,13 @@ def _cxx_available() -> bool:
 
 @pytest.mark.skipif(not _cxx_available(), reason="needs cmake and a C++ compiler")
 def test_cpp_runner_matches_python(tiny_package, tmp_path: Path) -> None:
-    """Build examples/aoti_runner against the torch wheel's libtorch; run the package without Python."""
+    """Build examples/aoti_runner with its build.sh (the README's one command) against the torch
+    wheel's libtorch; run the package without Python."""
     path, unbaked, _ = tiny_package
     build = tmp_path / "build"
-    prefix = torch.utils.cmake_prefix_path
-    subprocess.run(["cmake", "-S", str(EXAMPLE), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={prefix}"],
-                   check=True, capture_output=True, text=True)
-    subprocess.run(["cmake", "--build", str(build), "-j", "2"], check=True, capture_output=True, text=True)
+    proc = subprocess.run(["bash", str(EXAMPLE / "build.sh"), str(build)], env={**os.environ, "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     exe = build / "aoti_runner"
     ldd = subprocess.run(["ldd", str(exe)], capture_output=True, text=True).stdout
     assert "libtorch" in ldd and "libpython" not in ldd
@@ -335,10 +336,11 @@ def test_cpp_runner_matches_python(tiny_package, tmp_path: Path) -> None:
     x = _inputs(3, seed=7)
     (tmp_path / "x.f32").write_bytes(x.astype("<f4").tobytes())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    proc = subprocess.run([str(exe), str(path), "--shape", "3,3,96,96", "--input", str(tmp_path / "x.f32"), "--output", str(tmp_path / "y.f32")],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([str(exe), str(path), "--shape", "3,3,96,96", "--input", str(tmp_path / "x.f32"), "--output", str(tmp_path / "y.f32"),
+                           "--iters", "10", "--times", str(tmp_path / "times.txt")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "output shape [3, 5]" in proc.stdout
+    check_latency_line(proc.stdout, tmp_path / "times.txt", runs=10)  # before: p50 the 6th of 10, p90 the 10th (the max)
     got = np.fromfile(tmp_path / "y.f32", dtype="<f4").reshape(3, 5)
     np.testing.assert_allclose(got, aoti.load_runner(path)(x), rtol=1e-6, atol=1e-7)
     assert _matches(got, unbaked, x)

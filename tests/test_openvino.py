@@ -28,7 +28,7 @@ pytest.importorskip("openvino")
 onnx = pytest.importorskip("onnx")
 from onnx import helper, numpy_helper  # noqa: E402
 
-from conftest import SMALL_TV, make_model  # noqa: E402
+from conftest import SMALL_TV, check_latency_line, make_model  # noqa: E402
 from tvexport.bake import bake_model, random_inputs  # noqa: E402
 from tvexport.errors import MissingDependencyError, TvexportError  # noqa: E402
 from tvexport.export._onnx_tv import layer_model  # noqa: E402
@@ -530,6 +530,11 @@ def _bad(mutate: str) -> Any:
     elif mutate == "short_input":  # a 3x3 window over 2x2 unpadded: no output position (torch refuses it)
         model = layer_model(np.zeros((8, 9, 1, 1), np.float32), None, stride=2, method="plugin", batch=2)
         next(a for a in model.graph.node[0].attribute if a.name == "padding").i = 0
+    elif mutate.startswith("typed_"):  # e.g. typed_k=3.7 (a FLOAT attribute), typed_k='3' (a STRING one)
+        name, value = mutate.removeprefix("typed_").split("=")
+        keep = [a for a in node.attribute if a.name != name]
+        del node.attribute[:]
+        node.attribute.extend([*keep, helper.make_attribute(name, value.strip("'") if value.startswith("'") else float(value))])
     elif mutate.startswith(("padding=", "k=")):  # e.g. padding=2**62: 2*padding wrapped in int64
         name, value = mutate.split("=")
         next(a for a in node.attribute if a.name == name).i = _HUGE.get(value) or int(value)
@@ -556,6 +561,12 @@ def _bad(mutate: str) -> Any:
     ("missing_k", "lacks the INT attribute 'k'"),
     ("missing_stride", "lacks the INT attribute 'stride'"),
     ("missing_padding", "lacks the INT attribute 'padding'"),
+    # before: converted silently (k=3.7 ran as k=3, stride=1.9 as 1, '3' as 3), and 'abc' gave "Could not convert to: l from string"
+    ("typed_k=3.7", "attribute 'k' must be INT, got FLOAT"),
+    ("typed_stride=1.9", "attribute 'stride' must be INT, got FLOAT"),
+    ("typed_padding=1.0", "attribute 'padding' must be INT, got FLOAT"),
+    ("typed_k='3'", "attribute 'k' must be INT, got STRING"),
+    ("typed_k='abc'", "attribute 'k' must be INT, got STRING"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
     ("scale_shape", "scale (3, 9, 1, 1) must be (8, 9, 1, 1), one value per channel and tap of weight (8, 9, 6, 6)"),
@@ -858,6 +869,47 @@ def test_missing_build_tool_one_line(what: str, cli: Any, tmp_path: Path, monkey
     assert not list(tmp_path.glob("openvino/*/" + _build.LIBRARY))
 
 
+def test_cxx_naming_no_compiler_one_line(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: CXX naming a missing compiler fell back to c++ silently."""
+    from tvexport.profile.backends import get_backend
+
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "nothere" / "g++"))
+    expected = f"CXX={tmp_path / 'nothere' / 'g++'} not found; unset it or point it at a compiler"
+    with pytest.raises(MissingDependencyError) as info:
+        build_extension()
+    assert str(info.value) == expected
+    r = cli("extension", "build", "openvino")
+    assert r.exit_code == 2 and expected in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert get_backend("openvino-fused").available(device="cpu") == expected
+
+
+def test_openvino_fused_available_agrees_with_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """available() finds what the build finds: a pip-installed cmake beside the interpreter and the
+    compiler CXX names (before: only cmake and c++/g++/clang++ on PATH, so it refused a working setup)."""
+    from tvexport.profile.backends import get_backend
+
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("needs a C++ compiler")
+    venv, path = tmp_path / "venv" / "bin", tmp_path / "path"
+    venv.mkdir(parents=True)
+    path.mkdir()
+    cmake = venv / "cmake"
+    cmake.write_text("#!/bin/sh\n")
+    cmake.chmod(0o755)
+    (path / "my-cxx").symlink_to(compiler)
+    monkeypatch.setattr(sys, "executable", str(venv / "python"))
+    monkeypatch.setenv("PATH", str(path))  # no cmake, c++, g++ or clang++ on it
+    monkeypatch.setenv("CXX", "my-cxx")
+    backend = get_backend("openvino-fused")
+    assert _build._requirements()[2:4] == (str(cmake), str(path / "my-cxx"))
+    assert backend.available(device="cpu") is None
+    monkeypatch.delenv("CXX")
+    reason = backend.available(device="cpu")
+    assert reason is not None and "needs a C++17 compiler" in reason
+
+
 def test_compile_error_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
     broken = tmp_path / "ext"
@@ -894,9 +946,11 @@ def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Pat
     x = random_inputs((3, 3, 96, 96), seed=5).numpy()
     (tmp_path / "x.f32").write_bytes(x.astype("<f4").tobytes())
     run = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96", "--extension", str(extension), "--input", str(tmp_path / "x.f32"),
-                          "--output", str(tmp_path / "y.f32"), "--threads", "2", "--iters", "3"], capture_output=True, text=True, timeout=300)
+                          "--output", str(tmp_path / "y.f32"), "--threads", "2", "--iters", "10", "--times", str(tmp_path / "times.txt")],
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "output shape [3, 512]" in run.stdout and "precision f32" in run.stdout and "latency_ms" in run.stdout
+    assert "output shape [3, 512]" in run.stdout and "precision f32" in run.stdout
+    check_latency_line(run.stdout, tmp_path / "times.txt", runs=10)  # before: p50 the 6th of 10, p90 the 10th (the max)
     got = np.frombuffer((tmp_path / "y.f32").read_bytes(), dtype="<f4").reshape(3, 512)
     np.testing.assert_allclose(got, OpenVinoRunner(mnv2.graph)(x), rtol=0, atol=1e-5 * float(np.abs(got).max()))
     with torch.no_grad():

@@ -1,12 +1,13 @@
 // aoti_runner: run a tvexport AOTInductor package (.pt2) without Python.
 //
 //   aoti_runner MODEL.pt2 --shape N,C,H,W [--input in.f32] [--output out.f32]
-//               [--iters K] [--warmup W] [--threads T]
+//               [--iters K] [--warmup W] [--threads T] [--times t.txt]
 //
 // The input is raw little-endian float32 in NCHW order (numpy: x.astype("<f4").tofile(path));
 // without --input a deterministic input is made: x[i] = sin(0.01 * i). The first output is
 // written as raw float32 to --output, and its shape, sum, mean |value| and first values are
-// printed. With --iters, the run is repeated and per-run latencies are reported.
+// printed. With --iters, the run is repeated and the min/p50/p90 latency is reported (p50 and p90
+// linearly interpolated, as numpy); --times writes the per-run latencies in ms, one a line.
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/torch.h>
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -31,15 +33,24 @@ struct Options {
   std::vector<int64_t> shape;
   std::string input;
   std::string output;
+  std::string times;
   int iters = 0;
   int warmup = 3;
   int threads = 0;
 };
 
+// The q-th percentile (0..100) of sorted samples, linearly interpolated between the closest ranks:
+// numpy's default, as tvexport/profile/stats.py (for 10 runs, p90 lies between the 9th and the 10th).
+double percentile(const std::vector<double>& sorted, double q) {
+  const double pos = q / 100.0 * static_cast<double>(sorted.size() - 1);
+  const size_t lo = static_cast<size_t>(pos), hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
+}
+
 [[noreturn]] void usage(const std::string& error) {
   std::cerr << "error: " << error << "\n"
             << "usage: aoti_runner MODEL.pt2 --shape N,C,H,W [--input in.f32] [--output out.f32]"
-               " [--iters K] [--warmup W] [--threads T]\n";
+               " [--iters K] [--warmup W] [--threads T] [--times t.txt]\n";
   std::exit(2);
 }
 
@@ -72,6 +83,7 @@ Options parse(int argc, char** argv) {
     if (a == "--shape") o.shape = parse_shape(value());
     else if (a == "--input") o.input = value();
     else if (a == "--output") o.output = value();
+    else if (a == "--times") o.times = value();
     else if (a == "--iters") o.iters = std::stoi(value());
     else if (a == "--warmup") o.warmup = std::stoi(value());
     else if (a == "--threads") o.threads = std::stoi(value());
@@ -142,9 +154,14 @@ int main(int argc, char** argv) {
         loader.run(inputs);
         ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       }
+      if (!o.times.empty()) {  // per-run latencies in ms, in run order, one a line
+        std::ofstream f(o.times);
+        for (const double v : ms) f << std::setprecision(17) << v << "\n";
+        if (!f) throw std::runtime_error("cannot write " + o.times);
+      }
       std::sort(ms.begin(), ms.end());
-      std::printf("latency_ms min %.4f p50 %.4f p90 %.4f (%d runs, %d threads)\n", ms.front(), ms[ms.size() / 2],
-                  ms[std::min(ms.size() - 1, ms.size() * 9 / 10)], o.iters, torch::get_num_threads());
+      std::printf("latency_ms min %.4f p50 %.4f p90 %.4f (%d runs, %d threads)\n", ms.front(), percentile(ms, 50),
+                  percentile(ms, 90), o.iters, torch::get_num_threads());
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

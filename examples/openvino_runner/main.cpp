@@ -3,13 +3,14 @@
 //
 //   openvino_runner MODEL.onnx --shape N,C,H,W [--extension libtvexport_openvino.so]
 //                   [--input in.f32] [--output out.f32] [--iters K] [--warmup W] [--threads T]
-//                   [--precision f32|bf16]
+//                   [--times t.txt] [--precision f32|bf16]
 //
 // The input is raw little-endian float32 in NCHW order (numpy: x.astype("<f4").tofile(path));
 // without --input a deterministic input is made: x[i] = sin(0.01 * i). The first output is
 // written as raw float32 to --output, and its shape, sum, mean |value| and first values are
-// printed. With --iters, the run is repeated and per-run latencies are reported. Inference runs
-// in float32 (INFERENCE_PRECISION_HINT f32) unless --precision bf16 is given: on CPUs with
+// printed. With --iters, the run is repeated and the min/p50/p90 latency is reported (p50 and p90
+// linearly interpolated, as numpy); --times writes the per-run latencies in ms, one a line. Inference
+// runs in float32 (INFERENCE_PRECISION_HINT f32) unless --precision bf16 is given: on CPUs with
 // AMX/AVX512-BF16 the CPU plugin would otherwise pick bfloat16.
 #include <openvino/openvino.hpp>
 
@@ -20,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -34,16 +36,25 @@ struct Options {
     std::vector<size_t> shape;
     std::string input;
     std::string output;
+    std::string times;
     std::string precision = "f32";
     int iters = 0;
     int warmup = 3;
     int threads = 0;
 };
 
+// The q-th percentile (0..100) of sorted samples, linearly interpolated between the closest ranks:
+// numpy's default, as tvexport/profile/stats.py (for 10 runs, p90 lies between the 9th and the 10th).
+double percentile(const std::vector<double>& sorted, double q) {
+    const double pos = q / 100.0 * static_cast<double>(sorted.size() - 1);
+    const size_t lo = static_cast<size_t>(pos), hi = std::min(lo + 1, sorted.size() - 1);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
+}
+
 [[noreturn]] void usage(const std::string& error) {
     std::cerr << "error: " << error << "\n"
               << "usage: openvino_runner MODEL.onnx --shape N,C,H,W [--extension LIB] [--input in.f32]"
-                 " [--output out.f32] [--iters K] [--warmup W] [--threads T] [--precision f32|bf16]\n";
+                 " [--output out.f32] [--iters K] [--warmup W] [--threads T] [--times t.txt] [--precision f32|bf16]\n";
     std::exit(2);
 }
 
@@ -83,6 +94,7 @@ Options parse(int argc, char** argv) {
         else if (a == "--extension") o.extension = value();
         else if (a == "--input") o.input = value();
         else if (a == "--output") o.output = value();
+        else if (a == "--times") o.times = value();
         else if (a == "--iters") o.iters = parse_int(a, value());
         else if (a == "--warmup") o.warmup = parse_int(a, value());
         else if (a == "--threads") o.threads = parse_int(a, value());
@@ -162,9 +174,14 @@ int main(int argc, char** argv) {
                 request.infer();
                 ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
             }
+            if (!o.times.empty()) {  // per-run latencies in ms, in run order, one a line
+                std::ofstream f(o.times);
+                for (const double v : ms) f << std::setprecision(17) << v << "\n";
+                if (!f) throw std::runtime_error("cannot write " + o.times);
+            }
             std::sort(ms.begin(), ms.end());
-            std::printf("latency_ms min %.4f p50 %.4f p90 %.4f (%d runs, %s threads)\n", ms.front(), ms[ms.size() / 2],
-                        ms[std::min(ms.size() - 1, ms.size() * 9 / 10)], o.iters,
+            std::printf("latency_ms min %.4f p50 %.4f p90 %.4f (%d runs, %s threads)\n", ms.front(), percentile(ms, 50),
+                        percentile(ms, 90), o.iters,
                         o.threads > 0 ? std::to_string(o.threads).c_str() : "default");
         }
     } catch (const std::exception& e) {

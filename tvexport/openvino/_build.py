@@ -80,8 +80,13 @@ def _tool(name: str) -> str | None:
 
 
 def _compiler() -> str:
-    for name in [os.environ.get("CXX") or "", "c++", "g++", "clang++"]:
-        if name and (found := shutil.which(name)):
+    """``$CXX`` when set (refused when it names no compiler), else the first of c++, g++, clang++ on PATH."""
+    if cxx := os.environ.get("CXX"):
+        if found := shutil.which(cxx):
+            return found
+        raise MissingDependencyError(f"CXX={cxx} not found", hint="unset it or point it at a compiler")
+    for name in ["c++", "g++", "clang++"]:
+        if found := shutil.which(name):
             return found
     raise MissingDependencyError(
         "building the OpenVINO extension needs a C++17 compiler (g++ >= 9 or clang++ >= 10), and none was found",
@@ -110,7 +115,8 @@ def _key(openvino_version: str, compiler: str) -> str:
 
 
 def _requirements() -> tuple[Path, str, str, str, str | None]:
-    """(cmake dir, openvino version, cmake, compiler, ninja); one-line errors for what is missing."""
+    """(cmake dir, openvino version, cmake, compiler, ninja); one-line errors for what is missing.
+    The openvino-fused bench backend's ``available()`` asks this too, so the two agree."""
     cmake_dir, version = openvino_cmake_dir()
     cmake = _tool("cmake")
     if cmake is None:

@@ -443,14 +443,22 @@ std::shared_ptr<ov::Node> half_kernel_bytes(const ov::Output<ov::Node>& w) {
     return std::make_shared<ov::op::v0::Constant>(ov::element::u8, ov::Shape{h, kk, wd, 2 * C}, dst.data());
 }
 
+// An INT attribute of the node: get_attribute<int64_t> would truncate a FLOAT (3.7 as 3) and parse a STRING.
+int64_t int_attribute(const ov::frontend::NodeContext& ctx, const std::string& name, const char* attr) {
+    const ov::Any v = ctx.get_attribute_as_any(attr);
+    if (v.empty())
+        refuse(name, "lacks the INT attribute '", attr, "' (export it again with tvexport export --tv-op plugin)");
+    if (!v.is<int64_t>())
+        refuse(name, "attribute '", attr, "' must be INT, got ", v.is<double>() || v.is<float>() ? "FLOAT" : v.is<std::string>() ? "STRING" : "another type",
+               " (export it again with tvexport export --tv-op plugin)");
+    return v.as<int64_t>();
+}
+
 ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
     const std::string name = ctx.get_name().empty() ? std::string("tv_dwconv") : ctx.get_name();
-    for (const char* attr : {"k", "stride", "padding"})
-        if (!ctx.has_attribute(attr))
-            refuse(name, "lacks the INT attribute '", attr, "' (export it again with tvexport export --tv-op plugin)");
-    const auto k = ctx.get_attribute<int64_t>("k");
-    const auto stride = ctx.get_attribute<int64_t>("stride");
-    const auto padding = ctx.get_attribute<int64_t>("padding");
+    const int64_t k = int_attribute(ctx, name, "k");
+    const int64_t stride = int_attribute(ctx, name, "stride");
+    const int64_t padding = int_attribute(ctx, name, "padding");
     check_attributes(name, k, stride, padding);
     const size_t n_in = ctx.get_input_size();
     if (n_in < 2 || n_in > 4)

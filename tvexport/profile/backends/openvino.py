@@ -10,13 +10,13 @@ f32): the CPU plugin would otherwise pick bfloat16 on CPUs that have it.
 from __future__ import annotations
 
 import importlib.util
-import shutil
 
 import numpy as np
 import torch
 from torch import nn
 
 from ...bake import random_inputs
+from ...errors import MissingDependencyError
 from ...models.registry import config_of
 from . import Form, RunOnce
 
@@ -60,6 +60,10 @@ class OpenVinoFused(OpenVino):
     def available(self, *, device: str) -> str | None:
         if reason := super().available(device=device):
             return reason
-        if shutil.which("cmake") is None or not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
-            return "building the extension needs cmake and a C++ compiler"
+        from ...openvino._build import _requirements
+
+        try:
+            _requirements()  # the build's own lookup: cmake beside the interpreter, $CXX
+        except MissingDependencyError as err:
+            return str(err)
         return None
