@@ -26,6 +26,9 @@ own depthwise kernel comes to its floor on those geometries. Width sweep: face M
 (best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
 of its own (a runtime's spinning threads slow the other's next run); the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
+A run merged into an existing results file replaces the rows it measures and keeps the others;
+their one header (threads, machine, versions) must then still hold, so a run with other settings
+is refused unless it replaces every row (or writes a file of its own with --name).
 """
 
 from __future__ import annotations
@@ -438,6 +441,20 @@ def _commands(result: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(r["command"] for r in rows))
 
 
+def _settings_differ(result: dict[str, Any], *, threads: int, machine: dict[str, Any], vers: dict[str, Any]) -> list[str]:
+    """What differs between the settings in the file's header (threads, machine, library versions,
+    the openvino one included) and this run's, as 'what: file -> run' items; the load is left out."""
+    def still(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in m.items() if not k.startswith("load_average")}
+
+    old_m, new_m = still(result.get("machine", {})), still(machine)
+    old_v, new_v = result.get("versions", {}), vers
+    items = [f"threads: {result.get('threads')} -> {threads}"] if result.get("threads") != threads else []
+    items += [f"{k}: {old_m.get(k)} -> {new_m.get(k)}" for k in dict.fromkeys([*old_m, *new_m]) if old_m.get(k) != new_m.get(k)]
+    items += [f"{k} {old_v.get(k)} -> {new_v.get(k)}" for k in dict.fromkeys([*old_v, *new_v]) if old_v.get(k) != new_v.get(k)]
+    return items
+
+
 def main() -> int:
     p = _common.parser(__doc__.splitlines()[0], render=True)
     p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1 and 16")
@@ -456,12 +473,21 @@ def main() -> int:
 
     machine_text = describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})
     command = _common.command_line()
+    vers = {**versions(), "openvino": __import__("openvino").__version__}
+    if not args.sweep_only:
+        # the rows share one header (threads, machine, versions): a run whose settings differ may
+        # only replace all of the file's rows, never relabel those it keeps
+        planned = {(a, b) for a in args.arch or _common.ARCHS for b in args.batch or BATCHES}
+        kept = [c for c in result["cases"] if (c["arch"], c["batch"]) not in planned]
+        if kept and (diff := _settings_differ(result, threads=args.threads, machine=machine, vers=vers)):
+            raise SystemExit(f"error: {previous} holds {len(kept)} rows measured with other settings ({'; '.join(diff)}), "
+                             "which this run would relabel; pass --name NEW to write a file of its own, or re-run all of its rows")
     t0 = time.perf_counter()
     # a sweep merged into a file that has paired rows keeps their machine, load and bandwidth (the
     # sweep records its own machine line and build)
     if not (args.sweep_only and result["cases"]):
         result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine,
-                       "versions": {**versions(), "openvino": __import__("openvino").__version__}, "machine_text": machine_text})
+                       "versions": vers, "machine_text": machine_text})
         result["bandwidth"] = bandwidth_with(layer_threads(args))
     if not args.sweep_only:
         for arch in args.arch or _common.ARCHS:

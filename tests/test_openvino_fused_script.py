@@ -79,3 +79,59 @@ def test_dw_layers_stand_where_the_tv_layers_do(fused: ModuleType, arch: str) ->
         stored_tv = sum(inits[0][i].nbytes for i in tv_node.input[1:] if i)
         stored_dw = sum(inits[1][i].nbytes for i in dw_node.input[1:] if i)
         assert tv_bytes - stored_tv == dw_bytes - stored_dw > 0  # the same input and output bytes
+
+
+def _merge_run(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, previous: dict, *args: str) -> list[str]:
+    """Run main() merging face_mobilenetv2_x0_1 batch 1 into ``previous`` (saved as merged.json) on
+    the file's own machine and versions, nothing timed; returns the cases' (arch, batch) asked for."""
+    import openvino
+
+    previous["versions"] = {**previous["versions"], "openvino": openvino.__version__}
+    (tmp_path / "merged.json").write_text(json.dumps(previous))
+    row = next(c for c in previous["cases"] if (c["arch"], c["batch"]) == ("face_mobilenetv2_x0_1", 1))
+    ran: list[str] = []
+
+    def network_case(arch: str, batch: int, args: object, bandwidth: float) -> dict:
+        ran.append(f"{arch} {batch}")
+        return {k: v for k, v in copy.deepcopy(row).items() if k != "command"}
+
+    monkeypatch.setattr(fused, "network_case", network_case)
+    monkeypatch.setattr(fused, "bandwidth_with", lambda threads: {**previous["bandwidth"], "threads": threads})
+    monkeypatch.setattr(fused, "machine_info", lambda device: copy.deepcopy(previous["machine"]))
+    monkeypatch.setattr(fused, "versions", lambda: {k: v for k, v in previous["versions"].items() if k != "openvino"})
+    monkeypatch.setattr(sys, "argv", ["openvino_fused.py", "--arch", "face_mobilenetv2_x0_1", "--batch", "1", "--no-sweep",
+                                      "--name", "merged", "--out", str(tmp_path), *args])
+    fused.main()
+    return ran
+
+
+def test_merge_with_other_settings_refused(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose threads (or machine, or versions) differ from the file's would relabel the rows it
+    keeps under the file's one header: refused in one line before anything is timed, file untouched."""
+    previous = json.loads(RESULTS.read_text())
+    with pytest.raises(SystemExit) as exc:
+        _merge_run(fused, tmp_path, monkeypatch, previous, "--threads", "1")
+    message = str(exc.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "threads: 2 -> 1" in message and "7 rows" in message and "--name" in message
+    assert json.loads((tmp_path / "merged.json").read_text()) == previous and not (tmp_path / "merged.md").exists()
+    # another openvino version is refused the same way
+    previous["versions"]["openvino"] = "0.0"
+    monkeypatch.setattr(fused, "versions", lambda: {k: v for k, v in previous["versions"].items() if k != "openvino"})
+    (tmp_path / "other.json").write_text(json.dumps(previous))
+    monkeypatch.setattr(sys, "argv", ["openvino_fused.py", "--arch", "face_mobilenetv2_x0_1", "--batch", "1", "--no-sweep",
+                                      "--name", "other", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"openvino 0\.0 -> "):
+        fused.main()
+
+
+def test_merge_with_the_same_settings_or_replacing_every_row(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    previous = json.loads(RESULTS.read_text())
+    assert _merge_run(fused, tmp_path, monkeypatch, copy.deepcopy(previous), "--threads", str(previous["threads"])) == ["face_mobilenetv2_x0_1 1"]
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert len(merged["cases"]) == len(previous["cases"]) and merged["threads"] == previous["threads"]
+    # other settings are fine when the run replaces every row the file holds
+    only = {**copy.deepcopy(previous), "cases": [c for c in previous["cases"] if (c["arch"], c["batch"]) == ("face_mobilenetv2_x0_1", 1)]}
+    assert _merge_run(fused, tmp_path, monkeypatch, only, "--threads", "1") == ["face_mobilenetv2_x0_1 1"]
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["threads"] == 1 and len(merged["cases"]) == 1
