@@ -22,7 +22,9 @@ counters (--layer-threads, default --threads; on the Zen 4 VM two threads' count
 within minutes while one thread's held within ~10 %); the reorders around TV ops are summed
 separately. Beside them the DW network's depthwise convolutions in the TV layers' places, timed
 the same way against the same kind of floor (weights + input + output bytes): how close OpenVINO's
-own depthwise kernel comes to its floor on those geometries. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
+own depthwise kernel comes to its floor on those geometries. Rows whose layers' data (kernels +
+inputs + outputs) fits in the L3 (read from sysfs, recorded as l3_bytes) are marked: warm runs
+read it from cache, so the DRAM floor is not binding there. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
 (best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
 of its own (a runtime's spinning threads slow the other's next run); the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
@@ -53,7 +55,7 @@ from tvexport.models.registry import config_of
 from tvexport.openvino import OpenVinoRunner
 from tvexport.profile import load_subject, measure_case
 from tvexport.profile.floor import copy_bandwidth
-from tvexport.profile.machine import load_average, machine_info, versions
+from tvexport.profile.machine import l3_cache_bytes, load_average, machine_info, versions
 from tvexport.profile.stats import Stats, paired_ratio
 from tvexport.quantize import compress_model
 
@@ -353,8 +355,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
            "way against the same kind of floor (their weights + input + output bytes), where the run recorded them: how close the "
            "runtime's own depthwise kernel comes to its floor on these geometries on this machine.", "",
            "| network | batch | kernels | counter threads | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | "
-           "DW ops total / floor | DW worst / median layer x floor | reorders ms (fused / DW net) | copy GB/s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "DW ops total / floor | DW worst / median layer x floor | reorders ms (fused / DW net) | copy GB/s | layer data MiB, TV / DW |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    l3 = result.get("l3_bytes")
     for c in result["cases"]:
         for kind, prof in c["layers"].items():
             ls = prof["layers"]
@@ -363,7 +366,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {c.get('layer_threads', result['threads'])} | "
                       f"{tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
                       f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {_dw_columns(c)} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
-                      f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} |")
+                      f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} | {_layer_data(ls, l3)} / {_layer_data(c.get('dw_layers', []), l3)} |")
+    md += ["", _l3_note(l3)]
     if result.get("sweep"):
         sw = result["sweep"]
         md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
@@ -381,6 +385,27 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     _common.write_results(out, name, "\n".join(md) + "\n", result)
     if result.get("sweep"):
         plot_sweep(result["sweep"], out / f"{name}_width_sweep.png")
+
+
+def fits_l3(rows: list[dict[str, Any]], l3_bytes: int | None) -> bool | None:
+    """Whether the layers' data (their floor bytes summed: stored kernels + inputs + outputs) fits in
+    the L3; None when the L3 size or the layers are unknown."""
+    return None if not l3_bytes or not rows else sum(x["floor_bytes"] for x in rows) <= l3_bytes
+
+
+def _layer_data(rows: list[dict[str, Any]], l3_bytes: int | None) -> str:
+    """'20.8*' (MiB, * = fits in L3: floor not binding), '-' without layers."""
+    if not rows:
+        return "-"
+    return f"{sum(x['floor_bytes'] for x in rows) / 2**20:.1f}" + ("*" if fits_l3(rows, l3_bytes) else "")
+
+
+def _l3_note(l3_bytes: int | None) -> str:
+    where = (f"\\* The layers' data (stored kernels + inputs + outputs, summed over the row's layers) fits in the {l3_bytes / 2**20:.0f} MiB L3"
+             if l3_bytes else "No row is marked: these rows did not record the L3 size. Where the layers' data fits in the L3")
+    return (f"{where}: the counters average warm runs, which then read it from cache rather than DRAM, so the floor at the DRAM "
+            f"copy bandwidth is not binding there, values below 1.0x can occur, and the <= {TARGETS['layer_floor']}x target says "
+            "nothing for such rows.")
 
 
 def _dw_columns(case: dict[str, Any]) -> str:
@@ -487,7 +512,7 @@ def main() -> int:
     # sweep records its own machine line and build)
     if not (args.sweep_only and result["cases"]):
         result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine,
-                       "versions": vers, "machine_text": machine_text})
+                       "versions": vers, "machine_text": machine_text, "l3_bytes": l3_cache_bytes()})
         result["bandwidth"] = bandwidth_with(layer_threads(args))
     if not args.sweep_only:
         for arch in args.arch or _common.ARCHS:

@@ -135,3 +135,30 @@ def test_merge_with_the_same_settings_or_replacing_every_row(fused: ModuleType, 
     assert _merge_run(fused, tmp_path, monkeypatch, only, "--threads", "1") == ["face_mobilenetv2_x0_1 1"]
     merged = json.loads((tmp_path / "merged.json").read_text())
     assert merged["threads"] == 1 and len(merged["cases"]) == 1
+
+
+def _layer_table(md: str) -> dict[tuple[str, ...], str]:
+    """(network, batch, kernels) -> the 'layer data MiB, TV / DW' cell of the per-layer table."""
+    table = md.split("## Per TV layer")[1].split("## Width sweep")[0]
+    return {tuple(c.strip() for c in line.split("|")[1:4]): line.split("|")[-2].strip()
+            for line in table.splitlines() if line.startswith(("| face", "| deeplab"))}
+
+
+def test_rows_whose_layer_data_fits_l3_are_marked(fused: ModuleType, tmp_path: Path) -> None:
+    """The per-layer table marks rows whose layers' data (kernels + inputs + outputs) fits in the
+    recorded L3 (there the DRAM floor is not binding) and says so under the table; rows recorded
+    without the L3 size are not marked, and the note says why."""
+    result = json.loads((BENCHMARKS / "results" / "openvino_fused_zen5_17ae.json").read_text())
+    result.pop("l3_bytes", None)
+    fused.render(copy.deepcopy(result), tmp_path, "old")
+    old = (tmp_path / "old.md").read_text()
+    cells = _layer_table(old)
+    assert cells[("face_mobilenetv2_x0_1", "1", "f32")] == "20.8 / 5.2" and not any("*" in c for c in cells.values())
+    assert "No row is marked: these rows did not record the L3 size" in old
+    fused.render({**result, "l3_bytes": 32 * 2**20}, tmp_path, "new")
+    new = (tmp_path / "new.md").read_text()
+    cells = _layer_table(new)
+    assert cells[("face_mobilenetv2_x0_1", "1", "f32")] == "20.8* / 5.2*"  # 16 MB of float32 kernels stay in the 32 MiB L3
+    assert cells[("face_mobilenetv2_x0_1", "16", "f32")] == "98.2 / 82.7"
+    assert cells[("face_mobilenetv2_x1_0", "1", "f32")] == "75.0 / 17.2*"
+    assert "fits in the 32 MiB L3" in new and "not binding" in new

@@ -1017,3 +1017,14 @@ def test_layer_inputs_are_recorded_and_the_hooks_removed() -> None:
     assert set(shapes) == set(tv_layer_names(model))
     assert any(s[1] % 2 == 1 for s in shapes.values())  # 25x25 before a stride-2 layer
     assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def test_l3_cache_bytes_from_sysfs(tmp_path: Path) -> None:
+    from tvexport.profile.machine import l3_cache_bytes
+
+    for i, (level, size) in enumerate([("1", "48K"), ("2", "1024K"), ("3", "32768K")]):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "level").write_text(level + "\n")
+        (tmp_path / f"index{i}" / "size").write_text(size + "\n")
+    assert l3_cache_bytes(cache_dir=tmp_path) == 32 * 2**20
+    assert l3_cache_bytes(cache_dir=tmp_path / "missing") is None
