@@ -26,7 +26,8 @@ own depthwise kernel comes to its floor on those geometries. Rows whose layers' 
 inputs + outputs) fits in the L3 (read from sysfs, recorded as l3_bytes) are marked: warm runs
 read it from cache, so the DRAM floor is not binding there. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
 (best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
-of its own (a runtime's spinning threads slow the other's next run); the matrix gives
+of its own (a runtime's spinning threads slow the other's next run; onnxruntime keeps its default
+spinning there, while the paired cases above turn it off); the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
 A run merged into an existing results file replaces the rows it measures and keeps the others;
 their one header (threads, machine, versions) must then still hold, so a run with other settings
@@ -304,7 +305,7 @@ def width_sweep(args: Any) -> dict[str, Any]:
         cases = (
             {f"tv {arch}": ov_closure(tv_runner, x),
              f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x)},
-            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x)},
+            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads, spin=True), x)},  # alone: its default spinning
         )
         _common.wait_quiet(args)
         for variants in cases:
@@ -332,7 +333,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           f"Command(s): {'; '.join('`' + c + '`' for c in result['commands'])}. Random weights (registry, reference TV settings); "
           "TV = baked TVConv network, DW = its DWConv baseline, BatchNorm folded. OpenVINO "
           f"{result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, {result['threads']} threads; "
-          "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process; "
+          "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process "
+          "(onnxruntime with its intra-op threads' spinning off); "
           "ratios are medians of per-round paired ratios "
           "[p10-p90]. float16/int8 kernels are compressed by tvexport.quantize as `export --kernel-dtype` stores them "
           "(float16: kernels and bias; int8: symmetric, one float32 scale per (channel, tap)); "
@@ -373,7 +375,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
                "TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; per width one interleaved case "
                "of TV and DW on OpenVINO, then DW on onnxruntime in a case of its own, medians; cells divide medians of different cases "
-               "run back to back. The sweep is its own "
+               "run back to back. onnxruntime runs here with its default settings, intra-op threads spinning between runs (its case "
+               "is its own), while the paired table's ort columns run with spinning off (their cases interleave with OpenVINO's), "
+               "so their onnxruntime times differ (spinning on was about 2x faster for x0.1 on the Zen 5 VM). The sweep is its own "
                "run (its command is listed above; it may be older than the paired rows) and divides by the faster DW runtime, so its "
                f"ratios differ from the paired table's{_sweep_vs_paired(result)}. "
                "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "

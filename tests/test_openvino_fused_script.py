@@ -47,6 +47,9 @@ def test_sweep_only_keeps_the_paired_rows_machine(fused: ModuleType, tmp_path: P
     text = (tmp_path / "merged.md").read_text()
     assert f"Machine: {previous['machine_text']}." in text
     assert "Sweep machine: " in text and "TV kernel, extension build: K E." in text
+    # the two tables run onnxruntime with different settings, and both say so
+    assert "onnxruntime with its intra-op threads' spinning off" in text.split("## Per TV layer")[0]
+    assert "intra-op threads spinning between runs" in text.split("## Width sweep")[1] and "spinning off" in text.split("## Width sweep")[1]
     assert (tmp_path / "merged_width_sweep.png").stat().st_size > 0
 
 
