@@ -107,8 +107,11 @@ def interleaved(
     """Time each candidate in blocks, round-robin; each sample is the mean of one block.
 
     Runs until ``rounds`` clean rounds (others used <= ``max_foreign`` of the CPUs) or
-    ``max_rounds`` (default 3 x rounds) in total; if fewer than ``rounds`` were clean, the
-    dirty rounds are kept as well (their count is in ``Timing.dropped`` = 0 then).
+    ``max_rounds`` (default 3 x rounds) rounds in total. The dirty rounds are dropped (their
+    count is ``Timing.dropped``) whenever at least ``max(3, rounds // 2)`` rounds were clean,
+    even if fewer than ``rounds``; only with fewer clean rounds than that are the dirty ones kept
+    as well (``dropped`` = 0 then). Either way every candidate keeps the same rounds, so the
+    i-th samples of two candidates come from one round.
     """
     for fn in candidates.values():
         for _ in range(warmup):

@@ -22,10 +22,16 @@ counters (--layer-threads, default --threads; on the Zen 4 VM two threads' count
 within minutes while one thread's held within ~10 %); the reorders around TV ops are summed
 separately. Beside them the DW network's depthwise convolutions in the TV layers' places, timed
 the same way against the same kind of floor (weights + input + output bytes): how close OpenVINO's
-own depthwise kernel comes to its floor on those geometries. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
+own depthwise kernel comes to its floor on those geometries. Rows whose layers' data (kernels +
+inputs + outputs) fits in the L3 (read from sysfs, recorded as l3_bytes) are marked: warm runs
+read it from cache, so the DRAM floor is not binding there. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
 (best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
-of its own (a runtime's spinning threads slow the other's next run); the matrix gives
+of its own (a runtime's spinning threads slow the other's next run; onnxruntime keeps its default
+spinning there, while the paired cases above turn it off); the matrix gives
 TV(width a) / DW(width b) for every pair. It does not say which pairs match in accuracy.
+A run merged into an existing results file replaces the rows it measures and keeps the others;
+their one header (threads, machine, versions) must then still hold, so a run with other settings
+is refused unless it replaces every row (or writes a file of its own with --name).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from tvexport.models.registry import config_of
 from tvexport.openvino import OpenVinoRunner
 from tvexport.profile import load_subject, measure_case
 from tvexport.profile.floor import copy_bandwidth
-from tvexport.profile.machine import load_average, machine_info, versions
+from tvexport.profile.machine import l3_cache_bytes, load_average, machine_info, versions
 from tvexport.profile.stats import Stats, paired_ratio
 from tvexport.quantize import compress_model
 
@@ -299,7 +305,7 @@ def width_sweep(args: Any) -> dict[str, Any]:
         cases = (
             {f"tv {arch}": ov_closure(tv_runner, x),
              f"dw-ov {arch}": ov_closure(OpenVinoRunner(dw, threads=args.threads), x)},
-            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads), x)},
+            {f"dw-ort {arch}": ort_closure(OrtRunner(dw, what=arch, threads=args.threads, spin=True), x)},  # alone: its default spinning
         )
         _common.wait_quiet(args)
         for variants in cases:
@@ -327,7 +333,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           f"Command(s): {'; '.join('`' + c + '`' for c in result['commands'])}. Random weights (registry, reference TV settings); "
           "TV = baked TVConv network, DW = its DWConv baseline, BatchNorm folded. OpenVINO "
           f"{result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, {result['threads']} threads; "
-          "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process; "
+          "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process "
+          "(onnxruntime with its intra-op threads' spinning off); "
           "ratios are medians of per-round paired ratios "
           "[p10-p90]. float16/int8 kernels are compressed by tvexport.quantize as `export --kernel-dtype` stores them "
           "(float16: kernels and bias; int8: symmetric, one float32 scale per (channel, tap)); "
@@ -350,8 +357,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
            "way against the same kind of floor (their weights + input + output bytes), where the run recorded them: how close the "
            "runtime's own depthwise kernel comes to its floor on these geometries on this machine.", "",
            "| network | batch | kernels | counter threads | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | "
-           "DW ops total / floor | DW worst / median layer x floor | reorders ms (fused / DW net) | copy GB/s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "DW ops total / floor | DW worst / median layer x floor | reorders ms (fused / DW net) | copy GB/s | layer data MiB, TV / DW |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    l3 = result.get("l3_bytes")
     for c in result["cases"]:
         for kind, prof in c["layers"].items():
             ls = prof["layers"]
@@ -360,13 +368,16 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {c.get('layer_threads', result['threads'])} | "
                       f"{tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
                       f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {_dw_columns(c)} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
-                      f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} |")
+                      f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} | {_layer_data(ls, l3)} / {_layer_data(c.get('dw_layers', []), l3)} |")
+    md += ["", _l3_note(l3)]
     if result.get("sweep"):
         sw = result["sweep"]
         md += ["", "## Width sweep: TV(width a) / best DW(width b), face MobileNetV2, batch 1", "",
                "TV runs fused on OpenVINO; DW on the faster of OpenVINO and onnxruntime for its width; per width one interleaved case "
                "of TV and DW on OpenVINO, then DW on onnxruntime in a case of its own, medians; cells divide medians of different cases "
-               "run back to back. The sweep is its own "
+               "run back to back. onnxruntime runs here with its default settings, intra-op threads spinning between runs (its case "
+               "is its own), while the paired table's ort columns run with spinning off (their cases interleave with OpenVINO's), "
+               "so their onnxruntime times differ (spinning on was about 2x faster for x0.1 on the Zen 5 VM). The sweep is its own "
                "run (its command is listed above; it may be older than the paired rows) and divides by the faster DW runtime, so its "
                f"ratios differ from the paired table's{_sweep_vs_paired(result)}. "
                "Read the row of a TV width against the column of the DWConv width matched in accuracy: the paper's per-width accuracy "
@@ -378,6 +389,27 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     _common.write_results(out, name, "\n".join(md) + "\n", result)
     if result.get("sweep"):
         plot_sweep(result["sweep"], out / f"{name}_width_sweep.png")
+
+
+def fits_l3(rows: list[dict[str, Any]], l3_bytes: int | None) -> bool | None:
+    """Whether the layers' data (their floor bytes summed: stored kernels + inputs + outputs) fits in
+    the L3; None when the L3 size or the layers are unknown."""
+    return None if not l3_bytes or not rows else sum(x["floor_bytes"] for x in rows) <= l3_bytes
+
+
+def _layer_data(rows: list[dict[str, Any]], l3_bytes: int | None) -> str:
+    """'20.8*' (MiB, * = fits in L3: floor not binding), '-' without layers."""
+    if not rows:
+        return "-"
+    return f"{sum(x['floor_bytes'] for x in rows) / 2**20:.1f}" + ("*" if fits_l3(rows, l3_bytes) else "")
+
+
+def _l3_note(l3_bytes: int | None) -> str:
+    where = (f"\\* The layers' data (stored kernels + inputs + outputs, summed over the row's layers) fits in the {l3_bytes / 2**20:.0f} MiB L3"
+             if l3_bytes else "No row is marked: these rows did not record the L3 size. Where the layers' data fits in the L3")
+    return (f"{where}: the counters average warm runs, which then read it from cache rather than DRAM, so the floor at the DRAM "
+            f"copy bandwidth is not binding there, values below 1.0x can occur, and the <= {TARGETS['layer_floor']}x target says "
+            "nothing for such rows.")
 
 
 def _dw_columns(case: dict[str, Any]) -> str:
@@ -438,6 +470,20 @@ def _commands(result: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(r["command"] for r in rows))
 
 
+def _settings_differ(result: dict[str, Any], *, threads: int, machine: dict[str, Any], vers: dict[str, Any]) -> list[str]:
+    """What differs between the settings in the file's header (threads, machine, library versions,
+    the openvino one included) and this run's, as 'what: file -> run' items; the load is left out."""
+    def still(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in m.items() if not k.startswith("load_average")}
+
+    old_m, new_m = still(result.get("machine", {})), still(machine)
+    old_v, new_v = result.get("versions", {}), vers
+    items = [f"threads: {result.get('threads')} -> {threads}"] if result.get("threads") != threads else []
+    items += [f"{k}: {old_m.get(k)} -> {new_m.get(k)}" for k in dict.fromkeys([*old_m, *new_m]) if old_m.get(k) != new_m.get(k)]
+    items += [f"{k} {old_v.get(k)} -> {new_v.get(k)}" for k in dict.fromkeys([*old_v, *new_v]) if old_v.get(k) != new_v.get(k)]
+    return items
+
+
 def main() -> int:
     p = _common.parser(__doc__.splitlines()[0], render=True)
     p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1 and 16")
@@ -456,12 +502,21 @@ def main() -> int:
 
     machine_text = describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})
     command = _common.command_line()
+    vers = {**versions(), "openvino": __import__("openvino").__version__}
+    if not args.sweep_only:
+        # the rows share one header (threads, machine, versions): a run whose settings differ may
+        # only replace all of the file's rows, never relabel those it keeps
+        planned = {(a, b) for a in args.arch or _common.ARCHS for b in args.batch or BATCHES}
+        kept = [c for c in result["cases"] if (c["arch"], c["batch"]) not in planned]
+        if kept and (diff := _settings_differ(result, threads=args.threads, machine=machine, vers=vers)):
+            raise SystemExit(f"error: {previous} holds {len(kept)} rows measured with other settings ({'; '.join(diff)}), "
+                             "which this run would relabel; pass --name NEW to write a file of its own, or re-run all of its rows")
     t0 = time.perf_counter()
     # a sweep merged into a file that has paired rows keeps their machine, load and bandwidth (the
     # sweep records its own machine line and build)
     if not (args.sweep_only and result["cases"]):
         result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine,
-                       "versions": {**versions(), "openvino": __import__("openvino").__version__}, "machine_text": machine_text})
+                       "versions": vers, "machine_text": machine_text, "l3_bytes": l3_cache_bytes()})
         result["bandwidth"] = bandwidth_with(layer_threads(args))
     if not args.sweep_only:
         for arch in args.arch or _common.ARCHS:

@@ -974,14 +974,18 @@ def test_bench_openvino_fused(cli: Any, extension: Path, tmp_path: Path) -> None
     assert get_backend("openvino").available(device="cuda") is not None  # CPU plugin only
     baked = tmp_path / "mnv2.baked.pt"
     save_baked(bake_model(make_model("face_mobilenetv2_x0_1"), verify=False), baked)
-    out = tmp_path / "bench.json"
-    r = cli("bench", baked, "-b", "openvino-fused", "--batch", "2", "--threads", "2", "--min-iters", "2", "--min-seconds", "0",
-            "--warmup-seconds", "0", "--json", out)
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    r = cli("bench", baked, "-b", "openvino-fused", "-b", "openvino", "--batch", "2", "--threads", "2", "--min-iters", "2", "--min-seconds", "0",
+            "--warmup-seconds", "0", "--json", out, "--markdown", md)
     assert r.exit_code == 0, r.stderr
     report = json.loads(out.read_text())
-    (case,) = report["cases"]
+    case, portable = report["cases"]
     assert case["backend"] == "openvino-fused" and case["batch"] == 2
     assert [res["network"] for res in case["results"]] == ["tvconv", "dwconv"] and case["ratios"][0]["median"] > 0
+    # the inference precision used, read back from the compiled model, in the JSON, the Markdown and the console
+    assert case["precision"] == portable["precision"] == "f32"
+    assert "| openvino-fused (f32) | 2 |" in md.read_text() and "| openvino (f32) | 2 |" in md.read_text()
+    assert "openvino-fused (f32)" in r.stdout
 
 
 def test_portable_float16_conversion(tmp_path: Path) -> None:

@@ -47,6 +47,9 @@ def test_sweep_only_keeps_the_paired_rows_machine(fused: ModuleType, tmp_path: P
     text = (tmp_path / "merged.md").read_text()
     assert f"Machine: {previous['machine_text']}." in text
     assert "Sweep machine: " in text and "TV kernel, extension build: K E." in text
+    # the two tables run onnxruntime with different settings, and both say so
+    assert "onnxruntime with its intra-op threads' spinning off" in text.split("## Per TV layer")[0]
+    assert "intra-op threads spinning between runs" in text.split("## Width sweep")[1] and "spinning off" in text.split("## Width sweep")[1]
     assert (tmp_path / "merged_width_sweep.png").stat().st_size > 0
 
 
@@ -79,3 +82,86 @@ def test_dw_layers_stand_where_the_tv_layers_do(fused: ModuleType, arch: str) ->
         stored_tv = sum(inits[0][i].nbytes for i in tv_node.input[1:] if i)
         stored_dw = sum(inits[1][i].nbytes for i in dw_node.input[1:] if i)
         assert tv_bytes - stored_tv == dw_bytes - stored_dw > 0  # the same input and output bytes
+
+
+def _merge_run(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, previous: dict, *args: str) -> list[str]:
+    """Run main() merging face_mobilenetv2_x0_1 batch 1 into ``previous`` (saved as merged.json) on
+    the file's own machine and versions, nothing timed; returns the cases' (arch, batch) asked for."""
+    import openvino
+
+    previous["versions"] = {**previous["versions"], "openvino": openvino.__version__}
+    (tmp_path / "merged.json").write_text(json.dumps(previous))
+    row = next(c for c in previous["cases"] if (c["arch"], c["batch"]) == ("face_mobilenetv2_x0_1", 1))
+    ran: list[str] = []
+
+    def network_case(arch: str, batch: int, args: object, bandwidth: float) -> dict:
+        ran.append(f"{arch} {batch}")
+        return {k: v for k, v in copy.deepcopy(row).items() if k != "command"}
+
+    monkeypatch.setattr(fused, "network_case", network_case)
+    monkeypatch.setattr(fused, "bandwidth_with", lambda threads: {**previous["bandwidth"], "threads": threads})
+    monkeypatch.setattr(fused, "machine_info", lambda device: copy.deepcopy(previous["machine"]))
+    monkeypatch.setattr(fused, "versions", lambda: {k: v for k, v in previous["versions"].items() if k != "openvino"})
+    monkeypatch.setattr(sys, "argv", ["openvino_fused.py", "--arch", "face_mobilenetv2_x0_1", "--batch", "1", "--no-sweep",
+                                      "--name", "merged", "--out", str(tmp_path), *args])
+    fused.main()
+    return ran
+
+
+def test_merge_with_other_settings_refused(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose threads (or machine, or versions) differ from the file's would relabel the rows it
+    keeps under the file's one header: refused in one line before anything is timed, file untouched."""
+    previous = json.loads(RESULTS.read_text())
+    with pytest.raises(SystemExit) as exc:
+        _merge_run(fused, tmp_path, monkeypatch, previous, "--threads", "1")
+    message = str(exc.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "threads: 2 -> 1" in message and "7 rows" in message and "--name" in message
+    assert json.loads((tmp_path / "merged.json").read_text()) == previous and not (tmp_path / "merged.md").exists()
+    # another openvino version is refused the same way
+    previous["versions"]["openvino"] = "0.0"
+    monkeypatch.setattr(fused, "versions", lambda: {k: v for k, v in previous["versions"].items() if k != "openvino"})
+    (tmp_path / "other.json").write_text(json.dumps(previous))
+    monkeypatch.setattr(sys, "argv", ["openvino_fused.py", "--arch", "face_mobilenetv2_x0_1", "--batch", "1", "--no-sweep",
+                                      "--name", "other", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"openvino 0\.0 -> "):
+        fused.main()
+
+
+def test_merge_with_the_same_settings_or_replacing_every_row(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    previous = json.loads(RESULTS.read_text())
+    assert _merge_run(fused, tmp_path, monkeypatch, copy.deepcopy(previous), "--threads", str(previous["threads"])) == ["face_mobilenetv2_x0_1 1"]
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert len(merged["cases"]) == len(previous["cases"]) and merged["threads"] == previous["threads"]
+    # other settings are fine when the run replaces every row the file holds
+    only = {**copy.deepcopy(previous), "cases": [c for c in previous["cases"] if (c["arch"], c["batch"]) == ("face_mobilenetv2_x0_1", 1)]}
+    assert _merge_run(fused, tmp_path, monkeypatch, only, "--threads", "1") == ["face_mobilenetv2_x0_1 1"]
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["threads"] == 1 and len(merged["cases"]) == 1
+
+
+def _layer_table(md: str) -> dict[tuple[str, ...], str]:
+    """(network, batch, kernels) -> the 'layer data MiB, TV / DW' cell of the per-layer table."""
+    table = md.split("## Per TV layer")[1].split("## Width sweep")[0]
+    return {tuple(c.strip() for c in line.split("|")[1:4]): line.split("|")[-2].strip()
+            for line in table.splitlines() if line.startswith(("| face", "| deeplab"))}
+
+
+def test_rows_whose_layer_data_fits_l3_are_marked(fused: ModuleType, tmp_path: Path) -> None:
+    """The per-layer table marks rows whose layers' data (kernels + inputs + outputs) fits in the
+    recorded L3 (there the DRAM floor is not binding) and says so under the table; rows recorded
+    without the L3 size are not marked, and the note says why."""
+    result = json.loads((BENCHMARKS / "results" / "openvino_fused_zen5_17ae.json").read_text())
+    result.pop("l3_bytes", None)
+    fused.render(copy.deepcopy(result), tmp_path, "old")
+    old = (tmp_path / "old.md").read_text()
+    cells = _layer_table(old)
+    assert cells[("face_mobilenetv2_x0_1", "1", "f32")] == "20.8 / 5.2" and not any("*" in c for c in cells.values())
+    assert "No row is marked: these rows did not record the L3 size" in old
+    fused.render({**result, "l3_bytes": 32 * 2**20}, tmp_path, "new")
+    new = (tmp_path / "new.md").read_text()
+    cells = _layer_table(new)
+    assert cells[("face_mobilenetv2_x0_1", "1", "f32")] == "20.8* / 5.2*"  # 16 MB of float32 kernels stay in the 32 MiB L3
+    assert cells[("face_mobilenetv2_x0_1", "16", "f32")] == "98.2 / 82.7"
+    assert cells[("face_mobilenetv2_x1_0", "1", "f32")] == "75.0 / 17.2*"
+    assert "fits in the 32 MiB L3" in new and "not binding" in new

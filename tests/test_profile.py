@@ -1017,3 +1017,42 @@ def test_layer_inputs_are_recorded_and_the_hooks_removed() -> None:
     assert set(shapes) == set(tv_layer_names(model))
     assert any(s[1] % 2 == 1 for s in shapes.values())  # 25x25 before a stride-2 layer
     assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def test_l3_cache_bytes_from_sysfs(tmp_path: Path) -> None:
+    from tvexport.profile.machine import l3_cache_bytes
+
+    for i, (level, size) in enumerate([("1", "48K"), ("2", "1024K"), ("3", "32768K")]):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "level").write_text(level + "\n")
+        (tmp_path / f"index{i}" / "size").write_text(size + "\n")
+    assert l3_cache_bytes(cache_dir=tmp_path) == 32 * 2**20
+    assert l3_cache_bytes(cache_dir=tmp_path / "missing") is None
+
+
+def test_benchmark_interleaved_drops_dirty_rounds_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/_timing.interleaved: with at least max(3, rounds // 2) clean rounds the dirty ones
+    are dropped even below ``rounds``; with fewer they are kept; every candidate keeps the same rounds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import _timing
+    finally:
+        sys.path.pop(0)
+
+    def run(dirty_every: int, *, rounds: int, max_rounds: int) -> dict[str, Any]:
+        calls = iter(range(10**6))
+
+        class Probe:
+            def start(self) -> None:
+                self.r = next(calls)
+
+            def stop(self) -> float:
+                return 1.0 if self.r % dirty_every == dirty_every - 1 else 0.0
+
+        monkeypatch.setattr(_timing, "Foreign", Probe)
+        return _timing.interleaved({"a": lambda: None, "b": lambda: None}, rounds=rounds, warmup=0, block_s=1e-5, max_rounds=max_rounds)
+
+    out = run(3, rounds=15, max_rounds=12)  # 8 clean rounds: fewer than 15, at least 7
+    assert [(len(t.samples_us), t.dropped) for t in out.values()] == [(8, 4), (8, 4)]
+    out = run(2, rounds=15, max_rounds=12)  # 6 clean rounds, fewer than 7: the dirty ones are kept
+    assert [(len(t.samples_us), t.dropped) for t in out.values()] == [(12, 0), (12, 0)]

@@ -213,6 +213,12 @@ class OpenVinoRunner:
         return str(fn().decode())
 
     @property
+    def inference_precision(self) -> str:
+        """The precision the compiled model computes in, read back from it (``f32``, ``bf16``, ``f16``)."""
+        value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        return str(value.get_type_name()) if hasattr(value, "get_type_name") else str(value)
+
+    @property
     def batch(self) -> int | None:
         """The fixed batch size, or None when the batch dimension is dynamic."""
         return self.input_shape[0] if self.input_shape else None

@@ -252,11 +252,14 @@ def run_bench(
                     timing = measure_case(variants, settings, timer=timer, clock=clock, on_round=on_round)
                 results, ratios = _summarize(timing, batch=batch)
                 warns = _case_warnings(timing, results, cv_warn=cv_warn, where=where)
-                cases.append({
+                case: dict[str, Any] = {
                     "backend": backend.name, "batch": batch, "rounds": timing.rounds, "warmup_rounds": timing.warmup_rounds,
                     "warmup_s": timing.warmup_seconds, "measure_s": timing.measure_seconds, "truncated": timing.truncated,
                     "results": results, "ratios": ratios, "warnings": warns,
-                })
+                }
+                if (precision := getattr(backend, "inference_precision", None)) is not None:
+                    case["precision"] = str(precision)  # what the runtime computes in, read back from it
+                cases.append(case)
                 del variants
                 gc.collect()
                 done += 1

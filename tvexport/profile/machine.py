@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info", "versions"]
+__all__ = ["l3_cache_bytes", "machine_info", "versions"]
 
 OPTIONAL_PACKAGES = ("numpy", "onnxruntime", "onnx", "tensorrt", "triton", "matplotlib")
 
@@ -44,6 +44,19 @@ def _memory_bytes() -> int | None:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def l3_cache_bytes(*, cache_dir: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int | None:
+    """Size of the level-3 cache CPU 0 sees (Linux sysfs, e.g. ``32768K``), or None where unknown."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    try:
+        for index in sorted(cache_dir.glob("index*")):
+            if (index / "level").read_text().strip() == "3":
+                size = (index / "size").read_text().strip()
+                return int(size[:-1]) * units[size[-1]] if size[-1:] in units else int(size)
+    except (OSError, ValueError):
         pass
     return None
 

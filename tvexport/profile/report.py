@@ -17,7 +17,7 @@ Top level (schema ``tvexport.bench``, version 1)::
                 load_average, load_average_end}
     versions   {python, torch, tvexport, numpy, onnxruntime, onnx, tensorrt, triton, matplotlib, cuda}
     skipped    [{backend, reason}]                    backends not run and why
-    cases      [{backend, batch, rounds, warmup_rounds, warmup_s, measure_s, truncated,
+    cases      [{backend, batch, precision?, rounds, warmup_rounds, warmup_s, measure_s, truncated,
                  results [{network, stats, throughput_ips}],
                  ratios  [{numerator, denominator, n, median, p10, p90, ci95 [lo, hi], of_medians}],
                  warnings [str]}]
@@ -26,6 +26,8 @@ Top level (schema ``tvexport.bench``, version 1)::
                  tv {stats, floor_bytes, floor_s, x_floor}, dw null | {...same}, ratio null | {...}}]
     warnings   [str]
 
+``precision`` (OpenVINO backends only) is the inference precision the runtime used, read back
+from the compiled model (``f32``, ``bf16``); tables show it as ``openvino-fused (f32)``.
 ``stats`` is ``{n, median_s, mean_s, min_s, max_s, p10_s, p90_s, p99_s, std_s, cv}``. A ratio is
 numerator latency / denominator latency from samples paired by round: below 1 the TV network is
 faster. ``x_floor`` is median latency / memory floor (see ``floor``).
@@ -112,12 +114,12 @@ REPORT_SCHEMA: dict[str, Any] = {
                      "additionalProperties": _NULLSTR, "properties": {"python": _STR, "torch": _STR, "tvexport": _STR}},
         "skipped": {"type": "array", "items": _obj({"backend": _STR, "reason": _STR})},
         "cases": {"type": "array", "items": _obj({
-            "backend": _STR, "batch": {"type": "integer", "minimum": 1}, "rounds": _INT, "warmup_rounds": _INT,
+            "backend": _STR, "batch": {"type": "integer", "minimum": 1}, "precision": _STR, "rounds": _INT, "warmup_rounds": _INT,
             "warmup_s": _NUM, "measure_s": _NUM, "truncated": {"type": "boolean"},
             "results": {"type": "array", "minItems": 1, "items": _obj({"network": _STR, "stats": _STATS, "throughput_ips": _NUM})},
             "ratios": {"type": "array", "items": _RATIO},
             "warnings": _STRS,
-        })},
+        }, optional=("precision",))},
         "bandwidth": {"oneOf": [{"type": "null"}, _obj({"bytes_per_s": _NUM, "buffer_bytes": _INT, "stats": _STATS})]},
         "layers": {"type": "array", "items": _obj({
             "backend": _STR, "batch": {"type": "integer", "minimum": 1}, "name": _STR, "channels": _INT, "k": _INT,
@@ -220,6 +222,11 @@ def _unbaked_medians(report: Mapping[str, Any]) -> dict[int, float]:
     return {c["batch"]: c["results"][0]["stats"]["median_s"] for c in report["cases"] if c["backend"] == "torch-unbaked"}
 
 
+def _backend_text(case: Mapping[str, Any]) -> str:
+    """The backend's name, with the inference precision it used when the case records one."""
+    return f"{case['backend']} ({case['precision']})" if case.get("precision") else str(case["backend"])
+
+
 def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the main table: one row per backend and batch.
 
@@ -240,7 +247,7 @@ def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
     rows = []
     for case in report["cases"]:
         by_net = {r["network"]: r for r in case["results"]}
-        row = [case["backend"], str(case["batch"])]
+        row = [_backend_text(case), str(case["batch"])]
         for label in labels:
             r = by_net.get(label)
             row += [f"{_ms(r['stats']['median_s'])} ({r['stats']['cv']:.0%})", f"{r['throughput_ips']:.4g}"] if r else ["-", "-"]

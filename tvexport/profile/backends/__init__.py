@@ -21,6 +21,9 @@ Rules: ``available`` must be cheap and must not raise (import the runtime inside
 timed; the closure must do one complete inference, synchronous on CPU, and on CUDA enqueue its
 work on ``torch.cuda.current_stream()`` (the timer records events around it on that stream);
 ``prepare`` must honour ``threads`` (intra-op thread count) and say nothing on stdout.
+A backend whose runtime may compute in another precision than the model's (OpenVINO picks
+bfloat16 on some CPUs) sets ``inference_precision`` (e.g. ``"f32"``) in ``prepare``, read back
+from the runtime: bench records it in the case and shows it beside the backend's name.
 Runtimes are imported only inside the adapter module, never at package import.
 """
 

@@ -4,7 +4,8 @@
 ``openvino-fused`` runs the plugin graph (``--tv-op plugin``), whose ``tv_dwconv`` nodes execute
 the tvexport extension (built into the cache on first use). A DWConv baseline has no TV layers,
 so both give it the same graph. Inference precision is float32 (``INFERENCE_PRECISION_HINT``
-f32): the CPU plugin would otherwise pick bfloat16 on CPUs that have it.
+f32): the CPU plugin would otherwise pick bfloat16 on CPUs that have it. ``prepare`` reads the
+precision back from the compiled model into ``inference_precision``, which bench records per case.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class OpenVino:
     per_layer = False
     tv_op = "portable"
     precision = "f32"
+    inference_precision: str | None = None  # read back from the last compiled model
 
     def available(self, *, device: str) -> str | None:
         missing = [m for m in ("onnx", "onnxsim", "openvino") if importlib.util.find_spec(m) is None]
@@ -45,6 +47,7 @@ class OpenVino:
         cfg = config_of(model)
         graph = simplify_graph(onnx_graph(model, tv_op=self.tv_op, batch=batch, dtype="float16" if dtype == torch.float16 else "float32"))
         runner = OpenVinoRunner(graph, what=f"{cfg.name} ({self.tv_op} ONNX)", threads=threads, precision=self.precision)
+        self.inference_precision = runner.inference_precision
         x = np.ascontiguousarray(random_inputs((batch, *cfg.input_shape), seed=0).numpy(), dtype=runner.input_dtype)
         request = runner.request
         request.set_input_tensor(0, runner.input_tensor(x))
