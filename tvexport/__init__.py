@@ -14,10 +14,9 @@ Public API (everything else is internal)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .accuracy import Comparison, Reference, Tolerance  # noqa: E402
-from .bake import (  # noqa: E402
+from ._version import __version__
+from .accuracy import Comparison, Reference, Tolerance
+from .bake import (
     BakedCheckpoint,
     BakeMismatch,
     BakeReport,
@@ -29,13 +28,13 @@ from .bake import (  # noqa: E402
     load_checkpoint,
     save_baked,
 )
-from .bake import bake_model as bake  # noqa: E402
-from .checkpoint import Checkpoint, read_checkpoint  # noqa: E402
-from .compile import CompiledModel, compile_model  # noqa: E402
-from .errors import MismatchError, MissingDependencyError, TvexportError  # noqa: E402
-from .export import ExportResult, export_checkpoint  # noqa: E402  (onnx, onnxruntime, Inductor imported only when used)
-from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold  # noqa: E402
-from .models import ArchConfig, TVSettings, create_model, list_models  # noqa: E402
+from .bake import bake_model as bake
+from .checkpoint import Checkpoint, read_checkpoint
+from .compile import CompiledModel, compile_model
+from .errors import MismatchError, MissingDependencyError, TvexportError
+from .export import ExportResult, export_checkpoint  # onnx, onnxruntime, Inductor imported only when used
+from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold
+from .models import ArchConfig, TVSettings, create_model, list_models
 
 __all__ = [
     "ArchConfig",

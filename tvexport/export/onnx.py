@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from .._io import atomic_output, check_exported_file, check_output_path
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..bake import fold_batchnorms, tv_layer_names
