@@ -286,3 +286,20 @@ def test_validate_seed_outside_64_bits_is_one_line(cli, tmp_path: Path, seed: in
     r = cli("validate", tmp_path / "m.onnx", "--against", tmp_path / "m.baked.pt", "--seed", seed)
     assert r.exit_code == 2, r.stderr
     assert r.stderr.strip() == f"error: --seed {seed} is out of range; give an integer from -2**63 to 2**63 - 1, e.g. --seed 0"
+
+
+def test_cli_validate_refuses_an_input_of_no_rows(cli: Any, artefacts: dict[str, Path], tmp_path: Path) -> None:
+    """Before: a (0, 3, 96, 96) .npy passed ("ok", exit 0) on a dynamic-batch graph, having compared nothing."""
+    np.save(tmp_path / "x.npy", np.zeros((0, 3, 96, 96), np.float32))
+    for extra in ([], ["--json"]):
+        r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--input", tmp_path / "x.npy", *extra)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and r.stdout == "" and "Traceback" not in r.stderr, r.stderr
+        assert lines[0] == f"error: {tmp_path / 'x.npy'}: input holds no rows (shape (0, 3, 96, 96)); save at least one (3, 96, 96) image"
+
+
+def test_compare_outputs_refuses_outputs_without_values() -> None:
+    """Before: empty outputs scored max_abs 0 and cosine 1, a perfect match (ok) of nothing."""
+    empty = np.zeros((0, 512))
+    with pytest.raises(TvexportError, match="^net: the output holds no values, so nothing can be compared; give an input of at least one row$"):
+        compare_outputs("net", empty, empty, tolerance=Tolerance(1e-5), baseline=empty)

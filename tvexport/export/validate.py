@@ -222,6 +222,8 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
             f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
             hint="TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)",
         )
+    if x.shape[0] == 0:  # nothing would be compared: never a pass
+        raise TvexportError(f"{path}: input holds no rows (shape {tuple(x.shape)})", hint=f"save at least one ({', '.join(map(str, expected))}) image")
     with np.errstate(over="ignore"):
         x32 = np.ascontiguousarray(x, dtype=np.float32)
     for values, what in ((x, "NaN/Inf value{s}"), (x32, "value{s} beyond float32's range")):
