@@ -351,6 +351,27 @@ def test_verification_options_are_refused_without_verification(tmp_path: Path) -
     assert resized.report is not None and (resized.report.batch, resized.report.seed) == (3, 5)
 
 
+@pytest.mark.parametrize("option,said", [
+    ({"batch": 0}, "--batch 0 is not a number of input rows; give an integer >= 1, e.g. --batch 2"),
+    ({"batch": -1}, "--batch -1 is not a number of input rows"),
+    ({"batch": 2.5}, "--batch 2.5 is not a number of input rows"),
+    ({"seed": 2**70}, f"--seed {2**70} is out of range; give an integer from -2\\*\\*63 to 2\\*\\*63 - 1"),
+    ({"seed": -(2**63) - 1}, f"--seed {-(2**63) - 1} is out of range"),
+])
+def test_bad_verification_batch_or_seed_is_one_line_before_any_work(tmp_path: Path, option: dict[str, object], said: str) -> None:
+    """Before: bake(batch=0) and bake_checkpoint(batch=0) wrote a file "verified" on zero inputs;
+    a negative batch or a seed beyond 64 bits raised torch's RuntimeError/ValueError (the CLI's
+    --batch min=1 and --seed range were the only guard)."""
+    model = make_model()
+    with pytest.raises(TvexportError, match="^" + said):
+        bake_model(model, **option)  # type: ignore[arg-type]
+    with pytest.raises(TvexportError, match="^" + said):
+        bake_model(model, input_size=(80, 80), **option)  # type: ignore[arg-type]
+    with pytest.raises(TvexportError, match="^" + said):
+        bake_checkpoint(tmp_path / "missing.ckpt", tmp_path / "out.baked.pt", **option)  # type: ignore[arg-type]  # before the file is read
+    assert not (tmp_path / "out.baked.pt").exists()
+
+
 def test_float16_overflow_is_refused() -> None:
     model = make_model()
     with torch.no_grad():

@@ -303,3 +303,18 @@ def test_compare_outputs_refuses_outputs_without_values() -> None:
     empty = np.zeros((0, 512))
     with pytest.raises(TvexportError, match="^net: the output holds no values, so nothing can be compared; give an input of at least one row$"):
         compare_outputs("net", empty, empty, tolerance=Tolerance(1e-5), baseline=empty)
+
+
+@pytest.mark.parametrize("option,said", [
+    ({"batch": 0}, "--batch 0 is not a number of input rows"),
+    ({"batch": -2}, "--batch -2 is not a number of input rows"),
+    ({"seed": 2**70}, f"--seed {2**70} is out of range"),
+])
+def test_validate_api_refuses_a_bad_batch_or_seed_before_any_work(artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch, option: dict[str, int], said: str) -> None:
+    """Before: batch=0 quietly became the artefact's batch; batch=-2 and seed=2**70 raised torch's errors."""
+    from tvexport.export import validate
+
+    monkeypatch.setattr(validate, "load_runner", lambda *a: pytest.fail("the artefact was loaded"))
+    monkeypatch.setattr(validate, "load_source", lambda *a, **k: pytest.fail("the checkpoint was baked"))
+    with pytest.raises(TvexportError, match="^" + said):
+        validate_artifact(artefacts["onnx"], artefacts["ckpt"], **option)  # type: ignore[arg-type]

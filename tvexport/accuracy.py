@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "Precision",
     "Reference",
     "Tolerance",
+    "check_random_input",
     "compare_outputs",
     "depthwise_by_definition_",
     "random_inputs",
@@ -215,6 +217,15 @@ def compare_outputs(
         baseline_max_rel=base_rel,
         tolerance=tolerance,
     )
+
+
+def check_random_input(*, batch: int | None = None, seed: int | None = None) -> None:
+    """Refuse, before any work, a ``batch`` (rows of the random input) below 1 and a ``seed`` that
+    is not a signed 64-bit integer (what torch's generators take), named as the CLI names them."""
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
+        raise TvexportError(f"--batch {batch!r} is not a number of input rows", hint="give an integer >= 1, e.g. --batch 2")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**63):
+        raise TvexportError(f"--seed {seed!r} is out of range", hint="give an integer from -2**63 to 2**63 - 1, e.g. --seed 0")
 
 
 def random_inputs(shape: tuple[int, ...], *, seed: int = 0) -> torch.Tensor:

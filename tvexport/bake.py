@@ -25,7 +25,7 @@ from torch import nn
 
 from ._version import __version__
 from ._io import atomic_output, check_output_path
-from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, compare_outputs, depthwise_by_definition_, random_inputs
+from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError, about_file, sized_by_user
 from .layers import BakedTVConv, TVConv, training_modes_kept
@@ -304,13 +304,14 @@ VERIFY_BATCH = 2  # images of the verification inputs unless --batch says otherw
 
 def _verification_inputs(verify: bool, *, rtol: float | None, atol: float | None, batch: int | None, seed: int | None) -> tuple[int, int]:
     """The (batch, seed) of the verification inputs (default 2, 0); options of the verification
-    given without it are refused (they would do nothing)."""
+    given without it, a batch below 1 and a seed beyond 64 bits are refused."""
     if not verify:
         if rtol is not None or atol is not None:
             raise TvexportError("--rtol/--atol do not apply with --no-verify", hint="drop one of them")
         for name, value, what in (("--batch", batch, "sizes"), ("seed", seed, "seeds")):
             if value is not None:
                 raise TvexportError(f"{name} {what} the verification inputs; it does not apply with --no-verify (verify=False)", hint="drop one of them")
+    check_random_input(batch=batch, seed=seed)
     return (VERIFY_BATCH if batch is None else batch), (0 if seed is None else seed)
 
 

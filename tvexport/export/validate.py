@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._io import check_exported_file, check_input_file, refuse_stdin
-from ..accuracy import Tolerance, random_inputs
+from ..accuracy import Tolerance, check_random_input, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..checkpoint import describe_file, is_torchscript_file, read_checkpoint
 from ..errors import MismatchError, TvexportError
@@ -263,6 +263,7 @@ def validate_artifact(
         raise TvexportError("--batch sizes the random input; with --input the file gives the batch", hint="drop --batch")
     if input_path is not None and seed is not None:
         raise TvexportError("--seed seeds the random input; with --input it does not apply", hint="drop --seed")
+    check_random_input(batch=batch, seed=seed)
     # said before the file's name is used to guess what it is (a directory or empty file named .ckpt is no checkpoint)
     check_exported_file(artifact, what="an exported model", dir_hint="give the .onnx, .pt2 or engine file inside it")
     if input_path is not None:  # before the checkpoint is read and the model compiled
@@ -279,7 +280,7 @@ def validate_artifact(
         x = load_input(Path(input_path), expected=cfg.input_shape, arch=cfg.name)
         input_source = str(input_path)
     else:
-        n = batch or fixed_batch or 2
+        n = batch if batch is not None else fixed_batch or 2
         seed = 0 if seed is None else seed
         x = random_inputs((n, *cfg.input_shape), seed=seed).numpy()
         input_source = f"random (seed {seed})"
