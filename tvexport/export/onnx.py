@@ -635,6 +635,8 @@ def export_onnx(
 
     start = time.perf_counter()
     output = check_output_path(Path(output), force=force)
+    if external_data:  # <output>.data, before any work (when external_data is None, only a graph over 2 GB writes one)
+        check_output_path(output.with_name(output.name + ".data"), force=force)
     if validate and reference is None:
         reference = Reference(model)  # of the model as given: with_kernel_dtype makes it one for compressed kernels
     if kernel_dtype is not None:
