@@ -359,3 +359,16 @@ def test_the_zip_directory_is_read_once_before_torch_loads(tmp_path: Path, monke
     monkeypatch.setattr(zipfile, "ZipFile", Counting)
     assert read_checkpoint(path).format == "lightning"
     assert opened == [path]
+
+
+@pytest.mark.parametrize("bake", [5, [1, 2], "x"])
+def test_baked_file_whose_bake_record_is_not_a_dict_is_damaged_metadata(tmp_path: Path, bake: object) -> None:
+    """Before: ``dict(obj.get("bake", {}))`` raised TypeError/ValueError (internal error, exit 3) in every command."""
+    from tvexport.checkpoint import BAKED_FORMAT
+
+    path = tmp_path / "m.baked.pt"
+    torch.save({"format": BAKED_FORMAT, "format_version": 1, "state_dict": {"a": torch.zeros(1)}, "bake": bake}, path)
+    said = f"{path}: baked file metadata is damaged (its bake record is of type {type(bake).__name__}, not a dict); re-bake it from the original checkpoint"
+    with pytest.raises(TvexportError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == said

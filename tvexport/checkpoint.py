@@ -358,7 +358,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
     if obj.get("format") == BAKED_FORMAT:
         sd = _tensor_dict(path, obj.get("state_dict"), "baked state_dict")
-        return Checkpoint(path, "baked", sd, hparams={}, meta=dict(obj.get("bake", {})), payload=dict(obj))
+        bake = obj.get("bake", {})
+        if not isinstance(bake, Mapping):
+            raise damaged_metadata(path, TvexportError(f"its bake record is of type {type(bake).__name__}, not a dict"))
+        return Checkpoint(path, "baked", sd, hparams={}, meta=dict(bake), payload=dict(obj))
 
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         raw = _tensor_dict(path, obj["state_dict"], "state_dict")

@@ -11,6 +11,7 @@ from torch import nn
 
 from .bake import model_from_baked
 from .checkpoint import Checkpoint, damaged_metadata, read_checkpoint
+from .errors import TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.loading import arch_config_for, build_from_state_dict
 from .quantize import stored_bytes
@@ -87,6 +88,20 @@ def dropped_keys_note(dropped: Mapping[str, Sequence[int]]) -> str:
     return "dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, shape)) or 'scalar'}" for k, shape in dropped.items())
 
 
+def _storage_error(ckpt: Checkpoint, name: str) -> dict[str, float] | None:
+    """What storing TV layer ``name``'s kernels changed, as a baked file records it (None in files
+    baked before compressed kernels); a record that is not a dict is damaged metadata."""
+    record: Any = ckpt.meta
+    where = "bake"
+    for key in ("tv_layers", name, "kernels", "error"):
+        record, where = record.get(key), f"{where}[{key!r}]"
+        if record is None:
+            return None
+        if not isinstance(record, Mapping):
+            raise damaged_metadata(ckpt.path, TvexportError(f"{where} is of type {type(record).__name__}, not a dict"))
+    return dict(record)
+
+
 def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
     """Describe a loaded zoo model (unbaked or baked) read from ``ckpt``."""
     from .models.registry import config_of
@@ -109,8 +124,7 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
             baked = m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
             bias = m.bias_kind or "none"
             baked_dtype = str(ckpt.state_dict[f"{name}.weight"].dtype).removeprefix("torch.")
-            stored = ckpt.meta.get("tv_layers", {}).get(name, {}).get("kernels", {})  # files baked before compressed kernels have none
-            kernels = {"kernel_dtype": baked_dtype, "kernel_bytes": stored_bytes(m), "kernel_error": stored.get("error")}
+            kernels = {"kernel_dtype": baked_dtype, "kernel_bytes": stored_bytes(m), "kernel_error": _storage_error(ckpt, name)}
         else:
             continue
         flops = 2 * g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
