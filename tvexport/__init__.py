@@ -4,6 +4,8 @@ Public API (everything else is internal)::
 
     tvexport.bake_checkpoint("model.ckpt")                    # `tvexport bake`: -> model.baked.pt, verified
     tvexport.export_checkpoint("model.ckpt")                  # `tvexport export`: -> model.onnx (or format="aoti"), validated
+    tvexport.validate_artifact("model.onnx", "model.ckpt")    # `tvexport validate`: -> ValidationReport (check .ok)
+    tvexport.inspect_checkpoint("model.baked.pt")             # `tvexport inspect`: -> ModelSummary (TV layers, parameters, FLOPs)
     model = tvexport.load_checkpoint("model.ckpt")          # any checkpoint (baked too) -> nn.Module
     result = tvexport.bake(model)                             # generators -> constant kernels, verified
     small = tvexport.bake(model, kernel_dtype="int8")         # kernels stored int8 + per-(channel, tap) scales
@@ -32,9 +34,10 @@ from .bake import bake_model as bake
 from .checkpoint import Checkpoint, read_checkpoint
 from .compile import CompiledModel, compile_model
 from .errors import MismatchError, MissingDependencyError, TvexportError
-from .export import ExportResult, export_checkpoint  # onnx, onnxruntime, Inductor imported only when used
+from .export import ExportResult, ValidationReport, export_checkpoint, validate_artifact  # onnx, onnxruntime, Inductor imported only when used
 from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold
 from .models import ArchConfig, TVSettings, create_model, list_models
+from .summary import ModelSummary, inspect_checkpoint
 
 __all__ = [
     "ArchConfig",
@@ -49,12 +52,14 @@ __all__ = [
     "ExportResult",
     "MismatchError",
     "MissingDependencyError",
+    "ModelSummary",
     "Reference",
     "TVConv",
     "TVGeometry",
     "TVSettings",
     "Tolerance",
     "TvexportError",
+    "ValidationReport",
     "__version__",
     "bake",
     "bake_checkpoint",
@@ -63,6 +68,7 @@ __all__ = [
     "create_model",
     "export_checkpoint",
     "fold_batchnorms",
+    "inspect_checkpoint",
     "list_models",
     "load_baked",
     "load_checkpoint",
@@ -70,4 +76,5 @@ __all__ = [
     "save_baked",
     "tv_depthwise",
     "tv_depthwise_unfold",
+    "validate_artifact",
 ]

@@ -20,6 +20,8 @@ from .resize import describe_resize
 
 @dataclasses.dataclass(frozen=True)
 class TVLayerInfo:
+    """One TV layer of a ``ModelSummary``: geometry, what baking it stores, what it costs."""
+
     name: str
     channels: int
     k: int
@@ -38,6 +40,8 @@ class TVLayerInfo:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSummary:
+    """What ``inspect_checkpoint`` (``tvexport inspect``) found in a checkpoint or baked file."""
+
     path: str
     format: str
     file_bytes: int
@@ -165,7 +169,8 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
 
 
 def inspect_checkpoint(path: str | Path, *, arch: str | None = None) -> ModelSummary:
-    """Read ``path`` and summarise it (see ``tvexport inspect``)."""
+    """``tvexport inspect`` as one call: read the checkpoint or baked file at ``path`` and describe
+    its format, architecture (``arch`` overrides the detected one), TV layers, parameters and FLOPs."""
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
         model = model_from_baked(ckpt, arch=arch)
