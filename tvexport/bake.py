@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ._version import __version__
 from ._io import atomic_output, check_output_path
+from ._version import __version__
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError, about_file, sized_by_user

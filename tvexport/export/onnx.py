@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._version import __version__
 from .._io import atomic_output, check_exported_file, check_output_path
+from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..bake import fold_batchnorms, tv_layer_names
 from ..errors import TvexportError, missing
