@@ -78,6 +78,18 @@ def test_trained_size_check_catches_a_wrong_resampler(monkeypatch: pytest.Monkey
         assert _same_bake(wrong.model, plain.model, (96, 96)) > 1e-3
 
 
+@pytest.mark.parametrize("size", ["72x72", 72, (72,), (72, 72, 3), (True, 72), (72.0, 72), (0, 72), (72, -1), [72, 72.5]])
+def test_malformed_input_size_in_the_api_is_one_line(tmp_path: Path, size: object) -> None:
+    """Before: bake(input_size="72x72") raised a raw ValueError, 72 a TypeError, (72,) a ValueError
+    from unpacking; (True, 72) was read as 1x72 (the CLI parses --input-size first)."""
+    said = f"^input_size {re.escape(repr(size))} is not \\(H, W\\), two positive integers; e.g. input_size=\\(112, 112\\)$"
+    with pytest.raises(TvexportError, match=said):
+        bake_model(make_model(), input_size=size, verify=False)  # type: ignore[arg-type]
+    with pytest.raises(TvexportError, match=said):
+        tvexport.bake_checkpoint(tmp_path / "missing.ckpt", tmp_path / "o.baked.pt", input_size=size)  # type: ignore[arg-type]  # before the file is read
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------------------------
 # Resampling: half-pixel centres, clamped edges, float64, the right axes
 # --------------------------------------------------------------------------------------------

@@ -351,8 +351,9 @@ def bake_model(
     with training_modes_kept(model) if isinstance(model, nn.Module) else contextlib.nullcontext():
         inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
         if input_size is not None:
-            from .resize import bake_resized
+            from .resize import bake_resized, check_input_size
 
+            input_size = check_input_size(input_size)
             if reference is not None:
                 raise TvexportError("a reference of the trained-size network cannot check a re-bake for another input size", hint="pass no reference with input_size")
             options = dict(fold_bn=fold_bn, kernel_dtype=kernel_dtype, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
@@ -573,6 +574,10 @@ def bake_checkpoint(
     _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)  # before any work
     kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
     Tolerance.default(KERNEL_PRECISION[kernels], rtol=rtol, atol=atol)
+    if input_size is not None:
+        from .resize import check_input_size
+
+        input_size = check_input_size(input_size)
     source = Path(source)
     out = Path(output) if output is not None else default_output(source)
     ckpt = read_checkpoint(source)

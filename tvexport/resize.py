@@ -25,6 +25,7 @@ trained size it is the identity, so either method then reproduces the ordinary b
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -50,6 +51,7 @@ __all__ = [
     "Interpolation",
     "Resample",
     "bake_resized",
+    "check_input_size",
     "describe_resize",
     "parse_input_size",
     "resample_map",
@@ -76,6 +78,15 @@ def parse_input_size(text: str) -> tuple[int, int]:
     if min(h, w) < 1:
         raise TvexportError(f"input size {h}x{w} is too small", hint="H and W must be positive, e.g. 96x96")
     return h, w
+
+
+def check_input_size(size: object) -> tuple[int, int]:
+    """``size`` as (H, W) if it is a pair of positive integers (what ``parse_input_size`` gives),
+    else refused in one line: the Python API's ``input_size``, which no command line parsed."""
+    if (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in size)):
+        return int(size[0]), int(size[1])
+    raise TvexportError(f"input_size {size!r} is not (H, W), two positive integers", hint="e.g. input_size=(112, 112)")
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
