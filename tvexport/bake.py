@@ -342,18 +342,22 @@ def bake_model(
     default by kernel dtype) on ``batch`` (default 2) random inputs seeded with ``seed`` (default 0);
     check ``report.ok`` or call ``check_bake``. Without ``verify``, these four are refused.
     ``reference`` (``Reference(model)``) may be passed to share its float64 run with a later check.
-    ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
-    ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
-    ``tvexport.resize``. ``fold_bn`` (default True) folds each eval-mode BatchNorm that directly
+    ``input_size`` (H, W) re-bakes for another input size (the size ``model`` is built at: the
+    ordinary bake), ``resample`` ``"kernels"`` (default) or ``"generator"``, ``interpolation``
+    ``"bicubic"`` (default) or ``"bilinear"``: see ``tvexport.resize``. ``fold_bn`` (default True) folds each eval-mode BatchNorm that directly
     follows a conv, linear or TV layer into it (``fold_batchnorms``); ``allow_nonfinite`` bakes weights holding NaN/Inf instead of refusing them.
     """
     # the model is the caller's, not ours to switch; anything else: config_of refuses it
     with training_modes_kept(model) if isinstance(model, nn.Module) else contextlib.nullcontext():
         inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
         if input_size is not None:
-            from .resize import bake_resized, check_input_size
+            from .resize import bake_resized, check_input_size, check_resample
 
             input_size = check_input_size(input_size)
+            if input_size == config_of(model).input_size:  # resampling to its own size is the identity: the ordinary bake, verified as usual
+                check_resample(resample, interpolation)
+                input_size = resample = interpolation = None
+        if input_size is not None:
             if reference is not None:
                 raise TvexportError("a reference of the trained-size network cannot check a re-bake for another input size", hint="pass no reference with input_size")
             options = dict(fold_bn=fold_bn, kernel_dtype=kernel_dtype, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)

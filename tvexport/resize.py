@@ -19,7 +19,8 @@ nothing was verified (``verify=False``).
 
 Resampling is ``F.interpolate`` (``bilinear`` or ``bicubic``, half-pixel centres, edges clamped)
 over the trailing (h, w), computed in float64 and rounded once to the tensor's dtype. At the
-trained size it is the identity, so either method then reproduces the ordinary bake exactly.
+trained size it is the identity, so either method would reproduce the ordinary bake exactly:
+``bake_model`` given the size ``model`` is built at bakes it the ordinary way (no ``resize`` record).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "Resample",
     "bake_resized",
     "check_input_size",
+    "check_resample",
     "describe_resize",
     "parse_input_size",
     "resample_map",
@@ -92,6 +94,12 @@ def check_input_size(size: object) -> tuple[int, int]:
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise TvexportError(f"unknown {what} {value!r}", hint=f"choose one of {', '.join(choices)}")
+
+
+def check_resample(resample: str | None, interpolation: str | None) -> None:
+    """Refuse an unknown resample method or interpolation (None: the default) in one line."""
+    _check_choice("resample method", resample or DEFAULT_RESAMPLE, RESAMPLE_METHODS)
+    _check_choice("interpolation", interpolation or DEFAULT_INTERPOLATION, INTERPOLATIONS)
 
 
 @torch.no_grad()
@@ -173,10 +181,9 @@ def bake_resized(
 ) -> BakeResult:
     """Bake ``model`` for input ``input_size`` (see the module docstring); ``bake`` is ``bake_model``
     with the caller's options bound. The result's ``resize`` records sizes, method and what was verified."""
+    check_resample(resample, interpolation)
     resample = resample or DEFAULT_RESAMPLE
     interpolation = interpolation or DEFAULT_INTERPOLATION
-    _check_choice("resample method", resample, RESAMPLE_METHODS)
-    _check_choice("interpolation", interpolation, INTERPOLATIONS)
     cfg = config_of(model)
     target_cfg = cfg.with_input_size(input_size)
     size = target_cfg.input_size
