@@ -287,6 +287,27 @@ def test_fold_batchnorms_on_plain_convs() -> None:
     assert pairs == [("0", "1"), ("3", "4")]
 
 
+def test_fold_batchnorms_without_affine_parameters() -> None:
+    """Before: a BatchNorm with affine=False (no weight, no bias) raised AttributeError; it is a
+    BatchNorm with weight 1 and bias 0. Checked against the unfolded network in float64."""
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+        nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4, affine=False), nn.Flatten(), nn.Linear(64, 5), nn.BatchNorm1d(5, affine=False),
+    ).eval()
+    for bn in (net[1], net[4], net[7]):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(3, 3, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        truth = copy.deepcopy(net).double()(x)
+        folded64 = copy.deepcopy(net).double()
+        assert fold_batchnorms(folded64) == [("0", "1"), ("3", "4"), ("6", "7")]
+        assert float((folded64(x) - truth).abs().max() / truth.abs().max()) < 1e-13
+        assert fold_batchnorms(net) == [("0", "1"), ("3", "4"), ("6", "7")]  # float32 weights, folded in float64
+        assert float((net(x.float()).double() - truth).abs().max() / truth.abs().max()) < 1e-5
+
+
 def test_baked_file(tmp_path: Path) -> None:
     model = make_model(tv=TVSettings())  # the reference's generator size: generators dominate the file
     src = write_checkpoint(model, tmp_path / "face.ckpt", "lightning")

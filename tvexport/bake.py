@@ -173,8 +173,11 @@ def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
     """Fold ``bn`` into ``layer`` (arithmetic in float64, stored in the layer's dtype)."""
     assert isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d))
     assert bn.running_mean is not None and bn.running_var is not None
-    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    shift = bn.bias.double() - bn.running_mean.double() * scale
+    var = bn.running_var.double()
+    weight = bn.weight.double() if bn.weight is not None else torch.ones_like(var)  # affine=False: weight 1, bias 0
+    bias = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
+    scale = weight / torch.sqrt(var + bn.eps)
+    shift = bias - bn.running_mean.double() * scale
     if isinstance(layer, BakedTVConv):
         if layer.weight.dtype not in (torch.float32, torch.float64):
             raise TvexportError(
