@@ -372,3 +372,20 @@ def test_baked_file_whose_bake_record_is_not_a_dict_is_damaged_metadata(tmp_path
     with pytest.raises(TvexportError) as info:
         read_checkpoint(path)
     assert str(info.value) == said
+
+
+def test_describe_file_closes_the_file(tmp_path: Path) -> None:
+    """Before: a file of 64 KiB or more was opened for its first bytes and never closed (ResourceWarning)."""
+    import gc
+    import warnings
+
+    from tvexport.checkpoint import describe_file
+
+    for size in (100, 1 << 17):
+        path = tmp_path / f"notes{size}.txt"
+        path.write_bytes(b"hello world\n" * (size // 12))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert describe_file(path) == "a text file"
+            gc.collect()
+        assert not [w for w in seen if issubclass(w.category, ResourceWarning)], size

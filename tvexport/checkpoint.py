@@ -157,7 +157,8 @@ def _clip(text: str, limit: int = 120) -> str:
 
 def describe_file(path: Path) -> str | None:
     """What a file that is not what was expected looks like (``a text file``, ``a PNG image``), if known."""
-    head = path.read_bytes()[:64] if path.stat().st_size < 1 << 16 else path.open("rb").read(64)
+    with path.open("rb") as f:
+        head = f.read(64)
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             return what
