@@ -1,10 +1,10 @@
 """Validation of a deployable artefact against the torch model it came from (Polygraphy style).
 
 The same check ``tvexport export`` runs after writing, as its own step: load the artefact with a
-backend (``BACKENDS``: onnxruntime, aoti, tensorrt), run it on an input, and compare it with the
-float64 truth of the source (the unbaked network for a checkpoint, the baked model with its
-kernels as stored for a baked file) next to torch float32's own error (``accuracy.Tolerance``);
-max abs / max rel / p99 abs / cosine per output.
+backend (``BACKENDS``: onnxruntime, aoti, tensorrt, openvino, openvino-bf16), run it on an input,
+and compare it with the float64 truth of the source (the unbaked network for a checkpoint, the
+baked model with its kernels as stored for a baked file) next to torch float32's own error
+(``accuracy.Tolerance``); max abs / max rel / p99 abs / cosine per output.
 """
 
 from __future__ import annotations
