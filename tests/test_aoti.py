@@ -285,6 +285,25 @@ def test_mismatch_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert [c.ok for c in err.value.comparisons] == [False]  # type: ignore[attr-defined]  (the CLI prints them)
 
 
+def test_export_keeps_the_callers_training_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: export_aoti built ``Reference(model)``, which left the caller's model in eval mode
+    (bake promises, and keeps, the caller's modes). Compiler and package loader stubbed as above."""
+    model = bake(tiny_tvnet()).model
+    reference = bake(tiny_tvnet()).model.eval()  # the same weights (tiny_tvnet is seeded), loaded as the package
+
+    def fake_compile(program, package_path, inductor_configs):  # noqa: ANN001
+        Path(package_path).write_bytes(b"compiled")
+        return package_path
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", fake_compile)
+    monkeypatch.setattr(aoti, "_load_package", lambda path, device: reference)
+    model.train()
+    next(iter(model.children())).eval()  # a mixed mode comes back as it was
+    modes = {name: m.training for name, m in model.named_modules()}
+    assert export_aoti(model, tmp_path / "m.pt2").ok
+    assert {name: m.training for name, m in model.named_modules()} == modes
+
+
 def test_dwconv_baseline_exports_the_same_way(tmp_path: Path) -> None:
     model = tiny_tvnet(atom="dwconv")
     result = export_aoti(model, tmp_path / "dw.pt2", batch=2)

@@ -303,6 +303,27 @@ def test_fold_batchnorms_on_plain_convs() -> None:
     assert pairs == [("0", "1"), ("3", "4")]
 
 
+def test_fold_batchnorms_without_affine_parameters() -> None:
+    """Before: a BatchNorm with affine=False (no weight, no bias) raised AttributeError; it is a
+    BatchNorm with weight 1 and bias 0. Checked against the unfolded network in float64."""
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+        nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4, affine=False), nn.Flatten(), nn.Linear(64, 5), nn.BatchNorm1d(5, affine=False),
+    ).eval()
+    for bn in (net[1], net[4], net[7]):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+    x = torch.randn(3, 3, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        truth = copy.deepcopy(net).double()(x)
+        folded64 = copy.deepcopy(net).double()
+        assert fold_batchnorms(folded64) == [("0", "1"), ("3", "4"), ("6", "7")]
+        assert float((folded64(x) - truth).abs().max() / truth.abs().max()) < 1e-13
+        assert fold_batchnorms(net) == [("0", "1"), ("3", "4"), ("6", "7")]  # float32 weights, folded in float64
+        assert float((net(x.float()).double() - truth).abs().max() / truth.abs().max()) < 1e-5
+
+
 def test_baked_file(tmp_path: Path) -> None:
     model = make_model(tv=TVSettings())  # the reference's generator size: generators dominate the file
     src = write_checkpoint(model, tmp_path / "face.ckpt", "lightning")
@@ -365,6 +386,27 @@ def test_verification_options_are_refused_without_verification(tmp_path: Path) -
     assert report is not None and (report.batch, report.seed) == (2, 0)
     resized = bake_model(model, input_size=(80, 80), batch=3, seed=5)  # re-bake by kernels: the options reach the trained-size check
     assert resized.report is not None and (resized.report.batch, resized.report.seed) == (3, 5)
+
+
+@pytest.mark.parametrize("option,said", [
+    ({"batch": 0}, "--batch 0 is not a number of input rows; give an integer >= 1, e.g. --batch 2"),
+    ({"batch": -1}, "--batch -1 is not a number of input rows"),
+    ({"batch": 2.5}, "--batch 2.5 is not a number of input rows"),
+    ({"seed": 2**70}, f"--seed {2**70} is out of range; give an integer from -2\\*\\*63 to 2\\*\\*63 - 1"),
+    ({"seed": -(2**63) - 1}, f"--seed {-(2**63) - 1} is out of range"),
+])
+def test_bad_verification_batch_or_seed_is_one_line_before_any_work(tmp_path: Path, option: dict[str, object], said: str) -> None:
+    """Before: bake(batch=0) and bake_checkpoint(batch=0) wrote a file "verified" on zero inputs;
+    a negative batch or a seed beyond 64 bits raised torch's RuntimeError/ValueError (the CLI's
+    --batch min=1 and --seed range were the only guard)."""
+    model = make_model()
+    with pytest.raises(TvexportError, match="^" + said):
+        bake_model(model, **option)  # type: ignore[arg-type]
+    with pytest.raises(TvexportError, match="^" + said):
+        bake_model(model, input_size=(80, 80), **option)  # type: ignore[arg-type]
+    with pytest.raises(TvexportError, match="^" + said):
+        bake_checkpoint(tmp_path / "missing.ckpt", tmp_path / "out.baked.pt", **option)  # type: ignore[arg-type]  # before the file is read
+    assert not (tmp_path / "out.baked.pt").exists()
 
 
 def test_float16_overflow_is_refused() -> None:

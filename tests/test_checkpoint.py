@@ -359,3 +359,33 @@ def test_the_zip_directory_is_read_once_before_torch_loads(tmp_path: Path, monke
     monkeypatch.setattr(zipfile, "ZipFile", Counting)
     assert read_checkpoint(path).format == "lightning"
     assert opened == [path]
+
+
+@pytest.mark.parametrize("bake", [5, [1, 2], "x"])
+def test_baked_file_whose_bake_record_is_not_a_dict_is_damaged_metadata(tmp_path: Path, bake: object) -> None:
+    """Before: ``dict(obj.get("bake", {}))`` raised TypeError/ValueError (internal error, exit 3) in every command."""
+    from tvexport.checkpoint import BAKED_FORMAT
+
+    path = tmp_path / "m.baked.pt"
+    torch.save({"format": BAKED_FORMAT, "format_version": 1, "state_dict": {"a": torch.zeros(1)}, "bake": bake}, path)
+    said = f"{path}: baked file metadata is damaged (its bake record is of type {type(bake).__name__}, not a dict); re-bake it from the original checkpoint"
+    with pytest.raises(TvexportError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == said
+
+
+def test_describe_file_closes_the_file(tmp_path: Path) -> None:
+    """Before: a file of 64 KiB or more was opened for its first bytes and never closed (ResourceWarning)."""
+    import gc
+    import warnings
+
+    from tvexport.checkpoint import describe_file
+
+    for size in (100, 1 << 17):
+        path = tmp_path / f"notes{size}.txt"
+        path.write_bytes(b"hello world\n" * (size // 12))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert describe_file(path) == "a text file"
+            gc.collect()
+        assert not [w for w in seen if issubclass(w.category, ResourceWarning)], size

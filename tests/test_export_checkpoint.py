@@ -122,6 +122,24 @@ def test_existing_output_is_refused_and_kept(ckpt: Path, tmp_path: Path) -> None
     assert out.read_bytes() == b"mine"
 
 
+def test_existing_external_data_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: an existing <out>.data was refused only when writing, after the whole export and validation."""
+    def work(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("work started before the output was checked")
+
+    for module, name in (("tvexport.export._common", "load_source"), ("tvexport.export._dispatch", "export_model"), ("tvexport.bake", "read_checkpoint")):
+        monkeypatch.setattr(importlib.import_module(module), name, work)
+    monkeypatch.setattr(tvonnx, "onnx_graph", work)
+    source, data = tmp_path / "m.ckpt", tmp_path / "m.onnx.data"
+    source.write_bytes(b"unread")
+    data.write_bytes(b"mine")
+    with pytest.raises(TvexportError, match=f"^output {data} already exists; pass --force to overwrite it$"):
+        tvexport.export_checkpoint(source, tmp_path / "m.onnx", external_data=True)
+    with pytest.raises(TvexportError, match=f"^output {data} already exists; pass --force to overwrite it$"):
+        tvonnx.export_onnx(make_model(atom="dwconv"), tmp_path / "m.onnx", external_data=True)
+    assert data.read_bytes() == b"mine" and sorted(tmp_path.iterdir()) == [source, data]
+
+
 REFUSED = [
     ({"format": "tflite"}, "unknown export format 'tflite'"),
     ({"batch": 2, "dynamic_batch": True}, "--batch 2 and --dynamic-batch were both given"),

@@ -352,6 +352,16 @@ def test_cli_external_data_write_that_cannot_start_is_one_line(cli: Any, face_ba
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_keeps_the_callers_training_modes(tmp_path: Path) -> None:
+    """Before: export_onnx built ``Reference(model)``, which left the caller's model in eval mode
+    (bake promises, and keeps, the caller's modes)."""
+    model = make_model(atom="dwconv", seed=6).train()
+    model.features[0].eval()  # a mixed mode comes back as it was
+    modes = {name: m.training for name, m in model.named_modules()}
+    assert tvonnx.export_onnx(model, tmp_path / "m.onnx", simplify=False).ok
+    assert {name: m.training for name, m in model.named_modules()} == modes
+
+
 def test_mismatch_raises_and_writes_nothing(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = tvonnx._splice_tv_layers
 

@@ -113,3 +113,12 @@ def test_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     for _, body in blocks:
         exec(compile(body, "README.md", "exec"), {"__name__": "readme"})
     assert os.path.exists("demo.baked.pt")
+
+
+def test_python_example_calls_each_core_command() -> None:
+    """bake, export, validate and inspect each have one Python call, shown in the Python API block
+    (before: validate and inspect had none)."""
+    body = "".join(body for _, body in _blocks("python"))
+    for call in ("bake_checkpoint", "export_checkpoint", "validate_artifact", "inspect_checkpoint"):
+        assert f"tvexport.{call}(" in body, call
+        assert call in __import__("tvexport").__all__, call

@@ -5,6 +5,7 @@ accepting the re-baked file."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -61,10 +62,14 @@ TRAINED_CASES = [  # both methods x both interpolations, float16 storage, k 3 an
 def test_trained_size_rebake_is_the_ordinary_bake(name: str, tv: TVSettings, method: str, interpolation: str, dtype: torch.dtype) -> None:
     model = make_model(name, tv=tv)
     plain = bake_model(model, dtype=dtype, verify=False)
-    again = bake_model(model, dtype=dtype, verify=False, input_size=(96, 96), resample=method, interpolation=interpolation)  # type: ignore[arg-type]
+    again = resize.bake_resized(model, (96, 96), resample=method, interpolation=interpolation, bake=functools.partial(bake_model, dtype=dtype, verify=False))  # type: ignore[arg-type]
     assert again.config == plain.config and again.config.input_hw is None and again.tv_layers == plain.tv_layers
     assert again.resize is not None and again.resize["input_size"] == again.resize["trained_input_size"] == [96, 96]
     assert _same_bake(again.model, plain.model, (96, 96)) <= 1e-12
+    # so bake_model given the model's own size bakes the ordinary way: nothing resampled, no resize record
+    same = bake_model(model, dtype=dtype, verify=False, input_size=(96, 96), resample=method, interpolation=interpolation)  # type: ignore[arg-type]
+    assert same.resize is None and same.config == plain.config and same.tv_layers == plain.tv_layers
+    assert _same_bake(same.model, plain.model, (96, 96)) == 0.0
 
 
 def test_trained_size_check_catches_a_wrong_resampler(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,8 +79,34 @@ def test_trained_size_check_catches_a_wrong_resampler(monkeypatch: pytest.Monkey
     original = resize.resample_map
     monkeypatch.setattr(resize, "resample_map", lambda t, size, **kw: original(t.transpose(-1, -2), size, **kw))
     for method in ("generator", "kernels"):
-        wrong = bake_model(model, verify=False, input_size=(96, 96), resample=method)  # type: ignore[arg-type]
+        wrong = resize.bake_resized(model, (96, 96), resample=method, bake=functools.partial(bake_model, verify=False))  # type: ignore[arg-type]
         assert _same_bake(wrong.model, plain.model, (96, 96)) > 1e-3
+
+
+def test_bake_at_its_own_size_is_the_ordinary_bake_verified(cli, face_ckpt: Path, tmp_path: Path) -> None:
+    """Before: `bake --input-size 96x96` of a 96x96 network resampled (the identity) and recorded "no
+    unbaked network exists at 96x96 to verify against", though the ordinary bake verifies against one."""
+    for i, extra in enumerate(([], ["--resample", "generator", "--interpolation", "bilinear"])):
+        r = cli("bake", face_ckpt, "-o", tmp_path / f"{i}.baked.pt", "--input-size", "96x96", *extra, "--json")
+        assert r.exit_code == 0, r.stderr
+        done = json.loads(r.stdout)
+        assert done["resize"] is None and done["input_size"] == [96, 96] and done["report"]["ok"] and done["report"]["truth"] == "unbaked float64"
+        r = cli("inspect", tmp_path / f"{i}.baked.pt")
+        assert r.exit_code == 0 and "re-baked" not in r.stdout and "no unbaked network" not in r.stdout, r.stdout
+    with pytest.raises(TvexportError, match="^unknown resample method 'nearest'"):  # still refused at the own size
+        bake_model(make_model(), input_size=(96, 96), resample="nearest")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", ["72x72", 72, (72,), (72, 72, 3), (True, 72), (72.0, 72), (0, 72), (72, -1), [72, 72.5]])
+def test_malformed_input_size_in_the_api_is_one_line(tmp_path: Path, size: object) -> None:
+    """Before: bake(input_size="72x72") raised a raw ValueError, 72 a TypeError, (72,) a ValueError
+    from unpacking; (True, 72) was read as 1x72 (the CLI parses --input-size first)."""
+    said = f"^input_size {re.escape(repr(size))} is not \\(H, W\\), two positive integers; e.g. input_size=\\(112, 112\\)$"
+    with pytest.raises(TvexportError, match=said):
+        bake_model(make_model(), input_size=size, verify=False)  # type: ignore[arg-type]
+    with pytest.raises(TvexportError, match=said):
+        tvexport.bake_checkpoint(tmp_path / "missing.ckpt", tmp_path / "o.baked.pt", input_size=size)  # type: ignore[arg-type]  # before the file is read
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -146,6 +146,8 @@ def build_corpus(root: Path) -> dict[str, Path]:
         "baked_bad_dtype.pt": lambda b: b["bake"].update(dtype="int8"),
         "baked_bad_folded.pt": lambda b: b["bake"].update(folded=[["nope.x", "nope.y"]]),
         "baked_tv_not_a_dict.pt": lambda b: b["arch"].update(tv="zzz"),
+        "baked_bake_not_a_dict.pt": lambda b: b.update(bake=5),  # before: "internal error" (TypeError) from every command
+        "baked_kernels_not_a_dict.pt": lambda b: b["bake"]["tv_layers"][first].update(kernels="x"),  # read by inspect only
     }
     for name, hurt in damage.items():
         b = copy.deepcopy(baked)
@@ -173,6 +175,7 @@ ONLY_FOR = {
     "fp16_overflow.pt": {"bake float16"},
     "nan_weights.pt": {"bake", "bake float16", "export onnx", "export plugin", "validate --against"},
     "inf_weights.pt": {"bake", "bake float16", "export onnx", "export plugin", "validate --against"},
+    "baked_kernels_not_a_dict.pt": {"inspect", "inspect --json"},  # the record of how kernels are stored: what inspect shows
 }
 
 # command -> argv for a bad artefact (ONNX file or engine) ``model``.

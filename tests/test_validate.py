@@ -312,3 +312,35 @@ def test_validate_seed_outside_64_bits_is_one_line(cli, tmp_path: Path, seed: in
     r = cli("validate", tmp_path / "m.onnx", "--against", tmp_path / "m.baked.pt", "--seed", seed)
     assert r.exit_code == 2, r.stderr
     assert r.stderr.strip() == f"error: --seed {seed} is out of range; give an integer from -2**63 to 2**63 - 1, e.g. --seed 0"
+
+
+def test_cli_validate_refuses_an_input_of_no_rows(cli: Any, artefacts: dict[str, Path], tmp_path: Path) -> None:
+    """Before: a (0, 3, 96, 96) .npy passed ("ok", exit 0) on a dynamic-batch graph, having compared nothing."""
+    np.save(tmp_path / "x.npy", np.zeros((0, 3, 96, 96), np.float32))
+    for extra in ([], ["--json"]):
+        r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--input", tmp_path / "x.npy", *extra)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and r.stdout == "" and "Traceback" not in r.stderr, r.stderr
+        assert lines[0] == f"error: {tmp_path / 'x.npy'}: input holds no rows (shape (0, 3, 96, 96)); save at least one (3, 96, 96) image"
+
+
+def test_compare_outputs_refuses_outputs_without_values() -> None:
+    """Before: empty outputs scored max_abs 0 and cosine 1, a perfect match (ok) of nothing."""
+    empty = np.zeros((0, 512))
+    with pytest.raises(TvexportError, match="^net: the output holds no values, so nothing can be compared; give an input of at least one row$"):
+        compare_outputs("net", empty, empty, tolerance=Tolerance(1e-5), baseline=empty)
+
+
+@pytest.mark.parametrize("option,said", [
+    ({"batch": 0}, "--batch 0 is not a number of input rows"),
+    ({"batch": -2}, "--batch -2 is not a number of input rows"),
+    ({"seed": 2**70}, f"--seed {2**70} is out of range"),
+])
+def test_validate_api_refuses_a_bad_batch_or_seed_before_any_work(artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch, option: dict[str, int], said: str) -> None:
+    """Before: batch=0 quietly became the artefact's batch; batch=-2 and seed=2**70 raised torch's errors."""
+    from tvexport.export import validate
+
+    monkeypatch.setattr(validate, "load_runner", lambda *a: pytest.fail("the artefact was loaded"))
+    monkeypatch.setattr(validate, "load_source", lambda *a, **k: pytest.fail("the checkpoint was baked"))
+    with pytest.raises(TvexportError, match="^" + said):
+        validate_artifact(artefacts["onnx"], artefacts["ckpt"], **option)  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ Public API (everything else is internal)::
 
     tvexport.bake_checkpoint("model.ckpt")                    # `tvexport bake`: -> model.baked.pt, verified
     tvexport.export_checkpoint("model.ckpt")                  # `tvexport export`: -> model.onnx (or format="aoti"), validated
+    tvexport.validate_artifact("model.onnx", "model.ckpt")    # `tvexport validate`: -> ValidationReport (check .ok)
+    tvexport.inspect_checkpoint("model.baked.pt")             # `tvexport inspect`: -> ModelSummary (TV layers, parameters, FLOPs)
     model = tvexport.load_checkpoint("model.ckpt")          # any checkpoint (baked too) -> nn.Module
     result = tvexport.bake(model)                             # generators -> constant kernels, verified
     small = tvexport.bake(model, kernel_dtype="int8")         # kernels stored int8 + per-(channel, tap) scales
@@ -14,10 +16,9 @@ Public API (everything else is internal)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .accuracy import Comparison, Reference, Tolerance  # noqa: E402
-from .bake import (  # noqa: E402
+from ._version import __version__
+from .accuracy import Comparison, Reference, Tolerance
+from .bake import (
     BakedCheckpoint,
     BakeMismatch,
     BakeReport,
@@ -29,13 +30,14 @@ from .bake import (  # noqa: E402
     load_checkpoint,
     save_baked,
 )
-from .bake import bake_model as bake  # noqa: E402
-from .checkpoint import Checkpoint, read_checkpoint  # noqa: E402
-from .compile import CompiledModel, compile_model  # noqa: E402
-from .errors import MismatchError, MissingDependencyError, TvexportError  # noqa: E402
-from .export import ExportResult, export_checkpoint  # noqa: E402  (onnx, onnxruntime, Inductor imported only when used)
-from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold  # noqa: E402
-from .models import ArchConfig, TVSettings, create_model, list_models  # noqa: E402
+from .bake import bake_model as bake
+from .checkpoint import Checkpoint, read_checkpoint
+from .compile import CompiledModel, compile_model
+from .errors import MismatchError, MissingDependencyError, TvexportError
+from .export import ExportResult, ValidationReport, export_checkpoint, validate_artifact  # onnx, onnxruntime, Inductor imported only when used
+from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold
+from .models import ArchConfig, TVSettings, create_model, list_models
+from .summary import ModelSummary, inspect_checkpoint
 
 __all__ = [
     "ArchConfig",
@@ -50,12 +52,14 @@ __all__ = [
     "ExportResult",
     "MismatchError",
     "MissingDependencyError",
+    "ModelSummary",
     "Reference",
     "TVConv",
     "TVGeometry",
     "TVSettings",
     "Tolerance",
     "TvexportError",
+    "ValidationReport",
     "__version__",
     "bake",
     "bake_checkpoint",
@@ -64,6 +68,7 @@ __all__ = [
     "create_model",
     "export_checkpoint",
     "fold_batchnorms",
+    "inspect_checkpoint",
     "list_models",
     "load_baked",
     "load_checkpoint",
@@ -71,4 +76,5 @@ __all__ = [
     "save_baked",
     "tv_depthwise",
     "tv_depthwise_unfold",
+    "validate_artifact",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "Precision",
     "Reference",
     "Tolerance",
+    "check_random_input",
     "compare_outputs",
     "depthwise_by_definition_",
     "random_inputs",
@@ -187,13 +189,16 @@ def compare_outputs(
     tolerance: Tolerance,
     baseline: np.ndarray | torch.Tensor | None = None,
 ) -> Comparison:
-    """Compare ``got`` (and the float32 original ``baseline``) with ``truth`` under ``tolerance``."""
+    """Compare ``got`` (and the float32 original ``baseline``) with ``truth`` under ``tolerance``;
+    outputs without values (an input of no rows) are refused: a comparison of nothing never passes."""
     g, r = _as_float64(got), _as_float64(truth)
     if g.shape != r.shape:
         raise TvexportError(f"{name}: output has {g.numel()} values, reference has {r.numel()}", hint="input or output shapes differ between the artefact and the model")
-    scale = float(r.abs().max()) if r.numel() else 0.0
+    if g.numel() == 0:
+        raise TvexportError(f"{name}: the output holds no values, so nothing can be compared", hint="give an input of at least one row")
+    scale = float(r.abs().max())
     diff = (g - r).abs()
-    max_abs = float(diff.max()) if diff.numel() else 0.0
+    max_abs = float(diff.max())
     if not bool(torch.isfinite(g).all()):
         max_abs = math.inf
     base_abs = base_rel = None
@@ -205,13 +210,22 @@ def compare_outputs(
         name=name,
         max_abs=max_abs,
         max_rel=max_abs / scale if scale > 0 else max_abs,
-        p99_abs=float(diff.kthvalue(int(0.99 * (diff.numel() - 1)) + 1).values) if diff.numel() else 0.0,
-        cosine=float(torch.nn.functional.cosine_similarity(g, r, dim=0)) if g.numel() else 1.0,
+        p99_abs=float(diff.kthvalue(int(0.99 * (diff.numel() - 1)) + 1).values),
+        cosine=float(torch.nn.functional.cosine_similarity(g, r, dim=0)),
         ref_max=scale,
         baseline_max_abs=base_abs,
         baseline_max_rel=base_rel,
         tolerance=tolerance,
     )
+
+
+def check_random_input(*, batch: int | None = None, seed: int | None = None) -> None:
+    """Refuse, before any work, a ``batch`` (rows of the random input) below 1 and a ``seed`` that
+    is not a signed 64-bit integer (what torch's generators take), named as the CLI names them."""
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
+        raise TvexportError(f"--batch {batch!r} is not a number of input rows", hint="give an integer >= 1, e.g. --batch 2")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**63):
+        raise TvexportError(f"--seed {seed!r} is out of range", hint="give an integer from -2**63 to 2**63 - 1, e.g. --seed 0")
 
 
 def random_inputs(shape: tuple[int, ...], *, seed: int = 0) -> torch.Tensor:

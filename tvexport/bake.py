@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from . import __version__
 from ._io import atomic_output, check_output_path
-from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, compare_outputs, depthwise_by_definition_, random_inputs
+from ._version import __version__
+from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError, about_file, sized_by_user
 from .layers import BakedTVConv, TVConv, training_modes_kept
@@ -173,8 +173,11 @@ def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
     """Fold ``bn`` into ``layer`` (arithmetic in float64, stored in the layer's dtype)."""
     assert isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d))
     assert bn.running_mean is not None and bn.running_var is not None
-    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    shift = bn.bias.double() - bn.running_mean.double() * scale
+    var = bn.running_var.double()
+    weight = bn.weight.double() if bn.weight is not None else torch.ones_like(var)  # affine=False: weight 1, bias 0
+    bias = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
+    scale = weight / torch.sqrt(var + bn.eps)
+    shift = bias - bn.running_mean.double() * scale
     if isinstance(layer, BakedTVConv):
         if layer.weight.dtype not in (torch.float32, torch.float64):
             raise TvexportError(
@@ -304,13 +307,14 @@ VERIFY_BATCH = 2  # images of the verification inputs unless --batch says otherw
 
 def _verification_inputs(verify: bool, *, rtol: float | None, atol: float | None, batch: int | None, seed: int | None) -> tuple[int, int]:
     """The (batch, seed) of the verification inputs (default 2, 0); options of the verification
-    given without it are refused (they would do nothing)."""
+    given without it, a batch below 1 and a seed beyond 64 bits are refused."""
     if not verify:
         if rtol is not None or atol is not None:
             raise TvexportError("--rtol/--atol do not apply with --no-verify", hint="drop one of them")
         for name, value, what in (("--batch", batch, "sizes"), ("seed", seed, "seeds")):
             if value is not None:
                 raise TvexportError(f"{name} {what} the verification inputs; it does not apply with --no-verify (verify=False)", hint="drop one of them")
+    check_random_input(batch=batch, seed=seed)
     return (VERIFY_BATCH if batch is None else batch), (0 if seed is None else seed)
 
 
@@ -341,17 +345,22 @@ def bake_model(
     default by kernel dtype) on ``batch`` (default 2) random inputs seeded with ``seed`` (default 0);
     check ``report.ok`` or call ``check_bake``. Without ``verify``, these four are refused.
     ``reference`` (``Reference(model)``) may be passed to share its float64 run with a later check.
-    ``input_size`` (H, W) re-bakes for another input size, ``resample`` ``"kernels"`` (default) or
-    ``"generator"``, ``interpolation`` ``"bicubic"`` (default) or ``"bilinear"``: see
-    ``tvexport.resize``. ``fold_bn`` (default True) folds each eval-mode BatchNorm that directly
+    ``input_size`` (H, W) re-bakes for another input size (the size ``model`` is built at: the
+    ordinary bake), ``resample`` ``"kernels"`` (default) or ``"generator"``, ``interpolation``
+    ``"bicubic"`` (default) or ``"bilinear"``: see ``tvexport.resize``. ``fold_bn`` (default True) folds each eval-mode BatchNorm that directly
     follows a conv, linear or TV layer into it (``fold_batchnorms``); ``allow_nonfinite`` bakes weights holding NaN/Inf instead of refusing them.
     """
     # the model is the caller's, not ours to switch; anything else: config_of refuses it
     with training_modes_kept(model) if isinstance(model, nn.Module) else contextlib.nullcontext():
         inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
         if input_size is not None:
-            from .resize import bake_resized
+            from .resize import bake_resized, check_input_size, check_resample
 
+            input_size = check_input_size(input_size)
+            if input_size == config_of(model).input_size:  # resampling to its own size is the identity: the ordinary bake, verified as usual
+                check_resample(resample, interpolation)
+                input_size = resample = interpolation = None
+        if input_size is not None:
             if reference is not None:
                 raise TvexportError("a reference of the trained-size network cannot check a re-bake for another input size", hint="pass no reference with input_size")
             options = dict(fold_bn=fold_bn, kernel_dtype=kernel_dtype, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
@@ -572,6 +581,10 @@ def bake_checkpoint(
     _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)  # before any work
     kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
     Tolerance.default(KERNEL_PRECISION[kernels], rtol=rtol, atol=atol)
+    if input_size is not None:
+        from .resize import check_input_size
+
+        input_size = check_input_size(input_size)
     source = Path(source)
     out = Path(output) if output is not None else default_output(source)
     ckpt = read_checkpoint(source)

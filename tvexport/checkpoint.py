@@ -157,7 +157,8 @@ def _clip(text: str, limit: int = 120) -> str:
 
 def describe_file(path: Path) -> str | None:
     """What a file that is not what was expected looks like (``a text file``, ``a PNG image``), if known."""
-    head = path.read_bytes()[:64] if path.stat().st_size < 1 << 16 else path.open("rb").read(64)
+    with path.open("rb") as f:
+        head = f.read(64)
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             return what
@@ -358,7 +359,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
     if obj.get("format") == BAKED_FORMAT:
         sd = _tensor_dict(path, obj.get("state_dict"), "baked state_dict")
-        return Checkpoint(path, "baked", sd, hparams={}, meta=dict(obj.get("bake", {})), payload=dict(obj))
+        bake = obj.get("bake", {})
+        if not isinstance(bake, Mapping):
+            raise damaged_metadata(path, TvexportError(f"its bake record is of type {type(bake).__name__}, not a dict"))
+        return Checkpoint(path, "baked", sd, hparams={}, meta=dict(bake), payload=dict(obj))
 
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         raw = _tensor_dict(path, obj["state_dict"], "state_dict")

@@ -1,6 +1,6 @@
 """Compressed storage of baked TV kernels: float16, or int8 with one float32 scale per (channel, tap).
 
-The shared contract (README "Compressed baked kernels"; kernels/, trt/, export/ and the OpenVINO
+The shared contract (README "Compressed kernels: `--kernel-dtype`"; kernels/, trt/, export/ and the OpenVINO
 extension honour it): a baked layer's ``weight`` (C, k*k, h, w) is float32, float16 or int8; int8
 is symmetric (zero point 0) with ``scale`` float32 (C, k*k, 1, 1)::
 

@@ -19,12 +19,14 @@ nothing was verified (``verify=False``).
 
 Resampling is ``F.interpolate`` (``bilinear`` or ``bicubic``, half-pixel centres, edges clamped)
 over the trailing (h, w), computed in float64 and rounded once to the tensor's dtype. At the
-trained size it is the identity, so either method then reproduces the ordinary bake exactly.
+trained size it is the identity, so either method would reproduce the ordinary bake exactly:
+``bake_model`` given the size ``model`` is built at bakes it the ordinary way (no ``resize`` record).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -50,6 +52,8 @@ __all__ = [
     "Interpolation",
     "Resample",
     "bake_resized",
+    "check_input_size",
+    "check_resample",
     "describe_resize",
     "parse_input_size",
     "resample_map",
@@ -78,9 +82,24 @@ def parse_input_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def check_input_size(size: object) -> tuple[int, int]:
+    """``size`` as (H, W) if it is a pair of positive integers (what ``parse_input_size`` gives),
+    else refused in one line: the Python API's ``input_size``, which no command line parsed."""
+    if (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in size)):
+        return int(size[0]), int(size[1])
+    raise TvexportError(f"input_size {size!r} is not (H, W), two positive integers", hint="e.g. input_size=(112, 112)")
+
+
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise TvexportError(f"unknown {what} {value!r}", hint=f"choose one of {', '.join(choices)}")
+
+
+def check_resample(resample: str | None, interpolation: str | None) -> None:
+    """Refuse an unknown resample method or interpolation (None: the default) in one line."""
+    _check_choice("resample method", resample or DEFAULT_RESAMPLE, RESAMPLE_METHODS)
+    _check_choice("interpolation", interpolation or DEFAULT_INTERPOLATION, INTERPOLATIONS)
 
 
 @torch.no_grad()
@@ -162,10 +181,9 @@ def bake_resized(
 ) -> BakeResult:
     """Bake ``model`` for input ``input_size`` (see the module docstring); ``bake`` is ``bake_model``
     with the caller's options bound. The result's ``resize`` records sizes, method and what was verified."""
+    check_resample(resample, interpolation)
     resample = resample or DEFAULT_RESAMPLE
     interpolation = interpolation or DEFAULT_INTERPOLATION
-    _check_choice("resample method", resample, RESAMPLE_METHODS)
-    _check_choice("interpolation", interpolation, INTERPOLATIONS)
     cfg = config_of(model)
     target_cfg = cfg.with_input_size(input_size)
     size = target_cfg.input_size

@@ -11,6 +11,7 @@ from torch import nn
 
 from .bake import model_from_baked
 from .checkpoint import Checkpoint, damaged_metadata, read_checkpoint
+from .errors import TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.loading import arch_config_for, build_from_state_dict
 from .quantize import stored_bytes
@@ -19,6 +20,8 @@ from .resize import describe_resize
 
 @dataclasses.dataclass(frozen=True)
 class TVLayerInfo:
+    """One TV layer of a ``ModelSummary``: geometry, what baking it stores, what it costs."""
+
     name: str
     channels: int
     k: int
@@ -37,6 +40,8 @@ class TVLayerInfo:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSummary:
+    """What ``inspect_checkpoint`` (``tvexport inspect``) found in a checkpoint or baked file."""
+
     path: str
     format: str
     file_bytes: int
@@ -87,6 +92,20 @@ def dropped_keys_note(dropped: Mapping[str, Sequence[int]]) -> str:
     return "dropped training-only keys: " + ", ".join(f"{k} {'x'.join(map(str, shape)) or 'scalar'}" for k, shape in dropped.items())
 
 
+def _storage_error(ckpt: Checkpoint, name: str) -> dict[str, float] | None:
+    """What storing TV layer ``name``'s kernels changed, as a baked file records it (None in files
+    baked before compressed kernels); a record that is not a dict is damaged metadata."""
+    record: Any = ckpt.meta
+    where = "bake"
+    for key in ("tv_layers", name, "kernels", "error"):
+        record, where = record.get(key), f"{where}[{key!r}]"
+        if record is None:
+            return None
+        if not isinstance(record, Mapping):
+            raise damaged_metadata(ckpt.path, TvexportError(f"{where} is of type {type(record).__name__}, not a dict"))
+    return dict(record)
+
+
 def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
     """Describe a loaded zoo model (unbaked or baked) read from ``ckpt``."""
     from .models.registry import config_of
@@ -109,8 +128,7 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
             baked = m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
             bias = m.bias_kind or "none"
             baked_dtype = str(ckpt.state_dict[f"{name}.weight"].dtype).removeprefix("torch.")
-            stored = ckpt.meta.get("tv_layers", {}).get(name, {}).get("kernels", {})  # files baked before compressed kernels have none
-            kernels = {"kernel_dtype": baked_dtype, "kernel_bytes": stored_bytes(m), "kernel_error": stored.get("error")}
+            kernels = {"kernel_dtype": baked_dtype, "kernel_bytes": stored_bytes(m), "kernel_error": _storage_error(ckpt, name)}
         else:
             continue
         flops = 2 * g.kernel_numel + (g.channels * g.h * g.w if g.bias else 0)
@@ -151,7 +169,8 @@ def summarize_model(model: nn.Module, ckpt: Checkpoint) -> ModelSummary:
 
 
 def inspect_checkpoint(path: str | Path, *, arch: str | None = None) -> ModelSummary:
-    """Read ``path`` and summarise it (see ``tvexport inspect``)."""
+    """``tvexport inspect`` as one call: read the checkpoint or baked file at ``path`` and describe
+    its format, architecture (``arch`` overrides the detected one), TV layers, parameters and FLOPs."""
     ckpt = read_checkpoint(path)
     if ckpt.format == "baked":
         model = model_from_baked(ckpt, arch=arch)

@@ -10,7 +10,7 @@ from typing import Annotated
 import torch
 import typer
 
-from ..errors import TvexportError
+from ..accuracy import check_random_input
 
 
 class DType(str, Enum):
@@ -58,8 +58,7 @@ InputSize = Annotated[str | None, typer.Option(
 
 def seed_in_range(value: int | None) -> int | None:
     """Option callback of --seed: a signed 64-bit integer (what torch's generators take), refused before any work."""
-    if value is not None and not -(2**63) <= value < 2**63:
-        raise TvexportError(f"--seed {value} is out of range", hint="give an integer from -2**63 to 2**63 - 1, e.g. --seed 0")
+    check_random_input(seed=value)
     return value
 
 

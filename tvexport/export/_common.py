@@ -95,7 +95,6 @@ def load_source(
     arch: str | None = None,
     rtol: float | None = None,
     atol: float | None = None,
-    verify_bake: bool = True,
     kernel_dtype: KernelDType | torch.dtype | None = None,
     reference: bool = True,
 ) -> ExportSource:
@@ -126,7 +125,7 @@ def load_source(
         return ExportSource(ckpt.path, model, Reference(model) if reference else None)  # a DWConv / dense baseline: exported as is, for fair comparisons
     unbaked = Reference(model, kernels=kernels)  # built even without validation: the bake is verified against it
     with about_file(ckpt.path):  # e.g. float16 overflow: say which file
-        result = bake_model(model, kernel_dtype=kernels, verify=verify_bake, rtol=rtol, atol=atol, reference=unbaked)
+        result = bake_model(model, kernel_dtype=kernels, rtol=rtol, atol=atol, reference=unbaked)
     check_bake(result, source=ckpt.path)
     return ExportSource(ckpt.path, result.model, unbaked, result)
 

@@ -137,6 +137,8 @@ def export_checkpoint(
             "dtype": dtype, "fp16_io": fp16_io, "simplify": simplify, "external_data": external_data, "decomposition": decomposition,
         }
         check_options(format, tv_op=tv_op, opset=options["opset"], batch=batch, dtype=dtype, decomposition=decomposition)
+        if external_data:  # the weights' file, refused as <out> is (when external_data is None, only a graph over 2 GB writes one)
+            check_output_path(out.with_name(out.name + ".data"), force=force, source=source)
     else:
         _reject(format, **{
             "--tv-op plugin": tv_op != "portable", "--opset": opset is not None, "--dtype float16": dtype != "float32",

@@ -44,12 +44,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
 from .._io import atomic_output, check_exported_file, check_output_path
+from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..bake import fold_batchnorms, tv_layer_names
 from ..errors import TvexportError, missing
-from ..layers import BakedTVConv, TVConv
+from ..layers import BakedTVConv, TVConv, training_modes_kept
 from ..models.registry import ArchConfig, config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
 from ._common import Comparison, ExportResult, Runner, check_weights_fit, with_kernel_dtype
@@ -615,7 +615,6 @@ def export_onnx(
     force: bool = False,
     external_data: bool | None = None,
     decomposition: str | None = None,
-    seed: int = 0,
     reference: Reference | None = None,
     kernel_dtype: KernelDType | torch.dtype | None = None,
 ) -> ExportResult:
@@ -635,8 +634,11 @@ def export_onnx(
 
     start = time.perf_counter()
     output = check_output_path(Path(output), force=force)
+    if external_data:  # <output>.data, before any work (when external_data is None, only a graph over 2 GB writes one)
+        check_output_path(output.with_name(output.name + ".data"), force=force)
     if validate and reference is None:
-        reference = Reference(model)  # of the model as given: with_kernel_dtype makes it one for compressed kernels
+        with training_modes_kept(model):  # Reference switches the model to eval mode: the caller's keeps its modes
+            reference = Reference(model)  # of the model as given: with_kernel_dtype makes it one for compressed kernels
     if kernel_dtype is not None:
         model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
     tolerance = Tolerance.default(reference.precision(dtype=dtype) if reference is not None else "float32", rtol=rtol, atol=atol)
@@ -655,7 +657,7 @@ def export_onnx(
     comparisons: list[Comparison] = []
     if validate:
         n = _DYNAMIC_CHECK_BATCH if dynamic_batch else batch
-        x = random_inputs((n, *cfg.input_shape), seed=seed)
+        x = random_inputs((n, *cfg.input_shape), seed=0)
         assert reference is not None
         comparisons = validate_graphs(reference, graphs, x=x, tolerance=tolerance)
         check_comparisons(comparisons, prefix=f"{cfg.name}: ", suffix="; nothing written")

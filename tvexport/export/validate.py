@@ -1,10 +1,10 @@
 """Validation of a deployable artefact against the torch model it came from (Polygraphy style).
 
 The same check ``tvexport export`` runs after writing, as its own step: load the artefact with a
-backend (``BACKENDS``: onnxruntime, aoti, tensorrt), run it on an input, and compare it with the
-float64 truth of the source (the unbaked network for a checkpoint, the baked model with its
-kernels as stored for a baked file) next to torch float32's own error (``accuracy.Tolerance``);
-max abs / max rel / p99 abs / cosine per output.
+backend (``BACKENDS``: onnxruntime, aoti, tensorrt, openvino, openvino-bf16), run it on an input,
+and compare it with the float64 truth of the source (the unbaked network for a checkpoint, the
+baked model with its kernels as stored for a baked file) next to torch float32's own error
+(``accuracy.Tolerance``); max abs / max rel / p99 abs / cosine per output.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._io import check_exported_file, check_input_file, refuse_stdin
-from ..accuracy import Tolerance, random_inputs
+from ..accuracy import Tolerance, check_random_input, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..checkpoint import describe_file, is_torchscript_file, read_checkpoint
 from ..errors import MismatchError, TvexportError
@@ -222,6 +222,8 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
             f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
             hint="TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)",
         )
+    if x.shape[0] == 0:  # nothing would be compared: never a pass
+        raise TvexportError(f"{path}: input holds no rows (shape {tuple(x.shape)})", hint=f"save at least one ({', '.join(map(str, expected))}) image")
     with np.errstate(over="ignore"):
         x32 = np.ascontiguousarray(x, dtype=np.float32)
     for values, what in ((x, "NaN/Inf value{s}"), (x32, "value{s} beyond float32's range")):
@@ -261,6 +263,7 @@ def validate_artifact(
         raise TvexportError("--batch sizes the random input; with --input the file gives the batch", hint="drop --batch")
     if input_path is not None and seed is not None:
         raise TvexportError("--seed seeds the random input; with --input it does not apply", hint="drop --seed")
+    check_random_input(batch=batch, seed=seed)
     # said before the file's name is used to guess what it is (a directory or empty file named .ckpt is no checkpoint)
     check_exported_file(artifact, what="an exported model", dir_hint="give the .onnx, .pt2 or engine file inside it")
     if input_path is not None:  # before the checkpoint is read and the model compiled
@@ -277,7 +280,7 @@ def validate_artifact(
         x = load_input(Path(input_path), expected=cfg.input_shape, arch=cfg.name)
         input_source = str(input_path)
     else:
-        n = batch or fixed_batch or 2
+        n = batch if batch is not None else fixed_batch or 2
         seed = 0 if seed is None else seed
         x = random_inputs((n, *cfg.input_shape), seed=seed).numpy()
         input_source = f"random (seed {seed})"

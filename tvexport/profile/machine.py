@@ -93,7 +93,7 @@ def versions() -> dict[str, str | None]:
     """python, torch, tvexport and the optional runtimes (None when not installed; not imported)."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     out: dict[str, str | None] = {"python": platform.python_version(), "torch": str(torch.__version__), "tvexport": __version__}
     for name in OPTIONAL_PACKAGES:

@@ -158,7 +158,7 @@ def build_engine(
         detail = logger.errors[-1].strip().splitlines()[0] if logger.errors else "see the TensorRT log (--verbose)"
         raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
 
-    from .. import __version__
+    from .._version import __version__
     from ..export.onnx import read_metadata
 
     meta = read_metadata(onnx_path)
