@@ -394,6 +394,7 @@ def test_verification_options_are_refused_without_verification(tmp_path: Path) -
     ({"batch": 2.5}, "--batch 2.5 is not a number of input rows"),
     ({"seed": 2**70}, f"--seed {2**70} is out of range; give an integer from -2\\*\\*63 to 2\\*\\*63 - 1"),
     ({"seed": -(2**63) - 1}, f"--seed {-(2**63) - 1} is out of range"),
+    ({"seed": 1.5}, "--seed 1.5 is not an integer; give an integer from"),
 ])
 def test_bad_verification_batch_or_seed_is_one_line_before_any_work(tmp_path: Path, option: dict[str, object], said: str) -> None:
     """Before: bake(batch=0) and bake_checkpoint(batch=0) wrote a file "verified" on zero inputs;

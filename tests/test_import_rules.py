@@ -108,3 +108,16 @@ def test_imports_flow_one_way() -> None:
             if STAGES[target] > STAGES[own] and (own, target) not in SANCTIONED:
                 against.append(f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{line} ({own} imports {target})")
     assert not against, f"imports against checkpoint -> models -> bake -> export -> trt/kernels/openvino -> profile -> cli: {against}"
+
+
+def test_version_is_written_once_in_effect() -> None:
+    """pyproject.toml and tvexport/_version.py both carry the version: they must agree (the wheel's
+    metadata comes from the first, ``tvexport.__version__`` and the artefacts' records from the second)."""
+    import tomllib
+
+    import tvexport
+    from tvexport._version import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    assert declared == __version__ == tvexport.__version__

@@ -224,7 +224,9 @@ def check_random_input(*, batch: int | None = None, seed: int | None = None) -> 
     is not a signed 64-bit integer (what torch's generators take), named as the CLI names them."""
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
         raise TvexportError(f"--batch {batch!r} is not a number of input rows", hint="give an integer >= 1, e.g. --batch 2")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**63):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TvexportError(f"--seed {seed!r} is not an integer", hint="give an integer from -2**63 to 2**63 - 1, e.g. --seed 0")
+    if seed is not None and not -(2**63) <= seed < 2**63:
         raise TvexportError(f"--seed {seed!r} is out of range", hint="give an integer from -2**63 to 2**63 - 1, e.g. --seed 0")
 
 

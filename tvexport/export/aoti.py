@@ -36,7 +36,6 @@ from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
 from ..errors import TvexportError
-from ..layers import training_modes_kept
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
 from ._common import Comparison, ExportResult, Runner, with_kernel_dtype
@@ -161,8 +160,7 @@ def export_aoti(
     dev = torch.device(device)
     cfg = config_of(model)
     if validate and reference is None:
-        with training_modes_kept(model):  # Reference switches the model to eval mode: the caller's keeps its modes
-            reference = Reference(model)  # of the model as given: with_kernel_dtype makes it one for compressed kernels
+        reference = Reference(model)  # of the model as given (its training modes untouched): with_kernel_dtype makes it one for compressed kernels
     if kernel_dtype is not None:
         model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
     tolerance = Tolerance.default(reference.precision() if reference is not None else "float32", rtol=rtol, atol=atol)

@@ -49,7 +49,7 @@ from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..bake import fold_batchnorms, tv_layer_names
 from ..errors import TvexportError, missing
-from ..layers import BakedTVConv, TVConv, training_modes_kept
+from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
 from ._common import Comparison, ExportResult, Runner, check_weights_fit, with_kernel_dtype
@@ -637,8 +637,7 @@ def export_onnx(
     if external_data:  # <output>.data, before any work (when external_data is None, only a graph over 2 GB writes one)
         check_output_path(output.with_name(output.name + ".data"), force=force)
     if validate and reference is None:
-        with training_modes_kept(model):  # Reference switches the model to eval mode: the caller's keeps its modes
-            reference = Reference(model)  # of the model as given: with_kernel_dtype makes it one for compressed kernels
+        reference = Reference(model)  # of the model as given (its training modes untouched): with_kernel_dtype makes it one for compressed kernels
     if kernel_dtype is not None:
         model, reference = with_kernel_dtype(model, kernel_dtype, reference=reference)
     tolerance = Tolerance.default(reference.precision(dtype=dtype) if reference is not None else "float32", rtol=rtol, atol=atol)
