@@ -405,7 +405,8 @@ def _layer_data(rows: list[dict[str, Any]], l3_bytes: int | None) -> str:
 
 
 def _l3_note(l3_bytes: int | None) -> str:
-    where = (f"\\* The layers' data (stored kernels + inputs + outputs, summed over the row's layers) fits in the {l3_bytes / 2**20:.0f} MiB L3"
+    where = (f"Rows marked \\*: the layers' data (stored kernels + inputs + outputs, summed over the row's layers) fits in the "
+             f"{l3_bytes / 2**20:.0f} MiB L3 (unmarked rows' data does not)"
              if l3_bytes else "No row is marked: these rows did not record the L3 size. Where the layers' data fits in the L3")
     return (f"{where}: the counters average warm runs, which then read it from cache rather than DRAM, so the floor at the DRAM "
             f"copy bandwidth is not binding there, values below 1.0x can occur, and the <= {TARGETS['layer_floor']}x target says "

@@ -383,8 +383,10 @@ def main() -> None:
         raise SystemExit(f"--batch must be at least 1, not {args.batch}")
     if not has_avx512():
         raise SystemExit("this CPU lacks AVX-512 (x86-64-v4): the microbenchmark times the kernel's AVX-512 variant only")
-    if compiler() is None:
-        raise SystemExit("no C++ compiler found ($CXX, c++, g++ or clang++): install one, e.g. apt-get install g++")
+    try:
+        _build._compiler()
+    except MissingDependencyError as err:  # the build's own line: none found, or a $CXX that names none
+        raise SystemExit(str(err)) from None
     result = measure(args)
     render(result, args.out, args.name)
     print((args.out / f"{args.name}.md").read_text())

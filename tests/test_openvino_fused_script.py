@@ -164,4 +164,4 @@ def test_rows_whose_layer_data_fits_l3_are_marked(fused: ModuleType, tmp_path: P
     assert cells[("face_mobilenetv2_x0_1", "1", "f32")] == "20.8* / 5.2*"  # 16 MB of float32 kernels stay in the 32 MiB L3
     assert cells[("face_mobilenetv2_x0_1", "16", "f32")] == "98.2 / 82.7"
     assert cells[("face_mobilenetv2_x1_0", "1", "f32")] == "75.0 / 17.2*"
-    assert "fits in the 32 MiB L3" in new and "not binding" in new
+    assert "Rows marked \\*: the layers' data" in new and "fits in the 32 MiB L3 (unmarked rows' data does not)" in new and "not binding" in new

@@ -7,7 +7,8 @@ Node spec (shared with the TensorRT plugin):
   ``bias`` (C, h, w) or (C, 1, 1) float, or the empty name when absent; ``scale`` (C, k*k, 1, 1)
   float32 iff ``weight`` is int8 (``w = weight * scale``);
 * INT attributes ``k`` (odd, <= 63), ``stride`` (>= 1), ``padding`` (0..k-1), as every path checks
-  them (``tvexport._depthwise.check_node_attrs``); STRING attributes ``plugin_namespace`` =
+  them (``tvexport._depthwise.check_node_attrs``; the TensorRT plugin also needs ``padding`` =
+  ``k // 2``, what its kernel applies); STRING attributes ``plugin_namespace`` =
   "tvexport" and ``plugin_version`` = "1" (what TensorRT's ONNX parser uses to find the plugin);
 * output (N, C, h, w)::
 

@@ -126,11 +126,11 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             bias = consts.get(bias_name)
             if bias is None:
                 raise TvexportError(f"{where}: its bias {bias_name!r} is not a constant", hint="the TV bias must be baked into the model")
-            try:  # the node's rule first (rank 3, no leading 1s), so every wrong shape gets its message
+            try:  # the node's rule (rank 3, no leading 1s): every wrong shape gets its message
                 check_node_bias(bias.dims, c, oh, ow, node=where)
-                mode = bias_mode(tuple(bias.dims), c, oh, ow)
             except ValueError as err:
-                raise TvexportError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
+                raise TvexportError(str(err)) from None
+            mode = bias_mode(tuple(bias.dims), c, oh, ow)  # (C, h, w) or (C, 1, 1) now: a map or per channel
             bias_kind = "map" if mode == BIAS_MAP else "channel"
             if oh == ow == 1 and node.name in recorded:  # (C, 1, 1) either way: the layer's kind as exported
                 bias_kind = recorded[node.name]

@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._depthwise import check_node_attrs, tv_output_size
 from ..artifacts import ENGINE_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
 from ..errors import TvexportError
 from ..kernels._config import bias_mode
-from .._depthwise import check_node_attrs, tv_output_size
 
 PLUGIN_NAME = "tv_dwconv"
 PLUGIN_NAMESPACE = "tvexport"
