@@ -366,6 +366,12 @@ def test_cpp_runner_matches_python(tiny_package, tmp_path: Path) -> None:
 
     bad = subprocess.run([str(exe), str(path), "--shape", "3,3,96,96", "--input", str(tmp_path / "y.f32")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "bytes" in bad.stderr
+    # a count that is no non-negative integer: one usage line, exit 2 (before: "x" an uncaught
+    # std::invalid_argument, an abort; "-3" and "2x" taken as -3 and 2)
+    for option, value in (("--iters", "x"), ("--iters", "-3"), ("--warmup", "2x"), ("--threads", "99999999999")):
+        bad = subprocess.run([str(exe), str(path), "--shape", "3,3,96,96", option, value], capture_output=True, text=True, env=env, timeout=60)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, (option, value, bad.returncode, bad.stderr)
+        assert bad.stderr.startswith(f"error: {option} takes a non-negative integer, got '{value}'; usage: aoti_runner "), bad.stderr
 
 
 @pytest.mark.slow

@@ -121,3 +121,21 @@ def test_version_is_written_once_in_effect() -> None:
     root = Path(__file__).resolve().parent.parent
     declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
     assert declared == __version__ == tvexport.__version__
+
+
+def test_plugin_identity_is_written_once() -> None:
+    """The TV node's plugin name, namespace and version (what TensorRT's ONNX parser looks the plugin
+    up by) are string literals in tvexport/_depthwise.py only; the ONNX exporter and the TensorRT
+    path import them (before: written in both tvexport/export/_onnx_tv.py and tvexport/trt/_spec.py)."""
+    names = {"PLUGIN_NAME", "PLUGIN_NAMESPACE", "PLUGIN_VERSION", "PLUGIN_OP", "PLUGIN_DOMAIN"}
+    literal = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                literal += [f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{t.id}" for t in targets if isinstance(t, ast.Name) and t.id in names]
+    assert sorted(literal) == ["tvexport/_depthwise.py:PLUGIN_NAME", "tvexport/_depthwise.py:PLUGIN_NAMESPACE", "tvexport/_depthwise.py:PLUGIN_VERSION"]
+    from tvexport.export import _onnx_tv
+    from tvexport.trt import _spec
+
+    assert (_onnx_tv.PLUGIN_OP, _onnx_tv.PLUGIN_DOMAIN, _onnx_tv.PLUGIN_VERSION) == (_spec.PLUGIN_NAME, _spec.PLUGIN_NAMESPACE, _spec.PLUGIN_VERSION) == ("tv_dwconv", "tvexport", "1")

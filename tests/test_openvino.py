@@ -971,7 +971,12 @@ def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Pat
     bare = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96"], capture_output=True, text=True, timeout=300)
     assert bare.returncode == 1 and "tvexport.tv_dwconv" in bare.stderr and "--extension" in bare.stderr
     bad = subprocess.run([str(exe), str(model), "--shape", "3,x"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: --shape")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --shape") and bad.stderr.count("\n") == 1, bad.stderr
+    # a count that is no non-negative integer: one usage line (before: the error, then the usage, on two lines), exit 2
+    for option, value in (("--iters", "x"), ("--iters", "-3"), ("--threads", "2x")):
+        bad = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96", option, value], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, (option, value, bad.returncode, bad.stderr)
+        assert bad.stderr.startswith(f"error: {option} takes a non-negative integer, got '{value}'; usage: openvino_runner "), bad.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -168,6 +168,13 @@ def test_paired_ratio_spread_and_bootstrap() -> None:
         paired_ratio([1.0, 2.0], [1.0])
 
 
+def test_paired_ratio_zero_baseline_sample_is_a_user_error() -> None:
+    """A coarse custom timer gives a baseline round of 0 s: before, a plain ValueError ("internal
+    error" through the CLI); now one line with what (which baseline, how many) and how to fix it."""
+    with pytest.raises(TvexportError, match=r"^1 of 3 dwconv timings are 0 s: .* ratio tvconv/dwconv is undefined; time with a finer clock"):
+        paired_ratio([1.0, 2.0, 3.0], [1.0, 0.0, 2.0], names=("tvconv", "dwconv"))
+
+
 # --------------------------------------------------------------------------------------------
 # Harness: interleaving, warm-up and stopping rules on a fake clock
 # --------------------------------------------------------------------------------------------
@@ -542,6 +549,25 @@ def fake_bench(fake_registry):
     module.FakeTimed = _FakeTimed  # type: ignore[attr-defined]
     registry["fake-timed"] = "_fake:FakeTimed"
     return clock
+
+
+def test_run_bench_zero_baseline_round_names_the_case(fake_bench: FakeClock) -> None:
+    """Every third depthwise run reads 0 s (a coarse custom timer; the median stays 2 s): the error
+    is the zero-sample one, prefixed with the backend and batch."""
+
+    class Coarse:
+        dw_calls = 0
+
+        def measure(self, fn) -> float:
+            dt = CpuTimer(fake_bench).measure(fn)
+            if abs(dt - 2.0) < 1e-9:  # a depthwise run at batch 1
+                Coarse.dw_calls += 1
+                return 0.0 if Coarse.dw_calls % 3 == 0 else dt
+            return dt
+
+    with pytest.raises(TvexportError, match=r"^fake-timed batch 1: [12] of 5 dwconv timings are 0 s: .*; time with a finer clock"):
+        run_bench(_subject(), backends=["fake-timed"], batches=[1], threads=1, dtype="float32",
+                  settings=MeasureSettings(warmup_seconds=0, min_iters=5, min_seconds=0), clock=fake_bench, timer=Coarse())
 
 
 def test_run_bench_report_with_fake_timings(fake_bench: FakeClock, tmp_path: Path) -> None:

@@ -63,6 +63,13 @@ def bias_is_map(shape: Sequence[int], channels: int, h: int, w: int) -> bool:
     raise ValueError(f"TV bias of shape {tuple(shape)} fits neither ({channels}, {h}, {w}) nor ({channels}, 1, 1){hint}")
 
 
+# The identity of the fused TV node, defined once for every runtime: the ONNX op type and domain of the
+# plugin graph (tvexport.export._onnx_tv) are the TensorRT plugin's name and namespace (tvexport.trt._spec),
+# which TensorRT's ONNX parser looks the plugin up by, together with plugin_version.
+PLUGIN_NAME = "tv_dwconv"
+PLUGIN_NAMESPACE = "tvexport"
+PLUGIN_VERSION = "1"
+
 # The largest k a ``tv_dwconv`` node takes: ``kMaxK`` of the OpenVINO op (tvexport/openvino/ext/tv_dwconv.cpp),
 # which names this constant too; TVConv layers use 3..7.
 MAX_NODE_K = 63

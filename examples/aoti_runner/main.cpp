@@ -47,11 +47,25 @@ double percentile(const std::vector<double>& sorted, double q) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
 }
 
+// One line on stderr (what is wrong, then how to call), exit status 2.
 [[noreturn]] void usage(const std::string& error) {
-  std::cerr << "error: " << error << "\n"
-            << "usage: aoti_runner MODEL.pt2 --shape N,C,H,W [--input in.f32] [--output out.f32]"
+  std::cerr << "error: " << error
+            << "; usage: aoti_runner MODEL.pt2 --shape N,C,H,W [--input in.f32] [--output out.f32]"
                " [--iters K] [--warmup W] [--threads T] [--times t.txt]\n";
   std::exit(2);
+}
+
+// A count option's value: a whole non-negative int, or the usage error (std::stoi alone would throw
+// on "x", uncaught, and take "-3" or "2x").
+int parse_count(const std::string& option, const std::string& text) {
+  try {
+    size_t used = 0;
+    const int v = std::stoi(text, &used);
+    if (used != text.size() || v < 0) throw std::invalid_argument(text);
+    return v;
+  } catch (const std::exception&) {
+    usage(option + " takes a non-negative integer, got '" + text + "'");
+  }
 }
 
 std::vector<int64_t> parse_shape(const std::string& text) {
@@ -84,9 +98,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--input") o.input = value();
     else if (a == "--output") o.output = value();
     else if (a == "--times") o.times = value();
-    else if (a == "--iters") o.iters = std::stoi(value());
-    else if (a == "--warmup") o.warmup = std::stoi(value());
-    else if (a == "--threads") o.threads = std::stoi(value());
+    else if (a == "--iters") o.iters = parse_count(a, value());
+    else if (a == "--warmup") o.warmup = parse_count(a, value());
+    else if (a == "--threads") o.threads = parse_count(a, value());
     else if (a == "-h" || a == "--help") usage("help requested");
     else if (!a.empty() && a[0] == '-') usage("unknown option " + a);
     else if (o.model.empty()) o.model = a;

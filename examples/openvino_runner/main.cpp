@@ -51,9 +51,10 @@ double percentile(const std::vector<double>& sorted, double q) {
     return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
 }
 
+// One line on stderr (what is wrong, then how to call), exit status 2.
 [[noreturn]] void usage(const std::string& error) {
-    std::cerr << "error: " << error << "\n"
-              << "usage: openvino_runner MODEL.onnx --shape N,C,H,W [--extension LIB] [--input in.f32]"
+    std::cerr << "error: " << error
+              << "; usage: openvino_runner MODEL.onnx --shape N,C,H,W [--extension LIB] [--input in.f32]"
                  " [--output out.f32] [--iters K] [--warmup W] [--threads T] [--times t.txt] [--precision f32|bf16]\n";
     std::exit(2);
 }

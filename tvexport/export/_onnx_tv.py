@@ -25,10 +25,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-PLUGIN_DOMAIN = "tvexport"
-PLUGIN_OP = "tv_dwconv"
-PLUGIN_NAMESPACE = "tvexport"
-PLUGIN_VERSION = "1"
+from .._depthwise import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+PLUGIN_DOMAIN = PLUGIN_NAMESPACE  # the plugin node's ONNX domain and op type are the plugin's namespace and name
+PLUGIN_OP = PLUGIN_NAME
 
 Decomposition = Literal["shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv"]
 DECOMPOSITIONS: tuple[str, ...] = ("shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv")

@@ -37,14 +37,18 @@ def _dtype_name(dtype: torch.dtype | str) -> str:
     return name
 
 
-def _summarize(timing: CaseTiming, *, batch: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Stats per network, and paired ratios of the first label (the TV network) against the others."""
-    results = []
-    for label in timing.labels:
-        st = Stats.of(timing.samples[label])
-        results.append({"network": label, "stats": st.to_dict(), "throughput_ips": st.throughput(batch)})
-    first = timing.labels[0]
-    ratios = [paired_ratio(timing.samples[first], timing.samples[label], names=(first, label)).to_dict() for label in timing.labels[1:]]
+def _summarize(timing: CaseTiming, *, batch: int, where: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stats per network, and paired ratios of the first label (the TV network) against the others;
+    a ``TvexportError`` (timings of 0 s) says ``where`` (backend, batch, layer) it happened."""
+    try:
+        results = []
+        for label in timing.labels:
+            st = Stats.of(timing.samples[label])
+            results.append({"network": label, "stats": st.to_dict(), "throughput_ips": st.throughput(batch)})
+        first = timing.labels[0]
+        ratios = [paired_ratio(timing.samples[first], timing.samples[label], names=(first, label)).to_dict() for label in timing.labels[1:]]
+    except TvexportError as err:
+        raise type(err)(f"{where}: {err.message}", hint=err.hint) from None
     return results, ratios
 
 
@@ -143,7 +147,7 @@ def _layer_cases(
         if dw is not None:
             variants["dwconv"] = prepare_layer(dw, input_shape=in_shape, threads=threads, device=device, dtype=dtype)
         timing = measure_case(variants, settings, timer=timer, clock=clock)
-        results, ratios = _summarize(timing, batch=batch)
+        results, ratios = _summarize(timing, batch=batch, where=f"{backend.name} batch {batch} layer {name}")
         if _noisy(results, cv_warn):
             noisy.append(name)
         if timing.truncated:
@@ -250,7 +254,7 @@ def run_bench(
 
                 with sized_by_user(f"bench {backend.name} at batch {batch}", hint=_SMALLER):
                     timing = measure_case(variants, settings, timer=timer, clock=clock, on_round=on_round)
-                results, ratios = _summarize(timing, batch=batch)
+                results, ratios = _summarize(timing, batch=batch, where=where)
                 warns = _case_warnings(timing, results, cv_warn=cv_warn, where=where)
                 case: dict[str, Any] = {
                     "backend": backend.name, "batch": batch, "rounds": timing.rounds, "warmup_rounds": timing.warmup_rounds,

@@ -110,7 +110,8 @@ def paired_ratio(
 ) -> RatioStats:
     """Ratios of samples paired by round (``numerator[i]`` and ``denominator[i]`` ran in round i).
 
-    Pairing cancels drift that affects both runs of a round (frequency scaling, other load).
+    Pairing cancels drift that affects both runs of a round (frequency scaling, other load). A
+    baseline (denominator) sample of 0 s, a timer too coarse to resolve one run, is a ``TvexportError``.
     """
     if len(numerator) != len(denominator):
         raise ValueError(f"paired samples differ in length: {len(numerator)} vs {len(denominator)}")
@@ -118,8 +119,14 @@ def paired_ratio(
         raise TvexportError("no timing samples to compare")
     num = np.asarray(numerator, dtype=np.float64)
     den = np.asarray(denominator, dtype=np.float64)
-    if (den <= 0).any():
-        raise ValueError("denominator samples must be positive")
+    if (zeros := int((den == 0).sum())):
+        raise TvexportError(
+            f"{zeros} of {den.size} {names[1]} timings are 0 s: the timer does not resolve one run of the baseline {names[1]}, "
+            f"so the ratio {names[0]}/{names[1]} is undefined",
+            hint="time with a finer clock, or give each run more work (a larger batch)",
+        )
+    if (den < 0).any() or not np.isfinite(den).all():
+        raise ValueError("denominator samples must be finite and positive")
     r = num / den
     p10, p50, p90 = (float(v) for v in np.percentile(r, [10, 50, 90]))
     if r.size > 1 and resamples > 0:
