@@ -232,7 +232,7 @@ def test_bench_zero_median_is_one_line(cli, baked: Path, tmp_path: Path, monkeyp
     monkeypatch.setattr(bench, "make_timer", lambda device: CpuTimer(lambda: 0.0))
     report = tmp_path / "r.json"
     line = _one_line_error(cli("bench", baked, "-b", "torch-baked", *FAST, "--json", report))
-    assert line.startswith("error: median latency is 0 s over 2 timed runs: the timer does not resolve one run"), line
+    assert line.startswith("error: torch-baked batch 1: median latency is 0 s over 2 timed runs: the timer does not resolve one run"), line
     assert not report.exists()
 
 
