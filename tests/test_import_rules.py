@@ -139,3 +139,37 @@ def test_plugin_identity_is_written_once() -> None:
     from tvexport.trt import _spec
 
     assert (_onnx_tv.PLUGIN_OP, _onnx_tv.PLUGIN_DOMAIN, _onnx_tv.PLUGIN_VERSION) == (_spec.PLUGIN_NAME, _spec.PLUGIN_NAMESPACE, _spec.PLUGIN_VERSION) == ("tv_dwconv", "tvexport", "1")
+
+
+def test_plugin_identity_is_not_spelled_out_in_python() -> None:
+    """Nor is the qualified op name ``tvexport::tv_dwconv`` written as a literal anywhere in the package
+    (before: the torch custom op, tvexport/kernels/_op.py, spelled it itself): it is built from the
+    names in tvexport/_depthwise.py, so renaming the plugin there renames every runtime's op."""
+    from tvexport._depthwise import PLUGIN_NAME, PLUGIN_NAMESPACE
+
+    qualified = {f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}", f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}_i8"}
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in qualified:
+                spelled.append(f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{node.lineno}")
+    assert not spelled, f"the plugin's qualified name written out (build it from tvexport._depthwise's PLUGIN_NAMESPACE/PLUGIN_NAME): {spelled}"
+    import torch
+
+    from tvexport.kernels import _op  # noqa: F401  (registers the op under the shared name)
+
+    assert hasattr(getattr(torch.ops, PLUGIN_NAMESPACE), PLUGIN_NAME)
+
+
+def test_openvino_sources_spell_the_python_definitions() -> None:
+    """The C++ extension (tvexport/openvino/ext/tv_dwconv.cpp) cannot import tvexport/_depthwise.py, so
+    it writes the node's identity and its largest k itself: they must be the Python side's, or
+    OpenVINO would not convert the nodes tvexport exports (or would take a k the other paths refuse)."""
+    import re
+
+    from tvexport._depthwise import MAX_NODE_K, PLUGIN_NAME, PLUGIN_NAMESPACE
+
+    source = (PACKAGE / "openvino" / "ext" / "tv_dwconv.cpp").read_text()
+    conversions = re.findall(r'ConversionExtension>\(\s*"([^"]*)",\s*"([^"]*)"', source)
+    assert conversions == [(PLUGIN_NAME, PLUGIN_NAMESPACE)], conversions
+    assert re.findall(r"constexpr int64_t kMaxK = (\d+);", source) == [str(MAX_NODE_K)]
