@@ -570,6 +570,33 @@ def test_run_bench_zero_baseline_round_names_the_case(fake_bench: FakeClock) -> 
                   settings=MeasureSettings(warmup_seconds=0, min_iters=5, min_seconds=0), clock=fake_bench, timer=Coarse())
 
 
+class _ZeroTVLayer(_FakeTimed):
+    """``_FakeTimed`` whose TV layers, timed alone, take 0 s (a timer too coarse to resolve them)."""
+
+    name = "fake-zero-layer"
+
+    def prepare_layer(self, layer, *, input_shape, threads, device, dtype):
+        if isinstance(layer, (TVConv, BakedTVConv)):
+            return lambda: type(self).clock.advance(0.0)
+        return self._run(layer, input_shape[0])
+
+
+def test_run_bench_per_layer_takes_a_zero_median_tv_layer(fake_bench: FakeClock, fake_registry) -> None:
+    """Before: the per-layer summary computed a throughput it never reported, and failed on a TV
+    layer's 0 s median ("throughput is undefined"). Its row is reported now (median 0 s, ratio 0);
+    a 0 s baseline is still refused by the ratio."""
+    module, registry = fake_registry
+    module.ZeroTVLayer = _ZeroTVLayer  # type: ignore[attr-defined]
+    registry["fake-zero-layer"] = "_fake:ZeroTVLayer"
+    report = run_bench(_subject(), backends=["fake-zero-layer"], batches=[1], threads=1, dtype="float32",
+                       settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0), per_layer=True, layer_seconds=0,
+                       clock=fake_bench, timer=CpuTimer(fake_bench))
+    assert validate_report(report) == []
+    layers = report["layers"]
+    assert len(layers) == 17 and all(r["tv"]["stats"]["median_s"] == 0.0 and r["dw"]["stats"]["median_s"] == 2.0 for r in layers)
+    assert all(r["ratio"]["median"] == 0.0 and "throughput_ips" not in r["tv"] for r in layers)
+
+
 def test_run_bench_report_with_fake_timings(fake_bench: FakeClock, tmp_path: Path) -> None:
     calls = []
     report = run_bench(
