@@ -173,3 +173,21 @@ def test_openvino_sources_spell_the_python_definitions() -> None:
     conversions = re.findall(r'ConversionExtension>\(\s*"([^"]*)",\s*"([^"]*)"', source)
     assert conversions == [(PLUGIN_NAME, PLUGIN_NAMESPACE)], conversions
     assert re.findall(r"constexpr int64_t kMaxK = (\d+);", source) == [str(MAX_NODE_K)]
+
+
+def test_version_is_imported_at_module_top() -> None:
+    """tvexport/_version.py is a leaf (no imports): a module needing ``__version__`` imports it at
+    its top, as bake and export do (before: tvexport/profile/machine.py and tvexport/trt/build.py
+    imported it inside functions, as if it were an optional dependency)."""
+    inside = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "_version":
+                    inside.append(f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{node.lineno}")
+    assert not inside, f"tvexport._version imported inside a function (import it at the module's top): {inside}"
+    leaf = ast.parse((PACKAGE / "_version.py").read_text())
+    assert not [n for n in ast.walk(leaf) if isinstance(n, (ast.Import, ast.ImportFrom))]  # the leaf stays a leaf
