@@ -727,6 +727,22 @@ def fake_report(fake_bench: FakeClock) -> dict:
                      settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0), clock=fake_bench, timer=CpuTimer(fake_bench))
 
 
+def test_csv_records_the_inference_precision(fake_report: dict) -> None:
+    """Before: the precision an OpenVINO case computed in (``precision``, read back from the compiled
+    model) was in the JSON and Markdown only. The CSV has it in a last column (earlier columns keep
+    their order); cases of runtimes that do not record one leave it empty."""
+    from tvexport.profile.report import CSV_COLUMNS
+
+    report = copy.deepcopy(fake_report)
+    report["cases"][0]["precision"] = "bf16"
+    text = to_csv(report)
+    assert text.splitlines()[0].split(",") == CSV_COLUMNS and CSV_COLUMNS[-1] == "precision"
+    assert CSV_COLUMNS[:3] == ["kind", "backend", "batch"] and CSV_COLUMNS[-2] == "ratio_of_medians"
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["batch"], r["kind"], r["precision"]) for r in rows] == [("1", "latency", "bf16")] * 2 + [("1", "ratio", "bf16")] + [
+        ("2", "latency", ""), ("2", "latency", ""), ("2", "ratio", "")]
+
+
 def test_validate_report_catches_departures(fake_report: dict) -> None:
     assert validate_report(fake_report) == []
     bad = copy.deepcopy(fake_report)
