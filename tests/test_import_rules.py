@@ -191,3 +191,34 @@ def test_version_is_imported_at_module_top() -> None:
     assert not inside, f"tvexport._version imported inside a function (import it at the module's top): {inside}"
     leaf = ast.parse((PACKAGE / "_version.py").read_text())
     assert not [n for n in ast.walk(leaf) if isinstance(n, (ast.Import, ast.ImportFrom))]  # the leaf stays a leaf
+
+
+def _absolute_imports(path: Path, package: tuple[str, ...]) -> list[tuple[int, str, list[str]]]:
+    """(line, absolute module, names taken) of every import in ``path``; ``package`` is the importing
+    module's package (relative imports resolve against it)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - (node.level - 1)]) if node.level else []
+            module = ".".join(base + (node.module.split(".") if node.module else []))
+            found.append((node.lineno, module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, []) for a in node.names]
+    return found
+
+
+def test_openvino_build_internals_stay_inside() -> None:
+    """Code outside tvexport/openvino/ (the package and benchmarks/) uses the extension build's public
+    functions, not tvexport.openvino._build's private lookups (before: the openvino-fused bench backend
+    called ``_requirements()``, benchmarks/openvino_kernel_micro.py ``_compiler()``/``_compiler_id()``,
+    benchmarks/openvino_ab.py ``_read_sidecar()``)."""
+    root = PACKAGE.parent
+    files = [(p, ("tvexport", *p.relative_to(PACKAGE).parent.parts)) for p in sorted(PACKAGE.rglob("*.py"))
+             if not p.relative_to(PACKAGE).as_posix().startswith("openvino/")]
+    files += [(p, ()) for p in sorted((root / "benchmarks").glob("*.py"))]
+    private = []
+    for path, package in files:
+        for line, module, names in _absolute_imports(path, package):
+            taken = [f"{module}.{n}" for n in names] if module == "tvexport.openvino" else [module]
+            private += [f"{path.relative_to(root).as_posix()}:{line} ({t})" for t in taken if t.startswith("tvexport.openvino._")]
+    assert not private, f"private parts of tvexport.openvino used outside it (use the package's public functions): {private}"
