@@ -77,8 +77,7 @@ from openvino_fused import mean_between, node_counters, ov_closure, plugin_graph
 
 from tvexport.bake import random_inputs
 from tvexport.models.registry import config_of
-from tvexport.openvino import OpenVinoRunner
-from tvexport.openvino._build import _read_sidecar
+from tvexport.openvino import OpenVinoRunner, build_key
 from tvexport.profile import load_subject
 from tvexport.profile.machine import load_average, machine_info, versions
 from tvexport.profile.report import describe_machine
@@ -244,7 +243,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     return {
         "kernel_dtype": kernel_dtype, "kernel": runners["A"].kernel, "extension": runners["A"].extension.parent.name,
         **({"extension_b": str(runners["B"].extension), "kernel_b": runners["B"].kernel,
-            "extension_b_key": (_read_sidecar(runners["B"].extension) or {}).get("key")} if args.switch == "build" else {}),
+            "extension_b_key": build_key(runners["B"].extension)} if args.switch == "build" else {}),
         "wall": {name: Stats.of(v).to_dict() for name, v in runs.items()},
         "ratios": {f"{n}/A": paired_ratio(blocks[n], blocks["A"], names=(n, "A")).to_dict() for n in ("B", ALT)},
         "tv_us": layers, "candidates": reach,

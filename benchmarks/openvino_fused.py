@@ -282,6 +282,7 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
             "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"], "dw_layers": dw_layer_rows,
             "layer_threads": lt,
             "kernel": runners["ov-fused"].kernel, "extension": runners["ov-fused"].extension.parent.name,  # its cache key
+            "precision": {name: r.inference_precision for name, r in runners.items()},  # read back from each compiled model
             "load_average": [load_before, load_average()]}
 
 
@@ -339,8 +340,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           "[p10-p90]. float16/int8 kernels are compressed by tvexport.quantize as `export --kernel-dtype` stores them "
           "(float16: kernels and bias; int8: symmetric, one float32 scale per (channel, tap)); "
           "their error is max|out - torch| / max|torch| against the float32 network.", ""]
-    md += ["| network | batch | ov-fused / ov-dw | f16 kernels | int8 kernels | ov-portable / ov-dw | ort-portable / ort-dw | ov-dw ms | ov-fused ms | ort-dw ms | err f32 | err f16 | err int8 | kernel, extension build |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md += ["| network | batch | ov-fused / ov-dw | f16 kernels | int8 kernels | ov-portable / ov-dw | ort-portable / ort-dw | ov-dw ms | ov-fused ms | ort-dw ms | err f32 | err f16 | err int8 | kernel, extension build | OpenVINO precision |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cases"]:
         r, s, e = c["ratios"], c["stats"], c["errors_vs_torch"]
 
@@ -349,7 +350,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         md.append(f"| {c['arch']} | {c['batch']} | {q('ov-fused')} | {q('ov-fused-f16')} | {q('ov-fused-int8')} | {q('ov-portable')} | "
                   f"{q('ort-portable/ort-dw')} | {s['ov-dw']['median_s'] * 1e3:.3g} | {s['ov-fused']['median_s'] * 1e3:.3g} | "
                   f"{s['ort-dw']['median_s'] * 1e3:.3g} | {e['ov-fused']:.1e} | {e['ov-fused-f16']:.1e} | {e['ov-fused-int8']:.1e} | {c['kernel']} "
-                  f"{c.get('extension', '(first kernel)')} |")
+                  f"{c.get('extension', '(first kernel)')} | {_precision(c)} |")
     md += ["", f"Targets (issue 17): fused/DW <= {TARGETS['b16']} at batch 16; batch 1 <= {TARGETS['b1_f32']} (float32 kernels), "
            f"<= {TARGETS['b1_compressed']} (compressed); per TV layer <= {TARGETS['layer_floor']}x its memory floor.", ""]
     md += ["## Per TV layer (OpenVINO per-node counters, mean of warm runs; floor at the copy bandwidth measured in the run of the row with the counters' threads)", "",
@@ -389,6 +390,16 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     _common.write_results(out, name, "\n".join(md) + "\n", result)
     if result.get("sweep"):
         plot_sweep(result["sweep"], out / f"{name}_width_sweep.png")
+
+
+def _precision(case: dict[str, Any]) -> str:
+    """The inference precision the row's OpenVINO models computed in, read back from them ('f32'; one
+    value per model where they differ), '-' for results recorded without it."""
+    found = case.get("precision")
+    if not found:
+        return "-"
+    values = set(found.values())
+    return values.pop() if len(values) == 1 else ", ".join(f"{name} {p}" for name, p in found.items())
 
 
 def fits_l3(rows: list[dict[str, Any]], l3_bytes: int | None) -> bool | None:

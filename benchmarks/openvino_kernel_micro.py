@@ -61,7 +61,7 @@ from _timing import pct
 from kernel_bandwidth import tv_shapes
 
 from tvexport.errors import MissingDependencyError
-from tvexport.openvino import _build
+from tvexport.openvino import compiler_id, find_compiler
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ov_kernel_micro" / "main.cpp"
@@ -108,7 +108,7 @@ def kernel_flags() -> list[str]:
 def compiler() -> str | None:
     """The C++ compiler the extension build would use ($CXX, c++, g++, clang++), or None."""
     try:
-        return _build._compiler()
+        return find_compiler()
     except MissingDependencyError:
         return None
 
@@ -148,7 +148,7 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     The cache key covers the sources (and a ``kernel.hpp`` beside a scratch kernel, which its
     ``#include`` would pick first), the compiler's identity and every compile and link line.
     """
-    cxx = _build._compiler()  # MissingDependencyError with what to install
+    cxx = find_compiler()  # MissingDependencyError with what to install
     kflags = [*kernel_flags(), *variant.flags]
     # a scratch copy elsewhere includes "kernel.hpp" from its own directory if there is one, else from ext/;
     # the driver then lays its data out by that header too (a scratch kSegment, say)
@@ -164,7 +164,7 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     for path in dict.fromkeys([variant.kernel, variant.kernel.parent / "kernel.hpp", EXT / "kernel.hpp", DRIVER]):
         if path.is_file():
             h.update(path.read_bytes() + b"\0")
-    h.update("\n".join([_build._compiler_id(cxx), *(" ".join(cmd) for cmd in steps)]).encode())
+    h.update("\n".join([compiler_id(cxx), *(" ".join(cmd) for cmd in steps)]).encode())
     out = cache_root() / h.hexdigest()[:16] / "ov_kernel_micro"
     if out.is_file():
         return out
@@ -384,7 +384,7 @@ def main() -> None:
     if not has_avx512():
         raise SystemExit("this CPU lacks AVX-512 (x86-64-v4): the microbenchmark times the kernel's AVX-512 variant only")
     try:
-        _build._compiler()
+        find_compiler()
     except MissingDependencyError as err:  # the build's own line: none found, or a $CXX that names none
         raise SystemExit(str(err)) from None
     result = measure(args)

@@ -99,6 +99,26 @@ def test_reference_keeps_the_callers_training_modes() -> None:
     assert torch.equal(truth, evaluated.truth(x)) and torch.equal(float32, evaluated.float32(x))
 
 
+@pytest.mark.parametrize("kernels", [torch.float32, torch.float16])
+def test_reference_is_of_the_model_as_constructed(kernels: torch.dtype) -> None:
+    """Before: the float32 original was copied from the caller's model on first use, so weights
+    changed after ``Reference(model)`` (a TV generator's, a BatchNorm's statistics) went into it but
+    not into the float64 truth, made at construction. Both are of the model as constructed now."""
+    model = make_model(tv=TVSettings(bias=True, inter_chans=8, inter_layers=1))
+    x = random_inputs((2, *model.tvexport_config.input_shape), seed=6)
+    expected = Reference(copy.deepcopy(model), kernels=kernels)
+    ref = Reference(model, kernels=kernels)
+    tv = next(m for m in model.modules() if isinstance(m, TVConv))
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    with torch.no_grad():
+        for p in tv.parameters():
+            p.mul_(1.5)
+        bn.running_var.mul_(4.0)
+    assert torch.equal(ref.truth(x), expected.truth(x))
+    assert torch.equal(ref.float32(x), expected.float32(x))
+    assert torch.equal(ref.with_kernels(torch.int8).float32(x), expected.with_kernels(torch.int8).float32(x))
+
+
 @pytest.mark.parametrize("stride,dilation,padding", [(1, 1, 1), (2, 1, 1), (1, 2, 0), (2, 3, 3)])
 def test_depthwise_by_definition(stride: int, dilation: int, padding: int) -> None:
     from tvexport.accuracy import DepthwiseByDefinition

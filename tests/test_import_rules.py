@@ -139,3 +139,86 @@ def test_plugin_identity_is_written_once() -> None:
     from tvexport.trt import _spec
 
     assert (_onnx_tv.PLUGIN_OP, _onnx_tv.PLUGIN_DOMAIN, _onnx_tv.PLUGIN_VERSION) == (_spec.PLUGIN_NAME, _spec.PLUGIN_NAMESPACE, _spec.PLUGIN_VERSION) == ("tv_dwconv", "tvexport", "1")
+
+
+def test_plugin_identity_is_not_spelled_out_in_python() -> None:
+    """Nor is the qualified op name ``tvexport::tv_dwconv`` written as a literal anywhere in the package
+    (before: the torch custom op, tvexport/kernels/_op.py, spelled it itself): it is built from the
+    names in tvexport/_depthwise.py, so renaming the plugin there renames every runtime's op."""
+    from tvexport._depthwise import PLUGIN_NAME, PLUGIN_NAMESPACE
+
+    qualified = {f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}", f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}_i8"}
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in qualified:
+                spelled.append(f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{node.lineno}")
+    assert not spelled, f"the plugin's qualified name written out (build it from tvexport._depthwise's PLUGIN_NAMESPACE/PLUGIN_NAME): {spelled}"
+    import torch
+
+    from tvexport.kernels import _op  # noqa: F401  (registers the op under the shared name)
+
+    assert hasattr(getattr(torch.ops, PLUGIN_NAMESPACE), PLUGIN_NAME)
+
+
+def test_openvino_sources_spell_the_python_definitions() -> None:
+    """The C++ extension (tvexport/openvino/ext/tv_dwconv.cpp) cannot import tvexport/_depthwise.py, so
+    it writes the node's identity and its largest k itself: they must be the Python side's, or
+    OpenVINO would not convert the nodes tvexport exports (or would take a k the other paths refuse)."""
+    import re
+
+    from tvexport._depthwise import MAX_NODE_K, PLUGIN_NAME, PLUGIN_NAMESPACE
+
+    source = (PACKAGE / "openvino" / "ext" / "tv_dwconv.cpp").read_text()
+    conversions = re.findall(r'ConversionExtension>\(\s*"([^"]*)",\s*"([^"]*)"', source)
+    assert conversions == [(PLUGIN_NAME, PLUGIN_NAMESPACE)], conversions
+    assert re.findall(r"constexpr int64_t kMaxK = (\d+);", source) == [str(MAX_NODE_K)]
+
+
+def test_version_is_imported_at_module_top() -> None:
+    """tvexport/_version.py is a leaf (no imports): a module needing ``__version__`` imports it at
+    its top, as bake and export do (before: tvexport/profile/machine.py and tvexport/trt/build.py
+    imported it inside functions, as if it were an optional dependency)."""
+    inside = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "_version":
+                    inside.append(f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{node.lineno}")
+    assert not inside, f"tvexport._version imported inside a function (import it at the module's top): {inside}"
+    leaf = ast.parse((PACKAGE / "_version.py").read_text())
+    assert not [n for n in ast.walk(leaf) if isinstance(n, (ast.Import, ast.ImportFrom))]  # the leaf stays a leaf
+
+
+def _absolute_imports(path: Path, package: tuple[str, ...]) -> list[tuple[int, str, list[str]]]:
+    """(line, absolute module, names taken) of every import in ``path``; ``package`` is the importing
+    module's package (relative imports resolve against it)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - (node.level - 1)]) if node.level else []
+            module = ".".join(base + (node.module.split(".") if node.module else []))
+            found.append((node.lineno, module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, []) for a in node.names]
+    return found
+
+
+def test_openvino_build_internals_stay_inside() -> None:
+    """Code outside tvexport/openvino/ (the package and benchmarks/) uses the extension build's public
+    functions, not tvexport.openvino._build's private lookups (before: the openvino-fused bench backend
+    called ``_requirements()``, benchmarks/openvino_kernel_micro.py ``_compiler()``/``_compiler_id()``,
+    benchmarks/openvino_ab.py ``_read_sidecar()``)."""
+    root = PACKAGE.parent
+    files = [(p, ("tvexport", *p.relative_to(PACKAGE).parent.parts)) for p in sorted(PACKAGE.rglob("*.py"))
+             if not p.relative_to(PACKAGE).as_posix().startswith("openvino/")]
+    files += [(p, ()) for p in sorted((root / "benchmarks").glob("*.py"))]
+    private = []
+    for path, package in files:
+        for line, module, names in _absolute_imports(path, package):
+            taken = [f"{module}.{n}" for n in names] if module == "tvexport.openvino" else [module]
+            private += [f"{path.relative_to(root).as_posix()}:{line} ({t})" for t in taken if t.startswith("tvexport.openvino._")]
+    assert not private, f"private parts of tvexport.openvino used outside it (use the package's public functions): {private}"

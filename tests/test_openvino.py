@@ -849,6 +849,20 @@ def test_read_only_cache_holding_the_build_is_used_as_it_is(extension: Path, tmp
     assert sorted(p.name for p in (tmp_path / "openvino").iterdir()) == [key]  # no .lock written
 
 
+def test_build_key_names_the_build(extension: Path, tmp_path: Path) -> None:
+    """``build_key`` (public, for benchmarks/openvino_ab.py: before, it read the private sidecar
+    reader) is the key the build recorded beside the library; None where none is readable."""
+    from tvexport.openvino import build_key
+
+    assert build_key(extension) == build_extension().key
+    lib = tmp_path / _build.LIBRARY
+    lib.write_bytes(b"")
+    assert build_key(lib) is None
+    for record in ("[]", "{not json", '{"key": 3}'):
+        (tmp_path / (_build.LIBRARY + ".json")).write_text(record)
+        assert build_key(lib) is None
+
+
 def test_runner_names_a_missing_directory_or_empty_model(tmp_path: Path) -> None:
     """Before: a directory given as the model was "no such file", and an empty one reached onnx.load."""
     (tmp_path / "dir.onnx").mkdir()

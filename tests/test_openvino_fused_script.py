@@ -165,3 +165,21 @@ def test_rows_whose_layer_data_fits_l3_are_marked(fused: ModuleType, tmp_path: P
     assert cells[("face_mobilenetv2_x0_1", "16", "f32")] == "98.2 / 82.7"
     assert cells[("face_mobilenetv2_x1_0", "1", "f32")] == "75.0 / 17.2*"
     assert "Rows marked \\*: the layers' data" in new and "fits in the 32 MiB L3 (unmarked rows' data does not)" in new and "not binding" in new
+
+
+def test_main_table_shows_the_inference_precision(fused: ModuleType, tmp_path: Path) -> None:
+    """Before: the precision OpenVINO computed in (read back from the compiled models) was not in the
+    results. Each row records it and the main table shows it in a last column (earlier columns keep
+    their order); rows recorded without it show '-'."""
+    result = json.loads((BENCHMARKS / "results" / "openvino_fused_zen5_17ae.json").read_text())
+    first, second = result["cases"][:2]
+    first["precision"] = {"ov-fused": "f32", "ov-fused-f16": "f32", "ov-fused-int8": "f32", "ov-portable": "f32", "ov-dw": "f32"}
+    second["precision"] = {**first["precision"], "ov-dw": "bf16"}
+    fused.render(result, tmp_path, "p")
+    table = (tmp_path / "p.md").read_text().split("## Per TV layer")[0]
+    header = next(line for line in table.splitlines() if line.startswith("| network"))
+    cells = [c.strip() for c in header.split("|")[1:-1]]
+    assert cells[0] == "network" and cells[-2:] == ["kernel, extension build", "OpenVINO precision"]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith(("| face", "| deeplab"))]
+    assert all(len(r) == len(cells) for r in rows)
+    assert [r[-1] for r in rows] == ["f32", "ov-fused f32, ov-fused-f16 f32, ov-fused-int8 f32, ov-portable f32, ov-dw bf16"] + ["-"] * (len(rows) - 2)

@@ -570,6 +570,33 @@ def test_run_bench_zero_baseline_round_names_the_case(fake_bench: FakeClock) -> 
                   settings=MeasureSettings(warmup_seconds=0, min_iters=5, min_seconds=0), clock=fake_bench, timer=Coarse())
 
 
+class _ZeroTVLayer(_FakeTimed):
+    """``_FakeTimed`` whose TV layers, timed alone, take 0 s (a timer too coarse to resolve them)."""
+
+    name = "fake-zero-layer"
+
+    def prepare_layer(self, layer, *, input_shape, threads, device, dtype):
+        if isinstance(layer, (TVConv, BakedTVConv)):
+            return lambda: type(self).clock.advance(0.0)
+        return self._run(layer, input_shape[0])
+
+
+def test_run_bench_per_layer_takes_a_zero_median_tv_layer(fake_bench: FakeClock, fake_registry) -> None:
+    """Before: the per-layer summary computed a throughput it never reported, and failed on a TV
+    layer's 0 s median ("throughput is undefined"). Its row is reported now (median 0 s, ratio 0);
+    a 0 s baseline is still refused by the ratio."""
+    module, registry = fake_registry
+    module.ZeroTVLayer = _ZeroTVLayer  # type: ignore[attr-defined]
+    registry["fake-zero-layer"] = "_fake:ZeroTVLayer"
+    report = run_bench(_subject(), backends=["fake-zero-layer"], batches=[1], threads=1, dtype="float32",
+                       settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0), per_layer=True, layer_seconds=0,
+                       clock=fake_bench, timer=CpuTimer(fake_bench))
+    assert validate_report(report) == []
+    layers = report["layers"]
+    assert len(layers) == 17 and all(r["tv"]["stats"]["median_s"] == 0.0 and r["dw"]["stats"]["median_s"] == 2.0 for r in layers)
+    assert all(r["ratio"]["median"] == 0.0 and "throughput_ips" not in r["tv"] for r in layers)
+
+
 def test_run_bench_report_with_fake_timings(fake_bench: FakeClock, tmp_path: Path) -> None:
     calls = []
     report = run_bench(
@@ -698,6 +725,22 @@ def test_run_bench_deeplab_dense_baseline() -> None:
 def fake_report(fake_bench: FakeClock) -> dict:
     return run_bench(_subject(), backends=["fake-timed"], batches=[1, 2],
                      settings=MeasureSettings(warmup_seconds=0, min_iters=3, min_seconds=0), clock=fake_bench, timer=CpuTimer(fake_bench))
+
+
+def test_csv_records_the_inference_precision(fake_report: dict) -> None:
+    """Before: the precision an OpenVINO case computed in (``precision``, read back from the compiled
+    model) was in the JSON and Markdown only. The CSV has it in a last column (earlier columns keep
+    their order); cases of runtimes that do not record one leave it empty."""
+    from tvexport.profile.report import CSV_COLUMNS
+
+    report = copy.deepcopy(fake_report)
+    report["cases"][0]["precision"] = "bf16"
+    text = to_csv(report)
+    assert text.splitlines()[0].split(",") == CSV_COLUMNS and CSV_COLUMNS[-1] == "precision"
+    assert CSV_COLUMNS[:3] == ["kind", "backend", "batch"] and CSV_COLUMNS[-2] == "ratio_of_medians"
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["batch"], r["kind"], r["precision"]) for r in rows] == [("1", "latency", "bf16")] * 2 + [("1", "ratio", "bf16")] + [
+        ("2", "latency", ""), ("2", "latency", ""), ("2", "ratio", "")]
 
 
 def test_validate_report_catches_departures(fake_report: dict) -> None:

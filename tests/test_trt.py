@@ -32,6 +32,7 @@ from tvexport.trt._spec import (
 HAS_ONNX = importlib.util.find_spec("onnx") is not None
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="onnx is not installed")
+REEXPORT_HINT = "; export the model again with tvexport export --tv-op plugin"  # how a refused tv_dwconv node is fixed
 needs_trt_gpu = pytest.mark.skipif(
     not (HAS_TRT and HAS_ONNX and torch.cuda.is_available() and importlib.util.find_spec("triton")),
     reason="needs tensorrt, onnx, triton and a CUDA GPU",
@@ -79,7 +80,7 @@ def test_node_attribute_bounds_are_the_openvino_ops(attrs: dict, message: str) -
     spec["attrs"] = attrs
     with pytest.raises(TvexportError) as info:
         prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
-    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}"
+    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}" + REEXPORT_HINT
     full = {"k": 3, "stride": 1, "padding": 1, **attrs}
     x, weight = np.ones((1, 4, 5, 6), np.float32), np.ones((4, full["k"] ** 2, 5, 6), np.float32)
     with pytest.raises(ValueError) as refused:
@@ -107,7 +108,7 @@ def test_node_attributes_within_the_bounds() -> None:
         np.testing.assert_allclose(got, conv.numpy(), rtol=1e-12, atol=1e-12)
     spec = _spec(4, 3, 1, 5, 6, None)
     spec["attrs"] = {"padding": 0}
-    with pytest.raises(TvexportError, match=r"m.onnx: tv_dwconv node tv0: padding must be k // 2 = 1 for tvexport's TensorRT plugin"):
+    with pytest.raises(TvexportError, match=r"m.onnx: tv_dwconv node tv0: padding must be k // 2 = 1 for tvexport's TensorRT plugin .*; export the model again"):
         prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
 
 
@@ -407,8 +408,9 @@ def test_prepare_rejects_bad_compressed_kernels(case: str, match: str) -> None:
     else:
         inits.remove(next(t for t in inits if t.name == "w0"))
         inits.append(numpy_helper.from_array(np.ones((4, 9, 5, 6), np.int32), "w0"))
-    with pytest.raises(TvexportError, match=match):
+    with pytest.raises(TvexportError, match=match) as info:
         prepare_tv_nodes(model, source="m.onnx")
+    assert str(info.value).startswith("m.onnx: tv_dwconv node tv0") and str(info.value).endswith(REEXPORT_HINT)
 
 
 @needs_onnx
@@ -418,12 +420,16 @@ def test_prepare_rejects_bad_compressed_kernels(case: str, match: str) -> None:
      ({"plugin_version": "2"}, "plugin_version")],
 )
 def test_prepare_rejects_bad_nodes(attrs: dict, match: str) -> None:
+    """Before: the attribute refusals said what and which node, not how to fix it (the OpenVINO
+    op's conversion says to export again); now one line with the fix, as the other checks."""
     from tvexport.trt._onnx import prepare_tv_nodes
 
     spec = _spec(4, 3, 1, 5, 6, None)
     spec["attrs"] = attrs
-    with pytest.raises(TvexportError, match=match):
+    with pytest.raises(TvexportError, match=match) as info:
         prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
+    said = str(info.value)
+    assert said.startswith("m.onnx: tv_dwconv node tv0") and said.endswith(REEXPORT_HINT) and "\n" not in said, said
 
 
 @needs_onnx
@@ -451,7 +457,7 @@ def test_prepare_refuses_a_wrong_rank3_bias_as_the_numpy_reference_does(shape: t
     message = f"bias must be (C, h, w) = (4, 5, 6) or (C, 1, 1), got {shape}"
     with pytest.raises(TvexportError) as info:
         prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
-    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}"
+    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}" + REEXPORT_HINT
     with pytest.raises(ValueError) as refused:
         tv_dwconv_reference(np.ones((1, 4, 5, 6), np.float32), np.ones((4, 9, 5, 6), np.float32), spec["bias"], k=3, stride=1, padding=1)
     assert str(refused.value) == f"tv_dwconv: {message}"
@@ -472,7 +478,7 @@ def test_prepare_refuses_a_bias_with_leading_ones(bias: str) -> None:
     message = f"bias must be (C, h, w) = (4, 5, 6) or (C, 1, 1), got {shape}"
     with pytest.raises(TvexportError) as info:
         prepare_tv_nodes(_tv_model(None, [spec]), source="m.onnx")
-    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}"
+    assert str(info.value) == f"m.onnx: tv_dwconv node tv0: {message}" + REEXPORT_HINT
     x, weight = np.ones((1, 4, 5, 6), np.float32), np.ones((4, 9, 5, 6), np.float32)
     with pytest.raises(ValueError) as refused:
         tv_dwconv_reference(x, weight, spec["bias"].astype(np.float32), k=3, stride=1, padding=1)

@@ -355,6 +355,7 @@ class Reference:
     compressed bake is what the unbaked network achieves with the same kernel precision (the
     analogue of the float32 rule), and the allowance follows the network's conditioning in every case.
     ``model`` is not modified: the copies run in eval mode, its training modes stay as they are.
+    Both are of ``model`` as it was when the reference was made (changes to it afterwards do not count).
     """
 
     def __init__(self, model: nn.Module, *, kernels: torch.dtype = torch.float32) -> None:
@@ -367,13 +368,16 @@ class Reference:
         generated = _generated(model, torch.float64)
         self.float64_model = _copy_in(model, torch.float64, generated)
         self.truth_model = _copy_in(model, torch.float64, generated, by_definition=True)
+        # The float32 original is made on first use (for the kernels asked then): from this copy, so
+        # that weights the caller changes in between do not make it another network than the truth.
+        self._source = copy.deepcopy(model)
         self._float32_model: nn.Module | None = None
 
     @property
     def float32_model(self) -> nn.Module:
-        """The float32 original, with generators hoisted (made on first use)."""
+        """The float32 original, with generators hoisted (made on first use, of the model as constructed)."""
         if self._float32_model is None:
-            model = _copy_in(self.model, torch.float32, _generated(self.model, torch.float32, kernels=self.kernels))
+            model = _copy_in(self._source, torch.float32, _generated(self._source, torch.float32, kernels=self.kernels))
             if self.kernels != torch.float32:  # a baked model's float32 kernels, stored as the candidate stores them
                 for name, m in model.named_modules():
                     if isinstance(m, BakedTVConv) and m.weight.dtype == torch.float32:

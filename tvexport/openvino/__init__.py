@@ -10,9 +10,15 @@ this package does not import openvino.
     lib = build_extension().path                 # cached by source hash
     run = OpenVinoRunner("model_plugin.onnx", threads=2)
     y = run(x)                                   # NCHW float32 in, float32 out
+
+``missing_build_tool()`` says (one line) what building the extension lacks here, ``find_compiler()``
+and ``compiler_id()`` which C++ compiler it uses, ``build_key(lib)`` which build a library is.
 """
 
-from ._build import ExtensionBuild, build_extension, cache_dir, extension_path
+from ._build import ExtensionBuild, build_extension, build_key, cache_dir, compiler_id, extension_path, find_compiler, missing_build_tool
 from .runtime import PRECISIONS, OpenVinoRunner
 
-__all__ = ["PRECISIONS", "ExtensionBuild", "OpenVinoRunner", "build_extension", "cache_dir", "extension_path"]
+__all__ = [
+    "PRECISIONS", "ExtensionBuild", "OpenVinoRunner", "build_extension", "build_key", "cache_dir", "compiler_id", "extension_path",
+    "find_compiler", "missing_build_tool",
+]

@@ -32,7 +32,10 @@ SOURCE_DIR = Path(__file__).resolve().parent / "ext"
 LIBRARY = {"darwin": "libtvexport_openvino.dylib", "win32": "tvexport_openvino.dll"}.get(sys.platform, "libtvexport_openvino.so")
 CACHE_ENV = "TVEXPORT_CACHE_DIR"
 
-__all__ = ["ExtensionBuild", "build_extension", "cache_dir", "extension_path", "openvino_cmake_dir"]
+__all__ = [
+    "ExtensionBuild", "build_extension", "build_key", "cache_dir", "compiler_id", "extension_path", "find_compiler",
+    "missing_build_tool", "openvino_cmake_dir",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +82,10 @@ def _tool(name: str) -> str | None:
     return str(local) if local.is_file() and os.access(local, os.X_OK) else None
 
 
-def _compiler() -> str:
-    """``$CXX`` when set (refused when it names no compiler), else the first of c++, g++, clang++ on PATH."""
+def find_compiler() -> str:
+    """The C++ compiler the extension build uses: ``$CXX`` when set (refused when it names no
+    compiler), else the first of c++, g++, clang++ on PATH; MissingDependencyError (one line, what to
+    install) when there is none."""
     if cxx := os.environ.get("CXX"):
         if found := shutil.which(cxx):
             return found
@@ -94,7 +99,8 @@ def _compiler() -> str:
     )
 
 
-def _compiler_id(cxx: str) -> str:
+def compiler_id(cxx: str) -> str:
+    """The first line of ``cxx --version`` (``cxx`` itself where it says nothing): what cache keys hold."""
     try:
         out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
@@ -116,7 +122,7 @@ def _key(openvino_version: str, compiler: str) -> str:
 
 def _requirements() -> tuple[Path, str, str, str, str | None]:
     """(cmake dir, openvino version, cmake, compiler, ninja); one-line errors for what is missing.
-    The openvino-fused bench backend's ``available()`` asks this too, so the two agree."""
+    ``missing_build_tool`` (the openvino-fused bench backend's ``available()``) asks this too, so the two agree."""
     cmake_dir, version = openvino_cmake_dir()
     cmake = _tool("cmake")
     if cmake is None:
@@ -124,7 +130,17 @@ def _requirements() -> tuple[Path, str, str, str, str | None]:
             "building the OpenVINO extension needs CMake >= 3.18, which was not found",
             hint="install it, e.g. apt-get install cmake (or pip install cmake)",
         )
-    return cmake_dir, version, cmake, _compiler(), _tool("ninja")
+    return cmake_dir, version, cmake, find_compiler(), _tool("ninja")
+
+
+def missing_build_tool() -> str | None:
+    """None when the extension can be built here (openvino's CMake config, CMake, a C++ compiler),
+    else the one line that says what is missing and how to install it (what ``build_extension`` would raise)."""
+    try:
+        _requirements()
+    except MissingDependencyError as err:
+        return str(err)
+    return None
 
 
 def _unusable_cache(directory: Path, err: OSError) -> TvexportError:
@@ -197,7 +213,7 @@ def _compile(lib: Path, *, root: Path, key: str, jobs: int | None) -> ExtensionB
         if not built.is_file():
             raise TvexportError(f"the OpenVINO extension build produced no {LIBRARY}", hint="this is a tvexport bug; please report it")
         _install(built, lib)
-    info = {"openvino": version, "compiler": _compiler_id(cxx), "generator": "Ninja" if ninja else "default", "platform": f"{sys.platform}-{platform.machine()}"}
+    info = {"openvino": version, "compiler": compiler_id(cxx), "generator": "Ninja" if ninja else "default", "platform": f"{sys.platform}-{platform.machine()}"}
     seconds = time.perf_counter() - start
     write_text_atomic(_sidecar(lib), json.dumps({"key": key, "seconds": round(seconds, 2), **info}, indent=1) + "\n")
     return ExtensionBuild(lib, key, False, seconds, info)
@@ -211,6 +227,14 @@ def _install(src: Path, dst: Path) -> None:
         os.replace(staged, dst)
     finally:
         staged.unlink(missing_ok=True)
+
+
+def build_key(lib: str | Path) -> str | None:
+    """The cache key (sources, openvino, compiler, platform) recorded beside a built library, None
+    where nothing readable is recorded: two libraries with one key are the same build."""
+    meta = _read_sidecar(Path(lib))
+    key = meta.get("key") if meta is not None else None
+    return key if isinstance(key, str) else None
 
 
 def _up_to_date(lib: Path, key: str) -> ExtensionBuild | None:
@@ -231,7 +255,7 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     if output_dir is not None:
         refuse_stdout(output_dir, what="a directory (for the library)")
     _, version, _, cxx, _ = _requirements()
-    key = _key(version, _compiler_id(cxx))
+    key = _key(version, compiler_id(cxx))
     root = cache_dir()
     if output_dir is not None:
         out_lib = Path(output_dir) / LIBRARY

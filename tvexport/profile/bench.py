@@ -37,14 +37,15 @@ def _dtype_name(dtype: torch.dtype | str) -> str:
     return name
 
 
-def _summarize(timing: CaseTiming, *, batch: int, where: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Stats per network, and paired ratios of the first label (the TV network) against the others;
-    a ``TvexportError`` (timings of 0 s) says ``where`` (backend, batch, layer) it happened."""
+def _summarize(timing: CaseTiming, *, batch: int | None, where: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stats per network (with its throughput at ``batch``; None: none, as for layers, whose rows
+    report none), and paired ratios of the first label (the TV network) against the others; a
+    ``TvexportError`` (timings of 0 s) says ``where`` (backend, batch, layer) it happened."""
     try:
         results = []
         for label in timing.labels:
             st = Stats.of(timing.samples[label])
-            results.append({"network": label, "stats": st.to_dict(), "throughput_ips": st.throughput(batch)})
+            results.append({"network": label, "stats": st.to_dict()} | ({} if batch is None else {"throughput_ips": st.throughput(batch)}))
         first = timing.labels[0]
         ratios = [paired_ratio(timing.samples[first], timing.samples[label], names=(first, label)).to_dict() for label in timing.labels[1:]]
     except TvexportError as err:
@@ -147,7 +148,7 @@ def _layer_cases(
         if dw is not None:
             variants["dwconv"] = prepare_layer(dw, input_shape=in_shape, threads=threads, device=device, dtype=dtype)
         timing = measure_case(variants, settings, timer=timer, clock=clock)
-        results, ratios = _summarize(timing, batch=batch, where=f"{backend.name} batch {batch} layer {name}")
+        results, ratios = _summarize(timing, batch=None, where=f"{backend.name} batch {batch} layer {name}")
         if _noisy(results, cv_warn):
             noisy.append(name)
         if timing.truncated:

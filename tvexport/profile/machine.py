@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
+
 __all__ = ["l3_cache_bytes", "machine_info", "versions"]
 
 OPTIONAL_PACKAGES = ("numpy", "onnxruntime", "onnx", "tensorrt", "triton", "matplotlib")
@@ -92,8 +94,6 @@ def machine_info(*, device: str = "cpu") -> dict[str, Any]:
 def versions() -> dict[str, str | None]:
     """python, torch, tvexport and the optional runtimes (None when not installed; not imported)."""
     import torch
-
-    from .._version import __version__
 
     out: dict[str, str | None] = {"python": platform.python_version(), "torch": str(torch.__version__), "tvexport": __version__}
     for name in OPTIONAL_PACKAGES:

@@ -336,17 +336,19 @@ def to_markdown(report: Mapping[str, Any], *, title: str | None = None) -> str:
 CSV_COLUMNS = [
     "kind", "backend", "batch", "network", "n", "median_s", "mean_s", "p10_s", "p90_s", "p99_s", "min_s", "max_s",
     "std_s", "cv", "throughput_ips", "ratio_median", "ratio_p10", "ratio_p90", "ratio_ci_low", "ratio_ci_high", "ratio_of_medians",
+    "precision",  # appended: readers of the earlier columns by position keep working
 ]
 
 
 def to_csv(report: Mapping[str, Any]) -> str:
     """Long format: a ``latency`` row per backend, batch and network, then a ``ratio`` row per
-    baseline (network ``tvconv/dwconv``); per-layer results are in the JSON and Markdown only."""
+    baseline (network ``tvconv/dwconv``); ``precision`` is the case's inference precision where the
+    runtime reports one (OpenVINO), else empty. Per-layer results are in the JSON and Markdown only."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for case in report["cases"]:
-        base = {"backend": case["backend"], "batch": case["batch"]}
+        base = {"backend": case["backend"], "batch": case["batch"], "precision": case.get("precision", "")}
         for r in case["results"]:
             writer.writerow({**base, "kind": "latency", "network": r["network"], **r["stats"], "throughput_ips": r["throughput_ips"]})
         for q in case["ratios"]:

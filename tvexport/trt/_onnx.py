@@ -27,6 +27,10 @@ from ..errors import TvexportError, missing
 from ..kernels._config import BIAS_MAP, bias_mode
 from ._spec import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, parse_attrs
 
+# How to fix a node this preparation refuses: tvexport writes every node right (the OpenVINO op's
+# conversion gives the same advice); a node that is not was written by another tool or damaged.
+REEXPORT = "export the model again with tvexport export --tv-op plugin"
+
 
 @dataclasses.dataclass(frozen=True)
 class TVNode:
@@ -89,38 +93,38 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         for key in ("k", "stride", "padding"):
             if not isinstance(attrs.get(key), int):
-                raise TvexportError(f"{where} lacks the integer attribute {key!r}", hint="re-export the model with tvexport export")
+                raise TvexportError(f"{where} lacks the integer attribute {key!r}", hint=REEXPORT)
         try:
             tv = parse_attrs(attrs["k"], attrs["stride"], attrs["padding"], node=where)
         except ValueError as err:
-            raise TvexportError(str(err)) from None
+            raise TvexportError(str(err), hint=REEXPORT) from None
         for key, want in (("plugin_namespace", PLUGIN_NAMESPACE), ("plugin_version", PLUGIN_VERSION)):
             got = attrs.get(key)
             if got is None:
                 node.attribute.append(helper.make_attribute(key, want))
             elif (got.decode() if isinstance(got, bytes) else got) != want:
-                raise TvexportError(f"{where} has {key}={got!r}; tvexport's plugin is {want!r}")
+                raise TvexportError(f"{where} has {key}={got!r}; tvexport's plugin is {want!r}", hint=REEXPORT)
         inputs = list(node.input)
         if len(inputs) not in (2, 3, 4) or not inputs[0] or not inputs[1]:
-            raise TvexportError(f"{where} has inputs {inputs}; expected (x, weight[, bias[, scale]])")
+            raise TvexportError(f"{where} has inputs {inputs}; expected (x, weight[, bias[, scale]])", hint=REEXPORT)
         weight = consts.get(inputs[1])
         if weight is None:
             raise TvexportError(f"{where}: its weight {inputs[1]!r} is not a constant", hint="the TV kernels must be baked into the model")
         dims = list(weight.dims)
         if len(dims) != 4 or dims[1] != tv.k * tv.k:
-            raise TvexportError(f"{where}: weight has shape {dims}; expected (C, {tv.k * tv.k}, OH, OW) for k={tv.k}")
+            raise TvexportError(f"{where}: weight has shape {dims}; expected (C, {tv.k * tv.k}, OH, OW) for k={tv.k}", hint=REEXPORT)
         c, kk, oh, ow = dims
         np_dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(weight.data_type))
         if np_dtype not in (np.float32, np.float16, np.int8):
-            raise TvexportError(f"{where}: weight is {np_dtype}; tvexport's plugin takes float32, float16 or int8 (with a scale)")
+            raise TvexportError(f"{where}: weight is {np_dtype}; tvexport's plugin takes float32, float16 or int8 (with a scale)", hint=REEXPORT)
         scale_name = inputs[3] if len(inputs) == 4 else ""
         if np_dtype == np.int8:
             scale = consts.get(scale_name) if scale_name else None
             if scale is None or scale.data_type != onnx.TensorProto.FLOAT or list(scale.dims) not in ([c, kk, 1, 1], [c, kk]):
                 got = "none" if scale is None else f"{list(scale.dims)} of type {onnx.helper.tensor_dtype_to_np_dtype(scale.data_type)}"
-                raise TvexportError(f"{where}: int8 weight needs a constant float32 scale of shape [{c}, {kk}, 1, 1] as 4th input, got {got}")
+                raise TvexportError(f"{where}: int8 weight needs a constant float32 scale of shape [{c}, {kk}, 1, 1] as 4th input, got {got}", hint=REEXPORT)
         elif scale_name:
-            raise TvexportError(f"{where}: a scale input only goes with int8 weights, this weight is {np_dtype}")
+            raise TvexportError(f"{where}: a scale input only goes with int8 weights, this weight is {np_dtype}", hint=REEXPORT)
         bias_name = inputs[2] if len(inputs) >= 3 else ""
         if bias_name:
             bias = consts.get(bias_name)
@@ -129,7 +133,7 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             try:  # the node's rule (rank 3, no leading 1s): every wrong shape gets its message
                 check_node_bias(bias.dims, c, oh, ow, node=where)
             except ValueError as err:
-                raise TvexportError(str(err)) from None
+                raise TvexportError(str(err), hint=REEXPORT) from None
             mode = bias_mode(tuple(bias.dims), c, oh, ow)  # (C, h, w) or (C, 1, 1) now: a map or per channel
             bias_kind = "map" if mode == BIAS_MAP else "channel"
             if oh == ow == 1 and node.name in recorded:  # (C, 1, 1) either way: the layer's kind as exported

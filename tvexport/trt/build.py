@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_output, check_exported_file, check_output_path, refuse_stdin
+from .._version import __version__
 from ..errors import TvexportError
 from ._env import Logger, load_plugin, require_cuda, require_tensorrt
 from ._spec import (
@@ -158,7 +159,6 @@ def build_engine(
         detail = logger.errors[-1].strip().splitlines()[0] if logger.errors else "see the TensorRT log (--verbose)"
         raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
 
-    from .._version import __version__
     from ..export.onnx import read_metadata
 
     meta = read_metadata(onnx_path)

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from ...bake import random_inputs
-from ...errors import MissingDependencyError
 from ...models.registry import config_of
 from . import Form, RunOnce
 
@@ -63,10 +62,6 @@ class OpenVinoFused(OpenVino):
     def available(self, *, device: str) -> str | None:
         if reason := super().available(device=device):
             return reason
-        from ...openvino._build import _requirements
+        from ...openvino import missing_build_tool
 
-        try:
-            _requirements()  # the build's own lookup: cmake beside the interpreter, $CXX
-        except MissingDependencyError as err:
-            return str(err)
-        return None
+        return missing_build_tool()  # the build's own lookup: cmake beside the interpreter, $CXX
