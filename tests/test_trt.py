@@ -612,6 +612,17 @@ def test_build_and_runner_check_their_input_file_as_other_commands(case: str, tm
     assert not (tmp_path / "out.engine").exists()
 
 
+@pytest.mark.parametrize("output", ["m.onnx", "m"])
+def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path, fake_tensorrt: None) -> None:  # type: ignore[no-untyped-def]
+    """Before: ``build m.onnx -o m.onnx --force`` went on to replace the ONNX by the engine (``-o m``:
+    the sidecar m.json by then); bake and export refuse this."""
+    model = tmp_path / ("m.onnx" if output == "m.onnx" else "m.json")
+    model.write_bytes(b"not read")
+    res = cli("build", model, "-o", tmp_path / output, "--force")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [f"error: output {model} is the input file; give another output path with -o"], res.stderr
+    assert model.read_bytes() == b"not read" and sorted(p.name for p in tmp_path.iterdir()) == [model.name]
+
+
 class _FakeEngine:
     """A deserialized engine with one NCHW input of ``shape`` (batch -1: the profile ``batches``)."""
 
