@@ -623,6 +623,28 @@ def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path,
     assert model.read_bytes() == b"not read" and sorted(p.name for p in tmp_path.iterdir()) == [model.name]
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_logger_keeps_errors_and_prints_only_when_verbose(verbose: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: TensorRT's ERROR lines were printed before the one ``error:`` line that carries them."""
+    from tvexport.trt._env import Logger
+
+    class ILogger:
+        class Severity:
+            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+        def __init__(self) -> None:
+            pass
+
+    trt = types.SimpleNamespace(ILogger=ILogger)
+    logger = Logger(trt, verbose=verbose)  # type: ignore[arg-type]
+    logger.log(ILogger.Severity.ERROR, "parse failed")
+    logger.log(ILogger.Severity.INTERNAL_ERROR, "assertion")
+    logger.log(ILogger.Severity.WARNING, "a warning")
+    assert logger.errors == ["parse failed", "assertion"]
+    said = capsys.readouterr()
+    assert said.out == "" and said.err == ("[TensorRT] parse failed\n[TensorRT] assertion\n[TensorRT] a warning\n" if verbose else "")
+
+
 class _FakeEngine:
     """A deserialized engine with one NCHW input of ``shape`` (batch -1: the profile ``batches``)."""
 

@@ -113,7 +113,8 @@ class TensorRTRunner:
                 self.context.set_tensor_address(out_name, t.data_ptr())
                 outs[out_name] = t
             if not self.context.execute_async_v3(stream.cuda_stream):
-                raise TvexportError(f"TensorRT failed to run {self.path}")
+                detail = f": {self._logger.errors[-1].strip().splitlines()[0]}" if self._logger.errors else ""
+                raise TvexportError(f"TensorRT failed to run {self.path}{detail}")  # its log is printed only with --verbose
         stream.synchronize()
         first = outs[self.outputs[0]]
         return first.float().cpu().numpy() if first.is_floating_point() else first.cpu().numpy()
