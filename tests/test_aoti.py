@@ -97,6 +97,26 @@ def test_package_k5_stride1_without_bias(tmp_path: Path) -> None:
     assert _matches(load_runner("aoti", result.path)(x), unbaked, x)
 
 
+def test_runner_without_its_sidecar_refuses_another_batch(tiny_package, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Before: a package copied without ``<pkg>.json`` ran any batch unchecked (a fixed-batch one
+    reading past the input buffer). AOTInductor's own input check now says it, in one line."""
+    path, _, _ = tiny_package  # dynamic batch 1..6
+    bare = tmp_path / "bare.pt2"
+    shutil.copyfile(path, bare)
+    run = aoti.load_runner(bare)
+    assert run.info is None and run(_inputs(6, seed=1)).shape == (6, 5)
+    assert "AOTI_RUNTIME_CHECK_INPUTS" not in os.environ  # set only around the call: packages with a sidecar keep batch 1
+    capfd.readouterr()
+    with pytest.raises(TvexportError) as err:
+        run(_inputs(7, seed=0))
+    assert err.value.message.startswith(f"{bare} cannot run input (7, 3, 96, 96): input_handles[0]: dim value is too large"), err.value.message
+    assert f"its sidecar {bare}.json is missing" in str(err.value)
+    assert capfd.readouterr().err == ""  # the C++ runtime's own copy of the message is not printed
+    run.compiled = lambda t: torch.zeros(4, 5)  # a package that skipped its check (AOTI_RUNTIME_CHECK_INPUTS=0 at its first call)
+    with pytest.raises(TvexportError, match=r"ran batch 4 for an input of batch 2.*is missing"):
+        run(_inputs(2, seed=0))
+
+
 def test_runner_refuses_wrong_inputs(tiny_package) -> None:
     path, _, _ = tiny_package
     run = aoti.load_runner(path)

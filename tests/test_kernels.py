@@ -255,6 +255,9 @@ def _interp_cases() -> list[dict]:
     # Forced tiles: several plane tiles, batch tiles and a partial last batch tile (masks at every edge).
     for cfg in ([32, 2, 1], [64, 4, 1], [32, 8, 1]):
         cases.append({"kind": "ref", "c": 6, "oh": 5, "ow": 7, "n": 5, "k": 3, "stride": 2, "bias": "map", "dtype": "float32", "weight": "float32", "config": cfg})
+    # Input sizes the stride does not divide (7x9 at stride 2 -> 4x5, as a re-bake to another size gives).
+    for k, bias in itertools.product((3, 5), ("map", "none")):
+        cases.append({"kind": "ref", "c": 3, "oh": 4, "ow": 5, "n": 2, "k": k, "stride": 2, "bias": bias, "dtype": "float32", "weight": "float32", "in": [7, 9]})
     # The unbaked TVConv (generator + unfold, random posi_map) as reference.
     for k, stride, bias in itertools.product((3, 5), (1, 2), (False, True)):
         cases.append({"kind": "tvconv", "c": 4, "oh": 6, "ow": 5, "n": 3, "k": k, "stride": stride, "bias": bias, "dtype": "float32", "weight": "float32"})
@@ -269,6 +272,7 @@ INTERP_CASES = _interp_cases()
 
 def _case_id(case: dict) -> str:
     extra = f"-cfg{'x'.join(map(str, case['config']))}" if "config" in case else ""
+    extra += f"-in{case['in'][0]}x{case['in'][1]}" if "in" in case else ""
     w = "" if case["weight"] == case["dtype"] else f"-w{case['weight']}"
     return f"{case['kind']}-c{case['c']}-{case['oh']}x{case['ow']}-n{case['n']}-k{case['k']}-s{case['stride']}-{case['bias']}-{case['dtype']}{w}{extra}"
 
@@ -443,7 +447,8 @@ def _make_inputs(case: dict, device: str) -> tuple:
     g = torch.Generator().manual_seed(_seed(case))
     c, oh, ow, n, k, s = case["c"], case["oh"], case["ow"], case["n"], case["k"], case["stride"]
     dtype = getattr(torch, case["dtype"])
-    x = torch.randn(n, c, oh * s, ow * s, generator=g).to(dtype)
+    h, wd = case.get("in", (oh * s, ow * s))
+    x = torch.randn(n, c, h, wd, generator=g).to(dtype)
     w = torch.randn(c, k * k, oh, ow, generator=g)
     scale = None
     if case["weight"] == "int8":

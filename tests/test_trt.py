@@ -612,6 +612,136 @@ def test_build_and_runner_check_their_input_file_as_other_commands(case: str, tm
     assert not (tmp_path / "out.engine").exists()
 
 
+@pytest.mark.parametrize("output", ["m.onnx", "m"])
+def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path, fake_tensorrt: None) -> None:  # type: ignore[no-untyped-def]
+    """Before: ``build m.onnx -o m.onnx --force`` went on to replace the ONNX by the engine (``-o m``:
+    the sidecar m.json by then); bake and export refuse this."""
+    model = tmp_path / ("m.onnx" if output == "m.onnx" else "m.json")
+    model.write_bytes(b"not read")
+    res = cli("build", model, "-o", tmp_path / output, "--force")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [f"error: output {model} is the input file; give another output path with -o"], res.stderr
+    assert model.read_bytes() == b"not read" and sorted(p.name for p in tmp_path.iterdir()) == [model.name]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_logger_keeps_errors_and_prints_only_when_verbose(verbose: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: TensorRT's ERROR lines were printed before the one ``error:`` line that carries them."""
+    from tvexport.trt._env import Logger
+
+    class ILogger:
+        class Severity:
+            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+        def __init__(self) -> None:
+            pass
+
+    trt = types.SimpleNamespace(ILogger=ILogger)
+    logger = Logger(trt, verbose=verbose)  # type: ignore[arg-type]
+    logger.log(ILogger.Severity.ERROR, "parse failed")
+    logger.log(ILogger.Severity.INTERNAL_ERROR, "assertion")
+    logger.log(ILogger.Severity.WARNING, "a warning")
+    assert logger.errors == ["parse failed", "assertion"]
+    said = capsys.readouterr()
+    assert said.out == "" and said.err == ("[TensorRT] parse failed\n[TensorRT] assertion\n[TensorRT] a warning\n" if verbose else "")
+
+
+class _FakeEngine:
+    """A deserialized engine with one NCHW input of ``shape`` (batch -1: the profile ``batches``)."""
+
+    def __init__(self, shape: tuple[int, ...], batches: tuple[int, int]) -> None:
+        self.shape, self.batches, self.num_io_tensors = shape, batches, 2
+
+    def get_tensor_name(self, i: int) -> str:
+        return ("input", "output")[i]
+
+    def get_tensor_mode(self, name: str) -> str:
+        return "in" if name == "input" else "out"
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self.shape if name == "input" else (self.shape[0], 512)
+
+    def get_tensor_profile_shape(self, name: str, profile: int) -> tuple:
+        lo, hi = self.batches
+        return (lo, *self.shape[1:]), (lo, *self.shape[1:]), (hi, *self.shape[1:])
+
+    def create_execution_context(self) -> None:
+        return None
+
+
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``make(shape, batches)``: an engine file that ``TensorRTRunner`` loads through a stand-in
+    ``tensorrt`` (no GPU: CUDA is not required, and running it records the input)."""
+    import torch._dynamo  # noqa: F401 - imported by baking; it looks up tensorrt's spec, which the stand-in has none of
+
+    from tvexport.trt import runner
+
+    class ILogger:
+        class Severity:
+            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+        def __init__(self) -> None:
+            pass
+
+    fake = types.ModuleType("tensorrt")
+    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
+    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
+    fake.ILogger = ILogger  # type: ignore[attr-defined]
+    fake.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")  # type: ignore[attr-defined]
+    engines: dict[bytes, _FakeEngine] = {}
+    fake.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=engines.get)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setitem(sys.modules, "tvexport.trt.plugin", types.ModuleType("tvexport.trt.plugin"))  # no triton needed
+    monkeypatch.setattr(runner, "require_cuda", lambda what: types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda: None)))
+    seen: list[tuple[int, ...]] = []
+    monkeypatch.setattr(runner.TensorRTRunner, "_execute", lambda self, x: seen.append(x.shape) or np.zeros((x.shape[0], 512), np.float32),
+                        raising=False)
+
+    def make(shape: tuple[int, ...], batches: tuple[int, int], name: str = "m.engine") -> Path:
+        path = tmp_path / name
+        path.write_bytes(name.encode())
+        engines[name.encode()] = _FakeEngine(shape, batches)
+        return path
+
+    make.seen = seen  # type: ignore[attr-defined]
+    return make
+
+
+def test_runner_says_its_batch_and_checks_inputs_before_running(fake_engine) -> None:  # type: ignore[no-untyped-def]
+    """Before: no ``batch`` or ``check_input``, so validate sent 2 rows to a fixed batch-1 engine
+    and was told to rebuild with --min/--max-batch, which build refuses for a fixed-batch ONNX."""
+    from tvexport.trt.runner import load_runner
+
+    fixed = load_runner(fake_engine((1, 3, 96, 96), (1, 1), "fixed.engine"))
+    assert fixed.batch == 1
+    fixed.check_input(np.zeros((1, 3, 96, 96), np.float32))
+    with pytest.raises(TvexportError) as info:
+        fixed.check_input(np.zeros((2, 3, 96, 96), np.float32))
+    assert "batch 2 is outside the engine's profile [1, 1]" in str(info.value) and "validate --batch 1" in str(info.value)
+    with pytest.raises(TvexportError, match="does not fit engine"):
+        fixed.check_input(np.zeros((1, 3, 64, 64), np.float32))
+    dynamic = load_runner(fake_engine((-1, 3, 96, 96), (4, 32), "dynamic.engine"))
+    assert dynamic.batch is None
+    with pytest.raises(TvexportError, match=r"give 4 to 32 rows \(tvexport validate --batch 4\)"):
+        dynamic(np.zeros((2, 3, 96, 96), np.float32))
+    assert fake_engine.seen == []  # refused before running
+    assert dynamic(np.zeros((4, 3, 96, 96), np.float32)).shape == (4, 512)
+
+
+def test_validate_uses_a_fixed_batch_engines_batch(fake_engine, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from tvexport.export import validate
+
+    engine = fake_engine((1, 3, 96, 96), (1, 1))
+    report = validate.validate_artifact(engine, face_ckpt)  # the stand-in's zeros do not match: only the batch matters here
+    assert report.input_shape == (1, 3, 96, 96) and fake_engine.seen == [(1, 3, 96, 96)]
+    monkeypatch.setattr(validate, "load_source", lambda *a, **k: pytest.fail("baked before the input was checked"))
+    dynamic = fake_engine((-1, 3, 96, 96), (4, 32), "dynamic.engine")
+    with pytest.raises(TvexportError, match="validate --batch 4"):
+        validate.validate_artifact(dynamic, face_ckpt)
+    with pytest.raises(TvexportError, match="validate with --batch 1"):
+        validate.validate_artifact(engine, face_ckpt, batch=2)
+
+
 # --------------------------------------------------------------------------- with TensorRT and a GPU
 
 

@@ -387,11 +387,52 @@ class AotiRunner:
         t = torch.from_numpy(x)
         if self.device != "cpu":
             t = t.to(self.device)
-        with torch.no_grad():
-            out = self.compiled(t)
+        missing = f"its sidecar {sidecar_path(self.path)} is missing, so the batch it was exported for is unknown"
+        try:
+            # without a sidecar the package's own check is the only one; its C++ runtime also prints it
+            with torch.no_grad(), (_package_checks_inputs() if self.info is None else contextlib.nullcontext()):
+                out = self.compiled(t)
+        except RuntimeError as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            hint = (missing + "; give the batch it was exported for, or export it again (which writes the sidecar)" if self.info is None
+                    else "export it again with this torch version: tvexport export SRC --format aoti")
+            raise TvexportError(f"{self.path} cannot run input {tuple(x.shape)}: {first}", hint=hint) from None
         if isinstance(out, (list, tuple)):
             out = out[0]
+        if out.shape[0] != x.shape[0]:  # a package that did not check its input (AOTI_RUNTIME_CHECK_INPUTS=0 at its first call)
+            raise TvexportError(f"{self.path} ran batch {out.shape[0]} for an input of batch {x.shape[0]}",
+                                hint=(missing + "; give " if self.info is None else "give ") + f"{out.shape[0]} rows, or export it again")
         return out.detach().cpu().numpy()
+
+
+# AOTInductor checks an input's shape against the exported one only when this is set at a package's
+# first call (the generated wrapper reads it once); without it a wrong batch reads past the input.
+# Only for a package without its sidecar, whose check in Python says more: the package's check also
+# refuses batch 1 of a dynamic-batch package (torch.export records the batch as 2 or more).
+CHECK_INPUTS_ENV = "AOTI_RUNTIME_CHECK_INPUTS"
+
+
+@contextlib.contextmanager
+def _package_checks_inputs() -> Iterator[None]:
+    """``AOTI_RUNTIME_CHECK_INPUTS=1`` and file descriptor 2 on /dev/null (the C++ runtime prints
+    the check's message beside its exception) for the duration."""
+    import sys
+
+    before = os.environ.get(CHECK_INPUTS_ENV)
+    os.environ[CHECK_INPUTS_ENV] = "1"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        if before is None:
+            del os.environ[CHECK_INPUTS_ENV]
+        else:
+            os.environ[CHECK_INPUTS_ENV] = before
 
 
 def load_runner(path: Path) -> Runner:

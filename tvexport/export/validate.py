@@ -286,8 +286,8 @@ def validate_artifact(
         input_source = f"random (seed {seed})"
     if fixed_batch is not None and x.shape[0] != fixed_batch:
         raise TvexportError(
-            f"{artifact.name} was exported for batch {fixed_batch}, the input has {x.shape[0]}",
-            hint=f"give {fixed_batch} input rows, or export with --dynamic-batch",
+            f"{artifact.name} takes batch {fixed_batch} only, the input has {x.shape[0]}",
+            hint=f"validate with --batch {fixed_batch} (or an --input of {fixed_batch} rows), or export with --dynamic-batch",
         )
     check = getattr(runner, "check_input", None)
     if check is not None:

@@ -53,7 +53,7 @@ class Logger:
             def log(self, severity: Any, msg: str) -> None:
                 if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
                     self.errors.append(msg)
-                if verbose or severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                if verbose:  # errors reach the user in the one-line message that carries them
                     import sys
 
                     print(f"[TensorRT] {msg}", file=sys.stderr)

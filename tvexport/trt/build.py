@@ -108,8 +108,8 @@ def build_engine(
     onnx_path = check_exported_file(onnx_path, what="an ONNX model", dir_hint="give the .onnx file inside it", missing_hint="export one first: tvexport export")
     out = Path(output) if output is not None else default_engine_path(onnx_path)
     side = sidecar_path(out)
-    check_output_path(out, force=force)
-    check_output_path(side, force=True)
+    check_output_path(out, force=force, source=onnx_path)
+    check_output_path(side, force=True, source=onnx_path)
     torch = require_cuda(WHAT)
     load_plugin(WHAT)
     from ._onnx import prepare_onnx

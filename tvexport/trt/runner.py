@@ -69,20 +69,37 @@ class TensorRTRunner:
         lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
         return int(lo[0]), int(hi[0])
 
+    @property
+    def batch(self) -> int | None:
+        """The engine's only batch size, or None when its profile allows several."""
+        lo, hi = self.batch_range()
+        return lo if lo == hi else None
+
     def tensor_dtype(self, name: str) -> Any:
         """The torch dtype of the engine's I/O tensor ``name`` (float16 inputs take float16 images)."""
         return _torch_dtype(self._trt, self._torch, self.engine.get_tensor_dtype(name))
 
+    def check_input(self, x: np.ndarray) -> None:
+        """Refuse an input whose shape or batch the engine cannot take (before any GPU work)."""
+        want = tuple(self.engine.get_tensor_shape(self.inputs[0]))
+        if x.ndim != len(want) or any(w >= 0 and w != d for w, d in zip(want[1:], x.shape[1:])):
+            raise TvexportError(f"input of shape {tuple(x.shape)} does not fit engine {self.path} input {want}")
+        lo, hi = self.batch_range()
+        if not lo <= x.shape[0] <= hi:
+            rows = f"{lo}" if lo == hi else f"{lo} to {hi}"
+            raise TvexportError(
+                f"batch {x.shape[0]} is outside the engine's profile [{lo}, {hi}]",
+                hint=f"give {rows} rows (tvexport validate --batch {lo}), or build the engine again from a --dynamic-batch export with --min-batch/--max-batch",
+            )
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        self.check_input(x)
+        return self._execute(x)
+
+    def _execute(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch
         name = self.inputs[0]
-        want = tuple(self.engine.get_tensor_shape(name))
-        x = np.asarray(x)
-        lo, hi = self.batch_range()
-        if x.ndim != len(want) or any(w >= 0 and w != d for w, d in zip(want[1:], x.shape[1:])):
-            raise TvexportError(f"input of shape {x.shape} does not fit engine {self.path} input {want}")
-        if not lo <= x.shape[0] <= hi:
-            raise TvexportError(f"batch {x.shape[0]} is outside the engine's profile [{lo}, {hi}]", hint="rebuild with --min-batch/--max-batch")
         stream = self._stream
         with torch.cuda.stream(stream):
             xt = torch.from_numpy(np.ascontiguousarray(x)).to("cuda", non_blocking=False)
@@ -96,7 +113,8 @@ class TensorRTRunner:
                 self.context.set_tensor_address(out_name, t.data_ptr())
                 outs[out_name] = t
             if not self.context.execute_async_v3(stream.cuda_stream):
-                raise TvexportError(f"TensorRT failed to run {self.path}")
+                detail = f": {self._logger.errors[-1].strip().splitlines()[0]}" if self._logger.errors else ""
+                raise TvexportError(f"TensorRT failed to run {self.path}{detail}")  # its log is printed only with --verbose
         stream.synchronize()
         first = outs[self.outputs[0]]
         return first.float().cpu().numpy() if first.is_floating_point() else first.cpu().numpy()
