@@ -67,24 +67,33 @@ STAGES = {
 SANCTIONED = {("layers", "kernels")}
 
 
+def resolved_imports(tree: ast.AST, package: tuple[str, ...]) -> list[tuple[int, str, list[str]]]:
+    """(line, absolute module, names taken) of every import in ``tree``, however deeply nested;
+    ``package`` is the importing module's package, e.g. ("tvexport", "export") (relative imports
+    resolve against it). An ``import`` statement takes no names."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - (node.level - 1)]) if node.level else []
+            module = ".".join(base + (node.module.split(".") if node.module else []))
+            found.append((node.lineno, module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, []) for a in node.names]
+    return found
+
+
 def internal_imports(path: Path, source: str | None = None) -> list[tuple[int, str]]:
     """(line, first component under tvexport) of every import of a tvexport module in ``path``
     (or in ``source``, read as if it were ``path``); ``FACADE`` for a name taken from the package itself."""
-    parts = path.relative_to(PACKAGE).with_suffix("").parts
-    package = parts[:-1]  # the importing module's package, below tvexport
+    package = ("tvexport", *path.relative_to(PACKAGE).parent.parts)
     found = []
-    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = list(package[: len(package) - (node.level - 1)])
-            target = base + (node.module.split(".") if node.module else [])
-            names = [target + [a.name] for a in node.names] if not target else [target]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tvexport":
-            names = [node.module.split(".")[1:] + [a.name] for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name.split(".")[1:] for a in node.names if a.name.split(".")[0] == "tvexport"]
-        else:
+    for line, module, names in resolved_imports(ast.parse(path.read_text() if source is None else source), package):
+        top, *rest = module.split(".")
+        if top != "tvexport":
             continue
-        found += [(node.lineno, n[0] if n and n[0] in STAGES else FACADE) for n in names]
+        # ``from tvexport import bake`` and ``from . import bake`` take a module by name
+        targets = [[n] for n in names] if not rest and names else [rest]
+        found += [(line, t[0] if t and t[0] in STAGES else FACADE) for t in targets]
     return found
 
 
@@ -175,36 +184,27 @@ def test_openvino_sources_spell_the_python_definitions() -> None:
     assert re.findall(r"constexpr int64_t kMaxK = (\d+);", source) == [str(MAX_NODE_K)]
 
 
+def version_imports_inside_functions(path: Path, source: str | None = None) -> list[int]:
+    """Lines where a function in ``path`` (or ``source``, read as if it were ``path``) imports
+    tvexport._version, however the import is spelled (``from . import _version`` too)."""
+    tree = ast.parse(path.read_text() if source is None else source)
+    in_functions = {node.lineno for func in ast.walk(tree) if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    for node in ast.walk(func) if isinstance(node, (ast.Import, ast.ImportFrom))}
+    return [line for line, target in internal_imports(path, source) if target == "_version" and line in in_functions]
+
+
 def test_version_is_imported_at_module_top() -> None:
     """tvexport/_version.py is a leaf (no imports): a module needing ``__version__`` imports it at
     its top, as bake and export do (before: tvexport/profile/machine.py and tvexport/trt/build.py
     imported it inside functions, as if it were an optional dependency)."""
-    inside = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        tree = ast.parse(path.read_text())
-        for func in ast.walk(tree):
-            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            for node in ast.walk(func):
-                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "_version":
-                    inside.append(f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{node.lineno}")
+    forms = ["from .._version import __version__", "from .. import _version", "from tvexport._version import __version__",
+             "import tvexport._version", "from tvexport import _version"]
+    assert [version_imports_inside_functions(PACKAGE / "export" / "onnx.py", f"import os\ndef f():\n    {form}\n") for form in forms] == [[3]] * len(forms)
+    assert version_imports_inside_functions(PACKAGE / "bake.py", "from . import _version\nclass A:\n    def f(self):\n        from . import _version\n") == [4]
+    inside = [f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{line}" for path in sorted(PACKAGE.rglob("*.py")) for line in version_imports_inside_functions(path)]
     assert not inside, f"tvexport._version imported inside a function (import it at the module's top): {inside}"
     leaf = ast.parse((PACKAGE / "_version.py").read_text())
     assert not [n for n in ast.walk(leaf) if isinstance(n, (ast.Import, ast.ImportFrom))]  # the leaf stays a leaf
-
-
-def _absolute_imports(path: Path, package: tuple[str, ...]) -> list[tuple[int, str, list[str]]]:
-    """(line, absolute module, names taken) of every import in ``path``; ``package`` is the importing
-    module's package (relative imports resolve against it)."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = list(package[: len(package) - (node.level - 1)]) if node.level else []
-            module = ".".join(base + (node.module.split(".") if node.module else []))
-            found.append((node.lineno, module, [a.name for a in node.names]))
-        elif isinstance(node, ast.Import):
-            found += [(node.lineno, a.name, []) for a in node.names]
-    return found
 
 
 def test_openvino_build_internals_stay_inside() -> None:
@@ -218,7 +218,7 @@ def test_openvino_build_internals_stay_inside() -> None:
     files += [(p, ()) for p in sorted((root / "benchmarks").glob("*.py"))]
     private = []
     for path, package in files:
-        for line, module, names in _absolute_imports(path, package):
+        for line, module, names in resolved_imports(ast.parse(path.read_text()), package):
             taken = [f"{module}.{n}" for n in names] if module == "tvexport.openvino" else [module]
             private += [f"{path.relative_to(root).as_posix()}:{line} ({t})" for t in taken if t.startswith("tvexport.openvino._")]
     assert not private, f"private parts of tvexport.openvino used outside it (use the package's public functions): {private}"

@@ -69,6 +69,9 @@ def bias_is_map(shape: Sequence[int], channels: int, h: int, w: int) -> bool:
 PLUGIN_NAME = "tv_dwconv"
 PLUGIN_NAMESPACE = "tvexport"
 PLUGIN_VERSION = "1"
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"  # the qualified name: the torch op's and the TensorRT plugin's
+PLUGIN_NAME_I8 = f"{PLUGIN_NAME}_i8"  # the int8-kernel form: (x, weight, bias, scale); plugins have fixed inputs
+PLUGIN_ID_I8 = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME_I8}"
 
 # The largest k a ``tv_dwconv`` node takes: ``kMaxK`` of the OpenVINO op (tvexport/openvino/ext/tv_dwconv.cpp),
 # which names this constant too; TVConv layers use 3..7.

@@ -250,14 +250,12 @@ class GeneratedTVConv(nn.Module):
     weight: torch.Tensor
     bias: torch.Tensor | None
 
-    def __init__(self, layer: TVConv, dtype: torch.dtype, *, kernels: torch.dtype | None = None) -> None:
+    def __init__(self, layer: TVConv, dtype: torch.dtype) -> None:
         super().__init__()
         gen = layer if _float_dtype(layer) == dtype else copy.deepcopy(layer).to(dtype)
         with training_modes_kept(gen), torch.no_grad():
             gen.eval()
             weight, bias = gen.generate()
-        if kernels is not None and kernels != dtype:  # held as that dtype would store them
-            weight, bias = _rounded(weight, bias, kernels, dtype)
         self.stride = layer.geometry.stride
         self.register_buffer("weight", weight.detach())
         self.register_buffer("bias", bias.detach() if bias is not None else None)
@@ -310,10 +308,10 @@ def _float_dtype(module: nn.Module) -> torch.dtype | None:
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
 
 
-def _generated(model: nn.Module, dtype: torch.dtype, *, kernels: torch.dtype | None = None) -> dict[int, Any]:
+def _generated(model: nn.Module, dtype: torch.dtype) -> dict[int, Any]:
     """A ``copy.deepcopy`` memo that replaces each TVConv of ``model`` by its ``GeneratedTVConv``
-    (run in ``dtype`` on a ``dtype`` copy of the layer, output rounded to ``kernels``)."""
-    return {id(m): GeneratedTVConv(m, dtype, kernels=kernels) for m in model.modules() if isinstance(m, TVConv)}
+    (run in ``dtype`` on a ``dtype`` copy of the layer)."""
+    return {id(m): GeneratedTVConv(m, dtype) for m in model.modules() if isinstance(m, TVConv)}
 
 
 def depthwise_by_definition_(model: nn.Module) -> nn.Module:
@@ -368,19 +366,23 @@ class Reference:
         generated = _generated(model, torch.float64)
         self.float64_model = _copy_in(model, torch.float64, generated)
         self.truth_model = _copy_in(model, torch.float64, generated, by_definition=True)
-        # The float32 original is made on first use (for the kernels asked then): from this copy, so
-        # that weights the caller changes in between do not make it another network than the truth.
-        self._source = copy.deepcopy(model)
+        # The float32 original with float32 kernels, made now so that weights the caller changes
+        # afterwards do not make it another network than the truth (the caller's model is not copied whole).
+        self._float32_base = _copy_in(model, torch.float32, _generated(model, torch.float32))
         self._float32_model: nn.Module | None = None
 
     @property
     def float32_model(self) -> nn.Module:
-        """The float32 original, with generators hoisted (made on first use, of the model as constructed)."""
+        """The float32 original, with generators hoisted (of the model as constructed; for float16
+        or int8 kernels, made on first use from the float32 one with its kernels rounded)."""
         if self._float32_model is None:
-            model = _copy_in(self._source, torch.float32, _generated(self._source, torch.float32, kernels=self.kernels))
-            if self.kernels != torch.float32:  # a baked model's float32 kernels, stored as the candidate stores them
+            model = self._float32_base
+            if self.kernels != torch.float32:  # the kernels as the candidate stores them
+                model = copy.deepcopy(model)
                 for name, m in model.named_modules():
-                    if isinstance(m, BakedTVConv) and m.weight.dtype == torch.float32:
+                    if isinstance(m, GeneratedTVConv):
+                        m.weight, m.bias = _rounded(m.weight, m.bias, self.kernels, torch.float32)
+                    elif isinstance(m, BakedTVConv) and m.weight.dtype == torch.float32:
                         compress_layer(m, self.kernels, name=name)
             self._float32_model = model
         return self._float32_model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._depthwise import PLUGIN_NAME, PLUGIN_NAMESPACE, _check_input, bias_is_map, check_scale, tv_depthwise
+from .._depthwise import PLUGIN_ID, _check_input, bias_is_map, check_scale, tv_depthwise
 from ..errors import missing
 
 # The dtypes the Triton kernel reads (tv_dwconv_triton refuses others): activations and bias,
@@ -21,7 +21,7 @@ def _torch_form(
     return out.to(x.dtype)
 
 
-@torch.library.custom_op(f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}", mutates_args=())  # the name every runtime's node has
+@torch.library.custom_op(PLUGIN_ID, mutates_args=())  # the name every runtime's node has
 def tv_dwconv(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, scale: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -70,7 +70,7 @@ def _recorded_bias_kinds(model: Any, source: str) -> dict[str, str]:
     except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         kinds = None
     if not isinstance(kinds, dict) or not all(isinstance(k, str) and v in ("map", "channel") for k, v in kinds.items()):
-        raise TvexportError(f"{source}: its metadata tvexport.tv_bias is damaged ({text[:80]!r})", hint="re-export the model with tvexport export")
+        raise TvexportError(f"{source}: its metadata tvexport.tv_bias is damaged ({text[:80]!r})", hint=REEXPORT)
     return kinds
 
 

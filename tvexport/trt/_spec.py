@@ -25,15 +25,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._depthwise import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_attrs, tv_output_size
+from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8, PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_attrs, tv_output_size
 from ..artifacts import ENGINE_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
 from ..errors import TvexportError
 from ..kernels._config import bias_mode
 
-PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
-PLUGIN_NAME_I8 = f"{PLUGIN_NAME}_i8"  # the int8-kernel form: (x, weight, bias, scale); plugins have fixed inputs
-PLUGIN_ID_I8 = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME_I8}"
 MIN_TENSORRT = (10, 9)  # first release with ahead-of-time Python plugins (tensorrt.plugin.aot_impl)
 STRONG_TYPING_ONLY = 11  # TensorRT 11 removed weak typing: precision comes from the network's dtypes
 DEFAULT_BATCH = (1, 1, 32)  # min, opt, max of a dynamic batch when none is given (opt defaults to min)
