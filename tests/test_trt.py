@@ -623,23 +623,26 @@ def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path,
     assert model.read_bytes() == b"not read" and sorted(p.name for p in tmp_path.iterdir()) == [model.name]
 
 
+class _FakeILogger:
+    """A stand-in for ``tensorrt.ILogger`` (its severities, in TensorRT's order)."""
+
+    class Severity:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+    def __init__(self) -> None:
+        pass
+
+
 @pytest.mark.parametrize("verbose", [False, True])
 def test_logger_keeps_errors_and_prints_only_when_verbose(verbose: bool, capsys: pytest.CaptureFixture[str]) -> None:
     """Before: TensorRT's ERROR lines were printed before the one ``error:`` line that carries them."""
     from tvexport.trt._env import Logger
 
-    class ILogger:
-        class Severity:
-            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-        def __init__(self) -> None:
-            pass
-
-    trt = types.SimpleNamespace(ILogger=ILogger)
+    trt = types.SimpleNamespace(ILogger=_FakeILogger)
     logger = Logger(trt, verbose=verbose)  # type: ignore[arg-type]
-    logger.log(ILogger.Severity.ERROR, "parse failed")
-    logger.log(ILogger.Severity.INTERNAL_ERROR, "assertion")
-    logger.log(ILogger.Severity.WARNING, "a warning")
+    logger.log(_FakeILogger.Severity.ERROR, "parse failed")
+    logger.log(_FakeILogger.Severity.INTERNAL_ERROR, "assertion")
+    logger.log(_FakeILogger.Severity.WARNING, "a warning")
     assert logger.errors == ["parse failed", "assertion"]
     said = capsys.readouterr()
     assert said.out == "" and said.err == ("[TensorRT] parse failed\n[TensorRT] assertion\n[TensorRT] a warning\n" if verbose else "")
@@ -676,17 +679,10 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
 
     from tvexport.trt import runner
 
-    class ILogger:
-        class Severity:
-            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-        def __init__(self) -> None:
-            pass
-
     fake = types.ModuleType("tensorrt")
     fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
     fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
-    fake.ILogger = ILogger  # type: ignore[attr-defined]
+    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
     fake.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")  # type: ignore[attr-defined]
     engines: dict[bytes, _FakeEngine] = {}
     fake.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=engines.get)  # type: ignore[attr-defined]
