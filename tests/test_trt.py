@@ -690,8 +690,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
     monkeypatch.setitem(sys.modules, "tvexport.trt.plugin", types.ModuleType("tvexport.trt.plugin"))  # no triton needed
     monkeypatch.setattr(runner, "require_cuda", lambda what: types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda: None)))
     seen: list[tuple[int, ...]] = []
-    monkeypatch.setattr(runner.TensorRTRunner, "_execute", lambda self, x: seen.append(x.shape) or np.zeros((x.shape[0], 512), np.float32),
-                        raising=False)
+    monkeypatch.setattr(runner.TensorRTRunner, "_execute", lambda self, x: seen.append(x.shape) or np.zeros((x.shape[0], 512), np.float32))
 
     def make(shape: tuple[int, ...], batches: tuple[int, int], name: str = "m.engine") -> Path:
         path = tmp_path / name
