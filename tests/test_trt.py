@@ -5,6 +5,7 @@ built and run against the torch reference where TensorRT and a GPU exist."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import sys
@@ -646,6 +647,14 @@ def test_logger_keeps_errors_and_prints_only_when_verbose(verbose: bool, capsys:
     assert logger.errors == ["parse failed", "assertion"]
     said = capsys.readouterr()
     assert said.out == "" and said.err == ("[TensorRT] parse failed\n[TensorRT] assertion\n[TensorRT] a warning\n" if verbose else "")
+    assert logger.last_error("none") == "assertion"
+    logger.log(_FakeILogger.Severity.ERROR, "  \n ")  # a blank message neither raises nor hides the last real one
+    logger.log(_FakeILogger.Severity.ERROR, "\n  bad shape  \n  at layer 3\n")
+    assert logger.last_error("none") == "bad shape"
+    logger.errors.append(" ")
+    assert logger.last_error("none") == "bad shape"
+    logger.errors.clear()
+    assert logger.last_error("none") == "none"
 
 
 class _FakeEngine:
@@ -690,6 +699,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
     monkeypatch.setitem(sys.modules, "tvexport.trt.plugin", types.ModuleType("tvexport.trt.plugin"))  # no triton needed
     monkeypatch.setattr(runner, "require_cuda", lambda what: types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda: None)))
     seen: list[tuple[int, ...]] = []
+    real_execute = runner.TensorRTRunner._execute
     monkeypatch.setattr(runner.TensorRTRunner, "_execute", lambda self, x: seen.append(x.shape) or np.zeros((x.shape[0], 512), np.float32))
 
     def make(shape: tuple[int, ...], batches: tuple[int, int], name: str = "m.engine") -> Path:
@@ -699,6 +709,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
         return path
 
     make.seen = seen  # type: ignore[attr-defined]
+    make.real_execute = real_execute  # type: ignore[attr-defined]
     return make
 
 
@@ -721,6 +732,45 @@ def test_runner_says_its_batch_and_checks_inputs_before_running(fake_engine) -> 
         dynamic(np.zeros((2, 3, 96, 96), np.float32))
     assert fake_engine.seen == []  # refused before running
     assert dynamic(np.zeros((4, 3, 96, 96), np.float32)).shape == (4, 512)
+
+
+@pytest.mark.parametrize("logged", [None, "  \n", "illegal address\n  in kernel"])
+def test_runner_reports_only_the_error_of_the_failed_run(fake_engine, logged: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Before: the logger kept every error, so a run that failed without logging reported an
+    older one (and a blank message raised IndexError)."""
+    from tvexport.trt.runner import load_runner
+
+    run = load_runner(fake_engine((1, 3, 96, 96), (1, 1)))
+    run._logger.log(_FakeILogger.Severity.ERROR, "an earlier failure")
+
+    class Tensor:
+        def __init__(self, shape: tuple[int, ...]) -> None:
+            self.shape = shape
+
+        def to(self, *args: object, **kwargs: object) -> Tensor:
+            return self
+
+        def contiguous(self) -> Tensor:
+            return self
+
+        def data_ptr(self) -> int:
+            return 0
+
+    def execute_async_v3(stream: int) -> bool:
+        if logged is not None:
+            run._logger.log(_FakeILogger.Severity.ERROR, logged)
+        return False
+
+    run._torch = types.SimpleNamespace(cuda=types.SimpleNamespace(stream=lambda s: contextlib.nullcontext()),
+                                       from_numpy=lambda a: Tensor(a.shape), empty=lambda shape, **kw: Tensor(shape))
+    run._stream = types.SimpleNamespace(cuda_stream=0)
+    run.tensor_dtype = lambda name: None
+    run.context = types.SimpleNamespace(set_input_shape=lambda *a: True, set_tensor_address=lambda *a: True,
+                                        get_tensor_shape=lambda name: (1, 512), execute_async_v3=execute_async_v3)
+    with pytest.raises(TvexportError) as info:
+        fake_engine.real_execute(run, np.zeros((1, 3, 96, 96), np.float32))
+    detail = "" if logged is None or not logged.strip() else ": illegal address"
+    assert str(info.value) == f"TensorRT failed to run {run.path}{detail}"
 
 
 def test_validate_uses_a_fixed_batch_engines_batch(fake_engine, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
