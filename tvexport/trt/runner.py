@@ -89,7 +89,7 @@ class TensorRTRunner:
             rows = f"{lo}" if lo == hi else f"{lo} to {hi}"
             raise TvexportError(
                 f"batch {x.shape[0]} is outside the engine's profile [{lo}, {hi}]",
-                hint=f"give {rows} rows (tvexport validate --batch {lo}), or build the engine again from a --dynamic-batch export with --min-batch/--max-batch",
+                hint=f"give {rows} rows, or build the engine again from a --dynamic-batch export with --min-batch/--max-batch",
             )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
