@@ -5,6 +5,7 @@ built and run against the torch reference where TensorRT and a GPU exist."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import sys
@@ -623,26 +624,37 @@ def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path,
     assert model.read_bytes() == b"not read" and sorted(p.name for p in tmp_path.iterdir()) == [model.name]
 
 
+class _FakeILogger:
+    """A stand-in for ``tensorrt.ILogger`` (its severities, in TensorRT's order)."""
+
+    class Severity:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+    def __init__(self) -> None:
+        pass
+
+
 @pytest.mark.parametrize("verbose", [False, True])
 def test_logger_keeps_errors_and_prints_only_when_verbose(verbose: bool, capsys: pytest.CaptureFixture[str]) -> None:
     """Before: TensorRT's ERROR lines were printed before the one ``error:`` line that carries them."""
     from tvexport.trt._env import Logger
 
-    class ILogger:
-        class Severity:
-            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-        def __init__(self) -> None:
-            pass
-
-    trt = types.SimpleNamespace(ILogger=ILogger)
+    trt = types.SimpleNamespace(ILogger=_FakeILogger)
     logger = Logger(trt, verbose=verbose)  # type: ignore[arg-type]
-    logger.log(ILogger.Severity.ERROR, "parse failed")
-    logger.log(ILogger.Severity.INTERNAL_ERROR, "assertion")
-    logger.log(ILogger.Severity.WARNING, "a warning")
+    logger.log(_FakeILogger.Severity.ERROR, "parse failed")
+    logger.log(_FakeILogger.Severity.INTERNAL_ERROR, "assertion")
+    logger.log(_FakeILogger.Severity.WARNING, "a warning")
     assert logger.errors == ["parse failed", "assertion"]
     said = capsys.readouterr()
     assert said.out == "" and said.err == ("[TensorRT] parse failed\n[TensorRT] assertion\n[TensorRT] a warning\n" if verbose else "")
+    assert logger.last_error("none") == "assertion"
+    logger.log(_FakeILogger.Severity.ERROR, "  \n ")  # a blank message neither raises nor hides the last real one
+    logger.log(_FakeILogger.Severity.ERROR, "\n  bad shape  \n  at layer 3\n")
+    assert logger.last_error("none") == "bad shape"
+    logger.errors.append(" ")
+    assert logger.last_error("none") == "bad shape"
+    logger.errors.clear()
+    assert logger.last_error("none") == "none"
 
 
 class _FakeEngine:
@@ -676,17 +688,10 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
 
     from tvexport.trt import runner
 
-    class ILogger:
-        class Severity:
-            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-        def __init__(self) -> None:
-            pass
-
     fake = types.ModuleType("tensorrt")
     fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
     fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
-    fake.ILogger = ILogger  # type: ignore[attr-defined]
+    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
     fake.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")  # type: ignore[attr-defined]
     engines: dict[bytes, _FakeEngine] = {}
     fake.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=engines.get)  # type: ignore[attr-defined]
@@ -694,8 +699,8 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
     monkeypatch.setitem(sys.modules, "tvexport.trt.plugin", types.ModuleType("tvexport.trt.plugin"))  # no triton needed
     monkeypatch.setattr(runner, "require_cuda", lambda what: types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda: None)))
     seen: list[tuple[int, ...]] = []
-    monkeypatch.setattr(runner.TensorRTRunner, "_execute", lambda self, x: seen.append(x.shape) or np.zeros((x.shape[0], 512), np.float32),
-                        raising=False)
+    real_execute = runner.TensorRTRunner._execute
+    monkeypatch.setattr(runner.TensorRTRunner, "_execute", lambda self, x: seen.append(x.shape) or np.zeros((x.shape[0], 512), np.float32))
 
     def make(shape: tuple[int, ...], batches: tuple[int, int], name: str = "m.engine") -> Path:
         path = tmp_path / name
@@ -704,6 +709,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
         return path
 
     make.seen = seen  # type: ignore[attr-defined]
+    make.real_execute = real_execute  # type: ignore[attr-defined]
     return make
 
 
@@ -717,15 +723,55 @@ def test_runner_says_its_batch_and_checks_inputs_before_running(fake_engine) -> 
     fixed.check_input(np.zeros((1, 3, 96, 96), np.float32))
     with pytest.raises(TvexportError) as info:
         fixed.check_input(np.zeros((2, 3, 96, 96), np.float32))
-    assert "batch 2 is outside the engine's profile [1, 1]" in str(info.value) and "validate --batch 1" in str(info.value)
+    assert "batch 2 is outside the engine's profile [1, 1]" in str(info.value) and "give 1 rows, or build" in str(info.value)
+    assert "validate" not in str(info.value)  # bench and API callers see it too: validate adds its own --batch advice
     with pytest.raises(TvexportError, match="does not fit engine"):
         fixed.check_input(np.zeros((1, 3, 64, 64), np.float32))
     dynamic = load_runner(fake_engine((-1, 3, 96, 96), (4, 32), "dynamic.engine"))
     assert dynamic.batch is None
-    with pytest.raises(TvexportError, match=r"give 4 to 32 rows \(tvexport validate --batch 4\)"):
+    with pytest.raises(TvexportError, match=r"give 4 to 32 rows, or build"):
         dynamic(np.zeros((2, 3, 96, 96), np.float32))
     assert fake_engine.seen == []  # refused before running
     assert dynamic(np.zeros((4, 3, 96, 96), np.float32)).shape == (4, 512)
+
+
+@pytest.mark.parametrize("logged", [None, "  \n", "illegal address\n  in kernel"])
+def test_runner_reports_only_the_error_of_the_failed_run(fake_engine, logged: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Before: the logger kept every error, so a run that failed without logging reported an
+    older one (and a blank message raised IndexError)."""
+    from tvexport.trt.runner import load_runner
+
+    run = load_runner(fake_engine((1, 3, 96, 96), (1, 1)))
+    run._logger.log(_FakeILogger.Severity.ERROR, "an earlier failure")
+
+    class Tensor:
+        def __init__(self, shape: tuple[int, ...]) -> None:
+            self.shape = shape
+
+        def to(self, *args: object, **kwargs: object) -> Tensor:
+            return self
+
+        def contiguous(self) -> Tensor:
+            return self
+
+        def data_ptr(self) -> int:
+            return 0
+
+    def execute_async_v3(stream: int) -> bool:
+        if logged is not None:
+            run._logger.log(_FakeILogger.Severity.ERROR, logged)
+        return False
+
+    run._torch = types.SimpleNamespace(cuda=types.SimpleNamespace(stream=lambda s: contextlib.nullcontext()),
+                                       from_numpy=lambda a: Tensor(a.shape), empty=lambda shape, **kw: Tensor(shape))
+    run._stream = types.SimpleNamespace(cuda_stream=0)
+    run.tensor_dtype = lambda name: None
+    run.context = types.SimpleNamespace(set_input_shape=lambda *a: True, set_tensor_address=lambda *a: True,
+                                        get_tensor_shape=lambda name: (1, 512), execute_async_v3=execute_async_v3)
+    with pytest.raises(TvexportError) as info:
+        fake_engine.real_execute(run, np.zeros((1, 3, 96, 96), np.float32))
+    detail = "" if logged is None or not logged.strip() else ": illegal address"
+    assert str(info.value) == f"TensorRT failed to run {run.path}{detail}"
 
 
 def test_validate_uses_a_fixed_batch_engines_batch(fake_engine, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -736,7 +782,7 @@ def test_validate_uses_a_fixed_batch_engines_batch(fake_engine, face_ckpt: Path,
     assert report.input_shape == (1, 3, 96, 96) and fake_engine.seen == [(1, 3, 96, 96)]
     monkeypatch.setattr(validate, "load_source", lambda *a, **k: pytest.fail("baked before the input was checked"))
     dynamic = fake_engine((-1, 3, 96, 96), (4, 32), "dynamic.engine")
-    with pytest.raises(TvexportError, match="validate --batch 4"):
+    with pytest.raises(TvexportError, match=r"takes batch 4 to 32, the input has 2; validate with --batch 4"):
         validate.validate_artifact(dynamic, face_ckpt)
     with pytest.raises(TvexportError, match="validate with --batch 1"):
         validate.validate_artifact(engine, face_ckpt, batch=2)

@@ -43,6 +43,7 @@ from ._common import Comparison, ExportResult, Runner, with_kernel_dtype
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
 SIDECAR_VERSION = 1
+REEXPORT = "export it again with this torch version: tvexport export SRC --format aoti"
 _DEVICES = ("cpu", "cuda")
 
 
@@ -344,7 +345,7 @@ def _load_package(path: Path, device: str) -> Any:
             return torch._inductor.aoti_load_package(str(path))
         except Exception as err:  # noqa: BLE001 - the loader raises RuntimeError with C++ text
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise TvexportError(f"{path} could not be loaded as an AOTInductor package ({first})", hint="export it again with this torch version: tvexport export SRC --format aoti") from None
+            raise TvexportError(f"{path} could not be loaded as an AOTInductor package ({first})", hint=REEXPORT) from None
 
 
 class AotiRunner:
@@ -395,7 +396,7 @@ class AotiRunner:
         except RuntimeError as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             hint = (missing + "; give the batch it was exported for, or export it again (which writes the sidecar)" if self.info is None
-                    else "export it again with this torch version: tvexport export SRC --format aoti")
+                    else REEXPORT)
             raise TvexportError(f"{self.path} cannot run input {tuple(x.shape)}: {first}", hint=hint) from None
         if isinstance(out, (list, tuple)):
             out = out[0]

@@ -289,6 +289,14 @@ def validate_artifact(
             f"{artifact.name} takes batch {fixed_batch} only, the input has {x.shape[0]}",
             hint=f"validate with --batch {fixed_batch} (or an --input of {fixed_batch} rows), or export with --dynamic-batch",
         )
+    batch_range = getattr(runner, "batch_range", None)  # a TensorRT engine's profile: advise --batch here, not in the runner
+    if batch_range is not None:
+        lo, hi = batch_range()
+        if not lo <= x.shape[0] <= hi:
+            raise TvexportError(
+                f"{artifact.name} takes batch {lo} to {hi}, the input has {x.shape[0]}",
+                hint=f"validate with --batch {lo} (or an --input of {lo} to {hi} rows), or build the engine again with --min-batch/--max-batch",
+            )
     check = getattr(runner, "check_input", None)
     if check is not None:
         check(x)

@@ -58,4 +58,11 @@ class Logger:
 
                     print(f"[TensorRT] {msg}", file=sys.stderr)
 
+            def last_error(self, default: str) -> str:
+                """The first line of the last non-blank error logged, or ``default`` when there is none."""
+                for msg in reversed(self.errors):
+                    if msg.strip():
+                        return msg.strip().splitlines()[0].rstrip()
+                return default
+
         return _Logger()

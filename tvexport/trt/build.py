@@ -156,7 +156,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
     if serialized is None:
-        detail = logger.errors[-1].strip().splitlines()[0] if logger.errors else "see the TensorRT log (--verbose)"
+        detail = logger.last_error("see the TensorRT log (--verbose)")
         raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
 
     from ..export.onnx import read_metadata

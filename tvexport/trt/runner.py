@@ -40,7 +40,7 @@ class TensorRTRunner:
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            detail = self._logger.errors[-1].strip().splitlines()[0] if self._logger.errors else "not a TensorRT engine"
+            detail = self._logger.last_error("not a TensorRT engine")
             raise TvexportError(
                 f"{self.path} cannot be loaded by TensorRT {trt.__version__}: {detail}",
                 hint="engines only load with the TensorRT version and GPU that built them; rebuild it here",
@@ -89,7 +89,7 @@ class TensorRTRunner:
             rows = f"{lo}" if lo == hi else f"{lo} to {hi}"
             raise TvexportError(
                 f"batch {x.shape[0]} is outside the engine's profile [{lo}, {hi}]",
-                hint=f"give {rows} rows (tvexport validate --batch {lo}), or build the engine again from a --dynamic-batch export with --min-batch/--max-batch",
+                hint=f"give {rows} rows, or build the engine again from a --dynamic-batch export with --min-batch/--max-batch",
             )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -112,9 +112,10 @@ class TensorRTRunner:
                 t = torch.empty(shape, dtype=self.tensor_dtype(out_name), device="cuda")
                 self.context.set_tensor_address(out_name, t.data_ptr())
                 outs[out_name] = t
+            self._logger.errors.clear()  # a failure that logs nothing must not report an earlier error
             if not self.context.execute_async_v3(stream.cuda_stream):
-                detail = f": {self._logger.errors[-1].strip().splitlines()[0]}" if self._logger.errors else ""
-                raise TvexportError(f"TensorRT failed to run {self.path}{detail}")  # its log is printed only with --verbose
+                detail = self._logger.last_error("")
+                raise TvexportError(f"TensorRT failed to run {self.path}{': ' + detail if detail else ''}")  # its log is printed only with --verbose
         stream.synchronize()
         first = outs[self.outputs[0]]
         return first.float().cpu().numpy() if first.is_floating_point() else first.cpu().numpy()
