@@ -788,6 +788,98 @@ def test_validate_uses_a_fixed_batch_engines_batch(fake_engine, face_ckpt: Path,
         validate.validate_artifact(engine, face_ckpt, batch=2)
 
 
+class _FakeNetwork:
+    """A parsed network with one static NCHW float32 input and no layers."""
+
+    num_inputs, num_outputs, num_layers = 1, 1, 0
+
+    def get_input(self, i: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(name="x", shape=(1, 4, 10, 12), dtype="float32")
+
+    def get_output(self, i: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(name="y", shape=(1, 4, 5, 6), dtype="float32")
+
+
+@pytest.fixture
+def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``build(onnx=None, **state)``: ``build_engine`` through a stand-in ``tensorrt`` (no GPU, no
+    plugin; installed for ``tvexport build`` too) on ``onnx`` (default: a small static-batch TV model,
+    m.onnx). ``state``: the parser logs ``parse_logs`` as errors and succeeds, the builder logs
+    ``build_logs`` and returns ``built`` (None: the build failed); ``build.parsed`` records what the
+    parser was given (model bytes, path)."""
+    import tvexport.trt.build as trt_build
+
+    state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine"}
+    parsed: list[tuple[bytes, str]] = []
+
+    class Parser:
+        num_errors = 0
+
+        def __init__(self, network: object, logger: object) -> None:
+            self.logger = logger
+
+        def parse(self, data: bytes, path: str) -> bool:
+            parsed.append((data, path))
+            for msg in state["parse_logs"]:
+                self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
+            return True
+
+    class Builder:
+        def __init__(self, logger: object) -> None:
+            self.logger = logger
+
+        def create_network(self, flags: int) -> _FakeNetwork:
+            return _FakeNetwork()
+
+        def create_builder_config(self) -> types.SimpleNamespace:
+            return types.SimpleNamespace(set_flag=lambda f: None, clear_flag=lambda f: None)
+
+        def build_serialized_network(self, network: object, config: object) -> bytes | None:
+            for msg in state["build_logs"]:
+                self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
+            return state["built"]
+
+    fake = types.ModuleType("tensorrt")
+    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
+    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
+    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
+    fake.float32, fake.float16, fake.int32, fake.int64, fake.bool = "float32", "float16", "int32", "int64", "bool"  # type: ignore[attr-defined]
+    fake.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)  # type: ignore[attr-defined]
+    fake.BuilderFlag = types.SimpleNamespace(FP16=0)  # type: ignore[attr-defined]
+    fake.LayerType = types.SimpleNamespace(PLUGIN_V3="plugin")  # type: ignore[attr-defined]
+    fake.OnnxParser, fake.Builder = Parser, Builder  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(trt_build, "require_cuda", lambda what: None)
+    monkeypatch.setattr(trt_build, "load_plugin", lambda what: None)  # no triton needed: the stand-in builder calls no plugin
+    monkeypatch.setattr(trt_build, "_gpu", lambda torch: {"name": "stand-in"})
+
+    def build(onnx: Path | None = None, **given: object) -> object:
+        state.update(given)
+        if onnx is None:
+            onnx = tmp_path / "m.onnx"
+            _tv_model(onnx, [_spec(4, 3, 2, 5, 6, None)], batch=1)
+        return trt_build.build_engine(onnx, tmp_path / "m.engine")
+
+    build.parsed = parsed  # type: ignore[attr-defined]
+    return build
+
+
+@needs_onnx
+@pytest.mark.parametrize("build_logs", [(), ("  \n",), ("out of memory\n  for tactic 3",)])
+def test_failed_build_reports_only_its_own_error(fake_builder, build_logs: tuple[str, ...], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before: the log was not cleared before the build, as it is before a run, so a build that
+    failed without saying why reported an error logged earlier (here by the parser, which went on)."""
+    result = fake_builder()  # the stand-in builds: the failures below are the builder's
+    assert result.engine.read_bytes() == b"engine" and json.loads(result.sidecar.read_text())["tv_layers"][0]["name"] == "tv0"
+    result.engine.unlink()
+    result.sidecar.unlink()
+    with pytest.raises(TvexportError) as info:
+        fake_builder(parse_logs=("an error the parser recovered from",), build_logs=build_logs, built=None)
+    detail = "out of memory" if build_logs and build_logs[0].strip() else "see the TensorRT log (--verbose)"
+    assert str(info.value) == f"TensorRT failed to build an engine from {tmp_path / 'm.onnx'}: {detail}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
+
+
 # --------------------------------------------------------------------------- with TensorRT and a GPU
 
 

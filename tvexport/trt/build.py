@@ -152,6 +152,7 @@ def build_engine(
         opt_profile.set_shape(inp.name, profile.min, profile.opt, profile.max)
         config.add_optimization_profile(opt_profile)
 
+    logger.errors.clear()  # as before a run: a build that fails without saying why must not report the parser's errors
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
