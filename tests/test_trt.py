@@ -880,6 +880,88 @@ def test_failed_build_reports_only_its_own_error(fake_builder, build_logs: tuple
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
 
 
+def _save_with_external_data(model: object, path: Path) -> None:
+    import onnx
+
+    onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0)
+
+
+@needs_onnx
+def test_build_leaves_external_weights_to_the_parser(fake_builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before: the weights were loaded into the model handed to the parser, so a model over 2 GB
+    (which ONNX keeps as external data) could not be serialized. TensorRT's parser reads them from
+    the files beside the model's path, which it is given."""
+    import onnx
+
+    onnx_path = tmp_path / "m.onnx"
+    _save_with_external_data(_tv_model(None, [_spec(4, 3, 2, 5, 6, "map")], batch=1), onnx_path)
+    result = fake_builder(onnx_path)
+    assert result.info["tv_layers"][0]["bias"] == "map"
+    ((data, path),) = fake_builder.parsed
+    assert path == str(onnx_path)
+    given = {t.name: t for t in onnx.ModelProto.FromString(data).graph.initializer}
+    assert all(given[n].data_location == onnx.TensorProto.EXTERNAL and not given[n].raw_data for n in ("w0", "b0"))
+
+
+@needs_onnx
+@pytest.mark.parametrize("location", ["gone.data", "../m.onnx.data", "/abs/m.onnx.data"])
+def test_build_refuses_external_weights_not_beside_the_model(cli, fake_builder, tmp_path: Path, location: str) -> None:  # type: ignore[no-untyped-def]
+    """Loading the weights used to check where they are (onnx's own message); the parser that reads
+    them now is not handed a location that is missing or outside the model's directory."""
+    import onnx
+
+    onnx_path = tmp_path / "m.onnx"
+    _save_with_external_data(_tv_model(None, [_spec(4, 3, 2, 5, 6, None)], batch=1), onnx_path)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = location
+    onnx.save(model, str(onnx_path))
+    res = cli("build", onnx_path, "-o", tmp_path / "m.engine")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [
+        f"error: {onnx_path}: the weights of 'w0' are in {location!r}, which is not a file beside it; "
+        "keep the model's external data files next to it, or export it again"], res.stderr
+    assert not fake_builder.parsed and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+
+
+@needs_onnx
+def test_build_of_a_model_over_protobufs_limit_is_one_line(cli, fake_builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: protobuf's EncodeError (serializing 2 GB or more) escaped ``tvexport build`` as an
+    internal error. The size is faked: serializing refuses, as protobuf does past 2 GB; a single file
+    past 2 GB cannot be read at all."""
+    import onnx
+    from google.protobuf.message import EncodeError
+
+    from tvexport.trt import _onnx
+
+    class TooBig:
+        def __init__(self, model: object) -> None:
+            self._model = model
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._model, name)
+
+        def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's name
+            raise EncodeError("Failed to serialize proto")
+
+    onnx_path = tmp_path / "m.onnx"
+    _tv_model(onnx_path, [_spec(4, 3, 2, 5, 6, None)], batch=1)
+    real_load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: TooBig(real_load(*a, **k)))
+    hint = "keep its weights in a side file: export it again with tvexport export --tv-op plugin --external-data (other tools: onnx.save_model(..., save_as_external_data=True))"
+    res = cli("build", onnx_path, "-o", tmp_path / "m.engine")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [
+        f"error: {onnx_path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit; {hint}"], res.stderr
+    monkeypatch.setattr(onnx, "load", real_load)
+    onnx_path.write_bytes(b"\x00garbage")
+    monkeypatch.setattr(_onnx, "PROTOBUF_LIMIT", 4)  # a file this large cannot be a readable model
+    res = cli("build", onnx_path, "-o", tmp_path / "m.engine")
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {onnx_path} is not a readable ONNX model (") and lines[0].endswith(
+        f"; a single ONNX file holds at most 2 GB: {hint}"), res.stderr
+    assert not fake_builder.parsed and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
 # --------------------------------------------------------------------------- with TensorRT and a GPU
 
 
