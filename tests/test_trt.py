@@ -1203,6 +1203,28 @@ def test_strongly_typed_build_through_the_real_package(real_trt, net: str) -> No
             assert kern["extra"](n) == [n]
 
 
+@pytest.mark.parametrize("case", ["input-size", "kernel-type"])
+def test_plugin_refusals_say_how_to_fix_the_node(real_trt, case: str) -> None:  # type: ignore[no-untyped-def]
+    """Before: a node the plugin refuses during a build (an input of another size than the kernels
+    were baked for, kernels of a type the plugin does not take) was said without the fix the
+    preparation gives for the same nodes: export the model again."""
+    from _trt_core import Builder
+
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32")
+    if case == "input-size":  # x is 16x12 for these kernels (stride 2, 8x6 output): give 18x12
+        b = Builder(version, b.plugin, [((-1, 6, 18, 12), core.float32), *inputs[1:]], b.profile)
+        with pytest.raises(ValueError) as info:
+            b.output()
+        assert "tv_dwconv input height 18 gives output 9" in str(info.value)
+    else:  # float kernels at the int8 plugin (its type combinations keep TensorRT from this: the check's own words)
+        desc = [types.SimpleNamespace(dtype=t) for t in (core.float32, core.float32, core.float32, core.float32)]
+        with pytest.raises(ValueError) as info:
+            plugin_mod.tv_dwconv_i8_aot_impl(*desc, *(np.array([v], np.int32) for v in (3, 2, 1)), (desc[0],), 1)
+        assert "tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales" in str(info.value)
+    assert str(info.value).endswith(REEXPORT_HINT) and "\n" not in str(info.value), info.value
+
+
 def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignore[no-untyped-def]
     version, core, _, plugin_mod = real_trt
     b, inputs = _builder(core, plugin_mod, version, "fp32", profile=(1, 1, 8))
