@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from tvexport._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from tvexport.errors import MissingDependencyError, TvexportError
 from tvexport.trt._spec import (
     DEFAULT_BATCH,
-    PLUGIN_ID,
     check_tensorrt,
     infer_output_dims,
     parse_attrs,
@@ -1112,8 +1112,6 @@ def _prepared_nodes(specs: list[dict], dtype: str = "float32") -> list:
 
 
 def test_real_package_validates_and_registers_both_plugins(real_trt) -> None:  # type: ignore[no-untyped-def]
-    from tvexport.trt._spec import PLUGIN_ID_I8
-
     version, core, trtp, _ = real_trt
     from tensorrt.plugin import _lib
 

@@ -22,10 +22,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._depthwise import check_node_bias
+from .._depthwise import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_bias
 from ..errors import TvexportError, missing
 from ..kernels._config import BIAS_MAP, bias_mode
-from ._spec import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, parse_attrs
+from ._spec import parse_attrs
 
 # How to fix a node this preparation refuses: tvexport writes every node right (the OpenVINO op's
 # conversion gives the same advice); a node that is not was written by another tool or damaged.

@@ -38,9 +38,10 @@ import numpy.typing as npt
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
+from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, scalar_args
 from ._onnx import REEXPORT
-from ._spec import FLOAT_TYPES, INT8_TYPES, PLUGIN_ID, PLUGIN_ID_I8, infer_output_dims, parse_attrs
+from ._spec import FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
 _DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
 
