@@ -662,6 +662,7 @@ class _FakeEngine:
 
     def __init__(self, shape: tuple[int, ...], batches: tuple[int, int]) -> None:
         self.shape, self.batches, self.num_io_tensors = shape, batches, 2
+        self.asked: list[str] = []  # the input's shape and profile queries, in order
 
     def get_tensor_name(self, i: int) -> str:
         return ("input", "output")[i]
@@ -670,9 +671,12 @@ class _FakeEngine:
         return "in" if name == "input" else "out"
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        if name == "input":
+            self.asked.append("shape")
         return self.shape if name == "input" else (self.shape[0], 512)
 
     def get_tensor_profile_shape(self, name: str, profile: int) -> tuple:
+        self.asked.append("profile")
         lo, hi = self.batches
         return (lo, *self.shape[1:]), (lo, *self.shape[1:]), (hi, *self.shape[1:])
 
@@ -709,6 +713,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
         return path
 
     make.seen = seen  # type: ignore[attr-defined]
+    make.engines = engines  # type: ignore[attr-defined]
     make.real_execute = real_execute  # type: ignore[attr-defined]
     return make
 
@@ -960,6 +965,20 @@ def test_build_of_a_model_over_protobufs_limit_is_one_line(cli, fake_builder, tm
     assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {onnx_path} is not a readable ONNX model (") and lines[0].endswith(
         f"; a single ONNX file holds at most 2 GB: {hint}"), res.stderr
     assert not fake_builder.parsed and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("shape, batches", [((1, 3, 96, 96), (1, 1)), ((-1, 3, 96, 96), (1, 8))], ids=["fixed", "dynamic"])
+def test_validate_asks_the_engine_its_input_shape_once(fake_engine, face_ckpt: Path, shape: tuple, batches: tuple) -> None:  # type: ignore[no-untyped-def]
+    """Before: validate asked for the input's shape (and a dynamic engine's profile) for its batch
+    check and again for each of the runner's (``batch``, ``batch_range``, ``check_input`` before
+    baking and again in the call). A deserialized engine's shapes do not change: the runner reads
+    them once, when it loads the engine."""
+    from tvexport.export import validate
+
+    engine = fake_engine(shape, batches)
+    validate.validate_artifact(engine, face_ckpt, batch=1)
+    assert fake_engine.seen == [(1, 3, 96, 96)]
+    assert fake_engine.engines[engine.name.encode()].asked == (["shape"] if shape[0] > 0 else ["shape", "profile"])
 
 
 # --------------------------------------------------------------------------- with TensorRT and a GPU
