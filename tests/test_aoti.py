@@ -117,6 +117,26 @@ def test_runner_without_its_sidecar_refuses_another_batch(tiny_package, tmp_path
         run(_inputs(2, seed=0))
 
 
+def test_package_reads_its_check_inputs_variable_at_its_first_call(tiny_package, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why the runner sets AOTI_RUNTIME_CHECK_INPUTS around each call of a package without its
+    sidecar, not around loading it: the package reads it at its first call (torch's generated
+    ``_check_aoti_runtime_check_inputs_env``: a function-local static), and keeps that answer."""
+    path, _, _ = tiny_package  # dynamic batch 1..6: batch 7 runs unchecked without reading past anything
+    bare = tmp_path / "bare.pt2"
+    shutil.copyfile(path, bare)
+    monkeypatch.setenv(aoti.CHECK_INPUTS_ENV, "1")
+    loaded_with_it = aoti.load_runner(bare).compiled
+    monkeypatch.delenv(aoti.CHECK_INPUTS_ENV)
+    with torch.no_grad():
+        assert loaded_with_it(torch.from_numpy(_inputs(7, seed=0))).shape == (7, 5)  # first call without it: no check
+        monkeypatch.setenv(aoti.CHECK_INPUTS_ENV, "1")
+        assert loaded_with_it(torch.from_numpy(_inputs(7, seed=0))).shape == (7, 5)  # and none later either
+    monkeypatch.delenv(aoti.CHECK_INPUTS_ENV)
+    run = aoti.load_runner(bare)  # a fresh load: its first call, the runner's, has it
+    with pytest.raises(TvexportError, match="dim value is too large"):
+        run(_inputs(7, seed=0))
+
+
 def test_runner_refuses_wrong_inputs(tiny_package) -> None:
     path, _, _ = tiny_package
     run = aoti.load_runner(path)

@@ -144,10 +144,30 @@ def test_plugin_identity_is_written_once() -> None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 literal += [f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{t.id}" for t in targets if isinstance(t, ast.Name) and t.id in names]
     assert sorted(literal) == ["tvexport/_depthwise.py:PLUGIN_NAME", "tvexport/_depthwise.py:PLUGIN_NAMESPACE", "tvexport/_depthwise.py:PLUGIN_VERSION"]
+    from tvexport import _depthwise
     from tvexport.export import _onnx_tv
-    from tvexport.trt import _spec
 
-    assert (_onnx_tv.PLUGIN_OP, _onnx_tv.PLUGIN_DOMAIN, _onnx_tv.PLUGIN_VERSION) == (_spec.PLUGIN_NAME, _spec.PLUGIN_NAMESPACE, _spec.PLUGIN_VERSION) == ("tv_dwconv", "tvexport", "1")
+    assert (_onnx_tv.PLUGIN_OP, _onnx_tv.PLUGIN_DOMAIN) == (_depthwise.PLUGIN_NAME, _depthwise.PLUGIN_NAMESPACE) == ("tv_dwconv", "tvexport")
+    assert _depthwise.PLUGIN_VERSION == "1"
+
+
+def test_plugin_identity_is_imported_from_where_it_is_defined() -> None:
+    """The plugin's names (PLUGIN_*, defined in tvexport/_depthwise.py) are imported from there, not
+    relayed by a module that imported them (before: tvexport/trt/_spec.py imported plugin names it did
+    not use for tvexport/trt/_onnx.py, tvexport/trt/plugin.py and the tests; tvexport/export/_onnx_tv.py
+    relayed two to tvexport/export/_plugin_ref.py)."""
+    tree = ast.parse((PACKAGE / "_depthwise.py").read_text())
+    defined = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name) and t.id.startswith("PLUGIN_")}
+    assert defined == {"PLUGIN_ID", "PLUGIN_ID_I8", "PLUGIN_NAME", "PLUGIN_NAME_I8", "PLUGIN_NAMESPACE", "PLUGIN_VERSION"}
+    root = PACKAGE.parent
+    files = [(p, ("tvexport", *p.relative_to(PACKAGE).parent.parts)) for p in sorted(PACKAGE.rglob("*.py"))]
+    files += [(p, ()) for p in sorted((root / "tests").glob("*.py")) + sorted((root / "benchmarks").glob("*.py"))]
+    relayed = []
+    for path, package in files:
+        for line, module, names in resolved_imports(ast.parse(path.read_text()), package):
+            if module.startswith("tvexport") and module != "tvexport._depthwise":
+                relayed += [f"{path.relative_to(root).as_posix()}:{line} ({n} from {module})" for n in names if n in defined]
+    assert not relayed, f"the plugin's names imported through another module (import them from tvexport._depthwise): {relayed}"
 
 
 def test_plugin_identity_is_not_spelled_out_in_python() -> None:

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from tvexport._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from tvexport.errors import MissingDependencyError, TvexportError
 from tvexport.trt._spec import (
     DEFAULT_BATCH,
-    PLUGIN_ID,
     check_tensorrt,
     infer_output_dims,
     parse_attrs,
@@ -662,6 +662,7 @@ class _FakeEngine:
 
     def __init__(self, shape: tuple[int, ...], batches: tuple[int, int]) -> None:
         self.shape, self.batches, self.num_io_tensors = shape, batches, 2
+        self.asked: list[str] = []  # the input's shape and profile queries, in order
 
     def get_tensor_name(self, i: int) -> str:
         return ("input", "output")[i]
@@ -670,9 +671,12 @@ class _FakeEngine:
         return "in" if name == "input" else "out"
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        if name == "input":
+            self.asked.append("shape")
         return self.shape if name == "input" else (self.shape[0], 512)
 
     def get_tensor_profile_shape(self, name: str, profile: int) -> tuple:
+        self.asked.append("profile")
         lo, hi = self.batches
         return (lo, *self.shape[1:]), (lo, *self.shape[1:]), (hi, *self.shape[1:])
 
@@ -709,6 +713,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
         return path
 
     make.seen = seen  # type: ignore[attr-defined]
+    make.engines = engines  # type: ignore[attr-defined]
     make.real_execute = real_execute  # type: ignore[attr-defined]
     return make
 
@@ -786,6 +791,194 @@ def test_validate_uses_a_fixed_batch_engines_batch(fake_engine, face_ckpt: Path,
         validate.validate_artifact(dynamic, face_ckpt)
     with pytest.raises(TvexportError, match="validate with --batch 1"):
         validate.validate_artifact(engine, face_ckpt, batch=2)
+
+
+class _FakeNetwork:
+    """A parsed network with one static NCHW float32 input and no layers."""
+
+    num_inputs, num_outputs, num_layers = 1, 1, 0
+
+    def get_input(self, i: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(name="x", shape=(1, 4, 10, 12), dtype="float32")
+
+    def get_output(self, i: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(name="y", shape=(1, 4, 5, 6), dtype="float32")
+
+
+@pytest.fixture
+def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``build(onnx=None, **state)``: ``build_engine`` through a stand-in ``tensorrt`` (no GPU, no
+    plugin; installed for ``tvexport build`` too) on ``onnx`` (default: a small static-batch TV model,
+    m.onnx). ``state``: the parser logs ``parse_logs`` as errors and succeeds, the builder logs
+    ``build_logs`` and returns ``built`` (None: the build failed); ``build.parsed`` records what the
+    parser was given (model bytes, path)."""
+    import tvexport.trt.build as trt_build
+
+    state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine"}
+    parsed: list[tuple[bytes, str]] = []
+
+    class Parser:
+        num_errors = 0
+
+        def __init__(self, network: object, logger: object) -> None:
+            self.logger = logger
+
+        def parse(self, data: bytes, path: str) -> bool:
+            parsed.append((data, path))
+            for msg in state["parse_logs"]:
+                self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
+            return True
+
+    class Builder:
+        def __init__(self, logger: object) -> None:
+            self.logger = logger
+
+        def create_network(self, flags: int) -> _FakeNetwork:
+            return _FakeNetwork()
+
+        def create_builder_config(self) -> types.SimpleNamespace:
+            return types.SimpleNamespace(set_flag=lambda f: None, clear_flag=lambda f: None)
+
+        def build_serialized_network(self, network: object, config: object) -> bytes | None:
+            for msg in state["build_logs"]:
+                self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
+            return state["built"]
+
+    fake = types.ModuleType("tensorrt")
+    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
+    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
+    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
+    fake.float32, fake.float16, fake.int32, fake.int64, fake.bool = "float32", "float16", "int32", "int64", "bool"  # type: ignore[attr-defined]
+    fake.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)  # type: ignore[attr-defined]
+    fake.BuilderFlag = types.SimpleNamespace(FP16=0)  # type: ignore[attr-defined]
+    fake.LayerType = types.SimpleNamespace(PLUGIN_V3="plugin")  # type: ignore[attr-defined]
+    fake.OnnxParser, fake.Builder = Parser, Builder  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(trt_build, "require_cuda", lambda what: None)
+    monkeypatch.setattr(trt_build, "load_plugin", lambda what: None)  # no triton needed: the stand-in builder calls no plugin
+    monkeypatch.setattr(trt_build, "_gpu", lambda torch: {"name": "stand-in"})
+
+    def build(onnx: Path | None = None, **given: object) -> object:
+        state.update(given)
+        if onnx is None:
+            onnx = tmp_path / "m.onnx"
+            _tv_model(onnx, [_spec(4, 3, 2, 5, 6, None)], batch=1)
+        return trt_build.build_engine(onnx, tmp_path / "m.engine")
+
+    build.parsed = parsed  # type: ignore[attr-defined]
+    return build
+
+
+@needs_onnx
+@pytest.mark.parametrize("build_logs", [(), ("  \n",), ("out of memory\n  for tactic 3",)])
+def test_failed_build_reports_only_its_own_error(fake_builder, build_logs: tuple[str, ...], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before: the log was not cleared before the build, as it is before a run, so a build that
+    failed without saying why reported an error logged earlier (here by the parser, which went on)."""
+    result = fake_builder()  # the stand-in builds: the failures below are the builder's
+    assert result.engine.read_bytes() == b"engine" and json.loads(result.sidecar.read_text())["tv_layers"][0]["name"] == "tv0"
+    result.engine.unlink()
+    result.sidecar.unlink()
+    with pytest.raises(TvexportError) as info:
+        fake_builder(parse_logs=("an error the parser recovered from",), build_logs=build_logs, built=None)
+    detail = "out of memory" if build_logs and build_logs[0].strip() else "see the TensorRT log (--verbose)"
+    assert str(info.value) == f"TensorRT failed to build an engine from {tmp_path / 'm.onnx'}: {detail}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
+
+
+def _save_with_external_data(model: object, path: Path) -> None:
+    import onnx
+
+    onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0)
+
+
+@needs_onnx
+def test_build_leaves_external_weights_to_the_parser(fake_builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before: the weights were loaded into the model handed to the parser, so a model over 2 GB
+    (which ONNX keeps as external data) could not be serialized. TensorRT's parser reads them from
+    the files beside the model's path, which it is given."""
+    import onnx
+
+    onnx_path = tmp_path / "m.onnx"
+    _save_with_external_data(_tv_model(None, [_spec(4, 3, 2, 5, 6, "map")], batch=1), onnx_path)
+    result = fake_builder(onnx_path)
+    assert result.info["tv_layers"][0]["bias"] == "map"
+    ((data, path),) = fake_builder.parsed
+    assert path == str(onnx_path)
+    given = {t.name: t for t in onnx.ModelProto.FromString(data).graph.initializer}
+    assert all(given[n].data_location == onnx.TensorProto.EXTERNAL and not given[n].raw_data for n in ("w0", "b0"))
+
+
+@needs_onnx
+@pytest.mark.parametrize("location", ["gone.data", "../m.onnx.data", "/abs/m.onnx.data"])
+def test_build_refuses_external_weights_not_beside_the_model(cli, fake_builder, tmp_path: Path, location: str) -> None:  # type: ignore[no-untyped-def]
+    """Loading the weights used to check where they are (onnx's own message); the parser that reads
+    them now is not handed a location that is missing or outside the model's directory."""
+    import onnx
+
+    onnx_path = tmp_path / "m.onnx"
+    _save_with_external_data(_tv_model(None, [_spec(4, 3, 2, 5, 6, None)], batch=1), onnx_path)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = location
+    onnx.save(model, str(onnx_path))
+    res = cli("build", onnx_path, "-o", tmp_path / "m.engine")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [
+        f"error: {onnx_path}: the weights of 'w0' are in {location!r}, which is not a file beside it; "
+        "keep the model's external data files next to it, or export it again"], res.stderr
+    assert not fake_builder.parsed and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+
+
+@needs_onnx
+def test_build_of_a_model_over_protobufs_limit_is_one_line(cli, fake_builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: protobuf's EncodeError (serializing 2 GB or more) escaped ``tvexport build`` as an
+    internal error. The size is faked: serializing refuses, as protobuf does past 2 GB; a single file
+    past 2 GB cannot be read at all."""
+    import onnx
+    from google.protobuf.message import EncodeError
+
+    from tvexport.trt import _onnx
+
+    class TooBig:
+        def __init__(self, model: object) -> None:
+            self._model = model
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._model, name)
+
+        def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's name
+            raise EncodeError("Failed to serialize proto")
+
+    onnx_path = tmp_path / "m.onnx"
+    _tv_model(onnx_path, [_spec(4, 3, 2, 5, 6, None)], batch=1)
+    real_load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: TooBig(real_load(*a, **k)))
+    hint = "keep its weights in a side file: export it again with tvexport export --tv-op plugin --external-data (other tools: onnx.save_model(..., save_as_external_data=True))"
+    res = cli("build", onnx_path, "-o", tmp_path / "m.engine")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [
+        f"error: {onnx_path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit; {hint}"], res.stderr
+    monkeypatch.setattr(onnx, "load", real_load)
+    onnx_path.write_bytes(b"\x00garbage")
+    monkeypatch.setattr(_onnx, "PROTOBUF_LIMIT", 4)  # a file this large cannot be a readable model
+    res = cli("build", onnx_path, "-o", tmp_path / "m.engine")
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {onnx_path} is not a readable ONNX model (") and lines[0].endswith(
+        f"; a single ONNX file holds at most 2 GB: {hint}"), res.stderr
+    assert not fake_builder.parsed and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("shape, batches", [((1, 3, 96, 96), (1, 1)), ((-1, 3, 96, 96), (1, 8))], ids=["fixed", "dynamic"])
+def test_validate_asks_the_engine_its_input_shape_once(fake_engine, face_ckpt: Path, shape: tuple, batches: tuple) -> None:  # type: ignore[no-untyped-def]
+    """Before: validate asked for the input's shape (and a dynamic engine's profile) for its batch
+    check and again for each of the runner's (``batch``, ``batch_range``, ``check_input`` before
+    baking and again in the call). A deserialized engine's shapes do not change: the runner reads
+    them once, when it loads the engine."""
+    from tvexport.export import validate
+
+    engine = fake_engine(shape, batches)
+    validate.validate_artifact(engine, face_ckpt, batch=1)
+    assert fake_engine.seen == [(1, 3, 96, 96)]
+    assert fake_engine.engines[engine.name.encode()].asked == (["shape"] if shape[0] > 0 else ["shape", "profile"])
 
 
 # --------------------------------------------------------------------------- with TensorRT and a GPU
@@ -938,8 +1131,6 @@ def _prepared_nodes(specs: list[dict], dtype: str = "float32") -> list:
 
 
 def test_real_package_validates_and_registers_both_plugins(real_trt) -> None:  # type: ignore[no-untyped-def]
-    from tvexport.trt._spec import PLUGIN_ID_I8
-
     version, core, trtp, _ = real_trt
     from tensorrt.plugin import _lib
 
@@ -1027,6 +1218,28 @@ def test_strongly_typed_build_through_the_real_package(real_trt, net: str) -> No
             assert launch["grid_x"] == 6 * cdiv(48, cfg.block) * cdiv(n, cfg.batch_tile) and launch["grid_y"] == launch["grid_z"] == 1
             assert launch["block_x"] == 32 * cfg.num_warps and launch["shared_mem"] <= 4096
             assert kern["extra"](n) == [n]
+
+
+@pytest.mark.parametrize("case", ["input-size", "kernel-type"])
+def test_plugin_refusals_say_how_to_fix_the_node(real_trt, case: str) -> None:  # type: ignore[no-untyped-def]
+    """Before: a node the plugin refuses during a build (an input of another size than the kernels
+    were baked for, kernels of a type the plugin does not take) was said without the fix the
+    preparation gives for the same nodes: export the model again."""
+    from _trt_core import Builder
+
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32")
+    if case == "input-size":  # x is 16x12 for these kernels (stride 2, 8x6 output): give 18x12
+        b = Builder(version, b.plugin, [((-1, 6, 18, 12), core.float32), *inputs[1:]], b.profile)
+        with pytest.raises(ValueError) as info:
+            b.output()
+        assert "tv_dwconv input height 18 gives output 9" in str(info.value)
+    else:  # float kernels at the int8 plugin (its type combinations keep TensorRT from this: the check's own words)
+        desc = [types.SimpleNamespace(dtype=t) for t in (core.float32, core.float32, core.float32, core.float32)]
+        with pytest.raises(ValueError) as info:
+            plugin_mod.tv_dwconv_i8_aot_impl(*desc, *(np.array([v], np.int32) for v in (3, 2, 1)), (desc[0],), 1)
+        assert "tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales" in str(info.value)
+    assert str(info.value).endswith(REEXPORT_HINT) and "\n" not in str(info.value), info.value
 
 
 def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignore[no-untyped-def]

@@ -33,8 +33,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .._depthwise import check_node_attrs, check_node_bias
-from ._onnx_tv import PLUGIN_DOMAIN, PLUGIN_NAMESPACE, PLUGIN_OP, PLUGIN_VERSION
+from .._depthwise import PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_attrs, check_node_bias
+from ._onnx_tv import PLUGIN_DOMAIN, PLUGIN_OP
 
 
 def tv_dwconv_reference(

@@ -406,17 +406,23 @@ class AotiRunner:
         return out.detach().cpu().numpy()
 
 
-# AOTInductor checks an input's shape against the exported one only when this is set at a package's
-# first call (the generated wrapper reads it once); without it a wrong batch reads past the input.
-# Only for a package without its sidecar, whose check in Python says more: the package's check also
-# refuses batch 1 of a dynamic-batch package (torch.export records the batch as 2 or more).
+# AOTInductor checks an input's shape against the exported one only when this is set; without it a
+# wrong batch reads past the input. Only for a package without its sidecar, whose check in Python
+# says more: the package's check also refuses batch 1 of a dynamic-batch package (torch.export
+# records the batch as 2 or more). The package reads it at its first call, not at load: the wrapper
+# torch generates (torch/_inductor/codegen/cpp_wrapper_cpu.py, _check_aoti_runtime_check_inputs_env)
+# keeps getenv's answer in a function-local static, initialised by the first run_impl. Setting it
+# around loading would do nothing, so it is set around every call (whichever is the first); later
+# calls would not need it, but they need fd 2 silenced anyway (below), and so keep one code path.
 CHECK_INPUTS_ENV = "AOTI_RUNTIME_CHECK_INPUTS"
 
 
 @contextlib.contextmanager
 def _package_checks_inputs() -> Iterator[None]:
-    """``AOTI_RUNTIME_CHECK_INPUTS=1`` and file descriptor 2 on /dev/null (the C++ runtime prints
-    the check's message beside its exception) for the duration."""
+    """``AOTI_RUNTIME_CHECK_INPUTS=1`` and file descriptor 2 on /dev/null for the duration: the C++
+    runtime prints every refused call's message to stderr beside its exception (``std::cerr`` in
+    torch/_inductor/codegen/aoti_runtime/interface.cpp), which the one-line error already says.
+    Process-wide: anything else written to fd 2 during the call is lost too."""
     import sys
 
     before = os.environ.get(CHECK_INPUTS_ENV)

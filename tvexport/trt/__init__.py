@@ -8,9 +8,9 @@ Importing this package does not import TensorRT: ``tvexport.trt.plugin`` registe
 
 from __future__ import annotations
 
+from .._depthwise import PLUGIN_ID
 from ._spec import (
     MIN_TENSORRT,
-    PLUGIN_ID,
     BuildPlan,
     Profile,
     TVAttrs,

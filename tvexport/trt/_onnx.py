@@ -22,14 +22,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._depthwise import check_node_bias
+from .._depthwise import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_bias
 from ..errors import TvexportError, missing
 from ..kernels._config import BIAS_MAP, bias_mode
-from ._spec import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, parse_attrs
+from ._spec import parse_attrs
 
 # How to fix a node this preparation refuses: tvexport writes every node right (the OpenVINO op's
 # conversion gives the same advice); a node that is not was written by another tool or damaged.
 REEXPORT = "export the model again with tvexport export --tv-op plugin"
+# protobuf refuses to read or write a message of 2 GB or more; ONNX keeps larger models' weights in
+# external data files, which TensorRT's parser reads itself (build_engine gives it the model's path)
+PROTOBUF_LIMIT = 2**31 - 1
+EXTERNAL_DATA = "keep its weights in a side file: export it again with tvexport export --tv-op plugin --external-data (other tools: onnx.save_model(..., save_as_external_data=True))"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,16 +159,38 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
     return nodes
 
 
+def _check_external_data(model: Any, path: Path) -> None:
+    """Refuse weights the parser would look for outside the model's directory, or not find there."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    for tensor in _constant_tensors(model.graph).values():
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        rel = Path(location)
+        if rel.is_absolute() or ".." in rel.parts or not (path.parent / rel).is_file():
+            raise TvexportError(f"{path}: the weights of {tensor.name!r} are in {location!r}, which is not a file beside it",
+                                hint="keep the model's external data files next to it, or export it again")
+
+
 def prepare_onnx(path: Path) -> tuple[bytes, list[TVNode]]:
-    """The model's bytes ready for TensorRT's parser, and its TV nodes."""
+    """The model's bytes ready for TensorRT's parser, and its TV nodes. Weights stored as external
+    data stay in their files: the parser reads them from beside ``path``."""
     try:
         import onnx
+        from google.protobuf.message import EncodeError
     except ImportError:
         raise missing("onnx", what="tvexport build", extra="onnx") from None
     path = Path(path)
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - protobuf raises several types for damaged files
-        raise TvexportError(f"{path} is not a readable ONNX model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        too_big = path.stat().st_size > PROTOBUF_LIMIT
+        raise TvexportError(f"{path} is not a readable ONNX model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+                            hint=f"a single ONNX file holds at most 2 GB: {EXTERNAL_DATA}" if too_big else None) from None
+    _check_external_data(model, path)
     nodes = prepare_tv_nodes(model, source=str(path))
-    return model.SerializeToString(), nodes
+    try:
+        return model.SerializeToString(), nodes
+    except (EncodeError, ValueError):  # upb: EncodeError; the pure-Python protobuf: ValueError
+        raise TvexportError(f"{path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit", hint=EXTERNAL_DATA) from None

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8, PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_attrs, tv_output_size
+from .._depthwise import PLUGIN_ID, PLUGIN_VERSION, check_node_attrs, tv_output_size
 from ..artifacts import ENGINE_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import sidecar_path
 from ..errors import TvexportError

@@ -131,7 +131,7 @@ def build_engine(
         flags |= 1 << int(creation.PREFER_AOT_PYTHON_PLUGINS)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model_bytes, str(onnx_path)):
+    if not parser.parse(model_bytes, str(onnx_path)):  # the path: where the parser finds weights kept as external data
         errors = [parser.get_error(i).desc() for i in range(parser.num_errors)] or logger.errors or ["unknown error"]
         raise TvexportError(f"TensorRT could not parse {onnx_path}: {errors[0].strip().splitlines()[0]}")
     if network.num_inputs != 1:
@@ -152,6 +152,7 @@ def build_engine(
         opt_profile.set_shape(inp.name, profile.min, profile.opt, profile.max)
         config.add_optimization_profile(opt_profile)
 
+    logger.errors.clear()  # as before a run: a build that fails without saying why must not report the parser's errors
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0

@@ -29,16 +29,19 @@ over 15 characters.
 # and its validation is written for the typing-module forms (Tuple, List, Union) used below.
 # ruff: noqa: UP006, UP007, UP035
 
+import contextlib
 import functools
-from typing import List, Tuple, Union
+from typing import Iterator, List, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
+from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, scalar_args
-from ._spec import FLOAT_TYPES, INT8_TYPES, PLUGIN_ID, PLUGIN_ID_I8, infer_output_dims, parse_attrs
+from ._onnx import REEXPORT
+from ._spec import FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
 _DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
 
@@ -48,6 +51,16 @@ _DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
 # refuses for 1-element arrays (TypeError), while its array path (``field.data.astype(int32)``)
 # works with every NumPy.
 Int = npt.NDArray[np.int32]
+
+
+@contextlib.contextmanager
+def _refusing_the_node() -> Iterator[None]:
+    """A ValueError here refuses a node TensorRT is building, and reaches the user as the first line
+    of TensorRT's log: it carries the fix the preparation (``_onnx``) gives for the same nodes."""
+    try:
+        yield
+    except ValueError as err:
+        raise ValueError(f"{err}; {REEXPORT}") from None
 
 
 def _attrs(k: Int, stride: Int, padding: Int):  # type: ignore[no-untyped-def]
@@ -71,8 +84,8 @@ def _constant(dims: Tuple[Union[int, None], ...], what: str) -> Tuple[int, ...]:
 
 
 def _out_desc(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, k: Int, stride: Int, padding: Int) -> trtp.TensorDesc:
-    attrs = _attrs(k, stride, padding)
-    infer_output_dims(_dims(x), _dims(weight), _dims(bias), attrs)  # raises ValueError on a bad node
+    with _refusing_the_node():
+        infer_output_dims(_dims(x), _dims(weight), _dims(bias), _attrs(k, stride, padding))
     se, we = x.shape_expr, weight.shape_expr
     # The output takes x's type: in strongly typed networks x's ONNX dtype; in TensorRT 10's weakly
     # typed --fp16 build TensorRT reports every input as FLOAT here and picks the precision among
@@ -181,9 +194,10 @@ def tv_dwconv_aot_impl(
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    if _DTYPES.get(weight.dtype) not in ("fp32", "fp16"):
-        raise ValueError(f"tvexport::tv_dwconv takes float32 or float16 kernels, got {weight.dtype}; int8 kernels use tv_dwconv_i8")
-    return _aot((x, weight, bias), outputs[0], k, stride, padding, tactic)
+    with _refusing_the_node():
+        if _DTYPES.get(weight.dtype) not in ("fp32", "fp16"):
+            raise ValueError(f"tvexport::tv_dwconv takes float32 or float16 kernels, got {weight.dtype} (int8 kernels use tv_dwconv_i8)")
+        return _aot((x, weight, bias), outputs[0], k, stride, padding, tactic)
 
 
 @trtp.aot_impl(PLUGIN_ID_I8)
@@ -198,6 +212,7 @@ def tv_dwconv_i8_aot_impl(
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    if _DTYPES.get(weight.dtype) != "int8" or scale.dtype != trt.float32:
-        raise ValueError(f"tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales, got {weight.dtype}, {scale.dtype}")
-    return _aot((x, weight, bias, scale), outputs[0], k, stride, padding, tactic)
+    with _refusing_the_node():
+        if _DTYPES.get(weight.dtype) != "int8" or scale.dtype != trt.float32:
+            raise ValueError(f"tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales, got {weight.dtype}, {scale.dtype}")
+        return _aot((x, weight, bias, scale), outputs[0], k, stride, padding, tactic)

@@ -51,6 +51,14 @@ class TensorRTRunner:
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(self.inputs) != 1 or not self.outputs:
             raise TvexportError(f"{self.path} has inputs {self.inputs} and outputs {self.outputs}; expected one image input")
+        # read once: a deserialized engine's shapes do not change, and every check below (validate's,
+        # then each call's) asks for them
+        self.input_shape: tuple[int, ...] = tuple(self.engine.get_tensor_shape(self.inputs[0]))
+        if self.input_shape[0] >= 0:
+            self._batch_range = self.input_shape[0], self.input_shape[0]
+        else:
+            lo, _, hi = self.engine.get_tensor_profile_shape(self.inputs[0], 0)
+            self._batch_range = int(lo[0]), int(hi[0])
         self.sidecar = self._read_sidecar()
         self._stream = torch.cuda.Stream()
 
@@ -62,12 +70,8 @@ class TensorRTRunner:
             return None
 
     def batch_range(self) -> tuple[int, int]:
-        name = self.inputs[0]
-        shape = tuple(self.engine.get_tensor_shape(name))
-        if shape[0] >= 0:
-            return shape[0], shape[0]
-        lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
-        return int(lo[0]), int(hi[0])
+        """The smallest and largest batch the engine takes (its input's fixed batch, or its profile's)."""
+        return self._batch_range
 
     @property
     def batch(self) -> int | None:
@@ -81,7 +85,7 @@ class TensorRTRunner:
 
     def check_input(self, x: np.ndarray) -> None:
         """Refuse an input whose shape or batch the engine cannot take (before any GPU work)."""
-        want = tuple(self.engine.get_tensor_shape(self.inputs[0]))
+        want = self.input_shape
         if x.ndim != len(want) or any(w >= 0 and w != d for w, d in zip(want[1:], x.shape[1:])):
             raise TvexportError(f"input of shape {tuple(x.shape)} does not fit engine {self.path} input {want}")
         lo, hi = self.batch_range()
