@@ -169,6 +169,21 @@ def test_installed_metadata_carries_the_version() -> None:
     assert installed == __version__, f"installed metadata says {installed}, tvexport/_version.py {__version__}: reinstall (pip install -e .)"
 
 
+def test_external_data_name_is_written_once() -> None:
+    """An ONNX export's external weights file, ``<output>.data``, is named by
+    ``tvexport.artifacts.external_data_path`` only (before: ``+ ".data"`` in export/onnx.py twice and
+    export/_dispatch.py, and ``"model.onnx.data"`` for onnxruntime's temporary copy)."""
+    from tvexport.artifacts import external_data_path
+
+    assert external_data_path(Path("out/m.onnx")) == Path("out/m.onnx.data")
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (node.value == ".data" or node.value.endswith(".onnx.data")):
+                spelled.append(f"tvexport/{path.relative_to(PACKAGE).as_posix()}:{node.lineno}")
+    assert [s.split(":")[0] for s in spelled] == ["tvexport/artifacts.py"], spelled
+
+
 def test_plugin_identity_is_written_once() -> None:
     """The TV node's plugin name, namespace and version (what TensorRT's ONNX parser looks the plugin
     up by) are string literals in tvexport/_depthwise.py only; the ONNX exporter and the TensorRT
