@@ -14,7 +14,11 @@ EXIT_INTERNAL = 3
 class TvexportError(Exception):
     """A problem with the user's input or environment, reported as one line.
 
-    ``str(err)`` is the whole message: what went wrong, which file, how to fix it.
+    ``str(err)`` is the whole message: what went wrong, which file, how to fix it. A message
+    that a command can reach names options as the command line spells them (``--batch``), also
+    when the Python API raises it (the CLI is a thin layer over the API, and a check shared by
+    both cannot tell who called); one only the Python API reaches names the keyword
+    (``input_size=(112, 112)``, a value no command line passes unparsed).
     """
 
     exit_code: int = EXIT_BAD_INPUT
