@@ -141,6 +141,17 @@ def test_built_metadata_carries_the_version() -> None:
     from tvexport._version import __version__
 
     root = Path(__file__).resolve().parent.parent
+    # pip builds in an isolated environment with the backend pyproject.toml requires; this test runs the
+    # one installed here (torch requires setuptools), which may be older (Python 3.11's venv: 65.5)
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    setuptools = pytest.importorskip("setuptools")
+    required = Requirement(tomllib.loads((root / "pyproject.toml").read_text())["build-system"]["requires"][0])
+    if not required.specifier.contains(Version(setuptools.__version__)):
+        pytest.skip(f"setuptools {setuptools.__version__} here; the build needs {required}")
     hook = (
         "import pathlib, sys, setuptools.build_meta as backend\n"
         "out = pathlib.Path(sys.argv[1])\n"  # read before the hook: setuptools rewrites sys.argv
