@@ -214,6 +214,33 @@ def test_bake_refuses_verification_options_without_verification(cli, tmp_path: P
     r = cli("bake", face_ckpt, "-o", out, "--batch", "3", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["report"]["batch"] == 3, r.stderr
 
+def test_bake_refusals_name_the_command_line_options(cli, tmp_path: Path, face_ckpt: Path) -> None:
+    """Before: `bake --kernel-dtype int8 --dtype float16` said "kernel_dtype int8 and dtype
+    torch.float16 disagree; give kernel_dtype only", and `bake --resample kernels` without
+    --input-size "resample and interpolation choose how ..." after reading the checkpoint: Python
+    keywords shown to a command-line user (tvexport.errors.TvexportError says how options are named)."""
+    out = tmp_path / "b.baked.pt"
+    cases = (
+        (["--kernel-dtype", "int8", "--dtype", "float16"],
+         "error: --kernel-dtype int8 and --dtype float16 disagree; give --kernel-dtype only (--dtype is its older name)"),
+        (["--resample", "kernels"],
+         "error: --resample and --interpolation choose how to re-bake for another input size, and no --input-size was given; add --input-size HxW, or drop them"),
+        (["--interpolation", "bilinear"],
+         "error: --resample and --interpolation choose how to re-bake for another input size, and no --input-size was given; add --input-size HxW, or drop them"),
+    )
+    for options, said in cases:
+        r = cli("bake", face_ckpt, "-o", out, *options)
+        assert r.exit_code == 2 and r.stderr.strip().splitlines() == [said], r.stderr  # no file prefix: refused before the checkpoint is read
+    assert not out.exists()
+    from tvexport.bake import bake_checkpoint, bake_model
+
+    for options in ({"kernel_dtype": "int8", "dtype": torch.float16}, {"resample": "kernels"}):  # the API: refused before the (missing) file is read
+        with pytest.raises(TvexportError, match="^--kernel-dtype int8 and --dtype float16 disagree|^--resample and --interpolation"):
+            bake_checkpoint(tmp_path / "missing.ckpt", out, **options)  # type: ignore[arg-type]
+        with pytest.raises(TvexportError, match="^--kernel-dtype int8 and --dtype float16 disagree|^--resample and --interpolation"):
+            bake_model(make_model(), verify=False, **options)  # type: ignore[arg-type]
+
+
 def test_bake_mismatch_exits_1_and_writes_nothing(cli, tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = BakedTVConv.from_tvconv.__func__
 

@@ -20,7 +20,7 @@ import torch
 
 from conftest import make_model, write_checkpoint
 from tinynet import tiny_tvnet
-from tvexport.artifacts import AOTI_SIDECAR_FORMAT, ENGINE_SIDECAR_FORMAT, identify, sidecar_path
+from tvexport.artifacts import AOTI_SIDECAR_FORMAT, ENGINE_SIDECAR_FORMAT, external_data_path, identify, sidecar_path
 from tvexport.checkpoint import read_checkpoint
 from tvexport.errors import TvexportError
 
@@ -352,7 +352,7 @@ def test_gitignore_covers_what_tvexport_writes() -> None:
     patterns = [p.strip() for p in (ROOT / ".gitignore").read_text().splitlines() if p.strip() and not p.startswith(("#", "!"))]
     onnx_file, package = default_output(Path("net.ckpt"), "onnx"), default_output(Path("net.ckpt"), "aoti")
     engine = default_engine_path(onnx_file)
-    written = [Path("net.baked.pt"), onnx_file, onnx_file.with_name(onnx_file.name + ".data"), package, sidecar_path(package), engine, sidecar_path(engine)]
+    written = [Path("net.baked.pt"), onnx_file, external_data_path(onnx_file), package, sidecar_path(package), engine, sidecar_path(engine)]
     assert [p.name for p in written if not any(fnmatch.fnmatch(p.name, pat) for pat in patterns)] == []
 
 

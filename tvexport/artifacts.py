@@ -40,6 +40,12 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def external_data_path(path: Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.data``: where an external-data ONNX export keeps its weights."""
+    path = Path(path)
+    return path.with_name(path.name + ".data")
+
+
 @dataclasses.dataclass(frozen=True)
 class Artifact:
     """A file tvexport made: ``path`` itself, or (``describes`` set) the JSON sidecar of one."""

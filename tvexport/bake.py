@@ -298,8 +298,24 @@ def verify_bake(
 def _kernel_dtype(kernel_dtype: KernelDType | torch.dtype | None, dtype: torch.dtype | None) -> torch.dtype:
     """``kernel_dtype`` (or its older name ``dtype``) as a torch dtype; float32 by default."""
     if kernel_dtype is not None and dtype is not None and quantize_dtype(kernel_dtype) != quantize_dtype(dtype):
-        raise TvexportError(f"kernel_dtype {kernel_dtype} and dtype {dtype} disagree", hint="give kernel_dtype only (dtype is its older name)")
+        given = kernel_dtype_name(quantize_dtype(kernel_dtype)), kernel_dtype_name(quantize_dtype(dtype))
+        raise TvexportError(f"--kernel-dtype {given[0]} and --dtype {given[1]} disagree", hint="give --kernel-dtype only (--dtype is its older name)")
     return quantize_dtype(kernel_dtype if kernel_dtype is not None else dtype if dtype is not None else torch.float32)
+
+
+def _resize_options(input_size: object, resample: str | None, interpolation: str | None) -> tuple[int, int] | None:
+    """``input_size`` checked (``check_input_size``), before any work; ``resample`` and
+    ``interpolation`` are refused without it and checked with it."""
+    from .resize import check_input_size, check_resample
+
+    if input_size is None:
+        if resample is not None or interpolation is not None:
+            raise TvexportError("--resample and --interpolation choose how to re-bake for another input size, and no --input-size was given",
+                                hint="add --input-size HxW, or drop them")
+        return None
+    size = check_input_size(input_size)
+    check_resample(resample, interpolation)
+    return size
 
 
 VERIFY_BATCH = 2  # images of the verification inputs unless --batch says otherwise
@@ -353,20 +369,16 @@ def bake_model(
     # the model is the caller's, not ours to switch; anything else: config_of refuses it
     with training_modes_kept(model) if isinstance(model, nn.Module) else contextlib.nullcontext():
         inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
+        input_size = _resize_options(input_size, resample, interpolation)
+        if input_size is not None and input_size == config_of(model).input_size:  # resampling to its own size is the identity: the ordinary bake, verified as usual
+            input_size = resample = interpolation = None
         if input_size is not None:
-            from .resize import bake_resized, check_input_size, check_resample
+            from .resize import bake_resized
 
-            input_size = check_input_size(input_size)
-            if input_size == config_of(model).input_size:  # resampling to its own size is the identity: the ordinary bake, verified as usual
-                check_resample(resample, interpolation)
-                input_size = resample = interpolation = None
-        if input_size is not None:
             if reference is not None:
                 raise TvexportError("a reference of the trained-size network cannot check a re-bake for another input size", hint="pass no reference with input_size")
             options = dict(fold_bn=fold_bn, kernel_dtype=kernel_dtype, dtype=dtype, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed, allow_nonfinite=allow_nonfinite)
             return bake_resized(model, input_size, resample=resample, interpolation=interpolation, bake=functools.partial(bake_model, **options))
-        if resample is not None or interpolation is not None:
-            raise TvexportError("resample and interpolation choose how to re-bake for another input size, which needs an input size", hint="add --input-size HxW")
         batch, seed = inputs
         dtype = _kernel_dtype(kernel_dtype, dtype)
         tolerance = Tolerance.default(KERNEL_PRECISION[dtype], rtol=rtol, atol=atol)
@@ -581,10 +593,7 @@ def bake_checkpoint(
     _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)  # before any work
     kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
     Tolerance.default(KERNEL_PRECISION[kernels], rtol=rtol, atol=atol)
-    if input_size is not None:
-        from .resize import check_input_size
-
-        input_size = check_input_size(input_size)
+    input_size = _resize_options(input_size, resample, interpolation)
     source = Path(source)
     out = Path(output) if output is not None else default_output(source)
     ckpt = read_checkpoint(source)

@@ -14,7 +14,12 @@ EXIT_INTERNAL = 3
 class TvexportError(Exception):
     """A problem with the user's input or environment, reported as one line.
 
-    ``str(err)`` is the whole message: what went wrong, which file, how to fix it.
+    ``str(err)`` is the whole message: what went wrong, which file, how to fix it. Options are
+    named as the command line spells them (``--batch``), for the Python API's callers too: the CLI
+    is a thin layer over the API, a check serves both and cannot tell who called, and each keyword
+    is its option's name. A keyword named in a form no command takes stays a keyword
+    (``input_size=(112, 112)``: the CLI parses ``--input-size HxW`` itself; ``bake_checkpoint``'s
+    ``seed``, which ``tvexport bake`` does not have).
     """
 
     exit_code: int = EXIT_BAD_INPUT

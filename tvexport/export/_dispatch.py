@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .._io import check_output_path
+from ..artifacts import external_data_path
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
 from ._common import ExportResult, check_weights_fit
@@ -138,7 +139,7 @@ def export_checkpoint(
         }
         check_options(format, tv_op=tv_op, opset=options["opset"], batch=batch, dtype=dtype, decomposition=decomposition)
         if external_data:  # the weights' file, refused as <out> is (when external_data is None, only a graph over 2 GB writes one)
-            check_output_path(out.with_name(out.name + ".data"), force=force, source=source)
+            check_output_path(external_data_path(out), force=force, source=source)
     else:
         _reject(format, **{
             "--tv-op plugin": tv_op != "portable", "--opset": opset is not None, "--dtype float16": dtype != "float32",

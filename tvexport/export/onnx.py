@@ -47,6 +47,7 @@ from torch import nn
 from .._io import atomic_output, check_exported_file, check_output_path
 from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
+from ..artifacts import external_data_path
 from ..bake import fold_batchnorms, tv_layer_names
 from ..errors import TvexportError, missing
 from ..layers import BakedTVConv, TVConv
@@ -502,7 +503,7 @@ def _session(source: Any, *, threads: int | None = None, spin: bool = True, what
         if _graph_bytes(model) >= EXTERNAL_DATA_LIMIT:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.onnx"
-                onnx.save(model, str(path), save_as_external_data=True, location="model.onnx.data")
+                onnx.save(model, str(path), save_as_external_data=True, location=external_data_path(path).name)
                 return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
@@ -635,7 +636,7 @@ def export_onnx(
     start = time.perf_counter()
     output = check_output_path(Path(output), force=force)
     if external_data:  # <output>.data, before any work (when external_data is None, only a graph over 2 GB writes one)
-        check_output_path(output.with_name(output.name + ".data"), force=force)
+        check_output_path(external_data_path(output), force=force)
     if validate and reference is None:
         reference = Reference(model)  # of the model as given (its training modes untouched): with_kernel_dtype makes it one for compressed kernels
     if kernel_dtype is not None:
@@ -716,7 +717,7 @@ def _write(proto: Any, output: Path, *, force: bool, external: bool, notes: list
     """
     import onnx
 
-    data = output.with_name(output.name + ".data")
+    data = external_data_path(output)
     if not external:
         stale = force and data.is_file() and _keeps_weights_in(output, data.name)
         with atomic_output(output, force=force) as tmp:
