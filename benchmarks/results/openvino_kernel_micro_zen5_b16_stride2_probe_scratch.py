@@ -29,5 +29,5 @@ else:
 shapes = [Shape(c, 3, s, w, w, count=1) for c, s, ws in groups for w in ws]
 m.tv_shapes = lambda arch: shapes
 sys.argv = [sys.argv[0], "--arch", "face_mobilenetv2_x0_1", "--batch", "16", "--dtype", "float32", "--rounds", "4",
-            "--min-iters", "10", "--min-ms", "100", "--name", f"openvino_kernel_micro_zen5_b16_{mode}_scratch", "--out", out, *variants]
+            "--min-iters", "10", "--min-ms", "100", "--name", f"openvino_kernel_micro_zen5_b16_{mode if mode == 'alias' else 'ablation38'}_scratch", "--out", out, *variants]
 sys.exit(m.main())
