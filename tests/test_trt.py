@@ -1242,6 +1242,25 @@ def test_plugin_refusals_say_how_to_fix_the_node(real_trt, case: str) -> None:  
     assert str(info.value).endswith(REEXPORT_HINT) and "\n" not in str(info.value), info.value
 
 
+def test_compile_errors_do_not_say_to_export_again(real_trt, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: the fix for a refused node ("export the model again") was added to every ValueError
+    of the AOT implementation, the tile choice's and the kernel compile's included, which exporting
+    again cannot fix. Now only the node checks carry it."""
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32")
+    b.output()
+    combo = tuple(t for _, t in inputs) + (inputs[0][1],)
+    assert combo in b.combinations()
+
+    def compile_refuses(*args: object) -> None:
+        raise ValueError("the compile's own refusal")
+
+    monkeypatch.setattr(plugin_mod, "_compile", compile_refuses)
+    with pytest.raises(ValueError) as info:
+        b.kernels(combo)
+    assert str(info.value) == "the compile's own refusal"
+
+
 def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignore[no-untyped-def]
     version, core, _, plugin_mod = real_trt
     b, inputs = _builder(core, plugin_mod, version, "fp32", profile=(1, 1, 8))
