@@ -937,7 +937,7 @@ def test_build_of_a_model_over_protobufs_limit_is_one_line(cli, fake_builder, tm
     import onnx
     from google.protobuf.message import EncodeError
 
-    from tvexport.trt import _onnx
+    from tvexport.export import onnx as tvonnx
 
     class TooBig:
         def __init__(self, model: object) -> None:
@@ -959,10 +959,10 @@ def test_build_of_a_model_over_protobufs_limit_is_one_line(cli, fake_builder, tm
         f"error: {onnx_path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit; {hint}"], res.stderr
     monkeypatch.setattr(onnx, "load", real_load)
     onnx_path.write_bytes(b"\x00garbage")
-    monkeypatch.setattr(_onnx, "PROTOBUF_LIMIT", 4)  # a file this large cannot be a readable model
+    monkeypatch.setattr(tvonnx, "EXTERNAL_DATA_LIMIT", 4)  # a file this large cannot be a readable model
     res = cli("build", onnx_path, "-o", tmp_path / "m.engine")
     lines = res.stderr.strip().splitlines()
-    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {onnx_path} is not a readable ONNX model (") and lines[0].endswith(
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {onnx_path} is not a readable ONNX file (DecodeError: ") and lines[0].endswith(
         f"; a single ONNX file holds at most 2 GB: {hint}"), res.stderr
     assert not fake_builder.parsed and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 

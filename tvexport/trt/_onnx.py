@@ -29,11 +29,8 @@ from ._spec import parse_attrs
 
 # How to fix a node this preparation refuses: tvexport writes every node right (the OpenVINO op's
 # conversion gives the same advice); a node that is not was written by another tool or damaged.
-REEXPORT = "export the model again with tvexport export --tv-op plugin"
-# protobuf refuses to read or write a message of 2 GB or more; ONNX keeps larger models' weights in
-# external data files, which TensorRT's parser reads itself (build_engine gives it the model's path)
-PROTOBUF_LIMIT = 2**31 - 1
-EXTERNAL_DATA = "keep its weights in a side file: export it again with tvexport export --tv-op plugin --external-data (other tools: onnx.save_model(..., save_as_external_data=True))"
+REEXPORT_COMMAND = "tvexport export --tv-op plugin"
+REEXPORT = f"export the model again with {REEXPORT_COMMAND}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,20 +174,19 @@ def prepare_onnx(path: Path) -> tuple[bytes, list[TVNode]]:
     """The model's bytes ready for TensorRT's parser, and its TV nodes. Weights stored as external
     data stay in their files: the parser reads them from beside ``path``."""
     try:
-        import onnx
+        import onnx  # noqa: F401 - load_onnx_graph's
         from google.protobuf.message import EncodeError
     except ImportError:
         raise missing("onnx", what="tvexport build", extra="onnx") from None
+    # protobuf refuses to read or write a message of 2 GB or more; ONNX keeps larger models' weights in
+    # external data files, which TensorRT's parser reads itself (build_engine gives it the model's path)
+    from ..export.onnx import external_data_hint, load_onnx_graph
+
     path = Path(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # noqa: BLE001 - protobuf raises several types for damaged files
-        too_big = path.stat().st_size > PROTOBUF_LIMIT
-        raise TvexportError(f"{path} is not a readable ONNX model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
-                            hint=f"a single ONNX file holds at most 2 GB: {EXTERNAL_DATA}" if too_big else None) from None
+    model = load_onnx_graph(path, command=REEXPORT_COMMAND)
     _check_external_data(model, path)
     nodes = prepare_tv_nodes(model, source=str(path))
     try:
         return model.SerializeToString(), nodes
     except (EncodeError, ValueError):  # upb: EncodeError; the pure-Python protobuf: ValueError
-        raise TvexportError(f"{path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit", hint=EXTERNAL_DATA) from None
+        raise TvexportError(f"{path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit", hint=external_data_hint(REEXPORT_COMMAND)) from None
