@@ -500,8 +500,8 @@ def test_prepare_rejects_non_constant_kernels_and_bad_files(tmp_path: Path) -> N
         prepare_onnx(bad)
     good = tmp_path / "good.onnx"
     _tv_model(good, [_spec(2, 3, 1, 4, 4, "channel")])
-    data, nodes = prepare_onnx(good)
-    assert data and [n.bias for n in nodes] == ["channel"]
+    prepared = prepare_onnx(good)
+    assert prepared.data and [n.bias for n in prepared.nodes] == ["channel"] and prepared.external_data == []
 
 
 @needs_onnx
@@ -520,7 +520,7 @@ def test_prepare_labels_a_1x1_bias_by_the_layers_kind(cli, face_ckpt: Path, tmp_
     r = cli("export", baked, "--tv-op", "plugin", "--no-validate", "-o", out)  # simplified, as shipped
     assert r.exit_code == 0, r.stderr
     kinds = {n: m.bias_kind for n, m in load_baked(baked).named_modules() if isinstance(m, BakedTVConv)}
-    nodes = prepare_onnx(out)[1]
+    nodes = prepare_onnx(out).nodes
     assert any((n.oh, n.ow) == (1, 1) for n in nodes) and set(kinds.values()) == {"channel"}
     assert {n.name: n.bias for n in nodes} == kinds
     # the other kind at 1x1: a TV bias map (BatchNorm folded into it), also with float32 I/O around float16
@@ -906,6 +906,54 @@ def test_build_leaves_external_weights_to_the_parser(fake_builder, tmp_path: Pat
     assert path == str(onnx_path)
     given = {t.name: t for t in onnx.ModelProto.FromString(data).graph.initializer}
     assert all(given[n].data_location == onnx.TensorProto.EXTERNAL and not given[n].raw_data for n in ("w0", "b0"))
+
+
+@needs_onnx
+def test_build_reads_the_model_once(fake_builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: build_engine parsed the model in prepare_onnx and again for its metadata
+    (read_metadata). The preparation now hands its metadata on."""
+    import onnx
+
+    onnx_path = tmp_path / "m.onnx"
+    model = _tv_model(None, [_spec(4, 3, 2, 5, 6, None)], batch=1)
+    onnx.helper.set_model_props(model, {"tvexport.arch": "face_mobilenetv2_x0_1", "tvexport.atom": "a3"})
+    onnx.save_model(model, str(onnx_path))
+    loads = []
+    real_load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    result = fake_builder(onnx_path)
+    assert len(loads) == 1 and (result.info["arch"], result.info["atom"]) == ("face_mobilenetv2_x0_1", "a3")
+
+
+@needs_onnx
+def test_sidecar_hashes_the_external_weights(fake_builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before: the sidecar's source.sha256 covered the graph file only, so two exports that differ
+    only in weights kept as external data recorded the same source. Each data file's hash is
+    recorded too, with its path relative to the model."""
+    import hashlib
+
+    import onnx
+    from onnx import numpy_helper
+
+    onnx_path, data_path = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    records = []
+    for step in range(2):
+        model = _tv_model(None, [_spec(4, 3, 2, 5, 6, "map")], batch=1)  # saving moves its weights out
+        if step:  # the same graph, other weights
+            w0 = next(t for t in model.graph.initializer if t.name == "w0")
+            w0.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w0) + 1, "w0"))
+        for p in (onnx_path, data_path):
+            p.unlink(missing_ok=True)
+        _save_with_external_data(model, onnx_path)
+        source = fake_builder(onnx_path).info["source"]
+        (tmp_path / "m.engine").unlink()
+        (tmp_path / "m.engine.json").unlink()
+        assert source["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+        assert source["external_data"] == [{"path": "m.onnx.data", "sha256": hashlib.sha256(data_path.read_bytes()).hexdigest()}]
+        records.append(source)
+    assert records[0]["sha256"] == records[1]["sha256"] and records[0]["external_data"] != records[1]["external_data"]
+    onnx.save_model(_tv_model(None, [_spec(4, 3, 2, 5, 6, "map")], batch=1), str(onnx_path))  # one file: nothing outside it
+    assert fake_builder(onnx_path).info["source"]["external_data"] == []
 
 
 @needs_onnx
