@@ -575,13 +575,33 @@ def test_tensorrt_without_aot_plugins_is_refused(monkeypatch: pytest.MonkeyPatch
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def fake_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ``tensorrt`` that passes the version gate (the input checks come before any TensorRT call)."""
+class _FakeILogger:
+    """A stand-in for ``tensorrt.ILogger`` (its severities, in TensorRT's order)."""
+
+    class Severity:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+    def __init__(self) -> None:
+        pass
+
+
+def _fake_tensorrt(monkeypatch: pytest.MonkeyPatch, **attrs: object) -> types.ModuleType:
+    """A stand-in ``tensorrt`` module, installed for the test: TensorRT 10.13 (past the version gate,
+    with AOT plugins), ``_FakeILogger`` as its ``ILogger``, and ``attrs`` set on it."""
     fake = types.ModuleType("tensorrt")
     fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
     fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
+    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
+    for name, value in attrs.items():
+        setattr(fake, name, value)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    return fake
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``tensorrt`` that passes the version gate (the input checks come before any TensorRT call)."""
+    _fake_tensorrt(monkeypatch)
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "empty"])
@@ -622,16 +642,6 @@ def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path,
     res = cli("build", model, "-o", tmp_path / output, "--force")
     assert res.exit_code == 2 and res.stderr.strip().splitlines() == [f"error: output {model} is the input file; give another output path with -o"], res.stderr
     assert model.read_bytes() == b"not read" and sorted(p.name for p in tmp_path.iterdir()) == [model.name]
-
-
-class _FakeILogger:
-    """A stand-in for ``tensorrt.ILogger`` (its severities, in TensorRT's order)."""
-
-    class Severity:
-        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-    def __init__(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("verbose", [False, True])
@@ -692,14 +702,9 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
 
     from tvexport.trt import runner
 
-    fake = types.ModuleType("tensorrt")
-    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
-    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
-    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
-    fake.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")  # type: ignore[attr-defined]
     engines: dict[bytes, _FakeEngine] = {}
-    fake.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=engines.get)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    _fake_tensorrt(monkeypatch, TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
+                   Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=engines.get))
     monkeypatch.setitem(sys.modules, "tvexport.trt.plugin", types.ModuleType("tvexport.trt.plugin"))  # no triton needed
     monkeypatch.setattr(runner, "require_cuda", lambda what: types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda: None)))
     seen: list[tuple[int, ...]] = []
@@ -844,16 +849,9 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
                 self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
             return state["built"]
 
-    fake = types.ModuleType("tensorrt")
-    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
-    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
-    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
-    fake.float32, fake.float16, fake.int32, fake.int64, fake.bool = "float32", "float16", "int32", "int64", "bool"  # type: ignore[attr-defined]
-    fake.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)  # type: ignore[attr-defined]
-    fake.BuilderFlag = types.SimpleNamespace(FP16=0)  # type: ignore[attr-defined]
-    fake.LayerType = types.SimpleNamespace(PLUGIN_V3="plugin")  # type: ignore[attr-defined]
-    fake.OnnxParser, fake.Builder = Parser, Builder  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    _fake_tensorrt(monkeypatch, float32="float32", float16="float16", int32="int32", int64="int64", bool="bool",
+                   NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=0), BuilderFlag=types.SimpleNamespace(FP16=0),
+                   LayerType=types.SimpleNamespace(PLUGIN_V3="plugin"), OnnxParser=Parser, Builder=Builder)
     monkeypatch.setattr(trt_build, "require_cuda", lambda what: None)
     monkeypatch.setattr(trt_build, "load_plugin", lambda what: None)  # no triton needed: the stand-in builder calls no plugin
     monkeypatch.setattr(trt_build, "_gpu", lambda torch: {"name": "stand-in"})
