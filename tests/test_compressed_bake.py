@@ -220,9 +220,9 @@ def test_export_keeps_int8_kernels_and_validates(cli, baked_files: dict[str, Pat
 def test_int8_plugin_node_is_what_the_tensorrt_reader_takes(tmp_path: Path) -> None:
     """tvexport.trt reads the exporter's node (no TensorRT needed): int8 weight + float32 scale,
     renamed to the int8 plugin with the bias slot filled."""
+    from tvexport._depthwise import PLUGIN_NAME_I8
     from tvexport.export.onnx import onnx_graph
     from tvexport.trt._onnx import prepare_tv_nodes
-    from tvexport._depthwise import PLUGIN_NAME_I8
 
     baked = bake(tiny_tvnet(k=5, stride=2, bias=False), kernel_dtype="int8").model
     proto = onnx_graph(baked, tv_op="plugin", batch=2)

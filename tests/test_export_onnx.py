@@ -598,3 +598,54 @@ def test_every_family_exports_with_defaults(cli: Any, tmp_path: Path, name: str,
         args = ["--decomposition", form, "-o", tmp_path / "m.onnx"]
     r = cli("export", ckpt, *args)
     assert r.exit_code == 0, r.stderr
+
+
+def _unreadable_readers() -> dict[str, Any]:
+    """Every reader of an ONNX file from disk, each called on one path."""
+    from tvexport.artifacts import Artifact
+    from tvexport.export.validate import recorded_network
+    from tvexport.trt._onnx import prepare_onnx
+
+    def openvino(path: Path) -> object:
+        pytest.importorskip("openvino")
+        from tvexport.openvino import OpenVinoRunner
+
+        return OpenVinoRunner(path)
+
+    return {
+        "read_metadata": tvonnx.read_metadata,
+        "onnxruntime": lambda path: tvonnx.OrtRunner(path, what="m.onnx"),
+        "validate": lambda path: recorded_network(Artifact(path, "onnx")),
+        "openvino": openvino,
+        "tensorrt": prepare_onnx,
+    }
+
+
+@pytest.mark.parametrize("reader", ["read_metadata", "onnxruntime", "validate", "openvino", "tensorrt"])
+def test_unreadable_onnx_files_are_one_line_with_the_size_hint(reader: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: only the TensorRT preparation said the parser's first line and, for a file past
+    protobuf's 2 GB, to keep the weights in a side file; validate, onnxruntime and OpenVINO said
+    "(DecodeError)". One loader now reads for all five. The size is faked."""
+    read = _unreadable_readers()[reader]
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"\x00garbage")
+    with pytest.raises(TvexportError) as small:
+        read(path)
+    command = "tvexport export --tv-op plugin" if reader == "tensorrt" else "tvexport export"
+    assert str(small.value).startswith(f"{path} is not a readable ONNX file (DecodeError: ") and "\n" not in str(small.value), small.value
+    assert small.value.hint == f"export it again with {command}"
+    monkeypatch.setattr(tvonnx, "EXTERNAL_DATA_LIMIT", 4)  # a file this large cannot be a readable model
+    with pytest.raises(TvexportError) as big:
+        read(path)
+    assert big.value.hint == (f"a single ONNX file holds at most 2 GB: keep its weights in a side file: export it again with {command} --external-data"
+                              " (other tools: onnx.save_model(..., save_as_external_data=True))")
+
+
+def test_an_onnx_file_gone_before_the_read_is_one_line(tmp_path: Path) -> None:
+    """Before: the TensorRT preparation's size check ran ``stat()`` on a file that had gone, and
+    raised FileNotFoundError from inside its error handling."""
+    from tvexport.trt._onnx import prepare_onnx
+
+    with pytest.raises(TvexportError, match=r"gone\.onnx is not a readable ONNX file \(") as info:
+        prepare_onnx(tmp_path / "gone.onnx")
+    assert info.value.hint == "export it again with tvexport export --tv-op plugin"

@@ -6,6 +6,7 @@ a user without that package gets a raw ImportError from the wrong module)."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,13 +120,27 @@ def test_imports_flow_one_way() -> None:
     assert not against, f"imports against checkpoint -> models -> bake -> export -> trt/kernels/openvino -> profile -> cli: {against}"
 
 
+def _pyproject() -> dict:
+    """pyproject.toml, parsed: tomllib is Python >= 3.11, and requires-python allows 3.10, where
+    these tests take tomli or skip (before: they errored)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli", reason="Python 3.10 without tomli cannot read pyproject.toml")
+    return tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+
+
+def test_pyproject_reader_skips_without_a_toml_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # as on Python 3.10: import tomllib fails
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    with pytest.raises(pytest.skip.Exception):
+        _pyproject()
+
+
 def test_version_is_written_once() -> None:
     """The version is written in tvexport/_version.py only: pyproject.toml declares it dynamic and has
     setuptools read that attribute (before: a second copy in pyproject.toml, kept equal by a test)."""
-    import tomllib
-
-    root = Path(__file__).resolve().parent.parent
-    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    pyproject = _pyproject()
     assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tvexport._version.__version__"}
 
@@ -134,7 +149,6 @@ def test_built_metadata_carries_the_version() -> None:
     """What ``pip install .`` (not editable) records: the build backend's own metadata hook, run on the
     source tree in a subprocess, gives a wheel whose Version is ``tvexport.__version__``."""
     import subprocess
-    import sys
     import tempfile
 
     import tvexport
@@ -143,13 +157,11 @@ def test_built_metadata_carries_the_version() -> None:
     root = Path(__file__).resolve().parent.parent
     # pip builds in an isolated environment with the backend pyproject.toml requires; this test runs the
     # one installed here (torch requires setuptools), which may be older (Python 3.11's venv: 65.5)
-    import tomllib
-
     from packaging.requirements import Requirement
     from packaging.version import Version
 
     setuptools = pytest.importorskip("setuptools")
-    required = Requirement(tomllib.loads((root / "pyproject.toml").read_text())["build-system"]["requires"][0])
+    required = Requirement(_pyproject()["build-system"]["requires"][0])
     if not required.specifier.contains(Version(setuptools.__version__)):
         pytest.skip(f"setuptools {setuptools.__version__} here; the build needs {required}")
     hook = (

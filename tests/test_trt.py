@@ -500,8 +500,8 @@ def test_prepare_rejects_non_constant_kernels_and_bad_files(tmp_path: Path) -> N
         prepare_onnx(bad)
     good = tmp_path / "good.onnx"
     _tv_model(good, [_spec(2, 3, 1, 4, 4, "channel")])
-    data, nodes = prepare_onnx(good)
-    assert data and [n.bias for n in nodes] == ["channel"]
+    prepared = prepare_onnx(good)
+    assert prepared.data and [n.bias for n in prepared.nodes] == ["channel"] and prepared.external_data == []
 
 
 @needs_onnx
@@ -520,7 +520,7 @@ def test_prepare_labels_a_1x1_bias_by_the_layers_kind(cli, face_ckpt: Path, tmp_
     r = cli("export", baked, "--tv-op", "plugin", "--no-validate", "-o", out)  # simplified, as shipped
     assert r.exit_code == 0, r.stderr
     kinds = {n: m.bias_kind for n, m in load_baked(baked).named_modules() if isinstance(m, BakedTVConv)}
-    nodes = prepare_onnx(out)[1]
+    nodes = prepare_onnx(out).nodes
     assert any((n.oh, n.ow) == (1, 1) for n in nodes) and set(kinds.values()) == {"channel"}
     assert {n.name: n.bias for n in nodes} == kinds
     # the other kind at 1x1: a TV bias map (BatchNorm folded into it), also with float32 I/O around float16
@@ -575,13 +575,33 @@ def test_tensorrt_without_aot_plugins_is_refused(monkeypatch: pytest.MonkeyPatch
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def fake_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ``tensorrt`` that passes the version gate (the input checks come before any TensorRT call)."""
+class _FakeILogger:
+    """A stand-in for ``tensorrt.ILogger`` (its severities, in TensorRT's order)."""
+
+    class Severity:
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+    def __init__(self) -> None:
+        pass
+
+
+def _fake_tensorrt(monkeypatch: pytest.MonkeyPatch, **attrs: object) -> types.ModuleType:
+    """A stand-in ``tensorrt`` module, installed for the test: TensorRT 10.13 (past the version gate,
+    with AOT plugins), ``_FakeILogger`` as its ``ILogger``, and ``attrs`` set on it."""
     fake = types.ModuleType("tensorrt")
     fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
     fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
+    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
+    for name, value in attrs.items():
+        setattr(fake, name, value)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    return fake
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``tensorrt`` that passes the version gate (the input checks come before any TensorRT call)."""
+    _fake_tensorrt(monkeypatch)
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "empty"])
@@ -622,16 +642,6 @@ def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path,
     res = cli("build", model, "-o", tmp_path / output, "--force")
     assert res.exit_code == 2 and res.stderr.strip().splitlines() == [f"error: output {model} is the input file; give another output path with -o"], res.stderr
     assert model.read_bytes() == b"not read" and sorted(p.name for p in tmp_path.iterdir()) == [model.name]
-
-
-class _FakeILogger:
-    """A stand-in for ``tensorrt.ILogger`` (its severities, in TensorRT's order)."""
-
-    class Severity:
-        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-    def __init__(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("verbose", [False, True])
@@ -692,14 +702,9 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignor
 
     from tvexport.trt import runner
 
-    fake = types.ModuleType("tensorrt")
-    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
-    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
-    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
-    fake.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")  # type: ignore[attr-defined]
     engines: dict[bytes, _FakeEngine] = {}
-    fake.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=engines.get)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    _fake_tensorrt(monkeypatch, TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
+                   Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=engines.get))
     monkeypatch.setitem(sys.modules, "tvexport.trt.plugin", types.ModuleType("tvexport.trt.plugin"))  # no triton needed
     monkeypatch.setattr(runner, "require_cuda", lambda what: types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=lambda: None)))
     seen: list[tuple[int, ...]] = []
@@ -844,16 +849,9 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
                 self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
             return state["built"]
 
-    fake = types.ModuleType("tensorrt")
-    fake.__version__ = "10.13.0"  # type: ignore[attr-defined]
-    fake.QuickPluginCreationRequest = object  # type: ignore[attr-defined]
-    fake.ILogger = _FakeILogger  # type: ignore[attr-defined]
-    fake.float32, fake.float16, fake.int32, fake.int64, fake.bool = "float32", "float16", "int32", "int64", "bool"  # type: ignore[attr-defined]
-    fake.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)  # type: ignore[attr-defined]
-    fake.BuilderFlag = types.SimpleNamespace(FP16=0)  # type: ignore[attr-defined]
-    fake.LayerType = types.SimpleNamespace(PLUGIN_V3="plugin")  # type: ignore[attr-defined]
-    fake.OnnxParser, fake.Builder = Parser, Builder  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    _fake_tensorrt(monkeypatch, float32="float32", float16="float16", int32="int32", int64="int64", bool="bool",
+                   NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=0), BuilderFlag=types.SimpleNamespace(FP16=0),
+                   LayerType=types.SimpleNamespace(PLUGIN_V3="plugin"), OnnxParser=Parser, Builder=Builder)
     monkeypatch.setattr(trt_build, "require_cuda", lambda what: None)
     monkeypatch.setattr(trt_build, "load_plugin", lambda what: None)  # no triton needed: the stand-in builder calls no plugin
     monkeypatch.setattr(trt_build, "_gpu", lambda torch: {"name": "stand-in"})
@@ -909,6 +907,54 @@ def test_build_leaves_external_weights_to_the_parser(fake_builder, tmp_path: Pat
 
 
 @needs_onnx
+def test_build_reads_the_model_once(fake_builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: build_engine parsed the model in prepare_onnx and again for its metadata
+    (read_metadata). The preparation now hands its metadata on."""
+    import onnx
+
+    onnx_path = tmp_path / "m.onnx"
+    model = _tv_model(None, [_spec(4, 3, 2, 5, 6, None)], batch=1)
+    onnx.helper.set_model_props(model, {"tvexport.arch": "face_mobilenetv2_x0_1", "tvexport.atom": "a3"})
+    onnx.save_model(model, str(onnx_path))
+    loads = []
+    real_load = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    result = fake_builder(onnx_path)
+    assert len(loads) == 1 and (result.info["arch"], result.info["atom"]) == ("face_mobilenetv2_x0_1", "a3")
+
+
+@needs_onnx
+def test_sidecar_hashes_the_external_weights(fake_builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before: the sidecar's source.sha256 covered the graph file only, so two exports that differ
+    only in weights kept as external data recorded the same source. Each data file's hash is
+    recorded too, with its path relative to the model."""
+    import hashlib
+
+    import onnx
+    from onnx import numpy_helper
+
+    onnx_path, data_path = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    records = []
+    for step in range(2):
+        model = _tv_model(None, [_spec(4, 3, 2, 5, 6, "map")], batch=1)  # saving moves its weights out
+        if step:  # the same graph, other weights
+            w0 = next(t for t in model.graph.initializer if t.name == "w0")
+            w0.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w0) + 1, "w0"))
+        for p in (onnx_path, data_path):
+            p.unlink(missing_ok=True)
+        _save_with_external_data(model, onnx_path)
+        source = fake_builder(onnx_path).info["source"]
+        (tmp_path / "m.engine").unlink()
+        (tmp_path / "m.engine.json").unlink()
+        assert source["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+        assert source["external_data"] == [{"path": "m.onnx.data", "sha256": hashlib.sha256(data_path.read_bytes()).hexdigest()}]
+        records.append(source)
+    assert records[0]["sha256"] == records[1]["sha256"] and records[0]["external_data"] != records[1]["external_data"]
+    onnx.save_model(_tv_model(None, [_spec(4, 3, 2, 5, 6, "map")], batch=1), str(onnx_path))  # one file: nothing outside it
+    assert fake_builder(onnx_path).info["source"]["external_data"] == []
+
+
+@needs_onnx
 @pytest.mark.parametrize("location", ["gone.data", "../m.onnx.data", "/abs/m.onnx.data"])
 def test_build_refuses_external_weights_not_beside_the_model(cli, fake_builder, tmp_path: Path, location: str) -> None:  # type: ignore[no-untyped-def]
     """Loading the weights used to check where they are (onnx's own message); the parser that reads
@@ -937,7 +983,7 @@ def test_build_of_a_model_over_protobufs_limit_is_one_line(cli, fake_builder, tm
     import onnx
     from google.protobuf.message import EncodeError
 
-    from tvexport.trt import _onnx
+    from tvexport.export import onnx as tvonnx
 
     class TooBig:
         def __init__(self, model: object) -> None:
@@ -959,10 +1005,10 @@ def test_build_of_a_model_over_protobufs_limit_is_one_line(cli, fake_builder, tm
         f"error: {onnx_path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit; {hint}"], res.stderr
     monkeypatch.setattr(onnx, "load", real_load)
     onnx_path.write_bytes(b"\x00garbage")
-    monkeypatch.setattr(_onnx, "PROTOBUF_LIMIT", 4)  # a file this large cannot be a readable model
+    monkeypatch.setattr(tvonnx, "EXTERNAL_DATA_LIMIT", 4)  # a file this large cannot be a readable model
     res = cli("build", onnx_path, "-o", tmp_path / "m.engine")
     lines = res.stderr.strip().splitlines()
-    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {onnx_path} is not a readable ONNX model (") and lines[0].endswith(
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {onnx_path} is not a readable ONNX file (DecodeError: ") and lines[0].endswith(
         f"; a single ONNX file holds at most 2 GB: {hint}"), res.stderr
     assert not fake_builder.parsed and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
@@ -1240,6 +1286,25 @@ def test_plugin_refusals_say_how_to_fix_the_node(real_trt, case: str) -> None:  
             plugin_mod.tv_dwconv_i8_aot_impl(*desc, *(np.array([v], np.int32) for v in (3, 2, 1)), (desc[0],), 1)
         assert "tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales" in str(info.value)
     assert str(info.value).endswith(REEXPORT_HINT) and "\n" not in str(info.value), info.value
+
+
+def test_compile_errors_do_not_say_to_export_again(real_trt, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: the fix for a refused node ("export the model again") was added to every ValueError
+    of the AOT implementation, the tile choice's and the kernel compile's included, which exporting
+    again cannot fix. Now only the node checks carry it."""
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32")
+    b.output()
+    combo = tuple(t for _, t in inputs) + (inputs[0][1],)
+    assert combo in b.combinations()
+
+    def compile_refuses(*args: object) -> None:
+        raise ValueError("the compile's own refusal")
+
+    monkeypatch.setattr(plugin_mod, "_compile", compile_refuses)
+    with pytest.raises(ValueError) as info:
+        b.kernels(combo)
+    assert str(info.value) == "the compile's own refusal"
 
 
 def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignore[no-untyped-def]

@@ -590,8 +590,11 @@ def bake_checkpoint(
     fails verification, ``TvexportError`` on bad input before any work.
     """
     start = time.perf_counter()
-    _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)  # before any work
-    kernels = _kernel_dtype(kernel_dtype, dtype)  # refuse a bad dtype or --rtol/--atol before any work
+    # The option checks of bake_model (and bake_resized's check_resample), run here once more only
+    # to refuse bad options before the checkpoint is read: each is cheap, and the public functions
+    # keep their own checks rather than take a flag saying they were done.
+    _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
+    kernels = _kernel_dtype(kernel_dtype, dtype)
     Tolerance.default(KERNEL_PRECISION[kernels], rtol=rtol, atol=atol)
     input_size = _resize_options(input_size, resample, interpolation)
     source = Path(source)

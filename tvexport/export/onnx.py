@@ -75,6 +75,8 @@ __all__ = [
     "OUTPUT_NAMES",
     "TV_OPS",
     "export_onnx",
+    "external_data_hint",
+    "load_onnx_graph",
     "load_runner",
     "onnx_graph",
     "read_metadata",
@@ -511,26 +513,40 @@ def _session(source: Any, *, threads: int | None = None, spin: bool = True, what
         raise TvexportError(f"onnxruntime {ort.__version__} cannot load {what}: {first}") from err
 
 
+def external_data_hint(command: str = "tvexport export") -> str:
+    """How to fix a model over protobuf's 2 GB limit; ``command`` exports it again."""
+    return f"keep its weights in a side file: export it again with {command} --external-data (other tools: onnx.save_model(..., save_as_external_data=True))"
+
+
+def load_onnx_graph(path: str | Path, *, command: str = "tvexport export") -> Any:
+    """The ``ModelProto`` of the ONNX file ``path``, without loading external weights. An unreadable
+    file is one TvexportError: the file, the parser's error and its first line, and the fix: export
+    it again with ``command``, or, for a file over protobuf's 2 GB limit, keep its weights in a side file."""
+    import onnx
+
+    path = Path(path)
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        try:
+            too_big = path.stat().st_size >= EXTERNAL_DATA_LIMIT
+        except OSError:  # gone or unreadable since: onnx's error says which
+            too_big = False
+        hint = f"a single ONNX file holds at most 2 GB: {external_data_hint(command)}" if too_big else f"export it again with {command}"
+        raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__}{': ' + first if first else ''})", hint=hint) from None
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     """The metadata of an ONNX file (``tvexport.arch``, ``tvexport.atom``, ``tvexport.dtype``, ...),
     without loading external weights."""
-    import onnx
-
-    try:
-        return _metadata(onnx.load(str(path), load_external_data=False))
-    except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
-        raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__})", hint="export it again with tvexport export") from None
+    return _metadata(load_onnx_graph(path))
 
 
 def _file_has_plugin_nodes(path: Path) -> bool:
-    import onnx
-
     from ._plugin_ref import has_plugin_nodes
 
-    try:
-        return has_plugin_nodes(onnx.load(str(path), load_external_data=False))
-    except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
-        raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__})", hint="export it again with tvexport export") from err
+    return has_plugin_nodes(load_onnx_graph(path))
 
 
 class OrtRunner:

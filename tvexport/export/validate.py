@@ -147,15 +147,12 @@ def recorded_network(found: Artifact) -> tuple[str | None, str | None, tuple[int
     shape: Any = None
     if found.kind == "onnx":
         try:
-            import onnx
-
-            from .onnx import _metadata
-
-            proto = onnx.load(str(found.path), load_external_data=False)
+            import onnx  # noqa: F401
         except ImportError:  # no onnx: the runner says what to install
             return None, None, None
-        except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
-            raise TvexportError(f"{found.path} is not a readable ONNX file ({type(err).__name__})", hint="export it again with tvexport export") from None
+        from .onnx import _metadata, load_onnx_graph
+
+        proto = load_onnx_graph(found.path)
         meta = _metadata(proto)
         arch, atom = meta.get("tvexport.arch"), meta.get("tvexport.atom")
         if proto.graph.input:

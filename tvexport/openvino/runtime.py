@@ -159,10 +159,9 @@ class OpenVinoRunner:
             proto, path = source, None
         else:
             path = check_exported_file(source, what="an ONNX model", dir_hint="give the .onnx file inside it")
-            try:
-                proto = onnx.load(str(path), load_external_data=False)
-            except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
-                raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__})", hint="export it again with tvexport export") from err
+            from ..export.onnx import load_onnx_graph
+
+            proto = load_onnx_graph(path)
         self.what = what or (path.name if path is not None else "the ONNX graph")
         self.precision = precision
         self.fused = _has_plugin_nodes(proto)

@@ -29,11 +29,8 @@ from ._spec import parse_attrs
 
 # How to fix a node this preparation refuses: tvexport writes every node right (the OpenVINO op's
 # conversion gives the same advice); a node that is not was written by another tool or damaged.
-REEXPORT = "export the model again with tvexport export --tv-op plugin"
-# protobuf refuses to read or write a message of 2 GB or more; ONNX keeps larger models' weights in
-# external data files, which TensorRT's parser reads itself (build_engine gives it the model's path)
-PROTOBUF_LIMIT = 2**31 - 1
-EXTERNAL_DATA = "keep its weights in a side file: export it again with tvexport export --tv-op plugin --external-data (other tools: onnx.save_model(..., save_as_external_data=True))"
+REEXPORT_COMMAND = "tvexport export --tv-op plugin"
+REEXPORT = f"export the model again with {REEXPORT_COMMAND}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,10 +156,15 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
     return nodes
 
 
-def _check_external_data(model: Any, path: Path) -> None:
-    """Refuse weights the parser would look for outside the model's directory, or not find there."""
+def _check_external_data(model: Any, path: Path) -> list[Path]:
+    """The external data files of the model at ``path`` (sorted, each once); refuse weights the
+    parser would look for outside the model's directory, or not find there. Checks the tensors
+    tvexport writes as external data: the top graph's initializers and Constant nodes' ``value``
+    (not sparse initializers or If/Loop subgraphs, which tvexport never writes; the parser's own
+    error reports those)."""
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
+    files = set()
     for tensor in _constant_tensors(model.graph).values():
         if not uses_external_data(tensor):
             continue
@@ -171,26 +173,38 @@ def _check_external_data(model: Any, path: Path) -> None:
         if rel.is_absolute() or ".." in rel.parts or not (path.parent / rel).is_file():
             raise TvexportError(f"{path}: the weights of {tensor.name!r} are in {location!r}, which is not a file beside it",
                                 hint="keep the model's external data files next to it, or export it again")
+        files.add(path.parent / rel)
+    return sorted(files)
 
 
-def prepare_onnx(path: Path) -> tuple[bytes, list[TVNode]]:
-    """The model's bytes ready for TensorRT's parser, and its TV nodes. Weights stored as external
-    data stay in their files: the parser reads them from beside ``path``."""
+@dataclasses.dataclass(frozen=True)
+class PreparedOnnx:
+    """A model read once for ``tvexport build``."""
+
+    data: bytes  # the graph for TensorRT's parser, external weights left in their files
+    nodes: list[TVNode]
+    metadata: dict[str, str]  # tvexport.arch, tvexport.atom, ... (``export.onnx.read_metadata``)
+    external_data: list[Path]  # the files holding its external weights, sorted
+
+
+def prepare_onnx(path: Path) -> PreparedOnnx:
+    """The model's bytes ready for TensorRT's parser, its TV nodes and metadata, read once. Weights
+    stored as external data stay in their files: the parser reads them from beside ``path``."""
     try:
-        import onnx
+        import onnx  # noqa: F401 - load_onnx_graph's
         from google.protobuf.message import EncodeError
     except ImportError:
         raise missing("onnx", what="tvexport build", extra="onnx") from None
+    # protobuf refuses to read or write a message of 2 GB or more; ONNX keeps larger models' weights in
+    # external data files, which TensorRT's parser reads itself (build_engine gives it the model's path)
+    from ..export.onnx import _metadata, external_data_hint, load_onnx_graph
+
     path = Path(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # noqa: BLE001 - protobuf raises several types for damaged files
-        too_big = path.stat().st_size > PROTOBUF_LIMIT
-        raise TvexportError(f"{path} is not a readable ONNX model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
-                            hint=f"a single ONNX file holds at most 2 GB: {EXTERNAL_DATA}" if too_big else None) from None
-    _check_external_data(model, path)
+    model = load_onnx_graph(path, command=REEXPORT_COMMAND)
+    external = _check_external_data(model, path)
+    metadata = _metadata(model)
     nodes = prepare_tv_nodes(model, source=str(path))
     try:
-        return model.SerializeToString(), nodes
+        return PreparedOnnx(model.SerializeToString(), nodes, metadata, external)
     except (EncodeError, ValueError):  # upb: EncodeError; the pure-Python protobuf: ValueError
-        raise TvexportError(f"{path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit", hint=EXTERNAL_DATA) from None
+        raise TvexportError(f"{path} is too large for TensorRT's parser: its graph is over protobuf's 2 GB limit", hint=external_data_hint(REEXPORT_COMMAND)) from None

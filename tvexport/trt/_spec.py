@@ -213,9 +213,13 @@ def sidecar_contents(
     tvexport_version: str,
     arch: str | None = None,
     atom: str | None = None,
+    source_external_data: Sequence[dict[str, str]] = (),
 ) -> dict[str, Any]:
     """JSON-ready facts about an engine: what built it, for which GPU, with which shapes, and the
-    network it runs (``arch``/``atom`` from the ONNX metadata; ``tvexport validate`` checks them)."""
+    network it runs (``arch``/``atom`` from the ONNX metadata; ``tvexport validate`` checks them).
+    ``source`` records the ONNX file's SHA-256 and, in ``external_data``, the path (relative to the
+    ONNX file) and SHA-256 of each file its weights are kept in (``--external-data``), sorted; the
+    graph file's hash alone does not change with the weights kept outside it."""
     return {
         "format": SIDECAR_FORMAT,
         "format_version": 1,
@@ -232,7 +236,7 @@ def sidecar_contents(
         "outputs": [dict(o) for o in outputs],
         "plugin": {"id": PLUGIN_ID, "version": PLUGIN_VERSION, "implementation": "aot-triton-ptx", "layers": plugin_layers},
         "tv_layers": [dict(t) for t in tv_layers],
-        "source": {"path": source, "sha256": source_sha256},
+        "source": {"path": source, "sha256": source_sha256, "external_data": [dict(d) for d in source_external_data]},
         "workspace_mb": workspace_mb,
         "build_seconds": round(build_seconds, 3),
     }

@@ -35,6 +35,14 @@ class BuildResult:
     seconds: float
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):  # external data files can be gigabytes
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _dtype_name(trt: Any, dtype: Any) -> str:
     names = {trt.float32: "float32", trt.float16: "float16", trt.int32: "int32", trt.int64: "int64", trt.bool: "bool"}
     return names.get(dtype, str(dtype))
@@ -114,7 +122,8 @@ def build_engine(
     load_plugin(WHAT)
     from ._onnx import prepare_onnx
 
-    model_bytes, tv_nodes = prepare_onnx(onnx_path)
+    prepared = prepare_onnx(onnx_path)
+    tv_nodes = prepared.nodes
     plan = plan_build(trt.__version__, fp16=fp16)
     if plan.fp16_flag and any(n.dtype == "int8" for n in tv_nodes):
         raise TvexportError(
@@ -131,7 +140,7 @@ def build_engine(
         flags |= 1 << int(creation.PREFER_AOT_PYTHON_PLUGINS)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model_bytes, str(onnx_path)):  # the path: where the parser finds weights kept as external data
+    if not parser.parse(prepared.data, str(onnx_path)):  # the path: where the parser finds weights kept as external data
         errors = [parser.get_error(i).desc() for i in range(parser.num_errors)] or logger.errors or ["unknown error"]
         raise TvexportError(f"TensorRT could not parse {onnx_path}: {errors[0].strip().splitlines()[0]}")
     if network.num_inputs != 1:
@@ -160,9 +169,7 @@ def build_engine(
         detail = logger.last_error("see the TensorRT log (--verbose)")
         raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
 
-    from ..export.onnx import read_metadata
-
-    meta = read_metadata(onnx_path)
+    meta = prepared.metadata
     info = sidecar_contents(
         tensorrt_version=trt.__version__,
         gpu=_gpu(torch),
@@ -172,7 +179,8 @@ def build_engine(
         inputs=[_tensor_info(trt, network.get_input(i)) for i in range(network.num_inputs)],
         outputs=[_tensor_info(trt, network.get_output(i)) for i in range(network.num_outputs)],
         source=str(onnx_path),
-        source_sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        source_sha256=_sha256(onnx_path),
+        source_external_data=[{"path": f.relative_to(onnx_path.parent).as_posix(), "sha256": _sha256(f)} for f in prepared.external_data],
         tv_layers=[n.to_dict() for n in tv_nodes],
         plugin_layers=_count_plugin_layers(trt, network),
         workspace_mb=workspace_mb,

@@ -31,7 +31,7 @@ over 15 characters.
 
 import contextlib
 import functools
-from typing import Iterator, List, Tuple, Union
+from typing import Iterator, List, NamedTuple, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -159,7 +159,19 @@ def _compile(x: str, weight: str, bias: str, geometry: Tuple[int, ...], k: int, 
                              target=target, ptx_version=driver_ptx_version(arch or 90))
 
 
-def _aot(tensors: Tuple[trtp.TensorDesc, ...], out: trtp.TensorDesc, k: Int, stride: Int, padding: Int, tactic: int):  # type: ignore[no-untyped-def]
+class _Node(NamedTuple):
+    """A node that passed the checks, in the terms the kernel compile takes."""
+
+    dtypes: Tuple[str, str, str]  # x, weight, bias: 'fp32', 'fp16' or 'int8'
+    geometry: Tuple[int, int, int, int, int]  # C, H, W, OH, OW
+    k: int
+    stride: int
+    bias_mode: int
+
+
+def _checked(tensors: Tuple[trtp.TensorDesc, ...], out: trtp.TensorDesc, k: Int, stride: Int, padding: Int) -> _Node:
+    """The checks of one node (attributes, shapes, types). Its ValueErrors are the refusals
+    ``_refusing_the_node`` adds the fix to; the kernel compile runs after it, outside that."""
     x, weight, bias = tensors[:3]
     attrs = _attrs(k, stride, padding)
     xd, wd, bd = _dims(x), _dims(weight), _dims(bias)
@@ -169,11 +181,18 @@ def _aot(tensors: Tuple[trtp.TensorDesc, ...], out: trtp.TensorDesc, k: Int, str
     if names[0] not in ("fp32", "fp16") or names[-1] != names[0]:
         raise ValueError(f"tv_dwconv runs float32 or float16 activations with an output of the same type, got {names}")
     c, _, oh, ow = w_shape
+    _, h, w = _constant(xd[1:], "input C, H, W")  # only the batch is dynamic
+    return _Node((names[0], names[1], names[2]), (c, h, w, oh, ow), attrs.k, attrs.stride, bias_mode(b_shape, c, oh, ow))
+
+
+def _aot(tensors: Tuple[trtp.TensorDesc, ...], node: _Node, tactic: int):  # type: ignore[no-untyped-def]
+    """Compile the checked ``node``'s kernel for ``tactic`` and its launch parameters. A ValueError
+    from here (tile sizes, triton) is no fault of the node, so it goes out without the fix."""
+    x, weight = tensors[:2]
     configs = _configs(x, weight)
     config = configs[min(max(tactic, 1), len(configs)) - 1]  # tactic 0: TensorRT's default, the heuristic choice
-    _, h, w = _constant(xd[1:], "input C, H, W")  # only the batch is dynamic
-    geometry = (c, h, w, oh, ow)
-    kernel = _compile(names[0], names[1], names[2], geometry, attrs.k, attrs.stride, bias_mode(b_shape, c, oh, ow), config, _build_arch())
+    kernel = _compile(*node.dtypes, node.geometry, node.k, node.stride, node.bias_mode, config, _build_arch())
+    c, _, _, oh, ow = node.geometry
     n = x.shape_expr[0]
     launch = trtp.KernelLaunchParams()
     launch.grid_x = trtp.cdiv(n, config.batch_tile) * (c * config.tiles(oh * ow))  # batch tile fastest (see kernels/_config.py)
@@ -197,7 +216,8 @@ def tv_dwconv_aot_impl(
     with _refusing_the_node():
         if _DTYPES.get(weight.dtype) not in ("fp32", "fp16"):
             raise ValueError(f"tvexport::tv_dwconv takes float32 or float16 kernels, got {weight.dtype} (int8 kernels use tv_dwconv_i8)")
-        return _aot((x, weight, bias), outputs[0], k, stride, padding, tactic)
+        node = _checked((x, weight, bias), outputs[0], k, stride, padding)
+    return _aot((x, weight, bias), node, tactic)
 
 
 @trtp.aot_impl(PLUGIN_ID_I8)
@@ -215,4 +235,5 @@ def tv_dwconv_i8_aot_impl(
     with _refusing_the_node():
         if _DTYPES.get(weight.dtype) != "int8" or scale.dtype != trt.float32:
             raise ValueError(f"tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales, got {weight.dtype}, {scale.dtype}")
-        return _aot((x, weight, bias, scale), outputs[0], k, stride, padding, tactic)
+        node = _checked((x, weight, bias, scale), outputs[0], k, stride, padding)
+    return _aot((x, weight, bias, scale), node, tactic)
