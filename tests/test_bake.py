@@ -388,6 +388,22 @@ def test_bake_checkpoint_is_the_cli_pipeline(tmp_path: Path, face_ckpt: Path) ->
         bake_checkpoint(tmp_path / "missing.ckpt", rtol=-1)  # checked before the file is even read
 
 
+def test_baking_a_baked_model_is_refused_before_any_work(tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: bake() of a model loaded from a .baked.pt built the float64 Reference, then failed
+    with a bare AssertionError in _bake_float64. It is refused as the CLI refuses a baked file."""
+    done = bake_checkpoint(face_ckpt, tmp_path / "f.baked.pt", verify=False)
+    baked = tvexport.load_checkpoint(done.output)
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the refusal")
+
+    monkeypatch.setattr(bake_module, "Reference", no_work)
+    for options in ({}, {"input_size": (72, 72)}, {"verify": False}):
+        with pytest.raises(TvexportError, match="^the model is already baked.*bake the original checkpoint") as err:
+            tvexport.bake(baked, **options)  # type: ignore[arg-type]
+        assert "\n" not in str(err.value)
+
+
 def test_verification_options_are_refused_without_verification(tmp_path: Path) -> None:
     """Before: bake_model(batch=..., seed=...) and bake_checkpoint(seed=...) with verify=False
     silently ignored them (the CLI refused --batch with --no-verify)."""

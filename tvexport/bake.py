@@ -352,7 +352,8 @@ def bake_model(
     interpolation: Interpolation | None = None,
 ) -> BakeResult:
     """Bake a zoo model (from ``load_checkpoint`` or ``create_model``); ``model`` is not modified
-    (it runs in eval mode, and each module's training mode is restored afterwards).
+    (it runs in eval mode, and each module's training mode is restored afterwards). A model that
+    is already baked (``load_checkpoint`` of a ``.baked.pt``) is refused: bake its original checkpoint.
 
     ``kernel_dtype`` is the storage type of the baked kernels: float32 (default), float16, or int8
     with one float32 scale per (channel, tap) (``tvexport.quantize``); ``dtype`` is its older
@@ -366,6 +367,9 @@ def bake_model(
     ``"bicubic"`` (default) or ``"bilinear"``: see ``tvexport.resize``. ``fold_bn`` (default True) folds each eval-mode BatchNorm that directly
     follows a conv, linear or TV layer into it (``fold_batchnorms``); ``allow_nonfinite`` bakes weights holding NaN/Inf instead of refusing them.
     """
+    if isinstance(model, nn.Module) and any(isinstance(m, BakedTVConv) for m in model.modules()):
+        raise TvexportError("the model is already baked (its TV layers hold constant kernels): there is nothing to bake",
+                            hint="export or save it as it is, or bake the original checkpoint (with --input-size for another input size)")
     # the model is the caller's, not ours to switch; anything else: config_of refuses it
     with training_modes_kept(model) if isinstance(model, nn.Module) else contextlib.nullcontext():
         inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
