@@ -404,6 +404,33 @@ def test_baking_a_baked_model_is_refused_before_any_work(tmp_path: Path, face_ck
         assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(("name", "says"), [
+    ("x.onnx", ".onnx names an ONNX model, but tvexport bake writes a baked file; name it {stem}.baked.pt, or export an ONNX model with: tvexport export {src} -o {out}"),
+    ("x.pt2", ".pt2 names an AOTInductor package, but tvexport bake writes a baked file; name it {stem}.baked.pt, or export an AOTInductor package with: tvexport export {src} -o {out}"),
+    ("x.engine", ".engine names a TensorRT engine, but tvexport bake writes a baked file; name it {stem}.baked.pt, or build an engine"),
+])
+def test_baked_output_named_as_another_artefact_is_refused_before_any_work(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, says: str) -> None:
+    """Before: `bake -o x.onnx` wrote a torch baked file named .onnx, exit 0."""
+    def work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the output was checked")
+
+    source, out = tmp_path / "src.ckpt", tmp_path / name
+    source.write_bytes(b"unread")
+    line = f"-o {out}: " + says.format(stem=tmp_path / "x", src=source, out=out)
+    monkeypatch.setattr(bake_module, "read_checkpoint", work)
+    with pytest.raises(TvexportError) as err:
+        bake_checkpoint(source, out)
+    assert str(err.value).startswith(line), str(err.value)
+    r = cli("bake", source, "-o", out)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {line}"), r.stderr
+    with pytest.raises(TvexportError, match="but tvexport bake writes a baked file"):
+        save_baked(object(), out)  # type: ignore[arg-type]  # refused before the result is looked at
+    assert list(tmp_path.iterdir()) == [source]
+    for fine in ("x.baked.pt", "x.pt", "x.pth", "x.ckpt", "x.bin", "x"):
+        bake_module.check_baked_output(tmp_path / fine, source=source)
+
+
 def test_verification_options_are_refused_without_verification(tmp_path: Path) -> None:
     """Before: bake_model(batch=..., seed=...) and bake_checkpoint(seed=...) with verify=False
     silently ignored them (the CLI refused --batch with --no-verify)."""

@@ -34,6 +34,52 @@ BACKEND_KINDS: dict[str, ArtifactKind] = {backend: kind for kind, (_, _, backend
 BACKEND_KINDS.update({"openvino": "onnx", "openvino-bf16": "onnx"})
 
 
+# what a file named with a suffix is taken to be (by users, runners, onnxruntime, trtexec); the
+# longest suffix first (``.baked.pt`` before ``.pt``)
+OutputKind = Literal["onnx", "aoti", "tensorrt", "baked", "checkpoint"]
+_SUFFIX_KINDS: tuple[tuple[str, OutputKind], ...] = (
+    (".baked.pt", "baked"), (".onnx", "onnx"), (".pt2", "aoti"), *((s, "tensorrt") for s in ENGINE_SUFFIXES),
+    (".pth.tar", "checkpoint"), (".ckpt", "checkpoint"), (".pth", "checkpoint"), (".pt", "checkpoint"), (".tar", "checkpoint"),
+)
+_OUTPUT_WHAT: dict[OutputKind, str] = {
+    "onnx": "an ONNX model", "aoti": "an AOTInductor package", "tensorrt": "a TensorRT engine",
+    "baked": "a baked file", "checkpoint": "a torch checkpoint",
+}
+
+
+def suffix_kind(path: str | Path) -> tuple[str, OutputKind] | None:
+    """(suffix, kind) a file named ``path`` is taken to be by its name, or None for a suffix
+    tvexport does not know (``model.onnx`` -> (".onnx", "onnx"), ``m.baked.pt`` -> (".baked.pt", "baked"))."""
+    name = Path(path).name.lower()
+    return next(((suffix, kind) for suffix, kind in _SUFFIX_KINDS if name.endswith(suffix) and len(name) > len(suffix)), None)
+
+
+def export_format_of(path: str | Path | None) -> str | None:
+    """The ``tvexport export --format`` a known output suffix calls for (.onnx: onnx, .pt2: aoti), else None."""
+    found = suffix_kind(path) if path is not None else None
+    return found[1] if found is not None and found[1] in ("onnx", "aoti") else None
+
+
+def check_output_suffix(path: str | Path, *, writes: OutputKind, by: str, how: dict[OutputKind, str], source: str | Path | None = None) -> None:
+    """Refuse an output named with the suffix of another kind of file than the one written
+    (``writes``, by the command ``by``): the runners, onnxruntime, trtexec and the user would take it for that. ``how``:
+    per kind, how to make that kind instead (``{path}``: the output, ``{source}``: the input), for the hint. A suffix
+    tvexport does not know, or none, passes; the two torch kinds (baked, checkpoint) are one here."""
+    found = suffix_kind(path)
+    if found is None:
+        return
+    suffix, kind = found
+    torch_file = {"baked", "checkpoint"}
+    if kind == writes or (kind in torch_file and writes in torch_file):
+        return
+    path = Path(path)
+    right = {"onnx": ".onnx", "aoti": ".pt2", "tensorrt": ".engine", "baked": ".baked.pt", "checkpoint": ".baked.pt"}[writes]
+    fix = f"name it {path.with_name(path.name[: -len(suffix)] + right)}"
+    if kind in how:
+        fix += f", or {how[kind].format(path=path, source=source or 'SOURCE')}"
+    raise TvexportError(f"-o {path}: {suffix} names {_OUTPUT_WHAT[kind]}, but {by} writes {_OUTPUT_WHAT[writes]}", hint=fix)
+
+
 def sidecar_path(path: Path) -> Path:
     """``model.pt2`` -> ``model.pt2.json``, ``model.engine`` -> ``model.engine.json``."""
     path = Path(path)

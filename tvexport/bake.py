@@ -25,6 +25,7 @@ from torch import nn
 
 from ._io import atomic_output, check_output_path
 from ._version import __version__
+from .artifacts import check_output_suffix
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError, about_file, sized_by_user
@@ -467,13 +468,28 @@ def baked_payload(result: BakeResult, *, source: Path | None = None) -> dict[str
     }
 
 
+# for an output suffix of another kind: how to make that kind instead (check_output_suffix's hint)
+_OTHER_KINDS = {
+    "onnx": "export an ONNX model with: tvexport export {source} -o {path}",
+    "aoti": "export an AOTInductor package with: tvexport export {source} -o {path}",
+    "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
+}
+
+
+def check_baked_output(path: str | Path, *, source: Path | None = None) -> None:
+    """Refuse a baked file's output named as another kind of file (``x.onnx``, ``x.pt2``, ``x.engine``)."""
+    check_output_suffix(path, writes="baked", by="tvexport bake", how=_OTHER_KINDS, source=source)  # type: ignore[arg-type]
+
+
 def save_baked(result: BakeResult, path: str | Path, *, force: bool = False, source: Path | None = None) -> Path:
     """Write ``result`` to ``path`` atomically (temporary file in the same directory, then rename).
 
-    An existing ``path`` is refused unless ``force``; ``source``, the checkpoint baked, is recorded
-    by name in the file's metadata.
+    An existing ``path`` is refused unless ``force``, and so is a ``path`` named as another kind
+    of file (``.onnx``, ``.pt2``, an engine); ``source``, the checkpoint baked, is recorded by name
+    in the file's metadata.
     """
     path = Path(path)
+    check_baked_output(path, source=source)
     payload = baked_payload(result, source=source)
     with atomic_output(path, force=force) as tmp:
         torch.save(payload, tmp)
@@ -600,6 +616,7 @@ def bake_checkpoint(
     input_size = _resize_options(input_size, resample, interpolation)
     source = Path(source)
     out = Path(output) if output is not None else default_output(source)
+    check_baked_output(out, source=source)
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
         raise TvexportError(f"{source} is already baked", hint="export it directly: tvexport export")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._io import check_output_path
-from ..artifacts import external_data_path
+from ..artifacts import check_output_suffix, export_format_of, external_data_path
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
 from ._common import ExportResult, check_weights_fit
@@ -52,8 +52,32 @@ def check_options(format: str, **options: Any) -> None:
         check(**options)
 
 
-def export_model(model: nn.Module, output: Path, *, format: str = "onnx", **options: Any) -> ExportResult:
-    """Export ``model`` with the exporter of ``format``; ``options`` are that exporter's keywords."""
+# for an output suffix of another kind: how to make that kind instead (check_output_suffix's hint)
+_OTHER_KINDS = {
+    "onnx": "drop --format aoti for an ONNX model",
+    "aoti": "use --format aoti for an AOTInductor package (a .pt2 output picks it when --format is not given)",
+    "baked": "make a baked file with: tvexport bake {source} -o {path}",
+    "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
+}
+
+
+def resolve_format(format: str | None, output: str | Path | None, *, source: str | Path | None = None) -> str:
+    """The export format: ``format`` if given, else the one ``output``'s suffix calls for (.pt2:
+    aoti, .onnx: onnx), else onnx. An ``output`` named as another kind of file (``x.pt2`` with
+    --format onnx, ``x.baked.pt``, ``x.engine``) is refused before any work."""
+    by = "tvexport export" if format is None else f"tvexport export --format {format}"
+    if format is None:
+        format = export_format_of(output) or "onnx"
+    _check_format(format)
+    if output is not None:
+        check_output_suffix(output, writes="aoti" if format == "aoti" else "onnx", by=by, how=_OTHER_KINDS, source=source)  # type: ignore[arg-type]
+    return format
+
+
+def export_model(model: nn.Module, output: Path, *, format: str | None = None, **options: Any) -> ExportResult:
+    """Export ``model`` with the exporter of ``format`` (default: from ``output``'s suffix,
+    ``resolve_format``); ``options`` are that exporter's keywords."""
+    format = resolve_format(format, output)
     return exporter(format)(model, Path(output), **options)
 
 
@@ -78,7 +102,7 @@ def export_checkpoint(
     source: str | Path,
     output: str | Path | None = None,
     *,
-    format: str = "onnx",
+    format: str | None = None,
     arch: str | None = None,
     kernel_dtype: KernelDType | torch.dtype | None = None,
     validate: bool = True,
@@ -100,7 +124,9 @@ def export_checkpoint(
 ) -> ExportResult:
     """``tvexport export`` as one call: read ``source`` (a checkpoint, baked on the fly and verified
     with the same ``rtol``/``atol`` floors, or a baked file), export it as ``format`` ("onnx",
-    "aoti") to ``output`` (default ``<stem>.onnx`` / ``<stem>.pt2`` beside it), validated against
+    "aoti"; default: the one ``output``'s suffix calls for, .pt2 aoti, else onnx; a suffix of
+    another kind of file is refused) to ``output`` (default ``<stem>.onnx`` / ``<stem>.pt2``
+    beside it), validated against
     the float64 truth of the source (``load_source``: the unbaked network of a checkpoint, a baked
     file's model with its kernels as stored). Without validation a baked file or a baseline builds
     no float64 reference, and the result's ``truth``/``baseline`` stay None (nothing was compared).
@@ -119,7 +145,7 @@ def export_checkpoint(
     from ._common import load_source  # looked up at call time (tests stand in for it)
     from .validate import ValidationMismatch
 
-    _check_format(format)
+    format = resolve_format(format, output, source=source)
     source = Path(source)
     out = check_output_path(Path(output) if output is not None else default_output(source, format), force=force, source=source)
     if dynamic_batch and batch != 1:
