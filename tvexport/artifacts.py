@@ -159,12 +159,20 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") in _SIDECAR_KINDS else None
 
 
-def _is_aoti_package(path: Path) -> bool:
+def _is_aoti_package(path: Path) -> bool | str:
+    """True for an AOTInductor package, False for another zip archive, or why the archive cannot
+    be read (a truncated file has no central directory)."""
     try:
         with zipfile.ZipFile(path) as zf:
             return any("/data/aotinductor/" in f"/{name}" for name in zf.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return False
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return str(err) or type(err).__name__
+
+
+def damaged_package(path: Path, reason: str) -> TvexportError:
+    """The error for an AOTInductor package whose zip archive cannot be read (``reason``)."""
+    return TvexportError(f"{path} is a damaged AOTInductor package, truncated or corrupt ({reason})",
+                         hint="export it again (tvexport export SOURCE --format aoti), or copy the whole file again")
 
 
 def _looks_like_onnx(path: Path, head: bytes) -> tuple[bool, bool]:
@@ -176,7 +184,9 @@ def _looks_like_onnx(path: Path, head: bytes) -> tuple[bool, bool]:
 
 
 def identify(path: str | Path) -> Artifact | None:
-    """What tvexport artefact ``path`` is, or None (a checkpoint, or something else)."""
+    """What tvexport artefact ``path`` is, or None (a checkpoint, or something else). A zip archive
+    that cannot be read and is named .pt2 (or has an AOTInductor description beside it) is refused
+    as a damaged package."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -189,8 +199,12 @@ def identify(path: str | Path) -> Artifact | None:
             return Artifact(path, _SIDECAR_KINDS[data["format"]], data, described)
         return None
     if head.startswith(b"PK"):
-        if _is_aoti_package(path):
+        package = _is_aoti_package(path)
+        if package is True:
             return Artifact(path, "aoti", _read_sidecar(sidecar_path(path)))
+        side = _read_sidecar(sidecar_path(path))
+        if package is not False and (path.suffix.lower() == ".pt2" or (side is not None and side["format"] == AOTI_SIDECAR_FORMAT)):
+            raise damaged_package(path, package)  # a zip archive cut short: a checkpoint's is the checkpoint reader's to report
         return None
     is_onnx, ours = _looks_like_onnx(path, head)
     if is_onnx:

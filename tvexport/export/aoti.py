@@ -34,7 +34,7 @@ from .._io import atomic_output, check_exported_file, check_output_path
 from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
-from ..artifacts import sidecar_path
+from ..artifacts import damaged_package, sidecar_path
 from ..errors import TvexportError
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
@@ -339,7 +339,20 @@ def _loader_logs_muted() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def _check_archive(path: Path) -> None:
+    """Refuse a package whose zip archive (a file opening as one: ``PK``) cannot be read, e.g. one
+    cut short: the loader would blame the torch version."""
+    try:
+        with path.open("rb") as f:
+            if f.read(2) != b"PK":
+                return  # not a zip archive at all: the loader says so
+        zipfile.ZipFile(path).close()
+    except (zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise damaged_package(path, str(err) or type(err).__name__) from None
+
+
 def _load_package(path: Path, device: str) -> Any:
+    _check_archive(path)
     with _quiet(), _loader_logs_muted():
         try:
             return torch._inductor.aoti_load_package(str(path))
@@ -357,6 +370,7 @@ class AotiRunner:
 
     def __init__(self, path: Path) -> None:
         self.path = check_exported_file(path, what="an AOTInductor package", dir_hint="give the .pt2 file inside it")
+        _check_archive(self.path)  # before the sidecar, which would only see another size
         self.info = read_sidecar(self.path)
         self.device = str(self.info.get("device", "cpu")) if self.info else "cpu"
         if self.device == "cuda" and not torch.cuda.is_available():
