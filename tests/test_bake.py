@@ -431,6 +431,24 @@ def test_baked_output_named_as_another_artefact_is_refused_before_any_work(cli, 
         bake_module.check_baked_output(tmp_path / fine, source=source)
 
 
+def test_bake_refusals_say_what_to_do_instead(cli, tmp_path: Path, face_ckpt: Path) -> None:
+    """Before: a DWConv baseline was "nothing to bake" with no fix, and a baked file given with
+    --input-size was told "export it directly" although a re-bake was asked for."""
+    dw = write_checkpoint(make_model(atom="dwconv"), tmp_path / "dw.ckpt", "lightning")
+    r = cli("bake", dw, "-o", tmp_path / "dw.baked.pt")
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {dw} is a face_mobilenetv2_x0_1 dwconv baseline without TVConv layers; there is nothing to bake; export it as it is "
+        f"(tvexport export {dw}), or compare it with a TV network: tvexport bench TV_CHECKPOINT --baseline {dw}"), r.stderr
+    baked = bake_checkpoint(face_ckpt, tmp_path / "f.baked.pt", verify=False).output
+    r = cli("bake", baked, "-o", tmp_path / "g.baked.pt")
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {baked} is already baked; export it directly: tvexport export {baked}", r.stderr
+    r = cli("bake", baked, "--input-size", "72x72", "-o", tmp_path / "g.baked.pt")
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {baked} is already baked: its TV generators are gone, so it cannot be re-baked for another input size; "
+        "re-bake the original checkpoint with --input-size"), r.stderr
+    assert not (tmp_path / "g.baked.pt").exists() and not (tmp_path / "dw.baked.pt").exists()
+
+
 def test_verification_options_are_refused_without_verification(tmp_path: Path) -> None:
     """Before: bake_model(batch=..., seed=...) and bake_checkpoint(seed=...) with verify=False
     silently ignored them (the CLI refused --batch with --no-verify)."""

@@ -226,3 +226,20 @@ def test_export_format_follows_the_output_suffix_without_format(cli: Any, tmp_pa
     assert dispatch.resolve_format(options.get("format"), out) == format
     r = cli("export", source, *(["-o", out] if out else []), *(["--format", options["format"]] if options else []), "--no-validate")
     assert r.exit_code == 2 and r.stderr.strip() == f"error: {expected}", r.stderr
+
+
+def test_mismatch_line_names_the_source_file(cli: Any, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: "error: face_mobilenetv2_x0_1: onnxruntime (raw) differs ...": the architecture, not
+    the file (a bake mismatch names the file)."""
+    def off(reference: Any, graphs: dict[str, Any], *, x: torch.Tensor, tolerance: Any) -> Any:
+        truth = reference.truth(x)
+        return reference.compare({label: truth + 1e-4 * truth.abs().max() for label in graphs}, x, tolerance=tolerance)
+
+    monkeypatch.setattr(tvonnx, "validate_graphs", off)
+    with pytest.raises(ValidationMismatch, match=f"^{ckpt}: face_mobilenetv2_x0_1: onnxruntime") as info:
+        tvexport.export_checkpoint(ckpt, tmp_path / "m.onnx", simplify=False)
+    assert info.value.comparisons and (info.value.truth, info.value.baseline) == ("unbaked float64", "unbaked float32")
+    r = cli("export", ckpt, "-o", tmp_path / "m.onnx", "--no-simplify")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {ckpt}: face_mobilenetv2_x0_1: onnxruntime (raw) differs"), r.stderr
+    assert "nothing written" in lines[0] and list(tmp_path.iterdir()) == []

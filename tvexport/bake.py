@@ -619,13 +619,17 @@ def bake_checkpoint(
     check_baked_output(out, source=source)
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
-        raise TvexportError(f"{source} is already baked", hint="export it directly: tvexport export")
+        if input_size is not None:  # a re-bake for another size starts from the generators, which a baked file no longer holds
+            raise TvexportError(f"{source} is already baked: its TV generators are gone, so it cannot be re-baked for another input size",
+                                hint="re-bake the original checkpoint with --input-size")
+        raise TvexportError(f"{source} is already baked", hint=f"export it directly: tvexport export {source}")
     check_output_path(out, force=force, source=source)
     if not allow_nonfinite:
         refuse_nonfinite(ckpt, hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway")
     cfg = arch_config_for(ckpt, arch=arch)
     if cfg.atom != "tvconv":
-        raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
+        raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake",
+                            hint=f"export it as it is (tvexport export {source}), or compare it with a TV network: tvexport bench TV_CHECKPOINT --baseline {source}")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     size = "x".join(map(str, input_size or cfg.input_size))
     with sized_by_user(f"bake {source} at input size {size} with a verification batch of {VERIFY_BATCH if batch is None else batch}", hint="choose a smaller --input-size or --batch"):

@@ -188,8 +188,9 @@ def export_checkpoint(
             result = export_model(src.model, out, format=format, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
         except ValidationMismatch as err:
             assert ref is not None  # only a validating export mismatches, and it has its reference
-            err.truth, err.baseline = ref.truth_label, ref.baseline_label
-            raise
+            named = ValidationMismatch(f"{source}: {err.message}", comparisons=err.comparisons, hint=err.hint)  # which file, as a bake mismatch says
+            named.truth, named.baseline = ref.truth_label, ref.baseline_label
+            raise named from None
     if validate:  # a checkpoint has its reference without validation too (it verified the bake), but nothing was compared with it
         assert ref is not None
         result.truth, result.baseline = ref.truth_label, ref.baseline_label
