@@ -394,3 +394,18 @@ def test_only_allocation_failures_count_as_out_of_memory() -> None:
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA error: an illegal request"))  # by its type, whatever it says
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))  # a bug stays an internal error
     assert not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_version_option_prints_the_version(cli) -> None:
+    """Before: "No such option: --version" (exit 2), although tvexport.__version__ exists."""
+    import tvexport
+
+    r = cli("--version")
+    assert r.exit_code == 0 and r.stdout == f"tvexport {tvexport.__version__}\n" and r.stderr == "", r
+
+
+def test_extension_build_force_help_says_what_it_does(cli) -> None:
+    """Before: the shared "Overwrite an existing output file."; without -o it rebuilds the cache entry."""
+    r = cli("extension", "build", "--help")
+    text = " ".join(r.stdout.split())
+    assert r.exit_code == 0 and "Compile again even when the cached library is up to date" in text and "Overwrite an existing output file" not in text, r.stdout
