@@ -159,3 +159,17 @@ def test_python_example_calls_each_core_command() -> None:
     for call in ("bake_checkpoint", "export_checkpoint", "validate_artifact", "inspect_checkpoint"):
         assert f"tvexport.{call}(" in body, call
         assert call in __import__("tvexport").__all__, call
+
+
+def test_api_names_the_readme_gives_are_importable_from_tvexport() -> None:
+    """Before: the README's Python API says export_checkpoint "raises ValidationMismatch", and only
+    tvexport.export.ValidationMismatch existed (BakeMismatch is at the top level)."""
+    import tvexport
+    from tvexport.export import ValidationMismatch
+
+    text = README
+    named = set(re.findall(r"\btvexport\.([A-Za-z_]\w*)", text)) - {"openvino"}  # the subpackage the README names as one
+    named |= {n for n in ("ValidationMismatch", "BakeMismatch", "MismatchError") if n in text}
+    missing = sorted(n for n in named if n not in tvexport.__all__)
+    assert not missing, missing
+    assert tvexport.ValidationMismatch is ValidationMismatch and issubclass(ValidationMismatch, tvexport.MismatchError)
