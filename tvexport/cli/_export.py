@@ -72,7 +72,7 @@ def export_cmd(
     from ..export import export_checkpoint, resolve_format
     from ..export.validate import ValidationMismatch
 
-    fmt = resolve_format(format.value if format else None, output, source=source)
+    fmt = resolve_format(format.value if format else None, output, check_suffix=False)  # for the status line; export_checkpoint checks the suffix
     try:
         with err_console.status(f"exporting {source.name} to {fmt}...") as status:
             result = export_checkpoint(

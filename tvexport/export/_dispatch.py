@@ -61,17 +61,26 @@ _OTHER_KINDS = {
 }
 
 
-def resolve_format(format: str | None, output: str | Path | None, *, source: str | Path | None = None) -> str:
+def resolve_format(format: str | None, output: str | Path | None, *, source: str | Path | None = None, check_suffix: bool = True) -> str:
     """The export format: ``format`` if given, else the one ``output``'s suffix calls for (.pt2:
     aoti, .onnx: onnx), else onnx. An ``output`` named as another kind of file (``x.pt2`` with
-    --format onnx, ``x.baked.pt``, ``x.engine``) is refused before any work."""
-    by = "tvexport export" if format is None else f"tvexport export --format {format}"
+    --format onnx, ``x.baked.pt``, ``x.engine``) is refused before any work (unless not ``check_suffix``:
+    ``check_export_suffix`` later)."""
+    given = format
     if format is None:
         format = export_format_of(output) or "onnx"
     _check_format(format)
-    if output is not None:
-        check_output_suffix(output, writes="aoti" if format == "aoti" else "onnx", by=by, how=_OTHER_KINDS, source=source)  # type: ignore[arg-type]
+    if check_suffix:
+        check_export_suffix(output, format=format, given=given, source=source)
     return format
+
+
+def check_export_suffix(output: str | Path | None, *, format: str, given: str | None, source: str | Path | None = None) -> None:
+    """Refuse an ``output`` named as another kind of file than ``format`` writes (``given``: the
+    --format the caller gave, None when it was inferred)."""
+    if output is not None:
+        by = "tvexport export" if given is None else f"tvexport export --format {given}"
+        check_output_suffix(output, writes="aoti" if format == "aoti" else "onnx", by=by, how=_OTHER_KINDS, source=source)  # type: ignore[arg-type]
 
 
 def export_model(model: nn.Module, output: Path, *, format: str | None = None, **options: Any) -> ExportResult:
@@ -145,9 +154,10 @@ def export_checkpoint(
     from ._common import load_source  # looked up at call time (tests stand in for it)
     from .validate import ValidationMismatch
 
-    format = resolve_format(format, output, source=source)
+    given, format = format, resolve_format(format, output, source=source, check_suffix=False)
     source = Path(source)
     out = check_output_path(Path(output) if output is not None else default_output(source, format), force=force, source=source)
+    check_export_suffix(output, format=format, given=given, source=source)  # after "is the input file", the graver mistake
     if dynamic_batch and batch != 1:
         raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
     if not validate and (rtol is not None or atol is not None):

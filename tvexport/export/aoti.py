@@ -294,6 +294,8 @@ def read_sidecar(package: Path) -> dict[str, Any] | None:
     package = Path(package)
     recorded, size = data.get("package_bytes"), package.stat().st_size if package.is_file() else None
     if recorded is not None and size is not None and recorded != size:  # e.g. an export interrupted between its two renames
+        if size < recorded:  # or a package cut short: say so where its archive shows it
+            _check_archive(package)
         raise TvexportError(
             f"{side} describes another package than {package}: it records {recorded} bytes, {package.name} has {size}",
             hint="re-export the package (tvexport export SRC --format aoti) so that both files come from one export",
@@ -370,7 +372,6 @@ class AotiRunner:
 
     def __init__(self, path: Path) -> None:
         self.path = check_exported_file(path, what="an AOTInductor package", dir_hint="give the .pt2 file inside it")
-        _check_archive(self.path)  # before the sidecar, which would only see another size
         self.info = read_sidecar(self.path)
         self.device = str(self.info.get("device", "cpu")) if self.info else "cpu"
         if self.device == "cuda" and not torch.cuda.is_available():
