@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from .._version import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, TvexportError
 from ._console import err_console
 
@@ -31,8 +32,6 @@ _state = {"verbose": False}
 
 def _print_version(value: bool) -> None:
     if value:
-        from .._version import __version__
-
         typer.echo(f"tvexport {__version__}")
         raise typer.Exit()
 
