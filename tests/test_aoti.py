@@ -425,3 +425,40 @@ def test_cli_export_and_validate_aoti(cli, face_ckpt: Path, tmp_path: Path) -> N
     assert r.exit_code == 0, r.stderr
     r = cli("validate", out, "--against", face_ckpt, "--backend", "aoti", "--batch", "9")
     assert r.exit_code == 2 and "accepts batch 1..8" in r.stderr
+
+
+def test_truncated_package_is_reported_as_damaged(cli, demo_ckpt: Path, tmp_path: Path) -> None:
+    """Before: a .pt2 cut short (a zip archive without its central directory) was "cannot tell which
+    runtime runs it", and with --backend aoti "export it again with this torch version"."""
+    import zipfile
+
+    from tvexport.artifacts import identify
+
+    whole = tmp_path / "whole.pt2"
+    with zipfile.ZipFile(whole, "w") as zf:  # the layout of a package, as torch writes it
+        zf.writestr("model/archive_format", "pt2")
+        zf.writestr("model/data/aotinductor/model/abc.wrapper.so", os.urandom(20000))
+    sidecar = {"format": aoti.SIDECAR_FORMAT, "device": "cpu", "input_shape": [1, 3, 96, 96], "dynamic_batch": None,
+               "package_bytes": whole.stat().st_size}
+    cut = whole.read_bytes()[:12000]
+    cases = {"cut.pt2": False, "cut_with_sidecar.pt2": True, "cut_with_sidecar.bin": True}
+    for name, with_sidecar in cases.items():
+        path = tmp_path / name
+        path.write_bytes(cut)
+        if with_sidecar:
+            sidecar_path(path).write_text(json.dumps(sidecar))
+        said = f"{path} is a damaged AOTInductor package, truncated or corrupt ("
+        fix = "; export it again (tvexport export SOURCE --format aoti), or copy the whole file again"
+        for backend in ([], ["--backend", "aoti"]):
+            r = cli("validate", path, "--against", demo_ckpt, *backend)
+            lines = r.stderr.strip().splitlines()
+            assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+            assert lines[0].startswith(f"error: {said}") and lines[0].endswith(fix) and "torch version" not in lines[0], lines[0]
+        with pytest.raises(TvexportError, match="damaged AOTInductor package, truncated or corrupt"):
+            aoti.load_runner(path)
+        with pytest.raises(TvexportError, match="damaged AOTInductor package, truncated or corrupt"):
+            identify(path)
+    (tmp_path / "cut.ckpt").write_bytes(cut)  # a zip cut short named as a checkpoint: the checkpoint reader's to report
+    assert identify(tmp_path / "cut.ckpt") is None
+    r = cli("inspect", tmp_path / "cut.ckpt")
+    assert r.exit_code == 2 and "truncated or corrupt" in r.stderr and "AOTInductor" not in r.stderr, r.stderr

@@ -388,6 +388,67 @@ def test_bake_checkpoint_is_the_cli_pipeline(tmp_path: Path, face_ckpt: Path) ->
         bake_checkpoint(tmp_path / "missing.ckpt", rtol=-1)  # checked before the file is even read
 
 
+def test_baking_a_baked_model_is_refused_before_any_work(tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: bake() of a model loaded from a .baked.pt built the float64 Reference, then failed
+    with a bare AssertionError in _bake_float64. It is refused as the CLI refuses a baked file."""
+    done = bake_checkpoint(face_ckpt, tmp_path / "f.baked.pt", verify=False)
+    baked = tvexport.load_checkpoint(done.output)
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the refusal")
+
+    monkeypatch.setattr(bake_module, "Reference", no_work)
+    for options in ({}, {"input_size": (72, 72)}, {"verify": False}):
+        with pytest.raises(TvexportError, match="^the model is already baked.*bake the original checkpoint") as err:
+            tvexport.bake(baked, **options)  # type: ignore[arg-type]
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("x.onnx", ".onnx names an ONNX model, but tvexport bake writes a baked file; name it {stem}.baked.pt, or export an ONNX model with: tvexport export {src} -o {out}"),
+    ("x.pt2", ".pt2 names an AOTInductor package, but tvexport bake writes a baked file; name it {stem}.baked.pt, or export an AOTInductor package with: tvexport export {src} -o {out}"),
+    ("x.engine", ".engine names a TensorRT engine, but tvexport bake writes a baked file; name it {stem}.baked.pt, or build an engine"),
+])
+def test_baked_output_named_as_another_artefact_is_refused_before_any_work(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, says: str) -> None:
+    """Before: `bake -o x.onnx` wrote a torch baked file named .onnx, exit 0."""
+    def work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the output was checked")
+
+    source, out = tmp_path / "src.ckpt", tmp_path / name
+    source.write_bytes(b"unread")
+    line = f"-o {out}: " + says.format(stem=tmp_path / "x", src=source, out=out)
+    monkeypatch.setattr(bake_module, "read_checkpoint", work)
+    with pytest.raises(TvexportError) as err:
+        bake_checkpoint(source, out)
+    assert str(err.value).startswith(line), str(err.value)
+    r = cli("bake", source, "-o", out)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {line}"), r.stderr
+    with pytest.raises(TvexportError, match="but tvexport bake writes a baked file"):
+        save_baked(object(), out)  # type: ignore[arg-type]  # refused before the result is looked at
+    assert list(tmp_path.iterdir()) == [source]
+    for fine in ("x.baked.pt", "x.pt", "x.pth", "x.ckpt", "x.bin", "x"):
+        bake_module.check_baked_output(tmp_path / fine, source=source)
+
+
+def test_bake_refusals_say_what_to_do_instead(cli, tmp_path: Path, face_ckpt: Path) -> None:
+    """Before: a DWConv baseline was "nothing to bake" with no fix, and a baked file given with
+    --input-size was told "export it directly" although a re-bake was asked for."""
+    dw = write_checkpoint(make_model(atom="dwconv"), tmp_path / "dw.ckpt", "lightning")
+    r = cli("bake", dw, "-o", tmp_path / "dw.baked.pt")
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {dw} is a face_mobilenetv2_x0_1 dwconv baseline without TVConv layers; there is nothing to bake; export it as it is "
+        f"(tvexport export {dw}), or compare it with a TV network: tvexport bench TV_CHECKPOINT --baseline {dw}"), r.stderr
+    baked = bake_checkpoint(face_ckpt, tmp_path / "f.baked.pt", verify=False).output
+    r = cli("bake", baked, "-o", tmp_path / "g.baked.pt")
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {baked} is already baked; export it directly: tvexport export {baked}", r.stderr
+    r = cli("bake", baked, "--input-size", "72x72", "-o", tmp_path / "g.baked.pt")
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {baked} is already baked: its TV generators are gone, so it cannot be re-baked for another input size; "
+        "re-bake the original checkpoint with --input-size"), r.stderr
+    assert not (tmp_path / "g.baked.pt").exists() and not (tmp_path / "dw.baked.pt").exists()
+
+
 def test_verification_options_are_refused_without_verification(tmp_path: Path) -> None:
     """Before: bake_model(batch=..., seed=...) and bake_checkpoint(seed=...) with verify=False
     silently ignored them (the CLI refused --batch with --no-verify)."""

@@ -242,6 +242,44 @@ def test_even_tv_kernel_size_is_refused(cli: Any, tmp_path: Path) -> None:
         assert f"k4.pt: TV layer {_LAYER[:-1]} records kernel size TVConv_k=4, not a positive odd number" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("layer", "buffer", "stored", "expected"),
+    [
+        ("features.1.conv.0.0", "stride", 3, 1),  # the audit's file: the demo's first TV layer with stride 3
+        ("features.1.conv.0.0", "h", 50, 96),  # h contradicting its 96x96 posi_map
+        ("features.14.conv.1.0", "stride", 1, 2),  # a stride-2 layer recorded as stride 1
+        ("features.14.conv.1.0", "w", 12, 6),
+        ("features.14.conv.1.0", "channels", 48, 96),
+        ("features.14.conv.1.0", "TVConv_k", 5, 3),  # a later layer than the one k is detected from
+        ("features.14.conv.1.0", "TVConv_k_square", 4, 9),
+    ],
+)
+def test_tv_geometry_buffers_contradicting_the_architecture_are_refused(cli: Any, tmp_path: Path, layer: str, buffer: str, stored: int, expected: int) -> None:
+    """Before: a checkpoint whose recorded stride/h/w/channels/k contradicted the architecture was
+    baked (from the architecture's geometry) and every verification row read "ok"."""
+    model = make_model()  # random posi_map, the reference's buffers
+    with torch.no_grad():
+        getattr(model.get_submodule(layer), buffer).fill_(stored)
+    line = f"TV layer {layer} records {buffer}={stored}, but face_mobilenetv2_x0_1 has {buffer}={expected} there"
+    for fmt, name in (("lightning", "bad.ckpt"), ("state_dict", "bad.pt")):
+        path = write_checkpoint(model, tmp_path / name, fmt)
+        r = cli("bake", path, "-o", tmp_path / "bad.baked.pt")
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+        assert lines[0].startswith(f"error: {path}: {line}") and "check --arch" in lines[0], lines[0]
+        assert not (tmp_path / "bad.baked.pt").exists()
+        with pytest.raises(TvexportError, match=re.escape(line)):
+            load_checkpoint(path)
+
+
+def test_tv_geometry_buffers_of_every_zoo_model_agree_with_it(tmp_path: Path) -> None:
+    """Checkpoints saved from the zoo's own networks (the reference's buffers) still load."""
+    for name in list_models():
+        model = make_model(name)
+        path = write_checkpoint(model, tmp_path / f"{name}.pt", "state_dict")
+        load_checkpoint(path)
+
+
 _HEAD = torch.zeros(512, 10)
 _PREFIX_CASES = {
     # name: (how the saved keys are made from the network's, extra entries, what is dropped)

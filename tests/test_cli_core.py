@@ -154,6 +154,37 @@ def test_output_dash_is_refused_before_any_work(cli, tmp_path: Path, face_ckpt: 
     assert not (tmp_path / "-").exists() and not (tmp_path / "-.json").exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
+@pytest.mark.parametrize(("command", "output"), [
+    (["bake"], "/proc/a.baked.pt"), (["export"], "/proc/a.onnx"), (["export", "--format", "aoti"], "/proc/a.pt2"),
+])
+def test_output_where_nothing_can_be_created_is_refused_before_any_work(cli, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], output: str) -> None:
+    """Before: the early check asked os.access, which root always passes, so as root `-o /proc/a.onnx`
+    ran the whole bake and export before "cannot write in /proc". os.access is made to pass here
+    (as for root) and the directory is probed by creating a file there."""
+    import tvexport._io
+    from tvexport.export import _common
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the output was refused")
+
+    monkeypatch.setattr(tvexport._io.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(importlib.import_module("tvexport.bake"), "bake_model", no_work)
+    monkeypatch.setattr(_common, "load_source", no_work)
+    r = cli(*command, face_ckpt, "-o", output)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith("error: cannot write in /proc (") and lines[0].endswith("; choose another output path"), lines[0]
+
+
+def test_output_directory_probe_leaves_nothing_behind(tmp_path: Path) -> None:
+    from tvexport._io import check_output_dir, check_output_path
+
+    check_output_dir(tmp_path)
+    check_output_path(tmp_path / "a.onnx", force=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", [
     ["inspect", "-"],
     ["bake", "-", "-o", "out.baked.pt"],
@@ -368,3 +399,18 @@ def test_only_allocation_failures_count_as_out_of_memory() -> None:
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA error: an illegal request"))  # by its type, whatever it says
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))  # a bug stays an internal error
     assert not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_version_option_prints_the_version(cli) -> None:
+    """Before: "No such option: --version" (exit 2), although tvexport.__version__ exists."""
+    import tvexport
+
+    r = cli("--version")
+    assert r.exit_code == 0 and r.stdout == f"tvexport {tvexport.__version__}\n" and r.stderr == "", r
+
+
+def test_extension_build_force_help_says_what_it_does(cli) -> None:
+    """Before: the shared "Overwrite an existing output file."; without -o it rebuilds the cache entry."""
+    r = cli("extension", "build", "--help")
+    text = " ".join(r.stdout.split())
+    assert r.exit_code == 0 and "Compile again even when the cached library is up to date" in text and "Overwrite an existing output file" not in text, r.stdout

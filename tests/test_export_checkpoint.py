@@ -169,3 +169,77 @@ def test_options_are_refused_before_any_work(tmp_path: Path, monkeypatch: pytest
         tvexport.export_checkpoint(source, **options)
     assert says in str(info.value) and "\n" not in str(info.value)
     assert list(tmp_path.iterdir()) == [source]
+
+
+SUFFIX_REFUSED = [
+    ("m.pt2", {"format": "onnx"}, "-o {out}: .pt2 names an AOTInductor package, but tvexport export --format onnx writes an ONNX model; name it {stem}.onnx, or use --format aoti"),
+    ("m.onnx", {"format": "aoti"}, "-o {out}: .onnx names an ONNX model, but tvexport export --format aoti writes an AOTInductor package; name it {stem}.pt2, or drop --format aoti"),
+    ("m.baked.pt", {}, "-o {out}: .baked.pt names a baked file, but tvexport export writes an ONNX model; name it {stem}.onnx, or make a baked file with: tvexport bake {src} -o {out}"),
+    ("m.baked.pt", {"format": "aoti"}, "-o {out}: .baked.pt names a baked file, but tvexport export --format aoti writes an AOTInductor package; name it {stem}.pt2"),
+    ("m.pth", {}, "-o {out}: .pth names a torch checkpoint, but tvexport export writes an ONNX model; name it {stem}.onnx"),
+    ("m.engine", {}, "-o {out}: .engine names a TensorRT engine, but tvexport export writes an ONNX model; name it {stem}.onnx, or build an engine"),
+]
+
+
+@pytest.mark.parametrize(("name", "options", "says"), SUFFIX_REFUSED, ids=[f"{n}-{o.get('format')}" for n, o, _ in SUFFIX_REFUSED])
+def test_output_suffix_of_another_kind_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, options: dict[str, Any], says: str) -> None:
+    """Before: `export -o x.pt2` without --format aoti wrote an ONNX graph named x.pt2 (and
+    `-o x.baked.pt` one named .baked.pt), exit 0: the runners, onnxruntime and the user were misled."""
+    def work(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("work started before the output was checked")
+
+    for module, attr in (("tvexport.export._common", "load_source"), ("tvexport.export._dispatch", "export_model"), ("tvexport.bake", "read_checkpoint")):
+        monkeypatch.setattr(importlib.import_module(module), attr, work)
+    source, out = tmp_path / "src.ckpt", tmp_path / name
+    source.write_bytes(b"unread")
+    with pytest.raises(TvexportError) as info:
+        tvexport.export_checkpoint(source, out, **options)
+    stem = tmp_path / name.split(".")[0]
+    assert str(info.value).startswith(says.format(out=out, stem=stem, src=source)) and "\n" not in str(info.value), str(info.value)
+    assert list(tmp_path.iterdir()) == [source]
+
+
+@pytest.mark.parametrize(("name", "options", "format"), [
+    ("m.pt2", {}, "aoti"), ("m.onnx", {}, "onnx"), ("m.bin", {}, "onnx"), ("m", {}, "onnx"), (None, {}, "onnx"),
+    ("m.pt2", {"format": "aoti"}, "aoti"), ("m.bin", {"format": "aoti"}, "aoti"),
+])
+def test_export_format_follows_the_output_suffix_without_format(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str | None, options: dict[str, Any], format: str) -> None:
+    """Polygraphy-style: a known suffix (.pt2, .onnx) picks the format when none is given; an
+    unknown one, or no -o, gets the default onnx."""
+    from types import SimpleNamespace
+
+    class Reached(TvexportError):
+        pass
+
+    def export_model(model: Any, output: Path, *, format: str, **kwargs: Any) -> Any:
+        raise Reached(f"exporting {output.name} as {format}")
+
+    dispatch = importlib.import_module("tvexport.export._dispatch")
+    monkeypatch.setattr(importlib.import_module("tvexport.export._common"), "load_source", lambda source, **kw: SimpleNamespace(model=None, reference=None, path=source))
+    monkeypatch.setattr(dispatch, "export_model", export_model)
+    source = tmp_path / "src.ckpt"
+    source.write_bytes(b"unread")
+    out = tmp_path / name if name is not None else None
+    expected = f"exporting {(out or tmp_path / ('src' + ('.pt2' if format == 'aoti' else '.onnx'))).name} as {format}"
+    with pytest.raises(Reached, match=f"^{expected}$"):
+        tvexport.export_checkpoint(source, out, validate=False, **options)
+    assert dispatch.resolve_format(options.get("format"), out) == format
+    r = cli("export", source, *(["-o", out] if out else []), *(["--format", options["format"]] if options else []), "--no-validate")
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {expected}", r.stderr
+
+
+def test_mismatch_line_names_the_source_file(cli: Any, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: "error: face_mobilenetv2_x0_1: onnxruntime (raw) differs ...": the architecture, not
+    the file (a bake mismatch names the file)."""
+    def off(reference: Any, graphs: dict[str, Any], *, x: torch.Tensor, tolerance: Any) -> Any:
+        truth = reference.truth(x)
+        return reference.compare({label: truth + 1e-4 * truth.abs().max() for label in graphs}, x, tolerance=tolerance)
+
+    monkeypatch.setattr(tvonnx, "validate_graphs", off)
+    with pytest.raises(ValidationMismatch, match=f"^{ckpt}: face_mobilenetv2_x0_1: onnxruntime") as info:
+        tvexport.export_checkpoint(ckpt, tmp_path / "m.onnx", simplify=False)
+    assert info.value.comparisons and (info.value.truth, info.value.baseline) == ("unbaked float64", "unbaked float32")
+    r = cli("export", ckpt, "-o", tmp_path / "m.onnx", "--no-simplify")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {ckpt}: face_mobilenetv2_x0_1: onnxruntime (raw) differs"), r.stderr
+    assert "nothing written" in lines[0] and list(tmp_path.iterdir()) == []

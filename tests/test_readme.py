@@ -159,3 +159,44 @@ def test_python_example_calls_each_core_command() -> None:
     for call in ("bake_checkpoint", "export_checkpoint", "validate_artifact", "inspect_checkpoint"):
         assert f"tvexport.{call}(" in body, call
         assert call in __import__("tvexport").__all__, call
+
+
+def test_api_names_the_readme_gives_are_importable_from_tvexport() -> None:
+    """Before: the README's Python API says export_checkpoint "raises ValidationMismatch", and only
+    tvexport.export.ValidationMismatch existed (BakeMismatch is at the top level)."""
+    import tvexport
+    from tvexport.export import ValidationMismatch
+
+    text = README
+    named = set(re.findall(r"\btvexport\.([A-Za-z_]\w*)", text)) - {"openvino"}  # the subpackage the README names as one
+    named |= {n for n in ("ValidationMismatch", "BakeMismatch", "MismatchError") if n in text}
+    missing = sorted(n for n in named if n not in tvexport.__all__)
+    assert not missing, missing
+    assert tvexport.ValidationMismatch is ValidationMismatch and issubclass(ValidationMismatch, tvexport.MismatchError)
+
+
+def test_console_examples_that_write_can_run_again() -> None:
+    """Before: six examples without --force exited 2 ("already exists") on a newcomer's second run."""
+    writes = {"bake", "export", "build"}
+    for _, body in _blocks("console"):
+        for line in body.splitlines():
+            if not line.startswith("$ tvexport "):
+                continue
+            args = shlex.split(line[len("$ tvexport "):])
+            if args[0] in writes or (args[0] == "bench" and {"--json", "--csv", "--markdown", "--plot"} & set(args)):
+                assert "--force" in args, line
+
+
+def test_outputs_of_readme_commands_in_the_repository_root_are_ignored() -> None:
+    """Before: bench.json and bench.png showed in `git status` after the README's bench example."""
+    import fnmatch
+
+    ignored = [p.strip() for p in (ROOT / ".gitignore").read_text().splitlines() if p.strip() and not p.startswith(("#", "!"))]
+    for _, body in _blocks("console"):
+        for line in body.splitlines():
+            if not line.startswith("$ tvexport "):
+                continue
+            args = shlex.split(line[len("$ tvexport "):])
+            outputs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-o", "--json", "--csv", "--markdown", "--plot")]
+            for out in outputs:
+                assert "/" not in out and any(fnmatch.fnmatch(out, p.lstrip("/")) for p in ignored), f"{out} (from {line}) is not in .gitignore"

@@ -344,3 +344,25 @@ def test_validate_api_refuses_a_bad_batch_or_seed_before_any_work(artefacts: dic
     monkeypatch.setattr(validate, "load_source", lambda *a, **k: pytest.fail("the checkpoint was baked"))
     with pytest.raises(TvexportError, match="^" + said):
         validate_artifact(artefacts["onnx"], artefacts["ckpt"], **option)  # type: ignore[arg-type]
+
+
+def test_cli_validate_of_a_text_file_named_as_a_checkpoint_does_not_say_export_it(cli: Any, artefacts: dict[str, Path], tmp_path: Path) -> None:
+    """Before: any .ckpt "looks like a checkpoint, not an exported model; export it first", judged
+    from the suffix: following that hint then failed with "not a PyTorch checkpoint"."""
+    text = tmp_path / "text.ckpt"
+    text.write_text("not a model\n")
+    r = cli("validate", text, "--against", artefacts["ckpt"])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and lines == [f"error: {text} is neither an exported model nor a checkpoint (it looks like a text file); "
+                                          "give the .onnx, .pt2 or TensorRT engine that tvexport export or build wrote"], r.stderr
+    r = cli("validate", artefacts["ckpt"], "--against", artefacts["ckpt"])  # a real checkpoint keeps its hint
+    assert r.exit_code == 2 and "looks like a checkpoint, not an exported model; export it first" in r.stderr, r.stderr
+
+
+def test_validate_without_onnx_names_the_run_not_an_export(cli: Any, artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before (base install): "ONNX export needs onnx, which is not installed" during a validation."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"])
+    assert r.exit_code == 2 and r.stderr.strip() == "error: running an ONNX model needs onnx, which is not installed; install it with: pip install 'tvexport[onnx]'", r.stderr

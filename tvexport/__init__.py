@@ -34,7 +34,7 @@ from .bake import bake_model as bake
 from .checkpoint import Checkpoint, read_checkpoint
 from .compile import CompiledModel, compile_model
 from .errors import MismatchError, MissingDependencyError, TvexportError
-from .export import ExportResult, ValidationReport, export_checkpoint, validate_artifact  # onnx, onnxruntime, Inductor imported only when used
+from .export import ExportResult, ValidationMismatch, ValidationReport, export_checkpoint, validate_artifact  # onnx, onnxruntime, Inductor imported only when used
 from .layers import BakedTVConv, TVConv, TVGeometry, tv_depthwise, tv_depthwise_unfold
 from .models import ArchConfig, TVSettings, create_model, list_models
 from .summary import ModelSummary, inspect_checkpoint
@@ -59,6 +59,7 @@ __all__ = [
     "TVSettings",
     "Tolerance",
     "TvexportError",
+    "ValidationMismatch",
     "ValidationReport",
     "__version__",
     "bake",

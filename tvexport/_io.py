@@ -71,7 +71,9 @@ def check_output_path(path: Path, *, force: bool, source: Path | None = None) ->
 
 def check_output_dir(path: str | Path, *, file_hint: str = "choose another output path") -> Path:
     """Fail early when the directory ``path`` that outputs go into is a file (``file_hint``: how to
-    fix that), missing or not writable."""
+    fix that), missing or not writable. Writable means a file can be made there, as the atomic
+    writer will: a temporary file is created and removed (``os.access`` alone passes for root
+    where nothing can be created, e.g. /proc or /sys)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise TvexportError(f"output directory {path} is a file, not a directory", hint=file_hint)
@@ -79,6 +81,13 @@ def check_output_dir(path: str | Path, *, file_hint: str = "choose another outpu
         raise TvexportError(f"output directory {path} does not exist", hint="create it first")
     if not os.access(path, os.W_OK | os.X_OK):
         raise TvexportError(f"output directory {path} is not writable", hint="choose another output path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tvexport-probe-", suffix=".tmp", dir=path)
+    except OSError as err:
+        raise TvexportError(f"cannot write in {path} ({err.strerror or err})", hint="choose another output path") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
     return path
 
 

@@ -34,6 +34,52 @@ BACKEND_KINDS: dict[str, ArtifactKind] = {backend: kind for kind, (_, _, backend
 BACKEND_KINDS.update({"openvino": "onnx", "openvino-bf16": "onnx"})
 
 
+# what a file named with a suffix is taken to be (by users, runners, onnxruntime, trtexec); the
+# longest suffix first (``.baked.pt`` before ``.pt``)
+OutputKind = Literal["onnx", "aoti", "tensorrt", "baked", "checkpoint"]
+_SUFFIX_KINDS: tuple[tuple[str, OutputKind], ...] = (
+    (".baked.pt", "baked"), (".onnx", "onnx"), (".pt2", "aoti"), *((s, "tensorrt") for s in ENGINE_SUFFIXES),
+    (".pth.tar", "checkpoint"), (".ckpt", "checkpoint"), (".pth", "checkpoint"), (".pt", "checkpoint"), (".tar", "checkpoint"),
+)
+_OUTPUT_WHAT: dict[OutputKind, str] = {
+    "onnx": "an ONNX model", "aoti": "an AOTInductor package", "tensorrt": "a TensorRT engine",
+    "baked": "a baked file", "checkpoint": "a torch checkpoint",
+}
+
+
+def suffix_kind(path: str | Path) -> tuple[str, OutputKind] | None:
+    """(suffix, kind) a file named ``path`` is taken to be by its name, or None for a suffix
+    tvexport does not know (``model.onnx`` -> (".onnx", "onnx"), ``m.baked.pt`` -> (".baked.pt", "baked"))."""
+    name = Path(path).name.lower()
+    return next(((suffix, kind) for suffix, kind in _SUFFIX_KINDS if name.endswith(suffix) and len(name) > len(suffix)), None)
+
+
+def export_format_of(path: str | Path | None) -> str | None:
+    """The ``tvexport export --format`` a known output suffix calls for (.onnx: onnx, .pt2: aoti), else None."""
+    found = suffix_kind(path) if path is not None else None
+    return found[1] if found is not None and found[1] in ("onnx", "aoti") else None
+
+
+def check_output_suffix(path: str | Path, *, writes: OutputKind, by: str, how: dict[OutputKind, str], source: str | Path | None = None) -> None:
+    """Refuse an output named with the suffix of another kind of file than the one written
+    (``writes``, by the command ``by``): the runners, onnxruntime, trtexec and the user would take it for that. ``how``:
+    per kind, how to make that kind instead (``{path}``: the output, ``{source}``: the input), for the hint. A suffix
+    tvexport does not know, or none, passes; the two torch kinds (baked, checkpoint) are one here."""
+    found = suffix_kind(path)
+    if found is None:
+        return
+    suffix, kind = found
+    torch_file = {"baked", "checkpoint"}
+    if kind == writes or (kind in torch_file and writes in torch_file):
+        return
+    path = Path(path)
+    right = {"onnx": ".onnx", "aoti": ".pt2", "tensorrt": ".engine", "baked": ".baked.pt", "checkpoint": ".baked.pt"}[writes]
+    fix = f"name it {path.with_name(path.name[: -len(suffix)] + right)}"
+    if kind in how:
+        fix += f", or {how[kind].format(path=path, source=source or 'SOURCE')}"
+    raise TvexportError(f"-o {path}: {suffix} names {_OUTPUT_WHAT[kind]}, but {by} writes {_OUTPUT_WHAT[writes]}", hint=fix)
+
+
 def sidecar_path(path: Path) -> Path:
     """``model.pt2`` -> ``model.pt2.json``, ``model.engine`` -> ``model.engine.json``."""
     path = Path(path)
@@ -113,12 +159,20 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") in _SIDECAR_KINDS else None
 
 
-def _is_aoti_package(path: Path) -> bool:
+def _is_aoti_package(path: Path) -> bool | str:
+    """True for an AOTInductor package, False for another zip archive, or why the archive cannot
+    be read (a truncated file has no central directory)."""
     try:
         with zipfile.ZipFile(path) as zf:
             return any("/data/aotinductor/" in f"/{name}" for name in zf.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return False
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return str(err) or type(err).__name__
+
+
+def damaged_package(path: Path, reason: str) -> TvexportError:
+    """The error for an AOTInductor package whose zip archive cannot be read (``reason``)."""
+    return TvexportError(f"{path} is a damaged AOTInductor package, truncated or corrupt ({reason})",
+                         hint="export it again (tvexport export SOURCE --format aoti), or copy the whole file again")
 
 
 def _looks_like_onnx(path: Path, head: bytes) -> tuple[bool, bool]:
@@ -130,7 +184,9 @@ def _looks_like_onnx(path: Path, head: bytes) -> tuple[bool, bool]:
 
 
 def identify(path: str | Path) -> Artifact | None:
-    """What tvexport artefact ``path`` is, or None (a checkpoint, or something else)."""
+    """What tvexport artefact ``path`` is, or None (a checkpoint, or something else). A zip archive
+    that cannot be read and is named .pt2 (or has an AOTInductor description beside it) is refused
+    as a damaged package."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -143,8 +199,12 @@ def identify(path: str | Path) -> Artifact | None:
             return Artifact(path, _SIDECAR_KINDS[data["format"]], data, described)
         return None
     if head.startswith(b"PK"):
-        if _is_aoti_package(path):
+        package = _is_aoti_package(path)
+        if package is True:
             return Artifact(path, "aoti", _read_sidecar(sidecar_path(path)))
+        side = _read_sidecar(sidecar_path(path))
+        if package is not False and (path.suffix.lower() == ".pt2" or (side is not None and side["format"] == AOTI_SIDECAR_FORMAT)):
+            raise damaged_package(path, package)  # a zip archive cut short: a checkpoint's is the checkpoint reader's to report
         return None
     is_onnx, ours = _looks_like_onnx(path, head)
     if is_onnx:

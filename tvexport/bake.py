@@ -25,6 +25,7 @@ from torch import nn
 
 from ._io import atomic_output, check_output_path
 from ._version import __version__
+from .artifacts import check_output_suffix
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError, about_file, sized_by_user
@@ -352,7 +353,8 @@ def bake_model(
     interpolation: Interpolation | None = None,
 ) -> BakeResult:
     """Bake a zoo model (from ``load_checkpoint`` or ``create_model``); ``model`` is not modified
-    (it runs in eval mode, and each module's training mode is restored afterwards).
+    (it runs in eval mode, and each module's training mode is restored afterwards). A model that
+    is already baked (``load_checkpoint`` of a ``.baked.pt``) is refused: bake its original checkpoint.
 
     ``kernel_dtype`` is the storage type of the baked kernels: float32 (default), float16, or int8
     with one float32 scale per (channel, tap) (``tvexport.quantize``); ``dtype`` is its older
@@ -366,6 +368,9 @@ def bake_model(
     ``"bicubic"`` (default) or ``"bilinear"``: see ``tvexport.resize``. ``fold_bn`` (default True) folds each eval-mode BatchNorm that directly
     follows a conv, linear or TV layer into it (``fold_batchnorms``); ``allow_nonfinite`` bakes weights holding NaN/Inf instead of refusing them.
     """
+    if isinstance(model, nn.Module) and any(isinstance(m, BakedTVConv) for m in model.modules()):
+        raise TvexportError("the model is already baked (its TV layers hold constant kernels): there is nothing to bake",
+                            hint="export or save it as it is, or bake the original checkpoint (with --input-size for another input size)")
     # the model is the caller's, not ours to switch; anything else: config_of refuses it
     with training_modes_kept(model) if isinstance(model, nn.Module) else contextlib.nullcontext():
         inputs = _verification_inputs(verify, rtol=rtol, atol=atol, batch=batch, seed=seed)
@@ -463,13 +468,28 @@ def baked_payload(result: BakeResult, *, source: Path | None = None) -> dict[str
     }
 
 
+# for an output suffix of another kind: how to make that kind instead (check_output_suffix's hint)
+_OTHER_KINDS = {
+    "onnx": "export an ONNX model with: tvexport export {source} -o {path}",
+    "aoti": "export an AOTInductor package with: tvexport export {source} -o {path}",
+    "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
+}
+
+
+def check_baked_output(path: str | Path, *, source: Path | None = None) -> None:
+    """Refuse a baked file's output named as another kind of file (``x.onnx``, ``x.pt2``, ``x.engine``)."""
+    check_output_suffix(path, writes="baked", by="tvexport bake", how=_OTHER_KINDS, source=source)  # type: ignore[arg-type]
+
+
 def save_baked(result: BakeResult, path: str | Path, *, force: bool = False, source: Path | None = None) -> Path:
     """Write ``result`` to ``path`` atomically (temporary file in the same directory, then rename).
 
-    An existing ``path`` is refused unless ``force``; ``source``, the checkpoint baked, is recorded
-    by name in the file's metadata.
+    An existing ``path`` is refused unless ``force``, and so is a ``path`` named as another kind
+    of file (``.onnx``, ``.pt2``, an engine); ``source``, the checkpoint baked, is recorded by name
+    in the file's metadata.
     """
     path = Path(path)
+    check_baked_output(path, source=source)
     payload = baked_payload(result, source=source)
     with atomic_output(path, force=force) as tmp:
         torch.save(payload, tmp)
@@ -599,15 +619,20 @@ def bake_checkpoint(
     input_size = _resize_options(input_size, resample, interpolation)
     source = Path(source)
     out = Path(output) if output is not None else default_output(source)
+    check_baked_output(out, source=source)
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
-        raise TvexportError(f"{source} is already baked", hint="export it directly: tvexport export")
+        if input_size is not None:  # a re-bake for another size starts from the generators, which a baked file no longer holds
+            raise TvexportError(f"{source} is already baked: its TV generators are gone, so it cannot be re-baked for another input size",
+                                hint="re-bake the original checkpoint with --input-size")
+        raise TvexportError(f"{source} is already baked", hint=f"export it directly: tvexport export {source}")
     check_output_path(out, force=force, source=source)
     if not allow_nonfinite:
         refuse_nonfinite(ckpt, hint="the checkpoint is damaged or diverged; pass --allow-nonfinite to bake anyway")
     cfg = arch_config_for(ckpt, arch=arch)
     if cfg.atom != "tvconv":
-        raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake")
+        raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake",
+                            hint=f"export it as it is (tvexport export {source}), or compare it with a TV network: tvexport bench TV_CHECKPOINT --baseline {source}")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     size = "x".join(map(str, input_size or cfg.input_size))
     with sized_by_user(f"bake {source} at input size {size} with a verification batch of {VERIFY_BATCH if batch is None else batch}", hint="choose a smaller --input-size or --batch"):

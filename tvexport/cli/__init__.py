@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from .._version import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, TvexportError
 from ._console import err_console
 
@@ -29,9 +30,16 @@ app = typer.Typer(
 _state = {"verbose": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tvexport {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and extra detail.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print tvexport's version and exit.", callback=_print_version, is_eager=True)] = False,
 ) -> None:
     _state["verbose"] = verbose
 

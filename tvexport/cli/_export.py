@@ -44,7 +44,7 @@ def export_cmd(
     source: Source,
     output: Output = None,
     arch: Arch = None,
-    format: Annotated[Format, typer.Option("--format", help="Artefact format: ONNX graph or AOTInductor package.", case_sensitive=False)] = Format.onnx,
+    format: Annotated[Format | None, typer.Option("--format", help="Artefact format: ONNX graph or AOTInductor package (default: aoti for a -o ending in .pt2, else onnx).", case_sensitive=False, show_default=False)] = None,
     tv_op: Annotated[TVOpChoice, typer.Option("--tv-op", help="TV layers as standard ONNX ops (portable) or one tvexport::tv_dwconv plugin node each.", case_sensitive=False)] = TVOpChoice.portable,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).", show_default=False)] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Fixed batch size of the graph.")] = 1,
@@ -65,13 +65,14 @@ def export_cmd(
 ) -> None:
     """Export a checkpoint or baked file to a deployable artefact, validated against torch.
 
-    Writes <stem>.onnx (or .pt2) beside the input unless -o is given. Input 'input' (N,3,H,W)
+    Writes <stem>.onnx (or .pt2) beside the input unless -o is given; -o x.pt2 exports an
+    AOTInductor package without --format, and an -o suffix of another kind of file is refused. Input 'input' (N,3,H,W)
     float32; output 'embedding' (N,512) for face networks, 'logits' (N,C,H,W) for DeepLabV3+.
     """
-    from ..export import export_checkpoint
+    from ..export import export_checkpoint, resolve_format
     from ..export.validate import ValidationMismatch
 
-    fmt = format.value
+    fmt = resolve_format(format.value if format else None, output, check_suffix=False)  # for the status line; export_checkpoint checks the suffix
     try:
         with err_console.status(f"exporting {source.name} to {fmt}...") as status:
             result = export_checkpoint(

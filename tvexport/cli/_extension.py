@@ -11,7 +11,7 @@ import typer
 
 from . import app
 from ._console import console, err_console
-from ._options import Force, Json
+from ._options import Json
 
 extension_app = typer.Typer(help="Runtime extensions that run tv_dwconv nodes fused.", no_args_is_help=True)
 app.add_typer(extension_app, name="extension")
@@ -25,7 +25,9 @@ class Runtime(str, Enum):
 def build_cmd(
     runtime: Annotated[Runtime, typer.Argument(help="The runtime to build for.", case_sensitive=False)],
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Directory for the library (default: the cache, where runners look).", show_default=False)] = None,
-    force: Force = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help=(
+        "Compile again even when the cached library is up to date; with -o, also replace a library there "
+        "built from other sources or for another openvino."))] = False,
     as_json: Json = False,
 ) -> None:
     """Build the OpenVINO extension (tv_dwconv on the CPU plugin) with this machine's C++ compiler

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._io import check_output_path
-from ..artifacts import external_data_path
+from ..artifacts import check_output_suffix, export_format_of, external_data_path
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
 from ._common import ExportResult, check_weights_fit
@@ -52,8 +52,41 @@ def check_options(format: str, **options: Any) -> None:
         check(**options)
 
 
-def export_model(model: nn.Module, output: Path, *, format: str = "onnx", **options: Any) -> ExportResult:
-    """Export ``model`` with the exporter of ``format``; ``options`` are that exporter's keywords."""
+# for an output suffix of another kind: how to make that kind instead (check_output_suffix's hint)
+_OTHER_KINDS = {
+    "onnx": "drop --format aoti for an ONNX model",
+    "aoti": "use --format aoti for an AOTInductor package (a .pt2 output picks it when --format is not given)",
+    "baked": "make a baked file with: tvexport bake {source} -o {path}",
+    "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
+}
+
+
+def resolve_format(format: str | None, output: str | Path | None, *, source: str | Path | None = None, check_suffix: bool = True) -> str:
+    """The export format: ``format`` if given, else the one ``output``'s suffix calls for (.pt2:
+    aoti, .onnx: onnx), else onnx. An ``output`` named as another kind of file (``x.pt2`` with
+    --format onnx, ``x.baked.pt``, ``x.engine``) is refused before any work (unless not ``check_suffix``:
+    ``check_export_suffix`` later)."""
+    given = format
+    if format is None:
+        format = export_format_of(output) or "onnx"
+    _check_format(format)
+    if check_suffix:
+        check_export_suffix(output, format=format, given=given, source=source)
+    return format
+
+
+def check_export_suffix(output: str | Path | None, *, format: str, given: str | None, source: str | Path | None = None) -> None:
+    """Refuse an ``output`` named as another kind of file than ``format`` writes (``given``: the
+    --format the caller gave, None when it was inferred)."""
+    if output is not None:
+        by = "tvexport export" if given is None else f"tvexport export --format {given}"
+        check_output_suffix(output, writes="aoti" if format == "aoti" else "onnx", by=by, how=_OTHER_KINDS, source=source)  # type: ignore[arg-type]
+
+
+def export_model(model: nn.Module, output: Path, *, format: str | None = None, **options: Any) -> ExportResult:
+    """Export ``model`` with the exporter of ``format`` (default: from ``output``'s suffix,
+    ``resolve_format``); ``options`` are that exporter's keywords."""
+    format = resolve_format(format, output)
     return exporter(format)(model, Path(output), **options)
 
 
@@ -78,7 +111,7 @@ def export_checkpoint(
     source: str | Path,
     output: str | Path | None = None,
     *,
-    format: str = "onnx",
+    format: str | None = None,
     arch: str | None = None,
     kernel_dtype: KernelDType | torch.dtype | None = None,
     validate: bool = True,
@@ -100,7 +133,9 @@ def export_checkpoint(
 ) -> ExportResult:
     """``tvexport export`` as one call: read ``source`` (a checkpoint, baked on the fly and verified
     with the same ``rtol``/``atol`` floors, or a baked file), export it as ``format`` ("onnx",
-    "aoti") to ``output`` (default ``<stem>.onnx`` / ``<stem>.pt2`` beside it), validated against
+    "aoti"; default: the one ``output``'s suffix calls for, .pt2 aoti, else onnx; a suffix of
+    another kind of file is refused) to ``output`` (default ``<stem>.onnx`` / ``<stem>.pt2``
+    beside it), validated against
     the float64 truth of the source (``load_source``: the unbaked network of a checkpoint, a baked
     file's model with its kernels as stored). Without validation a baked file or a baseline builds
     no float64 reference, and the result's ``truth``/``baseline`` stay None (nothing was compared).
@@ -119,9 +154,10 @@ def export_checkpoint(
     from ._common import load_source  # looked up at call time (tests stand in for it)
     from .validate import ValidationMismatch
 
-    _check_format(format)
+    given, format = format, resolve_format(format, output, source=source, check_suffix=False)
     source = Path(source)
     out = check_output_path(Path(output) if output is not None else default_output(source, format), force=force, source=source)
+    check_export_suffix(output, format=format, given=given, source=source)  # after "is the input file", the graver mistake
     if dynamic_batch and batch != 1:
         raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
     if not validate and (rtol is not None or atol is not None):
@@ -162,8 +198,9 @@ def export_checkpoint(
             result = export_model(src.model, out, format=format, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
         except ValidationMismatch as err:
             assert ref is not None  # only a validating export mismatches, and it has its reference
-            err.truth, err.baseline = ref.truth_label, ref.baseline_label
-            raise
+            named = ValidationMismatch(f"{source}: {err.message}", comparisons=err.comparisons, hint=err.hint)  # which file, as a bake mismatch says
+            named.truth, named.baseline = ref.truth_label, ref.baseline_label
+            raise named from None
     if validate:  # a checkpoint has its reference without validation too (it verified the bake), but nothing was compared with it
         assert ref is not None
         result.truth, result.baseline = ref.truth_label, ref.baseline_label

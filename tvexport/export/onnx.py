@@ -83,12 +83,12 @@ __all__ = [
 ]
 
 
-def _require_onnx() -> None:
+def _require_onnx(what: str = "ONNX export") -> None:
     for pkg in ("onnx", "onnxruntime"):
         try:
             __import__(pkg)
         except ImportError:
-            raise missing(pkg, what="ONNX export", extra="onnx") from None
+            raise missing(pkg, what=what, extra="onnx") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,7 +595,7 @@ class OrtRunner:
 
 def load_runner(path: Path) -> Runner:
     """The ``onnxruntime`` backend: run an exported ``.onnx`` file (plugin nodes on the numpy reference)."""
-    _require_onnx()
+    _require_onnx("running an ONNX model")
     path = check_exported_file(path, what="an ONNX model", dir_hint="give the .onnx file inside it")
     return OrtRunner(path, what=path.name)
 

@@ -129,6 +129,12 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
         if found is not None:
             return found.backend
         if Path(artifact).suffix.lower() in _CHECKPOINT_SUFFIXES:
+            with Path(artifact).open("rb") as f:  # named as a checkpoint; is it a torch file (a zip archive or a pickle)?
+                head = f.read(2)
+            if not head.startswith((b"PK", b"\x80")):
+                other = describe_file(Path(artifact))
+                raise TvexportError(f"{artifact} is neither an exported model nor a checkpoint ({f'it looks like {other}' if other else 'not a torch file'})",
+                                    hint="give the .onnx, .pt2 or TensorRT engine that tvexport export or build wrote")
             raise TvexportError(f"{artifact} looks like a checkpoint, not an exported model", hint=f"export it first (tvexport export {artifact}) and validate the result")
         raise TvexportError(
             f"cannot tell which runtime runs {artifact}: it is not an ONNX model, an AOTInductor package or a TensorRT engine with its sidecar",

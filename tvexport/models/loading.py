@@ -12,6 +12,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint, damaged_metadata
 from ..errors import TvexportError, about_file
+from ..layers import TVConv
 from .registry import ArchConfig, _first_tv_prefix, _tv_settings, create_model, detect_arch, resolve_arch
 
 
@@ -65,6 +66,31 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], *, source
                 f"{source}: shape mismatch for {k}: checkpoint {tuple(sd[k].shape)}, {arch_name} expects {tuple(v.shape)}",
                 hint="check --arch (width, TV settings), or that the file is not corrupt",
             )
+    _check_tv_buffers(model, sd, source=source, arch_name=arch_name)
+
+
+def _check_tv_buffers(model: nn.Module, sd: Mapping[str, torch.Tensor], *, source: Path, arch_name: str) -> None:
+    """Refuse a TV layer whose recorded geometry (the reference's integer buffers ``TVConv_k``,
+    ``TVConv_k_square``, ``stride``, ``channels``, ``h``, ``w``) contradicts the architecture's.
+    The bake uses the architecture's, so without this check such a file would bake, and verify,
+    as if it held other values; the reference's own forward reads them."""
+    for name, layer in model.named_modules():
+        if not isinstance(layer, TVConv):
+            continue
+        g = layer.geometry
+        expected = {"TVConv_k": g.k, "TVConv_k_square": g.k * g.k, "stride": g.stride, "channels": g.channels, "h": g.h, "w": g.w}
+        for buffer, value in expected.items():
+            key = f"{name}.{buffer}"
+            stored = sd.get(key)
+            if not isinstance(stored, torch.Tensor) or stored.numel() != 1:
+                continue  # a missing or mis-shaped key is named by the checks above
+            number = stored.item()
+            if number != value:
+                shown = f"{number:g}" if isinstance(number, float) else str(number)
+                raise TvexportError(
+                    f"{source}: TV layer {name} records {buffer}={shown}, but {arch_name} has {buffer}={value} there",
+                    hint="the file is damaged or was saved from another network; check --arch, or fetch or save the checkpoint again",
+                )
 
 
 def build_from_state_dict(cfg: ArchConfig, sd: Mapping[str, torch.Tensor], *, source: Path) -> nn.Module:
