@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -183,6 +184,30 @@ def test_output_directory_probe_leaves_nothing_behind(tmp_path: Path) -> None:
     check_output_dir(tmp_path)
     check_output_path(tmp_path / "a.onnx", force=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_writer_makes_one_temporary_file_not_a_probe_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: atomic_output ran the early check's directory probe and then made its own temporary
+    file in the same directory (a create and an unlink more per written file, metadata round trips
+    on NFS/SMB); its own mkstemp is the probe. The early check still probes."""
+    import tempfile
+
+    from tvexport._io import check_output_path, write_text_atomic
+
+    made: list[str] = []
+    real = tempfile.mkstemp
+
+    def counting(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        fd, name = real(*args, **kwargs)
+        made.append(Path(name).name)
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", counting)
+    write_text_atomic(tmp_path / "r.json", "{}")
+    assert len(made) == 1 and made[0].startswith(".r.json."), made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    check_output_path(tmp_path / "a.onnx", force=False)
+    assert len(made) == 2 and made[1].startswith(".tvexport-probe-"), made
 
 
 @pytest.mark.parametrize("command", [

@@ -243,3 +243,48 @@ def test_mismatch_line_names_the_source_file(cli: Any, ckpt: Path, tmp_path: Pat
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {ckpt}: face_mobilenetv2_x0_1: onnxruntime (raw) differs"), r.stderr
     assert "nothing written" in lines[0] and list(tmp_path.iterdir()) == []
+
+
+CLI_REFUSED = [
+    (["-o", "m.baked.pt"], "-o {out}: .baked.pt names a baked file, but tvexport export writes an ONNX model; name it {stem}.onnx, or make a baked file with: tvexport bake {src} -o {out}"),
+    (["-o", "m.engine"], "-o {out}: .engine names a TensorRT engine, but tvexport export writes an ONNX model; name it {stem}.onnx, or build an engine"),
+    (["-o", "m.pt2", "--tv-op", "plugin"], "--tv-op plugin does not apply to --format aoti, which -o {out} picks (no --format was given); drop it, or name the output m.onnx for an ONNX model"),
+    (["-o", "m.pt2", "--opset", "17", "--no-simplify"], "--opset, --no-simplify do not apply to --format aoti, which -o {out} picks (no --format was given); drop them, or name"),
+]
+
+
+@pytest.mark.parametrize(("args", "says"), CLI_REFUSED, ids=[" ".join(a) for a, _ in CLI_REFUSED])
+def test_cli_refusals_name_no_format_the_user_did_not_give(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], says: str) -> None:
+    """Before: the CLI passed the format it inferred from -o, so `export src.ckpt -o m.baked.pt` said
+    "tvexport export --format onnx writes..." and `-o m.pt2 --tv-op plugin` "...does not apply to
+    --format aoti", naming a --format nobody typed; the .pt2 suffix that picked aoti went unsaid."""
+    def work(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("work started before the output was checked")
+
+    for module, attr in (("tvexport.export._common", "load_source"), ("tvexport.export._dispatch", "export_model")):
+        monkeypatch.setattr(importlib.import_module(module), attr, work)
+    source = tmp_path / "src.ckpt"
+    source.write_bytes(b"unread")
+    out = tmp_path / args[1]
+    r = cli("export", source, "-o", out, *args[2:])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith("error: " + says.format(out=out, stem=tmp_path / "m", src=source)), lines[0]
+    assert list(tmp_path.iterdir()) == [source]
+
+
+@pytest.mark.parametrize("format", [None, "aoti"])
+def test_baked_output_from_a_baked_file_suggests_no_bake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, format: str | None) -> None:
+    """Before: exporting demo.baked.pt to other.baked.pt advised `tvexport bake demo.baked.pt -o
+    other.baked.pt`, which is refused ("is already baked"). The file is a baked one already."""
+    def work(*args: Any, **kwargs: Any) -> Any:
+        pytest.fail("work started before the output was checked")
+
+    monkeypatch.setattr(importlib.import_module("tvexport.export._common"), "load_source", work)
+    source, out = tmp_path / "demo.baked.pt", tmp_path / "other.baked.pt"
+    source.write_bytes(b"unread")
+    with pytest.raises(TvexportError) as info:
+        tvexport.export_checkpoint(source, out, format=format)
+    right = tmp_path / ("other.pt2" if format else "other.onnx")
+    assert str(info.value).endswith(f"; name it {right}, or copy {source}: it is already a baked file"), str(info.value)
+    assert "tvexport bake" not in str(info.value)

@@ -27,7 +27,7 @@ from tvexport.export._onnx_tv import DECOMPOSITIONS, PLUGIN_DOMAIN, PLUGIN_OP, l
 from tvexport.export._plugin_ref import reference_ops, tv_dwconv_reference  # noqa: E402
 from tvexport.export.validate import ValidationMismatch  # noqa: E402
 from tvexport.layers import BakedTVConv, TVConv, tv_depthwise_unfold  # noqa: E402
-from tvexport.models import TVSettings, list_models  # noqa: E402
+from tvexport.models import TVSettings, config_of, list_models  # noqa: E402
 
 STANDARD_DOMAINS = {"", "ai.onnx"}
 
@@ -301,6 +301,24 @@ def test_external_data_interrupted_between_renames(exports: dict[str, Exported],
         tvonnx._write(exports["mnv2_plugin_dynamic"].graph, out, force=True, external=True)
     assert calls[:2] == ["ext.onnx.data", "ext.onnx"]  # the window the test is about was reached
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_plugin_graph_with_its_external_weights_missing_is_one_line(exports: dict[str, Exported], tmp_path: Path) -> None:
+    """Before: onnxruntime's runner read a plugin graph's node list, then onnx.load read the file again
+    with its weights outside any error handling: with model.onnx.data gone, `tvexport validate` was
+    an internal error (FileNotFoundError), exit 3. It now reads the graph once and loads the weights
+    into it, a missing file being one line."""
+    e = exports["mnv2_plugin_dynamic"]
+    out = tmp_path / "ext.onnx"
+    tvonnx._write(e.graph, out, force=False, external=True)
+    x = np.random.default_rng(0).standard_normal((2, *config_of(e.unbaked).input_shape)).astype(np.float32)
+    np.testing.assert_allclose(tvonnx.load_runner(out)(x), tvonnx.OrtRunner(e.graph, what="in memory")(x), rtol=1e-6, atol=1e-6)
+    (tmp_path / "ext.onnx.data").unlink()
+    with pytest.raises(TvexportError) as info:
+        tvonnx.load_runner(out)
+    said = str(info.value)  # onnx's own reason: ValidationError "... ext.onnx.data, but it is not regular file" (onnx 1.23)
+    assert said.startswith(f"{out}: its external weights cannot be read (") and "ext.onnx.data" in said and "\n" not in said, said
+    assert info.value.hint == "keep the model's external data files next to it, or export it again"
 
 
 def test_self_contained_rewrite_removes_the_stale_external_data(exports: dict[str, Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

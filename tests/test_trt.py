@@ -644,6 +644,43 @@ def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path,
     assert model.read_bytes() == b"not read" and sorted(p.name for p in tmp_path.iterdir()) == [model.name]
 
 
+BUILD_SUFFIX_REFUSED = [
+    ("y.onnx", ".onnx names an ONNX model, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make an ONNX model with: tvexport export CHECKPOINT -o {out}"),
+    ("y.pt2", ".pt2 names an AOTInductor package, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make an AOTInductor package with: tvexport export CHECKPOINT -o {out}"),
+    ("y.baked.pt", ".baked.pt names a baked file, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make a baked file with: tvexport bake CHECKPOINT -o {out}"),
+    ("y.pth", ".pth names a torch checkpoint, but tvexport build writes a TensorRT engine; name it {stem}.engine"),
+]
+
+
+@pytest.mark.parametrize(("name", "says"), BUILD_SUFFIX_REFUSED, ids=[n for n, _ in BUILD_SUFFIX_REFUSED])
+def test_build_refuses_an_output_suffix_of_another_kind(cli, name: str, says: str, tmp_path: Path, fake_tensorrt: None) -> None:  # type: ignore[no-untyped-def]
+    """Before: `tvexport build m.onnx -o y.onnx` wrote a TensorRT engine named y.onnx (and y.json
+    beside it), which onnxruntime, the runners and the user take for an ONNX model; export and bake
+    refuse such a suffix. Refused before CUDA is needed (none here), as export's check is."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read")
+    out = tmp_path / name
+    res = cli("build", model, "-o", out)
+    expected = f"error: -o {out}: " + says.format(out=out, stem=tmp_path / "y")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [expected], res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model.name]
+
+
+@pytest.mark.parametrize("name", ["y.engine", "y.plan", "y.trt", "y"])
+def test_build_takes_an_engine_suffix_or_none(name: str, tmp_path: Path, fake_tensorrt: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suffix check passes the engine suffixes and a name without one (it goes on to CUDA)."""
+    from tvexport.trt import build
+
+    def no_cuda(what: str) -> None:
+        raise TvexportError("reached CUDA")
+
+    monkeypatch.setattr(build, "require_cuda", no_cuda)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read")
+    with pytest.raises(TvexportError, match="^reached CUDA$"):
+        build.build_engine(model, tmp_path / name)
+
+
 @pytest.mark.parametrize("verbose", [False, True])
 def test_logger_keeps_errors_and_prints_only_when_verbose(verbose: bool, capsys: pytest.CaptureFixture[str]) -> None:
     """Before: TensorRT's ERROR lines were printed before the one ``error:`` line that carries them."""

@@ -47,6 +47,24 @@ def test_validate_api_random_and_file_inputs(artefacts: dict[str, Path], tmp_pat
     assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], input_path=tmp_path / "one.npy").input_shape == (1, 3, 96, 96)
 
 
+def test_validate_parses_the_onnx_file_once_before_the_runner(artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: validate parsed the graph for its precision, again for its recorded network, and
+    the runner a third time (a fourth with the weights for a plugin graph), each a protobuf decode
+    of the whole file. The precision and network now share one read; the runner makes its own."""
+    import onnx
+
+    reads: list[Path] = []
+    real = onnx.load
+
+    def counting(f: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(Path(f))
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(onnx, "load", counting)
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"]).ok
+    assert reads == [artefacts["onnx"]] * 2, reads
+
+
 def test_validate_reports_mismatch(artefacts: dict[str, Path]) -> None:
     report = validate_artifact(artefacts["onnx"], artefacts["other"])
     assert not report.ok and report.comparisons[0].cosine < 0.999

@@ -55,8 +55,9 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
-def check_output_path(path: Path, *, force: bool, source: Path | None = None) -> Path:
-    """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``)."""
+def check_output_path(path: Path, *, force: bool, source: Path | None = None, probe: bool = True) -> Path:
+    """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``);
+    ``probe``: as ``check_output_dir``'s."""
     refuse_stdout(path)
     path = Path(path)
     if source is not None and same_file(path, source):
@@ -65,15 +66,17 @@ def check_output_path(path: Path, *, force: bool, source: Path | None = None) ->
         raise TvexportError(f"output {path} is a directory", hint="give a file name")
     if path.exists() and not force:
         raise TvexportError(f"output {path} already exists", hint="pass --force to overwrite it")
-    check_output_dir(path.parent)
+    check_output_dir(path.parent, probe=probe)
     return path
 
 
-def check_output_dir(path: str | Path, *, file_hint: str = "choose another output path") -> Path:
+def check_output_dir(path: str | Path, *, file_hint: str = "choose another output path", probe: bool = True) -> Path:
     """Fail early when the directory ``path`` that outputs go into is a file (``file_hint``: how to
     fix that), missing or not writable. Writable means a file can be made there, as the atomic
-    writer will: a temporary file is created and removed (``os.access`` alone passes for root
-    where nothing can be created, e.g. /proc or /sys)."""
+    writer will: with ``probe`` (the early checks) a temporary file is created and removed
+    (``os.access`` alone passes for root where nothing can be created, e.g. /proc or /sys); a probe
+    that cannot be removed (an append-only directory) is left behind. ``atomic_output`` passes
+    ``probe=False``: its own temporary file is the probe."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise TvexportError(f"output directory {path} is a file, not a directory", hint=file_hint)
@@ -81,13 +84,16 @@ def check_output_dir(path: str | Path, *, file_hint: str = "choose another outpu
         raise TvexportError(f"output directory {path} does not exist", hint="create it first")
     if not os.access(path, os.W_OK | os.X_OK):
         raise TvexportError(f"output directory {path} is not writable", hint="choose another output path")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".tvexport-probe-", suffix=".tmp", dir=path)
-    except OSError as err:
-        raise TvexportError(f"cannot write in {path} ({err.strerror or err})", hint="choose another output path") from None
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(probe)
+    if probe:
+        try:
+            fd, name = tempfile.mkstemp(prefix=".tvexport-probe-", suffix=".tmp", dir=path)
+        except OSError as err:
+            raise TvexportError(f"cannot write in {path} ({err.strerror or err})", hint="choose another output path") from None
+        try:
+            os.close(fd)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
     return path
 
 
@@ -98,7 +104,7 @@ def atomic_output(path: Path, *, force: bool) -> Iterator[Path]:
     If the block raises (or the process is interrupted), the temporary file is removed and any
     previous ``path`` stays untouched.
     """
-    path = check_output_path(Path(path), force=force)
+    path = check_output_path(Path(path), force=force, probe=False)  # the mkstemp below is the probe
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:

@@ -25,8 +25,8 @@ from torch import nn
 
 from ._io import atomic_output, check_output_path
 from ._version import __version__
-from .artifacts import check_output_suffix
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
+from .artifacts import check_output_suffix
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError, about_file, sized_by_user
 from .layers import BakedTVConv, TVConv, training_modes_kept

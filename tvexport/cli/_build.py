@@ -28,7 +28,8 @@ def build_cmd(
     as_json: Json = False,
 ) -> None:
     """Build a TensorRT engine for this GPU; tv_dwconv nodes run the fused Triton kernel as an
-    ahead-of-time plugin. Writes MODEL.engine (or -o) and a JSON sidecar beside it."""
+    ahead-of-time plugin. Writes MODEL.engine (or -o; an -o suffix of another kind of artefact,
+    .onnx, .pt2, .baked.pt, is refused) and a JSON sidecar beside it."""
     from ..trt.build import build_engine
 
     with err_console.status(f"building {model} with TensorRT..."):

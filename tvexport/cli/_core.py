@@ -88,8 +88,9 @@ def bake_cmd(
 ) -> None:
     """Replace every TVConv generator by its constant kernels, fold BatchNorm, verify, save.
 
-    Writes <stem>.baked.pt beside the input unless -o is given. --input-size HxW re-bakes every TV
-    layer for another input size.
+    Writes <stem>.baked.pt beside the input unless -o is given; an -o suffix of another kind of
+    artefact (.onnx, .pt2, .engine) is refused. --input-size HxW re-bakes every TV layer for
+    another input size.
     """
     size = parse_input_size(input_size) if input_size is not None else None
     try:

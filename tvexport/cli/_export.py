@@ -72,11 +72,12 @@ def export_cmd(
     from ..export import export_checkpoint, resolve_format
     from ..export.validate import ValidationMismatch
 
-    fmt = resolve_format(format.value if format else None, output, check_suffix=False)  # for the status line; export_checkpoint checks the suffix
+    given = format.value if format else None  # the user's --format: export_checkpoint's lines then name only what was typed
+    fmt = resolve_format(given, output, check_suffix=False)  # for the status line and titles; export_checkpoint checks the suffix
     try:
         with err_console.status(f"exporting {source.name} to {fmt}...") as status:
             result = export_checkpoint(
-                source, output, format=fmt, arch=arch, kernel_dtype=kernel_dtype.value if kernel_dtype else None, validate=validate,
+                source, output, format=given, arch=arch, kernel_dtype=kernel_dtype.value if kernel_dtype else None, validate=validate,
                 rtol=rtol, atol=atol, force=force, batch=batch, dynamic_batch=dynamic_batch, tv_op=tv_op.value, opset=opset,
                 dtype=dtype.value, fp16_io=fp16_io, simplify=not no_simplify, external_data=external_data or None,
                 decomposition=decomposition, device=device.value, max_batch=max_batch,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._io import check_output_path
-from ..artifacts import check_output_suffix, export_format_of, external_data_path
+from ..artifacts import check_output_suffix, export_format_of, external_data_path, suffix_kind
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
 from ._common import ExportResult, check_weights_fit
@@ -56,7 +56,7 @@ def check_options(format: str, **options: Any) -> None:
 _OTHER_KINDS = {
     "onnx": "drop --format aoti for an ONNX model",
     "aoti": "use --format aoti for an AOTInductor package (a .pt2 output picks it when --format is not given)",
-    "baked": "make a baked file with: tvexport bake {source} -o {path}",
+    "baked": "make a baked file with: tvexport bake {source} -o {path}",  # from a checkpoint (a baked source: check_export_suffix)
     "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
 }
 
@@ -80,7 +80,11 @@ def check_export_suffix(output: str | Path | None, *, format: str, given: str | 
     --format the caller gave, None when it was inferred)."""
     if output is not None:
         by = "tvexport export" if given is None else f"tvexport export --format {given}"
-        check_output_suffix(output, writes="aoti" if format == "aoti" else "onnx", by=by, how=_OTHER_KINDS, source=source)  # type: ignore[arg-type]
+        how = _OTHER_KINDS
+        found = suffix_kind(source) if source is not None else None
+        if found is not None and found[1] == "baked":  # `tvexport bake` refuses a baked file: there is nothing to bake
+            how = {**how, "baked": "copy {source}: it is already a baked file"}
+        check_output_suffix(output, writes="aoti" if format == "aoti" else "onnx", by=by, how=how, source=source)  # type: ignore[arg-type]
 
 
 def export_model(model: nn.Module, output: Path, *, format: str | None = None, **options: Any) -> ExportResult:
@@ -100,11 +104,16 @@ def default_output(source: Path, format: str) -> Path:
     return Path(source).with_name(name + FORMATS[format][2])
 
 
-def _reject(format: str, **given: bool) -> None:
-    """Refuse the options (named as on the command line) that do not apply to ``format``."""
+def _reject(format: str, *, picked_by: Path | None = None, **given: bool) -> None:
+    """Refuse the options (named as on the command line) that do not apply to ``format``
+    (``picked_by``: the output whose suffix chose it, when no format was given)."""
     bad = [name for name, is_set in given.items() if is_set]
     if bad:
-        raise TvexportError(f"{', '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to --format {format}")
+        what = f"{', '.join(bad)} {'does' if len(bad) == 1 else 'do'} not apply to --format {format}"
+        if picked_by is None:
+            raise TvexportError(what)
+        raise TvexportError(f"{what}, which -o {picked_by} picks (no --format was given)",
+                            hint=f"drop {'it' if len(bad) == 1 else 'them'}, or name the output {picked_by.with_suffix('.onnx').name} for an ONNX model")
 
 
 def export_checkpoint(
@@ -177,7 +186,7 @@ def export_checkpoint(
         if external_data:  # the weights' file, refused as <out> is (when external_data is None, only a graph over 2 GB writes one)
             check_output_path(external_data_path(out), force=force, source=source)
     else:
-        _reject(format, **{
+        _reject(format, picked_by=Path(output) if given is None and output is not None else None, **{
             "--tv-op plugin": tv_op != "portable", "--opset": opset is not None, "--dtype float16": dtype != "float32",
             "--fp16-io": fp16_io, "--no-simplify": not simplify, "--external-data": external_data is not None,
             "--decomposition": decomposition is not None,

@@ -491,8 +491,10 @@ def _session(source: Any, *, threads: int | None = None, spin: bool = True, what
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     model = source if isinstance(source, onnx.ModelProto) else None
-    if model is None and _file_has_plugin_nodes(Path(source)):
-        model = onnx.load(str(source))
+    if model is None:  # a file: onnxruntime reads it, unless plugin nodes must be rewritten first
+        graph = load_onnx_graph(Path(source))
+        if has_plugin_nodes(graph):
+            model = _with_external_data(graph, Path(source))
     if model is not None and has_plugin_nodes(model):
         try:
             options.register_custom_ops_library(register_ort_op())
@@ -543,10 +545,18 @@ def read_metadata(path: Path) -> dict[str, str]:
     return _metadata(load_onnx_graph(path))
 
 
-def _file_has_plugin_nodes(path: Path) -> bool:
-    from ._plugin_ref import has_plugin_nodes
+def _with_external_data(model: Any, path: Path) -> Any:
+    """``model`` (read from ``path`` by ``load_onnx_graph``) with its external weights loaded from
+    beside ``path``; a missing or unreadable weights file is one TvexportError."""
+    from onnx.external_data_helper import load_external_data_for_model
 
-    return has_plugin_nodes(load_onnx_graph(path))
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as err:  # noqa: BLE001 - OSError, onnx's ValidationError for a path outside the directory
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        raise TvexportError(f"{path}: its external weights cannot be read ({type(err).__name__}{': ' + first if first else ''})",
+                            hint="keep the model's external data files next to it, or export it again") from None
+    return model
 
 
 class OrtRunner:

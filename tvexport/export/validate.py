@@ -84,9 +84,10 @@ class ValidationReport:
         }
 
 
-def artifact_precision(path: Path, *, found: Artifact | None = None) -> tuple[str, str | None]:
+def artifact_precision(path: Path, *, found: Artifact | None = None, graph: Any = None) -> tuple[str, str | None]:
     """(precision the artefact computes in, how it stores TV kernels where that differs: "int8",
-    "float16" or None) from its ONNX metadata or JSON sidecar; float32 and None when unknown."""
+    "float16" or None) from its ONNX metadata (``graph``: the ``ModelProto`` already read, without
+    weights) or JSON sidecar; float32 and None when unknown."""
     if found is not None and found.sidecar is not None:
         sidecar = found.sidecar
         if found.kind == "tensorrt":
@@ -99,16 +100,25 @@ def artifact_precision(path: Path, *, found: Artifact | None = None) -> tuple[st
         return dtype, kernel if kernel in ("int8", "float16") and kernel != dtype else None
     if Path(path).suffix != ".onnx":
         return "float32", None
-    try:
-        import onnx
-
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    except Exception:  # noqa: BLE001 - unreadable files are reported by the runner
+    graph = graph if graph is not None else _onnx_graph(path)
+    if graph is None:  # unreadable files are reported by the runner
         return "float32", None
+    meta = {p.key: p.value for p in graph.metadata_props}
     dtype = meta.get("tvexport.dtype", "float32")
     dtype = dtype if dtype in ("float32", "float16") else "float32"
     kernel = meta.get("tvexport.kernel_dtype")
     return dtype, kernel if kernel in ("int8", "float16") and kernel != dtype else None
+
+
+def _onnx_graph(path: Path) -> Any:
+    """The ONNX graph of ``path`` without its weights, or None where onnx is missing or the file
+    unreadable (the runner, or ``recorded_network``, reports those)."""
+    try:
+        from .onnx import load_onnx_graph
+
+        return load_onnx_graph(path)
+    except (ImportError, TvexportError):
+        return None
 
 
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
@@ -146,10 +156,10 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
     return backend
 
 
-def recorded_network(found: Artifact) -> tuple[str | None, str | None, tuple[int, int] | None]:
+def recorded_network(found: Artifact, *, graph: Any = None) -> tuple[str | None, str | None, tuple[int, int] | None]:
     """(architecture, atom, (H, W)) an artefact records: its ONNX metadata and NCHW graph input
-    (the graph read once, without its external weights), else its JSON sidecar; None where not
-    recorded (or not readable: the runner reports unreadable files)."""
+    (``graph``: the ``ModelProto`` already read, else read once, without its external weights), else
+    its JSON sidecar; None where not recorded (or not readable: the runner reports unreadable files)."""
     shape: Any = None
     if found.kind == "onnx":
         try:
@@ -158,7 +168,7 @@ def recorded_network(found: Artifact) -> tuple[str | None, str | None, tuple[int
             return None, None, None
         from .onnx import _metadata, load_onnx_graph
 
-        proto = load_onnx_graph(found.path)
+        proto = graph if graph is not None else load_onnx_graph(found.path)
         meta = _metadata(proto)
         arch, atom = meta.get("tvexport.arch"), meta.get("tvexport.atom")
         if proto.graph.input:
@@ -175,10 +185,11 @@ def recorded_network(found: Artifact) -> tuple[str | None, str | None, tuple[int
     return arch, atom, (int(shape[2]), int(shape[3]))
 
 
-def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path) -> None:
+def check_same_network(found: Artifact | None, cfg: ArchConfig, against: Path, *, graph: Any = None) -> None:
     """Refuse, by name, an artefact that records another architecture (or atom) than ``cfg``, or
-    another input size (a network re-baked with ``tvexport bake --input-size``, or its source)."""
-    arch, atom, size = recorded_network(found) if found is not None else (None, None, None)
+    another input size (a network re-baked with ``tvexport bake --input-size``, or its source);
+    ``graph`` as ``recorded_network``'s."""
+    arch, atom, size = recorded_network(found, graph=graph) if found is not None else (None, None, None)
     if found is None or arch is None:
         return
     atom = atom or cfg.atom
@@ -272,11 +283,13 @@ def validate_artifact(
     if input_path is not None:  # before the checkpoint is read and the model compiled
         check_input_file(input_path, **_NPY_CHECKS)
     found = identify(artifact)
-    dtype, kernel_dtype = artifact_precision(artifact, found=found)
+    # an ONNX graph is read once, for its precision and network (None: unreadable, reported by recorded_network)
+    graph = _onnx_graph(artifact) if found is not None and found.kind == "onnx" and artifact.suffix == ".onnx" else None
+    dtype, kernel_dtype = artifact_precision(artifact, found=found, graph=graph)
     Tolerance.default(dtype, rtol=rtol, atol=atol)  # a bad --rtol/--atol is refused before any work
     backend = resolve_backend(artifact, found, backend)
     cfg = arch_config_for(read_checkpoint(against), arch=arch)
-    check_same_network(found, cfg, against)
+    check_same_network(found, cfg, against, graph=graph)
     runner = load_runner(backend, artifact)
     fixed_batch = getattr(runner, "batch", None)
     if input_path is not None:
