@@ -199,6 +199,23 @@ def test_output_suffix_of_another_kind_is_refused_before_any_work(tmp_path: Path
     assert list(tmp_path.iterdir()) == [source]
 
 
+def test_suffix_hints_come_from_one_table(tmp_path: Path) -> None:
+    """Before: bake, export and build each kept a copy of the "how to make that kind" hints, and they
+    drifted: build said "make an ONNX model with", bake "export an ONNX model with", and ``export_model``
+    without a source said "tvexport bake SOURCE" where build says CHECKPOINT."""
+    from tvexport.artifacts import MAKE_KIND, check_output_suffix
+    from tvexport.export._dispatch import export_model
+
+    out = tmp_path / "m.baked.pt"
+    with pytest.raises(TvexportError) as info:
+        export_model(None, out)  # type: ignore[arg-type]  # refused before the model is looked at
+    assert str(info.value).endswith(f"or make a baked file with: tvexport bake CHECKPOINT -o {out}"), str(info.value)
+    for writes, by in (("baked", "tvexport bake"), ("tensorrt", "tvexport build")):
+        with pytest.raises(TvexportError) as info:
+            check_output_suffix(tmp_path / "m.pt2", writes=writes, by=by)  # type: ignore[arg-type]
+        assert str(info.value).endswith(MAKE_KIND["aoti"].format(source="CHECKPOINT", path=tmp_path / "m.pt2")), str(info.value)
+
+
 @pytest.mark.parametrize(("name", "options", "format"), [
     ("m.pt2", {}, "aoti"), ("m.onnx", {}, "onnx"), ("m.bin", {}, "onnx"), ("m", {}, "onnx"), (None, {}, "onnx"),
     ("m.pt2", {"format": "aoti"}, "aoti"), ("m.bin", {"format": "aoti"}, "aoti"),

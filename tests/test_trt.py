@@ -645,8 +645,8 @@ def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path,
 
 
 BUILD_SUFFIX_REFUSED = [
-    ("y.onnx", ".onnx names an ONNX model, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make an ONNX model with: tvexport export CHECKPOINT -o {out}"),
-    ("y.pt2", ".pt2 names an AOTInductor package, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make an AOTInductor package with: tvexport export CHECKPOINT -o {out}"),
+    ("y.onnx", ".onnx names an ONNX model, but tvexport build writes a TensorRT engine; name it {stem}.engine, or export an ONNX model with: tvexport export CHECKPOINT -o {out}"),
+    ("y.pt2", ".pt2 names an AOTInductor package, but tvexport build writes a TensorRT engine; name it {stem}.engine, or export an AOTInductor package with: tvexport export CHECKPOINT -o {out}"),
     ("y.baked.pt", ".baked.pt names a baked file, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make a baked file with: tvexport bake CHECKPOINT -o {out}"),
     ("y.pth", ".pth names a torch checkpoint, but tvexport build writes a TensorRT engine; name it {stem}.engine"),
 ]

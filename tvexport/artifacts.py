@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,13 @@ _OUTPUT_WHAT: dict[OutputKind, str] = {
     "onnx": "an ONNX model", "aoti": "an AOTInductor package", "tensorrt": "a TensorRT engine",
     "baked": "a baked file", "checkpoint": "a torch checkpoint",
 }
+# how to make each kind instead, for check_output_suffix's hint ({path}: the output, {source}: the input)
+MAKE_KIND: dict[OutputKind, str] = {
+    "onnx": "export an ONNX model with: tvexport export {source} -o {path}",
+    "aoti": "export an AOTInductor package with: tvexport export {source} -o {path}",
+    "baked": "make a baked file with: tvexport bake {source} -o {path}",
+    "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
+}
 
 
 def suffix_kind(path: str | Path) -> tuple[str, OutputKind] | None:
@@ -60,11 +68,14 @@ def export_format_of(path: str | Path | None) -> str | None:
     return found[1] if found is not None and found[1] in ("onnx", "aoti") else None
 
 
-def check_output_suffix(path: str | Path, *, writes: OutputKind, by: str, how: dict[OutputKind, str], source: str | Path | None = None) -> None:
+def check_output_suffix(
+    path: str | Path, *, writes: OutputKind, by: str, how: Mapping[OutputKind, str] = MAKE_KIND, source: str | Path | None = None,
+) -> None:
     """Refuse an output named with the suffix of another kind of file than the one written
     (``writes``, by the command ``by``): the runners, onnxruntime, trtexec and the user would take it for that. ``how``:
-    per kind, how to make that kind instead (``{path}``: the output, ``{source}``: the input), for the hint. A suffix
-    tvexport does not know, or none, passes; the two torch kinds (baked, checkpoint) are one here."""
+    per kind, how to make that kind instead (default ``MAKE_KIND``; ``{path}``: the output, ``{source}``: the input,
+    CHECKPOINT when not given), for the hint. A suffix tvexport does not know, or none, passes; the two torch kinds
+    (baked, checkpoint) are one here."""
     found = suffix_kind(path)
     if found is None:
         return
@@ -76,7 +87,7 @@ def check_output_suffix(path: str | Path, *, writes: OutputKind, by: str, how: d
     right = {"onnx": ".onnx", "aoti": ".pt2", "tensorrt": ".engine", "baked": ".baked.pt", "checkpoint": ".baked.pt"}[writes]
     fix = f"name it {path.with_name(path.name[: -len(suffix)] + right)}"
     if kind in how:
-        fix += f", or {how[kind].format(path=path, source=source or 'SOURCE')}"
+        fix += f", or {how[kind].format(path=path, source=source or 'CHECKPOINT')}"
     raise TvexportError(f"-o {path}: {suffix} names {_OUTPUT_WHAT[kind]}, but {by} writes {_OUTPUT_WHAT[writes]}", hint=fix)
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._io import check_output_path
-from ..artifacts import check_output_suffix, export_format_of, external_data_path, suffix_kind
+from ..artifacts import MAKE_KIND, OutputKind, check_output_suffix, export_format_of, external_data_path, suffix_kind
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
 from ._common import ExportResult, check_weights_fit
@@ -52,12 +52,12 @@ def check_options(format: str, **options: Any) -> None:
         check(**options)
 
 
-# for an output suffix of another kind: how to make that kind instead (check_output_suffix's hint)
-_OTHER_KINDS = {
+# for an output suffix of another kind, how to make that kind instead (check_output_suffix's hint): the
+# other export format is a flag of this command; a baked source needs no bake (check_export_suffix)
+_OTHER_KINDS: dict[OutputKind, str] = {
+    **MAKE_KIND,
     "onnx": "drop --format aoti for an ONNX model",
     "aoti": "use --format aoti for an AOTInductor package (a .pt2 output picks it when --format is not given)",
-    "baked": "make a baked file with: tvexport bake {source} -o {path}",  # from a checkpoint (a baked source: check_export_suffix)
-    "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
 }
 
 
