@@ -181,9 +181,10 @@ def _is_aoti_package(path: Path) -> bool | str:
 
 
 def damaged_package(path: Path, reason: str) -> TvexportError:
-    """The error for an AOTInductor package whose zip archive cannot be read (``reason``)."""
+    """The error for an AOTInductor package whose zip archive cannot be read (``reason``); the hint
+    re-exports over ``path`` (the checkpoint it came from is not recorded: CHECKPOINT)."""
     return TvexportError(f"{path} is a damaged AOTInductor package, truncated or corrupt ({reason})",
-                         hint="export it again (tvexport export SOURCE --format aoti), or copy the whole file again")
+                         hint=f"copy the whole file again, or export it again with: tvexport export CHECKPOINT --format aoti -o {path} --force")
 
 
 def _looks_like_onnx(path: Path, head: bytes) -> tuple[bool, bool]:
