@@ -170,14 +170,20 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") in _SIDECAR_KINDS else None
 
 
-def _is_aoti_package(path: Path) -> bool | str:
-    """True for an AOTInductor package, False for another zip archive, or why the archive cannot
-    be read (a truncated file has no central directory)."""
+def _zip_names(path: Path) -> list[str] | str:
+    """The member names of the zip archive ``path``, or why it cannot be read (a truncated file has
+    no central directory)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            return any("/data/aotinductor/" in f"/{name}" for name in zf.namelist())
+            return zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         return str(err) or type(err).__name__
+
+
+def _is_aoti_package(path: Path) -> bool | str:
+    """True for an AOTInductor package, False for another zip archive, or why the archive cannot be read."""
+    names = _zip_names(path)
+    return names if isinstance(names, str) else any("/data/aotinductor/" in f"/{name}" for name in names)
 
 
 def damaged_package(path: Path, reason: str) -> TvexportError:
@@ -185,6 +191,18 @@ def damaged_package(path: Path, reason: str) -> TvexportError:
     re-exports over ``path`` (the checkpoint it came from is not recorded: CHECKPOINT)."""
     return TvexportError(f"{path} is a damaged AOTInductor package, truncated or corrupt ({reason})",
                          hint=f"copy the whole file again, or export it again with: tvexport export CHECKPOINT --format aoti -o {path} --force")
+
+
+def check_package_archive(path: Path) -> None:
+    """Refuse a package whose zip archive (a file opening as one: ``PK``) cannot be read, e.g. one
+    cut short: torch's loader would blame the torch version. A file that is no zip archive at all
+    passes (the loader says so)."""
+    with path.open("rb") as f:
+        if f.read(2) != b"PK":
+            return
+    names = _zip_names(path)
+    if isinstance(names, str):
+        raise damaged_package(path, names)
 
 
 def _looks_like_onnx(path: Path, head: bytes) -> tuple[bool, bool]:
