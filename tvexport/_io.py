@@ -109,12 +109,12 @@ def atomic_output(path: Path, *, force: bool) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise TvexportError(f"cannot write in {path.parent} ({err.strerror})", hint="choose another output path") from None
-    os.close(fd)
     tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get ordinary file permissions
     try:
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get ordinary file permissions
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
