@@ -199,6 +199,22 @@ def test_output_suffix_of_another_kind_is_refused_before_any_work(tmp_path: Path
     assert list(tmp_path.iterdir()) == [source]
 
 
+@pytest.mark.parametrize(("name", "options", "says"), SUFFIX_REFUSED[:3], ids=[f"{n}-{o.get('format')}" for n, o, _ in SUFFIX_REFUSED[:3]])
+def test_output_suffix_is_refused_before_it_is_found_to_exist(cli: Any, tmp_path: Path, name: str, options: dict[str, Any], says: str) -> None:
+    """Before: an existing output with a suffix of another kind was "already exists; pass --force",
+    and --force then gave the suffix error: the name is the first thing to fix."""
+    source, out = tmp_path / "src.ckpt", tmp_path / name
+    source.write_bytes(b"unread")
+    out.write_bytes(b"kept")
+    line = says.format(out=out, stem=tmp_path / name.split(".")[0], src=source)
+    with pytest.raises(TvexportError) as info:
+        tvexport.export_checkpoint(source, out, **options)
+    assert str(info.value).startswith(line), str(info.value)
+    r = cli("export", source, "-o", out, *(["--format", options["format"]] if options else []))
+    assert r.exit_code == 2 and r.stderr.strip().splitlines()[0].startswith(f"error: {line}"), r.stderr
+    assert out.read_bytes() == b"kept" and sorted(tmp_path.iterdir()) == sorted([source, out])
+
+
 def test_suffix_hints_come_from_one_table(tmp_path: Path) -> None:
     """Before: bake, export and build each kept a copy of the "how to make that kind" hints, and they
     drifted: build said "make an ONNX model with", bake "export an ONNX model with", and ``export_model``

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import check_output_path
+from .._io import check_output_path, refuse_input_as_output
 from ..artifacts import MAKE_KIND, OutputKind, check_output_suffix, export_format_of, external_data_path, suffix_kind
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
@@ -165,8 +165,9 @@ def export_checkpoint(
 
     given, format = format, resolve_format(format, output, source=source, check_suffix=False)
     source = Path(source)
-    out = check_output_path(Path(output) if output is not None else default_output(source, format), force=force, source=source)
-    check_export_suffix(output, format=format, given=given, source=source)  # after "is the input file", the graver mistake
+    out = refuse_input_as_output(Path(output) if output is not None else default_output(source, format), source=source)
+    check_export_suffix(output, format=format, given=given, source=source)  # a wrong name before "already exists" (--force would not fix it)
+    check_output_path(out, force=force, source=source)
     if dynamic_batch and batch != 1:
         raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
     if not validate and (rtol is not None or atol is not None):
