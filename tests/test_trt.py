@@ -666,6 +666,17 @@ def test_build_refuses_an_output_suffix_of_another_kind(cli, name: str, says: st
     assert sorted(p.name for p in tmp_path.iterdir()) == [model.name]
 
 
+def test_build_refuses_the_suffix_before_the_output_is_found_to_exist(cli, tmp_path: Path, fake_tensorrt: None) -> None:  # type: ignore[no-untyped-def]
+    """Before: an existing ``-o y.pt2`` was "already exists; pass --force", and --force then gave the suffix error."""
+    model, out = tmp_path / "m.onnx", tmp_path / "y.pt2"
+    model.write_bytes(b"not read")
+    out.write_bytes(b"kept")
+    res = cli("build", model, "-o", out)
+    expected = f"error: -o {out}: " + BUILD_SUFFIX_REFUSED[1][1].format(out=out, stem=tmp_path / "y")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [expected], res.stderr
+    assert out.read_bytes() == b"kept" and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "y.pt2"]
+
+
 @pytest.mark.parametrize("name", ["y.engine", "y.plan", "y.trt", "y"])
 def test_build_takes_an_engine_suffix_or_none(name: str, tmp_path: Path, fake_tensorrt: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """The suffix check passes the engine suffixes and a name without one (it goes on to CUDA)."""
