@@ -215,6 +215,25 @@ def test_output_suffix_is_refused_before_it_is_found_to_exist(cli: Any, tmp_path
     assert out.read_bytes() == b"kept" and sorted(tmp_path.iterdir()) == sorted([source, out])
 
 
+@pytest.mark.parametrize(("format", "name"), [("onnx", "m.pt2"), ("onnx", "m.baked.pt"), ("onnx", "m.engine"), ("aoti", "m.onnx"), ("aoti", "m.pth")])
+def test_exporters_called_directly_refuse_a_suffix_of_another_kind(tmp_path: Path, format: str, name: str) -> None:
+    """Before: ``export_onnx(model, "x.pt2")`` wrote an ONNX graph named x.pt2 (``export_aoti(model,
+    "x.onnx")`` a package named .onnx); only the dispatcher checked the suffix. Now the same line as
+    ``export_model(..., format=...)``, before any work and before "already exists"."""
+    from tvexport.export._dispatch import export_model, exporter
+
+    out = tmp_path / name
+    with pytest.raises(TvexportError) as dispatched:
+        export_model(None, out, format=format)  # type: ignore[arg-type]  # refused before the model is looked at
+    for existing in (False, True):
+        if existing:
+            out.write_bytes(b"kept")
+        with pytest.raises(TvexportError) as info:
+            exporter(format)(None, out)
+        assert str(info.value) == str(dispatched.value) and "\n" not in str(info.value), str(info.value)
+    assert out.read_bytes() == b"kept" and list(tmp_path.iterdir()) == [out]
+
+
 def test_suffix_hints_come_from_one_table(tmp_path: Path) -> None:
     """Before: bake, export and build each kept a copy of the "how to make that kind" hints, and they
     drifted: build said "make an ONNX model with", bake "export an ONNX model with", and ``export_model``

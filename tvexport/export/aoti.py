@@ -38,7 +38,7 @@ from ..artifacts import check_package_archive, sidecar_path
 from ..errors import TvexportError
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
-from ._common import Comparison, ExportResult, Runner, with_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, check_export_suffix, with_kernel_dtype
 
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
@@ -147,10 +147,13 @@ def export_aoti(
     ``ValidationMismatch`` and writes nothing. ``progress`` is told each phase as it starts
     (export, compile and package, validate, write): compiling takes a minute. ``kernel_dtype``
     (float32, float16, int8; default as stored) stores float32 TV kernels compressed
-    (``with_kernel_dtype``); Inductor keeps them compressed and dequantizes in the fused loop.
+    (``with_kernel_dtype``); Inductor keeps them compressed and dequantizes in the fused loop. An
+    ``output`` named as another kind of file (``x.onnx``, ``x.baked.pt``, ``x.engine``) is refused
+    before any work.
     """
     report = progress if progress is not None else (lambda phase: None)
     start = time.perf_counter()
+    check_export_suffix(output, format="aoti", given="aoti")  # as export() refuses it, before "already exists"
     output = check_output_path(Path(output), force=force)
     side = check_output_path(sidecar_path(output), force=force)
     if batch < 1 or max_batch < 1:
