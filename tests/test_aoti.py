@@ -429,7 +429,8 @@ def test_cli_export_and_validate_aoti(cli, face_ckpt: Path, tmp_path: Path) -> N
 
 def test_truncated_package_is_reported_as_damaged(cli, demo_ckpt: Path, tmp_path: Path) -> None:
     """Before: a .pt2 cut short (a zip archive without its central directory) was "cannot tell which
-    runtime runs it", and with --backend aoti "export it again with this torch version"."""
+    runtime runs it", and with --backend aoti "export it again with this torch version". The hint
+    said "tvexport export SOURCE --format aoti": it now names the file to write again (and --force)."""
     import zipfile
 
     from tvexport.artifacts import identify
@@ -448,7 +449,7 @@ def test_truncated_package_is_reported_as_damaged(cli, demo_ckpt: Path, tmp_path
         if with_sidecar:
             sidecar_path(path).write_text(json.dumps(sidecar))
         said = f"{path} is a damaged AOTInductor package, truncated or corrupt ("
-        fix = "; export it again (tvexport export SOURCE --format aoti), or copy the whole file again"
+        fix = f"; copy the whole file again, or export it again with: tvexport export CHECKPOINT --format aoti -o {path} --force"
         for backend in ([], ["--backend", "aoti"]):
             r = cli("validate", path, "--against", demo_ckpt, *backend)
             lines = r.stderr.strip().splitlines()

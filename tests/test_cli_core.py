@@ -210,6 +210,26 @@ def test_atomic_writer_makes_one_temporary_file_not_a_probe_too(tmp_path: Path, 
     assert len(made) == 2 and made[1].startswith(".tvexport-probe-"), made
 
 
+@pytest.mark.parametrize("fails", ["close", "chmod"])
+def test_atomic_writer_removes_its_temporary_file_when_preparing_it_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str) -> None:
+    """Before: the temporary file's descriptor was closed (and its mode set) outside the try that
+    removes it, so an OSError there left ``.r.json.*.tmp`` behind and escaped as a raw OSError."""
+    from tvexport import _io
+
+    real = getattr(os, fails)
+
+    def failing(first: Any, *args: Any) -> None:
+        real(first, *args)  # the descriptor is closed, the mode set: then the error
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_io.os, fails, failing)
+    with pytest.raises(TvexportError, match=r"^could not write .*r\.json \(Input/output error\)") as info:
+        _io.write_text_atomic(tmp_path / "r.json", "{}")
+    assert "\n" not in str(info.value)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", [
     ["inspect", "-"],
     ["bake", "-", "-o", "out.baked.pt"],

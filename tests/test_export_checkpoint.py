@@ -199,6 +199,58 @@ def test_output_suffix_of_another_kind_is_refused_before_any_work(tmp_path: Path
     assert list(tmp_path.iterdir()) == [source]
 
 
+@pytest.mark.parametrize(("name", "options", "says"), SUFFIX_REFUSED[:3], ids=[f"{n}-{o.get('format')}" for n, o, _ in SUFFIX_REFUSED[:3]])
+def test_output_suffix_is_refused_before_it_is_found_to_exist(cli: Any, tmp_path: Path, name: str, options: dict[str, Any], says: str) -> None:
+    """Before: an existing output with a suffix of another kind was "already exists; pass --force",
+    and --force then gave the suffix error: the name is the first thing to fix."""
+    source, out = tmp_path / "src.ckpt", tmp_path / name
+    source.write_bytes(b"unread")
+    out.write_bytes(b"kept")
+    line = says.format(out=out, stem=tmp_path / name.split(".")[0], src=source)
+    with pytest.raises(TvexportError) as info:
+        tvexport.export_checkpoint(source, out, **options)
+    assert str(info.value).startswith(line), str(info.value)
+    r = cli("export", source, "-o", out, *(["--format", options["format"]] if options else []))
+    assert r.exit_code == 2 and r.stderr.strip().splitlines()[0].startswith(f"error: {line}"), r.stderr
+    assert out.read_bytes() == b"kept" and sorted(tmp_path.iterdir()) == sorted([source, out])
+
+
+@pytest.mark.parametrize(("format", "name"), [("onnx", "m.pt2"), ("onnx", "m.baked.pt"), ("onnx", "m.engine"), ("aoti", "m.onnx"), ("aoti", "m.pth")])
+def test_exporters_called_directly_refuse_a_suffix_of_another_kind(tmp_path: Path, format: str, name: str) -> None:
+    """Before: ``export_onnx(model, "x.pt2")`` wrote an ONNX graph named x.pt2 (``export_aoti(model,
+    "x.onnx")`` a package named .onnx); only the dispatcher checked the suffix. Now the same line as
+    ``export_model(..., format=...)``, before any work and before "already exists"."""
+    from tvexport.export._dispatch import export_model, exporter
+
+    out = tmp_path / name
+    with pytest.raises(TvexportError) as dispatched:
+        export_model(None, out, format=format)  # type: ignore[arg-type]  # refused before the model is looked at
+    for existing in (False, True):
+        if existing:
+            out.write_bytes(b"kept")
+        with pytest.raises(TvexportError) as info:
+            exporter(format)(None, out)
+        assert str(info.value) == str(dispatched.value) and "\n" not in str(info.value), str(info.value)
+    assert out.read_bytes() == b"kept" and list(tmp_path.iterdir()) == [out]
+
+
+def test_suffix_hints_come_from_one_table(tmp_path: Path) -> None:
+    """Before: bake, export and build each kept a copy of the "how to make that kind" hints, and they
+    drifted: build said "make an ONNX model with", bake "export an ONNX model with", and ``export_model``
+    without a source said "tvexport bake SOURCE" where build says CHECKPOINT."""
+    from tvexport.artifacts import MAKE_KIND, check_output_suffix
+    from tvexport.export._dispatch import export_model
+
+    out = tmp_path / "m.baked.pt"
+    with pytest.raises(TvexportError) as info:
+        export_model(None, out)  # type: ignore[arg-type]  # refused before the model is looked at
+    assert str(info.value).endswith(f"or make a baked file with: tvexport bake CHECKPOINT -o {out}"), str(info.value)
+    for writes, by in (("baked", "tvexport bake"), ("tensorrt", "tvexport build")):
+        with pytest.raises(TvexportError) as info:
+            check_output_suffix(tmp_path / "m.pt2", writes=writes, by=by)  # type: ignore[arg-type]
+        assert str(info.value).endswith(MAKE_KIND["aoti"].format(source="CHECKPOINT", path=tmp_path / "m.pt2")), str(info.value)
+
+
 @pytest.mark.parametrize(("name", "options", "format"), [
     ("m.pt2", {}, "aoti"), ("m.onnx", {}, "onnx"), ("m.bin", {}, "onnx"), ("m", {}, "onnx"), (None, {}, "onnx"),
     ("m.pt2", {"format": "aoti"}, "aoti"), ("m.bin", {"format": "aoti"}, "aoti"),

@@ -645,8 +645,8 @@ def test_build_refuses_to_overwrite_its_source(cli, output: str, tmp_path: Path,
 
 
 BUILD_SUFFIX_REFUSED = [
-    ("y.onnx", ".onnx names an ONNX model, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make an ONNX model with: tvexport export CHECKPOINT -o {out}"),
-    ("y.pt2", ".pt2 names an AOTInductor package, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make an AOTInductor package with: tvexport export CHECKPOINT -o {out}"),
+    ("y.onnx", ".onnx names an ONNX model, but tvexport build writes a TensorRT engine; name it {stem}.engine, or export an ONNX model with: tvexport export CHECKPOINT -o {out}"),
+    ("y.pt2", ".pt2 names an AOTInductor package, but tvexport build writes a TensorRT engine; name it {stem}.engine, or export an AOTInductor package with: tvexport export CHECKPOINT -o {out}"),
     ("y.baked.pt", ".baked.pt names a baked file, but tvexport build writes a TensorRT engine; name it {stem}.engine, or make a baked file with: tvexport bake CHECKPOINT -o {out}"),
     ("y.pth", ".pth names a torch checkpoint, but tvexport build writes a TensorRT engine; name it {stem}.engine"),
 ]
@@ -664,6 +664,17 @@ def test_build_refuses_an_output_suffix_of_another_kind(cli, name: str, says: st
     expected = f"error: -o {out}: " + says.format(out=out, stem=tmp_path / "y")
     assert res.exit_code == 2 and res.stderr.strip().splitlines() == [expected], res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [model.name]
+
+
+def test_build_refuses_the_suffix_before_the_output_is_found_to_exist(cli, tmp_path: Path, fake_tensorrt: None) -> None:  # type: ignore[no-untyped-def]
+    """Before: an existing ``-o y.pt2`` was "already exists; pass --force", and --force then gave the suffix error."""
+    model, out = tmp_path / "m.onnx", tmp_path / "y.pt2"
+    model.write_bytes(b"not read")
+    out.write_bytes(b"kept")
+    res = cli("build", model, "-o", out)
+    expected = f"error: -o {out}: " + BUILD_SUFFIX_REFUSED[1][1].format(out=out, stem=tmp_path / "y")
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [expected], res.stderr
+    assert out.read_bytes() == b"kept" and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "y.pt2"]
 
 
 @pytest.mark.parametrize("name", ["y.engine", "y.plan", "y.trt", "y"])

@@ -55,13 +55,20 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return False
 
 
-def check_output_path(path: Path, *, force: bool, source: Path | None = None, probe: bool = True) -> Path:
-    """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``);
-    ``probe``: as ``check_output_dir``'s."""
+def refuse_input_as_output(path: str | Path, *, source: Path | None) -> Path:
+    """Refuse ``-`` and an output ``path`` that is the ``source`` it is made from (however spelt): the
+    gravest mistakes, for a command that checks the output's name before whether it exists."""
     refuse_stdout(path)
     path = Path(path)
     if source is not None and same_file(path, source):
         raise TvexportError(f"output {path} is the input file", hint="give another output path with -o")
+    return path
+
+
+def check_output_path(path: Path, *, force: bool, source: Path | None = None, probe: bool = True) -> Path:
+    """Fail early (before any work) when ``path`` cannot be written (or is the ``source`` it is made from, or ``-``);
+    ``probe``: as ``check_output_dir``'s."""
+    path = refuse_input_as_output(path, source=source)
     if path.is_dir():
         raise TvexportError(f"output {path} is a directory", hint="give a file name")
     if path.exists() and not force:
@@ -109,12 +116,12 @@ def atomic_output(path: Path, *, force: bool) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise TvexportError(f"cannot write in {path.parent} ({err.strerror})", hint="choose another output path") from None
-    os.close(fd)
     tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get ordinary file permissions
     try:
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get ordinary file permissions
         yield tmp
         os.replace(tmp, path)
     except OSError as err:

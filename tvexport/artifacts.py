@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,13 @@ _OUTPUT_WHAT: dict[OutputKind, str] = {
     "onnx": "an ONNX model", "aoti": "an AOTInductor package", "tensorrt": "a TensorRT engine",
     "baked": "a baked file", "checkpoint": "a torch checkpoint",
 }
+# how to make each kind instead, for check_output_suffix's hint ({path}: the output, {source}: the input)
+MAKE_KIND: dict[OutputKind, str] = {
+    "onnx": "export an ONNX model with: tvexport export {source} -o {path}",
+    "aoti": "export an AOTInductor package with: tvexport export {source} -o {path}",
+    "baked": "make a baked file with: tvexport bake {source} -o {path}",
+    "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
+}
 
 
 def suffix_kind(path: str | Path) -> tuple[str, OutputKind] | None:
@@ -60,11 +68,14 @@ def export_format_of(path: str | Path | None) -> str | None:
     return found[1] if found is not None and found[1] in ("onnx", "aoti") else None
 
 
-def check_output_suffix(path: str | Path, *, writes: OutputKind, by: str, how: dict[OutputKind, str], source: str | Path | None = None) -> None:
+def check_output_suffix(
+    path: str | Path, *, writes: OutputKind, by: str, how: Mapping[OutputKind, str] = MAKE_KIND, source: str | Path | None = None,
+) -> None:
     """Refuse an output named with the suffix of another kind of file than the one written
     (``writes``, by the command ``by``): the runners, onnxruntime, trtexec and the user would take it for that. ``how``:
-    per kind, how to make that kind instead (``{path}``: the output, ``{source}``: the input), for the hint. A suffix
-    tvexport does not know, or none, passes; the two torch kinds (baked, checkpoint) are one here."""
+    per kind, how to make that kind instead (default ``MAKE_KIND``; ``{path}``: the output, ``{source}``: the input,
+    CHECKPOINT when not given), for the hint. A suffix tvexport does not know, or none, passes; the two torch kinds
+    (baked, checkpoint) are one here."""
     found = suffix_kind(path)
     if found is None:
         return
@@ -76,7 +87,7 @@ def check_output_suffix(path: str | Path, *, writes: OutputKind, by: str, how: d
     right = {"onnx": ".onnx", "aoti": ".pt2", "tensorrt": ".engine", "baked": ".baked.pt", "checkpoint": ".baked.pt"}[writes]
     fix = f"name it {path.with_name(path.name[: -len(suffix)] + right)}"
     if kind in how:
-        fix += f", or {how[kind].format(path=path, source=source or 'SOURCE')}"
+        fix += f", or {how[kind].format(path=path, source=source or 'CHECKPOINT')}"
     raise TvexportError(f"-o {path}: {suffix} names {_OUTPUT_WHAT[kind]}, but {by} writes {_OUTPUT_WHAT[writes]}", hint=fix)
 
 
@@ -159,20 +170,39 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") in _SIDECAR_KINDS else None
 
 
-def _is_aoti_package(path: Path) -> bool | str:
-    """True for an AOTInductor package, False for another zip archive, or why the archive cannot
-    be read (a truncated file has no central directory)."""
+def _zip_names(path: Path) -> list[str] | str:
+    """The member names of the zip archive ``path``, or why it cannot be read (a truncated file has
+    no central directory)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            return any("/data/aotinductor/" in f"/{name}" for name in zf.namelist())
+            return zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         return str(err) or type(err).__name__
 
 
+def _is_aoti_package(path: Path) -> bool | str:
+    """True for an AOTInductor package, False for another zip archive, or why the archive cannot be read."""
+    names = _zip_names(path)
+    return names if isinstance(names, str) else any("/data/aotinductor/" in f"/{name}" for name in names)
+
+
 def damaged_package(path: Path, reason: str) -> TvexportError:
-    """The error for an AOTInductor package whose zip archive cannot be read (``reason``)."""
+    """The error for an AOTInductor package whose zip archive cannot be read (``reason``); the hint
+    re-exports over ``path`` (the checkpoint it came from is not recorded: CHECKPOINT)."""
     return TvexportError(f"{path} is a damaged AOTInductor package, truncated or corrupt ({reason})",
-                         hint="export it again (tvexport export SOURCE --format aoti), or copy the whole file again")
+                         hint=f"copy the whole file again, or export it again with: tvexport export CHECKPOINT --format aoti -o {path} --force")
+
+
+def check_package_archive(path: Path) -> None:
+    """Refuse a package whose zip archive (a file opening as one: ``PK``) cannot be read, e.g. one
+    cut short: torch's loader would blame the torch version. A file that is no zip archive at all
+    passes (the loader says so)."""
+    with path.open("rb") as f:
+        if f.read(2) != b"PK":
+            return
+    names = _zip_names(path)
+    if isinstance(names, str):
+        raise damaged_package(path, names)
 
 
 def _looks_like_onnx(path: Path, head: bytes) -> tuple[bool, bool]:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..accuracy import Comparison, Reference, compare_outputs
+from ..artifacts import MAKE_KIND, OutputKind, check_output_suffix, suffix_kind
 from ..bake import BakeResult, bake_model, check_bake, model_from_baked
 from ..checkpoint import read_checkpoint, refuse_nonfinite
 from ..errors import TvexportError, about_file
@@ -24,7 +25,7 @@ from ..quantize import KernelDType, check_fits, compress_model, kernel_dtype_nam
 from ..quantize import kernel_dtype as quantize_dtype
 
 __all__ = [
-    "BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "check_weights_fit", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype",
+    "BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "check_export_suffix", "check_weights_fit", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype",
 ]
 
 NONFINITE_BAKED_HINT = (
@@ -46,6 +47,27 @@ BACKENDS: dict[str, str] = {
     "openvino": "tvexport.openvino.runtime:load_runner",
     "openvino-bf16": "tvexport.openvino.runtime:load_runner_bf16",
 }
+
+
+# for an output suffix of another kind, how to make that kind instead (check_output_suffix's hint): the
+# other export format is a flag of `tvexport export`; a baked source needs no bake (check_export_suffix)
+_OTHER_KINDS: dict[OutputKind, str] = {
+    **MAKE_KIND,
+    "onnx": "drop --format aoti for an ONNX model",
+    "aoti": "use --format aoti for an AOTInductor package (a .pt2 output picks it when --format is not given)",
+}
+
+
+def check_export_suffix(output: str | Path | None, *, format: str, given: str | None, source: str | Path | None = None) -> None:
+    """Refuse an ``output`` named as another kind of file than ``format`` writes (``given``: the
+    --format the caller gave, None when it was inferred)."""
+    if output is not None:
+        by = "tvexport export" if given is None else f"tvexport export --format {given}"
+        how = _OTHER_KINDS
+        found = suffix_kind(source) if source is not None else None
+        if found is not None and found[1] == "baked":  # `tvexport bake` refuses a baked file: there is nothing to bake
+            how = {**how, "baked": "copy {source}: it is already a baked file"}
+        check_output_suffix(output, writes="aoti" if format == "aoti" else "onnx", by=by, how=how, source=source)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass

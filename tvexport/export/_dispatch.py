@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import check_output_path
-from ..artifacts import check_output_suffix, export_format_of, external_data_path, suffix_kind
+from .._io import check_output_path, refuse_input_as_output
+from ..artifacts import export_format_of, external_data_path
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
-from ._common import ExportResult, check_weights_fit
+from ._common import ExportResult, check_export_suffix, check_weights_fit
 
 FORMATS: dict[str, tuple[str, str, str]] = {
     # format -> (module, function, file suffix)
@@ -52,15 +52,6 @@ def check_options(format: str, **options: Any) -> None:
         check(**options)
 
 
-# for an output suffix of another kind: how to make that kind instead (check_output_suffix's hint)
-_OTHER_KINDS = {
-    "onnx": "drop --format aoti for an ONNX model",
-    "aoti": "use --format aoti for an AOTInductor package (a .pt2 output picks it when --format is not given)",
-    "baked": "make a baked file with: tvexport bake {source} -o {path}",  # from a checkpoint (a baked source: check_export_suffix)
-    "tensorrt": "build an engine from a --tv-op plugin ONNX model with: tvexport build MODEL.onnx -o {path}",
-}
-
-
 def resolve_format(format: str | None, output: str | Path | None, *, source: str | Path | None = None, check_suffix: bool = True) -> str:
     """The export format: ``format`` if given, else the one ``output``'s suffix calls for (.pt2:
     aoti, .onnx: onnx), else onnx. An ``output`` named as another kind of file (``x.pt2`` with
@@ -73,18 +64,6 @@ def resolve_format(format: str | None, output: str | Path | None, *, source: str
     if check_suffix:
         check_export_suffix(output, format=format, given=given, source=source)
     return format
-
-
-def check_export_suffix(output: str | Path | None, *, format: str, given: str | None, source: str | Path | None = None) -> None:
-    """Refuse an ``output`` named as another kind of file than ``format`` writes (``given``: the
-    --format the caller gave, None when it was inferred)."""
-    if output is not None:
-        by = "tvexport export" if given is None else f"tvexport export --format {given}"
-        how = _OTHER_KINDS
-        found = suffix_kind(source) if source is not None else None
-        if found is not None and found[1] == "baked":  # `tvexport bake` refuses a baked file: there is nothing to bake
-            how = {**how, "baked": "copy {source}: it is already a baked file"}
-        check_output_suffix(output, writes="aoti" if format == "aoti" else "onnx", by=by, how=how, source=source)  # type: ignore[arg-type]
 
 
 def export_model(model: nn.Module, output: Path, *, format: str | None = None, **options: Any) -> ExportResult:
@@ -165,8 +144,9 @@ def export_checkpoint(
 
     given, format = format, resolve_format(format, output, source=source, check_suffix=False)
     source = Path(source)
-    out = check_output_path(Path(output) if output is not None else default_output(source, format), force=force, source=source)
-    check_export_suffix(output, format=format, given=given, source=source)  # after "is the input file", the graver mistake
+    out = refuse_input_as_output(Path(output) if output is not None else default_output(source, format), source=source)
+    check_export_suffix(output, format=format, given=given, source=source)  # a wrong name before "already exists" (--force would not fix it)
+    check_output_path(out, force=force, source=source)
     if dynamic_batch and batch != 1:
         raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
     if not validate and (rtol is not None or atol is not None):

@@ -34,11 +34,11 @@ from .._io import atomic_output, check_exported_file, check_output_path
 from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
-from ..artifacts import damaged_package, sidecar_path
+from ..artifacts import check_package_archive, sidecar_path
 from ..errors import TvexportError
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
-from ._common import Comparison, ExportResult, Runner, with_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, check_export_suffix, with_kernel_dtype
 
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
@@ -147,10 +147,13 @@ def export_aoti(
     ``ValidationMismatch`` and writes nothing. ``progress`` is told each phase as it starts
     (export, compile and package, validate, write): compiling takes a minute. ``kernel_dtype``
     (float32, float16, int8; default as stored) stores float32 TV kernels compressed
-    (``with_kernel_dtype``); Inductor keeps them compressed and dequantizes in the fused loop.
+    (``with_kernel_dtype``); Inductor keeps them compressed and dequantizes in the fused loop. An
+    ``output`` named as another kind of file (``x.onnx``, ``x.baked.pt``, ``x.engine``) is refused
+    before any work.
     """
     report = progress if progress is not None else (lambda phase: None)
     start = time.perf_counter()
+    check_export_suffix(output, format="aoti", given="aoti")  # as export() refuses it, before "already exists"
     output = check_output_path(Path(output), force=force)
     side = check_output_path(sidecar_path(output), force=force)
     if batch < 1 or max_batch < 1:
@@ -295,7 +298,7 @@ def read_sidecar(package: Path) -> dict[str, Any] | None:
     recorded, size = data.get("package_bytes"), package.stat().st_size if package.is_file() else None
     if recorded is not None and size is not None and recorded != size:  # e.g. an export interrupted between its two renames
         if size < recorded:  # or a package cut short: say so where its archive shows it
-            _check_archive(package)
+            check_package_archive(package)
         raise TvexportError(
             f"{side} describes another package than {package}: it records {recorded} bytes, {package.name} has {size}",
             hint="re-export the package (tvexport export SRC --format aoti) so that both files come from one export",
@@ -341,20 +344,8 @@ def _loader_logs_muted() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _check_archive(path: Path) -> None:
-    """Refuse a package whose zip archive (a file opening as one: ``PK``) cannot be read, e.g. one
-    cut short: the loader would blame the torch version."""
-    try:
-        with path.open("rb") as f:
-            if f.read(2) != b"PK":
-                return  # not a zip archive at all: the loader says so
-        zipfile.ZipFile(path).close()
-    except (zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise damaged_package(path, str(err) or type(err).__name__) from None
-
-
 def _load_package(path: Path, device: str) -> Any:
-    _check_archive(path)
+    check_package_archive(path)
     with _quiet(), _loader_logs_muted():
         try:
             return torch._inductor.aoti_load_package(str(path))

@@ -53,7 +53,7 @@ from ..errors import TvexportError, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
-from ._common import Comparison, ExportResult, Runner, check_weights_fit, with_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, check_export_suffix, check_weights_fit, with_kernel_dtype
 
 TVOp = Literal["portable", "plugin"]
 TV_OPS: tuple[str, ...] = ("portable", "plugin")
@@ -655,11 +655,13 @@ def export_onnx(
     float16, int8; default as stored) stores float32 TV kernels compressed (``with_kernel_dtype``:
     the reference's float32 original then holds the same rounded kernels). Raises ``ValidationMismatch`` (nothing written)
     otherwise. ``external_data`` (default: only above 2 GB) writes the weights to
-    ``<output>.data`` beside the graph.
+    ``<output>.data`` beside the graph. An ``output`` named as another kind of file (``x.pt2``,
+    ``x.baked.pt``, ``x.engine``) is refused before any work.
     """
     from .validate import check_comparisons
 
     start = time.perf_counter()
+    check_export_suffix(output, format="onnx", given="onnx")  # as export() refuses it, before "already exists"
     output = check_output_path(Path(output), force=force)
     if external_data:  # <output>.data, before any work (when external_data is None, only a graph over 2 GB writes one)
         check_output_path(external_data_path(output), force=force)

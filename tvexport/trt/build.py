@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_output, check_exported_file, check_output_path, refuse_stdin
+from .._io import atomic_output, check_exported_file, check_output_path, refuse_input_as_output, refuse_stdin
 from .._version import __version__
-from ..artifacts import OutputKind, check_output_suffix
+from ..artifacts import check_output_suffix
 from ..errors import TvexportError
 from ._env import Logger, load_plugin, require_cuda, require_tensorrt
 from ._spec import (
@@ -26,12 +26,6 @@ from ._spec import (
 )
 
 WHAT = "tvexport build"
-# for an output suffix of another kind: the command that makes that kind (check_output_suffix's hint)
-_OTHER_KINDS: dict[OutputKind, str] = {
-    "onnx": "make an ONNX model with: tvexport export CHECKPOINT -o {path}",
-    "aoti": "make an AOTInductor package with: tvexport export CHECKPOINT -o {path}",
-    "baked": "make a baked file with: tvexport bake CHECKPOINT -o {path}",
-}
 
 
 @dataclasses.dataclass
@@ -123,8 +117,9 @@ def build_engine(
     onnx_path = check_exported_file(onnx_path, what="an ONNX model", dir_hint="give the .onnx file inside it", missing_hint="export one first: tvexport export")
     out = Path(output) if output is not None else default_engine_path(onnx_path)
     side = sidecar_path(out)
+    refuse_input_as_output(out, source=onnx_path)
+    check_output_suffix(out, writes="tensorrt", by=WHAT)  # a wrong name before "already exists" (--force would not fix it)
     check_output_path(out, force=force, source=onnx_path)
-    check_output_suffix(out, writes="tensorrt", by=WHAT, how=_OTHER_KINDS)  # after "is the input file", the graver mistake
     check_output_path(side, force=True, source=onnx_path)
     torch = require_cuda(WHAT)
     load_plugin(WHAT)
