@@ -43,7 +43,7 @@ from ._common import Comparison, ExportResult, Runner, check_export_suffix, with
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
 SIDECAR_VERSION = 1
-REEXPORT = "export it again with this torch version: tvexport export SRC --format aoti"
+REEXPORT = "export it again with this torch version: tvexport export CHECKPOINT --format aoti"
 _DEVICES = ("cpu", "cuda")
 
 
@@ -301,7 +301,7 @@ def read_sidecar(package: Path) -> dict[str, Any] | None:
             check_package_archive(package)
         raise TvexportError(
             f"{side} describes another package than {package}: it records {recorded} bytes, {package.name} has {size}",
-            hint="re-export the package (tvexport export SRC --format aoti) so that both files come from one export",
+            hint="re-export the package (tvexport export CHECKPOINT --format aoti) so that both files come from one export",
         )
     return data
 
