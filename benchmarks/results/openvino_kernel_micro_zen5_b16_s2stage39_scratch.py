@@ -31,7 +31,7 @@ if mode == "summary":
     from _timing import pct
 
     here = Path(__file__).resolve().parent
-    runs = ["layer", "layer_decomp", "layer_width", "layer_wide", "layer_wide2", "layer_nopf", "layer_band", "net"]
+    runs = ["layer", "layer_decomp", "layer_width", "layer_wide", "layer_wide2", "layer_nopf", "layer_band", "layer_spin", "net"]
     summary = {}
     for run in runs:
         d = json.loads((here / f"openvino_kernel_micro_zen5_b16_s2stage39_{run}_scratch.json").read_text())
