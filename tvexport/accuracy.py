@@ -159,7 +159,8 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        return self.max_abs <= self.allowed
+        """Within the allowance; a non-finite error or allowance never passes (nothing was measured)."""
+        return math.isfinite(self.max_abs) and math.isfinite(self.allowed) and self.max_abs <= self.allowed
 
     @property
     def excess(self) -> float:
@@ -190,7 +191,9 @@ def compare_outputs(
     baseline: np.ndarray | torch.Tensor | None = None,
 ) -> Comparison:
     """Compare ``got`` (and the float32 original ``baseline``) with ``truth`` under ``tolerance``;
-    outputs without values (an input of no rows) are refused: a comparison of nothing never passes."""
+    outputs without values (an input of no rows) are refused: a comparison of nothing never passes.
+    So is a ``baseline`` holding NaN/Inf where ``truth`` is finite: float32 cannot compute the
+    network there (its activations overflow), so no float32 yardstick, nor candidate, means anything."""
     g, r = _as_float64(got), _as_float64(truth)
     if g.shape != r.shape:
         raise TvexportError(f"{name}: output has {g.numel()} values, reference has {r.numel()}", hint="input or output shapes differ between the artefact and the model")
@@ -204,6 +207,12 @@ def compare_outputs(
     base_abs = base_rel = None
     if baseline is not None:
         b = _as_float64(baseline)
+        if not bool(torch.isfinite(b).all()) and bool(torch.isfinite(r).all()):
+            raise TvexportError(
+                f"{name}: the float32 network computes Inf/NaN on the verification input, where its float64 truth is finite "
+                f"(max |value| {scale:.3g}): float32 activations overflow, so no float32 result can be verified",
+                hint="check the checkpoint: weights this large point to a damaged or diverged training run",
+            )
         base_abs = float((b - r).abs().max()) if b.numel() else 0.0
         base_rel = base_abs / scale if scale > 0 else base_abs
     return Comparison(
