@@ -64,3 +64,17 @@ def test_cli_bake_refuses_it_and_writes_nothing(cli, tmp_path: Path) -> None:
     assert r.exit_code == 2, (r.stdout, r.stderr)
     assert "float32 network computes Inf/NaN" in r.stderr and str(src) in r.stderr and "Traceback" not in r.stderr + r.stdout
     assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 100, 1001])
+def test_p99_abs_is_the_profiling_percentile(n: int) -> None:
+    """One meaning of "p99" in tvexport: linear interpolation (tvexport.profile.stats.percentile),
+    not the lower order statistic (for two values that was the minimum)."""
+    from tvexport.profile.stats import percentile
+
+    truth = np.ones(n)
+    errors = np.linspace(0.0, 1.0, n)
+    c = compare_outputs("out", truth + errors, truth, tolerance=Tolerance(1e-5))
+    assert c.p99_abs == pytest.approx(percentile(list(errors), 99), abs=1e-15)
+    if n == 2:
+        assert c.p99_abs == pytest.approx(0.99)

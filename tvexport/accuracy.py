@@ -124,7 +124,8 @@ class Tolerance:
 class Comparison:
     """One output checked against the float64 truth (Polygraphy-style statistics).
 
-    ``max_abs``/``max_rel``/``p99_abs``/``cosine`` describe the candidate; ``baseline_*`` the
+    ``max_abs``/``max_rel``/``p99_abs``/``cosine`` describe the candidate (``p99_abs``: the 99th
+    percentile of |candidate - truth|, linear interpolation as in ``tvexport.profile``); ``baseline_*`` the
     float32 original on the same input (None where there is none: then only the floor applies).
     Relative errors are norm-wise, max|d| / max|truth| (``ref_max``): robust where values are
     near zero.
@@ -219,7 +220,7 @@ def compare_outputs(
         name=name,
         max_abs=max_abs,
         max_rel=max_abs / scale if scale > 0 else max_abs,
-        p99_abs=float(diff.kthvalue(int(0.99 * (diff.numel() - 1)) + 1).values),
+        p99_abs=float(np.percentile(diff.numpy(), 99)),  # linear interpolation, as tvexport.profile.stats.percentile
         cosine=float(torch.nn.functional.cosine_similarity(g, r, dim=0)),
         ref_max=scale,
         baseline_max_abs=base_abs,
