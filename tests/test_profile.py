@@ -743,6 +743,33 @@ def test_csv_records_the_inference_precision(fake_report: dict) -> None:
         ("2", "latency", ""), ("2", "latency", ""), ("2", "ratio", "")]
 
 
+def test_report_records_the_openvino_and_onnxsim_versions(fake_report: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a saved report could not say which OpenVINO (or onnxsim, which simplifies the graphs
+    the onnxruntime and openvino backends run) produced its numbers. Versions are read from
+    installed metadata (None where not installed), and the machine line names them where such a
+    case ran."""
+    import importlib.metadata
+
+    from tvexport.profile import machine
+    from tvexport.profile.report import describe_machine
+
+    real = importlib.metadata.version
+    fake = {"openvino": "2099.1.0", "onnxsim": "9.8.7", "onnxruntime": "1.2.3"}
+    monkeypatch.setattr(machine.importlib.metadata, "version", lambda name: fake[name] if name in fake else real(name))
+    v = machine.versions()
+    assert (v["openvino"], v["onnxsim"]) == ("2099.1.0", "9.8.7")
+    report = {**copy.deepcopy(fake_report), "versions": {**fake_report["versions"], **fake}}
+    assert validate_report(report) == []
+    line = describe_machine(report)  # fake-timed cases only: neither ran
+    assert "onnxruntime 1.2.3" in line and "openvino" not in line and "onnxsim" not in line
+    report["cases"][0]["backend"] = "openvino-fused"
+    assert "onnxruntime 1.2.3, openvino 2099.1.0, onnxsim 9.8.7" in describe_machine(report)
+    report["cases"][0]["backend"] = "onnxruntime"
+    assert "onnxsim 9.8.7" in describe_machine(report) and "openvino" not in describe_machine(report)
+    report["versions"]["onnxsim"] = None  # not installed: not named
+    assert "onnxsim" not in describe_machine(report)
+
+
 def test_validate_report_catches_departures(fake_report: dict) -> None:
     assert validate_report(fake_report) == []
     bad = copy.deepcopy(fake_report)

@@ -15,7 +15,7 @@ Top level (schema ``tvexport.bench``, version 1)::
                 min_seconds, max_seconds, min_warmup_rounds, cv_warn, per_layer, layer_seconds, seed}
     machine    {cpu, logical_cores, physical_cores, memory_bytes, os, machine, gpu,
                 load_average, load_average_end}
-    versions   {python, torch, tvexport, numpy, onnxruntime, onnx, tensorrt, triton, matplotlib, cuda}
+    versions   {python, torch, tvexport, numpy, onnxruntime, onnx, onnxsim, openvino, tensorrt, triton, matplotlib, cuda}
     skipped    [{backend, reason}]                    backends not run and why
     cases      [{backend, batch, precision?, rounds, warmup_rounds, warmup_s, measure_s, truncated,
                  results [{network, stats, throughput_ips}],
@@ -289,6 +289,14 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _runtimes(report: Mapping[str, Any]) -> list[str]:
+    """The packages whose versions shape the report's numbers, beyond torch: onnxruntime (as
+    always), and OpenVINO and onnxsim (which simplifies the graphs both run) where their cases ran."""
+    backends = {c["backend"] for c in report["cases"]}
+    openvino = any(b.startswith("openvino") for b in backends)
+    return ["onnxruntime"] + ["openvino"] * openvino + ["onnxsim"] * (openvino or "onnxruntime" in backends)
+
+
 def describe_machine(report: Mapping[str, Any]) -> str:
     m, v, s = report["machine"], report["versions"], report["settings"]
     cores = f"{m['logical_cores']} logical" + (f" / {m['physical_cores']} physical" if m.get("physical_cores") else "") + " cores"
@@ -296,7 +304,7 @@ def describe_machine(report: Mapping[str, Any]) -> str:
     parts = [f"{m['cpu']} ({cores})", m["os"]]
     if m.get("gpu"):
         parts.append(m["gpu"])
-    parts.append(f"python {v['python']}, torch {v['torch']}, tvexport {v['tvexport']}" + (f", onnxruntime {v['onnxruntime']}" if v.get("onnxruntime") else ""))
+    parts.append(f"python {v['python']}, torch {v['torch']}, tvexport {v['tvexport']}" + "".join(f", {name} {v[name]}" for name in _runtimes(report) if v.get(name)))
     parts.append(f"{s['threads']} thread{'s' * (s['threads'] > 1)}, {s['device']}, {s['dtype']}")
     if load:
         parts.append("load average " + "/".join(f"{x:g}" for x in load) + (" -> " + "/".join(f"{x:g}" for x in m["load_average_end"]) if m.get("load_average_end") else ""))
