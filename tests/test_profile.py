@@ -698,7 +698,7 @@ def test_run_bench_real_torch_backends_per_layer() -> None:
     assert all(r["stats"]["n"] == 2 and r["stats"]["median_s"] > 0 for c in report["cases"] for r in c["results"])
     assert len(report["layers"]) == 2 * 17
     assert all(row["dw"] is not None and row["tv"]["x_floor"] > 0 and row["ratio"]["n"] == 2 for row in report["layers"])
-    assert "speed-up vs unbaked" in to_markdown(report)
+    assert "speed-up vs unbaked (unpaired)" in to_markdown(report)
 
 
 def test_run_bench_deeplab_dense_baseline() -> None:
@@ -950,8 +950,21 @@ def test_speed_up_over_unbaked(fake_report: dict) -> None:
     unbaked["results"][0]["stats"]["median_s"], baked["results"][0]["stats"]["median_s"] = 6.0, 1.5
     report["cases"] = [unbaked, baked]
     header, rows = summary_rows(report)
-    col = header.index("speed-up vs unbaked")
+    col = header.index("speed-up vs unbaked (unpaired)")
     assert [row[col] for row in rows] == ["-", "4.00x"]
+
+
+def test_speed_up_over_unbaked_is_labelled_unpaired(fake_report: dict) -> None:
+    """torch-unbaked is timed in a case of its own, not in the rounds of the case it is compared
+    with: before, its column sat under a method line calling every ratio paired. The column and
+    the method line say it is a ratio of medians of separate cases; without it, nothing is said."""
+    assert "unpaired" not in to_markdown(fake_report)
+    report = copy.deepcopy(fake_report)
+    report["cases"][0]["backend"] = "torch-unbaked"
+    header, _ = summary_rows(report)
+    assert header[-1] == "speed-up vs unbaked (unpaired)"
+    method = next(line for line in to_markdown(report).splitlines() if line.startswith("- method:"))
+    assert "ratios are per-round paired ratios" in method and "two cases timed one after the other (unpaired)" in method
 
 
 def test_layer_rows_are_in_microseconds(fake_bench: FakeClock) -> None:
