@@ -140,7 +140,7 @@ def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "k
     dtype = kernel_dtype(dtype)
     if dtype == torch.int8:
         return quantize_int8(weight)
-    check_fits(weight, dtype, name=name, hint=_FITS_HINT[dtype])
+    check_fits(weight, dtype, name=name)
     return weight.detach().to(dtype), None
 
 
@@ -151,9 +151,9 @@ _FITS_HINT = {
 }
 
 
-def check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, hint: str = _FITS_HINT[torch.float16]) -> None:
+def check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, hint: str | None = None) -> None:
     """Refuse finite values of ``t`` that round to Inf in ``dtype``, naming ``name`` (``hint``:
-    how to fix). Values just above ``finfo(dtype).max`` that round down to it fit (65519 in
+    how to fix; default: what fixes kernels stored as ``dtype``). Values just above ``finfo(dtype).max`` that round down to it fit (65519 in
     float16). NaN/Inf are not an overflow: they stay what they are (only weights baked with
     ``allow_nonfinite`` hold them), and ``max |value|`` is that of the finite values."""
     if not t.is_floating_point() or not t.numel() or torch.finfo(t.dtype).max <= torch.finfo(dtype).max:
@@ -163,7 +163,7 @@ def check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, hint: str = _F
     if bool((finite & torch.isinf(t.to(dtype))).any()):
         peak, limit = float(t.abs()[finite].max()), torch.finfo(dtype).max
         label = kernel_dtype_name(dtype) if dtype in KERNEL_DTYPES.values() else str(dtype).removeprefix("torch.")
-        raise TvexportError(f"{name} overflows {label} (max |value| {peak:.6g} > {limit:.6g})", hint=hint)
+        raise TvexportError(f"{name} overflows {label} (max |value| {peak:.6g} > {limit:.6g})", hint=hint or _FITS_HINT.get(dtype))
 
 
 def bias_dtype(kernels: torch.dtype) -> torch.dtype:
@@ -187,7 +187,7 @@ def compress_layer(layer: BakedTVConv, dtype: torch.dtype, *, name: str = "TV la
     bias = layer.bias
     if bias is not None:
         target = bias_dtype(dtype)
-        check_fits(bias, target, name=f"baked bias of {name}", hint=_FITS_HINT[target])
+        check_fits(bias, target, name=f"baked bias of {name}")
         bias = bias.detach().to(target)
     layer.set_kernels(stored, bias, scale=scale)
     return error
