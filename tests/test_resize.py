@@ -417,7 +417,7 @@ def test_parse_input_size(text: str, size: tuple[int, int]) -> None:
     assert resize.parse_input_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["96x", "x96", "96xx80", "96,", "96x80,", "1x2x3", "", "axb", "-5", "9 6"])
+@pytest.mark.parametrize("text", ["96x", "x96", "96xx80", "96,", "96x80,", "1x2x3", "", "axb", "-5", "9 6", "\u0663x\u0663", "\uff19\uff16"])
 def test_parse_input_size_reads_the_whole_text(text: str) -> None:
     with pytest.raises(TvexportError, match=f"cannot read input size {re.escape(repr(text))}; write HxW"):
         resize.parse_input_size(text)

@@ -75,7 +75,7 @@ DEFAULT_INTERPOLATION: Interpolation = "bicubic"
 
 def parse_input_size(text: str) -> tuple[int, int]:
     """``96``, ``96x96`` or ``96,96`` -> (H, W); anything else is refused in one line."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", text.lower())
+    match = re.fullmatch(r"\s*([0-9]+)\s*(?:[x,]\s*([0-9]+)\s*)?", text.lower())
     if match is None:
         raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96 (or one number for a square)")
     h = int(match.group(1))
