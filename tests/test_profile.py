@@ -507,6 +507,12 @@ def test_copy_bandwidth_counts_the_read_and_the_write() -> None:
     assert bw["bytes_per_s"] == pytest.approx(2 * (1 << 20) / 0.01)
 
 
+def test_aoti_dtype_refusal_names_the_dtype_as_the_cli_does() -> None:
+    from tvexport.profile.backends.compiled import torch_dtype_error
+
+    assert str(torch_dtype_error(torch.float16)).startswith("the aoti backend exports float32 packages, not float16;")
+
+
 def test_machine_and_versions() -> None:
     m = machine_info()
     assert m["logical_cores"] >= 1 and isinstance(m["cpu"], str) and m["cpu"]
