@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 import types
 from pathlib import Path
@@ -684,6 +685,9 @@ def test_run_bench_errors_and_skips(fake_registry, tmp_path: Path) -> None:
         run_bench(baked_subject, backends=["torch-unbaked"])
     with pytest.raises(TvexportError, match="batch sizes must be >= 1"):
         run_bench(baked_subject, backends=["torch-baked"], batches=[0])
+    for odd in (1.9, True, "2"):  # before: 1.9 ran as batch 1
+        with pytest.raises(TvexportError, match=f"batch sizes must be integers, got {re.escape(repr(odd))}"):
+            run_bench(baked_subject, backends=["torch-baked"], batches=[odd, 2])  # type: ignore[list-item]
     with pytest.raises(TvexportError, match="unsupported dtype 'int8'"):
         run_bench(baked_subject, backends=["torch-baked"], dtype="int8")
     report = run_bench(baked_subject, settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0), threads=1)
