@@ -10,6 +10,7 @@ storage itself loses is checked separately, per plane, against half a quantizati
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -108,7 +109,7 @@ def test_nonfinite_planes_stay_nonfinite() -> None:
     np.testing.assert_array_equal(q[~mask], q_ok[~mask])
     half, _ = compress_kernels(torch.from_numpy(bad), torch.float16)
     np.testing.assert_array_equal(half.numpy(), bad.astype(np.float16))  # NaN, +Inf, -Inf where they were
-    with pytest.raises(TvexportError, match=r"overflows float16 \(max \|value\| [0-9.e+]+ > 6.55e\+04\)"):
+    with pytest.raises(TvexportError, match=r"overflows float16 \(max \|value\| [0-9.e+]+ > 65504\)"):
         compress_kernels(torch.from_numpy(bad) * 1e5, torch.float16)
 
 
@@ -444,3 +445,23 @@ def test_stored_kernel_dtype_takes_the_graph_dtype_by_keyword_only() -> None:
         stored_kernel_dtype(baked, "float16")  # type: ignore[misc]
     compress_layer(next(m for m in baked.modules() if isinstance(m, BakedTVConv)), torch.int8)
     assert stored_kernel_dtype(baked, dtype="float16") == "mixed" and stored_kernel_dtype(torch.nn.Linear(2, 2)) is None
+
+
+def test_overflow_checks_the_rounding_edge_and_float32_storage() -> None:
+    """float16 holds values below 65520 (they round to 65504): only those that round to Inf are
+    refused, with numbers that say why; a float64 bake beyond float32's range is refused too,
+    rather than stored as Inf (kernels and bias)."""
+    edge = torch.tensor([65504.0, 65519.0, -65519.9, 1.0], dtype=torch.float64).view(1, 4, 1, 1)
+    half, _ = compress_kernels(edge, torch.float16)
+    assert half.float().view(-1).tolist() == [65504.0, 65504.0, -65504.0, 1.0]
+    with pytest.raises(TvexportError, match=r"^kernels overflows float16 \(max \|value\| 65520 > 65504\);") as err:
+        compress_kernels(edge.clone().index_fill_(1, torch.tensor([3]), -65520.0), torch.float16)
+    assert "--kernel-dtype float32" in (err.value.hint or "")
+    big = torch.tensor([1e39, 0.0, 0.0, 3.0], dtype=torch.float64).view(1, 4, 1, 1)
+    with pytest.raises(TvexportError, match=r"^k overflows float32 \(max \|value\| 1e\+39 > 3\.40282e\+38\);"):
+        compress_kernels(big, torch.float32, name="k")
+    assert compress_kernels(big.clone().fill_(math.inf), torch.float32)[0].isinf().all()  # non-finite stays as it is: not an overflow
+    layer = BakedTVConv(1, 2, 1, 1, 1, bias="map", dtype=torch.float64)
+    layer.set_kernels(torch.ones(1, 4, 1, 1, dtype=torch.float64), torch.full((1, 1, 1), -1e39, dtype=torch.float64))
+    with pytest.raises(TvexportError, match=r"^baked bias of L overflows float32"):
+        compress_layer(layer, torch.float32, name="L")

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 import types
 from pathlib import Path
@@ -507,6 +508,12 @@ def test_copy_bandwidth_counts_the_read_and_the_write() -> None:
     assert bw["bytes_per_s"] == pytest.approx(2 * (1 << 20) / 0.01)
 
 
+def test_aoti_dtype_refusal_names_the_dtype_as_the_cli_does() -> None:
+    from tvexport.profile.backends.compiled import torch_dtype_error
+
+    assert str(torch_dtype_error(torch.float16)).startswith("the aoti backend exports float32 packages, not float16;")
+
+
 def test_machine_and_versions() -> None:
     m = machine_info()
     assert m["logical_cores"] >= 1 and isinstance(m["cpu"], str) and m["cpu"]
@@ -678,6 +685,9 @@ def test_run_bench_errors_and_skips(fake_registry, tmp_path: Path) -> None:
         run_bench(baked_subject, backends=["torch-unbaked"])
     with pytest.raises(TvexportError, match="batch sizes must be >= 1"):
         run_bench(baked_subject, backends=["torch-baked"], batches=[0])
+    for odd in (1.9, True, "2"):  # before: 1.9 ran as batch 1
+        with pytest.raises(TvexportError, match=f"batch sizes must be integers, got {re.escape(repr(odd))}"):
+            run_bench(baked_subject, backends=["torch-baked"], batches=[odd, 2])  # type: ignore[list-item]
     with pytest.raises(TvexportError, match="unsupported dtype 'int8'"):
         run_bench(baked_subject, backends=["torch-baked"], dtype="int8")
     report = run_bench(baked_subject, settings=MeasureSettings(warmup_seconds=0, min_iters=1, min_seconds=0), threads=1)
@@ -698,7 +708,7 @@ def test_run_bench_real_torch_backends_per_layer() -> None:
     assert all(r["stats"]["n"] == 2 and r["stats"]["median_s"] > 0 for c in report["cases"] for r in c["results"])
     assert len(report["layers"]) == 2 * 17
     assert all(row["dw"] is not None and row["tv"]["x_floor"] > 0 and row["ratio"]["n"] == 2 for row in report["layers"])
-    assert "speed-up vs unbaked" in to_markdown(report)
+    assert "speed-up vs unbaked (unpaired)" in to_markdown(report)
 
 
 def test_run_bench_deeplab_dense_baseline() -> None:
@@ -741,6 +751,33 @@ def test_csv_records_the_inference_precision(fake_report: dict) -> None:
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["batch"], r["kind"], r["precision"]) for r in rows] == [("1", "latency", "bf16")] * 2 + [("1", "ratio", "bf16")] + [
         ("2", "latency", ""), ("2", "latency", ""), ("2", "ratio", "")]
+
+
+def test_report_records_the_openvino_and_onnxsim_versions(fake_report: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a saved report could not say which OpenVINO (or onnxsim, which simplifies the graphs
+    the onnxruntime and openvino backends run) produced its numbers. Versions are read from
+    installed metadata (None where not installed), and the machine line names them where such a
+    case ran."""
+    import importlib.metadata
+
+    from tvexport.profile import machine
+    from tvexport.profile.report import describe_machine
+
+    real = importlib.metadata.version
+    fake = {"openvino": "2099.1.0", "onnxsim": "9.8.7", "onnxruntime": "1.2.3"}
+    monkeypatch.setattr(machine.importlib.metadata, "version", lambda name: fake[name] if name in fake else real(name))
+    v = machine.versions()
+    assert (v["openvino"], v["onnxsim"]) == ("2099.1.0", "9.8.7")
+    report = {**copy.deepcopy(fake_report), "versions": {**fake_report["versions"], **fake}}
+    assert validate_report(report) == []
+    line = describe_machine(report)  # fake-timed cases only: neither ran
+    assert "onnxruntime 1.2.3" in line and "openvino" not in line and "onnxsim" not in line
+    report["cases"][0]["backend"] = "openvino-fused"
+    assert "onnxruntime 1.2.3, openvino 2099.1.0, onnxsim 9.8.7" in describe_machine(report)
+    report["cases"][0]["backend"] = "onnxruntime"
+    assert "onnxsim 9.8.7" in describe_machine(report) and "openvino" not in describe_machine(report)
+    report["versions"]["onnxsim"] = None  # not installed: not named
+    assert "onnxsim" not in describe_machine(report)
 
 
 def test_validate_report_catches_departures(fake_report: dict) -> None:
@@ -923,8 +960,21 @@ def test_speed_up_over_unbaked(fake_report: dict) -> None:
     unbaked["results"][0]["stats"]["median_s"], baked["results"][0]["stats"]["median_s"] = 6.0, 1.5
     report["cases"] = [unbaked, baked]
     header, rows = summary_rows(report)
-    col = header.index("speed-up vs unbaked")
+    col = header.index("speed-up vs unbaked (unpaired)")
     assert [row[col] for row in rows] == ["-", "4.00x"]
+
+
+def test_speed_up_over_unbaked_is_labelled_unpaired(fake_report: dict) -> None:
+    """torch-unbaked is timed in a case of its own, not in the rounds of the case it is compared
+    with: before, its column sat under a method line calling every ratio paired. The column and
+    the method line say it is a ratio of medians of separate cases; without it, nothing is said."""
+    assert "unpaired" not in to_markdown(fake_report)
+    report = copy.deepcopy(fake_report)
+    report["cases"][0]["backend"] = "torch-unbaked"
+    header, _ = summary_rows(report)
+    assert header[-1] == "speed-up vs unbaked (unpaired)"
+    method = next(line for line in to_markdown(report).splitlines() if line.startswith("- method:"))
+    assert "ratios are per-round paired ratios" in method and "two cases timed one after the other (unpaired)" in method
 
 
 def test_layer_rows_are_in_microseconds(fake_bench: FakeClock) -> None:

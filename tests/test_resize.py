@@ -218,22 +218,65 @@ def test_generator_method_resamples_posi_map_and_layernorm_and_is_verified() -> 
     assert float((got - ref).abs().max() / ref.abs().max()) <= 1e-5
 
 
+def _float64_kernels(model: nn.Module, *, fold_bn: bool) -> nn.Module:
+    """The bake of ``model`` in float64, before its kernels are rounded to a storage dtype."""
+    from tvexport.accuracy import Reference
+    from tvexport.bake import _bake_float64
+
+    return _bake_float64(model, Reference(model), fold_bn=fold_bn)[0]
+
+
 def test_kernels_method_resamples_the_trained_bake() -> None:
     model = make_model("face_shufflenetv2_x0_5", tv=K5_BIAS)
-    trained = bake_model(model, fold_bn=False, verify=False)
+    trained = _float64_kernels(model, fold_bn=False)  # the trained bake before its kernels are rounded to float32
     result = bake_model(model, fold_bn=False, input_size=(80, 112), resample="kernels", interpolation="bilinear")
     assert result.report is not None and result.report.ok
     assert result.resize is not None and result.resize["verified_at"] == [96, 96] and "none at the input size" in result.resize["reference"]
     layers = _tv(result.model)
     assert len(layers) == 19 and all(m.bias_kind == "map" for m in layers.values())
     for name, layer in layers.items():
-        src = trained.model.get_submodule(name)
+        src = trained.get_submodule(name)
         size = tuple(layer.weight.shape[-2:])
         assert result.tv_layers[name]["h"] == size[0] and result.tv_layers[name]["w"] == size[1]
-        assert torch.equal(layer.weight, resample_map(src.weight, size, interpolation="bilinear"))
-        assert torch.equal(layer.bias, resample_map(src.bias, size, interpolation="bilinear"))
+        assert torch.equal(layer.weight, resample_map(src.weight, size, interpolation="bilinear").float())
+        assert torch.equal(layer.bias, resample_map(src.bias, size, interpolation="bilinear").float())
     with torch.no_grad():
         assert result.model(torch.zeros(2, 3, 80, 112)).shape == (2, 512)
+
+
+@pytest.mark.parametrize("kernel_dtype", ["int8", "float16"])
+def test_compressed_rebake_rounds_the_resampled_float_kernels_once(kernel_dtype: str) -> None:
+    """Before: compressed kernels were dequantized, resampled and compressed again (int8 values up
+    to 1.5 steps from the resampled kernels), and the storage error recorded was the trained-size
+    bake's (2x too small). Now the float64 kernels are resampled and rounded once: each stored
+    value is within half a step (int8: of its own (channel, tap) plane; float16: of its own
+    value) of them, and the error recorded is against them."""
+    model = make_model("face_shufflenetv2_x0_5", tv=K5_BIAS)
+    floats = _float64_kernels(model, fold_bn=False)  # the trained-size bake before rounding
+    result = bake_model(model, fold_bn=False, kernel_dtype=kernel_dtype, input_size=(80, 112), interpolation="bicubic")  # type: ignore[arg-type]
+    assert result.report is not None and result.report.ok  # the trained-size bake, verified as usual
+    layers = _tv(result.model)
+    assert layers and set(result.kernel_errors) == set(layers)
+    for name, layer in layers.items():
+        assert isinstance(layer, BakedTVConv) and layer.weight.dtype == getattr(torch, kernel_dtype)
+        src = floats.get_submodule(name)
+        size = tuple(layer.weight.shape[-2:])
+        ideal = resample_map(src.weight, size, interpolation="bicubic")
+        assert ideal.dtype == torch.float64
+        stored = dequantize(layer.weight, layer.scale, dtype=torch.float64)
+        err = (stored - ideal).abs()
+        if kernel_dtype == "int8":
+            assert layer.scale is not None
+            assert bool((err <= 0.5 * layer.scale.double() * (1 + 1e-6)).all()), float((err / layer.scale.double()).max())
+        else:
+            assert bool((err <= 2.0**-11 * ideal.abs() + 2.0**-25).all())
+        want, scale = compress_kernels(ideal, getattr(torch, kernel_dtype))
+        assert torch.equal(layer.weight, want) and (scale is None or torch.equal(layer.scale, scale))
+        recorded = result.kernel_errors[name]
+        assert result.tv_layers[name]["kernels"]["error"] == recorded.to_dict()
+        assert recorded.max_rel == float((stored - ideal).abs().max() / ideal.abs().max())
+        bias = resample_map(src.bias, size, interpolation="bicubic").to(layer.bias.dtype)
+        assert torch.equal(layer.bias, bias)  # rounded once to its storage dtype from the resampled float map
 
 
 def test_deeplab_rebake() -> None:
@@ -260,6 +303,7 @@ def test_rebake_to_1x1_layers_with_folded_batchnorm(name: str, tv: TVSettings, s
     method at the same size is verified against its own float64 truth."""
     model = make_model(name, tv=tv)
     trained = bake_model(model, kernel_dtype=dtype, verify=False)
+    baked64 = _float64_kernels(model, fold_bn=True)
     result = bake_model(model, kernel_dtype=dtype, input_size=size)
     assert result.report is not None and result.report.ok, result.report.worst
     layers = _tv(result.model)
@@ -268,7 +312,7 @@ def test_rebake_to_1x1_layers_with_folded_batchnorm(name: str, tv: TVSettings, s
         src = trained.model.get_submodule(lname)
         assert isinstance(layer, BakedTVConv) and isinstance(src, BakedTVConv)
         assert layer.bias_kind == src.bias_kind == result.tv_layers[lname]["bias"] == "channel"
-        exact = resample_map(dequantize(src.weight, src.scale, dtype=torch.float64), tuple(layer.weight.shape[-2:]))
+        exact = resample_map(baked64.get_submodule(lname).weight, tuple(layer.weight.shape[-2:]))  # rounded once, after resampling
         want, scale = compress_kernels(exact, dtype)
         assert torch.equal(layer.weight, want) and (scale is None or torch.equal(layer.scale, scale))
         assert torch.equal(layer.bias, src.bias)  # a per-channel shift holds at any size
@@ -373,7 +417,7 @@ def test_parse_input_size(text: str, size: tuple[int, int]) -> None:
     assert resize.parse_input_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["96x", "x96", "96xx80", "96,", "96x80,", "1x2x3", "", "axb", "-5", "9 6"])
+@pytest.mark.parametrize("text", ["96x", "x96", "96xx80", "96,", "96x80,", "1x2x3", "", "axb", "-5", "9 6", "\u0663x\u0663", "\uff19\uff16"])
 def test_parse_input_size_reads_the_whole_text(text: str) -> None:
     with pytest.raises(TvexportError, match=f"cannot read input size {re.escape(repr(text))}; write HxW"):
         resize.parse_input_size(text)

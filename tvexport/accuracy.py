@@ -124,7 +124,8 @@ class Tolerance:
 class Comparison:
     """One output checked against the float64 truth (Polygraphy-style statistics).
 
-    ``max_abs``/``max_rel``/``p99_abs``/``cosine`` describe the candidate; ``baseline_*`` the
+    ``max_abs``/``max_rel``/``p99_abs``/``cosine`` describe the candidate (``p99_abs``: the 99th
+    percentile of |candidate - truth|, linear interpolation as in ``tvexport.profile``); ``baseline_*`` the
     float32 original on the same input (None where there is none: then only the floor applies).
     Relative errors are norm-wise, max|d| / max|truth| (``ref_max``): robust where values are
     near zero.
@@ -159,7 +160,8 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        return self.max_abs <= self.allowed
+        """Within the allowance; a non-finite error or allowance never passes (nothing was measured)."""
+        return math.isfinite(self.max_abs) and math.isfinite(self.allowed) and self.max_abs <= self.allowed
 
     @property
     def excess(self) -> float:
@@ -190,7 +192,9 @@ def compare_outputs(
     baseline: np.ndarray | torch.Tensor | None = None,
 ) -> Comparison:
     """Compare ``got`` (and the float32 original ``baseline``) with ``truth`` under ``tolerance``;
-    outputs without values (an input of no rows) are refused: a comparison of nothing never passes."""
+    outputs without values (an input of no rows) are refused: a comparison of nothing never passes.
+    So is a ``baseline`` holding NaN/Inf where ``truth`` is finite: float32 cannot compute the
+    network there (its activations overflow), so no float32 yardstick, nor candidate, means anything."""
     g, r = _as_float64(got), _as_float64(truth)
     if g.shape != r.shape:
         raise TvexportError(f"{name}: output has {g.numel()} values, reference has {r.numel()}", hint="input or output shapes differ between the artefact and the model")
@@ -204,13 +208,19 @@ def compare_outputs(
     base_abs = base_rel = None
     if baseline is not None:
         b = _as_float64(baseline)
+        if not bool(torch.isfinite(b).all()) and bool(torch.isfinite(r).all()):
+            raise TvexportError(
+                f"{name}: the float32 network computes Inf/NaN on the verification input, where its float64 truth is finite "
+                f"(max |value| {scale:.3g}): float32 activations overflow, so no float32 result can be verified",
+                hint="check the checkpoint: weights this large point to a damaged or diverged training run",
+            )
         base_abs = float((b - r).abs().max()) if b.numel() else 0.0
         base_rel = base_abs / scale if scale > 0 else base_abs
     return Comparison(
         name=name,
         max_abs=max_abs,
         max_rel=max_abs / scale if scale > 0 else max_abs,
-        p99_abs=float(diff.kthvalue(int(0.99 * (diff.numel() - 1)) + 1).values),
+        p99_abs=float(np.percentile(diff.numpy(), 99)),  # linear interpolation, as tvexport.profile.stats.percentile
         cosine=float(torch.nn.functional.cosine_similarity(g, r, dim=0)),
         ref_max=scale,
         baseline_max_abs=base_abs,

@@ -131,7 +131,8 @@ class KernelError:
 
 def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "kernels") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float kernels (any float dtype, e.g. a float64 bake) rounded once to storage ``dtype``:
-    ``(stored, scale)``, ``scale`` None unless int8. float16 refuses finite values beyond its range.
+    ``(stored, scale)``, ``scale`` None unless int8. Finite values that would round to Inf
+    (beyond float16's range, or a float64 bake's beyond float32's) are refused.
 
     NaN/Inf (only in weights baked with ``allow_nonfinite``) stay non-finite: float16 keeps them
     as they are, int8 reads their planes as NaN (``quantize_int8``).
@@ -139,20 +140,30 @@ def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "k
     dtype = kernel_dtype(dtype)
     if dtype == torch.int8:
         return quantize_int8(weight)
-    if dtype == torch.float16:
-        check_fits(weight, dtype, name=name)
+    check_fits(weight, dtype, name=name)
     return weight.detach().to(dtype), None
 
 
-def check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, hint: str = "store the kernels as float32 (--kernel-dtype float32)") -> None:
-    """Refuse finite values of ``t`` that would become Inf in ``dtype``, naming ``name`` (``hint``:
-    how to fix). NaN/Inf are not an overflow: they stay what they are (only weights baked with
+# how to fix kernels (or their bias) too large for their storage dtype
+_FITS_HINT = {
+    torch.float16: "store the kernels as float32 (--kernel-dtype float32)",
+    torch.float32: "no float32 network can hold them: check the checkpoint (damaged or diverged?)",
+}
+
+
+def check_fits(t: torch.Tensor, dtype: torch.dtype, *, name: str, hint: str | None = None) -> None:
+    """Refuse finite values of ``t`` that round to Inf in ``dtype``, naming ``name`` (``hint``:
+    how to fix; default: what fixes kernels stored as ``dtype``). Values just above ``finfo(dtype).max`` that round down to it fit (65519 in
+    float16). NaN/Inf are not an overflow: they stay what they are (only weights baked with
     ``allow_nonfinite`` hold them), and ``max |value|`` is that of the finite values."""
-    limit = torch.finfo(dtype).max
-    peak = float(t.detach().abs().nan_to_num_(nan=0.0, posinf=0.0).max()) if t.numel() else 0.0
-    if peak > limit:
+    if not t.is_floating_point() or not t.numel() or torch.finfo(t.dtype).max <= torch.finfo(dtype).max:
+        return  # nothing to round, or every finite value fits
+    t = t.detach()
+    finite = torch.isfinite(t)
+    if bool((finite & torch.isinf(t.to(dtype))).any()):
+        peak, limit = float(t.abs()[finite].max()), torch.finfo(dtype).max
         label = kernel_dtype_name(dtype) if dtype in KERNEL_DTYPES.values() else str(dtype).removeprefix("torch.")
-        raise TvexportError(f"{name} overflows {label} (max |value| {peak:.3g} > {limit:.3g})", hint=hint)
+        raise TvexportError(f"{name} overflows {label} (max |value| {peak:.6g} > {limit:.6g})", hint=hint or _FITS_HINT.get(dtype))
 
 
 def bias_dtype(kernels: torch.dtype) -> torch.dtype:
@@ -176,8 +187,7 @@ def compress_layer(layer: BakedTVConv, dtype: torch.dtype, *, name: str = "TV la
     bias = layer.bias
     if bias is not None:
         target = bias_dtype(dtype)
-        if target == torch.float16:
-            check_fits(bias, target, name=f"baked bias of {name}")
+        check_fits(bias, target, name=f"baked bias of {name}")
         bias = bias.detach().to(target)
     layer.set_kernels(stored, bias, scale=scale)
     return error

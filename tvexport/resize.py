@@ -8,7 +8,10 @@ such as the face networks' pooling head, follows too). Two ways to fill the new 
 * ``kernels`` (default): bake at the trained size (verified as usual), then resample the baked
   kernels (C, k*k, h, w) and bias maps (C, h, w) themselves. No unbaked network exists at the new
   size, so nothing there can be checked against one: the report is the trained-size bake's.
-  Compressed kernels are resampled from what that bake stores and rounded again.
+  The kernels resampled are that bake's in float64, before rounding: float16 and int8 kernels are
+  rounded once, after resampling, and the storage error recorded per layer is against the
+  resampled float64 kernels (int8: at most half a step of each (channel, tap) plane, as in
+  ``tvexport.quantize``). At the trained size this is exactly the ordinary bake.
 * ``generator``: resample the layer's only size-bound parameters, ``posi_map`` (1, P, h, w) and
   its generator's LayerNorm affine maps (C', h, w), then bake as usual: the generator makes the
   kernels at the new size. The bake is verified against this resized unbaked network.
@@ -39,7 +42,7 @@ from torch import nn
 from .errors import TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
-from .quantize import compress_kernels, dequantize, layer_summary
+from .quantize import KernelError, bias_dtype, check_fits, compress_kernels, dequantize, layer_summary
 
 if TYPE_CHECKING:  # bake imports this module lazily, from bake_model
     from .bake import BakeResult
@@ -72,7 +75,7 @@ DEFAULT_INTERPOLATION: Interpolation = "bicubic"
 
 def parse_input_size(text: str) -> tuple[int, int]:
     """``96``, ``96x96`` or ``96,96`` -> (H, W); anything else is refused in one line."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", text.lower())
+    match = re.fullmatch(r"\s*([0-9]+)\s*(?:[x,]\s*([0-9]+)\s*)?", text.lower())
     if match is None:
         raise TvexportError(f"cannot read input size {text!r}", hint="write HxW, e.g. 96x96 (or one number for a square)")
     h = int(match.group(1))
@@ -154,21 +157,40 @@ def resize_unbaked(model: nn.Module, input_size: tuple[int, int], *, interpolati
     return resized.eval()
 
 
+def _float64_bake(model: nn.Module, *, folded: list[tuple[str, str]]) -> nn.Module:
+    """``model`` baked in float64 (before any rounding to a storage dtype), with the BatchNorms
+    folded that the trained-size bake folded (``folded``: whether it folded is what it folded)."""
+    from .accuracy import Reference
+    from .bake import _bake_float64
+
+    baked64, again = _bake_float64(model, Reference(model), fold_bn=bool(folded))
+    assert [tuple(p) for p in again] == [tuple(p) for p in folded], (again, folded)
+    return baked64
+
+
 @torch.no_grad()
-def _resample_kernels(trained: nn.Module, target: nn.Module, *, interpolation: Interpolation) -> None:
-    """Replace ``target``'s baked kernels (and bias maps) by ``trained``'s, resampled to ``target``'s
-    sizes, stored as ``target`` stores them (int8 kernels: resampled from their float64 meaning,
-    then quantized again)."""
+def _resample_kernels(source: nn.Module, target: nn.Module, *, interpolation: Interpolation) -> dict[str, KernelError]:
+    """Replace ``target``'s baked kernels (and bias maps) by ``source``'s, resampled to ``target``'s
+    sizes and rounded once to ``target``'s storage dtype; returns, per layer, the error of that
+    rounding against the resampled kernels. ``source`` should hold float kernels (the float64
+    bake); compressed ones are resampled from what they mean (dequantized), so rounded twice."""
+    errors: dict[str, KernelError] = {}
     for name, dst in _tv_layers(target, BakedTVConv).items():
-        src = trained.get_submodule(name)
+        src = source.get_submodule(name)
         assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind, (name, src.bias_kind, dst.bias_kind)
         size = tuple(dst.weight.shape[-2:])
         exact = resample_map(dequantize(src.weight, src.scale, dtype=torch.float64), size, interpolation=interpolation)  # type: ignore[arg-type]
         weight, scale = compress_kernels(exact, dst.weight.dtype, name=f"baked weight of {name}")
+        errors[name] = KernelError.between(dequantize(weight, scale, dtype=torch.float64), exact)
         bias = src.bias
         if bias is not None and src.bias_kind == "map":
-            bias = resample_map(bias, size, interpolation=interpolation)  # type: ignore[arg-type]
+            bias = resample_map(bias.double(), size, interpolation=interpolation)  # type: ignore[arg-type]
+        if bias is not None:
+            target_dtype = bias_dtype(dst.weight.dtype)
+            check_fits(bias, target_dtype, name=f"baked bias of {name}")
+            bias = bias.detach().to(target_dtype)
         dst.set_kernels(weight, bias.clone() if bias is not None else None, scale=scale, bias_kind=src.bias_kind)
+    return errors
 
 
 def bake_resized(
@@ -194,14 +216,15 @@ def bake_resized(
         verified_at, reference = size, "the unbaked network with posi_map and generator LayerNorm maps resampled to the input size"
     else:
         trained = bake(model)
+        exact = _float64_bake(model, folded=trained.folded)  # what the trained bake rounded: resampled, then rounded once
         # The resized unbaked network baked unverified gives the structure at the new size (TV
         # geometry, folded BatchNorms, size-dependent heads); its kernels are then replaced. The
         # caller's verification options are the trained-size bake's: not given to this one.
         result = bake(resize_unbaked(model, size, interpolation=interpolation), verify=False, rtol=None, atol=None, batch=None, seed=None)
-        _resample_kernels(trained.model, result.model, interpolation=interpolation)
-        for name, layer in result.tv_layers.items():  # storage errors: those of the trained-size bake (what was verified)
-            layer["kernels"] = {**layer_summary(result.model.get_submodule(name)), "error": trained.tv_layers[name]["kernels"]["error"]}  # type: ignore[arg-type]
-        result = dataclasses.replace(result, report=trained.report, verify_seconds=trained.verify_seconds, kernel_errors=trained.kernel_errors)
+        errors = _resample_kernels(exact, result.model, interpolation=interpolation)
+        for name, layer in result.tv_layers.items():  # storage errors: against the resampled float kernels
+            layer["kernels"] = {**layer_summary(result.model.get_submodule(name)), "error": errors[name].to_dict()}  # type: ignore[arg-type]
+        result = dataclasses.replace(result, report=trained.report, verify_seconds=trained.verify_seconds, kernel_errors=errors)
         verified_at = source
         reference = f"none at the input size (kernels resampled after baking); the report checks the {_hw(source)} bake they come from"
     if result.report is None:

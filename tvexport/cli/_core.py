@@ -133,7 +133,8 @@ def bake_cmd(
     if result.report is not None:
         _print_report(result.report)
     if worst is not None:
-        console.print(f"TV kernels {kernels}: {_mb(stored)} ({stored / max(float32, 1):.2f}x float32); storage error vs the float64 bake: "
+        versus = "the resampled float64 bake" if result.resize is not None and result.resize["resample"] == "kernels" else "the float64 bake"
+        console.print(f"TV kernels {kernels}: {_mb(stored)} ({stored / max(float32, 1):.2f}x float32); storage error vs {versus}: "
                       f"max rel {worst[1].max_rel:.2g} (worst layer {worst[0]}), rms rel up to {max(e.rms_rel for e in result.kernel_errors.values()):.2g}", highlight=False)
     ratio = done.source_bytes / max(done.output_bytes, 1)
     change = f"{ratio:.1f}x smaller" if ratio >= 1 else f"{1 / ratio:.1f}x larger: its generators are smaller than their kernels"

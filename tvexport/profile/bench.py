@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import gc
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -204,6 +205,9 @@ def run_bench(
     Returns the report dict described in ``tvexport.profile.report``.
     """
     settings = settings if settings is not None else MeasureSettings()
+    odd = [b for b in batches if isinstance(b, bool) or not isinstance(b, numbers.Integral)]
+    if odd:  # int() would truncate 1.9 to 1: time what was asked or nothing
+        raise TvexportError(f"batch sizes must be integers, got {odd[0]!r}", hint="e.g. batches=[1, 8]")
     batches = list(dict.fromkeys(int(b) for b in batches))
     if not batches or min(batches) < 1:
         raise TvexportError(f"batch sizes must be >= 1, got {batches}")

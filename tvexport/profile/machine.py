@@ -12,7 +12,9 @@ from .._version import __version__
 
 __all__ = ["l3_cache_bytes", "machine_info", "versions"]
 
-OPTIONAL_PACKAGES = ("numpy", "onnxruntime", "onnx", "tensorrt", "triton", "matplotlib")
+# read from installed metadata (never imported): the runtimes a backend times, and onnxsim, which
+# shapes the graphs the onnxruntime and openvino backends run
+OPTIONAL_PACKAGES = ("numpy", "onnxruntime", "onnx", "onnxsim", "openvino", "tensorrt", "triton", "matplotlib")
 
 
 def _cpuinfo() -> tuple[str | None, int | None]:

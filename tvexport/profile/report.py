@@ -15,7 +15,7 @@ Top level (schema ``tvexport.bench``, version 1)::
                 min_seconds, max_seconds, min_warmup_rounds, cv_warn, per_layer, layer_seconds, seed}
     machine    {cpu, logical_cores, physical_cores, memory_bytes, os, machine, gpu,
                 load_average, load_average_end}
-    versions   {python, torch, tvexport, numpy, onnxruntime, onnx, tensorrt, triton, matplotlib, cuda}
+    versions   {python, torch, tvexport, numpy, onnxruntime, onnx, onnxsim, openvino, tensorrt, triton, matplotlib, cuda}
     skipped    [{backend, reason}]                    backends not run and why
     cases      [{backend, batch, precision?, rounds, warmup_rounds, warmup_s, measure_s, truncated,
                  results [{network, stats, throughput_ips}],
@@ -218,6 +218,11 @@ def _ratio_text(r: Mapping[str, Any]) -> str:
     return f"{r['median']:.2f} [{r['p10']:.2f}-{r['p90']:.2f}]"
 
 
+# torch-unbaked is a case of its own, not a network timed in every case's rounds: its speed-up
+# cannot be paired, and says so
+SPEEDUP_COLUMN = "speed-up vs unbaked (unpaired)"
+
+
 def _unbaked_medians(report: Mapping[str, Any]) -> dict[int, float]:
     return {c["batch"]: c["results"][0]["stats"]["median_s"] for c in report["cases"] if c["backend"] == "torch-unbaked"}
 
@@ -232,7 +237,8 @@ def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
 
     Per network: median latency in ms with its CV, and images/s; per baseline: the paired
     ratio TV/baseline as median [p10-p90]; and the TV speed-up over ``torch-unbaked`` at the
-    same batch (ratio of medians of separate cases, not paired) when that backend ran.
+    same batch when that backend ran (``SPEEDUP_COLUMN``: a ratio of medians of separate cases,
+    measured one after the other, so unpaired: drift between the cases enters it).
     """
     labels = [n["label"] for n in report["networks"]]
     tv = labels[0]
@@ -243,7 +249,7 @@ def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
     header += [f"{tv}/{b} [p10-p90]" for b in labels[1:]]
     show_speedup = bool(unbaked) and any(c["backend"] != "torch-unbaked" for c in report["cases"])
     if show_speedup:
-        header.append("speed-up vs unbaked")
+        header.append(SPEEDUP_COLUMN)
     rows = []
     for case in report["cases"]:
         by_net = {r["network"]: r for r in case["results"]}
@@ -289,6 +295,14 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _runtimes(report: Mapping[str, Any]) -> list[str]:
+    """The packages whose versions shape the report's numbers, beyond torch: onnxruntime (as
+    always), and OpenVINO and onnxsim (which simplifies the graphs both run) where their cases ran."""
+    backends = {c["backend"] for c in report["cases"]}
+    openvino = any(b.startswith("openvino") for b in backends)
+    return ["onnxruntime"] + ["openvino"] * openvino + ["onnxsim"] * (openvino or "onnxruntime" in backends)
+
+
 def describe_machine(report: Mapping[str, Any]) -> str:
     m, v, s = report["machine"], report["versions"], report["settings"]
     cores = f"{m['logical_cores']} logical" + (f" / {m['physical_cores']} physical" if m.get("physical_cores") else "") + " cores"
@@ -296,7 +310,7 @@ def describe_machine(report: Mapping[str, Any]) -> str:
     parts = [f"{m['cpu']} ({cores})", m["os"]]
     if m.get("gpu"):
         parts.append(m["gpu"])
-    parts.append(f"python {v['python']}, torch {v['torch']}, tvexport {v['tvexport']}" + (f", onnxruntime {v['onnxruntime']}" if v.get("onnxruntime") else ""))
+    parts.append(f"python {v['python']}, torch {v['torch']}, tvexport {v['tvexport']}" + "".join(f", {name} {v[name]}" for name in _runtimes(report) if v.get(name)))
     parts.append(f"{s['threads']} thread{'s' * (s['threads'] > 1)}, {s['device']}, {s['dtype']}")
     if load:
         parts.append("load average " + "/".join(f"{x:g}" for x in load) + (" -> " + "/".join(f"{x:g}" for x in m["load_average_end"]) if m.get("load_average_end") else ""))
@@ -316,6 +330,8 @@ def to_markdown(report: Mapping[str, Any], *, title: str | None = None) -> str:
         f"- method: {s['warmup_seconds']:g} s warm-up, then >= {s['min_iters']} rounds and >= {s['min_seconds']:g} s per case{max_s}; "
         "networks interleaved (order rotated every round); ratios are per-round paired ratios, median [p10-p90]; "
         "latency is the median, CV = std/mean; img/s = batch / median"
+        + ("; speed-up vs unbaked is median torch-unbaked / median of the case, two cases timed one after the other (unpaired)"
+           if SPEEDUP_COLUMN in summary_rows(report)[0] else "")
     )
     if report.get("command"):
         out.append(f"- command: `{report['command']}`")

@@ -86,4 +86,4 @@ class Aoti:
 def torch_dtype_error(dtype: torch.dtype) -> Exception:
     from ...errors import TvexportError
 
-    return TvexportError(f"the aoti backend exports float32 packages, not {dtype}", hint="drop --dtype or choose another backend")
+    return TvexportError(f"the aoti backend exports float32 packages, not {str(dtype).removeprefix('torch.')}", hint="drop --dtype or choose another backend")
