@@ -16,13 +16,14 @@ from tvexport.bake import bake_model
 from tvexport.errors import TvexportError
 
 
-def _overflowing_model() -> nn.Module:
-    """A face network whose last Linear has finite weights up to 1e38: float32 activations
-    overflow there, float64 ones do not."""
+def _overflowing_model(peak: float = 1e36) -> nn.Module:
+    """A face network whose last Linear has finite weights up to ``peak``: at 1e36 float32
+    activations overflow there, float64 ones do not, and the baked weights (its BatchNorm folded
+    in, x ~127) still fit float32; at 1e38 the baked weights overflow float32 too."""
     model = make_model()
     linear = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
-        linear.weight.div_(linear.weight.abs().max()).mul_(1e19).mul_(1e19)
+        linear.weight.div_(linear.weight.abs().max()).mul_(math.sqrt(peak)).mul_(math.sqrt(peak))
     return model
 
 
@@ -63,6 +64,22 @@ def test_cli_bake_refuses_it_and_writes_nothing(cli, tmp_path: Path) -> None:
     r = cli("bake", src, "-o", out)
     assert r.exit_code == 2, (r.stdout, r.stderr)
     assert "float32 network computes Inf/NaN" in r.stderr and str(src) in r.stderr and "Traceback" not in r.stderr + r.stdout
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
+def test_bake_refuses_weights_that_overflow_float32_once_baked(cli, tmp_path: Path) -> None:
+    """Finite float64 weights whose BatchNorm folding exceeds float32: refused in one line, even
+    unverified (before, --no-verify wrote a file holding Inf and exited 0)."""
+    model = _overflowing_model(1e38)
+    for verify in (True, False):
+        with pytest.raises(TvexportError, match=r"output_layer\.layer2\.0\.weight \(baked\) overflows float32") as err:
+            bake_model(model, verify=verify)
+        assert "\n" not in str(err.value) and "damaged or diverged" in (err.value.hint or "")
+    src = write_checkpoint(model, tmp_path / "overflow.ckpt", "lightning")
+    out = tmp_path / "overflow.baked.pt"
+    r = cli("bake", src, "-o", out, "--no-verify")
+    assert r.exit_code == 2, (r.stdout, r.stderr)
+    assert "overflows float32" in r.stderr and "Traceback" not in r.stderr + r.stdout
     assert not out.exists() and list(tmp_path.iterdir()) == [src]
 
 

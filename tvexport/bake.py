@@ -32,7 +32,7 @@ from .errors import MismatchError, TvexportError, about_file, sized_by_user
 from .layers import BakedTVConv, TVConv, training_modes_kept
 from .models.loading import arch_config_for, build_from_state_dict, check_state_dict
 from .models.registry import ArchConfig, config_of, create_model
-from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, compress_layer, kernel_dtype_name, layer_summary
+from .quantize import KERNEL_DTYPES, KernelDType, KernelError, cast_model_, check_fits, compress_layer, kernel_dtype_name, layer_summary
 from .quantize import kernel_dtype as quantize_dtype
 
 __all__ = [
@@ -240,7 +240,13 @@ def _stored(baked64: nn.Module, dtype: torch.dtype) -> tuple[nn.Module, dict[str
     weight float32; with the error the rounding introduced in each layer's kernels."""
     stored = copy.deepcopy(baked64)
     errors = {name: compress_layer(layer, dtype, name=name) for name, layer in stored.named_modules() if isinstance(layer, BakedTVConv)}
+    for name, t in [*stored.named_parameters(), *stored.named_buffers()]:  # what the float32 cast would turn into Inf
+        if t.dtype == torch.float64:
+            check_fits(t, torch.float32, name=f"{name} (baked)", hint=_FLOAT32_OVERFLOW_HINT)
     return cast_model_(stored, torch.float32).eval(), errors
+
+
+_FLOAT32_OVERFLOW_HINT = "the checkpoint is damaged or diverged: its weights, once baked (BatchNorms folded), exceed float32"
 
 
 # --------------------------------------------------------------------------------------------
