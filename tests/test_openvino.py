@@ -533,6 +533,9 @@ def _bad(mutate: str) -> Any:
     elif mutate == "bias_shape":
         b = graph.initializer[1]
         b.CopyFrom(numpy_helper.from_array(np.zeros((8, 3, 6), np.float32), b.name))
+    elif mutate.startswith("weight_dtype="):  # a weight of a type the op does not take, e.g. uint8
+        w = graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(np.ones((8, 9, 6, 6), np.dtype(mutate.split("=")[1])), w.name))
     elif mutate == "scale_shape":  # 3 scale rows for 8 channels: the Reshape to (C, k*k) cannot divide
         w = graph.initializer[0]
         w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
@@ -580,6 +583,10 @@ def _bad(mutate: str) -> Any:
     ("typed_k='abc'", "attribute 'k' must be INT, got STRING"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
+    # before: uint8 was read as float16 bytes: this graph was refused blaming a weight (4, 9, 6, 6)
+    # it does not have, and with x of 4 channels it ran and gave NaN
+    ("weight_dtype=uint8", "weight must be float32, float16 or int8, got u8"),
+    ("weight_dtype=int16", "weight must be float32, float16 or int8, got i16"),
     ("scale_shape", "scale (3, 9, 1, 1) must be (8, 9, 1, 1), one value per channel and tap of weight (8, 9, 6, 6)"),
     ("short_input", "x (2, 8, 2, 2) is smaller than the k=3 window: height 2 padded by 0 on each side is 2 < 3"),
     # before: 2*padding wrapped: "gives height 2" (a 10x10 input was accepted), "height 6 + 2*padding 4611686018427387904 < 3"
@@ -621,6 +628,18 @@ def test_input_smaller_than_the_window_refused_at_run_time(extension: Path) -> N
     text = str(info.value)
     assert text.startswith("OpenVINO failed to run dyn.onnx: tv_dwconv node 'tv': ") and "\n" not in text, text
     assert "is smaller than the k=3 window" in text or "does not fit weight" in text, text
+
+
+def test_uint8_weight_is_not_read_as_float16_bytes(extension: Path) -> None:
+    """A uint8 weight (8, 9, 5, 7) with x of 4 channels: before, it was read as float16 bytes of a
+    (4, 9, 5, 7) weight, compiled, and ran to NaN; now refused at compile time."""
+    model = layer_model(np.ones((8, 9, 5, 7), np.float32), None, stride=1, method="plugin", batch=1)
+    w = model.graph.initializer[0]
+    w.CopyFrom(numpy_helper.from_array(np.full((8, 9, 5, 7), 60, np.uint8), w.name))
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 5, 7]))
+    with pytest.raises(TvexportError, match="weight must be float32, float16 or int8, got u8") as info:
+        OpenVinoRunner(model, what="u8.onnx", extension=extension)
+    assert "\n" not in str(info.value)
 
 
 # What OpenVINO 2026.4 raised for the scale_shape graph before the conversion checked the scale

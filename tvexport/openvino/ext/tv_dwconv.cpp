@@ -470,6 +470,10 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
         if (v.get_partial_shape().rank().is_static() && v.get_partial_shape().rank().get_length() != 4)
             refuse(name, what, " must be 4-D, got shape ", dims(v.get_partial_shape()));
     }
+    // uint8 is the op's own form of float16 kernels (half_kernel_bytes), never a weight of the graph
+    const auto wt = w.get_element_type();
+    if (wt.is_static() && wt != ov::element::f32 && wt != ov::element::f16 && wt != ov::element::i8)
+        refuse(name, "weight must be float32, float16 or int8, got ", wt);
     const auto half_bytes = half_kernel_bytes(w);
     ov::OutputVector args{transpose(x, {0, 2, 3, 1}), half_bytes ? half_bytes : transpose(w, {2, 1, 3, 0})};
     // per-channel bias and scale are repeated over a kernel segment's positions (kernel.hpp)
