@@ -642,6 +642,30 @@ def test_uint8_weight_is_not_read_as_float16_bytes(extension: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_max_with_a_broadcasting_constant_is_not_folded(extension: Path) -> None:
+    """Max(tv_dwconv(x), zeros(3, C, h, w)) -> Add with batch 1: ONNX broadcasting makes the output
+    (3, C, h, w). Before, fuse_clamps folded the Max (all its values equal) and the output was
+    (1, C, h, w)."""
+    case = Case(3, 1, "map", "float32", 1, channels=8)
+    model, weight, bias = layer_graph(case)
+    graph = model.graph
+    graph.node[0].output[0] = "t"
+    graph.initializer.extend([numpy_helper.from_array(np.zeros((3, 8, 5, 7), np.float32), "zb"),
+                              numpy_helper.from_array(np.zeros((1, 1, 1, 1, 1), np.float32), "z5"),
+                              numpy_helper.from_array(np.array(0.0, np.float32), "z")])
+    graph.node.extend([helper.make_node("Max", ["t", "zb"], ["mx"]), helper.make_node("Min", ["mx", "z5"], ["mn"]),
+                       helper.make_node("Add", ["mn", "z"], ["y"])])
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None))
+    runner = OpenVinoRunner(model, extension=extension)
+    x = np.random.default_rng(1).standard_normal((1, 8, 5, 7)).astype(np.float32)
+    got = runner(x)
+    assert got.shape == (1, 3, 8, 5, 7), got.shape
+    truth = np.minimum(np.maximum(truth_of(x.astype(np.float64), weight, bias, 1), 0.0), 0.0)
+    assert np.array_equal(got[0], np.broadcast_to(truth, (3, 8, 5, 7)))
+    assert runner.folded == 0, runner.folded
+
+
 # What OpenVINO 2026.4 raised for the scale_shape graph before the conversion checked the scale
 FRONTEND_FAILURE = (
     "Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'false' failed at src/frontends/common_translators/src/unconverted_ops_report.cpp:151:\n"
