@@ -1027,8 +1027,17 @@ def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Pat
     # without the extension: one line saying what is missing, and what to pass
     bare = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96"], capture_output=True, text=True, timeout=300)
     assert bare.returncode == 1 and "tvexport.tv_dwconv" in bare.stderr and "--extension" in bare.stderr
-    bad = subprocess.run([str(exe), str(model), "--shape", "3,x"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: --shape") and bad.stderr.count("\n") == 1, bad.stderr
+    for shape in ("3,x", "3,3,96,96,", ",3,3,96,96", "3,,3,96,96", ""):  # before: a trailing comma was accepted
+        bad = subprocess.run([str(exe), str(model), "--shape", shape], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and bad.stderr.startswith("error: --shape") and bad.stderr.count("\n") == 1, (shape, bad.stderr)
+    # a graph the extension refuses: its reason in one line (before: OpenVINO's header
+    # "-- tvexport.tv_dwconv with a message:", the reason left out)
+    for mutate, reason in (("even_k", "k must be a positive odd number, got 2"), ("channels", "has 5 channels, weight (8, 9, 6, 6) has 8")):
+        onnx.save(_bad(mutate), str(tmp_path / "bad.onnx"))
+        bad = subprocess.run([str(exe), str(tmp_path / "bad.onnx"), "--shape", "2,8,6,6", "--extension", str(extension)],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1 and bad.stderr.startswith(f"error: tv_dwconv node 'tv': ") and reason in bad.stderr, bad.stderr
+        assert bad.stderr.count("\n") == 1, bad.stderr
     # a count that is no non-negative integer: one usage line (before: the error, then the usage, on two lines), exit 2
     for option, value in (("--iters", "x"), ("--iters", "-3"), ("--threads", "2x")):
         bad = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96", option, value], capture_output=True, text=True, timeout=60)
