@@ -991,6 +991,25 @@ def test_compile_error_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not list((tmp_path / "openvino").glob("*/" + _build.LIBRARY))
 
 
+@pytest.mark.parametrize("var", ["CXXFLAGS", "LDFLAGS", "CMAKE_TOOLCHAIN_FILE", "CMAKE_PREFIX_PATH"])
+def test_build_key_includes_flags_from_the_environment(var: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CMake reads CXXFLAGS/LDFLAGS (and CMAKE_* variables) at configure time: before, a build made
+    with CXXFLAGS="-O0 -fsanitize=address" had the same key as a plain one and was reused by it."""
+    for name in list(os.environ):
+        if name in ("CXXFLAGS", "LDFLAGS") or name.startswith("CMAKE_"):
+            monkeypatch.delenv(name)
+    plain = _build._key("1.0", "g++ 12")
+    monkeypatch.setenv("CMAKE_BUILD_PARALLEL_LEVEL", "7")  # the job count only: the same build
+    assert _build._key("1.0", "g++ 12") == plain
+    monkeypatch.setenv(var, "-O0")
+    flagged = _build._key("1.0", "g++ 12")
+    assert flagged != plain
+    monkeypatch.setenv(var, "-O1")
+    assert _build._key("1.0", "g++ 12") not in (plain, flagged)
+    monkeypatch.setenv(var, "")  # set but empty: as if unset
+    assert _build._key("1.0", "g++ 12") == plain
+
+
 def test_import_tvexport_does_not_import_openvino() -> None:
     code = "import sys, tvexport, tvexport.cli, tvexport.openvino; tvexport.cli._register(); print('openvino' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
