@@ -533,6 +533,9 @@ def _bad(mutate: str) -> Any:
     elif mutate == "bias_shape":
         b = graph.initializer[1]
         b.CopyFrom(numpy_helper.from_array(np.zeros((8, 3, 6), np.float32), b.name))
+    elif mutate.startswith("bias="):  # e.g. bias=3,1,1: a per-channel bias for another channel count
+        b = graph.initializer[1]
+        b.CopyFrom(numpy_helper.from_array(np.zeros(tuple(int(d) for d in mutate.split("=")[1].split(",")), np.float32), b.name))
     elif mutate.startswith("weight_dtype="):  # a weight of a type the op does not take, e.g. uint8
         w = graph.initializer[0]
         w.CopyFrom(numpy_helper.from_array(np.ones((8, 9, 6, 6), np.dtype(mutate.split("=")[1])), w.name))
@@ -583,6 +586,9 @@ def _bad(mutate: str) -> Any:
     ("typed_k='abc'", "attribute 'k' must be INT, got STRING"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
+    # before: the tiled internal shape was shown ("bias (3, 1, 64) must be ..."), not the graph's
+    ("bias=3,1,1", "bias (3, 1, 1) must be (C, h, w) or (C, 1, 1) for weight (8, 9, 6, 6)"),
+    ("bias=1,1,1", "bias (1, 1, 1) must be (C, h, w) or (C, 1, 1) for weight (8, 9, 6, 6)"),
     # before: uint8 was read as float16 bytes: this graph was refused blaming a weight (4, 9, 6, 6)
     # it does not have, and with x of 4 channels it ran and gave NaN
     ("weight_dtype=uint8", "weight must be float32, float16 or int8, got u8"),
@@ -640,6 +646,37 @@ def test_uint8_weight_is_not_read_as_float16_bytes(extension: Path) -> None:
     with pytest.raises(TvexportError, match="weight must be float32, float16 or int8, got u8") as info:
         OpenVinoRunner(model, what="u8.onnx", extension=extension)
     assert "\n" not in str(info.value)
+
+
+def _run_with_bias(model: Any, extension: Path, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    import openvino as ov
+
+    core = ov.Core()
+    core.add_extension(str(extension))
+    compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.asarray(compiled.create_infer_request().infer({"x": x, "b": bias})[compiled.outputs[0]])
+
+
+@pytest.mark.parametrize("bias_kind", ["map", "channel"])
+def test_bias_of_dynamic_shape(bias_kind: str, extension: Path) -> None:
+    """A bias given as a graph input (C, "bh", "bw"): before, one with dynamic dims was always tiled
+    as per-channel, so a valid (C, h, w) map was refused at run time with the tiled shape
+    ("bias (8, 5, 448) must be ..."); now a map and a per-channel bias both run."""
+    rng = np.random.default_rng(0)
+    c, h, w = 8, 5, 7
+    weight = rng.standard_normal((c, 9, h, w)).astype(np.float32)
+    model = layer_model(weight, rng.standard_normal((c, h, w)).astype(np.float32), stride=1, method="plugin", batch=1)
+    graph = model.graph
+    b_init = next(t for t in graph.initializer if t.name.endswith("bias"))
+    graph.initializer.remove(b_init)
+    node = graph.node[0]
+    node.input[2] = "b"
+    graph.input.append(helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [c, "bh", "bw"]))
+    bias = rng.standard_normal((c, h, w) if bias_kind == "map" else (c, 1, 1)).astype(np.float32)
+    x = rng.standard_normal((1, c, h, w)).astype(np.float32)
+    got = _run_with_bias(model, extension, x, bias)
+    truth = truth_of(x.astype(np.float64), weight.astype(np.float64), bias.astype(np.float64), 1)
+    assert rel_err(got, truth) < LAYER_RTOL
 
 
 def test_max_with_a_broadcasting_constant_is_not_folded(extension: Path) -> None:
