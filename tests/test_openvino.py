@@ -1047,6 +1047,18 @@ def test_build_key_includes_flags_from_the_environment(var: str, monkeypatch: py
     assert _build._key("1.0", "g++ 12") == plain
 
 
+def test_failed_build_names_the_compiler_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flag the compiler refuses fails CMake's compiler check: before, the error was CMake's
+    generic "CMake Error at .../CMakeTestCXXCompiler.cmake:63 (message):", not the compiler's line."""
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("CXXFLAGS", "-fthis-flag-does-not-exist")
+    with pytest.raises(TvexportError) as info:
+        build_extension()
+    text = str(info.value)
+    assert "this-flag-does-not-exist" in text and "CMake Error" not in text, text
+    assert "last-build.log" in text and "\n" not in text, text
+
+
 def test_import_tvexport_does_not_import_openvino() -> None:
     code = "import sys, tvexport, tvexport.cli, tvexport.openvino; tvexport.cli._register(); print('openvino' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)

@@ -198,8 +198,10 @@ def _run(cmd: list[str], *, log: list[str], cwd: Path) -> None:
     log += [f"$ {' '.join(cmd)}", proc.stdout, proc.stderr]
     if proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
-        # a compiler diagnostic ("file:line: error: ..."), else CMake's, else the last line
-        first = next((ln for ln in lines if re.search(r"\berror:|CMake Error", ln)), lines[-1] if lines else f"exit code {proc.returncode}")
+        # a compiler diagnostic ("file:line: error: ...", "c++: error: ..."), else CMake's, else the last line:
+        # a failed compiler check prints CMake's generic "CMake Error at ...cmake:63 (message):" first
+        first = next((ln for ln in lines if re.search(r"\berror:", ln)), None) or next(
+            (ln for ln in lines if "CMake Error" in ln), lines[-1] if lines else f"exit code {proc.returncode}")
         raise TvexportError(f"building the OpenVINO extension failed: {first[:300]}", hint="the full compiler output is in LOG")
 
 
