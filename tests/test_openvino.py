@@ -533,6 +533,12 @@ def _bad(mutate: str) -> Any:
     elif mutate == "bias_shape":
         b = graph.initializer[1]
         b.CopyFrom(numpy_helper.from_array(np.zeros((8, 3, 6), np.float32), b.name))
+    elif mutate.startswith("bias="):  # e.g. bias=3,1,1: a per-channel bias for another channel count
+        b = graph.initializer[1]
+        b.CopyFrom(numpy_helper.from_array(np.zeros(tuple(int(d) for d in mutate.split("=")[1].split(",")), np.float32), b.name))
+    elif mutate.startswith("weight_dtype="):  # a weight of a type the op does not take, e.g. uint8
+        w = graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(np.ones((8, 9, 6, 6), np.dtype(mutate.split("=")[1])), w.name))
     elif mutate == "scale_shape":  # 3 scale rows for 8 channels: the Reshape to (C, k*k) cannot divide
         w = graph.initializer[0]
         w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
@@ -580,6 +586,13 @@ def _bad(mutate: str) -> Any:
     ("typed_k='abc'", "attribute 'k' must be INT, got STRING"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
+    # before: the tiled internal shape was shown ("bias (3, 1, 64) must be ..."), not the graph's
+    ("bias=3,1,1", "bias (3, 1, 1) must be (C, h, w) or (C, 1, 1) for weight (8, 9, 6, 6)"),
+    ("bias=1,1,1", "bias (1, 1, 1) must be (C, h, w) or (C, 1, 1) for weight (8, 9, 6, 6)"),
+    # before: uint8 was read as float16 bytes: this graph was refused blaming a weight (4, 9, 6, 6)
+    # it does not have, and with x of 4 channels it ran and gave NaN
+    ("weight_dtype=uint8", "weight must be float32, float16 or int8, got u8"),
+    ("weight_dtype=int16", "weight must be float32, float16 or int8, got i16"),
     ("scale_shape", "scale (3, 9, 1, 1) must be (8, 9, 1, 1), one value per channel and tap of weight (8, 9, 6, 6)"),
     ("short_input", "x (2, 8, 2, 2) is smaller than the k=3 window: height 2 padded by 0 on each side is 2 < 3"),
     # before: 2*padding wrapped: "gives height 2" (a 10x10 input was accepted), "height 6 + 2*padding 4611686018427387904 < 3"
@@ -621,6 +634,73 @@ def test_input_smaller_than_the_window_refused_at_run_time(extension: Path) -> N
     text = str(info.value)
     assert text.startswith("OpenVINO failed to run dyn.onnx: tv_dwconv node 'tv': ") and "\n" not in text, text
     assert "is smaller than the k=3 window" in text or "does not fit weight" in text, text
+
+
+def test_uint8_weight_is_not_read_as_float16_bytes(extension: Path) -> None:
+    """A uint8 weight (8, 9, 5, 7) with x of 4 channels: before, it was read as float16 bytes of a
+    (4, 9, 5, 7) weight, compiled, and ran to NaN; now refused at compile time."""
+    model = layer_model(np.ones((8, 9, 5, 7), np.float32), None, stride=1, method="plugin", batch=1)
+    w = model.graph.initializer[0]
+    w.CopyFrom(numpy_helper.from_array(np.full((8, 9, 5, 7), 60, np.uint8), w.name))
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 5, 7]))
+    with pytest.raises(TvexportError, match="weight must be float32, float16 or int8, got u8") as info:
+        OpenVinoRunner(model, what="u8.onnx", extension=extension)
+    assert "\n" not in str(info.value)
+
+
+def _run_with_bias(model: Any, extension: Path, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    import openvino as ov
+
+    core = ov.Core()
+    core.add_extension(str(extension))
+    compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.asarray(compiled.create_infer_request().infer({"x": x, "b": bias})[compiled.outputs[0]])
+
+
+@pytest.mark.parametrize("bias_kind", ["map", "channel"])
+def test_bias_of_dynamic_shape(bias_kind: str, extension: Path) -> None:
+    """A bias given as a graph input (C, "bh", "bw"): before, one with dynamic dims was always tiled
+    as per-channel, so a valid (C, h, w) map was refused at run time with the tiled shape
+    ("bias (8, 5, 448) must be ..."); now a map and a per-channel bias both run."""
+    rng = np.random.default_rng(0)
+    c, h, w = 8, 5, 7
+    weight = rng.standard_normal((c, 9, h, w)).astype(np.float32)
+    model = layer_model(weight, rng.standard_normal((c, h, w)).astype(np.float32), stride=1, method="plugin", batch=1)
+    graph = model.graph
+    b_init = next(t for t in graph.initializer if t.name.endswith("bias"))
+    graph.initializer.remove(b_init)
+    node = graph.node[0]
+    node.input[2] = "b"
+    graph.input.append(helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [c, "bh", "bw"]))
+    bias = rng.standard_normal((c, h, w) if bias_kind == "map" else (c, 1, 1)).astype(np.float32)
+    x = rng.standard_normal((1, c, h, w)).astype(np.float32)
+    got = _run_with_bias(model, extension, x, bias)
+    truth = truth_of(x.astype(np.float64), weight.astype(np.float64), bias.astype(np.float64), 1)
+    assert rel_err(got, truth) < LAYER_RTOL
+
+
+def test_max_with_a_broadcasting_constant_is_not_folded(extension: Path) -> None:
+    """Max(tv_dwconv(x), zeros(3, C, h, w)) -> Add with batch 1: ONNX broadcasting makes the output
+    (3, C, h, w). Before, fuse_clamps folded the Max (all its values equal) and the output was
+    (1, C, h, w)."""
+    case = Case(3, 1, "map", "float32", 1, channels=8)
+    model, weight, bias = layer_graph(case)
+    graph = model.graph
+    graph.node[0].output[0] = "t"
+    graph.initializer.extend([numpy_helper.from_array(np.zeros((3, 8, 5, 7), np.float32), "zb"),
+                              numpy_helper.from_array(np.zeros((1, 1, 1, 1, 1), np.float32), "z5"),
+                              numpy_helper.from_array(np.array(0.0, np.float32), "z")])
+    graph.node.extend([helper.make_node("Max", ["t", "zb"], ["mx"]), helper.make_node("Min", ["mx", "z5"], ["mn"]),
+                       helper.make_node("Add", ["mn", "z"], ["y"])])
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None))
+    runner = OpenVinoRunner(model, extension=extension)
+    x = np.random.default_rng(1).standard_normal((1, 8, 5, 7)).astype(np.float32)
+    got = runner(x)
+    assert got.shape == (1, 3, 8, 5, 7), got.shape
+    truth = np.minimum(np.maximum(truth_of(x.astype(np.float64), weight, bias, 1), 0.0), 0.0)
+    assert np.array_equal(got[0], np.broadcast_to(truth, (3, 8, 5, 7)))
+    assert runner.folded == 0, runner.folded
 
 
 # What OpenVINO 2026.4 raised for the scale_shape graph before the conversion checked the scale
@@ -948,6 +1028,37 @@ def test_compile_error_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not list((tmp_path / "openvino").glob("*/" + _build.LIBRARY))
 
 
+@pytest.mark.parametrize("var", ["CXXFLAGS", "LDFLAGS", "CMAKE_TOOLCHAIN_FILE", "CMAKE_PREFIX_PATH"])
+def test_build_key_includes_flags_from_the_environment(var: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CMake reads CXXFLAGS/LDFLAGS (and CMAKE_* variables) at configure time: before, a build made
+    with CXXFLAGS="-O0 -fsanitize=address" had the same key as a plain one and was reused by it."""
+    for name in list(os.environ):
+        if name in ("CXXFLAGS", "LDFLAGS") or name.startswith("CMAKE_"):
+            monkeypatch.delenv(name)
+    plain = _build._key("1.0", "g++ 12")
+    monkeypatch.setenv("CMAKE_BUILD_PARALLEL_LEVEL", "7")  # the job count only: the same build
+    assert _build._key("1.0", "g++ 12") == plain
+    monkeypatch.setenv(var, "-O0")
+    flagged = _build._key("1.0", "g++ 12")
+    assert flagged != plain
+    monkeypatch.setenv(var, "-O1")
+    assert _build._key("1.0", "g++ 12") not in (plain, flagged)
+    monkeypatch.setenv(var, "")  # set but empty: as if unset
+    assert _build._key("1.0", "g++ 12") == plain
+
+
+def test_failed_build_names_the_compiler_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flag the compiler refuses fails CMake's compiler check: before, the error was CMake's
+    generic "CMake Error at .../CMakeTestCXXCompiler.cmake:63 (message):", not the compiler's line."""
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("CXXFLAGS", "-fthis-flag-does-not-exist")
+    with pytest.raises(TvexportError) as info:
+        build_extension()
+    text = str(info.value)
+    assert "this-flag-does-not-exist" in text and "CMake Error" not in text, text
+    assert "last-build.log" in text and "\n" not in text, text
+
+
 def test_import_tvexport_does_not_import_openvino() -> None:
     code = "import sys, tvexport, tvexport.cli, tvexport.openvino; tvexport.cli._register(); print('openvino' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
@@ -984,8 +1095,17 @@ def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Pat
     # without the extension: one line saying what is missing, and what to pass
     bare = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96"], capture_output=True, text=True, timeout=300)
     assert bare.returncode == 1 and "tvexport.tv_dwconv" in bare.stderr and "--extension" in bare.stderr
-    bad = subprocess.run([str(exe), str(model), "--shape", "3,x"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: --shape") and bad.stderr.count("\n") == 1, bad.stderr
+    for shape in ("3,x", "3,3,96,96,", ",3,3,96,96", "3,,3,96,96", ""):  # before: a trailing comma was accepted
+        bad = subprocess.run([str(exe), str(model), "--shape", shape], capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and bad.stderr.startswith("error: --shape") and bad.stderr.count("\n") == 1, (shape, bad.stderr)
+    # a graph the extension refuses: its reason in one line (before: OpenVINO's header
+    # "-- tvexport.tv_dwconv with a message:", the reason left out)
+    for mutate, reason in (("even_k", "k must be a positive odd number, got 2"), ("channels", "has 5 channels, weight (8, 9, 6, 6) has 8")):
+        onnx.save(_bad(mutate), str(tmp_path / "bad.onnx"))
+        bad = subprocess.run([str(exe), str(tmp_path / "bad.onnx"), "--shape", "2,8,6,6", "--extension", str(extension)],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1 and bad.stderr.startswith(f"error: tv_dwconv node 'tv': ") and reason in bad.stderr, bad.stderr
+        assert bad.stderr.count("\n") == 1, bad.stderr
     # a count that is no non-negative integer: one usage line (before: the error, then the usage, on two lines), exit 2
     for option, value in (("--iters", "x"), ("--iters", "-3"), ("--threads", "2x")):
         bad = subprocess.run([str(exe), str(model), "--shape", "3,3,96,96", option, value], capture_output=True, text=True, timeout=60)

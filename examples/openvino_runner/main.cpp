@@ -74,6 +74,8 @@ std::vector<size_t> parse_shape(const std::string& text) {
     std::vector<size_t> dims;
     std::stringstream ss(text);
     std::string item;
+    if (!text.empty() && text.back() == ',')  // getline would drop the empty last field
+        usage("--shape takes positive integers separated by commas, got '" + text + "'");
     while (std::getline(ss, item, ',')) {
         const int v = parse_int("--shape", item);
         if (v == 0) usage("--shape takes positive integers separated by commas, got '" + text + "'");
@@ -187,15 +189,26 @@ int main(int argc, char** argv) {
         }
     } catch (const std::exception& e) {
         // OpenVINO's messages carry source locations and reports; keep the line that says what
-        // is wrong (a tv_dwconv refusal or a missing conversion rule first, else the last line)
+        // is wrong, as tvexport/openvino/runtime.py (_first_line) does: a tv_dwconv refusal first,
+        // else the first line naming tv_dwconv (a missing conversion rule), else the last line
+        auto ends_with = [](const std::string& s, const std::string& end) {
+            return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+        };
         std::stringstream ss(e.what());
-        std::string line, last, tv;
+        std::string line, last, tv, ours;
         while (std::getline(ss, line)) {
-            if (line.empty() || line.rfind("Exception from", 0) == 0) continue;
+            if (line.empty() || line.rfind("Exception from", 0) == 0 || line.rfind("Summary:", 0) == 0 ||
+                line.rfind("-- Conversion is failed for", 0) == 0 || (line.rfind("-- ", 0) == 0 && ends_with(line, " with a message:")))
+                continue;  // framing: where it was raised, the frontend's report headers
             last = line;
             if (tv.empty() && line.find("tv_dwconv") != std::string::npos) tv = line;
+            for (const char* mark : {"tv_dwconv node '", "tv_dwconv: "})
+                if (ours.empty() && line.find(mark) != std::string::npos) ours = line.substr(line.find(mark));
         }
-        std::cerr << "error: " << (!tv.empty() ? tv : !last.empty() ? last : std::string(e.what())) << "\n";
+        if (!ours.empty()) tv = ours;
+        std::string reason = !tv.empty() ? tv : !last.empty() ? last : std::string(e.what());
+        if (reason.rfind("-- ", 0) == 0) reason = reason.substr(3);
+        std::cerr << "error: " << reason << "\n";
         if (!tv.empty() && tv.find("No conversion rule") != std::string::npos)
             std::cerr << "hint: pass --extension with the library from `tvexport extension build openvino`\n";
         return 1;

@@ -3,8 +3,9 @@
 The wheel ships OpenVINO's headers and CMake config (``openvino/cmake``), so the extension builds
 with the machine's own compiler: CMake (Ninja when present, else Make), Release, into a temporary
 directory; the library is then renamed into place, so a cache entry is either complete or absent.
-The cache key hashes the sources, the openvino version, the compiler and the platform: a new
-openvino wheel or an edited source gives a new build, anything else reuses the cached one.
+The cache key hashes the sources, the openvino version, the compiler, the platform and the flags
+CMake reads from the environment (CXXFLAGS, LDFLAGS, CMAKE_*): a new openvino wheel, an edited
+source or other flags give a new build, anything else reuses the cached one.
 """
 
 from __future__ import annotations
@@ -112,11 +113,21 @@ def _sources() -> list[Path]:
     return sorted(p for p in SOURCE_DIR.iterdir() if p.is_file() and p.suffix in (".cpp", ".hpp", ".txt"))
 
 
+def _build_environment() -> dict[str, str]:
+    """The environment variables CMake reads at configure time that change the build: CXXFLAGS,
+    LDFLAGS and every ``CMAKE_*`` one (less CMAKE_BUILD_PARALLEL_LEVEL, the job count); empty ones
+    count as unset."""
+    return {name: value for name, value in sorted(os.environ.items())
+            if value and (name in ("CXXFLAGS", "LDFLAGS") or (name.startswith("CMAKE_") and name != "CMAKE_BUILD_PARALLEL_LEVEL"))}
+
+
 def _key(openvino_version: str, compiler: str) -> str:
     h = hashlib.sha256()
     for path in _sources():
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(f"{openvino_version}|{compiler}|{sys.platform}|{platform.machine()}".encode())
+    if env := _build_environment():  # absent: the keys of plain builds stay as they were
+        h.update(b"\0" + json.dumps(env, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -187,8 +198,10 @@ def _run(cmd: list[str], *, log: list[str], cwd: Path) -> None:
     log += [f"$ {' '.join(cmd)}", proc.stdout, proc.stderr]
     if proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
-        # a compiler diagnostic ("file:line: error: ..."), else CMake's, else the last line
-        first = next((ln for ln in lines if re.search(r"\berror:|CMake Error", ln)), lines[-1] if lines else f"exit code {proc.returncode}")
+        # a compiler diagnostic ("file:line: error: ...", "c++: error: ..."), else CMake's, else the last line:
+        # a failed compiler check prints CMake's generic "CMake Error at ...cmake:63 (message):" first
+        first = next((ln for ln in lines if re.search(r"\berror:", ln)), None) or next(
+            (ln for ln in lines if "CMake Error" in ln), lines[-1] if lines else f"exit code {proc.returncode}")
         raise TvexportError(f"building the OpenVINO extension failed: {first[:300]}", hint="the full compiler output is in LOG")
 
 
@@ -214,6 +227,8 @@ def _compile(lib: Path, *, root: Path, key: str, jobs: int | None) -> ExtensionB
             raise TvexportError(f"the OpenVINO extension build produced no {LIBRARY}", hint="this is a tvexport bug; please report it")
         _install(built, lib)
     info = {"openvino": version, "compiler": compiler_id(cxx), "generator": "Ninja" if ninja else "default", "platform": f"{sys.platform}-{platform.machine()}"}
+    if env := _build_environment():
+        info["environment"] = env
     seconds = time.perf_counter() - start
     write_text_atomic(_sidecar(lib), json.dumps({"key": key, "seconds": round(seconds, 2), **info}, indent=1) + "\n")
     return ExtensionBuild(lib, key, False, seconds, info)

@@ -69,7 +69,8 @@ def _has_plugin_nodes(model: Any) -> bool:
 
 
 def _bound(node: Any) -> tuple[int, float, float] | None:
-    """(data input index, lo, hi) of a Clamp, Relu, or Maximum/Minimum with one scalar constant."""
+    """(data input index, lo, hi) of a Clamp, Relu, or Maximum/Minimum with a one-value constant that
+    leaves the data's shape as it is."""
     kind = node.get_type_name()
     if kind == "Clamp":
         attrs = node.get_attributes()
@@ -82,7 +83,10 @@ def _bound(node: Any) -> tuple[int, float, float] | None:
         c = node.input_value(const).get_node()
         if c.get_type_name() == "Constant":
             values = np.asarray(c.get_data()).ravel()
-            if values.size == 0 or not np.all(values == values[0]):
+            # one value, of no more dimensions than the data: the output keeps the data's shape (a
+            # constant that broadcasts to a larger shape, e.g. zeros(3, C, h, w) at batch 1, is no clamp)
+            rank = node.input_value(data).get_partial_shape().rank
+            if values.size != 1 or rank.is_dynamic or len(c.get_output_shape(0)) > rank.get_length():
                 return None
             v = float(values[0])
             return (data, v, math.inf) if kind == "Maximum" else (data, -math.inf, v)

@@ -18,6 +18,7 @@
 #include <openvino/core/op_extension.hpp>
 #include <openvino/core/parallel.hpp>
 #include <openvino/frontend/onnx/extension/conversion.hpp>
+#include <openvino/op/broadcast.hpp>
 #include <openvino/op/constant.hpp>
 #include <openvino/op/convert.hpp>
 #include <openvino/op/op.hpp>
@@ -470,6 +471,10 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
         if (v.get_partial_shape().rank().is_static() && v.get_partial_shape().rank().get_length() != 4)
             refuse(name, what, " must be 4-D, got shape ", dims(v.get_partial_shape()));
     }
+    // uint8 is the op's own form of float16 kernels (half_kernel_bytes), never a weight of the graph
+    const auto wt = w.get_element_type();
+    if (wt.is_static() && wt != ov::element::f32 && wt != ov::element::f16 && wt != ov::element::i8)
+        refuse(name, "weight must be float32, float16 or int8, got ", wt);
     const auto half_bytes = half_kernel_bytes(w);
     ov::OutputVector args{transpose(x, {0, 2, 3, 1}), half_bytes ? half_bytes : transpose(w, {2, 1, 3, 0})};
     // per-channel bias and scale are repeated over a kernel segment's positions (kernel.hpp)
@@ -483,12 +488,21 @@ ov::OutputVector convert_onnx(const ov::frontend::NodeContext& ctx) {
         const auto& bs = b.get_partial_shape();
         if (bs.rank().is_static() && bs.rank().get_length() != 3)
             refuse(name, "bias must be (C, h, w) or (C, 1, 1), got shape ", dims(bs));
+        // checked here, in the graph's own (C, h, w) order: the op sees it transposed, and tiled when per channel
+        if (bs.rank().is_static() && (!bs[0].compatible(channels) || !((bs[1].compatible(ws[2]) && bs[2].compatible(ws[3])) ||
+                                                                       (bs[1].compatible(1) && bs[2].compatible(1)))))
+            refuse(name, "bias ", dims(bs), " must be (C, h, w) or (C, 1, 1) for weight ", dims(ws));
         if (b.get_element_type() != ov::element::f32)
             b = std::make_shared<ov::op::v0::Convert>(b, ov::element::f32);
         auto hwc = transpose(b, {1, 2, 0});
-        const bool per_channel = bs.rank().is_static() && bs[1].compatible(1) && bs[2].compatible(1) &&
-                                 !(ws[2].compatible(1) && ws[3].compatible(1));
-        args.push_back(per_channel ? std::make_shared<ov::op::v0::Tile>(hwc, i64_const({1, per_seg, 1}))->output(0) : hwc);
+        const auto is_one = [](const ov::Dimension& d) { return d.is_static() && d.get_length() == 1; };
+        const bool static_hw = bs.rank().is_static() && bs[1].is_static() && bs[2].is_static();
+        const bool per_channel = static_hw && is_one(bs[1]) && is_one(bs[2]) && !(is_one(ws[2]) && is_one(ws[3]));
+        if (per_channel)
+            hwc = std::make_shared<ov::op::v0::Tile>(hwc, i64_const({1, per_seg, 1}))->output(0);
+        else if (!static_hw && ws[2].is_static() && ws[3].is_static())  // (C, 1, 1) or (C, h, w), known at run time: a map
+            hwc = std::make_shared<ov::op::v3::Broadcast>(hwc, i64_const({ws[2].get_length(), ws[3].get_length(), channels}))->output(0);
+        args.push_back(hwc);
     }
     const bool int8 = w.get_element_type() == ov::element::i8;
     if (int8) {
