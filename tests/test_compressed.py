@@ -461,6 +461,10 @@ def test_overflow_checks_the_rounding_edge_and_float32_storage() -> None:
     with pytest.raises(TvexportError, match=r"^k overflows float32 \(max \|value\| 1e\+39 > 3\.40282e\+38\);"):
         compress_kernels(big, torch.float32, name="k")
     assert compress_kernels(big.clone().fill_(math.inf), torch.float32)[0].isinf().all()  # non-finite stays as it is: not an overflow
+    for dtype in (torch.int8, torch.float16):  # int8's scale and dequantized values are float32 too (was codes 127 x scale 7.9e36 = Inf)
+        with pytest.raises(TvexportError, match=r"^k overflows float32 \(max \|value\| 1e\+39 > 3\.40282e\+38\);") as err:
+            compress_kernels(big, dtype, name="k")
+        assert "--kernel-dtype" not in (err.value.hint or "")  # float32 kernels would not hold them either
     layer = BakedTVConv(1, 2, 1, 1, 1, bias="map", dtype=torch.float64)
     layer.set_kernels(torch.ones(1, 4, 1, 1, dtype=torch.float64), torch.full((1, 1, 1), -1e39, dtype=torch.float64))
     with pytest.raises(TvexportError, match=r"^baked bias of L overflows float32"):

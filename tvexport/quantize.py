@@ -132,12 +132,13 @@ class KernelError:
 def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "kernels") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float kernels (any float dtype, e.g. a float64 bake) rounded once to storage ``dtype``:
     ``(stored, scale)``, ``scale`` None unless int8. Finite values that would round to Inf
-    (beyond float16's range, or a float64 bake's beyond float32's) are refused.
+    (a float64 bake's beyond float32's, whatever ``dtype``, or beyond float16's) are refused.
 
     NaN/Inf (only in weights baked with ``allow_nonfinite``) stay non-finite: float16 keeps them
     as they are, int8 reads their planes as NaN (``quantize_int8``).
     """
     dtype = kernel_dtype(dtype)
+    check_fits(weight, torch.float32, name=name)  # every storage runs in float32 (int8: its scales, what it dequantizes to)
     if dtype == torch.int8:
         return quantize_int8(weight)
     check_fits(weight, dtype, name=name)
