@@ -157,6 +157,26 @@ def test_cli_validate_names_a_directory_or_empty_model_as_such(cli: Any, artefac
         assert lines[0].startswith(f"error: {path} {what}"), lines[0]
 
 
+@pytest.mark.parametrize("name", ["text.pt2", "zip.pt2", "zip.onnx"])
+def test_cli_validate_names_a_model_file_holding_something_else(cli: Any, artefacts: dict[str, Path], tmp_path: Path, name: str) -> None:
+    """Before: a .pt2 or .onnx holding something else got "cannot tell which runtime ...; pass
+    --backend", which only led to a second error; its name says what it should be: not one, export it again."""
+    import zipfile
+
+    path = tmp_path / name
+    if name.startswith("zip"):
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("foo/bar.txt", "hello")
+    else:
+        path.write_text("hello\n")
+    kind, command, other = {"text.pt2": ("AOTInductor package", " --format aoti", "a text file"), "zip.pt2": ("AOTInductor package", " --format aoti", "a zip archive"),
+                            "zip.onnx": ("ONNX model", "", "a zip archive")}[name]
+    r = cli("validate", path, "--against", artefacts["ckpt"])
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "--backend" not in lines[0], r.stderr
+    assert lines[0] == f"error: {path} is not a readable {kind} (it looks like {other}); export it again with tvexport export CHECKPOINT{command}", lines[0]
+
+
 @pytest.mark.parametrize("option", ["--against", "--input"])
 def test_cli_validate_names_a_directory_or_empty_against_or_input_as_such(cli: Any, artefacts: dict[str, Path], tmp_path: Path, option: str) -> None:
     """The same checks (one shared helper) on the other two files validate reads: one line each,

@@ -122,6 +122,8 @@ def _onnx_graph(path: Path) -> Any:
 
 
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
+# What a file's name says it is where ``identify`` finds no such thing in it (an .engine is always taken as a TensorRT engine)
+_NAMED_KINDS = {".onnx": ("ONNX model", "tvexport export CHECKPOINT"), ".pt2": ("AOTInductor package", "tvexport export CHECKPOINT --format aoti")}
 
 
 def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None) -> str:
@@ -146,6 +148,12 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
                 raise TvexportError(f"{artifact} is neither an exported model nor a checkpoint ({f'it looks like {other}' if other else 'not a torch file'})",
                                     hint="give the .onnx, .pt2 or TensorRT engine that tvexport export or build wrote")
             raise TvexportError(f"{artifact} looks like a checkpoint, not an exported model", hint=f"export it first (tvexport export {artifact}) and validate the result")
+        named = _NAMED_KINDS.get(Path(artifact).suffix.lower())
+        if named is not None:  # its name says what it should be, so --backend would not help: it is not one
+            kind, command = named
+            with Path(artifact).open("rb") as f:
+                other = "a zip archive" if f.read(2) == b"PK" else describe_file(Path(artifact))
+            raise TvexportError(f"{artifact} is not a readable {kind}" + (f" (it looks like {other})" if other else ""), hint=f"export it again with {command}")
         raise TvexportError(
             f"cannot tell which runtime runs {artifact}: it is not an ONNX model, an AOTInductor package or a TensorRT engine with its sidecar",
             hint=f"pass --backend ({', '.join(BACKENDS)})",
