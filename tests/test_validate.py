@@ -70,6 +70,22 @@ def test_validate_reports_mismatch(artefacts: dict[str, Path]) -> None:
     assert not report.ok and report.comparisons[0].cosine < 0.999
 
 
+def test_small_mismatch_hint_does_not_question_against() -> None:
+    """Below GROSS_MAX_REL the hint stays the tolerance one, and export (no --against) never asks."""
+    import torch
+
+    from tvexport.export.validate import GROSS_MAX_REL, ValidationMismatch, check_comparisons
+
+    truth = torch.linspace(-1, 1, 100, dtype=torch.float64)
+    for rel, against, questioned in ((0.05, "a.ckpt", False), (0.5, "a.ckpt", True), (0.5, None, False)):
+        c = compare_outputs("onnxruntime", truth + rel, truth, tolerance=Tolerance(1e-5))
+        assert (c.max_rel > GROSS_MAX_REL) == (rel > GROSS_MAX_REL)
+        with pytest.raises(ValidationMismatch) as err:
+            check_comparisons([c], against=against)
+        assert (err.value.hint or "").startswith("is a.ckpt the file it was exported from?") == questioned
+        assert (err.value.hint or "").endswith("if this precision is expected, raise the floor with --rtol/--atol")
+
+
 def test_validate_dispatches_through_backends(artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """Other backends (aoti, tensorrt) are someone else's: validate only goes through load_runner."""
     seen: list[Any] = []
@@ -98,6 +114,8 @@ def test_cli_validate_json_and_exit_codes(cli: Any, artefacts: dict[str, Path]) 
     assert report["truth"] == "dwconv float64"
     r = cli("validate", artefacts["onnx"], "--against", artefacts["other"])
     assert r.exit_code == 1 and "FAIL" in r.stdout and "differs" in r.stderr
+    # other weights are no rounding: before, the only hint was to raise --rtol/--atol
+    assert f"; is {artefacts['other']} the file it was exported from? An error over 10% of the output's peak is not rounding; if this" in r.stderr, r.stderr
     r = cli("validate", artefacts["onnx"], "--against", artefacts["other"], "--rtol", "10")
     assert r.exit_code == 0 and "ok" in r.stdout
 

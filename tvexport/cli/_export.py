@@ -136,6 +136,6 @@ def validate_cmd(
     else:
         what = f"{artifact.name} ({report.backend}, input {report.input_source} {list(report.input_shape)})"
         console.print(comparison_table(report.comparisons, _title(what, f"{report.truth} {report.arch}", report.comparisons), baseline=report.baseline))
-    check_comparisons(report.comparisons, prefix=f"{artifact.name} vs {against.name}: ")
+    check_comparisons(report.comparisons, prefix=f"{artifact.name} vs {against.name}: ", against=str(against))
     if not as_json:
         console.print(f"[green]ok[/green]: {artifact.name} matches {against.name} within tolerance")
