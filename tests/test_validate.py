@@ -86,6 +86,23 @@ def test_small_mismatch_hint_does_not_question_against() -> None:
         assert (err.value.hint or "").endswith("if this precision is expected, raise the floor with --rtol/--atol")
 
 
+def test_openvino_bf16_is_judged_by_the_bfloat16_floor(cli: Any, artefacts: dict[str, Path]) -> None:
+    """Before: openvino-bf16 was judged by the artefact's float32 floor (1e-5), which bfloat16
+    arithmetic (eps 2**-8) never meets on a CPU that has it; its own floor is float16's scaled by
+    the ratio of their epsilons, and the output says which precision was used."""
+    pytest.importorskip("openvino")
+    from tvexport.export.validate import BFLOAT16_RTOL
+
+    assert BFLOAT16_RTOL == pytest.approx(4e-2) and BFLOAT16_RTOL == DEFAULT_RTOL["float16"] * 4
+    report = validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino-bf16")
+    assert report.precision == "bfloat16" and report.to_dict()["precision"] == "bfloat16"
+    assert report.comparisons[0].tolerance == Tolerance(BFLOAT16_RTOL) and report.ok, report.comparisons[0].verdict()
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino").precision == "float32"
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino-bf16", rtol=1e-3).comparisons[0].tolerance == Tolerance(1e-3)
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--backend", "openvino-bf16")
+    assert r.exit_code == 0 and "openvino-bf16, bfloat16 tolerance" in r.stdout.replace("\n", " "), r.stdout + r.stderr
+
+
 def test_validate_dispatches_through_backends(artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """Other backends (aoti, tensorrt) are someone else's: validate only goes through load_runner."""
     seen: list[Any] = []

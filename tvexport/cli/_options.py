@@ -72,6 +72,6 @@ def tolerance(value: float | None) -> float | None:
 Rtol = Annotated[float | None, typer.Option(
     "--rtol", show_default=False, callback=tolerance,
     help="Floor of the acceptance rule, relative to max|float64 truth|: pass iff error vs float64 <= 2 x the float32 original's error + atol + rtol x max|truth| "
-         "(default 1e-5; float16 kernels 5e-3; int8 kernels 1e-3; float16 export or TensorRT engine 1e-2).",
+         "(default 1e-5; float16 kernels 5e-3; int8 kernels 1e-3; float16 export or TensorRT engine 1e-2; validate --backend openvino-bf16 4e-2).",
 )]
 Atol = Annotated[float | None, typer.Option("--atol", help="Absolute floor of the acceptance rule (default 0).", show_default=False, callback=tolerance)]
