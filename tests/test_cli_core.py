@@ -129,6 +129,22 @@ def test_input_that_is_not_a_regular_file_is_not_called_empty(tmp_path: Path) ->
             check_input_file(path, what="an ONNX model", dir_hint="-", empty_hint="-")
 
 
+def test_output_with_a_trailing_slash_is_refused(cli, tmp_path: Path, face_ckpt: Path) -> None:
+    """Before: ``-o dir.onnx/`` (no such directory) silently wrote a file named dir.onnx: the slash
+    says a directory was meant. Refused in one line, before any work, by the CLI and the API."""
+    from tvexport import bake_checkpoint, export_checkpoint
+
+    for args, name in ((["export"], "dir.onnx/"), (["bake"], "dir.baked.pt/")):
+        out = f"{tmp_path / name.rstrip('/')}/"
+        r = cli(*args, face_ckpt, "-o", out)
+        assert r.exit_code == 2 and r.stderr.startswith(f"error: output {out} ends with a slash, which names a directory, but the output is a file; "), r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    for call in (export_checkpoint, bake_checkpoint):
+        with pytest.raises(TvexportError, match="ends with a slash"):
+            call(face_ckpt, f"{tmp_path}/api.onnx/")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [face_ckpt.name]
+
+
 def _deny_reading(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> None:
     """``os.access`` says ``paths`` are unreadable (as for a non-root user on a chmod 000 file; root's override makes the real thing pass)."""
     denied, real = {str(p) for p in paths}, os.access

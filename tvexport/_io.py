@@ -18,6 +18,15 @@ def refuse_stdout(path: str | Path, *, what: str = "a binary file") -> None:
         raise TvexportError(f"-o -: the output is {what}, which cannot go to stdout", hint="give a path instead of -")
 
 
+def output_file(path: str | Path) -> Path:
+    """``path`` as a Path; a name ending with a slash (``-o dir.onnx/``) names a directory and is
+    refused: Path would drop the slash and write a file of that name."""
+    if isinstance(path, str) and path.endswith(("/", os.sep)) and path.rstrip("/" + os.sep):
+        raise TvexportError(f"output {path} ends with a slash, which names a directory, but the output is a file",
+                            hint=f"give a file name: -o {path.rstrip('/' + os.sep)}, or a file inside that directory")
+    return Path(path)
+
+
 def refuse_stdin(path: str | Path | None, *, what: str) -> None:
     """Refuse ``-`` (stdin by convention) where an input file is read (``what``: which one): without
     this check a file named ``-`` would be read, or reported missing. None (no such input) passes."""
