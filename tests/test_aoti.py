@@ -111,6 +111,7 @@ def test_runner_without_its_sidecar_refuses_another_batch(tiny_package, tmp_path
         run(_inputs(7, seed=0))
     assert err.value.message.startswith(f"{bare} cannot run input (7, 3, 96, 96): input_handles[0]: dim value is too large"), err.value.message
     assert f"its sidecar {bare}.json is missing" in str(err.value)
+    assert "; validate with --batch N, N the batch it was exported for, or export it again" in str(err.value)  # before: "give the batch" named no option
     assert capfd.readouterr().err == ""  # the C++ runtime's own copy of the message is not printed
     run.compiled = lambda t: torch.zeros(4, 5)  # a package that skipped its check (AOTI_RUNTIME_CHECK_INPUTS=0 at its first call)
     with pytest.raises(TvexportError, match=r"ran batch 4 for an input of batch 2.*is missing"):
@@ -141,8 +142,9 @@ def test_runner_refuses_wrong_inputs(tiny_package) -> None:
     path, _, _ = tiny_package
     run = aoti.load_runner(path)
     assert run.batch is None  # dynamic: `tvexport validate` picks its own batch
-    with pytest.raises(TvexportError, match=r"accepts batch 1\.\.6, got batch 7"):
+    with pytest.raises(TvexportError, match=r"accepts batch 1\.\.6, got batch 7") as err:
         run(_inputs(7, seed=0))
+    assert err.value.hint == "validate with --batch 1 to 6, or export it again with --max-batch 7"  # before: no hint
     with pytest.raises(TvexportError, match=r"takes input \(N, 3, 96, 96\)"):
         run(np.zeros((1, 3, 64, 64), np.float32))
 

@@ -380,6 +380,32 @@ def test_other_model_formats_are_named_with_what_tvexport_needs(cli: Any, tmp_pa
     assert what in lines[0] and "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "state_dict()" in lines[0]
 
 
+@pytest.mark.parametrize("kind", ["npz", "zip"])
+def test_intact_zip_of_something_else_is_not_called_corrupt(cli: Any, tmp_path: Path, kind: str) -> None:
+    """Before: an intact zip that is not a torch checkpoint was "truncated or corrupt ... fetch it
+    again" (a NumPy .npz), or passed on torch's internal "please report" text (another zip)."""
+    import zipfile
+
+    import numpy as np
+
+    path = tmp_path / f"{kind}.ckpt"
+    if kind == "npz":
+        with path.open("wb") as f:
+            np.savez(f, a=np.zeros(3), b=np.ones(2))
+        what = "it looks like a NumPy .npz archive"
+    else:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("foo/bar.txt", "hello")
+        what = "it holds foo/bar.txt"
+    with pytest.raises(TvexportError) as err:
+        read_checkpoint(path)
+    assert str(err.value).startswith(f"{path} is a zip archive but not a PyTorch checkpoint ({what}); tvexport reads training checkpoints")
+    r = cli("export", path, "-o", tmp_path / "x.onnx")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "report" not in lines[0], r.stderr
+    assert lines[0].endswith("; give the file torch.save wrote")
+
+
 def test_the_zip_directory_is_read_once_before_torch_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The format check (TorchScript?) and the CRC check share one read of the zip directory."""
     import sys

@@ -129,6 +129,80 @@ def test_input_that_is_not_a_regular_file_is_not_called_empty(tmp_path: Path) ->
             check_input_file(path, what="an ONNX model", dir_hint="-", empty_hint="-")
 
 
+def test_output_with_a_trailing_slash_is_refused(cli, tmp_path: Path, face_ckpt: Path) -> None:
+    """Before: ``-o dir.onnx/`` (no such directory) silently wrote a file named dir.onnx: the slash
+    says a directory was meant. Refused in one line, before any work, by the CLI and the API."""
+    from tvexport import bake_checkpoint, export_checkpoint
+
+    for args, name in ((["export"], "dir.onnx/"), (["bake"], "dir.baked.pt/")):
+        out = f"{tmp_path / name.rstrip('/')}/"
+        r = cli(*args, face_ckpt, "-o", out)
+        assert r.exit_code == 2 and r.stderr.startswith(f"error: output {out} ends with a slash, which names a directory, but the output is a file; "), r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    for call in (export_checkpoint, bake_checkpoint):
+        with pytest.raises(TvexportError, match="ends with a slash"):
+            call(face_ckpt, f"{tmp_path}/api.onnx/")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [face_ckpt.name]
+
+
+def _deny_reading(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> None:
+    """``os.access`` says ``paths`` are unreadable (as for a non-root user on a chmod 000 file; root's override makes the real thing pass)."""
+    denied, real = {str(p) for p in paths}, os.access
+
+    def access(path: Any, mode: int, *args: Any, **kwargs: Any) -> bool:
+        return False if mode & os.R_OK and str(path) in denied else real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_unreadable_input_is_one_error_line(cli, tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the CLI printed typer's usage error ("Invalid value for 'CHECKPOINT': path ... is not
+    readable"), and the API raised a raw PermissionError (exit 3 as an internal error). Now every
+    input is refused by tvexport's own check: one line, exit 2, saying how to fix it."""
+    from tvexport import export_checkpoint, inspect_checkpoint, validate_artifact
+
+    model, npy = tmp_path / "m.onnx", tmp_path / "x.npy"
+    model.write_text("not read")
+    npy.write_bytes(b"\x93NUMPY")
+    _deny_reading(monkeypatch, face_ckpt, model, npy)
+    expected = "is not readable (permission denied); make it readable (chmod u+r) or copy it somewhere you can read it"
+    for args, path in [
+        (["export", face_ckpt, "-o", tmp_path / "x.onnx"], face_ckpt),
+        (["bake", face_ckpt, "-o", tmp_path / "x.baked.pt"], face_ckpt),
+        (["inspect", face_ckpt], face_ckpt),
+        (["validate", model, "--against", tmp_path / "other.ckpt"], model),
+        (["validate", tmp_path / "ok.onnx", "--against", face_ckpt], face_ckpt),
+        (["validate", tmp_path / "ok.onnx", "--against", face_ckpt, "--input", npy], npy),
+    ]:
+        (tmp_path / "ok.onnx").write_text("not read either")
+        r = cli(*args)
+        assert r.exit_code == 2 and r.stderr == f"error: {path} {expected}\n", (args, r.stderr)
+    r = cli("build", model)  # the TensorRT check comes first here; only typer's usage error is gone
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and "Usage" not in r.stderr
+    for call in (lambda: export_checkpoint(face_ckpt, tmp_path / "y.onnx"), lambda: inspect_checkpoint(face_ckpt),
+                 lambda: validate_artifact(model, face_ckpt), lambda: validate_artifact(tmp_path / "ok.onnx", face_ckpt)):
+        with pytest.raises(TvexportError, match="is not readable"):
+            call()
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_unreadable_input_for_real(tmp_path: Path, face_ckpt: Path) -> None:
+    """The same with a real chmod 000 file: as root, run with root's override dropped (setpriv)."""
+    import shutil
+
+    face_ckpt.chmod(0)
+    command = [sys.executable, "-m", "tvexport", "inspect", str(face_ckpt)]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root without setpriv: cannot drop the read override")
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
+    r = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {face_ckpt} is not readable (permission denied); "), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("command", [
     ["bake"], ["export"], ["export", "--format", "aoti"], ["export", "--tv-op", "plugin"], ["build"], ["extension", "build", "openvino"],
 ])

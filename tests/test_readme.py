@@ -200,3 +200,13 @@ def test_outputs_of_readme_commands_in_the_repository_root_are_ignored() -> None
             outputs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-o", "--json", "--csv", "--markdown", "--plot")]
             for out in outputs:
                 assert "/" not in out and any(fnmatch.fnmatch(out, p.lstrip("/")) for p in ignored), f"{out} (from {line}) is not in .gitignore"
+
+
+def test_exit_code_table_names_every_command_that_exits_1(cli) -> None:
+    """Before: the exit-1 row named bake verification and export validation, not ``validate``,
+    whose help says "exit 1 on mismatch"; with no command, help is printed and the exit is 2."""
+    row = re.search(r"^\| 1 \| (.*) \|$", README, re.M)
+    assert row is not None and "`tvexport validate`" in row.group(1)
+    assert "exit 1 on mismatch" in " ".join(cli("validate", "--help").stdout.split())
+    usage = re.search(r"^\| 2 \| (.*) \|$", README, re.M)
+    assert usage is not None and "no command given" in usage.group(1) and cli().exit_code == 2

@@ -70,6 +70,39 @@ def test_validate_reports_mismatch(artefacts: dict[str, Path]) -> None:
     assert not report.ok and report.comparisons[0].cosine < 0.999
 
 
+def test_small_mismatch_hint_does_not_question_against() -> None:
+    """Below GROSS_MAX_REL the hint stays the tolerance one, and export (no --against) never asks."""
+    import torch
+
+    from tvexport.export.validate import GROSS_MAX_REL, ValidationMismatch, check_comparisons
+
+    truth = torch.linspace(-1, 1, 100, dtype=torch.float64)
+    for rel, against, questioned in ((0.05, "a.ckpt", False), (0.5, "a.ckpt", True), (0.5, None, False)):
+        c = compare_outputs("onnxruntime", truth + rel, truth, tolerance=Tolerance(1e-5))
+        assert (c.max_rel > GROSS_MAX_REL) == (rel > GROSS_MAX_REL)
+        with pytest.raises(ValidationMismatch) as err:
+            check_comparisons([c], against=against)
+        assert (err.value.hint or "").startswith("is a.ckpt the file it was exported from?") == questioned
+        assert (err.value.hint or "").endswith("if this precision is expected, raise the floor with --rtol/--atol")
+
+
+def test_openvino_bf16_is_judged_by_the_bfloat16_floor(cli: Any, artefacts: dict[str, Path]) -> None:
+    """Before: openvino-bf16 was judged by the artefact's float32 floor (1e-5), which bfloat16
+    arithmetic (eps 2**-8) never meets on a CPU that has it; its own floor is float16's scaled by
+    the ratio of their epsilons, and the output says which precision was used."""
+    pytest.importorskip("openvino")
+    from tvexport.export.validate import BFLOAT16_RTOL
+
+    assert BFLOAT16_RTOL == pytest.approx(4e-2) and BFLOAT16_RTOL == DEFAULT_RTOL["float16"] * 4
+    report = validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino-bf16")
+    assert report.precision == "bfloat16" and report.to_dict()["precision"] == "bfloat16"
+    assert report.comparisons[0].tolerance == Tolerance(BFLOAT16_RTOL) and report.ok, report.comparisons[0].verdict()
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino").precision == "float32"
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino-bf16", rtol=1e-3).comparisons[0].tolerance == Tolerance(1e-3)
+    r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--backend", "openvino-bf16")
+    assert r.exit_code == 0 and "openvino-bf16, bfloat16 tolerance" in r.stdout.replace("\n", " "), r.stdout + r.stderr
+
+
 def test_validate_dispatches_through_backends(artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """Other backends (aoti, tensorrt) are someone else's: validate only goes through load_runner."""
     seen: list[Any] = []
@@ -98,6 +131,8 @@ def test_cli_validate_json_and_exit_codes(cli: Any, artefacts: dict[str, Path]) 
     assert report["truth"] == "dwconv float64"
     r = cli("validate", artefacts["onnx"], "--against", artefacts["other"])
     assert r.exit_code == 1 and "FAIL" in r.stdout and "differs" in r.stderr
+    # other weights are no rounding: before, the only hint was to raise --rtol/--atol
+    assert f"; is {artefacts['other']} the file it was exported from? An error over 10% of the output's peak is not rounding; if this" in r.stderr, r.stderr
     r = cli("validate", artefacts["onnx"], "--against", artefacts["other"], "--rtol", "10")
     assert r.exit_code == 0 and "ok" in r.stdout
 
@@ -155,6 +190,26 @@ def test_cli_validate_names_a_directory_or_empty_model_as_such(cli: Any, artefac
         lines = [line for line in r.stderr.splitlines() if line.strip()]
         assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
         assert lines[0].startswith(f"error: {path} {what}"), lines[0]
+
+
+@pytest.mark.parametrize("name", ["text.pt2", "zip.pt2", "zip.onnx"])
+def test_cli_validate_names_a_model_file_holding_something_else(cli: Any, artefacts: dict[str, Path], tmp_path: Path, name: str) -> None:
+    """Before: a .pt2 or .onnx holding something else got "cannot tell which runtime ...; pass
+    --backend", which only led to a second error; its name says what it should be: not one, export it again."""
+    import zipfile
+
+    path = tmp_path / name
+    if name.startswith("zip"):
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("foo/bar.txt", "hello")
+    else:
+        path.write_text("hello\n")
+    kind, command, other = {"text.pt2": ("AOTInductor package", " --format aoti", "a text file"), "zip.pt2": ("AOTInductor package", " --format aoti", "a zip archive"),
+                            "zip.onnx": ("ONNX model", "", "a zip archive")}[name]
+    r = cli("validate", path, "--against", artefacts["ckpt"])
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "--backend" not in lines[0], r.stderr
+    assert lines[0] == f"error: {path} is not a readable {kind} (it looks like {other}); export it again with tvexport export CHECKPOINT{command}", lines[0]
 
 
 @pytest.mark.parametrize("option", ["--against", "--input"])

@@ -18,6 +18,15 @@ def refuse_stdout(path: str | Path, *, what: str = "a binary file") -> None:
         raise TvexportError(f"-o -: the output is {what}, which cannot go to stdout", hint="give a path instead of -")
 
 
+def output_file(path: str | Path) -> Path:
+    """``path`` as a Path; a name ending with a slash (``-o dir.onnx/``) names a directory and is
+    refused: Path would drop the slash and write a file of that name."""
+    if isinstance(path, str) and path.endswith(("/", os.sep)) and path.rstrip("/" + os.sep):
+        raise TvexportError(f"output {path} ends with a slash, which names a directory, but the output is a file",
+                            hint=f"give a file name: -o {path.rstrip('/' + os.sep)}, or a file inside that directory")
+    return Path(path)
+
+
 def refuse_stdin(path: str | Path | None, *, what: str) -> None:
     """Refuse ``-`` (stdin by convention) where an input file is read (``what``: which one): without
     this check a file named ``-`` would be read, or reported missing. None (no such input) passes."""
@@ -27,8 +36,8 @@ def refuse_stdin(path: str | Path | None, *, what: str) -> None:
 
 def check_input_file(path: str | Path, *, what: str, dir_hint: str, empty_hint: str, missing_hint: str = "check the path") -> Path:
     """Fail with one line when the input ``path`` is missing, a directory (``what``: what it should
-    be instead, e.g. "a checkpoint file"), not a regular file (a pipe, a device) or empty; each
-    ``*_hint`` says how to fix that case."""
+    be instead, e.g. "a checkpoint file"), not a regular file (a pipe, a device), unreadable or
+    empty; each ``*_hint`` says how to fix that case."""
     path = Path(path)
     if not path.exists():
         raise TvexportError(f"{path}: no such file", hint=missing_hint)
@@ -36,6 +45,8 @@ def check_input_file(path: str | Path, *, what: str, dir_hint: str, empty_hint: 
         raise TvexportError(f"{path} is a directory, not {what}", hint=dir_hint)
     if not path.is_file():  # its size says nothing: a pipe or a device is 0 bytes however much it holds
         raise TvexportError(f"{path} is not a regular file (a pipe, socket or device?)", hint="copy what it holds into a file and give that path")
+    if not os.access(path, os.R_OK):
+        raise TvexportError(f"{path} is not readable (permission denied)", hint="make it readable (chmod u+r) or copy it somewhere you can read it")
     if path.stat().st_size == 0:
         raise TvexportError(f"{path} is empty (0 bytes)", hint=empty_hint)
     return path

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ._io import atomic_output, check_output_path
+from ._io import atomic_output, check_output_path, output_file
 from ._version import __version__
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
 from .artifacts import check_output_suffix
@@ -616,7 +616,7 @@ def bake_checkpoint(
     Tolerance.default(KERNEL_PRECISION[kernels], rtol=rtol, atol=atol)
     input_size = _resize_options(input_size, resample, interpolation)
     source = Path(source)
-    out = Path(output) if output is not None else default_output(source)
+    out = output_file(output) if output is not None else default_output(source)
     check_baked_output(out, source=source)
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":

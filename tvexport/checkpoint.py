@@ -147,6 +147,25 @@ def _other_format(path: Path, zf: zipfile.ZipFile | None) -> TvexportError | Non
     return None
 
 
+def _check_torch_zip(path: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse an intact zip archive (its CRCs checked) that torch.save did not write: torch's holds
+    ``<prefix>/data.pkl``; without this, torch calls it damaged or asks for a bug report."""
+    names = zf.namelist()
+    if not any(name.rpartition("/")[2] == "data.pkl" for name in names):
+        raise TvexportError(f"{path} is a zip archive but not a PyTorch checkpoint ({_zip_contents(names)}); {_NEEDS}", hint="give the file torch.save wrote")
+
+
+def _zip_contents(names: list[str]) -> str:
+    """What a zip archive that is no checkpoint holds, in a few words (``it looks like a NumPy .npz archive``)."""
+    files = [name for name in names if not name.endswith("/")]
+    if files and all(name.endswith(".npy") for name in files):
+        return "it looks like a NumPy .npz archive"
+    if not files:
+        return "it holds no files"
+    shown = ", ".join(files[:3])
+    return f"it holds {shown}" + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
 def _clip(text: str, limit: int = 120) -> str:
     """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
     line = (text.strip().splitlines() or [""])[0]
@@ -245,6 +264,7 @@ def _torch_load(path: Path) -> Any:
             raise other
         if zf is not None:
             _check_zip_integrity(path, zf)
+            _check_torch_zip(path, zf)
     finally:
         if zf is not None:
             zf.close()

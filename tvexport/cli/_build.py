@@ -17,7 +17,7 @@ Batch = int | None
 
 @app.command("build")
 def build_cmd(
-    model: Annotated[Path, typer.Argument(metavar="MODEL.onnx", help="An ONNX model from tvexport export.", show_default=False)],
+    model: Annotated[Path, typer.Argument(metavar="MODEL.onnx", readable=False, help="An ONNX model from tvexport export.", show_default=False)],
     output: Output = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="TensorRT 10: allow FP16 kernels for a float32 model. TensorRT 11 takes precision from the ONNX dtypes.")] = False,
     min_batch: Annotated[Batch, typer.Option("--min-batch", min=1, help="Smallest batch the engine accepts (default 1).", show_default=False)] = None,

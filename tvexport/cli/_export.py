@@ -116,10 +116,10 @@ def export_cmd(
 
 @app.command("validate")
 def validate_cmd(
-    artifact: Annotated[Path, typer.Argument(metavar="MODEL", help="The exported artefact (.onnx, AOTInductor .pt2, TensorRT engine).", show_default=False)],
-    against: Annotated[Path, typer.Option("--against", help="The checkpoint or baked file it was exported from.", show_default=False)],
+    artifact: Annotated[Path, typer.Argument(metavar="MODEL", readable=False, help="The exported artefact (.onnx, AOTInductor .pt2, TensorRT engine).", show_default=False)],
+    against: Annotated[Path, typer.Option("--against", readable=False, help="The checkpoint or baked file it was exported from.", show_default=False)],
     backend: Annotated[str | None, typer.Option("--backend", help="Runtime: onnxruntime, aoti, tensorrt, openvino (float32) or openvino-bf16 (default: the one the file's content calls for).", show_default=False)] = None,
-    input_path: Annotated[Path | None, typer.Option("--input", help="Input as .npy, (N,3,H,W) float; default seeded random.", show_default=False)] = None,
+    input_path: Annotated[Path | None, typer.Option("--input", readable=False, help="Input as .npy, (N,3,H,W) float; default seeded random.", show_default=False)] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Rows of the random input (default: the artefact's batch, else 2).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option("--seed", callback=seed_in_range, help="Seed of the random input (default 0).", show_default=False)] = None,
     rtol: Rtol = None,
@@ -134,8 +134,8 @@ def validate_cmd(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        what = f"{artifact.name} ({report.backend}, input {report.input_source} {list(report.input_shape)})"
+        what = f"{artifact.name} ({report.backend}, {report.precision} tolerance, input {report.input_source} {list(report.input_shape)})"
         console.print(comparison_table(report.comparisons, _title(what, f"{report.truth} {report.arch}", report.comparisons), baseline=report.baseline))
-    check_comparisons(report.comparisons, prefix=f"{artifact.name} vs {against.name}: ")
+    check_comparisons(report.comparisons, prefix=f"{artifact.name} vs {against.name}: ", against=str(against))
     if not as_json:
         console.print(f"[green]ok[/green]: {artifact.name} matches {against.name} within tolerance")

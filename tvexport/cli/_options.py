@@ -38,8 +38,8 @@ class InterpolationMode(str, Enum):  # tvexport.resize.INTERPOLATIONS
     bicubic = "bicubic"
 
 
-Source = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint (.ckpt, .pth.tar, state dict) or a .baked.pt file.", show_default=False)]
-Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output file.", show_default=False)]
+Source = Annotated[Path, typer.Argument(metavar="CHECKPOINT", readable=False, help="A checkpoint (.ckpt, .pth.tar, state dict) or a .baked.pt file.", show_default=False)]
+Output = Annotated[str | None, typer.Option("--output", "-o", help="Output file.", show_default=False)]  # a str: Path would drop a trailing slash
 Arch = Annotated[str | None, typer.Option("--arch", help="Architecture name; detected from the checkpoint when omitted.", show_default=False)]
 Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
 DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Storage / compute precision.", case_sensitive=False)]
@@ -72,6 +72,6 @@ def tolerance(value: float | None) -> float | None:
 Rtol = Annotated[float | None, typer.Option(
     "--rtol", show_default=False, callback=tolerance,
     help="Floor of the acceptance rule, relative to max|float64 truth|: pass iff error vs float64 <= 2 x the float32 original's error + atol + rtol x max|truth| "
-         "(default 1e-5; float16 kernels 5e-3; int8 kernels 1e-3; float16 export or TensorRT engine 1e-2).",
+         "(default 1e-5; float16 kernels 5e-3; int8 kernels 1e-3; float16 export or TensorRT engine 1e-2; validate --backend openvino-bf16 4e-2).",
 )]
 Atol = Annotated[float | None, typer.Option("--atol", help="Absolute floor of the acceptance rule (default 0).", show_default=False, callback=tolerance)]

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import check_output_path, refuse_input_as_output
+from .._io import check_output_path, output_file, refuse_input_as_output
 from ..artifacts import export_format_of, external_data_path
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
@@ -144,7 +144,7 @@ def export_checkpoint(
 
     given, format = format, resolve_format(format, output, source=source, check_suffix=False)
     source = Path(source)
-    out = refuse_input_as_output(Path(output) if output is not None else default_output(source, format), source=source)
+    out = refuse_input_as_output(output_file(output) if output is not None else default_output(source, format), source=source)
     check_export_suffix(output, format=format, given=given, source=source)  # a wrong name before "already exists" (--force would not fix it)
     check_output_path(out, force=force, source=source)
     if dynamic_batch and batch != 1:

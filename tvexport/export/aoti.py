@@ -386,7 +386,9 @@ class AotiRunner:
         lo, hi = (rng["min"], rng["max"]) if rng else (want[0], want[0])
         if not lo <= x.shape[0] <= hi:
             allowed = f"batch {lo}..{hi}" if rng else f"batch {lo} only (exported without --dynamic-batch)"
-            raise TvexportError(f"{self.path} accepts {allowed}, got batch {x.shape[0]}")
+            hint = (f"validate with --batch {lo} to {hi}, or export it again with --max-batch {x.shape[0]}" if rng and x.shape[0] > hi
+                    else f"validate with --batch {lo} to {hi}" if rng else f"validate with --batch {lo}, or export it again with --dynamic-batch")
+            raise TvexportError(f"{self.path} accepts {allowed}, got batch {x.shape[0]}", hint=hint)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -401,7 +403,7 @@ class AotiRunner:
                 out = self.compiled(t)
         except RuntimeError as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            hint = (missing + "; give the batch it was exported for, or export it again (which writes the sidecar)" if self.info is None
+            hint = (missing + "; validate with --batch N, N the batch it was exported for, or export it again (which writes the sidecar)" if self.info is None
                     else REEXPORT)
             raise TvexportError(f"{self.path} cannot run input {tuple(x.shape)}: {first}", hint=hint) from None
         if isinstance(out, (list, tuple)):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_output, check_exported_file, check_output_path, refuse_input_as_output, refuse_stdin
+from .._io import atomic_output, check_exported_file, check_output_path, output_file, refuse_input_as_output, refuse_stdin
 from .._version import __version__
 from ..artifacts import check_output_suffix
 from ..errors import TvexportError
@@ -115,7 +115,7 @@ def build_engine(
     trt = require_tensorrt(WHAT)  # before anything else: without TensorRT nothing is read or written
     refuse_stdin(onnx_path, what="ONNX model")
     onnx_path = check_exported_file(onnx_path, what="an ONNX model", dir_hint="give the .onnx file inside it", missing_hint="export one first: tvexport export")
-    out = Path(output) if output is not None else default_engine_path(onnx_path)
+    out = output_file(output) if output is not None else default_engine_path(onnx_path)
     side = sidecar_path(out)
     refuse_input_as_output(out, source=onnx_path)
     check_output_suffix(out, writes="tensorrt", by=WHAT)  # a wrong name before "already exists" (--force would not fix it)
