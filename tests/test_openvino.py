@@ -703,6 +703,23 @@ def test_max_with_a_broadcasting_constant_is_not_folded(extension: Path) -> None
     assert runner.folded == 0, runner.folded
 
 
+def test_max_with_a_shape_keeping_constant_is_folded(extension: Path) -> None:
+    """Max(tv_dwconv(x), zeros(1, C, 1, 1)): equal values whose shape keeps the output's, a clamp."""
+    case = Case(3, 1, "map", "float32", 1, channels=8)
+    model, weight, bias = layer_graph(case)
+    graph = model.graph
+    graph.node[0].output[0] = "t"
+    graph.initializer.extend([numpy_helper.from_array(np.zeros((1, 8, 1, 1), np.float32), "zc"),
+                              numpy_helper.from_array(np.array(0.0, np.float32), "z")])
+    graph.node.extend([helper.make_node("Max", ["t", "zc"], ["mx"]), helper.make_node("Add", ["mx", "z"], ["y"])])  # a clamp feeding the output stays
+    runner = OpenVinoRunner(model, extension=extension)
+    x = np.random.default_rng(2).standard_normal((1, 8, 5, 7)).astype(np.float32)
+    got = runner(x)
+    truth = np.maximum(truth_of(x.astype(np.float64), weight, bias, 1), 0.0)
+    assert got.shape == truth.shape and rel_err(got, truth) < LAYER_RTOL
+    assert runner.folded == 1, runner.folded
+
+
 # What OpenVINO 2026.4 raised for the scale_shape graph before the conversion checked the scale
 FRONTEND_FAILURE = (
     "Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'false' failed at src/frontends/common_translators/src/unconverted_ops_report.cpp:151:\n"

@@ -68,9 +68,18 @@ def _has_plugin_nodes(model: Any) -> bool:
     return bool(has_plugin_nodes(model))
 
 
+def _keeps_shape(data: Any, const: Any) -> bool:
+    """Whether broadcasting a constant of shape ``const`` against ``data`` (a partial shape) gives
+    ``data``'s shape: no more dimensions, each 1 or equal to the data's (static) one."""
+    if data.rank.is_dynamic or len(const) > data.rank.get_length():
+        return False
+    dims = list(data)[data.rank.get_length() - len(const):]
+    return all(n == 1 or (d.is_static and d.get_length() == n) for d, n in zip(dims, const))
+
+
 def _bound(node: Any) -> tuple[int, float, float] | None:
-    """(data input index, lo, hi) of a Clamp, Relu, or Maximum/Minimum with a one-value constant that
-    leaves the data's shape as it is."""
+    """(data input index, lo, hi) of a Clamp, Relu, or Maximum/Minimum with a constant of equal values
+    that leaves the data's shape as it is."""
     kind = node.get_type_name()
     if kind == "Clamp":
         attrs = node.get_attributes()
@@ -83,10 +92,9 @@ def _bound(node: Any) -> tuple[int, float, float] | None:
         c = node.input_value(const).get_node()
         if c.get_type_name() == "Constant":
             values = np.asarray(c.get_data()).ravel()
-            # one value, of no more dimensions than the data: the output keeps the data's shape (a
-            # constant that broadcasts to a larger shape, e.g. zeros(3, C, h, w) at batch 1, is no clamp)
-            rank = node.input_value(data).get_partial_shape().rank
-            if values.size != 1 or rank.is_dynamic or len(c.get_output_shape(0)) > rank.get_length():
+            # all values equal, and a shape that leaves the data's as it is: a constant that broadcasts
+            # to a larger shape (e.g. zeros(3, C, h, w) at batch 1) is no clamp
+            if values.size == 0 or not np.all(values == values[0]) or not _keeps_shape(node.input_value(data).get_partial_shape(), c.get_output_shape(0)):
                 return None
             v = float(values[0])
             return (data, v, math.inf) if kind == "Maximum" else (data, -math.inf, v)
