@@ -297,7 +297,10 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def _runtimes(report: Mapping[str, Any]) -> list[str]:
     """The packages whose versions shape the report's numbers, beyond torch: onnxruntime (as
-    always), and OpenVINO and onnxsim (which simplifies the graphs both run) where their cases ran."""
+    always), and OpenVINO and onnxsim (which simplifies the graphs both run) where their cases ran;
+    a report without cases (a benchmark script's header) names every one it records."""
+    if "cases" not in report:
+        return ["onnxruntime", "openvino", "onnxsim"]
     backends = {c["backend"] for c in report["cases"]}
     openvino = any(b.startswith("openvino") for b in backends)
     return ["onnxruntime"] + ["openvino"] * openvino + ["onnxsim"] * (openvino or "onnxruntime" in backends)
