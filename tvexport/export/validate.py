@@ -38,7 +38,7 @@ class ValidationMismatch(MismatchError):
 
 
 # A max relative error above this (a tenth of the output's peak) is no rounding effect: the coarsest
-# floor tvexport uses (bfloat16's, 10 eps = 3.9e-2) is 2.5x below it and the float32 one 1e4x; a
+# floor tvexport uses (bfloat16's, 4e-2) is 2.5x below it and the float32 one 1e4x; a
 # network with other weights (a different checkpoint of the same architecture) lands at the
 # output's own scale (1.18 measured). Where it is exceeded, the hint asks about --against first.
 GROSS_MAX_REL = 0.1
@@ -130,10 +130,10 @@ def _onnx_graph(path: Path) -> Any:
         return None
 
 
-# The floor of a backend computing in bfloat16 (``openvino-bf16``): float16's (1e-2, about 10 eps of
-# float16, 2**-10) scaled by the ratio of the two epsilons, bfloat16's 2**-8 (4e-2: 10 eps). The
-# demo network measures 5.4e-3 on OpenVINO's bfloat16 path; float32's 1e-5 always failed it.
-BFLOAT16_RTOL = DEFAULT_RTOL["float16"] * 2**-8 / 2**-10
+# The floor of a backend computing in bfloat16 (``openvino-bf16``): 4e-2, float16's (1e-2, about 10
+# eps of float16, 2**-10) times 4, which is about 5 eps of bfloat16 (2**-7, 7.8e-3). The demo network
+# measures 5.4e-3 on OpenVINO's bfloat16 path, 7x below; float32's 1e-5 always failed it.
+BFLOAT16_RTOL = DEFAULT_RTOL["float16"] * 4
 # Backends whose arithmetic is coarser than the artefact's own precision says: their floor
 _BACKEND_PRECISION = {"openvino-bf16": ("bfloat16", BFLOAT16_RTOL)}
 
