@@ -144,7 +144,7 @@ def test_runner_refuses_wrong_inputs(tiny_package) -> None:
     assert run.batch is None  # dynamic: `tvexport validate` picks its own batch
     with pytest.raises(TvexportError, match=r"accepts batch 1\.\.6, got batch 7") as err:
         run(_inputs(7, seed=0))
-    assert err.value.hint == "validate with --batch 1 to 6, or export it again with --max-batch 7"  # before: no hint
+    assert err.value.hint == "validate with --batch 1 to 6, or export it again with --dynamic-batch --max-batch 7"  # export refuses --max-batch alone
     with pytest.raises(TvexportError, match=r"takes input \(N, 3, 96, 96\)"):
         run(np.zeros((1, 3, 64, 64), np.float32))
 

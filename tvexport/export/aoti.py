@@ -386,7 +386,7 @@ class AotiRunner:
         lo, hi = (rng["min"], rng["max"]) if rng else (want[0], want[0])
         if not lo <= x.shape[0] <= hi:
             allowed = f"batch {lo}..{hi}" if rng else f"batch {lo} only (exported without --dynamic-batch)"
-            hint = (f"validate with --batch {lo} to {hi}, or export it again with --max-batch {x.shape[0]}" if rng and x.shape[0] > hi
+            hint = (f"validate with --batch {lo} to {hi}, or export it again with --dynamic-batch --max-batch {x.shape[0]}" if rng and x.shape[0] > hi
                     else f"validate with --batch {lo} to {hi}" if rng else f"validate with --batch {lo}, or export it again with --dynamic-batch")
             raise TvexportError(f"{self.path} accepts {allowed}, got batch {x.shape[0]}", hint=hint)
 
