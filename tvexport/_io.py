@@ -22,8 +22,9 @@ def output_file(path: str | Path) -> Path:
     """``path`` as a Path; a name ending with a slash (``-o dir.onnx/``) names a directory and is
     refused: Path would drop the slash and write a file of that name."""
     if isinstance(path, str) and path.endswith(("/", os.sep)) and path.rstrip("/" + os.sep):
-        raise TvexportError(f"output {path} ends with a slash, which names a directory, but the output is a file",
-                            hint=f"give a file name: -o {path.rstrip('/' + os.sep)}, or a file inside that directory")
+        bare = path.rstrip("/" + os.sep)
+        hint = "give a file inside that directory" if Path(bare).is_dir() else f"give a file name: -o {bare}, or a file inside that directory"
+        raise TvexportError(f"output {path} ends with a slash, which names a directory, but the output is a file", hint=hint)
     return Path(path)
 
 

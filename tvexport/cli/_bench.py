@@ -109,7 +109,7 @@ def bench_cmd(
     device: Annotated[Device, typer.Option("--device", case_sensitive=False, help="Where to run.")] = Device.cpu,
     dtype: DTypeOpt = DType.float32,
     arch: Arch = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", metavar="CKPT", help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False)] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", metavar="CKPT", readable=False, help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False)] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Add the dense-conv baseline (only deeplabv3plus_mobilenetv2 has one).")] = False,
     input_size: Annotated[str | None, typer.Option(
         "--input-size", metavar="HxW", show_default=False,
