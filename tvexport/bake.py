@@ -242,11 +242,8 @@ def _stored(baked64: nn.Module, dtype: torch.dtype) -> tuple[nn.Module, dict[str
     errors = {name: compress_layer(layer, dtype, name=name) for name, layer in stored.named_modules() if isinstance(layer, BakedTVConv)}
     for name, t in [*stored.named_parameters(), *stored.named_buffers()]:  # what the float32 cast would turn into Inf
         if t.dtype == torch.float64:
-            check_fits(t, torch.float32, name=f"{name} (baked)", hint=_FLOAT32_OVERFLOW_HINT)
+            check_fits(t, torch.float32, name=f"{name} (baked)")
     return cast_model_(stored, torch.float32).eval(), errors
-
-
-_FLOAT32_OVERFLOW_HINT = "the checkpoint is damaged or diverged: its weights, once baked (BatchNorms folded), exceed float32"
 
 
 # --------------------------------------------------------------------------------------------

@@ -134,7 +134,7 @@ def validate_cmd(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        what = f"{artifact.name} ({report.backend}, {report.precision} tolerance, input {report.input_source} {list(report.input_shape)})"
+        what = f"{artifact.name} ({report.backend}, {report.precision.replace('_kernels', ' kernels')} tolerance, input {report.input_source} {list(report.input_shape)})"
         console.print(comparison_table(report.comparisons, _title(what, f"{report.truth} {report.arch}", report.comparisons), baseline=report.baseline))
     check_comparisons(report.comparisons, prefix=f"{artifact.name} vs {against.name}: ", against=str(against))
     if not as_json:
