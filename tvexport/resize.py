@@ -42,7 +42,7 @@ from torch import nn
 from .errors import TvexportError
 from .layers import BakedTVConv, TVConv
 from .models.registry import ArchConfig, config_of, create_model
-from .quantize import KernelError, bias_dtype, check_fits, compress_kernels, dequantize, layer_summary
+from .quantize import KernelError, compress_layer, dequantize, layer_summary
 
 if TYPE_CHECKING:  # bake imports this module lazily, from bake_model
     from .bake import BakeResult
@@ -178,18 +178,13 @@ def _resample_kernels(source: nn.Module, target: nn.Module, *, interpolation: In
     for name, dst in _tv_layers(target, BakedTVConv).items():
         src = source.get_submodule(name)
         assert isinstance(dst, BakedTVConv) and isinstance(src, BakedTVConv) and src.bias_kind == dst.bias_kind, (name, src.bias_kind, dst.bias_kind)
-        size = tuple(dst.weight.shape[-2:])
+        size, dtype = tuple(dst.weight.shape[-2:]), dst.weight.dtype
         exact = resample_map(dequantize(src.weight, src.scale, dtype=torch.float64), size, interpolation=interpolation)  # type: ignore[arg-type]
-        weight, scale = compress_kernels(exact, dst.weight.dtype, name=f"baked weight of {name}")
-        errors[name] = KernelError.between(dequantize(weight, scale, dtype=torch.float64), exact)
-        bias = src.bias
+        bias = src.bias.double() if src.bias is not None else None
         if bias is not None and src.bias_kind == "map":
-            bias = resample_map(bias.double(), size, interpolation=interpolation)  # type: ignore[arg-type]
-        if bias is not None:
-            target_dtype = bias_dtype(dst.weight.dtype)
-            check_fits(bias, target_dtype, name=f"baked bias of {name}")
-            bias = bias.detach().to(target_dtype)
-        dst.set_kernels(weight, bias.clone() if bias is not None else None, scale=scale, bias_kind=src.bias_kind)
+            bias = resample_map(bias, size, interpolation=interpolation)  # type: ignore[arg-type]
+        dst.set_kernels(exact, bias, bias_kind=src.bias_kind)
+        errors[name] = compress_layer(dst, dtype, name=name)  # rounded once, as a bake stores them
     return errors
 
 
