@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._io import check_exported_file, check_input_file, refuse_stdin
-from ..accuracy import DEFAULT_RTOL, Tolerance, check_random_input, random_inputs
+from ..accuracy import DEFAULT_RTOL, Precision, Tolerance, check_random_input, random_inputs
 from ..artifacts import BACKEND_KINDS, Artifact, identify
 from ..checkpoint import describe_file, is_torchscript_file, read_checkpoint
 from ..errors import MismatchError, TvexportError
@@ -130,12 +130,10 @@ def _onnx_graph(path: Path) -> Any:
         return None
 
 
-# The floor of a backend computing in bfloat16 (``openvino-bf16``): 4e-2, float16's (1e-2, about 10
-# eps of float16, 2**-10) times 4, which is about 5 eps of bfloat16 (2**-7, 7.8e-3). The demo network
-# measures 5.4e-3 on OpenVINO's bfloat16 path, 7x below; float32's 1e-5 always failed it.
-BFLOAT16_RTOL = DEFAULT_RTOL["float16"] * 4
-# Backends whose arithmetic is coarser than the artefact's own precision says: their floor
-_BACKEND_PRECISION = {"openvino-bf16": ("bfloat16", BFLOAT16_RTOL)}
+# The floor of a backend computing in bfloat16 (``openvino-bf16``; accuracy.DEFAULT_RTOL says why 4e-2)
+BFLOAT16_RTOL = DEFAULT_RTOL["bfloat16"]
+# Backends whose arithmetic is coarser than the artefact's own precision says: the precision they are judged by
+_BACKEND_PRECISION: dict[str, Precision] = {"openvino-bf16": "bfloat16"}
 
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".tar")
 # What a file's name says it is where ``identify`` finds no such thing in it (an .engine is always taken as a TensorRT engine)
@@ -344,12 +342,8 @@ def validate_artifact(
     source = load_source(against, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype)
     reference = source.reference
     assert reference is not None  # load_source builds one unless told otherwise
-    precision: str = reference.precision(dtype=dtype)
-    if backend in _BACKEND_PRECISION:
-        precision, floor = _BACKEND_PRECISION[backend]
-        tolerance = Tolerance(floor if rtol is None else rtol, 0.0 if atol is None else atol)
-    else:
-        tolerance = Tolerance.default(reference.precision(dtype=dtype), rtol=rtol, atol=atol)
+    precision = _BACKEND_PRECISION.get(backend) or reference.precision(dtype=dtype)
+    tolerance = Tolerance.default(precision, rtol=rtol, atol=atol)
     comparisons = reference.compare({backend: runner(x)}, x, tolerance=tolerance)
     return ValidationReport(artifact, backend, against, cfg.name, tuple(x.shape), input_source, comparisons, time.perf_counter() - start,
                             reference.truth_label, reference.baseline_label, precision)
