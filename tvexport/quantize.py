@@ -141,7 +141,8 @@ def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "k
     check_fits(weight, torch.float32, name=name)  # every storage runs in float32 (int8: its scales, what it dequantizes to)
     if dtype == torch.int8:
         return quantize_int8(weight)
-    check_fits(weight, dtype, name=name)
+    if dtype == torch.float16:
+        check_fits(weight, dtype, name=name)
     return weight.detach().to(dtype), None
 
 

@@ -146,7 +146,7 @@ def export_checkpoint(
     source = Path(source)
     out = refuse_input_as_output(output_file(output) if output is not None else default_output(source, format), source=source)
     check_export_suffix(output, format=format, given=given, source=source)  # a wrong name before "already exists" (--force would not fix it)
-    check_output_path(out, force=force, source=source)
+    check_output_path(out, force=force)  # after the name checks; refuse_input_as_output did "is the input file"
     if dynamic_batch and batch != 1:
         raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
     if not validate and (rtol is not None or atol is not None):

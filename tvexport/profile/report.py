@@ -328,18 +328,19 @@ def to_markdown(report: Mapping[str, Any], *, title: str | None = None) -> str:
     out = [f"## {title or arch['name']}", ""]
     out.append(f"- input {'x'.join(map(str, arch['input_shape']))}; networks: {nets}")
     out.append(f"- machine: {describe_machine(report)}")
+    summary = summary_rows(report)
     max_s = f", at most {s['max_seconds']:g} s" if s["max_seconds"] is not None else ""
     out.append(
         f"- method: {s['warmup_seconds']:g} s warm-up, then >= {s['min_iters']} rounds and >= {s['min_seconds']:g} s per case{max_s}; "
         "networks interleaved (order rotated every round); ratios are per-round paired ratios, median [p10-p90]; "
         "latency is the median, CV = std/mean; img/s = batch / median"
         + ("; speed-up vs unbaked is median torch-unbaked / median of the case, two cases timed one after the other (unpaired)"
-           if SPEEDUP_COLUMN in summary_rows(report)[0] else "")
+           if SPEEDUP_COLUMN in summary[0] else "")
     )
     if report.get("command"):
         out.append(f"- command: `{report['command']}`")
     out.append(f"- created {report['created']}")
-    out += ["", _md_table(*summary_rows(report))]
+    out += ["", _md_table(*summary)]
     if report["skipped"]:
         out += ["", "Skipped backends: " + "; ".join(f"{x['backend']} ({x['reason']})" for x in report["skipped"])]
     if report["layers"]:

@@ -119,7 +119,7 @@ def build_engine(
     side = sidecar_path(out)
     refuse_input_as_output(out, source=onnx_path)
     check_output_suffix(out, writes="tensorrt", by=WHAT)  # a wrong name before "already exists" (--force would not fix it)
-    check_output_path(out, force=force, source=onnx_path)
+    check_output_path(out, force=force)  # refuse_input_as_output did "is the input file"
     check_output_path(side, force=True, source=onnx_path)
     torch = require_cuda(WHAT)
     load_plugin(WHAT)
