@@ -281,6 +281,15 @@ class Builder:
             assert setter.nbSymExprs == len(setter.items)
             extra = [setter.items[i] for i in range(setter.nbSymExprs)]
             assert all(e.type == PluginArgType.INT and e.dtype == PluginArgDataType.INT32 for e in extra)
+            # What the engine will launch at the profile's largest batch must be launchable:
+            # cuLaunchKernel refuses gridDim.x > 2**31 - 1, gridDim.y/z > 65535 and blocks over 1024
+            # threads (CUDA C Programming Guide, "Compute Capabilities"), and TensorRT passes the
+            # extra args as the INT32 that SymInt32 declares (tensorrt/plugin/_tensor.py,
+            # SymExprImpl: PluginArgDataType.INT32), so a larger value would be truncated.
+            at_max = {f: e.evaluate({"N": self.profile[2]}) for f, e in dims.items()}
+            assert 1 <= at_max["grid_x"] <= 2**31 - 1 and at_max["grid_y"] <= 65535 and at_max["grid_z"] <= 65535, at_max
+            assert at_max["block_x"] * at_max["block_y"] * at_max["block_z"] <= 1024, at_max
+            assert all(-(2**31) <= e.expr.evaluate({"N": self.profile[2]}) <= 2**31 - 1 for e in extra)
             out.append({
                 "tactic": tactic, "name": name, "ptx": ptx.decode(),
                 "launch": lambda n, dims=dims: {f: e.evaluate({"N": n}) for f, e in dims.items()},

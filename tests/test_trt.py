@@ -1355,6 +1355,36 @@ def test_compile_errors_do_not_say_to_export_again(real_trt, monkeypatch: pytest
     assert str(info.value) == "the compile's own refusal"
 
 
+@pytest.mark.parametrize("case", ["layer", "max-batch"])
+def test_engines_the_kernels_32_bit_indices_cannot_address_are_refused(real_trt, case: str) -> None:  # type: ignore[no-untyped-def]
+    """Before: the Triton launcher refused a layer whose one sample (C*H*W) or kernel tensor
+    (C*k*k*OH*OW) has over 2**31 - 1 elements, but the plugin compiled it, and the kernel's 32-bit
+    channel offsets (c * H*W, c * k*k*OH*OW: shl.b32 / mul.lo.s32 in its PTX) wrapped; a profile
+    whose max batch needs more than 2**31 - 1 programs, or an N beyond int32, was built too. Now the
+    plugin refuses both before compiling, with what fixes the second."""
+    from _trt_core import Builder
+
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32")  # k=3, stride 2
+    f32 = core.float32
+    if case == "layer":  # C*H*W = 2**32
+        c, h, w = 65536, 256, 256
+        b = Builder(version, b.plugin, [((-1, c, h, w), f32), ((c, 9, h // 2, w // 2), f32), ((c, 1, 1), f32)], b.profile)
+    else:
+        b = Builder(version, b.plugin, inputs, (1, 4, 2**31))
+    b.output()
+    combo = tuple(t for _, t in b.inputs) + (f32,)
+    assert combo in b.combinations()
+    with pytest.raises(ValueError) as info:
+        b.kernels(combo)
+    said = str(info.value)
+    assert "\n" not in said and not said.endswith(REEXPORT_HINT), said  # exporting again would not fix it
+    if case == "layer":
+        assert "is too large for the fused kernel: one sample of its input (C*H*W) has 4294967296 elements" in said, said
+    else:
+        assert "batch 2147483648" in said and said.endswith("build the engine with a smaller --max-batch"), said
+
+
 def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignore[no-untyped-def]
     version, core, _, plugin_mod = real_trt
     b, inputs = _builder(core, plugin_mod, version, "fp32", profile=(1, 1, 8))

@@ -39,7 +39,7 @@ import tensorrt as trt
 import tensorrt.plugin as trtp
 
 from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
-from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, scalar_args
+from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, check_index_range, scalar_args
 from ._onnx import REEXPORT
 from ._spec import FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
@@ -133,6 +133,12 @@ def _configs(x: trtp.TensorDesc, weight: trtp.TensorDesc):  # type: ignore[no-un
     return aot_configs(c, oh * ow, max(1, opt_batch), sm_count=_sm_count(), x_bytes=x_bytes)
 
 
+def _max_batch(x: trtp.TensorDesc) -> int:
+    """The largest batch the engine will launch with: the profile's max (or the fixed batch)."""
+    shape = x.shape
+    return int(shape.max[0]) if shape.is_dynamic else int(shape[0])
+
+
 def _tactics(x: trtp.TensorDesc, weight: trtp.TensorDesc) -> List[int]:
     return list(range(1, len(_configs(x, weight)) + 1))
 
@@ -191,6 +197,10 @@ def _aot(tensors: Tuple[trtp.TensorDesc, ...], node: _Node, tactic: int):  # typ
     x, weight = tensors[:2]
     configs = _configs(x, weight)
     config = configs[min(max(tactic, 1), len(configs)) - 1]  # tactic 0: TensorRT's default, the heuristic choice
+    # The kernel's channel offsets, N and the program id are 32-bit (kernels/_config.py); the
+    # launcher checks each launch, an engine is checked here once for the profile's largest batch.
+    check_index_range(geometry=node.geometry, k=node.k, batch=_max_batch(x), config=config,
+                      batch_fix="build the engine with a smaller --max-batch")
     kernel = _compile(*node.dtypes, node.geometry, node.k, node.stride, node.bias_mode, config, _build_arch())
     c, _, _, oh, ow = node.geometry
     n = x.shape_expr[0]
