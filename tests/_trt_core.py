@@ -200,21 +200,44 @@ def load_real_plugin_package(package_dir: Path, version: str) -> tuple[types.Mod
 # --------------------------------------------------------------------------- the C++ callers
 
 
-def parse_node(core: types.ModuleType, node: Any, *, pass_node_name: bool) -> Any:
-    """onnx-tensorrt's fallback importer for one plugin node: find the creator by op type, version
-    and namespace, load the creator's declared fields from the node's attributes (INT attributes as
-    INT32 fields), and create the plugin with the op type (current parsers) or the node name
-    (older ones) as its name, preferring the AOT implementation."""
+def parse_node(core: types.ModuleType, node: Any, *, pass_node_name: bool, prefer_aot: bool = True) -> Any:
+    """onnx-tensorrt's fallback importer for one plugin node (onnxOpImporters.cpp, FallbackPluginImporter;
+    importerUtils.cpp, loadFields and createPlugin): find the creator by op type, ``plugin_version``
+    (default "1") and ``plugin_namespace`` (default "", then the node's domain), load the creator's
+    declared fields from the node's attributes (INT/INTS as INT32, FLOAT/FLOATS as FLOAT32, STRING
+    as CHAR; absent ones skipped), and create the plugin with the op type (current parsers) or the
+    node name (older ones) as its name. The creation request is the node's INT attribute ``aot``
+    when present (nonzero: STRICT_AOT, 0: STRICT_JIT), else the network's preference
+    (``prefer_aot``: the PREFER_AOT_PYTHON_PLUGINS flag tvexport.trt.build sets; else UNKNOWN)."""
+    from onnx import AttributeProto, helper
+
     attrs = {a.name: a for a in node.attribute}
     version = attrs["plugin_version"].s.decode() if "plugin_version" in attrs else "1"
     namespace = attrs["plugin_namespace"].s.decode() if "plugin_namespace" in attrs else ""
     creator = core.get_plugin_registry().get_creator(node.op_type, version, namespace)
+    if creator is None:  # the fallback to the node's domain
+        namespace = node.domain
+        creator = core.get_plugin_registry().get_creator(node.op_type, version, namespace)
     if creator is None:
         raise LookupError(f"Plugin not found: {node.op_type} version {version} namespace {namespace!r}")
-    fields = [PluginField(f.name, np.array([attrs[f.name].i], dtype=np.int32), PluginFieldType.INT32)
-              for f in creator.field_names if f.name in attrs]
+    kinds = {AttributeProto.INT: (np.int32, PluginFieldType.INT32), AttributeProto.INTS: (np.int32, PluginFieldType.INT32),
+             AttributeProto.FLOAT: (np.float32, PluginFieldType.FLOAT32), AttributeProto.FLOATS: (np.float32, PluginFieldType.FLOAT32)}
+    fields = []
+    for f in creator.field_names:
+        if f.name not in attrs:
+            continue  # the parser warns and leaves it out
+        a = attrs[f.name]
+        if a.type == AttributeProto.STRING:
+            fields.append(PluginField(f.name, a.s, PluginFieldType.CHAR))
+        else:
+            dtype, kind = kinds[a.type]
+            fields.append(PluginField(f.name, np.array(helper.get_attribute_value(a), dtype=dtype).reshape(-1), kind))
+    if "aot" in attrs:
+        request = QuickPluginCreationRequest.STRICT_AOT if helper.get_attribute_value(attrs["aot"]) else QuickPluginCreationRequest.STRICT_JIT
+    else:
+        request = QuickPluginCreationRequest.PREFER_AOT if prefer_aot else QuickPluginCreationRequest.UNKNOWN
     name = node.name if pass_node_name else node.op_type
-    return creator.create_plugin(name, namespace, PluginFieldCollection(fields), TensorRTPhase.BUILD, QuickPluginCreationRequest.PREFER_AOT)
+    return creator.create_plugin(name, namespace, PluginFieldCollection(fields), TensorRTPhase.BUILD, request)
 
 
 class _SymSetter:

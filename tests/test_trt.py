@@ -1257,6 +1257,36 @@ def test_parsers_find_the_plugin_by_either_name(real_trt, pass_node_name: bool) 
             parse_node(core, nodes[0], pass_node_name=True)
 
 
+@pytest.mark.parametrize("aot", [0, 1, "yes"])
+def test_a_nodes_aot_attribute_is_the_parsers_creation_request(real_trt, aot: object) -> None:  # type: ignore[no-untyped-def]
+    """Current onnx-tensorrt parsers take a node's INT attribute ``aot`` as the plugin creation
+    request over the network's PREFER_AOT flag (importerUtils.cpp, createPlugin: nonzero
+    STRICT_AOT, 0 STRICT_JIT). Before: tvexport passed aot=0 on, and tensorrt.plugin refused the
+    node for want of a JIT implementation, which tvexport's plugins do not have; now the node is
+    refused before parsing, with the fix. aot=1 asks for what the plugins are."""
+    from _trt_core import parse_node
+
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    _, core, _, _ = real_trt
+    spec = _spec(4, 3, 1, 5, 6, None)
+    spec["attrs"] = {"aot": aot}
+    model = _tv_model(None, [spec])
+    if aot == 0:
+        raw = next(n for n in model.graph.node if n.op_type == "tv_dwconv")
+        with pytest.raises(ValueError, match="JIT implementation requested, but not defined"):  # what TensorRT would say
+            parse_node(core, raw, pass_node_name=False)
+    if aot != 1:
+        with pytest.raises(TvexportError) as info:
+            prepare_tv_nodes(model, source="m.onnx")
+        said = str(info.value)
+        assert said.startswith("m.onnx: tv_dwconv node tv0 has aot=") and said.endswith(REEXPORT_HINT) and "\n" not in said, said
+        return
+    prepare_tv_nodes(model, source="m.onnx")
+    plugin = parse_node(core, model.graph.node[0], pass_node_name=False)
+    assert type(plugin).__name__ == "_TemplateAOTPlugin"
+
+
 # (input types, the types a strongly typed network hands the plugin) per kernel form
 _NETWORKS = {
     "fp32": ("float32", "float32"),
