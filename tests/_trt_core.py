@@ -250,7 +250,11 @@ class _SymSetter:
 
 
 class Builder:
-    """The builder's calls into one AOT plugin for an NCHW input with a dynamic batch ``N``."""
+    """The builder's calls into one AOT plugin for an NCHW input with a dynamic batch ``N``.
+
+    An exception a callback raises propagates here, for the tests to see; TensorRT's C++ side
+    catches it, prints it to std::cerr and fails the call (python/src/infer/pyPlugin.cpp,
+    PLUGIN_API_CATCH), which is why the plugin keeps it in ``tvexport.trt._env.PLUGIN_FAILURES``."""
 
     def __init__(self, version: str, plugin: Any, inputs: list[tuple[tuple, Any]], profile: tuple[int, int, int]) -> None:
         self.version = tuple(int(v) for v in version.split(".")[:2])

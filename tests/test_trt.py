@@ -867,7 +867,9 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
     parser was given (model bytes, path)."""
     import tvexport.trt.build as trt_build
 
-    state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine"}
+    from tvexport.trt import _env
+
+    state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine", "plugin_parse": (), "plugin_build": (), "parsed_ok": True}
     parsed: list[tuple[bytes, str]] = []
 
     class Parser:
@@ -878,9 +880,14 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
 
         def parse(self, data: bytes, path: str) -> bool:
             parsed.append((data, path))
+            _env.PLUGIN_FAILURES.extend(state["plugin_parse"])  # what tvexport's plugin callbacks keep when they raise
             for msg in state["parse_logs"]:
                 self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
-            return True
+            self.num_errors = 0 if state["parsed_ok"] else 1
+            return state["parsed_ok"]
+
+        def get_error(self, i: int) -> types.SimpleNamespace:
+            return types.SimpleNamespace(desc=lambda: "the parser's own error")
 
     class Builder:
         def __init__(self, logger: object) -> None:
@@ -893,6 +900,7 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
             return types.SimpleNamespace(set_flag=lambda f: None, clear_flag=lambda f: None)
 
         def build_serialized_network(self, network: object, config: object) -> bytes | None:
+            _env.PLUGIN_FAILURES.extend(state["plugin_build"])
             for msg in state["build_logs"]:
                 self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
             return state["built"]
@@ -928,6 +936,32 @@ def test_failed_build_reports_only_its_own_error(fake_builder, build_logs: tuple
         fake_builder(parse_logs=("an error the parser recovered from",), build_logs=build_logs, built=None)
     detail = "out of memory" if build_logs and build_logs[0].strip() else "see the TensorRT log (--verbose)"
     assert str(info.value) == f"TensorRT failed to build an engine from {tmp_path / 'm.onnx'}: {detail}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
+
+
+@needs_onnx
+@pytest.mark.parametrize("stage", ["parse", "build"])
+def test_failed_build_reports_what_the_plugin_raised(fake_builder, stage: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """TensorRT catches an exception a Python plugin callback raises and writes it to std::cerr,
+    not to the ILogger (python/src/infer/pyPlugin.cpp: PLUGIN_API_CATCH and 'Exception thrown from
+    get_output_shapes()'), so its log holds only its own consequence. Before: the one line said
+    that consequence and the plugin's refusal, with its fix, was lost in a stderr dump. Now the
+    first refusal of this build is the line; one kept from an earlier build is not."""
+    from tvexport.trt import _env
+
+    refusal = "tv_dwconv input height 18 gives output 9 with k=3, stride=2, but the kernels are for 8" + REEXPORT_HINT
+    _env.PLUGIN_FAILURES[:] = ["a refusal of an earlier build"]
+    with pytest.raises(TvexportError) as info:
+        if stage == "parse":
+            fake_builder(plugin_parse=(refusal, "a later consequence"), parse_logs=("Could not create the plugin",), parsed_ok=False)
+        else:
+            fake_builder(plugin_build=(refusal,), build_logs=("IPluginV3QuickAOTBuild failed",), built=None)
+    verb = "could not parse" if stage == "parse" else "failed to build an engine from"
+    assert str(info.value) == f"TensorRT {verb} {tmp_path / 'm.onnx'}: {refusal}"
+    _env.PLUGIN_FAILURES[:] = ["a refusal of an earlier build"]
+    with pytest.raises(TvexportError) as info:
+        fake_builder(plugin_parse=(), plugin_build=(), build_logs=("out of memory",), built=None, parse_logs=(), parsed_ok=True)
+    assert str(info.value).endswith(": out of memory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
 
 
@@ -1364,6 +1398,35 @@ def test_plugin_refusals_say_how_to_fix_the_node(real_trt, case: str) -> None:  
             plugin_mod.tv_dwconv_i8_aot_impl(*desc, *(np.array([v], np.int32) for v in (3, 2, 1)), (desc[0],), 1)
         assert "tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales" in str(info.value)
     assert str(info.value).endswith(REEXPORT_HINT) and "\n" not in str(info.value), info.value
+
+
+def test_plugin_callbacks_keep_what_they_raise_for_the_build(real_trt, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """What a callback raises never reaches TensorRT's log (pyPlugin.cpp prints it to std::cerr), so
+    the plugin keeps each line in tvexport.trt._env.PLUGIN_FAILURES for build_engine: a refused
+    node (shape pass) and a failed kernel compile (AOT pass) alike."""
+    from _trt_core import Builder
+
+    from tvexport.trt import _env
+
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32")
+    _env.PLUGIN_FAILURES.clear()
+    bad = Builder(version, b.plugin, [((-1, 6, 18, 12), core.float32), *inputs[1:]], b.profile)
+    with pytest.raises(ValueError) as info:
+        bad.output()
+    assert _env.PLUGIN_FAILURES == [str(info.value)] and str(info.value).endswith(REEXPORT_HINT)
+
+    def compile_fails(*args: object) -> None:
+        raise RuntimeError("the compiled TV kernel needs a global_scratch buffer\n  (more detail)")
+
+    monkeypatch.setattr(plugin_mod, "_compile", compile_fails)
+    _env.PLUGIN_FAILURES.clear()
+    b.output()
+    combo = tuple(t for _, t in inputs) + (inputs[0][1],)
+    assert combo in b.combinations()
+    with pytest.raises(RuntimeError):
+        b.kernels(combo)
+    assert _env.PLUGIN_FAILURES == ["the compiled TV kernel needs a global_scratch buffer"]
 
 
 def test_compile_errors_do_not_say_to_export_again(real_trt, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -40,6 +40,7 @@ import tensorrt.plugin as trtp
 
 from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, check_index_range, scalar_args
+from ._env import PLUGIN_FAILURES, first_line
 from ._onnx import REEXPORT
 from ._spec import FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
@@ -54,9 +55,21 @@ Int = npt.NDArray[np.int32]
 
 
 @contextlib.contextmanager
+def _kept() -> Iterator[None]:
+    """Keep the first line of what a callback raises for ``tvexport build``'s one-line error:
+    TensorRT prints a plugin callback's exception to stderr only (see ``_env.PLUGIN_FAILURES``)."""
+    try:
+        yield
+    except Exception as err:
+        PLUGIN_FAILURES.append(first_line(str(err)) or type(err).__name__)
+        raise
+
+
+@contextlib.contextmanager
 def _refusing_the_node() -> Iterator[None]:
-    """A ValueError here refuses a node TensorRT is building, and reaches the user as the first line
-    of TensorRT's log: it carries the fix the preparation (``_onnx``) gives for the same nodes."""
+    """A ValueError here refuses a node TensorRT is building, and reaches the user as the line of
+    ``tvexport build``'s error (through ``_kept``): it carries the fix the preparation (``_onnx``)
+    gives for the same nodes."""
     try:
         yield
     except ValueError as err:
@@ -95,14 +108,16 @@ def _out_desc(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc
 
 @trtp.register(PLUGIN_ID)
 def tv_dwconv_desc(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, k: Int, stride: Int, padding: Int) -> trtp.TensorDesc:
-    return _out_desc(x, weight, bias, k, stride, padding)
+    with _kept():
+        return _out_desc(x, weight, bias, k, stride, padding)
 
 
 @trtp.register(PLUGIN_ID_I8)
 def tv_dwconv_i8_desc(
     x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, scale: trtp.TensorDesc, k: Int, stride: Int, padding: Int
 ) -> trtp.TensorDesc:
-    return _out_desc(x, weight, bias, k, stride, padding)
+    with _kept():
+        return _out_desc(x, weight, bias, k, stride, padding)
 
 
 def _sm_count() -> int:
@@ -145,14 +160,16 @@ def _tactics(x: trtp.TensorDesc, weight: trtp.TensorDesc) -> List[int]:
 
 @trtp.autotune(PLUGIN_ID)
 def tv_dwconv_autotune(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
-    return [trtp.AutoTuneCombination(FLOAT_TYPES, "LINEAR", _tactics(x, weight))]
+    with _kept():
+        return [trtp.AutoTuneCombination(FLOAT_TYPES, "LINEAR", _tactics(x, weight))]
 
 
 @trtp.autotune(PLUGIN_ID_I8)
 def tv_dwconv_i8_autotune(
     x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, scale: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]
 ) -> List[trtp.AutoTuneCombination]:
-    return [trtp.AutoTuneCombination(INT8_TYPES, "LINEAR", _tactics(x, weight))]
+    with _kept():
+        return [trtp.AutoTuneCombination(INT8_TYPES, "LINEAR", _tactics(x, weight))]
 
 
 @functools.lru_cache(maxsize=256)
@@ -223,11 +240,12 @@ def tv_dwconv_aot_impl(
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    with _refusing_the_node():
-        if _DTYPES.get(weight.dtype) not in ("fp32", "fp16"):
-            raise ValueError(f"tvexport::tv_dwconv takes float32 or float16 kernels, got {weight.dtype} (int8 kernels use tv_dwconv_i8)")
-        node = _checked((x, weight, bias), outputs[0], k, stride, padding)
-    return _aot((x, weight, bias), node, tactic)
+    with _kept():
+        with _refusing_the_node():
+            if _DTYPES.get(weight.dtype) not in ("fp32", "fp16"):
+                raise ValueError(f"tvexport::tv_dwconv takes float32 or float16 kernels, got {weight.dtype} (int8 kernels use tv_dwconv_i8)")
+            node = _checked((x, weight, bias), outputs[0], k, stride, padding)
+        return _aot((x, weight, bias), node, tactic)
 
 
 @trtp.aot_impl(PLUGIN_ID_I8)
@@ -242,8 +260,9 @@ def tv_dwconv_i8_aot_impl(
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    with _refusing_the_node():
-        if _DTYPES.get(weight.dtype) != "int8" or scale.dtype != trt.float32:
-            raise ValueError(f"tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales, got {weight.dtype}, {scale.dtype}")
-        node = _checked((x, weight, bias, scale), outputs[0], k, stride, padding)
-    return _aot((x, weight, bias, scale), node, tactic)
+    with _kept():
+        with _refusing_the_node():
+            if _DTYPES.get(weight.dtype) != "int8" or scale.dtype != trt.float32:
+                raise ValueError(f"tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales, got {weight.dtype}, {scale.dtype}")
+            node = _checked((x, weight, bias, scale), outputs[0], k, stride, padding)
+        return _aot((x, weight, bias, scale), node, tactic)
