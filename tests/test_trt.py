@@ -1490,6 +1490,33 @@ def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignor
         assert kern["launch"](3)["grid_x"] == 3 * kern["launch"](1)["grid_x"]  # one sample per program
 
 
+@pytest.mark.parametrize("xdt", ["float32", "float16"])
+def test_each_activation_type_gets_its_own_tactics(real_trt, xdt: str) -> None:  # type: ignore[no-untyped-def]
+    """The tile candidates depend on the activation width (aot_configs x_bytes). Before: autotune
+    gave every combination the tactics of the type TensorRT reported (FLOAT, in TensorRT 10's
+    weakly typed --fp16 build, which times the HALF combinations too), so for a 16x16 plane the
+    HALF combination got two tactics for its one tile size: the same kernel compiled and timed
+    twice. Now each activation type's combinations carry exactly its own candidates."""
+    from _trt_core import Builder
+
+    from tvexport.kernels._config import aot_configs
+
+    version, core, _, plugin_mod = real_trt
+    b, _ = _builder(core, plugin_mod, version, "fp32")  # k=3, stride 2
+    t = {"float32": core.float32, "float16": core.float16}[xdt]
+    b = Builder(version, b.plugin, [((-1, 6, 32, 32), t), ((6, 9, 16, 16), core.float32), ((6, 1, 1), core.float32)], (1, 4, 32))
+    b.output()
+    combos = b.combinations()
+    for x_type, x_bytes in ((core.float32, 4), (core.float16, 2)):
+        want = len(aot_configs(6, 256, 4, x_bytes=x_bytes))
+        combo = (x_type, core.float32, core.float32, x_type)
+        assert combo in combos
+        kernels = b.kernels(combo)
+        assert sorted(k["tactic"] for k in kernels) == list(range(1, want + 1)), (x_type, [k["tactic"] for k in kernels])
+        assert len({k["launch"](4)["grid_x"] for k in kernels}) == want  # one distinct tile size per tactic
+    assert len(aot_configs(6, 256, 4, x_bytes=4)) != len(aot_configs(6, 256, 4, x_bytes=2))  # the case this is about
+
+
 def test_weakly_typed_fp16_build_is_consistent(real_trt) -> None:  # type: ignore[no-untyped-def]
     """TensorRT 10 --fp16: the network is float32 and TensorRT reports FLOAT inputs; the plugin
     declares a FLOAT output, that all-FLOAT combination is advertised, every advertised combination

@@ -42,7 +42,7 @@ from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, check_index_range, scalar_args
 from ._env import PLUGIN_FAILURES, first_line
 from ._onnx import REEXPORT
-from ._spec import FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
+from ._spec import ACTIVATION_TYPES, FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
 _DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
 
@@ -139,12 +139,14 @@ def _build_arch() -> Union[int, None]:
     return major * 10 + minor
 
 
-def _configs(x: trtp.TensorDesc, weight: trtp.TensorDesc):  # type: ignore[no-untyped-def]
-    """Candidate tile sizes (one per custom tactic) for the profile's opt batch."""
+def _configs(x: trtp.TensorDesc, weight: trtp.TensorDesc, x_bytes: Union[int, None] = None):  # type: ignore[no-untyped-def]
+    """Candidate tile sizes (one per custom tactic) for the profile's opt batch, for activations of
+    ``x_bytes`` bytes (default: x's type)."""
     shape = x.shape
     opt_batch = int(shape.opt[0]) if shape.is_dynamic else int(shape[0])
     c, _, oh, ow = (int(d) for d in weight.shape)
-    x_bytes = 2 if x.dtype == trt.float16 else 4
+    if x_bytes is None:
+        x_bytes = 2 if x.dtype == trt.float16 else 4
     return aot_configs(c, oh * ow, max(1, opt_batch), sm_count=_sm_count(), x_bytes=x_bytes)
 
 
@@ -154,14 +156,17 @@ def _max_batch(x: trtp.TensorDesc) -> int:
     return int(shape.max[0]) if shape.is_dynamic else int(shape[0])
 
 
-def _tactics(x: trtp.TensorDesc, weight: trtp.TensorDesc) -> List[int]:
-    return list(range(1, len(_configs(x, weight)) + 1))
+def _combinations(types: str, x: trtp.TensorDesc, weight: trtp.TensorDesc) -> List[trtp.AutoTuneCombination]:
+    """One combination per activation type, with that type's tactics: x's type in autotune is the
+    network's (FLOAT in a weakly typed --fp16 build), not the type of each combination."""
+    return [trtp.AutoTuneCombination(types.format(x=name), "LINEAR", list(range(1, len(_configs(x, weight, x_bytes)) + 1)))
+            for name, x_bytes in ACTIVATION_TYPES.items()]
 
 
 @trtp.autotune(PLUGIN_ID)
 def tv_dwconv_autotune(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
     with _kept():
-        return [trtp.AutoTuneCombination(FLOAT_TYPES, "LINEAR", _tactics(x, weight))]
+        return _combinations(FLOAT_TYPES, x, weight)
 
 
 @trtp.autotune(PLUGIN_ID_I8)
@@ -169,7 +174,7 @@ def tv_dwconv_i8_autotune(
     x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, scale: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]
 ) -> List[trtp.AutoTuneCombination]:
     with _kept():
-        return [trtp.AutoTuneCombination(INT8_TYPES, "LINEAR", _tactics(x, weight))]
+        return _combinations(INT8_TYPES, x, weight)
 
 
 @functools.lru_cache(maxsize=256)
