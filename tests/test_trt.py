@@ -871,6 +871,7 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
 
     state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine", "plugin_parse": (), "plugin_build": (), "parsed_ok": True}
     parsed: list[tuple[bytes, str]] = []
+    created: list[int] = []  # create_network's flags
 
     class Parser:
         num_errors = 0
@@ -894,6 +895,7 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
             self.logger = logger
 
         def create_network(self, flags: int) -> _FakeNetwork:
+            created.append(flags)
             return _FakeNetwork()
 
         def create_builder_config(self) -> types.SimpleNamespace:
@@ -906,7 +908,10 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
             return state["built"]
 
     _fake_tensorrt(monkeypatch, float32="float32", float16="float16", int32="int32", int64="int64", bool="bool",
-                   NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=0), BuilderFlag=types.SimpleNamespace(FP16=0),
+                   # TensorRT 10.9-10.x's values (include/NvInfer.h: kEXPLICIT_BATCH 0, kSTRONGLY_TYPED 1,
+                   # kPREFER_JIT_PYTHON_PLUGINS 2, kPREFER_AOT_PYTHON_PLUGINS 3; 11.x renumbers them)
+                   NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1, PREFER_JIT_PYTHON_PLUGINS=2, PREFER_AOT_PYTHON_PLUGINS=3),
+                   BuilderFlag=types.SimpleNamespace(FP16=0),
                    LayerType=types.SimpleNamespace(PLUGIN_V3="plugin"), OnnxParser=Parser, Builder=Builder)
     monkeypatch.setattr(trt_build, "require_cuda", lambda what: None)
     monkeypatch.setattr(trt_build, "load_plugin", lambda what: None)  # no triton needed: the stand-in builder calls no plugin
@@ -920,6 +925,7 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
         return trt_build.build_engine(onnx, tmp_path / "m.engine")
 
     build.parsed = parsed  # type: ignore[attr-defined]
+    build.created = created  # type: ignore[attr-defined]
     return build
 
 
@@ -937,6 +943,15 @@ def test_failed_build_reports_only_its_own_error(fake_builder, build_logs: tuple
     detail = "out of memory" if build_logs and build_logs[0].strip() else "see the TensorRT log (--verbose)"
     assert str(info.value) == f"TensorRT failed to build an engine from {tmp_path / 'm.onnx'}: {detail}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
+
+
+@needs_onnx
+def test_build_creates_a_strongly_typed_network_that_prefers_aot_plugins(fake_builder) -> None:  # type: ignore[no-untyped-def]
+    """The flags the parser's plugin creation request follows (onnx-tensorrt importerUtils.cpp:
+    kPREFER_AOT_PYTHON_PLUGINS -> PREFER_AOT, what tests/_trt_core.parse_node assumes), by name, as
+    their numbers differ between TensorRT 10 and 11."""
+    fake_builder()
+    assert fake_builder.created == [(1 << 1) | (1 << 3)]
 
 
 @needs_onnx
