@@ -200,21 +200,44 @@ def load_real_plugin_package(package_dir: Path, version: str) -> tuple[types.Mod
 # --------------------------------------------------------------------------- the C++ callers
 
 
-def parse_node(core: types.ModuleType, node: Any, *, pass_node_name: bool) -> Any:
-    """onnx-tensorrt's fallback importer for one plugin node: find the creator by op type, version
-    and namespace, load the creator's declared fields from the node's attributes (INT attributes as
-    INT32 fields), and create the plugin with the op type (current parsers) or the node name
-    (older ones) as its name, preferring the AOT implementation."""
+def parse_node(core: types.ModuleType, node: Any, *, pass_node_name: bool, prefer_aot: bool = True) -> Any:
+    """onnx-tensorrt's fallback importer for one plugin node (onnxOpImporters.cpp, FallbackPluginImporter;
+    importerUtils.cpp, loadFields and createPlugin): find the creator by op type, ``plugin_version``
+    (default "1") and ``plugin_namespace`` (default "", then the node's domain), load the creator's
+    declared fields from the node's attributes (INT/INTS as INT32, FLOAT/FLOATS as FLOAT32, STRING
+    as CHAR; absent ones skipped), and create the plugin with the op type (current parsers) or the
+    node name (older ones) as its name. The creation request is the node's INT attribute ``aot``
+    when present (nonzero: STRICT_AOT, 0: STRICT_JIT), else the network's preference
+    (``prefer_aot``: the PREFER_AOT_PYTHON_PLUGINS flag tvexport.trt.build sets; else UNKNOWN)."""
+    from onnx import AttributeProto, helper
+
     attrs = {a.name: a for a in node.attribute}
     version = attrs["plugin_version"].s.decode() if "plugin_version" in attrs else "1"
     namespace = attrs["plugin_namespace"].s.decode() if "plugin_namespace" in attrs else ""
     creator = core.get_plugin_registry().get_creator(node.op_type, version, namespace)
+    if creator is None:  # the fallback to the node's domain
+        namespace = node.domain
+        creator = core.get_plugin_registry().get_creator(node.op_type, version, namespace)
     if creator is None:
         raise LookupError(f"Plugin not found: {node.op_type} version {version} namespace {namespace!r}")
-    fields = [PluginField(f.name, np.array([attrs[f.name].i], dtype=np.int32), PluginFieldType.INT32)
-              for f in creator.field_names if f.name in attrs]
+    kinds = {AttributeProto.INT: (np.int32, PluginFieldType.INT32), AttributeProto.INTS: (np.int32, PluginFieldType.INT32),
+             AttributeProto.FLOAT: (np.float32, PluginFieldType.FLOAT32), AttributeProto.FLOATS: (np.float32, PluginFieldType.FLOAT32)}
+    fields = []
+    for f in creator.field_names:
+        if f.name not in attrs:
+            continue  # the parser warns and leaves it out
+        a = attrs[f.name]
+        if a.type == AttributeProto.STRING:
+            fields.append(PluginField(f.name, a.s, PluginFieldType.CHAR))
+        else:
+            dtype, kind = kinds[a.type]
+            fields.append(PluginField(f.name, np.array(helper.get_attribute_value(a), dtype=dtype).reshape(-1), kind))
+    if "aot" in attrs:
+        request = QuickPluginCreationRequest.STRICT_AOT if helper.get_attribute_value(attrs["aot"]) else QuickPluginCreationRequest.STRICT_JIT
+    else:
+        request = QuickPluginCreationRequest.PREFER_AOT if prefer_aot else QuickPluginCreationRequest.UNKNOWN
     name = node.name if pass_node_name else node.op_type
-    return creator.create_plugin(name, namespace, PluginFieldCollection(fields), TensorRTPhase.BUILD, QuickPluginCreationRequest.PREFER_AOT)
+    return creator.create_plugin(name, namespace, PluginFieldCollection(fields), TensorRTPhase.BUILD, request)
 
 
 class _SymSetter:
@@ -227,7 +250,11 @@ class _SymSetter:
 
 
 class Builder:
-    """The builder's calls into one AOT plugin for an NCHW input with a dynamic batch ``N``."""
+    """The builder's calls into one AOT plugin for an NCHW input with a dynamic batch ``N``.
+
+    An exception a callback raises propagates here, for the tests to see; TensorRT's C++ side
+    catches it, prints it to std::cerr and fails the call (python/src/infer/pyPlugin.cpp,
+    PLUGIN_API_CATCH), which is why the plugin keeps it in ``tvexport.trt._env.PLUGIN_FAILURES``."""
 
     def __init__(self, version: str, plugin: Any, inputs: list[tuple[tuple, Any]], profile: tuple[int, int, int]) -> None:
         self.version = tuple(int(v) for v in version.split(".")[:2])
@@ -281,6 +308,15 @@ class Builder:
             assert setter.nbSymExprs == len(setter.items)
             extra = [setter.items[i] for i in range(setter.nbSymExprs)]
             assert all(e.type == PluginArgType.INT and e.dtype == PluginArgDataType.INT32 for e in extra)
+            # What the engine will launch at the profile's largest batch must be launchable:
+            # cuLaunchKernel refuses gridDim.x > 2**31 - 1, gridDim.y/z > 65535 and blocks over 1024
+            # threads (CUDA C Programming Guide, "Compute Capabilities"), and TensorRT passes the
+            # extra args as the INT32 that SymInt32 declares (tensorrt/plugin/_tensor.py,
+            # SymExprImpl: PluginArgDataType.INT32), so a larger value would be truncated.
+            at_max = {f: e.evaluate({"N": self.profile[2]}) for f, e in dims.items()}
+            assert 1 <= at_max["grid_x"] <= 2**31 - 1 and at_max["grid_y"] <= 65535 and at_max["grid_z"] <= 65535, at_max
+            assert at_max["block_x"] * at_max["block_y"] * at_max["block_z"] <= 1024, at_max
+            assert all(-(2**31) <= e.expr.evaluate({"N": self.profile[2]}) <= 2**31 - 1 for e in extra)
             out.append({
                 "tactic": tactic, "name": name, "ptx": ptx.decode(),
                 "launch": lambda n, dims=dims: {f: e.evaluate({"N": n}) for f, e in dims.items()},

@@ -94,6 +94,39 @@ def test_launch_config_rejects_nonsense() -> None:
         LaunchConfig(block=64, batch_tile=3, num_warps=4)
 
 
+def test_index_range_is_the_kernels_32_bit_arithmetic() -> None:
+    """The kernel's channel offsets (c * H*W, c * k*k*OH*OW), N and the program id are int32: the
+    largest layer and batch that fit pass, one element or one program more is refused."""
+    from tvexport.kernels._config import INT32_MAX, check_index_range
+
+    one = LaunchConfig(block=32, batch_tile=1, num_warps=1)
+    check_index_range(geometry=(1, INT32_MAX, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix")
+    with pytest.raises(ValueError, match=r"one sample of its input \(C\*H\*W\) has 2147483648 elements"):
+        check_index_range(geometry=(2, 2**30, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix")
+    with pytest.raises(ValueError, match=r"its kernel tensor \(C\*k\*k\*OH\*OW\) has 2147483656 elements"):
+        check_index_range(geometry=(8, 1, 1, 2**28 + 1, 1), k=1, batch=1, config=one, batch_fix="fix")
+    check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=one, batch_fix="fix")  # one program per sample
+    with pytest.raises(ValueError, match=r"^batch 2147483648 is too large .*; fix$"):
+        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=2**31, config=one, batch_fix="fix")
+    eight = LaunchConfig(block=32, batch_tile=8, num_warps=1)
+    with pytest.raises(ValueError, match="32-bit integer"):  # N + BATCH_TILE - 1 (tl.cdiv) must fit too
+        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=eight, batch_fix="fix")
+    with pytest.raises(ValueError, match=r"^batch 65536 needs 2147549184 programs .*; fix$"):
+        check_index_range(geometry=(2**15 + 1, 1, 1, 1, 1), k=1, batch=2**16, config=one, batch_fix="fix")
+
+
+@needs_triton
+def test_launcher_refuses_a_batch_beyond_int32_before_allocating() -> None:
+    """Before: only the layer's size was checked, so N = 2**31 went on to the launch (meta tensors
+    here: nothing is allocated, and the refusal comes first)."""
+    from tvexport.kernels._triton import tv_dwconv_triton
+
+    x = torch.empty((2**31, 1, 3, 3), device="meta")
+    w = torch.empty((1, 9, 3, 3), device="meta")
+    with pytest.raises(ValueError, match=r"^batch 2147483648 is too large .*; run it in smaller batches$"):
+        tv_dwconv_triton(x, w, None, stride=1)
+
+
 def test_bias_modes() -> None:
     assert bias_mode(None, 4, 3, 5) == BIAS_NONE
     assert bias_mode((4, 3, 5), 4, 3, 5) == BIAS_MAP

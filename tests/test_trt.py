@@ -867,8 +867,11 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
     parser was given (model bytes, path)."""
     import tvexport.trt.build as trt_build
 
-    state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine"}
+    from tvexport.trt import _env
+
+    state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine", "plugin_parse": (), "plugin_build": (), "parsed_ok": True}
     parsed: list[tuple[bytes, str]] = []
+    created: list[int] = []  # create_network's flags
 
     class Parser:
         num_errors = 0
@@ -878,27 +881,37 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
 
         def parse(self, data: bytes, path: str) -> bool:
             parsed.append((data, path))
+            _env.PLUGIN_FAILURES.extend(state["plugin_parse"])  # what tvexport's plugin callbacks keep when they raise
             for msg in state["parse_logs"]:
                 self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
-            return True
+            self.num_errors = 0 if state["parsed_ok"] else 1
+            return state["parsed_ok"]
+
+        def get_error(self, i: int) -> types.SimpleNamespace:
+            return types.SimpleNamespace(desc=lambda: "the parser's own error")
 
     class Builder:
         def __init__(self, logger: object) -> None:
             self.logger = logger
 
         def create_network(self, flags: int) -> _FakeNetwork:
+            created.append(flags)
             return _FakeNetwork()
 
         def create_builder_config(self) -> types.SimpleNamespace:
             return types.SimpleNamespace(set_flag=lambda f: None, clear_flag=lambda f: None)
 
         def build_serialized_network(self, network: object, config: object) -> bytes | None:
+            _env.PLUGIN_FAILURES.extend(state["plugin_build"])
             for msg in state["build_logs"]:
                 self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
             return state["built"]
 
     _fake_tensorrt(monkeypatch, float32="float32", float16="float16", int32="int32", int64="int64", bool="bool",
-                   NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=0), BuilderFlag=types.SimpleNamespace(FP16=0),
+                   # TensorRT 10.9-10.x's values (include/NvInfer.h: kEXPLICIT_BATCH 0, kSTRONGLY_TYPED 1,
+                   # kPREFER_JIT_PYTHON_PLUGINS 2, kPREFER_AOT_PYTHON_PLUGINS 3; 11.x renumbers them)
+                   NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1, PREFER_JIT_PYTHON_PLUGINS=2, PREFER_AOT_PYTHON_PLUGINS=3),
+                   BuilderFlag=types.SimpleNamespace(FP16=0),
                    LayerType=types.SimpleNamespace(PLUGIN_V3="plugin"), OnnxParser=Parser, Builder=Builder)
     monkeypatch.setattr(trt_build, "require_cuda", lambda what: None)
     monkeypatch.setattr(trt_build, "load_plugin", lambda what: None)  # no triton needed: the stand-in builder calls no plugin
@@ -912,6 +925,7 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
         return trt_build.build_engine(onnx, tmp_path / "m.engine")
 
     build.parsed = parsed  # type: ignore[attr-defined]
+    build.created = created  # type: ignore[attr-defined]
     return build
 
 
@@ -928,6 +942,41 @@ def test_failed_build_reports_only_its_own_error(fake_builder, build_logs: tuple
         fake_builder(parse_logs=("an error the parser recovered from",), build_logs=build_logs, built=None)
     detail = "out of memory" if build_logs and build_logs[0].strip() else "see the TensorRT log (--verbose)"
     assert str(info.value) == f"TensorRT failed to build an engine from {tmp_path / 'm.onnx'}: {detail}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
+
+
+@needs_onnx
+def test_build_creates_a_strongly_typed_network_that_prefers_aot_plugins(fake_builder) -> None:  # type: ignore[no-untyped-def]
+    """The flags the parser's plugin creation request follows (onnx-tensorrt importerUtils.cpp:
+    kPREFER_AOT_PYTHON_PLUGINS -> PREFER_AOT, what tests/_trt_core.parse_node assumes), by name, as
+    their numbers differ between TensorRT 10 and 11."""
+    fake_builder()
+    assert fake_builder.created == [(1 << 1) | (1 << 3)]
+
+
+@needs_onnx
+@pytest.mark.parametrize("stage", ["parse", "build"])
+def test_failed_build_reports_what_the_plugin_raised(fake_builder, stage: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """TensorRT catches an exception a Python plugin callback raises and writes it to std::cerr,
+    not to the ILogger (python/src/infer/pyPlugin.cpp: PLUGIN_API_CATCH and 'Exception thrown from
+    get_output_shapes()'), so its log holds only its own consequence. Before: the one line said
+    that consequence and the plugin's refusal, with its fix, was lost in a stderr dump. Now the
+    first refusal of this build is the line; one kept from an earlier build is not."""
+    from tvexport.trt import _env
+
+    refusal = "tv_dwconv input height 18 gives output 9 with k=3, stride=2, but the kernels are for 8" + REEXPORT_HINT
+    _env.PLUGIN_FAILURES[:] = ["a refusal of an earlier build"]
+    with pytest.raises(TvexportError) as info:
+        if stage == "parse":
+            fake_builder(plugin_parse=(refusal, "a later consequence"), parse_logs=("Could not create the plugin",), parsed_ok=False)
+        else:
+            fake_builder(plugin_build=(refusal,), build_logs=("IPluginV3QuickAOTBuild failed",), built=None)
+    verb = "could not parse" if stage == "parse" else "failed to build an engine from"
+    assert str(info.value) == f"TensorRT {verb} {tmp_path / 'm.onnx'}: {refusal}"
+    _env.PLUGIN_FAILURES[:] = ["a refusal of an earlier build"]
+    with pytest.raises(TvexportError) as info:
+        fake_builder(plugin_parse=(), plugin_build=(), build_logs=("out of memory",), built=None, parse_logs=(), parsed_ok=True)
+    assert str(info.value).endswith(": out of memory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
 
 
@@ -1257,6 +1306,36 @@ def test_parsers_find_the_plugin_by_either_name(real_trt, pass_node_name: bool) 
             parse_node(core, nodes[0], pass_node_name=True)
 
 
+@pytest.mark.parametrize("aot", [0, 1, "yes"])
+def test_a_nodes_aot_attribute_is_the_parsers_creation_request(real_trt, aot: object) -> None:  # type: ignore[no-untyped-def]
+    """Current onnx-tensorrt parsers take a node's INT attribute ``aot`` as the plugin creation
+    request over the network's PREFER_AOT flag (importerUtils.cpp, createPlugin: nonzero
+    STRICT_AOT, 0 STRICT_JIT). Before: tvexport passed aot=0 on, and tensorrt.plugin refused the
+    node for want of a JIT implementation, which tvexport's plugins do not have; now the node is
+    refused before parsing, with the fix. aot=1 asks for what the plugins are."""
+    from _trt_core import parse_node
+
+    from tvexport.trt._onnx import prepare_tv_nodes
+
+    _, core, _, _ = real_trt
+    spec = _spec(4, 3, 1, 5, 6, None)
+    spec["attrs"] = {"aot": aot}
+    model = _tv_model(None, [spec])
+    if aot == 0:
+        raw = next(n for n in model.graph.node if n.op_type == "tv_dwconv")
+        with pytest.raises(ValueError, match="JIT implementation requested, but not defined"):  # what TensorRT would say
+            parse_node(core, raw, pass_node_name=False)
+    if aot != 1:
+        with pytest.raises(TvexportError) as info:
+            prepare_tv_nodes(model, source="m.onnx")
+        said = str(info.value)
+        assert said.startswith("m.onnx: tv_dwconv node tv0 has aot=") and said.endswith(REEXPORT_HINT) and "\n" not in said, said
+        return
+    prepare_tv_nodes(model, source="m.onnx")
+    plugin = parse_node(core, model.graph.node[0], pass_node_name=False)
+    assert type(plugin).__name__ == "_TemplateAOTPlugin"
+
+
 # (input types, the types a strongly typed network hands the plugin) per kernel form
 _NETWORKS = {
     "fp32": ("float32", "float32"),
@@ -1336,6 +1415,35 @@ def test_plugin_refusals_say_how_to_fix_the_node(real_trt, case: str) -> None:  
     assert str(info.value).endswith(REEXPORT_HINT) and "\n" not in str(info.value), info.value
 
 
+def test_plugin_callbacks_keep_what_they_raise_for_the_build(real_trt, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """What a callback raises never reaches TensorRT's log (pyPlugin.cpp prints it to std::cerr), so
+    the plugin keeps each line in tvexport.trt._env.PLUGIN_FAILURES for build_engine: a refused
+    node (shape pass) and a failed kernel compile (AOT pass) alike."""
+    from _trt_core import Builder
+
+    from tvexport.trt import _env
+
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32")
+    _env.PLUGIN_FAILURES.clear()
+    bad = Builder(version, b.plugin, [((-1, 6, 18, 12), core.float32), *inputs[1:]], b.profile)
+    with pytest.raises(ValueError) as info:
+        bad.output()
+    assert _env.PLUGIN_FAILURES == [str(info.value)] and str(info.value).endswith(REEXPORT_HINT)
+
+    def compile_fails(*args: object) -> None:
+        raise RuntimeError("the compiled TV kernel needs a global_scratch buffer\n  (more detail)")
+
+    monkeypatch.setattr(plugin_mod, "_compile", compile_fails)
+    _env.PLUGIN_FAILURES.clear()
+    b.output()
+    combo = tuple(t for _, t in inputs) + (inputs[0][1],)
+    assert combo in b.combinations()
+    with pytest.raises(RuntimeError):
+        b.kernels(combo)
+    assert _env.PLUGIN_FAILURES == ["the compiled TV kernel needs a global_scratch buffer"]
+
+
 def test_compile_errors_do_not_say_to_export_again(real_trt, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """Before: the fix for a refused node ("export the model again") was added to every ValueError
     of the AOT implementation, the tile choice's and the kernel compile's included, which exporting
@@ -1355,6 +1463,36 @@ def test_compile_errors_do_not_say_to_export_again(real_trt, monkeypatch: pytest
     assert str(info.value) == "the compile's own refusal"
 
 
+@pytest.mark.parametrize("case", ["layer", "max-batch"])
+def test_engines_the_kernels_32_bit_indices_cannot_address_are_refused(real_trt, case: str) -> None:  # type: ignore[no-untyped-def]
+    """Before: the Triton launcher refused a layer whose one sample (C*H*W) or kernel tensor
+    (C*k*k*OH*OW) has over 2**31 - 1 elements, but the plugin compiled it, and the kernel's 32-bit
+    channel offsets (c * H*W, c * k*k*OH*OW: shl.b32 / mul.lo.s32 in its PTX) wrapped; a profile
+    whose max batch needs more than 2**31 - 1 programs, or an N beyond int32, was built too. Now the
+    plugin refuses both before compiling, with what fixes the second."""
+    from _trt_core import Builder
+
+    version, core, _, plugin_mod = real_trt
+    b, inputs = _builder(core, plugin_mod, version, "fp32")  # k=3, stride 2
+    f32 = core.float32
+    if case == "layer":  # C*H*W = 2**32
+        c, h, w = 65536, 256, 256
+        b = Builder(version, b.plugin, [((-1, c, h, w), f32), ((c, 9, h // 2, w // 2), f32), ((c, 1, 1), f32)], b.profile)
+    else:
+        b = Builder(version, b.plugin, inputs, (1, 4, 2**31))
+    b.output()
+    combo = tuple(t for _, t in b.inputs) + (f32,)
+    assert combo in b.combinations()
+    with pytest.raises(ValueError) as info:
+        b.kernels(combo)
+    said = str(info.value)
+    assert "\n" not in said and not said.endswith(REEXPORT_HINT), said  # exporting again would not fix it
+    if case == "layer":
+        assert "is too large for the fused kernel: one sample of its input (C*H*W) has 4294967296 elements" in said, said
+    else:
+        assert "batch 2147483648" in said and said.endswith("build the engine with a smaller --max-batch"), said
+
+
 def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignore[no-untyped-def]
     version, core, _, plugin_mod = real_trt
     b, inputs = _builder(core, plugin_mod, version, "fp32", profile=(1, 1, 8))
@@ -1365,6 +1503,33 @@ def test_batch_one_profile_gets_batch_tile_one(real_trt) -> None:  # type: ignor
     assert kernels
     for kern in kernels:
         assert kern["launch"](3)["grid_x"] == 3 * kern["launch"](1)["grid_x"]  # one sample per program
+
+
+@pytest.mark.parametrize("xdt", ["float32", "float16"])
+def test_each_activation_type_gets_its_own_tactics(real_trt, xdt: str) -> None:  # type: ignore[no-untyped-def]
+    """The tile candidates depend on the activation width (aot_configs x_bytes). Before: autotune
+    gave every combination the tactics of the type TensorRT reported (FLOAT, in TensorRT 10's
+    weakly typed --fp16 build, which times the HALF combinations too), so for a 16x16 plane the
+    HALF combination got two tactics for its one tile size: the same kernel compiled and timed
+    twice. Now each activation type's combinations carry exactly its own candidates."""
+    from _trt_core import Builder
+
+    from tvexport.kernels._config import aot_configs
+
+    version, core, _, plugin_mod = real_trt
+    b, _ = _builder(core, plugin_mod, version, "fp32")  # k=3, stride 2
+    t = {"float32": core.float32, "float16": core.float16}[xdt]
+    b = Builder(version, b.plugin, [((-1, 6, 32, 32), t), ((6, 9, 16, 16), core.float32), ((6, 1, 1), core.float32)], (1, 4, 32))
+    b.output()
+    combos = b.combinations()
+    for x_type, x_bytes in ((core.float32, 4), (core.float16, 2)):
+        want = len(aot_configs(6, 256, 4, x_bytes=x_bytes))
+        combo = (x_type, core.float32, core.float32, x_type)
+        assert combo in combos
+        kernels = b.kernels(combo)
+        assert sorted(k["tactic"] for k in kernels) == list(range(1, want + 1)), (x_type, [k["tactic"] for k in kernels])
+        assert len({k["launch"](4)["grid_x"] for k in kernels}) == want  # one distinct tile size per tactic
+    assert len(aot_configs(6, 256, 4, x_bytes=4)) != len(aot_configs(6, 256, 4, x_bytes=2))  # the case this is about
 
 
 def test_weakly_typed_fp16_build_is_consistent(real_trt) -> None:  # type: ignore[no-untyped-def]

@@ -25,15 +25,13 @@ from ._config import (
     SCALAR_ARGS,
     LaunchConfig,
     bias_mode,
+    check_index_range,
     constexprs,
     launch_config,
     scalar_args,
 )
 from ._op import TRITON_ACTIVATIONS, TRITON_KERNELS
 from ._ptx import strip_unused_params
-
-_INT32_MAX = 2**31 - 1
-
 
 @triton.jit
 def tv_dw_kernel(  # the name stays within KERNEL_NAME_MAX characters (TensorRT 10.9-10.13, see trt/plugin.py)
@@ -121,14 +119,13 @@ def tv_dwconv_triton(
     n, c, h, w = x.shape
     _, _, oh, ow = weight.shape
     mode = bias_mode(tuple(bias.shape) if bias is not None else None, c, oh, ow)
-    if c * h * w > _INT32_MAX or c * k * k * oh * ow > _INT32_MAX:
-        raise ValueError("one sample or the kernel tensor exceeds 2**31 elements")
+    if config is None:
+        sm = _sm_count(x.device)
+        config = launch_config(c, oh * ow, max(n, 1), sm_count=sm or DEFAULT_SM_COUNT, x_bytes=x.element_size())
+    check_index_range(geometry=(c, h, w, oh, ow), k=k, batch=n, config=config, batch_fix="run it in smaller batches")
     out = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device)
     if n == 0:
         return out
-    if config is None:
-        sm = _sm_count(x.device)
-        config = launch_config(c, oh * ow, n, sm_count=sm or DEFAULT_SM_COUNT, x_bytes=x.element_size())
     args = (x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous(),
             None if scale is None else scale.contiguous(), *scalar_args(n), out)
     meta = constexprs(geometry=(c, h, w, oh, ow), k=k, stride=stride, bias=mode, config=config)

@@ -9,6 +9,18 @@ from ..errors import MissingDependencyError, TvexportError, missing
 from ._spec import check_tensorrt
 
 
+# What tvexport's plugin callbacks raised during this parse and build, oldest first, one line each.
+# TensorRT catches an exception a Python plugin callback raises and writes it to std::cerr, never to
+# the ILogger (python/src/infer/pyPlugin.cpp: PLUGIN_API_CATCH, "Exception thrown from ..."), so its
+# log holds only what followed; build_engine reports the first of these instead.
+PLUGIN_FAILURES: list[str] = []
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of ``text``, stripped ('' when there is none)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 def require_tensorrt(what: str) -> ModuleType:
     try:
         import tensorrt as trt

@@ -9,7 +9,8 @@ have a fixed number of inputs, so here
 * every node is named after its op type: older onnx-tensorrt parsers pass the node name, newer ones
   the op type, to the plugin creator, and ``tensorrt.plugin`` looks the plugin up by that name
   (TensorRT keeps layer names unique by itself);
-* the plugin namespace/version attributes are checked and filled in where missing.
+* the plugin namespace/version attributes are checked and filled in where missing, and an ``aot``
+  attribute asking for a just-in-time implementation is refused (the plugins are ahead-of-time).
 
 A node's bias kind is read off its shape, except at 1x1 where a map and a per-channel shift are
 both (C, 1, 1): there the exporter's record (metadata ``tvexport.tv_bias``) says which.
@@ -105,6 +106,10 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
                 node.attribute.append(helper.make_attribute(key, want))
             elif (got.decode() if isinstance(got, bytes) else got) != want:
                 raise TvexportError(f"{where} has {key}={got!r}; tvexport's plugin is {want!r}", hint=REEXPORT)
+        # Current parsers take an INT "aot" attribute as the creation request (onnx-tensorrt
+        # importerUtils.cpp, createPlugin: nonzero strict AOT, 0 strict JIT); the plugins are AOT only.
+        if "aot" in attrs and (type(attrs["aot"]) is not int or not attrs["aot"]):
+            raise TvexportError(f"{where} has aot={attrs['aot']!r}; tvexport's plugin is ahead-of-time only (aot=1, or no aot attribute)", hint=REEXPORT)
         inputs = list(node.input)
         if len(inputs) not in (2, 3, 4) or not inputs[0] or not inputs[1]:
             raise TvexportError(f"{where} has inputs {inputs}; expected (x, weight[, bias[, scale]])", hint=REEXPORT)

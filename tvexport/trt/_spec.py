@@ -37,11 +37,15 @@ DEFAULT_BATCH = (1, 1, 32)  # min, opt, max of a dynamic batch when none is give
 
 Dim = int | None  # None: unknown at this point (dynamic, or TensorRT's placeholder shapes)
 
-# Type combinations the plugins advertise (tensorrt.plugin.AutoTuneCombination syntax: "|" options
-# move together, "*" options are independent). The output always has x's type, which is the type
-# the register function declares; kernels and bias keep their stored type.
-FLOAT_TYPES = "FP32|FP16, FP32*FP16, FP32*FP16, FP32|FP16"  # x, weight, bias, out
-INT8_TYPES = "FP32|FP16, INT8, FP32*FP16, FP32, FP32|FP16"  # x, weight, bias, scale, out
+# Type combinations the plugins advertise (tensorrt.plugin.AutoTuneCombination syntax: "*" options
+# are independent), one per activation type ``{x}``: each gets its own tactics, as the tile
+# candidates depend on the activation width (kernels._config.aot_configs), and TensorRT 10's weakly
+# typed --fp16 build reports FLOAT inputs to autotune while it times the HALF combinations too. The
+# output always has x's type, which is the type the register function declares; kernels and bias
+# keep their stored type.
+ACTIVATION_TYPES = {"FP32": 4, "FP16": 2}  # AutoTuneCombination type -> bytes per activation
+FLOAT_TYPES = "{x}, FP32*FP16, FP32*FP16, {x}"  # x, weight, bias, out
+INT8_TYPES = "{x}, INT8, FP32*FP16, FP32, {x}"  # x, weight, bias, scale, out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from .._io import atomic_output, check_exported_file, check_output_path, output_
 from .._version import __version__
 from ..artifacts import check_output_suffix
 from ..errors import TvexportError
-from ._env import Logger, load_plugin, require_cuda, require_tensorrt
+from ._env import PLUGIN_FAILURES, Logger, first_line, load_plugin, require_cuda, require_tensorrt
 from ._spec import (
     Profile,
     default_engine_path,
@@ -143,9 +143,10 @@ def build_engine(
         flags |= 1 << int(creation.PREFER_AOT_PYTHON_PLUGINS)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
+    PLUGIN_FAILURES.clear()  # the plugin's refusals are this parse's and build's cause when they fail (see _env)
     if not parser.parse(prepared.data, str(onnx_path)):  # the path: where the parser finds weights kept as external data
-        errors = [parser.get_error(i).desc() for i in range(parser.num_errors)] or logger.errors or ["unknown error"]
-        raise TvexportError(f"TensorRT could not parse {onnx_path}: {errors[0].strip().splitlines()[0]}")
+        errors = PLUGIN_FAILURES[:1] or [parser.get_error(i).desc() for i in range(parser.num_errors)] or logger.errors or ["unknown error"]
+        raise TvexportError(f"TensorRT could not parse {onnx_path}: {first_line(errors[0]) or 'unknown error'}")
     if network.num_inputs != 1:
         raise TvexportError(f"{onnx_path} has {network.num_inputs} inputs; tvexport builds single-input (NCHW image) models")
     inp = network.get_input(0)
@@ -169,7 +170,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
     if serialized is None:
-        detail = logger.last_error("see the TensorRT log (--verbose)")
+        detail = PLUGIN_FAILURES[0] if PLUGIN_FAILURES else logger.last_error("see the TensorRT log (--verbose)")
         raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
 
     meta = prepared.metadata

@@ -39,9 +39,10 @@ import tensorrt as trt
 import tensorrt.plugin as trtp
 
 from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
-from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, scalar_args
+from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, check_index_range, scalar_args
+from ._env import PLUGIN_FAILURES, first_line
 from ._onnx import REEXPORT
-from ._spec import FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
+from ._spec import ACTIVATION_TYPES, FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
 _DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
 
@@ -54,9 +55,21 @@ Int = npt.NDArray[np.int32]
 
 
 @contextlib.contextmanager
+def _kept() -> Iterator[None]:
+    """Keep the first line of what a callback raises for ``tvexport build``'s one-line error:
+    TensorRT prints a plugin callback's exception to stderr only (see ``_env.PLUGIN_FAILURES``)."""
+    try:
+        yield
+    except Exception as err:
+        PLUGIN_FAILURES.append(first_line(str(err)) or type(err).__name__)
+        raise
+
+
+@contextlib.contextmanager
 def _refusing_the_node() -> Iterator[None]:
-    """A ValueError here refuses a node TensorRT is building, and reaches the user as the first line
-    of TensorRT's log: it carries the fix the preparation (``_onnx``) gives for the same nodes."""
+    """A ValueError here refuses a node TensorRT is building, and reaches the user as the line of
+    ``tvexport build``'s error (through ``_kept``): it carries the fix the preparation (``_onnx``)
+    gives for the same nodes."""
     try:
         yield
     except ValueError as err:
@@ -95,14 +108,16 @@ def _out_desc(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc
 
 @trtp.register(PLUGIN_ID)
 def tv_dwconv_desc(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, k: Int, stride: Int, padding: Int) -> trtp.TensorDesc:
-    return _out_desc(x, weight, bias, k, stride, padding)
+    with _kept():
+        return _out_desc(x, weight, bias, k, stride, padding)
 
 
 @trtp.register(PLUGIN_ID_I8)
 def tv_dwconv_i8_desc(
     x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, scale: trtp.TensorDesc, k: Int, stride: Int, padding: Int
 ) -> trtp.TensorDesc:
-    return _out_desc(x, weight, bias, k, stride, padding)
+    with _kept():
+        return _out_desc(x, weight, bias, k, stride, padding)
 
 
 def _sm_count() -> int:
@@ -124,29 +139,42 @@ def _build_arch() -> Union[int, None]:
     return major * 10 + minor
 
 
-def _configs(x: trtp.TensorDesc, weight: trtp.TensorDesc):  # type: ignore[no-untyped-def]
-    """Candidate tile sizes (one per custom tactic) for the profile's opt batch."""
+def _configs(x: trtp.TensorDesc, weight: trtp.TensorDesc, x_bytes: Union[int, None] = None):  # type: ignore[no-untyped-def]
+    """Candidate tile sizes (one per custom tactic) for the profile's opt batch, for activations of
+    ``x_bytes`` bytes (default: x's type)."""
     shape = x.shape
     opt_batch = int(shape.opt[0]) if shape.is_dynamic else int(shape[0])
     c, _, oh, ow = (int(d) for d in weight.shape)
-    x_bytes = 2 if x.dtype == trt.float16 else 4
+    if x_bytes is None:
+        x_bytes = 2 if x.dtype == trt.float16 else 4
     return aot_configs(c, oh * ow, max(1, opt_batch), sm_count=_sm_count(), x_bytes=x_bytes)
 
 
-def _tactics(x: trtp.TensorDesc, weight: trtp.TensorDesc) -> List[int]:
-    return list(range(1, len(_configs(x, weight)) + 1))
+def _max_batch(x: trtp.TensorDesc) -> int:
+    """The largest batch the engine will launch with: the profile's max (or the fixed batch)."""
+    shape = x.shape
+    return int(shape.max[0]) if shape.is_dynamic else int(shape[0])
+
+
+def _combinations(types: str, x: trtp.TensorDesc, weight: trtp.TensorDesc) -> List[trtp.AutoTuneCombination]:
+    """One combination per activation type, with that type's tactics: x's type in autotune is the
+    network's (FLOAT in a weakly typed --fp16 build), not the type of each combination."""
+    return [trtp.AutoTuneCombination(types.format(x=name), "LINEAR", list(range(1, len(_configs(x, weight, x_bytes)) + 1)))
+            for name, x_bytes in ACTIVATION_TYPES.items()]
 
 
 @trtp.autotune(PLUGIN_ID)
 def tv_dwconv_autotune(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
-    return [trtp.AutoTuneCombination(FLOAT_TYPES, "LINEAR", _tactics(x, weight))]
+    with _kept():
+        return _combinations(FLOAT_TYPES, x, weight)
 
 
 @trtp.autotune(PLUGIN_ID_I8)
 def tv_dwconv_i8_autotune(
     x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, scale: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]
 ) -> List[trtp.AutoTuneCombination]:
-    return [trtp.AutoTuneCombination(INT8_TYPES, "LINEAR", _tactics(x, weight))]
+    with _kept():
+        return _combinations(INT8_TYPES, x, weight)
 
 
 @functools.lru_cache(maxsize=256)
@@ -191,6 +219,10 @@ def _aot(tensors: Tuple[trtp.TensorDesc, ...], node: _Node, tactic: int):  # typ
     x, weight = tensors[:2]
     configs = _configs(x, weight)
     config = configs[min(max(tactic, 1), len(configs)) - 1]  # tactic 0: TensorRT's default, the heuristic choice
+    # The kernel's channel offsets, N and the program id are 32-bit (kernels/_config.py); the
+    # launcher checks each launch, an engine is checked here once for the profile's largest batch.
+    check_index_range(geometry=node.geometry, k=node.k, batch=_max_batch(x), config=config,
+                      batch_fix="build the engine with a smaller --max-batch")
     kernel = _compile(*node.dtypes, node.geometry, node.k, node.stride, node.bias_mode, config, _build_arch())
     c, _, _, oh, ow = node.geometry
     n = x.shape_expr[0]
@@ -213,11 +245,12 @@ def tv_dwconv_aot_impl(
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    with _refusing_the_node():
-        if _DTYPES.get(weight.dtype) not in ("fp32", "fp16"):
-            raise ValueError(f"tvexport::tv_dwconv takes float32 or float16 kernels, got {weight.dtype} (int8 kernels use tv_dwconv_i8)")
-        node = _checked((x, weight, bias), outputs[0], k, stride, padding)
-    return _aot((x, weight, bias), node, tactic)
+    with _kept():
+        with _refusing_the_node():
+            if _DTYPES.get(weight.dtype) not in ("fp32", "fp16"):
+                raise ValueError(f"tvexport::tv_dwconv takes float32 or float16 kernels, got {weight.dtype} (int8 kernels use tv_dwconv_i8)")
+            node = _checked((x, weight, bias), outputs[0], k, stride, padding)
+        return _aot((x, weight, bias), node, tactic)
 
 
 @trtp.aot_impl(PLUGIN_ID_I8)
@@ -232,8 +265,9 @@ def tv_dwconv_i8_aot_impl(
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    with _refusing_the_node():
-        if _DTYPES.get(weight.dtype) != "int8" or scale.dtype != trt.float32:
-            raise ValueError(f"tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales, got {weight.dtype}, {scale.dtype}")
-        node = _checked((x, weight, bias, scale), outputs[0], k, stride, padding)
-    return _aot((x, weight, bias, scale), node, tactic)
+    with _kept():
+        with _refusing_the_node():
+            if _DTYPES.get(weight.dtype) != "int8" or scale.dtype != trt.float32:
+                raise ValueError(f"tvexport::tv_dwconv_i8 takes int8 kernels and float32 scales, got {weight.dtype}, {scale.dtype}")
+            node = _checked((x, weight, bias, scale), outputs[0], k, stride, padding)
+        return _aot((x, weight, bias, scale), node, tactic)
