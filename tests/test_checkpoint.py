@@ -453,3 +453,48 @@ def test_describe_file_closes_the_file(tmp_path: Path) -> None:
             assert describe_file(path) == "a text file"
             gc.collect()
         assert not [w for w in seen if issubclass(w.category, ResourceWarning)], size
+
+
+def _odd_tensor(kind: str, sd: dict[str, torch.Tensor]) -> tuple[str, torch.Tensor]:
+    """(key, tensor) for a state dict entry of ``kind`` that no trained network holds."""
+    w = sd["features.0.0.weight"]
+    return {
+        "sparse": ("features.0.0.weight", w.to_sparse()),
+        "quantized": ("features.0.0.weight", torch.quantize_per_tensor(w, 0.1, 0, torch.qint8)),
+        "complex": ("features.0.0.weight", w.to(torch.complex64)),
+        "int64-weight": ("features.0.0.weight", w.long()),
+        "int64-posi_map": (_LAYER + "posi_map", sd[_LAYER + "posi_map"].long()),
+        "bool-bn": ("features.0.1.weight", sd["features.0.1.weight"] > 0),
+        "bool-k": (_LAYER + "TVConv_k", torch.tensor(True)),
+    }[kind]
+
+
+_ODD_SAID = {
+    "sparse": "features.0.0.weight is a sparse tensor (sparse_coo); tvexport reads dense, real-valued weights",
+    "quantized": "features.0.0.weight is a quantized tensor (qint8); tvexport reads dense, real-valued weights",
+    "complex": "features.0.0.weight is a complex tensor (complex64); tvexport reads dense, real-valued weights",
+    "int64-weight": "features.0.0.weight holds int64 values, but face_mobilenetv2_x0_1 has floating-point weights there",
+    "int64-posi_map": f"{_LAYER}posi_map holds int64 values, but face_mobilenetv2_x0_1 has floating-point weights there",
+    "bool-bn": "features.0.1.weight holds bool values, but face_mobilenetv2_x0_1 has floating-point weights there",
+    "bool-k": f"TV layer {_LAYER[:-1]} records TVConv_k=True, but face_mobilenetv2_x0_1 has TVConv_k=3 there",
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch: quantized tensors are deprecated
+@pytest.mark.parametrize("kind", list(_ODD_SAID))
+def test_tensors_no_trained_network_holds_are_one_line(cli: Any, tmp_path: Path, kind: str) -> None:
+    """Before: a sparse tensor failed in the NaN check, an integer or bool weight in torch's
+    load_state_dict (internal error, exit 3); a complex one loaded with its imaginary part dropped;
+    a bool TVConv_k was read as k=1 and blamed the generator's shape."""
+    model = make_model()
+    key, bad = _odd_tensor(kind, model.state_dict())
+    ckpt = lightning_checkpoint(model)
+    ckpt["state_dict"][f"model.{key}"] = bad
+    save_lightning(ckpt, path := tmp_path / "odd.ckpt")
+    said = _ODD_SAID[kind].replace(key, f"model.{key}") if kind in ("sparse", "quantized", "complex") else _ODD_SAID[kind]
+    for argv in (["inspect", path], ["bake", path, "-o", tmp_path / "odd.baked.pt"], ["export", path, "-o", tmp_path / "odd.onnx"]):
+        r = cli(*argv)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, (argv[0], r.stderr)
+        assert lines[0].startswith(f"error: {path}: {said}; "), lines[0]
+    assert not list(tmp_path.glob("odd.baked*")) and not list(tmp_path.glob("odd.onnx*"))

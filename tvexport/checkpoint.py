@@ -349,7 +349,33 @@ def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise TvexportError(f"{path}: {where} holds non-tensor entries ({', '.join(map(str, bad[:3]))})", hint="is this a model checkpoint?")
+    _refuse_unusual(path, sd)
     return dict(sd)
+
+
+def _unusual(t: torch.Tensor) -> str | None:
+    """What makes ``t`` no plain weight tensor (sparse, quantized, nested, complex), or None."""
+    if t.is_nested:
+        return "a nested tensor"
+    if t.layout != torch.strided:
+        return f"a sparse tensor ({str(t.layout).removeprefix('torch.')})"
+    if t.is_quantized:
+        return f"a quantized tensor ({str(t.dtype).removeprefix('torch.')})"
+    if t.is_complex():
+        return f"a complex tensor ({str(t.dtype).removeprefix('torch.')})"
+    return None
+
+
+def _refuse_unusual(path: Path, sd: Mapping[str, torch.Tensor]) -> None:
+    """One line for a state dict holding tensors no network of the zoo has: loading one into a
+    model raised torch's errors (or, for complex ones, silently dropped the imaginary part)."""
+    for key, t in sd.items():
+        what = _unusual(t)
+        if what is not None:
+            raise TvexportError(
+                f"{path}: {key} is {what}; tvexport reads dense, real-valued weights",
+                hint="re-save the state dict with plain tensors (.to_dense(), .dequantize()); a TVConv network has no complex weights",
+            )
 
 
 def _hparams(value: Any) -> dict[str, Any]:

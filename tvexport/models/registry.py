@@ -255,9 +255,11 @@ def _size(sd: Mapping[str, torch.Tensor], key: str, dim: int) -> int | None:
 
 
 def _scalar(sd: Mapping[str, torch.Tensor], key: str) -> int | None:
-    """The integer a one-element buffer holds, or None when it is absent or not one number."""
+    """The integer a one-element integer buffer holds, or None when it is absent or not one integer
+    (a bool or float one is left to the state-dict check, which names it)."""
     t = sd.get(key)
-    return int(t) if isinstance(t, torch.Tensor) and t.numel() == 1 and not t.is_floating_point() else None
+    integer = isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+    return int(t) if integer and t.numel() == 1 else None
 
 
 def _generator_depth(sd: Mapping[str, torch.Tensor], prefix: str) -> int | None:
