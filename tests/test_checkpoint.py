@@ -498,3 +498,21 @@ def test_tensors_no_trained_network_holds_are_one_line(cli: Any, tmp_path: Path,
         assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, (argv[0], r.stderr)
         assert lines[0].startswith(f"error: {path}: {said}; "), lines[0]
     assert not list(tmp_path.glob("odd.baked*")) and not list(tmp_path.glob("odd.onnx*"))
+
+
+# a tensor pickled with protocol < 4 names torch.storage._load_from_bytes: refused as code, rightly
+@pytest.mark.parametrize("content,protocol", [("tensors", 4), ("tensors", 5), ("plain", 0), ("plain", 2), ("plain", 4), ("plain", 5)])
+def test_a_plain_pickle_is_named_as_such_not_corrupt(cli: Any, tmp_path: Path, protocol: int, content: str) -> None:
+    """Before: a state dict written with pickle.dump (not torch.save) was "not a readable PyTorch
+    checkpoint (unpickling failed: Unsupported operand 149); the file may be corrupt; fetch it again",
+    or "Invalid magic number; corrupt file?": fetching it again gives the same file."""
+    obj: dict[str, Any] = {"conv.weight": torch.zeros(2, 2)} if content == "tensors" else {"epoch": 3, "lr": [0.1]}
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith(f"error: {path} is a plain Python pickle (pickle.dump), not a file torch.save wrote; tvexport reads"), lines[0]
+    assert "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "torch.save(pickle.load(" in lines[0]
+    path.write_bytes(path.read_bytes()[:-1])  # a damaged pickle is no plain one
+    assert "plain Python pickle" not in cli("inspect", path).stderr
