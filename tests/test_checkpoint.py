@@ -516,3 +516,31 @@ def test_a_plain_pickle_is_named_as_such_not_corrupt(cli: Any, tmp_path: Path, p
     assert "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "torch.save(pickle.load(" in lines[0]
     path.write_bytes(path.read_bytes()[:-1])  # a damaged pickle is no plain one
     assert "plain Python pickle" not in cli("inspect", path).stderr
+
+
+@pytest.mark.parametrize(
+    ("changed", "said"),
+    [
+        # C read from a negative channels buffer: before, k = round(complex root) raised TypeError (exit 3)
+        ({_LAYER + "TVConv_k": None, _LAYER + "channels": torch.tensor(-8)}, f"1 missing key ({_LAYER}TVConv_k)"),
+        # posi_chans read from a map that is not (1, P, h, w): before, "expects (1, 96, 96, 96)"
+        ({_LAYER + "posi_map": torch.zeros(96, 96)}, f"shape mismatch for {_LAYER}posi_map: checkpoint (96, 96), face_mobilenetv2_x0_1 expects (1, 8, 96, 96)"),
+        ({_LAYER + "posi_map": torch.zeros(8, 96, 96)}, f"shape mismatch for {_LAYER}posi_map: checkpoint (8, 96, 96), face_mobilenetv2_x0_1 expects (1, 8, 96, 96)"),
+    ],
+    ids=["negative-channels", "posi_map-2d", "posi_map-3d"],
+)
+@pytest.mark.parametrize("arch", [None, "face_mobilenetv2_x0_1"])
+def test_damaged_tv_layer_shapes_are_read_as_they_are(cli: Any, tmp_path: Path, changed: dict[str, torch.Tensor | None], said: str, arch: str | None) -> None:
+    """TV settings are read only from keys of the form they have in the reference layout; the
+    state-dict check then names what is wrong with the others."""
+    sd = make_model(tv=dataclasses.replace(SMALL_TV, posi_chans=8)).state_dict()
+    for key, value in changed.items():
+        if value is None:
+            del sd[key]
+        else:
+            sd[key] = value
+    torch.save(sd, path := tmp_path / "damaged.pt")
+    r = cli("inspect", path, *(["--arch", arch] if arch else []))
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith(f"error: {path}: ") and said in lines[0], lines[0]

@@ -285,18 +285,20 @@ def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
     A layer missing some of its keys still gives settings (each read from whichever key holds
     it, else the default): the state-dict check then names the missing keys.
     """
-    gen, bias = prefix + "weight_layers.", prefix + "bias_layers."
+    gen, bias, posi = prefix + "weight_layers.", prefix + "bias_layers.", prefix + "posi_map"
     depth = _generator_depth(sd, gen) or _generator_depth(sd, bias)
     inter_layers = depth - 2 if depth is not None and depth >= 2 else TVSettings.inter_layers
     final = inter_layers + 1
     # the first conv's outputs, else the final conv's inputs, of either generator
     widths = [_size(sd, f"{g}0.0.weight", 0) for g in (gen, bias)] + [_size(sd, f"{g}{final}.weight", 1) for g in (gen, bias)]
     inter_chans = next((n for n in widths if n), TVSettings.inter_chans)
+    # a (1, P, h, w) map's P, else the first conv's inputs
+    posi_chans = [_size(sd, posi, 1) if _size(sd, posi, 3) is not None else None] + [_size(sd, f"{g}0.0.weight", 1) for g in (gen, bias)]
     k = _scalar(sd, prefix + "TVConv_k")
     if k is None:  # from the final conv's C*k*k outputs and C (the buffer, or the bias generator's C outputs)
         channels = _scalar(sd, prefix + "channels") or _size(sd, f"{bias}{final}.weight", 0)
         ckk = _size(sd, f"{gen}{final}.weight", 0)
-        root = round((ckk / channels) ** 0.5) if ckk and channels else 0
+        root = round((ckk / channels) ** 0.5) if ckk and channels and channels > 0 else 0  # a negative C: no complex root
         k = root if root * root * (channels or 0) == ckk else None
     if k is None or k < 1 or k % 2 != 1:
         if k is not None and prefix + "TVConv_k" in sd:
@@ -307,7 +309,7 @@ def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
         k = TVSettings.k
     return TVSettings(
         k=k,
-        posi_chans=_size(sd, prefix + "posi_map", 1) or TVSettings.posi_chans,
+        posi_chans=next((n for n in posi_chans if n), TVSettings.posi_chans),
         inter_chans=inter_chans,
         inter_layers=inter_layers,
         bias=any(key.startswith(bias) for key in sd),
