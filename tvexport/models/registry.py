@@ -352,7 +352,8 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
             atom = "dwconv"
         else:
             atom = "dense"
-        num_classes = int(sd["classifier.classifier.3.weight"].shape[0]) if "classifier.classifier.3.weight" in sd else 2
+        # the logits conv's outputs (its weight, else its bias); a mis-shaped one is named by the state-dict check
+        num_classes = _size(sd, "classifier.classifier.3.weight", 0) or _size(sd, "classifier.classifier.3.bias", 0) or 2
         return ArchConfig("deeplabv3plus_mobilenetv2", 1.0, atom, tv, num_classes=num_classes)
 
     atom = "tvconv" if tv_prefix is not None else "dwconv"
@@ -363,7 +364,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
         drop = 0.0
 
     if "features.0.0.weight" in sd and "output_layer.layer2.0.weight" in sd:
-        stem = int(sd["features.0.0.weight"].shape[0])
+        stem = _size(sd, "features.0.0.weight", 0)  # None (a 0-d tensor): the blocks decide, the state-dict check names it
         outs = [int(sd[k].shape[0]) for k in _block_out_keys(sd)]
         named = hparams.get("model_name")
         candidates = []
@@ -371,17 +372,22 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
             candidates.append(FAMILIES["face_mobilenetv2"].reference_names[named])
         candidates += list(MOBILENETV2_WIDTHS) + [round(0.1 + 0.05 * i, 2) for i in range(19)]
         for width in candidates:
-            if mobilenetv2_channels(width) == (stem, outs):
+            if mobilenetv2_channels(width)[1] == outs and stem in (None, mobilenetv2_channels(width)[0]):
                 return ArchConfig("face_mobilenetv2", width, atom, tv, drop_ratio=drop)
         raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {outs[:3]}...) match no width in [0.1, 1.0]",
                             hint="tvexport reads the reference widths 0.1-1.0 (steps of 0.05): check that the file is a complete reference checkpoint")
 
     if "conv1.0.weight" in sd and "stage2.0.branch1.2.weight" in sd:
-        branch = int(sd["stage2.0.branch1.2.weight"].shape[0])
+        # the stage-2 branch width: either branch's first 1x1 conv outputs it
+        branch = _size(sd, "stage2.0.branch1.2.weight", 0) or _size(sd, "stage2.0.branch2.0.weight", 0)
         for width, chans in SHUFFLENETV2_STAGES.items():
             if chans[1] // 2 == branch:
                 return ArchConfig("face_shufflenetv2", width, atom, tv, drop_ratio=drop)
-        raise TvexportError(f"state dict looks like a face ShuffleNetV2 but its stage-2 width {branch * 2} matches no known width ({list(SHUFFLENETV2_WIDTHS)})")
+        raise TvexportError(
+            f"state dict looks like a face ShuffleNetV2 but its stage-2 width {branch * 2 if branch else '(unreadable)'} matches no known width ({list(SHUFFLENETV2_WIDTHS)})",
+            hint=f"tvexport reads the reference's ShuffleNetV2 {', '.join(f'x{w} (stage 2: {c[1]})' for w, c in SHUFFLENETV2_STAGES.items())}: "
+            "check that the file is a complete reference checkpoint",
+        )
 
     some = ", ".join(list(sd)[:3])
     raise TvexportError(
