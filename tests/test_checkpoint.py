@@ -544,3 +544,16 @@ def test_damaged_tv_layer_shapes_are_read_as_they_are(cli: Any, tmp_path: Path, 
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
     assert lines[0].startswith(f"error: {path}: ") and said in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("stray", ["weight_layers.1000.weight", "weight_layers.1000.0.weight"])
+def test_a_stray_generator_key_is_unexpected_not_a_deeper_generator(cli: Any, tmp_path: Path, stray: str) -> None:
+    """Before: the largest index under weight_layers set the generator's depth, so one stray key
+    ``weight_layers.1000.weight`` built a 1000-block generator and listed 50,965 missing keys
+    (with 100000: minutes, then out of memory); now it is the one unexpected key."""
+    sd = make_model().state_dict() | {_LAYER + stray: torch.zeros(1)}
+    torch.save(sd, path := tmp_path / "stray.pt")
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.stderr
+    assert lines[0] == f"error: {path}: state dict does not match face_mobilenetv2_x0_1: 1 unexpected key ({_LAYER}{stray}); check --arch, or that the file is complete"

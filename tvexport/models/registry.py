@@ -264,19 +264,27 @@ def _scalar(sd: Mapping[str, torch.Tensor], key: str) -> int | None:
 
 def _generator_depth(sd: Mapping[str, torch.Tensor], prefix: str) -> int | None:
     """How many modules a generator at ``prefix`` (``...weight_layers.``) holds: blocks
-    (``i.0.weight``, ...) then one final conv (``i.weight``); None when none of its keys is there."""
-    final, blocks = None, []
+    (``i.0.weight``, ...) then one final conv (``i.weight``); None when none of its keys is there.
+
+    The first final conv decides, else the blocks counted from 0: a stray key with a large index
+    is an unexpected key for the state-dict check, not a generator that deep (building one with
+    millions of blocks took minutes or ran out of memory).
+    """
+    finals, blocks = [], set()
     for key in sd:
         if key.startswith(prefix):
             index, _, rest = key[len(prefix):].partition(".")
             if index.isdigit():
                 if rest == "weight":
-                    final = int(index)
+                    finals.append(int(index))
                 else:
-                    blocks.append(int(index))
-    if final is not None:
-        return final + 1
-    return max(blocks) + 2 if blocks else None
+                    blocks.add(int(index))
+    if finals:
+        return min(finals) + 1
+    count = 0
+    while count in blocks:
+        count += 1
+    return count + 1 if count else None
 
 
 def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
