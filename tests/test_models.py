@@ -122,3 +122,16 @@ def test_detection_keys_of_the_wrong_form_are_one_line(cli, tmp_path: Path, name
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
     assert lines[0].startswith(f"error: {path}: ") and said in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("atom", "missing"), [("tvconv", "classifier.aspp.convs.1.0.conv.1.0.posi_map"), ("dwconv", "classifier.aspp.convs.1.0.conv.1.0.weight")])
+def test_deeplab_atom_survives_a_key_missing_from_the_first_aspp_branch(cli, tmp_path: Path, atom: str, missing: str) -> None:
+    """Before: the atom was read from one key of the first ASPP branch; without it the file was
+    taken for the dense ASPP (18 missing keys, 83 unexpected ones) instead of naming the one key."""
+    sd = create_model("deeplabv3plus_mobilenetv2", atom=atom, tv=TVSettings(inter_chans=4, inter_layers=0)).state_dict()  # type: ignore[arg-type]
+    del sd[missing]
+    assert detect_arch(sd).atom == atom
+    torch.save(sd, path := tmp_path / "checkpoint_best.pth.tar")
+    r = cli("inspect", path)
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {path}: state dict does not match deeplabv3plus_mobilenetv2: 1 missing key ({missing}); check --arch, or that the file is complete"), r.stderr

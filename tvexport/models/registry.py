@@ -354,9 +354,11 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     drop = _drop_ratio(hparams.get("drop_ratio"))
 
     if "classifier.aspp.project.0.weight" in sd:
-        if "classifier.aspp.convs.1.0.conv.1.0.posi_map" in sd:
+        # any TV layer makes it TV, any inverted-residual ASPP branch DW: one key missing from the
+        # first branch is then named as missing, not the whole ASPP as another atom's
+        if tv_prefix is not None:
             atom: Atom = "tvconv"
-        elif "classifier.aspp.convs.1.0.conv.1.0.weight" in sd:
+        elif any(k.startswith(("classifier.aspp.convs.1.0.conv.", "classifier.aspp.convs.2.0.conv.", "classifier.aspp.convs.3.0.conv.")) for k in sd):
             atom = "dwconv"
         else:
             atom = "dense"
