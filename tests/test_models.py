@@ -135,3 +135,27 @@ def test_deeplab_atom_survives_a_key_missing_from_the_first_aspp_branch(cli, tmp
     r = cli("inspect", path)
     assert r.exit_code == 2 and r.stderr.strip() == (
         f"error: {path}: state dict does not match deeplabv3plus_mobilenetv2: 1 missing key ({missing}); check --arch, or that the file is complete"), r.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("face_mobilenetv2_x0_5", "features.0.0.weight"),
+        ("face_mobilenetv2_x0_5", "output_layer.layer2.0.weight"),
+        ("face_mobilenetv2_x0_5", "features.1.conv.2.weight"),
+        ("face_mobilenetv2_x0_5", "features.5.conv.3.weight"),
+        ("face_mobilenetv2_x0_5", "features.17.conv.3.weight"),
+        ("face_shufflenetv2_x1_5", "conv1.0.weight"),
+        ("face_shufflenetv2_x1_5", "stage2.0.branch1.2.weight"),
+    ],
+)
+def test_a_face_network_missing_one_key_is_recognised_and_the_key_named(cli, tmp_path: Path, name: str, missing: str) -> None:
+    """Before: each family was recognised by two fixed keys and a MobileNetV2's width by its blocks
+    up to the first one missing; without any of these keys the file was an "unknown architecture"
+    or "match[ed] no width", and the missing key went unnamed."""
+    sd = create_model(name, tv=TVSettings(inter_chans=4, inter_layers=0)).state_dict()
+    del sd[missing]
+    assert detect_arch(sd).name == name
+    torch.save(sd, path := tmp_path / "m.pt")
+    r = cli("inspect", path)
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {path}: state dict does not match {name}: 1 missing key ({missing}); check --arch, or that the file is complete", r.stderr

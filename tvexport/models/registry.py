@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import TvexportError
 from .deeplab import SEG_INPUT, DeepLabV3PlusMobileNetV2
-from .face import FACE_INPUT, SHUFFLENETV2_STAGES, FaceMobileNetV2, FaceShuffleNetV2, mobilenetv2_channels
+from .face import FACE_INPUT, MOBILENETV2_SETTING, SHUFFLENETV2_STAGES, FaceMobileNetV2, FaceShuffleNetV2, mobilenetv2_channels
 
 Atom = Literal["tvconv", "dwconv", "dense"]
 
@@ -373,21 +373,25 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     if not has_dropout:
         drop = 0.0
 
-    if "features.0.0.weight" in sd and "output_layer.layer2.0.weight" in sd:
+    # the families by their top-level modules, so that a file missing any one key is still
+    # recognised and the state-dict check names that key
+    tops = {k.partition(".")[0] for k in sd}
+    if {"features", "output_layer"} <= tops:
         stem = _size(sd, "features.0.0.weight", 0)  # None (a 0-d tensor): the blocks decide, the state-dict check names it
-        outs = [int(sd[k].shape[0]) for k in _block_out_keys(sd)]
+        outs = _block_outs(sd)  # the blocks found: a missing one is named by the state-dict check
         named = hparams.get("model_name")
         candidates = []
         if isinstance(named, str) and named in FAMILIES["face_mobilenetv2"].reference_names:
             candidates.append(FAMILIES["face_mobilenetv2"].reference_names[named])
         candidates += list(MOBILENETV2_WIDTHS) + [round(0.1 + 0.05 * i, 2) for i in range(19)]
         for width in candidates:
-            if mobilenetv2_channels(width)[1] == outs and stem in (None, mobilenetv2_channels(width)[0]):
+            expected_stem, expected_outs = mobilenetv2_channels(width)
+            if outs and all(expected_outs[i - 1] == c for i, c in outs.items()) and stem in (None, expected_stem):
                 return ArchConfig("face_mobilenetv2", width, atom, tv, drop_ratio=drop)
-        raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {outs[:3]}...) match no width in [0.1, 1.0]",
+        raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {list(outs.values())[:3]}...) match no width in [0.1, 1.0]",
                             hint="tvexport reads the reference widths 0.1-1.0 (steps of 0.05): check that the file is a complete reference checkpoint")
 
-    if "conv1.0.weight" in sd and "stage2.0.branch1.2.weight" in sd:
+    if {"conv1", "stage2", "output_layer"} <= tops:
         # the stage-2 branch width: either branch's first 1x1 conv outputs it
         branch = _size(sd, "stage2.0.branch1.2.weight", 0) or _size(sd, "stage2.0.branch2.0.weight", 0)
         for width, chans in SHUFFLENETV2_STAGES.items():
@@ -406,14 +410,12 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     )
 
 
-def _block_out_keys(sd: Mapping[str, torch.Tensor]) -> list[str]:
-    """Keys of the pw-linear BN weight of each MobileNetV2 block, in order."""
-    keys = []
-    i = 1
-    while True:
+def _block_outs(sd: Mapping[str, torch.Tensor]) -> dict[int, int]:
+    """Output channels of each MobileNetV2 block found (block index -> channels of its pw-linear
+    BatchNorm), blocks whose key is missing left out."""
+    outs = {}
+    for i in range(1, sum(n for _, _, n, _ in MOBILENETV2_SETTING) + 1):
         found = [k for k in (f"features.{i}.conv.2.weight", f"features.{i}.conv.3.weight") if k in sd and sd[k].dim() == 1]
-        if not found:
-            break
-        keys.append(found[-1])
-        i += 1
-    return keys
+        if found:
+            outs[i] = int(sd[found[-1]].shape[0])
+    return outs
