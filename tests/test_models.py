@@ -159,3 +159,11 @@ def test_a_face_network_missing_one_key_is_recognised_and_the_key_named(cli, tmp
     torch.save(sd, path := tmp_path / "m.pt")
     r = cli("inspect", path)
     assert r.exit_code == 2 and r.stderr.strip() == f"error: {path}: state dict does not match {name}: 1 missing key ({missing}); check --arch, or that the file is complete", r.stderr
+
+
+def test_a_width_of_a_one_width_family_is_refused() -> None:
+    """Before: ``deeplabv3plus_mobilenetv2_x0_5`` resolved to width 0.5, which the builder ignored:
+    a width-1.0 network whose config (and baked file) recorded 0.5."""
+    assert resolve_arch("deeplabv3plus_mobilenetv2_x1_0").name == "deeplabv3plus_mobilenetv2"
+    with pytest.raises(TvexportError, match=r"unknown architecture 'deeplabv3plus_mobilenetv2_x0_5'; known: .*deeplabv3plus_mobilenetv2"):
+        resolve_arch("deeplabv3plus_mobilenetv2_x0_5")

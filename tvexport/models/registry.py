@@ -199,7 +199,10 @@ def resolve_arch(name: str) -> ArchConfig:
             return ArchConfig(spec.family, width=spec.widths[-1] if len(spec.widths) > 1 else 1.0)
         m = re.fullmatch(re.escape(spec.family) + r"_x(\d+)_(\d+)", key)
         if m:
-            return ArchConfig(spec.family, width=float(f"{m.group(1)}.{m.group(2)}"))
+            width = float(f"{m.group(1)}.{m.group(2)}")
+            if len(spec.widths) == 1 and width != spec.widths[0]:  # its builder has no width: x0_5 would be recorded, not built
+                break
+            return ArchConfig(spec.family, width=width)
     raise TvexportError(f"unknown architecture {name!r}", hint=f"known: {', '.join(list_models())}")
 
 
