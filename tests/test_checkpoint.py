@@ -453,3 +453,107 @@ def test_describe_file_closes_the_file(tmp_path: Path) -> None:
             assert describe_file(path) == "a text file"
             gc.collect()
         assert not [w for w in seen if issubclass(w.category, ResourceWarning)], size
+
+
+def _odd_tensor(kind: str, sd: dict[str, torch.Tensor]) -> tuple[str, torch.Tensor]:
+    """(key, tensor) for a state dict entry of ``kind`` that no trained network holds."""
+    w = sd["features.0.0.weight"]
+    return {
+        "sparse": ("features.0.0.weight", w.to_sparse()),
+        "quantized": ("features.0.0.weight", torch.quantize_per_tensor(w, 0.1, 0, torch.qint8)),
+        "complex": ("features.0.0.weight", w.to(torch.complex64)),
+        "int64-weight": ("features.0.0.weight", w.long()),
+        "int64-posi_map": (_LAYER + "posi_map", sd[_LAYER + "posi_map"].long()),
+        "bool-bn": ("features.0.1.weight", sd["features.0.1.weight"] > 0),
+        "bool-k": (_LAYER + "TVConv_k", torch.tensor(True)),
+    }[kind]
+
+
+_ODD_SAID = {
+    "sparse": "features.0.0.weight is a sparse tensor (sparse_coo); tvexport reads dense, real-valued weights",
+    "quantized": "features.0.0.weight is a quantized tensor (qint8); tvexport reads dense, real-valued weights",
+    "complex": "features.0.0.weight is a complex tensor (complex64); tvexport reads dense, real-valued weights",
+    "int64-weight": "features.0.0.weight holds int64 values, but face_mobilenetv2_x0_1 has floating-point weights there",
+    "int64-posi_map": f"{_LAYER}posi_map holds int64 values, but face_mobilenetv2_x0_1 has floating-point weights there",
+    "bool-bn": "features.0.1.weight holds bool values, but face_mobilenetv2_x0_1 has floating-point weights there",
+    "bool-k": f"TV layer {_LAYER[:-1]} records TVConv_k=True, but face_mobilenetv2_x0_1 has TVConv_k=3 there",
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch: quantized tensors are deprecated
+@pytest.mark.parametrize("kind", list(_ODD_SAID))
+def test_tensors_no_trained_network_holds_are_one_line(cli: Any, tmp_path: Path, kind: str) -> None:
+    """Before: a sparse tensor failed in the NaN check, an integer or bool weight in torch's
+    load_state_dict (internal error, exit 3); a complex one loaded with its imaginary part dropped;
+    a bool TVConv_k was read as k=1 and blamed the generator's shape."""
+    model = make_model()
+    key, bad = _odd_tensor(kind, model.state_dict())
+    ckpt = lightning_checkpoint(model)
+    ckpt["state_dict"][f"model.{key}"] = bad
+    save_lightning(ckpt, path := tmp_path / "odd.ckpt")
+    said = _ODD_SAID[kind].replace(key, f"model.{key}") if kind in ("sparse", "quantized", "complex") else _ODD_SAID[kind]
+    for argv in (["inspect", path], ["bake", path, "-o", tmp_path / "odd.baked.pt"], ["export", path, "-o", tmp_path / "odd.onnx"]):
+        r = cli(*argv)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, (argv[0], r.stderr)
+        assert lines[0].startswith(f"error: {path}: {said}; "), lines[0]
+    assert not list(tmp_path.glob("odd.baked*")) and not list(tmp_path.glob("odd.onnx*"))
+
+
+# a tensor pickled with protocol < 4 names torch.storage._load_from_bytes: refused as code, rightly
+@pytest.mark.parametrize("content,protocol", [("tensors", 4), ("tensors", 5), ("plain", 0), ("plain", 2), ("plain", 4), ("plain", 5)])
+def test_a_plain_pickle_is_named_as_such_not_corrupt(cli: Any, tmp_path: Path, protocol: int, content: str) -> None:
+    """Before: a state dict written with pickle.dump (not torch.save) was "not a readable PyTorch
+    checkpoint (unpickling failed: Unsupported operand 149); the file may be corrupt; fetch it again",
+    or "Invalid magic number; corrupt file?": fetching it again gives the same file."""
+    obj: dict[str, Any] = {"conv.weight": torch.zeros(2, 2)} if content == "tensors" else {"epoch": 3, "lr": [0.1]}
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith(f"error: {path} is a plain Python pickle (pickle.dump), not a file torch.save wrote; tvexport reads"), lines[0]
+    assert "corrupt" not in lines[0] and "fetch it again" not in lines[0] and "torch.save(pickle.load(" in lines[0]
+    path.write_bytes(path.read_bytes()[:-1])  # a damaged pickle is no plain one
+    assert "plain Python pickle" not in cli("inspect", path).stderr
+
+
+@pytest.mark.parametrize(
+    ("changed", "said"),
+    [
+        # C read from a negative channels buffer: before, k = round(complex root) raised TypeError (exit 3)
+        ({_LAYER + "TVConv_k": None, _LAYER + "channels": torch.tensor(-8)}, f"1 missing key ({_LAYER}TVConv_k)"),
+        # posi_chans read from a map that is not (1, P, h, w): before, "expects (1, 96, 96, 96)"
+        ({_LAYER + "posi_map": torch.zeros(96, 96)}, f"shape mismatch for {_LAYER}posi_map: checkpoint (96, 96), face_mobilenetv2_x0_1 expects (1, 8, 96, 96)"),
+        ({_LAYER + "posi_map": torch.zeros(8, 96, 96)}, f"shape mismatch for {_LAYER}posi_map: checkpoint (8, 96, 96), face_mobilenetv2_x0_1 expects (1, 8, 96, 96)"),
+    ],
+    ids=["negative-channels", "posi_map-2d", "posi_map-3d"],
+)
+@pytest.mark.parametrize("arch", [None, "face_mobilenetv2_x0_1"])
+def test_damaged_tv_layer_shapes_are_read_as_they_are(cli: Any, tmp_path: Path, changed: dict[str, torch.Tensor | None], said: str, arch: str | None) -> None:
+    """TV settings are read only from keys of the form they have in the reference layout; the
+    state-dict check then names what is wrong with the others."""
+    sd = make_model(tv=dataclasses.replace(SMALL_TV, posi_chans=8)).state_dict()
+    for key, value in changed.items():
+        if value is None:
+            del sd[key]
+        else:
+            sd[key] = value
+    torch.save(sd, path := tmp_path / "damaged.pt")
+    r = cli("inspect", path, *(["--arch", arch] if arch else []))
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith(f"error: {path}: ") and said in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("stray", ["weight_layers.1000.weight", "weight_layers.1000.0.weight"])
+def test_a_stray_generator_key_is_unexpected_not_a_deeper_generator(cli: Any, tmp_path: Path, stray: str) -> None:
+    """Before: the largest index under weight_layers set the generator's depth, so one stray key
+    ``weight_layers.1000.weight`` built a 1000-block generator and listed 50,965 missing keys
+    (with 100000: minutes, then out of memory); now it is the one unexpected key."""
+    sd = make_model().state_dict() | {_LAYER + stray: torch.zeros(1)}
+    torch.save(sd, path := tmp_path / "stray.pt")
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.stderr
+    assert lines[0] == f"error: {path}: state dict does not match face_mobilenetv2_x0_1: 1 unexpected key ({_LAYER}{stray}); check --arch, or that the file is complete"

@@ -99,3 +99,71 @@ def test_missing_baseline_is_one_line_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(TvexportError) as info:
         load_subject("face_mobilenetv2_x0_1", baseline=tmp_path / "missing.ckpt")
     assert "does not exist" in info.value.message and info.value.hint and "--baseline takes" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value", "said"),
+    [
+        ("face_mobilenetv2_x0_1", "features.0.0.weight", torch.tensor(1.0), "shape mismatch for features.0.0.weight: checkpoint (), face_mobilenetv2_x0_1 expects (8, 3, 3, 3)"),
+        ("face_shufflenetv2_x0_5", "stage2.0.branch1.2.weight", torch.tensor(1.0), "shape mismatch for stage2.0.branch1.2.weight: checkpoint (), face_shufflenetv2_x0_5 expects (24, 24, 1, 1)"),
+        ("deeplabv3plus_mobilenetv2", "classifier.classifier.3.weight", torch.tensor(1.0), "shape mismatch for classifier.classifier.3.weight: checkpoint (), deeplabv3plus_mobilenetv2 expects (2, 256, 1, 1)"),
+        # torchvision's ShuffleNetV2 x2.0 (stage 2: 244): what, and which widths tvexport reads
+        ("face_shufflenetv2_x0_5", "stage2.0.branch1.2.weight", torch.zeros(122, 24, 1, 1),
+         "its stage-2 width 244 matches no known width ([0.5, 1.0, 1.5]); tvexport reads the reference's ShuffleNetV2 x0.5 (stage 2: 48), x1.0 (stage 2: 116), x1.5 (stage 2: 176)"),
+    ],
+    ids=["mnv2-stem-0d", "snv2-branch-0d", "deeplab-logits-0d", "snv2-x2.0"],
+)
+def test_detection_keys_of_the_wrong_form_are_one_line(cli, tmp_path: Path, name: str, key: str, value: torch.Tensor, said: str) -> None:
+    """Before: a 0-d tensor at a key detection reads a width from raised IndexError (internal
+    error, exit 3); a ShuffleNetV2 of another width said nothing of how to fix it."""
+    sd = create_model(name, tv=TVSettings(inter_chans=4, inter_layers=0)).state_dict() | {key: value}
+    torch.save(sd, path := tmp_path / "m.pt")
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith(f"error: {path}: ") and said in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("atom", "missing"), [("tvconv", "classifier.aspp.convs.1.0.conv.1.0.posi_map"), ("dwconv", "classifier.aspp.convs.1.0.conv.1.0.weight")])
+def test_deeplab_atom_survives_a_key_missing_from_the_first_aspp_branch(cli, tmp_path: Path, atom: str, missing: str) -> None:
+    """Before: the atom was read from one key of the first ASPP branch; without it the file was
+    taken for the dense ASPP (18 missing keys, 83 unexpected ones) instead of naming the one key."""
+    sd = create_model("deeplabv3plus_mobilenetv2", atom=atom, tv=TVSettings(inter_chans=4, inter_layers=0)).state_dict()  # type: ignore[arg-type]
+    del sd[missing]
+    assert detect_arch(sd).atom == atom
+    torch.save(sd, path := tmp_path / "checkpoint_best.pth.tar")
+    r = cli("inspect", path)
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {path}: state dict does not match deeplabv3plus_mobilenetv2: 1 missing key ({missing}); check --arch, or that the file is complete"), r.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "missing"),
+    [
+        ("face_mobilenetv2_x0_5", "features.0.0.weight"),
+        ("face_mobilenetv2_x0_5", "output_layer.layer2.0.weight"),
+        ("face_mobilenetv2_x0_5", "features.1.conv.2.weight"),
+        ("face_mobilenetv2_x0_5", "features.5.conv.3.weight"),
+        ("face_mobilenetv2_x0_5", "features.17.conv.3.weight"),
+        ("face_shufflenetv2_x1_5", "conv1.0.weight"),
+        ("face_shufflenetv2_x1_5", "stage2.0.branch1.2.weight"),
+    ],
+)
+def test_a_face_network_missing_one_key_is_recognised_and_the_key_named(cli, tmp_path: Path, name: str, missing: str) -> None:
+    """Before: each family was recognised by two fixed keys and a MobileNetV2's width by its blocks
+    up to the first one missing; without any of these keys the file was an "unknown architecture"
+    or "match[ed] no width", and the missing key went unnamed."""
+    sd = create_model(name, tv=TVSettings(inter_chans=4, inter_layers=0)).state_dict()
+    del sd[missing]
+    assert detect_arch(sd).name == name
+    torch.save(sd, path := tmp_path / "m.pt")
+    r = cli("inspect", path)
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {path}: state dict does not match {name}: 1 missing key ({missing}); check --arch, or that the file is complete", r.stderr
+
+
+def test_a_width_of_a_one_width_family_is_refused() -> None:
+    """Before: ``deeplabv3plus_mobilenetv2_x0_5`` resolved to width 0.5, which the builder ignored:
+    a width-1.0 network whose config (and baked file) recorded 0.5."""
+    assert resolve_arch("deeplabv3plus_mobilenetv2_x1_0").name == "deeplabv3plus_mobilenetv2"
+    with pytest.raises(TvexportError, match=r"unknown architecture 'deeplabv3plus_mobilenetv2_x0_5'; known: .*deeplabv3plus_mobilenetv2"):
+        resolve_arch("deeplabv3plus_mobilenetv2_x0_5")

@@ -252,6 +252,33 @@ def _pickled_callables(path: Path, *, max_ops: int = 1_000_000) -> list[str]:
     return [name for name in found if not name.startswith(allowed)]
 
 
+def _is_plain_pickle(path: Path, *, max_ops: int = 10_000_000) -> bool:
+    """Whether ``path`` is one complete pickle and nothing else (``pickle.dump``), read opcode by
+    opcode (nothing executes). torch.save's files are zip archives, or (legacy) several pickles
+    followed by raw tensor data."""
+    import pickletools
+
+    if zipfile.is_zipfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            for i, (op, _, _) in enumerate(pickletools.genops(f)):
+                if op.name == "STOP":
+                    return f.tell() == path.stat().st_size
+                if i >= max_ops:
+                    return False
+    except Exception:  # noqa: BLE001 - not a pickle, or a damaged one
+        return False
+    return False
+
+
+def _plain_pickle_error(path: Path) -> TvexportError:
+    return TvexportError(
+        f"{path} is a plain Python pickle (pickle.dump), not a file torch.save wrote; {_NEEDS}",
+        hint=f"if you trust the file (unpickling it can run code), re-save it: torch.save(pickle.load(open('{path}', 'rb')), 'model.pt')",
+    )
+
+
 def _torch_load(path: Path) -> Any:
     _check_file(path)
     artifact = identify(path)  # an exported model where a checkpoint belongs: say what it is
@@ -283,6 +310,8 @@ def _torch_load(path: Path) -> Any:
                 "tvexport loads tensors only and never runs code from a checkpoint",
                 hint="if you trust the file, re-save just its state_dict with torch.save",
             ) from None
+        if _is_plain_pickle(path):
+            raise _plain_pickle_error(path) from None
         what = describe_file(path)
         if what:
             raise TvexportError(f"{path} is not a PyTorch checkpoint (it looks like {what})", hint="give a .ckpt, .pth(.tar) or .pt file") from None
@@ -295,6 +324,8 @@ def _torch_load(path: Path) -> Any:
         text = str(err)
         if "zip" in text.lower() or "archive" in text.lower() or "PytorchStreamReader" in text:
             raise TvexportError(f"{path} is truncated or corrupt (its zip archive is damaged)", hint="the copy or download did not finish; fetch it again") from None
+        if _is_plain_pickle(path):  # torch's legacy reader: "Invalid magic number; corrupt file?"
+            raise _plain_pickle_error(path) from None
         raise TvexportError(f"{path} could not be read as a PyTorch checkpoint ({_clip(text)})", hint="the file may be corrupt; fetch it again") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError, UnicodeDecodeError, OSError) as err:
         what = describe_file(path)
@@ -349,7 +380,33 @@ def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
     bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise TvexportError(f"{path}: {where} holds non-tensor entries ({', '.join(map(str, bad[:3]))})", hint="is this a model checkpoint?")
+    _refuse_unusual(path, sd)
     return dict(sd)
+
+
+def _unusual(t: torch.Tensor) -> str | None:
+    """What makes ``t`` no plain weight tensor (sparse, quantized, nested, complex), or None."""
+    if t.is_nested:
+        return "a nested tensor"
+    if t.layout != torch.strided:
+        return f"a sparse tensor ({str(t.layout).removeprefix('torch.')})"
+    if t.is_quantized:
+        return f"a quantized tensor ({str(t.dtype).removeprefix('torch.')})"
+    if t.is_complex():
+        return f"a complex tensor ({str(t.dtype).removeprefix('torch.')})"
+    return None
+
+
+def _refuse_unusual(path: Path, sd: Mapping[str, torch.Tensor]) -> None:
+    """One line for a state dict holding tensors no network of the zoo has: loading one into a
+    model raised torch's errors (or, for complex ones, silently dropped the imaginary part)."""
+    for key, t in sd.items():
+        what = _unusual(t)
+        if what is not None:
+            raise TvexportError(
+                f"{path}: {key} is {what}; tvexport reads dense, real-valued weights",
+                hint="re-save the state dict with plain tensors (.to_dense(), .dequantize()); a TVConv network has no complex weights",
+            )
 
 
 def _hparams(value: Any) -> dict[str, Any]:

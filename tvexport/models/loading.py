@@ -66,6 +66,12 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], *, source
                 f"{source}: shape mismatch for {k}: checkpoint {tuple(sd[k].shape)}, {arch_name} expects {tuple(v.shape)}",
                 hint="check --arch (width, TV settings), or that the file is not corrupt",
             )
+    for k, v in expected.items():
+        if v.is_floating_point() and not sd[k].is_floating_point():  # assign=True would make it an integer weight: torch raises
+            raise TvexportError(
+                f"{source}: {k} holds {str(sd[k].dtype).removeprefix('torch.')} values, but {arch_name} has floating-point weights there",
+                hint="the file is damaged or was not saved from a trained network; fetch or save the checkpoint again",
+            )
     _check_tv_buffers(model, sd, source=source, arch_name=arch_name)
 
 

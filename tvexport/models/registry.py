@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import TvexportError
 from .deeplab import SEG_INPUT, DeepLabV3PlusMobileNetV2
-from .face import FACE_INPUT, SHUFFLENETV2_STAGES, FaceMobileNetV2, FaceShuffleNetV2, mobilenetv2_channels
+from .face import FACE_INPUT, MOBILENETV2_SETTING, SHUFFLENETV2_STAGES, FaceMobileNetV2, FaceShuffleNetV2, mobilenetv2_channels
 
 Atom = Literal["tvconv", "dwconv", "dense"]
 
@@ -199,7 +199,10 @@ def resolve_arch(name: str) -> ArchConfig:
             return ArchConfig(spec.family, width=spec.widths[-1] if len(spec.widths) > 1 else 1.0)
         m = re.fullmatch(re.escape(spec.family) + r"_x(\d+)_(\d+)", key)
         if m:
-            return ArchConfig(spec.family, width=float(f"{m.group(1)}.{m.group(2)}"))
+            width = float(f"{m.group(1)}.{m.group(2)}")
+            if len(spec.widths) == 1 and width != spec.widths[0]:  # its builder has no width: x0_5 would be recorded, not built
+                break
+            return ArchConfig(spec.family, width=width)
     raise TvexportError(f"unknown architecture {name!r}", hint=f"known: {', '.join(list_models())}")
 
 
@@ -255,26 +258,36 @@ def _size(sd: Mapping[str, torch.Tensor], key: str, dim: int) -> int | None:
 
 
 def _scalar(sd: Mapping[str, torch.Tensor], key: str) -> int | None:
-    """The integer a one-element buffer holds, or None when it is absent or not one number."""
+    """The integer a one-element integer buffer holds, or None when it is absent or not one integer
+    (a bool or float one is left to the state-dict check, which names it)."""
     t = sd.get(key)
-    return int(t) if isinstance(t, torch.Tensor) and t.numel() == 1 and not t.is_floating_point() else None
+    integer = isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+    return int(t) if integer and t.numel() == 1 else None
 
 
 def _generator_depth(sd: Mapping[str, torch.Tensor], prefix: str) -> int | None:
     """How many modules a generator at ``prefix`` (``...weight_layers.``) holds: blocks
-    (``i.0.weight``, ...) then one final conv (``i.weight``); None when none of its keys is there."""
-    final, blocks = None, []
+    (``i.0.weight``, ...) then one final conv (``i.weight``); None when none of its keys is there.
+
+    The first final conv decides, else the blocks counted from 0: a stray key with a large index
+    is an unexpected key for the state-dict check, not a generator that deep (building one with
+    millions of blocks took minutes or ran out of memory).
+    """
+    finals, blocks = [], set()
     for key in sd:
         if key.startswith(prefix):
             index, _, rest = key[len(prefix):].partition(".")
             if index.isdigit():
                 if rest == "weight":
-                    final = int(index)
+                    finals.append(int(index))
                 else:
-                    blocks.append(int(index))
-    if final is not None:
-        return final + 1
-    return max(blocks) + 2 if blocks else None
+                    blocks.add(int(index))
+    if finals:
+        return min(finals) + 1
+    count = 0
+    while count in blocks:
+        count += 1
+    return count + 1 if count else None
 
 
 def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
@@ -283,18 +296,20 @@ def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
     A layer missing some of its keys still gives settings (each read from whichever key holds
     it, else the default): the state-dict check then names the missing keys.
     """
-    gen, bias = prefix + "weight_layers.", prefix + "bias_layers."
+    gen, bias, posi = prefix + "weight_layers.", prefix + "bias_layers.", prefix + "posi_map"
     depth = _generator_depth(sd, gen) or _generator_depth(sd, bias)
     inter_layers = depth - 2 if depth is not None and depth >= 2 else TVSettings.inter_layers
     final = inter_layers + 1
     # the first conv's outputs, else the final conv's inputs, of either generator
     widths = [_size(sd, f"{g}0.0.weight", 0) for g in (gen, bias)] + [_size(sd, f"{g}{final}.weight", 1) for g in (gen, bias)]
     inter_chans = next((n for n in widths if n), TVSettings.inter_chans)
+    # a (1, P, h, w) map's P, else the first conv's inputs
+    posi_chans = [_size(sd, posi, 1) if _size(sd, posi, 3) is not None else None] + [_size(sd, f"{g}0.0.weight", 1) for g in (gen, bias)]
     k = _scalar(sd, prefix + "TVConv_k")
     if k is None:  # from the final conv's C*k*k outputs and C (the buffer, or the bias generator's C outputs)
         channels = _scalar(sd, prefix + "channels") or _size(sd, f"{bias}{final}.weight", 0)
         ckk = _size(sd, f"{gen}{final}.weight", 0)
-        root = round((ckk / channels) ** 0.5) if ckk and channels else 0
+        root = round((ckk / channels) ** 0.5) if ckk and channels and channels > 0 else 0  # a negative C: no complex root
         k = root if root * root * (channels or 0) == ckk else None
     if k is None or k < 1 or k % 2 != 1:
         if k is not None and prefix + "TVConv_k" in sd:
@@ -305,7 +320,7 @@ def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
         k = TVSettings.k
     return TVSettings(
         k=k,
-        posi_chans=_size(sd, prefix + "posi_map", 1) or TVSettings.posi_chans,
+        posi_chans=next((n for n in posi_chans if n), TVSettings.posi_chans),
         inter_chans=inter_chans,
         inter_layers=inter_layers,
         bias=any(key.startswith(bias) for key in sd),
@@ -342,13 +357,16 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     drop = _drop_ratio(hparams.get("drop_ratio"))
 
     if "classifier.aspp.project.0.weight" in sd:
-        if "classifier.aspp.convs.1.0.conv.1.0.posi_map" in sd:
+        # any TV layer makes it TV, any inverted-residual ASPP branch DW: one key missing from the
+        # first branch is then named as missing, not the whole ASPP as another atom's
+        if tv_prefix is not None:
             atom: Atom = "tvconv"
-        elif "classifier.aspp.convs.1.0.conv.1.0.weight" in sd:
+        elif any(k.startswith(("classifier.aspp.convs.1.0.conv.", "classifier.aspp.convs.2.0.conv.", "classifier.aspp.convs.3.0.conv.")) for k in sd):
             atom = "dwconv"
         else:
             atom = "dense"
-        num_classes = int(sd["classifier.classifier.3.weight"].shape[0]) if "classifier.classifier.3.weight" in sd else 2
+        # the logits conv's outputs (its weight, else its bias); a mis-shaped one is named by the state-dict check
+        num_classes = _size(sd, "classifier.classifier.3.weight", 0) or _size(sd, "classifier.classifier.3.bias", 0) or 2
         return ArchConfig("deeplabv3plus_mobilenetv2", 1.0, atom, tv, num_classes=num_classes)
 
     atom = "tvconv" if tv_prefix is not None else "dwconv"
@@ -358,26 +376,35 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     if not has_dropout:
         drop = 0.0
 
-    if "features.0.0.weight" in sd and "output_layer.layer2.0.weight" in sd:
-        stem = int(sd["features.0.0.weight"].shape[0])
-        outs = [int(sd[k].shape[0]) for k in _block_out_keys(sd)]
+    # the families by their top-level modules, so that a file missing any one key is still
+    # recognised and the state-dict check names that key
+    tops = {k.partition(".")[0] for k in sd}
+    if {"features", "output_layer"} <= tops:
+        stem = _size(sd, "features.0.0.weight", 0)  # None (a 0-d tensor): the blocks decide, the state-dict check names it
+        outs = _block_outs(sd)  # the blocks found: a missing one is named by the state-dict check
         named = hparams.get("model_name")
         candidates = []
         if isinstance(named, str) and named in FAMILIES["face_mobilenetv2"].reference_names:
             candidates.append(FAMILIES["face_mobilenetv2"].reference_names[named])
         candidates += list(MOBILENETV2_WIDTHS) + [round(0.1 + 0.05 * i, 2) for i in range(19)]
         for width in candidates:
-            if mobilenetv2_channels(width) == (stem, outs):
+            expected_stem, expected_outs = mobilenetv2_channels(width)
+            if outs and all(expected_outs[i - 1] == c for i, c in outs.items()) and stem in (None, expected_stem):
                 return ArchConfig("face_mobilenetv2", width, atom, tv, drop_ratio=drop)
-        raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {outs[:3]}...) match no width in [0.1, 1.0]",
+        raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {list(outs.values())[:3]}...) match no width in [0.1, 1.0]",
                             hint="tvexport reads the reference widths 0.1-1.0 (steps of 0.05): check that the file is a complete reference checkpoint")
 
-    if "conv1.0.weight" in sd and "stage2.0.branch1.2.weight" in sd:
-        branch = int(sd["stage2.0.branch1.2.weight"].shape[0])
+    if {"conv1", "stage2", "output_layer"} <= tops:
+        # the stage-2 branch width: either branch's first 1x1 conv outputs it
+        branch = _size(sd, "stage2.0.branch1.2.weight", 0) or _size(sd, "stage2.0.branch2.0.weight", 0)
         for width, chans in SHUFFLENETV2_STAGES.items():
             if chans[1] // 2 == branch:
                 return ArchConfig("face_shufflenetv2", width, atom, tv, drop_ratio=drop)
-        raise TvexportError(f"state dict looks like a face ShuffleNetV2 but its stage-2 width {branch * 2} matches no known width ({list(SHUFFLENETV2_WIDTHS)})")
+        raise TvexportError(
+            f"state dict looks like a face ShuffleNetV2 but its stage-2 width {branch * 2 if branch else '(unreadable)'} matches no known width ({list(SHUFFLENETV2_WIDTHS)})",
+            hint=f"tvexport reads the reference's ShuffleNetV2 {', '.join(f'x{w} (stage 2: {c[1]})' for w, c in SHUFFLENETV2_STAGES.items())}: "
+            "check that the file is a complete reference checkpoint",
+        )
 
     some = ", ".join(list(sd)[:3])
     raise TvexportError(
@@ -386,14 +413,12 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     )
 
 
-def _block_out_keys(sd: Mapping[str, torch.Tensor]) -> list[str]:
-    """Keys of the pw-linear BN weight of each MobileNetV2 block, in order."""
-    keys = []
-    i = 1
-    while True:
+def _block_outs(sd: Mapping[str, torch.Tensor]) -> dict[int, int]:
+    """Output channels of each MobileNetV2 block found (block index -> channels of its pw-linear
+    BatchNorm), blocks whose key is missing left out."""
+    outs = {}
+    for i in range(1, sum(n for _, _, n, _ in MOBILENETV2_SETTING) + 1):
         found = [k for k in (f"features.{i}.conv.2.weight", f"features.{i}.conv.3.weight") if k in sd and sd[k].dim() == 1]
-        if not found:
-            break
-        keys.append(found[-1])
-        i += 1
-    return keys
+        if found:
+            outs[i] = int(sd[found[-1]].shape[0])
+    return outs
