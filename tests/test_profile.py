@@ -242,6 +242,12 @@ def test_measure_settings_reject_nonsense(kwargs: dict[str, float]) -> None:
         MeasureSettings(**kwargs)  # type: ignore[arg-type]
 
 
+def test_measure_settings_are_keyword_only() -> None:
+    """House standard: options are keyword-only (before: ``MeasureSettings(0.5, 20, 2.0)`` was accepted)."""
+    with pytest.raises(TypeError):
+        MeasureSettings(0.5, 20, 2.0)  # type: ignore[misc]
+
+
 def test_measure_settings_infinite_max_seconds_is_no_limit() -> None:
     assert MeasureSettings(max_seconds=math.inf).max_seconds is None
     assert MeasureSettings(max_seconds=math.inf) == MeasureSettings()
