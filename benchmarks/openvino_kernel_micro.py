@@ -57,11 +57,11 @@ from pathlib import Path
 from typing import Any
 
 from _common import command_line, rerender, write_results
-from _timing import pct
 from kernel_bandwidth import tv_shapes
 
 from tvexport.errors import MissingDependencyError
 from tvexport.openvino import compiler_id, find_compiler
+from tvexport.profile.stats import percentile  # linear, as every tvexport percentile
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ov_kernel_micro" / "main.cpp"
@@ -191,7 +191,7 @@ def run_json(cmd: list[str], *, const_offset: int = 0) -> list[dict[str, Any]]:
 def summarize(samples_ns: list[int], kernel_bytes: int, floor_bytes: int, vectors: int, read_gbs: float, ghz: float) -> dict[str, float]:
     med = statistics.median(samples_ns)
     return {
-        "median_ns": med, "p10_ns": pct(samples_ns, 10), "p90_ns": pct(samples_ns, 90), "n": len(samples_ns),
+        "median_ns": med, "p10_ns": percentile(samples_ns, 10), "p90_ns": percentile(samples_ns, 90), "n": len(samples_ns),
         "ns_per_vector": med / vectors, "cycles_per_vector": med / vectors * ghz, "kernel_gbs": kernel_bytes / med, "x_floor": med / (floor_bytes / read_gbs),
     }
 
@@ -253,8 +253,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for what, rounds in streams.items():
         ns = [x for r in rounds for x in r]
         moved = STREAM_BYTES * (2 if what == "copy" else 1)  # copy: bytes read + bytes written
-        stream[what] = {"bytes_per_iter": moved, "median_gbs": moved / statistics.median(ns), "p10_gbs": moved / pct(ns, 90),
-                        "p90_gbs": moved / pct(ns, 10), "n": len(ns)}
+        stream[what] = {"bytes_per_iter": moved, "median_gbs": moved / statistics.median(ns), "p10_gbs": moved / percentile(ns, 90),
+                        "p90_gbs": moved / percentile(ns, 10), "n": len(ns)}
     read_gbs = stream["read"]["median_gbs"]
     ghz = statistics.median(clocks)
     rows = []
