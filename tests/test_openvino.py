@@ -1006,6 +1006,36 @@ def test_cxx_naming_no_compiler_one_line(cli: Any, tmp_path: Path, monkeypatch: 
     assert get_backend("openvino-fused").available(device="cpu") == expected
 
 
+def test_failed_or_killed_builds_leave_no_build_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build that fails or is interrupted (Ctrl-C) removes its .build-* directory; one a killed
+    build left (SIGTERM or SIGKILL run no cleanup) is removed when the next build takes the lock
+    (before: it stayed in the cache for good)."""
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    root = tmp_path / "openvino"
+    stale = root / ".build-killed" / "CMakeFiles"
+    stale.mkdir(parents=True)
+    (stale / "kernel.cpp.o").write_bytes(b"half an object file")
+    seen: list[list[str]] = []
+
+    def interrupted(cmd: list[str], *, log: list[str], cwd: Path) -> None:
+        seen.append(sorted(p.name for p in root.glob(".build-*")))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_build, "_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_extension(force=True)
+    assert len(seen) == 1 and seen[0] != [".build-killed"] and len(seen[0]) == 1  # only this build's own directory
+    assert not list(root.glob(".build-*"))
+
+    def failing(cmd: list[str], *, log: list[str], cwd: Path) -> None:
+        raise TvexportError("building the OpenVINO extension failed: x.cpp:1: error: broken", hint="the full compiler output is in LOG")
+
+    monkeypatch.setattr(_build, "_run", failing)
+    with pytest.raises(TvexportError, match="error: broken"):
+        build_extension(force=True)
+    assert not list(root.glob(".build-*"))
+
+
 def test_openvino_fused_available_agrees_with_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """available() finds what the build finds: a pip-installed cmake beside the interpreter and the
     compiler CXX names (before: only cmake and c++/g++/clang++ on PATH, so it refused a working setup)."""

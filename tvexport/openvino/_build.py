@@ -2,7 +2,8 @@
 
 The wheel ships OpenVINO's headers and CMake config (``openvino/cmake``), so the extension builds
 with the machine's own compiler: CMake (Ninja when present, else Make), Release, into a temporary
-directory; the library is then renamed into place, so a cache entry is either complete or absent.
+directory (removed on failure or Ctrl-C; one a killed build left is removed by the next build); the
+library is then renamed into place, so a cache entry is either complete or absent.
 The cache key hashes the sources, the openvino version, the compiler, the platform and the flags
 CMake reads from the environment (CXXFLAGS, LDFLAGS, CMAKE_*): a new openvino wheel, an edited
 source or other flags give a new build, anything else reuses the cached one.
@@ -176,9 +177,18 @@ def _lock(directory: Path) -> Iterator[None]:
             return
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            _remove_stale_builds(directory)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale_builds(root: Path) -> None:
+    """Delete the ``.build-*`` directories of builds that were killed (SIGTERM, SIGKILL, a closed
+    terminal: no exception ran their cleanup); called holding the lock, without which no build runs,
+    so none of them is in use. Nothing reads them: this only frees their space."""
+    for stale in root.glob(".build-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _sidecar(lib: Path) -> Path:
@@ -212,7 +222,9 @@ def _compile(lib: Path, *, root: Path, key: str, jobs: int | None) -> ExtensionB
     log: list[str] = []
     generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
     lib.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=root) as tmp:
+    # removed on any exception, Ctrl-C included; an error while removing it (a compiler Ctrl-C has not
+    # stopped yet still writing there) must not replace the build's own error: the next build sweeps it
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=root, ignore_cleanup_errors=True) as tmp:
         build = Path(tmp)
         try:
             _run([cmake, "-S", str(SOURCE_DIR), "-B", str(build), *generator, "-DCMAKE_BUILD_TYPE=Release",
