@@ -60,7 +60,7 @@ from _common import command_line, rerender, write_results
 from kernel_bandwidth import tv_shapes
 
 from tvexport.errors import MissingDependencyError
-from tvexport.openvino import compiler_id, find_compiler
+from tvexport.openvino import compiler_command, compiler_id, find_compiler
 from tvexport.profile.stats import percentile  # linear, as every tvexport percentile
 
 HERE = Path(__file__).resolve().parent
@@ -148,7 +148,7 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     The cache key covers the sources (and a ``kernel.hpp`` beside a scratch kernel, which its
     ``#include`` would pick first), the compiler's identity and every compile and link line.
     """
-    cxx = find_compiler()  # MissingDependencyError with what to install
+    cxx = compiler_command()  # MissingDependencyError with what to install; with the arguments $CXX may add
     kflags = [*kernel_flags(), *variant.flags]
     # a scratch copy elsewhere includes "kernel.hpp" from its own directory if there is one, else from ext/;
     # the driver then lays its data out by that header too (a scratch kSegment, say)
@@ -156,15 +156,15 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     own_hpp = variant.kernel.parent != EXT and (variant.kernel.parent / "kernel.hpp").is_file()
     hpp_dir = ["-iquote", str(variant.kernel.parent)] if own_hpp else []
     steps = [
-        [cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", "{tmp}/kernel.o"],
-        [cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", *hpp_dir, f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
-        [cxx, "{tmp}/main.o", "{tmp}/kernel.o", "-o", "{tmp}/bin"],
+        [*cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", "{tmp}/kernel.o"],
+        [*cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", *hpp_dir, f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
+        [*cxx, "{tmp}/main.o", "{tmp}/kernel.o", "-o", "{tmp}/bin"],
     ]
     h = hashlib.sha256()
     for path in dict.fromkeys([variant.kernel, variant.kernel.parent / "kernel.hpp", EXT / "kernel.hpp", DRIVER]):
         if path.is_file():
             h.update(path.read_bytes() + b"\0")
-    h.update("\n".join([compiler_id(cxx), *(" ".join(cmd) for cmd in steps)]).encode())
+    h.update("\n".join([compiler_id(cxx[0]), *(" ".join(cmd) for cmd in steps)]).encode())
     out = cache_root() / h.hexdigest()[:16] / "ov_kernel_micro"
     if out.is_file():
         return out
