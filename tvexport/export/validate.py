@@ -174,7 +174,8 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
         )
     runs = BACKEND_KINDS.get(backend)
     if found is not None and runs is not None and runs != found.kind:
-        raise TvexportError(f"{found.describe()}, which --backend {backend} does not run", hint=f"use --backend {found.backend}, or leave --backend out: it is inferred from the file")
+        raise TvexportError(f"{found.describe()}, which --backend {backend} does not run",
+                            hint=f"use --backend {found.backend}, or leave --backend out: it is inferred from the file")
     return backend
 
 
