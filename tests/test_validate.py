@@ -193,7 +193,7 @@ def test_cli_validate_names_a_directory_or_empty_model_as_such(cli: Any, artefac
         assert lines[0].startswith(f"error: {path} {what}"), lines[0]
 
 
-@pytest.mark.parametrize("name", ["text.pt2", "zip.pt2", "zip.onnx"])
+@pytest.mark.parametrize("name", ["text.pt2", "zip.pt2", "zip.onnx", "json.onnx", "json.pt2"])
 def test_cli_validate_names_a_model_file_holding_something_else(cli: Any, artefacts: dict[str, Path], tmp_path: Path, name: str) -> None:
     """Before: a .pt2 or .onnx holding something else got "cannot tell which runtime ...; pass
     --backend", which only led to a second error; its name says what it should be: not one, export it again."""
@@ -203,10 +203,13 @@ def test_cli_validate_names_a_model_file_holding_something_else(cli: Any, artefa
     if name.startswith("zip"):
         with zipfile.ZipFile(path, "w") as zf:
             zf.writestr("foo/bar.txt", "hello")
+    elif name.startswith("json"):  # before, as .onnx: "is not a readable ONNX model (it looks like an ONNX model or other protobuf file)"
+        path.write_text('{"model": "face", "opset": 17}\n')
     else:
         path.write_text("hello\n")
     kind, command, other = {"text.pt2": ("AOTInductor package", " --format aoti", "a text file"), "zip.pt2": ("AOTInductor package", " --format aoti", "a zip archive"),
-                            "zip.onnx": ("ONNX model", "", "a zip archive")}[name]
+                            "zip.onnx": ("ONNX model", "", "a zip archive"), "json.onnx": ("ONNX model", "", "a JSON file"),
+                            "json.pt2": ("AOTInductor package", " --format aoti", "a JSON file")}[name]
     r = cli("validate", path, "--against", artefacts["ckpt"])
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and "--backend" not in lines[0], r.stderr
