@@ -14,16 +14,12 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+
+from tvexport.profile.stats import percentile  # one definition of a percentile (linear), as tvexport bench reports
 
 _HZ = os.sysconf("SC_CLK_TCK")
 _NCPU = os.cpu_count() or 1
-
-
-def pct(xs: Sequence[float], q: float) -> float:
-    """The q-th percentile of ``xs`` (nearest rank, no interpolation)."""
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
 def _busy_seconds() -> float:
@@ -82,7 +78,8 @@ class Timing:
         return statistics.median(self.samples_us)
 
     def pct(self, q: float) -> float:
-        return pct(self.samples_us, q)
+        """The q-th percentile of the samples, linear interpolation (``tvexport.profile.stats.percentile``)."""
+        return percentile(self.samples_us, q)
 
     def to_dict(self) -> dict[str, float]:
         return {"min_us": self.min, "p50_us": self.median, "p90_us": self.pct(90), "n": len(self.samples_us), "dropped": self.dropped}

@@ -57,11 +57,11 @@ from pathlib import Path
 from typing import Any
 
 from _common import command_line, rerender, write_results
-from _timing import pct
 from kernel_bandwidth import tv_shapes
 
 from tvexport.errors import MissingDependencyError
-from tvexport.openvino import compiler_id, find_compiler
+from tvexport.openvino import compiler_command, compiler_id, find_compiler
+from tvexport.profile.stats import percentile  # linear, as every tvexport percentile
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ov_kernel_micro" / "main.cpp"
@@ -148,7 +148,7 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     The cache key covers the sources (and a ``kernel.hpp`` beside a scratch kernel, which its
     ``#include`` would pick first), the compiler's identity and every compile and link line.
     """
-    cxx = find_compiler()  # MissingDependencyError with what to install
+    cxx = compiler_command()  # MissingDependencyError with what to install; with the arguments $CXX may add
     kflags = [*kernel_flags(), *variant.flags]
     # a scratch copy elsewhere includes "kernel.hpp" from its own directory if there is one, else from ext/;
     # the driver then lays its data out by that header too (a scratch kSegment, say)
@@ -156,15 +156,15 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     own_hpp = variant.kernel.parent != EXT and (variant.kernel.parent / "kernel.hpp").is_file()
     hpp_dir = ["-iquote", str(variant.kernel.parent)] if own_hpp else []
     steps = [
-        [cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", "{tmp}/kernel.o"],
-        [cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", *hpp_dir, f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
-        [cxx, "{tmp}/main.o", "{tmp}/kernel.o", "-o", "{tmp}/bin"],
+        [*cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", "{tmp}/kernel.o"],
+        [*cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", *hpp_dir, f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
+        [*cxx, "{tmp}/main.o", "{tmp}/kernel.o", "-o", "{tmp}/bin"],
     ]
     h = hashlib.sha256()
     for path in dict.fromkeys([variant.kernel, variant.kernel.parent / "kernel.hpp", EXT / "kernel.hpp", DRIVER]):
         if path.is_file():
             h.update(path.read_bytes() + b"\0")
-    h.update("\n".join([compiler_id(cxx), *(" ".join(cmd) for cmd in steps)]).encode())
+    h.update("\n".join([compiler_id(cxx[0]), *(" ".join(cmd) for cmd in steps)]).encode())
     out = cache_root() / h.hexdigest()[:16] / "ov_kernel_micro"
     if out.is_file():
         return out
@@ -191,7 +191,7 @@ def run_json(cmd: list[str], *, const_offset: int = 0) -> list[dict[str, Any]]:
 def summarize(samples_ns: list[int], kernel_bytes: int, floor_bytes: int, vectors: int, read_gbs: float, ghz: float) -> dict[str, float]:
     med = statistics.median(samples_ns)
     return {
-        "median_ns": med, "p10_ns": pct(samples_ns, 10), "p90_ns": pct(samples_ns, 90), "n": len(samples_ns),
+        "median_ns": med, "p10_ns": percentile(samples_ns, 10), "p90_ns": percentile(samples_ns, 90), "n": len(samples_ns),
         "ns_per_vector": med / vectors, "cycles_per_vector": med / vectors * ghz, "kernel_gbs": kernel_bytes / med, "x_floor": med / (floor_bytes / read_gbs),
     }
 
@@ -253,8 +253,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for what, rounds in streams.items():
         ns = [x for r in rounds for x in r]
         moved = STREAM_BYTES * (2 if what == "copy" else 1)  # copy: bytes read + bytes written
-        stream[what] = {"bytes_per_iter": moved, "median_gbs": moved / statistics.median(ns), "p10_gbs": moved / pct(ns, 90),
-                        "p90_gbs": moved / pct(ns, 10), "n": len(ns)}
+        stream[what] = {"bytes_per_iter": moved, "median_gbs": moved / statistics.median(ns), "p10_gbs": moved / percentile(ns, 90),
+                        "p90_gbs": moved / percentile(ns, 10), "n": len(ns)}
     read_gbs = stream["read"]["median_gbs"]
     ghz = statistics.median(clocks)
     rows = []

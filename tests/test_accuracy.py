@@ -27,8 +27,15 @@ def _overflowing_model(peak: float = 1e36) -> nn.Module:
     return model
 
 
+def test_tolerance_options_are_keyword_only() -> None:
+    """House standard: options are keyword-only (before: ``Tolerance(1e-5, 1e-6)`` read as rtol, atol)."""
+    with pytest.raises(TypeError):
+        Tolerance(1e-5)  # type: ignore[misc]
+    assert Tolerance(rtol=1e-5, atol=1e-6) == Tolerance.default("float32", atol=1e-6)
+
+
 def test_nonfinite_error_or_allowance_never_passes() -> None:
-    tol = Tolerance(1e-5)
+    tol = Tolerance(rtol=1e-5)
     base = dict(name="out", max_rel=0.0, p99_abs=0.0, cosine=1.0, ref_max=1.0, baseline_max_rel=None, tolerance=tol)
     assert not Comparison(max_abs=math.inf, baseline_max_abs=0.0, **base).ok  # type: ignore[arg-type]
     assert not Comparison(max_abs=math.nan, baseline_max_abs=0.0, **base).ok  # type: ignore[arg-type]
@@ -44,7 +51,7 @@ def test_nonfinite_float32_baseline_is_refused_in_one_line() -> None:
     baseline = np.array([1.0, 2.0, np.inf], dtype=np.float32)  # truth in float32
     for got in (np.array([1000.0, -5.0, 0.0]), baseline, truth):
         with pytest.raises(TvexportError, match="float32 network computes Inf/NaN.*float64 truth is finite") as err:
-            compare_outputs("out", got, truth, tolerance=Tolerance(1e-5), baseline=baseline)
+            compare_outputs("out", got, truth, tolerance=Tolerance(rtol=1e-5), baseline=baseline)
         assert "\n" not in str(err.value) and err.value.hint
 
 
@@ -91,7 +98,7 @@ def test_p99_abs_is_the_profiling_percentile(n: int) -> None:
 
     truth = np.ones(n)
     errors = np.linspace(0.0, 1.0, n)
-    c = compare_outputs("out", truth + errors, truth, tolerance=Tolerance(1e-5))
+    c = compare_outputs("out", truth + errors, truth, tolerance=Tolerance(rtol=1e-5))
     assert c.p99_abs == pytest.approx(percentile(list(errors), 99), abs=1e-15)
     if n == 2:
         assert c.p99_abs == pytest.approx(0.99)

@@ -297,6 +297,39 @@ def test_mismatch_line_names_the_source_file(cli: Any, ckpt: Path, tmp_path: Pat
     assert "nothing written" in lines[0] and list(tmp_path.iterdir()) == []
 
 
+def test_mismatch_under_verbose_shows_where_it_failed(cli: Any, ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--verbose adds the traceback down to the comparison that failed (before: it stopped at the
+    re-raise that names the file, ``raise ... from None`` in export_checkpoint); the last line is
+    the error line, as without --verbose."""
+    def off(reference: Any, graphs: dict[str, Any], *, x: torch.Tensor, tolerance: Any) -> Any:
+        truth = reference.truth(x)
+        return reference.compare({label: truth + 1e-4 * truth.abs().max() for label in graphs}, x, tolerance=tolerance)
+
+    monkeypatch.setattr(tvonnx, "validate_graphs", off)
+    r = cli("export", ckpt, "-o", tmp_path / "m.onnx", "--no-simplify", "--verbose")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 1 and "Traceback" in r.stderr, r.stderr
+    assert "in check_comparisons" in r.stderr and "in export_onnx" in r.stderr, r.stderr  # where it was raised, and from which exporter
+    assert lines[-1].startswith(f"error: {ckpt}: face_mobilenetv2_x0_1: onnxruntime (raw) differs"), r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_about_file_keeps_the_traceback() -> None:
+    """The file-naming re-raise (``about_file``) keeps the inner frames (what --verbose prints)."""
+    import traceback
+
+    from tvexport.errors import about_file
+
+    def deep() -> None:
+        raise TvexportError("overflows float16", hint="use float32")
+
+    with pytest.raises(TvexportError) as info:
+        with about_file("m.ckpt"):
+            deep()
+    assert str(info.value) == "m.ckpt: overflows float16; use float32"
+    assert "in deep" in "".join(traceback.format_exception(info.value))
+
+
 CLI_REFUSED = [
     (["-o", "m.baked.pt"], "-o {out}: .baked.pt names a baked file, but tvexport export writes an ONNX model; name it {stem}.onnx, or make a baked file with: tvexport bake {src} -o {out}"),
     (["-o", "m.engine"], "-o {out}: .engine names a TensorRT engine, but tvexport export writes an ONNX model; name it {stem}.onnx, or build an engine"),

@@ -1006,6 +1006,67 @@ def test_cxx_naming_no_compiler_one_line(cli: Any, tmp_path: Path, monkeypatch: 
     assert get_backend("openvino-fused").available(device="cpu") == expected
 
 
+def test_cxx_with_arguments_is_read_as_cmake_reads_it(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CXX="g++ -O2" is the compiler g++ with -O2 on every compile and link, as CMake reads CXX
+    (before: "CXX=g++ -O2 not found"); the arguments reach CMake as its list form of
+    CMAKE_CXX_COMPILER and are part of the cache key; a first word naming no compiler is one line."""
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    assert compiler is not None  # the module is skipped without one
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("CXX", compiler)
+    plain = _build._key("v", _build._compiler_identity(_build.compiler_command()))
+    monkeypatch.setenv("CXX", f"{Path(compiler).name} -O2 '-DNAME=a b'")
+    from tvexport.openvino import compiler_command, find_compiler, missing_build_tool
+
+    assert compiler_command() == [compiler, "-O2", "-DNAME=a b"] and find_compiler() == compiler
+    assert missing_build_tool() is None
+    assert _build._key("v", _build._compiler_identity(compiler_command())) != plain
+    configured: list[list[str]] = []
+
+    def stop(cmd: list[str], *, log: list[str], cwd: Path) -> None:
+        configured.append(cmd)
+        raise TvexportError("stop here")
+
+    monkeypatch.setattr(_build, "_run", stop)
+    with pytest.raises(TvexportError, match="stop here"):
+        build_extension(force=True)
+    assert f"-DCMAKE_CXX_COMPILER={compiler};-O2;-DNAME=a b" in configured[0]
+    monkeypatch.setenv("CXX", "no-such-cxx -O2")
+    expected = "CXX='no-such-cxx -O2': its compiler no-such-cxx was not found; unset it or point it at a compiler (arguments may follow it, e.g. CXX='g++ -O2')"
+    r = cli("extension", "build", "openvino")
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {expected}", r.stderr
+
+
+def test_failed_or_killed_builds_leave_no_build_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build that fails or is interrupted (Ctrl-C) removes its .build-* directory; one a killed
+    build left (SIGTERM or SIGKILL run no cleanup) is removed when the next build takes the lock
+    (before: it stayed in the cache for good)."""
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path))
+    root = tmp_path / "openvino"
+    stale = root / ".build-killed" / "CMakeFiles"
+    stale.mkdir(parents=True)
+    (stale / "kernel.cpp.o").write_bytes(b"half an object file")
+    seen: list[list[str]] = []
+
+    def interrupted(cmd: list[str], *, log: list[str], cwd: Path) -> None:
+        seen.append(sorted(p.name for p in root.glob(".build-*")))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_build, "_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_extension(force=True)
+    assert len(seen) == 1 and seen[0] != [".build-killed"] and len(seen[0]) == 1  # only this build's own directory
+    assert not list(root.glob(".build-*"))
+
+    def failing(cmd: list[str], *, log: list[str], cwd: Path) -> None:
+        raise TvexportError("building the OpenVINO extension failed: x.cpp:1: error: broken", hint="the full compiler output is in LOG")
+
+    monkeypatch.setattr(_build, "_run", failing)
+    with pytest.raises(TvexportError, match="error: broken"):
+        build_extension(force=True)
+    assert not list(root.glob(".build-*"))
+
+
 def test_openvino_fused_available_agrees_with_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """available() finds what the build finds: a pip-installed cmake beside the interpreter and the
     compiler CXX names (before: only cmake and c++/g++/clang++ on PATH, so it refused a working setup)."""
@@ -1025,7 +1086,7 @@ def test_openvino_fused_available_agrees_with_the_build(tmp_path: Path, monkeypa
     monkeypatch.setenv("PATH", str(path))  # no cmake, c++, g++ or clang++ on it
     monkeypatch.setenv("CXX", "my-cxx")
     backend = get_backend("openvino-fused")
-    assert _build._requirements()[2:4] == (str(cmake), str(path / "my-cxx"))
+    assert _build._requirements()[2:4] == (str(cmake), [str(path / "my-cxx")])
     assert backend.available(device="cpu") is None
     monkeypatch.delenv("CXX")
     reason = backend.available(device="cpu")

@@ -242,6 +242,12 @@ def test_measure_settings_reject_nonsense(kwargs: dict[str, float]) -> None:
         MeasureSettings(**kwargs)  # type: ignore[arg-type]
 
 
+def test_measure_settings_are_keyword_only() -> None:
+    """House standard: options are keyword-only (before: ``MeasureSettings(0.5, 20, 2.0)`` was accepted)."""
+    with pytest.raises(TypeError):
+        MeasureSettings(0.5, 20, 2.0)  # type: ignore[misc]
+
+
 def test_measure_settings_infinite_max_seconds_is_no_limit() -> None:
     assert MeasureSettings(max_seconds=math.inf).max_seconds is None
     assert MeasureSettings(max_seconds=math.inf) == MeasureSettings()
@@ -1147,6 +1153,22 @@ def test_l3_cache_bytes_from_sysfs(tmp_path: Path) -> None:
         (tmp_path / f"index{i}" / "size").write_text(size + "\n")
     assert l3_cache_bytes(cache_dir=tmp_path) == 32 * 2**20
     assert l3_cache_bytes(cache_dir=tmp_path / "missing") is None
+
+
+def test_benchmark_percentiles_are_the_profiling_ones() -> None:
+    """benchmarks/_timing's percentiles (p90 of every interleaved benchmark, openvino_kernel_micro's
+    p10/p90) are tvexport.profile.stats.percentile: linear interpolation, as ``tvexport bench``
+    reports (before: nearest rank, 4.0 here)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import _timing
+    finally:
+        sys.path.pop(0)
+    from tvexport.profile.stats import percentile
+
+    timing = _timing.Timing("a", [4.0, 1.0, 3.0, 2.0])
+    assert timing.pct(90) == pytest.approx(3.7) == percentile(timing.samples_us, 90)
+    assert timing.to_dict()["p90_us"] == pytest.approx(3.7) and timing.to_dict()["p50_us"] == percentile(timing.samples_us, 50)
 
 
 def test_benchmark_interleaved_drops_dirty_rounds_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -168,11 +168,43 @@ def test_api_names_the_readme_gives_are_importable_from_tvexport() -> None:
     from tvexport.export import ValidationMismatch
 
     text = README
-    named = set(re.findall(r"\btvexport\.([A-Za-z_]\w*)", text)) - {"openvino"}  # the subpackage the README names as one
+    named = set(re.findall(r"\btvexport\.([A-Za-z_]\w*)\b(?!\.\w)", text))  # not tvexport.openvino.X: test_dotted_api_names_resolve
     named |= {n for n in ("ValidationMismatch", "BakeMismatch", "MismatchError") if n in text}
     missing = sorted(n for n in named if n not in tvexport.__all__)
     assert not missing, missing
     assert tvexport.ValidationMismatch is ValidationMismatch and issubclass(ValidationMismatch, tvexport.MismatchError)
+
+
+def _resolve(dotted: str) -> object:
+    """``tvexport.openvino.build_extension`` -> the function: the longest importable module, then attributes."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise AssertionError(dotted)
+
+
+def test_dotted_api_names_resolve_and_the_builds_are_documented() -> None:
+    """Every ``tvexport.<subpackage>.<name>`` the README or tvexport's docstring gives exists, and
+    the public build functions, which live in subpackages, are named where the other public
+    functions are (before: neither build_extension nor build_engine was in the Python API docs)."""
+    import tvexport
+
+    api = README.split("## Python API", 1)[1]
+    for text in (api, tvexport.__doc__ or ""):
+        for call in ("tvexport.openvino.build_extension(", "tvexport.trt.build.build_engine("):
+            assert call in text, call
+    dotted = set(re.findall(r"\btvexport(?:\.[A-Za-z_]\w*){2,}", README + (tvexport.__doc__ or "")))
+    assert {"tvexport.openvino.build_extension", "tvexport.trt.build.build_engine"} <= dotted
+    for name in sorted(dotted):
+        assert callable(_resolve(name)), name
 
 
 def test_console_examples_that_write_can_run_again() -> None:

@@ -38,7 +38,7 @@ def test_validate_api_random_and_file_inputs(artefacts: dict[str, Path], tmp_pat
     report = validate_artifact(artefacts["onnx"], artefacts["ckpt"])
     assert report.ok and report.input_shape == (2, 3, 96, 96) and report.comparisons[0].name == "onnxruntime"
     c = report.comparisons[0]
-    assert c.tolerance == Tolerance(1e-5) and c.max_rel < 1e-5 and c.baseline_max_rel is not None and c.baseline_max_rel < 1e-5
+    assert c.tolerance == Tolerance(rtol=1e-5) and c.max_rel < 1e-5 and c.baseline_max_rel is not None and c.baseline_max_rel < 1e-5
     assert (report.truth, report.baseline) == ("dwconv float64", "dwconv float32")
     x = random_inputs((3, 3, 96, 96), seed=5).numpy()
     np.save(tmp_path / "x.npy", x)
@@ -79,7 +79,7 @@ def test_small_mismatch_hint_does_not_question_against() -> None:
 
     truth = torch.linspace(-1, 1, 100, dtype=torch.float64)
     for rel, against, questioned in ((0.05, "a.ckpt", False), (0.5, "a.ckpt", True), (0.5, None, False)):
-        c = compare_outputs("onnxruntime", truth + rel, truth, tolerance=Tolerance(1e-5))
+        c = compare_outputs("onnxruntime", truth + rel, truth, tolerance=Tolerance(rtol=1e-5))
         assert (c.max_rel > GROSS_MAX_REL) == (rel > GROSS_MAX_REL)
         with pytest.raises(ValidationMismatch) as err:
             check_comparisons([c], against=against)
@@ -97,9 +97,9 @@ def test_openvino_bf16_is_judged_by_the_bfloat16_floor(cli: Any, artefacts: dict
     assert BFLOAT16_RTOL == pytest.approx(4e-2) and 4 < BFLOAT16_RTOL / torch.finfo(torch.bfloat16).eps < 6
     report = validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino-bf16")
     assert report.precision == "bfloat16" and report.to_dict()["precision"] == "bfloat16"
-    assert report.comparisons[0].tolerance == Tolerance(BFLOAT16_RTOL) and report.ok, report.comparisons[0].verdict()
+    assert report.comparisons[0].tolerance == Tolerance(rtol=BFLOAT16_RTOL) and report.ok, report.comparisons[0].verdict()
     assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino").precision == "float32"
-    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino-bf16", rtol=1e-3).comparisons[0].tolerance == Tolerance(1e-3)
+    assert validate_artifact(artefacts["onnx"], artefacts["ckpt"], backend="openvino-bf16", rtol=1e-3).comparisons[0].tolerance == Tolerance(rtol=1e-3)
     r = cli("validate", artefacts["onnx"], "--against", artefacts["ckpt"], "--backend", "openvino-bf16")
     assert r.exit_code == 0 and "openvino-bf16, bfloat16 tolerance" in r.stdout.replace("\n", " "), r.stdout + r.stderr
 
@@ -193,7 +193,7 @@ def test_cli_validate_names_a_directory_or_empty_model_as_such(cli: Any, artefac
         assert lines[0].startswith(f"error: {path} {what}"), lines[0]
 
 
-@pytest.mark.parametrize("name", ["text.pt2", "zip.pt2", "zip.onnx"])
+@pytest.mark.parametrize("name", ["text.pt2", "zip.pt2", "zip.onnx", "json.onnx", "json.pt2"])
 def test_cli_validate_names_a_model_file_holding_something_else(cli: Any, artefacts: dict[str, Path], tmp_path: Path, name: str) -> None:
     """Before: a .pt2 or .onnx holding something else got "cannot tell which runtime ...; pass
     --backend", which only led to a second error; its name says what it should be: not one, export it again."""
@@ -203,10 +203,13 @@ def test_cli_validate_names_a_model_file_holding_something_else(cli: Any, artefa
     if name.startswith("zip"):
         with zipfile.ZipFile(path, "w") as zf:
             zf.writestr("foo/bar.txt", "hello")
+    elif name.startswith("json"):  # before, as .onnx: "is not a readable ONNX model (it looks like an ONNX model or other protobuf file)"
+        path.write_text('{"model": "face", "opset": 17}\n')
     else:
         path.write_text("hello\n")
     kind, command, other = {"text.pt2": ("AOTInductor package", " --format aoti", "a text file"), "zip.pt2": ("AOTInductor package", " --format aoti", "a zip archive"),
-                            "zip.onnx": ("ONNX model", "", "a zip archive")}[name]
+                            "zip.onnx": ("ONNX model", "", "a zip archive"), "json.onnx": ("ONNX model", "", "a JSON file"),
+                            "json.pt2": ("AOTInductor package", " --format aoti", "a JSON file")}[name]
     r = cli("validate", path, "--against", artefacts["ckpt"])
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.exit_code == 2 and len(lines) == 1 and "--backend" not in lines[0], r.stderr
@@ -284,7 +287,7 @@ def test_comparison_statistics_computed_independently() -> None:
     truth = rng.standard_normal((4, 250)) + 5.0
     diffs = rng.permutation(1000).reshape(4, 250) / 1000.0
     got = truth + diffs * np.where(rng.random((4, 250)) < 0.5, -1.0, 1.0)
-    c = compare_outputs("out", got, truth, tolerance=Tolerance(1e-5))
+    c = compare_outputs("out", got, truth, tolerance=Tolerance(rtol=1e-5))
     assert c.p99_abs == pytest.approx(0.98901, abs=1e-12) and c.max_abs == pytest.approx(0.999, abs=1e-12)
     assert c.max_rel == pytest.approx(0.999 / np.abs(truth).max(), rel=1e-12)
     g, t = got.ravel(), truth.ravel()
@@ -295,7 +298,7 @@ def test_tolerance_refuses_bad_floors() -> None:
     with pytest.raises(TvexportError, match="rtol must be a finite number >= 0"):
         Tolerance.default(rtol=-1)
     with pytest.raises(TvexportError, match="atol must be"):
-        Tolerance(1e-5, atol=float("nan"))
+        Tolerance(rtol=1e-5, atol=float("nan"))
     with pytest.raises(TvexportError, match="unknown precision"):
         Tolerance.default("int4")  # type: ignore[arg-type]
 
@@ -401,7 +404,7 @@ def test_compare_outputs_refuses_outputs_without_values() -> None:
     """Before: empty outputs scored max_abs 0 and cosine 1, a perfect match (ok) of nothing."""
     empty = np.zeros((0, 512))
     with pytest.raises(TvexportError, match="^net: the output holds no values, so nothing can be compared; give an input of at least one row$"):
-        compare_outputs("net", empty, empty, tolerance=Tolerance(1e-5), baseline=empty)
+        compare_outputs("net", empty, empty, tolerance=Tolerance(rtol=1e-5), baseline=empty)
 
 
 @pytest.mark.parametrize("option,said", [

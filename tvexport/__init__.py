@@ -12,6 +12,12 @@ Public API (everything else is internal)::
     tvexport.save_baked(result, "model.baked.pt")
     baked = tvexport.load_baked("model.baked.pt")
     fast = tvexport.compile_model(baked)                      # torch.compile (Inductor), fused TV loops
+
+The deployment builds live in the subpackages of their optional runtimes (``import tvexport``
+imports neither openvino nor TensorRT)::
+
+    tvexport.openvino.build_extension()                       # `tvexport extension build openvino`: -> ExtensionBuild (.path), cached
+    tvexport.trt.build.build_engine("model_plugin.onnx")      # `tvexport build`: -> BuildResult (.engine, .sidecar); TensorRT + CUDA
 """
 
 from __future__ import annotations

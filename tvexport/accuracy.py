@@ -79,7 +79,7 @@ DEFAULT_RTOL: dict[str, float] = {"float32": 1e-5, "float16_kernels": 5e-3, "int
 DEFAULT_FACTOR = 2.0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Tolerance:
     """The acceptance rule of bake verification, export and validate (one rule, one meaning).
 
@@ -108,7 +108,7 @@ class Tolerance:
         """The rule for a candidate of ``precision``; ``rtol``/``atol`` override its floors."""
         if precision not in DEFAULT_RTOL:
             raise TvexportError(f"unknown precision {precision!r}", hint=f"choose one of {', '.join(DEFAULT_RTOL)}")
-        return cls(DEFAULT_RTOL[precision] if rtol is None else rtol, 0.0 if atol is None else atol)
+        return cls(rtol=DEFAULT_RTOL[precision] if rtol is None else rtol, atol=0.0 if atol is None else atol)
 
     def allowed(self, *, baseline: float, scale: float) -> float:
         """The largest max-abs error that passes, given the float32 original's (``baseline``)

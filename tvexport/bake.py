@@ -497,7 +497,8 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32, ar
     payload = ckpt.payload
     assert payload is not None
     if payload.get("format_version") != FORMAT_VERSION:
-        raise TvexportError(f"{ckpt.path}: baked format version {payload.get('format_version')} is not supported by tvexport {__version__}", hint="re-bake it from the original checkpoint")
+        raise TvexportError(f"{ckpt.path}: baked format version {payload.get('format_version')} is not supported by tvexport {__version__}",
+                            hint="re-bake it from the original checkpoint")
     cfg = arch_config_for(ckpt, arch=arch)
     try:
         tv_layers = payload["bake"]["tv_layers"]
@@ -630,7 +631,8 @@ def bake_checkpoint(
                             hint=f"export it as it is (tvexport export {source}), or compare it with a TV network: tvexport bench TV_CHECKPOINT --baseline {source}")
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     size = "x".join(map(str, input_size or cfg.input_size))
-    with sized_by_user(f"bake {source} at input size {size} with a verification batch of {VERIFY_BATCH if batch is None else batch}", hint="choose a smaller --input-size or --batch"):
+    verify_batch = VERIFY_BATCH if batch is None else batch
+    with sized_by_user(f"bake {source} at input size {size} with a verification batch of {verify_batch}", hint="choose a smaller --input-size or --batch"):
         with about_file(source):  # e.g. float16 overflow: say which file
             result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
                                 allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)

@@ -43,13 +43,14 @@ class MissingDependencyError(TvexportError):
 @contextlib.contextmanager
 def about_file(path: object | None) -> Iterator[None]:
     """Prefix ``path`` (the file the work inside reads; None: nothing) to a ``TvexportError``
-    raised inside, keeping its type and hint: the one line then says which file."""
+    raised inside, keeping its type, hint and traceback: the one line then says which file, and
+    ``--verbose`` still shows where it was raised."""
     try:
         yield
     except TvexportError as err:
         if path is None:
             raise
-        raise type(err)(f"{path}: {err.message}", hint=err.hint) from None
+        raise type(err)(f"{path}: {err.message}", hint=err.hint).with_traceback(err.__traceback__) from None
 
 
 def missing(package: str, *, what: str, extra: str | None = None) -> MissingDependencyError:

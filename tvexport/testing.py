@@ -108,9 +108,17 @@ def lightning_checkpoint(
         "global_step": 1000 * (epoch + 1),
         "pytorch-lightning_version": "1.4.6",
         "state_dict": state,
-        "callbacks": {"__MODEL_CHECKPOINT__": {"monitor": "mean_val_acc", "best_model_score": torch.tensor(91.5), "best_model_path": "model-epoch=37.ckpt", "current_score": torch.tensor(91.5), "dirpath": "./model_ckpt/"}},
-        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-4, "momentum": 0.9, "dampening": 0, "weight_decay": 5e-4, "nesterov": False, "params": list(range(len(params) + 1))}]}],
-        "lr_schedulers": [{"milestones": __import__("collections").Counter([22, 30, 35]), "gamma": 0.1, "base_lrs": [0.1], "last_epoch": epoch + 1, "_step_count": epoch + 2, "verbose": False, "_get_lr_called_within_step": False, "_last_lr": [1e-4]}],
+        "callbacks": {"__MODEL_CHECKPOINT__": {
+            "monitor": "mean_val_acc", "best_model_score": torch.tensor(91.5), "best_model_path": "model-epoch=37.ckpt",
+            "current_score": torch.tensor(91.5), "dirpath": "./model_ckpt/",
+        }},
+        "optimizer_states": [{"state": {}, "param_groups": [
+            {"lr": 1e-4, "momentum": 0.9, "dampening": 0, "weight_decay": 5e-4, "nesterov": False, "params": list(range(len(params) + 1))},
+        ]}],
+        "lr_schedulers": [{
+            "milestones": __import__("collections").Counter([22, 30, 35]), "gamma": 0.1, "base_lrs": [0.1], "last_epoch": epoch + 1,
+            "_step_count": epoch + 2, "verbose": False, "_get_lr_called_within_step": False, "_last_lr": [1e-4],
+        }],
         "hparams_name": "hparams",
         "hyper_parameters": dict(hparams or {}),
     }

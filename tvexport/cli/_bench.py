@@ -102,14 +102,22 @@ def _print_report(report: dict[str, Any], *, to_stderr: bool) -> None:
 @app.command("bench")
 def bench_cmd(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(metavar="SRC", help="A checkpoint, a .baked.pt file, or an architecture name (random weights, reference TV settings).", show_default=False)],
-    backend: Annotated[list[str] | None, typer.Option("--backend", "-b", metavar="NAME", help=f"Backend to run (repeatable): {', '.join(REGISTRY)}; default: every available one.", show_default=False)] = None,
+    source: Annotated[str, typer.Argument(
+        metavar="SRC", help="A checkpoint, a .baked.pt file, or an architecture name (random weights, reference TV settings).", show_default=False,
+    )],
+    backend: Annotated[list[str] | None, typer.Option(
+        "--backend", "-b", metavar="NAME", help=f"Backend to run (repeatable): {', '.join(REGISTRY)}; default: every available one.", show_default=False,
+    )] = None,
     batch: Annotated[list[str] | None, typer.Option("--batch", metavar="N[,N...]", help="Batch sizes, comma-separated and/or repeated (default 1).", show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Intra-op CPU threads (default: torch's current count); recorded in the report.", show_default=False)] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="Intra-op CPU threads (default: torch's current count); recorded in the report.", show_default=False,
+    )] = None,
     device: Annotated[Device, typer.Option("--device", case_sensitive=False, help="Where to run.")] = Device.cpu,
     dtype: DTypeOpt = DType.float32,
     arch: Arch = None,
-    baseline: Annotated[Path | None, typer.Option("--baseline", metavar="CKPT", readable=False, help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False)] = None,
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", metavar="CKPT", readable=False, help="DWConv (or dense) checkpoint to compare with, instead of random weights.", show_default=False,
+    )] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Add the dense-conv baseline (only deeplabv3plus_mobilenetv2 has one).")] = False,
     input_size: Annotated[str | None, typer.Option(
         "--input-size", metavar="HxW", show_default=False,
@@ -119,7 +127,11 @@ def bench_cmd(
     warmup_seconds: Annotated[float, typer.Option("--warmup-seconds", min=0, help="Time-based warm-up per case.")] = 0.5,
     min_iters: Annotated[int, typer.Option("--min-iters", min=1, help="Minimum timed rounds per case.")] = 20,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Minimum timed seconds per case.")] = 2.0,
-    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="Stop a case's timed rounds after this many seconds, even below the minimums (marked truncated); the warm-up (--warmup-seconds) is not counted.", show_default=False)] = None,
+    max_seconds: Annotated[float | None, typer.Option(
+        "--max-seconds", show_default=False,
+        help="Stop a case's timed rounds after this many seconds, even below the minimums (marked truncated); "
+             "the warm-up (--warmup-seconds) is not counted.",
+    )] = None,
     cv_warn: Annotated[float, typer.Option("--cv-warn", help="Warn when a coefficient of variation exceeds this.")] = 0.10,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Also time each TV layer in isolation against its memory floor.")] = False,
     layer_seconds: Annotated[float, typer.Option("--layer-seconds", min=0, help="Minimum timed seconds per layer with --per-layer.")] = 0.2,

@@ -82,8 +82,14 @@ def bake_cmd(
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Batch size of the verification inputs (default 2).", show_default=False)] = None,
     allow_nonfinite: AllowNonfinite = False,
     input_size: InputSize = None,
-    resample: Annotated[ResampleMethod | None, typer.Option("--resample", case_sensitive=False, show_default=False, help="With --input-size: resample the baked kernels (kernels, the default), or resample posi_map and generator LayerNorm maps, then generate (generator).")] = None,
-    interpolation: Annotated[InterpolationMode | None, typer.Option("--interpolation", case_sensitive=False, show_default=False, help="With --input-size: bicubic (default) or bilinear.")] = None,
+    resample: Annotated[ResampleMethod | None, typer.Option(
+        "--resample", case_sensitive=False, show_default=False,
+        help="With --input-size: resample the baked kernels (kernels, the default), or resample posi_map and generator LayerNorm maps, "
+             "then generate (generator).",
+    )] = None,
+    interpolation: Annotated[InterpolationMode | None, typer.Option(
+        "--interpolation", case_sensitive=False, show_default=False, help="With --input-size: bicubic (default) or bilinear.",
+    )] = None,
     as_json: Json = False,
 ) -> None:
     """Replace every TVConv generator by its constant kernels, fold BatchNorm, verify, save.

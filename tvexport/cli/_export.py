@@ -44,8 +44,13 @@ def export_cmd(
     source: Source,
     output: Output = None,
     arch: Arch = None,
-    format: Annotated[Format | None, typer.Option("--format", help="Artefact format: ONNX graph or AOTInductor package (default: aoti for a -o ending in .pt2, else onnx).", case_sensitive=False, show_default=False)] = None,
-    tv_op: Annotated[TVOpChoice, typer.Option("--tv-op", help="TV layers as standard ONNX ops (portable) or one tvexport::tv_dwconv plugin node each.", case_sensitive=False)] = TVOpChoice.portable,
+    format: Annotated[Format | None, typer.Option(
+        "--format", case_sensitive=False, show_default=False,
+        help="Artefact format: ONNX graph or AOTInductor package (default: aoti for a -o ending in .pt2, else onnx).",
+    )] = None,
+    tv_op: Annotated[TVOpChoice, typer.Option(
+        "--tv-op", case_sensitive=False, help="TV layers as standard ONNX ops (portable) or one tvexport::tv_dwconv plugin node each.",
+    )] = TVOpChoice.portable,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).", show_default=False)] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Fixed batch size of the graph.")] = 1,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Symbolic batch dimension instead of --batch.")] = False,
@@ -57,7 +62,11 @@ def export_cmd(
     rtol: Rtol = None,
     atol: Atol = None,
     external_data: Annotated[bool, typer.Option("--external-data", help="Weights in <output>.data beside the graph (automatic above 2 GB).")] = False,
-    decomposition: Annotated[str | None, typer.Option("--decomposition", help="Portable TV subgraph: auto (default: per layer, by a rule fitted to onnxruntime CPU timings), shift_add, shift_sum, shift_hwnc, slice_concat, gather, onehot_conv.", show_default=False)] = None,
+    decomposition: Annotated[str | None, typer.Option(
+        "--decomposition", show_default=False,
+        help="Portable TV subgraph: auto (default: per layer, by a rule fitted to onnxruntime CPU timings), "
+             "shift_add, shift_sum, shift_hwnc, slice_concat, gather, onehot_conv.",
+    )] = None,
     device: Annotated[Device, typer.Option("--device", help="AOTInductor target device (aoti only).", case_sensitive=False)] = Device.cpu,
     max_batch: Annotated[int | None, typer.Option("--max-batch", min=1, help="Largest batch of a dynamic AOTInductor package (aoti only; default 64).", show_default=False)] = None,
     force: Force = False,
@@ -106,7 +115,9 @@ def export_cmd(
     size = info.get("file_bytes") or sum(p.stat().st_size for p in [result.path, *result.extra_files])
     details = [result.arch, _mb(size)] + ([f"TV kernels {info['kernel_dtype']}"] if info.get("kernel_dtype") else [])
     if fmt == "onnx":
-        details += [f"opset {info['opset']}", f"{info['nodes']} nodes", (f"{info['tv_layers']} TV layers as {info['tv_op']}" + (f" ({info['decomposition']})" if info.get("decomposition") else "")) if info.get("tv_layers") else "no TV layers",
+        decomposition = f" ({info['decomposition']})" if info.get("decomposition") else ""
+        layers = f"{info['tv_layers']} TV layers as {info['tv_op']}{decomposition}" if info.get("tv_layers") else "no TV layers"
+        details += [f"opset {info['opset']}", f"{info['nodes']} nodes", layers,
                     f"{info['dtype']} weights", f"input {info['input']['name']} {info['input']['shape']}", f"output {info['output']['name']} {info['output']['shape']}"]
     extra = f" + {', '.join(str(p) for p in result.extra_files)}" if result.extra_files else ""
     for note in info.get("notes", []):
@@ -118,7 +129,10 @@ def export_cmd(
 def validate_cmd(
     artifact: Annotated[Path, typer.Argument(metavar="MODEL", readable=False, help="The exported artefact (.onnx, AOTInductor .pt2, TensorRT engine).", show_default=False)],
     against: Annotated[Path, typer.Option("--against", readable=False, help="The checkpoint or baked file it was exported from.", show_default=False)],
-    backend: Annotated[str | None, typer.Option("--backend", help="Runtime: onnxruntime, aoti, tensorrt, openvino (float32) or openvino-bf16 (default: the one the file's content calls for).", show_default=False)] = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", show_default=False,
+        help="Runtime: onnxruntime, aoti, tensorrt, openvino (float32) or openvino-bf16 (default: the one the file's content calls for).",
+    )] = None,
     input_path: Annotated[Path | None, typer.Option("--input", readable=False, help="Input as .npy, (N,3,H,W) float; default seeded random.", show_default=False)] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Rows of the random input (default: the artefact's batch, else 2).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option("--seed", callback=seed_in_range, help="Seed of the random input (default 0).", show_default=False)] = None,

@@ -25,7 +25,8 @@ from ..quantize import KernelDType, check_fits, compress_model, kernel_dtype_nam
 from ..quantize import kernel_dtype as quantize_dtype
 
 __all__ = [
-    "BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "check_export_suffix", "check_weights_fit", "compare_outputs", "load_runner", "load_source", "with_kernel_dtype",
+    "BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "check_export_suffix", "check_weights_fit", "compare_outputs",
+    "load_runner", "load_source", "with_kernel_dtype",
 ]
 
 NONFINITE_BAKED_HINT = (

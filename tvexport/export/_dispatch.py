@@ -189,7 +189,7 @@ def export_checkpoint(
             assert ref is not None  # only a validating export mismatches, and it has its reference
             named = ValidationMismatch(f"{source}: {err.message}", comparisons=err.comparisons, hint=err.hint)  # which file, as a bake mismatch says
             named.truth, named.baseline = ref.truth_label, ref.baseline_label
-            raise named from None
+            raise named.with_traceback(err.__traceback__) from None  # --verbose shows where it failed, not only here
     if validate:  # a checkpoint has its reference without validation too (it verified the bake), but nothing was compared with it
         assert ref is not None
         result.truth, result.baseline = ref.truth_label, ref.baseline_label

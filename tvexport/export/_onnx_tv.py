@@ -262,7 +262,8 @@ def gather(g: GraphParts, spec: TVLayerSpec) -> None:
     # stride chain does not divide), so cut the window out to know the row pitch.
     H, W = span_h + k - 1, span_w + k - 1
     if s > 1:
-        xp = g.node("Slice", [xp, g.const("tv_zeros_2", _i64([0, 0])), g.const(f"tv_end_{H}_{W}", _i64([H, W])), g.const("tv_axes_hw", _i64([2, 3]))], name=f"{spec.name}/window")[0]
+        window = [g.const("tv_zeros_2", _i64([0, 0])), g.const(f"tv_end_{H}_{W}", _i64([H, W])), g.const("tv_axes_hw", _i64([2, 3]))]
+        xp = g.node("Slice", [xp, *window], name=f"{spec.name}/window")[0]
     flat = g.node("Reshape", [xp, g.const(f"tv_shape_flat{c}x{H * W}", _i64([0, c, H * W]))], name=f"{spec.name}/flatten")[0]
     ky, kx = np.divmod(np.arange(k * k), k)
     rows = ky[:, None, None] + s * np.arange(h)[None, :, None]

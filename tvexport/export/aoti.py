@@ -82,7 +82,8 @@ def _check_device(device: str) -> torch.device:
     if device not in _DEVICES:
         raise TvexportError(f"unknown device {device!r}", hint=f"choose one of {', '.join(_DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise TvexportError("--device cuda was asked for, but torch sees no CUDA device", hint="export with --device cpu, or run on a machine with a CUDA GPU and a CUDA build of torch")
+        raise TvexportError("--device cuda was asked for, but torch sees no CUDA device",
+                            hint="export with --device cpu, or run on a machine with a CUDA GPU and a CUDA build of torch")
     return torch.device(device)
 
 

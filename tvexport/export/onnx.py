@@ -339,7 +339,10 @@ def _splice_tv_layers(proto: Any, *, tv_op: str, decomposition: str, batch: int 
             if name not in used_elsewhere:
                 replaced.add(name)
     parts = GraphParts()
-    parts.add_existing_names({t.name for t in graph.initializer if t.name not in replaced} | {n.name for n in graph.node} | {o for n in graph.node for o in n.output} | {i.name for i in graph.input})
+    parts.add_existing_names(
+        {t.name for t in graph.initializer if t.name not in replaced} | {n.name for n in graph.node}
+        | {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    )
     new_nodes = []
     used: dict[str, int] = {}
     for node in graph.node:

@@ -166,7 +166,10 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
         if named is not None:  # its name says what it should be, so --backend would not help: it is not one
             kind, command = named
             with Path(artifact).open("rb") as f:
-                other = "a zip archive" if f.read(2) == b"PK" else describe_file(Path(artifact))
+                head = f.read(64)
+            # identify() let a zip archive and a JSON file through by their first bytes; say so (describe_file
+            # would call a JSON file named .onnx an ONNX model, by its name)
+            other = "a zip archive" if head[:2] == b"PK" else "a JSON file" if head.lstrip()[:1] == b"{" else describe_file(Path(artifact))
             raise TvexportError(f"{artifact} is not a readable {kind}" + (f" (it looks like {other})" if other else ""), hint=f"export it again with {command}")
         raise TvexportError(
             f"cannot tell which runtime runs {artifact}: it is not an ONNX model, an AOTInductor package or a TensorRT engine with its sidecar",
@@ -174,7 +177,8 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
         )
     runs = BACKEND_KINDS.get(backend)
     if found is not None and runs is not None and runs != found.kind:
-        raise TvexportError(f"{found.describe()}, which --backend {backend} does not run", hint=f"use --backend {found.backend}, or leave --backend out: it is inferred from the file")
+        raise TvexportError(f"{found.describe()}, which --backend {backend} does not run",
+                            hint=f"use --backend {found.backend}, or leave --backend out: it is inferred from the file")
     return backend
 
 

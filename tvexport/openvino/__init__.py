@@ -12,13 +12,24 @@ this package does not import openvino.
     y = run(x)                                   # NCHW float32 in, float32 out
 
 ``missing_build_tool()`` says (one line) what building the extension lacks here, ``find_compiler()``
-and ``compiler_id()`` which C++ compiler it uses, ``build_key(lib)`` which build a library is.
+and ``compiler_id()`` which C++ compiler it uses (``compiler_command()``: with the arguments ``$CXX``
+may add), ``build_key(lib)`` which build a library is.
 """
 
-from ._build import ExtensionBuild, build_extension, build_key, cache_dir, compiler_id, extension_path, find_compiler, missing_build_tool
+from ._build import (
+    ExtensionBuild,
+    build_extension,
+    build_key,
+    cache_dir,
+    compiler_command,
+    compiler_id,
+    extension_path,
+    find_compiler,
+    missing_build_tool,
+)
 from .runtime import PRECISIONS, OpenVinoRunner
 
 __all__ = [
-    "PRECISIONS", "ExtensionBuild", "OpenVinoRunner", "build_extension", "build_key", "cache_dir", "compiler_id", "extension_path",
-    "find_compiler", "missing_build_tool",
+    "PRECISIONS", "ExtensionBuild", "OpenVinoRunner", "build_extension", "build_key", "cache_dir", "compiler_command", "compiler_id",
+    "extension_path", "find_compiler", "missing_build_tool",
 ]

@@ -2,7 +2,8 @@
 
 The wheel ships OpenVINO's headers and CMake config (``openvino/cmake``), so the extension builds
 with the machine's own compiler: CMake (Ninja when present, else Make), Release, into a temporary
-directory; the library is then renamed into place, so a cache entry is either complete or absent.
+directory (removed on failure or Ctrl-C; one a killed build left is removed by the next build); the
+library is then renamed into place, so a cache entry is either complete or absent.
 The cache key hashes the sources, the openvino version, the compiler, the platform and the flags
 CMake reads from the environment (CXXFLAGS, LDFLAGS, CMAKE_*): a new openvino wheel, an edited
 source or other flags give a new build, anything else reuses the cached one.
@@ -17,6 +18,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,7 +36,7 @@ LIBRARY = {"darwin": "libtvexport_openvino.dylib", "win32": "tvexport_openvino.d
 CACHE_ENV = "TVEXPORT_CACHE_DIR"
 
 __all__ = [
-    "ExtensionBuild", "build_extension", "build_key", "cache_dir", "compiler_id", "extension_path", "find_compiler",
+    "ExtensionBuild", "build_extension", "build_key", "cache_dir", "compiler_command", "compiler_id", "extension_path", "find_compiler",
     "missing_build_tool", "openvino_cmake_dir",
 ]
 
@@ -83,21 +85,38 @@ def _tool(name: str) -> str | None:
     return str(local) if local.is_file() and os.access(local, os.X_OK) else None
 
 
-def find_compiler() -> str:
-    """The C++ compiler the extension build uses: ``$CXX`` when set (refused when it names no
-    compiler), else the first of c++, g++, clang++ on PATH; MissingDependencyError (one line, what to
-    install) when there is none."""
+def compiler_command() -> list[str]:
+    """The C++ compiler the extension build uses, with the arguments ``$CXX`` gives it: ``$CXX`` when
+    set, read as CMake reads it (``CXX="g++ -m32"``: the compiler g++, and -m32 on every compile and
+    link; refused when it names no compiler), else the first of c++, g++, clang++ on PATH;
+    MissingDependencyError (one line, what to install) when there is none."""
     if cxx := os.environ.get("CXX"):
-        if found := shutil.which(cxx):
-            return found
+        if found := shutil.which(cxx):  # the whole value is the compiler (a path with spaces, too)
+            return [found]
+        try:
+            words = shlex.split(cxx)
+        except ValueError as err:  # an unclosed quote
+            raise MissingDependencyError(f"CXX={cxx} cannot be split into a compiler and its arguments ({err})",
+                                         hint="unset it or point it at a compiler") from None
+        if words and (found := shutil.which(words[0])):
+            return [found, *words[1:]]
+        if len(words) > 1:
+            raise MissingDependencyError(f"CXX={cxx!r}: its compiler {words[0]} was not found",
+                                         hint="unset it or point it at a compiler (arguments may follow it, e.g. CXX='g++ -O2')")
         raise MissingDependencyError(f"CXX={cxx} not found", hint="unset it or point it at a compiler")
     for name in ["c++", "g++", "clang++"]:
         if found := shutil.which(name):
-            return found
+            return [found]
     raise MissingDependencyError(
         "building the OpenVINO extension needs a C++17 compiler (g++ >= 9 or clang++ >= 10), and none was found",
         hint="install one, e.g. apt-get install g++ (or set CXX)",
     )
+
+
+def find_compiler() -> str:
+    """The C++ compiler executable the extension build uses (``compiler_command()``'s first word:
+    without the arguments ``$CXX`` may add)."""
+    return compiler_command()[0]
 
 
 def compiler_id(cxx: str) -> str:
@@ -107,6 +126,12 @@ def compiler_id(cxx: str) -> str:
     except (OSError, subprocess.SubprocessError):
         return cxx
     return (out.splitlines() or [cxx])[0].strip()
+
+
+def _compiler_identity(command: list[str]) -> str:
+    """What cache keys and sidecars record of the compiler: its ``--version`` line, then the
+    arguments ``$CXX`` adds (none: the line alone, so plain builds keep their keys)."""
+    return " ".join([compiler_id(command[0]), *(shlex.quote(arg) for arg in command[1:])])
 
 
 def _sources() -> list[Path]:
@@ -131,8 +156,8 @@ def _key(openvino_version: str, compiler: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _requirements() -> tuple[Path, str, str, str, str | None]:
-    """(cmake dir, openvino version, cmake, compiler, ninja); one-line errors for what is missing.
+def _requirements() -> tuple[Path, str, str, list[str], str | None]:
+    """(cmake dir, openvino version, cmake, compiler command, ninja); one-line errors for what is missing.
     ``missing_build_tool`` (the openvino-fused bench backend's ``available()``) asks this too, so the two agree."""
     cmake_dir, version = openvino_cmake_dir()
     cmake = _tool("cmake")
@@ -141,7 +166,7 @@ def _requirements() -> tuple[Path, str, str, str, str | None]:
             "building the OpenVINO extension needs CMake >= 3.18, which was not found",
             hint="install it, e.g. apt-get install cmake (or pip install cmake)",
         )
-    return cmake_dir, version, cmake, find_compiler(), _tool("ninja")
+    return cmake_dir, version, cmake, compiler_command(), _tool("ninja")
 
 
 def missing_build_tool() -> str | None:
@@ -176,9 +201,18 @@ def _lock(directory: Path) -> Iterator[None]:
             return
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
+            _remove_stale_builds(directory)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale_builds(root: Path) -> None:
+    """Delete the ``.build-*`` directories of builds that were killed (SIGTERM, SIGKILL, a closed
+    terminal: no exception ran their cleanup); called holding the lock, without which no build runs,
+    so none of them is in use. Nothing reads them: this only frees their space."""
+    for stale in root.glob(".build-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _sidecar(lib: Path) -> Path:
@@ -212,11 +246,13 @@ def _compile(lib: Path, *, root: Path, key: str, jobs: int | None) -> ExtensionB
     log: list[str] = []
     generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
     lib.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=root) as tmp:
+    # removed on any exception, Ctrl-C included; an error while removing it (a compiler Ctrl-C has not
+    # stopped yet still writing there) must not replace the build's own error: the next build sweeps it
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=root, ignore_cleanup_errors=True) as tmp:
         build = Path(tmp)
         try:
             _run([cmake, "-S", str(SOURCE_DIR), "-B", str(build), *generator, "-DCMAKE_BUILD_TYPE=Release",
-                  f"-DCMAKE_CXX_COMPILER={cxx}", f"-DOpenVINO_DIR={cmake_dir}", f"-DTBB_DIR={cmake_dir}"], log=log, cwd=build)
+                  f"-DCMAKE_CXX_COMPILER={';'.join(cxx)}", f"-DOpenVINO_DIR={cmake_dir}", f"-DTBB_DIR={cmake_dir}"], log=log, cwd=build)
             _run([cmake, "--build", str(build), "--parallel", str(jobs or os.cpu_count() or 2)], log=log, cwd=build)
         except TvexportError as err:
             log_path = root / "last-build.log"
@@ -226,7 +262,7 @@ def _compile(lib: Path, *, root: Path, key: str, jobs: int | None) -> ExtensionB
         if not built.is_file():
             raise TvexportError(f"the OpenVINO extension build produced no {LIBRARY}", hint="this is a tvexport bug; please report it")
         _install(built, lib)
-    info = {"openvino": version, "compiler": compiler_id(cxx), "generator": "Ninja" if ninja else "default", "platform": f"{sys.platform}-{platform.machine()}"}
+    info = {"openvino": version, "compiler": _compiler_identity(cxx), "generator": "Ninja" if ninja else "default", "platform": f"{sys.platform}-{platform.machine()}"}
     if env := _build_environment():
         info["environment"] = env
     seconds = time.perf_counter() - start
@@ -270,7 +306,7 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     if output_dir is not None:
         refuse_stdout(output_dir, what="a directory (for the library)")
     _, version, _, cxx, _ = _requirements()
-    key = _key(version, compiler_id(cxx))
+    key = _key(version, _compiler_identity(cxx))
     root = cache_dir()
     if output_dir is not None:
         out_lib = Path(output_dir) / LIBRARY

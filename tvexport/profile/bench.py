@@ -50,7 +50,7 @@ def _summarize(timing: CaseTiming, *, batch: int | None, where: str) -> tuple[li
         first = timing.labels[0]
         ratios = [paired_ratio(timing.samples[first], timing.samples[label], names=(first, label)).to_dict() for label in timing.labels[1:]]
     except TvexportError as err:
-        raise type(err)(f"{where}: {err.message}", hint=err.hint) from None
+        raise type(err)(f"{where}: {err.message}", hint=err.hint).with_traceback(err.__traceback__) from None
     return results, ratios
 
 

@@ -115,7 +115,7 @@ def make_timer(device: str) -> Timer:
     raise TvexportError(f"unknown device {device!r}", hint="use cpu or cuda")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class MeasureSettings:
     """Warm-up and stopping rules of one case (seconds are wall-clock)."""
 

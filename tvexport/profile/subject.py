@@ -167,7 +167,8 @@ def load_subject(
     if (dense or (given is not None and given.label == "dense")) and "dense" not in cfg.spec.atoms:
         raise TvexportError(
             f"the zoo has no dense baseline for {cfg.family}",
-            hint="only deeplabv3plus_mobilenetv2 has one (its original ASPP); a face-net dense baseline would replace each depthwise conv by a full 3x3 conv, which the reference never trained",
+            hint="only deeplabv3plus_mobilenetv2 has one (its original ASPP); a face-net dense baseline would replace each depthwise conv "
+                 "by a full 3x3 conv, which the reference never trained",
         )
     networks = [tv]
     baseline_atoms: tuple[Atom, ...] = ("dwconv", "dense")
