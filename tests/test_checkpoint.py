@@ -455,6 +455,22 @@ def test_describe_file_closes_the_file(tmp_path: Path) -> None:
         assert not [w for w in seen if issubclass(w.category, ResourceWarning)], size
 
 
+@pytest.mark.parametrize("name, data, said", [
+    ("report.onnx", b'{"model": "face.onnx", "ok": true}\n', "a JSON file"),
+    ("list.onnx", b"[1, 2, 3]\n", "a JSON file"),
+    ("notes.onnx", b"exported with onnx 1.17\n", "a text file"),
+    ("model.bin", b"\x08\x08\x12\x07pytorch\x1a\x032.1", "an ONNX model or other protobuf file"),
+])
+def test_describe_file_text_named_onnx(tmp_path: Path, name: str, data: bytes, said: str) -> None:
+    """Before: any file named .onnx, or whose first bytes mention "onnx", was 'an ONNX model or other
+    protobuf file', so `inspect` and `export` misnamed a JSON report saved as .onnx."""
+    from tvexport.checkpoint import describe_file
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert describe_file(path) == said
+
+
 def _odd_tensor(kind: str, sd: dict[str, torch.Tensor]) -> tuple[str, torch.Tensor]:
     """(key, tensor) for a state dict entry of ``kind`` that no trained network holds."""
     w = sd["features.0.0.weight"]

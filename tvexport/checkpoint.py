@@ -185,14 +185,14 @@ def describe_file(path: Path) -> str | None:
         return "a safetensors file"
     if zipfile.is_zipfile(path) and is_torchscript_file(path):
         return "a TorchScript model"
-    if path.suffix == ".onnx" or b"onnx" in head.lower() or head[:1] == b"\x08":
+    try:  # text first: a JSON file that mentions "onnx", or is named .onnx, is no protobuf
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:  # (or a multi-byte character cut at byte 64: then the checks below decide)
+        text = None
+    if text is not None and text and all(c.isprintable() or c in "\t\r\n" for c in text) and not zipfile.is_zipfile(path):
+        return "a JSON file" if text.lstrip()[:1] in ("{", "[") else "a text file"
+    if b"onnx" in head.lower() or head[:1] == b"\x08":  # a ModelProto starts with field 1, ir_version: byte 0x08
         return "an ONNX model or other protobuf file"
-    try:
-        head.decode("utf-8")
-        if not zipfile.is_zipfile(path) and head[:1] not in (b"\x80",):
-            return "a text file"
-    except UnicodeDecodeError:
-        pass
     return None
 
 
