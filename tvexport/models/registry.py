@@ -356,7 +356,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     tv = _tv_settings(sd, tv_prefix) if tv_prefix is not None else TVSettings()
     drop = _drop_ratio(hparams.get("drop_ratio"))
 
-    if "classifier.aspp.project.0.weight" in sd:
+    if any(k.startswith("classifier.aspp.") for k in sd):  # any ASPP key: a file missing any one is recognised
         # any TV layer makes it TV, any inverted-residual ASPP branch DW: one key missing from the
         # first branch is then named as missing, not the whole ASPP as another atom's
         if tv_prefix is not None:
