@@ -152,9 +152,9 @@ def test_deeplab_atom_survives_a_key_missing_from_the_first_aspp_branch(cli, tmp
     ],
 )
 def test_a_network_missing_one_key_is_recognised_and_the_key_named(cli, tmp_path: Path, name: str, missing: str) -> None:
-    """Before: each family was recognised by fixed keys (DeepLabV3+: one) and a MobileNetV2's width by its blocks
-    up to the first one missing; without any of these keys the file was an "unknown architecture"
-    or "match[ed] no width", and the missing key went unnamed."""
+    """Before: each family was recognised by fixed keys (DeepLabV3+: one) and a MobileNetV2's
+    width by its blocks up to the first one missing; without any of these keys the file was an
+    "unknown architecture" or "match[ed] no width", and the missing key went unnamed."""
     sd = create_model(name, tv=TVSettings(inter_chans=4, inter_layers=0)).state_dict()
     del sd[missing]
     assert detect_arch(sd).name == name
