@@ -206,8 +206,9 @@ def parse_node(core: types.ModuleType, node: Any, *, pass_node_name: bool, prefe
     (default "1") and ``plugin_namespace`` (default "", then the node's domain), load the creator's
     declared fields from the node's attributes (INT/INTS as INT32, FLOAT/FLOATS as FLOAT32, STRING
     as CHAR; absent ones skipped), and create the plugin with the op type (current parsers) or the
-    node name (older ones) as its name. The creation request is the node's INT attribute ``aot``
-    when present (nonzero: STRICT_AOT, 0: STRICT_JIT), else the network's preference
+    node name (older ones) as its name. The creation request is the node's attribute ``aot`` when
+    present, read as the parser reads it (its INT value as an int32, 0 for any other type; nonzero:
+    STRICT_AOT, 0: STRICT_JIT), else the network's preference
     (``prefer_aot``: the PREFER_AOT_PYTHON_PLUGINS flag tvexport.trt.build sets; else UNKNOWN)."""
     from onnx import AttributeProto, helper
 
@@ -232,8 +233,9 @@ def parse_node(core: types.ModuleType, node: Any, *, pass_node_name: bool, prefe
         else:
             dtype, kind = kinds[a.type]
             fields.append(PluginField(f.name, np.array(helper.get_attribute_value(a), dtype=dtype).reshape(-1), kind))
-    if "aot" in attrs:
-        request = QuickPluginCreationRequest.STRICT_AOT if helper.get_attribute_value(attrs["aot"]) else QuickPluginCreationRequest.STRICT_JIT
+    if "aot" in attrs:  # static_cast<bool>(attrs.get<int>("aot", 0)): the proto's int64 ``i`` as an int32 (0 for a non-INT attribute)
+        aot = (attrs["aot"].i + 2**31) % 2**32 - 2**31
+        request = QuickPluginCreationRequest.STRICT_AOT if aot else QuickPluginCreationRequest.STRICT_JIT
     else:
         request = QuickPluginCreationRequest.PREFER_AOT if prefer_aot else QuickPluginCreationRequest.UNKNOWN
     name = node.name if pass_node_name else node.op_type

@@ -542,8 +542,13 @@ def test_a_plain_pickle_is_named_as_such_not_corrupt(cli: Any, tmp_path: Path, p
         # posi_chans read from a map that is not (1, P, h, w): before, "expects (1, 96, 96, 96)"
         ({_LAYER + "posi_map": torch.zeros(96, 96)}, f"shape mismatch for {_LAYER}posi_map: checkpoint (96, 96), face_mobilenetv2_x0_1 expects (1, 8, 96, 96)"),
         ({_LAYER + "posi_map": torch.zeros(8, 96, 96)}, f"shape mismatch for {_LAYER}posi_map: checkpoint (8, 96, 96), face_mobilenetv2_x0_1 expects (1, 8, 96, 96)"),
+        # a TVConv_k that is no integer buffer (3.0, or a bool) beside a generator whose C*k*k gives
+        # k=2: before, "records kernel size TVConv_k=2", a value the file does not record
+        *(({_LAYER + "TVConv_k": k, _LAYER + "weight_layers.2.weight": torch.zeros(32, 8, 3, 3)},
+           f"shape mismatch for {_LAYER}weight_layers.2.weight: checkpoint (32, 8, 3, 3), face_mobilenetv2_x0_1 expects (72, 8, 3, 3)")
+          for k in (torch.tensor(3.0), torch.tensor(True))),
     ],
-    ids=["negative-channels", "posi_map-2d", "posi_map-3d"],
+    ids=["negative-channels", "posi_map-2d", "posi_map-3d", "float-k-even-generator", "bool-k-even-generator"],
 )
 @pytest.mark.parametrize("arch", [None, "face_mobilenetv2_x0_1"])
 def test_damaged_tv_layer_shapes_are_read_as_they_are(cli: Any, tmp_path: Path, changed: dict[str, torch.Tensor | None], said: str, arch: str | None) -> None:

@@ -147,12 +147,14 @@ def test_deeplab_atom_survives_a_key_missing_from_the_first_aspp_branch(cli, tmp
         ("face_mobilenetv2_x0_5", "features.17.conv.3.weight"),
         ("face_shufflenetv2_x1_5", "conv1.0.weight"),
         ("face_shufflenetv2_x1_5", "stage2.0.branch1.2.weight"),
+        # before review40: "unknown architecture (keys start backbone...)"
+        ("deeplabv3plus_mobilenetv2", "classifier.aspp.project.0.weight"),
     ],
 )
-def test_a_face_network_missing_one_key_is_recognised_and_the_key_named(cli, tmp_path: Path, name: str, missing: str) -> None:
-    """Before: each family was recognised by two fixed keys and a MobileNetV2's width by its blocks
-    up to the first one missing; without any of these keys the file was an "unknown architecture"
-    or "match[ed] no width", and the missing key went unnamed."""
+def test_a_network_missing_one_key_is_recognised_and_the_key_named(cli, tmp_path: Path, name: str, missing: str) -> None:
+    """Before: each family was recognised by fixed keys (DeepLabV3+: one) and a MobileNetV2's
+    width by its blocks up to the first one missing; without any of these keys the file was an
+    "unknown architecture" or "match[ed] no width", and the missing key went unnamed."""
     sd = create_model(name, tv=TVSettings(inter_chans=4, inter_layers=0)).state_dict()
     del sd[missing]
     assert detect_arch(sd).name == name

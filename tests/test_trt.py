@@ -1306,13 +1306,15 @@ def test_parsers_find_the_plugin_by_either_name(real_trt, pass_node_name: bool) 
             parse_node(core, nodes[0], pass_node_name=True)
 
 
-@pytest.mark.parametrize("aot", [0, 1, "yes"])
+@pytest.mark.parametrize("aot", [0, 1, "yes", 2**32, -1])
 def test_a_nodes_aot_attribute_is_the_parsers_creation_request(real_trt, aot: object) -> None:  # type: ignore[no-untyped-def]
     """Current onnx-tensorrt parsers take a node's INT attribute ``aot`` as the plugin creation
-    request over the network's PREFER_AOT flag (importerUtils.cpp, createPlugin: nonzero
-    STRICT_AOT, 0 STRICT_JIT). Before: tvexport passed aot=0 on, and tensorrt.plugin refused the
-    node for want of a JIT implementation, which tvexport's plugins do not have; now the node is
-    refused before parsing, with the fix. aot=1 asks for what the plugins are."""
+    request over the network's PREFER_AOT flag (importerUtils.cpp, createPlugin:
+    ``static_cast<bool>(attrs.get<int>("aot", 0))``, nonzero STRICT_AOT, 0 STRICT_JIT). Before:
+    tvexport passed aot=0 on, and tensorrt.plugin refused the node for want of a JIT
+    implementation, which tvexport's plugins do not have; now the node is refused before parsing,
+    with the fix. aot=1 (or -1) asks for what the plugins are; 2**32 is 0 as the parser's int32
+    (before review40 it passed tvexport's check and the parser asked for JIT)."""
     from _trt_core import parse_node
 
     from tvexport.trt._onnx import prepare_tv_nodes
@@ -1321,11 +1323,12 @@ def test_a_nodes_aot_attribute_is_the_parsers_creation_request(real_trt, aot: ob
     spec = _spec(4, 3, 1, 5, 6, None)
     spec["attrs"] = {"aot": aot}
     model = _tv_model(None, [spec])
-    if aot == 0:
+    aot_ok = aot in (1, -1)
+    if not aot_ok:
         raw = next(n for n in model.graph.node if n.op_type == "tv_dwconv")
         with pytest.raises(ValueError, match="JIT implementation requested, but not defined"):  # what TensorRT would say
             parse_node(core, raw, pass_node_name=False)
-    if aot != 1:
+    if not aot_ok:
         with pytest.raises(TvexportError) as info:
             prepare_tv_nodes(model, source="m.onnx")
         said = str(info.value)

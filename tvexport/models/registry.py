@@ -305,14 +305,14 @@ def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
     inter_chans = next((n for n in widths if n), TVSettings.inter_chans)
     # a (1, P, h, w) map's P, else the first conv's inputs
     posi_chans = [_size(sd, posi, 1) if _size(sd, posi, 3) is not None else None] + [_size(sd, f"{g}0.0.weight", 1) for g in (gen, bias)]
-    k = _scalar(sd, prefix + "TVConv_k")
+    k = recorded = _scalar(sd, prefix + "TVConv_k")
     if k is None:  # from the final conv's C*k*k outputs and C (the buffer, or the bias generator's C outputs)
         channels = _scalar(sd, prefix + "channels") or _size(sd, f"{bias}{final}.weight", 0)
         ckk = _size(sd, f"{gen}{final}.weight", 0)
         root = round((ckk / channels) ** 0.5) if ckk and channels and channels > 0 else 0  # a negative C: no complex root
         k = root if root * root * (channels or 0) == ckk else None
     if k is None or k < 1 or k % 2 != 1:
-        if k is not None and prefix + "TVConv_k" in sd:
+        if recorded is not None:  # a k read off the shapes is not what the file records: the state-dict check names the shape
             raise TvexportError(
                 f"TV layer {prefix.rstrip('.')} records kernel size TVConv_k={k}, not a positive odd number",
                 hint="the file is damaged or not a reference TVConv checkpoint; fetch it again",
@@ -356,7 +356,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
     tv = _tv_settings(sd, tv_prefix) if tv_prefix is not None else TVSettings()
     drop = _drop_ratio(hparams.get("drop_ratio"))
 
-    if "classifier.aspp.project.0.weight" in sd:
+    if any(k.startswith("classifier.aspp.") for k in sd):  # any ASPP key: a file missing any one is recognised
         # any TV layer makes it TV, any inverted-residual ASPP branch DW: one key missing from the
         # first branch is then named as missing, not the whole ASPP as another atom's
         if tv_prefix is not None:

@@ -12,7 +12,10 @@ from ._spec import check_tensorrt
 # What tvexport's plugin callbacks raised during this parse and build, oldest first, one line each.
 # TensorRT catches an exception a Python plugin callback raises and writes it to std::cerr, never to
 # the ILogger (python/src/infer/pyPlugin.cpp: PLUGIN_API_CATCH, "Exception thrown from ..."), so its
-# log holds only what followed; build_engine reports the first of these instead.
+# log holds only what followed; build_engine clears it before parsing and reports the first of
+# these instead. One list per process: builds running at the same time in several threads share it
+# (each may report, or clear, another's), and a callback failure TensorRT recovers from (if it
+# skips a failed tactic) is still reported should the build fail later for another reason.
 PLUGIN_FAILURES: list[str] = []
 
 

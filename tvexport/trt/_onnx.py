@@ -107,8 +107,10 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             elif (got.decode() if isinstance(got, bytes) else got) != want:
                 raise TvexportError(f"{where} has {key}={got!r}; tvexport's plugin is {want!r}", hint=REEXPORT)
         # Current parsers take an INT "aot" attribute as the creation request (onnx-tensorrt
-        # importerUtils.cpp, createPlugin: nonzero strict AOT, 0 strict JIT); the plugins are AOT only.
-        if "aot" in attrs and (type(attrs["aot"]) is not int or not attrs["aot"]):
+        # importerUtils.cpp, createPlugin: static_cast<bool>(attrs.get<int>("aot", 0)), so nonzero
+        # strict AOT, and 0 strict JIT, which an attribute of another type and an int64 whose low
+        # 32 bits are 0 also read as); the plugins are AOT only.
+        if "aot" in attrs and (type(attrs["aot"]) is not int or attrs["aot"] % 2**32 == 0):
             raise TvexportError(f"{where} has aot={attrs['aot']!r}; tvexport's plugin is ahead-of-time only (aot=1, or no aot attribute)", hint=REEXPORT)
         inputs = list(node.input)
         if len(inputs) not in (2, 3, 4) or not inputs[0] or not inputs[1]:
