@@ -534,6 +534,20 @@ def test_a_plain_pickle_is_named_as_such_not_corrupt(cli: Any, tmp_path: Path, p
     assert "plain Python pickle" not in cli("inspect", path).stderr
 
 
+def test_the_plain_pickle_hint_runs_for_a_path_with_a_quote(cli: Any, tmp_path: Path) -> None:
+    """Before: the hint's re-save line put the path in single quotes, so a path holding one (o'brien.pkl)
+    gave a line that does not parse."""
+    import ast
+
+    path = tmp_path / "o'brien.pkl"
+    path.write_bytes(pickle.dumps({"epoch": 3}, protocol=4))
+    line = cli("inspect", path).stderr.strip().splitlines()[0]
+    code = line[line.index("torch.save(pickle.load("):]
+    code = code[: code.index("'model.pt')") + len("'model.pt')")]
+    call = ast.parse(code).body[0].value  # a syntax error before
+    assert ast.literal_eval(call.args[0].args[0].args[0]) == str(path)
+
+
 @pytest.mark.parametrize(
     ("changed", "said"),
     [

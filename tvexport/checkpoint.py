@@ -275,7 +275,7 @@ def _is_plain_pickle(path: Path, *, max_ops: int = 10_000_000) -> bool:
 def _plain_pickle_error(path: Path) -> TvexportError:
     return TvexportError(
         f"{path} is a plain Python pickle (pickle.dump), not a file torch.save wrote; {_NEEDS}",
-        hint=f"if you trust the file (unpickling it can run code), re-save it: torch.save(pickle.load(open('{path}', 'rb')), 'model.pt')",
+        hint=f"if you trust the file (unpickling it can run code), re-save it: torch.save(pickle.load(open({str(path)!r}, 'rb')), 'model.pt')",
     )
 
 
