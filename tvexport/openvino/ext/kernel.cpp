@@ -206,7 +206,8 @@ struct Range {
     bool on;
     v16 lo, hi;
     float lo1, hi1;
-    explicit Range(const KernelArgs& a) : on(a.clamp), lo(v16{} + a.lo), hi(v16{} + a.hi), lo1(a.lo), hi1(a.hi) {}
+    explicit Range(const KernelArgs& a) : Range(a.clamp, a.lo, a.hi) {}
+    Range(bool clamp, float l, float h) : on(clamp), lo(v16{} + l), hi(v16{} + h), lo1(l), hi1(h) {}
     v16 operator()(v16 v) const {
         if (!on)
             return v;
@@ -363,7 +364,8 @@ struct Pass {
         if (h == iy)
             return;
         h = iy;
-        const XT* xrow = static_cast<const XT*>(a.x) + (n * a.in_h + iy) * W * C;
+        const int64_t XC = a.pw_weight ? a.cin : C;  // channels of the op's input x
+        const XT* xrow = static_cast<const XT*>(a.x) + (n * a.in_h + iy) * W * XC;
         const int64_t m0 = jb, m1 = std::min(jb + span, je + (a.k - 1) / s + 1);  // phase positions held
         for (int64_t r = 0; r < s; ++r) {
             float* dst = rows + b * image_rows + (iy % a.k) * slot + r * phase;  // position m0
@@ -372,11 +374,93 @@ struct Pass {
             const int64_t hi = std::clamp<int64_t>(W - 1 + p - r < 0 ? 0 : (W - 1 + p - r) / s + 1, lo, m1);
             std::fill(dst, dst + (lo - m0) * C, 0.0f);
             std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);
+            if constexpr (std::is_same_v<XT, float>) {
+                if (a.pw_weight) {  // computed from the 1x1 convolution's input (kernel.hpp)
+                    if (hi > lo)
+                        pointwise(dst + (lo - m0) * C, xrow + (lo * s + r - p) * XC, hi - lo, s * XC);
+                    continue;
+                }
+            }
             if (s == 1) {
                 convert(dst + (lo - m0) * C, xrow + (lo - p) * C, (hi - lo) * C);
             } else {
                 for (int64_t m = lo; m < hi; ++m)
                     convert(dst + (m - m0) * C, xrow + (m * s + r - p) * C, C);
+            }
+        }
+    }
+
+    // The pointwise prologue (kernel.hpp) of `count` positions: position q's C channels to
+    // dst + q * C from its cin input channels at src + q * step. Register blocks of up to 8
+    // positions x KV vectors of channels (<= 24 accumulators): per input channel, KV weight
+    // vectors are loaded once and each feeds the block's positions, each position's input value
+    // broadcast once and feeding KV multiply-adds. The channels are walked in chunks of whole
+    // vectors (as even as they come, at most 4 vectors); the block's weights are read from L1.
+    void pointwise(float* dst, const float* src, int64_t count, int64_t step) const {
+        const int64_t vectors = pointwise_columns(a.c) / kLanes;
+        const int64_t chunks = (vectors + 3) / 4, kv = (vectors + chunks - 1) / chunks;
+        for (int64_t v0 = 0; v0 < vectors; v0 += kv) {
+            switch (std::min(kv, vectors - v0)) {
+            case 1:
+                pointwise_chunk<1>(dst, src, count, step, v0);
+                break;
+            case 2:
+                pointwise_chunk<2>(dst, src, count, step, v0);
+                break;
+            case 3:
+                pointwise_chunk<3>(dst, src, count, step, v0);
+                break;
+            default:
+                pointwise_chunk<4>(dst, src, count, step, v0);
+                break;
+            }
+        }
+    }
+
+    template <int KV>
+    void pointwise_chunk(float* dst, const float* src, int64_t count, int64_t step, int64_t v0) const {
+        constexpr int NP = KV == 4 ? 6 : 8;
+        for (int64_t q = 0; q < count; q += NP)
+            pointwise_block<KV, NP>(dst + q * a.c, src + q * step, step, static_cast<int>(std::min<int64_t>(NP, count - q)), v0);
+    }
+
+    // np <= NP positions (a short block repeats its last position's input and stores np), channel
+    // vectors [v0, v0 + KV); a vector past C is stored only up to C.
+    template <int KV, int NP>
+    void pointwise_block(float* dst, const float* src, int64_t step, int np, int64_t v0) const {
+        const int64_t C = a.c, cols = pointwise_columns(C), cin = a.cin;
+        const float* xp[NP];
+        for (int q = 0; q < NP; ++q)
+            xp[q] = src + std::min(q, np - 1) * step;
+        v16 acc[NP][KV];
+        for (int v = 0; v < KV; ++v) {
+            const v16 bias = load(a.pw_bias + (v0 + v) * kLanes);
+            for (int q = 0; q < NP; ++q)
+                acc[q][v] = bias;
+        }
+        const float* w = a.pw_weight + v0 * kLanes;
+        for (int64_t ci = 0; ci < cin; ++ci, w += cols) {
+            v16 wv[KV];
+            for (int v = 0; v < KV; ++v)
+                wv[v] = load(w + v * kLanes);
+            for (int q = 0; q < NP; ++q) {
+                const v16 x = v16{} + xp[q][ci];
+                for (int v = 0; v < KV; ++v)
+                    acc[q][v] += wv[v] * x;
+            }
+        }
+        const Range range(a.pre_clamp, a.pre_lo, a.pre_hi);
+        for (int q = 0; q < np; ++q) {
+            for (int v = 0; v < KV; ++v) {
+                const int64_t c0 = (v0 + v) * kLanes;
+                const v16 out = range(acc[q][v]);
+                if (c0 + kLanes <= C) {
+                    store_v(dst + q * C + c0, out);
+                } else {
+                    float part[kLanes];
+                    store_v(part, out);
+                    std::memcpy(dst + q * C + c0, part, sizeof(float) * static_cast<size_t>(C - c0));
+                }
             }
         }
     }
@@ -442,7 +526,7 @@ struct Pass {
     // thread, 96x96 input, batch 16: C=16 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0, C=96
     // 5.3 -> 4.9; batch 1: 10-25 % faster).
     bool direct() const {
-        if (!kDirectOut)
+        if (!kDirectOut || a.pw_weight)  // the pointwise prologue is computed into the ring
             return false;
         if (a.stride == 1)
             return (a.n > 1 || a.c % kLanes == 0) && (a.c >= 2 * kLanes || std::is_same_v<WT, float>) &&
@@ -864,7 +948,7 @@ template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
     if constexpr (std::is_same_v<XT, float>) {
-        if (a.sw.channel_blocks && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
+        if (a.sw.channel_blocks && !a.pw_weight && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
             return run_channel_blocks<XT, WT>(a, row_begin, row_end);
     }
     const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
@@ -873,6 +957,7 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const int64_t row_kernels = k * k * ow * C;  // kernel values of one output row
     const auto* X = static_cast<const XT*>(a.x);
     const auto* Wt = static_cast<const WT*>(a.weight);
+    const int64_t XC = a.pw_weight ? a.cin : C;  // channels of x (the pointwise prologue's input)
 
     for (int64_t rb = row_begin; rb < row_end; rb += tile.rows) {
         const int64_t re = std::min(row_end, rb + tile.rows);
@@ -883,7 +968,7 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
             for (int64_t n0 = 0; n0 < a.n;) {
                 const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
                 pass.start_tile(jb, je);
-                const int64_t c0 = pass.first_column(), run = (pass.last_column() - c0) * C * int64_t(sizeof(XT));
+                const int64_t c0 = pass.first_column(), run = (pass.last_column() - c0) * XC * int64_t(sizeof(XT));
                 for (int64_t i = rb; i < re; ++i) {
                     // the input rows the next row needs (these images, or the next ones at the
                     // tile's end), fetched a slice per segment while this row computes
@@ -894,7 +979,7 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                     const int64_t images = std::min<int64_t>(nb, a.n - next_n);
                     const int64_t x_bytes = images > 0 ? images * new_rows * run : 0;
                     const auto row_start = [&](int64_t r) {  // run r: image r / new_rows, row r % new_rows
-                        return reinterpret_cast<const char*>(X + ((next_n + r / new_rows) * H + first_new + r % new_rows) * W * C + c0 * C);
+                        return reinterpret_cast<const char*>(X + ((next_n + r / new_rows) * H + first_new + r % new_rows) * W * XC + c0 * XC);
                     };
                     const WT* row_k = Wt + i * row_kernels;
                     // one image: the head of each tap's kernel run in the next row, a share of the
