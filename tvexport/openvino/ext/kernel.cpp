@@ -239,6 +239,79 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
     }
 }
 
+// The pointwise prologue (kernel.hpp): NP positions, channel vectors [v0, v0 + KV), position q's
+// C channels to dst + q * C from its cin input values at src + q * step + ci * H * W (x NCHW). Register blocks of NP <= 8
+// positions x KV <= 4 vectors of channels (<= 24 accumulators): per input channel the KV weight
+// vectors are loaded once and each feeds the NP positions, each position's input value broadcast
+// once and feeding KV multiply-adds (the weights come from L1: cin x KV vectors). Whole vectors
+// are stored: where C is not whole vectors the last one runs on into the next position's first
+// channels, which are stored later (pointwise walks the chunks last first), or past the last
+// position, into the padding or the phase's spare vector (Pass: phase), which load_row fills
+// afterwards.
+template <int KV, int NP>
+void pointwise_block(const KernelArgs& a, float* dst, const float* src, int64_t step, int64_t v0) {
+    const int64_t C = a.c, cols = pointwise_columns(C), cin = a.cin, plane = a.in_h * a.in_w;
+    v16 acc[NP][KV];
+    const float* w = a.pw_weight + v0 * kLanes;
+    for (int v = 0; v < KV; ++v) {  // the bias and input channel 0 (cin >= 1)
+        const v16 bias = load(a.pw_bias + (v0 + v) * kLanes), wv = load(w + v * kLanes);
+        for (int q = 0; q < NP; ++q)
+            acc[q][v] = bias + wv * (src[q * step] - v16{});
+    }
+    w += cols;
+    src += plane;
+    for (int64_t ci = 1; ci < cin; ++ci, w += cols, src += plane) {
+        v16 wv[KV];
+        for (int v = 0; v < KV; ++v)
+            wv[v] = load(w + v * kLanes);
+        for (int q = 0; q < NP; ++q) {
+            const v16 x = src[q * step] - v16{};  // a broadcast: x - 0 is x for every x (not so x + 0 at -0)
+            for (int v = 0; v < KV; ++v)
+                acc[q][v] += wv[v] * x;
+        }
+    }
+    const Range range(a.pre_clamp, a.pre_lo, a.pre_hi);
+    for (int q = 0; q < NP; ++q)
+        for (int v = 0; v < KV; ++v)
+            store_v(dst + q * C + (v0 + v) * kLanes, range(acc[q][v]));
+}
+
+// `count` positions in blocks of NP, the rest in one block of its own size.
+template <int KV>
+void pointwise_chunk(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step, int64_t v0) {
+    constexpr int NP = KV == 4 ? 6 : 8;
+    int64_t q = 0;
+    for (; q + NP <= count; q += NP)
+        pointwise_block<KV, NP>(a, dst + q * a.c, src + q * step, step, v0);
+    dst += q * a.c;
+    src += q * step;
+    switch (count - q) {
+    case 1: return pointwise_block<KV, 1>(a, dst, src, step, v0);
+    case 2: return pointwise_block<KV, 2>(a, dst, src, step, v0);
+    case 3: return pointwise_block<KV, 3>(a, dst, src, step, v0);
+    case 4: return pointwise_block<KV, 4>(a, dst, src, step, v0);
+    case 5: return pointwise_block<KV, 5>(a, dst, src, step, v0);
+    case 6: return pointwise_block<KV, NP == 6 ? 1 : 6>(a, dst, src, step, v0);  // (NP = 6: never)
+    case 7: return pointwise_block<KV, NP == 6 ? 1 : 7>(a, dst, src, step, v0);
+    default: return;
+    }
+}
+
+// The prologue of `count` positions: channels in chunks of whole vectors (as even as they come,
+// at most 4 vectors), the last chunk first (pointwise_block).
+inline void pointwise(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step) {
+    const int64_t vectors = pointwise_columns(a.c) / kLanes;
+    const int64_t chunks = (vectors + 3) / 4, kv = (vectors + chunks - 1) / chunks;
+    for (int64_t v0 = (vectors - 1) / kv * kv; v0 >= 0; v0 -= kv) {
+        switch (std::min(kv, vectors - v0)) {
+        case 1: pointwise_chunk<1>(a, dst, src, count, step, v0); break;
+        case 2: pointwise_chunk<2>(a, dst, src, count, step, v0); break;
+        case 3: pointwise_chunk<3>(a, dst, src, count, step, v0); break;
+        default: pointwise_chunk<4>(a, dst, src, count, step, v0); break;
+        }
+    }
+}
+
 // A thread's buffers, kept across calls: the pool's threads persist, so a warm call allocates
 // nothing.
 struct Scratch {
@@ -330,7 +403,8 @@ struct Pass {
 
     Pass(const KernelArgs& args, int64_t tile_positions) : a(args), seg(segment_floats(args.c)) {
         span = tile_positions + (a.k - 1) / a.stride + 1;
-        phase = (span * a.c + kLanes - 1) / kLanes * kLanes;
+        // + a spare vector for the pointwise prologue's last store (pointwise_block)
+        phase = (span * a.c + kLanes - 1) / kLanes * kLanes + (a.pw_weight && a.c % kLanes ? kLanes : 0);
         slot = a.stride * phase;
         image_rows = a.k * slot;
         rows = sized(scratch.rows, TVX_BATCH_TILE * image_rows);
@@ -357,6 +431,11 @@ struct Pass {
         return std::min<int64_t>(a.in_w, (je - 1) * a.stride - a.pad + a.k);
     }
 
+    // Row iy of image n's first channel plane of x, (N, cin, H, W) with the pointwise prologue.
+    const float* pointwise_row(int64_t n, int64_t iy) const {
+        return static_cast<const float*>(a.x) + (n * a.cin * a.in_h + iy) * a.in_w;
+    }
+
     // The tile's columns of row iy of image n into image slot b (unless it is there already).
     void load_row(int b, int64_t n, int64_t iy) {
         const int64_t C = a.c, s = a.stride, p = a.pad, W = a.in_w;
@@ -364,8 +443,7 @@ struct Pass {
         if (h == iy)
             return;
         h = iy;
-        const int64_t XC = a.pw_weight ? a.cin : C;  // channels of the op's input x
-        const XT* xrow = static_cast<const XT*>(a.x) + (n * a.in_h + iy) * W * XC;
+        const XT* xrow = static_cast<const XT*>(a.x) + (n * a.in_h + iy) * W * C;
         const int64_t m0 = jb, m1 = std::min(jb + span, je + (a.k - 1) / s + 1);  // phase positions held
         for (int64_t r = 0; r < s; ++r) {
             float* dst = rows + b * image_rows + (iy % a.k) * slot + r * phase;  // position m0
@@ -373,94 +451,20 @@ struct Pass {
             const int64_t lo = std::clamp<int64_t>(p - r <= 0 ? 0 : (p - r + s - 1) / s, m0, m1);
             const int64_t hi = std::clamp<int64_t>(W - 1 + p - r < 0 ? 0 : (W - 1 + p - r) / s + 1, lo, m1);
             std::fill(dst, dst + (lo - m0) * C, 0.0f);
-            std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);
             if constexpr (std::is_same_v<XT, float>) {
                 if (a.pw_weight) {  // computed from the 1x1 convolution's input (kernel.hpp)
                     if (hi > lo)
-                        pointwise(dst + (lo - m0) * C, xrow + (lo * s + r - p) * XC, hi - lo, s * XC);
+                        pointwise(a, dst + (lo - m0) * C, pointwise_row(n, iy) + lo * s + r - p, hi - lo, s);
+                    std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);  // after: pointwise_block stores whole vectors
                     continue;
                 }
             }
+            std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);
             if (s == 1) {
                 convert(dst + (lo - m0) * C, xrow + (lo - p) * C, (hi - lo) * C);
             } else {
                 for (int64_t m = lo; m < hi; ++m)
                     convert(dst + (m - m0) * C, xrow + (m * s + r - p) * C, C);
-            }
-        }
-    }
-
-    // The pointwise prologue (kernel.hpp) of `count` positions: position q's C channels to
-    // dst + q * C from its cin input channels at src + q * step. Register blocks of up to 8
-    // positions x KV vectors of channels (<= 24 accumulators): per input channel, KV weight
-    // vectors are loaded once and each feeds the block's positions, each position's input value
-    // broadcast once and feeding KV multiply-adds. The channels are walked in chunks of whole
-    // vectors (as even as they come, at most 4 vectors); the block's weights are read from L1.
-    void pointwise(float* dst, const float* src, int64_t count, int64_t step) const {
-        const int64_t vectors = pointwise_columns(a.c) / kLanes;
-        const int64_t chunks = (vectors + 3) / 4, kv = (vectors + chunks - 1) / chunks;
-        for (int64_t v0 = 0; v0 < vectors; v0 += kv) {
-            switch (std::min(kv, vectors - v0)) {
-            case 1:
-                pointwise_chunk<1>(dst, src, count, step, v0);
-                break;
-            case 2:
-                pointwise_chunk<2>(dst, src, count, step, v0);
-                break;
-            case 3:
-                pointwise_chunk<3>(dst, src, count, step, v0);
-                break;
-            default:
-                pointwise_chunk<4>(dst, src, count, step, v0);
-                break;
-            }
-        }
-    }
-
-    template <int KV>
-    void pointwise_chunk(float* dst, const float* src, int64_t count, int64_t step, int64_t v0) const {
-        constexpr int NP = KV == 4 ? 6 : 8;
-        for (int64_t q = 0; q < count; q += NP)
-            pointwise_block<KV, NP>(dst + q * a.c, src + q * step, step, static_cast<int>(std::min<int64_t>(NP, count - q)), v0);
-    }
-
-    // np <= NP positions (a short block repeats its last position's input and stores np), channel
-    // vectors [v0, v0 + KV); a vector past C is stored only up to C.
-    template <int KV, int NP>
-    void pointwise_block(float* dst, const float* src, int64_t step, int np, int64_t v0) const {
-        const int64_t C = a.c, cols = pointwise_columns(C), cin = a.cin;
-        const float* xp[NP];
-        for (int q = 0; q < NP; ++q)
-            xp[q] = src + std::min(q, np - 1) * step;
-        v16 acc[NP][KV];
-        for (int v = 0; v < KV; ++v) {
-            const v16 bias = load(a.pw_bias + (v0 + v) * kLanes);
-            for (int q = 0; q < NP; ++q)
-                acc[q][v] = bias;
-        }
-        const float* w = a.pw_weight + v0 * kLanes;
-        for (int64_t ci = 0; ci < cin; ++ci, w += cols) {
-            v16 wv[KV];
-            for (int v = 0; v < KV; ++v)
-                wv[v] = load(w + v * kLanes);
-            for (int q = 0; q < NP; ++q) {
-                const v16 x = v16{} + xp[q][ci];
-                for (int v = 0; v < KV; ++v)
-                    acc[q][v] += wv[v] * x;
-            }
-        }
-        const Range range(a.pre_clamp, a.pre_lo, a.pre_hi);
-        for (int q = 0; q < np; ++q) {
-            for (int v = 0; v < KV; ++v) {
-                const int64_t c0 = (v0 + v) * kLanes;
-                const v16 out = range(acc[q][v]);
-                if (c0 + kLanes <= C) {
-                    store_v(dst + q * C + c0, out);
-                } else {
-                    float part[kLanes];
-                    store_v(part, out);
-                    std::memcpy(dst + q * C + c0, part, sizeof(float) * static_cast<size_t>(C - c0));
-                }
             }
         }
     }
@@ -957,7 +961,6 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const int64_t row_kernels = k * k * ow * C;  // kernel values of one output row
     const auto* X = static_cast<const XT*>(a.x);
     const auto* Wt = static_cast<const WT*>(a.weight);
-    const int64_t XC = a.pw_weight ? a.cin : C;  // channels of x (the pointwise prologue's input)
 
     for (int64_t rb = row_begin; rb < row_end; rb += tile.rows) {
         const int64_t re = std::min(row_end, rb + tile.rows);
@@ -968,7 +971,9 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
             for (int64_t n0 = 0; n0 < a.n;) {
                 const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
                 pass.start_tile(jb, je);
-                const int64_t c0 = pass.first_column(), run = (pass.last_column() - c0) * XC * int64_t(sizeof(XT));
+                const int64_t c0 = pass.first_column();
+                // bytes of the tile's columns of a row: of one channel plane with the pointwise prologue (x NCHW)
+                const int64_t run = (pass.last_column() - c0) * (a.pw_weight ? 1 : C) * int64_t(sizeof(XT));
                 for (int64_t i = rb; i < re; ++i) {
                     // the input rows the next row needs (these images, or the next ones at the
                     // tile's end), fetched a slice per segment while this row computes
@@ -977,9 +982,13 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                     const int64_t first_new = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
                     const int64_t new_rows = std::max<int64_t>(0, std::min<int64_t>(H, next_i * s - p + k) - first_new);
                     const int64_t images = std::min<int64_t>(nb, a.n - next_n);
-                    const int64_t x_bytes = images > 0 ? images * new_rows * run : 0;
-                    const auto row_start = [&](int64_t r) {  // run r: image r / new_rows, row r % new_rows
-                        return reinterpret_cast<const char*>(X + ((next_n + r / new_rows) * H + first_new + r % new_rows) * W * XC + c0 * XC);
+                    const int64_t planes = a.pw_weight ? a.cin : 1;  // runs per input row
+                    const int64_t x_bytes = images > 0 ? images * new_rows * planes * run : 0;
+                    const auto row_start = [&](int64_t r) {  // run r: image r / (new_rows * planes), then plane, then row
+                        const int64_t image = next_n + r / (new_rows * planes), plane = r / new_rows % planes, row = first_new + r % new_rows;
+                        if (a.pw_weight)
+                            return reinterpret_cast<const char*>(X + ((image * planes + plane) * H + row) * W + c0);
+                        return reinterpret_cast<const char*>(X + (image * H + row) * W * C + c0 * C);
                     };
                     const WT* row_k = Wt + i * row_kernels;
                     // one image: the head of each tap's kernel run in the next row, a share of the

@@ -18,9 +18,10 @@
 // following Clip/Relu fused into the op). Accumulation is float32; compressed kernels are
 // dequantized in registers, inside the multiply-add loop.
 //
-// Pointwise prologue (pw_weight set; float32 x only): x is the (N, H, W, cin) input of a 1x1
-// convolution (+ bias, + clamp) folded into the op, whose C-channel output the op reads:
-//   x_op[n, iy, ix, c] = pre_clamp(pw_bias[c] + sum_ci x[n, iy, ix, ci] * pw_weight[ci, c])
+// Pointwise prologue (pw_weight set; float32 x only): x is the (N, cin, H, W) input of a 1x1
+// convolution (+ bias, + clamp) folded into the op, channels first as the graph has it (in_h, in_w
+// its H, W), whose C-channel output the op reads:
+//   x_op[n, iy, ix, c] = pre_clamp(pw_bias[c] + sum_ci x[n, ci, iy, ix] * pw_weight[ci, c])
 // computed on the fly as the ring's input rows are filled (kernel.cpp: Pass::load_row) and never
 // stored whole; padding is zero after it. pw_weight (cin, Cp) and pw_bias (Cp) float32, Cp = C
 // rounded up to whole vectors (pointwise_columns), the extra columns zero
@@ -113,7 +114,7 @@ struct Switches {
 };
 
 struct KernelArgs {
-    const void* x;
+    const void* x;  // (N, H, W, C); (N, cin, H, W) with the pointwise prologue
     const void* weight;
     const float* scale;  // nullptr unless weight is int8
     const float* bias;   // nullptr when absent

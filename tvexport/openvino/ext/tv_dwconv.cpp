@@ -195,7 +195,7 @@ Switches switches_from_env() {
 
 }  // namespace
 
-// Channels-last TV depthwise op: x (N, H, W, C), weight (h, k*k, w, C) float32 | float16 | int8
+// Channels-last TV depthwise op: x (N, H, W, C) (with pre_pointwise (N, cin, H, W), see m_pointwise), weight (h, k*k, w, C) float32 | float16 | int8
 // (or float16 as uint8 bytes (h, k*k, w, 2*C), see half_kernel_bytes), optional bias (h, w, C) map
 // or per channel (1, P, C) float32, scale (k*k, P*C) float32 iff weight is int8, where P =
 // segment_positions(C): per-channel values come repeated over a kernel segment's positions (see
@@ -255,7 +255,9 @@ public:
         if (!has_scale() && n_in == 4)
             refuse(name, "a scale input is only allowed with int8 weight, got weight ", wt);
 
-        const auto& x = get_input_partial_shape(0);
+        ov::PartialShape x = get_input_partial_shape(0);
+        if (m_pointwise && x.rank().is_static() && x.rank().get_length() == 4)
+            x = ov::PartialShape{x[0], x[2], x[3], x[1]};  // the 1x1 convolution's input is NCHW: seen as NHWC here
         auto w = get_input_partial_shape(1);
         const bool half_bytes = wt == ov::element::u8;  // float16 kernels as bytes: last dim 2*C
         if (half_bytes && w.rank().is_static() && w.rank().get_length() == 4 && w[3].is_static())
@@ -326,7 +328,7 @@ public:
         set_output_type(0, xt, out);
     }
 
-    // The pointwise prologue's inputs (kernel.hpp): x (N, H, W, cin) float32, pointwise weight
+    // The pointwise prologue's inputs (kernel.hpp): x (N, cin, H, W) float32 (here as NHWC), pointwise weight
     // (cin, Cp) and bias (Cp) float32, Cp = pointwise_columns(C) for the weight's C channels.
     void check_pointwise(const std::string& name, const ov::PartialShape& x, const ov::PartialShape& w, const ov::element::Type& xt) const {
         const size_t iw = get_input_size() - 2, ib = get_input_size() - 1;
@@ -386,7 +388,9 @@ public:
     bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
         const auto& x = inputs[0];
         const auto& w = inputs[1];
-        const ov::Shape xs = x.get_shape();
+        ov::Shape xs = x.get_shape();
+        if (m_pointwise)
+            xs = ov::Shape{xs[0], xs[2], xs[3], xs[1]};  // x (N, cin, H, W): the kernel reads it so (kernel.hpp)
         ov::Shape ws = w.get_shape();
         if (w.get_element_type() == ov::element::u8)
             ws[3] /= 2;
@@ -458,8 +462,9 @@ private:
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
     // a preceding 1x1 convolution (+ bias, + clamp to [pre_lo, pre_hi] when pre_clamp) folded into
-    // the op after the model is read (runtime.py: fuse_pointwise_convs): x is its input, and its weight
-    // and bias the last two inputs (kernel.hpp: the pointwise prologue)
+    // the op after the model is read (runtime.py: fuse_pointwise_convs): x is its input, (N, cin, H, W)
+    // as the graph has it (not transposed: see fuse_pointwise_convs), and its weight and bias the
+    // last two inputs (kernel.hpp: the pointwise prologue)
     bool m_pointwise = false;
     bool m_pre_clamp = false;
     float m_pre_lo = 0.0f, m_pre_hi = 0.0f;
