@@ -34,10 +34,12 @@ class PwCase:
     cin: int = 8
     clamp: str | None = "relu6"  # "relu6" (Clip 0..6), "relu", None
     conv_bias: bool = True
+    residual: bool = False  # the convolution reads Add(x, x): the op reads it NCHW (pre_nchw)
 
     @property
     def id(self) -> str:
-        return f"{self.tv.id}-c{self.tv.channels}-cin{self.cin}-{self.clamp or 'noclamp'}-{'cb' if self.conv_bias else 'nocb'}"
+        return (f"{self.tv.id}-c{self.tv.channels}-cin{self.cin}-{self.clamp or 'noclamp'}-{'cb' if self.conv_bias else 'nocb'}"
+                + ("-nchw" if self.residual else ""))
 
 
 def pointwise_graph(case: PwCase, seed: int = 0, *, kernel: int = 1, stride: int = 1,
@@ -54,9 +56,10 @@ def pointwise_graph(case: PwCase, seed: int = 0, *, kernel: int = 1, stride: int
     tv_input = g.input[0]
     batch = tv_input.type.tensor_type.shape.dim[0]
     g.node[0].input[0] = "e"
-    conv_in = ["x", "pw.weight"] + (["pw.bias"] if case.conv_bias else [])
+    conv_in = ["xr" if case.residual else "x", "pw.weight"] + (["pw.bias"] if case.conv_bias else [])
     pad = kernel // 2
-    nodes = [helper.make_node("Conv", conv_in, ["e" if case.clamp is None else "a"], kernel_shape=[kernel, kernel],
+    nodes = [helper.make_node("Add", ["x", "x"], ["xr"])] if case.residual else []
+    nodes += [helper.make_node("Conv", conv_in, ["e" if case.clamp is None else "a"], kernel_shape=[kernel, kernel],
                               strides=[stride, stride], pads=[pad] * 4)]
     g.initializer.extend([numpy_helper.from_array(pw, "pw.weight"), numpy_helper.from_array(pb, "pw.bias")])
     if case.clamp == "relu6":
@@ -75,7 +78,7 @@ def pointwise_graph(case: PwCase, seed: int = 0, *, kernel: int = 1, stride: int
 
     def truth(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            e = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(pw.astype(np.float64)),
+            e = torch.nn.functional.conv2d(torch.from_numpy(2 * x if case.residual else x), torch.from_numpy(pw.astype(np.float64)),
                                            torch.from_numpy(pb.astype(np.float64)) if case.conv_bias else None, stride=stride, padding=pad)
             if case.clamp == "relu6":
                 e = e.clamp(0.0, 6.0)
@@ -95,6 +98,10 @@ def _x(case: PwCase, n: int, scale: int = 1) -> np.ndarray:
 CASES = [
     PwCase(Case(3, 2, "channel", "float32", 1, channels=48, h=6, w=9), cin=8),  # face MobileNetV2 x0.1's stride-2 layer
     PwCase(Case(3, 2, "channel", "float32", 3, channels=48, h=6, w=9), cin=8),
+    PwCase(Case(3, 2, "channel", "float32", 3, channels=48, h=6, w=9), cin=8, residual=True),
+    PwCase(Case(3, 1, "map", "float32", 1, channels=58, h=5, w=6), cin=24, clamp="relu", residual=True),
+    PwCase(Case(5, 2, None, "float16", 3, channels=70, h=4, w=5), cin=13, clamp=None, conv_bias=False, residual=True),
+    PwCase(Case(3, 1, "channel", "int8", 2, channels=96, h=4, w=7), cin=16, residual=True),
     PwCase(Case(3, 1, "map", "float32", 3, channels=48, h=5, w=11), cin=8),
     PwCase(Case(3, 1, None, "float32", 1, channels=58, h=5, w=7), cin=58, clamp="relu"),  # ShuffleNetV2's 58
     PwCase(Case(3, 2, "map", "float32", 3, channels=58, h=4, w=6), cin=24, clamp="relu", conv_bias=False),
@@ -112,14 +119,20 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_folded_pointwise_matches_float64_truth(case: PwCase, extension: Path) -> None:
-    """Folded (and, for reference, not folded) against the float64 truth; one convolution folded."""
+def test_folded_pointwise_matches_float64_truth(case: PwCase, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folded (and, for reference, not folded) against the float64 truth; one convolution folded
+    (any cin: the default limit lifted), read NHWC or, after a residual Add, NCHW."""
+    from tvexport.openvino import runtime
+
+    monkeypatch.setattr(runtime, "POINTWISE_MAX_CIN", 4096)
     model, truth = pointwise_graph(case)
     n = 3 if case.tv.batch == "N" else int(case.tv.batch)
     x = _x(case, n)
     expected = truth(x.astype(np.float64))
     fused = OpenVinoRunner(model, what=case.id, extension=extension, fuse_pointwise=True)
     assert fused.folded_pointwise == 1
+    op = next(o for o in fused.compiled.get_runtime_model().get_ordered_ops() if o.get_friendly_name() == "tv")
+    assert op.get_input_partial_shape(0)[1].get_length() == (case.cin if case.residual else x.shape[2])  # NCHW / NHWC
     assert rel_err(fused(x), expected) < RTOL
     plain = OpenVinoRunner(model, what=case.id, extension=extension, fuse_pointwise=False)
     assert plain.folded_pointwise == 0
@@ -168,7 +181,7 @@ def test_environment_switch(extension: Path, monkeypatch: pytest.MonkeyPatch) ->
         OpenVinoRunner(model, extension=extension)
 
 
-@pytest.mark.parametrize(("name", "folds"), [("face_mobilenetv2_x0_1", 16), ("face_shufflenetv2_x1_0", 16)])
+@pytest.mark.parametrize(("name", "folds"), [("face_mobilenetv2_x0_1", 16), ("face_shufflenetv2_x1_0", 1)])
 def test_zoo_network_folded(name: str, folds: int, extension: Path) -> None:
     """A whole zoo network (random weights and posi_map, dynamic batch) with every 1x1 convolution
     before a TV op folded, against the float64 unbaked torch model at batch 1 and 3 (the float32
@@ -188,3 +201,17 @@ def test_float16_activations_not_folded(extension: Path) -> None:
     assert runner.folded_pointwise == 0
     errors = net.errors(runner, (2,))
     assert _within(errors, floor=1e-2), errors
+
+
+def test_wide_convolutions_stay(extension: Path) -> None:
+    """By default a convolution of more than POINTWISE_MAX_CIN input channels is not folded."""
+    from tvexport.openvino.runtime import POINTWISE_MAX_CIN
+
+    case = PwCase(Case(3, 1, "channel", "float32", 1, channels=48, h=5, w=6), cin=POINTWISE_MAX_CIN + 1)
+    model, truth = pointwise_graph(case)
+    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == 0
+    x = _x(case, 1)
+    assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
+    model, _ = pointwise_graph(dataclasses.replace(case, cin=POINTWISE_MAX_CIN))
+    assert OpenVinoRunner(model, extension=extension, fuse_pointwise=True).folded_pointwise == 1

@@ -30,6 +30,7 @@ DEVICE = "CPU"
 # fold the 1x1 convolution before each TV op into it (fuse_pointwise_convs) unless told otherwise
 FUSE_POINTWISE = True
 POINTWISE_ENV = "TVEXPORT_OV_FUSE_POINTWISE"
+POINTWISE_MAX_CIN = 32  # fuse_pointwise_convs: convolutions of more input channels stay
 
 __all__ = ["DEVICE", "PRECISIONS", "OpenVinoRunner", "load_runner", "load_runner_bf16"]
 
@@ -224,16 +225,27 @@ def _pointwise_source(transpose: Any) -> tuple[Any, np.ndarray | None, tuple[flo
     return conv, bias, clamp
 
 
-def fuse_pointwise_convs(model: Any) -> int:
+def _residual(value: Any) -> bool:
+    """Whether ``value`` is an Add of two computed tensors (a residual connection): the CPU plugin
+    fuses it into the convolution before it, which then writes in place."""
+    node = value.get_node()
+    return node.get_type_name() == "Add" and all(_constant(v) is None for v in node.input_values())
+
+
+def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None) -> int:
     """Fold the 1x1 convolution (+ per-channel bias, + Clamp/Relu) that feeds a TV op through its
     Transpose to NHWC into the op (its ``pre_pointwise`` prologue, kernel.hpp): the op reads the
     convolution's narrow input and computes the expanded channels as it fills its rows, so the
     expanded activation (MobileNetV2's 6x) is never written to memory nor read back. The op's data
-    input becomes the convolution's input itself, NCHW (the kernel reads it channels first): a
-    Transpose to NHWC there ran as a real Transpose + Reorder in the CPU plugin wherever that input
-    comes from a convolution with a residual Add fused in place (MergeTransposeReorder cannot
-    drop it then; face MobileNetV2 x0.1 batch 16: 0.64 ms before features.2), where the plain
-    layout costs one Reorder at most. The weight (Cin, Cp) and bias (Cp),
+    input becomes the convolution's input through the op's Transpose to NHWC, which the CPU plugin
+    drops (the input's producer writes channels-last), or, where that input is a residual Add, the
+    input itself, NCHW (``pre_nchw``; the kernel reads either): after a convolution with the Add
+    fused in place the plugin cannot drop the Transpose (MergeTransposeReorder) and ran it as a
+    Transpose + Reorder (face MobileNetV2 x0.1 batch 16: 0.64 ms before features.2), where the
+    plain layout costs one Reorder. Convolutions of more than ``max_cin`` input channels stay:
+    the prologue's cin * C multiply-adds per position then cost more than the memory traffic
+    saved (face MobileNetV2 x1.0 and ShuffleNetV2 x1.0 at cin 58-160: net losses, cin 16-32
+    gains; benchmarks/results/README.md); default POINTWISE_MAX_CIN. The weight (Cin, Cp) and bias (Cp),
     zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
     ops whose input does not match (another consumer, a kernel or stride other than 1, ...) are
     left as they are. Returns how many convolutions were folded."""
@@ -254,6 +266,8 @@ def fuse_pointwise_convs(model: Any) -> int:
         conv, bias, clamp = found
         weight = np.asarray(conv.input_value(1).get_node().get_data(), dtype=np.float32)  # (C, Cin, 1, 1)
         channels, cin = weight.shape[:2]
+        if cin > (POINTWISE_MAX_CIN if max_cin is None else max_cin):
+            continue
         cols = (channels + 15) // 16 * 16  # kernel.hpp: pointwise_columns
         w = np.zeros((cin, cols), dtype=np.float32)
         w[:, :channels] = weight[:, :, 0, 0].T
@@ -264,7 +278,13 @@ def fuse_pointwise_convs(model: Any) -> int:
         op.set_attribute("pre_clamp", clamp is not None)
         op.set_attribute("pre_lo", float(clamp[0]) if clamp else 0.0)
         op.set_attribute("pre_hi", float(clamp[1]) if clamp else 0.0)
-        op.set_arguments([conv.input_value(0), *op.input_values()[1:], ops.constant(w).output(0), ops.constant(b).output(0)])
+        nchw = _residual(conv.input_value(0))
+        op.set_attribute("pre_nchw", nchw)
+        if not nchw:  # through the op's Transpose (its only reader: checked above)
+            transpose.get_node().input(0).replace_source_output(conv.input_value(0))
+            transpose.get_node().validate_and_infer_types()
+        x = conv.input_value(0) if nchw else transpose
+        op.set_arguments([x, *op.input_values()[1:], ops.constant(w).output(0), ops.constant(b).output(0)])
         op.validate_and_infer_types()
         folded += 1
     return folded

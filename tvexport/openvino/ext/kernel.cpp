@@ -39,6 +39,14 @@
 // Pass::direct; channel blocks always).
 // Scratch buffers are per thread and reused across calls (the pool's threads persist), so a warm
 // call allocates nothing.
+// Pointwise prologue (kernel.hpp; runtime.py: fuse_pointwise_convs folds the 1x1 convolution + bias
+// + ReLU6/ReLU before a TV op into it): the ring's rows are computed from the convolution's narrow
+// NCHW input instead of converted (Pass::load_row, pointwise_block), so the expanded activation
+// (MobileNetV2's 6x) is never written nor read back (x NHWC, or NCHW where pw_nchw); such ops always take the ring (no in-place
+// paths, no channel blocks). Its multiply-adds outnumber the taps' (stride 2, cin 8, C 48: 8 per
+// channel and input position against 9 per output position), so the prologue is register-blocked
+// (up to 8 positions x 4 vectors of channels). Rows and columns a tile shares with its neighbours
+// are computed again per tile (stride 2, 8-row tiles: ~6 %).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -240,7 +248,7 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
 }
 
 // The pointwise prologue (kernel.hpp): NP positions, channel vectors [v0, v0 + KV), position q's
-// C channels to dst + q * C from its cin input values at src + q * step + ci * H * W (x NCHW). Register blocks of NP <= 8
+// C channels to dst + q * C from its cin input values at src + q * step + ci * (H * W where x is NCHW, else 1). Register blocks of NP <= 8
 // positions x KV <= 4 vectors of channels (<= 24 accumulators): per input channel the KV weight
 // vectors are loaded once and each feeds the NP positions, each position's input value broadcast
 // once and feeding KV multiply-adds (the weights come from L1: cin x KV vectors). Whole vectors
@@ -250,7 +258,7 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
 // afterwards.
 template <int KV, int NP>
 void pointwise_block(const KernelArgs& a, float* dst, const float* src, int64_t step, int64_t v0) {
-    const int64_t C = a.c, cols = pointwise_columns(C), cin = a.cin, plane = a.in_h * a.in_w;
+    const int64_t C = a.c, cols = pointwise_columns(C), cin = a.cin, plane = a.pw_nchw ? a.in_h * a.in_w : 1;  // between channels
     v16 acc[NP][KV];
     const float* w = a.pw_weight + v0 * kLanes;
     for (int v = 0; v < KV; ++v) {  // the bias and input channel 0 (cin >= 1)
@@ -431,9 +439,14 @@ struct Pass {
         return std::min<int64_t>(a.in_w, (je - 1) * a.stride - a.pad + a.k);
     }
 
-    // Row iy of image n's first channel plane of x, (N, cin, H, W) with the pointwise prologue.
-    const float* pointwise_row(int64_t n, int64_t iy) const {
-        return static_cast<const float*>(a.x) + (n * a.cin * a.in_h + iy) * a.in_w;
+    // Column ix of row iy of image n of x with the pointwise prologue (its first channel), and the
+    // floats between columns: (N, cin, H, W) where pw_nchw, else (N, H, W, cin).
+    const float* pointwise_input(int64_t n, int64_t iy, int64_t ix) const {
+        const auto* x = static_cast<const float*>(a.x);
+        return a.pw_nchw ? x + (n * a.cin * a.in_h + iy) * a.in_w + ix : x + ((n * a.in_h + iy) * a.in_w + ix) * a.cin;
+    }
+    int64_t pointwise_step() const {
+        return a.pw_nchw ? 1 : a.cin;
     }
 
     // The tile's columns of row iy of image n into image slot b (unless it is there already).
@@ -454,7 +467,7 @@ struct Pass {
             if constexpr (std::is_same_v<XT, float>) {
                 if (a.pw_weight) {  // computed from the 1x1 convolution's input (kernel.hpp)
                     if (hi > lo)
-                        pointwise(a, dst + (lo - m0) * C, pointwise_row(n, iy) + lo * s + r - p, hi - lo, s);
+                        pointwise(a, dst + (lo - m0) * C, pointwise_input(n, iy, lo * s + r - p), hi - lo, s * pointwise_step());
                     std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);  // after: pointwise_block stores whole vectors
                     continue;
                 }
@@ -972,8 +985,9 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                 const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
                 pass.start_tile(jb, je);
                 const int64_t c0 = pass.first_column();
-                // bytes of the tile's columns of a row: of one channel plane with the pointwise prologue (x NCHW)
-                const int64_t run = (pass.last_column() - c0) * (a.pw_weight ? 1 : C) * int64_t(sizeof(XT));
+                // bytes of the tile's columns of a row (with the pointwise prologue: x's, of one channel plane where NCHW)
+                const int64_t xc = !a.pw_weight ? C : a.pw_nchw ? 1 : a.cin;
+                const int64_t run = (pass.last_column() - c0) * xc * int64_t(sizeof(XT));
                 for (int64_t i = rb; i < re; ++i) {
                     // the input rows the next row needs (these images, or the next ones at the
                     // tile's end), fetched a slice per segment while this row computes
@@ -982,13 +996,13 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                     const int64_t first_new = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
                     const int64_t new_rows = std::max<int64_t>(0, std::min<int64_t>(H, next_i * s - p + k) - first_new);
                     const int64_t images = std::min<int64_t>(nb, a.n - next_n);
-                    const int64_t planes = a.pw_weight ? a.cin : 1;  // runs per input row
+                    const int64_t planes = a.pw_weight && a.pw_nchw ? a.cin : 1;  // runs per input row
                     const int64_t x_bytes = images > 0 ? images * new_rows * planes * run : 0;
                     const auto row_start = [&](int64_t r) {  // run r: image r / (new_rows * planes), then plane, then row
                         const int64_t image = next_n + r / (new_rows * planes), plane = r / new_rows % planes, row = first_new + r % new_rows;
-                        if (a.pw_weight)
+                        if (planes > 1)
                             return reinterpret_cast<const char*>(X + ((image * planes + plane) * H + row) * W + c0);
-                        return reinterpret_cast<const char*>(X + (image * H + row) * W * C + c0 * C);
+                        return reinterpret_cast<const char*>(X + (image * H + row) * W * xc + c0 * xc);
                     };
                     const WT* row_k = Wt + i * row_kernels;
                     // one image: the head of each tap's kernel run in the next row, a share of the

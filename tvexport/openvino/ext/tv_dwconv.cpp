@@ -195,7 +195,7 @@ Switches switches_from_env() {
 
 }  // namespace
 
-// Channels-last TV depthwise op: x (N, H, W, C) (with pre_pointwise (N, cin, H, W), see m_pointwise), weight (h, k*k, w, C) float32 | float16 | int8
+// Channels-last TV depthwise op: x (N, H, W, C) (with pre_pointwise (N, H, W, cin) or (N, cin, H, W), see m_pointwise), weight (h, k*k, w, C) float32 | float16 | int8
 // (or float16 as uint8 bytes (h, k*k, w, 2*C), see half_kernel_bytes), optional bias (h, w, C) map
 // or per channel (1, P, C) float32, scale (k*k, P*C) float32 iff weight is int8, where P =
 // segment_positions(C): per-channel values come repeated over a kernel segment's positions (see
@@ -256,8 +256,8 @@ public:
             refuse(name, "a scale input is only allowed with int8 weight, got weight ", wt);
 
         ov::PartialShape x = get_input_partial_shape(0);
-        if (m_pointwise && x.rank().is_static() && x.rank().get_length() == 4)
-            x = ov::PartialShape{x[0], x[2], x[3], x[1]};  // the 1x1 convolution's input is NCHW: seen as NHWC here
+        if (m_pointwise && m_pre_nchw && x.rank().is_static() && x.rank().get_length() == 4)
+            x = ov::PartialShape{x[0], x[2], x[3], x[1]};  // the 1x1 convolution's input as the graph has it: seen as NHWC here
         auto w = get_input_partial_shape(1);
         const bool half_bytes = wt == ov::element::u8;  // float16 kernels as bytes: last dim 2*C
         if (half_bytes && w.rank().is_static() && w.rank().get_length() == 4 && w[3].is_static())
@@ -328,7 +328,7 @@ public:
         set_output_type(0, xt, out);
     }
 
-    // The pointwise prologue's inputs (kernel.hpp): x (N, cin, H, W) float32 (here as NHWC), pointwise weight
+    // The pointwise prologue's inputs (kernel.hpp): x (N, H, W, cin) float32 (NCHW seen as NHWC), pointwise weight
     // (cin, Cp) and bias (Cp) float32, Cp = pointwise_columns(C) for the weight's C channels.
     void check_pointwise(const std::string& name, const ov::PartialShape& x, const ov::PartialShape& w, const ov::element::Type& xt) const {
         const size_t iw = get_input_size() - 2, ib = get_input_size() - 1;
@@ -358,6 +358,7 @@ public:
         op->m_hi = m_hi;
         op->m_pointwise = m_pointwise;
         op->m_pre_clamp = m_pre_clamp;
+        op->m_pre_nchw = m_pre_nchw;
         op->m_pre_lo = m_pre_lo;
         op->m_pre_hi = m_pre_hi;
         op->m_switches = m_switches;
@@ -376,6 +377,7 @@ public:
         visitor.on_attribute("clamp_hi", m_hi);
         visitor.on_attribute("pre_pointwise", m_pointwise);
         visitor.on_attribute("pre_clamp", m_pre_clamp);
+        visitor.on_attribute("pre_nchw", m_pre_nchw);
         visitor.on_attribute("pre_lo", m_pre_lo);
         visitor.on_attribute("pre_hi", m_pre_hi);
         return true;
@@ -389,7 +391,7 @@ public:
         const auto& x = inputs[0];
         const auto& w = inputs[1];
         ov::Shape xs = x.get_shape();
-        if (m_pointwise)
+        if (m_pointwise && m_pre_nchw)
             xs = ov::Shape{xs[0], xs[2], xs[3], xs[1]};  // x (N, cin, H, W): the kernel reads it so (kernel.hpp)
         ov::Shape ws = w.get_shape();
         if (w.get_element_type() == ov::element::u8)
@@ -415,6 +417,7 @@ public:
                 refuse(get_friendly_name(), "input ", xs, " does not fit pre_pointwise weight ", ps, " and bias ", bs, " (NHWC)");
             a.pw_weight = inputs[iw].data<const float>();
             a.pw_bias = inputs[iw + 1].data<const float>();
+            a.pw_nchw = m_pre_nchw;
             a.pre_clamp = m_pre_clamp;
             a.pre_lo = m_pre_lo;
             a.pre_hi = m_pre_hi;
@@ -462,10 +465,12 @@ private:
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
     // a preceding 1x1 convolution (+ bias, + clamp to [pre_lo, pre_hi] when pre_clamp) folded into
-    // the op after the model is read (runtime.py: fuse_pointwise_convs): x is its input, (N, cin, H, W)
-    // as the graph has it (not transposed: see fuse_pointwise_convs), and its weight and bias the
-    // last two inputs (kernel.hpp: the pointwise prologue)
+    // the op after the model is read (runtime.py: fuse_pointwise_convs): x is its input, (N, H, W,
+    // cin) through the Transpose to NHWC, or (N, cin, H, W) as the graph has it where pre_nchw (see
+    // fuse_pointwise_convs), and its weight and bias the last two inputs (kernel.hpp: the
+    // pointwise prologue)
     bool m_pointwise = false;
+    bool m_pre_nchw = false;
     bool m_pre_clamp = false;
     float m_pre_lo = 0.0f, m_pre_hi = 0.0f;
     Switches m_switches = switches_from_env();  // copied by clone_with_new_inputs, not re-read
