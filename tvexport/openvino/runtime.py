@@ -30,7 +30,7 @@ DEVICE = "CPU"
 # fold the 1x1 convolution before each TV op into it (fuse_pointwise_convs) unless told otherwise
 FUSE_POINTWISE = True
 POINTWISE_ENV = "TVEXPORT_OV_FUSE_POINTWISE"
-POINTWISE_MAX_CIN = 32  # fuse_pointwise_convs: convolutions of more input channels stay
+POINTWISE_MAX_CIN = 24  # fuse_pointwise_convs: convolutions of more input channels stay
 
 __all__ = ["DEVICE", "PRECISIONS", "OpenVinoRunner", "load_runner", "load_runner_bf16"]
 
@@ -244,8 +244,9 @@ def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None) -> int:
     Transpose + Reorder (face MobileNetV2 x0.1 batch 16: 0.64 ms before features.2), where the
     plain layout costs one Reorder. Convolutions of more than ``max_cin`` input channels stay:
     the prologue's cin * C multiply-adds per position then cost more than the memory traffic
-    saved (face MobileNetV2 x1.0 and ShuffleNetV2 x1.0 at cin 58-160: net losses, cin 16-32
-    gains; benchmarks/results/README.md); default POINTWISE_MAX_CIN. The weight (Cin, Cp) and bias (Cp),
+    saved (face MobileNetV2 x1.0 at batch 16, op + convolution per layer: cin 16 and 24 gained
+    0.13-0.90 ms, cin 32 lost 0.09-0.28 ms; cin 58-160 lost more; benchmarks/results/README.md);
+    default POINTWISE_MAX_CIN. The weight (Cin, Cp) and bias (Cp),
     zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
     ops whose input does not match (another consumer, a kernel or stride other than 1, ...) are
     left as they are. Returns how many convolutions were folded."""
