@@ -121,10 +121,11 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_folded_pointwise_matches_float64_truth(case: PwCase, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Folded (and, for reference, not folded) against the float64 truth; one convolution folded
-    (any cin: the default limit lifted), read NHWC or, after a residual Add, NCHW."""
+    (any cin and batch: the default limits lifted), read NHWC or, after a residual Add, NCHW."""
     from tvexport.openvino import runtime
 
     monkeypatch.setattr(runtime, "POINTWISE_MAX_CIN", 4096)
+    monkeypatch.setattr(runtime, "POINTWISE_MIN_BATCH", 1)
     model, truth = pointwise_graph(case)
     n = 3 if case.tv.batch == "N" else int(case.tv.batch)
     x = _x(case, n)
@@ -141,10 +142,12 @@ def test_folded_pointwise_matches_float64_truth(case: PwCase, extension: Path, m
 
 def test_wrong_prologue_is_far_off(extension: Path) -> None:
     """The test can fail: a missing clamp or bias before the TV op is far from the truth."""
-    case = PwCase(Case(3, 2, "channel", "float32", 1, channels=48, h=6, w=9), cin=8)
+    case = PwCase(Case(3, 2, "channel", "float32", 2, channels=48, h=6, w=9), cin=8)
     model, truth = pointwise_graph(case)
-    x = _x(case, 1)
-    got = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)(x)
+    x = _x(case, 2)
+    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == 1
+    got = runner(x)
     for wrong in (dataclasses.replace(case, clamp=None), dataclasses.replace(case, conv_bias=False)):
         _, wrong_truth = pointwise_graph(wrong)
         assert rel_err(got, wrong_truth(x.astype(np.float64))) > 100 * RTOL
@@ -170,7 +173,7 @@ def test_environment_switch(extension: Path, monkeypatch: pytest.MonkeyPatch) ->
     """TVEXPORT_OV_FUSE_POINTWISE=0|1 when the runner is not told; the keyword wins; other values refused."""
     from tvexport.errors import TvexportError
 
-    model, _ = pointwise_graph(PwCase(Case(3, 1, "channel", "float32", 1, channels=48, h=5, w=6)))
+    model, _ = pointwise_graph(PwCase(Case(3, 1, "channel", "float32", 2, channels=48, h=5, w=6)))
     monkeypatch.setenv("TVEXPORT_OV_FUSE_POINTWISE", "0")
     assert OpenVinoRunner(model, extension=extension).folded_pointwise == 0
     assert OpenVinoRunner(model, extension=extension, fuse_pointwise=True).folded_pointwise == 1
@@ -207,11 +210,22 @@ def test_wide_convolutions_stay(extension: Path) -> None:
     """By default a convolution of more than POINTWISE_MAX_CIN input channels is not folded."""
     from tvexport.openvino.runtime import POINTWISE_MAX_CIN
 
-    case = PwCase(Case(3, 1, "channel", "float32", 1, channels=48, h=5, w=6), cin=POINTWISE_MAX_CIN + 1)
+    case = PwCase(Case(3, 1, "channel", "float32", 2, channels=48, h=5, w=6), cin=POINTWISE_MAX_CIN + 1)
+    model, truth = pointwise_graph(case)
+    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == 0
+    x = _x(case, 2)
+    assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
+    model, _ = pointwise_graph(dataclasses.replace(case, cin=POINTWISE_MAX_CIN))
+    assert OpenVinoRunner(model, extension=extension, fuse_pointwise=True).folded_pointwise == 1
+
+
+def test_batch_one_graphs_stay(extension: Path) -> None:
+    """By default a graph of static batch 1 keeps its convolutions (a dynamic batch folds: the
+    zoo network test); the result is the same."""
+    case = PwCase(Case(3, 2, "channel", "float32", 1, channels=48, h=6, w=9), cin=8)
     model, truth = pointwise_graph(case)
     runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
     assert runner.folded_pointwise == 0
     x = _x(case, 1)
     assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
-    model, _ = pointwise_graph(dataclasses.replace(case, cin=POINTWISE_MAX_CIN))
-    assert OpenVinoRunner(model, extension=extension, fuse_pointwise=True).folded_pointwise == 1

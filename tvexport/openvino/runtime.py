@@ -31,6 +31,7 @@ DEVICE = "CPU"
 FUSE_POINTWISE = True
 POINTWISE_ENV = "TVEXPORT_OV_FUSE_POINTWISE"
 POINTWISE_MAX_CIN = 24  # fuse_pointwise_convs: convolutions of more input channels stay
+POINTWISE_MIN_BATCH = 2  # fuse_pointwise_convs: graphs of a smaller static batch stay (a dynamic batch folds)
 
 __all__ = ["DEVICE", "PRECISIONS", "OpenVinoRunner", "load_runner", "load_runner_bf16"]
 
@@ -232,7 +233,7 @@ def _residual(value: Any) -> bool:
     return node.get_type_name() == "Add" and all(_constant(v) is None for v in node.input_values())
 
 
-def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None) -> int:
+def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None, min_batch: int | None = None) -> int:
     """Fold the 1x1 convolution (+ per-channel bias, + Clamp/Relu) that feeds a TV op through its
     Transpose to NHWC into the op (its ``pre_pointwise`` prologue, kernel.hpp): the op reads the
     convolution's narrow input and computes the expanded channels as it fills its rows, so the
@@ -246,7 +247,9 @@ def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None) -> int:
     the prologue's cin * C multiply-adds per position then cost more than the memory traffic
     saved (face MobileNetV2 x1.0 at batch 16, op + convolution per layer: cin 16 and 24 gained
     0.13-0.90 ms, cin 32 lost 0.09-0.28 ms; cin 58-160 lost more; benchmarks/results/README.md);
-    default POINTWISE_MAX_CIN. The weight (Cin, Cp) and bias (Cp),
+    default POINTWISE_MAX_CIN. Nor at a static batch below ``min_batch`` (default
+    POINTWISE_MIN_BATCH): at batch 1 the expanded activations stay in cache, and face MobileNetV2
+    x0.1 read 1.02-1.07x slower folded (4 runs, none resolved alone). The weight (Cin, Cp) and bias (Cp),
     zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
     ops whose input does not match (another consumer, a kernel or stride other than 1, ...) are
     left as they are. Returns how many convolutions were folded."""
@@ -268,6 +271,9 @@ def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None) -> int:
         weight = np.asarray(conv.input_value(1).get_node().get_data(), dtype=np.float32)  # (C, Cin, 1, 1)
         channels, cin = weight.shape[:2]
         if cin > (POINTWISE_MAX_CIN if max_cin is None else max_cin):
+            continue
+        batch = conv.get_input_partial_shape(0)[0]
+        if batch.is_static and batch.get_length() < (POINTWISE_MIN_BATCH if min_batch is None else min_batch):
             continue
         cols = (channels + 15) // 16 * 16  # kernel.hpp: pointwise_columns
         w = np.zeros((cin, cols), dtype=np.float32)
