@@ -6,6 +6,7 @@
     python benchmarks/openvino_ab.py --switch blocks-outer --kernel-dtype float32 --rounds 6 --block 5
     python benchmarks/openvino_ab.py --switch scale-registers --kernel-dtype int8 --rounds 36 --block 20
     python benchmarks/openvino_ab.py --switch int8-wide-tiles --kernel-dtype int8
+    python benchmarks/openvino_ab.py --switch pointwise --arch face_mobilenetv2_x0_1 --batch 16 --rounds 24 --block 10
     python benchmarks/openvino_ab.py --switch build --extension-b /tmp/other/libtvexport_openvino.so --kernel-dtype int8
     python benchmarks/openvino_ab.py --render benchmarks/results/openvino_channel_blocks.json
 
@@ -37,6 +38,11 @@ setting):
   int8-wide-tiles TVEXPORT_OV_INT8_WIDE_TILES: A int8 kernel tiles of TVX_BLOCK_BYTES at batch > 1
                   (the default elsewhere, and everywhere before issue 17ac), B twice that (the
                   default on x86-64 cores with >= 2 MiB of L2; int8 kernels, batch > 1 only)
+  pointwise       TVEXPORT_OV_FUSE_POINTWISE: A the 1x1 convolution (+ bias, + ReLU6/ReLU) before
+                  each TV op runs as OpenVINO's own node, B it is folded into the TV op
+                  (tvexport.openvino.runtime.fuse_pointwise_convs: computed on the fly from its
+                  narrow input). B's TV ops include the folded convolutions' work, A's other ops
+                  do: compare the wall times and the sum of both
   build           no variable: A this checkout's extension (built from its ext/), B the library
                   --extension-b names, built from other sources (a compile-time change: run
                   `tvexport extension build openvino -o DIR` in the other checkout and pass
@@ -115,6 +121,29 @@ def scale_register_candidates(graph: Any) -> list[str]:
             and next(a.i for a in node.attribute if a.name == "k") == 3 and any(m % inits[node.input[1]].dims[0] == 0 for m in (16, 32, 48))]
 
 
+def pointwise_candidates(graph: Any) -> list[str]:
+    """TV nodes fed, through Clip/Relu nodes only, by a Conv with a 1x1 kernel, strides 1 and one
+    group (what TVEXPORT_OV_FUSE_POINTWISE=1 can fold; fuse_pointwise_convs also checks there is no
+    other reader, which the per-layer table shows)."""
+    producer = {out: node for node in graph.graph.node for out in node.output}
+    inits = {t.name: t for t in graph.graph.initializer}
+    tv = set(tv_nodes(graph))
+    found = []
+    for node in graph.graph.node:
+        if node.name not in tv:
+            continue
+        src = producer.get(node.input[0])
+        while src is not None and src.op_type in ("Clip", "Relu"):
+            src = producer.get(src.input[0])
+        if src is None or src.op_type != "Conv" or src.input[1] not in inits:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in src.attribute}
+        if (list(inits[src.input[1]].dims[2:]) == [1, 1] and list(attrs.get("strides", [1, 1])) == [1, 1]
+                and attrs.get("group", 1) == 1):
+            found.append(node.name)
+    return found
+
+
 @dataclasses.dataclass(frozen=True)
 class Switch:
     env: str
@@ -186,6 +215,13 @@ SWITCHES = {
         "cores with >= 2 MiB of L2), A' as A",
         int8_candidates, "with int8 kernels (at batch > 1, where the wider budget changes their tiles)", "openvino_int8_wide_tiles",
         "deeplabv3plus_mobilenetv2", 16),
+    "pointwise": Switch(
+        "TVEXPORT_OV_FUSE_POINTWISE", "0", "1", "1x1 convolutions before the TV ops separate (A) vs folded into them (B)",
+        "A the 1x1 convolution (+ bias, + ReLU6/ReLU) before each TV op run by OpenVINO (`TVEXPORT_OV_FUSE_POINTWISE=0`), "
+        "B folded into the TV op (`TVEXPORT_OV_FUSE_POINTWISE=1`: computed from its narrow input as the op fills its rows; "
+        "B's TV ops include that work, A's other ops do), A' as A",
+        pointwise_candidates, "fed by a 1x1 convolution (the ones B folds its convolution into)",
+        "openvino_pointwise", "face_mobilenetv2_x0_1", 16),
     "build": Switch(
         "", "", "", "this checkout's extension build (A) vs another build (B)",
         "A this checkout's extension (built from its ext/), B the library given by --extension-b (built from other sources), "

@@ -14,6 +14,7 @@ validation tolerances). tvexport sets ``INFERENCE_PRECISION_HINT`` to ``f32`` un
 from __future__ import annotations
 
 import math
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -26,6 +27,11 @@ from ..errors import TvexportError, missing
 
 PRECISIONS: tuple[str, ...] = ("f32", "bf16")
 DEVICE = "CPU"
+# fold the 1x1 convolution before each TV op into it (fuse_pointwise_convs) unless told otherwise
+FUSE_POINTWISE = True
+POINTWISE_ENV = "TVEXPORT_OV_FUSE_POINTWISE"
+POINTWISE_MAX_CIN = 24  # fuse_pointwise_convs: convolutions of more input channels stay
+POINTWISE_MIN_BATCH = 2  # fuse_pointwise_convs: graphs of a smaller static batch stay (a dynamic batch folds)
 
 __all__ = ["DEVICE", "PRECISIONS", "OpenVinoRunner", "load_runner", "load_runner_bf16"]
 
@@ -149,18 +155,172 @@ def fuse_clamps(model: Any) -> int:
     return folded
 
 
+def _live_consumers(output: Any) -> list[Any]:
+    """``_consumers`` less ShapeOf nodes: they read only the shape, which a fold keeps (the ONNX
+    frontend's Conv bias Reshape reads the convolution's shape through one)."""
+    return [t for t in _consumers(output) if t.get_node().get_type_name() != "ShapeOf"]
+
+
+def _constant(output: Any) -> np.ndarray | None:
+    """The float32 value of ``output`` where it is a Constant, or a Reshape/Squeeze/Unsqueeze/Convert
+    of one with a static shape (the ONNX frontend's Conv bias); else None."""
+    node = output.get_node()
+    kind = node.get_type_name()
+    if kind == "Constant":
+        return np.asarray(node.get_data(), dtype=np.float32).reshape(tuple(node.get_output_shape(0)))
+    if kind in ("Reshape", "Squeeze", "Unsqueeze", "Convert") and output.get_partial_shape().is_static:
+        value = _constant(node.input_value(0))
+        return None if value is None else value.reshape(tuple(output.get_shape()))
+    return None
+
+
+def _channel_bias(add: Any, data: Any) -> np.ndarray | None:
+    """The (C,) bias an Add adds to ``data`` (an NCHW output of C channels): its other input, a
+    constant broadcasting over channels only ((1, C, 1, 1), (C, 1, 1), a scalar); else None."""
+    shape = data.get_partial_shape()
+    if add.get_type_name() != "Add" or shape.rank.is_dynamic or shape.rank.get_length() != 4 or shape[1].is_dynamic:
+        return None
+    other = [v for v in add.input_values() if v != data]
+    value = _constant(other[0]) if len(other) == 1 else None
+    channels = shape[1].get_length()
+    if value is None or not _keeps_shape(shape, value.shape):
+        return None
+    dims = (1,) * (4 - value.ndim) + value.shape
+    if any(d != 1 for i, d in enumerate(dims) if i != 1):
+        return None  # varies over the batch or the positions
+    return np.broadcast_to(value.reshape(dims)[0, :, 0, 0], (channels,)).astype(np.float32)
+
+
+def _pointwise_source(transpose: Any) -> tuple[Any, np.ndarray | None, tuple[float, float] | None] | None:
+    """(Convolution, bias or None, clamp or None) where ``transpose``'s input is a 1x1 convolution
+    (strides and dilations 1, no padding, one group, constant float32 weight), then optionally an
+    Add of a per-channel constant bias, then optionally Clamp/Relu/Maximum/Minimum (composed into
+    one clamp), each output read by the next node only; else None."""
+    value = transpose.input_value(0)
+    clamp: tuple[float, float] | None = None
+    bias: np.ndarray | None = None
+    for _ in range(4):  # clamps nearest the transpose come first: they run last
+        node = value.get_node()
+        bound = _bound(node)
+        if bound is None or len(_live_consumers(value)) != 1:
+            break
+        data, lo, hi = bound
+        clamp = (lo, hi) if clamp is None else compose_clamps((lo, hi), clamp)
+        value = node.input_value(data)
+    node = value.get_node()
+    if node.get_type_name() == "Add" and len(_live_consumers(value)) == 1:
+        for data in node.input_values():
+            if data.get_node().get_type_name() == "Convolution" and (b := _channel_bias(node, data)) is not None:
+                bias, value = b, data
+                break
+    conv = value.get_node()
+    if conv.get_type_name() != "Convolution" or len(_live_consumers(value)) != 1:
+        return None
+    attrs = conv.get_attributes()
+    weight = conv.input_value(1)
+    ws = weight.get_partial_shape()
+    if (list(attrs["strides"]) != [1, 1] or list(attrs["dilations"]) != [1, 1] or any(attrs["pads_begin"]) or any(attrs["pads_end"])
+            or attrs["auto_pad"] not in ("explicit", "notset", "valid") or ws.is_dynamic or list(ws.to_shape())[2:] != [1, 1]
+            or weight.get_node().get_type_name() != "Constant" or conv.get_input_element_type(0).get_type_name() != "f32"):
+        return None
+    return conv, bias, clamp
+
+
+def _residual(value: Any) -> bool:
+    """Whether ``value`` is an Add of two computed tensors (a residual connection): the CPU plugin
+    fuses it into the convolution before it, which then writes in place."""
+    node = value.get_node()
+    return node.get_type_name() == "Add" and all(_constant(v) is None for v in node.input_values())
+
+
+def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None, min_batch: int | None = None) -> int:
+    """Fold the 1x1 convolution (+ per-channel bias, + Clamp/Relu) that feeds a TV op through its
+    Transpose to NHWC into the op (its ``pre_pointwise`` prologue, kernel.hpp): the op reads the
+    convolution's narrow input and computes the expanded channels as it fills its rows, so the
+    expanded activation (MobileNetV2's 6x) is never written to memory nor read back. The op's data
+    input becomes the convolution's input through the op's Transpose to NHWC, which the CPU plugin
+    drops (the input's producer writes channels-last), or, where that input is a residual Add, the
+    input itself, NCHW (``pre_nchw``; the kernel reads either): after a convolution with the Add
+    fused in place the plugin cannot drop the Transpose (MergeTransposeReorder) and ran it as a
+    Transpose + Reorder (face MobileNetV2 x0.1 batch 16: 0.64 ms before features.2), where the
+    plain layout costs one Reorder. Convolutions of more than ``max_cin`` input channels stay:
+    the prologue's cin * C multiply-adds per position then cost more than the memory traffic
+    saved (face MobileNetV2 x1.0 at batch 16, op + convolution per layer: cin 16 and 24 gained
+    0.13-0.90 ms, cin 32 lost 0.09-0.28 ms; cin 58-160 lost more; benchmarks/results/README.md);
+    default POINTWISE_MAX_CIN. Nor at a static batch below ``min_batch`` (default
+    POINTWISE_MIN_BATCH): at batch 1 the expanded activations stay in cache, and face MobileNetV2
+    x0.1 read 1.02-1.07x slower folded (4 runs, none resolved alone). The weight (Cin, Cp) and bias (Cp),
+    zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
+    ops whose input does not match (another consumer, a kernel or stride other than 1, ...) are
+    left as they are. Returns how many convolutions were folded."""
+    from openvino import opset13 as ops
+
+    folded = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "TVDWConvNHWC" or op.get_attributes().get("pre_pointwise", True):
+            continue  # not ours, or an extension without the prologue / already folded
+        transpose = op.input_value(0)
+        if transpose.get_node().get_type_name() != "Transpose" or len(_consumers(transpose)) != 1:
+            continue
+        if op.get_input_element_type(0).get_type_name() != "f32":
+            continue
+        found = _pointwise_source(transpose.get_node())
+        if found is None:
+            continue
+        conv, bias, clamp = found
+        weight = np.asarray(conv.input_value(1).get_node().get_data(), dtype=np.float32)  # (C, Cin, 1, 1)
+        channels, cin = weight.shape[:2]
+        if cin > (POINTWISE_MAX_CIN if max_cin is None else max_cin):
+            continue
+        batch = conv.get_input_partial_shape(0)[0]
+        if batch.is_static and batch.get_length() < (POINTWISE_MIN_BATCH if min_batch is None else min_batch):
+            continue
+        cols = (channels + 15) // 16 * 16  # kernel.hpp: pointwise_columns
+        w = np.zeros((cin, cols), dtype=np.float32)
+        w[:, :channels] = weight[:, :, 0, 0].T
+        b = np.zeros((cols,), dtype=np.float32)
+        if bias is not None:
+            b[:channels] = bias
+        op.set_attribute("pre_pointwise", True)
+        op.set_attribute("pre_clamp", clamp is not None)
+        op.set_attribute("pre_lo", float(clamp[0]) if clamp else 0.0)
+        op.set_attribute("pre_hi", float(clamp[1]) if clamp else 0.0)
+        nchw = _residual(conv.input_value(0))
+        op.set_attribute("pre_nchw", nchw)
+        if not nchw:  # through the op's Transpose (its only reader: checked above)
+            transpose.get_node().input(0).replace_source_output(conv.input_value(0))
+            transpose.get_node().validate_and_infer_types()
+        x = conv.input_value(0) if nchw else transpose
+        op.set_arguments([x, *op.input_values()[1:], ops.constant(w).output(0), ops.constant(b).output(0)])
+        op.validate_and_infer_types()
+        folded += 1
+    return folded
+
+
+def _pointwise_default(fuse: bool | None) -> bool:
+    """``fuse`` where given, else ``TVEXPORT_OV_FUSE_POINTWISE`` (0 or 1), else FUSE_POINTWISE."""
+    if fuse is not None:
+        return bool(fuse)
+    env = os.environ.get(POINTWISE_ENV, "")
+    if env not in ("", "0", "1"):
+        raise TvexportError(f"{POINTWISE_ENV}={env!r} is neither 0 nor 1", hint=f"set {POINTWISE_ENV}=0 or 1, or unset it")
+    return FUSE_POINTWISE if env == "" else env == "1"
+
+
 class OpenVinoRunner:
     """An ONNX graph (path or ``onnx.ModelProto``) compiled for OpenVINO's CPU plugin.
 
     NCHW float32 in, float32 out. ``threads`` sets ``INFERENCE_NUM_THREADS`` (default: OpenVINO's
     choice); ``precision`` sets ``INFERENCE_PRECISION_HINT``; ``extension`` overrides the
     library loaded for plugin nodes (default: the cached build, built if missing); ``profile``
-    turns on OpenVINO's per-node counters (``request.profiling_info``).
+    turns on OpenVINO's per-node counters (``request.profiling_info``); ``fuse_pointwise`` folds
+    the 1x1 convolution before each TV op into it (``fuse_pointwise_convs``; default: the environment's
+    ``TVEXPORT_OV_FUSE_POINTWISE=0|1``, else FUSE_POINTWISE).
     """
 
     def __init__(
         self, source: str | Path | Any, *, what: str | None = None, threads: int | None = None, precision: str = "f32",
-        extension: str | Path | None = None, profile: bool = False,
+        extension: str | Path | None = None, profile: bool = False, fuse_pointwise: bool | None = None,
     ) -> None:
         ov = _require_openvino()
         import onnx
@@ -193,6 +353,7 @@ class OpenVinoRunner:
         if profile:
             config["PERF_COUNT"] = True
         self.threads = threads
+        pointwise = _pointwise_default(fuse_pointwise)
         try:
             if path is not None:
                 model = core.read_model(str(path))
@@ -202,6 +363,7 @@ class OpenVinoRunner:
                     onnx.save(proto, str(tmp_path))
                     model = core.read_model(str(tmp_path))
             self.folded = fuse_clamps(model) if self.fused else 0  # Clamp/Relu/Min/Max nodes folded into TV ops
+            self.folded_pointwise = fuse_pointwise_convs(model) if self.fused and pointwise else 0  # 1x1 convolutions folded
             self.compiled = core.compile_model(model, DEVICE, config)
         except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
             raise TvexportError(f"OpenVINO {ov.__version__} cannot compile {self.what}: {_first_line(err)}") from err

@@ -39,6 +39,14 @@
 // Pass::direct; channel blocks always).
 // Scratch buffers are per thread and reused across calls (the pool's threads persist), so a warm
 // call allocates nothing.
+// Pointwise prologue (kernel.hpp; runtime.py: fuse_pointwise_convs folds the 1x1 convolution + bias
+// + ReLU6/ReLU before a TV op into it): the ring's rows are computed from the convolution's narrow
+// NCHW input instead of converted (Pass::load_row, pointwise_block), so the expanded activation
+// (MobileNetV2's 6x) is never written nor read back (x NHWC, or NCHW where pw_nchw); such ops always take the ring (no in-place
+// paths, no channel blocks). Its multiply-adds outnumber the taps' (stride 2, cin 8, C 48: 8 per
+// channel and input position against 9 per output position), so the prologue is register-blocked
+// (up to 8 positions x 4 vectors of channels). Rows and columns a tile shares with its neighbours
+// are computed again per tile (stride 2, 8-row tiles: ~6 %).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -206,7 +214,8 @@ struct Range {
     bool on;
     v16 lo, hi;
     float lo1, hi1;
-    explicit Range(const KernelArgs& a) : on(a.clamp), lo(v16{} + a.lo), hi(v16{} + a.hi), lo1(a.lo), hi1(a.hi) {}
+    explicit Range(const KernelArgs& a) : Range(a.clamp, a.lo, a.hi) {}
+    Range(bool clamp, float l, float h) : on(clamp), lo(v16{} + l), hi(v16{} + h), lo1(l), hi1(h) {}
     v16 operator()(v16 v) const {
         if (!on)
             return v;
@@ -235,6 +244,79 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
     } else {
         for (int64_t u = 0; u < n; ++u)
             y[u] = from_float(acc[u]);
+    }
+}
+
+// The pointwise prologue (kernel.hpp): NP positions, channel vectors [v0, v0 + KV), position q's
+// C channels to dst + q * C from its cin input values at src + q * step + ci * (H * W where x is NCHW, else 1). Register blocks of NP <= 8
+// positions x KV <= 4 vectors of channels (<= 24 accumulators): per input channel the KV weight
+// vectors are loaded once and each feeds the NP positions, each position's input value broadcast
+// once and feeding KV multiply-adds (the weights come from L1: cin x KV vectors). Whole vectors
+// are stored: where C is not whole vectors the last one runs on into the next position's first
+// channels, which are stored later (pointwise walks the chunks last first), or past the last
+// position, into the padding or the phase's spare vector (Pass: phase), which load_row fills
+// afterwards.
+template <int KV, int NP>
+void pointwise_block(const KernelArgs& a, float* dst, const float* src, int64_t step, int64_t v0) {
+    const int64_t C = a.c, cols = pointwise_columns(C), cin = a.cin, plane = a.pw_nchw ? a.in_h * a.in_w : 1;  // between channels
+    v16 acc[NP][KV];
+    const float* w = a.pw_weight + v0 * kLanes;
+    for (int v = 0; v < KV; ++v) {  // the bias and input channel 0 (cin >= 1)
+        const v16 bias = load(a.pw_bias + (v0 + v) * kLanes), wv = load(w + v * kLanes);
+        for (int q = 0; q < NP; ++q)
+            acc[q][v] = bias + wv * (src[q * step] - v16{});
+    }
+    w += cols;
+    src += plane;
+    for (int64_t ci = 1; ci < cin; ++ci, w += cols, src += plane) {
+        v16 wv[KV];
+        for (int v = 0; v < KV; ++v)
+            wv[v] = load(w + v * kLanes);
+        for (int q = 0; q < NP; ++q) {
+            const v16 x = src[q * step] - v16{};  // a broadcast: x - 0 is x for every x (not so x + 0 at -0)
+            for (int v = 0; v < KV; ++v)
+                acc[q][v] += wv[v] * x;
+        }
+    }
+    const Range range(a.pre_clamp, a.pre_lo, a.pre_hi);
+    for (int q = 0; q < NP; ++q)
+        for (int v = 0; v < KV; ++v)
+            store_v(dst + q * C + (v0 + v) * kLanes, range(acc[q][v]));
+}
+
+// `count` positions in blocks of NP, the rest in one block of its own size.
+template <int KV>
+void pointwise_chunk(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step, int64_t v0) {
+    constexpr int NP = KV == 4 ? 6 : 8;
+    int64_t q = 0;
+    for (; q + NP <= count; q += NP)
+        pointwise_block<KV, NP>(a, dst + q * a.c, src + q * step, step, v0);
+    dst += q * a.c;
+    src += q * step;
+    switch (count - q) {
+    case 1: return pointwise_block<KV, 1>(a, dst, src, step, v0);
+    case 2: return pointwise_block<KV, 2>(a, dst, src, step, v0);
+    case 3: return pointwise_block<KV, 3>(a, dst, src, step, v0);
+    case 4: return pointwise_block<KV, 4>(a, dst, src, step, v0);
+    case 5: return pointwise_block<KV, 5>(a, dst, src, step, v0);
+    case 6: return pointwise_block<KV, NP == 6 ? 1 : 6>(a, dst, src, step, v0);  // (NP = 6: never)
+    case 7: return pointwise_block<KV, NP == 6 ? 1 : 7>(a, dst, src, step, v0);
+    default: return;
+    }
+}
+
+// The prologue of `count` positions: channels in chunks of whole vectors (as even as they come,
+// at most 4 vectors), the last chunk first (pointwise_block).
+inline void pointwise(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step) {
+    const int64_t vectors = pointwise_columns(a.c) / kLanes;
+    const int64_t chunks = (vectors + 3) / 4, kv = (vectors + chunks - 1) / chunks;
+    for (int64_t v0 = (vectors - 1) / kv * kv; v0 >= 0; v0 -= kv) {
+        switch (std::min(kv, vectors - v0)) {
+        case 1: pointwise_chunk<1>(a, dst, src, count, step, v0); break;
+        case 2: pointwise_chunk<2>(a, dst, src, count, step, v0); break;
+        case 3: pointwise_chunk<3>(a, dst, src, count, step, v0); break;
+        default: pointwise_chunk<4>(a, dst, src, count, step, v0); break;
+        }
     }
 }
 
@@ -329,7 +411,8 @@ struct Pass {
 
     Pass(const KernelArgs& args, int64_t tile_positions) : a(args), seg(segment_floats(args.c)) {
         span = tile_positions + (a.k - 1) / a.stride + 1;
-        phase = (span * a.c + kLanes - 1) / kLanes * kLanes;
+        // + a spare vector for the pointwise prologue's last store (pointwise_block)
+        phase = (span * a.c + kLanes - 1) / kLanes * kLanes + (a.pw_weight && a.c % kLanes ? kLanes : 0);
         slot = a.stride * phase;
         image_rows = a.k * slot;
         rows = sized(scratch.rows, TVX_BATCH_TILE * image_rows);
@@ -356,6 +439,16 @@ struct Pass {
         return std::min<int64_t>(a.in_w, (je - 1) * a.stride - a.pad + a.k);
     }
 
+    // Column ix of row iy of image n of x with the pointwise prologue (its first channel), and the
+    // floats between columns: (N, cin, H, W) where pw_nchw, else (N, H, W, cin).
+    const float* pointwise_input(int64_t n, int64_t iy, int64_t ix) const {
+        const auto* x = static_cast<const float*>(a.x);
+        return a.pw_nchw ? x + (n * a.cin * a.in_h + iy) * a.in_w + ix : x + ((n * a.in_h + iy) * a.in_w + ix) * a.cin;
+    }
+    int64_t pointwise_step() const {
+        return a.pw_nchw ? 1 : a.cin;
+    }
+
     // The tile's columns of row iy of image n into image slot b (unless it is there already).
     void load_row(int b, int64_t n, int64_t iy) {
         const int64_t C = a.c, s = a.stride, p = a.pad, W = a.in_w;
@@ -371,6 +464,14 @@ struct Pass {
             const int64_t lo = std::clamp<int64_t>(p - r <= 0 ? 0 : (p - r + s - 1) / s, m0, m1);
             const int64_t hi = std::clamp<int64_t>(W - 1 + p - r < 0 ? 0 : (W - 1 + p - r) / s + 1, lo, m1);
             std::fill(dst, dst + (lo - m0) * C, 0.0f);
+            if constexpr (std::is_same_v<XT, float>) {
+                if (a.pw_weight) {  // computed from the 1x1 convolution's input (kernel.hpp)
+                    if (hi > lo)
+                        pointwise(a, dst + (lo - m0) * C, pointwise_input(n, iy, lo * s + r - p), hi - lo, s * pointwise_step());
+                    std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);  // after: pointwise_block stores whole vectors
+                    continue;
+                }
+            }
             std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);
             if (s == 1) {
                 convert(dst + (lo - m0) * C, xrow + (lo - p) * C, (hi - lo) * C);
@@ -442,7 +543,7 @@ struct Pass {
     // thread, 96x96 input, batch 16: C=16 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0, C=96
     // 5.3 -> 4.9; batch 1: 10-25 % faster).
     bool direct() const {
-        if (!kDirectOut)
+        if (!kDirectOut || a.pw_weight)  // the pointwise prologue is computed into the ring
             return false;
         if (a.stride == 1)
             return (a.n > 1 || a.c % kLanes == 0) && (a.c >= 2 * kLanes || std::is_same_v<WT, float>) &&
@@ -864,7 +965,7 @@ template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));
     if constexpr (std::is_same_v<XT, float>) {
-        if (a.sw.channel_blocks && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
+        if (a.sw.channel_blocks && !a.pw_weight && a.n > 1 && a.stride == 1 && segment_positions(a.c) == 1 && tile.positions < std::min(a.k, a.out_w))
             return run_channel_blocks<XT, WT>(a, row_begin, row_end);
     }
     const int64_t C = a.c, k = a.k, s = a.stride, p = a.pad, W = a.in_w, H = a.in_h, ow = a.out_w;
@@ -883,7 +984,10 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
             for (int64_t n0 = 0; n0 < a.n;) {
                 const int nb = static_cast<int>(std::min<int64_t>(TVX_BATCH_TILE, a.n - n0));
                 pass.start_tile(jb, je);
-                const int64_t c0 = pass.first_column(), run = (pass.last_column() - c0) * C * int64_t(sizeof(XT));
+                const int64_t c0 = pass.first_column();
+                // bytes of the tile's columns of a row (with the pointwise prologue: x's, of one channel plane where NCHW)
+                const int64_t xc = !a.pw_weight ? C : a.pw_nchw ? 1 : a.cin;
+                const int64_t run = (pass.last_column() - c0) * xc * int64_t(sizeof(XT));
                 for (int64_t i = rb; i < re; ++i) {
                     // the input rows the next row needs (these images, or the next ones at the
                     // tile's end), fetched a slice per segment while this row computes
@@ -892,9 +996,18 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                     const int64_t first_new = std::max<int64_t>(0, next_i * s - p + (last ? 0 : k - s));
                     const int64_t new_rows = std::max<int64_t>(0, std::min<int64_t>(H, next_i * s - p + k) - first_new);
                     const int64_t images = std::min<int64_t>(nb, a.n - next_n);
-                    const int64_t x_bytes = images > 0 ? images * new_rows * run : 0;
-                    const auto row_start = [&](int64_t r) {  // run r: image r / new_rows, row r % new_rows
-                        return reinterpret_cast<const char*>(X + ((next_n + r / new_rows) * H + first_new + r % new_rows) * W * C + c0 * C);
+                    const int64_t planes = a.pw_weight && a.pw_nchw ? a.cin : 1;  // runs per input row
+                    const int64_t x_bytes = images > 0 ? images * new_rows * planes * run : 0;
+                    // where run r starts (prefetch_runs calls it per cache line, so two plain lambdas, not
+                    // one with a branch: that made the unfused TV ops of face MobileNetV2 x0.1 at batch 16
+                    // 1.5-1.8x slower). One plane: image r / new_rows, row r % new_rows; NCHW x with the
+                    // pointwise prologue: image, then plane, then row
+                    const auto row_start = [&](int64_t r) {
+                        return reinterpret_cast<const char*>(X + ((next_n + r / new_rows) * H + first_new + r % new_rows) * W * xc + c0 * xc);
+                    };
+                    const auto plane_start = [&](int64_t r) {
+                        const int64_t run_row = r / new_rows, image = next_n + run_row / planes, plane = run_row % planes;
+                        return reinterpret_cast<const char*>(X + ((image * planes + plane) * H + first_new + r % new_rows) * W + c0);
                     };
                     const WT* row_k = Wt + i * row_kernels;
                     // one image: the head of each tap's kernel run in the next row, a share of the
@@ -903,8 +1016,10 @@ void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
                     const int64_t k_taps = a.sw.kernel_rows && a.n == 1 && i + 1 < re ? k * k : 0;
                     const char* next_k = reinterpret_cast<const char*>(row_k + row_kernels + jb * C);
                     for (int64_t j0 = jb, q = 0; j0 < je; j0 += per_seg, ++q) {
-                        if (x_bytes > 0)
+                        if (x_bytes > 0 && planes == 1)
                             prefetch_runs(row_start, run, x_bytes * q / segments, x_bytes * (q + 1) / segments);
+                        else if (x_bytes > 0)
+                            prefetch_runs(plane_start, run, x_bytes * q / segments, x_bytes * (q + 1) / segments);
                         for (int64_t r = k_taps * q / segments; r < k_taps * (q + 1) / segments; ++r)
                             for (int64_t o = 0; o < k_head; o += 64)
                                 pass.prefetch_kernels(next_k + r * ow * C * int64_t(sizeof(WT)) + o);

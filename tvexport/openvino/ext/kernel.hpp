@@ -17,6 +17,15 @@
 // taps outside the input are zero (padding p); clamp to [lo, hi] only when `clamp` is set (a
 // following Clip/Relu fused into the op). Accumulation is float32; compressed kernels are
 // dequantized in registers, inside the multiply-add loop.
+//
+// Pointwise prologue (pw_weight set; float32 x only): x is the (N, H, W, cin) input of a 1x1
+// convolution (+ bias, + clamp) folded into the op ((N, cin, H, W) where pw_nchw), whose C-channel
+// output the op reads:
+//   x_op[n, iy, ix, c] = pre_clamp(pw_bias[c] + sum_ci x[n, iy, ix, ci] * pw_weight[ci, c])
+// computed on the fly as the ring's input rows are filled (kernel.cpp: Pass::load_row) and never
+// stored whole; padding is zero after it. pw_weight (cin, Cp) and pw_bias (Cp) float32, Cp = C
+// rounded up to whole vectors (pointwise_columns), the extra columns zero
+// (tvexport/openvino/runtime.py: fuse_pointwise_convs).
 #pragma once
 
 #include <cstddef>
@@ -105,7 +114,7 @@ struct Switches {
 };
 
 struct KernelArgs {
-    const void* x;
+    const void* x;  // (N, H, W, C); with the pointwise prologue (N, H, W, cin) or (N, cin, H, W)
     const void* weight;
     const float* scale;  // nullptr unless weight is int8
     const float* bias;   // nullptr when absent
@@ -118,7 +127,19 @@ struct KernelArgs {
     bool clamp;  // clamp the output to [lo, hi]
     float lo, hi;
     Switches sw;
+    // pointwise prologue (see the top): nullptr when off
+    const float* pw_weight = nullptr;  // (cin, pointwise_columns(c))
+    const float* pw_bias = nullptr;    // (pointwise_columns(c))
+    int64_t cin = 0;
+    bool pw_nchw = false;  // x is (N, cin, H, W)
+    bool pre_clamp = false;  // clamp the prologue's output to [pre_lo, pre_hi]
+    float pre_lo = 0.0f, pre_hi = 0.0f;
 };
+
+// Columns of the pointwise prologue's weight and bias: C rounded up to whole 16-float vectors.
+constexpr int64_t pointwise_columns(int64_t c) {
+    return (c + 15) / 16 * 16;
+}
 
 // Output rows are processed in segments of up to kSegment floats of (position, channel). 2048 was
 // tried (issue 17u; benchmarks/results/README.md): TV ops 0.91-0.96x at batch 16 on face

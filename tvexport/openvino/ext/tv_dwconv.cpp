@@ -195,7 +195,7 @@ Switches switches_from_env() {
 
 }  // namespace
 
-// Channels-last TV depthwise op: x (N, H, W, C), weight (h, k*k, w, C) float32 | float16 | int8
+// Channels-last TV depthwise op: x (N, H, W, C) (with pre_pointwise (N, H, W, cin) or (N, cin, H, W), see m_pointwise), weight (h, k*k, w, C) float32 | float16 | int8
 // (or float16 as uint8 bytes (h, k*k, w, 2*C), see half_kernel_bytes), optional bias (h, w, C) map
 // or per channel (1, P, C) float32, scale (k*k, P*C) float32 iff weight is int8, where P =
 // segment_positions(C): per-channel values come repeated over a kernel segment's positions (see
@@ -224,8 +224,12 @@ public:
         return op;
     }
 
+    // inputs before the pointwise prologue's (weight, bias), which come last when m_pointwise is set
+    size_t own_inputs() const {
+        return get_input_size() - (m_pointwise ? 2u : 0u);
+    }
     bool has_bias() const {
-        return get_input_size() == (has_scale() ? 4u : 3u);
+        return own_inputs() == (has_scale() ? 4u : 3u);
     }
     bool has_scale() const {
         return get_input_element_type(1) == ov::element::i8;
@@ -233,7 +237,10 @@ public:
 
     void validate_and_infer_types() override {
         const std::string& name = get_friendly_name();
-        const auto n_in = get_input_size();
+        if (m_pointwise && get_input_size() < 4)
+            refuse(name, "with pre_pointwise takes 4 to 6 inputs (x, weight, bias, scale, pointwise weight, pointwise bias), got ",
+                   get_input_size());
+        const auto n_in = own_inputs();
         if (n_in < 2 || n_in > 4)
             refuse(name, "takes 2 to 4 inputs (x, weight, bias, scale), got ", n_in);
         check_attributes(name, m_k, m_stride, m_padding);
@@ -248,7 +255,9 @@ public:
         if (!has_scale() && n_in == 4)
             refuse(name, "a scale input is only allowed with int8 weight, got weight ", wt);
 
-        const auto& x = get_input_partial_shape(0);
+        ov::PartialShape x = get_input_partial_shape(0);
+        if (m_pointwise && m_pre_nchw && x.rank().is_static() && x.rank().get_length() == 4)
+            x = ov::PartialShape{x[0], x[2], x[3], x[1]};  // the 1x1 convolution's input as the graph has it: seen as NHWC here
         auto w = get_input_partial_shape(1);
         const bool half_bytes = wt == ov::element::u8;  // float16 kernels as bytes: last dim 2*C
         if (half_bytes && w.rank().is_static() && w.rank().get_length() == 4 && w[3].is_static())
@@ -268,8 +277,10 @@ public:
             out[3] = w[3];
             check_taps(name, w, ckkhw, m_k);
         }
+        if (m_pointwise)
+            check_pointwise(name, x, w, xt);
         if (x.rank().is_static() && w.rank().is_static()) {
-            if (x[3].is_static() && w[3].is_static() && x[3].get_length() != w[3].get_length())
+            if (!m_pointwise && x[3].is_static() && w[3].is_static() && x[3].get_length() != w[3].get_length())
                 refuse(name, "x ", dims(x, nchw), " has ", x[3].get_length(), " channels, weight ", dims(w, ckkhw), " has ",
                        w[3].get_length());
             for (int axis = 0; axis < 2; ++axis) {
@@ -307,14 +318,34 @@ public:
                        " must be (C, h, w) or (C, 1, 1) for weight ", dims(w, ckkhw));
         }
         if (has_scale()) {
-            const auto& s = get_input_partial_shape(get_input_size() - 1);
-            if (get_input_element_type(get_input_size() - 1) != ov::element::f32)
-                refuse(name, "scale must be float32, got ", get_input_element_type(get_input_size() - 1));
+            const auto& s = get_input_partial_shape(own_inputs() - 1);
+            if (get_input_element_type(own_inputs() - 1) != ov::element::f32)
+                refuse(name, "scale must be float32, got ", get_input_element_type(own_inputs() - 1));
             if (s.rank().is_dynamic() || s.rank().get_length() != 2 ||
                 (w.rank().is_static() && !(s[0].compatible(w[1]) && s[1].compatible(per_seg * w[3]))))
                 refuse(name, "scale must be (C, k*k, 1, 1) for weight ", dims(w, ckkhw));
         }
         set_output_type(0, xt, out);
+    }
+
+    // The pointwise prologue's inputs (kernel.hpp): x (N, H, W, cin) float32 (NCHW seen as NHWC), pointwise weight
+    // (cin, Cp) and bias (Cp) float32, Cp = pointwise_columns(C) for the weight's C channels.
+    void check_pointwise(const std::string& name, const ov::PartialShape& x, const ov::PartialShape& w, const ov::element::Type& xt) const {
+        const size_t iw = get_input_size() - 2, ib = get_input_size() - 1;
+        const auto& pw = get_input_partial_shape(iw);
+        const auto& pb = get_input_partial_shape(ib);
+        if (xt.is_static() && xt != ov::element::f32)
+            refuse(name, "pre_pointwise needs float32 x, got ", xt);
+        if (get_input_element_type(iw) != ov::element::f32 || get_input_element_type(ib) != ov::element::f32)
+            refuse(name, "pre_pointwise weight and bias must be float32, got ", get_input_element_type(iw), " and ", get_input_element_type(ib));
+        const ov::Dimension cols = w.rank().is_static() && w[3].is_static() ? ov::Dimension(pointwise_columns(w[3].get_length()))
+                                                                            : ov::Dimension::dynamic();
+        const ov::Dimension cin = x.rank().is_static() ? x[3] : ov::Dimension::dynamic();
+        if (pw.rank().is_dynamic() || pw.rank().get_length() != 2 || !pw[0].compatible(cin) || !pw[1].compatible(cols) ||
+            pb.rank().is_dynamic() || pb.rank().get_length() != 1 || !pb[0].compatible(cols))
+            refuse(name, "pre_pointwise weight ", dims(pw), " and bias ", dims(pb), " must be (cin, Cp) and (Cp) for x ",
+                   x.rank().is_static() ? dims(x) : std::string("of unknown rank"), " (NHWC), Cp = channels rounded up to 16 = ",
+                   cols.is_static() ? std::to_string(cols.get_length()) : std::string("?"));
     }
 
     std::shared_ptr<ov::Node> clone_with_new_inputs(const ov::OutputVector& args) const override {
@@ -325,6 +356,11 @@ public:
         op->m_clamp = m_clamp;
         op->m_lo = m_lo;
         op->m_hi = m_hi;
+        op->m_pointwise = m_pointwise;
+        op->m_pre_clamp = m_pre_clamp;
+        op->m_pre_nchw = m_pre_nchw;
+        op->m_pre_lo = m_pre_lo;
+        op->m_pre_hi = m_pre_hi;
         op->m_switches = m_switches;
         op->set_friendly_name(get_friendly_name());
         op->set_arguments(args);
@@ -339,6 +375,11 @@ public:
         visitor.on_attribute("clamp", m_clamp);
         visitor.on_attribute("clamp_lo", m_lo);
         visitor.on_attribute("clamp_hi", m_hi);
+        visitor.on_attribute("pre_pointwise", m_pointwise);
+        visitor.on_attribute("pre_clamp", m_pre_clamp);
+        visitor.on_attribute("pre_nchw", m_pre_nchw);
+        visitor.on_attribute("pre_lo", m_pre_lo);
+        visitor.on_attribute("pre_hi", m_pre_hi);
         return true;
     }
 
@@ -349,7 +390,9 @@ public:
     bool evaluate(ov::TensorVector& outputs, const ov::TensorVector& inputs) const override {
         const auto& x = inputs[0];
         const auto& w = inputs[1];
-        const ov::Shape xs = x.get_shape();
+        ov::Shape xs = x.get_shape();
+        if (m_pointwise && m_pre_nchw)
+            xs = ov::Shape{xs[0], xs[2], xs[3], xs[1]};  // x (N, cin, H, W): the kernel reads it so (kernel.hpp)
         ov::Shape ws = w.get_shape();
         if (w.get_element_type() == ov::element::u8)
             ws[3] /= 2;
@@ -364,9 +407,24 @@ public:
         a.stride = m_stride;
         a.pad = m_padding;
         const int64_t oh = window_positions(a.in_h, a.k, a.stride, a.pad), ow = window_positions(a.in_w, a.k, a.stride, a.pad);
+        if (m_pointwise) {  // x holds the prologue's cin channels; the op's are the weight's
+            const size_t iw = inputs.size() - 2;
+            a.cin = a.c;
+            a.c = static_cast<int64_t>(ws[3]);
+            const ov::Shape ps = inputs[iw].get_shape(), bs = inputs[iw + 1].get_shape();
+            if (ps.size() != 2 || static_cast<int64_t>(ps[0]) != a.cin || static_cast<int64_t>(ps[1]) != pointwise_columns(a.c) ||
+                bs.size() != 1 || static_cast<int64_t>(bs[0]) != pointwise_columns(a.c) || x.get_element_type() != ov::element::f32)
+                refuse(get_friendly_name(), "input ", xs, " does not fit pre_pointwise weight ", ps, " and bias ", bs, " (NHWC)");
+            a.pw_weight = inputs[iw].data<const float>();
+            a.pw_bias = inputs[iw + 1].data<const float>();
+            a.pw_nchw = m_pre_nchw;
+            a.pre_clamp = m_pre_clamp;
+            a.pre_lo = m_pre_lo;
+            a.pre_hi = m_pre_hi;
+        }
         if (oh < 1 || ow < 1 || oh != a.out_h || ow != a.out_w || a.c != static_cast<int64_t>(ws[3]))
             refuse(get_friendly_name(), "input ", xs, " does not fit weight ", ws, " (NHWC)");
-        outputs[0].set_shape({xs[0], ws[0], ws[2], xs[3]});
+        outputs[0].set_shape({xs[0], ws[0], ws[2], static_cast<size_t>(a.c)});
         a.x = x.data();
         a.weight = w.data();
         a.y = outputs[0].data();
@@ -380,7 +438,7 @@ public:
             a.bias_map = static_cast<int64_t>(bs[0]) == a.out_h && static_cast<int64_t>(bs[1]) == a.out_w;  // else (1, P, C)
         }
         if (has_scale())
-            a.scale = inputs.back().data<const float>();
+            a.scale = inputs[own_inputs() - 1].data<const float>();
         a.clamp = m_clamp;
         a.lo = m_lo;
         a.hi = m_hi;
@@ -406,6 +464,15 @@ private:
     // folded into the op after the model is read (tvexport/openvino/runtime.py: fuse_clamps)
     bool m_clamp = false;
     float m_lo = 0.0f, m_hi = 0.0f;
+    // a preceding 1x1 convolution (+ bias, + clamp to [pre_lo, pre_hi] when pre_clamp) folded into
+    // the op after the model is read (runtime.py: fuse_pointwise_convs): x is its input, (N, H, W,
+    // cin) through the Transpose to NHWC, or (N, cin, H, W) as the graph has it where pre_nchw (see
+    // fuse_pointwise_convs), and its weight and bias the last two inputs (kernel.hpp: the
+    // pointwise prologue)
+    bool m_pointwise = false;
+    bool m_pre_nchw = false;
+    bool m_pre_clamp = false;
+    float m_pre_lo = 0.0f, m_pre_hi = 0.0f;
     Switches m_switches = switches_from_env();  // copied by clone_with_new_inputs, not re-read
 };
 

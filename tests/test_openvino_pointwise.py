@@ -1,0 +1,231 @@
+"""OpenVINO extension: the 1x1 convolution before a TV op folded into it (runtime.fuse_pointwise_convs,
+the kernel's pointwise prologue), against the float64 torch truth with random TV kernels."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("openvino")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from test_openvino import HAVE_TOOLS, Case, _network, _within, layer_graph, rel_err, truth_of  # noqa: E402
+from tvexport.openvino import OpenVinoRunner, build_extension  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not HAVE_TOOLS, reason="needs cmake and a C++ compiler to build the OpenVINO extension")
+
+# float32 sums of cin products, then of <= 25 taps, against float64
+RTOL = 5e-6
+
+
+@pytest.fixture(scope="module")
+def extension() -> Path:
+    return build_extension().path
+
+
+@dataclasses.dataclass(frozen=True)
+class PwCase:
+    tv: Case
+    cin: int = 8
+    clamp: str | None = "relu6"  # "relu6" (Clip 0..6), "relu", None
+    conv_bias: bool = True
+    residual: bool = False  # the convolution reads Add(x, x): the op reads it NCHW (pre_nchw)
+
+    @property
+    def id(self) -> str:
+        return (f"{self.tv.id}-c{self.tv.channels}-cin{self.cin}-{self.clamp or 'noclamp'}-{'cb' if self.conv_bias else 'nocb'}"
+                + ("-nchw" if self.residual else ""))
+
+
+def pointwise_graph(case: PwCase, seed: int = 0, *, kernel: int = 1, stride: int = 1,
+                    second_reader: bool = False) -> tuple[Any, Any]:
+    """The layer graph of ``case.tv`` fed by Conv(kernel x kernel, stride) of ``case.cin`` channels
+    (+ bias) and the clamp; ``second_reader``: the clamp's output is a second graph output too.
+    Returns (model, f(x float64) -> the float64 truth)."""
+    model, weight, bias = layer_graph(case.tv, seed)
+    rng = np.random.default_rng(seed + 7)
+    c, s = case.tv.channels, case.tv.stride
+    pw = (rng.standard_normal((c, case.cin, kernel, kernel)) / np.sqrt(case.cin * kernel * kernel)).astype(np.float32)
+    pb = rng.standard_normal(c).astype(np.float32)
+    g = model.graph
+    tv_input = g.input[0]
+    batch = tv_input.type.tensor_type.shape.dim[0]
+    g.node[0].input[0] = "e"
+    conv_in = ["xr" if case.residual else "x", "pw.weight"] + (["pw.bias"] if case.conv_bias else [])
+    pad = kernel // 2
+    nodes = [helper.make_node("Add", ["x", "x"], ["xr"])] if case.residual else []
+    nodes += [helper.make_node("Conv", conv_in, ["e" if case.clamp is None else "a"], kernel_shape=[kernel, kernel],
+                              strides=[stride, stride], pads=[pad] * 4)]
+    g.initializer.extend([numpy_helper.from_array(pw, "pw.weight"), numpy_helper.from_array(pb, "pw.bias")])
+    if case.clamp == "relu6":
+        g.initializer.extend([numpy_helper.from_array(np.array(0.0, np.float32), "zero"), numpy_helper.from_array(np.array(6.0, np.float32), "six")])
+        nodes.append(helper.make_node("Clip", ["a", "zero", "six"], ["e"]))
+    elif case.clamp == "relu":
+        nodes.append(helper.make_node("Relu", ["a"], ["e"]))
+    for n in reversed(nodes):
+        g.node.insert(0, n)
+    h_in, w_in = s * case.tv.h * stride, s * case.tv.w * stride
+    del g.input[:]
+    shape = [batch.dim_value if batch.HasField("dim_value") else batch.dim_param, case.cin, h_in, w_in]
+    g.input.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, shape))
+    if second_reader:
+        g.output.append(helper.make_tensor_value_info("e", TensorProto.FLOAT, None))
+
+    def truth(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            e = torch.nn.functional.conv2d(torch.from_numpy(2 * x if case.residual else x), torch.from_numpy(pw.astype(np.float64)),
+                                           torch.from_numpy(pb.astype(np.float64)) if case.conv_bias else None, stride=stride, padding=pad)
+            if case.clamp == "relu6":
+                e = e.clamp(0.0, 6.0)
+            elif case.clamp == "relu":
+                e = e.clamp(min=0.0)
+        return truth_of(e.numpy(), weight, bias, s)
+
+    return model, truth
+
+
+def _x(case: PwCase, n: int, scale: int = 1) -> np.ndarray:
+    s = case.tv.stride
+    # 3 sigma: the conv's outputs reach past the ReLU6's 6 and below 0, so the clamp is exercised
+    return 3 * np.random.default_rng(1).standard_normal((n, case.cin, s * case.tv.h * scale, s * case.tv.w * scale)).astype(np.float32)
+
+
+CASES = [
+    PwCase(Case(3, 2, "channel", "float32", 1, channels=48, h=6, w=9), cin=8),  # face MobileNetV2 x0.1's stride-2 layer
+    PwCase(Case(3, 2, "channel", "float32", 3, channels=48, h=6, w=9), cin=8),
+    PwCase(Case(3, 2, "channel", "float32", 3, channels=48, h=6, w=9), cin=8, residual=True),
+    PwCase(Case(3, 1, "map", "float32", 1, channels=58, h=5, w=6), cin=24, clamp="relu", residual=True),
+    PwCase(Case(5, 2, None, "float16", 3, channels=70, h=4, w=5), cin=13, clamp=None, conv_bias=False, residual=True),
+    PwCase(Case(3, 1, "channel", "int8", 2, channels=96, h=4, w=7), cin=16, residual=True),
+    PwCase(Case(3, 1, "map", "float32", 3, channels=48, h=5, w=11), cin=8),
+    PwCase(Case(3, 1, None, "float32", 1, channels=58, h=5, w=7), cin=58, clamp="relu"),  # ShuffleNetV2's 58
+    PwCase(Case(3, 2, "map", "float32", 3, channels=58, h=4, w=6), cin=24, clamp="relu", conv_bias=False),
+    PwCase(Case(5, 1, "channel", "float32", 3, channels=70, h=5, w=7), cin=24, clamp=None),
+    PwCase(Case(5, 2, None, "float32", 1, channels=70, h=4, w=5), cin=13, clamp="relu6", conv_bias=False),
+    PwCase(Case(3, 1, "channel", "float16", 3, channels=48, h=5, w=10), cin=8),
+    PwCase(Case(3, 2, "map", "float16", 1, channels=58, h=4, w=7), cin=24, clamp="relu"),
+    PwCase(Case(5, 2, "channel", "float16", 3, channels=96, h=3, w=5), cin=16, clamp=None),
+    PwCase(Case(3, 1, "channel", "int8", 1, channels=48, h=6, w=8), cin=8),
+    PwCase(Case(3, 2, None, "int8", 3, channels=58, h=5, w=6), cin=58, clamp="relu", conv_bias=False),
+    PwCase(Case(5, 1, "map", "int8", 3, channels=24, h=4, w=9), cin=8, clamp=None),
+    PwCase(Case(3, 1, "map", "float32", "N", channels=144, h=4, w=6), cin=24),  # dynamic batch, run at 3; 9 vectors
+    PwCase(Case(3, 1, "channel", "float32", 2, channels=240, h=3, w=4), cin=40, clamp="relu"),  # 4 chunks of vectors
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_folded_pointwise_matches_float64_truth(case: PwCase, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folded (and, for reference, not folded) against the float64 truth; one convolution folded
+    (any cin and batch: the default limits lifted), read NHWC or, after a residual Add, NCHW."""
+    from tvexport.openvino import runtime
+
+    monkeypatch.setattr(runtime, "POINTWISE_MAX_CIN", 4096)
+    monkeypatch.setattr(runtime, "POINTWISE_MIN_BATCH", 1)
+    model, truth = pointwise_graph(case)
+    n = 3 if case.tv.batch == "N" else int(case.tv.batch)
+    x = _x(case, n)
+    expected = truth(x.astype(np.float64))
+    fused = OpenVinoRunner(model, what=case.id, extension=extension, fuse_pointwise=True)
+    assert fused.folded_pointwise == 1
+    op = next(o for o in fused.compiled.get_runtime_model().get_ordered_ops() if o.get_friendly_name() == "tv")
+    assert op.get_input_partial_shape(0)[1].get_length() == (case.cin if case.residual else x.shape[2])  # NCHW / NHWC
+    assert rel_err(fused(x), expected) < RTOL
+    plain = OpenVinoRunner(model, what=case.id, extension=extension, fuse_pointwise=False)
+    assert plain.folded_pointwise == 0
+    assert rel_err(plain(x), expected) < RTOL
+
+
+def test_wrong_prologue_is_far_off(extension: Path) -> None:
+    """The test can fail: a missing clamp or bias before the TV op is far from the truth."""
+    case = PwCase(Case(3, 2, "channel", "float32", 2, channels=48, h=6, w=9), cin=8)
+    model, truth = pointwise_graph(case)
+    x = _x(case, 2)
+    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == 1
+    got = runner(x)
+    for wrong in (dataclasses.replace(case, clamp=None), dataclasses.replace(case, conv_bias=False)):
+        _, wrong_truth = pointwise_graph(wrong)
+        assert rel_err(got, wrong_truth(x.astype(np.float64))) > 100 * RTOL
+    assert rel_err(got, truth(x.astype(np.float64))) < RTOL
+
+
+@pytest.mark.parametrize("how", ["two-readers", "3x3-conv", "stride-2-conv"])
+def test_not_folded_where_the_pattern_fails(how: str, extension: Path) -> None:
+    """A convolution with another reader, a 3x3 one or a stride-2 one stays (graph unchanged) and
+    the result is right."""
+    case = PwCase(Case(3, 1, "channel", "float32", 2, channels=48, h=5, w=6), cin=8)
+    kwargs: dict[str, Any] = {"two-readers": {"second_reader": True}, "3x3-conv": {"kernel": 3}, "stride-2-conv": {"stride": 2}}[how]
+    model, truth = pointwise_graph(case, **kwargs)
+    x = _x(case, 2, scale=kwargs.get("stride", 1))
+    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == 0
+    outs = runner.request.infer({0: x})
+    got = np.asarray(outs[runner.compiled.outputs[0]])
+    assert rel_err(got, truth(x.astype(np.float64))) < RTOL
+
+
+def test_environment_switch(extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_FUSE_POINTWISE=0|1 when the runner is not told; the keyword wins; other values refused."""
+    from tvexport.errors import TvexportError
+
+    model, _ = pointwise_graph(PwCase(Case(3, 1, "channel", "float32", 2, channels=48, h=5, w=6)))
+    monkeypatch.setenv("TVEXPORT_OV_FUSE_POINTWISE", "0")
+    assert OpenVinoRunner(model, extension=extension).folded_pointwise == 0
+    assert OpenVinoRunner(model, extension=extension, fuse_pointwise=True).folded_pointwise == 1
+    monkeypatch.setenv("TVEXPORT_OV_FUSE_POINTWISE", "1")
+    assert OpenVinoRunner(model, extension=extension).folded_pointwise == 1
+    monkeypatch.setenv("TVEXPORT_OV_FUSE_POINTWISE", "yes")
+    with pytest.raises(TvexportError, match="TVEXPORT_OV_FUSE_POINTWISE='yes' is neither 0 nor 1"):
+        OpenVinoRunner(model, extension=extension)
+
+
+@pytest.mark.parametrize(("name", "folds"), [("face_mobilenetv2_x0_1", 16), ("face_shufflenetv2_x1_0", 1)])
+def test_zoo_network_folded(name: str, folds: int, extension: Path) -> None:
+    """A whole zoo network (random weights and posi_map, dynamic batch) with every 1x1 convolution
+    before a TV op folded, against the float64 unbaked torch model at batch 1 and 3 (the float32
+    validation rule, as tests/test_openvino.py's network tests)."""
+    net = _network(name)
+    runner = OpenVinoRunner(net.graph, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == folds
+    errors = net.errors(runner, (1, 3))
+    assert _within(errors), errors
+
+
+def test_float16_activations_not_folded(extension: Path) -> None:
+    """A float16 graph (float16 activations into the TV ops) keeps its convolutions: the prologue
+    reads float32 only; the result stays within the float16 network rule."""
+    net = _network("face_mobilenetv2_x0_1", dtype="float16")
+    runner = OpenVinoRunner(net.graph, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == 0
+    errors = net.errors(runner, (2,))
+    assert _within(errors, floor=1e-2), errors
+
+
+def test_wide_convolutions_stay(extension: Path) -> None:
+    """By default a convolution of more than POINTWISE_MAX_CIN input channels is not folded."""
+    from tvexport.openvino.runtime import POINTWISE_MAX_CIN
+
+    case = PwCase(Case(3, 1, "channel", "float32", 2, channels=48, h=5, w=6), cin=POINTWISE_MAX_CIN + 1)
+    model, truth = pointwise_graph(case)
+    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == 0
+    x = _x(case, 2)
+    assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
+    model, _ = pointwise_graph(dataclasses.replace(case, cin=POINTWISE_MAX_CIN))
+    assert OpenVinoRunner(model, extension=extension, fuse_pointwise=True).folded_pointwise == 1
+
+
+def test_batch_one_graphs_stay(extension: Path) -> None:
+    """By default a graph of static batch 1 keeps its convolutions (a dynamic batch folds: the
+    zoo network test); the result is the same."""
+    case = PwCase(Case(3, 2, "channel", "float32", 1, channels=48, h=6, w=9), cin=8)
+    model, truth = pointwise_graph(case)
+    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == 0
+    x = _x(case, 1)
+    assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
