@@ -17,7 +17,8 @@ paired ratios) per TV variant and the DWConv network of its runtime, as `tvexpor
 Ratios are paired per round against ov-dw (ort-portable against ort-dw). All OpenVINO runs
 use INFERENCE_PRECISION_HINT f32. Per TV layer: OpenVINO's per-node counters (PERF_COUNT) in
 the fused network, mean of the warm runs, against the layer's memory floor (stored kernel bytes +
-input + output bytes) / copy bandwidth measured in the same run with as many threads as the
+input + output bytes; a TV op the runner folded its 1x1 convolution into, whose time holds that
+convolution's work, reads the convolution's narrow input and weights instead) / copy bandwidth measured in the same run with as many threads as the
 counters (--layer-threads, default --threads; on the Zen 4 VM two threads' counters swung 2.4x
 within minutes while one thread's held within ~10 %); the reorders around TV ops are summed
 separately. Beside them the DW network's depthwise convolutions in the TV layers' places, timed
@@ -42,6 +43,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +122,9 @@ def bandwidth_with(threads: int) -> dict[str, Any]:
 
 def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int, nodes: list[str] | None = None) -> dict[str, Any]:
     """Mean per-node time (us) of the fused network's TV ops (or of ``nodes``: ONNX node names,
-    each the sum of the counters named after it, see node_time) over ``runs`` warm runs, and the
-    reorders' total. The CPU plugin reports each node's mean since the model was compiled, not the
+    each the sum of the counters named after it, see node_time) over ``runs`` warm runs, the
+    reorders' total, and the TV ops the runner folded a 1x1 convolution into (``folded``: their
+    time holds the convolution's, see floor_bytes). The CPU plugin reports each node's mean since the model was compiled, not the
     last run's time (total / count, in whole microseconds): the mean of the measured runs is taken
     from the counters before and after them, so the warm-up runs (the first one several times a
     warm run, and the next few still slower) are left out. The counters are whole microseconds
@@ -138,7 +141,8 @@ def layer_profile(graph: Any, x: np.ndarray, *, threads: int, runs: int, nodes: 
     mean = mean_between(before, warm, after, warm + runs)
     names = tv_nodes(graph) if nodes is None else nodes
     reorders = sum(v for name, v in mean.items() if kinds[name] in ("Reorder", "Transpose"))
-    return {"tv_us": {name: node_time(mean, name) for name in names}, "reorders_us": reorders, "kernel": runner.kernel}
+    return {"tv_us": {name: node_time(mean, name) for name in names}, "reorders_us": reorders, "kernel": runner.kernel,
+            "folded": list(runner.pointwise_ops)}
 
 
 def node_time(mean: dict[str, float], onnx_name: str) -> float:
@@ -166,8 +170,22 @@ def tv_nodes(graph: Any) -> list[str]:
     return [n.name for n in graph.graph.node if n.op_type == PLUGIN_OP]
 
 
-def floor_bytes(graph: Any, batch: int) -> dict[str, int]:
-    """Bytes each TV node must move once: stored kernels (+ bias, scale) + input + output (float32)."""
+def pointwise_conv(graph: Any, node: Any) -> Any | None:
+    """The ONNX Conv that feeds ``node`` (a TV node) through Clip/Relu nodes only, if any (the
+    convolution tvexport.openvino.runtime.fuse_pointwise_convs folds into the op where its
+    conditions hold); else None."""
+    producer = {out: n for n in graph.graph.node for out in n.output}
+    src = producer.get(node.input[0])
+    while src is not None and src.op_type in ("Clip", "Relu"):
+        src = producer.get(src.input[0])
+    return src if src is not None and src.op_type == "Conv" else None
+
+
+def floor_bytes(graph: Any, batch: int, *, folded: Collection[str] = ()) -> dict[str, int]:
+    """Bytes each TV node must move once: stored kernels (+ bias, scale) + input + output (float32).
+    A node in ``folded`` (a 1x1 convolution folded into it, layer_profile) reads the convolution's
+    narrow input instead of the expanded one, and the convolution's weight and bias: those are its
+    bytes (its time holds the convolution's work)."""
     from onnx import numpy_helper
 
     inits = {t.name: t for t in graph.graph.initializer}
@@ -180,7 +198,14 @@ def floor_bytes(graph: Any, batch: int) -> dict[str, int]:
         c, kk, h, wd = w.shape
         attrs = {a.name: a.i for a in node.attribute}
         s = attrs["stride"]
-        out[node.name] = stored + 4 * batch * c * (h * s * wd * s + h * wd)
+        cin = c
+        if node.name in folded:
+            conv = pointwise_conv(graph, node)
+            if conv is None:
+                raise SystemExit(f"TV layer {node.name}: recorded as folded, but no Conv feeds it in the ONNX graph")
+            cin = inits[conv.input[1]].dims[1]
+            stored += sum(numpy_helper.to_array(inits[i]).nbytes for i in conv.input[1:] if i)
+        out[node.name] = stored + 4 * batch * (cin * h * s * wd * s + c * h * wd)
     return out
 
 
@@ -268,9 +293,10 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
     layers = {}
     for name, key in (("ov-fused", "plugin"), ("ov-fused-f16", "plugin_f16"), ("ov-fused-int8", "plugin_int8")):
         prof = layer_profile(g_tv[key], x, threads=lt, runs=args.layer_runs)
-        floors = floor_bytes(g_tv[key], batch)
+        floors = floor_bytes(g_tv[key], batch, folded=prof["folded"])
         prof["layers"] = [{"name": n, "us": us, "floor_bytes": floors[n], "floor_us": floors[n] / bandwidth * 1e6,
-                           "x_floor": us / (floors[n] / bandwidth * 1e6)} for n, us in prof["tv_us"].items()]
+                           "x_floor": us / (floors[n] / bandwidth * 1e6), "folded": n in prof["folded"]}
+                          for n, us in prof["tv_us"].items()]
         del prof["tv_us"]
         layers[name] = prof
     dw_prof = layer_profile(g_dw["portable"], x, threads=lt, runs=args.layer_runs, nodes=list(dw_floors))
@@ -356,10 +382,13 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     md += ["## Per TV layer (OpenVINO per-node counters, mean of warm runs; floor at the copy bandwidth measured in the run of the row with the counters' threads)", "",
            "The DW columns: the DW network's depthwise convolutions in the TV layers' places (OpenVINO's own kernel), timed the same "
            "way against the same kind of floor (their weights + input + output bytes), where the run recorded them: how close the "
-           "runtime's own depthwise kernel comes to its floor on these geometries on this machine.", "",
-           "| network | batch | kernels | counter threads | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | "
+           "runtime's own depthwise kernel comes to its floor on these geometries on this machine. 'folded': the TV layers "
+           "the runner folded their 1x1 convolution into (runtime.fuse_pointwise_convs; '-': not recorded, the rows before it): "
+           "their time holds that convolution's work, which the DW columns' layers do not, and their floor counts what they "
+           "move (the convolution's narrow input, its weight and bias, the stored kernels, the output).", "",
+           "| network | batch | kernels | counter threads | folded | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | "
            "DW ops total / floor | DW worst / median layer x floor | reorders ms (fused / DW net) | copy GB/s | layer data MiB, TV / DW |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     l3 = result.get("l3_bytes")
     for c in result["cases"]:
         for kind, prof in c["layers"].items():
@@ -367,7 +396,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             tot, fl = sum(x["us"] for x in ls) / 1e3, sum(x["floor_us"] for x in ls) / 1e3
             xs = sorted(x["x_floor"] for x in ls)
             md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {c.get('layer_threads', result['threads'])} | "
-                      f"{tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
+                      f"{_folded(prof)} | {tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
                       f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {_dw_columns(c)} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
                       f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} | {_layer_data(ls, l3)} / {_layer_data(c.get('dw_layers', []), l3)} |")
     md += ["", _l3_note(l3)]
@@ -400,6 +429,11 @@ def _precision(case: dict[str, Any]) -> str:
         return "-"
     values = set(found.values())
     return values.pop() if len(values) == 1 else ", ".join(f"{name} {p}" for name, p in found.items())
+
+
+def _folded(prof: dict[str, Any]) -> str:
+    """'3 of 17' TV layers with a folded 1x1 convolution, '-' for rows recorded without it."""
+    return "-" if "folded" not in prof else f"{len(prof['folded'])} of {len(prof['layers'])}"
 
 
 def fits_l3(rows: list[dict[str, Any]], l3_bytes: int | None) -> bool | None:

@@ -89,3 +89,31 @@ def test_same_result(ab: ModuleType) -> None:
     assert ab.same_result(y, y + 1e-6 * np.abs(y).max())
     assert not ab.same_result(y, y.reshape(20, 3))
     assert not ab.same_result(y, y * 1.01)
+
+
+def test_pointwise_candidates_are_the_folded_layers(ab: ModuleType, extension: Path) -> None:
+    """Before: --switch pointwise marked 'reachable' every TV layer a Conv 1x1 feeds (16 in face
+    MobileNetV2 x1.0), also those B leaves unfolded (more than POINTWISE_MAX_CIN input channels), so
+    its 'reachable' sums mixed folded and unfolded layers. Now: the layers the runner folds, which
+    are those of at most POINTWISE_MAX_CIN input channels; none at a static batch of 1."""
+    from onnx import numpy_helper
+
+    from tvexport.openvino.runtime import POINTWISE_MAX_CIN
+    from tvexport.profile import load_subject
+
+    model = load_subject("face_mobilenetv2_x1_0").networks[0].form("baked")
+    graph = ab.plugin_graph(model, 2)
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
+    producer = {out: n for n in graph.graph.node for out in n.output}
+    fed, tv = {}, set(ab.tv_nodes(graph))
+    for node in graph.graph.node:
+        if node.name in tv:
+            src = producer[node.input[0]]
+            while src.op_type in ("Clip", "Relu"):
+                src = producer[src.input[0]]
+            if src.op_type == "Conv" and inits[src.input[1]].shape[2:] == (1, 1):
+                fed[node.name] = inits[src.input[1]].shape[1]
+    narrow = [name for name, cin in fed.items() if cin <= POINTWISE_MAX_CIN]
+    assert 0 < len(narrow) < len(fed)  # the test can tell the two apart
+    assert ab.pointwise_candidates(graph) == narrow
+    assert ab.pointwise_candidates(ab.plugin_graph(model, 1)) == []

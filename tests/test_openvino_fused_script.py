@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 pytest.importorskip("openvino")
@@ -183,3 +184,47 @@ def test_main_table_shows_the_inference_precision(fused: ModuleType, tmp_path: P
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith(("| face", "| deeplab"))]
     assert all(len(r) == len(cells) for r in rows)
     assert [r[-1] for r in rows] == ["f32", "ov-fused f32, ov-fused-f16 f32, ov-fused-int8 f32, ov-portable f32, ov-dw bf16"] + ["-"] * (len(rows) - 2)
+
+
+def test_folded_layers_floor_counts_what_they_move(fused: ModuleType, tmp_path: Path) -> None:
+    """Before: a TV layer the runner folded its 1x1 convolution into (timed with the convolution's
+    work, reading its narrow input) kept the floor of the expanded input it no longer reads, and the
+    table did not say which layers were folded. Now layer_profile records them, their floor is the
+    narrow input + the convolution's weight and bias + stored kernels + output, and the per-layer
+    table says how many were folded ('-' for rows recorded before)."""
+    from onnx import numpy_helper
+
+    from tvexport.bake import random_inputs
+    from tvexport.models.registry import config_of
+    from tvexport.profile import load_subject
+
+    model = load_subject("face_mobilenetv2_x0_1").networks[0].form("baked")
+    graph = fused.plugin_graph(model, 2)
+    x = np.ascontiguousarray(random_inputs((2, *config_of(model).input_shape), seed=0).numpy())
+    prof = fused.layer_profile(graph, x, threads=1, runs=1)
+    tv = fused.tv_nodes(graph)
+    assert 0 < len(prof["folded"]) < len(tv)  # face MobileNetV2's first TV layer has no expand convolution
+    plain, folded = fused.floor_bytes(graph, 2), fused.floor_bytes(graph, 2, folded=prof["folded"])
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
+    nodes = {n.name: n for n in graph.graph.node}
+    for name in tv:
+        if name not in prof["folded"]:
+            assert folded[name] == plain[name]
+            continue
+        node, conv = nodes[name], fused.pointwise_conv(graph, nodes[name])
+        c, _, h, w = inits[node.input[1]].shape
+        cout, cin, _, _ = inits[conv.input[1]].shape
+        s = next(a.i for a in node.attribute if a.name == "stride")
+        stored = sum(inits[i].nbytes for i in [*node.input[1:], *conv.input[1:]] if i)
+        assert cout == c and folded[name] == stored + 4 * 2 * (cin * h * s * w * s + c * h * w) < plain[name]
+    result = json.loads((BENCHMARKS / "results" / "openvino_fused_zen5_17ae.json").read_text())
+    layers = result["cases"][0]["layers"]["ov-fused"]
+    fused.render(copy.deepcopy(result), tmp_path, "old")
+    layers["folded"] = [row["name"] for row in layers["layers"][1:4]]
+    fused.render(result, tmp_path, "new")
+    for md, cell in (("old", "-"), ("new", f"3 of {len(layers['layers'])}")):
+        table = (tmp_path / f"{md}.md").read_text().split("## Per TV layer")[1]
+        header = next(line for line in table.splitlines() if line.startswith("| network"))
+        row = next(line for line in table.splitlines() if line.startswith("| face"))
+        assert dict(zip(header.split("|"), row.split("|")))[" folded "].strip() == cell
+    assert "'folded': the TV layers the runner folded their 1x1 convolution into" in table

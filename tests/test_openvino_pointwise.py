@@ -229,3 +229,40 @@ def test_batch_one_graphs_stay(extension: Path) -> None:
     assert runner.folded_pointwise == 0
     x = _x(case, 1)
     assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
+
+
+@pytest.mark.parametrize("how", ["channel-add", "position-add", "grouped"])
+def test_bias_add_and_groups(how: str, extension: Path) -> None:
+    """The rewrite's conditions on the graph's own nodes: an explicit Add of a (1, C, 1, 1) constant
+    after the convolution folds as its bias (and the result is the float64 truth); an Add of a
+    constant that varies over the positions (1, C, h, w) is no bias and nothing folds; a grouped 1x1
+    convolution (OpenVINO's GroupConvolution) is not a Convolution and stays. Not folded: the same
+    result as the runner without the fold."""
+    case = PwCase(Case(3, 1, "channel", "float32", 2, channels=48, h=5, w=6), cin=8)
+    model, truth = pointwise_graph(case)
+    g = model.graph
+    conv = next(n for n in g.node if n.op_type == "Conv")
+    inits = {t.name: t for t in g.initializer}
+    pb = numpy_helper.to_array(inits["pw.bias"])
+    if how == "grouped":
+        w = numpy_helper.to_array(inits["pw.weight"])
+        inits["pw.weight"].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w[:, : case.cin // 2]), "pw.weight"))
+        conv.attribute.append(helper.make_attribute("group", 2))
+    else:
+        h_in, w_in = case.tv.h, case.tv.w  # stride 1
+        value = pb.reshape(1, -1, 1, 1)
+        if how == "position-add":
+            value = value + np.linspace(-1.0, 1.0, h_in * w_in, dtype=np.float32).reshape(1, 1, h_in, w_in)
+        g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), "add.bias"))
+        del conv.input[2]
+        out = conv.output[0]
+        conv.output[0] = "conv_raw"
+        g.node.insert(list(g.node).index(conv) + 1, helper.make_node("Add", ["conv_raw", "add.bias"], [out]))
+    x = _x(case, 2)
+    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
+    assert runner.folded_pointwise == (1 if how == "channel-add" else 0)
+    if how == "channel-add":
+        assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
+    else:
+        plain = OpenVinoRunner(model, extension=extension, fuse_pointwise=False)
+        assert rel_err(runner(x), plain(x)) < RTOL

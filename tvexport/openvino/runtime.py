@@ -297,6 +297,12 @@ def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None, min_batch: i
     return folded
 
 
+def _pointwise_ops(model: Any) -> tuple[str, ...]:
+    """Names (the ONNX node names) of the TV ops that fuse_pointwise_convs folded a convolution into."""
+    return tuple(op.get_friendly_name() for op in model.get_ordered_ops()
+                 if op.get_type_name() == "TVDWConvNHWC" and op.get_attributes().get("pre_pointwise", False))
+
+
 def _pointwise_default(fuse: bool | None) -> bool:
     """``fuse`` where given, else ``TVEXPORT_OV_FUSE_POINTWISE`` (0 or 1), else FUSE_POINTWISE."""
     if fuse is not None:
@@ -315,7 +321,8 @@ class OpenVinoRunner:
     library loaded for plugin nodes (default: the cached build, built if missing); ``profile``
     turns on OpenVINO's per-node counters (``request.profiling_info``); ``fuse_pointwise`` folds
     the 1x1 convolution before each TV op into it (``fuse_pointwise_convs``; default: the environment's
-    ``TVEXPORT_OV_FUSE_POINTWISE=0|1``, else FUSE_POINTWISE).
+    ``TVEXPORT_OV_FUSE_POINTWISE=0|1``, else FUSE_POINTWISE); ``folded_pointwise`` counts the folds and
+    ``pointwise_ops`` names the TV ops that took them.
     """
 
     def __init__(
@@ -364,6 +371,8 @@ class OpenVinoRunner:
                     model = core.read_model(str(tmp_path))
             self.folded = fuse_clamps(model) if self.fused else 0  # Clamp/Relu/Min/Max nodes folded into TV ops
             self.folded_pointwise = fuse_pointwise_convs(model) if self.fused and pointwise else 0  # 1x1 convolutions folded
+            # the TV ops they were folded into: their counters then hold the convolution's time too
+            self.pointwise_ops: tuple[str, ...] = _pointwise_ops(model) if self.folded_pointwise else ()
             self.compiled = core.compile_model(model, DEVICE, config)
         except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
             raise TvexportError(f"OpenVINO {ov.__version__} cannot compile {self.what}: {_first_line(err)}") from err
