@@ -242,3 +242,15 @@ def test_exit_code_table_names_every_command_that_exits_1(cli) -> None:
     assert "exit 1 on mismatch" in " ".join(cli("validate", "--help").stdout.split())
     usage = re.search(r"^\| 2 \| (.*) \|$", README, re.M)
     assert usage is not None and "no command given" in usage.group(1) and cli().exit_code == 2
+
+
+def test_pointwise_fold_limits_the_readme_gives_are_the_runners() -> None:
+    """The README's OpenVINO section states the fold's limits; they are the runner's constants (a
+    change of either would leave the README saying another rule)."""
+    pytest.importorskip("openvino")
+    from tvexport.openvino import runtime
+
+    text = " ".join(README.split())
+    assert f"convolutions of at most {runtime.POINTWISE_MAX_CIN} input channels" in text
+    assert runtime.POINTWISE_MIN_BATCH == 2 and "not at a static batch of 1" in text
+    assert f"{runtime.POINTWISE_ENV}=0" in text

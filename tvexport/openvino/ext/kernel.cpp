@@ -41,9 +41,9 @@
 // call allocates nothing.
 // Pointwise prologue (kernel.hpp; runtime.py: fuse_pointwise_convs folds the 1x1 convolution + bias
 // + ReLU6/ReLU before a TV op into it): the ring's rows are computed from the convolution's narrow
-// NCHW input instead of converted (Pass::load_row, pointwise_block), so the expanded activation
-// (MobileNetV2's 6x) is never written nor read back (x NHWC, or NCHW where pw_nchw); such ops always take the ring (no in-place
-// paths, no channel blocks). Its multiply-adds outnumber the taps' (stride 2, cin 8, C 48: 8 per
+// input (NHWC, or NCHW where pw_nchw) instead of converted (Pass::load_row, pointwise_block), so
+// the expanded activation (MobileNetV2's 6x) is never written nor read back; such ops always take
+// the ring (no in-place paths, no channel blocks). Its multiply-adds outnumber the taps' (stride 2, cin 8, C 48: 8 per
 // channel and input position against 9 per output position), so the prologue is register-blocked
 // (up to 8 positions x 4 vectors of channels). Rows and columns a tile shares with its neighbours
 // are computed again per tile (stride 2, 8-row tiles: ~6 %).

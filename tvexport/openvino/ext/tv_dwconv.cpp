@@ -195,7 +195,8 @@ Switches switches_from_env() {
 
 }  // namespace
 
-// Channels-last TV depthwise op: x (N, H, W, C) (with pre_pointwise (N, H, W, cin) or (N, cin, H, W), see m_pointwise), weight (h, k*k, w, C) float32 | float16 | int8
+// Channels-last TV depthwise op: x (N, H, W, C) (with pre_pointwise (N, H, W, cin) or
+// (N, cin, H, W), see m_pointwise), weight (h, k*k, w, C) float32 | float16 | int8
 // (or float16 as uint8 bytes (h, k*k, w, 2*C), see half_kernel_bytes), optional bias (h, w, C) map
 // or per channel (1, P, C) float32, scale (k*k, P*C) float32 iff weight is int8, where P =
 // segment_positions(C): per-channel values come repeated over a kernel segment's positions (see
