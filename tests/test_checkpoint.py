@@ -459,6 +459,7 @@ def test_describe_file_closes_the_file(tmp_path: Path) -> None:
     ("report.onnx", b'{"model": "face.onnx", "ok": true}\n', "a JSON file"),
     ("list.onnx", b"[1, 2, 3]\n", "a JSON file"),
     ("notes.onnx", b"exported with onnx 1.17\n", "a text file"),
+    ("cut.onnx", b'{"note": "' + b"x" * 53 + "\u00e9t\u00e9 onnx".encode() + b'"}\n', "a JSON file"),  # 'é' cut at byte 64
     ("model.bin", b"\x08\x08\x12\x07pytorch\x1a\x032.1", "an ONNX model or other protobuf file"),
 ])
 def test_describe_file_text_named_onnx(tmp_path: Path, name: str, data: bytes, said: str) -> None:

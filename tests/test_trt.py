@@ -1328,7 +1328,6 @@ def test_a_nodes_aot_attribute_is_the_parsers_creation_request(real_trt, aot: ob
         raw = next(n for n in model.graph.node if n.op_type == "tv_dwconv")
         with pytest.raises(ValueError, match="JIT implementation requested, but not defined"):  # what TensorRT would say
             parse_node(core, raw, pass_node_name=False)
-    if not aot_ok:
         with pytest.raises(TvexportError) as info:
             prepare_tv_nodes(model, source="m.onnx")
         said = str(info.value)

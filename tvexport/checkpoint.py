@@ -9,6 +9,7 @@ metrics may be numpy scalars). Nothing in a checkpoint is ever executed.
 from __future__ import annotations
 
 import argparse
+import codecs
 import dataclasses
 import pickle
 import re
@@ -186,8 +187,8 @@ def describe_file(path: Path) -> str | None:
     if zipfile.is_zipfile(path) and is_torchscript_file(path):
         return "a TorchScript model"
     try:  # text first: a JSON file that mentions "onnx", or is named .onnx, is no protobuf
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:  # (or a multi-byte character cut at byte 64: then the checks below decide)
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a multi-byte character cut at byte 64 is still text
+    except UnicodeDecodeError:
         text = None
     if text is not None and text and all(c.isprintable() or c in "\t\r\n" for c in text) and not zipfile.is_zipfile(path):
         return "a JSON file" if text.lstrip()[:1] in ("{", "[") else "a text file"

@@ -166,10 +166,9 @@ def resolve_backend(artifact: Path, found: Artifact | None, backend: str | None)
         if named is not None:  # its name says what it should be, so --backend would not help: it is not one
             kind, command = named
             with Path(artifact).open("rb") as f:
-                head = f.read(64)
-            # identify() let a zip archive and a JSON file through by their first bytes; say so (describe_file
-            # would call a JSON file named .onnx an ONNX model, by its name)
-            other = "a zip archive" if head[:2] == b"PK" else "a JSON file" if head.lstrip()[:1] == b"{" else describe_file(Path(artifact))
+                head = f.read(2)
+            # identify() let a zip archive through by its first bytes (describe_file names a JSON or text file)
+            other = "a zip archive" if head == b"PK" else describe_file(Path(artifact))
             raise TvexportError(f"{artifact} is not a readable {kind}" + (f" (it looks like {other})" if other else ""), hint=f"export it again with {command}")
         raise TvexportError(
             f"cannot tell which runtime runs {artifact}: it is not an ONNX model, an AOTInductor package or a TensorRT engine with its sidecar",

@@ -233,7 +233,7 @@ def _residual(value: Any) -> bool:
     return node.get_type_name() == "Add" and all(_constant(v) is None for v in node.input_values())
 
 
-def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None, min_batch: int | None = None) -> int:
+def fuse_pointwise_convs(model: Any) -> tuple[str, ...]:
     """Fold the 1x1 convolution (+ per-channel bias, + Clamp/Relu) that feeds a TV op through its
     Transpose to NHWC into the op (its ``pre_pointwise`` prologue, kernel.hpp): the op reads the
     convolution's narrow input and computes the expanded channels as it fills its rows, so the
@@ -243,19 +243,18 @@ def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None, min_batch: i
     input itself, NCHW (``pre_nchw``; the kernel reads either): after a convolution with the Add
     fused in place the plugin cannot drop the Transpose (MergeTransposeReorder) and ran it as a
     Transpose + Reorder (face MobileNetV2 x0.1 batch 16: 0.64 ms before features.2), where the
-    plain layout costs one Reorder. Convolutions of more than ``max_cin`` input channels stay:
+    plain layout costs one Reorder. Convolutions of more than POINTWISE_MAX_CIN input channels stay:
     the prologue's cin * C multiply-adds per position then cost more than the memory traffic
     saved (face MobileNetV2 x1.0 at batch 16, op + convolution per layer: cin 16 and 24 gained
-    0.13-0.90 ms, cin 32 lost 0.09-0.28 ms; cin 58-160 lost more; benchmarks/results/README.md);
-    default POINTWISE_MAX_CIN. Nor at a static batch below ``min_batch`` (default
-    POINTWISE_MIN_BATCH): at batch 1 the expanded activations stay in cache, and face MobileNetV2
+    0.13-0.90 ms, cin 32 lost 0.09-0.28 ms; cin 58-160 lost more; benchmarks/results/README.md).
+    Nor at a static batch below POINTWISE_MIN_BATCH: at batch 1 the expanded activations stay in cache, and face MobileNetV2
     x0.1 read 1.02-1.07x slower folded (4 runs, none resolved alone). The weight (Cin, Cp) and bias (Cp),
     zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
     ops whose input does not match (another consumer, a kernel or stride other than 1, ...) are
-    left as they are. Returns how many convolutions were folded."""
+    left as they are. Returns the names (the ONNX node names) of the TV ops a convolution was folded into."""
     from openvino import opset13 as ops
 
-    folded = 0
+    folded: list[str] = []
     for op in model.get_ordered_ops():
         if op.get_type_name() != "TVDWConvNHWC" or op.get_attributes().get("pre_pointwise", True):
             continue  # not ours, or an extension without the prologue / already folded
@@ -270,10 +269,10 @@ def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None, min_batch: i
         conv, bias, clamp = found
         weight = np.asarray(conv.input_value(1).get_node().get_data(), dtype=np.float32)  # (C, Cin, 1, 1)
         channels, cin = weight.shape[:2]
-        if cin > (POINTWISE_MAX_CIN if max_cin is None else max_cin):
+        if cin > POINTWISE_MAX_CIN:
             continue
         batch = conv.get_input_partial_shape(0)[0]
-        if batch.is_static and batch.get_length() < (POINTWISE_MIN_BATCH if min_batch is None else min_batch):
+        if batch.is_static and batch.get_length() < POINTWISE_MIN_BATCH:
             continue
         cols = (channels + 15) // 16 * 16  # kernel.hpp: pointwise_columns
         w = np.zeros((cin, cols), dtype=np.float32)
@@ -293,14 +292,8 @@ def fuse_pointwise_convs(model: Any, *, max_cin: int | None = None, min_batch: i
         x = conv.input_value(0) if nchw else transpose
         op.set_arguments([x, *op.input_values()[1:], ops.constant(w).output(0), ops.constant(b).output(0)])
         op.validate_and_infer_types()
-        folded += 1
-    return folded
-
-
-def _pointwise_ops(model: Any) -> tuple[str, ...]:
-    """Names (the ONNX node names) of the TV ops that fuse_pointwise_convs folded a convolution into."""
-    return tuple(op.get_friendly_name() for op in model.get_ordered_ops()
-                 if op.get_type_name() == "TVDWConvNHWC" and op.get_attributes().get("pre_pointwise", False))
+        folded.append(op.get_friendly_name())
+    return tuple(folded)
 
 
 def _pointwise_default(fuse: bool | None) -> bool:
@@ -370,9 +363,9 @@ class OpenVinoRunner:
                     onnx.save(proto, str(tmp_path))
                     model = core.read_model(str(tmp_path))
             self.folded = fuse_clamps(model) if self.fused else 0  # Clamp/Relu/Min/Max nodes folded into TV ops
-            self.folded_pointwise = fuse_pointwise_convs(model) if self.fused and pointwise else 0  # 1x1 convolutions folded
-            # the TV ops they were folded into: their counters then hold the convolution's time too
-            self.pointwise_ops: tuple[str, ...] = _pointwise_ops(model) if self.folded_pointwise else ()
+            # the TV ops the 1x1 convolutions were folded into: their counters then hold the convolution's time too
+            self.pointwise_ops: tuple[str, ...] = fuse_pointwise_convs(model) if self.fused and pointwise else ()
+            self.folded_pointwise = len(self.pointwise_ops)  # 1x1 convolutions folded
             self.compiled = core.compile_model(model, DEVICE, config)
         except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
             raise TvexportError(f"OpenVINO {ov.__version__} cannot compile {self.what}: {_first_line(err)}") from err

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..bake import tv_layer_names
-from ..errors import TvexportError, sized_by_user
+from ..errors import TvexportError, about_file, sized_by_user
 from ..layers import BakedTVConv, TVConv
 from .backends import Backend, LayerBackend, select_backends
 from .floor import copy_bandwidth, layer_floor_bytes
@@ -42,15 +42,13 @@ def _summarize(timing: CaseTiming, *, batch: int | None, where: str) -> tuple[li
     """Stats per network (with its throughput at ``batch``; None: none, as for layers, whose rows
     report none), and paired ratios of the first label (the TV network) against the others; a
     ``TvexportError`` (timings of 0 s) says ``where`` (backend, batch, layer) it happened."""
-    try:
+    with about_file(where):  # the prefix is the case here, not a file
         results = []
         for label in timing.labels:
             st = Stats.of(timing.samples[label])
             results.append({"network": label, "stats": st.to_dict()} | ({} if batch is None else {"throughput_ips": st.throughput(batch)}))
         first = timing.labels[0]
         ratios = [paired_ratio(timing.samples[first], timing.samples[label], names=(first, label)).to_dict() for label in timing.labels[1:]]
-    except TvexportError as err:
-        raise type(err)(f"{where}: {err.message}", hint=err.hint).with_traceback(err.__traceback__) from None
     return results, ratios
 
 

@@ -75,9 +75,6 @@ class Logger:
 
             def last_error(self, default: str) -> str:
                 """The first line of the last non-blank error logged, or ``default`` when there is none."""
-                for msg in reversed(self.errors):
-                    if msg.strip():
-                        return msg.strip().splitlines()[0].rstrip()
-                return default
+                return next((line for msg in reversed(self.errors) if (line := first_line(msg))), default)
 
         return _Logger()
