@@ -45,7 +45,7 @@
 // the expanded activation (MobileNetV2's 6x) is never written nor read back; such ops always take
 // the ring (no in-place paths, no channel blocks). Its multiply-adds outnumber the taps' (stride 2, cin 8, C 48: 8 per
 // channel and input position against 9 per output position), so the prologue is register-blocked
-// (up to 8 positions x 4 vectors of channels). Rows and columns a tile shares with its neighbours
+// (8 positions x up to 3 vectors of channels, or 6 x 4: at most 24 accumulators). Rows and columns a tile shares with its neighbours
 // are computed again per tile (stride 2, 8-row tiles: ~6 %).
 #include <algorithm>
 #include <cstdint>
@@ -248,8 +248,9 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
 }
 
 // The pointwise prologue (kernel.hpp): NP positions, channel vectors [v0, v0 + KV), position q's
-// C channels to dst + q * C from its cin input values at src + q * step + ci * (H * W where x is NCHW, else 1). Register blocks of NP <= 8
-// positions x KV <= 4 vectors of channels (<= 24 accumulators): per input channel the KV weight
+// C channels to dst + q * C from its cin input values at src + q * step + ci * (H * W where x is
+// NCHW, else 1). Register blocks of NP x KV (8 x KV <= 3, or 6 x 4; <= 24 accumulators) positions x
+// vectors of channels: per input channel the KV weight
 // vectors are loaded once and each feeds the NP positions, each position's input value broadcast
 // once and feeding KV multiply-adds (the weights come from L1: cin x KV vectors). Whole vectors
 // are stored: where C is not whole vectors the last one runs on into the next position's first
