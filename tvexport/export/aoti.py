@@ -35,7 +35,7 @@ from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import check_package_archive, sidecar_path
-from ..errors import TvexportError
+from ..errors import TvexportError, first_line
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
 from ._common import Comparison, ExportResult, Runner, check_export_suffix, with_kernel_dtype
@@ -117,7 +117,7 @@ def _export_program(model: nn.Module, example: torch.Tensor, *, dynamic_batch: b
         try:
             return torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False)
         except Exception as err:  # noqa: BLE001 - torch.export raises many types; report one line
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            first = first_line(err, limit=300)
             raise TvexportError(f"torch.export failed: {first}", hint="run with --verbose for the traceback") from err
 
 
@@ -195,7 +195,7 @@ def export_aoti(
             try:
                 torch._inductor.aoti_compile_and_package(program, package_path=str(package), inductor_configs=dict(inductor_configs))
             except Exception as err:  # noqa: BLE001 - C++ compiler and Inductor errors: report one line
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                first = first_line(err, limit=300)
                 raise TvexportError(f"AOTInductor compilation failed: {first}", hint="run with --verbose for the traceback") from err
         compile_seconds = time.perf_counter() - t0
 
@@ -351,7 +351,7 @@ def _load_package(path: Path, device: str) -> Any:
         try:
             return torch._inductor.aoti_load_package(str(path))
         except Exception as err:  # noqa: BLE001 - the loader raises RuntimeError with C++ text
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            first = first_line(err, limit=200)
             raise TvexportError(f"{path} could not be loaded as an AOTInductor package ({first})", hint=REEXPORT) from None
 
 
@@ -403,7 +403,7 @@ class AotiRunner:
             with torch.no_grad(), (_package_checks_inputs() if self.info is None else contextlib.nullcontext()):
                 out = self.compiled(t)
         except RuntimeError as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            first = first_line(err, limit=200)
             hint = (missing + "; validate with --batch N, N the batch it was exported for, or export it again (which writes the sidecar)" if self.info is None
                     else REEXPORT)
             raise TvexportError(f"{self.path} cannot run input {tuple(x.shape)}: {first}", hint=hint) from None

@@ -49,7 +49,7 @@ from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import external_data_path
 from ..bake import fold_batchnorms, tv_layer_names
-from ..errors import TvexportError, missing
+from ..errors import TvexportError, first_line, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
@@ -280,7 +280,7 @@ def onnx_graph(
                 dynamic_shapes=dynamic_shapes, custom_translation_table=_translation_table(), optimize=True, verbose=False,
             )
         except Exception as err:  # the exporter wraps everything in its own error types
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            first = first_line(err, limit=300)
             raise TvexportError(f"torch.onnx.export failed for {cfg.name}: {first}", hint="run with --verbose for the traceback") from err
     proto = program.model_proto
     _clean(proto, cfg)
@@ -449,7 +449,7 @@ def check_graph(proto: Any, *, what: str) -> None:
                 t.ClearField("raw_data")
             onnx.checker.check_model(light, full_check=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        first = (str(err).strip().splitlines() or [""])[0][:300]
+        first = first_line(err, limit=300)
         raise TvexportError(f"the {what} ONNX graph is invalid: {first}", hint="this is a tvexport bug; please report it") from err
 
 
@@ -463,7 +463,7 @@ def simplify_graph(proto: Any) -> Any:
         try:
             simplified, ok = onnxsim.simplify(copy.deepcopy(proto), check_n=0, certify=False)
         except Exception as err:  # onnxsim raises bare RuntimeErrors from C++
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            first = first_line(err, limit=300)
             raise TvexportError(f"onnxsim failed: {first}", hint="export with --no-simplify") from err
     if not ok:
         raise TvexportError("onnxsim could not validate the simplified graph", hint="export with --no-simplify")
@@ -514,7 +514,7 @@ def _session(source: Any, *, threads: int | None = None, spin: bool = True, what
                 return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        first = first_line(err, limit=300)
         raise TvexportError(f"onnxruntime {ort.__version__} cannot load {what}: {first}") from err
 
 
@@ -533,7 +533,7 @@ def load_onnx_graph(path: str | Path, *, command: str = "tvexport export") -> An
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
-        first = (str(err).strip().splitlines() or [""])[0][:300]
+        first = first_line(err, limit=300, default="")
         try:
             too_big = path.stat().st_size >= EXTERNAL_DATA_LIMIT
         except OSError:  # gone or unreadable since: onnx's error says which
@@ -556,7 +556,7 @@ def _with_external_data(model: Any, path: Path) -> Any:
     try:
         load_external_data_for_model(model, str(path.parent))
     except Exception as err:  # noqa: BLE001 - OSError, onnx's ValidationError for a path outside the directory
-        first = (str(err).strip().splitlines() or [""])[0][:300]
+        first = first_line(err, limit=300, default="")
         raise TvexportError(f"{path}: its external weights cannot be read ({type(err).__name__}{': ' + first if first else ''})",
                             hint="keep the model's external data files next to it, or export it again") from None
     return model
@@ -596,7 +596,7 @@ class OrtRunner:
         try:
             out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
         except Exception as err:  # onnxruntime's own exception types
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            first = first_line(err, limit=300)
             raise TvexportError(f"onnxruntime failed to run {self.what}: {first}") from err
         from ._plugin_ref import pop_ort_errors
 
