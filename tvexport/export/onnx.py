@@ -53,7 +53,7 @@ from ..errors import TvexportError, first_line, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
-from ._common import Comparison, ExportResult, Runner, check_export_suffix, check_weights_fit, with_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, check_export_suffix, check_validation_floors, check_weights_fit, with_kernel_dtype
 
 TVOp = Literal["portable", "plugin"]
 TV_OPS: tuple[str, ...] = ("portable", "plugin")
@@ -227,7 +227,7 @@ def check_options(*, tv_op: str = "portable", opset: int = DEFAULT_OPSET, batch:
 
     from ._onnx_tv import AUTO, DECOMPOSITIONS, DEFAULT_DECOMPOSITION
 
-    decomposition = decomposition or DEFAULT_DECOMPOSITION
+    decomposition = DEFAULT_DECOMPOSITION if decomposition is None else decomposition
 
     if tv_op not in TV_OPS:
         raise TvexportError(f"unknown --tv-op {tv_op!r}", hint=f"choose one of {', '.join(TV_OPS)}")
@@ -259,7 +259,7 @@ def onnx_graph(
 
     from ._onnx_tv import DEFAULT_DECOMPOSITION
 
-    decomposition = decomposition or DEFAULT_DECOMPOSITION
+    decomposition = DEFAULT_DECOMPOSITION if decomposition is None else decomposition
     check_options(tv_op=tv_op, opset=opset, batch=batch, dtype=dtype, decomposition=decomposition)
     if dynamic_batch and batch != 1:
         raise TvexportError(f"batch {batch} and a dynamic batch were both asked for", hint="give --batch N or --dynamic-batch, not both")
@@ -542,7 +542,7 @@ def load_onnx_graph(path: str | Path, *, command: str = "tvexport export") -> An
         raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__}{': ' + first if first else ''})", hint=hint) from None
 
 
-def read_metadata(path: Path) -> dict[str, str]:
+def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of an ONNX file (``tvexport.arch``, ``tvexport.atom``, ``tvexport.dtype``, ...),
     without loading external weights."""
     return _metadata(load_onnx_graph(path))
@@ -606,7 +606,7 @@ class OrtRunner:
         return np.asarray(out, dtype=np.float32)
 
 
-def load_runner(path: Path) -> Runner:
+def load_runner(path: str | Path) -> Runner:
     """The ``onnxruntime`` backend: run an exported ``.onnx`` file (plugin nodes on the numpy reference)."""
     _require_onnx("running an ONNX model")
     path = check_exported_file(path, what="an ONNX model", dir_hint="give the .onnx file inside it")
@@ -630,7 +630,7 @@ def _node_count(proto: Any) -> int:
 
 def export_onnx(
     model: nn.Module,
-    output: Path,
+    output: str | Path,
     *,
     tv_op: TVOp = "portable",
     opset: int = DEFAULT_OPSET,
@@ -654,7 +654,7 @@ def export_onnx(
     ``simplify=False``, the onnxsim-simplified one (which is what gets written), checked against
     ``reference`` (default ``Reference(model)``; ``load_source`` gives the unbaked network of a
     checkpoint): no worse than torch float32 vs the float64 truth, by ``Tolerance`` with floors
-    ``rtol``/``atol`` (defaults by ``dtype`` and kernel dtype). ``kernel_dtype`` (float32,
+    ``rtol``/``atol`` (defaults by ``dtype`` and kernel dtype; refused without ``validate``). ``kernel_dtype`` (float32,
     float16, int8; default as stored) stores float32 TV kernels compressed (``with_kernel_dtype``:
     the reference's float32 original then holds the same rounded kernels). Raises ``ValidationMismatch`` (nothing written)
     otherwise. ``external_data`` (default: only above 2 GB) writes the weights to
@@ -666,6 +666,7 @@ def export_onnx(
     start = time.perf_counter()
     check_export_suffix(output, format="onnx", given="onnx")  # as export() refuses it, before "already exists"
     output = check_output_path(Path(output), force=force)
+    check_validation_floors(validate, rtol=rtol, atol=atol)
     if external_data:  # <output>.data, before any work (when external_data is None, only a graph over 2 GB writes one)
         check_output_path(external_data_path(output), force=force)
     if validate and reference is None:
