@@ -465,3 +465,15 @@ def test_truncated_package_is_reported_as_damaged(cli, demo_ckpt: Path, tmp_path
     assert identify(tmp_path / "cut.ckpt") is None
     r = cli("inspect", tmp_path / "cut.ckpt")
     assert r.exit_code == 2 and "truncated or corrupt" in r.stderr and "AOTInductor" not in r.stderr, r.stderr
+
+
+def test_export_refuses_options_it_would_ignore(tmp_path: Path) -> None:
+    """Before: ``export_aoti(max_batch=8)`` without ``dynamic_batch`` built a fixed-batch package
+    (the largest batch ignored), and ``validate=False`` with ``rtol``/``atol`` wrote an unvalidated
+    package as if the floor applied; ``export_checkpoint`` refuses both. Refused before any work."""
+    model = tiny_tvnet()
+    with pytest.raises(TvexportError, match=r"^--max-batch needs --dynamic-batch"):
+        export_aoti(model, tmp_path / "m.pt2", max_batch=8)
+    with pytest.raises(TvexportError, match=r"^--rtol/--atol do not apply with --no-validate"):
+        export_aoti(model, tmp_path / "m.pt2", validate=False, rtol=1e-3)
+    assert list(tmp_path.iterdir()) == []

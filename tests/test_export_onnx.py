@@ -667,3 +667,20 @@ def test_an_onnx_file_gone_before_the_read_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(TvexportError, match=r"gone\.onnx is not a readable ONNX file \(") as info:
         prepare_onnx(tmp_path / "gone.onnx")
     assert info.value.hint == "export it again with tvexport export --tv-op plugin"
+
+
+def test_api_refuses_options_it_would_ignore(tmp_path: Path) -> None:
+    """Before: ``export_onnx(validate=False, rtol=...)`` wrote an unvalidated graph as if the floor
+    applied (``export_checkpoint`` refuses that pair), and ``decomposition=""`` was read as the
+    default, an unknown value accepted. Both are refused before any work, nothing written."""
+    _, baked = _models("face_mobilenetv2_x0_1")
+    out = tmp_path / "m.onnx"
+    with pytest.raises(TvexportError, match=r"^--rtol/--atol do not apply with --no-validate"):
+        tvonnx.export_onnx(baked, out, validate=False, rtol=1e-3)
+    with pytest.raises(TvexportError, match=r"^--rtol/--atol do not apply with --no-validate"):
+        tvonnx.export_onnx(baked, out, validate=False, atol=0.0)
+    with pytest.raises(TvexportError, match=r"^unknown TV decomposition ''"):
+        tvonnx.export_onnx(baked, out, decomposition="")
+    with pytest.raises(TvexportError, match=r"^unknown TV decomposition ''"):
+        tvonnx.check_options(decomposition="")
+    assert list(tmp_path.iterdir()) == []

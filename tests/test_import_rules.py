@@ -317,3 +317,30 @@ def test_openvino_build_internals_stay_inside() -> None:
             taken = [f"{module}.{n}" for n in names] if module == "tvexport.openvino" else [module]
             private += [f"{path.relative_to(root).as_posix()}:{line} ({t})" for t in taken if t.startswith("tvexport.openvino._")]
     assert not private, f"private parts of tvexport.openvino used outside it (use the package's public functions): {private}"
+
+
+def test_first_line_of_a_message_is_written_once() -> None:
+    """The first line of another library's message, as a one-line error quotes it, is
+    ``tvexport.errors.first_line`` (before: ``(str(err).strip().splitlines() or [...])[0][:N]`` written
+    out eleven times in export/onnx.py and export/aoti.py, a variant in cli/__init__.py and
+    checkpoint.py, and trt/_env.py's own ``first_line``). tvexport/openvino/ keeps its ``_first_line``,
+    which reads OpenVINO's framing, not a first line."""
+    from tvexport.errors import first_line
+
+    assert first_line(RuntimeError("\n  onnx says: bad node  \n  at line 3\n"), limit=12) == "onnx says: b"
+    assert first_line(RuntimeError(" \n ")) == "RuntimeError" and first_line(KeyError(), default="") == ""
+    assert first_line("\n[TRT] parse error\nmore") == "[TRT] parse error" and first_line("") == ""
+    assert first_line(ValueError(""), default="unknown error") == "unknown error"
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("openvino/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and isinstance(node.values[0], ast.Call):
+                func = node.values[0].func
+                if isinstance(func, ast.Attribute) and func.attr == "splitlines":
+                    spelled.append(f"tvexport/{rel}:{node.lineno}")
+    defined = [f"tvexport/{p.relative_to(PACKAGE).as_posix()}" for p in sorted(PACKAGE.rglob("*.py"))
+               if any(isinstance(n, ast.FunctionDef) and n.name == "first_line" for n in ast.parse(p.read_text()).body)]
+    assert not spelled and defined == ["tvexport/errors.py"], (spelled, defined)

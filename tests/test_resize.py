@@ -109,6 +109,19 @@ def test_malformed_input_size_in_the_api_is_one_line(tmp_path: Path, size: objec
     assert list(tmp_path.iterdir()) == []
 
 
+def test_empty_resample_or_interpolation_is_refused_not_the_default() -> None:
+    """Before: ``resample=""`` or ``interpolation=""`` (an unknown value) was read as the default
+    (``resample or DEFAULT_RESAMPLE``): a re-bake by a method nobody chose."""
+    from tvexport.resize import check_resample
+
+    with pytest.raises(TvexportError, match="^unknown resample method ''"):
+        check_resample("", None)
+    with pytest.raises(TvexportError, match="^unknown interpolation ''"):
+        check_resample(None, "")
+    with pytest.raises(TvexportError, match="^unknown interpolation ''"):
+        bake_model(make_model(), input_size=(72, 72), interpolation="", verify=False)  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------------------------
 # Resampling: half-pixel centres, clamped edges, float64, the right axes
 # --------------------------------------------------------------------------------------------

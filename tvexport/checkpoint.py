@@ -23,7 +23,7 @@ import torch
 
 from ._io import check_input_file, refuse_stdin
 from .artifacts import identify
-from .errors import TvexportError
+from .errors import TvexportError, first_line
 
 CheckpointFormat = Literal["lightning", "pth.tar", "state_dict", "baked"]
 BAKED_FORMAT = "tvexport.baked"
@@ -169,7 +169,7 @@ def _zip_contents(names: list[str]) -> str:
 
 def _clip(text: str, limit: int = 120) -> str:
     """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
-    line = (text.strip().splitlines() or [""])[0]
+    line = first_line(text)
     if len(line) <= limit:
         return line
     return line[:limit].rsplit(" ", 1)[0] + " ..."

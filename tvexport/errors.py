@@ -53,6 +53,16 @@ def about_file(path: object | None) -> Iterator[None]:
         raise type(err)(f"{path}: {err.message}", hint=err.hint).with_traceback(err.__traceback__) from None
 
 
+def first_line(text: str | BaseException, *, limit: int | None = None, default: str | None = None) -> str:
+    """The first non-blank line of ``text`` (an exception: its message), stripped and cut to ``limit``
+    characters: what a one-line error quotes of another library's (often multi-line) message. Without
+    such a line, ``default`` (None: an exception's type name, ``""`` for a text)."""
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    if not line:
+        line = default if default is not None else (type(text).__name__ if isinstance(text, BaseException) else "")
+    return line[:limit]
+
+
 def missing(package: str, *, what: str, extra: str | None = None) -> MissingDependencyError:
     """Build the standard "install X" error for an optional dependency."""
     how = f"pip install 'tvexport[{extra}]'" if extra else f"pip install {package}"

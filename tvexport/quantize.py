@@ -129,7 +129,7 @@ class KernelError:
         return dataclasses.asdict(self)
 
 
-def compress_kernels(weight: torch.Tensor, dtype: torch.dtype, *, name: str = "kernels") -> tuple[torch.Tensor, torch.Tensor | None]:
+def compress_kernels(weight: torch.Tensor, dtype: KernelDType | torch.dtype, *, name: str = "kernels") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float kernels (any float dtype, e.g. a float64 bake) rounded once to storage ``dtype``:
     ``(stored, scale)``, ``scale`` None unless int8. Finite values that would round to Inf
     (a float64 bake's beyond float32's, whatever ``dtype``, or beyond float16's) are refused.
@@ -174,7 +174,7 @@ def bias_dtype(kernels: torch.dtype) -> torch.dtype:
 
 
 @torch.no_grad()
-def compress_layer(layer: BakedTVConv, dtype: torch.dtype, *, name: str = "TV layer") -> KernelError:
+def compress_layer(layer: BakedTVConv, dtype: KernelDType | torch.dtype, *, name: str = "TV layer") -> KernelError:
     """Store ``layer``'s kernels (and bias) in ``dtype``, in place; returns the kernel error introduced.
 
     The layer's float kernels (float32 or a float64 bake) are rounded once; the bias follows
@@ -204,7 +204,7 @@ def _refuse_compressed(layer: BakedTVConv, dtype: torch.dtype, *, name: str) -> 
         )
 
 
-def compress_model(model: nn.Module, dtype: torch.dtype) -> dict[str, KernelError]:
+def compress_model(model: nn.Module, dtype: KernelDType | torch.dtype) -> dict[str, KernelError]:
     """``compress_layer`` on every ``BakedTVConv`` of ``model`` (in place); errors by layer name.
 
     Every layer must hold float kernels (float32, or a float64 bake): a model whose kernels are

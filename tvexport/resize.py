@@ -101,8 +101,8 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 
 def check_resample(resample: str | None, interpolation: str | None) -> None:
     """Refuse an unknown resample method or interpolation (None: the default) in one line."""
-    _check_choice("resample method", resample or DEFAULT_RESAMPLE, RESAMPLE_METHODS)
-    _check_choice("interpolation", interpolation or DEFAULT_INTERPOLATION, INTERPOLATIONS)
+    _check_choice("resample method", DEFAULT_RESAMPLE if resample is None else resample, RESAMPLE_METHODS)
+    _check_choice("interpolation", DEFAULT_INTERPOLATION if interpolation is None else interpolation, INTERPOLATIONS)
 
 
 @torch.no_grad()
@@ -199,8 +199,8 @@ def bake_resized(
     """Bake ``model`` for input ``input_size`` (see the module docstring); ``bake`` is ``bake_model``
     with the caller's options bound. The result's ``resize`` records sizes, method and what was verified."""
     check_resample(resample, interpolation)
-    resample = resample or DEFAULT_RESAMPLE
-    interpolation = interpolation or DEFAULT_INTERPOLATION
+    resample = DEFAULT_RESAMPLE if resample is None else resample
+    interpolation = DEFAULT_INTERPOLATION if interpolation is None else interpolation
     cfg = config_of(model)
     target_cfg = cfg.with_input_size(input_size)
     size = target_cfg.input_size

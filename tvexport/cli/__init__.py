@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from .._version import __version__
-from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, TvexportError
+from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, TvexportError, first_line
 from ._console import err_console
 
 app = typer.Typer(
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as ex:  # noqa: BLE001 - the one place that turns bugs into a clean line
         if _state["verbose"]:
             traceback.print_exc()
-        first = (str(ex).splitlines() or [""])[0][:200]
+        first = first_line(ex, limit=200, default="")
         err_console.print(
             f"[bold red]internal error:[/bold red] {type(ex).__name__}: {escape(first)} (run with --verbose for the traceback and report it)",
             highlight=False,

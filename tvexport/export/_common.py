@@ -25,8 +25,8 @@ from ..quantize import KernelDType, check_fits, compress_model, kernel_dtype_nam
 from ..quantize import kernel_dtype as quantize_dtype
 
 __all__ = [
-    "BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "check_export_suffix", "check_weights_fit", "compare_outputs",
-    "load_runner", "load_source", "with_kernel_dtype",
+    "BACKENDS", "Comparison", "ExportResult", "ExportSource", "Runner", "check_export_suffix", "check_validation_floors", "check_weights_fit",
+    "compare_outputs", "load_runner", "load_source", "with_kernel_dtype",
 ]
 
 NONFINITE_BAKED_HINT = (
@@ -183,6 +183,12 @@ def with_kernel_dtype(
     with about_file(source):  # e.g. float16 overflow: say which file
         compress_model(compressed, target)
     return compressed, None if reference is None else reference.with_kernels(target)
+
+
+def check_validation_floors(validate: bool, *, rtol: float | None, atol: float | None) -> None:
+    """Refuse tolerance floors for an export that validates nothing: they would be ignored."""
+    if not validate and (rtol is not None or atol is not None):
+        raise TvexportError("--rtol/--atol do not apply with --no-validate", hint="drop one of them")
 
 
 def check_weights_fit(model: nn.Module, dtype: torch.dtype, *, source: str | Path | None = None) -> None:

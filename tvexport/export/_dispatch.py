@@ -14,7 +14,7 @@ from .._io import check_output_path, output_file, refuse_input_as_output
 from ..artifacts import export_format_of, external_data_path
 from ..errors import TvexportError, sized_by_user
 from ..quantize import KernelDType
-from ._common import ExportResult, check_export_suffix, check_weights_fit
+from ._common import ExportResult, check_export_suffix, check_validation_floors, check_weights_fit
 
 FORMATS: dict[str, tuple[str, str, str]] = {
     # format -> (module, function, file suffix)
@@ -149,8 +149,7 @@ def export_checkpoint(
     check_output_path(out, force=force)  # after the name checks; refuse_input_as_output did "is the input file"
     if dynamic_batch and batch != 1:
         raise TvexportError(f"--batch {batch} and --dynamic-batch were both given", hint="give --batch N or --dynamic-batch, not both")
-    if not validate and (rtol is not None or atol is not None):
-        raise TvexportError("--rtol/--atol do not apply with --no-validate", hint="drop one of them")
+    check_validation_floors(validate, rtol=rtol, atol=atol)
     options: dict[str, Any]
     if format == "onnx":
         _reject(format, **{"--device": device != "cpu", "--max-batch": max_batch is not None})
@@ -171,12 +170,10 @@ def export_checkpoint(
             "--fp16-io": fp16_io, "--no-simplify": not simplify, "--external-data": external_data is not None,
             "--decomposition": decomposition is not None,
         })
-        if max_batch is not None and not dynamic_batch:
-            raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
-        options = {"device": device, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch if max_batch is not None else 64}
+        options = {"device": device, "dynamic_batch": dynamic_batch, "batch": batch, "max_batch": max_batch}
         if progress is not None:
             options["progress"] = progress
-        check_options(format, device=device)
+        check_options(format, device=device, dynamic_batch=dynamic_batch, max_batch=max_batch)
     # a checkpoint is baked (and verified) with the same floors, its kernels stored as kernel_dtype
     src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype, reference=validate)
     if format == "onnx" and dtype != "float32":  # a float16 graph: weights it cannot hold are refused now, naming the file

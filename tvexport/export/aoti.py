@@ -35,16 +35,17 @@ from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import check_package_archive, sidecar_path
-from ..errors import TvexportError
+from ..errors import TvexportError, first_line
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
-from ._common import Comparison, ExportResult, Runner, check_export_suffix, with_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, check_export_suffix, check_validation_floors, with_kernel_dtype
 
 __all__ = ["SIDECAR_FORMAT", "AotiRunner", "check_options", "default_inductor_configs", "export_aoti", "load_runner", "read_sidecar", "sidecar_path"]
 
 SIDECAR_VERSION = 1
 REEXPORT = "export it again with this torch version: tvexport export CHECKPOINT --format aoti"
 _DEVICES = ("cpu", "cuda")
+DEFAULT_MAX_BATCH = 64  # the largest batch of a dynamic-batch package unless --max-batch says otherwise
 
 
 def default_inductor_configs(device: str) -> dict[str, Any]:
@@ -87,8 +88,11 @@ def _check_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def check_options(*, device: str = "cpu") -> None:
-    """Refuse what cannot work (unknown or absent device, no C++ compiler) before any work."""
+def check_options(*, device: str = "cpu", dynamic_batch: bool = False, max_batch: int | None = None) -> None:
+    """Refuse what cannot work (unknown or absent device, no C++ compiler, a largest batch for a
+    package without a dynamic batch) before any work."""
+    if max_batch is not None and not dynamic_batch:
+        raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
     _check_device(device)
     _check_compiler()
 
@@ -117,18 +121,18 @@ def _export_program(model: nn.Module, example: torch.Tensor, *, dynamic_batch: b
         try:
             return torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False)
         except Exception as err:  # noqa: BLE001 - torch.export raises many types; report one line
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            first = first_line(err, limit=300)
             raise TvexportError(f"torch.export failed: {first}", hint="run with --verbose for the traceback") from err
 
 
 def export_aoti(
     model: nn.Module,
-    output: Path,
+    output: str | Path,
     *,
     device: str = "cpu",
     dynamic_batch: bool = False,
     batch: int = 1,
-    max_batch: int = 64,
+    max_batch: int | None = None,
     force: bool = False,
     validate: bool = True,
     rtol: float | None = None,
@@ -141,11 +145,11 @@ def export_aoti(
 
     ``batch`` is the batch the package is built for (``dynamic_batch=False``) or the example
     batch of the export; with ``dynamic_batch`` the package accepts any batch in
-    ``[1, max_batch]``. With ``validate`` the package is loaded and checked on seeded inputs
-    against ``reference`` (default ``Reference(model)``): no worse than torch float32 vs the
-    float64 truth, by ``Tolerance`` with floors ``rtol``/``atol`` (defaults by kernel dtype); a
-    mismatch raises
-    ``ValidationMismatch`` and writes nothing. ``progress`` is told each phase as it starts
+    ``[1, max_batch]`` (default 64; refused without ``dynamic_batch``). With ``validate`` the
+    package is loaded and checked on seeded inputs against ``reference`` (default
+    ``Reference(model)``): no worse than torch float32 vs the float64 truth, by ``Tolerance`` with
+    floors ``rtol``/``atol`` (defaults by kernel dtype; refused without ``validate``); a mismatch
+    raises ``ValidationMismatch`` and writes nothing. ``progress`` is told each phase as it starts
     (export, compile and package, validate, write): compiling takes a minute. ``kernel_dtype``
     (float32, float16, int8; default as stored) stores float32 TV kernels compressed
     (``with_kernel_dtype``); Inductor keeps them compressed and dequantizes in the fused loop. An
@@ -157,11 +161,13 @@ def export_aoti(
     check_export_suffix(output, format="aoti", given="aoti")  # as export() refuses it, before "already exists"
     output = check_output_path(Path(output), force=force)
     side = check_output_path(sidecar_path(output), force=force)
+    check_validation_floors(validate, rtol=rtol, atol=atol)
+    check_options(device=device, dynamic_batch=dynamic_batch, max_batch=max_batch)
+    max_batch = DEFAULT_MAX_BATCH if max_batch is None else max_batch
     if batch < 1 or max_batch < 1:
         raise TvexportError(f"batch sizes must be >= 1 (batch {batch}, max batch {max_batch})")
     if dynamic_batch and batch > max_batch:
         raise TvexportError(f"batch {batch} is larger than --max-batch {max_batch}", hint="raise --max-batch or lower --batch")
-    check_options(device=device)
     dev = torch.device(device)
     cfg = config_of(model)
     if validate and reference is None:
@@ -195,7 +201,7 @@ def export_aoti(
             try:
                 torch._inductor.aoti_compile_and_package(program, package_path=str(package), inductor_configs=dict(inductor_configs))
             except Exception as err:  # noqa: BLE001 - C++ compiler and Inductor errors: report one line
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                first = first_line(err, limit=300)
                 raise TvexportError(f"AOTInductor compilation failed: {first}", hint="run with --verbose for the traceback") from err
         compile_seconds = time.perf_counter() - t0
 
@@ -259,7 +265,7 @@ def export_aoti(
 _CONSTANT_INFO = re.compile(r"constants_info_\[(\d+)\]\.(dtype|data_size) = ([^;]+);")
 
 
-def package_constant_bytes(package: Path) -> dict[str, int] | None:
+def package_constant_bytes(package: str | Path) -> dict[str, int] | None:
     """Bytes of the constants (weights) an AOTInductor package stores, by dtype, as its generated
     wrapper declares them (None if the package's layout is not the one this torch writes)."""
     sizes: dict[str, int] = {}
@@ -280,7 +286,7 @@ def package_constant_bytes(package: Path) -> dict[str, int] | None:
     return sizes or None
 
 
-def read_sidecar(package: Path) -> dict[str, Any] | None:
+def read_sidecar(package: str | Path) -> dict[str, Any] | None:
     """The JSON written beside ``package`` by ``export_aoti``, or None if there is none; refused when
     it lacks what the runner needs or records another size than the package's (``package_bytes``)."""
     side = sidecar_path(Path(package))
@@ -351,7 +357,7 @@ def _load_package(path: Path, device: str) -> Any:
         try:
             return torch._inductor.aoti_load_package(str(path))
         except Exception as err:  # noqa: BLE001 - the loader raises RuntimeError with C++ text
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            first = first_line(err, limit=200)
             raise TvexportError(f"{path} could not be loaded as an AOTInductor package ({first})", hint=REEXPORT) from None
 
 
@@ -403,7 +409,7 @@ class AotiRunner:
             with torch.no_grad(), (_package_checks_inputs() if self.info is None else contextlib.nullcontext()):
                 out = self.compiled(t)
         except RuntimeError as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            first = first_line(err, limit=200)
             hint = (missing + "; validate with --batch N, N the batch it was exported for, or export it again (which writes the sidecar)" if self.info is None
                     else REEXPORT)
             raise TvexportError(f"{self.path} cannot run input {tuple(x.shape)}: {first}", hint=hint) from None
@@ -451,6 +457,6 @@ def _package_checks_inputs() -> Iterator[None]:
             os.environ[CHECK_INPUTS_ENV] = before
 
 
-def load_runner(path: Path) -> Runner:
+def load_runner(path: str | Path) -> Runner:
     """Load a ``.pt2`` package for ``tvexport validate --backend aoti`` / ``bench``."""
     return AotiRunner(Path(path))

@@ -49,11 +49,11 @@ from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import external_data_path
 from ..bake import fold_batchnorms, tv_layer_names
-from ..errors import TvexportError, missing
+from ..errors import TvexportError, first_line, missing
 from ..layers import BakedTVConv, TVConv
 from ..models.registry import ArchConfig, config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
-from ._common import Comparison, ExportResult, Runner, check_export_suffix, check_weights_fit, with_kernel_dtype
+from ._common import Comparison, ExportResult, Runner, check_export_suffix, check_validation_floors, check_weights_fit, with_kernel_dtype
 
 TVOp = Literal["portable", "plugin"]
 TV_OPS: tuple[str, ...] = ("portable", "plugin")
@@ -227,7 +227,7 @@ def check_options(*, tv_op: str = "portable", opset: int = DEFAULT_OPSET, batch:
 
     from ._onnx_tv import AUTO, DECOMPOSITIONS, DEFAULT_DECOMPOSITION
 
-    decomposition = decomposition or DEFAULT_DECOMPOSITION
+    decomposition = DEFAULT_DECOMPOSITION if decomposition is None else decomposition
 
     if tv_op not in TV_OPS:
         raise TvexportError(f"unknown --tv-op {tv_op!r}", hint=f"choose one of {', '.join(TV_OPS)}")
@@ -259,7 +259,7 @@ def onnx_graph(
 
     from ._onnx_tv import DEFAULT_DECOMPOSITION
 
-    decomposition = decomposition or DEFAULT_DECOMPOSITION
+    decomposition = DEFAULT_DECOMPOSITION if decomposition is None else decomposition
     check_options(tv_op=tv_op, opset=opset, batch=batch, dtype=dtype, decomposition=decomposition)
     if dynamic_batch and batch != 1:
         raise TvexportError(f"batch {batch} and a dynamic batch were both asked for", hint="give --batch N or --dynamic-batch, not both")
@@ -280,7 +280,7 @@ def onnx_graph(
                 dynamic_shapes=dynamic_shapes, custom_translation_table=_translation_table(), optimize=True, verbose=False,
             )
         except Exception as err:  # the exporter wraps everything in its own error types
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            first = first_line(err, limit=300)
             raise TvexportError(f"torch.onnx.export failed for {cfg.name}: {first}", hint="run with --verbose for the traceback") from err
     proto = program.model_proto
     _clean(proto, cfg)
@@ -449,7 +449,7 @@ def check_graph(proto: Any, *, what: str) -> None:
                 t.ClearField("raw_data")
             onnx.checker.check_model(light, full_check=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        first = (str(err).strip().splitlines() or [""])[0][:300]
+        first = first_line(err, limit=300)
         raise TvexportError(f"the {what} ONNX graph is invalid: {first}", hint="this is a tvexport bug; please report it") from err
 
 
@@ -463,7 +463,7 @@ def simplify_graph(proto: Any) -> Any:
         try:
             simplified, ok = onnxsim.simplify(copy.deepcopy(proto), check_n=0, certify=False)
         except Exception as err:  # onnxsim raises bare RuntimeErrors from C++
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            first = first_line(err, limit=300)
             raise TvexportError(f"onnxsim failed: {first}", hint="export with --no-simplify") from err
     if not ok:
         raise TvexportError("onnxsim could not validate the simplified graph", hint="export with --no-simplify")
@@ -514,7 +514,7 @@ def _session(source: Any, *, threads: int | None = None, spin: bool = True, what
                 return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        first = first_line(err, limit=300)
         raise TvexportError(f"onnxruntime {ort.__version__} cannot load {what}: {first}") from err
 
 
@@ -533,7 +533,7 @@ def load_onnx_graph(path: str | Path, *, command: str = "tvexport export") -> An
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
-        first = (str(err).strip().splitlines() or [""])[0][:300]
+        first = first_line(err, limit=300, default="")
         try:
             too_big = path.stat().st_size >= EXTERNAL_DATA_LIMIT
         except OSError:  # gone or unreadable since: onnx's error says which
@@ -542,7 +542,7 @@ def load_onnx_graph(path: str | Path, *, command: str = "tvexport export") -> An
         raise TvexportError(f"{path} is not a readable ONNX file ({type(err).__name__}{': ' + first if first else ''})", hint=hint) from None
 
 
-def read_metadata(path: Path) -> dict[str, str]:
+def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of an ONNX file (``tvexport.arch``, ``tvexport.atom``, ``tvexport.dtype``, ...),
     without loading external weights."""
     return _metadata(load_onnx_graph(path))
@@ -556,7 +556,7 @@ def _with_external_data(model: Any, path: Path) -> Any:
     try:
         load_external_data_for_model(model, str(path.parent))
     except Exception as err:  # noqa: BLE001 - OSError, onnx's ValidationError for a path outside the directory
-        first = (str(err).strip().splitlines() or [""])[0][:300]
+        first = first_line(err, limit=300, default="")
         raise TvexportError(f"{path}: its external weights cannot be read ({type(err).__name__}{': ' + first if first else ''})",
                             hint="keep the model's external data files next to it, or export it again") from None
     return model
@@ -596,7 +596,7 @@ class OrtRunner:
         try:
             out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
         except Exception as err:  # onnxruntime's own exception types
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            first = first_line(err, limit=300)
             raise TvexportError(f"onnxruntime failed to run {self.what}: {first}") from err
         from ._plugin_ref import pop_ort_errors
 
@@ -606,7 +606,7 @@ class OrtRunner:
         return np.asarray(out, dtype=np.float32)
 
 
-def load_runner(path: Path) -> Runner:
+def load_runner(path: str | Path) -> Runner:
     """The ``onnxruntime`` backend: run an exported ``.onnx`` file (plugin nodes on the numpy reference)."""
     _require_onnx("running an ONNX model")
     path = check_exported_file(path, what="an ONNX model", dir_hint="give the .onnx file inside it")
@@ -630,7 +630,7 @@ def _node_count(proto: Any) -> int:
 
 def export_onnx(
     model: nn.Module,
-    output: Path,
+    output: str | Path,
     *,
     tv_op: TVOp = "portable",
     opset: int = DEFAULT_OPSET,
@@ -654,7 +654,7 @@ def export_onnx(
     ``simplify=False``, the onnxsim-simplified one (which is what gets written), checked against
     ``reference`` (default ``Reference(model)``; ``load_source`` gives the unbaked network of a
     checkpoint): no worse than torch float32 vs the float64 truth, by ``Tolerance`` with floors
-    ``rtol``/``atol`` (defaults by ``dtype`` and kernel dtype). ``kernel_dtype`` (float32,
+    ``rtol``/``atol`` (defaults by ``dtype`` and kernel dtype; refused without ``validate``). ``kernel_dtype`` (float32,
     float16, int8; default as stored) stores float32 TV kernels compressed (``with_kernel_dtype``:
     the reference's float32 original then holds the same rounded kernels). Raises ``ValidationMismatch`` (nothing written)
     otherwise. ``external_data`` (default: only above 2 GB) writes the weights to
@@ -666,6 +666,7 @@ def export_onnx(
     start = time.perf_counter()
     check_export_suffix(output, format="onnx", given="onnx")  # as export() refuses it, before "already exists"
     output = check_output_path(Path(output), force=force)
+    check_validation_floors(validate, rtol=rtol, atol=atol)
     if external_data:  # <output>.data, before any work (when external_data is None, only a graph over 2 GB writes one)
         check_output_path(external_data_path(output), force=force)
     if validate and reference is None:

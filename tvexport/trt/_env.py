@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from ..errors import MissingDependencyError, TvexportError, missing
+from ..errors import MissingDependencyError, TvexportError, first_line, missing
 from ._spec import check_tensorrt
 
 
@@ -17,11 +17,6 @@ from ._spec import check_tensorrt
 # (each may report, or clear, another's), and a callback failure TensorRT recovers from (if it
 # skips a failed tactic) is still reported should the build fail later for another reason.
 PLUGIN_FAILURES: list[str] = []
-
-
-def first_line(text: str) -> str:
-    """The first non-blank line of ``text``, stripped ('' when there is none)."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def require_tensorrt(what: str) -> ModuleType:

@@ -13,8 +13,8 @@ from typing import Any
 from .._io import atomic_output, check_exported_file, check_output_path, output_file, refuse_input_as_output, refuse_stdin
 from .._version import __version__
 from ..artifacts import check_output_suffix
-from ..errors import TvexportError
-from ._env import PLUGIN_FAILURES, Logger, first_line, load_plugin, require_cuda, require_tensorrt
+from ..errors import TvexportError, first_line
+from ._env import PLUGIN_FAILURES, Logger, load_plugin, require_cuda, require_tensorrt
 from ._spec import (
     Profile,
     default_engine_path,
@@ -146,7 +146,7 @@ def build_engine(
     PLUGIN_FAILURES.clear()  # the plugin's refusals are this parse's and build's cause when they fail (see _env)
     if not parser.parse(prepared.data, str(onnx_path)):  # the path: where the parser finds weights kept as external data
         errors = PLUGIN_FAILURES[:1] or [parser.get_error(i).desc() for i in range(parser.num_errors)] or logger.errors or ["unknown error"]
-        raise TvexportError(f"TensorRT could not parse {onnx_path}: {first_line(errors[0]) or 'unknown error'}")
+        raise TvexportError(f"TensorRT could not parse {onnx_path}: {first_line(errors[0], default='unknown error')}")
     if network.num_inputs != 1:
         raise TvexportError(f"{onnx_path} has {network.num_inputs} inputs; tvexport builds single-input (NCHW image) models")
     inp = network.get_input(0)

@@ -39,8 +39,9 @@ import tensorrt as trt
 import tensorrt.plugin as trtp
 
 from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
+from ..errors import first_line
 from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, check_index_range, scalar_args
-from ._env import PLUGIN_FAILURES, first_line
+from ._env import PLUGIN_FAILURES
 from ._onnx import REEXPORT
 from ._spec import ACTIVATION_TYPES, FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
@@ -61,7 +62,7 @@ def _kept() -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        PLUGIN_FAILURES.append(first_line(str(err)) or type(err).__name__)
+        PLUGIN_FAILURES.append(first_line(err))
         raise
 
 
