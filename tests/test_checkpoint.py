@@ -16,7 +16,7 @@ import torch
 
 from conftest import SMALL_TV, make_model, write_checkpoint
 from tvexport.bake import load_checkpoint
-from tvexport.checkpoint import read_checkpoint
+from tvexport.checkpoint import Checkpoint, read_checkpoint
 from tvexport.errors import TvexportError
 from tvexport.models import TVSettings, create_model, list_models, resolve_arch
 from tvexport.testing import lightning_checkpoint, randomize_, save_lightning
@@ -593,3 +593,126 @@ def test_a_stray_generator_key_is_unexpected_not_a_deeper_generator(cli: Any, tm
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1, r.stderr
     assert lines[0] == f"error: {path}: state dict does not match face_mobilenetv2_x0_1: 1 unexpected key ({_LAYER}{stray}); check --arch, or that the file is complete"
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["plain", "cut"])
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_refused_plain_pickle_is_read_once(tmp_path: Path, protocol: int, damaged: bool) -> None:
+    """Before: where torch's unpickler refused a plain pickle (protocols 4, 5), its opcodes were
+    walked twice: once for pickled callables, once more to tell a plain pickle."""
+    import pickletools
+
+    data = pickle.dumps({"epoch": 3, "lr": [0.1]}, protocol=protocol)
+    (path := tmp_path / "m.pkl").write_bytes(data[:-1] if damaged else data)
+    walks: list[str] = []
+    genops = pickletools.genops
+
+    def counted(pickle: Any, *args: Any, **kwargs: Any) -> Any:
+        walks.append(str(getattr(pickle, "name", pickle)))
+        return genops(pickle, *args, **kwargs)
+
+    with mock.patch("pickletools.genops", counted), pytest.raises(TvexportError) as err:
+        read_checkpoint(path)
+    assert ("plain Python pickle" in str(err.value)) != damaged, err.value
+    assert walks == [str(path)] if not damaged else walks in ([], [str(path)]), walks  # a cut one may end in torch's EOFError
+
+
+# The network's state dict as the training scripts that keep it beside other state save it
+# (torchvision's references: {"model": ..., "optimizer": ..., "lr_scheduler": ..., "epoch": ..., "args": ...})
+def _torchvision_layout(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
+    return {"model": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]},
+            "lr_scheduler": {"last_epoch": 3}, "epoch": 3, "args": argparse.Namespace(lr=0.1, epochs=90)}
+
+
+@pytest.mark.parametrize("layout", ["model", "model-of-dataparallel", "state_dict-alone"])
+def test_a_state_dict_under_one_container_key_loads(tmp_path: Path, layout: str) -> None:
+    """Before: ``{"model": state_dict, ...}`` (torchvision's training scripts) was refused, "no model
+    state dict found (top-level keys: model, ...)"; it is unambiguous and loads like the others."""
+    model = make_model()
+    sd = model.state_dict()
+    obj = {
+        "model": _torchvision_layout(sd),
+        "model-of-dataparallel": _torchvision_layout({f"module.{k}": v for k, v in sd.items()}),
+        "state_dict-alone": {"state_dict": sd},
+    }[layout]
+    torch.save(obj, path := tmp_path / "m.pth")
+    loaded = read_checkpoint(path)
+    assert loaded.state_dict.keys() == sd.keys() and loaded.dropped == {}
+    _same_outputs(model, load_checkpoint(path))
+
+
+@pytest.mark.parametrize(
+    ("obj", "keys"),
+    [
+        (lambda sd: {"state_dict": sd, "model": sd}, "state_dict, model"),
+        (lambda sd: {"model_state_dict": sd, "model": sd, "epoch": 3}, "model_state_dict, model"),
+        (lambda sd: {"epoch": 3, "state_dict": sd, "model_state_dict": sd}, "state_dict, model_state_dict"),
+    ],
+    ids=["state_dict+model", "model_state_dict+model", "state_dict+model_state_dict"],
+)
+def test_several_container_state_dicts_are_refused_naming_them(cli: Any, tmp_path: Path, obj: Any, keys: str) -> None:
+    """Before: a file holding more than one state dict under the keys tvexport reads took the first
+    it looked for, silently; now which one is the network is asked for, in one line."""
+    torch.save(obj(make_model().state_dict()), path := tmp_path / "two.pt")
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith(f"error: {path}: several state dicts ({keys}); tvexport cannot tell which is the network; "), lines[0]
+    first = keys.split(", ")[0]
+    assert f"torch.save(torch.load({str(path)!r}, weights_only=True)[{first!r}], 'model.pt')" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("fmt", ["state_dict", "pth.tar"])
+def test_a_stray_model_key_beside_a_network_is_refused_not_taken_as_the_network(cli: Any, tmp_path: Path, fmt: str) -> None:
+    """Before: one ``model.x`` entry among a plain state dict's keys made it a LightningModule's:
+    ``x`` was kept as the whole network and every other key dropped ("unknown architecture")."""
+    model = make_model()
+    saved = model.state_dict() | {"model.x": torch.zeros(3)}
+    _save_as(fmt, model, saved, path := tmp_path / f"stray.{fmt}")
+    r = cli("inspect", path)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    n = len(saved) - 1
+    assert lines[0].startswith(
+        f"error: {path}: 1 key starts with model. (model.x) beside {n} that do not (features.0.0.weight, features.0.1.weight, features.0.1.bias, ...): "
+        "tvexport cannot tell which is the network; "
+    ), lines[0]
+    assert "delete the model.* keys" in lines[0] and "model. prefix" in lines[0], lines[0]
+
+
+def test_a_lightning_module_with_other_training_modules_keeps_its_model(tmp_path: Path) -> None:
+    """A Lightning .ckpt's LightningModule may hold more than ``model`` and ``head`` (a loss with a
+    buffer): only ``model.*`` is the network, as before."""
+    model = make_model()
+    ckpt = lightning_checkpoint(model)
+    ckpt["state_dict"]["criterion.class_weight"] = torch.ones(10)
+    save_lightning(ckpt, path := tmp_path / "m.ckpt")
+    loaded = read_checkpoint(path)
+    assert loaded.format == "lightning" and loaded.dropped == {"head.weight": (512, 10), "criterion.class_weight": (10,)}
+    _same_outputs(model, load_checkpoint(path))
+
+
+@pytest.mark.parametrize("k", [1, 5, 7])
+@pytest.mark.parametrize("arch", [None, "face_mobilenetv2_x0_1"])
+def test_a_tv_kernel_size_buffer_contradicting_the_generator_is_one_line(cli: Any, tmp_path: Path, k: int, arch: str | None) -> None:
+    """Before: the layer ``k`` is detected from recorded TVConv_k=5 beside a generator made for k=3,
+    and the error was a shape mismatch of weight_layers.2.weight (expects (200, 8, 3, 3))."""
+    sd = make_model().state_dict()
+    sd[_LAYER + "TVConv_k"], sd[_LAYER + "TVConv_k_square"] = torch.tensor(k), torch.tensor(k * k)
+    torch.save(sd, path := tmp_path / "k.pt")
+    r = cli("inspect", path, *(["--arch", arch] if arch else []))
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0].startswith(
+        f"error: {path}: TV layer {_LAYER[:-1]} records TVConv_k={k}, but its weights imply k=3 "
+        f"({_LAYER}weight_layers.2.weight has 72 outputs for 8 channels); "
+    ), lines[0]
+
+
+def test_a_checkpoints_optional_fields_are_keyword_only(tmp_path: Path) -> None:
+    """Before: ``Checkpoint(path, fmt, sd, {"lr": 0.1})`` bound the fourth argument to ``hparams``
+    by position; the file, its format and its state dict stay positional."""
+    sd = {"w": torch.zeros(1)}
+    with pytest.raises(TypeError):
+        Checkpoint(tmp_path / "m.pt", "state_dict", sd, {"lr": 0.1})  # type: ignore[misc]
+    assert Checkpoint(tmp_path / "m.pt", "state_dict", sd, hparams={"lr": 0.1}).hparams == {"lr": 0.1}

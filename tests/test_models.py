@@ -9,7 +9,7 @@ import torch
 
 from tvexport.errors import TvexportError
 from tvexport.layers import TVConv
-from tvexport.models import FAMILIES, TVSettings, create_model, detect_arch, list_models, resolve_arch
+from tvexport.models import FAMILIES, ArchConfig, TVSettings, create_model, detect_arch, list_models, resolve_arch
 
 ALL = [(name, atom) for name in list_models() for atom in FAMILIES[resolve_arch(name).family].atoms]
 
@@ -169,3 +169,14 @@ def test_a_width_of_a_one_width_family_is_refused() -> None:
     assert resolve_arch("deeplabv3plus_mobilenetv2_x1_0").name == "deeplabv3plus_mobilenetv2"
     with pytest.raises(TvexportError, match=r"unknown architecture 'deeplabv3plus_mobilenetv2_x0_5'; known: .*deeplabv3plus_mobilenetv2"):
         resolve_arch("deeplabv3plus_mobilenetv2_x0_5")
+
+
+def test_settings_dataclasses_take_their_options_by_keyword() -> None:
+    """Before: ``TVSettings(5, 4, 64)`` or ``ArchConfig("face_mobilenetv2", 0.5, "dwconv")`` bound
+    options by position (a swapped pair silently built another network); the family stays positional."""
+    with pytest.raises(TypeError):
+        TVSettings(5)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ArchConfig("face_mobilenetv2", 0.5)  # type: ignore[misc]
+    cfg = ArchConfig("face_mobilenetv2", width=0.5, atom="tvconv", tv=TVSettings(k=5))
+    assert cfg.name == "face_mobilenetv2_x0_5" and cfg.tv.k == 5 and ArchConfig.from_dict(cfg.to_dict()) == cfg

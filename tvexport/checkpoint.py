@@ -25,7 +25,11 @@ from ._io import check_input_file, refuse_stdin
 from .artifacts import identify
 from .errors import TvexportError, first_line
 
-CheckpointFormat = Literal["lightning", "pth.tar", "state_dict", "baked"]
+CheckpointFormat = Literal["lightning", "pth.tar", "container", "state_dict", "baked"]
+# Top-level keys training scripts keep the network's state dict under: Lightning's ``state_dict``,
+# the reference segmentation trainer's ``model_state_dict``, ``model`` (torchvision's training
+# references, beside ``optimizer``, ``lr_scheduler``, ``epoch``, ``args``): the "container" format
+_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model")
 BAKED_FORMAT = "tvexport.baked"
 
 
@@ -72,6 +76,7 @@ class Checkpoint:
     path: Path
     format: CheckpointFormat
     state_dict: dict[str, torch.Tensor]
+    _: dataclasses.KW_ONLY
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     dropped: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -222,18 +227,29 @@ def _check_zip_integrity(path: Path, zf: zipfile.ZipFile) -> None:
         raise TvexportError(f"{path} is corrupt (checksum mismatch in {bad})", hint="the file was damaged in transfer or on disk; fetch it again")
 
 
-def _pickled_callables(path: Path, *, max_ops: int = 1_000_000) -> list[str]:
-    """Callables a raw (non-zip) pickle names, found by reading its opcodes (nothing executes).
+@dataclasses.dataclass(frozen=True)
+class _PickleScan:
+    """What a raw (non-zip) pickle holds, read opcode by opcode (nothing executes)."""
+
+    callables: list[str]  # the callables it names beyond torch's and the containers'
+    plain: bool  # one complete pickle and nothing else (``pickle.dump``)
+
+
+def _scan_pickle(path: Path, *, max_ops: int = 10_000_000) -> _PickleScan:
+    """One walk over a raw pickle's opcodes for both questions its refusal asks.
 
     torch's safe unpickler stops at the first opcode it does not support (e.g. protocol 4's
-    FRAME) before it sees a malicious global; this finds the global anyway, to say so.
+    FRAME) before it sees a malicious global; this finds the global anyway, to say so. A plain
+    pickle (``pickle.dump``) ends at its STOP with the file: torch.save's files are zip archives,
+    or (legacy) several pickles followed by raw tensor data.
     """
     import pickletools
 
     if zipfile.is_zipfile(path):
-        return []
+        return _PickleScan([], plain=False)
     found: list[str] = []
-    strings: list[str] = []
+    strings: list[str] = []  # the last two string arguments: STACK_GLOBAL's module and name
+    plain = False
     try:
         with open(path, "rb") as f:
             for i, (op, arg, _) in enumerate(pickletools.genops(f)):
@@ -244,33 +260,14 @@ def _pickled_callables(path: Path, *, max_ops: int = 1_000_000) -> list[str]:
                 elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
                     found.append(f"{strings[-2]}.{strings[-1]}")
                 elif isinstance(arg, str):
-                    strings.append(arg)
+                    strings = [*strings[-1:], arg]
                 if op.name == "STOP":
+                    plain = f.tell() == path.stat().st_size
                     break
     except Exception:  # noqa: BLE001 - a damaged pickle: report what was found before the damage
         pass
     allowed = ("torch.", "collections.OrderedDict", "builtins.set", "_codecs.encode")
-    return [name for name in found if not name.startswith(allowed)]
-
-
-def _is_plain_pickle(path: Path, *, max_ops: int = 10_000_000) -> bool:
-    """Whether ``path`` is one complete pickle and nothing else (``pickle.dump``), read opcode by
-    opcode (nothing executes). torch.save's files are zip archives, or (legacy) several pickles
-    followed by raw tensor data."""
-    import pickletools
-
-    if zipfile.is_zipfile(path):
-        return False
-    try:
-        with open(path, "rb") as f:
-            for i, (op, _, _) in enumerate(pickletools.genops(f)):
-                if op.name == "STOP":
-                    return f.tell() == path.stat().st_size
-                if i >= max_ops:
-                    return False
-    except Exception:  # noqa: BLE001 - not a pickle, or a damaged one
-        return False
-    return False
+    return _PickleScan([name for name in found if not name.startswith(allowed)], plain=plain)
 
 
 def _plain_pickle_error(path: Path) -> TvexportError:
@@ -303,15 +300,16 @@ def _torch_load(path: Path) -> Any:
     except pickle.UnpicklingError as err:
         text = str(err)
         m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported global: ([\w. ]+)", text)
-        # torch names the global it refused; where its unpickler stopped earlier, read the opcodes
-        called = [m.group(1).split()[-1]] if "Weights only load failed" in text and m else _pickled_callables(path)
-        if called:
+        # torch names the global it refused; where its unpickler stopped earlier, read the opcodes (once)
+        named = m if "Weights only load failed" in text else None
+        scan = _PickleScan([named.group(1).split()[-1]], plain=False) if named else _scan_pickle(path)
+        if scan.callables:
             raise TvexportError(
-                f"refused to load {path}: it would execute pickled code ({called[0]}); "
+                f"refused to load {path}: it would execute pickled code ({scan.callables[0]}); "
                 "tvexport loads tensors only and never runs code from a checkpoint",
                 hint="if you trust the file, re-save just its state_dict with torch.save",
             ) from None
-        if _is_plain_pickle(path):
+        if scan.plain:
             raise _plain_pickle_error(path) from None
         what = describe_file(path)
         if what:
@@ -325,7 +323,7 @@ def _torch_load(path: Path) -> Any:
         text = str(err)
         if "zip" in text.lower() or "archive" in text.lower() or "PytorchStreamReader" in text:
             raise TvexportError(f"{path} is truncated or corrupt (its zip archive is damaged)", hint="the copy or download did not finish; fetch it again") from None
-        if _is_plain_pickle(path):  # torch's legacy reader: "Invalid magic number; corrupt file?"
+        if _scan_pickle(path).plain:  # torch's legacy reader: "Invalid magic number; corrupt file?"
             raise _plain_pickle_error(path) from None
         raise TvexportError(f"{path} could not be read as a PyTorch checkpoint ({_clip(text)})", hint="the file may be corrupt; fetch it again") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError, UnicodeDecodeError, OSError) as err:
@@ -346,13 +344,17 @@ _WRAPPER_BOOKKEEPING = ("n_averaged",)
 _TRAINING_ONLY = ("head.",)
 
 
-def _model_keys(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]]]:
+def _model_keys(
+    path: Path, sd: Mapping[str, torch.Tensor], *, lightning: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]]]:
     """The network's own entries of a state dict saved through wrappers, and the dropped rest (key -> shape).
 
     The one unwrapping of every format (``.ckpt``, ``.pth.tar``, plain state dict), applied until
     nothing changes: a wrapper prefix (``_WRAPPER_PREFIXES``) is stripped when it prefixes every key
     but a wrapper's bookkeeping (SWA's ``n_averaged``, dropped); of a LightningModule's keys only
     ``model.*`` are kept and stripped; the training head ``head.*`` beside the network is dropped.
+    ``model.*`` beside other keys than the head is a LightningModule's only where the file is a
+    Lightning checkpoint (``lightning``): elsewhere, which part is the network is asked for.
     """
     out = dict(sd)
     dropped: dict[str, tuple[int, ...]] = {}
@@ -368,11 +370,30 @@ def _model_keys(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
         if wrapper is not None:
             out = keep(wrapper, [k for k in out if not k.startswith(wrapper)])
         elif any(k.startswith("model.") for k in out):
-            out = keep("model.", [k for k in out if not k.startswith("model.")])
+            others = [k for k in out if not k.startswith("model.")]
+            if not lightning and not all(k.startswith(_TRAINING_ONLY) for k in others):
+                raise _mixed_model_keys(path, [k for k in out if k.startswith("model.")], others)
+            out = keep("model.", others)
         elif (head := [k for k in out if k.startswith(_TRAINING_ONLY)]) and len(head) < len(out):
             out = keep(None, head)
         else:
             return out, dropped
+
+
+def _listed(keys: list[str], limit: int = 3) -> str:
+    return ", ".join(keys[:limit]) + ", ..." * (len(keys) > limit)
+
+
+def _mixed_model_keys(path: Path, model: list[str], others: list[str]) -> TvexportError:
+    """The error for a state dict (not a Lightning .ckpt's) holding ``model.*`` keys beside other
+    network-like keys: a LightningModule's network, or a stray entry beside a plain network's."""
+    n, m = len(model), len(others)
+    return TvexportError(
+        f"{path}: {n} key{'s' * (n > 1)} start{'s' * (n == 1)} with model. ({_listed(model)}) beside {m} that do{'es' * (m == 1)} not "
+        f"({_listed(others)}): tvexport cannot tell which is the network",
+        hint="a LightningModule's network is the model.* keys: save those without the model. prefix; "
+        "if the others are the network, delete the model.* keys; then torch.save the state dict again",
+    )
 
 
 def _tensor_dict(path: Path, sd: Any, where: str) -> dict[str, torch.Tensor]:
@@ -425,7 +446,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """Load ``path`` safely and normalise it to a deployable state dict.
 
     Formats: PyTorch Lightning ``.ckpt`` (``state_dict``), ``.pth.tar`` with ``model_state_dict``,
-    a plain state dict, and tvexport's baked files. The first three are unwrapped alike
+    a dict holding it under ``model`` ("container"), a plain state dict, and tvexport's baked
+    files; a file holding several of those state dicts is refused. The first four are unwrapped alike
     (``_model_keys``): a LightningModule's ``model.``, DataParallel's / SWA's ``module.`` and
     torch.compile's ``_orig_mod.`` prefixes are removed, however nested; training-only keys (the
     AM-Softmax ``head.weight``, SWA's ``n_averaged``) are dropped and listed in ``dropped``.
@@ -442,24 +464,34 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             raise damaged_metadata(path, TvexportError(f"its bake record is of type {type(bake).__name__}, not a dict"))
         return Checkpoint(path, "baked", sd, hparams={}, meta=dict(bake), payload=dict(obj))
 
-    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+    held = [key for key in _CONTAINER_KEYS if isinstance(obj.get(key), Mapping) and any(isinstance(v, torch.Tensor) for v in obj[key].values())]
+    if len(held) > 1:
+        raise TvexportError(
+            f"{path}: several state dicts ({', '.join(held)}); tvexport cannot tell which is the network",
+            hint=f"save the network's alone, e.g. torch.save(torch.load({str(path)!r}, weights_only=True)[{held[0]!r}], 'model.pt')",
+        )
+    container = held[0] if held else next((key for key in _CONTAINER_KEYS if isinstance(obj.get(key), Mapping)), None)
+    if container is None and "model_state_dict" in obj:
+        container = "model_state_dict"  # named as not a state dict below
+
+    if container == "state_dict":
         raw = _tensor_dict(path, obj["state_dict"], "state_dict")
         hparams = _hparams(obj.get("hyper_parameters"))
-        sd, dropped = _model_keys(raw)
+        sd, dropped = _model_keys(path, raw, lightning="pytorch-lightning_version" in obj)
         meta = {k: obj[k] for k in ("epoch", "global_step", "pytorch-lightning_version") if k in obj}
         return Checkpoint(path, "lightning", sd, hparams=hparams, dropped=dropped, meta=meta)
 
-    if "model_state_dict" in obj:
-        sd, dropped = _model_keys(_tensor_dict(path, obj["model_state_dict"], "model_state_dict"))
+    if container in ("model_state_dict", "model"):
+        sd, dropped = _model_keys(path, _tensor_dict(path, obj[container], container))
         meta = {k: obj[k] for k in ("epoch", "iteration", "arch", "best_mean_dice") if k in obj and not isinstance(obj[k], torch.Tensor)}
-        return Checkpoint(path, "pth.tar", sd, dropped=dropped, meta=meta)
+        return Checkpoint(path, "pth.tar" if container == "model_state_dict" else "container", sd, dropped=dropped, meta=meta)
 
     if all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd, dropped = _model_keys(_tensor_dict(path, obj, "file"))  # as inside a .ckpt: saved from a LightningModule, SWA, DataParallel
+        sd, dropped = _model_keys(path, _tensor_dict(path, obj, "file"))  # as inside a .ckpt: saved from a LightningModule, SWA, DataParallel
         return Checkpoint(path, "state_dict", sd, dropped=dropped)
 
     keys = ", ".join(map(str, list(obj)[:5]))
-    raise TvexportError(f"{path}: no model state dict found (top-level keys: {keys})", hint="expected a Lightning .ckpt, a .pth.tar with model_state_dict, or a state dict")
+    raise TvexportError(f"{path}: no model state dict found (top-level keys: {keys})", hint="expected a Lightning .ckpt, a .pth.tar with model_state_dict, a dict with the state dict under model, or a state dict")
 
 
 NONFINITE_HINT = "the checkpoint is damaged or diverged; fix or retrain it (tvexport bake --allow-nonfinite bakes it anyway)"

@@ -22,7 +22,7 @@ SHUFFLENETV2_WIDTHS = tuple(sorted(SHUFFLENETV2_STAGES))
 MIN_INPUT_SIZE = 16  # every zoo network's total stride: below it the deepest TV layers keep a single position anyway
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TVSettings:
     """TVConv hyper-parameters shared by all TV layers of a network (reference argument names in ``kwargs``)."""
 
@@ -52,6 +52,7 @@ class ArchConfig:
     """
 
     family: str
+    _: dataclasses.KW_ONLY
     width: float = 1.0
     atom: Atom = "tvconv"
     tv: TVSettings = TVSettings()
@@ -305,12 +306,14 @@ def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
     inter_chans = next((n for n in widths if n), TVSettings.inter_chans)
     # a (1, P, h, w) map's P, else the first conv's inputs
     posi_chans = [_size(sd, posi, 1) if _size(sd, posi, 3) is not None else None] + [_size(sd, f"{g}0.0.weight", 1) for g in (gen, bias)]
+    # the final conv's C*k*k outputs and C (the buffer, or the bias generator's C outputs) give k
+    channels = _scalar(sd, prefix + "channels") or _size(sd, f"{bias}{final}.weight", 0)
+    ckk = _size(sd, f"{gen}{final}.weight", 0)
+    root = round((ckk / channels) ** 0.5) if ckk and channels and channels > 0 else 0  # a negative C: no complex root
+    implied = root if root * root * (channels or 0) == ckk else None
     k = recorded = _scalar(sd, prefix + "TVConv_k")
-    if k is None:  # from the final conv's C*k*k outputs and C (the buffer, or the bias generator's C outputs)
-        channels = _scalar(sd, prefix + "channels") or _size(sd, f"{bias}{final}.weight", 0)
-        ckk = _size(sd, f"{gen}{final}.weight", 0)
-        root = round((ckk / channels) ** 0.5) if ckk and channels and channels > 0 else 0  # a negative C: no complex root
-        k = root if root * root * (channels or 0) == ckk else None
+    if k is None:
+        k = implied
     if k is None or k < 1 or k % 2 != 1:
         if recorded is not None:  # a k read off the shapes is not what the file records: the state-dict check names the shape
             raise TvexportError(
@@ -318,6 +321,12 @@ def _tv_settings(sd: Mapping[str, torch.Tensor], prefix: str) -> TVSettings:
                 hint="the file is damaged or not a reference TVConv checkpoint; fetch it again",
             )
         k = TVSettings.k
+    elif implied is not None and implied != k:  # without this, the model built for the buffer's k named a shape mismatch
+        raise TvexportError(
+            f"TV layer {prefix.rstrip('.')} records TVConv_k={k}, but its weights imply k={implied} "
+            f"({gen}{final}.weight has {ckk} outputs for {channels} channels)",
+            hint="the file is damaged or not a reference TVConv checkpoint; fetch it again",
+        )
     return TVSettings(
         k=k,
         posi_chans=next((n for n in posi_chans if n), TVSettings.posi_chans),
@@ -367,7 +376,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
             atom = "dense"
         # the logits conv's outputs (its weight, else its bias); a mis-shaped one is named by the state-dict check
         num_classes = _size(sd, "classifier.classifier.3.weight", 0) or _size(sd, "classifier.classifier.3.bias", 0) or 2
-        return ArchConfig("deeplabv3plus_mobilenetv2", 1.0, atom, tv, num_classes=num_classes)
+        return ArchConfig("deeplabv3plus_mobilenetv2", width=1.0, atom=atom, tv=tv, num_classes=num_classes)
 
     atom = "tvconv" if tv_prefix is not None else "dwconv"
     has_dropout = "output_layer.layer1.0.weight" in sd
@@ -390,7 +399,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
         for width in candidates:
             expected_stem, expected_outs = mobilenetv2_channels(width)
             if outs and all(expected_outs[i - 1] == c for i, c in outs.items()) and stem in (None, expected_stem):
-                return ArchConfig("face_mobilenetv2", width, atom, tv, drop_ratio=drop)
+                return ArchConfig("face_mobilenetv2", width=width, atom=atom, tv=tv, drop_ratio=drop)
         raise TvexportError(f"state dict looks like a face MobileNetV2 but its channels (stem {stem}, blocks {list(outs.values())[:3]}...) match no width in [0.1, 1.0]",
                             hint="tvexport reads the reference widths 0.1-1.0 (steps of 0.05): check that the file is a complete reference checkpoint")
 
@@ -399,7 +408,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | Non
         branch = _size(sd, "stage2.0.branch1.2.weight", 0) or _size(sd, "stage2.0.branch2.0.weight", 0)
         for width, chans in SHUFFLENETV2_STAGES.items():
             if chans[1] // 2 == branch:
-                return ArchConfig("face_shufflenetv2", width, atom, tv, drop_ratio=drop)
+                return ArchConfig("face_shufflenetv2", width=width, atom=atom, tv=tv, drop_ratio=drop)
         raise TvexportError(
             f"state dict looks like a face ShuffleNetV2 but its stage-2 width {branch * 2 if branch else '(unreadable)'} matches no known width ({list(SHUFFLENETV2_WIDTHS)})",
             hint=f"tvexport reads the reference's ShuffleNetV2 {', '.join(f'x{w} (stage 2: {c[1]})' for w, c in SHUFFLENETV2_STAGES.items())}: "
