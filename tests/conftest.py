@@ -96,6 +96,13 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
 def pytest_configure(config: pytest.Config) -> None:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+    # Under pytest-xdist (README: -n auto) each worker's torch takes its share of the cores, so
+    # that N workers do not each spin all of them (2 workers x 2 threads on 2 cores ran the suite
+    # slower than it should). Tests that set threads themselves (bench --threads, OpenVINO's
+    # INFERENCE_NUM_THREADS) still do.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if workers > 1:
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers) if hasattr(os, "sched_getaffinity") else 1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -54,7 +54,7 @@ def test_sweep_only_keeps_the_paired_rows_machine(fused: ModuleType, tmp_path: P
     assert (tmp_path / "merged_width_sweep.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("arch", ["face_shufflenetv2_x1_0", "deeplabv3plus_mobilenetv2"])
+@pytest.mark.parametrize("arch", ["face_shufflenetv2_x1_0", pytest.param("deeplabv3plus_mobilenetv2", marks=pytest.mark.slow)])
 def test_dw_layers_stand_where_the_tv_layers_do(fused: ModuleType, arch: str) -> None:
     """Each TV layer gets the DW network's depthwise convolution of its geometry, in network order,
     whose floor moves the same activation bytes; depthwise convolutions the TV network keeps
