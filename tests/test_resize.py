@@ -304,11 +304,11 @@ def test_deeplab_rebake() -> None:
 REBAKE_1X1 = [  # the smallest sizes leave the last TV layers 1x1, where a folded BatchNorm's shift and a bias map look alike
     ("face_mobilenetv2_x0_1", TVSettings(inter_chans=8, inter_layers=1), (16, 16), torch.float32),
     ("face_mobilenetv2_x0_1", TVSettings(inter_chans=8, inter_layers=1), (16, 16), torch.int8),
-    ("deeplabv3plus_mobilenetv2", TVSettings(inter_chans=4, inter_layers=0), (17, 17), torch.float32),
+    pytest.param("deeplabv3plus_mobilenetv2", TVSettings(inter_chans=4, inter_layers=0), (17, 17), torch.float32, marks=pytest.mark.slow),  # ~25 s
 ]
 
 
-@pytest.mark.parametrize("name,tv,size,dtype", REBAKE_1X1, ids=[f"{c[0]}-{c[2][0]}x{c[2][1]}-{str(c[3])[6:]}" for c in REBAKE_1X1])
+@pytest.mark.parametrize("name,tv,size,dtype", REBAKE_1X1, ids=[f"{v[0]}-{v[2][0]}x{v[2][1]}-{str(v[3])[6:]}" for v in (getattr(c, "values", c) for c in REBAKE_1X1)])
 def test_rebake_to_1x1_layers_with_folded_batchnorm(name: str, tv: TVSettings, size: tuple[int, int], dtype: torch.dtype) -> None:
     """Resampled kernels (the default) with BatchNorm folded (the default) where TV layers end up
     1x1: each folded shift stays a per-channel bias, recorded as such; the kernels are the
