@@ -4,6 +4,9 @@ the kernel's pointwise prologue), against the float64 torch truth with random TV
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +269,40 @@ def test_bias_add_and_groups(how: str, extension: Path) -> None:
     else:
         plain = OpenVinoRunner(model, extension=extension, fuse_pointwise=False)
         assert rel_err(runner(x), plain(x)) < RTOL
+
+
+# Positions per load_row call at stride 1 (pad 1, one tile per row): the input width. Widths 1-9
+# leave every remainder of every block shape (kernel.cpp: pw_positions, NP 4, 6 or 8) and a full
+# block; channels 24, 64 and 70 give blocks of 1-4 vectors in both vector widths (AVX2: 8 floats,
+# 4 / 8 / 10 vectors in chunks of <= 3; elsewhere 16 floats, 2 / 4 / 5 in chunks of <= 4).
+REMAINDER_SCRIPT = """
+import sys
+import numpy as np
+import test_openvino_pointwise as tp
+from pathlib import Path
+from tvexport.openvino import OpenVinoRunner
+worst, n, kernel = 0.0, 0, None
+for c in (24, 64, 70):
+    for w in range(1, 10):
+        case = tp.PwCase(tp.Case(3, 1, "channel", "float32", 2, channels=c, h=2, w=w), cin=8, residual=w % 2 == 0)
+        model, truth = tp.pointwise_graph(case, seed=w)
+        r = OpenVinoRunner(model, extension=Path(sys.argv[1]), fuse_pointwise=True)
+        assert r.folded_pointwise == 1, case.id
+        x = tp._x(case, 2)
+        worst, n, kernel = max(worst, tp.rel_err(r(x), truth(x.astype(np.float64)))), n + 1, r.kernel
+print(kernel, worst, n)
+"""
+
+
+def test_prologue_blocks_every_variant(extension: Path) -> None:
+    """Every register block shape of the prologue, its remainders included, in every kernel variant
+    the CPU runs (forced by TVEXPORT_OV_KERNEL in a fresh process; one it lacks falls back): the
+    AVX2 variant's blocks differ from the others' (8-float vectors)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
+    for variant in ("generic", "avx2", "avx512"):
+        proc = subprocess.run([sys.executable, "-c", REMAINDER_SCRIPT, str(extension)], env={**env, "TVEXPORT_OV_KERNEL": variant},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        kernel, err, n = proc.stdout.strip().rsplit(" ", 2)
+        assert float(err) < RTOL and int(n) == 27, (variant, proc.stdout)

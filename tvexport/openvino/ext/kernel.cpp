@@ -45,7 +45,8 @@
 // the expanded activation (MobileNetV2's 6x) is never written nor read back; such ops always take
 // the ring (no in-place paths, no channel blocks). Its multiply-adds outnumber the taps' (stride 2, cin 8, C 48: 8 per
 // channel and input position against 9 per output position), so the prologue is register-blocked
-// (8 positions x up to 3 vectors of channels, or 6 x 4: at most 24 accumulators). Rows and columns a tile shares with its neighbours
+// (AVX-512: 8 positions x up to 3 vectors of channels, or 6 x 4: at most 24 accumulators; AVX2: 8-float
+// vectors, 8 x 1, 6 x 2 or 4 x 3; see pw_positions). Rows and columns a tile shares with its neighbours
 // are computed again per tile (stride 2, 8-row tiles: ~6 %).
 #include <algorithm>
 #include <cstdint>
@@ -247,10 +248,57 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
     }
 }
 
-// The pointwise prologue (kernel.hpp): NP positions, channel vectors [v0, v0 + KV), position q's
-// C channels to dst + q * C from its cin input values at src + q * step + ci * (H * W where x is
-// NCHW, else 1). Register blocks of NP x KV (8 x KV <= 3, or 6 x 4; <= 24 accumulators) positions x
-// vectors of channels: per input channel the KV weight
+// The pointwise prologue's vector: one register of the target, so that a block's accumulators and
+// weight vectors are registers. AVX-512: v16 (one zmm of 32), blocks of 8 positions x KV <= 3
+// vectors or 6 x 4 (<= 24 accumulators). AVX2: 8 floats (one ymm of 16), blocks of 8 x 1, 6 x 2
+// or 4 x 3 (NP * KV accumulators + KV weights + 1 broadcast <= 16 registers): with v16 (two ymm)
+// and AVX-512's shapes g++ 12 kept neither the accumulators nor the broadcasts in registers (8 x 3
+// = 48 ymm; a ci step of 8 x 3 was ~820 instructions for its 48 multiply-adds, the broadcast
+// written lane by lane to the stack), and the fold lost on the Zen 3 (benchmarks/results/README.md,
+// 'The pointwise fold on an AVX2-only Zen 3'). Elsewhere (SSE2 baseline, NEON) v16 and AVX-512's
+// shapes, not measured.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+typedef float pv __attribute__((vector_size(32)));
+constexpr int64_t kPwLanes = 8;
+constexpr int kPwMaxKV = 3;  // vectors per block
+constexpr int pw_positions(int kv) {
+    return kv == 1 ? 8 : kv == 2 ? 6 : 4;
+}
+inline pv pw_load(const float* p) {
+    pv v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline void pw_store(float* p, pv v) {
+    std::memcpy(p, &v, sizeof v);
+}
+struct PwRange {  // Range on pv
+    bool on;
+    pv lo, hi;
+    PwRange(bool clamp, float l, float h) : on(clamp), lo(pv{} + l), hi(pv{} + h) {}
+    pv operator()(pv v) const {
+        if (!on)
+            return v;
+        v = v < lo ? lo : v;
+        return v > hi ? hi : v;
+    }
+};
+#else
+typedef v16 pv;
+constexpr int64_t kPwLanes = kLanes;
+constexpr int kPwMaxKV = 4;
+constexpr int pw_positions(int kv) {
+    return kv == 4 ? 6 : 8;
+}
+constexpr auto& pw_load = load;
+constexpr auto& pw_store = store_v;
+using PwRange = Range;
+#endif
+
+// The pointwise prologue (kernel.hpp): NP positions, channel vectors [v0, v0 + KV) (of kPwLanes
+// floats), position q's C channels to dst + q * C from its cin input values at src + q * step +
+// ci * (H * W where x is NCHW, else 1). Register blocks of NP x KV positions x vectors of channels
+// (pw_positions; above): per input channel the KV weight
 // vectors are loaded once and each feeds the NP positions, each position's input value broadcast
 // once and feeding KV multiply-adds (the weights come from L1: cin x KV vectors). Whole vectors
 // are stored: where C is not whole vectors the last one runs on into the next position's first
@@ -260,63 +308,64 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
 template <int KV, int NP>
 void pointwise_block(const KernelArgs& a, float* dst, const float* src, int64_t step, int64_t v0) {
     const int64_t C = a.c, cols = pointwise_columns(C), cin = a.cin, plane = a.pw_nchw ? a.in_h * a.in_w : 1;  // between channels
-    v16 acc[NP][KV];
-    const float* w = a.pw_weight + v0 * kLanes;
+    pv acc[NP][KV];
+    const float* w = a.pw_weight + v0 * kPwLanes;
     for (int v = 0; v < KV; ++v) {  // the bias and input channel 0 (cin >= 1)
-        const v16 bias = load(a.pw_bias + (v0 + v) * kLanes), wv = load(w + v * kLanes);
+        const pv bias = pw_load(a.pw_bias + (v0 + v) * kPwLanes), wv = pw_load(w + v * kPwLanes);
         for (int q = 0; q < NP; ++q)
-            acc[q][v] = bias + wv * (src[q * step] - v16{});
+            acc[q][v] = bias + wv * (src[q * step] - pv{});
     }
     w += cols;
     src += plane;
     for (int64_t ci = 1; ci < cin; ++ci, w += cols, src += plane) {
-        v16 wv[KV];
+        pv wv[KV];
         for (int v = 0; v < KV; ++v)
-            wv[v] = load(w + v * kLanes);
+            wv[v] = pw_load(w + v * kPwLanes);
         for (int q = 0; q < NP; ++q) {
-            const v16 x = src[q * step] - v16{};  // a broadcast: x - 0 is x for every x (not so x + 0 at -0)
+            const pv x = src[q * step] - pv{};  // a broadcast: x - 0 is x for every x (not so x + 0 at -0)
             for (int v = 0; v < KV; ++v)
                 acc[q][v] += wv[v] * x;
         }
     }
-    const Range range(a.pre_clamp, a.pre_lo, a.pre_hi);
+    const PwRange range(a.pre_clamp, a.pre_lo, a.pre_hi);
     for (int q = 0; q < NP; ++q)
         for (int v = 0; v < KV; ++v)
-            store_v(dst + q * C + (v0 + v) * kLanes, range(acc[q][v]));
+            pw_store(dst + q * C + (v0 + v) * kPwLanes, range(acc[q][v]));
 }
 
 // `count` positions in blocks of NP, the rest in one block of its own size.
 template <int KV>
 void pointwise_chunk(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step, int64_t v0) {
-    constexpr int NP = KV == 4 ? 6 : 8;
+    constexpr int NP = pw_positions(KV);
+    static_assert(NP >= 1 && NP <= 8, "the remainder's switch covers up to 7 positions");
     int64_t q = 0;
     for (; q + NP <= count; q += NP)
         pointwise_block<KV, NP>(a, dst + q * a.c, src + q * step, step, v0);
     dst += q * a.c;
     src += q * step;
-    switch (count - q) {
+    switch (count - q) {  // R < NP; a case that cannot occur instantiates the 1-position block
     case 1: return pointwise_block<KV, 1>(a, dst, src, step, v0);
-    case 2: return pointwise_block<KV, 2>(a, dst, src, step, v0);
-    case 3: return pointwise_block<KV, 3>(a, dst, src, step, v0);
-    case 4: return pointwise_block<KV, 4>(a, dst, src, step, v0);
-    case 5: return pointwise_block<KV, 5>(a, dst, src, step, v0);
-    case 6: return pointwise_block<KV, NP == 6 ? 1 : 6>(a, dst, src, step, v0);  // (NP = 6: never)
-    case 7: return pointwise_block<KV, NP == 6 ? 1 : 7>(a, dst, src, step, v0);
+    case 2: return pointwise_block<KV, 2 < NP ? 2 : 1>(a, dst, src, step, v0);
+    case 3: return pointwise_block<KV, 3 < NP ? 3 : 1>(a, dst, src, step, v0);
+    case 4: return pointwise_block<KV, 4 < NP ? 4 : 1>(a, dst, src, step, v0);
+    case 5: return pointwise_block<KV, 5 < NP ? 5 : 1>(a, dst, src, step, v0);
+    case 6: return pointwise_block<KV, 6 < NP ? 6 : 1>(a, dst, src, step, v0);
+    case 7: return pointwise_block<KV, 7 < NP ? 7 : 1>(a, dst, src, step, v0);
     default: return;
     }
 }
 
 // The prologue of `count` positions: channels in chunks of whole vectors (as even as they come,
-// at most 4 vectors), the last chunk first (pointwise_block).
+// at most kPwMaxKV vectors), the last chunk first (pointwise_block).
 inline void pointwise(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step) {
-    const int64_t vectors = pointwise_columns(a.c) / kLanes;
-    const int64_t chunks = (vectors + 3) / 4, kv = (vectors + chunks - 1) / chunks;
+    const int64_t vectors = pointwise_columns(a.c) / kPwLanes;
+    const int64_t chunks = (vectors + kPwMaxKV - 1) / kPwMaxKV, kv = (vectors + chunks - 1) / chunks;
     for (int64_t v0 = (vectors - 1) / kv * kv; v0 >= 0; v0 -= kv) {
         switch (std::min(kv, vectors - v0)) {
         case 1: pointwise_chunk<1>(a, dst, src, count, step, v0); break;
         case 2: pointwise_chunk<2>(a, dst, src, count, step, v0); break;
         case 3: pointwise_chunk<3>(a, dst, src, count, step, v0); break;
-        default: pointwise_chunk<4>(a, dst, src, count, step, v0); break;
+        default: pointwise_chunk<kPwMaxKV>(a, dst, src, count, step, v0); break;
         }
     }
 }
