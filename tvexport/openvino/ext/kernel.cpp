@@ -143,7 +143,14 @@ inline float to_float(float v) {
 // in memory: in the multiply-add loop each tap's accumulators went through the stack and 64-bit
 // GPR moves (vmovq / vpinsrq), and the clamp (Range) was done lane by lane with vmaxss/vminss;
 // with the struct, the parts are registers (objdump of kernel_avx2; -Wpsabi warned of the
-// AVX-512 vector ABI without AVX-512).
+// AVX-512 vector ABI without AVX-512; tests/test_openvino.py: test_vectors_in_registers_compiled).
+// The AVX-512 object is byte for byte the same as before. Issue 17, AVX2-only Zen 3 VM, against
+// the memory-bound loop: the kernel alone (openvino_kernel_micro.py, one thread, face MobileNetV2
+// x0.1, batch 1) network sums cold 0.36x / 0.28x / 0.26x as long (float32 / float16 / int8
+// kernels; hot 0.21-0.23x); in OpenVINO (openvino_ab.py --switch build, 2 threads) x0.1 batch 1
+// TV ops 0.45x / 0.28x / 0.34x, wall 0.57x / 0.45x / 0.48x (null tests 0.96-1.03), ShuffleNetV2
+// x1.0 batch 16 (pointwise fold off) TV ops 0.48x / 0.51x (float32 / int8), wall 0.85x
+// (benchmarks/results/openvino_*_zen3_avx2main41*).
 #if defined(__AVX512F__) || !(defined(__x86_64__) || defined(__i386__))
 typedef float v16 __attribute__((vector_size(64)));
 #else
