@@ -3,10 +3,11 @@
 
 Inside OpenVINO networks the per-node counters move up to 2x between runs; this times the kernel
 itself. ``ov_kernel_micro/main.cpp`` is linked with ``tvexport/openvino/ext/kernel.cpp`` compiled
-as ``CMakeLists.txt`` compiles its AVX-512 variant (its defines and flags are read from the
-``tvx_kernel(avx512 ...)`` line, plus Release's ``-O3 -DNDEBUG`` and the objects' ``-fPIC
+as ``CMakeLists.txt`` compiles its AVX-512 variant, or on CPUs without AVX-512 its AVX2 one (the
+variant the extension picks on such a CPU; ``--isa``; its defines and flags are read from the
+``tvx_kernel(avx512|avx2 ...)`` line, plus Release's ``-O3 -DNDEBUG`` and the objects' ``-fPIC
 -fvisibility=hidden``), built with the compiler the extension build uses into the cache
-(``<tvexport cache>/ov_kernel_micro/<hash>``), and calls ``tvx::kernel_avx512(args, 0, out_h)``
+(``<tvexport cache>/ov_kernel_micro/<hash>``), and calls ``tvx::kernel_avx512(args, 0, out_h)`` (or ``kernel_avx2``)
 on one thread (the process is pinned to one CPU) with synthetic data in kernel.hpp's layouts
 (``--batch`` images, default 1, float32 activations; at batch > 1 int8 tiles are sized as the op
 sizes them on this machine, twice as large on x86-64 cores with >= 2 MiB of L2, see kernel.cpp's
@@ -23,7 +24,7 @@ Beside them the same run measures one thread's streaming read bandwidth (a vecto
 256 MiB buffer) and memcpy bandwidth, so ratios to the memory floor are made side by side.
 Reported per case: median / p10 / p90 of per-call times, ns per vector of 16 multiply-adds
 (C * k*k * h * w * batch / 16 of them; also in cycles, the clock estimated by a chain of dependent
-adds; beside it the core's register-only peak, 12 independent chains of 512-bit multiply-adds, whose
+adds; beside it the core's register-only peak, 12 independent chains of 512-bit (AVX2: 256-bit) multiply-adds, whose
 time for the network's vectors is the compute floor of the network sums), GB/s of stored kernel bytes, and the time over the floor (the kernel bytes, plus at batch > 1
 the float32 input and output bytes, over the read bandwidth). Rounds (``--rounds``) run the whole set again; with several
 ``--variant`` builds the rounds alternate between them (the order rotated every second round and
@@ -93,12 +94,16 @@ class Variant:
         return cls(name, kernel, parts)
 
 
-def kernel_flags() -> list[str]:
-    """The compiler flags CMakeLists.txt gives the AVX-512 kernel variant (Release build)."""
+# the kernel variants this can time: the driver's -march and the CPU flags (/proc/cpuinfo) each needs
+ISAS = {"avx512": ("x86-64-v4", {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}), "avx2": ("x86-64-v3", {"avx2", "fma", "f16c"})}
+
+
+def kernel_flags(isa: str = "avx512") -> list[str]:
+    """The compiler flags CMakeLists.txt gives the kernel variant ``isa`` (Release build)."""
     text = (EXT / "CMakeLists.txt").read_text()
-    m = re.search(r"tvx_kernel\(avx512\s+(\w+)\s+(\d+)\s+(\d+)\s+([^)]*)\)", text)
+    m = re.search(rf"tvx_kernel\({isa}\s+(\w+)\s+(\d+)\s+(\d+)\s+([^)]*)\)", text)
     if not m:
-        raise SystemExit(f"no tvx_kernel(avx512 ...) line in {EXT / 'CMakeLists.txt'}: update kernel_flags() in {Path(__file__).name}")
+        raise SystemExit(f"no tvx_kernel({isa} ...) line in {EXT / 'CMakeLists.txt'}: update kernel_flags() in {Path(__file__).name}")
     name, chunk, tile, extra = m.groups()
     # CMake also builds the kernel objects position-independent with hidden visibility
     return ["-O3", "-DNDEBUG", "-std=c++17", "-fPIC", "-fvisibility=hidden", f"-DTVX_KERNEL_NAME={name}", f"-DTVX_CHUNK={chunk}",
@@ -113,14 +118,24 @@ def compiler() -> str | None:
         return None
 
 
-def has_avx512() -> bool:
-    """x86-64-v4's AVX-512 subsets, from /proc/cpuinfo (False where it cannot be read)."""
+def cpu_flags() -> set[str]:
+    """The CPU's flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= set(flags)
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+
+
+def has_avx512() -> bool:
+    """x86-64-v4's AVX-512 subsets, from /proc/cpuinfo (False where it cannot be read)."""
+    return ISAS["avx512"][1] <= cpu_flags()
+
+
+def native_isa() -> str | None:
+    """The widest kernel variant this CPU runs that this can time (the one the extension picks), or None."""
+    flags = cpu_flags()
+    return next((isa for isa, (_, need) in ISAS.items() if need <= flags), None)
 
 
 def pin_to_one_cpu() -> int | None:
@@ -139,17 +154,21 @@ def cache_root() -> Path:
     return cache_dir().parent / "ov_kernel_micro"
 
 
+ISA_NAMES = {"avx512": "AVX-512", "avx2": "AVX2"}
 BASE = Variant("base", EXT / "kernel.cpp", ())
 
 
-def build(variant: Variant = BASE, *, log: bool = True) -> Path:
-    """The driver linked with ``variant``'s kernel, compiled into the cache unless there already.
+def build(variant: Variant = BASE, *, log: bool = True, isa: str | None = None) -> Path:
+    """The driver linked with ``variant``'s kernel (the ``isa`` variant, default this CPU's:
+    native_isa), compiled into the cache unless there already.
 
     The cache key covers the sources (and a ``kernel.hpp`` beside a scratch kernel, which its
     ``#include`` would pick first), the compiler's identity and every compile and link line.
     """
     cxx = compiler_command()  # MissingDependencyError with what to install; with the arguments $CXX may add
-    kflags = [*kernel_flags(), *variant.flags]
+    isa = isa or native_isa() or "avx512"
+    kflags = [*kernel_flags(isa), *variant.flags]
+    entry = next(f.split("=", 1)[1] for f in kflags if f.startswith("-DTVX_KERNEL_NAME="))
     # a scratch copy elsewhere includes "kernel.hpp" from its own directory if there is one, else from ext/;
     # the driver then lays its data out by that header too (a scratch kSegment, say)
     # (-iquote: only for "kernel.hpp", not for <...> headers that a scratch directory might shadow)
@@ -157,7 +176,7 @@ def build(variant: Variant = BASE, *, log: bool = True) -> Path:
     hpp_dir = ["-iquote", str(variant.kernel.parent)] if own_hpp else []
     steps = [
         [*cxx, *kflags, f"-I{EXT}", "-c", str(variant.kernel), "-o", "{tmp}/kernel.o"],
-        [*cxx, "-O3", "-std=c++17", "-march=x86-64-v4", "-DTVX_MULTI_ISA=1", *hpp_dir, f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
+        [*cxx, "-O3", "-std=c++17", f"-march={ISAS[isa][0]}", "-DTVX_MULTI_ISA=1", f"-DTVX_MICRO_KERNEL={entry}", *hpp_dir, f"-I{EXT}", "-c", str(DRIVER), "-o", "{tmp}/main.o"],
         [*cxx, "{tmp}/main.o", "{tmp}/kernel.o", "-o", "{tmp}/bin"],
     ]
     h = hashlib.sha256()
@@ -202,7 +221,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     variants = [Variant.parse(v) for v in args.variant] or [BASE]
     if len({v.name for v in variants}) != len(variants):
         raise SystemExit("--variant names must differ")
-    binaries = {v.name: build(v) for v in variants}
+    binaries = {v.name: build(v, isa=args.isa) for v in variants}
     shapes = [s for arch in args.arch or ["face_mobilenetv2_x1_0"] for s in tv_shapes(arch)]
     # a geometry shared by several --arch is one case (its samples would otherwise merge), counted
     # as often as the networks have it together; the network sums add every --arch's layers
@@ -271,7 +290,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "command": command_line(), "machine": machine_info(), "load_average_before": load_before, "load_average_after": load_average(),
         "threads": 1, "batch": args.batch, "const_offset": args.const_offset, "cpu": cpu, "seconds": seconds, "rounds": args.rounds, "min_iters": args.min_iters, "min_ms": args.min_ms, "warmup": args.warmup,
-        "cold_bytes": args.cold_mib << 20, "compile_flags": kernel_flags(),
+        "cold_bytes": args.cold_mib << 20, "isa": args.isa, "compile_flags": kernel_flags(args.isa),
         "variants": [{"name": v.name, "kernel": os.path.relpath(v.kernel, HERE.parent), "flags": list(v.flags)} for v in variants],
         "stream": stream, "clock_ghz": ghz, "clock_ghz_rounds": clocks,
         "fma_vectors_per_ns": statistics.median(fmas), "fma_vectors_per_ns_rounds": fmas, "rows": rows,
@@ -303,7 +322,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine'].get('cpu')}, {result['machine'].get('logical_cores', '?')} cores; 1 thread; "
         f"load average before {result['load_average_before']}, after {result['load_average_after']}; run {result['seconds']:.0f} s  ",
-        f"Kernel compiled as CMakeLists.txt's AVX-512 variant: `{' '.join(result['compile_flags'])}`; cold: > {result['cold_bytes'] >> 20} MiB of "
+        f"Kernel compiled as CMakeLists.txt's {ISA_NAMES[result.get('isa', 'avx512')]} variant: `{' '.join(result['compile_flags'])}`; cold: > {result['cold_bytes'] >> 20} MiB of "
         f"kernel copies in rotation; {result['rounds']} rounds of >= {result['min_iters']} calls and {result['min_ms']} ms per case and state "
         f"after {result['warmup']} warm-up calls; " + (
             f"kernels, scales and bias {result['const_offset']} bytes past a 64-byte boundary, activations 64-byte aligned." if "const_offset" in result
@@ -316,7 +335,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
         f"Core clock ~{result['clock_ghz']:.2f} GHz (a chain of dependent adds), for cycles per vector." + (
             f" Register-only multiply-add peak {result['fma_vectors_per_ns']:.2f} vectors per ns "
             f"({result['fma_vectors_per_ns'] / result['clock_ghz']:.2f} per cycle, {16 * result['fma_vectors_per_ns']:.0f} GFMA/s; "
-            "12 independent chains of 512-bit multiply-adds): compute floor = vectors / peak." if "fma_vectors_per_ns" in result else ""), "",
+            f"12 independent chains of {256 if result.get('isa') == 'avx2' else 512}-bit multiply-adds): compute floor = vectors / peak." if "fma_vectors_per_ns" in result else ""), "",
     ]
     for v in variants:
         tot = network_totals(rows, v, st["read"]["median_gbs"], result.get("fma_vectors_per_ns", 0.0))
@@ -364,6 +383,7 @@ def main() -> None:
     p.add_argument("--const-offset", type=int, default=16, choices=range(0, 64, 4), metavar="BYTES",
                    help="the kernels, scales and bias start this many bytes past a 64-byte boundary, as OpenVINO's CPU plugin "
                         "hands an op its constants (16-byte aligned: 0/16/32/48 mod 64 seen); activations stay 64-byte aligned")
+    p.add_argument("--isa", choices=list(ISAS), help="kernel variant to time (default: the widest this CPU runs, as the extension picks)")
     p.add_argument("--batch", type=int, default=1, help="images per call (> 1: the floor counts the float32 activations too)")
     p.add_argument("--dtype", action="append", choices=list(DTYPES), help="kernel dtype (repeatable; default all)")
     p.add_argument("--variant", action="append", default=[], help="NAME[@KERNEL_CPP][:FLAG ...], repeatable; the first is the baseline")
@@ -381,8 +401,12 @@ def main() -> None:
         return
     if args.batch < 1:
         raise SystemExit(f"--batch must be at least 1, not {args.batch}")
-    if not has_avx512():
-        raise SystemExit("this CPU lacks AVX-512 (x86-64-v4): the microbenchmark times the kernel's AVX-512 variant only")
+    if args.isa is None:
+        args.isa = native_isa()
+    if args.isa is None:
+        raise SystemExit("this CPU has neither AVX-512 (x86-64-v4) nor AVX2 + FMA + F16C (x86-64-v3): the microbenchmark times those kernel variants only")
+    if not ISAS[args.isa][1] <= cpu_flags():
+        raise SystemExit(f"--isa {args.isa}: this CPU lacks {' '.join(sorted(ISAS[args.isa][1] - cpu_flags()))}; give --isa {native_isa()} or leave it out")
     try:
         find_compiler()
     except MissingDependencyError as err:  # the build's own line: none found, or a $CXX that names none

@@ -305,6 +305,24 @@ def test_prefetch_hints_compiled(extension: Path) -> None:
     assert min(counts["prefetcht0"], counts["prefetcht1"]) >= counts["prefetchnta"] // 2, counts
 
 
+def test_vectors_in_registers_compiled(extension: Path) -> None:
+    """The kernel's 16-float vectors live in registers in every variant: g++ 12 kept a 64-byte
+    vector-extension value in memory where the target has no 64-byte registers (the AVX2 and
+    baseline variants before kernel.cpp's v16 became a struct of ymm / xmm there), which showed as
+    the clamp done lane by lane (6272 vmaxss in the AVX2 variant, 5344 maxss in the baseline one;
+    none now) and accumulators moved through general registers (1568 vpinsrq in the AVX2 variant;
+    the AVX-512 one has 32). Results stayed right, only 2.6-11x slower than the memory floor on an
+    AVX2-only Zen 3 (issue 17)."""
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    text = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(extension)], capture_output=True, text=True, check=True).stdout
+    if "vfmadd" not in text or "zmm" not in text:
+        pytest.skip("not the x86-64 multi-variant build")
+    counts = {op: len(re.findall(rf"\b{op}\b", text)) for op in ("maxss", "vmaxss", "vpinsrq")}
+    assert counts["maxss"] + counts["vmaxss"] <= 64 and counts["vpinsrq"] <= 256, counts
+
+
 def test_channel_blocks_row_tiles_outer(extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TVEXPORT_OV_BLOCKS_OUTER=0 (read like the switch above) walks each row tile through all the
     channel blocks instead of each block through all the row tiles (test_channel_blocks: the

@@ -1,7 +1,8 @@
 // Microbenchmark driver for the OpenVINO extension's TV kernel (tvexport/openvino/ext/kernel.cpp),
 // without OpenVINO: benchmarks/openvino_kernel_micro.py compiles kernel.cpp as CMakeLists.txt
-// compiles its AVX-512 variant, links it with this file, and runs it. The kernel runs on the
-// calling thread over every output row (tvx::kernel_avx512(args, 0, out_h)), with synthetic data in
+// compiles one of its variants (AVX-512, or AVX2 on CPUs without AVX-512; TVX_MICRO_KERNEL names its
+// entry point, this file compiled for the same ISA), links it with this file, and runs it. The kernel runs on the
+// calling thread over every output row (tvx::TVX_MICRO_KERNEL(args, 0, out_h)), with synthetic data in
 // kernel.hpp's layouts: x (N, H, W, C) float32, weight (h, k*k, w, C), int8 scales (k*k, S) tiled
 // over a segment, a per-channel bias (1, P, C) tiled likewise, output clamped to [0, 6] (the
 // baked face MobileNetV2 layers: BatchNorm folded into a per-channel bias, ReLU6 fused).
@@ -16,7 +17,7 @@
 //   main clock        the core's clock estimated from a chain of dependent adds (one per cycle),
 //       one JSON line: GHz, for cycles per kernel vector
 //   main fma          the core's register-only multiply-add peak: 12 independent chains of 512-bit
-//       multiply-adds (enough to fill two pipes of latency 4), no memory operands; one JSON line:
+//       multiply-adds (AVX2 build: 256-bit, two per vector of 16) (enough to fill two pipes of latency 4), no memory operands; one JSON line:
 //       vectors of 16 multiply-adds per ns, the compute floor the kernel's times are set against
 //   main check DIR C k stride out_h out_w dtype N
 //       writes x, weight, scale, bias (untiled) and y of one call to DIR/*.bin (raw, little
@@ -34,6 +35,10 @@
 #include <vector>
 
 #include "kernel.hpp"
+
+#ifndef TVX_MICRO_KERNEL
+#    define TVX_MICRO_KERNEL kernel_avx512
+#endif
 
 namespace {
 
@@ -230,7 +235,7 @@ int bench(int argc, char** argv) {
                 const tvx::KernelArgs& a = args[next];
                 next = next + 1 == copies ? 0 : next + 1;
                 const auto t0 = Clock::now();
-                tvx::kernel_avx512(a, 0, a.out_h);
+                tvx::TVX_MICRO_KERNEL(a, 0, a.out_h);
                 const auto t1 = Clock::now();
                 if (it >= 0) {
                     ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
@@ -247,7 +252,13 @@ int bench(int argc, char** argv) {
     return 0;
 }
 
+// the target's own vector width (a 64-byte vector without AVX-512 is kept in memory by g++ 12)
+#if defined(__AVX512F__)
 typedef float v16 __attribute__((vector_size(64)));
+#else
+typedef float v16 __attribute__((vector_size(32)));
+#endif
+constexpr int kStreamLanes = sizeof(v16) / sizeof(float);
 
 int stream(int argc, char** argv) {
     if (argc < 4)
@@ -267,15 +278,15 @@ int stream(int argc, char** argv) {
             const auto t0 = Clock::now();
             if (what[0] == 'r') {
                 v16 s[4] = {};
-                for (int64_t i = 0; i < n; i += 64) {
+                for (int64_t i = 0; i < n; i += 4 * kStreamLanes) {
                     for (int v = 0; v < 4; ++v) {
                         v16 w;
-                        std::memcpy(&w, a + i + 16 * v, sizeof w);
+                        std::memcpy(&w, a + i + kStreamLanes * v, sizeof w);
                         s[v] += w;
                     }
                 }
                 const v16 t = (s[0] + s[1]) + (s[2] + s[3]);
-                for (int l = 0; l < 16; ++l)
+                for (int l = 0; l < kStreamLanes; ++l)
                     sink += t[l];
             } else {
                 std::memcpy(b, a, bytes);
@@ -306,24 +317,51 @@ int clock_ghz() {
     return 0;
 }
 
+#if defined(__AVX512F__)
+typedef __m512 fvec;
+inline fvec fset1(float x) {
+    return _mm512_set1_ps(x);
+}
+inline fvec ffma(fvec a, fvec b, fvec c) {
+    return _mm512_fmadd_ps(a, b, c);
+}
+inline float fsum(fvec a) {
+    return _mm512_reduce_add_ps(a);
+}
+#else  // AVX2 + FMA: 256-bit chains, two per vector of 16 multiply-adds
+typedef __m256 fvec;
+inline fvec fset1(float x) {
+    return _mm256_set1_ps(x);
+}
+inline fvec ffma(fvec a, fvec b, fvec c) {
+    return _mm256_fmadd_ps(a, b, c);
+}
+inline float fsum(fvec a) {
+    float l[8];
+    std::memcpy(l, &a, sizeof l);
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+#endif
+
 int fma_peak() {
     constexpr int kChains = 12;
-    __m512 acc[kChains];
+    fvec acc[kChains];
     for (int c = 0; c < kChains; ++c)
-        acc[c] = _mm512_set1_ps(static_cast<float>(c));
-    const __m512 m = _mm512_set1_ps(1.0000001f), add = _mm512_set1_ps(1e-7f);
+        acc[c] = fset1(static_cast<float>(c));
+    const fvec m = fset1(1.0000001f), add = fset1(1e-7f);
     const int64_t n = 40000000;
     const auto t0 = Clock::now();
     for (int64_t i = 0; i < n; ++i) {
 #pragma GCC unroll 12
         for (int c = 0; c < kChains; ++c)
-            acc[c] = _mm512_fmadd_ps(acc[c], m, add);
+            acc[c] = ffma(acc[c], m, add);
     }
     const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
     float sink = 0.0f;
     for (int c = 0; c < kChains; ++c)
-        sink += _mm512_reduce_add_ps(acc[c]);
-    std::printf("{\"fma_vectors_per_ns\":%.4f,\"sink\":%g}\n", n * kChains / ns, static_cast<double>(sink));
+        sink += fsum(acc[c]);
+    // vectors of 16 multiply-adds
+    std::printf("{\"fma_vectors_per_ns\":%.4f,\"sink\":%g}\n", n * kChains * (sizeof(fvec) / 64.0) / ns, static_cast<double>(sink));
     return 0;
 }
 
@@ -344,7 +382,7 @@ int check(int argc, char** argv) {
     const Case cs = parse_case(spec.c_str());
     Layer layer(cs, std::atoll(argv[9]), 0, 42);
     const tvx::KernelArgs a = layer.args(0);
-    tvx::kernel_avx512(a, 0, a.out_h);
+    tvx::TVX_MICRO_KERNEL(a, 0, a.out_h);
     write(dir + "/x.bin", layer.x.data(), layer.x.size() * 4);
     write(dir + "/weight.bin", layer.kernels, layer.kernel_bytes);
     write(dir + "/scale.bin", layer.scale_raw.data(), layer.scale_raw.size() * 4);

@@ -2,8 +2,8 @@
 //
 // CMake compiles this file several times on x86-64 (-march=x86-64-v4, x86-64-v3, and the
 // compiler's baseline) with TVX_KERNEL_NAME naming the entry point; tv_dwconv.cpp picks the best
-// one the running CPU supports. Vectorisation uses the GCC/Clang vector extension (16 floats),
-// which the compiler maps to the target's registers, plus the target's conversion instructions
+// one the running CPU supports. Vectorisation uses the GCC/Clang vector extension (16 floats; on
+// x86 without AVX-512 a struct of two ymm or four xmm, see v16), plus the target's conversion instructions
 // for compressed kernels (vcvtph2ps; int8 via vpmovsxbd + vcvtdq2ps).
 //
 // Register blocking: TVX_CHUNK floats of (position, channel) x TVX_BATCH_TILE images of
@@ -137,9 +137,57 @@ inline float to_float(float v) {
     return v;
 }
 
-// GCC/Clang vector extension: 16 floats, split by the compiler into what the target has
-// (one zmm, two ymm, four xmm or NEON q registers).
+// 16 floats. AVX-512 (and non-x86 targets): the GCC/Clang vector extension, one zmm (NEON: the
+// compiler splits it into q registers). x86 without AVX-512 (the AVX2 and baseline variants): a
+// struct of the target's own vectors (two ymm, or four xmm) whose operators work part by part.
+// A 64-byte vector-extension type has no machine mode there, so g++ 12 -O3 kept every v16 value
+// in memory: in the multiply-add loop each tap's accumulators went through the stack and 64-bit
+// GPR moves (vmovq / vpinsrq), and the clamp (Range) was done lane by lane with vmaxss/vminss;
+// with the struct, the parts are registers (objdump of kernel_avx2; -Wpsabi warned of the
+// AVX-512 vector ABI without AVX-512; tests/test_openvino.py: test_vectors_in_registers_compiled).
+// The AVX-512 object is byte for byte the same as before. Issue 17, AVX2-only Zen 3 VM, against
+// the memory-bound loop: the kernel alone (openvino_kernel_micro.py, one thread, face MobileNetV2
+// x0.1, batch 1) network sums cold 0.36x / 0.28x / 0.26x as long (float32 / float16 / int8
+// kernels; hot 0.21-0.23x); in OpenVINO (openvino_ab.py --switch build, 2 threads) x0.1 batch 1
+// TV ops 0.45x / 0.28x / 0.34x, wall 0.57x / 0.45x / 0.48x (null tests 0.96-1.03), ShuffleNetV2
+// x1.0 batch 16 (pointwise fold off) TV ops 0.48x / 0.51x (float32 / int8), wall 0.85x
+// (benchmarks/results/openvino_*_zen3_avx2main41*).
+#if defined(__AVX512F__) || !(defined(__x86_64__) || defined(__i386__))
 typedef float v16 __attribute__((vector_size(64)));
+#else
+#    define TVX_V16_PARTS 1
+#    if defined(__AVX__)
+typedef float vpart __attribute__((vector_size(32)));
+#    else
+typedef float vpart __attribute__((vector_size(16)));
+#    endif
+constexpr int kParts = 64 / int(sizeof(vpart));
+struct v16 {
+    vpart p[kParts];
+};
+#    define TVX_PARTS(expr)             \
+        v16 r;                          \
+        for (int i = 0; i < kParts; ++i) \
+            r.p[i] = (expr);            \
+        return r
+[[gnu::always_inline]] inline v16 operator+(v16 a, v16 b) { TVX_PARTS(a.p[i] + b.p[i]); }
+[[gnu::always_inline]] inline v16 operator*(v16 a, v16 b) { TVX_PARTS(a.p[i] * b.p[i]); }
+[[gnu::always_inline]] inline v16 operator+(v16 a, float b) { TVX_PARTS(a.p[i] + b); }
+[[gnu::always_inline]] inline v16 operator-(float a, v16 b) { TVX_PARTS(a - b.p[i]); }
+[[gnu::always_inline]] inline v16 clamp_v(v16 v, float lo, float hi) {
+    // broadcast here, at the store: hoisted out of the loops (asm volatile keeps them in), the
+    // bounds held 2-4 of the 16 ymm across the tap loop, and g++ spilled an accumulator there
+    __asm__ volatile("" : "+x"(lo), "+x"(hi));
+    const vpart l = vpart{} + lo, h = vpart{} + hi;
+    TVX_PARTS((v.p[i] < l ? l : v.p[i]) > h ? h : (v.p[i] < l ? l : v.p[i]));
+}
+#    undef TVX_PARTS
+[[gnu::always_inline]] inline v16& operator+=(v16& a, v16 b) {
+    for (int i = 0; i < kParts; ++i)
+        a.p[i] += b.p[i];
+    return a;
+}
+#endif
 constexpr int64_t kLanes = 16;
 constexpr int64_t kVectors = TVX_CHUNK / kLanes;  // accumulators held in registers per chunk and image
 // int8 scales held in registers at batch 1 (Pass::scale_register_chunks): up to 27 vectors beside
@@ -150,6 +198,7 @@ constexpr bool kScaleRegisters = true;
 constexpr bool kScaleRegisters = false;
 #endif
 
+#if !defined(TVX_V16_PARTS)
 inline v16 load(const float* p) {
     v16 v;
     std::memcpy(&v, p, sizeof v);
@@ -158,6 +207,33 @@ inline v16 load(const float* p) {
 inline void store_v(float* p, v16 v) {
     std::memcpy(p, &v, sizeof v);
 }
+// the accumulators' start: the bias at `at`, or zeros where the bias row p is nullptr
+#    define TVX_BIAS_VECTOR(p, at) ((p) ? load(at) : v16{})
+#else
+// part by part (one memcpy of the whole struct went through a stack copy)
+[[gnu::always_inline]] inline v16 load(const float* p) {
+    v16 v;
+    for (int i = 0; i < kParts; ++i)
+        std::memcpy(&v.p[i], p + i * (kLanes / kParts), sizeof(vpart));
+    return v;
+}
+[[gnu::always_inline]] inline void store_v(float* p, v16 v) {
+    for (int i = 0; i < kParts; ++i)
+        std::memcpy(p + i * (kLanes / kParts), &v.p[i], sizeof(vpart));
+}
+// part by part too: `p ? load(p + q) : v16{}` on the struct kept the accumulators in memory
+[[gnu::always_inline]] inline v16 bias_vector(const float* at) {
+    v16 v;
+    for (int i = 0; i < kParts; ++i) {
+        vpart b = {};
+        if (at)
+            std::memcpy(&b, at + i * (kLanes / kParts), sizeof(vpart));
+        v.p[i] = b;
+    }
+    return v;
+}
+#    define TVX_BIAS_VECTOR(p, at) bias_vector((p) ? (at) : nullptr)
+#endif
 
 // 16 kernel values at w as float32, dequantized in registers; `s` (int8 only) points at their
 // 16 scales.
@@ -170,20 +246,17 @@ inline v16 kernel_vector(const half* w, const float*) {
 #elif defined(__F16C__)
     const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
     const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w) + 1));
-    v16 v;
-    std::memcpy(&v, &lo, sizeof lo);
-    std::memcpy(reinterpret_cast<char*>(&v) + sizeof lo, &hi, sizeof hi);
-    return v;
+    return v16{{reinterpret_cast<vpart>(lo), reinterpret_cast<vpart>(hi)}};  // (F16C: AVX, no AVX-512)
 #elif defined(__aarch64__) && defined(__FLT16_MAX__) && !defined(TVX_PORTABLE_HALF)
     typedef _Float16 h16 __attribute__((vector_size(32)));
     h16 h;
     std::memcpy(&h, w, sizeof h);
     return __builtin_convertvector(h, v16);  // fcvtl/fcvtl2
 #else
-    v16 v;
+    float lanes[kLanes];
     for (int l = 0; l < kLanes; ++l)
-        v[l] = to_float(w[l]);
-    return v;
+        lanes[l] = to_float(w[l]);
+    return load(lanes);
 #endif
 }
 // 16 int8 kernel values at w as float32, not yet scaled
@@ -195,9 +268,7 @@ inline v16 int8_vector(const int8_t* w) {
 #elif defined(__AVX2__)
     const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w))));
     const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + 8))));
-    v16 q;
-    std::memcpy(&q, &lo, sizeof lo);
-    std::memcpy(reinterpret_cast<char*>(&q) + sizeof lo, &hi, sizeof hi);
+    const v16 q{{reinterpret_cast<vpart>(lo), reinterpret_cast<vpart>(hi)}};
 #else
     float lanes[kLanes];
     for (int l = 0; l < kLanes; ++l)
@@ -220,8 +291,12 @@ struct Range {
     v16 operator()(v16 v) const {
         if (!on)
             return v;
+#if defined(TVX_V16_PARTS)
+        return clamp_v(v, lo1, hi1);  // broadcast at the store, not held across the tap loop
+#else
         v = v < lo ? lo : v;
         return v > hi ? hi : v;
+#endif
     }
     float operator()(float v) const {
         return !on ? v : v < lo1 ? lo1 : v > hi1 ? hi1 : v;
@@ -668,7 +743,7 @@ struct Pass {
         for (; u + kLanes <= len; u += kLanes) {  // then single vectors
             v16 acc[NB];
             for (int b = 0; b < NB; ++b)
-                acc[b] = bias ? load(bias + u) : v16{};
+                acc[b] = TVX_BIAS_VECTOR(bias, bias + u);
             const int64_t xu = xoff(u), su = soff(u);
             for (int t = 0; t < nt; ++t) {
                 const v16 w = kernel_vector(tap_w[t] + u, kInt8 ? tap_s[t] + su : nullptr);
@@ -738,7 +813,7 @@ struct Pass {
             v16 acc[NB][KV];
             for (int b = 0; b < NB; ++b)
                 for (int64_t v = 0; v < KV; ++v)
-                    acc[b][v] = bias ? load(bias + u + v * kLanes) : v16{};
+                    acc[b][v] = TVX_BIAS_VECTOR(bias, bias + u + v * kLanes);
             const int64_t xu = xoff(u);
             int64_t xo[KV];  // the chunk's vectors in the input, from xu
             int64_t so[KV] = {};  // and their int8 scales, from tap_s (NT > 0: in registers instead)
