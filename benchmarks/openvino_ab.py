@@ -38,6 +38,9 @@ setting):
   int8-wide-tiles TVEXPORT_OV_INT8_WIDE_TILES: A int8 kernel tiles of TVX_BLOCK_BYTES at batch > 1
                   (the default elsewhere, and everywhere before issue 17ac), B twice that (the
                   default on x86-64 cores with >= 2 MiB of L2; int8 kernels, batch > 1 only)
+  block-bytes     TVEXPORT_OV_BLOCK_BYTES: A tiles of 384 KiB of stored kernels at batch > 1 (the
+                  compile-time TVX_BLOCK_BYTES), B 192 KiB (batch > 1 only)
+  block-bytes-wide  the same, B 768 KiB
   pointwise       TVEXPORT_OV_FUSE_POINTWISE: A the 1x1 convolution (+ bias, + ReLU6/ReLU) before
                   each TV op runs as OpenVINO's own node, B it is folded into the TV op
                   (tvexport.openvino.runtime.fuse_pointwise_convs: computed on the fly from its
@@ -146,6 +149,17 @@ class Switch:
         return self.b if copy == "B" else self.a
 
 
+def block_bytes_switch(kib_b: int, name: str) -> Switch:
+    """TVEXPORT_OV_BLOCK_BYTES: A tiles of 384 KiB of stored kernels at batch > 1, B ``kib_b`` KiB."""
+    return Switch(
+        "TVEXPORT_OV_BLOCK_BYTES", str(384 * 1024), str(kib_b * 1024),
+        f"tiles of 384 KiB (A) vs {kib_b} KiB (B) of stored kernels at batch > 1",
+        f"A tiles (and channel blocks) of 384 KiB of stored kernels at batch > 1 (`TVEXPORT_OV_BLOCK_BYTES={384 * 1024}`: "
+        f"TVX_BLOCK_BYTES, the kernel's budget before issue 17's stop 42), B {kib_b} KiB "
+        f"(`TVEXPORT_OV_BLOCK_BYTES={kib_b * 1024}`), A' as A; int8 kernels: doubled in every copy where int8 wide tiles are on",
+        tv_nodes, "(all of them; batch > 1, where the budget changes a layer's tiles)", name, "face_mobilenetv2_x0_1", 16)
+
+
 CHANNEL_BLOCK_REACH = (f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change; they take the channel-block path "
                        "only where L2-sized tiles would be narrower than min(k, out_w) positions, which the per-layer table shows)")
 SWITCHES = {
@@ -199,6 +213,8 @@ SWITCHES = {
         "cores with >= 2 MiB of L2), A' as A",
         int8_candidates, "with int8 kernels (at batch > 1, where the wider budget changes their tiles)", "openvino_int8_wide_tiles",
         "deeplabv3plus_mobilenetv2", 16),
+    "block-bytes": block_bytes_switch(192, "openvino_block_bytes"),
+    "block-bytes-wide": block_bytes_switch(768, "openvino_block_bytes_wide"),
     "pointwise": Switch(
         "TVEXPORT_OV_FUSE_POINTWISE", "0", "1", "1x1 convolutions before the TV ops separate (A) vs folded into them (B)",
         "A the 1x1 convolution (+ bias, + ReLU6/ReLU) before each TV op run by OpenVINO (`TVEXPORT_OV_FUSE_POINTWISE=0`), "

@@ -354,6 +354,30 @@ def test_int8_tiles_either_width(wide: str, extension: Path, monkeypatch: pytest
         assert run_case(case, extension, threads=2) < LAYER_RTOL, (case.id, case.channels)
 
 
+@pytest.mark.parametrize("budget", ["4096", "196608", "786432"], ids=["4k", "192k", "768k"])
+def test_tile_budget_from_env(budget: str, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_BLOCK_BYTES=N (read as the op is constructed; benchmarks/openvino_ab.py --switch
+    block-bytes / block-bytes-wide) sizes the tiles and channel blocks at batch > 1 for N stored
+    kernel bytes instead of TVX_BLOCK_BYTES: 4 KiB gives one-position tiles (kMinRows rows) and the
+    narrowest channel blocks, 192 and 768 KiB the A/B's other tiles. Every dtype, stride 1 and 2,
+    the ring and the in-place paths, a channel-block layer, a narrower last batch tile."""
+    monkeypatch.setenv("TVEXPORT_OV_BLOCK_BYTES", budget)
+    monkeypatch.setenv("TVEXPORT_OV_INT8_WIDE_TILES", "0")
+    cases = [Case(3, 1, "map", "float32", 5, channels=64, h=40, w=40), Case(3, 2, None, "int8", 3, channels=72, h=20, w=20),
+             Case(5, 1, "channel", "float16", 5, channels=48, h=24, w=24), CHANNEL_BLOCK_CASES[0]]
+    for case in cases:
+        assert run_case(case, extension, threads=2) < LAYER_RTOL, (case.id, case.channels)
+
+
+def test_tile_budget_not_a_number_refused(extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_BLOCK_BYTES=12k is refused in one line (the kernel's default is not taken silently)."""
+    monkeypatch.setenv("TVEXPORT_OV_BLOCK_BYTES", "12k")
+    with pytest.raises(TvexportError) as info:
+        run_case(Case(3, 1, "map", "float32", 2), extension)
+    text = str(info.value)
+    assert "TVEXPORT_OV_BLOCK_BYTES=12k is not a whole number of bytes" in text and "\n" not in text, text
+
+
 # int8, k = 3, C dividing 16, 32 or 48: one image's scales held in registers (kernel.cpp:
 # scale_register_chunks; AVX-512 only, elsewhere these take the loop that loads them)
 SCALE_REGISTER_CASES = [case for c in (8, 16, 24, 32, 48) for case in (

@@ -380,9 +380,10 @@ using PwRange = Range;
 // channels, which are stored later (pointwise walks the chunks last first), or past the last
 // position, into the padding or the phase's spare vector (Pass: phase), which load_row fills
 // afterwards.
-template <int KV, int NP>
+// CIN > 0: the input channels a.cin known at compile time (AVX2; see pointwise).
+template <int KV, int NP, int CIN = 0>
 void pointwise_block(const KernelArgs& a, float* dst, const float* src, int64_t step, int64_t v0) {
-    const int64_t C = a.c, cols = pointwise_columns(C), cin = a.cin, plane = a.pw_nchw ? a.in_h * a.in_w : 1;  // between channels
+    const int64_t C = a.c, cols = pointwise_columns(C), cin = CIN > 0 ? CIN : a.cin, plane = a.pw_nchw ? a.in_h * a.in_w : 1;  // between channels
     pv acc[NP][KV];
     const float* w = a.pw_weight + v0 * kPwLanes;
     for (int v = 0; v < KV; ++v) {  // the bias and input channel 0 (cin >= 1)
@@ -409,40 +410,64 @@ void pointwise_block(const KernelArgs& a, float* dst, const float* src, int64_t 
 }
 
 // `count` positions in blocks of NP, the rest in one block of its own size.
-template <int KV>
+template <int KV, int CIN = 0>
 void pointwise_chunk(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step, int64_t v0) {
     constexpr int NP = pw_positions(KV);
     static_assert(NP >= 1 && NP <= 8, "the remainder's switch covers up to 7 positions");
     int64_t q = 0;
     for (; q + NP <= count; q += NP)
-        pointwise_block<KV, NP>(a, dst + q * a.c, src + q * step, step, v0);
+        pointwise_block<KV, NP, CIN>(a, dst + q * a.c, src + q * step, step, v0);
     dst += q * a.c;
     src += q * step;
     switch (count - q) {  // R < NP; a case that cannot occur instantiates the 1-position block
-    case 1: return pointwise_block<KV, 1>(a, dst, src, step, v0);
-    case 2: return pointwise_block<KV, 2 < NP ? 2 : 1>(a, dst, src, step, v0);
-    case 3: return pointwise_block<KV, 3 < NP ? 3 : 1>(a, dst, src, step, v0);
-    case 4: return pointwise_block<KV, 4 < NP ? 4 : 1>(a, dst, src, step, v0);
-    case 5: return pointwise_block<KV, 5 < NP ? 5 : 1>(a, dst, src, step, v0);
-    case 6: return pointwise_block<KV, 6 < NP ? 6 : 1>(a, dst, src, step, v0);
-    case 7: return pointwise_block<KV, 7 < NP ? 7 : 1>(a, dst, src, step, v0);
+    case 1: return pointwise_block<KV, 1, CIN>(a, dst, src, step, v0);
+    case 2: return pointwise_block<KV, 2 < NP ? 2 : 1, CIN>(a, dst, src, step, v0);
+    case 3: return pointwise_block<KV, 3 < NP ? 3 : 1, CIN>(a, dst, src, step, v0);
+    case 4: return pointwise_block<KV, 4 < NP ? 4 : 1, CIN>(a, dst, src, step, v0);
+    case 5: return pointwise_block<KV, 5 < NP ? 5 : 1, CIN>(a, dst, src, step, v0);
+    case 6: return pointwise_block<KV, 6 < NP ? 6 : 1, CIN>(a, dst, src, step, v0);
+    case 7: return pointwise_block<KV, 7 < NP ? 7 : 1, CIN>(a, dst, src, step, v0);
     default: return;
     }
 }
 
 // The prologue of `count` positions: channels in chunks of whole vectors (as even as they come,
 // at most kPwMaxKV vectors), the last chunk first (pointwise_block).
-inline void pointwise(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step) {
+template <int CIN = 0>
+void pointwise_cin(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step) {
     const int64_t vectors = pointwise_columns(a.c) / kPwLanes;
     const int64_t chunks = (vectors + kPwMaxKV - 1) / kPwMaxKV, kv = (vectors + chunks - 1) / chunks;
     for (int64_t v0 = (vectors - 1) / kv * kv; v0 >= 0; v0 -= kv) {
         switch (std::min(kv, vectors - v0)) {
-        case 1: pointwise_chunk<1>(a, dst, src, count, step, v0); break;
-        case 2: pointwise_chunk<2>(a, dst, src, count, step, v0); break;
-        case 3: pointwise_chunk<3>(a, dst, src, count, step, v0); break;
-        default: pointwise_chunk<kPwMaxKV>(a, dst, src, count, step, v0); break;
+        case 1: pointwise_chunk<1, CIN>(a, dst, src, count, step, v0); break;
+        case 2: pointwise_chunk<2, CIN>(a, dst, src, count, step, v0); break;
+        case 3: pointwise_chunk<3, CIN>(a, dst, src, count, step, v0); break;
+        default: pointwise_chunk<kPwMaxKV, CIN>(a, dst, src, count, step, v0); break;
         }
     }
+}
+// AVX2: the zoo's folded input channel counts (8, 16, 24: pointwise folds at most 24, runtime.py)
+// at compile time, so that the input-channel loop has a known trip count. With a run-time cin g++
+// 12 -O3 kept a block's accumulators in registers inside the loop but wrote all of them to the
+// stack after the peeled first channel and again after the loop, reading them back for the
+// clamp and store (4 x 3 block: 24 extra 256-bit stores per block, beside 12 stores and 7 x 12
+// multiply-adds at cin 8; perf on the Zen 3 put ~half of pointwise_block's samples outside the
+// loop). With cin a constant, none of them go through the stack (cin 8: fully unrolled). Issue 17
+// stop 42, Zen 3, 2 threads, batch 16, openvino_ab.py --switch build against a build with only
+// the prefetch_runs change, face MobileNetV2 x0.1 (16 of 17 layers folded, cin 8 and 16): TV ops
+// 0.912x / 0.903x / 0.902x (float32 / float16 / int8; null tests 0.979-1.005), wall 0.93x
+// (benchmarks/results/openvino_ab_build_zen3_l2tile42_pwcin_x0_1_b16.md). AVX-512 and the
+// baseline: unchanged (run-time cin only).
+inline void pointwise(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step) {
+#if defined(__AVX2__) && !defined(__AVX512F__)
+    switch (a.cin) {
+    case 8: return pointwise_cin<8>(a, dst, src, count, step);
+    case 16: return pointwise_cin<16>(a, dst, src, count, step);
+    case 24: return pointwise_cin<24>(a, dst, src, count, step);
+    default: break;
+    }
+#endif
+    pointwise_cin(a, dst, src, count, step);
 }
 
 // A thread's buffers, kept across calls: the pool's threads persist, so a warm call allocates
@@ -924,11 +949,35 @@ void with_tile(int nb, F&& f) {
     f(std::integral_constant<int, NB>{});
 }
 
-// Prefetches bytes [from, to) of `count` runs of `run` bytes each, run r starting at `base(r)`.
+// Prefetches bytes [from, to) of `count` runs of `run` bytes each, run r starting at `base(r)`:
+// the line at byte o of the whole is base(o / run) + o % run, in order of o. The division and
+// base(r) (which divides again) are done once per call and per run, not per line: perf on the
+// AVX2-only Zen 3 (face MobileNetV2 x0.1, batch 16, folded layers: runs of 0.3-1.3 KB) put ~60 %
+// of run()'s samples, ~8 % of the extension's, on the per-line idivs and the address arithmetic
+// around them. The prefetched lines and their order are the same as before. Issue 17 stop 42,
+// Zen 3, 2 threads, batch 16, TV ops main / this (openvino_ab.py --switch build, null test in
+// brackets): with the pointwise change below, ShuffleNetV2 x1.0 (one folded layer of 19, so
+// mostly this change; every layer 1.06-1.42) float32 / int8 1.161 (0.968) / 1.162 (0.969); this
+// change alone, face MobileNetV2 x0.1 (a noisier run) float32 / float16 / int8 1.072 (0.952) /
+// 1.034 (0.972) / 1.045 (1.013) (benchmarks/results/openvino_ab_build_zen3_*l2tile42* and
+// *prefetch_runs*). The Zen 5 run of a version of it (openvino_build_ab_zen5_prefetch_runs_v2_scratch.md)
+// resolved nothing there; AVX-512 variants run the same prefetches.
 template <typename Base>
 void prefetch_runs(Base base, int64_t run, int64_t from, int64_t to) {
-    for (int64_t o = from / 64 * 64; o < to; o += 64)
-        __builtin_prefetch(base(o / run) + o % run, 0, 3);
+    int64_t o = from / 64 * 64;
+    if (o >= to)
+        return;
+    int64_t r = o / run, in = o % run;
+    const char* p = base(r);
+    for (; o < to; o += 64) {
+        __builtin_prefetch(p + in, 0, 3);
+        in += 64;
+        if (in >= run && o + 64 < to) {  // the next line is in a later run (several where a run is under 64 bytes)
+            r += in / run;
+            in %= run;
+            p = base(r);
+        }
+    }
 }
 
 // Output tile (rows x positions) of a thread's row range: with one image every kernel is used
@@ -955,8 +1004,20 @@ constexpr int64_t kMinRows = 8;
 // x1.0 0.962x (0.969), x0.1 and ShuffleNetV2 x1.0 unchanged
 // (benchmarks/results/openvino_int8_wide_tiles_xeon_*.md). Not measured on a core with less L2
 // (the Zen 4 VM's 1 MiB), where it stays off.
+// Switches::block_bytes (TVEXPORT_OV_BLOCK_BYTES=N, tv_dwconv.cpp) replaces TVX_BLOCK_BYTES at
+// run time, for A/B runs (openvino_ab.py --switch block-bytes / block-bytes-wide). Issue 17 stop
+// 42, the AVX2-only Zen 3 (512 KiB L2, where 384 KiB of kernels leave little room for a tile's
+// input rows and outputs of 16 images): face MobileNetV2 x0.1 at batch 16, 2 threads, TV ops B/A
+// (null A'/A), 24 rounds of 10: 192 KiB float32 / float16 / int8 1.119 (1.025) / 1.075 (1.066) /
+// 1.016 (0.998), in a run under load (load average 3.5; its stride-2 C = 48 layer 1.00-1.12);
+// 768 KiB 0.954 (1.059) / 1.011 (0.995) / 0.992 (1.001), quiet: neither smaller nor larger tiles
+// are faster, so the budget stays a constant (benchmarks/results/openvino_block_bytes*_zen3_*.md).
+// perf put x0.1's batch-16 time in the multiply-add loop (body, ~41 % of the extension's
+// samples), the pointwise prologue (~42 %; see pointwise) and the input prefetch's divisions
+// (prefetch_runs), not in tile-size effects.
 inline int64_t block_bytes(const KernelArgs& a, int64_t elem_bytes) {
-    return elem_bytes == 1 && a.sw.int8_wide_tiles ? 2 * int64_t(TVX_BLOCK_BYTES) : int64_t(TVX_BLOCK_BYTES);
+    const int64_t base = a.sw.block_bytes > 0 ? a.sw.block_bytes : int64_t(TVX_BLOCK_BYTES);
+    return elem_bytes == 1 && a.sw.int8_wide_tiles ? 2 * base : base;
 }
 
 inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) {

@@ -111,6 +111,7 @@ struct Switches {
     bool kernel_rows = true;      // one image: prefetch the head of each tap's kernel run in the next row (kernel.cpp: the comment before run)
     int64_t serial_bytes = 0;     // the op: layers moving fewer bytes run on the calling thread, not split over the pool
     bool int8_wide_tiles = l2_at_least_2mib();  // batch > 1: int8 kernel tiles of 2 x TVX_BLOCK_BYTES (kernel.cpp: block_bytes)
+    int64_t block_bytes = 0;      // batch > 1: stored kernel bytes of a tile (before int8_wide_tiles' doubling); 0: the kernel's default (kernel.cpp: block_bytes)
 };
 
 struct KernelArgs {

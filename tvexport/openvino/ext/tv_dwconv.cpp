@@ -142,14 +142,14 @@ bool switch_from_env(const char* name, bool fallback = true) {
 }
 
 // A byte count: 0 unless set; anything but a whole decimal number is refused.
-int64_t bytes_from_env(const char* name) {
+int64_t bytes_from_env(const char* name, const char* example) {
     const char* env = std::getenv(name);
     if (!env || !*env)
         return 0;
     char* end = nullptr;
     const long long v = std::strtoll(env, &end, 10);
     if (*end != '\0' || v < 0)
-        OPENVINO_THROW("tv_dwconv: ", name, "=", env, " is not a whole number of bytes (e.g. 4611686018427387904 for every layer)");
+        OPENVINO_THROW("tv_dwconv: ", name, "=", env, " is not a whole number of bytes (e.g. ", example, ")");
     return v;
 }
 
@@ -185,11 +185,15 @@ Switches switches_from_env() {
     // the pool (--switch serial). Default 0, every layer on the pool: in those runs (face
     // MobileNetV2 x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us
     // ones took the same time either way (benchmarks/results/openvino_serial_*.md).
-    s.serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES");
+    s.serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES", "4611686018427387904 for every layer");
     // TVEXPORT_OV_INT8_WIDE_TILES=0|1: at batch > 1, int8 kernel tiles of TVX_BLOCK_BYTES (0) or
     // twice that (1) instead of the default, wide on cores with >= 2 MiB of L2 (kernel.cpp:
     // block_bytes; --switch int8-wide-tiles).
     s.int8_wide_tiles = switch_from_env("TVEXPORT_OV_INT8_WIDE_TILES", s.int8_wide_tiles);
+    // TVEXPORT_OV_BLOCK_BYTES=N: at batch > 1, tiles (and channel blocks) of N stored kernel bytes
+    // (int8: doubled where int8_wide_tiles) instead of the kernel's default (kernel.cpp:
+    // block_bytes; --switch block-bytes); 0 or unset: the default.
+    s.block_bytes = bytes_from_env("TVEXPORT_OV_BLOCK_BYTES", "196608 for 192 KiB");
     return s;
 }
 
