@@ -41,7 +41,7 @@ import tensorrt.plugin as trtp
 from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from ..errors import first_line
 from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, check_index_range, scalar_args
-from ._env import PLUGIN_FAILURES
+from ._env import record_plugin_failure
 from ._onnx import REEXPORT
 from ._spec import ACTIVATION_TYPES, FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
@@ -58,11 +58,11 @@ Int = npt.NDArray[np.int32]
 @contextlib.contextmanager
 def _kept() -> Iterator[None]:
     """Keep the first line of what a callback raises for ``tvexport build``'s one-line error:
-    TensorRT prints a plugin callback's exception to stderr only (see ``_env.PLUGIN_FAILURES``)."""
+    TensorRT prints a plugin callback's exception to stderr only (see ``_env.plugin_failures``)."""
     try:
         yield
     except Exception as err:
-        PLUGIN_FAILURES.append(first_line(err))
+        record_plugin_failure(first_line(err))
         raise
 
 
