@@ -100,19 +100,19 @@ def test_index_range_is_the_kernels_32_bit_arithmetic() -> None:
     from tvexport.kernels._config import INT32_MAX, check_index_range
 
     one = LaunchConfig(block=32, batch_tile=1, num_warps=1)
-    check_index_range(geometry=(1, INT32_MAX, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix")
-    with pytest.raises(ValueError, match=r"one sample of its input \(C\*H\*W\) has 2147483648 elements"):
-        check_index_range(geometry=(2, 2**30, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix")
-    with pytest.raises(ValueError, match=r"its kernel tensor \(C\*k\*k\*OH\*OW\) has 2147483656 elements"):
-        check_index_range(geometry=(8, 1, 1, 2**28 + 1, 1), k=1, batch=1, config=one, batch_fix="fix")
-    check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=one, batch_fix="fix")  # one program per sample
+    check_index_range(geometry=(1, INT32_MAX, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix", layer_fix="layer fix")
+    with pytest.raises(ValueError, match=r"one sample of its input \(C\*H\*W\) has 2147483648 elements, over 2\*\*31 - 1; layer fix$"):
+        check_index_range(geometry=(2, 2**30, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix", layer_fix="layer fix")
+    with pytest.raises(ValueError, match=r"its kernel tensor \(C\*k\*k\*OH\*OW\) has 2147483656 elements, over 2\*\*31 - 1; layer fix$"):
+        check_index_range(geometry=(8, 1, 1, 2**28 + 1, 1), k=1, batch=1, config=one, batch_fix="fix", layer_fix="layer fix")
+    check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=one, batch_fix="fix", layer_fix="layer fix")  # one program per sample
     with pytest.raises(ValueError, match=r"^batch 2147483648 is too large .*; fix$"):
-        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=2**31, config=one, batch_fix="fix")
+        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=2**31, config=one, batch_fix="fix", layer_fix="layer fix")
     eight = LaunchConfig(block=32, batch_tile=8, num_warps=1)
     with pytest.raises(ValueError, match="32-bit integer"):  # N + BATCH_TILE - 1 (tl.cdiv) must fit too
-        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=eight, batch_fix="fix")
+        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=eight, batch_fix="fix", layer_fix="layer fix")
     with pytest.raises(ValueError, match=r"^batch 65536 needs 2147549184 programs .*; fix$"):
-        check_index_range(geometry=(2**15 + 1, 1, 1, 1, 1), k=1, batch=2**16, config=one, batch_fix="fix")
+        check_index_range(geometry=(2**15 + 1, 1, 1, 1, 1), k=1, batch=2**16, config=one, batch_fix="fix", layer_fix="layer fix")
 
 
 @needs_triton

@@ -1531,7 +1531,7 @@ def test_engines_the_kernels_32_bit_indices_cannot_address_are_refused(real_trt,
     (C*k*k*OH*OW) has over 2**31 - 1 elements, but the plugin compiled it, and the kernel's 32-bit
     channel offsets (c * H*W, c * k*k*OH*OW: shl.b32 / mul.lo.s32 in its PTX) wrapped; a profile
     whose max batch needs more than 2**31 - 1 programs, or an N beyond int32, was built too. Now the
-    plugin refuses both before compiling, with what fixes the second."""
+    plugin refuses both before compiling, with what fixes each (before, the layer's refusal said no fix)."""
     from _trt_core import Builder
 
     version, core, _, plugin_mod = real_trt
@@ -1551,6 +1551,7 @@ def test_engines_the_kernels_32_bit_indices_cannot_address_are_refused(real_trt,
     assert "\n" not in said and not said.endswith(REEXPORT_HINT), said  # exporting again would not fix it
     if case == "layer":
         assert "is too large for the fused kernel: one sample of its input (C*H*W) has 4294967296 elements" in said, said
+        assert said.endswith("; export the model with --tv-op portable, whose standard ONNX ops TensorRT builds without tvexport's plugin"), said
     else:
         assert "batch 2147483648" in said and said.endswith("build the engine with a smaller --max-batch"), said
 

@@ -46,6 +46,8 @@ from ._onnx import REEXPORT
 from ._spec import ACTIVATION_TYPES, FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
 _DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
+# How to build a model with a TV layer too large for the fused kernel's 32-bit offsets (at any batch)
+LAYER_TOO_LARGE_FIX = "export the model with --tv-op portable, whose standard ONNX ops TensorRT builds without tvexport's plugin"
 
 # The INT attributes k, stride, padding are declared as int32 arrays, not ``int``: the ONNX parser
 # hands them over as 1-element INT32 fields, and tensorrt.plugin (10.9 to at least 11.1; the 11.4
@@ -223,7 +225,7 @@ def _aot(tensors: Tuple[trtp.TensorDesc, ...], node: _Node, tactic: int):  # typ
     # The kernel's channel offsets, N and the program id are 32-bit (kernels/_config.py); the
     # launcher checks each launch, an engine is checked here once for the profile's largest batch.
     check_index_range(geometry=node.geometry, k=node.k, batch=_max_batch(x), config=config,
-                      batch_fix="build the engine with a smaller --max-batch")
+                      batch_fix="build the engine with a smaller --max-batch", layer_fix=LAYER_TOO_LARGE_FIX)
     kernel = _compile(*node.dtypes, node.geometry, node.k, node.stride, node.bias_mode, config, _build_arch())
     c, _, _, oh, ow = node.geometry
     n = x.shape_expr[0]
