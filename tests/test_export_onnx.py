@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -119,6 +120,31 @@ def test_plugin_reference_checks_its_inputs() -> None:
             a.s = b"other"
     with pytest.raises(TvexportError, match="plugin_namespace"):
         tvonnx.OrtRunner(model, what="layer")(x[:1])
+
+
+def test_plugin_references_refuse_unknown_attributes() -> None:
+    """Before: onnxruntime's adapted model dropped an attribute the node does not take (dilation=2
+    ran undilated), and onnx.reference raised its own TypeError about the _run signature; a node
+    refused by the adaptation raised a ValueError that the CLI called an internal error. Now both
+    refuse it with one line that names it and the fix."""
+    from onnx.reference import ReferenceEvaluator
+
+    weight, _, x, _ = _layer_case(4, 3, 1, 6, 7, None)
+    model = layer_model(weight, None, stride=1, method="plugin")
+    model.graph.node[0].attribute.append(onnx.helper.make_attribute("dilation", 2))
+    said = "tv_dwconv node 'tv': unknown attribute 'dilation'; tv_dwconv takes k, stride, padding, plugin_namespace, plugin_version"
+    with pytest.raises(TvexportError) as info:
+        tvonnx.OrtRunner(model, what="layer.onnx")
+    text = str(info.value)
+    assert text.startswith(f"onnxruntime cannot load layer.onnx: {said}") and text.endswith("; export the model again with tvexport export --tv-op plugin"), text
+    assert "\n" not in text
+    with pytest.raises(ValueError, match=f"^{re.escape(said)}"):
+        ReferenceEvaluator(model, new_ops=reference_ops()).run(None, {"x": x[:1]})
+    del model.graph.node[0].attribute[-1]  # TensorRT's aot (its parser's plugin creation request) is the node's own
+    model.graph.node[0].attribute.append(onnx.helper.make_attribute("aot", 1))
+    ref = tv_dwconv_reference(x, weight, k=3, stride=1, padding=1)
+    assert _rel_err(tvonnx.OrtRunner(model, what="layer.onnx")(x[:1]), ref[:1]) < 1e-6
+    assert _rel_err(ReferenceEvaluator(model, new_ops=reference_ops()).run(None, {"x": x[:1]})[0], ref[:1]) < 1e-6
 
 
 # --------------------------------------------------------------------------------------------

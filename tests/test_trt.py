@@ -418,7 +418,9 @@ def test_prepare_rejects_bad_compressed_kernels(case: str, match: str) -> None:
 @pytest.mark.parametrize(
     "attrs, match",
     [({"k": 4}, "odd"), ({"padding": 0}, "padding"), ({"stride": 0}, "stride"), ({"plugin_namespace": "other"}, "plugin_namespace"),
-     ({"plugin_version": "2"}, "plugin_version")],
+     ({"plugin_version": "2"}, "plugin_version"),
+     # before: kept, and TensorRT's parser, which passes the plugin its own fields only, dropped it unsaid
+     ({"dilation": 2}, "unknown attribute 'dilation'; tv_dwconv takes k, stride, padding, plugin_namespace, plugin_version")],
 )
 def test_prepare_rejects_bad_nodes(attrs: dict, match: str) -> None:
     """Before: the attribute refusals said what and which node, not how to fix it (the OpenVINO

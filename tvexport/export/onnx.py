@@ -503,7 +503,10 @@ def _session(source: Any, *, threads: int | None = None, spin: bool = True, what
             options.register_custom_ops_library(register_ort_op())
         except ImportError:
             raise missing("onnxruntime-extensions", what="running tv_dwconv plugin nodes on onnxruntime", extra="onnx") from None
-        model = ort_session_model(model)
+        try:
+            model = ort_session_model(model)
+        except ValueError as err:  # a plugin node the reference cannot take: bad input, one line
+            raise TvexportError(f"onnxruntime cannot load {what}: {err}", hint="export the model again with tvexport export --tv-op plugin") from None
     try:
         if model is None:
             return ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])

@@ -354,7 +354,14 @@ class OpenVinoRunner:
         core = ov.Core()
         self.extension: Path | None = None
         if self.fused:
+            from ..export._plugin_ref import check_plugin_node_attrs
             from ._build import extension_path
+
+            try:  # the extension's conversion reads attributes by name and cannot list the others (ov::frontend::NodeContext)
+                check_plugin_node_attrs(proto)
+            except ValueError as err:
+                raise TvexportError(f"OpenVINO {ov.__version__} cannot compile {self.what}: {err}",
+                                    hint="export the model again with tvexport export --tv-op plugin") from None
 
             self.extension = Path(extension) if extension is not None else extension_path()
             try:
