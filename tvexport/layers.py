@@ -43,9 +43,10 @@ def training_modes_kept(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TVGeometry:
-    """Shape facts of one TV layer; ``h``, ``w`` are its OUTPUT size."""
+    """Shape facts of one TV layer; ``h``, ``w`` are its OUTPUT size. Keyword-only, as the
+    project's options: ``TVGeometry(channels=..., k=..., stride=..., h=..., w=..., bias=...)``."""
 
     channels: int
     k: int
@@ -123,7 +124,7 @@ class TVConv(nn.Module):
         )
         self.unfold = nn.Unfold(TVConv_k, 1, (TVConv_k - 1) // 2, stride)
         # Python copies of the geometry: cheap to read and safe under tracing.
-        self._geometry = TVGeometry(channels, TVConv_k, stride, h, w, bool(TVConv_Bias))
+        self._geometry = TVGeometry(channels=channels, k=TVConv_k, stride=stride, h=h, w=w, bias=bool(TVConv_Bias))
 
     @property
     def geometry(self) -> TVGeometry:
@@ -196,7 +197,7 @@ class BakedTVConv(nn.Module):
     @property
     def geometry(self) -> TVGeometry:
         c, kk, h, w = self.weight.shape
-        return TVGeometry(c, self.k, self.stride, h, w, self.bias is not None)
+        return TVGeometry(channels=c, k=self.k, stride=self.stride, h=h, w=w, bias=self.bias is not None)
 
     def _bias_shape(self, kind: BiasKind) -> tuple[int, int, int]:
         c, _, h, w = self.weight.shape
