@@ -248,7 +248,7 @@ def test_import_tvexport_stays_free_of_triton() -> None:
     code = (
         "import sys, torch, tvexport, tvexport.kernels, tvexport.trt\n"
         "from tvexport.layers import BakedTVConv\n"
-        "layer = BakedTVConv(3, 3, 1, 4, 4)\n"
+        "layer = BakedTVConv(3, k=3, stride=1, h=4, w=4)\n"
         "layer(torch.randn(1, 3, 4, 4))\n"
         "print(sorted(m for m in ('triton', 'tensorrt', 'onnx', 'onnxruntime') if m in sys.modules))\n"
     )
@@ -437,7 +437,7 @@ def test_baked_layer_on_cuda_runs_the_triton_kernel(monkeypatch: pytest.MonkeyPa
     real = _triton.tv_dwconv_triton
     monkeypatch.setattr(_triton, "tv_dwconv_triton", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     torch.manual_seed(0)
-    layer = BakedTVConv(8, 3, 2, 6, 6, bias="channel")
+    layer = BakedTVConv(8, k=3, stride=2, h=6, w=6, bias="channel")
     layer.weight.normal_()
     layer.bias.normal_()  # type: ignore[union-attr]
     x = torch.randn(4, 8, 12, 12).to(dtype)
@@ -458,7 +458,7 @@ def test_baked_layer_on_cuda_takes_dtypes_the_kernel_lacks(dtype: torch.dtype) -
     from tvexport.layers import BakedTVConv
 
     torch.manual_seed(0)
-    layer = BakedTVConv(8, 3, 2, 6, 6, bias="map", dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    layer = BakedTVConv(8, k=3, stride=2, h=6, w=6, bias="map", dtype=torch.float64 if dtype == torch.float64 else torch.float32)
     layer.weight.normal_()
     layer.bias.normal_()  # type: ignore[union-attr]
     x = torch.randn(4, 8, 12, 12).to(dtype)

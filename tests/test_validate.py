@@ -307,7 +307,8 @@ def test_precision_and_architecture_options_are_keyword_only(artefacts: dict[str
     """Before: ``Reference.precision``, ``arch_config_for``, ``artifact_precision`` and
     ``TVGeometry.macs`` took their options positionally; only the subject may be positional.
     ``TVGeometry`` itself, a record of a layer's shape with no subject, took all six fields
-    positionally (``TVGeometry(4, 3, 1, 5, 5, False)``); now by keyword only."""
+    positionally (``TVGeometry(4, 3, 1, 5, 5, False)``), and ``BakedTVConv`` its shape after the
+    channels (``BakedTVConv(4, 3, 2, 5, 5)``); now by keyword only."""
     import inspect
 
     import torch
@@ -335,6 +336,9 @@ def test_precision_and_architecture_options_are_keyword_only(artefacts: dict[str
     layer = TVConv(6, TVConv_k=5, stride=2, TVConv_Bias=True, h=4, w=3)  # the callers, with the fields in their places
     assert layer.geometry == TVGeometry(channels=6, k=5, stride=2, h=4, w=3, bias=True)
     assert BakedTVConv.from_tvconv(layer).geometry == layer.geometry
+    with pytest.raises(TypeError):
+        BakedTVConv(6, 5, 2, 4, 3)  # type: ignore[misc]
+    assert BakedTVConv(6, k=5, stride=2, h=4, w=3, bias="map").geometry == layer.geometry
 
 
 def test_validate_refuses_an_onnx_of_another_architecture(cli: Any, artefacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -163,6 +163,7 @@ class BakedTVConv(nn.Module):
     ``dtype`` is how the kernels are stored: float32, float16, or int8 with a float32 ``scale``
     (C, k*k, 1, 1) (``w = weight * scale``, see ``tvexport.quantize``; the bias is then float32).
     Computation is float32 whatever the storage: kernels are converted one tap at a time.
+    Only ``channels`` is positional: ``BakedTVConv(C, k=3, stride=1, h=..., w=...)``.
     """
 
     weight: torch.Tensor
@@ -172,11 +173,11 @@ class BakedTVConv(nn.Module):
     def __init__(
         self,
         channels: int,
+        *,
         k: int,
         stride: int,
         h: int,
         w: int,
-        *,
         bias: BiasKind | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
@@ -264,7 +265,7 @@ class BakedTVConv(nn.Module):
                 layer.eval()
                 weight, bias = layer.generate()
         g = layer.geometry
-        baked = cls(g.channels, g.k, g.stride, g.h, g.w, bias="map" if bias is not None else None,
+        baked = cls(g.channels, k=g.k, stride=g.stride, h=g.h, w=g.w, bias="map" if bias is not None else None,
                     dtype=weight.dtype, device=weight.device)
         baked.weight.copy_(weight)
         if bias is not None:
