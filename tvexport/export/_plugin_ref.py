@@ -28,6 +28,7 @@ absent scale as ones; x cast to float32 and the output back to x's type); the fi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -36,6 +37,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .._depthwise import PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_attr_names, check_node_attrs, check_node_bias
+from ..errors import CallbackFailures
 from ._onnx_tv import PLUGIN_DOMAIN, PLUGIN_OP
 
 
@@ -115,14 +117,15 @@ def reference_ops() -> list[type]:
 
 _ORT_ATTRS = ("k", "stride", "padding", "plugin_namespace", "plugin_version")
 _registered = False
-_errors: list[str] = []  # a Python exception inside an onnxruntime Python op aborts the process
+# A Python exception inside an onnxruntime Python op aborts the process: the kernel keeps it here
+# and returns NaN; ``ort_failures()`` collects them for one run (one list per run, kept by the thread
+# that runs it: runs in several threads neither report nor clear each other's, see CallbackFailures).
+_ORT_FAILURES = CallbackFailures()
 
 
-def pop_ort_errors() -> list[str]:
-    """Errors the onnxruntime kernel met since the last call (it returns NaN instead of raising)."""
-    errors = list(_errors)
-    _errors.clear()
-    return errors
+def ort_failures() -> contextlib.AbstractContextManager[list[str]]:
+    """``with ort_failures() as errors: session.run(...)``: what the onnxruntime kernel met in that run."""
+    return _ORT_FAILURES.collecting()
 
 
 def register_ort_op() -> str:
@@ -141,7 +144,7 @@ def register_ort_op() -> str:
                 wd = weight.astype(np.float64) * scale.astype(np.float64)  # int8 codes (exact as float32) times their scales
                 return tv_dwconv_reference(x, wd, bias, k=int(attrs["k"]), stride=int(attrs["stride"]), padding=int(attrs["padding"])).astype(np.float32)
             except Exception as err:  # noqa: BLE001 - must not propagate into onnxruntime (abort)
-                _errors.append(str(err))
+                _ORT_FAILURES.record(str(err))
                 return np.full((x.shape[0], *weight.shape[:1], *weight.shape[2:]), np.nan, dtype=np.float32)
 
         _registered = True

@@ -2,51 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from ..errors import MissingDependencyError, TvexportError, first_line, missing
+from ..errors import CallbackFailures, MissingDependencyError, TvexportError, first_line, missing
 from ._spec import check_tensorrt
 
 
 # What tvexport's plugin callbacks raised during a parse and build, oldest first, one line each.
 # TensorRT catches an exception a Python plugin callback raises and writes it to std::cerr, never to
 # the ILogger (python/src/infer/pyPlugin.cpp: PLUGIN_API_CATCH, "Exception thrown from ..."), so its
-# log holds only what followed; build_engine collects them (plugin_failures) and reports the first
-# instead. One list per build, kept by the thread that runs it, so that builds running at the same
-# time in several threads neither report nor clear each other's. A callback TensorRT makes from a
-# thread of its own, which runs no build, is kept for every build then running: one build, as
-# usual, gets it; of several, none can tell whose it is. A callback failure TensorRT recovers from
-# (if it skips a failed tactic) is still reported should the build fail later for another reason.
-_FAILURES_LOCK = threading.Lock()
-_FAILURES: dict[int, list[str]] = {}  # thread id -> the failures of the build that thread runs
-
-
-@contextlib.contextmanager
-def plugin_failures() -> Iterator[list[str]]:
-    """The list the plugin callbacks of the build run in this ``with`` block fill (see above)."""
-    me = threading.get_ident()
-    failures: list[str] = []
-    with _FAILURES_LOCK:
-        if me in _FAILURES:
-            raise RuntimeError("plugin_failures() is already collecting for this thread's build")
-        _FAILURES[me] = failures
-    try:
-        yield failures
-    finally:
-        with _FAILURES_LOCK:
-            del _FAILURES[me]
-
-
-def record_plugin_failure(line: str) -> None:
-    """Keep ``line`` (what a plugin callback raised) for the build it belongs to (see above)."""
-    with _FAILURES_LOCK:
-        own = _FAILURES.get(threading.get_ident())
-        for failures in [own] if own is not None else list(_FAILURES.values()):
-            failures.append(line)
+# log holds only what followed; build_engine collects them (``plugin_failures``: one list per build,
+# kept by the thread that runs it, see ``CallbackFailures``) and reports the first instead. A callback
+# failure TensorRT recovers from (if it skips a failed tactic) is still reported should the build
+# fail later for another reason.
+_PLUGIN_FAILURES = CallbackFailures()
+plugin_failures = _PLUGIN_FAILURES.collecting  # with plugin_failures() as failures: parse and build
+record_plugin_failure = _PLUGIN_FAILURES.record  # the plugin's callbacks: the first line of what they raised
 
 
 def require_tensorrt(what: str) -> ModuleType:
