@@ -99,7 +99,7 @@ class PlainTV(nn.Module):
 
 def random_layer(c: int, h: int, stride: int, *, k: int = 3, seed: int = 0) -> BakedTVConv:
     gen = torch.Generator().manual_seed(seed)
-    layer = BakedTVConv(c, k, stride, h, h, bias="channel")
+    layer = BakedTVConv(c, k=k, stride=stride, h=h, w=h, bias="channel")
     layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.3)
     assert layer.bias is not None
     layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen))

@@ -64,7 +64,7 @@ def main() -> None:
     for c, h, s, n in [(144, 48, 1, 16), (32, 96, 1, 16), (96, 48, 2, 16), (384, 12, 1, 16), (960, 6, 1, 16)]:
         torch._dynamo.reset()
         gen = torch.Generator().manual_seed(0)
-        layer = BakedTVConv(c, 3, s, h, h, bias="channel")
+        layer = BakedTVConv(c, k=3, stride=s, h=h, w=h, bias="channel")
         layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen))
         x = torch.randn(n, c, h * s, h * s, generator=gen).contiguous(memory_format=torch.channels_last)
         xh = torch.empty_strided(x.shape, (c, 1, h * s * n * c, n * c)).copy_(x)

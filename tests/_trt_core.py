@@ -256,7 +256,7 @@ class Builder:
 
     An exception a callback raises propagates here, for the tests to see; TensorRT's C++ side
     catches it, prints it to std::cerr and fails the call (python/src/infer/pyPlugin.cpp,
-    PLUGIN_API_CATCH), which is why the plugin keeps it in ``tvexport.trt._env.PLUGIN_FAILURES``."""
+    PLUGIN_API_CATCH), which is why the plugin keeps it for the build (``tvexport.trt._env.plugin_failures``)."""
 
     def __init__(self, version: str, plugin: Any, inputs: list[tuple[tuple, Any]], profile: tuple[int, int, int]) -> None:
         self.version = tuple(int(v) for v in version.split(".")[:2])

@@ -171,7 +171,7 @@ def test_dequantize_and_compress() -> None:
 
 def _baked_layer(c: int, k: int, s: int, h: int, w: int, bias: str | None, dtype: torch.dtype) -> tuple[BakedTVConv, np.ndarray, np.ndarray | None, np.ndarray]:
     weight, b, x = _layer(c, k, s, h, w, bias)
-    layer = BakedTVConv(c, k, s, h, w, bias=bias and ("channel" if b.shape[1:] == (1, 1) else "map"))
+    layer = BakedTVConv(c, k=k, stride=s, h=h, w=w, bias=bias and ("channel" if b.shape[1:] == (1, 1) else "map"))
     layer.set_kernels(torch.from_numpy(weight), None if b is None else torch.from_numpy(b))
     if dtype != torch.float32:
         compress_layer(layer, dtype)
@@ -465,7 +465,7 @@ def test_overflow_checks_the_rounding_edge_and_float32_storage() -> None:
         with pytest.raises(TvexportError, match=r"^k overflows float32 \(max \|value\| 1e\+39 > 3\.40282e\+38\);") as err:
             compress_kernels(big, dtype, name="k")
         assert "--kernel-dtype" not in (err.value.hint or "")  # float32 kernels would not hold them either
-    layer = BakedTVConv(1, 2, 1, 1, 1, bias="map", dtype=torch.float64)
+    layer = BakedTVConv(1, k=2, stride=1, h=1, w=1, bias="map", dtype=torch.float64)
     layer.set_kernels(torch.ones(1, 4, 1, 1, dtype=torch.float64), torch.full((1, 1, 1), -1e39, dtype=torch.float64))
     with pytest.raises(TvexportError, match=r"^baked bias of L overflows float32"):
         compress_layer(layer, torch.float32, name="L")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -119,6 +120,79 @@ def test_plugin_reference_checks_its_inputs() -> None:
             a.s = b"other"
     with pytest.raises(TvexportError, match="plugin_namespace"):
         tvonnx.OrtRunner(model, what="layer")(x[:1])
+
+
+def test_concurrent_onnxruntime_runs_report_only_their_own_node_errors() -> None:
+    """Before: what the onnxruntime kernel of plugin nodes met (it returns NaN: an exception would
+    abort the process) was kept in one list per process that each run emptied after it, so of two
+    runners in two threads, the one with the bad node (plugin_namespace 'other') returned NaN
+    without a word while the good one reported the other's error. Each run now reports its own."""
+    import threading
+
+    weight, _, x, ref = _layer_case(4, 3, 1, 6, 7, None)
+    good_model = layer_model(weight, None, stride=1, method="plugin")
+    bad_model = layer_model(weight, None, stride=1, method="plugin")
+    next(a for a in bad_model.graph.node[0].attribute if a.name == "plugin_namespace").s = b"other"
+    good, bad = tvonnx.OrtRunner(good_model, what="good.onnx"), tvonnx.OrtRunner(bad_model, what="bad.onnx")
+    bad_ran, good_done = threading.Event(), threading.Event()
+
+    class Session:  # the bad run waits, after its session ran, for the good run to end
+        def __init__(self, session: Any, before: Any, after: Any) -> None:
+            self.session, self.before, self.after = session, before, after
+
+        def run(self, *args: Any) -> Any:
+            self.before()
+            try:
+                return self.session.run(*args)
+            finally:
+                self.after()
+
+    bad.session = Session(bad.session, lambda: None, lambda: (bad_ran.set(), good_done.wait(30)))
+    good.session = Session(good.session, lambda: bad_ran.wait(30), lambda: None)
+    results: dict[str, Any] = {}
+
+    def run(name: str, runner: Any) -> None:
+        try:
+            results[name] = runner(x[:1])
+        except TvexportError as err:
+            results[name] = str(err)
+        finally:
+            if name == "good":
+                good_done.set()
+
+    threads = [threading.Thread(target=run, args=item) for item in (("bad", bad), ("good", good))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert isinstance(results["bad"], str) and results["bad"].startswith("tv_dwconv node of bad.onnx is invalid: tv_dwconv: plugin_namespace"), results["bad"]
+    assert not isinstance(results["good"], str), results["good"]
+    assert _rel_err(results["good"], ref[:1]) < 1e-6
+
+
+def test_plugin_references_refuse_unknown_attributes() -> None:
+    """Before: onnxruntime's adapted model dropped an attribute the node does not take (dilation=2
+    ran undilated), and onnx.reference raised its own TypeError about the _run signature; a node
+    refused by the adaptation raised a ValueError that the CLI called an internal error. Now both
+    refuse it with one line that names it and the fix."""
+    from onnx.reference import ReferenceEvaluator
+
+    weight, _, x, _ = _layer_case(4, 3, 1, 6, 7, None)
+    model = layer_model(weight, None, stride=1, method="plugin")
+    model.graph.node[0].attribute.append(onnx.helper.make_attribute("dilation", 2))
+    said = "tv_dwconv node 'tv': unknown attribute 'dilation'; tv_dwconv takes k, stride, padding, plugin_namespace, plugin_version"
+    with pytest.raises(TvexportError) as info:
+        tvonnx.OrtRunner(model, what="layer.onnx")
+    text = str(info.value)
+    assert text.startswith(f"onnxruntime cannot load layer.onnx: {said}") and text.endswith("; export the model again with tvexport export --tv-op plugin"), text
+    assert "\n" not in text
+    with pytest.raises(ValueError, match=f"^{re.escape(said)}"):
+        ReferenceEvaluator(model, new_ops=reference_ops()).run(None, {"x": x[:1]})
+    del model.graph.node[0].attribute[-1]  # TensorRT's aot (its parser's plugin creation request) is the node's own
+    model.graph.node[0].attribute.append(onnx.helper.make_attribute("aot", 1))
+    ref = tv_dwconv_reference(x, weight, k=3, stride=1, padding=1)
+    assert _rel_err(tvonnx.OrtRunner(model, what="layer.onnx")(x[:1]), ref[:1]) < 1e-6
+    assert _rel_err(ReferenceEvaluator(model, new_ops=reference_ops()).run(None, {"x": x[:1]})[0], ref[:1]) < 1e-6
 
 
 # --------------------------------------------------------------------------------------------

@@ -100,19 +100,19 @@ def test_index_range_is_the_kernels_32_bit_arithmetic() -> None:
     from tvexport.kernels._config import INT32_MAX, check_index_range
 
     one = LaunchConfig(block=32, batch_tile=1, num_warps=1)
-    check_index_range(geometry=(1, INT32_MAX, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix")
-    with pytest.raises(ValueError, match=r"one sample of its input \(C\*H\*W\) has 2147483648 elements"):
-        check_index_range(geometry=(2, 2**30, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix")
-    with pytest.raises(ValueError, match=r"its kernel tensor \(C\*k\*k\*OH\*OW\) has 2147483656 elements"):
-        check_index_range(geometry=(8, 1, 1, 2**28 + 1, 1), k=1, batch=1, config=one, batch_fix="fix")
-    check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=one, batch_fix="fix")  # one program per sample
+    check_index_range(geometry=(1, INT32_MAX, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix", layer_fix="layer fix")
+    with pytest.raises(ValueError, match=r"one sample of its input \(C\*H\*W\) has 2147483648 elements, over 2\*\*31 - 1; layer fix$"):
+        check_index_range(geometry=(2, 2**30, 1, 1, 1), k=1, batch=1, config=one, batch_fix="fix", layer_fix="layer fix")
+    with pytest.raises(ValueError, match=r"its kernel tensor \(C\*k\*k\*OH\*OW\) has 2147483656 elements, over 2\*\*31 - 1; layer fix$"):
+        check_index_range(geometry=(8, 1, 1, 2**28 + 1, 1), k=1, batch=1, config=one, batch_fix="fix", layer_fix="layer fix")
+    check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=one, batch_fix="fix", layer_fix="layer fix")  # one program per sample
     with pytest.raises(ValueError, match=r"^batch 2147483648 is too large .*; fix$"):
-        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=2**31, config=one, batch_fix="fix")
+        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=2**31, config=one, batch_fix="fix", layer_fix="layer fix")
     eight = LaunchConfig(block=32, batch_tile=8, num_warps=1)
     with pytest.raises(ValueError, match="32-bit integer"):  # N + BATCH_TILE - 1 (tl.cdiv) must fit too
-        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=eight, batch_fix="fix")
+        check_index_range(geometry=(1, 1, 1, 1, 1), k=1, batch=INT32_MAX, config=eight, batch_fix="fix", layer_fix="layer fix")
     with pytest.raises(ValueError, match=r"^batch 65536 needs 2147549184 programs .*; fix$"):
-        check_index_range(geometry=(2**15 + 1, 1, 1, 1, 1), k=1, batch=2**16, config=one, batch_fix="fix")
+        check_index_range(geometry=(2**15 + 1, 1, 1, 1, 1), k=1, batch=2**16, config=one, batch_fix="fix", layer_fix="layer fix")
 
 
 @needs_triton
@@ -248,7 +248,7 @@ def test_import_tvexport_stays_free_of_triton() -> None:
     code = (
         "import sys, torch, tvexport, tvexport.kernels, tvexport.trt\n"
         "from tvexport.layers import BakedTVConv\n"
-        "layer = BakedTVConv(3, 3, 1, 4, 4)\n"
+        "layer = BakedTVConv(3, k=3, stride=1, h=4, w=4)\n"
         "layer(torch.randn(1, 3, 4, 4))\n"
         "print(sorted(m for m in ('triton', 'tensorrt', 'onnx', 'onnxruntime') if m in sys.modules))\n"
     )
@@ -437,7 +437,7 @@ def test_baked_layer_on_cuda_runs_the_triton_kernel(monkeypatch: pytest.MonkeyPa
     real = _triton.tv_dwconv_triton
     monkeypatch.setattr(_triton, "tv_dwconv_triton", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     torch.manual_seed(0)
-    layer = BakedTVConv(8, 3, 2, 6, 6, bias="channel")
+    layer = BakedTVConv(8, k=3, stride=2, h=6, w=6, bias="channel")
     layer.weight.normal_()
     layer.bias.normal_()  # type: ignore[union-attr]
     x = torch.randn(4, 8, 12, 12).to(dtype)
@@ -458,7 +458,7 @@ def test_baked_layer_on_cuda_takes_dtypes_the_kernel_lacks(dtype: torch.dtype) -
     from tvexport.layers import BakedTVConv
 
     torch.manual_seed(0)
-    layer = BakedTVConv(8, 3, 2, 6, 6, bias="map", dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    layer = BakedTVConv(8, k=3, stride=2, h=6, w=6, bias="map", dtype=torch.float64 if dtype == torch.float64 else torch.float32)
     layer.weight.normal_()
     layer.bias.normal_()  # type: ignore[union-attr]
     x = torch.randn(4, 8, 12, 12).to(dtype)

@@ -569,6 +569,8 @@ def _bad(mutate: str) -> Any:
         keep = [a for a in node.attribute if a.name != mutate.removeprefix("missing_")]
         del node.attribute[:]
         node.attribute.extend(keep)
+    elif mutate.startswith("extra_"):  # e.g. extra_dilation: an attribute the node does not take
+        node.attribute.append(helper.make_attribute(mutate.removeprefix("extra_"), 2))
     elif mutate == "int8_no_scale":
         w = graph.initializer[0]
         w.CopyFrom(numpy_helper.from_array(np.zeros((8, 9, 6, 6), np.int8), w.name))
@@ -626,6 +628,9 @@ def _bad(mutate: str) -> Any:
     ("typed_padding=1.0", "attribute 'padding' must be INT, got FLOAT"),
     ("typed_k='3'", "attribute 'k' must be INT, got STRING"),
     ("typed_k='abc'", "attribute 'k' must be INT, got STRING"),
+    # before: dropped unsaid (dilation=2 ran undilated); the conversion cannot list attributes, the runner refuses them
+    ("extra_dilation", "unknown attribute 'dilation'; tv_dwconv takes k, stride, padding, plugin_namespace, plugin_version (and TensorRT's aot) only"),
+    ("extra_group", "unknown attribute 'group'"),
     ("int8_no_scale", "int8 weight needs a float32 scale"),
     ("bias_shape", "bias (8, 3, 6) must be (C, h, w) or (C, 1, 1)"),
     # before: the tiled internal shape was shown ("bias (3, 1, 64) must be ..."), not the graph's
@@ -661,6 +666,17 @@ def test_bad_node_refused_at_compile_time(mutate: str, message: str, extension: 
     text = str(info.value)
     assert message in text and "tv_dwconv node 'tv'" in text
     assert "\n" not in text, text
+
+
+def test_aot_attribute_is_accepted(extension: Path) -> None:
+    """TensorRT's aot attribute (its parser's plugin creation request) is one of the node's own: the
+    unknown-attribute refusal leaves it, and the layer runs as without it."""
+    case = Case(3, 1, "map", "float32", 2, channels=8, h=5, w=6)
+    model, weight, bias = layer_graph(case)
+    model.graph.node[0].attribute.append(helper.make_attribute("aot", 1))
+    x = np.random.default_rng(3).standard_normal((2, 8, 5, 6)).astype(np.float32)
+    got = OpenVinoRunner(model, what="aot.onnx", extension=extension)(x)
+    assert rel_err(got, truth_of(x.astype(np.float64), weight, bias, 1)) < LAYER_RTOL
 
 
 def test_input_smaller_than_the_window_refused_at_run_time(extension: Path) -> None:

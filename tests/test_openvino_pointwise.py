@@ -306,3 +306,41 @@ def test_prologue_blocks_every_variant(extension: Path) -> None:
         assert proc.returncode == 0, proc.stderr[-2000:]
         kernel, err, n = proc.stdout.strip().rsplit(" ", 2)
         assert float(err) < RTOL and int(n) == 27, (variant, proc.stdout)
+
+
+@pytest.mark.parametrize("residual", [True, False], ids=["nchw", "nhwc"])
+def test_other_transpose_orders_stay(residual: bool, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TV op whose Transpose has another order than NCHW to NHWC (here (0, 3, 2, 1): H and W
+    swapped, a square layer) keeps its convolution, and the result is the float64 truth of that
+    graph: the TV layer over the expanded activation with H and W swapped. Folded, the prologue read
+    the convolution's input as if the order were NCHW to NHWC (after a residual Add: the unswapped
+    result)."""
+    import tempfile
+
+    import onnx
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    import test_openvino_pointwise as tp
+    from tvexport.openvino import runtime
+
+    case = PwCase(Case(3, 1, "map", "float32", 2, channels=48, h=6, w=6), cin=8, residual=residual)
+    model, _ = pointwise_graph(case)
+    core = ov.Core()
+    core.add_extension(str(extension))
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx.save(model, f"{tmp}/m.onnx")
+        graph = core.read_model(f"{tmp}/m.onnx")
+    op = next(o for o in graph.get_ordered_ops() if o.get_type_name() == "TVDWConvNHWC")
+    transpose = op.input_value(0).get_node()
+    assert list(transpose.input_value(1).get_node().get_data()) == [0, 2, 3, 1]
+    transpose.input(1).replace_source_output(ops.constant(np.array([0, 3, 2, 1], np.int64)).output(0))
+    transpose.validate_and_infer_types()
+    op.validate_and_infer_types()
+    folded = runtime.fuse_pointwise_convs(graph)
+    x = _x(case, 2)
+    got = np.asarray(core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request().infer({0: x})[0])
+    truth_of = tp.truth_of
+    monkeypatch.setattr(tp, "truth_of", lambda e, w, b, s: truth_of(np.ascontiguousarray(e.transpose(0, 1, 3, 2)), w, b, s))
+    _, swapped = tp.pointwise_graph(case)
+    assert (folded, rel_err(got, swapped(x.astype(np.float64))) < RTOL) == ((), True)

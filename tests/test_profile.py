@@ -476,7 +476,7 @@ def test_parse_input_size_rejects(text: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 def test_layer_floor_bytes_counts_kernels_and_activations() -> None:
-    layer = BakedTVConv(4, 3, 2, 5, 5, bias="channel")
+    layer = BakedTVConv(4, k=3, stride=2, h=5, w=5, bias="channel")
     # kernels 4*9*25 + bias 4, input 2*4*10*10, output 2*4*5*5
     assert layer_floor_bytes(layer, input_shape=(2, 4, 10, 10), output_shape=(2, 4, 5, 5), dtype=torch.float32) == 4 * (900 + 4 + 800 + 200)
     dw = torch.nn.Conv2d(4, 4, 3, groups=4, bias=True)
@@ -491,9 +491,9 @@ def test_layer_floor_bytes_counts_compressed_kernels_as_stored(run: torch.dtype)
     int8 1 byte + float32 scales and bias; float16 2 bytes + float16 bias; activations at the run dtype."""
     act = (2 * 4 * 10 * 10 + 2 * 4 * 5 * 5) * (4 if run == torch.float32 else 2)
     shapes = {"input_shape": (2, 4, 10, 10), "output_shape": (2, 4, 5, 5), "dtype": run}
-    int8 = BakedTVConv(4, 3, 2, 5, 5, bias="channel", dtype=torch.int8)
+    int8 = BakedTVConv(4, k=3, stride=2, h=5, w=5, bias="channel", dtype=torch.int8)
     assert layer_floor_bytes(int8, **shapes) == 900 * 1 + 4 * 36 + 4 * 4 + act  # kernels, scales (C, k*k), bias
-    half = BakedTVConv(4, 3, 2, 5, 5, bias="channel", dtype=torch.float16)
+    half = BakedTVConv(4, k=3, stride=2, h=5, w=5, bias="channel", dtype=torch.float16)
     assert layer_floor_bytes(half, **shapes) == 900 * 2 + 4 * 2 + act
 
 

@@ -361,17 +361,17 @@ def test_bias_map_at_1x1_stays_a_map() -> None:
 
 
 def test_set_kernels_checks_the_bias_kind() -> None:
-    layer = BakedTVConv(4, 3, 1, 1, 1)
+    layer = BakedTVConv(4, k=3, stride=1, h=1, w=1)
     layer.set_kernels(torch.zeros(4, 9, 1, 1), torch.ones(4, 1, 1), bias_kind="channel")
     assert layer.bias_kind == "channel"
     layer.set_kernels(torch.zeros(4, 9, 1, 1), torch.ones(4, 1, 1))  # keeps it
     assert layer.bias_kind == "channel"
-    layer = BakedTVConv(4, 3, 1, 2, 3, bias="map")
+    layer = BakedTVConv(4, k=3, stride=1, h=2, w=3, bias="map")
     with pytest.raises(ValueError, match="channel bias of shape"):
         layer.set_kernels(torch.zeros(4, 9, 2, 3), torch.ones(4, 2, 3), bias_kind="channel")
     # a bias assigned directly, of the other kind: set_kernels without bias_kind follows it (as
     # compress_layer calls it), not the kind the layer was built with
-    layer = BakedTVConv(4, 3, 1, 2, 3, bias="channel")
+    layer = BakedTVConv(4, k=3, stride=1, h=2, w=3, bias="channel")
     layer.bias = torch.ones(4, 2, 3)
     layer.set_kernels(torch.zeros(4, 9, 2, 3), layer.bias)
     assert layer.bias_kind == "map"

@@ -418,7 +418,9 @@ def test_prepare_rejects_bad_compressed_kernels(case: str, match: str) -> None:
 @pytest.mark.parametrize(
     "attrs, match",
     [({"k": 4}, "odd"), ({"padding": 0}, "padding"), ({"stride": 0}, "stride"), ({"plugin_namespace": "other"}, "plugin_namespace"),
-     ({"plugin_version": "2"}, "plugin_version")],
+     ({"plugin_version": "2"}, "plugin_version"),
+     # before: kept, and TensorRT's parser, which passes the plugin its own fields only, dropped it unsaid
+     ({"dilation": 2}, "unknown attribute 'dilation'; tv_dwconv takes k, stride, padding, plugin_namespace, plugin_version")],
 )
 def test_prepare_rejects_bad_nodes(attrs: dict, match: str) -> None:
     """Before: the attribute refusals said what and which node, not how to fix it (the OpenVINO
@@ -858,18 +860,26 @@ class _FakeNetwork:
         return types.SimpleNamespace(name="y", shape=(1, 4, 5, 6), dtype="float32")
 
 
+def _plugin_raised(line: str) -> None:
+    """What tvexport's plugin does with the first line of what a callback raises (plugin._kept)."""
+    from tvexport.trt import _env
+
+    _env.record_plugin_failure(line)
+
+
 @pytest.fixture
 def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
     """``build(onnx=None, **state)``: ``build_engine`` through a stand-in ``tensorrt`` (no GPU, no
     plugin; installed for ``tvexport build`` too) on ``onnx`` (default: a small static-batch TV model,
-    m.onnx). ``state``: the parser logs ``parse_logs`` as errors and succeeds, the builder logs
-    ``build_logs`` and returns ``built`` (None: the build failed); ``build.parsed`` records what the
-    parser was given (model bytes, path)."""
+    m.onnx). ``state``: the parser calls ``parse_hook(path)``, keeps ``plugin_parse`` as the plugin
+    would, logs ``parse_logs`` as errors and succeeds (``parsed_ok``); the builder calls
+    ``build_hook(network)``, keeps ``plugin_build``, logs ``build_logs`` and returns ``built`` (None:
+    the build failed); ``build.parsed`` records what the parser was given (model bytes, path);
+    ``build.state`` is the state, for builds run without ``build``."""
     import tvexport.trt.build as trt_build
 
-    from tvexport.trt import _env
-
-    state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine", "plugin_parse": (), "plugin_build": (), "parsed_ok": True}
+    state: dict = {"parse_logs": (), "build_logs": (), "built": b"engine", "plugin_parse": (), "plugin_build": (), "parsed_ok": True,
+                   "parse_hook": None, "build_hook": None}
     parsed: list[tuple[bytes, str]] = []
     created: list[int] = []  # create_network's flags
 
@@ -881,11 +891,15 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
 
         def parse(self, data: bytes, path: str) -> bool:
             parsed.append((data, path))
-            _env.PLUGIN_FAILURES.extend(state["plugin_parse"])  # what tvexport's plugin callbacks keep when they raise
+            if state["parse_hook"]:
+                state["parse_hook"](path)
+            for line in state["plugin_parse"]:
+                _plugin_raised(line)  # what tvexport's plugin callbacks keep when they raise
             for msg in state["parse_logs"]:
                 self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
-            self.num_errors = 0 if state["parsed_ok"] else 1
-            return state["parsed_ok"]
+            ok = state["parsed_ok"]() if callable(state["parsed_ok"]) else state["parsed_ok"]
+            self.num_errors = 0 if ok else 1
+            return ok
 
         def get_error(self, i: int) -> types.SimpleNamespace:
             return types.SimpleNamespace(desc=lambda: "the parser's own error")
@@ -902,7 +916,10 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
             return types.SimpleNamespace(set_flag=lambda f: None, clear_flag=lambda f: None)
 
         def build_serialized_network(self, network: object, config: object) -> bytes | None:
-            _env.PLUGIN_FAILURES.extend(state["plugin_build"])
+            if state["build_hook"]:
+                state["build_hook"](network)
+            for line in state["plugin_build"]:
+                _plugin_raised(line)
             for msg in state["build_logs"]:
                 self.logger.log(_FakeILogger.Severity.ERROR, msg)  # type: ignore[attr-defined]
             return state["built"]
@@ -925,6 +942,7 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: igno
         return trt_build.build_engine(onnx, tmp_path / "m.engine")
 
     build.parsed = parsed  # type: ignore[attr-defined]
+    build.state = state  # type: ignore[attr-defined]
     build.created = created  # type: ignore[attr-defined]
     return build
 
@@ -962,10 +980,8 @@ def test_failed_build_reports_what_the_plugin_raised(fake_builder, stage: str, t
     get_output_shapes()'), so its log holds only its own consequence. Before: the one line said
     that consequence and the plugin's refusal, with its fix, was lost in a stderr dump. Now the
     first refusal of this build is the line; one kept from an earlier build is not."""
-    from tvexport.trt import _env
-
     refusal = "tv_dwconv input height 18 gives output 9 with k=3, stride=2, but the kernels are for 8" + REEXPORT_HINT
-    _env.PLUGIN_FAILURES[:] = ["a refusal of an earlier build"]
+    _plugin_raised("a refusal outside any build")  # kept for no build
     with pytest.raises(TvexportError) as info:
         if stage == "parse":
             fake_builder(plugin_parse=(refusal, "a later consequence"), parse_logs=("Could not create the plugin",), parsed_ok=False)
@@ -973,11 +989,58 @@ def test_failed_build_reports_what_the_plugin_raised(fake_builder, stage: str, t
             fake_builder(plugin_build=(refusal,), build_logs=("IPluginV3QuickAOTBuild failed",), built=None)
     verb = "could not parse" if stage == "parse" else "failed to build an engine from"
     assert str(info.value) == f"TensorRT {verb} {tmp_path / 'm.onnx'}: {refusal}"
-    _env.PLUGIN_FAILURES[:] = ["a refusal of an earlier build"]
-    with pytest.raises(TvexportError) as info:
+    with pytest.raises(TvexportError) as info:  # the refusal of the build before is not this one's
         fake_builder(plugin_parse=(), plugin_build=(), build_logs=("out of memory",), built=None, parse_logs=(), parsed_ok=True)
     assert str(info.value).endswith(": out of memory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
+
+
+@needs_onnx
+def test_concurrent_builds_report_only_their_own_plugin_failures(fake_builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before: the plugin's refusals were kept in one list per process (_env.PLUGIN_FAILURES) that
+    every build cleared and read, so of two builds in two threads, one whose builder failed for a
+    reason of its own (out of memory) reported the refusal of the other's parse. Each build now
+    reports what was raised in its own thread; a refusal raised outside any build is kept for none."""
+    import threading
+
+    import tvexport.trt.build as trt_build
+
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    for path in (a, b):
+        _tv_model(path, [_spec(4, 3, 2, 5, 6, None)], batch=1)
+    b_parsing, a_refused = threading.Event(), threading.Event()
+
+    def parse(path: str) -> None:  # A's parse refuses its node while B's build runs
+        if path == str(a):
+            assert b_parsing.wait(30)
+            _plugin_raised("the refusal of a.onnx's node")
+            a_refused.set()
+        else:
+            b_parsing.set()
+
+    def build(network: object) -> None:  # B's builder fails after A's refusal
+        assert a_refused.wait(30)
+
+    def parsed_ok() -> bool:
+        return threading.current_thread().name != "a"
+
+    errors: dict[str, str] = {}
+
+    def run(name: str, path: Path) -> None:
+        try:
+            trt_build.build_engine(path, tmp_path / f"{name}.engine")
+        except TvexportError as err:
+            errors[name] = str(err)
+
+    fake_builder.state.update(parse_hook=parse, build_hook=build, built=None, build_logs=("out of memory",), parsed_ok=parsed_ok)
+    threads = [threading.Thread(target=run, args=(name, path), name=name) for name, path in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == {"a": f"TensorRT could not parse {a}: the refusal of a.onnx's node",
+                      "b": f"TensorRT failed to build an engine from {b}: out of memory"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx"]  # nothing written
 
 
 def _save_with_external_data(model: object, path: Path) -> None:
@@ -1419,31 +1482,30 @@ def test_plugin_refusals_say_how_to_fix_the_node(real_trt, case: str) -> None:  
 
 def test_plugin_callbacks_keep_what_they_raise_for_the_build(real_trt, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """What a callback raises never reaches TensorRT's log (pyPlugin.cpp prints it to std::cerr), so
-    the plugin keeps each line in tvexport.trt._env.PLUGIN_FAILURES for build_engine: a refused
-    node (shape pass) and a failed kernel compile (AOT pass) alike."""
+    the plugin keeps each line for the build run in the callback's thread (tvexport.trt._env.plugin_failures)
+    for build_engine: a refused node (shape pass) and a failed kernel compile (AOT pass) alike."""
     from _trt_core import Builder
 
     from tvexport.trt import _env
 
     version, core, _, plugin_mod = real_trt
     b, inputs = _builder(core, plugin_mod, version, "fp32")
-    _env.PLUGIN_FAILURES.clear()
     bad = Builder(version, b.plugin, [((-1, 6, 18, 12), core.float32), *inputs[1:]], b.profile)
-    with pytest.raises(ValueError) as info:
+    with _env.plugin_failures() as failures, pytest.raises(ValueError) as info:
         bad.output()
-    assert _env.PLUGIN_FAILURES == [str(info.value)] and str(info.value).endswith(REEXPORT_HINT)
+    assert failures == [str(info.value)] and str(info.value).endswith(REEXPORT_HINT)
 
     def compile_fails(*args: object) -> None:
         raise RuntimeError("the compiled TV kernel needs a global_scratch buffer\n  (more detail)")
 
     monkeypatch.setattr(plugin_mod, "_compile", compile_fails)
-    _env.PLUGIN_FAILURES.clear()
-    b.output()
-    combo = tuple(t for _, t in inputs) + (inputs[0][1],)
-    assert combo in b.combinations()
-    with pytest.raises(RuntimeError):
-        b.kernels(combo)
-    assert _env.PLUGIN_FAILURES == ["the compiled TV kernel needs a global_scratch buffer"]
+    with _env.plugin_failures() as failures:
+        b.output()
+        combo = tuple(t for _, t in inputs) + (inputs[0][1],)
+        assert combo in b.combinations()
+        with pytest.raises(RuntimeError):
+            b.kernels(combo)
+    assert failures == ["the compiled TV kernel needs a global_scratch buffer"]
 
 
 def test_compile_errors_do_not_say_to_export_again(real_trt, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -1471,7 +1533,7 @@ def test_engines_the_kernels_32_bit_indices_cannot_address_are_refused(real_trt,
     (C*k*k*OH*OW) has over 2**31 - 1 elements, but the plugin compiled it, and the kernel's 32-bit
     channel offsets (c * H*W, c * k*k*OH*OW: shl.b32 / mul.lo.s32 in its PTX) wrapped; a profile
     whose max batch needs more than 2**31 - 1 programs, or an N beyond int32, was built too. Now the
-    plugin refuses both before compiling, with what fixes the second."""
+    plugin refuses both before compiling, with what fixes each (before, the layer's refusal said no fix)."""
     from _trt_core import Builder
 
     version, core, _, plugin_mod = real_trt
@@ -1491,6 +1553,7 @@ def test_engines_the_kernels_32_bit_indices_cannot_address_are_refused(real_trt,
     assert "\n" not in said and not said.endswith(REEXPORT_HINT), said  # exporting again would not fix it
     if case == "layer":
         assert "is too large for the fused kernel: one sample of its input (C*H*W) has 4294967296 elements" in said, said
+        assert said.endswith("; export the model with --tv-op portable, whose standard ONNX ops TensorRT builds without tvexport's plugin"), said
     else:
         assert "batch 2147483648" in said and said.endswith("build the engine with a smaller --max-batch"), said
 

@@ -305,7 +305,10 @@ def test_tolerance_refuses_bad_floors() -> None:
 
 def test_precision_and_architecture_options_are_keyword_only(artefacts: dict[str, Path]) -> None:
     """Before: ``Reference.precision``, ``arch_config_for``, ``artifact_precision`` and
-    ``TVGeometry.macs`` took their options positionally; only the subject may be positional."""
+    ``TVGeometry.macs`` took their options positionally; only the subject may be positional.
+    ``TVGeometry`` itself, a record of a layer's shape with no subject, took all six fields
+    positionally (``TVGeometry(4, 3, 1, 5, 5, False)``), and ``BakedTVConv`` its shape after the
+    channels (``BakedTVConv(4, 3, 2, 5, 5)``); now by keyword only."""
     import inspect
 
     import torch
@@ -313,7 +316,7 @@ def test_precision_and_architecture_options_are_keyword_only(artefacts: dict[str
     from tvexport.accuracy import Reference
     from tvexport.checkpoint import read_checkpoint
     from tvexport.export.validate import artifact_precision
-    from tvexport.layers import TVGeometry
+    from tvexport.layers import BakedTVConv, TVConv, TVGeometry
     from tvexport.models.loading import arch_config_for
 
     for f in (Reference.precision, arch_config_for, artifact_precision, TVGeometry.macs):
@@ -327,6 +330,15 @@ def test_precision_and_architecture_options_are_keyword_only(artefacts: dict[str
     assert TVGeometry(channels=4, k=3, stride=1, h=5, w=5, bias=False).macs(batch=2) == 2 * 4 * 9 * 25
     with pytest.raises(TypeError):
         TVGeometry(channels=4, k=3, stride=1, h=5, w=5, bias=False).macs(2)  # type: ignore[misc]
+    assert all(p.kind == p.KEYWORD_ONLY for p in inspect.signature(TVGeometry).parameters.values())
+    with pytest.raises(TypeError):
+        TVGeometry(4, 3, 1, 5, 5, False)  # type: ignore[misc]
+    layer = TVConv(6, TVConv_k=5, stride=2, TVConv_Bias=True, h=4, w=3)  # the callers, with the fields in their places
+    assert layer.geometry == TVGeometry(channels=6, k=5, stride=2, h=4, w=3, bias=True)
+    assert BakedTVConv.from_tvconv(layer).geometry == layer.geometry
+    with pytest.raises(TypeError):
+        BakedTVConv(6, 5, 2, 4, 3)  # type: ignore[misc]
+    assert BakedTVConv(6, k=5, stride=2, h=4, w=3, bias="map").geometry == layer.geometry
 
 
 def test_validate_refuses_an_onnx_of_another_architecture(cli: Any, artefacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -93,6 +93,24 @@ def check_node_attrs(k: int, stride: int, padding: int, *, node: str = "tv_dwcon
         raise ValueError(f"{node}: padding must be between 0 and k-1 = {k - 1} for k={k}, got {padding}")
 
 
+# The attributes a ``tv_dwconv`` node may have: its INT k, stride and padding, the STRING plugin_namespace
+# and plugin_version TensorRT's ONNX parser finds the plugin by, and the INT aot its parser reads as the
+# plugin creation request (tvexport.trt._onnx). Any other attribute would be dropped by every runtime
+# (OpenVINO's conversion reads attributes by name, TensorRT's parser passes the plugin's fields only)
+# and the node computed as if it were absent, so every path refuses it (``check_node_attr_names``).
+NODE_ATTRS = ("k", "stride", "padding", "plugin_namespace", "plugin_version", "aot")
+
+
+def check_node_attr_names(names: Sequence[str], *, node: str = "tv_dwconv") -> None:
+    """Refuse attributes a ``tv_dwconv`` node does not take (``NODE_ATTRS``): ValueError
+    ``"{node}: ..."`` naming them and the ones it takes."""
+    unknown = sorted(set(names) - set(NODE_ATTRS))
+    if unknown:
+        listed = ", ".join(repr(a) for a in unknown)
+        raise ValueError(f"{node}: unknown attribute{'s' if len(unknown) > 1 else ''} {listed}; "
+                         f"tv_dwconv takes {', '.join(NODE_ATTRS[:-1])} (and TensorRT's {NODE_ATTRS[-1]}) only")
+
+
 def check_node_bias(shape: Sequence[int], channels: int, h: int, w: int, *, node: str = "tv_dwconv") -> None:
     """The bias input of a ``tv_dwconv`` node: exactly (C, h, w) or (C, 1, 1), as the OpenVINO op
     takes it (rank 3), for the TensorRT preparation and the numpy reference alike; the torch forms

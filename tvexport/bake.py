@@ -513,7 +513,7 @@ def model_from_baked(ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32, ar
                     # shift in a 1x1 layer as "map" (read off shapes, ambiguous there). Without a
                     # TV bias map in the architecture, a bias can only be that shift.
                     bias = "channel"
-                _set_module(model, name, BakedTVConv(int(g["channels"]), int(g["k"]), int(g["stride"]), int(g["h"]), int(g["w"]), bias=bias, dtype=storage))
+                _set_module(model, name, BakedTVConv(int(g["channels"]), k=int(g["k"]), stride=int(g["stride"]), h=int(g["h"]), w=int(g["w"]), bias=bias, dtype=storage))
             for layer_name, bn_name in folded:
                 _set_module(model, bn_name, nn.Identity())
                 layer = model.get_submodule(layer_name)

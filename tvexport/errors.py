@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 EXIT_OK = 0
@@ -99,3 +100,37 @@ def out_of_memory(err: BaseException, *, what: str, hint: str) -> TvexportError:
         if count.isdigit():
             asked = f" (one allocation of {int(count) / 1e9:.1f} GB was refused)"
     return TvexportError(f"not enough memory to {what}{asked}", hint=hint)
+
+
+class CallbackFailures:
+    """What callbacks that a runtime catches and swallows (TensorRT's Python plugins, onnxruntime's
+    Python ops) raised, one line each, kept for the call that ran them: ``collecting()`` gives the
+    list of the call (a build, a run) made inside its ``with`` block, keyed by the thread that makes
+    it, so that calls running at the same time in several threads neither report nor clear each
+    other's. A callback the runtime makes from a thread of its own, which runs no such call, is kept
+    for every call then running: one call, as usual, gets it; of several, none can tell whose it is.
+    Without a call running, ``record`` keeps nothing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[int, list[str]] = {}  # thread id -> the lines of the call that thread runs
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[list[str]]:
+        me = threading.get_ident()
+        lines: list[str] = []
+        with self._lock:
+            if me in self._calls:
+                raise RuntimeError("this thread is already collecting callback failures")
+            self._calls[me] = lines
+        try:
+            yield lines
+        finally:
+            with self._lock:
+                del self._calls[me]
+
+    def record(self, line: str) -> None:
+        with self._lock:
+            own = self._calls.get(threading.get_ident())
+            for lines in [own] if own is not None else list(self._calls.values()):
+                lines.append(line)

@@ -43,9 +43,10 @@ def training_modes_kept(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TVGeometry:
-    """Shape facts of one TV layer; ``h``, ``w`` are its OUTPUT size."""
+    """Shape facts of one TV layer; ``h``, ``w`` are its OUTPUT size. Keyword-only, as the
+    project's options: ``TVGeometry(channels=..., k=..., stride=..., h=..., w=..., bias=...)``."""
 
     channels: int
     k: int
@@ -123,7 +124,7 @@ class TVConv(nn.Module):
         )
         self.unfold = nn.Unfold(TVConv_k, 1, (TVConv_k - 1) // 2, stride)
         # Python copies of the geometry: cheap to read and safe under tracing.
-        self._geometry = TVGeometry(channels, TVConv_k, stride, h, w, bool(TVConv_Bias))
+        self._geometry = TVGeometry(channels=channels, k=TVConv_k, stride=stride, h=h, w=w, bias=bool(TVConv_Bias))
 
     @property
     def geometry(self) -> TVGeometry:
@@ -162,6 +163,7 @@ class BakedTVConv(nn.Module):
     ``dtype`` is how the kernels are stored: float32, float16, or int8 with a float32 ``scale``
     (C, k*k, 1, 1) (``w = weight * scale``, see ``tvexport.quantize``; the bias is then float32).
     Computation is float32 whatever the storage: kernels are converted one tap at a time.
+    Only ``channels`` is positional: ``BakedTVConv(C, k=3, stride=1, h=..., w=...)``.
     """
 
     weight: torch.Tensor
@@ -171,11 +173,11 @@ class BakedTVConv(nn.Module):
     def __init__(
         self,
         channels: int,
+        *,
         k: int,
         stride: int,
         h: int,
         w: int,
-        *,
         bias: BiasKind | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
@@ -196,7 +198,7 @@ class BakedTVConv(nn.Module):
     @property
     def geometry(self) -> TVGeometry:
         c, kk, h, w = self.weight.shape
-        return TVGeometry(c, self.k, self.stride, h, w, self.bias is not None)
+        return TVGeometry(channels=c, k=self.k, stride=self.stride, h=h, w=w, bias=self.bias is not None)
 
     def _bias_shape(self, kind: BiasKind) -> tuple[int, int, int]:
         c, _, h, w = self.weight.shape
@@ -263,7 +265,7 @@ class BakedTVConv(nn.Module):
                 layer.eval()
                 weight, bias = layer.generate()
         g = layer.geometry
-        baked = cls(g.channels, g.k, g.stride, g.h, g.w, bias="map" if bias is not None else None,
+        baked = cls(g.channels, k=g.k, stride=g.stride, h=g.h, w=g.w, bias="map" if bias is not None else None,
                     dtype=weight.dtype, device=weight.device)
         baked.weight.copy_(weight)
         if bias is not None:

@@ -10,6 +10,8 @@ Node spec (shared with the TensorRT plugin):
   them (``tvexport._depthwise.check_node_attrs``; the TensorRT plugin also needs ``padding`` =
   ``k // 2``, what its kernel applies); STRING attributes ``plugin_namespace`` =
   "tvexport" and ``plugin_version`` = "1" (what TensorRT's ONNX parser uses to find the plugin);
+  TensorRT's INT ``aot`` (its plugin creation request) may be there too; any other attribute is
+  refused on every path (``tvexport._depthwise.NODE_ATTRS``), as each runtime would drop it;
 * output (N, C, h, w)::
 
     out[n, c, i, j] = sum_{ky, kx} w[c, ky*k + kx, i, j] * xpad[n, c, i*stride + ky, j*stride + kx] (+ bias[c, i, j])
@@ -26,6 +28,7 @@ absent scale as ones; x cast to float32 and the output back to x's type); the fi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -33,7 +36,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .._depthwise import PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_attrs, check_node_bias
+from .._depthwise import PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_attr_names, check_node_attrs, check_node_bias
+from ..errors import CallbackFailures
 from ._onnx_tv import PLUGIN_DOMAIN, PLUGIN_OP
 
 
@@ -96,7 +100,11 @@ def reference_ops() -> list[type]:
     class tv_dwconv(OpRun):  # noqa: N801 (the class name is the op_type)
         op_domain = PLUGIN_DOMAIN
 
-        def _run(self, x, weight, bias=None, scale=None, k=None, stride=None, padding=None, plugin_namespace=None, plugin_version=None):  # type: ignore[no-untyped-def]
+        def __init__(self, onnx_node, run_params, schema=None):  # type: ignore[no-untyped-def]
+            check_node_attr_names([a.name for a in onnx_node.attribute], node=f"tv_dwconv node {onnx_node.name!r}")
+            super().__init__(onnx_node, run_params, schema)
+
+        def _run(self, x, weight, bias=None, scale=None, k=None, stride=None, padding=None, plugin_namespace=None, plugin_version=None, aot=None):  # type: ignore[no-untyped-def]
             _check_plugin_attrs(plugin_namespace, plugin_version)
             return (tv_dwconv_reference(x, weight, bias, scale, k=int(k), stride=int(stride), padding=int(padding)),)
 
@@ -109,14 +117,15 @@ def reference_ops() -> list[type]:
 
 _ORT_ATTRS = ("k", "stride", "padding", "plugin_namespace", "plugin_version")
 _registered = False
-_errors: list[str] = []  # a Python exception inside an onnxruntime Python op aborts the process
+# A Python exception inside an onnxruntime Python op aborts the process: the kernel keeps it here
+# and returns NaN; ``ort_failures()`` collects them for one run (one list per run, kept by the thread
+# that runs it: runs in several threads neither report nor clear each other's, see CallbackFailures).
+_ORT_FAILURES = CallbackFailures()
 
 
-def pop_ort_errors() -> list[str]:
-    """Errors the onnxruntime kernel met since the last call (it returns NaN instead of raising)."""
-    errors = list(_errors)
-    _errors.clear()
-    return errors
+def ort_failures() -> contextlib.AbstractContextManager[list[str]]:
+    """``with ort_failures() as errors: session.run(...)``: what the onnxruntime kernel met in that run."""
+    return _ORT_FAILURES.collecting()
 
 
 def register_ort_op() -> str:
@@ -135,7 +144,7 @@ def register_ort_op() -> str:
                 wd = weight.astype(np.float64) * scale.astype(np.float64)  # int8 codes (exact as float32) times their scales
                 return tv_dwconv_reference(x, wd, bias, k=int(attrs["k"]), stride=int(attrs["stride"]), padding=int(attrs["padding"])).astype(np.float32)
             except Exception as err:  # noqa: BLE001 - must not propagate into onnxruntime (abort)
-                _errors.append(str(err))
+                _ORT_FAILURES.record(str(err))
                 return np.full((x.shape[0], *weight.shape[:1], *weight.shape[2:]), np.nan, dtype=np.float32)
 
         _registered = True
@@ -144,6 +153,14 @@ def register_ort_op() -> str:
 
 def has_plugin_nodes(model: onnx.ModelProto) -> bool:
     return any(n.domain == PLUGIN_DOMAIN and n.op_type == PLUGIN_OP for n in model.graph.node)
+
+
+def check_plugin_node_attrs(model: onnx.ModelProto) -> None:
+    """Refuse a plugin node with an attribute the node does not take (``_depthwise.NODE_ATTRS``):
+    ValueError ``"tv_dwconv node 'name': unknown attribute ..."``. Every runtime would drop it."""
+    for node in model.graph.node:
+        if node.domain == PLUGIN_DOMAIN and node.op_type == PLUGIN_OP:
+            check_node_attr_names([a.name for a in node.attribute], node=f"tv_dwconv node {node.name!r}")
 
 
 def ort_session_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -159,6 +176,7 @@ def ort_session_model(model: onnx.ModelProto) -> onnx.ModelProto:
         inputs = list(node.input) + [""] * (4 - len(node.input))
         if len(node.input) not in (2, 3, 4) or any(name and name not in inits for name in inputs[1:]) or not inputs[1]:
             raise ValueError(f"tv_dwconv node {node.name!r}: inputs must be (x, weight[, bias[, scale]]) with constant weight, bias and scale")
+        check_node_attr_names([a.name for a in node.attribute], node=f"tv_dwconv node {node.name!r}")
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         missing = [a for a in _ORT_ATTRS if a not in attrs]
         if missing:

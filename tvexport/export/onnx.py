@@ -503,7 +503,10 @@ def _session(source: Any, *, threads: int | None = None, spin: bool = True, what
             options.register_custom_ops_library(register_ort_op())
         except ImportError:
             raise missing("onnxruntime-extensions", what="running tv_dwconv plugin nodes on onnxruntime", extra="onnx") from None
-        model = ort_session_model(model)
+        try:
+            model = ort_session_model(model)
+        except ValueError as err:  # a plugin node the reference cannot take: bad input, one line
+            raise TvexportError(f"onnxruntime cannot load {what}: {err}", hint="export the model again with tvexport export --tv-op plugin") from None
     try:
         if model is None:
             return ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
@@ -593,14 +596,14 @@ class OrtRunner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         self.check_input(x)
-        try:
-            out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
-        except Exception as err:  # onnxruntime's own exception types
-            first = first_line(err, limit=300)
-            raise TvexportError(f"onnxruntime failed to run {self.what}: {first}") from err
-        from ._plugin_ref import pop_ort_errors
+        from ._plugin_ref import ort_failures
 
-        errors = pop_ort_errors()
+        with ort_failures() as errors:  # what this run's plugin nodes met (they return NaN instead of raising)
+            try:
+                out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)})[0]
+            except Exception as err:  # onnxruntime's own exception types
+                first = first_line(err, limit=300)
+                raise TvexportError(f"onnxruntime failed to run {self.what}: {first}") from err
         if errors:
             raise TvexportError(f"tv_dwconv node of {self.what} is invalid: {errors[0]}")
         return np.asarray(out, dtype=np.float32)

@@ -151,19 +151,20 @@ def scalar_args(n):  # type: ignore[no-untyped-def]
 INT32_MAX = 2**31 - 1
 
 
-def check_index_range(*, geometry: tuple[int, int, int, int, int], k: int, batch: int, config: LaunchConfig, batch_fix: str) -> None:
+def check_index_range(*, geometry: tuple[int, int, int, int, int], k: int, batch: int, config: LaunchConfig, batch_fix: str, layer_fix: str) -> None:
     """Refuse a launch whose index arithmetic would leave int32 (ValueError, one line).
 
     The kernel computes a channel's offset within a sample (``c * H * W``), within the kernel
     tensor (``c * k*k * OH * OW``) and the sample index (``N``, the program id) in 32 bits; only the
     per-sample offset ``n * C*H*W`` is 64-bit. ``batch`` is the largest batch that will be launched
     (a TensorRT profile's max); the grid is also capped by CUDA at 2**31 - 1 blocks along x.
-    ``batch_fix`` ends the refusals a smaller batch fixes.
+    ``batch_fix`` ends the refusals a smaller batch fixes, ``layer_fix`` those of a layer too large
+    at any batch.
     """
     c, h, w, oh, ow = geometry
     for what, size in (("one sample of its input (C*H*W)", c * h * w), ("its kernel tensor (C*k*k*OH*OW)", c * k * k * oh * ow)):
         if size > INT32_MAX:
-            raise ValueError(f"TV layer {geometry} (C, H, W, OH, OW) is too large for the fused kernel: {what} has {size} elements, over 2**31 - 1")
+            raise ValueError(f"TV layer {geometry} (C, H, W, OH, OW) is too large for the fused kernel: {what} has {size} elements, over 2**31 - 1; {layer_fix}")
     if batch + config.batch_tile - 1 > INT32_MAX:
         raise ValueError(f"batch {batch} is too large for the fused kernel, which takes the batch as a 32-bit integer; {batch_fix}")
     programs = config.grid(c, oh * ow, batch)[0]

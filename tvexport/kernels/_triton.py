@@ -122,7 +122,8 @@ def tv_dwconv_triton(
     if config is None:
         sm = _sm_count(x.device)
         config = launch_config(c, oh * ow, max(n, 1), sm_count=sm or DEFAULT_SM_COUNT, x_bytes=x.element_size())
-    check_index_range(geometry=(c, h, w, oh, ow), k=k, batch=n, config=config, batch_fix="run it in smaller batches")
+    check_index_range(geometry=(c, h, w, oh, ow), k=k, batch=n, config=config, batch_fix="run it in smaller batches",
+                      layer_fix="run it on fewer channels at a time and concatenate the outputs (a depthwise layer's channels are independent)")
     out = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device)
     if n == 0:
         return out

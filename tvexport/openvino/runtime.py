@@ -233,6 +233,17 @@ def _residual(value: Any) -> bool:
     return node.get_type_name() == "Add" and all(_constant(v) is None for v in node.input_values())
 
 
+NCHW_TO_NHWC = (0, 2, 3, 1)  # the Transpose the ONNX conversion puts before each TV op (ext/tv_dwconv.cpp: convert_onnx)
+
+
+def _permutation(transpose: Any) -> tuple[int, ...] | None:
+    """The axis order of a Transpose node whose order is a Constant; None where it is computed."""
+    order = transpose.input_value(1)
+    if order.get_node().get_type_name() != "Constant":
+        return None
+    return tuple(int(v) for v in np.asarray(order.get_node().get_data()).ravel())
+
+
 def fuse_pointwise_convs(model: Any) -> tuple[str, ...]:
     """Fold the 1x1 convolution (+ per-channel bias, + Clamp/Relu) that feeds a TV op through its
     Transpose to NHWC into the op (its ``pre_pointwise`` prologue, kernel.hpp): the op reads the
@@ -250,7 +261,8 @@ def fuse_pointwise_convs(model: Any) -> tuple[str, ...]:
     Nor at a static batch below POINTWISE_MIN_BATCH: at batch 1 the expanded activations stay in cache, and face MobileNetV2
     x0.1 read 1.02-1.07x slower folded (4 runs, none resolved alone). The weight (Cin, Cp) and bias (Cp),
     zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
-    ops whose input does not match (another consumer, a kernel or stride other than 1, ...) are
+    ops whose input does not match (another consumer, a kernel or stride other than 1, a Transpose of
+    another order than NCHW to NHWC, ...) are
     left as they are. Returns the names (the ONNX node names) of the TV ops a convolution was folded into."""
     from openvino import opset13 as ops
 
@@ -261,6 +273,8 @@ def fuse_pointwise_convs(model: Any) -> tuple[str, ...]:
         transpose = op.input_value(0)
         if transpose.get_node().get_type_name() != "Transpose" or len(_consumers(transpose)) != 1:
             continue
+        if _permutation(transpose.get_node()) != NCHW_TO_NHWC:
+            continue  # the prologue reads the convolution's input NCHW, or NHWC through this very order
         if op.get_input_element_type(0).get_type_name() != "f32":
             continue
         found = _pointwise_source(transpose.get_node())
@@ -340,7 +354,14 @@ class OpenVinoRunner:
         core = ov.Core()
         self.extension: Path | None = None
         if self.fused:
+            from ..export._plugin_ref import check_plugin_node_attrs
             from ._build import extension_path
+
+            try:  # the extension's conversion reads attributes by name and cannot list the others (ov::frontend::NodeContext)
+                check_plugin_node_attrs(proto)
+            except ValueError as err:
+                raise TvexportError(f"OpenVINO {ov.__version__} cannot compile {self.what}: {err}",
+                                    hint="export the model again with tvexport export --tv-op plugin") from None
 
             self.extension = Path(extension) if extension is not None else extension_path()
             try:

@@ -5,18 +5,20 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from ..errors import MissingDependencyError, TvexportError, first_line, missing
+from ..errors import CallbackFailures, MissingDependencyError, TvexportError, first_line, missing
 from ._spec import check_tensorrt
 
 
-# What tvexport's plugin callbacks raised during this parse and build, oldest first, one line each.
+# What tvexport's plugin callbacks raised during a parse and build, oldest first, one line each.
 # TensorRT catches an exception a Python plugin callback raises and writes it to std::cerr, never to
 # the ILogger (python/src/infer/pyPlugin.cpp: PLUGIN_API_CATCH, "Exception thrown from ..."), so its
-# log holds only what followed; build_engine clears it before parsing and reports the first of
-# these instead. One list per process: builds running at the same time in several threads share it
-# (each may report, or clear, another's), and a callback failure TensorRT recovers from (if it
-# skips a failed tactic) is still reported should the build fail later for another reason.
-PLUGIN_FAILURES: list[str] = []
+# log holds only what followed; build_engine collects them (``plugin_failures``: one list per build,
+# kept by the thread that runs it, see ``CallbackFailures``) and reports the first instead. A callback
+# failure TensorRT recovers from (if it skips a failed tactic) is still reported should the build
+# fail later for another reason.
+_PLUGIN_FAILURES = CallbackFailures()
+plugin_failures = _PLUGIN_FAILURES.collecting  # with plugin_failures() as failures: parse and build
+record_plugin_failure = _PLUGIN_FAILURES.record  # the plugin's callbacks: the first line of what they raised
 
 
 def require_tensorrt(what: str) -> ModuleType:

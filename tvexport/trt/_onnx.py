@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._depthwise import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_bias
+from .._depthwise import PLUGIN_NAME, PLUGIN_NAME_I8, PLUGIN_NAMESPACE, PLUGIN_VERSION, check_node_attr_names, check_node_bias
 from ..errors import TvexportError, missing
 from ..kernels._config import BIAS_MAP, bias_mode
 from ._spec import parse_attrs
@@ -92,6 +92,10 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             continue
         label = node.name or f"#{idx}"
         where = f"{source}: tv_dwconv node {label}"
+        try:  # TensorRT's parser would pass the plugin its own fields only, and drop the rest unsaid
+            check_node_attr_names([a.name for a in node.attribute], node=where)
+        except ValueError as err:
+            raise TvexportError(str(err), hint=REEXPORT) from None
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         for key in ("k", "stride", "padding"):
             if not isinstance(attrs.get(key), int):

@@ -14,7 +14,7 @@ from .._io import atomic_output, check_exported_file, check_output_path, output_
 from .._version import __version__
 from ..artifacts import check_output_suffix
 from ..errors import TvexportError, first_line
-from ._env import PLUGIN_FAILURES, Logger, load_plugin, require_cuda, require_tensorrt
+from ._env import Logger, load_plugin, plugin_failures, require_cuda, require_tensorrt
 from ._spec import (
     Profile,
     default_engine_path,
@@ -141,37 +141,37 @@ def build_engine(
         flags |= 1 << int(creation.STRONGLY_TYPED)
     if hasattr(creation, "PREFER_AOT_PYTHON_PLUGINS"):
         flags |= 1 << int(creation.PREFER_AOT_PYTHON_PLUGINS)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    PLUGIN_FAILURES.clear()  # the plugin's refusals are this parse's and build's cause when they fail (see _env)
-    if not parser.parse(prepared.data, str(onnx_path)):  # the path: where the parser finds weights kept as external data
-        errors = PLUGIN_FAILURES[:1] or [parser.get_error(i).desc() for i in range(parser.num_errors)] or logger.errors or ["unknown error"]
-        raise TvexportError(f"TensorRT could not parse {onnx_path}: {first_line(errors[0], default='unknown error')}")
-    if network.num_inputs != 1:
-        raise TvexportError(f"{onnx_path} has {network.num_inputs} inputs; tvexport builds single-input (NCHW image) models")
-    inp = network.get_input(0)
-    profile: Profile = profile_shapes(inp.name, tuple(inp.shape), min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
-    precision = resolve_precision(plan, fp16_requested=fp16, network_has_half=_network_has_half(trt, network))
+    with plugin_failures() as failures:  # the plugin's refusals in this parse and build: their cause when they fail (see _env)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(prepared.data, str(onnx_path)):  # the path: where the parser finds weights kept as external data
+            errors = failures[:1] or [parser.get_error(i).desc() for i in range(parser.num_errors)] or logger.errors or ["unknown error"]
+            raise TvexportError(f"TensorRT could not parse {onnx_path}: {first_line(errors[0], default='unknown error')}")
+        if network.num_inputs != 1:
+            raise TvexportError(f"{onnx_path} has {network.num_inputs} inputs; tvexport builds single-input (NCHW image) models")
+        inp = network.get_input(0)
+        profile: Profile = profile_shapes(inp.name, tuple(inp.shape), min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
+        precision = resolve_precision(plan, fp16_requested=fp16, network_has_half=_network_has_half(trt, network))
 
-    config = builder.create_builder_config()
-    if plan.fp16_flag:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "float32" and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)  # keep float32 convs within float32 tolerances
-    if workspace_mb is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if profile.dynamic or any(d < 0 for d in inp.shape):
-        opt_profile = builder.create_optimization_profile()
-        opt_profile.set_shape(inp.name, profile.min, profile.opt, profile.max)
-        config.add_optimization_profile(opt_profile)
+        config = builder.create_builder_config()
+        if plan.fp16_flag:
+            config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "float32" and hasattr(trt.BuilderFlag, "TF32"):
+            config.clear_flag(trt.BuilderFlag.TF32)  # keep float32 convs within float32 tolerances
+        if workspace_mb is not None:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+        if profile.dynamic or any(d < 0 for d in inp.shape):
+            opt_profile = builder.create_optimization_profile()
+            opt_profile.set_shape(inp.name, profile.min, profile.opt, profile.max)
+            config.add_optimization_profile(opt_profile)
 
-    logger.errors.clear()  # as before a run: a build that fails without saying why must not report the parser's errors
-    t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    seconds = time.perf_counter() - t0
-    if serialized is None:
-        detail = PLUGIN_FAILURES[0] if PLUGIN_FAILURES else logger.last_error("see the TensorRT log (--verbose)")
-        raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
+        logger.errors.clear()  # as before a run: a build that fails without saying why must not report the parser's errors
+        t0 = time.perf_counter()
+        serialized = builder.build_serialized_network(network, config)
+        seconds = time.perf_counter() - t0
+        if serialized is None:
+            detail = failures[0] if failures else logger.last_error("see the TensorRT log (--verbose)")
+            raise TvexportError(f"TensorRT failed to build an engine from {onnx_path}: {detail}")
 
     meta = prepared.metadata
     info = sidecar_contents(

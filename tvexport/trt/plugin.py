@@ -41,11 +41,13 @@ import tensorrt.plugin as trtp
 from .._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from ..errors import first_line
 from ..kernels._config import DEFAULT_SM_COUNT, aot_configs, bias_mode, check_index_range, scalar_args
-from ._env import PLUGIN_FAILURES
+from ._env import record_plugin_failure
 from ._onnx import REEXPORT
 from ._spec import ACTIVATION_TYPES, FLOAT_TYPES, INT8_TYPES, infer_output_dims, parse_attrs
 
 _DTYPES = {trt.float32: "fp32", trt.float16: "fp16", trt.int8: "int8"}
+# How to build a model with a TV layer too large for the fused kernel's 32-bit offsets (at any batch)
+LAYER_TOO_LARGE_FIX = "export the model with --tv-op portable, whose standard ONNX ops TensorRT builds without tvexport's plugin"
 
 # The INT attributes k, stride, padding are declared as int32 arrays, not ``int``: the ONNX parser
 # hands them over as 1-element INT32 fields, and tensorrt.plugin (10.9 to at least 11.1; the 11.4
@@ -58,11 +60,11 @@ Int = npt.NDArray[np.int32]
 @contextlib.contextmanager
 def _kept() -> Iterator[None]:
     """Keep the first line of what a callback raises for ``tvexport build``'s one-line error:
-    TensorRT prints a plugin callback's exception to stderr only (see ``_env.PLUGIN_FAILURES``)."""
+    TensorRT prints a plugin callback's exception to stderr only (see ``_env.plugin_failures``)."""
     try:
         yield
     except Exception as err:
-        PLUGIN_FAILURES.append(first_line(err))
+        record_plugin_failure(first_line(err))
         raise
 
 
@@ -223,7 +225,7 @@ def _aot(tensors: Tuple[trtp.TensorDesc, ...], node: _Node, tactic: int):  # typ
     # The kernel's channel offsets, N and the program id are 32-bit (kernels/_config.py); the
     # launcher checks each launch, an engine is checked here once for the profile's largest batch.
     check_index_range(geometry=node.geometry, k=node.k, batch=_max_batch(x), config=config,
-                      batch_fix="build the engine with a smaller --max-batch")
+                      batch_fix="build the engine with a smaller --max-batch", layer_fix=LAYER_TOO_LARGE_FIX)
     kernel = _compile(*node.dtypes, node.geometry, node.k, node.stride, node.bias_mode, config, _build_arch())
     c, _, _, oh, ow = node.geometry
     n = x.shape_expr[0]
