@@ -204,9 +204,11 @@ constexpr bool kScaleRegisters = false;
 // chunk (4 cycles each on Zen 3), which bound the loop (llvm-mca -mcpu=znver3: ~4.7 cycles per
 // tap and 16 int8 values, the FP pipes alone ~3.4). Issue 17 (stop 42, avx2b1_42), AVX2-only Zen 3
 // VM, with kRunningOffsets below: the kernel alone (openvino_kernel_micro.py --isa avx2, one
-// thread, face MobileNetV2 x0.1, batch 1) int8 network sums hot 0.82x, cold 0.81x (null 0.98,
-// 1.00), float16 hot 0.93x, cold 0.94x of the null test's (8 rounds; int8 stride-1 layers
-// 0.66-0.85x, stride 2 0.78-0.98x); 2 v16 (TVX_ONE_IMAGE_CHUNK=32) gained about half as much.
+// thread, face MobileNetV2 x0.1, batch 1, against main) network sums hot / cold int8 0.96x /
+// 0.88x, float16 0.96x / 0.92x, float32 1.02x / 0.96x (nulls 0.98-1.01; per layer int8 0.80-0.97x,
+// float32 0.91-1.07x; benchmarks/results/openvino_kernel_micro_zen3_avx2b1_42_x0_1_b1.md); in
+// scratch runs of 8 rounds int8 0.82x / 0.81x (nulls 0.98, 1.00), float16 0.93x / 0.94x of the
+// null's (nulls 0.80, 0.90); 2 v16 (TVX_ONE_IMAGE_CHUNK=32) gained about half as much.
 // In OpenVINO (openvino_ab.py --switch build against main, 2 threads, batch 1, 36 rounds) TV ops
 // float32 / float16 / int8 x0.1 0.99x / 0.88x / 0.94x (nulls 0.996-1.02), ShuffleNetV2 x1.0
 // 1.00x / 0.92x / 0.96x (nulls 0.98-1.00), x1.0 (kernels from DRAM) unchanged; wall x0.1 0.98x /
