@@ -7,7 +7,8 @@
 // for compressed kernels (vcvtph2ps; int8 via vpmovsxbd + vcvtdq2ps).
 //
 // Register blocking: TVX_CHUNK floats of (position, channel) x TVX_BATCH_TILE images of
-// accumulators stay in registers across all k*k taps; each kernel vector is loaded (and
+// accumulators stay in registers across all k*k taps (one image on AVX2: 64 floats, see
+// kOneImageVectors); each kernel vector is loaded (and
 // dequantized: float16 converted, int8 converted and multiplied by its (tap, channel) scale) once
 // and feeds TVX_BATCH_TILE multiply-adds, one per image. Batches that are not a multiple of the
 // tile end with a narrower tile of the remaining images (same code, fewer accumulators). int8
@@ -196,6 +197,41 @@ constexpr int64_t kVectors = TVX_CHUNK / kLanes;  // accumulators held in regist
 constexpr bool kScaleRegisters = true;
 #else
 constexpr bool kScaleRegisters = false;
+#endif
+// Accumulator vectors of a chunk at one image (Pass::body; batch 1, or a batch's last one-image
+// tile): on AVX2 4 v16 (8 of the 16 ymm), not kVectors = 1 (TVX_CHUNK = 16, sized for the 4-image
+// tile), whose 2 ymm each take one multiply-add per tap: a chain of 9 dependent multiply-adds per
+// chunk (4 cycles each on Zen 3), which bound the loop (llvm-mca -mcpu=znver3: ~4.7 cycles per
+// tap and 16 int8 values, the FP pipes alone ~3.4). Issue 17 (stop 42, avx2b1_42), AVX2-only Zen 3
+// VM, with kRunningOffsets below: the kernel alone (openvino_kernel_micro.py --isa avx2, one
+// thread, face MobileNetV2 x0.1, batch 1, against main) network sums hot / cold int8 0.96x /
+// 0.88x, float16 0.96x / 0.92x, float32 1.02x / 0.96x (nulls 0.98-1.01; per layer int8 0.80-0.97x,
+// float32 0.91-1.07x; benchmarks/results/openvino_kernel_micro_zen3_avx2b1_42_x0_1_b1.md); in
+// scratch runs of 8 rounds int8 0.82x / 0.81x (nulls 0.98, 1.00), float16 0.93x / 0.94x of the
+// null's (nulls 0.80, 0.90); 2 v16 (TVX_ONE_IMAGE_CHUNK=32) gained about half as much.
+// In OpenVINO (openvino_ab.py --switch build against main, 2 threads, batch 1, 36 rounds) TV ops
+// float32 / float16 / int8 x0.1 0.99x / 0.88x / 0.94x (nulls 0.996-1.02), ShuffleNetV2 x1.0
+// 1.00x / 0.92x / 0.96x (nulls 0.98-1.00), x1.0 (kernels from DRAM) unchanged; wall x0.1 0.98x /
+// 0.91x / 0.96x, each within its rounds' p10-p90 (benchmarks/results/openvino_*_zen3_avx2b1_42_*).
+// Batch > 1 keeps kVectors (4-image tiles of such chunks would need 32 ymm).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#    if !defined(TVX_ONE_IMAGE_CHUNK)
+#        define TVX_ONE_IMAGE_CHUNK 64  // 8 ymm accumulators
+#    endif
+constexpr int64_t kOneImageVectors = TVX_ONE_IMAGE_CHUNK / kLanes;
+#else
+constexpr int64_t kOneImageVectors = kVectors;
+#endif
+// The multiply-add loop walks its input and scale offsets along instead of dividing per chunk
+// (Pass::chunks: int8 scales at q % C, strided input at q / C * s * C + q % C: an idiv per chunk in
+// the AVX2 object). Alone (TVX_ONE_IMAGE_CHUNK=16) not resolved in the kernel alone on the Zen 3
+// (int8 network sums hot 0.98x, cold 0.96x; null tests 0.94, 0.86 in that noisy run); kept beside
+// the wider chunks, whose strided input offsets it walks once per vector.
+// AVX2 only: the AVX-512 and baseline objects stay byte for byte the same (not measured there).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr bool kRunningOffsets = true;
+#else
+constexpr bool kRunningOffsets = false;
 #endif
 
 #if !defined(TVX_V16_PARTS)
@@ -762,6 +798,8 @@ struct Pass {
             if (a.sw.scale_registers)
                 u = scale_register_chunks<kStrided>(nt, len, dst, bias, fetch);
         }
+        if constexpr (NB == 1 && kOneImageVectors > kVectors)
+            u = chunks<1, kStrided, kOneImageVectors>(nt, u, len, dst, bias, img, fetch);
         u = chunks<NB, kStrided, kVectors>(nt, u, len, dst, bias, img, fetch);
         const auto xoff = input_offset<kStrided>();
         const auto soff = scale_offset();
@@ -834,18 +872,51 @@ struct Pass {
             for (int t = 0; t < NT; ++t)
                 for (int r = 0; r < P; ++r)
                     scales[t][r] = load(tap_s[t] + r * kLanes);
+        // kRunningOffsets: the offsets walked along instead (no division per chunk)
+        const int64_t C = a.c, sC = a.stride * a.c;
+        const bool short_scale = kInt8 && NT == 0 && C % kLanes == 0;
+        int64_t run_x = 0, run_c = 0, run_s = 0;
+        if constexpr (kRunningOffsets) {
+            if (u + kFloats <= len) {
+                run_x = xoff(u);
+                run_c = kStrided ? u % C : 0;
+                run_s = NT == 0 ? soff(u) : 0;
+            }
+        }
         for (; u + kFloats <= len; u += kFloats) {
             v16 acc[NB][KV];
             for (int b = 0; b < NB; ++b)
                 for (int64_t v = 0; v < KV; ++v)
                     acc[b][v] = TVX_BIAS_VECTOR(bias, bias + u + v * kLanes);
-            const int64_t xu = xoff(u);
+            int64_t xu;
             int64_t xo[KV];  // the chunk's vectors in the input, from xu
             int64_t so[KV] = {};  // and their int8 scales, from tap_s (NT > 0: in registers instead)
-            for (int64_t v = 0; v < KV; ++v) {
-                xo[v] = xoff(u + v * kLanes) - xu;
-                if constexpr (NT == 0)
-                    so[v] = soff(u + v * kLanes);
+            if constexpr (kRunningOffsets) {
+                xu = run_x;
+                int64_t xr = 0;
+                for (int64_t v = 0; v < KV; ++v) {
+                    xo[v] = xr;
+                    so[v] = run_s;
+                    xr += kLanes;
+                    run_s += kLanes;
+                    if (short_scale && run_s >= C)
+                        run_s -= C;
+                    if constexpr (kStrided) {
+                        run_c += kLanes;
+                        if (run_c >= C) {
+                            run_c -= C;
+                            xr += sC - C;
+                        }
+                    }
+                }
+                run_x += xr;
+            } else {
+                xu = xoff(u);
+                for (int64_t v = 0; v < KV; ++v) {
+                    xo[v] = xoff(u + v * kLanes) - xu;
+                    if constexpr (NT == 0)
+                        so[v] = soff(u + v * kLanes);
+                }
             }
             const auto tap = [&](int t) {
                 const WT* wp = tap_w[t] + u;
