@@ -23,7 +23,11 @@ counters (--layer-threads, default --threads; on the Zen 4 VM two threads' count
 within minutes while one thread's held within ~10 %); the reorders around TV ops are summed
 separately. Beside them the DW network's depthwise convolutions in the TV layers' places, timed
 the same way against the same kind of floor (weights + input + output bytes): how close OpenVINO's
-own depthwise kernel comes to its floor on those geometries. Rows whose layers' data (kernels +
+own depthwise kernel comes to its floor on those geometries. Each TV layer also has a compute
+floor: its multiply-adds (see multiply_adds) at the multiply-add peak measured in the same run
+(openvino_kernel_micro's helper, 'fma' mode: register-only chains at the widest vector width the
+CPU runs, one copy per counter thread at once; '-' where the helper cannot be built), and 'x
+roofline' = time / max(memory floor, compute floor). Rows whose layers' data (kernels +
 inputs + outputs) fits in the L3 (read from sysfs, recorded as l3_bytes) are marked: warm runs
 read it from cache, so the DRAM floor is not binding there. Width sweep: face MobileNetV2 at each registry width, TV (ov-fused) and DW
 (best of ov-dw and ort-dw per width) at batch 1, TV and ov-dw interleaved, ort-dw in a case
@@ -41,6 +45,7 @@ import copy
 import json
 import math
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Collection
@@ -49,9 +54,11 @@ from typing import Any
 
 import _common
 import numpy as np
+import openvino_kernel_micro as kernel_micro
 import torch
 
 from tvexport.bake import random_inputs
+from tvexport.errors import MissingDependencyError
 from tvexport.export._onnx_tv import PLUGIN_OP
 from tvexport.export.onnx import OrtRunner, onnx_graph, simplify_graph
 from tvexport.models.registry import config_of
@@ -209,6 +216,75 @@ def floor_bytes(graph: Any, batch: int, *, folded: Collection[str] = ()) -> dict
     return out
 
 
+def multiply_adds(graph: Any, batch: int, *, folded: Collection[str] = ()) -> dict[str, int]:
+    """Multiply-adds each TV node does: k*k taps per output element (C x h x w x batch elements). A
+    node in ``folded`` (layer_profile) also computes its ring's rows from the 1x1 convolution's
+    narrow input (kernel.cpp's pointwise prologue): cin x C per input position, each of the h*s x
+    w*s positions per image once, as floor_bytes counts that input. Not counted: the rows and
+    columns the prologue computes again in each tile that shares them (kernel.cpp: ~6 % at stride 2
+    with 8-row tiles; it depends on the tiling, hence on batch, threads and kernel dtype), bias,
+    scales and clamps."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in graph.graph.initializer}
+    out = {}
+    for node in graph.graph.node:
+        if node.op_type != PLUGIN_OP:
+            continue
+        c, kk, h, wd = numpy_helper.to_array(inits[node.input[1]]).shape
+        s = {a.name: a.i for a in node.attribute}["stride"]
+        macs = batch * c * kk * h * wd
+        if node.name in folded:
+            conv = pointwise_conv(graph, node)
+            if conv is None:
+                raise SystemExit(f"TV layer {node.name}: recorded as folded, but no Conv feeds it in the ONNX graph")
+            macs += batch * inits[conv.input[1]].dims[1] * c * h * s * wd * s
+        out[node.name] = int(macs)
+    return out
+
+
+def fma_peak(threads: int, *, rounds: int = 3) -> dict[str, Any]:
+    """The multiply-add peak of ``threads`` threads: openvino_kernel_micro's helper (built as that
+    script builds it, into its cache) in its 'fma' mode (register-only chains at the widest vector
+    width this CPU runs), ``threads`` copies at once, their rates summed; the median of ``rounds``.
+    ``{"error": why}`` (one line) where the helper cannot be built or run."""
+    try:
+        isa = kernel_micro.native_isa()
+        if isa is None:
+            return {"error": "this CPU runs neither AVX-512 (x86-64-v4) nor AVX2 + FMA + F16C (x86-64-v3), the helper's builds"}
+        binary = kernel_micro.build(isa=isa, log=False)
+        sums = []
+        for _ in range(rounds):
+            procs = [subprocess.Popen([str(binary), "fma"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(threads)]
+            rates = []
+            for proc in procs:
+                out, err = proc.communicate()
+                if proc.returncode:
+                    return {"error": f"{binary} fma failed ({proc.returncode}): {(err.strip().splitlines() or [''])[-1]}"}
+                rates.append(next(json.loads(line) for line in out.splitlines() if line.startswith("{"))["fma_vectors_per_ns"])
+            sums.append(sum(rates))
+    except (MissingDependencyError, SystemExit, OSError, StopIteration, ValueError, KeyError) as err:
+        why = str(err.code if isinstance(err, SystemExit) else err).strip().splitlines() or [type(err).__name__]
+        return {"error": f"the multiply-add helper (benchmarks/ov_kernel_micro) could not be built or run: {why[0]}"}
+    # vectors of 16 multiply-adds per ns
+    return {"gfma_per_s": 16 * statistics.median(sums), "gfma_per_s_rounds": [16 * v for v in sums], "threads": threads,
+            "isa": isa, "vector_bits": 512 if isa == "avx512" else 256}
+
+
+def add_compute_floor(case: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
+    """``case`` with the run's ``peak`` (fma_peak) and, on every TV layer row that counts its
+    multiply-adds, the compute floor (us) and time / max(memory floor, compute floor)."""
+    case = {**case, "fma_peak": peak}
+    if "gfma_per_s" not in peak:
+        return case
+    for prof in case["layers"].values():
+        for row in prof["layers"]:
+            if "macs" in row:
+                row["compute_us"] = row["macs"] / (peak["gfma_per_s"] * 1e3)
+                row["x_roofline"] = row["us"] / max(row["floor_us"], row["compute_us"])
+    return case
+
+
 def dw_layers(g_dw: Any, g_tv: Any, batch: int) -> dict[str, int]:
     """The DW network's depthwise convolutions that stand where the TV network has its TV layers,
     each with its floor bytes (weights + bias + input + output, float32, as floor_bytes counts a TV
@@ -294,8 +370,9 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
     for name, key in (("ov-fused", "plugin"), ("ov-fused-f16", "plugin_f16"), ("ov-fused-int8", "plugin_int8")):
         prof = layer_profile(g_tv[key], x, threads=lt, runs=args.layer_runs)
         floors = floor_bytes(g_tv[key], batch, folded=prof["folded"])
+        macs = multiply_adds(g_tv[key], batch, folded=prof["folded"])
         prof["layers"] = [{"name": n, "us": us, "floor_bytes": floors[n], "floor_us": floors[n] / bandwidth * 1e6,
-                           "x_floor": us / (floors[n] / bandwidth * 1e6), "folded": n in prof["folded"]}
+                           "x_floor": us / (floors[n] / bandwidth * 1e6), "folded": n in prof["folded"], "macs": macs[n]}
                           for n, us in prof["tv_us"].items()]
         del prof["tv_us"]
         layers[name] = prof
@@ -386,9 +463,18 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
            "the runner folded their 1x1 convolution into (runtime.fuse_pointwise_convs; '-': not recorded, the rows before it): "
            "their time holds that convolution's work, which the DW columns' layers do not, and their floor counts what they "
            "move (the convolution's narrow input, its weight and bias, the stored kernels, the output).", "",
+           "Compute floor: each TV layer's multiply-adds at the multiply-add peak measured in the run of the row (openvino_kernel_micro's "
+           "helper in its 'fma' mode: register-only chains at the widest vector width the CPU runs, one copy per counter thread at "
+           "once; 'peak GFMA/s'). Counted: k*k per output element (C x h x w x batch), and for a folded layer also its 1x1 "
+           "convolution's cin x C per input position (h*s x w*s per image, each once: the rows and columns the prologue computes "
+           "again per tile, ~6 % at stride 2 with 8-row tiles, are not counted, nor bias, scales and clamps). 'x roofline' = time / "
+           "max(memory floor, compute floor): where a layer is bound by multiply-add throughput rather than memory (folded layers "
+           "on AVX2), 'x floor' overstates how far it is from what the machine allows, 'x roofline' does not. The memory-floor "
+           "columns are as before: the target is stated against them." + _peak_note(result), "",
            "| network | batch | kernels | counter threads | folded | TV ops total ms | TV floor ms | total / floor | worst layer x floor | median layer x floor | "
-           "DW ops total / floor | DW worst / median layer x floor | reorders ms (fused / DW net) | copy GB/s | layer data MiB, TV / DW |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "TV compute floor ms | worst layer x roofline | median layer x roofline | "
+           "DW ops total / floor | DW worst / median layer x floor | reorders ms (fused / DW net) | copy GB/s | peak GFMA/s | layer data MiB, TV / DW |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     l3 = result.get("l3_bytes")
     for c in result["cases"]:
         for kind, prof in c["layers"].items():
@@ -397,8 +483,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
             xs = sorted(x["x_floor"] for x in ls)
             md.append(f"| {c['arch']} | {c['batch']} | {kind.removeprefix('ov-fused').strip('-') or 'f32'} | {c.get('layer_threads', result['threads'])} | "
                       f"{_folded(prof)} | {tot:.3g} | {fl:.3g} | {tot / fl:.2f} | "
-                      f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {_dw_columns(c)} | {prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
-                      f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} | {_layer_data(ls, l3)} / {_layer_data(c.get('dw_layers', []), l3)} |")
+                      f"{xs[-1]:.2f} | {statistics.median(xs):.2f} | {_roofline_columns(ls)} | {_dw_columns(c)} | "
+                      f"{prof['reorders_us'] / 1e3:.3g} / {c['dw_reorders_us'] / 1e3:.3g} | "
+                      f"{ls[0]['floor_bytes'] / ls[0]['floor_us'] / 1e3:.1f} | {_peak(c)} | {_layer_data(ls, l3)} / {_layer_data(c.get('dw_layers', []), l3)} |")
     md += ["", _l3_note(l3)]
     if result.get("sweep"):
         sw = result["sweep"]
@@ -456,6 +543,30 @@ def _l3_note(l3_bytes: int | None) -> str:
     return (f"{where}: the counters average warm runs, which then read it from cache rather than DRAM, so the floor at the DRAM "
             f"copy bandwidth is not binding there, values below 1.0x can occur, and the <= {TARGETS['layer_floor']}x target says "
             "nothing for such rows.")
+
+
+def _roofline_columns(rows: list[dict[str, Any]]) -> str:
+    """'compute floor ms | worst | median' layer x roofline, '- | - | -' where a row has no compute floor."""
+    if not rows or any("x_roofline" not in x for x in rows):
+        return "- | - | -"
+    xs = sorted(x["x_roofline"] for x in rows)
+    return f"{sum(x['compute_us'] for x in rows) / 1e3:.3g} | {xs[-1]:.2f} | {statistics.median(xs):.2f}"
+
+
+def _peak(case: dict[str, Any]) -> str:
+    """The multiply-add peak the row's compute floor used (GFMA/s), '-' without one."""
+    peak = case.get("fma_peak", {})
+    return f"{peak['gfma_per_s']:.0f}" if "gfma_per_s" in peak else "-"
+
+
+def _peak_note(result: dict[str, Any]) -> str:
+    """' No compute floor ('-') in rows ...: why' for the rows without one: the errors their runs
+    recorded (fma_peak), or that they were recorded before it; '' where every row has one."""
+    errors = list(dict.fromkeys(c["fma_peak"]["error"] for c in result["cases"] if "error" in c.get("fma_peak", {})))
+    old = sum("fma_peak" not in c for c in result["cases"])
+    notes = ([f"in rows whose run could not measure the multiply-add peak ({'; '.join(errors)})"] if errors else []) + (
+        [f"in {old} rows recorded before the compute floor"] if old else [])
+    return f" No compute floor ('-') {' and '.join(notes)}." if notes else ""
 
 
 def _dw_columns(case: dict[str, Any]) -> str:
@@ -565,10 +676,14 @@ def main() -> int:
                        "versions": vers, "machine_text": machine_text, "l3_bytes": l3_cache_bytes()})
         result["bandwidth"] = bandwidth_with(layer_threads(args))
     if not args.sweep_only:
+        result["fma_peak"] = fma_peak(layer_threads(args))
+        if "error" in result["fma_peak"]:
+            print(f"no compute floor: {result['fma_peak']['error']}", file=sys.stderr)
+    if not args.sweep_only:
         for arch in args.arch or _common.ARCHS:
             for batch in args.batch or BATCHES:
                 print(f"{arch} batch {batch}", file=sys.stderr, flush=True)
-                case = {**network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"]), "command": command}
+                case = {**add_compute_floor(network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"]), result["fma_peak"]), "command": command}
                 result["cases"] = [c for c in result["cases"] if (c["arch"], c["batch"]) != (arch, batch)] + [case]
                 result["commands"] = _commands(result)
                 render(result, args.out, name)  # keep what is done if a later case fails

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import statistics
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -228,3 +229,81 @@ def test_folded_layers_floor_counts_what_they_move(fused: ModuleType, tmp_path: 
         row = next(line for line in table.splitlines() if line.startswith("| face"))
         assert dict(zip(header.split("|"), row.split("|")))[" folded "].strip() == cell
     assert "'folded': the TV layers the runner folded their 1x1 convolution into" in table
+
+
+def _layer_cells(md: str) -> list[dict[str, str]]:
+    """The per-layer table's rows, each as {header: cell}."""
+    table = md.split("## Per TV layer")[1].split("## Width sweep")[0]
+    header = next(line for line in table.splitlines() if line.startswith("| network"))
+    names = [c.strip() for c in header.split("|")[1:-1]]
+    return [dict(zip(names, (c.strip() for c in line.split("|")[1:-1]))) for line in table.splitlines() if line.startswith(("| face", "| deeplab"))]
+
+
+def test_compute_floor_and_roofline_on_a_tiny_run(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the per-layer table set each TV layer only against its memory floor, though a layer
+    with a folded 1x1 convolution also does that convolution's multiply-adds (on AVX2 bound by
+    them). A tiny run records each layer's multiply-adds (k*k per output element, + cin x C per
+    input position where folded: counted here from the ONNX shapes), the multiply-add peak measured
+    in the run, and the table shows the compute floor and time / max(memory floor, compute floor)
+    (worst and median layer) beside the memory-floor columns, which keep their values."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tvexport.profile import load_subject
+
+    monkeypatch.setattr(sys, "argv", ["openvino_fused.py", "--arch", "face_mobilenetv2_x0_1", "--batch", "2", "--no-sweep", "--quick",
+                                      "--threads", "1", "--layer-runs", "2", "--name", "tiny", "--out", str(tmp_path)])
+    assert fused.main() == 0
+    result = json.loads((tmp_path / "tiny.json").read_text())
+    (case,) = result["cases"]
+    peak = case["fma_peak"]
+    assert peak == result["fma_peak"] and peak["threads"] == 1 and peak["gfma_per_s"] > 0
+    # multiply-adds from the graph's shapes (the folded convolutions' inputs from shape inference)
+    graph = fused.plugin_graph(load_subject("face_mobilenetv2_x0_1").networks[0].form("baked"), 2)
+    inferred = onnx.shape_inference.infer_shapes(graph)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in [*inferred.graph.value_info, *inferred.graph.input]}
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
+    nodes = {n.name: n for n in graph.graph.node}
+    prof = case["layers"]["ov-fused"]
+    assert prof["folded"]
+    for row in prof["layers"]:
+        c, kk, h, w = inits[nodes[row["name"]].input[1]].shape
+        expect = 2 * c * kk * h * w
+        if row["folded"]:
+            conv = fused.pointwise_conv(graph, nodes[row["name"]])
+            n, cin, ih, iw = shapes[conv.input[0]]
+            expect += n * ih * iw * cin * inits[conv.input[1]].shape[0]
+        assert row["macs"] == expect
+    md = (tmp_path / "tiny.md").read_text()
+    assert "'x roofline' = time / max(memory floor, compute floor)" in md and "No compute floor" not in md
+    for kind, cells in zip(case["layers"], _layer_cells(md)):
+        rows = case["layers"][kind]["layers"]
+        compute_ms = sum(r["macs"] for r in rows) / (peak["gfma_per_s"] * 1e9) * 1e3
+        roof = sorted(r["us"] / max(r["floor_us"], r["macs"] / (peak["gfma_per_s"] * 1e3)) for r in rows)
+        floor = sorted(r["us"] / r["floor_us"] for r in rows)
+        assert cells["TV compute floor ms"] == f"{compute_ms:.3g}" and cells["peak GFMA/s"] == f"{peak['gfma_per_s']:.0f}"
+        assert cells["worst layer x roofline"] == f"{roof[-1]:.2f}" and cells["median layer x roofline"] == f"{statistics.median(roof):.2f}"
+        assert cells["worst layer x floor"] == f"{floor[-1]:.2f}"  # the memory-floor columns as before
+
+
+def test_no_compute_floor_where_the_helper_cannot_be_built(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the multiply-add helper cannot be built, the run goes on: its rows show '-' in the
+    compute columns and one line says why; rows of older files show '-' too, and say so."""
+    def broken(**kwargs: object) -> None:
+        raise SystemExit("build of variant 'base' failed: c++ -O3 ...\nerror: something long\nmore")
+
+    monkeypatch.setattr(fused.kernel_micro, "build", broken)
+    peak = fused.fma_peak(1)
+    assert peak["error"].endswith("could not be built or run: build of variant 'base' failed: c++ -O3 ...")
+    result = json.loads(RESULTS.read_text())
+    old = copy.deepcopy(result)
+    result["cases"][0] = fused.add_compute_floor(result["cases"][0], peak)
+    fused.render(result, tmp_path, "broken")
+    md = (tmp_path / "broken.md").read_text()
+    cells = _layer_cells(md)
+    assert all(r["worst layer x roofline"] == r["TV compute floor ms"] == r["peak GFMA/s"] == "-" for r in cells)
+    assert md.count("No compute floor") == 1 and f"could not measure the multiply-add peak ({peak['error']})" in md
+    assert f"in {len(result['cases']) - 1} rows recorded before the compute floor" in md
+    fused.render(old, tmp_path, "old")
+    old_cells = _layer_cells((tmp_path / "old.md").read_text())
+    assert [r["worst layer x floor"] for r in old_cells] == [r["worst layer x floor"] for r in cells]
