@@ -367,7 +367,16 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
 // = 48 ymm; a ci step of 8 x 3 was ~820 instructions for its 48 multiply-adds, the broadcast
 // written lane by lane to the stack), and the fold lost on the Zen 3 (benchmarks/results/README.md,
 // 'The pointwise fold on an AVX2-only Zen 3'). Elsewhere (SSE2 baseline, NEON) v16 and AVX-512's
-// shapes, not measured.
+// shapes, not measured. At cin 8 the 4 x 3 block compiles (g++ 12, x86-64-v3) to 96 register
+// multiply-adds, 3 weight loads + 4 broadcasts per input channel, no stack traffic. Tried on the Zen 3
+// and dropped (issue 17, pw42b; openvino_ab.py --switch build, face MobileNetV2 x0.1 batch 16, 36
+// rounds of 10, TV ops main / tried, float32 / float16 / int8, null tests in brackets): 5 x 3 and
+// 7 x 2 with the weights as memory operands of the multiply-adds (15 accumulators; an empty asm
+// hides the weight pointer so g++ does not hoist the loads): 0.902 (0.998) / 0.934 (1.031) /
+// 0.881 (1.002), ~10 % slower (a 256-bit load per multiply-add: the Zen 3's two 256-bit loads a
+// cycle, as many as its multiply-adds); pointwise_block always inlined into pointwise_chunk
+// (no call and vzeroupper per block): 1.008 (1.028) / 0.977 (0.980) / 0.974 (0.981), no change
+// (benchmarks/results/openvino_ab_build_zen3_pw42b_{w5x3,inline}_x0_1_b16.md).
 #if defined(__AVX2__) && !defined(__AVX512F__)
 typedef float pv __attribute__((vector_size(32)));
 constexpr int64_t kPwLanes = 8;
