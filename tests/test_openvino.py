@@ -417,8 +417,10 @@ def test_int8_scales_in_registers(case: Case, switch: str, extension: Path, kern
 
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
-    choice is made when the library loads) pass part of the grid, one channel-block case and one
-    batch-1 layer read in place; the widest one this CPU runs is
+    choice is made when the library loads) pass part of the grid, one channel-block case, one
+    batch-1 layer read in place, and stride-2 layers at one image (AVX2: its one-image chunks and
+    walked strided offsets and int8 scale offsets, C = 16, 32, and 40 for the last image of a batch of 5);
+    the widest one this CPU runs is
     the default, which the grid above tests. A variant the CPU lacks falls back."""
     script = (
         "import sys, test_openvino as t\n"
@@ -428,6 +430,9 @@ def test_every_kernel_variant(extension: Path) -> None:
         "errs = [t.run_case(c, Path(sys.argv[1])) for c in cases]\n"
         "errs.append(t.run_case(t.Case(3, 1, 'map', 'float32', 5, channels=1920, h=16, w=6), Path(sys.argv[1]), threads=2))  # channel blocks\n"
         "errs.append(t.run_case(t.Case(3, 1, 'channel', 'int8', 1, channels=48, h=5, w=9), Path(sys.argv[1])))  # batch 1 in place\n"
+        "errs.append(t.run_case(t.Case(5, 2, 'map', 'int8', 1, channels=32, h=6, w=7), Path(sys.argv[1])))  # stride 2, one image\n"
+        "errs.append(t.run_case(t.Case(3, 2, None, 'float16', 1, channels=16, h=5, w=9), Path(sys.argv[1])))\n"
+        "errs.append(t.run_case(t.Case(3, 2, 'channel', 'int8', 5, channels=40, h=4, w=6), Path(sys.argv[1])))  # last image of 5\n"
         "r = OpenVinoRunner(t.layer_graph(cases[0])[0], extension=Path(sys.argv[1]))\n"
         "print(r.kernel, max(errs), len(errs))\n"
     )
@@ -438,7 +443,7 @@ def test_every_kernel_variant(extension: Path) -> None:
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         kernel, err, n = proc.stdout.strip().rsplit(" ", 2)
-        assert float(err) < LAYER_RTOL and int(n) == 11, (variant, proc.stdout)
+        assert float(err) < LAYER_RTOL and int(n) == 14, (variant, proc.stdout)
         seen.add(kernel)
     assert "baseline" in seen
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
