@@ -97,7 +97,8 @@ def check_node_attrs(k: int, stride: int, padding: int, *, node: str = "tv_dwcon
 # and plugin_version TensorRT's ONNX parser finds the plugin by, and the INT aot its parser reads as the
 # plugin creation request (tvexport.trt._onnx). Any other attribute would be dropped by every runtime
 # (OpenVINO's conversion reads attributes by name, TensorRT's parser passes the plugin's fields only)
-# and the node computed as if it were absent, so every path refuses it (``check_node_attr_names``).
+# and the node computed as if it were absent, so every tvexport path refuses it (``check_node_attr_names``;
+# the OpenVINO extension loaded directly, as examples/openvino_runner does, cannot list attributes and ignores them).
 NODE_ATTRS = ("k", "stride", "padding", "plugin_namespace", "plugin_version", "aot")
 
 

@@ -11,7 +11,9 @@ Node spec (shared with the TensorRT plugin):
   ``k // 2``, what its kernel applies); STRING attributes ``plugin_namespace`` =
   "tvexport" and ``plugin_version`` = "1" (what TensorRT's ONNX parser uses to find the plugin);
   TensorRT's INT ``aot`` (its plugin creation request) may be there too; any other attribute is
-  refused on every path (``tvexport._depthwise.NODE_ATTRS``), as each runtime would drop it;
+  refused by every tvexport path (``tvexport._depthwise.NODE_ATTRS``), as each runtime would drop it
+  (the OpenVINO extension loaded without tvexport, e.g. examples/openvino_runner, cannot list a
+  node's attributes and ignores unknown ones);
 * output (N, C, h, w)::
 
     out[n, c, i, j] = sum_{ky, kx} w[c, ky*k + kx, i, j] * xpad[n, c, i*stride + ky, j*stride + kx] (+ bias[c, i, j])
