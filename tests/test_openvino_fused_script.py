@@ -110,6 +110,36 @@ def _merge_run(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return ran
 
 
+def test_full_run_sweeps_in_a_process_of_its_own(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --no-sweep, the paired rows are written, then the sweep runs in a child process
+    (--sweep-only, merged into the same file), never after the paired cases in their process (there
+    its small-width TV times were ~2x their paired rows')."""
+    import subprocess
+
+    previous = json.loads(RESULTS.read_text())
+    calls: list[list[str]] = []
+
+    def child(cmd: list[str], **kw: object) -> subprocess.CompletedProcess:
+        calls.append(list(cmd))
+        assert json.loads((tmp_path / "merged.json").read_text())["cases"], "paired rows written before the sweep"
+        return subprocess.CompletedProcess(cmd, 0)
+
+    def no_sweep_here(args: object) -> None:
+        raise AssertionError("the sweep must not run in the paired cases' process")
+
+    monkeypatch.setattr(fused, "width_sweep", no_sweep_here)
+    monkeypatch.setattr(fused.subprocess, "run", child)
+    monkeypatch.setattr(fused, "fma_peak", lambda threads: {"error": "not measured in this test"})
+    monkeypatch.setattr(fused, "network_case", lambda arch, batch, args, bw: {k: v for k, v in copy.deepcopy(
+        next(c for c in previous["cases"] if (c["arch"], c["batch"]) == ("face_mobilenetv2_x0_1", 1))).items() if k != "command"})
+    monkeypatch.setattr(fused, "bandwidth_with", lambda threads: {**previous["bandwidth"], "threads": threads})
+    monkeypatch.setattr(sys, "argv", ["openvino_fused.py", "--arch", "face_mobilenetv2_x0_1", "--batch", "1",
+                                      "--name", "merged", "--out", str(tmp_path)])
+    assert fused.main() == 0
+    assert len(calls) == 1 and calls[0][0] == sys.executable and calls[0][-1] == "--sweep-only"
+    assert calls[0][1].endswith("openvino_fused.py") and "--name" in calls[0] and str(tmp_path) in calls[0]
+
+
 def test_merge_with_other_settings_refused(fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run whose threads (or machine, or versions) differ from the file's would relabel the rows it
     keeps under the file's one header: refused in one line before anything is timed, file untouched."""
