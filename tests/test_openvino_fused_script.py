@@ -337,3 +337,13 @@ def test_no_compute_floor_where_the_helper_cannot_be_built(fused: ModuleType, tm
     fused.render(old, tmp_path, "old")
     old_cells = _layer_cells((tmp_path / "old.md").read_text())
     assert [r["worst layer x floor"] for r in old_cells] == [r["worst layer x floor"] for r in cells]
+
+
+def test_dw_layers_fused_away_are_not_zero_times(fused: ModuleType) -> None:
+    """A DW layer OpenVINO ran inside another node reads NaN or 0 us: left out of the DW columns and
+    counted, never shown as 0.00x its floor (DeepLabV3+ at batch 16, stop 42)."""
+    row = {"us": 0.0, "floor_us": 10.0, "x_floor": 0.0}
+    ran = [{"us": 30.0, "floor_us": 10.0, "x_floor": 3.0}, {"us": 20.0, "floor_us": 10.0, "x_floor": 2.0}]
+    assert fused._dw_columns({"dw_layers": [row, row]}) == "- (2 fused away) | -"
+    assert fused._dw_columns({"dw_layers": [*ran, row, {**row, "us": float("nan")}]}) == "2.50 (2 fused away) | 3.00 / 2.50"
+    assert fused._dw_columns({}) == "- | -"
