@@ -142,7 +142,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
                "| network | " + " | ".join(f"wall ms, {t} thr" for t in tc) + " | " + " | ".join(f"wall {t}/{base} thr" for t in tc[1:]) +
                " | " + " | ".join(f"layers ms, {t} thr" for t in tc) + " | " + " | ".join(f"layers {t}/{base}" for t in tc[1:]) +
                " | " + " | ".join(f"all nodes ms, {t} thr" for t in tc) + " |",
-               "|---|" + "---|" * (4 * len(tc) - 1)]
+               "|---|" + "---|" * (5 * len(tc) - 2)]
         for net, e in case["nets"].items():
             w = e["wall_us"]
             lsum = {t: sum(v for v in e["layers_us"][t].values() if v == v) for t in tc}

@@ -50,6 +50,9 @@ def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
         assert all(v >= 0 for v in layers.values()), net
     md = (tmp_path / "thr.md").read_text()
     assert "1 vs 2 threads (compared)" in md and "| tv-int8 |" in md and "| dw |" in md
+    for block in md.split("\n\n"):  # every table: its separator and rows have the header's cells
+        rows = [r for r in block.splitlines() if r.startswith("|")]
+        assert len({r.count("|") for r in rows}) <= 1, rows[:2]
     (tmp_path / "thr.md").unlink()
     again = _run("--render", str(tmp_path / "thr.json"), "--out", str(tmp_path), "--name", "thr")
     assert again.returncode == 0, again.stderr[-2000:]
