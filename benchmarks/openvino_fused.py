@@ -341,9 +341,9 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
     dw_floors = dw_layers(g_dw["portable"], g_tv["plugin"], batch)  # before any timing: a mismatch stops at once
     t, lt = args.threads, layer_threads(args)
     # each pair's models are compiled for its case and released after it: while a pair is timed the
-    # process holds only its two models, never the row's other variants (a process holding those,
-    # or the models of an earlier case, timed TV / DW within 0-5 % of a process holding only the
-    # pair, about the spread between processes holding the same; benchmarks/openvino_process_state.py)
+    # process holds only its two models, never the row's other variants (a process holding those
+    # timed TV / DW 2-6 % above one holding only the pair, identical processes up to 4 %;
+    # benchmarks/openvino_process_state.py)
     sources = {"ov-fused": g_tv["plugin"], "ov-fused-f16": g_tv["plugin_f16"], "ov-fused-int8": g_tv["plugin_int8"],
                "ov-portable": g_tv["portable"], "ov-dw": g_dw["portable"], "ort-portable": g_tv["portable"], "ort-dw": g_dw["portable"]}
 
@@ -739,7 +739,7 @@ def main() -> int:
         # in their process, its x0.1 TV network took ~2x its paired-row time (2.32 ms against 1.08;
         # alone, run after them: 1.05 ms; issue 17 stop 42, Zen 3); not the process's state, though:
         # DW on both runtimes was slower there too, the excess fading over the sweep, and a process
-        # holding or having released other models times TV / DW within 0-5 % of a clean one
+        # holding or having released other models times TV / DW only 2-7 % above a clean one
         # (benchmarks/openvino_process_state.py): the VM's speed drifts, and the sweep's cells divide
         # medians of cases run one after another (see width_sweep)
         render(result, args.out, name)

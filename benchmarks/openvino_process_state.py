@@ -316,7 +316,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           f"{result['batch']}, TV = fused plugin graph (float32 kernels), DW = the DWConv network on OpenVINO. One child process per "
           f"state, all alive at once; {result['rounds']} rounds, each child in turn runs {result['runs']} x (TV, DW) alternating while "
           "the others wait; a round's sample is the median of its runs. Ratios 'vs reference' are per-round paired against the first "
-          f"state. Per round, other processes' share of the CPUs (busy less this script's processes): median {m['foreign']['median']:.2f} "
+          f"state. States (benchmarks/openvino_process_state.py's docstring): {_states_text(result)}. Per round, other processes' share of the CPUs (busy less this script's processes): median {m['foreign']['median']:.2f} "
           f"[{m['foreign']['p10']:.2f}-{m['foreign']['p90']:.2f}]; stolen by the hypervisor: {m['steal']['median']:.3f} "
           f"[{m['steal']['p10']:.3f}-{m['steal']['p90']:.3f}].", "",
           "| state | models held | TV ms | DW ms | TV / DW | TV vs reference | DW vs reference | busy threads in its block | own CPU / wall in its block | "
@@ -328,6 +328,17 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
                   f"{s['idle_cpu_s']['median']:.3f} | {s['threads']} | {' / '.join(s['affinities'])} | {s['rss_mib']:.0f} |")
     md.append("")
     _common.write_results(out, name, "\n".join(md) + "\n", result)
+
+
+def _states_text(result: dict[str, Any]) -> str:
+    specs = {spec.partition("@")[0] for spec in result["measure"]["states"]}
+    texts = {"clean": "clean = TV and DW only",
+             "paired": "paired = + openvino_fused.py's other models of the row (3 OpenVINO, 2 onnxruntime), run",
+             "layers": f"layers = paired + the 4 counter copies ({result['layer_threads']} thread), run",
+             "many": f"many = layers + the same set at batch {result.get('many_batch', '?')}",
+             "freed": "freed = the layers set of {} at batch {} compiled, run and released first".format(
+                 result.get("freed", {}).get("arch", "?"), result.get("freed", {}).get("batch", "?"))}
+    return "; ".join(texts[s] for s in STATES if s in specs) + "; @KEY=VALUE: OpenVINO properties of every model of the child"
 
 
 def main() -> int:
@@ -370,7 +381,8 @@ def main() -> int:
     machine = machine_info(device="cpu")
     vers = {**versions(), "openvino": __import__("openvino").__version__}
     result: dict[str, Any] = {"schema": "tvexport.bench.openvino_process_state", "arch": arch, "batch": args.batch, "threads": args.threads,
-                              "layer_threads": args.layer_threads, "rounds": args.rounds, "runs": args.runs, "machine": machine,
+                              "layer_threads": args.layer_threads, "many_batch": args.many_batch,
+                              "freed": {"arch": args.freed_arch, "batch": args.freed_batch}, "rounds": args.rounds, "runs": args.runs, "machine": machine,
                               "versions": vers, "command": _common.command_line(),
                               "machine_text": describe_machine({"machine": machine, "versions": vers,
                                                                 "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})}
