@@ -8,9 +8,10 @@ One child process per state, all alive at once; each compiles the fused TV netwo
 float32 kernels) and its DWConv network on OpenVINO (as benchmarks/openvino_fused.py does), and
 before them, according to its state, the other models a benchmark process holds:
   clean    nothing else (the reference: the first state given is the one the others divide by)
-  paired   openvino_fused.py's other models of the (network, batch): the TV network with float16
-           and int8 kernels and the portable graph on OpenVINO, the portable TV and the DW graph
-           on onnxruntime (intra-op spinning off, as there), each compiled and run
+  paired   the other models of openvino_fused.py's (network, batch) row, which it held while timing
+           each pair until issue 17 (procstate43): the TV network with float16 and int8 kernels and
+           the portable graph on OpenVINO, the portable TV and the DW graph on onnxruntime
+           (intra-op spinning off, as there), each compiled and run
   layers   paired + the per-layer counter copies (PERF_COUNT, --layer-threads threads) of the
            three TV variants and of the DW network, each compiled and run, as layer_profile does
   many     layers, built once more at --many-batch: two (network, batch) cases' worth of models
