@@ -41,12 +41,14 @@ is refused unless it replaces every row (or writes a file of its own with --name
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import math
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Collection
 from pathlib import Path
@@ -338,29 +340,37 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
     g_tv, g_dw = graphs(tv_model, batch, tv=True), graphs(dw_model, batch, tv=False)
     dw_floors = dw_layers(g_dw["portable"], g_tv["plugin"], batch)  # before any timing: a mismatch stops at once
     t, lt = args.threads, layer_threads(args)
-    runners = {
-        "ov-fused": OpenVinoRunner(g_tv["plugin"], threads=t),
-        "ov-fused-f16": OpenVinoRunner(g_tv["plugin_f16"], threads=t),
-        "ov-fused-int8": OpenVinoRunner(g_tv["plugin_int8"], threads=t),
-        "ov-portable": OpenVinoRunner(g_tv["portable"], threads=t),
-        "ov-dw": OpenVinoRunner(g_dw["portable"], threads=t),
-    }
-    ort = {"ort-portable": OrtRunner(g_tv["portable"], what="tv", threads=t, spin=False),
-           "ort-dw": OrtRunner(g_dw["portable"], what="dw", threads=t, spin=False)}
+    # each pair's models are compiled for its case and released after it: while a pair is timed the
+    # process holds only its two models, never the row's other variants (a process holding those
+    # timed TV / DW 2-6 % above one holding only the pair, identical processes up to 4 %;
+    # benchmarks/openvino_process_state.py)
+    sources = {"ov-fused": g_tv["plugin"], "ov-fused-f16": g_tv["plugin_f16"], "ov-fused-int8": g_tv["plugin_int8"],
+               "ov-portable": g_tv["portable"], "ov-dw": g_dw["portable"], "ort-portable": g_tv["portable"], "ort-dw": g_dw["portable"]}
+
+    def compile_one(name: str) -> Any:
+        if name.startswith("ort-"):
+            return OrtRunner(sources[name], what={"ort-portable": "tv", "ort-dw": "dw"}[name], threads=t, spin=False)
+        return OpenVinoRunner(sources[name], threads=t)
+
     # error of each TV variant against the float32 torch model (what compressing the kernels costs)
     with torch.no_grad():
         ref = tv_model(torch.from_numpy(x)).double().numpy()
     scale = float(np.abs(ref).max())
-    errors = {name: float(np.abs(r(x) - ref).max() / scale) for name, r in {**runners, **ort}.items() if name != "ov-dw" and name != "ort-dw"}
-    closures = {name: ov_closure(r, x) for name, r in runners.items()} | {name: ort_closure(r, x) for name, r in ort.items()}
     # one interleaved case per (TV variant, its runtime's DW network), like `tvexport bench`:
     # all cases of a (network, batch) run back to back in one process
     pairs = [("ov-fused", "ov-dw"), ("ov-fused-f16", "ov-dw"), ("ov-fused-int8", "ov-dw"), ("ov-portable", "ov-dw"), ("ort-portable", "ort-dw")]
     _common.wait_quiet(args)
     load_before = load_average()
-    stats, ratios, rounds, truncated = {}, {}, {}, False
+    stats, ratios, rounds, truncated, errors, precision, build = {}, {}, {}, False, {}, {}, {}
     for tv_name, dw_name in pairs:
-        timing = measure_case({tv_name: closures[tv_name], dw_name: closures[dw_name]}, _common.settings(args))
+        runners = {tv_name: compile_one(tv_name), dw_name: compile_one(dw_name)}
+        errors[tv_name] = float(np.abs(runners[tv_name](x) - ref).max() / scale)
+        precision |= {name: r.inference_precision for name, r in runners.items() if isinstance(r, OpenVinoRunner)}  # read back from each model
+        if tv_name == "ov-fused":
+            build = {"kernel": runners[tv_name].kernel, "extension": runners[tv_name].extension.parent.name}  # its cache key
+        closures = {name: ov_closure(r, x) if isinstance(r, OpenVinoRunner) else ort_closure(r, x) for name, r in runners.items()}
+        timing = measure_case(closures, _common.settings(args))
+        del closures, runners  # released before the next pair compiles
         stats[tv_name] = Stats.of(timing.samples[tv_name]).to_dict()
         stats.setdefault(dw_name, Stats.of(timing.samples[dw_name]).to_dict())
         ratios[tv_name if dw_name == "ov-dw" else f"{tv_name}/{dw_name}"] = paired_ratio(timing.samples[tv_name], timing.samples[dw_name], names=(tv_name, dw_name)).to_dict()
@@ -383,9 +393,7 @@ def network_case(arch: str, batch: int, args: Any, bandwidth: float) -> dict[str
                       "x_floor": us / (dw_floors[n] / bandwidth * 1e6)} for n, us in dw_prof["tv_us"].items()]
     return {"arch": arch, "batch": batch, "rounds": rounds, "truncated": truncated, "stats": stats, "ratios": ratios,
             "errors_vs_torch": errors, "layers": layers, "dw_reorders_us": dw_prof["reorders_us"], "dw_layers": dw_layer_rows,
-            "layer_threads": lt,
-            "kernel": runners["ov-fused"].kernel, "extension": runners["ov-fused"].extension.parent.name,  # its cache key
-            "precision": {name: r.inference_precision for name, r in runners.items()},  # read back from each compiled model
+            "layer_threads": lt, **build, "precision": precision,
             "load_average": [load_before, load_average()]}
 
 
@@ -394,7 +402,9 @@ def width_sweep(args: Any) -> dict[str, Any]:
     DW on onnxruntime alone: a runtime's threads may spin after its run and slow the other's
     next run (one mixed case, onnxruntime spinning: both OpenVINO networks ran ~2.5x their
     paired-row times). The matrix divides medians of different cases (one process, back to
-    back), not paired rounds."""
+    back), not paired rounds: a drift of the machine's speed between cases (up to ~2x over tens
+    of seconds on the shared VMs, with no other process busy: benchmarks/README.md) moves its
+    cells, and only a cell's own width's TV / DW on OpenVINO is paired."""
     med: dict[str, float] = {}
     rounds = {}
     build: dict[str, str] = {}
@@ -437,7 +447,9 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
           f"Command(s): {'; '.join('`' + c + '`' for c in result['commands'])}. Random weights (registry, reference TV settings); "
           "TV = baked TVConv network, DW = its DWConv baseline, BatchNorm folded. OpenVINO "
           f"{result['versions'].get('openvino', '?')}, CPU plugin, INFERENCE_PRECISION_HINT f32, {result['threads']} threads; "
-          "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, all in one process "
+          "per (network, batch), one interleaved case per TV variant with the DW network of the same runtime, one after another "
+          "(since issue 17 procstate43 with only the timed pair's models compiled, and each (network, batch) of a run in a process "
+          "of its own; rows before it: all cases of a run in one process, holding the row's models) "
           "(onnxruntime with its intra-op threads' spinning off); "
           "ratios are medians of per-round paired ratios "
           "[p10-p90]. float16/int8 kernels are compressed by tvexport.quantize as `export --kernel-dtype` stores them "
@@ -643,6 +655,19 @@ def _settings_differ(result: dict[str, Any], *, threads: int, machine: dict[str,
     return items
 
 
+def _without_cases(argv: list[str]) -> list[str]:
+    """``argv`` less its --arch/--batch options (each with its value, separate or after '=')."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--arch", "--batch"):
+            skip = True
+        elif not a.startswith(("--arch=", "--batch=")):
+            out.append(a)
+    return out
+
+
 def main() -> int:
     p = _common.parser(__doc__.splitlines()[0], render=True)
     p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable); default 1 and 16")
@@ -650,49 +675,75 @@ def main() -> int:
     p.add_argument("--layer-threads", type=int, help="threads of the per-layer counters and their floor's copy bandwidth (default --threads)")
     p.add_argument("--no-sweep", action="store_true", help="skip the width sweep")
     p.add_argument("--sweep-only", action="store_true", help="only the width sweep")
+    p.add_argument("--case-of", type=Path, help=argparse.SUPPRESS)  # internal: one case of the run whose header this JSON holds (see below)
     args = p.parse_args()
     name = args.name or "openvino_fused"
     if _common.rerender(args, name, render) is not None:
         return 0
     previous = args.out / f"{name}.json"
     result: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {"cases": [], "commands": []}
+    elapsed_before = result.get("elapsed_s", 0.0)
     machine = machine_info(device="cpu")
     from tvexport.profile.report import describe_machine
 
     machine_text = describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})
     command = _common.command_line()
     vers = {**versions(), "openvino": __import__("openvino").__version__}
+    cases = [(a, b) for a in args.arch or _common.ARCHS for b in args.batch or BATCHES]
+    shared: dict[str, Any] = json.loads(args.case_of.read_text()) if args.case_of else {}
+    planned = {tuple(c) for c in shared.pop("planned", cases)}  # a case of a run: that run's cases
+    command = shared.pop("command", command)
     if not args.sweep_only:
         # the rows share one header (threads, machine, versions): a run whose settings differ may
         # only replace all of the file's rows, never relabel those it keeps
-        planned = {(a, b) for a in args.arch or _common.ARCHS for b in args.batch or BATCHES}
         kept = [c for c in result["cases"] if (c["arch"], c["batch"]) not in planned]
         if kept and (diff := _settings_differ(result, threads=args.threads, machine=machine, vers=vers)):
             raise SystemExit(f"error: {previous} holds {len(kept)} rows measured with other settings ({'; '.join(diff)}), "
                              "which this run would relabel; pass --name NEW to write a file of its own, or re-run all of its rows")
     t0 = time.perf_counter()
+    if args.case_of:  # one case of a run of several: that run's header (machine, bandwidth, peak)
+        result.update(shared)
     # a sweep merged into a file that has paired rows keeps their machine, load and bandwidth (the
     # sweep records its own machine line and build)
-    if not (args.sweep_only and result["cases"]):
+    elif not (args.sweep_only and result["cases"]):
         result.update({"schema": "tvexport.bench.openvino", "threads": args.threads, "machine": machine,
                        "versions": vers, "machine_text": machine_text, "l3_bytes": l3_cache_bytes()})
         result["bandwidth"] = bandwidth_with(layer_threads(args))
-    if not args.sweep_only:
+    if not args.sweep_only and not args.case_of:
         result["fma_peak"] = fma_peak(layer_threads(args))
         if "error" in result["fma_peak"]:
             print(f"no compute floor: {result['fma_peak']['error']}", file=sys.stderr)
-    if not args.sweep_only:
-        for arch in args.arch or _common.ARCHS:
-            for batch in args.batch or BATCHES:
-                print(f"{arch} batch {batch}", file=sys.stderr, flush=True)
-                case = {**add_compute_floor(network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"]), result["fma_peak"]), "command": command}
-                result["cases"] = [c for c in result["cases"] if (c["arch"], c["batch"]) != (arch, batch)] + [case]
-                result["commands"] = _commands(result)
-                render(result, args.out, name)  # keep what is done if a later case fails
+    if not args.sweep_only and len(cases) > 1:
+        # each (network, batch) in a process of its own, merged into this file: a process that had
+        # compiled, run and released an earlier case's models timed TV / DW 2-7 % above a fresh one
+        # (identical fresh processes: up to 4 %; benchmarks/openvino_process_state.py, issue 17)
+        header = {k: result[k] for k in ("schema", "threads", "machine", "versions", "machine_text", "l3_bytes", "bandwidth", "fma_peak")}
+        with tempfile.TemporaryDirectory() as tmp:
+            shared_path = Path(tmp) / "header.json"
+            shared_path.write_text(json.dumps({**header, "command": command, "planned": cases}))
+            for arch, batch in cases:
+                print(f"{arch} batch {batch} (a process of its own)", file=sys.stderr, flush=True)
+                code = subprocess.run([sys.executable, __file__, *_without_cases(sys.argv[1:]), "--arch", arch, "--batch", str(batch),
+                                       "--no-sweep", "--case-of", str(shared_path)], check=False).returncode
+                if code:
+                    return code
+        result = json.loads(previous.read_text())
+        result["elapsed_s"] = elapsed_before  # this process's time is added below (the cases' is within it)
+    elif not args.sweep_only:
+        for arch, batch in cases:
+            print(f"{arch} batch {batch}", file=sys.stderr, flush=True)
+            case = {**add_compute_floor(network_case(arch, batch, args, result["bandwidth"]["bytes_per_s"]), result["fma_peak"]), "command": command}
+            result["cases"] = [c for c in result["cases"] if (c["arch"], c["batch"]) != (arch, batch)] + [case]
+            result["commands"] = _commands(result)
+            render(result, args.out, name)  # keep what is done if a later case fails
     if not args.no_sweep and not args.sweep_only:
-        # the sweep runs in a process of its own, merged into this file: run after the paired cases
-        # in their process, its x0.1 TV network took ~2x its paired-row time (2.32 ms against 1.08,
-        # x0.1 slower than x0.2; the sweep alone, run after them: 1.05 ms; issue 17 stop 42, Zen 3)
+        # the sweep runs in a process of its own, merged into this file. Run after the paired cases
+        # in their process, its x0.1 TV network took ~2x its paired-row time (2.32 ms against 1.08;
+        # alone, run after them: 1.05 ms; issue 17 stop 42, Zen 3); not the process's state, though:
+        # DW on both runtimes was slower there too, the excess fading over the sweep, and a process
+        # holding or having released other models times TV / DW only 2-7 % above a clean one
+        # (benchmarks/openvino_process_state.py): the VM's speed drifts, and the sweep's cells divide
+        # medians of cases run one after another (see width_sweep)
         render(result, args.out, name)
         print("width sweep (a process of its own)", file=sys.stderr, flush=True)
         return subprocess.run([sys.executable, __file__, *sys.argv[1:], "--sweep-only"], check=False).returncode
