@@ -218,6 +218,21 @@ def test_input_read_paths(case: Case, extension: Path) -> None:
     assert run_case(case, extension) < LAYER_RTOL
 
 
+@pytest.mark.parametrize("case", [Case(3, 1, "channel", "int8", 1, channels=8, h=6, w=13),  # period 16: one vector
+                                  Case(5, 2, "map", "int8", 1, channels=8, h=5, w=7),  # a scalar tail (56 floats a row)
+                                  Case(3, 1, None, "int8", 1, channels=24, h=5, w=11),  # period 48 inside 64-float chunks
+                                  Case(7, 2, "channel", "int8", 1, channels=24, h=4, w=9),
+                                  Case(3, 2, "map", "int8", 1, channels=40, h=5, w=23),  # period 80, chunks and single vectors
+                                  Case(5, 1, "channel", "int8", 1, channels=8, h=4, w=80)],  # rows of several segments
+                         ids=lambda c: f"{c.id}-c{c.channels}")
+def test_int8_scale_period(case: Case, extension: Path) -> None:
+    """int8 kernels, one image, through the ring with channels not in whole vectors: each vector's
+    scales are read at q % lcm(C, 16) of the tap's tiled row (kernel.cpp: Pass::scale_period),
+    which wraps inside a chunk (C = 24: 48 floats; C = 40: 80), at every vector (C = 8: 16), before
+    a scalar tail, and in every segment of a long row."""
+    assert run_case(case, extension) < LAYER_RTOL
+
+
 CHANNEL_BLOCK_CASES = [Case(3, 1, "map", "float32", 5, channels=1920, h=16, w=6),
                        Case(7, 1, "channel", "int8", 5, channels=1400, h=16, w=5),
                        Case(5, 1, None, "float16", "N", channels=1344, h=16, w=6)]

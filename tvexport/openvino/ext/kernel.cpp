@@ -850,10 +850,38 @@ struct Pass {
     // only the first C floats of each row are read, which stay in L1 beside the kernel and input
     // streams (a segment's rows of 9 taps are 18 KiB; face MobileNetV2 x0.1 batch 1, int8 TV ops
     // 3-9 % faster, measured before scale_register_chunks took most of those layers)
+    // One image through the ring (!direct(): a tap's scales start at a segment's first position),
+    // C not whole vectors: the scales of float q are also those at q % L, L = lcm(C, kLanes) where
+    // that is within the tiled row (L <= seg; C = 8: L = 16, C = 24: 48): each tap reads the
+    // first L floats of its row instead of the whole row (C = 8: 64 bytes instead of 2 KiB per
+    // tap, 18 KiB less in L1 beside the ring's input rows and the kernel stream). Issue 17 stop 43
+    // (int8b1_43), AVX2-only Zen 3, the kernel alone (ov_kernel_micro, one thread, 3 rounds, scratch):
+    // C = 8 at 96x96 (face MobileNetV2 x0.1's first TV layer) hot 98.4 -> 92.8 us, cold 114.3 ->
+    // 103.3 us; the other x0.1 geometries (C % 16 == 0: already q % C) unchanged. In OpenVINO
+    // (openvino_ab.py --switch build against main, x0.1, batch 1, 2 threads, 36 rounds of 20): int8
+    // TV ops 0.96x (B/A 1.040, null 1.010), that layer 0.88x (1.14, null 1.05); float16, whose code
+    // is the same, read 1.07x (B/A 0.937, null 0.981) in the same run: a small gain, near the noise
+    // (benchmarks/results/openvino_ab_build_zen3_int8b1_43_period_x0_1_b1.md). Batch > 1 and the
+    // in-place paths keep the whole row (not measured). The scale multiply itself costs the int8
+    // loop ~25-30 % (the kernel alone with it left out, scratch: C = 48 at 24x24 hot 32.4 -> 23.1
+    // us, C = 8 at 96x96 92.1 -> 67.5), which the format needs. Prefetching the int8 kernel
+    // stream into L1 too (prefetcht0) at batch 1 gained nothing in the same scratch runs.
+    // Returns the period (0: none, q itself).
+    int64_t scale_period() const {
+        if (!kInt8)
+            return 0;
+        if (a.c % kLanes == 0)
+            return a.c;
+        if (a.n != 1 || direct())
+            return 0;
+        int64_t period = a.c;
+        while (period % kLanes != 0)
+            period += a.c;
+        return period <= seg ? period : 0;
+    }
     auto scale_offset() const {
-        const int64_t C = a.c;
-        const bool short_scale = kInt8 && C % kLanes == 0;
-        return [C, short_scale](int64_t q) { return short_scale ? q % C : q; };
+        const int64_t period = scale_period();
+        return [period](int64_t q) { return period ? q % period : q; };
     }
 
     // float q of (position, channel) in the input, from the start of a run (see body: kStrided)
@@ -883,7 +911,8 @@ struct Pass {
                     scales[t][r] = load(tap_s[t] + r * kLanes);
         // kRunningOffsets: the offsets walked along instead (no division per chunk)
         const int64_t C = a.c, sC = a.stride * a.c;
-        const bool short_scale = kInt8 && NT == 0 && C % kLanes == 0;
+        const int64_t period = NT == 0 ? scale_period() : 0;  // scale_offset's
+        const bool short_scale = period != 0;
         int64_t run_x = 0, run_c = 0, run_s = 0;
         if constexpr (kRunningOffsets) {
             if (u + kFloats <= len) {
@@ -908,8 +937,8 @@ struct Pass {
                     so[v] = run_s;
                     xr += kLanes;
                     run_s += kLanes;
-                    if (short_scale && run_s >= C)
-                        run_s -= C;
+                    if (short_scale && run_s >= period)
+                        run_s -= period;
                     if constexpr (kStrided) {
                         run_c += kLanes;
                         if (run_c >= C) {

@@ -452,6 +452,14 @@ public:
             kKernel(a, 0, a.out_h);
             return true;
         }
+        // One fixed share of the rows per thread. Tried and dropped at batch 1 (issue 17 stop 43,
+        // AVX2-only Zen 3, face MobileNetV2 x0.1, 2 threads): rows handed out on demand from an
+        // atomic counter (guided: each piece 1/4 of the rows left, at least 2), against the
+        // threads' halves running unevenly in some runs (a per-call trace of the two threads: in
+        // one process either even or the calling thread ~1.5x the other's time on the same
+        // layers, cause not found); TV ops 1.06x / 1.06x / 0.99x as long (int8 / float16 /
+        // float32; openvino_ab.py --switch build, benchmarks/results/openvino_ab_build_zen3_int8b1_43_guided_x0_1_b1.md):
+        // each piece restarts the ring and loses the next row's kernel-head prefetch (kernel.cpp).
         ov::parallel_nt(0, [&](int ithr, int nthr) {
             int64_t begin = 0, end = 0;
             ov::splitter(a.out_h, static_cast<int64_t>(nthr), static_cast<int64_t>(ithr), begin, end);
