@@ -378,6 +378,22 @@ def test_tile_budget_not_a_number_refused(extension: Path, monkeypatch: pytest.M
     assert "TVEXPORT_OV_BLOCK_BYTES=12k is not a whole number of bytes" in text and "\n" not in text, text
 
 
+@pytest.mark.parametrize("budget", ["1", "4095", str(64 * 2**20 + 1), str(2**62), "99999999999999999999"],
+                         ids=["1", "4k-1", "64m+1", "2**62", "past-int64"])
+def test_tile_budget_out_of_range_refused(budget: str, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_BLOCK_BYTES outside 4 KiB..64 MiB is refused in one line saying the range (before:
+    1 byte ran as the narrowest tiles, 2**62 overflowed int8 wide tiles' doubling, and a number past
+    int64 was read as its largest value, all silently); both ends and 0 (the default) are taken."""
+    monkeypatch.setenv("TVEXPORT_OV_BLOCK_BYTES", budget)
+    with pytest.raises(TvexportError) as info:
+        run_case(Case(3, 1, "map", "float32", 2), extension)
+    text = str(info.value)
+    assert f"TVEXPORT_OV_BLOCK_BYTES={budget} is out of range: give 4096 to 67108864 bytes" in text and "\n" not in text, text
+    for taken in ("4096", str(64 * 2**20), "0"):
+        monkeypatch.setenv("TVEXPORT_OV_BLOCK_BYTES", taken)
+        assert run_case(Case(3, 2, None, "int8", 3, channels=72, h=20, w=20), extension, threads=2) < LAYER_RTOL, taken
+
+
 # int8, k = 3, C dividing 16, 32 or 48: one image's scales held in registers (kernel.cpp:
 # scale_register_chunks; AVX-512 only, elsewhere these take the loop that loads them)
 SCALE_REGISTER_CASES = [case for c in (8, 16, 24, 32, 48) for case in (
