@@ -700,6 +700,50 @@ def test_aot_attribute_is_accepted(extension: Path) -> None:
     assert rel_err(got, truth_of(x.astype(np.float64), weight, bias, 1)) < LAYER_RTOL
 
 
+def test_node_attrs_header(tmp_path: Path) -> None:
+    """tvexport/openvino/ext/node_attrs.hpp (built here with the machine compiler, no OpenVINO): its
+    attribute list is tvexport._depthwise.NODE_ATTRS, and its check of an ONNX file refuses a
+    tv_dwconv node with an attribute the node does not take in the Python check's words plus the
+    file and the fix (before: C++ programs loading the extension had no such check; its conversion
+    reads attributes by name and dropped dilation=2 unsaid). Nodes of another domain, files that
+    are no ModelProto and missing files are left to read_model."""
+    from tvexport._depthwise import NODE_ATTRS, check_node_attr_names
+
+    cxx = shutil.which("c++") or shutil.which("g++")
+    harness = tmp_path / "attrs.cpp"
+    harness.write_text('#include <iomanip>\n#include "node_attrs.hpp"\n#include <iostream>\n'  # <iomanip>: std::quoted beside it
+                       "int main(int argc, char** argv) { if (argc == 1) { for (const auto& a : tvx::node_attrs()) std::cout << a << '\\n'; return 0; }\n"
+                       "  std::cout << tvx::unknown_attributes_in_file(argv[1]); }\n")
+    exe = tmp_path / "attrs"
+    subprocess.run([cxx, "-O1", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{_build.SOURCE_DIR}", str(harness), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+
+    def check(model: Any) -> str:
+        path = tmp_path / "m.onnx"
+        onnx.save(model, str(path))
+        return subprocess.run([str(exe), str(path)], check=True, capture_output=True, text=True).stdout
+
+    assert tuple(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()) == NODE_ATTRS
+    fix = f" (in {tmp_path / 'm.onnx'}; export the model again with tvexport export --tv-op plugin)"
+    for extra in (["dilation"], ["group", "dilation", "group"]):
+        model = _bad("extra_dilation")
+        node = model.graph.node[0]
+        node.name = "features.3.conv"
+        del node.attribute[-1]
+        node.attribute.extend(helper.make_attribute(a, 2) for a in extra)
+        with pytest.raises(ValueError) as python:
+            check_node_attr_names([a.name for a in node.attribute], node=f"tv_dwconv node {node.name!r}")
+        assert check(model) == str(python.value) + fix
+        node.domain = "other"  # not tvexport's node
+        assert check(model) == ""
+    assert check(_bad("channels")) == ""  # every attribute known (the node is wrong otherwise: read_model says so)
+    aot = _bad("extra_aot")
+    assert [a.name for a in aot.graph.node[0].attribute][-1] == "aot" and check(aot) == ""
+    (tmp_path / "m.onnx").write_bytes(_bad("extra_dilation").SerializeToString()[:200])  # cut short: no ModelProto
+    assert subprocess.run([str(exe), str(tmp_path / "m.onnx")], check=True, capture_output=True, text=True).stdout == ""
+    assert subprocess.run([str(exe), str(tmp_path / "missing.onnx")], check=True, capture_output=True, text=True).stdout == ""
+
+
 def test_input_smaller_than_the_window_refused_at_run_time(extension: Path) -> None:
     """x with dynamic H and W compiles; run at 2x2 under a 3x3 unpadded window it has no output
     position (before mend35e: accepted, output (1, 8, 1, 1) of the bias alone)."""
@@ -1257,7 +1301,10 @@ def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Pat
         assert bad.returncode == 2 and bad.stderr.startswith("error: --shape") and bad.stderr.count("\n") == 1, (shape, bad.stderr)
     # a graph the extension refuses: its reason in one line (before: OpenVINO's header
     # "-- tvexport.tv_dwconv with a message:", the reason left out)
-    for mutate, reason in (("even_k", "k must be a positive odd number, got 2"), ("channels", "has 5 channels, weight (8, 9, 6, 6) has 8")):
+    # an attribute the node does not take (before: dilation=2 dropped unsaid, the graph ran), with the file and the fix
+    for mutate, reason in (("even_k", "k must be a positive odd number, got 2"), ("channels", "has 5 channels, weight (8, 9, 6, 6) has 8"),
+                           ("extra_dilation", "unknown attribute 'dilation'; tv_dwconv takes k, stride, padding, plugin_namespace, "
+                                              "plugin_version (and TensorRT's aot) only (in " + str(tmp_path / "bad.onnx") + "; export the model again")):
         onnx.save(_bad(mutate), str(tmp_path / "bad.onnx"))
         bad = subprocess.run([str(exe), str(tmp_path / "bad.onnx"), "--shape", "2,8,6,6", "--extension", str(extension)],
                              capture_output=True, text=True, timeout=60)

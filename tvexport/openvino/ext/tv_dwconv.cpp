@@ -524,6 +524,9 @@ std::shared_ptr<ov::Node> half_kernel_bytes(const ov::Output<ov::Node>& w) {
 }
 
 // An INT attribute of the node: get_attribute<int64_t> would truncate a FLOAT (3.7 as 3) and parse a STRING.
+// Attributes are read by name only (NodeContext lists none), so one the node does not take is
+// refused before the model is read: by tvexport/openvino/runtime.py from the ONNX proto, and in
+// C++ by node_attrs.hpp's unknown_attributes_in_file (examples/openvino_runner calls it).
 int64_t int_attribute(const ov::frontend::NodeContext& ctx, const std::string& name, const char* attr) {
     const ov::Any v = ctx.get_attribute_as_any(attr);
     if (v.empty())
