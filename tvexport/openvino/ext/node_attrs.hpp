@@ -84,6 +84,19 @@ struct Fields {
     }
 };
 
+// Calls fn(field, data, len) for each length-delimited field of the message in [data, data +
+// len), in order (other fields skipped); false where the message is malformed or fn says so.
+template <typename Fn>
+bool each_field(const uint8_t* data, uint64_t len, Fn&& fn) {
+    Fields message{data, data + len};
+    uint64_t field = 0, n = 0;
+    const uint8_t* bytes = nullptr;
+    while (message.next(field, bytes, n))
+        if (bytes && !fn(field, bytes, n))
+            return false;
+    return message.ok;
+}
+
 }  // namespace wire
 
 struct TVNode {
@@ -96,56 +109,39 @@ struct TVNode {
 inline bool tv_nodes(const std::string& bytes, std::vector<TVNode>& out) {
     constexpr uint64_t kModelGraph = 7, kGraphNode = 1, kNodeName = 3, kNodeOpType = 4, kNodeAttribute = 5, kNodeDomain = 7,
                        kAttributeName = 1;
-    const auto* begin = reinterpret_cast<const uint8_t*>(bytes.data());
-    wire::Fields model{begin, begin + bytes.size()};
-    uint64_t field = 0, len = 0;
-    const uint8_t* data = nullptr;
-    while (model.next(field, data, len)) {
-        if (field != kModelGraph || !data)
-            continue;
-        wire::Fields graph{data, data + len};
-        uint64_t gf = 0, glen = 0;
-        const uint8_t* gdata = nullptr;
-        while (graph.next(gf, gdata, glen)) {
-            if (gf != kGraphNode || !gdata)
-                continue;
-            wire::Fields node{gdata, gdata + glen};
-            TVNode tv;
-            std::string op_type, domain;
-            uint64_t nf = 0, nlen = 0;
-            const uint8_t* ndata = nullptr;
-            while (node.next(nf, ndata, nlen)) {
-                if (!ndata)
-                    continue;
-                const std::string text(reinterpret_cast<const char*>(ndata), nlen);
-                if (nf == kNodeName)
-                    tv.name = text;
-                else if (nf == kNodeOpType)
-                    op_type = text;
-                else if (nf == kNodeDomain)
-                    domain = text;
-                else if (nf == kNodeAttribute) {
-                    wire::Fields attribute{ndata, ndata + nlen};
-                    uint64_t af = 0, alen = 0;
-                    const uint8_t* adata = nullptr;
-                    std::string name;
-                    while (attribute.next(af, adata, alen))
-                        if (af == kAttributeName && adata)
-                            name.assign(reinterpret_cast<const char*>(adata), alen);
-                    if (!attribute.ok)
-                        return false;
-                    tv.attributes.push_back(name);
-                }
+    const auto text = [](const uint8_t* d, uint64_t n) { return std::string(reinterpret_cast<const char*>(d), n); };
+    const auto node_of = [&](const uint8_t* node, uint64_t len) {
+        TVNode tv;
+        std::string op_type, domain;
+        const bool ok = wire::each_field(node, len, [&](uint64_t field, const uint8_t* d, uint64_t n) {
+            if (field == kNodeName)
+                tv.name = text(d, n);
+            else if (field == kNodeOpType)
+                op_type = text(d, n);
+            else if (field == kNodeDomain)
+                domain = text(d, n);
+            else if (field == kNodeAttribute) {
+                std::string name;
+                if (!wire::each_field(d, n, [&](uint64_t af, const uint8_t* a, uint64_t an) {
+                        if (af == kAttributeName)
+                            name = text(a, an);
+                        return true;
+                    }))
+                    return false;
+                tv.attributes.push_back(name);
             }
-            if (!node.ok)
-                return false;
-            if (op_type == "tv_dwconv" && domain == "tvexport")
-                out.push_back(std::move(tv));
-        }
-        if (!graph.ok)
-            return false;
-    }
-    return model.ok;
+            return true;
+        });
+        if (ok && op_type == "tv_dwconv" && domain == "tvexport")
+            out.push_back(std::move(tv));
+        return ok;
+    };
+    const auto* begin = reinterpret_cast<const uint8_t*>(bytes.data());
+    return wire::each_field(begin, bytes.size(), [&](uint64_t field, const uint8_t* graph, uint64_t len) {
+        return field != kModelGraph || wire::each_field(graph, len, [&](uint64_t gf, const uint8_t* node, uint64_t n) {
+                   return gf != kGraphNode || node_of(node, n);
+               });
+    });
 }
 
 // Python's repr of a plain name ('tv'), as the Python check quotes names.
