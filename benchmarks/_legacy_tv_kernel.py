@@ -136,7 +136,7 @@ def tv_dwconv_legacy(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     _, kk, oh, ow = weight.shape
     k = round(kk**0.5)
     out = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device)
-    mode = bias_mode(tuple(bias.shape) if bias is not None else None, c, oh, ow)
+    mode = bias_mode(tuple(bias.shape) if bias is not None else None, channels=c, oh=oh, ow=ow)
     positions = c * oh * ow
     tv_dwconv_legacy_kernel[config.grid(positions, n)](
         x, weight, bias if bias is not None else weight, n, c, h, w, oh, ow, config.batch_per_program, out,

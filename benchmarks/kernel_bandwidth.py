@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> dict:
                 dw_bytes = (x.numel() + w_dw.numel() + (0 if b_dw is None else c) + out_elems) * size
                 src = torch.empty(tv_bytes // 2, dtype=torch.uint8, device=dev)
                 dst = torch.empty_like(src)
-                cfg = launch_config(c, oh * ow, batch, sm_count=props.multi_processor_count, x_bytes=size)
+                cfg = launch_config(c, plane=oh * ow, batch=batch, sm_count=props.multi_processor_count, x_bytes=size)
                 fns = {
                     "tv": lambda x=x, w=w, b=b, st=st, cfg=cfg: tv_dwconv_triton(x, w, b, stride=st, config=cfg),
                     "copy": lambda dst=dst, src=src: dst.copy_(src),

@@ -190,11 +190,23 @@ def pointwise_conv(graph: Any, node: Any) -> Any | None:
     return src if src is not None and src.op_type == "Conv" else None
 
 
+def input_size(graph: Any, node: Any, h: int, w: int, stride: int) -> tuple[int, int]:
+    """(H, W) of a TV node's input as the graph declares it (graph input or value_info, as tvexport
+    exports them); where it is not declared, (h * stride, w * stride) from the output size, which
+    over-counts an odd input at stride 2 (7 -> 4 at k=3, stride 2, padding 1: 8)."""
+    for vi in [*graph.graph.input, *graph.graph.value_info]:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name == node.input[0] and len(dims) == 4 and dims[2].dim_value > 0 and dims[3].dim_value > 0:
+            return dims[2].dim_value, dims[3].dim_value
+    return h * stride, w * stride
+
+
 def floor_bytes(graph: Any, batch: int, *, folded: Collection[str] = ()) -> dict[str, int]:
-    """Bytes each TV node must move once: stored kernels (+ bias, scale) + input + output (float32).
-    A node in ``folded`` (a 1x1 convolution folded into it, layer_profile) reads the convolution's
-    narrow input instead of the expanded one, and the convolution's weight and bias: those are its
-    bytes (its time holds the convolution's work)."""
+    """Bytes each TV node must move once: stored kernels (+ bias, scale) + input (its real H x W,
+    input_size) + output (float32). A node in ``folded`` (a 1x1 convolution folded into it,
+    layer_profile) reads the convolution's narrow input (the same H x W) instead of the expanded
+    one, and the convolution's weight and bias: those are its bytes (its time holds the
+    convolution's work)."""
     from onnx import numpy_helper
 
     inits = {t.name: t for t in graph.graph.initializer}
@@ -214,15 +226,16 @@ def floor_bytes(graph: Any, batch: int, *, folded: Collection[str] = ()) -> dict
                 raise SystemExit(f"TV layer {node.name}: recorded as folded, but no Conv feeds it in the ONNX graph")
             cin = inits[conv.input[1]].dims[1]
             stored += sum(numpy_helper.to_array(inits[i]).nbytes for i in conv.input[1:] if i)
-        out[node.name] = stored + 4 * batch * (cin * h * s * wd * s + c * h * wd)
+        ih, iw = input_size(graph, node, h, wd, s)
+        out[node.name] = stored + 4 * batch * (cin * ih * iw + c * h * wd)
     return out
 
 
 def multiply_adds(graph: Any, batch: int, *, folded: Collection[str] = ()) -> dict[str, int]:
     """Multiply-adds each TV node does: k*k taps per output element (C x h x w x batch elements). A
     node in ``folded`` (layer_profile) also computes its ring's rows from the 1x1 convolution's
-    narrow input (kernel.cpp's pointwise prologue): cin x C per input position, each of the h*s x
-    w*s positions per image once, as floor_bytes counts that input. Not counted: the rows and
+    narrow input (kernel.cpp's pointwise prologue): cin x C per input position, each of the H x W
+    positions per image once (input_size), as floor_bytes counts that input. Not counted: the rows and
     columns the prologue computes again in each tile that shares them (kernel.cpp: ~6 % at stride 2
     with 8-row tiles; it depends on the tiling, hence on batch, threads and kernel dtype), bias,
     scales and clamps."""
@@ -240,7 +253,8 @@ def multiply_adds(graph: Any, batch: int, *, folded: Collection[str] = ()) -> di
             conv = pointwise_conv(graph, node)
             if conv is None:
                 raise SystemExit(f"TV layer {node.name}: recorded as folded, but no Conv feeds it in the ONNX graph")
-            macs += batch * inits[conv.input[1]].dims[1] * c * h * s * wd * s
+            ih, iw = input_size(graph, node, h, wd, s)
+            macs += batch * inits[conv.input[1]].dims[1] * c * ih * iw
         out[node.name] = int(macs)
     return out
 
@@ -478,7 +492,7 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
            "Compute floor: each TV layer's multiply-adds at the multiply-add peak measured in the run of the row (openvino_kernel_micro's "
            "helper in its 'fma' mode: register-only chains at the widest vector width the CPU runs, one copy per counter thread at "
            "once; 'peak GFMA/s'). Counted: k*k per output element (C x h x w x batch), and for a folded layer also its 1x1 "
-           "convolution's cin x C per input position (h*s x w*s per image, each once: the rows and columns the prologue computes "
+           "convolution's cin x C per input position (H x W per image, each once: the rows and columns the prologue computes "
            "again per tile, ~6 % at stride 2 with 8-row tiles, are not counted, nor bias, scales and clamps). 'x roofline' = time / "
            "max(memory floor, compute floor): where a layer is bound by multiply-add throughput rather than memory (folded layers "
            "on AVX2), 'x floor' overstates how far it is from what the machine allows, 'x roofline' does not. The memory-floor "

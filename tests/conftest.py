@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,6 +43,28 @@ def check_latency_line(stdout: str, times: Path, *, runs: int) -> None:
     assert found and int(found.group(4)) == runs, stdout
     printed = [float(v) for v in found.groups()[:3]]
     np.testing.assert_allclose(printed, [ms.min(), *np.percentile(ms, [50, 90])], rtol=0, atol=6e-5)
+
+
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a benchmarks/ script in a child interpreter with this checkout first on PYTHONPATH
+    (its output captured as text, at most 10 minutes)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def extension() -> Path:
+    """The OpenVINO extension library for these sources (built into the cache if needed); skips
+    where it cannot be built (no compiler or cmake), while a failing build still fails.
+    tests/test_openvino.py and test_openvino_pointwise.py have their own (they skip by module)."""
+    from tvexport.errors import MissingDependencyError
+    from tvexport.openvino import extension_path
+
+    try:
+        return extension_path()
+    except MissingDependencyError as err:
+        pytest.skip(f"the extension cannot be built here: {err}")
 
 
 def write_checkpoint(model: torch.nn.Module, path: Path, fmt: str) -> Path:

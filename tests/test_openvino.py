@@ -393,6 +393,22 @@ def test_tile_budget_not_a_number_refused(extension: Path, monkeypatch: pytest.M
     assert "TVEXPORT_OV_BLOCK_BYTES=12k is not a whole number of bytes" in text and "\n" not in text, text
 
 
+@pytest.mark.parametrize("budget", ["1", "4095", str(64 * 2**20 + 1), str(2**62), "99999999999999999999"],
+                         ids=["1", "4k-1", "64m+1", "2**62", "past-int64"])
+def test_tile_budget_out_of_range_refused(budget: str, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TVEXPORT_OV_BLOCK_BYTES outside 4 KiB..64 MiB is refused in one line saying the range (before:
+    1 byte ran as the narrowest tiles, 2**62 overflowed int8 wide tiles' doubling, and a number past
+    int64 was read as its largest value, all silently); both ends and 0 (the default) are taken."""
+    monkeypatch.setenv("TVEXPORT_OV_BLOCK_BYTES", budget)
+    with pytest.raises(TvexportError) as info:
+        run_case(Case(3, 1, "map", "float32", 2), extension)
+    text = str(info.value)
+    assert f"TVEXPORT_OV_BLOCK_BYTES={budget} is out of range: give 4096 to 67108864 bytes" in text and "\n" not in text, text
+    for taken in ("4096", str(64 * 2**20), "0"):
+        monkeypatch.setenv("TVEXPORT_OV_BLOCK_BYTES", taken)
+        assert run_case(Case(3, 2, None, "int8", 3, channels=72, h=20, w=20), extension, threads=2) < LAYER_RTOL, taken
+
+
 # int8, k = 3, C dividing 16, 32 or 48: one image's scales held in registers (kernel.cpp:
 # scale_register_chunks; AVX-512 only, elsewhere these take the loop that loads them)
 SCALE_REGISTER_CASES = [case for c in (8, 16, 24, 32, 48) for case in (
@@ -697,6 +713,50 @@ def test_aot_attribute_is_accepted(extension: Path) -> None:
     x = np.random.default_rng(3).standard_normal((2, 8, 5, 6)).astype(np.float32)
     got = OpenVinoRunner(model, what="aot.onnx", extension=extension)(x)
     assert rel_err(got, truth_of(x.astype(np.float64), weight, bias, 1)) < LAYER_RTOL
+
+
+def test_node_attrs_header(tmp_path: Path) -> None:
+    """tvexport/openvino/ext/node_attrs.hpp (built here with the machine compiler, no OpenVINO): its
+    attribute list is tvexport._depthwise.NODE_ATTRS, and its check of an ONNX file refuses a
+    tv_dwconv node with an attribute the node does not take in the Python check's words plus the
+    file and the fix (before: C++ programs loading the extension had no such check; its conversion
+    reads attributes by name and dropped dilation=2 unsaid). Nodes of another domain, files that
+    are no ModelProto and missing files are left to read_model."""
+    from tvexport._depthwise import NODE_ATTRS, check_node_attr_names
+
+    cxx = shutil.which("c++") or shutil.which("g++")
+    harness = tmp_path / "attrs.cpp"
+    harness.write_text('#include <iomanip>\n#include "node_attrs.hpp"\n#include <iostream>\n'  # <iomanip>: std::quoted beside it
+                       "int main(int argc, char** argv) { if (argc == 1) { for (const auto& a : tvx::node_attrs()) std::cout << a << '\\n'; return 0; }\n"
+                       "  std::cout << tvx::unknown_attributes_in_file(argv[1]); }\n")
+    exe = tmp_path / "attrs"
+    subprocess.run([cxx, "-O1", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{_build.SOURCE_DIR}", str(harness), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+
+    def check(model: Any) -> str:
+        path = tmp_path / "m.onnx"
+        onnx.save(model, str(path))
+        return subprocess.run([str(exe), str(path)], check=True, capture_output=True, text=True).stdout
+
+    assert tuple(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()) == NODE_ATTRS
+    fix = f" (in {tmp_path / 'm.onnx'}; export the model again with tvexport export --tv-op plugin)"
+    for extra in (["dilation"], ["group", "dilation", "group"]):
+        model = _bad("extra_dilation")
+        node = model.graph.node[0]
+        node.name = "features.3.conv"
+        del node.attribute[-1]
+        node.attribute.extend(helper.make_attribute(a, 2) for a in extra)
+        with pytest.raises(ValueError) as python:
+            check_node_attr_names([a.name for a in node.attribute], node=f"tv_dwconv node {node.name!r}")
+        assert check(model) == str(python.value) + fix
+        node.domain = "other"  # not tvexport's node
+        assert check(model) == ""
+    assert check(_bad("channels")) == ""  # every attribute known (the node is wrong otherwise: read_model says so)
+    aot = _bad("extra_aot")
+    assert [a.name for a in aot.graph.node[0].attribute][-1] == "aot" and check(aot) == ""
+    (tmp_path / "m.onnx").write_bytes(_bad("extra_dilation").SerializeToString()[:200])  # cut short: no ModelProto
+    assert subprocess.run([str(exe), str(tmp_path / "m.onnx")], check=True, capture_output=True, text=True).stdout == ""
+    assert subprocess.run([str(exe), str(tmp_path / "missing.onnx")], check=True, capture_output=True, text=True).stdout == ""
 
 
 def test_input_smaller_than_the_window_refused_at_run_time(extension: Path) -> None:
@@ -1256,7 +1316,10 @@ def test_cpp_runner_matches_python(mnv2: Network, extension: Path, tmp_path: Pat
         assert bad.returncode == 2 and bad.stderr.startswith("error: --shape") and bad.stderr.count("\n") == 1, (shape, bad.stderr)
     # a graph the extension refuses: its reason in one line (before: OpenVINO's header
     # "-- tvexport.tv_dwconv with a message:", the reason left out)
-    for mutate, reason in (("even_k", "k must be a positive odd number, got 2"), ("channels", "has 5 channels, weight (8, 9, 6, 6) has 8")):
+    # an attribute the node does not take (before: dilation=2 dropped unsaid, the graph ran), with the file and the fix
+    for mutate, reason in (("even_k", "k must be a positive odd number, got 2"), ("channels", "has 5 channels, weight (8, 9, 6, 6) has 8"),
+                           ("extra_dilation", "unknown attribute 'dilation'; tv_dwconv takes k, stride, padding, plugin_namespace, "
+                                              "plugin_version (and TensorRT's aot) only (in " + str(tmp_path / "bad.onnx") + "; export the model again")):
         onnx.save(_bad(mutate), str(tmp_path / "bad.onnx"))
         bad = subprocess.run([str(exe), str(tmp_path / "bad.onnx"), "--shape", "2,8,6,6", "--extension", str(extension)],
                              capture_output=True, text=True, timeout=60)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,24 +15,10 @@ import pytest
 
 pytest.importorskip("openvino")
 
+from conftest import run_script  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_ab.py"
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def extension() -> Path:
-    from tvexport.errors import MissingDependencyError
-    from tvexport.openvino import extension_path
-
-    try:
-        return extension_path()
-    except MissingDependencyError as err:  # no compiler / cmake: a build error still fails
-        pytest.skip(f"the extension cannot be built here: {err}")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +36,8 @@ def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None
     other = tmp_path / "other" / extension.name
     other.parent.mkdir()
     shutil.copy2(extension, other)
-    run = _run("--switch", "build", "--extension-b", str(other), "--quick", "--arch", "face_mobilenetv2_x0_1",
-               "--kernel-dtype", "int8", "--out", str(tmp_path), "--name", "ab")
+    run = run_script(SCRIPT, "--switch", "build", "--extension-b", str(other), "--quick", "--arch", "face_mobilenetv2_x0_1",
+                     "--kernel-dtype", "int8", "--out", str(tmp_path), "--name", "ab")
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "ab.json").read_text())
     assert result["switch"] == "build"
@@ -69,7 +53,7 @@ def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None
     (["--switch", "build", "--extension-b", str(ROOT / "README.md")], "OpenVINO cannot load it"),
 ], ids=["missing", "wrong-switch", "no-file", "not-a-library"])
 def test_build_ab_refusals(args: list[str], says: str, tmp_path: Path) -> None:
-    run = _run(*args, "--quick", "--out", str(tmp_path))
+    run = run_script(SCRIPT, *args, "--quick", "--out", str(tmp_path))
     assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not list(tmp_path.iterdir())
 
@@ -78,7 +62,7 @@ def test_render_of_a_removed_switch_refused(tmp_path: Path) -> None:
     """A results JSON measured with a switch this checkout no longer has is refused in one line."""
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"switch": "no-such-switch", "cases": []}))
-    run = _run("--render", str(old), "--out", str(tmp_path / "out"))
+    run = run_script(SCRIPT, "--render", str(old), "--out", str(tmp_path / "out"))
     assert run.returncode == 2 and "--switch no-such-switch, which this checkout no longer has" in run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
 

@@ -262,6 +262,38 @@ def test_folded_layers_floor_counts_what_they_move(fused: ModuleType, tmp_path: 
     assert "'folded': the TV layers the runner folded their 1x1 convolution into" in table
 
 
+def test_floors_count_the_real_input_size(fused: ModuleType) -> None:
+    """A stride-2 layer on an odd input (7x7 -> 4x4 at k=3, padding 1): the memory floor counts the
+    7x7 input it reads, and a folded layer's floor and multiply-adds the 7x7 positions of its 1x1
+    convolution's input (before: h*s x w*s = 8x8 in both, 31 % more input than there is). Where
+    the graph does not declare the input's shape, 8x8 from the output size is all there is."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tvexport.export._onnx_tv import layer_model
+
+    rng = np.random.default_rng(0)
+    c, cin, batch = 8, 3, 2
+    weight, bias = rng.standard_normal((c, 9, 4, 4)).astype(np.float32), rng.standard_normal((c, 4, 4)).astype(np.float32)
+    plain = layer_model(weight, bias, stride=2, method="plugin", batch=batch)
+    plain.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, 7, 7]))
+    stored = weight.nbytes + bias.nbytes
+    assert fused.floor_bytes(plain, batch) == {"tv": stored + 4 * batch * (c * 7 * 7 + c * 4 * 4)}
+    assert fused.multiply_adds(plain, batch) == {"tv": batch * c * 9 * 4 * 4}
+    # the same layer behind a 1x1 convolution from cin channels (what the runner folds into it)
+    folded = onnx.ModelProto()
+    folded.CopyFrom(plain)
+    pw = rng.standard_normal((c, cin, 1, 1)).astype(np.float32)
+    folded.graph.initializer.append(numpy_helper.from_array(pw, "pw.weight"))
+    folded.graph.node.insert(0, helper.make_node("Conv", ["x_in", "pw.weight"], ["x"], name="pw"))
+    folded.graph.input[0].CopyFrom(helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [batch, cin, 7, 7]))
+    folded.graph.value_info.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, 7, 7]))
+    assert fused.floor_bytes(folded, batch, folded=["tv"]) == {"tv": stored + pw.nbytes + 4 * batch * (cin * 7 * 7 + c * 4 * 4)}
+    assert fused.multiply_adds(folded, batch, folded=["tv"]) == {"tv": batch * c * 9 * 4 * 4 + batch * cin * c * 7 * 7}
+    del folded.graph.value_info[:]  # the TV input's size unknown: estimated from the output
+    assert fused.floor_bytes(folded, batch, folded=["tv"]) == {"tv": stored + pw.nbytes + 4 * batch * (cin * 8 * 8 + c * 4 * 4)}
+
+
 def _layer_cells(md: str) -> list[dict[str, str]]:
     """The per-layer table's rows, each as {header: cell}."""
     table = md.split("## Per TV layer")[1].split("## Width sweep")[0]

@@ -4,39 +4,22 @@ re-render, and its refusals."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("openvino")
 
+from conftest import run_script  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_threads.py"
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def extension() -> Path:
-    from tvexport.errors import MissingDependencyError
-    from tvexport.openvino import extension_path
-
-    try:
-        return extension_path()
-    except MissingDependencyError as err:  # no compiler / cmake: a build error still fails
-        pytest.skip(f"the extension cannot be built here: {err}")
 
 
 def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
     """Every TV layer and every matched DW layer has a counter per thread count, the wall ratios are
     paired per round, and --render rewrites the same report from the JSON."""
-    run = _run("--quick", "--arch", "face_mobilenetv2_x0_1", "--kernel-dtype", "int8", "--out", str(tmp_path), "--name", "thr")
+    run = run_script(SCRIPT, "--quick", "--arch", "face_mobilenetv2_x0_1", "--kernel-dtype", "int8", "--out", str(tmp_path), "--name", "thr")
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "thr.json").read_text())
     assert result["thread_counts"] == [1, 2]
@@ -54,7 +37,7 @@ def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
         rows = [r for r in block.splitlines() if r.startswith("|")]
         assert len({r.count("|") for r in rows}) <= 1, rows[:2]
     (tmp_path / "thr.md").unlink()
-    again = _run("--render", str(tmp_path / "thr.json"), "--out", str(tmp_path), "--name", "thr")
+    again = run_script(SCRIPT, "--render", str(tmp_path / "thr.json"), "--out", str(tmp_path), "--name", "thr")
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "thr.md").read_text() == md
 
@@ -64,6 +47,6 @@ def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
     (["--thread-count", "0", "--thread-count", "1"], "give distinct thread counts >= 1"),
 ], ids=["same", "zero"])
 def test_refusals(args: list[str], says: str, tmp_path: Path) -> None:
-    run = _run(*args, "--out", str(tmp_path))
+    run = run_script(SCRIPT, *args, "--out", str(tmp_path))
     assert run.returncode != 0 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not list(tmp_path.iterdir())

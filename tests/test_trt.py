@@ -44,15 +44,23 @@ needs_trt_gpu = pytest.mark.skipif(
 
 
 def test_parse_attrs() -> None:
-    a = parse_attrs(3, 2, 1)
+    a = parse_attrs(3, stride=2, padding=1)
     assert (a.k, a.stride, a.padding) == (3, 2, 1)
-    b = parse_attrs(7, 1, 3)
+    b = parse_attrs(7, stride=1, padding=3)
     assert (b.k, b.stride, b.padding) == (7, 1, 3)
-    assert parse_attrs(3, 3, 1).stride == 3  # the node's bounds (stride >= 1); the kernel takes any stride
+    assert parse_attrs(3, stride=3, padding=1).stride == 3  # the node's bounds (stride >= 1); the kernel takes any stride
     for bad, match in [((4, 1, 2), "odd"), ((65, 1, 32), "at most 63"), ((3, 0, 1), "stride"), ((3, 1, 0), "TensorRT plugin"),
                        ((5, 1, 1), "TensorRT plugin"), ((3, 1, 3), "between 0 and k-1")]:
         with pytest.raises(ValueError, match=match):
-            parse_attrs(*bad)
+            parse_attrs(bad[0], stride=bad[1], padding=bad[2])
+
+
+def test_parse_attrs_options_are_keyword_only() -> None:
+    """House standard: only the subject (k) may be positional; before, ``parse_attrs(3, 2, 1)`` read
+    stride and padding by position."""
+    with pytest.raises(TypeError):
+        parse_attrs(3, 2, 1)  # type: ignore[misc]
+    assert parse_attrs(3, padding=1, stride=2) == parse_attrs(3, stride=2, padding=1)
 
 
 # The bounds of the node's attributes in the OpenVINO op's words (its check_attributes, see
@@ -114,7 +122,7 @@ def test_node_attributes_within_the_bounds() -> None:
 
 
 def test_output_dims_known_and_symbolic() -> None:
-    a = parse_attrs(3, 2, 1)
+    a = parse_attrs(3, stride=2, padding=1)
     assert infer_output_dims((4, 8, 12, 10), (8, 9, 6, 5), (8, 6, 5), a) == (4, 8, 6, 5)
     assert infer_output_dims((None, 8, 12, 10), (8, 9, 6, 5), (8, 1, 1), a) == (None, 8, 6, 5)
     assert infer_output_dims((None,) * 4, (None,) * 4, (None,) * 3, a) == (None,) * 4  # placeholder shapes
@@ -132,7 +140,7 @@ def test_output_dims_known_and_symbolic() -> None:
 )
 def test_output_dims_reject_inconsistent_nodes(x, w, b, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
-        infer_output_dims(x, w, b, parse_attrs(3, 2, 1))
+        infer_output_dims(x, w, b, parse_attrs(3, stride=2, padding=1))
 
 
 # --------------------------------------------------------------------------- build plan per version
@@ -1444,7 +1452,7 @@ def test_strongly_typed_build_through_the_real_package(real_trt, net: str) -> No
     assert all(cb[-1] == cb[0] for cb in combos)  # every advertised combination: output type == x type
     kernels = b.kernels(want)
     x_bytes = 2 if inputs[0][1] == core.float16 else 4
-    configs = aot_configs(6, 48, 4, x_bytes=x_bytes)  # opt batch 4 of the profile
+    configs = aot_configs(6, plane=48, opt_batch=4, x_bytes=x_bytes)  # opt batch 4 of the profile
     assert sorted(k["tactic"] for k in kernels) == list(range(1, len(configs) + 1))
     for kern in kernels:
         cfg = configs[kern["tactic"] - 1]
@@ -1588,13 +1596,13 @@ def test_each_activation_type_gets_its_own_tactics(real_trt, xdt: str) -> None: 
     b.output()
     combos = b.combinations()
     for x_type, x_bytes in ((core.float32, 4), (core.float16, 2)):
-        want = len(aot_configs(6, 256, 4, x_bytes=x_bytes))
+        want = len(aot_configs(6, plane=256, opt_batch=4, x_bytes=x_bytes))
         combo = (x_type, core.float32, core.float32, x_type)
         assert combo in combos
         kernels = b.kernels(combo)
         assert sorted(k["tactic"] for k in kernels) == list(range(1, want + 1)), (x_type, [k["tactic"] for k in kernels])
         assert len({k["launch"](4)["grid_x"] for k in kernels}) == want  # one distinct tile size per tactic
-    assert len(aot_configs(6, 256, 4, x_bytes=4)) != len(aot_configs(6, 256, 4, x_bytes=2))  # the case this is about
+    assert len(aot_configs(6, plane=256, opt_batch=4, x_bytes=4)) != len(aot_configs(6, plane=256, opt_batch=4, x_bytes=2))  # the case this is about
 
 
 def test_weakly_typed_fp16_build_is_consistent(real_trt) -> None:  # type: ignore[no-untyped-def]

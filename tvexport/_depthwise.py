@@ -98,7 +98,8 @@ def check_node_attrs(k: int, stride: int, padding: int, *, node: str = "tv_dwcon
 # plugin creation request (tvexport.trt._onnx). Any other attribute would be dropped by every runtime
 # (OpenVINO's conversion reads attributes by name, TensorRT's parser passes the plugin's fields only)
 # and the node computed as if it were absent, so every tvexport path refuses it (``check_node_attr_names``;
-# the OpenVINO extension loaded directly, as examples/openvino_runner does, cannot list attributes and ignores them).
+# the OpenVINO extension's conversion cannot list attributes: C++ programs check the file with
+# tvexport/openvino/ext/node_attrs.hpp, whose list and message equal these, as examples/openvino_runner does).
 NODE_ATTRS = ("k", "stride", "padding", "plugin_namespace", "plugin_version", "aot")
 
 

@@ -11,7 +11,9 @@
 // printed. With --iters, the run is repeated and the min/p50/p90 latency is reported (p50 and p90
 // linearly interpolated, as numpy); --times writes the per-run latencies in ms, one a line. Inference
 // runs in float32 (INFERENCE_PRECISION_HINT f32) unless --precision bf16 is given: on CPUs with
-// AMX/AVX512-BF16 the CPU plugin would otherwise pick bfloat16.
+// AMX/AVX512-BF16 the CPU plugin would otherwise pick bfloat16. With --extension, a tv_dwconv node
+// with an attribute the node does not take is refused before the model is read (one line, exit
+// 1): OpenVINO's conversion would drop it unsaid (tvexport/openvino/ext/node_attrs.hpp).
 #include <openvino/openvino.hpp>
 
 #include <algorithm>
@@ -27,6 +29,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "node_attrs.hpp"  // tvexport/openvino/ext: the tv_dwconv node's attributes
 
 namespace {
 
@@ -135,7 +139,14 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     try {
         ov::Core core;
-        if (!o.extension.empty()) core.add_extension(o.extension);  // before reading: it maps tvexport::tv_dwconv
+        if (!o.extension.empty()) {
+            core.add_extension(o.extension);  // before reading: it maps tvexport::tv_dwconv
+            const std::string refusal = tvx::unknown_attributes_in_file(o.model);  // the conversion cannot list them
+            if (!refusal.empty()) {
+                std::cerr << "error: " << refusal << "\n";
+                return 1;
+            }
+        }
         std::shared_ptr<ov::Model> model = core.read_model(o.model);
         ov::AnyMap config{ov::hint::inference_precision(o.precision == "bf16" ? ov::element::bf16 : ov::element::f32),
                           ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY), ov::hint::num_requests(1)};

@@ -12,8 +12,8 @@ Node spec (shared with the TensorRT plugin):
   "tvexport" and ``plugin_version`` = "1" (what TensorRT's ONNX parser uses to find the plugin);
   TensorRT's INT ``aot`` (its plugin creation request) may be there too; any other attribute is
   refused by every tvexport path (``tvexport._depthwise.NODE_ATTRS``), as each runtime would drop it
-  (the OpenVINO extension loaded without tvexport, e.g. examples/openvino_runner, cannot list a
-  node's attributes and ignores unknown ones);
+  (the OpenVINO extension's conversion cannot list a node's attributes: a C++ program loading it
+  checks the file with tvexport/openvino/ext/node_attrs.hpp first, as examples/openvino_runner does);
 * output (N, C, h, w)::
 
     out[n, c, i, j] = sum_{ky, kx} w[c, ky*k + kx, i, j] * xpad[n, c, i*stride + ky, j*stride + kx] (+ bias[c, i, j])

@@ -39,9 +39,9 @@ def next_pow2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LaunchConfig:
-    """Tile sizes of one launch (compile-time constants of the kernel)."""
+    """Tile sizes of one launch (compile-time constants of the kernel); keyword-only, a record with no subject."""
 
     block: int  # output positions of one channel plane per program (power of two)
     batch_tile: int  # samples per program, a [batch_tile, block] register tile (power of two)
@@ -92,7 +92,7 @@ def batch_tile_for(batch: int) -> int:
     return min(next_pow2(max(1, batch)), MAX_BATCH_TILE)
 
 
-def launch_config(channels: int, plane: int, batch: int, *, sm_count: int = DEFAULT_SM_COUNT, x_bytes: int = 4) -> LaunchConfig:
+def launch_config(channels: int, *, plane: int, batch: int, sm_count: int = DEFAULT_SM_COUNT, x_bytes: int = 4) -> LaunchConfig:
     """Tile sizes for ``channels`` planes of ``plane = OH * OW`` outputs, a known ``batch`` and
     activations of ``x_bytes`` bytes (4 float32, 2 float16):
     the largest block that still gives ``WAVES`` programs per SM, then smaller batch tiles if the
@@ -113,12 +113,12 @@ def launch_config(channels: int, plane: int, batch: int, *, sm_count: int = DEFA
 
 
 def aot_configs(
-    channels: int, plane: int, opt_batch: int, *, sm_count: int = DEFAULT_SM_COUNT, x_bytes: int = 4
+    channels: int, *, plane: int, opt_batch: int, sm_count: int = DEFAULT_SM_COUNT, x_bytes: int = 4
 ) -> tuple[LaunchConfig, ...]:
     """Candidate tile sizes for a TensorRT engine, one custom tactic each (TensorRT times them and
     keeps the fastest per layer): the heuristic choice for the profile's opt batch, then half and
     twice its block. The batch tile follows the opt batch (1 for a batch-1 latency profile)."""
-    best = launch_config(channels, plane, opt_batch, sm_count=sm_count, x_bytes=x_bytes)
+    best = launch_config(channels, plane=plane, batch=opt_batch, sm_count=sm_count, x_bytes=x_bytes)
     out = [best]
     for block in (best.block // 2, best.block * 2):
         if block in _blocks(plane, best.batch_tile, x_bytes):
@@ -126,7 +126,7 @@ def aot_configs(
     return tuple(out)
 
 
-def bias_mode(bias_shape: tuple[int, ...] | None, channels: int, oh: int, ow: int) -> BiasMode:
+def bias_mode(bias_shape: tuple[int, ...] | None, *, channels: int, oh: int, ow: int) -> BiasMode:
     """How the kernel reads ``bias``: a (C, OH, OW) map, or one value per channel (C, 1, 1); a
     1-D (C,) bias is refused, as on every path of the op (``tvexport._depthwise.bias_is_map``)."""
     if bias_shape is None:

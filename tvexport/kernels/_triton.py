@@ -118,10 +118,10 @@ def tv_dwconv_triton(
         raise TypeError(f"the TV kernel takes float32/float16/int8 kernels and a float bias, got {weight.dtype}, {None if bias is None else bias.dtype}")
     n, c, h, w = x.shape
     _, _, oh, ow = weight.shape
-    mode = bias_mode(tuple(bias.shape) if bias is not None else None, c, oh, ow)
+    mode = bias_mode(tuple(bias.shape) if bias is not None else None, channels=c, oh=oh, ow=ow)
     if config is None:
         sm = _sm_count(x.device)
-        config = launch_config(c, oh * ow, max(n, 1), sm_count=sm or DEFAULT_SM_COUNT, x_bytes=x.element_size())
+        config = launch_config(c, plane=oh * ow, batch=max(n, 1), sm_count=sm or DEFAULT_SM_COUNT, x_bytes=x.element_size())
     check_index_range(geometry=(c, h, w, oh, ow), k=k, batch=n, config=config, batch_fix="run it in smaller batches",
                       layer_fix="run it on fewer channels at a time and concatenate the outputs (a depthwise layer's channels are independent)")
     out = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device)

@@ -101,7 +101,7 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
             if not isinstance(attrs.get(key), int):
                 raise TvexportError(f"{where} lacks the integer attribute {key!r}", hint=REEXPORT)
         try:
-            tv = parse_attrs(attrs["k"], attrs["stride"], attrs["padding"], node=where)
+            tv = parse_attrs(attrs["k"], stride=attrs["stride"], padding=attrs["padding"], node=where)
         except ValueError as err:
             raise TvexportError(str(err), hint=REEXPORT) from None
         for key, want in (("plugin_namespace", PLUGIN_NAMESPACE), ("plugin_version", PLUGIN_VERSION)):
@@ -146,7 +146,7 @@ def prepare_tv_nodes(model: Any, *, source: str = "model") -> list[TVNode]:
                 check_node_bias(bias.dims, c, oh, ow, node=where)
             except ValueError as err:
                 raise TvexportError(str(err), hint=REEXPORT) from None
-            mode = bias_mode(tuple(bias.dims), c, oh, ow)  # (C, h, w) or (C, 1, 1) now: a map or per channel
+            mode = bias_mode(tuple(bias.dims), channels=c, oh=oh, ow=ow)  # (C, h, w) or (C, 1, 1) now: a map or per channel
             bias_kind = "map" if mode == BIAS_MAP else "channel"
             if oh == ow == 1 and node.name in recorded:  # (C, 1, 1) either way: the layer's kind as exported
                 bias_kind = recorded[node.name]

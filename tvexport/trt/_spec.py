@@ -57,7 +57,7 @@ class TVAttrs:
     padding: int
 
 
-def parse_attrs(k: int, stride: int, padding: int, *, node: str = "tv_dwconv") -> TVAttrs:
+def parse_attrs(k: int, *, stride: int, padding: int, node: str = "tv_dwconv") -> TVAttrs:
     """Validate a node's attributes: the bounds every path shares (``check_node_attrs``), and the
     padding the plugin's kernel applies, k // 2 (what tvexport exports); ValueError ``"{node}: ..."``
     says which one is wrong."""
@@ -87,7 +87,7 @@ def infer_output_dims(x: Sequence[Dim], weight: Sequence[Dim], bias: Sequence[Di
                 f"with k={attrs.k}, stride={attrs.stride}, but the kernels are for {out}: TVConv only runs at its trained size"
             )
     if bias is not None and None not in (*bias, wc, oh, ow):
-        bias_mode(tuple(bias), wc, oh, ow)  # type: ignore[arg-type]
+        bias_mode(tuple(bias), channels=wc, oh=oh, ow=ow)  # type: ignore[arg-type]
     return (n, wc, oh, ow)
 
 

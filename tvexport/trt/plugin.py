@@ -80,7 +80,10 @@ def _refusing_the_node() -> Iterator[None]:
 
 
 def _attrs(k: Int, stride: Int, padding: Int):  # type: ignore[no-untyped-def]
-    return parse_attrs(*(int(np.asarray(v).reshape(-1)[0]) for v in (k, stride, padding)))
+    def first(v: Int) -> int:
+        return int(np.asarray(v).reshape(-1)[0])
+
+    return parse_attrs(first(k), stride=first(stride), padding=first(padding))
 
 
 def _dims(desc: trtp.TensorDesc) -> Tuple[Union[int, None], ...]:
@@ -150,7 +153,7 @@ def _configs(x: trtp.TensorDesc, weight: trtp.TensorDesc, x_bytes: Union[int, No
     c, _, oh, ow = (int(d) for d in weight.shape)
     if x_bytes is None:
         x_bytes = 2 if x.dtype == trt.float16 else 4
-    return aot_configs(c, oh * ow, max(1, opt_batch), sm_count=_sm_count(), x_bytes=x_bytes)
+    return aot_configs(c, plane=oh * ow, opt_batch=max(1, opt_batch), sm_count=_sm_count(), x_bytes=x_bytes)
 
 
 def _max_batch(x: trtp.TensorDesc) -> int:
@@ -213,7 +216,7 @@ def _checked(tensors: Tuple[trtp.TensorDesc, ...], out: trtp.TensorDesc, k: Int,
         raise ValueError(f"tv_dwconv runs float32 or float16 activations with an output of the same type, got {names}")
     c, _, oh, ow = w_shape
     _, h, w = _constant(xd[1:], "input C, H, W")  # only the batch is dynamic
-    return _Node((names[0], names[1], names[2]), (c, h, w, oh, ow), attrs.k, attrs.stride, bias_mode(b_shape, c, oh, ow))
+    return _Node((names[0], names[1], names[2]), (c, h, w, oh, ow), attrs.k, attrs.stride, bias_mode(b_shape, channels=c, oh=oh, ow=ow))
 
 
 def _aot(tensors: Tuple[trtp.TensorDesc, ...], node: _Node, tactic: int):  # type: ignore[no-untyped-def]

@@ -141,15 +141,19 @@ bool switch_from_env(const char* name, bool fallback = true) {
     return std::string(env) != "0";
 }
 
-// A byte count: 0 unless set; anything but a whole decimal number is refused.
-int64_t bytes_from_env(const char* name, const char* example) {
+// A byte count: 0 unless set; anything but a whole decimal number is refused, and so is one
+// outside [lo, hi] other than 0 (unset: the default), in one line saying the range.
+int64_t bytes_from_env(const char* name, const char* example, int64_t lo = 0, int64_t hi = std::numeric_limits<int64_t>::max()) {
     const char* env = std::getenv(name);
     if (!env || !*env)
         return 0;
     char* end = nullptr;
-    const long long v = std::strtoll(env, &end, 10);
+    const long long v = std::strtoll(env, &end, 10);  // past int64: LLONG_MAX, so above any hi below it
     if (*end != '\0' || v < 0)
         OPENVINO_THROW("tv_dwconv: ", name, "=", env, " is not a whole number of bytes (e.g. ", example, ")");
+    if (v != 0 && (v < lo || v > hi))
+        OPENVINO_THROW("tv_dwconv: ", name, "=", env, " is out of range: give ", lo, " to ", hi, " bytes (e.g. ", example,
+                       "), or 0 or unset for the default");
     return v;
 }
 
@@ -192,8 +196,11 @@ Switches switches_from_env() {
     s.int8_wide_tiles = switch_from_env("TVEXPORT_OV_INT8_WIDE_TILES", s.int8_wide_tiles);
     // TVEXPORT_OV_BLOCK_BYTES=N: at batch > 1, tiles (and channel blocks) of N stored kernel bytes
     // (int8: doubled where int8_wide_tiles) instead of the kernel's default (kernel.cpp:
-    // block_bytes; --switch block-bytes); 0 or unset: the default.
-    s.block_bytes = bytes_from_env("TVEXPORT_OV_BLOCK_BYTES", "196608 for 192 KiB");
+    // block_bytes; --switch block-bytes); 0 or unset: the default. Taken from 4 KiB (one-position
+    // tiles of kMinRows rows, the narrowest channel blocks) to 64 MiB (32x the largest L2 these
+    // tiles were measured on, 2 MiB); anything else is refused: a few bytes gave one-position
+    // tiles silently, and a value near 2^62 overflowed int8_wide_tiles' doubling.
+    s.block_bytes = bytes_from_env("TVEXPORT_OV_BLOCK_BYTES", "196608 for 192 KiB", int64_t(4) << 10, int64_t(64) << 20);
     return s;
 }
 
@@ -525,6 +532,9 @@ std::shared_ptr<ov::Node> half_kernel_bytes(const ov::Output<ov::Node>& w) {
 }
 
 // An INT attribute of the node: get_attribute<int64_t> would truncate a FLOAT (3.7 as 3) and parse a STRING.
+// Attributes are read by name only (NodeContext lists none), so one the node does not take is
+// refused before the model is read: by tvexport/openvino/runtime.py from the ONNX proto, and in
+// C++ by node_attrs.hpp's unknown_attributes_in_file (examples/openvino_runner calls it).
 int64_t int_attribute(const ov::frontend::NodeContext& ctx, const std::string& name, const char* attr) {
     const ov::Any v = ctx.get_attribute_as_any(attr);
     if (v.empty())
