@@ -4,40 +4,23 @@ property), its re-render, and its refusals."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("openvino")
 
+from conftest import run_script  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_process_state.py"
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def extension() -> Path:
-    from tvexport.errors import MissingDependencyError
-    from tvexport.openvino import extension_path
-
-    try:
-        return extension_path()
-    except MissingDependencyError as err:  # no compiler / cmake: a build error still fails
-        pytest.skip(f"the extension cannot be built here: {err}")
 
 
 def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
     """Each state has its rounds, paired against the first state (itself: exactly 1), the children's
     threads are read from /proc, and --render rewrites the same report from the JSON."""
     states = ["clean", "paired@ENABLE_CPU_PINNING=NO"]
-    run = _run("--quick", "--state", states[0], "--state", states[1], "--out", str(tmp_path), "--name", "ps")
+    run = run_script(SCRIPT, "--quick", "--state", states[0], "--state", states[1], "--out", str(tmp_path), "--name", "ps")
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "ps.json").read_text())
     m = result["measure"]
@@ -55,7 +38,7 @@ def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
         rows = [r for r in block.splitlines() if r.startswith("|")]
         assert len({r.count("|") for r in rows}) <= 1, rows[:2]
     (tmp_path / "ps.md").unlink()
-    again = _run("--render", str(tmp_path / "ps.json"), "--out", str(tmp_path), "--name", "ps")
+    again = run_script(SCRIPT, "--render", str(tmp_path / "ps.json"), "--out", str(tmp_path), "--name", "ps")
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "ps.md").read_text() == md
 
@@ -67,13 +50,13 @@ def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
     (["--rounds", "1"], "--rounds must be >= 2"),
 ], ids=["state", "property", "twice", "rounds"])
 def test_refusals(args: list[str], says: str, tmp_path: Path) -> None:
-    run = _run(*args, "--out", str(tmp_path))
+    run = run_script(SCRIPT, *args, "--out", str(tmp_path))
     assert run.returncode != 0 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not list(tmp_path.iterdir())
 
 
 def test_child_failure_is_one_line(extension: Path, tmp_path: Path) -> None:
     """A property OpenVINO refuses stops the run with the child's own one-line reason."""
-    run = _run("--quick", "--state", "clean@INFERENCE_NUM_THREADS=many", "--out", str(tmp_path))
+    run = run_script(SCRIPT, "--quick", "--state", "clean@INFERENCE_NUM_THREADS=many", "--out", str(tmp_path))
     assert run.returncode != 0 and "before it was ready:" in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not list(tmp_path.iterdir())
