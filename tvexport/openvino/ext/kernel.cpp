@@ -48,7 +48,21 @@
 // channel and input position against 9 per output position), so the prologue is register-blocked
 // (AVX-512: 8 positions x up to 3 vectors of channels, or 6 x 4: at most 24 accumulators; AVX2: 8-float
 // vectors, 8 x 1, 6 x 2 or 4 x 3; see pw_positions). Rows and columns a tile shares with its neighbours
-// are computed again per tile (stride 2, 8-row tiles: ~6 %).
+// are computed again per tile (stride 2, 8-row tiles: ~6 %; stride 1, 8-row tiles 20 positions wide:
+// ~40 %). Keeping them instead (issue 17, b16_43: the row tiles of a column range walked top to
+// bottom, each image's k - s shared rows copied out of the ring at a tile's end and back at the
+// next one's start; benchmarks/results/openvino_ab_build_zen3_b16_43_halo.patch) did not win:
+// face MobileNetV2 x0.1 batch 16, 2 threads, openvino_ab.py --switch build, TV ops main / kept
+// 0.953 / 1.008 / 0.991 (float32 / float16 / int8; nulls 1.022 / 0.952 / 0.992, a run at load
+// average 1.8-2.5; benchmarks/results/openvino_ab_build_zen3_b16_43_halo_x0_1_b16.md); one
+// thread in a scratch harness the stride-1 C = 48 layer at 48x48 0.96-1.0x, the others unchanged.
+// Where x0.1's batch-16 time goes on the AVX2-only Zen 3 (same harness, one thread, data in L3;
+// ablations of main's kernel, results discarded; benchmarks/results/README.md, 'Batch 16 on the
+// Zen 3: where the folded layers' time goes'): features.2 (stride 2, cin 8, C = 48, 96x96 input)
+// ~4.0 ms, of which the prologue ~2.6 ms (4x the input positions of a stride-1 layer: 57 M of its
+// 73 M multiply-adds, ~28 GFMA/s of the core's 51) and the multiply-add loop ~0.75-1.0 ms; the
+// stride-1 features.3 ~1.9-2.1 ms, prologue ~0.85, loop ~1.05. The stride-2 loop is not slower per
+// vector than the stride-1 one here; the stride-2 layer's extra time is its prologue.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -377,6 +391,13 @@ inline void store(XT* __restrict y, const float* __restrict acc, int64_t n) {
 // cycle, as many as its multiply-adds); pointwise_block always inlined into pointwise_chunk
 // (no call and vzeroupper per block): 1.008 (1.028) / 0.977 (0.980) / 0.974 (0.981), no change
 // (benchmarks/results/openvino_ab_build_zen3_pw42b_{w5x3,inline}_x0_1_b16.md).
+// Also dropped (issue 17, b16_43): at cin 8, one 8-channel vector at a time over all positions with
+// its 8 weight vectors held in registers (blocks of 4 positions: one broadcast per multiply-add, no
+// weight loads; bit for bit the same results): alone and hot 35-38 GFMA/s against the 4 x 3 block's
+// 32, but in OpenVINO TV ops main / tried 0.935 / 0.894 / 0.936 (nulls 1.043 / 1.019 / 1.032),
+// features.2 (stride 2) 0.78-0.83: main's block is faster there, presumably through its ring stores
+// (each position's 96 contiguous bytes at once, not 32 bytes in each of 6 passes over the row) (not
+// measured further; benchmarks/results/openvino_ab_build_zen3_b16_43_w8{.patch,_x0_1_b16.md}).
 #if defined(__AVX2__) && !defined(__AVX512F__)
 typedef float pv __attribute__((vector_size(32)));
 constexpr int64_t kPwLanes = 8;
