@@ -187,6 +187,34 @@ def test_environment_switch(extension: Path, monkeypatch: pytest.MonkeyPatch) ->
         OpenVinoRunner(model, extension=extension)
 
 
+TILED_CASES = [
+    PwCase(Case(3, 1, "map", "float32", 5, channels=48, h=20, w=21), cin=8),
+    PwCase(Case(3, 2, "channel", "int8", 5, channels=48, h=16, w=18), cin=8),
+    PwCase(Case(5, 2, None, "float16", 3, channels=96, h=17, w=16), cin=16, clamp="relu", residual=True),
+    PwCase(Case(7, 1, "channel", "float32", 5, channels=24, h=18, w=19), cin=24, clamp=None, conv_bias=False),
+]
+
+
+@pytest.mark.parametrize("budget", ["4096", "16384"], ids=["4k", "16k"])
+@pytest.mark.parametrize("case", TILED_CASES, ids=lambda c: c.id)
+def test_folded_pointwise_across_tiles(case: PwCase, budget: str, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small tiles (TVEXPORT_OV_BLOCK_BYTES 4 / 16 KiB of stored kernels: a few positions each), so
+    the prologue runs for row and column tiles that share input rows and columns at their edges,
+    at stride 1 and 2, k 3/5/7, every dtype, a narrower last batch tile, two threads: against the
+    float64 truth (CASES' spatial sizes fit one tile)."""
+    from tvexport.openvino import runtime
+
+    monkeypatch.setenv("TVEXPORT_OV_BLOCK_BYTES", budget)
+    monkeypatch.setenv("TVEXPORT_OV_INT8_WIDE_TILES", "0")
+    monkeypatch.setattr(runtime, "POINTWISE_MAX_CIN", 4096)
+    monkeypatch.setattr(runtime, "POINTWISE_MIN_BATCH", 1)
+    model, truth = pointwise_graph(case)
+    x = _x(case, int(case.tv.batch))
+    fused = OpenVinoRunner(model, what=case.id, extension=extension, fuse_pointwise=True, threads=2)
+    assert fused.folded_pointwise == 1
+    assert rel_err(fused(x), truth(x.astype(np.float64))) < RTOL
+
+
 @pytest.mark.parametrize(("name", "folds"), [("face_mobilenetv2_x0_1", 16), ("face_shufflenetv2_x1_0", 1)])
 def test_zoo_network_folded(name: str, folds: int, extension: Path) -> None:
     """A whole zoo network (random weights and posi_map, dynamic batch) with every 1x1 convolution
