@@ -53,6 +53,20 @@ def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+def check_tables_and_render(script: Path, out: Path, name: str) -> str:
+    """A benchmarks/ script's report ``out/name.md``: every table's separator and rows have its
+    header's cells, and ``--render`` rewrites the same report from ``out/name.json``. Returns it."""
+    md = (out / f"{name}.md").read_text()
+    for block in md.split("\n\n"):
+        rows = [r for r in block.splitlines() if r.startswith("|")]
+        assert len({r.count("|") for r in rows}) <= 1, rows[:2]
+    (out / f"{name}.md").unlink()
+    again = run_script(script, "--render", str(out / f"{name}.json"), "--out", str(out), "--name", name)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / f"{name}.md").read_text() == md
+    return md
+
+
 @pytest.fixture(scope="module")
 def extension() -> Path:
     """The OpenVINO extension library for these sources (built into the cache if needed); skips

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import run_script  # noqa: E402
+from conftest import check_tables_and_render, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_process_state.py"
@@ -34,13 +34,7 @@ def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
     assert 0 <= m["foreign"]["median"] <= 1 and m["steal"]["median"] >= 0
     md = (tmp_path / "ps.md").read_text()
     assert "| clean | 2 |" in md and "| paired@ENABLE_CPU_PINNING=NO | 7 |" in md
-    for block in md.split("\n\n"):  # every table: its separator and rows have the header's cells
-        rows = [r for r in block.splitlines() if r.startswith("|")]
-        assert len({r.count("|") for r in rows}) <= 1, rows[:2]
-    (tmp_path / "ps.md").unlink()
-    again = run_script(SCRIPT, "--render", str(tmp_path / "ps.json"), "--out", str(tmp_path), "--name", "ps")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert (tmp_path / "ps.md").read_text() == md
+    check_tables_and_render(SCRIPT, tmp_path, "ps")
 
 
 @pytest.mark.parametrize(("args", "says"), [

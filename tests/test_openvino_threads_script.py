@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import run_script  # noqa: E402
+from conftest import check_tables_and_render, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_threads.py"
@@ -33,13 +33,7 @@ def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
         assert all(v >= 0 for v in layers.values()), net
     md = (tmp_path / "thr.md").read_text()
     assert "1 vs 2 threads (compared)" in md and "| tv-int8 |" in md and "| dw |" in md
-    for block in md.split("\n\n"):  # every table: its separator and rows have the header's cells
-        rows = [r for r in block.splitlines() if r.startswith("|")]
-        assert len({r.count("|") for r in rows}) <= 1, rows[:2]
-    (tmp_path / "thr.md").unlink()
-    again = run_script(SCRIPT, "--render", str(tmp_path / "thr.json"), "--out", str(tmp_path), "--name", "thr")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert (tmp_path / "thr.md").read_text() == md
+    check_tables_and_render(SCRIPT, tmp_path, "thr")
 
 
 @pytest.mark.parametrize(("args", "says"), [
