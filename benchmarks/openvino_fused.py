@@ -690,10 +690,16 @@ def main() -> int:
     p.add_argument("--no-sweep", action="store_true", help="skip the width sweep")
     p.add_argument("--sweep-only", action="store_true", help="only the width sweep")
     p.add_argument("--case-of", type=Path, help=argparse.SUPPRESS)  # internal: one case of the run whose header this JSON holds (see below)
+    # no abbreviations: a case's child gets the run's argv less --arch/--batch (_without_cases), and
+    # an abbreviated '--arc' it kept would give the child several cases again
+    p.allow_abbrev = False
     args = p.parse_args()
     name = args.name or "openvino_fused"
     if _common.rerender(args, name, render) is not None:
         return 0
+    cases = list(dict.fromkeys((a, b) for a in args.arch or _common.ARCHS for b in args.batch or BATCHES))
+    if args.case_of and len(cases) != 1:
+        raise SystemExit(f"error: --case-of is one case of a run (one --arch, one --batch), got {len(cases)}")
     previous = args.out / f"{name}.json"
     result: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {"cases": [], "commands": []}
     elapsed_before = result.get("elapsed_s", 0.0)
@@ -703,7 +709,6 @@ def main() -> int:
     machine_text = describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}})
     command = _common.command_line()
     vers = {**versions(), "openvino": __import__("openvino").__version__}
-    cases = [(a, b) for a in args.arch or _common.ARCHS for b in args.batch or BATCHES]
     shared: dict[str, Any] = json.loads(args.case_of.read_text()) if args.case_of else {}
     planned = {tuple(c) for c in shared.pop("planned", cases)}  # a case of a run: that run's cases
     command = shared.pop("command", command)
@@ -727,7 +732,7 @@ def main() -> int:
         result["fma_peak"] = fma_peak(layer_threads(args))
         if "error" in result["fma_peak"]:
             print(f"no compute floor: {result['fma_peak']['error']}", file=sys.stderr)
-    if not args.sweep_only and len(cases) > 1:
+    if not args.sweep_only and not args.case_of and len(cases) > 1:
         # each (network, batch) in a process of its own, merged into this file: a process that had
         # compiled, run and released an earlier case's models timed TV / DW 2-7 % above a fresh one
         # (identical fresh processes: up to 4 %; benchmarks/openvino_process_state.py, issue 17)

@@ -31,6 +31,8 @@ after its last block. Each round also records the other processes' share of the 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import json
 import os
@@ -133,6 +135,10 @@ def _with_properties(props: dict[str, str]) -> None:
         return compile_model(self, model, device, {**(config or {}), **props}, **kw)
 
     ov.Core.compile_model = patched  # type: ignore[method-assign]
+    import openvino.opset13 as ops
+
+    x = ops.parameter([1], ov.Type.f32)  # a property OpenVINO refuses fails here, before any export
+    ov.Core().compile_model(ov.Model([ops.relu(x)], [x]), "CPU")
 
 
 def child(spec: str, *, arch: str, batch: int, many_batch: int, freed: tuple[str, int], threads: int, layer_threads: int) -> int:
@@ -150,6 +156,7 @@ def child(spec: str, *, arch: str, batch: int, many_batch: int, freed: tuple[str
     _with_properties(props)
     held: list[Any] = []  # every runner stays alive until the child exits
 
+    @functools.lru_cache(maxsize=None)  # the held models and the timed pair share one export
     def build(name: str, b: int) -> tuple[Any, Any, Any]:
         subject = load_subject(name)
         tv_model, dw_model = subject.networks[0].form("baked"), subject.networks[1].form("baked")
@@ -218,6 +225,18 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "p10": percentile(values, 10), "p90": percentile(values, 90), "n": len(values)}
 
 
+def _reply(spec: str, p: subprocess.Popen[str], log: Any) -> dict[str, Any]:
+    """A child's JSON line for its block, or one line saying why it has none (it exited)."""
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    if line:
+        return json.loads(line)
+    code = p.wait()
+    log.seek(0)
+    why = [ln for ln in log.read().splitlines() if ln.strip()]
+    raise SystemExit(f"error: the child for state {spec!r} exited ({code}) during the rounds: {why[-1] if why else 'no message'}")
+
+
 def measure(args: Any, specs: list[str]) -> dict[str, Any]:
     procs: dict[str, subprocess.Popen[str]] = {}
     logs: dict[str, Any] = {}  # each child's stderr
@@ -256,7 +275,7 @@ def measure(args: Any, specs: list[str]) -> dict[str, Any]:
                 assert p.stdin is not None and p.stdout is not None
                 cpu0 = {s: sum(thread_cpu(q.pid).values()) for s, q in procs.items() if s != spec}
                 p.stdin.write(f"run {args.runs}\n")
-                reply = json.loads(p.stdout.readline())
+                reply = _reply(spec, p, logs[spec])
                 for s, c in cpu0.items():
                     idle_round[s] += sum(thread_cpu(procs[s].pid).values()) - c
                 tv, dw = (statistics.median(reply["times"][n]) for n in ("tv", "dw"))
@@ -274,8 +293,9 @@ def measure(args: Any, specs: list[str]) -> dict[str, Any]:
     finally:
         for p in procs.values():
             if p.poll() is None and p.stdin is not None:
-                p.stdin.write("quit\n")
-                p.stdin.close()
+                with contextlib.suppress(OSError):  # it may die meanwhile: keep the first error
+                    p.stdin.write("quit\n")
+                    p.stdin.close()
         for p in procs.values():
             try:
                 p.wait(timeout=30)

@@ -438,3 +438,22 @@ def test_several_cases_each_in_a_process_of_its_own(fused: ModuleType, tmp_path:
     assert "--batch 1 --batch=16" in result["commands"][0] and "--case-of" not in result["commands"][0]
     assert result["bandwidth"]["bytes_per_s"] == previous["bandwidth"]["bytes_per_s"] and result["fma_peak"] == {"error": "E"}
     assert (tmp_path / "multi.md").exists()
+
+
+@pytest.mark.parametrize("argv", [["--arc", "face_mobilenetv2_x0_1", "--no-sweep"],
+                                  ["--case-of", "h.json", "--arch", "face_mobilenetv2_x0_1", "--batch", "1", "--batch", "16"]],
+                         ids=["abbreviated", "case-of-several"])
+def test_a_case_child_never_gets_several_cases(argv: list[str], fused: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A case's child gets the run's argv less --arch/--batch: an abbreviated '--arc' (argparse took
+    prefixes) would have stayed in it and given the child several cases, which started children of
+    their own without end. Abbreviations are refused, and so is --case-of with more than one case,
+    before anything is measured or started."""
+    monkeypatch.setattr(fused, "machine_info", lambda **kw: pytest.fail("measured before the refusal"))
+    monkeypatch.setattr(fused.subprocess, "run", lambda *a, **kw: pytest.fail("a child started"))
+    monkeypatch.setattr(sys, "argv", ["openvino_fused.py", *argv, "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as info:
+        fused.main()
+    assert info.value.code != 0
+    said = str(info.value.code) + capsys.readouterr().err
+    assert ("unrecognized arguments: --arc" in said) if argv[0] == "--arc" else ("--case-of is one case of a run" in said), said

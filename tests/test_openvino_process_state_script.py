@@ -54,3 +54,23 @@ def test_child_failure_is_one_line(extension: Path, tmp_path: Path) -> None:
     run = run_script(SCRIPT, "--quick", "--state", "clean@INFERENCE_NUM_THREADS=many", "--out", str(tmp_path))
     assert run.returncode != 0 and "before it was ready:" in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not list(tmp_path.iterdir())
+
+
+def test_child_dying_during_the_rounds_is_one_line(tmp_path: Path) -> None:
+    """A child that exits during the rounds (no JSON line for its block) stops the run with its own
+    last line, not a JSON decoding traceback."""
+    import importlib
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        script = importlib.import_module("openvino_process_state")
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    with (tmp_path / "log").open("w+") as log:
+        p = subprocess.Popen([sys.executable, "-c", "import sys; print('out of memory', file=sys.stderr); sys.exit(3)"],
+                             stdout=subprocess.PIPE, stderr=log, text=True)
+        with pytest.raises(SystemExit) as info:
+            script._reply("paired", p, log)
+    assert str(info.value) == "error: the child for state 'paired' exited (3) during the rounds: out of memory"

@@ -144,9 +144,33 @@ inline bool tv_nodes(const std::string& bytes, std::vector<TVNode>& out) {
     });
 }
 
-// Python's repr of a plain name ('tv'), as the Python check quotes names.
+// s as Python's repr() writes a str (its quote choice; backslash, quote, \n \r \t and other
+// ASCII control bytes escaped; bytes >= 0x80 as they are), so a refusal stays one line and reads
+// as the Python check's does.
 inline std::string py_quoted(const std::string& s) {
-    return "'" + s + "'";
+    const char q = (s.find('\'') != std::string::npos && s.find('"') == std::string::npos) ? '"' : '\'';
+    std::string out(1, q);
+    for (const char ch : s) {
+        const unsigned char c = static_cast<unsigned char>(ch);
+        if (ch == '\\' || ch == q) {
+            out += '\\';
+            out += ch;
+        } else if (ch == '\n') {
+            out += "\\n";
+        } else if (ch == '\r') {
+            out += "\\r";
+        } else if (ch == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c == 0x7f) {
+            const char* hex = "0123456789abcdef";
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += ch;
+        }
+    }
+    return out + q;
 }
 
 // The refusal of the first tv_dwconv node with an attribute it does not take, in one line and
