@@ -22,15 +22,21 @@ _HZ = os.sysconf("SC_CLK_TCK")
 _NCPU = os.cpu_count() or 1
 
 
-def _busy_seconds() -> float:
-    """CPU seconds all processes have spent busy (all CPUs), from /proc/stat."""
+def _cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds all processes have spent busy, steal included; CPU seconds the hypervisor
+    stole), all CPUs, from /proc/stat."""
     try:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / _HZ
+    return (sum(fields[:8]) - idle) / _HZ, (fields[7] if len(fields) > 7 else 0) / _HZ
+
+
+def _busy_seconds() -> float:
+    """CPU seconds all processes have spent busy (all CPUs), from /proc/stat."""
+    return _cpu_seconds()[0]
 
 
 def _own_seconds() -> float:

@@ -35,7 +35,6 @@ import contextlib
 import functools
 import gc
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -45,13 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import _common
-from _timing import _NCPU, _own_seconds
+from _timing import _HZ, _NCPU, _cpu_seconds, _own_seconds
 
 from tvexport.profile.machine import load_average, machine_info, versions
 from tvexport.profile.stats import percentile
 
 STATES = ("clean", "paired", "layers", "many", "freed")
-_HZ = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,18 +92,6 @@ def thread_affinities(pid: int | str = "self") -> dict[int, str]:
 def rss_mib(pid: int | str = "self") -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS"))) / 1024
-
-
-def _machine_seconds() -> tuple[float, float]:
-    """(CPU seconds all processes spent busy, steal included; CPU seconds the hypervisor stole),
-    all CPUs, from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return 0.0, 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / _HZ, (fields[7] if len(fields) > 7 else 0) / _HZ
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +254,7 @@ def measure(args: Any, specs: list[str]) -> dict[str, Any]:
             if rnd % 2:
                 order.reverse()
             idle_round = dict.fromkeys(specs, 0.0)
-            machine0, t0 = _machine_seconds(), time.perf_counter()
+            machine0, t0 = _cpu_seconds(), time.perf_counter()
             mine0 = _own_seconds() + sum(sum(thread_cpu(q.pid).values()) for q in procs.values())
             for spec in order:
                 p = procs[spec]
@@ -283,7 +269,7 @@ def measure(args: Any, specs: list[str]) -> dict[str, Any]:
                 samples[spec]["dw"].append(dw)
                 samples[spec]["tv_over_dw"].append(statistics.median(a / b for a, b in zip(reply["times"]["tv"], reply["times"]["dw"])))
                 own[spec].append({k: reply[k] for k in ("busy_s", "threads", "affinities", "rss_mib")})
-            machine1, wall = _machine_seconds(), time.perf_counter() - t0
+            machine1, wall = _cpu_seconds(), time.perf_counter() - t0
             busy, stolen = machine1[0] - machine0[0], machine1[1] - machine0[1]
             mine = _own_seconds() + sum(sum(thread_cpu(q.pid).values()) for q in procs.values()) - mine0
             foreign.append(max(0.0, busy - mine) / (wall * _NCPU))
