@@ -47,7 +47,8 @@
 // the ring (no in-place paths, no channel blocks). Its multiply-adds outnumber the taps' (stride 2, cin 8, C 48: 8 per
 // channel and input position against 9 per output position), so the prologue is register-blocked
 // (AVX-512: 8 positions x up to 3 vectors of channels, or 6 x 4: at most 24 accumulators; AVX2: 8-float
-// vectors, 8 x 1, 6 x 2 or 4 x 3; see pw_positions). Rows and columns a tile shares with its neighbours
+// vectors, 8 x 1, 6 x 2 or 4 x 3, the 4 x 3 blocks at cin 8, 16 and 24 one asm loop: see pw_positions,
+// pointwise_chunk_asm). Rows and columns a tile shares with its neighbours
 // are computed again per tile (stride 2, 8-row tiles: ~6 %; stride 1, 8-row tiles 20 positions wide:
 // ~40 %). Keeping them instead (issue 17, b16_43: the row tiles of a column range walked top to
 // bottom, each image's k - s shared rows copied out of the ring at a tile's end and back at the
@@ -506,9 +507,20 @@ void pointwise_chunk(const KernelArgs& a, float* dst, const float* src, int64_t 
 // the bounds at the block's end. g++ 12 gave each pointwise_block call ~40 instructions of set-up
 // (the KernelArgs loads, its clamp test and bounds broadcast, address arithmetic) beside its 96
 // multiply-adds, and inlined or written as one loop in C++ it spilled (~230 stack accesses).
-// Issue 17 (pro44), Zen 3, one thread, a scratch program timing the stride-2 C 48 cin 8
-// prologue over a 96x96 image as load_row calls it (data in L2): NHWC 39.8 GFMA/s against 32.3
-// (NCHW 35.3 against 31.2); see the figures before pointwise_cin.
+// Issue 17 (pro44), Zen 3: one thread, a scratch program timing the stride-2 C 48 cin 8 prologue
+// over a 96x96 image as load_row calls it (data in L2): NHWC 39.7-39.8 GFMA/s against main's
+// 32.2-32.8 (NCHW 35.3-35.8 against 31.2-31.6; 33.5 / 38.2 with the bounds as memory operands of
+// the clamp). A register-only loop of the same mix (12 multiply-adds, 4 broadcasts, 3 loads) runs at
+// the 51 GFMA/s peak, so what the blocks lose is around them, not in the multiply-adds. In
+// OpenVINO (openvino_ab.py --switch build, face MobileNetV2 x0.1 batch 16, 2 threads, 36 rounds of
+// 10, TV ops main / asm, float32 / float16 / int8, nulls in brackets): 1.045 (1.007) / 1.085
+// (1.021) / 1.030 (0.995); features.2 1.03 / 1.11 / 1.06, features.3 1.07 / 1.06 / 1.01
+// (benchmarks/results/openvino_ab_build_zen3_pro44_asm_x0_1_b16.md). Tried and dropped (scratch):
+// two groups of 2 positions x 3 vectors half an input-channel sweep apart (no block's tail of
+// dependent multiply-adds), in asm 25.7-27.0 GFMA/s: with 12 accumulators one group's weights can
+// only be memory operands, 1.08 loads per multiply-add; in C++ (g++ 12) the same, and the one
+// loop of 4 x 3 blocks, spilled (112-274 stack accesses), 22-33 GFMA/s; g++'s 2 x 6 and 3 x 4
+// blocks took most weights as memory operands, 22-30 (benchmarks/results/openvino_pro44_zen3_scratch.txt).
 #define TVX_PW_W "vmovups (%[wt]), %%ymm12\n\tvmovups 32(%[wt]), %%ymm13\n\tvmovups 64(%[wt]), %%ymm14\n\t"
 #define TVX_PW_FMA3(a, b, c) \
     "vfmadd231ps %%ymm12, %%ymm15, %%ymm" #a "\n\tvfmadd231ps %%ymm13, %%ymm15, %%ymm" #b "\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm" #c "\n\t"
