@@ -514,8 +514,11 @@ void pointwise_chunk(const KernelArgs& a, float* dst, const float* src, int64_t 
 // the 51 GFMA/s peak, so what the blocks lose is around them, not in the multiply-adds. In
 // OpenVINO (openvino_ab.py --switch build, face MobileNetV2 x0.1 batch 16, 2 threads, 36 rounds of
 // 10, TV ops main / asm, float32 / float16 / int8, nulls in brackets): 1.045 (1.007) / 1.085
-// (1.021) / 1.030 (0.995); features.2 1.03 / 1.11 / 1.06, features.3 1.07 / 1.06 / 1.01
-// (benchmarks/results/openvino_ab_build_zen3_pro44_asm_x0_1_b16.md). Tried and dropped (scratch):
+// (1.021) / 1.030 (0.995); features.2 1.03 / 1.11 / 1.06, features.3 1.07 / 1.06 / 1.01; again
+// 1.142 (1.076) / 1.066 (1.019) / 1.064 (0.979) (benchmarks/results/
+// openvino_ab_build_zen3_pro44_asm_x0_1_b16{,_run2}.md); the network ratio (openvino_fused.py, f32
+// fused / DW) read 1.29 in a disturbed run and 1.16 [0.86-1.32] in a second: not settled against
+// the 1.2 target (openvino_fused_zen3_pro44_x0_1_b16{,_run2}.md). Tried and dropped (scratch):
 // two groups of 2 positions x 3 vectors half an input-channel sweep apart (no block's tail of
 // dependent multiply-adds), in asm 25.7-27.0 GFMA/s: with 12 accumulators one group's weights can
 // only be memory operands, 1.08 loads per multiply-add; in C++ (g++ 12) the same, and the one
