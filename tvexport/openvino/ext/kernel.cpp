@@ -47,7 +47,8 @@
 // the ring (no in-place paths, no channel blocks). Its multiply-adds outnumber the taps' (stride 2, cin 8, C 48: 8 per
 // channel and input position against 9 per output position), so the prologue is register-blocked
 // (AVX-512: 8 positions x up to 3 vectors of channels, or 6 x 4: at most 24 accumulators; AVX2: 8-float
-// vectors, 8 x 1, 6 x 2 or 4 x 3; see pw_positions). Rows and columns a tile shares with its neighbours
+// vectors, 8 x 1, 6 x 2 or 4 x 3, the 4 x 3 blocks at cin 8, 16 and 24 one asm loop: see pw_positions,
+// pointwise_chunk_asm). Rows and columns a tile shares with its neighbours
 // are computed again per tile (stride 2, 8-row tiles: ~6 %; stride 1, 8-row tiles 20 positions wide:
 // ~40 %). Keeping them instead (issue 17, b16_43: the row tiles of a column range walked top to
 // bottom, each image's k - s shared rows copied out of the ring at a tile's end and back at the
@@ -497,6 +498,92 @@ void pointwise_chunk(const KernelArgs& a, float* dst, const float* src, int64_t 
     }
 }
 
+#if defined(__AVX2__) && !defined(__AVX512F__) && defined(__x86_64__)
+// AVX2, cin known (8, 16, 24) and 3-vector chunks: pointwise_chunk's 4 x 3 blocks as one asm loop
+// over the blocks (same multiply-adds in the same order, bit for bit the same results; the clamp
+// takes the accumulator as max/min's second source, so a NaN passes as in PwRange; no clamp:
+// bounds -inf / inf). Registers: ymm0-11 the 12 accumulators (position q, vector v: 3q + v),
+// ymm12-14 the weight vectors of one input channel, ymm15 the broadcast input value, ymm12/13
+// the bounds at the block's end. g++ 12 gave each pointwise_block call ~40 instructions of set-up
+// (the KernelArgs loads, its clamp test and bounds broadcast, address arithmetic) beside its 96
+// multiply-adds, and inlined or written as one loop in C++ it spilled (~230 stack accesses).
+// Issue 17 (pro44), Zen 3: one thread, a scratch program timing the stride-2 C 48 cin 8 prologue
+// over a 96x96 image as load_row calls it (data in L2): NHWC 39.7-39.8 GFMA/s against main's
+// 32.2-32.8 (NCHW 35.3-35.8 against 31.2-31.6; 33.5 / 38.2 with the bounds as memory operands of
+// the clamp). A register-only loop of the same mix (12 multiply-adds, 4 broadcasts, 3 loads) runs at
+// the 51 GFMA/s peak, so what the blocks lose is around them, not in the multiply-adds. In
+// OpenVINO (openvino_ab.py --switch build, face MobileNetV2 x0.1 batch 16, 2 threads, 36 rounds of
+// 10, TV ops main / asm, float32 / float16 / int8, nulls in brackets): 1.045 (1.007) / 1.085
+// (1.021) / 1.030 (0.995); features.2 1.03 / 1.11 / 1.06, features.3 1.07 / 1.06 / 1.01; again
+// 1.142 (1.076) / 1.066 (1.019) / 1.064 (0.979) (benchmarks/results/
+// openvino_ab_build_zen3_pro44_asm_x0_1_b16{,_run2}.md); the network ratio (openvino_fused.py, f32
+// fused / DW) read 1.29 in a disturbed run and 1.16 [0.86-1.32] in a second: not settled against
+// the 1.2 target (openvino_fused_zen3_pro44_x0_1_b16{,_run2}.md). Tried and dropped (scratch):
+// two groups of 2 positions x 3 vectors half an input-channel sweep apart (no block's tail of
+// dependent multiply-adds), in asm 25.7-27.0 GFMA/s: with 12 accumulators one group's weights can
+// only be memory operands, 1.08 loads per multiply-add; in C++ (g++ 12) the same, and the one
+// loop of 4 x 3 blocks, spilled (112-274 stack accesses), 22-33 GFMA/s; g++'s 2 x 6 and 3 x 4
+// blocks took most weights as memory operands, 22-30 (benchmarks/results/openvino_pro44_zen3_scratch.txt).
+#define TVX_PW_W "vmovups (%[wt]), %%ymm12\n\tvmovups 32(%[wt]), %%ymm13\n\tvmovups 64(%[wt]), %%ymm14\n\t"
+#define TVX_PW_FMA3(a, b, c) \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm" #a "\n\tvfmadd231ps %%ymm13, %%ymm15, %%ymm" #b "\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm" #c "\n\t"
+#define TVX_PW_Q(x, a, b, c) "vbroadcastss " x ", %%ymm15\n\t" TVX_PW_FMA3(a, b, c)
+#define TVX_PW_Q0(x, a, b, c) \
+    "vmovups %[b0], %%ymm" #a "\n\tvmovups %[b1], %%ymm" #b "\n\tvmovups %[b2], %%ymm" #c "\n\t" TVX_PW_Q(x, a, b, c)
+#define TVX_PW_NEXT "add %[cb], %[wt]\n\tadd %[pb], %[sn]\n\t"
+#define TVX_PW_STEP0                                                                                         \
+    TVX_PW_W TVX_PW_Q0("(%[sn])", 0, 1, 2) TVX_PW_Q0("(%[sn],%[st])", 3, 4, 5) TVX_PW_Q0("(%[sn],%[st],2)", 6, 7, 8) \
+        TVX_PW_Q0("(%[sn],%[st3])", 9, 10, 11) TVX_PW_NEXT
+#define TVX_PW_STEP                                                                                        \
+    TVX_PW_W TVX_PW_Q("(%[sn])", 0, 1, 2) TVX_PW_Q("(%[sn],%[st])", 3, 4, 5) TVX_PW_Q("(%[sn],%[st],2)", 6, 7, 8) \
+        TVX_PW_Q("(%[sn],%[st3])", 9, 10, 11) TVX_PW_NEXT
+#define TVX_PW_STEP4 TVX_PW_STEP TVX_PW_STEP TVX_PW_STEP TVX_PW_STEP
+#define TVX_PW_STEP7 TVX_PW_STEP4 TVX_PW_STEP TVX_PW_STEP TVX_PW_STEP
+#define TVX_PW_STEP8 TVX_PW_STEP4 TVX_PW_STEP4
+#define TVX_PW_OUT(r, d) "vmaxps %%ymm" #r ", %%ymm12, %%ymm" #r "\n\tvminps %%ymm" #r ", %%ymm13, %%ymm" #r "\n\tvmovups %%ymm" #r ", " d "\n\t"
+#define TVX_PW_OUT3(a, b, c, d) TVX_PW_OUT(a, "(" d ")") TVX_PW_OUT(b, "32(" d ")") TVX_PW_OUT(c, "64(" d ")")
+#define TVX_PW_BLOCKS(STEPS)                                                                                 \
+    "1:\n\tmov %[w], %[wt]\n\tmov %[src], %[sn]\n\t" TVX_PW_STEP0 STEPS                                     \
+    "vmovups %[lo], %%ymm12\n\tvmovups %[hi], %%ymm13\n\t" TVX_PW_OUT3(0, 1, 2, "%[dst]") TVX_PW_OUT3(3, 4, 5, "%[dst],%[cs]") \
+        TVX_PW_OUT3(6, 7, 8, "%[dst],%[cs],2") TVX_PW_OUT3(9, 10, 11, "%[dst],%[cs3]")                      \
+    "lea (%[src],%[st],4), %[src]\n\tlea (%[dst],%[cs],4), %[dst]\n\tdecq %[n]\n\tjnz 1b\n\t"
+
+template <int CIN>
+void pointwise_chunk_asm(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step, int64_t v0) {
+    static_assert(CIN == 8 || CIN == 16 || CIN == 24, "the unrolled input channels");
+    static_assert(kPwLanes == 8 && sizeof(pv) == 32, "ymm vectors");
+    int64_t n = count / 4;
+    if (n > 0) {
+        typedef float v8 __attribute__((vector_size(32), aligned(4)));
+        const bool on = a.pre_clamp;
+        const v8 lo = v8{} + (on ? a.pre_lo : -__builtin_inff()), hi = v8{} + (on ? a.pre_hi : __builtin_inff());
+        const v8* bias = reinterpret_cast<const v8*>(a.pw_bias + v0 * kPwLanes);
+        const float* w = a.pw_weight + v0 * kPwLanes;
+        const float* s = src;
+        float* d = dst + v0 * kPwLanes;
+        const int64_t plane = a.pw_nchw ? a.in_h * a.in_w : 1, st = step * 4, st3 = 3 * st, cs = a.c * 4, cs3 = 3 * cs;
+        const int64_t cb = pointwise_columns(a.c) * 4, pb = plane * 4;
+        const float *wt, *sn;
+#define TVX_PW_OPERANDS                                                                                      \
+    : [src] "+r"(s), [dst] "+r"(d), [n] "+m"(n), [wt] "=&r"(wt), [sn] "=&r"(sn)                              \
+    : [w] "m"(w), [b0] "m"(bias[0]), [b1] "m"(bias[1]), [b2] "m"(bias[2]), [lo] "m"(lo), [hi] "m"(hi), [st] "r"(st), \
+      [st3] "r"(st3), [cb] "m"(cb), [pb] "m"(pb), [cs] "r"(cs), [cs3] "r"(cs3)                               \
+    : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
+      "xmm12", "xmm13", "xmm14", "xmm15"
+        if constexpr (CIN == 8)
+            asm volatile(TVX_PW_BLOCKS(TVX_PW_STEP7) TVX_PW_OPERANDS);
+        else if constexpr (CIN == 16)
+            asm volatile(TVX_PW_BLOCKS(TVX_PW_STEP8 TVX_PW_STEP7) TVX_PW_OPERANDS);
+        else
+            asm volatile(TVX_PW_BLOCKS(TVX_PW_STEP8 TVX_PW_STEP8 TVX_PW_STEP7) TVX_PW_OPERANDS);
+#undef TVX_PW_OPERANDS
+    }
+    const int64_t done = count / 4 * 4;
+    if (count > done)
+        pointwise_chunk<3, CIN>(a, dst + done * a.c, src + done * step, count - done, step, v0);
+}
+#endif
+
 // The prologue of `count` positions: channels in chunks of whole vectors (as even as they come,
 // at most kPwMaxKV vectors), the last chunk first (pointwise_block).
 template <int CIN = 0>
@@ -507,7 +594,15 @@ void pointwise_cin(const KernelArgs& a, float* dst, const float* src, int64_t co
         switch (std::min(kv, vectors - v0)) {
         case 1: pointwise_chunk<1, CIN>(a, dst, src, count, step, v0); break;
         case 2: pointwise_chunk<2, CIN>(a, dst, src, count, step, v0); break;
-        case 3: pointwise_chunk<3, CIN>(a, dst, src, count, step, v0); break;
+        case 3:
+#if defined(__AVX2__) && !defined(__AVX512F__) && defined(__x86_64__)
+            if constexpr (CIN > 0) {
+                pointwise_chunk_asm<CIN>(a, dst, src, count, step, v0);
+                break;
+            }
+#endif
+            pointwise_chunk<3, CIN>(a, dst, src, count, step, v0);
+            break;
         default: pointwise_chunk<kPwMaxKV, CIN>(a, dst, src, count, step, v0); break;
         }
     }
