@@ -249,6 +249,48 @@ constexpr bool kRunningOffsets = true;
 constexpr bool kRunningOffsets = false;
 #endif
 
+// Where the one-image multiply-add loop's time goes on the AVX2-only Zen 3 (issue 17, int8loop44;
+// scratch harnesses benchmarks/results/openvino_int8loop44_zen3_{throughput,loop}_scratch.cpp): the
+// core takes 2 vector loads a cycle (8 vmovaps ymm, 8 vpmovsxbd ymm,m64 or 8 vmulps ymm,m256 each
+// 4.0 cycles; vpmovsxbd ymm,xmm from a register 1.27 cycles each), and the int8 loop needs 6 per 16
+// values (2 x 8 int8, 2 scale, 2 input vectors as memory operands), so its floor is 3 cycles per 16
+// multiply-adds; an inline-asm loop of just those instructions (8 accumulators, data in L1) ran
+// 3.0, without the scale load 2.6, without scale 2.0, float32 (4 loads) 2.0. Not the multiply-add
+// latency (8 independent accumulators; the 2-accumulator kVectors chunks ran about as fast per
+// value, int8 4.3 cycles per 16 in L1, the next chunk's chains overlapping out of order), no spills
+// in the tap loop (objdump of this object; a copy compiled into another file did keep the
+// accumulators on the stack, 6.1 cycles), no cache-line splits (scales and activations aligned,
+// int8 runs 8-byte aligned), no denormals in the harness data. This loop itself, in L1 (the
+// object's code, Pass::body of 9 taps): int8 4.7-4.8 cycles per 16, float16 3.0-3.3, float32
+// 3.1; perf (cpu-clock) on the kernel alone put C = 48 at 12x12 (every stream in L1/L2) at ~4.1
+// cycles per 16 in the 4-vector loop, at 48x48 at ~7.4: the rest is the kernel and input streams
+// missing L1 (per output row 20 KB of int8 kernels in 9 tap streams, 27 KB of input rows, 9 KB of
+// output, against 32 KB of L1). Hence kL1ChunksAhead: at one image each tap's kernels kL1ChunksAhead
+// chunks on are prefetched into L1 as well (prefetcht0 beside the L2 prefetch TVX_PREFETCH_BYTES
+// ahead; one line per tap at int8, 2 at float16, 4 at float32). The kernel alone
+// (openvino_kernel_micro.py --isa avx2, face MobileNetV2 x0.1, batch 1, 6 rounds, against main;
+// null test in brackets) network sums hot / cold: 2 chunks int8 0.989 / 0.953 (1.009 / 0.999),
+// float16 1.004 / 0.902 (1.018 / 1.009), float32 1.033 / 0.872 (1.022 / 1.010); 1 chunk int8
+// 0.993 / 0.971, float32 1.024 / 0.904, float16 1.011 cold; 4 chunks int8 0.995 / 0.969, float32
+// 1.089 hot (benchmarks/results/openvino_kernel_micro_zen3_int8loop44_l1_ahead_x0_1_b1.md); the
+// next chunk's input lines too (4 prefetches per tap) int8 1.104 / 1.064, slower (null 1.038 /
+// 1.028; ..._l1_next_x0_1_b1.md). In OpenVINO (openvino_ab.py --switch build against main, 2
+// threads, x0.1 batch 1, 36 rounds of 20, three runs at load average 1.8-3.3; B/A > 1: this
+// faster) TV ops int8 1.020 / 1.050 / 1.028 (nulls 1.030 / 1.141 / 0.982), float16 1.095 / 0.972
+// / 1.020 (nulls 1.014 / 0.928 / 1.002), float32 1.086 / 1.107 / 1.066 (nulls 1.036 / 1.010 /
+// 0.998); wall within its p10-p90 (openvino_ab_build_zen3_int8loop44_l1ahead_x0_1_b1*.md). So
+// float32 ~7-10 % and int8 ~2-5 % (at the nulls' edge); the network ratio fused / DW
+// (openvino_fused.py, short settings) float32 / float16 / int8 1.54 / 1.32 / 1.34 against stop
+// 43's 1.62 / 1.33 / 1.37: int8 still above 1.3. What remains of the int8 loop's time: the load
+// ports' floor (6 vector loads per 16 values; AVX-512 holds the scales in registers instead, see
+// scale_register_chunks, which AVX2's 16 ymm do not fit), the loop's own overhead above it in L1
+// (4.7 against 3.0: per-tap pointer loads and prefetches, not resolved further) and L1 misses.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int64_t kL1ChunksAhead = 2;
+#else
+constexpr int64_t kL1ChunksAhead = 0;
+#endif
+
 #if !defined(TVX_V16_PARTS)
 inline v16 load(const float* p) {
     v16 v;
@@ -1079,6 +1121,11 @@ struct Pass {
                     const char* ahead_p = reinterpret_cast<const char*>(wp + ahead);
                     for (int64_t o = 0; o < kChunkBytes; o += 64)
                         prefetch_kernels(ahead_p + o);
+                    if constexpr (kL1ChunksAhead > 0 && NB == 1 && KV == kOneImageVectors) {
+                        const char* next = reinterpret_cast<const char*>(wp + kL1ChunksAhead * kFloats);
+                        for (int64_t o = 0; o < kChunkBytes; o += 64)
+                            __builtin_prefetch(next + o, 0, 3);  // into L1 (see kL1ChunksAhead)
+                    }
                 }
                 const float* xb[NB];  // one base register per image, vectors at fixed offsets
                 for (int b = 0; b < NB; ++b)
