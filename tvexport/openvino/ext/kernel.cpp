@@ -1236,7 +1236,12 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // input prefetch into L2 instead of L1, the kernel prefetch for every image tile, the output lines
 // prefetched for writing 1-2 positions ahead: 0.99-1.16x, no gain resolved; non-temporal output
 // stores 1.7x slower. Left: making the loop itself L1-fed (position blocks, tried on the Zen 5
-// only: issues 17ad/17ag), not measured here.
+// only: issues 17ad/17ag), not measured here; and kMinBlock 512 (one thread, rows x blocks of
+// channels: float32 1 x 3 of 640, float16 2 x 3 of 640, int8 5 x 4 of 480, against 2 x 6 of 320,
+// 5 x 8 of 240 and 10 x 8 of 240), the one lead: kernel alone B/A
+// hot / cold float32 0.94 / 0.91, float16 0.84 / 0.89, int8 0.91 / 0.84, but its null test read
+// 0.93-1.11 in that run (load 2-5; benchmarks/results/openvino_kernel_micro_zen3_dlv3_44_min_block_scratch.md):
+// not resolved, not run in OpenVINO (nor on face MobileNetV2's C >= kSegment layers), not kept.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
