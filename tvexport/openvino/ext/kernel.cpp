@@ -1351,6 +1351,39 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // its patch benchmarks/results/openvino_kernel_micro_zen5_b16_17ag_scratch.patch). That and other
 // batch-16 variants that were not faster, and an ablation of the loop's memory streams:
 // benchmarks/results/README.md ('Batch 16 on the Zen 5').
+// Issue 17 stop 44 (dlv3_44), the AVX2-only Zen 3 (32 KiB L1d, 512 KiB L2), where DeepLabV3+'s
+// C = 1920 layer at 16x16, batch 16, runs this path (one thread: 2-row tiles x 6 blocks of 320
+// channels): the kernel alone (one thread, float32, constants 16 bytes past a line as OpenVINO
+// hands them; benchmarks/results/openvino_kernel_micro_zen3_dlv3_44_ablation_scratch.{md,patch})
+// 15.1 ms, 3.4x its floor at the run's 18.0 GB/s read stream (OpenVINO's counters: 15.7 ms, 3.5x),
+// 9.3 cycles per vector of 16 multiply-adds. Ablations (results discarded): each stream's
+// addresses held fixed so that it stays in cache, the output 0.78-0.81x, the kernels 0.74-0.79x,
+// the input 0.79-0.84x, all three 0.62-0.64x, and with the input prefetch left out as well
+// 0.54-0.56x (8.2 ms, 5.1 cycles per vector: the loop with its operands in L2); every operand in
+// L1 (all taps on one position) 0.25x (3.6 ms, 2.2 cycles; the register-only compute floor is 1.4
+// ms). So the multiply-add loop alone, fed from L2, takes ~1.8x the layer's 4.5 ms floor (5
+// lines from L2 per 8 ymm multiply-adds: at C = 1920 and 16 columns a row is 30 x 4 KiB and an
+// image 30 x 64 KiB, so the k*k taps' kernel lines of a position, the k rows of a column and all
+// images' lines of a (position, channel) share one L1 set, and the images one L2 set: no line is
+// used from L1 twice), and the memory streams add ~7 ms, overlapped badly: ~112 MB (kernels once,
+// input, output and its read-for-ownership; the halo rows from L3) in 15 ms is ~7 GB/s, neither
+// bandwidth- nor multiply-add-bound. The constants' 16-byte offset (one of a kernel vector's two
+// 256-bit loads straddles two lines) makes the L2-fed loop 1.37x as long as aligned constants
+// (6.3 -> 8.7 ms), the whole layer 1.03-1.13x (scratch runs, noisy). Tried, none faster: a packed
+// ring (a block's input rows of all images copied once per block into a contiguous per-thread
+// buffer, 64-96-float blocks: no set aliasing, the input read from memory once) 1.15-1.19x; each
+// position's 4 image tiles back to back (kernels reused from L1, a block's input rows of all 16
+// images in L2) 1.14-1.23x; in scratch runs on the shared machine (15-22 ms, noisy) tiles of
+// 192 / 768 KiB, the tile path (TVEXPORT_OV_CHANNEL_BLOCKS=0), TVEXPORT_OV_BLOCKS_OUTER=0, the
+// input prefetch into L2 instead of L1, the kernel prefetch for every image tile, the output lines
+// prefetched for writing 1-2 positions ahead: 0.99-1.16x, no gain resolved; non-temporal output
+// stores 1.7x slower. Left: making the loop itself L1-fed (position blocks, tried on the Zen 5
+// only: issues 17ad/17ag), not measured here; and kMinBlock 512 (one thread, rows x blocks of
+// channels: float32 1 x 3 of 640, float16 2 x 3 of 640, int8 5 x 4 of 480, against 2 x 6 of 320,
+// 5 x 8 of 240 and 10 x 8 of 240), the one lead: kernel alone B/A
+// hot / cold float32 0.94 / 0.91, float16 0.84 / 0.89, int8 0.91 / 0.84, but its null test read
+// 0.93-1.11 in that run (load 2-5; benchmarks/results/openvino_kernel_micro_zen3_dlv3_44_min_block_scratch.md):
+// not resolved, not run in OpenVINO (nor on face MobileNetV2's C >= kSegment layers), not kept.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
