@@ -35,7 +35,7 @@ def _quick_start() -> tuple[str, str]:
 def test_quick_start_test_command_is_what_ci_runs() -> None:
     _, test_cmd = _quick_start()
     tail = test_cmd.split("&& ", 2)[-1]  # after creating and activating the venv
-    assert tail == "pip install '.[test]' && python -m pytest -q -n auto --maxprocesses=4"
+    assert tail == "pip install '.[test]' && python -m pytest -q -n auto --maxprocesses=4 --dist loadgroup"
     assert tail in (ROOT / ".ci" / "run").read_text()
 
 
