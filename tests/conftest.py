@@ -143,8 +143,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # Module- or session-scoped fixtures of a test file that are cheap to make again on each worker:
-# builds cached on disk by source hash, module imports, a property of the extension.
-_CHEAP_SHARED_FIXTURES = frozenset({"extension", "kernel_variant", "micro", "fused", "ab"})
+# builds cached on disk by source hash, module imports, a property of the extension, the README's
+# quick start bake (seconds, for console examples that are worth spreading over the workers).
+_CHEAP_SHARED_FIXTURES = frozenset({"extension", "kernel_variant", "micro", "fused", "ab", "quick_started"})
 
 
 def _shared_fixture_group(item: pytest.Item) -> str | None:
