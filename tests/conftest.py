@@ -179,10 +179,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "slow" in item.keywords and os.environ.get("TVEXPORT_SLOW") != "1":
             item.add_marker(pytest.mark.skip(reason="slow: set TVEXPORT_SLOW=1 to run"))
     yield  # pytest-xdist's worker names each grouped item NODEID@GROUP here, for its scheduler ...
-    if getattr(config.option, "loadgroup", False):  # ... by setting item._nodeid, which pytest 9 no longer reads
-        for item in items:
-            groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
-            if groups and "@" not in item.nodeid:
-                from _pytest.nodeid import NodeId
-
-                item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+    if not getattr(config.option, "loadgroup", False):  # ... by setting item._nodeid, which pytest 9 no longer reads
+        return
+    try:  # pytest internals: where they moved, the groups are dropped (every test its own), never the run
+        from _pytest.nodeid import NodeId
+    except ImportError:
+        return
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
