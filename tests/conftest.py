@@ -142,12 +142,50 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers) if hasattr(os, "sched_getaffinity") else 1)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+# Module- or session-scoped fixtures of a test file that are cheap to make again on each worker:
+# builds cached on disk by source hash, module imports, a property of the extension, the README's
+# quick start bake (seconds, for console examples that are worth spreading over the workers).
+_CHEAP_SHARED_FIXTURES = frozenset({"extension", "kernel_variant", "micro", "fused", "ab", "quick_started"})
+
+
+def _shared_fixture_group(item: pytest.Item) -> str | None:
+    """The xdist group of a test that uses a module- or session-scoped fixture of its own test file
+    (an export, a compiled package, a kernel run), so that the fixture is made once: the test file,
+    with the params of those fixtures (each param is a fixture of its own)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    module = item.nodeid.split("::", 1)[0]
+    shared = [name for name, defs in info.name2fixturedefs.items()
+              if defs and defs[-1].scope in ("module", "session") and defs[-1].baseid == module and name not in _CHEAP_SHARED_FIXTURES]
+    if not shared:
+        return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    # no brackets: pytest-xdist takes what follows the last "@" after the last "]" as the group
+    return module + "".join(f" {name}={params[name]!r}".replace("[", "(").replace("]", ")") for name in sorted(shared) if name in params)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
     """``slow`` tests (whole zoo networks through a compiler: minutes on 2 cores) run only with
-    TVEXPORT_SLOW=1; the default suite covers the same code paths on small networks."""
-    if os.environ.get("TVEXPORT_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow: set TVEXPORT_SLOW=1 to run")
+    TVEXPORT_SLOW=1; the default suite covers the same code paths on small networks.
+
+    Under ``--dist loadgroup`` (the README's test command) the tests that share an expensive fixture
+    of their file run on one worker, so that it is made once, not once per worker."""
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        group = _shared_fixture_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if "slow" in item.keywords and os.environ.get("TVEXPORT_SLOW") != "1":
+            item.add_marker(pytest.mark.skip(reason="slow: set TVEXPORT_SLOW=1 to run"))
+    yield  # pytest-xdist's worker names each grouped item NODEID@GROUP here, for its scheduler ...
+    if not getattr(config.option, "loadgroup", False):  # ... by setting item._nodeid, which pytest 9 no longer reads
+        return
+    try:  # pytest internals: where they moved, the groups are dropped (every test its own), never the run
+        from _pytest.nodeid import NodeId
+    except ImportError:
+        return
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")

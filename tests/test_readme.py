@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
@@ -35,7 +36,7 @@ def _quick_start() -> tuple[str, str]:
 def test_quick_start_test_command_is_what_ci_runs() -> None:
     _, test_cmd = _quick_start()
     tail = test_cmd.split("&& ", 2)[-1]  # after creating and activating the venv
-    assert tail == "pip install '.[test]' && python -m pytest -q -n auto --maxprocesses=4"
+    assert tail == "pip install '.[test]' && python -m pytest -q -n auto --maxprocesses=4 --dist loadgroup"
     assert tail in (ROOT / ".ci" / "run").read_text()
 
 
@@ -85,39 +86,117 @@ def _requirements(preceding: str) -> list[str]:
     return [r.strip() for r in m.group(1).split(",")] if m else []
 
 
-def test_console_examples_run(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ``$ tvexport ...`` line, in README order, in a scratch directory with ``models/``,
-    after the quick start's bake (as a newcomer reads it: its output must not block them)."""
-    shutil.copytree(ROOT / "models", tmp_path / "models", ignore=shutil.ignore_patterns("*.py", "*.json", "*.md"))
-    monkeypatch.chdir(tmp_path)
-    quick_bake = shlex.split(_quick_start()[0].split("&& ")[-1])[1:]
-    assert cli(*quick_bake).exit_code == 0
-    ran = without_trt = 0
-    for preceding, body in _blocks("console"):
-        missing = [r for r in _requirements(preceding) if importlib.util.find_spec(r) is None]
-        for line in body.splitlines():
-            if not line.startswith("$ tvexport "):
-                continue
-            args = shlex.split(line[len("$ tvexport "):])
-            if missing == ["tensorrt"]:
-                # parsed all the same: the options must exist, and the command get as far as TensorRT
-                # (validate's engine stands in for the build's; build checks TensorRT before reading)
-                with monkeypatch.context() as m:
-                    m.setitem(sys.modules, "tensorrt", None)
-                    for arg in args:
-                        if arg.endswith(".engine") and args[0] == "validate":
-                            Path(arg).write_bytes(b"stand-in for the engine the build line writes")
-                    r = cli(*args)
-                lines = r.stderr.strip().splitlines()
-                assert r.exit_code == 2 and len(lines) == 1 and "tensorrt is not installed" in lines[0], f"{line}\n{r.stderr}"
-                without_trt += 1
-                continue
-            if missing:
-                continue
-            r = cli(*args)
-            assert r.exit_code == 0, f"{line}\n{r.stderr}"
-            ran += 1
-    assert ran >= 4 and (without_trt >= 2 or importlib.util.find_spec("tensorrt") is not None)
+@dataclasses.dataclass(frozen=True)
+class ConsoleLine:
+    lineno: int  # in README.md
+    args: list[str]  # after "$ tvexport"
+    missing: list[str]  # the block's <!-- requires: --> modules that are not installed
+
+
+_WRITES = ("-o", "--output", "--json", "--plot")  # the options whose value is a file the command writes
+
+
+def _writes(args: list[str]) -> set[str]:
+    return {args[i + 1] for i, arg in enumerate(args[:-1]) if arg in _WRITES}
+
+
+def _console_lines() -> list[ConsoleLine]:
+    lines = []
+    for m in re.finditer(r"```console\n(.*?)```", README, re.S):
+        missing = [r for r in _requirements(README[: m.start()]) if importlib.util.find_spec(r) is None]
+        first = README.count("\n", 0, m.start(1)) + 1
+        for offset, line in enumerate(m.group(1).splitlines()):
+            if line.startswith("$ tvexport "):
+                lines.append(ConsoleLine(first + offset, shlex.split(line[len("$ tvexport "):]), missing))
+    return lines
+
+
+def _quick_bake_args() -> list[str]:
+    return shlex.split(_quick_start()[0].split("&& ")[-1])[1:]
+
+
+def _console_chains() -> list[list[ConsoleLine]]:
+    """The ``$ tvexport`` lines in chains, each in README order: a line that reads a file an earlier
+    line writes is in that line's chain (the quick start's bake, which every chain runs first, makes
+    its own files), so chains do not depend on each other and run as tests of their own."""
+    lines = _console_lines()
+    chain = list(range(len(lines)))  # union-find: each line's representative
+
+    def root(i: int) -> int:
+        while chain[i] != i:
+            i = chain[i]
+        return i
+
+    quick = _writes(_quick_bake_args())
+    last_writer: dict[str, int] = {}
+    for i, line in enumerate(lines):
+        for arg in line.args:
+            if arg in last_writer and arg not in quick:
+                chain[root(i)] = root(last_writer[arg])
+        for path in _writes(line.args):
+            last_writer[path] = i
+    chains: dict[int, list[ConsoleLine]] = {}
+    for i, line in enumerate(lines):
+        chains.setdefault(root(i), []).append(line)
+    return list(chains.values())
+
+
+def test_console_lines_are_found_and_chained() -> None:
+    """Every ``$ tvexport`` line is in exactly one chain, in README order; at least four run here,
+    and the TensorRT lines (two or more) are parsed where TensorRT is missing."""
+    lines = _console_lines()
+    chains = _console_chains()
+    assert sorted((line.lineno for c in chains for line in c)) == [line.lineno for line in lines]
+    assert all([line.lineno for line in c] == sorted(line.lineno for line in c) for c in chains)
+    assert sum(not line.missing for line in lines) >= 4
+    assert sum(line.missing == ["tensorrt"] for line in lines) >= 2 or importlib.util.find_spec("tensorrt") is not None
+    export = next(c for c in chains if any(line.args[:2] == ["export", "demo.baked.pt"] and "aoti" in line.args for line in c))
+    assert any(line.args[:2] == ["validate", "demo.pt2"] for line in export), "a validate line must follow the export it reads"
+    assert len(chains) >= 4, "independent examples run as tests of their own"
+
+
+@pytest.fixture(scope="session")
+def quick_started(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch directory with ``models/`` where the quick start's bake ran (once per worker:
+    test_quick_start_bake_command_runs checks the command itself)."""
+    from tvexport.cli import main
+
+    where = tmp_path_factory.mktemp("quick_started")
+    shutil.copytree(ROOT / "models", where / "models", ignore=shutil.ignore_patterns("*.py", "*.json", "*.md"))
+    before = Path.cwd()
+    os.chdir(where)
+    try:
+        assert main(_quick_bake_args()) == 0
+    finally:
+        os.chdir(before)
+    return where
+
+
+@pytest.mark.parametrize("chain", _console_chains(), ids=lambda c: f"README.md:{c[0].lineno}")
+def test_console_examples_run(chain: list[ConsoleLine], quick_started: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``$ tvexport ...`` line, in README order within its chain (the lines it reads the
+    files of), in a scratch directory with ``models/``, after the quick start's bake (as a
+    newcomer reads it: its output must not block them)."""
+    shutil.copytree(quick_started, tmp_path / "readme")
+    monkeypatch.chdir(tmp_path / "readme")
+    for line in chain:
+        text = f"README.md:{line.lineno}: $ tvexport {shlex.join(line.args)}"
+        if line.missing == ["tensorrt"]:
+            # parsed all the same: the options must exist, and the command get as far as TensorRT
+            # (validate's engine stands in for the build's; build checks TensorRT before reading)
+            with monkeypatch.context() as m:
+                m.setitem(sys.modules, "tensorrt", None)
+                for arg in line.args:
+                    if arg.endswith(".engine") and line.args[0] == "validate":
+                        Path(arg).write_bytes(b"stand-in for the engine the build line writes")
+                r = cli(*line.args)
+            lines = r.stderr.strip().splitlines()
+            assert r.exit_code == 2 and len(lines) == 1 and "tensorrt is not installed" in lines[0], f"{text}\n{r.stderr}"
+            continue
+        if line.missing:
+            continue
+        r = cli(*line.args)
+        assert r.exit_code == 0, f"{text}\n{r.stderr}"
 
 
 def _said_printed(comment: str, line: str) -> bool:
