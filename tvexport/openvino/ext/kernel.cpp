@@ -1384,6 +1384,8 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // hot / cold float32 0.94 / 0.91, float16 0.84 / 0.89, int8 0.91 / 0.84, but its null test read
 // 0.93-1.11 in that run (load 2-5; benchmarks/results/openvino_kernel_micro_zen3_dlv3_44_min_block_scratch.md):
 // not resolved, not run in OpenVINO (nor on face MobileNetV2's C >= kSegment layers), not kept.
+// Since run in OpenVINO (minblock44, openvino_ab_build_zen3_minblock44_dlv3_b16.md, 12 rounds of 3, load 1.9-3.1) TV ops
+// B/A (main / 512) float32 1.077 (null 1.012), float16 0.927 (null 0.942), int8 1.094 (null 0.993): not kept.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
