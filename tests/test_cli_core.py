@@ -515,6 +515,43 @@ def test_sizes_too_large_for_memory_are_a_user_error(tmp_path: Path, face_ckpt: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
 
 
+@pytest.mark.parametrize(("command", "options", "expected"), [
+    ("bake", {"input_size": (100000, 100000)}, "bake {src} at input size 100000x100000 with a verification batch of 2 (an input of 240.0 GB"),
+    ("bake", {"batch": 1000000}, "bake {src} at input size 96x96 with a verification batch of 1000000 (an input of 110.6 GB"),
+    ("export", {"batch": 1000000000, "simplify": False}, "export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
+    ("bench", {"batches": [1, 1000000000], "backends": ["torch-baked"]}, "bench torch-baked at batch 1000000000 (an input of 110592.0 GB"),
+])
+def test_sizes_too_large_for_memory_are_refused_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, face_ckpt: Path,
+                                                                command: str, options: dict[str, Any], expected: str) -> None:
+    """Before: the API built, baked and verified the whole checkpoint (bench: baked it and prepared the
+    backend) at its usual size, and only the allocation of the oversized input failed, seconds later.
+    An input that alone exceeds what the process may allocate is refused before that work."""
+    import tvexport
+    from tvexport import errors
+    from tvexport.profile import load_subject, run_bench
+
+    subject = load_subject(face_ckpt) if command == "bench" else None  # builds the networks: run_bench gets the batches
+    monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)  # whatever the machine has
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("the expensive work ran before the oversized size was refused")
+
+    for module, name in [("tvexport.bake", "build_from_state_dict"), ("tvexport.bake", "bake_model"), ("tvexport.export._common", "build_from_state_dict"),
+                         ("tvexport.export._common", "bake_model"), ("tvexport.profile.subject", "bake_model")]:
+        monkeypatch.setattr(importlib.import_module(module), name, never)  # tvexport.bake is also a function: by module, not by dotted name
+    with pytest.raises(TvexportError) as err:
+        if command == "bake":
+            tvexport.bake_checkpoint(face_ckpt, tmp_path / "huge.baked.pt", **options)
+        elif command == "export":
+            tvexport.export_checkpoint(face_ckpt, tmp_path / "huge.onnx", **options)
+        else:
+            assert subject is not None
+            run_bench(subject, **options)  # torch-baked would bake the TV network first
+    assert str(err.value).startswith("not enough memory to " + expected.format(src=face_ckpt)), err.value
+    assert "GB was refused: this process can allocate at most 8.6 GB" in str(err.value) and "smaller --" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
+
+
 def test_only_allocation_failures_count_as_out_of_memory() -> None:
     from tvexport.errors import is_out_of_memory
 

@@ -28,7 +28,7 @@ from ._version import __version__
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
 from .artifacts import check_output_suffix
 from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, read_checkpoint, refuse_nonfinite
-from .errors import MismatchError, TvexportError, about_file, sized_by_user
+from .errors import MismatchError, TvexportError, about_file, refuse_oversized_input, sized_by_user
 from .layers import BakedTVConv, TVConv, training_modes_kept
 from .models.loading import arch_config_for, build_from_state_dict, check_state_dict
 from .models.registry import ArchConfig, config_of, create_model
@@ -629,10 +629,13 @@ def bake_checkpoint(
     if cfg.atom != "tvconv":
         raise TvexportError(f"{source} is a {cfg.name} {cfg.atom} baseline without TVConv layers; there is nothing to bake",
                             hint=f"export it as it is (tvexport export {source}), or compare it with a TV network: tvexport bench TV_CHECKPOINT --baseline {source}")
-    model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
-    size = "x".join(map(str, input_size or cfg.input_size))
+    hw = input_size or cfg.input_size
     verify_batch = VERIFY_BATCH if batch is None else batch
-    with sized_by_user(f"bake {source} at input size {size} with a verification batch of {verify_batch}", hint="choose a smaller --input-size or --batch"):
+    what, smaller = f"bake {source} at input size {'x'.join(map(str, hw))} with a verification batch of {verify_batch}", "choose a smaller --input-size or --batch"
+    if verify:  # its float32 verification input alone past memory: refused before the network is built, baked and verified
+        refuse_oversized_input((verify_batch, cfg.input_shape[0], *hw), itemsize=4, what=what, hint=smaller)
+    model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
+    with sized_by_user(what, hint=smaller):
         with about_file(source):  # e.g. float16 overflow: say which file
             result = bake_model(model, fold_bn=fold_bn, kernel_dtype=kernels, verify=verify, rtol=rtol, atol=atol, batch=batch, seed=seed,
                                 allow_nonfinite=allow_nonfinite, input_size=input_size, resample=resample, interpolation=interpolation)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import threading
 from collections.abc import Iterator
 
@@ -88,6 +90,43 @@ def sized_by_user(what: str, *, hint: str) -> Iterator[None]:
         if not is_out_of_memory(err):
             raise
         raise out_of_memory(err, what=what, hint=hint) from None
+
+
+def memory_limit() -> int | None:
+    """The most bytes this process may allocate: the smaller of its address-space limit
+    (``ulimit -v``) and the machine's RAM plus swap; None where neither can be read."""
+    limits = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f if ":" in line) if k in ("MemTotal", "SwapTotal")}
+        if "MemTotal" in kb:
+            limits.append((kb["MemTotal"] + kb.get("SwapTotal", 0)) * 1024)
+    except (OSError, ValueError):
+        try:
+            limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, OSError, ValueError):
+            pass
+    return min(limits) if limits else None
+
+
+def refuse_oversized_input(shape: tuple[int, ...], *, itemsize: int, what: str, hint: str) -> None:
+    """Refuse, before any work, a run whose input tensor of ``shape`` alone (``itemsize`` bytes an
+    element) is more than the process may allocate: the same one line an allocation refused while
+    ``what`` runs gives (``sized_by_user``). Only a sure refusal: a run whose input fits may still
+    need more than memory holds, which the allocator then refuses."""
+    limit = memory_limit()
+    nbytes = math.prod(shape) * itemsize
+    if limit is not None and nbytes > limit:
+        raise TvexportError(f"not enough memory to {what} (an input of {nbytes / 1e9:.1f} GB was refused: "
+                            f"this process can allocate at most {limit / 1e9:.1f} GB)", hint=hint)
 
 
 def out_of_memory(err: BaseException, *, what: str, hint: str) -> TvexportError:

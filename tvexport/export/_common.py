@@ -120,6 +120,7 @@ def load_source(
     atol: float | None = None,
     kernel_dtype: KernelDType | torch.dtype | None = None,
     reference: bool = True,
+    before_build: Callable[[ArchConfig], None] | None = None,
 ) -> ExportSource:
     """Read ``source`` for export: a baked file as is, a checkpoint baked on the fly and verified
     with the same tolerance floors (``rtol``, ``atol``) its artefact will be validated with.
@@ -131,15 +132,22 @@ def load_source(
     ``reference=False`` (an export without validation):
     a baked file or a baseline gets no ``Reference`` (a float64 copy of the network) and
     ``ExportSource.reference`` is None; a TV checkpoint keeps its own, which verifies the bake.
+    ``before_build`` is called with the file's architecture before a checkpoint's network is built
+    and baked, before a baked file's reference is made (``export_checkpoint`` refuses there a batch
+    whose input cannot fit in memory).
     """
     ckpt = read_checkpoint(source)
     if ckpt.format == "baked":
         if reference:  # kept as stored (NaN/Inf stay non-finite in any kernel dtype), but nothing can be checked against them
             refuse_nonfinite(ckpt, hint=NONFINITE_BAKED_HINT)
         model = model_from_baked(ckpt, arch=arch)
+        if before_build is not None:
+            before_build(config_of(model))
         return ExportSource(ckpt.path, *with_kernel_dtype(model, kernel_dtype, reference=Reference(model) if reference else None, source=ckpt.path))
     refuse_nonfinite(ckpt)
     cfg: ArchConfig = arch_config_for(ckpt, arch=arch)
+    if before_build is not None:
+        before_build(cfg)
     model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
     kernels = quantize_dtype(kernel_dtype if kernel_dtype is not None else torch.float32)
     if cfg.atom != "tvconv":

@@ -12,7 +12,8 @@ from torch import nn
 
 from .._io import check_output_path, output_file, refuse_input_as_output
 from ..artifacts import export_format_of, external_data_path
-from ..errors import TvexportError, sized_by_user
+from ..errors import TvexportError, refuse_oversized_input, sized_by_user
+from ..models.registry import ArchConfig
 from ..quantize import KernelDType
 from ._common import ExportResult, check_export_suffix, check_validation_floors, check_weights_fit
 
@@ -174,12 +175,18 @@ def export_checkpoint(
         if progress is not None:
             options["progress"] = progress
         check_options(format, device=device, dynamic_batch=dynamic_batch, max_batch=max_batch)
+    what, smaller = f"export {source} with a batch of {batch}", "choose a smaller --batch (or --dynamic-batch)"
+
+    def input_fits(cfg: ArchConfig) -> None:  # the traced input alone past memory: refused before the bake and its verification
+        if not dynamic_batch and device == "cpu":
+            refuse_oversized_input((batch, *cfg.input_shape), itemsize=2 if fp16_io else 4, what=what, hint=smaller)
+
     # a checkpoint is baked (and verified) with the same floors, its kernels stored as kernel_dtype
-    src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype, reference=validate)
+    src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype, reference=validate, before_build=input_fits)
     if format == "onnx" and dtype != "float32":  # a float16 graph: weights it cannot hold are refused now, naming the file
         check_weights_fit(src.model, getattr(torch, dtype), source=src.path)
     ref = src.reference
-    with sized_by_user(f"export {source} with a batch of {batch}", hint="choose a smaller --batch (or --dynamic-batch)"):
+    with sized_by_user(what, hint=smaller):
         try:
             result = export_model(src.model, out, format=format, validate=validate, rtol=rtol, atol=atol, force=force, reference=ref, **options)
         except ValidationMismatch as err:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..bake import tv_layer_names
-from ..errors import TvexportError, about_file, sized_by_user
+from ..errors import TvexportError, about_file, refuse_oversized_input, sized_by_user
 from ..layers import BakedTVConv, TVConv
 from .backends import Backend, LayerBackend, select_backends
 from .floor import copy_bandwidth, layer_floor_bytes
@@ -215,6 +215,10 @@ def run_bench(
         raise TvexportError(f"--cv-warn {cv_warn:g}, --layer-seconds {layer_seconds:g}: --cv-warn must be a finite number > 0 and --layer-seconds a finite number >= 0",
                             hint="e.g. --cv-warn 0.1 --layer-seconds 0.2")
     chosen, skipped = _resolve(subject, backends, device)
+    if device == "cpu":  # an input past memory at the largest batch: refused before any network is baked or prepared
+        top = max(batches)
+        refuse_oversized_input((top, *subject.input_shape), itemsize=tdtype.itemsize,
+                               what=f"bench {chosen[0].name if len(chosen) == 1 else 'the backends'} at batch {top}", hint=_SMALLER)
     timer = timer if timer is not None else make_timer(device)
     machine = machine_info(device=device)
     warnings: list[str] = []
