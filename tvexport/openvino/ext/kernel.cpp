@@ -64,6 +64,26 @@
 // 73 M multiply-adds, ~28 GFMA/s of the core's 51) and the multiply-add loop ~0.75-1.0 ms; the
 // stride-1 features.3 ~1.9-2.1 ms, prologue ~0.85, loop ~1.05. The stride-2 loop is not slower per
 // vector than the stride-1 one here; the stride-2 layer's extra time is its prologue.
+// Why the loop runs at about half its hot speed inside these layers (issue 17, b16loop45; the
+// harness benchmarks/results/openvino_ab_build_zen3_b16loop45_harness_scratch.cpp, one thread,
+// features.3 (stride 1, 48x48), medians of 6 interleaved rounds): not the prologue's ring stores
+// evicting what the loop reads: with the prologue left out (ring rows left as they are) the layer
+// still takes 1.29 ms of 1.94 (the loop and the rest: 12.3 GFMA/s of taps); its outputs written to
+// one L1-resident row instead 1.09 ms, every row's kernels row 0's as well 1.13: the output lines
+// (read for ownership, 7 MB at batch 16) cost ~0.2 ms, the kernel stream nothing resolved; with
+// the prologue on, outputs to L1 0.93x, fixed kernels 0.95x, both 0.89x of main (features.2,
+// noisier: 1.52 ms of 4.2-4.5 without the prologue, its outputs ~0.3). What remains is the loop's
+// ring rows from L2: per chunk of 16 floats x 4 images, stride 1 ~12 input + 9 kernel lines per 72
+// ymm multiply-adds (stride 2 ~24 + 9), presumably bound by L2's 32 bytes a cycle into L1 (no
+// counters on the VM). Tried and dropped: the prologue computed just before the loop needs it, in
+// steps of 4 output positions (Pass::load_row up to the step's last input position, the loop
+// called per step, so that rows just computed are read from L1; bit for bit the same outputs): one
+// thread features.3 1.35-1.42x, features.2 1.34-1.37x as long, 8-10-position steps 1.0-1.16x (the
+// prologue's one-block calls and the loop's per-step set-up cost more than L1 saves: 4-position
+// steps with the prologue left out still 1.18x); in OpenVINO (openvino_ab.py --switch build, face
+// MobileNetV2 x0.1 batch 16, 2 threads, TV ops main / steps) 0.744 / 0.703 / 0.747 (float32 /
+// float16 / int8; nulls 0.950 / 1.055 / 1.010; benchmarks/results/
+// openvino_ab_build_zen3_b16loop45_sub4_x0_1_b16.md, patch ..._b16loop45_sub.patch).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
