@@ -180,3 +180,47 @@ def test_settings_dataclasses_take_their_options_by_keyword() -> None:
         ArchConfig("face_mobilenetv2", 0.5)  # type: ignore[misc]
     cfg = ArchConfig("face_mobilenetv2", width=0.5, atom="tvconv", tv=TVSettings(k=5))
     assert cfg.name == "face_mobilenetv2_x0_5" and cfg.tv.k == 5 and ArchConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("name", ["face_mobilenetv2_x0_1", "face_shufflenetv2_x0_5", "deeplabv3plus_mobilenetv2"])
+def test_the_reference_init_runs_on_a_real_device_only_and_loading_fills_every_tensor(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network built on the meta device (shapes for a state dict to fill: load_checkpoint, resize,
+    baked files) draws no random init: ``normal_`` there imports torch._dynamo, ~1.5 s a process.
+    Built on the CPU it gets the reference's init as before; loaded, every tensor is the file's."""
+    from tvexport.bake import load_checkpoint
+    from tvexport.testing import randomize_
+
+    drawn: list[str] = []
+    normal = torch.Tensor.normal_
+
+    def spy(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        drawn.append(self.device.type)
+        return normal(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.Tensor, "normal_", spy)
+    tv = TVSettings(k=5, inter_chans=4, inter_layers=0, bias=True)
+    with torch.device("meta"):
+        create_model(name, tv=tv)
+    assert drawn == []
+
+    torch.manual_seed(0)
+    model = create_model(name, tv=tv)
+    assert drawn and set(drawn) == {"cpu"}
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.numel() >= 4096]
+    fan_out = name.startswith("face_")  # the face networks' reference: kaiming_normal_(mode="fan_out"); DeepLab's: fan_in
+    for conv in convs:
+        w = conv.weight
+        fan = w.shape[0] * w[0, 0].numel() if fan_out else w[0].numel()
+        assert abs(w.std().item() / (2 / fan) ** 0.5 - 1) < 0.1, conv
+    if fan_out:
+        linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        assert abs(linear.weight.std().item() / 0.01 - 1) < 0.1 and not linear.bias.any()
+    assert all(torch.equal(m.posi_map, torch.ones_like(m.posi_map)) for m in model.modules() if isinstance(m, TVConv))
+
+    randomize_(model, calibrate=False)
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    loaded = load_checkpoint(tmp_path / "m.pt").state_dict()
+    saved = model.state_dict()
+    assert loaded.keys() == saved.keys()
+    for key, value in saved.items():  # posi_map random, the TV layers' int64 geometry buffers, BN counters
+        assert loaded[key].dtype == value.dtype and loaded[key].device.type == "cpu" and torch.equal(loaded[key], value), key

@@ -9,8 +9,12 @@
 // printed. With --iters, the run is repeated and the min/p50/p90 latency is reported (p50 and p90
 // linearly interpolated, as numpy); --times writes the per-run latencies in ms, one a line.
 
+// The headers it uses, not <torch/torch.h> (the whole C++ frontend: about 3x the compile time).
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
-#include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
@@ -114,7 +118,7 @@ Options parse(int argc, char** argv) {
 at::Tensor make_input(const Options& o) {
   int64_t numel = 1;
   for (int64_t d : o.shape) numel *= d;
-  at::Tensor x = torch::empty(o.shape, torch::kFloat32);
+  at::Tensor x = at::empty(o.shape, at::kFloat);
   float* p = x.data_ptr<float>();
   if (o.input.empty()) {
     for (int64_t i = 0; i < numel; ++i) p[i] = static_cast<float>(std::sin(0.01 * static_cast<double>(i)));
@@ -136,15 +140,15 @@ at::Tensor make_input(const Options& o) {
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  if (o.threads > 0) torch::set_num_threads(o.threads);
+  if (o.threads > 0) at::set_num_threads(o.threads);
   try {
-    torch::NoGradGuard no_grad;
+    at::NoGradGuard no_grad;
     torch::inductor::AOTIModelPackageLoader loader(o.model);
     const std::vector<at::Tensor> inputs{make_input(o)};
 
     std::vector<at::Tensor> outputs = loader.run(inputs);
     if (outputs.empty()) throw std::runtime_error("the package returned no outputs");
-    const at::Tensor out = outputs[0].contiguous().to(torch::kCPU, torch::kFloat32);
+    const at::Tensor out = outputs[0].contiguous().to(at::kCPU, at::kFloat);
 
     std::cout << "output shape [";
     for (int64_t d = 0; d < out.dim(); ++d) std::cout << (d ? ", " : "") << out.size(d);
@@ -175,7 +179,7 @@ int main(int argc, char** argv) {
       }
       std::sort(ms.begin(), ms.end());
       std::printf("latency_ms min %.4f p50 %.4f p90 %.4f (%d runs, %d threads)\n", ms.front(), percentile(ms, 50),
-                  percentile(ms, 90), o.iters, torch::get_num_threads());
+                  percentile(ms, 90), o.iters, at::get_num_threads());
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

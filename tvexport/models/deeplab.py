@@ -145,7 +145,7 @@ class DeepLabV3PlusMobileNetV2(nn.Module):
         self.backbone = _Backbone(input_size=input_size)
         self.classifier = _HeadV3Plus(atom, num_classes, tv, self.backbone.output_size)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:  # meta: shapes only (see face._init_like_reference)
                 nn.init.kaiming_normal_(m.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
