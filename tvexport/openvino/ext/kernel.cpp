@@ -1406,6 +1406,11 @@ inline Tile tile_of(const KernelArgs& a, int64_t row_count, int64_t elem_bytes) 
 // not resolved, not run in OpenVINO (nor on face MobileNetV2's C >= kSegment layers), not kept.
 // Since run in OpenVINO (minblock44, openvino_ab_build_zen3_minblock44_dlv3_b16.md, 12 rounds of 3, load 1.9-3.1) TV ops
 // B/A (main / 512) float32 1.077 (null 1.012), float16 0.927 (null 0.942), int8 1.094 (null 0.993): not kept.
+// Rerun (minblock45, openvino_ab_build_zen3_minblock45_dlv3_b16_{float32,float16,int8}.md, one dtype a run, 24
+// rounds of 3, load 1.2-2.6): float32 0.987 (null 0.997), float16 1.043 (1.012), int8 0.976 (0.902, another
+// process ran beside it): the float32 / int8 gain did not repeat; run-to-run spread (5-9 %) exceeds any effect.
+// Face MobileNetV2 x1.0 / x0.1 at batch 16 never reach this path (a probe build's trace, 2 threads, all three
+// dtypes: their C >= kSegment layers take the tile path, see below), so 512 changes nothing there. Stays 256.
 constexpr int64_t kMinBlock = 256;
 
 template <typename XT, typename WT>
