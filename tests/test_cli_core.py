@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import json
 import os
@@ -515,6 +516,19 @@ def test_sizes_too_large_for_memory_are_a_user_error(tmp_path: Path, face_ckpt: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
 
 
+def no_onnx_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test at any ``import onnx`` / ``import onnxruntime`` (a second's work, even where
+    another test imported them already: the statement still runs through ``__import__``)."""
+    real = builtins.__import__
+
+    def guarded(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0 and name.split(".")[0] in ("onnx", "onnxruntime"):
+            pytest.fail(f"{name} was imported before the oversized size was refused")
+        return real(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", guarded)
+
+
 @pytest.mark.parametrize(("command", "options", "expected"), [
     ("bake", {"input_size": (100000, 100000)}, "bake {src} at input size 100000x100000 with a verification batch of 2 (an input of 240.0 GB"),
     ("bake", {"batch": 1000000}, "bake {src} at input size 96x96 with a verification batch of 1000000 (an input of 110.6 GB"),
@@ -539,6 +553,7 @@ def test_sizes_too_large_for_memory_are_refused_before_any_work(monkeypatch: pyt
     for module, name in [("tvexport.bake", "build_from_state_dict"), ("tvexport.bake", "bake_model"), ("tvexport.export._common", "build_from_state_dict"),
                          ("tvexport.export._common", "bake_model"), ("tvexport.profile.subject", "bake_model")]:
         monkeypatch.setattr(importlib.import_module(module), name, never)  # tvexport.bake is also a function: by module, not by dotted name
+    no_onnx_import(monkeypatch)
     with pytest.raises(TvexportError) as err:
         if command == "bake":
             tvexport.bake_checkpoint(face_ckpt, tmp_path / "huge.baked.pt", **options)
@@ -550,6 +565,36 @@ def test_sizes_too_large_for_memory_are_refused_before_any_work(monkeypatch: pyt
     assert str(err.value).startswith("not enough memory to " + expected.format(src=face_ckpt)), err.value
     assert "GB was refused: this process can allocate at most 8.6 GB" in str(err.value) and "smaller --" in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["export", "--batch", "1000000000", "--no-simplify"], "export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
+    (["bench", "--batch", "1,1000000000", "--backend", "torch-baked"], "bench torch-baked at batch 1000000000 (an input of 110592.0 GB"),
+    (["bench", "--batch", "1000000000", "--dtype", "float16"], "bench the backends at batch 1000000000 (an input of 55296.0 GB"),
+])
+def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monkeypatch: pytest.MonkeyPatch, cli, face_ckpt: Path,
+                                                                            args: list[str], expected: str) -> None:
+    """Before: ``tvexport export --batch 1000000000`` imported onnx and onnxruntime to check its
+    options (a second), ``tvexport bench`` built the TV network and its baselines (seconds), and only
+    then refused the size. Now the same line comes before that work."""
+    from tvexport import errors
+
+    monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)  # whatever the machine has
+
+    def never(*_args: Any, **_kwargs: Any) -> None:
+        pytest.fail("a network was built before the oversized size was refused")
+
+    for module, name in [("tvexport.export._common", "build_from_state_dict"), ("tvexport.profile.subject", "build_from_state_dict"),
+                         ("tvexport.profile.subject", "_random"), ("tvexport.profile.subject", "load_checkpoint")]:
+        monkeypatch.setattr(importlib.import_module(module), name, never)
+    if args[0] == "export":
+        no_onnx_import(monkeypatch)
+    r = cli(args[0], face_ckpt, *args[1:])
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r
+    assert lines[0].startswith("error: not enough memory to " + expected.format(src=face_ckpt)), lines[0]
+    assert "this process can allocate at most 8.6 GB" in lines[0] and "smaller --" in lines[0]
+    assert sorted(p.name for p in face_ckpt.parent.iterdir()) == ["face.ckpt"]  # no output, no temp file
 
 
 GiB = 1 << 30
