@@ -70,8 +70,9 @@ def check_tables_and_render(script: Path, out: Path, name: str) -> str:
 @pytest.fixture(scope="module")
 def extension() -> Path:
     """The OpenVINO extension library for these sources (built into the cache if needed); skips
-    where it cannot be built (no compiler or cmake), while a failing build still fails.
-    tests/test_openvino.py and test_openvino_pointwise.py have their own (they skip by module)."""
+    where it cannot be built (no compiler or cmake), while a failing build still fails. Every test
+    file's: tests/test_openvino.py and test_openvino_pointwise.py also skip as a whole where the
+    build tools are missing (``HAVE_TOOLS``)."""
     from tvexport.errors import MissingDependencyError
     from tvexport.openvino import extension_path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import json
 import os
@@ -515,6 +516,19 @@ def test_sizes_too_large_for_memory_are_a_user_error(tmp_path: Path, face_ckpt: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
 
 
+def no_onnx_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test at any ``import onnx`` / ``import onnxruntime`` (a second's work, even where
+    another test imported them already: the statement still runs through ``__import__``)."""
+    real = builtins.__import__
+
+    def guarded(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0 and name.split(".")[0] in ("onnx", "onnxruntime"):
+            pytest.fail(f"{name} was imported before the oversized size was refused")
+        return real(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", guarded)
+
+
 @pytest.mark.parametrize(("command", "options", "expected"), [
     ("bake", {"input_size": (100000, 100000)}, "bake {src} at input size 100000x100000 with a verification batch of 2 (an input of 240.0 GB"),
     ("bake", {"batch": 1000000}, "bake {src} at input size 96x96 with a verification batch of 1000000 (an input of 110.6 GB"),
@@ -539,6 +553,7 @@ def test_sizes_too_large_for_memory_are_refused_before_any_work(monkeypatch: pyt
     for module, name in [("tvexport.bake", "build_from_state_dict"), ("tvexport.bake", "bake_model"), ("tvexport.export._common", "build_from_state_dict"),
                          ("tvexport.export._common", "bake_model"), ("tvexport.profile.subject", "bake_model")]:
         monkeypatch.setattr(importlib.import_module(module), name, never)  # tvexport.bake is also a function: by module, not by dotted name
+    no_onnx_import(monkeypatch)
     with pytest.raises(TvexportError) as err:
         if command == "bake":
             tvexport.bake_checkpoint(face_ckpt, tmp_path / "huge.baked.pt", **options)
@@ -550,6 +565,110 @@ def test_sizes_too_large_for_memory_are_refused_before_any_work(monkeypatch: pyt
     assert str(err.value).startswith("not enough memory to " + expected.format(src=face_ckpt)), err.value
     assert "GB was refused: this process can allocate at most 8.6 GB" in str(err.value) and "smaller --" in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["export", "--batch", "1000000000", "--no-simplify"], "export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
+    (["bench", "--batch", "1,1000000000", "--backend", "torch-baked"], "bench torch-baked at batch 1000000000 (an input of 110592.0 GB"),
+    (["bench", "--batch", "1000000000", "--dtype", "float16"], "bench the backends at batch 1000000000 (an input of 55296.0 GB"),
+])
+def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monkeypatch: pytest.MonkeyPatch, cli, face_ckpt: Path,
+                                                                            args: list[str], expected: str) -> None:
+    """Before: ``tvexport export --batch 1000000000`` imported onnx and onnxruntime to check its
+    options (a second), ``tvexport bench`` built the TV network and its baselines (seconds), and only
+    then refused the size. Now the same line comes before that work."""
+    from tvexport import errors
+
+    monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)  # whatever the machine has
+
+    def never(*_args: Any, **_kwargs: Any) -> None:
+        pytest.fail("a network was built before the oversized size was refused")
+
+    for module, name in [("tvexport.export._common", "build_from_state_dict"), ("tvexport.profile.subject", "build_from_state_dict"),
+                         ("tvexport.profile.subject", "_random"), ("tvexport.profile.subject", "load_checkpoint")]:
+        monkeypatch.setattr(importlib.import_module(module), name, never)
+    if args[0] == "export":
+        no_onnx_import(monkeypatch)
+    r = cli(args[0], face_ckpt, *args[1:])
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r
+    assert lines[0].startswith("error: not enough memory to " + expected.format(src=face_ckpt)), lines[0]
+    assert "this process can allocate at most 8.6 GB" in lines[0] and "smaller --" in lines[0]
+    assert sorted(p.name for p in face_ckpt.parent.iterdir()) == ["face.ckpt"]  # no output, no temp file
+
+
+GiB = 1 << 30
+
+
+def fake_cgroup(monkeypatch: pytest.MonkeyPatch, root: Path, *, cgroup: str, files: dict[str, str], ram: int = 64 * GiB, swap: int = 0) -> None:
+    """Point tvexport.errors at a fake /proc/self/cgroup (``cgroup``), /sys/fs/cgroup (``files``:
+    path under it -> text) and /proc/meminfo (``ram``, ``swap``) under ``root``."""
+    from tvexport import errors
+
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "cgroup").write_text(cgroup)
+    (root / "proc" / "meminfo").write_text(f"MemTotal:       {ram // 1024} kB\nMemFree:        1024 kB\nSwapTotal:      {swap // 1024} kB\n")
+    for name, text in files.items():
+        (root / "sys" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "sys" / name).write_text(text)
+    (root / "sys").mkdir(exist_ok=True)
+    for constant, path in [("_PROC_CGROUP", root / "proc" / "cgroup"), ("_CGROUP_MOUNT", root / "sys"), ("_MEMINFO", root / "proc" / "meminfo")]:
+        monkeypatch.setattr(errors, constant, str(path), raising=False)
+
+
+@pytest.mark.parametrize(("cgroup", "files", "swap", "expected"), [
+    # cgroup v2: the process's own memory.max; "max" means no limit
+    ("0::/user.slice/app\n", {"user.slice/app/memory.max": "2147483648\n", "user.slice/memory.max": "max\n"}, 0, 2 * GiB),
+    # a parent's smaller limit applies to its children
+    ("0::/user.slice/app\n", {"user.slice/app/memory.max": "max\n", "user.slice/memory.max": f"{GiB}\n"}, 0, GiB),
+    # a container whose cgroup is the mount's root (its path in /proc/self/cgroup not under the mount)
+    ("0::/docker/0123abcd\n", {"memory.max": f"{3 * GiB}\n"}, 0, 3 * GiB),
+    # swap counts, as far as memory.swap.max and the machine's swap allow
+    ("0::/app\n", {"app/memory.max": f"{2 * GiB}\n", "app/memory.swap.max": "max\n"}, 4 * GiB, 6 * GiB),
+    ("0::/app\n", {"app/memory.max": f"{2 * GiB}\n", "app/memory.swap.max": f"{GiB}\n"}, 4 * GiB, 3 * GiB),
+    # cgroup v1 (a hybrid host: the v2 hierarchy has no memory controller)
+    ("4:memory:/docker/0123abcd\n1:cpu,cpuacct:/\n0::/\n", {"memory/docker/0123abcd/memory.limit_in_bytes": f"{3 * GiB}\n",
+                                                                "memory/memory.limit_in_bytes": "9223372036854771712\n"}, 0, 3 * GiB),
+    ("4:memory:/app\n", {"memory/app/memory.limit_in_bytes": f"{2 * GiB}\n", "memory/app/memory.memsw.limit_in_bytes": f"{3 * GiB}\n"}, 4 * GiB, 3 * GiB),
+])
+def test_memory_limit_counts_the_cgroup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cgroup: str, files: dict[str, str], swap: int, expected: int) -> None:
+    """Before: only ``ulimit -v`` and the machine's RAM plus swap counted: in a container whose
+    cgroup allows less than the machine has, an input that cannot fit was not refused (the kernel
+    then kills the process once the pages are touched)."""
+    from tvexport.errors import memory_limit, refuse_oversized_input
+
+    fake_cgroup(monkeypatch, tmp_path, cgroup=cgroup, files=files, swap=swap)
+    assert memory_limit() == expected
+    with pytest.raises(TvexportError, match=f"at most {expected / 1e9:.1f} GB"):
+        refuse_oversized_input((expected // 4 + 1,), itemsize=4, what="run it", hint="use a smaller --batch")
+    refuse_oversized_input((expected // 4,), itemsize=4, what="run it", hint="use a smaller --batch")  # fits: no refusal
+
+
+@pytest.mark.parametrize(("cgroup", "files"), [
+    (None, {"memory.max": f"{GiB}\n"}),  # no /proc/self/cgroup
+    ("0::/app\n", {}),  # no memory.max (no memory controller there)
+    ("0::/app\n", {"app/memory.max/x": "1\n"}),  # memory.max unreadable (a directory)
+    ("0::/app\n", {"app/memory.max": "garbage\n"}),
+    ("0::/app\n", {"app/memory.max": "max\n"}),
+    ("4:memory:/app\n", {"memory/app/memory.limit_in_bytes": "9223372036854771712\n"}),  # v1's "no limit"
+    ("not a cgroup line\n\n", {}),
+])
+def test_memory_limit_without_a_cgroup_limit_is_ram_plus_swap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cgroup: str | None, files: dict[str, str]) -> None:
+    from tvexport.errors import memory_limit
+
+    fake_cgroup(monkeypatch, tmp_path, cgroup=cgroup or "", files=files, swap=GiB)
+    if cgroup is None:
+        (tmp_path / "proc" / "cgroup").unlink()
+    assert memory_limit() == 65 * GiB
+
+
+def test_memory_limit_reads_this_machine() -> None:
+    """Whatever this machine's cgroups look like (v1, v2, hybrid, none): a number of bytes, never an
+    exception (the refusal runs before every bake, export and bench)."""
+    from tvexport.errors import memory_limit
+
+    limit = memory_limit()
+    assert limit is None or (isinstance(limit, int) and limit > 0)
 
 
 def test_only_allocation_failures_count_as_out_of_memory() -> None:

@@ -54,12 +54,6 @@ HAVE_TOOLS = _have_tools()
 pytestmark = pytest.mark.skipif(not HAVE_TOOLS, reason="needs cmake and a C++ compiler to build the OpenVINO extension")
 
 
-@pytest.fixture(scope="session")
-def extension() -> Path:
-    """The extension library, built once (cached by source hash across sessions)."""
-    return build_extension().path
-
-
 # --------------------------------------------------------------------------------------------
 # One layer: the op against float64 torch
 # --------------------------------------------------------------------------------------------

@@ -18,17 +18,12 @@ pytest.importorskip("openvino")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from test_openvino import HAVE_TOOLS, Case, _network, _within, layer_graph, rel_err, truth_of  # noqa: E402
-from tvexport.openvino import OpenVinoRunner, build_extension  # noqa: E402
+from tvexport.openvino import OpenVinoRunner  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not HAVE_TOOLS, reason="needs cmake and a C++ compiler to build the OpenVINO extension")
 
 # float32 sums of cin products, then of <= 25 taps, against float64
 RTOL = 5e-6
-
-
-@pytest.fixture(scope="module")
-def extension() -> Path:
-    return build_extension().path
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from tvexport._depthwise import PLUGIN_ID, PLUGIN_ID_I8
 from tvexport.errors import MissingDependencyError, TvexportError
 from tvexport.trt._spec import (
     DEFAULT_BATCH,
+    TVAttrs,
     check_tensorrt,
     infer_output_dims,
     parse_attrs,
@@ -61,6 +62,15 @@ def test_parse_attrs_options_are_keyword_only() -> None:
     with pytest.raises(TypeError):
         parse_attrs(3, 2, 1)  # type: ignore[misc]
     assert parse_attrs(3, padding=1, stride=2) == parse_attrs(3, stride=2, padding=1)
+
+
+def test_tv_attrs_options_are_keyword_only() -> None:
+    """House standard, as parse_attrs: TVAttrs is public (tvexport.trt) and only its subject (k) may
+    be positional; before, ``TVAttrs(3, 2, 1)`` read stride and padding by position."""
+    with pytest.raises(TypeError):
+        TVAttrs(3, 2, 1)  # type: ignore[misc]
+    assert TVAttrs(3, padding=1, stride=2) == parse_attrs(3, stride=2, padding=1)
+    assert TVAttrs(k=3, stride=2, padding=1).stride == 2
 
 
 # The bounds of the node's attributes in the OpenVINO op's words (its check_attributes, see

@@ -92,9 +92,66 @@ def sized_by_user(what: str, *, hint: str) -> Iterator[None]:
         raise out_of_memory(err, what=what, hint=hint) from None
 
 
+# Where memory_limit reads the process's cgroup and the machine's memory (tests point them at a fake tree).
+_PROC_CGROUP = "/proc/self/cgroup"
+_CGROUP_MOUNT = "/sys/fs/cgroup"
+_MEMINFO = "/proc/meminfo"
+
+
+def _read_bytes(path: str) -> int | None:
+    """A cgroup limit file's number of bytes; None for "max" (no limit) or a file that is missing,
+    unreadable or holds something else."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_memory_limit(swap_total: int) -> int | None:
+    """The most bytes the process's memory cgroup and its ancestors let it use, RAM and swap
+    (``swap_total``: the machine's swap) together; None where no limit can be read. cgroup v2
+    (``0::/path``: ``memory.max`` plus ``memory.swap.max``) and v1 (``N:memory:/path``:
+    ``memory.limit_in_bytes``, ``memory.memsw.limit_in_bytes`` where swap is counted). Each level
+    from the process's cgroup up to the mount's root counts: a parent's limit applies to its
+    children, and in a container the mount's root is often the container's own cgroup."""
+    try:
+        with open(_PROC_CGROUP) as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+    except (OSError, UnicodeDecodeError):
+        return None
+    limits: list[int] = []
+    for entry in entries:
+        if len(entry) != 3 or not entry[2].startswith("/"):
+            continue
+        _, controllers, path = entry
+        if controllers == "":  # v2: one hierarchy, every controller
+            base, ram_file, swap_file, both_file = _CGROUP_MOUNT, "memory.max", "memory.swap.max", None
+        elif "memory" in controllers.split(","):
+            base, ram_file, swap_file, both_file = os.path.join(_CGROUP_MOUNT, "memory"), "memory.limit_in_bytes", None, "memory.memsw.limit_in_bytes"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        ram: list[int] = []
+        swap = [swap_total]
+        both: list[int] = []
+        for depth in range(len(parts), -1, -1):  # the cgroup itself, then each ancestor up to the mount's root
+            level = os.path.join(base, *parts[:depth])
+            for name, found in ((ram_file, ram), (swap_file, swap), (both_file, both)):
+                value = _read_bytes(os.path.join(level, name)) if name else None
+                if value is not None:
+                    found.append(value)
+        if ram:
+            limits.append(min([min(ram) + min(swap), *both]))
+    return min(limits) if limits else None
+
+
 def memory_limit() -> int | None:
-    """The most bytes this process may allocate: the smaller of its address-space limit
-    (``ulimit -v``) and the machine's RAM plus swap; None where neither can be read."""
+    """The most bytes this process may allocate: the smallest of its address-space limit
+    (``ulimit -v``), its memory cgroup's limit (a container's memory, swap included) and the
+    machine's RAM plus swap; None where none can be read. Files that are missing or unreadable
+    are skipped."""
     limits = []
     try:
         import resource
@@ -104,16 +161,21 @@ def memory_limit() -> int | None:
             limits.append(soft)
     except (ImportError, OSError, ValueError):  # no resource module (Windows)
         pass
+    swap = 0
     try:
-        with open("/proc/meminfo") as f:
+        with open(_MEMINFO) as f:
             kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f if ":" in line) if k in ("MemTotal", "SwapTotal")}
+        swap = kb.get("SwapTotal", 0) * 1024
         if "MemTotal" in kb:
-            limits.append((kb["MemTotal"] + kb.get("SwapTotal", 0)) * 1024)
-    except (OSError, ValueError):
+            limits.append(kb["MemTotal"] * 1024 + swap)
+    except (OSError, ValueError, IndexError):
         try:
             limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (AttributeError, OSError, ValueError):
             pass
+    cgroup = _cgroup_memory_limit(swap)
+    if cgroup is not None:
+        limits.append(cgroup)
     return min(limits) if limits else None
 
 

@@ -146,7 +146,9 @@ def bench_cmd(
 
     By default every available backend runs and the unavailable ones are listed with the reason.
     """
+    from ..models.registry import ArchConfig
     from ..profile import MeasureSettings, check_report_paths, load_subject, parse_input_size, run_bench, to_csv, to_json, to_markdown, write_reports
+    from ..profile.bench import refuse_oversized_batch
 
     reports = {"--json": json_out, "--csv": csv_out, "--markdown": md_out}
     to_stdout = [opt for opt, path in reports.items() if path is not None and str(path) == "-"]
@@ -186,8 +188,13 @@ def bench_cmd(
         from ..profile import select_backends
 
         select_backends(backend, device=device.value)
+
+    def input_fits(cfg: ArchConfig, unbaked: bool) -> None:  # run_bench's refusal of an input past memory, before the networks are built
+        refuse_oversized_batch(cfg.input_shape, unbaked=unbaked, backends=backend or None, batches=batches, device=device.value, dtype=dtype.value,
+                               cv_warn=cv_warn, layer_seconds=layer_seconds)
+
     with err_console.status(f"loading {source}..."):
-        subject = load_subject(source, arch=arch, baseline=baseline, dense=dense, input_size=size, seed=seed)
+        subject = load_subject(source, arch=arch, baseline=baseline, dense=dense, input_size=size, seed=seed, before_build=input_fits)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,

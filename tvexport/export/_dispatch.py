@@ -53,6 +53,14 @@ def check_options(format: str, **options: Any) -> None:
         check(**options)
 
 
+def check_runtime(format: str, **options: Any) -> None:
+    """The exporter's ``check_runtime(**options)`` where it has one: the refusals that import its
+    runtime (ONNX: the opset the installed onnx knows), made after the cheap ones."""
+    check = getattr(_module(format), "check_runtime", None)
+    if check is not None:
+        check(**options)
+
+
 def resolve_format(format: str | None, output: str | Path | None, *, source: str | Path | None = None, check_suffix: bool = True) -> str:
     """The export format: ``format`` if given, else the one ``output``'s suffix calls for (.pt2:
     aoti, .onnx: onnx), else onnx. An ``output`` named as another kind of file (``x.pt2`` with
@@ -180,6 +188,7 @@ def export_checkpoint(
     def input_fits(cfg: ArchConfig) -> None:  # the traced input alone past memory: refused before the bake and its verification
         if not dynamic_batch and device == "cpu":
             refuse_oversized_input((batch, *cfg.input_shape), itemsize=2 if fp16_io else 4, what=what, hint=smaller)
+        check_runtime(format, **options)  # then what imports the runtime (a second: onnx), still before the bake
 
     # a checkpoint is baked (and verified) with the same floors, its kernels stored as kernel_dtype
     src = load_source(source, arch=arch, rtol=rtol, atol=atol, kernel_dtype=kernel_dtype, reference=validate, before_build=input_fits)

@@ -26,14 +26,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .._depthwise import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from .onnx import AUTO, DECOMPOSITIONS, DEFAULT_DECOMPOSITION  # named there: check_options imports no onnx
 
 PLUGIN_DOMAIN = PLUGIN_NAMESPACE  # the plugin node's ONNX domain and op type are the plugin's namespace and name
 PLUGIN_OP = PLUGIN_NAME
 
 Decomposition = Literal["shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv"]
-DECOMPOSITIONS: tuple[str, ...] = ("shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv")
-AUTO = "auto"
-DEFAULT_DECOMPOSITION = AUTO  # per layer, from benchmarks/onnx_decompositions.py (see auto_decomposition)
 LARGE_ACTIVATION = 1 << 21  # N*C*h*w above which the im2col form beats the shift form (stride 1)
 DYNAMIC_BATCH_HINT = 16  # the batch "auto" plans a dynamic-batch graph for
 

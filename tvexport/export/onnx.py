@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import json
 import logging
 import os
@@ -58,6 +59,10 @@ from ._common import Comparison, ExportResult, Runner, check_export_suffix, chec
 TVOp = Literal["portable", "plugin"]
 TV_OPS: tuple[str, ...] = ("portable", "plugin")
 DTYPES: tuple[str, ...] = ("float32", "float16")  # weights (and compute) of the graph
+# The portable forms of a TV layer (built in _onnx_tv; named here, where check_options needs no onnx)
+DECOMPOSITIONS: tuple[str, ...] = ("shift_add", "shift_sum", "shift_hwnc", "slice_concat", "gather", "onehot_conv")
+AUTO = "auto"
+DEFAULT_DECOMPOSITION = AUTO  # per layer, from benchmarks/onnx_decompositions.py (see _onnx_tv.auto_decomposition)
 DEFAULT_OPSET = 18
 MIN_OPSET = 18
 INPUT_NAME = "input"
@@ -83,12 +88,16 @@ __all__ = [
 ]
 
 
-def _require_onnx(what: str = "ONNX export") -> None:
+def _require_onnx(what: str = "ONNX export", *, importing: bool = True) -> None:
+    """Refuse, as not installed, an onnx or onnxruntime that cannot be imported (not ``importing``:
+    that is not there at all, found without importing it, a second's work)."""
     for pkg in ("onnx", "onnxruntime"):
         try:
-            __import__(pkg)
-        except ImportError:
-            raise missing(pkg, what=what, extra="onnx") from None
+            found = __import__(pkg) if importing else importlib.util.find_spec(pkg)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            raise missing(pkg, what=what, extra="onnx")
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,25 +230,38 @@ def _io_names(cfg: ArchConfig) -> tuple[str, str]:
 
 
 def check_options(*, tv_op: str = "portable", opset: int = DEFAULT_OPSET, batch: int = 1, dtype: str = "float32", decomposition: str | None = None) -> None:
-    """Reject bad export options before any work (TvexportError)."""
-    _require_onnx()
-    import onnx
-
-    from ._onnx_tv import AUTO, DECOMPOSITIONS, DEFAULT_DECOMPOSITION
-
+    """Reject bad export options before any work (TvexportError). Imports neither onnx nor
+    onnxruntime: ``check_runtime`` makes the checks that do (the opset the installed onnx knows)."""
+    _require_onnx(importing=False)
     decomposition = DEFAULT_DECOMPOSITION if decomposition is None else decomposition
 
     if tv_op not in TV_OPS:
         raise TvexportError(f"unknown --tv-op {tv_op!r}", hint=f"choose one of {', '.join(TV_OPS)}")
-    newest = onnx.defs.onnx_opset_version()
-    if not MIN_OPSET <= opset <= newest:
-        raise TvexportError(f"opset {opset} is not supported", hint=f"choose an opset from {MIN_OPSET} to {newest} (default {DEFAULT_OPSET})")
+    if opset < MIN_OPSET:
+        _refuse_opset(opset)
     if batch < 1:
         raise TvexportError(f"batch must be >= 1, got {batch}")
     if dtype not in DTYPES:
         raise TvexportError(f"unknown dtype {dtype!r}", hint=f"choose one of {', '.join(DTYPES)}")
     if decomposition != AUTO and decomposition not in DECOMPOSITIONS:
         raise TvexportError(f"unknown TV decomposition {decomposition!r}", hint=f"choose one of {AUTO}, {', '.join(DECOMPOSITIONS)}")
+
+
+def check_runtime(*, opset: int = DEFAULT_OPSET, **_options: object) -> None:
+    """The option checks ``check_options`` leaves out: they import onnx and onnxruntime (a second),
+    which ``export_checkpoint`` does once the checkpoint's input is known to fit in memory."""
+    _require_onnx()
+    import onnx
+
+    if opset > onnx.defs.onnx_opset_version():
+        _refuse_opset(opset)
+
+
+def _refuse_opset(opset: int) -> None:
+    _require_onnx()
+    import onnx  # only to name the newest opset in the hint
+
+    raise TvexportError(f"opset {opset} is not supported", hint=f"choose an opset from {MIN_OPSET} to {onnx.defs.onnx_opset_version()} (default {DEFAULT_OPSET})")
 
 
 def onnx_graph(
@@ -257,10 +279,9 @@ def onnx_graph(
     _require_onnx()
     import onnx
 
-    from ._onnx_tv import DEFAULT_DECOMPOSITION
-
     decomposition = DEFAULT_DECOMPOSITION if decomposition is None else decomposition
     check_options(tv_op=tv_op, opset=opset, batch=batch, dtype=dtype, decomposition=decomposition)
+    check_runtime(opset=opset)
     if dynamic_batch and batch != 1:
         raise TvexportError(f"batch {batch} and a dynamic batch were both asked for", hint="give --batch N or --dynamic-batch, not both")
     if fp16_io and dtype != "float16":

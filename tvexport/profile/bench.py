@@ -24,7 +24,7 @@ from .report import SCHEMA_NAME, SCHEMA_VERSION, validate_report
 from .stats import Stats, paired_ratio
 from .subject import Subject
 
-__all__ = ["DTYPES", "Progress", "run_bench"]
+__all__ = ["DTYPES", "Progress", "refuse_oversized_batch", "run_bench"]
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
 Progress = Callable[[str, int, int], None]
@@ -75,11 +75,13 @@ def _case_warnings(timing: CaseTiming, results: list[dict[str, Any]], *, cv_warn
     return warnings
 
 
-def _resolve(subject: Subject, requested: Sequence[str] | None, device: str) -> tuple[list[Backend], list[tuple[str, str]]]:
+def _resolve(requested: Sequence[str] | None, device: str, *, unbaked: bool) -> tuple[list[Backend], list[tuple[str, str]]]:
+    """The backends that run and the (name, reason) of those skipped (``unbaked``: whether the TV
+    network has its unbaked form, which a baked file has not)."""
     chosen, skipped = select_backends(requested, device=device)
     usable = []
     for backend in chosen:
-        if backend.form == "unbaked" and subject.tv.unbaked is None:
+        if backend.form == "unbaked" and not unbaked:
             reason = "SRC is a baked file; the unbaked network needs the checkpoint with its generators"
             if requested:
                 raise TvexportError(f"backend {backend.name} cannot run: {reason}", hint="pass the original checkpoint, or choose another --backend")
@@ -178,6 +180,55 @@ def _layer_cases(
 _SMALLER = "choose a smaller --batch or --input-size"  # what to change when an allocation is refused
 
 
+def _checked(*, unbaked: bool, backends: Sequence[str] | None, batches: Sequence[int], device: str, dtype: torch.dtype | str,
+             cv_warn: float, layer_seconds: float) -> tuple[list[int], str, list[Backend], list[tuple[str, str]]]:
+    """``run_bench``'s refusals of its options, in order: the batches (deduplicated), the dtype's
+    name, and the backends that run and those skipped (``_resolve``)."""
+    odd = [b for b in batches if isinstance(b, bool) or not isinstance(b, numbers.Integral)]
+    if odd:  # int() would truncate 1.9 to 1: time what was asked or nothing
+        raise TvexportError(f"batch sizes must be integers, got {odd[0]!r}", hint="e.g. batches=[1, 8]")
+    batches = list(dict.fromkeys(int(b) for b in batches))
+    if not batches or min(batches) < 1:
+        raise TvexportError(f"batch sizes must be >= 1, got {batches}")
+    dtype_name = _dtype_name(dtype)
+    if not (math.isfinite(cv_warn) and cv_warn > 0) or not (math.isfinite(layer_seconds) and layer_seconds >= 0):  # isfinite refuses NaN and inf
+        raise TvexportError(f"--cv-warn {cv_warn:g}, --layer-seconds {layer_seconds:g}: --cv-warn must be a finite number > 0 and --layer-seconds a finite number >= 0",
+                            hint="e.g. --cv-warn 0.1 --layer-seconds 0.2")
+    chosen, skipped = _resolve(backends, device, unbaked=unbaked)
+    return batches, dtype_name, chosen, skipped
+
+
+def _refuse_oversized(input_shape: tuple[int, ...], *, batches: list[int], dtype_name: str, chosen: list[Backend], device: str) -> None:
+    if device == "cpu":  # an input past memory at the largest batch: refused before any network is baked or prepared
+        top = max(batches)
+        refuse_oversized_input((top, *input_shape), itemsize=DTYPES[dtype_name].itemsize,
+                               what=f"bench {chosen[0].name if len(chosen) == 1 else 'the backends'} at batch {top}", hint=_SMALLER)
+
+
+def refuse_oversized_batch(
+    input_shape: tuple[int, ...],
+    *,
+    unbaked: bool,
+    backends: Sequence[str] | None = None,
+    batches: Sequence[int] = (1,),
+    device: str = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    cv_warn: float = 0.10,
+    layer_seconds: float = 0.2,
+) -> None:
+    """The refusal ``run_bench`` (same options) makes of a batch whose input alone cannot fit in
+    memory, for a caller that knows the network's ``input_shape`` before it is built
+    (``load_subject``'s ``before_build``; ``unbaked``: whether SRC has its unbaked network): the
+    same error, without building the networks first. A refusal of these options that ``run_bench``
+    makes before that one is left to it, in its usual place: this raises only that one."""
+    try:
+        batches, dtype_name, chosen, _ = _checked(unbaked=unbaked, backends=backends, batches=batches, device=device, dtype=dtype,
+                                                  cv_warn=cv_warn, layer_seconds=layer_seconds)
+    except TvexportError:
+        return
+    _refuse_oversized(input_shape, batches=batches, dtype_name=dtype_name, chosen=chosen, device=device)
+
+
 def run_bench(
     subject: Subject,
     *,
@@ -203,22 +254,10 @@ def run_bench(
     Returns the report dict described in ``tvexport.profile.report``.
     """
     settings = settings if settings is not None else MeasureSettings()
-    odd = [b for b in batches if isinstance(b, bool) or not isinstance(b, numbers.Integral)]
-    if odd:  # int() would truncate 1.9 to 1: time what was asked or nothing
-        raise TvexportError(f"batch sizes must be integers, got {odd[0]!r}", hint="e.g. batches=[1, 8]")
-    batches = list(dict.fromkeys(int(b) for b in batches))
-    if not batches or min(batches) < 1:
-        raise TvexportError(f"batch sizes must be >= 1, got {batches}")
-    dtype_name = _dtype_name(dtype)
+    batches, dtype_name, chosen, skipped = _checked(unbaked=subject.tv.unbaked is not None, backends=backends, batches=batches, device=device,
+                                                    dtype=dtype, cv_warn=cv_warn, layer_seconds=layer_seconds)
     tdtype = DTYPES[dtype_name]
-    if not (math.isfinite(cv_warn) and cv_warn > 0) or not (math.isfinite(layer_seconds) and layer_seconds >= 0):  # isfinite refuses NaN and inf
-        raise TvexportError(f"--cv-warn {cv_warn:g}, --layer-seconds {layer_seconds:g}: --cv-warn must be a finite number > 0 and --layer-seconds a finite number >= 0",
-                            hint="e.g. --cv-warn 0.1 --layer-seconds 0.2")
-    chosen, skipped = _resolve(subject, backends, device)
-    if device == "cpu":  # an input past memory at the largest batch: refused before any network is baked or prepared
-        top = max(batches)
-        refuse_oversized_input((top, *subject.input_shape), itemsize=tdtype.itemsize,
-                               what=f"bench {chosen[0].name if len(chosen) == 1 else 'the backends'} at batch {top}", hint=_SMALLER)
+    _refuse_oversized(subject.input_shape, batches=batches, dtype_name=dtype_name, chosen=chosen, device=device)
     timer = timer if timer is not None else make_timer(device)
     machine = machine_info(device=device)
     warnings: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,15 @@ def _random(cfg: ArchConfig, *, seed: int) -> nn.Module:
     return randomize_(create_model(cfg), seed=seed)
 
 
-def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[int, int] | None) -> tuple[Network, dict[str, Any]]:
+def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[int, int] | None) -> tuple[ArchConfig, Callable[[], Network], dict[str, Any]]:
+    """SRC's architecture, what builds its TV network (a baked file's is built already: its
+    architecture is read from the network), and where it came from."""
     path = Path(src)
     if path.exists():
         ckpt = read_checkpoint(path)
         if ckpt.format == "baked":
             model = model_from_baked(ckpt, arch=arch)
-            return Network("tvconv", f"baked file {path.name}", None, model), {"kind": "baked", "path": str(path)}
+            return config_of(model), lambda: Network("tvconv", f"baked file {path.name}", None, model), {"kind": "baked", "path": str(path)}
         refuse_nonfinite(ckpt)
         cfg = arch_config_for(ckpt, arch=arch)
         if cfg.atom != "tvconv":
@@ -104,8 +107,11 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[
                 f"{path} is a {cfg.name} {cfg.atom} baseline without TVConv layers",
                 hint=f"benchmark the TVConv checkpoint and pass this file as --baseline {path}",
             )
-        model = build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path)
-        return Network("tvconv", f"checkpoint {path.name}", model), {"kind": "checkpoint", "path": str(path), "format": ckpt.format}
+
+        def build() -> Network:
+            return Network("tvconv", f"checkpoint {path.name}", build_from_state_dict(cfg, ckpt.state_dict, source=ckpt.path))
+
+        return cfg, build, {"kind": "checkpoint", "path": str(path), "format": ckpt.format}
     try:
         cfg = resolve_arch(str(src))
     except TvexportError:
@@ -117,8 +123,7 @@ def _load_tv(src: str | Path, *, arch: str | None, seed: int, input_size: tuple[
         raise TvexportError(f"--arch {arch} contradicts SRC {src}", hint="give the architecture once")
     if input_size is not None:  # random weights can be made at any size
         cfg = cfg.with_input_size(input_size)
-    model = _random(cfg, seed=seed)
-    return Network("tvconv", "random weights, reference TV settings", model), {"kind": "registry", "arch": cfg.name}
+    return cfg, lambda: Network("tvconv", "random weights, reference TV settings", _random(cfg, seed=seed)), {"kind": "registry", "arch": cfg.name}
 
 
 def _baseline_from_file(path: Path, cfg: ArchConfig) -> Network:
@@ -143,6 +148,7 @@ def load_subject(
     dense: bool = False,
     input_size: tuple[int, int] | None = None,
     seed: int = 0,
+    before_build: Callable[[ArchConfig, bool], None] | None = None,
 ) -> Subject:
     """Load SRC (checkpoint, baked file, or registry name with random weights) and its baselines.
 
@@ -150,12 +156,14 @@ def load_subject(
     ``baseline`` names a checkpoint; ``dense`` adds the dense-conv baseline where the zoo has one
     (DeepLabV3+ only). ``input_size`` must be the network's size (the trained one unless SRC was
     re-baked for another): TVConv only runs there; an architecture name is built at that size.
-    Baselines are built at the network's size.
+    Baselines are built at the network's size. ``before_build(config, unbaked)`` is called with the
+    architecture, and whether the TV network will have its unbaked form, after the checks that need
+    no network and before a checkpoint's or an architecture name's networks are built (``tvexport
+    bench`` refuses there a batch whose input cannot fit in memory, ``refuse_oversized_batch``).
     """
     refuse_stdin(src, what="SRC")
     refuse_stdin(baseline, what="--baseline")
-    tv, source = _load_tv(src, arch=arch, seed=seed, input_size=input_size)
-    cfg = tv.config
+    cfg, build_tv, source = _load_tv(src, arch=arch, seed=seed, input_size=input_size)
     if input_size is not None and tuple(input_size) != tuple(cfg.input_size):
         h, w = cfg.input_size
         kind = "trained" if cfg.input_hw is None else "re-baked"
@@ -163,6 +171,9 @@ def load_subject(
             f"{cfg.name} runs only at its {kind} input size {h}x{w}, not {input_size[0]}x{input_size[1]}",
             hint=f"TVConv kernels are per position: re-bake it for that size (tvexport bake CKPT --input-size {input_size[0]}x{input_size[1]}), or omit --input-size",
         )
+    if before_build is not None:
+        before_build(cfg, source["kind"] != "baked")
+    tv = build_tv()
     given = _baseline_from_file(Path(baseline), cfg) if baseline is not None else None
     if (dense or (given is not None and given.label == "dense")) and "dense" not in cfg.spec.atoms:
         raise TvexportError(

@@ -50,9 +50,11 @@ INT8_TYPES = "{x}, INT8, FP32*FP16, FP32, {x}"  # x, weight, bias, scale, out
 
 @dataclasses.dataclass(frozen=True)
 class TVAttrs:
-    """The integer attributes of a ``tv_dwconv`` node."""
+    """The integer attributes of a ``tv_dwconv`` node: ``TVAttrs(k, stride=..., padding=...)``
+    (``parse_attrs`` validates them)."""
 
     k: int
+    _: dataclasses.KW_ONLY
     stride: int
     padding: int
 
@@ -65,7 +67,7 @@ def parse_attrs(k: int, *, stride: int, padding: int, node: str = "tv_dwconv") -
     check_node_attrs(k, stride, padding, node=node)
     if padding != k // 2:
         raise ValueError(f"{node}: padding must be k // 2 = {k // 2} for tvexport's TensorRT plugin (its kernel pads by k // 2), got {padding}")
-    return TVAttrs(k, stride, padding)
+    return TVAttrs(k, stride=stride, padding=padding)
 
 
 def infer_output_dims(x: Sequence[Dim], weight: Sequence[Dim], bias: Sequence[Dim] | None, attrs: TVAttrs) -> tuple[Dim, Dim, Dim, Dim]:
