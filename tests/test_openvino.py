@@ -444,6 +444,29 @@ def test_int8_scales_in_registers(case: Case, switch: str, extension: Path, kern
     assert run_case(case, extension, threads=2) < LAYER_RTOL
 
 
+# One image, int8 and float16 kernels: on AVX2 whole chunks run as inline asm (kernel.cpp:
+# Pass::asm_runs): int8 at C = 8 (ring), 32 (ring at a 4 KiB row, in place, strided), 48 and 96 (in
+# place, strided); float16 at any C contiguous (ring, in place) and C = 32, 48, 96 strided; the
+# last image of a batch of 5 (no kernel prefetch). Rows of several chunks and segments, and
+# remainders that the chunk loop takes.
+ASM_CASES = [Case(3, 1, "channel", "int8", 1, channels=8, h=4, w=40), Case(5, 1, "map", "int8", 1, channels=8, h=5, w=21),
+             Case(3, 1, None, "int8", 1, channels=32, h=4, w=32), Case(3, 1, "map", "int8", 1, channels=32, h=4, w=9),
+             Case(3, 2, "map", "int8", 1, channels=32, h=4, w=9), Case(3, 1, "map", "int8", 1, channels=48, h=5, w=21),
+             Case(5, 2, "channel", "int8", 1, channels=48, h=4, w=11), Case(3, 1, "channel", "int8", 1, channels=96, h=4, w=7),
+             Case(3, 2, None, "int8", 1, channels=96, h=3, w=6), Case(3, 1, "map", "float16", 1, channels=8, h=4, w=40),
+             Case(3, 1, None, "float16", 1, channels=24, h=5, w=11), Case(5, 1, "channel", "float16", 1, channels=48, h=4, w=21),
+             Case(3, 2, "map", "float16", 1, channels=32, h=4, w=9), Case(3, 2, None, "float16", 1, channels=48, h=4, w=11),
+             Case(3, 2, "channel", "float16", 1, channels=96, h=3, w=6), Case(3, 1, "channel", "int8", 5, channels=48, h=4, w=13),
+             Case(3, 1, "map", "float16", 5, channels=8, h=4, w=13)]
+
+
+@pytest.mark.parametrize("case", ASM_CASES, ids=lambda c: f"{c.id}-c{c.channels}-{c.h}x{c.w}")
+def test_one_image_asm_chunks(case: Case, extension: Path) -> None:
+    """int8 and float16 kernels one image at a time match the float64 truth in every layout the
+    AVX2 asm chunks take (elsewhere the same cases run the C++ chunk loop)."""
+    assert run_case(case, extension) < LAYER_RTOL
+
+
 def test_every_kernel_variant(extension: Path) -> None:
     """The narrower instruction-set variants (forced by TVEXPORT_OV_KERNEL, in a fresh process: the
     choice is made when the library loads) pass part of the grid, one channel-block case, one
@@ -508,13 +531,15 @@ def test_float16_kernels_stay_float16(extension: Path) -> None:
     assert [str(i.get_element_type()) for i in op.inputs()][1] in ("<Type: 'uint8_t'>", "u8")
 
 
-@pytest.mark.parametrize("case", [Case(3, 2, "map", "int8", "N"), Case(3, 1, "channel", "float32", 4, channels=48, h=5, w=10)],
+@pytest.mark.parametrize("case", [Case(3, 2, "map", "int8", "N"), Case(3, 1, "channel", "float32", 4, channels=48, h=5, w=10),
+                                  Case(3, 1, "channel", "int8", 1, channels=48, h=5, w=10), Case(3, 1, None, "float16", 1, channels=8, h=4, w=16)],
                          ids=lambda c: f"{c.id}-c{c.channels}")
 @pytest.mark.parametrize("last", [False, True], ids=["clip-relu-add", "clip-is-output"])
 def test_following_clip_and_relu_fold_into_the_op(last: bool, case: Case, extension: Path) -> None:
     """Clip and Relu after a TV op fold into it (the kernel clamps before storing: no pass over
     the output); clamped bounds intersect. A Clip that is the model's output stays (its name).
-    Stride 2 int8, and stride 1 float32 in place with a batch tile of 4 and 48 channels."""
+    Stride 2 int8, stride 1 float32 in place with a batch tile of 4 and 48 channels, and one image
+    of int8 (48 channels in place) and float16 kernels (8 through the ring): AVX2's asm chunks."""
     model, weight, bias = layer_graph(case)
     graph = model.graph
     graph.node[0].output[0] = "t"

@@ -693,6 +693,106 @@ inline void pointwise(const KernelArgs& a, float* dst, const float* src, int64_t
     pointwise_cin(a, dst, src, count, step);
 }
 
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && !defined(__AVX512F__) && defined(__x86_64__)
+// AVX2, int8 and float16 kernels, one image: Pass::asm_chunks's chunks as inline asm. A chunk is
+// NACC ymm accumulators (ymm0..), the bias or zeros at the start, then per tap: each kernel vector
+// converted in ymm15 (int8: vpmovsxbd + vcvtdq2ps, then multiplied by its scale vector; float16:
+// vcvtph2ps) feeds one vfmadd231ps with the input as memory operand, the same multiply and the
+// same multiply-add per output in the same tap order as Pass::chunks (bit for bit the same
+// results); then clamp (bounds in ymm14/15; no clamp: -inf / inf, a NaN passes as in Range) and
+// store. int8 at C = 8 * P (P = 1, 4, 6): a chunk is whole positions and each of a tap's P scale
+// vectors is loaded once into ymm14 and feeds the chunk's NACC / P positions (scales are one per
+// (tap, channel), the same for every position); C = 96: one position, the scale a memory operand
+// of the vmulps. So per 16 int8 multiply-adds 2 int8, 2 input and 2 / (NACC / P) scale loads
+// (C = 8: 4.25, C = 32, 48: 5, C = 96: 6), against 6 in Pass::chunks. The input of a chunk's
+// second position is at %[xs] bytes (contiguous, or strided in place). Issue 17 (int8asm45), the
+// AVX2-only Zen 3, face MobileNetV2 x0.1 at batch 1 (bit for bit main's outputs, 290 layer cases,
+// int8 and float16, with and without a clamp). Pass::body<1, false> alone with its data in L1 (9
+// taps, one segment, scratch benchmarks/results/openvino_int8asm45_zen3_loop_scratch.cpp), cycles
+// per 16 multiply-adds main -> asm, kernel prefetches on: int8 C = 8 5.1 -> 3.4, C = 48 5.2 ->
+// 3.9, C = 96 5.4 -> 4.3; float16 3.8 -> 3.5. The kernel alone (openvino_kernel_micro.py --isa
+// avx2, one thread, 6 rounds; null in brackets) network sums hot / cold int8 0.785 / 0.883 (1.051
+// / 1.036), float16 0.922 / 0.924 (1.015 / 0.989), every layer faster
+// (openvino_kernel_micro_zen3_int8asm45_x0_1_b1.md). In OpenVINO (openvino_ab.py --switch build
+// against main's build, 2 threads, 72 rounds of 20; B/A > 1: asm faster) TV ops int8 1.230 (null
+// 1.016), float16 1.079 (1.013), float32 0.996 (0.984; its code unchanged); wall int8 1.078
+// [0.984-1.265] (openvino_ab_build_zen3_int8asm45_x0_1_b1*.md).
+#    define TVX_ONE_IMAGE_ASM 1
+#    define TVX_A_FMA(acc, xo) "vfmadd231ps " xo ", %%ymm15, %%ymm" #acc "\n\t"
+#    define TVX_A_I8(wo) "vpmovsxbd " #wo "(%[wp]), %%ymm15\n\tvcvtdq2ps %%ymm15, %%ymm15\n\t"
+#    define TVX_A_S(so) "vmovups " #so "(%[sp]), %%ymm14\n\t"
+#    define TVX_A_R(acc, wo, xo) TVX_A_I8(wo) "vmulps %%ymm14, %%ymm15, %%ymm15\n\t" TVX_A_FMA(acc, xo)  // scale in ymm14
+#    define TVX_A_M(acc, wo, o) TVX_A_I8(wo) "vmulps " #o "(%[sp]), %%ymm15, %%ymm15\n\t" TVX_A_FMA(acc, TVX_X0(o))
+#    define TVX_A_H(acc, wo, xo) "vcvtph2ps " #wo "(%[wp]), %%ymm15\n\t" TVX_A_FMA(acc, xo)  // float16
+#    define TVX_X0(o) #o "(%[xp])"
+#    define TVX_X1(o) #o "(%[xp],%[xs])"
+// int8, C = 8: one scale vector, 8 positions
+#    define TVX_I8_P1                                                                                                   \
+        TVX_A_S(0) TVX_A_R(0, 0, TVX_X0(0)) TVX_A_R(1, 8, TVX_X0(32)) TVX_A_R(2, 16, TVX_X0(64)) TVX_A_R(3, 24, TVX_X0(96)) \
+            TVX_A_R(4, 32, TVX_X0(128)) TVX_A_R(5, 40, TVX_X0(160)) TVX_A_R(6, 48, TVX_X0(192)) TVX_A_R(7, 56, TVX_X0(224))
+// int8, C = 8 * P, two positions: scale vector r (at byte o) feeds accumulator a0 = r (position 0)
+// and a1 = P + r (position 1)
+#    define TVX_I8_PAIR(a0, a1, w0, w1, o) TVX_A_S(o) TVX_A_R(a0, w0, TVX_X0(o)) TVX_A_R(a1, w1, TVX_X1(o))
+#    define TVX_I8_P4 TVX_I8_PAIR(0, 4, 0, 32, 0) TVX_I8_PAIR(1, 5, 8, 40, 32) TVX_I8_PAIR(2, 6, 16, 48, 64) TVX_I8_PAIR(3, 7, 24, 56, 96)
+#    define TVX_I8_P6                                                                                                   \
+        TVX_I8_PAIR(0, 6, 0, 48, 0) TVX_I8_PAIR(1, 7, 8, 56, 32) TVX_I8_PAIR(2, 8, 16, 64, 64) TVX_I8_PAIR(3, 9, 24, 72, 96)        \
+            TVX_I8_PAIR(4, 10, 32, 80, 128) TVX_I8_PAIR(5, 11, 40, 88, 160)
+// int8, C = 96: one position, every scale vector used once
+#    define TVX_I8_P12                                                                                                  \
+        TVX_A_M(0, 0, 0) TVX_A_M(1, 8, 32) TVX_A_M(2, 16, 64) TVX_A_M(3, 24, 96) TVX_A_M(4, 32, 128) TVX_A_M(5, 40, 160)     \
+            TVX_A_M(6, 48, 192) TVX_A_M(7, 56, 224) TVX_A_M(8, 64, 256) TVX_A_M(9, 72, 288) TVX_A_M(10, 80, 320)              \
+                TVX_A_M(11, 88, 352)
+// float16: 8 or 12 contiguous vectors (any C; strided C = 96: one position), or two positions of
+// C = 32 / 48 (the second at %[xs])
+#    define TVX_H_8                                                                                                     \
+        TVX_A_H(0, 0, TVX_X0(0)) TVX_A_H(1, 16, TVX_X0(32)) TVX_A_H(2, 32, TVX_X0(64)) TVX_A_H(3, 48, TVX_X0(96))            \
+            TVX_A_H(4, 64, TVX_X0(128)) TVX_A_H(5, 80, TVX_X0(160)) TVX_A_H(6, 96, TVX_X0(192)) TVX_A_H(7, 112, TVX_X0(224))
+#    define TVX_H_12 \
+        TVX_H_8 TVX_A_H(8, 128, TVX_X0(256)) TVX_A_H(9, 144, TVX_X0(288)) TVX_A_H(10, 160, TVX_X0(320)) TVX_A_H(11, 176, TVX_X0(352))
+#    define TVX_H_PAIR(a0, a1, w0, w1, o) TVX_A_H(a0, w0, TVX_X0(o)) TVX_A_H(a1, w1, TVX_X1(o))
+#    define TVX_H_P4 TVX_H_PAIR(0, 4, 0, 64, 0) TVX_H_PAIR(1, 5, 16, 80, 32) TVX_H_PAIR(2, 6, 32, 96, 64) TVX_H_PAIR(3, 7, 48, 112, 96)
+#    define TVX_H_P6                                                                                                    \
+        TVX_H_PAIR(0, 6, 0, 96, 0) TVX_H_PAIR(1, 7, 16, 112, 32) TVX_H_PAIR(2, 8, 32, 128, 64) TVX_H_PAIR(3, 9, 48, 144, 96)     \
+            TVX_H_PAIR(4, 10, 64, 160, 128) TVX_H_PAIR(5, 11, 80, 176, 160)
+#    define TVX_A_ACC8(M) M(0, 0) M(1, 32) M(2, 64) M(3, 96) M(4, 128) M(5, 160) M(6, 192) M(7, 224)
+#    define TVX_A_ACC12(M) TVX_A_ACC8(M) M(8, 256) M(9, 288) M(10, 320) M(11, 352)
+#    define TVX_A_BIAS(j, o) "vmovups " #o "(%[wp]), %%ymm" #j "\n\t"
+#    define TVX_A_ZERO(j, o) "vxorps %%ymm" #j ", %%ymm" #j ", %%ymm" #j "\n\t"
+#    define TVX_A_OUT(j, o) \
+        "vmaxps %%ymm" #j ", %%ymm14, %%ymm" #j "\n\tvminps %%ymm" #j ", %%ymm15, %%ymm" #j "\n\tvmovups %%ymm" #j ", " #o "(%[wp])\n\t"
+// Pass::chunks's kernel prefetches (fetch): each tap's chunk `ahead` bytes on with the hint (PF),
+// and kL1ChunksAhead (2) chunks on into L1, a line per 64 bytes of a chunk (64, 96, 128, 192)
+#    define TVX_PF64(PF) PF " (%[wp],%[ah])\n\tprefetcht0 128(%[wp])\n\t"
+#    define TVX_PF96(PF) PF " (%[wp],%[ah])\n\t" PF " 64(%[wp],%[ah])\n\tprefetcht0 192(%[wp])\n\tprefetcht0 256(%[wp])\n\t"
+#    define TVX_PF128(PF) PF " (%[wp],%[ah])\n\t" PF " 64(%[wp],%[ah])\n\tprefetcht0 256(%[wp])\n\tprefetcht0 320(%[wp])\n\t"
+#    define TVX_PF192(PF)                                                                                               \
+        PF " (%[wp],%[ah])\n\t" PF " 64(%[wp],%[ah])\n\t" PF " 128(%[wp],%[ah])\n\tprefetcht0 384(%[wp])\n\t"                  \
+           "prefetcht0 448(%[wp])\n\tprefetcht0 512(%[wp])\n\t"
+// a tap's pointers: kernels (+ the chunk's bytes %[wu]), int8 scales, input (+ %[xu] bytes)
+#    define TVX_A_TAP_I8 "mov (%[tp]), %[wp]\n\tmov (%[tp],%[kk]), %[sp]\n\tmov (%[tp],%[kk],2), %[xp]\n\t"
+#    define TVX_A_TAP_H "mov (%[tp]), %[wp]\n\tmov (%[tp],%[kk],2), %[xp]\n\t"
+#    define TVX_A_CHUNK(ACC, TAP, PREFETCH, BODY)                                                                          \
+        asm volatile("cmpq $0, %[b]\n\tje 1f\n\tmov %[b], %[wp]\n\t" ACC(TVX_A_BIAS) "jmp 2f\n1:\n\t" ACC(TVX_A_ZERO)         \
+                     "2:\n\tmov %[tw], %[tp]\n3:\n\t" TAP "add %[wu], %[wp]\n\tadd %[xu], %[xp]\n\t" PREFETCH BODY                \
+                     "add $8, %[tp]\n\tcmp %[te], %[tp]\n\tjne 3b\n\t"                                                          \
+                     "vbroadcastss %[lo], %%ymm14\n\tvbroadcastss %[hi], %%ymm15\n\tmov %[d], %[wp]\n\t" ACC(TVX_A_OUT)          \
+                     : [tp] "=&r"(tp), [wp] "=&r"(wp), [sp] "=&r"(sp), [xp] "=&r"(xp)                                         \
+                     : [b] "rm"(b), [d] "rm"(d), [tw] "rm"(tw), [wu] "rm"(wu), [xu] "rm"(xu), [te] "r"(te), [kk] "r"(kk),    \
+                       [xs] "r"(xs), [ah] "r"(ah), [lo] "m"(lo), [hi] "m"(hi)                                                 \
+                     : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+                       "xmm11", "xmm12", "xmm13", "xmm14", "xmm15")
+// the four prefetch variants of Pass::asm_chunks (H: Pass::hint, 1: no prefetch)
+#    define TVX_A_HINTS(ACC, TAP, PF, BODY)                             \
+        if constexpr (H == 1)                                           \
+            TVX_A_CHUNK(ACC, TAP, "", BODY);                            \
+        else if constexpr (H == 0)                                      \
+            TVX_A_CHUNK(ACC, TAP, PF("prefetchnta"), BODY);             \
+        else if constexpr (H == 2)                                      \
+            TVX_A_CHUNK(ACC, TAP, PF("prefetcht1"), BODY);              \
+        else                                                            \
+            TVX_A_CHUNK(ACC, TAP, PF("prefetcht0"), BODY)
+#endif
+
 // A thread's buffers, kept across calls: the pool's threads persist, so a warm call allocates
 // nothing.
 struct Scratch {
@@ -985,6 +1085,10 @@ struct Pass {
             if (a.sw.scale_registers)
                 u = scale_register_chunks<kStrided>(nt, len, dst, bias, fetch);
         }
+#if defined(TVX_ONE_IMAGE_ASM)
+        if constexpr (NB == 1 && !std::is_same_v<WT, float>)
+            u = asm_runs<kStrided>(nt, len, dst, bias, fetch);
+#endif
         if constexpr (NB == 1 && kOneImageVectors > kVectors)
             u = chunks<1, kStrided, kOneImageVectors>(nt, u, len, dst, bias, img, fetch);
         u = chunks<NB, kStrided, kVectors>(nt, u, len, dst, bias, img, fetch);
@@ -1175,6 +1279,104 @@ struct Pass {
         return u;
     }
 
+#if defined(TVX_ONE_IMAGE_ASM)
+    // int8 and float16 kernels, one image, AVX2: whole chunks from float 0 of the run as inline asm
+    // (TVX_A_CHUNK) where the layout has one; returns the floats done (0 where none), the chunk loop
+    // takes the rest. int8 at C = 8, 32, 48, 96: a run starts at a position (tap_s[t]: a position's
+    // scales), so every chunk, whole positions, reads each tap's first P scale vectors. float16:
+    // any C contiguous, C = 32, 48, 96 strided.
+    enum Layout { kI8P1, kI8P4, kI8P6, kI8P12, kH8, kH12, kHP4, kHP6 };
+    template <bool kStrided>
+    int64_t asm_runs(int nt, int64_t len, float* const* dst, const float* bias, bool fetch) {
+        if constexpr (kInt8) {
+            switch (a.c) {
+            case 8:
+                if constexpr (!kStrided)  // (C % 16 != 0: never in place at stride > 1, see direct)
+                    return asm_hint<kI8P1, 8, false>(nt, len, dst, bias, fetch);
+                return 0;
+            case 32:
+                return asm_hint<kI8P4, 8, kStrided>(nt, len, dst, bias, fetch);
+            case 48:
+                return asm_hint<kI8P6, 12, kStrided>(nt, len, dst, bias, fetch);
+            case 96:
+                return asm_hint<kI8P12, 12, kStrided>(nt, len, dst, bias, fetch);
+            default:
+                return 0;
+            }
+        } else if constexpr (std::is_same_v<WT, half>) {
+            if constexpr (!kStrided) {
+                if (len % 96 != 0 && len % 64 == 0)  // (C = 8's 512-float segments)
+                    return asm_hint<kH8, 8, false>(nt, len, dst, bias, fetch);
+                return asm_hint<kH12, 12, false>(nt, len, dst, bias, fetch);
+            }
+            switch (a.c) {
+            case 32:
+                return asm_hint<kHP4, 8, true>(nt, len, dst, bias, fetch);
+            case 48:
+                return asm_hint<kHP6, 12, true>(nt, len, dst, bias, fetch);
+            case 96:
+                return asm_hint<kH12, 12, true>(nt, len, dst, bias, fetch);
+            default:
+                return 0;
+            }
+        }
+        return 0;
+    }
+    template <int L, int NACC, bool kStrided>
+    int64_t asm_hint(int nt, int64_t len, float* const* dst, const float* bias, bool fetch) {
+        if (nt <= 0 || len < NACC * 8)
+            return 0;
+        switch (!fetch ? 1 : hint) {  // Pass::hint's prefetch, none without fetch
+        case 0:
+            return asm_chunks<L, NACC, kStrided, 0>(nt, len, dst, bias);
+        case 1:
+            return asm_chunks<L, NACC, kStrided, 1>(nt, len, dst, bias);
+        case 2:
+            return asm_chunks<L, NACC, kStrided, 2>(nt, len, dst, bias);
+        default:
+            return asm_chunks<L, NACC, kStrided, 3>(nt, len, dst, bias);
+        }
+    }
+    template <int L, int NACC, bool kStrided, int H>
+    int64_t asm_chunks(int nt, int64_t len, float* const* dst, const float* bias) {
+        static_assert(kL1ChunksAhead == 2, "the asm's L1 prefetch is 2 chunks on");
+        constexpr int64_t kFloats = NACC * 8;
+        // input bytes from one chunk to the next, and between a chunk's positions (strided: s * C floats)
+        const int64_t xs = (kStrided ? a.stride * a.c : a.c) * int64_t(sizeof(float));
+        const int64_t xstep = kStrided ? kFloats / a.c * xs : kFloats * int64_t(sizeof(float));
+        const Range range(a);
+        const float lo = range.on ? range.lo1 : -__builtin_inff(), hi = range.on ? range.hi1 : __builtin_inff();
+        const char* tw = reinterpret_cast<const char*>(tap_w);
+        const char* te = reinterpret_cast<const char*>(tap_w + nt);
+        const int64_t kk = reinterpret_cast<const char*>(tap_s) - tw;  // tap_s and tap_x follow tap_w, kk bytes apart (Pass)
+        const int64_t ah = ahead * int64_t(sizeof(WT));
+        const char *tp, *wp, *sp, *xp;
+        int64_t u = 0, xu = 0;
+        for (; u + kFloats <= len; u += kFloats, xu += xstep) {
+            const float* b = bias ? bias + u : nullptr;
+            float* d = dst[0] + u;
+            const int64_t wu = u * int64_t(sizeof(WT));
+            if constexpr (L == kI8P1) {
+                TVX_A_HINTS(TVX_A_ACC8, TVX_A_TAP_I8, TVX_PF64, TVX_I8_P1);
+            } else if constexpr (L == kI8P4) {
+                TVX_A_HINTS(TVX_A_ACC8, TVX_A_TAP_I8, TVX_PF64, TVX_I8_P4);
+            } else if constexpr (L == kI8P6) {
+                TVX_A_HINTS(TVX_A_ACC12, TVX_A_TAP_I8, TVX_PF96, TVX_I8_P6);
+            } else if constexpr (L == kI8P12) {
+                TVX_A_HINTS(TVX_A_ACC12, TVX_A_TAP_I8, TVX_PF96, TVX_I8_P12);
+            } else if constexpr (L == kH8) {
+                TVX_A_HINTS(TVX_A_ACC8, TVX_A_TAP_H, TVX_PF128, TVX_H_8);
+            } else if constexpr (L == kH12) {
+                TVX_A_HINTS(TVX_A_ACC12, TVX_A_TAP_H, TVX_PF192, TVX_H_12);
+            } else if constexpr (L == kHP4) {
+                TVX_A_HINTS(TVX_A_ACC8, TVX_A_TAP_H, TVX_PF128, TVX_H_P4);
+            } else {
+                TVX_A_HINTS(TVX_A_ACC12, TVX_A_TAP_H, TVX_PF192, TVX_H_P6);
+            }
+        }
+        return u;
+    }
+#endif
     // int8 kernels, one image (batch 1, or a batch's last narrower tile), 9 or 6 taps present (k =
     // 3; 6 in an edge row or at a lone edge position; also a k = 5 position with 9 or 6 taps inside
     // the image, e.g. a corner at stride 2), and a tap's tiled scale row that repeats every P =
