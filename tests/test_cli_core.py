@@ -602,8 +602,16 @@ GiB = 1 << 30
 
 def fake_cgroup(monkeypatch: pytest.MonkeyPatch, root: Path, *, cgroup: str, files: dict[str, str], ram: int = 64 * GiB, swap: int = 0) -> None:
     """Point tvexport.errors at a fake /proc/self/cgroup (``cgroup``), /sys/fs/cgroup (``files``:
-    path under it -> text) and /proc/meminfo (``ram``, ``swap``) under ``root``."""
+    path under it -> text) and /proc/meminfo (``ram``, ``swap``) under ``root``, with no
+    address-space limit (the runner's own ``ulimit -v`` must not decide the expected values)."""
     from tvexport import errors
+
+    try:
+        import resource
+    except ImportError:  # no address-space limits here (Windows)
+        pass
+    else:
+        monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
     (root / "proc").mkdir(parents=True)
     (root / "proc" / "cgroup").write_text(cgroup)
