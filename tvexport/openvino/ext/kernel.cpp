@@ -84,6 +84,19 @@
 // MobileNetV2 x0.1 batch 16, 2 threads, TV ops main / steps) 0.744 / 0.703 / 0.747 (float32 /
 // float16 / int8; nulls 0.950 / 1.055 / 1.010; benchmarks/results/
 // openvino_ab_build_zen3_b16loop45_sub4_x0_1_b16.md, patch ..._b16loop45_sub.patch).
+// Also tried and dropped against those output lines' read for ownership (issue 17, b16nt46;
+// openvino_ab.py --switch build, A the patch benchmarks/results/openvino_ab_build_zen3_b16nt46.patch
+// with its environment switch set, B main's build, face MobileNetV2 x0.1 batch 16, float32 kernels,
+// 2 threads, 36 rounds of 10; B/A < 1: main faster; nulls in brackets): non-temporal stores
+// (_mm256_stream_ps of the 4-image chunks' whole 64-byte-aligned lines, sfence before the op
+// returns) on all 16 folded layers, two runs: TV ops 0.892 (0.973) / 0.896 (1.080), the other ops
+// 0.909 (0.979) / 0.884 (1.026), wall 0.869 / 0.827; the 7 MB-output layers themselves slower
+// (features.3 0.73-0.75, features.2 0.90-0.91, features.4-6 0.70-0.88): with plain stores the
+// output stays in L2/L3 for the next 1x1 convolution, streamed it goes to DRAM and is read back
+// from there (features.7-10 read 1.05-1.29 in those runs). Only on the layers with outputs <= 500
+// KB (features.7-11, 14-17): TV ops 0.982 (0.981), other ops 0.943 (0.985), those layers 0.95-1.07. The
+// next segment's output lines prefetched for writing (prefetchw, all folded layers): TV ops 0.983
+// (0.995), wall 0.985 (1.002), no gain (benchmarks/results/openvino_ab_build_zen3_b16nt46_*.md).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
