@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -68,10 +69,18 @@ def _cpu_isa() -> str:
     return str(pick_vec_isa()) or "scalar"
 
 
-def _check_compiler() -> None:
-    from torch._inductor import config as inductor_config
+def _cxx() -> str:
+    """The C++ compiler Inductor will call: its config's where something imported the config
+    already (a caller may have set ``cpp.cxx``), else the default that config reads ($CXX, else
+    g++; clang++ on macOS), without importing Inductor (~2 s: a refusal must not wait for it)."""
+    config = sys.modules.get("torch._inductor.config")
+    if config is not None:
+        return config.cpp.cxx[1] or "g++"
+    return os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++") or "g++"
 
-    cxx = inductor_config.cpp.cxx[1] or "g++"
+
+def _check_compiler() -> None:
+    cxx = _cxx()
     if shutil.which(cxx) is None:
         raise TvexportError(
             f"AOTInductor needs a C++ compiler, and {cxx!r} was not found",
