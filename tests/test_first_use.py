@@ -281,7 +281,7 @@ def test_aoti_without_compiler_is_refused_before_work(cli, tmp_path: Path, monke
 def test_aoti_compiler_name_is_inductors_without_importing_it(tmp_path: Path) -> None:
     """The compiler that ``--format aoti`` looks for before any work is the one Inductor's config
     then calls ($CXX here), found without importing Inductor (~2 s; before, the check imported it)."""
-    code = ("import sys; from tvexport.export.aoti import _cxx; name = _cxx(); imported = 'torch._inductor.config' in sys.modules; "
+    code = ("import sys; from tvexport.compile import inductor_cxx; name = inductor_cxx(); imported = 'torch._inductor.config' in sys.modules; "
             "from torch._inductor import config; print(name, config.cpp.cxx[1], imported)")
     env = {**os.environ, "CXX": "tvexport-test-cxx", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -36,6 +35,7 @@ from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import check_package_archive, sidecar_path
+from ..compile import inductor_cxx
 from ..errors import TvexportError, first_line
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
@@ -69,18 +69,8 @@ def _cpu_isa() -> str:
     return str(pick_vec_isa()) or "scalar"
 
 
-def _cxx() -> str:
-    """The C++ compiler Inductor will call: its config's where something imported the config
-    already (a caller may have set ``cpp.cxx``), else the default that config reads ($CXX, else
-    g++; clang++ on macOS), without importing Inductor (~2 s: a refusal must not wait for it)."""
-    config = sys.modules.get("torch._inductor.config")
-    if config is not None:
-        return config.cpp.cxx[1] or "g++"
-    return os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++") or "g++"
-
-
 def _check_compiler() -> None:
-    cxx = _cxx()
+    cxx = inductor_cxx()
     if shutil.which(cxx) is None:
         raise TvexportError(
             f"AOTInductor needs a C++ compiler, and {cxx!r} was not found",
