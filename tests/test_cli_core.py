@@ -516,13 +516,14 @@ def test_sizes_too_large_for_memory_are_a_user_error(tmp_path: Path, face_ckpt: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
 
 
-def no_onnx_import(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_onnx_import(monkeypatch: pytest.MonkeyPatch, *, also: tuple[str, ...] = ()) -> None:
     """Fail the test at any ``import onnx`` / ``import onnxruntime`` (a second's work, even where
-    another test imported them already: the statement still runs through ``__import__``)."""
+    another test imported them already: the statement still runs through ``__import__``), and at
+    an import of the packages in ``also`` or their submodules (``torch._inductor``: ~2 s)."""
     real = builtins.__import__
 
     def guarded(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-        if level == 0 and name.split(".")[0] in ("onnx", "onnxruntime"):
+        if level == 0 and (name.split(".")[0] in ("onnx", "onnxruntime") or any(name == p or name.startswith(p + ".") for p in also)):
             pytest.fail(f"{name} was imported before the oversized size was refused")
         return real(name, globals, locals, fromlist, level)
 
@@ -569,6 +570,7 @@ def test_sizes_too_large_for_memory_are_refused_before_any_work(monkeypatch: pyt
 
 @pytest.mark.parametrize(("args", "expected"), [
     (["export", "--batch", "1000000000", "--no-simplify"], "export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
+    (["export", "--format", "aoti", "--batch", "1000000000"], "export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
     (["bench", "--batch", "1,1000000000", "--backend", "torch-baked"], "bench torch-baked at batch 1000000000 (an input of 110592.0 GB"),
     (["bench", "--batch", "1000000000", "--dtype", "float16"], "bench the backends at batch 1000000000 (an input of 55296.0 GB"),
 ])
@@ -576,7 +578,8 @@ def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monk
                                                                             args: list[str], expected: str) -> None:
     """Before: ``tvexport export --batch 1000000000`` imported onnx and onnxruntime to check its
     options (a second), ``tvexport bench`` built the TV network and its baselines (seconds), and only
-    then refused the size. Now the same line comes before that work."""
+    then refused the size; ``--format aoti`` imported Inductor's config (~2 s) to find the C++
+    compiler first. Now the same line comes before that work."""
     from tvexport import errors
 
     monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)  # whatever the machine has
@@ -588,13 +591,34 @@ def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monk
                          ("tvexport.profile.subject", "_random"), ("tvexport.profile.subject", "load_checkpoint")]:
         monkeypatch.setattr(importlib.import_module(module), name, never)
     if args[0] == "export":
-        no_onnx_import(monkeypatch)
+        no_onnx_import(monkeypatch, also=("torch._inductor",))
     r = cli(args[0], face_ckpt, *args[1:])
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.exit_code == 2 and len(lines) == 1, r
     assert lines[0].startswith("error: not enough memory to " + expected.format(src=face_ckpt)), lines[0]
     assert "this process can allocate at most 8.6 GB" in lines[0] and "smaller --" in lines[0]
     assert sorted(p.name for p in face_ckpt.parent.iterdir()) == ["face.ckpt"]  # no output, no temp file
+
+
+def test_aoti_without_compiler_and_too_large_a_batch_says_the_compiler_first(monkeypatch: pytest.MonkeyPatch, cli, face_ckpt: Path) -> None:
+    """Two errors at once, ``--format aoti --batch 1000000000`` on a machine without a C++ compiler:
+    one line, about the compiler. The order is deliberate: the compiler is known from the machine
+    alone (``check_options``, before the checkpoint is opened), the size only from the file's
+    architecture (its input shape), and every refusal that needs no file comes before the ones
+    that read it; whoever installs g++ is then told about the batch (the case above). Before, the
+    same line came, but after importing Inductor's config (~2 s) to find the compiler's name."""
+    import shutil
+
+    from tvexport import errors
+
+    monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no compiler on this machine
+    no_onnx_import(monkeypatch, also=("torch._inductor",))
+    r = cli("export", face_ckpt, "--format", "aoti", "--batch", "1000000000")
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r
+    assert lines[0].startswith("error: AOTInductor needs a C++ compiler, and ") and "install g++" in lines[0], lines[0]
+    assert sorted(p.name for p in face_ckpt.parent.iterdir()) == ["face.ckpt"]
 
 
 GiB = 1 << 30

@@ -9,6 +9,8 @@ import fnmatch
 import json
 import logging
 import math
+import os
+import subprocess
 import sys
 import types
 import zipfile
@@ -274,6 +276,17 @@ def test_aoti_without_compiler_is_refused_before_work(cli, tmp_path: Path, monke
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no g++ on this machine
     line = _one_line(cli("export", ckpt, "--format", "aoti", "-o", tmp_path / "m.pt2"))
     assert "C++ compiler" in line
+
+
+def test_aoti_compiler_name_is_inductors_without_importing_it(tmp_path: Path) -> None:
+    """The compiler that ``--format aoti`` looks for before any work is the one Inductor's config
+    then calls ($CXX here), found without importing Inductor (~2 s; before, the check imported it)."""
+    code = ("import sys; from tvexport.compile import inductor_cxx; name = inductor_cxx(); imported = 'torch._inductor.config' in sys.modules; "
+            "from torch._inductor import config; print(name, config.cpp.cxx[1], imported)")
+    env = {**os.environ, "CXX": "tvexport-test-cxx", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["tvexport-test-cxx", "tvexport-test-cxx", "False"]
 
 
 # --------------------------------------------------------------------------- help, inspect --json, build, progress

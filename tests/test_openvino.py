@@ -463,8 +463,42 @@ ASM_CASES = [Case(3, 1, "channel", "int8", 1, channels=8, h=4, w=40), Case(5, 1,
 @pytest.mark.parametrize("case", ASM_CASES, ids=lambda c: f"{c.id}-c{c.channels}-{c.h}x{c.w}")
 def test_one_image_asm_chunks(case: Case, extension: Path) -> None:
     """int8 and float16 kernels one image at a time match the float64 truth in every layout the
-    AVX2 asm chunks take (elsewhere the same cases run the C++ chunk loop)."""
+    AVX2 asm chunks take (elsewhere the same cases run the C++ chunk loop;
+    test_one_image_asm_chunks_forced_avx2 then runs them on the AVX2 variant)."""
     assert run_case(case, extension) < LAYER_RTOL
+
+
+AVX2_VARIANT = "x86-64-v3 (AVX2, FMA, F16C)"  # OpenVinoRunner.kernel of the AVX2 object (tv_dwconv.cpp: kernel_name)
+
+
+def test_one_image_asm_chunks_forced_avx2(extension: Path, kernel_variant: str) -> None:
+    """The asm is compiled only into the AVX2 (x86-64-v3) object, which an AVX-512 CPU does not run by
+    default: there test_one_image_asm_chunks checks the C++ chunk loop. Every ASM_CASES case is run
+    again on the AVX2 variant, forced by TVEXPORT_OV_KERNEL=avx2 in a fresh process (the variant is
+    chosen as the library loads), so the asm is checked on every x86-64 CPU with AVX2. Where the
+    default already is the AVX2 variant the cases above ran the asm (a second run would repeat
+    them), and a CPU without AVX2 has no asm to run: both skip."""
+    if kernel_variant != AVX2_VARIANT and "AVX-512" not in (kernel_variant or ""):
+        pytest.skip(f"no AVX2 variant runs on this CPU ({kernel_variant}): no asm to check")
+    if kernel_variant == AVX2_VARIANT:
+        pytest.skip("this CPU's default is the AVX2 variant: test_one_image_asm_chunks ran the asm")
+    script = (
+        "import json, sys, test_openvino as t\n"
+        "from pathlib import Path\n"
+        "from tvexport.openvino import OpenVinoRunner\n"
+        "ext = Path(sys.argv[1])\n"
+        "errs = [t.run_case(c, ext) for c in t.ASM_CASES]\n"
+        "kernel = OpenVinoRunner(t.layer_graph(t.ASM_CASES[0])[0], extension=ext).kernel\n"
+        "print(json.dumps({'kernel': kernel, 'errs': errs}))\n"
+    )
+    env = {**os.environ, "TVEXPORT_OV_KERNEL": "avx2",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script, str(extension)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["kernel"] == AVX2_VARIANT, got["kernel"]
+    failed = {f"{c.id}-c{c.channels}-{c.h}x{c.w}": err for c, err in zip(ASM_CASES, got["errs"], strict=True) if not err < LAYER_RTOL}
+    assert failed == {}, failed
 
 
 def test_every_kernel_variant(extension: Path) -> None:

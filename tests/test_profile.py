@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import importlib
 import io
 import json
 import math
@@ -1093,6 +1094,33 @@ def test_gpu_backends_say_why_they_are_unavailable(name: str) -> None:
 
     reason = get_backend(name).available(device="cpu")
     assert reason and ("CUDA" in reason or "needs" in reason)
+
+
+@pytest.mark.parametrize("name", ["torch-compile", "aoti"])
+def test_compiled_backends_need_the_compiler_inductor_calls(name: str, monkeypatch: pytest.MonkeyPatch, cli, face_ckpt: Path) -> None:
+    """Before: the Inductor backends counted any of g++, c++ or clang++ on PATH, while Inductor calls
+    one ($CXX, default g++): with only c++, ``tvexport bench -b torch-compile`` compiled for ~50 s
+    and ended "internal error: InductorError: InvalidCxxCompiler ... report it". Now the backend is
+    unavailable, named in one line before any work (and skipped, with that reason, by default)."""
+    import shutil
+
+    from tvexport import compile as tvcompile
+    from tvexport.profile.backends import get_backend, select_backends
+
+    cxx = tvcompile.inductor_cxx()
+    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None if cmd == cxx else f"/usr/bin/{cmd}")  # every compiler but Inductor's
+
+    def never(*_args: Any, **_kwargs: Any) -> None:
+        pytest.fail("the backend compiled without the compiler Inductor calls")
+
+    monkeypatch.setattr(tvcompile, "compile_model", never)
+    monkeypatch.setattr(importlib.import_module("tvexport.export.aoti"), "export_aoti", never)
+    reason = get_backend(name).available(device="cpu")
+    assert reason == f"Inductor compiles CPU code with {cxx!r}, which was not found (install g++ or point the CXX environment variable at a compiler)"
+    assert (name, reason) in select_backends(None, device="cpu")[1]
+    r = cli("bench", face_ckpt, "-b", name, "--batch", "1")
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and lines == [f"error: backend {name} is not available on cpu: {reason}"], r
 
 
 @pytest.mark.parametrize("name", ["torch-compile", "aoti"])

@@ -254,6 +254,27 @@ def test_api_names_the_readme_gives_are_importable_from_tvexport() -> None:
     assert tvexport.ValidationMismatch is ValidationMismatch and issubclass(ValidationMismatch, tvexport.MismatchError)
 
 
+def test_public_functions_and_classes_have_docstrings() -> None:
+    """Every function and class that a public module's ``__all__`` names says what it is
+    (``help()``; a dataclass's generated ``Name(fields)`` does not count). Before:
+    tvexport.models.config_of and tvexport.trt.plan_build had none."""
+    import importlib
+    import inspect
+
+    undocumented = []
+    for module_name in ("tvexport", "tvexport.accuracy", "tvexport.compile", "tvexport.export", "tvexport.export.aoti", "tvexport.export.onnx",
+                        "tvexport.kernels", "tvexport.models", "tvexport.openvino", "tvexport.profile", "tvexport.quantize", "tvexport.resize",
+                        "tvexport.trt"):
+        module = importlib.import_module(module_name)  # none imports its optional runtime (onnx, openvino, tensorrt) at import
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                doc = obj.__doc__ if inspect.isfunction(obj) else obj.__dict__.get("__doc__")
+                if not doc or not doc.strip() or doc.startswith(f"{obj.__name__}("):
+                    undocumented.append(f"{module_name}.{name}")
+    assert undocumented == []
+
+
 def _resolve(dotted: str) -> object:
     """``tvexport.openvino.build_extension`` -> the function: the longest importable module, then attributes."""
     import importlib

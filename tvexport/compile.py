@@ -11,6 +11,8 @@ module's tensors after the first call has no effect -- compile again instead.
 from __future__ import annotations
 
 import copy
+import os
+import sys
 from typing import Any, Literal
 
 import torch
@@ -24,6 +26,17 @@ __all__ = ["COMPILE_MODES", "CompiledModel", "compile_model"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 _RECOMPILE_LIMIT = 64
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def inductor_cxx() -> str:
+    """The C++ compiler Inductor calls for CPU code (torch.compile, AOTInductor): its config's
+    ``cpp.cxx`` where something imported the config already (a caller may have set it), else the
+    default that config reads ($CXX, else g++; clang++ on macOS), without importing Inductor (~2 s:
+    a refusal must not wait for it)."""
+    config = sys.modules.get("torch._inductor.config")
+    if config is not None:
+        return config.cpp.cxx[1] or "g++"
+    return os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++") or "g++"
 
 
 class CompiledModel(nn.Module):

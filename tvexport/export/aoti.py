@@ -35,6 +35,7 @@ from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import check_package_archive, sidecar_path
+from ..compile import inductor_cxx
 from ..errors import TvexportError, first_line
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
@@ -69,9 +70,7 @@ def _cpu_isa() -> str:
 
 
 def _check_compiler() -> None:
-    from torch._inductor import config as inductor_config
-
-    cxx = inductor_config.cpp.cxx[1] or "g++"
+    cxx = inductor_cxx()
     if shutil.which(cxx) is None:
         raise TvexportError(
             f"AOTInductor needs a C++ compiler, and {cxx!r} was not found",

@@ -242,6 +242,8 @@ def create_model(
 
 
 def config_of(model: nn.Module) -> ArchConfig:
+    """The architecture and settings ``model`` was built with (``create_model``, ``load_checkpoint``,
+    a baked file); ``TvexportError`` for a module tvexport did not build."""
     cfg = getattr(model, "tvexport_config", None)
     if not isinstance(cfg, ArchConfig):
         raise TvexportError("model was not built by tvexport (no tvexport_config)", hint="build it with tvexport.create_model or load_checkpoint")

@@ -123,6 +123,8 @@ class BuildPlan:
 
 
 def plan_build(version: str, *, fp16: bool) -> BuildPlan:
+    """How TensorRT ``version`` builds the network: strongly typed (TensorRT 11 always; 10 unless
+    ``fp16``, which asks for FP16 kernels beyond the ONNX dtypes through the builder flag)."""
     v = parse_version(version)
     if v[0] >= STRONG_TYPING_ONLY:
         return BuildPlan(v, strongly_typed=True, fp16_flag=False)

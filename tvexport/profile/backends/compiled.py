@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ...bake import random_inputs
+from ...compile import inductor_cxx
 from ...models.registry import config_of
 from ...quantize import cast_model_
 from . import Form, RunOnce
@@ -23,11 +24,12 @@ from .torch_eager import torch_device_reason
 
 
 def _inductor_reason(device: str) -> str | None:
-    """Why Inductor cannot run on ``device`` here (CPU code needs a C++ compiler), or None."""
+    """Why Inductor cannot run on ``device`` here (CPU code needs the C++ compiler it calls,
+    ``inductor_cxx``: another one on PATH does not help), or None."""
     if reason := torch_device_reason(device):
         return reason
-    if device == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
-        return "Inductor needs a C++ compiler (g++ or clang++) on PATH"
+    if device == "cpu" and shutil.which(cxx := inductor_cxx()) is None:
+        return f"Inductor compiles CPU code with {cxx!r}, which was not found (install g++ or point the CXX environment variable at a compiler)"
     return None
 
 
