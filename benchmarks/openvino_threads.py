@@ -58,7 +58,7 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 from _timing import Foreign  # noqa: E402
-from openvino_fused import bandwidth_with, dw_layers, graphs, mean_between, node_counters, node_time, ov_closure, tv_nodes  # noqa: E402
+from openvino_fused import bandwidth_with, dw_layers, graphs, mean_between, node_counters, node_time, ov_closure, plugin_graph, tv_nodes  # noqa: E402
 
 from tvexport.bake import random_inputs  # noqa: E402
 from tvexport.models.registry import config_of  # noqa: E402
@@ -80,7 +80,10 @@ def measure(arch: str, *, batch: int, kernels: list[str], thread_counts: list[in
     tv_model, dw_model = subject.networks[0].form("baked"), subject.networks[1].form("baked")
     assert tv_model is not None and dw_model is not None
     x = np.ascontiguousarray(random_inputs((batch, *config_of(tv_model).input_shape), seed=0).numpy())
-    g_tv, g_dw = graphs(tv_model, batch, tv=True), graphs(dw_model, batch, tv=False)
+    # the plugin graphs graphs(tv=True) makes, only those timed and the float32 one (dw_layers' map)
+    dtypes = {"f32": "float32", "f16": "float16", "int8": "int8"}
+    g_tv = {KERNELS[k]: plugin_graph(tv_model, batch, dtypes[k]) for k in sorted({"f32", *kernels})}
+    g_dw = graphs(dw_model, batch, tv=False)
     dw_names = list(dw_layers(g_dw["portable"], g_tv["plugin"], batch))
     nets = {f"tv-{k}": g_tv[KERNELS[k]] for k in kernels} | {"dw": g_dw["portable"]}
     layer_names = {net: (dw_names if net == "dw" else tv_nodes(g)) for net, g in nets.items()}
