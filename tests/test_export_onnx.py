@@ -195,26 +195,6 @@ def test_plugin_references_refuse_unknown_attributes() -> None:
     assert _rel_err(ReferenceEvaluator(model, new_ops=reference_ops()).run(None, {"x": x[:1]})[0], ref[:1]) < 1e-6
 
 
-def test_torchlib_ops_are_made_once_and_are_onnxscripts() -> None:
-    """torch.onnx.export rebuilds onnxscript's torchlib list (~1 s) on every call; export's memo of it
-    is made once, and is the list onnxscript makes."""
-    import importlib
-
-    from torch.onnx._internal import _lazy_import
-
-    tvonnx._torchlib_ops_once()
-    apis = _lazy_import.onnxscript_apis
-    memo = vars(apis).get("get_torchlib_ops")
-    assert memo is not None, "torch keeps its onnxscript handle elsewhere: the memo is not in place"
-    assert apis.get_torchlib_ops() is apis.get_torchlib_ops()
-
-    def key(ops: list[Any]) -> list[tuple[Any, ...]]:
-        return [(m.qualified_name, m.function, m.domain, m.name, m.is_complex) for m in ops]
-
-    fresh = importlib.import_module(apis._name).get_torchlib_ops()
-    assert len(fresh) > 100 and key(memo()) == key(fresh)
-
-
 # --------------------------------------------------------------------------------------------
 # Whole networks, against the unbaked model
 # --------------------------------------------------------------------------------------------

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
-import importlib
 import importlib.util
 import json
 import logging
@@ -105,27 +103,6 @@ def _require_onnx(what: str = "ONNX export", *, importing: bool = True) -> None:
 # --------------------------------------------------------------------------------------------
 # Preparing the torch module
 # --------------------------------------------------------------------------------------------
-
-@functools.cache
-def _torchlib_ops_once() -> None:
-    """Each ``torch.onnx.export`` (dynamo) builds its op registry afresh, and onnxscript's
-    ``get_torchlib_ops``, which that calls, rebuilds the IR of each of its ~500 functions from their
-    source only to read their domain: about 1 s of every export on a 2-core Zen 3. Its list is the
-    same on every call (torchlib registers its functions when imported), so a process that exports
-    several graphs (tests, benchmarks) makes it once: memoized on torch's lazy handle to that module
-    (an instance attribute, found before the handle's ``__getattr__``). Where torch keeps the handle
-    elsewhere, nothing changes."""
-    try:
-        from torch.onnx._internal import _lazy_import
-
-        apis = _lazy_import.onnxscript_apis
-        if not isinstance(apis, _lazy_import._LazyModule) or "get_torchlib_ops" in vars(apis):
-            return
-        name = apis._name
-    except (ImportError, AttributeError):
-        return
-    apis.get_torchlib_ops = functools.cache(lambda: importlib.import_module(name).get_torchlib_ops())
-
 
 _op_registered = False
 
@@ -311,7 +288,6 @@ def onnx_graph(
         raise TvexportError("float16 I/O needs float16 weights", hint="add --dtype float16")
     cfg = config_of(model)
     _register_placeholder()
-    _torchlib_ops_once()
     prepared = _prepare(model, dtype=getattr(torch, dtype), fp16_io=fp16_io)
     in_name, out_name = _io_names(cfg)
     example_batch = _TRACE_BATCH if dynamic_batch else batch
