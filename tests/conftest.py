@@ -166,43 +166,6 @@ def _shared_fixture_group(item: pytest.Item) -> str | None:
     return module + "".join(f" {name}={params[name]!r}".replace("[", "(").replace("]", ")") for name in sorted(shared) if name in params)
 
 
-# The longest tests that share no fixture (one xdist scope each), longest first: the suite's
-# --durations under the README's test command (stop 45: 74, 68, 57, 53, 47 ... 15 s on 2 workers).
-# Under --dist loadgroup, xdist hands out the groups of several tests first (largest first), then
-# each other test in collection order; these are moved to the head of that order, so that none of
-# them starts near the end while the other worker runs out of work (longest processing time first).
-# A name missing here only loses its place; the test still runs.
-_LONG_TESTS = (
-    "tests/test_readme.py::test_console_examples_run[README.md:243]",
-    "tests/test_openvino_process_state_script.py::test_tiny_run_and_render",
-    "tests/test_openvino_threads_script.py::test_tiny_run_and_render",
-    "tests/test_openvino_fused_script.py::test_compute_floor_and_roofline_on_a_tiny_run",
-    "tests/test_aoti.py::test_package_k5_stride1_without_bias",
-    "tests/test_openvino_fused_script.py::test_dw_layers_stand_where_the_tv_layers_do[face_shufflenetv2_x1_0]",
-    "tests/test_aoti.py::test_dwconv_baseline_exports_the_same_way",
-    "tests/test_trt.py::test_prepare_labels_a_1x1_bias_by_the_layers_kind",
-    "tests/test_readme.py::test_console_examples_run[README.md:411]",
-    "tests/test_openvino_fused_script.py::test_merge_with_the_same_settings_or_replacing_every_row",
-    "tests/test_ov_kernel_micro.py::test_scratch_header_lays_out_the_driver_data_too",
-    "tests/test_openvino_ab_script.py::test_build_ab_runs_a_second_library",
-    "tests/test_bake.py::test_baked_equals_unbaked[fp32-deeplabv3plus_mobilenetv2-k3-bias1]",
-    "tests/test_openvino.py::test_bench_openvino_fused",
-    "tests/test_compressed_bake.py::test_export_of_nonfinite_kernels_keeps_them_nonfinite_and_refuses_to_validate",
-    "tests/test_openvino_ab_script.py::test_pointwise_candidates_are_the_folded_layers",
-    "tests/test_openvino_pointwise.py::test_prologue_blocks_every_variant",
-    "tests/test_readme.py::test_console_examples_run[README.md:242]",
-    "tests/test_compressed.py::test_package_without_dequantization_fails_validation",
-    "tests/test_profile.py::test_compiled_backends_run_the_compiled_network[aoti]",
-    "tests/test_openvino_process_state_script.py::test_child_failure_is_one_line",
-)
-
-
-def _long_tests_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """``items`` with those named in ``_LONG_TESTS`` first, in its order; the rest in theirs."""
-    rank = {name: i for i, name in enumerate(_LONG_TESTS)}
-    return sorted(items, key=lambda item: rank.get(item.nodeid, len(rank)))
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
     """``slow`` tests (whole zoo networks through a compiler: minutes on 2 cores) run only with
@@ -219,7 +182,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     yield  # pytest-xdist's worker names each grouped item NODEID@GROUP here, for its scheduler ...
     if not getattr(config.option, "loadgroup", False):  # ... by setting item._nodeid, which pytest 9 no longer reads
         return
-    items[:] = _long_tests_first(items)
     try:  # pytest internals: where they moved, the groups are dropped (every test its own), never the run
         from _pytest.nodeid import NodeId
     except ImportError:
