@@ -10,10 +10,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tvexport.profile import MeasureSettings
-from tvexport.profile.machine import load_average
+if TYPE_CHECKING:  # tvexport (and torch) are imported where used: a script parses its options first
+    from tvexport.profile import MeasureSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARCHS = ["face_mobilenetv2_x0_1", "face_mobilenetv2_x1_0", "face_shufflenetv2_x1_0", "deeplabv3plus_mobilenetv2"]
@@ -66,6 +66,8 @@ def rerender(args: argparse.Namespace, name: str, render: Callable[[dict[str, An
 
 
 def settings(args: argparse.Namespace) -> MeasureSettings:
+    from tvexport.profile import MeasureSettings
+
     if args.quick:
         return MeasureSettings(warmup_seconds=0, min_iters=2, min_seconds=0)
     return MeasureSettings(warmup_seconds=args.warmup_seconds, min_iters=args.min_iters, min_seconds=args.min_seconds, max_seconds=args.max_seconds)
@@ -73,6 +75,8 @@ def settings(args: argparse.Namespace) -> MeasureSettings:
 
 def wait_quiet(args: argparse.Namespace) -> None:
     """Wait (at most ``--wait-quiet`` s) for other processes to stop competing for the CPU."""
+    from tvexport.profile.machine import load_average
+
     deadline = time.monotonic() + args.wait_quiet
     while time.monotonic() < deadline:
         load = load_average()

@@ -16,8 +16,6 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 
-from tvexport.profile.stats import percentile  # one definition of a percentile (linear), as tvexport bench reports
-
 _HZ = os.sysconf("SC_CLK_TCK")
 _NCPU = os.cpu_count() or 1
 
@@ -85,6 +83,8 @@ class Timing:
 
     def pct(self, q: float) -> float:
         """The q-th percentile of the samples, linear interpolation (``tvexport.profile.stats.percentile``)."""
+        from tvexport.profile.stats import percentile  # here, not above: scripts parse their options before tvexport loads
+
         return percentile(self.samples_us, q)
 
     def to_dict(self) -> dict[str, float]:

@@ -67,6 +67,7 @@ other node of the network: what a switch changes outside the TV ops, e.g. throug
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import json
@@ -80,17 +81,63 @@ from typing import Any
 from unittest import mock
 
 import _common
-import numpy as np
-import onnx
-from openvino_fused import mean_between, node_counters, ov_closure, plugin_graph, tv_nodes
 
-from tvexport.bake import random_inputs
-from tvexport.models.registry import config_of
-from tvexport.openvino import OpenVinoRunner, build_key
-from tvexport.profile import load_subject
-from tvexport.profile.machine import load_average, machine_info, versions
-from tvexport.profile.report import describe_machine
-from tvexport.profile.stats import Stats, paired_ratio
+# SWITCHES' names (checked where it is defined), for the options parsed before the imports below
+SWITCH_NAMES = ("channel-blocks", "serial", "blocks-outer", "scale-registers", "nta", "kernel-l2", "kernel-rows", "int8-wide-tiles",
+                "block-bytes", "block-bytes-wide", "pointwise", "build")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, those a run cannot use refused (defined above the imports of tvexport, torch and
+    onnx, which take seconds, so that run as a script it refuses them first)."""
+    p = _common.parser(__doc__.splitlines()[0], render=True, timing=False)  # --rounds and --block set the work
+    p.add_argument("--switch", choices=list(SWITCH_NAMES), default="channel-blocks", help="what differs between A and B")
+    p.add_argument("--batch", type=int, help="batch size (default: the switch's; channel blocks need batch > 1)")
+    p.add_argument("--kernel-dtype", action="append", choices=("float32", "float16", "int8"),
+                   help="stored TV kernels (repeatable); default float32")
+    p.add_argument("--rounds", type=int, default=12, help="rounds of one block per copy (a multiple of 6 balances the orders)")
+    p.add_argument("--block", type=int, default=5, help="runs per copy and round")
+    p.add_argument("--extension-b", type=Path, metavar="LIB", help="--switch build: copy B's extension library")
+    args = p.parse_args(argv)
+    if args.quick:  # smoke run: numbers meaningless
+        args.rounds, args.block = 2, 1
+    if args.render:  # the switch the JSON was measured with (not --switch) names its outputs
+        measured = json.loads(args.render.read_text()).get("switch", "channel-blocks")
+        if measured not in SWITCH_NAMES:
+            p.error(f"{args.render} was measured with --switch {measured}, which this checkout no longer has: re-render it "
+                    "from the commit its results row in benchmarks/results/README.md names")
+        return args
+    if (args.switch == "build") != (args.extension_b is not None):
+        p.error("--switch build takes --extension-b LIB (another checkout's `tvexport extension build openvino -o DIR`), "
+                "and --extension-b goes with --switch build only")
+    if args.extension_b is not None:
+        if not args.extension_b.is_file():
+            p.error(f"--extension-b {args.extension_b}: no such file; build it with `tvexport extension build openvino -o DIR` "
+                    "in the other checkout")
+        try:
+            __import__("openvino").Core().add_extension(str(args.extension_b))
+        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+            p.error(f"--extension-b {args.extension_b}: OpenVINO cannot load it ({str(err).strip().splitlines()[0]}); "
+                    "build it with `tvexport extension build openvino -o DIR`")
+    if args.arch and len(args.arch) > 1:
+        p.error("one --arch per run")
+    return args
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from openvino_fused import mean_between, node_counters, ov_closure, plugin_graph, tv_nodes  # noqa: E402
+
+from tvexport.bake import random_inputs  # noqa: E402
+from tvexport.models.registry import config_of  # noqa: E402
+from tvexport.openvino import OpenVinoRunner, build_key  # noqa: E402
+from tvexport.profile import load_subject  # noqa: E402
+from tvexport.profile.machine import load_average, machine_info, versions  # noqa: E402
+from tvexport.profile.report import describe_machine  # noqa: E402
+from tvexport.profile.stats import Stats, paired_ratio  # noqa: E402
 
 ALT, NULL = "A'", "A'/A"  # the null-test copy and its ratio
 WARM = 10
@@ -228,6 +275,7 @@ SWITCHES = {
         "A' as A",
         tv_nodes, "(all of them)", "openvino_build_ab", "face_mobilenetv2_x1_0", 1),
 }
+assert tuple(SWITCHES) == SWITCH_NAMES, "SWITCH_NAMES lists every switch, in order"
 COPIES = ("A", "B", ALT)
 ORDERS = list(itertools.permutations(COPIES))  # round r runs the copies in ORDERS[r % 6]
 
@@ -359,42 +407,14 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     _common.write_results(out, name, "\n".join(md) + "\n", result)
 
 
-def main() -> int:
-    p = _common.parser(__doc__.splitlines()[0], render=True, timing=False)  # --rounds and --block set the work
-    p.add_argument("--switch", choices=list(SWITCHES), default="channel-blocks", help="what differs between A and B")
-    p.add_argument("--batch", type=int, help="batch size (default: the switch's; channel blocks need batch > 1)")
-    p.add_argument("--kernel-dtype", action="append", choices=("float32", "float16", "int8"),
-                   help="stored TV kernels (repeatable); default float32")
-    p.add_argument("--rounds", type=int, default=12, help="rounds of one block per copy (a multiple of 6 balances the orders)")
-    p.add_argument("--block", type=int, default=5, help="runs per copy and round")
-    p.add_argument("--extension-b", type=Path, metavar="LIB", help="--switch build: copy B's extension library")
-    args = p.parse_args()
-    if args.quick:  # smoke run: numbers meaningless
-        args.rounds, args.block = 2, 1
-    if args.render:  # the switch the JSON was measured with (not --switch) names its outputs
+def main(args: argparse.Namespace | None = None) -> int:
+    args = args or parse_args()
+    if args.render:
         old = json.loads(args.render.read_text())
-        measured = old.get("switch", "channel-blocks")
-        if measured not in SWITCHES:
-            p.error(f"{args.render} was measured with --switch {measured}, which this checkout no longer has: re-render it "
-                    "from the commit its results row in benchmarks/results/README.md names")
-        render(old, args.out, args.name or SWITCHES[measured].name)
+        render(old, args.out, args.name or SWITCHES[old.get("switch", "channel-blocks")].name)
         return 0
     switch = SWITCHES[args.switch]
-    if (args.switch == "build") != (args.extension_b is not None):
-        p.error("--switch build takes --extension-b LIB (another checkout's `tvexport extension build openvino -o DIR`), "
-                "and --extension-b goes with --switch build only")
-    if args.extension_b is not None:
-        if not args.extension_b.is_file():
-            p.error(f"--extension-b {args.extension_b}: no such file; build it with `tvexport extension build openvino -o DIR` "
-                    "in the other checkout")
-        try:
-            __import__("openvino").Core().add_extension(str(args.extension_b))
-        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
-            p.error(f"--extension-b {args.extension_b}: OpenVINO cannot load it ({str(err).strip().splitlines()[0]}); "
-                    "build it with `tvexport extension build openvino -o DIR`")
     name = args.name or switch.name
-    if args.arch and len(args.arch) > 1:
-        p.error("one --arch per run")
     arch = args.arch[0] if args.arch else switch.arch
     args.batch = args.batch or switch.batch
     model = load_subject(arch).networks[0].form("baked")
@@ -419,4 +439,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(ARGS))

@@ -46,8 +46,7 @@ from typing import Any
 import _common
 from _timing import _HZ, _NCPU, _cpu_seconds, _own_seconds
 
-from tvexport.profile.machine import load_average, machine_info, versions
-from tvexport.profile.stats import percentile
+# tvexport (and torch) are imported where used: bad options are refused in a fraction of a second
 
 STATES = ("clean", "paired", "layers", "many", "freed")
 
@@ -208,6 +207,8 @@ def child(spec: str, *, arch: str, batch: int, many_batch: int, freed: tuple[str
 # --------------------------------------------------------------------------------------------
 
 def _summary(values: list[float]) -> dict[str, float]:
+    from tvexport.profile.stats import percentile
+
     return {"median": statistics.median(values), "p10": percentile(values, 10), "p90": percentile(values, 90), "n": len(values)}
 
 
@@ -383,6 +384,7 @@ def main() -> int:
         raise SystemExit("error: --rounds must be >= 2 and --runs >= 1")
     arch = (args.arch or ["face_mobilenetv2_x0_1"])[0]
     args.arch = [arch]
+    from tvexport.profile.machine import load_average, machine_info, versions
     from tvexport.profile.report import describe_machine
 
     machine = machine_info(device="cpu")

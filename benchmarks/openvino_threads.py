@@ -19,6 +19,7 @@ stability check. Each round also records how much of the CPUs other processes us
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -26,18 +27,46 @@ from pathlib import Path
 from typing import Any
 
 import _common
-import numpy as np
-from _timing import Foreign
-from openvino_fused import bandwidth_with, dw_layers, graphs, mean_between, node_counters, node_time, ov_closure, tv_nodes
-
-from tvexport.bake import random_inputs
-from tvexport.models.registry import config_of
-from tvexport.openvino import OpenVinoRunner
-from tvexport.profile import load_subject
-from tvexport.profile.machine import load_average, machine_info, versions
-from tvexport.profile.stats import percentile
 
 KERNELS = {"f32": "plugin", "f16": "plugin_f16", "int8": "plugin_int8"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, those a run cannot use refused (defined above the imports of tvexport and torch,
+    which take seconds, so that run as a script it refuses them first)."""
+    p = _common.parser(__doc__.splitlines()[0], render=True, timing=False)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--kernel-dtype", action="append", choices=sorted(KERNELS), help="TV kernel dtypes (repeatable); default f32 and int8")
+    p.add_argument("--thread-count", type=int, action="append", help="thread counts to compare (repeatable); default 1 and 2; the first is the base")
+    p.add_argument("--rounds", type=int, default=16)
+    p.add_argument("--runs", type=int, default=20, help="runs per copy per round")
+    args = p.parse_args(argv)
+    if args.render:
+        return args
+    counts = args.thread_count or [1, 2]
+    if len(set(counts)) != len(counts) or min(counts) < 1:
+        raise SystemExit(f"error: --thread-count {counts}: give distinct thread counts >= 1")
+    if args.quick:
+        args.rounds, args.runs = 2, 2
+    if args.rounds < 2 or args.runs < 1:
+        raise SystemExit("error: --rounds must be >= 2 and --runs >= 1")
+    return args
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import numpy as np  # noqa: E402
+from _timing import Foreign  # noqa: E402
+from openvino_fused import bandwidth_with, dw_layers, graphs, mean_between, node_counters, node_time, ov_closure, plugin_graph, tv_nodes  # noqa: E402
+
+from tvexport.bake import random_inputs  # noqa: E402
+from tvexport.models.registry import config_of  # noqa: E402
+from tvexport.openvino import OpenVinoRunner  # noqa: E402
+from tvexport.profile import load_subject  # noqa: E402
+from tvexport.profile.machine import load_average, machine_info, versions  # noqa: E402
+from tvexport.profile.stats import percentile  # noqa: E402
+
 WARM = 10  # runs before the measured ones (the first runs of a compiled model are slower)
 
 
@@ -51,7 +80,10 @@ def measure(arch: str, *, batch: int, kernels: list[str], thread_counts: list[in
     tv_model, dw_model = subject.networks[0].form("baked"), subject.networks[1].form("baked")
     assert tv_model is not None and dw_model is not None
     x = np.ascontiguousarray(random_inputs((batch, *config_of(tv_model).input_shape), seed=0).numpy())
-    g_tv, g_dw = graphs(tv_model, batch, tv=True), graphs(dw_model, batch, tv=False)
+    # the plugin graphs graphs(tv=True) makes, only those timed and the float32 one (dw_layers' map)
+    dtypes = {"f32": "float32", "f16": "float16", "int8": "int8"}
+    g_tv = {KERNELS[k]: plugin_graph(tv_model, batch, dtypes[k]) for k in sorted({"f32", *kernels})}
+    g_dw = graphs(dw_model, batch, tv=False)
     dw_names = list(dw_layers(g_dw["portable"], g_tv["plugin"], batch))
     nets = {f"tv-{k}": g_tv[KERNELS[k]] for k in kernels} | {"dw": g_dw["portable"]}
     layer_names = {net: (dw_names if net == "dw" else tv_nodes(g)) for net, g in nets.items()}
@@ -173,24 +205,12 @@ def machine_text(machine: dict[str, Any], vers: dict[str, Any], counts: list[int
     return text.replace(f"{counts[-1]} thread{plural},", f"{' vs '.join(map(str, counts))} threads (compared),", 1)
 
 
-def main() -> int:
-    p = _common.parser(__doc__.splitlines()[0], render=True, timing=False)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--kernel-dtype", action="append", choices=sorted(KERNELS), help="TV kernel dtypes (repeatable); default f32 and int8")
-    p.add_argument("--thread-count", type=int, action="append", help="thread counts to compare (repeatable); default 1 and 2; the first is the base")
-    p.add_argument("--rounds", type=int, default=16)
-    p.add_argument("--runs", type=int, default=20, help="runs per copy per round")
-    args = p.parse_args()
+def main(args: argparse.Namespace | None = None) -> int:
+    args = args or parse_args()
     name = args.name or "openvino_threads"
     if _common.rerender(args, name, render) is not None:
         return 0
     counts = args.thread_count or [1, 2]
-    if len(set(counts)) != len(counts) or min(counts) < 1:
-        raise SystemExit(f"error: --thread-count {counts}: give distinct thread counts >= 1")
-    if args.quick:
-        args.rounds, args.runs = 2, 2
-    if args.rounds < 2 or args.runs < 1:
-        raise SystemExit("error: --rounds must be >= 2 and --runs >= 1")
     machine = machine_info(device="cpu")
     vers = {**versions(), "openvino": __import__("openvino").__version__}
     result: dict[str, Any] = {"schema": "tvexport.bench.openvino_threads", "thread_counts": counts, "machine": machine, "versions": vers,
@@ -213,4 +233,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(ARGS))
