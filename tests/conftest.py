@@ -45,12 +45,20 @@ def check_latency_line(stdout: str, times: Path, *, runs: int) -> None:
     np.testing.assert_allclose(printed, [ms.min(), *np.percentile(ms, [50, 90])], rtol=0, atol=6e-5)
 
 
-def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_script(script: Path, *args: str, python_options: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run a benchmarks/ script in a child interpreter with this checkout first on PYTHONPATH
     (its output captured as text, at most 10 minutes)."""
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, *python_options, str(script), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def heavy_imports(script: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``run_script`` with ``-X importtime``: the run, and which of torch and tvexport it imported
+    (a refusal of bad options must come before those imports: seconds each)."""
+    run = run_script(script, *args, python_options=("-X", "importtime"))
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    return run, imported & {"torch", "tvexport"}
 
 
 def check_tables_and_render(script: Path, out: Path, name: str) -> str:

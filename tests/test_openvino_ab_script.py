@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import run_script  # noqa: E402
+from conftest import heavy_imports, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_ab.py"
@@ -53,8 +53,9 @@ def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None
     (["--switch", "build", "--extension-b", str(ROOT / "README.md")], "OpenVINO cannot load it"),
 ], ids=["missing", "wrong-switch", "no-file", "not-a-library"])
 def test_build_ab_refusals(args: list[str], says: str, tmp_path: Path) -> None:
-    run = run_script(SCRIPT, *args, "--quick", "--out", str(tmp_path))
+    run, heavy = heavy_imports(SCRIPT, *args, "--quick", "--out", str(tmp_path))
     assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert not heavy, f"{sorted(heavy)} imported before the refusal (seconds each): parse the options first"
     assert not list(tmp_path.iterdir())
 
 

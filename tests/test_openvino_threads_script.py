@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import check_tables_and_render, run_script  # noqa: E402
+from conftest import check_tables_and_render, heavy_imports, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_threads.py"
@@ -41,6 +41,7 @@ def test_tiny_run_and_render(extension: Path, tmp_path: Path) -> None:
     (["--thread-count", "0", "--thread-count", "1"], "give distinct thread counts >= 1"),
 ], ids=["same", "zero"])
 def test_refusals(args: list[str], says: str, tmp_path: Path) -> None:
-    run = run_script(SCRIPT, *args, "--out", str(tmp_path))
+    run, heavy = heavy_imports(SCRIPT, *args, "--out", str(tmp_path))
     assert run.returncode != 0 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert not heavy, f"{sorted(heavy)} imported before the refusal (seconds each): parse the options first"
     assert not list(tmp_path.iterdir())
