@@ -6,6 +6,11 @@ on every call) with random posi_map, stride 1 and 2, k 3 and 5, with and without
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -120,6 +125,52 @@ def test_compile_model_rejects_bad_options() -> None:
     with pytest.raises(TvexportError, match="unknown Inductor option"):
         compile_model(layer, options={"no_such_option": 1})
     assert compile_model(layer, mode="max-autotune-no-cudagraphs").options["max_autotune"] is True
+
+
+_ROOT = Path(__file__).resolve().parents[1]
+_NO_CXX = "tvexport-test-no-such-cxx"  # as $CXX: the compiler Inductor would call is absent
+_NO_CXX_LINE = (f"torch.compile (Inductor) on the CPU needs a C++ compiler, and {_NO_CXX!r} was not found; "
+                "install g++ (e.g. apt-get install g++) or point the CXX environment variable at one")
+
+
+def _without_cxx(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in a fresh process (Inductor's config reads $CXX once, when imported) whose
+    $CXX names a compiler that does not exist."""
+    env = {**os.environ, "CXX": _NO_CXX, "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=_ROOT, timeout=300)
+
+
+def test_compile_model_without_the_compiler_is_refused_at_once() -> None:
+    """Before: ``compile_model`` returned, and the first call traced, generated code and then
+    failed deep in Inductor (InductorError: InvalidCxxCompiler). Now a model on the CPU is refused
+    in one line by ``compile_model`` itself, before Inductor is imported; a model on another device
+    (meta here, as CUDA would be: Triton code, no C++ compiler) is not."""
+    code = "\n".join([
+        "import sys, torch",
+        "from torch import nn",
+        "from tvexport import TvexportError, compile_model",
+        "try:",
+        "    compile_model(nn.Conv2d(2, 2, 3))(torch.randn(1, 2, 5, 5))",
+        "except TvexportError as err:",
+        "    print('refused:', err)",
+        "    print('inductor imported:', 'torch._inductor.config' in sys.modules)",
+        "except Exception as err:",
+        "    print('failed late:', type(err).__name__, str(err).strip().splitlines()[0])",
+        "else:",
+        "    print('ran')",
+        "print('meta:', type(compile_model(nn.Conv2d(2, 2, 3, device='meta'))).__name__)",
+    ])
+    r = _without_cxx("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"refused: {_NO_CXX_LINE}", "inductor imported: False", "meta: CompiledModel"], r.stdout
+
+
+def test_bench_torch_compile_without_the_compiler_says_so_in_one_line(face_ckpt: Path) -> None:
+    """The CLI path to ``compile_model`` (``tvexport bench -b torch-compile``): the same line, exit 2,
+    no traceback, with the compiler really absent (not a patched ``shutil.which``)."""
+    r = _without_cxx("-m", "tvexport", "bench", str(face_ckpt), "-b", "torch-compile", "--batch", "1")
+    assert r.returncode == 2, r
+    assert r.stderr.strip().splitlines() == [f"error: backend torch-compile is not available on cpu: {_NO_CXX_LINE}"], r.stderr
 
 
 def test_compile_model_freezing_option_reaches_inductor() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,15 @@ def test_names() -> None:
     assert resolve_arch("deeplabv3plus_mobilenet").family == "deeplabv3plus_mobilenetv2"
     with pytest.raises(TvexportError, match="known: face_mobilenetv2_x0_1"):
         resolve_arch("resnet50")
+
+
+def test_detect_arch_takes_hparams_by_keyword_only() -> None:
+    """Options are keyword-only in the public API: before, ``detect_arch(sd, hparams)`` was accepted."""
+    model = create_model(dataclasses.replace(resolve_arch("face_mobilenetv2_x0_1"), drop_ratio=0.3))
+    sd = model.state_dict()
+    with pytest.raises(TypeError, match="positional argument"):
+        detect_arch(sd, {"drop_ratio": 0.3})  # type: ignore[misc]
+    assert detect_arch(sd, hparams={"drop_ratio": 0.3}) == model.tvexport_config  # the ratio only the hparams hold
 
 
 def test_unknown_state_dict() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import sys
 from typing import Any, Literal
 
@@ -37,6 +38,15 @@ def inductor_cxx() -> str:
     if config is not None:
         return config.cpp.cxx[1] or "g++"
     return os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++") or "g++"
+
+
+def check_inductor_cxx(*, what: str = "torch.compile (Inductor) on the CPU") -> None:
+    """Raise a one-line ``TvexportError`` naming ``what`` when ``inductor_cxx()`` is not found:
+    Inductor would fail only after a long compile (InvalidCxxCompiler)."""
+    cxx = inductor_cxx()
+    if shutil.which(cxx) is None:
+        raise TvexportError(f"{what} needs a C++ compiler, and {cxx!r} was not found",
+                            hint="install g++ (e.g. apt-get install g++) or point the CXX environment variable at one")
 
 
 class CompiledModel(nn.Module):
@@ -96,9 +106,15 @@ def compile_model(
     and the TV kernels' re-layout is folded away at compile time. ``fullgraph`` (default True)
     makes a graph break an error instead of a silent fallback to eager. ``options`` are extra
     Inductor options (e.g. ``{"cpp.simdlen": 512}``).
+
+    A model with tensors on the CPU (or none) needs the C++ compiler Inductor calls (``$CXX``,
+    default g++): without it this raises ``TvexportError`` at once, before importing Inductor.
     """
     if mode is not None and mode not in COMPILE_MODES:
         raise TvexportError(f"unknown torch.compile mode {mode!r}", hint=f"choose one of {', '.join(COMPILE_MODES)}")
+    devices = {t.device.type for t in (*model.parameters(), *model.buffers())}
+    if not devices or "cpu" in devices:  # CUDA code is Triton's; CPU code is compiled C++
+        check_inductor_cxx()
     original = copy.deepcopy(model).eval()
     for p in original.parameters():
         p.requires_grad_(False)

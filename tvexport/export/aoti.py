@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import time
 import warnings
@@ -35,7 +34,7 @@ from .._version import __version__
 from ..accuracy import Reference, Tolerance, random_inputs
 from ..artifacts import AOTI_SIDECAR_FORMAT as SIDECAR_FORMAT
 from ..artifacts import check_package_archive, sidecar_path
-from ..compile import inductor_cxx
+from ..compile import check_inductor_cxx
 from ..errors import TvexportError, first_line
 from ..models.registry import config_of
 from ..quantize import KernelDType, cast_model_, stored_kernel_dtype
@@ -70,12 +69,7 @@ def _cpu_isa() -> str:
 
 
 def _check_compiler() -> None:
-    cxx = inductor_cxx()
-    if shutil.which(cxx) is None:
-        raise TvexportError(
-            f"AOTInductor needs a C++ compiler, and {cxx!r} was not found",
-            hint="install g++ (e.g. apt-get install g++) or point the CXX environment variable at one",
-        )
+    check_inductor_cxx(what="AOTInductor")
 
 
 def _check_device(device: str) -> torch.device:

@@ -32,10 +32,10 @@ def arch_config_for(ckpt: Checkpoint, *, arch: str | None = None) -> ArchConfig:
     sd = ckpt.state_dict
     if arch is None:
         with about_file(ckpt.path):
-            return detect_arch(sd, ckpt.hparams)
+            return detect_arch(sd, hparams=ckpt.hparams)
     cfg = resolve_arch(arch)
     try:
-        detected = detect_arch(sd, ckpt.hparams)
+        detected = detect_arch(sd, hparams=ckpt.hparams)
         if detected.family == cfg.family:
             return dataclasses.replace(detected, width=cfg.width)
     except TvexportError:

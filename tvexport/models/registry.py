@@ -357,8 +357,9 @@ def _drop_ratio(value: Any) -> float:
     return drop if 0.0 < drop <= 1.0 else 0.0  # NaN fails both
 
 
-def detect_arch(sd: Mapping[str, torch.Tensor], hparams: Mapping[str, Any] | None = None) -> ArchConfig:
-    """Infer the architecture and its settings from a (prefix-stripped) state dict.
+def detect_arch(sd: Mapping[str, torch.Tensor], *, hparams: Mapping[str, Any] | None = None) -> ArchConfig:
+    """Infer the architecture and its settings from a (prefix-stripped) state dict; ``hparams``
+    (the checkpoint's hyperparameters) may name the model and its dropout ratio.
 
     Raises ``TvexportError`` listing the known architectures when nothing matches.
     """

@@ -8,7 +8,6 @@ takes tens of seconds per network and batch size on a small CPU.
 from __future__ import annotations
 
 import copy
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,20 +15,24 @@ import torch
 from torch import nn
 
 from ...bake import random_inputs
-from ...compile import inductor_cxx
+from ...compile import check_inductor_cxx
+from ...errors import TvexportError
 from ...models.registry import config_of
 from ...quantize import cast_model_
 from . import Form, RunOnce
 from .torch_eager import torch_device_reason
 
 
-def _inductor_reason(device: str) -> str | None:
-    """Why Inductor cannot run on ``device`` here (CPU code needs the C++ compiler it calls,
-    ``inductor_cxx``: another one on PATH does not help), or None."""
+def _inductor_reason(device: str, *, what: str) -> str | None:
+    """Why Inductor (``what``, as the refusal names it) cannot run on ``device`` here (CPU code
+    needs the C++ compiler it calls, ``inductor_cxx``: another one on PATH does not help), or None."""
     if reason := torch_device_reason(device):
         return reason
-    if device == "cpu" and shutil.which(cxx := inductor_cxx()) is None:
-        return f"Inductor compiles CPU code with {cxx!r}, which was not found (install g++ or point the CXX environment variable at a compiler)"
+    if device == "cpu":
+        try:
+            check_inductor_cxx(what=what)
+        except TvexportError as err:
+            return str(err)
     return None
 
 
@@ -41,7 +44,7 @@ class TorchCompile:
     per_layer = False
 
     def available(self, *, device: str) -> str | None:
-        return _inductor_reason(device)
+        return _inductor_reason(device, what="torch.compile (Inductor) on the CPU")
 
     def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
         from ...compile import compile_model
@@ -64,7 +67,7 @@ class Aoti:
     per_layer = False
 
     def available(self, *, device: str) -> str | None:
-        return _inductor_reason(device)
+        return _inductor_reason(device, what="AOTInductor")
 
     def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
         from ...export.aoti import AotiRunner, export_aoti
@@ -86,6 +89,4 @@ class Aoti:
 
 
 def torch_dtype_error(dtype: torch.dtype) -> Exception:
-    from ...errors import TvexportError
-
     return TvexportError(f"the aoti backend exports float32 packages, not {str(dtype).removeprefix('torch.')}", hint="drop --dtype or choose another backend")
