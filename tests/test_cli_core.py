@@ -613,6 +613,8 @@ def test_aoti_without_compiler_and_too_large_a_batch_says_the_compiler_first(mon
 
     monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no compiler on this machine
+    for name in ("CXX", "TORCH_INDUCTOR_INSTALL_GXX"):  # the default compiler, none installed by Inductor
+        monkeypatch.delenv(name, raising=False)
     no_onnx_import(monkeypatch, also=("torch._inductor",))
     r = cli("export", face_ckpt, "--format", "aoti", "--batch", "1000000000")
     lines = [line for line in r.stderr.splitlines() if line.strip()]

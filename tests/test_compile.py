@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -129,8 +130,8 @@ def test_compile_model_rejects_bad_options() -> None:
 
 _ROOT = Path(__file__).resolve().parents[1]
 _NO_CXX = "tvexport-test-no-such-cxx"  # as $CXX: the compiler Inductor would call is absent
-_NO_CXX_LINE = (f"torch.compile (Inductor) on the CPU needs a C++ compiler, and {_NO_CXX!r} was not found; "
-                "install g++ (e.g. apt-get install g++) or point the CXX environment variable at one")
+_NO_CXX_LINE = (f"torch.compile (Inductor) on the CPU needs a C++ compiler, and CXX={_NO_CXX!r} names no program on PATH; "
+                "point CXX at a C++ compiler (one program, no arguments: Inductor runs it as one name) or unset it")
 
 
 def _without_cxx(*args: str) -> subprocess.CompletedProcess[str]:
@@ -171,6 +172,46 @@ def test_bench_torch_compile_without_the_compiler_says_so_in_one_line(face_ckpt:
     r = _without_cxx("-m", "tvexport", "bench", str(face_ckpt), "-b", "torch-compile", "--batch", "1")
     assert r.returncode == 2, r
     assert r.stderr.strip().splitlines() == [f"error: backend torch-compile is not available on cpu: {_NO_CXX_LINE}"], r.stderr
+
+
+@pytest.mark.parametrize(("cxx_env", "config_cxx", "installs", "says"), [
+    ("", None, False, "the CXX environment variable is set but empty; unset CXX"),  # Inductor would run "" (PermissionError, uncaught)
+    ("tvexport-no-such", None, False, "CXX='tvexport-no-such' names no program on PATH; point CXX at"),
+    ("g++ -O2", None, False, "CXX='g++ -O2' names no program on PATH"),  # Inductor runs the whole value as one name
+    (None, None, False, "'g++' was not found; install g++"),
+    (None, "clang++", False, None),  # a caller's config as one name (read as 'l' before)
+    (None, (None, "tvexport-no-such", "g++"), False, None),  # a search list: Inductor tries each
+    (None, (None, "tvexport-no-such"), False, "'tvexport-no-such' was not found"),
+    ("tvexport-no-such", None, True, None),  # TORCH_INDUCTOR_INSTALL_GXX: Inductor installs g++ itself (Linux)
+], ids=["empty-env", "missing-env", "env-with-arguments", "missing-default", "config-string", "config-search", "config-missing", "installs-gxx"])
+def test_check_inductor_cxx_mirrors_inductors_search(cxx_env: str | None, config_cxx: Any, installs: bool, says: str | None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Inductor's ``cpp_compiler_search`` would find, without importing Inductor: before, an empty
+    $CXX passed as g++ (then Inductor failed after the compile), a compiler set by $CXX got the hint
+    "install g++", and a caller's ``cpp.cxx`` given as one string was read as its second letter."""
+    import shutil
+    import types
+
+    from tvexport import compile as tvcompile
+
+    on_path = {"g++": None if cxx_env is None and config_cxx is None else "/usr/bin/g++", "clang++": "/usr/bin/clang++"}
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: on_path.get(name))
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name, value in (("CXX", cxx_env), ("TORCH_INDUCTOR_INSTALL_GXX", "1" if installs else None)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    if config_cxx is None:
+        monkeypatch.delitem(sys.modules, "torch._inductor.config", raising=False)
+    else:
+        monkeypatch.setitem(sys.modules, "torch._inductor.config", types.SimpleNamespace(cpp=types.SimpleNamespace(cxx=config_cxx)))
+    if says is None:
+        tvcompile.check_inductor_cxx()
+    else:
+        with pytest.raises(TvexportError) as err:
+            tvcompile.check_inductor_cxx()
+        assert says in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
 def test_compile_model_freezing_option_reaches_inductor() -> None:

@@ -1107,6 +1107,8 @@ def test_compiled_backends_need_the_compiler_inductor_calls(name: str, monkeypat
     from tvexport import compile as tvcompile
     from tvexport.profile.backends import get_backend, select_backends
 
+    for var in ("CXX", "TORCH_INDUCTOR_INSTALL_GXX"):  # the default compiler, none installed by Inductor
+        monkeypatch.delenv(var, raising=False)
     cxx = tvcompile.inductor_cxx()
     monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None if cmd == cxx else f"/usr/bin/{cmd}")  # every compiler but Inductor's
 

@@ -29,24 +29,45 @@ _RECOMPILE_LIMIT = 64
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
-def inductor_cxx() -> str:
-    """The C++ compiler Inductor calls for CPU code (torch.compile, AOTInductor): its config's
-    ``cpp.cxx`` where something imported the config already (a caller may have set it), else the
-    default that config reads ($CXX, else g++; clang++ on macOS), without importing Inductor (~2 s:
-    a refusal must not wait for it)."""
+def _inductor_search() -> tuple[tuple[str, ...], bool]:
+    """The compiler names Inductor tries for CPU code, in order, and whether they came from $CXX.
+
+    Its config's ``cpp.cxx`` (a name, or a sequence in which ``None`` stands for a g++ it may
+    install) where something imported the config already (a caller may have set it), else the
+    default that config reads ($CXX, else g++; clang++ on macOS), without importing Inductor
+    (~2 s: a refusal must not wait for it)."""
     config = sys.modules.get("torch._inductor.config")
     if config is not None:
-        return config.cpp.cxx[1] or "g++"
-    return os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++") or "g++"
+        cxx = config.cpp.cxx
+        names = (cxx,) if isinstance(cxx, str) else tuple(c for c in cxx if c is not None)
+        return names, False
+    env = os.environ.get("CXX")
+    return (env if env is not None else ("clang++" if sys.platform == "darwin" else "g++"),), env is not None
+
+
+def inductor_cxx() -> str:
+    """The C++ compiler Inductor calls for CPU code (torch.compile, AOTInductor): the first name of
+    its search that is on PATH, else the last one it would try ('' for an empty $CXX)."""
+    names, _ = _inductor_search()
+    return next((n for n in names if n and shutil.which(n)), names[-1] if names else "")
 
 
 def check_inductor_cxx(*, what: str = "torch.compile (Inductor) on the CPU") -> None:
-    """Raise a one-line ``TvexportError`` naming ``what`` when ``inductor_cxx()`` is not found:
-    Inductor would fail only after a long compile (InvalidCxxCompiler)."""
-    cxx = inductor_cxx()
-    if shutil.which(cxx) is None:
-        raise TvexportError(f"{what} needs a C++ compiler, and {cxx!r} was not found",
-                            hint="install g++ (e.g. apt-get install g++) or point the CXX environment variable at one")
+    """Raise a one-line ``TvexportError`` naming ``what`` where Inductor would find no C++ compiler
+    (it would fail only after a long compile: InvalidCxxCompiler, or an uncaught error for an empty
+    $CXX). With TORCH_INDUCTOR_INSTALL_GXX set on Linux, Inductor installs g++ itself: no refusal."""
+    names, from_env = _inductor_search()
+    if any(n and shutil.which(n) for n in names) or (os.environ.get("TORCH_INDUCTOR_INSTALL_GXX") and sys.platform == "linux"):
+        return
+    cxx = names[-1] if names else ""
+    if from_env and not cxx:
+        raise TvexportError(f"{what} needs a C++ compiler, and the CXX environment variable is set but empty",
+                            hint="unset CXX (Inductor then calls g++) or set it to a C++ compiler")
+    if from_env:
+        raise TvexportError(f"{what} needs a C++ compiler, and CXX={cxx!r} names no program on PATH",
+                            hint="point CXX at a C++ compiler (one program, no arguments: Inductor runs it as one name) or unset it")
+    raise TvexportError(f"{what} needs a C++ compiler, and {cxx!r} was not found",
+                        hint="install g++ (e.g. apt-get install g++) or point the CXX environment variable at one")
 
 
 class CompiledModel(nn.Module):
