@@ -1096,6 +1096,22 @@ def test_gpu_backends_say_why_they_are_unavailable(name: str) -> None:
     assert reason and ("CUDA" in reason or "needs" in reason)
 
 
+def test_aoti_backend_needs_the_compiler_on_cuda_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AOTInductor package builds a C++ wrapper on every device (``export --format aoti --device
+    cuda`` checks the compiler too); torch.compile on CUDA generates Triton code only. Before:
+    ``bench -b aoti`` on a CUDA host without the compiler compiled, then failed inside Inductor."""
+    import shutil
+
+    from tvexport.profile.backends import compiled, get_backend
+
+    monkeypatch.setattr(compiled, "torch_device_reason", lambda device: None)  # as on a CUDA host
+    for var in ("CXX", "TORCH_INDUCTOR_INSTALL_GXX"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None)
+    assert get_backend("aoti").available(device="cuda") == "AOTInductor needs a C++ compiler, and 'g++' was not found; install g++ (e.g. apt-get install g++) or point the CXX environment variable at one"
+    assert get_backend("torch-compile").available(device="cuda") is None
+
+
 @pytest.mark.parametrize("name", ["torch-compile", "aoti"])
 def test_compiled_backends_need_the_compiler_inductor_calls(name: str, monkeypatch: pytest.MonkeyPatch, cli, face_ckpt: Path) -> None:
     """Before: the Inductor backends counted any of g++, c++ or clang++ on PATH, while Inductor calls

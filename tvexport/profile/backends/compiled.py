@@ -23,12 +23,14 @@ from . import Form, RunOnce
 from .torch_eager import torch_device_reason
 
 
-def _inductor_reason(device: str, *, what: str) -> str | None:
-    """Why Inductor (``what``, as the refusal names it) cannot run on ``device`` here (CPU code
-    needs the C++ compiler it calls, ``inductor_cxx``: another one on PATH does not help), or None."""
+def _inductor_reason(device: str, *, what: str, cxx_on_every_device: bool = False) -> str | None:
+    """Why Inductor (``what``, as the refusal names it) cannot run on ``device`` here, or None: CPU
+    code needs the C++ compiler it calls (``inductor_cxx``: another one on PATH does not help), and
+    so does an AOTInductor package on any device (its C++ wrapper, as ``export --format aoti``
+    checks)."""
     if reason := torch_device_reason(device):
         return reason
-    if device == "cpu":
+    if device == "cpu" or cxx_on_every_device:
         try:
             check_inductor_cxx(what=what)
         except TvexportError as err:
@@ -67,7 +69,7 @@ class Aoti:
     per_layer = False
 
     def available(self, *, device: str) -> str | None:
-        return _inductor_reason(device, what="AOTInductor")
+        return _inductor_reason(device, what="AOTInductor", cxx_on_every_device=True)
 
     def prepare(self, model: nn.Module, *, batch: int, threads: int, device: str, dtype: torch.dtype) -> RunOnce:
         from ...export.aoti import AotiRunner, export_aoti
