@@ -68,10 +68,6 @@ def _cpu_isa() -> str:
     return str(pick_vec_isa()) or "scalar"
 
 
-def _check_compiler() -> None:
-    check_inductor_cxx(what="AOTInductor")
-
-
 def _check_device(device: str) -> torch.device:
     if device not in _DEVICES:
         raise TvexportError(f"unknown device {device!r}", hint=f"choose one of {', '.join(_DEVICES)}")
@@ -87,7 +83,7 @@ def check_options(*, device: str = "cpu", dynamic_batch: bool = False, max_batch
     if max_batch is not None and not dynamic_batch:
         raise TvexportError("--max-batch needs --dynamic-batch", hint="a package without --dynamic-batch runs at --batch only")
     _check_device(device)
-    _check_compiler()
+    check_inductor_cxx(what="AOTInductor")
 
 
 def _validation_batches(batch: int, dynamic_batch: bool, max_batch: int) -> list[int]:
