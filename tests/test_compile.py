@@ -182,8 +182,9 @@ def test_bench_torch_compile_without_the_compiler_says_so_in_one_line(face_ckpt:
     (None, "clang++", False, None),  # a caller's config as one name (read as 'l' before)
     (None, (None, "tvexport-no-such", "g++"), False, None),  # a search list: Inductor tries each
     (None, (None, "tvexport-no-such"), False, "'tvexport-no-such' was not found"),
+    (None, (None, ""), False, "the CXX environment variable is set but empty"),  # the config read CXX='' when imported
     ("tvexport-no-such", None, True, None),  # TORCH_INDUCTOR_INSTALL_GXX: Inductor installs g++ itself (Linux)
-], ids=["empty-env", "missing-env", "env-with-arguments", "missing-default", "config-string", "config-search", "config-missing", "installs-gxx"])
+], ids=["empty-env", "missing-env", "env-with-arguments", "missing-default", "config-string", "config-search", "config-missing", "config-empty", "installs-gxx"])
 def test_check_inductor_cxx_mirrors_inductors_search(cxx_env: str | None, config_cxx: Any, installs: bool, says: str | None,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """What Inductor's ``cpp_compiler_search`` would find, without importing Inductor: before, an empty

@@ -60,7 +60,7 @@ def check_inductor_cxx(*, what: str = "torch.compile (Inductor) on the CPU") -> 
     if any(n and shutil.which(n) for n in names) or (os.environ.get("TORCH_INDUCTOR_INSTALL_GXX") and sys.platform == "linux"):
         return
     cxx = names[-1] if names else ""
-    if from_env and not cxx:
+    if not cxx:  # from $CXX, read now or by Inductor's config when it was imported
         raise TvexportError(f"{what} needs a C++ compiler, and the CXX environment variable is set but empty",
                             hint="unset CXX (Inductor then calls g++) or set it to a C++ compiler")
     if from_env:
