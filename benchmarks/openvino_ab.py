@@ -70,7 +70,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import os
 import statistics
 import sys
@@ -82,6 +81,7 @@ from unittest import mock
 
 import _common
 
+SCHEMA = "tvexport.bench.openvino_ab"  # of the results JSON
 # SWITCHES' names (checked where it is defined), for the options parsed before the imports below
 SWITCH_NAMES = ("channel-blocks", "serial", "blocks-outer", "scale-registers", "nta", "kernel-l2", "kernel-rows", "int8-wide-tiles",
                 "block-bytes", "block-bytes-wide", "pointwise", "build")
@@ -101,8 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:  # smoke run: numbers meaningless
         args.rounds, args.block = 2, 1
-    if args.render:  # the switch the JSON was measured with (not --switch) names its outputs
-        measured = json.loads(args.render.read_text()).get("switch", "channel-blocks")
+    if (old := _common.read_render(args, schema=SCHEMA)) is not None:  # its switch (not --switch) names its outputs
+        measured = old.get("switch", "channel-blocks")
         if measured not in SWITCH_NAMES:
             p.error(f"{args.render} was measured with --switch {measured}, which this checkout no longer has: re-render it "
                     "from the commit its results row in benchmarks/results/README.md names")
@@ -409,9 +409,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 
 def main(args: argparse.Namespace | None = None) -> int:
     args = args or parse_args()
-    if args.render:
-        old = json.loads(args.render.read_text())
-        render(old, args.out, args.name or SWITCHES[old.get("switch", "channel-blocks")].name)
+    if (old := _common.read_render(args, schema=SCHEMA)) is not None:
+        _common.rerender(args, args.name or SWITCHES[old.get("switch", "channel-blocks")].name, render, schema=SCHEMA)
         return 0
     switch = SWITCHES[args.switch]
     name = args.name or switch.name
@@ -422,7 +421,7 @@ def main(args: argparse.Namespace | None = None) -> int:
     x = np.ascontiguousarray(random_inputs((args.batch, *config_of(model).input_shape), seed=0).numpy())
     machine = machine_info(device="cpu")
     result: dict[str, Any] = {
-        "schema": "tvexport.bench.openvino_ab", "command": _common.command_line(), "switch": args.switch, "order": "permutations", "arch": arch, "batch": args.batch,
+        "schema": SCHEMA, "command": _common.command_line(), "switch": args.switch, "order": "permutations", "arch": arch, "batch": args.batch,
         "threads": args.threads, "rounds": args.rounds, "block": args.block, "machine": machine,
         "versions": {**versions(), "openvino": __import__("openvino").__version__},
         "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}}),

@@ -28,6 +28,7 @@ from typing import Any
 
 import _common
 
+SCHEMA = "tvexport.bench.openvino_threads"  # of the results JSON
 KERNELS = {"f32": "plugin", "f16": "plugin_f16", "int8": "plugin_int8"}
 
 
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=16)
     p.add_argument("--runs", type=int, default=20, help="runs per copy per round")
     args = p.parse_args(argv)
-    if args.render:
+    if _common.read_render(args, schema=SCHEMA) is not None:
         return args
     counts = args.thread_count or [1, 2]
     if len(set(counts)) != len(counts) or min(counts) < 1:
@@ -208,12 +209,12 @@ def machine_text(machine: dict[str, Any], vers: dict[str, Any], counts: list[int
 def main(args: argparse.Namespace | None = None) -> int:
     args = args or parse_args()
     name = args.name or "openvino_threads"
-    if _common.rerender(args, name, render) is not None:
+    if _common.rerender(args, name, render, schema=SCHEMA) is not None:
         return 0
     counts = args.thread_count or [1, 2]
     machine = machine_info(device="cpu")
     vers = {**versions(), "openvino": __import__("openvino").__version__}
-    result: dict[str, Any] = {"schema": "tvexport.bench.openvino_threads", "thread_counts": counts, "machine": machine, "versions": vers,
+    result: dict[str, Any] = {"schema": SCHEMA, "thread_counts": counts, "machine": machine, "versions": vers,
                               "machine_text": machine_text(machine, vers, counts),
                               "command": _common.command_line(), "cases": []}
     t0 = time.perf_counter()
