@@ -29,7 +29,7 @@ from typing import Any
 import _common
 
 SCHEMA = "tvexport.bench.openvino_threads"  # of the results JSON
-KERNELS = {"f32": "plugin", "f16": "plugin_f16", "int8": "plugin_int8"}
+KERNELS = {"f32": "float32", "f16": "float16", "int8": "int8"}  # --kernel-dtype: the plugin graph's stored kernels
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,11 +82,10 @@ def measure(arch: str, *, batch: int, kernels: list[str], thread_counts: list[in
     assert tv_model is not None and dw_model is not None
     x = np.ascontiguousarray(random_inputs((batch, *config_of(tv_model).input_shape), seed=0).numpy())
     # the plugin graphs graphs(tv=True) makes, only those timed and the float32 one (dw_layers' map)
-    dtypes = {"f32": "float32", "f16": "float16", "int8": "int8"}
-    g_tv = {KERNELS[k]: plugin_graph(tv_model, batch, dtypes[k]) for k in sorted({"f32", *kernels})}
+    g_tv = {k: plugin_graph(tv_model, batch, KERNELS[k]) for k in sorted({"f32", *kernels})}
     g_dw = graphs(dw_model, batch, tv=False)
-    dw_names = list(dw_layers(g_dw["portable"], g_tv["plugin"], batch))
-    nets = {f"tv-{k}": g_tv[KERNELS[k]] for k in kernels} | {"dw": g_dw["portable"]}
+    dw_names = list(dw_layers(g_dw["portable"], g_tv["f32"], batch))
+    nets = {f"tv-{k}": g_tv[k] for k in kernels} | {"dw": g_dw["portable"]}
     layer_names = {net: (dw_names if net == "dw" else tv_nodes(g)) for net, g in nets.items()}
     wall, prof, kernel = {}, {}, None
     for net, g in nets.items():

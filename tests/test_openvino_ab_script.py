@@ -68,6 +68,13 @@ def test_render_of_a_removed_switch_refused(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
 
 
+def test_a_switch_in_the_table_is_an_option(ab: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--switch takes its choices from SWITCHES (before: from SWITCH_NAMES, a second list of its keys
+    kept in step by an assert at import, so a switch added to the table alone was 'invalid choice')."""
+    monkeypatch.setitem(ab.SWITCHES, "test-switch", ab.SWITCHES["serial"])
+    assert ab.parse_args(["--switch", "test-switch", "--out", str(tmp_path)]).switch == "test-switch"
+
+
 def test_same_result(ab: ModuleType) -> None:
     """The check before timing: equal up to float32 summation order, else not."""
     y = np.linspace(-3.0, 3.0, 60, dtype=np.float32).reshape(3, 20)
