@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # tvexport (and torch) are imported where used: a script parses its options first
     from tvexport.profile import MeasureSettings
@@ -56,12 +56,46 @@ def write_results(out: Path, name: str, markdown: str, result: dict[str, Any]) -
     write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
 
 
-def rerender(args: argparse.Namespace, name: str, render: Callable[[dict[str, Any], Path, str], None]) -> dict[str, Any] | None:
-    """With ``--render JSON``: rewrite the .md/.json/.png from a previous run and return its result."""
+def refuse(message: str) -> NoReturn:
+    """Stop with ``error: message`` on one line and exit status 2 (argparse's, for a bad option)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def read_render(args: argparse.Namespace, *, schema: str | None = None) -> dict[str, Any] | None:
+    """The result ``--render JSON`` names (None without the option), refused in one line where the
+    file is missing, is not JSON, or is not a result object (of ``schema``, where given: another
+    script's). Standard library only: a script calls it before its heavy imports."""
     if not args.render:
         return None
-    result: dict[str, Any] = json.loads(args.render.read_text())
-    render(result, args.out, name)
+    what = f"--render {args.render}"
+    fix = "give a .json that this script wrote (benchmarks/results/ keeps them)"
+    try:
+        result = json.loads(args.render.read_text())
+    except OSError as err:
+        refuse(f"{what}: cannot read it ({err.strerror or err}); {fix}")
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        refuse(f"{what}: not JSON ({err}); {fix}")
+    if not isinstance(result, dict):
+        refuse(f"{what}: a JSON {type(result).__name__}, not a result object; {fix}")
+    if schema is not None and result.get("schema") != schema:
+        refuse(f"{what}: not a result of this script (schema {result.get('schema')!r}, this script writes {schema!r}); {fix}")
+    return result
+
+
+def rerender(args: argparse.Namespace, name: str, render: Callable[[dict[str, Any], Path, str], None], *,
+             schema: str | None = None) -> dict[str, Any] | None:
+    """With ``--render JSON``: rewrite the .md/.json/.png from that run (read by ``read_render``) and
+    return its result. A result that lacks what ``render`` reads (edited, or written by a version of
+    the script with other fields) is refused in one line."""
+    result = read_render(args, schema=schema)
+    if result is None:
+        return None
+    try:
+        render(result, args.out, name)
+    except (KeyError, IndexError, TypeError) as err:
+        refuse(f"--render {args.render}: the result lacks what this script's report reads ({type(err).__name__}: {err}); "
+               "re-render it with the commit that wrote it (its row in benchmarks/results/README.md names it)")
     return result
 
 

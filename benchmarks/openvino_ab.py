@@ -70,7 +70,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import os
 import statistics
 import sys
@@ -82,66 +81,16 @@ from unittest import mock
 
 import _common
 
-# SWITCHES' names (checked where it is defined), for the options parsed before the imports below
-SWITCH_NAMES = ("channel-blocks", "serial", "blocks-outer", "scale-registers", "nta", "kernel-l2", "kernel-rows", "int8-wide-tiles",
-                "block-bytes", "block-bytes-wide", "pointwise", "build")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The options, those a run cannot use refused (defined above the imports of tvexport, torch and
-    onnx, which take seconds, so that run as a script it refuses them first)."""
-    p = _common.parser(__doc__.splitlines()[0], render=True, timing=False)  # --rounds and --block set the work
-    p.add_argument("--switch", choices=list(SWITCH_NAMES), default="channel-blocks", help="what differs between A and B")
-    p.add_argument("--batch", type=int, help="batch size (default: the switch's; channel blocks need batch > 1)")
-    p.add_argument("--kernel-dtype", action="append", choices=("float32", "float16", "int8"),
-                   help="stored TV kernels (repeatable); default float32")
-    p.add_argument("--rounds", type=int, default=12, help="rounds of one block per copy (a multiple of 6 balances the orders)")
-    p.add_argument("--block", type=int, default=5, help="runs per copy and round")
-    p.add_argument("--extension-b", type=Path, metavar="LIB", help="--switch build: copy B's extension library")
-    args = p.parse_args(argv)
-    if args.quick:  # smoke run: numbers meaningless
-        args.rounds, args.block = 2, 1
-    if args.render:  # the switch the JSON was measured with (not --switch) names its outputs
-        measured = json.loads(args.render.read_text()).get("switch", "channel-blocks")
-        if measured not in SWITCH_NAMES:
-            p.error(f"{args.render} was measured with --switch {measured}, which this checkout no longer has: re-render it "
-                    "from the commit its results row in benchmarks/results/README.md names")
-        return args
-    if (args.switch == "build") != (args.extension_b is not None):
-        p.error("--switch build takes --extension-b LIB (another checkout's `tvexport extension build openvino -o DIR`), "
-                "and --extension-b goes with --switch build only")
-    if args.extension_b is not None:
-        if not args.extension_b.is_file():
-            p.error(f"--extension-b {args.extension_b}: no such file; build it with `tvexport extension build openvino -o DIR` "
-                    "in the other checkout")
-        try:
-            __import__("openvino").Core().add_extension(str(args.extension_b))
-        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
-            p.error(f"--extension-b {args.extension_b}: OpenVINO cannot load it ({str(err).strip().splitlines()[0]}); "
-                    "build it with `tvexport extension build openvino -o DIR`")
-    if args.arch and len(args.arch) > 1:
-        p.error("one --arch per run")
-    return args
-
-
-if __name__ == "__main__":
-    ARGS = parse_args()
-
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-from openvino_fused import mean_between, node_counters, ov_closure, plugin_graph, tv_nodes  # noqa: E402
-
-from tvexport.bake import random_inputs  # noqa: E402
-from tvexport.models.registry import config_of  # noqa: E402
-from tvexport.openvino import OpenVinoRunner, build_key  # noqa: E402
-from tvexport.profile import load_subject  # noqa: E402
-from tvexport.profile.machine import load_average, machine_info, versions  # noqa: E402
-from tvexport.profile.report import describe_machine  # noqa: E402
-from tvexport.profile.stats import Stats, paired_ratio  # noqa: E402
-
-ALT, NULL = "A'", "A'/A"  # the null-test copy and its ratio
-WARM = 10
+SCHEMA = "tvexport.bench.openvino_ab"  # of the results JSON
 SEGMENT = 512  # kernel.hpp kSegment: channel blocks need C >= this (and stride 1, batch > 1)
+
+# The switches come before parse_args, which takes its choices from SWITCHES, and so before the
+# imports of tvexport, torch and onnx: the reach functions use those only when called.
+
+
+def every_tv_node(graph: Any) -> list[str]:
+    """Every TV node of the graph (a switch that can change every TV layer)."""
+    return tv_nodes(graph)
 
 
 def channel_block_candidates(graph: Any) -> list[str]:
@@ -204,7 +153,7 @@ def block_bytes_switch(kib_b: int, name: str) -> Switch:
         f"A tiles (and channel blocks) of 384 KiB of stored kernels at batch > 1 (`TVEXPORT_OV_BLOCK_BYTES={384 * 1024}`: "
         f"TVX_BLOCK_BYTES, the kernel's budget before issue 17's stop 42), B {kib_b} KiB "
         f"(`TVEXPORT_OV_BLOCK_BYTES={kib_b * 1024}`), A' as A; int8 kernels: doubled in every copy where int8 wide tiles are on",
-        tv_nodes, "(all of them; batch > 1, where the budget changes a layer's tiles)", name, "face_mobilenetv2_x0_1", 16)
+        every_tv_node, "(all of them; batch > 1, where the budget changes a layer's tiles)", name, "face_mobilenetv2_x0_1", 16)
 
 
 CHANNEL_BLOCK_REACH = (f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change; they take the channel-block path "
@@ -219,7 +168,7 @@ SWITCHES = {
         "TVEXPORT_OV_SERIAL_BYTES", "0", str(2**62), "every TV layer on the thread pool (A) vs on the calling thread (B)",
         "A every TV layer split over the pool (`TVEXPORT_OV_SERIAL_BYTES=0`), B every one on the calling thread "
         f"(`TVEXPORT_OV_SERIAL_BYTES={2**62}`), A' as A",
-        tv_nodes, "(all of them)", "openvino_serial", "face_mobilenetv2_x0_1", 1),
+        every_tv_node, "(all of them)", "openvino_serial", "face_mobilenetv2_x0_1", 1),
     "blocks-outer": Switch(
         "TVEXPORT_OV_BLOCKS_OUTER", "1", "0",
         "channel blocks outermost (A) vs row tiles outermost (B) in the channel-block path",
@@ -239,20 +188,20 @@ SWITCHES = {
         "until issue 17q, when openvino_nta_mnv2_* were measured, prefetcht1 since; the default but on AMD Zen 5 and later), "
         "B with the non-temporal hint (prefetchnta; `TVEXPORT_OV_KERNEL_NTA=1`; the default on AMD Zen 5 and later "
         "since issue 17ae; batch 1 only), A' as A",
-        tv_nodes, "(all of them)", "openvino_nta", "face_mobilenetv2_x0_1", 1),
+        every_tv_node, "(all of them)", "openvino_nta", "face_mobilenetv2_x0_1", 1),
     "kernel-l2": Switch(
         "TVEXPORT_OV_KERNEL_L2", "0", "1", "kernel stream prefetched into L1 too (A) vs into L2 only (B)",
         "A each tap's kernel run prefetched into every cache level (prefetcht0, `TVEXPORT_OV_KERNEL_L2=0` while it "
         "was read; the default until issue 17q), B into L2 only (prefetcht1, `TVEXPORT_OV_KERNEL_L2=1`; the default "
         "since), A' as A; `TVEXPORT_OV_KERNEL_NTA=0` in every copy (at batch 1 the non-temporal hint, the default on "
         "AMD Zen 5 and later, would take precedence over both)",
-        tv_nodes, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1, (("TVEXPORT_OV_KERNEL_NTA", "0"),)),
+        every_tv_node, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1, (("TVEXPORT_OV_KERNEL_NTA", "0"),)),
     "kernel-rows": Switch(
         "TVEXPORT_OV_KERNEL_ROWS", "0", "1", "next row's kernel-run heads on demand (A) vs prefetched (B)",
         "A the next row's kernel runs fetched on demand at their heads (`TVEXPORT_OV_KERNEL_ROWS=0` while it was "
         "read; the kernel before issue 17aa), B the head of each tap's run in the next row prefetched while a row runs "
         "(`TVEXPORT_OV_KERNEL_ROWS=1`; the default since; batch 1 only), A' as A",
-        tv_nodes, "(all of them)", "openvino_kernel_rows", "face_mobilenetv2_x0_1", 1),
+        every_tv_node, "(all of them)", "openvino_kernel_rows", "face_mobilenetv2_x0_1", 1),
     "int8-wide-tiles": Switch(
         "TVEXPORT_OV_INT8_WIDE_TILES", "0", "1", "int8 kernel tiles of TVX_BLOCK_BYTES (A) vs twice that (B) at batch > 1",
         "A int8 kernel tiles of TVX_BLOCK_BYTES (`TVEXPORT_OV_INT8_WIDE_TILES=0` while it was read; the kernel before issue 17ac, "
@@ -273,9 +222,64 @@ SWITCHES = {
         "", "", "", "this checkout's extension build (A) vs another build (B)",
         "A this checkout's extension (built from its ext/), B the library given by --extension-b (built from other sources), "
         "A' as A",
-        tv_nodes, "(all of them)", "openvino_build_ab", "face_mobilenetv2_x1_0", 1),
+        every_tv_node, "(all of them)", "openvino_build_ab", "face_mobilenetv2_x1_0", 1),
 }
-assert tuple(SWITCHES) == SWITCH_NAMES, "SWITCH_NAMES lists every switch, in order"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, those a run cannot use refused (defined above the imports of tvexport, torch and
+    onnx, which take seconds, so that run as a script it refuses them first)."""
+    p = _common.parser(__doc__.splitlines()[0], render=True, timing=False)  # --rounds and --block set the work
+    p.add_argument("--switch", choices=list(SWITCHES), default="channel-blocks", help="what differs between A and B")
+    p.add_argument("--batch", type=int, help="batch size (default: the switch's; channel blocks need batch > 1)")
+    p.add_argument("--kernel-dtype", action="append", choices=("float32", "float16", "int8"),
+                   help="stored TV kernels (repeatable); default float32")
+    p.add_argument("--rounds", type=int, default=12, help="rounds of one block per copy (a multiple of 6 balances the orders)")
+    p.add_argument("--block", type=int, default=5, help="runs per copy and round")
+    p.add_argument("--extension-b", type=Path, metavar="LIB", help="--switch build: copy B's extension library")
+    args = p.parse_args(argv)
+    if args.quick:  # smoke run: numbers meaningless
+        args.rounds, args.block = 2, 1
+    if (old := _common.read_render(args, schema=SCHEMA)) is not None:  # its switch (not --switch) names its outputs
+        measured = old.get("switch", "channel-blocks")
+        if measured not in SWITCHES:
+            p.error(f"{args.render} was measured with --switch {measured}, which this checkout no longer has: re-render it "
+                    "from the commit its results row in benchmarks/results/README.md names")
+        return args
+    if (args.switch == "build") != (args.extension_b is not None):
+        p.error("--switch build takes --extension-b LIB (another checkout's `tvexport extension build openvino -o DIR`), "
+                "and --extension-b goes with --switch build only")
+    if args.extension_b is not None:
+        if not args.extension_b.is_file():
+            p.error(f"--extension-b {args.extension_b}: no such file; build it with `tvexport extension build openvino -o DIR` "
+                    "in the other checkout")
+        try:
+            __import__("openvino").Core().add_extension(str(args.extension_b))
+        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+            p.error(f"--extension-b {args.extension_b}: OpenVINO cannot load it ({str(err).strip().splitlines()[0]}); "
+                    "build it with `tvexport extension build openvino -o DIR`")
+    if args.arch and len(args.arch) > 1:
+        p.error("one --arch per run")
+    return args
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from openvino_fused import mean_between, node_counters, ov_closure, plugin_graph, tv_nodes  # noqa: E402
+
+from tvexport.bake import random_inputs  # noqa: E402
+from tvexport.models.registry import config_of  # noqa: E402
+from tvexport.openvino import OpenVinoRunner, build_key  # noqa: E402
+from tvexport.profile import load_subject  # noqa: E402
+from tvexport.profile.machine import load_average, machine_info, versions  # noqa: E402
+from tvexport.profile.report import describe_machine  # noqa: E402
+from tvexport.profile.stats import Stats, paired_ratio  # noqa: E402
+
+ALT, NULL = "A'", "A'/A"  # the null-test copy and its ratio
+WARM = 10
 COPIES = ("A", "B", ALT)
 ORDERS = list(itertools.permutations(COPIES))  # round r runs the copies in ORDERS[r % 6]
 
@@ -409,9 +413,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 
 def main(args: argparse.Namespace | None = None) -> int:
     args = args or parse_args()
-    if args.render:
-        old = json.loads(args.render.read_text())
-        render(old, args.out, args.name or SWITCHES[old.get("switch", "channel-blocks")].name)
+    if (old := _common.read_render(args, schema=SCHEMA)) is not None:
+        _common.rerender(args, args.name or SWITCHES[old.get("switch", "channel-blocks")].name, render, schema=SCHEMA)
         return 0
     switch = SWITCHES[args.switch]
     name = args.name or switch.name
@@ -422,7 +425,7 @@ def main(args: argparse.Namespace | None = None) -> int:
     x = np.ascontiguousarray(random_inputs((args.batch, *config_of(model).input_shape), seed=0).numpy())
     machine = machine_info(device="cpu")
     result: dict[str, Any] = {
-        "schema": "tvexport.bench.openvino_ab", "command": _common.command_line(), "switch": args.switch, "order": "permutations", "arch": arch, "batch": args.batch,
+        "schema": SCHEMA, "command": _common.command_line(), "switch": args.switch, "order": "permutations", "arch": arch, "batch": args.batch,
         "threads": args.threads, "rounds": args.rounds, "block": args.block, "machine": machine,
         "versions": {**versions(), "openvino": __import__("openvino").__version__},
         "machine_text": describe_machine({"machine": machine, "versions": versions(), "settings": {"threads": args.threads, "device": "cpu", "dtype": "float32"}}),

@@ -49,6 +49,7 @@ from _timing import _HZ, _NCPU, _cpu_seconds, _own_seconds
 # tvexport (and torch) are imported where used: bad options are refused in a fraction of a second
 
 STATES = ("clean", "paired", "layers", "many", "freed")
+SCHEMA = "tvexport.bench.openvino_process_state"  # of the results JSON
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,7 +372,7 @@ def main() -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
     name = args.name or "openvino_process_state"
-    if _common.rerender(args, name, render) is not None:
+    if _common.rerender(args, name, render, schema=SCHEMA) is not None:
         return 0
     specs = args.state or list(STATES)
     for spec in specs:
@@ -389,7 +390,7 @@ def main() -> int:
 
     machine = machine_info(device="cpu")
     vers = {**versions(), "openvino": __import__("openvino").__version__}
-    result: dict[str, Any] = {"schema": "tvexport.bench.openvino_process_state", "arch": arch, "batch": args.batch, "threads": args.threads,
+    result: dict[str, Any] = {"schema": SCHEMA, "arch": arch, "batch": args.batch, "threads": args.threads,
                               "layer_threads": args.layer_threads, "many_batch": args.many_batch,
                               "freed": {"arch": args.freed_arch, "batch": args.freed_batch}, "rounds": args.rounds, "runs": args.runs, "machine": machine,
                               "versions": vers, "command": _common.command_line(),

@@ -28,7 +28,8 @@ from typing import Any
 
 import _common
 
-KERNELS = {"f32": "plugin", "f16": "plugin_f16", "int8": "plugin_int8"}
+SCHEMA = "tvexport.bench.openvino_threads"  # of the results JSON
+KERNELS = {"f32": "float32", "f16": "float16", "int8": "int8"}  # --kernel-dtype: the plugin graph's stored kernels
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=16)
     p.add_argument("--runs", type=int, default=20, help="runs per copy per round")
     args = p.parse_args(argv)
-    if args.render:
+    if _common.read_render(args, schema=SCHEMA) is not None:
         return args
     counts = args.thread_count or [1, 2]
     if len(set(counts)) != len(counts) or min(counts) < 1:
@@ -81,11 +82,10 @@ def measure(arch: str, *, batch: int, kernels: list[str], thread_counts: list[in
     assert tv_model is not None and dw_model is not None
     x = np.ascontiguousarray(random_inputs((batch, *config_of(tv_model).input_shape), seed=0).numpy())
     # the plugin graphs graphs(tv=True) makes, only those timed and the float32 one (dw_layers' map)
-    dtypes = {"f32": "float32", "f16": "float16", "int8": "int8"}
-    g_tv = {KERNELS[k]: plugin_graph(tv_model, batch, dtypes[k]) for k in sorted({"f32", *kernels})}
+    g_tv = {k: plugin_graph(tv_model, batch, KERNELS[k]) for k in sorted({"f32", *kernels})}
     g_dw = graphs(dw_model, batch, tv=False)
-    dw_names = list(dw_layers(g_dw["portable"], g_tv["plugin"], batch))
-    nets = {f"tv-{k}": g_tv[KERNELS[k]] for k in kernels} | {"dw": g_dw["portable"]}
+    dw_names = list(dw_layers(g_dw["portable"], g_tv["f32"], batch))
+    nets = {f"tv-{k}": g_tv[k] for k in kernels} | {"dw": g_dw["portable"]}
     layer_names = {net: (dw_names if net == "dw" else tv_nodes(g)) for net, g in nets.items()}
     wall, prof, kernel = {}, {}, None
     for net, g in nets.items():
@@ -208,12 +208,12 @@ def machine_text(machine: dict[str, Any], vers: dict[str, Any], counts: list[int
 def main(args: argparse.Namespace | None = None) -> int:
     args = args or parse_args()
     name = args.name or "openvino_threads"
-    if _common.rerender(args, name, render) is not None:
+    if _common.rerender(args, name, render, schema=SCHEMA) is not None:
         return 0
     counts = args.thread_count or [1, 2]
     machine = machine_info(device="cpu")
     vers = {**versions(), "openvino": __import__("openvino").__version__}
-    result: dict[str, Any] = {"schema": "tvexport.bench.openvino_threads", "thread_counts": counts, "machine": machine, "versions": vers,
+    result: dict[str, Any] = {"schema": SCHEMA, "thread_counts": counts, "machine": machine, "versions": vers,
                               "machine_text": machine_text(machine, vers, counts),
                               "command": _common.command_line(), "cases": []}
     t0 = time.perf_counter()

@@ -61,6 +61,23 @@ def heavy_imports(script: Path, *args: str) -> tuple[subprocess.CompletedProcess
     return run, imported & {"torch", "tvexport"}
 
 
+def check_render_refusals(script: Path, tmp_path: Path) -> None:
+    """``--render`` of a file a benchmarks/ script cannot re-render (missing, not JSON, a JSON list,
+    another script's result): one line naming the file and what to give instead, exit status 2,
+    before torch or tvexport is imported, nothing written."""
+    other = '{"schema": "tvexport.bench.headline", "reports": []}'
+    for name, text in {"missing.json": None, "text.json": "not JSON", "list.json": "[1, 2]", "other.json": other}.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        run, heavy = heavy_imports(script, "--render", str(path), "--out", str(tmp_path / "out"))
+        lines = [line for line in run.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+        assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: --render {path}: "), (name, run.stderr[-2000:])
+        assert "give a .json that this script wrote" in lines[0], lines[0]
+        assert not heavy, f"{sorted(heavy)} imported before --render {name} was refused: read it before the imports"
+        assert not (tmp_path / "out").exists()
+
+
 def check_tables_and_render(script: Path, out: Path, name: str) -> str:
     """A benchmarks/ script's report ``out/name.md``: every table's separator and rows have its
     header's cells, and ``--render`` rewrites the same report from ``out/name.json``. Returns it."""

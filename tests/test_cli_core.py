@@ -516,15 +516,16 @@ def test_sizes_too_large_for_memory_are_a_user_error(tmp_path: Path, face_ckpt: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt"]  # no output, no temp file
 
 
-def no_onnx_import(monkeypatch: pytest.MonkeyPatch, *, also: tuple[str, ...] = ()) -> None:
-    """Fail the test at any ``import onnx`` / ``import onnxruntime`` (a second's work, even where
-    another test imported them already: the statement still runs through ``__import__``), and at
-    an import of the packages in ``also`` or their submodules (``torch._inductor``: ~2 s)."""
+def no_onnx_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test at any ``import onnx`` / ``import onnxruntime`` statement (a second's work, even
+    where another test imported them already: the statement still runs through ``__import__``).
+    ``importlib.import_module`` bypasses it: ``test_aoti_refusals_import_neither_inductor_nor_onnx``
+    checks a fresh process's every import instead."""
     real = builtins.__import__
 
     def guarded(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-        if level == 0 and (name.split(".")[0] in ("onnx", "onnxruntime") or any(name == p or name.startswith(p + ".") for p in also)):
-            pytest.fail(f"{name} was imported before the oversized size was refused")
+        if level == 0 and name.split(".")[0] in ("onnx", "onnxruntime"):
+            pytest.fail(f"{name} was imported before the refusal")
         return real(name, globals, locals, fromlist, level)
 
     monkeypatch.setattr(builtins, "__import__", guarded)
@@ -579,7 +580,8 @@ def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monk
     """Before: ``tvexport export --batch 1000000000`` imported onnx and onnxruntime to check its
     options (a second), ``tvexport bench`` built the TV network and its baselines (seconds), and only
     then refused the size; ``--format aoti`` imported Inductor's config (~2 s) to find the C++
-    compiler first. Now the same line comes before that work."""
+    compiler first. Now the same line comes before that work (that no Inductor module is imported:
+    ``test_aoti_refusals_import_neither_inductor_nor_onnx``, in a fresh process)."""
     from tvexport import errors
 
     monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)  # whatever the machine has
@@ -591,7 +593,7 @@ def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monk
                          ("tvexport.profile.subject", "_random"), ("tvexport.profile.subject", "load_checkpoint")]:
         monkeypatch.setattr(importlib.import_module(module), name, never)
     if args[0] == "export":
-        no_onnx_import(monkeypatch, also=("torch._inductor",))
+        no_onnx_import(monkeypatch)
     r = cli(args[0], face_ckpt, *args[1:])
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.exit_code == 2 and len(lines) == 1, r
@@ -600,27 +602,42 @@ def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monk
     assert sorted(p.name for p in face_ckpt.parent.iterdir()) == ["face.ckpt"]  # no output, no temp file
 
 
-def test_aoti_without_compiler_and_too_large_a_batch_says_the_compiler_first(monkeypatch: pytest.MonkeyPatch, cli, face_ckpt: Path) -> None:
-    """Two errors at once, ``--format aoti --batch 1000000000`` on a machine without a C++ compiler:
-    one line, about the compiler. The order is deliberate: the compiler is known from the machine
-    alone (``check_options``, before the checkpoint is opened), the size only from the file's
-    architecture (its input shape), and every refusal that needs no file comes before the ones
-    that read it; whoever installs g++ is then told about the batch (the case above). Before, the
-    same line came, but after importing Inductor's config (~2 s) to find the compiler's name."""
-    import shutil
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="caps the address space with RLIMIT_AS")
+@pytest.mark.parametrize(("compiler", "expected"), [
+    ("found", "error: not enough memory to export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
+    ("missing", "error: AOTInductor needs a C++ compiler, and 'g++' was not found"),
+])
+def test_aoti_refusals_import_neither_inductor_nor_onnx(tmp_path: Path, face_ckpt: Path, compiler: str, expected: str) -> None:
+    """``export --format aoti --batch 1000000000`` in a fresh process, with g++ on PATH (a stand-in)
+    or none: one line, exit 2, before any import of ``torch._inductor`` (its config: ~2 s) or onnx,
+    by any route (``-X importtime`` lists them all; the in-process ``__import__`` guard used before
+    missed ``importlib.import_module`` and torch's lazy submodules). Without a compiler, the
+    compiler's line comes first, though the size is too large too: the compiler is known from the
+    machine alone (``check_options``, before the checkpoint is opened), the size only from the
+    file's architecture (its input shape), and every refusal that needs no file comes before those
+    that read it; whoever installs g++ is then told about the batch."""
+    import resource
 
-    from tvexport import errors
+    def cap() -> None:  # 8 GB of address space: the 100+ GB request fails at once, whatever the machine has
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 
-    monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)
-    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no compiler on this machine
-    for name in ("CXX", "TORCH_INDUCTOR_INSTALL_GXX"):  # the default compiler, none installed by Inductor
-        monkeypatch.delenv(name, raising=False)
-    no_onnx_import(monkeypatch, also=("torch._inductor",))
-    r = cli("export", face_ckpt, "--format", "aoti", "--batch", "1000000000")
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r
-    assert lines[0].startswith("error: AOTInductor needs a C++ compiler, and ") and "install g++" in lines[0], lines[0]
-    assert sorted(p.name for p in face_ckpt.parent.iterdir()) == ["face.ckpt"]
+    bin_dir = tmp_path / "bin"  # the whole PATH: g++ (a stand-in, never run) or no compiler at all
+    bin_dir.mkdir()
+    if compiler == "found":
+        (bin_dir / "g++").write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / "g++").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("CXX", "TORCH_INDUCTOR_INSTALL_GXX")}
+    env |= {"PATH": str(bin_dir), "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tvexport", "export", str(face_ckpt), "--format", "aoti",
+                        "--batch", "1000000000", "-o", str(tmp_path / "huge.pt2")],
+                       capture_output=True, text=True, env=env, preexec_fn=cap, timeout=300)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("onnx", "onnxruntime") or m.startswith("torch._inductor"))
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, lines
+    assert lines[0].startswith(expected.format(src=face_ckpt)) and ("install g++" in lines[0]) == (compiler == "missing"), lines[0]
+    assert not heavy, f"{heavy[:5]} imported before the refusal (seconds): refuse first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "face.ckpt"]  # no output, no temp file
 
 
 GiB = 1 << 30

@@ -460,45 +460,20 @@ ASM_CASES = [Case(3, 1, "channel", "int8", 1, channels=8, h=4, w=40), Case(5, 1,
              Case(3, 1, "map", "float16", 5, channels=8, h=4, w=13)]
 
 
-@pytest.mark.parametrize("case", ASM_CASES, ids=lambda c: f"{c.id}-c{c.channels}-{c.h}x{c.w}")
+def asm_id(c: Case) -> str:
+    """An ASM_CASES case's test id."""
+    return f"{c.id}-c{c.channels}-{c.h}x{c.w}"
+
+
+@pytest.mark.parametrize("case", ASM_CASES, ids=asm_id)
 def test_one_image_asm_chunks(case: Case, extension: Path) -> None:
     """int8 and float16 kernels one image at a time match the float64 truth in every layout the
-    AVX2 asm chunks take (elsewhere the same cases run the C++ chunk loop;
-    test_one_image_asm_chunks_forced_avx2 then runs them on the AVX2 variant)."""
+    AVX2 asm chunks take (elsewhere the same cases run the C++ chunk loop; test_every_kernel_variant
+    then runs them on the AVX2 variant, which carries the asm)."""
     assert run_case(case, extension) < LAYER_RTOL
 
 
 AVX2_VARIANT = "x86-64-v3 (AVX2, FMA, F16C)"  # OpenVinoRunner.kernel of the AVX2 object (tv_dwconv.cpp: kernel_name)
-
-
-def test_one_image_asm_chunks_forced_avx2(extension: Path, kernel_variant: str) -> None:
-    """The asm is compiled only into the AVX2 (x86-64-v3) object, which an AVX-512 CPU does not run by
-    default: there test_one_image_asm_chunks checks the C++ chunk loop. Every ASM_CASES case is run
-    again on the AVX2 variant, forced by TVEXPORT_OV_KERNEL=avx2 in a fresh process (the variant is
-    chosen as the library loads), so the asm is checked on every x86-64 CPU with AVX2. Where the
-    default already is the AVX2 variant the cases above ran the asm (a second run would repeat
-    them), and a CPU without AVX2 has no asm to run: both skip."""
-    if kernel_variant != AVX2_VARIANT and "AVX-512" not in (kernel_variant or ""):
-        pytest.skip(f"no AVX2 variant runs on this CPU ({kernel_variant}): no asm to check")
-    if kernel_variant == AVX2_VARIANT:
-        pytest.skip("this CPU's default is the AVX2 variant: test_one_image_asm_chunks ran the asm")
-    script = (
-        "import json, sys, test_openvino as t\n"
-        "from pathlib import Path\n"
-        "from tvexport.openvino import OpenVinoRunner\n"
-        "ext = Path(sys.argv[1])\n"
-        "errs = [t.run_case(c, ext) for c in t.ASM_CASES]\n"
-        "kernel = OpenVinoRunner(t.layer_graph(t.ASM_CASES[0])[0], extension=ext).kernel\n"
-        "print(json.dumps({'kernel': kernel, 'errs': errs}))\n"
-    )
-    env = {**os.environ, "TVEXPORT_OV_KERNEL": "avx2",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script, str(extension)], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["kernel"] == AVX2_VARIANT, got["kernel"]
-    failed = {f"{c.id}-c{c.channels}-{c.h}x{c.w}": err for c, err in zip(ASM_CASES, got["errs"], strict=True) if not err < LAYER_RTOL}
-    assert failed == {}, failed
 
 
 def test_every_kernel_variant(extension: Path) -> None:
@@ -507,9 +482,12 @@ def test_every_kernel_variant(extension: Path) -> None:
     batch-1 layer read in place, and stride-2 layers at one image (AVX2: its one-image chunks and
     walked strided offsets and int8 scale offsets, C = 16, 32, and 40 for the last image of a batch of 5);
     the widest one this CPU runs is
-    the default, which the grid above tests. A variant the CPU lacks falls back."""
+    the default, which the grid above tests. A variant the CPU lacks falls back. The AVX2 process
+    also runs every ASM_CASES case: the asm is compiled into the AVX2 object only, which an AVX-512
+    CPU does not run by default, so the asm is checked on every x86-64 CPU with AVX2 (where AVX2 is
+    the default, test_one_image_asm_chunks ran them already)."""
     script = (
-        "import sys, test_openvino as t\n"
+        "import json, sys, test_openvino as t\n"
         "from tvexport.openvino import OpenVinoRunner\n"
         "from pathlib import Path\n"
         "cases = [c for c in t.CASES if c.k == 5 and c.batch == 'N']\n"
@@ -519,22 +497,25 @@ def test_every_kernel_variant(extension: Path) -> None:
         "errs.append(t.run_case(t.Case(5, 2, 'map', 'int8', 1, channels=32, h=6, w=7), Path(sys.argv[1])))  # stride 2, one image\n"
         "errs.append(t.run_case(t.Case(3, 2, None, 'float16', 1, channels=16, h=5, w=9), Path(sys.argv[1])))\n"
         "errs.append(t.run_case(t.Case(3, 2, 'channel', 'int8', 5, channels=40, h=4, w=6), Path(sys.argv[1])))  # last image of 5\n"
+        "asm = [t.run_case(c, Path(sys.argv[1])) for c in t.ASM_CASES] if sys.argv[2] == 'avx2' else []\n"
         "r = OpenVinoRunner(t.layer_graph(cases[0])[0], extension=Path(sys.argv[1]))\n"
-        "print(r.kernel, max(errs), len(errs))\n"
+        "print(json.dumps({'kernel': r.kernel, 'errs': errs, 'asm': asm}))\n"
     )
     env_base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    seen = set()
+    seen, asm = {}, []
     for variant in ("generic", "avx2"):
-        proc = subprocess.run([sys.executable, "-c", script, str(extension)], env={**env_base, "TVEXPORT_OV_KERNEL": variant},
+        proc = subprocess.run([sys.executable, "-c", script, str(extension), variant], env={**env_base, "TVEXPORT_OV_KERNEL": variant},
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        kernel, err, n = proc.stdout.strip().rsplit(" ", 2)
-        assert float(err) < LAYER_RTOL and int(n) == 14, (variant, proc.stdout)
-        seen.add(kernel)
-    assert "baseline" in seen
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert max(got["errs"]) < LAYER_RTOL and len(got["errs"]) == 14, (variant, got)
+        seen[variant], asm = got["kernel"], asm + got["asm"]
+    failed = {asm_id(c): err for c, err in zip(ASM_CASES, asm, strict=True) if not err < LAYER_RTOL}
+    assert failed == {}, (seen["avx2"], failed)
+    assert seen["generic"] == "baseline", seen
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if " avx2 " in flags and " f16c " in flags:  # this CPU runs both: each must have run
-        assert len(seen) == 2, seen
+    if " avx2 " in flags and " f16c " in flags:  # this CPU runs both: each must have run, the asm in the AVX2 one
+        assert seen["avx2"] == AVX2_VARIANT, seen
 
 
 def test_deliberate_bugs_fail_the_layer_test(extension: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import heavy_imports, run_script  # noqa: E402
+from conftest import check_render_refusals, heavy_imports, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_ab.py"
@@ -62,10 +62,17 @@ def test_build_ab_refusals(args: list[str], says: str, tmp_path: Path) -> None:
 def test_render_of_a_removed_switch_refused(tmp_path: Path) -> None:
     """A results JSON measured with a switch this checkout no longer has is refused in one line."""
     old = tmp_path / "old.json"
-    old.write_text(json.dumps({"switch": "no-such-switch", "cases": []}))
+    old.write_text(json.dumps({"schema": "tvexport.bench.openvino_ab", "switch": "no-such-switch", "cases": []}))
     run = run_script(SCRIPT, "--render", str(old), "--out", str(tmp_path / "out"))
     assert run.returncode == 2 and "--switch no-such-switch, which this checkout no longer has" in run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_switch_in_the_table_is_an_option(ab: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--switch takes its choices from SWITCHES (before: from SWITCH_NAMES, a second list of its keys
+    kept in step by an assert at import, so a switch added to the table alone was 'invalid choice')."""
+    monkeypatch.setitem(ab.SWITCHES, "test-switch", ab.SWITCHES["serial"])
+    assert ab.parse_args(["--switch", "test-switch", "--out", str(tmp_path)]).switch == "test-switch"
 
 
 def test_same_result(ab: ModuleType) -> None:
@@ -102,3 +109,9 @@ def test_pointwise_candidates_are_the_folded_layers(ab: ModuleType, extension: P
     assert 0 < len(narrow) < len(fed)  # the test can tell the two apart
     assert ab.pointwise_candidates(graph) == narrow
     assert ab.pointwise_candidates(ab.plugin_graph(model, 1)) == []
+
+
+def test_render_refusals(tmp_path: Path) -> None:
+    """Before: --render of a missing file, of text, of a JSON list or of another script's result
+    ended in a traceback (FileNotFoundError, JSONDecodeError, AttributeError or KeyError)."""
+    check_render_refusals(SCRIPT, tmp_path)

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import check_tables_and_render, heavy_imports, run_script  # noqa: E402
+from conftest import check_render_refusals, check_tables_and_render, heavy_imports, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_process_state.py"
@@ -75,3 +75,21 @@ def test_child_dying_during_the_rounds_is_one_line(tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as info:
             script._reply("paired", p, log)
     assert str(info.value) == "error: the child for state 'paired' exited (3) during the rounds: out of memory"
+
+
+def test_render_refusals(tmp_path: Path) -> None:
+    """Before: --render of a missing file, of text, of a JSON list or of another script's result
+    ended in a traceback (FileNotFoundError, JSONDecodeError, AttributeError or KeyError)."""
+    check_render_refusals(SCRIPT, tmp_path)
+
+
+def test_render_of_a_result_without_its_fields_is_one_line(tmp_path: Path) -> None:
+    """A result of this script that lacks a field the report reads (edited, or from a version that
+    wrote others): one line from the shared ``_common.rerender``, not the KeyError's traceback."""
+    old = tmp_path / "old.json"
+    old.write_text('{"schema": "tvexport.bench.openvino_process_state"}')
+    run = run_script(SCRIPT, "--render", str(old), "--out", str(tmp_path / "out"))
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 2 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert lines[0].startswith(f"error: --render {old}: the result lacks what this script's report reads (KeyError: 'measure')"), lines[0]
+    assert "re-render it with the commit that wrote it" in lines[0] and not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import check_tables_and_render, heavy_imports, run_script  # noqa: E402
+from conftest import check_render_refusals, check_tables_and_render, heavy_imports, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_threads.py"
@@ -45,3 +45,9 @@ def test_refusals(args: list[str], says: str, tmp_path: Path) -> None:
     assert run.returncode != 0 and says in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not heavy, f"{sorted(heavy)} imported before the refusal (seconds each): parse the options first"
     assert not list(tmp_path.iterdir())
+
+
+def test_render_refusals(tmp_path: Path) -> None:
+    """Before: --render of a missing file, of text, of a JSON list or of another script's result
+    ended in a traceback (FileNotFoundError, JSONDecodeError, AttributeError or KeyError)."""
+    check_render_refusals(SCRIPT, tmp_path)

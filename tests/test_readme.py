@@ -256,9 +256,14 @@ def test_api_names_the_readme_gives_are_importable_from_tvexport() -> None:
 
 def test_public_functions_and_classes_have_docstrings() -> None:
     """Every function and class that a public module's ``__all__`` names says what it is
-    (``help()``; a dataclass's generated ``Name(fields)`` does not count), in every
-    non-private module of the package that has an ``__all__`` (walked, not listed: a new module
-    is covered). Before: tvexport.models.config_of and tvexport.trt.plan_build had none."""
+    (``help()``; a dataclass's generated ``Name(fields)`` does not count), and so does every
+    public method and property such a class defines itself (its own ``__dict__``: what it
+    inherits from torch, typing or the dataclass machinery is not its to document; an override
+    such as ``forward`` is, and does not borrow its base's text), in every non-private module of
+    the package that has an ``__all__`` (walked, not listed: a new module is covered). Before:
+    tvexport.models.config_of and tvexport.trt.plan_build had none, nor 55 methods and properties
+    (``to_dict``, ``ok``, ``forward``, ...)."""
+    import functools
     import importlib
     import inspect
     import pkgutil
@@ -283,6 +288,15 @@ def test_public_functions_and_classes_have_docstrings() -> None:
                 doc = obj.__doc__ if inspect.isfunction(obj) else obj.__dict__.get("__doc__")
                 if not doc or not doc.strip() or doc.startswith(f"{obj.__name__}("):
                     undocumented.append(f"{module_name}.{name}")
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if attr.startswith("_"):
+                        continue
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    if inspect.isfunction(member) or isinstance(member, (property, functools.cached_property)):
+                        if not (member.__doc__ or "").strip():
+                            undocumented.append(f"{module_name}.{name}.{attr}")
     assert {"tvexport", "tvexport.bake", "tvexport.compile", "tvexport.openvino", "tvexport.trt"} <= set(checked), checked
     assert undocumented == []
 

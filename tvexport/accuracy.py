@@ -121,6 +121,7 @@ class Tolerance:
         return text + (f" + {self.atol:g} abs" if self.atol else "")
 
     def to_dict(self) -> dict[str, float]:
+        """The fields as a dict."""
         return dataclasses.asdict(self)
 
 
@@ -147,10 +148,12 @@ class Comparison:
 
     @property
     def rtol(self) -> float:
+        """The tolerance's relative term."""
         return self.tolerance.rtol
 
     @property
     def atol(self) -> float:
+        """The tolerance's absolute term."""
         return self.tolerance.atol
 
     @property
@@ -160,6 +163,7 @@ class Comparison:
 
     @property
     def allowed_rel(self) -> float:
+        """``allowed`` relative to max|truth| (``ref_max``; ``allowed`` itself where that is 0)."""
         return self.allowed / self.ref_max if self.ref_max > 0 else self.allowed
 
     @property
@@ -178,6 +182,7 @@ class Comparison:
         return f"max rel {self.max_rel:.3g} vs float64 ({base}allowed {self.allowed_rel:.3g})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-serialisable dict, with ``allowed``, ``allowed_rel`` and ``ok``."""
         d = dataclasses.asdict(self)
         d.update(tolerance=self.tolerance.to_dict(), allowed=self.allowed, allowed_rel=self.allowed_rel, ok=self.ok)
         return d
@@ -275,6 +280,7 @@ class GeneratedTVConv(nn.Module):
         self.register_buffer("bias", bias.detach() if bias is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve ``x`` depthwise with the kernels generated once (``tv_depthwise_unfold``)."""
         return tv_depthwise_unfold(x, self.weight, self.bias, stride=self.stride)
 
 
@@ -294,10 +300,12 @@ class DepthwiseByDefinition(nn.Module):
 
     @staticmethod
     def applies_to(m: nn.Module) -> bool:
+        """Whether ``m`` is a depthwise ``nn.Conv2d`` this class can compute (groups = in = out channels, zero padding)."""
         return (isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
                 and m.padding_mode == "zeros" and isinstance(m.padding, tuple))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``x``: the k*k taps' shifted input views times their per-channel weights, summed."""
         (sh, sw), (dh, dw), (ph, pw) = self.stride, self.dilation, self.padding
         c, _, kh, kw = self.weight.shape
         xp = torch.nn.functional.pad(x, (pw, pw, ph, ph))
@@ -419,19 +427,23 @@ class Reference:
 
     @property
     def truth_label(self) -> str:
+        """What the truth is, for reports: ``'<kind> float64'``."""
         return f"{self.kind} float64"
 
     @property
     def baseline_label(self) -> str:
+        """What the float32 original is, for reports (with its kernels' dtype where not float32)."""
         kernels = str(self.kernels).removeprefix("torch.")
         return f"{self.kind} float32" + (f" ({kernels} kernels)" if self.kernels != torch.float32 else "")
 
     @torch.no_grad()
     def truth(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The float64 truth's output for ``x`` (no autograd)."""
         return self.truth_model(torch.as_tensor(x).double())
 
     @torch.no_grad()
     def float32(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The float32 original's output for ``x`` (no autograd)."""
         return self.float32_model(torch.as_tensor(x).float())
 
     def compare(self, outputs: dict[str, Any], x: torch.Tensor | np.ndarray, *, tolerance: Tolerance) -> list[Comparison]:

@@ -84,10 +84,12 @@ class BakeReport:
 
     @property
     def rows(self) -> tuple[Comparison, ...]:
+        """Every compared row: the TV layers, then the network."""
         return (*self.layers, self.network)
 
     @property
     def ok(self) -> bool:
+        """Whether every row is within its allowance."""
         return all(c.ok for c in self.rows)
 
     @property
@@ -97,9 +99,11 @@ class BakeReport:
 
     @property
     def float64_bake_max_rel(self) -> float:
+        """The largest ``float64_bake`` error over the rows (0.0 where there are none)."""
         return max(self.float64_bake.values(), default=0.0)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-serialisable dict, each row with its ``float64_bake_max_rel``."""
         def row(c: Comparison) -> dict[str, Any]:
             return {**c.to_dict(), "float64_bake_max_rel": self.float64_bake.get(c.name)}
 

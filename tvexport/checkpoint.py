@@ -89,6 +89,7 @@ class Checkpoint:
 
     @property
     def num_bytes(self) -> int:
+        """The file's size in bytes."""
         return self.path.stat().st_size
 
 

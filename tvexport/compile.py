@@ -105,6 +105,7 @@ class CompiledModel(nn.Module):
         return self._compiled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``compiled(x)`` without autograd, under this model's Inductor options (a new input shape compiles first)."""
         with torch.no_grad(), self._patches[0], self._patches[1]:
             return self._compiled(x)
 

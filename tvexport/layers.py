@@ -57,6 +57,7 @@ class TVGeometry:
 
     @property
     def kernel_numel(self) -> int:
+        """Kernel values of the layer: channels x k x k at each of its h x w output positions."""
         return self.channels * self.k * self.k * self.h * self.w
 
     def macs(self, *, batch: int = 1) -> int:
@@ -128,6 +129,7 @@ class TVConv(nn.Module):
 
     @property
     def geometry(self) -> TVGeometry:
+        """The layer's shape facts (``h``, ``w``: its output size)."""
         return self._geometry
 
     def generate(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -138,10 +140,12 @@ class TVConv(nn.Module):
         return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Generate this call's per-position kernels (and bias), then convolve ``x`` depthwise with them."""
         weight, bias = self.generate()
         return tv_depthwise_unfold(x, weight, bias, stride=self._geometry.stride)
 
     def extra_repr(self) -> str:
+        """``channels=..., k=..., stride=..., h=..., w=..., bias=...`` for ``repr()``."""
         g = self._geometry
         return f"channels={g.channels}, k={g.k}, stride={g.stride}, h={g.h}, w={g.w}, bias={g.bias}"
 
@@ -197,6 +201,7 @@ class BakedTVConv(nn.Module):
 
     @property
     def geometry(self) -> TVGeometry:
+        """The layer's shape facts, read off its stored kernels (``h``, ``w``: its output size)."""
         c, kk, h, w = self.weight.shape
         return TVGeometry(channels=c, k=self.k, stride=self.stride, h=h, w=w, bias=self.bias is not None)
 
@@ -274,6 +279,7 @@ class BakedTVConv(nn.Module):
         return baked
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve ``x`` depthwise with the stored kernels (eager CUDA inference: the fused Triton kernel; else the plain form)."""
         weight, bias, scale = self.weight, self.bias, self.scale
         # Half-precision activations accumulate in float32 (as the Triton kernel does): k*k
         # rounded partial sums would cost several float16 ulps.
@@ -301,6 +307,7 @@ class BakedTVConv(nn.Module):
         return _cast(out, x.dtype)
 
     def extra_repr(self) -> str:
+        """``channels=..., k=..., stride=..., h=..., w=..., bias=...`` (and the kernels' dtype where not float32) for ``repr()``."""
         c, _, h, w = self.weight.shape
         stored = "" if self.weight.dtype == torch.float32 else f", kernels={str(self.weight.dtype).removeprefix('torch.')}"
         return f"channels={c}, k={self.k}, stride={self.stride}, h={h}, w={w}, bias={self.bias_kind}{stored}"

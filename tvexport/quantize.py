@@ -118,6 +118,7 @@ class KernelError:
 
     @classmethod
     def between(cls, stored: torch.Tensor, exact: torch.Tensor) -> KernelError:
+        """The error of kernels ``stored`` against their ``exact`` values (computed in float64)."""
         s, e = stored.double(), exact.double()
         diff = (s - e).abs()
         peak, rms = float(e.abs().max()) if e.numel() else 0.0, float(e.square().mean().sqrt()) if e.numel() else 0.0
@@ -126,6 +127,7 @@ class KernelError:
         return cls(max_abs, max_abs / peak if peak > 0 else max_abs, rms_abs / rms if rms > 0 else rms_abs)
 
     def to_dict(self) -> dict[str, float]:
+        """The fields as a dict."""
         return dataclasses.asdict(self)
 
 

@@ -58,6 +58,7 @@ class ModelSummary:
 
     @property
     def baked_bytes(self) -> int:
+        """Bytes of all TV layers' baked kernels."""
         return sum(layer.kernel_bytes for layer in self.tv_layers)
 
     @property
@@ -68,6 +69,7 @@ class ModelSummary:
         return self.total_params - self.generator_params + self.baked_params
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-serialisable dict, plus baked bytes, deployable parameters and TV and generator FLOPs."""
         d = dataclasses.asdict(self)
         d["baked_bytes"] = self.baked_bytes
         d["deployable_params"] = self.deployable_params

@@ -88,6 +88,7 @@ class ExportResult:
 
     @property
     def ok(self) -> bool:
+        """Whether every comparison is within its allowance."""
         return all(c.ok for c in self.comparisons)
 
 
@@ -109,6 +110,7 @@ class ExportSource:
 
     @property
     def config(self) -> ArchConfig:
+        """The architecture configuration of the model to export."""
         return config_of(self.model)
 
 

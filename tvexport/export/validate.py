@@ -74,9 +74,11 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """Whether every comparison is within its allowance."""
         return all(c.ok for c in self.comparisons)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-serialisable dict, one entry per comparison."""
         return {
             "ok": self.ok,
             "artifact": str(self.artifact),

@@ -33,6 +33,7 @@ class TVSettings:
     bias: bool = False
 
     def kwargs(self) -> dict[str, object]:
+        """These settings under the reference implementation's argument names (``TVConv_k``, ...)."""
         return {
             "TVConv_k": self.k,
             "TVConv_posi_chans": self.posi_chans,
@@ -62,6 +63,7 @@ class ArchConfig:
 
     @property
     def spec(self) -> ArchSpec:
+        """The family's ``ArchSpec`` (its widths, atoms and builder)."""
         return FAMILIES[self.family]
 
     @property
@@ -81,9 +83,11 @@ class ArchConfig:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """One input's (channels, height, width): ``(3, *input_size)``."""
         return (3, *self.input_size)
 
     def with_atom(self, atom: Atom) -> ArchConfig:
+        """A copy of this configuration built with ``atom`` layers."""
         return dataclasses.replace(self, atom=atom)
 
     def with_input_size(self, size: tuple[int, int]) -> ArchConfig:
@@ -138,6 +142,7 @@ class ArchSpec:
     reference_names: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def name_of(self, cfg: ArchConfig) -> str:
+        """The registry name of ``cfg``: the family, plus ``_x<width>`` where the family has several widths."""
         if len(self.widths) <= 1:
             return self.family
         return f"{self.family}_x{_width_tag(cfg.width)}"

@@ -52,6 +52,7 @@ class ExtensionBuild:
     info: dict[str, Any]  # openvino version, compiler, generator, ...
 
     def to_dict(self) -> dict[str, Any]:
+        """The build as a JSON-serialisable dict, ``info``'s entries merged in."""
         return {"path": str(self.path), "key": self.key, "cached": self.cached, "seconds": self.seconds, **self.info}
 
 

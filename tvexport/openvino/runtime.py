@@ -420,6 +420,7 @@ class OpenVinoRunner:
         return self.input_shape[0] if self.input_shape else None
 
     def check_input(self, x: np.ndarray) -> None:
+        """Raise a one-line ``TvexportError`` unless ``x`` has the compiled model's input shape (a dynamic dimension takes any size)."""
         expected = self.input_shape
         if x.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, x.shape)):
             want = "(" + ", ".join(str(e) if e is not None else "N" for e in expected) + ")"

@@ -49,7 +49,8 @@ RunOnce = Callable[[], object]
 class Timer(Protocol):
     """Times one call of a zero-argument closure, in seconds."""
 
-    def measure(self, fn: RunOnce) -> float: ...
+    def measure(self, fn: RunOnce) -> float:
+        """Seconds one ``fn()`` takes."""
 
 
 @dataclasses.dataclass
@@ -59,6 +60,7 @@ class CpuTimer:
     clock: Clock = time.perf_counter
 
     def measure(self, fn: RunOnce) -> float:
+        """Seconds of wall time one ``fn()`` takes."""
         t0 = self.clock()
         fn()
         return self.clock() - t0
@@ -95,6 +97,7 @@ class CudaTimer:
         self._context = stream_context
 
     def measure(self, fn: RunOnce) -> float:
+        """Seconds one ``fn()`` takes on the stream, from CUDA events recorded around it."""
         start, end = self._event(), self._event()
         if self._origin is not None:
             self.stream.wait_stream(self._origin)  # order after input writes; before `start`, so not timed
@@ -140,6 +143,7 @@ class MeasureSettings:
             raise TvexportError("min_warmup_rounds must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a dict."""
         return dataclasses.asdict(self)
 
 

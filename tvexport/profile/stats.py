@@ -41,6 +41,7 @@ class Stats:
 
     @classmethod
     def of(cls, samples: Sequence[float]) -> Stats:
+        """Summary statistics of ``samples`` (at least one, each finite and non-negative)."""
         if not len(samples):
             raise TvexportError("no timing samples to summarise")
         a = np.asarray(samples, dtype=np.float64)
@@ -93,6 +94,7 @@ class RatioStats:
     of_medians: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The statistics as a JSON-serialisable dict (``ci95`` as [low, high])."""
         return {
             "numerator": self.numerator, "denominator": self.denominator, "n": self.n,
             "median": self.median, "p10": self.p10, "p90": self.p90,

@@ -39,15 +39,18 @@ class Network:
 
     @property
     def atom(self) -> str:
+        """The network's layer type (its configuration's ``atom``)."""
         return self.config.atom
 
     @property
     def config(self) -> ArchConfig:
+        """The architecture configuration (of the unbaked network, else the baked one)."""
         model = self.unbaked if self.unbaked is not None else self.baked_model
         assert model is not None
         return config_of(model)
 
     def form(self, form: Form) -> nn.Module | None:
+        """The network in ``form``: unbaked (None for a baked file) or baked (made and verified on first use)."""
         if form == "unbaked":
             return self.unbaked
         if self.baked_model is None:
@@ -60,6 +63,7 @@ class Network:
         return self.baked_model
 
     def to_dict(self) -> dict[str, Any]:
+        """Label, atom and origin, for the report."""
         return {"label": self.label, "atom": self.atom, "origin": self.origin}
 
 
@@ -73,14 +77,17 @@ class Subject:
 
     @property
     def tv(self) -> Network:
+        """The TV network (``networks[0]``)."""
         return self.networks[0]
 
     @property
     def baselines(self) -> list[Network]:
+        """The baseline networks (``networks[1:]``)."""
         return self.networks[1:]
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """One input's (channels, height, width)."""
         return self.config.input_shape
 
 

@@ -158,9 +158,11 @@ class Profile:
 
     @property
     def dynamic(self) -> bool:
+        """Whether the shapes differ between ``min`` and ``max``."""
         return self.min != self.max
 
     def to_dict(self) -> dict[str, Any]:
+        """The profile as a JSON-serialisable dict (shapes as lists)."""
         return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
