@@ -12,12 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# Inductor (torch.compile, AOTInductor) compiles in the process that asks, not in a pool of compile
+# worker processes: the pool (a sidecar and one worker per core, each importing torch) is started
+# for every test process that compiles, and costs CPU seconds on a suite that is CPU-bound (the
+# CPU kernels it compiles are the same either way). Set before torch reads it; children inherit it.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
-from tvexport.models import TVSettings, create_model
-from tvexport.testing import lightning_checkpoint, randomize_, save_lightning, save_pth_tar
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tvexport.models import TVSettings, create_model  # noqa: E402
+from tvexport.testing import lightning_checkpoint, randomize_, save_lightning, save_pth_tar  # noqa: E402
 
 # Small generators keep the suite fast; geometry (channels, k, stride, h, w) is the real one.
 SMALL_TV = TVSettings(inter_chans=8, inter_layers=1)
