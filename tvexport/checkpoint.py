@@ -92,7 +92,9 @@ class Checkpoint:
         return self.path.stat().st_size
 
 
-def _check_file(path: Path) -> None:
+def check_checkpoint_file(path: Path) -> None:
+    """Fail with one line when ``path`` is not a readable, non-empty file to read a checkpoint from
+    (missing, a directory, ``-``, ...)."""
     refuse_stdin(path, what="checkpoint")
     check_input_file(
         path, what="a checkpoint file", dir_hint="give the checkpoint file inside it", empty_hint="the copy or download did not finish; fetch it again"
@@ -278,7 +280,7 @@ def _plain_pickle_error(path: Path) -> TvexportError:
 
 
 def _torch_load(path: Path) -> Any:
-    _check_file(path)
+    check_checkpoint_file(path)
     artifact = identify(path)  # an exported model where a checkpoint belongs: say what it is
     if artifact is not None:
         raise artifact.not_a_checkpoint()
