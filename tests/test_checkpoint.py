@@ -716,3 +716,21 @@ def test_a_checkpoints_optional_fields_are_keyword_only(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         Checkpoint(tmp_path / "m.pt", "state_dict", sd, {"lr": 0.1})  # type: ignore[misc]
     assert Checkpoint(tmp_path / "m.pt", "state_dict", sd, hparams={"lr": 0.1}).hparams == {"lr": 0.1}
+
+
+def test_checkpoint_repr_is_a_summary_not_the_weights(face_ckpt: Path, tmp_path: Path) -> None:
+    """`tvexport.read_checkpoint(path)` at a REPL or as a notebook cell's value prints its repr.
+    Before: the dataclass repr printed every tensor (720 kB for the 3.7 MB demo checkpoint; a baked
+    file's payload printed them twice). Now: path, format, tensor and value counts, and the small
+    dicts (hparams, dropped keys, meta)."""
+    from tvexport.bake import bake_model, save_baked
+
+    ckpt = read_checkpoint(face_ckpt)
+    text = repr(ckpt)
+    values = sum(t.numel() for t in ckpt.state_dict.values())
+    assert len(text) < 1500, text[:300]
+    assert text.startswith(f"Checkpoint(path={ckpt.path!r}, format='lightning', state_dict=<{len(ckpt.state_dict)} tensors, {values:,} values>"), text
+    assert "dropped={'head.weight': (512, 10)}" in text and "tensor(" not in text
+    baked = read_checkpoint(save_baked(bake_model(make_model(), verify=False), tmp_path / "m.baked.pt"))
+    text = repr(baked)
+    assert len(text) < 1500 and "tensor(" not in text and f"payload=<{len(baked.payload)} entries>" in text, text[:300]

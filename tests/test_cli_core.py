@@ -746,3 +746,28 @@ def test_extension_build_force_help_says_what_it_does(cli) -> None:
     r = cli("extension", "build", "--help")
     text = " ".join(r.stdout.split())
     assert r.exit_code == 0 and "Compile again even when the cached library is up to date" in text and "Overwrite an existing output file" not in text, r.stdout
+
+
+@pytest.mark.parametrize("command", ["bake", "export"])
+@pytest.mark.parametrize("source", [".", "./", "", "/"], ids=["dot", "dot-slash", "empty", "root"])
+def test_a_directory_without_a_name_as_input_is_one_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, source: str) -> None:
+    """``tvexport bake .`` (or ``"$CKPT"`` with CKPT unset, which typer reads as ``.``): the default
+    output is named after the input, and a directory such as ``.`` or ``/`` has no name to take.
+    Before: ``internal error: ValueError: PosixPath('.') has an empty name``, exit 3."""
+    monkeypatch.chdir(tmp_path)
+    r = cli(command, source)
+    shown = "/" if source == "/" else "."
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.strip() == f"error: {shown} is a directory, not a checkpoint file; give the checkpoint file inside it"
+    assert not list(tmp_path.iterdir()), "nothing may be written"
+
+
+@pytest.mark.parametrize("source", [".", "", "/"])
+def test_api_bake_and_export_of_a_directory_without_a_name_raise_the_input_error(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API says what the CLI says (before: ValueError from pathlib)."""
+    from tvexport import bake_checkpoint, export_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    for call in (bake_checkpoint, export_checkpoint):
+        with pytest.raises(TvexportError, match=r"is a directory, not a checkpoint file"):
+            call(source)

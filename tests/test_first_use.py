@@ -396,3 +396,28 @@ def test_export_cli_passes_the_phases_to_its_spinner(cli, tmp_path: Path, monkey
     ckpt.write_bytes(b"unread")
     assert "stopped after the first phase" in _one_line(cli("export", ckpt, "--format", "aoti", "-o", tmp_path / "m.pt2"))
     assert seen["format"] == "aoti" and callable(seen["progress"])
+
+
+def test_input_of_the_wrong_layout_or_channels_gets_the_right_hint(tmp_path: Path) -> None:
+    """Only a wrong H x W is about the baked input size. Before: an image saved channels-last
+    (N, H, W, 3), as PIL/OpenCV give it, or a grayscale one was told to re-bake with --input-size."""
+    import numpy as np
+
+    from tvexport.export.validate import load_input
+
+    def refusal(shape: tuple[int, ...]) -> str:
+        path = tmp_path / "x.npy"
+        np.save(path, np.zeros(shape, dtype=np.float32))
+        with pytest.raises(TvexportError) as err:
+            load_input(path, expected=(3, 96, 112), arch="face_mobilenetv2_x0_1")
+        said = str(err.value)
+        assert said.startswith(f"{path}: input has shape {shape}, but face_mobilenetv2_x0_1 expects (N, 3, 96, 112)") and "\n" not in said, said
+        return said
+
+    for shape, transpose in (((2, 96, 112, 3), "x.transpose(0, 3, 1, 2)"), ((96, 112, 3), "x.transpose(2, 0, 1)")):
+        said = refusal(shape)
+        assert "channels-last" in said and transpose in said and "--input-size" not in said, said
+    for shape in ((2, 1, 96, 112), (2, 96, 112), (2, 4, 96, 112), (1, 2, 3, 96, 112)):
+        said = refusal(shape)
+        assert "save an array of shape (N, 3, 96, 112)" in said and "--input-size" not in said, said
+    assert "tvexport bake --input-size re-bakes for another" in refusal((2, 3, 64, 64))

@@ -902,6 +902,11 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     with pytest.raises(TvexportError, match=f"path {saved} is the input file \\(--report\\)"):
         plot_ratio_grid([load_report(saved)], saved, force=True, inputs={"--report": saved})
     assert load_report(saved) == json.loads(to_json(fake_report))
+    # a PNG under another format's name is refused, before anything is drawn (before: PNG bytes in r.svg)
+    for plot in (plot_report, lambda report, path: plot_ratio_grid([report], path)):
+        with pytest.raises(TvexportError, match=r"r.svg: the plot is a PNG image, and .svg names another format; name it r.png"):
+            plot(fake_report, tmp_path / "r.svg")
+    assert not (tmp_path / "r.svg").exists()
 
 
 def test_latency_panel_is_linear_with_labelled_bars(fake_report: dict) -> None:

@@ -10,6 +10,8 @@ import json
 import os
 import pickle
 import random
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,8 @@ import torch
 
 from conftest import make_model, write_checkpoint
 from tvexport.models import TVSettings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _noise(name: str, n: int) -> bytes:
@@ -382,3 +386,63 @@ def test_interrupted_onnx_write_keeps_previous_file(cli, good: dict[str, Path], 
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
     monkeypatch.setattr(onnx, "save", real_save)
+
+
+_SIGNALLED_SAVE = """
+import os, signal, sys, torch
+from tvexport.cli import main
+real_save = torch.save
+def signalled_save(obj, f, *args, **kwargs):
+    real_save({"partial": torch.zeros(10)}, f)
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))  # as if `kill`, `timeout` or a closed terminal arrived mid-write
+    real_save(obj, f, *args, **kwargs)
+torch.save = signalled_save
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_terminated_save_leaves_no_partial_file(tmp_path: Path, face_ckpt: Path, name: str) -> None:
+    """SIGTERM (``kill``, ``timeout``, a CI job cancelled, ``docker stop``) and SIGHUP (the terminal
+    closed) mid-write clean up as Ctrl-C does: the previous output stays, no temporary file is left,
+    one line, exit 128 + the signal's number. Before: Python's default action killed the process
+    at once (exit -15 / -1), leaving ``.model.baked.pt.*.tmp`` beside the output."""
+    import signal
+
+    out = tmp_path / "model.baked.pt"
+    out.write_bytes(b"previous output")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)])}
+    r = subprocess.run([sys.executable, "-c", _SIGNALLED_SAVE, name, "bake", str(face_ckpt), "-o", str(out), "--force"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    number = getattr(signal, name)
+    assert r.returncode == 128 + number, (r.returncode, r.stderr)
+    assert r.stderr.strip() == f"terminated by {name} (no partial output was written)", r.stderr
+    assert out.read_bytes() == b"previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt", "model.baked.pt"]
+
+
+def test_signal_handlers_are_the_callers_again_after_a_command(cli, tmp_path: Path) -> None:
+    """main() sets its SIGTERM/SIGHUP handlers for one command only (an in-process caller, such
+    as these tests, gets its own back), and leaves an ignored signal (nohup's SIGHUP) ignored."""
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        seen = {}
+        real = signal.signal
+
+        def spy(signum, handler):  # type: ignore[no-untyped-def]
+            seen[signum] = handler
+            return real(signum, handler)
+
+        signal.signal = spy  # type: ignore[assignment]
+        try:
+            assert cli("inspect", tmp_path / "nope.ckpt").exit_code == 2
+        finally:
+            signal.signal = real  # type: ignore[assignment]
+        assert signal.SIGHUP not in seen, "an ignored SIGHUP must stay ignored"
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert {s: signal.getsignal(s) for s in before} == before

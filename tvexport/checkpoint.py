@@ -82,6 +82,21 @@ class Checkpoint:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     payload: dict[str, Any] | None = None  # the whole file, for baked files
 
+    def __repr__(self) -> str:
+        # The dataclass repr would print every tensor (720 kB for the 3.7 MB demo checkpoint) where a
+        # REPL or notebook shows the object: count them instead, and name the keys of a large dict
+        # (a baked file's meta holds its whole verification report).
+        def brief(d: dict[str, Any] | None) -> str:
+            if d is None:
+                return "None"
+            text = repr(d)
+            return text if len(text) <= 300 else f"<{len(d)} entries: {', '.join(map(str, list(d)[:8]))}{', ...' if len(d) > 8 else ''}>"
+
+        values = sum(t.numel() for t in self.state_dict.values() if isinstance(t, torch.Tensor))
+        payload = "None" if self.payload is None else f"<{len(self.payload)} entries>"
+        return (f"Checkpoint(path={self.path!r}, format={self.format!r}, state_dict=<{len(self.state_dict)} tensors, {values:,} values>, "
+                f"hparams={brief(self.hparams)}, dropped={brief(self.dropped)}, meta={brief(self.meta)}, payload={payload})")
+
     @property
     def nonfinite(self) -> list[str]:
         """Names of floating tensors holding NaN or Inf."""
@@ -93,7 +108,9 @@ class Checkpoint:
         return self.path.stat().st_size
 
 
-def _check_file(path: Path) -> None:
+def check_checkpoint_file(path: Path) -> None:
+    """Fail with one line when ``path`` is not a readable, non-empty file to read a checkpoint from
+    (missing, a directory, ``-``, ...)."""
     refuse_stdin(path, what="checkpoint")
     check_input_file(
         path, what="a checkpoint file", dir_hint="give the checkpoint file inside it", empty_hint="the copy or download did not finish; fetch it again"
@@ -279,7 +296,7 @@ def _plain_pickle_error(path: Path) -> TvexportError:
 
 
 def _torch_load(path: Path) -> Any:
-    _check_file(path)
+    check_checkpoint_file(path)
     artifact = identify(path)  # an exported model where a checkpoint belongs: say what it is
     if artifact is not None:
         raise artifact.not_a_checkpoint()

@@ -7,8 +7,12 @@ User mistakes surface as one red line on stderr and exit code 2 (1 for a numeric
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -27,7 +31,46 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_state = {"verbose": False}
+_state: dict[str, object] = {"verbose": False, "signal": None}
+
+# Signals that end a run from outside (`kill`, `timeout`, a cancelled CI job, a closed terminal).
+# Python's default action for them kills the process at once, leaving the temporary file of an
+# output being written; raised as KeyboardInterrupt they clean up as Ctrl-C does.
+_TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    _state["signal"] = signum
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _terminating_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt for the duration of one command (only where
+    they have Python's default action: a signal the caller ignores, e.g. nohup's SIGHUP, stays
+    ignored; only the main thread can set handlers)."""
+    _state["signal"] = None
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in _TERMINATING:
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, _terminate)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted() -> int:
+    """Say how the run was stopped (nothing was left half-written) and return the exit code: 130
+    for Ctrl-C, 128 + the signal's number for SIGTERM/SIGHUP, as a shell reports them."""
+    signum = _state["signal"]
+    if isinstance(signum, int):
+        err_console.print(f"[red]terminated by {signal.Signals(signum).name}[/red] (no partial output was written)")
+        return 128 + signum
+    err_console.print("[red]interrupted[/red] (no partial output was written)")
+    return 130
 
 
 def _print_version(value: bool) -> None:
@@ -63,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         args = ["--verbose", *(a for a in args if a not in ("--verbose", "-v"))]
     _register()
     try:
-        app(args=args, prog_name="tvexport")  # standalone mode: usage errors print and exit 2
+        with _terminating_as_interrupt():
+            app(args=args, prog_name="tvexport")  # standalone mode: usage errors print and exit 2
         return 0
     except SystemExit as ex:
         code = ex.code
-        if code == 130:  # typer turned Ctrl-C into exit 130
-            err_console.print("[red]interrupted[/red] (no partial output was written)")
+        if code == 130:  # typer turned Ctrl-C (or SIGTERM/SIGHUP, raised as it) into exit 130
+            return _interrupted()
         return code if isinstance(code, int) else (0 if code is None else EXIT_BAD_INPUT)
     except TvexportError as ex:
         if _state["verbose"]:
@@ -76,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error:[/bold red] {escape(str(ex))}", highlight=False, soft_wrap=True)
         return ex.exit_code
     except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/red] (no partial output was written)")
-        return 130
+        return _interrupted()
     except Exception as ex:  # noqa: BLE001 - the one place that turns bugs into a clean line
         if _state["verbose"]:
             traceback.print_exc()

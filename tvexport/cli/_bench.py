@@ -167,8 +167,9 @@ def bench_cmd(
     inputs = {"SRC": Path(source), "--baseline": baseline}  # --force overwrites reports, never these
     check_report_paths({**files, "--plot": plot}, inputs=inputs, force=force)  # before any work
     if plot is not None:
-        from ..profile.plot import require_matplotlib
+        from ..profile.plot import check_plot_path, require_matplotlib
 
+        check_plot_path(plot, what="--plot")
         require_matplotlib()
     batches = _batches(batch or ["1"])
     if not (math.isfinite(cv_warn) and cv_warn > 0):  # NaN and inf too: they would never warn

@@ -256,13 +256,20 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
         raise TvexportError(f"{path} could not be read ({err.strerror or err})", hint="check the file") from None
     if x.dtype.kind != "f":
         raise TvexportError(f"{path}: input dtype is {x.dtype}, expected floating point", hint="save it as float32")
+    saved = tuple(x.shape)
     if x.ndim == len(expected):
         x = x[None]
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
-        raise TvexportError(
-            f"{path}: input has shape {tuple(x.shape)}, but {arch} expects (N, {', '.join(map(str, expected))})",
-            hint="TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)",
-        )
+        want = f"(N, {', '.join(map(str, expected))})"
+        if x.ndim == len(expected) + 1 and tuple(x.shape[1:]) == (*expected[1:], expected[0]):  # (N, H, W, C), as PIL/OpenCV images come
+            one = len(saved) == len(expected)  # one image, (H, W, C)
+            hint = (f"it is channels-last ({'' if one else 'N, '}H, W, {expected[0]}); save it as {want}: "
+                    f"numpy.save(path, x.transpose({'2, 0, 1' if one else '0, 3, 1, 2'}))")
+        elif x.ndim == len(expected) + 1 and x.shape[1] == expected[0]:  # only H x W differ
+            hint = "TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)"
+        else:
+            hint = f"save an array of shape {want}"
+        raise TvexportError(f"{path}: input has shape {saved}, but {arch} expects {want}", hint=hint)
     if x.shape[0] == 0:  # nothing would be compared: never a pass
         raise TvexportError(f"{path}: input holds no rows (shape {tuple(x.shape)})", hint=f"save at least one ({', '.join(map(str, expected))}) image")
     with np.errstate(over="ignore"):

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_output
-from ..errors import missing
+from ..errors import TvexportError, missing
 from .report import check_report_paths
 
-__all__ = ["plot_ratio_grid", "plot_report", "report_figure", "require_matplotlib"]
+__all__ = ["check_plot_path", "plot_ratio_grid", "plot_report", "report_figure", "require_matplotlib"]
 
 COLORS = {"tvconv": "#d62728", "dwconv": "#1f77b4", "dense": "#7f7f7f"}
 
@@ -26,6 +26,22 @@ def require_matplotlib() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+# Suffixes of other image and document formats: named as such in the message, and replaced by .png in the hint.
+_OTHER_FORMATS = (".svg", ".svgz", ".pdf", ".jpg", ".jpeg", ".gif", ".webp", ".tif", ".tiff", ".bmp", ".eps", ".ps")
+
+
+def check_plot_path(path: str | Path, *, what: str = "path") -> None:
+    """Refuse a plot file whose name does not end in .png (``what``: its name in messages, e.g.
+    ``"--plot"``): the plots are PNG images, and PNG bytes in a .svg or .jpg open as a broken file."""
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        return
+    other = path.suffix.lower() in _OTHER_FORMATS
+    fixed = path.with_suffix(".png").name if other else f"{path.name}.png"
+    said = f", and {path.suffix} names another format" if other else ""
+    raise TvexportError(f"{what} {path}: the plot is a PNG image{said}", hint=f"name it {fixed}")
 
 
 def _save(fig: Any, path: Path, *, force: bool) -> Path:
@@ -133,6 +149,7 @@ def plot_report(
     ratios, and the per-layer view (time vs memory floor) when the report has one. ``path`` is
     refused as for ``write_reports``, e.g. when it is one of ``inputs`` (name in messages -> file)."""
     check_report_paths({"path": path}, inputs=inputs, force=force)
+    check_plot_path(path)
     return _save(report_figure(report), Path(path), force=force)
 
 
@@ -158,6 +175,7 @@ def plot_ratio_grid(
     ``path`` is refused as for ``write_reports``, e.g. when it is one of ``inputs`` (name in messages
     -> file, e.g. the saved reports plotted)."""
     check_report_paths({"path": path}, inputs=inputs, force=force)
+    check_plot_path(path)
     plt = require_matplotlib()
     n = len(reports)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False, sharey=True)
