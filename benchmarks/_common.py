@@ -86,16 +86,28 @@ def read_render(args: argparse.Namespace, *, schema: str | None = None) -> dict[
 def rerender(args: argparse.Namespace, name: str, render: Callable[[dict[str, Any], Path, str], None], *,
              schema: str | None = None) -> dict[str, Any] | None:
     """With ``--render JSON``: rewrite the .md/.json/.png from that run (read by ``read_render``) and
-    return its result. A result that lacks what ``render`` reads (edited, or written by a version of
-    the script with other fields) is refused in one line."""
+    return its result. ``render`` writes into a scratch directory, and its files replace those in
+    ``--out`` only once it has finished: a result that lacks a field ``render`` reads (edited, or
+    written by a version of the script with other fields) is refused in one line with every output
+    untouched. Other errors in ``render`` (its own bugs) keep their traceback, and also write nothing."""
+    import shutil
+    import tempfile
+
     result = read_render(args, schema=schema)
     if result is None:
         return None
-    try:
-        render(result, args.out, name)
-    except (KeyError, IndexError, TypeError) as err:
-        refuse(f"--render {args.render}: the result lacks what this script's report reads ({type(err).__name__}: {err}); "
-               "re-render it with the commit that wrote it (its row in benchmarks/results/README.md names it)")
+    with tempfile.TemporaryDirectory(prefix="tvexport-render-") as scratch:
+        try:
+            render(result, Path(scratch), name)
+        except KeyError as err:  # a field of the file; IndexError/TypeError are more often the code's than the file's
+            refuse(f"--render {args.render}: the result lacks what this script's report reads (KeyError: {err}); "
+                   "re-render it with the commit that wrote it (its row in benchmarks/results/README.md names it)")
+        from tvexport._io import atomic_output
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        for made in sorted(Path(scratch).iterdir()):
+            with atomic_output(args.out / made.name, force=True) as tmp:
+                shutil.copyfile(made, tmp)
     return result
 
 

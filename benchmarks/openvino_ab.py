@@ -242,9 +242,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.rounds, args.block = 2, 1
     if (old := _common.read_render(args, schema=SCHEMA)) is not None:  # its switch (not --switch) names its outputs
         measured = old.get("switch", "channel-blocks")
-        if measured not in SWITCHES:
-            p.error(f"{args.render} was measured with --switch {measured}, which this checkout no longer has: re-render it "
-                    "from the commit its results row in benchmarks/results/README.md names")
+        if not isinstance(measured, str) or measured not in SWITCHES:  # a list would be unhashable: one line too
+            _common.refuse(f"--render {args.render}: measured with --switch {measured}, which this checkout no longer has; "
+                           "re-render it from the commit its results row in benchmarks/results/README.md names")
         return args
     if (args.switch == "build") != (args.extension_b is not None):
         p.error("--switch build takes --extension-b LIB (another checkout's `tvexport extension build openvino -o DIR`), "

@@ -2,7 +2,7 @@
 
     python benchmarks/openvino_process_state.py                       # face MobileNetV2 x0.1, batch 1
     python benchmarks/openvino_process_state.py --state clean --state layers --state 'layers@ENABLE_CPU_PINNING=NO'
-    python benchmarks/openvino_process_state.py --render benchmarks/results/openvino_process_state.json
+    python benchmarks/openvino_process_state.py --render benchmarks/results/openvino_process_state_zen3_x0_1_b1.json --name openvino_process_state_zen3_x0_1_b1
 
 One child process per state, all alive at once; each compiles the fused TV network (plugin graph,
 float32 kernels) and its DWConv network on OpenVINO (as benchmarks/openvino_fused.py does), and

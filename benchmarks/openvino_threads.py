@@ -2,7 +2,7 @@
 
     python benchmarks/openvino_threads.py                                  # face MobileNetV2 x0.1, batch 1, 1 vs 2 threads
     python benchmarks/openvino_threads.py --arch face_shufflenetv2_x1_0 --rounds 20
-    python benchmarks/openvino_threads.py --render benchmarks/results/openvino_threads.json
+    python benchmarks/openvino_threads.py --render benchmarks/results/openvino_threads_zen3_b1.json --name openvino_threads_zen3_b1
 
 One process, one network and batch: the plugin-form TV graph (float32 and/or int8 kernels, as
 benchmarks/openvino_fused.py builds them) and the DWConv network, each compiled once per thread

@@ -519,7 +519,7 @@ def test_sizes_too_large_for_memory_are_a_user_error(tmp_path: Path, face_ckpt: 
 def no_onnx_import(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test at any ``import onnx`` / ``import onnxruntime`` statement (a second's work, even
     where another test imported them already: the statement still runs through ``__import__``).
-    ``importlib.import_module`` bypasses it: ``test_aoti_refusals_import_neither_inductor_nor_onnx``
+    ``importlib.import_module`` bypasses it: ``test_export_size_refusals_import_neither_inductor_nor_onnx``
     checks a fresh process's every import instead."""
     real = builtins.__import__
 
@@ -581,7 +581,7 @@ def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monk
     options (a second), ``tvexport bench`` built the TV network and its baselines (seconds), and only
     then refused the size; ``--format aoti`` imported Inductor's config (~2 s) to find the C++
     compiler first. Now the same line comes before that work (that no Inductor module is imported:
-    ``test_aoti_refusals_import_neither_inductor_nor_onnx``, in a fresh process)."""
+    ``test_export_size_refusals_import_neither_inductor_nor_onnx``, in a fresh process)."""
     from tvexport import errors
 
     monkeypatch.setattr(errors, "memory_limit", lambda: 8 << 30, raising=False)  # whatever the machine has
@@ -603,15 +603,17 @@ def test_cli_refuses_sizes_too_large_for_memory_before_onnx_or_the_networks(monk
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="caps the address space with RLIMIT_AS")
-@pytest.mark.parametrize(("compiler", "expected"), [
-    ("found", "error: not enough memory to export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
-    ("missing", "error: AOTInductor needs a C++ compiler, and 'g++' was not found"),
-])
-def test_aoti_refusals_import_neither_inductor_nor_onnx(tmp_path: Path, face_ckpt: Path, compiler: str, expected: str) -> None:
-    """``export --format aoti --batch 1000000000`` in a fresh process, with g++ on PATH (a stand-in)
-    or none: one line, exit 2, before any import of ``torch._inductor`` (its config: ~2 s) or onnx,
-    by any route (``-X importtime`` lists them all; the in-process ``__import__`` guard used before
-    missed ``importlib.import_module`` and torch's lazy submodules). Without a compiler, the
+@pytest.mark.parametrize(("options", "compiler", "expected"), [
+    (["--format", "aoti"], "found", "error: not enough memory to export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
+    (["--format", "aoti"], "missing", "error: AOTInductor needs a C++ compiler, and 'g++' was not found"),
+    (["--no-simplify"], "found", "error: not enough memory to export {src} with a batch of 1000000000 (an input of 110592.0 GB"),
+], ids=["aoti-found", "aoti-missing", "onnx"])
+def test_export_size_refusals_import_neither_inductor_nor_onnx(tmp_path: Path, face_ckpt: Path, options: list[str], compiler: str,
+                                                               expected: str) -> None:
+    """``export --batch 1000000000`` (ONNX, or ``--format aoti`` with g++ on PATH, a stand-in, or
+    none) in a fresh process: one line, exit 2, before any import of ``torch._inductor`` (its config:
+    ~2 s) or onnx, by any route (``-X importtime`` lists them all; the in-process ``__import__`` guard
+    misses ``importlib.import_module`` and torch's lazy submodules). Without a compiler, the
     compiler's line comes first, though the size is too large too: the compiler is known from the
     machine alone (``check_options``, before the checkpoint is opened), the size only from the
     file's architecture (its input shape), and every refusal that needs no file comes before those
@@ -628,8 +630,9 @@ def test_aoti_refusals_import_neither_inductor_nor_onnx(tmp_path: Path, face_ckp
         (bin_dir / "g++").chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("CXX", "TORCH_INDUCTOR_INSTALL_GXX")}
     env |= {"PATH": str(bin_dir), "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tvexport", "export", str(face_ckpt), "--format", "aoti",
-                        "--batch", "1000000000", "-o", str(tmp_path / "huge.pt2")],
+    out = tmp_path / ("huge.pt2" if "aoti" in options else "huge.onnx")
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tvexport", "export", str(face_ckpt), *options,
+                        "--batch", "1000000000", "-o", str(out)],
                        capture_output=True, text=True, env=env, preexec_fn=cap, timeout=300)
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
     heavy = sorted(m for m in imported if m.split(".")[0] in ("onnx", "onnxruntime") or m.startswith("torch._inductor"))

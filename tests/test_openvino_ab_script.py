@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,13 +60,17 @@ def test_build_ab_refusals(args: list[str], says: str, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_render_of_a_removed_switch_refused(tmp_path: Path) -> None:
-    """A results JSON measured with a switch this checkout no longer has is refused in one line."""
+@pytest.mark.parametrize("switch", ["no-such-switch", ["not", "a", "name"]], ids=["removed", "a-list"])
+def test_render_of_a_removed_switch_refused(tmp_path: Path, switch: Any) -> None:
+    """A results JSON measured with a switch this checkout no longer has (or whose switch is no name)
+    is refused in one line: before, argparse's usage block came first (and a list was a TypeError)."""
     old = tmp_path / "old.json"
-    old.write_text(json.dumps({"schema": "tvexport.bench.openvino_ab", "switch": "no-such-switch", "cases": []}))
+    old.write_text(json.dumps({"schema": "tvexport.bench.openvino_ab", "switch": switch, "cases": []}))
     run = run_script(SCRIPT, "--render", str(old), "--out", str(tmp_path / "out"))
-    assert run.returncode == 2 and "--switch no-such-switch, which this checkout no longer has" in run.stderr
-    assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 2 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert lines[0].startswith(f"error: --render {old}: measured with --switch {switch}, which this checkout no longer has"), lines[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_switch_in_the_table_is_an_option(ab: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1223,6 +1223,44 @@ def test_benchmark_percentiles_are_the_profiling_ones() -> None:
     assert timing.to_dict()["p90_us"] == pytest.approx(3.7) and timing.to_dict()["p50_us"] == percentile(timing.samples_us, 50)
 
 
+def test_benchmark_rerender_refusal_writes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/_common.rerender: a result that lacks a field only a late step of ``render`` reads
+    (bake_speedup, compressed_kernels, headline, openvino_fused and resize_accuracy write the .md and
+    .json, then plot) is refused in one line with the outputs in ``--out`` untouched (before: the .md
+    and .json were already rewritten), and another error in ``render`` (a bug of the script) keeps
+    its traceback instead of a line that blames the file (before: any TypeError or IndexError)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    _common = importlib.import_module("_common")
+    src, out = tmp_path / "old.json", tmp_path / "out"
+    src.write_text('{"rows": []}')
+    out.mkdir()
+    (out / "r.md").write_text("kept")
+    args = types.SimpleNamespace(render=src, out=out)
+
+    def render(error: Exception) -> Any:
+        def write_then_fail(result: dict[str, Any], where: Path, name: str) -> None:
+            (where / f"{name}.md").write_text("new")
+            (where / f"{name}.json").write_text("{}")
+            raise error
+        return write_then_fail
+
+    with pytest.raises(SystemExit) as stop:
+        _common.rerender(args, "r", render(KeyError("speedup")))
+    lines = capsys.readouterr().err.splitlines()
+    assert stop.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: --render {src}: the result lacks what this script's report reads (KeyError: 'speedup')"), lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["r.md"] and (out / "r.md").read_text() == "kept"
+    with pytest.raises(TypeError, match="a bug"):
+        _common.rerender(args, "r", render(TypeError("a bug")))
+    assert sorted(p.name for p in out.iterdir()) == ["r.md"] and (out / "r.md").read_text() == "kept"
+
+    def fine(result: dict[str, Any], where: Path, name: str) -> None:
+        (where / f"{name}.md").write_text("new")
+
+    assert _common.rerender(args, "r", fine) == {"rows": []}
+    assert sorted(p.name for p in out.iterdir()) == ["r.md"] and (out / "r.md").read_text() == "new"
+
+
 def test_benchmark_interleaved_drops_dirty_rounds_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:
     """benchmarks/_timing.interleaved: with at least max(3, rounds // 2) clean rounds the dirty ones
     are dropped even below ``rounds``; with fewer they are kept; every candidate keeps the same rounds."""

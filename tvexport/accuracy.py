@@ -300,12 +300,14 @@ class DepthwiseByDefinition(nn.Module):
 
     @staticmethod
     def applies_to(m: nn.Module) -> bool:
-        """Whether ``m`` is a depthwise ``nn.Conv2d`` this class can compute (groups = in = out channels, zero padding)."""
+        """Whether ``m`` is a depthwise ``nn.Conv2d`` this class can compute (groups = in = out channels > 1,
+        padding_mode 'zeros' with numeric padding, not 'same'/'valid')."""
         return (isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
                 and m.padding_mode == "zeros" and isinstance(m.padding, tuple))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolution of ``x``: the k*k taps' shifted input views times their per-channel weights, summed."""
+        """The convolution of ``x``: the k*k taps' shifted input views times their per-channel weights, summed,
+        plus the bias."""
         (sh, sw), (dh, dw), (ph, pw) = self.stride, self.dilation, self.padding
         c, _, kh, kw = self.weight.shape
         xp = torch.nn.functional.pad(x, (pw, pw, ph, ph))

@@ -142,7 +142,8 @@ class ArchSpec:
     reference_names: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def name_of(self, cfg: ArchConfig) -> str:
-        """The registry name of ``cfg``: the family, plus ``_x<width>`` where the family has several widths."""
+        """The registry name of ``cfg``: the family, plus ``_x<width>`` with ``_`` for the point (``_x0_1``,
+        ``_x1_0``) where the family has several widths."""
         if len(self.widths) <= 1:
             return self.family
         return f"{self.family}_x{_width_tag(cfg.width)}"

@@ -50,7 +50,8 @@ class Network:
         return config_of(model)
 
     def form(self, form: Form) -> nn.Module | None:
-        """The network in ``form``: unbaked (None for a baked file) or baked (made and verified on first use)."""
+        """The network in ``form``: unbaked (None for a baked file) or baked (a baked file's, else made on
+        first use: the TV network's bake verified against the unbaked one, a baseline's only BatchNorm-folded)."""
         if form == "unbaked":
             return self.unbaked
         if self.baked_model is None:
