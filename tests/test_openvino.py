@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -1244,6 +1245,40 @@ def test_failed_or_killed_builds_leave_no_build_directory(tmp_path: Path, monkey
     with pytest.raises(TvexportError, match="error: broken"):
         build_extension(force=True)
     assert not list(root.glob(".build-*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; process groups are POSIX")
+def test_an_interrupted_build_step_ends_the_processes_it_started(tmp_path: Path) -> None:
+    """An interrupted build step (Ctrl-C, or SIGTERM raised as it by the CLI) ends what cmake
+    started too (ninja, the compilers), not cmake alone (before: subprocess.run killed only its
+    own child; the grandchild ran on)."""
+    import signal
+
+    pidfile = tmp_path / "pid"
+    step = ["sh", "-c", f"sleep 60 & echo $! > '{pidfile}'; wait"]  # cmake, and a compiler it started
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(KeyboardInterrupt):
+            _build._run(step, log=[], cwd=tmp_path)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{grandchild}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            state = "gone"
+        if state in ("gone", "Z", "X"):
+            break
+        time.sleep(0.05)
+    assert state in ("gone", "Z", "X"), f"the step's child {grandchild} still runs ({state})"
 
 
 def test_openvino_fused_available_agrees_with_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

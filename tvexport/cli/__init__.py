@@ -7,12 +7,10 @@ User mistakes surface as one red line on stderr and exit code 2 (1 for a numeric
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -35,31 +33,46 @@ _state: dict[str, object] = {"verbose": False, "signal": None}
 
 # Signals that end a run from outside (`kill`, `timeout`, a cancelled CI job, a closed terminal).
 # Python's default action for them kills the process at once, leaving the temporary file of an
-# output being written; raised as KeyboardInterrupt they clean up as Ctrl-C does.
+# output being written; the `tvexport` process (run(), not an in-process main() call, whose
+# caller owns the process's signals) raises the first one as KeyboardInterrupt, cleans up as for
+# Ctrl-C, then ends by that signal; a second one kills at once.
 _TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # one-shot: a second signal is not held up by the clean-up
     _state["signal"] = signum
     raise KeyboardInterrupt
 
 
-@contextmanager
-def _terminating_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into KeyboardInterrupt for the duration of one command (only where
-    they have Python's default action: a signal the caller ignores, e.g. nohup's SIGHUP, stays
-    ignored; only the main thread can set handlers)."""
+def _terminating_as_interrupt() -> None:
+    """Make SIGTERM/SIGHUP raise KeyboardInterrupt once, where they have Python's default action
+    (a signal the caller ignores, e.g. nohup's SIGHUP, stays ignored)."""
     _state["signal"] = None
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in _TERMINATING:
-            if signal.getsignal(signum) is signal.SIG_DFL:
-                previous[signum] = signal.signal(signum, _terminate)
+    for signum in _TERMINATING:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _terminate)
+
+
+def _end_by_signal() -> None:
+    """Where a terminating signal stopped the command: end the process by that signal (default
+    action), so that its parent sees what a shell reports as 128 + the signal's number."""
+    signum = _state["signal"]
+    if isinstance(signum, int):
+        signal.signal(signum, signal.SIG_DFL)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os.kill(os.getpid(), signum)
+
+
+def _say(text: str) -> None:
     try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        err_console.print(text)
+    except OSError:  # SIGHUP: the terminal is gone, and with it stderr
+        pass
 
 
 def _interrupted() -> int:
@@ -67,9 +80,9 @@ def _interrupted() -> int:
     for Ctrl-C, 128 + the signal's number for SIGTERM/SIGHUP, as a shell reports them."""
     signum = _state["signal"]
     if isinstance(signum, int):
-        err_console.print(f"[red]terminated by {signal.Signals(signum).name}[/red] (no partial output was written)")
+        _say(f"[red]terminated by {signal.Signals(signum).name}[/red] (no partial output was written)")
         return 128 + signum
-    err_console.print("[red]interrupted[/red] (no partial output was written)")
+    _say("[red]interrupted[/red] (no partial output was written)")
     return 130
 
 
@@ -99,15 +112,15 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tvexport`` script; returns the exit code."""
+    """Run one ``tvexport`` command line in this process and return its exit code (signal
+    handling is left to the caller; the ``tvexport`` script adds it, see run())."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["verbose"] = "--verbose" in args or "-v" in args
     if _state["verbose"]:  # accepted anywhere, as the error lines suggest: `tvexport bake X --verbose`
         args = ["--verbose", *(a for a in args if a not in ("--verbose", "-v"))]
     _register()
     try:
-        with _terminating_as_interrupt():
-            app(args=args, prog_name="tvexport")  # standalone mode: usage errors print and exit 2
+        app(args=args, prog_name="tvexport")  # standalone mode: usage errors print and exit 2
         return 0
     except SystemExit as ex:
         code = ex.code
@@ -134,4 +147,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    """The ``tvexport`` process: SIGTERM/SIGHUP clean up as Ctrl-C does, then end it (see main)."""
+    _terminating_as_interrupt()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a signal after main's own handlers, before it returned
+        code = _interrupted()
+    _end_by_signal()
+    sys.exit(code)

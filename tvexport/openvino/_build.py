@@ -20,6 +20,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -229,10 +230,24 @@ def _read_sidecar(lib: Path) -> dict[str, Any] | None:
 
 
 def _run(cmd: list[str], *, log: list[str], cwd: Path) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    log += [f"$ {' '.join(cmd)}", proc.stdout, proc.stderr]
+    # In a process group of its own, ended whole if this process is interrupted (Ctrl-C, or
+    # SIGTERM raised as it by the CLI): subprocess.run would kill cmake alone, leaving the
+    # ninja and compiler processes it started running.
+    posix = hasattr(os, "killpg")
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=posix)
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if posix:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        proc.wait()
+        raise
+    log += [f"$ {' '.join(cmd)}", stdout, stderr]
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in (stderr + "\n" + stdout).splitlines() if ln.strip()]
         # a compiler diagnostic ("file:line: error: ...", "c++: error: ..."), else CMake's, else the last line:
         # a failed compiler check prints CMake's generic "CMake Error at ...cmake:63 (message):" first
         first = next((ln for ln in lines if re.search(r"\berror:", ln)), None) or next(
