@@ -27,7 +27,7 @@ from ._io import atomic_output, check_output_path, output_file
 from ._version import __version__
 from .accuracy import KERNEL_PRECISION, Comparison, GeneratedTVConv, Reference, Tolerance, check_random_input, compare_outputs, depthwise_by_definition_, random_inputs
 from .artifacts import check_output_suffix
-from .checkpoint import BAKED_FORMAT, Checkpoint, check_checkpoint_file, damaged_metadata, read_checkpoint, refuse_nonfinite
+from .checkpoint import BAKED_FORMAT, Checkpoint, damaged_metadata, output_beside, read_checkpoint, refuse_nonfinite
 from .errors import MismatchError, TvexportError, about_file, refuse_oversized_input, sized_by_user
 from .layers import BakedTVConv, TVConv, training_modes_kept
 from .models.loading import arch_config_for, build_from_state_dict, check_state_dict
@@ -545,14 +545,7 @@ def load_baked(path: str | Path, *, dtype: torch.dtype = torch.float32) -> nn.Mo
 
 def default_output(source: Path) -> Path:
     """``<stem>.baked.pt`` beside the input (``model.pth.tar`` -> ``model.baked.pt``)."""
-    if not source.name:  # ".", "/" (and "", which is "."): a directory, with no stem to name the output after
-        check_checkpoint_file(source)
-    name = source.name
-    for suffix in (".pth.tar", ".ckpt", ".pth", ".pt", ".tar"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return source.with_name(f"{name}.baked.pt")
+    return output_beside(source, ".baked.pt")
 
 
 # --------------------------------------------------------------------------------------------

@@ -288,6 +288,25 @@ def _scan_pickle(path: Path, *, max_ops: int = 10_000_000) -> _PickleScan:
     return _PickleScan([name for name in found if not name.startswith(allowed)], plain=plain)
 
 
+# A checkpoint file's suffixes, longest first where one ends another (".pth.tar" before ".tar").
+CHECKPOINT_SUFFIXES = (".pth.tar", ".ckpt", ".pth", ".pt", ".tar")
+
+
+def output_beside(source: Path, suffix: str, *, strip: tuple[str, ...] = CHECKPOINT_SUFFIXES) -> Path:
+    """``source`` with the first of ``strip`` it ends in replaced by ``suffix`` (``model.pth.tar``,
+    ".baked.pt" -> ``model.baked.pt``); a directory-like ``.`` or ``/`` (and ``""``, which is
+    ``.``), with no name to take, fails with the input's one line."""
+    source = Path(source)
+    if not source.name:
+        check_checkpoint_file(source)
+    name = source.name
+    for end in strip:
+        if name.endswith(end):
+            name = name[: -len(end)]
+            break
+    return source.with_name(name + suffix)
+
+
 def _plain_pickle_error(path: Path) -> TvexportError:
     return TvexportError(
         f"{path} is a plain Python pickle (pickle.dump), not a file torch.save wrote; {_NEEDS}",

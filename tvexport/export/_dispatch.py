@@ -12,7 +12,7 @@ from torch import nn
 
 from .._io import check_output_path, output_file, refuse_input_as_output
 from ..artifacts import export_format_of, external_data_path
-from ..checkpoint import check_checkpoint_file
+from ..checkpoint import CHECKPOINT_SUFFIXES, output_beside
 from ..errors import TvexportError, refuse_oversized_input, sized_by_user
 from ..models.registry import ArchConfig
 from ..quantize import KernelDType
@@ -85,14 +85,7 @@ def export_model(model: nn.Module, output: Path, *, format: str | None = None, *
 
 def default_output(source: Path, format: str) -> Path:
     """``<stem>.onnx`` / ``<stem>.pt2`` beside the source (``net.baked.pt`` -> ``net.onnx``)."""
-    if not Path(source).name:  # ".", "/" (and "", which is "."): a directory, with no stem to name the output after
-        check_checkpoint_file(Path(source))
-    name = Path(source).name
-    for suffix in (".baked.pt", ".pth.tar", ".ckpt", ".pth", ".pt", ".tar"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return Path(source).with_name(name + FORMATS[format][2])
+    return output_beside(source, FORMATS[format][2], strip=(".baked.pt", *CHECKPOINT_SUFFIXES))
 
 
 def _reject(format: str, *, picked_by: Path | None = None, **given: bool) -> None:
