@@ -435,6 +435,17 @@ def test_baked_output_named_as_another_artefact_is_refused_before_any_work(cli, 
         bake_module.check_baked_output(tmp_path / fine, source=source)
 
 
+def test_save_baked_of_something_else_says_what_to_pass(tmp_path: Path) -> None:
+    """save_baked given the model itself (before: AttributeError "'X' object has no attribute
+    'model'" from inside baked_payload) or bake_checkpoint's record says what to pass; nothing written."""
+    model = make_model(tv=SMALL_TV)
+    with pytest.raises(TypeError, match=r"^save_baked takes a BakeResult, not \w+; bake the model first: save_baked\(bake_model\(model\), path\)$"):
+        save_baked(model, tmp_path / "m.baked.pt")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"not dict; pass what bake_model returns$"):
+        save_baked({}, tmp_path / "m.baked.pt")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bake_refusals_say_what_to_do_instead(cli, tmp_path: Path, face_ckpt: Path) -> None:
     """Before: a DWConv baseline was "nothing to bake" with no fix, and a baked file given with
     --input-size was told "export it directly" although a re-bake was asked for."""

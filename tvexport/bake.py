@@ -480,6 +480,17 @@ def check_baked_output(path: str | Path, *, source: Path | None = None) -> None:
     check_output_suffix(path, writes="baked", by="tvexport bake", source=source)
 
 
+def _not_a_bake_result(result: object) -> str:
+    """What save_baked says where it is given something other than a BakeResult, and what to pass."""
+    if isinstance(result, BakedCheckpoint):
+        fix = "bake_checkpoint has saved it already; to save it again pass its .result"
+    elif isinstance(result, nn.Module):
+        fix = "bake the model first: save_baked(bake_model(model), path)"
+    else:
+        fix = "pass what bake_model returns"
+    return f"save_baked takes a BakeResult, not {type(result).__name__}; {fix}"
+
+
 def save_baked(result: BakeResult, path: str | Path, *, force: bool = False, source: Path | None = None) -> Path:
     """Write ``result`` to ``path`` atomically (temporary file in the same directory, then rename).
 
@@ -489,6 +500,8 @@ def save_baked(result: BakeResult, path: str | Path, *, force: bool = False, sou
     """
     path = Path(path)
     check_baked_output(path, source=source)
+    if not isinstance(result, BakeResult):
+        raise TypeError(_not_a_bake_result(result))
     payload = baked_payload(result, source=source)
     with atomic_output(path, force=force) as tmp:
         torch.save(payload, tmp)
