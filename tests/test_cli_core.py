@@ -236,6 +236,26 @@ def test_output_dash_is_refused_before_any_work(cli, tmp_path: Path, face_ckpt: 
     assert not (tmp_path / "-").exists() and not (tmp_path / "-.json").exists()
 
 
+def test_extension_build_to_an_empty_name_is_refused_before_any_work(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `extension build openvino -o ""` (an unset variable) built into the current directory:
+    typer read "" as Path(".")."""
+    import tvexport.openvino._build as ov_build
+    from tvexport.openvino import build_extension
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before -o '' was refused")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ov_build, "_requirements", no_work)
+    r = cli("extension", "build", "openvino", "-o", "")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0] == "error: output directory '' is an empty name (an unset variable?); give a directory for the library with -o (. for the current one)", lines[0]
+    with pytest.raises(TvexportError, match="empty name"):
+        build_extension(output_dir="")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
 @pytest.mark.parametrize(("command", "output"), [
     (["bake"], "/proc/a.baked.pt"), (["export"], "/proc/a.onnx"), (["export", "--format", "aoti"], "/proc/a.pt2"),

@@ -317,10 +317,13 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     It is built into the cache (``cache_dir()/<key>/``), where runners look for it. With
     ``output_dir`` it is then copied there too, with a ``.json`` sidecar (key, openvino,
     compiler); a library already there from other sources or another openvino is replaced only
-    with ``force``. Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
+    with ``force``; an empty ``output_dir`` string is refused (``"."`` names the current
+    directory). Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
     """
     if output_dir is not None:
         refuse_stdout(output_dir, what="a directory (for the library)")
+        if isinstance(output_dir, str) and not output_dir:  # Path("") would be ".": an unset variable builds into the current directory
+            raise TvexportError("output directory '' is an empty name (an unset variable?)", hint="give a directory for the library with -o (. for the current one)")
     _, version, _, cxx, _ = _requirements()
     key = _key(version, _compiler_identity(cxx))
     root = cache_dir()
