@@ -279,6 +279,32 @@ def test_output_where_nothing_can_be_created_is_refused_before_any_work(cli, fac
     assert lines[0].startswith("error: cannot write in /proc (") and lines[0].endswith("; choose another output path"), lines[0]
 
 
+@pytest.mark.parametrize("command", [["bake"], ["export"], ["export", "--format", "aoti"]])
+def test_a_dangling_symlink_as_output_counts_as_existing(cli, face_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """Before: `-o link` where link points at nothing passed the "already exists" check (exists()
+    follows links) and the written file replaced the link without --force."""
+    from tvexport._io import check_output_path
+    from tvexport.export import _common
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the existing output was refused")
+
+    monkeypatch.setattr(importlib.import_module("tvexport.bake"), "bake_model", no_work)
+    monkeypatch.setattr(_common, "load_source", no_work)
+    link = tmp_path / {"bake": "a.baked.pt", "export": "a.onnx"}[command[0]]
+    if "aoti" in command:
+        link = link.with_suffix(".pt2")
+    link.symlink_to(tmp_path / "gone" / link.name)
+    r = cli(*command, face_ckpt, "-o", link)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0] == f"error: output {link} already exists; pass --force to overwrite it", lines[0]
+    assert link.is_symlink() and not link.exists()
+    with pytest.raises(TvexportError, match="already exists"):
+        check_output_path(link, force=False)
+    assert check_output_path(link, force=True) == link
+
+
 def test_output_directory_probe_leaves_nothing_behind(tmp_path: Path) -> None:
     from tvexport._io import check_output_dir, check_output_path
 
