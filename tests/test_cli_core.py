@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import make_model, write_checkpoint
+from conftest import make_model, split_importtime, write_checkpoint
 from tvexport.errors import TvexportError
 from tvexport.layers import BakedTVConv
 
@@ -680,9 +680,8 @@ def test_export_size_refusals_import_neither_inductor_nor_onnx(tmp_path: Path, f
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tvexport", "export", str(face_ckpt), *options,
                         "--batch", "1000000000", "-o", str(out)],
                        capture_output=True, text=True, env=env, preexec_fn=cap, timeout=300)
-    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    imported, lines = split_importtime(r.stderr)
     heavy = sorted(m for m in imported if m.split(".")[0] in ("onnx", "onnxruntime") or m.startswith("torch._inductor"))
-    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, lines
     assert lines[0].startswith(expected.format(src=face_ckpt)) and ("install g++" in lines[0]) == (compiler == "missing"), lines[0]
     assert not heavy, f"{heavy[:5]} imported before the refusal (seconds): refuse first"
