@@ -240,8 +240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:  # smoke run: numbers meaningless
         args.rounds, args.block = 2, 1
-    if (old := _common.read_render(args, schema=SCHEMA)) is not None:  # its switch (not --switch) names its outputs
-        measured = old.get("switch", "channel-blocks")
+    args.rendered = _common.read_render(args, schema=SCHEMA)  # read once: main re-renders it
+    if args.rendered is not None:  # its switch (not --switch) names its outputs
+        measured = args.rendered.get("switch", "channel-blocks")
         if not isinstance(measured, str) or measured not in SWITCHES:  # a list would be unhashable: one line too
             _common.refuse(f"--render {args.render}: measured with --switch {measured}, which this checkout no longer has; "
                            "re-render it from the commit its results row in benchmarks/results/README.md names")
@@ -413,8 +414,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 
 def main(args: argparse.Namespace | None = None) -> int:
     args = args or parse_args()
-    if (old := _common.read_render(args, schema=SCHEMA)) is not None:
-        _common.rerender(args, args.name or SWITCHES[old.get("switch", "channel-blocks")].name, render, schema=SCHEMA)
+    if args.rendered is not None:  # the --render file, as parse_args read and checked it
+        _common.rerender(args, args.name or SWITCHES[args.rendered.get("switch", "channel-blocks")].name, render, result=args.rendered)
         return 0
     switch = SWITCHES[args.switch]
     name = args.name or switch.name
