@@ -45,6 +45,7 @@ def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None
     case = result["cases"][0]
     assert case["extension_b"] == str(other) and case["kernel_b"] == case["kernel"]
     assert f"B: {case['kernel_b']} {other}." in (tmp_path / "ab.md").read_text()
+    assert case["candidates"] == list(case["tv_us"]["A"]) and len(case["candidates"]) == 17  # the build switch reaches every TV layer
 
 
 @pytest.mark.parametrize(("args", "says"), [
