@@ -84,16 +84,18 @@ def read_render(args: argparse.Namespace, *, schema: str | None = None) -> dict[
 
 
 def rerender(args: argparse.Namespace, name: str, render: Callable[[dict[str, Any], Path, str], None], *,
-             schema: str | None = None) -> dict[str, Any] | None:
-    """With ``--render JSON``: rewrite the .md/.json/.png from that run (read by ``read_render``) and
-    return its result. ``render`` writes into a scratch directory, and its files replace those in
-    ``--out`` only once it has finished: a result that lacks a field ``render`` reads (edited, or
-    written by a version of the script with other fields) is refused in one line with every output
-    untouched. Other errors in ``render`` (its own bugs) keep their traceback, and also write nothing."""
+             schema: str | None = None, result: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """With ``--render JSON``: rewrite the .md/.json/.png from that run (read by ``read_render``, or
+    ``result``, what a caller's read_render returned already) and return its result. ``render``
+    writes into a scratch directory, and its files replace those in ``--out`` only once it has
+    finished: a result that lacks a field ``render`` reads (edited, or written by a version of the
+    script with other fields) is refused in one line with every output untouched. Other errors in
+    ``render`` (its own bugs) keep their traceback, and also write nothing."""
     import shutil
     import tempfile
 
-    result = read_render(args, schema=schema)
+    if result is None:
+        result = read_render(args, schema=schema)
     if result is None:
         return None
     with tempfile.TemporaryDirectory(prefix="tvexport-render-") as scratch:

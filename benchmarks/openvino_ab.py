@@ -88,11 +88,6 @@ SEGMENT = 512  # kernel.hpp kSegment: channel blocks need C >= this (and stride 
 # imports of tvexport, torch and onnx: the reach functions use those only when called.
 
 
-def every_tv_node(graph: Any) -> list[str]:
-    """Every TV node of the graph (a switch that can change every TV layer)."""
-    return tv_nodes(graph)
-
-
 def channel_block_candidates(graph: Any) -> list[str]:
     """TV nodes the channel-block switch can reach: stride 1 and at least kSegment channels (run()
     also needs tiles narrower than k positions; the per-layer table shows which changed)."""
@@ -134,7 +129,7 @@ class Switch:
     b: str  # and in copy B
     title: str  # what A and B are
     b_means: str  # the B copy, for the text
-    reach: Callable[[Any], list[str]]  # the TV layers the switch can change
+    reach: Callable[[Any], list[str]] | None  # the TV layers the switch can change (None: every one)
     reach_means: str
     name: str  # default file stem
     arch: str  # default --arch
@@ -153,7 +148,7 @@ def block_bytes_switch(kib_b: int, name: str) -> Switch:
         f"A tiles (and channel blocks) of 384 KiB of stored kernels at batch > 1 (`TVEXPORT_OV_BLOCK_BYTES={384 * 1024}`: "
         f"TVX_BLOCK_BYTES, the kernel's budget before issue 17's stop 42), B {kib_b} KiB "
         f"(`TVEXPORT_OV_BLOCK_BYTES={kib_b * 1024}`), A' as A; int8 kernels: doubled in every copy where int8 wide tiles are on",
-        every_tv_node, "(all of them; batch > 1, where the budget changes a layer's tiles)", name, "face_mobilenetv2_x0_1", 16)
+        None, "(all of them; batch > 1, where the budget changes a layer's tiles)", name, "face_mobilenetv2_x0_1", 16)
 
 
 CHANNEL_BLOCK_REACH = (f"with stride 1 and C >= {SEGMENT} (the only ones the switch can change; they take the channel-block path "
@@ -168,7 +163,7 @@ SWITCHES = {
         "TVEXPORT_OV_SERIAL_BYTES", "0", str(2**62), "every TV layer on the thread pool (A) vs on the calling thread (B)",
         "A every TV layer split over the pool (`TVEXPORT_OV_SERIAL_BYTES=0`), B every one on the calling thread "
         f"(`TVEXPORT_OV_SERIAL_BYTES={2**62}`), A' as A",
-        every_tv_node, "(all of them)", "openvino_serial", "face_mobilenetv2_x0_1", 1),
+        None, "(all of them)", "openvino_serial", "face_mobilenetv2_x0_1", 1),
     "blocks-outer": Switch(
         "TVEXPORT_OV_BLOCKS_OUTER", "1", "0",
         "channel blocks outermost (A) vs row tiles outermost (B) in the channel-block path",
@@ -188,20 +183,20 @@ SWITCHES = {
         "until issue 17q, when openvino_nta_mnv2_* were measured, prefetcht1 since; the default but on AMD Zen 5 and later), "
         "B with the non-temporal hint (prefetchnta; `TVEXPORT_OV_KERNEL_NTA=1`; the default on AMD Zen 5 and later "
         "since issue 17ae; batch 1 only), A' as A",
-        every_tv_node, "(all of them)", "openvino_nta", "face_mobilenetv2_x0_1", 1),
+        None, "(all of them)", "openvino_nta", "face_mobilenetv2_x0_1", 1),
     "kernel-l2": Switch(
         "TVEXPORT_OV_KERNEL_L2", "0", "1", "kernel stream prefetched into L1 too (A) vs into L2 only (B)",
         "A each tap's kernel run prefetched into every cache level (prefetcht0, `TVEXPORT_OV_KERNEL_L2=0` while it "
         "was read; the default until issue 17q), B into L2 only (prefetcht1, `TVEXPORT_OV_KERNEL_L2=1`; the default "
         "since), A' as A; `TVEXPORT_OV_KERNEL_NTA=0` in every copy (at batch 1 the non-temporal hint, the default on "
         "AMD Zen 5 and later, would take precedence over both)",
-        every_tv_node, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1, (("TVEXPORT_OV_KERNEL_NTA", "0"),)),
+        None, "(all of them)", "openvino_kernel_l2", "face_mobilenetv2_x1_0", 1, (("TVEXPORT_OV_KERNEL_NTA", "0"),)),
     "kernel-rows": Switch(
         "TVEXPORT_OV_KERNEL_ROWS", "0", "1", "next row's kernel-run heads on demand (A) vs prefetched (B)",
         "A the next row's kernel runs fetched on demand at their heads (`TVEXPORT_OV_KERNEL_ROWS=0` while it was "
         "read; the kernel before issue 17aa), B the head of each tap's run in the next row prefetched while a row runs "
         "(`TVEXPORT_OV_KERNEL_ROWS=1`; the default since; batch 1 only), A' as A",
-        every_tv_node, "(all of them)", "openvino_kernel_rows", "face_mobilenetv2_x0_1", 1),
+        None, "(all of them)", "openvino_kernel_rows", "face_mobilenetv2_x0_1", 1),
     "int8-wide-tiles": Switch(
         "TVEXPORT_OV_INT8_WIDE_TILES", "0", "1", "int8 kernel tiles of TVX_BLOCK_BYTES (A) vs twice that (B) at batch > 1",
         "A int8 kernel tiles of TVX_BLOCK_BYTES (`TVEXPORT_OV_INT8_WIDE_TILES=0` while it was read; the kernel before issue 17ac, "
@@ -222,7 +217,7 @@ SWITCHES = {
         "", "", "", "this checkout's extension build (A) vs another build (B)",
         "A this checkout's extension (built from its ext/), B the library given by --extension-b (built from other sources), "
         "A' as A",
-        every_tv_node, "(all of them)", "openvino_build_ab", "face_mobilenetv2_x1_0", 1),
+        None, "(all of them)", "openvino_build_ab", "face_mobilenetv2_x1_0", 1),
 }
 
 
@@ -240,8 +235,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:  # smoke run: numbers meaningless
         args.rounds, args.block = 2, 1
-    if (old := _common.read_render(args, schema=SCHEMA)) is not None:  # its switch (not --switch) names its outputs
-        measured = old.get("switch", "channel-blocks")
+    args.rendered = _common.read_render(args, schema=SCHEMA)  # read once: main re-renders it
+    if args.rendered is not None:  # its switch (not --switch) names its outputs
+        measured = args.rendered.get("switch", "channel-blocks")
         if not isinstance(measured, str) or measured not in SWITCHES:  # a list would be unhashable: one line too
             _common.refuse(f"--render {args.render}: measured with --switch {measured}, which this checkout no longer has; "
                            "re-render it from the commit its results row in benchmarks/results/README.md names")
@@ -327,7 +323,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
         mean = mean_between(before[name], WARM, node_counters(r)[0], WARM + measured)
         layers[name] = {n: mean.get(n, float("nan")) for n in tv}
         other[name] = sum(v for n, v in mean.items() if n not in layers[name])
-    reach = switch.reach(graph)
+    reach = tv if switch.reach is None else switch.reach(graph)
     return {
         "kernel_dtype": kernel_dtype, "kernel": runners["A"].kernel, "extension": runners["A"].extension.parent.name,
         **({"extension_b": str(runners["B"].extension), "kernel_b": runners["B"].kernel,
@@ -413,8 +409,8 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
 
 def main(args: argparse.Namespace | None = None) -> int:
     args = args or parse_args()
-    if (old := _common.read_render(args, schema=SCHEMA)) is not None:
-        _common.rerender(args, args.name or SWITCHES[old.get("switch", "channel-blocks")].name, render, schema=SCHEMA)
+    if args.rendered is not None:  # the --render file, as parse_args read and checked it
+        _common.rerender(args, args.name or SWITCHES[args.rendered.get("switch", "channel-blocks")].name, render, result=args.rendered)
         return 0
     switch = SWITCHES[args.switch]
     name = args.name or switch.name

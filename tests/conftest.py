@@ -59,12 +59,23 @@ def run_script(script: Path, *args: str, python_options: tuple[str, ...] = ()) -
     return subprocess.run([sys.executable, *python_options, str(script), *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+def split_importtime(stderr: str) -> tuple[set[str], list[str]]:
+    """The stderr of a child run with ``-X importtime``: the modules it imported, and its other
+    non-blank lines (what it said itself)."""
+    imported, said = set(), []
+    for line in stderr.splitlines():
+        if line.startswith("import time:"):  # import time: self [us] | cumulative | module
+            imported.add(line.rsplit("|", 1)[-1].strip())
+        elif line.strip():
+            said.append(line)
+    return imported, said
+
+
 def heavy_imports(script: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """``run_script`` with ``-X importtime``: the run, and which of torch and tvexport it imported
     (a refusal of bad options must come before those imports: seconds each)."""
     run = run_script(script, *args, python_options=("-X", "importtime"))
-    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
-    return run, imported & {"torch", "tvexport"}
+    return run, split_importtime(run.stderr)[0] & {"torch", "tvexport"}
 
 
 def check_render_refusals(script: Path, tmp_path: Path) -> None:
@@ -77,7 +88,7 @@ def check_render_refusals(script: Path, tmp_path: Path) -> None:
         if text is not None:
             path.write_text(text)
         run, heavy = heavy_imports(script, "--render", str(path), "--out", str(tmp_path / "out"))
-        lines = [line for line in run.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+        lines = split_importtime(run.stderr)[1]
         assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: --render {path}: "), (name, run.stderr[-2000:])
         assert "give a .json that this script wrote" in lines[0], lines[0]
         assert not heavy, f"{sorted(heavy)} imported before --render {name} was refused: read it before the imports"

@@ -260,14 +260,16 @@ def test_bench_help_describes_bench_options(cli) -> None:
 
 
 @pytest.mark.parametrize(("name", "fixed"), [("bench.svg", "bench.png"), ("bench.JPG", "bench.png"), ("bench.pdf", "bench.png"), ("bench", "bench.png"),
-                                            ("bench_x0.1", "bench_x0.1.png")])
+                                            ("bench_x0.1", "bench_x0.1.png"), (".png", "plot.png"), (".svg", "plot.png")])
 def test_bench_plot_of_another_format_is_refused_before_the_run(cli, baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_run,
                                                                  name: str, fixed: str) -> None:
     """--plot writes a PNG whatever the name says. Before: `--plot bench.svg` ran the benchmark and
-    wrote PNG bytes into bench.svg (a browser or viewer shows a broken file)."""
+    wrote PNG bytes into bench.svg (a browser or viewer shows a broken file); `--plot .png` (a
+    suffix alone, e.g. "$NAME.png" with NAME unset) was told to "name it .png.png"."""
     monkeypatch.chdir(tmp_path)
     line = _one_line_error(cli("bench", baked, "-b", "torch-baked", *FAST, "--plot", name))
-    assert line.startswith(f"error: --plot {name}: the plot is a PNG image") and line.endswith(f"name it {fixed}"), line
+    said = f"{name} is a suffix alone, a hidden file with no name" if fixed == "plot.png" else "the plot is a PNG image"
+    assert line.startswith(f"error: --plot {name}: {said}") and line.endswith(f"name it {fixed}"), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.baked.pt"]
     r = cli("bench", baked, "-b", "torch-baked", *FAST, "--plot", "BENCH.PNG")  # .PNG is a PNG: past the checks, into the (stubbed) run
     assert r.exit_code == 3 and "the benchmark started" in r.stderr, r.stderr

@@ -734,3 +734,12 @@ def test_checkpoint_repr_is_a_summary_not_the_weights(face_ckpt: Path, tmp_path:
     baked = read_checkpoint(save_baked(bake_model(make_model(), verify=False), tmp_path / "m.baked.pt"))
     text = repr(baked)
     assert len(text) < 1500 and "tensor(" not in text and f"payload=<{len(baked.payload)} entries>" in text, text[:300]
+
+
+def test_checkpoint_repr_counts_tensors_only(tmp_path: Path) -> None:
+    """Before: a Checkpoint made by hand with a non-tensor entry was shown as "<2 tensors, 6 values>"
+    (every entry counted as a tensor, only tensors' values summed)."""
+    ckpt = Checkpoint(tmp_path / "m.pt", "state_dict", {"w": torch.zeros(2, 3), "step": 5})  # type: ignore[dict-item]
+    assert "state_dict=<1 tensor, 6 values, 1 other entry>" in repr(ckpt), repr(ckpt)
+    two = Checkpoint(tmp_path / "m.pt", "state_dict", {"w": torch.zeros(2, 3), "b": torch.zeros(3)})
+    assert "state_dict=<2 tensors, 9 values>" in repr(two), repr(two)

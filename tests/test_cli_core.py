@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import make_model, write_checkpoint
+from conftest import make_model, split_importtime, write_checkpoint
 from tvexport.errors import TvexportError
 from tvexport.layers import BakedTVConv
 
@@ -236,6 +236,26 @@ def test_output_dash_is_refused_before_any_work(cli, tmp_path: Path, face_ckpt: 
     assert not (tmp_path / "-").exists() and not (tmp_path / "-.json").exists()
 
 
+def test_extension_build_to_an_empty_name_is_refused_before_any_work(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `extension build openvino -o ""` (an unset variable) built into the current directory:
+    typer read "" as Path(".")."""
+    import tvexport.openvino._build as ov_build
+    from tvexport.openvino import build_extension
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before -o '' was refused")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ov_build, "_requirements", no_work)
+    r = cli("extension", "build", "openvino", "-o", "")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0] == "error: output directory '' is an empty name (an unset variable?); give a directory for the library with -o (. for the current one)", lines[0]
+    with pytest.raises(TvexportError, match="empty name"):
+        build_extension(output_dir="")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
 @pytest.mark.parametrize(("command", "output"), [
     (["bake"], "/proc/a.baked.pt"), (["export"], "/proc/a.onnx"), (["export", "--format", "aoti"], "/proc/a.pt2"),
@@ -257,6 +277,32 @@ def test_output_where_nothing_can_be_created_is_refused_before_any_work(cli, fac
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
     assert lines[0].startswith("error: cannot write in /proc (") and lines[0].endswith("; choose another output path"), lines[0]
+
+
+@pytest.mark.parametrize("command", [["bake"], ["export"], ["export", "--format", "aoti"]])
+def test_a_dangling_symlink_as_output_counts_as_existing(cli, face_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """Before: `-o link` where link points at nothing passed the "already exists" check (exists()
+    follows links) and the written file replaced the link without --force."""
+    from tvexport._io import check_output_path
+    from tvexport.export import _common
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the existing output was refused")
+
+    monkeypatch.setattr(importlib.import_module("tvexport.bake"), "bake_model", no_work)
+    monkeypatch.setattr(_common, "load_source", no_work)
+    link = tmp_path / {"bake": "a.baked.pt", "export": "a.onnx"}[command[0]]
+    if "aoti" in command:
+        link = link.with_suffix(".pt2")
+    link.symlink_to(tmp_path / "gone" / link.name)
+    r = cli(*command, face_ckpt, "-o", link)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0] == f"error: output {link} already exists; pass --force to overwrite it", lines[0]
+    assert link.is_symlink() and not link.exists()
+    with pytest.raises(TvexportError, match="already exists"):
+        check_output_path(link, force=False)
+    assert check_output_path(link, force=True) == link
 
 
 def test_output_directory_probe_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -634,9 +680,8 @@ def test_export_size_refusals_import_neither_inductor_nor_onnx(tmp_path: Path, f
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tvexport", "export", str(face_ckpt), *options,
                         "--batch", "1000000000", "-o", str(out)],
                        capture_output=True, text=True, env=env, preexec_fn=cap, timeout=300)
-    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    imported, lines = split_importtime(r.stderr)
     heavy = sorted(m for m in imported if m.split(".")[0] in ("onnx", "onnxruntime") or m.startswith("torch._inductor"))
-    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, lines
     assert lines[0].startswith(expected.format(src=face_ckpt)) and ("install g++" in lines[0]) == (compiler == "missing"), lines[0]
     assert not heavy, f"{heavy[:5]} imported before the refusal (seconds): refuse first"

@@ -421,3 +421,7 @@ def test_input_of_the_wrong_layout_or_channels_gets_the_right_hint(tmp_path: Pat
         said = refusal(shape)
         assert "save an array of shape (N, 3, 96, 112)" in said and "--input-size" not in said, said
     assert "tvexport bake --input-size re-bakes for another" in refusal((2, 3, 64, 64))
+    # channels-last and of another size (before: only "save an array of shape (N, 3, 96, 112)", nothing on the layout)
+    assert refusal((2, 64, 80, 3)).endswith("; it is channels-last (N, H, W, 3) and 64x80, not 96x112: transpose it (x.transpose(0, 3, 1, 2)) "
+                                           "and resize it to 96x112, or re-bake for 64x80 (tvexport bake --input-size 64x80)")
+    assert "channels-last (H, W, 3) and 64x80" in refusal((64, 80, 3)) and "x.transpose(2, 0, 1)" in refusal((64, 80, 3))

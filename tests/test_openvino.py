@@ -1093,6 +1093,19 @@ def test_build_to_a_missing_or_unwritable_directory_is_refused_before_compiling(
     assert list((tmp_path / "ro").iterdir()) == []
 
 
+def test_build_to_a_directory_holding_a_dangling_symlink_needs_force(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a dangling symlink where the library goes passed the "exists" check (exists()
+    follows links) and the build replaced it without --force."""
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))
+    (tmp_path / "out").mkdir()
+    link = tmp_path / "out" / _build.LIBRARY
+    link.symlink_to(tmp_path / "gone.so")
+    r = cli("extension", "build", "openvino", "-o", tmp_path / "out")
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {link} exists and was built from other sources or for another openvino; pass --force to replace it", r.stderr
+    assert link.is_symlink() and sorted(p.name for p in (tmp_path / "out").iterdir()) == [link.name]
+
+
 @pytest.mark.parametrize("where", ["file", "under-a-file"])
 def test_unusable_cache_dir_one_line(where: str, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: TVEXPORT_CACHE_DIR naming a file was an internal error (NotADirectoryError, exit 3)

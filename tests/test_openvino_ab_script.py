@@ -45,6 +45,7 @@ def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None
     case = result["cases"][0]
     assert case["extension_b"] == str(other) and case["kernel_b"] == case["kernel"]
     assert f"B: {case['kernel_b']} {other}." in (tmp_path / "ab.md").read_text()
+    assert case["candidates"] == list(case["tv_us"]["A"]) and len(case["candidates"]) == 17  # the build switch reaches every TV layer
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -78,6 +79,24 @@ def test_a_switch_in_the_table_is_an_option(ab: ModuleType, monkeypatch: pytest.
     kept in step by an assert at import, so a switch added to the table alone was 'invalid choice')."""
     monkeypatch.setitem(ab.SWITCHES, "test-switch", ab.SWITCHES["serial"])
     assert ab.parse_args(["--switch", "test-switch", "--out", str(tmp_path)]).switch == "test-switch"
+
+
+def test_render_reads_its_file_once(ab: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--render reads the results JSON once: parse_args checks it and main re-renders what it read
+    (before: three reads, in parse_args, in main and in _common.rerender)."""
+    saved = tmp_path / "saved.json"
+    shutil.copyfile(ROOT / "benchmarks" / "results" / "openvino_ab_build_zen3_b16gap47_split_images_x0_1_b16.json", saved)
+    reads = []
+    real = Path.read_text
+
+    def counted(path: Path, *args: Any, **kwargs: Any) -> str:
+        reads.extend([path] if path == saved else [])
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    assert ab.main(ab.parse_args(["--render", str(saved), "--out", str(tmp_path / "out"), "--name", "r"])) == 0
+    assert reads == [saved]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.json", "r.md"]
 
 
 def test_same_result(ab: ModuleType) -> None:

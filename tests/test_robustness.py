@@ -436,6 +436,39 @@ def test_an_ignored_hangup_stays_ignored(tmp_path: Path, face_ckpt: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt", "model.baked.pt"]
 
 
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGHUP"), reason="no SIGHUP here (Windows)")
+def test_the_signal_line_to_a_closed_terminal_does_not_change_the_ending(cli, tmp_path: Path, face_ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGHUP from a closed terminal: writing the "terminated by" line to it fails with EIO, and that
+    OSError must not replace the clean-up's exit (129, the process then ending by the signal) with
+    an error (exit 1). No real signal: the save records SIGHUP as run()'s handler does and raises
+    KeyboardInterrupt as it, mid-write."""
+    import errno
+    import signal
+
+    from tvexport import cli as tv_cli
+    from tvexport.cli import _console
+
+    out = tmp_path / "model.baked.pt"
+    out.write_bytes(b"previous output")
+    real_save = torch.save
+
+    def hung_up_save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        real_save({"partial": torch.zeros(10)}, f)
+        tv_cli._state["signal"] = signal.SIGHUP  # what run()'s handler records
+        raise KeyboardInterrupt
+
+    def closed_terminal(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setitem(tv_cli._state, "signal", None)
+    monkeypatch.setattr(torch, "save", hung_up_save)
+    monkeypatch.setattr(_console.err_console, "print", closed_terminal)
+    r = cli("bake", face_ckpt, "-o", out, "--force")
+    assert r.exit_code == 128 + signal.SIGHUP
+    assert out.read_bytes() == b"previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.ckpt", "model.baked.pt"]
+
+
 def test_main_in_process_leaves_the_callers_signals_alone(cli, tmp_path: Path) -> None:
     """main() called from Python sets no signal handler: a SIGTERM to a program that runs commands
     in-process (such as these tests) must still end that program, not one command (the `tvexport`

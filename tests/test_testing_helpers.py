@@ -93,3 +93,20 @@ def test_one_extension_fixture_for_every_test_file() -> None:
             if isinstance(node, ast.FunctionDef) and node.name == "extension" and any("fixture" in ast.unparse(d) for d in node.decorator_list):
                 defined.append(path.name)
     assert defined == ["conftest.py"]
+
+
+def test_importtime_lines_are_read_by_one_helper() -> None:
+    """``-X importtime`` output is split by conftest's split_importtime alone: before, three copies
+    of the parsing (heavy_imports, check_render_refusals, the export refusals' fresh-process test)."""
+    from conftest import split_importtime
+
+    stderr = ("import time: self [us] | cumulative | imported package\n"
+              "import time:       310 |        310 |   _io\n"
+              "import time:      2048 |     912345 | torch._inductor.config\n"
+              "\n"
+              "error: too big; give a smaller batch\n")
+    assert split_importtime(stderr) == ({"imported package", "_io", "torch._inductor.config"}, ["error: too big; give a smaller batch"])
+    here = Path(__file__).resolve()
+    parsers = sorted(path.name for path in here.parent.glob("*.py") if path != here  # this test names the pattern
+                     for line in path.read_text().splitlines() if 'startswith("import time:")' in line)
+    assert parsers == ["conftest.py"], parsers

@@ -83,7 +83,7 @@ def check_output_path(path: Path, *, force: bool, source: Path | None = None, pr
     path = refuse_input_as_output(path, source=source)
     if path.is_dir():
         raise TvexportError(f"output {path} is a directory", hint="give a file name")
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:  # a dangling symlink too: the rename would replace it
         raise TvexportError(f"output {path} already exists", hint="pass --force to overwrite it")
     check_output_dir(path.parent, probe=probe)
     return path

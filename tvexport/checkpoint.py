@@ -92,9 +92,13 @@ class Checkpoint:
             text = repr(d)
             return text if len(text) <= 300 else f"<{len(d)} entries: {', '.join(map(str, list(d)[:8]))}{', ...' if len(d) > 8 else ''}>"
 
-        values = sum(t.numel() for t in self.state_dict.values() if isinstance(t, torch.Tensor))
+        tensors = [t for t in self.state_dict.values() if isinstance(t, torch.Tensor)]
+        others = len(self.state_dict) - len(tensors)  # none from read_checkpoint; a Checkpoint made by hand may hold any
+        counts = f"{len(tensors)} tensor{'s' * (len(tensors) != 1)}, {sum(t.numel() for t in tensors):,} values"
+        if others:
+            counts += f", {others} other entr{'ies' if others != 1 else 'y'}"
         payload = "None" if self.payload is None else f"<{len(self.payload)} entries>"
-        return (f"Checkpoint(path={self.path!r}, format={self.format!r}, state_dict=<{len(self.state_dict)} tensors, {values:,} values>, "
+        return (f"Checkpoint(path={self.path!r}, format={self.format!r}, state_dict=<{counts}>, "
                 f"hparams={brief(self.hparams)}, dropped={brief(self.dropped)}, meta={brief(self.meta)}, payload={payload})")
 
     @property

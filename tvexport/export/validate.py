@@ -261,10 +261,16 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
         x = x[None]
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
         want = f"(N, {', '.join(map(str, expected))})"
-        if x.ndim == len(expected) + 1 and tuple(x.shape[1:]) == (*expected[1:], expected[0]):  # (N, H, W, C), as PIL/OpenCV images come
-            one = len(saved) == len(expected)  # one image, (H, W, C)
-            hint = (f"it is channels-last ({'' if one else 'N, '}H, W, {expected[0]}); save it as {want}: "
-                    f"numpy.save(path, x.transpose({'2, 0, 1' if one else '0, 3, 1, 2'}))")
+        one = len(saved) == len(expected)  # one image, (H, W, C)
+        nhwc = f"channels-last ({'' if one else 'N, '}H, W, {expected[0]})"
+        transpose = f"x.transpose({'2, 0, 1' if one else '0, 3, 1, 2'})"
+        channels_last = x.ndim == len(expected) + 1 and x.shape[-1] == expected[0] and x.shape[1] != expected[0]  # (N, H, W, C), as PIL/OpenCV images come
+        if channels_last and tuple(x.shape[1:-1]) == tuple(expected[1:]):
+            hint = f"it is {nhwc}; save it as {want}: numpy.save(path, {transpose})"
+        elif channels_last and len(expected) == 3:  # and of another H x W
+            size, trained = "x".join(map(str, x.shape[1:-1])), "x".join(map(str, expected[1:]))
+            hint = (f"it is {nhwc} and {size}, not {trained}: transpose it ({transpose}) and resize it to {trained}, "
+                    f"or re-bake for {size} (tvexport bake --input-size {size})")
         elif x.ndim == len(expected) + 1 and x.shape[1] == expected[0]:  # only H x W differ
             hint = "TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)"
         else:

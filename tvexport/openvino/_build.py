@@ -317,10 +317,13 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     It is built into the cache (``cache_dir()/<key>/``), where runners look for it. With
     ``output_dir`` it is then copied there too, with a ``.json`` sidecar (key, openvino,
     compiler); a library already there from other sources or another openvino is replaced only
-    with ``force``. Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
+    with ``force``; an empty ``output_dir`` string is refused (``"."`` names the current
+    directory). Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
     """
     if output_dir is not None:
         refuse_stdout(output_dir, what="a directory (for the library)")
+        if isinstance(output_dir, str) and not output_dir:  # Path("") would be ".": an unset variable builds into the current directory
+            raise TvexportError("output directory '' is an empty name (an unset variable?)", hint="give a directory for the library with -o (. for the current one)")
     _, version, _, cxx, _ = _requirements()
     key = _key(version, _compiler_identity(cxx))
     root = cache_dir()
@@ -329,7 +332,7 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
         if (done := _up_to_date(out_lib, key)) is not None and not force:
             return done  # nothing to write: a read-only directory holding it up to date is fine
         check_output_dir(out_lib.parent, file_hint="give a directory for the library with -o")
-        if out_lib.exists() and not force:
+        if os.path.lexists(out_lib) and not force:  # a dangling symlink too: _install would replace it
             raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
     rebuild = force and output_dir is None
     # an up-to-date entry is used without taking the lock: a read-only cache holding it is fine

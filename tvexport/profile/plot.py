@@ -38,6 +38,8 @@ def check_plot_path(path: str | Path, *, what: str = "path") -> None:
     path = Path(path)
     if path.suffix.lower() == ".png":
         return
+    if path.name.lower() in (".png", *_OTHER_FORMATS):  # no suffix to Path: a hidden file with no name, not a .png one
+        raise TvexportError(f"{what} {path}: {path.name} is a suffix alone, a hidden file with no name (an unset variable?)", hint="name it plot.png")
     other = path.suffix.lower() in _OTHER_FORMATS
     fixed = path.with_suffix(".png").name if other else f"{path.name}.png"
     said = f", and {path.suffix} names another format" if other else ""
