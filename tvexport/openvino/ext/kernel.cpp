@@ -1080,10 +1080,59 @@ struct Pass {
         float* dst[NB];
         for (int b = 0; b < NB; ++b)
             dst[b] = static_cast<float*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j) * C + c0;
-        if (s == 1)
+        if (s == 1) {
+            if constexpr (kHalfTail) {
+                if (len % kLanes == kHalfLanes) {  // the last 8 floats as one ymm (see half_tail)
+                    if (len > kHalfLanes)
+                        body<NB>(nt, len - kHalfLanes, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+                    half_tail<NB>(nt, len - kHalfLanes, dst, bias ? bias + off : nullptr, H * W * C);
+                    return;
+                }
+            }
             body<NB>(nt, len, dst, bias ? bias + off : nullptr, H * W * C, fetch);
-        else
+        } else
             body<NB, true>(nt, len, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+    }
+
+    // AVX2, float32 kernels, in place at stride 1 (positions_direct): where a run's (position,
+    // channel) floats end 8 short of whole vectors of 16 (C % 16 == 8: a lone edge position of C =
+    // 8, or a run of an odd number of its positions) those 8 go through half_tail, one ymm per image,
+    // not through body's scalar tail (per float and image a load, multiply-add and store of the
+    // output per tap: a store-forwarding chain). Issue 17 (f1b16_48): see the header's paragraph.
+#if defined(TVX_V16_PARTS) && defined(__AVX__)
+    static constexpr bool kHalfTail = std::is_same_v<WT, float>;
+#else
+    static constexpr bool kHalfTail = false;
+#endif
+    static constexpr int64_t kHalfLanes = kLanes / 2;
+
+    // dst[b][u, u + 8) as body computes them, contiguous input (kHalfTail)
+    template <int NB>
+    void half_tail(int nt, int64_t u, float* const* dst, const float* bias, int64_t img) {
+        if constexpr (kHalfTail) {
+            typedef float v8 __attribute__((vector_size(32)));
+            const auto ld = [](const float* p) {
+                v8 v;
+                std::memcpy(&v, p, sizeof v);
+                return v;
+            };
+            const v8 start = bias ? ld(bias + u) : v8{};
+            v8 acc[NB];
+            for (int b = 0; b < NB; ++b)
+                acc[b] = start;
+            for (int t = 0; t < nt; ++t) {
+                const v8 w = ld(reinterpret_cast<const float*>(tap_w[t]) + u);
+                for (int b = 0; b < NB; ++b)
+                    acc[b] += w * ld(tap_x[t] + b * img + u);
+            }
+            const Range range(a);  // no clamp: bounds -inf / inf (a NaN passes either way, as in Range)
+            const v8 lo = v8{} + (range.on ? range.lo1 : -__builtin_inff()), hi = v8{} + (range.on ? range.hi1 : __builtin_inff());
+            for (int b = 0; b < NB; ++b) {
+                v8 v = acc[b] < lo ? lo : acc[b];
+                v = v > hi ? hi : v;
+                std::memcpy(dst[b] + u, &v, sizeof v);
+            }
+        }
     }
 
     // dst[b][0, len) = clamp(bias + sum over the nt taps of tap_w * tap_x (+ b * img)) for the
