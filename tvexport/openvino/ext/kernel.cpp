@@ -1105,7 +1105,7 @@ struct Pass {
     // multiply-adds. The kernel alone (one thread, that layer, scratch
     // benchmarks/results/openvino_f1b16_48_zen3_layer_scratch.py, medians of 4-6 interleaved
     // rounds, results discarded in the ablations): those tails left out 0.67-0.81x hot, 0.71-0.76x
-    // cold; with half_tail 0.73-0.88x hot, 0.77-0.89x cold (null 0.96-1.03); what half_tail's
+    // cold; with half_tail 0.73-0.88x hot, 0.77-0.90x cold (nulls 0.88-1.04); what half_tail's
     // calls still cost, left out on top of it, 0.96-0.97x hot, 0.93x cold. In OpenVINO
     // (openvino_ab.py --switch build against main's build, 2 threads, batch 16, float32 kernels,
     // 36 rounds of 10; B/A > 1: this faster, null A'/A in brackets): face MobileNetV2 x0.1
