@@ -180,7 +180,7 @@ def test_wide_layer_tiles(case: Case, extension: Path, monkeypatch: pytest.Monke
                                   Case(3, 2, "map", "int8", 2, channels=96, h=5, w=9),
                                   Case(7, 1, None, "int8", "N", channels=48, h=4, w=9),
                                   # stride 1, batch > 1, fewer than 32 channels: float16 / int8
-                                  # kernels through the ring, float32 in place (scalar edges)
+                                  # kernels through the ring, float32 in place (edges: Pass::half_tail on AVX2)
                                   Case(5, 1, "map", "float16", 3, channels=8, h=6, w=13),
                                   Case(3, 1, "channel", "int8", "N", channels=24, h=5, w=11),
                                   Case(7, 1, None, "float32", 2, channels=8, h=5, w=12),
@@ -195,7 +195,14 @@ def test_wide_layer_tiles(case: Case, extension: Path, monkeypatch: pytest.Monke
                                   # vectors (runs of 9 and 4 positions: what issue 17ag's scratch
                                   # position blocks of 3 or 4 took, with a rest)
                                   Case(3, 1, "map", "float32", 8, channels=48, h=6, w=11),
-                                  Case(3, 1, None, "float32", 4, channels=96, h=3, w=6)],
+                                  Case(3, 1, None, "float32", 4, channels=96, h=3, w=6),
+                                  # stride 1, batch > 1, float32, C % 16 == 8: a run's last 8 floats and
+                                  # the lone edge positions' (C = 8) in one ymm (Pass::half_tail): runs of
+                                  # an odd number of positions, two segments a row (97 columns), a batch
+                                  # tile of 4 and a narrower one
+                                  Case(3, 1, "map", "float32", 5, channels=8, h=3, w=97),
+                                  Case(5, 1, "channel", "float32", 3, channels=24, h=5, w=11),
+                                  Case(3, 1, None, "float32", "N", channels=40, h=4, w=9)],
                          ids=lambda c: f"{c.id}-c{c.channels}")
 def test_input_read_paths(case: Case, extension: Path) -> None:
     """float32 inputs are read in place at stride 2 with channels in whole vectors, at any batch:
@@ -548,14 +555,16 @@ def test_float16_kernels_stay_float16(extension: Path) -> None:
 
 
 @pytest.mark.parametrize("case", [Case(3, 2, "map", "int8", "N"), Case(3, 1, "channel", "float32", 4, channels=48, h=5, w=10),
-                                  Case(3, 1, "channel", "int8", 1, channels=48, h=5, w=10), Case(3, 1, None, "float16", 1, channels=8, h=4, w=16)],
+                                  Case(3, 1, "channel", "int8", 1, channels=48, h=5, w=10), Case(3, 1, None, "float16", 1, channels=8, h=4, w=16),
+                                  Case(3, 1, "channel", "float32", 5, channels=8, h=4, w=13)],
                          ids=lambda c: f"{c.id}-c{c.channels}")
 @pytest.mark.parametrize("last", [False, True], ids=["clip-relu-add", "clip-is-output"])
 def test_following_clip_and_relu_fold_into_the_op(last: bool, case: Case, extension: Path) -> None:
     """Clip and Relu after a TV op fold into it (the kernel clamps before storing: no pass over
     the output); clamped bounds intersect. A Clip that is the model's output stays (its name).
     Stride 2 int8, stride 1 float32 in place with a batch tile of 4 and 48 channels, and one image
-    of int8 (48 channels in place) and float16 kernels (8 through the ring): AVX2's asm chunks."""
+    of int8 (48 channels in place) and float16 kernels (8 through the ring): AVX2's asm chunks;
+    stride 1 float32 in place with 8 channels at batch 5: AVX2's 8-float tails (Pass::half_tail)."""
     model, weight, bias = layer_graph(case)
     graph = model.graph
     graph.node[0].output[0] = "t"

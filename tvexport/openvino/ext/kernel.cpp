@@ -1080,10 +1080,74 @@ struct Pass {
         float* dst[NB];
         for (int b = 0; b < NB; ++b)
             dst[b] = static_cast<float*>(a.y) + (((n0 + b) * a.out_h + i) * ow + j) * C + c0;
-        if (s == 1)
+        if (s == 1) {
+            if constexpr (kHalfTail) {
+                if (len % kLanes == kHalfLanes) {  // the last 8 floats as one ymm (see half_tail)
+                    if (len > kHalfLanes)
+                        body<NB>(nt, len - kHalfLanes, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+                    half_tail<NB>(nt, len - kHalfLanes, dst, bias ? bias + off : nullptr, H * W * C);
+                    return;
+                }
+            }
             body<NB>(nt, len, dst, bias ? bias + off : nullptr, H * W * C, fetch);
-        else
+        } else
             body<NB, true>(nt, len, dst, bias ? bias + off : nullptr, H * W * C, fetch);
+    }
+
+    // AVX2, float32 kernels, in place at stride 1 (positions_direct): where a run's (position,
+    // channel) floats end 8 short of whole vectors of 16 (C % 16 == 8: a lone edge position of C =
+    // 8, or a run of an odd number of its positions; C = 24, 40, 232, ...) those 8 go through
+    // half_tail, one ymm per image, not through body's scalar tail (per float, image and tap a
+    // load, multiply-add and store of the output). Issue 17 (f1b16_48), the AVX2-only Zen 3: face
+    // MobileNetV2 x0.1's features.1 (not folded, C = 8 at 96x96, k 3, stride 1) at batch 16 runs
+    // each row in two segments of 64 + 32 positions, each split into a lone edge position (6 taps)
+    // and a run of 63 / 31 positions: per row and 4-image tile 4 such 8-float tails, ~2 % of the
+    // multiply-adds. The kernel alone (one thread, that layer, scratch
+    // benchmarks/results/openvino_f1b16_48_zen3_layer_scratch.py, medians of 4-6 interleaved
+    // rounds, results discarded in the ablations): those tails left out 0.67-0.81x hot, 0.71-0.76x
+    // cold; with half_tail 0.73-0.88x hot, 0.77-0.90x cold (nulls 0.88-1.04); what half_tail's
+    // calls still cost, left out on top of it, 0.96-0.97x hot, 0.93x cold. In OpenVINO
+    // (openvino_ab.py --switch build against main's build, 2 threads, batch 16, float32 kernels,
+    // 36 rounds of 10; B/A > 1: this faster, null A'/A in brackets): face MobileNetV2 x0.1
+    // features.1 1.25 (1.00) / 1.24 (1.00) in two runs (981 -> 785 us, 1276 -> 1028 us), TV ops
+    // 1.035 (1.019) / 1.024 (0.997), wall 1.029 (1.011) / 1.026 (0.999); ShuffleNetV2 x1.0 (its
+    // C = 232 layers at 7x7 take it) stage4.1-4.3 1.08-1.09, TV ops 1.000 (0.980)
+    // (benchmarks/results/openvino_ab_build_zen3_f1b16_48_half_*_b16.md). The AVX-512 and baseline
+    // objects keep body's tail (not measured there).
+#if defined(TVX_V16_PARTS) && defined(__AVX__)
+    static constexpr bool kHalfTail = std::is_same_v<WT, float>;
+#else
+    static constexpr bool kHalfTail = false;
+#endif
+    static constexpr int64_t kHalfLanes = kLanes / 2;
+
+    // dst[b][u, u + 8) as body computes them, contiguous input (kHalfTail)
+    template <int NB>
+    void half_tail(int nt, int64_t u, float* const* dst, const float* bias, int64_t img) {
+        if constexpr (kHalfTail) {
+            typedef float v8 __attribute__((vector_size(32)));
+            const auto ld = [](const float* p) {
+                v8 v;
+                std::memcpy(&v, p, sizeof v);
+                return v;
+            };
+            const v8 start = bias ? ld(bias + u) : v8{};
+            v8 acc[NB];
+            for (int b = 0; b < NB; ++b)
+                acc[b] = start;
+            for (int t = 0; t < nt; ++t) {
+                const v8 w = ld(reinterpret_cast<const float*>(tap_w[t]) + u);
+                for (int b = 0; b < NB; ++b)
+                    acc[b] += w * ld(tap_x[t] + b * img + u);
+            }
+            const Range range(a);  // no clamp: bounds -inf / inf (a NaN passes either way, as in Range)
+            const v8 lo = v8{} + (range.on ? range.lo1 : -__builtin_inff()), hi = v8{} + (range.on ? range.hi1 : __builtin_inff());
+            for (int b = 0; b < NB; ++b) {
+                v8 v = acc[b] < lo ? lo : acc[b];
+                v = v > hi ? hi : v;
+                std::memcpy(dst[b] + u, &v, sizeof v);
+            }
+        }
     }
 
     // dst[b][0, len) = clamp(bias + sum over the nt taps of tap_w * tap_x (+ b * img)) for the
