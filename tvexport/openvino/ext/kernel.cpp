@@ -952,9 +952,21 @@ struct Pass {
             std::fill(dst, dst + (lo - m0) * C, 0.0f);
             if constexpr (std::is_same_v<XT, float>) {
                 if (a.pw_weight) {  // computed from the 1x1 convolution's input (kernel.hpp)
-                    if (hi > lo)
-                        pointwise(a, dst + (lo - m0) * C, pointwise_input(n, iy, lo * s + r - p), hi - lo, s * pointwise_step());
-                    std::fill(dst + (hi - m0) * C, dst + (m1 - m0) * C, 0.0f);  // after: pointwise_block stores whole vectors
+                    // only the positions the tile's taps read: phase r's last is je - 1 + (k - 1 - r) / s, the
+                    // rest of the slot zeros. Before (issue 17, f2b16_48) every phase ran to m1, one position past
+                    // the last tap (two at stride 2's odd phase): face MobileNetV2 x0.1's stride-2 layer (C 48,
+                    // cin 8, 8 x 20-position tiles) computed 43-44 columns for a tile's 40-41, and its 21-22-position
+                    // runs left 1-2 positions to pointwise_chunk's slow 1-2-position blocks. Outputs bit for bit the
+                    // same. One thread, batch 16, half the rows (scratch harness): that layer 0.931-0.972x as long
+                    // (null 0.976-1.013). In OpenVINO (openvino_ab.py --switch build, batch 16, 2 threads, three
+                    // runs, time before over after, nulls in brackets): TV ops 1.040, 1.082, 1.028 (0.991, 1.041,
+                    // 1.004), features.2 1.07, 1.18, 1.07 (0.98, 1.07, 1.00), wall 1.033, 1.058, 1.033 (1.002,
+                    // 1.026, 1.016)
+                    // (benchmarks/results/openvino_ab_build_zen3_f2b16_48_span_x0_1_b16*.md).
+                    const int64_t used = r < a.k ? std::clamp<int64_t>(je + (a.k - 1 - r) / s, lo, hi) : lo;
+                    if (used > lo)
+                        pointwise(a, dst + (lo - m0) * C, pointwise_input(n, iy, lo * s + r - p), used - lo, s * pointwise_step());
+                    std::fill(dst + (used - m0) * C, dst + (m1 - m0) * C, 0.0f);  // after: pointwise_block stores whole vectors
                     continue;
                 }
             }
