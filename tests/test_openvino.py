@@ -237,6 +237,7 @@ def test_int8_scale_period(case: Case, extension: Path) -> None:
 
 CHANNEL_BLOCK_CASES = [Case(3, 1, "map", "float32", 5, channels=1920, h=16, w=6),
                        Case(7, 1, "channel", "int8", 5, channels=1400, h=16, w=5),
+                       Case(7, 1, "channel", "float32", 5, channels=1400, h=16, w=5),
                        Case(5, 1, None, "float16", "N", channels=1344, h=16, w=6)]
 
 
@@ -244,7 +245,8 @@ CHANNEL_BLOCK_CASES = [Case(3, 1, "map", "float32", 5, channels=1920, h=16, w=6)
 def test_channel_blocks(case: Case, extension: Path) -> None:
     """Batch > 1, stride 1, one position's kernels too big for a tile of k positions (C >= 512 and
     k*k*C stored values over 64 KiB, as in DeepLabV3+'s ASPP layers): threads walk their rows in
-    blocks of channels, read in place (the last block narrower; 1400 channels: a scalar tail; a
+    blocks of channels, read in place (the last block narrower; 1400 channels: an 8-float tail
+    (Pass::half_tail with float32 kernels on AVX2); a
     full batch tile of 4 images and a narrower one; edge positions with their padding taps left
     out). Two threads (8 rows each), so that the path is taken whatever the machine's core count
     (with 1 row per thread the tiles are wide enough for the tile path)."""

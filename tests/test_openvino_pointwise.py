@@ -185,6 +185,7 @@ def test_environment_switch(extension: Path, monkeypatch: pytest.MonkeyPatch) ->
 TILED_CASES = [
     PwCase(Case(3, 1, "map", "float32", 5, channels=48, h=20, w=21), cin=8),
     PwCase(Case(3, 2, "channel", "int8", 5, channels=48, h=16, w=18), cin=8),
+    PwCase(Case(7, 2, "map", "float32", 5, channels=48, h=10, w=13), cin=8),
     PwCase(Case(5, 2, None, "float16", 3, channels=96, h=17, w=16), cin=16, clamp="relu", residual=True),
     PwCase(Case(7, 1, "channel", "float32", 5, channels=24, h=18, w=19), cin=24, clamp=None, conv_bias=False),
 ]
