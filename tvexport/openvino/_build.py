@@ -332,6 +332,8 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
         if (done := _up_to_date(out_lib, key)) is not None and not force:
             return done  # nothing to write: a read-only directory holding it up to date is fine
         check_output_dir(out_lib.parent, file_hint="give a directory for the library with -o")
+        if out_lib.is_symlink() and not out_lib.exists() and not force:  # not "built from other sources": it points nowhere
+            raise TvexportError(f"{out_lib} is a symlink to {os.readlink(out_lib)}, which does not exist", hint="remove the link, or pass --force to replace it")
         if os.path.lexists(out_lib) and not force:  # a dangling symlink too: _install would replace it
             raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
     rebuild = force and output_dir is None
