@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._io import check_output_dir, refuse_stdout, write_text_atomic
+from .._io import check_output_dir, refuse_empty, refuse_stdout, write_text_atomic
 from ..errors import MissingDependencyError, TvexportError, missing
 
 SOURCE_DIR = Path(__file__).resolve().parent / "ext"
@@ -322,8 +322,7 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     """
     if output_dir is not None:
         refuse_stdout(output_dir, what="a directory (for the library)")
-        if isinstance(output_dir, str) and not output_dir:  # Path("") would be ".": an unset variable builds into the current directory
-            raise TvexportError("output directory '' is an empty name (an unset variable?)", hint="give a directory for the library with -o (. for the current one)")
+        refuse_empty(output_dir, what="output directory", hint="give a directory for the library with -o (. for the current one)")
     _, version, _, cxx, _ = _requirements()
     key = _key(version, _compiler_identity(cxx))
     root = cache_dir()
