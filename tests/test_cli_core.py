@@ -819,6 +819,16 @@ def test_extension_build_force_help_says_what_it_does(cli) -> None:
     assert r.exit_code == 0 and "Compile again even when the cached library is up to date" in text and "Overwrite an existing output file" not in text, r.stdout
 
 
+@pytest.mark.parametrize(("command", "shown"), [
+    (["extension", "build"], "-o, --output-dir DIR "), (["bake"], "-o, --output FILE "), (["export"], "-o, --output FILE "), (["build"], "-o, --output FILE "),
+])
+def test_output_option_help_names_what_it_takes(cli, command: list[str], shown: str) -> None:
+    """Before: `-o, --output-dir <str>` and `-o, --output <str>`, typer's placeholder for a str option
+    (-o is a str so that "" and a trailing slash reach the checks), which says less than a name."""
+    r = cli(*command, "--help")
+    assert r.exit_code == 0 and shown in r.stdout, r.stdout
+
+
 @pytest.mark.parametrize("command", ["bake", "export"])
 @pytest.mark.parametrize("source", [".", "./", "", "/"], ids=["dot", "dot-slash", "empty", "root"])
 def test_a_directory_without_a_name_as_input_is_one_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, source: str) -> None:
