@@ -256,6 +256,29 @@ def test_extension_build_to_an_empty_name_is_refused_before_any_work(cli, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["bake"], ["export"], ["export", "--format", "aoti"]])
+def test_an_empty_output_name_is_refused_before_any_work(cli, face_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """Before: `-o ""` (an unset variable) was refused as `output . is a directory; give a file name`,
+    which names a directory the user never typed and says nothing of an empty name. One check in
+    _io.output_file covers bake, export and trt build (which cannot run here: TensorRT comes first)."""
+    from tvexport._io import output_file
+    from tvexport.export import _common
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before -o '' was refused")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(importlib.import_module("tvexport.bake"), "bake_model", no_work)
+    monkeypatch.setattr(_common, "load_source", no_work)
+    r = cli(*command, face_ckpt, "-o", "")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
+    assert lines[0] == "error: output '' is an empty name (an unset variable?); give a file name with -o, or leave -o out for the default", lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [face_ckpt.name]
+    with pytest.raises(TvexportError, match=r"^output '' is an empty name"):
+        output_file("")  # trt build's -o goes through it too
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
 @pytest.mark.parametrize(("command", "output"), [
     (["bake"], "/proc/a.baked.pt"), (["export"], "/proc/a.onnx"), (["export", "--format", "aoti"], "/proc/a.pt2"),
@@ -794,6 +817,16 @@ def test_extension_build_force_help_says_what_it_does(cli) -> None:
     r = cli("extension", "build", "--help")
     text = " ".join(r.stdout.split())
     assert r.exit_code == 0 and "Compile again even when the cached library is up to date" in text and "Overwrite an existing output file" not in text, r.stdout
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    (["extension", "build"], "-o, --output-dir DIR "), (["bake"], "-o, --output FILE "), (["export"], "-o, --output FILE "), (["build"], "-o, --output FILE "),
+])
+def test_output_option_help_names_what_it_takes(cli, command: list[str], shown: str) -> None:
+    """Before: `-o, --output-dir <str>` and `-o, --output <str>`, typer's placeholder for a str option
+    (-o is a str so that "" and a trailing slash reach the checks), which says less than a name."""
+    r = cli(*command, "--help")
+    assert r.exit_code == 0 and shown in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("command", ["bake", "export"])

@@ -1106,14 +1106,16 @@ def test_build_to_a_missing_or_unwritable_directory_is_refused_before_compiling(
 
 def test_build_to_a_directory_holding_a_dangling_symlink_needs_force(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: a dangling symlink where the library goes passed the "exists" check (exists()
-    follows links) and the build replaced it without --force."""
+    follows links) and the build replaced it without --force; then it was refused as a library
+    "built from other sources", which sent the user looking for a build that is not there: the
+    line says it is a link to nothing."""
     monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))
     (tmp_path / "out").mkdir()
     link = tmp_path / "out" / _build.LIBRARY
     link.symlink_to(tmp_path / "gone.so")
     r = cli("extension", "build", "openvino", "-o", tmp_path / "out")
-    assert r.exit_code == 2 and r.stderr.strip() == f"error: {link} exists and was built from other sources or for another openvino; pass --force to replace it", r.stderr
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {link} is a symlink to {tmp_path / 'gone.so'}, which does not exist; remove the link, or pass --force to replace it", r.stderr
     assert link.is_symlink() and sorted(p.name for p in (tmp_path / "out").iterdir()) == [link.name]
 
 

@@ -909,6 +909,28 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     assert not (tmp_path / "r.svg").exists()
 
 
+@pytest.mark.parametrize(("name", "line"), [
+    ("", "--plot '' is an empty name (an unset variable?); name it plot.png"),
+    (".", "--plot . names a directory, not a file; name a file in it: plot.png"),
+    ("..", "--plot .. names a directory, not a file; name a file in it: ../plot.png"),
+    (".png.svg", "--plot .png.svg: the plot is a PNG image, and .svg names another format; name it plot.png"),
+    ("x.png.svg", "--plot x.png.svg: the plot is a PNG image, and .svg names another format; name it x.png"),
+    ("x.svg", "--plot x.svg: the plot is a PNG image, and .svg names another format; name it x.png"),
+])
+def test_plot_name_hint_is_a_name_the_check_takes(name: str, line: str) -> None:
+    """Before: "", "." and ".." were told to "name it .png" (or "...png") and ".png.svg" to "name it
+    .png.png", hidden names that the same check refuses as a suffix alone; the hint is now a name
+    it takes. Only the API reaches these (the CLI's --plot is a Path: "" is "." and refused as a
+    directory by check_report_paths first)."""
+    from tvexport.profile.plot import check_plot_path
+
+    with pytest.raises(TvexportError) as info:
+        check_plot_path(name, what="--plot")
+    assert str(info.value) == line
+    fixed = line.rsplit("name it ", 1)[-1].rsplit("name a file in it: ", 1)[-1]
+    check_plot_path(fixed, what="--plot")  # the hint passes the check
+
+
 def test_latency_panel_is_linear_with_labelled_bars(fake_report: dict) -> None:
     """Bars on a log axis have meaningless lengths (and its ticks hid the values): linear from 0,
     every bar labelled with its median; the ratio points carry their value too."""

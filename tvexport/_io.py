@@ -18,9 +18,18 @@ def refuse_stdout(path: str | Path, *, what: str = "a binary file") -> None:
         raise TvexportError(f"-o -: the output is {what}, which cannot go to stdout", hint="give a path instead of -")
 
 
+def refuse_empty(path: str | Path, *, what: str, hint: str) -> None:
+    """Refuse an empty name (``-o "$OUT"`` with OUT unset), which Path would read as ``.``;
+    ``what``: what the name is for (e.g. "output"), ``hint``: how to fix it."""
+    if isinstance(path, str) and not path:
+        raise TvexportError(f"{what} '' is an empty name (an unset variable?)", hint=hint)
+
+
 def output_file(path: str | Path) -> Path:
-    """``path`` as a Path; a name ending with a slash (``-o dir.onnx/``) names a directory and is
-    refused: Path would drop the slash and write a file of that name."""
+    """``path`` as a Path; an empty name is refused (Path would read it as ``.``, the current
+    directory), and so is a name ending with a slash (``-o dir.onnx/``), which names a directory:
+    Path would drop the slash and write a file of that name."""
+    refuse_empty(path, what="output", hint="give a file name with -o, or leave -o out for the default")
     if isinstance(path, str) and path.endswith(("/", os.sep)) and path.rstrip("/" + os.sep):
         bare = path.rstrip("/" + os.sep)
         hint = "give a file inside that directory" if Path(bare).is_dir() else f"give a file name: -o {bare}, or a file inside that directory"

@@ -23,7 +23,7 @@ class Runtime(str, Enum):
 @extension_app.command("build")
 def build_cmd(
     runtime: Annotated[Runtime, typer.Argument(help="The runtime to build for.", case_sensitive=False)],
-    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", help="Directory for the library (default: the cache, where runners look).", show_default=False)] = None,  # a str: Path would read "" as "."
+    output_dir: Annotated[str | None, typer.Option("--output-dir", "-o", metavar="DIR", help="Directory for the library (default: the cache, where runners look).", show_default=False)] = None,  # a str: Path would read "" as "."
     force: Annotated[bool, typer.Option("--force", "-f", help=(
         "Compile again even when the cached library is up to date; with -o, also replace a library there "
         "built from other sources or for another openvino."))] = False,

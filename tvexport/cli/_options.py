@@ -39,7 +39,7 @@ class InterpolationMode(str, Enum):  # tvexport.resize.INTERPOLATIONS
 
 
 Source = Annotated[Path, typer.Argument(metavar="CHECKPOINT", readable=False, help="A checkpoint (.ckpt, .pth.tar, state dict) or a .baked.pt file.", show_default=False)]
-Output = Annotated[str | None, typer.Option("--output", "-o", help="Output file.", show_default=False)]  # a str: Path would drop a trailing slash
+Output = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", help="Output file.", show_default=False)]  # a str: Path would drop a trailing slash (and the metavar would be <str>)
 Arch = Annotated[str | None, typer.Option("--arch", help="Architecture name; detected from the checkpoint when omitted.", show_default=False)]
 Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
 DTypeOpt = Annotated[DType, typer.Option("--dtype", help="Storage / compute precision.", case_sensitive=False)]

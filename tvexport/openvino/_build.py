@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._io import check_output_dir, refuse_stdout, write_text_atomic
+from .._io import check_output_dir, refuse_empty, refuse_stdout, write_text_atomic
 from ..errors import MissingDependencyError, TvexportError, missing
 
 SOURCE_DIR = Path(__file__).resolve().parent / "ext"
@@ -322,8 +322,7 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     """
     if output_dir is not None:
         refuse_stdout(output_dir, what="a directory (for the library)")
-        if isinstance(output_dir, str) and not output_dir:  # Path("") would be ".": an unset variable builds into the current directory
-            raise TvexportError("output directory '' is an empty name (an unset variable?)", hint="give a directory for the library with -o (. for the current one)")
+        refuse_empty(output_dir, what="output directory", hint="give a directory for the library with -o (. for the current one)")
     _, version, _, cxx, _ = _requirements()
     key = _key(version, _compiler_identity(cxx))
     root = cache_dir()
@@ -332,6 +331,8 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
         if (done := _up_to_date(out_lib, key)) is not None and not force:
             return done  # nothing to write: a read-only directory holding it up to date is fine
         check_output_dir(out_lib.parent, file_hint="give a directory for the library with -o")
+        if out_lib.is_symlink() and not out_lib.exists() and not force:  # not "built from other sources": it points nowhere
+            raise TvexportError(f"{out_lib} is a symlink to {os.readlink(out_lib)}, which does not exist", hint="remove the link, or pass --force to replace it")
         if os.path.lexists(out_lib) and not force:  # a dangling symlink too: _install would replace it
             raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
     rebuild = force and output_dir is None

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_output
+from .._io import atomic_output, refuse_empty
 from ..errors import TvexportError, missing
 from .report import check_report_paths
 
@@ -34,14 +34,24 @@ _OTHER_FORMATS = (".svg", ".svgz", ".pdf", ".jpg", ".jpeg", ".gif", ".webp", ".t
 
 def check_plot_path(path: str | Path, *, what: str = "path") -> None:
     """Refuse a plot file whose name does not end in .png (``what``: its name in messages, e.g.
-    ``"--plot"``): the plots are PNG images, and PNG bytes in a .svg or .jpg open as a broken file."""
+    ``"--plot"``): the plots are PNG images, and PNG bytes in a .svg or .jpg open as a broken file.
+    An empty name, or one with no file name (``.``, ``..``, ``/``), is refused too."""
+    refuse_empty(path, what=what, hint="name it plot.png")  # Path("") would be "."
     path = Path(path)
     if path.suffix.lower() == ".png":
         return
-    if path.name.lower() in (".png", *_OTHER_FORMATS):  # no suffix to Path: a hidden file with no name, not a .png one
+    if path.name in ("", ".", ".."):  # Path(".").name is "": appending .png would make the hidden ".png"
+        raise TvexportError(f"{what} {path} names a directory, not a file", hint=f"name a file in it: {path / 'plot.png'}")
+    bare = (".png", *_OTHER_FORMATS)  # names that are a suffix alone: to Path, a hidden file with no suffix
+    if path.name.lower() in bare:
         raise TvexportError(f"{what} {path}: {path.name} is a suffix alone, a hidden file with no name (an unset variable?)", hint="name it plot.png")
     other = path.suffix.lower() in _OTHER_FORMATS
-    fixed = path.with_suffix(".png").name if other else f"{path.name}.png"
+    if not other:
+        fixed = f"{path.name}.png"
+    elif path.stem.lower() in bare:  # ".png.svg": with_suffix would give the hidden ".png.png"
+        fixed = "plot.png"
+    else:  # "x.png.svg": x.png, not x.png.png
+        fixed = path.stem if Path(path.stem).suffix.lower() == ".png" else path.with_suffix(".png").name
     said = f", and {path.suffix} names another format" if other else ""
     raise TvexportError(f"{what} {path}: the plot is a PNG image{said}", hint=f"name it {fixed}")
 
