@@ -420,8 +420,12 @@ def test_input_of_the_wrong_layout_or_channels_gets_the_right_hint(tmp_path: Pat
     for shape in ((2, 1, 96, 112), (2, 96, 112), (2, 4, 96, 112), (1, 2, 3, 96, 112)):
         said = refusal(shape)
         assert "save an array of shape (N, 3, 96, 112)" in said and "--input-size" not in said, said
-    assert "tvexport bake --input-size re-bakes for another" in refusal((2, 3, 64, 64))
+    # another size, either layout: one fix (before: channels-first was told only that `bake --input-size` re-bakes,
+    # channels-last to "re-bake", neither that the export must be made again from the re-baked file and validated against it)
+    fix = ("resize it to 96x112 (a TVConv network runs only at the input size it was baked for), or re-bake the original checkpoint "
+           "for 64x80 (tvexport bake --input-size 64x80), export that again and validate the new export against it")
+    assert refusal((2, 3, 64, 80)).endswith(f"; it is 64x80, not 96x112: {fix}")
+    assert refusal((3, 64, 80)).endswith(f"; it is 64x80, not 96x112: {fix}")
     # channels-last and of another size (before: only "save an array of shape (N, 3, 96, 112)", nothing on the layout)
-    assert refusal((2, 64, 80, 3)).endswith("; it is channels-last (N, H, W, 3) and 64x80, not 96x112: transpose it (x.transpose(0, 3, 1, 2)) "
-                                           "and resize it to 96x112, or re-bake for 64x80 (tvexport bake --input-size 64x80)")
+    assert refusal((2, 64, 80, 3)).endswith(f"; it is channels-last (N, H, W, 3) and 64x80, not 96x112: transpose it (x.transpose(0, 3, 1, 2)) and {fix}")
     assert "channels-last (H, W, 3) and 64x80" in refusal((64, 80, 3)) and "x.transpose(2, 0, 1)" in refusal((64, 80, 3))

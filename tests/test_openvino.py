@@ -1119,6 +1119,20 @@ def test_build_to_a_directory_holding_a_dangling_symlink_needs_force(cli: Any, t
     assert link.is_symlink() and sorted(p.name for p in (tmp_path / "out").iterdir()) == [link.name]
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
+def test_build_to_a_directory_holding_a_directory_of_the_library_name_says_so(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, force: list[str]) -> None:
+    """Before: a directory where the library goes was one "built from other sources or for another
+    openvino; pass --force", and --force compiled, then failed to rename the library onto it: the
+    line says it is a directory, with or without --force, before any compile."""
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))
+    (tmp_path / "out" / _build.LIBRARY / "inside").mkdir(parents=True)
+    r = cli("extension", "build", "openvino", "-o", tmp_path / "out", *force)
+    lib = tmp_path / "out" / _build.LIBRARY
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {lib} is a directory, not a library file; remove it, or give another directory with -o", r.stderr
+    assert sorted(p.name for p in lib.iterdir()) == ["inside"]
+
+
 @pytest.mark.parametrize("where", ["file", "under-a-file"])
 def test_unusable_cache_dir_one_line(where: str, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: TVEXPORT_CACHE_DIR naming a file was an internal error (NotADirectoryError, exit 3)

@@ -3,8 +3,11 @@ re-render, and its refusals."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +54,23 @@ def test_render_refusals(tmp_path: Path) -> None:
     """Before: --render of a missing file, of text, of a JSON list or of another script's result
     ended in a traceback (FileNotFoundError, JSONDecodeError, AttributeError or KeyError)."""
     check_render_refusals(SCRIPT, tmp_path)
+
+
+def test_render_reads_its_file_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--render reads the results JSON once: parse_args checks it and main re-renders what it read
+    (before: twice, in parse_args and in _common.rerender from main), as openvino_ab.py does."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    threads = importlib.import_module("openvino_threads")
+    saved = tmp_path / "saved.json"
+    shutil.copyfile(ROOT / "benchmarks" / "results" / "openvino_threads_zen3_b1.json", saved)
+    reads = []
+    real = Path.read_text
+
+    def counted(path: Path, *args: Any, **kwargs: Any) -> str:
+        reads.extend([path] if path == saved else [])
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    assert threads.main(threads.parse_args(["--render", str(saved), "--out", str(tmp_path / "out"), "--name", "r"])) == 0
+    assert reads == [saved]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.json", "r.md"]

@@ -93,9 +93,17 @@ def check_output_path(path: Path, *, force: bool, source: Path | None = None, pr
     if path.is_dir():
         raise TvexportError(f"output {path} is a directory", hint="give a file name")
     if os.path.lexists(path) and not force:  # a dangling symlink too: the rename would replace it
+        refuse_dangling_symlink(path, what="output ")  # not "already exists": there is nothing at its target
         raise TvexportError(f"output {path} already exists", hint="pass --force to overwrite it")
     check_output_dir(path.parent, probe=probe)
     return path
+
+
+def refuse_dangling_symlink(path: Path, *, what: str = "") -> None:
+    """Refuse an output ``path`` that is a symlink to nothing (``what``: the line's prefix, e.g.
+    "output "): exists() says no, but it is there, and the rename (--force) replaces the link."""
+    if path.is_symlink() and not path.exists():
+        raise TvexportError(f"{what}{path} is a symlink to {os.readlink(path)}, which does not exist", hint="remove the link, or pass --force to replace it")
 
 
 def check_output_dir(path: str | Path, *, file_hint: str = "choose another output path", probe: bool = True) -> Path:

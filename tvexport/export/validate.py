@@ -265,14 +265,16 @@ def load_input(path: Path, *, expected: tuple[int, ...], arch: str) -> np.ndarra
         nhwc = f"channels-last ({'' if one else 'N, '}H, W, {expected[0]})"
         transpose = f"x.transpose({'2, 0, 1' if one else '0, 3, 1, 2'})"
         channels_last = x.ndim == len(expected) + 1 and x.shape[-1] == expected[0] and x.shape[1] != expected[0]  # (N, H, W, C), as PIL/OpenCV images come
+        channels_first = x.ndim == len(expected) + 1 and x.shape[1] == expected[0]
         if channels_last and tuple(x.shape[1:-1]) == tuple(expected[1:]):
             hint = f"it is {nhwc}; save it as {want}: numpy.save(path, {transpose})"
-        elif channels_last and len(expected) == 3:  # and of another H x W
-            size, trained = "x".join(map(str, x.shape[1:-1])), "x".join(map(str, expected[1:]))
-            hint = (f"it is {nhwc} and {size}, not {trained}: transpose it ({transpose}) and resize it to {trained}, "
-                    f"or re-bake for {size} (tvexport bake --input-size {size})")
-        elif x.ndim == len(expected) + 1 and x.shape[1] == expected[0]:  # only H x W differ
-            hint = "TVConv networks only run at the input size they were baked for (tvexport bake --input-size re-bakes for another)"
+        elif (channels_last or channels_first) and len(expected) == 3:  # of another H x W
+            size, baked = "x".join(map(str, x.shape[1:-1] if channels_last else x.shape[2:])), "x".join(map(str, expected[1:]))
+            # one fix for both layouts: a TVConv export runs only at the size it was baked for, so
+            # another size is a new bake of the checkpoint and a new export of that, validated against it
+            fix = (f"resize it to {baked} (a TVConv network runs only at the input size it was baked for), or re-bake the "
+                   f"original checkpoint for {size} (tvexport bake --input-size {size}), export that again and validate the new export against it")
+            hint = f"it is {nhwc} and {size}, not {baked}: transpose it ({transpose}) and {fix}" if channels_last else f"it is {size}, not {baked}: {fix}"
         else:
             hint = f"save an array of shape {want}"
         raise TvexportError(f"{path}: input has shape {saved}, but {arch} expects {want}", hint=hint)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .._io import check_output_dir, refuse_empty, refuse_stdout, write_text_atomic
+from .._io import check_output_dir, refuse_dangling_symlink, refuse_empty, refuse_stdout, write_text_atomic
 from ..errors import MissingDependencyError, TvexportError, missing
 
 SOURCE_DIR = Path(__file__).resolve().parent / "ext"
@@ -317,8 +317,8 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
     It is built into the cache (``cache_dir()/<key>/``), where runners look for it. With
     ``output_dir`` it is then copied there too, with a ``.json`` sidecar (key, openvino,
     compiler); a library already there from other sources or another openvino is replaced only
-    with ``force``; an empty ``output_dir`` string is refused (``"."`` names the current
-    directory). Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
+    with ``force``, a directory of its name never; an empty ``output_dir`` string is refused
+    (``"."`` names the current directory). Without ``output_dir``, ``force`` rebuilds an up-to-date cache entry.
     """
     if output_dir is not None:
         refuse_stdout(output_dir, what="a directory (for the library)")
@@ -331,9 +331,10 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
         if (done := _up_to_date(out_lib, key)) is not None and not force:
             return done  # nothing to write: a read-only directory holding it up to date is fine
         check_output_dir(out_lib.parent, file_hint="give a directory for the library with -o")
-        if out_lib.is_symlink() and not out_lib.exists() and not force:  # not "built from other sources": it points nowhere
-            raise TvexportError(f"{out_lib} is a symlink to {os.readlink(out_lib)}, which does not exist", hint="remove the link, or pass --force to replace it")
+        if out_lib.is_dir() and not out_lib.is_symlink():  # --force too: _install's rename cannot replace a directory
+            raise TvexportError(f"{out_lib} is a directory, not a library file", hint="remove it, or give another directory with -o")
         if os.path.lexists(out_lib) and not force:  # a dangling symlink too: _install would replace it
+            refuse_dangling_symlink(out_lib)  # not "built from other sources": it points nowhere
             raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
     rebuild = force and output_dir is None
     # an up-to-date entry is used without taking the lock: a read-only cache holding it is fine
