@@ -59,6 +59,20 @@ def run_script(script: Path, *args: str, python_options: tuple[str, ...] = ()) -
     return subprocess.run([sys.executable, *python_options, str(script), *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+def count_reads(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[Path]:
+    """The list each Path.read_text of ``path`` appends to, for the rest of the test (the
+    --render scripts' read-once tests)."""
+    reads: list[Path] = []
+    real = Path.read_text
+
+    def counted(self: Path, *args: object, **kwargs: object) -> str:
+        reads.extend([self] if self == path else [])
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    return reads
+
+
 def split_importtime(stderr: str) -> tuple[set[str], list[str]]:
     """The stderr of a child run with ``-X importtime``: the modules it imported, and its other
     non-blank lines (what it said itself)."""

@@ -7,13 +7,12 @@ import importlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import check_render_refusals, check_tables_and_render, heavy_imports, run_script  # noqa: E402
+from conftest import check_render_refusals, check_tables_and_render, count_reads, heavy_imports, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_threads.py"
@@ -63,14 +62,7 @@ def test_render_reads_its_file_once(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     threads = importlib.import_module("openvino_threads")
     saved = tmp_path / "saved.json"
     shutil.copyfile(ROOT / "benchmarks" / "results" / "openvino_threads_zen3_b1.json", saved)
-    reads = []
-    real = Path.read_text
-
-    def counted(path: Path, *args: Any, **kwargs: Any) -> str:
-        reads.extend([path] if path == saved else [])
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "read_text", counted)
+    reads = count_reads(monkeypatch, saved)
     assert threads.main(threads.parse_args(["--render", str(saved), "--out", str(tmp_path / "out"), "--name", "r"])) == 0
     assert reads == [saved]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.json", "r.md"]
