@@ -49,7 +49,8 @@ setting):
   build           no variable: A this checkout's extension (built from its ext/), B the library
                   --extension-b names, built from other sources (a compile-time change: run
                   `tvexport extension build openvino -o DIR` in the other checkout and pass
-                  DIR/libtvexport_openvino.so); B must compute what A does (checked before timing)
+                  DIR/libtvexport_openvino.so); B must compute what A does (checked before timing;
+                  the report gives max |B - A| / max |A|: 0 where B computes A's bits)
 Per kernel dtype, the same plugin graph (kernels compressed by tvexport.quantize for float16/int8,
 as `export --kernel-dtype` stores them) is compiled three times in this process, each with
 OpenVINO's per-node counters on (PERF_COUNT), INFERENCE_PRECISION_HINT f32 and --threads threads:
@@ -328,6 +329,7 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
         "kernel_dtype": kernel_dtype, "kernel": runners["A"].kernel, "extension": runners["A"].extension.parent.name,
         **({"extension_b": str(runners["B"].extension), "kernel_b": runners["B"].kernel,
             "extension_b_key": build_key(runners["B"].extension)} if args.switch == "build" else {}),
+        "max_diff": {n: max_diff(outputs[n], outputs["A"]) for n in ("B", ALT)},
         "wall": {name: Stats.of(v).to_dict() for name, v in runs.items()},
         "ratios": {f"{n}/A": paired_ratio(blocks[n], blocks["A"], names=(n, "A")).to_dict() for n in ("B", ALT)},
         "tv_us": layers, "candidates": reach,
@@ -337,10 +339,16 @@ def ab_case(model: Any, x: np.ndarray, kernel_dtype: str, args: Any) -> dict[str
     }
 
 
+def max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max |b|: 0 where a copy computes the same bits as A (A' must: one code, one
+    graph), above 0 where its arithmetic differs (a build that rounds otherwise)."""
+    ya, yb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(ya - yb).max()) / max(float(np.abs(yb).max()), 1e-30)
+
+
 def same_result(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two copies' outputs agree (float32 summation order aside)."""
-    ya, yb = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return ya.shape == yb.shape and float(np.abs(ya - yb).max()) <= 1e-4 * max(float(np.abs(ya).max()), 1e-30)
+    return np.shape(a) == np.shape(b) and max_diff(b, a) <= 1e-4
 
 
 ORDER_TEXT = {
@@ -404,6 +412,10 @@ def render(result: dict[str, Any], out: Path, name: str) -> None:
     if result.get("switch") == "build":
         key = f" (build key {first['extension_b_key']})" if first.get("extension_b_key") else ""
         md[-1] += f" B: {first['kernel_b']} {first['extension_b']}{key}."
+        if "max_diff" in first:  # results before it: not recorded
+            md[-1] += " B's output vs A's, max |B - A| / max |A|: " + ", ".join(
+                f"{c['kernel_dtype']} {c['max_diff']['B']:.2g}" for c in result["cases"]) + " (0: the same bits; A' vs A: " + ", ".join(
+                f"{c['max_diff'][ALT]:.2g}" for c in result["cases"]) + ")."
     _common.write_results(out, name, "\n".join(md) + "\n", result)
 
 

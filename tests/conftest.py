@@ -79,7 +79,9 @@ def split_importtime(stderr: str) -> tuple[set[str], list[str]]:
     imported, said = set(), []
     for line in stderr.splitlines():
         if line.startswith("import time:"):  # import time: self [us] | cumulative | module
-            imported.add(line.rsplit("|", 1)[-1].strip())
+            fields = line.removeprefix("import time:").split("|")
+            if fields[0].strip().isdigit():  # not the header line ("self [us] | ... | imported package")
+                imported.add(fields[-1].strip())
         elif line.strip():
             said.append(line)
     return imported, said

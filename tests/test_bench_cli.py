@@ -180,6 +180,17 @@ def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("option", ["--json", "--csv", "--markdown", "--plot"])
+@pytest.mark.parametrize("force", [False, True])
+def test_bench_empty_report_name_is_refused(cli, baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_run, option: str, force: bool) -> None:
+    """Before: `--json ""` (an unset variable) was read by typer as '.', refused as `--json . is a
+    directory`, a name never typed; now one line about the empty name, as `-o ""` (_io.refuse_empty)."""
+    monkeypatch.chdir(tmp_path)
+    line = _one_line_error(cli("bench", baked, "-b", "torch-baked", *FAST, option, "", *(["--force"] if force else [])))
+    assert line == f"error: {option} '' is an empty name (an unset variable?); give a file name with {option}, or leave {option} out", line
+    assert sorted(p.name for p in tmp_path.iterdir()) == [baked.name]
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--markdown", "--plot"])
 def test_bench_never_overwrites_src_or_baseline(cli, baked: Path, tmp_path: Path, no_run, option: str) -> None:
     """Before: `bench X.baked.pt --markdown X.baked.pt --force` ran, then replaced the benchmarked
     file by the report (same for --baseline)."""

@@ -1074,6 +1074,48 @@ def test_build_to_directory(cli: Any, extension: Path, tmp_path: Path) -> None:
     assert cli("extension", "build", "openvino", "-o", tmp_path, "--force").exit_code == 0
 
 
+def test_build_to_a_link_to_a_directory_goes_into_that_directory(cli: Any, extension: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-o LINK, a symlink to a directory: the library and its sidecar go into the directory the link
+    names, as every output path follows a link to its directory (the path reported is the one
+    typed); the link stays a link, and a second run finds the library up to date through it."""
+    monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))  # the cache holds it (the extension fixture)
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    names = sorted([_build.LIBRARY, _build.LIBRARY + ".json"])
+    written = []
+    for _ in range(2):
+        r = cli("extension", "build", "openvino", "-o", link, "--json")
+        assert r.exit_code == 0, r.stderr
+        info = json.loads(r.stdout)
+        assert Path(info["path"]) == link / _build.LIBRARY and info["cached"], info
+        assert link.is_symlink() and link.resolve() == real.resolve()
+        assert sorted(p.name for p in real.iterdir()) == names, sorted(p.name for p in real.iterdir())  # nothing half-written
+        assert (real / _build.LIBRARY).read_bytes() == extension.read_bytes()
+        written.append((real / _build.LIBRARY).stat().st_ino)
+    assert written[0] == written[1]  # the second run found it up to date through the link: nothing copied again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_build_to_a_dangling_link_is_refused_as_such(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: -o LINK, a symlink to a directory that does not exist, said "output directory LINK
+    does not exist; create it first", and `mkdir LINK` fails (the link is there): the line names
+    the link's target. The check is every output's (_io.check_output_dir): bake -o LINK/x too."""
+    from tvexport._io import check_output_path
+
+    monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_build, "_compile", lambda *a, **k: pytest.fail("compiled"))
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone", target_is_directory=True)
+    line = f"output directory {link} is a symlink to {tmp_path / 'gone'}, which does not exist; create the directory it names, or give another one"
+    r = cli("extension", "build", "openvino", "-o", link)
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: {line}", r.stderr
+    with pytest.raises(TvexportError) as info:
+        check_output_path(link / "x.baked.pt", force=True)
+    assert str(info.value) == line
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+
 def test_build_to_a_file_is_refused_as_such(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: `-o some_file` said "output directory some_file does not exist; create it first"."""
     monkeypatch.setenv(_build.CACHE_ENV, str(tmp_path / "cache"))

@@ -31,21 +31,44 @@ def ab() -> ModuleType:
         sys.path.remove(str(SCRIPT.parent))
 
 
+# Runs the script with this checkout's library (A) loaded first, then TVEXPORT_OV_KERNEL=generic, which
+# each library reads once, as it loads: B's copy, loaded after, runs the generic kernel, A and A' this CPU's widest.
+B_GENERIC = f"""\
+import ctypes, os, sys
+import openvino
+from tvexport.openvino import extension_path
+ctypes.CDLL(str(extension_path()))  # A's library, loaded now and kept loaded
+os.environ["TVEXPORT_OV_KERNEL"] = "generic"
+sys.path.insert(0, {str(SCRIPT.parent)!r})
+import openvino_ab
+sys.exit(openvino_ab.main(openvino_ab.parse_args(sys.argv[1:])))
+"""
+
+
 def test_build_ab_runs_a_second_library(extension: Path, tmp_path: Path) -> None:
     """A copy of the library at another path is loaded for copy B beside this checkout's build
-    for A and A', checked to compute the same, timed, and named in the report."""
+    for A and A', checked to compute the same, timed, and named in the report. The copy is a
+    library of its own, and B's model runs it: loaded with another kernel variant than A's, B
+    reports that variant and its output is not A's bits, while A' computes A's bits exactly. Before,
+    the test checked B's kernel was A's (identical copies), which held were B's library ignored."""
     other = tmp_path / "other" / extension.name
     other.parent.mkdir()
     shutil.copy2(extension, other)
-    run = run_script(SCRIPT, "--switch", "build", "--extension-b", str(other), "--quick", "--arch", "face_mobilenetv2_x0_1",
+    driver = tmp_path / "b_generic.py"
+    driver.write_text(B_GENERIC)
+    run = run_script(driver, "--switch", "build", "--extension-b", str(other), "--quick", "--arch", "face_mobilenetv2_x0_1",
                      "--kernel-dtype", "int8", "--out", str(tmp_path), "--name", "ab")
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "ab.json").read_text())
     assert result["switch"] == "build"
     case = result["cases"][0]
-    assert case["extension_b"] == str(other) and case["kernel_b"] == case["kernel"]
+    assert case["extension_b"] == str(other) and case["kernel_b"] == "baseline"
     assert f"B: {case['kernel_b']} {other}." in (tmp_path / "ab.md").read_text()
     assert case["candidates"] == list(case["tv_us"]["A"]) and len(case["candidates"]) == 17  # the build switch reaches every TV layer
+    assert case["max_diff"]["A'"] == 0.0, case["max_diff"]  # one library, one graph: the same bits
+    if case["kernel"] == "baseline":
+        pytest.skip("this CPU runs the generic kernel only: B's library cannot run another variant than A's")
+    assert 0.0 < case["max_diff"]["B"] <= 1e-4, case["max_diff"]  # B's generic kernel rounds otherwise than A's
 
 
 @pytest.mark.parametrize(("args", "says"), [

@@ -920,8 +920,8 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
 def test_plot_name_hint_is_a_name_the_check_takes(name: str, line: str) -> None:
     """Before: "", "." and ".." were told to "name it .png" (or "...png") and ".png.svg" to "name it
     .png.png", hidden names that the same check refuses as a suffix alone; the hint is now a name
-    it takes. Only the API reaches these (the CLI's --plot is a Path: "" is "." and refused as a
-    directory by check_report_paths first)."""
+    it takes. Only the API reaches these (the CLI's check_report_paths refuses --plot "" first, and
+    "." or ".." as a directory)."""
     from tvexport.profile.plot import check_plot_path
 
     with pytest.raises(TvexportError) as info:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -105,7 +106,10 @@ def test_importtime_lines_are_read_by_one_helper() -> None:
               "import time:      2048 |     912345 | torch._inductor.config\n"
               "\n"
               "error: too big; give a smaller batch\n")
-    assert split_importtime(stderr) == ({"imported package", "_io", "torch._inductor.config"}, ["error: too big; give a smaller batch"])
+    assert split_importtime(stderr) == ({"_io", "torch._inductor.config"}, ["error: too big; give a smaller batch"])  # the header is no module
+    real = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], capture_output=True, text=True, check=True).stderr
+    assert real.startswith("import time: self [us] | cumulative | imported package\n"), real[:200]  # the header the split skips
+    assert split_importtime(real) == ({line.rsplit("|", 1)[-1].strip() for line in real.splitlines()[1:]}, [])
     here = Path(__file__).resolve()
     parsers = sorted(path.name for path in here.parent.glob("*.py") if path != here  # this test names the pattern
                      for line in path.read_text().splitlines() if 'startswith("import time:")' in line)

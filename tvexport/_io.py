@@ -108,7 +108,7 @@ def refuse_dangling_symlink(path: Path, *, what: str = "") -> None:
 
 def check_output_dir(path: str | Path, *, file_hint: str = "choose another output path", probe: bool = True) -> Path:
     """Fail early when the directory ``path`` that outputs go into is a file (``file_hint``: how to
-    fix that), missing or not writable. Writable means a file can be made there, as the atomic
+    fix that), missing (a symlink to nothing: said so) or not writable. Writable means a file can be made there, as the atomic
     writer will: with ``probe`` (the early checks) a temporary file is created and removed
     (``os.access`` alone passes for root where nothing can be created, e.g. /proc or /sys); a probe
     that cannot be removed (an append-only directory) is left behind. ``atomic_output`` passes
@@ -117,6 +117,9 @@ def check_output_dir(path: str | Path, *, file_hint: str = "choose another outpu
     if path.exists() and not path.is_dir():
         raise TvexportError(f"output directory {path} is a file, not a directory", hint=file_hint)
     if not path.is_dir():
+        if path.is_symlink():  # "create it first" would fail: the link is there, its target is not
+            raise TvexportError(f"output directory {path} is a symlink to {os.readlink(path)}, which does not exist",
+                                hint="create the directory it names, or give another one")
         raise TvexportError(f"output directory {path} does not exist", hint="create it first")
     if not os.access(path, os.W_OK | os.X_OK):
         raise TvexportError(f"output directory {path} is not writable", hint="choose another output path")

@@ -136,10 +136,11 @@ def bench_cmd(
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Also time each TV layer in isolation against its memory floor.")] = False,
     layer_seconds: Annotated[float, typer.Option("--layer-seconds", min=0, help="Minimum timed seconds per layer with --per-layer.")] = 0.2,
     seed: Annotated[int, typer.Option("--seed", callback=seed_in_range, help="Seed of random weights (registry SRC, baselines).")] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-': stdout).", show_default=False)] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Write the latencies and ratios as CSV ('-': stdout).", show_default=False)] = None,
-    md_out: Annotated[Path | None, typer.Option("--markdown", metavar="FILE", help="Write the report as Markdown ('-': stdout).", show_default=False)] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE.png", help="Write a PNG: latency per backend and batch, ratios, per-layer view.", show_default=False)] = None,
+    # the report options are str: Path would read "" (an unset variable) as ".", a name never typed
+    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-': stdout).", show_default=False)] = None,
+    csv_out: Annotated[str | None, typer.Option("--csv", metavar="FILE", help="Write the latencies and ratios as CSV ('-': stdout).", show_default=False)] = None,
+    md_out: Annotated[str | None, typer.Option("--markdown", metavar="FILE", help="Write the report as Markdown ('-': stdout).", show_default=False)] = None,
+    plot: Annotated[str | None, typer.Option("--plot", metavar="FILE.png", help="Write a PNG: latency per backend and batch, ratios, per-layer view.", show_default=False)] = None,
     force: Force = False,
 ) -> None:
     """Is the TV network faster than its DWConv baseline? Time both, interleaved, on each backend and batch.

@@ -331,10 +331,10 @@ def build_extension(*, output_dir: str | Path | None = None, force: bool = False
         if (done := _up_to_date(out_lib, key)) is not None and not force:
             return done  # nothing to write: a read-only directory holding it up to date is fine
         check_output_dir(out_lib.parent, file_hint="give a directory for the library with -o")
-        if out_lib.is_dir() and not out_lib.is_symlink():  # --force too: _install's rename cannot replace a directory
+        if out_lib.is_dir() and not out_lib.is_symlink():  # --force too: _install's rename cannot replace a directory (a link to one, it can)
             raise TvexportError(f"{out_lib} is a directory, not a library file", hint="remove it, or give another directory with -o")
-        if os.path.lexists(out_lib) and not force:  # a dangling symlink too: _install would replace it
-            refuse_dangling_symlink(out_lib)  # not "built from other sources": it points nowhere
+        if os.path.lexists(out_lib) and not force:  # lexists: a dangling symlink is there too, and _install's rename would replace it
+            refuse_dangling_symlink(out_lib)  # its own line, not "built from other sources": it points nowhere
             raise TvexportError(f"{out_lib} exists and was built from other sources or for another openvino", hint="pass --force to replace it")
     rebuild = force and output_dir is None
     # an up-to-date entry is used without taking the lock: a read-only cache holding it is fine

@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import check_output_path, same_file, write_text_atomic
+from .._io import check_output_path, refuse_empty, same_file, write_text_atomic
 from ..errors import TvexportError
 
 __all__ = [
@@ -391,11 +391,13 @@ def check_report_paths(
     """Refuse, before any work, report files that cannot be written: ``paths`` maps what each report
     is called in messages (e.g. ``"--json"``) to its file (``None``: not written), ``inputs`` the same
     for the files the report is made from. A report must not be an input (``force`` overwrites
-    reports, never an input), nor share its file with another report, nor exist without ``force``."""
+    reports, never an input), nor share its file with another report, nor exist without ``force``;
+    an empty name (Path would read it as ``.``) is refused too."""
     seen: dict[Path, str] = {}
     for name, path in paths.items():
         if path is None:
             continue
+        refuse_empty(path, what=name, hint=f"give a file name with {name}, or leave {name} out")
         path = Path(path)
         for what, source in (inputs or {}).items():
             if source is not None and same_file(path, source):
