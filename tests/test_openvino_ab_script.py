@@ -123,6 +123,34 @@ def test_same_result(ab: ModuleType) -> None:
     assert not ab.same_result(y, y * 1.01)
 
 
+def test_max_diff(ab: ModuleType) -> None:
+    """max |B - A| / max |A|, recorded per copy: 0 for the same bits, else the relative gap."""
+    y = np.linspace(-3.0, 3.0, 60, dtype=np.float32).reshape(3, 20)
+    assert ab.max_diff(y, y.copy()) == 0.0
+    z = y.copy()
+    z[1, 2] += np.float32(0.375)  # exact in float32: the gap is 0.375 / 3
+    assert ab.max_diff(z, y) == 0.125
+    assert ab.max_diff(np.zeros(3), np.zeros(3)) == 0.0  # no division by zero
+
+
+def test_build_render_gives_max_diff_where_recorded(ab: ModuleType, tmp_path: Path) -> None:
+    """A --switch build result with max_diff (since tidy49) renders it on the build line, per kernel
+    dtype, A' beside; one recorded before (none of the committed results) renders as before."""
+    saved = json.loads((ROOT / "benchmarks" / "results" / "openvino_ab_build_zen3_minblock44_dlv3_b16.json").read_text())
+    assert [c["kernel_dtype"] for c in saved["cases"]] == ["float32", "float16", "int8"] and "max_diff" not in saved["cases"][0]
+    ab.render(saved, tmp_path, "old")
+    old = (tmp_path / "old.md").read_text()
+    assert "max |B - A|" not in old
+    for case, b in zip(saved["cases"], (0.0, 5.1e-7, 1.2e-6)):
+        case["max_diff"] = {"B": b, "A'": 0.0}
+    ab.render(saved, tmp_path, "new")
+    new = (tmp_path / "new.md").read_text()
+    said = " B's output vs A's, max |B - A| / max |A|: float32 0, float16 5.1e-07, int8 1.2e-06 (0: the same bits; A' vs A: 0, 0, 0)."
+    build_line = next(line for line in old.splitlines() if line.startswith("Kernel variant, extension build:"))
+    assert build_line + said in new.splitlines(), new[-600:]
+    assert new.replace(said, "") == old  # nothing else changes
+
+
 def test_pointwise_candidates_are_the_folded_layers(ab: ModuleType, extension: Path) -> None:
     """Before: --switch pointwise marked 'reachable' every TV layer a Conv 1x1 feeds (16 in face
     MobileNetV2 x1.0), also those B leaves unfolded (more than POINTWISE_MAX_CIN input channels), so

@@ -909,6 +909,19 @@ def test_plots_are_written(fake_report: dict, tmp_path: Path) -> None:
     assert not (tmp_path / "r.svg").exists()
 
 
+def test_plot_writers_refuse_an_empty_name_with_a_fix_they_take(fake_report: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: plot_report(report, "") and plot_ratio_grid(..., "") said "give a file name with path,
+    or leave path out" (check_report_paths' hint for an optional report), and path is required."""
+    from tvexport.profile.plot import plot_ratio_grid, plot_report
+
+    monkeypatch.chdir(tmp_path)
+    for plot in (plot_report, lambda report, path: plot_ratio_grid([report], path)):
+        with pytest.raises(TvexportError) as info:
+            plot(fake_report, "")
+        assert str(info.value) == "path '' is an empty name (an unset variable?); name it plot.png", str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("name", "line"), [
     ("", "--plot '' is an empty name (an unset variable?); name it plot.png"),
     (".", "--plot . names a directory, not a file; name a file in it: plot.png"),

@@ -99,11 +99,12 @@ def check_output_path(path: Path, *, force: bool, source: Path | None = None, pr
     return path
 
 
-def refuse_dangling_symlink(path: Path, *, what: str = "") -> None:
+def refuse_dangling_symlink(path: Path, *, what: str = "", hint: str = "remove the link, or pass --force to replace it") -> None:
     """Refuse an output ``path`` that is a symlink to nothing (``what``: the line's prefix, e.g.
-    "output "): exists() says no, but it is there, and the rename (--force) replaces the link."""
+    "output "): exists() says no, but it is there, and the rename (--force) replaces the link
+    (``hint``: how to fix it where nothing replaces it, e.g. an output directory)."""
     if path.is_symlink() and not path.exists():
-        raise TvexportError(f"{what}{path} is a symlink to {os.readlink(path)}, which does not exist", hint="remove the link, or pass --force to replace it")
+        raise TvexportError(f"{what}{path} is a symlink to {os.readlink(path)}, which does not exist", hint=hint)
 
 
 def check_output_dir(path: str | Path, *, file_hint: str = "choose another output path", probe: bool = True) -> Path:
@@ -117,9 +118,8 @@ def check_output_dir(path: str | Path, *, file_hint: str = "choose another outpu
     if path.exists() and not path.is_dir():
         raise TvexportError(f"output directory {path} is a file, not a directory", hint=file_hint)
     if not path.is_dir():
-        if path.is_symlink():  # "create it first" would fail: the link is there, its target is not
-            raise TvexportError(f"output directory {path} is a symlink to {os.readlink(path)}, which does not exist",
-                                hint="create the directory it names, or give another one")
+        # "create it first" would fail: the link is there, its target is not
+        refuse_dangling_symlink(path, what="output directory ", hint="create the directory it names, or give another one")
         raise TvexportError(f"output directory {path} does not exist", hint="create it first")
     if not os.access(path, os.W_OK | os.X_OK):
         raise TvexportError(f"output directory {path} is not writable", hint="choose another output path")

@@ -32,11 +32,14 @@ def require_matplotlib() -> Any:
 _OTHER_FORMATS = (".svg", ".svgz", ".pdf", ".jpg", ".jpeg", ".gif", ".webp", ".tif", ".tiff", ".bmp", ".eps", ".ps")
 
 
+_EMPTY_HINT = "name it plot.png"  # for an empty plot name
+
+
 def check_plot_path(path: str | Path, *, what: str = "path") -> None:
     """Refuse a plot file whose name does not end in .png (``what``: its name in messages, e.g.
     ``"--plot"``): the plots are PNG images, and PNG bytes in a .svg or .jpg open as a broken file.
     An empty name, or one with no file name (``.``, ``..``, ``/``), is refused too."""
-    refuse_empty(path, what=what, hint="name it plot.png")  # Path("") would be "."
+    refuse_empty(path, what=what, hint=_EMPTY_HINT)  # Path("") would be "."
     path = Path(path)
     if path.suffix.lower() == ".png":
         return
@@ -54,6 +57,14 @@ def check_plot_path(path: str | Path, *, what: str = "path") -> None:
         fixed = path.stem if Path(path.stem).suffix.lower() == ".png" else path.with_suffix(".png").name
     said = f", and {path.suffix} names another format" if other else ""
     raise TvexportError(f"{what} {path}: the plot is a PNG image{said}", hint=f"name it {fixed}")
+
+
+def _check_plot_output(path: str | Path, *, inputs: Mapping[str, str | Path | None] | None, force: bool) -> None:
+    """``plot_report``'s and ``plot_ratio_grid``'s checks of ``path``, before anything is drawn. The
+    empty name first: check_report_paths would tell to leave out a path these functions require."""
+    refuse_empty(path, what="path", hint=_EMPTY_HINT)
+    check_report_paths({"path": path}, inputs=inputs, force=force)
+    check_plot_path(path)
 
 
 def _save(fig: Any, path: Path, *, force: bool) -> Path:
@@ -160,8 +171,7 @@ def plot_report(
     """Latency per backend and batch (TV vs baselines, p10-p90 whiskers), the paired TV/baseline
     ratios, and the per-layer view (time vs memory floor) when the report has one. ``path`` is
     refused as for ``write_reports``, e.g. when it is one of ``inputs`` (name in messages -> file)."""
-    check_report_paths({"path": path}, inputs=inputs, force=force)
-    check_plot_path(path)
+    _check_plot_output(path, inputs=inputs, force=force)
     return _save(report_figure(report), Path(path), force=force)
 
 
@@ -186,8 +196,7 @@ def plot_ratio_grid(
     """One panel per report (architecture): paired TV/DWConv ratio against batch, a line per backend.
     ``path`` is refused as for ``write_reports``, e.g. when it is one of ``inputs`` (name in messages
     -> file, e.g. the saved reports plotted)."""
-    check_report_paths({"path": path}, inputs=inputs, force=force)
-    check_plot_path(path)
+    _check_plot_output(path, inputs=inputs, force=force)
     plt = require_matplotlib()
     n = len(reports)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False, sharey=True)
