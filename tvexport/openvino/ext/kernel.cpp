@@ -318,6 +318,14 @@ constexpr bool kRunningOffsets = false;
 // ports' floor (6 vector loads per 16 values; AVX-512 holds the scales in registers instead, see
 // scale_register_chunks, which AVX2's 16 ymm do not fit), the loop's own overhead above it in L1
 // (4.7 against 3.0: per-tap pointer loads and prefetches, not resolved further) and L1 misses.
+// AVX-512 keeps none: on the Zen 4 (issue 17 stop 49, b1c49; the kernel alone, one thread, face
+// MobileNetV2 x0.1, batch 1, 4 rounds, against main; no null variant in that screen) 2 chunks on
+// made the network sums hot / cold float32 1.076 / 1.035, float16 1.063 / 0.981, int8 1.012 / 1.005;
+// the input rows' prefetch into L2 instead of L1 0.99-1.04, TVX_PREFETCH_BYTES 2048 1.01-1.10
+// (benchmarks/results/openvino_kernel_micro_zen4_b1c49_screen_scratch.{md,patch}). There the
+// float16 conversion costs nothing in L1 and the L3 gives one thread 77-93 GB/s in 9 streams
+// (openvino_b1c49_zen4_stream_probe_scratch.md), yet the loop takes 1.0-1.25 ns per kernel vector
+// with its kernels in L2/L3 (0.53 in L1): its kernel stream runs at 25-32 GB/s, cause not found.
 #if defined(__AVX2__) && !defined(__AVX512F__)
 constexpr int64_t kL1ChunksAhead = 2;
 #else
