@@ -326,6 +326,9 @@ constexpr bool kRunningOffsets = false;
 // float16 conversion costs nothing in L1 and the L3 gives one thread 77-93 GB/s in 9 streams
 // (openvino_b1c49_zen4_stream_probe_scratch.md), yet the loop takes 1.0-1.25 ns per kernel vector
 // with its kernels in L2/L3 (0.53 in L1): its kernel stream runs at 25-32 GB/s, cause not found.
+// Nor is it the kernel prefetches' cost: without any at batch 1 (ablation, with a null build of
+// main's kernel.cpp) float16 / int8 hot 0.944 / 0.968, cold 1.501 / 1.770 (nulls 0.97-1.01;
+// openvino_kernel_micro_zen4_b1c49_nopf_scratch.{md,patch}).
 #if defined(__AVX2__) && !defined(__AVX512F__)
 constexpr int64_t kL1ChunksAhead = 2;
 #else
