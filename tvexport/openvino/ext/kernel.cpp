@@ -328,7 +328,11 @@ constexpr bool kRunningOffsets = false;
 // with its kernels in L2/L3 (0.53 in L1): its kernel stream runs at 25-32 GB/s, cause not found.
 // Nor is it the kernel prefetches' cost: without any at batch 1 (ablation, with a null build of
 // main's kernel.cpp) float16 / int8 hot 0.944 / 0.968, cold 1.501 / 1.770 (nulls 0.97-1.01;
-// openvino_kernel_micro_zen4_b1c49_nopf_scratch.{md,patch}).
+// openvino_kernel_micro_zen4_b1c49_nopf_scratch.{md,patch}). Nor the kernel stream at all: with
+// every row reading row 0's kernels (float16, ablation) hot 0.964, cold 0.568 of main's (null
+// 1.001 / 1.010), 0.95-1.26 ns per vector hot (openvino_kernel_micro_zen4_b1c49_fixk_scratch.*):
+// the loop itself, fed its input and output as run() does, takes ~2x the probe's L1 rate, and the
+// stream from memory adds ~0.54x its floor on top (cold - hot); both are open.
 #if defined(__AVX2__) && !defined(__AVX512F__)
 constexpr int64_t kL1ChunksAhead = 2;
 #else
