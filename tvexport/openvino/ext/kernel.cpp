@@ -332,7 +332,10 @@ constexpr bool kRunningOffsets = false;
 // every row reading row 0's kernels (float16, ablation) hot 0.964, cold 0.568 of main's (null
 // 1.001 / 1.010), 0.95-1.26 ns per vector hot (openvino_kernel_micro_zen4_b1c49_fixk_scratch.*):
 // the loop itself, fed its input and output as run() does, takes ~2x the probe's L1 rate, and the
-// stream from memory adds ~0.54x its floor on top (cold - hot); both are open.
+// stream from memory adds ~0.54x its floor on top (cold - hot); both are open. Not the single-vector
+// tail after the 4-vector chunks (C = 48: 480-float segments, 7 chunks + 2 vectors) either: those
+// as one 2-vector chunk, float16 / int8 hot 1.005 / 1.019, cold 0.958 / 0.992 (null 0.99-1.01;
+// openvino_kernel_micro_zen4_b1c49_tail2_scratch.*), not kept.
 #if defined(__AVX2__) && !defined(__AVX512F__)
 constexpr int64_t kL1ChunksAhead = 2;
 #else
