@@ -330,7 +330,8 @@ constexpr bool kRunningOffsets = false;
 // main's kernel.cpp) float16 / int8 hot 0.944 / 0.968, cold 1.501 / 1.770 (nulls 0.97-1.01;
 // openvino_kernel_micro_zen4_b1c49_nopf_scratch.{md,patch}). Nor the kernel stream at all: with
 // every row reading row 0's kernels (float16, ablation) hot 0.964, cold 0.568 of main's (null
-// 1.001 / 1.010), 0.95-1.26 ns per vector hot (openvino_kernel_micro_zen4_b1c49_fixk_scratch.*):
+// 1.001 / 1.010), 0.95-1.26 ns per vector hot (openvino_kernel_micro_zen4_b1c49_fixk_scratch.*);
+// with every row's input rows fixed as well 0.916 / 0.505 of main's, still 0.96-1.26 ns (..._fixkx_scratch.*):
 // the loop itself, fed its input and output as run() does, takes ~2x the probe's L1 rate, and the
 // stream from memory adds ~0.54x its floor on top (cold - hot); both are open. Not the single-vector
 // tail after the 4-vector chunks (C = 48: 480-float segments, 7 chunks + 2 vectors) either: those
