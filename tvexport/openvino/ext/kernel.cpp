@@ -318,6 +318,25 @@ constexpr bool kRunningOffsets = false;
 // ports' floor (6 vector loads per 16 values; AVX-512 holds the scales in registers instead, see
 // scale_register_chunks, which AVX2's 16 ymm do not fit), the loop's own overhead above it in L1
 // (4.7 against 3.0: per-tap pointer loads and prefetches, not resolved further) and L1 misses.
+// AVX-512 keeps none: on the Zen 4 (issue 17 stop 49, b1c49; the kernel alone, one thread, face
+// MobileNetV2 x0.1, batch 1, 4 rounds, against main; no null variant in that screen) 2 chunks on
+// made the network sums hot / cold float32 1.076 / 1.035, float16 1.063 / 0.981, int8 1.012 / 1.005;
+// the input rows' prefetch into L2 instead of L1 0.99-1.04, TVX_PREFETCH_BYTES 2048 1.01-1.10
+// (benchmarks/results/openvino_kernel_micro_zen4_b1c49_screen_scratch.{md,patch}). There the
+// float16 conversion costs nothing in L1 and the L3 gives one thread 77-93 GB/s in 9 streams
+// (openvino_b1c49_zen4_stream_probe_scratch.md), yet the loop takes 1.0-1.25 ns per kernel vector
+// with its kernels in L2/L3 (0.53 in L1): its kernel stream runs at 25-32 GB/s, cause not found.
+// Nor is it the kernel prefetches' cost: without any at batch 1 (ablation, with a null build of
+// main's kernel.cpp) float16 / int8 hot 0.944 / 0.968, cold 1.501 / 1.770 (nulls 0.97-1.01;
+// openvino_kernel_micro_zen4_b1c49_nopf_scratch.{md,patch}). Nor the kernel stream at all: with
+// every row reading row 0's kernels (float16, ablation) hot 0.964, cold 0.568 of main's (null
+// 1.001 / 1.010), 0.95-1.26 ns per vector hot (openvino_kernel_micro_zen4_b1c49_fixk_scratch.*);
+// with every row's input rows fixed as well 0.916 / 0.505 of main's, still 0.96-1.26 ns (..._fixkx_scratch.*):
+// the loop itself, fed its input and output as run() does, takes ~2x the probe's L1 rate, and the
+// stream from memory adds ~0.54x its floor on top (cold - hot); both are open. Not the single-vector
+// tail after the 4-vector chunks (C = 48: 480-float segments, 7 chunks + 2 vectors) either: those
+// as one 2-vector chunk, float16 / int8 hot 1.005 / 1.019, cold 0.958 / 0.992 (null 0.99-1.01;
+// openvino_kernel_micro_zen4_b1c49_tail2_scratch.*), not kept.
 #if defined(__AVX2__) && !defined(__AVX512F__)
 constexpr int64_t kL1ChunksAhead = 2;
 #else
@@ -858,7 +877,13 @@ struct Pass {
     // (null tests 0.99-1.03); wall 0.96-1.00x, each within its rounds' p10-p90
     // (benchmarks/results/openvino_nta_zen5_*.md). Elsewhere it stays off: on the second Xeon it
     // made the TV ops 2.16-2.81x slower (presumably because Intel's prefetchnta fills L1, not L2),
-    // and the Zen 4 was never measured with it. Before issue 17q (prefetcht0 the default) it
+    // and on the Zen 4 (family 0x19, AVX-512) too (issue 17 stop 49, b1c49; `openvino_ab.py
+    // --switch nta`, 2 threads, batch 1, TV ops B/A with nta against prefetcht1, null A'/A in
+    // brackets): face MobileNetV2 x0.1 float32 / float16 / int8 1.300 (0.996) / 1.195 (1.043) /
+    // 1.005 (1.030), wall 1.185 / 1.083 / 1.014; x1.0 (kernels from DRAM) float16 / int8 1.239
+    // (1.044) / 1.038 (0.988) (benchmarks/results/openvino_nta_zen4_b1c49_*.md): x0.1's kernels
+    // stay in the L3 from one inference to the next, which the hint seems to give up, and x1.0
+    // gained nothing either, so the Zen 4 keeps prefetcht1. Before issue 17q (prefetcht0 the default) it
     // was meant to keep the kernel
     // stream from evicting what the next ops read (in face MobileNetV2 at batch 1 the ops other
     // than the TV ops took 21-38 % longer in the TV network with float32 kernels than the same ops
@@ -876,6 +901,9 @@ struct Pass {
     // in OpenVINO the TV ops 0.83x / 0.80x / 0.97x with one thread and 0.92x / 0.89x / 0.98x with
     // two (benchmarks/results/openvino_kernel_l2_*.md); x0.1, ShuffleNetV2 x1.0 and batch 16
     // unchanged. Presumably the prefetches of k*k tap streams into L1 held its few miss buffers.
+    // Rechecked on the Zen 4 with the AVX-512 kernel (stop 49, b1c49; `--switch kernel-l2`, x0.1,
+    // batch 1, 2 threads, B/A, null in brackets): TV ops float16 0.947 (1.045), int8 1.012 (1.030),
+    // wall 1.000 / 1.003: unchanged, as before (benchmarks/results/openvino_kernel_l2_zen4_b1c49_x0_1_b1.md).
     // The hint: 0 (nta), 2 (L2) or 3 (L1 too). A switch, not an if-else chain: g++ 12 -O3 compiled
     // `if (nta) ... else if (l2) ... else ...` here into the prefetchnta alone, skipping every
     // kernel prefetch unless nta was set (tests/test_openvino.py: test_prefetch_hints_compiled).
@@ -1483,6 +1511,9 @@ struct Pass {
     // C = 8 one most (1.14-1.46x). Face MobileNetV2 x1.0 (only its C = 32 layer reached, whose
     // 2.7 MB of kernels come from memory): that layer 0.97-1.16x over 6 runs (nulls 0.93-1.05),
     // TV ops 1.05x, null 1.00, in openvino_scale_registers_x1_0.md: no loss, a gain not resolved.
+    // Rechecked on the Zen 4 (stop 49, b1c49; x0.1, batch 1, 2 threads, 36 rounds of 20): int8 TV ops
+    // 1.150x as long with the scales loaded (null 1.037), the reached layers 1.171x (1.029), wall
+    // 1.055x (1.010) (benchmarks/results/openvino_scale_registers_zen4_b1c49_x0_1_b1.md): kept on.
     // Returns the floats done (whole chunks from 0); the chunk loop takes the rest.
     // Tried and dropped with it (issue 17j; scratch switches in a copy of openvino_ab.py, same
     // command and model, TV ops candidate / current loop, null tests beside): 8 accumulators per
@@ -1770,6 +1801,10 @@ void run_channel_blocks(const KernelArgs& a, int64_t row_begin, int64_t row_end)
 // (benchmarks/results/README.md, 'The next row's kernel heads'). Not done at batch > 1, where a
 // tile's kernels serve every image (a scratch version that did read 0.99-1.06x at batch 16). A
 // thread's first row gets no such prefetch; taps that read only padding are prefetched all the same.
+// Rechecked on the Zen 4 (issue 17 stop 49, b1c49; `--switch kernel-rows`, x0.1, batch 1, 2 threads, TV
+// ops with / without, nulls in brackets): float16 1.065 (1.055) and 0.995 (1.013), int8 1.049 (0.994) and
+// 0.971 (0.983) in two runs, wall 0.98-1.04: no change resolved on x0.1 (17aa's gain was int8's, 0.92 there);
+// kept (benchmarks/results/openvino_kernel_rows_zen4_b1c49_x0_1_b1*.md).
 template <typename XT, typename WT>
 void run(const KernelArgs& a, int64_t row_begin, int64_t row_end) {
     const Tile tile = tile_of(a, row_end - row_begin, sizeof(WT));

@@ -80,7 +80,8 @@ inline bool l2_at_least_2mib() {
 
 // Whether the CPU is an AMD Zen 5 or later (CPUID vendor AuthenticAMD, family >= 0x1A; read
 // once; false elsewhere and with compilers without <cpuid.h>): the default of
-// Switches::kernel_nta, measured faster only there (kernel.cpp: Pass::hint).
+// Switches::kernel_nta, measured faster only there (slower on a Xeon and on the Zen 4, family
+// 0x19: kernel.cpp, Pass::hint).
 inline bool amd_zen5_or_later() {
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     static const bool zen5 = [] {

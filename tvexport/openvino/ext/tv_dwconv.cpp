@@ -189,6 +189,9 @@ Switches switches_from_env() {
     // the pool (--switch serial). Default 0, every layer on the pool: in those runs (face
     // MobileNetV2 x0.1, ShuffleNetV2 x1.0) no layer was faster on the calling thread; the 3-5 us
     // ones took the same time either way (benchmarks/results/openvino_serial_*.md).
+    // Rechecked on the Zen 4 with AVX-512 (issue 17 stop 49, b1c49; x0.1, batch 1): every layer on the
+    // calling thread made the TV ops 1.69x (float16) and 1.74x (int8) as long (nulls 1.00, 1.03), wall
+    // 1.31x; the 4-5 us layers 1.00-1.26x, none faster (openvino_serial_zen4_b1c49_x0_1_b1.md).
     s.serial_bytes = bytes_from_env("TVEXPORT_OV_SERIAL_BYTES", "4611686018427387904 for every layer");
     // TVEXPORT_OV_INT8_WIDE_TILES=0|1: at batch > 1, int8 kernel tiles of TVX_BLOCK_BYTES (0) or
     // twice that (1) instead of the default, wide on cores with >= 2 MiB of L2 (kernel.cpp:
