@@ -223,6 +223,42 @@ def test_zoo_network_folded(name: str, folds: int, extension: Path) -> None:
     assert _within(errors), errors
 
 
+BATCH1_SCRIPT = """
+import sys
+import numpy as np
+import test_openvino_pointwise as tp
+from pathlib import Path
+from tvexport.openvino import OpenVinoRunner
+case = tp.PwCase(tp.Case(3, 2, "channel", "float32", 1, channels=48, h=6, w=9), cin=8)
+model, truth = tp.pointwise_graph(case)
+r = OpenVinoRunner(model, extension=Path(sys.argv[1]), fuse_pointwise=True)
+x = tp._x(case, 1)
+print(r.kernel, "|", r.folded_pointwise, "|", tp.rel_err(r(x), truth(x.astype(np.float64))))
+"""
+
+
+def test_static_batch_1_folds_with_avx512_only(extension: Path) -> None:
+    """A static batch 1 folds with the AVX-512 kernel variant, not with the others
+    (runtime.pointwise_min_batch): each variant the CPU runs, forced by TVEXPORT_OV_KERNEL in a
+    fresh process (one it lacks falls back), against the float64 truth either way."""
+    from tvexport.openvino import runtime
+
+    assert runtime.pointwise_min_batch(runtime.AVX512_KERNEL) == 1
+    assert runtime.pointwise_min_batch("x86-64-v3 (AVX2, FMA, F16C)") == runtime.pointwise_min_batch(None) == 2
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
+    seen = set()
+    for variant in ("generic", "avx2", "avx512"):
+        proc = subprocess.run([sys.executable, "-c", BATCH1_SCRIPT, str(extension)], env={**env, "TVEXPORT_OV_KERNEL": variant},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        kernel, folded, err = (part.strip() for part in proc.stdout.strip().rsplit("|", 2))
+        seen.add(kernel)
+        assert int(folded) == (1 if kernel == runtime.AVX512_KERNEL else 0), (variant, proc.stdout)
+        assert float(err) < RTOL, (variant, proc.stdout)
+    assert len(seen) >= 2, seen  # x86-64 builds have at least the baseline and AVX2 variants
+
+
 def test_float16_activations_not_folded(extension: Path) -> None:
     """A float16 graph (float16 activations into the TV ops) keeps its convolutions: the prologue
     reads float32 only; the result stays within the float16 network rule."""
@@ -245,17 +281,6 @@ def test_wide_convolutions_stay(extension: Path) -> None:
     assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
     model, _ = pointwise_graph(dataclasses.replace(case, cin=POINTWISE_MAX_CIN))
     assert OpenVinoRunner(model, extension=extension, fuse_pointwise=True).folded_pointwise == 1
-
-
-def test_batch_one_graphs_stay(extension: Path) -> None:
-    """By default a graph of static batch 1 keeps its convolutions (a dynamic batch folds: the
-    zoo network test); the result is the same."""
-    case = PwCase(Case(3, 2, "channel", "float32", 1, channels=48, h=6, w=9), cin=8)
-    model, truth = pointwise_graph(case)
-    runner = OpenVinoRunner(model, extension=extension, fuse_pointwise=True)
-    assert runner.folded_pointwise == 0
-    x = _x(case, 1)
-    assert rel_err(runner(x), truth(x.astype(np.float64))) < RTOL
 
 
 @pytest.mark.parametrize("how", ["channel-add", "position-add", "grouped"])

@@ -32,6 +32,9 @@ FUSE_POINTWISE = True
 POINTWISE_ENV = "TVEXPORT_OV_FUSE_POINTWISE"
 POINTWISE_MAX_CIN = 24  # fuse_pointwise_convs: convolutions of more input channels stay
 POINTWISE_MIN_BATCH = 2  # fuse_pointwise_convs: graphs of a smaller static batch stay (a dynamic batch folds)
+# the same with the extension's AVX-512 kernel variant (pointwise_min_batch): a static batch 1 folds too
+POINTWISE_MIN_BATCH_AVX512 = 1
+AVX512_KERNEL = "x86-64-v4 (AVX-512)"  # the extension's name for that variant (ext/tv_dwconv.cpp: kernel_name)
 
 __all__ = ["DEVICE", "PRECISIONS", "OpenVinoRunner", "load_runner", "load_runner_bf16"]
 
@@ -244,7 +247,22 @@ def _permutation(transpose: Any) -> tuple[int, ...] | None:
     return tuple(int(v) for v in np.asarray(order.get_node().get_data()).ravel())
 
 
-def fuse_pointwise_convs(model: Any) -> tuple[str, ...]:
+def pointwise_min_batch(kernel: str | None) -> int:
+    """The smallest static batch fuse_pointwise_convs folds at with the extension's kernel variant
+    ``kernel`` (``OpenVinoRunner.kernel``): POINTWISE_MIN_BATCH_AVX512 with the AVX-512 one, else
+    POINTWISE_MIN_BATCH. Issue 17 (pw49), a Zen 4 (AVX-512), face MobileNetV2 x0.1 batch 1, 2
+    threads, folded at batch 1 (openvino_ab.py --switch pointwise, POINTWISE_MIN_BATCH patched to 1;
+    wall B/A folded / not, float32 / float16 / int8, nulls in brackets): AVX-512 variant 0.947 (0.961)
+    / 0.815 (1.005) / 1.027 (1.007) and again 0.796 (0.978) / 0.831 (1.018) / 0.818 (1.017): the
+    separate 1x1 convolutions' time saved outweighs the prologue's, with the prologue's input
+    channels at compile time (kernel.cpp: pointwise); the AVX2 variant on the same machine
+    (TVEXPORT_OV_KERNEL=avx2) 1.012 (1.021) / 1.035 (1.002) / 1.026 (0.999): it stays unfolded
+    there (benchmarks/results/openvino_pointwise_zen4_pw49_minbatch1{,_avx2}_x0_1_b1*.md). The Zen 5
+    (AVX-512) read 1.02-1.07 with the earlier, slower AVX-512 prologue (stop 40; not measured since)."""
+    return POINTWISE_MIN_BATCH_AVX512 if kernel == AVX512_KERNEL else POINTWISE_MIN_BATCH
+
+
+def fuse_pointwise_convs(model: Any, *, min_batch: int | None = None) -> tuple[str, ...]:
     """Fold the 1x1 convolution (+ per-channel bias, + Clamp/Relu) that feeds a TV op through its
     Transpose to NHWC into the op (its ``pre_pointwise`` prologue, kernel.hpp): the op reads the
     convolution's narrow input and computes the expanded channels as it fills its rows, so the
@@ -258,7 +276,8 @@ def fuse_pointwise_convs(model: Any) -> tuple[str, ...]:
     the prologue's cin * C multiply-adds per position then cost more than the memory traffic
     saved (face MobileNetV2 x1.0 at batch 16, op + convolution per layer: cin 16 and 24 gained
     0.13-0.90 ms, cin 32 lost 0.09-0.28 ms; cin 58-160 lost more; benchmarks/results/README.md).
-    Nor at a static batch below POINTWISE_MIN_BATCH: at batch 1 the expanded activations stay in cache, and face MobileNetV2
+    Nor at a static batch below ``min_batch`` (default POINTWISE_MIN_BATCH; the runner passes
+    pointwise_min_batch of its kernel variant: 1 with AVX-512): at batch 1 the expanded activations stay in cache, and face MobileNetV2
     x0.1 read 1.02-1.07x slower folded (4 runs, none resolved alone). The weight (Cin, Cp) and bias (Cp),
     zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
     ops whose input does not match (another consumer, a kernel or stride other than 1, a Transpose of
@@ -286,7 +305,7 @@ def fuse_pointwise_convs(model: Any) -> tuple[str, ...]:
         if cin > POINTWISE_MAX_CIN:
             continue
         batch = conv.get_input_partial_shape(0)[0]
-        if batch.is_static and batch.get_length() < POINTWISE_MIN_BATCH:
+        if batch.is_static and batch.get_length() < (POINTWISE_MIN_BATCH if min_batch is None else min_batch):
             continue
         cols = (channels + 15) // 16 * 16  # kernel.hpp: pointwise_columns
         w = np.zeros((cin, cols), dtype=np.float32)
@@ -385,7 +404,9 @@ class OpenVinoRunner:
                     model = core.read_model(str(tmp_path))
             self.folded = fuse_clamps(model) if self.fused else 0  # Clamp/Relu/Min/Max nodes folded into TV ops
             # the TV ops the 1x1 convolutions were folded into: their counters then hold the convolution's time too
-            self.pointwise_ops: tuple[str, ...] = fuse_pointwise_convs(model) if self.fused and pointwise else ()
+            self.kernel = self._kernel_variant() if self.fused else None
+            self.pointwise_ops: tuple[str, ...] = (fuse_pointwise_convs(model, min_batch=pointwise_min_batch(self.kernel))
+                                                   if self.fused and pointwise else ())
             self.folded_pointwise = len(self.pointwise_ops)  # 1x1 convolutions folded
             self.compiled = core.compile_model(model, DEVICE, config)
         except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
@@ -395,7 +416,6 @@ class OpenVinoRunner:
         shape = inp.get_partial_shape()
         self.input_shape: tuple[int | None, ...] = tuple(d.get_length() if d.is_static else None for d in shape)
         self.input_dtype = np.float16 if inp.get_element_type() == ov.Type.f16 else np.float32
-        self.kernel = self._kernel_variant() if self.fused else None
 
     def _kernel_variant(self) -> str | None:
         """The instruction-set variant the extension picked on this CPU (for reports)."""

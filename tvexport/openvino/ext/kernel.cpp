@@ -701,7 +701,7 @@ void pointwise_cin(const KernelArgs& a, float* dst, const float* src, int64_t co
         }
     }
 }
-// AVX2: the zoo's folded input channel counts (8, 16, 24: pointwise folds at most 24, runtime.py)
+// AVX2 and AVX-512: the zoo's folded input channel counts (8, 16, 24: pointwise folds at most 24, runtime.py)
 // at compile time, so that the input-channel loop has a known trip count. With a run-time cin g++
 // 12 -O3 kept a block's accumulators in registers inside the loop but wrote all of them to the
 // stack after the peeled first channel and again after the loop, reading them back for the
@@ -711,10 +711,22 @@ void pointwise_cin(const KernelArgs& a, float* dst, const float* src, int64_t co
 // stop 42, Zen 3, 2 threads, batch 16, openvino_ab.py --switch build against a build with only
 // the prefetch_runs change, face MobileNetV2 x0.1 (16 of 17 layers folded, cin 8 and 16): TV ops
 // 0.912x / 0.903x / 0.902x (float32 / float16 / int8; null tests 0.979-1.005), wall 0.93x
-// (benchmarks/results/openvino_ab_build_zen3_l2tile42_pwcin_x0_1_b16.md). AVX-512 and the
-// baseline: unchanged (run-time cin only).
+// (benchmarks/results/openvino_ab_build_zen3_l2tile42_pwcin_x0_1_b16.md). AVX-512 too since issue
+// 17 (pw49): with a run-time cin g++ 12 kept the 8 x 3 block's 24 zmm accumulators on the stack
+// across the input-channel loop (117 stack accesses per block); with cin a constant none (the loop
+// 3 weight loads, 8 broadcasts, 24 multiply-adds on registers). Zen 4, one thread, the prologue
+// alone as load_row calls it (scratch harness, data in L2, bit for bit the same outputs): cin 8
+// 30.1-30.4 -> 44.0-44.8 GFMA/s (58 the core's peak), cin 16 38-40 -> 50-52, cin 24 43.5-45 ->
+// 50.7-53. In OpenVINO (openvino_ab.py --switch build against main's build, face MobileNetV2 x0.1
+// batch 16, 2 threads, 24 rounds of 10, main / this, nulls in brackets): TV ops 1.068 (0.984) /
+// 1.171 (1.015) / 1.099 (1.017) (float32 / float16 / int8), wall 1.050 / 1.099 / 1.050, features.2
+// 1.10 / 1.26 / 1.16 (benchmarks/results/openvino_ab_build_zen4_pw49_cin_x0_1_b16.md). Tried and
+// dropped: AVX-512's 8 x 3 blocks as one asm loop (as pointwise_chunk_asm; bounds in registers):
+// 0.98-1.04x of this in the harness, no gain resolved (benchmarks/results/
+// openvino_pw49_zen4_{asm512_scratch.patch,harness_scratch.cpp,harness_scratch.txt}). The
+// baseline (no AVX2): run-time cin only.
 inline void pointwise(const KernelArgs& a, float* dst, const float* src, int64_t count, int64_t step) {
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(__AVX2__)
     switch (a.cin) {
     case 8: return pointwise_cin<8>(a, dst, src, count, step);
     case 16: return pointwise_cin<16>(a, dst, src, count, step);
