@@ -1235,7 +1235,11 @@ struct Pass {
     // with one (793-830 against 902-954 us), TV ops 1.029 / 1.032 / 1.016 (0.985 / 1.008 / 1.015)
     // (benchmarks/results/openvino_*_zen4_reg49_masked_*). The same run timed the AVX2 variant
     // (TVX_CHUNK 16, x86-64-v3) on this CPU: features.1 0.98 hot, 0.83 cold (half_tail), every
-    // other layer 1.03-1.26x as long as AVX-512. -DTVX_SCALAR_TAIL keeps the scalar loop (A/B).
+    // other layer 1.03-1.26x as long as AVX-512. Face ShuffleNetV2 x1.0 at batch 16 (float32, its
+    // stride-1 C = 58 / 116 / 232 layers in place: tails of 10, 8, 8 floats... per run): kernel
+    // alone those layers hot 0.865-0.898, cold 0.871-0.923 (nulls 0.989-1.004); in OpenVINO (2
+    // threads) TV ops main / this 1.073 (null 1.019), those layers 1.03-1.40, wall 1.009 (1.006).
+    // -DTVX_SCALAR_TAIL keeps the scalar loop (A/B).
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(TVX_SCALAR_TAIL)
     static constexpr bool kMaskedTail = true;
 #else
