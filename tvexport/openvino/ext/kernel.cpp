@@ -1035,7 +1035,13 @@ struct Pass {
     // channels and float16 or int8 kernels: a lone edge position is then mostly or wholly scalar
     // tail, which the ring's zero padding avoids (C=8 at 96x96, batch 16: one thread 0.60 ->
     // 0.42-0.51 ms; in face MobileNetV2 x0.1, 7-15 % on that layer); with float32 kernels in place
-    // stayed faster there (4-19 %, cause not measured). Stride > 1, at any batch, when C is whole
+    // stayed faster there (4-19 %, cause not measured). AVX-512 takes them in place too, its tails
+    // being masked vectors (masked_tail; bit for bit the same outputs): issue 17 (reg49), Zen 4, that
+    // C = 8 layer at batch 16, kernel alone (one thread, 6 rounds, against the ring; nulls in
+    // brackets) float16 hot 0.754 (1.006), cold 0.737 (1.022), int8 hot 0.827 (0.922), cold 0.976
+    // (0.954); in OpenVINO (openvino_ab.py --switch build against main, 2 threads, two runs; B/A > 1:
+    // this faster) that layer float16 1.07 / 1.03 (nulls 0.97 / 0.98), int8 1.09 / 1.05 (1.03 / 0.96),
+    // TV ops within the nulls (benchmarks/results/openvino_*_zen4_reg49_direct_c8_*): small, kept. Stride > 1, at any batch, when C is whole
     // vectors: the same split into edge positions and one run of the rest, the run's input strided
     // (s * C floats per position; see body); this replaces the per-position phase-split copy (one
     // thread, 96x96 input, batch 16: C=16 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0, C=96
@@ -1044,7 +1050,7 @@ struct Pass {
         if (!kDirectOut || a.pw_weight)  // the pointwise prologue is computed into the ring
             return false;
         if (a.stride == 1)
-            return (a.n > 1 || a.c % kLanes == 0) && (a.c >= 2 * kLanes || std::is_same_v<WT, float>) &&
+            return (a.n > 1 || a.c % kLanes == 0) && (a.c >= 2 * kLanes || std::is_same_v<WT, float> || kMaskedTail) &&
                    (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
         return a.c % kLanes == 0;
     }
@@ -1236,7 +1242,7 @@ struct Pass {
     // (benchmarks/results/openvino_*_zen4_reg49_masked_*). The same run timed the AVX2 variant
     // (TVX_CHUNK 16, x86-64-v3) on this CPU: features.1 0.98 hot, 0.83 cold (half_tail), every
     // other layer 1.03-1.26x as long as AVX-512. Face ShuffleNetV2 x1.0 at batch 16 (float32, its
-    // stride-1 C = 58 / 116 / 232 layers in place: tails of 10, 8, 8 floats... per run): kernel
+    // stride-1 C = 58 / 116 / 232 layers in place, C % 16 = 10 / 4 / 8: runs end in tails): kernel
     // alone those layers hot 0.865-0.898, cold 0.871-0.923 (nulls 0.989-1.004); in OpenVINO (2
     // threads) TV ops main / this 1.073 (null 1.019), those layers 1.03-1.40, wall 1.009 (1.006).
     // -DTVX_SCALAR_TAIL keeps the scalar loop (A/B).
