@@ -180,7 +180,8 @@ def test_wide_layer_tiles(case: Case, extension: Path, monkeypatch: pytest.Monke
                                   Case(3, 2, "map", "int8", 2, channels=96, h=5, w=9),
                                   Case(7, 1, None, "int8", "N", channels=48, h=4, w=9),
                                   # stride 1, batch > 1, fewer than 32 channels: float16 / int8
-                                  # kernels through the ring, float32 in place (edges: Pass::half_tail on AVX2)
+                                  # kernels through the ring (in place on AVX-512: masked tails), float32
+                                  # in place (edges: Pass::half_tail on AVX2, Pass::masked_tail on AVX-512)
                                   Case(5, 1, "map", "float16", 3, channels=8, h=6, w=13),
                                   Case(3, 1, "channel", "int8", "N", channels=24, h=5, w=11),
                                   Case(7, 1, None, "float32", 2, channels=8, h=5, w=12),
@@ -214,7 +215,7 @@ def test_input_read_paths(case: Case, extension: Path) -> None:
     position (48 and 96 channels: chunks that start mid-position, single vectors after the chunks,
     lone edge positions; in place at stride 2, and at stride 1 with batches 1 and 3). At
     stride 1 and batch > 1, fewer than 32 channels go through the ring with float16 / int8 kernels
-    and in place with float32 ones; at batch 1 the same holds where the channels are whole vectors
+    (in place on AVX-512, whose 1-15-float tails are masked vectors) and in place with float32 ones; at batch 1 the same holds where the channels are whole vectors
     (16 with float32 kernels, 32, 48, 64, 96; not with 4 KiB rows: 32 x 32), other channel counts
     take the ring."""
     assert run_case(case, extension) < LAYER_RTOL

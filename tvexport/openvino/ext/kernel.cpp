@@ -1075,7 +1075,13 @@ struct Pass {
     // channels and float16 or int8 kernels: a lone edge position is then mostly or wholly scalar
     // tail, which the ring's zero padding avoids (C=8 at 96x96, batch 16: one thread 0.60 ->
     // 0.42-0.51 ms; in face MobileNetV2 x0.1, 7-15 % on that layer); with float32 kernels in place
-    // stayed faster there (4-19 %, cause not measured). Stride > 1, at any batch, when C is whole
+    // stayed faster there (4-19 %, cause not measured). AVX-512 takes them in place too, its tails
+    // being masked vectors (masked_tail; bit for bit the same outputs): issue 17 (reg49), Zen 4, that
+    // C = 8 layer at batch 16, kernel alone (one thread, 6 rounds, against the ring; nulls in
+    // brackets) float16 hot 0.754 (1.006), cold 0.737 (1.022), int8 hot 0.827 (0.922), cold 0.976
+    // (0.954); in OpenVINO (openvino_ab.py --switch build against main, 2 threads, two runs; B/A > 1:
+    // this faster) that layer float16 1.07 / 1.03 (nulls 0.97 / 0.98), int8 1.09 / 1.05 (1.03 / 0.96),
+    // TV ops within the nulls (benchmarks/results/openvino_*_zen4_reg49_direct_c8_*): small, kept. Stride > 1, at any batch, when C is whole
     // vectors: the same split into edge positions and one run of the rest, the run's input strided
     // (s * C floats per position; see body); this replaces the per-position phase-split copy (one
     // thread, 96x96 input, batch 16: C=16 0.67 -> 0.37 ms, C=32 2.0 -> 1.3, C=48 2.4 -> 2.0, C=96
@@ -1084,7 +1090,7 @@ struct Pass {
         if (!kDirectOut || a.pw_weight)  // the pointwise prologue is computed into the ring
             return false;
         if (a.stride == 1)
-            return (a.n > 1 || a.c % kLanes == 0) && (a.c >= 2 * kLanes || std::is_same_v<WT, float>) &&
+            return (a.n > 1 || a.c % kLanes == 0) && (a.c >= 2 * kLanes || std::is_same_v<WT, float> || kMaskedTail) &&
                    (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
         return a.c % kLanes == 0;
     }
@@ -1236,6 +1242,11 @@ struct Pass {
             for (int b = 0; b < NB; ++b)
                 store_v(dst[b] + u, range(acc[b]));
         }
+        if constexpr (kMaskedTail && !kStrided) {
+            if (u < len)
+                masked_tail<NB>(nt, u, len, dst, bias, img);
+            return;
+        }
         for (int b = 0; b < NB; ++b) {
             float* __restrict o = dst[b];
             for (int64_t q = u; q < len; ++q)  // fewer than 16 floats left
@@ -1253,6 +1264,59 @@ struct Pass {
             for (int64_t q = u; q < len; ++q)
                 o[q] = range(o[q]);
         }
+    }
+
+    // AVX-512: the last 1-15 floats of a contiguous run as one masked vector per image (masked
+    // loads read nothing past the run's end, the masked store writes only those floats): the same
+    // multiply-adds in the same tap order as body's scalar loop, which the other variants keep
+    // (AVX2 has half_tail for C % 16 == 8 instead). Bit for bit main's outputs (the micro driver's
+    // `check` over 293 geometries: C 3-1930, k 3/5, stride 1/2, every kernel dtype, batch 1-16).
+    // Issue 17 (reg49), the AVX-512 Zen 4 VM: face MobileNetV2 x0.1's features.1 (C = 8 at 96x96,
+    // stride 1, float32 kernels, batch 16; in place, 4 tails of 8 floats per row and image, lone
+    // edge positions wholly tail) the kernel alone (openvino_kernel_micro.py, one thread, 8
+    // rounds, B/A against main; null in brackets) hot 0.825 (0.995), cold 0.823 (0.920), the
+    // other x0.1 layers (C % 16 == 0, no tails) 0.95-1.04 (0.96-1.06); in OpenVINO
+    // (openvino_ab.py --switch build, x0.1 batch 16, float32; main / this, null A'/A in brackets)
+    // features.1 1.13 (0.95) with 2 threads (435 against 490 us), 1.14 (1.10) and 1.15 (1.06)
+    // with one (793-830 against 902-954 us), TV ops 1.029 / 1.032 / 1.016 (0.985 / 1.008 / 1.015)
+    // (benchmarks/results/openvino_*_zen4_reg49_masked_*). The same run timed the AVX2 variant
+    // (TVX_CHUNK 16, x86-64-v3) on this CPU: features.1 0.98 hot, 0.83 cold (half_tail), every
+    // other layer 1.03-1.26x as long as AVX-512. Face ShuffleNetV2 x1.0 at batch 16 (float32, its
+    // stride-1 C = 58 / 116 / 232 layers in place, C % 16 = 10 / 4 / 8: runs end in tails): kernel
+    // alone those layers hot 0.865-0.898, cold 0.871-0.923 (nulls 0.989-1.004); in OpenVINO (2
+    // threads) TV ops main / this 1.073 (null 1.019), those layers 1.03-1.40, wall 1.009 (1.006).
+    // -DTVX_SCALAR_TAIL keeps the scalar loop (A/B).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(TVX_SCALAR_TAIL)
+    static constexpr bool kMaskedTail = true;
+#else
+    static constexpr bool kMaskedTail = false;
+#endif
+    template <int NB>
+    void masked_tail(int nt, int64_t u, int64_t len, float* const* dst, const float* bias, int64_t img) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+        const __mmask16 m = static_cast<__mmask16>((1u << (len - u)) - 1u);
+        const auto ld = [m](const float* p) { return reinterpret_cast<v16>(_mm512_maskz_loadu_ps(m, p)); };
+        const v16 start = bias ? ld(bias + u) : v16{};
+        v16 acc[NB];
+        for (int b = 0; b < NB; ++b)
+            acc[b] = start;
+        for (int t = 0; t < nt; ++t) {
+            v16 w;
+            if constexpr (kInt8)
+                w = reinterpret_cast<v16>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, tap_w[t] + u)))) * ld(tap_s[t] + u);
+            else if constexpr (std::is_same_v<WT, half>)
+                w = reinterpret_cast<v16>(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, tap_w[t] + u)));
+            else
+                w = ld(tap_w[t] + u);
+            for (int b = 0; b < NB; ++b)
+                acc[b] += w * ld(tap_x[t] + b * img + u);
+        }
+        const Range range(a);
+        for (int b = 0; b < NB; ++b)
+            _mm512_mask_storeu_ps(dst[b] + u, m, reinterpret_cast<__m512>(range(acc[b])));
+#else
+        (void)nt, (void)u, (void)len, (void)dst, (void)bias, (void)img;
+#endif
     }
 
     // int8 scales: tap_s[t] points at a position's start in the tap's tiled scale row (kernel.hpp:
