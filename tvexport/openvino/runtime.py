@@ -282,7 +282,8 @@ def fuse_pointwise_convs(model: Any, *, min_batch: int | None = None) -> tuple[s
     0.13-0.90 ms, cin 32 lost 0.09-0.28 ms; cin 58-160 lost more; benchmarks/results/README.md).
     Nor at a static batch below ``min_batch`` (default POINTWISE_MIN_BATCH; the runner passes
     pointwise_min_batch of its kernel variant: 1 with AVX-512): at batch 1 the expanded activations stay in cache, and face MobileNetV2
-    x0.1 read 1.02-1.07x slower folded (4 runs, none resolved alone). The weight (Cin, Cp) and bias (Cp),
+    x0.1 read 1.02-1.07x slower folded (Zen 5, stop 40, the earlier prologue; 4 runs, none resolved
+    alone; on a Zen 4 the AVX2 variant 1.01-1.04, pw49). The weight (Cin, Cp) and bias (Cp),
     zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
     ops whose input does not match (another consumer, a kernel or stride other than 1, a Transpose of
     another order than NCHW to NHWC, ...) are
