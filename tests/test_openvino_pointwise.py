@@ -357,6 +357,60 @@ def test_prologue_blocks_every_variant(extension: Path) -> None:
         assert float(err) < RTOL and int(n) == 27, (variant, proc.stdout)
 
 
+# Every input channel count the default limit folds takes one of two routes in the AVX2 and AVX-512
+# variants (kernel.cpp: pointwise): 8, 16 and 24 with cin at compile time (AVX2's 3-vector chunks
+# as pointwise_chunk_asm), any other at run time; the baseline runs them all at run time. Each
+# route with every kernel dtype, stride 1 and 2, NHWC and NCHW, a static batch 1 (the one-image
+# kernels) and a dynamic batch run at 1 and 2, in every variant the CPU runs. AVX2's asm route
+# needs 3-vector chunks: C 48, 96 and 144 (6, 12, 18 vectors of 8; C 24 pads to 32: 2 + 2).
+CIN_SCRIPT = """
+import sys
+import numpy as np
+import test_openvino_pointwise as tp
+from pathlib import Path
+from tvexport.openvino import OpenVinoRunner, runtime
+runtime.POINTWISE_MIN_BATCH = 1  # a static batch 1 folds in every variant here
+cases = [
+    tp.PwCase(tp.Case(3, 1, "channel", "float32", 1, channels=48, h=5, w=7), cin=1),
+    tp.PwCase(tp.Case(5, 2, None, "float16", 2, channels=70, h=4, w=5), cin=5, clamp=None, residual=True),
+    tp.PwCase(tp.Case(3, 2, "channel", "int8", 1, channels=48, h=6, w=9), cin=8),
+    tp.PwCase(tp.Case(3, 2, "map", "float32", 2, channels=58, h=4, w=6), cin=13, clamp="relu", conv_bias=False),
+    tp.PwCase(tp.Case(3, 1, "channel", "float16", 1, channels=96, h=4, w=7), cin=16, residual=True),
+    tp.PwCase(tp.Case(5, 1, "map", "int8", "N", channels=24, h=4, w=9), cin=16, clamp=None),
+    tp.PwCase(tp.Case(3, 1, None, "int8", 2, channels=58, h=5, w=6), cin=23, clamp=None, residual=True),
+    tp.PwCase(tp.Case(3, 2, "map", "float32", 1, channels=144, h=4, w=5), cin=24),
+    tp.PwCase(tp.Case(3, 1, "channel", "float16", "N", channels=48, h=5, w=6), cin=24, clamp="relu"),
+]
+for case in cases:
+    model, truth = tp.pointwise_graph(case, seed=case.cin)
+    r = OpenVinoRunner(model, what=case.id, extension=Path(sys.argv[1]), fuse_pointwise=True)
+    assert r.folded_pointwise == 1, case.id
+    for n in ((1, 2) if case.tv.batch == "N" else (int(case.tv.batch),)):
+        x = tp._x(case, n)
+        print(r.kernel, "|", case.id, n, "|", tp.rel_err(r(x), truth(x.astype(np.float64))))
+"""
+
+
+def test_prologue_every_cin_route_every_variant(extension: Path) -> None:
+    """The prologue's compile-time (8, 16, 24) and run-time (1, 5, 13, 23) input channel counts
+    against the float64 truth in every kernel variant the CPU runs (forced by TVEXPORT_OV_KERNEL in
+    a fresh process; one it lacks falls back): the default variant's runs (CASES) leave the others'
+    routes untested on a CPU that has AVX-512."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
+    seen = set()
+    for variant in ("generic", "avx2", "avx512"):
+        proc = subprocess.run([sys.executable, "-c", CIN_SCRIPT, str(extension)], env={**env, "TVEXPORT_OV_KERNEL": variant},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rows = [line.rsplit("|", 2) for line in proc.stdout.strip().splitlines()]
+        assert len(rows) == 11, (variant, proc.stdout)
+        seen |= {kernel.strip() for kernel, _, _ in rows}
+        bad = [(what.strip(), err.strip()) for _, what, err in rows if not float(err) < RTOL]
+        assert not bad, (variant, bad)
+    assert len(seen) >= 2, seen  # x86-64 builds have at least the baseline and AVX2 variants
+
+
 @pytest.mark.parametrize("residual", [True, False], ids=["nchw", "nhwc"])
 def test_other_transpose_orders_stay(residual: bool, extension: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A TV op whose Transpose has another order than NCHW to NHWC (here (0, 3, 2, 1): H and W

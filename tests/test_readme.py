@@ -381,5 +381,6 @@ def test_pointwise_fold_limits_the_readme_gives_are_the_runners() -> None:
 
     text = " ".join(README.split())
     assert f"convolutions of at most {runtime.POINTWISE_MAX_CIN} input channels" in text
-    assert runtime.POINTWISE_MIN_BATCH == 2 and "not at a static batch of 1" in text
+    assert runtime.POINTWISE_MIN_BATCH == 2 and runtime.POINTWISE_MIN_BATCH_AVX512 == 1
+    assert "at a static batch of 1 only with the AVX-512 kernel" in text and "not with the AVX2 or baseline one" in text
     assert f"{runtime.POINTWISE_ENV}=0" in text

@@ -253,11 +253,15 @@ def pointwise_min_batch(kernel: str | None) -> int:
     POINTWISE_MIN_BATCH. Issue 17 (pw49), a Zen 4 (AVX-512), face MobileNetV2 x0.1 batch 1, 2
     threads, folded at batch 1 (openvino_ab.py --switch pointwise, POINTWISE_MIN_BATCH patched to 1;
     wall B/A folded / not, float32 / float16 / int8, nulls in brackets): AVX-512 variant 0.947 (0.961)
-    / 0.815 (1.005) / 1.027 (1.007) and again 0.796 (0.978) / 0.831 (1.018) / 0.818 (1.017): the
-    separate 1x1 convolutions' time saved outweighs the prologue's, with the prologue's input
-    channels at compile time (kernel.cpp: pointwise); the AVX2 variant on the same machine
-    (TVEXPORT_OV_KERNEL=avx2) 1.012 (1.021) / 1.035 (1.002) / 1.026 (0.999): it stays unfolded
-    there (benchmarks/results/openvino_pointwise_zen4_pw49_minbatch1{,_avx2}_x0_1_b1*.md). The Zen 5
+    / 0.815 (1.005) / 1.027 (1.007) (load 2.2; p10-p90 of float32 and int8 span 1: not resolved)
+    and again 0.796 (0.978) / 0.831 (1.018) / 0.818 (1.017): the separate 1x1 convolutions' time
+    saved outweighs the prologue's, with the prologue's input channels at compile time (kernel.cpp:
+    pointwise); the AVX2 variant on the same machine (TVEXPORT_OV_KERNEL=avx2) 1.012 (1.021) / 1.035
+    (1.002) / 1.026 (0.999): it stays unfolded there (benchmarks/results/
+    openvino_pointwise_zen4_pw49_minbatch1{,_avx2}_x0_1_b1*.md). Separate runs, not back to back:
+    OpenVINO's other ops (the separate convolutions among them) took 0.39-0.82 ms unfolded in the
+    AVX-512 runs (0.62-0.82 in the second, where the fold gained most) against 0.31-0.36 in the AVX2
+    run, so part of the difference between the variants may be the machine's state. The Zen 5
     (AVX-512) read 1.02-1.07 with the earlier, slower AVX-512 prologue (stop 40; not measured since)."""
     return POINTWISE_MIN_BATCH_AVX512 if kernel == AVX512_KERNEL else POINTWISE_MIN_BATCH
 
@@ -278,7 +282,8 @@ def fuse_pointwise_convs(model: Any, *, min_batch: int | None = None) -> tuple[s
     0.13-0.90 ms, cin 32 lost 0.09-0.28 ms; cin 58-160 lost more; benchmarks/results/README.md).
     Nor at a static batch below ``min_batch`` (default POINTWISE_MIN_BATCH; the runner passes
     pointwise_min_batch of its kernel variant: 1 with AVX-512): at batch 1 the expanded activations stay in cache, and face MobileNetV2
-    x0.1 read 1.02-1.07x slower folded (4 runs, none resolved alone). The weight (Cin, Cp) and bias (Cp),
+    x0.1 read 1.02-1.07x slower folded (Zen 5, stop 40, the earlier prologue; 4 runs, none resolved
+    alone; on a Zen 4 the AVX2 variant 1.01-1.04, pw49). The weight (Cin, Cp) and bias (Cp),
     zero-padded to Cp = C rounded up to 16, become its last two inputs. float32 activations only;
     ops whose input does not match (another consumer, a kernel or stride other than 1, a Transpose of
     another order than NCHW to NHWC, ...) are
@@ -418,7 +423,9 @@ class OpenVinoRunner:
         self.input_dtype = np.float16 if inp.get_element_type() == ov.Type.f16 else np.float32
 
     def _kernel_variant(self) -> str | None:
-        """The instruction-set variant the extension picked on this CPU (for reports)."""
+        """The instruction-set variant the extension picked on this CPU (``TVEXPORT_OV_KERNEL`` read as
+        it loaded): for reports, and the smallest static batch the 1x1 fold takes (pointwise_min_batch);
+        None where the library does not say (the fold then keeps POINTWISE_MIN_BATCH)."""
         import ctypes
 
         try:

@@ -541,7 +541,7 @@ using PwRange = Range;
 // channels, which are stored later (pointwise walks the chunks last first), or past the last
 // position, into the padding or the phase's spare vector (Pass: phase), which load_row fills
 // afterwards.
-// CIN > 0: the input channels a.cin known at compile time (AVX2; see pointwise).
+// CIN > 0: the input channels a.cin known at compile time (AVX2 and AVX-512: 8, 16, 24; see pointwise).
 template <int KV, int NP, int CIN = 0>
 void pointwise_block(const KernelArgs& a, float* dst, const float* src, int64_t step, int64_t v0) {
     const int64_t C = a.c, cols = pointwise_columns(C), cin = CIN > 0 ? CIN : a.cin, plane = a.pw_nchw ? a.in_h * a.in_w : 1;  // between channels
@@ -713,14 +713,16 @@ void pointwise_cin(const KernelArgs& a, float* dst, const float* src, int64_t co
 // 0.912x / 0.903x / 0.902x (float32 / float16 / int8; null tests 0.979-1.005), wall 0.93x
 // (benchmarks/results/openvino_ab_build_zen3_l2tile42_pwcin_x0_1_b16.md). AVX-512 too since issue
 // 17 (pw49): with a run-time cin g++ 12 kept the 8 x 3 block's 24 zmm accumulators on the stack
-// across the input-channel loop (117 stack accesses per block); with cin a constant none (the loop
-// 3 weight loads, 8 broadcasts, 24 multiply-adds on registers). Zen 4, one thread, the prologue
+// across the input-channel loop (117 stack accesses per block); with cin a constant only the call's
+// set-up's 16-18 (the loop 3 weight loads, 8 broadcasts, 24 multiply-adds on registers). Zen 4, one thread, the prologue
 // alone as load_row calls it (scratch harness, data in L2, bit for bit the same outputs): cin 8
-// 30.1-30.4 -> 44.0-44.8 GFMA/s (58 the core's peak), cin 16 38-40 -> 50-52, cin 24 43.5-45 ->
+// 30.1-30.6 -> 43.0-45.3 GFMA/s (58 the core's peak), cin 16 38-40 -> 49.6-52.3, cin 24 43.7-45.2 ->
 // 50.7-53. In OpenVINO (openvino_ab.py --switch build against main's build, face MobileNetV2 x0.1
 // batch 16, 2 threads, 24 rounds of 10, main / this, nulls in brackets): TV ops 1.068 (0.984) /
 // 1.171 (1.015) / 1.099 (1.017) (float32 / float16 / int8), wall 1.050 / 1.099 / 1.050, features.2
-// 1.10 / 1.26 / 1.16 (benchmarks/results/openvino_ab_build_zen4_pw49_cin_x0_1_b16.md). Tried and
+// 1.10 / 1.26 / 1.16 (benchmarks/results/openvino_ab_build_zen4_pw49_cin_x0_1_b16.md); batch 1
+// (folded in both, 24 rounds of 20, load 2.6-2.9): TV ops 1.078 (0.999) / 1.128 (1.050) / 1.126
+// (0.982), wall 1.071 / 1.061 / 1.071 (..._b1.md). Tried and
 // dropped: AVX-512's 8 x 3 blocks as one asm loop (as pointwise_chunk_asm; bounds in registers):
 // 0.98-1.04x of this in the harness, no gain resolved (benchmarks/results/
 // openvino_pw49_zen4_{asm512_scratch.patch,harness_scratch.cpp,harness_scratch.txt}). The
