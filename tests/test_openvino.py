@@ -203,7 +203,18 @@ def test_wide_layer_tiles(case: Case, extension: Path, monkeypatch: pytest.Monke
                                   # tile of 4 and a narrower one
                                   Case(3, 1, "map", "float32", 5, channels=8, h=3, w=97),
                                   Case(5, 1, "channel", "float32", 3, channels=24, h=5, w=11),
-                                  Case(3, 1, None, "float32", "N", channels=40, h=4, w=9)],
+                                  Case(3, 1, None, "float32", "N", channels=40, h=4, w=9),
+                                  # C % 16 odd: 1-15-float tails of every length parity (AVX-512:
+                                  # Pass::masked_tail), in place at stride 1 and batch > 1 with each
+                                  # kernel dtype (C < 32: float16 / int8 in place on AVX-512 only),
+                                  # through the ring at stride 2 and at batch 1
+                                  Case(3, 1, "map", "float16", 2, channels=13, h=5, w=9),
+                                  Case(5, 1, "channel", "int8", 3, channels=21, h=4, w=10),
+                                  Case(3, 1, None, "float32", 4, channels=37, h=4, w=7),
+                                  Case(3, 2, "map", "int8", 2, channels=13, h=4, w=7),
+                                  Case(5, 1, None, "float16", 1, channels=21, h=5, w=7),
+                                  # stride 1, batch 1, C = 16 with float16 kernels: in place on AVX-512, the ring elsewhere
+                                  Case(5, 1, "map", "float16", 1, channels=16, h=6, w=13)],
                          ids=lambda c: f"{c.id}-c{c.channels}")
 def test_input_read_paths(case: Case, extension: Path) -> None:
     """float32 inputs are read in place at stride 2 with channels in whole vectors, at any batch:
@@ -216,8 +227,9 @@ def test_input_read_paths(case: Case, extension: Path) -> None:
     lone edge positions; in place at stride 2, and at stride 1 with batches 1 and 3). At
     stride 1 and batch > 1, fewer than 32 channels go through the ring with float16 / int8 kernels
     (in place on AVX-512, whose 1-15-float tails are masked vectors) and in place with float32 ones; at batch 1 the same holds where the channels are whole vectors
-    (16 with float32 kernels, 32, 48, 64, 96; not with 4 KiB rows: 32 x 32), other channel counts
-    take the ring."""
+    (16 with float32 kernels, and on AVX-512 with any; 32, 48, 64, 96; not with 4 KiB rows: 32 x
+    32), other channel counts take the ring. Odd C % 16 (13, 21, 37) gives tails of odd lengths on
+    every path that ends a run in one."""
     assert run_case(case, extension) < LAYER_RTOL
 
 
@@ -242,12 +254,15 @@ CHANNEL_BLOCK_CASES = [Case(3, 1, "map", "float32", 5, channels=1920, h=16, w=6)
                        Case(5, 1, None, "float16", "N", channels=1344, h=16, w=6)]
 
 
-@pytest.mark.parametrize("case", CHANNEL_BLOCK_CASES, ids=lambda c: f"cblock-{c.id}-c{c.channels}")
+# float16 kernels with a tail too (1357 = 84 x 16 + 13; 1344 has none): the last block's last 13
+# floats (AVX-512: Pass::masked_tail, the baseline and AVX2 objects body's scalar loop)
+@pytest.mark.parametrize("case", CHANNEL_BLOCK_CASES + [Case(5, 1, "map", "float16", 5, channels=1357, h=16, w=6)],
+                         ids=lambda c: f"cblock-{c.id}-c{c.channels}")
 def test_channel_blocks(case: Case, extension: Path) -> None:
     """Batch > 1, stride 1, one position's kernels too big for a tile of k positions (C >= 512 and
     k*k*C stored values over 64 KiB, as in DeepLabV3+'s ASPP layers): threads walk their rows in
     blocks of channels, read in place (the last block narrower; 1400 channels: an 8-float tail
-    (Pass::half_tail with float32 kernels on AVX2); a
+    (Pass::half_tail with float32 kernels on AVX2, Pass::masked_tail on AVX-512), 1357 a 13-float one); a
     full batch tile of 4 images and a narrower one; edge positions with their padding taps left
     out). Two threads (8 rows each), so that the path is taken whatever the machine's core count
     (with 1 row per thread the tiles are wide enough for the tile path)."""

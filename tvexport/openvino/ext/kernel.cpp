@@ -1071,14 +1071,16 @@ struct Pass {
     // C=32 at 96x96: TV ops 0.90-0.94x with 2 threads and 0.90-0.95x with one, every kernel dtype,
     // benchmarks/results/openvino_direct_b1_*.md; the kernel alone cold 0.92-0.94x). Other channel
     // counts keep the ring (in place, ShuffleNetV2 x1.0's 58, 116 and 232 channels measured
-    // 1.03-1.07x, nulls 0.99-1.03, presumably the lone edge positions' scalar tails). Before issue
+    // 1.03-1.07x, nulls 0.99-1.03, presumably the lone edge positions' scalar tails; measured before
+    // AVX-512's masked tails (masked_tail), not re-measured with them). Before issue
     // 17w batch 1 always took the ring: in place had measured slower while the kernel stream was
     // prefetched into L1 (face MobileNetV2, TV ops +1-50%). Nor with fewer than 2 vectors of
     // channels and float16 or int8 kernels: a lone edge position is then mostly or wholly scalar
     // tail, which the ring's zero padding avoids (C=8 at 96x96, batch 16: one thread 0.60 ->
     // 0.42-0.51 ms; in face MobileNetV2 x0.1, 7-15 % on that layer); with float32 kernels in place
     // stayed faster there (4-19 %, cause not measured). AVX-512 takes them in place too, its tails
-    // being masked vectors (masked_tail; bit for bit the same outputs): issue 17 (reg49), Zen 4, that
+    // being masked vectors (masked_tail; bit for bit the same outputs; at batch 1 this admits C = 16
+    // with float16 / int8 kernels too, which has no tails: not measured): issue 17 (reg49), Zen 4, that
     // C = 8 layer at batch 16, kernel alone (one thread, 6 rounds, against the ring; nulls in
     // brackets) float16 hot 0.754 (1.006), cold 0.737 (1.022), int8 hot 0.827 (0.922), cold 0.976
     // (0.954); in OpenVINO (openvino_ab.py --switch build against main, 2 threads, two runs; B/A > 1:
@@ -1172,8 +1174,9 @@ struct Pass {
     // features.1 1.25 (1.00) / 1.24 (1.00) in two runs (981 -> 785 us, 1276 -> 1028 us), TV ops
     // 1.035 (1.019) / 1.024 (0.997), wall 1.029 (1.011) / 1.026 (0.999); ShuffleNetV2 x1.0 (its
     // C = 232 layers at 7x7 take it) stage4.1-4.3 1.08-1.09, TV ops 1.000 (0.980)
-    // (benchmarks/results/openvino_ab_build_zen3_f1b16_48_half_*_b16.md). The AVX-512 and baseline
-    // objects keep body's tail (not measured there).
+    // (benchmarks/results/openvino_ab_build_zen3_f1b16_48_half_*_b16.md). The baseline object keeps
+    // body's scalar tail (not measured there); the AVX-512 one takes masked_tail (below) for every
+    // tail of 1-15 floats, kernel dtype and contiguous path since issue 17 (reg49).
 #if defined(TVX_V16_PARTS) && defined(__AVX__)
     static constexpr bool kHalfTail = std::is_same_v<WT, float>;
 #else
