@@ -237,6 +237,21 @@ print(r.kernel, "|", r.folded_pointwise, "|", tp.rel_err(r(x), truth(x.astype(np
 """
 
 
+def in_each_variant(script: str, extension: Path) -> list[tuple[str, str]]:
+    """(variant, stdout) of ``script`` run with the extension's path as its argument in a fresh
+    process per kernel variant, each forced by TVEXPORT_OV_KERNEL (read once, as the library loads;
+    a variant the CPU lacks falls back to a narrower one); a failed run fails the test."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
+    runs = []
+    for variant in ("generic", "avx2", "avx512"):
+        proc = subprocess.run([sys.executable, "-c", script, str(extension)], env={**env, "TVEXPORT_OV_KERNEL": variant},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (variant, proc.stderr[-2000:])
+        runs.append((variant, proc.stdout))
+    return runs
+
+
 def test_static_batch_1_folds_with_avx512_only(extension: Path) -> None:
     """A static batch 1 folds with the AVX-512 kernel variant, not with the others
     (runtime.pointwise_min_batch): each variant the CPU runs, forced by TVEXPORT_OV_KERNEL in a
@@ -245,17 +260,12 @@ def test_static_batch_1_folds_with_avx512_only(extension: Path) -> None:
 
     assert runtime.pointwise_min_batch(runtime.AVX512_KERNEL) == 1
     assert runtime.pointwise_min_batch("x86-64-v3 (AVX2, FMA, F16C)") == runtime.pointwise_min_batch(None) == 2
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
     seen = set()
-    for variant in ("generic", "avx2", "avx512"):
-        proc = subprocess.run([sys.executable, "-c", BATCH1_SCRIPT, str(extension)], env={**env, "TVEXPORT_OV_KERNEL": variant},
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        kernel, folded, err = (part.strip() for part in proc.stdout.strip().rsplit("|", 2))
+    for variant, stdout in in_each_variant(BATCH1_SCRIPT, extension):
+        kernel, folded, err = (part.strip() for part in stdout.strip().rsplit("|", 2))
         seen.add(kernel)
-        assert int(folded) == (1 if kernel == runtime.AVX512_KERNEL else 0), (variant, proc.stdout)
-        assert float(err) < RTOL, (variant, proc.stdout)
+        assert int(folded) == (1 if kernel == runtime.AVX512_KERNEL else 0), (variant, stdout)
+        assert float(err) < RTOL, (variant, stdout)
     assert len(seen) >= 2, seen  # x86-64 builds have at least the baseline and AVX2 variants
 
 
@@ -347,14 +357,9 @@ def test_prologue_blocks_every_variant(extension: Path) -> None:
     """Every register block shape of the prologue, its remainders included, in every kernel variant
     the CPU runs (forced by TVEXPORT_OV_KERNEL in a fresh process; one it lacks falls back): the
     AVX2 variant's blocks differ from the others' (8-float vectors)."""
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
-    for variant in ("generic", "avx2", "avx512"):
-        proc = subprocess.run([sys.executable, "-c", REMAINDER_SCRIPT, str(extension)], env={**env, "TVEXPORT_OV_KERNEL": variant},
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        kernel, err, n = proc.stdout.strip().rsplit(" ", 2)
-        assert float(err) < RTOL and int(n) == 27, (variant, proc.stdout)
+    for variant, stdout in in_each_variant(REMAINDER_SCRIPT, extension):
+        kernel, err, n = stdout.strip().rsplit(" ", 2)
+        assert float(err) < RTOL and int(n) == 27, (variant, stdout)
 
 
 # Every input channel count the default limit folds takes one of two routes in the AVX2 and AVX-512
@@ -396,15 +401,10 @@ def test_prologue_every_cin_route_every_variant(extension: Path) -> None:
     against the float64 truth in every kernel variant the CPU runs (forced by TVEXPORT_OV_KERNEL in
     a fresh process; one it lacks falls back): the default variant's runs (CASES) leave the others'
     routes untested on a CPU that has AVX-512."""
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")])}
     seen = set()
-    for variant in ("generic", "avx2", "avx512"):
-        proc = subprocess.run([sys.executable, "-c", CIN_SCRIPT, str(extension)], env={**env, "TVEXPORT_OV_KERNEL": variant},
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        rows = [line.rsplit("|", 2) for line in proc.stdout.strip().splitlines()]
-        assert len(rows) == 11, (variant, proc.stdout)
+    for variant, stdout in in_each_variant(CIN_SCRIPT, extension):
+        rows = [line.rsplit("|", 2) for line in stdout.strip().splitlines()]
+        assert len(rows) == 11, (variant, stdout)
         seen |= {kernel.strip() for kernel, _, _ in rows}
         bad = [(what.strip(), err.strip()) for _, what, err in rows if not float(err) < RTOL]
         assert not bad, (variant, bad)
