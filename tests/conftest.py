@@ -8,9 +8,11 @@ import dataclasses
 import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 # Inductor (torch.compile, AOTInductor) compiles in the process that asks, not in a pool of compile
 # worker processes: the pool (a sidecar and one worker per core, each importing torch) is started
@@ -71,6 +73,17 @@ def count_reads(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[Path]:
 
     monkeypatch.setattr(Path, "read_text", counted)
     return reads
+
+
+def check_render_reads_once(script: ModuleType, saved_json: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A benchmark script module's ``--render`` of a copy of ``saved_json`` reads it once (parse_args
+    checks it, main re-renders what it read) and writes the rendered .json and .md."""
+    saved = tmp_path / "saved.json"
+    shutil.copyfile(saved_json, saved)
+    reads = count_reads(monkeypatch, saved)
+    assert script.main(script.parse_args(["--render", str(saved), "--out", str(tmp_path / "out"), "--name", "r"])) == 0
+    assert reads == [saved]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.json", "r.md"]
 
 
 def split_importtime(stderr: str) -> tuple[set[str], list[str]]:

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import check_render_refusals, count_reads, heavy_imports, run_script  # noqa: E402
+from conftest import check_render_reads_once, check_render_refusals, heavy_imports, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_ab.py"
@@ -107,12 +107,8 @@ def test_a_switch_in_the_table_is_an_option(ab: ModuleType, monkeypatch: pytest.
 def test_render_reads_its_file_once(ab: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """--render reads the results JSON once: parse_args checks it and main re-renders what it read
     (before: three reads, in parse_args, in main and in _common.rerender)."""
-    saved = tmp_path / "saved.json"
-    shutil.copyfile(ROOT / "benchmarks" / "results" / "openvino_ab_build_zen3_b16gap47_split_images_x0_1_b16.json", saved)
-    reads = count_reads(monkeypatch, saved)
-    assert ab.main(ab.parse_args(["--render", str(saved), "--out", str(tmp_path / "out"), "--name", "r"])) == 0
-    assert reads == [saved]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.json", "r.md"]
+    saved = ROOT / "benchmarks" / "results" / "openvino_ab_build_zen3_b16gap47_split_images_x0_1_b16.json"
+    check_render_reads_once(ab, saved, monkeypatch, tmp_path)
 
 
 def test_same_result(ab: ModuleType) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("openvino")
 
-from conftest import check_render_refusals, check_tables_and_render, count_reads, heavy_imports, run_script  # noqa: E402
+from conftest import check_render_reads_once, check_render_refusals, check_tables_and_render, heavy_imports, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "openvino_threads.py"
@@ -60,9 +59,4 @@ def test_render_reads_its_file_once(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     (before: twice, in parse_args and in _common.rerender from main), as openvino_ab.py does."""
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     threads = importlib.import_module("openvino_threads")
-    saved = tmp_path / "saved.json"
-    shutil.copyfile(ROOT / "benchmarks" / "results" / "openvino_threads_zen3_b1.json", saved)
-    reads = count_reads(monkeypatch, saved)
-    assert threads.main(threads.parse_args(["--render", str(saved), "--out", str(tmp_path / "out"), "--name", "r"])) == 0
-    assert reads == [saved]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.json", "r.md"]
+    check_render_reads_once(threads, ROOT / "benchmarks" / "results" / "openvino_threads_zen3_b1.json", monkeypatch, tmp_path)
