@@ -1079,8 +1079,12 @@ struct Pass {
     // tail, which the ring's zero padding avoids (C=8 at 96x96, batch 16: one thread 0.60 ->
     // 0.42-0.51 ms; in face MobileNetV2 x0.1, 7-15 % on that layer); with float32 kernels in place
     // stayed faster there (4-19 %, cause not measured). AVX-512 takes them in place too, its tails
-    // being masked vectors (masked_tail; bit for bit the same outputs; at batch 1 this admits C = 16
-    // with float16 / int8 kernels too, which has no tails: not measured): issue 17 (reg49), Zen 4, that
+    // being masked vectors (masked_tail; bit for bit the same outputs), at batch > 1 only: at batch 1
+    // C = 16 with float16 / int8 kernels (no tails) measured no faster in place (tail49, Zen 4, face
+    // MobileNetV2 x0.5 features.1, C = 16 at 96x96, batch 1, 2 threads, openvino_ab.py --switch
+    // build, ring / in place with nulls A'/A in brackets: float16 0.82 (0.88) and 1.01 (0.99), int8
+    // 0.96 (0.95); TV ops 0.917 (0.925), 1.031 (1.010), 0.989 (0.981);
+    // benchmarks/results/openvino_ab_build_zen4_tail49_c16_b1_*): issue 17 (reg49), Zen 4, that
     // C = 8 layer at batch 16, kernel alone (one thread, 6 rounds, against the ring; nulls in
     // brackets) float16 hot 0.754 (1.006), cold 0.737 (1.022), int8 hot 0.827 (0.922), cold 0.976
     // (0.954); in OpenVINO (openvino_ab.py --switch build against main, 2 threads, two runs; B/A > 1:
@@ -1094,7 +1098,7 @@ struct Pass {
         if (!kDirectOut || a.pw_weight)  // the pointwise prologue is computed into the ring
             return false;
         if (a.stride == 1)
-            return (a.n > 1 || a.c % kLanes == 0) && (a.c >= 2 * kLanes || std::is_same_v<WT, float> || kMaskedTail) &&
+            return (a.n > 1 || a.c % kLanes == 0) && (a.c >= 2 * kLanes || std::is_same_v<WT, float> || (kMaskedTail && a.n > 1)) &&
                    (a.in_w * a.c * int64_t(sizeof(float))) % 4096 != 0;
         return a.c % kLanes == 0;
     }
